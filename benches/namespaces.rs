@@ -1,0 +1,95 @@
+//! What a namespace costs: criterion benches of the kernel work alone and of
+//! whole step binaries, start to exit, so later steps can be compared.
+//!
+//! Run with `cargo bench --bench namespaces` (as root: the runner in
+//! `.cargo/config.toml` uses sudo when needed). Peers such as `unshare(1)` run
+//! in the same process, side by side.
+
+// criterion_group! generates an undocumented public function.
+#![allow(missing_docs)]
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use caixa::Namespace;
+use caixa::ns::clone::{Forked, clone_child};
+use criterion::{Criterion, criterion_group, criterion_main};
+use nix::sys::wait::waitpid;
+
+/// clone3 with one namespace flag, a child that exits at once, and the wait.
+fn clone_and_reap(namespaces: &[Namespace]) {
+    let flags = caixa::ns::clone_flags(namespaces);
+    // SAFETY: criterion measures on this one thread; the child only _exits.
+    match unsafe { clone_child(flags) } {
+        Ok(Forked::Child) => unsafe { libc::_exit(0) },
+        Ok(Forked::Parent(pid)) => {
+            waitpid(pid, None).expect("waitpid");
+        }
+        Err(errno) => panic!("clone3({namespaces:?}) failed: {errno} (are you root?)"),
+    }
+}
+
+fn each_namespace(c: &mut Criterion) {
+    let mut group = c.benchmark_group("clone+exit+wait");
+    group.bench_function("no new namespace", |b| b.iter(|| clone_and_reap(&[])));
+    for ns in Namespace::ALL {
+        group.bench_function(ns.proc_name(), |b| b.iter(|| clone_and_reap(&[ns])));
+    }
+    group.finish();
+}
+
+fn run_quietly(program: &str, args: &[&str]) {
+    let status = Command::new(program)
+        .args(args)
+        .env("CAIXA_CACHE_DIR", cache_dir())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .expect("spawn");
+    assert!(status.success(), "{program} {args:?}: {status}");
+}
+
+fn cache_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("caixa-cache")
+}
+
+fn steps_start_to_exit(c: &mut Criterion) {
+    let steps = [
+        ("step1", env!("CARGO_BIN_EXE_step1")),
+        ("step2", env!("CARGO_BIN_EXE_step2")),
+        ("step3", env!("CARGO_BIN_EXE_step3")),
+        ("step4", env!("CARGO_BIN_EXE_step4")),
+        ("step5", env!("CARGO_BIN_EXE_step5")),
+    ];
+    // Build the default rootfs once, outside the measurement.
+    run_quietly(steps[4].1, &["true"]);
+
+    let mut group = c.benchmark_group("start-to-exit of true");
+    group.bench_function("/bin/true (no container)", |b| {
+        b.iter(|| run_quietly("/bin/true", &[]))
+    });
+    group.bench_function("unshare --pid --fork --mount --uts --ipc --net", |b| {
+        b.iter(|| {
+            run_quietly(
+                "unshare",
+                &[
+                    "--pid", "--fork", "--mount", "--uts", "--ipc", "--net", "true",
+                ],
+            )
+        })
+    });
+    for (name, path) in steps {
+        group.bench_function(name, |b| b.iter(|| run_quietly(path, &["true"])));
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .sample_size(50)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    targets = each_namespace, steps_start_to_exit
+}
+criterion_main!(benches);

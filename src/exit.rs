@@ -1,0 +1,49 @@
+//! How a container ended, and the exit code the step binary passes on.
+//!
+//! A shell reports a process killed by signal N as exit code 128+N; the step
+//! binaries do the same so `step1 sh -c 'exit 42'; echo $?` prints 42 and a
+//! container killed by SIGKILL makes the step exit 137, as `docker run` does.
+
+use nix::sys::signal::Signal;
+
+/// The end of the container's pid 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// It called exit(code).
+    Code(i32),
+    /// A signal killed it.
+    Signal(Signal),
+}
+
+impl Exit {
+    /// The shell's convention: the code itself, or 128 + the signal number.
+    pub fn code(self) -> i32 {
+        match self {
+            Exit::Code(code) => code,
+            Exit::Signal(signal) => 128 + signal as i32,
+        }
+    }
+}
+
+/// Exit codes for failures of caixa itself, the same as `docker run` uses, so
+/// a script can tell "the container said 1" from "the container never started".
+pub mod codes {
+    /// The container could not be set up (bad option, missing rootfs, a syscall failed).
+    pub const SETUP_FAILED: i32 = 125;
+    /// The command exists but cannot be executed (not executable, wrong format).
+    pub const CANNOT_EXECUTE: i32 = 126;
+    /// The command was not found in the container.
+    pub const NOT_FOUND: i32 = 127;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_signal_becomes_128_plus_its_number() {
+        assert_eq!(Exit::Signal(Signal::SIGKILL).code(), 137);
+        assert_eq!(Exit::Signal(Signal::SIGTERM).code(), 143);
+        assert_eq!(Exit::Code(42).code(), 42);
+    }
+}

@@ -1,0 +1,249 @@
+//! The child's side of a start: pid 1 in its new namespaces, until `execve`.
+//!
+//! [`run`] is the whole sequence, top to bottom. Each line that must come
+//! before another says why. A step switches features on through the
+//! [`Spec`]; it never reorders them. Whatever fails here travels to the parent
+//! as `Failed(reason)` so the user reads the real cause, not "exit status 1".
+
+use std::convert::Infallible;
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+
+use nix::errno::Errno;
+use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
+use nix::sys::stat::{Mode, umask};
+use nix::unistd::{Gid, Uid, chdir, execve, getpid, setresgid, setresuid};
+
+use crate::command::{self, CommandError};
+use crate::exit::codes;
+use crate::ns::uts::{self, HostnameError};
+use crate::ns::{Namespace, net};
+use crate::rootfs::{RootfsError, dev, mask, mounts, pivot};
+use crate::signals;
+use crate::spec::Spec;
+use crate::sync::{ChildEnd, Request, SyncError};
+use crate::trace::{Side, Trace};
+
+/// Why the container's set-up or exec failed, inside the child.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    /// Talking to the parent failed.
+    #[error(transparent)]
+    Sync(#[from] SyncError),
+    /// Setting the host name failed.
+    #[error(transparent)]
+    Hostname(#[from] HostnameError),
+    /// Bringing up `lo` failed.
+    #[error(transparent)]
+    Loopback(#[from] net::LoopbackError),
+    /// A mount, `mknod` or `pivot_root` failed.
+    #[error(transparent)]
+    Rootfs(#[from] RootfsError),
+    /// The command is missing or not executable.
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    /// Another system call failed.
+    #[error("{call} failed: {errno}")]
+    Syscall {
+        /// The call, with its key argument.
+        call: String,
+        /// What the kernel answered.
+        errno: Errno,
+    },
+    /// `execve` itself failed.
+    #[error("cannot execute {program}: {errno}")]
+    Exec {
+        /// The resolved program.
+        program: PathBuf,
+        /// What the kernel answered.
+        errno: Errno,
+    },
+}
+
+impl InitError {
+    /// The exit code a shell would use for this failure.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            InitError::Command(CommandError::NotFound(..)) => codes::NOT_FOUND,
+            InitError::Command(CommandError::NotExecutable(_)) => codes::CANNOT_EXECUTE,
+            InitError::Exec {
+                errno: Errno::ENOENT,
+                ..
+            } => codes::NOT_FOUND,
+            InitError::Exec { .. } => codes::CANNOT_EXECUTE,
+            _ => codes::SETUP_FAILED,
+        }
+    }
+}
+
+/// Runs the child's sequence and execs the command; returns only on failure,
+/// with the exit code the child should `_exit` with, after telling the parent.
+///
+/// `parent_mask` is the signal mask to restore before exec (see [`signals`]).
+pub fn run(spec: &Spec, channel: &ChildEnd, parent_mask: &SigSet, trace: &Trace) -> i32 {
+    // A todo!() in an exercise, or a bug, must still reach the user as a reason.
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        set_up_and_exec(spec, channel, parent_mask, trace)
+    }));
+    let (code, reason) = match outcome {
+        Ok(Ok(never)) => match never {},
+        Ok(Err(error)) => (error.exit_code(), error.to_string()),
+        Err(panic) => (codes::SETUP_FAILED, panic_message(&panic)),
+    };
+    trace.step(Side::Child, format_args!("failed: {reason}"));
+    channel.report_failure(code as u8, &reason);
+    code
+}
+
+// ANCHOR: init_sequence
+fn set_up_and_exec(
+    spec: &Spec,
+    channel: &ChildEnd,
+    parent_mask: &SigSet,
+    trace: &Trace,
+) -> Result<Infallible, InitError> {
+    let step = |what: std::fmt::Arguments<'_>| trace.step(Side::Child, what);
+    step(format_args!("I am pid {} in my PID namespace", getpid()));
+    // Files we create (device nodes aside) get Docker's default permissions.
+    umask(Mode::from_bits_truncate(0o022));
+
+    // 1. User namespace (step 6): until the parent writes our maps we are
+    //    `nobody` and may do nothing as root, so this comes before all else.
+    if spec.has(Namespace::User) {
+        channel.ask(Request::WriteIdMaps)?;
+        setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+            .map_err(syscall("setresgid(0)"))?;
+        setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+            .map_err(syscall("setresuid(0)"))?;
+        step(format_args!(
+            "uid/gid maps written by the parent; now uid 0"
+        ));
+    }
+
+    // 2. UTS namespace (step 5): only valid in a new UTS namespace, which
+    //    Spec::validate has checked.
+    if let Some(name) = &spec.hostname {
+        uts::set_hostname(name)?;
+        step(format_args!("sethostname({name:?})"));
+    }
+
+    // 3. Network namespace (step 2): `lo` starts down in a new namespace.
+    if spec.has(Namespace::Net) {
+        net::bring_up_loopback()?;
+        step(format_args!("ioctl(SIOCSIFFLAGS, lo, IFF_UP)"));
+    }
+
+    // 4. Mount namespace (step 4): every mount below is in our copy of the
+    //    mount table; the first call makes sure none of them leaks to the host.
+    if let Some(root) = &spec.root {
+        mounts::stop_propagation_to_host()?;
+        step(format_args!("mount(\"/\", MS_SLAVE | MS_REC)"));
+        mounts::bind_rootfs_onto_itself(root)?;
+        step(format_args!("mount({0:?}, {0:?}, MS_BIND | MS_REC)", root));
+        // /proc, /dev, /sys … are mounted before pivot_root, while both the
+        // rootfs and the host's /dev/null (for masking, below) are reachable.
+        mounts::mount_defaults(root)?;
+        step(format_args!(
+            "mount proc, /dev (tmpfs), devpts, shm, mqueue, sysfs (ro)"
+        ));
+        dev::create_devices(&root.join("dev"))?;
+        step(format_args!(
+            "mknod null zero full random urandom tty; symlinks fd, ptmx …"
+        ));
+        pivot::pivot_into(root)?;
+        step(format_args!(
+            "pivot_root(\".\", \".\"); umount2(\".\", MNT_DETACH)"
+        ));
+        // Masking needs the container's /proc and /dev/null: after the pivot.
+        mask::mask_paths()?;
+        mask::make_readonly_paths()?;
+        step(format_args!(
+            "masked paths hidden; /proc/sys and others read-only"
+        ));
+    }
+
+    // 5. The working directory, then make sure it is inside our root: a
+    //    directory fd leaked from the host would resolve outside
+    //    (CVE-2024-21626), and getcwd(2) then reports "(unreachable)".
+    chdir(&spec.process.cwd).map_err(syscall(format!("chdir({})", spec.process.cwd.display())))?;
+    let cwd = nix::unistd::getcwd().map_err(syscall("getcwd"))?;
+    if !cwd.is_absolute() {
+        return Err(RootfsError::CwdOutsideRoot(cwd).into());
+    }
+
+    // 6. Nothing but stdin, stdout and stderr may cross into the command: mark
+    //    every other inherited file descriptor close-on-exec.
+    mark_fds_close_on_exec()?;
+
+    // 7. Find the command now, in the container's filesystem, so a missing
+    //    one is a clear error (exit 127) before we report Ready.
+    let program = command::resolve(&spec.process.args[0], &spec.process.env)?;
+
+    // 8. Tell the parent we are ready and wait until it lets us go.
+    channel.ready_then_wait_for_start()?;
+
+    // 9. Undo what the parent changed in our signal state: the blocked mask
+    //    (a mask survives execve) and Rust's SIGPIPE = ignore (so does that).
+    signals::restore_in_child(parent_mask).map_err(|e| InitError::Syscall {
+        call: e.call.to_string(),
+        errno: e.errno,
+    })?;
+    // SAFETY: restoring the default disposition installs no handler.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map_err(syscall("signal(SIGPIPE)"))?;
+
+    // 10. Become the command. On success this never returns and the channel,
+    //     close-on-exec, closes: that is how the parent learns exec worked.
+    step(format_args!(
+        "execve({}, {:?})",
+        program.display(),
+        spec.process.args
+    ));
+    let path = command::to_cstrings(&[program.to_string_lossy().into_owned()]);
+    let Err(errno) = execve(
+        &path[0],
+        &command::to_cstrings(&spec.process.args),
+        &command::to_cstrings(&spec.process.env),
+    );
+    Err(InitError::Exec { program, errno })
+}
+// ANCHOR_END: init_sequence
+
+/// Marks every file descriptor from 3 up close-on-exec, with `close_range(2)`
+/// (Linux 5.11) or, on older kernels, one `fcntl` per open descriptor.
+fn mark_fds_close_on_exec() -> Result<(), InitError> {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: close_range only changes flags of our own descriptors.
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) };
+    if ret == 0 {
+        return Ok(());
+    }
+    let fds = std::fs::read_dir("/proc/self/fd").map_err(|e| InitError::Syscall {
+        call: "opendir(/proc/self/fd)".into(),
+        errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+    })?;
+    for fd in fds
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+    {
+        if fd >= 3 {
+            // SAFETY: setting FD_CLOEXEC on a descriptor number is harmless
+            // even if it was the directory's own and is now closed.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        }
+    }
+    Ok(())
+}
+
+fn syscall(call: impl Into<String>) -> impl FnOnce(Errno) -> InitError {
+    let call = call.into();
+    move |errno| InitError::Syscall { call, errno }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    let text = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_string());
+    format!("the container's set-up panicked: {text}")
+}

@@ -1,0 +1,25 @@
+//! caixa ("box" in Portuguese): a container engine built from scratch, one
+//! kernel feature at a time.
+//!
+//! A container is a process plus a plan. The plan is a [`Spec`]; the process is
+//! created by [`parent::run`], which clones a child into new namespaces, and the
+//! child runs [`init::run`] before it becomes the user's command. Every syscall
+//! of a container start happens in one of those two functions, in the order you
+//! read there. The modules below are named after the kernel concept they use.
+
+pub mod cli;
+pub mod command;
+pub mod exit;
+pub mod idmap;
+pub mod init;
+pub mod ns;
+pub mod parent;
+pub mod rootfs;
+pub mod signals;
+pub mod spec;
+pub mod sync;
+pub mod trace;
+
+pub use exit::Exit;
+pub use ns::Namespace;
+pub use spec::Spec;

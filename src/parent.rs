@@ -1,0 +1,220 @@
+//! The parent's side of a start: everything done from the host.
+//!
+//! [`run`] is the whole sequence, top to bottom, and the only place that
+//! decides its order. It validates the plan, clones the child into its new
+//! namespaces, answers the child's requests, lets it exec, forwards signals
+//! until it ends and cleans up on every path.
+
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::sys::signal::{SigHandler, Signal, kill, signal};
+use nix::sys::wait::waitpid;
+use nix::unistd::{Pid, geteuid};
+
+use crate::exit::{Exit, codes};
+use crate::idmap::{self, IdMapError};
+use crate::init;
+use crate::ns::clone::{Forked, clone_child};
+use crate::ns::{self, Namespace};
+use crate::signals::{self, SignalError};
+use crate::spec::{Spec, SpecError};
+use crate::sync::{self, FromChild, Request, SyncError};
+use crate::trace::{Side, Trace};
+
+/// Why a container did not run to its end.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Namespaces other than the user namespace need CAP_SYS_ADMIN.
+    #[error(
+        "creating namespaces needs root: run it with sudo (`cargo run` and `cargo test` do that for you when sudo is installed)"
+    )]
+    NotRoot,
+    /// The plan is invalid.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// The kernel has no such namespace at all.
+    #[error(
+        "this kernel has no {0} namespace (/proc/self/ns/{proc} is missing): use a kernel built with {opt}",
+        proc = .0.proc_name(), opt = .0.kernel_option()
+    )]
+    NoKernelSupport(Namespace),
+    /// `clone3` refused.
+    #[error("{}", clone_advice(.flags, *.errno))]
+    Clone {
+        /// The flags, spelled out.
+        flags: String,
+        /// What the kernel answered.
+        errno: Errno,
+    },
+    /// Blocking or waiting for signals failed.
+    #[error(transparent)]
+    Signals(#[from] SignalError),
+    /// The parent/child channel failed.
+    #[error(transparent)]
+    Sync(#[from] SyncError),
+    /// Writing the uid/gid maps failed.
+    #[error(transparent)]
+    IdMap(#[from] IdMapError),
+    /// The child failed during set-up or exec; `reason` is its own words.
+    #[error("{reason}")]
+    Container {
+        /// Exit code to use (125, 126 or 127).
+        code: u8,
+        /// The real cause, from the child.
+        reason: String,
+    },
+}
+
+impl Error {
+    /// The exit code the step binary ends with: Docker's 125/126/127.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Container { code, .. } => i32::from(*code),
+            _ => codes::SETUP_FAILED,
+        }
+    }
+}
+
+fn clone_advice(flags: &str, errno: Errno) -> String {
+    let advice = match errno {
+        Errno::EINVAL => {
+            "the kernel does not support one of these namespaces; `ls /proc/self/ns` lists those it has"
+        }
+        Errno::EPERM => {
+            "not permitted: run as root; inside a container or sandbox, its seccomp profile may forbid new namespaces"
+        }
+        Errno::ENOSPC => {
+            "too many namespaces of one kind exist: see /proc/sys/user/max_*_namespaces"
+        }
+        Errno::ENOMEM => "out of memory",
+        _ => "see clone(2)",
+    };
+    format!("clone3({flags}) failed: {errno}: {advice}")
+}
+
+/// The child, killed and reaped if we leave before it ends on its own.
+struct Child {
+    pid: Pid,
+    reaped: bool,
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if !self.reaped {
+            // It is pid 1 of its PID namespace: killing it ends every process
+            // in the namespace, so nothing is left behind.
+            let _ = kill(self.pid, Signal::SIGKILL);
+            let _ = waitpid(self.pid, None);
+        }
+    }
+}
+
+// ANCHOR: parent_sequence
+/// Starts a container from `spec`, waits for it to end and returns how.
+///
+/// The calling process must be single-threaded (the child is cloned the way
+/// `fork` works, see [`crate::ns::clone`]); the step binaries are.
+pub fn run(spec: &Spec) -> Result<Exit, Error> {
+    let trace = Trace::new(spec.verbose);
+    let step = |what: std::fmt::Arguments<'_>| trace.step(Side::Parent, what);
+
+    // 1. Refuse what cannot work before anything exists, one clear line each.
+    if !geteuid().is_root() && !spec.has(Namespace::User) {
+        return Err(Error::NotRoot);
+    }
+    spec.validate()?;
+    if let Some(missing) = ns::first_unsupported(&spec.namespaces) {
+        return Err(Error::NoKernelSupport(missing));
+    }
+    let spec = &with_absolute_root(spec);
+
+    // 2. Block the signals we forward, and SIGCHLD, before the child exists:
+    //    one that arrives during set-up then waits for us instead of being lost.
+    //    SIGCHLD may have been ignored by whoever started us; we need it.
+    // SAFETY: restoring the default disposition installs no handler.
+    let _ = unsafe { signal(Signal::SIGCHLD, SigHandler::SigDfl) };
+    let signals = signals::block()?;
+
+    // 3. The channel, before the clone, so both processes hold an end.
+    let (parent_end, child_end) = sync::channel()?;
+
+    // 4. (Step 7 creates the cgroup here, so the child starts inside it.)
+
+    // 5. Clone the child into its new namespaces.
+    let flags = ns::clone_flags(&spec.namespaces);
+    step(format_args!(
+        "clone3({})",
+        ns::describe_flags(&spec.namespaces)
+    ));
+    // SAFETY: the step binaries are single-threaded (documented above).
+    let mut child = match unsafe { clone_child(flags) } {
+        Ok(Forked::Child) => {
+            drop(parent_end);
+            let code = init::run(spec, &child_end, &signals.previous(), &trace);
+            // _exit: no destructors or atexit handlers of the parent's copy run.
+            // SAFETY: ends this (child) process.
+            unsafe { libc::_exit(code) }
+        }
+        Ok(Forked::Parent(pid)) => Child { pid, reaped: false },
+        Err(errno) => {
+            return Err(Error::Clone {
+                flags: ns::describe_flags(&spec.namespaces),
+                errno,
+            });
+        }
+    };
+    drop(child_end);
+    step(format_args!("child is pid {} on the host", child.pid));
+
+    // 6. Answer the child's requests, in protocol order, until it is ready.
+    loop {
+        match parent_end.next_from_child()? {
+            FromChild::Request(Request::WriteIdMaps) => {
+                idmap::write_maps(child.pid, &spec.uid_map, &spec.gid_map)?;
+                step(format_args!(
+                    "wrote /proc/{}/uid_map and gid_map",
+                    child.pid
+                ));
+                parent_end.done()?;
+            }
+            FromChild::Ready => break,
+            FromChild::Failed { code, reason } => return Err(Error::Container { code, reason }),
+        }
+    }
+
+    // 7. Let it exec, and learn whether the exec worked: its end of the
+    //    channel is close-on-exec, so end-of-file means success.
+    parent_end.start()?;
+    if let Some((code, reason)) = parent_end.wait_for_exec()? {
+        return Err(Error::Container { code, reason });
+    }
+    step(format_args!(
+        "the command runs; forwarding signals until it ends"
+    ));
+
+    // 8. Wait for it to end, passing on the signals we receive.
+    let exit = signals.wait_for_exit(child.pid)?;
+    child.reaped = true;
+    step(format_args!(
+        "container ended: {exit:?}, exit code {}",
+        exit.code()
+    ));
+
+    // 9. Clean up: the namespaces went with their last process; the channel
+    //    and the signal mask go when `parent_end` and `signals` drop here.
+    Ok(exit)
+}
+// ANCHOR_END: parent_sequence
+
+/// The spec with its root made absolute: the child `chdir`s around, and a
+/// relative path would then mean something else.
+fn with_absolute_root(spec: &Spec) -> Spec {
+    let mut spec = spec.clone();
+    if let Some(root) = &spec.root {
+        if let Ok(absolute) = std::fs::canonicalize(Path::new(root)) {
+            spec.root = Some(absolute);
+        }
+    }
+    spec
+}

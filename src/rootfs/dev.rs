@@ -1,0 +1,102 @@
+//! The device nodes of a container's `/dev`.
+//!
+//! `/dev` is a fresh tmpfs (see [`super::mounts::DEFAULT_MOUNTS`]), so the
+//! container sees only the devices created here: the harmless ones every
+//! program expects. A device node is a name for a (major, minor) pair; the
+//! kernel's list is in Documentation/admin-guide/devices.txt.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use nix::sys::stat::{Mode, SFlag, makedev, mknod};
+
+use super::{RootfsError, syscall};
+
+/// A character device to create in `/dev`.
+#[derive(Debug, Clone, Copy)]
+pub struct Device {
+    /// File name under `/dev`.
+    pub name: &'static str,
+    /// Major number: which driver.
+    pub major: u64,
+    /// Minor number: which device of that driver.
+    pub minor: u64,
+}
+
+// ANCHOR: default_devices
+/// The devices Docker gives every container.
+pub const DEFAULT_DEVICES: [Device; 6] = [
+    Device {
+        name: "null",
+        major: 1,
+        minor: 3,
+    },
+    Device {
+        name: "zero",
+        major: 1,
+        minor: 5,
+    },
+    Device {
+        name: "full",
+        major: 1,
+        minor: 7,
+    },
+    Device {
+        name: "random",
+        major: 1,
+        minor: 8,
+    },
+    Device {
+        name: "urandom",
+        major: 1,
+        minor: 9,
+    },
+    Device {
+        name: "tty",
+        major: 5,
+        minor: 0,
+    },
+];
+
+/// Symlinks programs expect in `/dev`, as (link, target).
+pub const DEFAULT_SYMLINKS: [(&str, &str); 5] = [
+    ("fd", "/proc/self/fd"),
+    ("stdin", "/proc/self/fd/0"),
+    ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"),
+    // The container's own pty multiplexer, from its devpts instance.
+    ("ptmx", "pts/ptmx"),
+];
+// ANCHOR_END: default_devices
+
+// ANCHOR: create_devices
+/// Creates [`DEFAULT_DEVICES`] (mode 0666) and [`DEFAULT_SYMLINKS`] in `dev`.
+pub fn create_devices(dev: &Path) -> Result<(), RootfsError> {
+    for device in &DEFAULT_DEVICES {
+        let path = dev.join(device.name);
+        mknod(
+            &path,
+            SFlag::S_IFCHR,
+            Mode::from_bits_truncate(0o666),
+            makedev(device.major, device.minor),
+        )
+        .map_err(syscall("mknod", &path))?;
+        // mknod's mode passes through the umask; set it exactly.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))
+            .map_err(|e| io_error("chmod", &path, e))?;
+    }
+    for (link, target) in DEFAULT_SYMLINKS {
+        let path = dev.join(link);
+        std::os::unix::fs::symlink(target, &path).map_err(|e| io_error("symlink", &path, e))?;
+    }
+    Ok(())
+}
+// ANCHOR_END: create_devices
+
+fn io_error(call: &'static str, path: &Path, e: std::io::Error) -> RootfsError {
+    RootfsError::Syscall {
+        call,
+        path: path.to_path_buf(),
+        errno: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+    }
+}

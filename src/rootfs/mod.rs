@@ -1,0 +1,61 @@
+//! The root filesystem (step 4): what the container sees at `/`.
+//!
+//! In a new mount namespace the child has a private copy of the host's mount
+//! table. It turns that copy into the container's filesystem in four moves,
+//! each in its own module, called in order by [`crate::init::run`]:
+//!
+//! 1. [`mounts`]: stop mount events from flowing back to the host, bind the
+//!    rootfs onto itself (so it is a mount point), and mount `/proc`, `/dev`,
+//!    `/sys` and friends inside it;
+//! 2. [`dev`]: fill the fresh `/dev` with the few device nodes a program expects;
+//! 3. [`pivot`]: make the rootfs `/` and let go of the host's root;
+//! 4. [`mask`]: hide or freeze the parts of `/proc` and `/sys` that tell too
+//!    much about the host or let a container change it.
+//!
+//! [`busybox`] builds the default rootfs the early steps use.
+
+pub mod busybox;
+pub mod dev;
+pub mod mask;
+pub mod mounts;
+pub mod pivot;
+
+use std::path::PathBuf;
+
+use nix::errno::Errno;
+
+/// A mount-namespace step failed; each variant names the call and the path.
+#[derive(Debug, thiserror::Error)]
+pub enum RootfsError {
+    /// mount(2), umount2(2), pivot_root(2), mknod(2) … failed.
+    #[error("{call} {path} failed: {errno}")]
+    Syscall {
+        /// The call, with its key arguments.
+        call: &'static str,
+        /// The path it acted on.
+        path: PathBuf,
+        /// What the kernel answered.
+        errno: Errno,
+    },
+    /// A mount point inside the rootfs is a symlink: following it could mount
+    /// over a path outside the rootfs, so we refuse.
+    #[error(
+        "{0} is a symbolic link; refusing to mount over it (it could point outside the rootfs)"
+    )]
+    SymlinkMountpoint(PathBuf),
+    /// A mount point inside the rootfs exists and is the wrong kind of file.
+    #[error("{0} exists but is not a {1}; cannot mount there")]
+    WrongKind(PathBuf, &'static str),
+    /// The working directory is not inside the new root.
+    #[error("working directory {0} is outside the container's root")]
+    CwdOutsideRoot(PathBuf),
+}
+
+/// Shorthand for mapping an errno from `call` on `path`.
+pub(crate) fn syscall(
+    call: &'static str,
+    path: impl Into<PathBuf>,
+) -> impl FnOnce(Errno) -> RootfsError {
+    let path = path.into();
+    move |errno| RootfsError::Syscall { call, path, errno }
+}

@@ -1,0 +1,234 @@
+//! The plan for one container: which namespaces, which root, which command.
+//!
+//! A step binary fills a [`Spec`] with more features switched on at each step;
+//! [`crate::parent::run`] carries it out. Steps switch features on; they never
+//! reorder them: the order lives in `parent::run` and `init::run` alone.
+
+use std::path::PathBuf;
+
+use crate::idmap::IdMap;
+use crate::ns::{self, Namespace};
+
+/// The `PATH` a container gets when the caller sets none, as Docker's.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// What the container runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Process {
+    /// The command and its arguments; `args[0]` is looked up in `PATH`.
+    pub args: Vec<String>,
+    /// The environment, as `KEY=VALUE` strings.
+    pub env: Vec<String>,
+    /// The working directory, inside the container.
+    pub cwd: PathBuf,
+}
+
+/// Everything needed to start one container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spec {
+    /// The namespaces to create, in step order.
+    pub namespaces: Vec<Namespace>,
+    /// What to run.
+    pub process: Process,
+    /// The root filesystem (needs the mount namespace); `None` keeps the host's.
+    pub root: Option<PathBuf>,
+    /// The host name (needs the UTS namespace).
+    pub hostname: Option<String>,
+    /// uid and gid maps (needs the user namespace; step 6).
+    pub uid_map: Vec<IdMap>,
+    /// See `uid_map`.
+    pub gid_map: Vec<IdMap>,
+    /// Print each setup step as it happens (`-v`).
+    pub verbose: bool,
+}
+
+/// A plan that cannot be carried out, found before anything is created.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SpecError {
+    /// No command at all.
+    #[error("no command to run")]
+    NoCommand,
+    /// A NUL byte cannot pass through execve.
+    #[error("{what} contains a NUL byte: {value:?}")]
+    NulByte {
+        /// Which part of the process.
+        what: &'static str,
+        /// The offending string.
+        value: String,
+    },
+    /// Env entries must look like `KEY=VALUE`.
+    #[error("environment entry {0:?} is not KEY=VALUE")]
+    BadEnv(String),
+    /// A feature asked for without the namespace that keeps it from the host.
+    #[error("{feature} needs a new {namespace} namespace, or it would change the host's")]
+    NeedsNamespace {
+        /// The feature.
+        feature: &'static str,
+        /// The namespace it needs.
+        namespace: Namespace,
+    },
+    /// The host name breaks the rules of `uts::is_valid_hostname`.
+    #[error(
+        "invalid host name {0:?}: use 1-64 letters, digits, '-' and '.', not starting with '-' or '.'"
+    )]
+    BadHostname(String),
+    /// The root directory does not exist.
+    #[error("root filesystem {0} does not exist: pass --rootfs with an existing directory")]
+    RootMissing(PathBuf),
+    /// The root is not a directory.
+    #[error("root filesystem {0} is not a directory: pass --rootfs with a directory")]
+    RootNotDirectory(PathBuf),
+    /// The working directory must be absolute.
+    #[error("working directory {0} is not an absolute path")]
+    RelativeCwd(PathBuf),
+}
+
+impl Spec {
+    /// A plan to run `args` with no new namespaces yet; the steps add them.
+    pub fn new(args: Vec<String>) -> Self {
+        Spec {
+            namespaces: Vec::new(),
+            process: Process {
+                args,
+                env: vec![format!("PATH={DEFAULT_PATH}")],
+                cwd: PathBuf::from("/"),
+            },
+            root: None,
+            hostname: None,
+            uid_map: Vec::new(),
+            gid_map: Vec::new(),
+            verbose: false,
+        }
+    }
+
+    /// Whether the plan creates a namespace of this kind.
+    pub fn has(&self, namespace: Namespace) -> bool {
+        self.namespaces.contains(&namespace)
+    }
+
+    /// Checks every field, so a bad plan fails with one clear line before any
+    /// process or namespace exists.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        if self.process.args.is_empty() {
+            return Err(SpecError::NoCommand);
+        }
+        for arg in &self.process.args {
+            no_nul("an argument", arg)?;
+        }
+        for entry in &self.process.env {
+            no_nul("an environment entry", entry)?;
+            if !entry.contains('=') || entry.starts_with('=') {
+                return Err(SpecError::BadEnv(entry.clone()));
+            }
+        }
+        if !self.process.cwd.is_absolute() {
+            return Err(SpecError::RelativeCwd(self.process.cwd.clone()));
+        }
+        if let Some(name) = &self.hostname {
+            if !self.has(Namespace::Uts) {
+                return Err(SpecError::NeedsNamespace {
+                    feature: "setting the host name",
+                    namespace: Namespace::Uts,
+                });
+            }
+            if !ns::uts::is_valid_hostname(name) {
+                return Err(SpecError::BadHostname(name.clone()));
+            }
+        }
+        if let Some(root) = &self.root {
+            if !self.has(Namespace::Mount) {
+                return Err(SpecError::NeedsNamespace {
+                    feature: "a root filesystem",
+                    namespace: Namespace::Mount,
+                });
+            }
+            match std::fs::metadata(root) {
+                Err(_) => return Err(SpecError::RootMissing(root.clone())),
+                Ok(meta) if !meta.is_dir() => {
+                    return Err(SpecError::RootNotDirectory(root.clone()));
+                }
+                Ok(_) => {}
+            }
+        }
+        if (!self.uid_map.is_empty() || !self.gid_map.is_empty()) && !self.has(Namespace::User) {
+            return Err(SpecError::NeedsNamespace {
+                feature: "a uid/gid map",
+                namespace: Namespace::User,
+            });
+        }
+        Ok(())
+    }
+}
+
+fn no_nul(what: &'static str, value: &str) -> Result<(), SpecError> {
+    if value.contains('\0') {
+        return Err(SpecError::NulByte {
+            what,
+            value: value.replace('\0', "\\0"),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> Spec {
+        Spec::new(vec!["true".into()])
+    }
+
+    #[test]
+    fn a_plain_spec_is_valid() {
+        assert_eq!(spec().validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_hostname_without_uts_would_rename_the_host() {
+        let mut s = spec();
+        s.hostname = Some("box".into());
+        assert!(matches!(
+            s.validate(),
+            Err(SpecError::NeedsNamespace {
+                namespace: Namespace::Uts,
+                ..
+            })
+        ));
+        s.namespaces.push(Namespace::Uts);
+        assert_eq!(s.validate(), Ok(()));
+        s.hostname = Some("bad name".into());
+        assert!(matches!(s.validate(), Err(SpecError::BadHostname(_))));
+    }
+
+    #[test]
+    fn a_root_needs_the_mount_namespace_and_a_directory() {
+        let mut s = spec();
+        s.root = Some("/".into());
+        assert!(matches!(
+            s.validate(),
+            Err(SpecError::NeedsNamespace { .. })
+        ));
+        s.namespaces.push(Namespace::Mount);
+        assert_eq!(s.validate(), Ok(()));
+        s.root = Some("/nonexistent/caixa".into());
+        assert!(matches!(s.validate(), Err(SpecError::RootMissing(_))));
+        s.root = Some("/proc/self/status".into());
+        assert!(matches!(s.validate(), Err(SpecError::RootNotDirectory(_))));
+    }
+
+    #[test]
+    fn bad_process_fields_are_refused() {
+        let mut s = spec();
+        s.process.args = vec![];
+        assert_eq!(s.validate(), Err(SpecError::NoCommand));
+        let mut s = spec();
+        s.process.args.push("a\0b".into());
+        assert!(matches!(s.validate(), Err(SpecError::NulByte { .. })));
+        let mut s = spec();
+        s.process.env.push("NOEQUALS".into());
+        assert!(matches!(s.validate(), Err(SpecError::BadEnv(_))));
+        let mut s = spec();
+        s.process.cwd = "relative".into();
+        assert!(matches!(s.validate(), Err(SpecError::RelativeCwd(_))));
+    }
+}

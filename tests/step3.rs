@@ -1,0 +1,65 @@
+//! Step 3 grading: the IPC namespace.
+
+mod support;
+
+use support::{run, stdout_of};
+
+/// A System V shared memory segment, removed on drop (also when a test fails).
+struct Segment(i32);
+
+impl Segment {
+    fn create(key: i32) -> Segment {
+        // SAFETY: shmget with IPC_CREAT creates a 4 KiB segment we own.
+        let id = unsafe { libc::shmget(key, 4096, libc::IPC_CREAT | libc::IPC_EXCL | 0o600) };
+        assert!(id >= 0, "shmget: {}", std::io::Error::last_os_error());
+        Segment(id)
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        // SAFETY: IPC_RMID of the segment we created.
+        unsafe { libc::shmctl(self.0, libc::IPC_RMID, std::ptr::null_mut()) };
+    }
+}
+
+/// The keys of the SysV shared memory segments the reader's namespace has,
+/// in the hexadecimal form of /proc/sysvipc/shm's first column.
+fn keys(listing: &str) -> Vec<String> {
+    listing
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_host_shared_memory_segment_is_invisible_inside() {
+    let key = 0x0ca1_7a00 + (std::process::id() as i32 & 0xff);
+    let _segment = Segment::create(key);
+    let host = std::fs::read_to_string("/proc/sysvipc/shm").unwrap();
+    assert!(keys(&host).contains(&key.to_string()), "the host sees it");
+
+    let out = run(3, &["cat", "/proc/sysvipc/shm"]);
+    let inside = stdout_of(&out);
+    assert!(
+        !keys(&inside).contains(&key.to_string()),
+        "step 3: the host's segment {key} is visible inside — is CLONE_NEWIPC set?\n{inside}"
+    );
+}
+
+#[test]
+fn the_container_is_in_another_ipc_namespace() {
+    let ours = std::fs::read_link("/proc/self/ns/ipc").unwrap();
+    let out = run(3, &["readlink", "/proc/self/ns/ipc"]);
+    assert_ne!(stdout_of(&out).trim(), ours.to_string_lossy());
+}
+
+#[test]
+fn step_3_keeps_steps_1_and_2() {
+    let out = run(3, &["sh", "-c", "echo $$; ip -o link | wc -l"]);
+    let text = stdout_of(&out);
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    assert_eq!(lines, ["1", "1"], "pid 1, and one link (lo)");
+}

@@ -1,0 +1,255 @@
+//! Helpers for the graded tests: run a step binary as a grader would, from
+//! outside, and observe it from both sides.
+//!
+//! Every test runs real namespaces as root. A missing prerequisite is a
+//! failure that says what to install, never a silent skip.
+
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long any container in a test may run before the test fails.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The path of step `n`'s binary, built by cargo for this test.
+pub fn binary(n: u32) -> &'static str {
+    match n {
+        1 => env!("CARGO_BIN_EXE_step1"),
+        2 => env!("CARGO_BIN_EXE_step2"),
+        3 => env!("CARGO_BIN_EXE_step3"),
+        4 => env!("CARGO_BIN_EXE_step4"),
+        5 => env!("CARGO_BIN_EXE_step5"),
+        _ => panic!("no step {n} binary"),
+    }
+}
+
+/// Fails the test, with what to do, unless we are root.
+pub fn require_root() {
+    // SAFETY: geteuid cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    assert_eq!(
+        uid, 0,
+        "the graded tests create namespaces and need root: run `cargo test` with sudo \
+         (the runner in .cargo/config.toml does that when sudo is installed)"
+    );
+}
+
+/// A command for step `n` with a test-private cache for the default rootfs.
+pub fn step(n: u32) -> Command {
+    require_root();
+    let mut cmd = Command::new(binary(n));
+    cmd.env("CAIXA_CACHE_DIR", cache_dir());
+    cmd
+}
+
+/// The rootfs cache the tests share (built once by the first test needing it).
+pub fn cache_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("caixa-cache")
+}
+
+/// Runs step `n` with `args` to the end (at most [`TIMEOUT`]) and returns its output.
+pub fn run(n: u32, args: &[&str]) -> Output {
+    let child = step(n)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary(n)));
+    wait_output(child)
+}
+
+/// Waits for `child` at most [`TIMEOUT`], killing it after that.
+pub fn wait_output(mut child: Child) -> Output {
+    let start = Instant::now();
+    loop {
+        if child.try_wait().expect("try_wait").is_some() {
+            return child.wait_with_output().expect("wait_with_output");
+        }
+        if start.elapsed() > TIMEOUT {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("wait_with_output");
+            panic!(
+                "the container did not end within {TIMEOUT:?}\nstdout: {}\nstderr: {}",
+                text(&out.stdout),
+                text(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Bytes as text, for assertions and messages.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Asserts the run succeeded and returns its stdout.
+pub fn stdout_of(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "the container failed with {}\nstdout: {}\nstderr: {}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// A container that stays alive until the test lets it go, so the test can
+/// look at it from the host while it runs. Killed on drop (also on failure).
+pub struct Running {
+    /// The step binary's process.
+    pub child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Running {
+    /// Starts step `n` running `script` in `sh -c`, which must print a line
+    /// `ready` and then wait for a line on stdin (`read x`).
+    pub fn start(n: u32, options: &[&str], script: &str) -> Running {
+        let mut child = step(n)
+            .args(options)
+            .args(["sh", "-c", script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary(n)));
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut running = Running {
+            child,
+            stdin,
+            stdout,
+        };
+        let first = running.read_line();
+        assert_eq!(first.trim(), "ready", "the container did not say ready");
+        running
+    }
+
+    /// The next line the container prints.
+    pub fn read_line(&mut self) -> String {
+        let mut line = String::new();
+        self.stdout
+            .read_line(&mut line)
+            .expect("read from container");
+        line
+    }
+
+    /// The container's pid 1, as the host sees it: the step binary's only child.
+    pub fn container_pid(&self) -> i32 {
+        let pid = self.child.id();
+        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .expect("read the step binary's children");
+        let pids: Vec<i32> = children
+            .split_whitespace()
+            .map(|p| p.parse().expect("a pid"))
+            .collect();
+        assert_eq!(
+            pids.len(),
+            1,
+            "the step binary should have one child: {pids:?}"
+        );
+        pids[0]
+    }
+
+    /// Lets the container go on (sends a line to its stdin) and waits for it.
+    pub fn finish(mut self) -> (ExitStatus, String) {
+        if let Some(mut stdin) = self.stdin.take() {
+            let _ = stdin.write_all(b"go\n");
+        }
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut self.stdout, &mut rest);
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return (status, rest);
+            }
+            assert!(start.elapsed() < TIMEOUT, "the container did not end");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The host's network interfaces, by name, as this test's process sees them.
+pub fn host_links() -> Vec<String> {
+    let mut links: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .expect("read /sys/class/net")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    links.sort();
+    links
+}
+
+/// The host's host name.
+pub fn host_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .expect("read hostname")
+        .trim()
+        .to_string()
+}
+
+/// A minimal rootfs of our own in a temporary directory: a static busybox as
+/// `/bin/busybox` and `/bin/sh`. Removed on drop.
+pub struct TinyRootfs {
+    /// The temporary directory; its path is the rootfs.
+    pub dir: tempfile::TempDir,
+}
+
+impl TinyRootfs {
+    /// Builds it from the host's busybox (`busybox-static` must be installed).
+    pub fn new() -> TinyRootfs {
+        let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+            .into_iter()
+            .find(|p| Path::new(p).is_file())
+            .expect("the tests need a static busybox: sudo apt-get install busybox-static");
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("bin")).unwrap();
+        std::fs::copy(busybox, dir.path().join("bin/busybox")).unwrap();
+        std::os::unix::fs::symlink("busybox", dir.path().join("bin/sh")).unwrap();
+        TinyRootfs { dir }
+    }
+
+    /// The rootfs path, as an argument.
+    pub fn path(&self) -> &str {
+        self.dir.path().to_str().expect("utf-8 temp path")
+    }
+}
+
+/// The mount points in this (the host's) mount namespace.
+pub fn host_mount_points() -> Vec<String> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .expect("read mountinfo")
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4).map(str::to_string))
+        .collect()
+}
+
+/// Asserts the step failed before running anything: the exit code, and one
+/// line on stderr that starts with `stepN:` and contains `needle`.
+pub fn assert_one_line_error(out: &Output, step: u32, code: i32, needle: &str) {
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "stderr: {err}");
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| !l.starts_with("caixa: building"))
+        .collect();
+    assert_eq!(lines.len(), 1, "one line of error, got: {err}");
+    assert!(lines[0].starts_with(&format!("step{step}: ")), "{err}");
+    assert!(lines[0].contains(needle), "expected {needle:?} in: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
