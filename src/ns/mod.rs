@@ -48,7 +48,11 @@ impl Namespace {
         match self {
             Namespace::Pid => CloneFlags::CLONE_NEWPID,
             Namespace::Net => CloneFlags::CLONE_NEWNET,
-            Namespace::Ipc => CloneFlags::CLONE_NEWIPC,
+            Namespace::Ipc => {
+                // EXERCISE(3): the clone(2) flag that asks for a new IPC namespace
+                CloneFlags::CLONE_NEWIPC
+                // END EXERCISE
+            }
             Namespace::Mount => CloneFlags::CLONE_NEWNS,
             Namespace::Uts => CloneFlags::CLONE_NEWUTS,
             Namespace::User => CloneFlags::CLONE_NEWUSER,

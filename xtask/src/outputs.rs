@@ -1,0 +1,129 @@
+//! `outputs`: the book shows real output of real runs, regenerated here so it
+//! never rots. `--check` regenerates into memory and compares with the files,
+//! with every number masked (pids and timings differ from run to run).
+
+use std::fs::File;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+
+/// (file name, step binary, arguments) of every output the book includes.
+pub const OUTPUTS: &[(&str, &str, &[&str])] = &[
+    ("step1", "step1", &["-v", "sh", "-c", "echo \"inside, my pid is $$\""]),
+    (
+        "step1-proc",
+        "step1",
+        &["sh", "-c", "echo \"my pid: $$\"; echo \"but /proc/self says: $(readlink /proc/self)\""],
+    ),
+    ("step2", "step2", &["ip", "link"]),
+    ("step3", "step3", &["cat", "/proc/sysvipc/shm"]),
+    ("step4", "step4", &["-v", "sh", "-c", "ps; ls /"]),
+    ("step4-mounts", "step4", &["cat", "/proc/self/mounts"]),
+    ("step5", "step5", &["--hostname", "caixa", "-v", "hostname"]),
+];
+
+/// Regenerates every output (or, with `check`, compares them).
+pub fn run(root: &Path, check: bool) -> Result<()> {
+    crate::sh(root, "cargo", &["build", "--quiet", "--bins"])?;
+    let dir = root.join("book/src/outputs");
+    std::fs::create_dir_all(&dir)?;
+    let scratch = std::env::temp_dir().join(format!("caixa-outputs-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)?;
+    // Build the default rootfs first, so no output shows the one-time
+    // "building the default root filesystem" line.
+    capture(&root.join("target/debug/step4"), &["true"], &scratch.join("warm-up"))?;
+    let mut stale = Vec::new();
+    for (name, step, args) in OUTPUTS {
+        let fresh = scratch.join(format!("{name}.txt"));
+        capture(&root.join("target/debug").join(step), args, &fresh)?;
+        let path = dir.join(format!("{name}.txt"));
+        if check {
+            let old = std::fs::read_to_string(&path).unwrap_or_default();
+            let new = std::fs::read_to_string(&fresh)?;
+            if comparable(&old) != comparable(&new) {
+                stale.push(format!("{}:\n--- committed\n{old}--- now\n{new}", path.display()));
+            }
+        } else {
+            std::fs::copy(&fresh, &path)?;
+        }
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    if !stale.is_empty() {
+        bail!(
+            "the book's outputs are stale: run `cargo xtask outputs` and commit\n{}",
+            stale.join("\n")
+        );
+    }
+    println!(
+        "outputs: {} files {}",
+        OUTPUTS.len(),
+        if check { "match the code" } else { "written" }
+    );
+    Ok(())
+}
+
+/// Runs the step binary (through sudo when we are not root) with stdout and
+/// stderr into one file, interleaved as a terminal would show them.
+fn capture(binary: &Path, args: &[&str], out: &Path) -> Result<()> {
+    let file = File::create(out)?;
+    let mut cmd = if is_root() {
+        Command::new(binary)
+    } else {
+        let mut c = Command::new("sudo");
+        c.arg("-E").arg(binary);
+        c
+    };
+    let status = cmd
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .status()
+        .with_context(|| format!("cannot run {}", binary.display()))?;
+    if !status.success() {
+        bail!("{} {} failed: {status}", binary.display(), args.join(" "));
+    }
+    Ok(())
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// The lines of an output, numbers masked, sorted: the parent's and the
+/// container's lines may interleave differently from run to run.
+fn comparable(text: &str) -> Vec<String> {
+    let mut lines: Vec<String> = text.lines().map(mask_numbers).collect();
+    lines.sort();
+    lines
+}
+
+/// The text with every run of digits replaced by `#` and every run of spaces
+/// by one space (numbers are padded to a width).
+fn mask_numbers(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let c = if c.is_ascii_digit() { '#' } else { c };
+        if (c == '#' || c == ' ') && out.ends_with(c) {
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn numbers_are_masked() {
+        assert_eq!(super::mask_numbers("pid 1234 at   0.5 ms"), "pid # at #.# ms");
+    }
+}
