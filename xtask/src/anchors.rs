@@ -14,7 +14,10 @@ pub fn check(root: &Path) -> Result<()> {
         for target in include_targets(&text) {
             includes += 1;
             if let Err(e) = resolve(md.parent().unwrap_or(root), target) {
-                problems.push(format!("{}: {{{{#include {target}}}}}: {e:#}", md.display()));
+                problems.push(format!(
+                    "{}: {{{{#include {target}}}}}: {e:#}",
+                    md.display()
+                ));
             }
         }
     }
@@ -29,7 +32,11 @@ pub fn check(root: &Path) -> Result<()> {
         }
     }
     if !problems.is_empty() {
-        bail!("{} broken includes or anchors:\n{}", problems.len(), problems.join("\n"));
+        bail!(
+            "{} broken includes or anchors:\n{}",
+            problems.len(),
+            problems.join("\n")
+        );
     }
     println!("check-anchors: {includes} includes resolve to text");
     Ok(())
@@ -58,7 +65,8 @@ fn resolve(dir: &Path, target: &str) -> Result<String> {
         _ => (target, None),
     };
     let file = dir.join(path);
-    let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+    let text = std::fs::read_to_string(&file)
+        .with_context(|| format!("cannot read {}", file.display()))?;
     let body = match anchor {
         None => text,
         Some(anchor) => {

@@ -6,9 +6,14 @@
 //!   (or check they still match, numbers aside)
 //! - `cargo xtask exercises [--step N] [--out DIR]`  write the student copy
 //! - `cargo xtask check-exercises`  prove each step's tests fail on its stub
+//! - `cargo xtask grade [--step N] [--format table|json|gradescope|classroom] [--out FILE] [--dir DIR]`
+//! - `cargo xtask status`         which steps pass, as a table
+//! - `cargo xtask doctor`         can this machine run each step?
 
 mod anchors;
+mod doctor;
 mod exercises;
+mod grade;
 mod outputs;
 
 use std::path::{Path, PathBuf};
@@ -37,14 +42,27 @@ fn run(args: Vec<String>) -> Result<()> {
             let out = flag_value(&rest, "--out")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| root.join("target/student"));
-            let n = exercises::write_student_copy(&root, &out, |s| step.is_none_or(|max| s <= max))?;
-            println!("wrote the student copy to {} ({n} exercise regions stubbed)", out.display());
+            let n =
+                exercises::write_student_copy(&root, &out, |s| step.is_none_or(|max| s <= max))?;
+            println!(
+                "wrote the student copy to {} ({n} exercise regions stubbed)",
+                out.display()
+            );
             Ok(())
         }
         Some("check-exercises") => exercises::check(&root),
+        Some("grade") => grade::command(
+            &root,
+            flag_value(&rest, "--step"),
+            flag_value(&rest, "--format").unwrap_or("table"),
+            flag_value(&rest, "--out").map(PathBuf::from),
+            flag_value(&rest, "--dir").map(PathBuf::from),
+        ),
+        Some("status") => grade::command(&root, None, "table", None, None),
+        Some("doctor") => doctor::run(),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci | check-anchors | outputs [--check] | exercises [--step N] [--out DIR] | check-exercises>"
+                "usage: cargo xtask <ci | doctor | status | grade [--step N] [--format table|json|gradescope|classroom] [--out FILE] [--dir DIR] | check-anchors | outputs [--check] | exercises [--step N] [--out DIR] | check-exercises>"
             );
             std::process::exit(2);
         }
@@ -80,12 +98,42 @@ pub fn sh(dir: &Path, program: &str, args: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// The grader itself, on the reference solution: every test must score.
+/// (`check-exercises` grades the stubs, where they must not.)
+fn grade_reference(root: &Path) -> Result<()> {
+    println!("\n==> cargo xtask grade (the reference must score full marks)");
+    let graded = grade::grade(root, root, None, None)?;
+    print!("{}", grade::table(&graded));
+    let missed: Vec<&str> = graded
+        .iter()
+        .flat_map(|(_, t)| t)
+        .filter(|t| !t.passed)
+        .map(|t| t.name.as_str())
+        .collect();
+    if !missed.is_empty() {
+        bail!("the reference does not score full marks: {missed:?}");
+    }
+    Ok(())
+}
+
 /// Everything CI checks, in the order a failure is cheapest to find.
 fn ci(root: &Path) -> Result<()> {
     sh(root, "cargo", &["fmt", "--all", "--check"])?;
     anchors::check(root)?;
-    sh(root, "cargo", &["clippy", "--all-targets", "--", "-D", "warnings"])?;
+    sh(
+        root,
+        "cargo",
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )?;
     sh(root, "cargo", &["test", "--workspace"])?;
+    grade_reference(root)?;
     outputs::run(root, true)?;
     sh(root, "mdbook", &["build", "book"])?;
     exercises::check(root)?;

@@ -10,11 +10,19 @@ use anyhow::{Context, Result, bail};
 
 /// (file name, step binary, arguments) of every output the book includes.
 pub const OUTPUTS: &[(&str, &str, &[&str])] = &[
-    ("step1", "step1", &["-v", "sh", "-c", "echo \"inside, my pid is $$\""]),
+    (
+        "step1",
+        "step1",
+        &["-v", "sh", "-c", "echo \"inside, my pid is $$\""],
+    ),
     (
         "step1-proc",
         "step1",
-        &["sh", "-c", "echo \"my pid: $$\"; echo \"but /proc/self says: $(readlink /proc/self)\""],
+        &[
+            "sh",
+            "-c",
+            "echo \"my pid: $$\"; echo \"but /proc/self says: $(readlink /proc/self)\"",
+        ],
     ),
     ("step2", "step2", &["ip", "link"]),
     ("step3", "step3", &["cat", "/proc/sysvipc/shm"]),
@@ -32,7 +40,11 @@ pub fn run(root: &Path, check: bool) -> Result<()> {
     std::fs::create_dir_all(&scratch)?;
     // Build the default rootfs first, so no output shows the one-time
     // "building the default root filesystem" line.
-    capture(&root.join("target/debug/step4"), &["true"], &scratch.join("warm-up"))?;
+    capture(
+        &root.join("target/debug/step4"),
+        &["true"],
+        &scratch.join("warm-up"),
+    )?;
     let mut stale = Vec::new();
     for (name, step, args) in OUTPUTS {
         let fresh = scratch.join(format!("{name}.txt"));
@@ -42,7 +54,10 @@ pub fn run(root: &Path, check: bool) -> Result<()> {
             let old = std::fs::read_to_string(&path).unwrap_or_default();
             let new = std::fs::read_to_string(&fresh)?;
             if comparable(&old) != comparable(&new) {
-                stale.push(format!("{}:\n--- committed\n{old}--- now\n{new}", path.display()));
+                stale.push(format!(
+                    "{}:\n--- committed\n{old}--- now\n{new}",
+                    path.display()
+                ));
             }
         } else {
             std::fs::copy(&fresh, &path)?;
@@ -124,6 +139,9 @@ fn mask_numbers(text: &str) -> String {
 mod tests {
     #[test]
     fn numbers_are_masked() {
-        assert_eq!(super::mask_numbers("pid 1234 at   0.5 ms"), "pid # at #.# ms");
+        assert_eq!(
+            super::mask_numbers("pid 1234 at   0.5 ms"),
+            "pid # at #.# ms"
+        );
     }
 }

@@ -1,0 +1,353 @@
+//! `grade` and `status`: run the graded tests and turn them into scores.
+//!
+//! Each step's tests run with `cargo test --test stepN`, as a grader would.
+//! Points come from `tests/weights.toml`. The result is a table for a person,
+//! or the JSON that Gradescope (`results.json`) or GitHub Classroom expects.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use serde_json::json;
+
+/// One graded test's outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TestOutcome {
+    /// `stepN::test_name`.
+    pub name: String,
+    /// Whether it passed.
+    pub passed: bool,
+    /// What it printed when it failed (the assertion message).
+    pub output: String,
+    /// Points earned.
+    pub score: f64,
+    /// Points possible.
+    pub max_score: f64,
+}
+
+#[derive(Debug, Deserialize)]
+struct StepWeights {
+    points: f64,
+    #[serde(default)]
+    tests: BTreeMap<String, f64>,
+}
+
+/// The weights file: step name → points (in file order).
+pub fn load_weights(root: &Path) -> Result<Vec<(String, f64, BTreeMap<String, f64>)>> {
+    let path = root.join("tests/weights.toml");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let table: toml::Table = text
+        .parse()
+        .with_context(|| format!("{} is not valid TOML", path.display()))?;
+    let mut steps = Vec::new();
+    // toml::Table keeps keys sorted; order steps by their number, `errors` last.
+    for (name, value) in table {
+        let w: StepWeights = value
+            .try_into()
+            .with_context(|| format!("[{name}] in {}", path.display()))?;
+        steps.push((name, w.points, w.tests));
+    }
+    steps.sort_by_key(|(name, ..)| {
+        name.strip_prefix("step")
+            .and_then(|n| n.parse::<u32>().ok())
+            .unwrap_or(u32::MAX)
+    });
+    Ok(steps)
+}
+
+/// Runs one test binary in `dir` and returns its stdout and stderr.
+pub fn run_tests(dir: &Path, test: &str, target_dir: Option<&Path>) -> Result<(String, String)> {
+    let mut cmd = Command::new("cargo");
+    cmd.args(["test", "--test", test, "--no-fail-fast"])
+        .current_dir(dir);
+    if let Some(t) = target_dir {
+        cmd.env("CARGO_TARGET_DIR", t);
+    }
+    let out = cmd.output().context("cannot run cargo test")?;
+    Ok((
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// Reads libtest's output: each `test NAME ... ok|FAILED` line, and for the
+/// failures the text of their `---- NAME stdout ----` section.
+pub fn parse(stdout: &str) -> Vec<(String, bool, String)> {
+    let mut results: Vec<(String, bool, String)> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("test "))
+        .filter_map(|l| {
+            let (name, verdict) = l.rsplit_once(" ... ")?;
+            match verdict.trim() {
+                "ok" => Some((name.to_string(), true, String::new())),
+                "FAILED" => Some((name.to_string(), false, String::new())),
+                _ => None,
+            }
+        })
+        .collect();
+    for (name, passed, output) in &mut results {
+        if *passed {
+            continue;
+        }
+        let header = format!("---- {name} stdout ----");
+        if let Some(start) = stdout.find(&header) {
+            let body = &stdout[start + header.len()..];
+            let end = [body.find("\n---- "), body.find("\nfailures:")]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(body.len());
+            *output = body[..end].trim().to_string();
+        }
+    }
+    results
+}
+
+/// Scores one step: its points shared by weight among the tests that ran.
+pub fn score_step(
+    step: &str,
+    points: f64,
+    weights: &BTreeMap<String, f64>,
+    parsed: &[(String, bool, String)],
+    build_output: &str,
+) -> Vec<TestOutcome> {
+    if parsed.is_empty() {
+        return vec![TestOutcome {
+            name: format!("{step} (did not build or run)"),
+            passed: false,
+            output: build_output
+                .lines()
+                .rev()
+                .take(40)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n"),
+            score: 0.0,
+            max_score: points,
+        }];
+    }
+    let weight = |name: &str| weights.get(name).copied().unwrap_or(1.0);
+    let total: f64 = parsed.iter().map(|(n, ..)| weight(n)).sum();
+    parsed
+        .iter()
+        .map(|(name, passed, output)| {
+            let max = points * weight(name) / total;
+            TestOutcome {
+                name: format!("{step}::{name}"),
+                passed: *passed,
+                output: output.clone(),
+                score: if *passed { max } else { 0.0 },
+                max_score: max,
+            }
+        })
+        .collect()
+}
+
+/// Grades every step of the weights file (or only `only`) in `dir`.
+pub fn grade(
+    root: &Path,
+    dir: &Path,
+    only: Option<&str>,
+    target_dir: Option<&Path>,
+) -> Result<Vec<(String, Vec<TestOutcome>)>> {
+    let mut graded = Vec::new();
+    for (step, points, weights) in load_weights(root)? {
+        if only.is_some_and(|o| o != step) {
+            continue;
+        }
+        let (stdout, stderr) = run_tests(dir, &step, target_dir)?;
+        let parsed = parse(&stdout);
+        graded.push((
+            step.clone(),
+            score_step(&step, points, &weights, &parsed, &stderr),
+        ));
+    }
+    if graded.is_empty() {
+        bail!("no step named {only:?} in tests/weights.toml");
+    }
+    Ok(graded)
+}
+
+fn round(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// The per-step table a person reads.
+pub fn table(graded: &[(String, Vec<TestOutcome>)]) -> String {
+    let mut out = format!("{:<8} {:>7} {:>13}\n", "step", "tests", "score");
+    let (mut total, mut max) = (0.0, 0.0);
+    for (step, tests) in graded {
+        let passed = tests.iter().filter(|t| t.passed).count();
+        let s: f64 = tests.iter().map(|t| t.score).sum();
+        let m: f64 = tests.iter().map(|t| t.max_score).sum();
+        total += s;
+        max += m;
+        let mark = if passed == tests.len() {
+            ""
+        } else {
+            "  <- see the failures above, and the hint in the book"
+        };
+        out.push_str(&format!(
+            "{step:<8} {:>7} {:>13}{mark}\n",
+            format!("{passed}/{}", tests.len()),
+            format!("{:.1}/{:.1}", round(s), round(m))
+        ));
+    }
+    out.push_str(&format!(
+        "{:<8} {:>7} {:>13}\n",
+        "total",
+        "",
+        format!("{:.1}/{:.1}", round(total), round(max))
+    ));
+    out
+}
+
+/// Gradescope's `results.json`.
+pub fn gradescope(graded: &[(String, Vec<TestOutcome>)]) -> serde_json::Value {
+    let tests: Vec<_> = graded
+        .iter()
+        .flat_map(|(_, t)| t)
+        .map(|t| {
+            json!({
+                "name": t.name,
+                "score": round(t.score),
+                "max_score": round(t.max_score),
+                "output": if t.passed { "passed".to_string() } else { t.output.clone() },
+                "visibility": "visible",
+            })
+        })
+        .collect();
+    let score: f64 = graded.iter().flat_map(|(_, t)| t).map(|t| t.score).sum();
+    json!({ "score": round(score), "tests": tests })
+}
+
+/// GitHub Classroom's autograding result (version 1).
+pub fn classroom(graded: &[(String, Vec<TestOutcome>)]) -> serde_json::Value {
+    let all: Vec<&TestOutcome> = graded.iter().flat_map(|(_, t)| t).collect();
+    let max: f64 = all.iter().map(|t| t.max_score).sum();
+    let tests: Vec<_> = all
+        .iter()
+        .map(|t| {
+            json!({
+                "name": t.name,
+                "status": if t.passed { "pass" } else { "fail" },
+                "score": round(t.score),
+                "message": t.output,
+                "test_code": format!("cargo test --test {}", t.name.split("::").next().unwrap_or_default()),
+            })
+        })
+        .collect();
+    json!({
+        "version": 1,
+        "status": if all.iter().all(|t| t.passed) { "pass" } else { "fail" },
+        "max_score": round(max),
+        "tests": tests,
+    })
+}
+
+/// `cargo xtask grade [--step N] [--format table|json|gradescope|classroom] [--out FILE] [--dir DIR]`
+pub fn command(
+    root: &Path,
+    step: Option<&str>,
+    format: &str,
+    out: Option<PathBuf>,
+    dir: Option<PathBuf>,
+) -> Result<()> {
+    let only = step.map(|s| {
+        if s.starts_with("step") || s == "errors" {
+            s.to_string()
+        } else {
+            format!("step{s}")
+        }
+    });
+    let dir = dir.unwrap_or_else(|| root.to_path_buf());
+    let graded = grade(root, &dir, only.as_deref(), None)?;
+    let (text, default_file) = match format {
+        "table" => (table(&graded), None),
+        "json" => (serde_json::to_string_pretty(&gradescope(&graded))?, None),
+        "gradescope" => (
+            serde_json::to_string_pretty(&gradescope(&graded))?,
+            Some("results.json"),
+        ),
+        "classroom" => (
+            serde_json::to_string_pretty(&classroom(&graded))?,
+            Some("classroom-results.json"),
+        ),
+        other => bail!("unknown format {other:?}: use table, json, gradescope or classroom"),
+    };
+    for (_, tests) in &graded {
+        for t in tests.iter().filter(|t| !t.passed) {
+            println!("FAILED {}\n{}\n", t.name, t.output);
+        }
+    }
+    match out.or(default_file.map(PathBuf::from)) {
+        Some(path) => {
+            std::fs::write(&path, text)?;
+            print!("{}", table(&graded));
+            println!("wrote {}", path.display());
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FAILING: &str = "\nrunning 2 tests\ntest a_passes ... ok\ntest b_fails ... FAILED\n\nfailures:\n\n---- b_fails stdout ----\n\nthread 'b_fails' panicked at tests/x.rs:1:1:\nstep 4: / is still the host's\n\nfailures:\n    b_fails\n\ntest result: FAILED. 1 passed; 1 failed;\n";
+
+    #[test]
+    fn parses_passes_failures_and_their_messages() {
+        let parsed = parse(FAILING);
+        assert_eq!(parsed.len(), 2);
+        assert_eq!(parsed[0], ("a_passes".into(), true, String::new()));
+        assert!(!parsed[1].1);
+        assert!(
+            parsed[1].2.contains("step 4: / is still the host's"),
+            "{:?}",
+            parsed[1].2
+        );
+    }
+
+    #[test]
+    fn scores_share_points_by_weight() {
+        let weights = BTreeMap::from([("b_fails".to_string(), 3.0)]);
+        let scored = score_step("step4", 20.0, &weights, &parse(FAILING), "");
+        assert_eq!(scored[0].max_score, 5.0);
+        assert_eq!(scored[0].score, 5.0);
+        assert_eq!(scored[1].max_score, 15.0);
+        assert_eq!(scored[1].score, 0.0);
+        let graded = vec![("step4".to_string(), scored)];
+        assert_eq!(gradescope(&graded)["score"], 5.0);
+        assert_eq!(classroom(&graded)["status"], "fail");
+        assert!(table(&graded).contains("1/2"));
+    }
+
+    #[test]
+    fn a_step_that_does_not_build_scores_zero() {
+        let scored = score_step(
+            "step1",
+            10.0,
+            &BTreeMap::new(),
+            &[],
+            "error[E0308]: mismatched types",
+        );
+        assert_eq!(scored.len(), 1);
+        assert_eq!(scored[0].score, 0.0);
+        assert_eq!(scored[0].max_score, 10.0);
+        assert!(scored[0].output.contains("E0308"));
+    }
+
+    #[test]
+    fn the_weights_file_parses() {
+        let steps = load_weights(&crate::workspace_root()).unwrap();
+        assert_eq!(steps.first().map(|s| s.0.as_str()), Some("step1"));
+        assert_eq!(steps.last().map(|s| s.0.as_str()), Some("errors"));
+    }
+}
