@@ -72,10 +72,10 @@ pub fn steps_with_exercises(root: &Path) -> Result<BTreeSet<u32>> {
     for file in crate::anchors::files_with_ext(&root.join("src"), "rs")? {
         let text = std::fs::read_to_string(&file)?;
         for line in text.lines() {
-            if let Some(rest) = line.trim_start().strip_prefix(START) {
-                if let Some((n, _)) = rest.split_once(')') {
-                    steps.insert(n.parse()?);
-                }
+            if let Some(rest) = line.trim_start().strip_prefix(START)
+                && let Some((n, _)) = rest.split_once(')')
+            {
+                steps.insert(n.parse()?);
             }
         }
     }

@@ -34,8 +34,18 @@ struct StepWeights {
     tests: BTreeMap<String, f64>,
 }
 
-/// The weights file: step name → points (in file order).
-pub fn load_weights(root: &Path) -> Result<Vec<(String, f64, BTreeMap<String, f64>)>> {
+/// One step's line of the weights file.
+pub struct StepPoints {
+    /// `step1` … or `errors`: the test binary's name.
+    pub name: String,
+    /// The step's points.
+    pub points: f64,
+    /// Relative weights of named tests (1 when absent).
+    pub tests: BTreeMap<String, f64>,
+}
+
+/// The weights file, steps in number order and `errors` last.
+pub fn load_weights(root: &Path) -> Result<Vec<StepPoints>> {
     let path = root.join("tests/weights.toml");
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read {}", path.display()))?;
@@ -48,10 +58,15 @@ pub fn load_weights(root: &Path) -> Result<Vec<(String, f64, BTreeMap<String, f6
         let w: StepWeights = value
             .try_into()
             .with_context(|| format!("[{name}] in {}", path.display()))?;
-        steps.push((name, w.points, w.tests));
+        steps.push(StepPoints {
+            name,
+            points: w.points,
+            tests: w.tests,
+        });
     }
-    steps.sort_by_key(|(name, ..)| {
-        name.strip_prefix("step")
+    steps.sort_by_key(|s| {
+        s.name
+            .strip_prefix("step")
             .and_then(|n| n.parse::<u32>().ok())
             .unwrap_or(u32::MAX)
     });
@@ -156,16 +171,14 @@ pub fn grade(
     target_dir: Option<&Path>,
 ) -> Result<Vec<(String, Vec<TestOutcome>)>> {
     let mut graded = Vec::new();
-    for (step, points, weights) in load_weights(root)? {
-        if only.is_some_and(|o| o != step) {
+    for step in load_weights(root)? {
+        if only.is_some_and(|o| o != step.name) {
             continue;
         }
-        let (stdout, stderr) = run_tests(dir, &step, target_dir)?;
+        let (stdout, stderr) = run_tests(dir, &step.name, target_dir)?;
         let parsed = parse(&stdout);
-        graded.push((
-            step.clone(),
-            score_step(&step, points, &weights, &parsed, &stderr),
-        ));
+        let scored = score_step(&step.name, step.points, &step.tests, &parsed, &stderr);
+        graded.push((step.name, scored));
     }
     if graded.is_empty() {
         bail!("no step named {only:?} in tests/weights.toml");
@@ -347,7 +360,7 @@ mod tests {
     #[test]
     fn the_weights_file_parses() {
         let steps = load_weights(&crate::workspace_root()).unwrap();
-        assert_eq!(steps.first().map(|s| s.0.as_str()), Some("step1"));
-        assert_eq!(steps.last().map(|s| s.0.as_str()), Some("errors"));
+        assert_eq!(steps.first().map(|s| s.name.as_str()), Some("step1"));
+        assert_eq!(steps.last().map(|s| s.name.as_str()), Some("errors"));
     }
 }
