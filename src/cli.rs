@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::exit::codes;
+use crate::idmap::IdMap;
 use crate::ns::Namespace;
 use crate::rootfs::busybox;
 use crate::spec::Spec;
@@ -50,6 +51,103 @@ pub struct HostnameArgs {
     /// The container's host name (default: a random 12-digit id, as Docker).
     #[arg(long, short = 'H', value_name = "NAME")]
     pub hostname: Option<String>,
+}
+
+/// Options of the user namespace and privilege (step 6 and later).
+#[derive(Debug, Args)]
+pub struct PrivilegeArgs {
+    /// A uid map range CONTAINER:HOST:COUNT (repeatable). Default 0:100000:65536.
+    #[arg(long = "uid-map", value_name = "C:H:N")]
+    pub uid_map: Vec<IdMap>,
+
+    /// A gid map range CONTAINER:HOST:COUNT (repeatable). Default 0:100000:65536.
+    #[arg(long = "gid-map", value_name = "C:H:N")]
+    pub gid_map: Vec<IdMap>,
+
+    /// Keep a capability beyond Docker's 14 defaults (e.g. NET_ADMIN, or ALL).
+    #[arg(long = "cap-add", value_name = "CAP")]
+    pub cap_add: Vec<String>,
+
+    /// Drop a capability of the defaults (e.g. NET_RAW, or ALL).
+    #[arg(long = "cap-drop", value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+
+    /// `seccomp=unconfined` turns the seccomp filter off;
+    /// `no-new-privileges=false` turns no_new_privs off (needs seccomp=unconfined).
+    #[arg(long = "security-opt", value_name = "OPT")]
+    pub security_opt: Vec<String>,
+}
+
+/// The default id range: container ids 0–65535 are host ids 100000–165535,
+/// the range Debian's `useradd` gives the first user in /etc/subuid.
+pub const DEFAULT_ID_MAP: IdMap = IdMap {
+    container: 0,
+    host: 100_000,
+    count: 65_536,
+};
+
+/// A privilege option that cannot be honoured.
+#[derive(Debug, thiserror::Error)]
+pub enum PrivilegeError {
+    /// An unknown capability.
+    #[error(transparent)]
+    Caps(#[from] crate::caps::CapsError),
+    /// An unknown `--security-opt`.
+    #[error("unknown --security-opt {0:?}: use seccomp=unconfined or no-new-privileges=false")]
+    UnknownOpt(String),
+    /// seccomp needs no_new_privs once CAP_SYS_ADMIN is gone.
+    #[error(
+        "no-new-privileges=false needs seccomp=unconfined too: the filter is installed after CAP_SYS_ADMIN is dropped, which the kernel allows only with no_new_privs"
+    )]
+    SeccompNeedsNoNewPrivs,
+}
+
+impl PrivilegeArgs {
+    /// Fills the user namespace, capability, no_new_privs and seccomp fields.
+    pub fn apply(&self, spec: &mut Spec) -> Result<(), PrivilegeError> {
+        spec.uid_map = if self.uid_map.is_empty() {
+            vec![DEFAULT_ID_MAP]
+        } else {
+            self.uid_map.clone()
+        };
+        spec.gid_map = if self.gid_map.is_empty() {
+            vec![DEFAULT_ID_MAP]
+        } else {
+            self.gid_map.clone()
+        };
+        let parse_all = |names: &[String]| -> Result<Vec<_>, crate::caps::CapsError> {
+            names.iter().try_fold(Vec::new(), |mut all, n| {
+                all.extend(crate::caps::parse(n)?);
+                Ok(all)
+            })
+        };
+        spec.capabilities = Some(crate::caps::resolve(
+            &parse_all(&self.cap_add)?,
+            &parse_all(&self.cap_drop)?,
+        ));
+        spec.no_new_privs = true;
+        spec.seccomp = true;
+        for opt in &self.security_opt {
+            match opt.as_str() {
+                "seccomp=unconfined" | "seccomp:unconfined" => spec.seccomp = false,
+                "no-new-privileges" | "no-new-privileges=true" | "no-new-privileges:true" => {
+                    spec.no_new_privs = true
+                }
+                "no-new-privileges=false" | "no-new-privileges:false" => spec.no_new_privs = false,
+                other => return Err(PrivilegeError::UnknownOpt(other.to_string())),
+            }
+        }
+        if spec.seccomp && !spec.no_new_privs {
+            return Err(PrivilegeError::SeccompNeedsNoNewPrivs);
+        }
+        Ok(())
+    }
+
+    /// The host uid and gid that container root maps to.
+    pub fn host_root(spec: &Spec) -> (u32, u32) {
+        let root_of = |maps: &[IdMap]| maps.iter().find(|m| m.container == 0).map_or(0, |m| m.host);
+        (root_of(&spec.uid_map), root_of(&spec.gid_map))
+    }
 }
 
 impl RunArgs {
@@ -107,12 +205,31 @@ impl HostnameArgs {
     }
 }
 
+/// Parses the command line. A usage error exits 125, as `docker run` does,
+/// so scripts can tell it from the command's own exit codes; `--help` exits 0.
+pub fn parse<T: clap::Parser>() -> T {
+    T::try_parse().unwrap_or_else(|error| {
+        let code = if error.use_stderr() {
+            codes::SETUP_FAILED
+        } else {
+            0
+        };
+        let _ = error.print();
+        std::process::exit(code)
+    })
+}
+
 /// Runs `spec` and exits the process with the container's exit code, or
 /// prints one line (`stepN: what happened: what to do`) and exits 125/126/127.
 pub fn run_and_exit(program: &str, spec: &Spec) -> ! {
-    match crate::parent::run(spec) {
-        Ok(exit) => std::process::exit(exit.code()),
-        Err(error) => fail(program, &error, error.exit_code()),
+    crate::exit::one_line_panics();
+    match std::panic::catch_unwind(|| crate::parent::run(spec)) {
+        Ok(Ok(exit)) => std::process::exit(exit.code()),
+        Ok(Err(error)) => fail(program, &error, error.exit_code()),
+        Err(panic) => {
+            eprintln!("{program}: {}", crate::exit::panic_line(&*panic));
+            std::process::exit(codes::SETUP_FAILED)
+        }
     }
 }
 

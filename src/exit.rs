@@ -36,6 +36,41 @@ pub mod codes {
     pub const NOT_FOUND: i32 = 127;
 }
 
+/// Where the last panic happened, recorded by the hook of [`one_line_panics`].
+static PANIC_LOCATION: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Makes a panic (a `todo!()` left in an exercise, or a bug) end as one line
+/// like every other failure: the hook only records where it happened, and
+/// [`panic_line`] builds the line. Set once in the parent; the child inherits
+/// it at clone time.
+pub fn one_line_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let at = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        if let Ok(mut slot) = PANIC_LOCATION.lock() {
+            *slot = Some(at);
+        }
+    }));
+}
+
+/// One line for a caught panic: its message and where it happened.
+pub fn panic_line(payload: &(dyn std::any::Any + Send)) -> String {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_string());
+    let at = PANIC_LOCATION
+        .lock()
+        .ok()
+        .and_then(|slot| slot.clone())
+        .map(|at| format!(" (at {at})"))
+        .unwrap_or_default();
+    format!("{message}{at}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

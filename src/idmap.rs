@@ -103,7 +103,9 @@ pub fn format_map(maps: &[IdMap]) -> String {
 /// `setgroups` is set to `deny` first when the gid map is a single id that is
 /// not the writer's own: the kernel demands it then, so an unprivileged user
 /// cannot drop a group that was denying them access (CVE-2014-8989).
+// ANCHOR: write_maps
 pub fn write_maps(child: Pid, uid: &[IdMap], gid: &[IdMap]) -> Result<(), IdMapError> {
+    // EXERCISE(6): write /proc/<child>/gid_map and uid_map (and setgroups "deny" when not root)
     let write = |file: &str, text: &str| {
         let path = format!("/proc/{child}/{file}");
         std::fs::write(&path, text).map_err(|source| IdMapError::Write { path, source })
@@ -113,7 +115,9 @@ pub fn write_maps(child: Pid, uid: &[IdMap], gid: &[IdMap]) -> Result<(), IdMapE
     }
     write("gid_map", &format_map(gid))?;
     write("uid_map", &format_map(uid))
+    // END EXERCISE
 }
+// ANCHOR_END: write_maps
 
 #[cfg(test)]
 mod tests {

@@ -19,10 +19,10 @@ use crate::exit::codes;
 use crate::ns::uts::{self, HostnameError};
 use crate::ns::{Namespace, net};
 use crate::rootfs::{RootfsError, dev, mask, mounts, pivot};
-use crate::signals;
 use crate::spec::Spec;
 use crate::sync::{ChildEnd, Request, SyncError};
 use crate::trace::{Side, Trace};
+use crate::{caps, seccomp, signals};
 
 /// Why the container's set-up or exec failed, inside the child.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +42,12 @@ pub enum InitError {
     /// The command is missing or not executable.
     #[error(transparent)]
     Command(#[from] CommandError),
+    /// Dropping capabilities failed.
+    #[error(transparent)]
+    Caps(#[from] crate::caps::CapsError),
+    /// Building or installing the seccomp filter failed.
+    #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::SeccompError),
     /// Another system call failed.
     #[error("{call} failed: {errno}")]
     Syscall {
@@ -88,7 +94,13 @@ pub fn run(spec: &Spec, channel: &ChildEnd, parent_mask: &SigSet, trace: &Trace)
     let (code, reason) = match outcome {
         Ok(Ok(never)) => match never {},
         Ok(Err(error)) => (error.exit_code(), error.to_string()),
-        Err(panic) => (codes::SETUP_FAILED, panic_message(&panic)),
+        Err(panic) => (
+            codes::SETUP_FAILED,
+            format!(
+                "the container's set-up panicked: {}",
+                crate::exit::panic_line(&*panic)
+            ),
+        ),
     };
     trace.step(Side::Child, format_args!("failed: {reason}"));
     channel.report_failure(code as u8, &reason);
@@ -107,16 +119,15 @@ fn set_up_and_exec(
     // Files we create (device nodes aside) get Docker's default permissions.
     umask(Mode::from_bits_truncate(0o022));
 
-    // 1. User namespace (step 6): until the parent writes our maps we are
-    //    `nobody` and may do nothing as root, so this comes before all else.
+    // 1. User namespace (step 6): we hold every capability in it already, but
+    //    until the parent writes our maps we have no uid there (we show as
+    //    `nobody`): we cannot become root, and files we create would have no
+    //    owner the host understands. So this comes before all else.
     if spec.has(Namespace::User) {
         channel.ask(Request::WriteIdMaps)?;
-        setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
-            .map_err(syscall("setresgid(0)"))?;
-        setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
-            .map_err(syscall("setresuid(0)"))?;
+        become_root_of_the_namespace()?;
         step(format_args!(
-            "uid/gid maps written by the parent; now uid 0"
+            "uid/gid maps written by the parent; setresgid(0), setresuid(0)"
         ));
     }
 
@@ -166,9 +177,13 @@ fn set_up_and_exec(
     //    directory fd leaked from the host would resolve outside
     //    (CVE-2024-21626), and getcwd(2) then reports "(unreachable)".
     chdir(&spec.process.cwd).map_err(syscall(format!("chdir({})", spec.process.cwd.display())))?;
-    let cwd = nix::unistd::getcwd().map_err(syscall("getcwd"))?;
-    if !cwd.is_absolute() {
-        return Err(RootfsError::CwdOutsideRoot(cwd).into());
+    //    (glibc's getcwd turns that answer into ENOENT, CVE-2018-1000001.)
+    match nix::unistd::getcwd() {
+        Ok(cwd) if cwd.is_absolute() => {}
+        Ok(_) | Err(Errno::ENOENT) => {
+            return Err(RootfsError::CwdOutsideRoot(spec.process.cwd.clone()).into());
+        }
+        Err(errno) => return Err(syscall("getcwd")(errno)),
     }
 
     // 6. Nothing but stdin, stdout and stderr may cross into the command: mark
@@ -179,10 +194,33 @@ fn set_up_and_exec(
     //    one is a clear error (exit 127) before we report Ready.
     let program = command::resolve(&spec.process.args[0], &spec.process.env)?;
 
-    // 8. Tell the parent we are ready and wait until it lets us go.
+    // 8. Privilege (step 6). Compile the seccomp filter while an error can
+    //    still be reported plainly; drop capabilities after the mounts (they
+    //    needed CAP_SYS_ADMIN) and before no_new_privs and seccomp.
+    let filters = if spec.seccomp {
+        Some(seccomp::default_filters()?)
+    } else {
+        None
+    };
+    if let Some(keep) = &spec.capabilities {
+        caps::drop_capabilities(keep)?;
+        step(format_args!(
+            "capabilities: kept {} (mask {:#018x})",
+            keep.len(),
+            caps::mask(keep)
+        ));
+    }
+    if spec.no_new_privs {
+        // SAFETY: prctl(PR_SET_NO_NEW_PRIVS, 1) only sets a flag on this process.
+        let ret = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+        Errno::result(ret).map_err(syscall("prctl(PR_SET_NO_NEW_PRIVS)"))?;
+        step(format_args!("prctl(PR_SET_NO_NEW_PRIVS, 1)"));
+    }
+
+    // 9. Tell the parent we are ready and wait until it lets us go.
     channel.ready_then_wait_for_start()?;
 
-    // 9. Undo what the parent changed in our signal state: the blocked mask
+    // 10. Undo what the parent changed in our signal state: the blocked mask
     //    (a mask survives execve) and Rust's SIGPIPE = ignore (so does that).
     signals::restore_in_child(parent_mask).map_err(|e| InitError::Syscall {
         call: e.call.to_string(),
@@ -191,7 +229,17 @@ fn set_up_and_exec(
     // SAFETY: restoring the default disposition installs no handler.
     unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map_err(syscall("signal(SIGPIPE)"))?;
 
-    // 10. Become the command. On success this never returns and the channel,
+    // 11. seccomp, last: from here on only the calls above the filter's
+    //     line are made (write to the trace, execve), and all are allowed.
+    if let Some(filters) = &filters {
+        seccomp::install(filters)?;
+        step(format_args!(
+            "seccomp filter installed ({} calls denied)",
+            seccomp::DENIED.len() + 3
+        ));
+    }
+
+    // 12. Become the command. On success this never returns and the channel,
     //     close-on-exec, closes: that is how the parent learns exec worked.
     step(format_args!(
         "execve({}, {:?})",
@@ -207,6 +255,21 @@ fn set_up_and_exec(
     Err(InitError::Exec { program, errno })
 }
 // ANCHOR_END: init_sequence
+
+/// Takes the uid and gid 0 of our new user namespace (the parent has mapped
+/// them to an unprivileged range of the host), and no supplementary groups.
+fn become_root_of_the_namespace() -> Result<(), InitError> {
+    // setgroups(2) is denied when an unprivileged parent wrote "deny" to
+    // /proc/<pid>/setgroups; then we keep the (unmapped) groups we have.
+    match nix::unistd::setgroups(&[]) {
+        Ok(()) | Err(Errno::EPERM) => {}
+        Err(errno) => return Err(syscall("setgroups([])")(errno)),
+    }
+    setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+        .map_err(syscall("setresgid(0, 0, 0)"))?;
+    setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+        .map_err(syscall("setresuid(0, 0, 0)"))
+}
 
 /// Marks every file descriptor from 3 up close-on-exec, with `close_range(2)`
 /// (Linux 5.11) or, on older kernels, one `fcntl` per open descriptor.
@@ -237,13 +300,4 @@ fn mark_fds_close_on_exec() -> Result<(), InitError> {
 fn syscall(call: impl Into<String>) -> impl FnOnce(Errno) -> InitError {
     let call = call.into();
     move |errno| InitError::Syscall { call, errno }
-}
-
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    let text = panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".to_string());
-    format!("the container's set-up panicked: {text}")
 }

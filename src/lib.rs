@@ -7,6 +7,7 @@
 //! of a container start happens in one of those two functions, in the order you
 //! read there. The modules below are named after the kernel concept they use.
 
+pub mod caps;
 pub mod cli;
 pub mod command;
 pub mod exit;
@@ -15,6 +16,7 @@ pub mod init;
 pub mod ns;
 pub mod parent;
 pub mod rootfs;
+pub mod seccomp;
 pub mod signals;
 pub mod spec;
 pub mod sync;

@@ -82,7 +82,7 @@ fn clone_advice(flags: &str, errno: Errno) -> String {
             "the kernel does not support one of these namespaces; `ls /proc/self/ns` lists those it has"
         }
         Errno::EPERM => {
-            "not permitted: run as root; inside a container or sandbox, its seccomp profile may forbid new namespaces"
+            "run as root; inside a container or sandbox, its seccomp profile may forbid new namespaces"
         }
         Errno::ENOSPC => {
             "too many namespaces of one kind exist: see /proc/sys/user/max_*_namespaces"
@@ -90,7 +90,7 @@ fn clone_advice(flags: &str, errno: Errno) -> String {
         Errno::ENOMEM => "out of memory",
         _ => "see clone(2)",
     };
-    format!("clone3({flags}) failed: {errno}: {advice}")
+    format!("clone({flags}) failed: {errno}: {advice}")
 }
 
 /// The child, killed and reaped if we leave before it ends on its own.

@@ -38,6 +38,12 @@ pub struct Spec {
     pub uid_map: Vec<IdMap>,
     /// See `uid_map`.
     pub gid_map: Vec<IdMap>,
+    /// The capabilities to keep (step 6); `None` keeps all of root's.
+    pub capabilities: Option<Vec<caps::Capability>>,
+    /// Set no_new_privs: no exec may gain privilege (setuid bits, file caps).
+    pub no_new_privs: bool,
+    /// Install the default seccomp filter (step 6).
+    pub seccomp: bool,
     /// Print each setup step as it happens (`-v`).
     pub verbose: bool,
 }
@@ -78,6 +84,9 @@ pub enum SpecError {
     /// The root is not a directory.
     #[error("root filesystem {0} is not a directory: pass --rootfs with a directory")]
     RootNotDirectory(PathBuf),
+    /// The uid or gid map is malformed, overlaps, or is missing.
+    #[error("{0}")]
+    IdMap(String),
     /// The working directory must be absolute.
     #[error("working directory {0} is not an absolute path")]
     RelativeCwd(PathBuf),
@@ -97,6 +106,9 @@ impl Spec {
             hostname: None,
             uid_map: Vec::new(),
             gid_map: Vec::new(),
+            capabilities: None,
+            no_new_privs: false,
+            seccomp: false,
             verbose: false,
         }
     }
@@ -155,6 +167,17 @@ impl Spec {
                 feature: "a uid/gid map",
                 namespace: Namespace::User,
             });
+        }
+        if self.has(Namespace::User) {
+            for (name, map) in [("uid", &self.uid_map), ("gid", &self.gid_map)] {
+                if !map.iter().any(|m| m.container == 0) {
+                    return Err(SpecError::IdMap(format!(
+                        "the {name} map must map container id 0 (root), e.g. --{name}-map 0:100000:65536"
+                    )));
+                }
+                crate::idmap::check(map)
+                    .map_err(|e| SpecError::IdMap(format!("{name} map: {e}")))?;
+            }
         }
         Ok(())
     }

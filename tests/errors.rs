@@ -86,9 +86,10 @@ fn a_kernel_without_the_namespace_is_one_clear_line() {
 }
 
 #[test]
-fn an_unknown_option_is_a_usage_error() {
+fn an_unknown_option_is_a_usage_error_exit_125() {
     let out = run(1, &["--no-such-option"]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(125), "as docker run does");
+    assert!(support::text(&out.stderr).contains("--no-such-option"));
 }
 
 #[test]

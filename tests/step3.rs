@@ -24,7 +24,7 @@ impl Drop for Segment {
 }
 
 /// The keys of the SysV shared memory segments the reader's namespace has,
-/// in the hexadecimal form of /proc/sysvipc/shm's first column.
+/// as /proc/sysvipc/shm's first column shows them (signed decimal).
 fn keys(listing: &str) -> Vec<String> {
     listing
         .lines()

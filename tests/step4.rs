@@ -2,7 +2,10 @@
 
 mod support;
 
-use support::{Running, TinyRootfs, assert_one_line_error, host_mount_points, run, stdout_of};
+use support::{
+    Running, TinyRootfs, assert_one_line_error, host_mount_points, in_shared_mount_namespace,
+    mount_points_of, run, stdout_of,
+};
 
 #[test]
 fn the_hosts_files_are_invisible() {
@@ -74,16 +77,20 @@ fn ps_inside_shows_only_the_container() {
 
 #[test]
 fn the_containers_mounts_are_invisible_on_the_host() {
-    let before = host_mount_points();
-    let running = Running::start(4, &[], "echo ready; read x");
-    let during = host_mount_points();
+    // The step binary runs in a mount namespace of the test's, copied from
+    // ours with every mount shared (as on a systemd host): what the container
+    // mounts would propagate there unless it stops propagation first.
+    let host = host_mount_points();
+    let running = Running::start_with(4, &[], "echo ready; read x", in_shared_mount_namespace);
+    let step_binary = running.child.id().to_string();
+    let seen_by_the_step_binary = mount_points_of(&step_binary);
     assert_eq!(
-        before, during,
-        "step 4: the container's mounts appeared on the host — is / made MS_SLAVE|MS_REC first?"
+        host, seen_by_the_step_binary,
+        "step 4: the container's mounts appeared outside it — is / made MS_SLAVE|MS_REC first?"
     );
     let (status, _) = running.finish();
     assert!(status.success());
-    assert_eq!(before, host_mount_points());
+    assert_eq!(host, host_mount_points(), "the host's mount table changed");
 }
 
 #[test]

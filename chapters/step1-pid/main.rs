@@ -25,7 +25,7 @@ struct Step1 {
 }
 
 fn main() {
-    let args = Step1::parse();
+    let args: Step1 = cli::parse();
     // ANCHOR: spec
     let spec = args.run.to_spec(&[Namespace::Pid]);
     // ANCHOR_END: spec

@@ -24,7 +24,7 @@ struct Step2 {
 }
 
 fn main() {
-    let args = Step2::parse();
+    let args: Step2 = cli::parse();
     // ANCHOR: spec
     let spec = args.run.to_spec(&[Namespace::Pid, Namespace::Net]);
     // ANCHOR_END: spec

@@ -24,7 +24,7 @@ struct Step3 {
 }
 
 fn main() {
-    let args = Step3::parse();
+    let args: Step3 = cli::parse();
     // ANCHOR: spec
     let spec = args
         .run

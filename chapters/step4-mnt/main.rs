@@ -27,7 +27,7 @@ struct Step4 {
 }
 
 fn main() {
-    let args = Step4::parse();
+    let args: Step4 = cli::parse();
     // ANCHOR: spec
     let mut spec = args.run.to_spec(&[
         Namespace::Pid,

@@ -27,7 +27,7 @@ struct Step5 {
 }
 
 fn main() {
-    let args = Step5::parse();
+    let args: Step5 = cli::parse();
     // ANCHOR: spec
     let mut spec = args.run.to_spec(&[
         Namespace::Pid,

@@ -43,7 +43,7 @@ pub fn bring_up_loopback() -> Result<(), LoopbackError> {
     let ret = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) };
     Errno::result(ret).map_err(fail("ioctl(SIOCGIFFLAGS)"))?;
     // SAFETY: the kernel filled ifru_flags for SIOCGIFFLAGS.
-    unsafe { req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short };
+    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
     // SAFETY: SIOCSIFFLAGS reads `req`, filled above.
     let ret = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) };
     Errno::result(ret).map_err(fail("ioctl(SIOCSIFFLAGS)"))?;

@@ -47,7 +47,20 @@ pub fn cache_dir() -> PathBuf {
 
 /// The default rootfs, built on first use. Prints one line when it builds.
 pub fn default_rootfs() -> Result<PathBuf, BusyboxError> {
-    let root = cache_dir().join("busybox-rootfs");
+    default_rootfs_owned_by(0, 0)
+}
+
+/// The default rootfs with every file owned by host `uid`:`gid`: the ids
+/// that root of a user namespace maps to (step 6). Root in the container then
+/// owns its files, as Docker's `userns-remap` gives each remapped root an
+/// image store of its own. Built once per owner.
+pub fn default_rootfs_owned_by(uid: u32, gid: u32) -> Result<PathBuf, BusyboxError> {
+    let name = if (uid, gid) == (0, 0) {
+        "busybox-rootfs".to_string()
+    } else {
+        format!("busybox-rootfs-{uid}-{gid}")
+    };
+    let root = cache_dir().join(name);
     if root.join("bin/busybox").is_file() {
         return Ok(root);
     }
@@ -57,7 +70,7 @@ pub fn default_rootfs() -> Result<PathBuf, BusyboxError> {
         busybox.display(),
         root.display()
     );
-    build(&busybox, &root)?;
+    build(&busybox, &root, uid, gid)?;
     Ok(root)
 }
 
@@ -111,7 +124,7 @@ pub fn has_interpreter(elf: &[u8]) -> bool {
 
 /// Builds the rootfs in a temporary directory beside `root`, then renames it
 /// into place, so a concurrent start never sees half a rootfs.
-fn build(busybox: &Path, root: &Path) -> Result<(), BusyboxError> {
+fn build(busybox: &Path, root: &Path, uid: u32, gid: u32) -> Result<(), BusyboxError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| BusyboxError::Io { path, source }
@@ -155,6 +168,10 @@ fn build(busybox: &Path, root: &Path) -> Result<(), BusyboxError> {
         std::fs::write(tmp.join(file), text).map_err(io(&tmp.join(file)))?;
     }
 
+    if (uid, gid) != (0, 0) {
+        chown_tree(&tmp, uid, gid).map_err(io(&tmp))?;
+    }
+
     match std::fs::rename(&tmp, root) {
         Ok(()) => Ok(()),
         // Someone else finished first: theirs is as good as ours.
@@ -167,6 +184,17 @@ fn build(busybox: &Path, root: &Path) -> Result<(), BusyboxError> {
             Err(io(root)(e))
         }
     }
+}
+
+/// `lchown -R`: symlinks themselves, never what they point to.
+fn chown_tree(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
+    if std::fs::symlink_metadata(path)?.is_dir() {
+        for entry in std::fs::read_dir(path)? {
+            chown_tree(&entry?.path(), uid, gid)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -71,19 +71,28 @@ pub const DEFAULT_SYMLINKS: [(&str, &str); 5] = [
 
 // ANCHOR: create_devices
 /// Creates [`DEFAULT_DEVICES`] (mode 0666) and [`DEFAULT_SYMLINKS`] in `dev`.
+///
+/// In a user namespace (step 6) `mknod` of a device is not allowed, even to
+/// its root: a device node would be a door to the host's hardware. There we
+/// bind-mount the host's own node onto an empty file instead, as runc does;
+/// the host's `/dev` is still reachable because this runs before `pivot_root`.
 pub fn create_devices(dev: &Path) -> Result<(), RootfsError> {
     for device in &DEFAULT_DEVICES {
         let path = dev.join(device.name);
-        mknod(
+        match mknod(
             &path,
             SFlag::S_IFCHR,
             Mode::from_bits_truncate(0o666),
             makedev(device.major, device.minor),
-        )
-        .map_err(syscall("mknod", &path))?;
-        // mknod's mode passes through the umask; set it exactly.
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))
-            .map_err(|e| io_error("chmod", &path, e))?;
+        ) {
+            Ok(()) => {
+                // mknod's mode passes through the umask; set it exactly.
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))
+                    .map_err(|e| io_error("chmod", &path, e))?;
+            }
+            Err(nix::errno::Errno::EPERM) => bind_host_device(device.name, &path)?,
+            Err(errno) => return Err(syscall("mknod", &path)(errno)),
+        }
     }
     for (link, target) in DEFAULT_SYMLINKS {
         let path = dev.join(link);
@@ -92,6 +101,20 @@ pub fn create_devices(dev: &Path) -> Result<(), RootfsError> {
     Ok(())
 }
 // ANCHOR_END: create_devices
+
+/// Bind-mounts `/dev/<name>` of the host onto a new empty file at `path`.
+fn bind_host_device(name: &str, path: &Path) -> Result<(), RootfsError> {
+    std::fs::File::create(path).map_err(|e| io_error("create", path, e))?;
+    let host = Path::new("/dev").join(name);
+    nix::mount::mount(
+        Some(&host),
+        path,
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(syscall("mount(MS_BIND) host device onto", path))
+}
 
 fn io_error(call: &'static str, path: &Path, e: std::io::Error) -> RootfsError {
     RootfsError::Syscall {

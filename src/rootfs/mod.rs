@@ -37,6 +37,17 @@ pub enum RootfsError {
         /// What the kernel answered.
         errno: Errno,
     },
+    /// Permission denied inside the rootfs: with a user namespace, the
+    /// container's root is an unprivileged host uid.
+    #[error(
+        "{call} {path} failed: permission denied; with a user namespace (step 6) the rootfs must belong to the host uid container root maps to, e.g. `chown -R 100000:100000 ROOTFS`"
+    )]
+    Denied {
+        /// The call.
+        call: &'static str,
+        /// The path it acted on.
+        path: PathBuf,
+    },
     /// A mount point inside the rootfs is a symlink: following it could mount
     /// over a path outside the rootfs, so we refuse.
     #[error(
@@ -57,5 +68,8 @@ pub(crate) fn syscall(
     path: impl Into<PathBuf>,
 ) -> impl FnOnce(Errno) -> RootfsError {
     let path = path.into();
-    move |errno| RootfsError::Syscall { call, path, errno }
+    move |errno| match errno {
+        Errno::EACCES => RootfsError::Denied { call, path },
+        errno => RootfsError::Syscall { call, path, errno },
+    }
 }

@@ -143,10 +143,9 @@ pub fn dir_inside(root: &Path, relative: &str) -> Result<PathBuf, RootfsError> {
             Err(_) => std::fs::DirBuilder::new()
                 .mode(0o755)
                 .create(&path)
-                .map_err(|e| RootfsError::Syscall {
-                    call: "mkdir",
-                    path: path.clone(),
-                    errno: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+                .map_err(|e| {
+                    let errno = nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+                    syscall("mkdir", &path)(errno)
                 })?,
         }
     }

@@ -22,6 +22,7 @@ pub fn binary(n: u32) -> &'static str {
         3 => env!("CARGO_BIN_EXE_step3"),
         4 => env!("CARGO_BIN_EXE_step4"),
         5 => env!("CARGO_BIN_EXE_step5"),
+        6 => env!("CARGO_BIN_EXE_step6"),
         _ => panic!("no step {n} binary"),
     }
 }
@@ -112,7 +113,20 @@ impl Running {
     /// Starts step `n` running `script` in `sh -c`, which must print a line
     /// `ready` and then wait for a line on stdin (`read x`).
     pub fn start(n: u32, options: &[&str], script: &str) -> Running {
-        let mut child = step(n)
+        Running::start_with(n, options, script, |_| {})
+    }
+
+    /// [`Running::start`], with `prepare` changing the command first (e.g. a
+    /// `pre_exec` hook).
+    pub fn start_with(
+        n: u32,
+        options: &[&str],
+        script: &str,
+        prepare: impl FnOnce(&mut Command),
+    ) -> Running {
+        let mut cmd = step(n);
+        prepare(&mut cmd);
+        let mut child = cmd
             .args(options)
             .args(["sh", "-c", script])
             .stdin(Stdio::piped())
@@ -221,7 +235,36 @@ impl TinyRootfs {
         std::fs::create_dir(dir.path().join("bin")).unwrap();
         std::fs::copy(busybox, dir.path().join("bin/busybox")).unwrap();
         std::os::unix::fs::symlink("busybox", dir.path().join("bin/sh")).unwrap();
+        for mount_point in ["proc", "dev", "sys", "tmp"] {
+            std::fs::create_dir(dir.path().join(mount_point)).unwrap();
+        }
+        std::fs::set_permissions(
+            dir.path().join("tmp"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+        )
+        .unwrap();
         TinyRootfs { dir }
+    }
+
+    /// Gives every file to host `uid`:`gid`, as the rootfs of a user
+    /// namespace whose root maps there must be (step 6).
+    pub fn owned_by(self, uid: u32, gid: u32) -> TinyRootfs {
+        fn chown_tree(path: &Path, uid: u32, gid: u32) {
+            std::os::unix::fs::lchown(path, Some(uid), Some(gid)).expect("lchown");
+            if std::fs::symlink_metadata(path).unwrap().is_dir() {
+                for entry in std::fs::read_dir(path).unwrap() {
+                    chown_tree(&entry.unwrap().path(), uid, gid);
+                }
+            }
+        }
+        chown_tree(self.dir.path(), uid, gid);
+        self
+    }
+
+    /// Adds the static probe (see tests/probe) as `/probe`.
+    pub fn with_probe(self) -> TinyRootfs {
+        std::fs::copy(probe(), self.dir.path().join("probe")).expect("copy the probe");
+        self
     }
 
     /// The rootfs path, as an argument.
@@ -232,11 +275,48 @@ impl TinyRootfs {
 
 /// The mount points in this (the host's) mount namespace.
 pub fn host_mount_points() -> Vec<String> {
-    std::fs::read_to_string("/proc/self/mountinfo")
+    mount_points_of("self")
+}
+
+/// The mount points of process `pid`'s mount namespace, sorted (a copied
+/// namespace lists the same mounts in another order).
+pub fn mount_points_of(pid: &str) -> Vec<String> {
+    let mut points: Vec<String> = std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
         .expect("read mountinfo")
         .lines()
         .filter_map(|l| l.split_whitespace().nth(4).map(str::to_string))
-        .collect()
+        .collect();
+    points.sort();
+    points
+}
+
+/// Makes `cmd` start in a mount namespace of its own whose mounts are all
+/// shared, as `/` is on a systemd host. Then a container that forgets to
+/// stop propagation leaks its mounts into that namespace, where a test can
+/// see them, without touching the real host's mount table.
+pub fn in_shared_mount_namespace(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: only unshare(2) and mount(2) between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let root = c"/";
+            let flags = libc::MS_SHARED | libc::MS_REC;
+            if libc::mount(
+                std::ptr::null(),
+                root.as_ptr(),
+                std::ptr::null(),
+                flags,
+                std::ptr::null(),
+            ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
 
 /// Asserts the step failed before running anything: the exit code, and one
@@ -252,4 +332,28 @@ pub fn assert_one_line_error(out: &Output, step: u32, code: i32, needle: &str) {
     assert!(lines[0].starts_with(&format!("step{step}: ")), "{err}");
     assert!(lines[0].contains(needle), "expected {needle:?} in: {err}");
     assert!(!err.contains("panicked"), "{err}");
+}
+
+/// The probe binary (tests/probe), built statically once per test binary so
+/// it runs in any rootfs without shared libraries.
+pub fn probe() -> PathBuf {
+    static PROBE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PROBE
+        .get_or_init(|| {
+            let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("probe-target");
+            let triple = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "--quiet", "--release", "-p", "caixa-probe", "--target", &triple])
+                .env("CARGO_TARGET_DIR", &target_dir)
+                .env("RUSTFLAGS", "-C target-feature=+crt-static")
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status()
+                .expect("run cargo to build the probe");
+            assert!(
+                status.success(),
+                "building the static probe failed: static glibc comes with libc6-dev (sudo apt-get install libc6-dev)"
+            );
+            target_dir.join(triple).join("release/caixa-probe")
+        })
+        .clone()
 }

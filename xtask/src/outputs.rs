@@ -29,6 +29,27 @@ pub const OUTPUTS: &[(&str, &str, &[&str])] = &[
     ("step4", "step4", &["-v", "sh", "-c", "ps; ls /"]),
     ("step4-mounts", "step4", &["cat", "/proc/self/mounts"]),
     ("step5", "step5", &["--hostname", "caixa", "-v", "hostname"]),
+    (
+        "step6",
+        "step6",
+        &[
+            "--hostname",
+            "caixa",
+            "-v",
+            "sh",
+            "-c",
+            "id; cat /proc/self/uid_map; grep -E '^(Cap|NoNewPrivs|Seccomp:)' /proc/self/status",
+        ],
+    ),
+    (
+        "step6-denied",
+        "step6",
+        &[
+            "sh",
+            "-c",
+            "mount -t tmpfs none /mnt; unshare -U true; echo exit=$?",
+        ],
+    ),
 ];
 
 /// Regenerates every output (or, with `check`, compares them).

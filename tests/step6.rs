@@ -1,0 +1,296 @@
+//! Step 6 grading: the user namespace, capabilities, no_new_privs, seccomp
+//! and file descriptors.
+
+mod support;
+
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::process::Stdio;
+
+use support::{
+    Running, TinyRootfs, assert_one_line_error, run, stdout_of, step, text, wait_output,
+};
+
+/// `Key:\tvalue` lines of a /proc/<pid>/status dump.
+fn field<'a>(status: &'a str, key: &str) -> &'a str {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}:")))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no {key} in:\n{status}"))
+}
+
+#[test]
+fn root_inside_is_uid_0() {
+    let out = run(6, &["sh", "-c", "id -u; id -g; cat /proc/self/uid_map"]);
+    let text = stdout_of(&out);
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(
+        lines,
+        ["0", "0", "0 100000 65536"],
+        "step 6: container root must be uid 0 mapped from 100000 — did the parent write the maps?"
+    );
+}
+
+#[test]
+fn root_inside_is_an_unprivileged_uid_outside() {
+    let running = Running::start(6, &[], "echo ready; read x");
+    let pid = running.container_pid();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uids: Vec<&str> = field(&status, "Uid").split_whitespace().collect();
+    assert_eq!(uids, ["100000"; 4], "the host sees the mapped uid");
+    let (status, _) = running.finish();
+    assert!(status.success());
+}
+
+#[test]
+fn a_file_created_inside_belongs_to_the_mapped_uid_outside() {
+    let rootfs = TinyRootfs::new().owned_by(100000, 100000);
+    let out = run(
+        6,
+        &[
+            "--rootfs",
+            rootfs.path(),
+            "/bin/sh",
+            "-c",
+            "echo x > /tmp/made-inside",
+        ],
+    );
+    stdout_of(&out);
+    let meta = std::fs::metadata(rootfs.dir.path().join("tmp/made-inside")).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (100000, 100000));
+}
+
+#[test]
+fn custom_maps_are_honoured() {
+    let out = run(
+        6,
+        &[
+            "--uid-map",
+            "0:200000:1000",
+            "--gid-map",
+            "0:300000:1000",
+            "cat",
+            "/proc/self/uid_map",
+            "/proc/self/gid_map",
+        ],
+    );
+    let text = stdout_of(&out);
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(lines, ["0 200000 1000", "0 300000 1000"]);
+}
+
+#[test]
+fn capabilities_are_dockers_default_and_no_new_privs_and_seccomp_are_on() {
+    let out = run(6, &["cat", "/proc/self/status"]);
+    let status = stdout_of(&out);
+    assert_eq!(
+        field(&status, "CapEff"),
+        "00000000a80425fb",
+        "step 6: effective set"
+    );
+    assert_eq!(
+        field(&status, "CapPrm"),
+        "00000000a80425fb",
+        "permitted set"
+    );
+    assert_eq!(field(&status, "CapBnd"), "00000000a80425fb", "bounding set");
+    assert_eq!(
+        field(&status, "CapInh"),
+        "0000000000000000",
+        "inheritable must be empty (CVE-2022-24769)"
+    );
+    assert_eq!(
+        field(&status, "CapAmb"),
+        "0000000000000000",
+        "ambient must be empty"
+    );
+    assert_eq!(field(&status, "NoNewPrivs"), "1");
+    assert_eq!(
+        field(&status, "Seccomp"),
+        "2",
+        "a seccomp filter must be installed"
+    );
+}
+
+#[test]
+fn cap_add_and_cap_drop_change_the_set() {
+    let out = run(
+        6,
+        &[
+            "--cap-add",
+            "NET_ADMIN",
+            "--cap-drop",
+            "CHOWN",
+            "cat",
+            "/proc/self/status",
+        ],
+    );
+    let status = stdout_of(&out);
+    // a80425fb - CHOWN (bit 0) + NET_ADMIN (bit 12)
+    assert_eq!(field(&status, "CapEff"), "00000000a80435fa");
+}
+
+#[test]
+fn seccomp_unconfined_turns_the_filter_off() {
+    let out = run(
+        6,
+        &[
+            "--security-opt",
+            "seccomp=unconfined",
+            "cat",
+            "/proc/self/status",
+        ],
+    );
+    assert_eq!(field(&stdout_of(&out), "Seccomp"), "0");
+}
+
+#[test]
+fn denied_system_calls_fail_with_eperm() {
+    let rootfs = TinyRootfs::new().with_probe().owned_by(100000, 100000);
+    let out = run(6, &["--rootfs", rootfs.path(), "/probe", "syscalls"]);
+    let text = stdout_of(&out);
+    for line in text.lines() {
+        let (name, answer) = line.rsplit_once(' ').unwrap();
+        let expected = if name == "clone3" { "ENOSYS" } else { "EPERM" };
+        assert_eq!(
+            answer, expected,
+            "step 6: {name} should be refused by seccomp:\n{text}"
+        );
+    }
+    assert!(text.lines().count() >= 18, "{text}");
+}
+
+#[test]
+fn the_filter_is_what_refuses_them() {
+    // Without seccomp, several of the same calls get another answer from the
+    // kernel: the EPERMs above come from the filter, not from capabilities.
+    let rootfs = TinyRootfs::new().with_probe().owned_by(100000, 100000);
+    let out = run(
+        6,
+        &[
+            "--rootfs",
+            rootfs.path(),
+            "--security-opt",
+            "seccomp=unconfined",
+            "/probe",
+            "syscalls",
+        ],
+    );
+    let text = stdout_of(&out);
+    let not_eperm = text.lines().filter(|l| !l.ends_with(" EPERM")).count();
+    assert!(
+        not_eperm >= 5,
+        "expected the kernel's own answers without the filter:\n{text}"
+    );
+}
+
+#[test]
+fn a_shell_a_server_and_a_package_manager_still_work() {
+    let rootfs = TinyRootfs::new().with_probe().owned_by(100000, 100000);
+    let out = run(6, &["--rootfs", rootfs.path(), "/probe", "works"]);
+    let text = stdout_of(&out);
+    assert_eq!(text, "fork ok\nexec ok\nfiles ok\nsockets ok\n", "{text}");
+}
+
+#[test]
+fn only_fds_0_1_2_reach_the_command() {
+    let rootfs = TinyRootfs::new().with_probe().owned_by(100000, 100000);
+    let leaked = std::fs::File::open("/etc/hostname").unwrap();
+    let mut cmd = step(6);
+    cmd.args(["--rootfs", rootfs.path(), "/probe", "fds"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&leaked);
+    // SAFETY: dup2 into fd 7 between fork and exec, without CLOEXEC: a file
+    // descriptor leaked into the step binary, as a careless caller would.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(raw, 7) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = wait_output(cmd.spawn().unwrap());
+    assert_eq!(
+        stdout_of(&out).trim(),
+        "0 1 2",
+        "step 6: a leaked descriptor reached the container"
+    );
+}
+
+#[test]
+fn cve_2024_21626_a_leaked_directory_as_workdir_is_refused() {
+    // runc leaked a descriptor of a host directory into the container; a
+    // workdir of /proc/self/fd/N then started the process outside its root.
+    let host_dir = tempfile::tempdir().unwrap();
+    let dir = std::fs::File::open(host_dir.path()).unwrap();
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&dir);
+    let mut cmd = step(6);
+    cmd.args(["-w", "/proc/self/fd/7", "pwd"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: dup2 into fd 7 between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(raw, 7) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = wait_output(cmd.spawn().unwrap());
+    assert_one_line_error(&out, 6, 125, "outside the container's root");
+}
+
+#[test]
+fn a_rootfs_the_mapped_root_cannot_enter_is_one_clear_line() {
+    // Owned by the host's root with mode 0700: uid 100000 cannot go in.
+    let rootfs = TinyRootfs::new();
+    std::fs::set_permissions(
+        rootfs.dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let out = run(6, &["--rootfs", rootfs.path(), "/bin/sh", "-c", "true"]);
+    assert_one_line_error(&out, 6, 125, "chown -R 100000:100000");
+}
+
+#[test]
+fn a_malformed_map_is_one_clear_line() {
+    let out = run(6, &["--uid-map", "0:100000", "true"]);
+    assert_eq!(out.status.code(), Some(125), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("CONTAINER:HOST:COUNT"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn an_overlapping_map_is_one_clear_line() {
+    let out = run(
+        6,
+        &[
+            "--uid-map",
+            "0:100000:100",
+            "--uid-map",
+            "50:200000:10",
+            "true",
+        ],
+    );
+    assert_one_line_error(&out, 6, 125, "overlap");
+}
+
+#[test]
+fn an_unknown_capability_is_one_clear_line() {
+    let out = run(6, &["--cap-add", "NOT_A_CAP", "true"]);
+    assert_one_line_error(&out, 6, 125, "unknown capability");
+}
