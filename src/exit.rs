@@ -25,6 +25,7 @@ impl Exit {
     }
 }
 
+// ANCHOR: exit_codes
 /// Exit codes for failures of caixa itself, the same as `docker run` uses, so
 /// a script can tell "the container said 1" from "the container never started".
 pub mod codes {
@@ -35,6 +36,7 @@ pub mod codes {
     /// The command was not found in the container.
     pub const NOT_FOUND: i32 = 127;
 }
+// ANCHOR_END: exit_codes
 
 /// Where the last panic happened, recorded by the hook of [`one_line_panics`].
 static PANIC_LOCATION: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);

@@ -119,6 +119,7 @@ fn set_up_and_exec(
     // Files we create (device nodes aside) get Docker's default permissions.
     umask(Mode::from_bits_truncate(0o022));
 
+    // ANCHOR: init_user_ns
     // 1. User namespace (step 6): we hold every capability in it already, but
     //    until the parent writes our maps we have no uid there (we show as
     //    `nobody`): we cannot become root, and files we create would have no
@@ -130,20 +131,26 @@ fn set_up_and_exec(
             "uid/gid maps written by the parent; setresgid(0), setresuid(0)"
         ));
     }
+    // ANCHOR_END: init_user_ns
 
+    // ANCHOR: init_uts
     // 2. UTS namespace (step 5): only valid in a new UTS namespace, which
     //    Spec::validate has checked.
     if let Some(name) = &spec.hostname {
         uts::set_hostname(name)?;
         step(format_args!("sethostname({name:?})"));
     }
+    // ANCHOR_END: init_uts
 
+    // ANCHOR: init_net
     // 3. Network namespace (step 2): `lo` starts down in a new namespace.
     if spec.has(Namespace::Net) {
         net::bring_up_loopback()?;
         step(format_args!("ioctl(SIOCSIFFLAGS, lo, IFF_UP)"));
     }
+    // ANCHOR_END: init_net
 
+    // ANCHOR: init_mnt
     // 4. Mount namespace (step 4): every mount below is in our copy of the
     //    mount table; the first call makes sure none of them leaks to the host.
     if let Some(root) = &spec.root {
@@ -172,6 +179,7 @@ fn set_up_and_exec(
             "masked paths hidden; /proc/sys and others read-only"
         ));
     }
+    // ANCHOR_END: init_mnt
 
     // 5. The working directory, then make sure it is inside our root: a
     //    directory fd leaked from the host would resolve outside
@@ -194,6 +202,7 @@ fn set_up_and_exec(
     //    one is a clear error (exit 127) before we report Ready.
     let program = command::resolve(&spec.process.args[0], &spec.process.env)?;
 
+    // ANCHOR: init_privilege
     // 8. Privilege (step 6). Compile the seccomp filter while an error can
     //    still be reported plainly; drop capabilities after the mounts (they
     //    needed CAP_SYS_ADMIN) and before no_new_privs and seccomp.
@@ -216,6 +225,7 @@ fn set_up_and_exec(
         Errno::result(ret).map_err(syscall("prctl(PR_SET_NO_NEW_PRIVS)"))?;
         step(format_args!("prctl(PR_SET_NO_NEW_PRIVS, 1)"));
     }
+    // ANCHOR_END: init_privilege
 
     // 9. Tell the parent we are ready and wait until it lets us go.
     channel.ready_then_wait_for_start()?;
@@ -229,6 +239,7 @@ fn set_up_and_exec(
     // SAFETY: restoring the default disposition installs no handler.
     unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map_err(syscall("signal(SIGPIPE)"))?;
 
+    // ANCHOR: init_seccomp
     // 11. seccomp, last: from here on only the calls above the filter's
     //     line are made (write to the trace, execve), and all are allowed.
     if let Some(filters) = &filters {
@@ -238,6 +249,7 @@ fn set_up_and_exec(
             seccomp::DENIED.len() + 3
         ));
     }
+    // ANCHOR_END: init_seccomp
 
     // 12. Become the command. On success this never returns and the channel,
     //     close-on-exec, closes: that is how the parent learns exec worked.

@@ -141,6 +141,7 @@ pub fn run(spec: &Spec) -> Result<Exit, Error> {
 
     // 4. (Step 7 creates the cgroup here, so the child starts inside it.)
 
+    // ANCHOR: parent_clone
     // 5. Clone the child into its new namespaces.
     let flags = ns::clone_flags(&spec.namespaces);
     step(format_args!(
@@ -166,7 +167,9 @@ pub fn run(spec: &Spec) -> Result<Exit, Error> {
     };
     drop(child_end);
     step(format_args!("child is pid {} on the host", child.pid));
+    // ANCHOR_END: parent_clone
 
+    // ANCHOR: parent_requests
     // 6. Answer the child's requests, in protocol order, until it is ready.
     loop {
         match parent_end.next_from_child()? {
@@ -182,6 +185,7 @@ pub fn run(spec: &Spec) -> Result<Exit, Error> {
             FromChild::Failed { code, reason } => return Err(Error::Container { code, reason }),
         }
     }
+    // ANCHOR_END: parent_requests
 
     // 7. Let it exec, and learn whether the exec worked: its end of the
     //    channel is close-on-exec, so end-of-file means success.

@@ -105,12 +105,10 @@ pub fn default_filters() -> Result<Filters, SeccompError> {
         .and_then(|c| SeccompRule::new(vec![c]))
         .map_err(build)
     };
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = DENIED
-        .iter()
-        .map(|(_, nr)| (*nr as i64, Vec::new()))
-        .collect();
-    rules.insert(libc::SYS_unshare as i64, vec![newuser()?]);
-    rules.insert(libc::SYS_clone as i64, vec![newuser()?]);
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
+        DENIED.iter().map(|(_, nr)| (*nr, Vec::new())).collect();
+    rules.insert(libc::SYS_unshare, vec![newuser()?]);
+    rules.insert(libc::SYS_clone, vec![newuser()?]);
     let deny = SeccompFilter::new(
         rules,
         SeccompAction::Allow,
@@ -119,9 +117,7 @@ pub fn default_filters() -> Result<Filters, SeccompError> {
     )
     .map_err(build)?;
     let no_clone3 = SeccompFilter::new(
-        [(libc::SYS_clone3 as i64, Vec::new())]
-            .into_iter()
-            .collect(),
+        [(libc::SYS_clone3, Vec::new())].into_iter().collect(),
         SeccompAction::Allow,
         SeccompAction::Errno(libc::ENOSYS as u32),
         arch()?,

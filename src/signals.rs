@@ -19,6 +19,7 @@ use nix::unistd::Pid;
 
 use crate::exit::Exit;
 
+// ANCHOR: forwarded_signals
 /// The signals a step binary passes on to its container.
 pub const FORWARDED: [Signal; 7] = [
     Signal::SIGHUP,
@@ -29,6 +30,7 @@ pub const FORWARDED: [Signal; 7] = [
     Signal::SIGUSR2,
     Signal::SIGWINCH,
 ];
+// ANCHOR_END: forwarded_signals
 
 /// A failure while blocking signals or waiting.
 #[derive(Debug, thiserror::Error)]

@@ -23,6 +23,7 @@ pub struct Process {
     pub cwd: PathBuf,
 }
 
+// ANCHOR: spec_struct
 /// Everything needed to start one container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Spec {
@@ -47,6 +48,7 @@ pub struct Spec {
     /// Print each setup step as it happens (`-v`).
     pub verbose: bool,
 }
+// ANCHOR_END: spec_struct
 
 /// A plan that cannot be carried out, found before anything is created.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -27,6 +27,7 @@ use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockType, send, socket
 /// The longest message either side sends (a failure's reason is cut to fit).
 const MAX_MESSAGE: usize = 4096;
 
+// ANCHOR: messages
 /// Something the child asks the parent to do from the host side, and waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Request {
@@ -53,6 +54,7 @@ pub enum Message {
         reason: String,
     },
 }
+// ANCHOR_END: messages
 
 impl Message {
     fn encode(&self) -> Vec<u8> {

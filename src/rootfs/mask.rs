@@ -39,6 +39,7 @@ pub const READONLY_PATHS: [&str; 5] = [
 ];
 // ANCHOR_END: masked_paths
 
+// ANCHOR: mask_paths
 /// Hides every path of [`MASKED_PATHS`] that exists on this kernel.
 pub fn mask_paths() -> Result<(), RootfsError> {
     for path in MASKED_PATHS.map(Path::new) {
@@ -67,6 +68,7 @@ pub fn mask_paths() -> Result<(), RootfsError> {
     }
     Ok(())
 }
+// ANCHOR_END: mask_paths
 
 /// Makes every path of [`READONLY_PATHS`] that exists read-only.
 ///

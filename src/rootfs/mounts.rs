@@ -112,6 +112,7 @@ pub fn bind_rootfs_onto_itself(root: &Path) -> Result<(), RootfsError> {
 }
 // ANCHOR_END: bind_rootfs
 
+// ANCHOR: mount_defaults
 /// Mounts every entry of [`DEFAULT_MOUNTS`] under `root`.
 pub fn mount_defaults(root: &Path) -> Result<(), RootfsError> {
     for m in &DEFAULT_MOUNTS {
@@ -121,7 +122,9 @@ pub fn mount_defaults(root: &Path) -> Result<(), RootfsError> {
     }
     Ok(())
 }
+// ANCHOR_END: mount_defaults
 
+// ANCHOR: dir_inside
 /// `root/relative` as a directory we may mount on, created when missing.
 ///
 /// The rootfs comes from the user (later: from an image), so it may hold a
@@ -151,6 +154,7 @@ pub fn dir_inside(root: &Path, relative: &str) -> Result<PathBuf, RootfsError> {
     }
     Ok(path)
 }
+// ANCHOR_END: dir_inside
 
 /// Whether `path` is a character device (used to check `/dev` from tests and
 /// `doctor`).

@@ -45,7 +45,7 @@ fn in_child(call: impl FnOnce() -> libc::c_long) -> String {
                 libc::write(pipe[1], answer.as_ptr().cast(), answer.len());
                 libc::_exit(0);
             }
-            -1 => return "fork-failed".into(),
+            -1 => "fork-failed".into(),
             pid => {
                 libc::close(pipe[1]);
                 let mut out = String::new();
@@ -58,13 +58,16 @@ fn in_child(call: impl FnOnce() -> libc::c_long) -> String {
     }
 }
 
+/// One system call to try, made in a child process.
+type Call = Box<dyn FnOnce() -> libc::c_long>;
+
 fn syscalls() {
     let nothing = null::<libc::c_char>();
     let missing = c"/nonexistent-caixa".as_ptr();
     let empty = c"".as_ptr();
     // SAFETY (all below): each call gets arguments the kernel rejects or
     // that are harmless; none dereferences memory we do not own.
-    let calls: Vec<(&str, Box<dyn FnOnce() -> libc::c_long>)> = vec![
+    let calls: Vec<(&str, Call)> = vec![
         (
             "keyctl",
             Box::new(|| unsafe { libc::syscall(libc::SYS_keyctl, -1, 0, 0, 0, 0) }),
