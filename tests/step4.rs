@@ -225,6 +225,7 @@ fn a_symlinked_mount_point_in_the_rootfs_is_refused() {
     // the host path it points to.
     let rootfs = TinyRootfs::new();
     let outside = tempfile::tempdir().unwrap();
+    std::fs::remove_dir(rootfs.dir.path().join("proc")).unwrap();
     std::os::unix::fs::symlink(outside.path(), rootfs.dir.path().join("proc")).unwrap();
     let out = run(4, &["--rootfs", rootfs.path(), "/bin/sh", "-c", "true"]);
     assert_one_line_error(&out, 4, 125, "symbolic link");
