@@ -9,12 +9,14 @@
 //! - `cargo xtask grade [--step N] [--format table|json|gradescope|classroom] [--out FILE] [--dir DIR]`
 //! - `cargo xtask status`         which steps pass, as a table
 //! - `cargo xtask doctor`         can this machine run each step?
+//! - `cargo xtask bench-peers [--runs N]`  caixa beside runc and crun, same run
 
 mod anchors;
 mod doctor;
 mod exercises;
 mod grade;
 mod outputs;
+mod peers;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -60,9 +62,17 @@ fn run(args: Vec<String>) -> Result<()> {
         ),
         Some("status") => grade::command(&root, None, "table", None, None),
         Some("doctor") => doctor::run(),
+        Some("bench-peers") => peers::run(
+            &root,
+            flag_value(&rest, "--runs")
+                .map(str::parse)
+                .transpose()
+                .context("--runs takes a number")?
+                .unwrap_or(100),
+        ),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci | doctor | status | grade [--step N] [--format table|json|gradescope|classroom] [--out FILE] [--dir DIR] | check-anchors | outputs [--check] | exercises [--step N] [--out DIR] | check-exercises>"
+                "usage: cargo xtask <ci | doctor | bench-peers [--runs N] | status | grade [--step N] [--format table|json|gradescope|classroom] [--out FILE] [--dir DIR] | check-anchors | outputs [--check] | exercises [--step N] [--out DIR] | check-exercises>"
             );
             std::process::exit(2);
         }

@@ -1,0 +1,217 @@
+//! `bench-peers`: caixa beside runc and crun, timed in the same run.
+//!
+//! Each runner starts a container that runs `/bin/true` from the same busybox
+//! rootfs, with matching isolation, and the runs are interleaved (caixa, runc,
+//! crun, caixa, …) so a noisy moment hurts all of them alike. Two profiles:
+//!
+//! - `step5`: PID, network, IPC, mount and UTS namespaces (runc's default spec);
+//! - `step6`: plus a user namespace (0:100000:65536), Docker's 14 capabilities,
+//!   no_new_privs and the same seccomp deny list.
+//!
+//! runc and crun also create a cgroup for every container; caixa does that
+//! only from step 7, so until then they do a little more work than caixa.
+//! crun refuses hybrid cgroup hosts ("cgroups in hybrid mode not supported"),
+//! so on such a host everything runs in a private mount namespace where the
+//! empty cgroup2 mount is unmounted (nothing changes for the rest of the host).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+const INNER: &str = "CAIXA_BENCH_PEERS_INNER";
+
+/// Entry point: re-executes itself in a private mount namespace first.
+pub fn run(root: &Path, runs: usize) -> Result<()> {
+    if std::env::var_os(INNER).is_none() {
+        for tool in ["runc", "crun", "unshare"] {
+            if Command::new(tool).arg("--version").output().is_err() {
+                bail!("{tool} is not installed: sudo apt-get install runc crun util-linux");
+            }
+        }
+        crate::sh(root, "cargo", &["build", "--quiet", "--release", "--bins"])?;
+        let me = std::env::current_exe()?;
+        let status = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "--"])
+            .arg(me)
+            .args(["bench-peers", "--runs", &runs.to_string()])
+            .env(INNER, "1")
+            .status()
+            .context("unshare --mount (are you root?)")?;
+        if !status.success() {
+            bail!("bench-peers failed ({status})");
+        }
+        return Ok(());
+    }
+    leave_hybrid_cgroup_mode()?;
+    let bin = root.join("target/release");
+    let work = root.join("target/bench-peers");
+    std::fs::create_dir_all(&work)?;
+
+    // The rootfs caixa builds, for both profiles (step 6's owned by 100000).
+    for step in ["step5", "step6"] {
+        quiet(Command::new(bin.join(step)).arg("true"))?;
+    }
+    let cache = caixa::rootfs::busybox::cache_dir();
+    let rootfs5 = cache.join("busybox-rootfs");
+    let rootfs6 = cache.join("busybox-rootfs-100000-100000");
+    let bundle5 = bundle(&work.join("step5"), &rootfs5, false)?;
+    let bundle6 = bundle(&work.join("step6"), &rootfs6, true)?;
+
+    let runners: Vec<(&str, Box<dyn Fn(usize) -> Command>)> = vec![
+        (
+            "/bin/true (no container)",
+            Box::new(|_| Command::new("/bin/true")),
+        ),
+        (
+            "caixa step5",
+            Box::new(|_| {
+                let mut c = Command::new(bin.join("step5"));
+                c.arg("true");
+                c
+            }),
+        ),
+        ("runc  step5", Box::new(|i| oci("runc", &bundle5, i))),
+        ("crun  step5", Box::new(|i| oci("crun", &bundle5, i))),
+        (
+            "caixa step6",
+            Box::new(|_| {
+                let mut c = Command::new(bin.join("step6"));
+                c.arg("true");
+                c
+            }),
+        ),
+        ("runc  step6", Box::new(|i| oci("runc", &bundle6, i))),
+        ("crun  step6", Box::new(|i| oci("crun", &bundle6, i))),
+    ];
+    // Warm up every runner once (page cache, first-use work), then measure.
+    for (_, make) in &runners {
+        quiet(&mut make(usize::MAX))?;
+    }
+    let mut times: Vec<Vec<Duration>> = vec![Vec::with_capacity(runs); runners.len()];
+    for i in 0..runs {
+        for (k, (_, make)) in runners.iter().enumerate() {
+            let mut cmd = make(i);
+            let start = Instant::now();
+            quiet(&mut cmd)?;
+            times[k].push(start.elapsed());
+        }
+    }
+
+    println!("\n{runs} interleaved runs of /bin/true in a container, start to exit (ms)");
+    println!("{:<26} {:>8} {:>8} {:>8}", "runner", "min", "median", "max");
+    let mut medians = Vec::new();
+    for ((name, _), t) in runners.iter().zip(&mut times) {
+        t.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let median = ms(t[t.len() / 2]);
+        medians.push(median);
+        println!(
+            "{name:<26} {:>8.2} {:>8.2} {:>8.2}",
+            ms(t[0]),
+            median,
+            ms(t[t.len() - 1])
+        );
+    }
+    println!("\nratios of medians (below 1.0: caixa is faster)");
+    for (profile, c, r, k) in [("step5", 1, 2, 3), ("step6", 4, 5, 6)] {
+        println!(
+            "{profile}: caixa/runc = {:.2}   caixa/crun = {:.2}",
+            medians[c] / medians[r],
+            medians[c] / medians[k]
+        );
+    }
+    Ok(())
+}
+
+fn oci(runtime: &str, bundle: &Path, i: usize) -> Command {
+    let mut c = Command::new(runtime);
+    c.args(["run", "--bundle"])
+        .arg(bundle)
+        .arg(format!("caixa-bench-{}-{i}", std::process::id()));
+    c
+}
+
+fn quiet(cmd: &mut Command) -> Result<()> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// On a hybrid host, unmount the empty cgroup2 mount in our private mount
+/// namespace, so crun sees a plain cgroup v1 host.
+fn leave_hybrid_cgroup_mode() -> Result<()> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts")?;
+    let unified = mounts
+        .lines()
+        .any(|l| l.split_whitespace().nth(1) == Some("/sys/fs/cgroup/unified"));
+    if unified {
+        let status = Command::new("umount")
+            .arg("/sys/fs/cgroup/unified")
+            .status()?;
+        if !status.success() {
+            bail!("cannot unmount /sys/fs/cgroup/unified in the private mount namespace");
+        }
+    }
+    Ok(())
+}
+
+/// Writes an OCI bundle (config.json) for `rootfs`, starting from `runc spec`.
+fn bundle(dir: &Path, rootfs: &Path, step6: bool) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let _ = std::fs::remove_file(dir.join("config.json"));
+    let status = Command::new("runc").arg("spec").current_dir(dir).status()?;
+    if !status.success() {
+        bail!("runc spec failed in {}", dir.display());
+    }
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json"))?)?;
+    config["root"] = json!({ "path": rootfs, "readonly": false });
+    config["process"]["terminal"] = json!(false);
+    config["process"]["args"] = json!(["/bin/true"]);
+    config["linux"]["cgroupsPath"] = json!("/caixa-bench-peers");
+    if step6 {
+        let caps: Vec<String> = caixa::caps::DEFAULT_CAPABILITIES
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        for set in ["bounding", "effective", "permitted"] {
+            config["process"]["capabilities"][set] = json!(caps);
+        }
+        config["process"]["capabilities"]["inheritable"] = json!([]);
+        config["process"]["capabilities"]["ambient"] = json!([]);
+        config["process"]["noNewPrivileges"] = json!(true);
+        let namespaces = config["linux"]["namespaces"]
+            .as_array_mut()
+            .context("namespaces")?;
+        namespaces.push(json!({ "type": "user" }));
+        let map = json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
+        config["linux"]["uidMappings"] = map.clone();
+        config["linux"]["gidMappings"] = map;
+        let names: Vec<&str> = caixa::seccomp::DENIED.iter().map(|(n, _)| *n).collect();
+        config["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [
+                { "names": names, "action": "SCMP_ACT_ERRNO", "errnoRet": 1 },
+                { "names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38 },
+            ]
+        });
+    }
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_string_pretty(&config)?,
+    )?;
+    Ok(dir.to_path_buf())
+}
