@@ -21,6 +21,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
+/// Builds the command for run number `i` of one runner.
+type MakeCommand<'a> = Box<dyn Fn(usize) -> Command + 'a>;
+
 const INNER: &str = "CAIXA_BENCH_PEERS_INNER";
 
 /// Entry point: re-executes itself in a private mount namespace first.
@@ -60,7 +63,7 @@ pub fn run(root: &Path, runs: usize) -> Result<()> {
     let bundle5 = bundle(&work.join("step5"), &rootfs5, false)?;
     let bundle6 = bundle(&work.join("step6"), &rootfs6, true)?;
 
-    let runners: Vec<(&str, Box<dyn Fn(usize) -> Command>)> = vec![
+    let runners: Vec<(&str, MakeCommand)> = vec![
         (
             "/bin/true (no container)",
             Box::new(|_| Command::new("/bin/true")),
