@@ -61,6 +61,7 @@ fn steps_start_to_exit(c: &mut Criterion) {
         ("step4", env!("CARGO_BIN_EXE_step4")),
         ("step5", env!("CARGO_BIN_EXE_step5")),
         ("step6", env!("CARGO_BIN_EXE_step6")),
+        ("step7", env!("CARGO_BIN_EXE_step7")),
     ];
     // Build the default rootfs (and step 6's, owned by the mapped root) once,
     // outside the measurement.

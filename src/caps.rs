@@ -59,7 +59,7 @@ pub enum CapsError {
 pub fn parse(name: &str) -> Result<Vec<Capability>, CapsError> {
     let upper = name.to_ascii_uppercase();
     if upper == "ALL" {
-        return Ok(caps::all().into_iter().collect());
+        return Ok(caps::runtime::thread_all_supported().into_iter().collect());
     }
     let full = if upper.starts_with("CAP_") {
         upper
@@ -104,7 +104,8 @@ pub fn drop_capabilities(keep: &[Capability]) -> Result<(), CapsError> {
         })
     };
     let keep_set: CapsHashSet = keep.iter().copied().collect();
-    for cap in caps::all() {
+    // Only the capabilities this kernel knows (CAP_BPF and friends are 5.8+).
+    for cap in caps::runtime::thread_all_supported() {
         if !keep_set.contains(&cap) {
             apply(
                 &format!("drop {cap} from the bounding set"),

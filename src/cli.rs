@@ -150,6 +150,87 @@ impl PrivilegeArgs {
     }
 }
 
+/// Resource limits (step 7 and later), named like `docker run`'s.
+#[derive(Debug, Args)]
+pub struct CgroupArgs {
+    /// Memory limit (e.g. 32m, 1g). A process going past it is OOM-killed.
+    #[arg(short = 'm', long, value_name = "SIZE", value_parser = parse_size_arg)]
+    pub memory: Option<u64>,
+    /// Memory plus swap (e.g. 64m), or -1 for unlimited swap.
+    #[arg(long = "memory-swap", value_name = "SIZE", allow_hyphen_values = true, value_parser = parse_swap_arg)]
+    pub memory_swap: Option<i64>,
+    /// CPUs' worth of time (e.g. 0.5 for half a CPU).
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<f64>,
+    /// Relative CPU priority on the v1 scale (default 1024).
+    #[arg(short = 'c', long = "cpu-shares", value_name = "N")]
+    pub cpu_shares: Option<u64>,
+    /// Relative CPU priority on the v2 scale (1-10000, default 100).
+    #[arg(long = "cpu-weight", value_name = "N")]
+    pub cpu_weight: Option<u64>,
+    /// Most processes at once (0 or -1: unlimited).
+    #[arg(long = "pids-limit", value_name = "N", allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    /// Relative disk priority, 10-1000 (needs the BFQ I/O scheduler).
+    #[arg(long = "blkio-weight", value_name = "N")]
+    pub blkio_weight: Option<u16>,
+    /// Read rate limit for a device, DEVICE:RATE (e.g. /dev/vda:1mb). Repeatable.
+    #[arg(long = "device-read-bps", value_name = "DEV:RATE")]
+    pub device_read_bps: Vec<String>,
+    /// Write rate limit for a device, DEVICE:RATE. Repeatable.
+    #[arg(long = "device-write-bps", value_name = "DEV:RATE")]
+    pub device_write_bps: Vec<String>,
+    /// Read operations per second for a device, DEVICE:N. Repeatable.
+    #[arg(long = "device-read-iops", value_name = "DEV:N")]
+    pub device_read_iops: Vec<String>,
+    /// Write operations per second for a device, DEVICE:N. Repeatable.
+    #[arg(long = "device-write-iops", value_name = "DEV:N")]
+    pub device_write_iops: Vec<String>,
+    /// CPUs the container may run on (e.g. 0-1, or 0,2).
+    #[arg(long = "cpuset-cpus", value_name = "LIST")]
+    pub cpuset_cpus: Option<String>,
+}
+
+fn parse_size_arg(text: &str) -> Result<u64, String> {
+    crate::cgroup::parse_size(text).map_err(|e| e.to_string())
+}
+
+fn parse_swap_arg(text: &str) -> Result<i64, String> {
+    if text == "-1" {
+        return Ok(-1);
+    }
+    crate::cgroup::parse_size(text)
+        .map(|n| n as i64)
+        .map_err(|e| e.to_string())
+}
+
+impl CgroupArgs {
+    /// The limits these options ask for (always `Some`: every step-7
+    /// container gets a cgroup, so its usage can be read even without limits).
+    pub fn to_limits(&self) -> Result<crate::cgroup::Limits, crate::cgroup::CgroupError> {
+        use crate::cgroup::parse_device_rate;
+        let rates = |list: &[String], iops: bool| -> Result<Vec<_>, _> {
+            list.iter().map(|t| parse_device_rate(t, iops)).collect()
+        };
+        let limits = crate::cgroup::Limits {
+            memory: self.memory,
+            memory_swap: self.memory_swap,
+            cpus: self.cpus,
+            cpu_shares: self.cpu_shares,
+            cpu_weight: self.cpu_weight,
+            pids_limit: self.pids_limit,
+            blkio_weight: self.blkio_weight,
+            device_read_bps: rates(&self.device_read_bps, false)?,
+            device_write_bps: rates(&self.device_write_bps, false)?,
+            device_read_iops: rates(&self.device_read_iops, true)?,
+            device_write_iops: rates(&self.device_write_iops, true)?,
+            cpuset_cpus: self.cpuset_cpus.clone(),
+        };
+        limits.validate()?;
+        Ok(limits)
+    }
+}
+
 impl RunArgs {
     /// A spec for this command line with `namespaces` switched on.
     pub fn to_spec(&self, namespaces: &[Namespace]) -> Spec {
@@ -224,7 +305,17 @@ pub fn parse<T: clap::Parser>() -> T {
 pub fn run_and_exit(program: &str, spec: &Spec) -> ! {
     crate::exit::one_line_panics();
     match std::panic::catch_unwind(|| crate::parent::run(spec)) {
-        Ok(Ok(exit)) => std::process::exit(exit.code()),
+        Ok(Ok(ended)) => {
+            for error in &ended.cleanup_errors {
+                eprintln!("{program}: warning: after the container ended: {error}");
+            }
+            if ended.oom_killed {
+                eprintln!(
+                    "{program}: the container was killed by the kernel's OOM killer: it needed more memory than --memory allows"
+                );
+            }
+            std::process::exit(ended.exit.code())
+        }
         Ok(Err(error)) => fail(program, &error, error.exit_code()),
         Err(panic) => {
             eprintln!("{program}: {}", crate::exit::panic_line(&*panic));

@@ -100,9 +100,9 @@ pub fn format_map(maps: &[IdMap]) -> String {
 
 /// Writes the child's gid and uid maps from the parent (host side).
 ///
-/// `setgroups` is set to `deny` first when the gid map is a single id that is
-/// not the writer's own: the kernel demands it then, so an unprivileged user
-/// cannot drop a group that was denying them access (CVE-2014-8989).
+/// An unprivileged writer (no CAP_SETGID over the parent namespace) must
+/// write `deny` to `setgroups` first: otherwise the child could drop a
+/// supplementary group that was there to deny it access (CVE-2014-8989).
 // ANCHOR: write_maps
 pub fn write_maps(child: Pid, uid: &[IdMap], gid: &[IdMap]) -> Result<(), IdMapError> {
     // EXERCISE(6): write /proc/<child>/gid_map and uid_map (and setgroups "deny" when not root)

@@ -119,6 +119,15 @@ fn set_up_and_exec(
     // Files we create (device nodes aside) get Docker's default permissions.
     umask(Mode::from_bits_truncate(0o022));
 
+    // ANCHOR: init_cgroup
+    // 0. cgroup (step 7): the parent moves us into our cgroup while we wait,
+    //    so every page and every process of the container is counted.
+    if spec.limits.is_some() {
+        channel.ask(Request::EnterCgroup)?;
+        step(format_args!("in my cgroup now"));
+    }
+    // ANCHOR_END: init_cgroup
+
     // ANCHOR: init_user_ns
     // 1. User namespace (step 6): we hold every capability in it already, but
     //    until the parent writes our maps we have no uid there (we show as
@@ -166,7 +175,7 @@ fn set_up_and_exec(
         ));
         dev::create_devices(&root.join("dev"))?;
         step(format_args!(
-            "mknod null zero full random urandom tty; symlinks fd, ptmx …"
+            "/dev: null zero full random urandom tty (mknod, or bind mounts in a user namespace); symlinks fd, ptmx …"
         ));
         pivot::pivot_into(root)?;
         step(format_args!(
@@ -181,6 +190,7 @@ fn set_up_and_exec(
     }
     // ANCHOR_END: init_mnt
 
+    // ANCHOR: init_cwd_fds
     // 5. The working directory, then make sure it is inside our root: a
     //    directory fd leaked from the host would resolve outside
     //    (CVE-2024-21626), and getcwd(2) then reports "(unreachable)".
@@ -197,6 +207,7 @@ fn set_up_and_exec(
     // 6. Nothing but stdin, stdout and stderr may cross into the command: mark
     //    every other inherited file descriptor close-on-exec.
     mark_fds_close_on_exec()?;
+    // ANCHOR_END: init_cwd_fds
 
     // 7. Find the command now, in the container's filesystem, so a missing
     //    one is a clear error (exit 127) before we report Ready.

@@ -8,6 +8,7 @@
 //! read there. The modules below are named after the kernel concept they use.
 
 pub mod caps;
+pub mod cgroup;
 pub mod cli;
 pub mod command;
 pub mod exit;

@@ -12,6 +12,7 @@ use nix::sys::signal::{SigHandler, Signal, kill, signal};
 use nix::sys::wait::waitpid;
 use nix::unistd::{Pid, geteuid};
 
+use crate::cgroup::{Cgroup, CgroupError};
 use crate::exit::{Exit, codes};
 use crate::idmap::{self, IdMapError};
 use crate::init;
@@ -53,6 +54,12 @@ pub enum Error {
     /// The parent/child channel failed.
     #[error(transparent)]
     Sync(#[from] SyncError),
+    /// Creating, joining or removing the cgroup failed.
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    /// The child asked for something this spec does not provide.
+    #[error("the child asked for {0:?}, which this container's spec does not provide")]
+    Unexpected(Request),
     /// Writing the uid/gid maps failed.
     #[error(transparent)]
     IdMap(#[from] IdMapError),
@@ -110,17 +117,31 @@ impl Drop for Child {
     }
 }
 
+/// How a container ended.
+#[derive(Debug)]
+pub struct Ended {
+    /// Its exit code or the signal that killed it.
+    pub exit: Exit,
+    /// Whether the kernel's OOM killer killed a process of it (step 7).
+    pub oom_killed: bool,
+    /// Clean-up that failed after the container ended (reported beside the
+    /// exit code, never instead of it).
+    pub cleanup_errors: Vec<String>,
+}
+
 // ANCHOR: parent_sequence
 /// Starts a container from `spec`, waits for it to end and returns how.
 ///
 /// The calling process must be single-threaded (the child is cloned the way
 /// `fork` works, see [`crate::ns::clone`]); the step binaries are.
-pub fn run(spec: &Spec) -> Result<Exit, Error> {
+pub fn run(spec: &Spec) -> Result<Ended, Error> {
     let trace = Trace::new(spec.verbose);
     let step = |what: std::fmt::Arguments<'_>| trace.step(Side::Parent, what);
 
     // 1. Refuse what cannot work before anything exists, one clear line each.
-    if !geteuid().is_root() && !spec.has(Namespace::User) {
+    //    (Rootless containers, a user namespace made by a non-root user, are
+    //    not built yet: every step needs root for now.)
+    if !geteuid().is_root() {
         return Err(Error::NotRoot);
     }
     spec.validate()?;
@@ -139,7 +160,15 @@ pub fn run(spec: &Spec) -> Result<Exit, Error> {
     // 3. The channel, before the clone, so both processes hold an end.
     let (parent_end, child_end) = sync::channel()?;
 
-    // 4. (Step 7 creates the cgroup here, so the child starts inside it.)
+    // ANCHOR: parent_cgroup
+    // 4. The cgroup (step 7), with its limits written, before the child
+    //    exists. Declared before `child`: on an early return the child is
+    //    killed first, then the cgroup removed (drops run in reverse order).
+    let mut cgroup = match &spec.limits {
+        Some(limits) => Some(Cgroup::create(&spec.id, limits, &trace)?),
+        None => None,
+    };
+    // ANCHOR_END: parent_cgroup
 
     // ANCHOR: parent_clone
     // 5. Clone the child into its new namespaces.
@@ -173,6 +202,18 @@ pub fn run(spec: &Spec) -> Result<Exit, Error> {
     // 6. Answer the child's requests, in protocol order, until it is ready.
     loop {
         match parent_end.next_from_child()? {
+            FromChild::Request(Request::EnterCgroup) => {
+                let cg = cgroup
+                    .as_ref()
+                    .ok_or(Error::Unexpected(Request::EnterCgroup))?;
+                cg.enter(child.pid)?;
+                step(format_args!(
+                    "wrote {} to cgroup.procs (cgroup v{})",
+                    child.pid,
+                    cg.version()
+                ));
+                parent_end.done()?;
+            }
             FromChild::Request(Request::WriteIdMaps) => {
                 idmap::write_maps(child.pid, &spec.uid_map, &spec.gid_map)?;
                 step(format_args!(
@@ -205,9 +246,21 @@ pub fn run(spec: &Spec) -> Result<Exit, Error> {
         exit.code()
     ));
 
-    // 9. Clean up: the namespaces went with their last process; the channel
-    //    and the signal mask go when `parent_end` and `signals` drop here.
-    Ok(exit)
+    // 9. Clean up: the namespaces went with their last process; read the
+    //    cgroup's OOM counter, then remove it; the channel and the signal
+    //    mask go when `parent_end` and `signals` drop here.
+    let oom_killed = cgroup.as_ref().is_some_and(Cgroup::oom_killed);
+    let mut cleanup_errors = Vec::new();
+    if let Some(cg) = cgroup.as_mut() {
+        if let Err(e) = cg.destroy() {
+            cleanup_errors.push(e.to_string());
+        }
+    }
+    Ok(Ended {
+        exit,
+        oom_killed,
+        cleanup_errors,
+    })
 }
 // ANCHOR_END: parent_sequence
 

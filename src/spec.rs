@@ -25,8 +25,10 @@ pub struct Process {
 
 // ANCHOR: spec_struct
 /// Everything needed to start one container.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Spec {
+    /// A short random id (12 hex digits): names the container's cgroup.
+    pub id: String,
     /// The namespaces to create, in step order.
     pub namespaces: Vec<Namespace>,
     /// What to run.
@@ -45,6 +47,8 @@ pub struct Spec {
     pub no_new_privs: bool,
     /// Install the default seccomp filter (step 6).
     pub seccomp: bool,
+    /// Resource limits (step 7): `Some` creates a cgroup for the container.
+    pub limits: Option<crate::cgroup::Limits>,
     /// Print each setup step as it happens (`-v`).
     pub verbose: bool,
 }
@@ -98,6 +102,7 @@ impl Spec {
     /// A plan to run `args` with no new namespaces yet; the steps add them.
     pub fn new(args: Vec<String>) -> Self {
         Spec {
+            id: ns::uts::short_random_id(),
             namespaces: Vec::new(),
             process: Process {
                 args,
@@ -111,6 +116,7 @@ impl Spec {
             capabilities: None,
             no_new_privs: false,
             seccomp: false,
+            limits: None,
             verbose: false,
         }
     }

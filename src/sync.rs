@@ -31,6 +31,8 @@ const MAX_MESSAGE: usize = 4096;
 /// Something the child asks the parent to do from the host side, and waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Request {
+    /// Move me into my cgroup (step 7), before I run anything of the user's.
+    EnterCgroup,
     /// Write `/proc/<child>/uid_map` and `gid_map` (step 6: the user namespace).
     WriteIdMaps,
 }
@@ -60,6 +62,7 @@ impl Message {
     fn encode(&self) -> Vec<u8> {
         match self {
             Message::Request(Request::WriteIdMaps) => vec![1, 1],
+            Message::Request(Request::EnterCgroup) => vec![1, 2],
             Message::Done => vec![2],
             Message::Ready => vec![3],
             Message::Start => vec![4],
@@ -78,6 +81,7 @@ impl Message {
     fn decode(bytes: &[u8]) -> Result<Message, SyncError> {
         match bytes {
             [1, 1] => Ok(Message::Request(Request::WriteIdMaps)),
+            [1, 2] => Ok(Message::Request(Request::EnterCgroup)),
             [2] => Ok(Message::Done),
             [3] => Ok(Message::Ready),
             [4] => Ok(Message::Start),
@@ -284,6 +288,7 @@ mod tests {
     fn messages_survive_the_wire() {
         let all = [
             Message::Request(Request::WriteIdMaps),
+            Message::Request(Request::EnterCgroup),
             Message::Done,
             Message::Ready,
             Message::Start,

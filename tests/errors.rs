@@ -82,7 +82,6 @@ fn a_kernel_without_the_namespace_is_one_clear_line() {
     }
     let out = wait_output(cmd.spawn().unwrap());
     assert_one_line_error(&out, 3, 125, "does not support one of these namespaces");
-    // Step 2 does not ask for an IPC namespace and still works under the same filter.
 }
 
 #[test]

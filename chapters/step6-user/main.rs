@@ -48,6 +48,10 @@ fn main() {
     if let Err(e) = args.privilege.apply(&mut spec) {
         cli::fail_setup("step6", &e);
     }
+    // Check the plan before building a rootfs for its id map.
+    if let Err(e) = spec.validate() {
+        cli::fail_setup("step6", &e);
+    }
     // The default rootfs, owned by the host ids container root maps to.
     let (uid, gid) = PrivilegeArgs::host_root(&spec);
     spec.root = Some(match &args.rootfs.rootfs {

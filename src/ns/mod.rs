@@ -43,6 +43,7 @@ impl Namespace {
         Namespace::User,
     ];
 
+    // ANCHOR: clone_flag
     /// The `clone(2)` flag that asks the kernel for a new namespace of this kind.
     pub fn clone_flag(self) -> CloneFlags {
         match self {
@@ -58,6 +59,7 @@ impl Namespace {
             Namespace::User => CloneFlags::CLONE_NEWUSER,
         }
     }
+    // ANCHOR_END: clone_flag
 
     /// The name of this namespace's file in `/proc/<pid>/ns/`.
     pub fn proc_name(self) -> &'static str {

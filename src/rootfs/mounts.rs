@@ -143,6 +143,10 @@ pub fn dir_inside(root: &Path, relative: &str) -> Result<PathBuf, RootfsError> {
             }
             Ok(meta) if !meta.is_dir() => return Err(RootfsError::WrongKind(path, "directory")),
             Ok(_) => {}
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                let errno = nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+                return Err(syscall("lstat", &path)(errno));
+            }
             Err(_) => std::fs::DirBuilder::new()
                 .mode(0o755)
                 .create(&path)

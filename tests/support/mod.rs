@@ -23,6 +23,7 @@ pub fn binary(n: u32) -> &'static str {
         4 => env!("CARGO_BIN_EXE_step4"),
         5 => env!("CARGO_BIN_EXE_step5"),
         6 => env!("CARGO_BIN_EXE_step6"),
+        7 => env!("CARGO_BIN_EXE_step7"),
         _ => panic!("no step {n} binary"),
     }
 }

@@ -13,7 +13,7 @@ enum Level {
     Ok,
     /// Needed only by later steps or optional tools.
     Warn,
-    /// Steps 1–5 cannot run.
+    /// Steps 1–7 cannot run.
     Fail,
 }
 
@@ -108,24 +108,36 @@ fn checks() -> Vec<Check> {
             Level::Warn,
             "unprivileged user namespaces",
             "user.max_user_namespaces = 0",
-            "sudo sysctl -w user.max_user_namespaces=15000 (step 6 rootless)",
+            "sudo sysctl -w user.max_user_namespaces=15000 (rootless containers, not built yet)",
         )
     } else if debian_knob.as_deref() == Some("0") {
         check(
             Level::Warn,
             "unprivileged user namespaces",
             "kernel.unprivileged_userns_clone = 0",
-            "sudo sysctl -w kernel.unprivileged_userns_clone=1 (step 6 rootless)",
+            "sudo sysctl -w kernel.unprivileged_userns_clone=1 (rootless containers, not built yet)",
         )
     } else if apparmor.as_deref() == Some("1") {
         check(
             Level::Warn,
             "unprivileged user namespaces",
             "restricted by AppArmor (Ubuntu 23.10+)",
-            "sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0 (step 6 rootless)",
+            "sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0 (rootless containers, not built yet)",
         )
     } else {
         check(Level::Ok, "unprivileged user namespaces", "allowed", "")
+    });
+
+    let status = read("/proc/self/status").unwrap_or_default();
+    out.push(if status.lines().any(|l| l.starts_with("Seccomp:")) {
+        check(Level::Ok, "seccomp", "available", "")
+    } else {
+        check(
+            Level::Fail,
+            "seccomp",
+            "no Seccomp line in /proc/self/status",
+            "use a kernel built with CONFIG_SECCOMP_FILTER (step 6)",
+        )
     });
 
     let mounts = read("/proc/self/mounts").unwrap_or_default();
@@ -209,6 +221,28 @@ fn checks() -> Vec<Check> {
             "sudo apt-get install iproute2",
         )
     });
+    let static_libc = [
+        "/usr/lib/x86_64-linux-gnu/libc.a",
+        "/usr/lib/aarch64-linux-gnu/libc.a",
+        "/usr/lib/libc.a",
+    ]
+    .iter()
+    .any(|p| Path::new(p).exists());
+    out.push(if static_libc {
+        check(
+            Level::Ok,
+            "libc6-dev",
+            "static glibc found (the step 6-7 test probe)",
+            "",
+        )
+    } else {
+        check(
+            Level::Fail,
+            "libc6-dev",
+            "no static glibc: the tests' probe cannot be built",
+            "sudo apt-get install libc6-dev",
+        )
+    });
     out.push(if on_path("mdbook") {
         check(Level::Ok, "mdbook", "found", "")
     } else {
@@ -259,8 +293,8 @@ pub fn run() -> Result<()> {
     }
     let failed = all.iter().filter(|c| c.level == Level::Fail).count();
     if failed > 0 {
-        bail!("{failed} checks failed: steps 1-5 cannot run here until they are fixed");
+        bail!("{failed} checks failed: steps 1-7 cannot run here until they are fixed");
     }
-    println!("\nthis machine can run steps 1-5; `warn` lines matter for later steps only");
+    println!("\nthis machine can run steps 1-7; `warn` lines matter for later steps only");
     Ok(())
 }

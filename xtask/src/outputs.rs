@@ -42,6 +42,24 @@ pub const OUTPUTS: &[(&str, &str, &[&str])] = &[
         ],
     ),
     (
+        "step7",
+        "step7",
+        &[
+            "-v",
+            "--hostname",
+            "caixa",
+            "--memory",
+            "32m",
+            "--cpus",
+            "0.5",
+            "--pids-limit",
+            "20",
+            "sh",
+            "-c",
+            "grep caixa /proc/self/cgroup",
+        ],
+    ),
+    (
         "step6-denied",
         "step6",
         &[
@@ -142,11 +160,28 @@ fn comparable(text: &str) -> Vec<String> {
     lines
 }
 
-/// The text with every run of digits replaced by `#` and every run of spaces
-/// by one space (numbers are padded to a width).
+/// The text with every run of digits replaced by `#`, every run of spaces by
+/// one space (numbers are padded to a width), and every 12-digit hex id
+/// (a container's random id) by `#`.
 fn mask_numbers(text: &str) -> String {
+    let mut unmasked = String::with_capacity(text.len());
+    let mut word = String::new();
+    for c in text.chars().chain(std::iter::once('\n')) {
+        if c.is_ascii_hexdigit() && !c.is_ascii_uppercase() {
+            word.push(c);
+            continue;
+        }
+        if word.len() == 12 {
+            unmasked.push('0');
+        } else {
+            unmasked.push_str(&word);
+        }
+        word.clear();
+        unmasked.push(c);
+    }
+    unmasked.pop();
     let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
+    for c in unmasked.chars() {
         let c = if c.is_ascii_digit() { '#' } else { c };
         if (c == '#' || c == ' ') && out.ends_with(c) {
             continue;

@@ -8,6 +8,12 @@
 //! - `probe works`: what a shell, a server and a package manager need: fork,
 //!   exec, files, sockets. Prints `name ok` or `name error`.
 //! - `probe fds`: the file descriptors open in this process.
+//! - `probe alloc MB`: allocates and touches MB mebibytes, then prints `done`.
+//! - `probe forks N`: starts N children that wait, prints how many started.
+//! - `probe spin SECONDS`: keeps one CPU busy for that long (wall clock),
+//!   printing nothing (the test may have stopped listening by then).
+//! - `probe write-direct PATH MB`: writes MB mebibytes with O_DIRECT (past
+//!   the page cache, so a block-device throttle applies), prints `done`.
 
 use std::io::{Read, Write};
 use std::os::fd::FromRawFd;
@@ -210,13 +216,82 @@ fn fds() {
     println!("{}", list.join(" "));
 }
 
+fn alloc(mib: usize) {
+    let mut blocks: Vec<Vec<u8>> = Vec::new();
+    for _ in 0..mib {
+        // Touch every page so the memory is really charged to us.
+        blocks.push(vec![1u8; 1 << 20]);
+    }
+    println!("done {}", blocks.len());
+}
+
+fn forks(n: usize) {
+    let mut started = Vec::new();
+    for _ in 0..n {
+        // SAFETY: the child only sleeps and exits.
+        match unsafe { libc::fork() } {
+            0 => {
+                std::thread::sleep(std::time::Duration::from_secs(2));
+                unsafe { libc::_exit(0) };
+            }
+            -1 => break,
+            pid => started.push(pid),
+        }
+    }
+    println!("started {}", started.len());
+    for pid in started {
+        // SAFETY: reaping our own children.
+        unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+    }
+}
+
+fn spin(seconds: f64) {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs_f64(seconds);
+    let mut x: u64 = 0;
+    while std::time::Instant::now() < end {
+        x = std::hint::black_box(x.wrapping_add(1));
+    }
+}
+
+fn write_direct(path: &str, mib: usize) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+        .expect("open with O_DIRECT");
+    // O_DIRECT wants an aligned buffer: allocate with 4096-byte alignment.
+    let layout = std::alloc::Layout::from_size_align(1 << 20, 4096).expect("layout");
+    // SAFETY: the layout is non-zero; the buffer is freed below.
+    let buf = unsafe { std::alloc::alloc_zeroed(layout) };
+    assert!(!buf.is_null());
+    // SAFETY: buf points to 1 MiB we own.
+    let slice = unsafe { std::slice::from_raw_parts(buf, 1 << 20) };
+    for _ in 0..mib {
+        file.write_all(slice).expect("write");
+    }
+    // SAFETY: allocated above with the same layout.
+    unsafe { std::alloc::dealloc(buf, layout) };
+    println!("done");
+}
+
 fn main() {
-    match std::env::args().nth(1).as_deref() {
-        Some("syscalls") => syscalls(),
-        Some("works") => works(),
-        Some("fds") => fds(),
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or("");
+    match arg(1) {
+        "syscalls" => syscalls(),
+        "works" => works(),
+        "fds" => fds(),
+        "alloc" => alloc(arg(2).parse().unwrap_or(100)),
+        "forks" => forks(arg(2).parse().unwrap_or(10)),
+        "spin" => spin(arg(2).parse().unwrap_or(1.0)),
+        "write-direct" => write_direct(arg(2), arg(3).parse().unwrap_or(4)),
         _ => {
-            eprintln!("usage: probe syscalls | works | fds");
+            eprintln!(
+                "usage: probe syscalls | works | fds | alloc MB | forks N | spin S | write-direct PATH MB"
+            );
             std::process::exit(2);
         }
     }

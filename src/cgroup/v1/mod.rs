@@ -1,0 +1,110 @@
+//! cgroup v1: one tree per controller.
+//!
+//! Each controller is its own filesystem (`/sys/fs/cgroup/memory`, `…/cpu`),
+//! so a container has one directory per controller and joins each of them.
+//! Hosts often mount `cpu` and `cpuacct` together; then two controllers share
+//! one directory.
+
+pub mod blkio;
+pub mod cpu;
+pub mod cpuset;
+pub mod memory;
+pub mod pids;
+
+use std::path::{Path, PathBuf};
+
+use super::{CgroupError, Limits, PARENT, Setting, Usage, make_dir, read_number, write_settings};
+use crate::trace::Trace;
+
+/// The v1 controllers caixa knows.
+pub const CONTROLLERS: [&str; 6] = ["memory", "cpu", "cpuacct", "pids", "blkio", "cpuset"];
+
+/// The controllers a container with `limits` joins: memory and pids always
+/// (for OOM reports and stats), cpu and cpuacct always (CPU time), blkio and
+/// cpuset only when asked for.
+pub fn needed(limits: &Limits) -> Vec<&'static str> {
+    let mut out = vec!["memory", "pids", "cpu", "cpuacct"];
+    let io = limits.blkio_weight.is_some()
+        || !limits.device_read_bps.is_empty()
+        || !limits.device_write_bps.is_empty()
+        || !limits.device_read_iops.is_empty()
+        || !limits.device_write_iops.is_empty();
+    if io {
+        out.push("blkio");
+    }
+    if limits.cpuset_cpus.is_some() {
+        out.push("cpuset");
+    }
+    out
+}
+
+/// What each controller writes for `limits`.
+pub fn settings(controller: &str, limits: &Limits, parent: &Path) -> Vec<Setting> {
+    match controller {
+        "memory" => memory::settings(limits),
+        "cpu" => cpu::settings(limits),
+        "pids" => pids::settings(limits),
+        "blkio" => blkio::settings(limits),
+        "cpuset" => cpuset::settings(limits, parent),
+        _ => Vec::new(),
+    }
+}
+
+/// Creates `<mount>/caixa/<id>` for every needed controller and writes the
+/// limits; every directory made is pushed to `dirs` at once, so a failure
+/// half-way is cleaned up by the caller.
+pub fn create(
+    dirs: &mut Vec<(String, PathBuf)>,
+    mounts: &[(String, PathBuf)],
+    id: &str,
+    limits: &Limits,
+    trace: &Trace,
+) -> Result<(), CgroupError> {
+    for controller in needed(limits) {
+        let mount = mounts
+            .iter()
+            .find(|(c, _)| c == controller)
+            .map(|(_, m)| m)
+            .ok_or_else(|| CgroupError::Unsupported {
+                what: format!("the cgroup v1 {controller} controller"),
+                fix: format!("mount it: sudo mkdir -p /sys/fs/cgroup/{controller} && sudo mount -t cgroup -o {controller} none /sys/fs/cgroup/{controller}"),
+            })?;
+        let parent = mount.join(PARENT);
+        make_dir(&parent)?;
+        if controller == "cpuset" {
+            cpuset::inherit(&parent, mount)?;
+        }
+        let dir = parent.join(id);
+        if !dirs.iter().any(|(_, d)| *d == dir) {
+            make_dir(&dir)?;
+            dirs.push((controller.to_string(), dir.clone()));
+        }
+        let mut settings = settings(controller, limits, &parent);
+        for s in &mut settings {
+            // Kernels with BFQ as a module name the weight after it.
+            if s.file == "blkio.weight"
+                && !dir.join(s.file).exists()
+                && dir.join("blkio.bfq.weight").exists()
+            {
+                s.file = "blkio.bfq.weight";
+            }
+        }
+        write_settings(&dir, &settings, trace)?;
+    }
+    Ok(())
+}
+
+/// Usage from the counters of each controller's directory.
+pub fn usage(dirs: &[(String, PathBuf)]) -> Usage {
+    let mut u = Usage::default();
+    for (controller, dir) in dirs {
+        match controller.as_str() {
+            "memory" => u.memory_bytes = read_number(&dir.join("memory.usage_in_bytes")),
+            "cpuacct" => u.cpu_usec = read_number(&dir.join("cpuacct.usage")) / 1000,
+            "pids" => u.pids = read_number(&dir.join("pids.current")),
+            "blkio" => (u.io_read_bytes, u.io_write_bytes) = blkio::bytes(dir),
+            _ => {}
+        }
+    }
+    u
+}

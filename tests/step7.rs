@@ -1,0 +1,376 @@
+//! Step 7 grading: cgroups. Each test proves a limit *takes effect*, reading
+//! the container's own cgroup counters, not just that a file was written.
+//!
+//! The tests run one at a time (CPU and disk measurements would disturb each
+//! other) and print which cgroup version they used.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use caixa::cgroup::{Hierarchy, detect};
+use support::{Running, TinyRootfs, assert_one_line_error, run, stdout_of, text};
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn rootfs() -> TinyRootfs {
+    TinyRootfs::new().with_probe().owned_by(100000, 100000)
+}
+
+/// The directory of `pid`'s cgroup for `controller` (v1), or its unified
+/// cgroup (v2), read from /proc/<pid>/cgroup.
+fn cgroup_dir(pid: i32, controller: &str) -> PathBuf {
+    let hierarchy = detect().expect("a cgroup hierarchy");
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    match hierarchy {
+        Hierarchy::V2(root) => {
+            eprintln!("(cgroup v2 at {})", root.display());
+            let path = cgroups
+                .lines()
+                .find_map(|l| l.strip_prefix("0::"))
+                .expect("0:: line");
+            root.join(path.trim_start_matches('/'))
+        }
+        Hierarchy::V1(mounts) => {
+            eprintln!("(cgroup v1)");
+            let mount = &mounts
+                .iter()
+                .find(|(c, _)| c == controller)
+                .expect("controller mounted")
+                .1;
+            let path = cgroups
+                .lines()
+                .find_map(|l| {
+                    let mut f = l.splitn(3, ':');
+                    let (_, names, path) = (f.next()?, f.next()?, f.next()?);
+                    names
+                        .split(',')
+                        .any(|n| n == controller)
+                        .then(|| path.to_string())
+                })
+                .expect("controller line");
+            mount.join(path.trim_start_matches('/'))
+        }
+    }
+}
+
+/// CPU time used by the cgroup of `pid`, in microseconds.
+fn cpu_usec(pid: i32) -> u64 {
+    let dir = cgroup_dir(pid, "cpuacct");
+    let v1 = dir.join("cpuacct.usage");
+    if v1.exists() {
+        return std::fs::read_to_string(v1)
+            .unwrap()
+            .trim()
+            .parse::<u64>()
+            .unwrap()
+            / 1000;
+    }
+    let stat = std::fs::read_to_string(dir.join("cpu.stat")).unwrap();
+    stat.lines()
+        .find_map(|l| l.strip_prefix("usage_usec "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap()
+}
+
+/// Bytes written to block devices by the cgroup of `pid`.
+fn written_bytes(pid: i32) -> u64 {
+    let dir = cgroup_dir(pid, "blkio");
+    let v1 = dir.join("blkio.throttle.io_service_bytes");
+    let text = std::fs::read_to_string(if v1.exists() { v1 } else { dir.join("io.stat") }).unwrap();
+    text.lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            match f.as_slice() {
+                [_, "Write", n] => n.parse().unwrap_or(0),
+                _ => f
+                    .iter()
+                    .filter_map(|kv| kv.strip_prefix("wbytes=")?.parse::<u64>().ok())
+                    .sum(),
+            }
+        })
+        .sum()
+}
+
+/// The share of one CPU the cgroup of `pid` used over `window`.
+fn cpu_share(pid: i32, window: Duration) -> f64 {
+    let (u0, t0) = (cpu_usec(pid), Instant::now());
+    std::thread::sleep(window);
+    let (u1, t1) = (cpu_usec(pid), Instant::now());
+    (u1 - u0) as f64 / (t1 - t0).as_micros() as f64
+}
+
+#[test]
+fn past_the_memory_limit_the_container_is_oom_killed_and_told_so() {
+    let _one = serial();
+    let rootfs = rootfs();
+    let out = run(
+        7,
+        &[
+            "--rootfs",
+            rootfs.path(),
+            "--memory",
+            "32m",
+            "/probe",
+            "alloc",
+            "100",
+        ],
+    );
+    let err = text(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(137),
+        "step 7: 100 MiB under --memory 32m must be OOM-killed\n{err}"
+    );
+    assert!(
+        err.contains("OOM"),
+        "the step should say the OOM killer did it: {err}"
+    );
+}
+
+#[test]
+fn within_the_memory_limit_all_is_well() {
+    let _one = serial();
+    let rootfs = rootfs();
+    let out = run(
+        7,
+        &[
+            "--rootfs",
+            rootfs.path(),
+            "--memory",
+            "64m",
+            "/probe",
+            "alloc",
+            "16",
+        ],
+    );
+    assert_eq!(stdout_of(&out).trim(), "done 16");
+}
+
+#[test]
+fn a_fork_loop_stops_at_the_pids_limit() {
+    let _one = serial();
+    let rootfs = rootfs();
+    let out = run(
+        7,
+        &[
+            "--rootfs",
+            rootfs.path(),
+            "--pids-limit",
+            "5",
+            "/probe",
+            "forks",
+            "20",
+        ],
+    );
+    let text = stdout_of(&out);
+    let started: u32 = text
+        .trim()
+        .strip_prefix("started ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        started <= 4,
+        "step 7: with --pids-limit 5 (the probe itself is one) at most 4 children may start, got {started}"
+    );
+}
+
+#[test]
+fn cpus_half_gets_about_half_a_cpu() {
+    let _one = serial();
+    let rootfs = rootfs();
+    let running = Running::start(
+        7,
+        &["--rootfs", rootfs.path(), "--cpus", "0.5"],
+        "echo ready; exec /probe spin 3",
+    );
+    let pid = running.container_pid();
+    std::thread::sleep(Duration::from_millis(300));
+    let share = cpu_share(pid, Duration::from_millis(1500));
+    drop(running);
+    eprintln!("share of one CPU under --cpus 0.5: {share:.2}");
+    assert!(
+        (0.3..=0.7).contains(&share),
+        "step 7: --cpus 0.5 should give about half a CPU, measured {share:.2}"
+    );
+}
+
+#[test]
+fn cpu_shares_split_one_cpu_in_proportion() {
+    let _one = serial();
+    let rootfs = rootfs();
+    let start = |shares: &str| {
+        Running::start(
+            7,
+            &[
+                "--rootfs",
+                rootfs.path(),
+                "--cpuset-cpus",
+                "0",
+                "--cpu-shares",
+                shares,
+            ],
+            "echo ready; exec /probe spin 4",
+        )
+    };
+    let high = start("1024");
+    let low = start("256");
+    let (hp, lp) = (high.container_pid(), low.container_pid());
+    std::thread::sleep(Duration::from_millis(300));
+    let (h0, l0) = (cpu_usec(hp), cpu_usec(lp));
+    std::thread::sleep(Duration::from_millis(1500));
+    let (h1, l1) = (cpu_usec(hp), cpu_usec(lp));
+    drop((high, low));
+    let ratio = (h1 - h0) as f64 / (l1 - l0).max(1) as f64;
+    eprintln!("CPU split 1024:256 on one CPU = {ratio:.2}:1");
+    assert!(
+        ratio > 2.0,
+        "step 7: --cpu-shares 1024 vs 256 should split a CPU about 4:1, got {ratio:.2}:1"
+    );
+}
+
+#[test]
+fn a_write_throttle_bounds_direct_writes() {
+    let _one = serial();
+    let rootfs = rootfs();
+    // Throttle the device the rootfs lives on: 1 MiB/s of writes.
+    let dev = nix::sys::stat::stat(rootfs.dir.path()).unwrap().st_dev;
+    let (major, minor) = (nix::sys::stat::major(dev), nix::sys::stat::minor(dev));
+    assert!(
+        major != 0,
+        "the rootfs must be on a block device (it is on {major}:{minor}); set TMPDIR to a disk-backed directory"
+    );
+    let limit = format!("{major}:{minor}:1mb");
+    let running = Running::start(
+        7,
+        &["--rootfs", rootfs.path(), "--device-write-bps", &limit],
+        "echo ready; /probe write-direct /tmp/data 4; read x",
+    );
+    let pid = running.container_pid();
+    std::thread::sleep(Duration::from_millis(1000));
+    let after_a_second = written_bytes(pid);
+    let mut running = running;
+    assert_eq!(running.read_line().trim(), "done");
+    let total = written_bytes(pid);
+    let (status, _) = running.finish();
+    assert!(status.success());
+    eprintln!("written after 1 s: {after_a_second} bytes; in all: {total}");
+    assert!(total >= 4 << 20, "the writes should be counted: {total}");
+    // Unthrottled, 4 MiB of direct writes take milliseconds; at 1 MiB/s the
+    // first second sees about 2 (one burst, one second's worth).
+    assert!(
+        after_a_second <= 3 << 20,
+        "step 7: at 1 MiB/s, 4 MiB cannot be written within a second, saw {after_a_second} bytes"
+    );
+}
+
+#[test]
+fn no_cgroup_directory_is_left_after_exit() {
+    let _one = serial();
+    let running = Running::start(
+        7,
+        &["--memory", "32m", "--pids-limit", "10"],
+        "echo ready; read x",
+    );
+    let pid = running.container_pid();
+    let dirs: Vec<PathBuf> = ["memory", "pids", "cpu"]
+        .iter()
+        .map(|c| cgroup_dir(pid, c))
+        .collect();
+    for d in &dirs {
+        assert!(
+            d.exists() && d.to_string_lossy().contains("/caixa/"),
+            "{}",
+            d.display()
+        );
+    }
+    let (status, _) = running.finish();
+    assert!(status.success());
+    for d in &dirs {
+        assert!(!d.exists(), "step 7: {} is left behind", d.display());
+    }
+}
+
+fn caixa_groups() -> Vec<String> {
+    let parent = match detect().unwrap() {
+        Hierarchy::V2(root) => root.join("caixa"),
+        Hierarchy::V1(mounts) => mounts
+            .iter()
+            .find(|(c, _)| c == "memory")
+            .unwrap()
+            .1
+            .join("caixa"),
+    };
+    let mut names: Vec<String> = std::fs::read_dir(&parent)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.path().is_dir())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_malformed_size_is_one_clear_line() {
+    let _one = serial();
+    let out = run(7, &["--memory", "12q", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        text(&out.stderr).contains("invalid size"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_limit_below_the_minimum_is_one_clear_line() {
+    let _one = serial();
+    let out = run(7, &["--memory", "1k", "true"]);
+    assert_one_line_error(&out, 7, 125, "below the minimum");
+}
+
+#[test]
+fn a_value_the_kernel_refuses_is_one_clear_line_and_leaves_nothing() {
+    let _one = serial();
+    let before = caixa_groups();
+    let out = run(7, &["--cpuset-cpus", "999", "true"]);
+    assert_one_line_error(&out, 7, 125, "the kernel refused cpuset.cpus");
+    assert_eq!(caixa_groups(), before, "a cgroup was left behind");
+}
+
+#[test]
+fn a_missing_controller_feature_is_one_clear_line_and_leaves_nothing() {
+    let _one = serial();
+    // Disk weights need the BFQ scheduler; on hosts without it the weight
+    // file is missing and the step must say so. Where it exists, it must work.
+    // Weight files exist only in non-root groups: look in caixa's own parent.
+    let has = |dir: &Path, files: &[&str]| {
+        let _ = std::fs::create_dir_all(dir);
+        files.iter().any(|f| dir.join(f).exists())
+    };
+    let has_weight = match detect().unwrap() {
+        Hierarchy::V2(root) => has(&root.join("caixa"), &["io.weight", "io.bfq.weight"]),
+        Hierarchy::V1(mounts) => mounts.iter().any(|(c, m)| {
+            c == "blkio" && has(&m.join("caixa"), &["blkio.weight", "blkio.bfq.weight"])
+        }),
+    };
+    eprintln!("disk weights on this host: {has_weight}");
+    let before = caixa_groups();
+    let out = run(7, &["--blkio-weight", "500", "true"]);
+    if has_weight {
+        stdout_of(&out);
+    } else {
+        assert_one_line_error(&out, 7, 125, "not available on this host");
+    }
+    assert_eq!(caixa_groups(), before, "a cgroup was left behind");
+}
