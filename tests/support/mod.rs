@@ -336,11 +336,15 @@ pub fn assert_one_line_error(out: &Output, step: u32, code: i32, needle: &str) {
 }
 
 /// The probe binary (tests/probe), built statically once per test binary so
-/// it runs in any rootfs without shared libraries.
+/// it runs in any rootfs without shared libraries. `CAIXA_PROBE` names a
+/// prebuilt one (the VM lane builds it on the host: cargo is slow emulated).
 pub fn probe() -> PathBuf {
     static PROBE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     PROBE
         .get_or_init(|| {
+            if let Some(prebuilt) = std::env::var_os("CAIXA_PROBE") {
+                return PathBuf::from(prebuilt);
+            }
             let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("probe-target");
             let triple = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
             let status = Command::new(env!("CARGO"))

@@ -10,6 +10,7 @@
 //! - `cargo xtask status`         which steps pass, as a table
 //! - `cargo xtask doctor`         can this machine run each step?
 //! - `cargo xtask bench-peers [--runs N]`  caixa beside runc and crun, same run
+//! - `cargo xtask vm-test [--steps 4,6,7] [--kernel DIR] [--timeout-min N]`  the tests on pure cgroup v2, in QEMU
 
 mod anchors;
 mod doctor;
@@ -17,6 +18,7 @@ mod exercises;
 mod grade;
 mod outputs;
 mod peers;
+mod vm;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -62,6 +64,24 @@ fn run(args: Vec<String>) -> Result<()> {
         ),
         Some("status") => grade::command(&root, None, "table", None, None),
         Some("doctor") => doctor::run(),
+        Some("vm-test") => {
+            let steps: Vec<u32> = flag_value(&rest, "--steps")
+                .unwrap_or("4,6,7")
+                .split(',')
+                .map(|s| s.trim().parse().context("--steps takes numbers like 4,6,7"))
+                .collect::<Result<_>>()?;
+            let minutes: u64 = flag_value(&rest, "--timeout-min")
+                .map(str::parse)
+                .transpose()
+                .context("--timeout-min takes a number")?
+                .unwrap_or(15);
+            vm::run(
+                &root,
+                &steps,
+                flag_value(&rest, "--kernel").map(PathBuf::from),
+                std::time::Duration::from_secs(minutes * 60),
+            )
+        }
         Some("bench-peers") => peers::run(
             &root,
             flag_value(&rest, "--runs")
@@ -72,7 +92,7 @@ fn run(args: Vec<String>) -> Result<()> {
         ),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci | doctor | bench-peers [--runs N] | status | grade [--step N] [--format table|json|gradescope|classroom] [--out FILE] [--dir DIR] | check-anchors | outputs [--check] | exercises [--step N] [--out DIR] | check-exercises>"
+                "usage: cargo xtask <ci | doctor | vm-test [--steps 4,6,7] [--kernel DIR] [--timeout-min N] | bench-peers [--runs N] | status | grade [--step N] [--format table|json|gradescope|classroom] [--out FILE] [--dir DIR] | check-anchors | outputs [--check] | exercises [--step N] [--out DIR] | check-exercises>"
             );
             std::process::exit(2);
         }

@@ -1,0 +1,497 @@
+//! `vm-test`: the graded tests under a second kernel, on a pure cgroup v2
+//! hierarchy, in a QEMU virtual machine.
+//!
+//! Most learners run pure cgroup v2; this project's CI machines are hybrid.
+//! This lane boots Debian's stock kernel (fetched with `apt-get download`,
+//! never installed on the host) under software emulation (`-accel tcg`: the
+//! `/dev/kvm` here runs only special guest kernels), shares the host's `/`
+//! read-only over 9p with a tmpfs overlay on top, mounts cgroup2 with every
+//! controller enabled, and runs the chosen test binaries (built on the host)
+//! inside. Results come back through a second, writable 9p share.
+//!
+//! Steps: fetch kernel → build tests and probe → scratch disk → initramfs →
+//! boot → read results. See `../shared/VM-LANE.md` for the facts measured.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// Kernel modules the tests need, in an order that respects soft
+/// dependencies (hard ones are resolved from each module's `depends=`).
+const MODULES: &[&str] = &[
+    "virtio_pci",
+    "virtio_blk",
+    "9pnet_virtio",
+    "9p",
+    "overlay",
+    "crc32c_generic",
+    "ext4",
+    "veth",
+    "bridge",
+];
+
+/// `cargo xtask vm-test [--steps 4,6,7] [--kernel DIR] [--timeout-min N]`
+pub fn run(root: &Path, steps: &[u32], kernel: Option<PathBuf>, timeout: Duration) -> Result<()> {
+    let start = Instant::now();
+    let qemu = "qemu-system-x86_64";
+    if Command::new(qemu).arg("--version").output().is_err() {
+        bail!("{qemu} is not installed: sudo apt-get install qemu-system-x86");
+    }
+    if std::env::consts::ARCH != "x86_64" {
+        bail!(
+            "vm-test boots an x86_64 kernel; this machine is {}",
+            std::env::consts::ARCH
+        );
+    }
+    let work = root.join("target/vm");
+    std::fs::create_dir_all(&work)?;
+    let kernel = match kernel {
+        Some(dir) => dir,
+        None => fetch_kernel(&work.join("kernel"))?,
+    };
+    let vmlinux = kernel.join("vmlinux");
+    let modules = modules_dir(&kernel)?;
+
+    // The test binaries and the static probe, built on the host.
+    let tests = build_tests(root, steps)?;
+    let probe = build_probe(root)?;
+
+    // A scratch disk: the I/O-throttle test needs a real block device.
+    let disk = work.join("scratch.img");
+    let _ = std::fs::remove_file(&disk);
+    std::fs::File::create(&disk)?.set_len(512 << 20)?;
+    crate::sh(
+        &work,
+        "mkfs.ext4",
+        &["-q", "-F", disk.to_str().context("utf-8 path")?],
+    )?;
+
+    let out = work.join("out");
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out)?;
+    let stage2 = work.join("stage2.sh");
+    std::fs::write(&stage2, stage2_script(root, &out, &tests, &probe))?;
+    let initrd = work.join("initrd.cpio");
+    write_initramfs(&initrd, &modules, &stage2)?;
+
+    println!(
+        "\n==> booting {} under QEMU (TCG), running {} test binaries",
+        vmlinux.display(),
+        tests.len()
+    );
+    let console = work.join("console.log");
+    let bios = Path::new("/usr/share/qemu/qboot.rom");
+    let mut cmd = Command::new(qemu);
+    cmd.args(["-accel", "tcg", "-cpu", "max", "-smp", "2", "-m", "2G"])
+        .args([
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-no-reboot",
+            "-nic",
+            "none",
+        ]);
+    if bios.exists() {
+        cmd.arg("-bios").arg(bios);
+    }
+    cmd.arg("-kernel")
+        .arg(&vmlinux)
+        .arg("-initrd")
+        .arg(&initrd)
+        .args(["-append", "console=ttyS0 panic=-1 quiet"])
+        .arg("-serial")
+        .arg(format!("file:{}", console.display()))
+        .arg("-virtfs")
+        .arg("local,path=/,mount_tag=host0,security_model=passthrough,readonly=on,multidevs=remap,id=host0")
+        .arg("-virtfs")
+        .arg(format!("local,path={},mount_tag=out0,security_model=passthrough,id=out0", out.display()))
+        .arg("-drive")
+        .arg(format!("file={},if=virtio,format=raw", disk.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().context("cannot start QEMU")?;
+    let boot = Instant::now();
+    let timed_out = loop {
+        if child.try_wait()?.is_some() {
+            break false;
+        }
+        if boot.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            break true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let console_text = std::fs::read_to_string(&console).unwrap_or_default();
+    let tail = |text: &str, n: usize| -> String {
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    };
+    if timed_out {
+        bail!(
+            "the VM did not finish within {timeout:?} and was killed; its console ended with:\n{}",
+            tail(&console_text, 40)
+        );
+    }
+
+    let mut failed = Vec::new();
+    for (name, _) in &tests {
+        let log = std::fs::read_to_string(out.join(format!("{name}.log"))).unwrap_or_default();
+        let rc = std::fs::read_to_string(out.join(format!("{name}.rc"))).ok();
+        println!("\n==> [vm, cgroup v2] {name}\n{}", log.trim_end());
+        match rc.as_deref().map(str::trim) {
+            Some("0") => {}
+            Some(code) => failed.push(format!("{name} (exit {code})")),
+            None => failed.push(format!("{name} (did not run)")),
+        }
+    }
+    let hierarchy = std::fs::read_to_string(out.join("cgroup.txt")).unwrap_or_default();
+    println!("\nvm-test: guest cgroup root offered: {}", hierarchy.trim());
+    if !failed.is_empty() {
+        bail!(
+            "in the VM, failed: {}\nconsole (last lines):\n{}",
+            failed.join(", "),
+            tail(&console_text, 30)
+        );
+    }
+    println!(
+        "vm-test: every test passed in the VM ({:.0} s in all)",
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Downloads Debian's amd64 kernel package into `dir` (once) and extracts
+/// an uncompressed `vmlinux` (decompressing at each boot costs ~3 s in TCG).
+fn fetch_kernel(dir: &Path) -> Result<PathBuf> {
+    if dir.join("vmlinux").exists() && dir.join("lib/modules").exists() {
+        return Ok(dir.to_path_buf());
+    }
+    std::fs::create_dir_all(dir)?;
+    let depends = Command::new("apt-cache")
+        .args(["depends", "linux-image-amd64"])
+        .output()?;
+    let text = String::from_utf8_lossy(&depends.stdout);
+    let package = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Depends: "))
+        .map(str::trim)
+        .filter(|p| p.starts_with("linux-image-"))
+        .context("apt-cache depends linux-image-amd64 named no kernel package: run apt-get update")?
+        .to_string();
+    println!(
+        "==> fetching {package} (not installed: unpacked into {})",
+        dir.display()
+    );
+    crate::sh(dir, "apt-get", &["download", "-q", &package])?;
+    let deb = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .context("apt-get download left no .deb")?;
+    crate::sh(
+        dir,
+        "dpkg-deb",
+        &["-x", deb.to_str().context("utf-8")?, "."],
+    )?;
+    let vmlinuz = std::fs::read_dir(dir.join("boot"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
+        })
+        .context("no boot/vmlinuz-* in the package")?;
+    let image = std::fs::read(&vmlinuz)?;
+    let magic = b"\xfd7zXZ\x00";
+    let offset = image
+        .windows(magic.len())
+        .position(|w| w == magic)
+        .context("no XZ stream in the kernel image")?;
+    let mut xz = Command::new("xz")
+        .args(["-dc", "--single-stream"])
+        .stdin(Stdio::piped())
+        .stdout(std::fs::File::create(dir.join("vmlinux"))?)
+        .spawn()
+        .context("cannot run xz: sudo apt-get install xz-utils")?;
+    // xz stops reading at the end of the stream (the image goes on after
+    // it): a broken pipe here is expected.
+    let _ = std::io::Write::write_all(xz.stdin.as_mut().context("xz stdin")?, &image[offset..]);
+    drop(xz.stdin.take());
+    if !xz.wait()?.success() {
+        bail!("xz could not decompress {}", vmlinuz.display());
+    }
+    let _ = std::fs::remove_file(deb);
+    Ok(dir.to_path_buf())
+}
+
+fn modules_dir(kernel: &Path) -> Result<PathBuf> {
+    let base = kernel.join("lib/modules");
+    let version = std::fs::read_dir(&base)
+        .with_context(|| format!("no {}", base.display()))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.is_dir())
+        .context("no kernel version under lib/modules")?;
+    Ok(version)
+}
+
+/// Builds the test binaries of `steps` and returns (name, executable).
+fn build_tests(root: &Path, steps: &[u32]) -> Result<Vec<(String, PathBuf)>> {
+    let mut args = vec![
+        "test".to_string(),
+        "--no-run".into(),
+        "--message-format=json".into(),
+    ];
+    for s in steps {
+        args.push("--test".into());
+        args.push(format!("step{s}"));
+    }
+    let out = Command::new("cargo")
+        .args(&args)
+        .current_dir(root)
+        .stderr(Stdio::inherit())
+        .output()?;
+    if !out.status.success() {
+        bail!("cargo test --no-run failed");
+    }
+    let mut tests = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if v["reason"] == "compiler-artifact"
+            && v["target"]["kind"][0] == "test"
+            && let (Some(name), Some(exe)) =
+                (v["target"]["name"].as_str(), v["executable"].as_str())
+        {
+            tests.push((name.to_string(), PathBuf::from(exe)));
+        }
+    }
+    tests.sort();
+    Ok(tests)
+}
+
+/// The static probe the step 6/7 tests copy into their rootfs; built here so
+/// the tests in the VM need not run cargo (slow under emulation).
+fn build_probe(root: &Path) -> Result<PathBuf> {
+    let target_dir = root.join("target/tmp/probe-target");
+    let triple = "x86_64-unknown-linux-gnu";
+    let status = Command::new("cargo")
+        .args([
+            "build",
+            "--quiet",
+            "--release",
+            "-p",
+            "caixa-probe",
+            "--target",
+            triple,
+        ])
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .current_dir(root)
+        .status()?;
+    if !status.success() {
+        bail!("building the static probe failed (sudo apt-get install libc6-dev)");
+    }
+    Ok(target_dir.join(triple).join("release/caixa-probe"))
+}
+
+/// The second stage, run by the guest from the shared host filesystem after
+/// `switch_root` into the overlay: pseudo filesystems, cgroup2 with every
+/// controller handed down, the scratch disk, then each test binary.
+fn stage2_script(root: &Path, out: &Path, tests: &[(String, PathBuf)], probe: &Path) -> String {
+    let mut s = format!(
+        r#"#!/bin/sh
+# Written by `cargo xtask vm-test`; runs as pid 1 inside the VM.
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mkdir -p /dev/pts /dev/shm /dev/mqueue
+mount -t devpts devpts /dev/pts
+mount -t tmpfs tmpfs /dev/shm
+mount -t tmpfs tmpfs /run
+mount -t cgroup2 none /sys/fs/cgroup
+cat /sys/fs/cgroup/cgroup.controllers > {out}/cgroup.txt
+for c in $(cat /sys/fs/cgroup/cgroup.controllers); do echo "+$c" > /sys/fs/cgroup/cgroup.subtree_control; done
+ip link set lo up 2>/dev/null
+mkdir -p /var/tmp/caixa-vm
+mount -t ext4 /dev/vda /var/tmp/caixa-vm && chmod 1777 /var/tmp/caixa-vm
+export TMPDIR=/var/tmp/caixa-vm CAIXA_PROBE={probe} RUST_BACKTRACE=1
+cd {root}
+"#,
+        out = out.display(),
+        probe = probe.display(),
+        root = root.display()
+    );
+    for (name, exe) in tests {
+        s.push_str(&format!(
+            "echo '== {name}' > /dev/console\n{exe} --test-threads 1 --nocapture > {out}/{name}.log 2>&1\necho $? > {out}/{name}.rc\n",
+            exe = exe.display(),
+            out = out.display()
+        ));
+    }
+    s.push_str("sync\necho o > /proc/sysrq-trigger\nsleep 10\n");
+    s
+}
+
+/// Each needed module and its dependencies, dependencies first.
+fn module_load_order(modules: &Path) -> Result<Vec<PathBuf>> {
+    let mut by_name = BTreeMap::new();
+    let mut stack = vec![modules.join("kernel")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Some(name) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".ko"))
+            {
+                by_name.insert(name.replace('-', "_"), path);
+            }
+        }
+    }
+    fn visit(
+        name: &str,
+        by_name: &BTreeMap<String, PathBuf>,
+        order: &mut Vec<PathBuf>,
+    ) -> Result<()> {
+        let key = name.replace('-', "_");
+        let Some(path) = by_name.get(&key) else {
+            return Ok(()); // built into this kernel
+        };
+        if order.contains(path) {
+            return Ok(());
+        }
+        let bytes = std::fs::read(path)?;
+        let marker = b"depends=";
+        if let Some(at) = bytes.windows(marker.len()).position(|w| w == marker) {
+            let rest = &bytes[at + marker.len()..];
+            let end = rest.iter().position(|b| *b == 0).unwrap_or(0);
+            for dep in String::from_utf8_lossy(&rest[..end])
+                .split(',')
+                .filter(|d| !d.is_empty())
+            {
+                visit(dep, by_name, order)?;
+            }
+        }
+        order.push(path.clone());
+        Ok(())
+    }
+    let mut order = Vec::new();
+    for m in MODULES {
+        visit(m, &by_name, &mut order)?;
+    }
+    Ok(order)
+}
+
+/// The initramfs: a static busybox, the modules, and an `/init` that mounts
+/// the host's `/` (9p, read-only) under a tmpfs overlay and switches into it.
+fn write_initramfs(path: &Path, modules: &Path, stage2: &Path) -> Result<()> {
+    let busybox = caixa::rootfs::busybox::find_static_busybox()?;
+    let mut cpio = Cpio::default();
+    for dir in [
+        "bin", "dev", "proc", "sys", "lower", "upper", "newroot", "modules",
+    ] {
+        cpio.dir(dir);
+    }
+    cpio.file("bin/busybox", &std::fs::read(busybox)?, 0o755);
+    cpio.symlink("bin/sh", "busybox");
+    let order = module_load_order(modules)?;
+    for (i, module) in order.iter().enumerate() {
+        let name = module
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("m.ko");
+        cpio.file(
+            &format!("modules/{i:02}-{name}"),
+            &std::fs::read(module)?,
+            0o644,
+        );
+    }
+    let init = format!(
+        r#"#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+for m in /modules/*.ko; do insmod "$m" 2>/dev/null || echo "insmod $m failed"; done
+mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000,cache=loose host0 /lower || echo "9p mount failed"
+mount -t tmpfs tmpfs /upper
+mkdir -p /upper/upper /upper/work
+mount -t overlay overlay -o lowerdir=/lower,upperdir=/upper/upper,workdir=/upper/work /newroot || echo "overlay failed"
+OUT=$(dirname {stage2})/out
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 out0 /newroot$OUT || echo "out share failed"
+umount /proc /sys /dev
+exec switch_root /newroot /bin/sh {stage2}
+"#,
+        stage2 = stage2.display()
+    );
+    cpio.file("init", init.as_bytes(), 0o755);
+    std::fs::write(path, cpio.finish())?;
+    Ok(())
+}
+
+/// A minimal writer of the "newc" cpio format the kernel unpacks.
+#[derive(Default)]
+struct Cpio {
+    out: Vec<u8>,
+    ino: u32,
+}
+
+impl Cpio {
+    fn entry(&mut self, name: &str, mode: u32, data: &[u8]) {
+        self.ino += 1;
+        let header = format!(
+            "070701{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}",
+            self.ino,
+            mode,
+            0,
+            0,
+            1,
+            0,
+            data.len(),
+            0,
+            0,
+            0,
+            0,
+            name.len() + 1,
+            0
+        );
+        self.out.extend_from_slice(header.as_bytes());
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.push(0);
+        self.pad();
+        self.out.extend_from_slice(data);
+        self.pad();
+    }
+
+    fn pad(&mut self) {
+        while !self.out.len().is_multiple_of(4) {
+            self.out.push(0);
+        }
+    }
+
+    fn dir(&mut self, name: &str) {
+        self.entry(name, 0o040755, &[]);
+    }
+
+    fn file(&mut self, name: &str, data: &[u8], perm: u32) {
+        self.entry(name, 0o100000 | perm, data);
+    }
+
+    fn symlink(&mut self, name: &str, target: &str) {
+        self.entry(name, 0o120777, target.as_bytes());
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        self.entry("TRAILER!!!", 0, &[]);
+        self.out
+    }
+}
