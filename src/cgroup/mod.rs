@@ -627,6 +627,45 @@ mod tests {
         assert!(detect_from("", |_| String::new()).is_err());
     }
 
+    /// Every option at once, through both versions: the files each writes.
+    #[test]
+    fn every_option_maps_to_these_files() {
+        let rate = DeviceRate {
+            major: 254,
+            minor: 0,
+            rate: 1 << 20,
+        };
+        let limits = Limits {
+            memory: Some(64 << 20),
+            memory_swap: Some(128 << 20),
+            cpus: Some(0.5),
+            cpu_shares: Some(512),
+            cpu_weight: None,
+            pids_limit: Some(100),
+            blkio_weight: Some(500),
+            device_read_bps: vec![rate],
+            device_write_bps: vec![rate],
+            device_read_iops: vec![DeviceRate { rate: 100, ..rate }],
+            device_write_iops: vec![DeviceRate { rate: 50, ..rate }],
+            cpuset_cpus: Some("0-1".into()),
+        };
+        let show = |settings: Vec<Setting>| {
+            settings
+                .iter()
+                .map(|s| format!("{} = {}", s.file, s.value))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        insta::assert_snapshot!("v2_files", show(v2::settings(&limits)));
+        let parent = tempfile::tempdir().unwrap();
+        std::fs::write(parent.path().join("cpuset.mems"), "0\n").unwrap();
+        let v1: Vec<Setting> = v1::needed(&limits)
+            .into_iter()
+            .flat_map(|c| v1::settings(c, &limits, parent.path()))
+            .collect();
+        insta::assert_snapshot!("v1_files", show(v1));
+    }
+
     #[test]
     fn settings_are_written_and_missing_files_reported() {
         let dir = tempfile::tempdir().unwrap();
