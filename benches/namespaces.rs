@@ -88,12 +88,74 @@ fn steps_start_to_exit(c: &mut Criterion) {
     group.finish();
 }
 
+/// What the network adds: step 7 against step 8 (with and without a
+/// published port), inside a network namespace of the bench's own where one
+/// long-running container keeps the bridge up (the steady state: a lease, a
+/// veth pair, the rules, and their removal).
+fn network(c: &mut Criterion) {
+    let netns = format!("caixa-bench-{}", std::process::id());
+    let ip = |args: &[&str]| {
+        let ok = Command::new("ip")
+            .args(args)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "ip {args:?} failed (sudo apt-get install iproute2)");
+    };
+    ip(&["netns", "add", &netns]);
+    ip(&["-n", &netns, "link", "set", "lo", "up"]);
+    let state = std::env::temp_dir().join(format!("caixa-bench-state-{}", std::process::id()));
+    let inside = |program: &str| {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/run/netns/{netns}"))
+            .arg("--")
+            .arg(program)
+            .env("CAIXA_CACHE_DIR", cache_dir())
+            .env("CAIXA_STATE_DIR", &state)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        cmd
+    };
+    let step7 = env!("CARGO_BIN_EXE_step7");
+    let step8 = env!("CARGO_BIN_EXE_step8");
+    let mut holder = inside(step8)
+        .args(["sleep", "3600"])
+        .spawn()
+        .expect("holder");
+    std::thread::sleep(Duration::from_millis(500));
+    let run = |program: &str, args: &[&str]| {
+        let status = inside(program).args(args).status().expect("spawn");
+        assert!(status.success(), "{program} {args:?}: {status}");
+    };
+    let mut group = c.benchmark_group("network: start-to-exit of true");
+    group.bench_function("step7 (no network)", |b| b.iter(|| run(step7, &["true"])));
+    group.bench_function("step8", |b| b.iter(|| run(step8, &["true"])));
+    group.bench_function("step8 -p 8080:80", |b| {
+        b.iter(|| run(step8, &["-p", "8080:80", "true"]))
+    });
+    group.finish();
+    // End the holder's container (its pid 1 is the holder's only child), so
+    // the holder removes the bridge; the namespace goes with whatever is left.
+    let pid = holder.id();
+    if let Ok(children) = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {
+        for child in children
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+        {
+            // SAFETY: kill(2) of the holder container's pid 1.
+            unsafe { libc::kill(child, libc::SIGKILL) };
+        }
+    }
+    let _ = holder.wait();
+    ip(&["netns", "del", &netns]);
+    let _ = std::fs::remove_dir_all(&state);
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .sample_size(50)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3));
-    targets = each_namespace, steps_start_to_exit
+    targets = each_namespace, steps_start_to_exit, network
 }
 criterion_main!(benches);

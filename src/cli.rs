@@ -231,6 +231,66 @@ impl CgroupArgs {
     }
 }
 
+/// The network (step 8 and later).
+#[derive(Debug, Args)]
+pub struct NetworkArgs {
+    /// Publish a container port on the host: [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp]. Repeatable.
+    #[arg(short = 'p', long = "publish", value_name = "SPEC")]
+    pub publish: Vec<String>,
+    /// Limit the container's traffic in both directions (tc syntax, e.g. 10mbit).
+    #[arg(long = "network-bandwidth", value_name = "RATE")]
+    pub bandwidth: Option<String>,
+    /// The host bridge to plug into (created on first use).
+    #[arg(long, value_name = "NAME", default_value = crate::net::DEFAULT_BRIDGE)]
+    pub bridge: String,
+    /// The bridge's subnet, used when the bridge is created.
+    #[arg(long, value_name = "CIDR", default_value = crate::net::DEFAULT_SUBNET)]
+    pub subnet: String,
+}
+
+impl NetworkArgs {
+    /// The network these options describe.
+    pub fn to_network(&self) -> Result<crate::net::NetworkSpec, crate::net::NetError> {
+        use crate::net::NetError;
+        let bridge_ok = !self.bridge.is_empty()
+            && self.bridge.len() <= 15
+            && self
+                .bridge
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !bridge_ok {
+            return Err(NetError::Invalid(format!(
+                "invalid --bridge {:?}: use 1-15 letters, digits, '-' or '_'",
+                self.bridge
+            )));
+        }
+        let publish = self
+            .publish
+            .iter()
+            .map(|p| p.parse().map_err(NetError::Invalid))
+            .collect::<Result<Vec<crate::net::Publish>, _>>()?;
+        for (i, a) in publish.iter().enumerate() {
+            if publish[..i].iter().any(|b| b.key() == a.key()) {
+                return Err(NetError::PortTaken(format!(
+                    "host port {} {} is published twice",
+                    a.protocol, a.host_port
+                )));
+            }
+        }
+        Ok(crate::net::NetworkSpec {
+            bridge: self.bridge.clone(),
+            subnet: self.subnet.parse().map_err(NetError::Invalid)?,
+            publish,
+            bandwidth: self
+                .bandwidth
+                .as_deref()
+                .map(crate::net::shape::parse_rate)
+                .transpose()?,
+            state_dir: crate::net::state_dir(),
+        })
+    }
+}
+
 impl RunArgs {
     /// A spec for this command line with `namespaces` switched on.
     pub fn to_spec(&self, namespaces: &[Namespace]) -> Spec {

@@ -153,6 +153,12 @@ fn set_up_and_exec(
 
     // ANCHOR: init_net
     // 3. Network namespace (step 2): `lo` starts down in a new namespace.
+    //    With a network (step 8) the parent plugs our veth in first; it can
+    //    because our namespace exists since the clone.
+    if spec.network.is_some() {
+        channel.ask(Request::ConfigureNetwork)?;
+        step(format_args!("eth0 configured by the parent"));
+    }
     if spec.has(Namespace::Net) {
         net::bring_up_loopback()?;
         step(format_args!("ioctl(SIOCSIFFLAGS, lo, IFF_UP)"));
@@ -174,6 +180,13 @@ fn set_up_and_exec(
             "mount proc, /dev (tmpfs), devpts, shm, mqueue, sysfs (ro)"
         ));
         dev::create_devices(&root.join("dev"))?;
+        if !spec.mounts.is_empty() {
+            mounts::bind_files(root, &spec.mounts)?;
+            step(format_args!(
+                "bind-mounted {} host files (/etc/hosts …)",
+                spec.mounts.len()
+            ));
+        }
         step(format_args!(
             "/dev: null zero full random urandom tty (mknod, or bind mounts in a user namespace); symlinks fd, ptmx …"
         ));

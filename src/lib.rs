@@ -14,6 +14,7 @@ pub mod command;
 pub mod exit;
 pub mod idmap;
 pub mod init;
+pub mod net;
 pub mod ns;
 pub mod parent;
 pub mod rootfs;

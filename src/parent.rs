@@ -57,6 +57,9 @@ pub enum Error {
     /// Creating, joining or removing the cgroup failed.
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
+    /// Setting up the network failed.
+    #[error(transparent)]
+    Net(#[from] crate::net::NetError),
     /// The child asked for something this spec does not provide.
     #[error("the child asked for {0:?}, which this container's spec does not provide")]
     Unexpected(Request),
@@ -170,6 +173,29 @@ pub fn run(spec: &Spec) -> Result<Ended, Error> {
     };
     // ANCHOR_END: parent_cgroup
 
+    // ANCHOR: parent_network
+    // 4b. The network (step 8): lease an address (the first container of a
+    //     network creates its bridge and rules) and write /etc/hosts and
+    //     friends, which the child bind-mounts: so this comes before the clone.
+    let mut network = match &spec.network {
+        Some(net) => {
+            let hostname = spec.hostname.as_deref().unwrap_or(&spec.id);
+            Some(crate::net::Prepared::new(net, &spec.id, hostname, &trace)?)
+        }
+        None => None,
+    };
+    let with_files;
+    let spec = match &network {
+        Some(prepared) => {
+            let mut s = spec.clone();
+            s.mounts.extend(prepared.mounts());
+            with_files = s;
+            &with_files
+        }
+        None => spec,
+    };
+    // ANCHOR_END: parent_network
+
     // ANCHOR: parent_clone
     // 5. Clone the child into its new namespaces.
     let flags = ns::clone_flags(&spec.namespaces);
@@ -214,6 +240,14 @@ pub fn run(spec: &Spec) -> Result<Ended, Error> {
                 ));
                 parent_end.done()?;
             }
+            FromChild::Request(Request::ConfigureNetwork) => {
+                let net = network
+                    .as_mut()
+                    .ok_or(Error::Unexpected(Request::ConfigureNetwork))?;
+                net.connect(child.pid, &trace)?;
+                step(format_args!("container connected: eth0 {}", net.address));
+                parent_end.done()?;
+            }
             FromChild::Request(Request::WriteIdMaps) => {
                 idmap::write_maps(child.pid, &spec.uid_map, &spec.gid_map)?;
                 step(format_args!(
@@ -251,6 +285,11 @@ pub fn run(spec: &Spec) -> Result<Ended, Error> {
     //    mask go when `parent_end` and `signals` drop here.
     let oom_killed = cgroup.as_ref().is_some_and(Cgroup::oom_killed);
     let mut cleanup_errors = Vec::new();
+    if let Some(net) = network.as_mut() {
+        if let Err(e) = net.release(&trace) {
+            cleanup_errors.push(e.to_string());
+        }
+    }
     if let Some(cg) = cgroup.as_mut() {
         if let Err(e) = cg.destroy() {
             cleanup_errors.push(e.to_string());

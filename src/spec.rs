@@ -49,6 +49,10 @@ pub struct Spec {
     pub seccomp: bool,
     /// Resource limits (step 7): `Some` creates a cgroup for the container.
     pub limits: Option<crate::cgroup::Limits>,
+    /// A network (step 8): bridge, veth, address, published ports.
+    pub network: Option<crate::net::NetworkSpec>,
+    /// Host files bind-mounted into the container: (host path, container path).
+    pub mounts: Vec<(PathBuf, PathBuf)>,
     /// Print each setup step as it happens (`-v`).
     pub verbose: bool,
 }
@@ -117,6 +121,8 @@ impl Spec {
             no_new_privs: false,
             seccomp: false,
             limits: None,
+            network: None,
+            mounts: Vec::new(),
             verbose: false,
         }
     }
@@ -154,6 +160,12 @@ impl Spec {
             if !ns::uts::is_valid_hostname(name) {
                 return Err(SpecError::BadHostname(name.clone()));
             }
+        }
+        if self.network.is_some() && !self.has(Namespace::Net) {
+            return Err(SpecError::NeedsNamespace {
+                feature: "a network",
+                namespace: Namespace::Net,
+            });
         }
         if let Some(root) = &self.root {
             if !self.has(Namespace::Mount) {

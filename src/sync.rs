@@ -35,6 +35,8 @@ pub enum Request {
     EnterCgroup,
     /// Write `/proc/<child>/uid_map` and `gid_map` (step 6: the user namespace).
     WriteIdMaps,
+    /// Plug a veth into my network namespace and configure it (step 8).
+    ConfigureNetwork,
 }
 
 /// One message on the channel.
@@ -63,6 +65,7 @@ impl Message {
         match self {
             Message::Request(Request::WriteIdMaps) => vec![1, 1],
             Message::Request(Request::EnterCgroup) => vec![1, 2],
+            Message::Request(Request::ConfigureNetwork) => vec![1, 3],
             Message::Done => vec![2],
             Message::Ready => vec![3],
             Message::Start => vec![4],
@@ -82,6 +85,7 @@ impl Message {
         match bytes {
             [1, 1] => Ok(Message::Request(Request::WriteIdMaps)),
             [1, 2] => Ok(Message::Request(Request::EnterCgroup)),
+            [1, 3] => Ok(Message::Request(Request::ConfigureNetwork)),
             [2] => Ok(Message::Done),
             [3] => Ok(Message::Ready),
             [4] => Ok(Message::Start),
@@ -289,6 +293,7 @@ mod tests {
         let all = [
             Message::Request(Request::WriteIdMaps),
             Message::Request(Request::EnterCgroup),
+            Message::Request(Request::ConfigureNetwork),
             Message::Done,
             Message::Ready,
             Message::Start,

@@ -24,6 +24,7 @@ pub fn binary(n: u32) -> &'static str {
         5 => env!("CARGO_BIN_EXE_step5"),
         6 => env!("CARGO_BIN_EXE_step6"),
         7 => env!("CARGO_BIN_EXE_step7"),
+        8 => env!("CARGO_BIN_EXE_step8"),
         _ => panic!("no step {n} binary"),
     }
 }
@@ -127,6 +128,12 @@ impl Running {
     ) -> Running {
         let mut cmd = step(n);
         prepare(&mut cmd);
+        Running::spawn(cmd, options, script)
+    }
+
+    /// [`Running::start`] from a prepared command (e.g. one that enters a
+    /// test's network namespace first).
+    pub fn spawn(mut cmd: Command, options: &[&str], script: &str) -> Running {
         let mut child = cmd
             .args(options)
             .args(["sh", "-c", script])
@@ -134,7 +141,7 @@ impl Running {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary(n)));
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
         let stdin = child.stdin.take();
         let stdout = BufReader::new(child.stdout.take().expect("stdout"));
         let mut running = Running {
@@ -192,8 +199,29 @@ impl Running {
 }
 
 impl Drop for Running {
+    /// Ends the container the way a user would: its pid 1 is killed (which
+    /// ends its whole PID namespace), and the step binary, seeing it end,
+    /// cleans up its cgroup, veth and rules. Only a step binary that does not
+    /// end by itself within the timeout is killed too.
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
+            let pid = self.child.id();
+            let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                .unwrap_or_default();
+            for child in children
+                .split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok())
+            {
+                // SAFETY: kill(2) of the container's pid 1.
+                unsafe { libc::kill(child, libc::SIGKILL) };
+            }
+            let start = Instant::now();
+            while start.elapsed() < TIMEOUT {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
@@ -361,4 +389,113 @@ pub fn probe() -> PathBuf {
             target_dir.join(triple).join("release/caixa-probe")
         })
         .clone()
+}
+
+/// A network namespace of the test's own (`ip netns add`), deleted on drop
+/// with everything in it: bridges, veths, iptables rules. Step 8 tests run
+/// the step binary and their clients inside it, so the host's network is
+/// never touched.
+pub struct TestNetns {
+    /// Its name under /run/netns.
+    pub name: String,
+    /// caixa's state (leases) for this test.
+    pub state: tempfile::TempDir,
+}
+
+impl TestNetns {
+    /// Creates the namespace and brings its `lo` up.
+    pub fn new() -> TestNetns {
+        require_root();
+        static COUNT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let name = format!("cxt-{}-{n}", std::process::id());
+        let ok = |args: &[&str]| {
+            let status = Command::new("ip")
+                .args(args)
+                .status()
+                .expect("run ip (sudo apt-get install iproute2)");
+            assert!(status.success(), "ip {args:?} failed");
+        };
+        ok(&["netns", "add", &name]);
+        let netns = TestNetns {
+            name,
+            state: tempfile::tempdir().unwrap(),
+        };
+        ok(&["-n", &netns.name, "link", "set", "lo", "up"]);
+        netns
+    }
+
+    /// `program` run inside the namespace (network only: `nsenter --net`,
+    /// which keeps the host's mounts, cgroups included).
+    pub fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/run/netns/{}", self.name))
+            .arg("--")
+            .arg(program);
+        cmd
+    }
+
+    /// Step `n` inside the namespace, with this test's state directory.
+    pub fn step(&self, n: u32) -> Command {
+        let mut cmd = self.command(binary(n));
+        cmd.env("CAIXA_CACHE_DIR", cache_dir())
+            .env("CAIXA_STATE_DIR", self.state.path());
+        cmd
+    }
+
+    /// Runs step `n` to the end inside the namespace.
+    pub fn run(&self, n: u32, args: &[&str]) -> Output {
+        let child = self
+            .step(n)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn nsenter");
+        wait_output(child)
+    }
+
+    /// A shell command run inside the namespace; returns its stdout.
+    pub fn sh(&self, script: &str) -> String {
+        let out = self
+            .command("sh")
+            .args(["-c", script])
+            .output()
+            .expect("run sh");
+        text(&out.stdout)
+    }
+
+    /// The namespace's iptables rules and caixa chains (not the empty
+    /// built-in tables, which iptables creates on first use).
+    pub fn rules(&self) -> Vec<String> {
+        let mut rules: Vec<String> = self
+            .sh("iptables-save")
+            .lines()
+            .filter(|l| l.starts_with("-A") || l.starts_with(":CX"))
+            .map(String::from)
+            .collect();
+        rules.sort();
+        rules
+    }
+
+    /// The namespace's network interfaces.
+    pub fn links(&self) -> Vec<String> {
+        let mut links: Vec<String> = self
+            .sh("ip -o link show")
+            .lines()
+            .filter_map(|l| l.split(':').nth(1))
+            .map(|s| s.trim().split('@').next().unwrap_or("").to_string())
+            .collect();
+        links.sort();
+        links
+    }
+}
+
+impl Drop for TestNetns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
 }

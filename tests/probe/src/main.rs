@@ -12,6 +12,11 @@
 //! - `probe forks N`: starts N children that wait, prints how many started.
 //! - `probe spin SECONDS`: keeps one CPU busy for that long (wall clock),
 //!   printing nothing (the test may have stopped listening by then).
+//! - `probe udp-recv PORT`: prints the first UDP datagram to PORT.
+//! - `probe udp-send ADDR:PORT TEXT`: sends TEXT as one datagram, 5 times.
+//! - `probe tcp-recv PORT`: accepts one connection, prints `listening`
+//!   first, then the number of bytes received until the sender closes.
+//! - `probe tcp-send ADDR:PORT SECONDS`: sends zeros for that long, then closes.
 //! - `probe write-direct PATH MB`: writes MB mebibytes with O_DIRECT (past
 //!   the page cache, so a block-device throttle applies), prints `done`.
 
@@ -277,6 +282,54 @@ fn write_direct(path: &str, mib: usize) {
     println!("done");
 }
 
+fn udp_recv(port: &str) {
+    let socket = std::net::UdpSocket::bind(format!("0.0.0.0:{port}")).expect("bind");
+    println!("listening");
+    let mut buf = [0u8; 1500];
+    let (n, _) = socket.recv_from(&mut buf).expect("recv");
+    println!("{}", String::from_utf8_lossy(&buf[..n]).trim());
+}
+
+fn udp_send(to: &str, text: &str) {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").expect("bind");
+    for _ in 0..5 {
+        let _ = socket.send_to(text.as_bytes(), to);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+fn tcp_recv(port: &str) {
+    let listener = std::net::TcpListener::bind(format!("0.0.0.0:{port}")).expect("bind");
+    println!("listening");
+    let (mut stream, _) = listener.accept().expect("accept");
+    let mut buf = vec![0u8; 65536];
+    let mut total: u64 = 0;
+    while let Ok(n) = stream.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+    }
+    println!("{total}");
+}
+
+fn tcp_send(to: &str, seconds: f64) {
+    let mut stream = std::net::TcpStream::connect(to).expect("connect");
+    let end = std::time::Instant::now() + std::time::Duration::from_secs_f64(seconds);
+    stream
+        .set_write_timeout(Some(std::time::Duration::from_millis(200)))
+        .expect("timeout");
+    let buf = vec![0u8; 16384];
+    while std::time::Instant::now() < end {
+        if let Err(e) = stream.write(&buf)
+            && e.kind() != std::io::ErrorKind::WouldBlock
+            && e.kind() != std::io::ErrorKind::TimedOut
+        {
+            break;
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or("");
@@ -288,6 +341,10 @@ fn main() {
         "forks" => forks(arg(2).parse().unwrap_or(10)),
         "spin" => spin(arg(2).parse().unwrap_or(1.0)),
         "write-direct" => write_direct(arg(2), arg(3).parse().unwrap_or(4)),
+        "udp-recv" => udp_recv(arg(2)),
+        "tcp-recv" => tcp_recv(arg(2)),
+        "tcp-send" => tcp_send(arg(2), arg(3).parse().unwrap_or(3.0)),
+        "udp-send" => udp_send(arg(2), arg(3)),
         _ => {
             eprintln!(
                 "usage: probe syscalls | works | fds | alloc MB | forks N | spin S | write-direct PATH MB"

@@ -1,0 +1,123 @@
+//! The host bridge: a virtual switch the containers' veths plug into, with
+//! the gateway address, and the netfilter chains every container shares.
+
+use super::cmd::{run, sysctl};
+use super::{NetError, NetworkSpec, Subnet};
+use crate::trace::Trace;
+
+/// caixa's own chains for this bridge (iptables allows 28 characters; a
+/// bridge name has at most 15).
+pub fn chains(bridge: &str) -> (String, String, String) {
+    (
+        format!("CX-{bridge}-DNAT"),
+        format!("CX-{bridge}-POST"),
+        format!("CX-{bridge}-FWD"),
+    )
+}
+
+/// Whether the bridge exists in this network namespace.
+pub fn exists(bridge: &str) -> bool {
+    super::link_exists(bridge)
+}
+
+/// The routes of this namespace that overlap `subnet`, as `ip route` shows them.
+fn overlapping_routes(
+    subnet: Subnet,
+    bridge: &str,
+    trace: &Trace,
+) -> Result<Vec<String>, NetError> {
+    let routes = run(
+        "ip",
+        &["-o", "-4", "route", "show", "table", "all"],
+        "",
+        trace,
+    )?;
+    Ok(routes
+        .lines()
+        .filter(|l| {
+            !l.contains(&format!("dev {bridge} "))
+                && !l.starts_with("default")
+                && !l.starts_with("broadcast")
+                && !l.starts_with("local")
+        })
+        .filter(|l| {
+            let first = l.split_whitespace().next().unwrap_or("");
+            let net = if first.contains('/') {
+                first.parse::<Subnet>().ok()
+            } else {
+                format!("{first}/30").parse::<Subnet>().ok().or(None)
+            };
+            match (net, first.parse::<std::net::Ipv4Addr>()) {
+                (Some(n), _) => n.overlaps(subnet),
+                (None, Ok(addr)) => subnet.contains(addr),
+                _ => false,
+            }
+        })
+        .map(str::to_string)
+        .collect())
+}
+
+// ANCHOR: create_bridge
+/// Creates the bridge with the gateway address, turns on forwarding and
+/// `route_localnet` (so DNAT from 127.0.0.1 may leave through the bridge),
+/// and adds caixa's chains with the rules every container shares.
+pub fn create(spec: &NetworkSpec, trace: &Trace) -> Result<(), NetError> {
+    let (br, subnet, gw) = (&spec.bridge, spec.subnet, spec.subnet.gateway());
+    if let Some(route) = overlapping_routes(subnet, br, trace)?.first() {
+        return Err(NetError::Invalid(format!(
+            "subnet {subnet} overlaps the existing route \"{route}\": choose another --subnet"
+        )));
+    }
+    run(
+        "ip",
+        &["-batch", "-"],
+        &format!(
+            "link add {br} type bridge\naddr add {gw}/{} dev {br}\nlink set {br} up\n",
+            subnet.prefix
+        ),
+        trace,
+    )?;
+    sysctl("net/ipv4/ip_forward", "1", trace)?;
+    sysctl(&format!("net/ipv4/conf/{br}/route_localnet"), "1", trace)?;
+    let (dnat, post, fwd) = chains(br);
+    let c = format!("-m comment --comment caixa:{br}");
+    let rules = format!(
+        "*nat\n:{dnat} - [0:0]\n:{post} - [0:0]\n\
+         -A PREROUTING -m addrtype --dst-type LOCAL -j {dnat} {c}\n\
+         -A OUTPUT -m addrtype --dst-type LOCAL -j {dnat} {c}\n\
+         -A POSTROUTING -j {post} {c}\n\
+         -A {post} -s {subnet} ! -o {br} -j MASQUERADE {c}\n\
+         -A {post} -s 127.0.0.0/8 -o {br} -j MASQUERADE {c}\n\
+         COMMIT\n\
+         *filter\n:{fwd} - [0:0]\n\
+         -A FORWARD -j {fwd} {c}\n\
+         -A {fwd} -i {br} -j ACCEPT {c}\n\
+         -A {fwd} -o {br} -j ACCEPT {c}\n\
+         COMMIT\n"
+    );
+    if let Err(e) = run("iptables-restore", &["--noflush"], &rules, trace) {
+        let _ = run("ip", &["link", "del", br], "", trace);
+        return Err(e);
+    }
+    Ok(())
+}
+// ANCHOR_END: create_bridge
+
+/// Removes the shared rules, the chains and the bridge.
+pub fn destroy(spec: &NetworkSpec, trace: &Trace) -> Result<(), NetError> {
+    let br = &spec.bridge;
+    let (dnat, post, fwd) = chains(br);
+    let c = format!("-m comment --comment caixa:{br}");
+    let rules = format!(
+        "*nat\n\
+         -D PREROUTING -m addrtype --dst-type LOCAL -j {dnat} {c}\n\
+         -D OUTPUT -m addrtype --dst-type LOCAL -j {dnat} {c}\n\
+         -D POSTROUTING -j {post} {c}\n\
+         -F {dnat}\n-X {dnat}\n-F {post}\n-X {post}\n\
+         COMMIT\n\
+         *filter\n-D FORWARD -j {fwd} {c}\n-F {fwd}\n-X {fwd}\nCOMMIT\n"
+    );
+    let rules_result = run("iptables-restore", &["--noflush"], &rules, trace);
+    let link_result = run("ip", &["link", "del", br], "", trace);
+    rules_result.and(link_result).map(drop)
+}

@@ -1,0 +1,64 @@
+//! `/etc/hosts`, `/etc/resolv.conf` and `/etc/hostname` of a container.
+//!
+//! Docker does not write into the image: it keeps these files per container
+//! and bind-mounts them over the image's. caixa does the same, so the shared
+//! rootfs stays untouched and the files go with the container.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+/// Writes the three files into `dir`.
+pub fn write(dir: &Path, address: Ipv4Addr, hostname: &str) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(
+        dir.join("hosts"),
+        format!(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{address}\t{hostname}\n"
+        ),
+    )?;
+    std::fs::write(dir.join("hostname"), format!("{hostname}\n"))?;
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    std::fs::write(dir.join("resolv.conf"), resolv_conf(&host))
+}
+
+/// The host's resolv.conf without loopback name servers (127.0.0.53 of
+/// systemd-resolved is unreachable from the container's namespace), or
+/// public ones when none is left, as Docker does.
+pub fn resolv_conf(host: &str) -> String {
+    let mut out: Vec<&str> = host
+        .lines()
+        .filter(|l| {
+            let mut f = l.split_whitespace();
+            !(f.next() == Some("nameserver")
+                && f.next()
+                    .is_some_and(|a| a.starts_with("127.") || a == "::1"))
+        })
+        .collect();
+    if !out.iter().any(|l| l.starts_with("nameserver")) {
+        out.extend(["nameserver 8.8.8.8", "nameserver 8.8.4.4"]);
+    }
+    out.join("\n") + "\n"
+}
+
+/// (host file, path in the container) for the bind mounts.
+pub fn mounts(dir: &Path) -> Vec<(PathBuf, PathBuf)> {
+    ["hosts", "resolv.conf", "hostname"]
+        .iter()
+        .map(|f| (dir.join(f), Path::new("/etc").join(f)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn loopback_name_servers_are_dropped() {
+        assert_eq!(
+            super::resolv_conf("nameserver 127.0.0.53\nsearch lan\n"),
+            "search lan\nnameserver 8.8.8.8\nnameserver 8.8.4.4\n"
+        );
+        assert_eq!(
+            super::resolv_conf("nameserver 10.0.0.1\n"),
+            "nameserver 10.0.0.1\n"
+        );
+    }
+}

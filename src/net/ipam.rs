@@ -1,0 +1,177 @@
+//! IPAM: which container has which address, on disk, safe against two
+//! containers starting at once.
+//!
+//! One file per bridge, `<state>/networks/<bridge>.leases`, one line per
+//! container: `ADDRESS ID PID PUBLISHED`. Every change happens under an
+//! exclusive `flock(2)` on `<bridge>.lock`. A lease whose step binary (PID)
+//! is gone was left by a crash and is taken back. The network's first lease
+//! creates the bridge and its rules; its last release removes them.
+
+use std::fs::File;
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use super::{NetError, NetworkSpec, bridge, portmap};
+use crate::trace::{Side, Trace};
+
+/// One line of the leases file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The container's address.
+    pub address: Ipv4Addr,
+    /// The container's id.
+    pub id: String,
+    /// The pid of the step binary that holds it.
+    pub pid: i32,
+    /// Its published ports, as `tcp:8080` items.
+    pub published: Vec<String>,
+}
+
+impl Lease {
+    fn parse(line: &str) -> Option<Lease> {
+        let mut f = line.split_whitespace();
+        Some(Lease {
+            address: f.next()?.parse().ok()?,
+            id: f.next()?.to_string(),
+            pid: f.next()?.parse().ok()?,
+            published: f
+                .next()
+                .filter(|p| *p != "-")
+                .map(|p| p.split(',').map(String::from).collect())
+                .unwrap_or_default(),
+        })
+    }
+
+    fn line(&self) -> String {
+        let published = if self.published.is_empty() {
+            "-".to_string()
+        } else {
+            self.published.join(",")
+        };
+        format!("{} {} {} {}\n", self.address, self.id, self.pid, published)
+    }
+
+    fn alive(&self) -> bool {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid), None).is_ok()
+    }
+}
+
+fn state_err(path: &Path) -> impl FnOnce(std::io::Error) -> NetError {
+    let path = path.to_path_buf();
+    move |source| NetError::State { path, source }
+}
+
+/// The leases file, locked while this lives.
+struct Locked {
+    _lock: File,
+    path: PathBuf,
+    leases: Vec<Lease>,
+}
+
+fn lock(spec: &NetworkSpec) -> Result<Locked, NetError> {
+    let dir = spec.state_dir.join("networks");
+    std::fs::create_dir_all(&dir).map_err(state_err(&dir))?;
+    let lock_path = dir.join(format!("{}.lock", spec.bridge));
+    let lock = File::create(&lock_path).map_err(state_err(&lock_path))?;
+    // SAFETY: flock on a descriptor we own; blocks until the lock is ours.
+    let ret = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
+    if ret != 0 {
+        return Err(state_err(&lock_path)(std::io::Error::last_os_error()));
+    }
+    let path = dir.join(format!("{}.leases", spec.bridge));
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let leases = text
+        .lines()
+        .filter_map(Lease::parse)
+        .filter(Lease::alive)
+        .collect();
+    Ok(Locked {
+        _lock: lock,
+        path,
+        leases,
+    })
+}
+
+impl Locked {
+    fn save(&self) -> Result<(), NetError> {
+        let tmp = self.path.with_extension("tmp");
+        let text: String = self.leases.iter().map(Lease::line).collect();
+        std::fs::write(&tmp, text).map_err(state_err(&tmp))?;
+        std::fs::rename(&tmp, &self.path).map_err(state_err(&self.path))
+    }
+}
+
+/// Leases the lowest free address of the subnet to container `id`.
+pub fn lease(spec: &NetworkSpec, id: &str, trace: &Trace) -> Result<Ipv4Addr, NetError> {
+    let mut state = lock(spec)?;
+    let published: Vec<String> = spec.publish.iter().map(Publish::key).collect();
+    for p in &spec.publish {
+        if let Some(holder) = state.leases.iter().find(|l| l.published.contains(&p.key())) {
+            return Err(NetError::PortTaken(format!(
+                "host port {} is already published by container {}: choose another host port",
+                p.key().replace(':', " "),
+                holder.id
+            )));
+        }
+        portmap::check_free(p)?;
+    }
+    if state.leases.is_empty() || !bridge::exists(&spec.bridge) {
+        bridge::create(spec, trace)?;
+    }
+    let taken: Vec<Ipv4Addr> = state.leases.iter().map(|l| l.address).collect();
+    let address = (2..spec.subnet.size() - 1)
+        .map(|n| spec.subnet.nth(n))
+        .find(|a| !taken.contains(a))
+        .ok_or(NetError::Exhausted(spec.subnet))?;
+    state.leases.push(Lease {
+        address,
+        id: id.to_string(),
+        pid: std::process::id() as i32,
+        published,
+    });
+    state.save()?;
+    trace.step(
+        Side::Parent,
+        format_args!("ipam: leased {address} to {id} ({})", state.path.display()),
+    );
+    Ok(address)
+}
+
+/// Gives back `id`'s address; the network's last lease takes the bridge along.
+pub fn release(spec: &NetworkSpec, id: &str, trace: &Trace) -> Result<(), NetError> {
+    let mut state = lock(spec)?;
+    state.leases.retain(|l| l.id != id);
+    state.save()?;
+    trace.step(
+        Side::Parent,
+        format_args!("ipam: released the address of {id}"),
+    );
+    if state.leases.is_empty() {
+        bridge::destroy(spec, trace)?;
+    }
+    Ok(())
+}
+
+use super::Publish;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_lines_round_trip() {
+        let l = Lease {
+            address: Ipv4Addr::new(10, 89, 0, 2),
+            id: "abc".into(),
+            pid: 42,
+            published: vec!["tcp:8080".into(), "udp:53".into()],
+        };
+        assert_eq!(Lease::parse(&l.line()), Some(l));
+        assert_eq!(
+            Lease::parse("10.89.0.3 x 7 -").unwrap().published,
+            Vec::<String>::new()
+        );
+        assert_eq!(Lease::parse("garbage"), None);
+    }
+}

@@ -1,0 +1,207 @@
+//! Networking (step 8): a bridge, a veth pair per container, NAT and port
+//! forwarding with netfilter, and bandwidth shaping with tc.
+//!
+//! After step 2 a container has only `lo`. Docker's default network gives it
+//! a real interface: a *bridge* on the host (a virtual switch, `caixa0`), a
+//! *veth pair* per container (a virtual cable: one end on the bridge, the
+//! other moved into the container's network namespace as `eth0`), an address
+//! from a small *IPAM*, and *netfilter* rules: MASQUERADE so the container
+//! can reach out through the host's address, DNAT so a published host port
+//! reaches the container.
+//!
+//! caixa drives the kernel through the same tools a learner types: `ip`,
+//! `iptables-restore` and `tc`, each run once per phase in batch mode, and
+//! `-v` prints every command with its input, ready to copy. The netlink
+//! crates would avoid the fork/exec (about a millisecond each), but they are
+//! asynchronous (tokio) or low-level, and the commands teach more.
+
+pub mod bridge;
+pub mod cmd;
+pub mod files;
+pub mod ipam;
+pub mod portmap;
+pub mod shape;
+pub mod subnet;
+pub mod veth;
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use nix::unistd::Pid;
+
+use crate::trace::Trace;
+pub use portmap::{Protocol, Publish};
+pub use subnet::Subnet;
+
+/// What a container's network should be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkSpec {
+    /// The host bridge (created on first use, removed with its last container).
+    pub bridge: String,
+    /// The bridge's subnet; the gateway is its first address.
+    pub subnet: Subnet,
+    /// Published ports (`-p`).
+    pub publish: Vec<Publish>,
+    /// `--network-bandwidth`, in tc's syntax (e.g. `10mbit`).
+    pub bandwidth: Option<String>,
+    /// Where leases and per-container files live.
+    pub state_dir: PathBuf,
+}
+
+/// The default bridge name.
+pub const DEFAULT_BRIDGE: &str = "caixa0";
+/// The default subnet.
+pub const DEFAULT_SUBNET: &str = "10.89.0.0/24";
+
+/// The state directory: `$CAIXA_STATE_DIR`, else `/run/caixa` (a tmpfs: the
+/// leases go with the bridges at reboot).
+pub fn state_dir() -> PathBuf {
+    std::env::var_os("CAIXA_STATE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/run/caixa"))
+}
+
+/// A network failure, one line with what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// A command is missing.
+    #[error("{0} not found: install it (sudo apt-get install {1})")]
+    Missing(String, &'static str),
+    /// A command failed; its first line of stderr.
+    #[error("`{command}` failed: {stderr}")]
+    Command {
+        /// The command line.
+        command: String,
+        /// What it said.
+        stderr: String,
+    },
+    /// Bad input (`-p`, `--subnet`, …).
+    #[error("{0}")]
+    Invalid(String),
+    /// The host port is taken.
+    #[error("{0}")]
+    PortTaken(String),
+    /// The IPAM state could not be read or written.
+    #[error("network state {path}: {source}")]
+    State {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// No address left.
+    #[error("no free address left in {0}: stop a container or use a larger --subnet")]
+    Exhausted(Subnet),
+}
+
+/// A container's place on the network before it exists: its lease and its
+/// `/etc/hosts` and `/etc/resolv.conf`. Made before the clone (the files are
+/// bind-mounted by the child), connected after it ([`Prepared::connect`]).
+#[derive(Debug)]
+pub struct Prepared {
+    spec: NetworkSpec,
+    id: String,
+    /// The container's address.
+    pub address: Ipv4Addr,
+    files_dir: PathBuf,
+    leased: bool,
+    connected: Option<veth::Veth>,
+    rules: Vec<portmap::Rule>,
+}
+
+impl Prepared {
+    /// Leases an address (creating the bridge and its rules if this is the
+    /// network's first container) and writes the container's files.
+    pub fn new(
+        spec: &NetworkSpec,
+        id: &str,
+        hostname: &str,
+        trace: &Trace,
+    ) -> Result<Prepared, NetError> {
+        let address = ipam::lease(spec, id, trace)?;
+        let mut prepared = Prepared {
+            spec: spec.clone(),
+            id: id.to_string(),
+            address,
+            files_dir: spec.state_dir.join("containers").join(id),
+            leased: true,
+            connected: None,
+            rules: Vec::new(),
+        };
+        files::write(&prepared.files_dir, address, hostname).map_err(|source| NetError::State {
+            path: prepared.files_dir.clone(),
+            source,
+        })?;
+        prepared.rules = portmap::rules(&prepared.spec, &prepared.id, address);
+        Ok(prepared)
+    }
+
+    /// Files to bind-mount into the container: (host file, container path).
+    pub fn mounts(&self) -> Vec<(PathBuf, PathBuf)> {
+        files::mounts(&self.files_dir)
+    }
+
+    /// Plugs the container in: a veth pair into `pid`'s network namespace,
+    /// its address and route, its port rules, its bandwidth.
+    pub fn connect(&mut self, pid: Pid, trace: &Trace) -> Result<(), NetError> {
+        let gateway = self.spec.subnet.gateway();
+        let veth = veth::create(
+            &self.spec.bridge,
+            &self.id,
+            pid,
+            self.address,
+            self.spec.subnet.prefix,
+            gateway,
+            trace,
+        )?;
+        self.connected = Some(veth);
+        if !self.rules.is_empty() {
+            portmap::apply(&self.rules, "-A", trace)?;
+        }
+        if let (Some(rate), Some(veth)) = (&self.spec.bandwidth, &self.connected) {
+            shape::limit(&veth.host, pid, rate, trace)?;
+        }
+        Ok(())
+    }
+
+    /// Removes everything of this container: rules, veth, files, lease (and
+    /// the bridge with the network's last lease). Collects errors.
+    pub fn release(&mut self, trace: &Trace) -> Result<(), NetError> {
+        let mut first = None;
+        if self.connected.is_some() && !self.rules.is_empty() {
+            if let Err(e) = portmap::apply(&self.rules, "-D", trace) {
+                first.get_or_insert(e);
+            }
+        }
+        if let Some(veth) = self.connected.take() {
+            if let Err(e) = veth::delete(&veth, trace) {
+                first.get_or_insert(e);
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.files_dir);
+        if self.leased {
+            self.leased = false;
+            if let Err(e) = ipam::release(&self.spec, &self.id, trace) {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        let _ = self.release(&Trace::new(false));
+    }
+}
+
+/// Whether a network interface of this name exists in our network
+/// namespace. `/proc/self/net/dev` follows the reader's namespace; `/sys`
+/// follows whoever mounted it, which may be another namespace's view.
+pub(crate) fn link_exists(name: &str) -> bool {
+    std::fs::read_to_string("/proc/self/net/dev")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .any(|(n, _)| n.trim() == name)
+}

@@ -1,0 +1,257 @@
+//! Step 8 grading: container networking. Every test makes its own network
+//! namespace and does all its work inside it: the host's links and rules are
+//! never touched.
+
+mod support;
+
+use std::io::Write;
+use std::process::Stdio;
+
+use support::{Running, TestNetns, TinyRootfs, assert_one_line_error, stdout_of, text};
+
+/// The first container of a fresh network gets the subnet's second address.
+const FIRST: &str = "10.89.0.2";
+const GATEWAY: &str = "10.89.0.1";
+
+/// Sends `request` with busybox nc from the test's namespace; returns the answer.
+fn nc(netns: &TestNetns, args: &[&str], request: &str) -> String {
+    let mut child = netns
+        .command("busybox")
+        .arg("nc")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("busybox nc (sudo apt-get install busybox-static)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(request.as_bytes())
+        .unwrap();
+    text(&support::wait_output(child).stdout)
+}
+
+#[test]
+fn the_container_reaches_the_bridge() {
+    let netns = TestNetns::new();
+    let out = netns.run(
+        8,
+        &[
+            "sh",
+            "-c",
+            &format!(
+                "ip -o -4 addr show eth0; ping -c 1 -W 3 {GATEWAY} >/dev/null && echo reached"
+            ),
+        ],
+    );
+    let text = stdout_of(&out);
+    assert!(
+        text.contains(&format!("inet {FIRST}/24")),
+        "step 8: eth0 should have {FIRST}/24:\n{text}"
+    );
+    assert!(
+        text.contains("reached"),
+        "step 8: the container cannot reach the bridge {GATEWAY}:\n{text}"
+    );
+}
+
+#[test]
+fn two_containers_reach_each_other() {
+    let netns = TestNetns::new();
+    let a = Running::spawn(
+        netns.step(8),
+        &[],
+        "nc -l -p 7000 -e echo hi-from-a & sleep 0.3; echo ready; read x",
+    );
+    let out = netns.run(8, &["nc", "-w", "3", FIRST, "7000"]);
+    assert_eq!(
+        stdout_of(&out).trim(),
+        "hi-from-a",
+        "step 8: container B could not reach container A at {FIRST}"
+    );
+    drop(a);
+}
+
+#[test]
+fn a_published_http_port_answers_from_the_host_and_127_0_0_1() {
+    let netns = TestNetns::new();
+    let server = Running::spawn(
+        netns.step(8),
+        &["-p", "8080:80"],
+        "d=/tmp/www-$HOSTNAME; mkdir -p $d && echo hello-caixa > $d/index.html && httpd -p 80 -h $d && echo ready; read x; rm -rf $d",
+    );
+    let request = "GET /index.html HTTP/1.0\r\n\r\n";
+    let via_loopback = nc(&netns, &["-w", "3", "127.0.0.1", "8080"], request);
+    assert!(
+        via_loopback.contains("hello-caixa"),
+        "step 8: 127.0.0.1:8080 should reach the container's httpd (OUTPUT DNAT, route_localnet):\n{via_loopback}"
+    );
+    let via_bridge = nc(&netns, &["-w", "3", GATEWAY, "8080"], request);
+    assert!(
+        via_bridge.contains("hello-caixa"),
+        "step 8: {GATEWAY}:8080 should reach it too:\n{via_bridge}"
+    );
+    let (status, _) = server.finish();
+    assert!(status.success());
+}
+
+#[test]
+fn a_udp_publish_works() {
+    let netns = TestNetns::new();
+    let rootfs = TinyRootfs::new().with_probe().owned_by(100000, 100000);
+    let mut server = Running::spawn(
+        netns.step(8),
+        &["--rootfs", rootfs.path(), "-p", "5353:53/udp"],
+        "echo ready; exec /probe udp-recv 53",
+    );
+    assert_eq!(server.read_line().trim(), "listening");
+    let sent = netns
+        .command(support::probe().to_str().unwrap())
+        .args(["udp-send", "127.0.0.1:5353", "ping-udp"])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    assert_eq!(
+        server.read_line().trim(),
+        "ping-udp",
+        "step 8: a UDP datagram to 127.0.0.1:5353 should reach the container's port 53"
+    );
+}
+
+#[test]
+fn bandwidth_shaping_limits_a_transfer() {
+    let netns = TestNetns::new();
+    let rootfs = TinyRootfs::new().with_probe().owned_by(100000, 100000);
+    let mut receiver = Running::spawn(
+        netns.step(8),
+        &["--rootfs", rootfs.path(), "--network-bandwidth", "1mbit"],
+        "echo ready; exec /probe tcp-recv 9000",
+    );
+    assert_eq!(receiver.read_line().trim(), "listening");
+    // Send for 2 seconds: at 1 mbit/s about 250 kB can pass (plus a burst);
+    // unshaped, hundreds of megabytes would.
+    let sent = netns
+        .command(support::probe().to_str().unwrap())
+        .args(["tcp-send", &format!("{FIRST}:9000"), "2"])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let bytes: u64 = receiver.read_line().trim().parse().expect("a byte count");
+    eprintln!("received {bytes} bytes in 2 s under --network-bandwidth 1mbit");
+    assert!(bytes > 50_000, "data should pass: {bytes}");
+    assert!(
+        bytes < 1_000_000,
+        "step 8: 1 mbit/s for 2 s lets about 250 kB through, not {bytes} bytes"
+    );
+}
+
+#[test]
+fn nothing_is_left_after_exit() {
+    let netns = TestNetns::new();
+    let (rules, links) = (netns.rules(), netns.links());
+    let out = netns.run(8, &["-p", "8080:80", "-p", "5353:53/udp", "true"]);
+    stdout_of(&out);
+    assert_eq!(
+        netns.rules(),
+        rules,
+        "step 8: iptables rules are left behind"
+    );
+    assert_eq!(netns.links(), links, "step 8: links are left behind");
+    let leases = netns.state.path().join("networks/caixa0.leases");
+    assert_eq!(
+        std::fs::read_to_string(leases).unwrap_or_default(),
+        "",
+        "a lease is left behind"
+    );
+}
+
+#[test]
+fn while_running_the_rules_name_the_container() {
+    let netns = TestNetns::new();
+    let running = Running::spawn(
+        netns.step(8),
+        &["-p", "8080:80", "--hostname", "web"],
+        "echo ready; read x",
+    );
+    let rules = netns.rules().join("\n");
+    assert!(
+        rules.contains(&format!("--to-destination {FIRST}:80")),
+        "{rules}"
+    );
+    assert!(
+        rules
+            .lines()
+            .all(|r| r.starts_with(':') || r.contains("--comment \"caixa:")),
+        "every rule carries a comment naming the container (or the bridge):\n{rules}"
+    );
+    let (status, _) = running.finish();
+    assert!(status.success());
+}
+
+#[test]
+fn a_host_port_published_twice_is_one_clear_line() {
+    let netns = TestNetns::new();
+    let first = Running::spawn(netns.step(8), &["-p", "8080:80"], "echo ready; read x");
+    let rules = netns.rules();
+    let out = netns.run(8, &["-p", "8080:80", "true"]);
+    assert_one_line_error(&out, 8, 125, "already published");
+    assert_eq!(
+        netns.rules(),
+        rules,
+        "the second container left rules behind"
+    );
+    let (status, _) = first.finish();
+    assert!(status.success());
+}
+
+#[test]
+fn malformed_publish_specs_are_one_clear_line() {
+    let netns = TestNetns::new();
+    for bad in ["abc", "0:80", "70000:80", "8080:80/sctp", "80"] {
+        let out = netns.run(8, &["-p", bad, "true"]);
+        assert_one_line_error(&out, 8, 125, "invalid -p");
+    }
+    assert_eq!(netns.links(), ["lo"]);
+}
+
+#[test]
+fn a_subnet_overlapping_a_route_is_one_clear_line() {
+    let netns = TestNetns::new();
+    netns.sh("ip link add d0 type veth peer name d1 && ip addr add 10.89.5.1/16 dev d0 && ip link set d0 up");
+    let out = netns.run(8, &["true"]);
+    assert_one_line_error(&out, 8, 125, "overlaps the existing route");
+    assert_eq!(
+        netns.links(),
+        ["d0", "d1", "lo"],
+        "nothing may be left behind"
+    );
+}
+
+#[test]
+fn a_missing_iptables_is_one_clear_line() {
+    let netns = TestNetns::new();
+    // A PATH with ip, tc and nsenter but no iptables.
+    let bin = tempfile::tempdir().unwrap();
+    for tool in ["ip", "tc", "nsenter"] {
+        let path = ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
+            .iter()
+            .map(|d| std::path::Path::new(d).join(tool))
+            .find(|p| p.exists())
+            .unwrap();
+        std::os::unix::fs::symlink(path, bin.path().join(tool)).unwrap();
+    }
+    let out = netns
+        .step(8)
+        .env("PATH", bin.path())
+        .args(["true"])
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, 8, 125, "iptables-restore not found");
+    assert_eq!(
+        netns.links(),
+        ["lo"],
+        "the bridge must go when its rules cannot be made"
+    );
+}
