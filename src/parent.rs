@@ -280,6 +280,7 @@ pub fn run(spec: &Spec) -> Result<Ended, Error> {
         exit.code()
     ));
 
+    // ANCHOR: parent_cleanup
     // 9. Clean up: the namespaces went with their last process; read the
     //    cgroup's OOM counter, then remove it; the channel and the signal
     //    mask go when `parent_end` and `signals` drop here.
@@ -295,6 +296,7 @@ pub fn run(spec: &Spec) -> Result<Ended, Error> {
             cleanup_errors.push(e.to_string());
         }
     }
+    // ANCHOR_END: parent_cleanup
     Ok(Ended {
         exit,
         oom_killed,

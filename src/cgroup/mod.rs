@@ -193,12 +193,14 @@ pub fn parse_device_rate(text: &str, iops: bool) -> Result<DeviceRate, CgroupErr
     Ok(DeviceRate { major, minor, rate })
 }
 
+// ANCHOR: shares_to_weight
 /// The two scales of CPU priority: v1 `cpu.shares` (2–262144, default 1024)
 /// and v2 `cpu.weight` (1–10000, default 100), mapped linearly end to end.
 pub fn shares_to_weight(shares: u64) -> u64 {
     let shares = shares.clamp(2, 262_144);
     1 + (shares - 2) * 9_999 / 262_142
 }
+// ANCHOR_END: shares_to_weight
 
 /// The inverse of [`shares_to_weight`].
 pub fn weight_to_shares(weight: u64) -> u64 {
@@ -285,6 +287,7 @@ pub fn detect() -> Result<Hierarchy, CgroupError> {
     })
 }
 
+// ANCHOR: detect
 /// [`detect`] on given mountinfo text; `read` reads a file (for tests).
 pub fn detect_from(
     mountinfo: &str,
@@ -332,6 +335,7 @@ pub fn detect_from(
     }
     Ok(Hierarchy::V1(v1))
 }
+// ANCHOR_END: detect
 
 /// What a container used, read from its cgroup's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -446,6 +450,7 @@ impl Drop for Cgroup {
     }
 }
 
+// ANCHOR: remove_dir
 /// Kills every process in `dir` and removes it. A cgroup with processes
 /// cannot be removed (EBUSY), and one whose last process just died may take a
 /// moment to let go, so this retries briefly.
@@ -477,6 +482,7 @@ fn remove_dir(dir: &Path) -> Result<(), CgroupError> {
         libc::EBUSY,
     )))
 }
+// ANCHOR_END: remove_dir
 
 /// Creates `dir` if it does not exist (caixa's parent, or the container's).
 pub(crate) fn make_dir(dir: &Path) -> Result<(), CgroupError> {

@@ -102,6 +102,7 @@ impl Locked {
     }
 }
 
+// ANCHOR: lease
 /// Leases the lowest free address of the subnet to container `id`.
 pub fn lease(spec: &NetworkSpec, id: &str, trace: &Trace) -> Result<Ipv4Addr, NetError> {
     let mut state = lock(spec)?;
@@ -137,6 +138,7 @@ pub fn lease(spec: &NetworkSpec, id: &str, trace: &Trace) -> Result<Ipv4Addr, Ne
     );
     Ok(address)
 }
+// ANCHOR_END: lease
 
 /// Gives back `id`'s address; the network's last lease takes the bridge along.
 pub fn release(spec: &NetworkSpec, id: &str, trace: &Trace) -> Result<(), NetError> {

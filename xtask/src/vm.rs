@@ -31,6 +31,17 @@ const MODULES: &[&str] = &[
     "ext4",
     "veth",
     "bridge",
+    // netfilter, as Debian's iptables (nft backend) uses it
+    "nf_tables",
+    "nft_compat",
+    "nft_chain_nat",
+    "xt_nat",
+    "xt_MASQUERADE",
+    "xt_addrtype",
+    "xt_comment",
+    "xt_tcpudp",
+    // traffic control
+    "sch_tbf",
 ];
 
 /// `cargo xtask vm-test [--steps 4,6,7] [--kernel DIR] [--timeout-min N]`

@@ -50,6 +50,7 @@ pub fn settings(controller: &str, limits: &Limits, parent: &Path) -> Vec<Setting
     }
 }
 
+// ANCHOR: v1_create
 /// Creates `<mount>/caixa/<id>` for every needed controller and writes the
 /// limits; every directory made is pushed to `dirs` at once, so a failure
 /// half-way is cleaned up by the caller.
@@ -93,6 +94,7 @@ pub fn create(
     }
     Ok(())
 }
+// ANCHOR_END: v1_create
 
 /// Usage from the counters of each controller's directory.
 pub fn usage(dirs: &[(String, PathBuf)]) -> Usage {

@@ -50,6 +50,7 @@ pub fn settings(limits: &Limits) -> Vec<Setting> {
     out
 }
 
+// ANCHOR: v2_create
 /// Creates `<root>/caixa/<id>` with the needed controllers and the limits.
 pub fn create(
     dirs: &mut Vec<(String, PathBuf)>,
@@ -100,6 +101,7 @@ pub fn create(
     }
     write_settings(&dir, &settings, trace)
 }
+// ANCHOR_END: v2_create
 
 /// Usage from the group's counters.
 pub fn usage(dir: &Path) -> Usage {
