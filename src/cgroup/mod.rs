@@ -202,6 +202,13 @@ pub fn shares_to_weight(shares: u64) -> u64 {
 }
 // ANCHOR_END: shares_to_weight
 
+/// Disk priority: `--blkio-weight` (v1 scale 10–1000, default 500) to
+/// v2's `io.weight` (1–10000, default 100), mapped linearly end to end.
+pub fn blkio_to_io_weight(weight: u16) -> u64 {
+    let w = u64::from(weight.clamp(10, 1000));
+    1 + (w - 10) * 9_999 / 990
+}
+
 /// The inverse of [`shares_to_weight`].
 pub fn weight_to_shares(weight: u64) -> u64 {
     let weight = weight.clamp(1, 10_000);
@@ -445,8 +452,12 @@ impl Cgroup {
 }
 
 impl Drop for Cgroup {
+    /// On an error path the caller is already returning the first error;
+    /// a clean-up failure is printed beside it, never instead of it.
     fn drop(&mut self) {
-        let _ = self.destroy();
+        if let Err(e) = self.destroy() {
+            eprintln!("caixa: warning: while cleaning up: {e}");
+        }
     }
 }
 
@@ -509,6 +520,10 @@ pub(crate) fn write_settings(
             });
         }
         std::fs::write(&path, &s.value).map_err(|e| match e.raw_os_error() {
+            Some(libc::ENODEV) => CgroupError::Invalid(format!(
+                "the kernel refused {} = {:?}: no such block device; throttles apply to whole disks (e.g. /dev/vda), not partitions",
+                s.file, s.value
+            )),
             Some(libc::EINVAL | libc::EBUSY | libc::ERANGE) => CgroupError::Invalid(format!(
                 "the kernel refused {} = {:?} in {}: {e}",
                 s.file,
@@ -583,6 +598,9 @@ mod tests {
         assert_eq!(weight_to_shares(1), 2);
         assert_eq!(weight_to_shares(10_000), 262_144);
         assert_eq!(weight_to_shares(100), 2597);
+        assert_eq!(blkio_to_io_weight(10), 1);
+        assert_eq!(blkio_to_io_weight(1000), 10_000);
+        assert_eq!(blkio_to_io_weight(500), 4950);
     }
 
     #[test]

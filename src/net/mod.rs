@@ -190,8 +190,12 @@ impl Prepared {
 }
 
 impl Drop for Prepared {
+    /// On an error path: release everything, and print a failure beside the
+    /// error being returned, never instead of it.
     fn drop(&mut self) {
-        let _ = self.release(&Trace::new(false));
+        if let Err(e) = self.release(&Trace::new(false)) {
+            eprintln!("caixa: warning: while cleaning up the network: {e}");
+        }
     }
 }
 

@@ -140,34 +140,37 @@ fn checks() -> Vec<Check> {
         )
     });
 
-    let mounts = read("/proc/self/mounts").unwrap_or_default();
-    let fs_at = |target: &str| {
-        mounts
-            .lines()
-            .find(|l| l.split_whitespace().nth(1) == Some(target))
-            .and_then(|l| l.split_whitespace().nth(2))
-            .map(str::to_string)
-    };
-    let v1 = mounts
-        .lines()
-        .any(|l| l.split_whitespace().nth(2) == Some("cgroup"));
-    let layout = match (fs_at("/sys/fs/cgroup").as_deref(), v1) {
-        (Some("cgroup2"), _) => "cgroup v2 (unified)",
-        (_, true) if fs_at("/sys/fs/cgroup/unified").is_some() => {
-            "hybrid: v1 controllers + an empty cgroup2"
-        }
-        (_, true) => "cgroup v1",
-        _ => "none mounted",
-    };
-    out.push(if layout == "none mounted" {
-        check(
-            Level::Warn,
+    // The same detection the runtime uses (src/cgroup/mod.rs).
+    out.push(match caixa::cgroup::detect() {
+        Ok(caixa::cgroup::Hierarchy::V2(root)) => check(
+            Level::Ok,
             "cgroups",
-            layout,
+            format!("cgroup v2 at {}", root.display()),
+            "",
+        ),
+        Ok(caixa::cgroup::Hierarchy::V1(mounts)) => {
+            let names: Vec<&str> = mounts.iter().map(|(c, _)| c.as_str()).collect();
+            let hybrid = read("/proc/self/mounts")
+                .unwrap_or_default()
+                .contains(" cgroup2 ");
+            let kind = if hybrid {
+                "hybrid: caixa uses the v1 controllers"
+            } else {
+                "cgroup v1"
+            };
+            check(
+                Level::Ok,
+                "cgroups",
+                format!("{kind} ({})", names.join(", ")),
+                "",
+            )
+        }
+        Err(e) => check(
+            Level::Fail,
+            "cgroups",
+            e.to_string(),
             "mount cgroup2 on /sys/fs/cgroup (step 7)",
-        )
-    } else {
-        check(Level::Ok, "cgroups", layout, "")
+        ),
     });
 
     let filesystems = read("/proc/filesystems").unwrap_or_default();

@@ -12,7 +12,8 @@ use crate::cgroup::{DeviceRate, Limits, Setting};
 pub fn settings(l: &Limits) -> Vec<Setting> {
     let mut out = Vec::new();
     if let Some(w) = l.blkio_weight {
-        out.push(Setting::new("io.weight", format!("default {w}")));
+        let weight = crate::cgroup::blkio_to_io_weight(w);
+        out.push(Setting::new("io.weight", format!("default {weight}")));
     }
     let lines = |key: &'static str, rates: &[DeviceRate]| -> Vec<Setting> {
         rates
