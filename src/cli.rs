@@ -27,9 +27,9 @@ pub struct RunArgs {
     #[arg(short = 'e', long = "env", value_name = "KEY[=VALUE]")]
     pub env: Vec<String>,
 
-    /// Working directory inside the container.
-    #[arg(short = 'w', long = "workdir", value_name = "DIR", default_value = "/")]
-    pub workdir: PathBuf,
+    /// Working directory inside the container (default: /, or the image's).
+    #[arg(short = 'w', long = "workdir", value_name = "DIR")]
+    pub workdir: Option<PathBuf>,
 
     /// The command to run and its arguments (default: an interactive shell).
     #[arg(trailing_var_arg = true, value_name = "COMMAND")]
@@ -302,7 +302,7 @@ impl RunArgs {
         let mut spec = Spec::new(args);
         spec.namespaces = namespaces.to_vec();
         spec.verbose = self.verbose;
-        spec.process.cwd = self.workdir.clone();
+        spec.process.cwd = self.workdir.clone().unwrap_or_else(|| PathBuf::from("/"));
         spec.process.env.push("HOME=/root".into());
         if let Some(term) = std::env::var_os("TERM") {
             spec.process

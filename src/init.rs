@@ -22,7 +22,7 @@ use crate::rootfs::{RootfsError, dev, mask, mounts, pivot};
 use crate::spec::Spec;
 use crate::sync::{ChildEnd, Request, SyncError};
 use crate::trace::{Side, Trace};
-use crate::{caps, seccomp, signals};
+use crate::{caps, seccomp, signals, user};
 
 /// Why the container's set-up or exec failed, inside the child.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +48,9 @@ pub enum InitError {
     /// Building or installing the seccomp filter failed.
     #[error(transparent)]
     Seccomp(#[from] crate::seccomp::SeccompError),
+    /// The image's user does not exist in the container.
+    #[error("{0}")]
+    User(String),
     /// Another system call failed.
     #[error("{call} failed: {errno}")]
     Syscall {
@@ -250,6 +253,19 @@ fn set_up_and_exec(
         step(format_args!("prctl(PR_SET_NO_NEW_PRIVS, 1)"));
     }
     // ANCHOR_END: init_privilege
+
+    // 8b. The image's user (step 9), looked up in the container's own
+    //     /etc/passwd: last of the privilege steps, since a non-root uid
+    //     loses its effective capabilities (setuid(2), capabilities(7)).
+    if let Some(user) = &spec.process.user {
+        let (uid, gid) = user::resolve(user).map_err(InitError::User)?;
+        nix::unistd::setgroups(&[Gid::from_raw(gid)]).map_err(syscall("setgroups"))?;
+        setresgid(Gid::from_raw(gid), Gid::from_raw(gid), Gid::from_raw(gid))
+            .map_err(syscall("setresgid"))?;
+        setresuid(Uid::from_raw(uid), Uid::from_raw(uid), Uid::from_raw(uid))
+            .map_err(syscall("setresuid"))?;
+        step(format_args!("user {user}: uid {uid}, gid {gid}"));
+    }
 
     // 9. Tell the parent we are ready and wait until it lets us go.
     channel.ready_then_wait_for_start()?;

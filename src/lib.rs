@@ -13,6 +13,7 @@ pub mod cli;
 pub mod command;
 pub mod exit;
 pub mod idmap;
+pub mod image;
 pub mod init;
 pub mod net;
 pub mod ns;
@@ -23,6 +24,7 @@ pub mod signals;
 pub mod spec;
 pub mod sync;
 pub mod trace;
+pub mod user;
 
 pub use exit::Exit;
 pub use ns::Namespace;

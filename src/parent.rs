@@ -57,6 +57,9 @@ pub enum Error {
     /// Creating, joining or removing the cgroup failed.
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
+    /// Preparing the image's root failed.
+    #[error(transparent)]
+    Image(#[from] crate::image::ImageError),
     /// Setting up the network failed.
     #[error(transparent)]
     Net(#[from] crate::net::NetError),
@@ -184,17 +187,39 @@ pub fn run(spec: &Spec) -> Result<Ended, Error> {
         }
         None => None,
     };
-    let with_files;
-    let spec = match &network {
-        Some(prepared) => {
-            let mut s = spec.clone();
-            s.mounts.extend(prepared.mounts());
-            with_files = s;
-            &with_files
-        }
-        None => spec,
-    };
     // ANCHOR_END: parent_network
+
+    // ANCHOR: parent_image
+    // 4c. The image's root (step 9): unpack its layers on first use and
+    //     mount the overlay, before the clone, so the child's copy of the
+    //     mount table starts with it. Unmounted (and the container's changes
+    //     deleted) when `image_root` drops, after the child is gone.
+    let image_root = match &spec.image {
+        Some(image) => Some(crate::image::overlay::prepare(
+            image,
+            &spec.id,
+            &shift_of(spec),
+            &trace,
+        )?),
+        None => None,
+    };
+    // ANCHOR_END: parent_image
+
+    // What the child needs to know of 4b and 4c: files to bind, its root.
+    let prepared;
+    let spec = if network.is_some() || image_root.is_some() {
+        let mut s = spec.clone();
+        if let Some(net) = &network {
+            s.mounts.extend(net.mounts());
+        }
+        if let Some(mounted) = &image_root {
+            s.root = Some(mounted.merged.clone());
+        }
+        prepared = s;
+        &prepared
+    } else {
+        spec
+    };
 
     // ANCHOR: parent_clone
     // 5. Clone the child into its new namespaces.
@@ -304,6 +329,28 @@ pub fn run(spec: &Spec) -> Result<Ended, Error> {
     })
 }
 // ANCHOR_END: parent_sequence
+
+/// How the image's file owners shift: container root is the host id the
+/// maps give it (none: the identity).
+fn shift_of(spec: &Spec) -> crate::image::unpack::Shift {
+    let base = |maps: &[crate::idmap::IdMap]| {
+        maps.iter()
+            .find(|m| m.container == 0)
+            .map(|m| (m.host, m.count))
+    };
+    match (base(&spec.uid_map), base(&spec.gid_map)) {
+        (Some((uid_base, count)), Some((gid_base, gcount))) => crate::image::unpack::Shift {
+            uid_base,
+            gid_base,
+            count: count.min(gcount),
+        },
+        _ => crate::image::unpack::Shift {
+            uid_base: 0,
+            gid_base: 0,
+            count: u32::MAX,
+        },
+    }
+}
 
 /// The spec with its root made absolute: the child `chdir`s around, and a
 /// relative path would then mean something else.

@@ -21,6 +21,9 @@ pub struct Process {
     pub env: Vec<String>,
     /// The working directory, inside the container.
     pub cwd: PathBuf,
+    /// The user to run as (`uid[:gid]` or a name from the container's
+    /// /etc/passwd), from an image's config (step 9); `None` is root.
+    pub user: Option<String>,
 }
 
 // ANCHOR: spec_struct
@@ -53,6 +56,8 @@ pub struct Spec {
     pub network: Option<crate::net::NetworkSpec>,
     /// Host files bind-mounted into the container: (host path, container path).
     pub mounts: Vec<(PathBuf, PathBuf)>,
+    /// An image to build the root from (step 9): an overlay of its layers.
+    pub image: Option<crate::image::overlay::ImageRoot>,
     /// Print each setup step as it happens (`-v`).
     pub verbose: bool,
 }
@@ -112,6 +117,7 @@ impl Spec {
                 args,
                 env: vec![format!("PATH={DEFAULT_PATH}")],
                 cwd: PathBuf::from("/"),
+                user: None,
             },
             root: None,
             hostname: None,
@@ -123,6 +129,7 @@ impl Spec {
             limits: None,
             network: None,
             mounts: Vec::new(),
+            image: None,
             verbose: false,
         }
     }
@@ -160,6 +167,12 @@ impl Spec {
             if !ns::uts::is_valid_hostname(name) {
                 return Err(SpecError::BadHostname(name.clone()));
             }
+        }
+        if self.image.is_some() && !self.has(Namespace::Mount) {
+            return Err(SpecError::NeedsNamespace {
+                feature: "an image's root filesystem",
+                namespace: Namespace::Mount,
+            });
         }
         if self.network.is_some() && !self.has(Namespace::Net) {
             return Err(SpecError::NeedsNamespace {

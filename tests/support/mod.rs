@@ -25,6 +25,7 @@ pub fn binary(n: u32) -> &'static str {
         6 => env!("CARGO_BIN_EXE_step6"),
         7 => env!("CARGO_BIN_EXE_step7"),
         8 => env!("CARGO_BIN_EXE_step8"),
+        9 => env!("CARGO_BIN_EXE_step9"),
         _ => panic!("no step {n} binary"),
     }
 }

@@ -1,0 +1,154 @@
+//! Step 9: images.
+//!
+//! Step 8, plus images: `load` an OCI layout, OCI archive or `docker save`
+//! tarball into a content-addressed store, and `run` a container whose root
+//! is an overlay of the image's read-only layers under a fresh upper
+//! directory, shaped by the image's config (Entrypoint, Cmd, Env,
+//! WorkingDir, User). The container's changes vanish with it.
+
+use std::path::PathBuf;
+
+use caixa::Namespace;
+use caixa::cli::{self, CgroupArgs, HostnameArgs, NetworkArgs, PrivilegeArgs, RunArgs};
+use caixa::image::{config, load, overlay::ImageRoot, store::Store};
+use clap::{Parser, Subcommand};
+
+/// Step 8 + images: load, run, images, rmi.
+#[derive(Parser)]
+#[command(
+    name = "step9",
+    about = "Step 9: step 8 + images: OCI layers on overlayfs, a content-addressed store",
+    long_about = "Step 9: step 8 + images.\n\n\
+        Adds over step 8: an image store (--root, default /var/lib/caixa) of \
+        sha256-verified blobs and layers unpacked once per diff_id; `load` for \
+        OCI layouts, OCI archives and docker-save tarballs; `run IMAGE` gives \
+        the container an overlayfs root of the image's layers under its own \
+        upper directory (deleted with it, or kept with --keep), and the \
+        image's Entrypoint/Cmd/Env/WorkingDir/User, which the command line \
+        overrides as docker run does."
+)]
+struct Step9 {
+    /// The image store.
+    #[arg(long, value_name = "DIR", default_value = caixa::image::store::DEFAULT_ROOT, global = true)]
+    root: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Load an OCI layout directory, an OCI archive or a docker save tarball.
+    Load {
+        /// The directory or file.
+        path: PathBuf,
+        /// The name to give it (default: the one it carries).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List the images in the store.
+    Images,
+    /// Forget an image's name (its blobs and layers stay for others).
+    Rmi {
+        /// The image name, e.g. busybox:latest.
+        name: String,
+    },
+    /// Run a container of an image: step9 run [OPTIONS] IMAGE [COMMAND [ARG...]].
+    Run(Box<RunImage>),
+}
+
+#[derive(clap::Args)]
+struct RunImage {
+    /// Keep the container's changes (its upper directory) after it ends.
+    #[arg(long)]
+    keep: bool,
+    #[command(flatten)]
+    network: NetworkArgs,
+    #[command(flatten)]
+    limits: CgroupArgs,
+    #[command(flatten)]
+    privilege: PrivilegeArgs,
+    #[command(flatten)]
+    hostname: HostnameArgs,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+fn main() {
+    let args: Step9 = cli::parse();
+    let store = Store::open(&args.root).unwrap_or_else(|e| cli::fail_setup("step9", &e));
+    match args.command {
+        Command::Load { path, name } => match load::load(&store, &path, name.as_deref()) {
+            Ok(names) => names.iter().for_each(|n| println!("loaded {n}")),
+            Err(e) => cli::fail_setup("step9", &e),
+        },
+        Command::Images => {
+            for (name, digest) in store
+                .images()
+                .unwrap_or_else(|e| cli::fail_setup("step9", &e))
+            {
+                println!("{name}\t{digest}");
+            }
+        }
+        Command::Rmi { name } => {
+            if let Err(e) = store.untag(&name) {
+                cli::fail_setup("step9", &e);
+            }
+            println!("untagged {name}");
+        }
+        Command::Run(run) => run_image(*run, store),
+    }
+}
+
+fn run_image(args: RunImage, store: Store) {
+    let Some((image, command)) = args.run.command.split_first() else {
+        eprintln!("step9: which image? step9 run [OPTIONS] IMAGE [COMMAND...] (see step9 images)");
+        std::process::exit(125);
+    };
+    let image = if image.contains(':') {
+        image.clone()
+    } else {
+        format!("{image}:latest")
+    };
+    let mut spec = args.run.to_spec(&[
+        Namespace::User,
+        Namespace::Pid,
+        Namespace::Net,
+        Namespace::Ipc,
+        Namespace::Mount,
+        Namespace::Uts,
+    ]);
+    // ANCHOR: spec
+    let (manifest, _, image_config) =
+        config::read(&store, &image).unwrap_or_else(|e| cli::fail_setup("step9", &e));
+    config::shape(
+        &mut spec.process,
+        &image_config,
+        command,
+        &args.run.env,
+        args.run.workdir.clone(),
+    )
+    .unwrap_or_else(|e| cli::fail_setup("step9", &e));
+    spec.image = Some(ImageRoot {
+        store: store.root.clone(),
+        manifest,
+        keep: args.keep,
+    });
+    // ANCHOR_END: spec
+    if let Err(e) = args.privilege.apply(&mut spec) {
+        cli::fail_setup("step9", &e);
+    }
+    spec.limits = Some(
+        args.limits
+            .to_limits()
+            .unwrap_or_else(|e| cli::fail_setup("step9", &e)),
+    );
+    spec.network = Some(
+        args.network
+            .to_network()
+            .unwrap_or_else(|e| cli::fail_setup("step9", &e)),
+    );
+    let hostname = args.hostname.resolve();
+    cli::set_env(&mut spec.process.env, format!("HOSTNAME={hostname}"));
+    spec.hostname = Some(hostname);
+    cli::run_and_exit("step9", &spec)
+}

@@ -1,0 +1,300 @@
+//! Importing images without a network: an OCI image layout directory, an
+//! OCI archive (the same, as a tar), or a `docker save` tarball.
+//!
+//! Every blob is copied into the store and verified against its digest on
+//! the way. A `docker save` archive names its layers by path, not digest:
+//! they are hashed while stored, and caixa writes the OCI manifest itself.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+
+use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest};
+use serde_json::{Value, json};
+
+use super::store::Store;
+use super::{ImageError, io_err};
+
+/// The layer media types caixa unpacks.
+pub const LAYER_TYPES: [&str; 4] = [
+    "application/vnd.oci.image.layer.v1.tar",
+    "application/vnd.oci.image.layer.v1.tar+gzip",
+    "application/vnd.docker.image.rootfs.diff.tar",
+    "application/vnd.docker.image.rootfs.diff.tar.gzip",
+];
+
+/// The biggest JSON file read into memory.
+const MAX_JSON: u64 = 16 << 20;
+
+/// Loads `input` into the store; returns the names it was tagged with.
+pub fn load(store: &Store, input: &Path, name: Option<&str>) -> Result<Vec<String>, ImageError> {
+    if input.is_dir() {
+        if !input.join("oci-layout").exists() {
+            return Err(ImageError::Malformed(format!(
+                "{} is a directory but no OCI image layout (no oci-layout file)",
+                input.display()
+            )));
+        }
+        let index =
+            std::fs::read(input.join("index.json")).map_err(io_err(input.join("index.json")))?;
+        let fetch = |digest: &str, size: u64| -> Result<(), ImageError> {
+            let hex = super::digest::hex_of(digest)
+                .ok_or_else(|| ImageError::Malformed(format!("bad digest {digest}")))?;
+            let path = input.join("blobs/sha256").join(hex);
+            let file = std::fs::File::open(&path).map_err(io_err(&path))?;
+            store.put_blob(digest, Some(size), file).map(drop)
+        };
+        let default_name = input
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "image".into());
+        return load_oci(store, &index, &fetch, name, &default_name);
+    }
+    let file = std::fs::File::open(input).map_err(io_err(input))?;
+    let mut head = [0u8; 2];
+    let gzipped = std::fs::File::open(input)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok()
+        && head == [0x1f, 0x8b];
+    let reader: Box<dyn Read> = if gzipped {
+        Box::new(flate2::read::GzDecoder::new(file))
+    } else {
+        Box::new(file)
+    };
+    let mut archive = tar::Archive::new(reader);
+    let mut json: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut paths: BTreeMap<String, (String, u64)> = BTreeMap::new(); // archive path -> (digest, size)
+    let bad = |e: std::io::Error| {
+        ImageError::Malformed(format!(
+            "{}: not a readable tar archive: {e}",
+            input.display()
+        ))
+    };
+    for entry in archive.entries().map_err(bad)? {
+        let mut entry = entry.map_err(bad)?;
+        if entry.header().entry_type() != tar::EntryType::Regular {
+            continue;
+        }
+        let path = entry
+            .path()
+            .map_err(bad)?
+            .to_string_lossy()
+            .trim_start_matches("./")
+            .to_string();
+        let size = entry.header().size().unwrap_or(0);
+        if let Some(hex) = path.strip_prefix("blobs/sha256/") {
+            let digest = format!("sha256:{hex}");
+            store.put_blob(&digest, Some(size), &mut entry)?;
+            paths.insert(path, (digest, size));
+        } else if path.ends_with(".json") || path == "oci-layout" || path == "repositories" {
+            if size > MAX_JSON {
+                return Err(ImageError::Malformed(format!(
+                    "{path} is too large ({size} bytes)"
+                )));
+            }
+            let mut bytes = Vec::new();
+            entry.read_to_end(&mut bytes).map_err(bad)?;
+            json.insert(path, bytes);
+        } else if path.ends_with(".tar") {
+            // docker save names layers `<id>/layer.tar` (older) or `<hex>.tar`.
+            let digest = store.put_blob_hashed(&mut entry)?;
+            paths.insert(path, (digest, size));
+        }
+    }
+    let default_name = input
+        .file_stem()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "image".into());
+    if let Some(index) = json
+        .get("index.json")
+        .filter(|_| json.contains_key("oci-layout") || !json.contains_key("manifest.json"))
+    {
+        let present = |digest: &str, _size: u64| -> Result<(), ImageError> {
+            let path = store.blob_path(digest)?;
+            if path.exists() {
+                Ok(())
+            } else {
+                Err(ImageError::Malformed(format!(
+                    "blob {digest} is missing from the archive"
+                )))
+            }
+        };
+        return load_oci(store, index, &present, name, &default_name);
+    }
+    let manifest = json.get("manifest.json").ok_or_else(|| {
+        ImageError::Malformed(format!(
+            "{}: neither an OCI archive (index.json) nor a docker save archive (manifest.json)",
+            input.display()
+        ))
+    })?;
+    load_docker(store, manifest, &json, &paths, name)
+}
+
+fn parse_err(what: &str) -> impl FnOnce(oci_spec::OciSpecError) -> ImageError + '_ {
+    move |e| ImageError::Malformed(format!("{what}: {e}"))
+}
+
+/// The architecture name OCI uses for this machine.
+fn oci_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+fn load_oci(
+    store: &Store,
+    index: &[u8],
+    fetch: &dyn Fn(&str, u64) -> Result<(), ImageError>,
+    name: Option<&str>,
+    default_name: &str,
+) -> Result<Vec<String>, ImageError> {
+    let index = ImageIndex::from_reader(index).map_err(parse_err("index.json"))?;
+    let mut chosen = None;
+    let mut candidates: Vec<_> = index.manifests().clone();
+    // Nested indexes (multi-platform images) are followed one level down.
+    let mut depth = 0;
+    while chosen.is_none() && depth < 4 {
+        depth += 1;
+        let pick = candidates
+            .iter()
+            .find(|d| {
+                d.platform().as_ref().is_some_and(|p| {
+                    p.os().to_string() == "linux" && p.architecture().to_string() == oci_arch()
+                })
+            })
+            .or_else(|| candidates.first())
+            .cloned()
+            .ok_or_else(|| ImageError::Malformed("the index lists no manifest".into()))?;
+        let digest = pick.digest().to_string();
+        fetch(&digest, pick.size())?;
+        let media = pick.media_type().to_string();
+        if media.contains("index") || media.contains("manifest.list") {
+            let nested = ImageIndex::from_reader(&store.read_blob(&digest)?[..])
+                .map_err(parse_err("nested index"))?;
+            candidates = nested.manifests().clone();
+        } else {
+            let tag = pick
+                .annotations()
+                .as_ref()
+                .and_then(|a| a.get("org.opencontainers.image.ref.name").cloned());
+            chosen = Some((digest, tag));
+        }
+    }
+    let (manifest_digest, tag) =
+        chosen.ok_or_else(|| ImageError::Malformed("indexes nest too deep".into()))?;
+    let manifest = ImageManifest::from_reader(&store.read_blob(&manifest_digest)?[..])
+        .map_err(parse_err("manifest"))?;
+    fetch(
+        manifest.config().digest().as_ref(),
+        manifest.config().size(),
+    )?;
+    for layer in manifest.layers() {
+        let media = layer.media_type().to_string();
+        if !LAYER_TYPES.contains(&media.as_str()) {
+            return Err(ImageError::MediaType(media));
+        }
+        fetch(layer.digest().as_ref(), layer.size())?;
+    }
+    check_config(store, &manifest)?;
+    let name = name
+        .map(String::from)
+        .or(tag)
+        .unwrap_or_else(|| default_name.to_string());
+    let name = if name.contains(':') {
+        name
+    } else {
+        format!("{name}:latest")
+    };
+    store.tag(&name, &manifest_digest)?;
+    Ok(vec![name])
+}
+
+/// The config must parse and list one diff_id per layer.
+fn check_config(store: &Store, manifest: &ImageManifest) -> Result<ImageConfiguration, ImageError> {
+    let config =
+        ImageConfiguration::from_reader(&store.read_blob(manifest.config().digest().as_ref())?[..])
+            .map_err(parse_err("image config"))?;
+    if config.rootfs().diff_ids().len() != manifest.layers().len() {
+        return Err(ImageError::Malformed(format!(
+            "the config lists {} diff_ids for {} layers",
+            config.rootfs().diff_ids().len(),
+            manifest.layers().len()
+        )));
+    }
+    Ok(config)
+}
+
+fn load_docker(
+    store: &Store,
+    manifest: &[u8],
+    json: &BTreeMap<String, Vec<u8>>,
+    paths: &BTreeMap<String, (String, u64)>,
+    name: Option<&str>,
+) -> Result<Vec<String>, ImageError> {
+    let entries: Value = serde_json::from_slice(manifest)
+        .map_err(|e| ImageError::Malformed(format!("manifest.json: {e}")))?;
+    let first = entries
+        .as_array()
+        .and_then(|a| a.first())
+        .ok_or_else(|| ImageError::Malformed("manifest.json lists no image".into()))?;
+    let config_path = first["Config"]
+        .as_str()
+        .ok_or_else(|| ImageError::Malformed("manifest.json: no Config".into()))?;
+    let config_bytes = match json.get(config_path) {
+        Some(bytes) => bytes.clone(),
+        None => {
+            let (digest, _) = paths
+                .get(config_path)
+                .ok_or_else(|| ImageError::Malformed(format!("config {config_path} is missing")))?;
+            store.read_blob(digest)?
+        }
+    };
+    let config_digest = store.put_blob_hashed(&config_bytes[..])?;
+    let mut layers = Vec::new();
+    for layer in first["Layers"].as_array().into_iter().flatten() {
+        let path = layer.as_str().unwrap_or_default();
+        let (digest, size) = paths.get(path).ok_or_else(|| {
+            ImageError::Malformed(format!("layer {path} is missing from the archive"))
+        })?;
+        layers.push(json!({ "mediaType": LAYER_TYPES[0], "digest": digest, "size": size }));
+    }
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_bytes.len() },
+        "layers": layers,
+    });
+    let manifest_bytes =
+        serde_json::to_vec(&manifest).map_err(|e| ImageError::Malformed(e.to_string()))?;
+    let manifest_digest = store.put_blob_hashed(&manifest_bytes[..])?;
+    let parsed = ImageManifest::from_reader(&manifest_bytes[..]).map_err(parse_err("manifest"))?;
+    check_config(store, &parsed)?;
+    let mut names: Vec<String> = match name {
+        Some(n) => vec![n.to_string()],
+        None => first["RepoTags"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t.as_str().map(String::from))
+            .collect(),
+    };
+    if names.is_empty() {
+        names.push("image:latest".into());
+    }
+    for n in &mut names {
+        // Docker Hub's full names are shown short, as `docker images` does.
+        for prefix in ["docker.io/library/", "docker.io/"] {
+            if let Some(short) = n.strip_prefix(prefix) {
+                *n = short.to_string();
+                break;
+            }
+        }
+        if !n.contains(':') {
+            n.push_str(":latest");
+        }
+        store.tag(n, &manifest_digest)?;
+    }
+    Ok(names)
+}

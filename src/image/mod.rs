@@ -1,0 +1,74 @@
+//! Images (step 9): read-only layers, stacked with overlayfs.
+//!
+//! The source document: an image is a read-only template, always built on
+//! another image, with our changes layered on top; a container is an
+//! instance of it whose unpersisted changes vanish when it is removed. Here
+//! that is literal: an image is a list of layers (tar archives, each the
+//! difference from the one below), plus a config (Env, Cmd, WorkingDir…);
+//! a container's root is an overlay of those layers, read-only, under a
+//! fresh upper directory of its own that is deleted with the container.
+//!
+//! Formats follow the OCI image spec (types from the `oci-spec` crate):
+//! content-addressed blobs (`sha256:…`), a manifest listing a config and
+//! layers, an index listing manifests. Tar with the `tar` crate and gzip
+//! with `flate2` (pure Rust, no C library: easy to build static); zstd
+//! layers are refused with a clear message for now.
+
+pub mod config;
+pub mod digest;
+pub mod load;
+pub mod overlay;
+pub mod store;
+pub mod unpack;
+
+use std::path::PathBuf;
+
+/// An image problem, one line with what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    /// Reading or writing the store or an input failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The input is not a valid image (bad JSON, missing blob, …).
+    #[error("malformed image: {0}")]
+    Malformed(String),
+    /// Content does not match its digest.
+    #[error(
+        "digest mismatch for {what}: expected {expected}, got {actual}; the image is corrupt or was tampered with"
+    )]
+    DigestMismatch {
+        /// Which blob or layer.
+        what: String,
+        /// What the manifest or config says.
+        expected: String,
+        /// What the content hashes to.
+        actual: String,
+    },
+    /// A media type caixa does not handle.
+    #[error("unsupported media type {0}: caixa reads tar and tar+gzip layers")]
+    MediaType(String),
+    /// A layer tries to escape its directory, or breaks a bound.
+    #[error("refusing layer {layer}: {why}")]
+    Hostile {
+        /// The layer's digest.
+        layer: String,
+        /// What the entry tried.
+        why: String,
+    },
+    /// No such image in the store.
+    #[error("no image {0:?} in the store: load it first (step9 load PATH), or see step9 images")]
+    NotFound(String),
+    /// A mount or unmount failed.
+    #[error("{0}")]
+    Mount(String),
+}
+
+pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ImageError {
+    let path = path.into();
+    move |source| ImageError::Io { path, source }
+}

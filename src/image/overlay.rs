@@ -1,0 +1,223 @@
+//! The container's root: an overlay of the image's layers.
+//!
+//! ```text
+//!   merged/   what the container sees: the union, top layer first
+//!   upper/    the container's own changes (created, changed, deleted files)
+//!   work/     overlayfs's scratch space, on the same filesystem as upper/
+//!   lower:    layer N … layer 1, read-only, shared with every container
+//! ```
+//!
+//! The layers are unpacked on first use, once per diff_id (and per owner,
+//! see [`super::unpack::Shift`]). The mount options must fit in one page
+//! (4096 bytes), so the layers are named through short links (`l/<12 hex>`)
+//! relative to the layers directory, which is the working directory while
+//! mounting. When the container is removed, its upper directory goes with
+//! it, unless it is kept to show what changed.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+
+use super::digest::{Hashing, hex_of};
+use super::store::Store;
+use super::unpack::{Bounds, Shift, unpack};
+use super::{ImageError, io_err};
+use crate::trace::{Side, Trace};
+
+/// Where an image's container root comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRoot {
+    /// The store.
+    pub store: PathBuf,
+    /// The image's manifest digest.
+    pub manifest: String,
+    /// Keep the container's upper directory after it ends (`--keep`).
+    pub keep: bool,
+}
+
+/// A mounted container root; unmounted (and its changes deleted, unless
+/// kept) when dropped.
+#[derive(Debug)]
+pub struct Mounted {
+    /// The merged directory: the container's `/`.
+    pub merged: PathBuf,
+    dir: PathBuf,
+    keep: bool,
+}
+
+fn owner(shift: &Shift) -> String {
+    format!("{}-{}", shift.uid_base, shift.gid_base)
+}
+
+/// Unpacks the layer `blob` (diff_id `diff_id`) for `shift`'s owner unless
+/// it is there already; returns its directory.
+pub fn ensure_layer(
+    store: &Store,
+    media_type: &str,
+    blob: &str,
+    diff_id: &str,
+    shift: &Shift,
+    trace: &Trace,
+) -> Result<PathBuf, ImageError> {
+    let hex =
+        hex_of(diff_id).ok_or_else(|| ImageError::Malformed(format!("bad diff_id {diff_id}")))?;
+    let layers = store.layers_dir(&owner(shift));
+    let dir = layers.join(hex);
+    if dir.is_dir() {
+        return Ok(dir);
+    }
+    std::fs::create_dir_all(&layers).map_err(io_err(&layers))?;
+    let tmp = layers.join(format!(".tmp-{hex}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir(&tmp).map_err(io_err(&tmp))?;
+    let blob_path = store.blob_path(blob)?;
+    let file = std::fs::File::open(&blob_path).map_err(io_err(&blob_path))?;
+    let compressed = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let stream: Box<dyn Read> = if media_type.ends_with("gzip") {
+        Box::new(flate2::read::GzDecoder::new(file))
+    } else if media_type.ends_with("tar") {
+        Box::new(file)
+    } else {
+        return Err(ImageError::MediaType(media_type.to_string()));
+    };
+    let mut hashing = Hashing::new(stream);
+    let result = unpack(
+        &mut hashing,
+        &tmp,
+        blob,
+        shift,
+        Bounds::for_compressed(compressed),
+    )
+    .and_then(|()| {
+        let actual = hashing.finish().map_err(|e| ImageError::Hostile {
+            layer: blob.to_string(),
+            why: format!("truncated or corrupt stream: {e}"),
+        })?;
+        if actual != diff_id {
+            return Err(ImageError::DigestMismatch {
+                what: format!("layer {blob} (its diff_id)"),
+                expected: diff_id.to_string(),
+                actual,
+            });
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    std::fs::rename(&tmp, &dir).map_err(io_err(&dir))?;
+    trace.step(
+        Side::Parent,
+        format_args!("image: unpacked layer {diff_id} into {}", dir.display()),
+    );
+    Ok(dir)
+}
+
+// ANCHOR: mount_overlay
+/// Unpacks what is missing, creates the container's upper and work
+/// directories, and mounts the overlay at its merged directory.
+pub fn prepare(
+    root: &ImageRoot,
+    id: &str,
+    shift: &Shift,
+    trace: &Trace,
+) -> Result<Mounted, ImageError> {
+    let store = Store::open(&root.store)?;
+    let manifest =
+        oci_spec::image::ImageManifest::from_reader(&store.read_blob(&root.manifest)?[..])
+            .map_err(|e| ImageError::Malformed(format!("manifest: {e}")))?;
+    let config = oci_spec::image::ImageConfiguration::from_reader(
+        &store.read_blob(manifest.config().digest().as_ref())?[..],
+    )
+    .map_err(|e| ImageError::Malformed(format!("config: {e}")))?;
+    let layers_dir = store.layers_dir(&owner(shift));
+    std::fs::create_dir_all(layers_dir.join("l")).map_err(io_err(layers_dir.join("l")))?;
+    let mut lower = Vec::new();
+    for (layer, diff_id) in manifest.layers().iter().zip(config.rootfs().diff_ids()) {
+        let dir = ensure_layer(
+            &store,
+            layer.media_type().as_ref(),
+            layer.digest().as_ref(),
+            diff_id,
+            shift,
+            trace,
+        )?;
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let short = format!("l/{}", &name[..12.min(name.len())]);
+        if std::fs::symlink_metadata(layers_dir.join(&short)).is_err() {
+            std::os::unix::fs::symlink(format!("../{name}"), layers_dir.join(&short))
+                .map_err(io_err(layers_dir.join(&short)))?;
+        }
+        lower.push(short);
+    }
+    // overlayfs lists the top layer first.
+    lower.reverse();
+    let dir = store.container_dir(id);
+    let (upper, work, merged) = (dir.join("upper"), dir.join("work"), dir.join("merged"));
+    for d in [&upper, &work, &merged] {
+        std::fs::create_dir_all(d).map_err(io_err(d))?;
+    }
+    for d in [&upper, &work] {
+        std::os::unix::fs::lchown(d, Some(shift.uid_base), Some(shift.gid_base))
+            .map_err(io_err(d))?;
+    }
+    let mounted = Mounted {
+        merged: merged.clone(),
+        dir: dir.clone(),
+        keep: root.keep,
+    };
+    let options = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.join(":"),
+        upper.display(),
+        work.display()
+    );
+    // Relative lower paths resolve against the working directory at mount
+    // time: go to the layers directory and come back.
+    let here = std::env::current_dir().map_err(io_err("."))?;
+    std::env::set_current_dir(&layers_dir).map_err(io_err(&layers_dir))?;
+    let result = mount(
+        Some("overlay"),
+        &merged,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(options.as_str()),
+    );
+    let _ = std::env::set_current_dir(&here);
+    result.map_err(|errno| {
+        ImageError::Mount(format!(
+            "mount overlay on {}: {errno} (options: {options})",
+            merged.display()
+        ))
+    })?;
+    trace.step(
+        Side::Parent,
+        format_args!("mount -t overlay overlay -o {options} {}", merged.display()),
+    );
+    Ok(mounted)
+}
+// ANCHOR_END: mount_overlay
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = umount2(&self.merged, MntFlags::MNT_DETACH);
+        if self.keep {
+            eprintln!(
+                "caixa: kept the container's changes in {}",
+                self.dir.join("upper").display()
+            );
+        } else if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+            eprintln!("caixa: warning: cannot remove {}: {e}", self.dir.display());
+        }
+    }
+}
+
+/// Whether `path` is a mount point of ours (for tests): `merged` exists.
+pub fn exists(path: &Path) -> bool {
+    path.exists()
+}

@@ -1,0 +1,194 @@
+//! The local image store: blobs by digest, layers unpacked once, names.
+//!
+//! ```text
+//! <root>/blobs/sha256/<hex>          every blob, verified when written
+//! <root>/layers/<owner>/<hex>        each layer unpacked once per diff_id,
+//!                                    files owned by <owner> (the host ids the
+//!                                    container's root maps to, e.g. 100000-100000)
+//! <root>/layers/<owner>/l/<short>    short links, so many layers fit in one
+//!                                    overlay mount's options (one page)
+//! <root>/images/<name>               the manifest digest a name points to
+//! <root>/containers/<id>/            a container's upper and work directories
+//! ```
+//!
+//! Everything is written to a temporary name and renamed into place, so a
+//! crash or a refused layer never leaves a half-written entry registered.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use super::digest::{Hashing, hex_of};
+use super::{ImageError, io_err};
+
+/// The default store root.
+pub const DEFAULT_ROOT: &str = "/var/lib/caixa";
+
+/// A store at a root directory.
+#[derive(Debug, Clone)]
+pub struct Store {
+    /// The root directory.
+    pub root: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating) the store at `root`.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Store, ImageError> {
+        let root = root.into();
+        for dir in ["blobs/sha256", "layers", "images", "containers"] {
+            std::fs::create_dir_all(root.join(dir)).map_err(io_err(root.join(dir)))?;
+        }
+        Ok(Store { root })
+    }
+
+    /// Where a blob lives.
+    pub fn blob_path(&self, digest: &str) -> Result<PathBuf, ImageError> {
+        let hex = hex_of(digest)
+            .ok_or_else(|| ImageError::Malformed(format!("not a sha256 digest: {digest:?}")))?;
+        Ok(self.root.join("blobs/sha256").join(hex))
+    }
+
+    /// Copies a blob in, verifying it hashes to `digest` (and is `size`
+    /// bytes). Already-present blobs are not copied again.
+    pub fn put_blob(
+        &self,
+        digest: &str,
+        size: Option<u64>,
+        reader: impl Read,
+    ) -> Result<PathBuf, ImageError> {
+        let path = self.blob_path(digest)?;
+        if path.exists() {
+            return Ok(path);
+        }
+        let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+        let mut hashing = Hashing::new(reader);
+        let mut file = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
+        let copied = std::io::copy(&mut hashing, &mut file).map_err(io_err(&tmp));
+        let actual = copied.and_then(|_| hashing.finish().map_err(io_err(&tmp)));
+        let check = actual.and_then(|actual| {
+            if actual != digest {
+                return Err(ImageError::DigestMismatch {
+                    what: "blob".into(),
+                    expected: digest.into(),
+                    actual,
+                });
+            }
+            Ok(())
+        });
+        let check = check.and_then(|()| match size {
+            Some(size) if std::fs::metadata(&tmp).map(|m| m.len()).unwrap_or(0) != size => {
+                Err(ImageError::Malformed(format!(
+                    "blob {digest} is not {size} bytes as its descriptor says"
+                )))
+            }
+            _ => Ok(()),
+        });
+        if let Err(e) = check {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
+        Ok(path)
+    }
+
+    /// Copies in a blob whose digest is not known yet (a `docker save`
+    /// layer), naming it by the sha256 of what was read.
+    pub fn put_blob_hashed(&self, reader: impl Read) -> Result<String, ImageError> {
+        let tmp = self
+            .root
+            .join("blobs/sha256")
+            .join(format!(".incoming-{}", std::process::id()));
+        let mut hashing = Hashing::new(reader);
+        let mut file = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
+        let result = std::io::copy(&mut hashing, &mut file)
+            .and_then(|_| hashing.finish())
+            .map_err(io_err(&tmp));
+        let digest = match result {
+            Ok(d) => d,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
+        let path = self.blob_path(&digest)?;
+        std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
+        Ok(digest)
+    }
+
+    /// Reads a blob whole (manifests, configs: small JSON).
+    pub fn read_blob(&self, digest: &str) -> Result<Vec<u8>, ImageError> {
+        let path = self.blob_path(digest)?;
+        std::fs::read(&path).map_err(io_err(&path))
+    }
+
+    /// The directory for layers owned by `owner` (`"100000-100000"`).
+    pub fn layers_dir(&self, owner: &str) -> PathBuf {
+        self.root.join("layers").join(owner)
+    }
+
+    /// Points `name` at a manifest digest.
+    pub fn tag(&self, name: &str, manifest: &str) -> Result<(), ImageError> {
+        let path = self.image_path(name)?;
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, manifest).map_err(io_err(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io_err(&path))
+    }
+
+    /// The manifest digest of `name`.
+    pub fn resolve(&self, name: &str) -> Result<String, ImageError> {
+        let path = self.image_path(name)?;
+        std::fs::read_to_string(&path)
+            .map(|s| s.trim().to_string())
+            .map_err(|_| ImageError::NotFound(name.to_string()))
+    }
+
+    /// Every (name, manifest digest).
+    pub fn images(&self) -> Result<Vec<(String, String)>, ImageError> {
+        let dir = self.root.join("images");
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&dir).map_err(io_err(&dir))? {
+            let entry = entry.map_err(io_err(&dir))?;
+            let file = entry.file_name().to_string_lossy().into_owned();
+            if file.ends_with(".tmp") {
+                continue;
+            }
+            let digest = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            out.push((unescape(&file), digest.trim().to_string()));
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Forgets `name` (blobs and layers stay for other images).
+    pub fn untag(&self, name: &str) -> Result<(), ImageError> {
+        let path = self.image_path(name)?;
+        std::fs::remove_file(&path).map_err(|_| ImageError::NotFound(name.to_string()))
+    }
+
+    fn image_path(&self, name: &str) -> Result<PathBuf, ImageError> {
+        let ok = !name.is_empty()
+            && name.len() <= 255
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-:/@".contains(&b));
+        if !ok {
+            return Err(ImageError::Malformed(format!(
+                "invalid image name {name:?}"
+            )));
+        }
+        Ok(self.root.join("images").join(name.replace('/', "%2F")))
+    }
+
+    /// A container's own directory.
+    pub fn container_dir(&self, id: &str) -> PathBuf {
+        self.root.join("containers").join(id)
+    }
+}
+
+fn unescape(file: &str) -> String {
+    file.replace("%2F", "/")
+}
+
+/// Whether `path` is a directory (used by the tests and doctor).
+pub fn is_dir(path: &Path) -> bool {
+    path.is_dir()
+}

@@ -1,0 +1,335 @@
+//! Unpacking a layer: hostile input, handled as such.
+//!
+//! A layer is a tar archive from somewhere else. Nothing in it may create,
+//! change or link anything outside the layer's directory: no absolute names,
+//! no `..`, no writing *through* a symlink (every parent directory is checked
+//! with `lstat`, and an existing entry is removed, never opened), no hard
+//! link to a file outside, no device nodes, and sizes are bounded. OCI
+//! whiteouts become overlayfs's own: `.wh.NAME` a character device 0/0 named
+//! NAME, `.wh..wh..opq` the `trusted.overlay.opaque` attribute on its
+//! directory. File owners are shifted into the range the container's root
+//! maps to (step 6), so root in the container owns what the image's root owned.
+
+use std::ffi::CString;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use super::ImageError;
+
+/// Bounds on one layer.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    /// Most bytes of file content in all.
+    pub max_bytes: u64,
+    /// Most entries.
+    pub max_entries: u64,
+}
+
+impl Bounds {
+    /// The bounds for a layer of `compressed` bytes: at most 100 times its
+    /// size plus 512 MiB (a decompression bomb goes far past that), and a
+    /// million entries.
+    pub fn for_compressed(compressed: u64) -> Bounds {
+        Bounds {
+            max_bytes: compressed.saturating_mul(100).saturating_add(512 << 20),
+            max_entries: 1_000_000,
+        }
+    }
+}
+
+/// How container ids become host ids: `host = base + id` for ids below
+/// `count`, else the mapped `nobody`.
+#[derive(Debug, Clone, Copy)]
+pub struct Shift {
+    /// Host uid of container uid 0.
+    pub uid_base: u32,
+    /// Host gid of container gid 0.
+    pub gid_base: u32,
+    /// How many ids are mapped.
+    pub count: u32,
+}
+
+impl Shift {
+    fn uid(&self, id: u64) -> u32 {
+        self.uid_base
+            + if id < u64::from(self.count) {
+                id as u32
+            } else {
+                65534
+            }
+    }
+    fn gid(&self, id: u64) -> u32 {
+        self.gid_base
+            + if id < u64::from(self.count) {
+                id as u32
+            } else {
+                65534
+            }
+    }
+}
+
+/// The relative, normal path of an archive name, or why it is refused.
+pub fn safe_relative(name: &Path) -> Result<PathBuf, String> {
+    let mut out = PathBuf::new();
+    for c in name.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::CurDir => {}
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(format!("absolute path {}", name.display()));
+            }
+            Component::ParentDir => return Err(format!("path with `..`: {}", name.display())),
+        }
+    }
+    Ok(out)
+}
+
+/// Creates (or checks) every directory from `root` down to `rel`, refusing
+/// a component that is a symlink or a file: writing through it could land
+/// outside the layer.
+fn real_dirs(root: &Path, rel: &Path, shift: &Shift) -> Result<PathBuf, String> {
+    let mut dir = root.to_path_buf();
+    for c in rel.components() {
+        dir.push(c);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(format!(
+                    "{} is a symlink; entries may not go through it",
+                    dir.strip_prefix(root).unwrap_or(&dir).display()
+                ));
+            }
+            Ok(_) => {
+                return Err(format!(
+                    "{} is not a directory",
+                    dir.strip_prefix(root).unwrap_or(&dir).display()
+                ));
+            }
+            Err(_) => {
+                std::fs::create_dir(&dir).map_err(|e| e.to_string())?;
+                let _ = std::os::unix::fs::lchown(&dir, Some(shift.uid(0)), Some(shift.gid(0)));
+            }
+        }
+    }
+    Ok(dir)
+}
+
+/// Removes whatever is at `path` (file, symlink or directory tree), without
+/// following a symlink: an entry replaces what an earlier one made.
+fn clear(path: &Path) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(_) => Ok(()),
+    }
+}
+
+fn mknod(path: &Path, mode: libc::mode_t, dev: libc::dev_t) -> std::io::Result<()> {
+    let c = CString::new(path.as_os_str().as_bytes())?;
+    // SAFETY: mknod with a valid NUL-terminated path.
+    if unsafe { libc::mknod(c.as_ptr(), mode, dev) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn set_opaque(dir: &Path) -> std::io::Result<()> {
+    let c = CString::new(dir.as_os_str().as_bytes())?;
+    // SAFETY: lsetxattr with valid NUL-terminated strings and a 1-byte value.
+    let ret = unsafe {
+        libc::lsetxattr(
+            c.as_ptr(),
+            c"trusted.overlay.opaque".as_ptr(),
+            b"y".as_ptr().cast(),
+            1,
+            0,
+        )
+    };
+    if ret != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+// ANCHOR: whiteouts
+/// Applies one OCI whiteout entry in overlayfs's form; `false` when `name`
+/// is no whiteout.
+pub fn apply_whiteout(dir: &Path, name: &str, shift: &Shift) -> std::io::Result<bool> {
+    // EXERCISE(9): turn `.wh..wh..opq` into the opaque xattr on `dir`, and `.wh.NAME` into a 0/0 character device NAME
+    if name == ".wh..wh..opq" {
+        set_opaque(dir)?;
+        return Ok(true);
+    }
+    let Some(hidden) = name.strip_prefix(".wh.") else {
+        return Ok(false);
+    };
+    let path = dir.join(hidden);
+    clear(&path)?;
+    mknod(&path, libc::S_IFCHR | 0o600, 0)?;
+    std::os::unix::fs::lchown(&path, Some(shift.uid(0)), Some(shift.gid(0)))?;
+    Ok(true)
+    // END EXERCISE
+}
+// ANCHOR_END: whiteouts
+
+/// Unpacks the tar stream `reader` into `dest` (which must be empty).
+pub fn unpack(
+    reader: impl Read,
+    dest: &Path,
+    layer: &str,
+    shift: &Shift,
+    bounds: Bounds,
+) -> Result<(), ImageError> {
+    let hostile = |why: String| ImageError::Hostile {
+        layer: layer.to_string(),
+        why,
+    };
+    let mut archive = tar::Archive::new(reader);
+    let (mut bytes, mut count) = (0u64, 0u64);
+    let entries = archive
+        .entries()
+        .map_err(|e| hostile(format!("not a tar archive: {e}")))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| hostile(format!("truncated or corrupt archive: {e}")))?;
+        count += 1;
+        if count > bounds.max_entries {
+            return Err(hostile(format!("more than {} entries", bounds.max_entries)));
+        }
+        let name = entry
+            .path()
+            .map_err(|e| hostile(format!("bad entry name: {e}")))?
+            .into_owned();
+        let rel = safe_relative(&name).map_err(hostile)?;
+        let Some(file_name) = rel.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+            continue; // the archive's root, "./"
+        };
+        let parent =
+            real_dirs(dest, rel.parent().unwrap_or(Path::new("")), shift).map_err(hostile)?;
+        if apply_whiteout(&parent, &file_name, shift)
+            .map_err(|e| hostile(format!("whiteout {}: {e}", rel.display())))?
+        {
+            continue;
+        }
+        let path = parent.join(&file_name);
+        let header = entry.header().clone();
+        let mode = header.mode().unwrap_or(0o644) & 0o7777;
+        let (uid, gid) = (
+            shift.uid(header.uid().unwrap_or(0)),
+            shift.gid(header.gid().unwrap_or(0)),
+        );
+        let fail =
+            |what: &str, e: std::io::Error| hostile(format!("{what} {}: {e}", rel.display()));
+        match header.entry_type() {
+            tar::EntryType::Directory => {
+                match std::fs::symlink_metadata(&path) {
+                    Ok(m) if m.is_dir() => {}
+                    _ => {
+                        clear(&path).map_err(|e| fail("replace", e))?;
+                        std::fs::create_dir(&path).map_err(|e| fail("mkdir", e))?;
+                    }
+                }
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+                    .map_err(|e| fail("chmod", e))?;
+                std::os::unix::fs::lchown(&path, Some(uid), Some(gid))
+                    .map_err(|e| fail("chown", e))?;
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                let size = header.size().unwrap_or(0);
+                bytes = bytes.saturating_add(size);
+                if bytes > bounds.max_bytes {
+                    return Err(hostile(format!(
+                        "more than {} MiB of content: a decompression bomb?",
+                        bounds.max_bytes >> 20
+                    )));
+                }
+                clear(&path).map_err(|e| fail("replace", e))?;
+                let mut file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .mode(0o600)
+                    .open(&path)
+                    .map_err(|e| fail("create", e))?;
+                let copied = std::io::copy(&mut (&mut entry).take(size), &mut file)
+                    .map_err(|e| fail("write", e))?;
+                if copied != size {
+                    return Err(hostile(format!(
+                        "truncated archive: {} ends early",
+                        rel.display()
+                    )));
+                }
+                std::os::unix::fs::fchown(&file, Some(uid), Some(gid))
+                    .map_err(|e| fail("chown", e))?;
+                file.set_permissions(std::fs::Permissions::from_mode(mode))
+                    .map_err(|e| fail("chmod", e))?;
+            }
+            tar::EntryType::Symlink => {
+                let target =
+                    entry.link_name().ok().flatten().ok_or_else(|| {
+                        hostile(format!("symlink {} has no target", rel.display()))
+                    })?;
+                clear(&path).map_err(|e| fail("replace", e))?;
+                // The target is not followed here; at run time it resolves
+                // inside the container's root.
+                std::os::unix::fs::symlink(&target, &path).map_err(|e| fail("symlink", e))?;
+                std::os::unix::fs::lchown(&path, Some(uid), Some(gid))
+                    .map_err(|e| fail("chown", e))?;
+            }
+            tar::EntryType::Link => {
+                let target =
+                    entry.link_name().ok().flatten().ok_or_else(|| {
+                        hostile(format!("hard link {} has no target", rel.display()))
+                    })?;
+                let target_rel = safe_relative(&target)
+                    .map_err(|why| hostile(format!("hard link {} to {why}", rel.display())))?;
+                let target_parent =
+                    real_dirs(dest, target_rel.parent().unwrap_or(Path::new("")), shift)
+                        .map_err(hostile)?;
+                let source = target_parent.join(target_rel.file_name().unwrap_or_default());
+                match std::fs::symlink_metadata(&source) {
+                    Ok(m) if m.is_file() => {}
+                    _ => {
+                        return Err(hostile(format!(
+                            "hard link {} to {}: not a file of this layer",
+                            rel.display(),
+                            target.display()
+                        )));
+                    }
+                }
+                clear(&path).map_err(|e| fail("replace", e))?;
+                std::fs::hard_link(&source, &path).map_err(|e| fail("link", e))?;
+            }
+            tar::EntryType::Fifo => {
+                clear(&path).map_err(|e| fail("replace", e))?;
+                mknod(&path, libc::S_IFIFO | mode, 0).map_err(|e| fail("mkfifo", e))?;
+                std::os::unix::fs::lchown(&path, Some(uid), Some(gid))
+                    .map_err(|e| fail("chown", e))?;
+            }
+            tar::EntryType::Char | tar::EntryType::Block => {
+                return Err(hostile(format!(
+                    "device node {}: layers may not create devices",
+                    rel.display()
+                )));
+            }
+            _ => {} // PAX and GNU extension headers are read by the tar crate
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_normal_relative_names_pass() {
+        assert_eq!(
+            safe_relative(Path::new("./etc/passwd")).unwrap(),
+            PathBuf::from("etc/passwd")
+        );
+        assert!(safe_relative(Path::new("/etc/passwd")).is_err());
+        assert!(safe_relative(Path::new("a/../../b")).is_err());
+    }
+}

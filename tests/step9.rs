@@ -1,0 +1,679 @@
+//! Step 9 grading: images. Every image here is built by the test itself, in
+//! the OCI layout format (and converted with skopeo where a real tool helps),
+//! so nothing comes from the network.
+
+mod support;
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use sha2::{Digest, Sha256};
+use support::{Running, TestNetns, assert_one_line_error, binary, stdout_of, text, wait_output};
+
+/// One tar entry of a hand-made layer.
+enum Entry<'a> {
+    Dir(&'a str),
+    File(&'a str, &'a [u8]),
+    Symlink(&'a str, &'a str),
+    HardLink(&'a str, &'a str),
+    CharDevice(&'a str, u32, u32),
+}
+
+/// A tar archive with `entries`, names written raw (so the test can make
+/// the hostile ones the tar crate would refuse to write).
+fn tar_of(entries: &[Entry]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for e in entries {
+        let mut h = tar::Header::new_ustar();
+        let (name, data): (&str, &[u8]) = match e {
+            Entry::Dir(n) => {
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_mode(0o755);
+                (n, b"")
+            }
+            Entry::File(n, d) => {
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_mode(0o755);
+                (n, d)
+            }
+            Entry::Symlink(n, t) => {
+                h.set_entry_type(tar::EntryType::Symlink);
+                h.set_link_name(t).unwrap();
+                (n, b"")
+            }
+            Entry::HardLink(n, t) => {
+                h.set_entry_type(tar::EntryType::Link);
+                raw_name(&mut h.as_ustar_mut().unwrap().linkname, t);
+                (n, b"")
+            }
+            Entry::CharDevice(n, major, minor) => {
+                h.set_entry_type(tar::EntryType::Char);
+                h.set_device_major(*major).unwrap();
+                h.set_device_minor(*minor).unwrap();
+                (n, b"")
+            }
+        };
+        raw_name(&mut h.as_ustar_mut().unwrap().name, name);
+        h.set_size(data.len() as u64);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_cksum();
+        out.extend_from_slice(h.as_bytes());
+        out.extend_from_slice(data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+    }
+    out.extend_from_slice(&[0; 1024]);
+    out
+}
+
+fn raw_name(field: &mut [u8], name: &str) {
+    field.fill(0);
+    field[..name.len()].copy_from_slice(name.as_bytes());
+}
+
+fn sha(bytes: &[u8]) -> String {
+    format!("sha256:{:x}", Sha256::digest(bytes))
+}
+
+/// An OCI image layout in a temporary directory.
+struct Layout {
+    dir: tempfile::TempDir,
+}
+
+impl Layout {
+    /// Writes a layout whose layers are `layers` (uncompressed tars), gzip
+    /// compressed, and whose config is `config` (the "config" object).
+    fn new(layers: &[Vec<u8>], config: serde_json::Value) -> Layout {
+        Layout::with(
+            layers,
+            config,
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+            None,
+        )
+    }
+
+    fn with(
+        layers: &[Vec<u8>],
+        config: serde_json::Value,
+        media_type: &str,
+        diff_ids: Option<Vec<String>>,
+    ) -> Layout {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("blobs/sha256")).unwrap();
+        let blob = |bytes: &[u8]| {
+            let d = sha(bytes);
+            std::fs::write(dir.path().join("blobs/sha256").join(&d[7..]), bytes).unwrap();
+            serde_json::json!({ "digest": d, "size": bytes.len() })
+        };
+        let mut descriptors = Vec::new();
+        for layer in layers {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            gz.write_all(layer).unwrap();
+            let mut d = blob(&gz.finish().unwrap());
+            d["mediaType"] = media_type.into();
+            descriptors.push(d);
+        }
+        let diff_ids = diff_ids.unwrap_or_else(|| layers.iter().map(|l| sha(l)).collect());
+        let cfg = serde_json::json!({
+            "architecture": "amd64", "os": "linux",
+            "rootfs": { "type": "layers", "diff_ids": diff_ids },
+            "config": config,
+        });
+        let mut c = blob(cfg.to_string().as_bytes());
+        c["mediaType"] = "application/vnd.oci.image.config.v1+json".into();
+        let manifest = serde_json::json!({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": c, "layers": descriptors,
+        });
+        let mut m = blob(manifest.to_string().as_bytes());
+        m["mediaType"] = "application/vnd.oci.image.manifest.v1+json".into();
+        m["annotations"] = serde_json::json!({ "org.opencontainers.image.ref.name": "test" });
+        let index = serde_json::json!({ "schemaVersion": 2, "manifests": [m] });
+        std::fs::write(dir.path().join("index.json"), index.to_string()).unwrap();
+        std::fs::write(
+            dir.path().join("oci-layout"),
+            r#"{"imageLayoutVersion":"1.0.0"}"#,
+        )
+        .unwrap();
+        Layout { dir }
+    }
+
+    fn path(&self) -> &str {
+        self.dir.path().to_str().unwrap()
+    }
+}
+
+/// The base layer: a static busybox and the directories a shell expects.
+fn base_layer() -> Vec<u8> {
+    let busybox = std::fs::read("/bin/busybox")
+        .expect("busybox-static (sudo apt-get install busybox-static)");
+    let mut entries = vec![Entry::Dir("bin"), Entry::File("bin/busybox", &busybox)];
+    let applets = [
+        "sh", "ls", "cat", "echo", "test", "pwd", "touch", "rm", "id", "sleep",
+    ];
+    let links: Vec<String> = applets.iter().map(|a| format!("bin/{a}")).collect();
+    for l in &links {
+        entries.push(Entry::Symlink(l, "busybox"));
+    }
+    entries.extend([
+        Entry::Dir("etc"),
+        Entry::File(
+            "etc/passwd",
+            b"root:x:0:0:root:/root:/bin/sh\nweb:x:1000:1000::/:/bin/sh\n",
+        ),
+        Entry::Dir("tmp"),
+        Entry::Dir("data"),
+        Entry::File("data/a", b"a\n"),
+        Entry::File("data/b", b"b\n"),
+        Entry::Dir("dir"),
+        Entry::File("dir/x", b"x\n"),
+    ]);
+    tar_of(&entries)
+}
+
+fn default_config() -> serde_json::Value {
+    serde_json::json!({ "Env": ["PATH=/bin", "FOO=bar"], "Cmd": ["sh", "-c", "echo $FOO; pwd"], "WorkingDir": "/tmp" })
+}
+
+/// A test's image store (world-traversable: the container's root is an
+/// unprivileged host uid) and network namespace.
+struct World {
+    store: tempfile::TempDir,
+    netns: TestNetns,
+}
+
+impl World {
+    fn new() -> World {
+        let store = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(store.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        World {
+            store,
+            netns: TestNetns::new(),
+        }
+    }
+
+    fn root(&self) -> &str {
+        self.store.path().to_str().unwrap()
+    }
+
+    fn load(&self, path: &str, name: &str) -> Output {
+        let child = Command::new(binary(9))
+            .args(["--root", self.root(), "load", path, "--name", name])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_output(child)
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let mut full = vec!["--root", self.root(), "run"];
+        full.extend_from_slice(args);
+        self.netns.run(9, &full)
+    }
+
+    fn running(&self, args: &[&str], script: &str) -> Running {
+        let mut cmd = self.netns.step(9);
+        cmd.args(["--root", self.root(), "run"]);
+        Running::spawn(cmd, args, script)
+    }
+
+    fn containers(&self) -> Vec<PathBuf> {
+        std::fs::read_dir(self.store.path().join("containers"))
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Unpacked layers and anything half-written beside them.
+    fn layer_entries(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for owner in std::fs::read_dir(self.store.path().join("layers"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            for e in std::fs::read_dir(owner.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                out.push(e.file_name().to_string_lossy().into_owned());
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+fn loaded(world: &World, layers: &[Vec<u8>]) {
+    let layout = Layout::new(layers, default_config());
+    let out = world.load(layout.path(), "img:1");
+    assert_eq!(stdout_of(&out).trim(), "loaded img:1");
+}
+
+#[test]
+fn whiteouts_and_opaque_directories_give_the_right_merged_view() {
+    let world = World::new();
+    let upper = tar_of(&[
+        Entry::Dir("data"),
+        Entry::File("data/.wh.a", b""),
+        Entry::Dir("dir"),
+        Entry::File("dir/.wh..wh..opq", b""),
+        Entry::File("dir/z", b"z\n"),
+    ]);
+    loaded(&world, &[base_layer(), upper]);
+    let out = world.run(&["img:1", "sh", "-c", "ls /data; echo --; ls /dir"]);
+    assert_eq!(
+        stdout_of(&out),
+        "b\n--\nz\n",
+        "step 9: /data/a is whited out and /dir is opaque in the upper layer — are whiteouts converted to overlay's form?"
+    );
+}
+
+#[test]
+fn the_image_config_shapes_the_process_and_the_command_line_wins() {
+    let world = World::new();
+    loaded(&world, &[base_layer()]);
+    let out = world.run(&["img:1"]);
+    assert_eq!(
+        stdout_of(&out),
+        "bar\n/tmp\n",
+        "Env, Cmd and WorkingDir of the image"
+    );
+    let out = world.run(&[
+        "-e",
+        "FOO=baz",
+        "-w",
+        "/",
+        "img:1",
+        "sh",
+        "-c",
+        "echo $FOO; pwd",
+    ]);
+    assert_eq!(
+        stdout_of(&out),
+        "baz\n/\n",
+        "-e, -w and a command override the image's"
+    );
+}
+
+#[test]
+fn the_image_user_applies() {
+    let world = World::new();
+    let layout = Layout::new(
+        &[base_layer()],
+        serde_json::json!({ "Env": ["PATH=/bin"], "Cmd": ["id"], "User": "web" }),
+    );
+    stdout_of(&world.load(layout.path(), "img:1"));
+    let out = world.run(&["img:1"]);
+    assert!(
+        stdout_of(&out).starts_with("uid=1000(web) gid=1000"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn two_containers_of_one_image_do_not_see_each_others_writes() {
+    let world = World::new();
+    loaded(&world, &[base_layer()]);
+    let a = world.running(
+        &["img:1"],
+        "echo secret > /data/written-by-a; echo ready; read x",
+    );
+    let out = world.run(&[
+        "img:1",
+        "sh",
+        "-c",
+        "cat /data/written-by-a 2>/dev/null || echo absent",
+    ]);
+    assert_eq!(
+        stdout_of(&out).trim(),
+        "absent",
+        "step 9: each container needs its own upper directory"
+    );
+    let (status, _) = a.finish();
+    assert!(status.success());
+}
+
+#[test]
+fn a_containers_writes_vanish_when_it_is_removed_unless_kept() {
+    let world = World::new();
+    loaded(&world, &[base_layer()]);
+    stdout_of(&world.run(&["img:1", "sh", "-c", "echo x > /etc/new; rm /data/a"]));
+    let out = world.run(&[
+        "img:1",
+        "sh",
+        "-c",
+        "cat /etc/new 2>/dev/null || echo gone; cat /data/a",
+    ]);
+    assert_eq!(
+        stdout_of(&out),
+        "gone\na\n",
+        "the next container starts from the image again"
+    );
+    assert!(
+        world.containers().is_empty(),
+        "containers left: {:?}",
+        world.containers()
+    );
+    let out = world.run(&[
+        "--keep",
+        "img:1",
+        "sh",
+        "-c",
+        "echo x > /etc/new; rm /data/a",
+    ]);
+    stdout_of(&out);
+    let kept = world.containers();
+    assert_eq!(kept.len(), 1);
+    let upper = kept[0].join("upper");
+    assert!(
+        upper.join("etc/new").is_file(),
+        "the upper directory holds what changed"
+    );
+    let meta = std::fs::symlink_metadata(upper.join("data/a")).unwrap();
+    assert!(
+        std::os::unix::fs::FileTypeExt::is_char_device(&meta.file_type()),
+        "a deletion is a whiteout"
+    );
+}
+
+fn hostile(world: &World, layer: Vec<u8>, needle: &str) {
+    let layout = Layout::new(&[base_layer(), layer], default_config());
+    stdout_of(&world.load(layout.path(), "bad:1"));
+    let before = world.layer_entries();
+    let out = world.run(&["bad:1", "true"]);
+    assert_one_line_error(&out, 9, 125, needle);
+    let after: Vec<String> = world
+        .layer_entries()
+        .into_iter()
+        .filter(|e| !before.contains(e))
+        .collect();
+    // Only the good base layer (and its short link) may have been added.
+    assert!(
+        after.iter().all(|e| !e.starts_with(".tmp")),
+        "a half-written layer is left: {after:?}"
+    );
+    assert!(
+        after.len() <= 2,
+        "the hostile layer was registered: {after:?}"
+    );
+}
+
+#[test]
+fn an_absolute_name_is_refused() {
+    let world = World::new();
+    hostile(
+        &world,
+        tar_of(&[Entry::File("/caixa-abs-test", b"x")]),
+        "absolute path",
+    );
+    assert!(!Path::new("/caixa-abs-test").exists());
+}
+
+#[test]
+fn a_dotdot_name_is_refused() {
+    let world = World::new();
+    hostile(
+        &world,
+        tar_of(&[Entry::File("../../caixa-dotdot-test", b"x")]),
+        "`..`",
+    );
+}
+
+#[test]
+fn writing_through_a_symlinked_directory_is_refused() {
+    let world = World::new();
+    let outside = tempfile::tempdir().unwrap();
+    let target = outside.path().to_str().unwrap();
+    hostile(
+        &world,
+        tar_of(&[
+            Entry::Symlink("escape", target),
+            Entry::File("escape/pwned", b"x"),
+        ]),
+        "symlink",
+    );
+    assert_eq!(
+        std::fs::read_dir(outside.path()).unwrap().count(),
+        0,
+        "a file was written outside"
+    );
+}
+
+#[test]
+fn a_hard_link_out_of_the_layer_is_refused() {
+    let world = World::new();
+    hostile(
+        &world,
+        tar_of(&[Entry::HardLink("passwd-link", "/etc/passwd")]),
+        "hard link",
+    );
+}
+
+#[test]
+fn a_device_node_is_refused() {
+    let world = World::new();
+    hostile(
+        &world,
+        tar_of(&[Entry::CharDevice("mem", 1, 1)]),
+        "device node",
+    );
+}
+
+#[test]
+fn a_truncated_layer_is_refused() {
+    let world = World::new();
+    let mut layer = tar_of(&[Entry::File("big", &[7u8; 20000])]);
+    layer.truncate(5000);
+    hostile(&world, layer, "truncated");
+}
+
+#[test]
+fn a_duplicate_entry_cannot_write_through_an_earlier_symlink() {
+    let world = World::new();
+    let outside = tempfile::tempdir().unwrap();
+    let target = outside.path().join("victim");
+    let layer = tar_of(&[
+        Entry::File("f", b"1"),
+        Entry::Symlink("f", target.to_str().unwrap()),
+        Entry::File("f", b"contained"),
+    ]);
+    loaded(&world, &[base_layer(), layer]);
+    let out = world.run(&["img:1", "cat", "/f"]);
+    assert_eq!(stdout_of(&out), "contained");
+    assert!(
+        !target.exists(),
+        "the layer wrote through its own symlink to {}",
+        target.display()
+    );
+}
+
+#[test]
+fn a_diff_id_mismatch_is_refused() {
+    let world = World::new();
+    let wrong = vec![format!("sha256:{}", "0".repeat(64))];
+    let layout = Layout::with(
+        &[base_layer()],
+        default_config(),
+        "application/vnd.oci.image.layer.v1.tar+gzip",
+        Some(wrong),
+    );
+    stdout_of(&world.load(layout.path(), "bad:1"));
+    let out = world.run(&["bad:1", "true"]);
+    assert_one_line_error(&out, 9, 125, "digest mismatch");
+    assert!(
+        world.layer_entries().iter().all(|e| e == "l"),
+        "nothing may be registered: {:?}",
+        world.layer_entries()
+    );
+}
+
+#[test]
+fn an_unknown_media_type_is_refused_at_load() {
+    let world = World::new();
+    let layout = Layout::with(
+        &[base_layer()],
+        default_config(),
+        "application/vnd.oci.image.layer.v1.tar+zstd",
+        None,
+    );
+    let out = world.load(layout.path(), "bad:1");
+    assert_one_line_error(&out, 9, 125, "unsupported media type");
+}
+
+#[test]
+fn a_tampered_blob_is_refused_at_load() {
+    let world = World::new();
+    let layout = Layout::new(&[base_layer()], default_config());
+    // Flip the content of the layer blob (the largest file) behind its digest.
+    let blobs = layout.dir.path().join("blobs/sha256");
+    let biggest = std::fs::read_dir(&blobs)
+        .unwrap()
+        .flatten()
+        .max_by_key(|e| e.metadata().unwrap().len())
+        .unwrap()
+        .path();
+    let mut bytes = std::fs::read(&biggest).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&biggest, bytes).unwrap();
+    let out = world.load(layout.path(), "bad:1");
+    assert_one_line_error(&out, 9, 125, "digest mismatch");
+}
+
+#[test]
+fn a_decompression_bomb_is_refused() {
+    let world = World::new();
+    // 1 GiB of zeros compresses to about a megabyte.
+    let dir = tempfile::tempdir().unwrap();
+    let script = format!(
+        "cd {} && truncate -s 1G zeros && tar cf - zeros | gzip -1 > layer.tgz",
+        dir.path().display()
+    );
+    assert!(
+        Command::new("sh")
+            .args(["-c", &script])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let bomb = std::fs::read(dir.path().join("layer.tgz")).unwrap();
+    // Hand-write the layout: the bomb is already gzip-compressed.
+    let layout = Layout::new(&[base_layer()], default_config());
+    let digest = sha(&bomb);
+    std::fs::write(
+        layout.dir.path().join("blobs/sha256").join(&digest[7..]),
+        &bomb,
+    )
+    .unwrap();
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.dir.path().join("index.json")).unwrap())
+            .unwrap();
+    let mdigest = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mpath = layout.dir.path().join("blobs/sha256").join(&mdigest[7..]);
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
+    let cpath = layout
+        .dir
+        .path()
+        .join("blobs/sha256")
+        .join(&manifest["config"]["digest"].as_str().unwrap()[7..]);
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&cpath).unwrap()).unwrap();
+    config["rootfs"]["diff_ids"]
+        .as_array_mut()
+        .unwrap()
+        .push(format!("sha256:{}", "1".repeat(64)).into());
+    let cbytes = config.to_string().into_bytes();
+    std::fs::write(
+        layout
+            .dir
+            .path()
+            .join("blobs/sha256")
+            .join(&sha(&cbytes)[7..]),
+        &cbytes,
+    )
+    .unwrap();
+    manifest["config"]["digest"] = sha(&cbytes).into();
+    manifest["config"]["size"] = cbytes.len().into();
+    manifest["layers"].as_array_mut().unwrap().push(serde_json::json!({
+        "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest, "size": bomb.len()
+    }));
+    let mbytes = manifest.to_string().into_bytes();
+    std::fs::write(
+        layout
+            .dir
+            .path()
+            .join("blobs/sha256")
+            .join(&sha(&mbytes)[7..]),
+        &mbytes,
+    )
+    .unwrap();
+    let index = serde_json::json!({ "schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": sha(&mbytes), "size": mbytes.len()
+    }]});
+    std::fs::write(layout.dir.path().join("index.json"), index.to_string()).unwrap();
+    stdout_of(&world.load(layout.path(), "bomb:1"));
+    let out = world.run(&["bomb:1", "true"]);
+    assert_one_line_error(&out, 9, 125, "decompression bomb");
+    assert!(
+        world.layer_entries().iter().all(|e| !e.starts_with(".tmp")),
+        "{:?}",
+        world.layer_entries()
+    );
+}
+
+fn skopeo(args: &[&str]) {
+    let status = Command::new("skopeo")
+        .args(args)
+        .status()
+        .expect("skopeo (sudo apt-get install skopeo)");
+    assert!(status.success(), "skopeo {args:?} failed");
+}
+
+#[test]
+fn a_docker_save_tarball_loads_and_runs() {
+    let world = World::new();
+    let layout = Layout::new(&[base_layer()], default_config());
+    let archive = tempfile::tempdir().unwrap();
+    let tarball = archive.path().join("saved.tar");
+    skopeo(&[
+        "copy",
+        "--quiet",
+        &format!("oci:{}:test", layout.path()),
+        &format!("docker-archive:{}:saved:2", tarball.display()),
+    ]);
+    let child = Command::new(binary(9))
+        .args(["--root", world.root(), "load", tarball.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = wait_output(child);
+    assert_eq!(stdout_of(&out).trim(), "loaded saved:2");
+    assert_eq!(stdout_of(&world.run(&["saved:2"])), "bar\n/tmp\n");
+}
+
+#[test]
+fn an_oci_archive_loads_and_runs() {
+    let world = World::new();
+    let layout = Layout::new(&[base_layer()], default_config());
+    let archive = tempfile::tempdir().unwrap();
+    let file = archive.path().join("image.oci.tar");
+    skopeo(&[
+        "copy",
+        "--quiet",
+        &format!("oci:{}:test", layout.path()),
+        &format!("oci-archive:{}:arch:3", file.display()),
+    ]);
+    let out = world.load(file.to_str().unwrap(), "arch:3");
+    assert_eq!(stdout_of(&out).trim(), "loaded arch:3");
+    assert_eq!(stdout_of(&world.run(&["arch:3"])), "bar\n/tmp\n");
+}
