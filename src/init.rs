@@ -267,6 +267,21 @@ fn set_up_and_exec(
         step(format_args!("user {user}: uid {uid}, gid {gid}"));
     }
 
+    // 8c. If the parent dies from here on, so do we (and with us, pid 1,
+    //     the whole namespace): nobody would clean up after us otherwise.
+    //     Set after the last credential change, which would clear it.
+    // SAFETY: prctl(PR_SET_PDEATHSIG) only sets a flag on this process.
+    let ret = unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
+    Errno::result(ret).map_err(syscall("prctl(PR_SET_PDEATHSIG)"))?;
+
     // 9. Tell the parent we are ready and wait until it lets us go.
     channel.ready_then_wait_for_start()?;
 

@@ -1,7 +1,7 @@
 //! The parent↔child channel: how the two sides of a start wait for each other.
 //!
 //! Some steps need both sides in turn: the child must exist before the parent
-//! can write its uid map (step 6) or move a veth into its network namespace
+//! can write its uid map (step 6) or create a veth end in its network namespace
 //! (step 8), and the child must not run the user's command before that is done.
 //! A `socketpair(2)` of type `SOCK_SEQPACKET` carries one message per `send`,
 //! with its boundaries kept, so each message is one read. Both ends are

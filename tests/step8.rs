@@ -255,3 +255,55 @@ fn a_missing_iptables_is_one_clear_line() {
         "the bridge must go when its rules cannot be made"
     );
 }
+
+#[test]
+fn a_killed_step_binary_takes_its_container_along_and_the_next_start_recovers() {
+    let netns = TestNetns::new();
+    let mut running = Running::spawn(netns.step(8), &["-p", "8080:80"], "echo ready; read x");
+    let container = running.container_pid();
+    let cgroups = std::fs::read_to_string(format!("/proc/{container}/cgroup")).unwrap();
+    // SIGKILL: the step binary gets no chance to clean up.
+    running.child.kill().unwrap();
+    running.child.wait().unwrap();
+    let gone = (0..200).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        !std::path::Path::new(&format!("/proc/{container}")).exists()
+    });
+    assert!(
+        gone,
+        "step 8: the container outlived its step binary (PR_SET_PDEATHSIG?)"
+    );
+    // The bridge, rules and lease it left must not stop the next container.
+    let out = netns.run(8, &["-p", "8080:80", "true"]);
+    stdout_of(&out);
+    assert_eq!(
+        netns.links(),
+        ["lo"],
+        "the next container's exit removes the network"
+    );
+    assert!(netns.rules().is_empty(), "{:?}", netns.rules());
+    // The killed one's empty cgroups are the one thing left: remove them here.
+    for line in cgroups.lines() {
+        let mut f = line.splitn(3, ':');
+        let (_, controllers, path) = (f.next(), f.next().unwrap_or(""), f.next().unwrap_or(""));
+        if path.contains("/caixa/") {
+            for c in controllers
+                .split(',')
+                .filter(|c| !c.is_empty() && !c.starts_with("name="))
+            {
+                let _ = std::fs::remove_dir(format!("/sys/fs/cgroup/{c}{path}"));
+            }
+            let _ = std::fs::remove_dir(format!("/sys/fs/cgroup{path}"));
+        }
+    }
+}
+
+#[test]
+fn a_different_subnet_on_an_existing_bridge_is_one_clear_line() {
+    let netns = TestNetns::new();
+    let first = Running::spawn(netns.step(8), &[], "echo ready; read x");
+    let out = netns.run(8, &["--subnet", "10.90.0.0/24", "true"]);
+    assert_one_line_error(&out, 8, 125, "already exists with 10.89.0.1/24");
+    let (status, _) = first.finish();
+    assert!(status.success());
+}

@@ -103,6 +103,29 @@ pub fn create(spec: &NetworkSpec, trace: &Trace) -> Result<(), NetError> {
 }
 // ANCHOR_END: create_bridge
 
+/// Fails when the existing bridge has another subnet than `spec` asks for.
+pub fn check_subnet(spec: &NetworkSpec, trace: &Trace) -> Result<(), NetError> {
+    let want = format!("{}/{}", spec.subnet.gateway(), spec.subnet.prefix);
+    let addrs = run(
+        "ip",
+        &["-o", "-4", "addr", "show", "dev", &spec.bridge],
+        "",
+        trace,
+    )?;
+    if addrs.split_whitespace().any(|w| w == want) {
+        return Ok(());
+    }
+    let have = addrs
+        .split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .unwrap_or("no address");
+    Err(NetError::Invalid(format!(
+        "bridge {} already exists with {have}, not {want}: use its subnet, or another --bridge",
+        spec.bridge
+    )))
+}
+
 /// Removes the shared rules, the chains and the bridge.
 pub fn destroy(spec: &NetworkSpec, trace: &Trace) -> Result<(), NetError> {
     let br = &spec.bridge;

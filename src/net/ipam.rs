@@ -117,7 +117,21 @@ pub fn lease(spec: &NetworkSpec, id: &str, trace: &Trace) -> Result<Ipv4Addr, Ne
         }
         portmap::check_free(p)?;
     }
-    if state.leases.is_empty() || !bridge::exists(&spec.bridge) {
+    if state.leases.is_empty() && bridge::exists(&spec.bridge) {
+        // No live lease but a bridge: left by a step binary that was killed.
+        // Start the network afresh.
+        trace.step(
+            Side::Parent,
+            format_args!(
+                "ipam: no live lease on {}: removing what a crash left",
+                spec.bridge
+            ),
+        );
+        let _ = bridge::destroy(spec, trace);
+    }
+    if bridge::exists(&spec.bridge) {
+        bridge::check_subnet(spec, trace)?;
+    } else {
         bridge::create(spec, trace)?;
     }
     let taken: Vec<Ipv4Addr> = state.leases.iter().map(|l| l.address).collect();

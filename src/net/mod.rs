@@ -4,7 +4,7 @@
 //! After step 2 a container has only `lo`. Docker's default network gives it
 //! a real interface: a *bridge* on the host (a virtual switch, `caixa0`), a
 //! *veth pair* per container (a virtual cable: one end on the bridge, the
-//! other moved into the container's network namespace as `eth0`), an address
+//! other created inside the container's network namespace as `eth0`), an address
 //! from a small *IPAM*, and *netfilter* rules: MASQUERADE so the container
 //! can reach out through the host's address, DNAT so a published host port
 //! reaches the container.
@@ -169,8 +169,17 @@ impl Prepared {
     pub fn release(&mut self, trace: &Trace) -> Result<(), NetError> {
         let mut first = None;
         if self.connected.is_some() && !self.rules.is_empty() {
+            // One transaction; if it fails (a rule already gone), one by one,
+            // so that the others still go.
             if let Err(e) = portmap::apply(&self.rules, "-D", trace) {
-                first.get_or_insert(e);
+                let left = self
+                    .rules
+                    .iter()
+                    .filter(|r| portmap::apply(std::slice::from_ref(*r), "-D", trace).is_err())
+                    .count();
+                if left == self.rules.len() {
+                    first.get_or_insert(e);
+                }
             }
         }
         if let Some(veth) = self.connected.take() {

@@ -130,6 +130,9 @@ pub fn run(root: &Path, check: bool) -> Result<()> {
         }
     }
     let _ = std::fs::remove_dir_all(&scratch);
+    let _ = std::fs::remove_dir_all(
+        std::env::temp_dir().join(format!("caixa-outputs-state-{}", std::process::id())),
+    );
     if !stale.is_empty() {
         bail!(
             "the book's outputs are stale: run `cargo xtask outputs` and commit\n{}",
@@ -158,14 +161,17 @@ fn capture(binary: &Path, args: &[&str], out: &Path) -> Result<()> {
     // Step 8 makes a bridge and rules: in a network namespace of its own,
     // never on the machine's own network.
     if binary.ends_with("step8") {
-        let program = cmd.get_program().to_owned();
-        let before: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
-        cmd = Command::new("unshare");
-        cmd.arg("--net").arg("--").arg(program).args(before);
-        cmd.env(
-            "CAIXA_STATE_DIR",
-            std::env::temp_dir().join(format!("caixa-outputs-state-{}", std::process::id())),
-        );
+        let state =
+            std::env::temp_dir().join(format!("caixa-outputs-state-{}", std::process::id()));
+        cmd = if is_root() {
+            Command::new("unshare")
+        } else {
+            let mut c = Command::new("sudo");
+            c.args(["-E", "unshare"]);
+            c
+        };
+        cmd.arg("--net").arg("--").arg(binary);
+        cmd.env("CAIXA_STATE_DIR", state);
     }
     let status = cmd
         .args(args)

@@ -96,7 +96,9 @@ pub fn create(
         // io.weight needs the io.cost model; with BFQ the file is io.bfq.weight.
         if s.file == "io.weight" && !dir.join(s.file).exists() && dir.join("io.bfq.weight").exists()
         {
+            // BFQ keeps the 1-1000 scale of --blkio-weight.
             s.file = "io.bfq.weight";
+            s.value = format!("default {}", limits.blkio_weight.unwrap_or(500));
         }
     }
     write_settings(&dir, &settings, trace)

@@ -1,0 +1,156 @@
+//! What an image costs: unpacking a layer (MB/s), beside `umoci unpack` of
+//! the same image in the same run, and the time to a first run of it.
+//!
+//! Run with `cargo bench --bench images` as root, with umoci installed
+//! (`sudo apt-get install umoci`).
+
+// criterion_group! generates an undocumented public function.
+#![allow(missing_docs)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use caixa::image::overlay::ensure_layer;
+use caixa::image::store::Store;
+use caixa::image::unpack::Shift;
+use caixa::trace::Trace;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use sha2::{Digest, Sha256};
+
+/// 48 MiB in 384 files of pseudo-random bytes (gzip cannot shrink them to
+/// nothing), plus a static busybox so the image runs.
+fn layer() -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let add = |builder: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8], mode: u32| {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(mode);
+        h.set_cksum();
+        builder.append_data(&mut h, path, data).unwrap();
+    };
+    add(
+        &mut builder,
+        "bin/busybox",
+        &std::fs::read("/bin/busybox").unwrap(),
+        0o755,
+    );
+    for i in 0..384 {
+        let data: Vec<u8> = (0..128 * 1024)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state & 0x3f) as u8 + b' '
+            })
+            .collect();
+        add(
+            &mut builder,
+            &format!("data/{}/file{i}", i % 16),
+            &data,
+            0o644,
+        );
+    }
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_size(0);
+    h.set_mode(0o777);
+    builder.append_link(&mut h, "bin/true", "busybox").unwrap();
+    builder.into_inner().unwrap()
+}
+
+fn sha(bytes: &[u8]) -> String {
+    format!("sha256:{:x}", Sha256::digest(bytes))
+}
+
+/// Writes an OCI layout with the one layer; returns (layer digest, diff_id).
+fn layout(dir: &Path, tar: &[u8]) -> (String, String) {
+    std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+    let blob = |bytes: &[u8]| {
+        let d = sha(bytes);
+        std::fs::write(dir.join("blobs/sha256").join(&d[7..]), bytes).unwrap();
+        (d, bytes.len())
+    };
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(tar).unwrap();
+    let (ld, ls) = blob(&gz.finish().unwrap());
+    let diff = sha(tar);
+    let config = serde_json::json!({"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[diff]},"config":{"Cmd":["/bin/true"]}});
+    let (cd, cs) = blob(config.to_string().as_bytes());
+    let manifest = serde_json::json!({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
+        "config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":cd,"size":cs},
+        "layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":ld,"size":ls}]});
+    let (md, ms) = blob(manifest.to_string().as_bytes());
+    let index = serde_json::json!({"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json",
+        "digest":md,"size":ms,"annotations":{"org.opencontainers.image.ref.name":"bench"}}]});
+    std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    (ld, diff)
+}
+
+fn unpack(c: &mut Criterion) {
+    let work = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-images");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    let tar = layer();
+    let (blob, diff) = layout(&work.join("layout"), &tar);
+    let store = Store::open(work.join("store")).unwrap();
+    let hex = &blob[7..];
+    store
+        .put_blob(
+            &blob,
+            None,
+            std::fs::File::open(work.join("layout/blobs/sha256").join(hex)).unwrap(),
+        )
+        .unwrap();
+    let shift = Shift {
+        uid_base: 0,
+        gid_base: 0,
+        count: u32::MAX,
+    };
+    let mut group = c.benchmark_group("unpack a 48 MiB layer (tar+gzip)");
+    group.throughput(Throughput::Bytes(tar.len() as u64));
+    group.bench_function("caixa", |b| {
+        b.iter(|| {
+            let _ = std::fs::remove_dir_all(store.layers_dir("0-0"));
+            ensure_layer(
+                &store,
+                "application/vnd.oci.image.layer.v1.tar+gzip",
+                &blob,
+                &diff,
+                &shift,
+                &Trace::new(false),
+            )
+            .unwrap();
+        })
+    });
+    let bundle = work.join("bundle");
+    let layout_ref = format!("{}:bench", work.join("layout").display());
+    group.bench_function("umoci unpack", |b| {
+        b.iter(|| {
+            let _ = std::fs::remove_dir_all(&bundle);
+            let status = Command::new("umoci")
+                .args(["unpack", "--image", &layout_ref])
+                .arg(&bundle)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("umoci (sudo apt-get install umoci)");
+            assert!(status.success());
+        })
+    });
+    group.finish();
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(8));
+    targets = unpack
+}
+criterion_main!(benches);
