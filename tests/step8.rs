@@ -307,3 +307,30 @@ fn a_different_subnet_on_an_existing_bridge_is_one_clear_line() {
     let (status, _) = first.finish();
     assert!(status.success());
 }
+
+#[test]
+fn a_container_reaches_another_through_a_published_port_hairpin() {
+    let netns = TestNetns::new();
+    let server = Running::spawn(
+        netns.step(8),
+        &["-p", "8080:80"],
+        "d=/tmp/www-$HOSTNAME; mkdir -p $d && echo hello-hairpin > $d/index.html && httpd -p 80 -h $d && echo ready; read x; rm -rf $d",
+    );
+    // From a second container, to the host's address and the published port:
+    // DNAT sends it back out of the bridge it came in by.
+    let out = netns.run(
+        8,
+        &[
+            "sh",
+            "-c",
+            &format!("printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {GATEWAY} 8080"),
+        ],
+    );
+    assert!(
+        stdout_of(&out).contains("hello-hairpin"),
+        "step 8: container to published port to container (hairpin MASQUERADE) failed:\n{}",
+        text(&out.stdout)
+    );
+    let (status, _) = server.finish();
+    assert!(status.success());
+}

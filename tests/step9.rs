@@ -381,6 +381,25 @@ fn a_containers_writes_vanish_when_it_is_removed_unless_kept() {
     );
 }
 
+#[test]
+fn an_image_of_many_layers_still_mounts() {
+    // Sixty layers: their full paths would not fit in one page of mount
+    // options; the short links do.
+    let world = World::new();
+    let mut layers = vec![base_layer()];
+    let names: Vec<String> = (0..59).map(|i| format!("data/layer-{i:02}")).collect();
+    for name in &names {
+        layers.push(tar_of(&[Entry::Dir("data"), Entry::File(name, b"x")]));
+    }
+    loaded(&world, &layers);
+    let out = world.run(&["img:1", "sh", "-c", "ls /data | wc -l"]);
+    assert_eq!(
+        stdout_of(&out).trim(),
+        "61",
+        "two files of the base layer and one per upper layer"
+    );
+}
+
 fn hostile(world: &World, layer: Vec<u8>, needle: &str) {
     let layout = Layout::new(&[base_layer(), layer], default_config());
     stdout_of(&world.load(layout.path(), "bad:1"));
