@@ -87,6 +87,35 @@ pub const OUTPUTS: &[(&str, &str, &[&str])] = &[
         ],
     ),
     (
+        "step9-load",
+        "step9",
+        &[
+            "--root",
+            "{store}",
+            "load",
+            "{layout}",
+            "--name",
+            "busybox:1",
+        ],
+    ),
+    ("step9-images", "step9", &["--root", "{store}", "images"]),
+    (
+        "step9-run",
+        "step9",
+        &[
+            "--root",
+            "{store}",
+            "run",
+            "-v",
+            "--hostname",
+            "caixa",
+            "busybox:1",
+            "sh",
+            "-c",
+            "echo hello from an image; ls /",
+        ],
+    ),
+    (
         "step6-denied",
         "step6",
         &[
@@ -111,10 +140,29 @@ pub fn run(root: &Path, check: bool) -> Result<()> {
         &["true"],
         &scratch.join("warm-up"),
     )?;
+    capture(
+        &root.join("target/debug/step6"),
+        &["true"],
+        &scratch.join("warm-up"),
+    )?;
+    // Step 9 needs an image: made from the default rootfs with umoci, the
+    // way the chapter shows, into a store of this run's own.
+    let (store, layout) = (scratch.join("store"), scratch.join("image"));
+    make_image(&layout)?;
     let mut stale = Vec::new();
     for (name, step, args) in OUTPUTS {
         let fresh = scratch.join(format!("{name}.txt"));
-        capture(&root.join("target/debug").join(step), args, &fresh)?;
+        let store_s = store.to_string_lossy();
+        let layout_s = layout.to_string_lossy();
+        let args: Vec<String> = args
+            .iter()
+            .map(|a| {
+                a.replace("{store}", &store_s)
+                    .replace("{layout}", &layout_s)
+            })
+            .collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        capture(&root.join("target/debug").join(step), &args, &fresh)?;
         let path = dir.join(format!("{name}.txt"));
         if check {
             let old = std::fs::read_to_string(&path).unwrap_or_default();
@@ -158,9 +206,9 @@ fn capture(binary: &Path, args: &[&str], out: &Path) -> Result<()> {
         c.arg("-E").arg(binary);
         c
     };
-    // Step 8 makes a bridge and rules: in a network namespace of its own,
-    // never on the machine's own network.
-    if binary.ends_with("step8") {
+    // Step 8 and 9 make a bridge and rules: in a network namespace of
+    // their own, never on the machine's own network.
+    if binary.ends_with("step8") || binary.ends_with("step9") {
         let state =
             std::env::temp_dir().join(format!("caixa-outputs-state-{}", std::process::id()));
         cmd = if is_root() {
@@ -183,6 +231,40 @@ fn capture(binary: &Path, args: &[&str], out: &Path) -> Result<()> {
     // The OOM example ends with 137 on purpose.
     if !status.success() && status.code() != Some(137) {
         bail!("{} {} failed: {status}", binary.display(), args.join(" "));
+    }
+    Ok(())
+}
+
+/// An OCI layout of the default busybox rootfs, made with umoci.
+fn make_image(layout: &Path) -> Result<()> {
+    let rootfs = std::env::var_os("CAIXA_CACHE_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/var/cache/caixa".into())
+        .join("busybox-rootfs");
+    let bundle = layout.with_extension("bundle");
+    let image = format!("{}:base", layout.display());
+    let script = format!(
+        "set -e; umoci init --layout {l}; umoci new --image {i}; umoci unpack --image {i} {b}; \
+         cp -a {r}/. {b}/rootfs/; umoci repack --image {i} {b}",
+        l = layout.display(),
+        i = image,
+        b = bundle.display(),
+        r = rootfs.display()
+    );
+    let mut cmd = if is_root() {
+        Command::new("sh")
+    } else {
+        let mut c = Command::new("sudo");
+        c.arg("sh");
+        c
+    };
+    let status = cmd
+        .args(["-c", &script])
+        .stdout(Stdio::null())
+        .status()
+        .context("cannot run umoci: sudo apt-get install umoci")?;
+    if !status.success() {
+        bail!("making the step 9 example image with umoci failed (sudo apt-get install umoci)");
     }
     Ok(())
 }
