@@ -395,6 +395,88 @@ pub fn fail_setup(program: &str, error: &dyn std::error::Error) -> ! {
     fail(program, error, codes::SETUP_FAILED)
 }
 
+/// `run [OPTIONS] IMAGE [COMMAND...]` (step 9 and later): step 8's options
+/// plus `--keep`.
+#[derive(Debug, Args)]
+pub struct ImageRunArgs {
+    /// Keep the container's changes (its upper directory) after it ends.
+    #[arg(long)]
+    pub keep: bool,
+    /// The network (step 8).
+    #[command(flatten)]
+    pub network: NetworkArgs,
+    /// The cgroup limits (step 7).
+    #[command(flatten)]
+    pub limits: CgroupArgs,
+    /// User namespace and privilege (step 6).
+    #[command(flatten)]
+    pub privilege: PrivilegeArgs,
+    /// The host name (step 5).
+    #[command(flatten)]
+    pub hostname: HostnameArgs,
+    /// Verbose, env, workdir, and IMAGE [COMMAND...].
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Runs a container of an image from `store`, as `docker run` does: the
+/// image's config under the command line's choices, step 8's isolation.
+pub fn run_image(program: &str, args: ImageRunArgs, store: &crate::image::store::Store) -> ! {
+    let Some((image, command)) = args.run.command.split_first() else {
+        eprintln!(
+            "{program}: which image? {program} run [OPTIONS] IMAGE [COMMAND...] (see {program} images)"
+        );
+        std::process::exit(125);
+    };
+    let image = if image.contains(':') {
+        image.clone()
+    } else {
+        format!("{image}:latest")
+    };
+    let mut spec = args.run.to_spec(&[
+        crate::ns::Namespace::User,
+        crate::ns::Namespace::Pid,
+        crate::ns::Namespace::Net,
+        crate::ns::Namespace::Ipc,
+        crate::ns::Namespace::Mount,
+        crate::ns::Namespace::Uts,
+    ]);
+    // ANCHOR: image_spec
+    let (manifest, _, image_config) =
+        crate::image::config::read(store, &image).unwrap_or_else(|e| fail_setup(program, &e));
+    crate::image::config::shape(
+        &mut spec.process,
+        &image_config,
+        command,
+        &args.run.env,
+        args.run.workdir.clone(),
+    )
+    .unwrap_or_else(|e| fail_setup(program, &e));
+    spec.image = Some(crate::image::overlay::ImageRoot {
+        store: store.root.clone(),
+        manifest,
+        keep: args.keep,
+    });
+    // ANCHOR_END: image_spec
+    if let Err(e) = args.privilege.apply(&mut spec) {
+        fail_setup(program, &e);
+    }
+    spec.limits = Some(
+        args.limits
+            .to_limits()
+            .unwrap_or_else(|e| fail_setup(program, &e)),
+    );
+    spec.network = Some(
+        args.network
+            .to_network()
+            .unwrap_or_else(|e| fail_setup(program, &e)),
+    );
+    let hostname = args.hostname.resolve();
+    set_env(&mut spec.process.env, format!("HOSTNAME={hostname}"));
+    spec.hostname = Some(hostname);
+    run_and_exit(program, &spec)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,6 +18,7 @@ pub mod init;
 pub mod net;
 pub mod ns;
 pub mod parent;
+pub mod registry;
 pub mod rootfs;
 pub mod seccomp;
 pub mod signals;

@@ -8,9 +8,8 @@
 
 use std::path::PathBuf;
 
-use caixa::Namespace;
-use caixa::cli::{self, CgroupArgs, HostnameArgs, NetworkArgs, PrivilegeArgs, RunArgs};
-use caixa::image::{config, load, overlay::ImageRoot, store::Store};
+use caixa::cli;
+use caixa::image::{load, store::Store};
 use clap::{Parser, Subcommand};
 
 /// Step 8 + images: load, run, images, rmi.
@@ -53,24 +52,7 @@ enum Command {
         name: String,
     },
     /// Run a container of an image: step9 run [OPTIONS] IMAGE [COMMAND [ARG...]].
-    Run(Box<RunImage>),
-}
-
-#[derive(clap::Args)]
-struct RunImage {
-    /// Keep the container's changes (its upper directory) after it ends.
-    #[arg(long)]
-    keep: bool,
-    #[command(flatten)]
-    network: NetworkArgs,
-    #[command(flatten)]
-    limits: CgroupArgs,
-    #[command(flatten)]
-    privilege: PrivilegeArgs,
-    #[command(flatten)]
-    hostname: HostnameArgs,
-    #[command(flatten)]
-    run: RunArgs,
+    Run(Box<cli::ImageRunArgs>),
 }
 
 fn main() {
@@ -95,60 +77,9 @@ fn main() {
             }
             println!("untagged {name}");
         }
-        Command::Run(run) => run_image(*run, store),
+        // ANCHOR: spec
+        // The image's config and root go into the spec (see cli::run_image).
+        Command::Run(run) => cli::run_image("step9", *run, &store),
+        // ANCHOR_END: spec
     }
-}
-
-fn run_image(args: RunImage, store: Store) {
-    let Some((image, command)) = args.run.command.split_first() else {
-        eprintln!("step9: which image? step9 run [OPTIONS] IMAGE [COMMAND...] (see step9 images)");
-        std::process::exit(125);
-    };
-    let image = if image.contains(':') {
-        image.clone()
-    } else {
-        format!("{image}:latest")
-    };
-    let mut spec = args.run.to_spec(&[
-        Namespace::User,
-        Namespace::Pid,
-        Namespace::Net,
-        Namespace::Ipc,
-        Namespace::Mount,
-        Namespace::Uts,
-    ]);
-    // ANCHOR: spec
-    let (manifest, _, image_config) =
-        config::read(&store, &image).unwrap_or_else(|e| cli::fail_setup("step9", &e));
-    config::shape(
-        &mut spec.process,
-        &image_config,
-        command,
-        &args.run.env,
-        args.run.workdir.clone(),
-    )
-    .unwrap_or_else(|e| cli::fail_setup("step9", &e));
-    spec.image = Some(ImageRoot {
-        store: store.root.clone(),
-        manifest,
-        keep: args.keep,
-    });
-    // ANCHOR_END: spec
-    if let Err(e) = args.privilege.apply(&mut spec) {
-        cli::fail_setup("step9", &e);
-    }
-    spec.limits = Some(
-        args.limits
-            .to_limits()
-            .unwrap_or_else(|e| cli::fail_setup("step9", &e)),
-    );
-    spec.network = Some(
-        args.network
-            .to_network()
-            .unwrap_or_else(|e| cli::fail_setup("step9", &e)),
-    );
-    let hostname = args.hostname.resolve();
-    cli::set_env(&mut spec.process.env, format!("HOSTNAME={hostname}"));
-    spec.hostname = Some(hostname);
-    cli::run_and_exit("step9", &spec)
 }

@@ -26,6 +26,7 @@ pub fn binary(n: u32) -> &'static str {
         7 => env!("CARGO_BIN_EXE_step7"),
         8 => env!("CARGO_BIN_EXE_step8"),
         9 => env!("CARGO_BIN_EXE_step9"),
+        10 => env!("CARGO_BIN_EXE_step10"),
         _ => panic!("no step {n} binary"),
     }
 }

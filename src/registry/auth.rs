@@ -1,0 +1,186 @@
+//! Registry authentication: Basic credentials and the Bearer token flow.
+//!
+//! A registry that wants credentials answers `401` with a challenge:
+//! `WWW-Authenticate: Basic realm="…"` (send `Authorization: Basic
+//! base64(user:password)`) or `Bearer realm="https://auth…/token",
+//! service="…",scope="repository:NAME:pull"` (ask the realm for a token,
+//! anonymously or with the user's credentials, then send `Authorization:
+//! Bearer TOKEN`). Credentials live where Docker keeps them, in a
+//! `config.json` with an `auths` map, and are only ever sent to the host they
+//! were saved for: a token realm on another host is asked anonymously.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::RegistryError;
+
+/// A parsed `WWW-Authenticate` header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Challenge {
+    /// Send Basic credentials.
+    Basic,
+    /// Get a token from `realm`.
+    Bearer {
+        /// The token endpoint.
+        realm: String,
+        /// The `service` parameter, if any.
+        service: Option<String>,
+        /// The `scope` parameter, if any.
+        scope: Option<String>,
+    },
+}
+
+/// Parses a `WWW-Authenticate` value.
+pub fn parse_challenge(header: &str) -> Option<Challenge> {
+    let (scheme, params) = header.trim().split_once(' ').unwrap_or((header.trim(), ""));
+    let mut map = BTreeMap::new();
+    // key="value" pairs separated by commas (values may hold commas).
+    let mut rest = params.trim();
+    while !rest.is_empty() {
+        let (key, after) = rest.split_once('=')?;
+        let after = after.trim_start();
+        let (value, tail) = if let Some(quoted) = after.strip_prefix('"') {
+            let end = quoted.find('"')?;
+            (&quoted[..end], &quoted[end + 1..])
+        } else {
+            let end = after.find(',').unwrap_or(after.len());
+            (&after[..end], &after[end..])
+        };
+        map.insert(key.trim().to_ascii_lowercase(), value.to_string());
+        rest = tail.trim_start_matches([',', ' ']);
+    }
+    match scheme.to_ascii_lowercase().as_str() {
+        "basic" => Some(Challenge::Basic),
+        "bearer" => Some(Challenge::Bearer {
+            realm: map.get("realm")?.clone(),
+            service: map.get("service").cloned(),
+            scope: map.get("scope").cloned(),
+        }),
+        _ => None,
+    }
+}
+
+const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// Standard base64 with padding (RFC 4648), as HTTP Basic and Docker's
+/// config.json use it.
+pub fn base64_encode(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// The inverse of [`base64_encode`]; `None` for invalid input.
+pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let text = text.trim_end_matches('=');
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in text.bytes() {
+        let v = ALPHABET.iter().position(|a| *a == c)? as u32;
+        acc = acc << 6 | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits & 0xff) as u8);
+        }
+    }
+    Some(out)
+}
+
+/// Where credentials are kept: `$CAIXA_CONFIG_DIR/config.json`, else
+/// `$HOME/.config/caixa/config.json`.
+pub fn config_path() -> PathBuf {
+    std::env::var_os("CAIXA_CONFIG_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
+                .join(".config/caixa")
+        })
+        .join("config.json")
+}
+
+/// The saved (user, password) for `host`.
+pub fn credentials(host: &str) -> Option<(String, String)> {
+    let text = std::fs::read_to_string(config_path()).ok()?;
+    let config: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let auth = config["auths"][host]["auth"].as_str()?;
+    let decoded = String::from_utf8(base64_decode(auth)?).ok()?;
+    let (user, password) = decoded.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
+/// Saves credentials for `host`, readable by the owner only.
+pub fn save_credentials(host: &str, user: &str, password: &str) -> Result<PathBuf, RegistryError> {
+    let path = config_path();
+    let err = |why: String| RegistryError::Credentials {
+        path: path.display().to_string(),
+        why,
+    };
+    let mut config: serde_json::Value = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_else(|| serde_json::json!({}));
+    config["auths"][host] =
+        serde_json::json!({ "auth": base64_encode(format!("{user}:{password}").as_bytes()) });
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+    }
+    let text = serde_json::to_string_pretty(&config).map_err(|e| err(e.to_string()))?;
+    std::fs::write(&path, text).map_err(|e| err(e.to_string()))?;
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .map_err(|e| err(e.to_string()))?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenges_parse() {
+        let c = parse_challenge(
+            r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/busybox:pull""#,
+        );
+        assert_eq!(
+            c,
+            Some(Challenge::Bearer {
+                realm: "https://auth.docker.io/token".into(),
+                service: Some("registry.docker.io".into()),
+                scope: Some("repository:library/busybox:pull".into()),
+            })
+        );
+        assert_eq!(
+            parse_challenge(r#"Basic realm="Registry Realm""#),
+            Some(Challenge::Basic)
+        );
+        assert_eq!(parse_challenge("Negotiate"), None);
+        assert_eq!(parse_challenge(r#"Bearer service="x""#), None);
+    }
+
+    #[test]
+    fn base64_round_trips() {
+        assert_eq!(base64_encode(b"user:pass"), "dXNlcjpwYXNz");
+        assert_eq!(base64_encode(b"a"), "YQ==");
+        for s in ["", "a", "ab", "abc", "user:pa:ss"] {
+            assert_eq!(
+                base64_decode(&base64_encode(s.as_bytes())).unwrap(),
+                s.as_bytes()
+            );
+        }
+        assert!(base64_decode("!!").is_none());
+    }
+}

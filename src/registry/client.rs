@@ -1,0 +1,272 @@
+//! HTTP to one registry: authentication on demand, bounded and verified
+//! answers, timeouts.
+
+use std::io::Read;
+use std::time::Duration;
+
+use super::RegistryError;
+use super::auth::{Challenge, base64_encode, credentials, parse_challenge};
+use super::reference::Reference;
+
+/// The manifest media types we ask for, most wanted first.
+pub const MANIFEST_TYPES: [&str; 4] = [
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+];
+
+/// The largest manifest or token answer accepted.
+pub const MAX_MANIFEST: u64 = 4 << 20;
+
+/// A client for one registry and repository.
+#[derive(Clone)]
+pub struct Client {
+    agent: ureq::Agent,
+    base: String,
+    host: String,
+    repository: String,
+    authorization: Option<String>,
+}
+
+/// Whether plain HTTP is acceptable for `host`: loopback, or listed.
+pub fn plain_http_ok(host: &str, insecure: &[String]) -> bool {
+    let bare = host
+        .rsplit_once(':')
+        .map_or(host, |(h, _)| h)
+        .trim_matches(['[', ']']);
+    bare == "localhost"
+        || bare.starts_with("127.")
+        || bare == "::1"
+        || insecure.iter().any(|i| i == host || i == bare)
+}
+
+impl Client {
+    /// A client for `reference`'s registry. Loopback and `insecure` hosts
+    /// speak plain HTTP; all others HTTPS.
+    pub fn new(reference: &Reference, insecure: &[String]) -> Client {
+        let host = reference.api_host().to_string();
+        let scheme = if plain_http_ok(&host, insecure) {
+            "http"
+        } else {
+            "https"
+        };
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(10))
+            .timeout_read(Duration::from_secs(30))
+            .timeout_write(Duration::from_secs(30))
+            .build();
+        Client {
+            agent,
+            base: format!("{scheme}://{host}/v2/{}", reference.repository),
+            host,
+            repository: reference.repository.clone(),
+            authorization: None,
+        }
+    }
+
+    /// The registry host.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// Sends a request; on `401`, answers the challenge once and retries.
+    pub fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+        actions: &str,
+    ) -> Result<ureq::Response, RegistryError> {
+        let url = if path.starts_with("http://") || path.starts_with("https://") {
+            path.to_string()
+        } else {
+            format!("{}{path}", self.base)
+        };
+        for attempt in 0..2 {
+            let mut request = self.agent.request(method, &url);
+            for (k, v) in headers {
+                request = request.set(k, v);
+            }
+            if let Some(auth) = &self.authorization {
+                request = request.set("Authorization", auth);
+            }
+            let result = match body {
+                Some(bytes) => request.send_bytes(bytes),
+                None => request.call(),
+            };
+            match result {
+                Ok(response) => return Ok(response),
+                Err(ureq::Error::Status(401, response)) if attempt == 0 => {
+                    let challenge = response
+                        .header("WWW-Authenticate")
+                        .and_then(parse_challenge)
+                        .ok_or_else(|| RegistryError::Protocol {
+                            what: url.clone(),
+                            why: "401 without a usable WWW-Authenticate header".into(),
+                        })?;
+                    self.authorization = Some(self.authenticate(challenge, actions)?);
+                }
+                Err(ureq::Error::Status(status, _)) => {
+                    let hint = match status {
+                        401 | 403 => ": log in first (step10 login HOST)".to_string(),
+                        404 => ": no such image, tag or blob".to_string(),
+                        _ => String::new(),
+                    };
+                    return Err(RegistryError::Status { url, status, hint });
+                }
+                Err(ureq::Error::Transport(t)) => {
+                    return Err(RegistryError::Transport {
+                        url,
+                        why: t.to_string(),
+                    });
+                }
+            }
+        }
+        Err(RegistryError::Status {
+            url,
+            status: 401,
+            hint: ": the credentials were refused (step10 login HOST)".into(),
+        })
+    }
+
+    /// The `Authorization` value that answers `challenge`.
+    fn authenticate(&self, challenge: Challenge, actions: &str) -> Result<String, RegistryError> {
+        let creds = credentials(&self.host);
+        match challenge {
+            Challenge::Basic => {
+                let (user, password) = creds.ok_or_else(|| RegistryError::Status {
+                    url: self.base.clone(),
+                    status: 401,
+                    hint: format!(
+                        ": the registry wants credentials: step10 login {}",
+                        self.host
+                    ),
+                })?;
+                Ok(format!(
+                    "Basic {}",
+                    base64_encode(format!("{user}:{password}").as_bytes())
+                ))
+            }
+            Challenge::Bearer {
+                realm,
+                service,
+                scope,
+            } => {
+                let scope =
+                    scope.unwrap_or_else(|| format!("repository:{}:{actions}", self.repository));
+                let mut url = format!("{realm}?scope={}", encode(&scope));
+                if let Some(service) = service {
+                    url.push_str(&format!("&service={}", encode(&service)));
+                }
+                let mut request = self.agent.get(&url);
+                // Credentials only go to the host they were saved for.
+                let realm_host = realm
+                    .split("://")
+                    .nth(1)
+                    .and_then(|r| r.split('/').next())
+                    .unwrap_or("");
+                if let Some((user, password)) = creds.filter(|_| realm_host == self.host) {
+                    request = request.set(
+                        "Authorization",
+                        &format!(
+                            "Basic {}",
+                            base64_encode(format!("{user}:{password}").as_bytes())
+                        ),
+                    );
+                }
+                let response = request.call().map_err(|e| RegistryError::Transport {
+                    url: url.clone(),
+                    why: e.to_string(),
+                })?;
+                let mut body = Vec::new();
+                response
+                    .into_reader()
+                    .take(MAX_MANIFEST)
+                    .read_to_end(&mut body)
+                    .map_err(|e| RegistryError::Transport {
+                        url: url.clone(),
+                        why: e.to_string(),
+                    })?;
+                let json: serde_json::Value =
+                    serde_json::from_slice(&body).map_err(|e| RegistryError::Protocol {
+                        what: url.clone(),
+                        why: format!("token answer is not JSON: {e}"),
+                    })?;
+                let token = json["token"]
+                    .as_str()
+                    .or(json["access_token"].as_str())
+                    .ok_or_else(|| RegistryError::Protocol {
+                        what: url,
+                        why: "no token in the answer".into(),
+                    })?;
+                Ok(format!("Bearer {token}"))
+            }
+        }
+    }
+
+    /// Reads a whole, bounded answer body.
+    pub fn read_bounded(response: ureq::Response, what: &str) -> Result<Vec<u8>, RegistryError> {
+        if let Some(len) = response
+            .header("Content-Length")
+            .and_then(|l| l.parse::<u64>().ok())
+        {
+            if len > MAX_MANIFEST {
+                return Err(RegistryError::Protocol {
+                    what: what.into(),
+                    why: format!(
+                        "{len} bytes is more than the {MAX_MANIFEST}-byte bound for a manifest"
+                    ),
+                });
+            }
+        }
+        let mut body = Vec::new();
+        response
+            .into_reader()
+            .take(MAX_MANIFEST + 1)
+            .read_to_end(&mut body)
+            .map_err(|e| RegistryError::Transport {
+                url: what.into(),
+                why: e.to_string(),
+            })?;
+        if body.len() as u64 > MAX_MANIFEST {
+            return Err(RegistryError::Protocol {
+                what: what.into(),
+                why: "larger than the manifest bound".into(),
+            });
+        }
+        Ok(body)
+    }
+}
+
+/// Percent-encoding for query values.
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn plain_http_only_for_loopback_or_listed() {
+        assert!(super::plain_http_ok("127.0.0.1:5000", &[]));
+        assert!(super::plain_http_ok("localhost:5000", &[]));
+        assert!(!super::plain_http_ok("registry.example:5000", &[]));
+        assert!(super::plain_http_ok(
+            "registry.example:5000",
+            &["registry.example:5000".into()]
+        ));
+        assert_eq!(
+            super::encode("repository:a/b:pull"),
+            "repository%3Aa%2Fb%3Apull"
+        );
+    }
+}

@@ -1,0 +1,168 @@
+//! Image references, parsed as Docker does.
+//!
+//! `busybox` is `docker.io/library/busybox:latest`; `team/app:1` is on Docker
+//! Hub too; the first component is a registry host only when it has a `.` or
+//! a `:` or is `localhost` (`127.0.0.1:5000/app`, `ghcr.io/x/y`).
+
+use std::fmt;
+
+use super::RegistryError;
+
+/// Docker Hub's registry, the default.
+pub const DOCKER_HUB: &str = "docker.io";
+
+/// A parsed reference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    /// The registry host, with its port.
+    pub registry: String,
+    /// The repository: `library/busybox`, `team/app`.
+    pub repository: String,
+    /// A tag, or a digest (`sha256:…`).
+    pub tag_or_digest: String,
+}
+
+impl Reference {
+    /// Parses `text`.
+    pub fn parse(text: &str) -> Result<Reference, RegistryError> {
+        let bad = || RegistryError::Reference(text.to_string());
+        if text.is_empty() || text.len() > 255 || text.contains(char::is_whitespace) {
+            return Err(bad());
+        }
+        let (name, tag_or_digest) = if let Some((n, d)) = text.split_once('@') {
+            if crate::image::digest::hex_of(d).is_none() {
+                return Err(bad());
+            }
+            (n, d.to_string())
+        } else {
+            // A tag is after the last ':' that follows the last '/'.
+            let slash = text.rfind('/').map_or(0, |i| i + 1);
+            match text[slash..].rfind(':') {
+                Some(i) => (&text[..slash + i], text[slash + i + 1..].to_string()),
+                None => (text, "latest".to_string()),
+            }
+        };
+        let (registry, repository) = match name.split_once('/') {
+            Some((first, rest))
+                if first.contains('.') || first.contains(':') || first == "localhost" =>
+            {
+                (first.to_string(), rest.to_string())
+            }
+            _ => (DOCKER_HUB.to_string(), name.to_string()),
+        };
+        let repository = if registry == DOCKER_HUB && !repository.contains('/') {
+            format!("library/{repository}")
+        } else {
+            repository
+        };
+        let component_ok = |c: &str| {
+            !c.is_empty()
+                && c.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+        };
+        let tag_ok = tag_or_digest.starts_with("sha256:")
+            || (!tag_or_digest.is_empty()
+                && tag_or_digest.len() <= 128
+                && tag_or_digest
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)));
+        if !repository.split('/').all(component_ok) || !tag_ok {
+            return Err(bad());
+        }
+        Ok(Reference {
+            registry,
+            repository,
+            tag_or_digest,
+        })
+    }
+
+    /// The host requests go to (Docker Hub's API lives elsewhere).
+    pub fn api_host(&self) -> &str {
+        if self.registry == DOCKER_HUB {
+            "registry-1.docker.io"
+        } else {
+            &self.registry
+        }
+    }
+
+    /// The name the image gets in the local store.
+    pub fn store_name(&self) -> String {
+        let sep = if self.tag_or_digest.starts_with("sha256:") {
+            "@"
+        } else {
+            ":"
+        };
+        if self.registry == DOCKER_HUB {
+            let short = self
+                .repository
+                .strip_prefix("library/")
+                .unwrap_or(&self.repository);
+            format!("{short}{sep}{}", self.tag_or_digest)
+        } else {
+            format!(
+                "{}/{}{sep}{}",
+                self.registry, self.repository, self.tag_or_digest
+            )
+        }
+    }
+}
+
+impl fmt::Display for Reference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sep = if self.tag_or_digest.starts_with("sha256:") {
+            "@"
+        } else {
+            ":"
+        };
+        write!(
+            f,
+            "{}/{}{sep}{}",
+            self.registry, self.repository, self.tag_or_digest
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(s: &str) -> Reference {
+        Reference::parse(s).unwrap()
+    }
+
+    #[test]
+    fn parses_like_docker() {
+        assert_eq!(r("busybox").to_string(), "docker.io/library/busybox:latest");
+        assert_eq!(
+            r("library/busybox:1.36").to_string(),
+            "docker.io/library/busybox:1.36"
+        );
+        assert_eq!(r("team/app:v2").repository, "team/app");
+        let local = r("127.0.0.1:5000/team/app:1");
+        assert_eq!(
+            (
+                local.registry.as_str(),
+                local.repository.as_str(),
+                local.tag_or_digest.as_str()
+            ),
+            ("127.0.0.1:5000", "team/app", "1")
+        );
+        let digest = format!("sha256:{}", "a".repeat(64));
+        assert_eq!(
+            r(&format!("localhost:5000/app@{digest}")).tag_or_digest,
+            digest
+        );
+        assert_eq!(r("busybox").store_name(), "busybox:latest");
+        for bad in [
+            "",
+            "Busybox",
+            "a b",
+            "app@sha256:xyz",
+            "app:",
+            "/app",
+            "app//x",
+        ] {
+            assert!(Reference::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
