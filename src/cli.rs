@@ -442,13 +442,23 @@ pub fn run_image(program: &str, args: ImageRunArgs, store: &crate::image::store:
         crate::ns::Namespace::Uts,
     ]);
     // ANCHOR: image_spec
+    // `-e KEY` passes the host's value on, as to_spec resolved it.
+    let resolved_env: Vec<String> = args
+        .run
+        .env
+        .iter()
+        .map(|e| match e.split_once('=') {
+            Some(_) => e.clone(),
+            None => format!("{e}={}", std::env::var(e).unwrap_or_default()),
+        })
+        .collect();
     let (manifest, _, image_config) =
         crate::image::config::read(store, &image).unwrap_or_else(|e| fail_setup(program, &e));
     crate::image::config::shape(
         &mut spec.process,
         &image_config,
         command,
-        &args.run.env,
+        &resolved_env,
         args.run.workdir.clone(),
     )
     .unwrap_or_else(|e| fail_setup(program, &e));

@@ -88,6 +88,7 @@ const CLONE_NEWUSER: u64 = libc::CLONE_NEWUSER as u64;
 pub struct Filters {
     deny: BpfProgram,
     no_clone3: BpfProgram,
+    no_x32: Option<BpfProgram>,
 }
 
 fn arch() -> Result<TargetArch, SeccompError> {
@@ -133,13 +134,46 @@ pub fn default_filters() -> Result<Filters, SeccompError> {
     Ok(Filters {
         deny: compile(deny)?,
         no_clone3: compile(no_clone3)?,
+        no_x32: no_x32(),
     })
+}
+
+/// On x86_64, the x32 ABI reaches the same kernel calls with numbers that
+/// have bit 30 set, under the same audit architecture: a deny list keyed on
+/// the plain numbers would miss them. This small hand-written BPF program
+/// refuses every x32 call (containers never need them).
+#[cfg(target_arch = "x86_64")]
+fn no_x32() -> Option<BpfProgram> {
+    use seccompiler::sock_filter;
+    const X32_BIT: u32 = 0x4000_0000;
+    let stmt = |code: u16, k: u32| sock_filter {
+        code,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let jump = |code: u16, k: u32, jt: u8, jf: u8| sock_filter { code, jt, jf, k };
+    let (ld_w_abs, jge_k, ret_k) = (0x20, 0x35, 0x06);
+    Some(vec![
+        stmt(ld_w_abs, 0),                             // A = seccomp_data.nr
+        jump(jge_k, X32_BIT, 0, 1),                    // nr >= 0x40000000 ? next : skip
+        stmt(ret_k, 0x0005_0000 | libc::EPERM as u32), // SECCOMP_RET_ERRNO | EPERM
+        stmt(ret_k, 0x7fff_0000),                      // SECCOMP_RET_ALLOW
+    ])
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn no_x32() -> Option<BpfProgram> {
+    None
 }
 
 /// Installs the filters on this process; they pass on to every child and
 /// survive `execve`. Needs no_new_privs (or CAP_SYS_ADMIN), set just before.
 pub fn install(filters: &Filters) -> Result<(), SeccompError> {
-    for program in [&filters.deny, &filters.no_clone3] {
+    for program in [&filters.deny, &filters.no_clone3]
+        .into_iter()
+        .chain(filters.no_x32.as_ref())
+    {
         seccompiler::apply_filter(program).map_err(|e| SeccompError::Install(e.to_string()))?;
     }
     Ok(())

@@ -50,8 +50,19 @@ fn the_container_is_in_another_network_namespace() {
 #[test]
 fn the_hosts_links_are_untouched() {
     let before = host_links();
-    let out = run(2, &["ip", "link", "add", "caixa-test0", "type", "dummy"]);
-    // Whether or not `dummy` exists here, nothing may appear on the host.
-    let _ = out;
-    assert_eq!(host_links(), before);
+    // A pair of links made inside must exist there and nowhere else.
+    let out = run(
+        2,
+        &[
+            "sh",
+            "-c",
+            "ip link add caixa-test0 type veth peer name caixa-test1 && ip -o link | wc -l",
+        ],
+    );
+    assert_eq!(stdout_of(&out).trim(), "3", "lo and the new pair, inside");
+    assert_eq!(
+        host_links(),
+        before,
+        "step 2: a link made in the container appeared on the host"
+    );
 }

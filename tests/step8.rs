@@ -334,3 +334,43 @@ fn a_container_reaches_another_through_a_published_port_hairpin() {
     let (status, _) = server.finish();
     assert!(status.success());
 }
+
+#[test]
+fn a_killed_containers_port_rules_do_not_catch_the_next_ones_traffic() {
+    let netns = TestNetns::new();
+    let keeper = Running::spawn(netns.step(8), &[], "echo ready; read x");
+    let mut killed = Running::spawn(netns.step(8), &["-p", "8080:80"], "echo ready; read x");
+    killed.child.kill().unwrap();
+    killed.child.wait().unwrap();
+    drop(killed);
+    // The network lives on (the keeper holds it); a new container may take
+    // the port, and only its rule may catch it.
+    let next = Running::spawn(netns.step(8), &["-p", "8080:80"], "echo ready; read x");
+    let dnat: Vec<String> = netns
+        .rules()
+        .into_iter()
+        .filter(|r| r.contains("--dport 8080") && r.contains("DNAT"))
+        .collect();
+    assert_eq!(
+        dnat.len(),
+        1,
+        "step 8: the killed container's DNAT rule is still there: {dnat:?}"
+    );
+    let (status, _) = next.finish();
+    assert!(status.success());
+    let (status, _) = keeper.finish();
+    assert!(status.success());
+}
+
+#[test]
+fn a_bridge_caixa_did_not_make_is_left_alone() {
+    let netns = TestNetns::new();
+    netns.sh("ip link add br-foreign type bridge");
+    let out = netns.run(8, &["--bridge", "br-foreign", "true"]);
+    assert_one_line_error(&out, 8, 125, "was not made by caixa");
+    assert_eq!(
+        netns.links(),
+        ["br-foreign", "lo"],
+        "step 8 must not remove or change a bridge it did not make"
+    );
+}

@@ -474,6 +474,18 @@ fn a_hard_link_out_of_the_layer_is_refused() {
 }
 
 #[test]
+fn a_whiteout_of_the_parent_directory_is_refused() {
+    let world = World::new();
+    // Unpack a good image first: its layer must survive the bad one.
+    loaded(&world, &[base_layer()]);
+    stdout_of(&world.run(&["img:1", "sh", "-c", "exit 0"]));
+    for name in [".wh...", ".wh..", ".wh."] {
+        hostile(&world, tar_of(&[Entry::File(name, b"")]), "names no entry");
+    }
+    stdout_of(&world.run(&["img:1", "sh", "-c", "exit 0"]));
+}
+
+#[test]
 fn a_device_node_is_refused() {
     let world = World::new();
     hostile(

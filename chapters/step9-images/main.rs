@@ -72,6 +72,11 @@ fn main() {
             }
         }
         Command::Rmi { name } => {
+            let name = if name.contains(':') {
+                name
+            } else {
+                format!("{name}:latest")
+            };
             if let Err(e) = store.untag(&name) {
                 cli::fail_setup("step9", &e);
             }

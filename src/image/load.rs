@@ -65,8 +65,17 @@ pub fn load(store: &Store, input: &Path, name: Option<&str>) -> Result<Vec<Strin
     let mut json: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut paths: BTreeMap<String, (String, u64)> = BTreeMap::new(); // archive path -> (digest, size)
     let bad = |e: std::io::Error| {
+        // One line: the tar crate may quote the bytes it choked on.
+        let why: String = e
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or("")
+            .chars()
+            .take(120)
+            .collect();
         ImageError::Malformed(format!(
-            "{}: not a readable tar archive: {e}",
+            "{}: not an image archive (tar): {why}",
             input.display()
         ))
     };
@@ -157,16 +166,17 @@ fn load_oci(
     let mut depth = 0;
     while chosen.is_none() && depth < 4 {
         depth += 1;
-        let pick = candidates
-            .iter()
-            .find(|d| {
-                d.platform().as_ref().is_some_and(|p| {
-                    p.os().to_string() == "linux" && p.architecture().to_string() == oci_arch()
-                })
+        // This machine's platform; a manifest without platform information
+        // is taken as is; another architecture is refused, not run.
+        let matching = candidates.iter().find(|d| {
+            d.platform().as_ref().is_some_and(|p| {
+                p.os().to_string() == "linux" && p.architecture().to_string() == oci_arch()
             })
-            .or_else(|| candidates.first())
-            .cloned()
-            .ok_or_else(|| ImageError::Malformed("the index lists no manifest".into()))?;
+        });
+        let unlabelled = candidates.iter().find(|d| d.platform().is_none());
+        let pick = matching.or(unlabelled).cloned().ok_or_else(|| {
+            ImageError::Malformed(format!("no manifest for linux/{} in the index", oci_arch()))
+        })?;
         let digest = pick.digest().to_string();
         fetch(&digest, pick.size())?;
         let media = pick.media_type().to_string();
@@ -198,6 +208,15 @@ fn load_oci(
         fetch(layer.digest().as_ref(), layer.size())?;
     }
     check_config(store, &manifest)?;
+    // The ref.name annotation is often a tag alone (umoci, skopeo): then
+    // the image is named after the layout, with that tag.
+    let tag = tag.map(|t| {
+        if t.contains(':') || t.contains('/') {
+            t
+        } else {
+            format!("{default_name}:{t}")
+        }
+    });
     let name = name
         .map(String::from)
         .or(tag)

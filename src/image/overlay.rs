@@ -107,7 +107,14 @@ pub fn ensure_layer(
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
     }
-    std::fs::rename(&tmp, &dir).map_err(io_err(&dir))?;
+    if let Err(e) = std::fs::rename(&tmp, &dir) {
+        // Another start unpacked the same layer meanwhile: theirs will do.
+        let _ = std::fs::remove_dir_all(&tmp);
+        if dir.is_dir() {
+            return Ok(dir);
+        }
+        return Err(io_err(&dir)(e));
+    }
     trace.step(
         Side::Parent,
         format_args!("image: unpacked layer {diff_id} into {}", dir.display()),
@@ -149,11 +156,31 @@ pub fn prepare(
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let short = format!("l/{}", &name[..12.min(name.len())]);
-        if std::fs::symlink_metadata(layers_dir.join(&short)).is_err() {
-            std::os::unix::fs::symlink(format!("../{name}"), layers_dir.join(&short))
-                .map_err(io_err(layers_dir.join(&short)))?;
+        let link = layers_dir.join(&short);
+        let target = format!("../{name}");
+        match std::os::unix::fs::symlink(&target, &link) {
+            Ok(()) => {}
+            // There already (or made by a concurrent start): it must point
+            // at this very layer, or a crafted diff_id sharing the prefix
+            // could stand in for it.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                if std::fs::read_link(&link).ok().as_deref() != Some(Path::new(&target)) {
+                    return Err(ImageError::Hostile {
+                        layer: diff_id.to_string(),
+                        why: format!(
+                            "{short} already names another layer (a diff_id prefix collision)"
+                        ),
+                    });
+                }
+            }
+            Err(e) => return Err(io_err(&link)(e)),
         }
         lower.push(short);
+    }
+    if lower.is_empty() {
+        return Err(ImageError::Malformed(
+            "the image has no layers: overlayfs needs at least one".into(),
+        ));
     }
     // overlayfs lists the top layer first.
     lower.reverse();

@@ -34,6 +34,12 @@ impl Store {
     /// Opens (creating) the store at `root`.
     pub fn open(root: impl Into<PathBuf>) -> Result<Store, ImageError> {
         let root = root.into();
+        // Absolute: the overlay mount runs from another working directory.
+        let root = if root.is_absolute() {
+            root
+        } else {
+            std::env::current_dir().map_err(io_err("."))?.join(root)
+        };
         for dir in ["blobs/sha256", "layers", "images", "containers"] {
             std::fs::create_dir_all(root.join(dir)).map_err(io_err(root.join(dir)))?;
         }

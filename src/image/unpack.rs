@@ -165,6 +165,14 @@ pub fn apply_whiteout(dir: &Path, name: &str, shift: &Shift) -> std::io::Result<
     let Some(hidden) = name.strip_prefix(".wh.") else {
         return Ok(false);
     };
+    // `.wh..` or `.wh...` would hide the directory itself or its parent:
+    // only a plain name may be whited out.
+    if hidden.is_empty() || hidden == "." || hidden == ".." || hidden.contains('/') {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("whiteout {name:?} names no entry"),
+        ));
+    }
     let path = dir.join(hidden);
     clear(&path)?;
     mknod(&path, libc::S_IFCHR | 0o600, 0)?;

@@ -15,6 +15,14 @@ pub fn chains(bridge: &str) -> (String, String, String) {
     )
 }
 
+/// The file that marks a bridge as made by caixa (in the state directory):
+/// caixa only ever removes or reuses bridges it made.
+pub fn marker(spec: &NetworkSpec) -> std::path::PathBuf {
+    spec.state_dir
+        .join("networks")
+        .join(format!("{}.bridge", spec.bridge))
+}
+
 /// Whether the bridge exists in this network namespace.
 pub fn exists(bridge: &str) -> bool {
     super::link_exists(bridge)
@@ -99,6 +107,10 @@ pub fn create(spec: &NetworkSpec, trace: &Trace) -> Result<(), NetError> {
         let _ = run("ip", &["link", "del", br], "", trace);
         return Err(e);
     }
+    std::fs::write(marker(spec), subnet.to_string()).map_err(|source| NetError::State {
+        path: marker(spec),
+        source,
+    })?;
     Ok(())
 }
 // ANCHOR_END: create_bridge
@@ -142,5 +154,6 @@ pub fn destroy(spec: &NetworkSpec, trace: &Trace) -> Result<(), NetError> {
     );
     let rules_result = run("iptables-restore", &["--noflush"], &rules, trace);
     let link_result = run("ip", &["link", "del", br], "", trace);
+    let _ = std::fs::remove_file(marker(spec));
     rules_result.and(link_result).map(drop)
 }

@@ -67,6 +67,8 @@ struct Locked {
     _lock: File,
     path: PathBuf,
     leases: Vec<Lease>,
+    /// Leases whose step binary is gone (killed): their rules may be left.
+    dead: Vec<Lease>,
 }
 
 fn lock(spec: &NetworkSpec) -> Result<Locked, NetError> {
@@ -81,15 +83,15 @@ fn lock(spec: &NetworkSpec) -> Result<Locked, NetError> {
     }
     let path = dir.join(format!("{}.leases", spec.bridge));
     let text = std::fs::read_to_string(&path).unwrap_or_default();
-    let leases = text
+    let (leases, dead): (Vec<Lease>, Vec<Lease>) = text
         .lines()
         .filter_map(Lease::parse)
-        .filter(Lease::alive)
-        .collect();
+        .partition(Lease::alive);
     Ok(Locked {
         _lock: lock,
         path,
         leases,
+        dead,
     })
 }
 
@@ -116,6 +118,19 @@ pub fn lease(spec: &NetworkSpec, id: &str, trace: &Trace) -> Result<Ipv4Addr, Ne
             )));
         }
         portmap::check_free(p)?;
+    }
+    // The port rules of a killed container would still catch its ports.
+    if !state.leases.is_empty() {
+        for dead in &state.dead {
+            portmap::remove_rules_of(&dead.id, trace)?;
+            let _ = std::fs::remove_dir_all(spec.state_dir.join("containers").join(&dead.id));
+        }
+    }
+    if bridge::exists(&spec.bridge) && !bridge::marker(spec).exists() {
+        return Err(NetError::Invalid(format!(
+            "a bridge named {} exists and was not made by caixa: choose another --bridge",
+            spec.bridge
+        )));
     }
     if state.leases.is_empty() && bridge::exists(&spec.bridge) {
         // No live lease but a bridge: left by a step binary that was killed.

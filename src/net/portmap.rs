@@ -173,6 +173,37 @@ pub fn apply(rules: &[Rule], action: &str, trace: &Trace) -> Result<(), NetError
     .map(drop)
 }
 
+/// Deletes every rule whose comment names container `id` (left by a step
+/// binary that was killed), read back from `iptables-save`.
+pub fn remove_rules_of(id: &str, trace: &Trace) -> Result<(), NetError> {
+    let saved = run("iptables-save", &[], "", trace)?;
+    let marker = format!("caixa:{id}");
+    let mut input = String::new();
+    let mut table = String::new();
+    let mut lines = Vec::new();
+    let flush = |input: &mut String, table: &str, lines: &mut Vec<String>| {
+        if !lines.is_empty() {
+            input.push_str(&format!("{table}\n{}COMMIT\n", lines.concat()));
+            lines.clear();
+        }
+    };
+    for line in saved.lines() {
+        if line.starts_with('*') {
+            flush(&mut input, &table, &mut lines);
+            table = line.to_string();
+        } else if let Some(rule) = line.strip_prefix("-A ") {
+            if line.contains(&marker) {
+                lines.push(format!("-D {rule}\n"));
+            }
+        }
+    }
+    flush(&mut input, &table, &mut lines);
+    if input.is_empty() {
+        return Ok(());
+    }
+    run("iptables-restore", &["--noflush"], &input, trace).map(drop)
+}
+
 /// Fails when another program already listens on the host port.
 pub fn check_free(p: &Publish) -> Result<(), NetError> {
     let addr = SocketAddrV4::new(p.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED), p.host_port);

@@ -123,26 +123,43 @@ pub fn credentials(host: &str) -> Option<(String, String)> {
     Some((user.to_string(), password.to_string()))
 }
 
-/// Saves credentials for `host`, readable by the owner only.
+/// Saves credentials for `host`, readable by the owner only: written to a
+/// new file of mode 0600, then renamed over the old one.
 pub fn save_credentials(host: &str, user: &str, password: &str) -> Result<PathBuf, RegistryError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let path = config_path();
     let err = |why: String| RegistryError::Credentials {
         path: path.display().to_string(),
         why,
     };
-    let mut config: serde_json::Value = std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_else(|| serde_json::json!({}));
+    let mut config: serde_json::Value = match std::fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text)
+            .map_err(|e| err(format!("not valid JSON ({e}); fix or remove it")))?,
+        Err(_) => serde_json::json!({}),
+    };
+    if !config.is_object() || !(config["auths"].is_object() || config["auths"].is_null()) {
+        return Err(err(
+            "not a config.json of the expected shape; fix or remove it".into(),
+        ));
+    }
     config["auths"][host] =
         serde_json::json!({ "auth": base64_encode(format!("{user}:{password}").as_bytes()) });
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
     }
     let text = serde_json::to_string_pretty(&config).map_err(|e| err(e.to_string()))?;
-    std::fs::write(&path, text).map_err(|e| err(e.to_string()))?;
-    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
         .map_err(|e| err(e.to_string()))?;
+    file.write_all(text.as_bytes())
+        .map_err(|e| err(e.to_string()))?;
+    std::fs::rename(&tmp, &path).map_err(|e| err(e.to_string()))?;
     Ok(path)
 }
 

@@ -89,7 +89,13 @@ impl Client {
             for (k, v) in headers {
                 request = request.set(k, v);
             }
-            if let Some(auth) = &self.authorization {
+            // Credentials and tokens only ever go to this registry's host
+            // (an upload Location may point elsewhere).
+            if let Some(auth) = self
+                .authorization
+                .as_ref()
+                .filter(|_| host_of(&url) == self.host)
+            {
                 request = request.set("Authorization", auth);
             }
             let result = match body {
@@ -161,13 +167,12 @@ impl Client {
                     url.push_str(&format!("&service={}", encode(&service)));
                 }
                 let mut request = self.agent.get(&url);
-                // Credentials only go to the host they were saved for.
-                let realm_host = realm
-                    .split("://")
-                    .nth(1)
-                    .and_then(|r| r.split('/').next())
-                    .unwrap_or("");
-                if let Some((user, password)) = creds.filter(|_| realm_host == self.host) {
+                // Credentials go to the realm only when it is this very host,
+                // and never in clear text to a host that is not loopback.
+                let safe = realm.starts_with("https://") || plain_http_ok(host_of(&realm), &[]);
+                if let Some((user, password)) =
+                    creds.filter(|_| host_of(&realm) == self.host && safe)
+                {
                     request = request.set(
                         "Authorization",
                         &format!(
@@ -238,6 +243,14 @@ impl Client {
         }
         Ok(body)
     }
+}
+
+/// The `host[:port]` of a URL.
+fn host_of(url: &str) -> &str {
+    url.split("://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap_or("")
 }
 
 /// Percent-encoding for query values.

@@ -76,8 +76,7 @@ pub fn pull(
         .tag_or_digest
         .starts_with("sha256:")
         .then_some(reference.tag_or_digest.as_str());
-    let (mut body, mut media, mut digest) =
-        manifest(&mut client, &reference.tag_or_digest, by_digest)?;
+    let (mut body, media, mut digest) = manifest(&mut client, &reference.tag_or_digest, by_digest)?;
     let bad = |why: String| RegistryError::Protocol {
         what: format!("manifest of {reference}"),
         why,
@@ -96,10 +95,9 @@ pub fn pull(
             .ok_or_else(|| bad(format!("the index has no manifest for {platform}")))?
             .to_string();
         progress(&format!("index: {platform} is {chosen}"));
-        (body, media, digest) = manifest(&mut client, &chosen, Some(&chosen))?;
+        (body, _, digest) = manifest(&mut client, &chosen, Some(&chosen))?;
         json = serde_json::from_slice(&body).map_err(|e| bad(e.to_string()))?;
     }
-    let _ = media;
     // Config and layers: (digest, size, what).
     let mut blobs = vec![(
         json["config"]["digest"].as_str().unwrap_or("").to_string(),
@@ -113,6 +111,9 @@ pub fn pull(
             format!("layer {}", i + 1),
         ));
     }
+    // The same blob twice (two identical layers) is fetched once.
+    let mut seen = std::collections::BTreeSet::new();
+    blobs.retain(|(d, ..)| seen.insert(d.clone()));
     if blobs
         .iter()
         .any(|(d, ..)| crate::image::digest::hex_of(d).is_none())
@@ -162,7 +163,11 @@ fn fetch_blob(
     let response = client.send("GET", &format!("/blobs/{digest}"), &[], None, "pull")?;
     // put_blob hashes what it reads and refuses a mismatch or a wrong size;
     // `take` stops a server that sends more than it announced.
-    store.put_blob(digest, Some(size), response.into_reader().take(size + 1))?;
+    store.put_blob(
+        digest,
+        Some(size),
+        response.into_reader().take(size.saturating_add(1)),
+    )?;
     progress(&format!("{what} {digest}: {size} bytes"));
     Ok(())
     // END EXERCISE

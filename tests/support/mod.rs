@@ -67,23 +67,30 @@ pub fn run(n: u32, args: &[&str]) -> Output {
     wait_output(child)
 }
 
-/// Waits for `child` at most [`TIMEOUT`], killing it after that.
-pub fn wait_output(mut child: Child) -> Output {
-    let start = Instant::now();
-    loop {
-        if child.try_wait().expect("try_wait").is_some() {
-            return child.wait_with_output().expect("wait_with_output");
-        }
-        if start.elapsed() > TIMEOUT {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("wait_with_output");
+/// Waits for `child` at most [`TIMEOUT`], killing it after that. The pipes
+/// are read while waiting (a thread), so a chatty child cannot block on a
+/// full pipe.
+pub fn wait_output(child: Child) -> Output {
+    let pid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(TIMEOUT) {
+        Ok(out) => out.expect("wait_with_output"),
+        Err(_) => {
+            // SAFETY: kill(2) of our own child, which did not end in time.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let out = rx
+                .recv()
+                .expect("the waiting thread")
+                .expect("wait_with_output");
             panic!(
                 "the container did not end within {TIMEOUT:?}\nstdout: {}\nstderr: {}",
                 text(&out.stdout),
                 text(&out.stderr)
             );
         }
-        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
@@ -334,6 +341,20 @@ pub fn in_shared_mount_namespace(cmd: &mut Command) {
                 return Err(std::io::Error::last_os_error());
             }
             let root = c"/";
+            // Private first: the copied mounts are still peers of the host's,
+            // and a leak must stop at this namespace. Then shared, as on a
+            // systemd host, within this namespace only.
+            let private = libc::MS_PRIVATE | libc::MS_REC;
+            if libc::mount(
+                std::ptr::null(),
+                root.as_ptr(),
+                std::ptr::null(),
+                private,
+                std::ptr::null(),
+            ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
             let flags = libc::MS_SHARED | libc::MS_REC;
             if libc::mount(
                 std::ptr::null(),

@@ -88,6 +88,24 @@ pub fn run_tests(dir: &Path, test: &str, target_dir: Option<&Path>) -> Result<(S
     ))
 }
 
+/// The names of the tests of one test binary (`cargo test -- --list`).
+fn list_tests(dir: &Path, test: &str, target_dir: Option<&Path>) -> Vec<String> {
+    let mut cmd = Command::new("cargo");
+    cmd.args(["test", "--quiet", "--test", test, "--", "--list"])
+        .current_dir(dir);
+    if let Some(t) = target_dir {
+        cmd.env("CARGO_TARGET_DIR", t);
+    }
+    let out = cmd
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    out.lines()
+        .filter_map(|l| l.strip_suffix(": test"))
+        .map(String::from)
+        .collect()
+}
+
 /// Reads libtest's output: each `test NAME ... ok|FAILED` line, and for the
 /// failures the text of their `---- NAME stdout ----` section.
 pub fn parse(stdout: &str) -> Vec<(String, bool, String)> {
@@ -176,7 +194,18 @@ pub fn grade(
             continue;
         }
         let (stdout, stderr) = run_tests(dir, &step.name, target_dir)?;
-        let parsed = parse(&stdout);
+        let mut parsed = parse(&stdout);
+        // A test that reported nothing (its binary crashed mid-run) counts
+        // as failed, so its points are not shared among the others.
+        for name in list_tests(dir, &step.name, target_dir) {
+            if !parsed.iter().any(|(n, ..)| *n == name) {
+                parsed.push((
+                    name,
+                    false,
+                    "reported no result: did the test binary crash?".into(),
+                ));
+            }
+        }
         let scored = score_step(&step.name, step.points, &step.tests, &parsed, &stderr);
         graded.push((step.name, scored));
     }
