@@ -346,6 +346,45 @@ impl HostnameArgs {
     }
 }
 
+/// The namespaces of step 6 onward, in creation order: the user namespace
+/// first, so that it owns the others (see the step 6 chapter).
+pub const ALL_NAMESPACES: [Namespace; 6] = [
+    Namespace::User,
+    Namespace::Pid,
+    Namespace::Net,
+    Namespace::Ipc,
+    Namespace::Mount,
+    Namespace::Uts,
+];
+
+/// Step 6's plan, which steps 7 and 8 build on: every namespace and the
+/// privilege options. Exits with one line when an option is refused.
+pub fn privileged_spec(program: &str, run: &RunArgs, privilege: &PrivilegeArgs) -> Spec {
+    let mut spec = run.to_spec(&ALL_NAMESPACES);
+    if let Err(e) = privilege.apply(&mut spec) {
+        fail_setup(program, &e);
+    }
+    spec
+}
+
+/// The end of a plan of step 6 onward: checked first, then the root (the
+/// one given, or the default one owned by the mapped root) and the host name.
+pub fn finish_spec(program: &str, spec: &mut Spec, rootfs: &RootfsArgs, hostname: &HostnameArgs) {
+    if let Err(e) = spec.validate() {
+        fail_setup(program, &e);
+    }
+    let (uid, gid) = PrivilegeArgs::host_root(spec);
+    spec.root = Some(match &rootfs.rootfs {
+        Some(dir) => dir.clone(),
+        None => {
+            busybox::default_rootfs_owned_by(uid, gid).unwrap_or_else(|e| fail_setup(program, &e))
+        }
+    });
+    let name = hostname.resolve();
+    set_env(&mut spec.process.env, format!("HOSTNAME={name}"));
+    spec.hostname = Some(name);
+}
+
 /// Parses the command line. A usage error exits 125, as `docker run` does,
 /// so scripts can tell it from the command's own exit codes; `--help` exits 0.
 pub fn parse<T: clap::Parser>() -> T {
@@ -433,14 +472,7 @@ pub fn run_image(program: &str, args: ImageRunArgs, store: &crate::image::store:
     } else {
         format!("{image}:latest")
     };
-    let mut spec = args.run.to_spec(&[
-        crate::ns::Namespace::User,
-        crate::ns::Namespace::Pid,
-        crate::ns::Namespace::Net,
-        crate::ns::Namespace::Ipc,
-        crate::ns::Namespace::Mount,
-        crate::ns::Namespace::Uts,
-    ]);
+    let mut spec = args.run.to_spec(&ALL_NAMESPACES);
     // ANCHOR: image_spec
     // `-e KEY` passes the host's value on, as to_spec resolved it.
     let resolved_env: Vec<String> = args

@@ -5,9 +5,7 @@
 //! v2 or v1 (hybrid hosts included). The group is created before the child
 //! runs anything and removed after it ends.
 
-use caixa::Namespace;
 use caixa::cli::{self, CgroupArgs, HostnameArgs, PrivilegeArgs, RootfsArgs, RunArgs};
-use caixa::rootfs::busybox;
 use clap::Parser;
 
 /// Step 6 + a cgroup with resource limits.
@@ -40,35 +38,13 @@ struct Step7 {
 fn main() {
     let args: Step7 = cli::parse();
     // ANCHOR: spec
-    let mut spec = args.run.to_spec(&[
-        Namespace::User,
-        Namespace::Pid,
-        Namespace::Net,
-        Namespace::Ipc,
-        Namespace::Mount,
-        Namespace::Uts,
-    ]);
-    if let Err(e) = args.privilege.apply(&mut spec) {
-        cli::fail_setup("step7", &e);
-    }
+    let mut spec = cli::privileged_spec("step7", &args.run, &args.privilege);
     spec.limits = Some(
         args.limits
             .to_limits()
             .unwrap_or_else(|e| cli::fail_setup("step7", &e)),
     );
     // ANCHOR_END: spec
-    // Check the plan before building a rootfs for its id map.
-    if let Err(e) = spec.validate() {
-        cli::fail_setup("step7", &e);
-    }
-    let (uid, gid) = PrivilegeArgs::host_root(&spec);
-    spec.root = Some(match &args.rootfs.rootfs {
-        Some(dir) => dir.clone(),
-        None => busybox::default_rootfs_owned_by(uid, gid)
-            .unwrap_or_else(|e| cli::fail_setup("step7", &e)),
-    });
-    let hostname = args.hostname.resolve();
-    cli::set_env(&mut spec.process.env, format!("HOSTNAME={hostname}"));
-    spec.hostname = Some(hostname);
+    cli::finish_spec("step7", &mut spec, &args.rootfs, &args.hostname);
     cli::run_and_exit("step7", &spec)
 }

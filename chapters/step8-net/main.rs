@@ -4,9 +4,7 @@
 //! bridge, an address from caixa's IPAM, outbound NAT (MASQUERADE), published
 //! ports (`-p`, DNAT) and bandwidth shaping (`--network-bandwidth`, tc).
 
-use caixa::Namespace;
 use caixa::cli::{self, CgroupArgs, HostnameArgs, NetworkArgs, PrivilegeArgs, RootfsArgs, RunArgs};
-use caixa::rootfs::busybox;
 use clap::Parser;
 
 /// Step 7 + a network: bridge, veth, NAT, published ports, bandwidth.
@@ -41,17 +39,7 @@ struct Step8 {
 
 fn main() {
     let args: Step8 = cli::parse();
-    let mut spec = args.run.to_spec(&[
-        Namespace::User,
-        Namespace::Pid,
-        Namespace::Net,
-        Namespace::Ipc,
-        Namespace::Mount,
-        Namespace::Uts,
-    ]);
-    if let Err(e) = args.privilege.apply(&mut spec) {
-        cli::fail_setup("step8", &e);
-    }
+    let mut spec = cli::privileged_spec("step8", &args.run, &args.privilege);
     spec.limits = Some(
         args.limits
             .to_limits()
@@ -64,17 +52,6 @@ fn main() {
             .unwrap_or_else(|e| cli::fail_setup("step8", &e)),
     );
     // ANCHOR_END: spec
-    if let Err(e) = spec.validate() {
-        cli::fail_setup("step8", &e);
-    }
-    let (uid, gid) = PrivilegeArgs::host_root(&spec);
-    spec.root = Some(match &args.rootfs.rootfs {
-        Some(dir) => dir.clone(),
-        None => busybox::default_rootfs_owned_by(uid, gid)
-            .unwrap_or_else(|e| cli::fail_setup("step8", &e)),
-    });
-    let hostname = args.hostname.resolve();
-    cli::set_env(&mut spec.process.env, format!("HOSTNAME={hostname}"));
-    spec.hostname = Some(hostname);
+    cli::finish_spec("step8", &mut spec, &args.rootfs, &args.hostname);
     cli::run_and_exit("step8", &spec)
 }

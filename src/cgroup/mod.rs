@@ -221,6 +221,15 @@ impl Limits {
         *self == Limits::default()
     }
 
+    /// Whether any disk option is set (the I/O controller is then needed).
+    pub fn has_io(&self) -> bool {
+        self.blkio_weight.is_some()
+            || !self.device_read_bps.is_empty()
+            || !self.device_write_bps.is_empty()
+            || !self.device_read_iops.is_empty()
+            || !self.device_write_iops.is_empty()
+    }
+
     /// Refuses values the kernel would refuse, with one clear line each.
     pub fn validate(&self) -> Result<(), CgroupError> {
         if let Some(m) = self.memory {

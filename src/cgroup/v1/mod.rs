@@ -24,11 +24,7 @@ pub const CONTROLLERS: [&str; 6] = ["memory", "cpu", "cpuacct", "pids", "blkio",
 /// cpuset only when asked for.
 pub fn needed(limits: &Limits) -> Vec<&'static str> {
     let mut out = vec!["memory", "pids", "cpu", "cpuacct"];
-    let io = limits.blkio_weight.is_some()
-        || !limits.device_read_bps.is_empty()
-        || !limits.device_write_bps.is_empty()
-        || !limits.device_read_iops.is_empty()
-        || !limits.device_write_iops.is_empty();
+    let io = limits.has_io();
     if io {
         out.push("blkio");
     }

@@ -26,11 +26,7 @@ pub fn needed(limits: &Limits) -> Vec<&'static str> {
     if limits.cpus.is_some() || limits.cpu_shares.is_some() || limits.cpu_weight.is_some() {
         out.push("cpu");
     }
-    let io = limits.blkio_weight.is_some()
-        || !limits.device_read_bps.is_empty()
-        || !limits.device_write_bps.is_empty()
-        || !limits.device_read_iops.is_empty()
-        || !limits.device_write_iops.is_empty();
+    let io = limits.has_io();
     if io {
         out.push("io");
     }
