@@ -256,6 +256,24 @@ fn a_missing_iptables_is_one_clear_line() {
     );
 }
 
+/// Removes the (empty) cgroups listed in a `/proc/<pid>/cgroup` text: what
+/// a step binary killed by the test could not remove itself.
+fn remove_cgroups(listing: &str) {
+    for line in listing.lines() {
+        let mut f = line.splitn(3, ':');
+        let (_, controllers, path) = (f.next(), f.next().unwrap_or(""), f.next().unwrap_or(""));
+        if path.contains("/caixa/") {
+            for c in controllers
+                .split(',')
+                .filter(|c| !c.is_empty() && !c.starts_with("name="))
+            {
+                let _ = std::fs::remove_dir(format!("/sys/fs/cgroup/{c}{path}"));
+            }
+            let _ = std::fs::remove_dir(format!("/sys/fs/cgroup{path}"));
+        }
+    }
+}
+
 #[test]
 fn a_killed_step_binary_takes_its_container_along_and_the_next_start_recovers() {
     let netns = TestNetns::new();
@@ -283,19 +301,7 @@ fn a_killed_step_binary_takes_its_container_along_and_the_next_start_recovers() 
     );
     assert!(netns.rules().is_empty(), "{:?}", netns.rules());
     // The killed one's empty cgroups are the one thing left: remove them here.
-    for line in cgroups.lines() {
-        let mut f = line.splitn(3, ':');
-        let (_, controllers, path) = (f.next(), f.next().unwrap_or(""), f.next().unwrap_or(""));
-        if path.contains("/caixa/") {
-            for c in controllers
-                .split(',')
-                .filter(|c| !c.is_empty() && !c.starts_with("name="))
-            {
-                let _ = std::fs::remove_dir(format!("/sys/fs/cgroup/{c}{path}"));
-            }
-            let _ = std::fs::remove_dir(format!("/sys/fs/cgroup{path}"));
-        }
-    }
+    remove_cgroups(&cgroups);
 }
 
 #[test]
@@ -340,9 +346,19 @@ fn a_killed_containers_port_rules_do_not_catch_the_next_ones_traffic() {
     let netns = TestNetns::new();
     let keeper = Running::spawn(netns.step(8), &[], "echo ready; read x");
     let mut killed = Running::spawn(netns.step(8), &["-p", "8080:80"], "echo ready; read x");
+    let container = killed.container_pid();
+    let cgroups = std::fs::read_to_string(format!("/proc/{container}/cgroup")).unwrap();
     killed.child.kill().unwrap();
     killed.child.wait().unwrap();
     drop(killed);
+    // Its container dies with it (PR_SET_PDEATHSIG); then its cgroups can go.
+    for _ in 0..200 {
+        if !std::path::Path::new(&format!("/proc/{container}")).exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    remove_cgroups(&cgroups);
     // The network lives on (the keeper holds it); a new container may take
     // the port, and only its rule may catch it.
     let next = Running::spawn(netns.step(8), &["-p", "8080:80"], "echo ready; read x");
