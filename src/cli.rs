@@ -346,10 +346,11 @@ impl HostnameArgs {
     }
 }
 
+// ANCHOR: privileged_spec
 /// The namespaces of step 6 onward, in creation order: the user namespace
 /// first, so that it owns the others (see the step 6 chapter).
 pub const ALL_NAMESPACES: [Namespace; 6] = [
-    Namespace::User,
+    Namespace::User, // first: the others are then owned by it
     Namespace::Pid,
     Namespace::Net,
     Namespace::Ipc,
@@ -384,6 +385,7 @@ pub fn finish_spec(program: &str, spec: &mut Spec, rootfs: &RootfsArgs, hostname
     set_env(&mut spec.process.env, format!("HOSTNAME={name}"));
     spec.hostname = Some(name);
 }
+// ANCHOR_END: privileged_spec
 
 /// Parses the command line. A usage error exits 125, as `docker run` does,
 /// so scripts can tell it from the command's own exit codes; `--help` exits 0.

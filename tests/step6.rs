@@ -199,6 +199,20 @@ fn a_shell_a_server_and_a_package_manager_still_work() {
     assert_eq!(text, "fork ok\nexec ok\nfiles ok\nsockets ok\n", "{text}");
 }
 
+/// Makes descriptor `raw` of the test fd 7 of the step binary, without
+/// CLOEXEC: a descriptor leaked in by a careless caller.
+fn leak_as_fd_7(cmd: &mut std::process::Command, raw: i32) {
+    // SAFETY: only dup2 between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(raw, 7) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 #[test]
 fn only_fds_0_1_2_reach_the_command() {
     let rootfs = TinyRootfs::new().with_probe().owned_by(100000, 100000);
@@ -208,16 +222,7 @@ fn only_fds_0_1_2_reach_the_command() {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let raw = std::os::fd::AsRawFd::as_raw_fd(&leaked);
-    // SAFETY: dup2 into fd 7 between fork and exec, without CLOEXEC: a file
-    // descriptor leaked into the step binary, as a careless caller would.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::dup2(raw, 7) == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    leak_as_fd_7(&mut cmd, raw);
     let out = wait_output(cmd.spawn().unwrap());
     assert_eq!(
         stdout_of(&out).trim(),
@@ -237,15 +242,7 @@ fn cve_2024_21626_a_leaked_directory_as_workdir_is_refused() {
     cmd.args(["-w", "/proc/self/fd/7", "pwd"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    // SAFETY: dup2 into fd 7 between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::dup2(raw, 7) == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    leak_as_fd_7(&mut cmd, raw);
     let out = wait_output(cmd.spawn().unwrap());
     assert_one_line_error(&out, 6, 125, "outside the container's root");
 }

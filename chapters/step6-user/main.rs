@@ -5,9 +5,7 @@
 //! default capabilities, runs with no_new_privs, and behind a seccomp filter
 //! that refuses the system calls a container has no business making.
 
-use caixa::Namespace;
 use caixa::cli::{self, HostnameArgs, PrivilegeArgs, RootfsArgs, RunArgs};
-use caixa::rootfs::busybox;
 use clap::Parser;
 
 /// Step 5 + a user namespace, capabilities, no_new_privs and seccomp.
@@ -37,31 +35,11 @@ struct Step6 {
 fn main() {
     let args: Step6 = cli::parse();
     // ANCHOR: spec
-    let mut spec = args.run.to_spec(&[
-        Namespace::User, // first: the others are then owned by it
-        Namespace::Pid,
-        Namespace::Net,
-        Namespace::Ipc,
-        Namespace::Mount,
-        Namespace::Uts,
-    ]);
-    if let Err(e) = args.privilege.apply(&mut spec) {
-        cli::fail_setup("step6", &e);
-    }
-    // Check the plan before building a rootfs for its id map.
-    if let Err(e) = spec.validate() {
-        cli::fail_setup("step6", &e);
-    }
-    // The default rootfs, owned by the host ids container root maps to.
-    let (uid, gid) = PrivilegeArgs::host_root(&spec);
-    spec.root = Some(match &args.rootfs.rootfs {
-        Some(dir) => dir.clone(),
-        None => busybox::default_rootfs_owned_by(uid, gid)
-            .unwrap_or_else(|e| cli::fail_setup("step6", &e)),
-    });
-    let hostname = args.hostname.resolve();
-    cli::set_env(&mut spec.process.env, format!("HOSTNAME={hostname}"));
-    spec.hostname = Some(hostname);
+    // Every namespace, the user namespace first; the privilege options; then
+    // the checks, the rootfs owned by the mapped root, and the host name.
+    // Steps 7 and 8 start from the same two calls (see src/cli.rs).
+    let mut spec = cli::privileged_spec("step6", &args.run, &args.privilege);
+    cli::finish_spec("step6", &mut spec, &args.rootfs, &args.hostname);
     // ANCHOR_END: spec
     cli::run_and_exit("step6", &spec)
 }
