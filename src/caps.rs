@@ -130,6 +130,33 @@ pub fn drop_capabilities(keep: &[Capability]) -> Result<(), CapsError> {
 }
 // ANCHOR_END: drop_capabilities
 
+/// Makes the effective set equal the permitted set: after a change to a
+/// non-root uid (with `PR_SET_KEEPCAPS`) the kernel empties the effective
+/// set, and cutting the bounding set needs `CAP_SETPCAP` in it.
+pub fn raise_effective() -> Result<(), CapsError> {
+    let permitted = caps::read(None, CapSet::Permitted).map_err(|source| CapsError::Apply {
+        what: "read the permitted set".into(),
+        source,
+    })?;
+    caps::set(None, CapSet::Effective, &permitted).map_err(|source| CapsError::Apply {
+        what: "raise the effective set".into(),
+        source,
+    })
+}
+
+/// Empties the effective and permitted sets: a non-root user in a
+/// container holds no capability, only the bounding set limits what a
+/// setuid program could regain (Docker does the same since 20.10).
+pub fn clear_effective_and_permitted() -> Result<(), CapsError> {
+    for set in [CapSet::Effective, CapSet::Permitted] {
+        caps::clear(None, set).map_err(|source| CapsError::Apply {
+            what: format!("clear the {set:?} set"),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -410,6 +410,12 @@ pub fn run_and_exit(program: &str, spec: &Spec) -> ! {
             for error in &ended.cleanup_errors {
                 eprintln!("{program}: warning: after the container ended: {error}");
             }
+            if let Some(upper) = &ended.kept {
+                eprintln!(
+                    "{program}: kept the container's changes in {}",
+                    upper.display()
+                );
+            }
             if ended.oom_killed {
                 eprintln!(
                     "{program}: the container was killed by the kernel's OOM killer: it needed more memory than --memory allows"

@@ -207,9 +207,14 @@ fn set_up_and_exec(
     // ANCHOR_END: init_mnt
 
     // ANCHOR: init_cwd_fds
-    // 5. The working directory, then make sure it is inside our root: a
-    //    directory fd leaked from the host would resolve outside
-    //    (CVE-2024-21626), and getcwd(2) then reports "(unreachable)".
+    // 5. The working directory (made if missing in a root of its own, as
+    //    Docker does; never on the host's filesystem), then
+    //    make sure it is inside our root: a directory fd leaked from the host
+    //    would resolve outside (CVE-2024-21626), and getcwd(2) then reports
+    //    "(unreachable)".
+    if spec.root.is_some() {
+        make_missing_dirs(&spec.process.cwd)?;
+    }
     chdir(&spec.process.cwd).map_err(syscall(format!("chdir({})", spec.process.cwd.display())))?;
     //    (glibc's getcwd turns that answer into ENOENT, CVE-2018-1000001.)
     match nix::unistd::getcwd() {
@@ -238,13 +243,32 @@ fn set_up_and_exec(
     } else {
         None
     };
+    // 8a. The image's user (step 9), looked up in the container's own
+    //     /etc/passwd, first: changing ids needs CAP_SETUID and CAP_SETGID,
+    //     which --cap-drop may take away below. PR_SET_KEEPCAPS keeps the
+    //     permitted set across the change, so the bounding set can still be
+    //     cut (execve clears the flag again).
+    let uid = match &spec.process.user {
+        Some(user) => {
+            let uid = become_user(user)?;
+            step(format_args!("user {user}: uid {uid}, capabilities kept"));
+            Some(uid)
+        }
+        None => None,
+    };
     if let Some(keep) = &spec.capabilities {
+        caps::raise_effective()?;
         caps::drop_capabilities(keep)?;
         step(format_args!(
             "capabilities: kept {} (mask {:#018x})",
             keep.len(),
             caps::mask(keep)
         ));
+    }
+    // A user other than root holds no capability in effect, only the bounding
+    // set (what a setuid program could regain), as with docker run.
+    if uid.is_some_and(|uid| uid != 0) {
+        caps::clear_effective_and_permitted()?;
     }
     if spec.no_new_privs {
         // SAFETY: prctl(PR_SET_NO_NEW_PRIVS, 1) only sets a flag on this process.
@@ -253,19 +277,6 @@ fn set_up_and_exec(
         step(format_args!("prctl(PR_SET_NO_NEW_PRIVS, 1)"));
     }
     // ANCHOR_END: init_privilege
-
-    // 8b. The image's user (step 9), looked up in the container's own
-    //     /etc/passwd: last of the privilege steps, since a non-root uid
-    //     loses its effective capabilities (setuid(2), capabilities(7)).
-    if let Some(user) = &spec.process.user {
-        let (uid, gid) = user::resolve(user).map_err(InitError::User)?;
-        nix::unistd::setgroups(&[Gid::from_raw(gid)]).map_err(syscall("setgroups"))?;
-        setresgid(Gid::from_raw(gid), Gid::from_raw(gid), Gid::from_raw(gid))
-            .map_err(syscall("setresgid"))?;
-        setresuid(Uid::from_raw(uid), Uid::from_raw(uid), Uid::from_raw(uid))
-            .map_err(syscall("setresuid"))?;
-        step(format_args!("user {user}: uid {uid}, gid {gid}"));
-    }
 
     // 8c. If the parent dies from here on, so do we (and with us, pid 1,
     //     the whole namespace): nobody would clean up after us otherwise.
@@ -322,6 +333,51 @@ fn set_up_and_exec(
     Err(InitError::Exec { program, errno })
 }
 // ANCHOR_END: init_sequence
+
+/// Switches to the image's `user` (`NAME`, `UID`, `NAME:GROUP`, `UID:GID`),
+/// keeping the permitted capabilities; returns the uid.
+fn become_user(user: &str) -> Result<u32, InitError> {
+    let (uid, gid) = user::resolve(user).map_err(InitError::User)?;
+    // SAFETY: prctl(PR_SET_KEEPCAPS, 1) only sets a flag on this process.
+    let ret = unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) };
+    Errno::result(ret).map_err(syscall("prctl(PR_SET_KEEPCAPS)"))?;
+    nix::unistd::setgroups(&[Gid::from_raw(gid)]).map_err(syscall("setgroups"))?;
+    setresgid(Gid::from_raw(gid), Gid::from_raw(gid), Gid::from_raw(gid))
+        .map_err(syscall("setresgid"))?;
+    setresuid(Uid::from_raw(uid), Uid::from_raw(uid), Uid::from_raw(uid))
+        .map_err(syscall("setresuid"))?;
+    Ok(uid)
+}
+
+/// Creates what is missing of the absolute directory `path`, one component
+/// at a time from `/` and never through a symlink: a symlink of the image,
+/// or a `/proc/self/fd/N` leaked from the host, could point outside the
+/// root, and nothing may be made there. At a symlink it stops and leaves
+/// the rest to `chdir` (and its checks).
+fn make_missing_dirs(path: &std::path::Path) -> Result<(), InitError> {
+    use nix::fcntl::{OFlag, openat};
+    use nix::sys::stat::{Mode, mkdirat};
+    let flags = OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_PATH;
+    let mut dir = nix::fcntl::open("/", flags, Mode::empty()).map_err(syscall("open(/)"))?;
+    for part in path.components().skip(1) {
+        let std::path::Component::Normal(name) = part else {
+            return Ok(()); // `..` and the like: chdir resolves them
+        };
+        let next = match openat(&dir, name, flags, Mode::empty()) {
+            Err(Errno::ENOENT) => {
+                mkdirat(&dir, name, Mode::from_bits_truncate(0o755))
+                    .map_err(syscall(format!("mkdir {}", path.display())))?;
+                openat(&dir, name, flags, Mode::empty())
+            }
+            other => other,
+        };
+        match next {
+            Ok(fd) => dir = fd,
+            Err(_) => return Ok(()), // a symlink or a file: chdir says what is wrong
+        }
+    }
+    Ok(())
+}
 
 /// Takes the uid and gid 0 of our new user namespace (the parent has mapped
 /// them to an unprivileged range of the host), and no supplementary groups.

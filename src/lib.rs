@@ -15,6 +15,7 @@ pub mod exit;
 pub mod idmap;
 pub mod image;
 pub mod init;
+pub mod leftovers;
 pub mod net;
 pub mod ns;
 pub mod parent;

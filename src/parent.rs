@@ -16,6 +16,7 @@ use crate::cgroup::{Cgroup, CgroupError};
 use crate::exit::{Exit, codes};
 use crate::idmap::{self, IdMapError};
 use crate::init;
+use crate::leftovers::{self, Made, Record};
 use crate::ns::clone::{Forked, clone_child};
 use crate::ns::{self, Namespace};
 use crate::signals::{self, SignalError};
@@ -69,6 +70,16 @@ pub enum Error {
     /// Writing the uid/gid maps failed.
     #[error(transparent)]
     IdMap(#[from] IdMapError),
+    /// The record of what this start makes could not be written.
+    #[error(
+        "cannot write {path}: {source}: caixa records there what a container makes, to clean up after a killed start; set CAIXA_STATE_DIR to a writable directory"
+    )]
+    Record {
+        /// The records' directory.
+        path: std::path::PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
     /// The child failed during set-up or exec; `reason` is its own words.
     #[error("{reason}")]
     Container {
@@ -133,6 +144,8 @@ pub struct Ended {
     /// Clean-up that failed after the container ended (reported beside the
     /// exit code, never instead of it).
     pub cleanup_errors: Vec<String>,
+    /// Where the container's changes were kept (`--keep`, step 9).
+    pub kept: Option<std::path::PathBuf>,
 }
 
 // ANCHOR: parent_sequence
@@ -166,6 +179,40 @@ pub fn run(spec: &Spec) -> Result<Ended, Error> {
     // 3. The channel, before the clone, so both processes hold an end.
     let (parent_end, child_end) = sync::channel()?;
 
+    // ANCHOR: parent_record
+    // 3b. What outlives a process (cgroups, the image's mount and upper
+    //     directory) is written in a record before it is made, so that a
+    //     start killed with SIGKILL leaves nothing for good: the next start
+    //     sweeps the records of dead starts (see `crate::leftovers`).
+    let mut record = if spec.limits.is_some() || spec.image.is_some() {
+        for line in leftovers::sweep() {
+            eprintln!("caixa: {line}");
+        }
+        let record_err = |source| Error::Record {
+            path: leftovers::records_dir(),
+            source,
+        };
+        let mut record = Record::create(&spec.id).map_err(record_err)?;
+        if spec.limits.is_some() {
+            for dir in Cgroup::planned_dirs(&spec.id)? {
+                record.note(&Made::Cgroup(dir)).map_err(record_err)?;
+            }
+        }
+        if let Some(image) = &spec.image {
+            let dir = image.container_dir(&spec.id);
+            let made = if image.keep {
+                Made::KeptOverlay(dir)
+            } else {
+                Made::Overlay(dir)
+            };
+            record.note(&made).map_err(record_err)?;
+        }
+        Some(record)
+    } else {
+        None
+    };
+    // ANCHOR_END: parent_record
+
     // ANCHOR: parent_cgroup
     // 4. The cgroup (step 7), with its limits written, before the child
     //    exists. Declared before `child`: on an early return the child is
@@ -194,7 +241,7 @@ pub fn run(spec: &Spec) -> Result<Ended, Error> {
     //     mount the overlay, before the clone, so the child's copy of the
     //     mount table starts with it. Unmounted (and the container's changes
     //     deleted) when `image_root` drops, after the child is gone.
-    let image_root = match &spec.image {
+    let mut image_root = match &spec.image {
         Some(image) => Some(crate::image::overlay::prepare(
             image,
             &spec.id,
@@ -321,11 +368,24 @@ pub fn run(spec: &Spec) -> Result<Ended, Error> {
             cleanup_errors.push(e.to_string());
         }
     }
+    let mut kept = None;
+    if let Some(mounted) = image_root.take() {
+        match mounted.remove() {
+            Ok(upper) => kept = upper,
+            Err(e) => cleanup_errors.push(e.to_string()),
+        }
+    }
+    // All gone: the record goes too. (Left behind if something could not be
+    // removed: the next start tries again.)
+    if let Some(record) = record.take().filter(|_| cleanup_errors.is_empty()) {
+        record.close();
+    }
     // ANCHOR_END: parent_cleanup
     Ok(Ended {
         exit,
         oom_killed,
         cleanup_errors,
+        kept,
     })
 }
 // ANCHOR_END: parent_sequence

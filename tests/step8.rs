@@ -7,7 +7,10 @@ mod support;
 use std::io::Write;
 use std::process::Stdio;
 
-use support::{Running, TestNetns, TinyRootfs, assert_one_line_error, stdout_of, text};
+use support::{
+    Running, TestNetns, TinyRootfs, assert_one_line_error, cgroups_left, remove_cgroups, stdout_of,
+    text,
+};
 
 /// The first container of a fresh network gets the subnet's second address.
 const FIRST: &str = "10.89.0.2";
@@ -256,24 +259,6 @@ fn a_missing_iptables_is_one_clear_line() {
     );
 }
 
-/// Removes the (empty) cgroups listed in a `/proc/<pid>/cgroup` text: what
-/// a step binary killed by the test could not remove itself.
-fn remove_cgroups(listing: &str) {
-    for line in listing.lines() {
-        let mut f = line.splitn(3, ':');
-        let (_, controllers, path) = (f.next(), f.next().unwrap_or(""), f.next().unwrap_or(""));
-        if path.contains("/caixa/") {
-            for c in controllers
-                .split(',')
-                .filter(|c| !c.is_empty() && !c.starts_with("name="))
-            {
-                let _ = std::fs::remove_dir(format!("/sys/fs/cgroup/{c}{path}"));
-            }
-            let _ = std::fs::remove_dir(format!("/sys/fs/cgroup{path}"));
-        }
-    }
-}
-
 #[test]
 fn a_killed_step_binary_takes_its_container_along_and_the_next_start_recovers() {
     let netns = TestNetns::new();
@@ -300,8 +285,14 @@ fn a_killed_step_binary_takes_its_container_along_and_the_next_start_recovers() 
         "the next container's exit removes the network"
     );
     assert!(netns.rules().is_empty(), "{:?}", netns.rules());
-    // The killed one's empty cgroups are the one thing left: remove them here.
+    // Its cgroups too: the next start swept them (a record of what the
+    // killed one made, see src/leftovers.rs).
+    let left = cgroups_left(&cgroups);
     remove_cgroups(&cgroups);
+    assert!(
+        left.is_empty(),
+        "step 8: the next start must remove a killed start's cgroups: {left:?}"
+    );
 }
 
 #[test]

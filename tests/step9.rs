@@ -273,6 +273,27 @@ fn whiteouts_and_opaque_directories_give_the_right_merged_view() {
 }
 
 #[test]
+fn a_whiteout_hides_only_lower_layers_never_its_own() {
+    // OCI image spec: a whiteout applies to lower layers only; what its own
+    // layer has, before or after it in the archive, stays.
+    let world = World::new();
+    let upper = tar_of(&[
+        Entry::Dir("data"),
+        Entry::File("data/a", b"A\n"),
+        Entry::File("data/.wh.a", b""),
+        Entry::File(".wh.dir", b""),
+        Entry::File("dir/y", b"y\n"),
+    ]);
+    loaded(&world, &[base_layer(), upper]);
+    let out = world.run(&["img:1", "sh", "-c", "cat /data/a; ls /dir"]);
+    assert_eq!(
+        stdout_of(&out),
+        "A\ny\n",
+        "step 9: /data/a of the same layer stays; /dir is the upper layer's only"
+    );
+}
+
+#[test]
 fn the_image_config_shapes_the_process_and_the_command_line_wins() {
     let world = World::new();
     loaded(&world, &[base_layer()]);
@@ -300,6 +321,22 @@ fn the_image_config_shapes_the_process_and_the_command_line_wins() {
 }
 
 #[test]
+fn a_missing_working_directory_is_created() {
+    let world = World::new();
+    let layout = Layout::new(
+        &[base_layer()],
+        serde_json::json!({ "Env": ["PATH=/bin"], "Cmd": ["pwd"], "WorkingDir": "/app/work" }),
+    );
+    stdout_of(&world.load(layout.path(), "img:1"));
+    let out = world.run(&["img:1"]);
+    assert_eq!(
+        stdout_of(&out),
+        "/app/work\n",
+        "step 9: docker run creates a WorkingDir the image lacks"
+    );
+}
+
+#[test]
 fn the_image_user_applies() {
     let world = World::new();
     let layout = Layout::new(
@@ -312,6 +349,29 @@ fn the_image_user_applies() {
         stdout_of(&out).starts_with("uid=1000(web) gid=1000"),
         "{}",
         text(&out.stdout)
+    );
+    // Changing ids needs CAP_SETUID and CAP_SETGID: dropping them must not
+    // stop the switch (it happens first), and the user holds no capability.
+    let out = world.run(&[
+        "--cap-drop",
+        "SETUID",
+        "--cap-drop",
+        "SETGID",
+        "img:1",
+        "sh",
+        "-c",
+        "id; cat /proc/self/status",
+    ]);
+    let status = stdout_of(&out);
+    assert!(status.starts_with("uid=1000(web) gid=1000"), "{status}");
+    assert!(
+        status.contains("CapEff:\t0000000000000000")
+            && status.contains("CapPrm:\t0000000000000000"),
+        "step 9: a non-root user holds no capability: {status}"
+    );
+    assert!(
+        status.contains("CapBnd:\t00000000a804253b"),
+        "the bounding set lost SETUID and SETGID: {status}"
     );
 }
 
@@ -379,6 +439,60 @@ fn a_containers_writes_vanish_when_it_is_removed_unless_kept() {
         std::os::unix::fs::FileTypeExt::is_char_device(&meta.file_type()),
         "a deletion is a whiteout"
     );
+}
+
+/// Whether `path` is a mount point in this mount namespace.
+fn mounted(path: &Path) -> bool {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let path = path.to_string_lossy();
+    info.lines()
+        .any(|l| l.split(' ').nth(4) == Some(path.as_ref()))
+}
+
+#[test]
+fn a_killed_step9_leaves_nothing_once_the_next_container_starts() {
+    let world = World::new();
+    loaded(&world, &[base_layer()]);
+    let mut running = world.running(&["img:1"], "echo ready; read x");
+    let container = running.container_pid();
+    let cgroups = std::fs::read_to_string(format!("/proc/{container}/cgroup")).unwrap();
+    let dirs = world.containers();
+    assert_eq!(dirs.len(), 1, "one container directory while it runs");
+    let merged = dirs[0].join("merged");
+    assert!(mounted(&merged), "its root is mounted at {merged:?}");
+    // SIGKILL: the step binary cleans up nothing; its container dies with
+    // it (PR_SET_PDEATHSIG), but the mount, upper directory and cgroup stay.
+    running.child.kill().unwrap();
+    running.child.wait().unwrap();
+    drop(running);
+    assert!(
+        support::wait_gone(container),
+        "the container outlived step9"
+    );
+    stdout_of(&world.run(&["img:1", "echo", "next"]));
+    let (still_mounted, left_dirs, left_cgroups) = (
+        mounted(&merged),
+        world.containers(),
+        support::cgroups_left(&cgroups),
+    );
+    // Clean up before asserting, so a failure leaves nothing either.
+    let _ = lazy_umount(&merged);
+    let _ = std::fs::remove_dir_all(&dirs[0]);
+    support::remove_cgroups(&cgroups);
+    assert!(
+        !still_mounted && left_dirs.is_empty() && left_cgroups.is_empty(),
+        "step 9: the next start must sweep what a killed start left: mounted {still_mounted}, \
+         container dirs {left_dirs:?}, cgroups {left_cgroups:?}"
+    );
+}
+
+/// `umount -l`, for the clean-up of a failed test.
+fn lazy_umount(path: &Path) -> std::io::Result<std::process::ExitStatus> {
+    Command::new("umount")
+        .arg("-l")
+        .arg(path)
+        .stderr(Stdio::null())
+        .status()
 }
 
 #[test]

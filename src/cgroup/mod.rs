@@ -397,6 +397,22 @@ impl Cgroup {
         Ok(cgroup)
     }
 
+    /// The directories [`Cgroup::create`] may make for `id`, known before
+    /// it makes them (so a record of leftovers can name them first, see
+    /// `crate::leftovers`): one per v1 controller mounted, one on v2.
+    pub fn planned_dirs(id: &str) -> Result<Vec<PathBuf>, CgroupError> {
+        let mut dirs: Vec<PathBuf> = match detect()? {
+            Hierarchy::V2(root) => vec![root.join(PARENT).join(id)],
+            Hierarchy::V1(mounts) => mounts
+                .iter()
+                .map(|(_, m)| m.join(PARENT).join(id))
+                .collect(),
+        };
+        dirs.sort();
+        dirs.dedup();
+        Ok(dirs)
+    }
+
     /// Which version this cgroup lives in, for the trace and the tests.
     pub fn version(&self) -> u8 {
         match self.hierarchy {
@@ -474,7 +490,7 @@ impl Drop for Cgroup {
 /// Kills every process in `dir` and removes it. A cgroup with processes
 /// cannot be removed (EBUSY), and one whose last process just died may take a
 /// moment to let go, so this retries briefly.
-fn remove_dir(dir: &Path) -> Result<(), CgroupError> {
+pub(crate) fn remove_dir(dir: &Path) -> Result<(), CgroupError> {
     if !dir.exists() {
         return Ok(());
     }

@@ -36,14 +36,24 @@ pub struct ImageRoot {
     pub keep: bool,
 }
 
-/// A mounted container root; unmounted (and its changes deleted, unless
-/// kept) when dropped.
+impl ImageRoot {
+    /// The directory of container `id`'s upper, work and merged
+    /// directories (what a record of leftovers names, see `crate::leftovers`).
+    pub fn container_dir(&self, id: &str) -> PathBuf {
+        let dir = self.store.join("containers").join(id);
+        std::path::absolute(&dir).unwrap_or(dir)
+    }
+}
+
+/// A mounted container root; [`Mounted::remove`] unmounts it and deletes
+/// its changes unless they are kept.
 #[derive(Debug)]
 pub struct Mounted {
     /// The merged directory: the container's `/`.
     pub merged: PathBuf,
     dir: PathBuf,
     keep: bool,
+    removed: bool,
 }
 
 fn owner(shift: &Shift) -> String {
@@ -197,6 +207,7 @@ pub fn prepare(
         merged: merged.clone(),
         dir: dir.clone(),
         keep: root.keep,
+        removed: false,
     };
     let options = format!(
         "lowerdir={},upperdir={},workdir={}",
@@ -230,21 +241,32 @@ pub fn prepare(
 }
 // ANCHOR_END: mount_overlay
 
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        let _ = umount2(&self.merged, MntFlags::MNT_DETACH);
+impl Mounted {
+    /// Unmounts the container's root and deletes its changes, or keeps
+    /// them (`--keep`) and says where: `Ok(Some(upper))`.
+    pub fn remove(mut self) -> Result<Option<PathBuf>, ImageError> {
+        self.removed = true;
+        umount2(&self.merged, MntFlags::MNT_DETACH).map_err(|errno| {
+            ImageError::Mount(format!("umount {}: {errno}", self.merged.display()))
+        })?;
         if self.keep {
-            eprintln!(
-                "caixa: kept the container's changes in {}",
-                self.dir.join("upper").display()
-            );
-        } else if let Err(e) = std::fs::remove_dir_all(&self.dir) {
-            eprintln!("caixa: warning: cannot remove {}: {e}", self.dir.display());
+            return Ok(Some(self.dir.join("upper")));
         }
+        std::fs::remove_dir_all(&self.dir).map_err(io_err(&self.dir))?;
+        Ok(None)
     }
 }
 
-/// Whether `path` is a mount point of ours (for tests): `merged` exists.
-pub fn exists(path: &Path) -> bool {
-    path.exists()
+impl Drop for Mounted {
+    /// On an error path: the same, best effort (the caller is returning
+    /// the first error already; a record of the container remains for the
+    /// next start to sweep, see `crate::leftovers`).
+    fn drop(&mut self) {
+        if !self.removed {
+            let _ = umount2(&self.merged, MntFlags::MNT_DETACH);
+            if !self.keep {
+                let _ = std::fs::remove_dir_all(&self.dir);
+            }
+        }
+    }
 }

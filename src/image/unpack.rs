@@ -95,6 +95,14 @@ fn real_dirs(root: &Path, rel: &Path, shift: &Shift) -> Result<PathBuf, String> 
         dir.push(c);
         match std::fs::symlink_metadata(&dir) {
             Ok(m) if m.is_dir() => {}
+            // This layer whited the name out, then puts entries under it:
+            // a new directory that hides the lower layers' one.
+            Ok(m) if is_whiteout(&m) => {
+                std::fs::remove_file(&dir).map_err(|e| e.to_string())?;
+                std::fs::create_dir(&dir).map_err(|e| e.to_string())?;
+                set_opaque(&dir).map_err(|e| e.to_string())?;
+                let _ = std::os::unix::fs::lchown(&dir, Some(shift.uid(0)), Some(shift.gid(0)));
+            }
             Ok(m) if m.file_type().is_symlink() => {
                 return Err(format!(
                     "{} is a symlink; entries may not go through it",
@@ -114,6 +122,12 @@ fn real_dirs(root: &Path, rel: &Path, shift: &Shift) -> Result<PathBuf, String> 
         }
     }
     Ok(dir)
+}
+
+/// Whether `meta` is overlayfs's form of a whiteout: a character device 0/0.
+fn is_whiteout(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    meta.file_type().is_char_device() && meta.rdev() == 0
 }
 
 /// Removes whatever is at `path` (file, symlink or directory tree), without
@@ -174,9 +188,17 @@ pub fn apply_whiteout(dir: &Path, name: &str, shift: &Shift) -> std::io::Result<
         ));
     }
     let path = dir.join(hidden);
-    clear(&path)?;
-    mknod(&path, libc::S_IFCHR | 0o600, 0)?;
-    std::os::unix::fs::lchown(&path, Some(shift.uid(0)), Some(shift.gid(0)))?;
+    match std::fs::symlink_metadata(&path) {
+        // A whiteout hides the lower layers' NAME only. If this layer has
+        // NAME itself, that already hides theirs; a directory of this layer
+        // must also not merge with theirs: it becomes opaque.
+        Ok(m) if m.is_dir() => set_opaque(&path)?,
+        Ok(m) if !is_whiteout(&m) => {}
+        _ => {
+            mknod(&path, libc::S_IFCHR | 0o600, 0)?;
+            std::os::unix::fs::lchown(&path, Some(shift.uid(0)), Some(shift.gid(0)))?;
+        }
+    }
     Ok(true)
     // END EXERCISE
 }
@@ -233,9 +255,14 @@ pub fn unpack(
             tar::EntryType::Directory => {
                 match std::fs::symlink_metadata(&path) {
                     Ok(m) if m.is_dir() => {}
-                    _ => {
+                    existing => {
                         clear(&path).map_err(|e| fail("replace", e))?;
                         std::fs::create_dir(&path).map_err(|e| fail("mkdir", e))?;
+                        // After a whiteout of the same name: only this
+                        // layer's directory, not merged with the lower ones.
+                        if existing.is_ok_and(|m| is_whiteout(&m)) {
+                            set_opaque(&path).map_err(|e| fail("opaque", e))?;
+                        }
                     }
                 }
                 std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))

@@ -522,3 +522,54 @@ impl Drop for TestNetns {
             .status();
     }
 }
+
+/// The cgroup directories of caixa listed in a `/proc/<pid>/cgroup` text.
+#[allow(dead_code)]
+pub fn caixa_cgroups(listing: &str) -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    for line in listing.lines() {
+        let mut f = line.splitn(3, ':');
+        let (_, controllers, path) = (f.next(), f.next().unwrap_or(""), f.next().unwrap_or(""));
+        if !path.contains("/caixa/") {
+            continue;
+        }
+        let path = path.trim_start_matches('/');
+        if controllers.is_empty() {
+            dirs.push(Path::new("/sys/fs/cgroup").join(path));
+        }
+        for c in controllers
+            .split(',')
+            .filter(|c| !c.is_empty() && !c.starts_with("name="))
+        {
+            dirs.push(Path::new("/sys/fs/cgroup").join(c).join(path));
+        }
+    }
+    dirs
+}
+
+/// Those of [`caixa_cgroups`] that still exist.
+#[allow(dead_code)]
+pub fn cgroups_left(listing: &str) -> Vec<PathBuf> {
+    caixa_cgroups(listing)
+        .into_iter()
+        .filter(|d| d.exists())
+        .collect()
+}
+
+/// Removes the (empty) cgroups of a `/proc/<pid>/cgroup` text: the safety
+/// net of a test that killed a step binary.
+#[allow(dead_code)]
+pub fn remove_cgroups(listing: &str) {
+    for dir in caixa_cgroups(listing) {
+        let _ = std::fs::remove_dir(dir);
+    }
+}
+
+/// Waits (at most 2 s) until process `pid` is gone; whether it is.
+#[allow(dead_code)]
+pub fn wait_gone(pid: i32) -> bool {
+    (0..200).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        !Path::new(&format!("/proc/{pid}")).exists()
+    })
+}

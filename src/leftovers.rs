@@ -1,0 +1,225 @@
+//! What a killed caixa leaves behind, and how the next start removes it.
+//!
+//! A step binary cleans up after its container on every path it controls:
+//! errors, signals, the container's end. `SIGKILL` (or a crash, or the OOM
+//! killer) is not one of them. The kernel then tears down what belonged to
+//! processes (namespaces, the container's processes via `PR_SET_PDEATHSIG`),
+//! but not what lives in the host's own trees: a cgroup directory, an
+//! overlay mount and its upper directory. Those would stay until reboot.
+//!
+//! So each start that makes such things keeps a *record* of them,
+//! `<state dir>/running/<id>`, one line per thing, written as it makes it,
+//! and holds an exclusive `flock(2)` on that file while it lives. The kernel
+//! releases the lock when the process dies, however it dies: a record whose
+//! lock can be taken belongs to a dead start. The next start [`sweep`]s: it
+//! undoes every such record, newest thing first, then deletes it. (The
+//! network has its own recovery: dead leases, see `net::ipam`.)
+
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+
+/// One thing a start made, as it appears in its record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Made {
+    /// A cgroup directory (one per v1 controller, one on v2).
+    Cgroup(PathBuf),
+    /// A container directory of the image store: `merged/` (an overlay
+    /// mount), `upper/`, `work/`.
+    Overlay(PathBuf),
+    /// A container directory whose changes are to be kept (`--keep`): only
+    /// its mount is undone.
+    KeptOverlay(PathBuf),
+}
+
+impl Made {
+    fn line(&self) -> String {
+        match self {
+            Made::Cgroup(p) => format!("cgroup {}", p.display()),
+            Made::Overlay(p) => format!("overlay {}", p.display()),
+            Made::KeptOverlay(p) => format!("kept-overlay {}", p.display()),
+        }
+    }
+
+    fn parse(line: &str) -> Option<Made> {
+        let (kind, path) = line.split_once(' ')?;
+        let path = PathBuf::from(path);
+        // Only paths of the shapes caixa makes: a damaged record must not
+        // become an order to delete something else.
+        let is_ours = |marker: &str| {
+            path.is_absolute() && path.to_string_lossy().contains(marker) && {
+                path.components().all(|c| {
+                    matches!(
+                        c,
+                        std::path::Component::Normal(_) | std::path::Component::RootDir
+                    )
+                })
+            }
+        };
+        match kind {
+            "cgroup" if path.starts_with("/sys/fs/cgroup") && is_ours("/caixa/") => {
+                Some(Made::Cgroup(path))
+            }
+            "overlay" if is_ours("/containers/") => Some(Made::Overlay(path)),
+            "kept-overlay" if is_ours("/containers/") => Some(Made::KeptOverlay(path)),
+            _ => None,
+        }
+    }
+}
+
+/// The directory of the records.
+pub fn records_dir() -> PathBuf {
+    crate::net::state_dir().join("running")
+}
+
+/// The record of a living start; deleted by [`Record::close`] once
+/// everything in it has been cleaned up.
+#[derive(Debug)]
+pub struct Record {
+    path: PathBuf,
+    file: File,
+}
+
+/// flock(2) on `file`; `false` when another process holds it (and `wait` is false).
+fn lock(file: &File, wait: bool) -> std::io::Result<bool> {
+    let flags = libc::LOCK_EX | if wait { 0 } else { libc::LOCK_NB };
+    // SAFETY: flock on a file descriptor we own.
+    if unsafe { libc::flock(file.as_raw_fd(), flags) } == 0 {
+        return Ok(true);
+    }
+    let error = std::io::Error::last_os_error();
+    if error.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        return Ok(false);
+    }
+    Err(error)
+}
+
+impl Record {
+    /// Creates and locks the record of container `id`. It is born under a
+    /// temporary name and renamed once locked, so a sweeper never sees it
+    /// unlocked.
+    pub fn create(id: &str) -> std::io::Result<Record> {
+        let dir = records_dir();
+        std::fs::create_dir_all(&dir)?;
+        let tmp = dir.join(format!(".new-{id}"));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .read(true)
+            .open(&tmp)?;
+        lock(&file, true)?;
+        let path = dir.join(id);
+        std::fs::rename(&tmp, &path)?;
+        Ok(Record { path, file })
+    }
+
+    /// Notes that `made` exists now, before anything else can go wrong.
+    pub fn note(&mut self, made: &Made) -> std::io::Result<()> {
+        writeln!(self.file, "{}", made.line())
+    }
+
+    /// Deletes the record: everything in it is gone.
+    pub fn close(self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Undoes the records of dead starts; returns one line per thing removed
+/// (or that could not be), for the trace and the warnings.
+pub fn sweep() -> Vec<String> {
+    let mut said = Vec::new();
+    let Ok(entries) = std::fs::read_dir(records_dir()) else {
+        return said;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Ok(file) = File::open(&path) else {
+            continue;
+        };
+        // Locked: its start is alive (or, for `.new-…`, being born).
+        if !matches!(lock(&file, false), Ok(true)) {
+            continue;
+        }
+        // Another sweeper may have finished with it and deleted it while we
+        // waited: only the file still at `path` counts.
+        let same = std::fs::symlink_metadata(&path)
+            .ok()
+            .zip(file.metadata().ok())
+            .is_some_and(|(a, b)| a.ino() == b.ino());
+        if !same {
+            continue;
+        }
+        if !name.starts_with('.') {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let made: Vec<Made> = text.lines().filter_map(Made::parse).collect();
+            for thing in made.iter().rev() {
+                match undo(thing) {
+                    Ok(false) => {}
+                    Ok(true) => said.push(format!(
+                        "removed the {} of container {name}, whose caixa was killed",
+                        thing.line()
+                    )),
+                    Err(e) => said.push(format!(
+                        "warning: cannot remove the {} of killed container {name}: {e}",
+                        thing.line()
+                    )),
+                }
+            }
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+    said
+}
+
+/// Undoes one thing of a dead start; whether there was anything to undo.
+fn undo(made: &Made) -> Result<bool, String> {
+    match made {
+        Made::Cgroup(dir) => {
+            let existed = dir.exists();
+            crate::cgroup::remove_dir(dir).map_err(|e| e.to_string())?;
+            Ok(existed)
+        }
+        Made::Overlay(dir) | Made::KeptOverlay(dir) => {
+            let merged = dir.join("merged");
+            let existed = match nix::mount::umount2(&merged, nix::mount::MntFlags::MNT_DETACH) {
+                Ok(()) => true,
+                // EINVAL: not mounted (any more); ENOENT: gone already.
+                Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOENT) => false,
+                Err(e) => return Err(format!("umount {}: {e}", merged.display())),
+            };
+            if matches!(made, Made::KeptOverlay(_)) {
+                return Ok(existed);
+            }
+            match std::fs::remove_dir_all(dir) {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(existed),
+                Err(e) => Err(format!("{}: {e}", dir.display())),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_only_name_caixas_own_things() {
+        for made in [
+            Made::Cgroup("/sys/fs/cgroup/memory/caixa/abc".into()),
+            Made::Overlay("/var/lib/caixa/containers/abc".into()),
+            Made::KeptOverlay("/tmp/store/containers/abc".into()),
+        ] {
+            assert_eq!(Made::parse(&made.line()), Some(made));
+        }
+        assert_eq!(Made::parse("cgroup /etc"), None);
+        assert_eq!(Made::parse("overlay /"), None);
+        assert_eq!(Made::parse("overlay relative/containers/x"), None);
+        assert_eq!(Made::parse("overlay /a/containers/../../etc"), None);
+        assert_eq!(Made::parse("cgroup /sys/fs/cgroup/caixa/../.."), None);
+    }
+}
