@@ -1,8 +1,9 @@
 //! What an image costs: unpacking a layer (MB/s), beside `umoci unpack` of
-//! the same image in the same run, and the time to a first run of it.
+//! the same image in the same run, and the time to a first run of it,
+//! beside `umoci unpack` + `runc run`.
 //!
-//! Run with `cargo bench --bench images` as root, with umoci installed
-//! (`sudo apt-get install umoci`).
+//! Run with `cargo bench --bench images` as root, with umoci and runc
+//! installed (`sudo apt-get install umoci runc`).
 
 // criterion_group! generates an undocumented public function.
 #![allow(missing_docs)]
@@ -142,7 +143,97 @@ fn unpack(c: &mut Criterion) {
         })
     });
     group.finish();
+    first_run(c, &work);
     let _ = std::fs::remove_dir_all(&work);
+}
+
+/// Runs `cmd` quietly; panics with its stderr if it fails.
+fn quiet(cmd: &mut Command) {
+    let out = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// From the image on disk (an OCI layout) to `/bin/true` run in it and
+/// ended: caixa's `step9 load` + `step9 run`, beside `umoci unpack` +
+/// `runc run` of the same layout. Then a next run, the layers there.
+fn first_run(c: &mut Criterion, work: &Path) {
+    let step9 = env!("CARGO_BIN_EXE_step9");
+    let layout = work.join("layout");
+    let store = work.join("first-run-store");
+    let bundle = work.join("first-run-bundle");
+    let layout_ref = format!("{}:bench", layout.display());
+    let id = format!("caixa-bench-{}", std::process::id());
+    let caixa_load = || {
+        quiet(
+            Command::new(step9)
+                .arg("--root")
+                .arg(&store)
+                .arg("load")
+                .arg(&layout)
+                .args(["--name", "bench"]),
+        )
+    };
+    let caixa_run = || {
+        quiet(Command::new(step9).arg("--root").arg(&store).args([
+            "run",
+            "--network",
+            "none",
+            "bench",
+        ]))
+    };
+    let umoci_unpack = || {
+        quiet(
+            Command::new("umoci")
+                .args(["unpack", "--image", &layout_ref])
+                .arg(&bundle),
+        );
+        // umoci writes a runtime config from the image's; run it without a
+        // terminal, as caixa does.
+        let path = bundle.join("config.json");
+        let mut config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        config["process"]["terminal"] = false.into();
+        std::fs::write(&path, config.to_string()).unwrap();
+    };
+    let runc_run = || {
+        quiet(
+            Command::new("runc")
+                .args(["run", "--bundle"])
+                .arg(&bundle)
+                .arg(&id),
+        )
+    };
+    let mut group = c.benchmark_group("time to first run of a 48 MiB image");
+    group.bench_function("caixa: step9 load + run", |b| {
+        b.iter(|| {
+            let _ = std::fs::remove_dir_all(&store);
+            caixa_load();
+            caixa_run();
+        })
+    });
+    group.bench_function("umoci unpack + runc run", |b| {
+        b.iter(|| {
+            let _ = std::fs::remove_dir_all(&bundle);
+            umoci_unpack();
+            runc_run();
+        })
+    });
+    group.finish();
+    let mut group = c.benchmark_group("next run of the image (unpacked already)");
+    group.bench_function("caixa: step9 run", |b| b.iter(caixa_run));
+    group.bench_function("runc run", |b| b.iter(runc_run));
+    group.finish();
+    let _ = std::fs::remove_dir_all(&store);
+    let _ = std::fs::remove_dir_all(&bundle);
 }
 
 criterion_group! {

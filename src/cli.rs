@@ -234,6 +234,10 @@ impl CgroupArgs {
 /// The network (step 8 and later).
 #[derive(Debug, Args)]
 pub struct NetworkArgs {
+    /// `bridge` (the default: an address on caixa's bridge, NAT, ports) or
+    /// `none` (a network namespace with only loopback), as `docker run --network`.
+    #[arg(long, value_name = "MODE", default_value = "bridge", value_parser = ["bridge", "none"])]
+    pub network: String,
     /// Publish a container port on the host: [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp]. Repeatable.
     #[arg(short = 'p', long = "publish", value_name = "SPEC")]
     pub publish: Vec<String>,
@@ -249,9 +253,17 @@ pub struct NetworkArgs {
 }
 
 impl NetworkArgs {
-    /// The network these options describe.
-    pub fn to_network(&self) -> Result<crate::net::NetworkSpec, crate::net::NetError> {
+    /// The network these options describe; `None` for `--network none`.
+    pub fn to_network(&self) -> Result<Option<crate::net::NetworkSpec>, crate::net::NetError> {
         use crate::net::NetError;
+        if self.network == "none" {
+            if !self.publish.is_empty() || self.bandwidth.is_some() {
+                return Err(NetError::Invalid(
+                    "--network none has no network to publish ports on or to shape: drop -p and --network-bandwidth, or use --network bridge".into(),
+                ));
+            }
+            return Ok(None);
+        }
         let bridge_ok = !self.bridge.is_empty()
             && self.bridge.len() <= 15
             && self
@@ -277,7 +289,7 @@ impl NetworkArgs {
                 )));
             }
         }
-        Ok(crate::net::NetworkSpec {
+        Ok(Some(crate::net::NetworkSpec {
             bridge: self.bridge.clone(),
             subnet: self.subnet.parse().map_err(NetError::Invalid)?,
             publish,
@@ -287,7 +299,7 @@ impl NetworkArgs {
                 .map(crate::net::shape::parse_rate)
                 .transpose()?,
             state_dir: crate::net::state_dir(),
-        })
+        }))
     }
 }
 
@@ -516,11 +528,10 @@ pub fn run_image(program: &str, args: ImageRunArgs, store: &crate::image::store:
             .to_limits()
             .unwrap_or_else(|e| fail_setup(program, &e)),
     );
-    spec.network = Some(
-        args.network
-            .to_network()
-            .unwrap_or_else(|e| fail_setup(program, &e)),
-    );
+    spec.network = args
+        .network
+        .to_network()
+        .unwrap_or_else(|e| fail_setup(program, &e));
     let hostname = args.hostname.resolve();
     set_env(&mut spec.process.env, format!("HOSTNAME={hostname}"));
     spec.hostname = Some(hostname);

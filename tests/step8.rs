@@ -381,3 +381,19 @@ fn a_bridge_caixa_did_not_make_is_left_alone() {
         "step 8 must not remove or change a bridge it did not make"
     );
 }
+
+#[test]
+fn network_none_gives_only_loopback_and_touches_nothing() {
+    let netns = TestNetns::new();
+    let out = netns.run(8, &["--network", "none", "cat", "/proc/net/dev"]);
+    let devices: Vec<String> = stdout_of(&out)
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next().map(|d| d.trim().to_string()))
+        .collect();
+    assert_eq!(devices, ["lo"], "docker run --network none: loopback only");
+    assert_eq!(netns.links(), ["lo"], "no bridge or veth made");
+    assert!(netns.rules().is_empty(), "{:?}", netns.rules());
+    let out = netns.run(8, &["--network", "none", "-p", "8080:80", "true"]);
+    assert_one_line_error(&out, 8, 125, "--network none has no network");
+}

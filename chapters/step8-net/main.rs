@@ -46,11 +46,10 @@ fn main() {
             .unwrap_or_else(|e| cli::fail_setup("step8", &e)),
     );
     // ANCHOR: spec
-    spec.network = Some(
-        args.network
-            .to_network()
-            .unwrap_or_else(|e| cli::fail_setup("step8", &e)),
-    );
+    spec.network = args
+        .network
+        .to_network()
+        .unwrap_or_else(|e| cli::fail_setup("step8", &e));
     // ANCHOR_END: spec
     cli::finish_spec("step8", &mut spec, &args.rootfs, &args.hostname);
     cli::run_and_exit("step8", &spec)
