@@ -1,9 +1,11 @@
 //! What an image costs: unpacking a layer (MB/s), beside `umoci unpack` of
 //! the same image in the same run, and the time to a first run of it,
-//! beside `umoci unpack` + `runc run`.
+//! beside `umoci unpack` + `runc run`; and pulling it from a registry on
+//! loopback, beside `skopeo copy`.
 //!
-//! Run with `cargo bench --bench images` as root, with umoci and runc
-//! installed (`sudo apt-get install umoci runc`).
+//! Run with `cargo bench --bench images` as root, with umoci, runc, skopeo
+//! and docker-registry installed (`sudo apt-get install umoci runc skopeo
+//! docker-registry`).
 
 // criterion_group! generates an undocumented public function.
 #![allow(missing_docs)]
@@ -144,7 +146,84 @@ fn unpack(c: &mut Criterion) {
     });
     group.finish();
     first_run(c, &work);
+    pull(
+        c,
+        &work,
+        std::fs::metadata(work.join("layout/blobs/sha256").join(hex)).map_or(0, |m| m.len()),
+    );
     let _ = std::fs::remove_dir_all(&work);
+}
+
+/// A docker-registry on a free loopback port, killed on drop.
+struct Registry(std::process::Child);
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Pulling the image from a registry on loopback: `step10 pull` into a
+/// fresh store, beside `skopeo copy` of it into a fresh OCI layout.
+fn pull(c: &mut Criterion, work: &Path, layer_bytes: u64) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap();
+    let dir = work.join("registry");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = format!(
+        "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}/data\nhttp:\n  addr: 127.0.0.1:{port}\n",
+        dir.display()
+    );
+    std::fs::write(dir.join("config.yml"), config).unwrap();
+    let _registry = Registry(
+        Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.join("config.yml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry (sudo apt-get install docker-registry)"),
+    );
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let remote = format!("docker://127.0.0.1:{port}/bench/img:1");
+    quiet(
+        Command::new("skopeo")
+            .args(["copy", "--dest-tls-verify=false"])
+            .arg(format!("oci:{}:bench", work.join("layout").display()))
+            .arg(&remote),
+    );
+    let store = work.join("pull-store");
+    let copy = work.join("pull-copy");
+    let mut group = c.benchmark_group("pull a 48 MiB image from a registry on loopback");
+    group.throughput(Throughput::Bytes(layer_bytes));
+    group.bench_function("caixa: step10 pull", |b| {
+        b.iter(|| {
+            let _ = std::fs::remove_dir_all(&store);
+            quiet(
+                Command::new(env!("CARGO_BIN_EXE_step10"))
+                    .arg("--root")
+                    .arg(&store)
+                    .args(["pull", &format!("127.0.0.1:{port}/bench/img:1")]),
+            );
+        })
+    });
+    group.bench_function("skopeo copy", |b| {
+        b.iter(|| {
+            let _ = std::fs::remove_dir_all(&copy);
+            quiet(
+                Command::new("skopeo")
+                    .args(["copy", "--src-tls-verify=false"])
+                    .arg(&remote)
+                    .arg(format!("oci:{}:bench", copy.display())),
+            );
+        })
+    });
+    group.finish();
 }
 
 /// Runs `cmd` quietly; panics with its stderr if it fails.

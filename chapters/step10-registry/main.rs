@@ -6,9 +6,12 @@
 
 use std::io::BufRead;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use caixa::cli;
 use caixa::image::store::Store;
+use caixa::registry::client::Options;
+use caixa::registry::progress::Progress;
 use caixa::registry::{auth, pull, push, reference::Reference};
 use clap::{Parser, Subcommand};
 
@@ -33,6 +36,9 @@ struct Step10 {
     /// A registry (HOST[:PORT]) that may be spoken to over plain HTTP. Repeatable.
     #[arg(long = "insecure-registry", value_name = "HOST", global = true)]
     insecure: Vec<String>,
+    /// Seconds to wait for a registry to connect or send its next bytes.
+    #[arg(long, value_name = "SECS", default_value_t = 30, global = true)]
+    timeout: u64,
     #[command(subcommand)]
     command: Command,
 }
@@ -54,6 +60,9 @@ enum Command {
         /// Where to push, when not the name itself.
         #[arg(long)]
         to: Option<String>,
+        /// Upload blobs larger than this in chunks (PATCH), e.g. 8m.
+        #[arg(long, value_name = "SIZE", default_value = "8m")]
+        chunk_size: String,
     },
     /// Save credentials for a registry (the password is read from stdin).
     Login {
@@ -72,7 +81,12 @@ enum Command {
 fn main() {
     let args: Step10 = cli::parse();
     let store = Store::open(&args.root).unwrap_or_else(|e| cli::fail_setup("step10", &e));
-    let progress = |line: &str| eprintln!("{line}");
+    let progress = Progress::for_stderr();
+    let mut options = Options {
+        insecure: args.insecure,
+        timeout: Duration::from_secs(args.timeout.max(1)),
+        ..Options::default()
+    };
     match args.command {
         Command::Pull {
             reference,
@@ -80,15 +94,21 @@ fn main() {
         } => {
             let reference =
                 Reference::parse(&reference).unwrap_or_else(|e| cli::fail_setup("step10", &e));
-            match pull::pull(&store, &reference, &platform, &args.insecure, &progress) {
+            match pull::pull(&store, &reference, &platform, &options, &progress) {
                 Ok(name) => println!("pulled {name}"),
                 Err(e) => cli::fail_setup("step10", &e),
             }
         }
-        Command::Push { name, to } => {
+        Command::Push {
+            name,
+            to,
+            chunk_size,
+        } => {
+            options.chunk_size = caixa::cgroup::parse_size(&chunk_size)
+                .unwrap_or_else(|e| cli::fail_setup("step10", &e));
             let target = Reference::parse(to.as_deref().unwrap_or(&name))
                 .unwrap_or_else(|e| cli::fail_setup("step10", &e));
-            match push::push(&store, &name, &target, &args.insecure, &progress) {
+            match push::push(&store, &name, &target, &options, &progress) {
                 Ok(digest) => println!("pushed {target} {digest}"),
                 Err(e) => cli::fail_setup("step10", &e),
             }
@@ -127,7 +147,7 @@ fn main() {
                         &store,
                         &reference,
                         &pull::this_platform(),
-                        &args.insecure,
+                        &options,
                         &progress,
                     ) {
                         cli::fail_setup("step10", &e);

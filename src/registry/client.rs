@@ -19,12 +19,37 @@ pub const MANIFEST_TYPES: [&str; 4] = [
 /// The largest manifest or token answer accepted.
 pub const MAX_MANIFEST: u64 = 4 << 20;
 
+/// How to talk to registries: the command line's choices.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Hosts that may be spoken to over plain HTTP (`--insecure-registry`).
+    pub insecure: Vec<String>,
+    /// How long to wait for a connection or for the next bytes of an answer
+    /// before giving up on a stalled server (`--timeout`).
+    pub timeout: Duration,
+    /// Blobs larger than this are pushed in chunks (`PATCH`), smaller ones
+    /// in one `PUT` (`push --chunk-size`).
+    pub chunk_size: u64,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            insecure: Vec::new(),
+            timeout: Duration::from_secs(30),
+            chunk_size: 8 << 20,
+        }
+    }
+}
+
 /// A client for one registry and repository.
 #[derive(Clone)]
 pub struct Client {
     agent: ureq::Agent,
     base: String,
     host: String,
+    https: bool,
+    timeout: Duration,
     repository: String,
     authorization: Option<String>,
 }
@@ -44,25 +69,75 @@ pub fn plain_http_ok(host: &str, insecure: &[String]) -> bool {
 impl Client {
     /// A client for `reference`'s registry. Loopback and `insecure` hosts
     /// speak plain HTTP; all others HTTPS.
-    pub fn new(reference: &Reference, insecure: &[String]) -> Client {
+    pub fn new(reference: &Reference, options: &Options) -> Client {
         let host = reference.api_host().to_string();
-        let scheme = if plain_http_ok(&host, insecure) {
-            "http"
-        } else {
-            "https"
-        };
+        let https = !plain_http_ok(&host, &options.insecure);
+        let scheme = if https { "https" } else { "http" };
         let agent = ureq::AgentBuilder::new()
-            .timeout_connect(Duration::from_secs(10))
-            .timeout_read(Duration::from_secs(30))
-            .timeout_write(Duration::from_secs(30))
+            .timeout_connect(options.timeout)
+            .timeout_read(options.timeout)
+            .timeout_write(options.timeout)
             .build();
         Client {
             agent,
             base: format!("{scheme}://{host}/v2/{}", reference.repository),
             host,
+            https,
+            timeout: options.timeout,
             repository: reference.repository.clone(),
             authorization: None,
         }
+    }
+
+    /// The full URL of `path` (relative to the repository), or `path` if
+    /// it is one already.
+    pub fn url(&self, path: &str) -> String {
+        if path.starts_with("http://") || path.starts_with("https://") {
+            path.to_string()
+        } else {
+            format!("{}{path}", self.base)
+        }
+    }
+
+    /// `scheme://host` of the registry, for a relative `Location`.
+    pub fn origin(&self) -> String {
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}", self.host)
+    }
+
+    /// The repository this client speaks about.
+    pub fn repository(&self) -> &str {
+        &self.repository
+    }
+
+    /// A transport failure, with what to do about it.
+    pub fn transport_error(&self, url: &str, error: impl std::fmt::Display) -> RegistryError {
+        let url = self.url(url);
+        // ureq's own message starts with the URL: say it once.
+        let why = error.to_string();
+        let why = why
+            .strip_prefix(&format!("{url}: "))
+            .map(str::to_string)
+            .unwrap_or(why);
+        // A TLS handshake answered in plain HTTP: a registry without TLS.
+        if self.https
+            && ["InvalidContentType", "corrupt message", "InvalidMessage"]
+                .iter()
+                .any(|m| why.contains(m))
+        {
+            return RegistryError::Insecure(self.host.clone());
+        }
+        let why = if why.contains("timed out") || why.contains("WouldBlock") {
+            format!(
+                "{why}: no answer within {} s (the registry stalled; --timeout SECS waits longer)",
+                self.timeout.as_secs()
+            )
+        } else if why.contains("closed before all bytes") {
+            format!("{why}: the registry cut the answer short; nothing was stored, try again")
+        } else {
+            why
+        };
+        RegistryError::Transport { url, why }
     }
 
     /// The registry host.
@@ -79,12 +154,9 @@ impl Client {
         body: Option<&[u8]>,
         actions: &str,
     ) -> Result<ureq::Response, RegistryError> {
-        let url = if path.starts_with("http://") || path.starts_with("https://") {
-            path.to_string()
-        } else {
-            format!("{}{path}", self.base)
-        };
-        for attempt in 0..2 {
+        let url = self.url(path);
+        let mut answered_challenge = false;
+        loop {
             let mut request = self.agent.request(method, &url);
             for (k, v) in headers {
                 request = request.set(k, v);
@@ -104,7 +176,7 @@ impl Client {
             };
             match result {
                 Ok(response) => return Ok(response),
-                Err(ureq::Error::Status(401, response)) if attempt == 0 => {
+                Err(ureq::Error::Status(401, response)) if !answered_challenge => {
                     let challenge = response
                         .header("WWW-Authenticate")
                         .and_then(parse_challenge)
@@ -113,6 +185,18 @@ impl Client {
                             why: "401 without a usable WWW-Authenticate header".into(),
                         })?;
                     self.authorization = Some(self.authenticate(challenge, actions)?);
+                    answered_challenge = true;
+                }
+                // We answered its challenge and it still says no.
+                Err(ureq::Error::Status(401, _)) => {
+                    return Err(RegistryError::Status {
+                        url,
+                        status: 401,
+                        hint: format!(
+                            ": the registry refused our credentials or token: check them with step10 login {}",
+                            self.host
+                        ),
+                    });
                 }
                 Err(ureq::Error::Status(status, _)) => {
                     let hint = match status {
@@ -122,19 +206,9 @@ impl Client {
                     };
                     return Err(RegistryError::Status { url, status, hint });
                 }
-                Err(ureq::Error::Transport(t)) => {
-                    return Err(RegistryError::Transport {
-                        url,
-                        why: t.to_string(),
-                    });
-                }
+                Err(ureq::Error::Transport(t)) => return Err(self.transport_error(&url, t)),
             }
         }
-        Err(RegistryError::Status {
-            url,
-            status: 401,
-            hint: ": the credentials were refused (step10 login HOST)".into(),
-        })
     }
 
     /// The `Authorization` value that answers `challenge`.
@@ -181,19 +255,21 @@ impl Client {
                         ),
                     );
                 }
-                let response = request.call().map_err(|e| RegistryError::Transport {
-                    url: url.clone(),
-                    why: e.to_string(),
+                let response = request.call().map_err(|e| match e {
+                    ureq::Error::Status(status, _) => RegistryError::Status {
+                        url: realm.clone(),
+                        status,
+                        hint: ": the token server refused: check the credentials (step10 login)"
+                            .into(),
+                    },
+                    ureq::Error::Transport(t) => self.transport_error(&url, t),
                 })?;
                 let mut body = Vec::new();
                 response
                     .into_reader()
                     .take(MAX_MANIFEST)
                     .read_to_end(&mut body)
-                    .map_err(|e| RegistryError::Transport {
-                        url: url.clone(),
-                        why: e.to_string(),
-                    })?;
+                    .map_err(|e| self.transport_error(&url, e))?;
                 let json: serde_json::Value =
                     serde_json::from_slice(&body).map_err(|e| RegistryError::Protocol {
                         what: url.clone(),
@@ -212,7 +288,11 @@ impl Client {
     }
 
     /// Reads a whole, bounded answer body.
-    pub fn read_bounded(response: ureq::Response, what: &str) -> Result<Vec<u8>, RegistryError> {
+    pub fn read_bounded(
+        &self,
+        response: ureq::Response,
+        what: &str,
+    ) -> Result<Vec<u8>, RegistryError> {
         if let Some(len) = response
             .header("Content-Length")
             .and_then(|l| l.parse::<u64>().ok())
@@ -231,10 +311,7 @@ impl Client {
             .into_reader()
             .take(MAX_MANIFEST + 1)
             .read_to_end(&mut body)
-            .map_err(|e| RegistryError::Transport {
-                url: what.into(),
-                why: e.to_string(),
-            })?;
+            .map_err(|e| self.transport_error(what, e))?;
         if body.len() as u64 > MAX_MANIFEST {
             return Err(RegistryError::Protocol {
                 what: what.into(),

@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod progress;
 pub mod pull;
 pub mod push;
 pub mod reference;
@@ -22,8 +23,8 @@ pub enum RegistryError {
         "invalid image reference {0:?}: use [REGISTRY/]NAME[:TAG|@sha256:DIGEST], e.g. busybox:1.36"
     )]
     Reference(String),
-    /// The server could not be reached or timed out.
-    #[error("cannot reach {url}: {why}")]
+    /// The server could not be reached, stalled or cut an answer short.
+    #[error("talking to the registry at {url}: {why}")]
     Transport {
         /// What we asked for.
         url: String,

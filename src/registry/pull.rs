@@ -4,8 +4,10 @@
 use std::io::Read;
 
 use super::RegistryError;
-use super::client::{Client, MANIFEST_TYPES};
+use super::client::{Client, MANIFEST_TYPES, Options};
+use super::progress::Progress;
 use super::reference::Reference;
+use crate::image::ImageError;
 use crate::image::digest::Hashing;
 use crate::image::store::Store;
 
@@ -41,7 +43,7 @@ fn manifest(
         .unwrap_or("")
         .trim()
         .to_string();
-    let body = Client::read_bounded(response, &format!("manifest {reference}"))?;
+    let body = client.read_bounded(response, &format!("manifest {reference}"))?;
     let digest = Hashing::new(&body[..])
         .finish()
         .map_err(|e| RegistryError::Protocol {
@@ -62,16 +64,16 @@ fn manifest(
 }
 
 // ANCHOR: pull
-/// Pulls `reference` into `store`; returns the local name. `progress` gets
-/// one line per blob.
+/// Pulls `reference` into `store`; returns the local name. `progress`
+/// shows each blob's transfer.
 pub fn pull(
     store: &Store,
     reference: &Reference,
     platform: &str,
-    insecure: &[String],
-    progress: &(dyn Fn(&str) + Sync),
+    options: &Options,
+    progress: &Progress,
 ) -> Result<String, RegistryError> {
-    let mut client = Client::new(reference, insecure);
+    let mut client = Client::new(reference, options);
     let by_digest = reference
         .tag_or_digest
         .starts_with("sha256:")
@@ -94,7 +96,7 @@ pub fn pull(
             .and_then(|m| m["digest"].as_str())
             .ok_or_else(|| bad(format!("the index has no manifest for {platform}")))?
             .to_string();
-        progress(&format!("index: {platform} is {chosen}"));
+        progress.line(&format!("index: {platform} is {chosen}"));
         (body, _, digest) = manifest(&mut client, &chosen, Some(&chosen))?;
         json = serde_json::from_slice(&body).map_err(|e| bad(e.to_string()))?;
     }
@@ -131,8 +133,12 @@ pub fn pull(
         handles
             .into_iter()
             .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(bad("a download thread panicked".into())))
+                h.join().unwrap_or_else(|panic| {
+                    Err(bad(format!(
+                        "a download thread failed: {}",
+                        crate::exit::panic_line(&*panic)
+                    )))
+                })
             })
             .collect()
     });
@@ -153,23 +159,54 @@ fn fetch_blob(
     digest: &str,
     size: u64,
     what: &str,
-    progress: &(dyn Fn(&str) + Sync),
+    progress: &Progress,
 ) -> Result<(), RegistryError> {
     // EXERCISE(10): skip a blob the store has; else GET /blobs/<digest> and store it, verified, bounded by its size
     if store.blob_path(digest)?.exists() {
-        progress(&format!("{what} {digest}: already present"));
+        progress.line(&format!("{what} {digest}: already present"));
         return Ok(());
     }
-    let response = client.send("GET", &format!("/blobs/{digest}"), &[], None, "pull")?;
+    let path = format!("/blobs/{digest}");
+    let response = client.send("GET", &path, &[], None, "pull")?;
+    let bar = progress.blob(what, size);
     // put_blob hashes what it reads and refuses a mismatch or a wrong size;
     // `take` stops a server that sends more than it announced.
-    store.put_blob(
-        digest,
-        Some(size),
-        response.into_reader().take(size.saturating_add(1)),
-    )?;
-    progress(&format!("{what} {digest}: {size} bytes"));
+    let body = Remote(response.into_reader().take(size.saturating_add(1)));
+    match store.put_blob(digest, Some(size), bar.reader(body)) {
+        Ok(_) => {}
+        // The network failed (a stall, a cut connection), not the store.
+        Err(ImageError::Io { source, .. })
+            if source.get_ref().is_some_and(|e| e.is::<RemoteError>()) =>
+        {
+            return Err(client.transport_error(&path, source));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    bar.done(&format!("{what} {digest}: {size} bytes"));
     Ok(())
     // END EXERCISE
 }
 // ANCHOR_END: fetch_blob
+
+/// A registry's answer body, whose read errors are marked as the network's.
+struct Remote<R>(R);
+
+/// A read error of a [`Remote`] body.
+#[derive(Debug)]
+struct RemoteError(std::io::Error);
+
+impl std::fmt::Display for RemoteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for RemoteError {}
+
+impl<R: Read> Read for Remote<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0
+            .read(buf)
+            .map_err(|e| std::io::Error::new(e.kind(), RemoteError(e)))
+    }
+}

@@ -1,19 +1,31 @@
-//! Push: every blob the registry lacks (checked with `HEAD`), uploaded in
-//! one `PUT` after opening an upload session, then the manifest.
+//! Push: the blobs the registry lacks, then the manifest.
+//!
+//! For each blob (the config, then the layers): `HEAD` asks whether the
+//! registry has it already. If not, and the image came from another
+//! repository of the same registry, a cross-repository mount (`POST
+//! …/blobs/uploads/?mount=DIGEST&from=REPO`) links it there without sending
+//! a byte (`201 Created`). Otherwise the answer opens an upload session
+//! (`202 Accepted` and a `Location`): a small blob goes in one `PUT`, a big
+//! one in `PATCH`es of `chunk_size` bytes with their `Content-Range`, closed
+//! by a `PUT` naming the digest, which the registry checks. The manifest
+//! goes last, when everything it names is there.
+
+use std::io::Read;
 
 use super::RegistryError;
-use super::client::Client;
+use super::client::{Client, Options};
+use super::progress::Progress;
 use super::reference::Reference;
 use crate::image::store::Store;
 
 // ANCHOR: push
-/// Pushes the local image `name` to `reference`.
+/// Pushes the local image `name` to `reference`; returns the manifest digest.
 pub fn push(
     store: &Store,
     name: &str,
     reference: &Reference,
-    insecure: &[String],
-    progress: &(dyn Fn(&str) + Sync),
+    options: &Options,
+    progress: &Progress,
 ) -> Result<String, RegistryError> {
     let manifest_digest = store.resolve(name)?;
     let body = store.read_blob(&manifest_digest)?;
@@ -22,7 +34,12 @@ pub fn push(
             what: "local manifest".into(),
             why: e.to_string(),
         })?;
-    let mut client = Client::new(reference, insecure);
+    let mut client = Client::new(reference, options);
+    // Where the blobs may be mounted from: the repository the image was
+    // pulled from, when it is on the same registry.
+    let source = Reference::parse(name)
+        .ok()
+        .filter(|s| s.api_host() == reference.api_host() && s.repository != reference.repository);
     let mut blobs = vec![json["config"]["digest"].as_str().unwrap_or("").to_string()];
     blobs.extend(
         json["layers"]
@@ -34,42 +51,38 @@ pub fn push(
     for digest in &blobs {
         match client.send("HEAD", &format!("/blobs/{digest}"), &[], None, "pull,push") {
             Ok(_) => {
-                progress(&format!("{digest}: already there"));
+                progress.line(&format!("{digest}: already there"));
                 continue;
             }
             Err(RegistryError::Status { status: 404, .. }) => {}
             Err(e) => return Err(e),
         }
-        let start = client.send(
+        let start = match &source {
+            Some(from) => format!("/blobs/uploads/?mount={digest}&from={}", from.repository),
+            None => "/blobs/uploads/".to_string(),
+        };
+        let answer = client.send(
             "POST",
-            "/blobs/uploads/",
+            &start,
             &[("Content-Length", "0")],
             Some(b""),
             "pull,push",
         )?;
-        let location = start
-            .header("Location")
-            .ok_or_else(|| RegistryError::Protocol {
-                what: "upload".into(),
-                why: "no Location header".into(),
-            })?
-            .to_string();
-        let location = if location.starts_with('/') {
-            let base = client_base(&client, insecure);
-            format!("{base}{location}")
-        } else {
-            location
-        };
-        let sep = if location.contains('?') { '&' } else { '?' };
-        let data = store.read_blob(digest)?;
-        client.send(
-            "PUT",
-            &format!("{location}{sep}digest={digest}"),
-            &[("Content-Type", "application/octet-stream")],
-            Some(&data),
-            "pull,push",
+        if answer.status() == 201 {
+            if let Some(from) = &source {
+                progress.line(&format!("{digest}: mounted from {}", from.repository));
+            }
+            continue;
+        }
+        let location = location(&client, &answer)?;
+        upload(
+            &mut client,
+            store,
+            digest,
+            location,
+            options.chunk_size,
+            progress,
         )?;
-        progress(&format!("{digest}: pushed {} bytes", data.len()));
     }
     let media = json["mediaType"]
         .as_str()
@@ -86,12 +99,84 @@ pub fn push(
 }
 // ANCHOR_END: push
 
-/// `scheme://host` of the registry, for a relative upload location.
-fn client_base(client: &Client, insecure: &[String]) -> String {
-    let scheme = if super::client::plain_http_ok(client.host(), insecure) {
-        "http"
-    } else {
-        "https"
+// ANCHOR: upload
+/// Sends blob `digest` into the upload session at `location`: in one `PUT`
+/// up to `chunk_size` bytes, else in `PATCH`es and a closing `PUT`.
+fn upload(
+    client: &mut Client,
+    store: &Store,
+    digest: &str,
+    mut location: String,
+    chunk_size: u64,
+    progress: &Progress,
+) -> Result<(), RegistryError> {
+    let path = store.blob_path(digest)?;
+    let io = |e: std::io::Error| crate::image::ImageError::Io {
+        path: path.clone(),
+        source: e,
     };
-    format!("{scheme}://{}", client.host())
+    let size = std::fs::metadata(&path).map_err(io)?.len();
+    let bar = progress.blob(&digest[..19.min(digest.len())], size);
+    let mut file = std::fs::File::open(&path).map_err(io)?;
+    let (mut offset, mut chunks) = (0u64, 0u32);
+    let mut chunk = Vec::new();
+    let last = loop {
+        chunk.clear();
+        (&mut file)
+            .take(chunk_size.max(1))
+            .read_to_end(&mut chunk)
+            .map_err(io)?;
+        let whole = offset == 0 && chunk.len() as u64 == size;
+        if whole || chunk.is_empty() {
+            break chunk.len();
+        }
+        let range = format!("{offset}-{}", offset + chunk.len() as u64 - 1);
+        let answer = client.send(
+            "PATCH",
+            &location,
+            &[
+                ("Content-Type", "application/octet-stream"),
+                ("Content-Range", &range),
+            ],
+            Some(&chunk),
+            "pull,push",
+        )?;
+        location = self::location(client, &answer)?;
+        offset += chunk.len() as u64;
+        chunks += 1;
+        bar.advance(chunk.len() as u64);
+    };
+    // The closing PUT names the digest; it carries the whole blob when it
+    // fits in one chunk, nothing otherwise.
+    let sep = if location.contains('?') { '&' } else { '?' };
+    client.send(
+        "PUT",
+        &format!("{location}{sep}digest={digest}"),
+        &[("Content-Type", "application/octet-stream")],
+        Some(&chunk[..last]),
+        "pull,push",
+    )?;
+    bar.advance(last as u64);
+    bar.done(&if chunks == 0 {
+        format!("{digest}: pushed {size} bytes")
+    } else {
+        format!("{digest}: pushed {size} bytes in {chunks} chunks")
+    });
+    Ok(())
+}
+// ANCHOR_END: upload
+
+/// The absolute URL of an answer's `Location` (registries often send a path).
+fn location(client: &Client, answer: &ureq::Response) -> Result<String, RegistryError> {
+    let location = answer
+        .header("Location")
+        .ok_or_else(|| RegistryError::Protocol {
+            what: "upload".into(),
+            why: "no Location header".into(),
+        })?;
+    Ok(if location.starts_with('/') {
+        format!("{}{location}", client.origin())
+    } else {
+        location.to_string()
+    })
 }
