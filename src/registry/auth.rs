@@ -113,11 +113,23 @@ pub fn config_path() -> PathBuf {
         .join("config.json")
 }
 
+/// The key of `host` in `config.json`'s `auths`: the host itself, except
+/// for Docker Hub, which Docker files under its old index URL (so a file
+/// written by `docker login` works here, and the other way round).
+pub fn config_key(host: &str) -> String {
+    match host {
+        "docker.io" | "index.docker.io" | "registry-1.docker.io" => {
+            "https://index.docker.io/v1/".to_string()
+        }
+        other => other.to_string(),
+    }
+}
+
 /// The saved (user, password) for `host`.
 pub fn credentials(host: &str) -> Option<(String, String)> {
     let text = std::fs::read_to_string(config_path()).ok()?;
     let config: serde_json::Value = serde_json::from_str(&text).ok()?;
-    let auth = config["auths"][host]["auth"].as_str()?;
+    let auth = config["auths"][config_key(host).as_str()]["auth"].as_str()?;
     let decoded = String::from_utf8(base64_decode(auth)?).ok()?;
     let (user, password) = decoded.split_once(':')?;
     Some((user.to_string(), password.to_string()))
@@ -143,7 +155,7 @@ pub fn save_credentials(host: &str, user: &str, password: &str) -> Result<PathBu
             "not a config.json of the expected shape; fix or remove it".into(),
         ));
     }
-    config["auths"][host] =
+    config["auths"][config_key(host).as_str()] =
         serde_json::json!({ "auth": base64_encode(format!("{user}:{password}").as_bytes()) });
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;

@@ -241,11 +241,8 @@ impl Client {
                     url.push_str(&format!("&service={}", encode(&service)));
                 }
                 let mut request = self.agent.get(&url);
-                // Credentials go to the realm only when it is this very host,
-                // and never in clear text to a host that is not loopback.
-                let safe = realm.starts_with("https://") || plain_http_ok(host_of(&realm), &[]);
                 if let Some((user, password)) =
-                    creds.filter(|_| host_of(&realm) == self.host && safe)
+                    creds.filter(|_| realm_may_get_credentials(&realm, &self.host))
                 {
                     request = request.set(
                         "Authorization",
@@ -322,6 +319,34 @@ impl Client {
     }
 }
 
+/// Whether the token server at `realm` may see the credentials saved for
+/// `registry`: only when it is the registry's own host, or (over HTTPS) a
+/// sibling under the same domain, as Docker Hub's `auth.docker.io` is to
+/// `registry-1.docker.io`; and never in clear text beyond loopback. Docker
+/// sends them to any realm the registry names; we do not.
+pub fn realm_may_get_credentials(realm: &str, registry: &str) -> bool {
+    let realm_host = host_of(realm);
+    if realm_host == registry {
+        return realm.starts_with("https://") || plain_http_ok(realm_host, &[]);
+    }
+    let domain = |host: &str| -> Option<String> {
+        let name = host.split(':').next()?;
+        if name.parse::<std::net::IpAddr>().is_ok() || name.starts_with('[') {
+            return None;
+        }
+        let labels: Vec<&str> = name.split('.').collect();
+        // `example.co.uk` is a domain of three labels: a country's
+        // second-level suffix (co, com, org, …) is no domain of its own.
+        let second_level = ["co", "com", "net", "org", "gov", "ac", "edu"];
+        let n = match labels.as_slice() {
+            [.., second, top] if top.len() == 2 && second_level.contains(second) => 3,
+            _ => 2,
+        };
+        (labels.len() >= n).then(|| labels[labels.len() - n..].join("."))
+    };
+    realm.starts_with("https://") && domain(realm_host).is_some_and(|d| Some(d) == domain(registry))
+}
+
 /// The `host[:port]` of a URL.
 fn host_of(url: &str) -> &str {
     url.split("://")
@@ -353,6 +378,30 @@ mod tests {
         assert!(super::plain_http_ok(
             "registry.example:5000",
             &["registry.example:5000".into()]
+        ));
+        assert!(super::realm_may_get_credentials(
+            "https://auth.docker.io/token",
+            "registry-1.docker.io"
+        ));
+        assert!(super::realm_may_get_credentials(
+            "http://127.0.0.1:5000/token",
+            "127.0.0.1:5000"
+        ));
+        assert!(!super::realm_may_get_credentials(
+            "http://auth.docker.io/token",
+            "registry-1.docker.io"
+        ));
+        assert!(!super::realm_may_get_credentials(
+            "https://evil.example/token",
+            "registry-1.docker.io"
+        ));
+        assert!(!super::realm_may_get_credentials(
+            "https://auth.other.co.uk/token",
+            "registry.mine.co.uk"
+        ));
+        assert!(!super::realm_may_get_credentials(
+            "https://127.0.0.2/token",
+            "127.0.0.1:5000"
         ));
         assert_eq!(
             super::encode("repository:a/b:pull"),
