@@ -193,8 +193,9 @@ pub fn apply_whiteout(dir: &Path, name: &str, shift: &Shift) -> std::io::Result<
         // NAME itself, that already hides theirs; a directory of this layer
         // must also not merge with theirs: it becomes opaque.
         Ok(m) if m.is_dir() => set_opaque(&path)?,
-        Ok(m) if !is_whiteout(&m) => {}
-        _ => {
+        // Its own file, or the same whiteout twice: nothing more to do.
+        Ok(_) => {}
+        Err(_) => {
             mknod(&path, libc::S_IFCHR | 0o600, 0)?;
             std::os::unix::fs::lchown(&path, Some(shift.uid(0)), Some(shift.gid(0)))?;
         }
@@ -357,6 +358,20 @@ pub fn unpack(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_same_whiteout_twice_is_one_whiteout() {
+        let dir = tempfile::tempdir().unwrap();
+        let shift = Shift {
+            uid_base: 0,
+            gid_base: 0,
+            count: u32::MAX,
+        };
+        assert!(apply_whiteout(dir.path(), ".wh.a", &shift).unwrap());
+        assert!(apply_whiteout(dir.path(), ".wh.a", &shift).unwrap());
+        let meta = std::fs::symlink_metadata(dir.path().join("a")).unwrap();
+        assert!(is_whiteout(&meta));
+    }
 
     #[test]
     fn only_normal_relative_names_pass() {
