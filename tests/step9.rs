@@ -663,7 +663,7 @@ fn an_unknown_media_type_is_refused_at_load() {
     let layout = Layout::with(
         &[base_layer()],
         default_config(),
-        "application/vnd.oci.image.layer.v1.tar+zstd",
+        "application/vnd.example.layer.v1.tar+lz4",
         None,
     );
     let out = world.load(layout.path(), "bad:1");
@@ -822,4 +822,42 @@ fn an_oci_archive_loads_and_runs() {
     let out = world.load(file.to_str().unwrap(), "arch:3");
     assert_eq!(stdout_of(&out).trim(), "loaded arch:3");
     assert_eq!(stdout_of(&world.run(&["arch:3"])), "bar\n/tmp\n");
+}
+
+#[test]
+fn zstd_compressed_layers_load_and_run() {
+    // skopeo recompresses a two-layer image (a whiteout in the upper one):
+    // plain zstd (one frame), and zstd:chunked (many frames and a skippable
+    // one holding a table of contents).
+    let world = World::new();
+    let upper = tar_of(&[Entry::Dir("data"), Entry::File("data/.wh.a", b"")]);
+    let layout = Layout::new(&[base_layer(), upper], default_config());
+    for (format, name) in [("zstd", "zstd:1"), ("zstd:chunked", "chunked:1")] {
+        let out = tempfile::tempdir().unwrap();
+        skopeo(&[
+            "copy",
+            "--quiet",
+            "--dest-compress-format",
+            format,
+            &format!("oci:{}:test", layout.path()),
+            &format!("oci:{}:test", out.path().display()),
+        ]);
+        let blobs = out.path().join("blobs/sha256");
+        let zstd_blobs = std::fs::read_dir(&blobs)
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                std::fs::read(e.path()).is_ok_and(|b| b.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]))
+            })
+            .count();
+        assert_eq!(zstd_blobs, 2, "skopeo made two zstd layers ({format})");
+        let loaded = world.load(out.path().to_str().unwrap(), name);
+        assert_eq!(stdout_of(&loaded).trim(), format!("loaded {name}"));
+        let ran = world.run(&[name, "sh", "-c", "ls /data"]);
+        assert_eq!(
+            stdout_of(&ran),
+            "b\n",
+            "step 9: {format} layers must unpack (and the whiteout apply)"
+        );
+    }
 }

@@ -16,9 +16,10 @@ use super::store::Store;
 use super::{ImageError, io_err};
 
 /// The layer media types caixa unpacks.
-pub const LAYER_TYPES: [&str; 4] = [
+pub const LAYER_TYPES: [&str; 5] = [
     "application/vnd.oci.image.layer.v1.tar",
     "application/vnd.oci.image.layer.v1.tar+gzip",
+    "application/vnd.oci.image.layer.v1.tar+zstd",
     "application/vnd.docker.image.rootfs.diff.tar",
     "application/vnd.docker.image.rootfs.diff.tar.gzip",
 ];

@@ -10,10 +10,11 @@
 //!
 //! Formats follow the OCI image spec (types from the `oci-spec` crate):
 //! content-addressed blobs (`sha256:…`), a manifest listing a config and
-//! layers, an index listing manifests. Tar with the `tar` crate and gzip
-//! with `flate2` (pure Rust, no C library: easy to build static); zstd
-//! layers are refused with a clear message for now.
+//! layers, an index listing manifests. Tar with the `tar` crate, gzip with
+//! `flate2` and zstd with `ruzstd`: pure Rust, no C library, so easy to
+//! build static (see [`compression`]).
 
+pub mod compression;
 pub mod config;
 pub mod digest;
 pub mod load;
@@ -50,7 +51,7 @@ pub enum ImageError {
         actual: String,
     },
     /// A media type caixa does not handle.
-    #[error("unsupported media type {0}: caixa reads tar and tar+gzip layers")]
+    #[error("unsupported media type {0}: caixa reads tar, tar+gzip and tar+zstd layers")]
     MediaType(String),
     /// A layer tries to escape its directory, or breaks a bound.
     #[error("refusing layer {layer}: {why}")]

@@ -14,7 +14,6 @@
 //! mounting. When the container is removed, its upper directory goes with
 //! it, unless it is kept to show what changed.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
@@ -84,13 +83,7 @@ pub fn ensure_layer(
     let blob_path = store.blob_path(blob)?;
     let file = std::fs::File::open(&blob_path).map_err(io_err(&blob_path))?;
     let compressed = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let stream: Box<dyn Read> = if media_type.ends_with("gzip") {
-        Box::new(flate2::read::GzDecoder::new(file))
-    } else if media_type.ends_with("tar") {
-        Box::new(file)
-    } else {
-        return Err(ImageError::MediaType(media_type.to_string()));
-    };
+    let stream = super::compression::tar_stream(media_type, file)?;
     let mut hashing = Hashing::new(stream);
     let result = unpack(
         &mut hashing,
