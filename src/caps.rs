@@ -144,19 +144,6 @@ pub fn raise_effective() -> Result<(), CapsError> {
     })
 }
 
-/// Empties the effective and permitted sets: a non-root user in a
-/// container holds no capability, only the bounding set limits what a
-/// setuid program could regain (Docker does the same since 20.10).
-pub fn clear_effective_and_permitted() -> Result<(), CapsError> {
-    for set in [CapSet::Effective, CapSet::Permitted] {
-        caps::clear(None, set).map_err(|source| CapsError::Apply {
-            what: format!("clear the {set:?} set"),
-            source,
-        })?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

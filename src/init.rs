@@ -207,8 +207,8 @@ fn set_up_and_exec(
     // ANCHOR_END: init_mnt
 
     // ANCHOR: init_cwd_fds
-    // 5. The working directory (made if missing in a root of its own, as
-    //    Docker does; never on the host's filesystem), then
+    // 5. The working directory (made if missing when the container has a
+    //    root of its own, as Docker does; never outside that root), then
     //    make sure it is inside our root: a directory fd leaked from the host
     //    would resolve outside (CVE-2024-21626), and getcwd(2) then reports
     //    "(unreachable)".
@@ -248,14 +248,14 @@ fn set_up_and_exec(
     //     which --cap-drop may take away below. PR_SET_KEEPCAPS keeps the
     //     permitted set across the change, so the bounding set can still be
     //     cut (execve clears the flag again).
-    let uid = match &spec.process.user {
-        Some(user) => {
-            let uid = become_user(user)?;
-            step(format_args!("user {user}: uid {uid}, capabilities kept"));
-            Some(uid)
-        }
-        None => None,
-    };
+    //     A user other than root keeps these sets only until execve: with
+    //     inheritable and ambient empty, the kernel gives a program run by a
+    //     non-root uid no capability (capabilities(7)), only the bounding set
+    //     as a ceiling, as with docker run.
+    if let Some(user) = &spec.process.user {
+        let uid = become_user(user)?;
+        step(format_args!("user {user}: uid {uid}, capabilities kept"));
+    }
     if let Some(keep) = &spec.capabilities {
         caps::raise_effective()?;
         caps::drop_capabilities(keep)?;
@@ -264,11 +264,6 @@ fn set_up_and_exec(
             keep.len(),
             caps::mask(keep)
         ));
-    }
-    // A user other than root holds no capability in effect, only the bounding
-    // set (what a setuid program could regain), as with docker run.
-    if uid.is_some_and(|uid| uid != 0) {
-        caps::clear_effective_and_permitted()?;
     }
     if spec.no_new_privs {
         // SAFETY: prctl(PR_SET_NO_NEW_PRIVS, 1) only sets a flag on this process.
@@ -350,30 +345,39 @@ fn become_user(user: &str) -> Result<u32, InitError> {
 }
 
 /// Creates what is missing of the absolute directory `path`, one component
-/// at a time from `/` and never through a symlink: a symlink of the image,
-/// or a `/proc/self/fd/N` leaked from the host, could point outside the
-/// root, and nothing may be made there. At a symlink it stops and leaves
-/// the rest to `chdir` (and its checks).
+/// at a time, as `mkdir -p` would, but resolving every prefix with
+/// `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`: an image's symlinks
+/// are followed as the container would see them (an absolute target
+/// resolves inside the root), and a `/proc/self/fd/N` magic link, which
+/// could lead to a directory leaked from the host, is never followed.
+/// Where it cannot go on, it stops, and `chdir` says what is wrong.
 fn make_missing_dirs(path: &std::path::Path) -> Result<(), InitError> {
-    use nix::fcntl::{OFlag, openat};
+    use nix::fcntl::{OFlag, OpenHow, ResolveFlag, open, openat2};
     use nix::sys::stat::{Mode, mkdirat};
-    let flags = OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_PATH;
-    let mut dir = nix::fcntl::open("/", flags, Mode::empty()).map_err(syscall("open(/)"))?;
+    let flags = OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_PATH;
+    let how = OpenHow::new()
+        .flags(flags)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let root = open("/", flags, Mode::empty()).map_err(syscall("open(/)"))?;
+    let mut parent = open("/", flags, Mode::empty()).map_err(syscall("open(/)"))?;
+    let mut prefix = std::path::PathBuf::new();
     for part in path.components().skip(1) {
         let std::path::Component::Normal(name) = part else {
             return Ok(()); // `..` and the like: chdir resolves them
         };
-        let next = match openat(&dir, name, flags, Mode::empty()) {
-            Err(Errno::ENOENT) => {
-                mkdirat(&dir, name, Mode::from_bits_truncate(0o755))
-                    .map_err(syscall(format!("mkdir {}", path.display())))?;
-                openat(&dir, name, flags, Mode::empty())
-            }
+        prefix.push(name);
+        let next = match openat2(&root, &prefix, how) {
+            // Everything before resolved: `name` is missing in `parent`.
+            // (A dangling symlink there makes mkdirat fail: we stop.)
+            Err(Errno::ENOENT) => match mkdirat(&parent, name, Mode::from_bits_truncate(0o755)) {
+                Ok(()) => openat2(&root, &prefix, how),
+                Err(_) => return Ok(()),
+            },
             other => other,
         };
         match next {
-            Ok(fd) => dir = fd,
-            Err(_) => return Ok(()), // a symlink or a file: chdir says what is wrong
+            Ok(fd) => parent = fd,
+            Err(_) => return Ok(()),
         }
     }
     Ok(())

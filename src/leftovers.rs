@@ -12,14 +12,14 @@
 //! and holds an exclusive `flock(2)` on that file while it lives. The kernel
 //! releases the lock when the process dies, however it dies: a record whose
 //! lock can be taken belongs to a dead start. The next start [`sweep`]s: it
-//! undoes every such record, newest thing first, then deletes it. (The
+//! undoes every such record (cgroups first, killing what is left in them,
+//! then mounts), and deletes it once nothing is left. (The
 //! network has its own recovery: dead leases, see `net::ipam`.)
 
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Component, PathBuf};
 
 /// One thing a start made, as it appears in its record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,27 +43,31 @@ impl Made {
         }
     }
 
-    fn parse(line: &str) -> Option<Made> {
+    /// A line of container `id`'s record, if it names a thing of the shape
+    /// caixa makes for that container: a damaged or crafted record must not
+    /// become an order to delete something else.
+    fn parse(line: &str, id: &str) -> Option<Made> {
         let (kind, path) = line.split_once(' ')?;
         let path = PathBuf::from(path);
-        // Only paths of the shapes caixa makes: a damaged record must not
-        // become an order to delete something else.
-        let is_ours = |marker: &str| {
-            path.is_absolute() && path.to_string_lossy().contains(marker) && {
-                path.components().all(|c| {
-                    matches!(
-                        c,
-                        std::path::Component::Normal(_) | std::path::Component::RootDir
-                    )
-                })
-            }
+        let plain = path.is_absolute()
+            && path
+                .components()
+                .all(|c| matches!(c, Component::Normal(_) | Component::RootDir));
+        // …/<parent>/<id>, exactly.
+        let shaped = |parent: &str| {
+            plain
+                && path.file_name().is_some_and(|n| n == id)
+                && path
+                    .parent()
+                    .and_then(|p| p.file_name())
+                    .is_some_and(|n| n == parent)
         };
         match kind {
-            "cgroup" if path.starts_with("/sys/fs/cgroup") && is_ours("/caixa/") => {
+            "cgroup" if path.starts_with("/sys/fs/cgroup") && shaped(crate::cgroup::PARENT) => {
                 Some(Made::Cgroup(path))
             }
-            "overlay" if is_ours("/containers/") => Some(Made::Overlay(path)),
-            "kept-overlay" if is_ours("/containers/") => Some(Made::KeptOverlay(path)),
+            "overlay" if shaped("containers") => Some(Made::Overlay(path)),
+            "kept-overlay" if shaped("containers") => Some(Made::KeptOverlay(path)),
             _ => None,
         }
     }
@@ -96,27 +100,35 @@ fn lock(file: &File, wait: bool) -> std::io::Result<bool> {
     Err(error)
 }
 
+/// The records directory, held exclusively while a record is born or the
+/// records are swept: so a sweeper never meets a record that exists but is
+/// not locked yet.
+fn lock_dir() -> std::io::Result<File> {
+    let dir = records_dir();
+    std::fs::create_dir_all(&dir)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(".lock"))?;
+    lock(&file, true)?;
+    Ok(file)
+}
+
 impl Record {
-    /// Creates and locks the record of container `id`. It is born under a
-    /// temporary name and renamed once locked, so a sweeper never sees it
-    /// unlocked.
+    /// Creates and locks the record of container `id`.
     pub fn create(id: &str) -> std::io::Result<Record> {
-        let dir = records_dir();
-        std::fs::create_dir_all(&dir)?;
-        let tmp = dir.join(format!(".new-{id}"));
+        let _dir = lock_dir()?;
+        let path = records_dir().join(id);
         let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .write(true)
-            .read(true)
-            .open(&tmp)?;
+            .open(&path)?;
         lock(&file, true)?;
-        let path = dir.join(id);
-        std::fs::rename(&tmp, &path)?;
         Ok(Record { path, file })
     }
 
-    /// Notes that `made` exists now, before anything else can go wrong.
+    /// Notes that `made` will exist, before it is made.
     pub fn note(&mut self, made: &Made) -> std::io::Result<()> {
         writeln!(self.file, "{}", made.line())
     }
@@ -127,6 +139,7 @@ impl Record {
     }
 }
 
+// ANCHOR: sweep
 /// Undoes the records of dead starts; returns one line per thing removed
 /// (or that could not be), for the trace and the warnings.
 pub fn sweep() -> Vec<String> {
@@ -134,46 +147,61 @@ pub fn sweep() -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(records_dir()) else {
         return said;
     };
+    let Ok(_dir) = lock_dir() else {
+        return said;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Ok(file) = File::open(&path) else {
+        let id = entry.file_name().to_string_lossy().into_owned();
+        if id.starts_with('.') {
+            continue;
+        }
+        let Ok(file) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+        else {
             continue;
         };
-        // Locked: its start is alive (or, for `.new-…`, being born).
+        // Locked: its start is alive.
         if !matches!(lock(&file, false), Ok(true)) {
             continue;
         }
-        // Another sweeper may have finished with it and deleted it while we
-        // waited: only the file still at `path` counts.
-        let same = std::fs::symlink_metadata(&path)
-            .ok()
-            .zip(file.metadata().ok())
-            .is_some_and(|(a, b)| a.ino() == b.ino());
-        if !same {
+        let Ok(text) = std::fs::read_to_string(&path) else {
             continue;
-        }
-        if !name.starts_with('.') {
-            let text = std::fs::read_to_string(&path).unwrap_or_default();
-            let made: Vec<Made> = text.lines().filter_map(Made::parse).collect();
-            for thing in made.iter().rev() {
-                match undo(thing) {
-                    Ok(false) => {}
-                    Ok(true) => said.push(format!(
-                        "removed the {} of container {name}, whose caixa was killed",
+        };
+        // Processes first (a cgroup's are killed as it goes), then the
+        // mounts they might have been writing through.
+        let mut made: Vec<Made> = text.lines().filter_map(|l| Made::parse(l, &id)).collect();
+        made.sort_by_key(|m| !matches!(m, Made::Cgroup(_)));
+        let mut left = Vec::new();
+        for thing in made {
+            match undo(&thing) {
+                Ok(false) => {}
+                Ok(true) => said.push(format!(
+                    "removed the {} of container {id}, whose caixa was killed",
+                    thing.line()
+                )),
+                Err(e) => {
+                    said.push(format!(
+                        "warning: cannot remove the {} of killed container {id}: {e}; the next start tries again",
                         thing.line()
-                    )),
-                    Err(e) => said.push(format!(
-                        "warning: cannot remove the {} of killed container {name}: {e}",
-                        thing.line()
-                    )),
+                    ));
+                    left.push(thing);
                 }
             }
         }
-        let _ = std::fs::remove_file(&path);
+        // Done with it, or keep what is left for the next start.
+        if left.is_empty() {
+            let _ = std::fs::remove_file(&path);
+        } else {
+            let text: String = left.iter().map(|m| format!("{}\n", m.line())).collect();
+            let _ = std::fs::write(&path, text);
+        }
     }
     said
 }
+// ANCHOR_END: sweep
 
 /// Undoes one thing of a dead start; whether there was anything to undo.
 fn undo(made: &Made) -> Result<bool, String> {
@@ -214,12 +242,20 @@ mod tests {
             Made::Overlay("/var/lib/caixa/containers/abc".into()),
             Made::KeptOverlay("/tmp/store/containers/abc".into()),
         ] {
-            assert_eq!(Made::parse(&made.line()), Some(made));
+            assert_eq!(Made::parse(&made.line(), "abc"), Some(made));
         }
-        assert_eq!(Made::parse("cgroup /etc"), None);
-        assert_eq!(Made::parse("overlay /"), None);
-        assert_eq!(Made::parse("overlay relative/containers/x"), None);
-        assert_eq!(Made::parse("overlay /a/containers/../../etc"), None);
-        assert_eq!(Made::parse("cgroup /sys/fs/cgroup/caixa/../.."), None);
+        for bad in [
+            "cgroup /etc",
+            "cgroup /sys/fs/cgroup/caixa",
+            "cgroup /sys/fs/cgroup/caixa/",
+            "cgroup /sys/fs/cgroup/caixa/other",
+            "cgroup /sys/fs/cgroup/caixa/../abc",
+            "overlay /",
+            "overlay /var/lib/containers/storage",
+            "overlay relative/containers/abc",
+            "overlay /a/containers/../../abc",
+        ] {
+            assert_eq!(Made::parse(bad, "abc"), None, "{bad}");
+        }
     }
 }

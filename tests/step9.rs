@@ -277,19 +277,26 @@ fn a_whiteout_hides_only_lower_layers_never_its_own() {
     // OCI image spec: a whiteout applies to lower layers only; what its own
     // layer has, before or after it in the archive, stays.
     let world = World::new();
+    let middle = tar_of(&[Entry::Dir("other"), Entry::File("other/z", b"z\n")]);
     let upper = tar_of(&[
+        // A file of this layer, then its whiteout: the file stays.
         Entry::Dir("data"),
         Entry::File("data/a", b"A\n"),
         Entry::File("data/.wh.a", b""),
+        // A whiteout, then entries under the same name: a new directory.
         Entry::File(".wh.dir", b""),
         Entry::File("dir/y", b"y\n"),
+        // A directory of this layer, then its whiteout: only this layer's.
+        Entry::Dir("other"),
+        Entry::File("other/w", b"w\n"),
+        Entry::File(".wh.other", b""),
     ]);
-    loaded(&world, &[base_layer(), upper]);
-    let out = world.run(&["img:1", "sh", "-c", "cat /data/a; ls /dir"]);
+    loaded(&world, &[base_layer(), middle, upper]);
+    let out = world.run(&["img:1", "sh", "-c", "cat /data/a; ls /dir; ls /other"]);
     assert_eq!(
         stdout_of(&out),
-        "A\ny\n",
-        "step 9: /data/a of the same layer stays; /dir is the upper layer's only"
+        "A\ny\nw\n",
+        "step 9: what the whiteout's own layer has stays, and hides the lower layers' entries"
     );
 }
 
@@ -334,6 +341,16 @@ fn a_missing_working_directory_is_created() {
         "/app/work\n",
         "step 9: docker run creates a WorkingDir the image lacks"
     );
+    // Through a symlink of the image, an absolute one: it resolves inside
+    // the container's root, as the container sees it.
+    let linked = tar_of(&[Entry::Symlink("link", "/data")]);
+    let layout = Layout::new(
+        &[base_layer(), linked],
+        serde_json::json!({ "Env": ["PATH=/bin"], "Cmd": ["ls", "-d", "/data/new/deep"], "WorkingDir": "/link/new/deep" }),
+    );
+    stdout_of(&world.load(layout.path(), "img:2"));
+    let out = world.run(&["img:2"]);
+    assert_eq!(stdout_of(&out), "/data/new/deep\n");
 }
 
 #[test]
@@ -456,6 +473,10 @@ fn a_killed_step9_leaves_nothing_once_the_next_container_starts() {
     let mut running = world.running(&["img:1"], "echo ready; read x");
     let container = running.container_pid();
     let cgroups = std::fs::read_to_string(format!("/proc/{container}/cgroup")).unwrap();
+    assert!(
+        !support::caixa_cgroups(&cgroups).is_empty(),
+        "the container runs in a cgroup of caixa's: {cgroups}"
+    );
     let dirs = world.containers();
     assert_eq!(dirs.len(), 1, "one container directory while it runs");
     let merged = dirs[0].join("merged");

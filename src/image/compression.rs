@@ -11,8 +11,8 @@ use std::cell::RefCell;
 use std::io::{BufRead, BufReader, Read};
 use std::rc::Rc;
 
-use ruzstd::decoding::StreamingDecoder;
 use ruzstd::decoding::errors::{FrameDecoderError, ReadFrameHeaderError};
+use ruzstd::decoding::{FrameDecoder, StreamingDecoder};
 
 use super::ImageError;
 
@@ -47,7 +47,25 @@ impl<R: Read> Read for Shared<R> {
 /// A zstd stream of any number of frames, decoded.
 struct Zstd<R: Read> {
     source: Rc<RefCell<BufReader<R>>>,
-    frame: Option<StreamingDecoder<Shared<BufReader<R>>, ruzstd::decoding::FrameDecoder>>,
+    frame: Option<StreamingDecoder<Shared<BufReader<R>>, FrameDecoder>>,
+    /// The decoder of the last frame, for the next one.
+    spare: Option<FrameDecoder>,
+}
+
+/// An empty zstd frame: magic, a single-segment header of content size 0,
+/// one empty last block.
+const EMPTY_FRAME: [u8; 9] = [0x28, 0xb5, 0x2f, 0xfd, 0x20, 0x00, 0x01, 0x00, 0x00];
+
+/// A decoder that has decoded [`EMPTY_FRAME`]: from then on, ruzstd checks
+/// every frame's window against its limit (100 MiB), which it skips for a
+/// decoder's very first frame. A frame claiming a window of gigabytes would
+/// otherwise make it allocate that much: a decompression bomb of its own.
+fn primed_decoder() -> std::io::Result<FrameDecoder> {
+    let mut decoder = FrameDecoder::new();
+    decoder
+        .init(&EMPTY_FRAME[..])
+        .map_err(|e| std::io::Error::other(format!("zstd: {e}")))?;
+    Ok(decoder)
 }
 
 impl<R: Read> Zstd<R> {
@@ -55,6 +73,7 @@ impl<R: Read> Zstd<R> {
         Zstd {
             source: Rc::new(RefCell::new(BufReader::new(inner))),
             frame: None,
+            spare: None,
         }
     }
 }
@@ -67,12 +86,19 @@ impl<R: Read> Read for Zstd<R> {
                 if n > 0 || buf.is_empty() {
                     return Ok(n);
                 }
-                self.frame = None; // this frame is done; another may follow
+                // This frame is done; another may follow.
+                if let Some(done) = self.frame.take() {
+                    self.spare = Some(done.into_frame_decoder());
+                }
             }
             if self.source.borrow_mut().fill_buf()?.is_empty() {
                 return Ok(0);
             }
-            match StreamingDecoder::new(Shared(self.source.clone())) {
+            let decoder = match self.spare.take() {
+                Some(d) => d,
+                None => primed_decoder()?,
+            };
+            match StreamingDecoder::new_with_decoder(Shared(self.source.clone()), decoder) {
                 Ok(frame) => self.frame = Some(frame),
                 Err(FrameDecoderError::ReadFrameHeaderError(ReadFrameHeaderError::SkipFrame {
                     length,
@@ -101,6 +127,39 @@ impl<R: Read> Read for Zstd<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_frame_claiming_a_huge_window_is_refused() {
+        // Magic, a header without single segment, window descriptor
+        // exponent 21 (a 2 GiB window), then a raw last block of 1 byte.
+        let bomb = [
+            0x28,
+            0xb5,
+            0x2f,
+            0xfd,
+            0x00,
+            21 << 3,
+            0x09,
+            0x00,
+            0x00,
+            b'x',
+        ];
+        let mut out = Vec::new();
+        let result = tar_stream("application/vnd.oci.image.layer.v1.tar+zstd", &bomb[..])
+            .unwrap()
+            .read_to_end(&mut out);
+        let error = result.unwrap_err().to_string();
+        assert!(error.to_lowercase().contains("window"), "{error}");
+        // Two frames in a row, the empty one first, decode as one stream.
+        let mut two = EMPTY_FRAME.to_vec();
+        two.extend_from_slice(&[0x28, 0xb5, 0x2f, 0xfd, 0x20, 0x01, 0x09, 0x00, 0x00, b'y']);
+        out.clear();
+        tar_stream("application/vnd.oci.image.layer.v1.tar+zstd", &two[..])
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, b"y");
+    }
 
     #[test]
     fn unknown_compression_is_refused() {

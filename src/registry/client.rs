@@ -50,6 +50,8 @@ pub struct Client {
     host: String,
     https: bool,
     timeout: Duration,
+    insecure: Vec<String>,
+    extra_scopes: Vec<String>,
     repository: String,
     authorization: Option<String>,
 }
@@ -84,6 +86,8 @@ impl Client {
             host,
             https,
             timeout: options.timeout,
+            insecure: options.insecure.clone(),
+            extra_scopes: Vec::new(),
             repository: reference.repository.clone(),
             authorization: None,
         }
@@ -103,6 +107,12 @@ impl Client {
     pub fn origin(&self) -> String {
         let scheme = if self.https { "https" } else { "http" };
         format!("{scheme}://{}", self.host)
+    }
+
+    /// Asks token servers for `scope` too (e.g. `repository:other:pull`, to
+    /// mount a blob from another repository).
+    pub fn add_scope(&mut self, scope: String) {
+        self.extra_scopes.push(scope);
     }
 
     /// The repository this client speaks about.
@@ -234,16 +244,32 @@ impl Client {
                 service,
                 scope,
             } => {
+                // One `scope=` per scope (a challenge may list several,
+                // space-separated), plus those this client needs besides
+                // (a mount's source repository).
                 let scope =
                     scope.unwrap_or_else(|| format!("repository:{}:{actions}", self.repository));
-                let mut url = format!("{realm}?scope={}", encode(&scope));
+                let mut url = realm.clone();
+                let mut sep = if realm.contains('?') { '&' } else { '?' };
+                for s in scope
+                    .split_whitespace()
+                    .chain(self.extra_scopes.iter().map(String::as_str))
+                {
+                    url.push_str(&format!("{sep}scope={}", encode(s)));
+                    sep = '&';
+                }
                 if let Some(service) = service {
-                    url.push_str(&format!("&service={}", encode(&service)));
+                    url.push_str(&format!("{sep}service={}", encode(&service)));
                 }
                 let mut request = self.agent.get(&url);
-                if let Some((user, password)) =
-                    creds.filter(|_| realm_may_get_credentials(&realm, &self.host))
-                {
+                let allowed = realm_may_get_credentials(&realm, &self.host, &self.insecure);
+                if creds.is_some() && !allowed {
+                    eprintln!(
+                        "caixa: not sending the credentials for {} to the token server {realm}: it is another host",
+                        self.host
+                    );
+                }
+                if let Some((user, password)) = creds.filter(|_| allowed) {
                     request = request.set(
                         "Authorization",
                         &format!(
@@ -320,31 +346,16 @@ impl Client {
 }
 
 /// Whether the token server at `realm` may see the credentials saved for
-/// `registry`: only when it is the registry's own host, or (over HTTPS) a
-/// sibling under the same domain, as Docker Hub's `auth.docker.io` is to
-/// `registry-1.docker.io`; and never in clear text beyond loopback. Docker
-/// sends them to any realm the registry names; we do not.
-pub fn realm_may_get_credentials(realm: &str, registry: &str) -> bool {
+/// `registry`: only when it is the registry's own host (any port), or
+/// Docker Hub's token server for Docker Hub; and only over HTTPS, or plain
+/// HTTP where that is allowed (loopback, `--insecure-registry`). Docker
+/// sends them to any realm a registry names; caixa does not.
+pub fn realm_may_get_credentials(realm: &str, registry: &str, insecure: &[String]) -> bool {
     let realm_host = host_of(realm);
-    if realm_host == registry {
-        return realm.starts_with("https://") || plain_http_ok(realm_host, &[]);
-    }
-    let domain = |host: &str| -> Option<String> {
-        let name = host.split(':').next()?;
-        if name.parse::<std::net::IpAddr>().is_ok() || name.starts_with('[') {
-            return None;
-        }
-        let labels: Vec<&str> = name.split('.').collect();
-        // `example.co.uk` is a domain of three labels: a country's
-        // second-level suffix (co, com, org, …) is no domain of its own.
-        let second_level = ["co", "com", "net", "org", "gov", "ac", "edu"];
-        let n = match labels.as_slice() {
-            [.., second, top] if top.len() == 2 && second_level.contains(second) => 3,
-            _ => 2,
-        };
-        (labels.len() >= n).then(|| labels[labels.len() - n..].join("."))
-    };
-    realm.starts_with("https://") && domain(realm_host).is_some_and(|d| Some(d) == domain(registry))
+    let name = |host: &str| host.rsplit_once(':').map_or(host, |(h, _)| h).to_string();
+    let same = name(realm_host) == name(registry)
+        || (realm_host == "auth.docker.io" && registry == "registry-1.docker.io");
+    same && (realm.starts_with("https://") || plain_http_ok(realm_host, insecure))
 }
 
 /// The `host[:port]` of a URL.
@@ -379,30 +390,21 @@ mod tests {
             "registry.example:5000",
             &["registry.example:5000".into()]
         ));
+        let ok =
+            |realm: &str, registry: &str| super::realm_may_get_credentials(realm, registry, &[]);
+        assert!(ok("https://auth.docker.io/token", "registry-1.docker.io"));
+        assert!(ok("http://127.0.0.1:5000/token", "127.0.0.1:5000"));
+        assert!(ok("https://reg.example:5001/auth", "reg.example:5000"));
+        assert!(!ok("http://reg.example:5001/auth", "reg.example:5000"));
         assert!(super::realm_may_get_credentials(
-            "https://auth.docker.io/token",
-            "registry-1.docker.io"
+            "http://reg.example:5001/auth",
+            "reg.example:5000",
+            &["reg.example:5001".into()]
         ));
-        assert!(super::realm_may_get_credentials(
-            "http://127.0.0.1:5000/token",
-            "127.0.0.1:5000"
-        ));
-        assert!(!super::realm_may_get_credentials(
-            "http://auth.docker.io/token",
-            "registry-1.docker.io"
-        ));
-        assert!(!super::realm_may_get_credentials(
-            "https://evil.example/token",
-            "registry-1.docker.io"
-        ));
-        assert!(!super::realm_may_get_credentials(
-            "https://auth.other.co.uk/token",
-            "registry.mine.co.uk"
-        ));
-        assert!(!super::realm_may_get_credentials(
-            "https://127.0.0.2/token",
-            "127.0.0.1:5000"
-        ));
+        assert!(!ok("http://auth.docker.io/token", "registry-1.docker.io"));
+        assert!(!ok("https://evil.example/token", "registry-1.docker.io"));
+        assert!(!ok("https://other.azurecr.io/token", "mine.azurecr.io"));
+        assert!(!ok("https://127.0.0.2/token", "127.0.0.1:5000"));
         assert_eq!(
             super::encode("repository:a/b:pull"),
             "repository%3Aa%2Fb%3Apull"

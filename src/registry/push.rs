@@ -40,6 +40,11 @@ pub fn push(
     let source = Reference::parse(name)
         .ok()
         .filter(|s| s.api_host() == reference.api_host() && s.repository != reference.repository);
+    // A token must allow reading the source too, or the registry refuses
+    // the mount (and caixa uploads instead).
+    if let Some(from) = &source {
+        client.add_scope(format!("repository:{}:pull", from.repository));
+    }
     let mut blobs = vec![json["config"]["digest"].as_str().unwrap_or("").to_string()];
     blobs.extend(
         json["layers"]
@@ -68,11 +73,13 @@ pub fn push(
             Some(b""),
             "pull,push",
         )?;
-        if answer.status() == 201 {
-            if let Some(from) = &source {
+        match (answer.status(), &source) {
+            (201, Some(from)) => {
                 progress.line(&format!("{digest}: mounted from {}", from.repository));
+                continue;
             }
-            continue;
+            (202, _) => {}
+            (status, _) => return Err(unexpected("POST (start an upload)", status, 202)),
         }
         let location = location(&client, &answer)?;
         upload(
@@ -141,6 +148,9 @@ fn upload(
             Some(&chunk),
             "pull,push",
         )?;
+        if answer.status() != 202 {
+            return Err(unexpected("PATCH (a chunk)", answer.status(), 202));
+        }
         location = self::location(client, &answer)?;
         offset += chunk.len() as u64;
         chunks += 1;
@@ -149,13 +159,27 @@ fn upload(
     // The closing PUT names the digest; it carries the whole blob when it
     // fits in one chunk, nothing otherwise.
     let sep = if location.contains('?') { '&' } else { '?' };
-    client.send(
+    let answer = client.send(
         "PUT",
         &format!("{location}{sep}digest={digest}"),
         &[("Content-Type", "application/octet-stream")],
         Some(&chunk[..last]),
         "pull,push",
     )?;
+    if answer.status() != 201 {
+        return Err(unexpected("PUT (close an upload)", answer.status(), 201));
+    }
+    // The registry hashed what it got: it must be what we sent.
+    if let Some(stored) = answer.header("Docker-Content-Digest") {
+        if stored != digest {
+            return Err(crate::image::ImageError::DigestMismatch {
+                what: format!("blob {digest} as the registry stored it"),
+                expected: digest.to_string(),
+                actual: stored.to_string(),
+            }
+            .into());
+        }
+    }
     bar.advance(last as u64);
     bar.done(&if chunks == 0 {
         format!("{digest}: pushed {size} bytes")
@@ -165,6 +189,15 @@ fn upload(
     Ok(())
 }
 // ANCHOR_END: upload
+
+/// A success status other than the protocol's (a redirect ureq did not
+/// follow, say).
+fn unexpected(what: &str, status: u16, wanted: u16) -> RegistryError {
+    RegistryError::Protocol {
+        what: format!("push: {what}"),
+        why: format!("answered {status}, where the distribution spec says {wanted}"),
+    }
+}
 
 /// The absolute URL of an answer's `Location` (registries often send a path).
 fn location(client: &Client, answer: &ureq::Response) -> Result<String, RegistryError> {
