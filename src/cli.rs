@@ -478,6 +478,16 @@ pub struct ImageRunArgs {
     pub run: RunArgs,
 }
 
+/// [`ImageRunArgs`] as a whole command line, without a program name: the
+/// engine checks at create, and runs at start, what a container recorded.
+#[derive(Debug, clap::Parser)]
+#[command(name = "run", no_binary_name = true)]
+pub struct ImageRunLine {
+    /// The options, image and command.
+    #[command(flatten)]
+    pub run: ImageRunArgs,
+}
+
 /// Runs a container of an image from `store`, as `docker run` does: the
 /// image's config under the command line's choices, step 8's isolation.
 pub fn run_image(program: &str, args: ImageRunArgs, store: &crate::image::store::Store) -> ! {

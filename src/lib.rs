@@ -11,6 +11,7 @@ pub mod caps;
 pub mod cgroup;
 pub mod cli;
 pub mod command;
+pub mod engine;
 pub mod exit;
 pub mod idmap;
 pub mod image;

@@ -27,6 +27,7 @@ pub fn binary(n: u32) -> &'static str {
         8 => env!("CARGO_BIN_EXE_step8"),
         9 => env!("CARGO_BIN_EXE_step9"),
         10 => env!("CARGO_BIN_EXE_step10"),
+        11 => env!("CARGO_BIN_EXE_step11"),
         _ => panic!("no step {n} binary"),
     }
 }

@@ -1,0 +1,397 @@
+//! Step 11: the engine.
+//!
+//! Everything before, behind a daemon: `step11 daemon` owns an image store
+//! and its containers and answers a subset of the Docker Engine API on a
+//! unix socket; every other subcommand is a client of it (`-H` picks the
+//! daemon). Containers run under monitor processes, so they outlive the
+//! daemon; `monitor` and `runner` are the daemon's own subcommands.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use caixa::cli;
+use caixa::engine::EngineError;
+use caixa::engine::client::{Client, DEFAULT_SOCKET, demux};
+use caixa::engine::daemon::{self, Daemon};
+use caixa::engine::http::percent_encode;
+use caixa::image::store::Store;
+use caixa::registry::client::Options;
+use clap::{Parser, Subcommand};
+use serde_json::{Value, json};
+
+/// Step 10 behind a daemon: an engine with a Docker-style API.
+#[derive(Parser)]
+#[command(
+    name = "step11",
+    about = "Step 11: the engine: a daemon with a Docker-style API on a unix socket, and its client",
+    long_about = "Step 11: the engine.\n\n\
+        `step11 daemon` owns an image store and its containers and answers a \
+        subset of the Docker Engine API (v1.41) on a unix socket. The other \
+        subcommands are its client: pull, load, images, run (-d), ps, logs, \
+        wait, stop, rm. -H (or CAIXA_HOST) says which daemon, so one client \
+        drives several. Each container runs under a monitor process of its \
+        own, so containers outlive the daemon."
+)]
+struct Step11 {
+    /// The daemon to talk to: unix:///path/to/socket (default: $CAIXA_HOST,
+    /// else unix:///run/caixa/caixa.sock).
+    #[arg(short = 'H', long)]
+    host: Option<String>,
+    /// The daemon's image store and state (daemon, monitor and runner only).
+    #[arg(long, value_name = "DIR", default_value = caixa::image::store::DEFAULT_ROOT, global = true)]
+    root: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon in the foreground.
+    Daemon {
+        /// The socket to listen on.
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+        /// A registry that may be spoken to over plain HTTP. Repeatable.
+        #[arg(long = "insecure-registry", value_name = "HOST")]
+        insecure: Vec<String>,
+    },
+    /// The daemon's version.
+    Version,
+    /// List the daemon's images.
+    Images,
+    /// Pull an image into the daemon's store.
+    Pull {
+        /// [REGISTRY/]NAME[:TAG|@DIGEST]
+        reference: String,
+    },
+    /// Load a docker save tarball or an OCI archive into the daemon's store.
+    Load {
+        /// The archive.
+        path: PathBuf,
+        /// The name to give it.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Create and start a container (pulling its image when missing).
+    Run(Box<RunOptions>),
+    /// List containers.
+    Ps {
+        /// All of them, not only running ones.
+        #[arg(short, long)]
+        all: bool,
+    },
+    /// Print a container's output.
+    Logs {
+        /// Name or id (prefix).
+        container: String,
+    },
+    /// Wait for a container to end; print its exit code.
+    Wait {
+        /// Name or id (prefix).
+        container: String,
+    },
+    /// Stop a container: SIGTERM, then SIGKILL after a grace period.
+    Stop {
+        /// Seconds of grace.
+        #[arg(short, long, default_value_t = 10)]
+        time: u64,
+        /// Name or id (prefix).
+        container: String,
+    },
+    /// Remove a container.
+    Rm {
+        /// Stop it first if it runs.
+        #[arg(short, long)]
+        force: bool,
+        /// Name or id (prefix).
+        container: String,
+    },
+    /// (daemon's) Run container ID to its end, recording its state.
+    #[command(hide = true)]
+    Monitor {
+        /// The container id.
+        id: String,
+    },
+    /// (daemon's) Run one container, as `step10 run` does.
+    #[command(hide = true)]
+    Runner(Box<cli::ImageRunArgs>),
+}
+
+/// `docker run`'s options that caixa's engine knows.
+#[derive(clap::Args)]
+struct RunOptions {
+    /// Run in the background and print the container's id.
+    #[arg(short, long)]
+    detach: bool,
+    /// Remove the container when it ends (not with -d).
+    #[arg(long)]
+    rm: bool,
+    /// The container's name.
+    #[arg(long)]
+    name: Option<String>,
+    /// KEY=VALUE. Repeatable.
+    #[arg(short = 'e', long = "env")]
+    env: Vec<String>,
+    /// Working directory inside the container.
+    #[arg(short = 'w', long)]
+    workdir: Option<String>,
+    /// Publish a port: [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp]. Repeatable.
+    #[arg(short = 'p', long = "publish")]
+    publish: Vec<String>,
+    /// bridge or none.
+    #[arg(long, default_value = "bridge")]
+    network: String,
+    /// Memory limit, e.g. 64m.
+    #[arg(long)]
+    memory: Option<String>,
+    /// CPUs, e.g. 0.5.
+    #[arg(long)]
+    cpus: Option<f64>,
+    /// The container's host name.
+    #[arg(long)]
+    hostname: Option<String>,
+    /// IMAGE [COMMAND [ARG...]]
+    #[arg(trailing_var_arg = true, required = true, value_name = "IMAGE")]
+    image_and_command: Vec<String>,
+}
+
+fn main() {
+    let args: Step11 = cli::parse();
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
+    let host = args
+        .host
+        .clone()
+        .or_else(|| std::env::var("CAIXA_HOST").ok())
+        .unwrap_or_else(|| format!("unix://{DEFAULT_SOCKET}"));
+    let client = || Client::new(&host).unwrap_or_else(|e| cli::fail_setup("step11", &e));
+    let result = match args.command {
+        Command::Daemon { socket, insecure } => daemon::serve(
+            Daemon {
+                root: absolute(&args.root),
+                exe,
+                options: Options {
+                    insecure,
+                    ..Options::default()
+                },
+            },
+            &socket,
+        ),
+        Command::Monitor { id } => match caixa::engine::monitor::run(&exe, &args.root, &id) {
+            Ok(code) => std::process::exit(code),
+            Err(e) => Err(e),
+        },
+        Command::Runner(run) => {
+            let store = Store::open(&args.root).unwrap_or_else(|e| cli::fail_setup("step11", &e));
+            cli::run_image("step11", *run, &store)
+        }
+        Command::Version => client().json("GET", "/version", None).map(|v| {
+            println!(
+                "caixa {} (API {}, {}/{})",
+                v["Version"].as_str().unwrap_or("?"),
+                v["ApiVersion"].as_str().unwrap_or("?"),
+                v["Os"].as_str().unwrap_or("?"),
+                v["Arch"].as_str().unwrap_or("?")
+            );
+        }),
+        Command::Images => client().json("GET", "/images/json", None).map(|v| {
+            for image in v.as_array().into_iter().flatten() {
+                let id = image["Id"].as_str().unwrap_or("");
+                for tag in image["RepoTags"].as_array().into_iter().flatten() {
+                    println!("{}\t{}", tag.as_str().unwrap_or(""), short(id));
+                }
+            }
+        }),
+        Command::Pull { reference } => pull(&client(), &reference),
+        Command::Load { path, name } => load(&client(), &path, name.as_deref()),
+        Command::Run(options) => run(&client(), &options),
+        Command::Ps { all } => client()
+            .json(
+                "GET",
+                &format!("/containers/json?all={}", u8::from(all)),
+                None,
+            )
+            .map(|v| {
+                println!("CONTAINER ID\tIMAGE\tCOMMAND\tSTATUS\tNAMES");
+                for c in v.as_array().into_iter().flatten() {
+                    println!(
+                        "{}\t{}\t{:?}\t{}\t{}",
+                        short(c["Id"].as_str().unwrap_or("")),
+                        c["Image"].as_str().unwrap_or(""),
+                        c["Command"].as_str().unwrap_or(""),
+                        c["Status"].as_str().unwrap_or(""),
+                        c["Names"][0].as_str().unwrap_or("").trim_start_matches('/')
+                    );
+                }
+            }),
+        Command::Logs { container } => logs(&client(), &container),
+        Command::Wait { container } => client()
+            .json(
+                "POST",
+                &format!("/containers/{}/wait", percent_encode(&container)),
+                None,
+            )
+            .map(|v| println!("{}", v["StatusCode"])),
+        Command::Stop { time, container } => client()
+            .json(
+                "POST",
+                &format!("/containers/{}/stop?t={time}", percent_encode(&container)),
+                None,
+            )
+            .map(|_| println!("{container}")),
+        Command::Rm { force, container } => client()
+            .json(
+                "DELETE",
+                &format!(
+                    "/containers/{}?force={}",
+                    percent_encode(&container),
+                    u8::from(force)
+                ),
+                None,
+            )
+            .map(|_| println!("{container}")),
+    };
+    if let Err(e) = result {
+        cli::fail_setup("step11", &e);
+    }
+}
+
+fn absolute(path: &std::path::Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+fn short(id: &str) -> &str {
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    &hex[..12.min(hex.len())]
+}
+
+/// Pulls through the daemon, printing its progress lines.
+fn pull(client: &Client, reference: &str) -> Result<(), EngineError> {
+    let mut failed = None;
+    let mut pending = Vec::new();
+    client.call(
+        "POST",
+        &format!("/images/create?fromImage={}", percent_encode(reference)),
+        None,
+        &mut |chunk| {
+            pending.extend_from_slice(chunk);
+            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                if let Ok(v) = serde_json::from_slice::<Value>(&line) {
+                    if let Some(e) = v["error"].as_str() {
+                        failed = Some(e.to_string());
+                    } else if let Some(s) = v["status"].as_str() {
+                        println!("{s}");
+                    }
+                }
+            }
+        },
+    )?;
+    failed.map_or(Ok(()), |e| Err(EngineError::Daemon(e)))
+}
+
+fn load(client: &Client, path: &std::path::Path, name: Option<&str>) -> Result<(), EngineError> {
+    let mut file = std::fs::File::open(path)
+        .map_err(|e| EngineError::BadRequest(format!("{}: {e}", path.display())))?;
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let target = match name {
+        Some(n) => format!("/images/load?name={}", percent_encode(n)),
+        None => "/images/load".to_string(),
+    };
+    let response = client.call(
+        "POST",
+        &target,
+        Some(("application/x-tar", &mut file as &mut dyn Read, len)),
+        &mut |_| {},
+    )?;
+    let v: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
+    print!("{}", v["stream"].as_str().unwrap_or(""));
+    Ok(())
+}
+
+fn logs(client: &Client, container: &str) -> Result<(), EngineError> {
+    let response = client.call(
+        "GET",
+        &format!(
+            "/containers/{}/logs?stdout=1&stderr=1",
+            percent_encode(container)
+        ),
+        None,
+        &mut |_| {},
+    )?;
+    demux(
+        &response.body,
+        &mut std::io::stdout(),
+        &mut std::io::stderr(),
+    )
+    .map_err(|e| EngineError::Io(e.to_string()))
+}
+
+/// `docker run`: create (pulling when the image is missing), start, and
+/// unless detached wait, print the output and exit with its code.
+fn run(client: &Client, o: &RunOptions) -> Result<(), EngineError> {
+    let (image, command) = o
+        .image_and_command
+        .split_first()
+        .ok_or_else(|| EngineError::BadRequest("which image?".into()))?;
+    let mut ports = serde_json::Map::new();
+    for p in &o.publish {
+        // [IP:]HOST:CONTAINER[/proto] → "CONTAINER/proto": [{HostIp, HostPort}]
+        let (spec, proto) = p.split_once('/').unwrap_or((p, "tcp"));
+        let parts: Vec<&str> = spec.rsplitn(3, ':').collect();
+        let (container_port, host_port, ip) = match parts.as_slice() {
+            [c, h] => (*c, *h, ""),
+            [c, h, ip] => (*c, *h, *ip),
+            _ => {
+                return Err(EngineError::BadRequest(format!(
+                    "invalid -p {p:?}: use [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp]"
+                )));
+            }
+        };
+        let key = format!("{container_port}/{proto}");
+        let entry = ports.entry(key).or_insert_with(|| json!([]));
+        if let Some(list) = entry.as_array_mut() {
+            list.push(json!({ "HostIp": ip, "HostPort": host_port }));
+        }
+    }
+    let memory = match &o.memory {
+        Some(m) => {
+            caixa::cgroup::parse_size(m).map_err(|e| EngineError::BadRequest(e.to_string()))?
+        }
+        None => 0,
+    };
+    let body = json!({
+        "Image": image, "Cmd": if command.is_empty() { Value::Null } else { json!(command) },
+        "Env": o.env, "WorkingDir": o.workdir.clone().unwrap_or_default(),
+        "Hostname": o.hostname.clone().unwrap_or_default(),
+        "HostConfig": {
+            "NetworkMode": o.network, "PortBindings": ports, "Memory": memory,
+            "NanoCpus": o.cpus.map_or(0, |c| (c * 1e9) as u64),
+        },
+    });
+    let target = match &o.name {
+        Some(n) => format!("/containers/create?name={}", percent_encode(n)),
+        None => "/containers/create".to_string(),
+    };
+    let created = match client.json("POST", &target, Some(&body)) {
+        Err(EngineError::NotFound(m)) if m.starts_with("No such image") => {
+            eprintln!("Unable to find image '{image}' locally: pulling it");
+            pull(client, image)?;
+            client.json("POST", &target, Some(&body))?
+        }
+        other => other?,
+    };
+    let id = created["Id"].as_str().unwrap_or("").to_string();
+    client.json("POST", &format!("/containers/{id}/start"), None)?;
+    if o.detach {
+        println!("{id}");
+        return Ok(());
+    }
+    let code = client.json("POST", &format!("/containers/{id}/wait"), None)?["StatusCode"]
+        .as_i64()
+        .unwrap_or(125) as i32;
+    logs(client, &id)?;
+    if o.rm {
+        client.json("DELETE", &format!("/containers/{id}"), None)?;
+    }
+    std::process::exit(code)
+}

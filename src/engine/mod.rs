@@ -1,0 +1,58 @@
+//! The engine (step 11): a daemon, its clients, and the monitors between
+//! the daemon and its containers.
+//!
+//! The source document's architecture, made literal: a **daemon** owns the
+//! images and containers and answers an HTTP API on a unix socket; a
+//! **client** turns commands into API calls, and can talk to any daemon it
+//! is pointed at (`-H`); each running container has a **monitor** process,
+//! so containers outlive the daemon. The registry side is step 10's client;
+//! the API is a subset of Docker's, with its paths and field names.
+//!
+//! - [`http`]: enough HTTP/1.1 for one request per connection;
+//! - [`state`]: containers on disk (config, state, output);
+//! - [`daemon`]: the endpoints;
+//! - [`monitor`]: one container's life, recorded;
+//! - [`client`]: the other end of the socket.
+
+pub mod client;
+pub mod daemon;
+pub mod http;
+pub mod monitor;
+pub mod state;
+
+/// An engine problem; [`EngineError::status`] is its HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// No such container or image (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// In a state that forbids it, or a name taken (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// The request is malformed or asks for something invalid (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The daemon's own files or processes failed (500).
+    #[error("{0}")]
+    Io(String),
+    /// The client cannot reach a daemon.
+    #[error(
+        "cannot connect to the caixa daemon at {0}: {1}; is it running? (step11 daemon), or point -H at another one"
+    )]
+    NoDaemon(String, String),
+    /// The daemon answered with an error (the client's view).
+    #[error("{0}")]
+    Daemon(String),
+}
+
+impl EngineError {
+    /// The HTTP status the daemon answers this error with.
+    pub fn status(&self) -> u16 {
+        match self {
+            EngineError::NotFound(_) => 404,
+            EngineError::Conflict(_) => 409,
+            EngineError::BadRequest(_) => 400,
+            _ => 500,
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! Step 11 grading: the engine. Each test starts its own daemon, on its own
+//! socket and store, inside its own network namespace, and drives it with
+//! the step11 client as a user would; images are built by the test (umoci)
+//! and saved as `docker save` archives (skopeo).
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{TestNetns, TinyRootfs, assert_one_line_error, binary, stdout_of, text, wait_output};
+
+/// A daemon of the test's own.
+struct Engine {
+    daemon: Option<Child>,
+    dir: tempfile::TempDir,
+    netns: TestNetns,
+}
+
+impl Engine {
+    fn start() -> Engine {
+        let dir = tempfile::tempdir().unwrap();
+        // World-traversable: a container's root is an unprivileged host uid.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut engine = Engine {
+            daemon: None,
+            dir,
+            netns: TestNetns::new(),
+        };
+        engine.daemon = Some(engine.spawn_daemon());
+        engine
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("caixa.sock")
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    fn spawn_daemon(&self) -> Child {
+        let child = self
+            .netns
+            .step(11)
+            .arg("--root")
+            .arg(self.root())
+            .arg("daemon")
+            .arg("--socket")
+            .arg(self.socket())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start step11 daemon");
+        let start = Instant::now();
+        while UnixStream::connect(self.socket()).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(15),
+                "step 11: the daemon did not listen on {:?}",
+                self.socket()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child
+    }
+
+    /// Kills the daemon (SIGKILL: no goodbye), leaving its containers.
+    fn kill_daemon(&mut self) {
+        if let Some(mut d) = self.daemon.take() {
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+    }
+
+    fn client(&self, args: &[&str]) -> Output {
+        let child = Command::new(binary(11))
+            .arg("-H")
+            .arg(format!("unix://{}", self.socket().display()))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_output(child)
+    }
+
+    /// The runner pids of the containers the state says run.
+    fn running_pids(&self) -> Vec<i32> {
+        let mut pids = Vec::new();
+        for entry in std::fs::read_dir(self.root().join("engine/containers"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let state: serde_json::Value = std::fs::read(entry.path().join("state.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_default();
+            if state["status"] == "running" {
+                pids.push(state["pid"].as_i64().unwrap_or(0) as i32);
+            }
+        }
+        pids
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // Containers first (their runners clean up as they die), then the
+        // daemon; the monitors end with their containers.
+        for pid in self.running_pids() {
+            if pid > 0 {
+                let _ = nix_kill(pid, libc::SIGKILL);
+                support::wait_gone(pid);
+            }
+        }
+        self.kill_daemon();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn nix_kill(pid: i32, signal: i32) -> i32 {
+    // SAFETY: kill(2) with a pid and a signal number.
+    unsafe { libc::kill(pid, signal) }
+}
+
+/// A `docker save` archive of a tiny busybox image named `demo:1`.
+fn archive() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let rootfs = TinyRootfs::new();
+    let layout = dir.path().join("layout");
+    let bundle = dir.path().join("bundle");
+    let script = format!(
+        "set -e; umoci init --layout {l}; umoci new --image {l}:base; umoci unpack --image {l}:base {b}; \
+         cp -a {r}/. {b}/rootfs/; umoci repack --image {l}:base {b}; \
+         umoci config --image {l}:base --config.env PATH=/bin --config.cmd /bin/sh --config.cmd -c --config.cmd 'echo hello'",
+        l = layout.display(),
+        b = bundle.display(),
+        r = rootfs.path()
+    );
+    let status = Command::new("sh")
+        .args(["-c", &script])
+        .stdout(Stdio::null())
+        .status()
+        .expect("umoci (sudo apt-get install umoci)");
+    assert!(status.success(), "umoci failed");
+    let tar = dir.path().join("demo.tar");
+    let status = Command::new("skopeo")
+        .args(["copy", "--quiet"])
+        .arg(format!("oci:{}:base", layout.display()))
+        .arg(format!("docker-archive:{}:demo:1", tar.display()))
+        .status()
+        .expect("skopeo (sudo apt-get install skopeo)");
+    assert!(status.success(), "skopeo failed");
+    (dir, tar)
+}
+
+fn loaded(engine: &Engine) {
+    let (_dir, tar) = archive();
+    let out = engine.client(&["load", tar.to_str().unwrap()]);
+    assert_eq!(stdout_of(&out), "Loaded image: demo:1\n");
+}
+
+#[test]
+fn the_daemon_answers_on_its_socket_only_for_root_and_its_group() {
+    let engine = Engine::start();
+    let out = engine.client(&["version"]);
+    assert!(
+        stdout_of(&out).starts_with("caixa "),
+        "step 11: GET /version: {}",
+        text(&out.stdout)
+    );
+    let mode = std::fs::metadata(engine.socket())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o660, "the socket is as powerful as root: mode 0660");
+    // A second daemon on the same socket must refuse, in one line.
+    let second = engine
+        .netns
+        .step(11)
+        .arg("--root")
+        .arg(engine.root())
+        .arg("daemon")
+        .arg("--socket")
+        .arg(engine.socket())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert_one_line_error(&wait_output(second), 11, 125, "already listens");
+}
+
+#[test]
+fn run_prints_the_output_and_exits_with_the_containers_code() {
+    let engine = Engine::start();
+    loaded(&engine);
+    let images = stdout_of(&engine.client(&["images"]));
+    assert!(images.starts_with("demo:1\t"), "{images}");
+    let out = engine.client(&["run", "demo:1"]);
+    assert_eq!(
+        stdout_of(&out),
+        "hello\n",
+        "the image's Cmd, through the daemon"
+    );
+    let out = engine.client(&[
+        "run",
+        "--rm",
+        "--name",
+        "short",
+        "-e",
+        "WHO=caixa",
+        "demo:1",
+        "sh",
+        "-c",
+        "echo out $WHO; echo err >&2; exit 7",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "step 11: run exits with the container's code: {}",
+        text(&out.stderr)
+    );
+    assert_eq!(text(&out.stdout), "out caixa\n", "stdout, demultiplexed");
+    assert!(text(&out.stderr).contains("err"), "stderr, demultiplexed");
+    let all = stdout_of(&engine.client(&["ps", "-a"]));
+    assert!(!all.contains("short"), "--rm removed it:\n{all}");
+    assert_eq!(
+        all.lines().count(),
+        2,
+        "the first run is still listed:\n{all}"
+    );
+}
+
+#[test]
+fn a_detached_container_outlives_its_daemon() {
+    let mut engine = Engine::start();
+    loaded(&engine);
+    let out = engine.client(&["run", "-d", "--name", "keeper", "demo:1", "sleep", "60"]);
+    let id = stdout_of(&out).trim().to_string();
+    assert_eq!(id.len(), 64, "run -d prints the id: {id}");
+    assert!(stdout_of(&engine.client(&["ps"])).contains("keeper"));
+    // The daemon dies; the container, under its monitor, does not.
+    engine.kill_daemon();
+    let pids = engine.running_pids();
+    assert_eq!(pids.len(), 1);
+    assert!(
+        Path::new(&format!("/proc/{}", pids[0])).exists(),
+        "step 11: the container must outlive the daemon (its monitor holds it)"
+    );
+    engine.daemon = Some(engine.spawn_daemon());
+    let ps = stdout_of(&engine.client(&["ps"]));
+    assert!(
+        ps.contains("keeper") && ps.contains("Up"),
+        "a new daemon sees it running:\n{ps}"
+    );
+    stdout_of(&engine.client(&["stop", "-t", "1", "keeper"]));
+    let code = stdout_of(&engine.client(&["wait", &id[..12]]));
+    assert!(
+        code.trim() == "137" || code.trim() == "143",
+        "stopped: SIGTERM, then SIGKILL after the grace: {code}"
+    );
+    stdout_of(&engine.client(&["rm", "keeper"]));
+    assert_eq!(stdout_of(&engine.client(&["ps", "-a"])).lines().count(), 1);
+}
+
+#[test]
+fn one_client_drives_two_daemons() {
+    let (a, b) = (Engine::start(), Engine::start());
+    loaded(&a);
+    assert!(stdout_of(&a.client(&["images"])).contains("demo:1"));
+    assert_eq!(
+        stdout_of(&b.client(&["images"])),
+        "",
+        "step 11: -H picks the daemon; each has its own store"
+    );
+    stdout_of(&a.client(&["run", "--name", "only-on-a", "demo:1", "sh", "-c", "true"]));
+    assert!(stdout_of(&a.client(&["ps", "-a"])).contains("only-on-a"));
+    assert!(!stdout_of(&b.client(&["ps", "-a"])).contains("only-on-a"));
+}
+
+#[test]
+fn mistakes_are_one_clear_line() {
+    let engine = Engine::start();
+    loaded(&engine);
+    let nowhere = Command::new(binary(11))
+        .args(["-H", "unix:///nonexistent/caixa.sock", "ps"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert_one_line_error(
+        &wait_output(nowhere),
+        11,
+        125,
+        "cannot connect to the caixa daemon",
+    );
+    assert_one_line_error(
+        &engine.client(&["logs", "nosuch"]),
+        11,
+        125,
+        "No such container: nosuch",
+    );
+    stdout_of(&engine.client(&["run", "-d", "--name", "busy", "demo:1", "sleep", "60"]));
+    assert_one_line_error(&engine.client(&["rm", "busy"]), 11, 125, "is running");
+    assert_one_line_error(
+        &engine.client(&["run", "--name", "busy", "demo:1", "true"]),
+        11,
+        125,
+        "already in use",
+    );
+    assert_one_line_error(
+        &engine.client(&["run", "--network", "none", "-p", "80:80", "demo:1"]),
+        11,
+        125,
+        "--network none",
+    );
+    stdout_of(&engine.client(&["rm", "-f", "busy"]));
+}
