@@ -123,7 +123,7 @@ struct RunOptions {
     /// Run in the background and print the container's id.
     #[arg(short, long)]
     detach: bool,
-    /// Remove the container when it ends (not with -d).
+    /// Remove the container when it ends.
     #[arg(long)]
     rm: bool,
     /// The container's name.
@@ -365,6 +365,9 @@ fn run(client: &Client, o: &RunOptions) -> Result<(), EngineError> {
         "Hostname": o.hostname.clone().unwrap_or_default(),
         "HostConfig": {
             "NetworkMode": o.network, "PortBindings": ports, "Memory": memory,
+            // Detached, the daemon removes it at its end; attached, the
+            // client does, once it has the output and the exit code.
+            "AutoRemove": o.rm && o.detach,
             "NanoCpus": o.cpus.map_or(0, |c| (c * 1e9) as u64),
         },
     });
@@ -381,15 +384,36 @@ fn run(client: &Client, o: &RunOptions) -> Result<(), EngineError> {
         other => other?,
     };
     let id = created["Id"].as_str().unwrap_or("").to_string();
-    client.json("POST", &format!("/containers/{id}/start"), None)?;
     if o.detach {
+        client.json("POST", &format!("/containers/{id}/start"), None)?;
         println!("{id}");
         return Ok(());
     }
+    // Attached: the output as it comes (Docker's attach, on a connection of
+    // its own), while this thread starts the container and waits for it.
+    let streamer = {
+        let (client, id) = (client.clone(), id.clone());
+        std::thread::spawn(move || {
+            let mut demuxer = caixa::engine::client::Demuxer::default();
+            let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+            client.call(
+                "POST",
+                &format!("/containers/{id}/attach?stream=1&stdout=1&stderr=1"),
+                None,
+                &mut |chunk| demuxer.push(chunk, &mut out, &mut err),
+            )
+        })
+    };
+    client.json("POST", &format!("/containers/{id}/start"), None)?;
     let code = client.json("POST", &format!("/containers/{id}/wait"), None)?["StatusCode"]
         .as_i64()
         .unwrap_or(125) as i32;
-    logs(client, &id)?;
+    match streamer.join() {
+        Ok(result) => {
+            result?;
+        }
+        Err(_) => return Err(EngineError::Daemon("the output stream failed".into())),
+    }
     if o.rm {
         client.json("DELETE", &format!("/containers/{id}"), None)?;
     }

@@ -90,6 +90,34 @@ impl Client {
     }
 }
 
+/// Splits a stream of Docker's frames as it comes, in pieces of any size.
+#[derive(Debug, Default)]
+pub struct Demuxer {
+    pending: Vec<u8>,
+}
+
+impl Demuxer {
+    /// Takes `chunk`; writes every frame it completes.
+    pub fn push(&mut self, chunk: &[u8], stdout: &mut impl Write, stderr: &mut impl Write) {
+        self.pending.extend_from_slice(chunk);
+        let mut used = 0;
+        while self.pending.len() - used >= 8 {
+            let head = &self.pending[used..used + 8];
+            let len = u32::from_be_bytes([head[4], head[5], head[6], head[7]]) as usize;
+            if self.pending.len() - used - 8 < len {
+                break;
+            }
+            let data = &self.pending[used + 8..used + 8 + len];
+            let _ = match head[0] {
+                2 => stderr.write_all(data).and_then(|()| stderr.flush()),
+                _ => stdout.write_all(data).and_then(|()| stdout.flush()),
+            };
+            used += 8 + len;
+        }
+        self.pending.drain(..used);
+    }
+}
+
 /// Splits Docker's multiplexed frames into stdout and stderr.
 pub fn demux(
     mut framed: &[u8],
@@ -125,5 +153,14 @@ mod tests {
             (&b"out\n"[..], &b"err\n"[..])
         );
         assert!(Client::new("tcp://1.2.3.4:2375").is_err());
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let mut demuxer = Demuxer::default();
+        for piece in framed.chunks(3) {
+            demuxer.push(piece, &mut out, &mut err);
+        }
+        assert_eq!(
+            (out.as_slice(), err.as_slice()),
+            (&b"out\n"[..], &b"err\n"[..])
+        );
     }
 }

@@ -21,7 +21,7 @@
 //! One thread per connection; everything the daemon knows is on disk
 //! ([`super::state`]), so the threads share nothing but paths.
 
-use std::io::{BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -69,6 +69,9 @@ pub fn serve(daemon: Daemon, socket: &Path) -> Result<(), EngineError> {
         .map_err(|e| EngineError::Io(format!("chmod {}: {e}", socket.display())))?;
     Containers::open(&daemon.root)?;
     Store::open(&daemon.root).map_err(|e| EngineError::Io(e.to_string()))?;
+    // Not in the directory it was started from, which may go away: every
+    // path the daemon uses is absolute.
+    std::env::set_current_dir("/").map_err(|e| EngineError::Io(format!("chdir /: {e}")))?;
     eprintln!("caixa daemon: listening on {}", socket.display());
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
@@ -118,7 +121,7 @@ fn reply_json(out: &mut UnixStream, status: u16, value: &Value) -> Result<(), En
 fn route(
     daemon: &Daemon,
     req: &Request,
-    body: &mut impl Read,
+    body: &mut dyn BufRead,
     out: &mut UnixStream,
 ) -> Result<(), EngineError> {
     let containers = Containers::open(&daemon.root)?;
@@ -165,15 +168,38 @@ fn route(
             .map_err(|e| EngineError::Io(e.to_string()))
         }
         ("POST", ["containers", key, "wait"]) => {
+            // The head at once, the body when it has exited: the Docker CLI
+            // starts a container only once its wait has been answered.
             let config = containers.find(key)?;
+            http::respond_streaming(out, "application/json")
+                .map_err(|e| EngineError::Io(e.to_string()))?;
             let state = wait(&containers, &config.id, None)?;
-            reply_json(out, 200, &json!({ "StatusCode": state.exit_code }))
+            writeln!(out, "{}", json!({ "StatusCode": state.exit_code }))
+                .map_err(|e| EngineError::Io(e.to_string()))
         }
         ("POST", ["containers", key, "stop"]) => {
             let config = containers.find(key)?;
             let grace = req.param("t").and_then(|t| t.parse().ok()).unwrap_or(10);
             stop(&containers, &config.id, Duration::from_secs(grace))?;
             http::respond(out, 204, "text/plain", b"").map_err(|e| EngineError::Io(e.to_string()))
+        }
+        ("POST", ["containers", key, "attach"]) => {
+            // Docker's attach takes over the connection ("hijack"): after
+            // `101 UPGRADED` the output flows as frames until the
+            // container ends. Attached before start, a client sees it all.
+            let config = containers.find(key)?;
+            write!(
+                out,
+                "HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n"
+            )
+            .map_err(|e| EngineError::Io(e.to_string()))?;
+            follow(&containers, &config.id, out)
+        }
+        ("GET", ["containers", key, "logs"]) if req.flag("follow") => {
+            let config = containers.find(key)?;
+            http::respond_streaming(out, "application/vnd.docker.raw-stream")
+                .map_err(|e| EngineError::Io(e.to_string()))?;
+            follow(&containers, &config.id, out)
         }
         ("GET", ["containers", key, "logs"]) => {
             let config = containers.find(key)?;
@@ -210,14 +236,9 @@ fn route(
 }
 // ANCHOR_END: route
 
-fn read_json(req: &Request, body: &mut impl Read) -> Result<Value, EngineError> {
-    if req.content_length > http::MAX_JSON {
-        return Err(EngineError::BadRequest(
-            "the request body is too large".into(),
-        ));
-    }
+fn read_json(req: &Request, body: &mut dyn BufRead) -> Result<Value, EngineError> {
     let mut bytes = Vec::new();
-    body.take(req.content_length)
+    http::body(req, body, http::MAX_JSON)
         .read_to_end(&mut bytes)
         .map_err(|e| EngineError::BadRequest(e.to_string()))?;
     serde_json::from_slice(&bytes)
@@ -285,20 +306,17 @@ fn pull(daemon: &Daemon, req: &Request, out: &mut UnixStream) -> Result<(), Engi
 fn load(
     daemon: &Daemon,
     req: &Request,
-    body: &mut impl Read,
+    body: &mut dyn BufRead,
     out: &mut UnixStream,
 ) -> Result<(), EngineError> {
-    if req.content_length > http::MAX_BODY {
-        return Err(EngineError::BadRequest("the archive is too large".into()));
-    }
     let store = Store::open(&daemon.root).map_err(|e| EngineError::Io(e.to_string()))?;
     let dir = tempfile_dir(&daemon.root)?;
     let path = dir.join("archive.tar");
     let result = (|| {
         let mut file = std::fs::File::create(&path).map_err(|e| EngineError::Io(e.to_string()))?;
-        let copied = std::io::copy(&mut body.take(req.content_length), &mut file)
-            .map_err(|e| EngineError::Io(e.to_string()))?;
-        if copied != req.content_length {
+        let copied = std::io::copy(&mut http::body(req, body, http::MAX_BODY), &mut file)
+            .map_err(|e| EngineError::BadRequest(format!("reading the archive: {e}")))?;
+        if !req.chunked && copied != req.content_length {
             return Err(EngineError::BadRequest("the archive ended early".into()));
         }
         crate::image::load::load(&store, &path, req.param("name"))
@@ -452,6 +470,7 @@ fn create(
         command,
         args,
         created: now(),
+        auto_remove: host["AutoRemove"].as_bool().unwrap_or(false),
     };
     containers.create(&config)?;
     Ok(config)
@@ -503,6 +522,38 @@ fn start(daemon: &Daemon, containers: &Containers, config: &Config) -> Result<bo
     )))
 }
 // ANCHOR_END: start
+
+/// Sends container `id`'s output as frames, as it grows, until the
+/// container has exited and everything is sent.
+fn follow(containers: &Containers, id: &str, out: &mut UnixStream) -> Result<(), EngineError> {
+    let dir = containers.dir(id);
+    let mut sent = [0u64; 2];
+    loop {
+        // Read the state first: output written before it says `exited` is
+        // then sure to be seen below.
+        let ended = containers.state(id)?.status == "exited";
+        let mut any = false;
+        for (i, (stream, name)) in [(1u8, "stdout"), (2, "stderr")].into_iter().enumerate() {
+            let Ok(mut file) = std::fs::File::open(dir.join(name)) else {
+                continue;
+            };
+            let _ = std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(sent[i]));
+            let mut data = Vec::new();
+            let _ = file.read_to_end(&mut data);
+            if !data.is_empty() {
+                sent[i] += data.len() as u64;
+                any = true;
+                if out.write_all(&frame(stream, &data)).is_err() {
+                    return Ok(()); // the client went away
+                }
+            }
+        }
+        if ended && !any {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
 
 /// Waits until container `id` has exited (at most `limit`); its state.
 fn wait(containers: &Containers, id: &str, limit: Option<Duration>) -> Result<State, EngineError> {

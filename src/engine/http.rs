@@ -24,6 +24,9 @@ pub struct Request {
     pub query: Vec<(String, String)>,
     /// The declared body length.
     pub content_length: u64,
+    /// Whether the body comes in chunks (`Transfer-Encoding: chunked`, as
+    /// the Docker CLI sends an archive to load) instead of a known length.
+    pub chunked: bool,
 }
 
 impl Request {
@@ -51,6 +54,7 @@ pub fn read_request(reader: &mut impl BufRead) -> std::io::Result<Request> {
         return Err(bad("not an HTTP request line"));
     };
     let mut content_length = 0;
+    let mut chunked = false;
     let mut head = 0usize;
     loop {
         let mut header = String::new();
@@ -68,6 +72,9 @@ pub fn read_request(reader: &mut impl BufRead) -> std::io::Result<Request> {
                     .trim()
                     .parse()
                     .map_err(|_| bad("bad Content-Length"))?;
+            }
+            if name.eq_ignore_ascii_case("transfer-encoding") {
+                chunked = value.trim().eq_ignore_ascii_case("chunked");
             }
         }
     }
@@ -89,7 +96,96 @@ pub fn read_request(reader: &mut impl BufRead) -> std::io::Result<Request> {
             })
             .collect(),
         content_length,
+        chunked,
     })
+}
+
+/// The body of `request`, read from `reader` (what follows its head), at
+/// most `limit` bytes: an error past that, never a silent cut.
+pub fn body<'a>(request: &Request, reader: &'a mut dyn BufRead, limit: u64) -> Box<dyn Read + 'a> {
+    if request.chunked {
+        Box::new(Bounded {
+            inner: Chunked {
+                inner: reader,
+                left: 0,
+                done: false,
+            },
+            left: limit,
+        })
+    } else {
+        Box::new(Bounded {
+            inner: reader.take(request.content_length),
+            left: limit,
+        })
+    }
+}
+
+/// A reader that fails once more than `left` bytes have come.
+struct Bounded<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.left = self.left.checked_sub(n as u64).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "the request body is too large",
+            )
+        })?;
+        Ok(n)
+    }
+}
+
+/// `Transfer-Encoding: chunked`: `SIZE-IN-HEX\r\n`, that many bytes,
+/// `\r\n`, again, until a chunk of size 0.
+struct Chunked<'a> {
+    inner: &'a mut dyn BufRead,
+    left: u64,
+    done: bool,
+}
+
+impl Read for Chunked<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let bad = |why: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, why.to_string());
+        if self.done || buf.is_empty() {
+            return Ok(0);
+        }
+        if self.left == 0 {
+            let mut line = String::new();
+            (&mut *self.inner).take(1024).read_line(&mut line)?;
+            let size = line.trim().split(';').next().unwrap_or("");
+            self.left = u64::from_str_radix(size, 16).map_err(|_| bad("bad chunk size"))?;
+            if self.left == 0 {
+                // Trailers, if any, end with an empty line.
+                loop {
+                    let mut trailer = String::new();
+                    if (&mut *self.inner).take(8192).read_line(&mut trailer)? == 0
+                        || trailer.trim().is_empty()
+                    {
+                        break;
+                    }
+                }
+                self.done = true;
+                return Ok(0);
+            }
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(bad("the body ended inside a chunk"));
+        }
+        self.left -= n as u64;
+        if self.left == 0 {
+            let mut end = [0u8; 2];
+            self.inner.read_exact(&mut end)?;
+        }
+        Ok(n)
+    }
 }
 
 /// Writes a whole response with a `Content-Length` and closes the exchange.
@@ -187,8 +283,8 @@ pub fn call(
             }
         }
     }
-    // A sized body is read whole; an unsized one is streamed to `on_chunk`
-    // as it comes, until the daemon closes the connection.
+    // A sized body is read whole; an unsized one is also given to
+    // `on_chunk` as it comes, until the daemon closes the connection.
     let mut body = Vec::new();
     match length {
         Some(len) => {
@@ -204,6 +300,9 @@ pub fn call(
                     break;
                 }
                 on_chunk(&buf[..n]);
+                if body.len() < MAX_JSON as usize {
+                    body.extend_from_slice(&buf[..n]);
+                }
             }
         }
     }
@@ -257,6 +356,17 @@ mod tests {
         assert_eq!(req.content_length, 2);
         assert_eq!(reader, b"{}");
         assert_eq!(percent_decode(&percent_encode("a b/c:d")), "a b/c:d");
+        let raw = b"POST /images/load HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n";
+        let mut reader = &raw[..];
+        let req = read_request(&mut reader).unwrap();
+        let mut got = String::new();
+        body(&req, &mut reader, 100)
+            .read_to_string(&mut got)
+            .unwrap();
+        assert_eq!(got, "abcde");
+        let mut reader = &raw[..];
+        let req = read_request(&mut reader).unwrap();
+        assert!(body(&req, &mut reader, 4).read_to_string(&mut got).is_err());
         assert_eq!(percent_decode("100%"), "100%");
     }
 }

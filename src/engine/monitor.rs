@@ -21,10 +21,21 @@ use std::process::{Command, Stdio};
 use super::EngineError;
 use super::state::{Containers, State, now};
 
-// ANCHOR: monitor
 /// Runs container `id` of `root` to its end and records how it ended;
 /// `exe` is the step binary, whose `runner` subcommand runs one container.
 pub fn run(exe: &Path, root: &Path, id: &str) -> Result<i32, EngineError> {
+    let code = run_to_end(exe, root, id)?;
+    // `--rm`: gone once ended (a tombstone keeps the code for waiters).
+    let containers = Containers::open(root)?;
+    if containers.config(id)?.auto_remove {
+        containers.retire(id)?;
+    }
+    Ok(code)
+}
+
+// ANCHOR: monitor
+/// Runs container `id`, recording its states; returns its exit code.
+fn run_to_end(exe: &Path, root: &Path, id: &str) -> Result<i32, EngineError> {
     let containers = Containers::open(root)?;
     let config = containers.config(id)?;
     let dir = containers.dir(id);
@@ -34,6 +45,7 @@ pub fn run(exe: &Path, root: &Path, id: &str) -> Result<i32, EngineError> {
     };
     // EXERCISE(11): spawn `exe --root ROOT runner ARGS…` with the output files, record `running` with its pid and ours, wait for it, record `exited` with its code (128 + signal when killed)
     let mut child = Command::new(exe)
+        .current_dir("/")
         .arg("--root")
         .arg(root)
         .arg("runner")

@@ -34,6 +34,9 @@ pub struct Config {
     pub args: Vec<String>,
     /// Seconds since the epoch.
     pub created: u64,
+    /// Remove it when it ends (`--rm`, Docker's `HostConfig.AutoRemove`).
+    #[serde(default)]
+    pub auto_remove: bool,
 }
 
 /// Where a container is in its life.
@@ -111,6 +114,9 @@ impl Containers {
             .flatten()
         {
             let id = entry.file_name().to_string_lossy().into_owned();
+            if id.starts_with('.') {
+                continue;
+            }
             if let (Ok(config), Ok(state)) = (self.config(&id), self.state(&id)) {
                 all.push((config, state));
             }
@@ -145,9 +151,14 @@ impl Containers {
     }
 
     /// Container `id`'s state. A `running` one whose monitor is gone (the
-    /// machine rebooted, or someone killed it) is reported as exited.
+    /// machine rebooted, or someone killed it) is reported as exited. A
+    /// removed one is found in its tombstone for a while (see [`Containers::retire`]).
     pub fn state(&self, id: &str) -> Result<State, EngineError> {
-        let mut state: State = read_json(&self.dir(id).join("state.json"))?;
+        let mut path = self.dir(id).join("state.json");
+        if !path.exists() {
+            path = self.dir.join(format!(".gone-{id}")).join("state.json");
+        }
+        let mut state: State = read_json(&path)?;
         if state.status == "running" && !alive(state.monitor) {
             state.status = "exited".into();
             state.exit_code = 255;
@@ -165,6 +176,29 @@ impl Containers {
     pub fn remove(&self, id: &str) -> Result<(), EngineError> {
         let dir = self.dir(id);
         std::fs::remove_dir_all(&dir).map_err(io(&dir))
+    }
+
+    /// Removes container `id` as `--rm` asks, leaving a tombstone (its
+    /// state, hidden from listings) so that a client waiting for its exit
+    /// code still gets it; tombstones older than a minute are swept.
+    pub fn retire(&self, id: &str) -> Result<(), EngineError> {
+        let tomb = self.dir.join(format!(".gone-{id}"));
+        std::fs::rename(self.dir(id), &tomb).map_err(io(&tomb))?;
+        for entry in std::fs::read_dir(&self.dir)
+            .map_err(io(&self.dir))?
+            .flatten()
+        {
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age.as_secs() > 60);
+            if entry.file_name().to_string_lossy().starts_with(".gone-") && old {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        Ok(())
     }
 }
 

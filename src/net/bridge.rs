@@ -76,7 +76,14 @@ pub fn create(spec: &NetworkSpec, trace: &Trace) -> Result<(), NetError> {
             "subnet {subnet} overlaps the existing route \"{route}\": choose another --subnet"
         )));
     }
-    run(
+    // The marker first: a start killed half-way through leaves a bridge
+    // that is marked as caixa's, which the next start then removes and
+    // makes again (no live lease holds it), instead of refusing it.
+    std::fs::write(marker(spec), subnet.to_string()).map_err(|source| NetError::State {
+        path: marker(spec),
+        source,
+    })?;
+    if let Err(e) = run(
         "ip",
         &["-batch", "-"],
         &format!(
@@ -84,7 +91,11 @@ pub fn create(spec: &NetworkSpec, trace: &Trace) -> Result<(), NetError> {
             subnet.prefix
         ),
         trace,
-    )?;
+    ) {
+        let _ = run("ip", &["link", "del", br], "", trace);
+        let _ = std::fs::remove_file(marker(spec));
+        return Err(e);
+    }
     sysctl("net/ipv4/ip_forward", "1", trace)?;
     sysctl(&format!("net/ipv4/conf/{br}/route_localnet"), "1", trace)?;
     let (dnat, post, fwd) = chains(br);
@@ -105,12 +116,9 @@ pub fn create(spec: &NetworkSpec, trace: &Trace) -> Result<(), NetError> {
     );
     if let Err(e) = run("iptables-restore", &["--noflush"], &rules, trace) {
         let _ = run("ip", &["link", "del", br], "", trace);
+        let _ = std::fs::remove_file(marker(spec));
         return Err(e);
     }
-    std::fs::write(marker(spec), subnet.to_string()).map_err(|source| NetError::State {
-        path: marker(spec),
-        source,
-    })?;
     Ok(())
 }
 // ANCHOR_END: create_bridge
