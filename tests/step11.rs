@@ -323,3 +323,85 @@ fn mistakes_are_one_clear_line() {
     );
     stdout_of(&engine.client(&["rm", "-f", "busy"]));
 }
+
+/// The Docker CLI: `CAIXA_DOCKER_CLI`, else the one `.ci/run` installs,
+/// else `docker` on the PATH.
+fn docker_cli() -> PathBuf {
+    if let Some(path) = std::env::var_os("CAIXA_DOCKER_CLI") {
+        return PathBuf::from(path);
+    }
+    let ci = Path::new("/opt/caixa-peers/docker");
+    if ci.is_file() {
+        return ci.to_path_buf();
+    }
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join("docker"))
+        .find(|p| p.is_file());
+    on_path.unwrap_or_else(|| {
+        panic!(
+            "step 11: this test drives the daemon with the Docker CLI: install it (see .ci/run: \
+             apt-get download docker.io; dpkg-deb -x …; only usr/bin/docker is needed) or set CAIXA_DOCKER_CLI"
+        )
+    })
+}
+
+#[test]
+fn the_docker_cli_drives_the_daemon() {
+    let engine = Engine::start();
+    let (_dir, tar) = archive();
+    let docker = |args: &[&str]| {
+        let child = Command::new(docker_cli())
+            .arg("-H")
+            .arg(format!("unix://{}", engine.socket().display()))
+            .args(args)
+            .env("DOCKER_CONFIG", engine.dir.path().join("docker-config"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_output(child)
+    };
+    let out = docker(&["version", "--format", "{{.Server.APIVersion}}"]);
+    assert_eq!(
+        stdout_of(&out).trim(),
+        "1.41",
+        "step 11: GET /version as Docker's"
+    );
+    let out = docker(&["load", "-i", tar.to_str().unwrap()]);
+    assert!(
+        stdout_of(&out).contains("demo:1"),
+        "POST /images/load with a chunked body"
+    );
+    let images = stdout_of(&docker(&["images", "--format", "{{.Repository}}:{{.Tag}}"]));
+    assert_eq!(images.trim(), "demo:1");
+    // Attached: create, attach (hijacked connection), wait, start.
+    let out = docker(&[
+        "run",
+        "--rm",
+        "demo:1",
+        "sh",
+        "-c",
+        "echo via-docker; exit 6",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(6),
+        "step 11: docker run must get the exit code: {}",
+        text(&out.stderr)
+    );
+    assert_eq!(text(&out.stdout), "via-docker\n");
+    let out = docker(&["run", "-d", "--name", "bg", "demo:1", "sleep", "60"]);
+    stdout_of(&out);
+    let ps = stdout_of(&docker(&["ps", "--format", "{{.Names}} {{.Status}}"]));
+    assert!(ps.starts_with("bg Up"), "{ps}");
+    stdout_of(&docker(&["stop", "-t", "1", "bg"]));
+    stdout_of(&docker(&["rm", "bg"]));
+    assert_eq!(
+        stdout_of(&docker(&["ps", "-a", "-q"])),
+        "",
+        "--rm and rm left nothing"
+    );
+}

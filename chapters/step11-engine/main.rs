@@ -326,6 +326,7 @@ fn logs(client: &Client, container: &str) -> Result<(), EngineError> {
     .map_err(|e| EngineError::Io(e.to_string()))
 }
 
+// ANCHOR: client_run
 /// `docker run`: create (pulling when the image is missing), start, and
 /// unless detached wait, print the output and exit with its code.
 fn run(client: &Client, o: &RunOptions) -> Result<(), EngineError> {
@@ -419,3 +420,4 @@ fn run(client: &Client, o: &RunOptions) -> Result<(), EngineError> {
     }
     std::process::exit(code)
 }
+// ANCHOR_END: client_run

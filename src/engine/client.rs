@@ -118,6 +118,7 @@ impl Demuxer {
     }
 }
 
+// ANCHOR: demux
 /// Splits Docker's multiplexed frames into stdout and stderr.
 pub fn demux(
     mut framed: &[u8],
@@ -137,6 +138,7 @@ pub fn demux(
     stdout.flush()?;
     stderr.flush()
 }
+// ANCHOR_END: demux
 
 #[cfg(test)]
 mod tests {

@@ -245,6 +245,7 @@ fn read_json(req: &Request, body: &mut dyn BufRead) -> Result<Value, EngineError
         .map_err(|e| EngineError::BadRequest(format!("the body is not valid JSON: {e}")))
 }
 
+// ANCHOR: frame
 /// Docker's frame of a multiplexed stream: stream (1 stdout, 2 stderr),
 /// three zero bytes, the length (big-endian), the bytes.
 pub fn frame(stream: u8, data: &[u8]) -> Vec<u8> {
@@ -256,6 +257,7 @@ pub fn frame(stream: u8, data: &[u8]) -> Vec<u8> {
     }
     out
 }
+// ANCHOR_END: frame
 
 fn images(daemon: &Daemon) -> Result<Value, EngineError> {
     let store = Store::open(&daemon.root).map_err(|e| EngineError::Io(e.to_string()))?;
@@ -523,6 +525,7 @@ fn start(daemon: &Daemon, containers: &Containers, config: &Config) -> Result<bo
 }
 // ANCHOR_END: start
 
+// ANCHOR: follow
 /// Sends container `id`'s output as frames, as it grows, until the
 /// container has exited and everything is sent.
 fn follow(containers: &Containers, id: &str, out: &mut UnixStream) -> Result<(), EngineError> {
@@ -554,6 +557,7 @@ fn follow(containers: &Containers, id: &str, out: &mut UnixStream) -> Result<(),
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+// ANCHOR_END: follow
 
 /// Waits until container `id` has exited (at most `limit`); its state.
 fn wait(containers: &Containers, id: &str, limit: Option<Duration>) -> Result<State, EngineError> {
