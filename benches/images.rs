@@ -146,12 +146,93 @@ fn unpack(c: &mut Criterion) {
     });
     group.finish();
     first_run(c, &work);
+    engine(c, &work);
     pull(
         c,
         &work,
         std::fs::metadata(work.join("layout/blobs/sha256").join(hex)).map_or(0, |m| m.len()),
     );
     let _ = std::fs::remove_dir_all(&work);
+}
+
+/// A process killed on drop (a daemon of the bench's).
+struct Daemon(std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The same container through step 11's daemon (client → API → monitor →
+/// runner), beside step 10 running it directly, and the Docker CLI as the
+/// client of the same daemon.
+fn engine(c: &mut Criterion, work: &Path) {
+    let step11 = env!("CARGO_BIN_EXE_step11");
+    let root = work.join("engine-root");
+    let socket = work.join("engine.sock");
+    quiet(
+        Command::new(env!("CARGO_BIN_EXE_step9"))
+            .arg("--root")
+            .arg(&root)
+            .arg("load")
+            .arg(work.join("layout"))
+            .args(["--name", "bench:1"]),
+    );
+    let _daemon = Daemon(
+        Command::new(step11)
+            .arg("--root")
+            .arg(&root)
+            .arg("daemon")
+            .arg("--socket")
+            .arg(&socket)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let host = format!("unix://{}", socket.display());
+    let mut group = c.benchmark_group("run /bin/true of an unpacked image, --network none");
+    group.bench_function("caixa: step10 run (no daemon)", |b| {
+        b.iter(|| {
+            quiet(
+                Command::new(env!("CARGO_BIN_EXE_step10"))
+                    .arg("--root")
+                    .arg(&root)
+                    .args(["run", "--network", "none", "bench:1"]),
+            )
+        })
+    });
+    group.bench_function("caixa: step11 run --rm (through the daemon)", |b| {
+        b.iter(|| {
+            quiet(Command::new(step11).args([
+                "-H",
+                &host,
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "bench:1",
+            ]))
+        })
+    });
+    let docker = Path::new("/opt/caixa-peers/docker");
+    if docker.is_file() {
+        group.bench_function("docker CLI run --rm (to caixa's daemon)", |b| {
+            b.iter(|| {
+                quiet(
+                    Command::new(docker)
+                        .args(["-H", &host, "run", "--rm", "--network", "none", "bench:1"])
+                        .env("DOCKER_CONFIG", work.join("docker-config")),
+                )
+            })
+        });
+    }
+    group.finish();
 }
 
 /// A docker-registry on a free loopback port, killed on drop.

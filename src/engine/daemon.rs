@@ -173,9 +173,13 @@ fn route(
             let config = containers.find(key)?;
             http::respond_streaming(out, "application/json")
                 .map_err(|e| EngineError::Io(e.to_string()))?;
-            let state = wait(&containers, &config.id, None)?;
-            writeln!(out, "{}", json!({ "StatusCode": state.exit_code }))
-                .map_err(|e| EngineError::Io(e.to_string()))
+            // The status line is sent: an error now travels in the body.
+            let body = match wait(&containers, &config.id, None) {
+                Ok(state) => json!({ "StatusCode": state.exit_code }),
+                Err(e) => json!({ "StatusCode": 125, "Error": { "Message": e.to_string() } }),
+            };
+            let _ = writeln!(out, "{body}");
+            Ok(())
         }
         ("POST", ["containers", key, "stop"]) => {
             let config = containers.find(key)?;
@@ -511,11 +515,13 @@ fn start(daemon: &Daemon, containers: &Containers, config: &Config) -> Result<bo
         .map_err(|e| EngineError::Io(format!("cannot start the monitor: {e}")))?;
     // Reap it when it ends (if this daemon still runs then).
     std::thread::spawn(move || monitor.wait());
-    for _ in 0..500 {
+    let mut pause = Backoff::default();
+    let begin = std::time::Instant::now();
+    while begin.elapsed() < Duration::from_secs(5) {
         if containers.state(&config.id)?.status != "created" {
             return Ok(true);
         }
-        std::thread::sleep(Duration::from_millis(10));
+        pause.sleep();
     }
     Err(EngineError::Io(format!(
         "the monitor of {} did not start: see {}",
@@ -529,12 +535,13 @@ fn start(daemon: &Daemon, containers: &Containers, config: &Config) -> Result<bo
 /// Sends container `id`'s output as frames, as it grows, until the
 /// container has exited and everything is sent.
 fn follow(containers: &Containers, id: &str, out: &mut UnixStream) -> Result<(), EngineError> {
-    let dir = containers.dir(id);
     let mut sent = [0u64; 2];
+    let mut pause = Backoff::default();
     loop {
         // Read the state first: output written before it says `exited` is
         // then sure to be seen below.
         let ended = containers.state(id)?.status == "exited";
+        let dir = containers.files(id);
         let mut any = false;
         for (i, (stream, name)) in [(1u8, "stdout"), (2, "stderr")].into_iter().enumerate() {
             let Ok(mut file) = std::fs::File::open(dir.join(name)) else {
@@ -554,14 +561,38 @@ fn follow(containers: &Containers, id: &str, out: &mut UnixStream) -> Result<(),
         if ended && !any {
             return Ok(());
         }
-        std::thread::sleep(Duration::from_millis(20));
+        if any {
+            pause = Backoff::default();
+        }
+        pause.sleep();
     }
 }
 // ANCHOR_END: follow
 
+/// Pauses between looks at a file another process writes: 1 ms at first,
+/// doubling up to 20 ms, so a quick container is seen quickly and a long
+/// one costs little. (inotify would wake us exactly; polling is simpler to
+/// read, and these files are on the daemon's own disk.)
+#[derive(Debug)]
+struct Backoff(Duration);
+
+impl Default for Backoff {
+    fn default() -> Backoff {
+        Backoff(Duration::from_millis(1))
+    }
+}
+
+impl Backoff {
+    fn sleep(&mut self) {
+        std::thread::sleep(self.0);
+        self.0 = (self.0 * 2).min(Duration::from_millis(20));
+    }
+}
+
 /// Waits until container `id` has exited (at most `limit`); its state.
 fn wait(containers: &Containers, id: &str, limit: Option<Duration>) -> Result<State, EngineError> {
     let begin = std::time::Instant::now();
+    let mut pause = Backoff::default();
     loop {
         let state = containers.state(id)?;
         if state.status == "exited" || state.status == "created" && limit.is_some() {
@@ -570,7 +601,7 @@ fn wait(containers: &Containers, id: &str, limit: Option<Duration>) -> Result<St
         if limit.is_some_and(|l| begin.elapsed() >= l) {
             return Ok(state);
         }
-        std::thread::sleep(Duration::from_millis(20));
+        pause.sleep();
     }
 }
 

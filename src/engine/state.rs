@@ -86,6 +86,17 @@ impl Containers {
         self.dir.join(id)
     }
 
+    /// Where container `id`'s files are now: its directory, or its
+    /// tombstone once `--rm` retired it.
+    pub fn files(&self, id: &str) -> PathBuf {
+        let dir = self.dir(id);
+        if dir.exists() {
+            dir
+        } else {
+            self.dir.join(format!(".gone-{id}"))
+        }
+    }
+
     /// Records a new container, `created`.
     pub fn create(&self, config: &Config) -> Result<(), EngineError> {
         if self.list()?.iter().any(|(c, _)| c.name == config.name) {
@@ -154,11 +165,9 @@ impl Containers {
     /// machine rebooted, or someone killed it) is reported as exited. A
     /// removed one is found in its tombstone for a while (see [`Containers::retire`]).
     pub fn state(&self, id: &str) -> Result<State, EngineError> {
-        let mut path = self.dir(id).join("state.json");
-        if !path.exists() {
-            path = self.dir.join(format!(".gone-{id}")).join("state.json");
-        }
-        let mut state: State = read_json(&path)?;
+        let tomb = self.dir.join(format!(".gone-{id}")).join("state.json");
+        let mut state: State =
+            read_json(&self.dir(id).join("state.json")).or_else(|_| read_json(&tomb))?;
         if state.status == "running" && !alive(state.monitor) {
             state.status = "exited".into();
             state.exit_code = 255;
