@@ -393,6 +393,28 @@ fn the_docker_cli_drives_the_daemon() {
         text(&out.stderr)
     );
     assert_eq!(text(&out.stdout), "via-docker\n");
+    stdout_of(&docker(&[
+        "run",
+        "--name",
+        "said",
+        "demo:1",
+        "sh",
+        "-c",
+        "echo logged",
+    ]));
+    let logs = docker(&["logs", "said"]);
+    assert_eq!(
+        stdout_of(&logs),
+        "logged\n",
+        "docker logs: inspect, then the frames"
+    );
+    stdout_of(&docker(&["rm", "said"]));
+    let out = docker(&["run", "-v", "/tmp:/mnt", "demo:1", "true"]);
+    assert!(
+        !out.status.success() && text(&out.stderr).contains("not supported"),
+        "a volume must be refused, not ignored: {}",
+        text(&out.stderr)
+    );
     let out = docker(&["run", "-d", "--name", "bg", "demo:1", "sleep", "60"]);
     stdout_of(&out);
     let ps = stdout_of(&docker(&["ps", "--format", "{{.Names}} {{.Status}}"]));

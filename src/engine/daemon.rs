@@ -12,8 +12,10 @@
 //! | `POST /images/load` | load a `docker save` or OCI archive (the body) |
 //! | `POST /containers/create?name=N` | record a container (Docker's JSON body) |
 //! | `POST /containers/ID/start` | spawn its monitor, which runs it |
+//! | `POST /containers/ID/attach` | `101`, then its output as frames, live |
+//! | `GET /containers/ID/json` | inspect: its config and state |
 //! | `POST /containers/ID/wait` | block until it exits: `{"StatusCode":N}` |
-//! | `GET /containers/ID/logs` | its output, in Docker's multiplexed frames |
+//! | `GET /containers/ID/logs` | its output, in Docker's frames (`follow=1`: live) |
 //! | `POST /containers/ID/stop?t=S` | SIGTERM, then SIGKILL after S seconds |
 //! | `GET /containers/json?all=1` | the containers, running (or all) |
 //! | `DELETE /containers/ID?force=1` | forget it (stopping it first if forced) |
@@ -157,6 +159,11 @@ fn route(
                 .map(|(c, s)| summary(&c, &s))
                 .collect();
             reply_json(out, 200, &Value::Array(list))
+        }
+        ("GET", ["containers", key, "json"]) => {
+            let config = containers.find(key)?;
+            let state = containers.state(&config.id)?;
+            reply_json(out, 200, &inspect(&config, &state))
         }
         ("POST", ["containers", key, "start"]) => {
             let config = containers.find(key)?;
@@ -382,6 +389,18 @@ fn create(
             .collect()
     };
     let host = &body["HostConfig"];
+    // Refused rather than ignored: a user asking for a volume must not
+    // believe their data is kept.
+    let mounts = ["Binds", "Mounts"]
+        .iter()
+        .any(|k| host[*k].as_array().is_some_and(|a| !a.is_empty()))
+        || body["Volumes"].as_object().is_some_and(|v| !v.is_empty());
+    if mounts {
+        return Err(EngineError::BadRequest(
+            "volumes and bind mounts are not supported by caixa's engine yet: run without -v"
+                .into(),
+        ));
+    }
     let mut args = Vec::new();
     let mut opt = |flag: &str, value: String| {
         args.push(flag.to_string());
@@ -624,6 +643,22 @@ fn stop(containers: &Containers, id: &str, grace: Duration) -> Result<(), Engine
         let _ = kill(runner, Signal::SIGKILL);
     }
     wait(containers, id, Some(Duration::from_secs(30))).map(|_| ())
+}
+
+/// `docker inspect`'s shape, the fields caixa knows (the Docker CLI reads
+/// `Config.Tty` before `logs`, to know whether the output is framed).
+fn inspect(c: &Config, s: &State) -> Value {
+    json!({
+        "Id": c.id, "Name": format!("/{}", c.name), "Created": c.created.to_string(),
+        "Image": c.image, "Args": c.command,
+        "State": {
+            "Status": s.status, "Running": s.status == "running", "Pid": s.pid,
+            "ExitCode": s.exit_code, "StartedAt": s.started.to_string(),
+            "FinishedAt": s.finished.to_string(),
+        },
+        "Config": { "Image": c.image, "Cmd": c.command, "Tty": false },
+        "HostConfig": { "AutoRemove": c.auto_remove },
+    })
 }
 
 fn summary(c: &Config, s: &State) -> Value {
