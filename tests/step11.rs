@@ -427,3 +427,93 @@ fn the_docker_cli_drives_the_daemon() {
         "--rm and rm left nothing"
     );
 }
+
+/// A child process killed when the test ends, however it ends.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_registry_of_your_own_serves_a_stores_images() {
+    let (_dir, tar) = archive();
+    let source = tempfile::tempdir().unwrap();
+    let out = wait_output(
+        Command::new(binary(9))
+            .arg("--root")
+            .arg(source.path())
+            .arg("load")
+            .arg(&tar)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    assert_eq!(stdout_of(&out).trim(), "loaded demo:1");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _registry = Killed(
+        Command::new(binary(11))
+            .arg("--root")
+            .arg(source.path())
+            .args(["registry", "--listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "step 11: the registry did not listen"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A real client of the distribution API, verifying every digest.
+    let copy = tempfile::tempdir().unwrap();
+    let status = Command::new("skopeo")
+        .args(["copy", "--quiet", "--src-tls-verify=false"])
+        .arg(format!("docker://127.0.0.1:{port}/demo:1"))
+        .arg(format!("oci:{}:copy", copy.path().display()))
+        .status()
+        .expect("skopeo (sudo apt-get install skopeo)");
+    assert!(
+        status.success(),
+        "step 11: skopeo must pull from caixa's registry"
+    );
+    // And step 10's client, into another store: the same manifest.
+    let other = tempfile::tempdir().unwrap();
+    let step10 = |args: &[&str]| {
+        wait_output(
+            Command::new(binary(10))
+                .arg("--root")
+                .arg(other.path())
+                .args(args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let reference = format!("127.0.0.1:{port}/demo:1");
+    assert_eq!(
+        stdout_of(&step10(&["pull", &reference])).trim(),
+        format!("pulled {reference}")
+    );
+    let source_digest = std::fs::read_to_string(source.path().join("images/demo:1")).unwrap();
+    let images = stdout_of(&step10(&["images"]));
+    assert!(
+        images.contains(source_digest.trim()),
+        "the pulled manifest is the served one:\n{images}"
+    );
+    let out = step10(&["pull", &format!("127.0.0.1:{port}/demo:2")]);
+    assert_one_line_error(&out, 10, 125, "404");
+}

@@ -5,6 +5,7 @@
 //! unix socket; every other subcommand is a client of it (`-H` picks the
 //! daemon). Containers run under monitor processes, so they outlive the
 //! daemon; `monitor` and `runner` are the daemon's own subcommands.
+//! `registry` serves a store's images to registry clients: your own registry.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -30,7 +31,9 @@ use serde_json::{Value, json};
         subcommands are its client: pull, load, images, run (-d), ps, logs, \
         wait, stop, rm. -H (or CAIXA_HOST) says which daemon, so one client \
         drives several. Each container runs under a monitor process of its \
-        own, so containers outlive the daemon."
+        own, so containers outlive the daemon. `step11 registry` serves a \
+        store's images over the distribution API (pull only), a registry of \
+        your own."
 )]
 struct Step11 {
     /// The daemon to talk to: unix:///path/to/socket (default: $CAIXA_HOST,
@@ -54,6 +57,12 @@ enum Command {
         /// A registry that may be spoken to over plain HTTP. Repeatable.
         #[arg(long = "insecure-registry", value_name = "HOST")]
         insecure: Vec<String>,
+    },
+    /// Serve the images of a store (--root) to registry clients (pull only).
+    Registry {
+        /// Where to listen: loopback unless clients are told it is insecure.
+        #[arg(long, default_value = "127.0.0.1:5000")]
+        listen: String,
     },
     /// The daemon's version.
     Version,
@@ -176,6 +185,9 @@ fn main() {
             },
             &socket,
         ),
+        Command::Registry { listen } => {
+            caixa::engine::registry::serve(&absolute(&args.root), &listen)
+        }
         Command::Monitor { id } => match caixa::engine::monitor::run(&exe, &args.root, &id) {
             Ok(code) => std::process::exit(code),
             Err(e) => Err(e),

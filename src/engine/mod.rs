@@ -5,19 +5,22 @@
 //! images and containers and answers an HTTP API on a unix socket; a
 //! **client** turns commands into API calls, and can talk to any daemon it
 //! is pointed at (`-H`); each running container has a **monitor** process,
-//! so containers outlive the daemon. The registry side is step 10's client;
-//! the API is a subset of Docker's, with its paths and field names.
+//! so containers outlive the daemon; and a **registry** serves a store's
+//! images to any client of the distribution API (step 10's among them).
+//! The engine's API is a subset of Docker's, with its paths and field names.
 //!
 //! - [`http`]: enough HTTP/1.1 for one request per connection;
 //! - [`state`]: containers on disk (config, state, output);
 //! - [`daemon`]: the endpoints;
 //! - [`monitor`]: one container's life, recorded;
-//! - [`client`]: the other end of the socket.
+//! - [`client`]: the other end of the socket;
+//! - [`registry`]: a registry of your own, serving a store's images (pull).
 
 pub mod client;
 pub mod daemon;
 pub mod http;
 pub mod monitor;
+pub mod registry;
 pub mod state;
 
 /// An engine problem; [`EngineError::status`] is its HTTP status.
