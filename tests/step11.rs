@@ -119,8 +119,14 @@ impl Drop for Engine {
                 support::wait_gone(pid);
             }
         }
+        // Each monitor then sweeps what its killed runner left (cgroups,
+        // mounts) and records `exited`: wait for that, before the state
+        // directory, which holds the records, goes with the namespace.
+        let start = Instant::now();
+        while !self.running_pids().is_empty() && start.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         self.kill_daemon();
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
