@@ -184,6 +184,11 @@ pub fn run(spec: &Spec) -> Result<Ended, Error> {
     //     directory) is written in a record before it is made, so that a
     //     start killed with SIGKILL leaves nothing for good: the next start
     //     sweeps the records of dead starts (see `crate::leftovers`).
+    //     (The cgroup layout is read once, here, for the record and block 4.)
+    let hierarchy = match &spec.limits {
+        Some(_) => Some(crate::cgroup::detect()?),
+        None => None,
+    };
     let mut record = if spec.limits.is_some() || spec.image.is_some() {
         for line in leftovers::sweep() {
             eprintln!("caixa: {line}");
@@ -193,10 +198,8 @@ pub fn run(spec: &Spec) -> Result<Ended, Error> {
             source,
         };
         let mut record = Record::create(&spec.id).map_err(record_err)?;
-        if spec.limits.is_some() {
-            for dir in Cgroup::planned_dirs(&spec.id)? {
-                record.note(&Made::Cgroup(dir)).map_err(record_err)?;
-            }
+        for dir in hierarchy.iter().flat_map(|h| h.planned_dirs(&spec.id)) {
+            record.note(&Made::Cgroup(dir)).map_err(record_err)?;
         }
         if let Some(image) = &spec.image {
             let dir = image.container_dir(&spec.id);
@@ -217,9 +220,11 @@ pub fn run(spec: &Spec) -> Result<Ended, Error> {
     // 4. The cgroup (step 7), with its limits written, before the child
     //    exists. Declared before `child`: on an early return the child is
     //    killed first, then the cgroup removed (drops run in reverse order).
-    let mut cgroup = match &spec.limits {
-        Some(limits) => Some(Cgroup::create(&spec.id, limits, &trace)?),
-        None => None,
+    let mut cgroup = match (&spec.limits, hierarchy) {
+        (Some(limits), Some(hierarchy)) => {
+            Some(Cgroup::create(hierarchy, &spec.id, limits, &trace)?)
+        }
+        _ => None,
     };
     // ANCHOR_END: parent_cgroup
 

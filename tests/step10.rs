@@ -156,22 +156,11 @@ fn image(marker: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let rootfs = TinyRootfs::new();
     std::fs::write(rootfs.dir.path().join("marker"), marker).unwrap();
-    let layout = dir.path().join("layout");
-    let bundle = dir.path().join("bundle");
-    let script = format!(
-        "set -e; umoci init --layout {l}; umoci new --image {l}:base; umoci unpack --image {l}:base {b}; \
-         cp -a {r}/. {b}/rootfs/; umoci repack --image {l}:base {b}; \
-         umoci config --image {l}:base --config.cmd /bin/sh --config.cmd -c --config.cmd 'cat /marker'",
-        l = layout.display(),
-        b = bundle.display(),
-        r = rootfs.path()
+    support::umoci_image(
+        &dir.path().join("layout"),
+        rootfs.dir.path(),
+        "--config.cmd /bin/sh --config.cmd -c --config.cmd 'cat /marker'",
     );
-    let status = Command::new("sh")
-        .args(["-c", &script])
-        .stdout(Stdio::null())
-        .status()
-        .expect("umoci (sudo apt-get install umoci)");
-    assert!(status.success(), "umoci failed");
     dir
 }
 

@@ -42,15 +42,20 @@ impl Engine {
         self.dir.path().join("root")
     }
 
-    fn spawn_daemon(&self) -> Child {
-        let child = self
-            .netns
-            .step(11)
-            .arg("--root")
+    /// `step11 daemon` on this engine's root and socket, in its namespace.
+    fn daemon_command(&self) -> Command {
+        let mut cmd = self.netns.step(11);
+        cmd.arg("--root")
             .arg(self.root())
             .arg("daemon")
             .arg("--socket")
-            .arg(self.socket())
+            .arg(self.socket());
+        cmd
+    }
+
+    fn spawn_daemon(&self) -> Child {
+        let child = self
+            .daemon_command()
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -140,21 +145,11 @@ fn archive() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let rootfs = TinyRootfs::new();
     let layout = dir.path().join("layout");
-    let bundle = dir.path().join("bundle");
-    let script = format!(
-        "set -e; umoci init --layout {l}; umoci new --image {l}:base; umoci unpack --image {l}:base {b}; \
-         cp -a {r}/. {b}/rootfs/; umoci repack --image {l}:base {b}; \
-         umoci config --image {l}:base --config.env PATH=/bin --config.cmd /bin/sh --config.cmd -c --config.cmd 'echo hello'",
-        l = layout.display(),
-        b = bundle.display(),
-        r = rootfs.path()
+    support::umoci_image(
+        &layout,
+        rootfs.dir.path(),
+        "--config.env PATH=/bin --config.cmd /bin/sh --config.cmd -c --config.cmd 'echo hello'",
     );
-    let status = Command::new("sh")
-        .args(["-c", &script])
-        .stdout(Stdio::null())
-        .status()
-        .expect("umoci (sudo apt-get install umoci)");
-    assert!(status.success(), "umoci failed");
     let tar = dir.path().join("demo.tar");
     let status = Command::new("skopeo")
         .args(["copy", "--quiet"])
@@ -189,13 +184,7 @@ fn the_daemon_answers_on_its_socket_only_for_root_and_its_group() {
     assert_eq!(mode, 0o660, "the socket is as powerful as root: mode 0660");
     // A second daemon on the same socket must refuse, in one line.
     let second = engine
-        .netns
-        .step(11)
-        .arg("--root")
-        .arg(engine.root())
-        .arg("daemon")
-        .arg("--socket")
-        .arg(engine.socket())
+        .daemon_command()
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

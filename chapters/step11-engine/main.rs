@@ -14,9 +14,9 @@ use caixa::cli;
 use caixa::engine::EngineError;
 use caixa::engine::client::{Client, DEFAULT_SOCKET, demux};
 use caixa::engine::daemon::{self, Daemon};
-use caixa::engine::http::percent_encode;
 use caixa::image::store::Store;
 use caixa::registry::client::Options;
+use caixa::registry::client::percent_encode;
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 

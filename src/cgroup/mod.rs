@@ -294,6 +294,24 @@ pub enum Hierarchy {
     V1(Vec<(String, PathBuf)>),
 }
 
+impl Hierarchy {
+    /// The directories [`Cgroup::create`] may make for `id` here, known
+    /// before it makes them (so a record of leftovers can name them first,
+    /// see `crate::leftovers`): one per v1 controller mounted, one on v2.
+    pub fn planned_dirs(&self, id: &str) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = match self {
+            Hierarchy::V2(root) => vec![root.join(PARENT).join(id)],
+            Hierarchy::V1(mounts) => mounts
+                .iter()
+                .map(|(_, m)| m.join(PARENT).join(id))
+                .collect(),
+        };
+        dirs.sort();
+        dirs.dedup();
+        dirs
+    }
+}
+
 /// Reads `/proc/self/mountinfo` to find the cgroup layout.
 pub fn detect() -> Result<Hierarchy, CgroupError> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
@@ -381,11 +399,15 @@ pub struct Cgroup {
 pub const PARENT: &str = "caixa";
 
 impl Cgroup {
-    /// Creates `caixa/<id>` and writes the limits. On failure, whatever was
-    /// created is removed again.
-    pub fn create(id: &str, limits: &Limits, trace: &Trace) -> Result<Cgroup, CgroupError> {
+    /// Creates `caixa/<id>` in `hierarchy` (see [`detect`]) and writes the
+    /// limits. On failure, whatever was created is removed again.
+    pub fn create(
+        hierarchy: Hierarchy,
+        id: &str,
+        limits: &Limits,
+        trace: &Trace,
+    ) -> Result<Cgroup, CgroupError> {
         limits.validate()?;
-        let hierarchy = detect()?;
         let mut cgroup = Cgroup {
             hierarchy: hierarchy.clone(),
             dirs: Vec::new(),
@@ -395,22 +417,6 @@ impl Cgroup {
             Hierarchy::V1(mounts) => v1::create(&mut cgroup.dirs, mounts, id, limits, trace)?,
         }
         Ok(cgroup)
-    }
-
-    /// The directories [`Cgroup::create`] may make for `id`, known before
-    /// it makes them (so a record of leftovers can name them first, see
-    /// `crate::leftovers`): one per v1 controller mounted, one on v2.
-    pub fn planned_dirs(id: &str) -> Result<Vec<PathBuf>, CgroupError> {
-        let mut dirs: Vec<PathBuf> = match detect()? {
-            Hierarchy::V2(root) => vec![root.join(PARENT).join(id)],
-            Hierarchy::V1(mounts) => mounts
-                .iter()
-                .map(|(_, m)| m.join(PARENT).join(id))
-                .collect(),
-        };
-        dirs.sort();
-        dirs.dedup();
-        Ok(dirs)
     }
 
     /// Which version this cgroup lives in, for the trace and the tests.

@@ -188,6 +188,29 @@ impl Read for Chunked<'_> {
     }
 }
 
+/// Writes a response's status line and headers: `length` is `None` for a
+/// body that ends when the connection closes; `extra` holds more header
+/// lines, each ending in `\r\n`.
+pub fn write_head(
+    stream: &mut impl Write,
+    status: u16,
+    content_type: &str,
+    length: Option<u64>,
+    extra: &str,
+) -> std::io::Result<()> {
+    let length = length
+        .map(|l| format!("Content-Length: {l}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\n{length}{extra}Connection: close\r\n\r\n",
+        reason(status)
+    )
+}
+
+/// The engine's own headers (Docker's CLI reads `Api-Version`).
+const ENGINE_HEADERS: &str = "Api-Version: 1.41\r\nServer: caixa\r\n";
+
 /// Writes a whole response with a `Content-Length` and closes the exchange.
 pub fn respond(
     stream: &mut impl Write,
@@ -195,11 +218,12 @@ pub fn respond(
     content_type: &str,
     body: &[u8],
 ) -> std::io::Result<()> {
-    write!(
+    write_head(
         stream,
-        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nApi-Version: 1.41\r\nServer: caixa\r\nConnection: close\r\n\r\n",
-        reason(status),
-        body.len()
+        status,
+        content_type,
+        Some(body.len() as u64),
+        ENGINE_HEADERS,
     )?;
     stream.write_all(body)?;
     stream.flush()
@@ -208,10 +232,7 @@ pub fn respond(
 /// Writes the head of a response whose body streams until the connection
 /// closes (a pull's progress).
 pub fn respond_streaming(stream: &mut impl Write, content_type: &str) -> std::io::Result<()> {
-    write!(
-        stream,
-        "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nApi-Version: 1.41\r\nServer: caixa\r\nConnection: close\r\n\r\n"
-    )?;
+    write_head(stream, 200, content_type, None, ENGINE_HEADERS)?;
     stream.flush()
 }
 
@@ -223,6 +244,7 @@ fn reason(status: u16) -> &'static str {
         304 => "Not Modified",
         400 => "Bad Request",
         404 => "Not Found",
+        405 => "Method Not Allowed",
         409 => "Conflict",
         _ => "Internal Server Error",
     }
@@ -329,21 +351,10 @@ pub fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Percent-encodes a query value.
-pub fn percent_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::client::percent_encode;
 
     #[test]
     fn a_docker_cli_request_parses() {

@@ -129,19 +129,11 @@ fn head(
     digest: Option<&str>,
     len: u64,
 ) -> std::io::Result<()> {
-    let reason = match status {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        _ => "Method Not Allowed",
-    };
     let digest = digest
         .map(|d| format!("Docker-Content-Digest: {d}\r\n"))
         .unwrap_or_default();
-    write!(
-        out,
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {len}\r\n{digest}Docker-Distribution-API-Version: registry/2.0\r\nConnection: close\r\n\r\n"
-    )
+    let extra = format!("{digest}Docker-Distribution-API-Version: registry/2.0\r\n");
+    http::write_head(out, status, content_type, Some(len), &extra)
 }
 
 fn send(

@@ -115,11 +115,6 @@ impl Client {
         self.extra_scopes.push(scope);
     }
 
-    /// The repository this client speaks about.
-    pub fn repository(&self) -> &str {
-        &self.repository
-    }
-
     /// A transport failure, with what to do about it.
     pub fn transport_error(&self, url: &str, error: impl std::fmt::Display) -> RegistryError {
         let url = self.url(url);
@@ -255,11 +250,11 @@ impl Client {
                     .split_whitespace()
                     .chain(self.extra_scopes.iter().map(String::as_str))
                 {
-                    url.push_str(&format!("{sep}scope={}", encode(s)));
+                    url.push_str(&format!("{sep}scope={}", percent_encode(s)));
                     sep = '&';
                 }
                 if let Some(service) = service {
-                    url.push_str(&format!("{sep}service={}", encode(&service)));
+                    url.push_str(&format!("{sep}service={}", percent_encode(&service)));
                 }
                 let mut request = self.agent.get(&url);
                 let allowed = realm_may_get_credentials(&realm, &self.host, &self.insecure);
@@ -366,8 +361,9 @@ fn host_of(url: &str) -> &str {
         .unwrap_or("")
 }
 
-/// Percent-encoding for query values.
-fn encode(value: &str) -> String {
+/// Percent-encoding for query values and path segments (step 11's client
+/// uses it too).
+pub fn percent_encode(value: &str) -> String {
     value
         .bytes()
         .map(|b| match b {
@@ -406,7 +402,7 @@ mod tests {
         assert!(!ok("https://other.azurecr.io/token", "mine.azurecr.io"));
         assert!(!ok("https://127.0.0.2/token", "127.0.0.1:5000"));
         assert_eq!(
-            super::encode("repository:a/b:pull"),
+            super::percent_encode("repository:a/b:pull"),
             "repository%3Aa%2Fb%3Apull"
         );
     }

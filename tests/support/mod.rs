@@ -574,3 +574,25 @@ pub fn wait_gone(pid: i32) -> bool {
         !Path::new(&format!("/proc/{pid}")).exists()
     })
 }
+
+/// An OCI image layout at `layout` (tag `base`) whose one layer is
+/// `rootfs`, made with umoci as a user would; `config` are extra
+/// `umoci config` arguments (`--config.cmd …`).
+#[allow(dead_code)]
+pub fn umoci_image(layout: &Path, rootfs: &Path, config: &str) {
+    let bundle = layout.with_extension("bundle");
+    let script = format!(
+        "set -e; umoci init --layout {l}; umoci new --image {l}:base; umoci unpack --image {l}:base {b}; \
+         cp -a {r}/. {b}/rootfs/; umoci repack --image {l}:base {b}; \
+         umoci config --image {l}:base {config}",
+        l = layout.display(),
+        b = bundle.display(),
+        r = rootfs.display()
+    );
+    let status = Command::new("sh")
+        .args(["-c", &script])
+        .stdout(Stdio::null())
+        .status()
+        .expect("umoci (sudo apt-get install umoci)");
+    assert!(status.success(), "umoci failed");
+}
