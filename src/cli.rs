@@ -78,75 +78,25 @@ pub struct PrivilegeArgs {
     pub security_opt: Vec<String>,
 }
 
-/// The default id range: container ids 0–65535 are host ids 100000–165535,
-/// the range Debian's `useradd` gives the first user in /etc/subuid.
-pub const DEFAULT_ID_MAP: IdMap = IdMap {
-    container: 0,
-    host: 100_000,
-    count: 65_536,
-};
-
-/// A privilege option that cannot be honoured.
-#[derive(Debug, thiserror::Error)]
-pub enum PrivilegeError {
-    /// An unknown capability.
-    #[error(transparent)]
-    Caps(#[from] crate::caps::CapsError),
-    /// An unknown `--security-opt`.
-    #[error("unknown --security-opt {0:?}: use seccomp=unconfined or no-new-privileges=false")]
-    UnknownOpt(String),
-    /// seccomp needs no_new_privs once CAP_SYS_ADMIN is gone.
-    #[error(
-        "no-new-privileges=false needs seccomp=unconfined too: the filter is installed after CAP_SYS_ADMIN is dropped, which the kernel allows only with no_new_privs"
-    )]
-    SeccompNeedsNoNewPrivs,
-}
+pub use crate::idmap::DEFAULT_ID_MAP;
+pub use crate::privilege::PrivilegeError;
 
 impl PrivilegeArgs {
     /// Fills the user namespace, capability, no_new_privs and seccomp fields.
     pub fn apply(&self, spec: &mut Spec) -> Result<(), PrivilegeError> {
-        spec.uid_map = if self.uid_map.is_empty() {
-            vec![DEFAULT_ID_MAP]
-        } else {
-            self.uid_map.clone()
-        };
-        spec.gid_map = if self.gid_map.is_empty() {
-            vec![DEFAULT_ID_MAP]
-        } else {
-            self.gid_map.clone()
-        };
-        let parse_all = |names: &[String]| -> Result<Vec<_>, crate::caps::CapsError> {
-            names.iter().try_fold(Vec::new(), |mut all, n| {
-                all.extend(crate::caps::parse(n)?);
-                Ok(all)
-            })
-        };
-        spec.capabilities = Some(crate::caps::resolve(
-            &parse_all(&self.cap_add)?,
-            &parse_all(&self.cap_drop)?,
-        ));
-        spec.no_new_privs = true;
-        spec.seccomp = true;
-        for opt in &self.security_opt {
-            match opt.as_str() {
-                "seccomp=unconfined" | "seccomp:unconfined" => spec.seccomp = false,
-                "no-new-privileges" | "no-new-privileges=true" | "no-new-privileges:true" => {
-                    spec.no_new_privs = true
-                }
-                "no-new-privileges=false" | "no-new-privileges:false" => spec.no_new_privs = false,
-                other => return Err(PrivilegeError::UnknownOpt(other.to_string())),
-            }
+        crate::privilege::Privilege {
+            uid_map: &self.uid_map,
+            gid_map: &self.gid_map,
+            cap_add: &self.cap_add,
+            cap_drop: &self.cap_drop,
+            security_opt: &self.security_opt,
         }
-        if spec.seccomp && !spec.no_new_privs {
-            return Err(PrivilegeError::SeccompNeedsNoNewPrivs);
-        }
-        Ok(())
+        .apply(spec)
     }
 
     /// The host uid and gid that container root maps to.
     pub fn host_root(spec: &Spec) -> (u32, u32) {
-        let root_of = |maps: &[IdMap]| maps.iter().find(|m| m.container == 0).map_or(0, |m| m.host);
-        (root_of(&spec.uid_map), root_of(&spec.gid_map))
+        crate::privilege::host_root(spec)
     }
 }
 
@@ -255,51 +205,18 @@ pub struct NetworkArgs {
 impl NetworkArgs {
     /// The network these options describe; `None` for `--network none`.
     pub fn to_network(&self) -> Result<Option<crate::net::NetworkSpec>, crate::net::NetError> {
-        use crate::net::NetError;
-        if self.network == "none" {
-            if !self.publish.is_empty() || self.bandwidth.is_some() {
-                return Err(NetError::Invalid(
-                    "--network none has no network to publish ports on or to shape: drop -p and --network-bandwidth, or use --network bridge".into(),
-                ));
-            }
-            return Ok(None);
-        }
-        let bridge_ok = !self.bridge.is_empty()
-            && self.bridge.len() <= 15
-            && self
-                .bridge
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if !bridge_ok {
-            return Err(NetError::Invalid(format!(
-                "invalid --bridge {:?}: use 1-15 letters, digits, '-' or '_'",
-                self.bridge
-            )));
-        }
         let publish = self
             .publish
             .iter()
-            .map(|p| p.parse().map_err(NetError::Invalid))
+            .map(|p| p.parse().map_err(crate::net::NetError::Invalid))
             .collect::<Result<Vec<crate::net::Publish>, _>>()?;
-        for (i, a) in publish.iter().enumerate() {
-            if publish[..i].iter().any(|b| b.key() == a.key()) {
-                return Err(NetError::PortTaken(format!(
-                    "host port {} {} is published twice",
-                    a.protocol, a.host_port
-                )));
-            }
-        }
-        Ok(Some(crate::net::NetworkSpec {
-            bridge: self.bridge.clone(),
-            subnet: self.subnet.parse().map_err(NetError::Invalid)?,
+        crate::net::NetworkSpec::plan(
+            &self.network,
             publish,
-            bandwidth: self
-                .bandwidth
-                .as_deref()
-                .map(crate::net::shape::parse_rate)
-                .transpose()?,
-            state_dir: crate::net::state_dir(),
-        }))
+            self.bandwidth.as_deref(),
+            &self.bridge,
+            &self.subnet,
+        )
     }
 }
 
@@ -332,12 +249,7 @@ impl RunArgs {
     }
 }
 
-/// Sets `KEY=VALUE` in `env`, replacing an earlier value of the same key.
-pub fn set_env(env: &mut Vec<String>, entry: String) {
-    let key = entry.split('=').next().unwrap_or_default().to_string();
-    env.retain(|e| e.split('=').next() != Some(key.as_str()));
-    env.push(entry);
-}
+pub use crate::spec::set_env;
 
 impl RootfsArgs {
     /// The rootfs to use: the one given, or the default busybox one.

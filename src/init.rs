@@ -225,8 +225,17 @@ fn set_up_and_exec(
         Err(errno) => return Err(syscall("getcwd")(errno)),
     }
 
-    // 6. Nothing but stdin, stdout and stderr may cross into the command: mark
-    //    every other inherited file descriptor close-on-exec.
+    // 6. Nothing but stdin, stdout and stderr may cross into the command:
+    //    first the caller's chosen stdio (the engine's pipes) become 0, 1 and
+    //    2 (dup2 clears close-on-exec on the copy), then every other
+    //    inherited file descriptor is marked close-on-exec.
+    if let Some(stdio) = spec.stdio {
+        for (target, fd) in stdio.into_iter().enumerate() {
+            // SAFETY: dup2 only changes this process's descriptor table.
+            let ret = unsafe { libc::dup2(fd, target as libc::c_int) };
+            Errno::result(ret).map_err(syscall("dup2(stdio)"))?;
+        }
+    }
     mark_fds_close_on_exec()?;
     // ANCHOR_END: init_cwd_fds
 

@@ -7,6 +7,7 @@
 //! of a container start happens in one of those two functions, in the order you
 //! read there. The modules below are named after the kernel concept they use.
 
+pub mod bundle;
 pub mod caps;
 pub mod cgroup;
 pub mod cli;
@@ -20,6 +21,7 @@ pub mod leftovers;
 pub mod net;
 pub mod ns;
 pub mod parent;
+pub mod privilege;
 pub mod registry;
 pub mod rootfs;
 pub mod seccomp;

@@ -67,6 +67,17 @@ pub enum Error {
     /// The child asked for something this spec does not provide.
     #[error("the child asked for {0:?}, which this container's spec does not provide")]
     Unexpected(Request),
+    /// The child's requests came in another order than the protocol's.
+    #[error("the child asked for {got:?} where the protocol expects {expected:?} next")]
+    OutOfOrder {
+        /// What the protocol expects now.
+        expected: Request,
+        /// What came.
+        got: Request,
+    },
+    /// The child said it was ready before asking for everything it needs.
+    #[error("the child said it was ready before asking for {0:?}")]
+    ReadyTooSoon(Request),
     /// Writing the uid/gid maps failed.
     #[error(transparent)]
     IdMap(#[from] IdMapError),
@@ -118,6 +129,7 @@ fn clone_advice(flags: &str, errno: Errno) -> String {
 }
 
 /// The child, killed and reaped if we leave before it ends on its own.
+#[derive(Debug)]
 struct Child {
     pid: Pid,
     reaped: bool,
@@ -154,6 +166,13 @@ pub struct Ended {
 /// The calling process must be single-threaded (the child is cloned the way
 /// `fork` works, see [`crate::ns::clone`]); the step binaries are.
 pub fn run(spec: &Spec) -> Result<Ended, Error> {
+    start(spec)?.wait()
+}
+
+/// Starts a container from `spec` and returns once its command runs: steps
+/// 1 to 7 of the sequence. [`Running::wait`] is the rest. The engine's shim
+/// calls this and then waits in its own loop (it also copies the output).
+pub fn start(spec: &Spec) -> Result<Running, Error> {
     let trace = Trace::new(spec.verbose);
     let step = |what: std::fmt::Arguments<'_>| trace.step(Side::Parent, what);
 
@@ -179,92 +198,20 @@ pub fn run(spec: &Spec) -> Result<Ended, Error> {
     // 3. The channel, before the clone, so both processes hold an end.
     let (parent_end, child_end) = sync::channel()?;
 
-    // ANCHOR: parent_record
-    // 3b. What outlives a process (cgroups, the image's mount and upper
-    //     directory) is written in a record before it is made, so that a
-    //     start killed with SIGKILL leaves nothing for good: the next start
-    //     sweeps the records of dead starts (see `crate::leftovers`).
-    //     (The cgroup layout is read once, here, for the record and block 4.)
-    let hierarchy = match &spec.limits {
-        Some(_) => Some(crate::cgroup::detect()?),
-        None => None,
-    };
-    let mut record = if spec.limits.is_some() || spec.image.is_some() {
-        for line in leftovers::sweep() {
-            eprintln!("caixa: {line}");
-        }
-        let record_err = |source| Error::Record {
-            path: leftovers::records_dir(),
-            source,
-        };
-        let mut record = Record::create(&spec.id).map_err(record_err)?;
-        for dir in hierarchy.iter().flat_map(|h| h.planned_dirs(&spec.id)) {
-            record.note(&Made::Cgroup(dir)).map_err(record_err)?;
-        }
-        if let Some(image) = &spec.image {
-            let dir = image.container_dir(&spec.id);
-            let made = if image.keep {
-                Made::KeptOverlay(dir)
-            } else {
-                Made::Overlay(dir)
-            };
-            record.note(&made).map_err(record_err)?;
-        }
-        Some(record)
-    } else {
-        None
-    };
-    // ANCHOR_END: parent_record
+    // 4. The host side (record, cgroup, network, image root), made in the
+    //    order `Host::prepare` shows. Declared before `child`: on an early
+    //    return the child drops first (killed and reaped), then the host
+    //    side is torn down, in the one order `Host::teardown` gives.
+    let mut host = Host::prepare(spec, &trace)?;
 
-    // ANCHOR: parent_cgroup
-    // 4. The cgroup (step 7), with its limits written, before the child
-    //    exists. Declared before `child`: on an early return the child is
-    //    killed first, then the cgroup removed (drops run in reverse order).
-    let mut cgroup = match (&spec.limits, hierarchy) {
-        (Some(limits), Some(hierarchy)) => {
-            Some(Cgroup::create(hierarchy, &spec.id, limits, &trace)?)
-        }
-        _ => None,
-    };
-    // ANCHOR_END: parent_cgroup
-
-    // ANCHOR: parent_network
-    // 4b. The network (step 8): lease an address (the first container of a
-    //     network creates its bridge and rules) and write /etc/hosts and
-    //     friends, which the child bind-mounts: so this comes before the clone.
-    let mut network = match &spec.network {
-        Some(net) => {
-            let hostname = spec.hostname.as_deref().unwrap_or(&spec.id);
-            Some(crate::net::Prepared::new(net, &spec.id, hostname, &trace)?)
-        }
-        None => None,
-    };
-    // ANCHOR_END: parent_network
-
-    // ANCHOR: parent_image
-    // 4c. The image's root (step 9): unpack its layers on first use and
-    //     mount the overlay, before the clone, so the child's copy of the
-    //     mount table starts with it. Unmounted (and the container's changes
-    //     deleted) when `image_root` drops, after the child is gone.
-    let mut image_root = match &spec.image {
-        Some(image) => Some(crate::image::overlay::prepare(
-            image,
-            &spec.id,
-            &shift_of(spec),
-            &trace,
-        )?),
-        None => None,
-    };
-    // ANCHOR_END: parent_image
-
-    // What the child needs to know of 4b and 4c: files to bind, its root.
+    // What the child needs to know of the host side: files to bind, its root.
     let prepared;
-    let spec = if network.is_some() || image_root.is_some() {
+    let spec = if host.network.is_some() || host.image_root.is_some() {
         let mut s = spec.clone();
-        if let Some(net) = &network {
+        if let Some(net) = &host.network {
             s.mounts.extend(net.mounts());
         }
-        if let Some(mounted) = &image_root {
+        if let Some(mounted) = &host.image_root {
             s.root = Some(mounted.merged.clone());
         }
         prepared = s;
@@ -302,40 +249,47 @@ pub fn run(spec: &Spec) -> Result<Ended, Error> {
     // ANCHOR_END: parent_clone
 
     // ANCHOR: parent_requests
-    // 6. Answer the child's requests, in protocol order, until it is ready.
-    loop {
+    // 6. Answer the child's requests. The protocol has one order, which the
+    //    spec decides (see `sync::requests_for`): each message must be the
+    //    one expected next, or the start fails; nothing is done twice.
+    for expected in sync::requests_for(spec) {
         match parent_end.next_from_child()? {
-            FromChild::Request(Request::EnterCgroup) => {
-                let cg = cgroup
-                    .as_ref()
-                    .ok_or(Error::Unexpected(Request::EnterCgroup))?;
-                cg.enter(child.pid)?;
-                step(format_args!(
-                    "wrote {} to cgroup.procs (cgroup v{})",
-                    child.pid,
-                    cg.version()
-                ));
-                parent_end.done()?;
+            FromChild::Request(request) if request == expected => {}
+            FromChild::Request(other) => return Err(Error::OutOfOrder { expected, got: other }),
+            FromChild::Ready => return Err(Error::ReadyTooSoon(expected)),
+            FromChild::Failed { code, reason } => return Err(Error::Container { code, reason }),
+        }
+        match expected {
+            Request::EnterCgroup => {
+                if let Some(cg) = &host.cgroup {
+                    cg.enter(child.pid)?;
+                    step(format_args!(
+                        "wrote {} to cgroup.procs (cgroup v{})",
+                        child.pid,
+                        cg.version()
+                    ));
+                }
             }
-            FromChild::Request(Request::ConfigureNetwork) => {
-                let net = network
-                    .as_mut()
-                    .ok_or(Error::Unexpected(Request::ConfigureNetwork))?;
-                net.connect(child.pid, &trace)?;
-                step(format_args!("container connected: eth0 {}", net.address));
-                parent_end.done()?;
-            }
-            FromChild::Request(Request::WriteIdMaps) => {
+            Request::WriteIdMaps => {
                 idmap::write_maps(child.pid, &spec.uid_map, &spec.gid_map)?;
                 step(format_args!(
                     "wrote /proc/{}/uid_map and gid_map",
                     child.pid
                 ));
-                parent_end.done()?;
             }
-            FromChild::Ready => break,
-            FromChild::Failed { code, reason } => return Err(Error::Container { code, reason }),
+            Request::ConfigureNetwork => {
+                if let Some(net) = host.network.as_mut() {
+                    net.connect(child.pid, &trace)?;
+                    step(format_args!("container connected: eth0 {}", net.address));
+                }
+            }
         }
+        parent_end.done()?;
+    }
+    match parent_end.next_from_child()? {
+        FromChild::Ready => {}
+        FromChild::Request(other) => return Err(Error::Unexpected(other)),
+        FromChild::Failed { code, reason } => return Err(Error::Container { code, reason }),
     }
     // ANCHOR_END: parent_requests
 
@@ -348,52 +302,243 @@ pub fn run(spec: &Spec) -> Result<Ended, Error> {
     step(format_args!(
         "the command runs; forwarding signals until it ends"
     ));
-
-    // 8. Wait for it to end, passing on the signals we receive.
-    let exit = signals.wait_for_exit(child.pid)?;
-    child.reaped = true;
-    step(format_args!(
-        "container ended: {exit:?}, exit code {}",
-        exit.code()
-    ));
-
-    // ANCHOR: parent_cleanup
-    // 9. Clean up: the namespaces went with their last process; read the
-    //    cgroup's OOM counter, then remove it; the channel and the signal
-    //    mask go when `parent_end` and `signals` drop here.
-    let oom_killed = cgroup.as_ref().is_some_and(Cgroup::oom_killed);
-    let mut cleanup_errors = Vec::new();
-    if let Some(net) = network.as_mut() {
-        if let Err(e) = net.release(&trace) {
-            cleanup_errors.push(e.to_string());
-        }
-    }
-    if let Some(cg) = cgroup.as_mut() {
-        if let Err(e) = cg.destroy() {
-            cleanup_errors.push(e.to_string());
-        }
-    }
-    let mut kept = None;
-    if let Some(mounted) = image_root.take() {
-        match mounted.remove() {
-            Ok(upper) => kept = upper,
-            Err(e) => cleanup_errors.push(e.to_string()),
-        }
-    }
-    // All gone: the record goes too. (Left behind if something could not be
-    // removed: the next start tries again.)
-    if let Some(record) = record.take().filter(|_| cleanup_errors.is_empty()) {
-        record.close();
-    }
-    // ANCHOR_END: parent_cleanup
-    Ok(Ended {
-        exit,
-        oom_killed,
-        cleanup_errors,
-        kept,
+    let pid = child.pid;
+    child.reaped = true; // from here on `Running` owns it
+    Ok(Running {
+        child: Child { pid, reaped: false },
+        host,
+        signals,
+        trace,
     })
 }
 // ANCHOR_END: parent_sequence
+
+/// A container whose command runs; it ends with [`Running::wait`] (the step
+/// binaries) or [`Running::finish`] (a caller that reaps it itself).
+///
+/// Dropped without either, the container is killed and the host side torn
+/// down. The fields drop in their order: the child first, then the host side.
+#[derive(Debug)]
+pub struct Running {
+    child: Child,
+    host: Host,
+    signals: signals::Blocked,
+    trace: Trace,
+}
+
+impl Running {
+    /// The container's pid 1, as the host sees it.
+    pub fn pid(&self) -> Pid {
+        self.child.pid
+    }
+
+    /// The signals this start blocked (the forwarded ones and SIGCHLD): a
+    /// caller with its own loop reads them from a signalfd of this set.
+    pub fn blocked(&self) -> &signals::Blocked {
+        &self.signals
+    }
+
+    /// Steps 8 and 9: waits for the container to end, passing on the
+    /// signals we receive, then tears the host side down.
+    pub fn wait(self) -> Result<Ended, Error> {
+        // 8. Wait for it to end, passing on the signals we receive.
+        let exit = self.signals.wait_for_exit(self.child.pid)?;
+        Ok(self.finish(exit))
+    }
+
+    /// Reaps the container if it has ended (never blocks).
+    pub fn try_reap(&mut self) -> Result<Option<Exit>, Error> {
+        let exit = signals::try_reap(self.child.pid)?;
+        if exit.is_some() {
+            // Reaped: its pid may be reused now, never signal it again.
+            self.child.reaped = true;
+        }
+        Ok(exit)
+    }
+
+    /// Sends `signal` to the container's pid 1 (ESRCH, already gone, is fine).
+    pub fn signal(&self, signal: Signal) {
+        if !self.child.reaped {
+            let _ = kill(self.child.pid, signal);
+        }
+    }
+
+    // ANCHOR: parent_cleanup
+    /// Step 9: the container has ended with `exit` (reaped by
+    /// [`Running::wait`] or [`Running::try_reap`]): its namespaces went with
+    /// its last process; now the host side goes, in `Host::teardown`'s order.
+    pub fn finish(mut self, exit: Exit) -> Ended {
+        self.child.reaped = true;
+        self.trace.step(
+            Side::Parent,
+            format_args!("container ended: {exit:?}, exit code {}", exit.code()),
+        );
+        let torn = self.host.teardown(&self.trace);
+        Ended {
+            exit,
+            oom_killed: torn.oom_killed,
+            cleanup_errors: torn.errors,
+            kept: torn.kept,
+        }
+    }
+    // ANCHOR_END: parent_cleanup
+}
+
+/// Everything a start makes on the host, outside the container's own
+/// namespaces: what must be undone when it ends, on every path.
+#[derive(Debug)]
+struct Host {
+    /// The record of what is made, so a killed start is swept later.
+    record: Option<Record>,
+    cgroup: Option<Cgroup>,
+    network: Option<crate::net::Prepared>,
+    image_root: Option<crate::image::overlay::Mounted>,
+    torn_down: bool,
+}
+
+/// What [`Host::teardown`] found and could not undo.
+#[derive(Debug, Default)]
+struct TornDown {
+    oom_killed: bool,
+    errors: Vec<String>,
+    kept: Option<std::path::PathBuf>,
+}
+
+impl Host {
+    /// Makes the host side of `spec`, each piece written in the record
+    /// before it exists. On an error, what was made so far is torn down
+    /// (by `Drop`, which runs `teardown`).
+    fn prepare(spec: &Spec, trace: &Trace) -> Result<Host, Error> {
+        let mut host = Host {
+            record: None,
+            cgroup: None,
+            network: None,
+            image_root: None,
+            torn_down: false,
+        };
+        // ANCHOR: parent_record
+        // 4a. What outlives a process (cgroups, the image's mount and upper
+        //     directory) is written in a record before it is made, so that a
+        //     start killed with SIGKILL leaves nothing for good: the next start
+        //     sweeps the records of dead starts (see `crate::leftovers`).
+        //     (The cgroup layout is read once, here, for the record and 4b.)
+        let hierarchy = match &spec.limits {
+            Some(_) => Some(crate::cgroup::detect()?),
+            None => None,
+        };
+        if spec.limits.is_some() || spec.image.is_some() {
+            for line in leftovers::sweep() {
+                eprintln!("caixa: {line}");
+            }
+            let record_err = |source| Error::Record {
+                path: leftovers::records_dir(),
+                source,
+            };
+            let mut record = Record::create(&spec.id).map_err(record_err)?;
+            for dir in hierarchy.iter().flat_map(|h| h.planned_dirs(&spec.id)) {
+                record.note(&Made::Cgroup(dir)).map_err(record_err)?;
+            }
+            if let Some(image) = &spec.image {
+                let dir = image.container_dir(&spec.id);
+                let made = if image.keep {
+                    Made::KeptOverlay(dir)
+                } else {
+                    Made::Overlay(dir)
+                };
+                record.note(&made).map_err(record_err)?;
+            }
+            host.record = Some(record);
+        }
+        // ANCHOR_END: parent_record
+
+        // ANCHOR: parent_cgroup
+        // 4b. The cgroup (step 7), with its limits written, before the child
+        //     exists, so it is counted from its first page.
+        if let (Some(limits), Some(hierarchy)) = (&spec.limits, hierarchy) {
+            host.cgroup = Some(Cgroup::create(hierarchy, &spec.id, limits, trace)?);
+        }
+        // ANCHOR_END: parent_cgroup
+
+        // ANCHOR: parent_network
+        // 4c. The network (step 8): bring the bridge up if this is its first
+        //     container, lease an address and write /etc/hosts and friends,
+        //     which the child bind-mounts: so this comes before the clone.
+        if let Some(net) = &spec.network {
+            let hostname = spec.hostname.as_deref().unwrap_or(&spec.id);
+            host.network = Some(crate::net::Prepared::new(net, &spec.id, hostname, trace)?);
+        }
+        // ANCHOR_END: parent_network
+
+        // ANCHOR: parent_image
+        // 4d. The image's root (step 9): unpack its layers on first use and
+        //     mount the overlay, before the clone, so the child's copy of the
+        //     mount table starts with it.
+        if let Some(image) = &spec.image {
+            host.image_root = Some(crate::image::overlay::prepare(
+                image,
+                &spec.id,
+                &shift_of(spec),
+                trace,
+            )?);
+        }
+        // ANCHOR_END: parent_image
+        Ok(host)
+    }
+
+    // ANCHOR: host_teardown
+    /// Undoes the host side, in the one order used on every path (success
+    /// and every error), collecting failures instead of stopping at the
+    /// first. The container's processes are gone already: the caller killed
+    /// and reaped its pid 1, and the PID namespace died with it.
+    fn teardown(&mut self, trace: &Trace) -> TornDown {
+        let mut torn = TornDown::default();
+        if std::mem::replace(&mut self.torn_down, true) {
+            return torn;
+        }
+        // 1. Read the OOM counter while the cgroup still exists.
+        torn.oom_killed = self.cgroup.as_ref().is_some_and(Cgroup::oom_killed);
+        // 2. The network first: its lease, port rules and (for the network's
+        //    last container) bridge are shared with other containers, which
+        //    must not see a port published to an address nobody holds.
+        if let Some(mut net) = self.network.take() {
+            if let Err(e) = net.release(trace) {
+                torn.errors.push(e.to_string());
+            }
+        }
+        // 3. The cgroup: rmdir(2) succeeds only once it has no process, which
+        //    is true now that pid 1 (and so its namespace) is gone.
+        if let Some(mut cg) = self.cgroup.take() {
+            if let Err(e) = cg.destroy() {
+                torn.errors.push(e.to_string());
+            }
+        }
+        // 4. The image's root last: it was every process's `/`; unmounted
+        //    (MNT_DETACH) and its changes deleted unless kept.
+        if let Some(mounted) = self.image_root.take() {
+            match mounted.remove() {
+                Ok(upper) => torn.kept = upper,
+                Err(e) => torn.errors.push(e.to_string()),
+            }
+        }
+        // 5. All gone: the record goes too. Left behind when something could
+        //    not be removed, so the next start tries again.
+        if let Some(record) = self.record.take() {
+            if torn.errors.is_empty() {
+                record.close();
+            }
+        }
+        torn
+    }
+    // ANCHOR_END: host_teardown
+}
+
+impl Drop for Host {
+    /// An error path: the same teardown; its failures stay in the record
+    /// for the next start, beside the error being returned.
+    fn drop(&mut self) {
+        let _ = self.teardown(&Trace::new(false));
+    }
+}
 
 /// How the image's file owners shift: container root is the host id the
 /// maps give it (none: the identity).

@@ -86,20 +86,33 @@ impl Blocked {
                 continue;
             }
             // One SIGCHLD may stand for several ended children; ask for ours.
-            match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(_, code)) => return Ok(Exit::Code(code)),
-                Ok(WaitStatus::Signaled(_, signal, _)) => return Ok(Exit::Signal(signal)),
-                Ok(_) => continue,
-                Err(errno) => {
-                    return Err(SignalError {
-                        call: "waitpid",
-                        errno,
-                    });
-                }
+            if let Some(exit) = try_reap(child)? {
+                return Ok(exit);
             }
         }
     }
     // ANCHOR_END: wait_for_exit
+}
+
+impl Blocked {
+    /// The blocked set: a caller with its own event loop reads these
+    /// signals from a `signalfd(2)` of this set instead of `sigwait`.
+    pub fn set(&self) -> &SigSet {
+        &self.set
+    }
+}
+
+/// Reaps `child` if it has ended, without waiting.
+pub fn try_reap(child: Pid) -> Result<Option<Exit>, SignalError> {
+    match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
+        Ok(WaitStatus::Exited(_, code)) => Ok(Some(Exit::Code(code))),
+        Ok(WaitStatus::Signaled(_, signal, _)) => Ok(Some(Exit::Signal(signal))),
+        Ok(_) => Ok(None),
+        Err(errno) => Err(SignalError {
+            call: "waitpid",
+            errno,
+        }),
+    }
 }
 
 impl Drop for Blocked {

@@ -60,6 +60,10 @@ pub struct Spec {
     pub image: Option<crate::image::overlay::ImageRoot>,
     /// Print each setup step as it happens (`-v`).
     pub verbose: bool,
+    /// The container's stdin, stdout and stderr: descriptors of the caller
+    /// that become its 0, 1 and 2 (the engine's shim gives pipes). `None`
+    /// shares the caller's own, as the step binaries do.
+    pub stdio: Option<[std::os::fd::RawFd; 3]>,
 }
 // ANCHOR_END: spec_struct
 
@@ -131,6 +135,7 @@ impl Spec {
             mounts: Vec::new(),
             image: None,
             verbose: false,
+            stdio: None,
         }
     }
 
@@ -214,6 +219,13 @@ impl Spec {
         }
         Ok(())
     }
+}
+
+/// Sets `KEY=VALUE` in `env`, replacing an earlier value of the same key.
+pub fn set_env(env: &mut Vec<String>, entry: String) {
+    let key = entry.split('=').next().unwrap_or_default().to_string();
+    env.retain(|e| e.split('=').next() != Some(key.as_str()));
+    env.push(entry);
 }
 
 fn no_nul(what: &'static str, value: &str) -> Result<(), SpecError> {

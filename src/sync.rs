@@ -60,6 +60,22 @@ pub enum Message {
 }
 // ANCHOR_END: messages
 
+/// The requests a child of `spec` makes, in the order it makes them (see
+/// `init::run`): the parent expects exactly these, in this order.
+pub fn requests_for(spec: &crate::Spec) -> Vec<Request> {
+    let mut order = Vec::new();
+    if spec.limits.is_some() {
+        order.push(Request::EnterCgroup);
+    }
+    if spec.has(crate::Namespace::User) {
+        order.push(Request::WriteIdMaps);
+    }
+    if spec.network.is_some() {
+        order.push(Request::ConfigureNetwork);
+    }
+    order
+}
+
 impl Message {
     fn encode(&self) -> Vec<u8> {
         match self {

@@ -94,45 +94,102 @@ impl Engine {
         wait_output(child)
     }
 
-    /// The runner pids of the containers the state says run.
-    fn running_pids(&self) -> Vec<i32> {
-        let mut pids = Vec::new();
-        for entry in std::fs::read_dir(self.root().join("engine/containers"))
+    /// The states of this engine's containers, by id.
+    fn states(&self) -> Vec<(String, serde_json::Value)> {
+        let mut all = Vec::new();
+        for entry in std::fs::read_dir(self.root().join("containers"))
             .into_iter()
             .flatten()
             .flatten()
         {
-            let state: serde_json::Value = std::fs::read(entry.path().join("state.json"))
+            let id = entry.file_name().to_string_lossy().into_owned();
+            if let Some(state) = std::fs::read(entry.path().join("state.json"))
                 .ok()
                 .and_then(|b| serde_json::from_slice(&b).ok())
-                .unwrap_or_default();
-            if state["status"] == "running" {
-                pids.push(state["pid"].as_i64().unwrap_or(0) as i32);
+            {
+                all.push((id, state));
             }
         }
-        pids
+        all
     }
+
+    /// The pids 1 of the containers whose state says they run.
+    fn running_pids(&self) -> Vec<i32> {
+        self.states()
+            .into_iter()
+            .filter(|(_, s)| s["status"] == "running")
+            .map(|(_, s)| s["pid"].as_i64().unwrap_or(0) as i32)
+            .collect()
+    }
+
+    /// One API call on a connection of its own: (status, body).
+    fn api(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        api(&self.socket(), method, path, body)
+    }
+}
+
+/// One HTTP request on the daemon's socket, answered whole.
+fn api(socket: &Path, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = UnixStream::connect(socket).expect("connect to the daemon");
+    let body = body.unwrap_or("");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: caixa\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
 }
 
 impl Drop for Engine {
     fn drop(&mut self) {
-        // Containers first (their runners clean up as they die), then the
-        // daemon; the monitors end with their containers.
+        // Containers first: each shim sees its container end, tears down
+        // what it made (cgroup, network, mount) and records `exited`.
         for pid in self.running_pids() {
             if pid > 0 {
                 let _ = nix_kill(pid, libc::SIGKILL);
                 support::wait_gone(pid);
             }
         }
-        // Each monitor then sweeps what its killed runner left (cgroups,
-        // mounts) and records `exited`: wait for that, before the state
-        // directory, which holds the records, goes with the namespace.
+        // Wait for that, before the state directory, which holds the
+        // records of leftovers, goes with the namespace.
         let start = Instant::now();
-        while !self.running_pids().is_empty() && start.elapsed() < Duration::from_secs(10) {
+        while self.states().iter().any(|(id, s)| {
+            s["status"] == "running"
+                && std::fs::File::open(self.root().join("containers").join(id).join("shim.lock"))
+                    .ok()
+                    .is_some_and(|f| shim_holds(&f))
+        }) && start.elapsed() < Duration::from_secs(10)
+        {
             std::thread::sleep(Duration::from_millis(20));
         }
         self.kill_daemon();
     }
+}
+
+/// Whether a shim holds this lock file (it keeps an exclusive flock).
+fn shim_holds(file: &std::fs::File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock(2) on a descriptor we own; released at once.
+    let taken = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0;
+    if taken {
+        // SAFETY: as above.
+        unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
+    }
+    !taken
 }
 
 fn nix_kill(pid: i32, signal: i32) -> i32 {
@@ -241,13 +298,13 @@ fn a_detached_container_outlives_its_daemon() {
     let id = stdout_of(&out).trim().to_string();
     assert_eq!(id.len(), 64, "run -d prints the id: {id}");
     assert!(stdout_of(&engine.client(&["ps"])).contains("keeper"));
-    // The daemon dies; the container, under its monitor, does not.
+    // The daemon dies; the container, under its shim, does not.
     engine.kill_daemon();
     let pids = engine.running_pids();
     assert_eq!(pids.len(), 1);
     assert!(
         Path::new(&format!("/proc/{}", pids[0])).exists(),
-        "step 11: the container must outlive the daemon (its monitor holds it)"
+        "step 11: the container must outlive the daemon (its shim holds it)"
     );
     engine.daemon = Some(engine.spawn_daemon());
     let ps = stdout_of(&engine.client(&["ps"]));
@@ -511,4 +568,224 @@ fn a_registry_of_your_own_serves_a_stores_images() {
     );
     let out = step10(&["pull", &format!("127.0.0.1:{port}/demo:2")]);
     assert_one_line_error(&out, 10, 125, "404");
+}
+
+/// Creates container `name` running `cmd` (not started) through the API; its id.
+fn create(engine: &Engine, name: &str, cmd: &[&str]) -> String {
+    let body = serde_json::json!({ "Image": "demo:1", "Cmd": cmd }).to_string();
+    let (status, answer) = engine.api(
+        "POST",
+        &format!("/containers/create?name={name}"),
+        Some(&body),
+    );
+    assert_eq!(status, 201, "create {name}: {answer}");
+    let v: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    v["Id"].as_str().unwrap().to_string()
+}
+
+/// The processes whose command line names `word` (a container id: its shim).
+fn shims_of(id: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .map(|c| {
+                    let words: Vec<&[u8]> = c.split(|b| *b == 0).collect();
+                    words.windows(2).any(|w| w[0] == b"shim" && w[1] == id.as_bytes())
+                })
+                .unwrap_or(false)
+        })
+        .count()
+}
+
+#[test]
+fn concurrent_starts_of_one_container_start_it_once() {
+    let engine = Engine::start();
+    loaded(&engine);
+    let id = create(&engine, "racer", &["sleep", "60"]);
+    let socket = engine.socket();
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let starts: Vec<_> = (0..6)
+            .map(|_| s.spawn(|| api(&socket, "POST", "/containers/racer/start", None).0))
+            .collect();
+        starts.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 204).count(),
+        1,
+        "step 11: exactly one start may start it (the others get 304): {statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 204 || *s == 304),
+        "{statuses:?}"
+    );
+    assert_eq!(shims_of(&id), 1, "step 11: one container, one shim");
+    assert_eq!(engine.running_pids().len(), 1);
+    stdout_of(&engine.client(&["rm", "-f", "racer"]));
+    assert_eq!(shims_of(&id), 0, "rm -f ends its shim");
+}
+
+#[test]
+fn concurrent_creates_of_one_name_make_one_container() {
+    let engine = Engine::start();
+    loaded(&engine);
+    let socket = engine.socket();
+    let body = serde_json::json!({ "Image": "demo:1", "Cmd": ["true"] }).to_string();
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let creates: Vec<_> = (0..6)
+            .map(|_| {
+                s.spawn(|| {
+                    api(
+                        &socket,
+                        "POST",
+                        "/containers/create?name=twin",
+                        Some(&body),
+                    )
+                    .0
+                })
+            })
+            .collect();
+        creates.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "step 11: a name is reserved atomically: one create wins, the others get 409: {statuses:?}"
+    );
+    assert!(statuses.iter().all(|s| *s == 201 || *s == 409), "{statuses:?}");
+    let all = stdout_of(&engine.client(&["ps", "-a"]));
+    assert_eq!(all.matches("twin").count(), 1, "{all}");
+    assert_eq!(engine.states().len(), 1, "no half-made container is left");
+}
+
+#[test]
+fn stop_never_signals_a_pid_that_another_process_has_now() {
+    let engine = Engine::start();
+    loaded(&engine);
+    let id = stdout_of(&engine.client(&["run", "-d", "--name", "orphan", "demo:1", "sleep", "60"]))
+        .trim()
+        .to_string();
+    let (_, state) = engine
+        .states()
+        .into_iter()
+        .find(|(i, _)| *i == id)
+        .unwrap();
+    let (shim, pid) = (state["shim"].as_i64().unwrap() as i32, state["pid"].as_i64().unwrap() as i32);
+    assert!(shim > 0 && pid > 0, "{state}");
+    // The shim dies (SIGKILL: no goodbye); its container dies with it.
+    nix_kill(shim, libc::SIGKILL);
+    assert!(support::wait_gone(shim) && support::wait_gone(pid));
+    // Their pids now belong to an unrelated process, as after a reuse.
+    let mut stranger = Command::new("sleep").arg("300").spawn().unwrap();
+    let path = engine.root().join("containers").join(&id).join("state.json");
+    let mut forged = state.clone();
+    forged["status"] = "running".into();
+    forged["pid"] = stranger.id().into();
+    forged["shim"] = stranger.id().into();
+    std::fs::write(&path, forged.to_string()).unwrap();
+    let out = engine.client(&["stop", "-t", "1", "orphan"]);
+    let alive = stranger.try_wait().unwrap().is_none();
+    let _ = stranger.kill();
+    let _ = stranger.wait();
+    stdout_of(&out);
+    assert!(
+        alive,
+        "step 11: stop signalled a process that only has the container's old pid: liveness must come from the shim's lock, never from a pid"
+    );
+    let ps = stdout_of(&engine.client(&["ps", "-a"]));
+    assert!(ps.contains("Exited (255)"), "a lost shim's container is exited (255):\n{ps}");
+    stdout_of(&engine.client(&["rm", "orphan"]));
+    assert!(
+        !engine.root().join("containers").join(&id).exists(),
+        "rm removes what the dead shim left (its mount swept first)"
+    );
+}
+
+#[test]
+fn a_daemon_killed_in_the_middle_of_a_start_loses_nothing() {
+    let mut engine = Engine::start();
+    loaded(&engine);
+    for round in 0..3 {
+        let name = format!("halfway{round}");
+        let id = create(&engine, &name, &["sleep", "60"]);
+        // Send the start and kill the daemon before (or while) it answers.
+        let socket = engine.socket();
+        let path = format!("/containers/{name}/start");
+        let sender = std::thread::spawn(move || {
+            let _ = std::panic::catch_unwind(|| api(&socket, "POST", &path, None));
+        });
+        std::thread::sleep(Duration::from_millis(5 * round));
+        engine.kill_daemon();
+        let _ = sender.join();
+        engine.daemon = Some(engine.spawn_daemon());
+        // Whatever the moment: the container is there, created or running,
+        // and a start now leaves it running under exactly one shim.
+        let (status, answer) = engine.api("POST", &format!("/containers/{name}/start"), None);
+        assert!(status == 204 || status == 304, "{status}: {answer}");
+        let ps = stdout_of(&engine.client(&["ps"]));
+        assert!(ps.contains(&name) && ps.contains("Up"), "{ps}");
+        assert_eq!(shims_of(&id), 1, "one shim for {name}");
+        stdout_of(&engine.client(&["rm", "-f", &name]));
+        assert_eq!(shims_of(&id), 0);
+        assert!(!engine.root().join("containers").join(&id).exists());
+    }
+}
+
+#[test]
+fn one_id_everywhere_and_a_json_file_log() {
+    let engine = Engine::start();
+    loaded(&engine);
+    let id = stdout_of(&engine.client(&["run", "-d", "--name", "ided", "demo:1", "sh", "-c", "echo out; echo err >&2; sleep 60"]))
+        .trim()
+        .to_string();
+    let pid = engine.running_pids()[0];
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert!(
+        cgroups.contains(&id),
+        "step 11: the container's cgroup is named by its API id {id}:\n{cgroups}"
+    );
+    let dir = engine.root().join("containers").join(&id);
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        mounts.contains(&format!("{}", dir.join("merged").display())),
+        "the overlay is mounted in the container's own directory, named by its id"
+    );
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+    assert!(config["ociVersion"].as_str().unwrap_or("").starts_with("1."), "an OCI config.json: {config}");
+    assert_eq!(config["process"]["args"][0], "sh");
+    // The output, in Docker's json-file format: a line per write, with its stream and time.
+    let start = Instant::now();
+    let log = loop {
+        let log = std::fs::read_to_string(dir.join("container.log")).unwrap_or_default();
+        if log.lines().count() >= 2 || start.elapsed() > Duration::from_secs(10) {
+            break log;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let lines: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(lines.iter().any(|l| l["log"] == "out\n" && l["stream"] == "stdout"), "{log}");
+    assert!(lines.iter().any(|l| l["log"] == "err\n" && l["stream"] == "stderr"), "{log}");
+    assert!(lines.iter().all(|l| l["time"].as_str().is_some_and(|t| t.ends_with('Z'))), "{log}");
+    stdout_of(&engine.client(&["rm", "-f", "ided"]));
+}
+
+#[test]
+fn inspect_says_when_the_oom_killer_ended_it() {
+    let engine = Engine::start();
+    loaded(&engine);
+    // `tail` keeps a line that never ends in memory: it grows until killed.
+    let out = engine.client(&["run", "--name", "hog", "--memory", "16m", "demo:1", "tail", "/dev/zero"]);
+    assert_eq!(out.status.code(), Some(137), "{}", text(&out.stderr));
+    let (status, answer) = engine.api("GET", "/containers/hog/json", None);
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(v["State"]["OOMKilled"], true, "step 11: inspect reports State.OOMKilled: {v}");
+    assert_eq!(v["State"]["ExitCode"], 137);
+    let log = std::fs::read_to_string(
+        engine.root().join("containers").join(v["Id"].as_str().unwrap()).join("container.log"),
+    )
+    .unwrap_or_default();
+    assert!(!log.contains("OOM"), "runtime diagnostics stay out of the container's log: {log}");
 }

@@ -3,8 +3,9 @@
 //! Everything before, behind a daemon: `step11 daemon` owns an image store
 //! and its containers and answers a subset of the Docker Engine API on a
 //! unix socket; every other subcommand is a client of it (`-H` picks the
-//! daemon). Containers run under monitor processes, so they outlive the
-//! daemon; `monitor` and `runner` are the daemon's own subcommands.
+//! daemon). Each container runs under a shim process of its own, its
+//! parent, so containers outlive the daemon; `shim` is the daemon's own
+//! subcommand.
 //! `registry` serves a store's images to registry clients: your own registry.
 
 use std::io::Read;
@@ -14,7 +15,6 @@ use caixa::cli;
 use caixa::engine::EngineError;
 use caixa::engine::client::{Client, DEFAULT_SOCKET, demux};
 use caixa::engine::daemon::{self, Daemon};
-use caixa::image::store::Store;
 use caixa::registry::client::Options;
 use caixa::registry::client::percent_encode;
 use clap::{Parser, Subcommand};
@@ -30,8 +30,8 @@ use serde_json::{Value, json};
         subset of the Docker Engine API (v1.41) on a unix socket. The other \
         subcommands are its client: pull, load, images, run (-d), ps, logs, \
         wait, stop, rm. -H (or CAIXA_HOST) says which daemon, so one client \
-        drives several. Each container runs under a monitor process of its \
-        own, so containers outlive the daemon. `step11 registry` serves a \
+        drives several. Each container runs under a shim process of its \
+        own (its shim), so containers outlive the daemon. `step11 registry` serves a \
         store's images over the distribution API (pull only), a registry of \
         your own."
 )]
@@ -40,7 +40,7 @@ struct Step11 {
     /// else unix:///run/caixa/caixa.sock).
     #[arg(short = 'H', long)]
     host: Option<String>,
-    /// The daemon's image store and state (daemon, monitor and runner only).
+    /// The daemon's image store and state (daemon and shim only).
     #[arg(long, value_name = "DIR", default_value = caixa::image::store::DEFAULT_ROOT, global = true)]
     root: PathBuf,
     #[command(subcommand)]
@@ -115,15 +115,12 @@ enum Command {
         /// Name or id (prefix).
         container: String,
     },
-    /// (daemon's) Run container ID to its end, recording its state.
+    /// (daemon's) Be container ID's shim: its parent, from start to end.
     #[command(hide = true)]
-    Monitor {
+    Shim {
         /// The container id.
         id: String,
     },
-    /// (daemon's) Run one container, as `step10 run` does.
-    #[command(hide = true)]
-    Runner(Box<cli::ImageRunArgs>),
 }
 
 /// `docker run`'s options that caixa's engine knows.
@@ -188,14 +185,10 @@ fn main() {
         Command::Registry { listen } => {
             caixa::engine::registry::serve(&absolute(&args.root), &listen)
         }
-        Command::Monitor { id } => match caixa::engine::monitor::run(&exe, &args.root, &id) {
+        Command::Shim { id } => match caixa::engine::shim::run(&absolute(&args.root), &id) {
             Ok(code) => std::process::exit(code),
             Err(e) => Err(e),
         },
-        Command::Runner(run) => {
-            let store = Store::open(&args.root).unwrap_or_else(|e| cli::fail_setup("step11", &e));
-            cli::run_image("step11", *run, &store)
-        }
         Command::Version => client().json("GET", "/version", None).map(|v| {
             println!(
                 "caixa {} (API {}, {}/{})",
@@ -417,7 +410,18 @@ fn run(client: &Client, o: &RunOptions) -> Result<(), EngineError> {
             )
         })
     };
-    client.json("POST", &format!("/containers/{id}/start"), None)?;
+    if let Err(e) = client.json("POST", &format!("/containers/{id}/start"), None) {
+        // It did not run: the daemon says why, its state says the code.
+        eprintln!("step11: {e}");
+        let code = client.json("GET", &format!("/containers/{id}/json"), None)?["State"]["ExitCode"]
+            .as_i64()
+            .filter(|c| *c != 0)
+            .unwrap_or(125) as i32;
+        if o.rm {
+            client.json("DELETE", &format!("/containers/{id}?force=1"), None)?;
+        }
+        std::process::exit(code)
+    }
     let code = client.json("POST", &format!("/containers/{id}/wait"), None)?["StatusCode"]
         .as_i64()
         .unwrap_or(125) as i32;

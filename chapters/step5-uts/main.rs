@@ -42,7 +42,7 @@ fn main() {
             .unwrap_or_else(|e| cli::fail_setup("step5", &e)),
     );
     let hostname = args.hostname.resolve();
-    cli::set_env(&mut spec.process.env, format!("HOSTNAME={hostname}"));
+    caixa::spec::set_env(&mut spec.process.env, format!("HOSTNAME={hostname}"));
     spec.hostname = Some(hostname);
     // ANCHOR_END: spec
     cli::run_and_exit("step5", &spec)

@@ -11,12 +11,13 @@
 //! | `POST /images/create?fromImage=REF` | pull (progress streamed as JSON lines) |
 //! | `POST /images/load` | load a `docker save` or OCI archive (the body) |
 //! | `POST /containers/create?name=N` | record a container (Docker's JSON body) |
-//! | `POST /containers/ID/start` | spawn its monitor, which runs it |
+//! | `POST /containers/ID/start` | spawn its shim, which runs it |
 //! | `POST /containers/ID/attach` | `101`, then its output as frames, live |
 //! | `GET /containers/ID/json` | inspect: its config and state |
 //! | `POST /containers/ID/wait` | block until it exits: `{"StatusCode":N}` |
 //! | `GET /containers/ID/logs` | its output, in Docker's frames (`follow=1`: live) |
 //! | `POST /containers/ID/stop?t=S` | SIGTERM, then SIGKILL after S seconds |
+//! | `POST /containers/ID/kill?signal=S` | send a signal (default SIGKILL) |
 //! | `GET /containers/json?all=1` | the containers, running (or all) |
 //! | `DELETE /containers/ID?force=1` | forget it (stopping it first if forced) |
 //!
@@ -29,12 +30,13 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::Parser;
 use serde_json::{Value, json};
 
 use super::EngineError;
 use super::http::{self, Request};
-use super::state::{Config, Containers, State, alive, now};
+use super::log;
+use super::shim;
+use super::state::{Containers, Record, State, Status, now};
 use crate::image::store::Store;
 use crate::registry::client::Options;
 
@@ -43,7 +45,7 @@ use crate::registry::client::Options;
 pub struct Daemon {
     /// The image store and engine state root (`--root`).
     pub root: PathBuf,
-    /// The step binary (re-executed as monitor and runner).
+    /// The step binary (re-executed as each container's shim).
     pub exe: PathBuf,
     /// How to reach registries.
     pub options: Options,
@@ -155,19 +157,19 @@ fn route(
             let list: Vec<Value> = containers
                 .list()?
                 .into_iter()
-                .filter(|(_, s)| all || s.status == "running")
+                .filter(|(_, s)| all || s.status == Status::Running)
                 .map(|(c, s)| summary(&c, &s))
                 .collect();
             reply_json(out, 200, &Value::Array(list))
         }
         ("GET", ["containers", key, "json"]) => {
-            let config = containers.find(key)?;
-            let state = containers.state(&config.id)?;
-            reply_json(out, 200, &inspect(&config, &state))
+            let record = containers.find(key)?;
+            let state = containers.state(&record.id)?;
+            reply_json(out, 200, &inspect(&record, &state))
         }
         ("POST", ["containers", key, "start"]) => {
-            let config = containers.find(key)?;
-            if start(daemon, &containers, &config)? {
+            let record = containers.find(key)?;
+            if start(daemon, &containers, &record)? {
                 http::respond(out, 204, "text/plain", b"")
             } else {
                 http::respond(out, 304, "text/plain", b"")
@@ -189,9 +191,24 @@ fn route(
             Ok(())
         }
         ("POST", ["containers", key, "stop"]) => {
-            let config = containers.find(key)?;
+            let record = containers.find(key)?;
             let grace = req.param("t").and_then(|t| t.parse().ok()).unwrap_or(10);
-            stop(&containers, &config.id, Duration::from_secs(grace))?;
+            let _locked = containers.lock(&record.id)?;
+            stop(&containers, &record, Duration::from_secs(grace))?;
+            http::respond(out, 204, "text/plain", b"").map_err(|e| EngineError::Io(e.to_string()))
+        }
+        ("POST", ["containers", key, "kill"]) => {
+            let record = containers.find(key)?;
+            let signal = parse_signal(req.param("signal").unwrap_or("SIGKILL"))?;
+            let _locked = containers.lock(&record.id)?;
+            if containers.state(&record.id)?.status != Status::Running
+                || !shim::send(&containers.dir(&record.id), signal)?
+            {
+                return Err(EngineError::Conflict(format!(
+                    "container {} is not running",
+                    record.name
+                )));
+            }
             http::respond(out, 204, "text/plain", b"").map_err(|e| EngineError::Io(e.to_string()))
         }
         ("POST", ["containers", key, "attach"]) => {
@@ -204,39 +221,26 @@ fn route(
                 "HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n"
             )
             .map_err(|e| EngineError::Io(e.to_string()))?;
-            follow(&containers, &config.id, out)
+            follow(&containers, &config.id, &Wanted::of(req), out)
         }
         ("GET", ["containers", key, "logs"]) if req.flag("follow") => {
             let config = containers.find(key)?;
             http::respond_streaming(out, "application/vnd.docker.raw-stream")
                 .map_err(|e| EngineError::Io(e.to_string()))?;
-            follow(&containers, &config.id, out)
+            follow(&containers, &config.id, &Wanted::of(req), out)
         }
         ("GET", ["containers", key, "logs"]) => {
             let config = containers.find(key)?;
-            let mut framed = Vec::new();
-            for (stream, file) in [(1u8, "stdout"), (2, "stderr")] {
-                let wanted = req.param(file).is_none() || req.flag(file);
-                let data = std::fs::read(containers.dir(&config.id).join(file)).unwrap_or_default();
-                if wanted && !data.is_empty() {
-                    framed.extend(frame(stream, &data));
-                }
-            }
+            let (entries, _) = log::read_from(&containers.files(&config.id).join("container.log"), 0)
+                .map_err(|e| EngineError::Io(format!("reading the log: {e}")))?;
+            let wanted = Wanted::of(req);
+            let framed: Vec<u8> = entries.iter().flat_map(|e| wanted.frame(e)).collect();
             http::respond(out, 200, "application/vnd.docker.raw-stream", &framed)
                 .map_err(|e| EngineError::Io(e.to_string()))
         }
         ("DELETE", ["containers", key]) => {
-            let config = containers.find(key)?;
-            if containers.state(&config.id)?.status == "running" {
-                if !req.flag("force") {
-                    return Err(EngineError::Conflict(format!(
-                        "container {} is running: stop it first, or remove it with -f",
-                        config.name
-                    )));
-                }
-                stop(&containers, &config.id, Duration::ZERO)?;
-            }
-            containers.remove(&config.id)?;
+            let record = containers.find(key)?;
+            remove(&containers, &record, req.flag("force"))?;
             http::respond(out, 204, "text/plain", b"").map_err(|e| EngineError::Io(e.to_string()))
         }
         _ => Err(EngineError::NotFound(format!(
@@ -357,122 +361,17 @@ fn tempfile_dir(root: &Path) -> Result<PathBuf, EngineError> {
 }
 
 // ANCHOR: create
-/// Records a container from Docker's create body: the fields become the
-/// `run` options they stand for, checked now by the same parser the runner
-/// will use, so a bad value is a 400 at create, not a failure at start.
+/// Records a container from Docker's create body: the request becomes a
+/// spec (see [`super::request`]), the spec an OCI bundle in the container's
+/// directory; its name is reserved first, atomically, so of two creates
+/// with one name exactly one wins. Nothing runs yet.
 fn create(
     daemon: &Daemon,
     containers: &Containers,
     name: Option<&str>,
     body: &Value,
-) -> Result<Config, EngineError> {
-    let image = body["Image"]
-        .as_str()
-        .filter(|i| !i.is_empty())
-        .ok_or_else(|| EngineError::BadRequest("Image is missing".into()))?;
-    let reference = crate::registry::reference::Reference::parse(image)
-        .map_err(|e| EngineError::BadRequest(e.to_string()))?;
-    let store = Store::open(&daemon.root).map_err(|e| EngineError::Io(e.to_string()))?;
-    let local = if store.resolve(image).is_ok() {
-        image.to_string()
-    } else {
-        reference.store_name()
-    };
-    if store.resolve(&local).is_err() {
-        return Err(EngineError::NotFound(format!("No such image: {image}")));
-    }
-    let strings = |v: &Value| -> Vec<String> {
-        v.as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|s| s.as_str().map(String::from))
-            .collect()
-    };
-    let host = &body["HostConfig"];
-    // Refused rather than ignored: a user asking for a volume must not
-    // believe their data is kept.
-    let mounts = ["Binds", "Mounts"]
-        .iter()
-        .any(|k| host[*k].as_array().is_some_and(|a| !a.is_empty()))
-        || body["Volumes"].as_object().is_some_and(|v| !v.is_empty());
-    if mounts {
-        return Err(EngineError::BadRequest(
-            "volumes and bind mounts are not supported by caixa's engine yet: run without -v"
-                .into(),
-        ));
-    }
-    let mut args = Vec::new();
-    let mut opt = |flag: &str, value: String| {
-        args.push(flag.to_string());
-        args.push(value);
-    };
-    for e in strings(&body["Env"]) {
-        opt("-e", e);
-    }
-    if let Some(dir) = body["WorkingDir"].as_str().filter(|d| !d.is_empty()) {
-        opt("-w", dir.to_string());
-    }
-    if let Some(h) = body["Hostname"].as_str().filter(|h| !h.is_empty()) {
-        opt("--hostname", h.to_string());
-    }
-    match host["NetworkMode"].as_str() {
-        Some("none") => opt("--network", "none".into()),
-        Some("" | "default" | "bridge") | None => {}
-        Some(other) => {
-            return Err(EngineError::BadRequest(format!(
-                "network mode {other:?}: caixa has bridge and none"
-            )));
-        }
-    }
-    if let Some(m) = host["Memory"].as_u64().filter(|m| *m > 0) {
-        opt("--memory", m.to_string());
-    }
-    if let Some(n) = host["NanoCpus"].as_u64().filter(|n| *n > 0) {
-        opt("--cpus", format!("{}", n as f64 / 1e9));
-    }
-    if let Some(p) = host["PidsLimit"].as_i64().filter(|p| *p > 0) {
-        opt("--pids-limit", p.to_string());
-    }
-    for cap in strings(&host["CapAdd"]) {
-        opt("--cap-add", cap);
-    }
-    for cap in strings(&host["CapDrop"]) {
-        opt("--cap-drop", cap);
-    }
-    // "80/tcp": [{"HostIp": "", "HostPort": "8080"}]  →  -p 8080:80/tcp
-    for (port, bindings) in host["PortBindings"].as_object().into_iter().flatten() {
-        for b in bindings.as_array().into_iter().flatten() {
-            let host_port = b["HostPort"].as_str().unwrap_or("");
-            let ip = b["HostIp"].as_str().filter(|i| !i.is_empty());
-            opt(
-                "-p",
-                match ip {
-                    Some(ip) => format!("{ip}:{host_port}:{port}"),
-                    None => format!("{host_port}:{port}"),
-                },
-            );
-        }
-    }
-    let command = strings(&body["Cmd"]);
-    args.push(local);
-    args.extend(command.iter().cloned());
-    // The runner's own parser, now.
-    crate::cli::ImageRunLine::try_parse_from(&args)
-        .and_then(|line| {
-            line.run
-                .network
-                .to_network()
-                .map_err(|e| clap::Error::raw(clap::error::ErrorKind::ValueValidation, e))?;
-            line.run
-                .limits
-                .to_limits()
-                .map_err(|e| clap::Error::raw(clap::error::ErrorKind::ValueValidation, e))?;
-            Ok(())
-        })
-        .map_err(|e| {
-            EngineError::BadRequest(e.to_string().lines().next().unwrap_or("").to_string())
-        })?;
-    // Docker's rule for names: they appear in ps and in error lines.
+) -> Result<Record, EngineError> {
+    // Docker's rule for names: they appear in ps, in paths and in errors.
     if let Some(n) = name.filter(|n| !n.is_empty()) {
         let ok = n.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
             && n.len() <= 128
@@ -484,39 +383,67 @@ fn create(
             )));
         }
     }
+    let store = Store::open(&daemon.root)?;
     let id = random_id();
-    let config = Config {
+    let spec = super::request::to_spec(&store, &id, body)?;
+    let config = crate::bundle::to_oci(&spec)?;
+    let record = Record {
         name: match name.filter(|n| !n.is_empty()) {
             Some(n) => n.to_string(),
             None => format!("caixa-{}", &id[..12]),
         },
         id,
-        image: image.to_string(),
-        command,
-        args,
+        image: super::request::image_name(body)?.to_string(),
+        command: spec.process.args.clone(),
         created: now(),
-        auto_remove: host["AutoRemove"].as_bool().unwrap_or(false),
+        auto_remove: body["HostConfig"]["AutoRemove"].as_bool().unwrap_or(false),
     };
-    containers.create(&config)?;
-    Ok(config)
+    containers.reserve_name(&record.name, &record.id)?;
+    let made = (|| {
+        let dir = containers.dir(&record.id);
+        std::fs::create_dir_all(&dir).map_err(super::state::io(&dir))?;
+        crate::bundle::write(&dir, &config)?;
+        containers.create(&record)
+    })();
+    if let Err(e) = made {
+        let _ = std::fs::remove_dir_all(containers.dir(&record.id));
+        containers.release_name(&record.name, &record.id);
+        return Err(e);
+    }
+    Ok(record)
 }
 // ANCHOR_END: create
 
 // ANCHOR: start
-/// Spawns the monitor of a created container in a session of its own, so
-/// it outlives this daemon; waits until it says the container runs.
-/// `false` when it ran already (Docker answers 304).
-fn start(daemon: &Daemon, containers: &Containers, config: &Config) -> Result<bool, EngineError> {
-    if containers.state(&config.id)?.status != "created" {
-        return Ok(false);
+/// Spawns the shim of a created (or exited) container in a session of its
+/// own, so it outlives this daemon; returns once the shim says the
+/// container runs, or why it could not. `false` when it runs already
+/// (Docker answers 304). Under the container's lock: of two concurrent
+/// starts, the second finds it running.
+fn start(daemon: &Daemon, containers: &Containers, record: &Record) -> Result<bool, EngineError> {
+    let _locked = containers.lock(&record.id)?;
+    let dir = containers.dir(&record.id);
+    match containers.state(&record.id)?.status {
+        Status::Running => return Ok(false),
+        Status::Created | Status::Exited => {}
     }
-    let log = std::fs::File::create(containers.dir(&config.id).join("monitor.log"))
-        .map_err(|e| EngineError::Io(e.to_string()))?;
+    // A shim that died left its record of what it made: sweep it first.
+    for line in crate::leftovers::sweep() {
+        eprintln!("caixa daemon: {line}");
+    }
+    containers.set_state(&record.id, &State::default())?;
+    let log_path = dir.join("shim.log");
+    let log = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(super::state::io(&log_path))?;
     let mut command = std::process::Command::new(&daemon.exe);
     command
+        .current_dir("/")
         .arg("--root")
         .arg(&daemon.root)
-        .args(["monitor", &config.id])
+        .args(["shim", &record.id])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(log);
@@ -529,58 +456,106 @@ fn start(daemon: &Daemon, containers: &Containers, config: &Config) -> Result<bo
                 .map_err(std::io::Error::from)
         });
     }
-    let mut monitor = command
+    let mut shim = command
         .spawn()
-        .map_err(|e| EngineError::Io(format!("cannot start the monitor: {e}")))?;
-    // Reap it when it ends (if this daemon still runs then).
-    std::thread::spawn(move || monitor.wait());
+        .map_err(|e| EngineError::Io(format!("cannot start the shim: {e}")))?;
     let mut pause = Backoff::default();
-    let begin = std::time::Instant::now();
-    while begin.elapsed() < Duration::from_secs(5) {
-        if containers.state(&config.id)?.status != "created" {
-            return Ok(true);
+    loop {
+        let state = containers.state(&record.id)?;
+        match state.status {
+            Status::Running => break,
+            Status::Exited => {
+                let _ = shim.wait();
+                return Err(EngineError::StartFailed {
+                    name: record.name.clone(),
+                    code: state.exit_code,
+                    reason: state.error,
+                });
+            }
+            Status::Created => {}
+        }
+        if let Ok(Some(status)) = shim.try_wait() {
+            let last = std::fs::read_to_string(&log_path).unwrap_or_default();
+            return Err(EngineError::StartFailed {
+                name: record.name.clone(),
+                code: 125,
+                reason: format!(
+                    "its shim ended ({status}) before the container ran: {}",
+                    last.lines().last().unwrap_or("see shim.log")
+                ),
+            });
         }
         pause.sleep();
     }
-    Err(EngineError::Io(format!(
-        "the monitor of {} did not start: see {}",
-        config.name,
-        containers.dir(&config.id).join("monitor.log").display()
-    )))
+    // Reap it when it ends (if this daemon still runs then).
+    std::thread::spawn(move || shim.wait());
+    Ok(true)
 }
 // ANCHOR_END: start
 
+/// Which streams a `logs` or `attach` asked for, and how.
+#[derive(Debug)]
+struct Wanted {
+    stdout: bool,
+    stderr: bool,
+    timestamps: bool,
+}
+
+impl Wanted {
+    fn of(req: &Request) -> Wanted {
+        let stream = |name| req.param(name).is_none() || req.flag(name);
+        Wanted {
+            stdout: stream("stdout"),
+            stderr: stream("stderr"),
+            timestamps: req.flag("timestamps"),
+        }
+    }
+
+    /// The frame of one log entry, or nothing if its stream is not wanted.
+    fn frame(&self, entry: &log::Entry) -> Vec<u8> {
+        let wanted = match entry.stream {
+            log::Stream::Stdout => self.stdout,
+            log::Stream::Stderr => self.stderr,
+        };
+        if !wanted {
+            return Vec::new();
+        }
+        if self.timestamps {
+            let line = format!("{} {}", entry.time, entry.log);
+            frame(entry.stream.frame_id(), line.as_bytes())
+        } else {
+            frame(entry.stream.frame_id(), entry.log.as_bytes())
+        }
+    }
+}
+
 // ANCHOR: follow
-/// Sends container `id`'s output as frames, as it grows, until the
+/// Sends container `id`'s output as frames, as its log grows, until the
 /// container has exited and everything is sent.
-fn follow(containers: &Containers, id: &str, out: &mut UnixStream) -> Result<(), EngineError> {
-    let mut sent = [0u64; 2];
+fn follow(
+    containers: &Containers,
+    id: &str,
+    wanted: &Wanted,
+    out: &mut dyn Write,
+) -> Result<(), EngineError> {
+    let mut offset = 0;
     let mut pause = Backoff::default();
     loop {
-        // Read the state first: output written before it says `exited` is
-        // then sure to be seen below.
-        let ended = containers.state(id)?.status == "exited";
-        let dir = containers.files(id);
-        let mut any = false;
-        for (i, (stream, name)) in [(1u8, "stdout"), (2, "stderr")].into_iter().enumerate() {
-            let Ok(mut file) = std::fs::File::open(dir.join(name)) else {
-                continue;
-            };
-            let _ = std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(sent[i]));
-            let mut data = Vec::new();
-            let _ = file.read_to_end(&mut data);
-            if !data.is_empty() {
-                sent[i] += data.len() as u64;
-                any = true;
-                if out.write_all(&frame(stream, &data)).is_err() {
-                    return Ok(()); // the client went away
-                }
+        // Read the state first: the shim writes the log before it records
+        // `exited`, so what was written before is sure to be seen below.
+        let ended = containers.state(id)?.status == Status::Exited;
+        let (entries, next) = log::read_from(&containers.files(id).join("container.log"), offset)
+            .map_err(|e| EngineError::Io(format!("reading the log: {e}")))?;
+        offset = next;
+        for entry in &entries {
+            if out.write_all(&wanted.frame(entry)).is_err() {
+                return Ok(()); // the client went away
             }
         }
-        if ended && !any {
+        if ended && entries.is_empty() {
             return Ok(());
         }
-        if any {
+        if !entries.is_empty() {
             pause = Backoff::default();
         }
         pause.sleep();
@@ -614,63 +589,139 @@ fn wait(containers: &Containers, id: &str, limit: Option<Duration>) -> Result<St
     let mut pause = Backoff::default();
     loop {
         let state = containers.state(id)?;
-        if state.status == "exited" || state.status == "created" && limit.is_some() {
-            return Ok(state);
-        }
-        if limit.is_some_and(|l| begin.elapsed() >= l) {
+        if state.status == Status::Exited
+            || state.status == Status::Created && limit.is_some()
+            || limit.is_some_and(|l| begin.elapsed() >= l)
+        {
             return Ok(state);
         }
         pause.sleep();
     }
 }
 
-/// SIGTERM to the runner (which passes it to the container), then SIGKILL
-/// after `grace`; returns when it has exited.
-fn stop(containers: &Containers, id: &str, grace: Duration) -> Result<(), EngineError> {
-    use nix::sys::signal::{Signal, kill};
-    let state = containers.state(id)?;
-    if state.status != "running" {
+// ANCHOR: stop
+/// SIGTERM through the shim (which passes it to the container), then
+/// SIGKILL after `grace`; returns when it has exited. The caller holds the
+/// container's lock. No pid is signalled here: if no shim answers, the
+/// container is not running, whatever pid its state names.
+fn stop(containers: &Containers, record: &Record, grace: Duration) -> Result<(), EngineError> {
+    use nix::sys::signal::Signal;
+    let dir = containers.dir(&record.id);
+    if containers.state(&record.id)?.status != Status::Running {
+        settle(containers, record)?;
         return Ok(());
     }
-    let runner = nix::unistd::Pid::from_raw(state.pid);
     if !grace.is_zero() {
-        let _ = kill(runner, Signal::SIGTERM);
-        if wait(containers, id, Some(grace))?.status == "exited" {
+        if !shim::send(&dir, Signal::SIGTERM)? {
+            return settle(containers, record);
+        }
+        if wait(containers, &record.id, Some(grace))?.status == Status::Exited {
             return Ok(());
         }
     }
-    if alive(state.pid) {
-        let _ = kill(runner, Signal::SIGKILL);
+    if !shim::send(&dir, Signal::SIGKILL)? {
+        return settle(containers, record);
     }
-    wait(containers, id, Some(Duration::from_secs(30))).map(|_| ())
+    wait(containers, &record.id, Some(Duration::from_secs(30))).map(|_| ())
+}
+// ANCHOR_END: stop
+
+/// A container whose state says `running` but whose shim is gone: record
+/// the end the state view reports, and sweep what the dead shim left
+/// (its cgroup, its mount), as the next start would.
+fn settle(containers: &Containers, record: &Record) -> Result<(), EngineError> {
+    let view = containers.state(&record.id)?;
+    let file: State = super::state::read_json(&containers.dir(&record.id).join("state.json"))?;
+    if file.status == Status::Running && view.status == Status::Exited {
+        containers.set_state(
+            &record.id,
+            &State {
+                finished: now(),
+                ..view
+            },
+        )?;
+        for line in crate::leftovers::sweep() {
+            eprintln!("caixa daemon: {line}");
+        }
+    }
+    Ok(())
+}
+
+/// `docker rm [-f]`: stops it if forced, then forgets it.
+fn remove(containers: &Containers, record: &Record, force: bool) -> Result<(), EngineError> {
+    let _locked = containers.lock(&record.id)?;
+    if containers.state(&record.id)?.status == Status::Running {
+        if !force {
+            return Err(EngineError::Conflict(format!(
+                "container {} is running: stop it first, or remove it with -f",
+                record.name
+            )));
+        }
+        stop(containers, record, Duration::ZERO)?;
+    }
+    settle(containers, record)?;
+    // The shim unmounts the root as it ends: give it the moment it needs.
+    let mut pause = Backoff::default();
+    for _ in 0..200 {
+        if !super::state::shim_alive(&containers.dir(&record.id)) {
+            break;
+        }
+        pause.sleep();
+    }
+    containers.remove(record)
+}
+
+/// A signal by Docker's names: `SIGTERM`, `TERM` or `15`.
+fn parse_signal(text: &str) -> Result<nix::sys::signal::Signal, EngineError> {
+    use std::str::FromStr;
+    let bad = || EngineError::BadRequest(format!("invalid signal {text:?}: use e.g. SIGTERM or 15"));
+    if let Ok(n) = text.parse::<i32>() {
+        return nix::sys::signal::Signal::try_from(n).map_err(|_| bad());
+    }
+    let name = if text.starts_with("SIG") {
+        text.to_string()
+    } else {
+        format!("SIG{text}")
+    };
+    nix::sys::signal::Signal::from_str(&name.to_ascii_uppercase()).map_err(|_| bad())
+}
+
+/// A time as Docker writes it (RFC 3339); zero is Docker's zero time.
+fn rfc3339(secs: u64) -> String {
+    if secs == 0 {
+        return "0001-01-01T00:00:00Z".into();
+    }
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(secs))
+        .to_string()
 }
 
 /// `docker inspect`'s shape, the fields caixa knows (the Docker CLI reads
 /// `Config.Tty` before `logs`, to know whether the output is framed).
-fn inspect(c: &Config, s: &State) -> Value {
+fn inspect(c: &Record, s: &State) -> Value {
     json!({
-        "Id": c.id, "Name": format!("/{}", c.name), "Created": c.created.to_string(),
-        "Image": c.image, "Args": c.command,
+        "Id": c.id, "Name": format!("/{}", c.name), "Created": rfc3339(c.created),
+        "Image": c.image, "Path": c.command.first(), "Args": c.command.get(1..),
         "State": {
-            "Status": s.status, "Running": s.status == "running", "Pid": s.pid,
-            "ExitCode": s.exit_code, "StartedAt": s.started.to_string(),
-            "FinishedAt": s.finished.to_string(),
+            "Status": s.status.as_str(), "Running": s.status == Status::Running,
+            "Pid": s.pid, "ExitCode": s.exit_code, "OOMKilled": s.oom_killed,
+            "Error": s.error, "StartedAt": rfc3339(s.started),
+            "FinishedAt": rfc3339(s.finished),
         },
-        "Config": { "Image": c.image, "Cmd": c.command, "Tty": false },
+        "Config": { "Image": c.image, "Cmd": c.command, "Tty": false, "Hostname": &c.id[..12.min(c.id.len())] },
         "HostConfig": { "AutoRemove": c.auto_remove },
     })
 }
 
-fn summary(c: &Config, s: &State) -> Value {
-    let status = match s.status.as_str() {
-        "running" => format!("Up {} seconds", now().saturating_sub(s.started)),
-        "exited" => format!("Exited ({})", s.exit_code),
-        other => other.to_string(),
+fn summary(c: &Record, s: &State) -> Value {
+    let status = match s.status {
+        Status::Running => format!("Up {} seconds", now().saturating_sub(s.started)),
+        Status::Exited => format!("Exited ({})", s.exit_code),
+        Status::Created => "Created".to_string(),
     };
     json!({
         "Id": c.id, "Names": [format!("/{}", c.name)], "Image": c.image,
         "Command": c.command.join(" "), "Created": c.created,
-        "State": s.status, "Status": status,
+        "State": s.status.as_str(), "Status": status,
     })
 }
 

@@ -4,23 +4,35 @@
 //! The source document's architecture, made literal: a **daemon** owns the
 //! images and containers and answers an HTTP API on a unix socket; a
 //! **client** turns commands into API calls, and can talk to any daemon it
-//! is pointed at (`-H`); each running container has a **monitor** process,
-//! so containers outlive the daemon; and a **registry** serves a store's
-//! images to any client of the distribution API (step 10's among them).
-//! The engine's API is a subset of Docker's, with its paths and field names.
+//! is pointed at (`-H`); each running container has a **shim** process, its
+//! parent, so containers outlive the daemon; and a **registry** serves a
+//! store's images to any client of the distribution API (step 10's among
+//! them). The engine's API is a subset of Docker's, with its paths and
+//! field names. Between the daemon and the runtime sits the OCI bundle
+//! (`crate::bundle`), as between containerd and runc.
 //!
-//! - [`http`]: enough HTTP/1.1 for one request per connection;
-//! - [`state`]: containers on disk (config, state, output);
-//! - [`daemon`]: the endpoints;
-//! - [`monitor`]: one container's life, recorded;
+//! ```text
+//!  client ──HTTP/unix──▶ daemon ──request.rs──▶ Spec ──bundle──▶ config.json
+//!                          │                                        │
+//!                          └──spawns──▶ shim ──parent::start──▶ container
+//! ```
+//!
+//! - [`http`]: the HTTP of the API;
+//! - [`request`]: a create request becomes a [`crate::Spec`];
+//! - [`state`]: containers on disk (record, state, locks, names);
+//! - [`daemon`]: the endpoints and the lifecycle;
+//! - [`shim`]: one container's parent, from start to end;
+//! - [`log`]: the output, in Docker's json-file format;
 //! - [`client`]: the other end of the socket;
 //! - [`registry`]: a registry of your own, serving a store's images (pull).
 
 pub mod client;
 pub mod daemon;
 pub mod http;
-pub mod monitor;
+pub mod log;
 pub mod registry;
+pub mod request;
+pub mod shim;
 pub mod state;
 
 /// An engine problem; [`EngineError::status`] is its HTTP status.
@@ -38,6 +50,23 @@ pub enum EngineError {
     /// The daemon's own files or processes failed (500).
     #[error("{0}")]
     Io(String),
+    /// The image store failed (500; a missing image is `NotFound`).
+    #[error(transparent)]
+    Image(#[from] crate::image::ImageError),
+    /// The bundle could not be written or read (500).
+    #[error(transparent)]
+    Bundle(#[from] crate::bundle::BundleError),
+    /// The container could not start; `reason` is the runtime's own words
+    /// (400 when its command cannot run, as Docker answers).
+    #[error("cannot start container {name}: {reason}{}", docker_words(*.code))]
+    StartFailed {
+        /// The container's name.
+        name: String,
+        /// The exit code `docker run` gives for it (125, 126, 127).
+        code: i32,
+        /// Why.
+        reason: String,
+    },
     /// The client cannot reach a daemon.
     #[error(
         "cannot connect to the caixa daemon at {0}: {1}; is it running? (step11 daemon), or point -H at another one"
@@ -55,7 +84,18 @@ impl EngineError {
             EngineError::NotFound(_) => 404,
             EngineError::Conflict(_) => 409,
             EngineError::BadRequest(_) => 400,
+            EngineError::StartFailed { code: 126 | 127, .. } => 400,
             _ => 500,
         }
+    }
+}
+
+/// The words the Docker CLI looks for to exit 127 or 126 after a failed
+/// start, as it does against Docker's daemon.
+fn docker_words(code: i32) -> &'static str {
+    match code {
+        127 => " (executable file not found)",
+        126 => " (permission denied)",
+        _ => "",
     }
 }

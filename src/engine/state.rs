@@ -1,26 +1,38 @@
 //! Containers on disk: what the daemon knows outlives the daemon.
 //!
+//! One directory per container, named by its one id (the API's 64 hex
+//! digits, which are also its cgroup's, overlay's, lease's and rules' name):
+//!
 //! ```text
-//!   <root>/engine/containers/<id>/config.json   written once, at create
-//!                                /state.json    created → running → exited,
-//!                                               written by the monitor
-//!                                /stdout        the container's output
-//!                                /stderr
+//!   <root>/containers/<id>/container.json  the engine's record, written once at create
+//!                         /config.json     the OCI bundle's config (see `crate::bundle`)
+//!                         /upper /work /merged   the overlay: the bundle's rootfs
+//!                         /state.json      created → running → exited, written by the shim
+//!                         /container.log   the output, in Docker's json-file format
+//!                         /shim.log        the shim's own diagnostics
+//!                         /lock            held for create/start/stop/kill/rm
+//!                         /shim.lock       held by the shim for its whole life
+//!                         /shim.sock       the shim's control socket (0600)
+//!   <root>/engine/names/<name>             a name, reserved atomically, holding the id
 //! ```
 //!
-//! The daemon keeps nothing in memory that is not here: a new daemon on
-//! the same root sees the same containers, running ones included, since
-//! each has its own monitor process (see [`super::monitor`]).
+//! The daemon keeps nothing in memory that is not here: a new daemon on the
+//! same root sees the same containers, running ones included, since each
+//! has its own shim (see [`super::shim`]).
 
+use std::fs::File;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
 use super::EngineError;
 
-/// What a container was created as.
+/// What a container was created as: the engine's own record, beside the
+/// bundle's `config.json` (which is the runtime's).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Config {
+pub struct Record {
     /// 64 hex digits, like Docker's ids (12 are shown).
     pub id: String,
     /// Its name (`--name`, or one made from the id).
@@ -29,9 +41,6 @@ pub struct Config {
     pub image: String,
     /// The command given at create (empty: the image's).
     pub command: Vec<String>,
-    /// The `run` command line it starts with (options, image, command): the
-    /// same options as `step10 run`.
-    pub args: Vec<String>,
     /// Seconds since the epoch.
     pub created: u64,
     /// Remove it when it ends (`--rm`, Docker's `HostConfig.AutoRemove`).
@@ -40,16 +49,47 @@ pub struct Config {
 }
 
 /// Where a container is in its life.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Made, never started (or its start failed before it ran).
+    #[default]
+    Created,
+    /// Its shim holds it.
+    Running,
+    /// Ended; its exit code is known.
+    Exited,
+}
+
+impl Status {
+    /// Docker's word for it (`State.Status`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Exited => "exited",
+        }
+    }
+}
+
+/// A container's state, as its shim records it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct State {
-    /// `created`, `running` or `exited`.
-    pub status: String,
-    /// The host pid of the step runner holding the container (0: none).
+    /// Created, running or exited.
+    pub status: Status,
+    /// The host pid of the container's pid 1 while it runs (0: none). Shown
+    /// by inspect; never used to signal it (see [`super::shim::send`]).
     pub pid: i32,
-    /// The host pid of its monitor.
-    pub monitor: i32,
-    /// The exit code, once exited.
+    /// The host pid of its shim (0: none).
+    pub shim: i32,
+    /// The exit code, once exited (128 + N when signal N ended it).
     pub exit_code: i32,
+    /// Whether the kernel's OOM killer killed a process of it.
+    #[serde(default)]
+    pub oom_killed: bool,
+    /// Why it could not start, or how its shim was lost.
+    #[serde(default)]
+    pub error: String,
     /// Seconds since the epoch.
     pub started: u64,
     /// Seconds since the epoch.
@@ -67,21 +107,33 @@ pub fn now() -> u64 {
 #[derive(Debug, Clone)]
 pub struct Containers {
     dir: PathBuf,
+    names: PathBuf,
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> EngineError + '_ {
+pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> EngineError + '_ {
     move |e| EngineError::Io(format!("{}: {e}", path.display()))
+}
+
+/// A container's lifecycle lock: create, start, stop, kill and rm take it,
+/// so two of them never interleave on one container (two concurrent starts
+/// cannot both see `created`). Released when dropped.
+#[derive(Debug)]
+pub struct Locked {
+    _lock: Flock<File>,
 }
 
 impl Containers {
     /// The containers under `root` (created if missing).
     pub fn open(root: &Path) -> Result<Containers, EngineError> {
-        let dir = root.join("engine/containers");
-        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        Ok(Containers { dir })
+        let dir = root.join("containers");
+        let names = root.join("engine/names");
+        for d in [&dir, &names] {
+            std::fs::create_dir_all(d).map_err(io(d))?;
+        }
+        Ok(Containers { dir, names })
     }
 
-    /// The directory of container `id`.
+    /// The directory of container `id`: its bundle and its state.
     pub fn dir(&self, id: &str) -> PathBuf {
         self.dir.join(id)
     }
@@ -90,35 +142,63 @@ impl Containers {
     /// tombstone once `--rm` retired it.
     pub fn files(&self, id: &str) -> PathBuf {
         let dir = self.dir(id);
-        if dir.exists() {
+        if dir.join("container.json").exists() {
             dir
         } else {
             self.dir.join(format!(".gone-{id}"))
         }
     }
 
-    /// Records a new container, `created`.
-    pub fn create(&self, config: &Config) -> Result<(), EngineError> {
-        if self.list()?.iter().any(|(c, _)| c.name == config.name) {
-            return Err(EngineError::Conflict(format!(
-                "the name {:?} is already in use: remove that container first (rm), or choose another --name",
-                config.name
-            )));
+    /// Takes container `id`'s lifecycle lock, waiting for whoever holds it.
+    pub fn lock(&self, id: &str) -> Result<Locked, EngineError> {
+        let path = self.dir(id).join("lock");
+        let file = File::options()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        let lock = Flock::lock(file, FlockArg::LockExclusive)
+            .map_err(|(_, errno)| EngineError::Io(format!("flock {}: {errno}", path.display())))?;
+        Ok(Locked { _lock: lock })
+    }
+
+    // ANCHOR: reserve_name
+    /// Reserves `name` for `id`: creating the name's file is atomic
+    /// (`O_EXCL`), so of two creates with one name exactly one wins.
+    pub fn reserve_name(&self, name: &str, id: &str) -> Result<(), EngineError> {
+        let path = self.names.join(name);
+        match File::options().write(true).create_new(true).open(&path) {
+            Ok(mut file) => file.write_all(id.as_bytes()).map_err(io(&path)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                Err(EngineError::Conflict(format!(
+                    "the name {name:?} is already in use: remove that container first (rm), or choose another --name"
+                )))
+            }
+            Err(e) => Err(io(&path)(e)),
         }
-        let dir = self.dir(&config.id);
-        std::fs::create_dir(&dir).map_err(io(&dir))?;
-        write_json(&dir.join("config.json"), config)?;
-        self.set_state(
-            &config.id,
-            &State {
-                status: "created".into(),
-                ..State::default()
-            },
-        )
+    }
+    // ANCHOR_END: reserve_name
+
+    /// Frees `name`, if `id` holds it.
+    pub fn release_name(&self, name: &str, id: &str) {
+        let path = self.names.join(name);
+        if std::fs::read_to_string(&path).is_ok_and(|holder| holder == id) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    /// Records a new container, `created`: its record (the bundle is written
+    /// by the caller into the same directory).
+    pub fn create(&self, record: &Record) -> Result<(), EngineError> {
+        let dir = self.dir(&record.id);
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        self.set_state(&record.id, &State::default())?;
+        // Last: a directory with a record is a container (see `list`).
+        write_json(&dir.join("container.json"), record)
     }
 
     /// Every container, oldest first, with its state.
-    pub fn list(&self) -> Result<Vec<(Config, State)>, EngineError> {
+    pub fn list(&self) -> Result<Vec<(Record, State)>, EngineError> {
         let mut all = Vec::new();
         for entry in std::fs::read_dir(&self.dir)
             .map_err(io(&self.dir))?
@@ -128,8 +208,8 @@ impl Containers {
             if id.starts_with('.') {
                 continue;
             }
-            if let (Ok(config), Ok(state)) = (self.config(&id), self.state(&id)) {
-                all.push((config, state));
+            if let (Ok(record), Ok(state)) = (self.record(&id), self.state(&id)) {
+                all.push((record, state));
             }
         }
         all.sort_by_key(|(c, _)| (c.created, c.id.clone()));
@@ -137,12 +217,14 @@ impl Containers {
     }
 
     /// The container named, or whose id starts with, `key`.
-    pub fn find(&self, key: &str) -> Result<Config, EngineError> {
-        let all = self.list()?;
-        if let Some((c, _)) = all.iter().find(|(c, _)| c.name == key || c.id == key) {
-            return Ok(c.clone());
+    pub fn find(&self, key: &str) -> Result<Record, EngineError> {
+        if let Ok(id) = std::fs::read_to_string(self.names.join(key)) {
+            if let Ok(record) = self.record(&id) {
+                return Ok(record);
+            }
         }
-        let matches: Vec<&Config> = all
+        let all = self.list()?;
+        let matches: Vec<&Record> = all
             .iter()
             .map(|(c, _)| c)
             .filter(|c| !key.is_empty() && c.id.starts_with(key))
@@ -156,24 +238,30 @@ impl Containers {
         }
     }
 
-    /// Container `id`'s config.
-    pub fn config(&self, id: &str) -> Result<Config, EngineError> {
-        read_json(&self.dir(id).join("config.json"))
+    /// Container `id`'s record.
+    pub fn record(&self, id: &str) -> Result<Record, EngineError> {
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(EngineError::NotFound(format!("No such container: {id}")));
+        }
+        read_json(&self.dir(id).join("container.json"))
     }
 
-    /// Container `id`'s state. A `running` one whose monitor is gone (the
-    /// machine rebooted, or someone killed it) is reported as exited. A
+    // ANCHOR: state_view
+    /// Container `id`'s state. A `running` one whose shim no longer holds
+    /// its lock (killed, or the machine rebooted) is reported exited (255),
+    /// never judged by its pid, which another process may have by now. A
     /// removed one is found in its tombstone for a while (see [`Containers::retire`]).
     pub fn state(&self, id: &str) -> Result<State, EngineError> {
-        let tomb = self.dir.join(format!(".gone-{id}")).join("state.json");
-        let mut state: State =
-            read_json(&self.dir(id).join("state.json")).or_else(|_| read_json(&tomb))?;
-        if state.status == "running" && !alive(state.monitor) {
-            state.status = "exited".into();
+        let files = self.files(id);
+        let mut state: State = read_json(&files.join("state.json"))?;
+        if state.status == Status::Running && !shim_alive(&files) {
+            state.status = Status::Exited;
             state.exit_code = 255;
+            state.error = "its shim died: the container was killed with it".into();
         }
         Ok(state)
     }
+    // ANCHOR_END: state_view
 
     /// Replaces container `id`'s state (atomically: a reader sees the old
     /// or the new one, never half of one).
@@ -181,18 +269,31 @@ impl Containers {
         write_json(&self.dir(id).join("state.json"), state)
     }
 
-    /// Forgets container `id` and its output.
-    pub fn remove(&self, id: &str) -> Result<(), EngineError> {
-        let dir = self.dir(id);
-        std::fs::remove_dir_all(&dir).map_err(io(&dir))
+    /// Forgets container `id`: its directory (bundle, rootfs, output) and name.
+    pub fn remove(&self, record: &Record) -> Result<(), EngineError> {
+        let dir = self.dir(&record.id);
+        if crate::image::overlay::is_mounted(&dir.join("merged")) {
+            return Err(EngineError::Conflict(format!(
+                "the root filesystem of {} is still mounted: try again once its shim has cleaned up",
+                record.name
+            )));
+        }
+        std::fs::remove_dir_all(&dir).map_err(io(&dir))?;
+        self.release_name(&record.name, &record.id);
+        Ok(())
     }
 
     /// Removes container `id` as `--rm` asks, leaving a tombstone (its
     /// state, hidden from listings) so that a client waiting for its exit
     /// code still gets it; tombstones older than a minute are swept.
-    pub fn retire(&self, id: &str) -> Result<(), EngineError> {
-        let tomb = self.dir.join(format!(".gone-{id}"));
-        std::fs::rename(self.dir(id), &tomb).map_err(io(&tomb))?;
+    pub fn retire(&self, record: &Record) -> Result<(), EngineError> {
+        let tomb = self.dir.join(format!(".gone-{}", record.id));
+        std::fs::create_dir_all(&tomb).map_err(io(&tomb))?;
+        let state = self.dir(&record.id).join("state.json");
+        std::fs::copy(&state, tomb.join("state.json")).map_err(io(&state))?;
+        let log = self.dir(&record.id).join("container.log");
+        let _ = std::fs::copy(&log, tomb.join("container.log"));
+        self.remove(record)?;
         for entry in std::fs::read_dir(&self.dir)
             .map_err(io(&self.dir))?
             .flatten()
@@ -211,19 +312,33 @@ impl Containers {
     }
 }
 
-/// Whether process `pid` exists.
-pub fn alive(pid: i32) -> bool {
-    pid > 0 && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+// ANCHOR: shim_alive
+/// Whether a shim holds the container in `dir`: it keeps an exclusive lock
+/// on `shim.lock` for its whole life, and the kernel drops that lock when
+/// the shim dies, however it dies. A shared lock we can take means nobody
+/// holds it; we let go at once.
+pub fn shim_alive(dir: &Path) -> bool {
+    let Ok(file) = File::open(dir.join("shim.lock")) else {
+        return false;
+    };
+    Flock::lock(file, FlockArg::LockSharedNonblock).is_err()
 }
+// ANCHOR_END: shim_alive
 
-fn write_json(path: &Path, value: &impl Serialize) -> Result<(), EngineError> {
+pub(crate) fn write_json(path: &Path, value: &impl Serialize) -> Result<(), EngineError> {
     let tmp = path.with_extension("tmp");
     let text = serde_json::to_vec_pretty(value).map_err(|e| EngineError::Io(e.to_string()))?;
     std::fs::write(&tmp, text).map_err(io(&tmp))?;
     std::fs::rename(&tmp, path).map_err(io(path))
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, EngineError> {
-    let text = std::fs::read(path).map_err(io(path))?;
+pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, EngineError> {
+    let text = std::fs::read(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            EngineError::NotFound(format!("No such container: {}", path.display()))
+        } else {
+            io(path)(e)
+        }
+    })?;
     serde_json::from_slice(&text).map_err(|e| EngineError::Io(format!("{}: {e}", path.display())))
 }

@@ -56,7 +56,7 @@ pub fn shape(
         .into_iter()
         .chain(user_env.iter().cloned())
     {
-        crate::cli::set_env(&mut process.env, entry);
+        crate::spec::set_env(&mut process.env, entry);
     }
     process.cwd = match (workdir, c.working_dir()) {
         (Some(dir), _) => dir,

@@ -234,6 +234,19 @@ pub fn prepare(
 }
 // ANCHOR_END: mount_overlay
 
+/// Whether something is mounted at `path` (read from this process's mount
+/// table, `/proc/self/mountinfo`, whose fifth field is the mount point).
+pub fn is_mounted(path: &Path) -> bool {
+    let Ok(table) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let wanted = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    table
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .any(|point| Path::new(&point.replace("\\040", " ")) == wanted)
+}
+
 impl Mounted {
     /// Unmounts the container's root and deletes its changes, or keeps
     /// them (`--keep`) and says where: `Ok(Some(upper))`.

@@ -94,6 +94,61 @@ pub enum NetError {
     Exhausted(Subnet),
 }
 
+impl NetworkSpec {
+    /// The network `docker run --network MODE -p … --network-bandwidth …`
+    /// describes; `None` for mode `none` (loopback only). One owner for
+    /// these rules: the step binaries and the engine both plan through it.
+    pub fn plan(
+        mode: &str,
+        publish: Vec<Publish>,
+        bandwidth: Option<&str>,
+        bridge: &str,
+        subnet: &str,
+    ) -> Result<Option<NetworkSpec>, NetError> {
+        match mode {
+            "none" => {
+                if !publish.is_empty() || bandwidth.is_some() {
+                    return Err(NetError::Invalid(
+                        "--network none has no network to publish ports on or to shape: drop -p and --network-bandwidth, or use --network bridge".into(),
+                    ));
+                }
+                return Ok(None);
+            }
+            "bridge" => {}
+            other => {
+                return Err(NetError::Invalid(format!(
+                    "network mode {other:?}: caixa has bridge and none"
+                )));
+            }
+        }
+        let bridge_ok = !bridge.is_empty()
+            && bridge.len() <= 15
+            && bridge
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !bridge_ok {
+            return Err(NetError::Invalid(format!(
+                "invalid --bridge {bridge:?}: use 1-15 letters, digits, '-' or '_'"
+            )));
+        }
+        for (i, a) in publish.iter().enumerate() {
+            if publish[..i].iter().any(|b| b.key() == a.key()) {
+                return Err(NetError::PortTaken(format!(
+                    "host port {} {} is published twice",
+                    a.protocol, a.host_port
+                )));
+            }
+        }
+        Ok(Some(NetworkSpec {
+            bridge: bridge.to_string(),
+            subnet: subnet.parse().map_err(NetError::Invalid)?,
+            publish,
+            bandwidth: bandwidth.map(shape::parse_rate).transpose()?,
+            state_dir: state_dir(),
+        }))
+    }
+}
+
 /// A container's place on the network before it exists: its lease and its
 /// `/etc/hosts` and `/etc/resolv.conf`. Made before the clone (the files are
 /// bind-mounted by the child), connected after it ([`Prepared::connect`]).

@@ -1,0 +1,396 @@
+//! The shim: one process per running container, its parent for its whole life.
+//!
+//! The daemon does not run containers itself. For each start it spawns a
+//! shim in a session of its own (`setsid`); the shim reads the container's
+//! bundle, runs the runtime's parent side in-process ([`crate::parent::start`]:
+//! the same code as every step binary), and so becomes the container's
+//! parent. Then it does what only a parent can, until the end:
+//!
+//! - holds the container's stdio (pipes) and writes what comes out to the
+//!   log, in Docker's json-file format ([`super::log`]);
+//! - reaps the container and records how it ended: exit code, `OOMKilled`,
+//!   finish time; then tears down the host side (cgroup, network, overlay);
+//! - answers the daemon on a unix socket in the container's directory
+//!   (`shim.sock`, mode 0600, a path, so file permissions guard it);
+//! - holds `shim.lock` for its whole life: the proof it is alive.
+//!
+//! So the daemon can stop, crash or be upgraded while its containers run on:
+//! a new daemon reads their state from disk and talks to their shims. This
+//! is containerd's shim and podman's conmon, for the same reasons. If a shim
+//! is killed, its container dies with it (`PR_SET_PDEATHSIG`, set by the
+//! child's init) and the record of what it made is swept like any other
+//! leftover (`crate::leftovers`).
+//!
+//! ```text
+//!   daemon ──spawn, setsid──▶ shim ──clone──▶ container (pid 1 of its namespaces)
+//!     │                        │ ◀── stdout/stderr pipes
+//!     └── shim.sock: "kill 15" ┘ ──▶ container.log, state.json
+//! ```
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg, OFlag};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::Signal;
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+
+use super::EngineError;
+use super::log::{self, Stream};
+use super::state::{Containers, State, Status, io, now};
+use crate::exit::Exit;
+use crate::parent::Running;
+
+/// Runs container `id` of `root` to its end and records how it ended;
+/// returns its exit code. The process is the shim from here on.
+pub fn run(root: &Path, id: &str) -> Result<i32, EngineError> {
+    let containers = Containers::open(root)?;
+    let record = containers.record(id)?;
+    let dir = containers.dir(id);
+
+    // 1. The life lock, first: while we hold it, we are the shim of this
+    //    container (a second shim stops here), and the daemon sees us alive.
+    let lock_path = dir.join("shim.lock");
+    let lock_file = std::fs::File::create(&lock_path).map_err(io(&lock_path))?;
+    let _alive = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock).map_err(|_| {
+        EngineError::Conflict(format!("container {} has a shim already", record.name))
+    })?;
+
+    // 2. Everything else that can fail before the container exists is
+    //    recorded as its end, so `start` can say why.
+    let state = match start(&containers, &dir, id) {
+        Ok(started) => started.run_to_end(&containers, id),
+        Err(e) => {
+            let state = State {
+                status: Status::Exited,
+                exit_code: e.exit_code(),
+                error: e.to_string(),
+                finished: now(),
+                ..State::default()
+            };
+            containers.set_state(id, &state)?;
+            state
+        }
+    };
+
+    // 3. `--rm`: gone once ended (a tombstone keeps the code for waiters).
+    //    Under the lifecycle lock, so no stop or rm is half-way through.
+    if record.auto_remove {
+        let _locked = containers.lock(id)?;
+        containers.retire(&record)?;
+    }
+    Ok(state.exit_code)
+}
+
+/// Why a start failed, with the exit code `docker run` would give.
+#[derive(Debug)]
+struct StartError {
+    code: i32,
+    message: String,
+}
+
+impl StartError {
+    fn exit_code(&self) -> i32 {
+        self.code
+    }
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<EngineError> for StartError {
+    fn from(e: EngineError) -> StartError {
+        StartError {
+            code: crate::exit::codes::SETUP_FAILED,
+            message: e.to_string(),
+        }
+    }
+}
+
+/// A container whose command runs, with the shim's ends of its world.
+struct Started {
+    running: Running,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+    control: UnixListener,
+    log: log::Writer,
+}
+
+// ANCHOR: shim_start
+/// Reads the bundle, makes the stdio pipes and the control socket, and
+/// starts the container with the runtime's parent side.
+fn start(containers: &Containers, dir: &Path, id: &str) -> Result<Started, StartError> {
+    let config = crate::bundle::read(dir).map_err(|e| StartError {
+        code: crate::exit::codes::SETUP_FAILED,
+        message: e.to_string(),
+    })?;
+    let mut spec = crate::bundle::from_oci(&config, dir, id).map_err(|e| StartError {
+        code: crate::exit::codes::SETUP_FAILED,
+        message: e.to_string(),
+    })?;
+    let log_path = dir.join("container.log");
+    let log = log::Writer::open(&log_path).map_err(|e| EngineError::from(io(&log_path)(e)))?;
+    // The container's stdio: /dev/null in, a pipe for each output. Our ends
+    // are close-on-exec; the child's become its 0, 1 and 2 (see `init`).
+    let null = nix::fcntl::open(
+        "/dev/null",
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| EngineError::Io(format!("open /dev/null: {e}")))?;
+    let pipe = || {
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| EngineError::Io(format!("pipe2: {e}")))
+    };
+    let (stdout, stdout_w) = pipe()?;
+    let (stderr, stderr_w) = pipe()?;
+    spec.stdio = Some([
+        null.as_raw_fd(),
+        stdout_w.as_raw_fd(),
+        stderr_w.as_raw_fd(),
+    ]);
+    let control = listen(&dir.join("shim.sock"))?;
+    let running = crate::parent::start(&spec).map_err(|e| StartError {
+        code: e.exit_code(),
+        message: e.to_string(),
+    })?;
+    // Only the container writes to its pipes now: when it is gone, they end.
+    drop((null, stdout_w, stderr_w));
+    containers.set_state(
+        id,
+        &State {
+            status: Status::Running,
+            pid: running.pid().as_raw(),
+            shim: std::process::id() as i32,
+            started: now(),
+            ..State::default()
+        },
+    )?;
+    Ok(Started {
+        running,
+        stdout,
+        stderr,
+        control,
+        log,
+    })
+}
+// ANCHOR_END: shim_start
+
+/// The control socket: a path in the container's directory, mode 0600.
+fn listen(path: &Path) -> Result<UnixListener, EngineError> {
+    let _ = std::fs::remove_file(path);
+    let listener = UnixListener::bind(path).map_err(io(path))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io(path))?;
+    listener.set_nonblocking(true).map_err(io(path))?;
+    Ok(listener)
+}
+
+impl Started {
+    /// Pumps output and requests until the container ends; records its end.
+    fn run_to_end(mut self, containers: &Containers, id: &str) -> State {
+        let exit = match pump(&mut self) {
+            Ok(exit) => exit,
+            Err(e) => {
+                eprintln!("caixa shim: {e}; killing the container");
+                self.running.signal(Signal::SIGKILL);
+                wait_blocking(&mut self.running)
+            }
+        };
+        drain(&mut self, Duration::from_secs(2));
+        if let Err(e) = self.log.flush() {
+            eprintln!("caixa shim: writing the log: {e}");
+        }
+        let ended = self.running.finish(exit);
+        // The shim's own diagnostics go to its own log, never the container's.
+        for error in &ended.cleanup_errors {
+            eprintln!("caixa shim: after the container ended: {error}");
+        }
+        if ended.oom_killed {
+            eprintln!("caixa shim: the kernel's OOM killer killed a process of the container");
+        }
+        let state = State {
+            status: Status::Exited,
+            exit_code: ended.exit.code(),
+            oom_killed: ended.oom_killed,
+            finished: now(),
+            ..containers.state(id).unwrap_or_default()
+        };
+        if let Err(e) = containers.set_state(id, &state) {
+            eprintln!("caixa shim: recording the end: {e}");
+        }
+        state
+    }
+}
+
+// ANCHOR: shim_loop
+/// The shim's loop: one `poll(2)` on the signals (SIGCHLD among them, read
+/// from a signalfd), the control socket and the output pipes, until the
+/// container has ended; returns how it ended.
+fn pump(shim: &mut Started) -> Result<Exit, EngineError> {
+    // EXERCISE(11): make a signalfd of the blocked set (running.blocked().set()), then loop: poll the signalfd, the control socket and the pipes still open; on SIGCHLD try_reap (done → return the Exit), another signal → pass it on; a readable pipe → log.write (0 bytes: closed); a connection → answer(…)
+    let signals = SignalFd::with_flags(
+        shim.running.blocked().set(),
+        SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK,
+    )
+    .map_err(|e| EngineError::Io(format!("signalfd: {e}")))?;
+    let mut open = [true, true];
+    loop {
+        let pipes = [shim.stdout.as_fd(), shim.stderr.as_fd()];
+        let mut fds = vec![
+            PollFd::new(signals.as_fd(), PollFlags::POLLIN),
+            PollFd::new(shim.control.as_fd(), PollFlags::POLLIN),
+        ];
+        for (i, pipe) in pipes.iter().enumerate() {
+            if open[i] {
+                fds.push(PollFd::new(*pipe, PollFlags::POLLIN));
+            }
+        }
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(EngineError::Io(format!("poll: {e}"))),
+            Ok(_) => {}
+        }
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
+        drop(fds);
+        let mut next = 2;
+        for (i, stream) in [Stream::Stdout, Stream::Stderr].into_iter().enumerate() {
+            if open[i] {
+                if ready[next] {
+                    open[i] = copy_some(shim, stream)?;
+                }
+                next += 1;
+            }
+        }
+        if ready[1] {
+            while let Ok((conn, _)) = shim.control.accept() {
+                answer(&shim.running, conn);
+            }
+        }
+        if ready[0] {
+            while let Ok(Some(info)) = signals.read_signal() {
+                let signal = Signal::try_from(info.ssi_signo as i32).ok();
+                match signal {
+                    Some(Signal::SIGCHLD) => {
+                        let reaped = shim.running.try_reap();
+                        if let Some(exit) = reaped.map_err(|e| EngineError::Io(e.to_string()))? {
+                            return Ok(exit);
+                        }
+                    }
+                    Some(other) => shim.running.signal(other),
+                    None => {}
+                }
+            }
+        }
+    }
+    // END EXERCISE
+}
+// ANCHOR_END: shim_loop
+
+/// Reads what one pipe has and logs it; `false` once the pipe has ended.
+fn copy_some(shim: &mut Started, stream: Stream) -> Result<bool, EngineError> {
+    let pipe = match stream {
+        Stream::Stdout => &shim.stdout,
+        Stream::Stderr => &shim.stderr,
+    };
+    let mut buf = [0u8; 64 * 1024];
+    match nix::unistd::read(pipe, &mut buf) {
+        Ok(0) => Ok(false),
+        Ok(n) => {
+            shim.log
+                .write(stream, &buf[..n])
+                .map_err(|e| EngineError::Io(format!("writing the log: {e}")))?;
+            Ok(true)
+        }
+        Err(Errno::EINTR | Errno::EAGAIN) => Ok(true),
+        Err(e) => Err(EngineError::Io(format!("reading the container's {stream:?}: {e}"))),
+    }
+}
+
+/// After the end: what is still in the pipes, until they close (every
+/// process of the container is gone, so they close soon) or `limit`.
+fn drain(shim: &mut Started, limit: Duration) {
+    let begin = std::time::Instant::now();
+    for stream in [Stream::Stdout, Stream::Stderr] {
+        loop {
+            let pipe = match stream {
+                Stream::Stdout => shim.stdout.as_fd(),
+                Stream::Stderr => shim.stderr.as_fd(),
+            };
+            let left = limit.saturating_sub(begin.elapsed());
+            let mut fds = [PollFd::new(pipe, PollFlags::POLLIN)];
+            let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::ZERO);
+            if !matches!(poll(&mut fds, timeout), Ok(n) if n > 0) {
+                break;
+            }
+            if !matches!(copy_some(shim, stream), Ok(true)) {
+                break;
+            }
+        }
+    }
+}
+
+/// Waits for the container to end, when the loop could not go on.
+fn wait_blocking(running: &mut Running) -> Exit {
+    loop {
+        match running.try_reap() {
+            Ok(Some(exit)) => return exit,
+            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            Err(_) => return Exit::Code(255),
+        }
+    }
+}
+
+// ANCHOR: shim_protocol
+/// Answers one request on the control socket: a line `kill N` sends signal
+/// N to the container's pid 1. The daemon never signals a pid itself: a
+/// pid may belong to another process by now; the socket belongs to this
+/// container.
+fn answer(running: &Running, conn: UnixStream) {
+    let _ = conn.set_nonblocking(false);
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut line = String::new();
+    let mut reader = BufReader::new((&conn).take(64));
+    let reply = match reader.read_line(&mut line).map(|_| line.trim()) {
+        Ok(request) => match request.strip_prefix("kill ").map(str::parse::<i32>) {
+            Some(Ok(n)) => match Signal::try_from(n) {
+                Ok(signal) => {
+                    running.signal(signal);
+                    "ok".to_string()
+                }
+                Err(_) => format!("error: no signal {n}"),
+            },
+            _ => format!("error: unknown request {request:?}: use `kill N`"),
+        },
+        Err(e) => format!("error: {e}"),
+    };
+    let _ = writeln!(&conn, "{reply}");
+}
+
+/// The daemon's side: asks the shim in `dir` to send `signal` to its
+/// container. `Ok(false)` when no shim answers (the container is not running).
+pub fn send(dir: &Path, signal: Signal) -> Result<bool, EngineError> {
+    let Ok(conn) = UnixStream::connect(dir.join("shim.sock")) else {
+        return Ok(false);
+    };
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+    writeln!(&conn, "kill {}", signal as i32)
+        .map_err(|e| EngineError::Io(format!("talking to the shim: {e}")))?;
+    let mut reply = String::new();
+    let _ = BufReader::new((&conn).take(256)).read_line(&mut reply);
+    match reply.trim() {
+        "ok" => Ok(true),
+        "" => Ok(false),
+        other => Err(EngineError::Io(format!("the shim answered {other:?}"))),
+    }
+}
+// ANCHOR_END: shim_protocol
