@@ -409,11 +409,7 @@ pub fn run_image(program: &str, args: ImageRunArgs, store: &crate::image::store:
         );
         std::process::exit(125);
     };
-    let image = if image.contains(':') {
-        image.clone()
-    } else {
-        format!("{image}:latest")
-    };
+    let image = crate::registry::reference::store_name_of(image);
     let mut spec = args.run.to_spec(&ALL_NAMESPACES);
     // ANCHOR: image_spec
     // `-e KEY` passes the host's value on, as to_spec resolved it.

@@ -328,6 +328,22 @@ fn the_image_config_shapes_the_process_and_the_command_line_wins() {
 }
 
 #[test]
+fn a_registry_port_is_not_taken_for_a_tag() {
+    // `localhost:5000/app` has no tag: the `:5000` is the registry's port.
+    let world = World::new();
+    let layout = Layout::new(&[base_layer()], default_config());
+    let out = world.load(layout.path(), "localhost:5000/app");
+    assert_eq!(
+        stdout_of(&out).trim(),
+        "loaded localhost:5000/app:latest",
+        "step 9: a name without a tag gets :latest, even with a registry port in it"
+    );
+    let out = world.run(&["localhost:5000/app", "echo", "found"]);
+    assert_eq!(stdout_of(&out), "found
+", "run finds it by the same name");
+}
+
+#[test]
 fn a_missing_working_directory_is_created() {
     let world = World::new();
     let layout = Layout::new(

@@ -72,11 +72,7 @@ fn main() {
             }
         }
         Command::Rmi { name } => {
-            let name = if name.contains(':') {
-                name
-            } else {
-                format!("{name}:latest")
-            };
+            let name = caixa::registry::reference::store_name_of(&name);
             if let Err(e) = store.untag(&name) {
                 cli::fail_setup("step9", &e);
             }

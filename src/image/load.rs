@@ -222,11 +222,7 @@ fn load_oci(
         .map(String::from)
         .or(tag)
         .unwrap_or_else(|| default_name.to_string());
-    let name = if name.contains(':') {
-        name
-    } else {
-        format!("{name}:latest")
-    };
+    let name = crate::registry::reference::store_name_of(&name);
     store.tag(&name, &manifest_digest)?;
     Ok(vec![name])
 }
@@ -311,9 +307,7 @@ fn load_docker(
                 break;
             }
         }
-        if !n.contains(':') {
-            n.push_str(":latest");
-        }
+        *n = crate::registry::reference::store_name_of(n);
         store.tag(n, &manifest_digest)?;
     }
     Ok(names)

@@ -208,18 +208,7 @@ pub fn prepare(
         upper.display(),
         work.display()
     );
-    // Relative lower paths resolve against the working directory at mount
-    // time: go to the layers directory and come back.
-    let here = std::env::current_dir().map_err(io_err("."))?;
-    std::env::set_current_dir(&layers_dir).map_err(io_err(&layers_dir))?;
-    let result = mount(
-        Some("overlay"),
-        &merged,
-        Some("overlay"),
-        MsFlags::empty(),
-        Some(options.as_str()),
-    );
-    let _ = std::env::set_current_dir(&here);
+    let result = mount_from(&layers_dir, &merged, &options);
     result.map_err(|errno| {
         ImageError::Mount(format!(
             "mount overlay on {}: {errno} (options: {options})",
@@ -233,6 +222,36 @@ pub fn prepare(
     Ok(mounted)
 }
 // ANCHOR_END: mount_overlay
+
+// ANCHOR: mount_from
+/// Mounts the overlay with `options`, whose relative lower paths (the short
+/// links) resolve against `layers_dir`, as the working directory at mount
+/// time. The working directory belongs to the whole process, and changing
+/// it under other threads would be a race; so the mount runs in a thread of
+/// its own that first gives itself a private copy of the filesystem context
+/// (`unshare(CLONE_FS)`): its `chdir` is invisible to the rest of the
+/// process. (Docker forks a helper for the same reason; Linux 6.8's
+/// `fsconfig(…, "lowerdir+", …)` would take each layer as its own absolute
+/// string.)
+fn mount_from(layers_dir: &Path, merged: &Path, options: &str) -> Result<(), nix::errno::Errno> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS)?;
+                nix::unistd::chdir(layers_dir)?;
+                mount(
+                    Some("overlay"),
+                    merged,
+                    Some("overlay"),
+                    MsFlags::empty(),
+                    Some(options),
+                )
+            })
+            .join()
+            .unwrap_or(Err(nix::errno::Errno::EINTR))
+    })
+}
+// ANCHOR_END: mount_from
 
 /// Whether something is mounted at `path` (read from this process's mount
 /// table, `/proc/self/mountinfo`, whose fifth field is the mount point).

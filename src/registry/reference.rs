@@ -107,6 +107,26 @@ impl Reference {
     }
 }
 
+/// The store's name for `name`, with Docker's `:latest` when no tag or
+/// digest is given: `demo` → `demo:latest`, `localhost:5000/app` →
+/// `localhost:5000/app:latest` (the `:5000` is a port, not a tag: only the
+/// reference parser knows that). One place decides it for load, run and rmi.
+pub fn store_name_of(name: &str) -> String {
+    match Reference::parse(name) {
+        Ok(reference) => reference.store_name(),
+        // Not a registry reference (a local name with odd characters):
+        // a tag is after the last ':' that follows the last '/'.
+        Err(_) => {
+            let last = name.rsplit('/').next().unwrap_or(name);
+            if last.contains(':') || name.contains('@') {
+                name.to_string()
+            } else {
+                format!("{name}:latest")
+            }
+        }
+    }
+}
+
 impl fmt::Display for Reference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let sep = if self.tag_or_digest.starts_with("sha256:") {
@@ -125,6 +145,15 @@ impl fmt::Display for Reference {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_registry_port_is_not_a_tag() {
+        assert_eq!(store_name_of("localhost:5000/app"), "localhost:5000/app:latest");
+        assert_eq!(store_name_of("localhost:5000/app:1"), "localhost:5000/app:1");
+        assert_eq!(store_name_of("demo"), "demo:latest");
+        assert_eq!(store_name_of("demo:1"), "demo:1");
+        assert_eq!(store_name_of("team/app"), "team/app:latest");
+    }
 
     fn r(s: &str) -> Reference {
         Reference::parse(s).unwrap()
