@@ -119,6 +119,14 @@ pub fn write_maps(child: Pid, uid: &[IdMap], gid: &[IdMap]) -> Result<(), IdMapE
 }
 // ANCHOR_END: write_maps
 
+/// The default id range: container ids 0–65535 are host ids 100000–165535,
+/// the range Debian's `useradd` gives the first user in /etc/subuid.
+pub const DEFAULT_ID_MAP: IdMap = IdMap {
+    container: 0,
+    host: 100_000,
+    count: 65_536,
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,11 +173,3 @@ mod tests {
         assert_eq!(format_map(&[m(0, 1000, 1)]), "0 1000 1\n");
     }
 }
-
-/// The default id range: container ids 0–65535 are host ids 100000–165535,
-/// the range Debian's `useradd` gives the first user in /etc/subuid.
-pub const DEFAULT_ID_MAP: IdMap = IdMap {
-    container: 0,
-    host: 100_000,
-    count: 65_536,
-};

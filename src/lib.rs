@@ -10,7 +10,6 @@
 pub mod bundle;
 pub mod caps;
 pub mod cgroup;
-pub mod cli;
 pub mod command;
 pub mod engine;
 pub mod exit;

@@ -255,7 +255,12 @@ pub fn start(spec: &Spec) -> Result<Running, Error> {
     for expected in sync::requests_for(spec) {
         match parent_end.next_from_child()? {
             FromChild::Request(request) if request == expected => {}
-            FromChild::Request(other) => return Err(Error::OutOfOrder { expected, got: other }),
+            FromChild::Request(other) => {
+                return Err(Error::OutOfOrder {
+                    expected,
+                    got: other,
+                });
+            }
             FromChild::Ready => return Err(Error::ReadyTooSoon(expected)),
             FromChild::Failed { code, reason } => return Err(Error::Container { code, reason }),
         }

@@ -592,7 +592,9 @@ fn shims_of(id: &str) -> usize {
             std::fs::read(e.path().join("cmdline"))
                 .map(|c| {
                     let words: Vec<&[u8]> = c.split(|b| *b == 0).collect();
-                    words.windows(2).any(|w| w[0] == b"shim" && w[1] == id.as_bytes())
+                    words
+                        .windows(2)
+                        .any(|w| w[0] == b"shim" && w[1] == id.as_bytes())
                 })
                 .unwrap_or(false)
         })
@@ -635,15 +637,7 @@ fn concurrent_creates_of_one_name_make_one_container() {
     let statuses: Vec<u16> = std::thread::scope(|s| {
         let creates: Vec<_> = (0..6)
             .map(|_| {
-                s.spawn(|| {
-                    api(
-                        &socket,
-                        "POST",
-                        "/containers/create?name=twin",
-                        Some(&body),
-                    )
-                    .0
-                })
+                s.spawn(|| api(&socket, "POST", "/containers/create?name=twin", Some(&body)).0)
             })
             .collect();
         creates.into_iter().map(|t| t.join().unwrap()).collect()
@@ -653,7 +647,10 @@ fn concurrent_creates_of_one_name_make_one_container() {
         1,
         "step 11: a name is reserved atomically: one create wins, the others get 409: {statuses:?}"
     );
-    assert!(statuses.iter().all(|s| *s == 201 || *s == 409), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 201 || *s == 409),
+        "{statuses:?}"
+    );
     let all = stdout_of(&engine.client(&["ps", "-a"]));
     assert_eq!(all.matches("twin").count(), 1, "{all}");
     assert_eq!(engine.states().len(), 1, "no half-made container is left");
@@ -666,19 +663,22 @@ fn stop_never_signals_a_pid_that_another_process_has_now() {
     let id = stdout_of(&engine.client(&["run", "-d", "--name", "orphan", "demo:1", "sleep", "60"]))
         .trim()
         .to_string();
-    let (_, state) = engine
-        .states()
-        .into_iter()
-        .find(|(i, _)| *i == id)
-        .unwrap();
-    let (shim, pid) = (state["shim"].as_i64().unwrap() as i32, state["pid"].as_i64().unwrap() as i32);
+    let (_, state) = engine.states().into_iter().find(|(i, _)| *i == id).unwrap();
+    let (shim, pid) = (
+        state["shim"].as_i64().unwrap() as i32,
+        state["pid"].as_i64().unwrap() as i32,
+    );
     assert!(shim > 0 && pid > 0, "{state}");
     // The shim dies (SIGKILL: no goodbye); its container dies with it.
     nix_kill(shim, libc::SIGKILL);
     assert!(support::wait_gone(shim) && support::wait_gone(pid));
     // Their pids now belong to an unrelated process, as after a reuse.
     let mut stranger = Command::new("sleep").arg("300").spawn().unwrap();
-    let path = engine.root().join("containers").join(&id).join("state.json");
+    let path = engine
+        .root()
+        .join("containers")
+        .join(&id)
+        .join("state.json");
     let mut forged = state.clone();
     forged["status"] = "running".into();
     forged["pid"] = stranger.id().into();
@@ -694,7 +694,10 @@ fn stop_never_signals_a_pid_that_another_process_has_now() {
         "step 11: stop signalled a process that only has the container's old pid: liveness must come from the shim's lock, never from a pid"
     );
     let ps = stdout_of(&engine.client(&["ps", "-a"]));
-    assert!(ps.contains("Exited (255)"), "a lost shim's container is exited (255):\n{ps}");
+    assert!(
+        ps.contains("Exited (255)"),
+        "a lost shim's container is exited (255):\n{ps}"
+    );
     stdout_of(&engine.client(&["rm", "orphan"]));
     assert!(
         !engine.root().join("containers").join(&id).exists(),
@@ -736,9 +739,18 @@ fn a_daemon_killed_in_the_middle_of_a_start_loses_nothing() {
 fn one_id_everywhere_and_a_json_file_log() {
     let engine = Engine::start();
     loaded(&engine);
-    let id = stdout_of(&engine.client(&["run", "-d", "--name", "ided", "demo:1", "sh", "-c", "echo out; echo err >&2; sleep 60"]))
-        .trim()
-        .to_string();
+    let id = stdout_of(&engine.client(&[
+        "run",
+        "-d",
+        "--name",
+        "ided",
+        "demo:1",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; sleep 60",
+    ]))
+    .trim()
+    .to_string();
     let pid = engine.running_pids()[0];
     let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     assert!(
@@ -753,7 +765,13 @@ fn one_id_everywhere_and_a_json_file_log() {
     );
     let config: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
-    assert!(config["ociVersion"].as_str().unwrap_or("").starts_with("1."), "an OCI config.json: {config}");
+    assert!(
+        config["ociVersion"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("1."),
+        "an OCI config.json: {config}"
+    );
     assert_eq!(config["process"]["args"][0], "sh");
     // The output, in Docker's json-file format: a line per write, with its stream and time.
     let start = Instant::now();
@@ -764,10 +782,28 @@ fn one_id_everywhere_and_a_json_file_log() {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    let lines: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert!(lines.iter().any(|l| l["log"] == "out\n" && l["stream"] == "stdout"), "{log}");
-    assert!(lines.iter().any(|l| l["log"] == "err\n" && l["stream"] == "stderr"), "{log}");
-    assert!(lines.iter().all(|l| l["time"].as_str().is_some_and(|t| t.ends_with('Z'))), "{log}");
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["log"] == "out\n" && l["stream"] == "stdout"),
+        "{log}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["log"] == "err\n" && l["stream"] == "stderr"),
+        "{log}"
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["time"].as_str().is_some_and(|t| t.ends_with('Z'))),
+        "{log}"
+    );
     stdout_of(&engine.client(&["rm", "-f", "ided"]));
 }
 
@@ -776,16 +812,35 @@ fn inspect_says_when_the_oom_killer_ended_it() {
     let engine = Engine::start();
     loaded(&engine);
     // `tail` keeps a line that never ends in memory: it grows until killed.
-    let out = engine.client(&["run", "--name", "hog", "--memory", "16m", "demo:1", "tail", "/dev/zero"]);
+    let out = engine.client(&[
+        "run",
+        "--name",
+        "hog",
+        "--memory",
+        "16m",
+        "demo:1",
+        "tail",
+        "/dev/zero",
+    ]);
     assert_eq!(out.status.code(), Some(137), "{}", text(&out.stderr));
     let (status, answer) = engine.api("GET", "/containers/hog/json", None);
     assert_eq!(status, 200);
     let v: serde_json::Value = serde_json::from_str(&answer).unwrap();
-    assert_eq!(v["State"]["OOMKilled"], true, "step 11: inspect reports State.OOMKilled: {v}");
+    assert_eq!(
+        v["State"]["OOMKilled"], true,
+        "step 11: inspect reports State.OOMKilled: {v}"
+    );
     assert_eq!(v["State"]["ExitCode"], 137);
     let log = std::fs::read_to_string(
-        engine.root().join("containers").join(v["Id"].as_str().unwrap()).join("container.log"),
+        engine
+            .root()
+            .join("containers")
+            .join(v["Id"].as_str().unwrap())
+            .join("container.log"),
     )
     .unwrap_or_default();
-    assert!(!log.contains("OOM"), "runtime diagnostics stay out of the container's log: {log}");
+    assert!(
+        !log.contains("OOM"),
+        "runtime diagnostics stay out of the container's log: {log}"
+    );
 }

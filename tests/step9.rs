@@ -339,8 +339,12 @@ fn a_registry_port_is_not_taken_for_a_tag() {
         "step 9: a name without a tag gets :latest, even with a registry port in it"
     );
     let out = world.run(&["localhost:5000/app", "echo", "found"]);
-    assert_eq!(stdout_of(&out), "found
-", "run finds it by the same name");
+    assert_eq!(
+        stdout_of(&out),
+        "found
+",
+        "run finds it by the same name"
+    );
 }
 
 #[test]

@@ -6,8 +6,10 @@
 //! mounts a /proc of the container's own).
 
 use caixa::Namespace;
-use caixa::cli::{self, RunArgs};
+#[path = "../cli.rs"]
+mod cli;
 use clap::Parser;
+use cli::RunArgs;
 
 /// Run a command as pid 1 of a new PID namespace.
 #[derive(Parser)]

@@ -8,7 +8,8 @@ use std::io::BufRead;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use caixa::cli;
+#[path = "../cli.rs"]
+mod cli;
 use caixa::image::store::Store;
 use caixa::registry::client::Options;
 use caixa::registry::progress::Progress;

@@ -11,7 +11,8 @@
 use std::io::Read;
 use std::path::PathBuf;
 
-use caixa::cli;
+#[path = "../cli.rs"]
+mod cli;
 use caixa::engine::EngineError;
 use caixa::engine::client::{Client, DEFAULT_SOCKET, demux};
 use caixa::engine::daemon::{self, Daemon};

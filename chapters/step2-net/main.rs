@@ -5,8 +5,10 @@
 //! ports are out of reach.
 
 use caixa::Namespace;
-use caixa::cli::{self, RunArgs};
+#[path = "../cli.rs"]
+mod cli;
 use clap::Parser;
+use cli::RunArgs;
 
 /// Step 1 + a new network namespace.
 #[derive(Parser)]

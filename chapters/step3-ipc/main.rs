@@ -5,8 +5,10 @@
 //! invisible, and the container's vanish with it.
 
 use caixa::Namespace;
-use caixa::cli::{self, RunArgs};
+#[path = "../cli.rs"]
+mod cli;
 use clap::Parser;
+use cli::RunArgs;
 
 /// Step 2 + a new IPC namespace.
 #[derive(Parser)]

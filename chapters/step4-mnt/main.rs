@@ -5,8 +5,10 @@
 //! its own /proc, /dev and a read-only /sys, and the host's files are gone.
 
 use caixa::Namespace;
-use caixa::cli::{self, RootfsArgs, RunArgs};
+#[path = "../cli.rs"]
+mod cli;
 use clap::Parser;
+use cli::{RootfsArgs, RunArgs};
 
 /// Step 3 + a new mount namespace on a root filesystem.
 #[derive(Parser)]

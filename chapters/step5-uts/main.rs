@@ -4,8 +4,10 @@
 //! short random id as Docker gives).
 
 use caixa::Namespace;
-use caixa::cli::{self, HostnameArgs, RootfsArgs, RunArgs};
+#[path = "../cli.rs"]
+mod cli;
 use clap::Parser;
+use cli::{HostnameArgs, RootfsArgs, RunArgs};
 
 /// Step 4 + a new UTS namespace with its own host name.
 #[derive(Parser)]

@@ -5,8 +5,10 @@
 //! default capabilities, runs with no_new_privs, and behind a seccomp filter
 //! that refuses the system calls a container has no business making.
 
-use caixa::cli::{self, HostnameArgs, PrivilegeArgs, RootfsArgs, RunArgs};
+#[path = "../cli.rs"]
+mod cli;
 use clap::Parser;
+use cli::{HostnameArgs, PrivilegeArgs, RootfsArgs, RunArgs};
 
 /// Step 5 + a user namespace, capabilities, no_new_privs and seccomp.
 #[derive(Parser)]

@@ -5,8 +5,10 @@
 //! v2 or v1 (hybrid hosts included). The group is created before the child
 //! runs anything and removed after it ends.
 
-use caixa::cli::{self, CgroupArgs, HostnameArgs, PrivilegeArgs, RootfsArgs, RunArgs};
+#[path = "../cli.rs"]
+mod cli;
 use clap::Parser;
+use cli::{CgroupArgs, HostnameArgs, PrivilegeArgs, RootfsArgs, RunArgs};
 
 /// Step 6 + a cgroup with resource limits.
 #[derive(Parser)]

@@ -4,8 +4,10 @@
 //! bridge, an address from caixa's IPAM, outbound NAT (MASQUERADE), published
 //! ports (`-p`, DNAT) and bandwidth shaping (`--network-bandwidth`, tc).
 
-use caixa::cli::{self, CgroupArgs, HostnameArgs, NetworkArgs, PrivilegeArgs, RootfsArgs, RunArgs};
+#[path = "../cli.rs"]
+mod cli;
 use clap::Parser;
+use cli::{CgroupArgs, HostnameArgs, NetworkArgs, PrivilegeArgs, RootfsArgs, RunArgs};
 
 /// Step 7 + a network: bridge, veth, NAT, published ports, bandwidth.
 #[derive(Parser)]

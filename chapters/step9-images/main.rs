@@ -8,7 +8,8 @@
 
 use std::path::PathBuf;
 
-use caixa::cli;
+#[path = "../cli.rs"]
+mod cli;
 use caixa::image::{load, store::Store};
 use clap::{Parser, Subcommand};
 

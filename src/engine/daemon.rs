@@ -231,8 +231,9 @@ fn route(
         }
         ("GET", ["containers", key, "logs"]) => {
             let config = containers.find(key)?;
-            let (entries, _) = log::read_from(&containers.files(&config.id).join("container.log"), 0)
-                .map_err(|e| EngineError::Io(format!("reading the log: {e}")))?;
+            let (entries, _) =
+                log::read_from(&containers.files(&config.id).join("container.log"), 0)
+                    .map_err(|e| EngineError::Io(format!("reading the log: {e}")))?;
             let wanted = Wanted::of(req);
             let framed: Vec<u8> = entries.iter().flat_map(|e| wanted.frame(e)).collect();
             http::respond(out, 200, "application/vnd.docker.raw-stream", &framed)
@@ -674,7 +675,8 @@ fn remove(containers: &Containers, record: &Record, force: bool) -> Result<(), E
 /// A signal by Docker's names: `SIGTERM`, `TERM` or `15`.
 fn parse_signal(text: &str) -> Result<nix::sys::signal::Signal, EngineError> {
     use std::str::FromStr;
-    let bad = || EngineError::BadRequest(format!("invalid signal {text:?}: use e.g. SIGTERM or 15"));
+    let bad =
+        || EngineError::BadRequest(format!("invalid signal {text:?}: use e.g. SIGTERM or 15"));
     if let Ok(n) = text.parse::<i32>() {
         return nix::sys::signal::Signal::try_from(n).map_err(|_| bad());
     }
@@ -691,8 +693,7 @@ fn rfc3339(secs: u64) -> String {
     if secs == 0 {
         return "0001-01-01T00:00:00Z".into();
     }
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(secs))
-        .to_string()
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(secs)).to_string()
 }
 
 /// `docker inspect`'s shape, the fields caixa knows (the Docker CLI reads

@@ -84,7 +84,9 @@ impl EngineError {
             EngineError::NotFound(_) => 404,
             EngineError::Conflict(_) => 409,
             EngineError::BadRequest(_) => 400,
-            EngineError::StartFailed { code: 126 | 127, .. } => 400,
+            EngineError::StartFailed {
+                code: 126 | 127, ..
+            } => 400,
             _ => 500,
         }
     }

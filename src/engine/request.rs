@@ -168,8 +168,8 @@ fn local_name(store: &Store, image: &str) -> Result<String, EngineError> {
     if store.resolve(image).is_ok() {
         return Ok(image.to_string());
     }
-    let reference = crate::registry::reference::Reference::parse(image)
-        .map_err(|e| bad(e.to_string()))?;
+    let reference =
+        crate::registry::reference::Reference::parse(image).map_err(|e| bad(e.to_string()))?;
     let name = reference.store_name();
     if store.resolve(&name).is_err() {
         return Err(EngineError::NotFound(format!("No such image: {image}")));

@@ -137,7 +137,7 @@ fn start(containers: &Containers, dir: &Path, id: &str) -> Result<Started, Start
         message: e.to_string(),
     })?;
     let log_path = dir.join("container.log");
-    let log = log::Writer::open(&log_path).map_err(|e| EngineError::from(io(&log_path)(e)))?;
+    let log = log::Writer::open(&log_path).map_err(io(&log_path))?;
     // The container's stdio: /dev/null in, a pipe for each output. Our ends
     // are close-on-exec; the child's become its 0, 1 and 2 (see `init`).
     let null = nix::fcntl::open(
@@ -146,16 +146,11 @@ fn start(containers: &Containers, dir: &Path, id: &str) -> Result<Started, Start
         nix::sys::stat::Mode::empty(),
     )
     .map_err(|e| EngineError::Io(format!("open /dev/null: {e}")))?;
-    let pipe = || {
-        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| EngineError::Io(format!("pipe2: {e}")))
-    };
+    let pipe =
+        || nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| EngineError::Io(format!("pipe2: {e}")));
     let (stdout, stdout_w) = pipe()?;
     let (stderr, stderr_w) = pipe()?;
-    spec.stdio = Some([
-        null.as_raw_fd(),
-        stdout_w.as_raw_fd(),
-        stderr_w.as_raw_fd(),
-    ]);
+    spec.stdio = Some([null.as_raw_fd(), stdout_w.as_raw_fd(), stderr_w.as_raw_fd()]);
     let control = listen(&dir.join("shim.sock"))?;
     let running = crate::parent::start(&spec).map_err(|e| StartError {
         code: e.exit_code(),
@@ -312,7 +307,9 @@ fn copy_some(shim: &mut Started, stream: Stream) -> Result<bool, EngineError> {
             Ok(true)
         }
         Err(Errno::EINTR | Errno::EAGAIN) => Ok(true),
-        Err(e) => Err(EngineError::Io(format!("reading the container's {stream:?}: {e}"))),
+        Err(e) => Err(EngineError::Io(format!(
+            "reading the container's {stream:?}: {e}"
+        ))),
     }
 }
 

@@ -148,8 +148,14 @@ mod tests {
 
     #[test]
     fn a_registry_port_is_not_a_tag() {
-        assert_eq!(store_name_of("localhost:5000/app"), "localhost:5000/app:latest");
-        assert_eq!(store_name_of("localhost:5000/app:1"), "localhost:5000/app:1");
+        assert_eq!(
+            store_name_of("localhost:5000/app"),
+            "localhost:5000/app:latest"
+        );
+        assert_eq!(
+            store_name_of("localhost:5000/app:1"),
+            "localhost:5000/app:1"
+        );
         assert_eq!(store_name_of("demo"), "demo:latest");
         assert_eq!(store_name_of("demo:1"), "demo:1");
         assert_eq!(store_name_of("team/app"), "team/app:latest");

@@ -1,19 +1,26 @@
 //! The command line the step binaries share, modelled on `docker run`.
 //!
+//! It lives beside the step binaries, not in the library: a command line is
+//! one way to describe a container (the engine's API is another), and the
+//! library never ends the process. Each binary includes this file
+//! (`#[path = "../cli.rs"] mod cli;`) and uses the part its step needs.
+//!
 //! `stepN [OPTIONS] [COMMAND [ARG...]]`: options come first; the first word
 //! that is not an option is the command, and everything after it is the
 //! command's, even words that start with `-`. With no command, an interactive
 //! shell runs.
 
+#![allow(dead_code, unused_imports)] // each step binary uses the part its step needs
+
 use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::exit::codes;
-use crate::idmap::IdMap;
-use crate::ns::Namespace;
-use crate::rootfs::busybox;
-use crate::spec::Spec;
+use caixa::exit::codes;
+use caixa::idmap::IdMap;
+use caixa::ns::Namespace;
+use caixa::rootfs::busybox;
+use caixa::spec::Spec;
 
 /// Options every step has.
 #[derive(Debug, Args)]
@@ -78,13 +85,12 @@ pub struct PrivilegeArgs {
     pub security_opt: Vec<String>,
 }
 
-pub use crate::idmap::DEFAULT_ID_MAP;
-pub use crate::privilege::PrivilegeError;
+pub use caixa::privilege::PrivilegeError;
 
 impl PrivilegeArgs {
     /// Fills the user namespace, capability, no_new_privs and seccomp fields.
     pub fn apply(&self, spec: &mut Spec) -> Result<(), PrivilegeError> {
-        crate::privilege::Privilege {
+        caixa::privilege::Privilege {
             uid_map: &self.uid_map,
             gid_map: &self.gid_map,
             cap_add: &self.cap_add,
@@ -96,7 +102,7 @@ impl PrivilegeArgs {
 
     /// The host uid and gid that container root maps to.
     pub fn host_root(spec: &Spec) -> (u32, u32) {
-        crate::privilege::host_root(spec)
+        caixa::privilege::host_root(spec)
     }
 }
 
@@ -142,14 +148,14 @@ pub struct CgroupArgs {
 }
 
 fn parse_size_arg(text: &str) -> Result<u64, String> {
-    crate::cgroup::parse_size(text).map_err(|e| e.to_string())
+    caixa::cgroup::parse_size(text).map_err(|e| e.to_string())
 }
 
 fn parse_swap_arg(text: &str) -> Result<i64, String> {
     if text == "-1" {
         return Ok(-1);
     }
-    crate::cgroup::parse_size(text)
+    caixa::cgroup::parse_size(text)
         .map(|n| n as i64)
         .map_err(|e| e.to_string())
 }
@@ -157,12 +163,12 @@ fn parse_swap_arg(text: &str) -> Result<i64, String> {
 impl CgroupArgs {
     /// The limits these options ask for (always `Some`: every step-7
     /// container gets a cgroup, so its usage can be read even without limits).
-    pub fn to_limits(&self) -> Result<crate::cgroup::Limits, crate::cgroup::CgroupError> {
-        use crate::cgroup::parse_device_rate;
+    pub fn to_limits(&self) -> Result<caixa::cgroup::Limits, caixa::cgroup::CgroupError> {
+        use caixa::cgroup::parse_device_rate;
         let rates = |list: &[String], iops: bool| -> Result<Vec<_>, _> {
             list.iter().map(|t| parse_device_rate(t, iops)).collect()
         };
-        let limits = crate::cgroup::Limits {
+        let limits = caixa::cgroup::Limits {
             memory: self.memory,
             memory_swap: self.memory_swap,
             cpus: self.cpus,
@@ -195,22 +201,22 @@ pub struct NetworkArgs {
     #[arg(long = "network-bandwidth", value_name = "RATE")]
     pub bandwidth: Option<String>,
     /// The host bridge to plug into (created on first use).
-    #[arg(long, value_name = "NAME", default_value = crate::net::DEFAULT_BRIDGE)]
+    #[arg(long, value_name = "NAME", default_value = caixa::net::DEFAULT_BRIDGE)]
     pub bridge: String,
     /// The bridge's subnet, used when the bridge is created.
-    #[arg(long, value_name = "CIDR", default_value = crate::net::DEFAULT_SUBNET)]
+    #[arg(long, value_name = "CIDR", default_value = caixa::net::DEFAULT_SUBNET)]
     pub subnet: String,
 }
 
 impl NetworkArgs {
     /// The network these options describe; `None` for `--network none`.
-    pub fn to_network(&self) -> Result<Option<crate::net::NetworkSpec>, crate::net::NetError> {
+    pub fn to_network(&self) -> Result<Option<caixa::net::NetworkSpec>, caixa::net::NetError> {
         let publish = self
             .publish
             .iter()
-            .map(|p| p.parse().map_err(crate::net::NetError::Invalid))
-            .collect::<Result<Vec<crate::net::Publish>, _>>()?;
-        crate::net::NetworkSpec::plan(
+            .map(|p| p.parse().map_err(caixa::net::NetError::Invalid))
+            .collect::<Result<Vec<caixa::net::Publish>, _>>()?;
+        caixa::net::NetworkSpec::plan(
             &self.network,
             publish,
             self.bandwidth.as_deref(),
@@ -249,7 +255,7 @@ impl RunArgs {
     }
 }
 
-pub use crate::spec::set_env;
+pub use caixa::spec::set_env;
 
 impl RootfsArgs {
     /// The rootfs to use: the one given, or the default busybox one.
@@ -266,7 +272,7 @@ impl HostnameArgs {
     pub fn resolve(&self) -> String {
         self.hostname
             .clone()
-            .unwrap_or_else(crate::ns::uts::short_random_id)
+            .unwrap_or_else(caixa::ns::uts::short_random_id)
     }
 }
 
@@ -328,8 +334,8 @@ pub fn parse<T: clap::Parser>() -> T {
 /// Runs `spec` and exits the process with the container's exit code, or
 /// prints one line (`stepN: what happened: what to do`) and exits 125/126/127.
 pub fn run_and_exit(program: &str, spec: &Spec) -> ! {
-    crate::exit::one_line_panics();
-    match std::panic::catch_unwind(|| crate::parent::run(spec)) {
+    caixa::exit::one_line_panics();
+    match std::panic::catch_unwind(|| caixa::parent::run(spec)) {
         Ok(Ok(ended)) => {
             for error in &ended.cleanup_errors {
                 eprintln!("{program}: warning: after the container ended: {error}");
@@ -349,7 +355,7 @@ pub fn run_and_exit(program: &str, spec: &Spec) -> ! {
         }
         Ok(Err(error)) => fail(program, &error, error.exit_code()),
         Err(panic) => {
-            eprintln!("{program}: {}", crate::exit::panic_line(&*panic));
+            eprintln!("{program}: {}", caixa::exit::panic_line(&*panic));
             std::process::exit(codes::SETUP_FAILED)
         }
     }
@@ -402,14 +408,14 @@ pub struct ImageRunLine {
 
 /// Runs a container of an image from `store`, as `docker run` does: the
 /// image's config under the command line's choices, step 8's isolation.
-pub fn run_image(program: &str, args: ImageRunArgs, store: &crate::image::store::Store) -> ! {
+pub fn run_image(program: &str, args: ImageRunArgs, store: &caixa::image::store::Store) -> ! {
     let Some((image, command)) = args.run.command.split_first() else {
         eprintln!(
             "{program}: which image? {program} run [OPTIONS] IMAGE [COMMAND...] (see {program} images)"
         );
         std::process::exit(125);
     };
-    let image = crate::registry::reference::store_name_of(image);
+    let image = caixa::registry::reference::store_name_of(image);
     let mut spec = args.run.to_spec(&ALL_NAMESPACES);
     // ANCHOR: image_spec
     // `-e KEY` passes the host's value on, as to_spec resolved it.
@@ -423,8 +429,8 @@ pub fn run_image(program: &str, args: ImageRunArgs, store: &crate::image::store:
         })
         .collect();
     let (manifest, _, image_config) =
-        crate::image::config::read(store, &image).unwrap_or_else(|e| fail_setup(program, &e));
-    crate::image::config::shape(
+        caixa::image::config::read(store, &image).unwrap_or_else(|e| fail_setup(program, &e));
+    caixa::image::config::shape(
         &mut spec.process,
         &image_config,
         command,
@@ -432,7 +438,7 @@ pub fn run_image(program: &str, args: ImageRunArgs, store: &crate::image::store:
         args.run.workdir.clone(),
     )
     .unwrap_or_else(|e| fail_setup(program, &e));
-    spec.image = Some(crate::image::overlay::ImageRoot {
+    spec.image = Some(caixa::image::overlay::ImageRoot {
         store: store.root.clone(),
         manifest,
         keep: args.keep,
