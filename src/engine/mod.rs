@@ -9,18 +9,23 @@
 //! images to any client of the distribution API (step 10's among them).
 //! The engine's API is a subset of Docker's, with its paths and field names.
 //!
-//! - [`http`]: enough HTTP/1.1 for one request per connection;
+//! - [`server`]: the daemon's HTTP (hyper), in front of synchronous
+//!   handlers, which answer through a [`responder::Responder`];
+//! - [`bridge`]: where that synchronous code meets hyper's bodies and
+//!   upgraded connections (both ends);
 //! - [`state`]: containers on disk (config, state, output);
 //! - [`daemon`]: the endpoints;
 //! - [`monitor`]: one container's life, recorded;
 //! - [`client`]: the other end of the socket;
 //! - [`registry`]: a registry of your own, serving a store's images (pull).
 
+pub mod bridge;
 pub mod client;
 pub mod daemon;
-pub mod http;
 pub mod monitor;
 pub mod registry;
+pub mod responder;
+pub mod server;
 pub mod state;
 
 /// An engine problem; [`EngineError::status`] is its HTTP status.
@@ -35,6 +40,9 @@ pub enum EngineError {
     /// The request is malformed or asks for something invalid (400).
     #[error("{0}")]
     BadRequest(String),
+    /// A request body over its limit (413).
+    #[error("{0}")]
+    TooLarge(String),
     /// The daemon's own files or processes failed (500).
     #[error("{0}")]
     Io(String),
@@ -55,6 +63,7 @@ impl EngineError {
             EngineError::NotFound(_) => 404,
             EngineError::Conflict(_) => 409,
             EngineError::BadRequest(_) => 400,
+            EngineError::TooLarge(_) => 413,
             _ => 500,
         }
     }
