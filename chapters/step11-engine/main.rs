@@ -324,7 +324,11 @@ fn load(client: &Client, path: &std::path::Path, name: Option<&str>) -> Result<(
     let file = std::fs::File::open(path)
         .map_err(|e| EngineError::BadRequest(format!("{}: {e}", path.display())))?;
     // Sized when the file says its length; chunked when it cannot (a pipe).
-    let len = file.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
+    let len = file
+        .metadata()
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| m.len());
     let target = match name {
         Some(n) => format!("/images/load?name={}", percent_encode(n)),
         None => "/images/load".to_string(),

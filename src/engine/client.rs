@@ -245,9 +245,7 @@ impl Client {
 
     /// Connects and does the HTTP/1.1 handshake; the connection is driven
     /// by a task of the current runtime (upgrades allowed).
-    async fn connect(
-        &self,
-    ) -> Result<hyper::client::conn::http1::SendRequest<Outgoing>, Broken> {
+    async fn connect(&self) -> Result<hyper::client::conn::http1::SendRequest<Outgoing>, Broken> {
         let stream = tokio::net::UnixStream::connect(&self.socket)
             .await
             .map_err(|e| (e.to_string(), true))?;

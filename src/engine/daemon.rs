@@ -115,9 +115,9 @@ fn route(
     let containers = Containers::open(&daemon.root)?;
     let parts: Vec<&str> = req.path.trim_matches('/').split('/').collect();
     match (req.method.as_str(), parts.as_slice()) {
-        ("GET" | "HEAD", ["_ping"]) => {
-            out.respond(200, "text/plain", b"OK").map_err(|e| EngineError::Io(e.to_string()))
-        }
+        ("GET" | "HEAD", ["_ping"]) => out
+            .respond(200, "text/plain", b"OK")
+            .map_err(|e| EngineError::Io(e.to_string())),
         ("GET", ["version"]) => reply_json(
             out,
             200,
@@ -179,7 +179,8 @@ fn route(
             let config = containers.find(key)?;
             let grace = req.param("t").and_then(|t| t.parse().ok()).unwrap_or(10);
             stop(&containers, &config.id, Duration::from_secs(grace))?;
-            out.respond(204, "text/plain", b"").map_err(|e| EngineError::Io(e.to_string()))
+            out.respond(204, "text/plain", b"")
+                .map_err(|e| EngineError::Io(e.to_string()))
         }
         ("POST", ["containers", key, "attach"]) => {
             // Docker's attach takes over the connection ("hijack"): after
@@ -223,7 +224,8 @@ fn route(
                 stop(&containers, &config.id, Duration::ZERO)?;
             }
             containers.remove(&config.id)?;
-            out.respond(204, "text/plain", b"").map_err(|e| EngineError::Io(e.to_string()))
+            out.respond(204, "text/plain", b"")
+                .map_err(|e| EngineError::Io(e.to_string()))
         }
         _ => Err(EngineError::NotFound(format!(
             "page not found: {} {} is not part of caixa's API",
@@ -268,7 +270,14 @@ fn images(daemon: &Daemon) -> Result<Value, EngineError> {
     Ok(Value::Array(
         by_digest
             .into_iter()
-            .map(|(digest, names)| json!({ "Id": digest, "RepoTags": names }))
+            // Docker's summary has these fields always; typed clients
+            // (bollard) refuse one without them. -1: not counted.
+            .map(|(digest, names)| {
+                json!({
+                    "Id": digest, "RepoTags": names, "RepoDigests": [], "ParentId": "",
+                    "Created": 0, "Size": 0, "SharedSize": -1, "Labels": {}, "Containers": -1,
+                })
+            })
             .collect(),
     ))
 }

@@ -28,8 +28,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::runtime::Handle;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
-pub use super::responder::Responder;
 use super::bridge::Outgoing;
+pub use super::responder::Responder;
 
 /// The largest request body accepted: an image archive for `load`.
 pub const MAX_BODY: u64 = 4 << 30;
