@@ -92,6 +92,10 @@ impl Responder {
                 let headers = switching.headers_mut();
                 headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
                 headers.insert(header::UPGRADE, HeaderValue::from_static("tcp"));
+                // Docker's words for it; clients read the status, not these.
+                switching
+                    .extensions_mut()
+                    .insert(hyper::ext::ReasonPhrase::from_static(b"UPGRADED"));
                 self.send(switching)?;
                 theirs.set_nonblocking(true)?;
                 self.runtime.spawn(async move {
