@@ -18,10 +18,16 @@ struct Engine {
     daemon: Option<Child>,
     dir: tempfile::TempDir,
     netns: TestNetns,
+    /// More `daemon` options (the hidden limits a test sets).
+    options: Vec<String>,
 }
 
 impl Engine {
     fn start() -> Engine {
+        Engine::start_with(&[])
+    }
+
+    fn start_with(options: &[&str]) -> Engine {
         let dir = tempfile::tempdir().unwrap();
         // World-traversable: a container's root is an unprivileged host uid.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -29,6 +35,7 @@ impl Engine {
             daemon: None,
             dir,
             netns: TestNetns::new(),
+            options: options.iter().map(|o| o.to_string()).collect(),
         };
         engine.daemon = Some(engine.spawn_daemon());
         engine
@@ -49,7 +56,8 @@ impl Engine {
             .arg(self.root())
             .arg("daemon")
             .arg("--socket")
-            .arg(self.socket());
+            .arg(self.socket())
+            .args(&self.options);
         cmd
     }
 
@@ -842,5 +850,277 @@ fn inspect_says_when_the_oom_killer_ended_it() {
     assert!(
         !log.contains("OOM"),
         "runtime diagnostics stay out of the container's log: {log}"
+    );
+}
+
+/// bollard, the Rust Docker client (hyper underneath), as a program would
+/// use the engine: typed requests and answers, a stream for wait and logs,
+/// an upgraded connection for attach.
+#[test]
+fn bollard_drives_the_daemon() {
+    use bollard::models::ContainerCreateBody;
+    use bollard::query_parameters::{
+        AttachContainerOptions, CreateContainerOptions, ListImagesOptions, LogsOptions,
+    };
+    use futures_util::StreamExt;
+
+    let engine = Engine::start();
+    loaded(&engine);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let docker = bollard::Docker::connect_with_unix(
+            engine.socket().to_str().unwrap(),
+            120,
+            bollard::API_DEFAULT_VERSION,
+        )
+        .unwrap();
+        let version = docker.version().await.expect("step 11: GET /version");
+        assert_eq!(version.api_version.as_deref(), Some("1.41"));
+        let images = docker
+            .list_images(None::<ListImagesOptions>)
+            .await
+            .expect("step 11: GET /images/json in Docker's shape");
+        assert!(
+            images.iter().any(|i| i.repo_tags == ["demo:1"]),
+            "{images:?}"
+        );
+        let created = docker
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: Some("from-bollard".into()),
+                    ..Default::default()
+                }),
+                ContainerCreateBody {
+                    image: Some("demo:1".into()),
+                    cmd: Some(vec![
+                        "sh".into(),
+                        "-c".into(),
+                        "echo out $WHO; echo err >&2; exit 3".into(),
+                    ]),
+                    env: Some(vec!["WHO=bollard".into()]),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("step 11: POST /containers/create");
+        let id = created.id;
+        // Attached before the start, as `docker run` does: the 101 upgrade.
+        let mut attached = docker
+            .attach_container(
+                &id,
+                Some(AttachContainerOptions {
+                    stream: true,
+                    stdout: true,
+                    stderr: true,
+                    ..Default::default()
+                }),
+            )
+            .await
+            .expect("step 11: POST /containers/ID/attach must upgrade");
+        docker
+            .start_container(&id, None)
+            .await
+            .expect("step 11: POST /containers/ID/start");
+        let mut live = Vec::new();
+        while let Some(piece) = attached.output.next().await {
+            live.push(piece.expect("the attached output").to_string());
+        }
+        assert!(
+            live.concat().contains("out bollard"),
+            "attach: the output, live: {live:?}"
+        );
+        let waited: Vec<_> = docker.wait_container(&id, None).collect().await;
+        match waited.as_slice() {
+            [Err(bollard::errors::Error::DockerContainerWaitError { code, .. })] => {
+                assert_eq!(*code, 3, "step 11: wait answers the exit code")
+            }
+            other => panic!("step 11: wait must answer exit code 3, got {other:?}"),
+        }
+        let logs: Vec<_> = docker
+            .logs(
+                &id,
+                Some(LogsOptions {
+                    stdout: true,
+                    stderr: true,
+                    ..Default::default()
+                }),
+            )
+            .collect()
+            .await;
+        let (mut out, mut err) = (String::new(), String::new());
+        for piece in logs {
+            match piece.expect("step 11: GET /containers/ID/logs") {
+                bollard::container::LogOutput::StdOut { message } => {
+                    out.push_str(&String::from_utf8_lossy(&message))
+                }
+                bollard::container::LogOutput::StdErr { message } => {
+                    err.push_str(&String::from_utf8_lossy(&message))
+                }
+                other => panic!("unexpected log piece {other:?}"),
+            }
+        }
+        assert_eq!(
+            (out.as_str(), err.as_str()),
+            ("out bollard\n", "err\n"),
+            "logs, demultiplexed"
+        );
+        let inspected = docker
+            .inspect_container(&id, None)
+            .await
+            .expect("step 11: GET /containers/ID/json");
+        let state = inspected.state.expect("inspect has a State");
+        assert_eq!((state.exit_code, state.running), (Some(3), Some(false)));
+        assert_eq!(inspected.name.as_deref(), Some("/from-bollard"));
+        docker
+            .remove_container(&id, None)
+            .await
+            .expect("step 11: DELETE /containers/ID");
+        let gone = docker.inspect_container(&id, None).await;
+        assert!(
+            matches!(
+                gone,
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404,
+                    ..
+                })
+            ),
+            "removed: {gone:?}"
+        );
+    });
+}
+
+/// Writes `request` on a new connection to the daemon and reads until the
+/// daemon closes it (or breaks it off); fails if it does neither in a
+/// minute.
+fn exchange(socket: &Path, request: &[u8]) -> String {
+    let mut stream = UnixStream::connect(socket).unwrap();
+    let _ = std::io::Write::write_all(&mut stream, request);
+    read_to_close(stream)
+}
+
+fn read_to_close(mut stream: UnixStream) -> String {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match std::io::Read::read(&mut stream, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                panic!(
+                    "step 11: the daemon neither answered nor closed the connection in a minute; got {:?}",
+                    text(&got)
+                )
+            }
+            Err(_) => break, // reset: what came before it stands
+        }
+    }
+    text(&got)
+}
+
+/// The protocol's hostile corners: a stalled header, garbage, a body over
+/// its limit, more connections than the cap. The daemon answers each as
+/// HTTP says, and goes on serving everyone else.
+#[test]
+fn the_daemon_survives_bad_clients() {
+    let engine = Engine::start_with(&["--header-timeout", "1", "--max-connections", "4"]);
+    let socket = engine.socket();
+    // Half a header, then nothing: closed after the header timeout, while
+    // another client is served meanwhile.
+    let mut stalled = UnixStream::connect(&socket).unwrap();
+    std::io::Write::write_all(&mut stalled, b"GET /_ping HTTP/1.1\r\nHost: caixa\r\n").unwrap();
+    assert!(
+        stdout_of(&engine.client(&["version"])).starts_with("caixa "),
+        "step 11: a stalled client must not stop the others"
+    );
+    assert_eq!(
+        read_to_close(stalled),
+        "",
+        "step 11: a client that stalls inside its header is closed, unanswered"
+    );
+    // Garbage: 400.
+    let answer = exchange(&socket, b"this is not HTTP at all\r\n\r\n");
+    assert!(
+        answer.starts_with("HTTP/1.1 400"),
+        "step 11: garbage is a 400: {answer:?}"
+    );
+    // A JSON body over 16 MiB, chunked so that only counting finds it: 413.
+    let mut big = UnixStream::connect(&socket).unwrap();
+    std::io::Write::write_all(
+        &mut big,
+        b"POST /v1.41/containers/create HTTP/1.1\r\nHost: caixa\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+    )
+    .unwrap();
+    let mut writer = big.try_clone().unwrap();
+    let feeder = std::thread::spawn(move || {
+        let chunk = vec![b' '; 1 << 20];
+        for _ in 0..17 {
+            let sent =
+                std::io::Write::write_all(&mut writer, format!("{:x}\r\n", chunk.len()).as_bytes())
+                    .and_then(|()| std::io::Write::write_all(&mut writer, &chunk))
+                    .and_then(|()| std::io::Write::write_all(&mut writer, b"\r\n"));
+            if sent.is_err() {
+                return; // the daemon stopped reading: as it should
+            }
+        }
+        let _ = std::io::Write::write_all(&mut writer, b"0\r\n\r\n");
+    });
+    let answer = read_to_close(big);
+    let _ = feeder.join();
+    assert!(
+        answer.starts_with("HTTP/1.1 413") && answer.contains("larger than 16 MiB"),
+        "step 11: a JSON body over its limit is a 413 that says so: {answer:?}"
+    );
+    // Four requests that hold their connections (bodies announced, never
+    // sent) fill the cap; the fifth connection is answered 503 at once.
+    let holders: Vec<UnixStream> = (0..4)
+        .map(|_| {
+            let mut s = UnixStream::connect(&socket).unwrap();
+            std::io::Write::write_all(
+                &mut s,
+                b"POST /containers/create HTTP/1.1\r\nHost: caixa\r\nContent-Length: 100\r\n\r\n",
+            )
+            .unwrap();
+            s
+        })
+        .collect();
+    let answer = exchange(&socket, b"GET /_ping HTTP/1.1\r\nHost: caixa\r\n\r\n");
+    assert!(
+        answer.starts_with("HTTP/1.1 503") && answer.contains("its limit"),
+        "step 11: over the connection cap, a 503 that says why: {answer:?}"
+    );
+    assert_one_line_error(&engine.client(&["ps"]), 11, 125, "its limit");
+    // The holders go; the daemon serves again.
+    drop(holders);
+    let start = Instant::now();
+    loop {
+        let out = engine.client(&["version"]);
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "step 11: the daemon must serve again once the connections are gone: {}",
+            text(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let answer = exchange(
+        &socket,
+        b"GET /v1.41/_ping HTTP/1.1\r\nHost: caixa\r\nConnection: close\r\n\r\n",
+    );
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.to_lowercase().contains("api-version: 1.41"),
+        "{answer:?}"
     );
 }

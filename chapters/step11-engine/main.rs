@@ -10,12 +10,14 @@
 
 use std::io::Read;
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[path = "../cli.rs"]
 mod cli;
 use caixa::engine::EngineError;
-use caixa::engine::client::{Client, DEFAULT_SOCKET, demux};
+use caixa::engine::client::{Client, DEFAULT_SOCKET, Payload, demux};
 use caixa::engine::daemon::{self, Daemon};
+use caixa::engine::server::Limits;
 use caixa::registry::client::Options;
 use caixa::registry::client::percent_encode;
 use clap::{Parser, Subcommand};
@@ -58,6 +60,12 @@ enum Command {
         /// A registry that may be spoken to over plain HTTP. Repeatable.
         #[arg(long = "insecure-registry", value_name = "HOST")]
         insecure: Vec<String>,
+        /// Seconds a client may take to send a request's head (tests).
+        #[arg(long, hide = true, default_value_t = Limits::default().header_timeout.as_secs_f64())]
+        header_timeout: f64,
+        /// Connections served at once; more are answered 503 (tests).
+        #[arg(long, hide = true, default_value_t = Limits::default().max_connections)]
+        max_connections: usize,
     },
     /// Serve the images of a store (--root) to registry clients (pull only).
     Registry {
@@ -172,7 +180,12 @@ fn main() {
         .unwrap_or_else(|| format!("unix://{DEFAULT_SOCKET}"));
     let client = || Client::new(&host).unwrap_or_else(|e| cli::fail_setup("step11", &e));
     let result = match args.command {
-        Command::Daemon { socket, insecure } => daemon::serve(
+        Command::Daemon {
+            socket,
+            insecure,
+            header_timeout,
+            max_connections,
+        } => daemon::serve(
             Daemon {
                 root: absolute(&args.root),
                 exe,
@@ -182,6 +195,12 @@ fn main() {
                 },
             },
             &socket,
+            Limits {
+                header_timeout: Duration::try_from_secs_f64(header_timeout)
+                    .unwrap_or(Limits::default().header_timeout),
+                max_connections: max_connections.max(1),
+                ..Limits::default()
+            },
         ),
         Command::Registry { listen } => {
             caixa::engine::registry::serve(&absolute(&args.root), &listen)
@@ -296,9 +315,14 @@ fn pull(client: &Client, reference: &str) -> Result<(), EngineError> {
 }
 
 fn load(client: &Client, path: &std::path::Path, name: Option<&str>) -> Result<(), EngineError> {
-    let mut file = std::fs::File::open(path)
+    let file = std::fs::File::open(path)
         .map_err(|e| EngineError::BadRequest(format!("{}: {e}", path.display())))?;
-    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    // Sized when the file says its length; chunked when it cannot (a pipe).
+    let len = file
+        .metadata()
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| m.len());
     let target = match name {
         Some(n) => format!("/images/load?name={}", percent_encode(n)),
         None => "/images/load".to_string(),
@@ -306,7 +330,7 @@ fn load(client: &Client, path: &std::path::Path, name: Option<&str>) -> Result<(
     let response = client.call(
         "POST",
         &target,
-        Some(("application/x-tar", &mut file as &mut dyn Read, len)),
+        Some(Payload::reader("application/x-tar", file, len)),
         &mut |_| {},
     )?;
     let v: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
@@ -396,21 +420,25 @@ fn run(client: &Client, o: &RunOptions) -> Result<(), EngineError> {
         println!("{id}");
         return Ok(());
     }
-    // Attached: the output as it comes (Docker's attach, on a connection of
-    // its own), while this thread starts the container and waits for it.
-    let streamer = {
-        let (client, id) = (client.clone(), id.clone());
-        std::thread::spawn(move || {
-            let mut demuxer = caixa::engine::client::Demuxer::default();
-            let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
-            client.call(
-                "POST",
-                &format!("/containers/{id}/attach?stream=1&stdout=1&stderr=1"),
-                None,
-                &mut |chunk| demuxer.push(chunk, &mut out, &mut err),
-            )
-        })
-    };
+    // Attached: the output as it comes (Docker's attach: a connection of
+    // its own, upgraded before the start, so nothing is missed), printed
+    // by a thread while this one starts the container and waits for it.
+    let mut attached = client.upgrade(
+        "POST",
+        &format!("/containers/{id}/attach?stream=1&stdout=1&stderr=1"),
+    )?;
+    let streamer = std::thread::spawn(move || {
+        let mut demuxer = caixa::engine::client::Demuxer::default();
+        let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+        let mut buf = [0u8; 8192];
+        loop {
+            match attached.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => demuxer.push(&buf[..n], &mut out, &mut err),
+                Err(e) => return Err(EngineError::Daemon(format!("the output stream broke: {e}"))),
+            }
+        }
+    });
     if let Err(e) = client.json("POST", &format!("/containers/{id}/start"), None) {
         // It did not run: the daemon says why, its state says the code.
         eprintln!("step11: {e}");

@@ -1,17 +1,26 @@
-//! The client's end of the socket: one API call per request.
+//! The client's end of the socket: one API call per request, on hyper's
+//! HTTP/1.1 client.
 //!
 //! A client names its daemon with `-H unix:///path/to/socket` (or
 //! `CAIXA_HOST`), so one client drives as many daemons as there are
-//! sockets, as the Docker CLI does with `-H` and contexts.
+//! sockets, as the Docker CLI does with `-H` and contexts. The step's
+//! commands are plain sequential code, so this is a blocking facade: each
+//! call runs hyper on a small single-threaded tokio runtime of its own and
+//! returns when the answer is in (its pieces handed over as they come).
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::header::{self, HeaderValue};
+use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
 use super::EngineError;
-use super::http;
+use super::bridge::{Outgoing, splice};
+use super::server::MAX_JSON;
 
 /// Where a daemon listens when nobody says otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/caixa/caixa.sock";
@@ -21,6 +30,62 @@ pub const DEFAULT_SOCKET: &str = "/run/caixa/caixa.sock";
 pub struct Client {
     socket: PathBuf,
 }
+
+/// A response, as the client reads it.
+#[derive(Debug)]
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    /// The body (its first 16 MiB: more is only ever streamed).
+    pub body: Vec<u8>,
+}
+
+/// A request's body: JSON in memory, or a reader (an archive to load)
+/// streamed from a thread of its own, sized when its length is known and
+/// chunked when not.
+pub struct Payload {
+    content_type: &'static str,
+    source: Source,
+}
+
+enum Source {
+    Bytes(Bytes),
+    Reader(Box<dyn Read + Send>, Option<u64>),
+}
+
+impl std::fmt::Debug for Payload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Payload")
+            .field("content_type", &self.content_type)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Payload {
+    /// A JSON body.
+    pub fn json(value: &Value) -> Payload {
+        Payload {
+            content_type: "application/json",
+            source: Source::Bytes(Bytes::from(value.to_string())),
+        }
+    }
+
+    /// A body read from `reader`: `length` bytes, or chunked when `None`.
+    pub fn reader(
+        content_type: &'static str,
+        reader: impl Read + Send + 'static,
+        length: Option<u64>,
+    ) -> Payload {
+        Payload {
+            content_type,
+            source: Source::Reader(Box::new(reader), length),
+        }
+    }
+}
+
+/// A transport failure: its cause, and whether the daemon was not reached
+/// at all (no socket, nobody listening).
+type Broken = (String, bool);
 
 impl Client {
     /// A client for `host`: `unix:///path` or a plain path.
@@ -36,23 +101,43 @@ impl Client {
         })
     }
 
+    // ANCHOR: client_call
     /// Sends one request; an error status becomes the daemon's message.
-    /// An unsized answer (a pull's progress) goes to `on_chunk` as it comes.
+    /// A successful answer's body goes to `on_chunk` piece by piece as it
+    /// comes (a pull's progress), and is also returned (its first 16 MiB).
     pub fn call(
         &self,
         method: &str,
         target: &str,
-        body: Option<(&str, &mut dyn Read, u64)>,
+        body: Option<Payload>,
         on_chunk: &mut dyn FnMut(&[u8]),
-    ) -> Result<http::Response, EngineError> {
-        let stream = UnixStream::connect(&self.socket).map_err(|e| {
-            EngineError::NoDaemon(format!("unix://{}", self.socket.display()), e.to_string())
-        })?;
-        let response = http::call(stream, method, target, body, on_chunk).map_err(|e| {
-            EngineError::Daemon(format!(
-                "the daemon's answer to {method} {target} broke off: {e}"
-            ))
-        })?;
+    ) -> Result<Response, EngineError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| EngineError::Io(format!("cannot start the client's runtime: {e}")))?;
+        let response = runtime
+            .block_on(async {
+                let mut sender = self.connect().await?;
+                let request = self.request(method, target, body)?;
+                let answer = sender.send_request(request).await.map_err(broken)?;
+                let status = answer.status().as_u16();
+                let mut incoming = answer.into_body();
+                let mut body = Vec::new();
+                while let Some(frame) = incoming.frame().await {
+                    let Ok(data) = frame.map_err(broken)?.into_data() else {
+                        continue;
+                    };
+                    if status < 400 {
+                        on_chunk(&data);
+                    }
+                    if body.len() < MAX_JSON as usize {
+                        body.extend_from_slice(&data);
+                    }
+                }
+                Ok(Response { status, body })
+            })
+            .map_err(|e| self.error(method, target, e))?;
         if response.status >= 400 {
             let message = serde_json::from_slice::<Value>(&response.body)
                 .ok()
@@ -66,6 +151,7 @@ impl Client {
         }
         Ok(response)
     }
+    // ANCHOR_END: client_call
 
     /// A request with an optional JSON body, answered with JSON (or nothing).
     pub fn json(
@@ -74,20 +160,151 @@ impl Client {
         target: &str,
         body: Option<&Value>,
     ) -> Result<Value, EngineError> {
-        let bytes = body.map(|b| b.to_string().into_bytes());
-        let mut reader = bytes.as_deref().unwrap_or(&[]);
-        let len = reader.len() as u64;
-        let body =
-            bytes
-                .is_some()
-                .then_some(("application/json", &mut reader as &mut dyn Read, len));
-        let response = self.call(method, target, body, &mut |_| {})?;
+        let response = self.call(method, target, body.map(Payload::json), &mut |_| {})?;
         if response.body.is_empty() {
             return Ok(Value::Null);
         }
         serde_json::from_slice(&response.body)
             .map_err(|e| EngineError::Daemon(format!("the daemon's answer is not JSON: {e}")))
     }
+
+    // ANCHOR: client_upgrade
+    /// Asks to take over a connection (Docker's attach) and returns it,
+    /// once the daemon has answered `101`, as a blocking `UnixStream`: read
+    /// the daemon's bytes from it until it ends (and, later, write to it).
+    /// A thread of its own runs hyper and splices the connection to it.
+    pub fn upgrade(&self, method: &str, target: &str) -> Result<UnixStream, EngineError> {
+        let (ours, theirs) = UnixStream::pair()
+            .and_then(|pair| pair.1.set_nonblocking(true).map(|()| pair))
+            .map_err(|e| EngineError::Io(format!("socketpair: {e}")))?;
+        let (ready, answered) = std::sync::mpsc::channel();
+        let (client, method, target) = (self.clone(), method.to_string(), target.to_string());
+        std::thread::spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    let _ = ready.send(Err(EngineError::Io(e.to_string())));
+                    return;
+                }
+            };
+            runtime.block_on(async {
+                match client.open_upgraded(&method, &target).await {
+                    Ok(upgraded) => {
+                        let _ = ready.send(Ok(()));
+                        if let Ok(theirs) = tokio::net::UnixStream::from_std(theirs) {
+                            splice(TokioIo::new(upgraded), theirs).await;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = ready.send(Err(e));
+                    }
+                }
+            });
+        });
+        match answered.recv() {
+            Ok(Ok(())) => Ok(ours),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(EngineError::Io("the attach thread failed".into())),
+        }
+    }
+    // ANCHOR_END: client_upgrade
+
+    async fn open_upgraded(
+        &self,
+        method: &str,
+        target: &str,
+    ) -> Result<hyper::upgrade::Upgraded, EngineError> {
+        let attempt = async {
+            let mut sender = self.connect().await?;
+            let mut request = self.request(method, target, None)?;
+            let headers = request.headers_mut();
+            headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+            headers.insert(header::UPGRADE, HeaderValue::from_static("tcp"));
+            let answer = sender.send_request(request).await.map_err(broken)?;
+            if answer.status() != hyper::StatusCode::SWITCHING_PROTOCOLS {
+                let status = answer.status();
+                let body = answer
+                    .into_body()
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
+                let message = serde_json::from_slice::<Value>(&body)
+                    .ok()
+                    .and_then(|v| v["message"].as_str().map(String::from))
+                    .unwrap_or_else(|| format!("answered {status} instead of 101"));
+                return Err((message, false));
+            }
+            hyper::upgrade::on(answer).await.map_err(broken)
+        };
+        attempt.await.map_err(|e| self.error(method, target, e))
+    }
+
+    /// Connects and does the HTTP/1.1 handshake; the connection is driven
+    /// by a task of the current runtime (upgrades allowed).
+    async fn connect(&self) -> Result<hyper::client::conn::http1::SendRequest<Outgoing>, Broken> {
+        let stream = tokio::net::UnixStream::connect(&self.socket)
+            .await
+            .map_err(|e| (e.to_string(), true))?;
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(broken)?;
+        tokio::spawn(connection.with_upgrades());
+        Ok(sender)
+    }
+
+    fn request(
+        &self,
+        method: &str,
+        target: &str,
+        body: Option<Payload>,
+    ) -> Result<hyper::Request<Outgoing>, Broken> {
+        let mut builder = hyper::Request::builder()
+            .method(method)
+            .uri(target)
+            .header(header::HOST, "caixa");
+        let body = match body {
+            None => Outgoing::Whole(None),
+            Some(payload) => {
+                builder = builder.header(header::CONTENT_TYPE, payload.content_type);
+                match payload.source {
+                    Source::Bytes(bytes) => Outgoing::whole(bytes),
+                    Source::Reader(mut reader, length) => {
+                        if let Some(length) = length {
+                            builder = builder.header(header::CONTENT_LENGTH, length);
+                        }
+                        let (mut writer, body) = Outgoing::chunks();
+                        tokio::task::spawn_blocking(move || {
+                            if let Err(e) = std::io::copy(&mut reader, &mut writer) {
+                                writer.fail(e);
+                            }
+                        });
+                        body
+                    }
+                }
+            }
+        };
+        builder
+            .body(body)
+            .map_err(|e| (format!("invalid request {method} {target}: {e}"), false))
+    }
+
+    fn error(&self, method: &str, target: &str, (cause, unreachable): Broken) -> EngineError {
+        if unreachable {
+            EngineError::NoDaemon(format!("unix://{}", self.socket.display()), cause)
+        } else {
+            EngineError::Daemon(format!(
+                "the daemon's answer to {method} {target} broke off: {cause}: see the daemon's log"
+            ))
+        }
+    }
+}
+
+fn broken(e: impl std::fmt::Display) -> Broken {
+    (e.to_string(), false)
 }
 
 /// Splits a stream of Docker's frames as it comes, in pieces of any size.

@@ -21,20 +21,22 @@
 //! | `GET /containers/json?all=1` | the containers, running (or all) |
 //! | `DELETE /containers/ID?force=1` | forget it (stopping it first if forced) |
 //!
-//! One thread per connection; everything the daemon knows is on disk
+//! HTTP is [`super::server`]'s (hyper); each request runs its handler on
+//! a thread of its own; everything the daemon knows is on disk
 //! ([`super::state`]), so the threads share nothing but paths.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use super::EngineError;
-use super::http::{self, Request};
 use super::log;
+use super::server::{self, Limits, Request, RequestBody, Responder};
 use super::shim;
 use super::state::{Containers, Record, State, Status, now};
 use crate::image::store::Store;
@@ -53,8 +55,8 @@ pub struct Daemon {
 
 // ANCHOR: serve
 /// Listens on `socket` (mode 0660: root and its group may drive the
-/// daemon) and serves each connection on its own thread, forever.
-pub fn serve(daemon: Daemon, socket: &Path) -> Result<(), EngineError> {
+/// daemon) and serves its requests, within `limits`, forever.
+pub fn serve(daemon: Daemon, socket: &Path, limits: Limits) -> Result<(), EngineError> {
     if UnixStream::connect(socket).is_ok() {
         return Err(EngineError::Conflict(format!(
             "a daemon already listens on {}: stop it first, or choose another --socket",
@@ -77,63 +79,47 @@ pub fn serve(daemon: Daemon, socket: &Path) -> Result<(), EngineError> {
     // path the daemon uses is absolute.
     std::env::set_current_dir("/").map_err(|e| EngineError::Io(format!("chdir /: {e}")))?;
     eprintln!("caixa daemon: listening on {}", socket.display());
-    for stream in listener.incoming() {
-        let Ok(stream) = stream else { continue };
-        let daemon = daemon.clone();
-        std::thread::spawn(move || handle(&daemon, stream));
-    }
-    Ok(())
+    let handler = move |req: &Request, body: &mut RequestBody, out: &mut Responder| {
+        handle(&daemon, req, body, out);
+    };
+    server::serve(listener, limits, Arc::new(handler))
+        .map_err(|e| EngineError::Io(format!("serving {}: {e}", socket.display())))
 }
 // ANCHOR_END: serve
 
-/// Answers one connection: a request, then a response or an error as
-/// Docker's `{"message": …}`.
-fn handle(daemon: &Daemon, stream: UnixStream) {
-    let Ok(write_half) = stream.try_clone() else {
-        return;
-    };
-    let mut reader = BufReader::new(stream);
-    let mut out = write_half;
-    let request = match http::read_request(&mut reader) {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = reply_error(&mut out, &EngineError::BadRequest(e.to_string()));
-            return;
+/// Answers one request: a response, or an error as Docker's
+/// `{"message": …}` with the error's status, if the head has not gone out
+/// yet (after it, an arm sends its errors in the body, as Docker does).
+fn handle(daemon: &Daemon, req: &Request, body: &mut RequestBody, out: &mut Responder) {
+    if let Err(e) = route(daemon, req, body, out) {
+        if !out.sent() {
+            let _ = reply_error(out, &e);
         }
-    };
-    if let Err(e) = route(daemon, &request, &mut reader, &mut out) {
-        let _ = reply_error(&mut out, &e);
     }
 }
 
-fn reply_error(out: &mut UnixStream, error: &EngineError) -> std::io::Result<()> {
-    let body = json!({ "message": error.to_string() }).to_string();
-    http::respond(out, error.status(), "application/json", body.as_bytes())
+fn reply_error(out: &mut Responder, error: &EngineError) -> std::io::Result<()> {
+    out.json(error.status(), &json!({ "message": error.to_string() }))
 }
 
-fn reply_json(out: &mut UnixStream, status: u16, value: &Value) -> Result<(), EngineError> {
-    http::respond(
-        out,
-        status,
-        "application/json",
-        value.to_string().as_bytes(),
-    )
-    .map_err(|e| EngineError::Io(e.to_string()))
+fn reply_json(out: &mut Responder, status: u16, value: &Value) -> Result<(), EngineError> {
+    out.json(status, value)
+        .map_err(|e| EngineError::Io(e.to_string()))
 }
 
 // ANCHOR: route
 fn route(
     daemon: &Daemon,
     req: &Request,
-    body: &mut dyn BufRead,
-    out: &mut UnixStream,
+    body: &mut RequestBody,
+    out: &mut Responder,
 ) -> Result<(), EngineError> {
     let containers = Containers::open(&daemon.root)?;
     let parts: Vec<&str> = req.path.trim_matches('/').split('/').collect();
     match (req.method.as_str(), parts.as_slice()) {
-        ("GET" | "HEAD", ["_ping"]) => {
-            http::respond(out, 200, "text/plain", b"OK").map_err(|e| EngineError::Io(e.to_string()))
-        }
+        ("GET" | "HEAD", ["_ping"]) => out
+            .respond(200, "text/plain", b"OK")
+            .map_err(|e| EngineError::Io(e.to_string())),
         ("GET", ["version"]) => reply_json(
             out,
             200,
@@ -148,7 +134,7 @@ fn route(
         ("POST", ["images", "create"]) => pull(daemon, req, out),
         ("POST", ["images", "load"]) => load(daemon, req, body, out),
         ("POST", ["containers", "create"]) => {
-            let json = read_json(req, body)?;
+            let json = read_json(body)?;
             let config = create(daemon, &containers, req.param("name"), &json)?;
             reply_json(out, 201, &json!({ "Id": config.id, "Warnings": [] }))
         }
@@ -170,9 +156,9 @@ fn route(
         ("POST", ["containers", key, "start"]) => {
             let record = containers.find(key)?;
             if start(daemon, &containers, &record)? {
-                http::respond(out, 204, "text/plain", b"")
+                out.respond(204, "text/plain", b"")
             } else {
-                http::respond(out, 304, "text/plain", b"")
+                out.respond(304, "text/plain", b"")
             }
             .map_err(|e| EngineError::Io(e.to_string()))
         }
@@ -180,7 +166,8 @@ fn route(
             // The head at once, the body when it has exited: the Docker CLI
             // starts a container only once its wait has been answered.
             let config = containers.find(key)?;
-            http::respond_streaming(out, "application/json")
+            let mut out = out
+                .stream(200, "application/json")
                 .map_err(|e| EngineError::Io(e.to_string()))?;
             // The status line is sent: an error now travels in the body.
             let body = match wait(&containers, &config.id, None) {
@@ -195,7 +182,8 @@ fn route(
             let grace = req.param("t").and_then(|t| t.parse().ok()).unwrap_or(10);
             let _locked = containers.lock(&record.id)?;
             stop(&containers, &record, Duration::from_secs(grace))?;
-            http::respond(out, 204, "text/plain", b"").map_err(|e| EngineError::Io(e.to_string()))
+            out.respond(204, "text/plain", b"")
+                .map_err(|e| EngineError::Io(e.to_string()))
         }
         ("POST", ["containers", key, "kill"]) => {
             let record = containers.find(key)?;
@@ -209,25 +197,25 @@ fn route(
                     record.name
                 )));
             }
-            http::respond(out, 204, "text/plain", b"").map_err(|e| EngineError::Io(e.to_string()))
+            out.respond(204, "text/plain", b"")
+                .map_err(|e| EngineError::Io(e.to_string()))
         }
         ("POST", ["containers", key, "attach"]) => {
             // Docker's attach takes over the connection ("hijack"): after
             // `101 UPGRADED` the output flows as frames until the
             // container ends. Attached before start, a client sees it all.
             let config = containers.find(key)?;
-            write!(
-                out,
-                "HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n"
-            )
-            .map_err(|e| EngineError::Io(e.to_string()))?;
-            follow(&containers, &config.id, &Wanted::of(req), out)
+            let mut raw = out
+                .upgrade("application/vnd.docker.raw-stream")
+                .map_err(|e| EngineError::Io(e.to_string()))?;
+            follow(&containers, &config.id, &Wanted::of(req), &mut raw)
         }
         ("GET", ["containers", key, "logs"]) if req.flag("follow") => {
             let config = containers.find(key)?;
-            http::respond_streaming(out, "application/vnd.docker.raw-stream")
+            let mut out = out
+                .stream(200, "application/vnd.docker.raw-stream")
                 .map_err(|e| EngineError::Io(e.to_string()))?;
-            follow(&containers, &config.id, &Wanted::of(req), out)
+            follow(&containers, &config.id, &Wanted::of(req), &mut out)
         }
         ("GET", ["containers", key, "logs"]) => {
             let config = containers.find(key)?;
@@ -236,13 +224,14 @@ fn route(
                     .map_err(|e| EngineError::Io(format!("reading the log: {e}")))?;
             let wanted = Wanted::of(req);
             let framed: Vec<u8> = entries.iter().flat_map(|e| wanted.frame(e)).collect();
-            http::respond(out, 200, "application/vnd.docker.raw-stream", &framed)
+            out.respond(200, "application/vnd.docker.raw-stream", &framed)
                 .map_err(|e| EngineError::Io(e.to_string()))
         }
         ("DELETE", ["containers", key]) => {
             let record = containers.find(key)?;
             remove(&containers, &record, req.flag("force"))?;
-            http::respond(out, 204, "text/plain", b"").map_err(|e| EngineError::Io(e.to_string()))
+            out.respond(204, "text/plain", b"")
+                .map_err(|e| EngineError::Io(e.to_string()))
         }
         _ => Err(EngineError::NotFound(format!(
             "page not found: {} {} is not part of caixa's API",
@@ -252,11 +241,11 @@ fn route(
 }
 // ANCHOR_END: route
 
-fn read_json(req: &Request, body: &mut dyn BufRead) -> Result<Value, EngineError> {
+fn read_json(body: &mut RequestBody) -> Result<Value, EngineError> {
     let mut bytes = Vec::new();
-    http::body(req, body, http::MAX_JSON)
+    body.limit(server::MAX_JSON)
         .read_to_end(&mut bytes)
-        .map_err(|e| EngineError::BadRequest(e.to_string()))?;
+        .map_err(|e| body_error(e, "reading the body"))?;
     serde_json::from_slice(&bytes)
         .map_err(|e| EngineError::BadRequest(format!("the body is not valid JSON: {e}")))
 }
@@ -287,12 +276,28 @@ fn images(daemon: &Daemon) -> Result<Value, EngineError> {
     Ok(Value::Array(
         by_digest
             .into_iter()
-            .map(|(digest, names)| json!({ "Id": digest, "RepoTags": names }))
+            // Docker's summary has these fields always; typed clients
+            // (bollard) refuse one without them. -1: not counted.
+            .map(|(digest, names)| {
+                json!({
+                    "Id": digest, "RepoTags": names, "RepoDigests": [], "ParentId": "",
+                    "Created": 0, "Size": 0, "SharedSize": -1, "Labels": {}, "Containers": -1,
+                })
+            })
             .collect(),
     ))
 }
 
-fn pull(daemon: &Daemon, req: &Request, out: &mut UnixStream) -> Result<(), EngineError> {
+/// A request body that could not be read: over its limit (413), or cut.
+fn body_error(e: std::io::Error, doing: &str) -> EngineError {
+    if e.kind() == std::io::ErrorKind::FileTooLarge {
+        EngineError::TooLarge(e.to_string())
+    } else {
+        EngineError::BadRequest(format!("{doing}: {e}"))
+    }
+}
+
+fn pull(daemon: &Daemon, req: &Request, out: &mut Responder) -> Result<(), EngineError> {
     let image = req
         .param("fromImage")
         .ok_or_else(|| EngineError::BadRequest("fromImage is missing".into()))?;
@@ -303,7 +308,9 @@ fn pull(daemon: &Daemon, req: &Request, out: &mut UnixStream) -> Result<(), Engi
     let reference = crate::registry::reference::Reference::parse(&name)
         .map_err(|e| EngineError::BadRequest(e.to_string()))?;
     let store = Store::open(&daemon.root).map_err(|e| EngineError::Io(e.to_string()))?;
-    http::respond_streaming(out, "application/json").map_err(|e| EngineError::Io(e.to_string()))?;
+    let mut out = out
+        .stream(200, "application/json")
+        .map_err(|e| EngineError::Io(e.to_string()))?;
     // From here on the status is sent: errors travel as Docker's
     // {"error": …} line, which clients print and exit non-zero on.
     let progress = crate::registry::progress::Progress::Lines;
@@ -324,19 +331,17 @@ fn pull(daemon: &Daemon, req: &Request, out: &mut UnixStream) -> Result<(), Engi
 fn load(
     daemon: &Daemon,
     req: &Request,
-    body: &mut dyn BufRead,
-    out: &mut UnixStream,
+    body: &mut RequestBody,
+    out: &mut Responder,
 ) -> Result<(), EngineError> {
     let store = Store::open(&daemon.root).map_err(|e| EngineError::Io(e.to_string()))?;
     let dir = tempfile_dir(&daemon.root)?;
     let path = dir.join("archive.tar");
     let result = (|| {
         let mut file = std::fs::File::create(&path).map_err(|e| EngineError::Io(e.to_string()))?;
-        let copied = std::io::copy(&mut http::body(req, body, http::MAX_BODY), &mut file)
-            .map_err(|e| EngineError::BadRequest(format!("reading the archive: {e}")))?;
-        if !req.chunked && copied != req.content_length {
-            return Err(EngineError::BadRequest("the archive ended early".into()));
-        }
+        // hyper checks a sized body's length: one cut short is an error.
+        std::io::copy(&mut body.limit(server::MAX_BODY), &mut file)
+            .map_err(|e| body_error(e, "reading the archive"))?;
         crate::image::load::load(&store, &path, req.param("name"))
             .map_err(|e| EngineError::BadRequest(e.to_string()))
     })();

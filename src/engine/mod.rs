@@ -17,7 +17,10 @@
 //!                          └──spawns──▶ shim ──parent::start──▶ container
 //! ```
 //!
-//! - [`http`]: the HTTP of the API;
+//! - [`server`]: the daemon's HTTP (hyper), in front of synchronous
+//!   handlers, which answer through a [`responder::Responder`];
+//! - [`bridge`]: where that synchronous code meets hyper's bodies and
+//!   upgraded connections (both ends);
 //! - [`request`]: a create request becomes a [`crate::Spec`];
 //! - [`state`]: containers on disk (record, state, locks, names);
 //! - [`daemon`]: the endpoints and the lifecycle;
@@ -26,12 +29,14 @@
 //! - [`client`]: the other end of the socket;
 //! - [`registry`]: a registry of your own, serving a store's images (pull).
 
+pub mod bridge;
 pub mod client;
 pub mod daemon;
-pub mod http;
 pub mod log;
 pub mod registry;
 pub mod request;
+pub mod responder;
+pub mod server;
 pub mod shim;
 pub mod state;
 
@@ -47,6 +52,9 @@ pub enum EngineError {
     /// The request is malformed or asks for something invalid (400).
     #[error("{0}")]
     BadRequest(String),
+    /// A request body over its limit (413).
+    #[error("{0}")]
+    TooLarge(String),
     /// The daemon's own files or processes failed (500).
     #[error("{0}")]
     Io(String),
@@ -87,6 +95,7 @@ impl EngineError {
             EngineError::StartFailed {
                 code: 126 | 127, ..
             } => 400,
+            EngineError::TooLarge(_) => 413,
             _ => 500,
         }
     }

@@ -13,16 +13,19 @@
 //!
 //! Pushing to it (upload sessions) is not built yet: fill its store with
 //! `step9 load` or `step10 pull`. Plain HTTP: serve on loopback, or tell
-//! clients it is insecure.
+//! clients it is insecure. Its HTTP is the least a `GET` needs, one request
+//! per connection, written out below; the daemon's is hyper's
+//! ([`super::server`]), because it must also stream, upgrade and defend
+//! itself against slow or greedy clients.
 
-use std::io::{BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 
 use serde_json::json;
 
 use super::EngineError;
-use super::http;
+use super::server::percent_decode;
 use crate::image::store::Store;
 
 // ANCHOR: registry_serve
@@ -54,9 +57,9 @@ pub fn serve(root: &Path, addr: &str) -> Result<(), EngineError> {
 /// Answers one request.
 fn answer(store: &Store, stream: TcpStream) -> std::io::Result<()> {
     let mut out = stream.try_clone()?;
-    let request = http::read_request(&mut BufReader::new(stream))?;
-    let head_only = request.method == "HEAD";
-    if request.method != "GET" && !head_only {
+    let (method, path) = read_request(&mut BufReader::new(stream))?;
+    let head_only = method == "HEAD";
+    if method != "GET" && !head_only {
         return error(
             &mut out,
             405,
@@ -64,7 +67,7 @@ fn answer(store: &Store, stream: TcpStream) -> std::io::Result<()> {
             "this registry only serves pulls",
         );
     }
-    let path = request.path.as_str();
+    let path = path.as_str();
     if path == "/v2/" || path == "/v2" {
         return send(&mut out, "application/json", None, b"{}", head_only);
     }
@@ -114,6 +117,30 @@ fn answer(store: &Store, stream: TcpStream) -> std::io::Result<()> {
 }
 // ANCHOR_END: registry_answer
 
+/// Reads a request's head: its method and its path (percent-decoded, the
+/// query dropped). The headers are read past and ignored: a pull's `GET`
+/// and `HEAD` carry no body.
+fn read_request(reader: &mut impl BufRead) -> std::io::Result<(String, String)> {
+    let mut line = String::new();
+    reader.by_ref().take(8192).read_line(&mut line)?;
+    let mut parts = line.split_whitespace();
+    let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "not an HTTP request line",
+        ));
+    };
+    let mut header = String::new();
+    for _ in 0..100 {
+        header.clear();
+        if reader.by_ref().take(8192).read_line(&mut header)? == 0 || header.trim().is_empty() {
+            break;
+        }
+    }
+    let path = target.split_once('?').map_or(target, |(p, _)| p);
+    Ok((method.to_string(), percent_decode(path)))
+}
+
 /// Whether `body` is a manifest or an index (not a config or a layer that
 /// happens to be asked for by digest on the manifests path).
 fn is_manifest(body: &[u8]) -> bool {
@@ -132,8 +159,18 @@ fn head(
     let digest = digest
         .map(|d| format!("Docker-Content-Digest: {d}\r\n"))
         .unwrap_or_default();
-    let extra = format!("{digest}Docker-Distribution-API-Version: registry/2.0\r\n");
-    http::write_head(out, status, content_type, Some(len), &extra)
+    let reason = match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        _ => "Error",
+    };
+    write!(
+        out,
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {len}\r\n\
+         {digest}Docker-Distribution-API-Version: registry/2.0\r\nConnection: close\r\n\r\n"
+    )
 }
 
 fn send(

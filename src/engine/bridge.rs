@@ -1,0 +1,155 @@
+//! Where the engine's synchronous code meets hyper's asynchronous HTTP.
+//!
+//! The daemon's handlers and the step 11 client read top to bottom, with
+//! `Read` and `Write`; hyper moves bytes on tokio. Two bridges join them,
+//! used by both ends of the socket:
+//!
+//! - [`Outgoing`]: a body that is either whole (sized with
+//!   `Content-Length`) or fed chunk by chunk from a plain thread through a
+//!   [`ChunkWriter`] (sent with `Transfer-Encoding: chunked`);
+//! - [`splice`]: after a `101` upgrade, the connection is no longer HTTP;
+//!   its bytes are copied both ways to one end of a socketpair, whose other
+//!   end the synchronous code holds as an ordinary `UnixStream`.
+
+use std::io::Write;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, SizeHint};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+/// How many chunks may wait between a writing thread and the connection:
+/// enough to keep the socket busy, few enough that a client which stops
+/// reading stops the writer (back-pressure) instead of growing memory.
+const CHUNKS_IN_FLIGHT: usize = 8;
+
+/// A body hyper sends: whole, or chunks as a thread writes them.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// All of it now; hyper sends its `Content-Length`.
+    Whole(Option<Bytes>),
+    /// Chunks from a [`ChunkWriter`], until it is dropped; an `Err` chunk
+    /// aborts the message (a truncated body must not look complete).
+    Chunks(mpsc::Receiver<std::io::Result<Bytes>>),
+}
+
+impl Outgoing {
+    /// A whole body.
+    pub fn whole(bytes: impl Into<Bytes>) -> Outgoing {
+        Outgoing::Whole(Some(bytes.into()))
+    }
+
+    /// A body fed by the returned writer, from any thread outside tokio.
+    pub fn chunks() -> (ChunkWriter, Outgoing) {
+        let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
+        (ChunkWriter(tx), Outgoing::Chunks(rx))
+    }
+}
+
+impl Body for Outgoing {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        match self.get_mut() {
+            Outgoing::Whole(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Outgoing::Chunks(rx) => rx
+                .poll_recv(cx)
+                .map(|chunk| chunk.map(|c| c.map(Frame::data))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self, Outgoing::Whole(None))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Outgoing::Whole(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+            Outgoing::Chunks(_) => SizeHint::default(),
+        }
+    }
+}
+
+/// The writing end of an [`Outgoing::Chunks`] body. Each `write` is one
+/// chunk, handed to the connection at once (so a progress line or an output
+/// frame reaches the client when it is written); it blocks while the
+/// client is behind, and fails with `BrokenPipe` once the client is gone.
+/// Call it from a plain thread (a blocking task), never from async code.
+#[derive(Debug)]
+pub struct ChunkWriter(mpsc::Sender<std::io::Result<Bytes>>);
+
+impl ChunkWriter {
+    /// Ends the body with an error, so the peer sees it cut, not complete.
+    pub fn fail(self, error: std::io::Error) {
+        let _ = self.0.blocking_send(Err(error));
+    }
+}
+
+impl Write for ChunkWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        self.0
+            .blocking_send(Ok(Bytes::copy_from_slice(buf)))
+            .map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::BrokenPipe,
+                    "the other end of the connection went away",
+                )
+            })?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+// ANCHOR: splice
+/// Copies an upgraded connection's bytes both ways, until `source` (the
+/// side that carries the container's output: the daemon's end of a
+/// socketpair on the server, the connection on the client) has nothing
+/// more to say. The other direction (a terminal's keystrokes, later) may
+/// end first: its end is passed on as a half-close, and the output goes on.
+pub async fn splice<A, B>(source: A, sink: B)
+where
+    A: AsyncRead + AsyncWrite,
+    B: AsyncRead + AsyncWrite,
+{
+    let (mut from_source, mut to_source) = tokio::io::split(source);
+    let (mut from_sink, mut to_sink) = tokio::io::split(sink);
+    let output = async {
+        let _ = tokio::io::copy(&mut from_source, &mut to_sink).await;
+        let _ = to_sink.shutdown().await;
+    };
+    let input = async {
+        let mut buf = vec![0u8; 8192];
+        loop {
+            match from_sink.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if to_source.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = to_source.shutdown().await;
+        // Its end is no reason to stop the output: wait for that.
+        std::future::pending::<()>().await;
+    };
+    tokio::select! {
+        () = output => {}
+        () = input => {}
+    }
+}
+// ANCHOR_END: splice

@@ -1,0 +1,403 @@
+//! The daemon's HTTP server: hyper's HTTP/1.1 on a unix socket, in front of
+//! synchronous handlers.
+//!
+//! HTTP/1.1 looks small, and the protocol details are where a hand-written
+//! server goes wrong: a client that sends half a header and waits, ten
+//! thousand of those at once, a body larger than memory, chunked bodies,
+//! keep-alive, the `101` upgrade that Docker's `attach` uses. hyper gets
+//! them right; this module sets its knobs, each with its reason, and hands
+//! every request to a handler that reads like ordinary blocking code: a
+//! [`Request`], its [`RequestBody`] as a `Read`, and a [`Responder`].
+//!
+//! Each connection is a tokio task; each request runs its handler on
+//! tokio's blocking pool (`spawn_blocking`), where it may take as long as a
+//! container runs (`wait`, `attach`, `logs?follow=1`).
+
+use std::convert::Infallible;
+use std::io::Read;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::{Body, Incoming};
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::runtime::Handle;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+
+use super::bridge::Outgoing;
+pub use super::responder::Responder;
+
+/// The largest request body accepted: an image archive for `load`.
+pub const MAX_BODY: u64 = 4 << 30;
+/// The largest JSON body read into memory: a create request is a few KiB,
+/// so 16 MiB is room for any honest one and a bound on a dishonest one.
+pub const MAX_JSON: u64 = 16 << 20;
+
+/// The server's knobs, and why each exists.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// How long a client may take to send a request's head, and how long an
+    /// idle kept-alive connection stays open. Without it, a client that
+    /// sends half a header and stalls holds its connection (and a place
+    /// under `max_connections`) for ever: the "slowloris" attack. A local
+    /// client writes its head in one go, so 10 s is generous.
+    pub header_timeout: Duration,
+    /// How long a request body may pause between two pieces. A stalled
+    /// upload would otherwise pin a blocking thread for ever.
+    pub body_timeout: Duration,
+    /// How many connections are served at once. Each may hold a blocking
+    /// thread for as long as a container runs; past the cap a connection
+    /// is answered `503` at once (see [`serve`] for why not queued).
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(60),
+            max_connections: 256,
+        }
+    }
+}
+
+/// One request, as a handler sees it: the head only (the body is the
+/// handler's second argument, so the two can be borrowed apart).
+#[derive(Debug)]
+pub struct Request {
+    /// `GET`, `POST`, `DELETE`…
+    pub method: String,
+    /// The path, percent-decoded, without a `/v1.xx` version prefix.
+    pub path: String,
+    /// The query's `key=value` pairs, percent-decoded.
+    pub query: Vec<(String, String)>,
+    /// The request's headers.
+    pub headers: HeaderMap,
+}
+
+impl Request {
+    /// The value of query parameter `key`.
+    pub fn param(&self, key: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether query parameter `key` is set to a true value (`1`, `true`).
+    pub fn flag(&self, key: &str) -> bool {
+        matches!(self.param(key), Some("1" | "true" | "True"))
+    }
+}
+
+// ANCHOR: request_body
+/// A request's body as a blocking `Read`: each `read` waits (at most the
+/// body timeout) for hyper's next piece, on the runtime that owns the
+/// connection. Read it through [`RequestBody::limit`].
+#[derive(Debug)]
+pub struct RequestBody {
+    incoming: Incoming,
+    runtime: Handle,
+    pending: Bytes,
+    timeout: Duration,
+}
+
+impl Read for RequestBody {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.pending.is_empty() {
+            let next = self
+                .runtime
+                .block_on(tokio::time::timeout(self.timeout, self.incoming.frame()));
+            match next {
+                Err(_) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "the request body stalled: send it without pauses",
+                    ));
+                }
+                Ok(None) => return Ok(0),
+                Ok(Some(Err(e))) => return Err(std::io::Error::other(e)),
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.pending = data;
+                    }
+                }
+            }
+        }
+        let n = buf.len().min(self.pending.len());
+        buf[..n].copy_from_slice(&self.pending.split_to(n));
+        Ok(n)
+    }
+}
+// ANCHOR_END: request_body
+
+impl RequestBody {
+    /// The body, failing with `FileTooLarge` past `max` bytes, never cut
+    /// silently. A declared `Content-Length` over `max` fails at the first
+    /// read, before anything is received.
+    pub fn limit(&mut self, max: u64) -> impl Read + '_ {
+        let declared = self.incoming.size_hint().exact();
+        Limited {
+            body: self,
+            left: max,
+            max,
+            declared_too_large: declared.is_some_and(|d| d > max),
+        }
+    }
+}
+
+struct Limited<'a> {
+    body: &'a mut RequestBody,
+    left: u64,
+    max: u64,
+    declared_too_large: bool,
+}
+
+impl Read for Limited<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let too_large = || {
+            std::io::Error::new(
+                std::io::ErrorKind::FileTooLarge,
+                format!(
+                    "the request body is larger than {} MiB: send less",
+                    self.max >> 20
+                ),
+            )
+        };
+        if self.declared_too_large {
+            return Err(too_large());
+        }
+        let n = self.body.read(buf)?;
+        self.left = self.left.checked_sub(n as u64).ok_or_else(too_large)?;
+        Ok(n)
+    }
+}
+
+/// What the daemon does with a request: synchronous, on a blocking thread.
+pub type Handler = dyn Fn(&Request, &mut RequestBody, &mut Responder) + Send + Sync;
+
+// ANCHOR: server_serve
+/// Serves HTTP/1.1 on `listener` (already bound, with its mode set) with
+/// `handler`, forever.
+///
+/// Over `max_connections`, a connection is answered `503` with Docker's
+/// `{"message": …}` rather than queued: the connections that hold places
+/// are often `wait`s, `attach`es and followed logs that last as long as a
+/// container, so a queued client could wait for ever without a word; a
+/// `503` tells it now, and it may try again.
+pub fn serve(
+    listener: std::os::unix::net::UnixListener,
+    limits: Limits,
+    handler: Arc<Handler>,
+) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        // One blocking thread per connection at most, plus a few spare.
+        .max_blocking_threads(limits.max_connections + 8)
+        .build()?;
+    runtime.block_on(async move {
+        listener.set_nonblocking(true)?;
+        let listener = tokio::net::UnixListener::from_std(listener)?;
+        let places = Arc::new(Semaphore::new(limits.max_connections));
+        loop {
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                // Out of file descriptors, most likely: wait for some to
+                // close rather than spin.
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let io = TokioIo::new(stream);
+            let mut http = http1::Builder::new();
+            http.timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .keep_alive(true);
+            match places.clone().try_acquire_owned() {
+                Ok(place) => {
+                    let handler = handler.clone();
+                    let place = Arc::new(place);
+                    tokio::spawn(async move {
+                        let service = service_fn(move |request| {
+                            answer(request, handler.clone(), limits, place.clone())
+                        });
+                        let _ = http.serve_connection(io, service).with_upgrades().await;
+                    });
+                }
+                Err(_) => {
+                    http.keep_alive(false);
+                    tokio::spawn(async move {
+                        let service = service_fn(move |_| async move {
+                            Ok::<_, Infallible>(busy(limits.max_connections))
+                        });
+                        let _ = http.serve_connection(io, service).await;
+                    });
+                }
+            }
+        }
+    })
+}
+// ANCHOR_END: server_serve
+
+// ANCHOR: answer
+/// One request: its head parsed, its handler run on a blocking thread, its
+/// response the first thing the handler sends through the [`Responder`].
+async fn answer(
+    request: hyper::Request<Incoming>,
+    handler: Arc<Handler>,
+    limits: Limits,
+    place: Arc<OwnedSemaphorePermit>,
+) -> Result<hyper::Response<Outgoing>, Infallible> {
+    let (mut parts, incoming) = request.into_parts();
+    // Present only when the client asked to upgrade (`Connection: Upgrade`).
+    let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+    let head = Request {
+        method: parts.method.to_string(),
+        path: percent_decode(strip_version(parts.uri.path())),
+        query: parse_query(parts.uri.query().unwrap_or("")),
+        headers: parts.headers,
+    };
+    let runtime = Handle::current();
+    let mut body = RequestBody {
+        incoming,
+        runtime: runtime.clone(),
+        pending: Bytes::new(),
+        timeout: limits.body_timeout,
+    };
+    let (tx, rx) = oneshot::channel();
+    let mut responder = Responder::new(tx, upgrade, runtime, place);
+    tokio::task::spawn_blocking(move || handler(&head, &mut body, &mut responder));
+    // The handler dropped its responder without answering (it panicked).
+    Ok(rx
+        .await
+        .unwrap_or_else(|_| message(500, "the daemon failed to answer: see its log")))
+}
+// ANCHOR_END: answer
+
+/// A response with the engine's own headers: `Api-Version`, which the
+/// Docker CLI reads to choose the API version it speaks, and `Server`.
+pub(crate) fn response(
+    status: u16,
+    content_type: &str,
+    body: Outgoing,
+) -> hyper::Response<Outgoing> {
+    let mut response = hyper::Response::new(body);
+    *response.status_mut() =
+        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    headers.insert(header::SERVER, HeaderValue::from_static("caixa"));
+    headers.insert("api-version", HeaderValue::from_static("1.41"));
+    if let Ok(value) = HeaderValue::from_str(content_type) {
+        headers.insert(header::CONTENT_TYPE, value);
+    }
+    response
+}
+
+/// Docker's error shape: `{"message": …}`.
+pub(crate) fn message(status: u16, text: &str) -> hyper::Response<Outgoing> {
+    let body = serde_json::json!({ "message": text }).to_string();
+    response(status, "application/json", Outgoing::whole(body))
+}
+
+fn busy(cap: usize) -> hyper::Response<Outgoing> {
+    message(
+        503,
+        &format!(
+            "the daemon is serving {cap} connections, its limit: try again when one has ended"
+        ),
+    )
+}
+
+/// The Docker CLI prefixes every path with its API version: `/v1.41/…`.
+pub fn strip_version(path: &str) -> &str {
+    let Some(rest) = path.strip_prefix("/v") else {
+        return path;
+    };
+    let end = rest.find('/').unwrap_or(rest.len());
+    let version = &rest[..end];
+    let numeric = version.split_once('.').is_some_and(|(major, minor)| {
+        [major, minor]
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    });
+    if numeric { &rest[end..] } else { path }
+}
+
+/// `a=1&b=x%20y&c` → `[(a, 1), (b, "x y"), (c, "")]`.
+pub fn parse_query(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+/// `%41` → `A`; `+` stays `+` (Docker's clients encode a space as `%20`).
+pub fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::client::percent_encode;
+
+    #[test]
+    fn the_version_prefix_goes() {
+        assert_eq!(strip_version("/v1.41/containers/json"), "/containers/json");
+        assert_eq!(strip_version("/v1.49/_ping"), "/_ping");
+        assert_eq!(strip_version("/v1.41"), "");
+        assert_eq!(strip_version("/version"), "/version");
+        assert_eq!(strip_version("/v2/"), "/v2/");
+        assert_eq!(strip_version("/vx.1/a"), "/vx.1/a");
+        assert_eq!(strip_version("/containers/v1.41"), "/containers/v1.41");
+    }
+
+    #[test]
+    fn the_query_is_decoded() {
+        assert_eq!(
+            parse_query("name=web%201&all=1&x&=v&&t=a+b"),
+            [
+                ("name".into(), "web 1".into()),
+                ("all".into(), "1".into()),
+                ("x".into(), String::new()),
+                (String::new(), "v".into()),
+                ("t".into(), "a+b".into()),
+            ]
+        );
+        assert_eq!(percent_decode(&percent_encode("a b/c:d")), "a b/c:d");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%4"), "%4");
+        assert_eq!(percent_decode("%41%zz"), "A%zz");
+        let request = Request {
+            method: "GET".into(),
+            path: "/containers/json".into(),
+            query: parse_query("all=true&size=0"),
+            headers: HeaderMap::new(),
+        };
+        assert!(request.flag("all") && !request.flag("size") && !request.flag("no"));
+    }
+}
