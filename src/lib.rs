@@ -7,6 +7,7 @@
 //! of a container start happens in one of those two functions, in the order you
 //! read there. The modules below are named after the kernel concept they use.
 
+pub mod bundle;
 pub mod caps;
 pub mod cgroup;
 pub mod cli;
