@@ -179,6 +179,69 @@ pub fn install(filters: &Filters) -> Result<(), SeccompError> {
     Ok(())
 }
 
+// ANCHOR: oci_profile
+/// The default filter as an OCI `linux.seccomp` profile, for a bundle's
+/// `config.json` (see [`crate::bundle`]): what [`default_filters`] builds,
+/// in the words of libseccomp that runc and crun read.
+///
+/// - everything is allowed by default;
+/// - the calls of [`DENIED`] answer `EPERM`;
+/// - `clone` and `unshare` answer `EPERM` when their first argument has
+///   `CLONE_NEWUSER` set (`SCMP_CMP_MASKED_EQ`: `arg0 & value == valueTwo`);
+/// - `clone3` answers `ENOSYS`, so the C library falls back to `clone`;
+/// - only the native architecture is listed: on x86_64 that leaves out the
+///   x32 and i386 ABIs, which libseccomp then kills and caixa's own filter
+///   refuses (x32 calls with `EPERM`, see `no_x32`; others by the
+///   architecture check seccompiler puts first).
+pub fn oci_profile() -> oci_spec::runtime::LinuxSeccomp {
+    use oci_spec::runtime::{
+        Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompArgBuilder,
+        LinuxSeccompOperator, LinuxSyscall,
+    };
+    let rule = |names: Vec<String>, errno: i32, args: Option<Vec<LinuxSeccompArg>>| {
+        let mut syscall = LinuxSyscall::default();
+        syscall
+            .set_names(names)
+            .set_action(LinuxSeccompAction::ScmpActErrno)
+            .set_errno_ret(Some(errno as u32))
+            .set_args(args);
+        syscall
+    };
+    // The builder fails only on a missing field, and every field is given.
+    let newuser = LinuxSeccompArgBuilder::default()
+        .index(0_usize)
+        .value(CLONE_NEWUSER)
+        .value_two(CLONE_NEWUSER)
+        .op(LinuxSeccompOperator::ScmpCmpMaskedEq)
+        .build()
+        .expect("every field of the argument rule is set");
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => Arch::ScmpArchX86_64,
+        "aarch64" => Arch::ScmpArchAarch64,
+        "riscv64" => Arch::ScmpArchRiscv64,
+        _ => Arch::ScmpArchNative,
+    };
+    let mut profile = LinuxSeccomp::default();
+    profile
+        .set_default_action(LinuxSeccompAction::ScmpActAllow)
+        .set_architectures(Some(vec![arch]))
+        .set_syscalls(Some(vec![
+            rule(
+                DENIED.iter().map(|(name, _)| name.to_string()).collect(),
+                libc::EPERM,
+                None,
+            ),
+            rule(
+                vec!["clone".into(), "unshare".into()],
+                libc::EPERM,
+                Some(vec![newuser]),
+            ),
+            rule(vec!["clone3".into()], libc::ENOSYS, None),
+        ]));
+    profile
+}
+// ANCHOR_END: oci_profile
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -186,5 +249,21 @@ mod tests {
         let filters = super::default_filters().unwrap();
         assert!(!filters.deny.is_empty());
         assert!(!filters.no_clone3.is_empty());
+    }
+
+    #[test]
+    fn the_oci_profile_lists_every_denied_call() {
+        let profile = super::oci_profile();
+        let names: Vec<&str> = profile
+            .syscalls()
+            .iter()
+            .flatten()
+            .flat_map(|s| s.names())
+            .map(String::as_str)
+            .collect();
+        for (name, _) in super::DENIED {
+            assert!(names.contains(name), "{name}");
+        }
+        assert!(names.contains(&"clone3") && names.contains(&"unshare"));
     }
 }

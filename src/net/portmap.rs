@@ -56,6 +56,20 @@ impl Publish {
     }
 }
 
+/// The `-p` syntax [`Publish::from_str`] reads back: `[HOST_IP:]HOST:CONTAINER/PROTO`.
+impl fmt::Display for Publish {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(ip) = self.host_ip {
+            write!(f, "{ip}:")?;
+        }
+        write!(
+            f,
+            "{}:{}/{}",
+            self.host_port, self.container_port, self.protocol
+        )
+    }
+}
+
 impl FromStr for Publish {
     type Err = String;
 
@@ -246,6 +260,15 @@ mod tests {
             "1:2:3:4",
         ] {
             assert!(bad.parse::<Publish>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn publish_specs_print_as_they_parse() {
+        for text in ["8080:80/tcp", "127.0.0.1:5353:53/udp"] {
+            let p: Publish = text.parse().unwrap();
+            assert_eq!(p.to_string(), text);
+            assert_eq!(p.to_string().parse::<Publish>(), Ok(p));
         }
     }
 

@@ -1,0 +1,262 @@
+//! Mounts, masked paths and read-only paths, both ways.
+//!
+//! caixa's init mounts a fixed set of filesystems in every container that
+//! has a root of its own ([`DEFAULT_MOUNTS`]), then bind-mounts the spec's
+//! host files, then masks and freezes fixed paths ([`MASKED_PATHS`],
+//! [`READONLY_PATHS`]). A bundle must list exactly those: the tables in
+//! `src/rootfs` are the one source of truth for the init and for this file.
+//!
+//! Without a root (steps 1–3) the init mounts nothing, so the lists are empty.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use nix::mount::MsFlags;
+use oci_spec::runtime::Mount;
+
+use super::BundleError;
+use crate::rootfs::mask::{MASKED_PATHS, READONLY_PATHS};
+use crate::rootfs::mounts::{DEFAULT_MOUNTS, Mount as DefaultMount};
+
+/// mount(8) option names of the flags caixa's default mounts use.
+const FLAG_NAMES: [(MsFlags, &str); 5] = [
+    (MsFlags::MS_NOSUID, "nosuid"),
+    (MsFlags::MS_NOEXEC, "noexec"),
+    (MsFlags::MS_NODEV, "nodev"),
+    (MsFlags::MS_STRICTATIME, "strictatime"),
+    (MsFlags::MS_RDONLY, "ro"),
+];
+
+/// Options a bind of a host file may carry. caixa binds with `MS_BIND`
+/// alone; `rbind` means the same for a file (it has no submounts), and the
+/// rest are what caixa does anyway (writable, private to the container's
+/// namespace, which is a slave of the host's).
+const BIND_OPTIONS: [&str; 5] = ["bind", "rbind", "rw", "private", "rprivate"];
+
+/// One default mount as OCI writes it: the source is the filesystem type,
+/// as caixa passes it to mount(2); flags first, then the filesystem's data.
+fn default_to_oci(m: &DefaultMount) -> Mount {
+    let mut options: Vec<String> = FLAG_NAMES
+        .iter()
+        .filter(|(flag, _)| m.flags.contains(*flag))
+        .map(|(_, name)| name.to_string())
+        .collect();
+    options.extend(
+        m.data
+            .into_iter()
+            .flat_map(|d| d.split(','))
+            .map(String::from),
+    );
+    let mut oci = Mount::default();
+    oci.set_destination(Path::new("/").join(m.target))
+        .set_typ(Some(m.fstype.to_string()))
+        .set_source(Some(PathBuf::from(m.fstype)))
+        .set_options(Some(options));
+    oci
+}
+
+/// The OCI mounts for a container: the defaults, then the binds of host
+/// files `(host, container)`, when the container has a root; else none.
+pub(super) fn mounts_to_oci(has_root: bool, binds: &[(PathBuf, PathBuf)]) -> Vec<Mount> {
+    if !has_root {
+        return Vec::new();
+    }
+    let binds = binds.iter().map(|(host, inside)| {
+        let mut oci = Mount::default();
+        oci.set_destination(inside.clone())
+            .set_typ(Some("bind".into()))
+            .set_source(Some(host.clone()))
+            .set_options(Some(vec!["bind".into()]));
+        oci
+    });
+    DEFAULT_MOUNTS
+        .iter()
+        .map(default_to_oci)
+        .chain(binds)
+        .collect()
+}
+
+fn option_set(m: &Mount) -> BTreeSet<&str> {
+    m.options().iter().flatten().map(String::as_str).collect()
+}
+
+fn same_mount(a: &Mount, b: &Mount) -> bool {
+    a.destination() == b.destination()
+        && a.typ() == b.typ()
+        && a.source() == b.source()
+        && option_set(a) == option_set(b)
+}
+
+/// The binds `(host, container)` of the OCI mounts, after checking that the
+/// rest are exactly caixa's defaults. caixa mounts the defaults first, then
+/// the binds, in their order.
+pub(super) fn mounts_from_oci(
+    mounts: &[Mount],
+    has_root: bool,
+) -> Result<Vec<(PathBuf, PathBuf)>, BundleError> {
+    let unsupported = |field: String, why: String| BundleError::Unsupported { field, why };
+    if !has_root {
+        return match mounts.first() {
+            Some(m) => Err(unsupported(
+                "mounts".into(),
+                format!(
+                    "caixa mounts nothing (here {}) in a container without a root of its own: set root.path and the mount namespace, or remove the mounts",
+                    m.destination().display()
+                ),
+            )),
+            None => Ok(Vec::new()),
+        };
+    }
+    let defaults: Vec<Mount> = DEFAULT_MOUNTS.iter().map(default_to_oci).collect();
+    let mut seen = vec![false; defaults.len()];
+    let mut binds = Vec::new();
+    for (i, m) in mounts.iter().enumerate() {
+        let field = format!("mounts[{i}]");
+        let dest = m.destination();
+        if let Some(k) = defaults.iter().position(|d| same_mount(d, m)) {
+            seen[k] = true;
+        } else if let Some(d) = defaults.iter().find(|d| d.destination() == dest) {
+            return Err(unsupported(
+                field,
+                format!(
+                    "caixa mounts {} as {} with options {}, exactly: write it so",
+                    dest.display(),
+                    d.typ().as_deref().unwrap_or_default(),
+                    d.options()
+                        .iter()
+                        .flatten()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
+            ));
+        } else {
+            binds.push(bind_from_oci(m, field)?);
+        }
+    }
+    match defaults.iter().zip(&seen).find(|(_, seen)| !**seen) {
+        Some((d, _)) => Err(unsupported(
+            "mounts".into(),
+            format!(
+                "caixa always mounts {} ({}) in a container with a root: list it as caixa mounts it",
+                d.destination().display(),
+                d.typ().as_deref().unwrap_or_default()
+            ),
+        )),
+        None => Ok(binds),
+    }
+}
+
+/// A bind of an absolute host path onto an absolute container path.
+fn bind_from_oci(m: &Mount, field: String) -> Result<(PathBuf, PathBuf), BundleError> {
+    let dest = m.destination();
+    let kind = m.typ().as_deref().unwrap_or("none");
+    let options = option_set(m);
+    let is_bind = options.contains("bind") || options.contains("rbind");
+    if !is_bind || !matches!(kind, "bind" | "none") {
+        return Err(BundleError::Unsupported {
+            field,
+            why: format!(
+                "a {kind} mount at {}: caixa mounts only its defaults and binds of host files",
+                dest.display()
+            ),
+        });
+    }
+    if let Some(option) = options.iter().find(|o| !BIND_OPTIONS.contains(o)) {
+        return Err(BundleError::Unsupported {
+            field,
+            why: format!(
+                "option {option:?} on the bind at {}: caixa binds with {} only",
+                dest.display(),
+                BIND_OPTIONS.join(", ")
+            ),
+        });
+    }
+    match m.source() {
+        Some(source) if source.is_absolute() && dest.is_absolute() => {
+            Ok((source.clone(), dest.clone()))
+        }
+        _ => Err(super::invalid(
+            &field,
+            format!(
+                "the bind at {} needs an absolute source and destination",
+                dest.display()
+            ),
+        )),
+    }
+}
+
+/// caixa's masked and read-only paths, for a container with a root.
+pub(super) fn paths_to_oci(has_root: bool) -> (Vec<String>, Vec<String>) {
+    let list = |paths: &[&str]| match has_root {
+        true => paths.iter().map(|p| p.to_string()).collect(),
+        false => Vec::new(),
+    };
+    (list(&MASKED_PATHS), list(&READONLY_PATHS))
+}
+
+/// Checks `linux.maskedPaths` and `linux.readonlyPaths` against caixa's.
+pub(super) fn check_paths(
+    masked: &[String],
+    readonly: &[String],
+    has_root: bool,
+) -> Result<(), BundleError> {
+    let (want_masked, want_readonly) = paths_to_oci(has_root);
+    for (field, given, want, verb) in [
+        ("linux.maskedPaths", masked, want_masked, "masks"),
+        (
+            "linux.readonlyPaths",
+            readonly,
+            want_readonly,
+            "makes read-only",
+        ),
+    ] {
+        let why = if let Some(extra) = given.iter().find(|p| !want.contains(p)) {
+            format!(
+                "caixa {verb} exactly its defaults (src/rootfs/mask.rs), and {extra} is not one when the container has a root; none without one"
+            )
+        } else if let Some(missing) = want.iter().find(|p| !given.contains(p)) {
+            format!("caixa always {verb} {missing} in a container with a root: list it")
+        } else {
+            continue;
+        };
+        return Err(BundleError::Unsupported {
+            field: field.into(),
+            why,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_name_every_flag_init_mounts_with() {
+        for m in &DEFAULT_MOUNTS {
+            let oci = default_to_oci(m);
+            let flags = FLAG_NAMES
+                .iter()
+                .filter(|(_, name)| option_set(&oci).contains(name))
+                .fold(MsFlags::empty(), |all, (flag, _)| all | *flag);
+            assert_eq!(flags, m.flags, "{}", m.target);
+            let data: Vec<&str> = option_set(&oci)
+                .into_iter()
+                .filter(|o| !FLAG_NAMES.iter().any(|(_, n)| n == o))
+                .collect();
+            let mut want: Vec<&str> = m.data.map(|d| d.split(',').collect()).unwrap_or_default();
+            want.sort();
+            assert_eq!(data, want, "{}", m.target);
+        }
+    }
+
+    #[test]
+    fn defaults_in_any_order_and_binds_come_back() {
+        let binds = vec![(PathBuf::from("/srv/hosts"), PathBuf::from("/etc/hosts"))];
+        let mut mounts = mounts_to_oci(true, &binds);
+        mounts.reverse();
+        assert_eq!(mounts_from_oci(&mounts, true).unwrap(), binds);
+        assert!(mounts_to_oci(false, &binds).is_empty());
+    }
+}

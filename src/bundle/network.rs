@@ -1,0 +1,114 @@
+//! The network plan, both ways, as `org.caixa.network.*` annotations.
+//!
+//! OCI runtimes leave networks to their caller: containerd and podman run
+//! CNI plugins around runc. caixa's runtime wires its own bridge, veth, NAT
+//! and shaping (step 8), so the plan travels with the bundle, in the same
+//! words as the command line: `-p` syntax for ports, tc's for the rate.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use super::to_oci::utf8;
+use super::{
+    ANNOTATION_BANDWIDTH, ANNOTATION_BRIDGE, ANNOTATION_PUBLISH, ANNOTATION_STATE_DIR,
+    ANNOTATION_SUBNET, BundleError, invalid_annotation,
+};
+use crate::net::{NetworkSpec, Publish};
+
+/// Adds the annotations of `net`.
+pub(super) fn network_to_oci(
+    net: &NetworkSpec,
+    annotations: &mut HashMap<String, String>,
+) -> Result<(), BundleError> {
+    annotations.insert(ANNOTATION_BRIDGE.into(), net.bridge.clone());
+    annotations.insert(ANNOTATION_SUBNET.into(), net.subnet.to_string());
+    if !net.publish.is_empty() {
+        let publish: Vec<String> = net.publish.iter().map(ToString::to_string).collect();
+        annotations.insert(ANNOTATION_PUBLISH.into(), publish.join(","));
+    }
+    if let Some(rate) = &net.bandwidth {
+        annotations.insert(ANNOTATION_BANDWIDTH.into(), rate.clone());
+    }
+    let state_dir = utf8("network state directory", &net.state_dir)?;
+    annotations.insert(ANNOTATION_STATE_DIR.into(), state_dir);
+    Ok(())
+}
+
+/// The network the annotations describe, checked as the command line
+/// checks `--bridge`, `--subnet`, `-p` and `--network-bandwidth`; `None`
+/// when there is none.
+pub(super) fn network_from_oci(
+    annotations: &HashMap<String, String>,
+) -> Result<Option<NetworkSpec>, BundleError> {
+    let get = |key: &str| annotations.get(key).map(String::as_str);
+    let keys = [
+        ANNOTATION_BRIDGE,
+        ANNOTATION_SUBNET,
+        ANNOTATION_PUBLISH,
+        ANNOTATION_BANDWIDTH,
+        ANNOTATION_STATE_DIR,
+    ];
+    if keys.iter().all(|k| get(k).is_none()) {
+        return Ok(None);
+    }
+    let required = |key: &str| {
+        get(key).ok_or_else(|| {
+            invalid_annotation(
+                key,
+                "a caixa network needs its bridge, subnet and state-dir annotations",
+            )
+        })
+    };
+    let bridge = required(ANNOTATION_BRIDGE)?;
+    let bridge_ok = (1..=15).contains(&bridge.len())
+        && bridge
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !bridge_ok {
+        return Err(invalid_annotation(
+            ANNOTATION_BRIDGE,
+            format!("{bridge:?}: use 1-15 letters, digits, '-' or '_'"),
+        ));
+    }
+    let subnet = required(ANNOTATION_SUBNET)?
+        .parse()
+        .map_err(|e| invalid_annotation(ANNOTATION_SUBNET, e))?;
+    let publish = get(ANNOTATION_PUBLISH)
+        .filter(|p| !p.is_empty())
+        .map(|list| {
+            list.split(',')
+                .map(str::parse)
+                .collect::<Result<Vec<Publish>, _>>()
+        })
+        .transpose()
+        .map_err(|e| invalid_annotation(ANNOTATION_PUBLISH, e))?
+        .unwrap_or_default();
+    if let Some(twice) = publish
+        .iter()
+        .enumerate()
+        .find(|(i, p)| publish[..*i].iter().any(|q| q.key() == p.key()))
+    {
+        return Err(invalid_annotation(
+            ANNOTATION_PUBLISH,
+            format!("host port {} is published twice", twice.1.key()),
+        ));
+    }
+    let bandwidth = get(ANNOTATION_BANDWIDTH)
+        .map(crate::net::shape::parse_rate)
+        .transpose()
+        .map_err(|e| invalid_annotation(ANNOTATION_BANDWIDTH, e.to_string()))?;
+    let state_dir = PathBuf::from(required(ANNOTATION_STATE_DIR)?);
+    if !state_dir.is_absolute() {
+        return Err(invalid_annotation(
+            ANNOTATION_STATE_DIR,
+            "must be an absolute path",
+        ));
+    }
+    Ok(Some(NetworkSpec {
+        bridge: bridge.to_string(),
+        subnet,
+        publish,
+        bandwidth,
+        state_dir,
+    }))
+}

@@ -1,0 +1,380 @@
+//! Round trips of the specs the steps and the engine build, and one test per
+//! refused field.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+use super::*;
+use crate::cgroup::{DeviceRate, Limits};
+use crate::idmap::IdMap;
+use crate::image::overlay::ImageRoot;
+use crate::net::NetworkSpec;
+use crate::ns::Namespace;
+use crate::spec::Spec;
+
+const ID: &str = "0123456789ab";
+const BUNDLE: &str = "/run/caixa/bundles/0123456789ab";
+
+fn spec(namespaces: &[Namespace]) -> Spec {
+    let mut spec = Spec::new(vec!["sh".into(), "-c".into(), "echo $HOSTNAME".into()]);
+    spec.id = ID.into();
+    spec.namespaces = namespaces.to_vec();
+    spec.process.env.push("HOME=/root".into());
+    spec
+}
+
+fn step1() -> Spec {
+    spec(&[Namespace::Pid])
+}
+
+fn step4() -> Spec {
+    // pid, net, ipc, mnt: the namespaces of steps 1 to 4
+    let mut s = spec(&Namespace::ALL[..4]);
+    s.root = Some("/var/lib/caixa/rootfs".into());
+    s.process.cwd = "/tmp".into();
+    s
+}
+
+fn step8() -> Spec {
+    // What the step binaries of steps 6 and later create, in their order.
+    let mut s = spec(&[
+        Namespace::User,
+        Namespace::Pid,
+        Namespace::Net,
+        Namespace::Ipc,
+        Namespace::Mount,
+        Namespace::Uts,
+    ]);
+    s.root = Some("/var/lib/caixa/rootfs".into());
+    s.hostname = Some("box".into());
+    let map = IdMap {
+        container: 0,
+        host: 100_000,
+        count: 65_536,
+    };
+    s.uid_map = vec![map];
+    s.gid_map = vec![map];
+    s.capabilities = Some(crate::caps::resolve(
+        &[caps::Capability::CAP_NET_ADMIN],
+        &[],
+    ));
+    s.no_new_privs = true;
+    s.seccomp = true;
+    let disk = DeviceRate {
+        major: 8,
+        minor: 0,
+        rate: 1 << 20,
+    };
+    s.limits = Some(Limits {
+        memory: Some(64 << 20),
+        memory_swap: Some(-1),
+        cpus: Some(0.5),
+        cpu_shares: Some(512),
+        pids_limit: Some(50),
+        blkio_weight: Some(500),
+        device_read_bps: vec![disk],
+        device_write_bps: vec![disk],
+        device_read_iops: vec![DeviceRate { rate: 100, ..disk }],
+        device_write_iops: vec![DeviceRate { rate: 50, ..disk }],
+        cpuset_cpus: Some("0-1".into()),
+        ..Limits::default()
+    });
+    s.network = Some(NetworkSpec {
+        bridge: "caixa0".into(),
+        subnet: "10.89.0.0/24".parse().unwrap(),
+        publish: vec![
+            "8080:80".parse().unwrap(),
+            "127.0.0.1:5353:53/udp".parse().unwrap(),
+        ],
+        bandwidth: Some("10mbit".into()),
+        state_dir: "/run/caixa".into(),
+    });
+    s.mounts = vec![("/srv/motd".into(), "/etc/motd".into())];
+    s.process.user = Some("1000:1000".into());
+    s
+}
+
+fn step9() -> Spec {
+    let mut s = step8();
+    s.root = None;
+    s.image = Some(ImageRoot {
+        store: "/var/lib/caixa/store".into(),
+        manifest: "sha256:5b0bcabd1ed22e9fb1310cf6c2dec7cdef19f0ad69efa1f392e94a4333501270".into(),
+        keep: true,
+    });
+    s.process.user = Some("nginx".into());
+    s.limits = Some(Limits {
+        cpu_weight: Some(200),
+        ..Limits::default()
+    });
+    s.network.as_mut().unwrap().publish.clear();
+    s.network.as_mut().unwrap().bandwidth = None;
+    s
+}
+
+#[test]
+fn the_specs_of_steps_1_4_8_and_9_come_back() {
+    for (step, spec) in [(1, step1()), (4, step4()), (8, step8()), (9, step9())] {
+        let config = to_oci(&spec).unwrap();
+        let back = from_oci(&config, Path::new(BUNDLE), &spec.id).unwrap();
+        assert_eq!(back, spec, "step {step}");
+    }
+}
+
+#[test]
+fn verbose_does_not_travel_and_the_id_is_the_callers() {
+    let mut s = step1();
+    s.verbose = true;
+    let back = from_oci(&to_oci(&s).unwrap(), Path::new(BUNDLE), "other").unwrap();
+    assert!(!back.verbose);
+    assert_eq!(back.id, "other");
+}
+
+#[test]
+fn a_step1_config_holds_nothing_caixa_did_not_ask_for() {
+    let config = serde_json::to_value(to_oci(&step1()).unwrap()).unwrap();
+    let want = json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "user": {"uid": 0, "gid": 0},
+            "args": ["sh", "-c", "echo $HOSTNAME"],
+            "env": [format!("PATH={}", crate::spec::DEFAULT_PATH), "HOME=/root"],
+            "cwd": "/",
+            "noNewPrivileges": false
+        },
+        "linux": {"namespaces": [{"type": "pid"}]}
+    });
+    assert_eq!(config, want);
+}
+
+/// `spec` through a config whose root.path was changed to `path`.
+fn with_root_path(spec: &Spec, path: &str) -> Result<Spec, BundleError> {
+    let mut config = to_oci(spec).unwrap();
+    let mut root = config.root().clone().unwrap();
+    root.set_path(path.into());
+    config.set_root(Some(root));
+    from_oci(&config, Path::new(BUNDLE), ID)
+}
+
+#[test]
+fn a_relative_root_is_the_bundles() {
+    let back = with_root_path(&step4(), "rootfs").unwrap();
+    assert_eq!(back.root, Some(Path::new(BUNDLE).join("rootfs")));
+}
+
+#[test]
+fn an_image_root_must_be_where_caixa_mounts_it() {
+    let err = with_root_path(&step9(), "/elsewhere").unwrap_err();
+    assert_eq!(err.field(), Some("root.path"));
+    let merged = "/var/lib/caixa/store/containers/0123456789ab/merged";
+    assert!(err.to_string().contains(merged), "{err}");
+}
+
+#[test]
+fn the_bundle_is_written_and_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = to_oci(&step8()).unwrap();
+    write(dir.path(), &config).unwrap();
+    assert_eq!(read(dir.path()).unwrap(), config);
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(names, [CONFIG_FILE]);
+}
+
+#[test]
+fn a_misspelt_key_is_refused_on_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = serde_json::to_value(to_oci(&step8()).unwrap()).unwrap();
+    let process = config["process"].as_object_mut().unwrap();
+    let caps = process.remove("capabilities").unwrap();
+    process.insert("capabilites".into(), caps);
+    std::fs::write(dir.path().join(CONFIG_FILE), config.to_string()).unwrap();
+    let err = read(dir.path()).unwrap_err();
+    assert_eq!(err.field(), Some("process.capabilites"), "{err}");
+    config["process"]["capabilites"] = Value::Null;
+    config["linux"]["resources"]["memroy"] = json!({});
+    std::fs::write(dir.path().join(CONFIG_FILE), config.to_string()).unwrap();
+    assert_eq!(
+        read(dir.path()).unwrap_err().field(),
+        Some("linux.resources.memroy")
+    );
+}
+
+#[test]
+fn a_huge_or_broken_config_is_refused_on_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(CONFIG_FILE);
+    std::fs::write(&path, vec![b' '; MAX_CONFIG_BYTES as usize + 1]).unwrap();
+    assert!(
+        read(dir.path())
+            .unwrap_err()
+            .to_string()
+            .contains("larger than 1 MiB")
+    );
+    std::fs::write(&path, "{\"ociVersion\": ").unwrap();
+    assert!(matches!(read(dir.path()), Err(BundleError::Json { .. })));
+    std::fs::remove_file(&path).unwrap();
+    assert!(matches!(read(dir.path()), Err(BundleError::Io { .. })));
+}
+
+/// Sets the value at `pointer` in `doc`, making missing objects on the way
+/// and appending when the last step is one past the end of a list.
+fn set(doc: &mut Value, pointer: &str, value: Value) {
+    let mut at = doc;
+    let steps: Vec<&str> = pointer.trim_start_matches('/').split('/').collect();
+    for (i, step) in steps.iter().enumerate() {
+        let last = i + 1 == steps.len();
+        at = match at {
+            Value::Array(list) => {
+                let n: usize = step.parse().unwrap();
+                if n == list.len() {
+                    list.push(Value::Null);
+                }
+                &mut list[n]
+            }
+            other => {
+                if other.is_null() {
+                    *other = json!({});
+                }
+                other
+                    .as_object_mut()
+                    .unwrap()
+                    .entry(step.to_string())
+                    .or_insert(Value::Null)
+            }
+        };
+        if last {
+            *at = value;
+            return;
+        }
+    }
+}
+
+fn assert_refused(pointer: &str, value: Value, field: &str) {
+    let mut config = serde_json::to_value(to_oci(&step8()).unwrap()).unwrap();
+    set(&mut config, pointer, value);
+    let config: oci_spec::runtime::Spec = serde_json::from_value(config).unwrap();
+    let err = from_oci(&config, Path::new(BUNDLE), ID).unwrap_err();
+    assert_eq!(err.field(), Some(field), "{err}");
+    assert!(err.to_string().contains(field), "{err}");
+}
+
+macro_rules! refused {
+    ($($name:ident: $pointer:literal = $value:tt => $field:literal;)*) => {$(
+        #[test]
+        fn $name() {
+            assert_refused($pointer, json!($value), $field);
+        }
+    )*};
+}
+
+refused! {
+    refuses_oci_version_2: "/ociVersion" = "2.0.0" => "ociVersion";
+    refuses_domainname: "/domainname" = "example.org" => "domainname";
+    refuses_hooks: "/hooks/createRuntime" = [{"path": "/bin/true"}] => "hooks";
+    refuses_solaris: "/solaris/milestone" = "svc:/milestone/container:default" => "solaris";
+    refuses_idmapped_mounts: "/uidMappings" = [{"containerID": 0, "hostID": 1, "size": 1}] => "uidMappings";
+    refuses_a_terminal: "/process/terminal" = true => "process.terminal";
+    refuses_a_console_size: "/process/consoleSize" = {"height": 24, "width": 80} => "process.consoleSize";
+    refuses_a_command_line: "/process/commandLine" = "sh" => "process.commandLine";
+    refuses_rlimits: "/process/rlimits" = [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}] => "process.rlimits";
+    refuses_apparmor: "/process/apparmorProfile" = "docker-default" => "process.apparmorProfile";
+    refuses_selinux_label: "/process/selinuxLabel" = "system_u:system_r:container_t:s0" => "process.selinuxLabel";
+    refuses_oom_score_adj: "/process/oomScoreAdj" = 100 => "process.oomScoreAdj";
+    refuses_io_priority: "/process/ioPriority" = {"class": "IOPRIO_CLASS_IDLE", "priority": 0} => "process.ioPriority";
+    refuses_a_scheduler: "/process/scheduler" = {"policy": "SCHED_BATCH"} => "process.scheduler";
+    refuses_cpu_affinity: "/process/execCPUAffinity" = {"initial": "0"} => "process.execCPUAffinity";
+    refuses_a_umask: "/process/user/umask" = 18 => "process.user.umask";
+    refuses_additional_gids: "/process/user/additionalGids" = [10] => "process.user.additionalGids";
+    refuses_a_username: "/process/user/username" = "app" => "process.user.username";
+    refuses_inheritable_caps: "/process/capabilities/inheritable" = ["CAP_CHOWN"] => "process.capabilities";
+    refuses_unequal_caps: "/process/capabilities/effective" = ["CAP_KILL"] => "process.capabilities";
+    refuses_a_readonly_root: "/root/readonly" = true => "root.readonly";
+    refuses_joining_a_namespace: "/linux/namespaces/0/path" = "/proc/1/ns/user" => "linux.namespaces[0].path";
+    refuses_a_cgroup_namespace: "/linux/namespaces/6" = {"type": "cgroup"} => "linux.namespaces[6]";
+    refuses_a_time_namespace: "/linux/namespaces/6" = {"type": "time"} => "linux.namespaces[6]";
+    refuses_net_devices: "/linux/netDevices" = {"eth1": {"name": "eth1"}} => "linux.netDevices";
+    refuses_sysctl: "/linux/sysctl" = {"net.ipv4.ip_forward": "1"} => "linux.sysctl";
+    refuses_a_cgroups_path: "/linux/cgroupsPath" = "/mine" => "linux.cgroupsPath";
+    refuses_devices: "/linux/devices" = [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}] => "linux.devices";
+    refuses_another_seccomp_profile: "/linux/seccomp/defaultAction" = "SCMP_ACT_ERRNO" => "linux.seccomp";
+    refuses_rootfs_propagation: "/linux/rootfsPropagation" = "shared" => "linux.rootfsPropagation";
+    refuses_more_masked_paths: "/linux/maskedPaths/11" = "/proc/cpuinfo" => "linux.maskedPaths";
+    refuses_fewer_readonly_paths: "/linux/readonlyPaths" = ["/proc/sys"] => "linux.readonlyPaths";
+    refuses_a_mount_label: "/linux/mountLabel" = "system_u:object_r:container_file_t:s0" => "linux.mountLabel";
+    refuses_intel_rdt: "/linux/intelRdt" = {"closID": "guaranteed"} => "linux.intelRdt";
+    refuses_a_memory_policy: "/linux/memoryPolicy" = {"mode": "MPOL_BIND", "nodes": "0"} => "linux.memoryPolicy";
+    refuses_a_personality: "/linux/personality" = {"domain": "LINUX32"} => "linux.personality";
+    refuses_time_offsets: "/linux/timeOffsets" = {"monotonic": {"secs": 1}} => "linux.timeOffsets";
+    refuses_device_rules: "/linux/resources/devices" = [{"allow": false, "access": "rwm"}] => "linux.resources.devices";
+    refuses_hugepage_limits: "/linux/resources/hugepageLimits" = [{"pageSize": "2MB", "limit": 1}] => "linux.resources.hugepageLimits";
+    refuses_a_net_class: "/linux/resources/network" = {"classID": 1} => "linux.resources.network";
+    refuses_rdma: "/linux/resources/rdma" = {"mlx5_1": {"hcaHandles": 3}} => "linux.resources.rdma";
+    refuses_other_unified_keys: "/linux/resources/unified" = {"memory.high": "1g"} => "linux.resources.unified";
+    refuses_a_memory_reservation: "/linux/resources/memory/reservation" = 1 => "linux.resources.memory.reservation";
+    refuses_kernel_memory: "/linux/resources/memory/kernel" = 1 => "linux.resources.memory.kernel";
+    refuses_kernel_tcp_memory: "/linux/resources/memory/kernelTCP" = 1 => "linux.resources.memory.kernelTCP";
+    refuses_swappiness: "/linux/resources/memory/swappiness" = 0 => "linux.resources.memory.swappiness";
+    refuses_disabling_the_oom_killer: "/linux/resources/memory/disableOOMKiller" = true => "linux.resources.memory.disableOOMKiller";
+    refuses_use_hierarchy: "/linux/resources/memory/useHierarchy" = true => "linux.resources.memory.useHierarchy";
+    refuses_check_before_update: "/linux/resources/memory/checkBeforeUpdate" = true => "linux.resources.memory.checkBeforeUpdate";
+    refuses_cpu_idle: "/linux/resources/cpu/idle" = 1 => "linux.resources.cpu.idle";
+    refuses_cpu_burst: "/linux/resources/cpu/burst" = 1000 => "linux.resources.cpu.burst";
+    refuses_realtime_runtime: "/linux/resources/cpu/realtimeRuntime" = 1000 => "linux.resources.cpu.realtimeRuntime";
+    refuses_realtime_period: "/linux/resources/cpu/realtimePeriod" = 1000 => "linux.resources.cpu.realtimePeriod";
+    refuses_memory_nodes: "/linux/resources/cpu/mems" = "0" => "linux.resources.cpu.mems";
+    refuses_another_cfs_period: "/linux/resources/cpu/period" = 50000 => "linux.resources.cpu.period";
+    refuses_a_leaf_weight: "/linux/resources/blockIO/leafWeight" = 100 => "linux.resources.blockIO.leafWeight";
+    refuses_weight_devices: "/linux/resources/blockIO/weightDevice" = [{"major": 8, "minor": 0, "weight": 100}] => "linux.resources.blockIO.weightDevice";
+    refuses_another_mount: "/mounts/7" = {"destination": "/data", "type": "tmpfs", "source": "tmpfs"} => "mounts[7]";
+    refuses_a_changed_default_mount: "/mounts/5/options" = ["ro"] => "mounts[5]";
+    refuses_a_missing_default_mount: "/mounts" = [] => "mounts";
+    refuses_a_readonly_bind: "/mounts/6/options" = ["bind", "ro"] => "mounts[6]";
+    refuses_an_unknown_caixa_annotation: "/annotations/org.caixa.network.brigde" = "caixa0" => "annotations.org.caixa.network.brigde";
+}
+
+#[test]
+fn other_annotations_are_ignored() {
+    let mut config = serde_json::to_value(to_oci(&step8()).unwrap()).unwrap();
+    set(&mut config, "/annotations/com.example.owner", json!("ops"));
+    let config: oci_spec::runtime::Spec = serde_json::from_value(config).unwrap();
+    assert_eq!(from_oci(&config, Path::new(BUNDLE), ID).unwrap(), step8());
+}
+
+#[test]
+fn mounts_without_a_root_are_refused() {
+    let mut s = step1();
+    s.mounts = vec![(PathBuf::from("/a"), PathBuf::from("/b"))];
+    assert_eq!(to_oci(&s).unwrap_err().field(), Some("mounts"));
+    let mut config = to_oci(&step1()).unwrap();
+    config.set_mounts(to_oci(&step4()).unwrap().mounts().clone());
+    assert_eq!(
+        from_oci(&config, Path::new(BUNDLE), ID)
+            .unwrap_err()
+            .field(),
+        Some("mounts")
+    );
+}
+
+#[test]
+fn every_refused_field_has_a_reason() {
+    assert_eq!(reason("hooks.prestart"), reason("hooks"));
+    assert_eq!(
+        reason("linux.namespaces[3].path"),
+        reason("linux.namespaces.path")
+    );
+    assert!(reason("linux.sysctl").contains("sysctl"));
+}
+
+#[test]
+fn one_spec_makes_one_config_byte_for_byte() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    write(a.path(), &to_oci(&step9()).unwrap()).unwrap();
+    write(b.path(), &to_oci(&step9()).unwrap()).unwrap();
+    let text = |dir: &Path| std::fs::read(dir.join(CONFIG_FILE)).unwrap();
+    assert_eq!(text(a.path()), text(b.path()));
+}
