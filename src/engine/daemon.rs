@@ -431,6 +431,11 @@ fn start(daemon: &Daemon, containers: &Containers, record: &Record) -> Result<bo
     let dir = containers.dir(&record.id);
     match containers.state(&record.id)?.status {
         Status::Running => return Ok(false),
+        // A shim holds it but has not said `running` yet: a start whose
+        // daemon died half-way. That start goes on; this one waits for it.
+        Status::Created if super::state::shim_alive(&dir) => {
+            return await_shim(containers, record, None).map(|()| false);
+        }
         Status::Created | Status::Exited => {}
     }
     // A shim that died left its record of what it made: sweep it first.
@@ -462,16 +467,30 @@ fn start(daemon: &Daemon, containers: &Containers, record: &Record) -> Result<bo
                 .map_err(std::io::Error::from)
         });
     }
-    let mut shim = command
+    let shim = command
         .spawn()
         .map_err(|e| EngineError::Io(format!("cannot start the shim: {e}")))?;
+    await_shim(containers, record, Some(shim))?;
+    Ok(true)
+}
+
+/// Waits until the shim of `record` says the container runs, or why it
+/// could not; `shim` is our child when we spawned it (reaped when it ends).
+fn await_shim(
+    containers: &Containers,
+    record: &Record,
+    mut shim: Option<std::process::Child>,
+) -> Result<(), EngineError> {
+    let dir = containers.dir(&record.id);
     let mut pause = Backoff::default();
     loop {
         let state = containers.state(&record.id)?;
         match state.status {
             Status::Running => break,
             Status::Exited => {
-                let _ = shim.wait();
+                if let Some(mut shim) = shim {
+                    let _ = shim.wait();
+                }
                 return Err(EngineError::StartFailed {
                     name: record.name.clone(),
                     code: state.exit_code,
@@ -480,22 +499,29 @@ fn start(daemon: &Daemon, containers: &Containers, record: &Record) -> Result<bo
             }
             Status::Created => {}
         }
-        if let Ok(Some(status)) = shim.try_wait() {
-            let last = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let gone = match shim.as_mut() {
+            Some(child) => child.try_wait().ok().flatten().map(|s| s.to_string()),
+            // Not ours: gone when nobody holds its lock any more.
+            None => (!super::state::shim_alive(&dir)).then(|| "gone".to_string()),
+        };
+        if let Some(status) = gone {
+            let log = std::fs::read_to_string(dir.join("shim.log")).unwrap_or_default();
             return Err(EngineError::StartFailed {
                 name: record.name.clone(),
                 code: 125,
                 reason: format!(
                     "its shim ended ({status}) before the container ran: {}",
-                    last.lines().last().unwrap_or("see shim.log")
+                    log.lines().last().unwrap_or("see shim.log")
                 ),
             });
         }
         pause.sleep();
     }
-    // Reap it when it ends (if this daemon still runs then).
-    std::thread::spawn(move || shim.wait());
-    Ok(true)
+    // Reap ours when it ends (if this daemon still runs then).
+    if let Some(mut shim) = shim {
+        std::thread::spawn(move || shim.wait());
+    }
+    Ok(())
 }
 // ANCHOR_END: start
 
