@@ -115,6 +115,7 @@ impl std::fmt::Display for Late {
 
 impl std::error::Error for Late {}
 
+// ANCHOR: within
 /// Runs `call` (a request, up to its status and headers) on a helper
 /// thread, and waits for it as long as `budget` allows.
 pub fn within<T: Send + 'static>(
@@ -135,6 +136,7 @@ pub fn within<T: Send + 'static>(
         RecvTimeoutError::Disconnected => std::io::Error::other("the request's thread ended"),
     })
 }
+// ANCHOR_END: within
 
 /// An answer's body, read on a helper thread and handed over piece by
 /// piece under both clocks.

@@ -193,8 +193,8 @@ fn download(
         }
     };
     let thread_error = |why: String| RegistryError::Protocol {
-        what: "a download thread".into(),
-        why,
+        what: "the blobs".into(),
+        why: format!("a download thread failed: {why}"),
     };
     std::thread::scope(|scope| {
         let mut handles = Vec::new();
