@@ -5,10 +5,13 @@ use std::io::Read;
 use std::time::Duration;
 
 use super::RegistryError;
-use super::auth::{Challenge, base64_encode, credentials, parse_challenge};
-use super::deadline::{Budget, Watched, late_in, watch, within};
+pub use super::answer::Answer;
+use super::auth::{
+    Challenge, base64_encode, credentials, is_bearer_token, parse_challenge,
+    realm_may_get_credentials,
+};
+use super::deadline::{Budget, late_in, within};
 use super::reference::Reference;
-use crate::image::digest::hex_of;
 use crate::image::validate::{INDEX_TYPES, MANIFEST_TYPES as IMAGE_MANIFESTS, printable};
 
 /// The manifest media types we ask for, most wanted first.
@@ -61,80 +64,6 @@ pub struct Client {
     extra_scopes: Vec<String>,
     repository: String,
     authorization: Option<String>,
-}
-
-/// An answer whose body is still to come, with the time it may take.
-pub struct Answer {
-    /// The status and headers.
-    pub response: ureq::Response,
-    budget: Budget,
-}
-
-impl Answer {
-    /// The URL that answered (after any redirect).
-    pub fn url(&self) -> String {
-        self.response.get_url().to_string()
-    }
-
-    /// The body, under the request's clocks; its deadline narrows to the
-    /// `Content-Length` when the server gives one.
-    pub fn body(self) -> Result<Watched, RegistryError> {
-        let url = self.url();
-        let length = self
-            .response
-            .header("Content-Length")
-            .and_then(|l| l.parse().ok());
-        watch(self.response.into_reader(), self.budget.narrowed_to(length)).map_err(|e| {
-            RegistryError::Transport {
-                url,
-                why: format!("cannot start a reader thread: {e}"),
-            }
-        })
-    }
-
-    /// What the server says the content's digest is, to check once the
-    /// content is read.
-    pub fn claimed_digest(&self) -> ClaimedDigest {
-        ClaimedDigest {
-            url: self.url(),
-            said: self
-                .response
-                .header("Docker-Content-Digest")
-                .map(String::from),
-        }
-    }
-}
-
-/// An answer's `Docker-Content-Digest` header, if it had one.
-pub struct ClaimedDigest {
-    url: String,
-    said: Option<String>,
-}
-
-impl ClaimedDigest {
-    /// Checks the claim, when it is a sha256 one, against `actual`: a
-    /// registry that names one digest and sends other bytes is broken, or
-    /// something on the way changed them.
-    pub fn check(&self, actual: &str) -> Result<(), RegistryError> {
-        let Some(said) = self.said.as_deref().filter(|s| s.starts_with("sha256:")) else {
-            return Ok(());
-        };
-        let bad = |why: String| RegistryError::Protocol {
-            what: self.url.clone(),
-            why,
-        };
-        if hex_of(said).is_none() {
-            return Err(bad(format!(
-                "its Docker-Content-Digest {said:?} is not a sha256 digest"
-            )));
-        }
-        if said != actual {
-            return Err(bad(format!(
-                "its Docker-Content-Digest says {said}, but what it sent hashes to {actual}: the registry is broken or the answer was altered on the way"
-            )));
-        }
-        Ok(())
-    }
 }
 
 /// Whether plain HTTP is acceptable for `host`: loopback, or listed.
@@ -478,47 +407,8 @@ impl Client {
     }
 }
 
-/// A token fit for `Authorization: Bearer` (RFC 6750's b64token).
-fn is_bearer_token(token: &str) -> bool {
-    !token.is_empty()
-        && token
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b))
-}
-
-// ANCHOR: realm
-/// Whether the token server at `realm` may see the credentials saved for
-/// `registry`: only when it is the registry's own host **and port**, or
-/// Docker Hub's token server for Docker Hub's registry (the documented
-/// pair); and only over HTTPS, or plain HTTP where that is allowed
-/// (loopback, `--insecure-registry`). Docker sends them to any realm a
-/// registry names; caixa does not.
-pub fn realm_may_get_credentials(realm: &str, registry: &str, insecure: &[String]) -> bool {
-    let https = realm.starts_with("https://");
-    let realm_host = host_of(realm);
-    // host:port with the port spelled out, so `reg.example` and
-    // `reg.example:443` are one origin.
-    let origin = |host: &str, https: bool| {
-        let host = host.to_ascii_lowercase();
-        match host
-            .rsplit_once(':')
-            .filter(|(_, p)| p.parse::<u16>().is_ok())
-        {
-            Some(_) if !host.ends_with(']') => host,
-            _ => format!("{host}:{}", if https { 443 } else { 80 }),
-        }
-    };
-    let registry_https = !plain_http_ok(registry, insecure);
-    let same = origin(realm_host, https) == origin(registry, registry_https)
-        || (https
-            && origin(realm_host, true) == "auth.docker.io:443"
-            && ["registry-1.docker.io", "index.docker.io"].contains(&registry));
-    same && (https || plain_http_ok(realm_host, insecure))
-}
-// ANCHOR_END: realm
-
 /// The `host[:port]` of a URL.
-fn host_of(url: &str) -> &str {
+pub(crate) fn host_of(url: &str) -> &str {
     url.split("://")
         .nth(1)
         .and_then(|r| r.split(['/', '?', '#']).next())
@@ -550,28 +440,6 @@ mod tests {
             "registry.example:5000",
             &["registry.example:5000".into()]
         ));
-        let ok =
-            |realm: &str, registry: &str| super::realm_may_get_credentials(realm, registry, &[]);
-        assert!(ok("https://auth.docker.io/token", "registry-1.docker.io"));
-        assert!(ok("https://auth.docker.io:443/token", "index.docker.io"));
-        assert!(!ok("https://auth.docker.io/token", "ghcr.io"));
-        assert!(ok("http://127.0.0.1:5000/token", "127.0.0.1:5000"));
-        assert!(ok("https://reg.example:443/auth", "reg.example"));
-        assert!(ok("https://Reg.Example:5000/auth", "reg.example:5000"));
-        assert!(!ok("https://reg.example:5001/auth", "reg.example:5000"));
-        assert!(!ok("http://127.0.0.1:5001/token", "127.0.0.1:5000"));
-        assert!(!ok("https://reg.example/auth", "reg.example:5000"));
-        assert!(super::realm_may_get_credentials(
-            "http://reg.example:5000/auth",
-            "reg.example:5000",
-            &["reg.example:5000".into()]
-        ));
-        assert!(!super::is_bearer_token("abc\r\nX-Evil: 1"));
-        assert!(super::is_bearer_token("eyJhbGciOi.J9-_x/y+z=="));
-        assert!(!ok("http://auth.docker.io/token", "registry-1.docker.io"));
-        assert!(!ok("https://evil.example/token", "registry-1.docker.io"));
-        assert!(!ok("https://other.azurecr.io/token", "mine.azurecr.io"));
-        assert!(!ok("https://127.0.0.2/token", "127.0.0.1:5000"));
         assert_eq!(
             super::percent_encode("repository:a/b:pull"),
             "repository%3Aa%2Fb%3Apull"

@@ -72,7 +72,8 @@ impl Room {
                 max: human(max),
             });
         }
-        let (free, keep) = free_space(dir)?;
+        // Nothing to download (a second pull): nothing to make room for.
+        let (free, keep) = if needs == 0 { (0, 0) } else { free_space(dir)? };
         if free < needs.saturating_add(keep) {
             return Err(RegistryError::Disk {
                 dir: dir.display().to_string(),

@@ -15,6 +15,7 @@
 
 use crate::image::validate::printable;
 
+pub mod answer;
 pub mod auth;
 pub mod client;
 pub mod deadline;
