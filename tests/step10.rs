@@ -540,6 +540,21 @@ enum Reply {
     Truncated(usize, Vec<u8>),
     /// Announces `.0` bytes, sends `.1` (fewer) and then nothing, ever.
     StallAfter(usize, Vec<u8>),
+    /// "200 OK" with extra header lines `.0`, then the body `.1` one byte
+    /// every `.2`: never a pause long enough for a read timeout.
+    Drip(String, Vec<u8>, Duration),
+    /// A status line, then header bytes one every `.0`, without end.
+    DripHead(Duration),
+}
+
+/// One request, as a fake registry sees it.
+struct Asked {
+    /// The request's path and query.
+    path: String,
+    /// Its `Authorization` header, if any.
+    authorization: Option<String>,
+    /// The server's own port (for a token realm on itself).
+    port: u16,
 }
 
 /// A registry on loopback that answers each request what `route(path,
@@ -547,6 +562,14 @@ enum Reply {
 /// binary ends.
 fn fake_registry(route: impl Fn(&str, u16) -> Reply + Send + Sync + 'static) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    serve(listener, move |asked: &Asked| {
+        route(&asked.path, asked.port)
+    })
+}
+
+/// Serves `listener` (which may be in a test's network namespace) with
+/// `route`, one thread per connection, until the test binary ends.
+fn serve(listener: TcpListener, route: impl Fn(&Asked) -> Reply + Send + Sync + 'static) -> u16 {
     let port = listener.local_addr().unwrap().port();
     let route = std::sync::Arc::new(route);
     std::thread::spawn(move || {
@@ -557,10 +580,14 @@ fn fake_registry(route: impl Fn(&str, u16) -> Reply + Send + Sync + 'static) -> 
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
                 let mut request = String::new();
                 let _ = reader.read_line(&mut request);
+                let mut authorization = None;
                 loop {
                     let mut line = String::new();
                     if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
                         break;
+                    }
+                    if line.to_ascii_lowercase().starts_with("authorization:") {
+                        authorization = Some(line[14..].trim().to_string());
                     }
                 }
                 let path = request.split_whitespace().nth(1).unwrap_or("").to_string();
@@ -569,7 +596,12 @@ fn fake_registry(route: impl Fn(&str, u16) -> Reply + Send + Sync + 'static) -> 
                         "HTTP/1.1 {status}\r\nContent-Length: {len}\r\nConnection: close\r\n{extra}\r\n"
                     )
                 };
-                match route(&path, port) {
+                let asked = Asked {
+                    path,
+                    authorization,
+                    port,
+                };
+                match route(&asked) {
                     Reply::Send(status, extra, body) => {
                         let _ = stream.write_all(head(status, body.len(), &extra).as_bytes());
                         let _ = stream.write_all(&body);
@@ -583,6 +615,24 @@ fn fake_registry(route: impl Fn(&str, u16) -> Reply + Send + Sync + 'static) -> 
                         let _ = stream.write_all(&part);
                         let _ = stream.flush();
                         std::thread::sleep(Duration::from_secs(120));
+                    }
+                    Reply::Drip(extra, body, every) => {
+                        let _ = stream.write_all(head("200 OK", body.len(), &extra).as_bytes());
+                        for byte in body {
+                            std::thread::sleep(every);
+                            if stream.write_all(&[byte]).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                    Reply::DripHead(every) => {
+                        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nX-Drip: ");
+                        for _ in 0..100_000 {
+                            std::thread::sleep(every);
+                            if stream.write_all(b"a").is_err() {
+                                break;
+                            }
+                        }
                     }
                 }
                 let _ = stream.shutdown(std::net::Shutdown::Both);
@@ -778,4 +828,522 @@ fn plain_http_only_to_loopback_or_a_listed_insecure_registry() {
         "",
     );
     assert_eq!(stdout_of(&out).trim(), format!("pulled {reference}"));
+}
+
+// Hostile registries: each test runs a registry of its own that lies in one
+// way, on loopback inside the test's own network namespace, and pulls from
+// it with step 10 run in that namespace.
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
+
+/// This machine's architecture as images name it.
+fn this_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+/// An image of `n` one-file layers: its manifest (to change at will),
+/// config and layers.
+struct Layered {
+    manifest: serde_json::Value,
+    blobs: Vec<Vec<u8>>,
+}
+
+fn layered(n: usize) -> Layered {
+    let layers: Vec<Vec<u8>> = (0..n)
+        .map(|i| {
+            let mut tar = tar::Builder::new(Vec::new());
+            let content = format!("layer {i}\n").into_bytes();
+            let mut h = tar::Header::new_gnu();
+            h.set_size(content.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            tar.append_data(&mut h, format!("file{i}"), &content[..])
+                .unwrap();
+            tar.into_inner().unwrap()
+        })
+        .collect();
+    let diff_ids: Vec<String> = layers.iter().map(|l| sha(l)).collect();
+    let config = serde_json::json!({"architecture": this_arch(), "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": diff_ids}})
+    .to_string()
+    .into_bytes();
+    let manifest = serde_json::json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha(&config), "size": config.len()},
+        "layers": layers.iter().map(|l| serde_json::json!({"mediaType": OCI_LAYER, "digest": sha(l), "size": l.len()})).collect::<Vec<_>>()});
+    let mut blobs = vec![config];
+    blobs.extend(layers);
+    Layered { manifest, blobs }
+}
+
+/// A hostile registry in `netns`: `documents` are (tag, Content-Type, body),
+/// each served by its tag and by its digest; `blobs` by their digests;
+/// except where `lie` answers first.
+fn hostile(
+    netns: &TestNetns,
+    documents: Vec<(&'static str, &'static str, Vec<u8>)>,
+    blobs: Vec<Vec<u8>>,
+    lie: impl Fn(&Asked) -> Option<Reply> + Send + Sync + 'static,
+) -> u16 {
+    serve(netns.listen_loopback(), move |asked: &Asked| {
+        if let Some(reply) = lie(asked) {
+            return reply;
+        }
+        for (tag, media, body) in &documents {
+            if asked.path.ends_with(&format!("/manifests/{tag}"))
+                || asked.path.ends_with(&format!("/manifests/{}", sha(body)))
+            {
+                return Reply::Send("200 OK", format!("Content-Type: {media}\r\n"), body.clone());
+            }
+        }
+        for blob in &blobs {
+            if asked.path.ends_with(&format!("/blobs/{}", sha(blob))) {
+                return Reply::Send("200 OK", String::new(), blob.clone());
+            }
+        }
+        Reply::Send("404 Not Found", String::new(), Vec::new())
+    })
+}
+
+/// `step10 [options] pull 127.0.0.1:PORT/test/img:TAG` inside `netns`.
+fn pull_in(netns: &TestNetns, client: &Client, port: u16, tag: &str, options: &[&str]) -> Output {
+    let reference = format!("127.0.0.1:{port}/test/img:{tag}");
+    let mut args = options.to_vec();
+    args.extend(["pull", reference.as_str()]);
+    client.step10_in(netns.step(10), &args, "")
+}
+
+/// A pull refused with one line holding `needle`, and no image left.
+fn assert_refused(out: &Output, client: &Client, needle: &str) {
+    assert_one_line_error(out, 10, 125, needle);
+    assert_refused_image(client);
+}
+
+/// A pull that failed with `needle` on its last line (the progress lines
+/// of blobs that did come may precede it), leaving no image.
+fn assert_failed_with(out: &Output, client: &Client, needle: &str) {
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    let last = err.lines().last().unwrap_or("");
+    assert!(
+        last.starts_with("step10: ") && last.contains(needle),
+        "expected {needle:?} in the last line of: {err}"
+    );
+    assert_refused_image(client);
+}
+
+/// No image in `client`'s store.
+fn assert_refused_image(client: &Client) {
+    assert_eq!(
+        stdout_of(&client.step10(&["images"], "")),
+        "",
+        "a refused pull must leave no image"
+    );
+}
+
+/// A counter the registry's threads and the test share.
+fn counter() -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+    std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0))
+}
+
+#[test]
+fn a_registry_that_drips_bytes_meets_a_deadline() {
+    let netns = TestNetns::new();
+    let image = layered(1);
+    let manifest = image.manifest.to_string().into_bytes();
+    let layer = sha(&image.blobs[1]);
+    let every = Duration::from_millis(100);
+    // A manifest, then a blob, sent one byte every 100 ms: never a pause
+    // of a second (--timeout 1), and far longer than either may take.
+    let dripped = manifest.clone();
+    let port = hostile(&netns, vec![], image.blobs.clone(), move |asked| {
+        asked.path.ends_with("/manifests/1").then(|| {
+            Reply::Drip(
+                format!("Content-Type: {OCI_MANIFEST}\r\n"),
+                dripped.clone(),
+                every,
+            )
+        })
+    });
+    let client = Client::new();
+    let out = pull_in(&netns, &client, port, "1", &["--timeout", "1"]);
+    assert_failed_with(&out, &client, "not complete within");
+    let layer_bytes = image.blobs[1].clone();
+    let port = hostile(
+        &netns,
+        vec![("1", OCI_MANIFEST, manifest.clone())],
+        vec![image.blobs[0].clone()],
+        move |asked| {
+            asked
+                .path
+                .ends_with(&layer)
+                .then(|| Reply::Drip(String::new(), layer_bytes.clone(), every))
+        },
+    );
+    let out = pull_in(&netns, &client, port, "1", &["--timeout", "1"]);
+    assert_failed_with(&out, &client, "not complete within");
+    // A token server that drips its answer.
+    let port = hostile(
+        &netns,
+        vec![("1", OCI_MANIFEST, manifest.clone())],
+        image.blobs.clone(),
+        move |asked| {
+            if asked.path.starts_with("/token") {
+                let token = format!("{{\"token\":\"t\"}}{}", " ".repeat(300));
+                Some(Reply::Drip(String::new(), token.into_bytes(), every))
+            } else {
+                let challenge = format!(
+                    "WWW-Authenticate: Bearer realm=\"http://127.0.0.1:{}/token\"\r\n",
+                    asked.port
+                );
+                Some(Reply::Send("401 Unauthorized", challenge, Vec::new()))
+            }
+        },
+    );
+    let out = pull_in(&netns, &client, port, "1", &["--timeout", "1"]);
+    assert_failed_with(&out, &client, "not complete within");
+    // Headers, dripped without end: the answer never begins.
+    let port = hostile(&netns, vec![], vec![], move |_| {
+        Some(Reply::DripHead(every))
+    });
+    let out = pull_in(&netns, &client, port, "1", &["--timeout", "1"]);
+    assert_refused(&out, &client, "no answer within 1 s");
+}
+
+#[test]
+fn a_registry_cannot_make_a_pull_open_thousands_of_downloads() {
+    let netns = TestNetns::new();
+    let client = Client::new();
+    // Ten thousand layers: refused before any blob is asked for.
+    let image = layered(1);
+    let mut manifest = image.manifest.clone();
+    manifest["layers"] = (0..10_000)
+        .map(|i| serde_json::json!({"mediaType": OCI_LAYER, "digest": sha(format!("{i}").as_bytes()), "size": 1}))
+        .collect();
+    let asked_blobs = counter();
+    let seen = asked_blobs.clone();
+    let port = hostile(
+        &netns,
+        vec![("1", OCI_MANIFEST, manifest.to_string().into_bytes())],
+        image.blobs,
+        move |asked| {
+            if asked.path.contains("/blobs/") {
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            None
+        },
+    );
+    let out = pull_in(&netns, &client, port, "1", &[]);
+    assert_refused(&out, &client, "10000 layers");
+    assert_eq!(
+        asked_blobs.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "step 10: a manifest of too many layers must be refused before any download"
+    );
+    // Twelve real layers: all come, a few at a time. The registry holds
+    // each blob request a moment, counting how many are open at once.
+    let image = layered(12);
+    let (open, most) = (counter(), counter());
+    let (open2, most2) = (open.clone(), most.clone());
+    let port = hostile(
+        &netns,
+        vec![("1", OCI_MANIFEST, image.manifest.to_string().into_bytes())],
+        image.blobs,
+        move |asked| {
+            if asked.path.contains("/blobs/") {
+                use std::sync::atomic::Ordering::SeqCst;
+                let now = open2.fetch_add(1, SeqCst) + 1;
+                most2.fetch_max(now, SeqCst);
+                std::thread::sleep(Duration::from_millis(200));
+                open2.fetch_sub(1, SeqCst);
+            }
+            None
+        },
+    );
+    let out = pull_in(&netns, &client, port, "1", &[]);
+    stdout_of(&out);
+    let most = most.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        (1..=4).contains(&most),
+        "step 10: blobs download a few at a time (a small pool), not all at once: {most} were open together"
+    );
+}
+
+#[test]
+fn a_pull_refuses_the_types_load_refuses() {
+    let netns = TestNetns::new();
+    let image = layered(1);
+    let as_bytes = |v: &serde_json::Value| v.to_string().into_bytes();
+    let mut unknown = image.manifest.clone();
+    unknown["mediaType"] = "application/x-evil+json".into();
+    let mut odd_layer = image.manifest.clone();
+    odd_layer["layers"][0]["mediaType"] = "application/vnd.oci.image.layer.v1.tar+lz4".into();
+    let mut both = image.manifest.clone();
+    both["manifests"] = serde_json::json!([]);
+    let mut schema1 = image.manifest.clone();
+    schema1["schemaVersion"] = 1.into();
+    let port = hostile(
+        &netns,
+        vec![
+            ("unknown", "application/x-evil+json", as_bytes(&unknown)),
+            ("odd-layer", OCI_MANIFEST, as_bytes(&odd_layer)),
+            ("both", OCI_MANIFEST, as_bytes(&both)),
+            ("schema1", OCI_MANIFEST, as_bytes(&schema1)),
+        ],
+        image.blobs,
+        |_| None,
+    );
+    let client = Client::new();
+    for (tag, needle) in [
+        ("unknown", "application/x-evil+json"),
+        ("odd-layer", "unsupported media type"),
+        ("both", "both an index"),
+        ("schema1", "schemaVersion 1"),
+    ] {
+        let out = pull_in(&netns, &client, port, tag, &[]);
+        assert_refused(&out, &client, needle);
+    }
+}
+
+/// Nothing but printable text and line ends on stderr, in one line.
+fn assert_printable(out: &Output) {
+    let err = text(&out.stderr);
+    let raw: Vec<char> = err
+        .chars()
+        .filter(|c| (c.is_control() && *c != '\n') || ('\u{202a}'..='\u{202e}').contains(c))
+        .collect();
+    assert!(
+        raw.is_empty(),
+        "step 10: control characters {raw:?} from the registry reached the terminal:\n{err:?}"
+    );
+    assert_eq!(err.lines().count(), 1, "one line: {err:?}");
+}
+
+#[test]
+fn nothing_a_registry_sends_reaches_the_terminal_raw() {
+    let netns = TestNetns::new();
+    let image = layered(1);
+    let forged = "sha256:\u{1b}]0;owned\u{7}\u{1b}[2J\r\nstep10: pulled evil";
+    let index = |digest: &str, platform: &str| {
+        let (os, arch) = platform.split_once('/').unwrap();
+        serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+            {"mediaType": OCI_MANIFEST, "digest": digest, "size": 500, "platform": {"os": os, "architecture": arch}}]})
+        .to_string()
+        .into_bytes()
+    };
+    let mut painted = image.manifest.clone();
+    painted["layers"][0]["mediaType"] = "\u{1b}[31mred\u{202e}".into();
+    let evil_platform = format!("linux/{}", "\u{1b}[1Aup\u{9b}2J");
+    let port = hostile(
+        &netns,
+        vec![
+            (
+                "digest",
+                OCI_INDEX,
+                index(forged, &format!("linux/{}", this_arch())),
+            ),
+            ("type", OCI_MANIFEST, painted.to_string().into_bytes()),
+            ("platform", OCI_INDEX, index(&sha(b"x"), &evil_platform)),
+        ],
+        image.blobs.clone(),
+        |_| None,
+    );
+    let client = Client::new();
+    for tag in ["digest", "type", "platform"] {
+        let out = pull_in(&netns, &client, port, tag, &[]);
+        assert_eq!(out.status.code(), Some(125), "{}", text(&out.stderr));
+        assert_printable(&out);
+    }
+    // A token with a line break (a header injection) is neither used nor
+    // shown: not even in an error.
+    let manifest = image.manifest.to_string().into_bytes();
+    let port = hostile(
+        &netns,
+        vec![("1", OCI_MANIFEST, manifest)],
+        image.blobs,
+        |asked| {
+            if asked.path.starts_with("/token") {
+                let token = br#"{"token":"s3cr3t-t0ken\r\nX-Injected: yes"}"#.to_vec();
+                Some(Reply::Send("200 OK", String::new(), token))
+            } else {
+                let challenge = format!(
+                    "WWW-Authenticate: Bearer realm=\"http://127.0.0.1:{}/token\"\r\n",
+                    asked.port
+                );
+                Some(Reply::Send("401 Unauthorized", challenge, Vec::new()))
+            }
+        },
+    );
+    let out = pull_in(&netns, &client, port, "1", &[]);
+    assert_eq!(out.status.code(), Some(125), "{}", text(&out.stderr));
+    assert_printable(&out);
+    assert!(
+        !text(&out.stderr).contains("s3cr3t"),
+        "step 10: a token must never be printed:\n{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_pull_is_bounded_in_bytes_and_by_free_space() {
+    let netns = TestNetns::new();
+    let image = layered(1);
+    let claiming = |size: u64| {
+        let mut m = image.manifest.clone();
+        m["layers"][0]["size"] = size.into();
+        m.to_string().into_bytes()
+    };
+    let asked_blobs = counter();
+    let seen = asked_blobs.clone();
+    let port = hostile(
+        &netns,
+        vec![
+            ("2m", OCI_MANIFEST, claiming(2 << 20)),
+            ("1t", OCI_MANIFEST, claiming(1 << 40)),
+            ("600t", OCI_MANIFEST, claiming(600 << 40)),
+        ],
+        image.blobs,
+        move |asked| {
+            if asked.path.contains("/blobs/") {
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            None
+        },
+    );
+    let client = Client::new();
+    for (tag, options, needle) in [
+        (
+            "2m",
+            &["--max-pull-size", "1m"][..],
+            "--max-pull-size 1.0 MiB",
+        ),
+        // The default bound.
+        ("1t", &[][..], "--max-pull-size"),
+        // Within the bound asked for, but no disk here has 600 TiB free.
+        (
+            "600t",
+            &["--max-pull-size", "1000t"][..],
+            "not enough free space",
+        ),
+    ] {
+        let out = pull_in(&netns, &client, port, tag, options);
+        assert_refused(&out, &client, needle);
+    }
+    assert_eq!(
+        asked_blobs.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "step 10: the size of a pull is checked before any blob is downloaded"
+    );
+}
+
+#[test]
+fn smaller_lies_are_caught_and_told_as_they_are() {
+    let netns = TestNetns::new();
+    let image = layered(1);
+    let manifest = image.manifest.to_string().into_bytes();
+    let entry = |digest: &str, media: &str, os: &str, arch: &str| serde_json::json!({"mediaType": media, "digest": digest, "size": 100, "platform": {"os": os, "architecture": arch}});
+    let index_of = |entries: Vec<serde_json::Value>| {
+        serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries})
+            .to_string()
+            .into_bytes()
+    };
+    let elsewhere = index_of(vec![
+        entry(&sha(&manifest), OCI_MANIFEST, "linux", "s390x"),
+        entry(&sha(&manifest), OCI_MANIFEST, "windows", "amd64"),
+    ]);
+    let nested = index_of(vec![entry(
+        &sha(&elsewhere),
+        OCI_INDEX,
+        "linux",
+        this_arch(),
+    )]);
+    let lied_about = manifest.clone();
+    let truncated = manifest.clone();
+    let port = hostile(
+        &netns,
+        vec![
+            ("elsewhere", OCI_INDEX, elsewhere),
+            ("nested", OCI_INDEX, nested),
+            ("as-index", OCI_INDEX, manifest.clone()),
+        ],
+        image.blobs.clone(),
+        move |asked| {
+            if asked.path.ends_with("/manifests/wrong-digest") {
+                let header = format!(
+                    "Content-Type: {OCI_MANIFEST}\r\nDocker-Content-Digest: sha256:{}\r\n",
+                    "0".repeat(64)
+                );
+                Some(Reply::Send("200 OK", header, lied_about.clone()))
+            } else if asked.path.ends_with("/manifests/cut") {
+                Some(Reply::Truncated(truncated.len(), truncated[..10].to_vec()))
+            } else {
+                None
+            }
+        },
+    );
+    let client = Client::new();
+    for (tag, needle) in [
+        ("wrong-digest", "Docker-Content-Digest"),
+        ("elsewhere", "it offers linux/s390x, windows/amd64"),
+        ("nested", "nested"),
+        ("as-index", "served as an index"),
+        // The URL that failed, not a label glued onto the base URL.
+        (
+            "cut",
+            &format!("http://127.0.0.1:{port}/v2/test/img/manifests/cut"),
+        ),
+    ] {
+        let out = pull_in(&netns, &client, port, tag, &[]);
+        assert_refused(&out, &client, needle);
+    }
+    // Credentials saved for the registry go to no token server on another
+    // port of the same host.
+    let (realm_listener, registry_listener) = (netns.listen_loopback(), netns.listen_loopback());
+    let realm_port = realm_listener.local_addr().unwrap().port();
+    let authorized = counter();
+    let seen = authorized.clone();
+    serve(realm_listener, move |asked: &Asked| {
+        if asked.authorization.is_some() {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        Reply::Send(
+            "200 OK",
+            String::new(),
+            br#"{"token":"anonymous"}"#.to_vec(),
+        )
+    });
+    let blobs = image.blobs.clone();
+    let port = serve(registry_listener, move |asked: &Asked| {
+        if asked.authorization.as_deref() != Some("Bearer anonymous") {
+            let challenge = format!(
+                "WWW-Authenticate: Bearer realm=\"http://127.0.0.1:{realm_port}/token\"\r\n"
+            );
+            return Reply::Send("401 Unauthorized", challenge, Vec::new());
+        }
+        if asked.path.ends_with("/manifests/1") {
+            let media = format!("Content-Type: {OCI_MANIFEST}\r\n");
+            return Reply::Send("200 OK", media, manifest.clone());
+        }
+        match blobs.iter().find(|b| asked.path.ends_with(&sha(b))) {
+            Some(blob) => Reply::Send("200 OK", String::new(), blob.clone()),
+            None => Reply::Send("404 Not Found", String::new(), Vec::new()),
+        }
+    });
+    let out = client.step10(
+        &["login", &format!("127.0.0.1:{port}"), "-u", "me"],
+        "s3cret\n",
+    );
+    stdout_of(&out);
+    let out = pull_in(&netns, &client, port, "1", &[]);
+    stdout_of(&out);
+    assert_eq!(
+        authorized.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "step 10: credentials for 127.0.0.1:{port} must not go to a realm on another port"
+    );
 }

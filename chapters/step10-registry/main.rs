@@ -24,7 +24,8 @@ use clap::{Parser, Subcommand};
     long_about = "Step 10: step 9 + a registry client.\n\n\
         Adds over step 9: `pull REF` resolves a tag to a manifest (choosing \
         this machine's platform from an index), fetches config and layers \
-        concurrently and verifies every digest; `push` uploads what the \
+        a few at a time and verifies every digest, within bounds of time \
+        (--timeout), size (--max-pull-size) and free space; `push` uploads what the \
         registry lacks, then the manifest; `login` saves credentials as \
         Docker's config.json does (Basic, and the Bearer token flow); `run \
         REF` pulls when the image is missing. Plain HTTP only to loopback or \
@@ -37,9 +38,14 @@ struct Step10 {
     /// A registry (HOST[:PORT]) that may be spoken to over plain HTTP. Repeatable.
     #[arg(long = "insecure-registry", value_name = "HOST", global = true)]
     insecure: Vec<String>,
-    /// Seconds to wait for a registry to connect or send its next bytes.
+    /// Seconds to wait for a registry to connect, begin an answer or send
+    /// its next bytes; each answer must also be complete within this plus
+    /// 1 s per 64 KiB it carries.
     #[arg(long, value_name = "SECS", default_value_t = 30, global = true)]
     timeout: u64,
+    /// The most one pull (or run) may download, e.g. 16g.
+    #[arg(long, value_name = "SIZE", default_value = "16g", global = true)]
+    max_pull_size: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -83,9 +89,12 @@ fn main() {
     let args: Step10 = cli::parse();
     let store = Store::open(&args.root).unwrap_or_else(|e| cli::fail_setup("step10", &e));
     let progress = Progress::for_stderr();
+    let max_pull_size = caixa::cgroup::parse_size(&args.max_pull_size)
+        .unwrap_or_else(|e| cli::fail_setup("step10", &e));
     let mut options = Options {
         insecure: args.insecure,
         timeout: Duration::from_secs(args.timeout.max(1)),
+        max_pull_size,
         ..Options::default()
     };
     match args.command {

@@ -9,20 +9,14 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
 
-use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest};
+use oci_spec::image::ImageConfiguration;
 use serde_json::{Value, json};
 
 use super::store::Store;
+use super::validate::{self, Document};
 use super::{ImageError, io_err};
 
-/// The layer media types caixa unpacks.
-pub const LAYER_TYPES: [&str; 5] = [
-    "application/vnd.oci.image.layer.v1.tar",
-    "application/vnd.oci.image.layer.v1.tar+gzip",
-    "application/vnd.oci.image.layer.v1.tar+zstd",
-    "application/vnd.docker.image.rootfs.diff.tar",
-    "application/vnd.docker.image.rootfs.diff.tar.gzip",
-];
+pub use super::validate::LAYER_TYPES;
 
 /// The biggest JSON file read into memory.
 const MAX_JSON: u64 = 16 << 20;
@@ -144,15 +138,6 @@ fn parse_err(what: &str) -> impl FnOnce(oci_spec::OciSpecError) -> ImageError + 
     move |e| ImageError::Malformed(format!("{what}: {e}"))
 }
 
-/// The architecture name OCI uses for this machine.
-fn oci_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    }
-}
-
 fn load_oci(
     store: &Store,
     index: &[u8],
@@ -160,55 +145,45 @@ fn load_oci(
     name: Option<&str>,
     default_name: &str,
 ) -> Result<Vec<String>, ImageError> {
-    let index = ImageIndex::from_reader(index).map_err(parse_err("index.json"))?;
+    let in_file = |what: &'static str| {
+        move |e: ImageError| match e {
+            ImageError::Malformed(why) => ImageError::Malformed(format!("{what}: {why}")),
+            other => other,
+        }
+    };
+    let mut candidates = match validate::document(index, &[]).map_err(in_file("index.json"))? {
+        Document::Index(entries) => entries,
+        Document::Manifest { .. } => {
+            return Err(ImageError::Malformed(
+                "index.json is a manifest, not an index".into(),
+            ));
+        }
+    };
     let mut chosen = None;
-    let mut candidates: Vec<_> = index.manifests().clone();
-    // Nested indexes (multi-platform images) are followed one level down.
+    // Nested indexes (multi-platform images) are followed a few levels down.
     let mut depth = 0;
     while chosen.is_none() && depth < 4 {
         depth += 1;
         // This machine's platform; a manifest without platform information
         // is taken as is; another architecture is refused, not run.
-        let matching = candidates.iter().find(|d| {
-            d.platform().as_ref().is_some_and(|p| {
-                p.os().to_string() == "linux" && p.architecture().to_string() == oci_arch()
-            })
-        });
-        let unlabelled = candidates.iter().find(|d| d.platform().is_none());
-        let pick = matching.or(unlabelled).cloned().ok_or_else(|| {
-            ImageError::Malformed(format!("no manifest for linux/{} in the index", oci_arch()))
-        })?;
-        let digest = pick.digest().to_string();
-        fetch(&digest, pick.size())?;
-        let media = pick.media_type().to_string();
-        if media.contains("index") || media.contains("manifest.list") {
-            let nested = ImageIndex::from_reader(&store.read_blob(&digest)?[..])
-                .map_err(parse_err("nested index"))?;
-            candidates = nested.manifests().clone();
-        } else {
-            let tag = pick
-                .annotations()
-                .as_ref()
-                .and_then(|a| a.get("org.opencontainers.image.ref.name").cloned());
-            chosen = Some((digest, tag));
+        let pick = validate::choose(&candidates, &validate::this_platform())?.clone();
+        fetch(&pick.digest, pick.size)?;
+        // The descriptor's media type is a claim the document must match.
+        let bytes = store.read_blob(&pick.digest)?;
+        match validate::document(&bytes, &[&pick.media_type]).map_err(in_file("manifest"))? {
+            Document::Index(entries) => candidates = entries,
+            Document::Manifest { config, layers } => {
+                chosen = Some((pick.digest, pick.ref_name, config, layers))
+            }
         }
     }
-    let (manifest_digest, tag) =
+    let (manifest_digest, tag, config, layers) =
         chosen.ok_or_else(|| ImageError::Malformed("indexes nest too deep".into()))?;
-    let manifest = ImageManifest::from_reader(&store.read_blob(&manifest_digest)?[..])
-        .map_err(parse_err("manifest"))?;
-    fetch(
-        manifest.config().digest().as_ref(),
-        manifest.config().size(),
-    )?;
-    for layer in manifest.layers() {
-        let media = layer.media_type().to_string();
-        if !LAYER_TYPES.contains(&media.as_str()) {
-            return Err(ImageError::MediaType(media));
-        }
-        fetch(layer.digest().as_ref(), layer.size())?;
+    fetch(&config.digest, config.size)?;
+    for layer in &layers {
+        fetch(&layer.digest, layer.size)?;
     }
-    check_config(store, &manifest)?;
+    check_config(store, &config.digest, layers.len())?;
     // The ref.name annotation is often a tag alone (umoci, skopeo): then
     // the image is named after the layout, with that tag.
     let tag = tag.map(|t| {
@@ -228,15 +203,17 @@ fn load_oci(
 }
 
 /// The config must parse and list one diff_id per layer.
-fn check_config(store: &Store, manifest: &ImageManifest) -> Result<ImageConfiguration, ImageError> {
-    let config =
-        ImageConfiguration::from_reader(&store.read_blob(manifest.config().digest().as_ref())?[..])
-            .map_err(parse_err("image config"))?;
-    if config.rootfs().diff_ids().len() != manifest.layers().len() {
+fn check_config(
+    store: &Store,
+    config: &str,
+    layers: usize,
+) -> Result<ImageConfiguration, ImageError> {
+    let config = ImageConfiguration::from_reader(&store.read_blob(config)?[..])
+        .map_err(parse_err("image config"))?;
+    if config.rootfs().diff_ids().len() != layers {
         return Err(ImageError::Malformed(format!(
-            "the config lists {} diff_ids for {} layers",
+            "the config lists {} diff_ids for {layers} layers",
             config.rootfs().diff_ids().len(),
-            manifest.layers().len()
         )));
     }
     Ok(config)
@@ -285,8 +262,7 @@ fn load_docker(
     let manifest_bytes =
         serde_json::to_vec(&manifest).map_err(|e| ImageError::Malformed(e.to_string()))?;
     let manifest_digest = store.put_blob_hashed(&manifest_bytes[..])?;
-    let parsed = ImageManifest::from_reader(&manifest_bytes[..]).map_err(parse_err("manifest"))?;
-    check_config(store, &parsed)?;
+    check_config(store, &config_digest, layers.len())?;
     let mut names: Vec<String> = match name {
         Some(n) => vec![n.to_string()],
         None => first["RepoTags"]

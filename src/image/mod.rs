@@ -21,8 +21,11 @@ pub mod load;
 pub mod overlay;
 pub mod store;
 pub mod unpack;
+pub mod validate;
 
 use std::path::PathBuf;
+
+use validate::printable;
 
 /// An image problem, one line with what to do.
 #[derive(Debug, thiserror::Error)]
@@ -36,11 +39,13 @@ pub enum ImageError {
         source: std::io::Error,
     },
     /// The input is not a valid image (bad JSON, missing blob, …).
-    #[error("malformed image: {0}")]
+    #[error("malformed image: {}", printable(.0))]
     Malformed(String),
     /// Content does not match its digest.
     #[error(
-        "digest mismatch for {what}: expected {expected}, got {actual}; the image is corrupt or was tampered with"
+        "digest mismatch for {}: expected {}, got {actual}; the image is corrupt or was tampered with",
+        printable(.what),
+        printable(.expected)
     )]
     DigestMismatch {
         /// Which blob or layer.
@@ -51,15 +56,28 @@ pub enum ImageError {
         actual: String,
     },
     /// A media type caixa does not handle.
-    #[error("unsupported media type {0}: caixa reads tar, tar+gzip and tar+zstd layers")]
+    #[error(
+        "unsupported media type {}: caixa reads tar, tar+gzip and tar+zstd layers",
+        printable(.0)
+    )]
     MediaType(String),
     /// A layer tries to escape its directory, or breaks a bound.
-    #[error("refusing layer {layer}: {why}")]
+    #[error("refusing layer {}: {}", printable(.layer), printable(.why))]
     Hostile {
         /// The layer's digest.
         layer: String,
         /// What the entry tried.
         why: String,
+    },
+    /// An index without a manifest for the platform wanted.
+    #[error(
+        "no manifest for {wanted} in the index; it offers {offered}: use an image built for {wanted}"
+    )]
+    Platform {
+        /// `os/arch` asked for.
+        wanted: String,
+        /// The platforms the index lists, already made printable.
+        offered: String,
     },
     /// No such image in the store.
     #[error("no image {0:?} in the store: load it first (step9 load PATH), or see step9 images")]

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::RegistryError;
+use super::client::{host_of, plain_http_ok};
 
 /// A parsed `WWW-Authenticate` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,6 +176,45 @@ pub fn save_credentials(host: &str, user: &str, password: &str) -> Result<PathBu
     Ok(path)
 }
 
+// ANCHOR: realm
+/// Whether the token server at `realm` may see the credentials saved for
+/// `registry`: only when it is the registry's own host **and port**, or
+/// Docker Hub's token server for Docker Hub's registry (the documented
+/// pair); and only over HTTPS, or plain HTTP where that is allowed
+/// (loopback, `--insecure-registry`). Docker sends them to any realm a
+/// registry names; caixa does not.
+pub fn realm_may_get_credentials(realm: &str, registry: &str, insecure: &[String]) -> bool {
+    let https = realm.starts_with("https://");
+    let realm_host = host_of(realm);
+    // host:port with the port spelled out, so `reg.example` and
+    // `reg.example:443` are one origin.
+    let origin = |host: &str, https: bool| {
+        let host = host.to_ascii_lowercase();
+        match host
+            .rsplit_once(':')
+            .filter(|(_, p)| p.parse::<u16>().is_ok())
+        {
+            Some(_) if !host.ends_with(']') => host,
+            _ => format!("{host}:{}", if https { 443 } else { 80 }),
+        }
+    };
+    let registry_https = !plain_http_ok(registry, insecure);
+    let same = origin(realm_host, https) == origin(registry, registry_https)
+        || (https
+            && origin(realm_host, true) == "auth.docker.io:443"
+            && ["registry-1.docker.io", "index.docker.io"].contains(&registry));
+    same && (https || plain_http_ok(realm_host, insecure))
+}
+// ANCHOR_END: realm
+
+/// A token fit for `Authorization: Bearer` (RFC 6750's b64token).
+pub fn is_bearer_token(token: &str) -> bool {
+    !token.is_empty()
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,6 +238,31 @@ mod tests {
         );
         assert_eq!(parse_challenge("Negotiate"), None);
         assert_eq!(parse_challenge(r#"Bearer service="x""#), None);
+    }
+
+    #[test]
+    fn credentials_go_to_the_same_origin_or_docker_hubs_pair() {
+        let ok = |realm: &str, registry: &str| realm_may_get_credentials(realm, registry, &[]);
+        assert!(ok("https://auth.docker.io/token", "registry-1.docker.io"));
+        assert!(ok("https://auth.docker.io:443/token", "index.docker.io"));
+        assert!(!ok("https://auth.docker.io/token", "ghcr.io"));
+        assert!(ok("http://127.0.0.1:5000/token", "127.0.0.1:5000"));
+        assert!(ok("https://reg.example:443/auth", "reg.example"));
+        assert!(ok("https://Reg.Example:5000/auth", "reg.example:5000"));
+        assert!(!ok("https://reg.example:5001/auth", "reg.example:5000"));
+        assert!(!ok("http://127.0.0.1:5001/token", "127.0.0.1:5000"));
+        assert!(!ok("https://reg.example/auth", "reg.example:5000"));
+        assert!(realm_may_get_credentials(
+            "http://reg.example:5000/auth",
+            "reg.example:5000",
+            &["reg.example:5000".into()]
+        ));
+        assert!(!is_bearer_token("abc\r\nX-Evil: 1"));
+        assert!(is_bearer_token("eyJhbGciOi.J9-_x/y+z=="));
+        assert!(!ok("http://auth.docker.io/token", "registry-1.docker.io"));
+        assert!(!ok("https://evil.example/token", "registry-1.docker.io"));
+        assert!(!ok("https://other.azurecr.io/token", "mine.azurecr.io"));
+        assert!(!ok("https://127.0.0.2/token", "127.0.0.1:5000"));
     }
 
     #[test]

@@ -1,19 +1,25 @@
 //! HTTP to one registry: authentication on demand, bounded and verified
-//! answers, timeouts.
+//! answers, each request bounded in time ([`super::deadline`]).
 
 use std::io::Read;
 use std::time::Duration;
 
 use super::RegistryError;
-use super::auth::{Challenge, base64_encode, credentials, parse_challenge};
+pub use super::answer::Answer;
+use super::auth::{
+    Challenge, base64_encode, credentials, is_bearer_token, parse_challenge,
+    realm_may_get_credentials,
+};
+use super::deadline::{Budget, late_in, within};
 use super::reference::Reference;
+use crate::image::validate::{INDEX_TYPES, MANIFEST_TYPES as IMAGE_MANIFESTS, printable};
 
 /// The manifest media types we ask for, most wanted first.
 pub const MANIFEST_TYPES: [&str; 4] = [
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
+    INDEX_TYPES[0],
+    IMAGE_MANIFESTS[0],
+    INDEX_TYPES[1],
+    IMAGE_MANIFESTS[1],
 ];
 
 /// The largest manifest or token answer accepted.
@@ -24,12 +30,15 @@ pub const MAX_MANIFEST: u64 = 4 << 20;
 pub struct Options {
     /// Hosts that may be spoken to over plain HTTP (`--insecure-registry`).
     pub insecure: Vec<String>,
-    /// How long to wait for a connection or for the next bytes of an answer
-    /// before giving up on a stalled server (`--timeout`).
+    /// How long to wait for a connection, for an answer to begin, or for
+    /// the next bytes of one, before giving up on a stalled server; and
+    /// the base of every request's deadline (`--timeout`).
     pub timeout: Duration,
     /// Blobs larger than this are pushed in chunks (`PATCH`), smaller ones
     /// in one `PUT` (`push --chunk-size`).
     pub chunk_size: u64,
+    /// The most bytes one pull may download (`--max-pull-size`).
+    pub max_pull_size: u64,
 }
 
 impl Default for Options {
@@ -38,6 +47,7 @@ impl Default for Options {
             insecure: Vec::new(),
             timeout: Duration::from_secs(30),
             chunk_size: 8 << 20,
+            max_pull_size: super::disk::DEFAULT_MAX_PULL,
         }
     }
 }
@@ -75,10 +85,10 @@ impl Client {
         let host = reference.api_host().to_string();
         let https = !plain_http_ok(&host, &options.insecure);
         let scheme = if https { "https" } else { "http" };
+        // Reads and writes are bounded by each request's deadline, set
+        // per request (see `deadline`).
         let agent = ureq::AgentBuilder::new()
             .timeout_connect(options.timeout)
-            .timeout_read(options.timeout)
-            .timeout_write(options.timeout)
             .build();
         Client {
             agent,
@@ -115,9 +125,20 @@ impl Client {
         self.extra_scopes.push(scope);
     }
 
-    /// A transport failure, with what to do about it.
-    pub fn transport_error(&self, url: &str, error: impl std::fmt::Display) -> RegistryError {
+    /// A transport failure at `url` (a full URL), with what to do about it.
+    pub fn transport_error(
+        &self,
+        url: &str,
+        error: &(dyn std::error::Error + 'static),
+    ) -> RegistryError {
         let url = self.url(url);
+        // A clock of ours that ran out says which, and how long it was.
+        if let Some(late) = late_in(error) {
+            return RegistryError::Transport {
+                url,
+                why: late.to_string(),
+            };
+        }
         // ureq's own message starts with the URL: say it once.
         let why = error.to_string();
         let why = why
@@ -150,7 +171,8 @@ impl Client {
         &self.host
     }
 
-    /// Sends a request; on `401`, answers the challenge once and retries.
+    /// Sends a request whose answer carries no body worth reading (a
+    /// `HEAD`, an upload); on `401`, answers the challenge once and retries.
     pub fn send(
         &mut self,
         method: &str,
@@ -159,10 +181,39 @@ impl Client {
         body: Option<&[u8]>,
         actions: &str,
     ) -> Result<ureq::Response, RegistryError> {
+        self.request(method, path, headers, body, actions, 0)
+            .map(|a| a.response)
+    }
+
+    /// `GET`s `path`, whose answer is expected to carry at most `size`
+    /// bytes: that sets its deadline.
+    pub fn get(
+        &mut self,
+        path: &str,
+        headers: &[(&str, &str)],
+        size: u64,
+    ) -> Result<Answer, RegistryError> {
+        self.request("GET", path, headers, None, "pull", size)
+    }
+
+    // ANCHOR: request
+    /// Sends a request, bounded by a [`Budget`] for `size` bytes (or the
+    /// body's); on `401`, answers the challenge once and retries.
+    fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+        actions: &str,
+        size: u64,
+    ) -> Result<Answer, RegistryError> {
         let url = self.url(path);
         let mut answered_challenge = false;
         loop {
-            let mut request = self.agent.request(method, &url);
+            let budget = Budget::new(self.timeout, size.max(body.map_or(0, |b| b.len() as u64)));
+            // ureq ends the request at the deadline, whatever the server does.
+            let mut request = self.agent.request(method, &url).timeout(budget.total());
             for (k, v) in headers {
                 request = request.set(k, v);
             }
@@ -175,12 +226,17 @@ impl Client {
             {
                 request = request.set("Authorization", auth);
             }
-            let result = match body {
-                Some(bytes) => request.send_bytes(bytes),
-                None => request.call(),
-            };
-            match result {
-                Ok(response) => return Ok(response),
+            let payload = body.map(<[u8]>::to_vec);
+            let result = within(&budget, move || {
+                match payload {
+                    Some(bytes) => request.send_bytes(&bytes),
+                    None => request.call(),
+                }
+                .map_err(Box::new)
+            })
+            .map_err(|e| self.transport_error(&url, &e))?;
+            match result.map_err(|e| *e) {
+                Ok(response) => return Ok(Answer { response, budget }),
                 Err(ureq::Error::Status(401, response)) if !answered_challenge => {
                     let challenge = response
                         .header("WWW-Authenticate")
@@ -211,10 +267,11 @@ impl Client {
                     };
                     return Err(RegistryError::Status { url, status, hint });
                 }
-                Err(ureq::Error::Transport(t)) => return Err(self.transport_error(&url, t)),
+                Err(ureq::Error::Transport(t)) => return Err(self.transport_error(&url, &t)),
             }
         }
     }
+    // ANCHOR_END: request
 
     /// The `Authorization` value that answers `challenge`.
     fn authenticate(&self, challenge: Challenge, actions: &str) -> Result<String, RegistryError> {
@@ -239,6 +296,12 @@ impl Client {
                 service,
                 scope,
             } => {
+                if !realm.starts_with("https://") && !realm.starts_with("http://") {
+                    return Err(RegistryError::Protocol {
+                        what: self.base.clone(),
+                        why: format!("the token realm {realm:?} is not an http(s) URL"),
+                    });
+                }
                 // One `scope=` per scope (a challenge may list several,
                 // space-separated), plus those this client needs besides
                 // (a mount's source repository).
@@ -256,12 +319,14 @@ impl Client {
                 if let Some(service) = service {
                     url.push_str(&format!("{sep}service={}", percent_encode(&service)));
                 }
-                let mut request = self.agent.get(&url);
+                let budget = Budget::new(self.timeout, MAX_MANIFEST);
+                let mut request = self.agent.get(&url).timeout(budget.total());
                 let allowed = realm_may_get_credentials(&realm, &self.host, &self.insecure);
                 if creds.is_some() && !allowed {
                     eprintln!(
-                        "caixa: not sending the credentials for {} to the token server {realm}: it is another host",
-                        self.host
+                        "caixa: not sending the credentials for {} to the token server {}: it is another host or port",
+                        self.host,
+                        printable(&realm)
                     );
                 }
                 if let Some((user, password)) = creds.filter(|_| allowed) {
@@ -273,21 +338,19 @@ impl Client {
                         ),
                     );
                 }
-                let response = request.call().map_err(|e| match e {
-                    ureq::Error::Status(status, _) => RegistryError::Status {
-                        url: realm.clone(),
-                        status,
-                        hint: ": the token server refused: check the credentials (step10 login)"
-                            .into(),
-                    },
-                    ureq::Error::Transport(t) => self.transport_error(&url, t),
-                })?;
-                let mut body = Vec::new();
-                response
-                    .into_reader()
-                    .take(MAX_MANIFEST)
-                    .read_to_end(&mut body)
-                    .map_err(|e| self.transport_error(&url, e))?;
+                let response = within(&budget, move || request.call().map_err(Box::new))
+                    .map_err(|e| self.transport_error(&url, &e))?
+                    .map_err(|e| match *e {
+                        ureq::Error::Status(status, _) => RegistryError::Status {
+                            url: realm.clone(),
+                            status,
+                            hint:
+                                ": the token server refused: check the credentials (step10 login)"
+                                    .into(),
+                        },
+                        ureq::Error::Transport(t) => self.transport_error(&url, &t),
+                    })?;
+                let body = self.read_bounded(Answer { response, budget }, MAX_MANIFEST)?;
                 let json: serde_json::Value =
                     serde_json::from_slice(&body).map_err(|e| RegistryError::Protocol {
                         what: url.clone(),
@@ -297,67 +360,58 @@ impl Client {
                     .as_str()
                     .or(json["access_token"].as_str())
                     .ok_or_else(|| RegistryError::Protocol {
-                        what: url,
+                        what: url.clone(),
                         why: "no token in the answer".into(),
                     })?;
+                // A token goes into a header: one with other characters
+                // would break the request, and ureq would quote it in
+                // its error. It is neither used nor shown.
+                if !is_bearer_token(token) {
+                    return Err(RegistryError::Protocol {
+                        what: url,
+                        why: "the token has characters a bearer token may not have (RFC 6750); not using it".into(),
+                    });
+                }
                 Ok(format!("Bearer {token}"))
             }
         }
     }
 
-    /// Reads a whole, bounded answer body.
-    pub fn read_bounded(
-        &self,
-        response: ureq::Response,
-        what: &str,
-    ) -> Result<Vec<u8>, RegistryError> {
-        if let Some(len) = response
+    /// Reads a whole answer body of at most `bound` bytes (a manifest, a
+    /// token answer).
+    pub fn read_bounded(&self, answer: Answer, bound: u64) -> Result<Vec<u8>, RegistryError> {
+        let url = answer.url();
+        let too_big = |len: u64| RegistryError::Protocol {
+            what: url.clone(),
+            why: format!("{len} bytes is more than the {bound}-byte bound for a manifest"),
+        };
+        if let Some(len) = answer
+            .response
             .header("Content-Length")
             .and_then(|l| l.parse::<u64>().ok())
         {
-            if len > MAX_MANIFEST {
-                return Err(RegistryError::Protocol {
-                    what: what.into(),
-                    why: format!(
-                        "{len} bytes is more than the {MAX_MANIFEST}-byte bound for a manifest"
-                    ),
-                });
+            if len > bound {
+                return Err(too_big(len));
             }
         }
         let mut body = Vec::new();
-        response
-            .into_reader()
-            .take(MAX_MANIFEST + 1)
+        answer
+            .body()?
+            .take(bound + 1)
             .read_to_end(&mut body)
-            .map_err(|e| self.transport_error(what, e))?;
-        if body.len() as u64 > MAX_MANIFEST {
-            return Err(RegistryError::Protocol {
-                what: what.into(),
-                why: "larger than the manifest bound".into(),
-            });
+            .map_err(|e| self.transport_error(&url, &e))?;
+        if body.len() as u64 > bound {
+            return Err(too_big(body.len() as u64));
         }
         Ok(body)
     }
 }
 
-/// Whether the token server at `realm` may see the credentials saved for
-/// `registry`: only when it is the registry's own host (any port), or
-/// Docker Hub's token server for Docker Hub; and only over HTTPS, or plain
-/// HTTP where that is allowed (loopback, `--insecure-registry`). Docker
-/// sends them to any realm a registry names; caixa does not.
-pub fn realm_may_get_credentials(realm: &str, registry: &str, insecure: &[String]) -> bool {
-    let realm_host = host_of(realm);
-    let name = |host: &str| host.rsplit_once(':').map_or(host, |(h, _)| h).to_string();
-    let same = name(realm_host) == name(registry)
-        || (realm_host == "auth.docker.io" && registry == "registry-1.docker.io");
-    same && (realm.starts_with("https://") || plain_http_ok(realm_host, insecure))
-}
-
 /// The `host[:port]` of a URL.
-fn host_of(url: &str) -> &str {
+pub(crate) fn host_of(url: &str) -> &str {
     url.split("://")
         .nth(1)
-        .and_then(|r| r.split('/').next())
+        .and_then(|r| r.split(['/', '?', '#']).next())
         .unwrap_or("")
 }
 
@@ -386,21 +440,6 @@ mod tests {
             "registry.example:5000",
             &["registry.example:5000".into()]
         ));
-        let ok =
-            |realm: &str, registry: &str| super::realm_may_get_credentials(realm, registry, &[]);
-        assert!(ok("https://auth.docker.io/token", "registry-1.docker.io"));
-        assert!(ok("http://127.0.0.1:5000/token", "127.0.0.1:5000"));
-        assert!(ok("https://reg.example:5001/auth", "reg.example:5000"));
-        assert!(!ok("http://reg.example:5001/auth", "reg.example:5000"));
-        assert!(super::realm_may_get_credentials(
-            "http://reg.example:5001/auth",
-            "reg.example:5000",
-            &["reg.example:5001".into()]
-        ));
-        assert!(!ok("http://auth.docker.io/token", "registry-1.docker.io"));
-        assert!(!ok("https://evil.example/token", "registry-1.docker.io"));
-        assert!(!ok("https://other.azurecr.io/token", "mine.azurecr.io"));
-        assert!(!ok("https://127.0.0.2/token", "127.0.0.1:5000"));
         assert_eq!(
             super::percent_encode("repository:a/b:pull"),
             "repository%3Aa%2Fb%3Apull"

@@ -7,9 +7,19 @@
 //! `PUT` it with its digest), the manifest last. Every byte is verified
 //! against its digest here, whatever the server's headers claim. See the
 //! OCI distribution spec.
+//!
+//! The server is not trusted: its answers are bounded in time
+//! ([`deadline`]), size and disk ([`disk`]), checked as documents before
+//! use (`image::validate`), and any text of its own that reaches a message
+//! goes through `printable`, so it cannot write to the terminal.
 
+use crate::image::validate::printable;
+
+pub mod answer;
 pub mod auth;
 pub mod client;
+pub mod deadline;
+pub mod disk;
 pub mod progress;
 pub mod pull;
 pub mod push;
@@ -24,7 +34,7 @@ pub enum RegistryError {
     )]
     Reference(String),
     /// The server could not be reached, stalled or cut an answer short.
-    #[error("talking to the registry at {url}: {why}")]
+    #[error("talking to the registry at {}: {}", printable(.url), printable(.why))]
     Transport {
         /// What we asked for.
         url: String,
@@ -32,7 +42,7 @@ pub enum RegistryError {
         why: String,
     },
     /// The server answered with an error status.
-    #[error("{url}: the registry answered {status}{hint}")]
+    #[error("{}: the registry answered {status}{}", printable(.url), printable(.hint))]
     Status {
         /// What we asked for.
         url: String,
@@ -42,7 +52,7 @@ pub enum RegistryError {
         hint: String,
     },
     /// The server sent something that is not what the protocol says.
-    #[error("the registry sent a bad answer for {what}: {why}")]
+    #[error("the registry sent a bad answer for {}: {}", printable(.what), printable(.why))]
     Protocol {
         /// Which request.
         what: String,
@@ -57,6 +67,24 @@ pub enum RegistryError {
     /// The store refused what came (digest mismatch, …).
     #[error(transparent)]
     Image(#[from] crate::image::ImageError),
+    /// The image is larger than a pull may be.
+    #[error(
+        "the image needs {needs} to be downloaded, more than --max-pull-size {max}: raise --max-pull-size if you trust this image"
+    )]
+    TooBig {
+        /// What its descriptors add up to.
+        needs: String,
+        /// The bound.
+        max: String,
+    },
+    /// The store's filesystem has no room for the pull.
+    #[error("{dir}: {why}")]
+    Disk {
+        /// The store's root.
+        dir: String,
+        /// How much is needed and free.
+        why: String,
+    },
     /// Credentials could not be read or written.
     #[error("credentials {path}: {why}")]
     Credentials {

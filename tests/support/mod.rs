@@ -503,6 +503,25 @@ impl TestNetns {
         rules
     }
 
+    /// A TCP listener on 127.0.0.1 (a free port) inside the namespace, for
+    /// a server the test itself runs (a fake peer): a short-lived thread
+    /// enters the namespace (setns(2) moves only that thread) and binds;
+    /// the socket stays in the namespace, and so does every connection it
+    /// accepts.
+    pub fn listen_loopback(&self) -> std::net::TcpListener {
+        use std::os::fd::AsRawFd;
+        let path = format!("/run/netns/{}", self.name);
+        std::thread::spawn(move || {
+            let ns = std::fs::File::open(&path).expect("open the test's netns");
+            // SAFETY: setns(2) on this thread only, with a namespace fd we hold.
+            let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+            std::net::TcpListener::bind("127.0.0.1:0").expect("bind in the test's netns")
+        })
+        .join()
+        .expect("the thread that binds in the netns")
+    }
+
     /// The namespace's network interfaces.
     pub fn links(&self) -> Vec<String> {
         let mut links: Vec<String> = self

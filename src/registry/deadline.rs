@@ -1,0 +1,261 @@
+//! Time bounds of one request to a registry.
+//!
+//! Two clocks, because a hostile server can beat either alone. **A pause**:
+//! the answer must begin (status and headers) within `--timeout`, and never
+//! pause longer than that between bytes. **A deadline**: the whole answer
+//! must have arrived within `--timeout` plus one second per [`MIN_RATE`]
+//! bytes it is expected to carry, so a server that sends one byte every
+//! few seconds, never pausing long enough for the first clock, still
+//! cannot hold a pull forever.
+//!
+//! ureq enforces the deadline on the socket itself (`Request::timeout`),
+//! and then no longer enforces a per-read timeout. So the waiting happens
+//! on a helper thread, and the caller watches the pause: it waits for each
+//! piece at most `--timeout`. A helper given up on ends at the deadline at
+//! the latest, when ureq closes its socket.
+
+use std::io::Read;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::time::{Duration, Instant};
+
+/// The slowest transfer accepted, in bytes per second (512 kbit/s): what
+/// turns a size into a deadline.
+pub const MIN_RATE: u64 = 64 << 10;
+
+/// How much a helper thread reads at a time.
+const PIECE: usize = 64 << 10;
+
+/// The time one request may take.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    /// The longest pause: `--timeout`.
+    pub pause: Duration,
+    /// When the request started.
+    pub started: Instant,
+    /// The bytes the answer is expected to carry (at most).
+    pub size: u64,
+}
+
+impl Budget {
+    /// A budget for an answer of at most `size` bytes, starting now.
+    pub fn new(pause: Duration, size: u64) -> Budget {
+        Budget {
+            pause,
+            started: Instant::now(),
+            size,
+        }
+    }
+
+    /// The whole time allowed: the pause, plus a second per `MIN_RATE`.
+    pub fn total(&self) -> Duration {
+        self.pause + Duration::from_secs(self.size.div_ceil(MIN_RATE))
+    }
+
+    /// When the answer must be complete.
+    pub fn deadline(&self) -> Instant {
+        self.started + self.total()
+    }
+
+    /// The same budget for a smaller answer, once its length is known.
+    pub fn narrowed_to(self, length: Option<u64>) -> Budget {
+        Budget {
+            size: length.map_or(self.size, |l| l.min(self.size)),
+            ..self
+        }
+    }
+
+    /// How long to wait for the next piece, or which clock ran out.
+    fn wait(&self) -> Result<Duration, Late> {
+        let left = self.deadline().saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            Err(Late::Deadline(*self))
+        } else {
+            Ok(left.min(self.pause))
+        }
+    }
+
+    /// Which clock ran out, when `waited` ended without an answer.
+    fn late(&self, waited: Duration) -> Late {
+        if waited < self.pause {
+            Late::Deadline(*self)
+        } else {
+            Late::Paused(self.pause)
+        }
+    }
+}
+
+/// A clock that ran out.
+#[derive(Debug, Clone, Copy)]
+pub enum Late {
+    /// Nothing came for this long.
+    Paused(Duration),
+    /// The answer was not complete within its budget.
+    Deadline(Budget),
+}
+
+impl std::fmt::Display for Late {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Late::Paused(pause) => write!(
+                f,
+                "no answer within {} s (the registry stalled; --timeout SECS waits longer)",
+                pause.as_secs()
+            ),
+            Late::Deadline(budget) => write!(
+                f,
+                "the answer was not complete within {} s, the most {} bytes may take (--timeout {} s, plus 1 s per {} KiB): the registry is too slow, or drips bytes to hold the connection",
+                budget.total().as_secs(),
+                budget.size,
+                budget.pause.as_secs(),
+                MIN_RATE >> 10
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Late {}
+
+// ANCHOR: within
+/// Runs `call` (a request, up to its status and headers) on a helper
+/// thread, and waits for it as long as `budget` allows.
+pub fn within<T: Send + 'static>(
+    budget: &Budget,
+    call: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, std::io::Error> {
+    let wait = budget.wait().map_err(std::io::Error::other)?;
+    let (tx, rx) = sync_channel(1);
+    std::thread::Builder::new()
+        .name("registry-call".into())
+        .spawn(move || {
+            let _ = tx.send(call());
+        })?;
+    rx.recv_timeout(wait).map_err(|e| match e {
+        RecvTimeoutError::Timeout => {
+            std::io::Error::new(std::io::ErrorKind::TimedOut, budget.late(wait))
+        }
+        RecvTimeoutError::Disconnected => std::io::Error::other("the request's thread ended"),
+    })
+}
+// ANCHOR_END: within
+
+/// An answer's body, read on a helper thread and handed over piece by
+/// piece under both clocks.
+pub struct Watched {
+    pieces: Receiver<std::io::Result<Vec<u8>>>,
+    piece: Vec<u8>,
+    at: usize,
+    ended: bool,
+    budget: Budget,
+}
+
+/// Starts reading `body` on a helper thread.
+pub fn watch(body: impl Read + Send + 'static, budget: Budget) -> std::io::Result<Watched> {
+    // Two pieces in flight at most: the helper waits for the reader.
+    let (tx, rx) = sync_channel(2);
+    std::thread::Builder::new()
+        .name("registry-body".into())
+        .spawn(move || pump(body, &tx))?;
+    Ok(Watched {
+        pieces: rx,
+        piece: Vec::new(),
+        at: 0,
+        ended: false,
+        budget,
+    })
+}
+
+/// The helper: reads pieces until the end, an error, or nobody listens.
+fn pump(mut body: impl Read, tx: &SyncSender<std::io::Result<Vec<u8>>>) {
+    loop {
+        let mut piece = vec![0; PIECE];
+        let read = body.read(&mut piece).map(|n| {
+            piece.truncate(n);
+            piece
+        });
+        let last = !matches!(&read, Ok(p) if !p.is_empty());
+        if tx.send(read).is_err() || last {
+            return;
+        }
+    }
+}
+
+impl Read for Watched {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.at == self.piece.len() {
+            if self.ended {
+                return Ok(0);
+            }
+            let wait = self.budget.wait().map_err(std::io::Error::other)?;
+            match self.pieces.recv_timeout(wait) {
+                Ok(Ok(piece)) if piece.is_empty() => {
+                    self.ended = true;
+                    return Ok(0);
+                }
+                Ok(Ok(piece)) => (self.piece, self.at) = (piece, 0),
+                Ok(Err(e)) => return Err(e),
+                Err(RecvTimeoutError::Timeout) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        self.budget.late(wait),
+                    ));
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(std::io::Error::other("the body's reader ended"));
+                }
+            }
+        }
+        let n = buf.len().min(self.piece.len() - self.at);
+        buf[..n].copy_from_slice(&self.piece[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+/// The clock that ran out inside `error`, if one did.
+pub fn late_in(error: &(dyn std::error::Error + 'static)) -> Option<Late> {
+    let mut source = Some(error);
+    while let Some(e) = source {
+        if let Some(late) = e.downcast_ref::<Late>() {
+            return Some(*late);
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if let Some(late) = io.get_ref().and_then(|i| late_in(i)) {
+                return Some(late);
+            }
+        }
+        source = e.source();
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A body that sends a byte, then waits `every`, forever.
+    struct Drip(Duration);
+
+    impl Read for Drip {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            std::thread::sleep(self.0);
+            buf[0] = b'x';
+            Ok(1)
+        }
+    }
+
+    #[test]
+    fn a_drip_meets_the_deadline_and_a_silence_the_pause() {
+        let budget = Budget::new(Duration::from_millis(300), 0);
+        let mut drip = watch(Drip(Duration::from_millis(20)), budget).unwrap();
+        let err = std::io::copy(&mut drip, &mut std::io::sink()).unwrap_err();
+        assert!(matches!(late_in(&err), Some(Late::Deadline(_))), "{err}");
+        let budget = Budget::new(Duration::from_millis(100), 10 << 20);
+        let mut silent = watch(Drip(Duration::from_secs(5)), budget).unwrap();
+        let err = std::io::copy(&mut silent, &mut std::io::sink()).unwrap_err();
+        assert!(matches!(late_in(&err), Some(Late::Paused(_))), "{err}");
+        let whole = watch(&b"hello"[..], budget).unwrap();
+        let mut text = String::new();
+        { whole }.read_to_string(&mut text).unwrap();
+        assert_eq!(text, "hello");
+    }
+}
