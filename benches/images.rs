@@ -165,8 +165,8 @@ impl Drop for Daemon {
     }
 }
 
-/// The same container through step 11's daemon (client → API → monitor →
-/// runner), beside step 10 running it directly, and the Docker CLI as the
+/// The same container through step 11's daemon (client → API → shim →
+/// container), beside step 10 running it directly, and the Docker CLI as the
 /// client of the same daemon.
 fn engine(c: &mut Criterion, work: &Path) {
     let step11 = env!("CARGO_BIN_EXE_step11");

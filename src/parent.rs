@@ -352,7 +352,7 @@ impl Running {
     }
 
     /// Reaps the container if it has ended (never blocks).
-    pub fn try_reap(&mut self) -> Result<Option<Exit>, Error> {
+    pub fn try_reap(&mut self) -> Result<Option<Exit>, SignalError> {
         let exit = signals::try_reap(self.child.pid)?;
         if exit.is_some() {
             // Reaped: its pid may be reused now, never signal it again.

@@ -353,7 +353,7 @@ fn logs(client: &Client, container: &str) -> Result<(), EngineError> {
         &mut std::io::stdout(),
         &mut std::io::stderr(),
     )
-    .map_err(|e| EngineError::Io(e.to_string()))
+    .map_err(EngineError::Connection)
 }
 
 // ANCHOR: client_run

@@ -115,7 +115,10 @@ impl Client {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| EngineError::Io(format!("cannot start the client's runtime: {e}")))?;
+            .map_err(|source| EngineError::Spawn {
+                what: "the client's runtime",
+                source,
+            })?;
         let response = runtime
             .block_on(async {
                 let mut sender = self.connect().await?;
@@ -176,7 +179,7 @@ impl Client {
     pub fn upgrade(&self, method: &str, target: &str) -> Result<UnixStream, EngineError> {
         let (ours, theirs) = UnixStream::pair()
             .and_then(|pair| pair.1.set_nonblocking(true).map(|()| pair))
-            .map_err(|e| EngineError::Io(format!("socketpair: {e}")))?;
+            .map_err(EngineError::Connection)?;
         let (ready, answered) = std::sync::mpsc::channel();
         let (client, method, target) = (self.clone(), method.to_string(), target.to_string());
         std::thread::spawn(move || {
@@ -186,7 +189,10 @@ impl Client {
             {
                 Ok(runtime) => runtime,
                 Err(e) => {
-                    let _ = ready.send(Err(EngineError::Io(e.to_string())));
+                    let _ = ready.send(Err(EngineError::Spawn {
+                        what: "the client's runtime",
+                        source: e,
+                    }));
                     return;
                 }
             };
@@ -207,7 +213,9 @@ impl Client {
         match answered.recv() {
             Ok(Ok(())) => Ok(ours),
             Ok(Err(e)) => Err(e),
-            Err(_) => Err(EngineError::Io("the attach thread failed".into())),
+            Err(_) => Err(EngineError::Connection(std::io::Error::other(
+                "the attach thread ended before it connected",
+            ))),
         }
     }
     // ANCHOR_END: client_upgrade

@@ -66,24 +66,21 @@ pub fn serve(daemon: Daemon, socket: &Path, limits: Limits) -> Result<(), Engine
     // Nobody answers: a socket file left by a daemon that died.
     let _ = std::fs::remove_file(socket);
     if let Some(dir) = socket.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| EngineError::Io(format!("{}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(super::state::io(dir))?;
     }
-    let listener = UnixListener::bind(socket)
-        .map_err(|e| EngineError::Io(format!("bind {}: {e}", socket.display())))?;
+    let listener = UnixListener::bind(socket).map_err(super::state::io(socket))?;
     std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o660))
-        .map_err(|e| EngineError::Io(format!("chmod {}: {e}", socket.display())))?;
+        .map_err(super::state::io(socket))?;
     Containers::open(&daemon.root)?;
-    Store::open(&daemon.root).map_err(|e| EngineError::Io(e.to_string()))?;
+    Store::open(&daemon.root)?;
     // Not in the directory it was started from, which may go away: every
     // path the daemon uses is absolute.
-    std::env::set_current_dir("/").map_err(|e| EngineError::Io(format!("chdir /: {e}")))?;
+    std::env::set_current_dir("/").map_err(super::state::io(Path::new("/")))?;
     eprintln!("caixa daemon: listening on {}", socket.display());
     let handler = move |req: &Request, body: &mut RequestBody, out: &mut Responder| {
         handle(&daemon, req, body, out);
     };
-    server::serve(listener, limits, Arc::new(handler))
-        .map_err(|e| EngineError::Io(format!("serving {}: {e}", socket.display())))
+    server::serve(listener, limits, Arc::new(handler)).map_err(super::state::io(socket))
 }
 // ANCHOR_END: serve
 
@@ -103,8 +100,7 @@ fn reply_error(out: &mut Responder, error: &EngineError) -> std::io::Result<()> 
 }
 
 fn reply_json(out: &mut Responder, status: u16, value: &Value) -> Result<(), EngineError> {
-    out.json(status, value)
-        .map_err(|e| EngineError::Io(e.to_string()))
+    out.json(status, value).map_err(EngineError::Connection)
 }
 
 // ANCHOR: route
@@ -119,7 +115,7 @@ fn route(
     match (req.method.as_str(), parts.as_slice()) {
         ("GET" | "HEAD", ["_ping"]) => out
             .respond(200, "text/plain", b"OK")
-            .map_err(|e| EngineError::Io(e.to_string())),
+            .map_err(EngineError::Connection),
         ("GET", ["version"]) => reply_json(
             out,
             200,
@@ -160,7 +156,7 @@ fn route(
             } else {
                 out.respond(304, "text/plain", b"")
             }
-            .map_err(|e| EngineError::Io(e.to_string()))
+            .map_err(EngineError::Connection)
         }
         ("POST", ["containers", key, "wait"]) => {
             // The head at once, the body when it has exited: the Docker CLI
@@ -168,7 +164,7 @@ fn route(
             let config = containers.find(key)?;
             let mut out = out
                 .stream(200, "application/json")
-                .map_err(|e| EngineError::Io(e.to_string()))?;
+                .map_err(EngineError::Connection)?;
             // The status line is sent: an error now travels in the body.
             let body = match wait(&containers, &config.id, None) {
                 Ok(state) => json!({ "StatusCode": state.exit_code }),
@@ -183,7 +179,7 @@ fn route(
             let _locked = containers.lock(&record.id)?;
             stop(&containers, &record, Duration::from_secs(grace))?;
             out.respond(204, "text/plain", b"")
-                .map_err(|e| EngineError::Io(e.to_string()))
+                .map_err(EngineError::Connection)
         }
         ("POST", ["containers", key, "kill"]) => {
             let record = containers.find(key)?;
@@ -198,7 +194,7 @@ fn route(
                 )));
             }
             out.respond(204, "text/plain", b"")
-                .map_err(|e| EngineError::Io(e.to_string()))
+                .map_err(EngineError::Connection)
         }
         ("POST", ["containers", key, "attach"]) => {
             // Docker's attach takes over the connection ("hijack"): after
@@ -207,31 +203,31 @@ fn route(
             let config = containers.find(key)?;
             let mut raw = out
                 .upgrade("application/vnd.docker.raw-stream")
-                .map_err(|e| EngineError::Io(e.to_string()))?;
+                .map_err(EngineError::Connection)?;
             follow(&containers, &config.id, &Wanted::of(req), &mut raw)
         }
         ("GET", ["containers", key, "logs"]) if req.flag("follow") => {
             let config = containers.find(key)?;
             let mut out = out
                 .stream(200, "application/vnd.docker.raw-stream")
-                .map_err(|e| EngineError::Io(e.to_string()))?;
+                .map_err(EngineError::Connection)?;
             follow(&containers, &config.id, &Wanted::of(req), &mut out)
         }
         ("GET", ["containers", key, "logs"]) => {
             let config = containers.find(key)?;
             let (entries, _) =
                 log::read_from(&containers.files(&config.id).join("container.log"), 0)
-                    .map_err(|e| EngineError::Io(format!("reading the log: {e}")))?;
+                    .map_err(EngineError::Connection)?;
             let wanted = Wanted::of(req);
             let framed: Vec<u8> = entries.iter().flat_map(|e| wanted.frame(e)).collect();
             out.respond(200, "application/vnd.docker.raw-stream", &framed)
-                .map_err(|e| EngineError::Io(e.to_string()))
+                .map_err(EngineError::Connection)
         }
         ("DELETE", ["containers", key]) => {
             let record = containers.find(key)?;
             remove(&containers, &record, req.flag("force"))?;
             out.respond(204, "text/plain", b"")
-                .map_err(|e| EngineError::Io(e.to_string()))
+                .map_err(EngineError::Connection)
         }
         _ => Err(EngineError::NotFound(format!(
             "page not found: {} {} is not part of caixa's API",
@@ -265,9 +261,9 @@ pub fn frame(stream: u8, data: &[u8]) -> Vec<u8> {
 // ANCHOR_END: frame
 
 fn images(daemon: &Daemon) -> Result<Value, EngineError> {
-    let store = Store::open(&daemon.root).map_err(|e| EngineError::Io(e.to_string()))?;
+    let store = Store::open(&daemon.root)?;
     let mut by_digest: Vec<(String, Vec<String>)> = Vec::new();
-    for (name, digest) in store.images().map_err(|e| EngineError::Io(e.to_string()))? {
+    for (name, digest) in store.images()? {
         match by_digest.iter_mut().find(|(d, _)| *d == digest) {
             Some((_, names)) => names.push(name),
             None => by_digest.push((digest, vec![name])),
@@ -307,10 +303,10 @@ fn pull(daemon: &Daemon, req: &Request, out: &mut Responder) -> Result<(), Engin
     };
     let reference = crate::registry::reference::Reference::parse(&name)
         .map_err(|e| EngineError::BadRequest(e.to_string()))?;
-    let store = Store::open(&daemon.root).map_err(|e| EngineError::Io(e.to_string()))?;
+    let store = Store::open(&daemon.root)?;
     let mut out = out
         .stream(200, "application/json")
-        .map_err(|e| EngineError::Io(e.to_string()))?;
+        .map_err(EngineError::Connection)?;
     // From here on the status is sent: errors travel as Docker's
     // {"error": …} line, which clients print and exit non-zero on.
     let progress = crate::registry::progress::Progress::Lines;
@@ -334,11 +330,11 @@ fn load(
     body: &mut RequestBody,
     out: &mut Responder,
 ) -> Result<(), EngineError> {
-    let store = Store::open(&daemon.root).map_err(|e| EngineError::Io(e.to_string()))?;
+    let store = Store::open(&daemon.root)?;
     let dir = tempfile_dir(&daemon.root)?;
     let path = dir.join("archive.tar");
     let result = (|| {
-        let mut file = std::fs::File::create(&path).map_err(|e| EngineError::Io(e.to_string()))?;
+        let mut file = std::fs::File::create(&path).map_err(super::state::io(&path))?;
         // hyper checks a sized body's length: one cut short is an error.
         std::io::copy(&mut body.limit(server::MAX_BODY), &mut file)
             .map_err(|e| body_error(e, "reading the archive"))?;
@@ -361,8 +357,7 @@ fn tempfile_dir(root: &Path) -> Result<PathBuf, EngineError> {
     let dir = root
         .join("engine/tmp")
         .join(format!("{}-{n}", std::process::id()));
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| EngineError::Io(format!("{}: {e}", dir.display())))?;
+    std::fs::create_dir_all(&dir).map_err(super::state::io(&dir))?;
     Ok(dir)
 }
 
@@ -467,9 +462,10 @@ fn start(daemon: &Daemon, containers: &Containers, record: &Record) -> Result<bo
                 .map_err(std::io::Error::from)
         });
     }
-    let shim = command
-        .spawn()
-        .map_err(|e| EngineError::Io(format!("cannot start the shim: {e}")))?;
+    let shim = command.spawn().map_err(|source| EngineError::Spawn {
+        what: "the shim",
+        source,
+    })?;
     await_shim(containers, record, Some(shim))?;
     Ok(true)
 }
@@ -577,7 +573,7 @@ fn follow(
         // `exited`, so what was written before is sure to be seen below.
         let ended = containers.state(id)?.status == Status::Exited;
         let (entries, next) = log::read_from(&containers.files(id).join("container.log"), offset)
-            .map_err(|e| EngineError::Io(format!("reading the log: {e}")))?;
+            .map_err(EngineError::Connection)?;
         offset = next;
         for entry in &entries {
             if out.write_all(&wanted.frame(entry)).is_err() {

@@ -55,9 +55,45 @@ pub enum EngineError {
     /// A request body over its limit (413).
     #[error("{0}")]
     TooLarge(String),
-    /// The daemon's own files or processes failed (500).
-    #[error("{0}")]
-    Io(String),
+    /// A file or directory of the engine's could not be used (500).
+    #[error("{}: {source}", path.display())]
+    File {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What the kernel answered.
+        source: std::io::Error,
+    },
+    /// A system call of the engine's own failed (500).
+    #[error("{call}: {source}")]
+    Sys {
+        /// The call, with what it was for.
+        call: &'static str,
+        /// What the kernel answered.
+        source: nix::errno::Errno,
+    },
+    /// A state or record file does not parse (500): someone edited it.
+    #[error("{}: {source}", path.display())]
+    Json {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        source: serde_json::Error,
+    },
+    /// Writing the answer, or talking to a shim, failed: the other end went
+    /// away or broke off (500, if it can still be told).
+    #[error("the connection broke: {0}")]
+    Connection(#[from] std::io::Error),
+    /// A shim refused a request (its words).
+    #[error("the shim answered {0:?}")]
+    Shim(String),
+    /// A helper process (a shim) could not be started.
+    #[error("cannot start {what}: {source}")]
+    Spawn {
+        /// What.
+        what: &'static str,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The image store failed (500; a missing image is `NotFound`).
     #[error(transparent)]
     Image(#[from] crate::image::ImageError),

@@ -32,7 +32,7 @@ use crate::image::store::Store;
 /// Serves the store at `root` on `addr` (e.g. `127.0.0.1:5000`), one thread
 /// per connection, forever.
 pub fn serve(root: &Path, addr: &str) -> Result<(), EngineError> {
-    let store = Store::open(root).map_err(|e| EngineError::Io(e.to_string()))?;
+    let store = Store::open(root)?;
     let listener = TcpListener::bind(addr).map_err(|e| {
         EngineError::Conflict(format!(
             "cannot listen on {addr}: {e}: is another registry there? choose another --listen"

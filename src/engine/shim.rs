@@ -145,9 +145,16 @@ fn start(containers: &Containers, dir: &Path, id: &str) -> Result<Started, Start
         OFlag::O_RDONLY | OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::empty(),
     )
-    .map_err(|e| EngineError::Io(format!("open /dev/null: {e}")))?;
-    let pipe =
-        || nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| EngineError::Io(format!("pipe2: {e}")));
+    .map_err(|source| EngineError::Sys {
+        call: "open(/dev/null)",
+        source,
+    })?;
+    let pipe = || {
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|source| EngineError::Sys {
+            call: "pipe2(the container's stdio)",
+            source,
+        })
+    };
     let (stdout, stdout_w) = pipe()?;
     let (stderr, stderr_w) = pipe()?;
     spec.stdio = Some([null.as_raw_fd(), stdout_w.as_raw_fd(), stderr_w.as_raw_fd()]);
@@ -234,7 +241,10 @@ fn pump(shim: &mut Started) -> Result<Exit, EngineError> {
         shim.running.blocked().set(),
         SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK,
     )
-    .map_err(|e| EngineError::Io(format!("signalfd: {e}")))?;
+    .map_err(|source| EngineError::Sys {
+        call: "signalfd",
+        source,
+    })?;
     let mut open = [true, true];
     loop {
         let pipes = [shim.stdout.as_fd(), shim.stderr.as_fd()];
@@ -249,7 +259,12 @@ fn pump(shim: &mut Started) -> Result<Exit, EngineError> {
         }
         match poll(&mut fds, PollTimeout::NONE) {
             Err(Errno::EINTR) => continue,
-            Err(e) => return Err(EngineError::Io(format!("poll: {e}"))),
+            Err(source) => {
+                return Err(EngineError::Sys {
+                    call: "poll",
+                    source,
+                });
+            }
             Ok(_) => {}
         }
         let ready: Vec<bool> = fds
@@ -276,8 +291,11 @@ fn pump(shim: &mut Started) -> Result<Exit, EngineError> {
                 let signal = Signal::try_from(info.ssi_signo as i32).ok();
                 match signal {
                     Some(Signal::SIGCHLD) => {
-                        let reaped = shim.running.try_reap();
-                        if let Some(exit) = reaped.map_err(|e| EngineError::Io(e.to_string()))? {
+                        let reaped = shim.running.try_reap().map_err(|e| EngineError::Sys {
+                            call: e.call,
+                            source: e.errno,
+                        })?;
+                        if let Some(exit) = reaped {
                             return Ok(exit);
                         }
                     }
@@ -303,13 +321,17 @@ fn copy_some(shim: &mut Started, stream: Stream) -> Result<bool, EngineError> {
         Ok(n) => {
             shim.log
                 .write(stream, &buf[..n])
-                .map_err(|e| EngineError::Io(format!("writing the log: {e}")))?;
+                .map_err(|source| EngineError::File {
+                    path: "container.log".into(),
+                    source,
+                })?;
             Ok(true)
         }
         Err(Errno::EINTR | Errno::EAGAIN) => Ok(true),
-        Err(e) => Err(EngineError::Io(format!(
-            "reading the container's {stream:?}: {e}"
-        ))),
+        Err(source) => Err(EngineError::Sys {
+            call: "read(the container's output)",
+            source,
+        }),
     }
 }
 
@@ -380,14 +402,13 @@ pub fn send(dir: &Path, signal: Signal) -> Result<bool, EngineError> {
         return Ok(false);
     };
     let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
-    writeln!(&conn, "kill {}", signal as i32)
-        .map_err(|e| EngineError::Io(format!("talking to the shim: {e}")))?;
+    writeln!(&conn, "kill {}", signal as i32).map_err(EngineError::Connection)?;
     let mut reply = String::new();
     let _ = BufReader::new((&conn).take(256)).read_line(&mut reply);
     match reply.trim() {
         "ok" => Ok(true),
         "" => Ok(false),
-        other => Err(EngineError::Io(format!("the shim answered {other:?}"))),
+        other => Err(EngineError::Shim(other.to_string())),
     }
 }
 // ANCHOR_END: shim_protocol

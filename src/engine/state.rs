@@ -111,7 +111,10 @@ pub struct Containers {
 }
 
 pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> EngineError + '_ {
-    move |e| EngineError::Io(format!("{}: {e}", path.display()))
+    move |source| EngineError::File {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// A container's lifecycle lock: create, start, stop, kill and rm take it,
@@ -157,8 +160,11 @@ impl Containers {
             .append(true)
             .open(&path)
             .map_err(io(&path))?;
-        let lock = Flock::lock(file, FlockArg::LockExclusive)
-            .map_err(|(_, errno)| EngineError::Io(format!("flock {}: {errno}", path.display())))?;
+        let lock =
+            Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, source)| EngineError::Sys {
+                call: "flock(the container's lock)",
+                source,
+            })?;
         Ok(Locked { _lock: lock })
     }
 
@@ -327,7 +333,10 @@ pub fn shim_alive(dir: &Path) -> bool {
 
 pub(crate) fn write_json(path: &Path, value: &impl Serialize) -> Result<(), EngineError> {
     let tmp = path.with_extension("tmp");
-    let text = serde_json::to_vec_pretty(value).map_err(|e| EngineError::Io(e.to_string()))?;
+    let text = serde_json::to_vec_pretty(value).map_err(|source| EngineError::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
     std::fs::write(&tmp, text).map_err(io(&tmp))?;
     std::fs::rename(&tmp, path).map_err(io(path))
 }
@@ -340,5 +349,8 @@ pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, 
             io(path)(e)
         }
     })?;
-    serde_json::from_slice(&text).map_err(|e| EngineError::Io(format!("{}: {e}", path.display())))
+    serde_json::from_slice(&text).map_err(|source| EngineError::Json {
+        path: path.to_path_buf(),
+        source,
+    })
 }
