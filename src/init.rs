@@ -6,6 +6,7 @@
 //! as `Failed(reason)` so the user reads the real cause, not "exit status 1".
 
 use std::convert::Infallible;
+use std::os::fd::{AsFd, AsRawFd};
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 
@@ -229,7 +230,12 @@ fn set_up_and_exec(
     //    first the caller's chosen stdio (the engine's pipes) become 0, 1 and
     //    2 (dup2 clears close-on-exec on the copy), then every other
     //    inherited file descriptor is marked close-on-exec.
-    if let Some(stdio) = spec.stdio {
+    if spec.terminal {
+        take_terminal(channel)?;
+        step(format_args!(
+            "a pty of my devpts is my 0, 1, 2 and controlling terminal"
+        ));
+    } else if let Some(stdio) = spec.stdio {
         for (target, fd) in stdio.into_iter().enumerate() {
             // SAFETY: dup2 only changes this process's descriptor table.
             let ret = unsafe { libc::dup2(fd, target as libc::c_int) };
@@ -406,6 +412,41 @@ fn become_root_of_the_namespace() -> Result<(), InitError> {
     setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
         .map_err(syscall("setresuid(0, 0, 0)"))
 }
+
+// ANCHOR: take_terminal
+/// Makes a pty in the container's own devpts (so `tty` names it, as
+/// /dev/pts/0), makes its slave end our controlling terminal and our 0, 1
+/// and 2, and hands its master end to the parent, which reads and writes
+/// the terminal from then on. runc does the same through its console
+/// socket: the pty must come from the container's devpts, which only a
+/// process inside can open.
+fn take_terminal(channel: &ChildEnd) -> Result<(), InitError> {
+    use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
+    let master = posix_openpt(nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_NOCTTY)
+        .map_err(syscall("posix_openpt(/dev/ptmx)"))?;
+    grantpt(&master).map_err(syscall("grantpt"))?;
+    unlockpt(&master).map_err(syscall("unlockpt"))?;
+    let name = ptsname_r(&master).map_err(syscall("ptsname"))?;
+    let slave = nix::fcntl::open(
+        name.as_str(),
+        nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_NOCTTY,
+        Mode::empty(),
+    )
+    .map_err(syscall("open(the pty's slave)"))?;
+    // A new session has no controlling terminal; TIOCSCTTY gives it ours.
+    nix::unistd::setsid().map_err(syscall("setsid"))?;
+    // SAFETY: ioctl(TIOCSCTTY) on a descriptor we own, with an int argument.
+    let ret = unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) };
+    Errno::result(ret).map_err(syscall("ioctl(TIOCSCTTY)"))?;
+    for target in 0..3 {
+        // SAFETY: dup2 only changes this process's descriptor table.
+        let ret = unsafe { libc::dup2(slave.as_raw_fd(), target) };
+        Errno::result(ret).map_err(syscall("dup2(the pty's slave)"))?;
+    }
+    channel.give_terminal(master.as_fd())?;
+    Ok(())
+}
+// ANCHOR_END: take_terminal
 
 /// Marks every file descriptor from 3 up close-on-exec, with `close_range(2)`
 /// (Linux 5.11) or, on older kernels, one `fcntl` per open descriptor.

@@ -252,8 +252,10 @@ pub fn start(spec: &Spec) -> Result<Running, Error> {
     // 6. Answer the child's requests. The protocol has one order, which the
     //    spec decides (see `sync::requests_for`): each message must be the
     //    one expected next, or the start fails; nothing is done twice.
+    let mut terminal = None;
     for expected in sync::requests_for(spec) {
-        match parent_end.next_from_child()? {
+        let (message, fd) = parent_end.next_from_child_with_fd()?;
+        match message {
             FromChild::Request(request) if request == expected => {}
             FromChild::Request(other) => {
                 return Err(Error::OutOfOrder {
@@ -288,6 +290,10 @@ pub fn start(spec: &Spec) -> Result<Running, Error> {
                     step(format_args!("container connected: eth0 {}", net.address));
                 }
             }
+            Request::TakeTerminal => {
+                terminal = Some(fd.ok_or(Error::Unexpected(Request::TakeTerminal))?);
+                step(format_args!("took the terminal's master end"));
+            }
         }
         parent_end.done()?;
     }
@@ -314,6 +320,7 @@ pub fn start(spec: &Spec) -> Result<Running, Error> {
         host,
         signals,
         trace,
+        terminal,
     })
 }
 // ANCHOR_END: parent_sequence
@@ -329,9 +336,16 @@ pub struct Running {
     host: Host,
     signals: signals::Blocked,
     trace: Trace,
+    terminal: Option<std::os::fd::OwnedFd>,
 }
 
 impl Running {
+    /// The terminal's master end (the spec asked for one): whoever holds it
+    /// reads what the container writes and writes what it reads.
+    pub fn take_terminal(&mut self) -> Option<std::os::fd::OwnedFd> {
+        self.terminal.take()
+    }
+
     /// The container's pid 1, as the host sees it.
     pub fn pid(&self) -> Pid {
         self.child.pid

@@ -64,6 +64,9 @@ pub struct Spec {
     /// that become its 0, 1 and 2 (the engine's shim gives pipes). `None`
     /// shares the caller's own, as the step binaries do.
     pub stdio: Option<[std::os::fd::RawFd; 3]>,
+    /// Give the container a terminal (`-t`): a pty made in its own devpts,
+    /// whose master end goes to the parent (needs a root filesystem).
+    pub terminal: bool,
 }
 // ANCHOR_END: spec_struct
 
@@ -136,6 +139,7 @@ impl Spec {
             image: None,
             verbose: false,
             stdio: None,
+            terminal: false,
         }
     }
 
@@ -172,6 +176,12 @@ impl Spec {
             if !ns::uts::is_valid_hostname(name) {
                 return Err(SpecError::BadHostname(name.clone()));
             }
+        }
+        if self.terminal && self.root.is_none() && self.image.is_none() {
+            return Err(SpecError::NeedsNamespace {
+                feature: "a terminal (its own devpts)",
+                namespace: Namespace::Mount,
+            });
         }
         if self.image.is_some() && !self.has(Namespace::Mount) {
             return Err(SpecError::NeedsNamespace {

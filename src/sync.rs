@@ -19,10 +19,13 @@
 //!   execve … end-of-file ───────▶  (or Failed: exec failed)
 //! ```
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use nix::errno::Errno;
-use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockType, send, socketpair};
+use nix::sys::socket::{
+    AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, send,
+    socketpair,
+};
 
 /// The longest message either side sends (a failure's reason is cut to fit).
 const MAX_MESSAGE: usize = 4096;
@@ -37,6 +40,9 @@ pub enum Request {
     WriteIdMaps,
     /// Plug a veth into my network namespace and configure it (step 8).
     ConfigureNetwork,
+    /// Take my terminal (the engine's `-t`): the pty's master end travels
+    /// with this message (`SCM_RIGHTS`); my 0, 1 and 2 are its other end.
+    TakeTerminal,
 }
 
 /// One message on the channel.
@@ -73,6 +79,9 @@ pub fn requests_for(spec: &crate::Spec) -> Vec<Request> {
     if spec.network.is_some() {
         order.push(Request::ConfigureNetwork);
     }
+    if spec.terminal {
+        order.push(Request::TakeTerminal);
+    }
     order
 }
 
@@ -82,6 +91,7 @@ impl Message {
             Message::Request(Request::WriteIdMaps) => vec![1, 1],
             Message::Request(Request::EnterCgroup) => vec![1, 2],
             Message::Request(Request::ConfigureNetwork) => vec![1, 3],
+            Message::Request(Request::TakeTerminal) => vec![1, 4],
             Message::Done => vec![2],
             Message::Ready => vec![3],
             Message::Start => vec![4],
@@ -102,6 +112,7 @@ impl Message {
             [1, 1] => Ok(Message::Request(Request::WriteIdMaps)),
             [1, 2] => Ok(Message::Request(Request::EnterCgroup)),
             [1, 3] => Ok(Message::Request(Request::ConfigureNetwork)),
+            [1, 4] => Ok(Message::Request(Request::TakeTerminal)),
             [2] => Ok(Message::Done),
             [3] => Ok(Message::Ready),
             [4] => Ok(Message::Start),
@@ -177,16 +188,37 @@ impl Endpoint {
 
     /// The next message, or `None` when the other end is closed.
     fn recv(&self) -> Result<Option<Message>, SyncError> {
+        // A descriptor sent with a message we did not expect one with is
+        // closed here, as it drops.
+        self.recv_with_fd().map(|(message, _)| message)
+    }
+
+    /// The next message and the descriptor that came with it, if any.
+    fn recv_with_fd(&self) -> Result<(Option<Message>, Option<OwnedFd>), SyncError> {
         let mut buf = [0u8; MAX_MESSAGE];
-        let n = loop {
+        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let (n, fd) = loop {
             let mut iov = [std::io::IoSliceMut::new(&mut buf)];
             match nix::sys::socket::recvmsg::<()>(
                 self.0.as_raw_fd(),
                 &mut iov,
-                None,
+                Some(&mut space),
                 MsgFlags::MSG_CMSG_CLOEXEC,
             ) {
-                Ok(msg) => break msg.bytes,
+                Ok(msg) => {
+                    let mut fd = None;
+                    for cmsg in msg.cmsgs().into_iter().flatten() {
+                        if let ControlMessageOwned::ScmRights(fds) = cmsg {
+                            for raw in fds {
+                                // SAFETY: the kernel just installed this
+                                // descriptor in our table for us alone.
+                                let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+                                fd.get_or_insert(owned);
+                            }
+                        }
+                    }
+                    break (msg.bytes, fd);
+                }
                 Err(Errno::EINTR) => continue,
                 Err(errno) => {
                     return Err(SyncError::Io {
@@ -197,9 +229,29 @@ impl Endpoint {
             }
         };
         if n == 0 {
-            return Ok(None);
+            return Ok((None, fd));
         }
-        Message::decode(&buf[..n]).map(Some)
+        Message::decode(&buf[..n]).map(|m| (Some(m), fd))
+    }
+
+    /// Sends `message` with the descriptor `fd` (`SCM_RIGHTS`: the receiver
+    /// gets its own descriptor of the same open file).
+    fn send_with_fd(&self, message: &Message, fd: BorrowedFd<'_>) -> Result<(), SyncError> {
+        let bytes = message.encode();
+        let fds = [fd.as_raw_fd()];
+        let cmsg = [ControlMessage::ScmRights(&fds)];
+        nix::sys::socket::sendmsg::<()>(
+            self.0.as_raw_fd(),
+            &[std::io::IoSlice::new(&bytes)],
+            &cmsg,
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        )
+        .map(drop)
+        .map_err(|errno| SyncError::Io {
+            call: "sendmsg",
+            errno,
+        })
     }
 }
 
@@ -238,6 +290,25 @@ impl ParentEnd {
         }
     }
 
+    /// Like [`ParentEnd::next_from_child`], with the descriptor that came
+    /// with the message (the terminal's master end, see `Request::TakeTerminal`).
+    pub fn next_from_child_with_fd(&self) -> Result<(FromChild, Option<OwnedFd>), SyncError> {
+        let (message, fd) = self.0.recv_with_fd()?;
+        let from_child = match message {
+            Some(Message::Request(r)) => FromChild::Request(r),
+            Some(Message::Ready) => FromChild::Ready,
+            Some(Message::Failed { code, reason }) => FromChild::Failed { code, reason },
+            Some(got) => {
+                return Err(SyncError::Unexpected {
+                    expected: "a request, Ready or Failed",
+                    got,
+                });
+            }
+            None => return Err(SyncError::Closed { expected: "Ready" }),
+        };
+        Ok((from_child, fd))
+    }
+
     /// Tells the child its request is done.
     pub fn done(&self) -> Result<(), SyncError> {
         self.0.send(&Message::Done)
@@ -270,6 +341,14 @@ impl ChildEnd {
     /// Asks the parent to do `request` and waits until it is done.
     pub fn ask(&self, request: Request) -> Result<(), SyncError> {
         self.0.send(&Message::Request(request))?;
+        self.expect(Message::Done, "Done")
+    }
+
+    /// Hands the terminal's master end to the parent and waits until it
+    /// has taken it.
+    pub fn give_terminal(&self, master: BorrowedFd<'_>) -> Result<(), SyncError> {
+        self.0
+            .send_with_fd(&Message::Request(Request::TakeTerminal), master)?;
         self.expect(Message::Done, "Done")
     }
 

@@ -1135,3 +1135,39 @@ fn the_daemon_survives_bad_clients() {
         "{answer:?}"
     );
 }
+
+#[test]
+fn run_t_gives_the_container_a_terminal_of_its_own() {
+    let engine = Engine::start();
+    loaded(&engine);
+    let script = "test -t 0 && test -t 1 && test -t 2 && echo on-a-tty; tty; echo $TERM";
+    let out = engine.client(&["run", "--rm", "-t", "demo:1", "sh", "-c", script]);
+    let shown = text(&out.stdout);
+    assert!(
+        shown.contains("on-a-tty"),
+        "step 11: with -t, 0, 1 and 2 are a terminal: {shown:?} {}",
+        text(&out.stderr)
+    );
+    assert!(
+        shown.contains("/dev/pts/0\r\n"),
+        "the pty comes from the container's own devpts (and a terminal ends lines with CR LF): {shown:?}"
+    );
+    assert!(
+        shown.contains("xterm"),
+        "TERM is set, as Docker sets it: {shown:?}"
+    );
+    // The Docker CLI reads Config.Tty and takes the output raw.
+    let out = Command::new(docker_cli())
+        .args(["-H", &format!("unix://{}", engine.socket().display())])
+        .args(["run", "--rm", "-t", "demo:1", "sh", "-c", "tty"])
+        .env("DOCKER_CONFIG", engine.dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        text(&out.stdout),
+        "/dev/pts/0\r\n",
+        "docker run -t: {}",
+        text(&out.stderr)
+    );
+}

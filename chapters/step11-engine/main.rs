@@ -138,6 +138,9 @@ struct RunOptions {
     /// Run in the background and print the container's id.
     #[arg(short, long)]
     detach: bool,
+    /// Give the container a terminal: its output is one raw stream.
+    #[arg(short, long)]
+    tty: bool,
     /// Remove the container when it ends.
     #[arg(long)]
     rm: bool,
@@ -392,6 +395,7 @@ fn run(client: &Client, o: &RunOptions) -> Result<(), EngineError> {
     };
     let body = json!({
         "Image": image, "Cmd": if command.is_empty() { Value::Null } else { json!(command) },
+        "Tty": o.tty,
         "Env": o.env, "WorkingDir": o.workdir.clone().unwrap_or_default(),
         "Hostname": o.hostname.clone().unwrap_or_default(),
         "HostConfig": {
@@ -427,13 +431,19 @@ fn run(client: &Client, o: &RunOptions) -> Result<(), EngineError> {
         "POST",
         &format!("/containers/{id}/attach?stream=1&stdout=1&stderr=1"),
     )?;
+    let tty = o.tty;
     let streamer = std::thread::spawn(move || {
+        use std::io::Write;
         let mut demuxer = caixa::engine::client::Demuxer::default();
         let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
         let mut buf = [0u8; 8192];
         loop {
             match attached.read(&mut buf) {
                 Ok(0) => return Ok(()),
+                // A terminal's output is raw: no frames to take apart.
+                Ok(n) if tty => {
+                    let _ = out.write_all(&buf[..n]).and_then(|()| out.flush());
+                }
                 Ok(n) => demuxer.push(&buf[..n], &mut out, &mut err),
                 Err(e) => return Err(EngineError::Daemon(format!("the output stream broke: {e}"))),
             }

@@ -33,7 +33,8 @@ const TOP_LEVEL: [&str; 7] = [
     "linux",
 ];
 /// The fields of `process` caixa converts.
-const PROCESS: [&str; 6] = [
+const PROCESS: [&str; 7] = [
+    "terminal",
     "user",
     "args",
     "env",
@@ -105,6 +106,7 @@ pub fn from_oci(
 
     Ok(Spec {
         stdio: None,
+        terminal: process.terminal().unwrap_or(false),
         id: id.to_string(),
         namespaces: namespaces_from_oci(linux.namespaces().as_deref().unwrap_or_default())?,
         process: Process {

@@ -278,7 +278,6 @@ refused! {
     refuses_hooks: "/hooks/createRuntime" = [{"path": "/bin/true"}] => "hooks";
     refuses_solaris: "/solaris/milestone" = "svc:/milestone/container:default" => "solaris";
     refuses_idmapped_mounts: "/uidMappings" = [{"containerID": 0, "hostID": 1, "size": 1}] => "uidMappings";
-    refuses_a_terminal: "/process/terminal" = true => "process.terminal";
     refuses_a_console_size: "/process/consoleSize" = {"height": 24, "width": 80} => "process.consoleSize";
     refuses_a_command_line: "/process/commandLine" = "sh" => "process.commandLine";
     refuses_rlimits: "/process/rlimits" = [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}] => "process.rlimits";

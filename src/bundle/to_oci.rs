@@ -32,7 +32,7 @@ pub fn to_oci(spec: &Spec) -> Result<OciSpec, BundleError> {
 
     let mut process = Process::default();
     process
-        .set_terminal(None)
+        .set_terminal(spec.terminal.then_some(true))
         .set_console_size(None)
         .set_user(user_to_oci(spec.process.user.as_deref(), &mut annotations))
         .set_args(Some(spec.process.args.clone()))

@@ -204,21 +204,21 @@ fn route(
             let mut raw = out
                 .upgrade("application/vnd.docker.raw-stream")
                 .map_err(EngineError::Connection)?;
-            follow(&containers, &config.id, &Wanted::of(req), &mut raw)
+            follow(&containers, &config.id, &Wanted::of(req, &config), &mut raw)
         }
         ("GET", ["containers", key, "logs"]) if req.flag("follow") => {
             let config = containers.find(key)?;
             let mut out = out
                 .stream(200, "application/vnd.docker.raw-stream")
                 .map_err(EngineError::Connection)?;
-            follow(&containers, &config.id, &Wanted::of(req), &mut out)
+            follow(&containers, &config.id, &Wanted::of(req, &config), &mut out)
         }
         ("GET", ["containers", key, "logs"]) => {
             let config = containers.find(key)?;
             let (entries, _) =
                 log::read_from(&containers.files(&config.id).join("container.log"), 0)
                     .map_err(EngineError::Connection)?;
-            let wanted = Wanted::of(req);
+            let wanted = Wanted::of(req, &config);
             let framed: Vec<u8> = entries.iter().flat_map(|e| wanted.frame(e)).collect();
             out.respond(200, "application/vnd.docker.raw-stream", &framed)
                 .map_err(EngineError::Connection)
@@ -398,6 +398,7 @@ fn create(
         command: spec.process.args.clone(),
         created: now(),
         auto_remove: body["HostConfig"]["AutoRemove"].as_bool().unwrap_or(false),
+        tty: spec.terminal,
     };
     containers.reserve_name(&record.name, &record.id)?;
     let made = (|| {
@@ -527,15 +528,19 @@ struct Wanted {
     stdout: bool,
     stderr: bool,
     timestamps: bool,
+    /// A container with a terminal: raw bytes, no frames (Docker's rule;
+    /// clients read `Config.Tty` to know).
+    raw: bool,
 }
 
 impl Wanted {
-    fn of(req: &Request) -> Wanted {
+    fn of(req: &Request, record: &Record) -> Wanted {
         let stream = |name| req.param(name).is_none() || req.flag(name);
         Wanted {
             stdout: stream("stdout"),
             stderr: stream("stderr"),
             timestamps: req.flag("timestamps"),
+            raw: record.tty,
         }
     }
 
@@ -548,11 +553,15 @@ impl Wanted {
         if !wanted {
             return Vec::new();
         }
-        if self.timestamps {
-            let line = format!("{} {}", entry.time, entry.log);
-            frame(entry.stream.frame_id(), line.as_bytes())
+        let text = if self.timestamps {
+            format!("{} {}", entry.time, entry.log)
         } else {
-            frame(entry.stream.frame_id(), entry.log.as_bytes())
+            entry.log.clone()
+        };
+        if self.raw {
+            text.into_bytes()
+        } else {
+            frame(entry.stream.frame_id(), text.as_bytes())
         }
     }
 }
@@ -735,7 +744,7 @@ fn inspect(c: &Record, s: &State) -> Value {
             "Error": s.error, "StartedAt": rfc3339(s.started),
             "FinishedAt": rfc3339(s.finished),
         },
-        "Config": { "Image": c.image, "Cmd": c.command, "Tty": false, "Hostname": &c.id[..12.min(c.id.len())] },
+        "Config": { "Image": c.image, "Cmd": c.command, "Tty": c.tty, "Hostname": &c.id[..12.min(c.id.len())] },
         "HostConfig": { "AutoRemove": c.auto_remove },
     })
 }

@@ -76,9 +76,9 @@ fn refuse_unsupported(body: &Value) -> Result<(), EngineError> {
             "volumes and bind mounts are not supported by caixa's engine yet: run without -v",
         ));
     }
-    if body["Tty"].as_bool() == Some(true) || body["OpenStdin"].as_bool() == Some(true) {
+    if body["OpenStdin"].as_bool() == Some(true) {
         return Err(bad(
-            "a terminal and stdin (-i, -t) are not supported by caixa's engine yet: run without them",
+            "stdin (-i) is not supported by caixa's engine yet: run without -i (-t alone works)",
         ));
     }
     if host["Privileged"].as_bool() == Some(true) {
@@ -142,6 +142,13 @@ pub fn to_spec(store: &Store, id: &str, body: &Value) -> Result<Spec, EngineErro
     spec.limits = Some(limits(host)?);
     spec.network = network(host)?;
 
+    // `-t`: a terminal, which programs learn to drive from TERM (Docker's).
+    if body["Tty"].as_bool() == Some(true) {
+        spec.terminal = true;
+        if !spec.process.env.iter().any(|e| e.starts_with("TERM=")) {
+            set_env(&mut spec.process.env, "TERM=xterm".into());
+        }
+    }
     // Docker's default host name is the short id.
     let hostname = body["Hostname"]
         .as_str()

@@ -115,11 +115,19 @@ impl From<EngineError> for StartError {
     }
 }
 
+/// One output of the container, as the shim reads it.
+struct Output {
+    fd: OwnedFd,
+    stream: Stream,
+    open: bool,
+}
+
 /// A container whose command runs, with the shim's ends of its world.
 struct Started {
     running: Running,
-    stdout: OwnedFd,
-    stderr: OwnedFd,
+    /// Its stdout and stderr pipes, or its terminal (one stream: a
+    /// terminal merges what is written to 1 and 2, as in Docker).
+    outputs: Vec<Output>,
     control: UnixListener,
     log: log::Writer,
 }
@@ -138,8 +146,9 @@ fn start(containers: &Containers, dir: &Path, id: &str) -> Result<Started, Start
     })?;
     let log_path = dir.join("container.log");
     let log = log::Writer::open(&log_path).map_err(io(&log_path))?;
-    // The container's stdio: /dev/null in, a pipe for each output. Our ends
-    // are close-on-exec; the child's become its 0, 1 and 2 (see `init`).
+    // The container's stdio: /dev/null in, a pipe for each output (our
+    // ends close-on-exec; the child's become its 0, 1 and 2, see `init`),
+    // or with `-t` a terminal the child makes and hands us.
     let null = nix::fcntl::open(
         "/dev/null",
         OFlag::O_RDONLY | OFlag::O_CLOEXEC,
@@ -155,16 +164,38 @@ fn start(containers: &Containers, dir: &Path, id: &str) -> Result<Started, Start
             source,
         })
     };
-    let (stdout, stdout_w) = pipe()?;
-    let (stderr, stderr_w) = pipe()?;
-    spec.stdio = Some([null.as_raw_fd(), stdout_w.as_raw_fd(), stderr_w.as_raw_fd()]);
+    let mut outputs = Vec::new();
+    let mut their_ends = Vec::new();
+    if !spec.terminal {
+        for stream in [Stream::Stdout, Stream::Stderr] {
+            let (ours, theirs) = pipe()?;
+            outputs.push(Output {
+                fd: ours,
+                stream,
+                open: true,
+            });
+            their_ends.push(theirs);
+        }
+        spec.stdio = Some([
+            null.as_raw_fd(),
+            their_ends[0].as_raw_fd(),
+            their_ends[1].as_raw_fd(),
+        ]);
+    }
     let control = listen(&dir.join("shim.sock"))?;
-    let running = crate::parent::start(&spec).map_err(|e| StartError {
+    let mut running = crate::parent::start(&spec).map_err(|e| StartError {
         code: e.exit_code(),
         message: e.to_string(),
     })?;
     // Only the container writes to its pipes now: when it is gone, they end.
-    drop((null, stdout_w, stderr_w));
+    drop((null, their_ends));
+    if let Some(master) = running.take_terminal() {
+        outputs.push(Output {
+            fd: master,
+            stream: Stream::Stdout,
+            open: true,
+        });
+    }
     containers.set_state(
         id,
         &State {
@@ -177,8 +208,7 @@ fn start(containers: &Containers, dir: &Path, id: &str) -> Result<Started, Start
     )?;
     Ok(Started {
         running,
-        stdout,
-        stderr,
+        outputs,
         control,
         log,
     })
@@ -236,7 +266,7 @@ impl Started {
 /// from a signalfd), the control socket and the output pipes, until the
 /// container has ended; returns how it ended.
 fn pump(shim: &mut Started) -> Result<Exit, EngineError> {
-    // EXERCISE(11): make a signalfd of the blocked set (running.blocked().set()), then loop: poll the signalfd, the control socket and the pipes still open; on SIGCHLD try_reap (done → return the Exit), another signal → pass it on; a readable pipe → log.write (0 bytes: closed); a connection → answer(…)
+    // EXERCISE(11): make a signalfd of the blocked set (running.blocked().set()), then loop: poll the signalfd, the control socket and the outputs still open; on SIGCHLD try_reap (done → return the Exit), another signal → pass it on; a readable output → copy_some (false: closed); a connection → answer(…)
     let signals = SignalFd::with_flags(
         shim.running.blocked().set(),
         SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK,
@@ -245,17 +275,13 @@ fn pump(shim: &mut Started) -> Result<Exit, EngineError> {
         call: "signalfd",
         source,
     })?;
-    let mut open = [true, true];
     loop {
-        let pipes = [shim.stdout.as_fd(), shim.stderr.as_fd()];
         let mut fds = vec![
             PollFd::new(signals.as_fd(), PollFlags::POLLIN),
             PollFd::new(shim.control.as_fd(), PollFlags::POLLIN),
         ];
-        for (i, pipe) in pipes.iter().enumerate() {
-            if open[i] {
-                fds.push(PollFd::new(*pipe, PollFlags::POLLIN));
-            }
+        for output in shim.outputs.iter().filter(|o| o.open) {
+            fds.push(PollFd::new(output.fd.as_fd(), PollFlags::POLLIN));
         }
         match poll(&mut fds, PollTimeout::NONE) {
             Err(Errno::EINTR) => continue,
@@ -272,13 +298,12 @@ fn pump(shim: &mut Started) -> Result<Exit, EngineError> {
             .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
             .collect();
         drop(fds);
-        let mut next = 2;
-        for (i, stream) in [Stream::Stdout, Stream::Stderr].into_iter().enumerate() {
-            if open[i] {
-                if ready[next] {
-                    open[i] = copy_some(shim, stream)?;
-                }
-                next += 1;
+        let open: Vec<usize> = (0..shim.outputs.len())
+            .filter(|i| shim.outputs[*i].open)
+            .collect();
+        for (k, i) in open.into_iter().enumerate() {
+            if ready[2 + k] {
+                shim.outputs[i].open = copy_some(&mut shim.outputs[i], &mut shim.log)?;
             }
         }
         if ready[1] {
@@ -309,18 +334,13 @@ fn pump(shim: &mut Started) -> Result<Exit, EngineError> {
 }
 // ANCHOR_END: shim_loop
 
-/// Reads what one pipe has and logs it; `false` once the pipe has ended.
-fn copy_some(shim: &mut Started, stream: Stream) -> Result<bool, EngineError> {
-    let pipe = match stream {
-        Stream::Stdout => &shim.stdout,
-        Stream::Stderr => &shim.stderr,
-    };
+/// Reads what one output has and logs it; `false` once it has ended.
+fn copy_some(output: &mut Output, log: &mut log::Writer) -> Result<bool, EngineError> {
     let mut buf = [0u8; 64 * 1024];
-    match nix::unistd::read(pipe, &mut buf) {
+    match nix::unistd::read(&output.fd, &mut buf) {
         Ok(0) => Ok(false),
         Ok(n) => {
-            shim.log
-                .write(stream, &buf[..n])
+            log.write(output.stream, &buf[..n])
                 .map_err(|source| EngineError::File {
                     path: "container.log".into(),
                     source,
@@ -328,6 +348,8 @@ fn copy_some(shim: &mut Started, stream: Stream) -> Result<bool, EngineError> {
             Ok(true)
         }
         Err(Errno::EINTR | Errno::EAGAIN) => Ok(true),
+        // A terminal's master reads EIO once no process holds its slave.
+        Err(Errno::EIO) => Ok(false),
         Err(source) => Err(EngineError::Sys {
             call: "read(the container's output)",
             source,
@@ -335,23 +357,19 @@ fn copy_some(shim: &mut Started, stream: Stream) -> Result<bool, EngineError> {
     }
 }
 
-/// After the end: what is still in the pipes, until they close (every
+/// After the end: what is still in the outputs, until they close (every
 /// process of the container is gone, so they close soon) or `limit`.
 fn drain(shim: &mut Started, limit: Duration) {
     let begin = std::time::Instant::now();
-    for stream in [Stream::Stdout, Stream::Stderr] {
+    for output in shim.outputs.iter_mut().filter(|o| o.open) {
         loop {
-            let pipe = match stream {
-                Stream::Stdout => shim.stdout.as_fd(),
-                Stream::Stderr => shim.stderr.as_fd(),
-            };
             let left = limit.saturating_sub(begin.elapsed());
-            let mut fds = [PollFd::new(pipe, PollFlags::POLLIN)];
+            let mut fds = [PollFd::new(output.fd.as_fd(), PollFlags::POLLIN)];
             let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::ZERO);
             if !matches!(poll(&mut fds, timeout), Ok(n) if n > 0) {
                 break;
             }
-            if !matches!(copy_some(shim, stream), Ok(true)) {
+            if !matches!(copy_some(output, &mut shim.log), Ok(true)) {
                 break;
             }
         }

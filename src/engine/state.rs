@@ -46,6 +46,9 @@ pub struct Record {
     /// Remove it when it ends (`--rm`, Docker's `HostConfig.AutoRemove`).
     #[serde(default)]
     pub auto_remove: bool,
+    /// It has a terminal (`-t`): its output is one raw stream, not frames.
+    #[serde(default)]
+    pub tty: bool,
 }
 
 /// Where a container is in its life.
