@@ -148,21 +148,21 @@ pub struct CgroupArgs {
 }
 
 fn parse_size_arg(text: &str) -> Result<u64, String> {
-    caixa::cgroup::parse_size(text).map_err(|e| e.to_string())
+    caixa::units::parse_size(text).map_err(|e| e.to_string())
 }
 
 fn parse_swap_arg(text: &str) -> Result<i64, String> {
     if text == "-1" {
         return Ok(-1);
     }
-    caixa::cgroup::parse_size(text)
+    caixa::units::parse_size(text)
         .map(|n| n as i64)
         .map_err(|e| e.to_string())
 }
 
 impl CgroupArgs {
     /// The limits these options ask for (always `Some`: every step-7
-    /// container gets a cgroup, so its usage can be read even without limits).
+    /// container gets a cgroup, so an OOM kill can be told apart even without limits).
     pub fn to_limits(&self) -> Result<caixa::cgroup::Limits, caixa::cgroup::CgroupError> {
         use caixa::cgroup::parse_device_rate;
         let rates = |list: &[String], iops: bool| -> Result<Vec<_>, _> {

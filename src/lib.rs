@@ -28,6 +28,7 @@ pub mod signals;
 pub mod spec;
 pub mod sync;
 pub mod trace;
+pub mod units;
 pub mod user;
 
 pub use exit::Exit;
