@@ -14,6 +14,7 @@ pub mod command;
 pub mod engine;
 pub mod exit;
 pub mod idmap;
+pub mod ids;
 pub mod image;
 pub mod init;
 pub mod leftovers;
