@@ -50,7 +50,10 @@ mod tests {
         for bytes in [6, 32] {
             let id = random_hex(bytes);
             assert_eq!(id.len(), 2 * bytes, "{id}");
-            assert!(id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+            assert!(
+                id.bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+            );
             assert_ne!(id, random_hex(bytes));
         }
     }

@@ -33,6 +33,9 @@ use std::path::{Path, PathBuf};
 
 use nix::unistd::Pid;
 
+/// Docker's size syntax, re-exported for callers that still name it here;
+/// [`crate::units`] owns it.
+pub use crate::units::parse_size;
 pub use fs::Setting;
 pub(crate) use fs::remove_dir;
 use fs::{make_dir, read_key, write_settings};
@@ -41,9 +44,6 @@ pub use limits::{
     DeviceRate, Limits, MIN_MEMORY, blkio_to_io_weight, parse_device_rate, shares_to_weight,
     weight_to_shares,
 };
-/// Docker's size syntax, re-exported for callers that still name it here;
-/// [`crate::units`] owns it.
-pub use crate::units::parse_size;
 
 use crate::trace::Trace;
 

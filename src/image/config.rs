@@ -17,10 +17,12 @@ pub fn read(
     name: &str,
 ) -> Result<(String, ImageManifest, ImageConfiguration), ImageError> {
     let digest = store.resolve(name)?;
-    let manifest = ImageManifest::from_reader(&store.read_blob(&digest)?[..])
-        .map_err(|source| ImageError::Json {
-            what: format!("manifest of {name}"),
-            source,
+    let manifest =
+        ImageManifest::from_reader(&store.read_blob(&digest)?[..]).map_err(|source| {
+            ImageError::Json {
+                what: format!("manifest of {name}"),
+                source,
+            }
         })?;
     let config =
         ImageConfiguration::from_reader(&store.read_blob(manifest.config().digest().as_ref())?[..])

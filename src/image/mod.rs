@@ -54,7 +54,9 @@ pub enum ImageError {
         digest: String,
     },
     /// A blob whose size is not the one its descriptor gives.
-    #[error("malformed image: blob {digest} is {actual} bytes, not {expected} as its descriptor says")]
+    #[error(
+        "malformed image: blob {digest} is {actual} bytes, not {expected} as its descriptor says"
+    )]
     SizeMismatch {
         /// The blob.
         digest: String,

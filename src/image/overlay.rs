@@ -69,10 +69,9 @@ pub fn ensure_layer(
     shift: &Shift,
     trace: &Trace,
 ) -> Result<PathBuf, ImageError> {
-    let hex =
-        hex_of(diff_id).ok_or_else(|| ImageError::BadDigest {
-            digest: diff_id.to_string(),
-        })?;
+    let hex = hex_of(diff_id).ok_or_else(|| ImageError::BadDigest {
+        digest: diff_id.to_string(),
+    })?;
     let layers = store.layers_dir(&owner(shift));
     let dir = layers.join(hex);
     if dir.is_dir() {

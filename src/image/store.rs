@@ -48,10 +48,9 @@ impl Store {
 
     /// Where a blob lives.
     pub fn blob_path(&self, digest: &str) -> Result<PathBuf, ImageError> {
-        let hex = hex_of(digest)
-            .ok_or_else(|| ImageError::BadDigest {
-                digest: digest.to_string(),
-            })?;
+        let hex = hex_of(digest).ok_or_else(|| ImageError::BadDigest {
+            digest: digest.to_string(),
+        })?;
         Ok(self.root.join("blobs/sha256").join(hex))
     }
 
@@ -223,7 +222,14 @@ mod tests {
         let hello = "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
         let err = store.put_blob(hello, Some(4), &b"hello"[..]).unwrap_err();
         assert!(
-            matches!(err, ImageError::SizeMismatch { expected: 4, actual: 5, .. }),
+            matches!(
+                err,
+                ImageError::SizeMismatch {
+                    expected: 4,
+                    actual: 5,
+                    ..
+                }
+            ),
             "{err}"
         );
         assert!(store.put_blob(hello, Some(5), &b"hello"[..]).is_ok());

@@ -75,7 +75,12 @@ enum Task {
     /// Run the graded tests on pure cgroup v2, in QEMU.
     VmTest {
         /// The steps to test, comma-separated.
-        #[arg(long, value_name = "N,N,...", value_delimiter = ',', default_value = "4,6,7")]
+        #[arg(
+            long,
+            value_name = "N,N,...",
+            value_delimiter = ',',
+            default_value = "4,6,7"
+        )]
         steps: Vec<u32>,
         /// An extracted kernel package to boot, with `vmlinux` and `lib/modules`
         /// (default: Debian's stock kernel, downloaded once).
@@ -130,12 +135,7 @@ fn run(task: Task) -> Result<()> {
             steps,
             kernel,
             timeout_min,
-        } => vm::run(
-            &root,
-            &steps,
-            kernel,
-            Duration::from_secs(timeout_min * 60),
-        ),
+        } => vm::run(&root, &steps, kernel, Duration::from_secs(timeout_min * 60)),
         Task::BenchPeers { runs } => peers::run(&root, runs),
     }
 }
