@@ -24,72 +24,72 @@ use caixa::spec::Spec;
 
 /// Options every step has.
 #[derive(Debug, Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// Print each setup step as it happens, with its time since start.
     #[arg(short, long)]
-    pub verbose: bool,
+    pub(crate) verbose: bool,
 
     /// Set an environment variable in the container (KEY=VALUE, or KEY to pass
     /// the host's value on). May be repeated.
     #[arg(short = 'e', long = "env", value_name = "KEY[=VALUE]")]
-    pub env: Vec<String>,
+    pub(crate) env: Vec<String>,
 
     /// Working directory inside the container (default: /, or the image's).
     #[arg(short = 'w', long = "workdir", value_name = "DIR")]
-    pub workdir: Option<PathBuf>,
+    pub(crate) workdir: Option<PathBuf>,
 
     /// The command to run and its arguments (default: an interactive shell).
     #[arg(trailing_var_arg = true, value_name = "COMMAND")]
-    pub command: Vec<String>,
+    pub(crate) command: Vec<String>,
 }
 
 /// `--rootfs` (step 4 and later).
 #[derive(Debug, Args)]
-pub struct RootfsArgs {
+pub(crate) struct RootfsArgs {
     /// The container's root filesystem: any directory. Default: a busybox
     /// rootfs built on first use from the host's static busybox.
     #[arg(long, value_name = "DIR")]
-    pub rootfs: Option<PathBuf>,
+    pub(crate) rootfs: Option<PathBuf>,
 }
 
 /// `--hostname` (step 5 and later).
 #[derive(Debug, Args)]
-pub struct HostnameArgs {
+pub(crate) struct HostnameArgs {
     /// The container's host name (default: a random 12-digit id, as Docker).
     #[arg(long, short = 'H', value_name = "NAME")]
-    pub hostname: Option<String>,
+    pub(crate) hostname: Option<String>,
 }
 
 /// Options of the user namespace and privilege (step 6 and later).
 #[derive(Debug, Args)]
-pub struct PrivilegeArgs {
+pub(crate) struct PrivilegeArgs {
     /// A uid map range CONTAINER:HOST:COUNT (repeatable). Default 0:100000:65536.
     #[arg(long = "uid-map", value_name = "C:H:N")]
-    pub uid_map: Vec<IdMap>,
+    pub(crate) uid_map: Vec<IdMap>,
 
     /// A gid map range CONTAINER:HOST:COUNT (repeatable). Default 0:100000:65536.
     #[arg(long = "gid-map", value_name = "C:H:N")]
-    pub gid_map: Vec<IdMap>,
+    pub(crate) gid_map: Vec<IdMap>,
 
     /// Keep a capability beyond Docker's 14 defaults (e.g. NET_ADMIN, or ALL).
     #[arg(long = "cap-add", value_name = "CAP")]
-    pub cap_add: Vec<String>,
+    pub(crate) cap_add: Vec<String>,
 
     /// Drop a capability of the defaults (e.g. NET_RAW, or ALL).
     #[arg(long = "cap-drop", value_name = "CAP")]
-    pub cap_drop: Vec<String>,
+    pub(crate) cap_drop: Vec<String>,
 
     /// `seccomp=unconfined` turns the seccomp filter off;
     /// `no-new-privileges=false` turns no_new_privs off (needs seccomp=unconfined).
     #[arg(long = "security-opt", value_name = "OPT")]
-    pub security_opt: Vec<String>,
+    pub(crate) security_opt: Vec<String>,
 }
 
-pub use caixa::privilege::PrivilegeError;
+pub(crate) use caixa::privilege::PrivilegeError;
 
 impl PrivilegeArgs {
     /// Fills the user namespace, capability, no_new_privs and seccomp fields.
-    pub fn apply(&self, spec: &mut Spec) -> Result<(), PrivilegeError> {
+    pub(crate) fn apply(&self, spec: &mut Spec) -> Result<(), PrivilegeError> {
         caixa::privilege::Privilege {
             uid_map: &self.uid_map,
             gid_map: &self.gid_map,
@@ -101,69 +101,69 @@ impl PrivilegeArgs {
     }
 
     /// The host uid and gid that container root maps to.
-    pub fn host_root(spec: &Spec) -> (u32, u32) {
+    pub(crate) fn host_root(spec: &Spec) -> (u32, u32) {
         caixa::privilege::host_root(spec)
     }
 }
 
 /// Resource limits (step 7 and later), named like `docker run`'s.
 #[derive(Debug, Args)]
-pub struct CgroupArgs {
+pub(crate) struct CgroupArgs {
     /// Memory limit (e.g. 32m, 1g). A process going past it is OOM-killed.
     #[arg(short = 'm', long, value_name = "SIZE", value_parser = parse_size_arg)]
-    pub memory: Option<u64>,
+    pub(crate) memory: Option<u64>,
     /// Memory plus swap (e.g. 64m), or -1 for unlimited swap.
     #[arg(long = "memory-swap", value_name = "SIZE", allow_hyphen_values = true, value_parser = parse_swap_arg)]
-    pub memory_swap: Option<i64>,
+    pub(crate) memory_swap: Option<i64>,
     /// CPUs' worth of time (e.g. 0.5 for half a CPU).
     #[arg(long, value_name = "N")]
-    pub cpus: Option<f64>,
+    pub(crate) cpus: Option<f64>,
     /// Relative CPU priority on the v1 scale (default 1024).
     #[arg(short = 'c', long = "cpu-shares", value_name = "N")]
-    pub cpu_shares: Option<u64>,
+    pub(crate) cpu_shares: Option<u64>,
     /// Relative CPU priority on the v2 scale (1-10000, default 100).
     #[arg(long = "cpu-weight", value_name = "N")]
-    pub cpu_weight: Option<u64>,
+    pub(crate) cpu_weight: Option<u64>,
     /// Most processes at once (0 or -1: unlimited).
     #[arg(long = "pids-limit", value_name = "N", allow_hyphen_values = true)]
-    pub pids_limit: Option<i64>,
+    pub(crate) pids_limit: Option<i64>,
     /// Relative disk priority, 10-1000 (needs the BFQ I/O scheduler).
     #[arg(long = "blkio-weight", value_name = "N")]
-    pub blkio_weight: Option<u16>,
+    pub(crate) blkio_weight: Option<u16>,
     /// Read rate limit for a device, DEVICE:RATE (e.g. /dev/vda:1mb). Repeatable.
     #[arg(long = "device-read-bps", value_name = "DEV:RATE")]
-    pub device_read_bps: Vec<String>,
+    pub(crate) device_read_bps: Vec<String>,
     /// Write rate limit for a device, DEVICE:RATE. Repeatable.
     #[arg(long = "device-write-bps", value_name = "DEV:RATE")]
-    pub device_write_bps: Vec<String>,
+    pub(crate) device_write_bps: Vec<String>,
     /// Read operations per second for a device, DEVICE:N. Repeatable.
     #[arg(long = "device-read-iops", value_name = "DEV:N")]
-    pub device_read_iops: Vec<String>,
+    pub(crate) device_read_iops: Vec<String>,
     /// Write operations per second for a device, DEVICE:N. Repeatable.
     #[arg(long = "device-write-iops", value_name = "DEV:N")]
-    pub device_write_iops: Vec<String>,
+    pub(crate) device_write_iops: Vec<String>,
     /// CPUs the container may run on (e.g. 0-1, or 0,2).
     #[arg(long = "cpuset-cpus", value_name = "LIST")]
-    pub cpuset_cpus: Option<String>,
+    pub(crate) cpuset_cpus: Option<String>,
 }
 
 fn parse_size_arg(text: &str) -> Result<u64, String> {
-    caixa::cgroup::parse_size(text).map_err(|e| e.to_string())
+    caixa::units::parse_size(text).map_err(|e| e.to_string())
 }
 
 fn parse_swap_arg(text: &str) -> Result<i64, String> {
     if text == "-1" {
         return Ok(-1);
     }
-    caixa::cgroup::parse_size(text)
+    caixa::units::parse_size(text)
         .map(|n| n as i64)
         .map_err(|e| e.to_string())
 }
 
 impl CgroupArgs {
     /// The limits these options ask for (always `Some`: every step-7
-    /// container gets a cgroup, so its usage can be read even without limits).
-    pub fn to_limits(&self) -> Result<caixa::cgroup::Limits, caixa::cgroup::CgroupError> {
+    /// container gets a cgroup, so an OOM kill can be told apart even without limits).
+    pub(crate) fn to_limits(&self) -> Result<caixa::cgroup::Limits, caixa::cgroup::CgroupError> {
         use caixa::cgroup::parse_device_rate;
         let rates = |list: &[String], iops: bool| -> Result<Vec<_>, _> {
             list.iter().map(|t| parse_device_rate(t, iops)).collect()
@@ -189,28 +189,30 @@ impl CgroupArgs {
 
 /// The network (step 8 and later).
 #[derive(Debug, Args)]
-pub struct NetworkArgs {
+pub(crate) struct NetworkArgs {
     /// `bridge` (the default: an address on caixa's bridge, NAT, ports) or
     /// `none` (a network namespace with only loopback), as `docker run --network`.
     #[arg(long, value_name = "MODE", default_value = "bridge", value_parser = ["bridge", "none"])]
-    pub network: String,
+    pub(crate) network: String,
     /// Publish a container port on the host: [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp]. Repeatable.
     #[arg(short = 'p', long = "publish", value_name = "SPEC")]
-    pub publish: Vec<String>,
+    pub(crate) publish: Vec<String>,
     /// Limit the container's traffic in both directions (tc syntax, e.g. 10mbit).
     #[arg(long = "network-bandwidth", value_name = "RATE")]
-    pub bandwidth: Option<String>,
+    pub(crate) bandwidth: Option<String>,
     /// The host bridge to plug into (created on first use).
     #[arg(long, value_name = "NAME", default_value = caixa::net::DEFAULT_BRIDGE)]
-    pub bridge: String,
+    pub(crate) bridge: String,
     /// The bridge's subnet, used when the bridge is created.
     #[arg(long, value_name = "CIDR", default_value = caixa::net::DEFAULT_SUBNET)]
-    pub subnet: String,
+    pub(crate) subnet: String,
 }
 
 impl NetworkArgs {
     /// The network these options describe; `None` for `--network none`.
-    pub fn to_network(&self) -> Result<Option<caixa::net::NetworkSpec>, caixa::net::NetError> {
+    pub(crate) fn to_network(
+        &self,
+    ) -> Result<Option<caixa::net::NetworkSpec>, caixa::net::NetError> {
         let publish = self
             .publish
             .iter()
@@ -228,7 +230,7 @@ impl NetworkArgs {
 
 impl RunArgs {
     /// A spec for this command line with `namespaces` switched on.
-    pub fn to_spec(&self, namespaces: &[Namespace]) -> Spec {
+    pub(crate) fn to_spec(&self, namespaces: &[Namespace]) -> Spec {
         let args = if self.command.is_empty() {
             vec!["/bin/sh".to_string()]
         } else {
@@ -255,11 +257,11 @@ impl RunArgs {
     }
 }
 
-pub use caixa::spec::set_env;
+pub(crate) use caixa::spec::set_env;
 
 impl RootfsArgs {
     /// The rootfs to use: the one given, or the default busybox one.
-    pub fn resolve(&self) -> Result<PathBuf, busybox::BusyboxError> {
+    pub(crate) fn resolve(&self) -> Result<PathBuf, busybox::BusyboxError> {
         match &self.rootfs {
             Some(dir) => Ok(dir.clone()),
             None => busybox::default_rootfs(),
@@ -269,7 +271,7 @@ impl RootfsArgs {
 
 impl HostnameArgs {
     /// The host name to use: the one given, or a short random id.
-    pub fn resolve(&self) -> String {
+    pub(crate) fn resolve(&self) -> String {
         self.hostname
             .clone()
             .unwrap_or_else(caixa::ns::uts::short_random_id)
@@ -279,7 +281,7 @@ impl HostnameArgs {
 // ANCHOR: privileged_spec
 /// The namespaces of step 6 onward, in creation order: the user namespace
 /// first, so that it owns the others (see the step 6 chapter).
-pub const ALL_NAMESPACES: [Namespace; 6] = [
+pub(crate) const ALL_NAMESPACES: [Namespace; 6] = [
     Namespace::User, // first: the others are then owned by it
     Namespace::Pid,
     Namespace::Net,
@@ -290,7 +292,7 @@ pub const ALL_NAMESPACES: [Namespace; 6] = [
 
 /// Step 6's plan, which steps 7 and 8 build on: every namespace and the
 /// privilege options. Exits with one line when an option is refused.
-pub fn privileged_spec(program: &str, run: &RunArgs, privilege: &PrivilegeArgs) -> Spec {
+pub(crate) fn privileged_spec(program: &str, run: &RunArgs, privilege: &PrivilegeArgs) -> Spec {
     let mut spec = run.to_spec(&ALL_NAMESPACES);
     if let Err(e) = privilege.apply(&mut spec) {
         fail_setup(program, &e);
@@ -300,7 +302,12 @@ pub fn privileged_spec(program: &str, run: &RunArgs, privilege: &PrivilegeArgs) 
 
 /// The end of a plan of step 6 onward: checked first, then the root (the
 /// one given, or the default one owned by the mapped root) and the host name.
-pub fn finish_spec(program: &str, spec: &mut Spec, rootfs: &RootfsArgs, hostname: &HostnameArgs) {
+pub(crate) fn finish_spec(
+    program: &str,
+    spec: &mut Spec,
+    rootfs: &RootfsArgs,
+    hostname: &HostnameArgs,
+) {
     if let Err(e) = spec.validate() {
         fail_setup(program, &e);
     }
@@ -319,7 +326,7 @@ pub fn finish_spec(program: &str, spec: &mut Spec, rootfs: &RootfsArgs, hostname
 
 /// Parses the command line. A usage error exits 125, as `docker run` does,
 /// so scripts can tell it from the command's own exit codes; `--help` exits 0.
-pub fn parse<T: clap::Parser>() -> T {
+pub(crate) fn parse<T: clap::Parser>() -> T {
     T::try_parse().unwrap_or_else(|error| {
         let code = if error.use_stderr() {
             codes::SETUP_FAILED
@@ -333,7 +340,7 @@ pub fn parse<T: clap::Parser>() -> T {
 
 /// Runs `spec` and exits the process with the container's exit code, or
 /// prints one line (`stepN: what happened: what to do`) and exits 125/126/127.
-pub fn run_and_exit(program: &str, spec: &Spec) -> ! {
+pub(crate) fn run_and_exit(program: &str, spec: &Spec) -> ! {
     caixa::exit::one_line_panics();
     match std::panic::catch_unwind(|| caixa::parent::run(spec)) {
         Ok(Ok(ended)) => {
@@ -362,53 +369,57 @@ pub fn run_and_exit(program: &str, spec: &Spec) -> ! {
 }
 
 /// Prints `program: error` on one line and exits with `code`.
-pub fn fail(program: &str, error: &dyn std::error::Error, code: i32) -> ! {
+pub(crate) fn fail(program: &str, error: &dyn std::error::Error, code: i32) -> ! {
     eprintln!("{program}: {error}");
     std::process::exit(code)
 }
 
 /// Exits with [`codes::SETUP_FAILED`] after printing `error`.
-pub fn fail_setup(program: &str, error: &dyn std::error::Error) -> ! {
+pub(crate) fn fail_setup(program: &str, error: &dyn std::error::Error) -> ! {
     fail(program, error, codes::SETUP_FAILED)
 }
 
 /// `run [OPTIONS] IMAGE [COMMAND...]` (step 9 and later): step 8's options
 /// plus `--keep`.
 #[derive(Debug, Args)]
-pub struct ImageRunArgs {
+pub(crate) struct ImageRunArgs {
     /// Keep the container's changes (its upper directory) after it ends.
     #[arg(long)]
-    pub keep: bool,
+    pub(crate) keep: bool,
     /// The network (step 8).
     #[command(flatten)]
-    pub network: NetworkArgs,
+    pub(crate) network: NetworkArgs,
     /// The cgroup limits (step 7).
     #[command(flatten)]
-    pub limits: CgroupArgs,
+    pub(crate) limits: CgroupArgs,
     /// User namespace and privilege (step 6).
     #[command(flatten)]
-    pub privilege: PrivilegeArgs,
+    pub(crate) privilege: PrivilegeArgs,
     /// The host name (step 5).
     #[command(flatten)]
-    pub hostname: HostnameArgs,
+    pub(crate) hostname: HostnameArgs,
     /// Verbose, env, workdir, and IMAGE [COMMAND...].
     #[command(flatten)]
-    pub run: RunArgs,
+    pub(crate) run: RunArgs,
 }
 
 /// [`ImageRunArgs`] as a whole command line, without a program name: the
 /// engine checks at create, and runs at start, what a container recorded.
 #[derive(Debug, clap::Parser)]
 #[command(name = "run", no_binary_name = true)]
-pub struct ImageRunLine {
+pub(crate) struct ImageRunLine {
     /// The options, image and command.
     #[command(flatten)]
-    pub run: ImageRunArgs,
+    pub(crate) run: ImageRunArgs,
 }
 
 /// Runs a container of an image from `store`, as `docker run` does: the
 /// image's config under the command line's choices, step 8's isolation.
-pub fn run_image(program: &str, args: ImageRunArgs, store: &caixa::image::store::Store) -> ! {
+pub(crate) fn run_image(
+    program: &str,
+    args: ImageRunArgs,
+    store: &caixa::image::store::Store,
+) -> ! {
     let Some((image, command)) = args.run.command.split_first() else {
         eprintln!(
             "{program}: which image? {program} run [OPTIONS] IMAGE [COMMAND...] (see {program} images)"

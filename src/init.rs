@@ -11,6 +11,7 @@ use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 
 use nix::errno::Errno;
+use nix::sys::prctl;
 use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
 use nix::sys::stat::{Mode, umask};
 use nix::unistd::{Gid, Uid, chdir, execve, getpid, setresgid, setresuid};
@@ -281,9 +282,7 @@ fn set_up_and_exec(
         ));
     }
     if spec.no_new_privs {
-        // SAFETY: prctl(PR_SET_NO_NEW_PRIVS, 1) only sets a flag on this process.
-        let ret = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-        Errno::result(ret).map_err(syscall("prctl(PR_SET_NO_NEW_PRIVS)"))?;
+        prctl::set_no_new_privs().map_err(syscall("prctl(PR_SET_NO_NEW_PRIVS)"))?;
         step(format_args!("prctl(PR_SET_NO_NEW_PRIVS, 1)"));
     }
     // ANCHOR_END: init_privilege
@@ -291,17 +290,7 @@ fn set_up_and_exec(
     // 8c. If the parent dies from here on, so do we (and with us, pid 1,
     //     the whole namespace): nobody would clean up after us otherwise.
     //     Set after the last credential change, which would clear it.
-    // SAFETY: prctl(PR_SET_PDEATHSIG) only sets a flag on this process.
-    let ret = unsafe {
-        libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        )
-    };
-    Errno::result(ret).map_err(syscall("prctl(PR_SET_PDEATHSIG)"))?;
+    prctl::set_pdeathsig(Signal::SIGKILL).map_err(syscall("prctl(PR_SET_PDEATHSIG)"))?;
 
     // 9. Tell the parent we are ready and wait until it lets us go.
     channel.ready_then_wait_for_start()?;
@@ -348,9 +337,7 @@ fn set_up_and_exec(
 /// keeping the permitted capabilities; returns the uid.
 fn become_user(user: &str) -> Result<u32, InitError> {
     let (uid, gid) = user::resolve(user).map_err(InitError::User)?;
-    // SAFETY: prctl(PR_SET_KEEPCAPS, 1) only sets a flag on this process.
-    let ret = unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) };
-    Errno::result(ret).map_err(syscall("prctl(PR_SET_KEEPCAPS)"))?;
+    prctl::set_keepcaps(true).map_err(syscall("prctl(PR_SET_KEEPCAPS)"))?;
     nix::unistd::setgroups(&[Gid::from_raw(gid)]).map_err(syscall("setgroups"))?;
     setresgid(Gid::from_raw(gid), Gid::from_raw(gid), Gid::from_raw(gid))
         .map_err(syscall("setresgid"))?;

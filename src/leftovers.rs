@@ -18,8 +18,9 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::AsRawFd;
 use std::path::{Component, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
 
 /// One thing a start made, as it appears in its record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,27 +84,19 @@ pub fn records_dir() -> PathBuf {
 #[derive(Debug)]
 pub struct Record {
     path: PathBuf,
-    file: File,
+    file: Flock<File>,
 }
 
-/// flock(2) on `file`; `false` when another process holds it (and `wait` is false).
-fn lock(file: &File, wait: bool) -> std::io::Result<bool> {
-    let flags = libc::LOCK_EX | if wait { 0 } else { libc::LOCK_NB };
-    // SAFETY: flock on a file descriptor we own.
-    if unsafe { libc::flock(file.as_raw_fd(), flags) } == 0 {
-        return Ok(true);
-    }
-    let error = std::io::Error::last_os_error();
-    if error.raw_os_error() == Some(libc::EWOULDBLOCK) {
-        return Ok(false);
-    }
-    Err(error)
+/// An exclusive flock(2) on `file`, waited for; released when the value
+/// is dropped or the process dies.
+fn lock(file: File) -> std::io::Result<Flock<File>> {
+    Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| errno.into())
 }
 
 /// The records directory, held exclusively while a record is born or the
 /// records are swept: so a sweeper never meets a record that exists but is
 /// not locked yet.
-fn lock_dir() -> std::io::Result<File> {
+fn lock_dir() -> std::io::Result<Flock<File>> {
     let dir = records_dir();
     std::fs::create_dir_all(&dir)?;
     let file = std::fs::OpenOptions::new()
@@ -111,8 +104,7 @@ fn lock_dir() -> std::io::Result<File> {
         .truncate(false)
         .write(true)
         .open(dir.join(".lock"))?;
-    lock(&file, true)?;
-    Ok(file)
+    lock(file)
 }
 
 impl Record {
@@ -124,7 +116,7 @@ impl Record {
             .create_new(true)
             .write(true)
             .open(&path)?;
-        lock(&file, true)?;
+        let file = lock(file)?;
         Ok(Record { path, file })
     }
 
@@ -163,10 +155,10 @@ pub fn sweep() -> Vec<String> {
         else {
             continue;
         };
-        // Locked: its start is alive.
-        if !matches!(lock(&file, false), Ok(true)) {
+        // Locked: its start is alive. Held until this record is done.
+        let Ok(_held) = Flock::lock(file, FlockArg::LockExclusiveNonblock) else {
             continue;
-        }
+        };
         let Ok(text) = std::fs::read_to_string(&path) else {
             continue;
         };

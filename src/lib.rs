@@ -14,6 +14,7 @@ pub mod command;
 pub mod engine;
 pub mod exit;
 pub mod idmap;
+pub mod ids;
 pub mod image;
 pub mod init;
 pub mod leftovers;
@@ -28,6 +29,7 @@ pub mod signals;
 pub mod spec;
 pub mod sync;
 pub mod trace;
+pub mod units;
 pub mod user;
 
 pub use exit::Exit;

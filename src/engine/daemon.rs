@@ -762,17 +762,7 @@ fn summary(c: &Record, s: &State) -> Value {
     })
 }
 
-/// 64 hex digits from the kernel's random source.
+/// 64 hex digits from the kernel's random source, like Docker's ids.
 fn random_id() -> String {
-    let mut bytes = [0u8; 32];
-    let filled = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
-    if filled.is_err() {
-        // Never the only source of uniqueness: the time and pid differ too.
-        let seed = format!("{:?}{}", std::time::SystemTime::now(), std::process::id());
-        bytes.copy_from_slice(&sha2::Digest::finalize(sha2::Digest::chain_update(
-            <sha2::Sha256 as sha2::Digest>::new(),
-            seed.as_bytes(),
-        )));
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::ids::random_hex(32)
 }

@@ -17,11 +17,19 @@ pub fn read(
     name: &str,
 ) -> Result<(String, ImageManifest, ImageConfiguration), ImageError> {
     let digest = store.resolve(name)?;
-    let manifest = ImageManifest::from_reader(&store.read_blob(&digest)?[..])
-        .map_err(|e| ImageError::Malformed(format!("manifest of {name}: {e}")))?;
+    let manifest =
+        ImageManifest::from_reader(&store.read_blob(&digest)?[..]).map_err(|source| {
+            ImageError::Json {
+                what: format!("manifest of {name}"),
+                source,
+            }
+        })?;
     let config =
         ImageConfiguration::from_reader(&store.read_blob(manifest.config().digest().as_ref())?[..])
-            .map_err(|e| ImageError::Malformed(format!("config of {name}: {e}")))?;
+            .map_err(|source| ImageError::Json {
+                what: format!("config of {name}"),
+                source,
+            })?;
     Ok((digest, manifest, config))
 }
 
@@ -45,9 +53,7 @@ pub fn shape(
     };
     process.args = entrypoint.into_iter().chain(cmd).collect();
     if process.args.is_empty() {
-        return Err(ImageError::Malformed(
-            "the image has no Entrypoint or Cmd: give a command".into(),
-        ));
+        return Err(ImageError::NoCommand);
     }
     for entry in c
         .env()

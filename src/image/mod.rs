@@ -38,9 +38,48 @@ pub enum ImageError {
         /// The error.
         source: std::io::Error,
     },
-    /// The input is not a valid image (bad JSON, missing blob, …).
+    /// The input is not a valid image; what is wrong, in words (the archive
+    /// readers of `load`, which find many kinds of wrong).
     #[error("malformed image: {}", printable(.0))]
     Malformed(String),
+    /// A manifest or config that is not what the OCI image spec describes.
+    #[error("malformed image: the {} does not parse: {source}; load or pull the image again", printable(.what))]
+    Json {
+        /// Which document (`manifest of busybox:latest`, `config of …`).
+        what: String,
+        /// What the parser said.
+        source: oci_spec::OciSpecError,
+    },
+    /// A digest that is not `sha256:` and 64 hexadecimal digits.
+    #[error("malformed image: {} is not a sha256 digest (sha256:<64 hex digits>)", printable(.digest))]
+    BadDigest {
+        /// The text given as a digest.
+        digest: String,
+    },
+    /// A blob whose size is not the one its descriptor gives.
+    #[error(
+        "malformed image: blob {digest} is {actual} bytes, not {expected} as its descriptor says"
+    )]
+    SizeMismatch {
+        /// The blob.
+        digest: String,
+        /// The descriptor's size.
+        expected: u64,
+        /// The content's size.
+        actual: u64,
+    },
+    /// A name the store cannot hold.
+    #[error("invalid image name {}: use 1 to 255 letters, digits and ._-:/@", printable(.name))]
+    BadName {
+        /// The name given.
+        name: String,
+    },
+    /// An image without a layer: overlayfs needs at least one lower layer.
+    #[error("malformed image: it has no layers, and overlayfs needs at least one")]
+    NoLayers,
+    /// Nothing to run: neither the image nor the command line gives a command.
+    #[error("the image has no Entrypoint or Cmd: give a command")]
+    NoCommand,
     /// Content does not match its digest.
     #[error(
         "digest mismatch for {}: expected {}, got {actual}; the image is corrupt or was tampered with",
@@ -82,9 +121,24 @@ pub enum ImageError {
     /// No such image in the store.
     #[error("no image {0:?} in the store: load it first (step9 load PATH), or see step9 images")]
     NotFound(String),
-    /// A mount or unmount failed.
-    #[error("{0}")]
-    Mount(String),
+    /// mount(2) of the container's overlay failed.
+    #[error("mount overlay on {target}: {source} (options: {options})")]
+    Mount {
+        /// The mount point (`merged/`).
+        target: PathBuf,
+        /// The overlay's options (lower, upper and work directories).
+        options: String,
+        /// What mount(2) said.
+        source: nix::errno::Errno,
+    },
+    /// umount2(2) of the container's overlay failed.
+    #[error("umount {target}: {source}")]
+    Unmount {
+        /// The mount point.
+        target: PathBuf,
+        /// What umount2(2) said.
+        source: nix::errno::Errno,
+    },
 }
 
 pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ImageError {

@@ -69,8 +69,9 @@ pub fn ensure_layer(
     shift: &Shift,
     trace: &Trace,
 ) -> Result<PathBuf, ImageError> {
-    let hex =
-        hex_of(diff_id).ok_or_else(|| ImageError::Malformed(format!("bad diff_id {diff_id}")))?;
+    let hex = hex_of(diff_id).ok_or_else(|| ImageError::BadDigest {
+        digest: diff_id.to_string(),
+    })?;
     let layers = store.layers_dir(&owner(shift));
     let dir = layers.join(hex);
     if dir.is_dir() {
@@ -137,11 +138,17 @@ pub fn prepare(
     let store = Store::open(&root.store)?;
     let manifest =
         oci_spec::image::ImageManifest::from_reader(&store.read_blob(&root.manifest)?[..])
-            .map_err(|e| ImageError::Malformed(format!("manifest: {e}")))?;
+            .map_err(|source| ImageError::Json {
+                what: format!("manifest {}", root.manifest),
+                source,
+            })?;
     let config = oci_spec::image::ImageConfiguration::from_reader(
         &store.read_blob(manifest.config().digest().as_ref())?[..],
     )
-    .map_err(|e| ImageError::Malformed(format!("config: {e}")))?;
+    .map_err(|source| ImageError::Json {
+        what: format!("config of manifest {}", root.manifest),
+        source,
+    })?;
     let layers_dir = store.layers_dir(&owner(shift));
     std::fs::create_dir_all(layers_dir.join("l")).map_err(io_err(layers_dir.join("l")))?;
     let mut lower = Vec::new();
@@ -181,9 +188,7 @@ pub fn prepare(
         lower.push(short);
     }
     if lower.is_empty() {
-        return Err(ImageError::Malformed(
-            "the image has no layers: overlayfs needs at least one".into(),
-        ));
+        return Err(ImageError::NoLayers);
     }
     // overlayfs lists the top layer first.
     lower.reverse();
@@ -209,11 +214,10 @@ pub fn prepare(
         work.display()
     );
     let result = mount_from(&layers_dir, &merged, &options);
-    result.map_err(|errno| {
-        ImageError::Mount(format!(
-            "mount overlay on {}: {errno} (options: {options})",
-            merged.display()
-        ))
+    result.map_err(|source| ImageError::Mount {
+        target: merged.clone(),
+        options: options.clone(),
+        source,
     })?;
     trace.step(
         Side::Parent,
@@ -271,8 +275,9 @@ impl Mounted {
     /// them (`--keep`) and says where: `Ok(Some(upper))`.
     pub fn remove(mut self) -> Result<Option<PathBuf>, ImageError> {
         self.removed = true;
-        umount2(&self.merged, MntFlags::MNT_DETACH).map_err(|errno| {
-            ImageError::Mount(format!("umount {}: {errno}", self.merged.display()))
+        umount2(&self.merged, MntFlags::MNT_DETACH).map_err(|source| ImageError::Unmount {
+            target: self.merged.clone(),
+            source,
         })?;
         if self.keep {
             return Ok(Some(self.dir.join("upper")));

@@ -48,8 +48,9 @@ impl Store {
 
     /// Where a blob lives.
     pub fn blob_path(&self, digest: &str) -> Result<PathBuf, ImageError> {
-        let hex = hex_of(digest)
-            .ok_or_else(|| ImageError::Malformed(format!("not a sha256 digest: {digest:?}")))?;
+        let hex = hex_of(digest).ok_or_else(|| ImageError::BadDigest {
+            digest: digest.to_string(),
+        })?;
         Ok(self.root.join("blobs/sha256").join(hex))
     }
 
@@ -80,13 +81,19 @@ impl Store {
             }
             Ok(())
         });
-        let check = check.and_then(|()| match size {
-            Some(size) if std::fs::metadata(&tmp).map(|m| m.len()).unwrap_or(0) != size => {
-                Err(ImageError::Malformed(format!(
-                    "blob {digest} is not {size} bytes as its descriptor says"
-                )))
+        let check = check.and_then(|()| {
+            let Some(expected) = size else {
+                return Ok(());
+            };
+            let actual = std::fs::metadata(&tmp).map_err(io_err(&tmp))?.len();
+            if actual != expected {
+                return Err(ImageError::SizeMismatch {
+                    digest: digest.to_string(),
+                    expected,
+                    actual,
+                });
             }
-            _ => Ok(()),
+            Ok(())
         });
         if let Err(e) = check {
             let _ = std::fs::remove_file(&tmp);
@@ -177,9 +184,9 @@ impl Store {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"._-:/@".contains(&b));
         if !ok {
-            return Err(ImageError::Malformed(format!(
-                "invalid image name {name:?}"
-            )));
+            return Err(ImageError::BadName {
+                name: name.to_string(),
+            });
         }
         Ok(self.root.join("images").join(name.replace('/', "%2F")))
     }
@@ -197,4 +204,34 @@ fn unescape(file: &str) -> String {
 /// Whether `path` is a directory (used by the tests and doctor).
 pub fn is_dir(path: &Path) -> bool {
     path.is_dir()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_is_wrong_is_a_variant_with_its_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let err = store.tag("bad name:latest", "sha256:00").unwrap_err();
+        assert!(matches!(&err, ImageError::BadName { name } if name == "bad name:latest"));
+        let err = store.put_blob("md5:abc", None, &b""[..]).unwrap_err();
+        assert!(matches!(&err, ImageError::BadDigest { digest } if digest == "md5:abc"));
+        // sha256 of "hello", given with the wrong size.
+        let hello = "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
+        let err = store.put_blob(hello, Some(4), &b"hello"[..]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ImageError::SizeMismatch {
+                    expected: 4,
+                    actual: 5,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(store.put_blob(hello, Some(5), &b"hello"[..]).is_ok());
+    }
 }

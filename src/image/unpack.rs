@@ -16,6 +16,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
+use nix::sys::stat::{Mode, SFlag};
+
 use super::ImageError;
 
 /// Bounds on one layer.
@@ -140,13 +142,11 @@ fn clear(path: &Path) -> std::io::Result<()> {
     }
 }
 
-fn mknod(path: &Path, mode: libc::mode_t, dev: libc::dev_t) -> std::io::Result<()> {
-    let c = CString::new(path.as_os_str().as_bytes())?;
-    // SAFETY: mknod with a valid NUL-terminated path.
-    if unsafe { libc::mknod(c.as_ptr(), mode, dev) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+/// mknod(2) of a device-less node (a whiteout's 0/0 character device, a
+/// FIFO); `permissions` pass through the umask, as for any file.
+fn mknod(path: &Path, kind: SFlag, permissions: u32) -> std::io::Result<()> {
+    nix::sys::stat::mknod(path, kind, Mode::from_bits_truncate(permissions), 0)
+        .map_err(std::io::Error::from)
 }
 
 fn set_opaque(dir: &Path) -> std::io::Result<()> {
@@ -196,7 +196,7 @@ pub fn apply_whiteout(dir: &Path, name: &str, shift: &Shift) -> std::io::Result<
         // Its own file, or the same whiteout twice: nothing more to do.
         Ok(_) => {}
         Err(_) => {
-            mknod(&path, libc::S_IFCHR | 0o600, 0)?;
+            mknod(&path, SFlag::S_IFCHR, 0o600)?;
             std::os::unix::fs::lchown(&path, Some(shift.uid(0)), Some(shift.gid(0)))?;
         }
     }
@@ -339,7 +339,7 @@ pub fn unpack(
             }
             tar::EntryType::Fifo => {
                 clear(&path).map_err(|e| fail("replace", e))?;
-                mknod(&path, libc::S_IFIFO | mode, 0).map_err(|e| fail("mkfifo", e))?;
+                mknod(&path, SFlag::S_IFIFO, mode).map_err(|e| fail("mkfifo", e))?;
                 std::os::unix::fs::lchown(&path, Some(uid), Some(gid))
                     .map_err(|e| fail("chown", e))?;
             }

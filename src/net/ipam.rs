@@ -9,8 +9,9 @@
 
 use std::fs::File;
 use std::net::Ipv4Addr;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
 
 use super::{NetError, NetworkSpec, bridge, portmap};
 use crate::trace::{Side, Trace};
@@ -64,7 +65,7 @@ fn state_err(path: &Path) -> impl FnOnce(std::io::Error) -> NetError {
 
 /// The leases file, locked while this lives.
 struct Locked {
-    _lock: File,
+    _lock: Flock<File>,
     path: PathBuf,
     leases: Vec<Lease>,
     /// Leases whose step binary is gone (killed): their rules may be left.
@@ -76,11 +77,9 @@ fn lock(spec: &NetworkSpec) -> Result<Locked, NetError> {
     std::fs::create_dir_all(&dir).map_err(state_err(&dir))?;
     let lock_path = dir.join(format!("{}.lock", spec.bridge));
     let lock = File::create(&lock_path).map_err(state_err(&lock_path))?;
-    // SAFETY: flock on a descriptor we own; blocks until the lock is ours.
-    let ret = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
-    if ret != 0 {
-        return Err(state_err(&lock_path)(std::io::Error::last_os_error()));
-    }
+    // Blocks until the lock is ours.
+    let lock = Flock::lock(lock, FlockArg::LockExclusive)
+        .map_err(|(_, errno)| state_err(&lock_path)(errno.into()))?;
     let path = dir.join(format!("{}.leases", spec.bridge));
     let text = std::fs::read_to_string(&path).unwrap_or_default();
     let (leases, dead): (Vec<Lease>, Vec<Lease>) = text

@@ -33,18 +33,7 @@ pub fn is_valid_hostname(name: &str) -> bool {
 /// A short random id, as Docker uses for a container's default host name:
 /// 12 hexadecimal digits from the kernel's random pool.
 pub fn short_random_id() -> String {
-    let mut bytes = [0u8; 6];
-    // getrandom(2) only fails for a bad buffer; fall back to the clock anyway.
-    // SAFETY: the buffer is valid for 6 bytes.
-    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
-    if n != bytes.len() as isize {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
-        bytes.copy_from_slice(&nanos.to_le_bytes()[..6]);
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::ids::random_hex(6)
 }
 
 // ANCHOR: set_hostname

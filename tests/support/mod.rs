@@ -12,10 +12,10 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Output, 
 use std::time::{Duration, Instant};
 
 /// How long any container in a test may run before the test fails.
-pub const TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The path of step `n`'s binary, built by cargo for this test.
-pub fn binary(n: u32) -> &'static str {
+pub(crate) fn binary(n: u32) -> &'static str {
     match n {
         1 => env!("CARGO_BIN_EXE_step1"),
         2 => env!("CARGO_BIN_EXE_step2"),
@@ -33,7 +33,7 @@ pub fn binary(n: u32) -> &'static str {
 }
 
 /// Fails the test, with what to do, unless we are root.
-pub fn require_root() {
+pub(crate) fn require_root() {
     // SAFETY: geteuid cannot fail.
     let uid = unsafe { libc::geteuid() };
     assert_eq!(
@@ -44,7 +44,7 @@ pub fn require_root() {
 }
 
 /// A command for step `n` with a test-private cache for the default rootfs.
-pub fn step(n: u32) -> Command {
+pub(crate) fn step(n: u32) -> Command {
     require_root();
     let mut cmd = Command::new(binary(n));
     cmd.env("CAIXA_CACHE_DIR", cache_dir());
@@ -52,12 +52,12 @@ pub fn step(n: u32) -> Command {
 }
 
 /// The rootfs cache the tests share (built once by the first test needing it).
-pub fn cache_dir() -> PathBuf {
+pub(crate) fn cache_dir() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("caixa-cache")
 }
 
 /// Runs step `n` with `args` to the end (at most [`TIMEOUT`]) and returns its output.
-pub fn run(n: u32, args: &[&str]) -> Output {
+pub(crate) fn run(n: u32, args: &[&str]) -> Output {
     let child = step(n)
         .args(args)
         .stdin(Stdio::null())
@@ -71,7 +71,7 @@ pub fn run(n: u32, args: &[&str]) -> Output {
 /// Waits for `child` at most [`TIMEOUT`], killing it after that. The pipes
 /// are read while waiting (a thread), so a chatty child cannot block on a
 /// full pipe.
-pub fn wait_output(child: Child) -> Output {
+pub(crate) fn wait_output(child: Child) -> Output {
     let pid = child.id() as i32;
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -96,12 +96,12 @@ pub fn wait_output(child: Child) -> Output {
 }
 
 /// Bytes as text, for assertions and messages.
-pub fn text(bytes: &[u8]) -> String {
+pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// Asserts the run succeeded and returns its stdout.
-pub fn stdout_of(out: &Output) -> String {
+pub(crate) fn stdout_of(out: &Output) -> String {
     assert!(
         out.status.success(),
         "the container failed with {}\nstdout: {}\nstderr: {}",
@@ -114,9 +114,9 @@ pub fn stdout_of(out: &Output) -> String {
 
 /// A container that stays alive until the test lets it go, so the test can
 /// look at it from the host while it runs. Killed on drop (also on failure).
-pub struct Running {
+pub(crate) struct Running {
     /// The step binary's process.
-    pub child: Child,
+    pub(crate) child: Child,
     stdin: Option<ChildStdin>,
     stdout: BufReader<ChildStdout>,
 }
@@ -124,13 +124,13 @@ pub struct Running {
 impl Running {
     /// Starts step `n` running `script` in `sh -c`, which must print a line
     /// `ready` and then wait for a line on stdin (`read x`).
-    pub fn start(n: u32, options: &[&str], script: &str) -> Running {
+    pub(crate) fn start(n: u32, options: &[&str], script: &str) -> Running {
         Running::start_with(n, options, script, |_| {})
     }
 
     /// [`Running::start`], with `prepare` changing the command first (e.g. a
     /// `pre_exec` hook).
-    pub fn start_with(
+    pub(crate) fn start_with(
         n: u32,
         options: &[&str],
         script: &str,
@@ -143,7 +143,7 @@ impl Running {
 
     /// [`Running::start`] from a prepared command (e.g. one that enters a
     /// test's network namespace first).
-    pub fn spawn(mut cmd: Command, options: &[&str], script: &str) -> Running {
+    pub(crate) fn spawn(mut cmd: Command, options: &[&str], script: &str) -> Running {
         let mut child = cmd
             .args(options)
             .args(["sh", "-c", script])
@@ -165,7 +165,7 @@ impl Running {
     }
 
     /// The next line the container prints.
-    pub fn read_line(&mut self) -> String {
+    pub(crate) fn read_line(&mut self) -> String {
         let mut line = String::new();
         self.stdout
             .read_line(&mut line)
@@ -174,7 +174,7 @@ impl Running {
     }
 
     /// The container's pid 1, as the host sees it: the step binary's only child.
-    pub fn container_pid(&self) -> i32 {
+    pub(crate) fn container_pid(&self) -> i32 {
         let pid = self.child.id();
         let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
             .expect("read the step binary's children");
@@ -191,7 +191,7 @@ impl Running {
     }
 
     /// Lets the container go on (sends a line to its stdin) and waits for it.
-    pub fn finish(mut self) -> (ExitStatus, String) {
+    pub(crate) fn finish(mut self) -> (ExitStatus, String) {
         if let Some(mut stdin) = self.stdin.take() {
             let _ = stdin.write_all(b"go\n");
         }
@@ -239,7 +239,7 @@ impl Drop for Running {
 }
 
 /// The host's network interfaces, by name, as this test's process sees them.
-pub fn host_links() -> Vec<String> {
+pub(crate) fn host_links() -> Vec<String> {
     let mut links: Vec<String> = std::fs::read_dir("/sys/class/net")
         .expect("read /sys/class/net")
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
@@ -249,7 +249,7 @@ pub fn host_links() -> Vec<String> {
 }
 
 /// The host's host name.
-pub fn host_hostname() -> String {
+pub(crate) fn host_hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .expect("read hostname")
         .trim()
@@ -258,14 +258,14 @@ pub fn host_hostname() -> String {
 
 /// A minimal rootfs of our own in a temporary directory: a static busybox as
 /// `/bin/busybox` and `/bin/sh`. Removed on drop.
-pub struct TinyRootfs {
+pub(crate) struct TinyRootfs {
     /// The temporary directory; its path is the rootfs.
-    pub dir: tempfile::TempDir,
+    pub(crate) dir: tempfile::TempDir,
 }
 
 impl TinyRootfs {
     /// Builds it from the host's busybox (`busybox-static` must be installed).
-    pub fn new() -> TinyRootfs {
+    pub(crate) fn new() -> TinyRootfs {
         let busybox = ["/bin/busybox", "/usr/bin/busybox"]
             .into_iter()
             .find(|p| Path::new(p).is_file())
@@ -287,7 +287,7 @@ impl TinyRootfs {
 
     /// Gives every file to host `uid`:`gid`, as the rootfs of a user
     /// namespace whose root maps there must be (step 6).
-    pub fn owned_by(self, uid: u32, gid: u32) -> TinyRootfs {
+    pub(crate) fn owned_by(self, uid: u32, gid: u32) -> TinyRootfs {
         fn chown_tree(path: &Path, uid: u32, gid: u32) {
             std::os::unix::fs::lchown(path, Some(uid), Some(gid)).expect("lchown");
             if std::fs::symlink_metadata(path).unwrap().is_dir() {
@@ -301,25 +301,25 @@ impl TinyRootfs {
     }
 
     /// Adds the static probe (see tests/probe) as `/probe`.
-    pub fn with_probe(self) -> TinyRootfs {
+    pub(crate) fn with_probe(self) -> TinyRootfs {
         std::fs::copy(probe(), self.dir.path().join("probe")).expect("copy the probe");
         self
     }
 
     /// The rootfs path, as an argument.
-    pub fn path(&self) -> &str {
+    pub(crate) fn path(&self) -> &str {
         self.dir.path().to_str().expect("utf-8 temp path")
     }
 }
 
 /// The mount points in this (the host's) mount namespace.
-pub fn host_mount_points() -> Vec<String> {
+pub(crate) fn host_mount_points() -> Vec<String> {
     mount_points_of("self")
 }
 
 /// The mount points of process `pid`'s mount namespace, sorted (a copied
 /// namespace lists the same mounts in another order).
-pub fn mount_points_of(pid: &str) -> Vec<String> {
+pub(crate) fn mount_points_of(pid: &str) -> Vec<String> {
     let mut points: Vec<String> = std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
         .expect("read mountinfo")
         .lines()
@@ -333,7 +333,7 @@ pub fn mount_points_of(pid: &str) -> Vec<String> {
 /// shared, as `/` is on a systemd host. Then a container that forgets to
 /// stop propagation leaks its mounts into that namespace, where a test can
 /// see them, without touching the real host's mount table.
-pub fn in_shared_mount_namespace(cmd: &mut Command) {
+pub(crate) fn in_shared_mount_namespace(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
     // SAFETY: only unshare(2) and mount(2) between fork and exec.
     unsafe {
@@ -374,7 +374,7 @@ pub fn in_shared_mount_namespace(cmd: &mut Command) {
 
 /// Asserts the step failed before running anything: the exit code, and one
 /// line on stderr that starts with `stepN:` and contains `needle`.
-pub fn assert_one_line_error(out: &Output, step: u32, code: i32, needle: &str) {
+pub(crate) fn assert_one_line_error(out: &Output, step: u32, code: i32, needle: &str) {
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(code), "stderr: {err}");
     let lines: Vec<&str> = err
@@ -390,7 +390,7 @@ pub fn assert_one_line_error(out: &Output, step: u32, code: i32, needle: &str) {
 /// The probe binary (tests/probe), built statically once per test binary so
 /// it runs in any rootfs without shared libraries. `CAIXA_PROBE` names a
 /// prebuilt one (the VM lane builds it on the host: cargo is slow emulated).
-pub fn probe() -> PathBuf {
+pub(crate) fn probe() -> PathBuf {
     static PROBE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     PROBE
         .get_or_init(|| {
@@ -419,16 +419,16 @@ pub fn probe() -> PathBuf {
 /// with everything in it: bridges, veths, iptables rules. Step 8 tests run
 /// the step binary and their clients inside it, so the host's network is
 /// never touched.
-pub struct TestNetns {
+pub(crate) struct TestNetns {
     /// Its name under /run/netns.
-    pub name: String,
+    pub(crate) name: String,
     /// caixa's state (leases) for this test.
-    pub state: tempfile::TempDir,
+    pub(crate) state: tempfile::TempDir,
 }
 
 impl TestNetns {
     /// Creates the namespace and brings its `lo` up.
-    pub fn new() -> TestNetns {
+    pub(crate) fn new() -> TestNetns {
         require_root();
         static COUNT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -451,7 +451,7 @@ impl TestNetns {
 
     /// `program` run inside the namespace (network only: `nsenter --net`,
     /// which keeps the host's mounts, cgroups included).
-    pub fn command(&self, program: &str) -> Command {
+    pub(crate) fn command(&self, program: &str) -> Command {
         let mut cmd = Command::new("nsenter");
         cmd.arg(format!("--net=/run/netns/{}", self.name))
             .arg("--")
@@ -460,7 +460,7 @@ impl TestNetns {
     }
 
     /// Step `n` inside the namespace, with this test's state directory.
-    pub fn step(&self, n: u32) -> Command {
+    pub(crate) fn step(&self, n: u32) -> Command {
         let mut cmd = self.command(binary(n));
         cmd.env("CAIXA_CACHE_DIR", cache_dir())
             .env("CAIXA_STATE_DIR", self.state.path());
@@ -468,7 +468,7 @@ impl TestNetns {
     }
 
     /// Runs step `n` to the end inside the namespace.
-    pub fn run(&self, n: u32, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, n: u32, args: &[&str]) -> Output {
         let child = self
             .step(n)
             .args(args)
@@ -481,7 +481,7 @@ impl TestNetns {
     }
 
     /// A shell command run inside the namespace; returns its stdout.
-    pub fn sh(&self, script: &str) -> String {
+    pub(crate) fn sh(&self, script: &str) -> String {
         let out = self
             .command("sh")
             .args(["-c", script])
@@ -492,7 +492,7 @@ impl TestNetns {
 
     /// The namespace's iptables rules and caixa chains (not the empty
     /// built-in tables, which iptables creates on first use).
-    pub fn rules(&self) -> Vec<String> {
+    pub(crate) fn rules(&self) -> Vec<String> {
         let mut rules: Vec<String> = self
             .sh("iptables-save")
             .lines()
@@ -508,7 +508,7 @@ impl TestNetns {
     /// enters the namespace (setns(2) moves only that thread) and binds;
     /// the socket stays in the namespace, and so does every connection it
     /// accepts.
-    pub fn listen_loopback(&self) -> std::net::TcpListener {
+    pub(crate) fn listen_loopback(&self) -> std::net::TcpListener {
         use std::os::fd::AsRawFd;
         let path = format!("/run/netns/{}", self.name);
         std::thread::spawn(move || {
@@ -523,7 +523,7 @@ impl TestNetns {
     }
 
     /// The namespace's network interfaces.
-    pub fn links(&self) -> Vec<String> {
+    pub(crate) fn links(&self) -> Vec<String> {
         let mut links: Vec<String> = self
             .sh("ip -o link show")
             .lines()
@@ -545,7 +545,7 @@ impl Drop for TestNetns {
 
 /// The cgroup directories of caixa listed in a `/proc/<pid>/cgroup` text.
 #[allow(dead_code)]
-pub fn caixa_cgroups(listing: &str) -> Vec<PathBuf> {
+pub(crate) fn caixa_cgroups(listing: &str) -> Vec<PathBuf> {
     let mut dirs = Vec::new();
     for line in listing.lines() {
         let mut f = line.splitn(3, ':');
@@ -569,7 +569,7 @@ pub fn caixa_cgroups(listing: &str) -> Vec<PathBuf> {
 
 /// Those of [`caixa_cgroups`] that still exist.
 #[allow(dead_code)]
-pub fn cgroups_left(listing: &str) -> Vec<PathBuf> {
+pub(crate) fn cgroups_left(listing: &str) -> Vec<PathBuf> {
     caixa_cgroups(listing)
         .into_iter()
         .filter(|d| d.exists())
@@ -579,7 +579,7 @@ pub fn cgroups_left(listing: &str) -> Vec<PathBuf> {
 /// Removes the (empty) cgroups of a `/proc/<pid>/cgroup` text: the safety
 /// net of a test that killed a step binary.
 #[allow(dead_code)]
-pub fn remove_cgroups(listing: &str) {
+pub(crate) fn remove_cgroups(listing: &str) {
     for dir in caixa_cgroups(listing) {
         let _ = std::fs::remove_dir(dir);
     }
@@ -587,7 +587,7 @@ pub fn remove_cgroups(listing: &str) {
 
 /// Waits (at most 2 s) until process `pid` is gone; whether it is.
 #[allow(dead_code)]
-pub fn wait_gone(pid: i32) -> bool {
+pub(crate) fn wait_gone(pid: i32) -> bool {
     (0..200).any(|_| {
         std::thread::sleep(std::time::Duration::from_millis(10));
         !Path::new(&format!("/proc/{pid}")).exists()
@@ -598,7 +598,7 @@ pub fn wait_gone(pid: i32) -> bool {
 /// `rootfs`, made with umoci as a user would; `config` are extra
 /// `umoci config` arguments (`--config.cmd …`).
 #[allow(dead_code)]
-pub fn umoci_image(layout: &Path, rootfs: &Path, config: &str) {
+pub(crate) fn umoci_image(layout: &Path, rootfs: &Path, config: &str) {
     let bundle = layout.with_extension("bundle");
     let script = format!(
         "set -e; umoci init --layout {l}; umoci new --image {l}:base; umoci unpack --image {l}:base {b}; \

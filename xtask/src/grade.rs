@@ -181,6 +181,41 @@ pub fn score_step(
         .collect()
 }
 
+/// What `grade` prints, or writes with `--out`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// A score table for a person.
+    Table,
+    /// Gradescope's JSON, printed.
+    Json,
+    /// Gradescope's `results.json`.
+    Gradescope,
+    /// GitHub Classroom's `classroom-results.json`.
+    Classroom,
+}
+
+/// The test binary `step` names (`4`, `step4` or `errors`), if the weights
+/// file grades it; otherwise an error that lists the steps there are.
+fn test_binary(weights: &[StepPoints], step: &str) -> Result<String> {
+    let name = if step.starts_with("step") || step == "errors" {
+        step.to_string()
+    } else {
+        format!("step{step}")
+    };
+    if weights.iter().any(|w| w.name == name) {
+        return Ok(name);
+    }
+    let numbers: Vec<u32> = weights
+        .iter()
+        .filter_map(|w| w.name.strip_prefix("step")?.parse().ok())
+        .collect();
+    let range = match (numbers.iter().min(), numbers.iter().max()) {
+        (Some(first), Some(last)) => format!("{first}-{last}"),
+        _ => "none".into(),
+    };
+    bail!("no step {step}: steps are {range} (or `errors`), as tests/weights.toml lists them")
+}
+
 /// Grades every step of the weights file (or only `only`) in `dir`.
 pub fn grade(
     root: &Path,
@@ -210,7 +245,10 @@ pub fn grade(
         graded.push((step.name, scored));
     }
     if graded.is_empty() {
-        bail!("no step named {only:?} in tests/weights.toml");
+        match only {
+            Some(name) => bail!("no step named {name} in tests/weights.toml"),
+            None => bail!("tests/weights.toml lists no step: give each step its points there"),
+        }
     }
     Ok(graded)
 }
@@ -296,31 +334,27 @@ pub fn classroom(graded: &[(String, Vec<TestOutcome>)]) -> serde_json::Value {
 pub fn command(
     root: &Path,
     step: Option<&str>,
-    format: &str,
+    format: Format,
     out: Option<PathBuf>,
     dir: Option<PathBuf>,
 ) -> Result<()> {
-    let only = step.map(|s| {
-        if s.starts_with("step") || s == "errors" {
-            s.to_string()
-        } else {
-            format!("step{s}")
-        }
-    });
+    let only = match step {
+        Some(step) => Some(test_binary(&load_weights(root)?, step)?),
+        None => None,
+    };
     let dir = dir.unwrap_or_else(|| root.to_path_buf());
     let graded = grade(root, &dir, only.as_deref(), None)?;
     let (text, default_file) = match format {
-        "table" => (table(&graded), None),
-        "json" => (serde_json::to_string_pretty(&gradescope(&graded))?, None),
-        "gradescope" => (
+        Format::Table => (table(&graded), None),
+        Format::Json => (serde_json::to_string_pretty(&gradescope(&graded))?, None),
+        Format::Gradescope => (
             serde_json::to_string_pretty(&gradescope(&graded))?,
             Some("results.json"),
         ),
-        "classroom" => (
+        Format::Classroom => (
             serde_json::to_string_pretty(&classroom(&graded))?,
             Some("classroom-results.json"),
         ),
-        other => bail!("unknown format {other:?}: use table, json, gradescope or classroom"),
     };
     for (_, tests) in &graded {
         for t in tests.iter().filter(|t| !t.passed) {
@@ -343,6 +377,26 @@ mod tests {
     use super::*;
 
     const FAILING: &str = "\nrunning 2 tests\ntest a_passes ... ok\ntest b_fails ... FAILED\n\nfailures:\n\n---- b_fails stdout ----\n\nthread 'b_fails' panicked at tests/x.rs:1:1:\nstep 4: / is still the host's\n\nfailures:\n    b_fails\n\ntest result: FAILED. 1 passed; 1 failed;\n";
+
+    #[test]
+    fn a_step_is_a_number_a_binary_name_or_errors() {
+        let weights: Vec<StepPoints> = ["step1", "step2", "step11", "errors"]
+            .into_iter()
+            .map(|name| StepPoints {
+                name: name.into(),
+                points: 1.0,
+                tests: BTreeMap::new(),
+            })
+            .collect();
+        assert_eq!(test_binary(&weights, "2").unwrap(), "step2");
+        assert_eq!(test_binary(&weights, "step11").unwrap(), "step11");
+        assert_eq!(test_binary(&weights, "errors").unwrap(), "errors");
+        let err = test_binary(&weights, "99").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "no step 99: steps are 1-11 (or `errors`), as tests/weights.toml lists them"
+        );
+    }
 
     #[test]
     fn parses_passes_failures_and_their_messages() {

@@ -1,16 +1,9 @@
 //! `cargo xtask`: the project's own tooling, in Rust so it runs wherever cargo does.
 //!
-//! - `cargo xtask ci`             every check CI runs (the README's test command)
-//! - `cargo xtask check-anchors`  every `{{#include}}` in the book resolves to text
-//! - `cargo xtask outputs [--check]`  regenerate the book's command outputs
-//!   (or check they still match, numbers aside)
-//! - `cargo xtask exercises [--step N] [--out DIR]`  write the student copy
-//! - `cargo xtask check-exercises`  prove each step's tests fail on its stub
-//! - `cargo xtask grade [--step N] [--format table|json|gradescope|classroom] [--out FILE] [--dir DIR]`
-//! - `cargo xtask status`         which steps pass, as a table
-//! - `cargo xtask doctor`         can this machine run each step?
-//! - `cargo xtask bench-peers [--runs N]`  caixa beside runc and crun, same run
-//! - `cargo xtask vm-test [--steps 4,6,7] [--kernel DIR] [--timeout-min N]`  the tests on pure cgroup v2, in QEMU
+//! `cargo xtask --help` lists the commands (the checks CI runs, grading, the
+//! book's outputs, the student copy, the VM tests, the peer benchmarks);
+//! `cargo xtask COMMAND --help` says what one does and takes. The command
+//! line is the [`Task`] enum below; each command's work lives in its module.
 
 mod anchors;
 mod doctor;
@@ -22,30 +15,105 @@ mod vm;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+/// The project's own tooling: checks, grading, the book's outputs, the
+/// student copy and the VM tests.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask")]
+struct Xtask {
+    #[command(subcommand)]
+    command: Task,
+}
+
+/// One task; each has its own `--help`.
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Every check CI runs, in the order a failure is cheapest to find.
+    Ci,
+    /// Check that every `{{#include}}` in the book resolves to text.
+    CheckAnchors,
+    /// Regenerate the book's command outputs.
+    Outputs {
+        /// Check that they still match (numbers aside) instead of writing them.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Write the student copy: each exercise region becomes a `todo!`.
+    Exercises {
+        /// Stub only the exercises of steps up to N.
+        #[arg(long, value_name = "N")]
+        step: Option<u32>,
+        /// Where to write the copy.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Prove that each step's graded tests fail on its stub.
+    CheckExercises,
+    /// Run the graded tests and print (or write) the scores.
+    Grade {
+        /// Grade only this step: a number, `stepN` or `errors`.
+        #[arg(long, value_name = "STEP")]
+        step: Option<String>,
+        /// What to print or write.
+        #[arg(long, value_enum, default_value_t = grade::Format::Table)]
+        format: grade::Format,
+        /// Where to write the result (gradescope and classroom have a default file).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// The checkout to grade (default: this one).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Which steps pass, as a table.
+    Status,
+    /// Can this machine run each step?
+    Doctor,
+    /// Run the graded tests on pure cgroup v2, in QEMU.
+    VmTest {
+        /// The steps to test, comma-separated.
+        #[arg(
+            long,
+            value_name = "N,N,...",
+            value_delimiter = ',',
+            default_value = "4,6,7"
+        )]
+        steps: Vec<u32>,
+        /// An extracted kernel package to boot, with `vmlinux` and `lib/modules`
+        /// (default: Debian's stock kernel, downloaded once).
+        #[arg(long, value_name = "DIR")]
+        kernel: Option<PathBuf>,
+        /// Give up after this many minutes.
+        #[arg(long = "timeout-min", value_name = "N", default_value_t = 15)]
+        timeout_min: u64,
+    },
+    /// Time caixa beside runc and crun, in the same run.
+    BenchPeers {
+        /// Starts per runtime.
+        #[arg(long, value_name = "N", default_value_t = 100)]
+        runs: usize,
+    },
+}
 
 fn main() {
-    if let Err(error) = run(std::env::args().skip(1).collect()) {
+    let Xtask { command } = Xtask::parse();
+    if let Err(error) = run(command) {
         eprintln!("xtask: {error:#}");
         std::process::exit(1);
     }
 }
 
-fn run(args: Vec<String>) -> Result<()> {
+fn run(task: Task) -> Result<()> {
     let root = workspace_root();
-    let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
-    match args.first().map(String::as_str) {
-        Some("ci") => ci(&root),
-        Some("check-anchors") => anchors::check(&root),
-        Some("outputs") => outputs::run(&root, rest.contains(&"--check")),
-        Some("exercises") => {
-            let step = flag_value(&rest, "--step")
-                .map(|s| s.parse::<u32>().context("--step takes a number"))
-                .transpose()?;
-            let out = flag_value(&rest, "--out")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| root.join("target/student"));
+    match task {
+        Task::Ci => ci(&root),
+        Task::CheckAnchors => anchors::check(&root),
+        Task::Outputs { check } => outputs::run(&root, check),
+        Task::Exercises { step, out } => {
+            let out = out.unwrap_or_else(|| root.join("target/student"));
             let n =
                 exercises::write_student_copy(&root, &out, |s| step.is_none_or(|max| s <= max))?;
             println!(
@@ -54,56 +122,22 @@ fn run(args: Vec<String>) -> Result<()> {
             );
             Ok(())
         }
-        Some("check-exercises") => exercises::check(&root),
-        Some("grade") => grade::command(
-            &root,
-            flag_value(&rest, "--step"),
-            flag_value(&rest, "--format").unwrap_or("table"),
-            flag_value(&rest, "--out").map(PathBuf::from),
-            flag_value(&rest, "--dir").map(PathBuf::from),
-        ),
-        Some("status") => grade::command(&root, None, "table", None, None),
-        Some("doctor") => doctor::run(),
-        Some("vm-test") => {
-            let steps: Vec<u32> = flag_value(&rest, "--steps")
-                .unwrap_or("4,6,7")
-                .split(',')
-                .map(|s| s.trim().parse().context("--steps takes numbers like 4,6,7"))
-                .collect::<Result<_>>()?;
-            let minutes: u64 = flag_value(&rest, "--timeout-min")
-                .map(str::parse)
-                .transpose()
-                .context("--timeout-min takes a number")?
-                .unwrap_or(15);
-            vm::run(
-                &root,
-                &steps,
-                flag_value(&rest, "--kernel").map(PathBuf::from),
-                std::time::Duration::from_secs(minutes * 60),
-            )
-        }
-        Some("bench-peers") => peers::run(
-            &root,
-            flag_value(&rest, "--runs")
-                .map(str::parse)
-                .transpose()
-                .context("--runs takes a number")?
-                .unwrap_or(100),
-        ),
-        _ => {
-            eprintln!(
-                "usage: cargo xtask <ci | doctor | vm-test [--steps 4,6,7] [--kernel DIR] [--timeout-min N] | bench-peers [--runs N] | status | grade [--step N] [--format table|json|gradescope|classroom] [--out FILE] [--dir DIR] | check-anchors | outputs [--check] | exercises [--step N] [--out DIR] | check-exercises>"
-            );
-            std::process::exit(2);
-        }
+        Task::CheckExercises => exercises::check(&root),
+        Task::Grade {
+            step,
+            format,
+            out,
+            dir,
+        } => grade::command(&root, step.as_deref(), format, out, dir),
+        Task::Status => grade::command(&root, None, grade::Format::Table, None, None),
+        Task::Doctor => doctor::run(),
+        Task::VmTest {
+            steps,
+            kernel,
+            timeout_min,
+        } => vm::run(&root, &steps, kernel, Duration::from_secs(timeout_min * 60)),
+        Task::BenchPeers { runs } => peers::run(&root, runs),
     }
-}
-
-fn flag_value<'a>(args: &[&'a str], flag: &str) -> Option<&'a str> {
-    args.iter()
-        .position(|a| *a == flag)
-        .and_then(|i| args.get(i + 1))
-        .copied()
 }
 
 /// The repository root: xtask lives in `<root>/xtask`.
@@ -169,4 +203,63 @@ fn ci(root: &Path) -> Result<()> {
     exercises::check(root)?;
     println!("\nxtask ci: every check passed");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The exact command lines `.ci/run` uses keep parsing.
+    #[test]
+    fn cis_command_lines_parse() {
+        let ci = Xtask::try_parse_from(["xtask", "ci"]).unwrap();
+        assert!(matches!(ci.command, Task::Ci));
+        let vm = Xtask::try_parse_from([
+            "xtask",
+            "vm-test",
+            "--steps",
+            "1,2,3,4,5,6,7,8,9,10,11",
+            "--timeout-min",
+            "35",
+        ])
+        .unwrap();
+        let Task::VmTest {
+            steps, timeout_min, ..
+        } = vm.command
+        else {
+            panic!("{vm:?}")
+        };
+        assert_eq!(steps, (1..=11).collect::<Vec<u32>>());
+        assert_eq!(timeout_min, 35);
+    }
+
+    #[test]
+    fn defaults_are_the_old_ones() {
+        let Task::VmTest {
+            steps, timeout_min, ..
+        } = Xtask::try_parse_from(["xtask", "vm-test"]).unwrap().command
+        else {
+            panic!()
+        };
+        assert_eq!((steps, timeout_min), (vec![4, 6, 7], 15));
+        let Task::BenchPeers { runs } = Xtask::try_parse_from(["xtask", "bench-peers"])
+            .unwrap()
+            .command
+        else {
+            panic!()
+        };
+        assert_eq!(runs, 100);
+    }
+
+    #[test]
+    fn help_is_help_not_a_run() {
+        let err = Xtask::try_parse_from(["xtask", "grade", "--help"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::DisplayHelp);
+    }
+
+    #[test]
+    fn the_definition_is_consistent() {
+        use clap::CommandFactory;
+        Xtask::command().debug_assert();
+    }
 }

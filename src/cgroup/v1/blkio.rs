@@ -6,8 +6,6 @@
 //! later by the kernel's writeback threads, outside the group: v1 cannot
 //! throttle them (v2 can, with the memory controller's help).
 
-use std::path::Path;
-
 use crate::cgroup::{DeviceRate, Limits, Setting};
 
 /// The files to write: one line per device and direction.
@@ -38,22 +36,6 @@ pub fn settings(l: &Limits) -> Vec<Setting> {
     out
 }
 
-/// Bytes (read, written) from `blkio.throttle.io_service_bytes`.
-pub fn bytes(dir: &Path) -> (u64, u64) {
-    let text =
-        std::fs::read_to_string(dir.join("blkio.throttle.io_service_bytes")).unwrap_or_default();
-    let sum = |op: &str| {
-        text.lines()
-            .filter_map(|l| {
-                let mut f = l.split_whitespace();
-                let (_dev, kind, n) = (f.next()?, f.next()?, f.next()?);
-                (kind == op).then(|| n.parse::<u64>().ok()).flatten()
-            })
-            .sum()
-    };
-    (sum("Read"), sum("Write"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,16 +59,5 @@ mod tests {
                 Setting::new("blkio.throttle.write_bps_device", "254:0 1048576")
             ]
         );
-    }
-
-    #[test]
-    fn bytes_are_summed_per_direction() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("blkio.throttle.io_service_bytes"),
-            "254:0 Read 10\n254:0 Write 20\n254:0 Sync 30\n8:0 Write 5\nTotal 65\n",
-        )
-        .unwrap();
-        assert_eq!(bytes(dir.path()), (10, 25));
     }
 }

@@ -13,14 +13,14 @@ pub mod pids;
 
 use std::path::{Path, PathBuf};
 
-use super::{CgroupError, Limits, PARENT, Setting, Usage, make_dir, read_number, write_settings};
+use super::{CgroupError, Limits, PARENT, Setting, make_dir, write_settings};
 use crate::trace::Trace;
 
 /// The v1 controllers caixa knows.
 pub const CONTROLLERS: [&str; 6] = ["memory", "cpu", "cpuacct", "pids", "blkio", "cpuset"];
 
 /// The controllers a container with `limits` joins: memory and pids always
-/// (for OOM reports and stats), cpu and cpuacct always (CPU time), blkio and
+/// (for OOM reports), cpu and cpuacct always (CPU time), blkio and
 /// cpuset only when asked for.
 pub fn needed(limits: &Limits) -> Vec<&'static str> {
     let mut out = vec!["memory", "pids", "cpu", "cpuacct"];
@@ -91,18 +91,3 @@ pub fn create(
     Ok(())
 }
 // ANCHOR_END: v1_create
-
-/// Usage from the counters of each controller's directory.
-pub fn usage(dirs: &[(String, PathBuf)]) -> Usage {
-    let mut u = Usage::default();
-    for (controller, dir) in dirs {
-        match controller.as_str() {
-            "memory" => u.memory_bytes = read_number(&dir.join("memory.usage_in_bytes")),
-            "cpuacct" => u.cpu_usec = read_number(&dir.join("cpuacct.usage")) / 1000,
-            "pids" => u.pids = read_number(&dir.join("pids.current")),
-            "blkio" => (u.io_read_bytes, u.io_write_bytes) = blkio::bytes(dir),
-            _ => {}
-        }
-    }
-    u
-}

@@ -4,8 +4,6 @@
 //! Unlike v1, v2 throttles buffered writes too: writeback is charged to the
 //! group whose memory holds the dirty pages.
 
-use std::path::Path;
-
 use crate::cgroup::{DeviceRate, Limits, Setting};
 
 /// The files to write: one `io.max` line per device and key.
@@ -33,17 +31,6 @@ pub fn settings(l: &Limits) -> Vec<Setting> {
     out
 }
 
-/// Bytes (read, written) from `io.stat`.
-pub fn bytes(dir: &Path) -> (u64, u64) {
-    let text = std::fs::read_to_string(dir.join("io.stat")).unwrap_or_default();
-    let sum = |key: &str| -> u64 {
-        text.split_whitespace()
-            .filter_map(|kv| kv.strip_prefix(key)?.parse::<u64>().ok())
-            .sum()
-    };
-    (sum("rbytes="), sum("wbytes="))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,16 +54,5 @@ mod tests {
                 Setting::new("io.max", "8:0 wiops=100")
             ]
         );
-    }
-
-    #[test]
-    fn bytes_from_io_stat() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("io.stat"),
-            "8:0 rbytes=10 wbytes=20 rios=1 wios=2\n8:16 rbytes=1 wbytes=2\n",
-        )
-        .unwrap();
-        assert_eq!(bytes(dir.path()), (11, 22));
     }
 }

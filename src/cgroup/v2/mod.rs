@@ -14,13 +14,11 @@ pub mod pids;
 
 use std::path::{Path, PathBuf};
 
-use super::{
-    CgroupError, Limits, PARENT, Setting, Usage, make_dir, read_key, read_number, write_settings,
-};
+use super::{CgroupError, Limits, PARENT, Setting, make_dir, write_settings};
 use crate::trace::{Side, Trace};
 
 /// The controllers a container with `limits` needs: memory and pids always
-/// (for OOM reports and stats), the others when asked for.
+/// (for OOM reports), the others when asked for.
 pub fn needed(limits: &Limits) -> Vec<&'static str> {
     let mut out = vec!["memory", "pids"];
     if limits.cpus.is_some() || limits.cpu_shares.is_some() || limits.cpu_weight.is_some() {
@@ -100,15 +98,3 @@ pub fn create(
     write_settings(&dir, &settings, trace)
 }
 // ANCHOR_END: v2_create
-
-/// Usage from the group's counters.
-pub fn usage(dir: &Path) -> Usage {
-    let (io_read_bytes, io_write_bytes) = io::bytes(dir);
-    Usage {
-        memory_bytes: read_number(&dir.join("memory.current")),
-        cpu_usec: read_key(&dir.join("cpu.stat"), "usage_usec"),
-        pids: read_number(&dir.join("pids.current")),
-        io_read_bytes,
-        io_write_bytes,
-    }
-}

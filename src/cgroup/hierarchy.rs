@@ -1,0 +1,142 @@
+//! Which cgroup layout this host has, read once per start from
+//! `/proc/self/mountinfo`: one unified v2 tree, or one v1 tree per controller
+//! (hybrid hosts mount both; caixa then uses v1). See cgroups(7).
+
+use std::path::{Path, PathBuf};
+
+use super::{CgroupError, io, v1};
+
+/// The name of caixa's own parent group: every container's group is made
+/// below it, never beside a group caixa did not create.
+pub const PARENT: &str = "caixa";
+
+/// Which cgroup layout this host has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hierarchy {
+    /// One unified tree with controllers, mounted here.
+    V2(PathBuf),
+    /// One tree per controller: (controller, mount point). On a hybrid host
+    /// the empty cgroup2 mount beside them is not used.
+    V1(Vec<(String, PathBuf)>),
+}
+
+impl Hierarchy {
+    /// The directories [`Cgroup::create`](super::Cgroup::create) may make for `id` here, known
+    /// before it makes them (so a record of leftovers can name them first,
+    /// see `crate::leftovers`): one per v1 controller mounted, one on v2.
+    pub fn planned_dirs(&self, id: &str) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = match self {
+            Hierarchy::V2(root) => vec![root.join(PARENT).join(id)],
+            Hierarchy::V1(mounts) => mounts
+                .iter()
+                .map(|(_, m)| m.join(PARENT).join(id))
+                .collect(),
+        };
+        dirs.sort();
+        dirs.dedup();
+        dirs
+    }
+}
+
+/// Reads `/proc/self/mountinfo` to find the cgroup layout.
+pub fn detect() -> Result<Hierarchy, CgroupError> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(io("read", Path::new("/proc/self/mountinfo")))?;
+    detect_from(&mountinfo, |p| {
+        std::fs::read_to_string(p).unwrap_or_default()
+    })
+}
+
+// ANCHOR: detect
+/// [`detect`] on given mountinfo text; `read` reads a file (for tests).
+pub fn detect_from(
+    mountinfo: &str,
+    read: impl Fn(&Path) -> String,
+) -> Result<Hierarchy, CgroupError> {
+    let mut v1 = Vec::new();
+    let mut v2 = None;
+    for line in mountinfo.lines() {
+        // mountinfo: ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [OPTIONAL…] - FSTYPE SOURCE SUPEROPTS
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let Some(dash) = fields.iter().position(|f| *f == "-") else {
+            continue;
+        };
+        let (Some(mountpoint), Some(fstype), Some(superopts)) =
+            (fields.get(4), fields.get(dash + 1), fields.get(dash + 3))
+        else {
+            continue;
+        };
+        match *fstype {
+            "cgroup2" if v2.is_none() => v2 = Some(PathBuf::from(mountpoint)),
+            "cgroup" => {
+                for opt in superopts.split(',') {
+                    if v1::CONTROLLERS.contains(&opt) {
+                        v1.push((opt.to_string(), PathBuf::from(mountpoint)));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(root) = v2 {
+        // A cgroup2 mount that offers the memory controller is a v2 host. One
+        // without it beside v1 controllers is a hybrid host (its cgroup2 holds
+        // little or nothing, e.g. only hugetlb): we use its v1 controllers.
+        let controllers = read(&root.join("cgroup.controllers"));
+        if controllers.split_whitespace().any(|c| c == "memory") || v1.is_empty() {
+            return Ok(Hierarchy::V2(root));
+        }
+    }
+    if v1.is_empty() {
+        return Err(CgroupError::Unsupported {
+            what: "a cgroup filesystem".into(),
+            fix: "mount one: sudo mount -t cgroup2 none /sys/fs/cgroup".into(),
+        });
+    }
+    Ok(Hierarchy::V1(v1))
+}
+// ANCHOR_END: detect
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID: &str = "\
+30 23 0:26 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755
+31 30 0:27 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw
+33 30 0:29 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu
+34 30 0:30 / /sys/fs/cgroup/cpuacct rw - cgroup cgroup rw,cpuacct
+35 30 0:31 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory
+36 30 0:32 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd";
+
+    #[test]
+    fn a_hybrid_host_is_v1_and_a_unified_one_is_v2() {
+        let h = detect_from(HYBRID, |_| "hugetlb\n".into()).unwrap();
+        let Hierarchy::V1(mounts) = h else {
+            panic!("{h:?}")
+        };
+        let names: Vec<&str> = mounts.iter().map(|(c, _)| c.as_str()).collect();
+        assert_eq!(names, ["cpu", "cpuacct", "memory"]);
+        let v2 = "31 23 0:27 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate";
+        let h = detect_from(v2, |_| "cpuset cpu io memory pids\n".into()).unwrap();
+        assert_eq!(h, Hierarchy::V2("/sys/fs/cgroup".into()));
+        assert!(detect_from("", |_| String::new()).is_err());
+    }
+
+    #[test]
+    fn planned_dirs_are_one_per_mount_below_caixa() {
+        let h = Hierarchy::V1(vec![
+            ("cpu".into(), "/c/cpu".into()),
+            ("cpuacct".into(), "/c/cpu".into()),
+            ("memory".into(), "/c/memory".into()),
+        ]);
+        let dirs = h.planned_dirs("abc");
+        assert_eq!(
+            dirs,
+            [
+                PathBuf::from("/c/cpu/caixa/abc"),
+                PathBuf::from("/c/memory/caixa/abc")
+            ]
+        );
+    }
+}
