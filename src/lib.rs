@@ -2,10 +2,10 @@
 //! kernel feature at a time.
 //!
 //! A container is a process plus a plan. The plan is a [`Spec`]; the process is
-//! created by [`parent::run`], which clones a child into new namespaces, and the
-//! child runs [`init::run`] before it becomes the user's command. Every syscall
-//! of a container start happens in one of those two functions, in the order you
-//! read there. The modules below are named after the kernel concept they use.
+//! created by [`parent::start`] (which [`parent::run`] calls, then waits),
+//! which clones a child into new namespaces, and the child runs [`init::run`]
+//! before it becomes the user's command. Every syscall of a container start
+//! happens in one of those two sequences, in the order you read there. The modules below are named after the kernel concept they use.
 
 pub mod bundle;
 pub mod caps;

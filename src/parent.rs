@@ -1,9 +1,13 @@
 //! The parent's side of a start: everything done from the host.
 //!
-//! [`run`] is the whole sequence, top to bottom, and the only place that
-//! decides its order. It validates the plan, clones the child into its new
-//! namespaces, answers the child's requests, lets it exec, forwards signals
-//! until it ends and cleans up on every path.
+//! [`start`] is the sequence up to the running command, top to bottom, and
+//! with [`Running::wait`] the only place that decides the order: it validates
+//! the plan, makes the host side (`Host::prepare`), clones the child into
+//! its new namespaces, answers the child's requests in the protocol's order,
+//! and lets it exec. [`Running::wait`] forwards signals until the container
+//! ends; [`Running::finish`] tears the host side down in the one order
+//! `Host::teardown` gives, on every path. [`run`] is both, for the step
+//! binaries; the engine's shim calls `start` and waits in its own loop.
 
 use std::path::Path;
 

@@ -1,8 +1,8 @@
 //! The plan for one container: which namespaces, which root, which command.
 //!
 //! A step binary fills a [`Spec`] with more features switched on at each step;
-//! [`crate::parent::run`] carries it out. Steps switch features on; they never
-//! reorder them: the order lives in `parent::run` and `init::run` alone.
+//! [`crate::parent::start`] carries it out. Steps switch features on; they
+//! never reorder them: the order lives in `parent::start` and `init::run` alone.
 
 use std::path::PathBuf;
 

@@ -293,6 +293,16 @@ fn run_prints_the_output_and_exits_with_the_containers_code() {
     );
     assert_eq!(text(&out.stdout), "out caixa\n", "stdout, demultiplexed");
     assert!(text(&out.stderr).contains("err"), "stderr, demultiplexed");
+    // A container that ends before the daemon looks has still started.
+    for _ in 0..10 {
+        let out = engine.client(&["run", "--rm", "--network", "none", "demo:1", "true"]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "step 11: a quick container ran: {}",
+            text(&out.stderr)
+        );
+    }
     let all = stdout_of(&engine.client(&["ps", "-a"]));
     assert!(!all.contains("short"), "--rm removed it:\n{all}");
     assert_eq!(

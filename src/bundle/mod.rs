@@ -6,7 +6,7 @@
 //! replaced because the bundle is all they share. caixa keeps that seam: the
 //! engine writes a bundle in the container's directory ([`to_oci`], [`write()`])
 //! and the container's shim reads it back ([`read`], [`from_oci`]) into the
-//! [`Spec`] that [`crate::parent::run`] carries out.
+//! [`Spec`] that [`crate::parent::start`] carries out.
 //!
 //! The runtime spec (github.com/opencontainers/runtime-spec, `config.md` and
 //! `config-linux.md`) can ask for far more than caixa implements. Every field

@@ -399,6 +399,7 @@ fn create(
         created: now(),
         auto_remove: body["HostConfig"]["AutoRemove"].as_bool().unwrap_or(false),
         tty: spec.terminal,
+        hostname: spec.hostname.clone().unwrap_or_default(),
     };
     containers.reserve_name(&record.name, &record.id)?;
     let made = (|| {
@@ -484,6 +485,8 @@ fn await_shim(
         let state = containers.state(&record.id)?;
         match state.status {
             Status::Running => break,
+            // It ran, and ended before we looked: a quick container.
+            Status::Exited if state.started != 0 && state.error.is_empty() => break,
             Status::Exited => {
                 if let Some(mut shim) = shim {
                     let _ = shim.wait();
@@ -744,7 +747,7 @@ fn inspect(c: &Record, s: &State) -> Value {
             "Error": s.error, "StartedAt": rfc3339(s.started),
             "FinishedAt": rfc3339(s.finished),
         },
-        "Config": { "Image": c.image, "Cmd": c.command, "Tty": c.tty, "Hostname": &c.id[..12.min(c.id.len())] },
+        "Config": { "Image": c.image, "Cmd": c.command, "Tty": c.tty, "Hostname": c.hostname },
         "HostConfig": { "AutoRemove": c.auto_remove },
     })
 }

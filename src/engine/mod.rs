@@ -1,4 +1,4 @@
-//! The engine (step 11): a daemon, its clients, and the monitors between
+//! The engine (step 11): a daemon, its clients, and the shims between
 //! the daemon and its containers.
 //!
 //! The source document's architecture, made literal: a **daemon** owns the

@@ -10,7 +10,7 @@
 //!                         /state.json      created → running → exited, written by the shim
 //!                         /container.log   the output, in Docker's json-file format
 //!                         /shim.log        the shim's own diagnostics
-//!                         /lock            held for create/start/stop/kill/rm
+//!                         /lock            held for start/stop/kill/rm
 //!                         /shim.lock       held by the shim for its whole life
 //!                         /shim.sock       the shim's control socket (0600)
 //!   <root>/engine/names/<name>             a name, reserved atomically, holding the id
@@ -49,6 +49,9 @@ pub struct Record {
     /// It has a terminal (`-t`): its output is one raw stream, not frames.
     #[serde(default)]
     pub tty: bool,
+    /// Its host name (`--hostname`, or the short id).
+    #[serde(default)]
+    pub hostname: String,
 }
 
 /// Where a container is in its life.
@@ -120,7 +123,8 @@ pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> EngineError + '_
     }
 }
 
-/// A container's lifecycle lock: create, start, stop, kill and rm take it,
+/// A container's lifecycle lock: start, stop, kill and rm take it (a
+/// create needs none: its id is new, and its name is reserved atomically),
 /// so two of them never interleave on one container (two concurrent starts
 /// cannot both see `created`). Released when dropped.
 #[derive(Debug)]
@@ -178,6 +182,17 @@ impl Containers {
         let path = self.names.join(name);
         match File::options().write(true).create_new(true).open(&path) {
             Ok(mut file) => file.write_all(id.as_bytes()).map_err(io(&path)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && self.stale(&path) => {
+                // Reserved by a create that died before its container was
+                // recorded: free it, then try once more.
+                let _ = std::fs::remove_file(&path);
+                File::options()
+                    .write(true)
+                    .create_new(true)
+                    .open(&path)
+                    .and_then(|mut file| file.write_all(id.as_bytes()))
+                    .map_err(io(&path))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 Err(EngineError::Conflict(format!(
                     "the name {name:?} is already in use: remove that container first (rm), or choose another --name"
@@ -187,6 +202,20 @@ impl Containers {
         }
     }
     // ANCHOR_END: reserve_name
+
+    /// Whether the name at `path` was reserved by a create that never
+    /// recorded its container (the daemon died between the two): its
+    /// holder has no record, and a minute has passed, far longer than any
+    /// create takes.
+    fn stale(&self, path: &Path) -> bool {
+        let holder = std::fs::read_to_string(path).unwrap_or_default();
+        let old = std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age.as_secs() > 60);
+        old && !self.dir(holder.trim()).join("container.json").exists()
+    }
 
     /// Frees `name`, if `id` holds it.
     pub fn release_name(&self, name: &str, id: &str) {
@@ -261,8 +290,16 @@ impl Containers {
     /// never judged by its pid, which another process may have by now. A
     /// removed one is found in its tombstone for a while (see [`Containers::retire`]).
     pub fn state(&self, id: &str) -> Result<State, EngineError> {
-        let files = self.files(id);
-        let mut state: State = read_json(&files.join("state.json"))?;
+        // Its directory, or the tombstone `retire` copied it to first (the
+        // directory may go between our look and our read).
+        let mut files = self.dir(id);
+        let mut state: State = match read_json(&files.join("state.json")) {
+            Err(EngineError::NotFound(_)) => {
+                files = self.dir.join(format!(".gone-{id}"));
+                read_json(&files.join("state.json"))?
+            }
+            other => other?,
+        };
         if state.status == Status::Running && !shim_alive(&files) {
             state.status = Status::Exited;
             state.exit_code = 255;
