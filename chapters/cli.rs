@@ -279,16 +279,9 @@ impl HostnameArgs {
 }
 
 // ANCHOR: privileged_spec
-/// The namespaces of step 6 onward, in creation order: the user namespace
-/// first, so that it owns the others (see the step 6 chapter).
-pub(crate) const ALL_NAMESPACES: [Namespace; 6] = [
-    Namespace::User, // first: the others are then owned by it
-    Namespace::Pid,
-    Namespace::Net,
-    Namespace::Ipc,
-    Namespace::Mount,
-    Namespace::Uts,
-];
+/// The namespaces of step 6 onward: all of them, the user namespace first
+/// (see [`caixa::ns::ALL`]).
+pub(crate) const ALL_NAMESPACES: [Namespace; 6] = caixa::ns::ALL;
 
 /// Step 6's plan, which steps 7 and 8 build on: every namespace and the
 /// privilege options. Exits with one line when an option is refused.

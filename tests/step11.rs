@@ -45,8 +45,13 @@ impl Engine {
         self.dir.path().join("caixa.sock")
     }
 
+    /// The engine's root: a long path on purpose, so that a container's
+    /// `shim.sock` under it is longer than a socket address may be (108
+    /// bytes), as under a real `--root` with 64-digit ids.
     fn root(&self) -> PathBuf {
-        self.dir.path().join("root")
+        self.dir
+            .path()
+            .join("an-engine-root-whose-path-is-long-enough-to-matter-for-sockets")
     }
 
     /// `step11 daemon` on this engine's root and socket, in its namespace.

@@ -19,19 +19,8 @@ use crate::cgroup::Limits;
 use crate::image::overlay::ImageRoot;
 use crate::image::store::Store;
 use crate::net::{NetworkSpec, Publish};
-use crate::ns::Namespace;
 use crate::privilege::Privilege;
 use crate::spec::{Spec, set_env};
-
-/// Every namespace: an engine container is isolated as step 8's are.
-const NAMESPACES: [Namespace; 6] = [
-    Namespace::User, // first: the others are then owned by it
-    Namespace::Pid,
-    Namespace::Net,
-    Namespace::Ipc,
-    Namespace::Mount,
-    Namespace::Uts,
-];
 
 fn bad(why: impl Into<String>) -> EngineError {
     EngineError::BadRequest(why.into())
@@ -98,7 +87,8 @@ pub fn to_spec(store: &Store, id: &str, body: &Value) -> Result<Spec, EngineErro
     let host = &body["HostConfig"];
     let mut spec = Spec::new(Vec::new());
     spec.id = id.to_string();
-    spec.namespaces = NAMESPACES.to_vec();
+    // Every namespace: an engine container is isolated as step 8's are.
+    spec.namespaces = crate::ns::ALL.to_vec();
     spec.process.env.push("HOME=/root".into());
 
     // The image's config under the request's choices (as `docker run`).

@@ -218,11 +218,38 @@ fn start(containers: &Containers, dir: &Path, id: &str) -> Result<Started, Start
 /// The control socket: a path in the container's directory, mode 0600.
 fn listen(path: &Path) -> Result<UnixListener, EngineError> {
     let _ = std::fs::remove_file(path);
-    let listener = UnixListener::bind(path).map_err(io(path))?;
+    let listener = via_short_path(path, |short| UnixListener::bind(short))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io(path))?;
     listener.set_nonblocking(true).map_err(io(path))?;
     Ok(listener)
 }
+
+// ANCHOR: short_path
+/// Runs `use_path` with a short name for `path`. A unix socket's path must
+/// fit in 108 bytes (`sun_path`, unix(7)), and a container's directory
+/// under a long `--root` plus a 64-digit id does not. So the directory is
+/// opened (`O_PATH`) and the socket named through the descriptor, as
+/// `/proc/self/fd/N/shim.sock`: the kernel resolves that to the same file,
+/// for bind and connect alike, without touching the working directory.
+fn via_short_path<T>(
+    path: &Path,
+    use_path: impl FnOnce(&Path) -> std::io::Result<T>,
+) -> Result<T, EngineError> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(io(path)(std::io::ErrorKind::InvalidInput.into()));
+    };
+    let handle = nix::fcntl::open(
+        dir,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|errno| io(dir)(errno.into()))?;
+    let short = Path::new("/proc/self/fd")
+        .join(handle.as_raw_fd().to_string())
+        .join(name);
+    use_path(&short).map_err(io(path))
+}
+// ANCHOR_END: short_path
 
 impl Started {
     /// Pumps output and requests until the container ends; records its end.
@@ -416,7 +443,8 @@ fn answer(running: &Running, conn: UnixStream) {
 /// The daemon's side: asks the shim in `dir` to send `signal` to its
 /// container. `Ok(false)` when no shim answers (the container is not running).
 pub fn send(dir: &Path, signal: Signal) -> Result<bool, EngineError> {
-    let Ok(conn) = UnixStream::connect(dir.join("shim.sock")) else {
+    let Ok(conn) = via_short_path(&dir.join("shim.sock"), |short| UnixStream::connect(short))
+    else {
         return Ok(false);
     };
     let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));

@@ -100,6 +100,20 @@ impl fmt::Display for Namespace {
     }
 }
 
+// ANCHOR: all_namespaces
+/// Every namespace caixa makes, in creation order: the user namespace
+/// first, so that it owns the others (see the step 6 chapter). Step 6's
+/// binaries and the engine's containers use all of them.
+pub const ALL: [Namespace; 6] = [
+    Namespace::User, // first: the others are then owned by it
+    Namespace::Pid,
+    Namespace::Net,
+    Namespace::Ipc,
+    Namespace::Mount,
+    Namespace::Uts,
+];
+// ANCHOR_END: all_namespaces
+
 /// The union of the clone flags of `namespaces`.
 pub fn clone_flags(namespaces: &[Namespace]) -> CloneFlags {
     namespaces
