@@ -61,45 +61,17 @@ pub fn parse_challenge(header: &str) -> Option<Challenge> {
     }
 }
 
-const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
 /// Standard base64 with padding (RFC 4648), as HTTP Basic and Docker's
 /// config.json use it.
 pub fn base64_encode(bytes: &[u8]) -> String {
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// The inverse of [`base64_encode`]; `None` for invalid input.
 pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let text = text.trim_end_matches('=');
-    let mut out = Vec::new();
-    let (mut acc, mut bits) = (0u32, 0);
-    for c in text.bytes() {
-        let v = ALPHABET.iter().position(|a| *a == c)? as u32;
-        acc = acc << 6 | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits & 0xff) as u8);
-        }
-    }
-    Some(out)
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(text).ok()
 }
 
 /// Where credentials are kept: `$CAIXA_CONFIG_DIR/config.json`, else
@@ -199,11 +171,11 @@ pub fn realm_may_get_credentials(realm: &str, registry: &str, insecure: &[String
         }
     };
     let registry_https = !plain_http_ok(registry, insecure);
-    let same = origin(realm_host, https) == origin(registry, registry_https)
+    let same = origin(&realm_host, https) == origin(registry, registry_https)
         || (https
-            && origin(realm_host, true) == "auth.docker.io:443"
+            && origin(&realm_host, true) == "auth.docker.io:443"
             && ["registry-1.docker.io", "index.docker.io"].contains(&registry));
-    same && (https || plain_http_ok(realm_host, insecure))
+    same && (https || plain_http_ok(&realm_host, insecure))
 }
 // ANCHOR_END: realm
 

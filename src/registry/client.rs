@@ -222,7 +222,7 @@ impl Client {
             if let Some(auth) = self
                 .authorization
                 .as_ref()
-                .filter(|_| host_of(&url) == self.host)
+                .filter(|_| host_of(&url) == same_scheme_host(&url, &self.host))
             {
                 request = request.set("Authorization", auth);
             }
@@ -407,26 +407,39 @@ impl Client {
     }
 }
 
-/// The `host[:port]` of a URL.
-pub(crate) fn host_of(url: &str) -> &str {
-    url.split("://")
-        .nth(1)
-        .and_then(|r| r.split(['/', '?', '#']).next())
-        .unwrap_or("")
+/// The `host[:port]` of a URL, as the `url` crate parses it (a port only
+/// when the URL gives one other than its scheme's default); empty when it
+/// does not parse, which matches no registry.
+pub(crate) fn host_of(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(parsed) => match (parsed.host_str(), parsed.port()) {
+            (Some(host), Some(port)) => format!("{host}:{port}"),
+            (Some(host), None) => host.to_string(),
+            (None, _) => String::new(),
+        },
+        Err(_) => String::new(),
+    }
 }
+
+/// `host` as [`host_of`] spells it for a URL of `url`'s scheme (so
+/// `reg.example:443` and `reg.example` are one host over HTTPS).
+fn same_scheme_host(url: &str, host: &str) -> String {
+    let scheme = url.split("://").next().unwrap_or("https");
+    host_of(&format!("{scheme}://{host}/"))
+}
+
+/// The bytes left as they are in a query value or path segment: RFC 3986's
+/// unreserved characters; every other byte is `%XX`.
+const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 /// Percent-encoding for query values and path segments (step 11's client
 /// uses it too).
 pub fn percent_encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    percent_encoding::utf8_percent_encode(value, UNRESERVED).to_string()
 }
 
 #[cfg(test)]
