@@ -482,6 +482,13 @@ fn await_shim(
     let dir = containers.dir(&record.id);
     let mut pause = Backoff::default();
     loop {
+        // Whether the shim is gone, first: a shim records how things went
+        // before it ends, so a state read after that is its last word.
+        let gone = match shim.as_mut() {
+            Some(child) => child.try_wait().ok().flatten().map(|s| s.to_string()),
+            // Not ours: gone when nobody holds its lock any more.
+            None => (!super::state::shim_alive(&dir)).then(|| "gone".to_string()),
+        };
         let state = containers.state(&record.id)?;
         match state.status {
             Status::Running => break,
@@ -499,11 +506,6 @@ fn await_shim(
             }
             Status::Created => {}
         }
-        let gone = match shim.as_mut() {
-            Some(child) => child.try_wait().ok().flatten().map(|s| s.to_string()),
-            // Not ours: gone when nobody holds its lock any more.
-            None => (!super::state::shim_alive(&dir)).then(|| "gone".to_string()),
-        };
         if let Some(status) = gone {
             let log = std::fs::read_to_string(dir.join("shim.log")).unwrap_or_default();
             return Err(EngineError::StartFailed {

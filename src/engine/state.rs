@@ -292,18 +292,27 @@ impl Containers {
     pub fn state(&self, id: &str) -> Result<State, EngineError> {
         // Its directory, or the tombstone `retire` copied it to first (the
         // directory may go between our look and our read).
-        let mut files = self.dir(id);
-        let mut state: State = match read_json(&files.join("state.json")) {
-            Err(EngineError::NotFound(_)) => {
-                files = self.dir.join(format!(".gone-{id}"));
-                read_json(&files.join("state.json"))?
+        let read = || -> Result<(PathBuf, State), EngineError> {
+            let dir = self.dir(id);
+            match read_json(&dir.join("state.json")) {
+                Err(EngineError::NotFound(_)) => {
+                    let tomb = self.dir.join(format!(".gone-{id}"));
+                    let state = read_json(&tomb.join("state.json"))?;
+                    Ok((tomb, state))
+                }
+                other => Ok((dir, other?)),
             }
-            other => other?,
         };
+        let (files, mut state) = read()?;
         if state.status == Status::Running && !shim_alive(&files) {
-            state.status = Status::Exited;
-            state.exit_code = 255;
-            state.error = "its shim died: the container was killed with it".into();
+            // The shim records its end before its lock goes (with it): it may
+            // have done both since our read, so read once more.
+            state = read()?.1;
+            if state.status == Status::Running {
+                state.status = Status::Exited;
+                state.exit_code = 255;
+                state.error = "its shim died: the container was killed with it".into();
+            }
         }
         Ok(state)
     }
