@@ -67,7 +67,10 @@ pub(crate) fn warn_about_host_devices() {
             if let Ok(meta) = std::fs::metadata(path)
                 && (meta.uid() != 0 || meta.gid() != 0)
             {
-                eprintln!(
+                // Straight to stderr: libtest captures `eprintln!` and
+                // shows it only when a test fails.
+                let _ = writeln!(
+                    std::io::stderr(),
                     "warning: host {path} is owned by {}:{}, not root; caixa binds it into \
                      containers: chown 0:0 {path}",
                     meta.uid(),
