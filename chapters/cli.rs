@@ -294,7 +294,8 @@ pub(crate) fn privileged_spec(program: &str, run: &RunArgs, privilege: &Privileg
 }
 
 /// The end of a plan of step 6 onward: checked first, then the root (the
-/// one given, or the default one owned by the mapped root) and the host name.
+/// one given, or the default one owned by the mapped root, under an overlay
+/// of the container's own) and the host name.
 pub(crate) fn finish_spec(
     program: &str,
     spec: &mut Spec,
@@ -305,9 +306,12 @@ pub(crate) fn finish_spec(
         fail_setup(program, &e);
     }
     let (uid, gid) = PrivilegeArgs::host_root(spec);
+    // The user's own directory is written in place, as they asked; the
+    // default one is shared by every container, so each gets an overlay.
     spec.root = Some(match &rootfs.rootfs {
         Some(dir) => dir.clone(),
         None => {
+            spec.root_overlay = true;
             busybox::default_rootfs_owned_by(uid, gid).unwrap_or_else(|e| fail_setup(program, &e))
         }
     });

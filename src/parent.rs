@@ -415,6 +415,8 @@ struct Host {
     record: Option<Record>,
     cgroup: Option<Cgroup>,
     network: Option<crate::net::Prepared>,
+    /// The overlay that is the container's `/`: an image's, or one over
+    /// the shared default rootfs.
     image_root: Option<crate::image::overlay::Mounted>,
     torn_down: bool,
 }
@@ -449,7 +451,7 @@ impl Host {
             Some(_) => Some(crate::cgroup::detect()?),
             None => None,
         };
-        if spec.limits.is_some() || spec.image.is_some() {
+        if spec.limits.is_some() || spec.image.is_some() || spec.root_overlay {
             for line in leftovers::sweep() {
                 eprintln!("caixa: {line}");
             }
@@ -469,6 +471,10 @@ impl Host {
                     Made::Overlay(dir)
                 };
                 record.note(&made).map_err(record_err)?;
+            }
+            if let (true, Some(root)) = (spec.root_overlay, &spec.root) {
+                let dir = crate::image::overlay::shared_root_dir(root, &spec.id);
+                record.note(&Made::Overlay(dir)).map_err(record_err)?;
             }
             host.record = Some(record);
         }
@@ -502,6 +508,15 @@ impl Host {
                 &spec.id,
                 &shift_of(spec),
                 trace,
+            )?);
+        }
+        // 4e. The default rootfs (steps 6–8) is one tree every container
+        //     shares: each gets a copy-on-write overlay of it, like an image
+        //     of one layer, so what one writes the next never sees. Same
+        //     place, same record and teardown as an image's root.
+        if let (true, Some(root)) = (spec.root_overlay, &spec.root) {
+            host.image_root = Some(crate::image::overlay::over_shared_root(
+                root, &spec.id, trace,
             )?);
         }
         // ANCHOR_END: parent_image

@@ -38,6 +38,9 @@ pub struct Spec {
     pub process: Process,
     /// The root filesystem (needs the mount namespace); `None` keeps the host's.
     pub root: Option<PathBuf>,
+    /// `root` is a tree every container shares (the default rootfs, steps
+    /// 6–8): the container gets a copy-on-write overlay of it of its own.
+    pub root_overlay: bool,
     /// The host name (needs the UTS namespace).
     pub hostname: Option<String>,
     /// uid and gid maps (needs the user namespace; step 6).
@@ -127,6 +130,7 @@ impl Spec {
                 user: None,
             },
             root: None,
+            root_overlay: false,
             hostname: None,
             uid_map: Vec::new(),
             gid_map: Vec::new(),

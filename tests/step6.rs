@@ -5,6 +5,7 @@ mod support;
 
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::Stdio;
 
 use support::{
@@ -164,7 +165,7 @@ fn denied_system_calls_fail_with_eperm() {
             "step 6: {name} should be refused by seccomp:\n{text}"
         );
     }
-    assert!(text.lines().count() >= 18, "{text}");
+    assert!(text.lines().count() >= 29, "{text}");
 }
 
 #[test]
@@ -196,7 +197,27 @@ fn a_shell_a_server_and_a_package_manager_still_work() {
     let rootfs = TinyRootfs::new().with_probe().owned_by(100000, 100000);
     let out = run(6, &["--rootfs", rootfs.path(), "/probe", "works"]);
     let text = stdout_of(&out);
-    assert_eq!(text, "fork ok\nexec ok\nfiles ok\nsockets ok\n", "{text}");
+    assert_eq!(
+        text, "fork ok\nexec ok\nfiles ok\nsockets ok\nallowed-arguments ok\nthreads ok\n",
+        "{text}"
+    );
+}
+
+#[test]
+fn busybox_sh_ls_cat_and_ps_run_under_the_allow_list() {
+    let out = run(
+        6,
+        &[
+            "sh",
+            "-c",
+            "ls / >/dev/null && cat /proc/self/status >/dev/null && ps >/dev/null && echo fine",
+        ],
+    );
+    assert_eq!(
+        stdout_of(&out),
+        "fine\n",
+        "step 6: ordinary commands must work"
+    );
 }
 
 /// Makes descriptor `raw` of the test fd 7 of the step binary, without
@@ -290,4 +311,50 @@ fn an_overlapping_map_is_one_clear_line() {
 fn an_unknown_capability_is_one_clear_line() {
     let out = run(6, &["--cap-add", "NOT_A_CAP", "true"]);
     assert_one_line_error(&out, 6, 125, "unknown capability");
+}
+
+/// Puts a file of the shared default rootfs back as it was, whatever the
+/// test's outcome (before the fix, a container's writes land in the cache).
+struct Restore(Vec<(PathBuf, Option<Vec<u8>>)>);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        for (path, bytes) in &self.0 {
+            match bytes {
+                Some(bytes) => {
+                    let _ = std::fs::write(path, bytes);
+                }
+                None => {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_container_cannot_change_what_the_next_one_sees() {
+    // The first run builds the default rootfs (owned by the mapped root).
+    stdout_of(&run(6, &["true"]));
+    let tree = support::cache_dir().join("busybox-rootfs-100000-100000");
+    let planted = format!("planted-{}", std::process::id());
+    let group = tree.join("etc/group");
+    let _restore = Restore(vec![
+        (tree.join(&planted), None),
+        (group.clone(), Some(std::fs::read(&group).unwrap())),
+    ]);
+    let write = format!("echo evil > /{planted} && echo evil:x:0: >> /etc/group && echo written");
+    assert_eq!(stdout_of(&run(6, &["sh", "-c", &write])), "written\n");
+    let look = format!(
+        "test -e /{planted} && echo planted; grep -q evil /etc/group && echo changed; echo done"
+    );
+    assert_eq!(
+        stdout_of(&run(6, &["sh", "-c", &look])),
+        "done\n",
+        "step 6: a container's writes to the default rootfs reached the next container"
+    );
+    assert!(
+        !tree.join(&planted).exists(),
+        "the shared tree itself was written"
+    );
 }

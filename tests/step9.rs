@@ -143,6 +143,45 @@ impl Layout {
     fn path(&self) -> &str {
         self.dir.path().to_str().unwrap()
     }
+
+    /// Adds `blob`, a layer already compressed, on top of the image, with
+    /// `diff_id` in its config: the manifest, config and index are
+    /// rewritten to match.
+    fn push_layer(&self, blob: &[u8], media_type: &str, diff_id: &str) {
+        let blobs = self.dir.path().join("blobs/sha256");
+        let write_blob = |bytes: &[u8]| {
+            let digest = sha(bytes);
+            std::fs::write(blobs.join(&digest[7..]), bytes).unwrap();
+            digest
+        };
+        let read_json = |digest: &str| -> serde_json::Value {
+            serde_json::from_slice(&std::fs::read(blobs.join(&digest[7..])).unwrap()).unwrap()
+        };
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(self.dir.path().join("index.json")).unwrap())
+                .unwrap();
+        let mut manifest = read_json(index["manifests"][0]["digest"].as_str().unwrap());
+        let mut config = read_json(manifest["config"]["digest"].as_str().unwrap());
+        config["rootfs"]["diff_ids"]
+            .as_array_mut()
+            .unwrap()
+            .push(diff_id.into());
+        let config = config.to_string().into_bytes();
+        manifest["config"]["digest"] = write_blob(&config).into();
+        manifest["config"]["size"] = config.len().into();
+        manifest["layers"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({
+                "mediaType": media_type, "digest": write_blob(blob), "size": blob.len()
+            }));
+        let manifest = manifest.to_string().into_bytes();
+        let index = serde_json::json!({ "schemaVersion": 2, "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": write_blob(&manifest), "size": manifest.len()
+        }]});
+        std::fs::write(self.dir.path().join("index.json"), index.to_string()).unwrap();
+    }
 }
 
 /// The base layer: a static busybox and the directories a shell expects.
@@ -206,6 +245,18 @@ impl World {
             .spawn()
             .unwrap();
         wait_output(child)
+    }
+
+    /// Runs `image` (a layer of it hostile), expects one line of error
+    /// containing `needle`, and checks that no half-written layer is left.
+    fn refuses_to_run(&self, image: &str, needle: &str) {
+        let out = self.run(&[image, "true"]);
+        assert_one_line_error(&out, 9, 125, needle);
+        let entries = self.layer_entries();
+        assert!(
+            entries.iter().all(|e| !e.starts_with(".tmp")),
+            "{entries:?}"
+        );
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -749,71 +800,62 @@ fn a_decompression_bomb_is_refused() {
             .success()
     );
     let bomb = std::fs::read(dir.path().join("layer.tgz")).unwrap();
-    // Hand-write the layout: the bomb is already gzip-compressed.
+    // Hand-write the layer: the bomb is already gzip-compressed.
     let layout = Layout::new(&[base_layer()], default_config());
-    let digest = sha(&bomb);
-    std::fs::write(
-        layout.dir.path().join("blobs/sha256").join(&digest[7..]),
+    layout.push_layer(
         &bomb,
-    )
-    .unwrap();
-    let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(layout.dir.path().join("index.json")).unwrap())
-            .unwrap();
-    let mdigest = index["manifests"][0]["digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let mpath = layout.dir.path().join("blobs/sha256").join(&mdigest[7..]);
-    let mut manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
-    let cpath = layout
-        .dir
-        .path()
-        .join("blobs/sha256")
-        .join(&manifest["config"]["digest"].as_str().unwrap()[7..]);
-    let mut config: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&cpath).unwrap()).unwrap();
-    config["rootfs"]["diff_ids"]
-        .as_array_mut()
-        .unwrap()
-        .push(format!("sha256:{}", "1".repeat(64)).into());
-    let cbytes = config.to_string().into_bytes();
-    std::fs::write(
-        layout
-            .dir
-            .path()
-            .join("blobs/sha256")
-            .join(&sha(&cbytes)[7..]),
-        &cbytes,
-    )
-    .unwrap();
-    manifest["config"]["digest"] = sha(&cbytes).into();
-    manifest["config"]["size"] = cbytes.len().into();
-    manifest["layers"].as_array_mut().unwrap().push(serde_json::json!({
-        "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest, "size": bomb.len()
-    }));
-    let mbytes = manifest.to_string().into_bytes();
-    std::fs::write(
-        layout
-            .dir
-            .path()
-            .join("blobs/sha256")
-            .join(&sha(&mbytes)[7..]),
-        &mbytes,
-    )
-    .unwrap();
-    let index = serde_json::json!({ "schemaVersion": 2, "manifests": [{
-        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": sha(&mbytes), "size": mbytes.len()
-    }]});
-    std::fs::write(layout.dir.path().join("index.json"), index.to_string()).unwrap();
+        "application/vnd.oci.image.layer.v1.tar+gzip",
+        &format!("sha256:{}", "1".repeat(64)),
+    );
     stdout_of(&world.load(layout.path(), "bomb:1"));
-    let out = world.run(&["bomb:1", "true"]);
-    assert_one_line_error(&out, 9, 125, "decompression bomb");
+    world.refuses_to_run("bomb:1", "decompression bomb");
+}
+
+/// A layer whose tar archive ends after one small file, but whose
+/// compressed stream goes on with 128 MiB of zeros (a few hundred KiB on
+/// disk), with the diff_id of the whole stream: an attacker's own image is
+/// consistent. Draining it all to check the diff_id is what must not happen.
+fn a_stream_going_on_after_its_tar_is_refused(compress: &str, media_type: &str) {
+    let world = World::new();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("layer.tar"),
+        tar_of(&[Entry::File("planted", b"x\n")]),
+    )
+    .unwrap();
+    let stream = "{ cat layer.tar; head -c 128M /dev/zero; }";
+    let script = format!(
+        "cd {} && {stream} | {compress} > layer.blob && {stream} | sha256sum",
+        dir.path().display()
+    );
+    let out = Command::new("sh").args(["-c", &script]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let diff_id = format!("sha256:{}", &text(&out.stdout)[..64]);
+    let blob = std::fs::read(dir.path().join("layer.blob")).unwrap();
     assert!(
-        world.layer_entries().iter().all(|e| !e.starts_with(".tmp")),
-        "{:?}",
-        world.layer_entries()
+        blob.len() < 2 << 20,
+        "the hostile layer stays small on disk"
+    );
+
+    let layout = Layout::new(&[base_layer()], default_config());
+    layout.push_layer(&blob, media_type, &diff_id);
+    stdout_of(&world.load(layout.path(), "endless:1"));
+    world.refuses_to_run("endless:1", "after the end of its tar archive");
+}
+
+#[test]
+fn a_zstd_stream_going_on_after_its_tar_is_refused() {
+    a_stream_going_on_after_its_tar_is_refused(
+        "zstd -q -1 -c",
+        "application/vnd.oci.image.layer.v1.tar+zstd",
+    );
+}
+
+#[test]
+fn a_gzip_stream_going_on_after_its_tar_is_refused() {
+    a_stream_going_on_after_its_tar_is_refused(
+        "gzip -1 -c",
+        "application/vnd.oci.image.layer.v1.tar+gzip",
     );
 }
 

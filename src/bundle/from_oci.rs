@@ -98,9 +98,11 @@ pub fn from_oci(
         linux.readonly_paths().as_deref().unwrap_or_default(),
         has_root,
     )?;
+    let capabilities = capabilities_from_oci(process.capabilities().as_ref())?;
+    // The filter depends on the capabilities kept (Docker's groups).
     let seccomp = match linux.seccomp() {
         None => false,
-        Some(profile) if *profile == crate::seccomp::oci_profile() => true,
+        Some(profile) if *profile == crate::seccomp::oci_profile(capabilities.as_deref()) => true,
         Some(_) => return Err(refuse("linux.seccomp")),
     };
 
@@ -116,10 +118,11 @@ pub fn from_oci(
             user: user_from_oci(process.user(), &annotations)?,
         },
         root,
+        root_overlay: false,
         hostname: config.hostname().clone(),
         uid_map: id_maps(linux.uid_mappings()),
         gid_map: id_maps(linux.gid_mappings()),
-        capabilities: capabilities_from_oci(process.capabilities().as_ref())?,
+        capabilities,
         no_new_privs: process.no_new_privileges().unwrap_or(false),
         seccomp,
         limits: linux

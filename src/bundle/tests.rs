@@ -300,7 +300,7 @@ refused! {
     refuses_sysctl: "/linux/sysctl" = {"net.ipv4.ip_forward": "1"} => "linux.sysctl";
     refuses_a_cgroups_path: "/linux/cgroupsPath" = "/mine" => "linux.cgroupsPath";
     refuses_devices: "/linux/devices" = [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}] => "linux.devices";
-    refuses_another_seccomp_profile: "/linux/seccomp/defaultAction" = "SCMP_ACT_ERRNO" => "linux.seccomp";
+    refuses_another_seccomp_profile: "/linux/seccomp/defaultAction" = "SCMP_ACT_ALLOW" => "linux.seccomp";
     refuses_rootfs_propagation: "/linux/rootfsPropagation" = "shared" => "linux.rootfsPropagation";
     refuses_more_masked_paths: "/linux/maskedPaths/11" = "/proc/cpuinfo" => "linux.maskedPaths";
     refuses_fewer_readonly_paths: "/linux/readonlyPaths" = ["/proc/sys"] => "linux.readonlyPaths";

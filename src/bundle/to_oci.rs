@@ -49,6 +49,14 @@ pub fn to_oci(spec: &Spec) -> Result<OciSpec, BundleError> {
         .set_scheduler(None)
         .set_exec_cpu_affinity(None);
 
+    // An overlay over a shared tree is made by caixa's parent, not by an
+    // OCI runtime: a bundle would write the shared tree in place.
+    if spec.root_overlay {
+        return Err(invalid(
+            "root",
+            "the default rootfs's per-container overlay has no OCI form: pass --rootfs DIR or an image",
+        ));
+    }
     let root_path = match (&spec.image, &spec.root) {
         (Some(image), _) => {
             annotations.insert(ANNOTATION_IMAGE_MANIFEST.into(), image.manifest.clone());
@@ -98,7 +106,10 @@ pub fn to_oci(spec: &Spec) -> Result<OciSpec, BundleError> {
             spec.namespaces.iter().map(|ns| namespace(*ns)).collect(),
         ))
         .set_devices(None)
-        .set_seccomp(spec.seccomp.then(crate::seccomp::oci_profile))
+        .set_seccomp(
+            spec.seccomp
+                .then(|| crate::seccomp::oci_profile(spec.capabilities.as_deref())),
+        )
         .set_rootfs_propagation(None)
         .set_masked_paths(non_empty(masked))
         .set_readonly_paths(non_empty(readonly))

@@ -33,7 +33,8 @@ impl<R: Read> Hashing<R> {
     }
 
     /// Reads the rest (so the digest covers everything), then returns
-    /// `sha256:<hex>`.
+    /// `sha256:<hex>`. The rest is read without a bound: a decompressed
+    /// layer is drained through [`super::bounded`] first.
     pub fn finish(mut self) -> std::io::Result<String> {
         std::io::copy(&mut self, &mut std::io::sink())?;
         Ok(format!("sha256:{:x}", self.hasher.finalize()))

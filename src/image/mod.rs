@@ -14,6 +14,7 @@
 //! `flate2` and zstd with `ruzstd`: pure Rust, no C library, so easy to
 //! build static (see [`compression`]).
 
+pub mod bounded;
 pub mod compression;
 pub mod config;
 pub mod digest;
@@ -107,6 +108,17 @@ pub enum ImageError {
         layer: String,
         /// What the entry tried.
         why: String,
+    },
+    /// Decompressing a layer broke a bound of [`bounded`] (bytes or time).
+    #[error(
+        "refusing layer {}: {hit}; a layer an image builder wrote does not do that: rebuild the image, or split the layer",
+        printable(.layer)
+    )]
+    LayerBound {
+        /// The layer's digest.
+        layer: String,
+        /// Which bound.
+        hit: bounded::Hit,
     },
     /// An index without a manifest for the platform wanted.
     #[error(

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 
+use super::bounded::{self, Bounded};
 use super::digest::{Hashing, hex_of};
 use super::store::Store;
 use super::unpack::{Bounds, Shift, unpack};
@@ -84,29 +85,42 @@ pub fn ensure_layer(
     let blob_path = store.blob_path(blob)?;
     let file = std::fs::File::open(&blob_path).map_err(io_err(&blob_path))?;
     let compressed = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let stream = super::compression::tar_stream(media_type, file)?;
+    let bounds = Bounds::for_compressed(compressed);
+    // Every decompressed byte, tar headers and what follows the archive's
+    // end included, passes the bound on bytes and time.
+    let stream = Bounded::new(
+        super::compression::tar_stream(media_type, file)?,
+        bounds.max_stream,
+        bounded::MAX_TIME,
+    );
+    let hit = stream.hit();
     let mut hashing = Hashing::new(stream);
-    let result = unpack(
-        &mut hashing,
-        &tmp,
-        blob,
-        shift,
-        Bounds::for_compressed(compressed),
-    )
-    .and_then(|()| {
-        let actual = hashing.finish().map_err(|e| ImageError::Hostile {
-            layer: blob.to_string(),
-            why: format!("truncated or corrupt stream: {e}"),
-        })?;
-        if actual != diff_id {
-            return Err(ImageError::DigestMismatch {
-                what: format!("layer {blob} (its diff_id)"),
-                expected: diff_id.to_string(),
-                actual,
-            });
-        }
-        Ok(())
-    });
+    let result = unpack(&mut hashing, &tmp, blob, shift, bounds)
+        .and_then(|()| {
+            let hostile = |e: std::io::Error| ImageError::Hostile {
+                layer: blob.to_string(),
+                why: format!("truncated or corrupt stream: {e}"),
+            };
+            bounded::drain_after_end(&mut hashing, &hit).map_err(hostile)?;
+            let actual = hashing.finish().map_err(hostile)?;
+            if actual != diff_id {
+                return Err(ImageError::DigestMismatch {
+                    what: format!("layer {blob} (its diff_id)"),
+                    expected: diff_id.to_string(),
+                    actual,
+                });
+            }
+            Ok(())
+        })
+        // A bound hit inside the tar reader comes back wrapped in its
+        // error: say plainly which bound it was.
+        .map_err(|e| match hit.get() {
+            Some(hit) => ImageError::LayerBound {
+                layer: blob.to_string(),
+                hit,
+            },
+            None => e,
+        });
     if let Err(e) = result {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
@@ -193,27 +207,48 @@ pub fn prepare(
     // overlayfs lists the top layer first.
     lower.reverse();
     let dir = store.container_dir(id);
+    let root_ids = (shift.uid_base, shift.gid_base);
+    mount_with_upper(
+        &layers_dir,
+        &lower.join(":"),
+        &dir,
+        root_ids,
+        root.keep,
+        trace,
+    )
+}
+// ANCHOR_END: mount_overlay
+
+/// Creates `dir`'s upper, work and merged directories (the first two owned
+/// by `owner`, the container's root) and mounts the overlay of `lower`
+/// (overlayfs's `lowerdir`, relative to `lower_dir`) at `merged`.
+fn mount_with_upper(
+    lower_dir: &Path,
+    lower: &str,
+    dir: &Path,
+    owner: (u32, u32),
+    keep: bool,
+    trace: &Trace,
+) -> Result<Mounted, ImageError> {
     let (upper, work, merged) = (dir.join("upper"), dir.join("work"), dir.join("merged"));
     for d in [&upper, &work, &merged] {
         std::fs::create_dir_all(d).map_err(io_err(d))?;
     }
     for d in [&upper, &work] {
-        std::os::unix::fs::lchown(d, Some(shift.uid_base), Some(shift.gid_base))
-            .map_err(io_err(d))?;
+        std::os::unix::fs::lchown(d, Some(owner.0), Some(owner.1)).map_err(io_err(d))?;
     }
     let mounted = Mounted {
         merged: merged.clone(),
-        dir: dir.clone(),
-        keep: root.keep,
+        dir: dir.to_path_buf(),
+        keep,
         removed: false,
     };
     let options = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        lower.join(":"),
+        "lowerdir={lower},upperdir={},workdir={}",
         upper.display(),
         work.display()
     );
-    let result = mount_from(&layers_dir, &merged, &options);
+    let result = mount_from(lower_dir, &merged, &options);
     result.map_err(|source| ImageError::Mount {
         target: merged.clone(),
         options: options.clone(),
@@ -225,7 +260,36 @@ pub fn prepare(
     );
     Ok(mounted)
 }
-// ANCHOR_END: mount_overlay
+
+// ANCHOR: shared_root
+/// Where container `id`'s overlay over the shared tree `lower` lives:
+/// `containers/<id>` beside `lower` (in the rootfs cache), the shape a
+/// record of leftovers names (see `crate::leftovers`).
+pub fn shared_root_dir(lower: &Path, id: &str) -> PathBuf {
+    let dir = lower
+        .parent()
+        .unwrap_or(Path::new("/"))
+        .join("containers")
+        .join(id);
+    std::path::absolute(&dir).unwrap_or(dir)
+}
+
+/// A root of its own over `lower`, a tree every container shares (the
+/// default rootfs of steps 6–8): what the container writes goes to an upper
+/// directory deleted at its end, so the next container sees `lower` as it
+/// was. The upper directory takes the owner and mode of `lower`'s root,
+/// which overlayfs shows as the merged `/`.
+pub fn over_shared_root(lower: &Path, id: &str, trace: &Trace) -> Result<Mounted, ImageError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = std::fs::metadata(lower).map_err(io_err(lower))?;
+    let dir = shared_root_dir(lower, id);
+    let upper = dir.join("upper");
+    std::fs::create_dir_all(&upper).map_err(io_err(&upper))?;
+    let mode = std::fs::Permissions::from_mode(meta.mode() & 0o7777);
+    std::fs::set_permissions(&upper, mode).map_err(io_err(&upper))?;
+    mount_with_upper(lower, ".", &dir, (meta.uid(), meta.gid()), false, trace)
+}
+// ANCHOR_END: shared_root
 
 // ANCHOR: mount_from
 /// Mounts the overlay with `options`, whose relative lower paths (the short

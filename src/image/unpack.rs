@@ -27,16 +27,23 @@ pub struct Bounds {
     pub max_bytes: u64,
     /// Most entries.
     pub max_entries: u64,
+    /// Most decompressed bytes in all: contents, tar headers and padding,
+    /// and what follows the archive (see [`super::bounded`]).
+    pub max_stream: u64,
 }
 
 impl Bounds {
     /// The bounds for a layer of `compressed` bytes: at most 100 times its
     /// size plus 512 MiB (a decompression bomb goes far past that), and a
-    /// million entries.
+    /// million entries; the whole stream may add 1 KiB per entry (a header
+    /// and the padding of a file's last block) to that.
     pub fn for_compressed(compressed: u64) -> Bounds {
+        let max_bytes = compressed.saturating_mul(100).saturating_add(512 << 20);
+        let max_entries = 1_000_000;
         Bounds {
-            max_bytes: compressed.saturating_mul(100).saturating_add(512 << 20),
-            max_entries: 1_000_000,
+            max_bytes,
+            max_entries,
+            max_stream: max_bytes.saturating_add(max_entries * 1024),
         }
     }
 }

@@ -116,10 +116,53 @@ fn bind_host_device(name: &str, path: &Path) -> Result<(), RootfsError> {
     .map_err(syscall("mount(MS_BIND) host device onto", path))
 }
 
+// ANCHOR: host_device_owners
+/// The host's device nodes under `dev` that caixa binds into containers
+/// (step 6 on) and that are not owned by root, as (path, uid, gid).
+///
+/// A bound node is the host's own inode: if its owner is the uid a
+/// container's root maps to, every later container's root can chmod or
+/// chown the host's `/dev/null`. Some runtimes chown a container's stdio
+/// to its root (crun 1.8.1 does, given `/dev/null`), so this is checked
+/// by `cargo xtask doctor` and warned about rather than assumed.
+pub fn host_nodes_not_owned_by_root(dev: &Path) -> Vec<(std::path::PathBuf, u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    DEFAULT_DEVICES
+        .iter()
+        .map(|device| dev.join(device.name))
+        .filter_map(|path| {
+            let meta = std::fs::metadata(&path).ok()?;
+            (meta.uid() != 0 || meta.gid() != 0).then_some((path, meta.uid(), meta.gid()))
+        })
+        .collect()
+}
+// ANCHOR_END: host_device_owners
+
 fn io_error(call: &'static str, path: &Path, e: std::io::Error) -> RootfsError {
     RootfsError::Syscall {
         call,
         path: path.to_path_buf(),
         errno: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_node_owned_by_a_container_uid_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        for device in &super::DEFAULT_DEVICES {
+            std::fs::write(dir.path().join(device.name), "").unwrap();
+        }
+        let null = dir.path().join("null");
+        std::os::unix::fs::chown(&null, Some(100000), Some(100000)).unwrap();
+        let found = super::host_nodes_not_owned_by_root(dir.path());
+        // Run as a user other than root, every file is "not root's".
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } == 0 {
+            assert_eq!(found, [(null, 100000, 100000)]);
+        } else {
+            assert!(found.contains(&(null, 100000, 100000)));
+        }
     }
 }

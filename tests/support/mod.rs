@@ -34,6 +34,7 @@ pub(crate) fn binary(n: u32) -> &'static str {
 
 /// Fails the test, with what to do, unless we are root.
 pub(crate) fn require_root() {
+    warn_about_host_devices();
     // SAFETY: geteuid cannot fail.
     let uid = unsafe { libc::geteuid() };
     assert_eq!(
@@ -41,6 +42,43 @@ pub(crate) fn require_root() {
         "the graded tests create namespaces and need root: run `cargo test` with sudo \
          (the runner in .cargo/config.toml does that when sudo is installed)"
     );
+}
+
+/// The host's device nodes caixa binds into containers (step 6 on).
+const BOUND_HOST_DEVICES: [&str; 6] = [
+    "/dev/null",
+    "/dev/zero",
+    "/dev/full",
+    "/dev/random",
+    "/dev/urandom",
+    "/dev/tty",
+];
+
+/// Prints a warning (once per test binary, never a failure) when a host
+/// device node caixa binds is not owned by root: every container's root
+/// could change it then, and tests that write to `/dev/null` may fail for a
+/// reason that is not theirs. A peer runtime given `/dev/null` as stdio
+/// (crun 1.8.1) chowns it to a container's uid.
+pub(crate) fn warn_about_host_devices() {
+    use std::os::unix::fs::MetadataExt;
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        for path in BOUND_HOST_DEVICES {
+            if let Ok(meta) = std::fs::metadata(path)
+                && (meta.uid() != 0 || meta.gid() != 0)
+            {
+                // Straight to stderr: libtest captures `eprintln!` and
+                // shows it only when a test fails.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "warning: host {path} is owned by {}:{}, not root; caixa binds it into \
+                     containers: chown 0:0 {path}",
+                    meta.uid(),
+                    meta.gid()
+                );
+            }
+        }
+    });
 }
 
 /// A command for step `n` with a test-private cache for the default rootfs.

@@ -246,6 +246,25 @@ fn checks() -> Vec<Check> {
             "sudo apt-get install libc6-dev",
         )
     });
+    let not_root = caixa::rootfs::dev::host_nodes_not_owned_by_root(Path::new("/dev"));
+    out.push(if not_root.is_empty() {
+        check(Level::Ok, "/dev nodes", "owned by root", "")
+    } else {
+        let list: Vec<String> = not_root
+            .iter()
+            .map(|(path, uid, gid)| format!("{} is {uid}:{gid}", path.display()))
+            .collect();
+        check(
+            Level::Warn,
+            "/dev nodes",
+            format!(
+                "{}: caixa binds them into containers, whose root could then change them",
+                list.join(", ")
+            ),
+            "chown 0:0 /dev/null /dev/zero /dev/full /dev/random /dev/urandom /dev/tty \
+             (a peer runtime given /dev/null as stdio may have chowned it)",
+        )
+    });
     out.push(if on_path("mdbook") {
         check(Level::Ok, "mdbook", "found", "")
     } else {

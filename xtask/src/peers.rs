@@ -152,11 +152,20 @@ fn oci(runtime: &str, bundle: &Path, i: usize) -> Command {
     c
 }
 
-fn quiet(cmd: &mut Command) -> Result<()> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
+/// Gives a runner pipes for stdin, stdout and stderr, never the host's
+/// `/dev/null`: crun 1.8.1 chowns a user-namespaced container's stdio to
+/// the container's root, and with `/dev/null` that is the host's node, which
+/// caixa binds into every container from step 6 on.
+fn with_pipes(cmd: &mut Command) -> &mut Command {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+}
+
+fn quiet(cmd: &mut Command) -> Result<()> {
+    // `output` closes the stdin pipe at once (the child reads end of file)
+    // and reads the other two.
+    let out = with_pipes(cmd)
         .output()
         .with_context(|| format!("cannot run {cmd:?}"))?;
     if !out.status.success() {
@@ -218,18 +227,29 @@ fn bundle(dir: &Path, rootfs: &Path, step6: bool) -> Result<PathBuf> {
         let map = json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
         config["linux"]["uidMappings"] = map.clone();
         config["linux"]["gidMappings"] = map;
-        let names: Vec<&str> = caixa::seccomp::DENIED.iter().map(|(n, _)| *n).collect();
-        config["linux"]["seccomp"] = json!({
-            "defaultAction": "SCMP_ACT_ALLOW",
-            "syscalls": [
-                { "names": names, "action": "SCMP_ACT_ERRNO", "errnoRet": 1 },
-                { "names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38 },
-            ]
-        });
+        // The same profile caixa's filter is built from (Docker's).
+        let profile = caixa::seccomp::oci_profile(Some(&caixa::caps::DEFAULT_CAPABILITIES[..]));
+        config["linux"]["seccomp"] = serde_json::to_value(&profile)?;
     }
     std::fs::write(
         dir.join("config.json"),
         serde_json::to_string_pretty(&config)?,
     )?;
     Ok(dir.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_runner_gets_pipes_not_dev_null() {
+        let mut cmd = std::process::Command::new("sh");
+        cmd.args([
+            "-c",
+            "readlink /proc/self/fd/0 /proc/self/fd/1 /proc/self/fd/2 >&2",
+        ]);
+        let out = super::with_pipes(&mut cmd).output().unwrap();
+        let links = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(links.lines().count(), 3, "{links}");
+        assert!(links.lines().all(|l| l.starts_with("pipe:")), "{links}");
+    }
 }

@@ -5,8 +5,12 @@
 //!   harmless arguments, and prints `name errno` (`ok` when it succeeded).
 //!   A call refused by seccomp answers EPERM; otherwise the kernel answers
 //!   something else (EFAULT, EINVAL, ENOENT…) or succeeds.
+//!   The list is drawn from Docker's default profile: calls it leaves out
+//!   (keyrings, modules, mounts, io_uring, setns…) and arguments it refuses
+//!   (`socket(AF_VSOCK)`, `personality` flags, `clone` with namespace flags).
 //! - `probe works`: what a shell, a server and a package manager need: fork,
-//!   exec, files, sockets. Prints `name ok` or `name error`.
+//!   exec, files, sockets, the arguments Docker allows, threads. Prints
+//!   `name ok` or `name error`.
 //! - `probe fds`: the file descriptors open in this process.
 //! - `probe alloc MB`: allocates and touches MB mebibytes, then prints `done`.
 //! - `probe forks N`: starts N children that wait, prints how many started.
@@ -162,6 +166,66 @@ fn syscalls() {
             "clone3",
             Box::new(|| unsafe { libc::syscall(libc::SYS_clone3, null::<u8>(), 0) }),
         ),
+        // Not on Docker's allow list at all (io_uring came with 5.1).
+        (
+            "io_uring_setup",
+            Box::new(|| unsafe { libc::syscall(libc::SYS_io_uring_setup, 0, null::<u8>()) }),
+        ),
+        (
+            "io_uring_enter",
+            Box::new(|| unsafe {
+                libc::syscall(libc::SYS_io_uring_enter, -1, 0, 0, 0, null::<u8>(), 0)
+            }),
+        ),
+        (
+            "io_uring_register",
+            Box::new(|| unsafe {
+                libc::syscall(libc::SYS_io_uring_register, -1, 0, null::<u8>(), 0)
+            }),
+        ),
+        (
+            "open_by_handle_at",
+            Box::new(|| unsafe { libc::syscall(libc::SYS_open_by_handle_at, -1, null::<u8>(), 0) }),
+        ),
+        (
+            "setns",
+            Box::new(|| unsafe { libc::syscall(libc::SYS_setns, -1, 0) }),
+        ),
+        (
+            "unshare(CLONE_NEWUTS)",
+            Box::new(|| unsafe { libc::syscall(libc::SYS_unshare, libc::CLONE_NEWUTS) }),
+        ),
+        // Allowed with some arguments only. CLONE_FS with CLONE_NEWNS is
+        // invalid, so without the filter the kernel answers EINVAL.
+        (
+            "clone(CLONE_NEWNS|CLONE_FS)",
+            Box::new(|| unsafe {
+                libc::syscall(
+                    libc::SYS_clone,
+                    libc::CLONE_NEWNS | libc::CLONE_FS,
+                    0,
+                    0,
+                    0,
+                    0,
+                )
+            }),
+        ),
+        (
+            "socket(AF_VSOCK)",
+            Box::new(|| unsafe { libc::syscall(libc::SYS_socket, 40, libc::SOCK_STREAM, 0) }),
+        ),
+        (
+            "socket(AF_ALG)",
+            Box::new(|| unsafe { libc::syscall(libc::SYS_socket, 38, libc::SOCK_SEQPACKET, 0) }),
+        ),
+        (
+            "personality(READ_IMPLIES_EXEC)",
+            Box::new(|| unsafe { libc::syscall(libc::SYS_personality, 0x0040_0000) }),
+        ),
+        (
+            "personality(ADDR_NO_RANDOMIZE)",
+            Box::new(|| unsafe { libc::syscall(libc::SYS_personality, 0x0004_0000) }),
+        ),
     ];
     for (name, call) in calls {
         println!("{name} {}", in_child(call));
@@ -202,6 +266,17 @@ fn works() {
         Ok(&buf == b"ping")
     })();
     check("sockets", sockets.unwrap_or(false));
+    // The values Docker's profile allows: query, PER_LINUX, and a UNIX socket.
+    // SAFETY: personality and socket take plain integers.
+    let allowed = unsafe {
+        libc::personality(0xffff_ffff) >= 0
+            && libc::personality(0) >= 0
+            && libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0) >= 0
+    };
+    check("allowed-arguments", allowed);
+    // A thread: the C library tries clone3, gets ENOSYS, falls back to clone.
+    let thread = std::thread::spawn(|| 6 * 7).join();
+    check("threads", thread.is_ok_and(|n| n == 42));
 }
 
 fn fds() {
