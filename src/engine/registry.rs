@@ -94,8 +94,11 @@ pub fn serve(root: &Path, addr: &str, limits: Limits) -> Result<(), EngineError>
         let spawned = std::thread::Builder::new()
             .name("registry-conn".into())
             .spawn(move || {
-                let _place = place;
-                let _ = answer(&store, stream, limits.header_timeout);
+                let _ = answer(&store, &stream, limits.header_timeout);
+                // The place first: a client that has seen its answer end
+                // may count on it being free.
+                drop(place);
+                drop(stream);
             });
         if spawned.is_err() {
             // No thread to be had (the place and the connection went
@@ -117,10 +120,10 @@ impl Drop for Place {
 
 // ANCHOR: registry_answer
 /// Answers one request, if it comes whole within `patience`.
-fn answer(store: &Store, stream: TcpStream, patience: Duration) -> std::io::Result<()> {
-    let mut out = &stream;
+fn answer(store: &Store, stream: &TcpStream, patience: Duration) -> std::io::Result<()> {
+    let mut out = stream;
     let until = Instant::now() + patience;
-    let (method, path) = read_request(&mut BufReader::new(Deadline(&stream, until)))?;
+    let (method, path) = read_request(&mut BufReader::new(Deadline(stream, until)))?;
     let head_only = method == "HEAD";
     if method != "GET" && !head_only {
         return error(
