@@ -102,3 +102,70 @@ fn a_missing_command_without_a_rootfs_is_exit_127() {
     let out = run(1, &["no-such-command-caixa"]);
     assert_one_line_error(&out, 1, 127, "not found");
 }
+
+/// A real image layout (umoci's, in `dir/layout`) whose manifest is then
+/// changed by `edit`: stored as a new blob, and named in `index.json`.
+fn layout_with_manifest(edit: impl Fn(&mut serde_json::Value)) -> tempfile::TempDir {
+    use sha2::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let rootfs = support::TinyRootfs::new();
+    support::umoci_image(&layout, rootfs.dir.path(), "--config.cmd /bin/sh");
+    let blob = |digest: &str| {
+        layout
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"))
+    };
+    let read = |path: &std::path::Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    };
+    let mut index = read(&layout.join("index.json"));
+    let mut manifest = read(&blob(index["manifests"][0]["digest"].as_str().unwrap()));
+    edit(&mut manifest);
+    let bytes = manifest.to_string().into_bytes();
+    let digest = format!("sha256:{:x}", sha2::Sha256::digest(&bytes));
+    std::fs::write(blob(&digest), &bytes).unwrap();
+    index["manifests"][0]["digest"] = digest.into();
+    index["manifests"][0]["size"] = bytes.len().into();
+    std::fs::write(layout.join("index.json"), index.to_string()).unwrap();
+    dir
+}
+
+/// The documents a pull refuses (tests/step10.rs,
+/// `a_pull_refuses_the_types_load_refuses`), a load refuses too, with the
+/// same words: one validation serves both.
+#[test]
+fn load_refuses_documents_that_are_not_what_they_claim() {
+    require_root();
+    /// A change that makes the manifest a lie.
+    type Edit = fn(&mut serde_json::Value);
+    let cases: [(&str, Edit); 3] = [
+        ("both an index", |m| m["manifests"] = serde_json::json!([])),
+        ("schemaVersion 1", |m| m["schemaVersion"] = 1.into()),
+        ("schemaVersion 3", |m| m["schemaVersion"] = 3.into()),
+    ];
+    for (needle, edit) in cases {
+        let layout = layout_with_manifest(edit);
+        let store = tempfile::tempdir().unwrap();
+        let out = run(
+            9,
+            &[
+                "--root",
+                store.path().to_str().unwrap(),
+                "load",
+                layout.path().join("layout").to_str().unwrap(),
+                "--name",
+                "evil",
+            ],
+        );
+        assert_one_line_error(&out, 9, 125, needle);
+        assert!(
+            !store.path().join("images").exists()
+                || std::fs::read_dir(store.path().join("images"))
+                    .unwrap()
+                    .next()
+                    .is_none(),
+            "nothing named is stored for {needle:?}"
+        );
+    }
+}

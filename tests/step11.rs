@@ -20,6 +20,19 @@ struct Engine {
     netns: TestNetns,
     /// More `daemon` options (the hidden limits a test sets).
     options: Vec<String>,
+    /// How the daemon is started: its environment, its umask, its socket.
+    setup: Setup,
+}
+
+/// How a test starts its daemon, beyond the options.
+#[derive(Default)]
+struct Setup {
+    /// More environment for the daemon (a secret it must keep).
+    env: Vec<(String, String)>,
+    /// The umask it is started under (else the test's).
+    umask: Option<libc::mode_t>,
+    /// Its socket, relative to the test's directory (else `caixa.sock`).
+    socket: Option<PathBuf>,
 }
 
 impl Engine {
@@ -28,6 +41,10 @@ impl Engine {
     }
 
     fn start_with(options: &[&str]) -> Engine {
+        Engine::start_set_up(options, Setup::default())
+    }
+
+    fn start_set_up(options: &[&str], setup: Setup) -> Engine {
         let dir = tempfile::tempdir().unwrap();
         // World-traversable: a container's root is an unprivileged host uid.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -36,13 +53,19 @@ impl Engine {
             dir,
             netns: TestNetns::new(),
             options: options.iter().map(|o| o.to_string()).collect(),
+            setup,
         };
         engine.daemon = Some(engine.spawn_daemon());
         engine
     }
 
     fn socket(&self) -> PathBuf {
-        self.dir.path().join("caixa.sock")
+        let socket = self
+            .setup
+            .socket
+            .as_deref()
+            .unwrap_or(Path::new("caixa.sock"));
+        self.dir.path().join(socket)
     }
 
     /// The engine's root: a long path on purpose, so that a container's
@@ -62,7 +85,18 @@ impl Engine {
             .arg("daemon")
             .arg("--socket")
             .arg(self.socket())
-            .args(&self.options);
+            .args(&self.options)
+            .envs(self.setup.env.iter().map(|(k, v)| (k, v)));
+        if let Some(mask) = self.setup.umask {
+            // SAFETY: umask(2) is async-signal-safe; nothing else runs
+            // between fork and exec.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                    libc::umask(mask);
+                    Ok(())
+                });
+            }
+        }
         cmd
     }
 
@@ -95,7 +129,13 @@ impl Engine {
     }
 
     fn client(&self, args: &[&str]) -> Output {
+        self.client_with_env(args, &[])
+    }
+
+    /// The client, with more environment of its own.
+    fn client_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let child = Command::new(binary(11))
+            .envs(env.iter().copied())
             .arg("-H")
             .arg(format!("unix://{}", self.socket().display()))
             .args(args)
@@ -533,29 +573,7 @@ fn a_registry_of_your_own_serves_a_stores_images() {
             .unwrap(),
     );
     assert_eq!(stdout_of(&out).trim(), "loaded demo:1");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let _registry = Killed(
-        Command::new(binary(11))
-            .arg("--root")
-            .arg(source.path())
-            .args(["registry", "--listen", &format!("127.0.0.1:{port}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "step 11: the registry did not listen"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (_registry, port) = start_registry(source.path(), &[]);
     // A real client of the distribution API, verifying every digest.
     let copy = tempfile::tempdir().unwrap();
     let status = Command::new("skopeo")
@@ -690,15 +708,8 @@ fn stop_never_signals_a_pid_that_another_process_has_now() {
     let id = stdout_of(&engine.client(&["run", "-d", "--name", "orphan", "demo:1", "sleep", "60"]))
         .trim()
         .to_string();
-    let (_, state) = engine.states().into_iter().find(|(i, _)| *i == id).unwrap();
-    let (shim, pid) = (
-        state["shim"].as_i64().unwrap() as i32,
-        state["pid"].as_i64().unwrap() as i32,
-    );
-    assert!(shim > 0 && pid > 0, "{state}");
     // The shim dies (SIGKILL: no goodbye); its container dies with it.
-    nix_kill(shim, libc::SIGKILL);
-    assert!(support::wait_gone(shim) && support::wait_gone(pid));
+    let state = kill_shim(&engine, &id);
     // Their pids now belong to an unrelated process, as after a reuse.
     let mut stranger = Command::new("sleep").arg("300").spawn().unwrap();
     let path = engine
@@ -1027,10 +1038,16 @@ fn exchange(socket: &Path, request: &[u8]) -> String {
     read_to_close(stream)
 }
 
-fn read_to_close(mut stream: UnixStream) -> String {
+fn read_to_close(stream: UnixStream) -> String {
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))
         .unwrap();
+    read_until_closed(stream)
+}
+
+/// Reads until the peer closes (or resets); panics on the read timeout
+/// the caller set.
+fn read_until_closed(mut stream: impl std::io::Read) -> String {
     let mut got = Vec::new();
     let mut buf = [0u8; 8192];
     loop {
@@ -1044,7 +1061,7 @@ fn read_to_close(mut stream: UnixStream) -> String {
                 ) =>
             {
                 panic!(
-                    "step 11: the daemon neither answered nor closed the connection in a minute; got {:?}",
+                    "step 11: the server neither answered nor closed the connection in time; got {:?}",
                     text(&got)
                 )
             }
@@ -1185,4 +1202,501 @@ fn run_t_gives_the_container_a_terminal_of_its_own() {
         "docker run -t: {}",
         text(&out.stderr)
     );
+}
+
+/// What the network still holds of container `id` (of any container, for
+/// ""), as seen inside the engine's namespace: rules naming it, its lease,
+/// the host end of its veth, its network files.
+fn network_of(engine: &Engine, id: &str) -> Vec<String> {
+    let state = engine.netns.state.path();
+    let mut held: Vec<String> = engine
+        .netns
+        .rules()
+        .into_iter()
+        .filter(|r| r.contains(&format!("caixa:{id}")) || (id.is_empty() && r.contains("DNAT")))
+        .map(|r| format!("rule {r}"))
+        .collect();
+    for entry in std::fs::read_dir(state.join("networks"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if entry.path().extension().is_some_and(|e| e == "leases") {
+            let leases = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            held.extend(
+                leases
+                    .lines()
+                    .filter(|l| l.contains(id))
+                    .map(|l| format!("lease {l}")),
+            );
+        }
+    }
+    let veth = format!("cx{}", &id[..id.len().min(10)]);
+    held.extend(
+        engine
+            .netns
+            .links()
+            .into_iter()
+            .filter(|l| l.starts_with(&veth))
+            .map(|l| format!("veth {l}")),
+    );
+    held.extend(
+        std::fs::read_dir(state.join("containers"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(id))
+            .map(|e| format!("files {}", e.path().display())),
+    );
+    held
+}
+
+/// Asserts that the network holds nothing of container `id` (of any, for
+/// ""), looking again for at most 20 s: the kernel removes a dead
+/// namespace's veth in the background.
+fn assert_network_gone(engine: &Engine, id: &str, why: &str) {
+    let start = Instant::now();
+    let mut left = network_of(engine, id);
+    while !left.is_empty() && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(50));
+        left = network_of(engine, id);
+    }
+    assert!(left.is_empty(), "step 11: {why}; left: {left:#?}");
+}
+
+/// `run -d -p PORT:80` of a container that sleeps; its id.
+fn run_published(engine: &Engine, name: &str, port: u16) -> String {
+    let publish = format!("{port}:80");
+    stdout_of(&engine.client(&[
+        "run", "-d", "--name", name, "-p", &publish, "demo:1", "sleep", "60",
+    ]))
+    .trim()
+    .to_string()
+}
+
+/// SIGKILL to container `id`'s shim (its container dies with it); the
+/// state it had.
+fn kill_shim(engine: &Engine, id: &str) -> serde_json::Value {
+    let (_, state) = engine.states().into_iter().find(|(i, _)| i == id).unwrap();
+    let (shim, pid) = (
+        state["shim"].as_i64().unwrap() as i32,
+        state["pid"].as_i64().unwrap() as i32,
+    );
+    assert!(shim > 0 && pid > 0, "{state}");
+    nix_kill(shim, libc::SIGKILL);
+    assert!(support::wait_gone(shim) && support::wait_gone(pid));
+    state
+}
+
+#[test]
+fn removed_containers_leave_no_rule_lease_or_veth() {
+    let engine = Engine::start();
+    loaded(&engine);
+    let names: Vec<String> = (0..20).map(|i| format!("published{i}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        run_published(&engine, name, 18000 + i as u16);
+    }
+    let forwarded = engine
+        .netns
+        .rules()
+        .iter()
+        .filter(|r| r.contains("-j DNAT"))
+        .count();
+    assert_eq!(forwarded, 20, "a DNAT rule per running container");
+    for (i, name) in names.iter().enumerate() {
+        if i % 2 == 0 {
+            stdout_of(&engine.client(&["stop", "-t", "1", name]));
+            stdout_of(&engine.client(&["rm", name]));
+        } else {
+            stdout_of(&engine.client(&["rm", "-f", name]));
+        }
+    }
+    assert_network_gone(
+        &engine,
+        "",
+        "stop and rm -f end a container through its shim, which removes its rules, lease, veth and files",
+    );
+}
+
+#[test]
+fn the_daemon_sweeps_the_network_of_a_killed_shim() {
+    let mut engine = Engine::start();
+    loaded(&engine);
+    let first = run_published(&engine, "first", 18100);
+    let second = run_published(&engine, "second", 18101);
+    let third = run_published(&engine, "third", 18102);
+    // A shim killed while the daemon runs: `rm` finds it dead, and sweeps.
+    kill_shim(&engine, &first);
+    stdout_of(&engine.client(&["rm", "first"]));
+    assert_network_gone(
+        &engine,
+        &first,
+        "a dead shim's rules, lease, veth and files are swept when the daemon finds it dead",
+    );
+    assert!(
+        !network_of(&engine, &second).is_empty(),
+        "a live container keeps its network"
+    );
+    // Shims killed while no daemon runs: the next daemon sweeps as it starts.
+    engine.kill_daemon();
+    kill_shim(&engine, &second);
+    kill_shim(&engine, &third);
+    engine.daemon = Some(engine.spawn_daemon());
+    assert_network_gone(
+        &engine,
+        "",
+        "a daemon sweeps the network of containers whose shims died before it started",
+    );
+}
+
+#[test]
+fn the_daemons_environment_never_reaches_a_container() {
+    let secret = ("CAIXA_TEST_SECRET".to_string(), "daemon-secret".to_string());
+    let engine = Engine::start_set_up(
+        &[],
+        Setup {
+            env: vec![secret],
+            ..Setup::default()
+        },
+    );
+    loaded(&engine);
+    let script = r#"echo "[${CAIXA_TEST_SECRET-unset}]""#;
+    let run = [
+        "run",
+        "--rm",
+        "-e",
+        "CAIXA_TEST_SECRET",
+        "demo:1",
+        "sh",
+        "-c",
+        script,
+    ];
+    assert_eq!(
+        stdout_of(&engine.client(&run)),
+        "[unset]\n",
+        "step 11: -e KEY is resolved by the client, from its own environment; the daemon never lends its own"
+    );
+    assert_eq!(
+        stdout_of(&engine.client_with_env(&run, &[("CAIXA_TEST_SECRET", "client-value")])),
+        "[client-value]\n",
+        "step 11: -e KEY sends the client's value"
+    );
+    // A bare KEY in a create body (any client's) unsets KEY, as in Docker.
+    let body = serde_json::json!({
+        "Image": "demo:1", "Cmd": ["sh", "-c", script], "Env": ["CAIXA_TEST_SECRET"],
+    });
+    let (status, answer) = engine.api(
+        "POST",
+        "/containers/create?name=bare",
+        Some(&body.to_string()),
+    );
+    assert_eq!(status, 201, "{answer}");
+    let (status, answer) = engine.api("POST", "/containers/bare/start", None);
+    assert_eq!(status, 204, "{answer}");
+    engine.api("POST", "/containers/bare/wait", None);
+    assert_eq!(stdout_of(&engine.client(&["logs", "bare"])), "[unset]\n");
+}
+
+/// A process's peak resident memory (VmHWM), in KiB.
+fn peak_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn the_logs_of_a_huge_log_keep_the_daemon_small() {
+    const LOG: u64 = 256 << 20;
+    let engine = Engine::start();
+    loaded(&engine);
+    // 256 MiB of output, in lines of 1000 characters.
+    let script = format!("busybox yes $(busybox printf '%01000d' 0) | busybox head -c {LOG}");
+    stdout_of(&engine.client(&[
+        "run", "-d", "--name", "talker", "demo:1", "sh", "-c", &script,
+    ]));
+    // Its end: 256 MiB take a while on a busy machine (at most 5 minutes).
+    let mut waiting = UnixStream::connect(engine.socket()).unwrap();
+    waiting
+        .set_read_timeout(Some(Duration::from_secs(300)))
+        .unwrap();
+    std::io::Write::write_all(
+        &mut waiting,
+        b"POST /containers/talker/wait HTTP/1.1\r\nHost: caixa\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    read_until_closed(waiting);
+    let (_, inspected) = engine.api("GET", "/containers/talker/json", None);
+    let inspected: serde_json::Value = serde_json::from_str(&inspected).unwrap();
+    assert_eq!(inspected["State"]["ExitCode"], 0, "{inspected}");
+    let daemon = engine.daemon.as_ref().unwrap().id();
+    // Start the peak afresh (proc(5): writing 5 to clear_refs resets VmHWM).
+    std::fs::write(format!("/proc/{daemon}/clear_refs"), "5").unwrap();
+    let before = peak_kib(daemon);
+    let mut stream = UnixStream::connect(engine.socket()).unwrap();
+    std::io::Write::write_all(
+        &mut stream,
+        b"GET /containers/talker/logs?stdout=1&stderr=1 HTTP/1.1\r\nHost: caixa\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    let mut buf = vec![0u8; 64 << 10];
+    let mut received = 0u64;
+    loop {
+        match std::io::Read::read(&mut stream, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => received += n as u64,
+            Err(e) => panic!("reading the logs: {e}"),
+        }
+    }
+    let grown_mib = peak_kib(daemon).saturating_sub(before) >> 10;
+    assert!(
+        grown_mib < 150,
+        "step 11: logs must stream a log with bounded buffers; the daemon grew by {grown_mib} MiB to send a 256 MiB log"
+    );
+    assert!(received > LOG, "all of the log is sent: {received} bytes");
+}
+
+/// A registry of the test's own serving `store` on a free loopback port,
+/// with more `options`; killed when the test ends.
+fn start_registry(store: &Path, options: &[&str]) -> (Killed, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let registry = Killed(
+        Command::new(binary(11))
+            .arg("--root")
+            .arg(store)
+            .args(["registry", "--listen", &format!("127.0.0.1:{port}")])
+            .args(options)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // Until it answers a whole request (a bare connect would leave a
+    // connection behind that holds a place for a moment).
+    let start = Instant::now();
+    while !registry_exchange(port, "GET /v2/ HTTP/1.1\r\nHost: caixa\r\n\r\n")
+        .starts_with("HTTP/1.1 200")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "step 11: the registry did not listen (options {options:?})"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (registry, port)
+}
+
+/// Sends `request` to the registry on `port`; its whole answer ("" if it
+/// closed the connection unanswered).
+fn registry_exchange(port: u16, request: &str) -> String {
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let _ = std::io::Write::write_all(&mut stream, request.as_bytes());
+    read_until_closed(stream)
+}
+
+#[test]
+fn the_registry_checks_names_before_it_looks_anything_up() {
+    let store = tempfile::tempdir().unwrap();
+    let (_registry, port) = start_registry(store.path(), &[]);
+    let get = |path: &str| {
+        let answer = registry_exchange(
+            port,
+            &format!("GET {path} HTTP/1.1\r\nHost: caixa\r\nConnection: close\r\n\r\n"),
+        );
+        let status: u16 = answer
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        let code = serde_json::from_str::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v["errors"][0]["code"].as_str().map(String::from))
+            .unwrap_or_default();
+        (status, code)
+    };
+    let zeros = "0".repeat(64);
+    let hostile = [
+        (
+            "/v2/../../../etc/manifests/latest".to_string(),
+            "NAME_INVALID",
+        ),
+        (
+            "/v2/demo%2F..%2F..%2Fimages/manifests/latest".into(),
+            "NAME_INVALID",
+        ),
+        ("/v2/%2e%2e/%2e%2e/manifests/latest".into(), "NAME_INVALID"),
+        (
+            format!("/v2/{}/manifests/latest", "a".repeat(300)),
+            "NAME_INVALID",
+        ),
+        ("/v2/Demo/manifests/latest".into(), "NAME_INVALID"),
+        ("/v2/demo//x/manifests/latest".into(), "NAME_INVALID"),
+        (
+            "/v2/demo/manifests/..%2F..%2Fimages%2Fx".into(),
+            "TAG_INVALID",
+        ),
+        ("/v2/demo/manifests/.hidden".into(), "TAG_INVALID"),
+        (
+            format!("/v2/demo/manifests/{}", "t".repeat(200)),
+            "TAG_INVALID",
+        ),
+        (
+            "/v2/demo/manifests/sha256:..%2F..%2Fetc".into(),
+            "DIGEST_INVALID",
+        ),
+        ("/v2/demo/blobs/sha256:abc".into(), "DIGEST_INVALID"),
+        (format!("/v2/demo/blobs/SHA256:{zeros}"), "DIGEST_INVALID"),
+        (
+            "/v2/demo/blobs/md5:d41d8cd98f00b204e9800998ecf8427e".into(),
+            "DIGEST_INVALID",
+        ),
+    ];
+    for (path, code) in &hostile {
+        assert_eq!(
+            get(path),
+            (400, code.to_string()),
+            "step 11: the registry checks {path:?} against the distribution spec's grammar first"
+        );
+    }
+    // Well-formed, and looked up: not in this (empty) store.
+    assert_eq!(
+        get("/v2/team/demo/manifests/1"),
+        (404, "MANIFEST_UNKNOWN".to_string())
+    );
+    assert_eq!(
+        get(&format!("/v2/demo/blobs/sha256:{zeros}")),
+        (404, "BLOB_UNKNOWN".to_string())
+    );
+}
+
+#[test]
+fn the_registry_caps_its_connections_and_lets_idle_ones_go() {
+    let store = tempfile::tempdir().unwrap();
+    let ping = |port: u16| registry_exchange(port, "GET /v2/ HTTP/1.1\r\nHost: caixa\r\n\r\n");
+    // Clients that connect, send half a request, and wait.
+    let idle = |port: u16, n: usize| -> Vec<std::net::TcpStream> {
+        (0..n)
+            .map(|_| {
+                let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+                std::io::Write::write_all(&mut s, b"GET /v2/ HTTP/1.1\r\n").unwrap();
+                s
+            })
+            .collect()
+    };
+    // Once the holders are gone: `/v2/` answered again, within 30 s.
+    let serves_again = |port: u16| {
+        let start = Instant::now();
+        while !ping(port).starts_with("HTTP/1.1 200") {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "step 11: the registry serves again once its clients are gone"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    // The cap: 8 at once, with time enough that no one is let go here.
+    let (_registry, port) = start_registry(
+        store.path(),
+        &["--max-connections", "8", "--header-timeout", "600"],
+    );
+    let mut held = idle(port, 4);
+    assert!(
+        ping(port).starts_with("HTTP/1.1 200"),
+        "step 11: the registry serves while idle clients hold connections"
+    );
+    held.extend(idle(port, 4));
+    let answer = ping(port);
+    assert!(
+        answer.starts_with("HTTP/1.1 503") && answer.contains("its limit"),
+        "step 11: past its cap the registry answers 503 at once: {answer:?}"
+    );
+    drop(held);
+    serves_again(port);
+    // Idle clients are let go after the header timeout, and the registry
+    // serves on.
+    let (_registry, port) = start_registry(
+        store.path(),
+        &["--max-connections", "8", "--header-timeout", "1"],
+    );
+    for stream in idle(port, 8) {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        assert_eq!(
+            read_until_closed(stream),
+            "",
+            "step 11: an idle registry client is closed after the header timeout"
+        );
+    }
+    serves_again(port);
+}
+
+#[test]
+fn a_daemon_started_under_umask_000_gives_its_own_modes() {
+    let engine = Engine::start_set_up(
+        &[],
+        Setup {
+            umask: Some(0),
+            socket: Some("run/caixa/caixa.sock".into()),
+            ..Setup::default()
+        },
+    );
+    loaded(&engine);
+    let id = stdout_of(&engine.client(&["run", "-d", "--name", "moded", "demo:1", "sleep", "60"]))
+        .trim()
+        .to_string();
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+    let socket = engine.socket();
+    let root = engine.root();
+    let dir = root.join("containers").join(&id);
+    assert_eq!(
+        mode(&socket),
+        0o660,
+        "the daemon's socket: root and its group"
+    );
+    assert_eq!(mode(&dir.join("shim.sock")), 0o600, "a shim's socket: root");
+    let mut checked: Vec<PathBuf> = vec![
+        socket.parent().unwrap().to_path_buf(),
+        socket.parent().unwrap().parent().unwrap().to_path_buf(),
+        root.clone(),
+        root.join("containers"),
+        root.join("engine"),
+        root.join("engine/names"),
+        dir.clone(),
+    ];
+    // What the engine wrote in the container's directory (not its rootfs).
+    checked.extend(
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| !["merged", "upper", "work"].contains(&&*e.file_name().to_string_lossy()))
+            .map(|e| e.path()),
+    );
+    for path in &checked {
+        assert_eq!(
+            mode(path) & 0o022,
+            0,
+            "step 11: {} is writable by others ({:o}) under a umask of 000: create with explicit modes",
+            path.display(),
+            mode(path)
+        );
+    }
+    stdout_of(&engine.client(&["rm", "-f", "moded"]));
 }

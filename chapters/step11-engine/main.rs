@@ -72,6 +72,12 @@ enum Command {
         /// Where to listen: loopback unless clients are told it is insecure.
         #[arg(long, default_value = "127.0.0.1:5000")]
         listen: String,
+        /// Seconds a client may take to send its request (tests).
+        #[arg(long, hide = true, default_value_t = Limits::default().header_timeout.as_secs_f64())]
+        header_timeout: f64,
+        /// Connections served at once; more are answered 503 (tests).
+        #[arg(long, hide = true, default_value_t = Limits::default().max_connections)]
+        max_connections: usize,
     },
     /// The daemon's version.
     Version,
@@ -147,7 +153,7 @@ struct RunOptions {
     /// The container's name.
     #[arg(long)]
     name: Option<String>,
-    /// KEY=VALUE. Repeatable.
+    /// KEY=VALUE, or KEY for this shell's value of KEY. Repeatable.
     #[arg(short = 'e', long = "env")]
     env: Vec<String>,
     /// Working directory inside the container.
@@ -198,16 +204,17 @@ fn main() {
                 },
             },
             &socket,
-            Limits {
-                header_timeout: Duration::try_from_secs_f64(header_timeout)
-                    .unwrap_or(Limits::default().header_timeout),
-                max_connections: max_connections.max(1),
-                ..Limits::default()
-            },
+            limits(header_timeout, max_connections),
         ),
-        Command::Registry { listen } => {
-            caixa::engine::registry::serve(&absolute(&args.root), &listen)
-        }
+        Command::Registry {
+            listen,
+            header_timeout,
+            max_connections,
+        } => caixa::engine::registry::serve(
+            &absolute(&args.root),
+            &listen,
+            limits(header_timeout, max_connections),
+        ),
         Command::Shim { id } => match caixa::engine::shim::run(&absolute(&args.root), &id) {
             Ok(code) => std::process::exit(code),
             Err(e) => Err(e),
@@ -362,6 +369,37 @@ fn logs(client: &Client, container: &str) -> Result<(), EngineError> {
 // ANCHOR: client_run
 /// `docker run`: create (pulling when the image is missing), start, and
 /// unless detached wait, print the output and exit with its code.
+/// The server limits the hidden test options set (the defaults otherwise).
+fn limits(header_timeout: f64, max_connections: usize) -> Limits {
+    Limits {
+        header_timeout: Duration::try_from_secs_f64(header_timeout)
+            .unwrap_or(Limits::default().header_timeout),
+        max_connections: max_connections.max(1),
+        ..Limits::default()
+    }
+}
+
+// ANCHOR: resolve_env
+/// `-e KEY` means this client's value of KEY, so the client resolves it:
+/// the daemon runs elsewhere, with an environment (and secrets) of its
+/// own, which it never lends. KEY unset here stays bare, and the daemon
+/// takes it as "unset KEY" (as the Docker CLI and daemon do).
+fn resolve_env(entries: &[String]) -> Vec<String> {
+    entries
+        .iter()
+        .map(|e| {
+            let value = (!e.is_empty() && !e.contains(['=', '\0']))
+                .then(|| std::env::var_os(e))
+                .flatten();
+            match value {
+                Some(value) => format!("{e}={}", value.to_string_lossy()),
+                None => e.clone(),
+            }
+        })
+        .collect()
+}
+// ANCHOR_END: resolve_env
+
 fn run(client: &Client, o: &RunOptions) -> Result<(), EngineError> {
     let (image, command) = o
         .image_and_command
@@ -396,7 +434,7 @@ fn run(client: &Client, o: &RunOptions) -> Result<(), EngineError> {
     let body = json!({
         "Image": image, "Cmd": if command.is_empty() { Value::Null } else { json!(command) },
         "Tty": o.tty,
-        "Env": o.env, "WorkingDir": o.workdir.clone().unwrap_or_default(),
+        "Env": resolve_env(&o.env), "WorkingDir": o.workdir.clone().unwrap_or_default(),
         "Hostname": o.hostname.clone().unwrap_or_default(),
         "HostConfig": {
             "NetworkMode": o.network, "PortBindings": ports, "Memory": memory,

@@ -57,6 +57,8 @@ pub struct Daemon {
 /// Listens on `socket` (mode 0660: root and its group may drive the
 /// daemon) and serves its requests, within `limits`, forever.
 pub fn serve(daemon: Daemon, socket: &Path, limits: Limits) -> Result<(), EngineError> {
+    // Modes as given, whatever umask the daemon was started under.
+    super::state::set_umask();
     if UnixStream::connect(socket).is_ok() {
         return Err(EngineError::Conflict(format!(
             "a daemon already listens on {}: stop it first, or choose another --socket",
@@ -66,13 +68,16 @@ pub fn serve(daemon: Daemon, socket: &Path, limits: Limits) -> Result<(), Engine
     // Nobody answers: a socket file left by a daemon that died.
     let _ = std::fs::remove_file(socket);
     if let Some(dir) = socket.parent() {
-        std::fs::create_dir_all(dir).map_err(super::state::io(dir))?;
+        super::state::create_dirs(dir, 0o755)?;
     }
+    Containers::open(&daemon.root)?;
+    Store::open(&daemon.root)?;
+    // What shims killed since the last daemon left: swept before anyone
+    // can ask for a new container.
+    sweep_leftovers();
     let listener = UnixListener::bind(socket).map_err(super::state::io(socket))?;
     std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o660))
         .map_err(super::state::io(socket))?;
-    Containers::open(&daemon.root)?;
-    Store::open(&daemon.root)?;
     // Not in the directory it was started from, which may go away: every
     // path the daemon uses is absolute.
     std::env::set_current_dir("/").map_err(super::state::io(Path::new("/")))?;
@@ -83,6 +88,23 @@ pub fn serve(daemon: Daemon, socket: &Path, limits: Limits) -> Result<(), Engine
     server::serve(listener, limits, Arc::new(handler)).map_err(super::state::io(socket))
 }
 // ANCHOR_END: serve
+
+// ANCHOR: sweep_leftovers
+/// Undoes what dead shims left on the host: the records of their cgroups
+/// and mounts ([`crate::leftovers`]) and their network leases, with the
+/// port rules, veths and files each stands for ([`crate::net::ipam::sweep`]).
+/// A shim tears all of it down as its container ends; this is for shims
+/// that could not (`SIGKILL`, a crash, the OOM killer).
+fn sweep_leftovers() {
+    let trace = crate::trace::Trace::new(false);
+    let lines = crate::leftovers::sweep()
+        .into_iter()
+        .chain(crate::net::ipam::sweep(&crate::net::state_dir(), &trace));
+    for line in lines {
+        eprintln!("caixa daemon: {line}");
+    }
+}
+// ANCHOR_END: sweep_leftovers
 
 /// Answers one request: a response, or an error as Docker's
 /// `{"message": …}` with the error's status, if the head has not gone out
@@ -215,13 +237,10 @@ fn route(
         }
         ("GET", ["containers", key, "logs"]) => {
             let config = containers.find(key)?;
-            let (entries, _) =
-                log::read_from(&containers.files(&config.id).join("container.log"), 0)
-                    .map_err(EngineError::Connection)?;
-            let wanted = Wanted::of(req, &config);
-            let framed: Vec<u8> = entries.iter().flat_map(|e| wanted.frame(e)).collect();
-            out.respond(200, "application/vnd.docker.raw-stream", &framed)
-                .map_err(EngineError::Connection)
+            let mut out = out
+                .stream(200, "application/vnd.docker.raw-stream")
+                .map_err(EngineError::Connection)?;
+            send_log(&containers, &config.id, &Wanted::of(req, &config), &mut out)
         }
         ("DELETE", ["containers", key]) => {
             let record = containers.find(key)?;
@@ -357,7 +376,7 @@ fn tempfile_dir(root: &Path) -> Result<PathBuf, EngineError> {
     let dir = root
         .join("engine/tmp")
         .join(format!("{}-{n}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(super::state::io(&dir))?;
+    super::state::create_dirs(&dir, 0o700)?;
     Ok(dir)
 }
 
@@ -404,7 +423,7 @@ fn create(
     containers.reserve_name(&record.name, &record.id)?;
     let made = (|| {
         let dir = containers.dir(&record.id);
-        std::fs::create_dir_all(&dir).map_err(super::state::io(&dir))?;
+        super::state::create_dirs(&dir, super::state::CONTAINER_DIR_MODE)?;
         crate::bundle::write(&dir, &config)?;
         containers.create(&record)
     })();
@@ -436,9 +455,7 @@ fn start(daemon: &Daemon, containers: &Containers, record: &Record) -> Result<bo
         Status::Created | Status::Exited => {}
     }
     // A shim that died left its record of what it made: sweep it first.
-    for line in crate::leftovers::sweep() {
-        eprintln!("caixa daemon: {line}");
-    }
+    sweep_leftovers();
     containers.set_state(&record.id, &State::default())?;
     let log_path = dir.join("shim.log");
     let log = std::fs::File::options()
@@ -571,6 +588,37 @@ impl Wanted {
     }
 }
 
+// ANCHOR: send_log
+/// Sends container `id`'s log as it is now, a chunk at a time: the
+/// daemon's memory stays bounded whatever the log's size, and a client
+/// that reads slowly slows the reading (the stream's back-pressure).
+fn send_log(
+    containers: &Containers,
+    id: &str,
+    wanted: &Wanted,
+    out: &mut dyn Write,
+) -> Result<(), EngineError> {
+    let path = containers.files(id).join("container.log");
+    // Frames gathered into chunks of 64 KiB, not one chunk per line.
+    let mut out = std::io::BufWriter::with_capacity(64 << 10, out);
+    let mut offset = 0;
+    loop {
+        let (entries, next) = log::read_from(&path, offset).map_err(EngineError::Connection)?;
+        if next == offset {
+            break; // the end, as it is now
+        }
+        offset = next;
+        for entry in &entries {
+            if out.write_all(&wanted.frame(entry)).is_err() {
+                return Ok(()); // the client went away
+            }
+        }
+    }
+    let _ = out.flush();
+    Ok(())
+}
+// ANCHOR_END: send_log
+
 // ANCHOR: follow
 /// Sends container `id`'s output as frames, as its log grows, until the
 /// container has exited and everything is sent.
@@ -670,7 +718,7 @@ fn stop(containers: &Containers, record: &Record, grace: Duration) -> Result<(),
 
 /// A container whose state says `running` but whose shim is gone: record
 /// the end the state view reports, and sweep what the dead shim left
-/// (its cgroup, its mount), as the next start would.
+/// (its cgroup, its mount, its lease, rules and veth).
 fn settle(containers: &Containers, record: &Record) -> Result<(), EngineError> {
     let view = containers.state(&record.id)?;
     let file: State = super::state::read_json(&containers.dir(&record.id).join("state.json"))?;
@@ -682,9 +730,7 @@ fn settle(containers: &Containers, record: &Record) -> Result<(), EngineError> {
                 ..view
             },
         )?;
-        for line in crate::leftovers::sweep() {
-            eprintln!("caixa daemon: {line}");
-        }
+        sweep_leftovers();
     }
     Ok(())
 }

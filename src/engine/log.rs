@@ -25,6 +25,11 @@ const MAX_PARTIAL: usize = 16 * 1024;
 /// The longest line a reader accepts: a longer one is not ours.
 const MAX_LINE: usize = 64 * 1024 + 256;
 
+/// The most a reader takes from the file at once: room for a few lines of
+/// the longest kind, and a bound on the daemon's memory per reader,
+/// whatever the log's size (a client asks for more by asking again).
+const READ_CHUNK: u64 = 1 << 20;
+
 /// Which of the container's streams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -116,18 +121,20 @@ impl Writer {
 }
 // ANCHOR_END: log_writer
 
-/// The daemon's end: reads the log's complete lines from `offset` on and
-/// returns them with the offset after the last one. A line that does not
-/// parse is skipped (the log is ours; a torn last line waits for its end).
+/// The daemon's end: reads complete lines from `offset` on, at most
+/// [`READ_CHUNK`] bytes of them, and returns them with the offset after
+/// the last one; call it again from there for more (no entries: the end,
+/// for now). A line that does not parse is skipped (the log is ours; a
+/// torn last line waits for its end).
 pub fn read_from(path: &Path, offset: u64) -> std::io::Result<(Vec<Entry>, u64)> {
     let mut file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), offset)),
         Err(e) => return Err(e),
     };
-    file.seek(SeekFrom::Start(offset))?;
     let mut bytes = Vec::new();
-    file.take(64 << 20).read_to_end(&mut bytes)?;
+    file.seek(SeekFrom::Start(offset))?;
+    (&mut file).take(READ_CHUNK).read_to_end(&mut bytes)?;
     let mut entries = Vec::new();
     let mut used = 0;
     while let Some(end) = bytes[used..].iter().position(|b| *b == b'\n') {
@@ -138,6 +145,11 @@ pub fn read_from(path: &Path, offset: u64) -> std::io::Result<(Vec<Entry>, u64)>
                 entries.push(entry);
             }
         }
+    }
+    if used == 0 && bytes.len() as u64 == READ_CHUNK {
+        // A whole chunk without a line end is no line of ours: step over
+        // it, so a reader is never stuck in front of it.
+        used = bytes.len();
     }
     Ok((entries, offset + used as u64))
 }
@@ -177,5 +189,32 @@ mod tests {
         let (entries, _) = read_from(&path, 0).unwrap();
         assert_eq!(entries.len(), 1);
         assert_eq!(entries[0].log.len(), MAX_PARTIAL + 10);
+    }
+
+    #[test]
+    fn a_large_log_is_read_a_chunk_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("container.log");
+        let mut w = Writer::open(&path).unwrap();
+        let line = [b'y'; 1000];
+        for _ in 0..3000 {
+            w.write(Stream::Stdout, &line).unwrap();
+            w.write(Stream::Stdout, b"\n").unwrap();
+        }
+        let (mut offset, mut total) = (0, 0);
+        loop {
+            let (entries, next) = read_from(&path, offset).unwrap();
+            assert!(next - offset <= READ_CHUNK);
+            if entries.is_empty() {
+                break;
+            }
+            total += entries.len();
+            offset = next;
+        }
+        assert_eq!(total, 3000);
+        // Garbage without a line end is stepped over, not stuck on.
+        std::fs::write(&path, vec![b'z'; 3 * READ_CHUNK as usize]).unwrap();
+        let (entries, next) = read_from(&path, 0).unwrap();
+        assert!(entries.is_empty() && next == READ_CHUNK);
     }
 }

@@ -100,9 +100,9 @@ pub fn to_spec(store: &Store, id: &str, body: &Value) -> Result<Spec, EngineErro
         .as_str()
         .filter(|d| !d.is_empty())
         .map(std::path::PathBuf::from);
-    let env = strings(&body["Env"], "Env")?;
-    crate::image::config::shape(&mut spec.process, &config, &command, &env, workdir)
+    crate::image::config::shape(&mut spec.process, &config, &command, &[], workdir)
         .map_err(|e| bad(e.to_string()))?;
+    apply_env(&mut spec.process.env, &strings(&body["Env"], "Env")?);
     if !body["Entrypoint"].is_null() {
         // An Entrypoint in the request replaces the image's, and its Cmd too.
         let entrypoint = strings(&body["Entrypoint"], "Entrypoint")?;
@@ -150,6 +150,23 @@ pub fn to_spec(store: &Store, id: &str, body: &Value) -> Result<Spec, EngineErro
     Ok(spec)
 }
 // ANCHOR_END: create_spec
+
+// ANCHOR: apply_env
+/// The request's `Env` over the image's, in order: `KEY=VALUE` sets KEY;
+/// a bare `KEY` unsets it (Docker's daemon reads it so). The daemon never
+/// fills a value from its own environment: that would hand its secrets to
+/// any client's container. A client that means "my value" resolves it
+/// itself, as `docker run -e KEY` and `step11 run -e KEY` do.
+pub fn apply_env(env: &mut Vec<String>, request: &[String]) {
+    for entry in request {
+        if entry.contains('=') {
+            set_env(env, entry.clone());
+        } else {
+            env.retain(|e| e.split('=').next() != Some(entry.as_str()));
+        }
+    }
+}
+// ANCHOR_END: apply_env
 
 /// The request's `Image`, which must be there.
 pub fn image_name(body: &Value) -> Result<&str, EngineError> {
@@ -222,4 +239,24 @@ fn network(host: &Value) -> Result<Option<NetworkSpec>, EngineError> {
         crate::net::DEFAULT_SUBNET,
     )
     .map_err(|e| bad(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bare_key_unsets_what_the_image_set() {
+        let mut env = vec!["PATH=/bin".to_string(), "A=1".to_string()];
+        apply_env(
+            &mut env,
+            &[
+                "A".into(),
+                "HOME".into(),
+                "B=2".into(),
+                "PATH=/usr/bin".into(),
+            ],
+        );
+        assert_eq!(env, ["B=2", "PATH=/usr/bin"]);
+    }
 }

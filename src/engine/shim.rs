@@ -49,6 +49,8 @@ use crate::parent::Running;
 /// Runs container `id` of `root` to its end and records how it ended;
 /// returns its exit code. The process is the shim from here on.
 pub fn run(root: &Path, id: &str) -> Result<i32, EngineError> {
+    // Its socket and files get the modes given here, whoever started it.
+    super::state::set_umask();
     let containers = Containers::open(root)?;
     let record = containers.record(id)?;
     let dir = containers.dir(id);

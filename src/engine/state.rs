@@ -22,6 +22,7 @@
 
 use std::fs::File;
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
@@ -116,6 +117,34 @@ pub struct Containers {
     names: PathBuf,
 }
 
+// ANCHOR: modes
+/// The mode of `containers/` and of each container's directory: traversable
+/// by the container's (unprivileged) root on its way to the rootfs, not
+/// listable or writable by anyone but root.
+pub const CONTAINER_DIR_MODE: u32 = 0o711;
+
+/// Gives this process (a daemon, a shim, a registry) the engine's own
+/// umask, `022` (Docker's, and what containers inherit as their default),
+/// so that what it creates has the modes it gives, whatever umask it was
+/// started with: under `umask 000`, another user could otherwise rename
+/// the daemon's socket away or write into its state.
+pub fn set_umask() {
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+}
+
+/// Creates `dir` and its missing parents with `mode` (never `0777` minus
+/// whatever umask the caller had; the engine's processes set theirs to
+/// `022`, so `mode` is what they get). Existing directories are left as
+/// they are: a socket's parent may be `/run`.
+pub fn create_dirs(dir: &Path, mode: u32) -> Result<(), EngineError> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(dir)
+        .map_err(io(dir))
+}
+// ANCHOR_END: modes
+
 pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> EngineError + '_ {
     move |source| EngineError::File {
         path: path.to_path_buf(),
@@ -133,12 +162,16 @@ pub struct Locked {
 }
 
 impl Containers {
-    /// The containers under `root` (created if missing).
+    /// The containers under `root` (created if missing), with their modes
+    /// set whatever the umask: `containers` may be traversed (a container's
+    /// root user is an unprivileged host uid that must reach its rootfs)
+    /// but not listed or written; the names are root's alone.
     pub fn open(root: &Path) -> Result<Containers, EngineError> {
         let dir = root.join("containers");
         let names = root.join("engine/names");
-        for d in [&dir, &names] {
-            std::fs::create_dir_all(d).map_err(io(d))?;
+        for (d, mode) in [(&dir, CONTAINER_DIR_MODE), (&names, 0o700)] {
+            create_dirs(d, mode)?;
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode)).map_err(io(d))?;
         }
         Ok(Containers { dir, names })
     }
@@ -229,7 +262,7 @@ impl Containers {
     /// by the caller into the same directory).
     pub fn create(&self, record: &Record) -> Result<(), EngineError> {
         let dir = self.dir(&record.id);
-        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        create_dirs(&dir, CONTAINER_DIR_MODE)?;
         self.set_state(&record.id, &State::default())?;
         // Last: a directory with a record is a container (see `list`).
         write_json(&dir.join("container.json"), record)
@@ -343,7 +376,7 @@ impl Containers {
     /// code still gets it; tombstones older than a minute are swept.
     pub fn retire(&self, record: &Record) -> Result<(), EngineError> {
         let tomb = self.dir.join(format!(".gone-{}", record.id));
-        std::fs::create_dir_all(&tomb).map_err(io(&tomb))?;
+        create_dirs(&tomb, 0o700)?;
         let state = self.dir(&record.id).join("state.json");
         std::fs::copy(&state, tomb.join("state.json")).map_err(io(&state))?;
         let log = self.dir(&record.id).join("container.log");

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
 
-use super::{NetError, NetworkSpec, bridge, portmap};
+use super::{NetError, NetworkSpec, bridge, portmap, veth};
 use crate::trace::{Side, Trace};
 
 /// One line of the leases file.
@@ -119,10 +119,11 @@ pub fn lease(spec: &NetworkSpec, id: &str, trace: &Trace) -> Result<Ipv4Addr, Ne
         portmap::check_free(p)?;
     }
     // The port rules of a killed container would still catch its ports.
+    // (With no live lease left, the bridge is made afresh below, its
+    // chains with it.)
     if !state.leases.is_empty() {
         for dead in &state.dead {
-            portmap::remove_rules_of(&dead.id, trace)?;
-            let _ = std::fs::remove_dir_all(spec.state_dir.join("containers").join(&dead.id));
+            take_back(spec, dead, trace)?;
         }
     }
     if bridge::exists(&spec.bridge) && !bridge::marker(spec).exists() {
@@ -184,6 +185,106 @@ pub fn release(spec: &NetworkSpec, id: &str, trace: &Trace) -> Result<(), NetErr
 }
 
 use super::Publish;
+
+/// Removes what the dead holder of `lease` made for it: its port rules, the
+/// host end of its veth (if its namespace has not taken it along), its
+/// files. The caller holds the leases' lock and drops the lease.
+fn take_back(spec: &NetworkSpec, lease: &Lease, trace: &Trace) -> Result<(), NetError> {
+    portmap::remove_rules_of(&lease.id, trace)?;
+    let host = veth::host_name(&lease.id);
+    if super::link_exists(&host) {
+        veth::delete(&veth::Veth { host }, trace)?;
+    }
+    let files = spec.state_dir.join("containers").join(&lease.id);
+    match std::fs::remove_dir_all(&files) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(state_err(&files)(e)),
+        _ => Ok(()),
+    }
+}
+
+// ANCHOR: sweep_leases
+/// Takes back every dead lease of every bridge under `state_dir` (see
+/// [`take_back`]) and removes a bridge that no live lease holds; returns a
+/// line per thing done or not done, for the caller's log. Run it when no
+/// start is known to be half-way: the leases' lock keeps it from racing
+/// one anyway.
+pub fn sweep(state_dir: &Path, trace: &Trace) -> Vec<String> {
+    let mut said = Vec::new();
+    let Ok(entries) = std::fs::read_dir(state_dir.join("networks")) else {
+        return said;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "bridge") {
+            continue;
+        }
+        let (Some(bridge), Ok(subnet)) = (
+            path.file_stem().map(|b| b.to_string_lossy().into_owned()),
+            std::fs::read_to_string(&path),
+        ) else {
+            continue;
+        };
+        let Ok(subnet) = subnet.trim().parse() else {
+            said.push(format!(
+                "warning: {}: not a subnet; left alone",
+                path.display()
+            ));
+            continue;
+        };
+        let spec = NetworkSpec {
+            bridge,
+            subnet,
+            publish: Vec::new(),
+            bandwidth: None,
+            state_dir: state_dir.to_path_buf(),
+        };
+        if let Err(e) = sweep_bridge(&spec, trace, &mut said) {
+            said.push(format!(
+                "warning: sweeping the leases of {}: {e}",
+                spec.bridge
+            ));
+        }
+    }
+    said
+}
+// ANCHOR_END: sweep_leases
+
+fn sweep_bridge(spec: &NetworkSpec, trace: &Trace, said: &mut Vec<String>) -> Result<(), NetError> {
+    let state = lock(spec)?;
+    if state.dead.is_empty() && !state.leases.is_empty() {
+        return Ok(());
+    }
+    let mut kept = Vec::new();
+    for dead in &state.dead {
+        match take_back(spec, dead, trace) {
+            Ok(()) => said.push(format!(
+                "took back the address, rules and veth of container {}, whose holder died",
+                dead.id
+            )),
+            Err(e) => {
+                said.push(format!(
+                    "warning: cannot take back the lease of dead container {}: {e}; the next sweep tries again",
+                    dead.id
+                ));
+                kept.push(dead.clone());
+            }
+        }
+    }
+    let done = Locked {
+        leases: state.leases.iter().chain(&kept).cloned().collect(),
+        dead: Vec::new(),
+        ..state
+    };
+    done.save()?;
+    if done.leases.is_empty() && bridge::exists(&spec.bridge) {
+        bridge::destroy(spec, trace)?;
+        said.push(format!(
+            "removed bridge {}: no container holds it",
+            spec.bridge
+        ));
+    }
+    Ok(())
+}
 
 #[cfg(test)]
 mod tests {

@@ -16,6 +16,12 @@ pub struct Veth {
     pub host: String,
 }
 
+/// The host end's name for container `id`: `cx` and the id's first ten
+/// characters (an interface name has at most 15).
+pub fn host_name(id: &str) -> String {
+    format!("cx{}", &id[..id.len().min(10)])
+}
+
 // ANCHOR: create_veth
 /// Creates the pair with one end in `pid`'s network namespace (as `eth0`),
 /// plugs the other into the bridge, and configures the container's end from
@@ -30,7 +36,7 @@ pub fn create(
     trace: &Trace,
 ) -> Result<Veth, NetError> {
     // EXERCISE(8): create the veth pair with its peer in the container's netns, plug the host end into the bridge; then configure eth0 inside
-    let host = format!("cx{}", &id[..id.len().min(10)]);
+    let host = host_name(id);
     // The peer is born inside the container's namespace, already named eth0:
     // moving a device between namespaces later would cost an RCU grace period.
     run(
