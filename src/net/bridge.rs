@@ -3,7 +3,7 @@
 
 use super::cmd::{run, sysctl};
 use super::{NetError, NetworkSpec, Subnet};
-use crate::trace::Trace;
+use crate::trace::{Side, Trace};
 
 /// caixa's own chains for this bridge (iptables allows 28 characters; a
 /// bridge name has at most 15).
@@ -64,6 +64,38 @@ fn overlapping_routes(
         .map(str::to_string)
         .collect())
 }
+
+// ANCHOR: bring_up
+/// Makes sure the network's bridge is up for a new container: refuses a
+/// bridge of that name caixa did not make; remakes one a crash left behind
+/// (`first`: no live container holds an address); makes a missing one;
+/// checks an existing one's subnet. Called under the leases' lock.
+pub fn bring_up(spec: &NetworkSpec, first: bool, trace: &Trace) -> Result<(), NetError> {
+    if exists(&spec.bridge) && !marker(spec).exists() {
+        return Err(NetError::Invalid(format!(
+            "a bridge named {} exists and was not made by caixa: choose another --bridge",
+            spec.bridge
+        )));
+    }
+    if first && exists(&spec.bridge) {
+        // No live lease but a bridge: left by a start that was killed.
+        // Start the network afresh.
+        trace.step(
+            Side::Parent,
+            format_args!(
+                "bridge: no live lease on {}: removing what a crash left",
+                spec.bridge
+            ),
+        );
+        let _ = destroy(spec, trace);
+    }
+    if exists(&spec.bridge) {
+        check_subnet(spec, trace)
+    } else {
+        create(spec, trace)
+    }
+}
+// ANCHOR_END: bring_up
 
 // ANCHOR: create_bridge
 /// Creates the bridge with the gateway address, turns on forwarding and

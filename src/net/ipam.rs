@@ -103,86 +103,93 @@ impl Locked {
     }
 }
 
+/// The network's leases, locked while this lives: what a start reads and
+/// changes of the network happens under it, so two starts never interleave.
+pub struct Leases(Locked);
+
+/// Opens (and locks) the leases of `spec`'s network, waiting for the lock.
+pub fn open(spec: &NetworkSpec) -> Result<Leases, NetError> {
+    lock(spec).map(Leases)
+}
+
 // ANCHOR: lease
-/// Leases the lowest free address of the subnet to container `id`.
-pub fn lease(spec: &NetworkSpec, id: &str, trace: &Trace) -> Result<Ipv4Addr, NetError> {
-    let mut state = lock(spec)?;
-    let published: Vec<String> = spec.publish.iter().map(Publish::key).collect();
-    for p in &spec.publish {
-        if let Some(holder) = state.leases.iter().find(|l| l.published.contains(&p.key())) {
-            return Err(NetError::PortTaken(format!(
-                "host port {} is already published by container {}: choose another host port",
-                p.key().replace(':', " "),
-                holder.id
-            )));
+impl Leases {
+    /// Whether no live container holds an address of this network.
+    pub fn is_empty(&self) -> bool {
+        self.0.leases.is_empty()
+    }
+
+    /// Refuses a host port another container publishes, or that a process
+    /// of the host has bound.
+    pub fn check_ports(&self, spec: &NetworkSpec) -> Result<(), NetError> {
+        for p in &spec.publish {
+            if let Some(holder) = self
+                .0
+                .leases
+                .iter()
+                .find(|l| l.published.contains(&p.key()))
+            {
+                return Err(NetError::PortTaken(format!(
+                    "host port {} is already published by container {}: choose another host port",
+                    p.key().replace(':', " "),
+                    holder.id
+                )));
+            }
+            portmap::check_free(p)?;
         }
-        portmap::check_free(p)?;
+        Ok(())
     }
-    // The port rules of a killed container would still catch its ports.
-    // (With no live lease left, the bridge is made afresh below, its
-    // chains with it.)
-    if !state.leases.is_empty() {
-        for dead in &state.dead {
-            take_back(spec, dead, trace)?;
+
+    /// Takes back what killed containers left (their port rules would still
+    /// catch their ports). With no live lease left this is not needed: the
+    /// bridge is then made afresh, its chains with it.
+    pub fn take_back_dead(&mut self, spec: &NetworkSpec, trace: &Trace) -> Result<(), NetError> {
+        if !self.0.leases.is_empty() {
+            for dead in &self.0.dead {
+                take_back(spec, dead, trace)?;
+            }
         }
+        Ok(())
     }
-    if bridge::exists(&spec.bridge) && !bridge::marker(spec).exists() {
-        return Err(NetError::Invalid(format!(
-            "a bridge named {} exists and was not made by caixa: choose another --bridge",
-            spec.bridge
-        )));
-    }
-    if state.leases.is_empty() && bridge::exists(&spec.bridge) {
-        // No live lease but a bridge: left by a step binary that was killed.
-        // Start the network afresh.
+
+    /// Leases the lowest free address of the subnet to container `id`.
+    pub fn take(
+        &mut self,
+        spec: &NetworkSpec,
+        id: &str,
+        trace: &Trace,
+    ) -> Result<Ipv4Addr, NetError> {
+        let taken: Vec<Ipv4Addr> = self.0.leases.iter().map(|l| l.address).collect();
+        let address = (2..spec.subnet.size() - 1)
+            .map(|n| spec.subnet.nth(n))
+            .find(|a| !taken.contains(a))
+            .ok_or(NetError::Exhausted(spec.subnet))?;
+        self.0.leases.push(Lease {
+            address,
+            id: id.to_string(),
+            pid: std::process::id() as i32,
+            published: spec.publish.iter().map(Publish::key).collect(),
+        });
+        self.0.save()?;
         trace.step(
             Side::Parent,
-            format_args!(
-                "ipam: no live lease on {}: removing what a crash left",
-                spec.bridge
-            ),
+            format_args!("ipam: leased {address} to {id} ({})", self.0.path.display()),
         );
-        let _ = bridge::destroy(spec, trace);
+        Ok(address)
     }
-    if bridge::exists(&spec.bridge) {
-        bridge::check_subnet(spec, trace)?;
-    } else {
-        bridge::create(spec, trace)?;
+
+    /// Gives back `id`'s address.
+    pub fn give_back(&mut self, id: &str, trace: &Trace) -> Result<(), NetError> {
+        self.0.leases.retain(|l| l.id != id);
+        self.0.save()?;
+        trace.step(
+            Side::Parent,
+            format_args!("ipam: released the address of {id}"),
+        );
+        Ok(())
     }
-    let taken: Vec<Ipv4Addr> = state.leases.iter().map(|l| l.address).collect();
-    let address = (2..spec.subnet.size() - 1)
-        .map(|n| spec.subnet.nth(n))
-        .find(|a| !taken.contains(a))
-        .ok_or(NetError::Exhausted(spec.subnet))?;
-    state.leases.push(Lease {
-        address,
-        id: id.to_string(),
-        pid: std::process::id() as i32,
-        published,
-    });
-    state.save()?;
-    trace.step(
-        Side::Parent,
-        format_args!("ipam: leased {address} to {id} ({})", state.path.display()),
-    );
-    Ok(address)
 }
 // ANCHOR_END: lease
-
-/// Gives back `id`'s address; the network's last lease takes the bridge along.
-pub fn release(spec: &NetworkSpec, id: &str, trace: &Trace) -> Result<(), NetError> {
-    let mut state = lock(spec)?;
-    state.leases.retain(|l| l.id != id);
-    state.save()?;
-    trace.step(
-        Side::Parent,
-        format_args!("ipam: released the address of {id}"),
-    );
-    if state.leases.is_empty() {
-        bridge::destroy(spec, trace)?;
-    }
-    Ok(())
-}
 
 use super::Publish;
 

@@ -165,15 +165,27 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    /// Leases an address (creating the bridge and its rules if this is the
-    /// network's first container) and writes the container's files.
+    // ANCHOR: network_prepare
+    /// Brings the network up for one more container, in named steps, and
+    /// writes the container's files.
     pub fn new(
         spec: &NetworkSpec,
         id: &str,
         hostname: &str,
         trace: &Trace,
     ) -> Result<Prepared, NetError> {
-        let address = ipam::lease(spec, id, trace)?;
+        // The network's lock, held for the steps below, so that two starts
+        // never interleave them.
+        let mut leases = ipam::open(spec)?;
+        // First what can refuse, before anything changes.
+        leases.check_ports(spec)?;
+        // Rules of killed containers would still catch their ports.
+        leases.take_back_dead(spec, trace)?;
+        // The network's first container makes the bridge and its rules.
+        bridge::bring_up(spec, leases.is_empty(), trace)?;
+        // Last, the address: it is the container's once it is written down.
+        let address = leases.take(spec, id, trace)?;
+        drop(leases);
         let mut prepared = Prepared {
             spec: spec.clone(),
             id: id.to_string(),
@@ -190,6 +202,7 @@ impl Prepared {
         prepared.rules = portmap::rules(&prepared.spec, &prepared.id, address);
         Ok(prepared)
     }
+    // ANCHOR_END: network_prepare
 
     /// Files to bind-mount into the container: (host file, container path).
     pub fn mounts(&self) -> Vec<(PathBuf, PathBuf)> {
@@ -200,6 +213,9 @@ impl Prepared {
     /// its address and route, its port rules, its bandwidth.
     pub fn connect(&mut self, pid: Pid, trace: &Trace) -> Result<(), NetError> {
         let gateway = self.spec.subnet.gateway();
+        // The link first: rules and shaping name an address and a device
+        // that must exist (a DNAT to an address nobody answers is a black
+        // hole for the port's clients).
         let veth = veth::create(
             &self.spec.bridge,
             &self.id,
@@ -210,9 +226,11 @@ impl Prepared {
             trace,
         )?;
         self.connected = Some(veth);
+        // Then the ports, in one netfilter transaction.
         if !self.rules.is_empty() {
             portmap::apply(&self.rules, "-A", trace)?;
         }
+        // Last the bandwidth: tc shapes a device that is up.
         if let (Some(rate), Some(veth)) = (&self.spec.bandwidth, &self.connected) {
             shape::limit(&veth.host, pid, rate, trace)?;
         }
@@ -223,6 +241,8 @@ impl Prepared {
     /// the bridge with the network's last lease). Collects errors.
     pub fn release(&mut self, trace: &Trace) -> Result<(), NetError> {
         let mut first = None;
+        // The reverse of `connect`: rules first, so no packet is sent on to
+        // an address that is going away.
         if self.connected.is_some() && !self.rules.is_empty() {
             // One transaction; if it fails (a rule already gone), one by one,
             // so that the others still go.
@@ -237,15 +257,26 @@ impl Prepared {
                 }
             }
         }
+        // Then the link (its shaping goes with it).
         if let Some(veth) = self.connected.take() {
             if let Err(e) = veth::delete(&veth, trace) {
                 first.get_or_insert(e);
             }
         }
         let _ = std::fs::remove_dir_all(&self.files_dir);
+        // The address last: while it is leased, no other container gets it
+        // (nor its rules, which might still be half there).
         if self.leased {
             self.leased = false;
-            if let Err(e) = ipam::release(&self.spec, &self.id, trace) {
+            let released = ipam::open(&self.spec).and_then(|mut leases| {
+                leases.give_back(&self.id, trace)?;
+                // The network's last container takes the bridge along.
+                if leases.is_empty() {
+                    bridge::destroy(&self.spec, trace)?;
+                }
+                Ok(())
+            });
+            if let Err(e) = released {
                 first.get_or_insert(e);
             }
         }
