@@ -1409,28 +1409,39 @@ fn peak_kib(pid: u32) -> u64 {
 
 #[test]
 fn the_logs_of_a_huge_log_keep_the_daemon_small() {
-    const LOG: u64 = 256 << 20;
+    const LOG: u64 = 64 << 20;
     let engine = Engine::start();
     loaded(&engine);
-    // 256 MiB of output, in lines of 1000 characters.
-    let script = format!("busybox yes $(busybox printf '%01000d' 0) | busybox head -c {LOG}");
-    stdout_of(&engine.client(&[
-        "run", "-d", "--name", "talker", "demo:1", "sh", "-c", &script,
-    ]));
-    // Its end: 256 MiB take a while on a busy machine (at most 5 minutes).
-    let mut waiting = UnixStream::connect(engine.socket()).unwrap();
-    waiting
-        .set_read_timeout(Some(Duration::from_secs(300)))
+    let id = stdout_of(&engine.client(&["run", "-d", "--name", "talker", "demo:1", "true"]))
+        .trim()
+        .to_string();
+    stdout_of(&engine.client(&["wait", "talker"]));
+    // 64 MiB of output in Docker's json-file lines, as a shim writes them
+    // (written here directly: a container printing that much takes minutes
+    // under the VM lane's emulated CPU, and the shim's writing is not what
+    // this grades).
+    let line = format!(
+        "{}\n",
+        serde_json::json!({ "log": format!("{}\n", "x".repeat(1000)), "stream": "stdout", "time": "2026-12-02T10:00:00.000000000Z" })
+    );
+    let mut chunk = String::new();
+    for _ in 0..1024 {
+        chunk.push_str(&line);
+    }
+    let mut log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(
+            engine
+                .root()
+                .join("containers")
+                .join(&id)
+                .join("container.log"),
+        )
         .unwrap();
-    std::io::Write::write_all(
-        &mut waiting,
-        b"POST /containers/talker/wait HTTP/1.1\r\nHost: caixa\r\nConnection: close\r\n\r\n",
-    )
-    .unwrap();
-    read_until_closed(waiting);
-    let (_, inspected) = engine.api("GET", "/containers/talker/json", None);
-    let inspected: serde_json::Value = serde_json::from_str(&inspected).unwrap();
-    assert_eq!(inspected["State"]["ExitCode"], 0, "{inspected}");
+    for _ in 0..(LOG / (1001 * 1024) + 1) {
+        std::io::Write::write_all(&mut log, chunk.as_bytes()).unwrap();
+    }
+    drop(log);
     let daemon = engine.daemon.as_ref().unwrap().id();
     // Start the peak afresh (proc(5): writing 5 to clear_refs resets VmHWM).
     std::fs::write(format!("/proc/{daemon}/clear_refs"), "5").unwrap();
@@ -1455,8 +1466,8 @@ fn the_logs_of_a_huge_log_keep_the_daemon_small() {
     }
     let grown_mib = peak_kib(daemon).saturating_sub(before) >> 10;
     assert!(
-        grown_mib < 150,
-        "step 11: logs must stream a log with bounded buffers; the daemon grew by {grown_mib} MiB to send a 256 MiB log"
+        grown_mib < 40,
+        "step 11: logs must stream a log with bounded buffers; the daemon grew by {grown_mib} MiB to send a 64 MiB log"
     );
     assert!(received > LOG, "all of the log is sent: {received} bytes");
 }
