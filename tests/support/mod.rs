@@ -89,9 +89,15 @@ pub(crate) fn step(n: u32) -> Command {
     cmd
 }
 
-/// The rootfs cache the tests share (built once by the first test needing it).
+/// The rootfs cache the tests share (built once by the first test needing
+/// it): `$CAIXA_TEST_CACHE_DIR`, else under the target directory. Steps 6-8
+/// put each container's overlay beside it, so it must be on a filesystem an
+/// overlay's upper directory may live on (the VM lane points it at its ext4
+/// scratch disk: its root is itself an overlay).
 pub(crate) fn cache_dir() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join("caixa-cache")
+    std::env::var_os("CAIXA_TEST_CACHE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("caixa-cache"))
 }
 
 /// Runs step `n` with `args` to the end (at most [`TIMEOUT`]) and returns its output.

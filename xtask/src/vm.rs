@@ -332,7 +332,7 @@ for c in $(cat /sys/fs/cgroup/cgroup.controllers); do echo "+$c" > /sys/fs/cgrou
 ip link set lo up 2>/dev/null
 mkdir -p /var/tmp/caixa-vm
 mount -t ext4 /dev/vda /var/tmp/caixa-vm && chmod 1777 /var/tmp/caixa-vm
-export TMPDIR=/var/tmp/caixa-vm CAIXA_PROBE={probe} RUST_BACKTRACE=1
+export TMPDIR=/var/tmp/caixa-vm CAIXA_TEST_CACHE_DIR=/var/tmp/caixa-vm/caixa-cache CAIXA_PROBE={probe} RUST_BACKTRACE=1
 cd {root}
 "#,
         out = out.display(),
