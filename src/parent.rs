@@ -232,7 +232,7 @@ pub fn start(spec: &Spec) -> Result<Running, Error> {
         ns::describe_flags(&spec.namespaces)
     ));
     // SAFETY: the step binaries are single-threaded (documented above).
-    let mut child = match unsafe { clone_child(flags) } {
+    let child = match unsafe { clone_child(flags) } {
         Ok(Forked::Child) => {
             drop(parent_end);
             let code = init::run(spec, &child_end, &signals.previous(), &trace);
@@ -317,10 +317,8 @@ pub fn start(spec: &Spec) -> Result<Running, Error> {
     step(format_args!(
         "the command runs; forwarding signals until it ends"
     ));
-    let pid = child.pid;
-    child.reaped = true; // from here on `Running` owns it
     Ok(Running {
-        child: Child { pid, reaped: false },
+        child,
         host,
         signals,
         trace,

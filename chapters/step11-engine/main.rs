@@ -15,7 +15,7 @@ use std::time::Duration;
 #[path = "../cli.rs"]
 mod cli;
 use caixa::engine::EngineError;
-use caixa::engine::client::{Client, DEFAULT_SOCKET, Payload, demux};
+use caixa::engine::client::{Client, DEFAULT_SOCKET, Demuxer, Payload};
 use caixa::engine::daemon::{self, Daemon};
 use caixa::engine::server::Limits;
 use caixa::registry::client::Options;
@@ -348,27 +348,23 @@ fn load(client: &Client, path: &std::path::Path, name: Option<&str>) -> Result<(
     Ok(())
 }
 
+/// The container's output, taken apart as it comes (a log may be far
+/// larger than any answer the client keeps whole).
 fn logs(client: &Client, container: &str) -> Result<(), EngineError> {
-    let response = client.call(
+    let mut demuxer = Demuxer::default();
+    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+    client.call(
         "GET",
         &format!(
             "/containers/{}/logs?stdout=1&stderr=1",
             percent_encode(container)
         ),
         None,
-        &mut |_| {},
+        &mut |chunk| demuxer.push(chunk, &mut out, &mut err),
     )?;
-    demux(
-        &response.body,
-        &mut std::io::stdout(),
-        &mut std::io::stderr(),
-    )
-    .map_err(EngineError::Connection)
+    Ok(())
 }
 
-// ANCHOR: client_run
-/// `docker run`: create (pulling when the image is missing), start, and
-/// unless detached wait, print the output and exit with its code.
 /// The server limits the hidden test options set (the defaults otherwise).
 fn limits(header_timeout: f64, max_connections: usize) -> Limits {
     Limits {
@@ -400,6 +396,9 @@ fn resolve_env(entries: &[String]) -> Vec<String> {
 }
 // ANCHOR_END: resolve_env
 
+// ANCHOR: client_run
+/// `docker run`: create (pulling when the image is missing), start, and
+/// unless detached wait, print the output and exit with its code.
 fn run(client: &Client, o: &RunOptions) -> Result<(), EngineError> {
     let (image, command) = o
         .image_and_command

@@ -142,15 +142,7 @@ impl Client {
             })
             .map_err(|e| self.error(method, target, e))?;
         if response.status >= 400 {
-            let message = serde_json::from_slice::<Value>(&response.body)
-                .ok()
-                .and_then(|v| v["message"].as_str().map(String::from))
-                .unwrap_or_else(|| String::from_utf8_lossy(&response.body).into_owned());
-            return Err(if response.status == 404 {
-                EngineError::NotFound(message)
-            } else {
-                EngineError::Daemon(message)
-            });
+            return Err(refusal(response.status, &response.body));
         }
         Ok(response)
     }
@@ -233,22 +225,19 @@ impl Client {
             headers.insert(header::UPGRADE, HeaderValue::from_static("tcp"));
             let answer = sender.send_request(request).await.map_err(broken)?;
             if answer.status() != hyper::StatusCode::SWITCHING_PROTOCOLS {
-                let status = answer.status();
+                // The daemon said no (no such container, …): its words.
+                let status = answer.status().as_u16();
                 let body = answer
                     .into_body()
                     .collect()
                     .await
                     .map(|b| b.to_bytes())
                     .unwrap_or_default();
-                let message = serde_json::from_slice::<Value>(&body)
-                    .ok()
-                    .and_then(|v| v["message"].as_str().map(String::from))
-                    .unwrap_or_else(|| format!("answered {status} instead of 101"));
-                return Err((message, false));
+                return Ok(Err(refusal(status, &body)));
             }
-            hyper::upgrade::on(answer).await.map_err(broken)
+            hyper::upgrade::on(answer).await.map(Ok).map_err(broken)
         };
-        attempt.await.map_err(|e| self.error(method, target, e))
+        attempt.await.map_err(|e| self.error(method, target, e))?
     }
 
     /// Connects and does the HTTP/1.1 handshake; the connection is driven
@@ -311,10 +300,25 @@ impl Client {
     }
 }
 
+/// The daemon's refusal, in its own words (Docker's `{"message": …}`);
+/// 404 stays `NotFound`, so a caller can tell a missing container or image.
+fn refusal(status: u16, body: &[u8]) -> EngineError {
+    let message = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v["message"].as_str().map(String::from))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
+    if status == 404 {
+        EngineError::NotFound(message)
+    } else {
+        EngineError::Daemon(message)
+    }
+}
+
 fn broken(e: impl std::fmt::Display) -> Broken {
     (e.to_string(), false)
 }
 
+// ANCHOR: demux
 /// Splits a stream of Docker's frames as it comes, in pieces of any size.
 #[derive(Debug, Default)]
 pub struct Demuxer {
@@ -342,28 +346,8 @@ impl Demuxer {
         self.pending.drain(..used);
     }
 }
-
-// ANCHOR: demux
-/// Splits Docker's multiplexed frames into stdout and stderr.
-pub fn demux(
-    mut framed: &[u8],
-    stdout: &mut impl Write,
-    stderr: &mut impl Write,
-) -> std::io::Result<()> {
-    while framed.len() >= 8 {
-        let len = u32::from_be_bytes([framed[4], framed[5], framed[6], framed[7]]) as usize;
-        let end = (8 + len).min(framed.len());
-        let data = &framed[8..end];
-        match framed[0] {
-            2 => stderr.write_all(data)?,
-            _ => stdout.write_all(data)?,
-        }
-        framed = &framed[end..];
-    }
-    stdout.flush()?;
-    stderr.flush()
-}
 // ANCHOR_END: demux
+
 
 #[cfg(test)]
 mod tests {
@@ -373,12 +357,6 @@ mod tests {
     fn frames_round_trip() {
         let mut framed = super::super::daemon::frame(1, b"out\n");
         framed.extend(super::super::daemon::frame(2, b"err\n"));
-        let (mut out, mut err) = (Vec::new(), Vec::new());
-        demux(&framed, &mut out, &mut err).unwrap();
-        assert_eq!(
-            (out.as_slice(), err.as_slice()),
-            (&b"out\n"[..], &b"err\n"[..])
-        );
         assert!(Client::new("tcp://1.2.3.4:2375").is_err());
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let mut demuxer = Demuxer::default();

@@ -454,8 +454,8 @@ fn start(daemon: &Daemon, containers: &Containers, record: &Record) -> Result<bo
         }
         Status::Created | Status::Exited => {}
     }
-    // A shim that died left its record of what it made: sweep it first.
-    sweep_leftovers();
+    // (What a dead shim left is swept by the runtime itself, first thing
+    // in its start: `Host::prepare` and `ipam::Leases::take_back_dead`.)
     containers.set_state(&record.id, &State::default())?;
     let log_path = dir.join("shim.log");
     let log = std::fs::File::options()

@@ -177,7 +177,7 @@ pub fn image_name(body: &Value) -> Result<&str, EngineError> {
 }
 
 /// The store's name for `image`: as given if the store has it, else the
-/// reference's normal form (`busybox` → `docker.io/library/busybox:latest`).
+/// reference's normal form (`busybox` → `busybox:latest`).
 fn local_name(store: &Store, image: &str) -> Result<String, EngineError> {
     if store.resolve(image).is_ok() {
         return Ok(image.to_string());

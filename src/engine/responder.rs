@@ -96,8 +96,9 @@ impl Responder {
                 switching
                     .extensions_mut()
                     .insert(hyper::ext::ReasonPhrase::from_static(b"UPGRADED"));
-                self.send(switching)?;
+                // Before the answer goes: a failure now can still be a 500.
                 theirs.set_nonblocking(true)?;
+                self.send(switching)?;
                 self.runtime.spawn(async move {
                     let _place = place;
                     let (Ok(upgraded), Ok(theirs)) =

@@ -196,8 +196,9 @@ pub fn serve(
 ) -> std::io::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        // One blocking thread per connection at most, plus a few spare.
-        .max_blocking_threads(limits.max_connections + 8)
+        // Two blocking threads per connection at most (its handler, and the
+        // copy of an attach whose client did not upgrade), plus a few spare.
+        .max_blocking_threads(2 * limits.max_connections + 8)
         .build()?;
     runtime.block_on(async move {
         listener.set_nonblocking(true)?;
@@ -314,7 +315,7 @@ fn busy(cap: usize) -> hyper::Response<Outgoing> {
 }
 
 /// The Docker CLI prefixes every path with its API version: `/v1.41/…`.
-pub fn strip_version(path: &str) -> &str {
+fn strip_version(path: &str) -> &str {
     let Some(rest) = path.strip_prefix("/v") else {
         return path;
     };
@@ -329,7 +330,7 @@ pub fn strip_version(path: &str) -> &str {
 }
 
 /// `a=1&b=x%20y&c` → `[(a, 1), (b, "x y"), (c, "")]`.
-pub fn parse_query(query: &str) -> Vec<(String, String)> {
+fn parse_query(query: &str) -> Vec<(String, String)> {
     query
         .split('&')
         .filter(|p| !p.is_empty())
@@ -342,7 +343,7 @@ pub fn parse_query(query: &str) -> Vec<(String, String)> {
 
 /// `%41` → `A`; `+` stays `+` (Docker's clients encode a space as `%20`);
 /// a `%` not followed by two hex digits stays as it is.
-pub fn percent_decode(text: &str) -> String {
+fn percent_decode(text: &str) -> String {
     percent_encoding::percent_decode_str(text)
         .decode_utf8_lossy()
         .into_owned()
