@@ -348,7 +348,6 @@ impl Demuxer {
 }
 // ANCHOR_END: demux
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

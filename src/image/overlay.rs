@@ -79,9 +79,6 @@ pub fn ensure_layer(
         return Ok(dir);
     }
     std::fs::create_dir_all(&layers).map_err(io_err(&layers))?;
-    let tmp = layers.join(format!(".tmp-{hex}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir(&tmp).map_err(io_err(&tmp))?;
     let blob_path = store.blob_path(blob)?;
     let file = std::fs::File::open(&blob_path).map_err(io_err(&blob_path))?;
     let compressed = file.metadata().map(|m| m.len()).unwrap_or(0);
@@ -95,6 +92,11 @@ pub fn ensure_layer(
     );
     let hit = stream.hit();
     let mut hashing = Hashing::new(stream);
+    // The scratch directory last, once nothing but the unpacking can fail
+    // (whose errors remove it below).
+    let tmp = layers.join(format!(".tmp-{hex}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir(&tmp).map_err(io_err(&tmp))?;
     let result = unpack(&mut hashing, &tmp, blob, shift, bounds)
         .and_then(|()| {
             let hostile = |e: std::io::Error| ImageError::Hostile {
@@ -213,6 +215,7 @@ pub fn prepare(
         &lower.join(":"),
         &dir,
         root_ids,
+        None,
         root.keep,
         trace,
     )
@@ -220,29 +223,35 @@ pub fn prepare(
 // ANCHOR_END: mount_overlay
 
 /// Creates `dir`'s upper, work and merged directories (the first two owned
-/// by `owner`, the container's root) and mounts the overlay of `lower`
-/// (overlayfs's `lowerdir`, relative to `lower_dir`) at `merged`.
+/// by `owner`, the container's root; the upper with `upper_mode` if given)
+/// and mounts the overlay of `lower` (overlayfs's `lowerdir`, relative to
+/// `lower_dir`) at `merged`. The guard exists before the first directory,
+/// so a failure on the way removes what was made (unless it is kept).
 fn mount_with_upper(
     lower_dir: &Path,
     lower: &str,
     dir: &Path,
     owner: (u32, u32),
+    upper_mode: Option<std::fs::Permissions>,
     keep: bool,
     trace: &Trace,
 ) -> Result<Mounted, ImageError> {
     let (upper, work, merged) = (dir.join("upper"), dir.join("work"), dir.join("merged"));
-    for d in [&upper, &work, &merged] {
-        std::fs::create_dir_all(d).map_err(io_err(d))?;
-    }
-    for d in [&upper, &work] {
-        std::os::unix::fs::lchown(d, Some(owner.0), Some(owner.1)).map_err(io_err(d))?;
-    }
     let mounted = Mounted {
         merged: merged.clone(),
         dir: dir.to_path_buf(),
         keep,
         removed: false,
     };
+    for d in [&upper, &work, &merged] {
+        std::fs::create_dir_all(d).map_err(io_err(d))?;
+    }
+    for d in [&upper, &work] {
+        std::os::unix::fs::lchown(d, Some(owner.0), Some(owner.1)).map_err(io_err(d))?;
+    }
+    if let Some(mode) = upper_mode {
+        std::fs::set_permissions(&upper, mode).map_err(io_err(&upper))?;
+    }
     let options = format!(
         "lowerdir={lower},upperdir={},workdir={}",
         upper.display(),
@@ -282,12 +291,16 @@ pub fn shared_root_dir(lower: &Path, id: &str) -> PathBuf {
 pub fn over_shared_root(lower: &Path, id: &str, trace: &Trace) -> Result<Mounted, ImageError> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let meta = std::fs::metadata(lower).map_err(io_err(lower))?;
-    let dir = shared_root_dir(lower, id);
-    let upper = dir.join("upper");
-    std::fs::create_dir_all(&upper).map_err(io_err(&upper))?;
     let mode = std::fs::Permissions::from_mode(meta.mode() & 0o7777);
-    std::fs::set_permissions(&upper, mode).map_err(io_err(&upper))?;
-    mount_with_upper(lower, ".", &dir, (meta.uid(), meta.gid()), false, trace)
+    mount_with_upper(
+        lower,
+        ".",
+        &shared_root_dir(lower, id),
+        (meta.uid(), meta.gid()),
+        Some(mode),
+        false,
+        trace,
+    )
 }
 // ANCHOR_END: shared_root
 
@@ -316,7 +329,8 @@ fn mount_from(layers_dir: &Path, merged: &Path, options: &str) -> Result<(), nix
                 )
             })
             .join()
-            .unwrap_or(Err(nix::errno::Errno::EINTR))
+            // A panic there is a bug: let it be one here too.
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     })
 }
 // ANCHOR_END: mount_from

@@ -99,7 +99,10 @@ impl Store {
             let _ = std::fs::remove_file(&tmp);
             return Err(e);
         }
-        std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
+        std::fs::rename(&tmp, &path).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            io_err(&path)(e)
+        })?;
         Ok(path)
     }
 
@@ -123,7 +126,10 @@ impl Store {
             }
         };
         let path = self.blob_path(&digest)?;
-        std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
+        std::fs::rename(&tmp, &path).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            io_err(&path)(e)
+        })?;
         Ok(digest)
     }
 

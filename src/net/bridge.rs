@@ -71,13 +71,16 @@ fn overlapping_routes(
 /// (`first`: no live container holds an address); makes a missing one;
 /// checks an existing one's subnet. Called under the leases' lock.
 pub fn bring_up(spec: &NetworkSpec, first: bool, trace: &Trace) -> Result<(), NetError> {
-    if exists(&spec.bridge) && !marker(spec).exists() {
+    // The marker holds the subnet caixa made the bridge with.
+    let made_with = std::fs::read_to_string(marker(spec)).ok();
+    let mut up = exists(&spec.bridge);
+    if up && made_with.is_none() {
         return Err(NetError::Invalid(format!(
             "a bridge named {} exists and was not made by caixa: choose another --bridge",
             spec.bridge
         )));
     }
-    if first && exists(&spec.bridge) {
+    if first && up {
         // No live lease but a bridge: left by a start that was killed.
         // Start the network afresh.
         trace.step(
@@ -88,12 +91,17 @@ pub fn bring_up(spec: &NetworkSpec, first: bool, trace: &Trace) -> Result<(), Ne
             ),
         );
         let _ = destroy(spec, trace);
+        up = exists(&spec.bridge);
     }
-    if exists(&spec.bridge) {
-        check_subnet(spec, trace)
-    } else {
-        create(spec, trace)
+    if !up {
+        return create(spec, trace);
     }
+    // In use: its subnet must be this container's. The marker says so
+    // without a process; `ip` is asked only when it does not agree.
+    if made_with.as_deref().map(str::trim) == Some(spec.subnet.to_string().as_str()) {
+        return Ok(());
+    }
+    check_subnet(spec, trace)
 }
 // ANCHOR_END: bring_up
 

@@ -95,11 +95,39 @@ fn lock(spec: &NetworkSpec) -> Result<Locked, NetError> {
 }
 
 impl Locked {
+    /// Writes the leases back: the live ones, and the dead ones not yet
+    /// taken back (the next try needs to know what they made).
     fn save(&self) -> Result<(), NetError> {
         let tmp = self.path.with_extension("tmp");
-        let text: String = self.leases.iter().map(Lease::line).collect();
+        let text: String = self
+            .leases
+            .iter()
+            .chain(&self.dead)
+            .map(Lease::line)
+            .collect();
         std::fs::write(&tmp, text).map_err(state_err(&tmp))?;
         std::fs::rename(&tmp, &self.path).map_err(state_err(&self.path))
+    }
+}
+
+impl Locked {
+    /// Takes back every dead lease (see [`take_back`]); returns what
+    /// happened to each. One that could not be taken back stays, for the
+    /// next try. The one loop both a start and a sweep use.
+    fn take_back_dead(
+        &mut self,
+        spec: &NetworkSpec,
+        trace: &Trace,
+    ) -> Vec<(String, Result<(), NetError>)> {
+        let mut outcome = Vec::new();
+        for dead in std::mem::take(&mut self.dead) {
+            let result = take_back(spec, &dead, trace);
+            if result.is_err() {
+                self.dead.push(dead.clone());
+            }
+            outcome.push((dead.id, result));
+        }
+        outcome
     }
 }
 
@@ -140,14 +168,11 @@ impl Leases {
         Ok(())
     }
 
-    /// Takes back what killed containers left (their port rules would still
-    /// catch their ports). With no live lease left this is not needed: the
-    /// bridge is then made afresh, its chains with it.
+    /// Takes back what killed containers left: their port rules would
+    /// still catch their ports, and their files would stay for good.
     pub fn take_back_dead(&mut self, spec: &NetworkSpec, trace: &Trace) -> Result<(), NetError> {
-        if !self.0.leases.is_empty() {
-            for dead in &self.0.dead {
-                take_back(spec, dead, trace)?;
-            }
+        for (_, result) in self.0.take_back_dead(spec, trace) {
+            result?;
         }
         Ok(())
     }
@@ -257,33 +282,22 @@ pub fn sweep(state_dir: &Path, trace: &Trace) -> Vec<String> {
 // ANCHOR_END: sweep_leases
 
 fn sweep_bridge(spec: &NetworkSpec, trace: &Trace, said: &mut Vec<String>) -> Result<(), NetError> {
-    let state = lock(spec)?;
+    let mut state = lock(spec)?;
     if state.dead.is_empty() && !state.leases.is_empty() {
         return Ok(());
     }
-    let mut kept = Vec::new();
-    for dead in &state.dead {
-        match take_back(spec, dead, trace) {
-            Ok(()) => said.push(format!(
-                "took back the address, rules and veth of container {}, whose holder died",
-                dead.id
-            )),
-            Err(e) => {
-                said.push(format!(
-                    "warning: cannot take back the lease of dead container {}: {e}; the next sweep tries again",
-                    dead.id
-                ));
-                kept.push(dead.clone());
-            }
-        }
+    for (id, result) in state.take_back_dead(spec, trace) {
+        said.push(match result {
+            Ok(()) => format!(
+                "took back the address, rules and veth of container {id}, whose holder died"
+            ),
+            Err(e) => format!(
+                "warning: cannot take back the lease of dead container {id}: {e}; the next sweep tries again"
+            ),
+        });
     }
-    let done = Locked {
-        leases: state.leases.iter().chain(&kept).cloned().collect(),
-        dead: Vec::new(),
-        ..state
-    };
-    done.save()?;
-    if done.leases.is_empty() && bridge::exists(&spec.bridge) {
+    state.save()?;
+    if state.leases.is_empty() && state.dead.is_empty() && bridge::exists(&spec.bridge) {
         bridge::destroy(spec, trace)?;
         said.push(format!(
             "removed bridge {}: no container holds it",
