@@ -85,11 +85,9 @@ pub(crate) struct PrivilegeArgs {
     pub(crate) security_opt: Vec<String>,
 }
 
-pub(crate) use caixa::privilege::PrivilegeError;
-
 impl PrivilegeArgs {
     /// Fills the user namespace, capability, no_new_privs and seccomp fields.
-    pub(crate) fn apply(&self, spec: &mut Spec) -> Result<(), PrivilegeError> {
+    pub(crate) fn apply(&self, spec: &mut Spec) -> Result<(), caixa::privilege::PrivilegeError> {
         caixa::privilege::Privilege {
             uid_map: &self.uid_map,
             gid_map: &self.gid_map,
@@ -98,11 +96,6 @@ impl PrivilegeArgs {
             security_opt: &self.security_opt,
         }
         .apply(spec)
-    }
-
-    /// The host uid and gid that container root maps to.
-    pub(crate) fn host_root(spec: &Spec) -> (u32, u32) {
-        caixa::privilege::host_root(spec)
     }
 }
 
@@ -246,18 +239,25 @@ impl RunArgs {
                 .env
                 .push(format!("TERM={}", term.to_string_lossy()));
         }
-        for entry in &self.env {
-            let entry = match entry.split_once('=') {
-                Some(_) => entry.clone(),
-                None => format!("{entry}={}", std::env::var(entry).unwrap_or_default()),
-            };
+        for entry in self.env_entries() {
             set_env(&mut spec.process.env, entry);
         }
         spec
     }
+
+    /// The `-e` entries, `KEY` alone taking this process's value of KEY.
+    pub(crate) fn env_entries(&self) -> Vec<String> {
+        self.env
+            .iter()
+            .map(|e| match e.split_once('=') {
+                Some(_) => e.clone(),
+                None => format!("{e}={}", std::env::var(e).unwrap_or_default()),
+            })
+            .collect()
+    }
 }
 
-pub(crate) use caixa::spec::set_env;
+use caixa::spec::set_env;
 
 impl RootfsArgs {
     /// The rootfs to use: the one given, or the default busybox one.
@@ -275,6 +275,13 @@ impl HostnameArgs {
         self.hostname
             .clone()
             .unwrap_or_else(caixa::ns::uts::short_random_id)
+    }
+
+    /// Gives `spec` its host name, and `HOSTNAME` saying it (as Docker).
+    pub(crate) fn apply(&self, spec: &mut Spec) {
+        let name = self.resolve();
+        set_env(&mut spec.process.env, format!("HOSTNAME={name}"));
+        spec.hostname = Some(name);
     }
 }
 
@@ -305,7 +312,7 @@ pub(crate) fn finish_spec(
     if let Err(e) = spec.validate() {
         fail_setup(program, &e);
     }
-    let (uid, gid) = PrivilegeArgs::host_root(spec);
+    let (uid, gid) = caixa::privilege::host_root(spec);
     // The user's own directory is written in place, as they asked; the
     // default one is shared by every container, so each gets an overlay.
     spec.root = Some(match &rootfs.rootfs {
@@ -315,9 +322,7 @@ pub(crate) fn finish_spec(
             busybox::default_rootfs_owned_by(uid, gid).unwrap_or_else(|e| fail_setup(program, &e))
         }
     });
-    let name = hostname.resolve();
-    set_env(&mut spec.process.env, format!("HOSTNAME={name}"));
-    spec.hostname = Some(name);
+    hostname.apply(spec);
 }
 // ANCHOR_END: privileged_spec
 
@@ -400,16 +405,6 @@ pub(crate) struct ImageRunArgs {
     pub(crate) run: RunArgs,
 }
 
-/// [`ImageRunArgs`] as a whole command line, without a program name: the
-/// engine checks at create, and runs at start, what a container recorded.
-#[derive(Debug, clap::Parser)]
-#[command(name = "run", no_binary_name = true)]
-pub(crate) struct ImageRunLine {
-    /// The options, image and command.
-    #[command(flatten)]
-    pub(crate) run: ImageRunArgs,
-}
-
 /// Runs a container of an image from `store`, as `docker run` does: the
 /// image's config under the command line's choices, step 8's isolation.
 pub(crate) fn run_image(
@@ -426,16 +421,8 @@ pub(crate) fn run_image(
     let image = caixa::registry::reference::store_name_of(image);
     let mut spec = args.run.to_spec(&ALL_NAMESPACES);
     // ANCHOR: image_spec
-    // `-e KEY` passes the host's value on, as to_spec resolved it.
-    let resolved_env: Vec<String> = args
-        .run
-        .env
-        .iter()
-        .map(|e| match e.split_once('=') {
-            Some(_) => e.clone(),
-            None => format!("{e}={}", std::env::var(e).unwrap_or_default()),
-        })
-        .collect();
+    // `-e` on top of the image's Env (`-e KEY` passes this shell's value on).
+    let resolved_env = args.run.env_entries();
     let (manifest, _, image_config) =
         caixa::image::config::read(store, &image).unwrap_or_else(|e| fail_setup(program, &e));
     caixa::image::config::shape(
@@ -464,9 +451,7 @@ pub(crate) fn run_image(
         .network
         .to_network()
         .unwrap_or_else(|e| fail_setup(program, &e));
-    let hostname = args.hostname.resolve();
-    set_env(&mut spec.process.env, format!("HOSTNAME={hostname}"));
-    spec.hostname = Some(hostname);
+    args.hostname.apply(&mut spec);
     run_and_exit(program, &spec)
 }
 

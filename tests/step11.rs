@@ -1188,6 +1188,16 @@ fn run_t_gives_the_container_a_terminal_of_its_own() {
         shown.contains("xterm"),
         "TERM is set, as Docker sets it: {shown:?}"
     );
+    // Its log is one raw stream, which `logs` prints as it is.
+    stdout_of(&engine.client(&[
+        "run", "-d", "-t", "--name", "tt", "demo:1", "sh", "-c", "tty",
+    ]));
+    stdout_of(&engine.client(&["wait", "tt"]));
+    assert_eq!(
+        stdout_of(&engine.client(&["logs", "tt"])),
+        "/dev/pts/0\r\n",
+        "step 11: the log of a container with a terminal is its raw output"
+    );
     // The Docker CLI reads Config.Tty and takes the output raw.
     let out = Command::new(docker_cli())
         .args(["-H", &format!("unix://{}", engine.socket().display())])

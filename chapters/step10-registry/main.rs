@@ -89,7 +89,7 @@ fn main() {
     let args: Step10 = cli::parse();
     let store = Store::open(&args.root).unwrap_or_else(|e| cli::fail_setup("step10", &e));
     let progress = Progress::for_stderr();
-    let max_pull_size = caixa::cgroup::parse_size(&args.max_pull_size)
+    let max_pull_size = caixa::units::parse_size(&args.max_pull_size)
         .unwrap_or_else(|e| cli::fail_setup("step10", &e));
     let mut options = Options {
         insecure: args.insecure,
@@ -114,7 +114,7 @@ fn main() {
             to,
             chunk_size,
         } => {
-            options.chunk_size = caixa::cgroup::parse_size(&chunk_size)
+            options.chunk_size = caixa::units::parse_size(&chunk_size)
                 .unwrap_or_else(|e| cli::fail_setup("step10", &e));
             let target = Reference::parse(to.as_deref().unwrap_or(&name))
                 .unwrap_or_else(|e| cli::fail_setup("step10", &e));

@@ -349,18 +349,28 @@ fn load(client: &Client, path: &std::path::Path, name: Option<&str>) -> Result<(
 }
 
 /// The container's output, taken apart as it comes (a log may be far
-/// larger than any answer the client keeps whole).
+/// larger than any answer the client keeps whole). A container with a
+/// terminal has one raw stream, no frames: inspect says which (as the
+/// Docker CLI asks `Config.Tty`).
 fn logs(client: &Client, container: &str) -> Result<(), EngineError> {
+    use std::io::Write;
+    let target = percent_encode(container);
+    let tty = client.json("GET", &format!("/containers/{target}/json"), None)?["Config"]["Tty"]
+        .as_bool()
+        .unwrap_or(false);
     let mut demuxer = Demuxer::default();
     let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
     client.call(
         "GET",
-        &format!(
-            "/containers/{}/logs?stdout=1&stderr=1",
-            percent_encode(container)
-        ),
+        &format!("/containers/{target}/logs?stdout=1&stderr=1"),
         None,
-        &mut |chunk| demuxer.push(chunk, &mut out, &mut err),
+        &mut |chunk| {
+            if tty {
+                let _ = out.write_all(chunk).and_then(|()| out.flush());
+            } else {
+                demuxer.push(chunk, &mut out, &mut err);
+            }
+        },
     )?;
     Ok(())
 }
@@ -426,7 +436,7 @@ fn run(client: &Client, o: &RunOptions) -> Result<(), EngineError> {
     }
     let memory = match &o.memory {
         Some(m) => {
-            caixa::cgroup::parse_size(m).map_err(|e| EngineError::BadRequest(e.to_string()))?
+            caixa::units::parse_size(m).map_err(|e| EngineError::BadRequest(e.to_string()))?
         }
         None => 0,
     };

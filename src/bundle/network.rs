@@ -60,11 +60,7 @@ pub(super) fn network_from_oci(
         })
     };
     let bridge = required(ANNOTATION_BRIDGE)?;
-    let bridge_ok = (1..=15).contains(&bridge.len())
-        && bridge
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if !bridge_ok {
+    if !crate::net::is_bridge_name(bridge) {
         return Err(invalid_annotation(
             ANNOTATION_BRIDGE,
             format!("{bridge:?}: use 1-15 letters, digits, '-' or '_'"),
@@ -83,14 +79,10 @@ pub(super) fn network_from_oci(
         .transpose()
         .map_err(|e| invalid_annotation(ANNOTATION_PUBLISH, e))?
         .unwrap_or_default();
-    if let Some(twice) = publish
-        .iter()
-        .enumerate()
-        .find(|(i, p)| publish[..*i].iter().any(|q| q.key() == p.key()))
-    {
+    if let Some(twice) = crate::net::published_twice(&publish) {
         return Err(invalid_annotation(
             ANNOTATION_PUBLISH,
-            format!("host port {} is published twice", twice.1.key()),
+            format!("host port {} is published twice", twice.key()),
         ));
     }
     let bandwidth = get(ANNOTATION_BANDWIDTH)

@@ -16,8 +16,7 @@ use oci_spec::runtime::{
 use super::{BundleError, invalid, refuse, refuse_unconverted};
 use crate::cgroup::{DeviceRate, Limits};
 
-/// caixa's CFS period in µs (see `crate::cgroup::v1::cpu`).
-const PERIOD_US: u64 = 100_000;
+use crate::cgroup::CFS_PERIOD_US as PERIOD_US;
 
 /// The unified key that carries `--cpu-weight`.
 const CPU_WEIGHT: &str = "cpu.weight";
@@ -66,9 +65,9 @@ pub(super) fn resources_to_oci(l: &Limits) -> Result<LinuxResources, BundleError
     }
     if l.cpus.is_some() || l.cpu_shares.is_some() || l.cpuset_cpus.is_some() {
         let mut cpu = LinuxCpu::default();
-        if let Some(cpus) = l.cpus {
-            // The same rounding as the cgroup writers, so the quota is theirs.
-            cpu.set_quota(Some((cpus * PERIOD_US as f64).round() as i64))
+        if let Some(quota) = l.cpu_quota_us() {
+            // The same quota the cgroup writers write.
+            cpu.set_quota(Some(quota as i64))
                 .set_period(Some(PERIOD_US));
         }
         cpu.set_shares(l.cpu_shares).set_cpus(l.cpuset_cpus.clone());

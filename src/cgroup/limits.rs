@@ -110,7 +110,17 @@ pub fn weight_to_shares(weight: u64) -> u64 {
     2 + (weight - 1) * 262_142 / 9_999
 }
 
+/// The CFS period, in µs: quota is counted per 100 ms, as Docker does.
+pub const CFS_PERIOD_US: u64 = 100_000;
+
 impl Limits {
+    /// `--cpus` as CFS quota per [`CFS_PERIOD_US`] (0.5 → 50 000 µs); the
+    /// one rounding the cgroup writers and the bundle share.
+    pub fn cpu_quota_us(&self) -> Option<u64> {
+        self.cpus
+            .map(|cpus| (cpus * CFS_PERIOD_US as f64).round() as u64)
+    }
+
     /// Whether any limit is set (a cgroup is then worth creating).
     pub fn is_empty(&self) -> bool {
         *self == Limits::default()

@@ -33,16 +33,13 @@ use std::path::{Path, PathBuf};
 
 use nix::unistd::Pid;
 
-/// Docker's size syntax, re-exported for callers that still name it here;
-/// [`crate::units`] owns it.
-pub use crate::units::parse_size;
 pub use fs::Setting;
 pub(crate) use fs::remove_dir;
 use fs::{make_dir, read_key, write_settings};
 pub use hierarchy::{Hierarchy, PARENT, detect, detect_from};
 pub use limits::{
-    DeviceRate, Limits, MIN_MEMORY, blkio_to_io_weight, parse_device_rate, shares_to_weight,
-    weight_to_shares,
+    CFS_PERIOD_US, DeviceRate, Limits, MIN_MEMORY, blkio_to_io_weight, parse_device_rate,
+    shares_to_weight, weight_to_shares,
 };
 
 use crate::trace::Trace;

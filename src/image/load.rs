@@ -16,7 +16,7 @@ use super::store::Store;
 use super::validate::{self, Document};
 use super::{ImageError, io_err};
 
-pub use super::validate::LAYER_TYPES;
+use super::validate::LAYER_TYPES;
 
 /// The biggest JSON file read into memory.
 const MAX_JSON: u64 = 16 << 20;
@@ -183,7 +183,7 @@ fn load_oci(
     for layer in &layers {
         fetch(&layer.digest, layer.size)?;
     }
-    check_config(store, &config.digest, layers.len())?;
+    check_config(&store.read_blob(&config.digest)?, layers.len())?;
     // The ref.name annotation is often a tag alone (umoci, skopeo): then
     // the image is named after the layout, with that tag.
     let tag = tag.map(|t| {
@@ -203,13 +203,8 @@ fn load_oci(
 }
 
 /// The config must parse and list one diff_id per layer.
-fn check_config(
-    store: &Store,
-    config: &str,
-    layers: usize,
-) -> Result<ImageConfiguration, ImageError> {
-    let config = ImageConfiguration::from_reader(&store.read_blob(config)?[..])
-        .map_err(parse_err("image config"))?;
+fn check_config(config: &[u8], layers: usize) -> Result<ImageConfiguration, ImageError> {
+    let config = ImageConfiguration::from_reader(config).map_err(parse_err("image config"))?;
     if config.rootfs().diff_ids().len() != layers {
         return Err(ImageError::Malformed(format!(
             "the config lists {} diff_ids for {layers} layers",
@@ -235,16 +230,17 @@ fn load_docker(
     let config_path = first["Config"]
         .as_str()
         .ok_or_else(|| ImageError::Malformed("manifest.json: no Config".into()))?;
-    let config_bytes = match json.get(config_path) {
-        Some(bytes) => bytes.clone(),
+    // The config: stored already when the archive had it as a blob (and
+    // checked against its name then); else stored now, named by its hash.
+    let (config_digest, config_bytes) = match json.get(config_path) {
+        Some(bytes) => (store.put_blob_hashed(&bytes[..])?, bytes.clone()),
         None => {
             let (digest, _) = paths
                 .get(config_path)
                 .ok_or_else(|| ImageError::Malformed(format!("config {config_path} is missing")))?;
-            store.read_blob(digest)?
+            (digest.clone(), store.read_blob(digest)?)
         }
     };
-    let config_digest = store.put_blob_hashed(&config_bytes[..])?;
     let mut layers = Vec::new();
     for layer in first["Layers"].as_array().into_iter().flatten() {
         let path = layer.as_str().unwrap_or_default();
@@ -259,10 +255,10 @@ fn load_docker(
         "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_bytes.len() },
         "layers": layers,
     });
+    check_config(&config_bytes, layers.len())?;
     let manifest_bytes =
         serde_json::to_vec(&manifest).map_err(|e| ImageError::Malformed(e.to_string()))?;
     let manifest_digest = store.put_blob_hashed(&manifest_bytes[..])?;
-    check_config(store, &config_digest, layers.len())?;
     let mut names: Vec<String> = match name {
         Some(n) => vec![n.to_string()],
         None => first["RepoTags"]

@@ -15,7 +15,7 @@
 //! crash or a refused layer never leaves a half-written entry registered.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::digest::{Hashing, hex_of};
 use super::{ImageError, io_err};
@@ -205,11 +205,6 @@ impl Store {
 
 fn unescape(file: &str) -> String {
     file.replace("%2F", "/")
-}
-
-/// Whether `path` is a directory (used by the tests and doctor).
-pub fn is_dir(path: &Path) -> bool {
-    path.is_dir()
 }
 
 #[cfg(test)]

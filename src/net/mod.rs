@@ -121,23 +121,16 @@ impl NetworkSpec {
                 )));
             }
         }
-        let bridge_ok = !bridge.is_empty()
-            && bridge.len() <= 15
-            && bridge
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if !bridge_ok {
+        if !is_bridge_name(bridge) {
             return Err(NetError::Invalid(format!(
                 "invalid --bridge {bridge:?}: use 1-15 letters, digits, '-' or '_'"
             )));
         }
-        for (i, a) in publish.iter().enumerate() {
-            if publish[..i].iter().any(|b| b.key() == a.key()) {
-                return Err(NetError::PortTaken(format!(
-                    "host port {} {} is published twice",
-                    a.protocol, a.host_port
-                )));
-            }
+        if let Some(a) = published_twice(&publish) {
+            return Err(NetError::PortTaken(format!(
+                "host port {} {} is published twice",
+                a.protocol, a.host_port
+            )));
         }
         Ok(Some(NetworkSpec {
             bridge: bridge.to_string(),
@@ -147,6 +140,24 @@ impl NetworkSpec {
             state_dir: state_dir(),
         }))
     }
+}
+
+/// Whether `name` may name a bridge: 1–15 letters, digits, `-` or `_`
+/// (an interface name is at most 15 bytes, IFNAMSIZ).
+pub fn is_bridge_name(name: &str) -> bool {
+    (1..=15).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The first published port whose host port an earlier one takes already.
+pub fn published_twice(publish: &[Publish]) -> Option<&Publish> {
+    publish
+        .iter()
+        .enumerate()
+        .find(|(i, p)| publish[..*i].iter().any(|q| q.key() == p.key()))
+        .map(|(_, p)| p)
 }
 
 /// A container's place on the network before it exists: its lease and its

@@ -23,16 +23,20 @@ impl Answer {
     /// `Content-Length` when the server gives one.
     pub fn body(self) -> Result<Watched, RegistryError> {
         let url = self.url();
-        let length = self
-            .response
-            .header("Content-Length")
-            .and_then(|l| l.parse().ok());
+        let length = self.content_length();
         watch(self.response.into_reader(), self.budget.narrowed_to(length)).map_err(|e| {
             RegistryError::Transport {
                 url,
                 why: format!("cannot start a reader thread: {e}"),
             }
         })
+    }
+
+    /// The `Content-Length` the server gave, if a number.
+    pub fn content_length(&self) -> Option<u64> {
+        self.response
+            .header("Content-Length")
+            .and_then(|l| l.parse().ok())
     }
 
     /// What the server says the content's digest is, to check once the
@@ -73,7 +77,7 @@ impl ClaimedDigest {
         }
         if said != actual {
             return Err(bad(format!(
-                "its Docker-Content-Digest says {said}, but what it sent hashes to {actual}: the registry is broken or the answer was altered on the way"
+                "its Docker-Content-Digest says {said}, not {actual}: the registry is broken or the answer was altered on the way"
             )));
         }
         Ok(())

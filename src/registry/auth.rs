@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::RegistryError;
-use super::client::{host_of, plain_http_ok};
+use super::client::{host_of, origin_of, plain_http_ok};
 
 /// A parsed `WWW-Authenticate` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,25 +157,18 @@ pub fn save_credentials(host: &str, user: &str, password: &str) -> Result<PathBu
 /// registry names; caixa does not.
 pub fn realm_may_get_credentials(realm: &str, registry: &str, insecure: &[String]) -> bool {
     let https = realm.starts_with("https://");
-    let realm_host = host_of(realm);
-    // host:port with the port spelled out, so `reg.example` and
-    // `reg.example:443` are one origin.
-    let origin = |host: &str, https: bool| {
-        let host = host.to_ascii_lowercase();
-        match host
-            .rsplit_once(':')
-            .filter(|(_, p)| p.parse::<u16>().is_ok())
-        {
-            Some(_) if !host.ends_with(']') => host,
-            _ => format!("{host}:{}", if https { 443 } else { 80 }),
-        }
+    let realm_origin = origin_of(realm);
+    let scheme = if plain_http_ok(registry, insecure) {
+        "http"
+    } else {
+        "https"
     };
-    let registry_https = !plain_http_ok(registry, insecure);
-    let same = origin(&realm_host, https) == origin(registry, registry_https)
+    let registry_origin = origin_of(&format!("{scheme}://{registry}/"));
+    let same = !realm_origin.is_empty() && realm_origin == registry_origin
         || (https
-            && origin(&realm_host, true) == "auth.docker.io:443"
+            && realm_origin == "auth.docker.io:443"
             && ["registry-1.docker.io", "index.docker.io"].contains(&registry));
-    same && (https || plain_http_ok(&realm_host, insecure))
+    same && (https || plain_http_ok(&host_of(realm), insecure))
 }
 // ANCHOR_END: realm
 

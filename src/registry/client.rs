@@ -154,10 +154,7 @@ impl Client {
             return RegistryError::Insecure(self.host.clone());
         }
         let why = if why.contains("timed out") || why.contains("WouldBlock") {
-            format!(
-                "{why}: no answer within {} s (the registry stalled; --timeout SECS waits longer)",
-                self.timeout.as_secs()
-            )
+            format!("{why}: {}", super::deadline::Late::Paused(self.timeout))
         } else if why.contains("closed before all bytes") {
             format!("{why}: the registry cut the answer short; nothing was stored, try again")
         } else {
@@ -219,11 +216,11 @@ impl Client {
             }
             // Credentials and tokens only ever go to this registry's host
             // (an upload Location may point elsewhere).
-            if let Some(auth) = self
-                .authorization
-                .as_ref()
-                .filter(|_| host_of(&url) == same_scheme_host(&url, &self.host))
-            {
+            if let Some(auth) = self.authorization.as_ref().filter(|_| {
+                let scheme = url.split("://").next().unwrap_or("https");
+                let ours = origin_of(&format!("{scheme}://{}/", self.host));
+                !ours.is_empty() && origin_of(&url) == ours
+            }) {
                 request = request.set("Authorization", auth);
             }
             let payload = body.map(<[u8]>::to_vec);
@@ -385,11 +382,7 @@ impl Client {
             what: url.clone(),
             why: format!("{len} bytes is more than the {bound}-byte bound for a manifest"),
         };
-        if let Some(len) = answer
-            .response
-            .header("Content-Length")
-            .and_then(|l| l.parse::<u64>().ok())
-        {
+        if let Some(len) = answer.content_length() {
             if len > bound {
                 return Err(too_big(len));
             }
@@ -421,11 +414,14 @@ pub(crate) fn host_of(url: &str) -> String {
     }
 }
 
-/// `host` as [`host_of`] spells it for a URL of `url`'s scheme (so
-/// `reg.example:443` and `reg.example` are one host over HTTPS).
-fn same_scheme_host(url: &str, host: &str) -> String {
-    let scheme = url.split("://").next().unwrap_or("https");
-    host_of(&format!("{scheme}://{host}/"))
+/// The origin of a URL as `host:port`, the port spelled out (the scheme's
+/// default when the URL gives none), so `reg.example` and `reg.example:443`
+/// are one origin over HTTPS; empty when it does not parse.
+pub(crate) fn origin_of(url: &str) -> String {
+    url::Url::parse(url)
+        .ok()
+        .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?)))
+        .unwrap_or_default()
 }
 
 /// The bytes left as they are in a query value or path segment: RFC 3986's

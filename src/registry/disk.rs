@@ -107,8 +107,7 @@ impl Room {
         // Half the reserve may go to the filesystem's own overhead.
         if free < left.saturating_add(keep / 2) {
             return Err(std::io::Error::other(NoRoom(format!(
-                "free space under {} fell to {} while {} were still to come: something else is filling the disk; free some and pull again",
-                self.dir.display(),
+                "free space fell to {} while {} were still to come: something else is filling the disk; free some and pull again",
                 human(free),
                 human(left)
             ))));

@@ -127,7 +127,9 @@ pub fn pull(
     let Document::Manifest { config, layers } = &fetched.document else {
         return Err(RegistryError::Protocol {
             what: format!("the index of {reference}"),
-            why: format!("its entry for {platform} is another index"),
+            why: format!(
+                "its entry for {platform} is another index: caixa does not follow nested indexes from a registry"
+            ),
         });
     };
     // Config and layers: (descriptor, what). The same blob twice (two

@@ -1,20 +1,14 @@
 //! v1 `cpu`: CFS bandwidth (`cpu.cfs_quota_us` per `cpu.cfs_period_us`) and
 //! relative priority (`cpu.shares`).
 
-use crate::cgroup::{Limits, Setting, weight_to_shares};
-
-/// The CFS period: quota is counted per 100 ms, as Docker does.
-pub const PERIOD_US: u64 = 100_000;
+use crate::cgroup::{CFS_PERIOD_US, Limits, Setting, weight_to_shares};
 
 /// The files to write: `--cpus 0.5` is 50 ms of CPU time per 100 ms period.
 pub fn settings(l: &Limits) -> Vec<Setting> {
     let mut out = Vec::new();
-    if let Some(cpus) = l.cpus {
-        out.push(Setting::new("cpu.cfs_period_us", PERIOD_US));
-        out.push(Setting::new(
-            "cpu.cfs_quota_us",
-            (cpus * PERIOD_US as f64).round() as u64,
-        ));
+    if let Some(quota) = l.cpu_quota_us() {
+        out.push(Setting::new("cpu.cfs_period_us", CFS_PERIOD_US));
+        out.push(Setting::new("cpu.cfs_quota_us", quota));
     }
     if let Some(shares) = l.cpu_shares.or(l.cpu_weight.map(weight_to_shares)) {
         out.push(Setting::new("cpu.shares", shares));
