@@ -50,6 +50,43 @@ pub(crate) struct RootfsArgs {
     /// rootfs built on first use from the host's static busybox.
     #[arg(long, value_name = "DIR")]
     pub(crate) rootfs: Option<PathBuf>,
+    /// Host paths in the container.
+    #[command(flatten)]
+    pub(crate) volumes: VolumeArgs,
+}
+
+/// `--volume` (step 4 and later): host directories and files bind-mounted
+/// into the container. The long form only: `-v` has meant `--verbose` since
+/// step 1. Named volumes are the engine's (step 11, `step11 run -v`).
+#[derive(Debug, Args)]
+pub(crate) struct VolumeArgs {
+    /// Bind-mount a host path into the container: HOST:PATH[:ro]
+    /// (repeatable). The host path must exist.
+    #[arg(long = "volume", value_name = "HOST:PATH[:ro]")]
+    pub(crate) volume: Vec<caixa::rootfs::binds::VolumeArg>,
+}
+
+impl VolumeArgs {
+    /// Adds the binds to `spec`; a named or anonymous volume is refused in
+    /// one line: only the engine keeps volumes.
+    pub(crate) fn apply(&self, program: &str, spec: &mut Spec) {
+        use caixa::rootfs::binds::{Bind, VolumeSource};
+        for v in &self.volume {
+            let VolumeSource::Host(source) = &v.source else {
+                eprintln!(
+                    "{program}: --volume {}: named and anonymous volumes are kept by the engine (step11 run -v); here give a host path, e.g. --volume /srv/site:{}",
+                    v.target.display(),
+                    v.target.display()
+                );
+                std::process::exit(codes::SETUP_FAILED);
+            };
+            spec.mounts.push(Bind {
+                source: source.clone(),
+                target: v.target.clone(),
+                read_only: v.read_only,
+            });
+        }
+    }
 }
 
 /// `--hostname` (step 5 and later).
@@ -322,6 +359,7 @@ pub(crate) fn finish_spec(
             busybox::default_rootfs_owned_by(uid, gid).unwrap_or_else(|e| fail_setup(program, &e))
         }
     });
+    rootfs.volumes.apply(program, spec);
     hostname.apply(spec);
 }
 // ANCHOR_END: privileged_spec
@@ -388,6 +426,9 @@ pub(crate) struct ImageRunArgs {
     /// Keep the container's changes (its upper directory) after it ends.
     #[arg(long)]
     pub(crate) keep: bool,
+    /// Host paths in the container.
+    #[command(flatten)]
+    pub(crate) volumes: VolumeArgs,
     /// The network (step 8).
     #[command(flatten)]
     pub(crate) network: NetworkArgs,
@@ -442,6 +483,7 @@ pub(crate) fn run_image(
     if let Err(e) = args.privilege.apply(&mut spec) {
         fail_setup(program, &e);
     }
+    args.volumes.apply(program, &mut spec);
     spec.limits = Some(
         args.limits
             .to_limits()

@@ -20,7 +20,7 @@ use crate::command::{self, CommandError};
 use crate::exit::codes;
 use crate::ns::uts::{self, HostnameError};
 use crate::ns::{Namespace, net};
-use crate::rootfs::{RootfsError, dev, mask, mounts, pivot};
+use crate::rootfs::{RootfsError, binds, dev, mask, mounts, pivot};
 use crate::spec::Spec;
 use crate::sync::{ChildEnd, Request, SyncError};
 use crate::trace::{Side, Trace};
@@ -185,11 +185,17 @@ fn set_up_and_exec(
             "mount proc, /dev (tmpfs), devpts, shm, mqueue, sysfs (ro)"
         ));
         dev::create_devices(&root.join("dev"))?;
-        if !spec.mounts.is_empty() {
-            mounts::bind_files(root, &spec.mounts)?;
+        for bind in &spec.mounts {
+            binds::bind_into(root, bind)?;
             step(format_args!(
-                "bind-mounted {} host files (/etc/hosts …)",
-                spec.mounts.len()
+                "mount({:?}, {:?} opened in the root, MS_BIND{})",
+                bind.source,
+                bind.target,
+                if bind.read_only {
+                    "; MS_REMOUNT | MS_RDONLY"
+                } else {
+                    ""
+                }
             ));
         }
         step(format_args!(
@@ -347,41 +353,16 @@ fn become_user(user: &str) -> Result<u32, InitError> {
 }
 
 /// Creates what is missing of the absolute directory `path`, one component
-/// at a time, as `mkdir -p` would, but resolving every prefix with
-/// `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`: an image's symlinks
-/// are followed as the container would see them (an absolute target
-/// resolves inside the root), and a `/proc/self/fd/N` magic link, which
-/// could lead to a directory leaked from the host, is never followed.
-/// Where it cannot go on, it stops, and `chdir` says what is wrong.
+/// at a time, as `mkdir -p` would, but inside the root: through
+/// [`binds::open_inside`], which follows an image's symlinks as the
+/// container would see them and never a `/proc/self/fd/N` magic link (a
+/// way to a directory leaked from the host). Where it cannot go on, it
+/// stops, and `chdir` says what is wrong.
 fn make_missing_dirs(path: &std::path::Path) -> Result<(), InitError> {
-    use nix::fcntl::{OFlag, OpenHow, ResolveFlag, open, openat2};
-    use nix::sys::stat::{Mode, mkdirat};
+    use nix::fcntl::{OFlag, open};
     let flags = OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_PATH;
-    let how = OpenHow::new()
-        .flags(flags)
-        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
     let root = open("/", flags, Mode::empty()).map_err(syscall("open(/)"))?;
-    let mut parent = open("/", flags, Mode::empty()).map_err(syscall("open(/)"))?;
-    let mut prefix = std::path::PathBuf::new();
-    for part in path.components().skip(1) {
-        let std::path::Component::Normal(name) = part else {
-            return Ok(()); // `..` and the like: chdir resolves them
-        };
-        prefix.push(name);
-        let next = match openat2(&root, &prefix, how) {
-            // Everything before resolved: `name` is missing in `parent`.
-            // (A dangling symlink there makes mkdirat fail: we stop.)
-            Err(Errno::ENOENT) => match mkdirat(&parent, name, Mode::from_bits_truncate(0o755)) {
-                Ok(()) => openat2(&root, &prefix, how),
-                Err(_) => return Ok(()),
-            },
-            other => other,
-        };
-        match next {
-            Ok(fd) => parent = fd,
-            Err(_) => return Ok(()),
-        }
-    }
+    let _ = binds::open_inside(&root, path, binds::Want::Dir);
     Ok(())
 }
 

@@ -57,8 +57,9 @@ pub struct Spec {
     pub limits: Option<crate::cgroup::Limits>,
     /// A network (step 8): bridge, veth, address, published ports.
     pub network: Option<crate::net::NetworkSpec>,
-    /// Host files bind-mounted into the container: (host path, container path).
-    pub mounts: Vec<(PathBuf, PathBuf)>,
+    /// Host directories and files bind-mounted into the container, in
+    /// order: volumes (`-v`) and the network's `/etc/hosts` and friends.
+    pub mounts: Vec<crate::rootfs::binds::Bind>,
     /// An image to build the root from (step 9): an overlay of its layers.
     pub image: Option<crate::image::overlay::ImageRoot>,
     /// Print each setup step as it happens (`-v`).

@@ -250,10 +250,36 @@ fn nix_kill(pid: i32, signal: i32) -> i32 {
     unsafe { libc::kill(pid, signal) }
 }
 
-/// A `docker save` archive of a tiny busybox image named `demo:1`.
+/// A `docker save` archive of a tiny busybox image named `demo:1`, built
+/// once per test cache (umoci and skopeo take a second here, and half a
+/// minute in the VM lane's emulation) and only read by the tests.
 fn archive() -> (tempfile::TempDir, PathBuf) {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let tar = BUILT.get_or_init(|| {
+        // Named by the busybox it holds: a new busybox makes a new archive.
+        let busybox = std::fs::metadata("/bin/busybox")
+            .or_else(|_| std::fs::metadata("/usr/bin/busybox"))
+            .map_or(0, |m| m.len());
+        let cached = support::cache_dir().join(format!("step11-demo-1-{busybox}.tar"));
+        if !cached.exists() {
+            let (_dir, tar) = archive_with(|_| {});
+            std::fs::create_dir_all(support::cache_dir()).unwrap();
+            // A copy then a rename: a test binary running beside this
+            // one never reads half an archive.
+            let partial = cached.with_extension(format!("{}.partial", std::process::id()));
+            std::fs::copy(&tar, &partial).unwrap();
+            std::fs::rename(&partial, &cached).unwrap();
+        }
+        cached
+    });
+    (tempfile::tempdir().unwrap(), tar.clone())
+}
+
+/// [`archive`], with `shape` adding to its rootfs first.
+fn archive_with(shape: impl FnOnce(&Path)) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let rootfs = TinyRootfs::new();
+    shape(rootfs.dir.path());
     // The applets the tests run as a container's pid 1.
     for applet in ["sleep", "tail", "true", "cat"] {
         std::os::unix::fs::symlink("busybox", rootfs.dir.path().join("bin").join(applet)).unwrap();
@@ -528,10 +554,10 @@ fn the_docker_cli_drives_the_daemon() {
         "docker logs: inspect, then the frames"
     );
     stdout_of(&docker(&["rm", "said"]));
-    let out = docker(&["run", "-v", "/tmp:/mnt", "demo:1", "true"]);
+    let out = docker(&["run", "--tmpfs", "/run", "demo:1", "true"]);
     assert!(
         !out.status.success() && text(&out.stderr).contains("not supported"),
-        "a volume must be refused, not ignored: {}",
+        "a tmpfs must be refused, not ignored: {}",
         text(&out.stderr)
     );
     let out = docker(&["run", "-d", "--name", "bg", "demo:1", "sleep", "60"]);
@@ -1274,11 +1300,12 @@ fn assert_network_gone(engine: &Engine, id: &str, why: &str) {
     assert!(left.is_empty(), "step 11: {why}; left: {left:#?}");
 }
 
-/// `run -d -p PORT:80` of a container that sleeps; its id.
+/// `run -d -p PORT:80` of a container that sleeps (for an hour: under
+/// emulation, twenty starts can take longer than a minute); its id.
 fn run_published(engine: &Engine, name: &str, port: u16) -> String {
     let publish = format!("{port}:80");
     stdout_of(&engine.client(&[
-        "run", "-d", "--name", name, "-p", &publish, "demo:1", "sleep", "60",
+        "run", "-d", "--name", name, "-p", &publish, "demo:1", "sleep", "3600",
     ]))
     .trim()
     .to_string()
@@ -1720,4 +1747,324 @@ fn a_daemon_started_under_umask_000_gives_its_own_modes() {
         );
     }
     stdout_of(&engine.client(&["rm", "-f", "moded"]));
+}
+
+/// The Docker CLI against `engine`, with a config directory of the test's.
+fn docker_on(engine: &Engine, args: &[&str]) -> Output {
+    let child = Command::new(docker_cli())
+        .arg("-H")
+        .arg(format!("unix://{}", engine.socket().display()))
+        .args(args)
+        .env("DOCKER_CONFIG", engine.dir.path().join("docker-config"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_output(child)
+}
+
+/// The names `step11 volume ls` lists.
+fn volume_names(engine: &Engine) -> Vec<String> {
+    stdout_of(&engine.client(&["volume", "ls"]))
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split('\t').nth(1).map(String::from))
+        .collect()
+}
+
+#[test]
+fn a_volume_outlives_its_container_and_the_containers_own_changes_do_not() {
+    let engine = Engine::start();
+    loaded(&engine);
+    let out = engine.client(&[
+        "run",
+        "--name",
+        "writer",
+        "--network",
+        "none",
+        "-v",
+        "data:/data",
+        "demo:1",
+        "sh",
+        "-c",
+        "echo kept > /data/note && echo lost > /changed",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "step 11: a container writes to its named volume (-v data:/data), which its root must own: {}",
+        text(&out.stderr)
+    );
+    stdout_of(&engine.client(&["rm", "writer"]));
+    let out = engine.client(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        "data:/data",
+        "demo:1",
+        "sh",
+        "-c",
+        "cat /data/note; test -e /changed && echo changed-survived || echo changes-gone",
+    ]);
+    assert_eq!(
+        stdout_of(&out),
+        "kept\nchanges-gone\n",
+        "step 11: what went to the volume is in the next container; the first container's own changes went with it"
+    );
+    // The volume's data belongs to the host uid container root maps to.
+    let (status, body) = engine.api("GET", "/volumes/data", None);
+    assert_eq!(status, 200, "GET /volumes/data: {body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let mountpoint = v["Mountpoint"].as_str().unwrap();
+    let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(mountpoint).unwrap());
+    assert_eq!(
+        owner, 100000,
+        "the volume is owned by the mapped root: {mountpoint}"
+    );
+
+    // In use by a container, running or not, a volume stays.
+    stdout_of(&engine.client(&[
+        "run",
+        "-d",
+        "--name",
+        "holder",
+        "--network",
+        "none",
+        "-v",
+        "data:/data",
+        "demo:1",
+        "sleep",
+        "60",
+    ]));
+    let out = engine.client(&["volume", "rm", "data"]);
+    assert_one_line_error(&out, 11, 125, "in use");
+    assert!(
+        Path::new(mountpoint).join("note").exists(),
+        "a refused rm loses nothing"
+    );
+    stdout_of(&engine.client(&["rm", "-f", "holder"]));
+    stdout_of(&engine.client(&["volume", "rm", "data"]));
+    assert!(!volume_names(&engine).contains(&"data".to_string()));
+    assert!(
+        !Path::new(mountpoint).exists(),
+        "volume rm removes its data"
+    );
+
+    // An anonymous volume goes with a --rm container; a named one stays.
+    let before = volume_names(&engine);
+    let out = engine.client(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        "/scratch",
+        "-v",
+        "kept:/kept",
+        "demo:1",
+        "sh",
+        "-c",
+        "touch /scratch/a /kept/b",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let after = volume_names(&engine);
+    assert_eq!(
+        after
+            .iter()
+            .filter(|n| !before.contains(n))
+            .collect::<Vec<_>>(),
+        ["kept"],
+        "step 11: --rm removes the anonymous volume, not the named one"
+    );
+    // Names that could leave the volumes' directory are refused.
+    for bad in ["../x", "a/b", "."] {
+        let out = engine.client(&["volume", "create", bad]);
+        assert_one_line_error(&out, 11, 125, "invalid volume name");
+    }
+}
+
+#[test]
+fn a_bind_mount_is_read_only_when_asked_and_cannot_leave_the_root() {
+    let engine = Engine::start();
+    // The host directory a hostile image points at.
+    let outside = tempfile::tempdir().unwrap();
+    let outside_path = outside.path().to_path_buf();
+    let (_dir, tar) = archive_with(|root| {
+        std::os::unix::fs::symlink(&outside_path, root.join("abs")).unwrap();
+        std::os::unix::fs::symlink("../../../../../../..", root.join("up")).unwrap();
+    });
+    let out = engine.client(&["load", tar.to_str().unwrap()]);
+    assert_eq!(stdout_of(&out), "Loaded image: demo:1\n");
+
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("page"), "from the host\n").unwrap();
+    std::os::unix::fs::chown(host.path(), Some(100000), Some(100000)).unwrap();
+    let host_dir = host.path().display().to_string();
+    let bind = format!("{host_dir}:/srv");
+    let out = engine.client(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        &format!("{bind}:ro"),
+        "demo:1",
+        "sh",
+        "-c",
+        "cat /srv/page; touch /srv/new && echo wrote || echo refused",
+    ]);
+    assert_eq!(
+        stdout_of(&out),
+        "from the host\nrefused\n",
+        "step 11: -v HOST:PATH:ro shows the host file and refuses writes, even to the container's root"
+    );
+    let out = engine.client(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        &bind,
+        "demo:1",
+        "sh",
+        "-c",
+        "echo back > /srv/new",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read_to_string(host.path().join("new")).unwrap(),
+        "back\n",
+        "a writable bind writes to the host directory"
+    );
+
+    // Mount points through the image's symlinks land inside its root.
+    for target in ["/abs/vol", "/up/tmp/vol"] {
+        let out = engine.client(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-v",
+            &format!("{host_dir}:{target}"),
+            "demo:1",
+            "sh",
+            "-c",
+            &format!("cat {target}/page"),
+        ]);
+        assert_eq!(
+            stdout_of(&out),
+            "from the host\n",
+            "step 11: the container sees its volume at {target}"
+        );
+    }
+    assert!(
+        std::fs::read_dir(outside.path()).unwrap().next().is_none(),
+        "step 11: a mount point was made through the image's symlink on the host, in {}: resolve it inside the root (openat2 RESOLVE_IN_ROOT)",
+        outside.path().display()
+    );
+    // (Only the linked host directory is looked at: the host's mount table
+    // changes as tests beside this one come and go.)
+    let outside_str = outside.path().to_string_lossy().into_owned();
+    let escaped: Vec<String> = support::host_mount_points()
+        .into_iter()
+        .filter(|m| m.starts_with(&outside_str))
+        .collect();
+    assert!(
+        escaped.is_empty(),
+        "step 11: a volume was mounted on the host: {escaped:?}"
+    );
+    let out = engine.client(&[
+        "run",
+        "--rm",
+        "-v",
+        "/no/such/dir/here:/x",
+        "demo:1",
+        "true",
+    ]);
+    assert_one_line_error(&out, 11, 125, "does not exist");
+}
+
+#[test]
+fn the_docker_cli_manages_volumes() {
+    let engine = Engine::start();
+    let (_dir, tar) = archive();
+    stdout_of(&docker_on(&engine, &["load", "-i", tar.to_str().unwrap()]));
+    let out = docker_on(&engine, &["volume", "create", "--label", "site=1", "site"]);
+    assert_eq!(stdout_of(&out).trim(), "site", "docker volume create");
+    let ls = stdout_of(&docker_on(
+        &engine,
+        &["volume", "ls", "--format", "{{.Driver}} {{.Name}}"],
+    ));
+    assert_eq!(ls.trim(), "local site", "docker volume ls");
+    let label = stdout_of(&docker_on(
+        &engine,
+        &["volume", "inspect", "--format", "{{.Labels.site}}", "site"],
+    ));
+    assert_eq!(label.trim(), "1", "docker volume inspect");
+    let out = docker_on(
+        &engine,
+        &[
+            "run",
+            "--rm",
+            "-v",
+            "site:/www",
+            "demo:1",
+            "sh",
+            "-c",
+            "echo hi > /www/index.html",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = docker_on(
+        &engine,
+        &[
+            "run",
+            "--name",
+            "reader",
+            "--mount",
+            "type=volume,src=site,dst=/www,readonly",
+            "demo:1",
+            "sh",
+            "-c",
+            "cat /www/index.html; touch /www/x || echo read-only",
+        ],
+    );
+    assert_eq!(
+        stdout_of(&out),
+        "hi\nread-only\n",
+        "step 11: --mount type=volume,readonly"
+    );
+    let mounts = stdout_of(&docker_on(
+        &engine,
+        &[
+            "inspect",
+            "--format",
+            "{{range .Mounts}}{{.Type}} {{.Name}} {{.Destination}} {{.RW}}{{end}}",
+            "reader",
+        ],
+    ));
+    assert_eq!(
+        mounts.trim(),
+        "volume site /www false",
+        "docker inspect's Mounts"
+    );
+    let out = docker_on(&engine, &["volume", "rm", "site"]);
+    assert!(
+        !out.status.success() && text(&out.stderr).contains("in use"),
+        "step 11: a volume a container uses is not removed (409): {}",
+        text(&out.stderr)
+    );
+    stdout_of(&docker_on(&engine, &["rm", "reader"]));
+    let out = docker_on(&engine, &["volume", "prune", "-f"]);
+    assert!(
+        stdout_of(&out).contains("site"),
+        "docker volume prune removes the unused volume"
+    );
+    let (status, body) = engine.api("POST", "/volumes/create", Some(r#"{"Name":"../x"}"#));
+    assert_eq!(status, 400, "a name that climbs out is a 400: {body}");
+    let (status, body) = engine.api("DELETE", "/volumes/nothing-here", None);
+    assert_eq!(status, 404, "{body}");
 }

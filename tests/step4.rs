@@ -231,3 +231,76 @@ fn a_symlinked_mount_point_in_the_rootfs_is_refused() {
     assert_one_line_error(&out, 4, 125, "symbolic link");
     assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
 }
+
+#[test]
+fn a_volume_binds_a_host_directory_inside_the_root_read_only_when_asked() {
+    let rootfs = TinyRootfs::new();
+    // A hostile rootfs: `escape` points at a host directory.
+    let outside = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(outside.path(), rootfs.dir.path().join("escape")).unwrap();
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("page"), "from the host\n").unwrap();
+    let dir = host.path().display();
+
+    let read_only = format!("{dir}:/srv:ro");
+    let script = "cat /srv/page; touch /srv/new 2>/dev/null && echo wrote || echo refused";
+    let out = run(
+        4,
+        &[
+            "--rootfs",
+            rootfs.path(),
+            "--volume",
+            &read_only,
+            "sh",
+            "-c",
+            script,
+        ],
+    );
+    assert_eq!(
+        stdout_of(&out),
+        "from the host\nrefused\n",
+        "step 4: --volume HOST:/srv:ro must show the host's file and refuse writes (bind_into: MS_BIND, then MS_REMOUNT | MS_RDONLY on the new mount)"
+    );
+
+    let through_link = format!("{dir}:/escape/vol");
+    let script = "cat /escape/vol/page && echo back > /escape/vol/new";
+    let out = run(
+        4,
+        &[
+            "--rootfs",
+            rootfs.path(),
+            "--volume",
+            &through_link,
+            "sh",
+            "-c",
+            script,
+        ],
+    );
+    assert_eq!(
+        stdout_of(&out),
+        "from the host\n",
+        "step 4: the container must see its volume at /escape/vol"
+    );
+    assert_eq!(
+        std::fs::read_to_string(host.path().join("new")).unwrap_or_default(),
+        "back\n",
+        "step 4: a writable bind writes to the host directory"
+    );
+    assert_eq!(
+        std::fs::read_dir(outside.path()).unwrap().count(),
+        0,
+        "step 4: the mount point was made on the host through the rootfs's symlink: open it inside the root (openat2 RESOLVE_IN_ROOT), never by a joined path"
+    );
+
+    let out = run(
+        4,
+        &[
+            "--rootfs",
+            rootfs.path(),
+            "--volume",
+            "/no/such/dir/x:/x",
+            "true",
+        ],
+    );
+    assert_one_line_error(&out, 4, 125, "does not exist");
+}

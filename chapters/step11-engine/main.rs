@@ -127,15 +127,49 @@ enum Command {
         /// Stop it first if it runs.
         #[arg(short, long)]
         force: bool,
+        /// Remove its anonymous volumes too (named ones stay).
+        #[arg(short, long)]
+        volumes: bool,
         /// Name or id (prefix).
         container: String,
     },
+    /// Manage volumes: data that outlives containers.
+    #[command(subcommand)]
+    Volume(VolumeCommand),
     /// (daemon's) Be container ID's shim: its parent, from start to end.
     #[command(hide = true)]
     Shim {
         /// The container id.
         id: String,
     },
+}
+
+/// `docker volume`'s subcommands.
+#[derive(Subcommand)]
+enum VolumeCommand {
+    /// Make a volume (a random name when none is given).
+    Create {
+        /// Its name.
+        name: Option<String>,
+        /// KEY=VALUE. Repeatable.
+        #[arg(long = "label")]
+        labels: Vec<String>,
+    },
+    /// List the volumes.
+    Ls,
+    /// Show a volume as JSON.
+    Inspect {
+        /// Its name.
+        name: String,
+    },
+    /// Remove volumes no container uses.
+    Rm {
+        /// Their names.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove every volume no container uses.
+    Prune,
 }
 
 /// `docker run`'s options that caixa's engine knows.
@@ -174,6 +208,10 @@ struct RunOptions {
     /// The container's host name.
     #[arg(long)]
     hostname: Option<String>,
+    /// A volume: NAME:PATH[:ro] (named, kept), HOST_PATH:PATH[:ro] (a bind),
+    /// or PATH (anonymous, removed with the container by --rm). Repeatable.
+    #[arg(short = 'v', long = "volume", value_name = "[SOURCE:]PATH[:ro]")]
+    volumes: Vec<String>,
     /// IMAGE [COMMAND [ARG...]]
     #[arg(trailing_var_arg = true, required = true, value_name = "IMAGE")]
     image_and_command: Vec<String>,
@@ -273,17 +311,23 @@ fn main() {
                 None,
             )
             .map(|_| println!("{container}")),
-        Command::Rm { force, container } => client()
+        Command::Rm {
+            force,
+            volumes,
+            container,
+        } => client()
             .json(
                 "DELETE",
                 &format!(
-                    "/containers/{}?force={}",
+                    "/containers/{}?force={}&v={}",
                     percent_encode(&container),
-                    u8::from(force)
+                    u8::from(force),
+                    u8::from(volumes)
                 ),
                 None,
             )
             .map(|_| println!("{container}")),
+        Command::Volume(command) => volume(&client(), command),
     };
     if let Err(e) = result {
         cli::fail_setup("step11", &e);
@@ -434,6 +478,23 @@ fn run(client: &Client, o: &RunOptions) -> Result<(), EngineError> {
             list.push(json!({ "HostIp": ip, "HostPort": host_port }));
         }
     }
+    // `-v SOURCE:PATH` is a bind or a named volume (Docker's `Binds`);
+    // `-v PATH` alone is an anonymous volume (Docker's `Volumes`).
+    let mut binds = Vec::new();
+    let mut anonymous = serde_json::Map::new();
+    for v in &o.volumes {
+        let parsed: caixa::rootfs::binds::VolumeArg =
+            v.parse()
+                .map_err(|e: caixa::rootfs::binds::VolumeArgError| {
+                    EngineError::BadRequest(e.to_string())
+                })?;
+        match parsed.source {
+            caixa::rootfs::binds::VolumeSource::Anonymous => {
+                anonymous.insert(parsed.target.to_string_lossy().into_owned(), json!({}));
+            }
+            _ => binds.push(v.clone()),
+        }
+    }
     let memory = match &o.memory {
         Some(m) => {
             caixa::units::parse_size(m).map_err(|e| EngineError::BadRequest(e.to_string()))?
@@ -445,7 +506,9 @@ fn run(client: &Client, o: &RunOptions) -> Result<(), EngineError> {
         "Tty": o.tty,
         "Env": resolve_env(&o.env), "WorkingDir": o.workdir.clone().unwrap_or_default(),
         "Hostname": o.hostname.clone().unwrap_or_default(),
+        "Volumes": anonymous,
         "HostConfig": {
+            "Binds": binds,
             "NetworkMode": o.network, "PortBindings": ports, "Memory": memory,
             // Detached, the daemon removes it at its end; attached, the
             // client does, once it has the output and the exit code.
@@ -504,7 +567,7 @@ fn run(client: &Client, o: &RunOptions) -> Result<(), EngineError> {
             .filter(|c| *c != 0)
             .unwrap_or(125) as i32;
         if o.rm {
-            client.json("DELETE", &format!("/containers/{id}?force=1"), None)?;
+            client.json("DELETE", &format!("/containers/{id}?force=1&v=1"), None)?;
         }
         std::process::exit(code)
     }
@@ -518,8 +581,57 @@ fn run(client: &Client, o: &RunOptions) -> Result<(), EngineError> {
         Err(_) => return Err(EngineError::Daemon("the output stream failed".into())),
     }
     if o.rm {
-        client.json("DELETE", &format!("/containers/{id}"), None)?;
+        // `--rm` takes its anonymous volumes too, as Docker's does.
+        client.json("DELETE", &format!("/containers/{id}?v=1"), None)?;
     }
     std::process::exit(code)
 }
 // ANCHOR_END: client_run
+
+// ANCHOR: client_volume
+/// `docker volume …`: one API call each.
+fn volume(client: &Client, command: VolumeCommand) -> Result<(), EngineError> {
+    match command {
+        VolumeCommand::Create { name, labels } => {
+            let mut map = serde_json::Map::new();
+            for label in labels {
+                let (k, v) = label.split_once('=').unwrap_or((&label, ""));
+                map.insert(k.to_string(), json!(v));
+            }
+            let body = json!({ "Name": name.unwrap_or_default(), "Labels": map });
+            let made = client.json("POST", "/volumes/create", Some(&body))?;
+            println!("{}", made["Name"].as_str().unwrap_or_default());
+        }
+        VolumeCommand::Ls => {
+            let all = client.json("GET", "/volumes", None)?;
+            println!("DRIVER\tVOLUME NAME");
+            for v in all["Volumes"].as_array().into_iter().flatten() {
+                let field = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+                println!("{}\t{}", field("Driver"), field("Name"));
+            }
+        }
+        VolumeCommand::Inspect { name } => {
+            let v = client.json("GET", &format!("/volumes/{}", percent_encode(&name)), None)?;
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        }
+        VolumeCommand::Rm { names } => {
+            for name in names {
+                client.json(
+                    "DELETE",
+                    &format!("/volumes/{}", percent_encode(&name)),
+                    None,
+                )?;
+                println!("{name}");
+            }
+        }
+        VolumeCommand::Prune => {
+            let gone = client.json("POST", "/volumes/prune", None)?;
+            for name in gone["VolumesDeleted"].as_array().into_iter().flatten() {
+                println!("{}", name.as_str().unwrap_or_default());
+            }
+            println!("Total reclaimed space: {} B", gone["SpaceReclaimed"]);
+        }
+    }
+    Ok(())
+}
+// ANCHOR_END: client_volume

@@ -42,6 +42,7 @@ fn main() {
             .resolve()
             .unwrap_or_else(|e| cli::fail_setup("step4", &e)),
     );
+    args.rootfs.volumes.apply("step4", &mut spec);
     // ANCHOR_END: spec
     cli::run_and_exit("step4", &spec)
 }

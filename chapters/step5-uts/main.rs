@@ -43,6 +43,7 @@ fn main() {
             .resolve()
             .unwrap_or_else(|e| cli::fail_setup("step5", &e)),
     );
+    args.rootfs.volumes.apply("step5", &mut spec);
     let hostname = args.hostname.resolve();
     caixa::spec::set_env(&mut spec.process.env, format!("HOSTNAME={hostname}"));
     spec.hostname = Some(hostname);

@@ -15,6 +15,7 @@ use nix::mount::MsFlags;
 use oci_spec::runtime::Mount;
 
 use super::BundleError;
+use crate::rootfs::binds::Bind;
 use crate::rootfs::mask::{MASKED_PATHS, READONLY_PATHS};
 use crate::rootfs::mounts::{DEFAULT_MOUNTS, Mount as DefaultMount};
 
@@ -27,11 +28,11 @@ const FLAG_NAMES: [(MsFlags, &str); 5] = [
     (MsFlags::MS_RDONLY, "ro"),
 ];
 
-/// Options a bind of a host file may carry. caixa binds with `MS_BIND`
-/// alone; `rbind` means the same for a file (it has no submounts), and the
-/// rest are what caixa does anyway (writable, private to the container's
-/// namespace, which is a slave of the host's).
-const BIND_OPTIONS: [&str; 5] = ["bind", "rbind", "rw", "private", "rprivate"];
+/// Options a bind may carry. caixa binds with `MS_BIND | MS_REC` (so
+/// `bind` and `rbind` mean the same), writable unless `ro`; `private` and
+/// `rprivate` are what it does anyway (the container's mount namespace is
+/// a slave of the host's, and nothing flows back).
+const BIND_OPTIONS: [&str; 6] = ["bind", "rbind", "rw", "ro", "private", "rprivate"];
 
 /// One default mount as OCI writes it: the source is the filesystem type,
 /// as caixa passes it to mount(2); flags first, then the filesystem's data.
@@ -55,18 +56,19 @@ fn default_to_oci(m: &DefaultMount) -> Mount {
     oci
 }
 
-/// The OCI mounts for a container: the defaults, then the binds of host
-/// files `(host, container)`, when the container has a root; else none.
-pub(super) fn mounts_to_oci(has_root: bool, binds: &[(PathBuf, PathBuf)]) -> Vec<Mount> {
+/// The OCI mounts for a container: the defaults, then its binds, when the
+/// container has a root; else none.
+pub(super) fn mounts_to_oci(has_root: bool, binds: &[Bind]) -> Vec<Mount> {
     if !has_root {
         return Vec::new();
     }
-    let binds = binds.iter().map(|(host, inside)| {
+    let binds = binds.iter().map(|b| {
+        let mode = if b.read_only { "ro" } else { "rw" };
         let mut oci = Mount::default();
-        oci.set_destination(inside.clone())
+        oci.set_destination(b.target.clone())
             .set_typ(Some("bind".into()))
-            .set_source(Some(host.clone()))
-            .set_options(Some(vec!["bind".into()]));
+            .set_source(Some(b.source.clone()))
+            .set_options(Some(vec!["rbind".into(), mode.into()]));
         oci
     });
     DEFAULT_MOUNTS
@@ -87,13 +89,10 @@ fn same_mount(a: &Mount, b: &Mount) -> bool {
         && option_set(a) == option_set(b)
 }
 
-/// The binds `(host, container)` of the OCI mounts, after checking that the
-/// rest are exactly caixa's defaults. caixa mounts the defaults first, then
-/// the binds, in their order.
-pub(super) fn mounts_from_oci(
-    mounts: &[Mount],
-    has_root: bool,
-) -> Result<Vec<(PathBuf, PathBuf)>, BundleError> {
+/// The binds of the OCI mounts, after checking that the rest are exactly
+/// caixa's defaults. caixa mounts the defaults first, then the binds, in
+/// their order.
+pub(super) fn mounts_from_oci(mounts: &[Mount], has_root: bool) -> Result<Vec<Bind>, BundleError> {
     let unsupported = |field: String, why: String| BundleError::Unsupported { field, why };
     if !has_root {
         return match mounts.first() {
@@ -148,7 +147,7 @@ pub(super) fn mounts_from_oci(
 }
 
 /// A bind of an absolute host path onto an absolute container path.
-fn bind_from_oci(m: &Mount, field: String) -> Result<(PathBuf, PathBuf), BundleError> {
+fn bind_from_oci(m: &Mount, field: String) -> Result<Bind, BundleError> {
     let dest = m.destination();
     let kind = m.typ().as_deref().unwrap_or("none");
     let options = option_set(m);
@@ -157,7 +156,7 @@ fn bind_from_oci(m: &Mount, field: String) -> Result<(PathBuf, PathBuf), BundleE
         return Err(BundleError::Unsupported {
             field,
             why: format!(
-                "a {kind} mount at {}: caixa mounts only its defaults and binds of host files",
+                "a {kind} mount at {}: caixa mounts only its defaults and binds",
                 dest.display()
             ),
         });
@@ -172,10 +171,23 @@ fn bind_from_oci(m: &Mount, field: String) -> Result<(PathBuf, PathBuf), BundleE
             ),
         });
     }
+    if options.contains("ro") && options.contains("rw") {
+        return Err(super::invalid(
+            &field,
+            format!(
+                "the bind at {} is both ro and rw: choose one",
+                dest.display()
+            ),
+        ));
+    }
+    let target = crate::rootfs::binds::check_target(&dest.to_string_lossy())
+        .map_err(|e| super::invalid(&field, e.to_string()))?;
     match m.source() {
-        Some(source) if source.is_absolute() && dest.is_absolute() => {
-            Ok((source.clone(), dest.clone()))
-        }
+        Some(source) if source.is_absolute() => Ok(Bind {
+            source: source.clone(),
+            target,
+            read_only: options.contains("ro"),
+        }),
         _ => Err(super::invalid(
             &field,
             format!(
@@ -253,9 +265,13 @@ mod tests {
 
     #[test]
     fn defaults_in_any_order_and_binds_come_back() {
-        let binds = vec![(PathBuf::from("/srv/hosts"), PathBuf::from("/etc/hosts"))];
+        let mut data = Bind::new("/srv/data", "/data");
+        data.read_only = true;
+        let binds = vec![Bind::new("/srv/hosts", "/etc/hosts"), data];
         let mut mounts = mounts_to_oci(true, &binds);
-        mounts.reverse();
+        // The defaults in any order; the binds in theirs (a later bind may
+        // sit inside an earlier one).
+        mounts[..DEFAULT_MOUNTS.len()].reverse();
         assert_eq!(mounts_from_oci(&mounts, true).unwrap(), binds);
         assert!(mounts_to_oci(false, &binds).is_empty());
     }

@@ -1,7 +1,7 @@
 //! Round trips of the specs the steps and the engine build, and one test per
 //! refused field.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::{Value, json};
 
@@ -90,7 +90,7 @@ fn step8() -> Spec {
         bandwidth: Some("10mbit".into()),
         state_dir: "/run/caixa".into(),
     });
-    s.mounts = vec![("/srv/motd".into(), "/etc/motd".into())];
+    s.mounts = vec![crate::rootfs::binds::Bind::new("/srv/motd", "/etc/motd")];
     s.process.user = Some("1000:1000".into());
     s
 }
@@ -332,7 +332,8 @@ refused! {
     refuses_another_mount: "/mounts/7" = {"destination": "/data", "type": "tmpfs", "source": "tmpfs"} => "mounts[7]";
     refuses_a_changed_default_mount: "/mounts/5/options" = ["ro"] => "mounts[5]";
     refuses_a_missing_default_mount: "/mounts" = [] => "mounts";
-    refuses_a_readonly_bind: "/mounts/6/options" = ["bind", "ro"] => "mounts[6]";
+    refuses_a_bind_option_caixa_does_not_honour: "/mounts/6/options" = ["bind", "nosuid"] => "mounts[6]";
+    refuses_a_bind_both_ro_and_rw: "/mounts/6/options" = ["bind", "ro", "rw"] => "mounts[6]";
     refuses_an_unknown_caixa_annotation: "/annotations/org.caixa.network.brigde" = "caixa0" => "annotations.org.caixa.network.brigde";
 }
 
@@ -347,7 +348,7 @@ fn other_annotations_are_ignored() {
 #[test]
 fn mounts_without_a_root_are_refused() {
     let mut s = step1();
-    s.mounts = vec![(PathBuf::from("/a"), PathBuf::from("/b"))];
+    s.mounts = vec![crate::rootfs::binds::Bind::new("/a", "/b")];
     assert_eq!(to_oci(&s).unwrap_err().field(), Some("mounts"));
     let mut config = to_oci(&step1()).unwrap();
     config.set_mounts(to_oci(&step4()).unwrap().mounts().clone());

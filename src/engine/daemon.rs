@@ -19,7 +19,9 @@
 //! | `POST /containers/ID/stop?t=S` | SIGTERM, then SIGKILL after S seconds |
 //! | `POST /containers/ID/kill?signal=S` | send a signal (default SIGKILL) |
 //! | `GET /containers/json?all=1` | the containers, running (or all) |
-//! | `DELETE /containers/ID?force=1` | forget it (stopping it first if forced) |
+//! | `DELETE /containers/ID?force=1&v=1` | forget it (stopping it first if forced; `v`: its anonymous volumes too) |
+//! | `POST /volumes/create`, `GET /volumes`, `GET /volumes/NAME` | make, list, inspect volumes |
+//! | `DELETE /volumes/NAME`, `POST /volumes/prune` | remove one (409 in use), or every unused one |
 //!
 //! HTTP is [`super::server`]'s (hyper); each request runs its handler on
 //! a thread of its own; everything the daemon knows is on disk
@@ -39,6 +41,7 @@ use super::log;
 use super::server::{self, Limits, Request, RequestBody, Responder};
 use super::shim;
 use super::state::{Containers, Record, State, Status, now};
+use super::volumes::Volumes;
 use crate::image::store::Store;
 use crate::registry::client::Options;
 
@@ -244,7 +247,36 @@ fn route(
         }
         ("DELETE", ["containers", key]) => {
             let record = containers.find(key)?;
-            remove(&containers, &record, req.flag("force"))?;
+            remove(
+                daemon,
+                &containers,
+                &record,
+                req.flag("force"),
+                req.flag("v"),
+            )?;
+            out.respond(204, "text/plain", b"")
+                .map_err(EngineError::Connection)
+        }
+        ("GET", ["volumes"]) => reply_json(out, 200, &super::volumes::list(daemon, req)?),
+        ("POST", ["volumes", "create"]) => {
+            let json = read_json(body)?;
+            reply_json(out, 201, &super::volumes::create(daemon, &json)?)
+        }
+        ("POST", ["volumes", "prune"]) => {
+            let (gone, bytes) = Volumes::open(&daemon.root)?.prune(&containers)?;
+            let answer = json!({ "VolumesDeleted": gone, "SpaceReclaimed": bytes });
+            reply_json(out, 200, &answer)
+        }
+        ("GET", ["volumes", name]) => {
+            reply_json(out, 200, &Volumes::open(&daemon.root)?.inspect(name)?)
+        }
+        ("DELETE", ["volumes", name]) => {
+            let volumes = Volumes::open(&daemon.root)?;
+            let _locked = volumes.lock()?;
+            match volumes.remove(&containers, name) {
+                Err(EngineError::NotFound(_)) if req.flag("force") => Ok(0),
+                other => other,
+            }?;
             out.respond(204, "text/plain", b"")
                 .map_err(EngineError::Connection)
         }
@@ -405,9 +437,8 @@ fn create(
     }
     let store = Store::open(&daemon.root)?;
     let id = random_id();
-    let spec = super::request::to_spec(&store, &id, body)?;
-    let config = crate::bundle::to_oci(&spec)?;
-    let record = Record {
+    let super::request::Plan { mut spec, volumes } = super::request::to_spec(&store, &id, body)?;
+    let mut record = Record {
         name: match name.filter(|n| !n.is_empty()) {
             Some(n) => n.to_string(),
             None => format!("caixa-{}", &id[..12]),
@@ -419,9 +450,19 @@ fn create(
         auto_remove: body["HostConfig"]["AutoRemove"].as_bool().unwrap_or(false),
         tty: spec.terminal,
         hostname: spec.hostname.clone().unwrap_or_default(),
+        mounts: Vec::new(),
     };
     containers.reserve_name(&record.name, &record.id)?;
+    let store = Volumes::open(&daemon.root)?;
     let made = (|| {
+        // Under the volumes' lock until the record names them: a volume
+        // chosen here cannot be removed before it is seen in use.
+        let _locked = store.lock()?;
+        let owner = crate::privilege::host_root(&spec);
+        let (binds, mounts) = store.resolve(&volumes, owner)?;
+        record.mounts = mounts;
+        spec.mounts.extend(binds);
+        let config = crate::bundle::to_oci(&spec)?;
         let dir = containers.dir(&record.id);
         super::state::create_dirs(&dir, super::state::CONTAINER_DIR_MODE)?;
         crate::bundle::write(&dir, &config)?;
@@ -430,6 +471,7 @@ fn create(
     if let Err(e) = made {
         let _ = std::fs::remove_dir_all(containers.dir(&record.id));
         containers.release_name(&record.name, &record.id);
+        store.remove_anonymous(containers, &record.mounts);
         return Err(e);
     }
     Ok(record)
@@ -735,8 +777,15 @@ fn settle(containers: &Containers, record: &Record) -> Result<(), EngineError> {
     Ok(())
 }
 
-/// `docker rm [-f]`: stops it if forced, then forgets it.
-fn remove(containers: &Containers, record: &Record, force: bool) -> Result<(), EngineError> {
+/// `docker rm [-f] [-v]`: stops it if forced, then forgets it (and its
+/// anonymous volumes with `-v`).
+fn remove(
+    daemon: &Daemon,
+    containers: &Containers,
+    record: &Record,
+    force: bool,
+    volumes: bool,
+) -> Result<(), EngineError> {
     let _locked = containers.lock(&record.id)?;
     if containers.state(&record.id)?.status == Status::Running {
         if !force {
@@ -756,7 +805,11 @@ fn remove(containers: &Containers, record: &Record, force: bool) -> Result<(), E
         }
         pause.sleep();
     }
-    containers.remove(record)
+    containers.remove(record)?;
+    if volumes {
+        Volumes::open(&daemon.root)?.remove_anonymous(containers, &record.mounts);
+    }
+    Ok(())
 }
 
 /// A signal by Docker's names: `SIGTERM`, `TERM` or `15`.
@@ -776,7 +829,7 @@ fn parse_signal(text: &str) -> Result<nix::sys::signal::Signal, EngineError> {
 }
 
 /// A time as Docker writes it (RFC 3339); zero is Docker's zero time.
-fn rfc3339(secs: u64) -> String {
+pub(crate) fn rfc3339(secs: u64) -> String {
     if secs == 0 {
         return "0001-01-01T00:00:00Z".into();
     }
@@ -797,6 +850,7 @@ fn inspect(c: &Record, s: &State) -> Value {
         },
         "Config": { "Image": c.image, "Cmd": c.command, "Tty": c.tty, "Hostname": c.hostname },
         "HostConfig": { "AutoRemove": c.auto_remove },
+        "Mounts": c.mounts.iter().map(|m| m.to_json()).collect::<Vec<_>>(),
     })
 }
 

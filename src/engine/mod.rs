@@ -26,6 +26,7 @@
 //! - [`daemon`]: the endpoints and the lifecycle;
 //! - [`shim`]: one container's parent, from start to end;
 //! - [`log`]: the output, in Docker's json-file format;
+//! - [`volumes`]: data that outlives containers (`-v`, `/volumes`);
 //! - [`client`]: the other end of the socket;
 //! - [`registry`]: a registry of your own, serving a store's images (pull).
 
@@ -39,6 +40,7 @@ pub mod responder;
 pub mod server;
 pub mod shim;
 pub mod state;
+pub mod volumes;
 
 /// An engine problem; [`EngineError::status`] is its HTTP status.
 #[derive(Debug, thiserror::Error)]

@@ -10,7 +10,7 @@
 //! container, the API another, the spec is what both mean.
 //!
 //! Fields caixa cannot honour are refused (400), never ignored: a user who
-//! asks for a volume must not believe their data is kept.
+//! asks for a tmpfs must not believe their secrets stay in memory.
 
 use serde_json::Value;
 
@@ -20,6 +20,9 @@ use crate::image::overlay::ImageRoot;
 use crate::image::store::Store;
 use crate::net::{NetworkSpec, Publish};
 use crate::privilege::Privilege;
+use crate::rootfs::binds::{
+    VolumeArg, VolumeArgError, VolumeSource, check_target, check_volume_name,
+};
 use crate::spec::{Spec, set_env};
 
 fn bad(why: impl Into<String>) -> EngineError {
@@ -56,13 +59,14 @@ fn number<T: TryFrom<i64>>(v: &Value, field: &str) -> Result<Option<T>, EngineEr
 /// Refuses what caixa does not do yet, one clear line each.
 fn refuse_unsupported(body: &Value) -> Result<(), EngineError> {
     let host = &body["HostConfig"];
-    let mounts = ["Binds", "Mounts"]
-        .iter()
-        .any(|k| host[*k].as_array().is_some_and(|a| !a.is_empty()))
-        || body["Volumes"].as_object().is_some_and(|v| !v.is_empty());
-    if mounts {
+    if host["Tmpfs"].as_object().is_some_and(|t| !t.is_empty()) {
         return Err(bad(
-            "volumes and bind mounts are not supported by caixa's engine yet: run without -v",
+            "--tmpfs is not supported by caixa's engine yet: use a volume (-v NAME:/path)",
+        ));
+    }
+    if host["ReadonlyRootfs"].as_bool() == Some(true) {
+        return Err(bad(
+            "--read-only is not supported by caixa's engine yet: run without it",
         ));
     }
     if body["OpenStdin"].as_bool() == Some(true) {
@@ -78,10 +82,20 @@ fn refuse_unsupported(body: &Value) -> Result<(), EngineError> {
     Ok(())
 }
 
+/// What a create request asks for: the spec, and the volumes the daemon
+/// must resolve (make, find) before the spec's binds are known.
+#[derive(Debug)]
+pub struct Plan {
+    /// The container, without its volumes' binds yet.
+    pub spec: Spec,
+    /// `-v`, `--mount`, the request's and the image's anonymous volumes.
+    pub volumes: Vec<VolumeArg>,
+}
+
 // ANCHOR: create_spec
 /// The plan for container `id` from Docker's create `body`, with its image
 /// from `store`: what `docker run` would run.
-pub fn to_spec(store: &Store, id: &str, body: &Value) -> Result<Spec, EngineError> {
+pub fn to_spec(store: &Store, id: &str, body: &Value) -> Result<Plan, EngineError> {
     refuse_unsupported(body)?;
     let image = image_name(body)?;
     let host = &body["HostConfig"];
@@ -147,7 +161,9 @@ pub fn to_spec(store: &Store, id: &str, body: &Value) -> Result<Spec, EngineErro
     set_env(&mut spec.process.env, format!("HOSTNAME={hostname}"));
     spec.hostname = Some(hostname);
     spec.validate().map_err(|e| bad(e.to_string()))?;
-    Ok(spec)
+    let image_volumes = config.config().as_ref().and_then(|c| c.volumes().clone());
+    let volumes = volumes(body, image_volumes.as_deref().unwrap_or_default())?;
+    Ok(Plan { spec, volumes })
 }
 // ANCHOR_END: create_spec
 
@@ -189,6 +205,93 @@ fn local_name(store: &Store, image: &str) -> Result<String, EngineError> {
         return Err(EngineError::NotFound(format!("No such image: {image}")));
     }
     Ok(name)
+}
+
+// ANCHOR: request_volumes
+/// The volumes a create asks for, in Docker's three spellings: `Binds`
+/// (`-v SOURCE:TARGET[:ro]`), `Mounts` (`--mount type=volume|bind,…`) and
+/// `Volumes` (`-v /path`: anonymous), then the image's `VOLUME`s that no
+/// other mount covers (anonymous, as Docker makes them). One target, one
+/// mount: a second is refused, as Docker refuses it.
+fn volumes(body: &Value, image_volumes: &[String]) -> Result<Vec<VolumeArg>, EngineError> {
+    let host = &body["HostConfig"];
+    let mut all: Vec<VolumeArg> = Vec::new();
+    for text in strings(&host["Binds"], "HostConfig.Binds")? {
+        all.push(
+            text.parse()
+                .map_err(|e: VolumeArgError| bad(e.to_string()))?,
+        );
+    }
+    for (i, m) in host["Mounts"].as_array().into_iter().flatten().enumerate() {
+        all.push(mount(m).map_err(|why| bad(format!("HostConfig.Mounts[{i}]: {why}")))?);
+    }
+    let anonymous = body["Volumes"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(target, _)| target.as_str())
+        .chain(image_volumes.iter().map(String::as_str));
+    for target in anonymous {
+        let target = check_target(target).map_err(|e| bad(e.to_string()))?;
+        if !all.iter().any(|v| v.target == target) {
+            all.push(VolumeArg {
+                source: VolumeSource::Anonymous,
+                target,
+                read_only: false,
+            });
+        }
+    }
+    for (i, v) in all.iter().enumerate() {
+        if all[..i].iter().any(|w| w.target == v.target) {
+            return Err(bad(format!(
+                "duplicate mount point: {}: mount one volume there",
+                v.target.display()
+            )));
+        }
+    }
+    Ok(all)
+}
+// ANCHOR_END: request_volumes
+
+/// One `HostConfig.Mounts` entry: `{"Type": "volume"|"bind", "Source",
+/// "Target", "ReadOnly"}`; options caixa does not honour are refused.
+fn mount(m: &Value) -> Result<VolumeArg, String> {
+    let target = m["Target"].as_str().unwrap_or_default();
+    let target = check_target(target).map_err(|e| e.to_string())?;
+    let source = m["Source"].as_str().unwrap_or_default();
+    let source = match m["Type"].as_str().unwrap_or_default() {
+        "bind" if source.starts_with('/') => VolumeSource::Host(source.into()),
+        "bind" => return Err(format!("a bind needs an absolute Source, not {source:?}")),
+        "volume" if source.is_empty() => VolumeSource::Anonymous,
+        "volume" => {
+            check_volume_name(source).map_err(|e| e.to_string())?;
+            VolumeSource::Named(source.to_string())
+        }
+        other => {
+            return Err(format!(
+                "type {other:?} is not supported by caixa's engine: use type=volume or type=bind"
+            ));
+        }
+    };
+    let propagation = m["BindOptions"]["Propagation"].as_str().unwrap_or_default();
+    if !matches!(propagation, "" | "rprivate" | "private") {
+        return Err(format!(
+            "bind propagation {propagation:?} is not supported: caixa's binds are rprivate"
+        ));
+    }
+    if let Some(driver) = m["VolumeOptions"]["DriverConfig"]["Name"]
+        .as_str()
+        .filter(|d| !d.is_empty() && *d != "local")
+    {
+        return Err(format!(
+            "volume driver {driver:?}: caixa has only \"local\""
+        ));
+    }
+    Ok(VolumeArg {
+        source,
+        target,
+        read_only: m["ReadOnly"].as_bool().unwrap_or(false),
+    })
 }
 
 /// `HostConfig`'s resource fields → [`Limits`] (every engine container gets

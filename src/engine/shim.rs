@@ -83,8 +83,10 @@ pub fn run(root: &Path, id: &str) -> Result<i32, EngineError> {
     // 3. `--rm`: gone once ended (a tombstone keeps the code for waiters).
     //    Under the lifecycle lock, so no stop or rm is half-way through.
     if record.auto_remove {
-        let _locked = containers.lock(id)?;
+        let locked = containers.lock(id)?;
         containers.retire(&record)?;
+        drop(locked);
+        super::volumes::Volumes::open(root)?.remove_anonymous(&containers, &record.mounts);
     }
     Ok(state.exit_code)
 }

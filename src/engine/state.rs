@@ -53,6 +53,9 @@ pub struct Record {
     /// Its host name (`--hostname`, or the short id).
     #[serde(default)]
     pub hostname: String,
+    /// Its volumes and binds (`-v`), in order.
+    #[serde(default)]
+    pub mounts: Vec<super::volumes::MountRecord>,
 }
 
 /// Where a container is in its life.

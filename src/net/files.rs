@@ -5,7 +5,7 @@
 //! rootfs stays untouched and the files go with the container.
 
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Writes the three files into `dir`.
 pub fn write(dir: &Path, address: Ipv4Addr, hostname: &str) -> std::io::Result<()> {
@@ -41,10 +41,10 @@ pub fn resolv_conf(host: &str) -> String {
 }
 
 /// (host file, path in the container) for the bind mounts.
-pub fn mounts(dir: &Path) -> Vec<(PathBuf, PathBuf)> {
+pub fn mounts(dir: &Path) -> Vec<crate::rootfs::binds::Bind> {
     ["hosts", "resolv.conf", "hostname"]
         .iter()
-        .map(|f| (dir.join(f), Path::new("/etc").join(f)))
+        .map(|f| crate::rootfs::binds::Bind::new(dir.join(f), Path::new("/etc").join(f)))
         .collect()
 }
 

@@ -216,7 +216,7 @@ impl Prepared {
     // ANCHOR_END: network_prepare
 
     /// Files to bind-mount into the container: (host file, container path).
-    pub fn mounts(&self) -> Vec<(PathBuf, PathBuf)> {
+    pub fn mounts(&self) -> Vec<crate::rootfs::binds::Bind> {
         files::mounts(&self.files_dir)
     }
 

@@ -6,7 +6,8 @@
 //!
 //! 1. [`mounts`]: stop mount events from flowing back to the host, bind the
 //!    rootfs onto itself (so it is a mount point), and mount `/proc`, `/dev`,
-//!    `/sys` and friends inside it;
+//!    `/sys` and friends inside it; then [`binds`]: the volumes and host
+//!    files (`-v`, `/etc/hosts`), each onto a mount point opened inside the root;
 //! 2. [`dev`]: fill the fresh `/dev` with the few device nodes a program expects;
 //! 3. [`pivot`]: make the rootfs `/` and let go of the host's root;
 //! 4. [`mask`]: hide or freeze the parts of `/proc` and `/sys` that tell too
@@ -14,6 +15,7 @@
 //!
 //! [`busybox`] builds the default rootfs the early steps use.
 
+pub mod binds;
 pub mod busybox;
 pub mod dev;
 pub mod mask;
@@ -57,6 +59,9 @@ pub enum RootfsError {
     /// A mount point inside the rootfs exists and is the wrong kind of file.
     #[error("{0} exists but is not a {1}; cannot mount there")]
     WrongKind(PathBuf, &'static str),
+    /// A bind mount's host path does not exist.
+    #[error("the host path {0} of a bind mount does not exist: create it first, or name a volume")]
+    MissingSource(PathBuf),
     /// The working directory is not inside the new root.
     #[error("working directory {0} is outside the container's root")]
     CwdOutsideRoot(PathBuf),

@@ -160,44 +160,6 @@ pub fn dir_inside(root: &Path, relative: &str) -> Result<PathBuf, RootfsError> {
 }
 // ANCHOR_END: dir_inside
 
-/// Bind-mounts each host file over its path inside `root` (the container's
-/// `/etc/hosts` and friends, step 8), creating an empty file to mount on
-/// when the rootfs has none. Same symlink rules as [`dir_inside`].
-pub fn bind_files(root: &Path, files: &[(PathBuf, PathBuf)]) -> Result<(), RootfsError> {
-    for (host, inside) in files {
-        let relative = inside.strip_prefix("/").unwrap_or(inside);
-        let parent = relative.parent().and_then(|p| p.to_str()).unwrap_or("");
-        let dir = if parent.is_empty() {
-            root.to_path_buf()
-        } else {
-            dir_inside(root, parent)?
-        };
-        let target = dir.join(relative.file_name().unwrap_or_default());
-        match std::fs::symlink_metadata(&target) {
-            Ok(meta) if meta.file_type().is_symlink() => {
-                return Err(RootfsError::SymlinkMountpoint(target));
-            }
-            Ok(meta) if meta.is_dir() => return Err(RootfsError::WrongKind(target, "file")),
-            Ok(_) => {}
-            Err(_) => {
-                std::fs::File::create(&target).map_err(|e| {
-                    let errno = nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
-                    syscall("create", &target)(errno)
-                })?;
-            }
-        }
-        mount(
-            Some(host.as_path()),
-            &target,
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .map_err(syscall("mount(MS_BIND)", &target))?;
-    }
-    Ok(())
-}
-
 /// Whether `path` is a character device (used to check `/dev` from tests and
 /// `doctor`).
 pub fn is_char_device(path: &Path) -> bool {
