@@ -341,7 +341,7 @@ fn set_up_and_exec(
 
 /// Switches to the image's `user` (`NAME`, `UID`, `NAME:GROUP`, `UID:GID`),
 /// keeping the permitted capabilities; returns the uid.
-fn become_user(user: &str) -> Result<u32, InitError> {
+pub(crate) fn become_user(user: &str) -> Result<u32, InitError> {
     let (uid, gid) = user::resolve(user).map_err(InitError::User)?;
     prctl::set_keepcaps(true).map_err(syscall("prctl(PR_SET_KEEPCAPS)"))?;
     nix::unistd::setgroups(&[Gid::from_raw(gid)]).map_err(syscall("setgroups"))?;
@@ -368,7 +368,7 @@ fn make_missing_dirs(path: &std::path::Path) -> Result<(), InitError> {
 
 /// Takes the uid and gid 0 of our new user namespace (the parent has mapped
 /// them to an unprivileged range of the host), and no supplementary groups.
-fn become_root_of_the_namespace() -> Result<(), InitError> {
+pub(crate) fn become_root_of_the_namespace() -> Result<(), InitError> {
     // setgroups(2) is denied when an unprivileged parent wrote "deny" to
     // /proc/<pid>/setgroups; then we keep the (unmapped) groups we have.
     match nix::unistd::setgroups(&[]) {
@@ -418,7 +418,7 @@ fn take_terminal(channel: &ChildEnd) -> Result<(), InitError> {
 
 /// Marks every file descriptor from 3 up close-on-exec, with `close_range(2)`
 /// (Linux 5.11) or, on older kernels, one `fcntl` per open descriptor.
-fn mark_fds_close_on_exec() -> Result<(), InitError> {
+pub(crate) fn mark_fds_close_on_exec() -> Result<(), InitError> {
     const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
     // SAFETY: close_range only changes flags of our own descriptors.
     let ret = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) };

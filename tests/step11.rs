@@ -554,6 +554,13 @@ fn the_docker_cli_drives_the_daemon() {
         "docker logs: inspect, then the frames"
     );
     stdout_of(&docker(&["rm", "said"]));
+    let out = docker(&["run", "--rm", "demo:1", "no-such-command"]);
+    assert_eq!(
+        out.status.code(),
+        Some(127),
+        "step 11: docker run --rm of a missing command must exit 127, and return: the shim removing it must not wait for the lock its start holds: {}",
+        text(&out.stderr)
+    );
     let out = docker(&["run", "--tmpfs", "/run", "demo:1", "true"]);
     assert!(
         !out.status.success() && text(&out.stderr).contains("not supported"),
@@ -2067,4 +2074,119 @@ fn the_docker_cli_manages_volumes() {
     assert_eq!(status, 400, "a name that climbs out is a 400: {body}");
     let (status, body) = engine.api("DELETE", "/volumes/nothing-here", None);
     assert_eq!(status, 404, "{body}");
+}
+
+#[test]
+fn exec_joins_the_container_and_brings_nothing_of_the_host() {
+    let engine = Engine::start();
+    loaded(&engine);
+    let id = stdout_of(&engine.client(&[
+        "run",
+        "-d",
+        "--name",
+        "box",
+        "--network",
+        "none",
+        "demo:1",
+        "sleep",
+        "3600",
+    ]))
+    .trim()
+    .to_string();
+    let (_, state) = engine.states().into_iter().find(|(i, _)| *i == id).unwrap();
+    let pid = state["pid"].as_i64().unwrap();
+
+    // The same namespaces as the container's pid 1, seen from the host.
+    let kinds = ["user", "mnt", "pid", "net", "ipc", "uts"];
+    let script = "for n in user mnt pid net ipc uts; do readlink /proc/self/ns/$n; done";
+    let out = engine.client(&["exec", "box", "sh", "-c", script]);
+    let want: String = kinds
+        .iter()
+        .map(|n| {
+            let link = std::fs::read_link(format!("/proc/{pid}/ns/{n}")).unwrap();
+            format!("{}\n", link.display())
+        })
+        .collect();
+    assert_eq!(
+        stdout_of(&out),
+        want,
+        "step 11: exec must join every namespace of the container (setns on a pidfd of its pid 1)"
+    );
+
+    // Its cgroup, its capabilities, no_new_privs and seccomp, its root.
+    let fields = "^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):";
+    let out = engine.client(&[
+        "exec",
+        "box",
+        "sh",
+        "-c",
+        &format!("cat /proc/self/cgroup; grep -E '{fields}' /proc/self/status; id -u; pwd"),
+    ]);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let wanted_status: String = status
+        .lines()
+        .filter(|l| {
+            let key = l.split(':').next().unwrap_or("");
+            [
+                "CapInh",
+                "CapPrm",
+                "CapEff",
+                "CapBnd",
+                "CapAmb",
+                "NoNewPrivs",
+                "Seccomp",
+            ]
+            .contains(&key)
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let want = format!(
+        "{}{wanted_status}0\n/\n",
+        std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap()
+    );
+    assert_eq!(
+        stdout_of(&out),
+        want,
+        "step 11: exec must enter the container's cgroup and take its privileges (capabilities, no_new_privs, seccomp) as root of its user namespace, in its working directory"
+    );
+
+    // Nothing of the host: only 0, 1 and 2 (and ls's own directory).
+    let out = engine.client(&["exec", "box", "busybox", "ls", "/proc/self/fd"]);
+    assert_eq!(
+        stdout_of(&out),
+        "0\n1\n2\n3\n",
+        "step 11: an exec'd process must hold no descriptor of the host's (CVE-2024-21626)"
+    );
+
+    // Its exit code, through caixa's client and Docker's.
+    let out = engine.client(&[
+        "exec",
+        "-e",
+        "WHO=exec",
+        "box",
+        "sh",
+        "-c",
+        "echo $WHO; exit 3",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "step 11: exec exits with the command's code"
+    );
+    assert_eq!(text(&out.stdout), "exec\n");
+    let out = engine.client(&["exec", "box", "no-such-command"]);
+    assert_eq!(out.status.code(), Some(127), "{}", text(&out.stderr));
+    let out = docker_on(
+        &engine,
+        &["exec", "box", "sh", "-c", "echo via-docker; exit 4"],
+    );
+    assert_eq!(
+        (out.status.code(), text(&out.stdout)),
+        (Some(4), "via-docker\n".to_string()),
+        "step 11: docker exec: {}",
+        text(&out.stderr)
+    );
+    stdout_of(&engine.client(&["stop", "-t", "1", "box"]));
+    let out = engine.client(&["exec", "box", "true"]);
+    assert_one_line_error(&out, 11, 125, "not running");
 }

@@ -136,12 +136,42 @@ enum Command {
     /// Manage volumes: data that outlives containers.
     #[command(subcommand)]
     Volume(VolumeCommand),
+    /// Run a command in a running container; exit with its code.
+    Exec(Box<ExecOptions>),
+    /// (daemon's) Join container ID and become exec EID's command in it.
+    #[command(hide = true, name = "exec-in")]
+    ExecIn {
+        /// The container id.
+        id: String,
+        /// The exec id.
+        exec: String,
+    },
     /// (daemon's) Be container ID's shim: its parent, from start to end.
     #[command(hide = true)]
     Shim {
         /// The container id.
         id: String,
     },
+}
+
+/// `docker exec`'s options that caixa's engine knows.
+#[derive(clap::Args)]
+struct ExecOptions {
+    /// Start it and return at once.
+    #[arg(short, long)]
+    detach: bool,
+    /// KEY=VALUE, or KEY for this shell's value of KEY. Repeatable.
+    #[arg(short = 'e', long = "env")]
+    env: Vec<String>,
+    /// Working directory inside the container.
+    #[arg(short = 'w', long)]
+    workdir: Option<String>,
+    /// The user (NAME, UID, or UID:GID), else the container's.
+    #[arg(short = 'u', long)]
+    user: Option<String>,
+    /// CONTAINER COMMAND [ARG...]
+    #[arg(trailing_var_arg = true, required = true, num_args = 2.., value_name = "CONTAINER")]
+    container_and_command: Vec<String>,
 }
 
 /// `docker volume`'s subcommands.
@@ -328,6 +358,10 @@ fn main() {
             )
             .map(|_| println!("{container}")),
         Command::Volume(command) => volume(&client(), command),
+        Command::Exec(options) => exec(&client(), &options),
+        Command::ExecIn { id, exec } => {
+            std::process::exit(caixa::engine::exec::join(&absolute(&args.root), &id, &exec))
+        }
     };
     if let Err(e) = result {
         cli::fail_setup("step11", &e);
@@ -635,3 +669,44 @@ fn volume(client: &Client, command: VolumeCommand) -> Result<(), EngineError> {
     Ok(())
 }
 // ANCHOR_END: client_volume
+
+// ANCHOR: client_exec
+/// `docker exec`: create the exec, start it on a hijacked connection (its
+/// output as frames until it ends), then ask for its exit code.
+fn exec(client: &Client, o: &ExecOptions) -> Result<(), EngineError> {
+    let (container, command) = o
+        .container_and_command
+        .split_first()
+        .ok_or_else(|| EngineError::BadRequest("which container?".into()))?;
+    let body = json!({
+        "Cmd": command, "Env": resolve_env(&o.env), "AttachStdout": true, "AttachStderr": true,
+        "WorkingDir": o.workdir.clone().unwrap_or_default(),
+        "User": o.user.clone().unwrap_or_default(),
+    });
+    let target = format!("/containers/{}/exec", percent_encode(container));
+    let id = client.json("POST", &target, Some(&body))?["Id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    if o.detach {
+        let start = json!({ "Detach": true });
+        client.json("POST", &format!("/exec/{id}/start"), Some(&start))?;
+        return Ok(());
+    }
+    let mut stream = client.upgrade("POST", &format!("/exec/{id}/start"))?;
+    let mut demuxer = caixa::engine::client::Demuxer::default();
+    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+    let mut buf = [0u8; 8192];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => demuxer.push(&buf[..n], &mut out, &mut err),
+            Err(e) => return Err(EngineError::Daemon(format!("the output stream broke: {e}"))),
+        }
+    }
+    let code = client.json("GET", &format!("/exec/{id}/json"), None)?["ExitCode"]
+        .as_i64()
+        .unwrap_or(125) as i32;
+    std::process::exit(code)
+}
+// ANCHOR_END: client_exec

@@ -20,6 +20,7 @@
 //! | `POST /containers/ID/kill?signal=S` | send a signal (default SIGKILL) |
 //! | `GET /containers/json?all=1` | the containers, running (or all) |
 //! | `DELETE /containers/ID?force=1&v=1` | forget it (stopping it first if forced; `v`: its anonymous volumes too) |
+//! | `POST /containers/ID/exec`, `POST /exec/EID/start`, `GET /exec/EID/json` | run a second process in it, its output, its exit code |
 //! | `POST /volumes/create`, `GET /volumes`, `GET /volumes/NAME` | make, list, inspect volumes |
 //! | `DELETE /volumes/NAME`, `POST /volumes/prune` | remove one (409 in use), or every unused one |
 //!
@@ -256,6 +257,49 @@ fn route(
             )?;
             out.respond(204, "text/plain", b"")
                 .map_err(EngineError::Connection)
+        }
+        ("POST", ["containers", key, "exec"]) => {
+            let record = containers.find(key)?;
+            let json = read_json(body)?;
+            let exec = super::exec::create(&daemon.root, &containers, &record, &json)?;
+            reply_json(out, 201, &json!({ "Id": exec.id }))
+        }
+        ("POST", ["exec", id, "start"]) => {
+            let exec = super::exec::find(&daemon.root, &containers, id)?;
+            let mut bytes = Vec::new();
+            body.limit(server::MAX_JSON)
+                .read_to_end(&mut bytes)
+                .map_err(|e| body_error(e, "reading the body"))?;
+            let detach = serde_json::from_slice::<Value>(&bytes)
+                .is_ok_and(|v| v["Detach"].as_bool() == Some(true));
+            let (exe, root) = (daemon.exe.clone(), daemon.root.clone());
+            if detach {
+                // Detached: it runs on; its end is recorded all the same.
+                let containers = containers.clone();
+                std::thread::spawn(move || {
+                    super::exec::start(&exe, &root, &containers, exec, &mut std::io::sink())
+                });
+                return out
+                    .respond(200, "text/plain", b"")
+                    .map_err(EngineError::Connection);
+            }
+            // Docker's clients hijack the connection (`Upgrade: tcp`);
+            // others get an ordinary streamed answer with the same frames.
+            if req.headers.contains_key(hyper::header::UPGRADE) {
+                let mut raw = out
+                    .upgrade("application/vnd.docker.raw-stream")
+                    .map_err(EngineError::Connection)?;
+                super::exec::start(&exe, &root, &containers, exec, &mut raw)
+            } else {
+                let mut stream = out
+                    .stream(200, "application/vnd.docker.raw-stream")
+                    .map_err(EngineError::Connection)?;
+                super::exec::start(&exe, &root, &containers, exec, &mut stream)
+            }
+        }
+        ("GET", ["exec", id, "json"]) => {
+            let exec = super::exec::find(&daemon.root, &containers, id)?;
+            reply_json(out, 200, &exec.to_json())
         }
         ("GET", ["volumes"]) => reply_json(out, 200, &super::volumes::list(daemon, req)?),
         ("POST", ["volumes", "create"]) => {
@@ -554,8 +598,11 @@ fn await_shim(
             // It ran, and ended before we looked: a quick container.
             Status::Exited if state.started != 0 && state.error.is_empty() => break,
             Status::Exited => {
+                // Reaped on a thread of its own: with `--rm` the shim takes
+                // the container's lock to remove it, and our caller holds
+                // that lock until we return (waiting here would deadlock).
                 if let Some(mut shim) = shim {
-                    let _ = shim.wait();
+                    std::thread::spawn(move || shim.wait());
                 }
                 return Err(EngineError::StartFailed {
                     name: record.name.clone(),

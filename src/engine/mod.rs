@@ -25,6 +25,7 @@
 //! - [`state`]: containers on disk (record, state, locks, names);
 //! - [`daemon`]: the endpoints and the lifecycle;
 //! - [`shim`]: one container's parent, from start to end;
+//! - [`exec`]: a second process in a running container (joining it);
 //! - [`log`]: the output, in Docker's json-file format;
 //! - [`volumes`]: data that outlives containers (`-v`, `/volumes`);
 //! - [`client`]: the other end of the socket;
@@ -33,6 +34,7 @@
 pub mod bridge;
 pub mod client;
 pub mod daemon;
+pub mod exec;
 pub mod log;
 pub mod registry;
 pub mod request;
