@@ -1336,7 +1336,9 @@ fn kill_shim(engine: &Engine, id: &str) -> serde_json::Value {
 fn removed_containers_leave_no_rule_lease_or_veth() {
     let engine = Engine::start();
     loaded(&engine);
-    let names: Vec<String> = (0..20).map(|i| format!("published{i}")).collect();
+    // Ten: enough that a leak per container shows (two ways of ending
+    // them, five each); each start wires a veth, a lease and rules.
+    let names: Vec<String> = (0..10).map(|i| format!("published{i}")).collect();
     for (i, name) in names.iter().enumerate() {
         run_published(&engine, name, 18000 + i as u16);
     }
@@ -1346,7 +1348,7 @@ fn removed_containers_leave_no_rule_lease_or_veth() {
         .iter()
         .filter(|r| r.contains("-j DNAT"))
         .count();
-    assert_eq!(forwarded, 20, "a DNAT rule per running container");
+    assert_eq!(forwarded, 10, "a DNAT rule per running container");
     for (i, name) in names.iter().enumerate() {
         if i % 2 == 0 {
             stdout_of(&engine.client(&["stop", "-t", "1", name]));
@@ -2189,4 +2191,78 @@ fn exec_joins_the_container_and_brings_nothing_of_the_host() {
     stdout_of(&engine.client(&["stop", "-t", "1", "box"]));
     let out = engine.client(&["exec", "box", "true"]);
     assert_one_line_error(&out, 11, 125, "not running");
+}
+
+#[test]
+fn restart_kill_rename_and_prune_work_as_in_docker() {
+    let engine = Engine::start();
+    let (_dir, tar) = archive();
+    stdout_of(&docker_on(&engine, &["load", "-i", tar.to_str().unwrap()]));
+    let docker = |args: &[&str]| docker_on(&engine, args);
+    let pid_of = |name: &str| {
+        stdout_of(&docker(&["inspect", "--format", "{{.State.Pid}}", name]))
+            .trim()
+            .to_string()
+    };
+    stdout_of(&docker(&[
+        "run",
+        "-d",
+        "--name",
+        "one",
+        "--network",
+        "none",
+        "demo:1",
+        "sleep",
+        "3600",
+    ]));
+    let before = pid_of("one");
+    stdout_of(&docker(&["restart", "-t", "1", "one"]));
+    let after = pid_of("one");
+    assert!(
+        after != before && after != "0",
+        "step 11: docker restart stops the container and starts it again (pid {before}, then {after})"
+    );
+    stdout_of(&engine.client(&["kill", "-s", "KILL", "one"]));
+    let out = engine.client(&["wait", "one"]);
+    assert_eq!(
+        stdout_of(&out),
+        "137\n",
+        "step 11: kill -s KILL ends it with 128 + 9"
+    );
+    stdout_of(&docker(&["restart", "-t", "1", "one"]));
+    assert_ne!(pid_of("one"), "0", "step 11: an exited container restarts");
+
+    stdout_of(&docker(&["rename", "one", "two"]));
+    let names = stdout_of(&docker(&["ps", "--format", "{{.Names}}"]));
+    assert_eq!(names.trim(), "two", "step 11: docker rename");
+    stdout_of(&docker(&[
+        "run",
+        "--name",
+        "three",
+        "--network",
+        "none",
+        "demo:1",
+        "true",
+    ]));
+    let out = docker(&["rename", "two", "three"]);
+    assert!(
+        !out.status.success() && text(&out.stderr).contains("already in use"),
+        "step 11: a taken name is refused: {}",
+        text(&out.stderr)
+    );
+    let (status, body) = engine.api("POST", "/containers/two/rename?name=../x", None);
+    assert_eq!(status, 400, "a name with a slash is a 400: {body}");
+
+    let out = docker(&["container", "prune", "-f"]);
+    assert!(
+        stdout_of(&out).contains("Deleted Containers"),
+        "docker container prune"
+    );
+    let all = stdout_of(&docker(&["ps", "-a", "--format", "{{.Names}}"]));
+    assert_eq!(
+        all.trim(),
+        "two",
+        "step 11: prune removes the stopped container and keeps the running one"
+    );
+    stdout_of(&docker(&["rm", "-f", "two"]));
 }

@@ -133,6 +133,32 @@ enum Command {
         /// Name or id (prefix).
         container: String,
     },
+    /// Stop a container if it runs, then start it.
+    Restart {
+        /// Seconds of grace before SIGKILL.
+        #[arg(short, long, default_value_t = 10)]
+        time: u64,
+        /// Name or id (prefix).
+        container: String,
+    },
+    /// Send a signal to a running container.
+    Kill {
+        /// The signal: a name (TERM, SIGHUP) or a number.
+        #[arg(short, long, default_value = "KILL")]
+        signal: String,
+        /// Name or id (prefix).
+        container: String,
+    },
+    /// Give a container another name.
+    Rename {
+        /// Name or id (prefix).
+        container: String,
+        /// The new name.
+        name: String,
+    },
+    /// Manage containers as a group.
+    #[command(subcommand)]
+    Container(ContainerCommand),
     /// Manage volumes: data that outlives containers.
     #[command(subcommand)]
     Volume(VolumeCommand),
@@ -172,6 +198,13 @@ struct ExecOptions {
     /// CONTAINER COMMAND [ARG...]
     #[arg(trailing_var_arg = true, required = true, num_args = 2.., value_name = "CONTAINER")]
     container_and_command: Vec<String>,
+}
+
+/// `docker container`'s subcommands that caixa adds to the top-level ones.
+#[derive(Subcommand)]
+enum ContainerCommand {
+    /// Remove every container that is not running.
+    Prune,
 }
 
 /// `docker volume`'s subcommands.
@@ -358,6 +391,45 @@ fn main() {
             )
             .map(|_| println!("{container}")),
         Command::Volume(command) => volume(&client(), command),
+        Command::Restart { time, container } => client()
+            .json(
+                "POST",
+                &format!(
+                    "/containers/{}/restart?t={time}",
+                    percent_encode(&container)
+                ),
+                None,
+            )
+            .map(|_| println!("{container}")),
+        Command::Kill { signal, container } => client()
+            .json(
+                "POST",
+                &format!(
+                    "/containers/{}/kill?signal={}",
+                    percent_encode(&container),
+                    percent_encode(&signal)
+                ),
+                None,
+            )
+            .map(|_| println!("{container}")),
+        Command::Rename { container, name } => client()
+            .json(
+                "POST",
+                &format!(
+                    "/containers/{}/rename?name={}",
+                    percent_encode(&container),
+                    percent_encode(&name)
+                ),
+                None,
+            )
+            .map(drop),
+        Command::Container(ContainerCommand::Prune) => {
+            client().json("POST", "/containers/prune", None).map(|v| {
+                for id in v["ContainersDeleted"].as_array().into_iter().flatten() {
+                    println!("{}", id.as_str().unwrap_or_default());
+                }
+            })
+        }
         Command::Exec(options) => exec(&client(), &options),
         Command::ExecIn { id, exec } => {
             std::process::exit(caixa::engine::exec::join(&absolute(&args.root), &id, &exec))

@@ -18,6 +18,7 @@
 //! | `GET /containers/ID/logs` | its output, in Docker's frames (`follow=1`: live) |
 //! | `POST /containers/ID/stop?t=S` | SIGTERM, then SIGKILL after S seconds |
 //! | `POST /containers/ID/kill?signal=S` | send a signal (default SIGKILL) |
+//! | `POST /containers/ID/restart?t=S`, `/rename?name=N`, `POST /containers/prune` | stop then start; a new name; remove every stopped one |
 //! | `GET /containers/json?all=1` | the containers, running (or all) |
 //! | `DELETE /containers/ID?force=1&v=1` | forget it (stopping it first if forced; `v`: its anonymous volumes too) |
 //! | `POST /containers/ID/exec`, `POST /exec/EID/start`, `GET /exec/EID/json` | run a second process in it, its output, its exit code |
@@ -258,6 +259,25 @@ fn route(
             out.respond(204, "text/plain", b"")
                 .map_err(EngineError::Connection)
         }
+        ("POST", ["containers", key, "restart"]) => {
+            let record = containers.find(key)?;
+            let grace = req.param("t").and_then(|t| t.parse().ok()).unwrap_or(10);
+            restart(daemon, &containers, &record, Duration::from_secs(grace))?;
+            out.respond(204, "text/plain", b"")
+                .map_err(EngineError::Connection)
+        }
+        ("POST", ["containers", key, "rename"]) => {
+            let record = containers.find(key)?;
+            let name = req.param("name").unwrap_or_default();
+            rename(&containers, &record, name.trim_start_matches('/'))?;
+            out.respond(204, "text/plain", b"")
+                .map_err(EngineError::Connection)
+        }
+        ("POST", ["containers", "prune"]) => {
+            let gone = prune(daemon, &containers)?;
+            let answer = json!({ "ContainersDeleted": gone, "SpaceReclaimed": 0 });
+            reply_json(out, 200, &answer)
+        }
         ("POST", ["containers", key, "exec"]) => {
             let record = containers.find(key)?;
             let json = read_json(body)?;
@@ -456,6 +476,20 @@ fn tempfile_dir(root: &Path) -> Result<PathBuf, EngineError> {
     Ok(dir)
 }
 
+/// Docker's rule for names: they appear in ps, in paths and in errors.
+fn check_name(n: &str) -> Result<(), EngineError> {
+    let ok = n.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && n.len() <= 128
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    if !ok {
+        return Err(EngineError::BadRequest(format!(
+            "invalid container name {n:?}: use letters, digits, '_', '.' and '-', starting with a letter or digit"
+        )));
+    }
+    Ok(())
+}
+
 // ANCHOR: create
 /// Records a container from Docker's create body: the request becomes a
 /// spec (see [`super::request`]), the spec an OCI bundle in the container's
@@ -467,17 +501,8 @@ fn create(
     name: Option<&str>,
     body: &Value,
 ) -> Result<Record, EngineError> {
-    // Docker's rule for names: they appear in ps, in paths and in errors.
     if let Some(n) = name.filter(|n| !n.is_empty()) {
-        let ok = n.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-            && n.len() <= 128
-            && n.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-        if !ok {
-            return Err(EngineError::BadRequest(format!(
-                "invalid container name {n:?}: use letters, digits, '_', '.' and '-', starting with a letter or digit"
-            )));
-        }
+        check_name(n)?;
     }
     let store = Store::open(&daemon.root)?;
     let id = random_id();
@@ -538,7 +563,9 @@ fn start(daemon: &Daemon, containers: &Containers, record: &Record) -> Result<bo
         Status::Created if super::state::shim_alive(&dir) => {
             return await_shim(containers, record, None).map(|()| false);
         }
-        Status::Created | Status::Exited => {}
+        // Its last shim may still be cleaning up after it: let it finish.
+        Status::Exited => shim_gone(containers, record),
+        Status::Created => {}
     }
     // (What a dead shim left is swept by the runtime itself, first thing
     // in its start: `Host::prepare` and `ipam::Leases::take_back_dead`.)
@@ -844,7 +871,19 @@ fn remove(
         stop(containers, record, Duration::ZERO)?;
     }
     settle(containers, record)?;
-    // The shim unmounts the root as it ends: give it the moment it needs.
+    shim_gone(containers, record);
+    containers.remove(record)?;
+    if volumes {
+        Volumes::open(&daemon.root)?.remove_anonymous(containers, &record.mounts);
+    }
+    Ok(())
+}
+
+/// Waits (a few seconds at most) for the shim of an ended container to
+/// end too: it unmounts the root and gives the network back after its
+/// container's exit is recorded, and a `rm` or a second `start` must not
+/// overtake it.
+fn shim_gone(containers: &Containers, record: &Record) {
     let mut pause = Backoff::default();
     for _ in 0..200 {
         if !super::state::shim_alive(&containers.dir(&record.id)) {
@@ -852,11 +891,51 @@ fn remove(
         }
         pause.sleep();
     }
-    containers.remove(record)?;
-    if volumes {
-        Volumes::open(&daemon.root)?.remove_anonymous(containers, &record.mounts);
+}
+
+/// `docker restart`: stop (SIGTERM, SIGKILL after `grace`) if it runs,
+/// then start, as one request.
+fn restart(
+    daemon: &Daemon,
+    containers: &Containers,
+    record: &Record,
+    grace: Duration,
+) -> Result<(), EngineError> {
+    {
+        let _locked = containers.lock(&record.id)?;
+        stop(containers, record, grace)?;
     }
+    start(daemon, containers, record).map(drop)
+}
+
+/// `docker rename`: the new name is reserved first (of two renames to one
+/// name, one wins), then the record says it, then the old name is freed.
+fn rename(containers: &Containers, record: &Record, name: &str) -> Result<(), EngineError> {
+    check_name(name)?;
+    let _locked = containers.lock(&record.id)?;
+    containers.reserve_name(name, &record.id)?;
+    let mut renamed = record.clone();
+    renamed.name = name.to_string();
+    if let Err(e) = containers.rewrite(&renamed) {
+        containers.release_name(name, &record.id);
+        return Err(e);
+    }
+    containers.release_name(&record.name, &record.id);
     Ok(())
+}
+
+/// `docker container prune`: removes every container that is not running;
+/// their ids.
+fn prune(daemon: &Daemon, containers: &Containers) -> Result<Vec<String>, EngineError> {
+    let mut gone = Vec::new();
+    for (record, state) in containers.list()? {
+        if state.status != Status::Running
+            && remove(daemon, containers, &record, false, false).is_ok()
+        {
+            gone.push(record.id);
+        }
+    }
+    Ok(gone)
 }
 
 /// A signal by Docker's names: `SIGTERM`, `TERM` or `15`.

@@ -144,6 +144,19 @@ pub fn create(
     Ok(exec)
 }
 
+/// Forgets the execs of the container in `dir` (it is being removed):
+/// their names in the index go with their records.
+pub fn forget(root: &Path, dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir.join("execs")) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if let Some(id) = entry.file_name().to_string_lossy().strip_suffix(".json") {
+            let _ = std::fs::remove_file(index(root).join(id));
+        }
+    }
+}
+
 /// The exec `id`, wherever its container is.
 pub fn find(root: &Path, containers: &Containers, id: &str) -> Result<Exec, EngineError> {
     let missing = || EngineError::NotFound(format!("No such exec instance: {id}"));

@@ -4,7 +4,7 @@
 //! digits, which are also its cgroup's, overlay's, lease's and rules' name):
 //!
 //! ```text
-//!   <root>/containers/<id>/container.json  the engine's record, written once at create
+//!   <root>/containers/<id>/container.json  the engine's record, written at create (and rename)
 //!                         /config.json     the OCI bundle's config (see `crate::bundle`)
 //!                         /upper /work /merged   the overlay: the bundle's rootfs
 //!                         /state.json      created → running → exited, written by the shim
@@ -271,6 +271,11 @@ impl Containers {
         write_json(&dir.join("container.json"), record)
     }
 
+    /// Writes a changed record (a rename) over the old one, whole.
+    pub fn rewrite(&self, record: &Record) -> Result<(), EngineError> {
+        write_json(&self.dir(&record.id).join("container.json"), record)
+    }
+
     /// Every container, oldest first, with its state.
     pub fn list(&self) -> Result<Vec<(Record, State)>, EngineError> {
         let mut all = Vec::new();
@@ -368,6 +373,9 @@ impl Containers {
                 "the root filesystem of {} is still mounted: try again once its shim has cleaned up",
                 record.name
             )));
+        }
+        if let Some(root) = self.dir.parent() {
+            super::exec::forget(root, &dir);
         }
         std::fs::remove_dir_all(&dir).map_err(io(&dir))?;
         self.release_name(&record.name, &record.id);

@@ -127,15 +127,19 @@ impl Volumes {
     pub fn create(&self, name: &str, owner: (u32, u32), meta: Meta) -> Result<Value, EngineError> {
         let dir = self.path(name)?;
         match std::fs::DirBuilder::new().mode(0o711).create(&dir) {
-            Ok(()) => {
-                let data = dir.join("_data");
-                create_dirs(&data, 0o755)?;
-                std::os::unix::fs::chown(&data, Some(owner.0), Some(owner.1)).map_err(io(&data))?;
-                // Last: a directory with its meta is a volume (see `list`).
-                write_json(&dir.join("volume.json"), &meta)?;
-            }
+            Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(io(&dir)(e)),
+        }
+        // A directory without its meta was being made (by a create that
+        // runs beside this one, or one that died half-way): finish it.
+        // Each step may be done twice, harmlessly.
+        if !dir.join("volume.json").exists() {
+            let data = dir.join("_data");
+            create_dirs(&data, 0o755)?;
+            std::os::unix::fs::chown(&data, Some(owner.0), Some(owner.1)).map_err(io(&data))?;
+            // Last: a directory with its meta is a volume (see `names`).
+            write_json(&dir.join("volume.json"), &meta)?;
         }
         self.inspect(name)
     }
