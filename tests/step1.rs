@@ -10,10 +10,13 @@ use support::{Running, likely_cause, run, stdout_of, step, text, wait_output_or_
 #[test]
 fn the_command_is_pid_1_inside() {
     let out = run(1, &["sh", "-c", "echo $$"]);
+    let pid = stdout_of(&out);
     assert_eq!(
-        stdout_of(&out).trim(),
+        pid.trim(),
         "1",
-        "step 1: the command should be pid 1 of a new PID namespace — did clone3 get CLONE_NEWPID?"
+        "step 1: expected the command to be pid 1 of a new PID namespace, it is pid {}: did \
+         clone3 get the flags it was given (CLONE_NEWPID)?",
+        pid.trim()
     );
 }
 

@@ -21,6 +21,10 @@ fn stdout_of(out: &std::process::Output) -> String {
          files, /proc/<child>/gid_map then uid_map (the parent's own, /proc/self, cannot be \
          written)"
             .to_string()
+    } else if err.contains("setresgid") || err.contains("setgroups(") {
+        "the container's root has no group id: an id that is not in the maps is refused \
+         (EINVAL). Does write_maps write /proc/<child>/gid_map as well as uid_map?"
+            .to_string()
     } else if err.contains("permitted set") || err.contains("effective set") {
         "setting a capability set failed: set the effective set first, then the permitted \
          set (effective must stay within permitted, or the kernel answers EPERM)"

@@ -185,6 +185,18 @@ pub(crate) fn likely_cause(stderr: &str) -> String {
     if stderr.contains("panicked") {
         return "the step binary panicked: the stderr below says where".into();
     }
+    if stderr.contains("pivot_root") && stderr.contains("EINVAL") {
+        return "pivot_root(2) answers EINVAL when / or the rootfs is a shared mount: \
+                stop_propagation_to_host must make / MS_SLAVE|MS_REC before anything else \
+                (step 4)"
+            .into();
+    }
+    if stderr.contains("pivot_root") && stderr.contains("EBUSY") {
+        return "pivot_root(\".\", \".\") answers EBUSY unless it runs inside the rootfs and the \
+                rootfs is a mount point: pivot_into must chdir into it first, and \
+                bind_rootfs_onto_itself must bind it onto itself (step 4)"
+            .into();
+    }
     match stderr.lines().rev().find(|l| !l.trim().is_empty()) {
         Some(last) => format!("the step said \"{}\"", last.trim()),
         None => "the step printed nothing on stderr; run it with -v to see how far it got".into(),

@@ -163,11 +163,16 @@ fn try_mistake(copy: &Path, target: &Path, step: u32, m: &Mistake) -> Result<Out
     }
     let expect = m.expect.to_lowercase();
     let failed: Vec<&(String, bool, String)> = parsed.iter().filter(|(_, ok, _)| !ok).collect();
+    // A line of a message, not libtest's "thread 'NAME' panicked at": a
+    // test's name may hold the very words.
     let named_by = failed.iter().find_map(|(_, _, output)| {
         output
             .lines()
-            .find(|l| l.to_lowercase().contains(&expect))
-            .map(|l| l.trim().to_string())
+            .filter(|l| !l.starts_with("thread '"))
+            .find_map(|l| {
+                let at = l.to_lowercase().find(&expect)?;
+                Some(around(l.trim_end(), at, 140))
+            })
     });
     Ok(Outcome {
         failed: failed.iter().map(|(n, ..)| n.clone()).collect(),
@@ -288,7 +293,7 @@ pub fn check(root: &Path, steps: &[u32], write_book: bool) -> Result<()> {
                 "| {} | {} | {} |",
                 cell(&m.what),
                 tests.join(", "),
-                cell(&shorten(&message, 160))
+                cell(&message)
             );
         }
         summary.push(format!(
@@ -331,18 +336,41 @@ fn cell(text: &str) -> String {
     text.replace('|', "\\|").replace('\n', " ")
 }
 
-/// At most `max` characters of `text`, with an ellipsis when cut.
-fn shorten(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_string();
+/// At most about `max` bytes of `line` around byte `at` (the named words),
+/// with an ellipsis where it is cut.
+fn around(line: &str, at: usize, max: usize) -> String {
+    if line.len() <= max {
+        return line.to_string();
     }
-    let cut: String = text.chars().take(max).collect();
-    format!("{cut}…")
+    let mut from = at.saturating_sub(max / 2);
+    while !line.is_char_boundary(from) {
+        from -= 1;
+    }
+    let mut to = (from + max).min(line.len());
+    while !line.is_char_boundary(to) {
+        to += 1;
+    }
+    let (head, tail) = (from > 0, to < line.len());
+    format!(
+        "{}{}{}",
+        if head { "…" } else { "" },
+        &line[from..to],
+        if tail { "…" } else { "" }
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_line_is_cut_around_the_named_words() {
+        let line = format!("{}MNT_DETACH{}", "a".repeat(300), "b".repeat(300));
+        let cut = around(&line, 300, 40);
+        assert!(cut.starts_with('…') && cut.ends_with('…'), "{cut}");
+        assert!(cut.contains("MNT_DETACH"), "{cut}");
+        assert_eq!(around("short", 0, 40), "short");
+    }
 
     #[test]
     fn regions_are_found_by_step() {
