@@ -96,7 +96,7 @@ pub fn mask(set: &[Capability]) -> u64 {
 /// The bounding set goes first: removing from it needs `CAP_SETPCAP` in the
 /// effective set, which the last call may take away.
 pub fn drop_capabilities(keep: &[Capability]) -> Result<(), CapsError> {
-    // EXERCISE(6): drop every capability not in `keep` from the bounding set, empty inheritable and ambient, then set permitted and effective to `keep`
+    // EXERCISE(6): drop every capability not in `keep` from the bounding set, empty ambient and inheritable, then set the effective set to `keep` and only then the permitted set (effective must stay within permitted, or EPERM)
     let apply = |what: &str, result: Result<(), caps::errors::CapsError>| {
         result.map_err(|source| CapsError::Apply {
             what: what.to_string(),

@@ -2,17 +2,21 @@
 
 mod support;
 
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Command, Stdio};
 
-use support::{Running, run, stdout_of, text};
+use support::{Running, likely_cause, run, stdout_of, step, text, wait_output_or_explain};
 
 #[test]
 fn the_command_is_pid_1_inside() {
     let out = run(1, &["sh", "-c", "echo $$"]);
+    let pid = stdout_of(&out);
     assert_eq!(
-        stdout_of(&out).trim(),
+        pid.trim(),
         "1",
-        "step 1: the command should be pid 1 of a new PID namespace — did clone3 get CLONE_NEWPID?"
+        "step 1: expected the command to be pid 1 of a new PID namespace, it is pid {}: did \
+         clone3 get the flags it was given (CLONE_NEWPID)?",
+        pid.trim()
     );
 }
 
@@ -20,30 +24,52 @@ fn the_command_is_pid_1_inside() {
 fn the_host_sees_another_pid_for_the_same_process() {
     let running = Running::start(1, &[], "echo ready; read x");
     let pid = running.container_pid();
-    assert_ne!(pid, 1);
     // NSpid lists the process's pid in each PID namespace it belongs to,
     // outermost first: the host's pid, then 1.
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("cannot read /proc/{pid}/status of the container: {e}"));
     let nspid = status
         .lines()
         .find(|l| l.starts_with("NSpid:"))
-        .expect("NSpid line");
+        .expect("the kernel writes an NSpid: line in /proc/PID/status (Linux 4.1 and later)");
     let ids: Vec<&str> = nspid.split_whitespace().skip(1).collect();
-    assert_eq!(ids, [pid.to_string().as_str(), "1"], "{nspid}");
+    assert_eq!(
+        ids,
+        [pid.to_string().as_str(), "1"],
+        "step 1: expected the container's pid 1 to be pid {pid} on the host and 1 inside \
+         (\"NSpid: {pid} 1\"), saw \"{nspid}\": did clone3 get CLONE_NEWPID?"
+    );
     // And it is in another PID namespace than we are.
-    let ours = std::fs::read_link("/proc/self/ns/pid").unwrap();
-    let theirs = std::fs::read_link(format!("/proc/{pid}/ns/pid")).unwrap();
-    assert_ne!(ours, theirs);
+    let ours = std::fs::read_link("/proc/self/ns/pid").expect("read /proc/self/ns/pid");
+    let theirs = std::fs::read_link(format!("/proc/{pid}/ns/pid")).expect("read its ns/pid");
+    assert_ne!(
+        ours, theirs,
+        "step 1: expected the container in a PID namespace of its own, it is in the test's \
+         ({ours:?}): did clone3 get CLONE_NEWPID?"
+    );
     let (status, _) = running.finish();
-    assert!(status.success());
+    assert!(
+        status.success(),
+        "expected the container to end well once it read its line, it ended with {status}"
+    );
 }
 
 #[test]
 fn the_exit_code_is_the_commands() {
-    let out = run(1, &["sh", "-c", "exit 42"]);
-    assert_eq!(out.status.code(), Some(42), "{}", text(&out.stderr));
-    let out = run(1, &["true"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    for (args, code) in [(&["sh", "-c", "exit 42"][..], 42), (&["true"][..], 0)] {
+        let out = run(1, args);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "step 1: expected `{}` to make the step exit {code}, it ended with {}: {}; a child \
+             that believes it is the parent runs the parent's code (clone_child must tell \
+             them apart: 0 is the child)\nstderr: {}",
+            args.join(" "),
+            out.status,
+            likely_cause(&text(&out.stderr)),
+            text(&out.stderr)
+        );
+    }
 }
 
 #[test]
@@ -51,10 +77,144 @@ fn a_container_killed_by_a_signal_exits_128_plus_n() {
     let running = Running::start(1, &[], "echo ready; read x");
     let pid = running.container_pid();
     // SAFETY: plain kill(2) of the container's pid 1, which we just read.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    assert_eq!(
+        unsafe { libc::kill(pid, libc::SIGKILL) },
+        0,
+        "cannot kill the container's pid 1 ({pid}): {}",
+        std::io::Error::last_os_error()
+    );
     let mut running = running;
-    let status = running.child.wait().unwrap();
-    assert_eq!(status.code(), Some(128 + 9), "{status:?}");
+    let status = running.child.wait().expect("wait for the step binary");
+    assert_eq!(
+        status.code(),
+        Some(128 + 9),
+        "step 1: expected exit code 137 (128 + SIGKILL) for a container killed by SIGKILL, \
+         the step binary ended with {status}\nstderr: {}",
+        running.stderr_text()
+    );
+}
+
+/// Step 1 running `true`, under a seccomp filter that kills the process
+/// making `rt_sigprocmask(SIG_SETMASK, …)`. The container makes that call
+/// after the parent has let it go and before its `execve` (block 10 of
+/// `init::run` puts back the signal mask), so it dies there, of `SIGSYS`:
+/// the parent believes the exec worked and waits for it to end. (The step
+/// binary makes the same call once the container has ended, when it puts
+/// its own mask back, and dies of it too: a test of this kind can only ask
+/// whether it ended at all.)
+fn dying_before_exec() -> Command {
+    let arch = seccompiler::TargetArch::try_from(std::env::consts::ARCH).expect("a known arch");
+    let set_mask = seccompiler::SeccompCondition::new(
+        0,
+        seccompiler::SeccompCmpArgLen::Dword,
+        seccompiler::SeccompCmpOp::Eq,
+        libc::SIG_SETMASK as u64,
+    )
+    .expect("a condition on rt_sigprocmask's first argument");
+    let filter: seccompiler::BpfProgram = seccompiler::SeccompFilter::new(
+        [(
+            libc::SYS_rt_sigprocmask,
+            vec![seccompiler::SeccompRule::new(vec![set_mask]).expect("a rule")],
+        )]
+        .into_iter()
+        .collect(),
+        seccompiler::SeccompAction::Allow,
+        seccompiler::SeccompAction::KillProcess,
+        arch,
+    )
+    .expect("a seccomp filter for rt_sigprocmask")
+    .try_into()
+    .expect("the filter compiled to BPF");
+    let mut cmd = step(1);
+    cmd.arg("true")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: only setrlimit(2) (no core file of the killed processes) and
+    // seccomp(2) between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let none = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            if libc::setrlimit(libc::RLIMIT_CORE, &none) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            seccompiler::apply_filter(&filter).map_err(std::io::Error::other)
+        });
+    }
+    cmd
+}
+
+/// What it means when the step binary does not end after its container
+/// died before its command.
+const NO_SIGCHLD: &str = "step 1: the container died before its execve (killed on purpose) \
+    and the step binary never noticed: it waits for SIGCHLD, which the kernel sends when a \
+    child dies only if the clone asked for it: SIGCHLD as clone3's exit_signal, or in the \
+    low byte of the fallback clone's flags. (execve makes it SIGCHLD anyway, which is why \
+    every other test passes without it.)";
+
+#[test]
+fn a_container_that_dies_before_its_command_is_reaped() {
+    let out = wait_output_or_explain(
+        dying_before_exec().spawn().expect("start step1"),
+        NO_SIGCHLD,
+    );
+    // Ended, which is the point; it must not have run the command either.
+    assert!(
+        !out.status.success(),
+        "expected the container to die before its command, the step binary ended well: {}",
+        text(&out.stderr)
+    );
+}
+
+/// Makes `clone3` answer `ENOSYS` in `cmd`, as on a kernel older than 5.3.
+fn without_clone3(cmd: &mut Command) {
+    let arch = seccompiler::TargetArch::try_from(std::env::consts::ARCH).expect("a known arch");
+    let filter: seccompiler::BpfProgram = seccompiler::SeccompFilter::new(
+        [(libc::SYS_clone3, vec![])].into_iter().collect(),
+        seccompiler::SeccompAction::Allow,
+        seccompiler::SeccompAction::Errno(libc::ENOSYS as u32),
+        arch,
+    )
+    .expect("a seccomp filter for clone3")
+    .try_into()
+    .expect("the filter compiled to BPF");
+    // SAFETY: only the seccomp(2) call between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || seccompiler::apply_filter(&filter).map_err(std::io::Error::other));
+    }
+}
+
+#[test]
+fn without_clone3_the_fallback_to_clone_does_the_same() {
+    let mut cmd = step(1);
+    cmd.args(["sh", "-c", "echo $$; exit 3"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    without_clone3(&mut cmd);
+    let out = wait_output_or_explain(cmd.spawn().expect("start step1"), NO_SIGCHLD);
+    let err = text(&out.stderr);
+    assert_eq!(
+        (text(&out.stdout).trim(), out.status.code()),
+        ("1", Some(3)),
+        "step 1: with clone3 answering ENOSYS (a kernel older than 5.3), expected the command \
+         as pid 1 and its exit code 3: did clone_child fall back to clone(2) when clone3 \
+         fails with ENOSYS? {}\nstderr: {err}",
+        likely_cause(&err)
+    );
+    // And the fallback must ask for SIGCHLD too.
+    let mut cmd = dying_before_exec();
+    without_clone3(&mut cmd);
+    let out = wait_output_or_explain(cmd.spawn().expect("start step1"), NO_SIGCHLD);
+    // Ended, which is the point; it must not have run the command either.
+    assert!(
+        !out.status.success(),
+        "expected the container to die before its command, the step binary ended well: {}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -72,12 +232,14 @@ fn sigterm_to_the_step_binary_reaches_the_container() {
         0
     );
     let mut running = running;
-    let status = running.child.wait().unwrap();
+    let status = running.child.wait().expect("wait for the step binary");
     assert_eq!(
         status.code(),
         Some(7),
-        "the step binary should forward SIGTERM to the container, not die of it: {status:?} (signal {:?})",
-        status.signal()
+        "step 1: expected the step binary to forward SIGTERM to the container (whose trap exits \
+         7), not die of it: it ended with {status} (signal {:?})\nstderr: {}",
+        status.signal(),
+        running.stderr_text()
     );
 }
 
@@ -94,26 +256,50 @@ fn sigint_is_forwarded_too() {
         0
     );
     let mut running = running;
-    assert_eq!(running.child.wait().unwrap().code(), Some(8));
+    let status = running.child.wait().expect("wait for the step binary");
+    assert_eq!(
+        status.code(),
+        Some(8),
+        "step 1: expected the step binary to forward SIGINT to the container (whose trap exits \
+         8), not die of it: it ended with {status}\nstderr: {}",
+        running.stderr_text()
+    );
 }
 
 #[test]
 fn arguments_after_the_command_belong_to_it() {
     let out = run(1, &["sh", "-c", "echo \"$@\"", "sh", "-v", "--help"]);
-    assert_eq!(stdout_of(&out).trim(), "-v --help");
+    assert_eq!(
+        stdout_of(&out).trim(),
+        "-v --help",
+        "expected the options after the command to reach it, not the step binary"
+    );
 }
 
 #[test]
 fn verbose_prints_the_clone_flags() {
     let out = run(1, &["-v", "true"]);
     let err = text(&out.stderr);
-    assert!(out.status.success(), "{err}");
-    assert!(err.contains("clone3(CLONE_NEWPID)"), "{err}");
-    assert!(err.contains("execve("), "{err}");
+    assert!(
+        out.status.success(),
+        "expected `step1 -v true` to succeed, it ended with {}: {}\nstderr: {err}",
+        out.status,
+        likely_cause(&err)
+    );
+    for line in ["clone3(CLONE_NEWPID)", "execve("] {
+        assert!(
+            err.contains(line),
+            "expected -v to print a line with {line:?}, it printed:\n{err}"
+        );
+    }
 }
 
 #[test]
 fn help_says_what_the_step_adds() {
     let out = run(1, &["--help"]);
-    assert!(stdout_of(&out).contains("PID namespace"));
+    let help = stdout_of(&out);
+    assert!(
+        help.contains("PID namespace"),
+        "expected `step1 --help` to say what the step adds (a PID namespace):\n{help}"
+    );
 }

@@ -11,7 +11,11 @@ impl Segment {
     fn create(key: i32) -> Segment {
         // SAFETY: shmget with IPC_CREAT creates a 4 KiB segment we own.
         let id = unsafe { libc::shmget(key, 4096, libc::IPC_CREAT | libc::IPC_EXCL | 0o600) };
-        assert!(id >= 0, "shmget: {}", std::io::Error::last_os_error());
+        assert!(
+            id >= 0,
+            "cannot create the test's shared memory segment (shmget): {}",
+            std::io::Error::last_os_error()
+        );
         Segment(id)
     }
 }
@@ -38,22 +42,32 @@ fn keys(listing: &str) -> Vec<String> {
 fn a_host_shared_memory_segment_is_invisible_inside() {
     let key = 0x0ca1_7a00 + (std::process::id() as i32 & 0xff);
     let _segment = Segment::create(key);
-    let host = std::fs::read_to_string("/proc/sysvipc/shm").unwrap();
-    assert!(keys(&host).contains(&key.to_string()), "the host sees it");
+    let host = std::fs::read_to_string("/proc/sysvipc/shm").expect("read /proc/sysvipc/shm");
+    assert!(
+        keys(&host).contains(&key.to_string()),
+        "the test's own segment {key} is missing from the host's /proc/sysvipc/shm:\n{host}"
+    );
 
     let out = run(3, &["cat", "/proc/sysvipc/shm"]);
     let inside = stdout_of(&out);
     assert!(
         !keys(&inside).contains(&key.to_string()),
-        "step 3: the host's segment {key} is visible inside — is CLONE_NEWIPC set?\n{inside}"
+        "step 3: expected the host's shared memory segment {key} to be invisible inside, the \
+         container lists it: it shares the host's IPC namespace. Does Namespace::clone_flag \
+         return CLONE_NEWIPC for Namespace::Ipc?\n{inside}"
     );
 }
 
 #[test]
 fn the_container_is_in_another_ipc_namespace() {
-    let ours = std::fs::read_link("/proc/self/ns/ipc").unwrap();
+    let ours = std::fs::read_link("/proc/self/ns/ipc").expect("read /proc/self/ns/ipc");
     let out = run(3, &["readlink", "/proc/self/ns/ipc"]);
-    assert_ne!(stdout_of(&out).trim(), ours.to_string_lossy());
+    assert_ne!(
+        stdout_of(&out).trim(),
+        ours.to_string_lossy(),
+        "step 3: expected the container in an IPC namespace of its own, it is in the test's: \
+         does Namespace::clone_flag return CLONE_NEWIPC for Namespace::Ipc?"
+    );
 }
 
 #[test]
@@ -61,5 +75,9 @@ fn step_3_keeps_steps_1_and_2() {
     let out = run(3, &["sh", "-c", "echo $$; ip -o link | wc -l"]);
     let text = stdout_of(&out);
     let lines: Vec<&str> = text.lines().map(str::trim).collect();
-    assert_eq!(lines, ["1", "1"], "pid 1, and one link (lo)");
+    assert_eq!(
+        lines,
+        ["1", "1"],
+        "step 3: expected step 1's and 2's work kept: the shell as pid 1, and one link (lo)"
+    );
 }

@@ -2,15 +2,18 @@
 
 mod support;
 
+use std::os::unix::process::CommandExt;
+use std::process::Stdio;
+
 use support::{
     Running, TinyRootfs, assert_one_line_error, host_mount_points, in_shared_mount_namespace,
-    mount_points_of, run, stdout_of,
+    mount_points_of, run, stdout_of, step, wait_output,
 };
 
 #[test]
 fn the_hosts_files_are_invisible() {
-    let marker = tempfile::NamedTempFile::new().unwrap();
-    let path = marker.path().to_str().unwrap();
+    let marker = tempfile::NamedTempFile::new().expect("a temporary file");
+    let path = marker.path().to_str().expect("a UTF-8 temporary path");
     let out = run(
         4,
         &[
@@ -22,14 +25,15 @@ fn the_hosts_files_are_invisible() {
     assert_eq!(
         stdout_of(&out).trim(),
         "gone",
-        "step 4: a host file is visible inside — did pivot_root run and the old root get detached?"
+        "step 4: expected the host's file {path} to be invisible inside, the container sees it: \
+         its / is still the host's. Did pivot_into run pivot_root(\".\", \".\") in the rootfs?"
     );
 }
 
 #[test]
 fn root_is_the_rootfs_and_the_old_root_is_gone() {
     let rootfs = TinyRootfs::new();
-    std::fs::write(rootfs.dir.path().join("only-in-rootfs"), "yes\n").unwrap();
+    std::fs::write(rootfs.dir.path().join("only-in-rootfs"), "yes\n").expect("write in the rootfs");
     let out = run(
         4,
         &[
@@ -42,7 +46,11 @@ fn root_is_the_rootfs_and_the_old_root_is_gone() {
         ],
     );
     let text = stdout_of(&out);
-    assert!(text.starts_with("yes\n"), "{text}");
+    assert!(
+        text.starts_with("yes\n"),
+        "step 4: expected the rootfs's /only-in-rootfs to read \"yes\" inside: is the rootfs \
+         the container's /?\n{text}"
+    );
     // The container's mount table has its root at "/" and no leftover of the
     // host's root (pivot_root + MNT_DETACH).
     let mountpoints: Vec<&str> = text
@@ -50,10 +58,24 @@ fn root_is_the_rootfs_and_the_old_root_is_gone() {
         .skip(1)
         .filter_map(|l| l.split_whitespace().nth(4))
         .collect();
-    assert!(mountpoints.contains(&"/"), "{text}");
+    let roots = mountpoints.iter().filter(|m| **m == "/").count();
+    assert!(
+        roots >= 1,
+        "step 4: expected a mount at / in the container's mount table:\n{text}"
+    );
     assert!(
         mountpoints.iter().all(|m| !m.starts_with(rootfs.path())),
-        "step 4: the old root is still mounted inside:\n{text}"
+        "step 4: expected no mount under the rootfs's host path {} inside, some are left:\n{text}",
+        rootfs.path()
+    );
+    // pivot_root(".", ".") stacks the old root on the new one, at "/": with
+    // it, the host's mounts stay in the container's table (its /proc, /dev…).
+    assert_eq!(
+        roots, 1,
+        "step 4: expected one mount at /, the rootfs; there are {roots}: pivot_root(\".\", \".\") \
+         stacks the old root on top of the new one, and it stays (with the host's /proc, /dev \
+         and every other host mount under it) until pivot_into unmounts it with \
+         umount2(\".\", MNT_DETACH)\n{text}"
     );
 }
 
@@ -70,9 +92,14 @@ fn ps_inside_shows_only_the_container() {
     assert_eq!(
         pids.len(),
         2,
-        "step 4: ps should list only sh (pid 1) and ps itself — is /proc the container's own?\n{text}"
+        "step 4: expected ps to list only sh (pid 1) and ps itself, it listed {} processes: is \
+         /proc the container's own (mounted after the pivot)?\n{text}",
+        pids.len()
     );
-    assert_eq!(pids[0], "1", "{text}");
+    assert_eq!(
+        pids[0], "1",
+        "step 4: expected sh as pid 1 in ps's listing:\n{text}"
+    );
 }
 
 #[test]
@@ -84,13 +111,26 @@ fn the_containers_mounts_are_invisible_on_the_host() {
     let running = Running::start_with(4, &[], "echo ready; read x", in_shared_mount_namespace);
     let step_binary = running.child.id().to_string();
     let seen_by_the_step_binary = mount_points_of(&step_binary);
+    let leaked: Vec<&String> = seen_by_the_step_binary
+        .iter()
+        .filter(|m| !host.contains(m))
+        .collect();
     assert_eq!(
         host, seen_by_the_step_binary,
-        "step 4: the container's mounts appeared outside it — is / made MS_SLAVE|MS_REC first?"
+        "step 4: expected the container's mounts to stay inside it; these appeared outside, \
+         where the step binary runs: {leaked:?}. stop_propagation_to_host must make / \
+         MS_SLAVE|MS_REC before the first mount"
     );
     let (status, _) = running.finish();
-    assert!(status.success());
-    assert_eq!(host, host_mount_points(), "the host's mount table changed");
+    assert!(
+        status.success(),
+        "expected the container to end well once it read its line, it ended with {status}"
+    );
+    assert_eq!(
+        host,
+        host_mount_points(),
+        "step 4: expected the host's mount table unchanged after the container ended"
+    );
 }
 
 #[test]
@@ -106,7 +146,11 @@ fn dev_holds_only_the_default_devices() {
         "stdout", "tty", "urandom", "zero",
     ];
     expected.sort();
-    assert_eq!(names, expected);
+    assert_eq!(
+        names, expected,
+        "step 4: expected /dev to hold only the default devices (a tmpfs of the container's \
+         own): a longer list is the host's /dev, seen through a root that is still the host's"
+    );
     let out = run(
         4,
         &[
@@ -120,7 +164,7 @@ fn dev_holds_only_the_default_devices() {
     assert_eq!(
         lines,
         ["4", "1,3"],
-        "/dev/null must be the real (1,3) device"
+        "step 4: expected /dev/null to be the real (1,3) device, writable, and /dev/zero readable"
     );
 }
 
@@ -128,19 +172,44 @@ fn dev_holds_only_the_default_devices() {
 fn pseudo_filesystems_are_mounted_with_safe_flags() {
     let out = run(4, &["cat", "/proc/self/mounts"]);
     let text = stdout_of(&out);
-    let find = |target: &str| {
+    // The mounts at `target`; the last one is what the container sees.
+    let at = |target: &str| -> Vec<&str> {
         text.lines()
-            .find(|l| l.split_whitespace().nth(1) == Some(target))
-            .unwrap_or_else(|| panic!("{target} is not mounted:\n{text}"))
-            .to_string()
+            .filter(|l| l.split_whitespace().nth(1) == Some(target))
+            .collect()
     };
-    assert!(find("/proc").starts_with("proc "));
-    assert!(find("/dev").starts_with("tmpfs "));
-    assert!(find("/dev/pts").starts_with("devpts "));
-    assert!(find("/dev/shm").starts_with("tmpfs "));
-    assert!(find("/dev/mqueue").starts_with("mqueue "));
-    let sys = find("/sys");
-    assert!(sys.starts_with("sysfs ") && sys.contains(" ro,"), "{sys}");
+    for (target, kind) in [
+        ("/proc", "proc"),
+        ("/dev", "tmpfs"),
+        ("/dev/pts", "devpts"),
+        ("/dev/shm", "tmpfs"),
+        ("/dev/mqueue", "mqueue"),
+        ("/sys", "sysfs"),
+    ] {
+        let mounts = at(target);
+        assert!(
+            !mounts.is_empty(),
+            "step 4: expected a {kind} mounted at {target} inside, there is none:\n{text}"
+        );
+        assert_eq!(
+            mounts.len(),
+            1,
+            "step 4: expected one mount at {target}, there are {}: {mounts:?}. The host's are \
+             still in the table: pivot_into must unmount the old root with \
+             umount2(\".\", MNT_DETACH) after pivot_root",
+            mounts.len()
+        );
+        assert!(
+            mounts[0].starts_with(&format!("{kind} ")),
+            "step 4: expected {kind} at {target}, found: {}",
+            mounts[0]
+        );
+    }
+    let sys = at("/sys")[0];
+    assert!(
+        sys.contains(" ro,"),
+        "step 4: expected /sys mounted read-only (ro), it is: {sys}"
+    );
 }
 
 #[test]
@@ -157,7 +226,12 @@ fn masked_paths_read_empty_and_proc_sys_is_read_only() {
     );
     let text = stdout_of(&out);
     let lines: Vec<&str> = text.lines().map(str::trim).collect();
-    assert_eq!(lines, ["0", "0", "read-only", "read-only"], "{text}");
+    assert_eq!(
+        lines,
+        ["0", "0", "read-only", "read-only"],
+        "step 4: expected /proc/keys and /proc/timer_list masked (empty), /proc/sys and /sys \
+         read-only; the lines are: sizes of the two files, then whether each is writable"
+    );
 }
 
 #[test]
@@ -173,7 +247,11 @@ fn a_host_posix_message_queue_is_invisible_inside() {
             std::ptr::null_mut::<libc::mq_attr>(),
         )
     };
-    assert!(mq >= 0, "mq_open: {}", std::io::Error::last_os_error());
+    assert!(
+        mq >= 0,
+        "cannot create the test's message queue (mq_open): {}",
+        std::io::Error::last_os_error()
+    );
     struct Unlink(std::ffi::CString, libc::mqd_t);
     impl Drop for Unlink {
         fn drop(&mut self) {
@@ -189,14 +267,20 @@ fn a_host_posix_message_queue_is_invisible_inside() {
     let listing = stdout_of(&out);
     assert!(
         !listing.contains(&name[1..]),
-        "the host's queue {name} is visible inside:\n{listing}"
+        "step 4: expected the host's POSIX message queue {name} to be invisible inside; the \
+         container's /dev/mqueue lists it: it must be an mqueue of the container's own IPC \
+         namespace, mounted after the pivot\n{listing}"
     );
 }
 
 #[test]
 fn workdir_is_honoured() {
     let out = run(4, &["-w", "/tmp", "pwd"]);
-    assert_eq!(stdout_of(&out).trim(), "/tmp");
+    assert_eq!(
+        stdout_of(&out).trim(),
+        "/tmp",
+        "step 4: expected -w /tmp to be the command's working directory"
+    );
 }
 
 #[test]
@@ -224,12 +308,74 @@ fn a_symlinked_mount_point_in_the_rootfs_is_refused() {
     // A hostile rootfs: mounting /proc "through" this link would mount over
     // the host path it points to.
     let rootfs = TinyRootfs::new();
-    let outside = tempfile::tempdir().unwrap();
-    std::fs::remove_dir(rootfs.dir.path().join("proc")).unwrap();
-    std::os::unix::fs::symlink(outside.path(), rootfs.dir.path().join("proc")).unwrap();
+    let outside = tempfile::tempdir().expect("a temporary directory");
+    std::fs::remove_dir(rootfs.dir.path().join("proc")).expect("remove the rootfs's /proc");
+    std::os::unix::fs::symlink(outside.path(), rootfs.dir.path().join("proc"))
+        .expect("make /proc a symbolic link");
     let out = run(4, &["--rootfs", rootfs.path(), "/bin/sh", "-c", "true"]);
     assert_one_line_error(&out, 4, 125, "symbolic link");
-    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(outside.path())
+            .map(|d| d.count())
+            .unwrap_or(0),
+        0,
+        "step 4: expected nothing mounted through the symbolic link, onto the host's {}",
+        outside.path().display()
+    );
+}
+
+#[test]
+fn a_mount_inside_the_rootfs_comes_along() {
+    // The step binary starts in a mount namespace of the test's, where a
+    // tmpfs is mounted on the rootfs's /data: the bind of the rootfs onto
+    // itself must be recursive (MS_REC) to carry it into the container.
+    let rootfs = TinyRootfs::new();
+    let data = rootfs.dir.path().join("data");
+    std::fs::create_dir(&data).expect("make the rootfs's /data");
+    let target = std::ffi::CString::new(data.to_str().expect("a UTF-8 path")).expect("no NUL");
+    let mut cmd = step(4);
+    cmd.args([
+        "--rootfs",
+        rootfs.path(),
+        "/bin/busybox",
+        "cat",
+        "/proc/self/mountinfo",
+    ])
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    // SAFETY: only unshare(2) and mount(2) between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let private = libc::MS_PRIVATE | libc::MS_REC;
+            let none = std::ptr::null();
+            if libc::mount(none, c"/".as_ptr(), none, private, none.cast()) != 0
+                || libc::mount(
+                    c"tmpfs".as_ptr(),
+                    target.as_ptr(),
+                    c"tmpfs".as_ptr(),
+                    0,
+                    none.cast(),
+                ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = wait_output(cmd.spawn().expect("start step4"));
+    let table = stdout_of(&out);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.split_whitespace().nth(4) == Some("/data")),
+        "step 4: expected the tmpfs mounted on the rootfs's /data to be at /data inside; it is \
+         not: bind_rootfs_onto_itself must bind recursively (MS_BIND|MS_REC), or the mounts \
+         inside the rootfs stay behind\n{table}"
+    );
 }
 
 #[test]

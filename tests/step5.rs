@@ -22,25 +22,42 @@ fn the_hostname_is_set_inside_and_unchanged_outside() {
     assert_eq!(
         lines,
         ["caixa-test", "caixa-test"],
-        "step 5: the container's host name — did set_hostname run?"
+        "step 5: expected `hostname` and $HOSTNAME inside to say caixa-test (--hostname), they \
+         said {lines:?}: did set_hostname call sethostname(2) with the name?"
     );
-    assert_eq!(host_hostname(), before, "the host's name changed!");
+    assert_eq!(
+        host_hostname(),
+        before,
+        "step 5: expected the host's name unchanged, it changed: sethostname ran outside the \
+         container's UTS namespace"
+    );
 }
 
 #[test]
 fn the_default_hostname_is_a_short_id() {
     let out = run(5, &["hostname"]);
     let name = stdout_of(&out).trim().to_string();
-    assert_eq!(name.len(), 12, "{name}");
-    assert!(name.bytes().all(|b| b.is_ascii_hexdigit()), "{name}");
-    assert_ne!(name, host_hostname());
+    assert!(
+        name.len() == 12 && name.bytes().all(|b| b.is_ascii_hexdigit()),
+        "step 5: expected the default host name to be the container's 12-hex-digit id, it is \
+         {name:?}: did set_hostname call sethostname(2)?"
+    );
+    assert_ne!(
+        name,
+        host_hostname(),
+        "step 5: expected a host name of the container's own"
+    );
 }
 
 #[test]
 fn the_container_is_in_another_uts_namespace() {
-    let ours = std::fs::read_link("/proc/self/ns/uts").unwrap();
+    let ours = std::fs::read_link("/proc/self/ns/uts").expect("read /proc/self/ns/uts");
     let out = run(5, &["readlink", "/proc/self/ns/uts"]);
-    assert_ne!(stdout_of(&out).trim(), ours.to_string_lossy());
+    assert_ne!(
+        stdout_of(&out).trim(),
+        ours.to_string_lossy(),
+        "step 5: expected the container in a UTS namespace of its own, it is in the test's"
+    );
 }
 
 #[test]
@@ -60,9 +77,18 @@ fn step_5_keeps_every_earlier_namespace() {
         ],
     );
     let inside = stdout_of(&out);
-    assert_eq!(inside.lines().count(), 4, "{inside}");
+    assert_eq!(
+        inside.lines().count(),
+        4,
+        "expected four namespace links, one per line:\n{inside}"
+    );
     for (line, ns) in inside.lines().zip(["pid", "net", "ipc", "mnt"]) {
-        let ours = std::fs::read_link(format!("/proc/self/ns/{ns}")).unwrap();
-        assert_ne!(line, ours.to_string_lossy(), "{ns} namespace is the host's");
+        let ours = std::fs::read_link(format!("/proc/self/ns/{ns}")).expect("read our ns link");
+        assert_ne!(
+            line,
+            ours.to_string_lossy(),
+            "step 5: expected the container's {ns} namespace to be its own (earlier steps' \
+             work kept), it is the test's"
+        );
     }
 }

@@ -9,8 +9,42 @@ use std::path::PathBuf;
 use std::process::Stdio;
 
 use support::{
-    Running, TinyRootfs, assert_one_line_error, run, stdout_of, step, text, wait_output,
+    Running, TinyRootfs, assert_one_line_error, likely_cause, run, step, text, wait_output,
 };
+
+/// The step's stdout, once it is known to have succeeded; otherwise a
+/// failure that names step 6's likely mistake, read from its stderr.
+fn stdout_of(out: &std::process::Output) -> String {
+    let err = text(&out.stderr);
+    let cause = if err.contains("uid_map") || err.contains("gid_map") || err.contains("setgroups") {
+        "writing the id maps failed: write_maps runs in the parent and writes the child's \
+         files, /proc/<child>/gid_map then uid_map (the parent's own, /proc/self, cannot be \
+         written)"
+            .to_string()
+    } else if err.contains("setresgid") || err.contains("setgroups(") {
+        "the container's root has no group id: an id that is not in the maps is refused \
+         (EINVAL). Does write_maps write /proc/<child>/gid_map as well as uid_map?"
+            .to_string()
+    } else if err.contains("permitted set") || err.contains("effective set") {
+        "setting a capability set failed: set the effective set first, then the permitted \
+         set (effective must stay within permitted, or the kernel answers EPERM)"
+            .to_string()
+    } else if err.contains("bounding set") {
+        "dropping from the bounding set failed: do it first, while CAP_SETPCAP is still \
+         effective, and only for capabilities this kernel knows"
+            .to_string()
+    } else {
+        likely_cause(&err)
+    };
+    assert!(
+        out.status.success(),
+        "step 6: expected the container to succeed, it failed with {}: {cause}\nstdout: {}\n\
+         stderr: {err}",
+        out.status,
+        text(&out.stdout)
+    );
+    text(&out.stdout)
+}
 
 /// `Key:\tvalue` lines of a /proc/<pid>/status dump.
 fn field<'a>(status: &'a str, key: &str) -> &'a str {
@@ -18,7 +52,7 @@ fn field<'a>(status: &'a str, key: &str) -> &'a str {
         .lines()
         .find_map(|l| l.strip_prefix(&format!("{key}:")))
         .map(str::trim)
-        .unwrap_or_else(|| panic!("no {key} in:\n{status}"))
+        .unwrap_or_else(|| panic!("expected a {key}: line in /proc/self/status:\n{status}"))
 }
 
 #[test]
@@ -32,7 +66,8 @@ fn root_inside_is_uid_0() {
     assert_eq!(
         lines,
         ["0", "0", "0 100000 65536"],
-        "step 6: container root must be uid 0 mapped from 100000 — did the parent write the maps?"
+        "step 6: expected root inside (uid 0, gid 0) mapped from 100000: did write_maps write \
+         both /proc/<child>/gid_map and /proc/<child>/uid_map? (an unmapped id shows as 65534)"
     );
 }
 
@@ -40,11 +75,19 @@ fn root_inside_is_uid_0() {
 fn root_inside_is_an_unprivileged_uid_outside() {
     let running = Running::start(6, &[], "echo ready; read x");
     let pid = running.container_pid();
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("cannot read /proc/{pid}/status of the container: {e}"));
     let uids: Vec<&str> = field(&status, "Uid").split_whitespace().collect();
-    assert_eq!(uids, ["100000"; 4], "the host sees the mapped uid");
+    assert_eq!(
+        uids, ["100000"; 4],
+        "step 6: expected the host to see the container's root as uid 100000 (real, effective, \
+         saved, fs): is uid_map written with 0 100000 65536?"
+    );
     let (status, _) = running.finish();
-    assert!(status.success());
+    assert!(
+        status.success(),
+        "expected the container to end well once it read its line, it ended with {status}"
+    );
 }
 
 #[test]
@@ -61,8 +104,15 @@ fn a_file_created_inside_belongs_to_the_mapped_uid_outside() {
         ],
     );
     stdout_of(&out);
-    let meta = std::fs::metadata(rootfs.dir.path().join("tmp/made-inside")).unwrap();
-    assert_eq!((meta.uid(), meta.gid()), (100000, 100000));
+    let made = rootfs.dir.path().join("tmp/made-inside");
+    let meta = std::fs::metadata(&made)
+        .unwrap_or_else(|e| panic!("step 6: expected the container to write {made:?}: {e}"));
+    assert_eq!(
+        (meta.uid(), meta.gid()),
+        (100000, 100000),
+        "step 6: expected a file made by the container's root to belong to 100000:100000 on \
+         the host: are both maps written?"
+    );
 }
 
 #[test]
@@ -84,39 +134,61 @@ fn custom_maps_are_honoured() {
         .lines()
         .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
         .collect();
-    assert_eq!(lines, ["0 200000 1000", "0 300000 1000"]);
+    assert_eq!(
+        lines,
+        ["0 200000 1000", "0 300000 1000"],
+        "step 6: expected --uid-map and --gid-map in the maps: is gid_map written from `gid` \
+         and uid_map from `uid`?"
+    );
 }
 
 #[test]
 fn capabilities_are_dockers_default_and_no_new_privs_and_seccomp_are_on() {
     let out = run(6, &["cat", "/proc/self/status"]);
     let status = stdout_of(&out);
+    for (set, key, want, cause) in [
+        (
+            "effective",
+            "CapEff",
+            "00000000a80425fb",
+            "set it to `keep`",
+        ),
+        (
+            "permitted",
+            "CapPrm",
+            "00000000a80425fb",
+            "set it to `keep`, after effective",
+        ),
+        (
+            "bounding",
+            "CapBnd",
+            "00000000a80425fb",
+            "drop every capability not in `keep` from it, first",
+        ),
+        (
+            "inheritable",
+            "CapInh",
+            "0000000000000000",
+            "clear it: a capability left there survives execve (CVE-2022-24769)",
+        ),
+        ("ambient", "CapAmb", "0000000000000000", "clear it"),
+    ] {
+        let seen = field(&status, key);
+        assert_eq!(
+            seen, want,
+            "step 6: expected the {set} set ({key}) to be {want}, it is {seen}: \
+             drop_capabilities must {cause}"
+        );
+    }
     assert_eq!(
-        field(&status, "CapEff"),
-        "00000000a80425fb",
-        "step 6: effective set"
+        field(&status, "NoNewPrivs"),
+        "1",
+        "step 6: expected no_new_privs set (NoNewPrivs: 1)"
     );
-    assert_eq!(
-        field(&status, "CapPrm"),
-        "00000000a80425fb",
-        "permitted set"
-    );
-    assert_eq!(field(&status, "CapBnd"), "00000000a80425fb", "bounding set");
-    assert_eq!(
-        field(&status, "CapInh"),
-        "0000000000000000",
-        "inheritable must be empty (CVE-2022-24769)"
-    );
-    assert_eq!(
-        field(&status, "CapAmb"),
-        "0000000000000000",
-        "ambient must be empty"
-    );
-    assert_eq!(field(&status, "NoNewPrivs"), "1");
     assert_eq!(
         field(&status, "Seccomp"),
         "2",
-        "a seccomp filter must be installed"
+        "step 6: expected a seccomp filter installed (Seccomp: 2)"
     );
 }
 
@@ -135,7 +207,12 @@ fn cap_add_and_cap_drop_change_the_set() {
     );
     let status = stdout_of(&out);
     // a80425fb - CHOWN (bit 0) + NET_ADMIN (bit 12)
-    assert_eq!(field(&status, "CapEff"), "00000000a80435fa");
+    assert_eq!(
+        field(&status, "CapEff"),
+        "00000000a80435fa",
+        "step 6: expected --cap-add NET_ADMIN --cap-drop CHOWN to make the effective set \
+         a80435fa (a80425fb, less bit 0, plus bit 12)"
+    );
 }
 
 #[test]
@@ -149,7 +226,11 @@ fn seccomp_unconfined_turns_the_filter_off() {
             "/proc/self/status",
         ],
     );
-    assert_eq!(field(&stdout_of(&out), "Seccomp"), "0");
+    assert_eq!(
+        field(&stdout_of(&out), "Seccomp"),
+        "0",
+        "step 6: expected --security-opt seccomp=unconfined to leave no filter (Seccomp: 0)"
+    );
 }
 
 #[test]
@@ -158,14 +239,20 @@ fn denied_system_calls_fail_with_eperm() {
     let out = run(6, &["--rootfs", rootfs.path(), "/probe", "syscalls"]);
     let text = stdout_of(&out);
     for line in text.lines() {
-        let (name, answer) = line.rsplit_once(' ').unwrap();
+        let (name, answer) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("expected \"CALL ANSWER\" lines from the probe:\n{text}"));
         let expected = if name == "clone3" { "ENOSYS" } else { "EPERM" };
         assert_eq!(
             answer, expected,
-            "step 6: {name} should be refused by seccomp:\n{text}"
+            "step 6: expected {name} refused by the seccomp filter with {expected}, it got \
+             {answer}:\n{text}"
         );
     }
-    assert!(text.lines().count() >= 29, "{text}");
+    assert!(
+        text.lines().count() >= 29,
+        "expected the probe to try at least 29 calls, it printed:\n{text}"
+    );
 }
 
 #[test]
@@ -199,7 +286,8 @@ fn a_shell_a_server_and_a_package_manager_still_work() {
     let text = stdout_of(&out);
     assert_eq!(
         text, "fork ok\nexec ok\nfiles ok\nsockets ok\nallowed-arguments ok\nthreads ok\n",
-        "{text}"
+        "step 6: expected fork, exec, files, sockets, allowed arguments and threads to work \
+         in the container: the filter or the capabilities took too much away"
     );
 }
 
@@ -216,7 +304,7 @@ fn busybox_sh_ls_cat_and_ps_run_under_the_allow_list() {
     assert_eq!(
         stdout_of(&out),
         "fine\n",
-        "step 6: ordinary commands must work"
+        "step 6: expected sh, ls, cat and ps to work under the allow list"
     );
 }
 
@@ -237,18 +325,19 @@ fn leak_as_fd_7(cmd: &mut std::process::Command, raw: i32) {
 #[test]
 fn only_fds_0_1_2_reach_the_command() {
     let rootfs = TinyRootfs::new().with_probe().owned_by(100000, 100000);
-    let leaked = std::fs::File::open("/etc/hostname").unwrap();
+    let leaked = std::fs::File::open("/etc/hostname").expect("open /etc/hostname");
     let mut cmd = step(6);
     cmd.args(["--rootfs", rootfs.path(), "/probe", "fds"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let raw = std::os::fd::AsRawFd::as_raw_fd(&leaked);
     leak_as_fd_7(&mut cmd, raw);
-    let out = wait_output(cmd.spawn().unwrap());
+    let out = wait_output(cmd.spawn().expect("start step6"));
     assert_eq!(
         stdout_of(&out).trim(),
         "0 1 2",
-        "step 6: a leaked descriptor reached the container"
+        "step 6: expected only descriptors 0, 1 and 2 in the command; descriptor 7, left open \
+         by the test, reached it: every other descriptor must be close-on-exec"
     );
 }
 
@@ -256,15 +345,15 @@ fn only_fds_0_1_2_reach_the_command() {
 fn cve_2024_21626_a_leaked_directory_as_workdir_is_refused() {
     // runc leaked a descriptor of a host directory into the container; a
     // workdir of /proc/self/fd/N then started the process outside its root.
-    let host_dir = tempfile::tempdir().unwrap();
-    let dir = std::fs::File::open(host_dir.path()).unwrap();
+    let host_dir = tempfile::tempdir().expect("a temporary directory");
+    let dir = std::fs::File::open(host_dir.path()).expect("open it");
     let raw = std::os::fd::AsRawFd::as_raw_fd(&dir);
     let mut cmd = step(6);
     cmd.args(["-w", "/proc/self/fd/7", "pwd"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     leak_as_fd_7(&mut cmd, raw);
-    let out = wait_output(cmd.spawn().unwrap());
+    let out = wait_output(cmd.spawn().expect("start step6"));
     assert_one_line_error(&out, 6, 125, "outside the container's root");
 }
 
@@ -276,7 +365,7 @@ fn a_rootfs_the_mapped_root_cannot_enter_is_one_clear_line() {
         rootfs.dir.path(),
         std::os::unix::fs::PermissionsExt::from_mode(0o700),
     )
-    .unwrap();
+    .expect("chmod 0700 the rootfs");
     let out = run(6, &["--rootfs", rootfs.path(), "/bin/sh", "-c", "true"]);
     assert_one_line_error(&out, 6, 125, "chown -R 100000:100000");
 }
@@ -284,10 +373,15 @@ fn a_rootfs_the_mapped_root_cannot_enter_is_one_clear_line() {
 #[test]
 fn a_malformed_map_is_one_clear_line() {
     let out = run(6, &["--uid-map", "0:100000", "true"]);
-    assert_eq!(out.status.code(), Some(125), "{}", text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(125),
+        "step 6: expected a malformed --uid-map refused with exit code 125\nstderr: {}",
+        text(&out.stderr)
+    );
     assert!(
         text(&out.stderr).contains("CONTAINER:HOST:COUNT"),
-        "{}",
+        "step 6: expected the error to show the form CONTAINER:HOST:COUNT\nstderr: {}",
         text(&out.stderr)
     );
 }
@@ -341,20 +435,30 @@ fn a_container_cannot_change_what_the_next_one_sees() {
     let group = tree.join("etc/group");
     let _restore = Restore(vec![
         (tree.join(&planted), None),
-        (group.clone(), Some(std::fs::read(&group).unwrap())),
+        (
+            group.clone(),
+            Some(std::fs::read(&group).unwrap_or_else(|e| {
+                panic!("expected the default rootfs at {}: {e}", tree.display())
+            })),
+        ),
     ]);
     let write = format!("echo evil > /{planted} && echo evil:x:0: >> /etc/group && echo written");
-    assert_eq!(stdout_of(&run(6, &["sh", "-c", &write])), "written\n");
+    assert_eq!(
+        stdout_of(&run(6, &["sh", "-c", &write])),
+        "written\n",
+        "expected the container's root to write in its own /"
+    );
     let look = format!(
         "test -e /{planted} && echo planted; grep -q evil /etc/group && echo changed; echo done"
     );
     assert_eq!(
         stdout_of(&run(6, &["sh", "-c", &look])),
         "done\n",
-        "step 6: a container's writes to the default rootfs reached the next container"
+        "step 6: expected a container's writes to stay its own; they reached the next \
+         container: the default rootfs must be a per-container overlay, not used in place"
     );
     assert!(
         !tree.join(&planted).exists(),
-        "the shared tree itself was written"
+        "step 6: expected the shared default rootfs untouched, a container wrote into it"
     );
 }

@@ -24,17 +24,34 @@ fn rootfs() -> TinyRootfs {
 }
 
 /// The directory of `pid`'s cgroup for `controller` (v1), or its unified
-/// cgroup (v2), read from /proc/<pid>/cgroup.
+/// cgroup (v2), read from /proc/<pid>/cgroup. It must be one of caixa's:
+/// otherwise the counters read there would be another group's (the test
+/// runner's, or the host's), and a test would report them as the
+/// container's.
 fn cgroup_dir(pid: i32, controller: &str) -> PathBuf {
+    let dir = any_cgroup_dir(pid, controller);
+    assert!(
+        dir.to_string_lossy().contains("/caixa/"),
+        "step 7: expected the container (pid {pid}) in caixa's {controller} cgroup, it is in \
+         {}: its pid was not written to that directory's cgroup.procs. Cgroup::enter must \
+         write it into every directory (one per controller on cgroup v1)",
+        dir.display()
+    );
+    dir
+}
+
+/// [`cgroup_dir`], whoever's the group is.
+fn any_cgroup_dir(pid: i32, controller: &str) -> PathBuf {
     let hierarchy = detect().expect("a cgroup hierarchy");
-    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .unwrap_or_else(|e| panic!("cannot read /proc/{pid}/cgroup: {e}; did the container end?"));
     match hierarchy {
         Hierarchy::V2(root) => {
             eprintln!("(cgroup v2 at {})", root.display());
             let path = cgroups
                 .lines()
                 .find_map(|l| l.strip_prefix("0::"))
-                .expect("0:: line");
+                .unwrap_or_else(|| panic!("no 0:: line in /proc/{pid}/cgroup:\n{cgroups}"));
             root.join(path.trim_start_matches('/'))
         }
         Hierarchy::V1(mounts) => {
@@ -42,7 +59,7 @@ fn cgroup_dir(pid: i32, controller: &str) -> PathBuf {
             let mount = &mounts
                 .iter()
                 .find(|(c, _)| c == controller)
-                .expect("controller mounted")
+                .unwrap_or_else(|| panic!("the {controller} controller is not mounted (cgroup v1)"))
                 .1;
             let path = cgroups
                 .lines()
@@ -54,7 +71,9 @@ fn cgroup_dir(pid: i32, controller: &str) -> PathBuf {
                         .any(|n| n == controller)
                         .then(|| path.to_string())
                 })
-                .expect("controller line");
+                .unwrap_or_else(|| {
+                    panic!("no {controller} line in /proc/{pid}/cgroup:\n{cgroups}")
+                });
             mount.join(path.trim_start_matches('/'))
         }
     }
@@ -64,26 +83,32 @@ fn cgroup_dir(pid: i32, controller: &str) -> PathBuf {
 fn cpu_usec(pid: i32) -> u64 {
     let dir = cgroup_dir(pid, "cpuacct");
     let v1 = dir.join("cpuacct.usage");
+    let read = |path: &Path| {
+        std::fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+    };
     if v1.exists() {
-        return std::fs::read_to_string(v1)
-            .unwrap()
+        let text = read(&v1);
+        let nanos: u64 = text
             .trim()
-            .parse::<u64>()
-            .unwrap()
-            / 1000;
+            .parse()
+            .unwrap_or_else(|e| panic!("{} holds {text:?}: {e}", v1.display()));
+        return nanos / 1000;
     }
-    let stat = std::fs::read_to_string(dir.join("cpu.stat")).unwrap();
+    let stat = read(&dir.join("cpu.stat"));
     stat.lines()
         .find_map(|l| l.strip_prefix("usage_usec "))
         .and_then(|v| v.trim().parse().ok())
-        .unwrap()
+        .unwrap_or_else(|| panic!("no usage_usec in {}/cpu.stat:\n{stat}", dir.display()))
 }
 
 /// Bytes written to block devices by the cgroup of `pid`.
 fn written_bytes(pid: i32) -> u64 {
     let dir = cgroup_dir(pid, "blkio");
     let v1 = dir.join("blkio.throttle.io_service_bytes");
-    let text = std::fs::read_to_string(if v1.exists() { v1 } else { dir.join("io.stat") }).unwrap();
+    let file = if v1.exists() { v1 } else { dir.join("io.stat") };
+    let text = std::fs::read_to_string(&file)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
     text.lines()
         .map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
@@ -126,11 +151,15 @@ fn past_the_memory_limit_the_container_is_oom_killed_and_told_so() {
     assert_eq!(
         out.status.code(),
         Some(137),
-        "step 7: 100 MiB under --memory 32m must be OOM-killed\n{err}"
+        "step 7: expected exit code 137 (killed) for 100 MiB allocated under --memory 32m, it \
+         ended with {}: the limit did not apply to the container, is its pid in the memory \
+         cgroup's cgroup.procs (Cgroup::enter)? {}\n{err}",
+        out.status,
+        support::likely_cause(&err)
     );
     assert!(
         err.contains("OOM"),
-        "the step should say the OOM killer did it: {err}"
+        "step 7: expected the step to say the OOM killer ended the container:\n{err}"
     );
 }
 
@@ -150,7 +179,11 @@ fn within_the_memory_limit_all_is_well() {
             "16",
         ],
     );
-    assert_eq!(stdout_of(&out).trim(), "done 16");
+    assert_eq!(
+        stdout_of(&out).trim(),
+        "done 16",
+        "step 7: expected 16 MiB to fit under --memory 64m"
+    );
 }
 
 #[test]
@@ -173,12 +206,13 @@ fn a_fork_loop_stops_at_the_pids_limit() {
     let started: u32 = text
         .trim()
         .strip_prefix("started ")
-        .unwrap()
-        .parse()
-        .unwrap();
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("expected \"started N\" from the probe, it printed {text:?}"));
     assert!(
         started <= 4,
-        "step 7: with --pids-limit 5 (the probe itself is one) at most 4 children may start, got {started}"
+        "step 7: expected at most 4 children to start under --pids-limit 5 (the probe itself is \
+         one), {started} did: is the container's pid in the pids cgroup's cgroup.procs \
+         (Cgroup::enter writes it into every directory)?"
     );
 }
 
@@ -198,7 +232,8 @@ fn cpus_half_gets_about_half_a_cpu() {
     eprintln!("share of one CPU under --cpus 0.5: {share:.2}");
     assert!(
         (0.3..=0.7).contains(&share),
-        "step 7: --cpus 0.5 should give about half a CPU, measured {share:.2}"
+        "step 7: expected --cpus 0.5 to give about half a CPU (0.3 to 0.7), the container's \
+         cpu cgroup measured {share:.2}: is its pid in that group's cgroup.procs?"
     );
 }
 
@@ -232,7 +267,9 @@ fn cpu_shares_split_one_cpu_in_proportion() {
     eprintln!("CPU split 1024:256 on one CPU = {ratio:.2}:1");
     assert!(
         ratio > 2.0,
-        "step 7: --cpu-shares 1024 vs 256 should split a CPU about 4:1, got {ratio:.2}:1"
+        "step 7: expected --cpu-shares 1024 against 256 to split one CPU about 4:1 (more than \
+         2:1), the containers' cpu cgroups measured {ratio:.2}:1: are their pids in those \
+         groups' cgroup.procs?"
     );
 }
 
@@ -241,7 +278,9 @@ fn a_write_throttle_bounds_direct_writes() {
     let _one = serial();
     let rootfs = rootfs();
     // Throttle the device the rootfs lives on: 1 MiB/s of writes.
-    let dev = nix::sys::stat::stat(rootfs.dir.path()).unwrap().st_dev;
+    let dev = nix::sys::stat::stat(rootfs.dir.path())
+        .expect("stat the rootfs")
+        .st_dev;
     let (major, minor) = (nix::sys::stat::major(dev), nix::sys::stat::minor(dev));
     assert!(
         major != 0,
@@ -257,17 +296,32 @@ fn a_write_throttle_bounds_direct_writes() {
     std::thread::sleep(Duration::from_millis(1000));
     let after_a_second = written_bytes(pid);
     let mut running = running;
-    assert_eq!(running.read_line().trim(), "done");
+    let done = running.read_line();
+    assert_eq!(
+        done.trim(),
+        "done",
+        "expected the probe to say done after its writes\nstderr: {}",
+        running.stderr_text()
+    );
     let total = written_bytes(pid);
     let (status, _) = running.finish();
-    assert!(status.success());
+    assert!(
+        status.success(),
+        "expected the container to end well, it ended with {status}"
+    );
     eprintln!("written after 1 s: {after_a_second} bytes; in all: {total}");
-    assert!(total >= 4 << 20, "the writes should be counted: {total}");
+    assert!(
+        total >= 4 << 20,
+        "step 7: expected the container's blkio/io cgroup to count its 4 MiB of direct writes, \
+         it counted {total} bytes: is the pid in that group's cgroup.procs?"
+    );
     // Unthrottled, 4 MiB of direct writes take milliseconds; at 1 MiB/s the
     // first second sees about 2 (one burst, one second's worth).
     assert!(
         after_a_second <= 3 << 20,
-        "step 7: at 1 MiB/s, 4 MiB cannot be written within a second, saw {after_a_second} bytes"
+        "step 7: expected at most 3 MiB written in the first second under \
+         --device-write-bps {limit}, the container's cgroup counted {after_a_second} bytes: is \
+         its pid in the blkio (v1) or io (v2) group's cgroup.procs?"
     );
 }
 
@@ -286,25 +340,33 @@ fn no_cgroup_directory_is_left_after_exit() {
         .collect();
     for d in &dirs {
         assert!(
-            d.exists() && d.to_string_lossy().contains("/caixa/"),
-            "{}",
+            d.exists(),
+            "step 7: expected the container's cgroup {} to exist while it runs",
             d.display()
         );
     }
     let (status, _) = running.finish();
-    assert!(status.success());
+    assert!(
+        status.success(),
+        "expected the container to end well once it read its line, it ended with {status}"
+    );
     for d in &dirs {
-        assert!(!d.exists(), "step 7: {} is left behind", d.display());
+        assert!(
+            !d.exists(),
+            "step 7: expected the container's cgroup {} removed after it ended, it is left \
+             behind",
+            d.display()
+        );
     }
 }
 
 fn caixa_groups() -> Vec<String> {
-    let parent = match detect().unwrap() {
+    let parent = match detect().expect("a cgroup hierarchy") {
         Hierarchy::V2(root) => root.join("caixa"),
         Hierarchy::V1(mounts) => mounts
             .iter()
             .find(|(c, _)| c == "memory")
-            .unwrap()
+            .expect("the memory controller mounted (cgroup v1)")
             .1
             .join("caixa"),
     };
@@ -324,10 +386,15 @@ fn caixa_groups() -> Vec<String> {
 fn a_malformed_size_is_one_clear_line() {
     let _one = serial();
     let out = run(7, &["--memory", "12q", "true"]);
-    assert_eq!(out.status.code(), Some(125));
+    assert_eq!(
+        out.status.code(),
+        Some(125),
+        "step 7: expected --memory 12q refused with exit code 125\nstderr: {}",
+        text(&out.stderr)
+    );
     assert!(
         text(&out.stderr).contains("invalid size"),
-        "{}",
+        "step 7: expected the error to say \"invalid size\"\nstderr: {}",
         text(&out.stderr)
     );
 }
@@ -345,7 +412,11 @@ fn a_value_the_kernel_refuses_is_one_clear_line_and_leaves_nothing() {
     let before = caixa_groups();
     let out = run(7, &["--cpuset-cpus", "999", "true"]);
     assert_one_line_error(&out, 7, 125, "the kernel refused cpuset.cpus");
-    assert_eq!(caixa_groups(), before, "a cgroup was left behind");
+    assert_eq!(
+        caixa_groups(),
+        before,
+        "step 7: expected no cgroup left after a refused start"
+    );
 }
 
 #[test]
@@ -358,7 +429,7 @@ fn a_missing_controller_feature_is_one_clear_line_and_leaves_nothing() {
         let _ = std::fs::create_dir_all(dir);
         files.iter().any(|f| dir.join(f).exists())
     };
-    let has_weight = match detect().unwrap() {
+    let has_weight = match detect().expect("a cgroup hierarchy") {
         Hierarchy::V2(root) => has(&root.join("caixa"), &["io.weight", "io.bfq.weight"]),
         Hierarchy::V1(mounts) => mounts.iter().any(|(c, m)| {
             c == "blkio" && has(&m.join("caixa"), &["blkio.weight", "blkio.bfq.weight"])
@@ -372,5 +443,9 @@ fn a_missing_controller_feature_is_one_clear_line_and_leaves_nothing() {
     } else {
         assert_one_line_error(&out, 7, 125, "not available on this host");
     }
-    assert_eq!(caixa_groups(), before, "a cgroup was left behind");
+    assert_eq!(
+        caixa_groups(),
+        before,
+        "step 7: expected no cgroup left after the start"
+    );
 }

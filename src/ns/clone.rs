@@ -6,8 +6,12 @@
 //! single-threaded process: the child gets a copy of this thread alone, and
 //! any lock another thread held would stay locked forever in the copy.
 //!
-//! Step 7 will pass `CLONE_INTO_CGROUP` through the same call, which is why
-//! this is `clone3` and not `unshare(2)` followed by `fork(2)`.
+//! It is `clone3` and not `unshare(2)` followed by `fork(2)` because
+//! `unshare(CLONE_NEWPID)` does not move the caller into the new PID
+//! namespace, only its later children. caixa passes only `CLONE_NEW*` flags:
+//! step 7 moves the child into its cgroup by a request after the clone, not
+//! with `CLONE_INTO_CGROUP`, which exists on cgroup v2 only (the book's step 7
+//! says why, and leaves that flag as an exercise).
 
 use nix::errno::Errno;
 use nix::sched::CloneFlags;

@@ -116,6 +116,17 @@ pub(crate) fn run(n: u32, args: &[&str]) -> Output {
 /// are read while waiting (a thread), so a chatty child cannot block on a
 /// full pipe.
 pub(crate) fn wait_output(child: Child) -> Output {
+    wait_output_or_explain(
+        child,
+        "a container that never ends is often one whose parent waits for something \
+         that never comes: read the stderr above, and run the step with -v to see the \
+         last thing each side did",
+    )
+}
+
+/// [`wait_output`], whose failure when the child does not end says
+/// `if_stuck`: what that most likely means in the test at hand.
+pub(crate) fn wait_output_or_explain(child: Child, if_stuck: &str) -> Output {
     let pid = child.id() as i32;
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -131,7 +142,8 @@ pub(crate) fn wait_output(child: Child) -> Output {
                 .expect("the waiting thread")
                 .expect("wait_with_output");
             panic!(
-                "the container did not end within {TIMEOUT:?}\nstdout: {}\nstderr: {}",
+                "the step binary did not end within {TIMEOUT:?} and was killed: {if_stuck}\n\
+                 stdout: {}\nstderr: {}",
                 text(&out.stdout),
                 text(&out.stderr)
             );
@@ -148,12 +160,47 @@ pub(crate) fn text(bytes: &[u8]) -> String {
 pub(crate) fn stdout_of(out: &Output) -> String {
     assert!(
         out.status.success(),
-        "the container failed with {}\nstdout: {}\nstderr: {}",
+        "expected the container to succeed, it failed with {}: {}\nstdout: {}\nstderr: {}",
         out.status,
+        likely_cause(&text(&out.stderr)),
         text(&out.stdout),
         text(&out.stderr)
     );
     text(&out.stdout)
+}
+
+/// The most likely cause of a failed start, read from the step's stderr:
+/// a sentence for an assertion message.
+pub(crate) fn likely_cause(stderr: &str) -> String {
+    if let Some(line) = stderr.lines().find(|l| l.contains("not yet implemented")) {
+        let todo = line
+            .split_once("not yet implemented: ")
+            .map_or(line, |(_, t)| t);
+        return format!(
+            "an exercise is still a todo!, so the container stopped there ({todo}); \
+             write that region (a student copy made with `cargo xtask exercises --only N` \
+             stubs only step N)"
+        );
+    }
+    if stderr.contains("panicked") {
+        return "the step binary panicked: the stderr below says where".into();
+    }
+    if stderr.contains("pivot_root") && stderr.contains("EINVAL") {
+        return "pivot_root(2) answers EINVAL when / or the rootfs is a shared mount: \
+                stop_propagation_to_host must make / MS_SLAVE|MS_REC before anything else \
+                (step 4)"
+            .into();
+    }
+    if stderr.contains("pivot_root") && stderr.contains("EBUSY") {
+        return "pivot_root(\".\", \".\") answers EBUSY unless it runs inside the rootfs and the \
+                rootfs is a mount point: pivot_into must chdir into it first, and \
+                bind_rootfs_onto_itself must bind it onto itself (step 4)"
+            .into();
+    }
+    match stderr.lines().rev().find(|l| !l.trim().is_empty()) {
+        Some(last) => format!("the step said \"{}\"", last.trim()),
+        None => "the step printed nothing on stderr; run it with -v to see how far it got".into(),
+    }
 }
 
 /// A container that stays alive until the test lets it go, so the test can
@@ -163,6 +210,8 @@ pub(crate) struct Running {
     pub(crate) child: Child,
     stdin: Option<ChildStdin>,
     stdout: BufReader<ChildStdout>,
+    /// Its stderr so far, read by a thread (a full pipe would block it).
+    stderr: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
 }
 
 impl Running {
@@ -193,27 +242,74 @@ impl Running {
             .args(["sh", "-c", script])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
         let stdin = child.stdin.take();
         let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut pipe = child.stderr.take().expect("stderr");
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = std::io::Read::read(&mut pipe, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend_from_slice(&buf[..n]);
+            }
+        });
         let mut running = Running {
             child,
             stdin,
             stdout,
+            stderr,
         };
         let first = running.read_line();
-        assert_eq!(first.trim(), "ready", "the container did not say ready");
+        if first.trim() != "ready" {
+            let status = running.wait_a_while();
+            let err = running.stderr_text();
+            panic!(
+                "expected the container's script to print \"ready\" first; it printed {first:?} \
+                 and the step binary {status}: {}\nstderr: {err}",
+                likely_cause(&err)
+            );
+        }
         running
+    }
+
+    /// What the step binary printed on stderr so far.
+    pub(crate) fn stderr_text(&self) -> String {
+        text(&self.stderr.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Waits at most [`TIMEOUT`] for the step binary to end (it failed, its
+    /// stderr says why: give its reader thread the whole of it), and says
+    /// how it ended.
+    fn wait_a_while(&mut self) -> String {
+        let start = Instant::now();
+        while start.elapsed() < TIMEOUT {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                // The reader thread sees end of file right after the exit.
+                std::thread::sleep(Duration::from_millis(50));
+                return format!("ended with {status}");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        "did not end".into()
     }
 
     /// The next line the container prints.
     pub(crate) fn read_line(&mut self) -> String {
         let mut line = String::new();
-        self.stdout
-            .read_line(&mut line)
-            .expect("read from container");
+        if let Err(e) = self.stdout.read_line(&mut line) {
+            panic!(
+                "cannot read the container's stdout: {e}\nstderr: {}",
+                self.stderr_text()
+            );
+        }
         line
     }
 
@@ -221,15 +317,24 @@ impl Running {
     pub(crate) fn container_pid(&self) -> i32 {
         let pid = self.child.id();
         let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-            .expect("read the step binary's children");
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot list the children of the step binary (pid {pid}): {e}; \
+                     did it end already?\nstderr: {}",
+                    self.stderr_text()
+                )
+            });
         let pids: Vec<i32> = children
             .split_whitespace()
-            .map(|p| p.parse().expect("a pid"))
+            .filter_map(|p| p.parse().ok())
             .collect();
         assert_eq!(
             pids.len(),
             1,
-            "the step binary should have one child: {pids:?}"
+            "expected the step binary to have one child, the container's pid 1; it has {pids:?}: \
+             the container runs as the step binary's child, created by clone_child (step 1)\n\
+             stderr: {}",
+            self.stderr_text()
         );
         pids[0]
     }
@@ -246,7 +351,12 @@ impl Running {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
                 return (status, rest);
             }
-            assert!(start.elapsed() < TIMEOUT, "the container did not end");
+            assert!(
+                start.elapsed() < TIMEOUT,
+                "expected the container to end once its script read a line; it ran on for \
+                 {TIMEOUT:?}: the step binary may not be reaping it (SIGCHLD, step 1)\nstderr: {}",
+                self.stderr_text()
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
     }
@@ -420,15 +530,38 @@ pub(crate) fn in_shared_mount_namespace(cmd: &mut Command) {
 /// line on stderr that starts with `stepN:` and contains `needle`.
 pub(crate) fn assert_one_line_error(out: &Output, step: u32, code: i32, needle: &str) {
     let err = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(code), "stderr: {err}");
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "expected the step to refuse this input with exit code {code}, it ended with {}: {}\n\
+         stderr: {err}",
+        out.status,
+        likely_cause(&err)
+    );
     let lines: Vec<&str> = err
         .lines()
         .filter(|l| !l.starts_with("caixa: building"))
         .collect();
-    assert_eq!(lines.len(), 1, "one line of error, got: {err}");
-    assert!(lines[0].starts_with(&format!("step{step}: ")), "{err}");
-    assert!(lines[0].contains(needle), "expected {needle:?} in: {err}");
-    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(
+        lines.len(),
+        1,
+        "expected one line of error on stderr, got {}: an error should be reported once, \
+         where it is handled\nstderr: {err}",
+        lines.len()
+    );
+    assert!(
+        lines[0].starts_with(&format!("step{step}: ")),
+        "expected the error line to start with \"step{step}: \", the binary's name\nstderr: {err}"
+    );
+    assert!(
+        lines[0].contains(needle),
+        "expected the error to say {needle:?}, it said: {err}"
+    );
+    assert!(
+        !err.contains("panicked"),
+        "expected a plain error, the step panicked: {}\nstderr: {err}",
+        likely_cause(&err)
+    );
 }
 
 /// The probe binary (tests/probe), built statically once per test binary so

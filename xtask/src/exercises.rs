@@ -11,7 +11,19 @@
 //! In the student copy the whole region, markers included, becomes
 //! `todo!("step 4: bind-mount the rootfs onto itself …")`, so the copy still
 //! compiles and holds no trace of the solution. Regions are whole function
-//! bodies, so `todo!()` type-checks in their place.
+//! bodies (or one expression), so `todo!()` type-checks in their place.
+//!
+//! The copy must build without a warning, or the students learn to ignore
+//! them. A stub leaves two things unused, and each is silenced where it
+//! arises rather than by one blanket `allow` over the crate:
+//!
+//! - the function's parameters: the stub borrows them,
+//!   `let _ = (&root, &flags);`, which the student deletes with the
+//!   `todo!` (a borrow, not a move, so it type-checks whatever they are);
+//! - the imports and helpers only the solution used: a stubbed file gets
+//!   `#![allow(unused_imports, dead_code)]` under its `//!` header. The
+//!   student's own code in that file is then not warned of unused imports,
+//!   a small loss beside forty warnings that are not theirs.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -22,13 +34,19 @@ use anyhow::{Context, Result, bail};
 const START: &str = "// EXERCISE(";
 const END: &str = "// END EXERCISE";
 
+/// What a stubbed file says about the `allow` it gets.
+const ALLOW: &str = "#![allow(unused_imports, dead_code)] // student copy: the exercise below is a todo!, so what its solution used is unused";
+
 /// Replaces every region whose step passes `keep` with `todo!`; returns the
 /// new text and how many regions it replaced.
 pub fn stub_regions(text: &str, keep: &dyn Fn(u32) -> bool) -> Result<(String, usize)> {
     let mut out = String::with_capacity(text.len());
     let mut lines = text.lines();
     let mut count = 0;
+    // The lines read so far, for the signature of the function a region is in.
+    let mut seen: Vec<&str> = Vec::new();
     while let Some(line) = lines.next() {
+        seen.push(line);
         let Some(rest) = line.trim_start().strip_prefix(START) else {
             out.push_str(line);
             out.push('\n');
@@ -53,6 +71,18 @@ pub fn stub_regions(text: &str, keep: &dyn Fn(u32) -> bool) -> Result<(String, u
         }
         if keep(step) {
             let indent = &line[..line.len() - line.trim_start().len()];
+            let params = parameters_of_body(&seen[..seen.len() - 1]);
+            if !params.is_empty() {
+                let borrowed: Vec<String> = params.iter().map(|p| format!("&{p}")).collect();
+                let used = if borrowed.len() == 1 {
+                    borrowed[0].clone()
+                } else {
+                    format!("({})", borrowed.join(", "))
+                };
+                out.push_str(&format!(
+                    "{indent}let _ = {used}; // delete with the todo!\n"
+                ));
+            }
             let task = task.replace('\\', "\\\\").replace('"', "\\\"");
             out.push_str(&format!("{indent}todo!(\"step {step}: {task}\")\n"));
             count += 1;
@@ -63,7 +93,96 @@ pub fn stub_regions(text: &str, keep: &dyn Fn(u32) -> bool) -> Result<(String, u
             }
         }
     }
+    if count > 0 {
+        out = with_allow(&out);
+    }
     Ok((out, count))
+}
+
+/// `text` with [`ALLOW`] after its `//!` header (inner attributes must come
+/// before the first item).
+fn with_allow(text: &str) -> String {
+    let header: usize = text
+        .lines()
+        .take_while(|l| l.starts_with("//!"))
+        .map(|l| l.len() + 1)
+        .sum();
+    format!("{}{ALLOW}\n{}", &text[..header], &text[header..])
+}
+
+/// The named parameters of the function whose body starts right after
+/// `before` (the lines above a region), or none when the region is not a
+/// whole function body (an expression inside one uses no parameter alone).
+fn parameters_of_body(before: &[&str]) -> Vec<String> {
+    let Some(start) = before.iter().rposition(|l| {
+        let t = l.trim_start();
+        !t.starts_with("//") && (t.starts_with("fn ") || t.contains(" fn "))
+    }) else {
+        return Vec::new();
+    };
+    let signature = before[start..].join("\n");
+    let Some(open) = signature.find('(') else {
+        return Vec::new();
+    };
+    let mut depth = 0;
+    let mut close = None;
+    for (i, c) in signature[open..].char_indices() {
+        match c {
+            '(' | '[' | '<' => depth += 1,
+            '>' if signature[..open + i].ends_with('-') => {} // `->`
+            ')' | ']' | '>' => {
+                depth -= 1;
+                if depth == 0 {
+                    close = Some(open + i);
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    let Some(close) = close else {
+        return Vec::new();
+    };
+    // The body must begin at the region: only `{` and comments in between.
+    let rest = &signature[close..];
+    let Some(brace) = rest.find('{') else {
+        return Vec::new();
+    };
+    let after: Vec<&str> = rest[brace + 1..]
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("//"))
+        .collect();
+    if !after.is_empty() {
+        return Vec::new();
+    }
+    let mut params = Vec::new();
+    let (mut depth, mut from) = (0, open + 1);
+    let list = &signature[..close];
+    for (i, c) in list.char_indices().filter(|(i, _)| *i > open) {
+        match c {
+            '(' | '[' | '<' => depth += 1,
+            '>' if list[..i].ends_with('-') => {} // `->`
+            ')' | ']' | '>' => depth -= 1,
+            ',' if depth == 0 => {
+                params.push(&list[from..i]);
+                from = i + 1;
+            }
+            _ => {}
+        }
+    }
+    params.push(&list[from..]);
+    params
+        .into_iter()
+        .filter_map(|p| {
+            let name = p.split_once(':')?.0.trim();
+            let name = name.strip_prefix("mut ").unwrap_or(name).trim();
+            let is_ident = name.chars().all(|c| c.is_alphanumeric() || c == '_')
+                && !name.starts_with('_')
+                && !name.is_empty();
+            is_ident.then(|| name.to_string())
+        })
+        .collect()
 }
 
 /// The step numbers that have exercise regions.
@@ -80,6 +199,30 @@ pub fn steps_with_exercises(root: &Path) -> Result<BTreeSet<u32>> {
         }
     }
     Ok(steps)
+}
+
+/// The steps a student copy stubs: `only` if given, else those up to
+/// `up_to`, else every step with an exercise. A step without one is an
+/// error that lists the steps there are.
+pub fn chosen_steps(root: &Path, up_to: Option<u32>, only: &[u32]) -> Result<BTreeSet<u32>> {
+    let all = steps_with_exercises(root)?;
+    let listed = || {
+        all.iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if let Some(missing) = only.iter().find(|s| !all.contains(s)) {
+        bail!(
+            "step {missing} has no exercise region: the steps with exercises are {}",
+            listed()
+        );
+    }
+    Ok(match (only.is_empty(), up_to) {
+        (false, _) => only.iter().copied().collect(),
+        (true, Some(max)) => all.into_iter().filter(|s| *s <= max).collect(),
+        (true, None) => all,
+    })
 }
 
 /// Writes the workspace's tracked files to `out`, with the regions of the
@@ -133,7 +276,7 @@ pub fn check(root: &Path) -> Result<()> {
     let mut report = Vec::new();
     for step in steps_with_exercises(root)? {
         let n = write_student_copy(root, &copy, |s| s == step)?;
-        // The stubs leave unused variables behind: warnings are expected.
+        // The copy must build without a warning (see the module's note).
         let build = Command::new("cargo")
             .args(["build", "--quiet", "--all-targets"])
             .current_dir(&copy)
@@ -143,6 +286,12 @@ pub fn check(root: &Path) -> Result<()> {
             bail!(
                 "step {step}: the student copy does not compile:\n{}",
                 String::from_utf8_lossy(&build.stderr)
+            );
+        }
+        let stderr = String::from_utf8_lossy(&build.stderr);
+        if stderr.contains("warning") {
+            bail!(
+                "step {step}: the student copy builds with warnings; a stub must not leave any:\n{stderr}"
             );
         }
         // Grade the stub the way a student's work is graded.
@@ -180,11 +329,33 @@ mod tests {
         assert_eq!(n, 1);
         assert_eq!(
             out,
-            "fn a() -> u32 {\n    todo!(\"step 2: return \\\"two\\\"\")\n}\nfn b() {}\n"
+            format!(
+                "{ALLOW}\nfn a() -> u32 {{\n    todo!(\"step 2: return \\\"two\\\"\")\n}}\nfn b() {{}}\n"
+            )
         );
         let (kept, n) = stub_regions(src, &|s| s != 2).unwrap();
         assert_eq!(n, 0);
         assert_eq!(kept, "fn a() -> u32 {\n    2\n}\nfn b() {}\n");
         assert!(stub_regions("// EXERCISE(1): x\n", &|_| true).is_err());
+    }
+
+    #[test]
+    fn a_stubbed_body_borrows_its_parameters_and_the_file_allows_unused_imports() {
+        let src = "//! Doc.\n\nuse a::b;\n\n/// F.\npub fn f(\n    mut root: &Path,\n    keep: impl Fn(u32) -> bool,\n    _x: u8,\n    &self,\n) -> Result<(), E> {\n    // EXERCISE(4): do it\n    b(root)\n    // END EXERCISE\n}\n";
+        let (out, _) = stub_regions(src, &|_| true).unwrap();
+        assert_eq!(
+            out,
+            format!(
+                "//! Doc.\n{ALLOW}\n\nuse a::b;\n\n/// F.\npub fn f(\n    mut root: &Path,\n    keep: impl Fn(u32) -> bool,\n    _x: u8,\n    &self,\n) -> Result<(), E> {{\n    let _ = (&root, &keep); // delete with the todo!\n    todo!(\"step 4: do it\")\n}}\n"
+            )
+        );
+        // An expression inside a body uses no parameter on its own.
+        let arm = "fn g(x: u8) -> u8 {\n    match x {\n        _ => {\n            // EXERCISE(3): y\n            1\n            // END EXERCISE\n        }\n    }\n}\n";
+        let (out, _) = stub_regions(arm, &|_| true).unwrap();
+        assert!(!out.contains("let _"), "{out}");
+        assert_eq!(
+            parameters_of_body(&["pub fn e(&self, pid: Pid) {"]),
+            ["pid"]
+        );
     }
 }

@@ -9,6 +9,7 @@ mod anchors;
 mod doctor;
 mod exercises;
 mod grade;
+mod mistakes;
 mod outputs;
 mod peers;
 mod vm;
@@ -45,14 +46,32 @@ enum Task {
     /// Write the student copy: each exercise region becomes a `todo!`.
     Exercises {
         /// Stub only the exercises of steps up to N.
-        #[arg(long, value_name = "N")]
+        #[arg(long, value_name = "N", conflicts_with = "only")]
         step: Option<u32>,
+        /// Stub only these steps' exercises; every other step keeps the
+        /// reference, so one step can be a lab of its own.
+        #[arg(long, value_name = "N,M,...", value_delimiter = ',')]
+        only: Vec<u32>,
         /// Where to write the copy.
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
     /// Prove that each step's graded tests fail on its stub.
     CheckExercises,
+    /// Prove that each step's graded tests catch the usual wrong solutions
+    /// (xtask/mistakes/stepN.toml), each applied to a scratch copy.
+    CheckMistakes {
+        /// Only these steps (default: every step with a mistakes file).
+        #[arg(long, value_name = "N,M,...", value_delimiter = ',')]
+        steps: Vec<u32>,
+        /// Only the steps whose regions, tests or mistakes changed since
+        /// this git revision (what CI runs on a change).
+        #[arg(long, value_name = "REV", conflicts_with = "steps")]
+        changed_since: Option<String>,
+        /// Also write the book's per-step tables (book/src/mistakes/stepN.md).
+        #[arg(long)]
+        write_book: bool,
+    },
     /// Run the graded tests and print (or write) the scores.
     Grade {
         /// Grade only this step: a number, `stepN` or `errors`.
@@ -112,17 +131,40 @@ fn run(task: Task) -> Result<()> {
         Task::Ci => ci(&root),
         Task::CheckAnchors => anchors::check(&root),
         Task::Outputs { check } => outputs::run(&root, check),
-        Task::Exercises { step, out } => {
+        Task::Exercises { step, only, out } => {
             let out = out.unwrap_or_else(|| root.join("target/student"));
-            let n =
-                exercises::write_student_copy(&root, &out, |s| step.is_none_or(|max| s <= max))?;
+            let stubbed = exercises::chosen_steps(&root, step, &only)?;
+            let n = exercises::write_student_copy(&root, &out, |s| stubbed.contains(&s))?;
+            let steps: Vec<String> = stubbed.iter().map(u32::to_string).collect();
             println!(
-                "wrote the student copy to {} ({n} exercise regions stubbed)",
-                out.display()
+                "wrote the student copy to {} ({n} exercise regions stubbed, of steps {}; \
+                 every other step is the reference)",
+                out.display(),
+                steps.join(", ")
             );
             Ok(())
         }
         Task::CheckExercises => exercises::check(&root),
+        Task::CheckMistakes {
+            steps,
+            changed_since,
+            write_book,
+        } => {
+            let steps = match changed_since {
+                Some(base) => {
+                    let changed = mistakes::changed_since(&root, &base)?;
+                    if changed.is_empty() {
+                        println!(
+                            "check-mistakes: no step's regions, tests or mistakes changed since {base}"
+                        );
+                        return Ok(());
+                    }
+                    changed
+                }
+                None => steps,
+            };
+            mistakes::check(&root, &steps, write_book)
+        }
         Task::Grade {
             step,
             format,
@@ -175,7 +217,11 @@ fn grade_reference(root: &Path) -> Result<()> {
         .map(|t| t.name.as_str())
         .collect();
     if !missed.is_empty() {
-        bail!("the reference does not score full marks: {missed:?}");
+        bail!(
+            "the reference does not score full marks: {} failed; the tests or the solution \
+             changed, run `cargo test --test STEP` to see why",
+            missed.join(", ")
+        );
     }
     Ok(())
 }

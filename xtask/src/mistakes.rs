@@ -1,0 +1,396 @@
+//! `check-mistakes`: proof that each step's tests catch the mistakes students
+//! make, and say which one it was.
+//!
+//! `check-exercises` shows that a step's tests fail on an empty stub. A
+//! student rarely hands in an empty stub: they hand in code that almost
+//! works. `xtask/mistakes/stepN.toml` lists, for each exercise region, the
+//! wrong solutions the hints warn about, each as a patch of the reference:
+//!
+//! ```toml
+//! [[mistake]]
+//! what = "clone3 without SIGCHLD as the exit signal"
+//! file = "src/ns/clone.rs"
+//! find = "exit_signal: libc::SIGCHLD as u64,"
+//! replace = ""
+//! expect = "SIGCHLD"
+//! ```
+//!
+//! For each one, a scratch copy of the reference (one copy, one target
+//! directory, so each mistake costs an incremental build) gets the patch,
+//! and only that step's test binary runs. The mistake is *caught* when a
+//! test fails; it is *named* when a failing test's message contains
+//! `expect`, the word that points the student at it. A mistake that is not
+//! caught, or a patch that no longer applies inside its step's region, fails
+//! the check.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+/// Where the data files are, from the repository root.
+const DIR: &str = "xtask/mistakes";
+
+/// One wrong solution.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mistake {
+    /// What the student did, in words (the book's table shows it).
+    pub what: String,
+    /// The file of the region, from the repository root.
+    pub file: String,
+    /// Reference text inside one of the step's regions, found exactly once
+    /// in the file.
+    pub find: String,
+    /// What the student wrote instead.
+    pub replace: String,
+    /// Text a failing test's message must contain, case aside: the words
+    /// that name the mistake for the student.
+    pub expect: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MistakesFile {
+    mistake: Vec<Mistake>,
+}
+
+/// What running the tests on one mistake showed.
+struct Outcome {
+    /// The tests that failed.
+    failed: Vec<String>,
+    /// The first line of a failing message that contains `expect`.
+    named_by: Option<String>,
+}
+
+/// The steps that have a mistakes file.
+fn steps_with_mistakes(root: &Path) -> Result<Vec<u32>> {
+    let mut steps: Vec<u32> = std::fs::read_dir(root.join(DIR))
+        .with_context(|| format!("cannot read {DIR}"))?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter_map(|n| n.strip_prefix("step")?.strip_suffix(".toml")?.parse().ok())
+        .collect();
+    steps.sort_unstable();
+    Ok(steps)
+}
+
+/// Reads `xtask/mistakes/step<step>.toml`.
+pub fn load(root: &Path, step: u32) -> Result<Vec<Mistake>> {
+    let path = root.join(format!("{DIR}/step{step}.toml"));
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "step {step} has no list of mistakes: write {}",
+            path.display()
+        )
+    })?;
+    let file: MistakesFile =
+        toml::from_str(&text).with_context(|| format!("{} is not valid", path.display()))?;
+    Ok(file.mistake)
+}
+
+/// The byte ranges of `text` inside regions of `step`.
+fn regions_of(text: &str, step: u32) -> Vec<(usize, usize)> {
+    let start_marker = format!("// EXERCISE({step}):");
+    let mut ranges = Vec::new();
+    let mut open = None;
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim();
+        if trimmed.starts_with(&start_marker) {
+            open = Some(offset + line.len());
+        } else if trimmed == "// END EXERCISE"
+            && let Some(from) = open.take()
+        {
+            ranges.push((from, offset));
+        }
+        offset += line.len();
+    }
+    ranges
+}
+
+/// Checks that `m` patches its step's region of the reference exactly once.
+fn validate(root: &Path, step: u32, m: &Mistake) -> Result<()> {
+    let path = root.join(&m.file);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("step {step}, \"{}\": cannot read {}", m.what, m.file))?;
+    let found: Vec<usize> = text.match_indices(&m.find).map(|(i, _)| i).collect();
+    if found.len() != 1 {
+        bail!(
+            "step {step}, \"{}\": its `find` text occurs {} times in {}, it must occur once: \
+             update {DIR}/step{step}.toml to the reference as it is now",
+            m.what,
+            found.len(),
+            m.file
+        );
+    }
+    let at = found[0];
+    if !regions_of(&text, step)
+        .iter()
+        .any(|&(from, to)| from <= at && at + m.find.len() <= to)
+    {
+        bail!(
+            "step {step}, \"{}\": its `find` text is not inside a step {step} exercise region of {}: \
+             a mistake must be one a student can make there",
+            m.what,
+            m.file
+        );
+    }
+    Ok(())
+}
+
+/// Applies `m` in the scratch copy, runs the step's tests, and puts the
+/// file back whatever happened.
+fn try_mistake(copy: &Path, target: &Path, step: u32, m: &Mistake) -> Result<Outcome> {
+    let path = copy.join(&m.file);
+    let pristine = std::fs::read_to_string(&path)?;
+    std::fs::write(&path, pristine.replacen(&m.find, &m.replace, 1))?;
+    let ran = crate::grade::run_tests(copy, &format!("step{step}"), Some(target));
+    std::fs::write(&path, &pristine)
+        .with_context(|| format!("cannot put back {}", path.display()))?;
+    let (stdout, stderr) = ran?;
+    let parsed = crate::grade::parse(&stdout);
+    if parsed.is_empty() {
+        let tail: Vec<&str> = stderr.lines().rev().take(30).collect();
+        bail!(
+            "step {step}, \"{}\": the patched copy did not build or ran no test; \
+             a mistake must compile to be one a student hands in:\n{}",
+            m.what,
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
+    }
+    let expect = m.expect.to_lowercase();
+    let failed: Vec<&(String, bool, String)> = parsed.iter().filter(|(_, ok, _)| !ok).collect();
+    // A line of a message, not libtest's "thread 'NAME' panicked at": a
+    // test's name may hold the very words.
+    let named_by = failed.iter().find_map(|(_, _, output)| {
+        output
+            .lines()
+            .filter(|l| !l.starts_with("thread '"))
+            .find_map(|l| {
+                let at = l.to_lowercase().find(&expect)?;
+                Some(around(l.trim_end(), at, 140))
+            })
+    });
+    Ok(Outcome {
+        failed: failed.iter().map(|(n, ..)| n.clone()).collect(),
+        named_by,
+    })
+}
+
+/// The steps whose mistakes may be caught differently since `base` (a git
+/// revision): their regions' files, their graded tests, their mistakes file,
+/// or the tests' shared support changed. This is what CI checks on a change.
+pub fn changed_since(root: &Path, base: &str) -> Result<Vec<u32>> {
+    let out = std::process::Command::new("git")
+        .args(["diff", "--name-only", base, "--"])
+        .current_dir(root)
+        .output()
+        .context("cannot run git diff")?;
+    if !out.status.success() {
+        bail!(
+            "git diff {base} failed: {}; give a revision git knows (a branch, a tag, a commit)",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let all = steps_with_mistakes(root)?;
+    let mut steps = std::collections::BTreeSet::new();
+    for name in String::from_utf8_lossy(&out.stdout).lines() {
+        if name.starts_with("tests/support/") {
+            steps.extend(all.iter().copied());
+        }
+        let numbered = |prefix: &str, suffix: &str| -> Option<u32> {
+            name.strip_prefix(prefix)?
+                .strip_suffix(suffix)?
+                .parse()
+                .ok()
+        };
+        if let Some(n) =
+            numbered("tests/step", ".rs").or_else(|| numbered(&format!("{DIR}/step"), ".toml"))
+        {
+            steps.insert(n);
+        }
+        if name.starts_with("src/")
+            && let Ok(text) = std::fs::read_to_string(root.join(name))
+        {
+            steps.extend(
+                all.iter()
+                    .copied()
+                    .filter(|&n| !regions_of(&text, n).is_empty()),
+            );
+        }
+    }
+    Ok(steps.into_iter().filter(|n| all.contains(n)).collect())
+}
+
+/// `cargo xtask check-mistakes [--steps N,…] [--write-book]`
+pub fn check(root: &Path, steps: &[u32], write_book: bool) -> Result<()> {
+    let started = Instant::now();
+    let all = steps_with_mistakes(root)?;
+    let steps: Vec<u32> = if steps.is_empty() {
+        all
+    } else {
+        if let Some(s) = steps.iter().find(|s| !all.contains(s)) {
+            bail!(
+                "step {s} has no list of mistakes ({DIR}/step{s}.toml); the steps with one are {}",
+                all.iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        steps.to_vec()
+    };
+    let mut lists = BTreeMap::new();
+    for &step in &steps {
+        let list = load(root, step)?;
+        for m in &list {
+            validate(root, step, m)?;
+        }
+        lists.insert(step, list);
+    }
+    // One copy of the reference (markers gone) and one target directory:
+    // each mistake is then an incremental build of the library and bins.
+    let scratch = root.join("target/mistakes");
+    let copy = scratch.join("copy");
+    let target = scratch.join("target");
+    crate::exercises::write_student_copy(root, &copy, |_| false)?;
+
+    let mut uncaught = Vec::new();
+    let mut summary = Vec::new();
+    for (step, list) in &lists {
+        let mut table = String::from(
+            "| the mistake | the tests that fail | the message that names it |\n|---|---|---|\n",
+        );
+        let (mut caught, mut named) = (0, 0);
+        for m in list {
+            let t = Instant::now();
+            let outcome = try_mistake(&copy, &target, *step, m)?;
+            let secs = t.elapsed().as_secs();
+            if outcome.failed.is_empty() {
+                println!("step {step}: NOT CAUGHT ({secs} s): {}", m.what);
+                uncaught.push(format!("step {step}: {}", m.what));
+                continue;
+            }
+            caught += 1;
+            let message = match &outcome.named_by {
+                Some(line) => {
+                    named += 1;
+                    line.clone()
+                }
+                None => format!("(no message contains \"{}\")", m.expect),
+            };
+            println!(
+                "step {step}: caught ({secs} s, {} failing): {}\n    {message}",
+                outcome.failed.len(),
+                m.what
+            );
+            let tests: Vec<String> = outcome.failed.iter().map(|n| format!("`{n}`")).collect();
+            let _ = writeln!(
+                table,
+                "| {} | {} | {} |",
+                cell(&m.what),
+                tests.join(", "),
+                cell(&message)
+            );
+        }
+        summary.push(format!(
+            "step {step}: {caught} of {} mistakes caught, {named} named by their message",
+            list.len()
+        ));
+        if write_book {
+            let path = book_table(root, *step);
+            std::fs::create_dir_all(path.parent().unwrap_or(root))?;
+            std::fs::write(&path, table)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+    }
+    println!();
+    for line in &summary {
+        println!("{line}");
+    }
+    println!(
+        "check-mistakes took {} s",
+        started.elapsed().as_secs_f64().round()
+    );
+    if !uncaught.is_empty() {
+        bail!(
+            "{} mistakes pass their step's tests: add a test that fails on each, \
+             with a message that names it:\n  {}",
+            uncaught.len(),
+            uncaught.join("\n  ")
+        );
+    }
+    Ok(())
+}
+
+/// The book's table of step `step`'s mistakes.
+fn book_table(root: &Path, step: u32) -> PathBuf {
+    root.join(format!("book/src/mistakes/step{step}.md"))
+}
+
+/// Text fit for a Markdown table cell.
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|").replace('\n', " ")
+}
+
+/// At most about `max` bytes of `line` around byte `at` (the named words),
+/// with an ellipsis where it is cut.
+fn around(line: &str, at: usize, max: usize) -> String {
+    if line.len() <= max {
+        return line.to_string();
+    }
+    let mut from = at.saturating_sub(max / 2);
+    while !line.is_char_boundary(from) {
+        from -= 1;
+    }
+    let mut to = (from + max).min(line.len());
+    while !line.is_char_boundary(to) {
+        to += 1;
+    }
+    let (head, tail) = (from > 0, to < line.len());
+    format!(
+        "{}{}{}",
+        if head { "…" } else { "" },
+        &line[from..to],
+        if tail { "…" } else { "" }
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_line_is_cut_around_the_named_words() {
+        let line = format!("{}MNT_DETACH{}", "a".repeat(300), "b".repeat(300));
+        let cut = around(&line, 300, 40);
+        assert!(cut.starts_with('…') && cut.ends_with('…'), "{cut}");
+        assert!(cut.contains("MNT_DETACH"), "{cut}");
+        assert_eq!(around("short", 0, 40), "short");
+    }
+
+    #[test]
+    fn regions_are_found_by_step() {
+        let text =
+            "a\n// EXERCISE(4): x\nb\n// END EXERCISE\n// EXERCISE(5): y\nc\n// END EXERCISE\n";
+        let four = regions_of(text, 4);
+        assert_eq!(four.len(), 1);
+        assert_eq!(&text[four[0].0..four[0].1], "b\n");
+        assert_eq!(regions_of(text, 6), []);
+    }
+
+    #[test]
+    fn every_mistakes_file_parses_and_patches_its_region() {
+        let root = crate::workspace_root();
+        for step in steps_with_mistakes(&root).unwrap() {
+            let list = load(&root, step).unwrap();
+            assert!(!list.is_empty(), "step {step}");
+            for m in &list {
+                validate(&root, step, m).unwrap();
+            }
+        }
+    }
+}
