@@ -297,16 +297,7 @@ fn join_and_fork(root: &Path, container: &str, id: &str) -> Result<i32, InitErro
     //    namespace named in the flags at once, the user namespace first (so
     //    the others, which it owns, may be joined), and changes our root
     //    and working directory to the container's.
-    // EXERCISE(11): join every namespace of the container in one call: nix::sched::setns on the pidfd, with the flags of spec.namespaces (each ns.clone_flag()) or'ed together
-    let flags = spec
-        .namespaces
-        .iter()
-        .fold(CloneFlags::empty(), |all, ns| all | ns.clone_flag());
-    nix::sched::setns(&pidfd, flags).map_err(|errno| InitError::Syscall {
-        call: "setns(pidfd of the container, its namespaces)".into(),
-        errno,
-    })?;
-    // END EXERCISE
+    join_namespaces(&pidfd, &spec.namespaces)?;
     drop(pidfd);
 
     // 4. A new pid namespace is entered by children only: fork.
@@ -337,6 +328,21 @@ fn join_and_fork(root: &Path, container: &str, id: &str) -> Result<i32, InitErro
             errno,
         }),
     }
+}
+
+/// Joins every namespace in `namespaces` of the process `pidfd` holds, in
+/// one `setns(2)`: given a pidfd, the kernel joins them all at once, the
+/// user namespace first.
+fn join_namespaces(pidfd: &OwnedFd, namespaces: &[Namespace]) -> Result<(), InitError> {
+    // EXERCISE(11): join every namespace of the container in one call: nix::sched::setns on the pidfd, with the flags of namespaces (each ns.clone_flag()) or'ed together; its Errno into InitError::Syscall
+    let flags = namespaces
+        .iter()
+        .fold(CloneFlags::empty(), |all, ns| all | ns.clone_flag());
+    nix::sched::setns(pidfd, flags).map_err(|errno| InitError::Syscall {
+        call: "setns(pidfd of the container, its namespaces)".into(),
+        errno,
+    })
+    // END EXERCISE
 }
 
 /// The child, inside: the container's privileges, in init's order.

@@ -184,15 +184,7 @@ impl Volumes {
         if !dir.join("volume.json").exists() {
             return Err(EngineError::NotFound(format!("get {name}: no such volume")));
         }
-        // EXERCISE(11): refuse (a Conflict, 409) to remove a volume that any container's record names, running or not (users_of lists them)
-        let users = users_of(containers, name)?;
-        if !users.is_empty() {
-            return Err(EngineError::Conflict(format!(
-                "remove {name}: volume is in use by {}: remove those containers first",
-                users.join(", ")
-            )));
-        }
-        // END EXERCISE
+        refuse_if_in_use(containers, name)?;
         let size = size_of(&dir);
         // Out of sight first (one rename), then deleted: a crash half-way
         // leaves a hidden directory, never a volume with half its data.
@@ -301,6 +293,23 @@ impl Volumes {
         }
     }
 }
+
+// ANCHOR: in_use
+/// A volume any container's record names, running or not, stays: its
+/// next start needs it (409, as Docker answers).
+fn refuse_if_in_use(containers: &Containers, name: &str) -> Result<(), EngineError> {
+    // EXERCISE(11): refuse (EngineError::Conflict, a 409) when any container's record names the volume, running or not: users_of lists them; say which, and what to do
+    let users = users_of(containers, name)?;
+    if !users.is_empty() {
+        return Err(EngineError::Conflict(format!(
+            "remove {name}: volume is in use by {}: remove those containers first",
+            users.join(", ")
+        )));
+    }
+    Ok(())
+    // END EXERCISE
+}
+// ANCHOR_END: in_use
 
 /// The names of the containers whose records name volume `name`.
 fn users_of(containers: &Containers, name: &str) -> Result<Vec<String>, EngineError> {
