@@ -496,19 +496,7 @@ fn docker_cli() -> PathBuf {
 fn the_docker_cli_drives_the_daemon() {
     let engine = Engine::start();
     let (_dir, tar) = archive();
-    let docker = |args: &[&str]| {
-        let child = Command::new(docker_cli())
-            .arg("-H")
-            .arg(format!("unix://{}", engine.socket().display()))
-            .args(args)
-            .env("DOCKER_CONFIG", engine.dir.path().join("docker-config"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        wait_output(child)
-    };
+    let docker = |args: &[&str]| docker_on(&engine, args);
     let out = docker(&["version", "--format", "{{.Server.APIVersion}}"]);
     assert_eq!(
         stdout_of(&out).trim(),

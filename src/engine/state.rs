@@ -197,17 +197,7 @@ impl Containers {
 
     /// Takes container `id`'s lifecycle lock, waiting for whoever holds it.
     pub fn lock(&self, id: &str) -> Result<Locked, EngineError> {
-        let path = self.dir(id).join("lock");
-        let file = File::options()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(io(&path))?;
-        let lock =
-            Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, source)| EngineError::Sys {
-                call: "flock(the container's lock)",
-                source,
-            })?;
+        let lock = lock_file(&self.dir(id).join("lock"), "flock(the container's lock)")?;
         Ok(Locked { _lock: lock })
     }
 
@@ -409,6 +399,19 @@ impl Containers {
         }
         Ok(())
     }
+}
+
+/// An exclusive `flock` on `path` (made if missing), waiting for whoever
+/// holds it; the kernel lets go when the file closes, however the holder
+/// ends. `call` names the lock in an error.
+pub(crate) fn lock_file(path: &Path, call: &'static str) -> Result<Flock<File>, EngineError> {
+    let file = File::options()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(io(path))?;
+    Flock::lock(file, FlockArg::LockExclusive)
+        .map_err(|(_, source)| EngineError::Sys { call, source })
 }
 
 // ANCHOR: shim_alive

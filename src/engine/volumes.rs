@@ -22,12 +22,12 @@ use std::fs::File;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::Flock;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::EngineError;
-use super::state::{Containers, create_dirs, io, now, read_json, write_json};
+use super::state::{Containers, create_dirs, io, lock_file, now, read_json, write_json};
 use crate::rootfs::binds::{Bind, VolumeArg, VolumeSource, check_volume_name};
 
 /// What the engine keeps of one volume, beside its data.
@@ -100,17 +100,7 @@ impl Volumes {
 
     /// Takes the volumes' lock, waiting for whoever holds it.
     pub fn lock(&self) -> Result<VolumesLocked, EngineError> {
-        let path = self.dir.join(".lock");
-        let file = File::options()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(io(&path))?;
-        let lock =
-            Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, source)| EngineError::Sys {
-                call: "flock(the volumes' lock)",
-                source,
-            })?;
+        let lock = lock_file(&self.dir.join(".lock"), "flock(the volumes' lock)")?;
         Ok(VolumesLocked { _lock: lock })
     }
 
