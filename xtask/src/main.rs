@@ -136,9 +136,13 @@ fn run(task: Task) -> Result<()> {
             let stubbed = exercises::chosen_steps(&root, step, &only)?;
             let n = exercises::write_student_copy(&root, &out, |s| stubbed.contains(&s))?;
             let steps: Vec<String> = stubbed.iter().map(u32::to_string).collect();
+            let rest = if step.is_some() || !only.is_empty() {
+                "; every other step is the reference"
+            } else {
+                ""
+            };
             println!(
-                "wrote the student copy to {} ({n} exercise regions stubbed, of steps {}; \
-                 every other step is the reference)",
+                "wrote the student copy to {} ({n} exercise regions stubbed, of steps {}{rest})",
                 out.display(),
                 steps.join(", ")
             );

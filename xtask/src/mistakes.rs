@@ -331,9 +331,22 @@ fn book_table(root: &Path, step: u32) -> PathBuf {
     root.join(format!("book/src/mistakes/step{step}.md"))
 }
 
-/// Text fit for a Markdown table cell.
+/// Text fit for a Markdown table cell: no line break, `|` escaped, and
+/// `<`, `>` escaped outside code spans (`<LOOPBACK>` is not an HTML tag).
 fn cell(text: &str) -> String {
-    text.replace('|', "\\|").replace('\n', " ")
+    text.replace('|', "\\|")
+        .replace('\n', " ")
+        .split('`')
+        .enumerate()
+        .map(|(i, part)| {
+            if i % 2 == 0 {
+                part.replace('<', "&lt;").replace('>', "&gt;")
+            } else {
+                part.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("`")
 }
 
 /// At most about `max` bytes of `line` around byte `at` (the named words),
@@ -362,6 +375,14 @@ fn around(line: &str, at: usize, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cells_escape_what_markdown_would_read() {
+        assert_eq!(
+            cell("flags <LOOPBACK> in `/proc/<child>` a|b"),
+            "flags &lt;LOOPBACK&gt; in `/proc/<child>` a\\|b"
+        );
+    }
 
     #[test]
     fn a_long_line_is_cut_around_the_named_words() {
