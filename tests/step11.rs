@@ -2278,3 +2278,107 @@ fn restart_kill_rename_and_prune_work_as_in_docker() {
     );
     stdout_of(&docker(&["rm", "-f", "two"]));
 }
+
+/// The source document's scenario: five web servers, each in its own
+/// container on its own published port, each serving the page its named
+/// volume holds, all answering on 127.0.0.1; then all removed, and nothing
+/// left but the volumes, until they are removed too.
+#[test]
+fn five_web_servers_with_their_volumes_come_and_go_cleanly() {
+    let engine = Engine::start();
+    loaded(&engine);
+    let mut cgroups = Vec::new();
+    for i in 0..5 {
+        let site = format!("site{i}");
+        let page = format!("echo 'site {i}' > /www/index.html");
+        let out = engine.client(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-v",
+            &format!("{site}:/www"),
+            "demo:1",
+            "sh",
+            "-c",
+            &page,
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let id = stdout_of(&engine.client(&[
+            "run",
+            "-d",
+            "--name",
+            &format!("web{i}"),
+            "-p",
+            &format!("{}:80", 18100 + i),
+            "-v",
+            &format!("{site}:/www:ro"),
+            "demo:1",
+            "busybox",
+            "httpd",
+            "-f",
+            "-p",
+            "80",
+            "-h",
+            "/www",
+        ]))
+        .trim()
+        .to_string();
+        let (_, state) = engine.states().into_iter().find(|(c, _)| *c == id).unwrap();
+        let pid = state["pid"].as_i64().unwrap();
+        cgroups.push(std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap());
+    }
+    for i in 0..5 {
+        let url = format!("http://127.0.0.1:{}/", 18100 + i);
+        // The server listens a moment after its container starts.
+        let begin = Instant::now();
+        let page = loop {
+            let out = engine
+                .netns
+                .command("busybox")
+                .args(["wget", "-q", "-O-", &url])
+                .output()
+                .expect("busybox wget (sudo apt-get install busybox-static)");
+            if out.status.success() || begin.elapsed() > Duration::from_secs(30) {
+                break text(&out.stdout);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert_eq!(
+            page,
+            format!("site {i}\n"),
+            "step 11: {url} must reach web{i}'s httpd, serving its volume site{i}"
+        );
+    }
+    for i in 0..5 {
+        stdout_of(&engine.client(&["rm", "-f", &format!("web{i}")]));
+    }
+    assert_network_gone(
+        &engine,
+        "",
+        "five removed web servers leave no rule, lease, veth or file",
+    );
+    for listing in &cgroups {
+        let left = support::cgroups_left(listing);
+        assert!(left.is_empty(), "step 11: cgroups left: {left:?}");
+    }
+    let root = engine.root().to_string_lossy().into_owned();
+    let mounted: Vec<String> = support::host_mount_points()
+        .into_iter()
+        .filter(|m| m.starts_with(&root))
+        .collect();
+    assert!(mounted.is_empty(), "step 11: mounts left: {mounted:?}");
+    let names = volume_names(&engine);
+    assert_eq!(
+        names,
+        ["site0", "site1", "site2", "site3", "site4"],
+        "step 11: the volumes asked for stay, and nothing else"
+    );
+    for name in &names {
+        stdout_of(&engine.client(&["volume", "rm", name]));
+    }
+    assert!(
+        volume_names(&engine).is_empty(),
+        "volume rm removed them all"
+    );
+}
