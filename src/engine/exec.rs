@@ -109,17 +109,7 @@ pub fn create(
             "exec --privileged is not supported: an exec has the container's privileges",
         ));
     }
-    let strings = |field: &str| -> Result<Vec<String>, EngineError> {
-        match &body[field] {
-            Value::Null => Ok(Vec::new()),
-            Value::Array(items) => items
-                .iter()
-                .map(|s| s.as_str().map(String::from))
-                .collect::<Option<Vec<_>>>()
-                .ok_or_else(|| bad(&format!("{field} must be a list of strings"))),
-            _ => Err(bad(&format!("{field} must be a list of strings"))),
-        }
-    };
+    let strings = |field: &str| super::request::strings(&body[field], field);
     let cmd = strings("Cmd")?;
     if cmd.is_empty() {
         return Err(bad("no command: exec CONTAINER COMMAND [ARG...]"));

@@ -29,7 +29,8 @@ fn bad(why: impl Into<String>) -> EngineError {
     EngineError::BadRequest(why.into())
 }
 
-fn strings(v: &Value, field: &str) -> Result<Vec<String>, EngineError> {
+/// A JSON field that must be a list of strings (or absent: empty).
+pub(crate) fn strings(v: &Value, field: &str) -> Result<Vec<String>, EngineError> {
     match v {
         Value::Null => Ok(Vec::new()),
         Value::Array(items) => items

@@ -218,7 +218,32 @@ impl Volumes {
         owner: (u32, u32),
     ) -> Result<(Vec<Bind>, Vec<MountRecord>), EngineError> {
         let mut binds = Vec::new();
-        let mut records = Vec::new();
+        let mut records: Vec<MountRecord> = Vec::new();
+        let made = self.resolve_into(args, owner, &mut binds, &mut records);
+        if made.is_err() {
+            // A later `-v` failed: the anonymous volumes made for this
+            // container are nobody's, and go (the named ones stay, as
+            // Docker keeps a volume `-v NAME` made).
+            for name in records
+                .iter()
+                .filter(|m| m.anonymous)
+                .filter_map(|m| m.volume.as_deref())
+            {
+                if let Ok(dir) = self.path(name) {
+                    let _ = std::fs::remove_dir_all(dir);
+                }
+            }
+        }
+        made.map(|()| (binds, records))
+    }
+
+    fn resolve_into(
+        &self,
+        args: &[VolumeArg],
+        owner: (u32, u32),
+        binds: &mut Vec<Bind>,
+        records: &mut Vec<MountRecord>,
+    ) -> Result<(), EngineError> {
         for arg in args {
             let (source, volume, anonymous) = match &arg.source {
                 VolumeSource::Host(path) => {
@@ -263,7 +288,7 @@ impl Volumes {
                 anonymous,
             });
         }
-        Ok((binds, records))
+        Ok(())
     }
     // ANCHOR_END: resolve_volumes
 
