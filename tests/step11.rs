@@ -1259,6 +1259,317 @@ fn run_t_gives_the_container_a_terminal_of_its_own() {
     );
 }
 
+/// A terminal of the test's own (a pty), with a client running on it as
+/// a user's shell would run it: its controlling terminal, its 0, 1 and 2.
+/// What the client prints is gathered by a thread, to be waited for.
+struct UserTerminal {
+    master: std::fs::File,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    client: Child,
+}
+
+impl UserTerminal {
+    /// Runs `program args` on a new terminal of `rows` by `cols`.
+    fn run(program: &Path, args: &[&str], env: &[(&str, &str)], rows: u16, cols: u16) -> Self {
+        use std::os::fd::AsRawFd;
+        let size = nix::pty::Winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        let pty = nix::pty::openpty(Some(&size), None).expect("openpty");
+        let slave = std::fs::File::from(pty.slave);
+        let mut command = Command::new(program);
+        command
+            .args(args)
+            .envs(env.iter().copied())
+            .env("TERM", "xterm")
+            .stdin(slave.try_clone().unwrap())
+            .stdout(slave.try_clone().unwrap())
+            .stderr(slave);
+        // SAFETY: setsid(2) and ioctl(2) are async-signal-safe; nothing
+        // else runs between fork and exec.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+                // A session of its own, with this terminal as its
+                // controlling terminal: then the kernel sends it SIGWINCH.
+                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let client = command.spawn().expect("spawn the client on a terminal");
+        drop(command); // our copies of the slave: the master sees EIO at the end
+        let master = std::fs::File::from(pty.master);
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (mut reader, gathered) = (master.try_clone().unwrap(), seen.clone());
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                gathered.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        let _ = master.as_raw_fd();
+        UserTerminal {
+            master,
+            seen,
+            client,
+        }
+    }
+
+    /// Types `keys`, as a user would.
+    fn type_keys(&mut self, keys: &str) {
+        use std::io::Write;
+        self.master.write_all(keys.as_bytes()).unwrap();
+    }
+
+    /// Waits until the screen shows `text` (10 s at most); what it showed.
+    fn expect(&self, text: &str, what: &str) -> String {
+        let start = Instant::now();
+        loop {
+            let screen = String::from_utf8_lossy(&self.seen.lock().unwrap()).into_owned();
+            if screen.contains(text) {
+                return screen;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "step 11: {what}: waited for {text:?}; the terminal shows {screen:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Types `keys` until the screen shows `text`: for what depends on a
+    /// change the client makes by itself (a resize sent on SIGWINCH).
+    fn type_until(&mut self, keys: &str, text: &str, what: &str) {
+        let start = Instant::now();
+        loop {
+            self.type_keys(keys);
+            std::thread::sleep(Duration::from_millis(300));
+            if String::from_utf8_lossy(&self.seen.lock().unwrap()).contains(text) {
+                return;
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                self.expect(text, what);
+            }
+        }
+    }
+
+    /// Makes the window `rows` by `cols` (the kernel signals SIGWINCH).
+    fn resize(&self, rows: u16, cols: u16) {
+        use std::os::fd::AsRawFd;
+        let size = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: a valid winsize, read by the ioctl; the fd is open.
+        assert_eq!(
+            unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &size) },
+            0
+        );
+    }
+
+    /// Waits for the client to exit (10 s at most); its exit code.
+    fn exit_code(mut self, what: &str) -> i32 {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.client.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                let _ = self.client.kill();
+                let screen = String::from_utf8_lossy(&self.seen.lock().unwrap()).into_owned();
+                panic!("step 11: {what}: the client did not exit; the terminal shows {screen:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for UserTerminal {
+    fn drop(&mut self) {
+        let _ = self.client.kill();
+        let _ = self.client.wait();
+    }
+}
+
+/// `step11 -H … ARGS` on a terminal of 30 rows by 100 columns.
+fn client_on_terminal(engine: &Engine, args: &[&str]) -> UserTerminal {
+    let host = format!("unix://{}", engine.socket().display());
+    let mut all = vec!["-H", &host];
+    all.extend_from_slice(args);
+    UserTerminal::run(Path::new(binary(11)), &all, &[], 30, 100)
+}
+
+#[test]
+fn run_it_is_a_shell_that_feels_like_docker() {
+    let engine = Engine::start();
+    loaded(&engine);
+    let mut user = client_on_terminal(&engine, &["run", "-it", "--rm", "demo:1", "sh"]);
+    // Keys reach the shell, and the window's size reached its terminal.
+    user.type_keys("busybox stty size; echo sum-$((6*7))\r");
+    user.expect(
+        "sum-42",
+        "run -it: what is typed reaches the container's shell",
+    );
+    user.expect(
+        "30 100",
+        "run -it: the container's terminal has the window's size",
+    );
+    // The window changes: the client sends the new size (SIGWINCH).
+    user.resize(40, 120);
+    user.type_until(
+        "busybox stty size\r",
+        "40 120",
+        "run -it: a resized window resizes the container's terminal",
+    );
+    // Raw mode: Ctrl-C is a key, which the container's own terminal turns
+    // into SIGINT for its foreground job, not a signal to the client.
+    user.type_keys("sleep 60\r");
+    std::thread::sleep(Duration::from_millis(300));
+    user.type_keys("\x03");
+    user.type_keys("echo back-$((1+1))\r");
+    user.expect(
+        "back-2",
+        "run -it: Ctrl-C interrupts the container's job, and the session goes on",
+    );
+    user.type_keys("exit 3\r");
+    assert_eq!(
+        user.exit_code("run -it, then exit 3"),
+        3,
+        "step 11: run -it exits with the shell's code"
+    );
+    assert!(
+        engine.states().is_empty(),
+        "step 11: run -it --rm removes the container"
+    );
+}
+
+#[test]
+fn ctrl_p_ctrl_q_detaches_and_attach_takes_the_terminal_back() {
+    let engine = Engine::start();
+    loaded(&engine);
+    let mut user = client_on_terminal(&engine, &["run", "-it", "--name", "away", "demo:1", "sh"]);
+    user.type_keys("echo one-$((0+1))\r");
+    user.expect("one-1", "run -it");
+    user.type_keys("\x10\x11");
+    assert_eq!(
+        user.exit_code("Ctrl-P Ctrl-Q"),
+        0,
+        "step 11: detaching ends the client with 0"
+    );
+    assert!(
+        stdout_of(&engine.client(&["ps"])).contains("away"),
+        "step 11: after Ctrl-P Ctrl-Q the container runs on"
+    );
+    let mut user = client_on_terminal(&engine, &["attach", "away"]);
+    user.type_keys("echo two-$((1+1))\r");
+    user.expect(
+        "two-2",
+        "attach: the keys reach the shell that run -it started",
+    );
+    user.type_keys("exit 5\r");
+    assert_eq!(
+        user.exit_code("attach, then exit 5"),
+        5,
+        "step 11: attach exits with the container's code"
+    );
+    // Another sequence, chosen by the user; a stray Ctrl-P is typed on.
+    let mut user = client_on_terminal(
+        &engine,
+        &[
+            "run",
+            "-it",
+            "--rm",
+            "--detach-keys",
+            "ctrl-x",
+            "demo:1",
+            "sh",
+        ],
+    );
+    user.type_keys("echo \x10three\r");
+    user.expect("three", "--detach-keys ctrl-x: Ctrl-P alone is a key");
+    user.type_keys("\x18");
+    assert_eq!(user.exit_code("--detach-keys ctrl-x"), 0);
+    stdout_of(&engine.client(&["rm", "-f", "away"]));
+}
+
+#[test]
+fn run_i_sends_its_input_and_the_input_s_end() {
+    let engine = Engine::start();
+    loaded(&engine);
+    let host = format!("unix://{}", engine.socket().display());
+    let feed = |program: &Path, extra: &[(&str, &str)]| {
+        let mut child = Command::new(program)
+            .args(["-H", &host, "run", "-i", "--rm", "demo:1"])
+            .args(["sh", "-c", "cat; echo end"])
+            .envs(extra.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(b"hello\nworld\n").unwrap();
+        } // closed: the input ends, and `cat` must see it end
+        wait_output(child)
+    };
+    let out = feed(Path::new(binary(11)), &[]);
+    assert_eq!(
+        text(&out.stdout),
+        "hello\nworld\nend\n",
+        "step 11: run -i: the container reads the client's stdin to its end: {}",
+        text(&out.stderr)
+    );
+    let config = engine.dir.path().join("docker-config");
+    let out = feed(
+        &docker_cli(),
+        &[("DOCKER_CONFIG", config.to_str().unwrap())],
+    );
+    assert_eq!(
+        text(&out.stdout),
+        "hello\nworld\nend\n",
+        "step 11: docker run -i: {}",
+        text(&out.stderr)
+    );
+    // Without -i, stdin is empty (/dev/null), as in Docker.
+    let out = engine.client(&["run", "--rm", "demo:1", "sh", "-c", "cat; echo end"]);
+    assert_eq!(text(&out.stdout), "end\n");
+}
+
+#[test]
+fn docker_run_it_drives_the_containers_terminal() {
+    let engine = Engine::start();
+    loaded(&engine);
+    let host = format!("unix://{}", engine.socket().display());
+    let config = engine.dir.path().join("docker-config");
+    let mut user = UserTerminal::run(
+        &docker_cli(),
+        &["-H", &host, "run", "-it", "--rm", "demo:1", "sh"],
+        &[("DOCKER_CONFIG", config.to_str().unwrap())],
+        30,
+        100,
+    );
+    user.type_keys("busybox stty size; echo sum-$((6*7))\r");
+    user.expect("sum-42", "docker run -it: keys reach the shell");
+    user.expect(
+        "30 100",
+        "docker run -it: the CLI's resize reaches the terminal",
+    );
+    user.type_keys("exit 4\r");
+    assert_eq!(user.exit_code("docker run -it, exit 4"), 4);
+}
+
 /// What the network still holds of container `id` (of any container, for
 /// ""), as seen inside the engine's namespace: rules naming it, its lease,
 /// the host end of its veth, its network files.

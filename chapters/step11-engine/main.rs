@@ -18,6 +18,7 @@ use caixa::engine::EngineError;
 use caixa::engine::client::{Client, DEFAULT_SOCKET, Demuxer, Payload};
 use caixa::engine::daemon::{self, Daemon};
 use caixa::engine::server::Limits;
+use caixa::engine::session::{Ended, Session, Wants};
 use caixa::registry::client::Options;
 use caixa::registry::client::percent_encode;
 use clap::{Parser, Subcommand};
@@ -103,6 +104,18 @@ enum Command {
         /// All of them, not only running ones.
         #[arg(short, long)]
         all: bool,
+    },
+    /// Attach this terminal to a running container: its output, and with
+    /// -i at its creation, its input. Ctrl-P Ctrl-Q detaches.
+    Attach {
+        /// Do not send this terminal's input.
+        #[arg(long)]
+        no_stdin: bool,
+        /// The keys that detach from it, leaving it running.
+        #[arg(long, value_name = "KEYS", default_value = "ctrl-p,ctrl-q")]
+        detach_keys: String,
+        /// Name or id (prefix).
+        container: String,
     },
     /// Print a container's output.
     Logs {
@@ -244,6 +257,12 @@ struct RunOptions {
     /// Give the container a terminal: its output is one raw stream.
     #[arg(short, long)]
     tty: bool,
+    /// Keep its stdin open and send this terminal's input to it.
+    #[arg(short, long)]
+    interactive: bool,
+    /// The keys that detach from it, leaving it running.
+    #[arg(long, value_name = "KEYS", default_value = "ctrl-p,ctrl-q")]
+    detach_keys: String,
     /// Remove the container when it ends.
     #[arg(long)]
     rm: bool,
@@ -360,6 +379,11 @@ fn main() {
                 }
             }),
         Command::Logs { container } => logs(&client(), &container),
+        Command::Attach {
+            no_stdin,
+            detach_keys,
+            container,
+        } => attach(&client(), &container, !no_stdin, &detach_keys),
         Command::Wait { container } => client()
             .json(
                 "POST",
@@ -610,6 +634,7 @@ fn run(client: &Client, o: &RunOptions) -> Result<(), EngineError> {
     let body = json!({
         "Image": image, "Cmd": if command.is_empty() { Value::Null } else { json!(command) },
         "Tty": o.tty,
+        "OpenStdin": o.interactive, "StdinOnce": o.interactive, "AttachStdin": o.interactive,
         "Env": resolve_env(&o.env), "WorkingDir": o.workdir.clone().unwrap_or_default(),
         "Hostname": o.hostname.clone().unwrap_or_default(),
         "Volumes": anonymous,
@@ -643,30 +668,17 @@ fn run(client: &Client, o: &RunOptions) -> Result<(), EngineError> {
     // Attached: the output as it comes (Docker's attach: a connection of
     // its own, upgraded before the start, so nothing is missed), printed
     // by a thread while this one starts the container and waits for it.
-    let mut attached = client.upgrade(
-        "POST",
-        &format!("/containers/{id}/attach?stream=1&stdout=1&stderr=1"),
-    )?;
-    let tty = o.tty;
-    let streamer = std::thread::spawn(move || {
-        use std::io::Write;
-        let mut demuxer = caixa::engine::client::Demuxer::default();
-        let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
-        let mut buf = [0u8; 8192];
-        loop {
-            match attached.read(&mut buf) {
-                Ok(0) => return Ok(()),
-                // A terminal's output is raw: no frames to take apart.
-                Ok(n) if tty => {
-                    let _ = out.write_all(&buf[..n]).and_then(|()| out.flush());
-                }
-                Ok(n) => demuxer.push(&buf[..n], &mut out, &mut err),
-                Err(e) => return Err(EngineError::Daemon(format!("the output stream broke: {e}"))),
-            }
-        }
-    });
-    if let Err(e) = client.json("POST", &format!("/containers/{id}/start"), None) {
+    let wants = Wants {
+        stdin: o.interactive,
+        tty: o.tty,
+    };
+    let mut session = Session::attach(client, &id, wants, Some(&o.detach_keys))?;
+    if let Err(e) = client
+        .json("POST", &format!("/containers/{id}/start"), None)
+        .and_then(|_| session.start_input(client))
+    {
         // It did not run: the daemon says why, its state says the code.
+        session.restore_terminal();
         eprintln!("step11: {e}");
         let code = client.json("GET", &format!("/containers/{id}/json"), None)?["State"]["ExitCode"]
             .as_i64()
@@ -677,15 +689,13 @@ fn run(client: &Client, o: &RunOptions) -> Result<(), EngineError> {
         }
         std::process::exit(code)
     }
+    if session.finish(client)? == Ended::Detached {
+        // Ctrl-P Ctrl-Q: it runs on, and is ours to attach to again.
+        return Ok(());
+    }
     let code = client.json("POST", &format!("/containers/{id}/wait"), None)?["StatusCode"]
         .as_i64()
         .unwrap_or(125) as i32;
-    match streamer.join() {
-        Ok(result) => {
-            result?;
-        }
-        Err(_) => return Err(EngineError::Daemon("the output stream failed".into())),
-    }
     if o.rm {
         // `--rm` takes its anonymous volumes too, as Docker's does.
         client.json("DELETE", &format!("/containers/{id}?v=1"), None)?;
@@ -693,6 +703,34 @@ fn run(client: &Client, o: &RunOptions) -> Result<(), EngineError> {
     std::process::exit(code)
 }
 // ANCHOR_END: client_run
+
+// ANCHOR: client_attach
+/// `docker attach`: this terminal on a running container, until it ends
+/// (its exit code is ours) or the detach keys are typed (we exit 0).
+fn attach(client: &Client, container: &str, stdin: bool, keys: &str) -> Result<(), EngineError> {
+    let target = percent_encode(container);
+    let about = client.json("GET", &format!("/containers/{target}/json"), None)?;
+    if about["State"]["Running"].as_bool() != Some(true) {
+        return Err(EngineError::Conflict(format!(
+            "container {container} is not running: start it first (step11 start -a is not built; use logs)"
+        )));
+    }
+    let id = about["Id"].as_str().unwrap_or(container).to_string();
+    let wants = Wants {
+        stdin: stdin && about["Config"]["OpenStdin"].as_bool() == Some(true),
+        tty: about["Config"]["Tty"].as_bool() == Some(true),
+    };
+    let mut session = Session::attach(client, &id, wants, Some(keys))?;
+    session.start_input(client)?;
+    if session.finish(client)? == Ended::Detached {
+        return Ok(());
+    }
+    let code = client.json("POST", &format!("/containers/{id}/wait"), None)?["StatusCode"]
+        .as_i64()
+        .unwrap_or(125) as i32;
+    std::process::exit(code)
+}
+// ANCHOR_END: client_attach
 
 // ANCHOR: client_volume
 /// `docker volume …`: one API call each.

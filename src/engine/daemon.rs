@@ -12,7 +12,8 @@
 //! | `POST /images/load` | load a `docker save` or OCI archive (the body) |
 //! | `POST /containers/create?name=N` | record a container (Docker's JSON body) |
 //! | `POST /containers/ID/start` | spawn its shim, which runs it |
-//! | `POST /containers/ID/attach` | `101`, then its output as frames, live |
+//! | `POST /containers/ID/attach` | `101`, then its output as frames, live (`stdin=1`: and the client's input to its stdin) |
+//! | `POST /containers/ID/resize?h=R&w=C` | set the size of its terminal |
 //! | `GET /containers/ID/json` | inspect: its config and state |
 //! | `POST /containers/ID/wait` | block until it exits: `{"StatusCode":N}` |
 //! | `GET /containers/ID/logs` | its output, in Docker's frames (`follow=1`: live) |
@@ -34,6 +35,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -43,6 +45,7 @@ use super::log;
 use super::server::{self, Limits, Request, RequestBody, Responder};
 use super::shim;
 use super::state::{Containers, Record, State, Status, now};
+use super::terminal::DetachKeys;
 use super::volumes::Volumes;
 use crate::image::store::Store;
 use crate::registry::client::Options;
@@ -227,18 +230,57 @@ fn route(
             // Docker's attach takes over the connection ("hijack"): after
             // `101 UPGRADED` the output flows as frames until the
             // container ends. Attached before start, a client sees it all.
+            // With `stdin=1`, what the client sends goes to its stdin.
             let config = containers.find(key)?;
+            let keys = match req.param("detachKeys").filter(|k| !k.is_empty()) {
+                Some(keys) => DetachKeys::parse(keys)?,
+                None => DetachKeys::default(),
+            };
+            let wanted = Wanted::of(req, &config);
             let mut raw = out
                 .upgrade("application/vnd.docker.raw-stream")
                 .map_err(EngineError::Connection)?;
-            follow(&containers, &config.id, &Wanted::of(req, &config), &mut raw)
+            let stop = AtomicBool::new(false);
+            if !(req.flag("stdin") && config.open_stdin) {
+                return follow(&containers, &config.id, &wanted, &mut raw, &stop);
+            }
+            let input = raw.try_clone().map_err(EngineError::Connection)?;
+            std::thread::scope(|scope| {
+                scope.spawn(|| {
+                    super::attach::forward_input(&containers, &config, input, keys, &stop);
+                });
+                let result = follow(&containers, &config.id, &wanted, &mut raw, &stop);
+                // Its end ends the input side too (it may be reading).
+                stop.store(true, Ordering::Relaxed);
+                let _ = raw.shutdown(std::net::Shutdown::Both);
+                result
+            })
+        }
+        ("POST", ["containers", key, "resize"]) => {
+            let record = containers.find(key)?;
+            let (rows, cols) = window_size(req)?;
+            if !shim::resize(&containers.dir(&record.id), rows, cols)? {
+                return Err(EngineError::Conflict(format!(
+                    "container {} is not running",
+                    record.name
+                )));
+            }
+            out.respond(200, "text/plain", b"")
+                .map_err(EngineError::Connection)
         }
         ("GET", ["containers", key, "logs"]) if req.flag("follow") => {
             let config = containers.find(key)?;
             let mut out = out
                 .stream(200, "application/vnd.docker.raw-stream")
                 .map_err(EngineError::Connection)?;
-            follow(&containers, &config.id, &Wanted::of(req, &config), &mut out)
+            let never = AtomicBool::new(false);
+            follow(
+                &containers,
+                &config.id,
+                &Wanted::of(req, &config),
+                &mut out,
+                &never,
+            )
         }
         ("GET", ["containers", key, "logs"]) => {
             let config = containers.find(key)?;
@@ -520,6 +562,8 @@ fn create(
         tty: spec.terminal,
         hostname: spec.hostname.clone().unwrap_or_default(),
         mounts: Vec::new(),
+        open_stdin: body["OpenStdin"].as_bool() == Some(true),
+        stdin_once: body["StdinOnce"].as_bool() == Some(true),
     };
     containers.reserve_name(&record.name, &record.id)?;
     let store = Volumes::open(&daemon.root)?;
@@ -737,16 +781,18 @@ fn send_log(
 
 // ANCHOR: follow
 /// Sends container `id`'s output as frames, as its log grows, until the
-/// container has exited and everything is sent.
+/// container has exited and everything is sent, or `stop` is set (the
+/// user detached).
 fn follow(
     containers: &Containers,
     id: &str,
     wanted: &Wanted,
     out: &mut dyn Write,
+    stop: &AtomicBool,
 ) -> Result<(), EngineError> {
     let mut offset = 0;
     let mut pause = Backoff::default();
-    loop {
+    while !stop.load(Ordering::Relaxed) {
         // Read the state first: the shim writes the log before it records
         // `exited`, so what was written before is sure to be seen below.
         let ended = containers.state(id)?.status == Status::Exited;
@@ -766,8 +812,24 @@ fn follow(
         }
         pause.sleep();
     }
+    Ok(())
 }
 // ANCHOR_END: follow
+
+/// The `h` and `w` of a resize request: rows and columns.
+fn window_size(req: &Request) -> Result<(u16, u16), EngineError> {
+    let number = |name| {
+        req.param(name)
+            .and_then(|v| v.parse::<u16>().ok())
+            .ok_or_else(|| {
+                EngineError::BadRequest(format!(
+                    "resize needs {name}, a number of {} from 0 to 65535",
+                    if name == "h" { "rows" } else { "columns" }
+                ))
+            })
+    };
+    Ok((number("h")?, number("w")?))
+}
 
 /// Pauses between looks at a file another process writes: 1 ms at first,
 /// doubling up to 20 ms, so a quick container is seen quickly and a long
@@ -974,7 +1036,10 @@ fn inspect(c: &Record, s: &State) -> Value {
             "Error": s.error, "StartedAt": rfc3339(s.started),
             "FinishedAt": rfc3339(s.finished),
         },
-        "Config": { "Image": c.image, "Cmd": c.command, "Tty": c.tty, "Hostname": c.hostname },
+        "Config": {
+            "Image": c.image, "Cmd": c.command, "Tty": c.tty, "Hostname": c.hostname,
+            "OpenStdin": c.open_stdin, "StdinOnce": c.stdin_once, "AttachStdin": c.open_stdin,
+        },
         "HostConfig": { "AutoRemove": c.auto_remove },
         "Mounts": c.mounts.iter().map(|m| m.to_json()).collect::<Vec<_>>(),
     })

@@ -25,12 +25,17 @@
 //! - [`state`]: containers on disk (record, state, locks, names);
 //! - [`daemon`]: the endpoints and the lifecycle;
 //! - [`shim`]: one container's parent, from start to end;
+//! - [`attach`]: a client's keys, through the daemon, to a container;
+//! - [`stdin`]: what attached clients type, into the container (`-i`);
+//! - [`terminal`]: raw mode, the window's size, the detach keys (`-t`);
 //! - [`exec`]: a second process in a running container (joining it);
 //! - [`log`]: the output, in Docker's json-file format;
 //! - [`volumes`]: data that outlives containers (`-v`, `/volumes`);
 //! - [`client`]: the other end of the socket;
+//! - [`session`]: an attach as the client lives it (raw mode, resize);
 //! - [`registry`]: a registry of your own, serving a store's images (pull).
 
+pub mod attach;
 pub mod bridge;
 pub mod client;
 pub mod daemon;
@@ -40,8 +45,11 @@ pub mod registry;
 pub mod request;
 pub mod responder;
 pub mod server;
+pub mod session;
 pub mod shim;
 pub mod state;
+pub mod stdin;
+pub mod terminal;
 pub mod volumes;
 
 /// An engine problem; [`EngineError::status`] is its HTTP status.

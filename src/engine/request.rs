@@ -70,11 +70,6 @@ fn refuse_unsupported(body: &Value) -> Result<(), EngineError> {
             "--read-only is not supported by caixa's engine yet: run without it",
         ));
     }
-    if body["OpenStdin"].as_bool() == Some(true) {
-        return Err(bad(
-            "stdin (-i) is not supported by caixa's engine yet: run without -i (-t alone works)",
-        ));
-    }
     if host["Privileged"].as_bool() == Some(true) {
         return Err(bad(
             "--privileged is not supported: add the capabilities it needs with --cap-add",

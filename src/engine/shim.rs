@@ -6,8 +6,10 @@
 //! the same code as every step binary), and so becomes the container's
 //! parent. Then it does what only a parent can, until the end:
 //!
-//! - holds the container's stdio (pipes) and writes what comes out to the
-//!   log, in Docker's json-file format ([`super::log`]);
+//! - holds the container's stdio (pipes, or its terminal's master) and
+//!   writes what comes out to the log, in Docker's json-file format
+//!   ([`super::log`]); with `-i`, writes what attached clients type into
+//!   its stdin ([`super::stdin`]);
 //! - reaps the container and records how it ended: exit code, `OOMKilled`,
 //!   finish time; then tears down the host side (cgroup, network, overlay);
 //! - answers the daemon on a unix socket in the container's directory
@@ -42,7 +44,8 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use super::EngineError;
 use super::log::{self, Stream};
-use super::state::{Containers, State, Status, io, now};
+use super::state::{Containers, Record, State, Status, io, now};
+use super::stdin::Input;
 use crate::exit::Exit;
 use crate::parent::Running;
 
@@ -65,7 +68,7 @@ pub fn run(root: &Path, id: &str) -> Result<i32, EngineError> {
 
     // 2. Everything else that can fail before the container exists is
     //    recorded as its end, so `start` can say why.
-    let state = match start(&containers, &dir, id) {
+    let state = match start(&containers, &dir, &record) {
         Ok(started) => started.run_to_end(&containers, id),
         Err(e) => {
             let state = State {
@@ -134,12 +137,17 @@ struct Started {
     outputs: Vec<Output>,
     control: UnixListener,
     log: log::Writer,
+    /// Its stdin, with `-i` (else one that takes no client).
+    input: Input,
+    /// Its terminal's master, with `-t`: for the window's size.
+    terminal: Option<OwnedFd>,
 }
 
 // ANCHOR: shim_start
 /// Reads the bundle, makes the stdio pipes and the control socket, and
 /// starts the container with the runtime's parent side.
-fn start(containers: &Containers, dir: &Path, id: &str) -> Result<Started, StartError> {
+fn start(containers: &Containers, dir: &Path, record: &Record) -> Result<Started, StartError> {
+    let id = record.id.as_str();
     let config = crate::bundle::read(dir).map_err(|e| StartError {
         code: crate::exit::codes::SETUP_FAILED,
         message: e.to_string(),
@@ -150,18 +158,10 @@ fn start(containers: &Containers, dir: &Path, id: &str) -> Result<Started, Start
     })?;
     let log_path = dir.join("container.log");
     let log = log::Writer::open(&log_path).map_err(io(&log_path))?;
-    // The container's stdio: /dev/null in, a pipe for each output (our
-    // ends close-on-exec; the child's become its 0, 1 and 2, see `init`),
-    // or with `-t` a terminal the child makes and hands us.
-    let null = nix::fcntl::open(
-        "/dev/null",
-        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .map_err(|source| EngineError::Sys {
-        call: "open(/dev/null)",
-        source,
-    })?;
+    // The container's stdio: a pipe for each output (our ends
+    // close-on-exec; the child's become its 0, 1 and 2, see `init`), and
+    // for stdin /dev/null, or with `-i` a pipe too; or with `-t` a
+    // terminal the child makes and hands us.
     let pipe = || {
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|source| EngineError::Sys {
             call: "pipe2(the container's stdio)",
@@ -170,7 +170,24 @@ fn start(containers: &Containers, dir: &Path, id: &str) -> Result<Started, Start
     };
     let mut outputs = Vec::new();
     let mut their_ends = Vec::new();
+    let mut input = Input::default();
     if !spec.terminal {
+        let stdin = if record.open_stdin {
+            let (theirs, ours) = pipe()?;
+            input = Input::new(ours, record.stdin_once, false)?;
+            theirs
+        } else {
+            nix::fcntl::open(
+                "/dev/null",
+                OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(|source| EngineError::Sys {
+                call: "open(/dev/null)",
+                source,
+            })?
+        };
+        their_ends.push(stdin);
         for stream in [Stream::Stdout, Stream::Stderr] {
             let (ours, theirs) = pipe()?;
             outputs.push(Output {
@@ -181,9 +198,9 @@ fn start(containers: &Containers, dir: &Path, id: &str) -> Result<Started, Start
             their_ends.push(theirs);
         }
         spec.stdio = Some([
-            null.as_raw_fd(),
             their_ends[0].as_raw_fd(),
             their_ends[1].as_raw_fd(),
+            their_ends[2].as_raw_fd(),
         ]);
     }
     let control = listen(&dir.join("shim.sock"))?;
@@ -191,9 +208,21 @@ fn start(containers: &Containers, dir: &Path, id: &str) -> Result<Started, Start
         code: e.exit_code(),
         message: e.to_string(),
     })?;
-    // Only the container writes to its pipes now: when it is gone, they end.
-    drop((null, their_ends));
+    // Only the container holds its ends now: when it is gone, they end.
+    drop(their_ends);
+    let mut terminal = None;
     if let Some(master) = running.take_terminal() {
+        // One open file, three uses: its output, its input, its size.
+        let dup = || {
+            master.try_clone().map_err(|e| EngineError::Sys {
+                call: "dup(the terminal)",
+                source: Errno::from_raw(e.raw_os_error().unwrap_or(0)),
+            })
+        };
+        if record.open_stdin {
+            input = Input::new(dup()?, record.stdin_once, true)?;
+        }
+        terminal = Some(dup()?);
         outputs.push(Output {
             fd: master,
             stream: Stream::Stdout,
@@ -215,6 +244,8 @@ fn start(containers: &Containers, dir: &Path, id: &str) -> Result<Started, Start
         outputs,
         control,
         log,
+        input,
+        terminal,
     })
 }
 // ANCHOR_END: shim_start
@@ -297,7 +328,7 @@ impl Started {
 /// from a signalfd), the control socket and the output pipes, until the
 /// container has ended; returns how it ended.
 fn pump(shim: &mut Started) -> Result<Exit, EngineError> {
-    // EXERCISE(11): make a signalfd of the blocked set (running.blocked().set()), then loop: poll the signalfd, the control socket and the outputs still open; on SIGCHLD try_reap (done → return the Exit), another signal → pass it on; a readable output → copy_some (false: closed); a connection → answer(…)
+    // EXERCISE(11): make a signalfd of the blocked set (running.blocked().set()), then loop: poll the signalfd, the control socket, the outputs still open and shim.input.wanted(); on SIGCHLD try_reap (done → return the Exit), another signal → pass it on; a readable output → copy_some (false: closed); the input's answers → shim.input.ready(…); a connection → answer(…)
     let signals = SignalFd::with_flags(
         shim.running.blocked().set(),
         SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK,
@@ -313,6 +344,10 @@ fn pump(shim: &mut Started) -> Result<Exit, EngineError> {
         ];
         for output in shim.outputs.iter().filter(|o| o.open) {
             fds.push(PollFd::new(output.fd.as_fd(), PollFlags::POLLIN));
+        }
+        let outputs_end = fds.len();
+        for (fd, flags) in shim.input.wanted() {
+            fds.push(PollFd::new(fd, flags));
         }
         match poll(&mut fds, PollTimeout::NONE) {
             Err(Errno::EINTR) => continue,
@@ -337,9 +372,10 @@ fn pump(shim: &mut Started) -> Result<Exit, EngineError> {
                 shim.outputs[i].open = copy_some(&mut shim.outputs[i], &mut shim.log)?;
             }
         }
+        shim.input.ready(&ready[outputs_end..]);
         if ready[1] {
             while let Ok((conn, _)) = shim.control.accept() {
-                answer(&shim.running, conn);
+                answer(shim, conn);
             }
         }
         if ready[0] {
@@ -419,46 +455,102 @@ fn wait_blocking(running: &mut Running) -> Exit {
 }
 
 // ANCHOR: shim_protocol
-/// Answers one request on the control socket: a line `kill N` sends signal
-/// N to the container's pid 1. The daemon never signals a pid itself: a
-/// pid may belong to another process by now; the socket belongs to this
-/// container.
-fn answer(running: &Running, conn: UnixStream) {
+/// Answers one request on the control socket, a line:
+///
+/// - `kill N` sends signal N to the container's pid 1. The daemon never
+///   signals a pid itself: a pid may belong to another process by now;
+///   the socket belongs to this container.
+/// - `resize ROWS COLS` sets the size of its terminal.
+/// - `stdin` makes this connection a client of its stdin: after `ok`,
+///   what comes on it is written to the container's input.
+fn answer(shim: &mut Started, conn: UnixStream) {
     let _ = conn.set_nonblocking(false);
     let _ = conn.set_read_timeout(Some(Duration::from_secs(1)));
     let mut line = String::new();
-    let mut reader = BufReader::new((&conn).take(64));
-    let reply = match reader.read_line(&mut line).map(|_| line.trim()) {
-        Ok(request) => match request.strip_prefix("kill ").map(str::parse::<i32>) {
-            Some(Ok(n)) => match Signal::try_from(n) {
-                Ok(signal) => {
-                    running.signal(signal);
-                    "ok".to_string()
-                }
-                Err(_) => format!("error: no signal {n}"),
-            },
-            _ => format!("error: unknown request {request:?}: use `kill N`"),
+    // Byte by byte up to the newline: after `stdin`, what follows is the
+    // user's input, and must not be read here by mistake.
+    let mut reader = BufReader::with_capacity(1, (&conn).take(64));
+    let request = match reader.read_line(&mut line) {
+        Ok(_) => line.trim().to_string(),
+        Err(e) => {
+            let _ = writeln!(&conn, "error: {e}");
+            return;
+        }
+    };
+    let words: Vec<&str> = request.split_whitespace().collect();
+    let reply = match words.as_slice() {
+        ["kill", n] => match n.parse::<i32>().ok().and_then(|n| Signal::try_from(n).ok()) {
+            Some(signal) => {
+                shim.running.signal(signal);
+                "ok".to_string()
+            }
+            None => format!("error: no signal {n}"),
         },
-        Err(e) => format!("error: {e}"),
+        ["resize", rows, cols] => {
+            match (rows.parse::<u16>(), cols.parse::<u16>(), &shim.terminal) {
+                (Ok(rows), Ok(cols), Some(master)) => {
+                    match super::terminal::set_size(master.as_fd(), rows, cols) {
+                        Ok(()) => "ok".to_string(),
+                        Err(e) => format!("error: {e}"),
+                    }
+                }
+                (_, _, None) => "error: this container has no terminal: create it with -t".into(),
+                _ => format!("error: bad size {rows}x{cols}"),
+            }
+        }
+        ["stdin"] => match shim.input.attach(&conn) {
+            // Non-blocking from now on: the shim's loop reads it.
+            Ok(()) => match conn.set_nonblocking(true) {
+                Ok(()) => "ok".to_string(),
+                Err(e) => format!("error: {e}"),
+            },
+            Err(why) => format!("error: {why}"),
+        },
+        _ => format!(
+            "error: unknown request {request:?}: use `kill N`, `resize ROWS COLS` or `stdin`"
+        ),
     };
     let _ = writeln!(&conn, "{reply}");
+}
+
+/// One request to the shim in `dir`: its reply line, and the connection
+/// (for `stdin`, which stays open). `Ok(None)` when no shim answers.
+fn request(dir: &Path, line: &str) -> Result<Option<(String, UnixStream)>, EngineError> {
+    let Ok(conn) = via_short_path(&dir.join("shim.sock"), |short| UnixStream::connect(short))
+    else {
+        return Ok(None);
+    };
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+    writeln!(&conn, "{line}").map_err(EngineError::Connection)?;
+    // Byte by byte: nothing after the reply's newline is ours to read.
+    let mut reply = String::new();
+    let _ = BufReader::with_capacity(1, (&conn).take(256)).read_line(&mut reply);
+    let _ = conn.set_read_timeout(None);
+    match reply.trim() {
+        "" => Ok(None),
+        "ok" => Ok(Some(("ok".into(), conn))),
+        other => Err(EngineError::Shim(
+            other.strip_prefix("error: ").unwrap_or(other).to_string(),
+        )),
+    }
 }
 
 /// The daemon's side: asks the shim in `dir` to send `signal` to its
 /// container. `Ok(false)` when no shim answers (the container is not running).
 pub fn send(dir: &Path, signal: Signal) -> Result<bool, EngineError> {
-    let Ok(conn) = via_short_path(&dir.join("shim.sock"), |short| UnixStream::connect(short))
-    else {
-        return Ok(false);
-    };
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
-    writeln!(&conn, "kill {}", signal as i32).map_err(EngineError::Connection)?;
-    let mut reply = String::new();
-    let _ = BufReader::new((&conn).take(256)).read_line(&mut reply);
-    match reply.trim() {
-        "ok" => Ok(true),
-        "" => Ok(false),
-        other => Err(EngineError::Shim(other.to_string())),
-    }
+    Ok(request(dir, &format!("kill {}", signal as i32))?.is_some())
+}
+
+/// Asks the shim in `dir` to set its container's terminal to `rows` by
+/// `cols`. `Ok(false)` when no shim answers.
+pub fn resize(dir: &Path, rows: u16, cols: u16) -> Result<bool, EngineError> {
+    Ok(request(dir, &format!("resize {rows} {cols}"))?.is_some())
+}
+
+/// Opens a client of the container's stdin: what is written to the
+/// returned connection, the container reads. `Ok(None)` when no shim
+/// answers (not started yet, or ended).
+pub fn open_stdin(dir: &Path) -> Result<Option<UnixStream>, EngineError> {
+    Ok(request(dir, "stdin")?.map(|(_, conn)| conn))
 }
 // ANCHOR_END: shim_protocol

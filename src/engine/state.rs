@@ -56,6 +56,13 @@ pub struct Record {
     /// Its volumes and binds (`-v`), in order.
     #[serde(default)]
     pub mounts: Vec<super::volumes::MountRecord>,
+    /// Its stdin is open for clients to write to (`-i`, `OpenStdin`).
+    #[serde(default)]
+    pub open_stdin: bool,
+    /// The first client to leave closes its stdin (`StdinOnce`, which
+    /// `docker run -i` sets: the program then sees its input end).
+    #[serde(default)]
+    pub stdin_once: bool,
 }
 
 /// Where a container is in its life.
