@@ -6,7 +6,7 @@
 //! as `Failed(reason)` so the user reads the real cause, not "exit status 1".
 
 use std::convert::Infallible;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 
@@ -389,6 +389,15 @@ pub(crate) fn become_root_of_the_namespace() -> Result<(), InitError> {
 /// socket: the pty must come from the container's devpts, which only a
 /// process inside can open.
 fn take_terminal(channel: &ChildEnd) -> Result<(), InitError> {
+    let (master, slave) = new_pty()?;
+    use_as_terminal(&slave)?;
+    channel.give_terminal(master.as_fd())?;
+    Ok(())
+}
+
+/// A new pty from the devpts of the mount namespace we are in: its
+/// master end and its slave end, both close-on-exec.
+pub(crate) fn new_pty() -> Result<(OwnedFd, OwnedFd), InitError> {
     use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
     let master = posix_openpt(nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_NOCTTY)
         .map_err(syscall("posix_openpt(/dev/ptmx)"))?;
@@ -397,21 +406,32 @@ fn take_terminal(channel: &ChildEnd) -> Result<(), InitError> {
     let name = ptsname_r(&master).map_err(syscall("ptsname"))?;
     let slave = nix::fcntl::open(
         name.as_str(),
-        nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_NOCTTY,
+        nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_NOCTTY | nix::fcntl::OFlag::O_CLOEXEC,
         Mode::empty(),
     )
     .map_err(syscall("open(the pty's slave)"))?;
-    // A new session has no controlling terminal; TIOCSCTTY gives it ours.
+    let master = OwnedFd::from(master);
+    nix::fcntl::fcntl(
+        &master,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )
+    .map_err(syscall("fcntl(FD_CLOEXEC)"))?;
+    Ok((master, slave))
+}
+
+/// Makes `slave` this process's controlling terminal, in a new session
+/// (which has none), and its 0, 1 and 2.
+pub(crate) fn use_as_terminal(slave: &OwnedFd) -> Result<(), InitError> {
     nix::unistd::setsid().map_err(syscall("setsid"))?;
     // SAFETY: ioctl(TIOCSCTTY) on a descriptor we own, with an int argument.
     let ret = unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) };
     Errno::result(ret).map_err(syscall("ioctl(TIOCSCTTY)"))?;
     for target in 0..3 {
-        // SAFETY: dup2 only changes this process's descriptor table.
+        // SAFETY: dup2 only changes this process's descriptor table (the
+        // copies it makes are not close-on-exec: they are the command's).
         let ret = unsafe { libc::dup2(slave.as_raw_fd(), target) };
         Errno::result(ret).map_err(syscall("dup2(the pty's slave)"))?;
     }
-    channel.give_terminal(master.as_fd())?;
     Ok(())
 }
 // ANCHOR_END: take_terminal

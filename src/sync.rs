@@ -19,7 +19,7 @@
 //!   execve … end-of-file ───────▶  (or Failed: exec failed)
 //! ```
 
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::sys::socket::{
@@ -338,6 +338,17 @@ impl ParentEnd {
 pub struct ChildEnd(Endpoint);
 
 impl ChildEnd {
+    /// The child's end, received by a process that did not fork from the
+    /// parent: `step11 exec-in` gets it as a descriptor it inherited.
+    pub fn from_fd(fd: OwnedFd) -> ChildEnd {
+        ChildEnd(Endpoint(fd))
+    }
+
+    /// Its descriptor, to be passed to a process the parent spawns.
+    pub fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.0.as_fd()
+    }
+
     /// Asks the parent to do `request` and waits until it is done.
     pub fn ask(&self, request: Request) -> Result<(), SyncError> {
         self.0.send(&Message::Request(request))?;

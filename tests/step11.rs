@@ -1570,6 +1570,78 @@ fn docker_run_it_drives_the_containers_terminal() {
     assert_eq!(user.exit_code("docker run -it, exit 4"), 4);
 }
 
+#[test]
+fn exec_it_is_a_shell_in_a_running_container_with_a_terminal_of_its_own() {
+    let engine = Engine::start();
+    loaded(&engine);
+    stdout_of(&engine.client(&["run", "-d", "--name", "box", "demo:1", "sleep", "3600"]));
+    let mut user = client_on_terminal(&engine, &["exec", "-it", "box", "sh"]);
+    user.type_keys("tty; busybox stty size; echo in-$((2*3))\r");
+    user.expect("in-6", "exec -it: keys reach the exec's shell");
+    user.expect(
+        "/dev/pts/0",
+        "exec -it: its terminal comes from the container's devpts",
+    );
+    user.expect("30 100", "exec -it: its terminal has the window's size");
+    user.type_keys("exit 7\r");
+    assert_eq!(
+        user.exit_code("exec -it, exit 7"),
+        7,
+        "step 11: exec -it exits with the exec's code"
+    );
+    // -i alone: the client's input, to its end.
+    let host = format!("unix://{}", engine.socket().display());
+    let config = engine.dir.path().join("docker-config");
+    for program in [PathBuf::from(binary(11)), docker_cli()] {
+        let mut child = Command::new(&program)
+            .args([
+                "-H",
+                &host,
+                "exec",
+                "-i",
+                "box",
+                "sh",
+                "-c",
+                "cat; echo end",
+            ])
+            .env("DOCKER_CONFIG", &config)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(b"abc\n").unwrap();
+        }
+        let out = wait_output(child);
+        assert_eq!(
+            text(&out.stdout),
+            "abc\nend\n",
+            "step 11: {} exec -i: {}",
+            program.display(),
+            text(&out.stderr)
+        );
+    }
+    // The Docker CLI's exec -it: its resize goes to /exec/ID/resize.
+    let mut user = UserTerminal::run(
+        &docker_cli(),
+        &["-H", &host, "exec", "-it", "box", "sh"],
+        &[("DOCKER_CONFIG", config.to_str().unwrap())],
+        30,
+        100,
+    );
+    user.type_keys("busybox stty size; echo in-$((3*3))\r");
+    user.expect("in-9", "docker exec -it: keys reach the exec's shell");
+    user.expect(
+        "30 100",
+        "docker exec -it: the CLI's resize reaches the terminal",
+    );
+    user.type_keys("exit 2\r");
+    assert_eq!(user.exit_code("docker exec -it, exit 2"), 2);
+    stdout_of(&engine.client(&["rm", "-f", "box"]));
+}
+
 /// What the network still holds of container `id` (of any container, for
 /// ""), as seen inside the engine's namespace: rules naming it, its lease,
 /// the host end of its veth, its network files.

@@ -8,7 +8,6 @@
 //! subcommand.
 //! `registry` serves a store's images to registry clients: your own registry.
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -199,6 +198,12 @@ struct ExecOptions {
     /// Start it and return at once.
     #[arg(short, long)]
     detach: bool,
+    /// Send this terminal's input to it.
+    #[arg(short, long)]
+    interactive: bool,
+    /// Give it a terminal of its own (in the container's devpts).
+    #[arg(short, long)]
+    tty: bool,
     /// KEY=VALUE, or KEY for this shell's value of KEY. Repeatable.
     #[arg(short = 'e', long = "env")]
     env: Vec<String>,
@@ -790,6 +795,7 @@ fn exec(client: &Client, o: &ExecOptions) -> Result<(), EngineError> {
         .ok_or_else(|| EngineError::BadRequest("which container?".into()))?;
     let body = json!({
         "Cmd": command, "Env": resolve_env(&o.env), "AttachStdout": true, "AttachStderr": true,
+        "AttachStdin": o.interactive, "Tty": o.tty,
         "WorkingDir": o.workdir.clone().unwrap_or_default(),
         "User": o.user.clone().unwrap_or_default(),
     });
@@ -803,17 +809,13 @@ fn exec(client: &Client, o: &ExecOptions) -> Result<(), EngineError> {
         client.json("POST", &format!("/exec/{id}/start"), Some(&start))?;
         return Ok(());
     }
-    let mut stream = client.upgrade("POST", &format!("/exec/{id}/start"))?;
-    let mut demuxer = caixa::engine::client::Demuxer::default();
-    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
-    let mut buf = [0u8; 8192];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => demuxer.push(&buf[..n], &mut out, &mut err),
-            Err(e) => return Err(EngineError::Daemon(format!("the output stream broke: {e}"))),
-        }
-    }
+    let wants = Wants {
+        stdin: o.interactive,
+        tty: o.tty,
+    };
+    let mut session = Session::exec(client, &id, wants)?;
+    session.start_input(client)?;
+    session.finish(client)?;
     let code = client.json("GET", &format!("/exec/{id}/json"), None)?["ExitCode"]
         .as_i64()
         .unwrap_or(125) as i32;

@@ -23,6 +23,7 @@
 //! | `GET /containers/json?all=1` | the containers, running (or all) |
 //! | `DELETE /containers/ID?force=1&v=1` | forget it (stopping it first if forced; `v`: its anonymous volumes too) |
 //! | `POST /containers/ID/exec`, `POST /exec/EID/start`, `GET /exec/EID/json` | run a second process in it, its output, its exit code |
+//! | `POST /exec/EID/resize?h=R&w=C` | set the size of an exec's terminal (`-t`) |
 //! | `POST /volumes/create`, `GET /volumes`, `GET /volumes/NAME` | make, list, inspect volumes |
 //! | `DELETE /volumes/NAME`, `POST /volumes/prune` | remove one (409 in use), or every unused one |
 //!
@@ -339,7 +340,7 @@ fn route(
                 // Detached: it runs on; its end is recorded all the same.
                 let containers = containers.clone();
                 std::thread::spawn(move || {
-                    super::exec::start(&exe, &root, &containers, exec, &mut std::io::sink())
+                    super::exec::start(&exe, &root, &containers, exec, None, &mut std::io::sink())
                 });
                 return out
                     .respond(200, "text/plain", b"")
@@ -351,13 +352,22 @@ fn route(
                 let mut raw = out
                     .upgrade("application/vnd.docker.raw-stream")
                     .map_err(EngineError::Connection)?;
-                super::exec::start(&exe, &root, &containers, exec, &mut raw)
+                // Both ways: the client's keys in, with -i.
+                let input = raw.try_clone().map_err(EngineError::Connection)?;
+                super::exec::start(&exe, &root, &containers, exec, Some(input), &mut raw)
             } else {
                 let mut stream = out
                     .stream(200, "application/vnd.docker.raw-stream")
                     .map_err(EngineError::Connection)?;
-                super::exec::start(&exe, &root, &containers, exec, &mut stream)
+                super::exec::start(&exe, &root, &containers, exec, None, &mut stream)
             }
+        }
+        ("POST", ["exec", id, "resize"]) => {
+            let exec = super::exec::find(&daemon.root, &containers, id)?;
+            let (rows, cols) = window_size(req)?;
+            super::exec::resize(&exec, rows, cols)?;
+            out.respond(200, "text/plain", b"")
+                .map_err(EngineError::Connection)
         }
         ("GET", ["exec", id, "json"]) => {
             let exec = super::exec::find(&daemon.root, &containers, id)?;

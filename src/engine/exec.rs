@@ -20,10 +20,14 @@
 //! The exec record lives beside the container (`execs/<eid>.json`), and
 //! `ROOT/engine/execs/<eid>` names its container, so `/exec/EID/…` finds it.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
 
 use nix::errno::Errno;
 use nix::sched::CloneFlags;
@@ -35,6 +39,7 @@ use super::state::{Containers, Record, Status, create_dirs, io, read_json, write
 use crate::init::{InitError, become_root_of_the_namespace, become_user};
 use crate::ns::Namespace;
 use crate::spec::Spec;
+use crate::sync::{ChildEnd, FromChild, ParentEnd, Request};
 
 /// One exec: what to run, and how it went.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -57,6 +62,12 @@ pub struct Exec {
     pub exit_code: Option<i32>,
     /// Its host pid while it runs (0: none).
     pub pid: i32,
+    /// It gets a terminal of its own (`-t`), from the container's devpts.
+    #[serde(default)]
+    pub tty: bool,
+    /// Its stdin is the client's input (`-i`).
+    #[serde(default)]
+    pub stdin: bool,
 }
 
 impl Exec {
@@ -67,9 +78,9 @@ impl Exec {
             "ExitCode": self.exit_code, "Pid": self.pid,
             "ProcessConfig": {
                 "entrypoint": self.cmd.first(), "arguments": self.cmd.get(1..),
-                "user": self.user, "tty": false, "privileged": false,
+                "user": self.user, "tty": self.tty, "privileged": false,
             },
-            "OpenStdin": false, "OpenStdout": true, "OpenStderr": true,
+            "OpenStdin": self.stdin, "OpenStdout": true, "OpenStderr": true,
         })
     }
 }
@@ -99,11 +110,6 @@ pub fn create(
             record.name
         )));
     }
-    if body["Tty"].as_bool() == Some(true) || body["AttachStdin"].as_bool() == Some(true) {
-        return Err(bad(
-            "exec -i and -t are not supported by caixa's engine yet: run exec without them",
-        ));
-    }
     if body["Privileged"].as_bool() == Some(true) {
         return Err(bad(
             "exec --privileged is not supported: an exec has the container's privileges",
@@ -124,6 +130,8 @@ pub fn create(
         running: false,
         exit_code: None,
         pid: 0,
+        tty: body["Tty"].as_bool() == Some(true),
+        stdin: body["AttachStdin"].as_bool() == Some(true),
     };
     let dir = containers.dir(&record.id).join("execs");
     create_dirs(&dir, 0o700)?;
@@ -159,12 +167,15 @@ pub fn find(root: &Path, containers: &Containers, id: &str) -> Result<Exec, Engi
 
 // ANCHOR: exec_start
 /// `POST /exec/EID/start`: runs the exec through `step11 exec-in`, copies
-/// its output to `out` as Docker's frames, and records its exit code.
+/// `input` (the client's, with `-i`) to it and its output to `out` (as
+/// Docker's frames, or raw from its terminal with `-t`), and records its
+/// exit code.
 pub fn start(
     exe: &Path,
     root: &Path,
     containers: &Containers,
     mut exec: Exec,
+    input: Option<UnixStream>,
     out: &mut (dyn Write + Send),
 ) -> Result<(), EngineError> {
     if exec.running || exec.exit_code.is_some() {
@@ -173,26 +184,63 @@ pub fn start(
             exec.id
         )));
     }
-    let mut child = Command::new(exe)
+    let input = input.filter(|_| exec.stdin);
+    let mut command = Command::new(exe);
+    command
         .current_dir("/")
         .arg("--root")
         .arg(root)
         .args(["exec-in", &exec.container, &exec.id])
-        .stdin(Stdio::null())
+        .stdin(match (&input, exec.tty) {
+            (Some(_), false) => Stdio::piped(),
+            _ => Stdio::null(),
+        })
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|source| EngineError::Spawn {
-            what: "step11 exec-in",
-            source,
-        })?;
+        .stderr(Stdio::piped());
+    // With -t, the helper makes the terminal inside the container and
+    // hands us its master over this channel (its fd 3), as init does.
+    let channel = match exec.tty {
+        true => Some(pass_channel(&mut command)?),
+        false => None,
+    };
+    let mut child = command.spawn().map_err(|source| EngineError::Spawn {
+        what: "step11 exec-in",
+        source,
+    })?;
     exec.running = true;
     exec.pid = child.id() as i32;
     let path = record_path(containers, &exec.container, &exec.id);
     write_json(&path, &exec)?;
-    // Two pipes, one writer: stderr on a thread of its own, each chunk a
-    // frame (`frame` writes one whole frame per call, under the lock).
     let out = std::sync::Mutex::new(out);
+    match channel {
+        Some((parent, child_end)) => {
+            drop(child_end); // only the helper holds it: its end closes ours
+            if let Some(master) = take_terminal(&parent) {
+                relay_terminal(&exec.id, master, input, &out);
+            }
+        }
+        None => {
+            if let (Some(mut from), Some(mut to)) = (input, child.stdin.take()) {
+                // Its end is passed on: the command sees its input end.
+                std::thread::spawn(move || std::io::copy(&mut from, &mut to));
+            }
+        }
+    }
+    copy_output(&mut child, &out, exec.tty);
+    let status = child.wait().map_err(EngineError::Connection)?;
+    exec.running = false;
+    // The helper exits with its child's code (128 + N for signal N).
+    exec.exit_code = Some(
+        std::os::unix::process::ExitStatusExt::signal(&status)
+            .map_or_else(|| status.code().unwrap_or(125), |sig| 128 + sig),
+    );
+    write_json(&path, &exec)
+}
+// ANCHOR_END: exec_start
+
+/// What the helper prints (its stdout, and its stderr, where its own
+/// errors go) until both close: each chunk one frame, or raw with `-t`.
+fn copy_output(child: &mut std::process::Child, out: &Mutex<&mut (dyn Write + Send)>, raw: bool) {
     let copy = |mut from: Box<dyn Read + Send>, stream: u8| {
         let mut buf = [0u8; 8192];
         loop {
@@ -200,11 +248,11 @@ pub fn start(
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
                     let mut out = out.lock().unwrap_or_else(|e| e.into_inner());
-                    if out
-                        .write_all(&super::daemon::frame(stream, &buf[..n]))
-                        .and_then(|()| out.flush())
-                        .is_err()
-                    {
+                    let bytes = match raw {
+                        true => buf[..n].to_vec(),
+                        false => super::daemon::frame(stream, &buf[..n]),
+                    };
+                    if out.write_all(&bytes).and_then(|()| out.flush()).is_err() {
                         break;
                     }
                 }
@@ -221,16 +269,118 @@ pub fn start(
             copy(outp, 1);
         }
     });
-    let status = child.wait().map_err(EngineError::Connection)?;
-    exec.running = false;
-    // The helper exits with its child's code (128 + N for signal N).
-    exec.exit_code = Some(
-        std::os::unix::process::ExitStatusExt::signal(&status)
-            .map_or_else(|| status.code().unwrap_or(125), |sig| 128 + sig),
-    );
-    write_json(&path, &exec)
 }
-// ANCHOR_END: exec_start
+
+/// A channel whose child end the helper inherits as its fd 3.
+fn pass_channel(command: &mut Command) -> Result<(ParentEnd, ChildEnd), EngineError> {
+    let (parent, child) = crate::sync::channel().map_err(|e| EngineError::Shim(e.to_string()))?;
+    let fd = child.as_fd().as_raw_fd();
+    // SAFETY: dup2 and fcntl are async-signal-safe; nothing else runs
+    // between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            // dup2 makes a copy without close-on-exec; a copy onto itself
+            // changes nothing, so then the flag is cleared by hand.
+            let done = match fd {
+                3 => libc::fcntl(3, libc::F_SETFD, 0),
+                _ => libc::dup2(fd, 3),
+            };
+            if done < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    Ok((parent, child))
+}
+
+/// The terminal's master, once the helper has made it; `None` if it
+/// failed first (its error is on its stderr).
+fn take_terminal(parent: &ParentEnd) -> Option<OwnedFd> {
+    match parent.next_from_child_with_fd() {
+        Ok((FromChild::Request(Request::TakeTerminal), Some(master))) => {
+            parent.done().ok()?;
+            Some(master)
+        }
+        _ => None,
+    }
+}
+
+/// The terminals of the execs running now, by exec id, so that
+/// `/exec/EID/resize` (another request, on another thread) finds them; or
+/// the size a client asked before the terminal was made.
+static TERMINALS: Mutex<BTreeMap<String, Window>> = Mutex::new(BTreeMap::new());
+
+#[derive(Debug)]
+enum Window {
+    /// Not made yet: the size to give it.
+    Asked(u16, u16),
+    /// Its master.
+    Open(OwnedFd),
+}
+
+fn terminals() -> std::sync::MutexGuard<'static, BTreeMap<String, Window>> {
+    TERMINALS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `POST /exec/EID/resize`: the size of its terminal, now or once made.
+pub fn resize(exec: &Exec, rows: u16, cols: u16) -> Result<(), EngineError> {
+    if !exec.tty || exec.exit_code.is_some() {
+        return Err(EngineError::Conflict(format!(
+            "exec {} has no terminal to resize: it has ended, or was made without -t",
+            exec.id
+        )));
+    }
+    let mut terminals = terminals();
+    match terminals.get(&exec.id) {
+        Some(Window::Open(master)) => super::terminal::set_size(master.as_fd(), rows, cols),
+        _ => {
+            terminals.insert(exec.id.clone(), Window::Asked(rows, cols));
+            Ok(())
+        }
+    }
+}
+
+/// Copies the client's keys to the exec's terminal and what it shows to
+/// `out`, raw, until the terminal closes (no process holds it any more).
+fn relay_terminal(
+    id: &str,
+    master: OwnedFd,
+    input: Option<UnixStream>,
+    out: &Mutex<&mut (dyn Write + Send)>,
+) {
+    let Ok(for_size) = master.try_clone() else {
+        return;
+    };
+    if let Some(Window::Asked(rows, cols)) =
+        terminals().insert(id.to_string(), Window::Open(for_size))
+    {
+        let _ = super::terminal::set_size(master.as_fd(), rows, cols);
+    }
+    let mut reader = std::fs::File::from(master);
+    let writer = reader.try_clone().ok();
+    std::thread::scope(|scope| {
+        if let (Some(mut from), Some(mut to)) = (input.as_ref(), writer) {
+            scope.spawn(move || std::io::copy(&mut from, &mut to));
+        }
+        let mut buf = [0u8; 8192];
+        // A terminal's master reads EIO once no process holds its slave.
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            let mut out = out.lock().unwrap_or_else(|e| e.into_inner());
+            if out.write_all(&buf[..n]).and_then(|()| out.flush()).is_err() {
+                break;
+            }
+        }
+        // The input side may be waiting for keys: its end wakes it.
+        if let Some(from) = &input {
+            let _ = from.shutdown(std::net::Shutdown::Read);
+        }
+    });
+    terminals().remove(id);
+}
 
 // ANCHOR: exec_join
 /// `step11 exec-in CID EID`: joins container CID and becomes exec EID's
@@ -290,29 +440,55 @@ fn join_and_fork(root: &Path, container: &str, id: &str) -> Result<i32, InitErro
     join_namespaces(&pidfd, &spec.namespaces)?;
     drop(pidfd);
 
-    // 4. A new pid namespace is entered by children only: fork.
+    // 4. With -t: a terminal from the container's own devpts (we are in
+    //    its mount namespace now), its master handed to the daemon over
+    //    the channel it gave us as fd 3, as init hands its own.
+    let terminal = match exec.tty {
+        true => {
+            // SAFETY: with -t the daemon passes the channel as fd 3, and
+            // nothing else in this fresh process owns fd 3.
+            let channel = ChildEnd::from_fd(unsafe { OwnedFd::from_raw_fd(3) });
+            let (master, slave) = crate::init::new_pty()?;
+            channel.give_terminal(master.as_fd())?;
+            Some(slave)
+        }
+        false => None,
+    };
+
+    // 5. A new pid namespace is entered by children only: fork.
     // SAFETY: this process is single-threaded (a fresh exec of step11).
     match unsafe { nix::unistd::fork() } {
         Ok(nix::unistd::ForkResult::Child) => {
+            if let Some(slave) = &terminal {
+                if let Err(e) = crate::init::use_as_terminal(slave) {
+                    eprintln!("step11: exec: {e}");
+                    std::process::exit(e.exit_code());
+                }
+            }
             let e = become_the_command(&spec, &exec).unwrap_err();
             eprintln!("step11: exec: {e}");
             std::process::exit(e.exit_code())
         }
-        Ok(nix::unistd::ForkResult::Parent { child }) => loop {
-            match nix::sys::wait::waitpid(child, None) {
-                Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => return Ok(code),
-                Ok(nix::sys::wait::WaitStatus::Signaled(_, sig, _)) => {
-                    return Ok(128 + sig as i32);
-                }
-                Ok(_) | Err(Errno::EINTR) => continue,
-                Err(errno) => {
-                    return Err(InitError::Syscall {
-                        call: "waitpid".into(),
-                        errno,
-                    });
+        Ok(nix::unistd::ForkResult::Parent { child }) => {
+            // The terminal is the command's: the daemon sees it end when
+            // the command and its children are gone, not when we are.
+            drop(terminal);
+            loop {
+                match nix::sys::wait::waitpid(child, None) {
+                    Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => return Ok(code),
+                    Ok(nix::sys::wait::WaitStatus::Signaled(_, sig, _)) => {
+                        return Ok(128 + sig as i32);
+                    }
+                    Ok(_) | Err(Errno::EINTR) => continue,
+                    Err(errno) => {
+                        return Err(InitError::Syscall {
+                            call: "waitpid".into(),
+                            errno,
+                        });
+                    }
                 }
             }
-        },
+        }
         Err(errno) => Err(InitError::Syscall {
             call: "fork".into(),
             errno,

@@ -35,7 +35,11 @@ pub struct Wants {
 /// An attach in progress: the output is being printed.
 #[derive(Debug)]
 pub struct Session {
-    id: String,
+    /// Where its window's size goes: `/containers/ID/resize` or
+    /// `/exec/ID/resize`.
+    resize: String,
+    /// Where its state is asked (`None`: an exec, which never detaches).
+    inspect: Option<String>,
     output: std::thread::JoinHandle<Result<(), EngineError>>,
     connection: UnixStream,
     wants: Wants,
@@ -69,6 +73,28 @@ impl Session {
             target.push_str("&detachKeys=");
             target.push_str(&crate::registry::client::percent_encode(keys));
         }
+        let mut session = Session::over(client, "POST", &target, wants)?;
+        session.resize = format!("/containers/{id}/resize");
+        session.inspect = Some(format!("/containers/{id}/json"));
+        Ok(session)
+    }
+    // ANCHOR_END: session_attach
+
+    /// Starts exec `id` attached (`exec -i`, `-t`): its output printed as
+    /// it comes, until it ends.
+    pub fn exec(client: &Client, id: &str, wants: Wants) -> Result<Session, EngineError> {
+        let mut session = Session::over(client, "POST", &format!("/exec/{id}/start"), wants)?;
+        session.resize = format!("/exec/{id}/resize");
+        Ok(session)
+    }
+
+    /// Takes over the connection of `method target` and prints what comes.
+    fn over(
+        client: &Client,
+        method: &str,
+        target: &str,
+        wants: Wants,
+    ) -> Result<Session, EngineError> {
         // Raw mode before anything is printed: what comes is the
         // container's terminal's to format, not ours.
         let stdin = std::io::stdin();
@@ -76,7 +102,7 @@ impl Session {
             true => Some(RawMode::enter(stdin.as_fd())?),
             false => None,
         };
-        let connection = client.upgrade("POST", &target)?;
+        let connection = client.upgrade(method, target)?;
         let mut from = connection.try_clone().map_err(EngineError::Connection)?;
         let tty = wants.tty;
         let output = std::thread::spawn(move || {
@@ -98,21 +124,21 @@ impl Session {
             }
         });
         Ok(Session {
-            id: id.to_string(),
+            resize: String::new(),
+            inspect: None,
             output,
             connection,
             wants,
             raw,
         })
     }
-    // ANCHOR_END: session_attach
 
     // ANCHOR: session_input
     /// Once the container runs: the window's size (with a terminal on
     /// both sides), and this process's stdin copied to it.
     pub fn start_input(&mut self, client: &Client) -> Result<(), EngineError> {
         if self.raw.is_some() {
-            follow_window_size(client.clone(), self.id.clone());
+            follow_window_size(client.clone(), self.resize.clone());
         }
         if !self.wants.stdin {
             return Ok(());
@@ -151,7 +177,10 @@ impl Session {
             .map_err(|_| EngineError::Daemon("the output stream failed".into()))?;
         drop(self.raw);
         printed?;
-        let state = client.json("GET", &format!("/containers/{}/json", self.id), None)?;
+        let Some(inspect) = &self.inspect else {
+            return Ok(Ended::Exited);
+        };
+        let state = client.json("GET", inspect, None)?;
         Ok(if state["State"]["Running"].as_bool() == Some(true) {
             Ended::Detached
         } else {
@@ -179,14 +208,14 @@ extern "C" fn on_sigwinch(_: libc::c_int) {
 }
 
 // ANCHOR: window_size
-/// Sends this terminal's size to container `id` now, and again each time
-/// the window changes. A signal handler may do almost nothing (no locks,
+/// Sends this terminal's size to `resize` (the container's or the exec's)
+/// now, and again each time the window changes. A signal handler may do almost nothing (no locks,
 /// no allocation), so it only writes a byte to a pipe (the "self-pipe"
 /// trick); a thread reads the pipe and makes the API call.
-fn follow_window_size(client: Client, id: String) {
+fn follow_window_size(client: Client, resize: String) {
     let send = move |client: &Client| {
         if let Some((rows, cols)) = size_of(std::io::stdout().as_fd()) {
-            let target = format!("/containers/{id}/resize?h={rows}&w={cols}");
+            let target = format!("{resize}?h={rows}&w={cols}");
             let _ = client.json("POST", &target, None);
         }
     };
