@@ -1552,8 +1552,11 @@ fn start_registry(store: &Path, options: &[&str]) -> (Killed, u16) {
     // Until it answers a whole request (a bare connect would leave a
     // connection behind that holds a place for a moment).
     let start = Instant::now();
-    while !registry_exchange(port, "GET /v2/ HTTP/1.1\r\nHost: caixa\r\n\r\n")
-        .starts_with("HTTP/1.1 200")
+    while !registry_exchange(
+        port,
+        "GET /v2/ HTTP/1.1\r\nHost: caixa\r\nConnection: close\r\n\r\n",
+    )
+    .starts_with("HTTP/1.1 200")
     {
         assert!(
             start.elapsed() < Duration::from_secs(15),
@@ -1565,7 +1568,8 @@ fn start_registry(store: &Path, options: &[&str]) -> (Killed, u16) {
 }
 
 /// Sends `request` to the registry on `port`; its whole answer ("" if it
-/// closed the connection unanswered).
+/// closed the connection unanswered). HTTP/1.1 keeps a connection open
+/// after an answer: a request read to the close says `Connection: close`.
 fn registry_exchange(port: u16, request: &str) -> String {
     let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
         return String::new();
@@ -1656,7 +1660,12 @@ fn the_registry_checks_names_before_it_looks_anything_up() {
 #[test]
 fn the_registry_caps_its_connections_and_lets_idle_ones_go() {
     let store = tempfile::tempdir().unwrap();
-    let ping = |port: u16| registry_exchange(port, "GET /v2/ HTTP/1.1\r\nHost: caixa\r\n\r\n");
+    let ping = |port: u16| {
+        registry_exchange(
+            port,
+            "GET /v2/ HTTP/1.1\r\nHost: caixa\r\nConnection: close\r\n\r\n",
+        )
+    };
     // Clients that connect, send half a request, and wait.
     let idle = |port: u16, n: usize| -> Vec<std::net::TcpStream> {
         (0..n)
