@@ -41,6 +41,10 @@ use crate::engine::server::Limits;
 const PIECES_IN_FLIGHT: usize = 8;
 /// How large one piece of a blob sent is.
 const PIECE: usize = 64 << 10;
+/// How long a piece of a blob may wait for the client to take it: a
+/// client that stops reading gives its place back after this (the answer
+/// is cut, so it cannot pass for whole).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// One request as a handler sees it: the head (its body comes apart).
 #[derive(Debug)]
@@ -344,6 +348,7 @@ impl Sent {
     /// Reads `file` on the blocking pool into a bounded channel.
     fn file(mut file: std::fs::File, len: u64) -> Sent {
         let (tx, rx) = mpsc::channel(PIECES_IN_FLIGHT);
+        let runtime = Handle::current();
         tokio::task::spawn_blocking(move || {
             let mut left = len;
             while left > 0 {
@@ -361,8 +366,10 @@ impl Sent {
                     Err(e) => Err(e),
                 };
                 let failed = piece.is_err();
-                // The client went away: stop reading.
-                if tx.blocking_send(piece).is_err() || failed {
+                // The client went away, or stopped reading: stop, and
+                // drop the sender, which cuts the answer short.
+                let sent = runtime.block_on(tokio::time::timeout(WRITE_TIMEOUT, tx.send(piece)));
+                if !matches!(sent, Ok(Ok(()))) || failed {
                     return;
                 }
             }
