@@ -29,7 +29,8 @@
 //! - [`log`]: the output, in Docker's json-file format;
 //! - [`volumes`]: data that outlives containers (`-v`, `/volumes`);
 //! - [`client`]: the other end of the socket;
-//! - [`registry`]: a registry of your own, serving a store's images (pull).
+//! - [`registry`]: a registry of your own, serving a store's images and
+//!   taking pushes into it.
 
 pub mod bridge;
 pub mod client;
