@@ -1935,9 +1935,13 @@ fn start_registry(store: &Path, options: &[&str]) -> (Killed, u16) {
     // Until it answers a whole request (a bare connect would leave a
     // connection behind that holds a place for a moment).
     let start = Instant::now();
-    while !registry_exchange(port, "GET /v2/ HTTP/1.1\r\nHost: caixa\r\n\r\n")
-        .starts_with("HTTP/1.1 200")
-    {
+    // (A 401 too: it listens, and asks who is there.)
+    let listening =
+        |answer: String| answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.1 401");
+    while !listening(registry_exchange(
+        port,
+        "GET /v2/ HTTP/1.1\r\nHost: caixa\r\nConnection: close\r\n\r\n",
+    )) {
         assert!(
             start.elapsed() < Duration::from_secs(15),
             "step 11: the registry did not listen (options {options:?})"
@@ -1948,7 +1952,8 @@ fn start_registry(store: &Path, options: &[&str]) -> (Killed, u16) {
 }
 
 /// Sends `request` to the registry on `port`; its whole answer ("" if it
-/// closed the connection unanswered).
+/// closed the connection unanswered). HTTP/1.1 keeps a connection open
+/// after an answer: a request read to the close says `Connection: close`.
 fn registry_exchange(port: u16, request: &str) -> String {
     let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
         return String::new();
@@ -2039,7 +2044,12 @@ fn the_registry_checks_names_before_it_looks_anything_up() {
 #[test]
 fn the_registry_caps_its_connections_and_lets_idle_ones_go() {
     let store = tempfile::tempdir().unwrap();
-    let ping = |port: u16| registry_exchange(port, "GET /v2/ HTTP/1.1\r\nHost: caixa\r\n\r\n");
+    let ping = |port: u16| {
+        registry_exchange(
+            port,
+            "GET /v2/ HTTP/1.1\r\nHost: caixa\r\nConnection: close\r\n\r\n",
+        )
+    };
     // Clients that connect, send half a request, and wait.
     let idle = |port: u16, n: usize| -> Vec<std::net::TcpStream> {
         (0..n)
@@ -2096,6 +2106,497 @@ fn the_registry_caps_its_connections_and_lets_idle_ones_go() {
         );
     }
     serves_again(port);
+}
+
+/// One answer of the registry, taken apart.
+struct Answer {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+impl Answer {
+    /// The value of header `name` (case-insensitive), or "".
+    fn header(&self, name: &str) -> String {
+        self.head
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case(name))
+            .map_or(String::new(), |(_, v)| v.trim().to_string())
+    }
+
+    /// The spec's error code of the body (`errors[0].code`), or "".
+    fn code(&self) -> String {
+        serde_json::from_str::<serde_json::Value>(&self.body)
+            .ok()
+            .and_then(|v| v["errors"][0]["code"].as_str().map(String::from))
+            .unwrap_or_default()
+    }
+}
+
+/// Sends `method path` with `headers` and `body` to the registry on `port`
+/// (sized with `Content-Length` unless a header says otherwise), one
+/// request on its own connection.
+fn registry_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Answer {
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: caixa\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    let sized = headers.iter().any(|(k, _)| {
+        k.eq_ignore_ascii_case("content-length") || k.eq_ignore_ascii_case("transfer-encoding")
+    });
+    if !sized {
+        request.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    request.push_str("\r\n");
+    let mut bytes = request.into_bytes();
+    bytes.extend_from_slice(body);
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let _ = std::io::Write::write_all(&mut stream, &bytes);
+    let answer = read_until_closed(stream);
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    Answer {
+        status: head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0),
+        head: head.to_string(),
+        body: body.to_string(),
+    }
+}
+
+/// `sha256:` and the hex sha256 of `bytes`.
+fn sha256_of(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    format!("sha256:{:x}", sha2::Sha256::digest(bytes))
+}
+
+/// The files left in `dir` (the store's uploads, its blobs).
+fn files_in(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn skopeo_pushes_to_caixas_registry_and_pulls_back_the_same_manifest() {
+    let (_dir, tar) = archive();
+    let store = tempfile::tempdir().unwrap();
+    let (_registry, port) = start_registry(store.path(), &[]);
+    let work = tempfile::tempdir().unwrap();
+    let skopeo = |args: &[String]| {
+        let out = Command::new("skopeo")
+            .args([
+                "copy",
+                "--quiet",
+                "--src-tls-verify=false",
+                "--dest-tls-verify=false",
+            ])
+            .args(args)
+            .output()
+            .expect("skopeo (sudo apt-get install skopeo)");
+        (out.status.success(), text(&out.stderr))
+    };
+    let pushed_digest = work.path().join("pushed");
+    let (ok, err) = skopeo(&[
+        "--digestfile".into(),
+        pushed_digest.display().to_string(),
+        format!("docker-archive:{}", tar.display()),
+        format!("docker://127.0.0.1:{port}/team/demo:1"),
+    ]);
+    assert!(ok, "step 11: skopeo must push to caixa's registry: {err}");
+    let pushed = std::fs::read_to_string(&pushed_digest).unwrap();
+    // A pushed image is an ordinary image of the store, its tag a name.
+    let stored = std::fs::read_to_string(store.path().join("images/team%2Fdemo:1")).unwrap();
+    assert_eq!(
+        stored.trim(),
+        pushed.trim(),
+        "step 11: the pushed tag is the store's image team/demo:1, at the pushed manifest"
+    );
+    let manifest = std::fs::read(
+        store
+            .path()
+            .join("blobs/sha256")
+            .join(pushed.trim().trim_start_matches("sha256:")),
+    )
+    .unwrap();
+    assert_eq!(
+        sha256_of(&manifest),
+        pushed.trim(),
+        "step 11: the manifest is kept byte for byte, under the digest of its bytes"
+    );
+    // And back, into a `dir:` (which keeps the manifest as served): the
+    // same bytes, every blob verified by skopeo on the way.
+    let back = work.path().join("back");
+    let (ok, err) = skopeo(&[
+        format!("docker://127.0.0.1:{port}/team/demo:1"),
+        format!("dir:{}", back.display()),
+    ]);
+    assert!(ok, "step 11: skopeo must pull back what it pushed: {err}");
+    assert_eq!(
+        sha256_of(&std::fs::read(back.join("manifest.json")).unwrap()),
+        pushed.trim(),
+        "step 11: the manifest pulled back has the pushed digest"
+    );
+    // Registry to registry: a second tag and a second repository, whose
+    // blobs are already here (mounted or found, not sent again).
+    for to in ["team/demo:2", "other/demo:1"] {
+        let (ok, err) = skopeo(&[
+            format!("docker://127.0.0.1:{port}/team/demo:1"),
+            format!("docker://127.0.0.1:{port}/{to}"),
+        ]);
+        assert!(
+            ok,
+            "step 11: skopeo copies within caixa's registry to {to}: {err}"
+        );
+    }
+    // The lists, a page at a time, the next page named by `Link`.
+    let get = |path: &str| registry_request(port, "GET", path, &[], b"");
+    let first = get("/v2/team/demo/tags/list?n=1");
+    assert_eq!(
+        (first.status, first.body.as_str()),
+        (200, r#"{"name":"team/demo","tags":["1"]}"#),
+        "step 11: tags/list?n=1 answers the first tag"
+    );
+    let next = first.header("link");
+    assert!(
+        next.starts_with("</v2/team/demo/tags/list?n=1&last=1>") && next.contains("rel=\"next\""),
+        "step 11: a page with more after it names the next in a Link header: {next:?}"
+    );
+    let second = get("/v2/team/demo/tags/list?n=1&last=1");
+    assert_eq!(second.body, r#"{"name":"team/demo","tags":["2"]}"#);
+    assert_eq!(
+        second.header("link"),
+        "",
+        "step 11: the last page has no Link"
+    );
+    assert_eq!(
+        get("/v2/_catalog").body,
+        r#"{"repositories":["other/demo","team/demo"]}"#,
+        "step 11: the catalog lists the pushed repositories"
+    );
+    assert_eq!(
+        get("/v2/_catalog?n=1").body,
+        r#"{"repositories":["other/demo"]}"#
+    );
+    assert_eq!(get("/v2/_catalog?n=x").code(), "PAGINATION_NUMBER_INVALID");
+    assert_eq!(get("/v2/nobody/tags/list").code(), "NAME_UNKNOWN");
+    // Deleting by digest: its tags in that repository go, and it is gone
+    // from there; the other repository's tag still holds it.
+    let deleted = registry_request(
+        port,
+        "DELETE",
+        &format!("/v2/team/demo/manifests/{}", pushed.trim()),
+        &[],
+        b"",
+    );
+    assert_eq!(
+        deleted.status, 202,
+        "step 11: DELETE of a manifest by digest: {}",
+        deleted.body
+    );
+    assert_eq!(get("/v2/team/demo/manifests/1").code(), "MANIFEST_UNKNOWN");
+    assert_eq!(get("/v2/team/demo/tags/list").code(), "NAME_UNKNOWN");
+    assert_eq!(get("/v2/other/demo/manifests/1").status, 200);
+    assert_eq!(
+        files_in(&store.path().join("uploads")),
+        Vec::<String>::new(),
+        "step 11: finished uploads leave nothing in the uploads directory"
+    );
+}
+
+#[test]
+fn the_registry_asks_for_credentials_when_given_an_htpasswd_file() {
+    let (_dir, tar) = archive();
+    let store = tempfile::tempdir().unwrap();
+    let htpasswd = store.path().join("htpasswd");
+    // Cost 4: the least bcrypt allows, so the test stays fast.
+    let hash = bcrypt::hash("s3cret", 4).unwrap();
+    std::fs::write(&htpasswd, format!("ana:{hash}\n")).unwrap();
+    let (_registry, port) =
+        start_registry(store.path(), &["--htpasswd", htpasswd.to_str().unwrap()]);
+    let base = registry_request(port, "GET", "/v2/", &[], b"");
+    assert_eq!(
+        (base.status, base.code().as_str()),
+        (401, "UNAUTHORIZED"),
+        "step 11: without credentials, a registry with --htpasswd answers 401"
+    );
+    assert!(
+        base.header("www-authenticate").starts_with("Basic realm="),
+        "step 11: the 401 says how to authenticate: {}",
+        base.head
+    );
+    let push = |creds: Option<&str>| {
+        let mut command = Command::new("skopeo");
+        command.args(["copy", "--quiet", "--dest-tls-verify=false"]);
+        if let Some(creds) = creds {
+            command.args(["--dest-creds", creds]);
+        }
+        command
+            .arg(format!("docker-archive:{}", tar.display()))
+            .arg(format!("docker://127.0.0.1:{port}/demo:1"))
+            .output()
+            .expect("skopeo (sudo apt-get install skopeo)")
+    };
+    for creds in [None, Some("ana:wrong"), Some("bob:s3cret")] {
+        let out = push(creds);
+        assert!(
+            !out.status.success(),
+            "step 11: a push with credentials {creds:?} must be refused"
+        );
+    }
+    assert!(
+        files_in(&store.path().join("images")).is_empty(),
+        "step 11: a refused push stores nothing"
+    );
+    let out = push(Some("ana:s3cret"));
+    assert!(
+        out.status.success(),
+        "step 11: a push with the htpasswd's credentials succeeds: {}",
+        text(&out.stderr)
+    );
+    // base64("ana:s3cret")
+    let authorized = registry_request(
+        port,
+        "GET",
+        "/v2/demo/tags/list",
+        &[("Authorization", "Basic YW5hOnMzY3JldA==")],
+        b"",
+    );
+    assert_eq!(authorized.body, r#"{"name":"demo","tags":["1"]}"#);
+}
+
+#[test]
+fn hostile_pushes_are_refused_with_the_specs_codes_and_leave_nothing_behind() {
+    let store = tempfile::tempdir().unwrap();
+    let (_registry, port) = start_registry(store.path(), &[]);
+    let uploads = store.path().join("uploads");
+    let request =
+        |method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]| -> (u16, String) {
+            let answer = registry_request(port, method, path, headers, body);
+            (answer.status, answer.code())
+        };
+    let refused = |what: &str, got: (u16, String), status: u16, code: &str| {
+        assert_eq!(
+            got,
+            (status, code.to_string()),
+            "step 11: {what} must be refused with {status} {code}"
+        );
+    };
+    let hello = sha256_of(b"hello");
+    let zeros = format!("sha256:{}", "0".repeat(64));
+    // A whole blob whose bytes are not its digest.
+    refused(
+        "a monolithic upload with the wrong digest",
+        request(
+            "POST",
+            &format!("/v2/demo/blobs/uploads/?digest={zeros}"),
+            &[],
+            b"hello",
+        ),
+        400,
+        "DIGEST_INVALID",
+    );
+    // A session: the server's id, chunks in order only.
+    let start = || {
+        let answer = registry_request(port, "POST", "/v2/demo/blobs/uploads/", &[], b"");
+        assert_eq!(
+            answer.status, 202,
+            "step 11: POST starts an upload: {}",
+            answer.body
+        );
+        let location = answer.header("location");
+        assert!(
+            location.starts_with("/v2/demo/blobs/uploads/")
+                && !answer.header("docker-upload-uuid").is_empty(),
+            "step 11: a started upload has a Location and a Docker-Upload-UUID: {}",
+            answer.head
+        );
+        location
+    };
+    let session = start();
+    let first = registry_request(port, "PATCH", &session, &[("Content-Range", "0-2")], b"hel");
+    assert_eq!(
+        (first.status, first.header("range").as_str()),
+        (202, "0-2"),
+        "step 11: a chunk at the upload's end is taken"
+    );
+    refused(
+        "a chunk that does not start where the upload ends",
+        request("PATCH", &session, &[("Content-Range", "5-6")], b"lo"),
+        416,
+        "BLOB_UPLOAD_INVALID",
+    );
+    // Chunked transfer encoding, as skopeo and the Docker CLI send.
+    let chunked = registry_request(
+        port,
+        "PATCH",
+        &session,
+        &[("Transfer-Encoding", "chunked")],
+        b"2\r\nlo\r\n0\r\n\r\n",
+    );
+    assert_eq!(
+        (chunked.status, chunked.header("range").as_str()),
+        (202, "0-4"),
+        "step 11: a chunked PATCH appends its bytes"
+    );
+    let status = registry_request(port, "GET", &session, &[], b"");
+    assert_eq!(
+        (status.status, status.header("range").as_str()),
+        (204, "0-4")
+    );
+    refused(
+        "a session closed with the wrong digest",
+        request("PUT", &format!("{session}?digest={zeros}"), &[], b""),
+        400,
+        "DIGEST_INVALID",
+    );
+    refused(
+        "an upload that was refused",
+        request("GET", &session, &[], b""),
+        404,
+        "BLOB_UPLOAD_UNKNOWN",
+    );
+    // Ids are the server's, each of one repository.
+    let session = start();
+    let id = session.rsplit('/').next().unwrap().to_string();
+    refused(
+        "another repository's upload",
+        request("PATCH", &format!("/v2/other/blobs/uploads/{id}"), &[], b"x"),
+        404,
+        "BLOB_UPLOAD_UNKNOWN",
+    );
+    for bad in [
+        "..%2F..%2Fimages%2Fx",
+        "0123456789abcdef0123456789abcdef",
+        "x",
+    ] {
+        refused(
+            "an id the server did not give",
+            request("PATCH", &format!("/v2/demo/blobs/uploads/{bad}"), &[], b"x"),
+            404,
+            "BLOB_UPLOAD_UNKNOWN",
+        );
+    }
+    refused(
+        "a name outside the grammar",
+        request("PATCH", &format!("/v2/../../blobs/uploads/{id}"), &[], b"x"),
+        400,
+        "NAME_INVALID",
+    );
+    refused(
+        "a mount from a name outside the grammar",
+        request(
+            "POST",
+            &format!("/v2/demo/blobs/uploads/?mount={hello}&from=..%2Fx"),
+            &[],
+            b"",
+        ),
+        400,
+        "NAME_INVALID",
+    );
+    assert_eq!(
+        request("DELETE", &session, &[], b"").0,
+        204,
+        "step 11: DELETE cancels an upload"
+    );
+    // Manifests: bounded, naming only blobs that are here, by their digest.
+    let big = (5u64 << 20).to_string();
+    refused(
+        "a manifest over 4 MiB",
+        request(
+            "PUT",
+            "/v2/demo/manifests/1",
+            &[
+                ("Content-Type", "application/vnd.oci.image.manifest.v1+json"),
+                ("Content-Length", &big),
+            ],
+            b"",
+        ),
+        413,
+        "SIZE_INVALID",
+    );
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": zeros, "size": 2 },
+        "layers": [],
+    })
+    .to_string();
+    let oci = [("Content-Type", "application/vnd.oci.image.manifest.v1+json")];
+    refused(
+        "a manifest naming a blob that was not pushed",
+        request("PUT", "/v2/demo/manifests/1", &oci, manifest.as_bytes()),
+        400,
+        "MANIFEST_BLOB_UNKNOWN",
+    );
+    refused(
+        "a manifest pushed under another digest",
+        request(
+            "PUT",
+            &format!("/v2/demo/manifests/{hello}"),
+            &oci,
+            manifest.as_bytes(),
+        ),
+        400,
+        "DIGEST_INVALID",
+    );
+    refused(
+        "a manifest whose Content-Type says index",
+        request(
+            "PUT",
+            "/v2/demo/manifests/1",
+            &[("Content-Type", "application/vnd.oci.image.index.v1+json")],
+            manifest.as_bytes(),
+        ),
+        400,
+        "MANIFEST_INVALID",
+    );
+    refused(
+        "a tag outside the grammar",
+        request(
+            "PUT",
+            "/v2/demo/manifests/..%2Fx",
+            &oci,
+            manifest.as_bytes(),
+        ),
+        400,
+        "TAG_INVALID",
+    );
+    refused(
+        "deleting a blob (shared by the store's images)",
+        request("DELETE", &format!("/v2/demo/blobs/{hello}"), &[], b""),
+        405,
+        "UNSUPPORTED",
+    );
+    assert_eq!(
+        files_in(&uploads),
+        Vec::<String>::new(),
+        "step 11: refused and cancelled uploads leave nothing in the uploads directory"
+    );
+    assert_eq!(
+        (
+            files_in(&store.path().join("blobs/sha256")),
+            files_in(&store.path().join("images"))
+        ),
+        (Vec::new(), Vec::new()),
+        "step 11: nothing refused reached the store's blobs or images"
+    );
 }
 
 #[test]

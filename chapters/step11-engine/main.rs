@@ -6,7 +6,8 @@
 //! daemon). Each container runs under a shim process of its own, its
 //! parent, so containers outlive the daemon; `shim` is the daemon's own
 //! subcommand.
-//! `registry` serves a store's images to registry clients: your own registry.
+//! `registry` serves a store's images to registry clients, and takes their
+//! pushes: your own registry.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -35,8 +36,8 @@ use serde_json::{Value, json};
         wait, stop, rm. -H (or CAIXA_HOST) says which daemon, so one client \
         drives several. Each container runs under a shim process of its \
         own (its shim), so containers outlive the daemon. `step11 registry` serves a \
-        store's images over the distribution API (pull only), a registry of \
-        your own."
+        store's images over the distribution API, and takes pushes into it: a \
+        registry of your own."
 )]
 struct Step11 {
     /// The daemon to talk to: unix:///path/to/socket (default: $CAIXA_HOST,
@@ -67,7 +68,7 @@ enum Command {
         #[arg(long, hide = true, default_value_t = Limits::default().max_connections)]
         max_connections: usize,
     },
-    /// Serve the images of a store (--root) to registry clients (pull only).
+    /// Serve the images of a store (--root) to registry clients: pull and push.
     Registry {
         /// Where to listen: loopback unless clients are told it is insecure.
         #[arg(long, default_value = "127.0.0.1:5000")]
@@ -78,6 +79,10 @@ enum Command {
         /// Connections served at once; more are answered 503 (tests).
         #[arg(long, hide = true, default_value_t = Limits::default().max_connections)]
         max_connections: usize,
+        /// Serve only the users of this htpasswd file (bcrypt entries,
+        /// `htpasswd -B`), asked with HTTP Basic auth.
+        #[arg(long, value_name = "FILE")]
+        htpasswd: Option<PathBuf>,
     },
     /// The daemon's version.
     Version,
@@ -335,10 +340,12 @@ fn main() {
             listen,
             header_timeout,
             max_connections,
+            htpasswd,
         } => caixa::engine::registry::serve(
             &absolute(&args.root),
             &listen,
             limits(header_timeout, max_connections),
+            htpasswd.as_deref(),
         ),
         Command::Shim { id } => match caixa::engine::shim::run(&absolute(&args.root), &id) {
             Ok(code) => std::process::exit(code),

@@ -33,7 +33,8 @@
 //! - [`volumes`]: data that outlives containers (`-v`, `/volumes`);
 //! - [`client`]: the other end of the socket;
 //! - [`session`]: an attach as the client lives it (raw mode, resize);
-//! - [`registry`]: a registry of your own, serving a store's images (pull).
+//! - [`registry`]: a registry of your own, serving a store's images and
+//!   taking pushes into it.
 
 pub mod attach;
 pub mod bridge;

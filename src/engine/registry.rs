@@ -1,290 +1,255 @@
-//! A registry of your own (step 11): the images of a store, served over
-//! the read side of the OCI distribution API.
+//! A registry of your own (step 11): a store's images served over the OCI
+//! distribution API, and pushes into it.
 //!
 //! The source document: a registry stores and distributes images, and you
 //! can run your own. Step 10 was the client of that API; this is the other
-//! end, small enough to read whole. `GET /v2/` says "I speak the API";
-//! `GET /v2/NAME/manifests/TAG` answers the manifest the store's image
-//! `NAME:TAG` points at (or, by digest, any manifest it holds); `GET
-//! /v2/NAME/blobs/DIGEST` answers a config or a layer. Every answer carries
-//! its `Docker-Content-Digest`, and `HEAD` asks the same without the body.
-//! Clients verify what they get, so a registry never has to be trusted for
-//! integrity: only for availability.
+//! end, small enough to read whole.
 //!
-//! Pushing to it (upload sessions) is not built yet: fill its store with
-//! `step9 load` or `step10 pull`. Plain HTTP: serve on loopback, or tell
-//! clients it is insecure. Its HTTP is the least a `GET` needs, one request
-//! per connection, written out below; the daemon's is hyper's
-//! ([`super::server`]), because it must also stream and upgrade.
+//! - Pull: `GET /v2/` says "I speak the API"; `GET /v2/NAME/manifests/TAG`
+//!   answers the manifest the store's image `NAME:TAG` points at (or, by
+//!   digest, any manifest it holds); `GET /v2/NAME/blobs/DIGEST` answers a
+//!   config or a layer. Every answer carries its `Docker-Content-Digest`,
+//!   and `HEAD` asks the same without the body.
+//! - Push ([`uploads`]): a blob comes in an upload session the server
+//!   names (`POST`, `PATCH`es, a closing `PUT ?digest=`), or whole (`POST
+//!   ?digest=`), or is mounted from another repository (`POST ?mount=`);
+//!   it is hashed as it arrives and enters the store by a rename once it
+//!   is proven to be its digest. Then the manifest ([`manifests`]): kept
+//!   byte for byte under the sha256 of its bytes, its tag the store's
+//!   image name. A pushed image is an ordinary image of the store.
+//! - Lists: `GET /v2/NAME/tags/list` and `GET /v2/_catalog`, in pages.
+//! - Access ([`auth`]): with `--htpasswd FILE`, HTTP Basic auth against
+//!   bcrypt entries, for every request.
+//!
+//! Clients verify what they pull, so a registry is never trusted for
+//! integrity, only for availability; it must verify what is pushed for
+//! the same reason, the other way round. One store, one namespace of
+//! blobs: a blob pushed to one repository can be mounted into any other
+//! (and a `GET` finds it under any name). With all-or-nothing Basic auth
+//! that hides nothing a user could not read anyway; per-repository access
+//! (token scopes) would need per-repository links to blobs, as Docker's
+//! registry keeps. Plain HTTP: serve on loopback, or tell clients it is
+//! insecure.
 //!
 //! What a client sends is untrusted, and it is checked before it is used:
-//! a repository name and a reference must match the distribution spec's
-//! grammar (`NAME_INVALID`, `TAG_INVALID`, `DIGEST_INVALID`, with `400`)
-//! before any lookup is built from them; a client gets [`Limits`]'s time
-//! to send its request, and the connections served at once are capped
-//! (`503` past the cap), as the daemon's are.
+//! a repository name, a reference and an upload id must match the
+//! grammar ([`names`]: `NAME_INVALID`, `TAG_INVALID`, `DIGEST_INVALID`,
+//! `BLOB_UPLOAD_UNKNOWN`) before any path is built from them; bodies are
+//! bounded (a manifest at 4 MiB, a blob at 4 GiB); a client gets
+//! [`Limits`]'s time to send a request's head and to go on with its body,
+//! and the connections served at once are capped (`503` past the cap), as
+//! the daemon's are. Its HTTP is hyper's ([`http`]): pushes come chunked,
+//! and kept alive.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
 
-use serde_json::json;
-
+mod auth;
+mod http;
+mod manifests;
 mod names;
+mod uploads;
 
 use super::EngineError;
 use super::server::Limits;
 use crate::image::store::Store;
+use auth::Htpasswd;
+use http::{Body, Head, Reply};
 use names::Route;
-
-/// How long an answer may take to be taken: a client that stops reading
-/// a blob gives its place back after this.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+use uploads::{Uploads, range_header};
 
 // ANCHOR: registry_serve
-/// Serves the store at `root` on `addr` (e.g. `127.0.0.1:5000`), one thread
-/// per connection, at most `limits.max_connections` at once, forever.
-pub fn serve(root: &Path, addr: &str, limits: Limits) -> Result<(), EngineError> {
+/// Serves the store at `root` on `addr` (e.g. `127.0.0.1:5000`), with at
+/// most `limits.max_connections` connections at once, forever; with
+/// `htpasswd`, only to its users.
+pub fn serve(
+    root: &Path,
+    addr: &str,
+    limits: Limits,
+    htpasswd: Option<&Path>,
+) -> Result<(), EngineError> {
     super::state::set_umask();
     let store = Store::open(root)?;
+    let auth = htpasswd
+        .map(Htpasswd::read)
+        .transpose()
+        .map_err(|e| EngineError::BadRequest(e.to_string()))?;
+    let uploads = Uploads::open(&store).map_err(|source| EngineError::File {
+        path: store.root.join("uploads"),
+        source,
+    })?;
     let listener = TcpListener::bind(addr).map_err(|e| {
         EngineError::Conflict(format!(
             "cannot listen on {addr}: {e}: is another registry there? choose another --listen"
         ))
     })?;
     eprintln!(
-        "caixa registry: serving {} on http://{addr}",
-        root.display()
+        "caixa registry: serving {} on http://{addr}{}",
+        root.display(),
+        if auth.is_some() { " (htpasswd)" } else { "" }
     );
-    let served = Arc::new(AtomicUsize::new(0));
-    loop {
-        let stream = match listener.accept() {
-            Ok((stream, _)) => stream,
-            // Out of file descriptors, most likely: wait for some to
-            // close rather than spin.
-            Err(_) => {
-                std::thread::sleep(Duration::from_millis(50));
-                continue;
-            }
-        };
-        // A client that stops reading its answer is let go after this.
-        if stream.set_write_timeout(Some(WRITE_TIMEOUT)).is_err() {
-            continue;
-        }
-        if served.fetch_add(1, Ordering::SeqCst) >= limits.max_connections {
-            served.fetch_sub(1, Ordering::SeqCst);
-            // Told at once, rather than queued behind clients that may
-            // take minutes; the answer fits in the socket's buffer.
-            let _ = error(
-                &mut &stream,
-                503,
-                "TOOMANYREQUESTS",
-                &format!(
-                    "the registry is serving {} connections, its limit: try again when one has ended",
-                    limits.max_connections
-                ),
-            );
-            continue;
-        }
-        let place = Place(served.clone());
-        let store = store.clone();
-        let spawned = std::thread::Builder::new()
-            .name("registry-conn".into())
-            .spawn(move || {
-                let _ = answer(&store, &stream, limits.header_timeout);
-                // The place first: a client that has seen its answer end
-                // may count on it being free.
-                drop(place);
-                drop(stream);
-            });
-        if spawned.is_err() {
-            // No thread to be had (the place and the connection went
-            // with the closure): drop this client, keep serving.
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-/// A connection's place under the cap, given back when it ends (however).
-struct Place(Arc<AtomicUsize>);
-
-impl Drop for Place {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
+    let registry = Registry {
+        store,
+        uploads,
+        auth,
+    };
+    http::serve(
+        listener,
+        limits,
+        Arc::new(move |head: &Head, body: &mut Body| registry.answer(head, body)),
+    )
+    .map_err(EngineError::Connection)
 }
 // ANCHOR_END: registry_serve
 
-// ANCHOR: registry_answer
-/// Answers one request, if it comes whole within `patience`.
-fn answer(store: &Store, stream: &TcpStream, patience: Duration) -> std::io::Result<()> {
-    let mut out = stream;
-    let until = Instant::now() + patience;
-    let (method, path) = read_request(&mut BufReader::new(Deadline(stream, until)))?;
-    let head_only = method == "HEAD";
-    if method != "GET" && !head_only {
-        return error(
-            &mut out,
-            405,
-            "UNSUPPORTED",
-            "this registry only serves pulls",
-        );
-    }
-    if path == "/v2/" || path == "/v2" {
-        return send(&mut out, "application/json", None, b"{}", head_only);
-    }
-    let route = match Route::parse(&path) {
-        Ok(route) => route,
-        Err(refused) => return error(&mut out, refused.status, refused.code, &refused.message),
-    };
-    match route {
-        Route::Manifest { name, reference } => {
-            // By digest: any manifest of the store; by tag: the image NAME:TAG.
-            let digest = if reference.contains(':') {
-                Some(reference.to_string())
-            } else {
-                store.resolve(&format!("{name}:{reference}")).ok()
-            };
-            let manifest = digest
-                .as_deref()
-                .and_then(|d| store.read_blob(d).ok().map(|body| (d.to_string(), body)))
-                .filter(|(_, body)| is_manifest(body));
-            let Some((digest, body)) = manifest else {
-                return error(
-                    &mut out,
-                    404,
-                    "MANIFEST_UNKNOWN",
-                    &format!("no manifest {name}:{reference}"),
-                );
-            };
-            let media = serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v["mediaType"].as_str().map(String::from))
-                .unwrap_or_else(|| "application/vnd.oci.image.manifest.v1+json".into());
-            send(&mut out, &media, Some(&digest), &body, head_only)
+/// What every request is answered from.
+struct Registry {
+    store: Store,
+    uploads: Uploads,
+    auth: Option<Htpasswd>,
+}
+
+impl Registry {
+    // ANCHOR: registry_answer
+    /// Answers one request: who asks first, then what the path names (its
+    /// parts checked), then the method.
+    fn answer(&self, head: &Head, body: &mut Body) -> Reply {
+        if let Some(auth) = &self.auth
+            && let Err(refused) = auth.check(head)
+        {
+            return refused;
         }
-        Route::Blob { name, digest } => {
-            let Ok(path) = store.blob_path(digest) else {
-                return error(&mut out, 400, "DIGEST_INVALID", "not a sha256 digest");
-            };
-            let Ok(mut file) = std::fs::File::open(&path) else {
-                return error(
-                    &mut out,
-                    404,
-                    "BLOB_UNKNOWN",
-                    &format!("no blob {digest} in {name}"),
-                );
-            };
-            let len = file.metadata()?.len();
-            head(&mut out, 200, "application/octet-stream", Some(digest), len)?;
-            if !head_only {
-                std::io::copy(&mut file, &mut out)?;
+        let route = match Route::parse(&head.path) {
+            Ok(route) => route,
+            Err(refused) => {
+                return Reply::error(refused.status, refused.code, &refused.message);
             }
-            out.flush()
+        };
+        self.dispatch(head, body, route)
+            .unwrap_or_else(|refused| refused)
+    }
+    // ANCHOR_END: registry_answer
+
+    // ANCHOR: registry_dispatch
+    /// The endpoint for a method and a checked route.
+    fn dispatch(&self, head: &Head, body: &mut Body, route: Route<'_>) -> Result<Reply, Reply> {
+        match (head.method.as_str(), route) {
+            ("GET" | "HEAD", Route::Base) => Ok(Reply::json(200, &serde_json::json!({}))),
+            ("GET", Route::Catalog) => Ok(manifests::catalog(&self.store, head)),
+            ("GET", Route::Tags { name }) => Ok(manifests::tags(&self.store, head, name)),
+            ("GET" | "HEAD", Route::Manifest { name, reference }) => {
+                Ok(manifests::get(&self.store, name, reference))
+            }
+            ("PUT", Route::Manifest { name, reference }) => {
+                manifests::put(&self.store, &self.uploads, head, body, name, reference)
+            }
+            ("DELETE", Route::Manifest { name, reference }) => {
+                Ok(manifests::delete(&self.store, name, reference))
+            }
+            ("GET" | "HEAD", Route::Blob { name, digest }) => Ok(self.blob(name, digest)),
+            ("DELETE", Route::Blob { .. }) => Err(Reply::error(
+                405,
+                "UNSUPPORTED",
+                "this registry does not delete blobs: the images and containers of its store share them",
+            )),
+            ("POST", Route::UploadStart { name }) => self.start_upload(head, body, name),
+            ("GET", Route::Upload { name, id }) => {
+                let size = self.uploads.size(name, id)?;
+                Ok(session(Reply::empty(204), name, id, size))
+            }
+            ("PATCH", Route::Upload { name, id }) => {
+                let range = head.header("content-range");
+                let size = self.uploads.append(name, id, range, body)?;
+                Ok(session(Reply::empty(202), name, id, size))
+            }
+            ("PUT", Route::Upload { name, id }) => {
+                self.uploads.finish(name, id, head.param("digest"), body)?;
+                let digest = head.param("digest").unwrap_or_default();
+                Ok(stored(name, digest))
+            }
+            ("DELETE", Route::Upload { name, id }) => {
+                self.uploads.cancel(name, id)?;
+                Ok(Reply::empty(204))
+            }
+            (method, _) => Err(Reply::error(
+                405,
+                "UNSUPPORTED",
+                &format!(
+                    "{} is not a method of this path",
+                    method.chars().take(16).collect::<String>()
+                ),
+            )),
+        }
+    }
+    // ANCHOR_END: registry_dispatch
+
+    // ANCHOR: start_upload
+    /// `POST /v2/NAME/blobs/uploads/`: a whole blob (`?digest=`), a mount
+    /// from another repository (`?mount=DIGEST&from=REPO`: `201` if the
+    /// blob is here, else an ordinary session), or a session (`202`).
+    fn start_upload(&self, head: &Head, body: &mut Body, name: &str) -> Result<Reply, Reply> {
+        let checked = |digest: &str| {
+            names::check_digest(digest).map_err(|r| Reply::error(r.status, r.code, &r.message))
+        };
+        if let Some(digest) = head.param("digest") {
+            checked(digest)?;
+            self.uploads.monolithic(digest, body)?;
+            return Ok(stored(name, digest));
+        }
+        if let Some(digest) = head.param("mount") {
+            checked(digest)?;
+            if let Some(from) = head.param("from") {
+                names::check_name(from).map_err(|r| Reply::error(r.status, r.code, &r.message))?;
+            }
+            // One store, one namespace of blobs: here is here for all.
+            if self.store.blob_path(digest).is_ok_and(|p| p.exists()) {
+                return Ok(stored(name, digest));
+            }
+        }
+        let id = self.uploads.start(name)?;
+        Ok(session(Reply::empty(202), name, &id, 0))
+    }
+    // ANCHOR_END: start_upload
+
+    /// `GET` (and `HEAD`) `/v2/NAME/blobs/DIGEST`: the blob, sent as it is
+    /// read from its file.
+    fn blob(&self, name: &str, digest: &str) -> Reply {
+        let file = self
+            .store
+            .blob_path(digest)
+            .ok()
+            .and_then(|path| std::fs::File::open(path).ok());
+        let len = file
+            .as_ref()
+            .and_then(|f| f.metadata().ok())
+            .map(|m| m.len());
+        match (file, len) {
+            (Some(file), Some(len)) => {
+                Reply::file(file, len).header("docker-content-digest", digest)
+            }
+            _ => Reply::error_with(
+                404,
+                "BLOB_UNKNOWN",
+                &format!("no blob {digest} in {name}"),
+                serde_json::json!({ "digest": digest }),
+            ),
         }
     }
 }
-// ANCHOR_END: registry_answer
 
-/// A connection read against a deadline for the whole request, not per
-/// read: a client that sends a byte a second must not hold its place for
-/// ever (the "slowloris" attack).
-struct Deadline<'a>(&'a TcpStream, Instant);
-
-impl Read for Deadline<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let left = self.1.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "the request took too long to arrive",
-            ));
-        }
-        self.0.set_read_timeout(Some(left))?;
-        (&mut &*self.0).read(buf)
-    }
+/// The headers of an upload under way: where to send the next chunk, its
+/// id, and the bytes it holds.
+fn session(reply: Reply, name: &str, id: &str, size: u64) -> Reply {
+    reply
+        .header("location", format!("/v2/{name}/blobs/uploads/{id}"))
+        .header("docker-upload-uuid", id)
+        .header("range", range_header(size))
 }
 
-/// Reads a request's head: its method and its path (as sent: no name or
-/// reference of the API has a character that needs escaping, so an
-/// escaped one is refused by the grammar rather than decoded; the query
-/// dropped). The headers are read past and ignored: a pull's `GET` and
-/// `HEAD` carry no body.
-fn read_request(reader: &mut impl BufRead) -> std::io::Result<(String, String)> {
-    let mut line = String::new();
-    reader.by_ref().take(8192).read_line(&mut line)?;
-    let mut parts = line.split_whitespace();
-    let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "not an HTTP request line",
-        ));
-    };
-    let mut header = String::new();
-    for _ in 0..100 {
-        header.clear();
-        if reader.by_ref().take(8192).read_line(&mut header)? == 0 || header.trim().is_empty() {
-            break;
-        }
-    }
-    let path = target.split_once('?').map_or(target, |(p, _)| p);
-    Ok((method.to_string(), path.to_string()))
-}
-
-/// Whether `body` is a manifest or an index (not a config or a layer that
-/// happens to be asked for by digest on the manifests path).
-fn is_manifest(body: &[u8]) -> bool {
-    serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| {
-        v["schemaVersion"] == 2 && (v["layers"].is_array() || v["manifests"].is_array())
-    })
-}
-
-fn head(
-    out: &mut impl Write,
-    status: u16,
-    content_type: &str,
-    digest: Option<&str>,
-    len: u64,
-) -> std::io::Result<()> {
-    let digest = digest
-        .map(|d| format!("Docker-Content-Digest: {d}\r\n"))
-        .unwrap_or_default();
-    let reason = match status {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        503 => "Service Unavailable",
-        _ => "Error",
-    };
-    write!(
-        out,
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {len}\r\n\
-         {digest}Docker-Distribution-API-Version: registry/2.0\r\nConnection: close\r\n\r\n"
-    )
-}
-
-fn send(
-    out: &mut impl Write,
-    content_type: &str,
-    digest: Option<&str>,
-    body: &[u8],
-    head_only: bool,
-) -> std::io::Result<()> {
-    head(out, 200, content_type, digest, body.len() as u64)?;
-    if !head_only {
-        out.write_all(body)?;
-    }
-    out.flush()
-}
-
-/// The distribution API's error body: `{"errors": [{"code", "message"}]}`.
-fn error(out: &mut impl Write, status: u16, code: &str, message: &str) -> std::io::Result<()> {
-    let body = json!({ "errors": [{ "code": code, "message": message }] }).to_string();
-    head(out, status, "application/json", None, body.len() as u64)?;
-    out.write_all(body.as_bytes())?;
-    out.flush()
+/// `201 Created` for blob `digest`, now in the store.
+fn stored(name: &str, digest: &str) -> Reply {
+    Reply::empty(201)
+        .header("location", format!("/v2/{name}/blobs/{digest}"))
+        .header("docker-content-digest", digest)
 }

@@ -1,6 +1,6 @@
 //! What a registry client may name: the distribution spec's grammar for
 //! repository names, tags and digests, checked before anything is looked
-//! up with them.
+//! up with them: repositories, tags, digests and upload session ids.
 //!
 //! A name becomes a path in the store and text in answers; checked first,
 //! `../`, an escaped `/`, a NUL, an upper-case letter or a name of a
@@ -12,9 +12,18 @@ const MAX_NAME: usize = 255;
 /// The longest tag (the grammar's `{0,127}` after its first character).
 const MAX_TAG: usize = 128;
 
-/// A request of the read side of the API, its parts checked.
+/// A path of the distribution API, its parts checked.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Route<'a> {
+    /// `/v2/`: "this server speaks the API" (and, with auth, "you may").
+    Base,
+    /// `/v2/_catalog`: the repositories.
+    Catalog,
+    /// `/v2/NAME/tags/list`: a repository's tags.
+    Tags {
+        /// The repository.
+        name: &'a str,
+    },
     /// `/v2/NAME/manifests/REFERENCE`: a tag, or a digest (it has a `:`).
     Manifest {
         /// The repository.
@@ -29,7 +38,22 @@ pub(super) enum Route<'a> {
         /// The digest.
         digest: &'a str,
     },
+    /// `/v2/NAME/blobs/uploads/`: where an upload starts.
+    UploadStart {
+        /// The repository.
+        name: &'a str,
+    },
+    /// `/v2/NAME/blobs/uploads/ID`: an upload under way.
+    Upload {
+        /// The repository.
+        name: &'a str,
+        /// The session id: the server's own 32 lower-case hex digits.
+        id: &'a str,
+    },
 }
+
+/// How many hex digits an upload session id has (16 random bytes).
+pub(super) const ID_HEX: usize = 32;
 
 /// Why a path is refused: the status, the spec's code and the words.
 #[derive(Debug, PartialEq, Eq)]
@@ -53,9 +77,34 @@ impl Route<'_> {
     /// reference checked against the spec's grammar.
     pub(super) fn parse(path: &str) -> Result<Route<'_>, Refused> {
         let unknown = || refused(404, "NAME_UNKNOWN", "not a distribution API path".into());
+        if path == "/v2/" || path == "/v2" {
+            return Ok(Route::Base);
+        }
         let rest = path.strip_prefix("/v2/").ok_or_else(unknown)?;
+        if rest == "_catalog" {
+            return Ok(Route::Catalog);
+        }
+        if let Some(name) = rest.strip_suffix("/tags/list") {
+            check_name(name)?;
+            return Ok(Route::Tags { name });
+        }
+        let start = rest
+            .strip_suffix("/blobs/uploads/")
+            .or_else(|| rest.strip_suffix("/blobs/uploads"));
+        if let Some(name) = start {
+            check_name(name)?;
+            return Ok(Route::UploadStart { name });
+        }
         // The reference has no '/'; the word before it says what it is.
         let (prefix, reference) = rest.rsplit_once('/').ok_or_else(unknown)?;
+        if let Some(name) = prefix.strip_suffix("/blobs/uploads") {
+            check_name(name)?;
+            check_id(reference)?;
+            return Ok(Route::Upload {
+                name,
+                id: reference,
+            });
+        }
         let (name, kind) = prefix.rsplit_once('/').ok_or_else(unknown)?;
         if kind != "manifests" && kind != "blobs" {
             return Err(unknown());
@@ -91,7 +140,7 @@ fn shown(value: &str) -> String {
 
 /// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*`,
 /// at most 255 characters.
-fn check_name(name: &str) -> Result<(), Refused> {
+pub(super) fn check_name(name: &str) -> Result<(), Refused> {
     let ok = name.len() <= MAX_NAME && name.split('/').all(component_ok);
     if ok {
         return Ok(());
@@ -161,9 +210,24 @@ fn check_tag(tag: &str) -> Result<(), Refused> {
     ))
 }
 
+/// An upload session id as this server makes them: exactly
+/// [`ID_HEX`] lower-case hex digits. Anything else never becomes a path;
+/// it is an upload this server does not know.
+fn check_id(id: &str) -> Result<(), Refused> {
+    let hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+    if id.len() == ID_HEX && id.bytes().all(hex) {
+        return Ok(());
+    }
+    Err(refused(
+        404,
+        "BLOB_UPLOAD_UNKNOWN",
+        format!("no upload {}: start one with POST", shown(id)),
+    ))
+}
+
 /// `sha256:` and 64 lower-case hex digits: the one algorithm this
 /// registry's store holds (the spec lets a registry refuse the others).
-fn check_digest(digest: &str) -> Result<(), Refused> {
+pub(super) fn check_digest(digest: &str) -> Result<(), Refused> {
     if crate::image::digest::hex_of(digest).is_some() {
         return Ok(());
     }
@@ -238,7 +302,37 @@ mod tests {
         assert_eq!(code("/v2/app/blobs/latest"), "DIGEST_INVALID");
         let upper = format!("sha256:{}", "A".repeat(64));
         assert_eq!(code(&format!("/v2/app/blobs/{upper}")), "DIGEST_INVALID");
-        assert_eq!(code("/v2/app/tags/list"), "NAME_UNKNOWN");
+        assert_eq!(
+            Route::parse("/v2/app/tags/list"),
+            Ok(Route::Tags { name: "app" })
+        );
+        assert_eq!(code("/v2/App/tags/list"), "NAME_INVALID");
+        assert_eq!(Route::parse("/v2/_catalog"), Ok(Route::Catalog));
+        assert_eq!(Route::parse("/v2/"), Ok(Route::Base));
+        assert_eq!(
+            Route::parse("/v2/a/b/blobs/uploads/"),
+            Ok(Route::UploadStart { name: "a/b" })
+        );
+        let id = "0123456789abcdef0123456789abcdef";
+        assert_eq!(
+            Route::parse(&format!("/v2/a/blobs/uploads/{id}")),
+            Ok(Route::Upload { name: "a", id })
+        );
+        for bad in [
+            "..",
+            "..%2F..%2Fx",
+            "0123",
+            &id.to_uppercase(),
+            &format!("{id}0"),
+        ] {
+            assert_eq!(
+                code(&format!("/v2/a/blobs/uploads/{bad}")),
+                "BLOB_UPLOAD_UNKNOWN",
+                "{bad}"
+            );
+        }
+        assert_eq!(code("/v2/../blobs/uploads/"), "NAME_INVALID");
+        assert_eq!(code("/v2/tags/list"), "NAME_UNKNOWN");
         assert_eq!(code("/v3/app/manifests/latest"), "NAME_UNKNOWN");
     }
 }
