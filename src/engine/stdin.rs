@@ -77,6 +77,7 @@ impl Input {
         Ok(())
     }
 
+    // ANCHOR: input_poll
     /// What the shim's `poll(2)` must watch for us: each client, while
     /// there is room for what it sends, and stdin, while it has some to
     /// take. [`Input::ready`] gets the answers in this order.
@@ -108,6 +109,7 @@ impl Input {
         }
         self.write_some();
     }
+    // ANCHOR_END: input_poll
 
     /// Writes what the container will take now, without waiting.
     fn write_some(&mut self) {
