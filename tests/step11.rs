@@ -1642,6 +1642,168 @@ fn exec_it_is_a_shell_in_a_running_container_with_a_terminal_of_its_own() {
     stdout_of(&engine.client(&["rm", "-f", "box"]));
 }
 
+/// `step11 registry` on 127.0.0.1:5000 inside `engine`'s network namespace
+/// (where its daemon can reach it), serving `store`, asking `ana`'s
+/// password (`s3cret`).
+fn registry_beside(engine: &Engine, store: &Path) -> Killed {
+    let htpasswd = store.join("htpasswd");
+    // Cost 4: the least bcrypt allows, so the test stays fast.
+    let hash = bcrypt::hash("s3cret", 4).unwrap();
+    std::fs::write(&htpasswd, format!("ana:{hash}\n")).unwrap();
+    let registry = Killed(
+        engine
+            .netns
+            .step(11)
+            .arg("--root")
+            .arg(store)
+            .args(["registry", "--listen", "127.0.0.1:5000", "--htpasswd"])
+            .arg(&htpasswd)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let start = Instant::now();
+    while !engine
+        .netns
+        .sh("busybox wget -q -O- http://127.0.0.1:5000/v2/ 2>&1 || true")
+        .contains("401")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "step 11: the registry did not listen in the engine's namespace"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    registry
+}
+
+#[test]
+fn docker_login_push_and_pull_go_through_the_daemon_with_the_clients_credentials() {
+    let engine = Engine::start();
+    loaded(&engine);
+    let store = tempfile::tempdir().unwrap();
+    let _registry = registry_beside(&engine, store.path());
+    let docker = |args: &[&str]| docker_on(&engine, args);
+    let said = |out: &Output| format!("{}{}", text(&out.stdout), text(&out.stderr));
+
+    // A wrong password is refused by the registry, through the daemon.
+    let out = docker(&["login", "-u", "ana", "-p", "wrong", "127.0.0.1:5000"]);
+    assert!(
+        !out.status.success(),
+        "step 11: docker login with a wrong password must fail: {}",
+        said(&out)
+    );
+    let out = docker(&["login", "-u", "ana", "-p", "s3cret", "127.0.0.1:5000"]);
+    assert!(
+        said(&out).contains("Login Succeeded"),
+        "step 11: POST /auth checks the credentials with the registry: {}",
+        said(&out)
+    );
+    stdout_of(&docker(&["tag", "demo:1", "127.0.0.1:5000/team/demo:1"]));
+    let out = docker(&["push", "127.0.0.1:5000/team/demo:1"]);
+    assert!(
+        out.status.success() && said(&out).contains("digest: sha256:"),
+        "step 11: docker push goes through the daemon, with the CLI's credentials: {}",
+        said(&out)
+    );
+    assert!(
+        store.path().join("images/team%2Fdemo:1").is_file(),
+        "step 11: the pushed image is in the registry's store as team/demo:1"
+    );
+
+    // Gone from the daemon, then back from the registry: run anywhere.
+    let out = docker(&["rmi", "127.0.0.1:5000/team/demo:1"]);
+    assert!(
+        said(&out).contains("Untagged: 127.0.0.1:5000/team/demo:1"),
+        "step 11: docker rmi: {}",
+        said(&out)
+    );
+    docker(&["logout", "127.0.0.1:5000"]);
+    let out = docker(&["pull", "127.0.0.1:5000/team/demo:1"]);
+    assert!(
+        !out.status.success(),
+        "step 11: a pull without credentials must be refused: {}",
+        said(&out)
+    );
+    docker(&["login", "-u", "ana", "-p", "s3cret", "127.0.0.1:5000"]);
+    let out = docker(&["pull", "127.0.0.1:5000/team/demo:1"]);
+    assert!(
+        out.status.success(),
+        "step 11: docker pull with the CLI's credentials: {}",
+        said(&out)
+    );
+    let out = docker(&["run", "--rm", "127.0.0.1:5000/team/demo:1"]);
+    assert_eq!(
+        text(&out.stdout),
+        "hello\n",
+        "step 11: the pulled image runs: {}",
+        text(&out.stderr)
+    );
+
+    // inspect, history, save: what the daemon knows of an image.
+    let out = docker(&["image", "inspect", "-f", "{{json .Config.Cmd}}", "demo:1"]);
+    assert_eq!(
+        text(&out.stdout).trim(),
+        r#"["/bin/sh","-c","echo hello"]"#,
+        "step 11: docker image inspect: {}",
+        text(&out.stderr)
+    );
+    let out = docker(&["history", "demo:1"]);
+    assert!(out.status.success(), "docker history: {}", said(&out));
+    let saved = engine.dir.path().join("saved.tar");
+    let out = docker(&["save", "-o", saved.to_str().unwrap(), "demo:1"]);
+    assert!(out.status.success(), "docker save: {}", said(&out));
+    let inspected = Command::new("skopeo")
+        .args(["inspect", "--raw"])
+        .arg(format!("oci-archive:{}", saved.display()))
+        .output()
+        .unwrap();
+    assert!(
+        inspected.status.success() && text(&inspected.stdout).contains("layers"),
+        "step 11: skopeo reads docker save's archive as an OCI layout: {}",
+        text(&inspected.stderr)
+    );
+    stdout_of(&docker(&["rmi", "demo:1"]));
+    let out = docker(&["load", "-i", saved.to_str().unwrap()]);
+    assert!(
+        said(&out).contains("demo:1"),
+        "step 11: docker load reads what docker save wrote: {}",
+        said(&out)
+    );
+
+    // caixa's own client pushes with what step10 login saved.
+    let config = engine.dir.path().join("caixa-config");
+    let mut login = engine
+        .netns
+        .step(10)
+        .args(["login", "127.0.0.1:5000", "-u", "ana"])
+        .env("CAIXA_CONFIG_DIR", &config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        login.stdin.take().unwrap().write_all(b"s3cret\n").unwrap();
+    }
+    assert!(wait_output(login).status.success());
+    stdout_of(&engine.client(&["tag", "demo:1", "127.0.0.1:5000/team/mine:2"]));
+    let out = engine.client_with_env(
+        &["push", "127.0.0.1:5000/team/mine:2"],
+        &[("CAIXA_CONFIG_DIR", config.to_str().unwrap())],
+    );
+    assert!(
+        out.status.success() && store.path().join("images/team%2Fmine:2").is_file(),
+        "step 11: step11 push lends the daemon step10 login's credentials: {}",
+        said(&out)
+    );
+    // A push of a name that is no image is one line, before any stream.
+    let out = engine.client(&["push", "127.0.0.1:5000/team/none:1"]);
+    assert_one_line_error(&out, 11, 125, "No such image");
+}
+
 /// What the network still holds of container `id` (of any container, for
 /// ""), as seen inside the engine's namespace: rules naming it, its lease,
 /// the host end of its veth, its network files.

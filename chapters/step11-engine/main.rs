@@ -93,6 +93,41 @@ enum Command {
         /// [REGISTRY/]NAME[:TAG|@DIGEST]
         reference: String,
     },
+    /// Give an image another name.
+    Tag {
+        /// The image.
+        source: String,
+        /// Its new name, [REGISTRY/]NAME[:TAG].
+        target: String,
+    },
+    /// Remove an image's name (its blobs stay for other images).
+    Rmi {
+        /// Remove it even if a container was made from it.
+        #[arg(short, long)]
+        force: bool,
+        /// The image.
+        image: String,
+    },
+    /// Push an image to the registry its name starts with, with the
+    /// credentials `step10 login` saved for that registry.
+    Push {
+        /// REGISTRY/NAME[:TAG]
+        image: String,
+    },
+    /// Show the steps an image was made of, newest first.
+    History {
+        /// The image.
+        image: String,
+    },
+    /// Write images to an archive (an OCI layout with Docker's manifest.json).
+    Save {
+        /// The archive to write.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// The images.
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
     /// Load a docker save tarball or an OCI archive into the daemon's store.
     Load {
         /// The archive.
@@ -370,6 +405,48 @@ fn main() {
         }),
         Command::Pull { reference } => pull(&client(), &reference),
         Command::Load { path, name } => load(&client(), &path, name.as_deref()),
+        Command::Tag { source, target } => {
+            let (repo, tag) = match target.rsplit_once(':').filter(|(_, t)| !t.contains('/')) {
+                Some((repo, tag)) => (repo, tag),
+                None => (target.as_str(), "latest"),
+            };
+            let path = format!(
+                "/images/{}/tag?repo={}&tag={}",
+                source,
+                percent_encode(repo),
+                percent_encode(tag)
+            );
+            client().json("POST", &path, None).map(drop)
+        }
+        Command::Rmi { force, image } => client()
+            .json(
+                "DELETE",
+                &format!("/images/{image}?force={}", u8::from(force)),
+                None,
+            )
+            .map(|answer| {
+                for entry in answer.as_array().into_iter().flatten() {
+                    for (what, name) in entry.as_object().into_iter().flatten() {
+                        println!("{what}: {}", name.as_str().unwrap_or_default());
+                    }
+                }
+            }),
+        Command::Push { image } => push(&client(), &image),
+        Command::History { image } => client()
+            .json("GET", &format!("/images/{image}/history"), None)
+            .map(|steps| {
+                println!("IMAGE\tCREATED BY");
+                for step in steps.as_array().into_iter().flatten() {
+                    let id = step["Id"].as_str().unwrap_or_default();
+                    let short = id.trim_start_matches("sha256:");
+                    println!(
+                        "{}\t{}",
+                        &short[..short.len().min(12)],
+                        step["CreatedBy"].as_str().unwrap_or_default()
+                    );
+                }
+            }),
+        Command::Save { output, images } => save(&client(), &output, &images),
         Command::Run(options) => run(&client(), &options),
         Command::Ps { all } => client()
             .json(
@@ -508,6 +585,76 @@ fn pull(client: &Client, reference: &str) -> Result<(), EngineError> {
         },
     )?;
     failed.map_or(Ok(()), |e| Err(EngineError::Daemon(e)))
+}
+
+// ANCHOR: client_push
+/// `docker push`: the daemon pushes; the client lends it the credentials
+/// `step10 login` saved for that registry (`X-Registry-Auth`).
+fn push(client: &Client, image: &str) -> Result<(), EngineError> {
+    let reference = caixa::registry::reference::Reference::parse(image)
+        .map_err(|e| EngineError::BadRequest(format!("{image}: {e}")))?;
+    let client = match caixa::registry::auth::credentials(reference.api_host()) {
+        Some((user, password)) => client.clone().with_registry_credentials(&user, &password),
+        None => client.clone(),
+    };
+    let (name, tag) = match image.rsplit_once(':').filter(|(_, t)| !t.contains('/')) {
+        Some((name, tag)) => (name, tag),
+        None => (image, "latest"),
+    };
+    let mut failed = None;
+    let mut pending = Vec::new();
+    client.call(
+        "POST",
+        &format!("/images/{name}/push?tag={}", percent_encode(tag)),
+        None,
+        &mut |chunk| {
+            pending.extend_from_slice(chunk);
+            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                if let Ok(v) = serde_json::from_slice::<Value>(&line) {
+                    if let Some(e) = v["error"].as_str() {
+                        failed = Some(e.to_string());
+                    } else if let Some(s) = v["status"].as_str() {
+                        println!("{s}");
+                    }
+                }
+            }
+        },
+    )?;
+    failed.map_or(Ok(()), |e| Err(EngineError::Daemon(e)))
+}
+// ANCHOR_END: client_push
+
+/// `docker save -o FILE IMAGE…`: the daemon's archive, into a file.
+fn save(client: &Client, output: &std::path::Path, images: &[String]) -> Result<(), EngineError> {
+    use std::io::Write;
+    let names: Vec<String> = images
+        .iter()
+        .map(|i| format!("names={}", percent_encode(i)))
+        .collect();
+    let partial = output.with_extension("partial");
+    let mut file = std::fs::File::create(&partial)
+        .map_err(|e| EngineError::Daemon(format!("cannot write {}: {e}", partial.display())))?;
+    let mut failed = None;
+    client.call(
+        "GET",
+        &format!("/images/get?{}", names.join("&")),
+        None,
+        &mut |chunk| {
+            if failed.is_none() {
+                failed = file.write_all(chunk).err();
+            }
+        },
+    )?;
+    if let Some(e) = failed {
+        let _ = std::fs::remove_file(&partial);
+        return Err(EngineError::Daemon(format!(
+            "writing {}: {e}",
+            output.display()
+        )));
+    }
+    std::fs::rename(&partial, output)
+        .map_err(|e| EngineError::Daemon(format!("cannot write {}: {e}", output.display())))
 }
 
 fn load(client: &Client, path: &std::path::Path, name: Option<&str>) -> Result<(), EngineError> {

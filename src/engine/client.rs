@@ -29,6 +29,8 @@ pub const DEFAULT_SOCKET: &str = "/run/caixa/caixa.sock";
 #[derive(Debug, Clone)]
 pub struct Client {
     socket: PathBuf,
+    /// Sent as `X-Registry-Auth` (a push's or a pull's credentials).
+    registry_auth: Option<String>,
 }
 
 /// A response, as the client reads it.
@@ -98,7 +100,19 @@ impl Client {
         }
         Ok(Client {
             socket: PathBuf::from(path),
+            registry_auth: None,
         })
+    }
+
+    /// This client, sending `user`'s credentials for a registry with its
+    /// requests (`X-Registry-Auth`, base64url JSON, as the Docker CLI
+    /// sends them): the daemon uses them for that push or pull only.
+    pub fn with_registry_credentials(mut self, user: &str, password: &str) -> Client {
+        use base64::Engine as _;
+        let json = serde_json::json!({ "username": user, "password": password });
+        self.registry_auth =
+            Some(base64::engine::general_purpose::URL_SAFE.encode(json.to_string()));
+        self
     }
 
     // ANCHOR: client_call
@@ -263,6 +277,9 @@ impl Client {
             .method(method)
             .uri(target)
             .header(header::HOST, "caixa");
+        if let Some(auth) = &self.registry_auth {
+            builder = builder.header("X-Registry-Auth", auth);
+        }
         let body = match body {
             None => Outgoing::Whole(None),
             Some(payload) => {

@@ -10,6 +10,9 @@
 //! | `GET /images/json` | the images of the store |
 //! | `POST /images/create?fromImage=REF` | pull (progress streamed as JSON lines) |
 //! | `POST /images/load` | load a `docker save` or OCI archive (the body) |
+//! | `POST /images/NAME/tag`, `DELETE /images/NAME`, `GET /images/NAME/json`, `…/history` | tag, remove, inspect, history |
+//! | `GET /images/NAME/get`, `GET /images/get?names=…` | save: an OCI layout with Docker's `manifest.json` |
+//! | `POST /auth`, `POST /images/NAME/push?tag=T` | log in (check credentials), push with the client's `X-Registry-Auth` |
 //! | `POST /containers/create?name=N` | record a container (Docker's JSON body) |
 //! | `POST /containers/ID/start` | spawn its shim, which runs it |
 //! | `POST /containers/ID/attach` | `101`, then its output as frames, live (`stdin=1`: and the client's input to its stdin) |
@@ -160,6 +163,40 @@ fn route(
         ("GET", ["images", "json"]) => reply_json(out, 200, &images(daemon)?),
         ("POST", ["images", "create"]) => pull(daemon, req, out),
         ("POST", ["images", "load"]) => load(daemon, req, body, out),
+        ("GET", ["images", "get"]) => {
+            let names: Vec<String> = req
+                .query
+                .iter()
+                .filter(|(k, _)| k == "names")
+                .map(|(_, v)| v.clone())
+                .collect();
+            super::images::save(daemon, &names, out)
+        }
+        ("GET", ["images", name @ .., "get"]) => {
+            super::images::save(daemon, &[name.join("/")], out)
+        }
+        ("GET", ["images", name @ .., "json"]) => {
+            reply_json(out, 200, &super::images::inspect(daemon, &name.join("/"))?)
+        }
+        ("GET", ["images", name @ .., "history"]) => {
+            reply_json(out, 200, &super::images::history(daemon, &name.join("/"))?)
+        }
+        ("POST", ["images", name @ .., "tag"]) => {
+            super::images::tag(daemon, &name.join("/"), req)?;
+            out.respond(201, "text/plain", b"")
+                .map_err(EngineError::Connection)
+        }
+        ("POST", ["images", name @ .., "push"]) => {
+            super::images::push(daemon, &name.join("/"), req, out)
+        }
+        ("DELETE", ["images", name @ ..]) => {
+            let answer = super::images::remove(daemon, &name.join("/"), req)?;
+            reply_json(out, 200, &answer)
+        }
+        ("POST", ["auth"]) => {
+            let json = read_json(body)?;
+            reply_json(out, 200, &super::images::login(daemon, &json)?)
+        }
         ("POST", ["containers", "create"]) => {
             let json = read_json(body)?;
             let config = create(daemon, &containers, req.param("name"), &json)?;
@@ -470,6 +507,11 @@ fn pull(daemon: &Daemon, req: &Request, out: &mut Responder) -> Result<(), Engin
     };
     let reference = crate::registry::reference::Reference::parse(&name)
         .map_err(|e| EngineError::BadRequest(e.to_string()))?;
+    // The client's credentials for this pull, if it sent some.
+    let options = Options {
+        credentials: super::images::registry_auth(req)?,
+        ..daemon.options.clone()
+    };
     let store = Store::open(&daemon.root)?;
     let mut out = out
         .stream(200, "application/json")
@@ -481,7 +523,7 @@ fn pull(daemon: &Daemon, req: &Request, out: &mut Responder) -> Result<(), Engin
         &store,
         &reference,
         &crate::registry::pull::this_platform(),
-        &daemon.options,
+        &options,
         &progress,
     ) {
         Ok(pulled) => json!({ "status": format!("pulled {pulled}") }),

@@ -29,6 +29,7 @@
 //! - [`stdin`]: what attached clients type, into the container (`-i`);
 //! - [`terminal`]: raw mode, the window's size, the detach keys (`-t`);
 //! - [`exec`]: a second process in a running container (joining it);
+//! - [`images`]: tag, inspect, history, remove, save, log in, push;
 //! - [`log`]: the output, in Docker's json-file format;
 //! - [`volumes`]: data that outlives containers (`-v`, `/volumes`);
 //! - [`client`]: the other end of the socket;
@@ -41,6 +42,7 @@ pub mod bridge;
 pub mod client;
 pub mod daemon;
 pub mod exec;
+pub mod images;
 pub mod log;
 pub mod registry;
 pub mod request;
@@ -65,6 +67,9 @@ pub enum EngineError {
     /// The request is malformed or asks for something invalid (400).
     #[error("{0}")]
     BadRequest(String),
+    /// Credentials a registry refused (401, `docker login`'s failure).
+    #[error("{0}")]
+    Unauthorized(String),
     /// A request body over its limit (413).
     #[error("{0}")]
     TooLarge(String),
@@ -141,6 +146,7 @@ impl EngineError {
             EngineError::NotFound(_) => 404,
             EngineError::Conflict(_) => 409,
             EngineError::BadRequest(_) => 400,
+            EngineError::Unauthorized(_) => 401,
             EngineError::StartFailed {
                 code: 126 | 127, ..
             } => 400,

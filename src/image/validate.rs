@@ -93,7 +93,8 @@ pub struct Descriptor {
     pub size: u64,
     /// `os/architecture[/variant]`, for an index entry that says.
     pub platform: Option<String>,
-    /// The `org.opencontainers.image.ref.name` annotation, if any.
+    /// Its name: the `io.containerd.image.name` annotation (a whole name),
+    /// else `org.opencontainers.image.ref.name` (often a tag alone), if any.
     pub ref_name: Option<String>,
 }
 
@@ -249,8 +250,12 @@ fn descriptor(value: &Value, role: &str, types: &[&[&str]]) -> Result<Descriptor
         }
         name
     });
-    let ref_name = value["annotations"]["org.opencontainers.image.ref.name"]
+    // Docker (25 and later) and containerd write the whole name in their
+    // own annotation, and the tag alone in the OCI one.
+    let annotations = &value["annotations"];
+    let ref_name = annotations["io.containerd.image.name"]
         .as_str()
+        .or_else(|| annotations["org.opencontainers.image.ref.name"].as_str())
         .map(String::from);
     Ok(Descriptor {
         media_type: media_type.to_string(),

@@ -39,6 +39,10 @@ pub struct Options {
     pub chunk_size: u64,
     /// The most bytes one pull may download (`--max-pull-size`).
     pub max_pull_size: u64,
+    /// Credentials the caller was handed for this one transfer (a Docker
+    /// client's `X-Registry-Auth`, through the daemon), used instead of
+    /// the ones saved by `login`.
+    pub credentials: Option<(String, String)>,
 }
 
 impl Default for Options {
@@ -48,6 +52,7 @@ impl Default for Options {
             timeout: Duration::from_secs(30),
             chunk_size: 8 << 20,
             max_pull_size: super::disk::DEFAULT_MAX_PULL,
+            credentials: None,
         }
     }
 }
@@ -64,6 +69,7 @@ pub struct Client {
     extra_scopes: Vec<String>,
     repository: String,
     authorization: Option<String>,
+    given: Option<(String, String)>,
 }
 
 /// Whether plain HTTP is acceptable for `host`: loopback, or listed.
@@ -100,6 +106,7 @@ impl Client {
             extra_scopes: Vec::new(),
             repository: reference.repository.clone(),
             authorization: None,
+            given: options.credentials.clone(),
         }
     }
 
@@ -166,6 +173,13 @@ impl Client {
     /// The registry host.
     pub fn host(&self) -> &str {
         &self.host
+    }
+
+    /// Checks that this registry takes our credentials (`docker login`):
+    /// `GET /v2/`, answering its challenge once.
+    pub fn check_login(&mut self) -> Result<(), RegistryError> {
+        let url = format!("{}/v2/", self.origin());
+        self.send("GET", &url, &[], None, "pull").map(drop)
     }
 
     /// Sends a request whose answer carries no body worth reading (a
@@ -272,7 +286,7 @@ impl Client {
 
     /// The `Authorization` value that answers `challenge`.
     fn authenticate(&self, challenge: Challenge, actions: &str) -> Result<String, RegistryError> {
-        let creds = credentials(&self.host);
+        let creds = self.given.clone().or_else(|| credentials(&self.host));
         match challenge {
             Challenge::Basic => {
                 let (user, password) = creds.ok_or_else(|| RegistryError::Status {

@@ -55,18 +55,49 @@ impl Reference {
         } else {
             repository
         };
+        // The distribution spec's grammar: a component starts and ends with
+        // a letter or a digit (so `.` and `..` are never one), a tag starts
+        // with a word character.
+        let alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
         let component_ok = |c: &str| {
-            !c.is_empty()
+            c.as_bytes().first().is_some_and(alnum)
+                && c.as_bytes().last().is_some_and(alnum)
                 && c.bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
         };
         let tag_ok = tag_or_digest.starts_with("sha256:")
-            || (!tag_or_digest.is_empty()
+            || (tag_or_digest
+                .as_bytes()
+                .first()
+                .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_')
                 && tag_or_digest.len() <= 128
                 && tag_or_digest
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)));
-        if !repository.split('/').all(component_ok) || !tag_ok {
+        // A host: labels of letters, digits and `-`, a port after `:`.
+        let host_ok = |h: &str| {
+            if let Some((v6, rest)) = h.strip_prefix('[').and_then(|r| r.split_once(']')) {
+                return !v6.is_empty()
+                    && v6.bytes().all(|b| b.is_ascii_hexdigit() || b == b':')
+                    && (rest.is_empty()
+                        || rest.strip_prefix(':').is_some_and(|p| {
+                            !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())
+                        }));
+            }
+            let (host, port) = h.split_once(':').unwrap_or((h, "1"));
+            !port.is_empty()
+                && port.bytes().all(|b| b.is_ascii_digit())
+                && host.split('.').all(|label| {
+                    label
+                        .as_bytes()
+                        .first()
+                        .is_some_and(u8::is_ascii_alphanumeric)
+                        && label
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                })
+        };
+        if !host_ok(&registry) || !repository.split('/').all(component_ok) || !tag_ok {
             return Err(bad());
         }
         Ok(Reference {
@@ -163,6 +194,29 @@ mod tests {
 
     fn r(s: &str) -> Reference {
         Reference::parse(s).unwrap()
+    }
+
+    #[test]
+    fn names_outside_the_grammar_are_refused() {
+        for bad in [
+            "../x",
+            "./x",
+            "a/../b",
+            "x/..",
+            ".hidden",
+            "a-/b",
+            "-a",
+            "a:.tag",
+            "a:-t",
+            "..:5000/x",
+            "h:po/x",
+            "[zz]:5000/x",
+            "a b",
+        ] {
+            assert!(Reference::parse(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(r("[::1]:5000/x:1").registry, "[::1]:5000");
+        assert_eq!(r("a.b-c.d/x__y/z.w-v:_t.1").repository, "x__y/z.w-v");
     }
 
     #[test]

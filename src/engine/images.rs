@@ -1,0 +1,385 @@
+//! The daemon's images, past pull and load: tag, inspect, history,
+//! remove, save, log in, push.
+//!
+//! An image in caixa's store is a name pointing at a manifest digest
+//! ([`Store::tag`]); the manifest names a config and layers, all blobs
+//! addressed by their digests. So most of these are small: a *tag* is one
+//! more name for the same digest, a *removal* takes a name away (the blobs
+//! stay, shared with other images and with containers' layers), *inspect*
+//! and *history* read the config, *save* writes the blobs out as an
+//! archive, and *push* hands them to step 10's registry client.
+//!
+//! Credentials come from the client, never from the daemon's own files
+//! when a client sent some: the Docker CLI keeps them (`docker login`)
+//! and sends them with each push or pull in `X-Registry-Auth`, base64url
+//! JSON. The daemon uses them for that one transfer and keeps nothing.
+
+use std::io::Write;
+
+use serde_json::{Value, json};
+
+use super::EngineError;
+use super::daemon::Daemon;
+use super::server::{Request, Responder};
+use crate::image::store::Store;
+use crate::registry::client::Options;
+use crate::registry::reference::Reference;
+
+/// The store's name for `name`: Docker's short names (`demo`) mean
+/// `demo:latest`, and names are checked against the reference grammar
+/// before any path is built from them.
+fn full_name(name: &str) -> Result<String, EngineError> {
+    let reference = Reference::parse(name)
+        .map_err(|e| EngineError::BadRequest(format!("invalid image name {name:?}: {e}")))?;
+    // A name with a tag or a digest stays as given; a bare one gets `:latest`.
+    let last = name.rsplit('/').next().unwrap_or(name);
+    if last.contains(':') || name.contains('@') {
+        Ok(name.to_string())
+    } else {
+        let _ = reference;
+        Ok(format!("{name}:latest"))
+    }
+}
+
+/// `name`'s manifest digest, or Docker's 404 words.
+fn resolve(store: &Store, name: &str) -> Result<(String, String), EngineError> {
+    let full = full_name(name)?;
+    match store.resolve(&full) {
+        Ok(digest) => Ok((full, digest)),
+        // A name may also be a digest the store has (`docker inspect ID`).
+        Err(_) => store
+            .images()?
+            .into_iter()
+            .find(|(_, digest)| digest == name || digest.trim_start_matches("sha256:") == name)
+            .ok_or_else(|| EngineError::NotFound(format!("No such image: {name}"))),
+    }
+}
+
+// ANCHOR: registry_auth
+/// The credentials a Docker client sent for one transfer: `X-Registry-Auth`
+/// is base64url of `{"username": …, "password": …}` (`e30=`, `{}`, when
+/// the client has none). Malformed is a 400: better than trying anonymously
+/// and failing with a confusing 401.
+pub fn registry_auth(req: &Request) -> Result<Option<(String, String)>, EngineError> {
+    use base64::Engine as _;
+    let Some(header) = req.headers.get("x-registry-auth") else {
+        return Ok(None);
+    };
+    let bad = || EngineError::BadRequest("X-Registry-Auth is not base64url JSON".into());
+    let text = header.to_str().map_err(|_| bad())?.trim();
+    let engine = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::URL_SAFE,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+    );
+    let bytes = engine
+        .decode(text)
+        .or_else(|_| base64::engine::general_purpose::STANDARD.decode(text))
+        .map_err(|_| bad())?;
+    let json: Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    match (json["username"].as_str(), json["password"].as_str()) {
+        (Some(user), Some(password)) if !user.is_empty() => {
+            Ok(Some((user.to_string(), password.to_string())))
+        }
+        _ => Ok(None),
+    }
+}
+// ANCHOR_END: registry_auth
+
+/// `POST /images/NAME/tag?repo=R&tag=T`: one more name for the same image.
+pub fn tag(daemon: &Daemon, name: &str, req: &Request) -> Result<(), EngineError> {
+    let store = Store::open(&daemon.root)?;
+    let (_, digest) = resolve(&store, name)?;
+    let repo = req
+        .param("repo")
+        .filter(|r| !r.is_empty())
+        .ok_or_else(|| EngineError::BadRequest("tag needs repo: the new name".into()))?;
+    let new = match req.param("tag").filter(|t| !t.is_empty()) {
+        Some(tag) => format!("{repo}:{tag}"),
+        None => repo.to_string(),
+    };
+    let new = full_name(&new)?;
+    if new.contains('@') {
+        return Err(EngineError::BadRequest(format!(
+            "cannot tag with a digest ({new}): a digest names content, not a choice"
+        )));
+    }
+    store.tag(&new, &digest)?;
+    Ok(())
+}
+
+/// `DELETE /images/NAME`: takes the name away, unless a container was made
+/// from it (409, or with `force=1` anyway: the container keeps its layers).
+pub fn remove(daemon: &Daemon, name: &str, req: &Request) -> Result<Value, EngineError> {
+    let store = Store::open(&daemon.root)?;
+    let (full, digest) = resolve(&store, name)?;
+    if !req.flag("force") {
+        let containers = super::state::Containers::open(&daemon.root)?;
+        for (record, _) in containers.list()? {
+            if full_name(&record.image).ok().as_deref() == Some(full.as_str()) {
+                return Err(EngineError::Conflict(format!(
+                    "unable to remove {full}: container {} was made from it: remove it first, or use -f",
+                    record.name
+                )));
+            }
+        }
+    }
+    store.untag(&full)?;
+    let mut answer = vec![json!({ "Untagged": full })];
+    if !store.images()?.iter().any(|(_, d)| *d == digest) {
+        // No name left. The blobs stay: others may share them, and
+        // caixa has no collector of unused blobs yet.
+        answer.push(json!({ "Deleted": digest }));
+    }
+    Ok(Value::Array(answer))
+}
+
+/// `GET /images/NAME/json`: Docker's fields that caixa knows.
+pub fn inspect(daemon: &Daemon, name: &str) -> Result<Value, EngineError> {
+    let store = Store::open(&daemon.root)?;
+    let (full, digest) = resolve(&store, name)?;
+    let (_, manifest, config) = crate::image::config::read(&store, &full)?;
+    let c = config.config().clone().unwrap_or_default();
+    let tags: Vec<String> = store
+        .images()?
+        .into_iter()
+        .filter(|(_, d)| *d == digest)
+        .map(|(n, _)| n)
+        .collect();
+    let size: u64 = manifest.layers().iter().map(|l| l.size()).sum();
+    Ok(json!({
+        "Id": digest, "RepoTags": tags, "RepoDigests": [],
+        "Created": config.created().clone().unwrap_or_default(),
+        "Architecture": config.architecture().to_string(), "Os": config.os().to_string(),
+        "Size": size,
+        "Config": {
+            "Env": c.env(), "Cmd": c.cmd(), "Entrypoint": c.entrypoint(),
+            "WorkingDir": c.working_dir().clone().unwrap_or_default(),
+            "User": c.user().clone().unwrap_or_default(),
+            "ExposedPorts": c.exposed_ports().as_ref().map(|ports| {
+                ports.iter().map(|p| (p.clone(), json!({}))).collect::<serde_json::Map<_, _>>()
+            }),
+            "Volumes": c.volumes().as_ref().map(|vols| {
+                vols.iter().map(|v| (v.clone(), json!({}))).collect::<serde_json::Map<_, _>>()
+            }),
+            "Labels": c.labels(),
+        },
+        "RootFS": {
+            "Type": "layers",
+            "Layers": config.rootfs().diff_ids(),
+        },
+    }))
+}
+
+/// `GET /images/NAME/history`: the config's history, newest first, as
+/// Docker lists it.
+pub fn history(daemon: &Daemon, name: &str) -> Result<Value, EngineError> {
+    let store = Store::open(&daemon.root)?;
+    let (full, digest) = resolve(&store, name)?;
+    let (_, _, config) = crate::image::config::read(&store, &full)?;
+    let mut entries = Vec::new();
+    let all = config.history().clone().unwrap_or_default();
+    for (i, h) in all.iter().enumerate().rev() {
+        let created = h
+            .created()
+            .as_deref()
+            .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs());
+        entries.push(json!({
+            // Only the newest step is this image; the others have no ids
+            // of their own here (Docker's word for that).
+            "Id": if i + 1 == all.len() { digest.clone() } else { "<missing>".into() },
+            "Created": created,
+            "CreatedBy": h.created_by().clone().unwrap_or_default(),
+            "Comment": h.comment().clone().unwrap_or_default(),
+            "Size": 0, "Tags": Value::Null,
+        }));
+    }
+    Ok(Value::Array(entries))
+}
+
+// ANCHOR: image_push
+/// `POST /images/NAME/push?tag=T`: sends the image to the registry its
+/// name starts with, with the client's credentials, streaming Docker's
+/// progress lines (`{"status": …}`, then `{"aux": {"Digest": …}}`, or
+/// `{"error": …}`, which clients print and exit non-zero on).
+pub fn push(
+    daemon: &Daemon,
+    name: &str,
+    req: &Request,
+    out: &mut Responder,
+) -> Result<(), EngineError> {
+    let with_tag = match req.param("tag").filter(|t| !t.is_empty()) {
+        Some(tag) => format!("{name}:{tag}"),
+        None => name.to_string(),
+    };
+    let store = Store::open(&daemon.root)?;
+    let (full, _) = resolve(&store, &with_tag)?;
+    let reference =
+        Reference::parse(&full).map_err(|e| EngineError::BadRequest(format!("{full}: {e}")))?;
+    let options = Options {
+        credentials: registry_auth(req)?,
+        ..daemon.options.clone()
+    };
+    let mut out = out
+        .stream(200, "application/json")
+        .map_err(EngineError::Connection)?;
+    let place = format!("{}/{}", reference.api_host(), reference.repository);
+    let _ = writeln!(
+        out,
+        "{}",
+        json!({ "status": format!("The push refers to repository [{place}]") })
+    );
+    let progress = crate::registry::progress::Progress::Lines;
+    let line = match crate::registry::push::push(&store, &full, &reference, &options, &progress) {
+        Ok(digest) => {
+            let size = store.read_blob(&digest).map_or(0, |b| b.len());
+            let tag = full.rsplit_once(':').map_or("latest", |(_, t)| t);
+            let _ = writeln!(
+                out,
+                "{}",
+                json!({ "status": format!("{tag}: digest: {digest} size: {size}") })
+            );
+            json!({ "progressDetail": {}, "aux": { "Tag": tag, "Digest": digest, "Size": size } })
+        }
+        Err(e) => json!({ "error": e.to_string(), "errorDetail": { "message": e.to_string() } }),
+    };
+    let _ = writeln!(out, "{line}");
+    Ok(())
+}
+// ANCHOR_END: image_push
+
+/// `POST /auth`: checks credentials against a registry (`docker login`):
+/// one `GET /v2/` with them. The daemon keeps nothing: the client saves
+/// them and sends them with each push and pull.
+pub fn login(daemon: &Daemon, body: &Value) -> Result<Value, EngineError> {
+    let server = body["serveraddress"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| EngineError::BadRequest("login needs serveraddress".into()))?;
+    let host = server
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .trim_end_matches("/v1")
+        .trim_end_matches("/v2");
+    let (user, password) = match (body["username"].as_str(), body["password"].as_str()) {
+        (Some(u), Some(p)) if !u.is_empty() => (u.to_string(), p.to_string()),
+        _ => {
+            return Err(EngineError::BadRequest(
+                "login needs a username and a password".into(),
+            ));
+        }
+    };
+    let reference = Reference::parse(&format!("{host}/login-check"))
+        .map_err(|e| EngineError::BadRequest(format!("invalid registry {server:?}: {e}")))?;
+    let options = Options {
+        credentials: Some((user, password)),
+        ..daemon.options.clone()
+    };
+    crate::registry::client::Client::new(&reference, &options)
+        .check_login()
+        .map_err(|e| EngineError::Unauthorized(format!("login to {host} failed: {e}")))?;
+    Ok(json!({ "Status": "Login Succeeded", "IdentityToken": "" }))
+}
+
+/// `GET /images/NAME/get`, `GET /images/get?names=…`: the images as one
+/// archive that both `docker load` and OCI tools read: an OCI layout
+/// (`oci-layout`, `index.json`, `blobs/sha256/…`) with Docker's
+/// `manifest.json` beside it, as Docker 25 writes it. Blobs are copied as
+/// they are, compressed layers and all: each is read from the store a
+/// piece at a time.
+pub fn save(daemon: &Daemon, names: &[String], out: &mut Responder) -> Result<(), EngineError> {
+    let store = Store::open(&daemon.root)?;
+    let mut images = Vec::new();
+    for name in names {
+        let (full, digest) = resolve(&store, name)?;
+        let (_, manifest, _) = crate::image::config::read(&store, &full)?;
+        images.push((full, digest, manifest));
+    }
+    if images.is_empty() {
+        return Err(EngineError::BadRequest(
+            "save needs at least one image".into(),
+        ));
+    }
+    let stream = out
+        .stream(200, "application/x-tar")
+        .map_err(EngineError::Connection)?;
+    let mut tar = tar::Builder::new(std::io::BufWriter::with_capacity(64 << 10, stream));
+    let mut written = std::collections::BTreeSet::new();
+    let mut docker = Vec::new();
+    let mut index = Vec::new();
+    let io = EngineError::Connection;
+    let add = |tar: &mut tar::Builder<_>, path: &str, bytes: &[u8]| {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, path, bytes)
+    };
+    for (full, digest, manifest) in &images {
+        let mut blobs = vec![digest.clone(), manifest.config().digest().to_string()];
+        blobs.extend(manifest.layers().iter().map(|l| l.digest().to_string()));
+        for blob in &blobs {
+            if !written.insert(blob.clone()) {
+                continue;
+            }
+            let path = store.blob_path(blob)?;
+            let file = std::fs::File::open(&path).map_err(super::state::io(&path))?;
+            let size = file.metadata().map_err(super::state::io(&path))?.len();
+            let mut header = tar::Header::new_gnu();
+            header.set_size(size);
+            header.set_mode(0o644);
+            header.set_cksum();
+            tar.append_data(&mut header, blob_name(blob), file)
+                .map_err(io)?;
+        }
+        docker.push(json!({
+            "Config": blob_name(manifest.config().digest().as_ref()),
+            "RepoTags": [full],
+            "Layers": manifest.layers().iter().map(|l| blob_name(l.digest().as_ref())).collect::<Vec<_>>(),
+        }));
+        let size = store.read_blob(digest).map_or(0, |b| b.len());
+        index.push(json!({
+            "mediaType": manifest.media_type().as_ref().map(|m| m.to_string())
+                .unwrap_or_else(|| "application/vnd.oci.image.manifest.v1+json".into()),
+            "digest": digest, "size": size,
+            "annotations": { "io.containerd.image.name": full, "org.opencontainers.image.ref.name": full.rsplit_once(':').map_or("latest", |(_, t)| t) },
+        }));
+    }
+    add(&mut tar, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#).map_err(io)?;
+    let index = json!({ "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": index });
+    add(&mut tar, "index.json", index.to_string().as_bytes()).map_err(io)?;
+    add(
+        &mut tar,
+        "manifest.json",
+        Value::Array(docker).to_string().as_bytes(),
+    )
+    .map_err(io)?;
+    tar.into_inner().and_then(|mut w| w.flush()).map_err(io)?;
+    Ok(())
+}
+
+/// Where a blob goes in a saved archive: `blobs/sha256/HEX`.
+fn blob_name(digest: &str) -> String {
+    format!("blobs/{}", digest.replacen(':', "/", 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_names_mean_latest_and_hostile_ones_are_refused() {
+        assert_eq!(full_name("demo").unwrap(), "demo:latest");
+        assert_eq!(full_name("demo:1").unwrap(), "demo:1");
+        assert_eq!(
+            full_name("127.0.0.1:5000/team/demo").unwrap(),
+            "127.0.0.1:5000/team/demo:latest"
+        );
+        for bad in ["../x", "a//b", "UPPER", ""] {
+            assert!(full_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}
