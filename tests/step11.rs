@@ -1804,6 +1804,210 @@ fn docker_login_push_and_pull_go_through_the_daemon_with_the_clients_credentials
     assert_one_line_error(&out, 11, 125, "No such image");
 }
 
+/// `inspect`'s JSON of `container`, through the Docker CLI.
+fn inspected(engine: &Engine, container: &str) -> serde_json::Value {
+    let out = docker_on(engine, &["inspect", container]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("docker inspect {container}: {e}: {}", text(&out.stderr)));
+    list[0].clone()
+}
+
+/// Waits (20 s at most) until `check` holds for `container`'s inspect.
+fn wait_for_inspect(
+    engine: &Engine,
+    container: &str,
+    what: &str,
+    check: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let start = Instant::now();
+    loop {
+        let seen = inspected(engine, container);
+        if check(&seen) {
+            return seen;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "step 11: {what}: inspect says State {} RestartCount {}",
+            seen["State"],
+            seen["RestartCount"]
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn restart_policies_are_run_by_the_shim() {
+    let engine = Engine::start();
+    loaded(&engine);
+    // on-failure:2: two more runs, then it stays ended.
+    stdout_of(&engine.client(&[
+        "run",
+        "-d",
+        "--name",
+        "flaky",
+        "--restart",
+        "on-failure:2",
+        "demo:1",
+        "sh",
+        "-c",
+        "echo try; exit 3",
+    ]));
+    let ended = wait_for_inspect(&engine, "flaky", "on-failure:2 restarts it twice", |c| {
+        c["RestartCount"] == 2 && c["State"]["Status"] == "exited"
+    });
+    assert_eq!(ended["State"]["ExitCode"], 3);
+    assert_eq!(
+        ended["HostConfig"]["RestartPolicy"]["Name"], "on-failure",
+        "step 11: inspect shows the policy"
+    );
+    assert_eq!(
+        stdout_of(&engine.client(&["logs", "flaky"])),
+        "try\ntry\ntry\n",
+        "step 11: three runs of on-failure:2, one log"
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        inspected(&engine, "flaky")["RestartCount"],
+        2,
+        "no third restart"
+    );
+
+    // A success is no failure; `no` (the default) never restarts.
+    stdout_of(&engine.client(&[
+        "run",
+        "-d",
+        "--name",
+        "fine",
+        "--restart",
+        "on-failure",
+        "demo:1",
+        "true",
+    ]));
+    stdout_of(&engine.client(&[
+        "run", "-d", "--name", "once", "demo:1", "sh", "-c", "exit 1",
+    ]));
+
+    // always: restarted after a clean end, and after a kill; stop ends it.
+    let out = docker_on(
+        &engine,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "keeper",
+            "--restart",
+            "always",
+            "demo:1",
+            "sh",
+            "-c",
+            "sleep 1",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "docker run --restart always: {}",
+        text(&out.stderr)
+    );
+    wait_for_inspect(&engine, "keeper", "always restarts a clean end", |c| {
+        c["RestartCount"].as_u64() >= Some(1) && c["State"]["Running"] == true
+    });
+    let before = inspected(&engine, "keeper")["RestartCount"]
+        .as_u64()
+        .unwrap();
+    stdout_of(&docker_on(&engine, &["kill", "keeper"]));
+    wait_for_inspect(
+        &engine,
+        "keeper",
+        "always restarts a killed container",
+        |c| c["RestartCount"].as_u64() > Some(before),
+    );
+    stdout_of(&docker_on(&engine, &["stop", "-t", "1", "keeper"]));
+    let stopped = inspected(&engine, "keeper");
+    std::thread::sleep(Duration::from_millis(2500));
+    let later = inspected(&engine, "keeper");
+    assert!(
+        later["State"]["Status"] == "exited" && later["RestartCount"] == stopped["RestartCount"],
+        "step 11: stop cancels every restart: {} then {}",
+        stopped["State"],
+        later["State"]
+    );
+
+    // unless-stopped: a kill is a user's choice, and is respected.
+    stdout_of(&engine.client(&[
+        "run",
+        "-d",
+        "--name",
+        "polite",
+        "--restart",
+        "unless-stopped",
+        "demo:1",
+        "sleep",
+        "600",
+    ]));
+    stdout_of(&engine.client(&["kill", "polite"]));
+    std::thread::sleep(Duration::from_millis(1500));
+    let polite = inspected(&engine, "polite");
+    assert!(
+        polite["State"]["Status"] == "exited" && polite["RestartCount"] == 0,
+        "step 11: unless-stopped does not restart a killed container: {}",
+        polite["State"]
+    );
+    for (name, what) in [
+        ("fine", "a success under on-failure"),
+        ("once", "--restart no"),
+    ] {
+        let c = inspected(&engine, name);
+        assert!(
+            c["State"]["Status"] == "exited" && c["RestartCount"] == 0,
+            "step 11: {what} is not restarted: {}",
+            c["State"]
+        );
+    }
+
+    // rm -f while it waits to restart: gone, and its shim with it.
+    stdout_of(&engine.client(&[
+        "run",
+        "-d",
+        "--name",
+        "looper",
+        "--restart",
+        "always",
+        "demo:1",
+        "sh",
+        "-c",
+        "exit 1",
+    ]));
+    wait_for_inspect(
+        &engine,
+        "looper",
+        "always restarts a failing container",
+        |c| c["RestartCount"].as_u64() >= Some(3),
+    );
+    stdout_of(&engine.client(&["rm", "-f", "looper"]));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        !stdout_of(&engine.client(&["ps", "-a"])).contains("looper"),
+        "step 11: rm -f of a restarting container removes it for good"
+    );
+
+    // Bad policies are one line each.
+    assert_one_line_error(
+        &engine.client(&["run", "--restart", "sometimes", "demo:1", "true"]),
+        11,
+        125,
+        "invalid restart policy",
+    );
+    assert_one_line_error(
+        &engine.client(&["run", "--rm", "--restart", "always", "demo:1", "true"]),
+        11,
+        125,
+        "conflict",
+    );
+    for name in ["flaky", "fine", "once", "keeper", "polite"] {
+        stdout_of(&engine.client(&["rm", "-f", name]));
+    }
+}
+
 /// What the network still holds of container `id` (of any container, for
 /// ""), as seen inside the engine's namespace: rules naming it, its lease,
 /// the host end of its veth, its network files.

@@ -335,6 +335,9 @@ struct RunOptions {
     /// The container's host name.
     #[arg(long)]
     hostname: Option<String>,
+    /// When its shim starts it again: no, on-failure[:N], always, unless-stopped.
+    #[arg(long, default_value = "no")]
+    restart: String,
     /// A volume: NAME:PATH[:ro] (named, kept), HOST_PATH:PATH[:ro] (a bind),
     /// or PATH (anonymous, removed with the container by --rm). Repeatable.
     #[arg(short = 'v', long = "volume", value_name = "[SOURCE:]PATH[:ro]")]
@@ -784,6 +787,11 @@ fn run(client: &Client, o: &RunOptions) -> Result<(), EngineError> {
             _ => binds.push(v.clone()),
         }
     }
+    if o.rm && !matches!(o.restart.as_str(), "no" | "") {
+        return Err(EngineError::BadRequest(
+            "--rm and --restart conflict: a container cannot both be removed and restarted".into(),
+        ));
+    }
     let memory = match &o.memory {
         Some(m) => {
             caixa::units::parse_size(m).map_err(|e| EngineError::BadRequest(e.to_string()))?
@@ -803,6 +811,7 @@ fn run(client: &Client, o: &RunOptions) -> Result<(), EngineError> {
             // Detached, the daemon removes it at its end; attached, the
             // client does, once it has the output and the exit code.
             "AutoRemove": o.rm && o.detach,
+            "RestartPolicy": restart_policy(&o.restart)?,
             "NanoCpus": o.cpus.map_or(0, |c| (c * 1e9) as u64),
         },
     });
@@ -862,6 +871,23 @@ fn run(client: &Client, o: &RunOptions) -> Result<(), EngineError> {
     std::process::exit(code)
 }
 // ANCHOR_END: client_run
+
+/// `--restart on-failure:3` as Docker's `RestartPolicy` (the daemon
+/// checks the name; the client only splits off the count).
+fn restart_policy(flag: &str) -> Result<Value, EngineError> {
+    let (name, count) = match flag.split_once(':') {
+        Some((name, count)) => {
+            let count: u32 = count.parse().map_err(|_| {
+                EngineError::BadRequest(format!(
+                    "invalid --restart {flag:?}: the count after ':' must be a number"
+                ))
+            })?;
+            (name, count)
+        }
+        None => (flag, 0),
+    };
+    Ok(json!({ "Name": name, "MaximumRetryCount": count }))
+}
 
 // ANCHOR: client_attach
 /// `docker attach`: this terminal on a running container, until it ends

@@ -616,6 +616,7 @@ fn create(
         mounts: Vec::new(),
         open_stdin: body["OpenStdin"].as_bool() == Some(true),
         stdin_once: body["StdinOnce"].as_bool() == Some(true),
+        restart: super::restart::Policy::from_create(body)?,
     };
     containers.reserve_name(&record.name, &record.id)?;
     let store = Volumes::open(&daemon.root)?;
@@ -927,22 +928,32 @@ fn wait(containers: &Containers, id: &str, limit: Option<Duration>) -> Result<St
 fn stop(containers: &Containers, record: &Record, grace: Duration) -> Result<(), EngineError> {
     use nix::sys::signal::Signal;
     let dir = containers.dir(&record.id);
-    if containers.state(&record.id)?.status != Status::Running {
+    let state = containers.state(&record.id)?;
+    if state.status != Status::Running {
+        if state.restarting {
+            // Ended, and its shim waits to start it again: cancel that.
+            shim::stop(&dir, Signal::SIGKILL)?;
+            shim_gone(containers, record);
+        }
         settle(containers, record)?;
         return Ok(());
     }
+    // `stop`, not `kill`, on the shim's socket: no restart after this.
     if !grace.is_zero() {
-        if !shim::send(&dir, Signal::SIGTERM)? {
+        if !shim::stop(&dir, Signal::SIGTERM)? {
             return settle(containers, record);
         }
         if wait(containers, &record.id, Some(grace))?.status == Status::Exited {
+            shim_gone(containers, record);
             return Ok(());
         }
     }
-    if !shim::send(&dir, Signal::SIGKILL)? {
+    if !shim::stop(&dir, Signal::SIGKILL)? {
         return settle(containers, record);
     }
-    wait(containers, &record.id, Some(Duration::from_secs(30))).map(|_| ())
+    wait(containers, &record.id, Some(Duration::from_secs(30)))?;
+    shim_gone(containers, record);
+    Ok(())
 }
 // ANCHOR_END: stop
 
@@ -1083,8 +1094,10 @@ fn inspect(c: &Record, s: &State) -> Value {
         "Id": c.id, "Name": format!("/{}", c.name), "Created": rfc3339(c.created),
         "Image": c.image, "Path": c.command.first(), "Args": c.command.get(1..),
         "State": {
-            "Status": s.status.as_str(), "Running": s.status == Status::Running,
+            "Status": if s.restarting { "restarting" } else { s.status.as_str() },
+            "Running": s.status == Status::Running,
             "Pid": s.pid, "ExitCode": s.exit_code, "OOMKilled": s.oom_killed,
+            "Restarting": s.restarting,
             "Error": s.error, "StartedAt": rfc3339(s.started),
             "FinishedAt": rfc3339(s.finished),
         },
@@ -1092,7 +1105,8 @@ fn inspect(c: &Record, s: &State) -> Value {
             "Image": c.image, "Cmd": c.command, "Tty": c.tty, "Hostname": c.hostname,
             "OpenStdin": c.open_stdin, "StdinOnce": c.stdin_once, "AttachStdin": c.open_stdin,
         },
-        "HostConfig": { "AutoRemove": c.auto_remove },
+        "RestartCount": s.restart_count,
+        "HostConfig": { "AutoRemove": c.auto_remove, "RestartPolicy": c.restart.to_json() },
         "Mounts": c.mounts.iter().map(|m| m.to_json()).collect::<Vec<_>>(),
     })
 }
@@ -1100,6 +1114,7 @@ fn inspect(c: &Record, s: &State) -> Value {
 fn summary(c: &Record, s: &State) -> Value {
     let status = match s.status {
         Status::Running => format!("Up {} seconds", now().saturating_sub(s.started)),
+        Status::Exited if s.restarting => format!("Restarting ({})", s.exit_code),
         Status::Exited => format!("Exited ({})", s.exit_code),
         Status::Created => "Created".to_string(),
     };

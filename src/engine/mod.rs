@@ -31,6 +31,7 @@
 //! - [`exec`]: a second process in a running container (joining it);
 //! - [`images`]: tag, inspect, history, remove, save, log in, push;
 //! - [`log`]: the output, in Docker's json-file format;
+//! - [`restart`]: when a shim starts its container again (`--restart`);
 //! - [`volumes`]: data that outlives containers (`-v`, `/volumes`);
 //! - [`client`]: the other end of the socket;
 //! - [`session`]: an attach as the client lives it (raw mode, resize);
@@ -47,6 +48,7 @@ pub mod log;
 pub mod registry;
 pub mod request;
 pub mod responder;
+pub mod restart;
 pub mod server;
 pub mod session;
 pub mod shim;

@@ -67,23 +67,58 @@ pub fn run(root: &Path, id: &str) -> Result<i32, EngineError> {
     })?;
 
     // 2. Everything else that can fail before the container exists is
-    //    recorded as its end, so `start` can say why.
-    let state = match start(&containers, &dir, &record) {
-        Ok(started) => started.run_to_end(&containers, id),
-        Err(e) => {
-            let state = State {
-                status: Status::Exited,
-                exit_code: e.exit_code(),
-                error: e.to_string(),
-                finished: now(),
-                ..State::default()
-            };
-            containers.set_state(id, &state)?;
-            state
+    //    recorded as its end, so `start` can say why. The control socket
+    //    is ours for the whole life, across restarts.
+    let control = listen(&dir.join("shim.sock"))?;
+    let mut restarts = 0;
+    let mut delay = None;
+    let state = loop {
+        let began = std::time::Instant::now();
+        let (state, user) = match start(&containers, &dir, &record, &control, restarts) {
+            Ok(started) => started.run_to_end(&containers, id),
+            Err(e) => {
+                let state = State {
+                    status: Status::Exited,
+                    exit_code: e.exit_code(),
+                    error: e.to_string(),
+                    finished: now(),
+                    restart_count: restarts,
+                    ..State::default()
+                };
+                containers.set_state(id, &state)?;
+                // A first start that fails is the start's error, not a
+                // run to restart: `start` reports it to the client.
+                if restarts == 0 {
+                    break state;
+                }
+                (state, UserAction::None)
+            }
+        };
+        // 3. `--restart`: start it again, after a pause, unless a `stop`
+        //    came, or the policy says no.
+        let killed = user == UserAction::Killed;
+        if user == UserAction::Stopped
+            || !record.restart.restarts(state.exit_code, restarts, killed)
+        {
+            break state;
         }
+        let pause = super::restart::next_delay(delay, began.elapsed());
+        delay = Some(pause);
+        containers.set_state(
+            id,
+            &State {
+                restarting: true,
+                ..state.clone()
+            },
+        )?;
+        if wait_for_restart(&control, pause) {
+            containers.set_state(id, &state)?;
+            break state;
+        }
+        restarts += 1;
     };
 
-    // 3. `--rm`: gone once ended (a tombstone keeps the code for waiters).
+    // 4. `--rm`: gone once ended (a tombstone keeps the code for waiters).
     //    Under the lifecycle lock, so no stop or rm is half-way through.
     if record.auto_remove {
         let locked = containers.lock(id)?;
@@ -129,14 +164,28 @@ struct Output {
     open: bool,
 }
 
+/// What a user did to the container through the daemon, which the
+/// restart policy heeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UserAction {
+    /// Nothing: it ended by itself.
+    None,
+    /// `kill`: a signal (`unless-stopped` then does not restart it).
+    Killed,
+    /// `stop`: no restart, whatever the policy.
+    Stopped,
+}
+
 /// A container whose command runs, with the shim's ends of its world.
-struct Started {
+struct Started<'a> {
     running: Running,
     /// Its stdout and stderr pipes, or its terminal (one stream: a
     /// terminal merges what is written to 1 and 2, as in Docker).
     outputs: Vec<Output>,
-    control: UnixListener,
+    control: &'a UnixListener,
     log: log::Writer,
+    /// What a user did to it, as far as restarts are concerned.
+    user: UserAction,
     /// Its stdin, with `-i` (else one that takes no client).
     input: Input,
     /// Its terminal's master, with `-t`: for the window's size.
@@ -146,7 +195,13 @@ struct Started {
 // ANCHOR: shim_start
 /// Reads the bundle, makes the stdio pipes and the control socket, and
 /// starts the container with the runtime's parent side.
-fn start(containers: &Containers, dir: &Path, record: &Record) -> Result<Started, StartError> {
+fn start<'a>(
+    containers: &Containers,
+    dir: &Path,
+    record: &Record,
+    control: &'a UnixListener,
+    restarts: u32,
+) -> Result<Started<'a>, StartError> {
     let id = record.id.as_str();
     let config = crate::bundle::read(dir).map_err(|e| StartError {
         code: crate::exit::codes::SETUP_FAILED,
@@ -203,7 +258,6 @@ fn start(containers: &Containers, dir: &Path, record: &Record) -> Result<Started
             their_ends[2].as_raw_fd(),
         ]);
     }
-    let control = listen(&dir.join("shim.sock"))?;
     let mut running = crate::parent::start(&spec).map_err(|e| StartError {
         code: e.exit_code(),
         message: e.to_string(),
@@ -236,6 +290,7 @@ fn start(containers: &Containers, dir: &Path, record: &Record) -> Result<Started
             pid: running.pid().as_raw(),
             shim: std::process::id() as i32,
             started: now(),
+            restart_count: restarts,
             ..State::default()
         },
     )?;
@@ -244,6 +299,7 @@ fn start(containers: &Containers, dir: &Path, record: &Record) -> Result<Started
         outputs,
         control,
         log,
+        user: UserAction::None,
         input,
         terminal,
     })
@@ -286,9 +342,10 @@ fn via_short_path<T>(
 }
 // ANCHOR_END: short_path
 
-impl Started {
-    /// Pumps output and requests until the container ends; records its end.
-    fn run_to_end(mut self, containers: &Containers, id: &str) -> State {
+impl Started<'_> {
+    /// Pumps output and requests until the container ends; records its
+    /// end, and what a user did to it.
+    fn run_to_end(mut self, containers: &Containers, id: &str) -> (State, UserAction) {
         let exit = match pump(&mut self) {
             Ok(exit) => exit,
             Err(e) => {
@@ -319,7 +376,7 @@ impl Started {
         if let Err(e) = containers.set_state(id, &state) {
             eprintln!("caixa shim: recording the end: {e}");
         }
-        state
+        (state, self.user)
     }
 }
 
@@ -443,6 +500,37 @@ fn drain(shim: &mut Started, limit: Duration) {
     }
 }
 
+// ANCHOR: wait_for_restart
+/// The pause before a restart, still answering on the control socket:
+/// `true` when a `stop` or `kill` came (the restart is cancelled: there is
+/// nothing to signal, and a user who asks for that wants it ended).
+fn wait_for_restart(control: &UnixListener, pause: Duration) -> bool {
+    let until = std::time::Instant::now() + pause;
+    loop {
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        let mut fds = [PollFd::new(control.as_fd(), PollFlags::POLLIN)];
+        let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+        if !matches!(poll(&mut fds, timeout), Ok(n) if n > 0) {
+            continue;
+        }
+        while let Ok((conn, _)) = control.accept() {
+            let _ = conn.set_nonblocking(false);
+            let _ = conn.set_read_timeout(Some(Duration::from_secs(1)));
+            let mut line = String::new();
+            let _ = BufReader::with_capacity(1, (&conn).take(64)).read_line(&mut line);
+            if line.starts_with("stop ") || line.starts_with("kill ") {
+                let _ = writeln!(&conn, "ok");
+                return true;
+            }
+            let _ = writeln!(&conn, "error: the container is waiting to be restarted");
+        }
+    }
+}
+// ANCHOR_END: wait_for_restart
+
 /// Waits for the container to end, when the loop could not go on.
 fn wait_blocking(running: &mut Running) -> Exit {
     loop {
@@ -459,7 +547,8 @@ fn wait_blocking(running: &mut Running) -> Exit {
 ///
 /// - `kill N` sends signal N to the container's pid 1. The daemon never
 ///   signals a pid itself: a pid may belong to another process by now;
-///   the socket belongs to this container.
+///   the socket belongs to this container. `stop N` does the same and
+///   also cancels any restart (`--restart`): the user wants it stopped.
 /// - `resize ROWS COLS` sets the size of its terminal.
 /// - `stdin` makes this connection a client of its stdin: after `ok`,
 ///   what comes on it is written to the container's input.
@@ -479,13 +568,19 @@ fn answer(shim: &mut Started, conn: UnixStream) {
     };
     let words: Vec<&str> = request.split_whitespace().collect();
     let reply = match words.as_slice() {
-        ["kill", n] => match n.parse::<i32>().ok().and_then(|n| Signal::try_from(n).ok()) {
-            Some(signal) => {
-                shim.running.signal(signal);
-                "ok".to_string()
+        [verb @ ("kill" | "stop"), n] => {
+            match n.parse::<i32>().ok().and_then(|n| Signal::try_from(n).ok()) {
+                Some(signal) => {
+                    shim.user = match (*verb, shim.user) {
+                        ("stop", _) | (_, UserAction::Stopped) => UserAction::Stopped,
+                        _ => UserAction::Killed,
+                    };
+                    shim.running.signal(signal);
+                    "ok".to_string()
+                }
+                None => format!("error: no signal {n}"),
             }
-            None => format!("error: no signal {n}"),
-        },
+        }
         ["resize", rows, cols] => {
             match (rows.parse::<u16>(), cols.parse::<u16>(), &shim.terminal) {
                 (Ok(rows), Ok(cols), Some(master)) => {
@@ -507,7 +602,7 @@ fn answer(shim: &mut Started, conn: UnixStream) {
             Err(why) => format!("error: {why}"),
         },
         _ => format!(
-            "error: unknown request {request:?}: use `kill N`, `resize ROWS COLS` or `stdin`"
+            "error: unknown request {request:?}: use `kill N`, `stop N`, `resize ROWS COLS` or `stdin`"
         ),
     };
     let _ = writeln!(&conn, "{reply}");
@@ -539,6 +634,13 @@ fn request(dir: &Path, line: &str) -> Result<Option<(String, UnixStream)>, Engin
 /// container. `Ok(false)` when no shim answers (the container is not running).
 pub fn send(dir: &Path, signal: Signal) -> Result<bool, EngineError> {
     Ok(request(dir, &format!("kill {}", signal as i32))?.is_some())
+}
+
+/// Asks the shim in `dir` to stop its container with `signal`: the same
+/// signal as [`send`]'s, and no restart after it (also when the container
+/// has ended and waits to be restarted). `Ok(false)` when no shim answers.
+pub fn stop(dir: &Path, signal: Signal) -> Result<bool, EngineError> {
+    Ok(request(dir, &format!("stop {}", signal as i32))?.is_some())
 }
 
 /// Asks the shim in `dir` to set its container's terminal to `rows` by

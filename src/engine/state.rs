@@ -63,6 +63,9 @@ pub struct Record {
     /// `docker run -i` sets: the program then sees its input end).
     #[serde(default)]
     pub stdin_once: bool,
+    /// When its shim starts it again (`--restart`).
+    #[serde(default)]
+    pub restart: super::restart::Policy,
 }
 
 /// Where a container is in its life.
@@ -111,6 +114,12 @@ pub struct State {
     pub started: u64,
     /// Seconds since the epoch.
     pub finished: u64,
+    /// Ended, and its shim will start it again after a pause (`--restart`).
+    #[serde(default)]
+    pub restarting: bool,
+    /// How many times its shim has restarted it.
+    #[serde(default)]
+    pub restart_count: u32,
 }
 
 /// The seconds since the epoch, now.
