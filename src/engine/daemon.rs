@@ -160,6 +160,8 @@ fn route(
         ("GET", ["images", "json"]) => reply_json(out, 200, &images(daemon)?),
         ("POST", ["images", "create"]) => pull(daemon, req, out),
         ("POST", ["images", "load"]) => load(daemon, req, body, out),
+        ("POST", ["build"]) => super::build::serve_build(&daemon.root, &daemon.exe, req, body, out),
+        ("POST", ["commit"]) => super::build::serve_commit(&daemon.root, req, out),
         ("POST", ["containers", "create"]) => {
             let json = read_json(body)?;
             let config = create(daemon, &containers, req.param("name"), &json)?;
