@@ -232,8 +232,16 @@ impl Walk<'_> {
         let mut header = tar::Header::new_gnu();
         header.set_mode(meta.mode() & 0o7777);
         header.set_mtime(meta.mtime().max(0) as u64);
-        header.set_uid(u64::from(unshift(meta.uid(), self.shift.uid_base, self.shift.count)));
-        header.set_gid(u64::from(unshift(meta.gid(), self.shift.gid_base, self.shift.count)));
+        header.set_uid(u64::from(unshift(
+            meta.uid(),
+            self.shift.uid_base,
+            self.shift.count,
+        )));
+        header.set_gid(u64::from(unshift(
+            meta.gid(),
+            self.shift.gid_base,
+            self.shift.count,
+        )));
         header
     }
 

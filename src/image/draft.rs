@@ -11,9 +11,9 @@
 
 use serde_json::{Value, json};
 
+use super::ImageError;
 use super::diff::{LAYER_MEDIA_TYPE, Layer};
 use super::store::Store;
-use super::ImageError;
 
 /// The OCI media type of a manifest.
 pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";

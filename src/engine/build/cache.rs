@@ -36,7 +36,11 @@ fn path(store: &Store, key: &str) -> std::path::PathBuf {
 pub fn lookup(store: &Store, key: &str) -> Option<String> {
     let manifest = std::fs::read_to_string(path(store, key)).ok()?;
     let manifest = manifest.trim().to_string();
-    store.blob_path(&manifest).ok()?.exists().then_some(manifest)
+    store
+        .blob_path(&manifest)
+        .ok()?
+        .exists()
+        .then_some(manifest)
 }
 
 /// Remembers that `key` made `manifest`.

@@ -52,7 +52,10 @@ pub fn build(client: &Client, options: &BuildOptions) -> Result<(), EngineError>
         };
     }
     let context = super::context::tar_context(&options.context, &options.file).map_err(|e| {
-        EngineError::BadRequest(format!("reading the context {}: {e}", options.context.display()))
+        EngineError::BadRequest(format!(
+            "reading the context {}: {e}",
+            options.context.display()
+        ))
     })?;
     let mut target = format!(
         "/build?dockerfile={}&buildargs={}&nocache={}&q={}&rm=1",
@@ -74,7 +77,11 @@ pub fn build(client: &Client, options: &BuildOptions) -> Result<(), EngineError>
     client.call(
         "POST",
         &target,
-        Some(Payload::reader("application/x-tar", std::io::Cursor::new(context), Some(len))),
+        Some(Payload::reader(
+            "application/x-tar",
+            std::io::Cursor::new(context),
+            Some(len),
+        )),
         &mut |chunk| {
             pending.extend_from_slice(chunk);
             while let Some(end) = pending.iter().position(|b| *b == b'\n') {

@@ -24,7 +24,14 @@ const IDENTITY: Shift = Shift {
 
 /// Unpacks the context archive `reader` (at most `size` bytes) into `dest`.
 pub fn unpack_context(reader: impl Read, size: u64, dest: &Path) -> Result<(), BuildError> {
-    unpack(reader, dest, "context", &IDENTITY, Bounds::for_compressed(size)).map_err(|e| {
+    unpack(
+        reader,
+        dest,
+        "context",
+        &IDENTITY,
+        Bounds::for_compressed(size),
+    )
+    .map_err(|e| {
         BuildError::Context(match e {
             crate::image::ImageError::Hostile { why, .. } => why,
             other => other.to_string(),
@@ -62,9 +69,14 @@ pub fn unpack_archive(src: &Path, dest: &Path) -> Result<(), BuildError> {
     } else {
         Box::new(file)
     };
-    unpack(reader, dest, &src.display().to_string(), &IDENTITY, Bounds::for_compressed(size)).map_err(|e| {
-        BuildError::Other(format!("ADD {}: {e}", src.display()))
-    })
+    unpack(
+        reader,
+        dest,
+        &src.display().to_string(),
+        &IDENTITY,
+        Bounds::for_compressed(size),
+    )
+    .map_err(|e| BuildError::Other(format!("ADD {}: {e}", src.display())))
 }
 
 // ANCHOR: tar_context

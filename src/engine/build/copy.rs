@@ -27,7 +27,9 @@ pub struct Owner {
 /// with [`super::scope::resolve_in`]) that are missing, owned by `owner`;
 /// refuses a name that is a file or a symlink.
 pub fn make_dirs(root: &Path, dir: &Path, owner: Owner) -> Result<(), String> {
-    let rel = dir.strip_prefix(root).map_err(|_| "outside the root".to_string())?;
+    let rel = dir
+        .strip_prefix(root)
+        .map_err(|_| "outside the root".to_string())?;
     let mut here = root.to_path_buf();
     for name in rel.components() {
         here.push(name);
@@ -35,7 +37,8 @@ pub fn make_dirs(root: &Path, dir: &Path, owner: Owner) -> Result<(), String> {
             Ok(m) if m.is_dir() => {}
             Ok(_) => return Err(format!("/{} is not a directory", rel_of(root, &here))),
             Err(_) => {
-                std::fs::create_dir(&here).map_err(|e| format!("mkdir {}: {e}", rel_of(root, &here)))?;
+                std::fs::create_dir(&here)
+                    .map_err(|e| format!("mkdir {}: {e}", rel_of(root, &here)))?;
                 let _ = std::os::unix::fs::lchown(&here, Some(owner.uid), Some(owner.gid));
             }
         }
@@ -44,7 +47,10 @@ pub fn make_dirs(root: &Path, dir: &Path, owner: Owner) -> Result<(), String> {
 }
 
 fn rel_of(root: &Path, path: &Path) -> String {
-    path.strip_prefix(root).unwrap_or(path).display().to_string()
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .display()
+        .to_string()
 }
 
 /// Removes what is at `path`, not following a symlink.
@@ -143,7 +149,9 @@ pub fn list(root: &Path) -> Vec<PathBuf> {
         let Ok(entries) = std::fs::read_dir(root.join(rel)) else {
             return;
         };
-        let mut names: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.file_name())).collect();
+        let mut names: Vec<_> = entries
+            .filter_map(|e| e.ok().map(|e| e.file_name()))
+            .collect();
         names.sort();
         for name in names {
             let rel = rel.join(name);

@@ -263,7 +263,10 @@ mod tests {
         assert_eq!(i[0].args, Args::Shell("demo:1 AS base".into()));
         assert_eq!(i[1].line, 4);
         assert_eq!(i[1].args, Args::Shell("echo a   && echo b".into()));
-        assert_eq!(i[2].args, Args::Exec(vec!["sh".into(), "-c".into(), "x".into()]));
+        assert_eq!(
+            i[2].args,
+            Args::Exec(vec!["sh".into(), "-c".into(), "x".into()])
+        );
         assert_eq!(i[3].keyword, "COPY");
         assert_eq!(i[3].flag("chown"), Some("1:2"));
     }
@@ -278,6 +281,11 @@ mod tests {
             "Dockerfile:2: COPY requires at least one argument"
         );
         let big = "#".repeat(MAX_DOCKERFILE_BYTES + 1);
-        assert!(parse(&big).unwrap_err().to_string().contains("over the limit"));
+        assert!(
+            parse(&big)
+                .unwrap_err()
+                .to_string()
+                .contains("over the limit")
+        );
     }
 }

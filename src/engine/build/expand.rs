@@ -41,14 +41,16 @@ fn process(
     let mut out = Vec::new();
     let mut current = String::new();
     let mut started = false;
+    // A word that expands to nothing is dropped, unless it was quoted.
+    let mut quoted = false;
     let mut i = 0;
     while i < chars.len() {
         let c = chars[i];
         if split && c.is_whitespace() {
-            if started {
+            if started && (quoted || !current.is_empty()) {
                 out.push(std::mem::take(&mut current));
-                started = false;
             }
+            (started, quoted) = (false, false);
             i += 1;
             continue;
         }
@@ -57,11 +59,13 @@ fn process(
             current.push(chars[i + 1]);
             i += 2;
         } else if c == '\'' {
+            quoted = true;
             let end = find(&chars, i + 1, '\'')
                 .ok_or_else(|| ExpandError(format!("unmatched ' in {text:?}")))?;
             current.extend(&chars[i + 1..end]);
             i = end + 1;
         } else if c == '"' {
+            quoted = true;
             i += 1;
             loop {
                 match chars.get(i) {
@@ -86,7 +90,7 @@ fn process(
             i += 1;
         }
     }
-    if started {
+    if started && (quoted || !current.is_empty() || !split) {
         out.push(current);
     }
     Ok(out)
@@ -135,7 +139,11 @@ fn variable(
                     out.push_str(&op[2..]);
                 }
             }
-            Some(_) => return Err(ExpandError(format!("unsupported substitution: ${{{inner}}}"))),
+            Some(_) => {
+                return Err(ExpandError(format!(
+                    "unsupported substitution: ${{{inner}}}"
+                )));
+            }
         }
         return Ok(end + 1);
     }

@@ -18,8 +18,8 @@
 //! ```
 
 pub mod builder;
-pub mod client;
 pub mod cache;
+pub mod client;
 pub mod context;
 pub mod copy;
 pub mod dockerfile;
@@ -27,6 +27,7 @@ pub mod expand;
 pub mod ignore;
 pub mod run;
 pub mod scope;
+pub mod step;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -35,8 +36,8 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use super::EngineError;
-use super::server::{MAX_BODY, Request, RequestBody};
 use super::responder::Responder;
+use super::server::{MAX_BODY, Request, RequestBody};
 use crate::image::ImageError;
 use crate::image::draft::Draft;
 use crate::image::store::Store;
@@ -114,22 +115,34 @@ pub fn serve_build(
         .param("t")
         .filter(|t| !t.is_empty())
         .map(crate::registry::reference::store_name_of);
-    let dockerfile_name = req.param("dockerfile").filter(|d| !d.is_empty()).unwrap_or("Dockerfile");
+    let dockerfile_name = req
+        .param("dockerfile")
+        .filter(|d| !d.is_empty())
+        .unwrap_or("Dockerfile");
     let mut options = builder::Options {
-        target: req.param("target").filter(|t| !t.is_empty()).map(str::to_ascii_lowercase),
+        target: req
+            .param("target")
+            .filter(|t| !t.is_empty())
+            .map(str::to_ascii_lowercase),
         no_cache: req.flag("nocache"),
         ..builder::Options::default()
     };
     if let Some(args) = req.param("buildargs").filter(|a| !a.is_empty()) {
         let map: BTreeMap<String, Option<String>> = serde_json::from_str(args)
             .map_err(|e| bad(format!("buildargs must be a JSON object of strings: {e}")))?;
-        options.build_args = map.into_iter().map(|(k, v)| (k, v.unwrap_or_default())).collect();
+        options.build_args = map
+            .into_iter()
+            .map(|(k, v)| (k, v.unwrap_or_default()))
+            .collect();
     }
     let quiet = req.flag("q");
 
     // The context, unpacked into a private directory, refused whole if
     // any entry is hostile.
-    let scratch = Scratch(root.join("engine/tmp").join(format!("build-{}", crate::ns::uts::short_random_id())));
+    let scratch = Scratch(
+        root.join("engine/tmp")
+            .join(format!("build-{}", crate::ns::uts::short_random_id())),
+    );
     let context = scratch.0.join("context");
     let work = scratch.0.join("work");
     for dir in [&context, &work] {
@@ -148,7 +161,9 @@ pub fn serve_build(
     };
     context::unpack_context(reader, size, &context).map_err(|e| bad(e.to_string()))?;
 
-    let mut stream = out.stream(200, "application/json").map_err(EngineError::Connection)?;
+    let mut stream = out
+        .stream(200, "application/json")
+        .map_err(EngineError::Connection)?;
     // The status is sent: from here on, errors travel as Docker's lines.
     let mut send = |value: Value| {
         let _ = writeln!(stream, "{value}");
@@ -209,7 +224,9 @@ fn is_gzip(path: &Path) -> bool {
 fn read_dockerfile(context: &Path, name: &str) -> Result<String, BuildError> {
     let path = scope::resolve_in(context, Path::new(name), true).map_err(BuildError::Other)?;
     let meta = std::fs::metadata(&path).map_err(|_| {
-        BuildError::Other(format!("cannot find {name} in the build context: give its name with -f"))
+        BuildError::Other(format!(
+            "cannot find {name} in the build context: give its name with -f"
+        ))
     })?;
     if meta.len() > dockerfile::MAX_DOCKERFILE_BYTES as u64 {
         return Err(BuildError::Other(format!(
@@ -227,7 +244,9 @@ fn read_dockerfile(context: &Path, name: &str) -> Result<String, BuildError> {
 /// container's image plus one layer of its changes (its upper directory).
 /// The answer is `201 {"Id": "sha256:…"}`, the new image's id.
 pub fn serve_commit(root: &Path, req: &Request, out: &mut Responder) -> Result<(), EngineError> {
-    let key = req.param("container").ok_or_else(|| bad("container is missing"))?;
+    let key = req
+        .param("container")
+        .ok_or_else(|| bad("container is missing"))?;
     let containers = super::state::Containers::open(root)?;
     let record = containers.find(key)?;
     let store = Store::open(root).map_err(|e| bad(e.to_string()))?;

@@ -108,7 +108,8 @@ pub fn run_step(
     crate::bundle::write(&traces.bundle, &oci).map_err(|e| BuildError::Other(e.to_string()))?;
 
     output(&format!(" ---> Running in {id}\n"));
-    let (reader, writer) = nix::unistd::pipe().map_err(|e| BuildError::Other(format!("pipe: {e}")))?;
+    let (reader, writer) =
+        nix::unistd::pipe().map_err(|e| BuildError::Other(format!("pipe: {e}")))?;
     let writer2 = writer
         .try_clone()
         .map_err(|e| BuildError::Other(format!("dup: {e}")))?;
@@ -159,7 +160,8 @@ fn pump(reader: OwnedFd, output: &mut dyn FnMut(&str)) {
 /// as container `id` in this single-threaded process, with this process's
 /// stdio; returns the exit code to end with.
 pub fn helper(dir: &Path, id: &str) -> i32 {
-    let spec = crate::bundle::read(dir).and_then(|config| crate::bundle::from_oci(&config, dir, id));
+    let spec =
+        crate::bundle::read(dir).and_then(|config| crate::bundle::from_oci(&config, dir, id));
     let spec = match spec {
         Ok(spec) => spec,
         Err(e) => {
