@@ -72,6 +72,7 @@ pub fn build(client: &Client, options: &BuildOptions) -> Result<(), EngineError>
     }
     let len = context.len() as u64;
     let mut failed = None;
+    let mut built = false;
     let mut pending = Vec::new();
     let mut stdout = std::io::stdout();
     client.call(
@@ -91,6 +92,8 @@ pub fn build(client: &Client, options: &BuildOptions) -> Result<(), EngineError>
                 };
                 if let Some(e) = v["error"].as_str() {
                     failed = Some(e.to_string());
+                } else if v["aux"]["ID"].is_string() {
+                    built = true;
                 } else if let Some(s) = v["stream"].as_str() {
                     let _ = stdout.write_all(s.as_bytes());
                     let _ = stdout.flush();
@@ -98,7 +101,14 @@ pub fn build(client: &Client, options: &BuildOptions) -> Result<(), EngineError>
             }
         },
     )?;
-    failed.map_or(Ok(()), |e| Err(EngineError::Daemon(e)))
+    match (failed, built) {
+        (Some(e), _) => Err(EngineError::Daemon(e)),
+        (None, true) => Ok(()),
+        // The answer ended before the image: the daemon broke off.
+        (None, false) => Err(EngineError::Daemon(
+            "the build ended without an image: see the daemon's log".into(),
+        )),
+    }
 }
 
 /// `step11 commit CONTAINER REPO[:TAG]`: prints the new image's id.
