@@ -3632,3 +3632,403 @@ fn five_web_servers_with_their_volumes_come_and_go_cleanly() {
         "volume rm removed them all"
     );
 }
+
+// ---- Images you make: build (the classic builder) and commit (#17) ----
+
+/// A build context directory holding `files` (name, content).
+fn build_context(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, content) in files {
+        let path = dir.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    }
+    dir
+}
+
+/// `step11 build ARGS… CONTEXT`.
+fn build_in(engine: &Engine, context: &Path, args: &[&str]) -> Output {
+    let mut all: Vec<&str> = vec!["build"];
+    all.extend_from_slice(args);
+    let context = context.to_str().unwrap();
+    all.push(context);
+    engine.client(&all)
+}
+
+/// Nothing of a build is left: no mount under the root, no container
+/// directory (upper dirs), no scratch directory.
+fn assert_build_left_nothing(engine: &Engine, what: &str) {
+    let root = engine.root().to_string_lossy().into_owned();
+    let mounted: Vec<String> = support::host_mount_points()
+        .into_iter()
+        .filter(|m| m.starts_with(&root))
+        .collect();
+    assert!(
+        mounted.is_empty(),
+        "step 11: {what}: mounts left: {mounted:?}"
+    );
+    for dir in ["containers", "engine/tmp"] {
+        let left: Vec<_> = std::fs::read_dir(engine.root().join(dir))
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "step 11: {what}: {dir}/ keeps {left:?}");
+    }
+}
+
+const WEB_DOCKERFILE: &str = "FROM demo:1\n\
+# busybox has httpd: give it its name\n\
+RUN ln -s busybox /bin/httpd && mkdir -p /srv/www\n\
+COPY site/ /srv/www/\n\
+COPY start.sh /start.sh\n\
+EXPOSE 80\n\
+CMD [\"/bin/sh\", \"/start.sh\"]\n";
+
+#[test]
+fn build_makes_the_source_documents_web_server_image_and_it_serves_its_page() {
+    let engine = Engine::start();
+    loaded(&engine);
+    let context = build_context(&[
+        ("Dockerfile", WEB_DOCKERFILE),
+        ("site/index.html", "built by caixa\n"),
+        ("start.sh", "exec httpd -f -p 80 -h /srv/www\n"),
+        ("notes.log", "not sent\n"),
+        (".dockerignore", "*.log\n"),
+    ]);
+    let out = build_in(&engine, context.path(), &["-t", "web:1"]);
+    let log = stdout_of(&out);
+    assert!(
+        log.contains("Step 1/6 : FROM demo:1") && log.contains("Successfully tagged web:1"),
+        "step 11: build prints Docker's progress: {log}"
+    );
+    let id = stdout_of(&engine.client(&["run", "-d", "-p", "18300:80", "web:1"]));
+    let url = "http://127.0.0.1:18300/";
+    let begin = Instant::now();
+    let page = loop {
+        let out = engine
+            .netns
+            .command("busybox")
+            .args(["wget", "-q", "-O-", url])
+            .output()
+            .expect("busybox wget (sudo apt-get install busybox-static)");
+        if out.status.success() || begin.elapsed() > Duration::from_secs(30) {
+            break text(&out.stdout);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        page, "built by caixa\n",
+        "step 11: the built image's CMD serves the COPYed site on its EXPOSEd port"
+    );
+    let ignored = engine.client(&[
+        "run",
+        "--rm",
+        "web:1",
+        "sh",
+        "-c",
+        "ls /srv/www; ls /notes.log 2>&1",
+    ]);
+    assert_eq!(
+        text(&ignored.stdout).lines().next(),
+        Some("index.html"),
+        "step 11: COPY site/ copies the directory's contents"
+    );
+    stdout_of(&engine.client(&["rm", "-f", id.trim()]));
+    assert_build_left_nothing(&engine, "a build and a run");
+}
+
+#[test]
+fn the_docker_cli_builds_with_the_classic_builder() {
+    let engine = Engine::start();
+    loaded(&engine);
+    let context = build_context(&[
+        (
+            "Dockerfile",
+            "FROM demo:1\nARG WHO=nobody\nENV GREETING=\"hello from\"\nCOPY msg.txt /msg.txt\nRUN echo \"$GREETING $WHO\" >> /msg.txt\nCMD [\"cat\", \"/msg.txt\"]\n",
+        ),
+        ("msg.txt", "built by docker build\n"),
+    ]);
+    let out = wait_output(
+        Command::new(docker_cli())
+            .arg("-H")
+            .arg(format!("unix://{}", engine.socket().display()))
+            .args(["build", "-t", "cli-built:1", "--build-arg", "WHO=caixa"])
+            .arg(context.path())
+            .env("DOCKER_BUILDKIT", "0")
+            .env("DOCKER_CONFIG", engine.dir.path().join("docker-config"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let log = text(&out.stdout);
+    assert!(
+        out.status.success() && log.contains("Successfully built"),
+        "step 11: DOCKER_BUILDKIT=0 docker build must work against the daemon: {log}\n{}",
+        text(&out.stderr)
+    );
+    let run = docker_on(&engine, &["run", "--rm", "cli-built:1"]);
+    assert_eq!(
+        text(&run.stdout),
+        "built by docker build\nhello from caixa\n",
+        "step 11: docker run of the image docker build made: {}",
+        text(&run.stderr)
+    );
+}
+
+const CACHED_DOCKERFILE: &str = "FROM demo:1\n\
+RUN echo one > /one\n\
+COPY a.txt /a.txt\n\
+RUN cat /a.txt > /b.txt\n\
+CMD [\"cat\", \"/b.txt\"]\n";
+
+#[test]
+fn build_reuses_every_cached_step_and_rebuilds_from_a_changed_copy_on() {
+    let engine = Engine::start();
+    loaded(&engine);
+    let context = build_context(&[("Dockerfile", CACHED_DOCKERFILE), ("a.txt", "first\n")]);
+    let first = stdout_of(&build_in(&engine, context.path(), &["-t", "cached:1"]));
+    assert_eq!(first.matches("Running in").count(), 2, "{first}");
+    let second = stdout_of(&build_in(&engine, context.path(), &["-t", "cached:1"]));
+    assert_eq!(
+        second.matches("Running in").count(),
+        0,
+        "step 11: a rebuild with nothing changed runs no RUN: {second}"
+    );
+    assert_eq!(
+        second.matches("Using cache").count(),
+        4,
+        "step 11: a rebuild with nothing changed reuses every step: {second}"
+    );
+    let built = |log: &str| {
+        log.lines()
+            .find(|l| l.starts_with("Successfully built"))
+            .map(String::from)
+    };
+    assert_eq!(
+        built(&first),
+        built(&second),
+        "step 11: the same image, the same id"
+    );
+    std::fs::write(context.path().join("a.txt"), "second\n").unwrap();
+    let third = stdout_of(&build_in(&engine, context.path(), &["-t", "cached:1"]));
+    assert_eq!(
+        (
+            third.matches("Using cache").count(),
+            third.matches("Running in").count()
+        ),
+        (1, 1),
+        "step 11: a changed COPY source rebuilds from the COPY on, and only that: {third}"
+    );
+    let run = engine.client(&["run", "--rm", "cached:1"]);
+    assert_eq!(stdout_of(&run), "second\n");
+    let no_cache = stdout_of(&build_in(
+        &engine,
+        context.path(),
+        &["--no-cache", "-t", "cached:1"],
+    ));
+    assert_eq!(
+        no_cache.matches("Running in").count(),
+        2,
+        "step 11: --no-cache: {no_cache}"
+    );
+}
+
+#[test]
+fn a_run_that_deletes_a_file_hides_it_with_a_whiteout_and_stages_copy_from_each_other() {
+    let engine = Engine::start();
+    loaded(&engine);
+    let context = build_context(&[(
+        "Dockerfile",
+        "FROM demo:1 AS maker\n\
+         WORKDIR /work\n\
+         RUN echo made-in-stage-one > made.txt\n\
+         FROM demo:1\n\
+         RUN rm /bin/cat && mkdir -p /tmp/gone && rm -r /tmp/gone\n\
+         COPY --from=maker /work/made.txt /opt/made.txt\n\
+         CMD [\"sh\", \"-c\", \"busybox cat /opt/made.txt; test -e /bin/cat && echo cat-present || echo cat-gone\"]\n",
+    )]);
+    stdout_of(&build_in(&engine, context.path(), &["-t", "staged:1"]));
+    let run = engine.client(&["run", "--rm", "staged:1"]);
+    assert_eq!(
+        stdout_of(&run),
+        "made-in-stage-one\ncat-gone\n",
+        "step 11: COPY --from copies out of the first stage; RUN rm's whiteout hides /bin/cat"
+    );
+    // The layer says it as the OCI spec does: bin/.wh.cat.
+    let store = engine.root();
+    let manifest = std::fs::read_to_string(store.join("images/staged:1")).unwrap();
+    let blob = |d: &str| {
+        store
+            .join("blobs/sha256")
+            .join(d.trim().trim_start_matches("sha256:"))
+    };
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(blob(&manifest)).unwrap()).unwrap();
+    let layers = manifest["layers"].as_array().unwrap();
+    let rm_layer = &layers[layers.len() - 2];
+    let file = std::fs::File::open(blob(rm_layer["digest"].as_str().unwrap())).unwrap();
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let names: Vec<String> = tar
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    assert!(
+        names.contains(&"bin/.wh.cat".to_string()),
+        "step 11: the RUN rm layer must hold the whiteout bin/.wh.cat: {names:?}"
+    );
+}
+
+#[test]
+fn skopeo_reads_the_image_caixa_built() {
+    let engine = Engine::start();
+    loaded(&engine);
+    let context = build_context(&[("Dockerfile", CACHED_DOCKERFILE), ("a.txt", "for skopeo\n")]);
+    stdout_of(&build_in(&engine, context.path(), &["-t", "forskopeo:1"]));
+    let (_registry, port) = start_registry(&engine.root(), &[]);
+    let copy = tempfile::tempdir().unwrap();
+    let out = Command::new("skopeo")
+        .args(["copy", "--quiet", "--src-tls-verify=false"])
+        .arg(format!("docker://127.0.0.1:{port}/forskopeo:1"))
+        .arg(format!("oci:{}:copy", copy.path().display()))
+        .output()
+        .expect("skopeo (sudo apt-get install skopeo)");
+    assert!(
+        out.status.success(),
+        "step 11: skopeo must read (and verify) the built image: {}",
+        text(&out.stderr)
+    );
+    let out = Command::new("skopeo")
+        .args(["inspect", "--config"])
+        .arg(format!("oci:{}:copy", copy.path().display()))
+        .output()
+        .unwrap();
+    let config: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        config["config"]["Cmd"],
+        serde_json::json!(["cat", "/b.txt"])
+    );
+    assert_eq!(
+        config["rootfs"]["diff_ids"].as_array().map(Vec::len),
+        Some(4),
+        "step 11: the base layer and one per RUN/COPY: {config}"
+    );
+    assert_eq!(
+        config["history"].as_array().map(Vec::len),
+        Some(6),
+        "step 11: the base image's two entries and one per instruction: {config}"
+    );
+}
+
+/// POST /build with `body` as the context, straight on the socket.
+fn raw_build(engine: &Engine, body: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut stream = UnixStream::connect(engine.socket()).unwrap();
+    let head = format!(
+        "POST /build?t=evil HTTP/1.1\r\nHost: caixa\r\nContent-Type: application/x-tar\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer
+}
+
+#[test]
+fn hostile_contexts_and_dockerfiles_are_refused_in_one_line_leaving_nothing() {
+    let engine = Engine::start();
+    loaded(&engine);
+    // A context tar whose entries climb out or start at /.
+    for evil in ["../escaped", "/abs"] {
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(3);
+        header.set_mode(0o644);
+        header.as_gnu_mut().unwrap().name[..evil.len()].copy_from_slice(evil.as_bytes());
+        header.set_cksum();
+        tar.append(&header, &b"bad"[..]).unwrap();
+        let answer = raw_build(&engine, &tar.into_inner().unwrap());
+        assert!(
+            answer.starts_with("HTTP/1.1 400") && answer.contains("refusing the build context"),
+            "step 11: a context entry {evil:?} must be refused: {answer}"
+        );
+    }
+    let escaped = engine.dir.path().join("escaped");
+    assert!(!escaped.exists(), "step 11: nothing written outside");
+    // A Dockerfile: unknown instruction, COPY out of the context (by `..`
+    // and through a symlink), over the size limit, a failing RUN.
+    let cases: [(&str, &str); 5] = [
+        (
+            "FROM demo:1\nFROB it\n",
+            "Dockerfile:2: unknown instruction: FROB",
+        ),
+        (
+            "FROM demo:1\nCOPY ../../../../etc/passwd /x\n",
+            "file not found in build context",
+        ),
+        (
+            "FROM demo:1\nCOPY evil/hostname /x\n",
+            "file not found in build context",
+        ),
+        (
+            "FROM demo:1\nRUN echo hi && false\n",
+            "returned a non-zero code: 1",
+        ),
+        ("FROM nosuch:1\n", "no image nosuch:1"),
+    ];
+    for (dockerfile, needle) in cases {
+        let context = build_context(&[("Dockerfile", dockerfile)]);
+        std::os::unix::fs::symlink("/etc", context.path().join("evil")).unwrap();
+        let out = build_in(&engine, context.path(), &["-t", "evil:1"]);
+        assert_one_line_error(&out, 11, 125, needle);
+    }
+    let big = format!("FROM demo:1\n{}", "# padding\n".repeat(120_000));
+    let context = build_context(&[("Dockerfile", &big)]);
+    let out = build_in(&engine, context.path(), &["-t", "evil:1"]);
+    assert_one_line_error(&out, 11, 125, "over the limit");
+    assert!(
+        engine
+            .client(&["run", "--rm", "evil:1", "true"])
+            .status
+            .code()
+            != Some(0),
+        "step 11: no image was tagged"
+    );
+    assert_build_left_nothing(&engine, "refused builds");
+}
+
+#[test]
+fn commit_makes_an_image_of_a_containers_changes() {
+    let engine = Engine::start();
+    loaded(&engine);
+    let out = engine.client(&[
+        "run",
+        "--name",
+        "changer",
+        "demo:1",
+        "sh",
+        "-c",
+        "echo changed > /note && rm /bin/tail",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let id = stdout_of(&engine.client(&["commit", "changer", "noted:1"]));
+    assert!(
+        id.starts_with("sha256:"),
+        "step 11: commit prints the new image's id: {id}"
+    );
+    let run = engine.client(&[
+        "run",
+        "--rm",
+        "noted:1",
+        "sh",
+        "-c",
+        "busybox cat /note; test -e /bin/tail || echo tail-gone",
+    ]);
+    assert_eq!(
+        stdout_of(&run),
+        "changed\ntail-gone\n",
+        "step 11: the committed image holds the container's changes, deletions too"
+    );
+}

@@ -230,6 +230,24 @@ enum Command {
         /// The container id.
         id: String,
     },
+    // Images you make (build, commit): the library's build module does the work.
+    /// Build an image from a Dockerfile and a context directory.
+    Build(caixa::engine::build::client::BuildOptions),
+    /// Make an image of a container's changes: commit CONTAINER REPO[:TAG].
+    Commit {
+        /// The container.
+        container: String,
+        /// The new image's name.
+        repository: String,
+    },
+    /// (daemon's) Run one RUN step's container from the bundle in DIR.
+    #[command(hide = true, name = "build-run")]
+    BuildRun {
+        /// The bundle directory.
+        dir: PathBuf,
+        /// The container id.
+        id: String,
+    },
 }
 
 /// `docker exec`'s options that caixa's engine knows.
@@ -549,6 +567,14 @@ fn main() {
         Command::Exec(options) => exec(&client(), &options),
         Command::ExecIn { id, exec } => {
             std::process::exit(caixa::engine::exec::join(&absolute(&args.root), &id, &exec))
+        }
+        Command::Build(options) => caixa::engine::build::client::build(&client(), &options),
+        Command::Commit {
+            container,
+            repository,
+        } => caixa::engine::build::client::commit(&client(), &container, &repository),
+        Command::BuildRun { dir, id } => {
+            std::process::exit(caixa::engine::build::run::helper(&dir, &id))
         }
     };
     if let Err(e) = result {

@@ -197,6 +197,8 @@ fn route(
             let json = read_json(body)?;
             reply_json(out, 200, &super::images::login(daemon, &json)?)
         }
+        ("POST", ["build"]) => super::build::serve_build(&daemon.root, &daemon.exe, req, body, out),
+        ("POST", ["commit"]) => super::build::serve_commit(&daemon.root, req, out),
         ("POST", ["containers", "create"]) => {
             let json = read_json(body)?;
             let config = create(daemon, &containers, req.param("name"), &json)?;

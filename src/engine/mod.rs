@@ -35,11 +35,13 @@
 //! - [`volumes`]: data that outlives containers (`-v`, `/volumes`);
 //! - [`client`]: the other end of the socket;
 //! - [`session`]: an attach as the client lives it (raw mode, resize);
+//! - [`build`]: images you make: `build` from a Dockerfile, `commit`;
 //! - [`registry`]: a registry of your own, serving a store's images and
 //!   taking pushes into it.
 
 pub mod attach;
 pub mod bridge;
+pub mod build;
 pub mod client;
 pub mod daemon;
 pub mod exec;

@@ -17,7 +17,9 @@
 pub mod bounded;
 pub mod compression;
 pub mod config;
+pub mod diff;
 pub mod digest;
+pub mod draft;
 pub mod load;
 pub mod overlay;
 pub mod store;
