@@ -2008,6 +2008,171 @@ fn restart_policies_are_run_by_the_shim() {
     }
 }
 
+#[test]
+fn containers_on_a_network_reach_each_other_by_name_and_no_one_else() {
+    let engine = Engine::start();
+    loaded(&engine);
+    let c = |args: &[&str]| engine.client(args);
+    stdout_of(&c(&["network", "create", "app"]));
+    stdout_of(&c(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "app",
+        "--network-alias",
+        "www",
+        "demo:1",
+        "sh",
+        "-c",
+        "mkdir /www && echo page-of-web > /www/index.html && exec busybox httpd -f -p 80 -h /www",
+    ]));
+    // By its name and by its alias, from another container of the network
+    // (retried while httpd starts).
+    let fetch = "for i in $(busybox seq 30); do busybox wget -q -O- http://web/ && \
+                 busybox wget -q -O- http://www/ && exit 0; sleep 0.2; done; exit 1";
+    let out = c(&[
+        "run",
+        "--rm",
+        "--network",
+        "app",
+        "demo:1",
+        "sh",
+        "-c",
+        fetch,
+    ]);
+    assert_eq!(
+        text(&out.stdout),
+        "page-of-web\npage-of-web\n",
+        "step 11: a container reaches another of its network by name and by alias: {}",
+        text(&out.stderr)
+    );
+    let address = text(
+        &docker_on(
+            &engine,
+            &["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "web"],
+        )
+        .stdout,
+    )
+    .trim()
+    .to_string();
+    assert!(
+        address.starts_with("10.90."),
+        "step 11: web has an address of app's subnet: {address:?}"
+    );
+    // Isolation: neither step 8's bridge nor another network gets through.
+    // (busybox's own `wget -T` crashes in this busybox: `timeout` instead.)
+    stdout_of(&c(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.91.7.0/24",
+        "other",
+    ]));
+    let probe = format!(
+        "busybox timeout 3 busybox wget -q -O- http://{address}/ >/dev/null 2>&1 && echo reached || echo isolated"
+    );
+    for network in ["bridge", "other"] {
+        let out = c(&[
+            "run",
+            "--rm",
+            "--network",
+            network,
+            "demo:1",
+            "sh",
+            "-c",
+            &probe,
+        ]);
+        assert_eq!(
+            text(&out.stdout),
+            "isolated\n",
+            "step 11: a container on {network} must not reach a container on app: {}",
+            text(&out.stderr)
+        );
+    }
+    // A container that joins later is listed for the others, and gone
+    // when it goes.
+    stdout_of(&c(&[
+        "run",
+        "-d",
+        "--name",
+        "late",
+        "--network",
+        "app",
+        "demo:1",
+        "sleep",
+        "600",
+    ]));
+    let hosts = stdout_of(&c(&["exec", "web", "cat", "/etc/hosts"]));
+    assert!(
+        hosts.contains("\tlate ") && hosts.contains("\tweb ") && hosts.contains(" www"),
+        "step 11: web's /etc/hosts lists the network's containers: {hosts}"
+    );
+    stdout_of(&c(&["rm", "-f", "late"]));
+    let hosts = stdout_of(&c(&["exec", "web", "cat", "/etc/hosts"]));
+    assert!(
+        !hosts.contains("late"),
+        "step 11: a container that left is no longer listed: {hosts}"
+    );
+    // The Docker CLI sees the same.
+    let ls = text(&docker_on(&engine, &["network", "ls", "--format", "{{.Name}}"]).stdout);
+    assert!(
+        ls.lines().any(|l| l == "app") && ls.lines().any(|l| l == "bridge"),
+        "step 11: docker network ls: {ls}"
+    );
+    let on_it = docker_on(
+        &engine,
+        &[
+            "network",
+            "inspect",
+            "-f",
+            "{{range .Containers}}{{.Name}} {{end}}",
+            "app",
+        ],
+    );
+    assert_eq!(text(&on_it.stdout).trim(), "web", "docker network inspect");
+    let out = docker_on(&engine, &["network", "rm", "app"]);
+    assert!(
+        !out.status.success() && text(&out.stderr).contains("web"),
+        "step 11: a network with a container on it is not removed: {}",
+        text(&out.stderr)
+    );
+    // Mistakes are one line each.
+    assert_one_line_error(
+        &c(&["network", "create", "../x"]),
+        11,
+        125,
+        "invalid network name",
+    );
+    assert_one_line_error(&c(&["network", "create", "bridge"]), 11, 125, "pre-defined");
+    assert_one_line_error(
+        &c(&["network", "create", "--subnet", "10.91.7.128/25", "clash"]),
+        11,
+        125,
+        "overlaps",
+    );
+    assert_one_line_error(
+        &c(&["run", "--network", "nosuch", "demo:1", "true"]),
+        11,
+        125,
+        "network nosuch not found",
+    );
+    // All gone: no caixa bridge is left in the engine's namespace.
+    stdout_of(&c(&["rm", "-f", "web"]));
+    let out = docker_on(&engine, &["network", "rm", "app", "other"]);
+    assert!(
+        out.status.success(),
+        "docker network rm: {}",
+        text(&out.stderr)
+    );
+    let links = engine.netns.sh("ip -o link show");
+    assert!(
+        !links.contains("caixa-"),
+        "step 11: a network's bridge goes with its last container: {links}"
+    );
+}
+
 /// What the network still holds of container `id` (of any container, for
 /// ""), as seen inside the engine's namespace: rules naming it, its lease,
 /// the host end of its veth, its network files.

@@ -182,8 +182,9 @@ enum Command {
         /// Remove its anonymous volumes too (named ones stay).
         #[arg(short, long)]
         volumes: bool,
-        /// Name or id (prefix).
-        container: String,
+        /// Names or ids (prefixes).
+        #[arg(required = true)]
+        containers: Vec<String>,
     },
     /// Stop a container if it runs, then start it.
     Restart {
@@ -214,6 +215,9 @@ enum Command {
     /// Manage volumes: data that outlives containers.
     #[command(subcommand)]
     Volume(VolumeCommand),
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(NetworkCommand),
     /// Run a command in a running container; exit with its code.
     Exec(Box<ExecOptions>),
     /// (daemon's) Join container ID and become exec EID's command in it.
@@ -283,6 +287,37 @@ enum ContainerCommand {
     Prune,
 }
 
+/// `docker network`'s subcommands.
+#[derive(Subcommand)]
+enum NetworkCommand {
+    /// Make a network: a bridge and a subnet of its own.
+    Create {
+        /// Its subnet (else the first free 10.90.N.0/24).
+        #[arg(long)]
+        subnet: Option<String>,
+        /// KEY=VALUE. Repeatable.
+        #[arg(long = "label")]
+        labels: Vec<String>,
+        /// Its name.
+        name: String,
+    },
+    /// List the networks.
+    Ls,
+    /// Show a network as JSON, with the containers on it.
+    Inspect {
+        /// Its name or id.
+        name: String,
+    },
+    /// Remove networks no container is on.
+    Rm {
+        /// Their names.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove every network no container is on.
+    Prune,
+}
+
 /// `docker volume`'s subcommands.
 #[derive(Subcommand)]
 enum VolumeCommand {
@@ -341,9 +376,12 @@ struct RunOptions {
     /// Publish a port: [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp]. Repeatable.
     #[arg(short = 'p', long = "publish")]
     publish: Vec<String>,
-    /// bridge or none.
+    /// bridge, none, or the name of a network (step11 network create).
     #[arg(long, default_value = "bridge")]
     network: String,
+    /// Another name the container answers to on its network. Repeatable.
+    #[arg(long = "network-alias")]
+    network_aliases: Vec<String>,
     /// Memory limit, e.g. 64m.
     #[arg(long)]
     memory: Option<String>,
@@ -511,20 +549,23 @@ fn main() {
         Command::Rm {
             force,
             volumes,
-            container,
-        } => client()
-            .json(
-                "DELETE",
-                &format!(
-                    "/containers/{}?force={}&v={}",
-                    percent_encode(&container),
-                    u8::from(force),
-                    u8::from(volumes)
-                ),
-                None,
-            )
-            .map(|_| println!("{container}")),
+            containers,
+        } => containers.iter().try_for_each(|container| {
+            client()
+                .json(
+                    "DELETE",
+                    &format!(
+                        "/containers/{}?force={}&v={}",
+                        percent_encode(container),
+                        u8::from(force),
+                        u8::from(volumes)
+                    ),
+                    None,
+                )
+                .map(|_| println!("{container}"))
+        }),
         Command::Volume(command) => volume(&client(), command),
+        Command::Network(command) => network(&client(), command),
         Command::Restart { time, container } => client()
             .json(
                 "POST",
@@ -840,6 +881,9 @@ fn run(client: &Client, o: &RunOptions) -> Result<(), EngineError> {
             "RestartPolicy": restart_policy(&o.restart)?,
             "NanoCpus": o.cpus.map_or(0, |c| (c * 1e9) as u64),
         },
+        "NetworkingConfig": { "EndpointsConfig": {
+            o.network.clone(): { "Aliases": o.network_aliases },
+        }},
     });
     let target = match &o.name {
         Some(n) => format!("/containers/create?name={}", percent_encode(n)),
@@ -942,6 +986,71 @@ fn attach(client: &Client, container: &str, stdin: bool, keys: &str) -> Result<(
     std::process::exit(code)
 }
 // ANCHOR_END: client_attach
+
+/// `docker network …`: one API call each.
+fn network(client: &Client, command: NetworkCommand) -> Result<(), EngineError> {
+    match command {
+        NetworkCommand::Create {
+            subnet,
+            labels,
+            name,
+        } => {
+            let labels: serde_json::Map<String, Value> = labels
+                .iter()
+                .map(|l| {
+                    let (k, v) = l.split_once('=').unwrap_or((l, ""));
+                    (k.to_string(), json!(v))
+                })
+                .collect();
+            let mut body = json!({ "Name": name, "Driver": "bridge", "Labels": labels });
+            if let Some(subnet) = subnet {
+                body["IPAM"] = json!({ "Config": [{ "Subnet": subnet }] });
+            }
+            let made = client.json("POST", "/networks/create", Some(&body))?;
+            println!("{}", made["Id"].as_str().unwrap_or_default());
+        }
+        NetworkCommand::Ls => {
+            println!("NETWORK ID\tNAME\tDRIVER\tSUBNET");
+            for n in client
+                .json("GET", "/networks", None)?
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                let id = n["Id"].as_str().unwrap_or_default();
+                println!(
+                    "{}\t{}\tbridge\t{}",
+                    &id[..id.len().min(12)],
+                    n["Name"].as_str().unwrap_or_default(),
+                    n["IPAM"]["Config"][0]["Subnet"]
+                        .as_str()
+                        .unwrap_or_default()
+                );
+            }
+        }
+        NetworkCommand::Inspect { name } => {
+            let n = client.json("GET", &format!("/networks/{}", percent_encode(&name)), None)?;
+            println!("{}", serde_json::to_string_pretty(&n).unwrap_or_default());
+        }
+        NetworkCommand::Rm { names } => {
+            for name in names {
+                client.json(
+                    "DELETE",
+                    &format!("/networks/{}", percent_encode(&name)),
+                    None,
+                )?;
+                println!("{name}");
+            }
+        }
+        NetworkCommand::Prune => {
+            let gone = client.json("POST", "/networks/prune", None)?;
+            for name in gone["NetworksDeleted"].as_array().into_iter().flatten() {
+                println!("Deleted Network: {}", name.as_str().unwrap_or_default());
+            }
+        }
+    }
+    Ok(())
+}
 
 // ANCHOR: client_volume
 /// `docker volume …`: one API call each.

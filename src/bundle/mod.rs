@@ -71,6 +71,8 @@ pub const ANNOTATION_IMAGE_KEEP: &str = "org.caixa.image.keep";
 pub const ANNOTATION_BRIDGE: &str = "org.caixa.network.bridge";
 /// Annotation: the bridge's subnet (`10.89.0.0/24`).
 pub const ANNOTATION_SUBNET: &str = "org.caixa.network.subnet";
+/// Annotation: the names the container answers to on its network, comma-separated.
+pub const ANNOTATION_NAMES: &str = "org.caixa.network.names";
 /// Annotation: published ports, comma-separated, each as `-p` takes it.
 pub const ANNOTATION_PUBLISH: &str = "org.caixa.network.publish";
 /// Annotation: the bandwidth limit in tc's syntax (`10mbit`).
@@ -79,7 +81,7 @@ pub const ANNOTATION_BANDWIDTH: &str = "org.caixa.network.bandwidth";
 pub const ANNOTATION_STATE_DIR: &str = "org.caixa.network.state-dir";
 
 /// Every `org.caixa.*` annotation caixa reads; any other one is a typo.
-pub const ANNOTATIONS: [&str; 9] = [
+pub const ANNOTATIONS: [&str; 10] = [
     ANNOTATION_USER,
     ANNOTATION_IMAGE_MANIFEST,
     ANNOTATION_IMAGE_STORE,
@@ -89,6 +91,7 @@ pub const ANNOTATIONS: [&str; 9] = [
     ANNOTATION_PUBLISH,
     ANNOTATION_BANDWIDTH,
     ANNOTATION_STATE_DIR,
+    ANNOTATION_NAMES,
 ];
 
 /// A bundle caixa cannot run, or cannot read or write.

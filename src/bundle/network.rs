@@ -10,8 +10,8 @@ use std::path::PathBuf;
 
 use super::to_oci::utf8;
 use super::{
-    ANNOTATION_BANDWIDTH, ANNOTATION_BRIDGE, ANNOTATION_PUBLISH, ANNOTATION_STATE_DIR,
-    ANNOTATION_SUBNET, BundleError, invalid_annotation,
+    ANNOTATION_BANDWIDTH, ANNOTATION_BRIDGE, ANNOTATION_NAMES, ANNOTATION_PUBLISH,
+    ANNOTATION_STATE_DIR, ANNOTATION_SUBNET, BundleError, invalid_annotation,
 };
 use crate::net::{NetworkSpec, Publish};
 
@@ -28,6 +28,9 @@ pub(super) fn network_to_oci(
     }
     if let Some(rate) = &net.bandwidth {
         annotations.insert(ANNOTATION_BANDWIDTH.into(), rate.clone());
+    }
+    if !net.names.is_empty() {
+        annotations.insert(ANNOTATION_NAMES.into(), net.names.join(","));
     }
     let state_dir = utf8("network state directory", &net.state_dir)?;
     annotations.insert(ANNOTATION_STATE_DIR.into(), state_dir);
@@ -47,6 +50,7 @@ pub(super) fn network_from_oci(
         ANNOTATION_PUBLISH,
         ANNOTATION_BANDWIDTH,
         ANNOTATION_STATE_DIR,
+        ANNOTATION_NAMES,
     ];
     if keys.iter().all(|k| get(k).is_none()) {
         return Ok(None);
@@ -96,11 +100,29 @@ pub(super) fn network_from_oci(
             "must be an absolute path",
         ));
     }
+    // Names end up in other containers' hosts files: each is checked.
+    let names = match get(ANNOTATION_NAMES).filter(|n| !n.is_empty()) {
+        Some(list) => list
+            .split(',')
+            .map(|n| {
+                crate::net::is_host_name(n)
+                    .then(|| n.to_string())
+                    .ok_or_else(|| {
+                        invalid_annotation(
+                            ANNOTATION_NAMES,
+                            format!("{n:?}: a name is 1-63 letters, digits, '_', '.' or '-'"),
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        None => Vec::new(),
+    };
     Ok(Some(NetworkSpec {
         bridge: bridge.to_string(),
         subnet,
         publish,
         bandwidth,
         state_dir,
+        names,
     }))
 }

@@ -89,6 +89,7 @@ fn step8() -> Spec {
         ],
         bandwidth: Some("10mbit".into()),
         state_dir: "/run/caixa".into(),
+        names: vec!["web".into(), "www".into()],
     });
     s.mounts = vec![crate::rootfs::binds::Bind::new("/srv/motd", "/etc/motd")];
     s.process.user = Some("1000:1000".into());

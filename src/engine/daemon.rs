@@ -412,6 +412,25 @@ fn route(
             let exec = super::exec::find(&daemon.root, &containers, id)?;
             reply_json(out, 200, &exec.to_json())
         }
+        ("GET", ["networks"]) => reply_json(out, 200, &super::networks::list(&daemon.root)?),
+        ("POST", ["networks", "create"]) => {
+            let json = read_json(body)?;
+            reply_json(out, 201, &super::networks::create(&daemon.root, &json)?)
+        }
+        ("POST", ["networks", "prune"]) => {
+            reply_json(out, 200, &super::networks::prune(&daemon.root)?)
+        }
+        ("POST", ["networks", _, "connect" | "disconnect"]) => Err(EngineError::BadRequest(
+            "network connect and disconnect are not supported: a caixa container is on one network, chosen with --network at create".into(),
+        )),
+        ("GET", ["networks", key]) => {
+            reply_json(out, 200, &super::networks::inspect(&daemon.root, key)?)
+        }
+        ("DELETE", ["networks", key]) => {
+            super::networks::remove(&daemon.root, key)?;
+            out.respond(204, "text/plain", b"")
+                .map_err(EngineError::Connection)
+        }
         ("GET", ["volumes"]) => reply_json(out, 200, &super::volumes::list(daemon, req)?),
         ("POST", ["volumes", "create"]) => {
             let json = read_json(body)?;
@@ -602,12 +621,17 @@ fn create(
     }
     let store = Store::open(&daemon.root)?;
     let id = random_id();
-    let super::request::Plan { mut spec, volumes } = super::request::to_spec(&store, &id, body)?;
+    let name = match name.filter(|n| !n.is_empty()) {
+        Some(n) => n.to_string(),
+        None => format!("caixa-{}", &id[..12]),
+    };
+    // A named network: it must exist (404), and it gives the bridge, the
+    // subnet and the names the others will reach this container by.
+    let joining = super::networks::joining(&daemon.root, body, &name, &id)?;
+    let super::request::Plan { mut spec, volumes } =
+        super::request::to_spec(&store, &id, body, joining.as_ref())?;
     let mut record = Record {
-        name: match name.filter(|n| !n.is_empty()) {
-            Some(n) => n.to_string(),
-            None => format!("caixa-{}", &id[..12]),
-        },
+        name,
         id,
         image: super::request::image_name(body)?.to_string(),
         command: spec.process.args.clone(),
@@ -619,6 +643,7 @@ fn create(
         open_stdin: body["OpenStdin"].as_bool() == Some(true),
         stdin_once: body["StdinOnce"].as_bool() == Some(true),
         restart: super::restart::Policy::from_create(body)?,
+        network: joining.map(|j| j.network.name).unwrap_or_default(),
     };
     containers.reserve_name(&record.name, &record.id)?;
     let store = Volumes::open(&daemon.root)?;
@@ -1110,6 +1135,26 @@ fn inspect(c: &Record, s: &State) -> Value {
         "RestartCount": s.restart_count,
         "HostConfig": { "AutoRemove": c.auto_remove, "RestartPolicy": c.restart.to_json() },
         "Mounts": c.mounts.iter().map(|m| m.to_json()).collect::<Vec<_>>(),
+        "NetworkSettings": network_settings(c, s),
+    })
+}
+
+/// Where a running container is on its network: its address, from the
+/// leases (a container that is not running holds none).
+fn network_settings(c: &Record, s: &State) -> Value {
+    let address = (s.status == Status::Running)
+        .then(|| crate::net::ipam::address_of(&crate::net::state_dir(), &c.id))
+        .flatten()
+        .map(|(_, a)| a.to_string())
+        .unwrap_or_default();
+    let network = if c.network.is_empty() {
+        "bridge"
+    } else {
+        &c.network
+    };
+    json!({
+        "IPAddress": address,
+        "Networks": { network: { "IPAddress": address } },
     })
 }
 

@@ -33,6 +33,7 @@
 //! - [`log`]: the output, in Docker's json-file format;
 //! - [`restart`]: when a shim starts its container again (`--restart`);
 //! - [`volumes`]: data that outlives containers (`-v`, `/volumes`);
+//! - [`networks`]: networks of your own, isolated, with names (`/networks`);
 //! - [`client`]: the other end of the socket;
 //! - [`session`]: an attach as the client lives it (raw mode, resize);
 //! - [`build`]: images you make: `build` from a Dockerfile, `commit`;
@@ -47,6 +48,7 @@ pub mod daemon;
 pub mod exec;
 pub mod images;
 pub mod log;
+pub mod networks;
 pub mod registry;
 pub mod request;
 pub mod responder;

@@ -91,7 +91,12 @@ pub struct Plan {
 // ANCHOR: create_spec
 /// The plan for container `id` from Docker's create `body`, with its image
 /// from `store`: what `docker run` would run.
-pub fn to_spec(store: &Store, id: &str, body: &Value) -> Result<Plan, EngineError> {
+pub fn to_spec(
+    store: &Store,
+    id: &str,
+    body: &Value,
+    joining: Option<&super::networks::Joining>,
+) -> Result<Plan, EngineError> {
     refuse_unsupported(body)?;
     let image = image_name(body)?;
     let host = &body["HostConfig"];
@@ -140,7 +145,7 @@ pub fn to_spec(store: &Store, id: &str, body: &Value) -> Result<Plan, EngineErro
     .apply(&mut spec)
     .map_err(|e| bad(e.to_string()))?;
     spec.limits = Some(limits(host)?);
-    spec.network = network(host)?;
+    spec.network = network(host, joining)?;
 
     // `-t`: a terminal, which programs learn to drive from TERM (Docker's).
     if body["Tty"].as_bool() == Some(true) {
@@ -312,11 +317,23 @@ fn limits(host: &Value) -> Result<Limits, EngineError> {
 }
 
 /// `NetworkMode` and `PortBindings` → the network, through the same
-/// `-p` parser and plan the step binaries use.
-fn network(host: &Value) -> Result<Option<NetworkSpec>, EngineError> {
+/// `-p` parser and plan the step binaries use: step 8's bridge, none, or
+/// the named network the daemon found (`joining`), with the names the
+/// container answers to there.
+fn network(
+    host: &Value,
+    joining: Option<&super::networks::Joining>,
+) -> Result<Option<NetworkSpec>, EngineError> {
     let mode = match host["NetworkMode"].as_str() {
         Some("" | "default" | "bridge") | None => "bridge",
-        Some(other) => other,
+        Some("host") => {
+            return Err(bad(
+                "--network host is not supported: a caixa container always has its own network namespace; publish ports with -p",
+            ));
+        }
+        Some("none") => "none",
+        Some(_) if joining.is_some() => "bridge",
+        Some(other) => return Err(EngineError::NotFound(format!("network {other} not found"))),
     };
     let mut publish = Vec::new();
     // "80/tcp": [{"HostIp": "", "HostPort": "8080"}]  →  8080:80/tcp
@@ -330,14 +347,16 @@ fn network(host: &Value) -> Result<Option<NetworkSpec>, EngineError> {
             publish.push(text.parse::<Publish>().map_err(bad)?);
         }
     }
-    NetworkSpec::plan(
-        mode,
-        publish,
-        None,
-        crate::net::DEFAULT_BRIDGE,
-        crate::net::DEFAULT_SUBNET,
-    )
-    .map_err(|e| bad(e.to_string()))
+    let (bridge, subnet) = match joining {
+        Some(j) => (j.network.bridge.as_str(), j.network.subnet.as_str()),
+        None => (crate::net::DEFAULT_BRIDGE, crate::net::DEFAULT_SUBNET),
+    };
+    let mut planned =
+        NetworkSpec::plan(mode, publish, None, bridge, subnet).map_err(|e| bad(e.to_string()))?;
+    if let (Some(net), Some(j)) = (&mut planned, joining) {
+        net.names = j.names.clone();
+    }
+    Ok(planned)
 }
 
 #[cfg(test)]

@@ -66,6 +66,10 @@ pub struct Record {
     /// When its shim starts it again (`--restart`).
     #[serde(default)]
     pub restart: super::restart::Policy,
+    /// The named network it is on (`--network NAME`); empty: step 8's
+    /// bridge, or none.
+    #[serde(default)]
+    pub network: String,
 }
 
 /// Where a container is in its life.

@@ -5,6 +5,12 @@ use super::cmd::{run, sysctl};
 use super::{NetError, NetworkSpec, Subnet};
 use crate::trace::{Side, Trace};
 
+/// Every caixa bridge, as iptables matches interfaces (`+`: any suffix):
+/// `caixa0` and the engine's networks, `caixa-…`. Traffic from one to
+/// another is dropped: a network is isolated from the others, as Docker's
+/// are. Within a bridge, and out to the world, it flows.
+pub const ISOLATED: &str = "caixa+";
+
 /// caixa's own chains for this bridge (iptables allows 28 characters; a
 /// bridge name has at most 15).
 pub fn chains(bridge: &str) -> (String, String, String) {
@@ -108,7 +114,9 @@ pub fn bring_up(spec: &NetworkSpec, first: bool, trace: &Trace) -> Result<(), Ne
 // ANCHOR: create_bridge
 /// Creates the bridge with the gateway address, turns on forwarding and
 /// `route_localnet` (so DNAT from 127.0.0.1 may leave through the bridge),
-/// and adds caixa's chains with the rules every container shares.
+/// and adds caixa's chains with the rules every container shares: NAT,
+/// and forwarding within the bridge and out, but not to another caixa
+/// bridge ([`ISOLATED`]).
 pub fn create(spec: &NetworkSpec, trace: &Trace) -> Result<(), NetError> {
     let (br, subnet, gw) = (&spec.bridge, spec.subnet, spec.subnet.gateway());
     if let Some(route) = overlapping_routes(subnet, br, trace)?.first() {
@@ -150,6 +158,9 @@ pub fn create(spec: &NetworkSpec, trace: &Trace) -> Result<(), NetError> {
          COMMIT\n\
          *filter\n:{fwd} - [0:0]\n\
          -A FORWARD -j {fwd} {c}\n\
+         -A {fwd} -i {br} -o {br} -j ACCEPT {c}\n\
+         -A {fwd} -i {br} -o {ISOLATED} -j DROP {c}\n\
+         -A {fwd} -i {ISOLATED} -o {br} -j DROP {c}\n\
          -A {fwd} -i {br} -j ACCEPT {c}\n\
          -A {fwd} -o {br} -j ACCEPT {c}\n\
          COMMIT\n"

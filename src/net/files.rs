@@ -21,6 +21,28 @@ pub fn write(dir: &Path, address: Ipv4Addr, hostname: &str) -> std::io::Result<(
     std::fs::write(dir.join("resolv.conf"), resolv_conf(&host))
 }
 
+/// The line after which [`write_peers`] keeps the network's names.
+const PEERS: &str = "# the containers of this network (caixa keeps this part)";
+
+// ANCHOR: write_peers
+/// Replaces the network's part of the hosts file in `dir` with `peers`,
+/// one line per container: its address and names. In place (the same
+/// inode): the file is bind-mounted into its container, and a new file
+/// renamed over it would not be seen there.
+pub fn write_peers(dir: &Path, peers: &[(Ipv4Addr, &[String])]) -> std::io::Result<()> {
+    let path = dir.join("hosts");
+    let old = std::fs::read_to_string(&path)?;
+    let own = old.split(PEERS).next().unwrap_or("");
+    let mut text = format!("{own}{PEERS}\n");
+    for (address, names) in peers {
+        text.push_str(&format!("{address}\t{}\n", names.join(" ")));
+    }
+    let mut file = std::fs::OpenOptions::new().write(true).open(&path)?;
+    std::io::Write::write_all(&mut file, text.as_bytes())?;
+    file.set_len(text.len() as u64)
+}
+// ANCHOR_END: write_peers
+
 /// The host's resolv.conf without loopback name servers (127.0.0.53 of
 /// systemd-resolved is unreachable from the container's namespace), or
 /// public ones when none is left, as Docker does.

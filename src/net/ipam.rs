@@ -2,7 +2,7 @@
 //! containers starting at once.
 //!
 //! One file per bridge, `<state>/networks/<bridge>.leases`, one line per
-//! container: `ADDRESS ID PID PUBLISHED`. Every change happens under an
+//! container: `ADDRESS ID PID PUBLISHED NAMES`. Every change happens under an
 //! exclusive `flock(2)` on `<bridge>.lock`. A lease whose step binary (PID)
 //! is gone was left by a crash and is taken back. The network's first lease
 //! creates the bridge and its rules; its last release removes them.
@@ -27,6 +27,8 @@ pub struct Lease {
     pub pid: i32,
     /// Its published ports, as `tcp:8080` items.
     pub published: Vec<String>,
+    /// The names the others on the network reach it by (may be empty).
+    pub names: Vec<String>,
 }
 
 impl Lease {
@@ -41,6 +43,16 @@ impl Lease {
                 .filter(|p| *p != "-")
                 .map(|p| p.split(',').map(String::from).collect())
                 .unwrap_or_default(),
+            names: f
+                .next()
+                .filter(|n| *n != "-")
+                .map(|n| {
+                    n.split(',')
+                        .filter(|n| super::is_host_name(n))
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default(),
         })
     }
 
@@ -50,7 +62,15 @@ impl Lease {
         } else {
             self.published.join(",")
         };
-        format!("{} {} {} {}\n", self.address, self.id, self.pid, published)
+        let names = if self.names.is_empty() {
+            "-".to_string()
+        } else {
+            self.names.join(",")
+        };
+        format!(
+            "{} {} {} {published} {names}\n",
+            self.address, self.id, self.pid
+        )
     }
 
     fn alive(&self) -> bool {
@@ -194,6 +214,7 @@ impl Leases {
             id: id.to_string(),
             pid: std::process::id() as i32,
             published: spec.publish.iter().map(Publish::key).collect(),
+            names: spec.names.clone(),
         });
         self.0.save()?;
         trace.step(
@@ -202,6 +223,31 @@ impl Leases {
         );
         Ok(address)
     }
+
+    // ANCHOR: refresh_hosts
+    /// Rewrites the `/etc/hosts` of every container on the network that
+    /// has names, so that each lists all of them: name resolution by
+    /// managed hosts files. Called under the lock, after a lease is taken
+    /// or given back.
+    pub fn refresh_hosts(&self, spec: &NetworkSpec) {
+        let named: Vec<&Lease> = self
+            .0
+            .leases
+            .iter()
+            .filter(|l| !l.names.is_empty())
+            .collect();
+        let peers: Vec<(Ipv4Addr, &[String])> = named
+            .iter()
+            .map(|l| (l.address, l.names.as_slice()))
+            .collect();
+        for lease in named {
+            let dir = spec.state_dir.join("containers").join(&lease.id);
+            if let Err(e) = super::files::write_peers(&dir, &peers) {
+                eprintln!("caixa: warning: the hosts file of {}: {e}", lease.id);
+            }
+        }
+    }
+    // ANCHOR_END: refresh_hosts
 
     /// Gives back `id`'s address.
     pub fn give_back(&mut self, id: &str, trace: &Trace) -> Result<(), NetError> {
@@ -232,6 +278,31 @@ fn take_back(spec: &NetworkSpec, lease: &Lease, trace: &Trace) -> Result<(), Net
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(state_err(&files)(e)),
         _ => Ok(()),
     }
+}
+
+/// The addresses leased on `bridge` now, by container id (read without
+/// the lock: for showing, never for deciding).
+pub fn addresses(state_dir: &Path, bridge: &str) -> Vec<(String, Ipv4Addr)> {
+    let path = state_dir.join("networks").join(format!("{bridge}.leases"));
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(Lease::parse)
+        .map(|l| (l.id, l.address))
+        .collect()
+}
+
+/// The bridge and address container `id` holds, on whichever bridge.
+pub fn address_of(state_dir: &Path, id: &str) -> Option<(String, Ipv4Addr)> {
+    let entries = std::fs::read_dir(state_dir.join("networks")).ok()?;
+    entries.flatten().find_map(|entry| {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let bridge = file.strip_suffix(".leases")?;
+        addresses(state_dir, bridge)
+            .into_iter()
+            .find(|(holder, _)| holder == id)
+            .map(|(_, address)| (bridge.to_string(), address))
+    })
 }
 
 // ANCHOR: sweep_leases
@@ -269,6 +340,7 @@ pub fn sweep(state_dir: &Path, trace: &Trace) -> Vec<String> {
             publish: Vec::new(),
             bandwidth: None,
             state_dir: state_dir.to_path_buf(),
+            names: Vec::new(),
         };
         if let Err(e) = sweep_bridge(&spec, trace, &mut said) {
             said.push(format!(
@@ -318,8 +390,14 @@ mod tests {
             id: "abc".into(),
             pid: 42,
             published: vec!["tcp:8080".into(), "udp:53".into()],
+            names: vec!["web".into(), "www".into()],
         };
         assert_eq!(Lease::parse(&l.line()), Some(l));
+        // A name that could not be a host name is dropped, not written.
+        assert_eq!(
+            Lease::parse("10.89.0.3 x 7 - web,../x,-bad").unwrap().names,
+            ["web"]
+        );
         assert_eq!(
             Lease::parse("10.89.0.3 x 7 -").unwrap().published,
             Vec::<String>::new()

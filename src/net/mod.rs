@@ -46,6 +46,11 @@ pub struct NetworkSpec {
     pub bandwidth: Option<String>,
     /// Where leases and per-container files live.
     pub state_dir: PathBuf,
+    /// The names the container answers to on this network, for the other
+    /// containers on it (the engine's named networks: its name and
+    /// aliases). Empty on step 8's bridge, which resolves no names, as
+    /// Docker's default bridge does not.
+    pub names: Vec<String>,
 }
 
 /// The default bridge name.
@@ -138,8 +143,20 @@ impl NetworkSpec {
             publish,
             bandwidth: bandwidth.map(shape::parse_rate).transpose()?,
             state_dir: state_dir(),
+            names: Vec::new(),
         }))
     }
+}
+
+/// Whether `name` may be a name other containers resolve: 1–63 letters,
+/// digits, `_`, `.` or `-`, starting with a letter or a digit (a host
+/// name's label, loosened as Docker's container names are).
+pub fn is_host_name(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
 }
 
 /// Whether `name` may name a bridge: 1–15 letters, digits, `-` or `_`
@@ -196,7 +213,6 @@ impl Prepared {
         bridge::bring_up(spec, leases.is_empty(), trace)?;
         // Last, the address: it is the container's once it is written down.
         let address = leases.take(spec, id, trace)?;
-        drop(leases);
         let mut prepared = Prepared {
             spec: spec.clone(),
             id: id.to_string(),
@@ -210,6 +226,9 @@ impl Prepared {
             path: prepared.files_dir.clone(),
             source,
         })?;
+        // On a named network, every container's hosts file lists the others.
+        leases.refresh_hosts(spec);
+        drop(leases);
         prepared.rules = portmap::rules(&prepared.spec, &prepared.id, address);
         Ok(prepared)
     }
@@ -281,6 +300,7 @@ impl Prepared {
             self.leased = false;
             let released = ipam::open(&self.spec).and_then(|mut leases| {
                 leases.give_back(&self.id, trace)?;
+                leases.refresh_hosts(&self.spec);
                 // The network's last container takes the bridge along.
                 if leases.is_empty() {
                     bridge::destroy(&self.spec, trace)?;

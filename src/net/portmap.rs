@@ -283,6 +283,7 @@ mod tests {
                 .collect(),
             bandwidth: None,
             state_dir: "/run/caixa".into(),
+            names: Vec::new(),
         };
         let rules = rules(&spec, "0123456789ab", Ipv4Addr::new(10, 89, 0, 2));
         insta::assert_snapshot!(restore_input(&rules, "-A"));
