@@ -1520,14 +1520,15 @@ fn run_i_sends_its_input_and_the_input_s_end() {
         {
             use std::io::Write;
             let mut stdin = child.stdin.take().unwrap();
-            stdin.write_all(b"hello\nworld\n").unwrap();
+            // Ctrl-P Ctrl-Q in data: without a terminal, no detach keys.
+            stdin.write_all(b"hello\x10\x11\nworld\n").unwrap();
         } // closed: the input ends, and `cat` must see it end
         wait_output(child)
     };
     let out = feed(Path::new(binary(11)), &[]);
     assert_eq!(
         text(&out.stdout),
-        "hello\nworld\nend\n",
+        "hello\x10\x11\nworld\nend\n",
         "step 11: run -i: the container reads the client's stdin to its end: {}",
         text(&out.stderr)
     );
@@ -1538,7 +1539,7 @@ fn run_i_sends_its_input_and_the_input_s_end() {
     );
     assert_eq!(
         text(&out.stdout),
-        "hello\nworld\nend\n",
+        "hello\x10\x11\nworld\nend\n",
         "step 11: docker run -i: {}",
         text(&out.stderr)
     );
@@ -1623,6 +1624,28 @@ fn exec_it_is_a_shell_in_a_running_container_with_a_terminal_of_its_own() {
             text(&out.stderr)
         );
     }
+    // An exec -i whose command ends while the client's input is still
+    // open: the client gets the end, and the code, without typing more.
+    let mut open_input = Command::new(binary(11))
+        .args(["-H", &host, "exec", "-i", "box", "sh", "-c", "exit 3"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = open_input.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            let _ = open_input.kill();
+            panic!("step 11: exec -i must end with its command, even with the client's input open");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(3));
+    drop(open_input.stdin.take());
     // The Docker CLI's exec -it: its resize goes to /exec/ID/resize.
     let mut user = UserTerminal::run(
         &docker_cli(),

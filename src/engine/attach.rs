@@ -8,9 +8,12 @@
 //! holds its stdin ([`super::stdin`]): the daemon asks it for a client
 //! connection (`stdin` on the shim's socket) and copies into it.
 //!
-//! On the way the daemon looks for the detach keys ([`DetachKeys`]). When
-//! the user types them, the attach ends and the container runs on: the
-//! keys never reach it, and `stop` tells the output side to end too.
+//! On the way, for a container with a terminal, the daemon looks for the
+//! detach keys ([`DetachKeys`]). When the user types them, the attach
+//! ends and the container runs on: the keys never reach it, and `stop`
+//! tells the output side to end too. Without a terminal the input is
+//! data, not keys (a file piped to `docker run -i`), and goes on whole,
+//! as Docker does.
 //!
 //! ```text
 //!   client ══ attach (101) ══▶ daemon ── stdin ──▶ shim ──▶ container's stdin
@@ -61,16 +64,27 @@ pub fn forward_input(
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    // 2. The keys, as they come, minus the detach sequence.
+    // 2. The keys, as they come, minus the detach sequence (with a
+    //    terminal; without one, every byte is data).
     let mut buf = [0u8; 8192];
     let mut keys_out = Vec::with_capacity(buf.len());
     loop {
         let n = match from.read(&mut buf) {
-            Ok(0) | Err(_) => break,
+            Ok(0) | Err(_) => {
+                // A start of the sequence that the end cut short was typed.
+                let _ = to.write_all(&keys.held_back());
+                break;
+            }
             Ok(n) => n,
         };
         keys_out.clear();
-        let detach = keys.scan(&buf[..n], &mut keys_out);
+        let detach = match record.tty {
+            true => keys.scan(&buf[..n], &mut keys_out),
+            false => {
+                keys_out.extend_from_slice(&buf[..n]);
+                false
+            }
+        };
         if to.write_all(&keys_out).is_err() {
             break;
         }

@@ -643,7 +643,10 @@ fn create(
         open_stdin: body["OpenStdin"].as_bool() == Some(true),
         stdin_once: body["StdinOnce"].as_bool() == Some(true),
         restart: super::restart::Policy::from_create(body)?,
-        network: joining.map(|j| j.network.name).unwrap_or_default(),
+        network: joining
+            .as_ref()
+            .map(|j| j.network.name.clone())
+            .unwrap_or_default(),
     };
     containers.reserve_name(&record.name, &record.id)?;
     let store = Volumes::open(&daemon.root)?;

@@ -212,22 +212,32 @@ pub fn start(
     let path = record_path(containers, &exec.container, &exec.id);
     write_json(&path, &exec)?;
     let out = std::sync::Mutex::new(out);
-    match channel {
+    let status = match channel {
         Some((parent, child_end)) => {
             drop(child_end); // only the helper holds it: its end closes ours
             if let Some(master) = take_terminal(&parent) {
                 relay_terminal(&exec.id, master, input, &out);
             }
+            copy_output(&mut child, &out, exec.tty);
+            child.wait().map_err(EngineError::Connection)?
         }
-        None => {
-            if let (Some(mut from), Some(mut to)) = (input, child.stdin.take()) {
+        None => std::thread::scope(|scope| {
+            let stdin = child.stdin.take();
+            if let (Some(from), Some(to)) = (&input, stdin) {
                 // Its end is passed on: the command sees its input end.
-                std::thread::spawn(move || std::io::copy(&mut from, &mut to));
+                scope.spawn(move || copy_input(from, to));
             }
-        }
-    }
-    copy_output(&mut child, &out, exec.tty);
-    let status = child.wait().map_err(EngineError::Connection)?;
+            copy_output(&mut child, &out, exec.tty);
+            let status = child.wait();
+            // The command has ended: stop reading the client's input (our
+            // copy of its connection would otherwise keep it open, and the
+            // client waiting for the end of the output).
+            if let Some(from) = &input {
+                let _ = from.shutdown(std::net::Shutdown::Read);
+            }
+            status.map_err(EngineError::Connection)
+        })?,
+    };
     exec.running = false;
     // The helper exits with its child's code (128 + N for signal N).
     exec.exit_code = Some(
@@ -269,6 +279,25 @@ fn copy_output(child: &mut std::process::Child, out: &Mutex<&mut (dyn Write + Se
             copy(outp, 1);
         }
     });
+}
+
+/// Copies the client's input to the exec (its stdin, or its terminal)
+/// until either ends.
+/// A plain read and write, not `std::io::copy`: that splices in the
+/// kernel, and a splice waiting on a socket is not woken when the socket
+/// is shut down for reading, which is how the command's end stops this.
+fn copy_input(mut from: &UnixStream, mut to: impl Write) {
+    let mut buf = [0u8; 8192];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if to.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+        }
+    }
 }
 
 /// A channel whose child end the helper inherits as its fd 3.
@@ -360,8 +389,8 @@ fn relay_terminal(
     let mut reader = std::fs::File::from(master);
     let writer = reader.try_clone().ok();
     std::thread::scope(|scope| {
-        if let (Some(mut from), Some(mut to)) = (input.as_ref(), writer) {
-            scope.spawn(move || std::io::copy(&mut from, &mut to));
+        if let (Some(from), Some(to)) = (input.as_ref(), writer) {
+            scope.spawn(move || copy_input(from, to));
         }
         let mut buf = [0u8; 8192];
         // A terminal's master reads EIO once no process holds its slave.

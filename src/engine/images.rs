@@ -280,7 +280,14 @@ pub fn login(daemon: &Daemon, body: &Value) -> Result<Value, EngineError> {
     };
     crate::registry::client::Client::new(&reference, &options)
         .check_login()
-        .map_err(|e| EngineError::Unauthorized(format!("login to {host} failed: {e}")))?;
+        .map_err(|e| match e {
+            // The registry said no to these credentials: Docker's 401.
+            crate::registry::RegistryError::Status { status: 401, .. } => {
+                EngineError::Unauthorized(format!("login to {host} failed: {e}"))
+            }
+            // It could not be asked (no such host, refused, a timeout).
+            other => EngineError::Daemon(format!("login to {host}: {other}")),
+        })?;
     Ok(json!({ "Status": "Login Succeeded", "IdentityToken": "" }))
 }
 

@@ -196,8 +196,10 @@ impl Networks {
 
     /// Forgets network `key`, unless a container is on it (409).
     pub fn remove(&self, key: &str, containers: &Containers) -> Result<Network, EngineError> {
-        let network = self.find(key)?;
+        // The lock first: a create that joins this network holds it until
+        // its record names the network, so it is seen below.
         let _locked = self.lock()?;
+        let network = self.find(key)?;
         if let Some((record, _)) = containers
             .list()?
             .into_iter()
@@ -343,13 +345,16 @@ pub fn prune(root: &Path) -> Result<Value, EngineError> {
 }
 
 /// A container's place on a named network: the network and the names the
-/// others reach it by.
-#[derive(Debug, Clone)]
+/// others reach it by. It holds the networks' lock: keep it until the
+/// container's record names the network, so that no `network rm` slips
+/// in between.
+#[derive(Debug)]
 pub struct Joining {
     /// The network.
     pub network: Network,
     /// Its name, its short id, its aliases.
     pub names: Vec<String>,
+    _locked: Flock<std::fs::File>,
 }
 
 /// The network a create body asks for, when it is a named one: `None` for
@@ -364,7 +369,9 @@ pub fn joining(
     if matches!(mode, "" | "default" | "bridge" | "none" | "host") {
         return Ok(None);
     }
-    let network = Networks::open(root)?.find(mode)?;
+    let networks = Networks::open(root)?;
+    let locked = networks.lock()?;
+    let network = networks.find(mode)?;
     let mut names = vec![name.to_string(), id[..12.min(id.len())].to_string()];
     let endpoint = &body["NetworkingConfig"]["EndpointsConfig"];
     let aliases = endpoint[&network.name]["Aliases"]
@@ -381,5 +388,9 @@ pub fn joining(
     }
     names.retain(|n| crate::net::is_host_name(n));
     names.dedup();
-    Ok(Some(Joining { network, names }))
+    Ok(Some(Joining {
+        network,
+        names,
+        _locked: locked,
+    }))
 }

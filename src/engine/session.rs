@@ -220,7 +220,10 @@ fn follow_window_size(client: Client, resize: String) {
         }
     };
     send(&client);
-    let Ok((read_end, write_end)) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) else {
+    // Non-blocking: a full pipe already says "changed", and a handler
+    // must never wait.
+    let flags = nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK;
+    let Ok((read_end, write_end)) = nix::unistd::pipe2(flags) else {
         return;
     };
     // The write end lives as long as the process: the handler may run
@@ -239,10 +242,21 @@ fn follow_window_size(client: Client, resize: String) {
         return;
     }
     std::thread::spawn(move || {
-        let mut changes = std::fs::File::from(read_end);
         let mut byte = [0u8; 64];
-        while matches!(changes.read(&mut byte), Ok(n) if n > 0) {
-            send(&client);
+        loop {
+            // The read end is non-blocking too: wait for it with poll.
+            let mut fds = [nix::poll::PollFd::new(
+                read_end.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            if nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE).is_err() {
+                continue;
+            }
+            match nix::unistd::read(&read_end, &mut byte) {
+                Ok(0) => return,
+                Ok(_) => send(&client),
+                Err(_) => {}
+            }
         }
     });
 }

@@ -35,7 +35,7 @@ const MAX_PENDING: usize = 64 * 1024;
 
 /// The container's stdin as the shim holds it.
 #[derive(Debug, Default)]
-pub(crate) struct Input {
+pub struct Input {
     /// Where the container reads: the write end of its stdin pipe, or its
     /// terminal's master. `None`: no `-i`, or closed.
     fd: Option<OwnedFd>,
@@ -54,7 +54,7 @@ pub(crate) struct Input {
 impl Input {
     /// Stdin is `fd` (our end of it): a pipe, or with `terminal` the
     /// master of the container's terminal.
-    pub(crate) fn new(fd: OwnedFd, once: bool, terminal: bool) -> Result<Input, EngineError> {
+    pub fn new(fd: OwnedFd, once: bool, terminal: bool) -> Result<Input, EngineError> {
         set_nonblocking(fd.as_fd())?;
         Ok(Input {
             fd: Some(fd),
@@ -66,7 +66,7 @@ impl Input {
 
     /// Takes on a client that asked `stdin`; `Err` with the reason when
     /// this container has no stdin to write to.
-    pub(crate) fn attach(&mut self, client: &UnixStream) -> Result<(), String> {
+    pub fn attach(&mut self, client: &UnixStream) -> Result<(), String> {
         if self.fd.is_none() {
             return Err("this container's stdin is not open: create it with -i".into());
         }
@@ -81,7 +81,7 @@ impl Input {
     /// What the shim's `poll(2)` must watch for us: each client, while
     /// there is room for what it sends, and stdin, while it has some to
     /// take. [`Input::ready`] gets the answers in this order.
-    pub(crate) fn wanted(&self) -> Vec<(BorrowedFd<'_>, PollFlags)> {
+    pub fn wanted(&self) -> Vec<(BorrowedFd<'_>, PollFlags)> {
         let mut wanted = Vec::new();
         if self.pending.len() < MAX_PENDING {
             wanted.extend(self.clients.iter().map(|c| (c.as_fd(), PollFlags::POLLIN)));
@@ -94,7 +94,7 @@ impl Input {
 
     /// Acts on what `poll` found for the fds [`Input::wanted`] gave, in
     /// the same order: reads the ready clients, writes what it can.
-    pub(crate) fn ready(&mut self, ready: &[bool]) {
+    pub fn ready(&mut self, ready: &[bool]) {
         if self.pending.len() < MAX_PENDING {
             let mut index = 0;
             self.clients.retain_mut(|client| {

@@ -135,6 +135,14 @@ impl DetachKeys {
         Ok(DetachKeys { keys, matched: 0 })
     }
 
+    /// The keys held back as a possible start of the sequence, given up:
+    /// when the input ends, they were ordinary keys after all.
+    pub fn held_back(&mut self) -> Vec<u8> {
+        let held = self.keys[..self.matched].to_vec();
+        self.matched = 0;
+        held
+    }
+
     /// Passes `input` on to `out`, except the detach sequence: `true` when
     /// it has been typed (what came before it is in `out`, nothing after).
     /// Keys that start the sequence are held back across calls, and given

@@ -249,6 +249,15 @@ pub fn serve_commit(root: &Path, req: &Request, out: &mut Responder) -> Result<(
         .ok_or_else(|| bad("container is missing"))?;
     let containers = super::state::Containers::open(root)?;
     let record = containers.find(key)?;
+    // A running container may change its upper directory while it is
+    // read, even swap a directory for a symlink to the host's between a
+    // look and an open: only a container that has ended is committed.
+    // (Docker pauses it instead, with the freezer.)
+    if containers.state(&record.id)?.status == super::state::Status::Running {
+        return Err(EngineError::Conflict(format!(
+            "container {key} is running: stop it first (caixa commits only a container that has ended)"
+        )));
+    }
     let store = Store::open(root).map_err(|e| bad(e.to_string()))?;
     let dir = containers.dir(&record.id);
     let bundle = crate::bundle::read(&dir).map_err(|e| bad(e.to_string()))?;

@@ -108,8 +108,8 @@ pub fn run_step(
     crate::bundle::write(&traces.bundle, &oci).map_err(|e| BuildError::Other(e.to_string()))?;
 
     output(&format!(" ---> Running in {id}\n"));
-    let (reader, writer) =
-        nix::unistd::pipe().map_err(|e| BuildError::Other(format!("pipe: {e}")))?;
+    let (reader, writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| BuildError::Other(format!("pipe: {e}")))?;
     let writer2 = writer
         .try_clone()
         .map_err(|e| BuildError::Other(format!("dup: {e}")))?;
