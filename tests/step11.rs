@@ -1917,7 +1917,7 @@ fn restart_policies_are_run_by_the_shim() {
             "run",
             "-d",
             "--name",
-            "keeper",
+            "again",
             "--restart",
             "always",
             "demo:1",
@@ -1931,18 +1931,28 @@ fn restart_policies_are_run_by_the_shim() {
         "docker run --restart always: {}",
         text(&out.stderr)
     );
-    wait_for_inspect(&engine, "keeper", "always restarts a clean end", |c| {
-        c["RestartCount"].as_u64() >= Some(1) && c["State"]["Running"] == true
+    wait_for_inspect(&engine, "again", "always restarts a clean end", |c| {
+        c["RestartCount"].as_u64() >= Some(1)
     });
-    let before = inspected(&engine, "keeper")["RestartCount"]
-        .as_u64()
-        .unwrap();
+    // (A long run for the kill: one that ended by itself may be in its
+    // pause before a restart, and a kill of that is refused: not running.)
+    stdout_of(&engine.client(&[
+        "run",
+        "-d",
+        "--name",
+        "keeper",
+        "--restart",
+        "always",
+        "demo:1",
+        "sleep",
+        "600",
+    ]));
     stdout_of(&docker_on(&engine, &["kill", "keeper"]));
     wait_for_inspect(
         &engine,
         "keeper",
         "always restarts a killed container",
-        |c| c["RestartCount"].as_u64() > Some(before),
+        |c| c["RestartCount"] == 1 && c["State"]["Running"] == true,
     );
     stdout_of(&docker_on(&engine, &["stop", "-t", "1", "keeper"]));
     let stopped = inspected(&engine, "keeper");
@@ -1951,6 +1961,17 @@ fn restart_policies_are_run_by_the_shim() {
     assert!(
         later["State"]["Status"] == "exited" && later["RestartCount"] == stopped["RestartCount"],
         "step 11: stop cancels every restart: {} then {}",
+        stopped["State"],
+        later["State"]
+    );
+    // stop of one that is between two runs cancels the next one too.
+    stdout_of(&docker_on(&engine, &["stop", "-t", "1", "again"]));
+    let stopped = inspected(&engine, "again");
+    std::thread::sleep(Duration::from_millis(2500));
+    let later = inspected(&engine, "again");
+    assert!(
+        later["State"]["Status"] == "exited" && later["RestartCount"] == stopped["RestartCount"],
+        "step 11: stop cancels the restarts of a container that keeps ending: {} then {}",
         stopped["State"],
         later["State"]
     );
@@ -2026,7 +2047,7 @@ fn restart_policies_are_run_by_the_shim() {
         125,
         "conflict",
     );
-    for name in ["flaky", "fine", "once", "keeper", "polite"] {
+    for name in ["flaky", "fine", "once", "keeper", "again", "polite"] {
         stdout_of(&engine.client(&["rm", "-f", name]));
     }
 }

@@ -960,8 +960,9 @@ fn stop(containers: &Containers, record: &Record, grace: Duration) -> Result<(),
     let dir = containers.dir(&record.id);
     let state = containers.state(&record.id)?;
     if state.status != Status::Running {
-        if state.restarting {
-            // Ended, and its shim waits to start it again: cancel that.
+        if state.restarting || super::state::shim_alive(&dir) {
+            // Ended, and its shim lives on: it waits to start it again, or
+            // is about to decide whether to. Tell it not to.
             shim::stop(&dir, Signal::SIGKILL)?;
             shim_gone(containers, record);
         }
