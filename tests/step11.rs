@@ -1561,9 +1561,12 @@ fn docker_run_it_drives_the_containers_terminal() {
         30,
         100,
     );
-    user.type_keys("busybox stty size; echo sum-$((6*7))\r");
+    user.type_keys("echo sum-$((6*7))\r");
     user.expect("sum-42", "docker run -it: keys reach the shell");
-    user.expect(
+    // The CLI sends its resize beside the keys, not before them: ask
+    // until it has come.
+    user.type_until(
+        "busybox stty size\r",
         "30 100",
         "docker run -it: the CLI's resize reaches the terminal",
     );
@@ -1654,9 +1657,12 @@ fn exec_it_is_a_shell_in_a_running_container_with_a_terminal_of_its_own() {
         30,
         100,
     );
-    user.type_keys("busybox stty size; echo in-$((3*3))\r");
+    user.type_keys("echo in-$((3*3))\r");
     user.expect("in-9", "docker exec -it: keys reach the exec's shell");
-    user.expect(
+    // The CLI sends its resize beside the keys, not before them: ask
+    // until it has come.
+    user.type_until(
+        "busybox stty size\r",
         "30 100",
         "docker exec -it: the CLI's resize reaches the terminal",
     );

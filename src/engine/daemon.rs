@@ -1040,11 +1040,15 @@ fn remove(
 /// container's exit is recorded, and a `rm` or a second `start` must not
 /// overtake it.
 fn shim_gone(containers: &Containers, record: &Record) {
+    // Up to half a minute: a shim told to stop while it was starting the
+    // container again (`--restart`) reads the request only once that
+    // start is done, then stops it and cleans up, and a slow machine
+    // takes its time over both.
+    let begin = std::time::Instant::now();
     let mut pause = Backoff::default();
-    for _ in 0..200 {
-        if !super::state::shim_alive(&containers.dir(&record.id)) {
-            break;
-        }
+    while super::state::shim_alive(&containers.dir(&record.id))
+        && begin.elapsed() < Duration::from_secs(30)
+    {
         pause.sleep();
     }
 }
