@@ -1017,10 +1017,17 @@ fn remove(
     volumes: bool,
 ) -> Result<(), EngineError> {
     let _locked = containers.lock(&record.id)?;
-    if containers.state(&record.id)?.status == Status::Running {
+    let state = containers.state(&record.id)?;
+    // Running, or between two runs of its restart policy: live either way.
+    if state.status == Status::Running || state.restarting {
         if !force {
+            let what = if state.restarting {
+                "restarting"
+            } else {
+                "running"
+            };
             return Err(EngineError::Conflict(format!(
-                "container {} is running: stop it first, or remove it with -f",
+                "container {} is {what}: stop it first, or remove it with -f",
                 record.name
             )));
         }
