@@ -94,7 +94,12 @@ pub fn ensure_layer(
     let mut hashing = Hashing::new(stream);
     // The scratch directory last, once nothing but the unpacking can fail
     // (whose errors remove it below).
-    let tmp = layers.join(format!(".tmp-{hex}-{}", std::process::id()));
+    // Its own name: the daemon unpacks from many threads, maybe this very
+    // layer twice at once (the rename below then keeps one).
+    let tmp = layers.join(format!(
+        ".{}",
+        super::store::unique_suffix(&format!("tmp-{hex}"))
+    ));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir(&tmp).map_err(io_err(&tmp))?;
     let result = unpack(&mut hashing, &tmp, blob, shift, bounds)

@@ -66,9 +66,9 @@ impl Store {
         if path.exists() {
             return Ok(path);
         }
-        let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+        let tmp = path.with_extension(unique_suffix("tmp"));
         let mut hashing = Hashing::new(reader);
-        let mut file = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
+        let mut file = create_new(&tmp)?;
         let copied = std::io::copy(&mut hashing, &mut file).map_err(io_err(&tmp));
         let actual = copied.and_then(|_| hashing.finish().map_err(io_err(&tmp)));
         let check = actual.and_then(|actual| {
@@ -112,9 +112,9 @@ impl Store {
         let tmp = self
             .root
             .join("blobs/sha256")
-            .join(format!(".incoming-{}", std::process::id()));
+            .join(format!(".{}", unique_suffix("incoming")));
         let mut hashing = Hashing::new(reader);
-        let mut file = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
+        let mut file = create_new(&tmp)?;
         let result = std::io::copy(&mut hashing, &mut file)
             .and_then(|_| hashing.finish())
             .map_err(io_err(&tmp));
@@ -201,6 +201,26 @@ impl Store {
     pub fn container_dir(&self, id: &str) -> PathBuf {
         self.root.join("containers").join(id)
     }
+}
+
+/// `WHAT-PID-N`: a name no other writer uses, in this process (N counts
+/// up: a daemon writes blobs from many threads at once) or in another.
+/// Two writers of one temporary file would interleave their bytes, and
+/// the rename would put a blob under a digest it does not have.
+pub(crate) fn unique_suffix(what: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{what}-{}-{n}", std::process::id())
+}
+
+/// Creates `path`, which must not exist yet (a leftover of a crashed
+/// writer with the same name is an error, not something to write into).
+fn create_new(path: &std::path::Path) -> Result<std::fs::File, ImageError> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(io_err(path))
 }
 
 fn unescape(file: &str) -> String {
