@@ -634,26 +634,29 @@ fn short(id: &str) -> &str {
 
 /// Pulls through the daemon, printing its progress lines.
 fn pull(client: &Client, reference: &str) -> Result<(), EngineError> {
+    let target = format!("/images/create?fromImage={}", percent_encode(reference));
+    progress_lines(client, &target)
+}
+
+/// `POST target`, whose answer is Docker's progress: one JSON object a
+/// line, each `status` printed as it comes, an `error` line the failure
+/// (the head said 200 long before it was known).
+fn progress_lines(client: &Client, target: &str) -> Result<(), EngineError> {
     let mut failed = None;
     let mut pending = Vec::new();
-    client.call(
-        "POST",
-        &format!("/images/create?fromImage={}", percent_encode(reference)),
-        None,
-        &mut |chunk| {
-            pending.extend_from_slice(chunk);
-            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = pending.drain(..=end).collect();
-                if let Ok(v) = serde_json::from_slice::<Value>(&line) {
-                    if let Some(e) = v["error"].as_str() {
-                        failed = Some(e.to_string());
-                    } else if let Some(s) = v["status"].as_str() {
-                        println!("{s}");
-                    }
+    client.call("POST", target, None, &mut |chunk| {
+        pending.extend_from_slice(chunk);
+        while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            if let Ok(v) = serde_json::from_slice::<Value>(&line) {
+                if let Some(e) = v["error"].as_str() {
+                    failed = Some(e.to_string());
+                } else if let Some(s) = v["status"].as_str() {
+                    println!("{s}");
                 }
             }
-        },
-    )?;
+        }
+    })?;
     failed.map_or(Ok(()), |e| Err(EngineError::Daemon(e)))
 }
 
@@ -671,27 +674,10 @@ fn push(client: &Client, image: &str) -> Result<(), EngineError> {
         Some((name, tag)) => (name, tag),
         None => (image, "latest"),
     };
-    let mut failed = None;
-    let mut pending = Vec::new();
-    client.call(
-        "POST",
+    progress_lines(
+        &client,
         &format!("/images/{name}/push?tag={}", percent_encode(tag)),
-        None,
-        &mut |chunk| {
-            pending.extend_from_slice(chunk);
-            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = pending.drain(..=end).collect();
-                if let Ok(v) = serde_json::from_slice::<Value>(&line) {
-                    if let Some(e) = v["error"].as_str() {
-                        failed = Some(e.to_string());
-                    } else if let Some(s) = v["status"].as_str() {
-                        println!("{s}");
-                    }
-                }
-            }
-        },
-    )?;
-    failed.map_or(Ok(()), |e| Err(EngineError::Daemon(e)))
+    )
 }
 // ANCHOR_END: client_push
 
