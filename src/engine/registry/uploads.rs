@@ -200,20 +200,21 @@ impl Uploads {
             ));
         };
         self.append(name, id, None, body)?;
-        let session = self.session(name, id)?;
-        let mut session = session.lock().unwrap_or_else(PoisonError::into_inner);
-        if session.ended {
-            return Err(unknown(id));
-        }
-        session.ended = true;
-        self.forget(id);
-        let actual = format!("sha256:{:x}", session.hasher.clone().finalize());
+        let actual = format!("sha256:{:x}", self.end(name, id)?.finalize());
         self.commit(&self.dir.join(id), digest, &actual)
     }
     // ANCHOR_END: upload_finish
 
     /// Cancels upload `id`: its file goes.
     pub(super) fn cancel(&self, name: &str, id: &str) -> Result<(), Reply> {
+        self.end(name, id)?;
+        let _ = std::fs::remove_file(self.dir.join(id));
+        Ok(())
+    }
+
+    /// Ends upload `id` of `name`, once (a second end finds it unknown),
+    /// and forgets it; returns what its bytes hashed to so far.
+    fn end(&self, name: &str, id: &str) -> Result<Sha256, Reply> {
         let session = self.session(name, id)?;
         let mut session = session.lock().unwrap_or_else(PoisonError::into_inner);
         if session.ended {
@@ -221,8 +222,7 @@ impl Uploads {
         }
         session.ended = true;
         self.forget(id);
-        let _ = std::fs::remove_file(self.dir.join(id));
-        Ok(())
+        Ok(session.hasher.clone())
     }
 
     /// A whole blob in one request (`POST ?digest=`): hashed as it is
