@@ -20,8 +20,9 @@ use crate::command::{self, CommandError};
 use crate::exit::codes;
 use crate::ns::uts::{self, HostnameError};
 use crate::ns::{Namespace, net};
-use crate::rootfs::{RootfsError, binds, dev, mask, mounts, pivot};
+use crate::rootfs::{RootfsError, binds, dev, mask, mounts, pivot, table};
 use crate::spec::Spec;
+use crate::start_gate::{GateError, StartGate};
 use crate::sync::{ChildEnd, Request, SyncError};
 use crate::trace::{Side, Trace};
 use crate::{caps, seccomp, signals, user};
@@ -53,6 +54,9 @@ pub enum InitError {
     /// The image's user does not exist in the container.
     #[error("{0}")]
     User(String),
+    /// A resource limit could not be set (step 12).
+    #[error(transparent)]
+    Rlimit(#[from] crate::rlimit::RlimitError),
     /// Another system call failed.
     #[error("{call} failed: {errno}")]
     Syscall {
@@ -61,6 +65,9 @@ pub enum InitError {
         /// What the kernel answered.
         errno: Errno,
     },
+    /// The start gate failed (step 12).
+    #[error(transparent)]
+    Gate(#[from] GateError),
     /// `execve` itself failed.
     #[error("cannot execute {program}: {errno}")]
     Exec {
@@ -91,10 +98,16 @@ impl InitError {
 /// with the exit code the child should `_exit` with, after telling the parent.
 ///
 /// `parent_mask` is the signal mask to restore before exec (see [`signals`]).
-pub fn run(spec: &Spec, channel: &ChildEnd, parent_mask: &SigSet, trace: &Trace) -> i32 {
+pub fn run(
+    spec: &Spec,
+    channel: &ChildEnd,
+    parent_mask: &SigSet,
+    trace: &Trace,
+    launch: &Launch<'_>,
+) -> i32 {
     // A todo!() in an exercise, or a bug, must still reach the user as a reason.
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        set_up_and_exec(spec, channel, parent_mask, trace)
+        set_up_and_exec(spec, channel, parent_mask, trace, launch)
     }));
     let (code, reason) = match outcome {
         Ok(Ok(never)) => match never {},
@@ -112,12 +125,27 @@ pub fn run(spec: &Spec, channel: &ChildEnd, parent_mask: &SigSet, trace: &Trace)
     code
 }
 
+/// How the command is let go once the container is ready. The step
+/// binaries and the engine's shim use the default: the parent stays and
+/// sends `Start` on the channel. An OCI runtime's `create` (step 12)
+/// leaves instead, and the child waits at a [`StartGate`] for `start`.
+#[derive(Debug, Default)]
+pub struct Launch<'a> {
+    /// Wait here for `start`, not on the channel; no parent-death signal.
+    pub gate: Option<&'a StartGate>,
+    /// Descriptors 3 to 3+N-1 stay open across exec: the caller passed
+    /// them on purpose (`--preserve-fds N`, e.g. sockets for systemd's
+    /// socket activation). Every other one is closed.
+    pub preserve_fds: u32,
+}
+
 // ANCHOR: init_sequence
 fn set_up_and_exec(
     spec: &Spec,
     channel: &ChildEnd,
     parent_mask: &SigSet,
     trace: &Trace,
+    launch: &Launch<'_>,
 ) -> Result<Infallible, InitError> {
     let step = |what: std::fmt::Arguments<'_>| trace.step(Side::Child, what);
     step(format_args!("I am pid {} in my PID namespace", getpid()));
@@ -180,10 +208,22 @@ fn set_up_and_exec(
         step(format_args!("mount({0:?}, {0:?}, MS_BIND | MS_REC)", root));
         // /proc, /dev, /sys … are mounted before pivot_root, while both the
         // rootfs and the host's /dev/null (for masking, below) are reachable.
-        mounts::mount_defaults(root)?;
-        step(format_args!(
-            "mount proc, /dev (tmpfs), devpts, shm, mqueue, sysfs (ro)"
-        ));
+        // A bundle of step 12 may list its own instead of the defaults.
+        match &spec.mount_table {
+            None => {
+                mounts::mount_defaults(root)?;
+                step(format_args!(
+                    "mount proc, /dev (tmpfs), devpts, shm, mqueue, sysfs (ro)"
+                ));
+            }
+            Some(table) => {
+                table::mount_all(root, table)?;
+                step(format_args!(
+                    "mounted the bundle's {} mounts",
+                    table.mounts.len()
+                ));
+            }
+        }
         dev::create_devices(&root.join("dev"))?;
         for bind in &spec.mounts {
             binds::bind_into(root, bind)?;
@@ -205,9 +245,39 @@ fn set_up_and_exec(
         step(format_args!(
             "pivot_root(\".\", \".\"); umount2(\".\", MNT_DETACH)"
         ));
+        // Kernel parameters of our namespaces (step 12), while /proc/sys
+        // is still writable.
+        for (key, value) in &spec.sysctl {
+            let path = crate::sysctl::path_of(key);
+            std::fs::write(&path, value).map_err(|e| InitError::Syscall {
+                call: format!("write {} ({key})", path.display()),
+                errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+            })?;
+            step(format_args!("sysctl {key} = {value}"));
+        }
         // Masking needs the container's /proc and /dev/null: after the pivot.
-        mask::mask_paths()?;
-        mask::make_readonly_paths()?;
+        match &spec.mount_table {
+            None => {
+                mask::mask_paths()?;
+                mask::make_readonly_paths()?;
+            }
+            Some(table) => {
+                mask::mask(
+                    &table
+                        .masked
+                        .iter()
+                        .map(PathBuf::as_path)
+                        .collect::<Vec<_>>(),
+                )?;
+                mask::make_readonly(
+                    &table
+                        .readonly
+                        .iter()
+                        .map(PathBuf::as_path)
+                        .collect::<Vec<_>>(),
+                )?;
+            }
+        }
         step(format_args!(
             "masked paths hidden; /proc/sys and others read-only"
         ));
@@ -249,7 +319,7 @@ fn set_up_and_exec(
             Errno::result(ret).map_err(syscall("dup2(stdio)"))?;
         }
     }
-    mark_fds_close_on_exec()?;
+    mark_fds_close_on_exec(3 + launch.preserve_fds)?;
     // ANCHOR_END: init_cwd_fds
 
     // 7. Find the command now, in the container's filesystem, so a missing
@@ -265,6 +335,9 @@ fn set_up_and_exec(
     } else {
         None
     };
+    // 8·. Resource limits (step 12) first: raising a hard limit needs
+    //     CAP_SYS_RESOURCE, which the next lines may drop.
+    crate::rlimit::set_all(&spec.process.rlimits)?;
     // 8a. The image's user (step 9), looked up in the container's own
     //     /etc/passwd, first: changing ids needs CAP_SETUID and CAP_SETGID,
     //     which --cap-drop may take away below. PR_SET_KEEPCAPS keeps the
@@ -296,10 +369,22 @@ fn set_up_and_exec(
     // 8c. If the parent dies from here on, so do we (and with us, pid 1,
     //     the whole namespace): nobody would clean up after us otherwise.
     //     Set after the last credential change, which would clear it.
-    prctl::set_pdeathsig(Signal::SIGKILL).map_err(syscall("prctl(PR_SET_PDEATHSIG)"))?;
+    //     Behind a start gate the parent (`create`) leaves on purpose: the
+    //     caller that ran it (conmon, containerd's shim) is our parent now.
+    if launch.gate.is_none() {
+        prctl::set_pdeathsig(Signal::SIGKILL).map_err(syscall("prctl(PR_SET_PDEATHSIG)"))?;
+    }
 
-    // 9. Tell the parent we are ready and wait until it lets us go.
-    channel.ready_then_wait_for_start()?;
+    // 9. Tell the parent we are ready and wait until it lets us go: on the
+    //    channel, or at the start gate until `start` (step 12).
+    match launch.gate {
+        None => channel.ready_then_wait_for_start()?,
+        Some(gate) => {
+            channel.ready()?;
+            step(format_args!("ready; waiting at the start gate for `start`"));
+            gate.wait()?;
+        }
+    }
 
     // 10. Undo what the parent changed in our signal state: the blocked mask
     //    (a mask survives execve) and Rust's SIGPIPE = ignore (so does that).
@@ -309,6 +394,10 @@ fn set_up_and_exec(
     })?;
     // SAFETY: restoring the default disposition installs no handler.
     unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map_err(syscall("signal(SIGPIPE)"))?;
+    //     And the command's umask: ours (022) made the mounts above.
+    if let Some(mask) = spec.process.umask {
+        umask(Mode::from_bits_truncate(mask as libc::mode_t));
+    }
 
     // ANCHOR: init_seccomp
     // 11. seccomp, last: from here on only the calls above the filter's
@@ -436,12 +525,13 @@ pub(crate) fn use_as_terminal(slave: &OwnedFd) -> Result<(), InitError> {
 }
 // ANCHOR_END: take_terminal
 
-/// Marks every file descriptor from 3 up close-on-exec, with `close_range(2)`
-/// (Linux 5.11) or, on older kernels, one `fcntl` per open descriptor.
-pub(crate) fn mark_fds_close_on_exec() -> Result<(), InitError> {
+/// Marks every file descriptor from `first` up close-on-exec, with
+/// `close_range(2)` (Linux 5.11) or, on older kernels, one `fcntl` per open
+/// descriptor.
+pub(crate) fn mark_fds_close_on_exec(first: u32) -> Result<(), InitError> {
     const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
     // SAFETY: close_range only changes flags of our own descriptors.
-    let ret = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) };
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) };
     if ret == 0 {
         return Ok(());
     }
@@ -453,7 +543,7 @@ pub(crate) fn mark_fds_close_on_exec() -> Result<(), InitError> {
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
     {
-        if fd >= 3 {
+        if fd >= first as i32 {
             // SAFETY: setting FD_CLOEXEC on a descriptor number is harmless
             // even if it was the directory's own and is now closed.
             unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };

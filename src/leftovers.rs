@@ -125,6 +125,14 @@ impl Record {
         writeln!(self.file, "{}", made.line())
     }
 
+    /// Moves the record to `to`, out of the records directory, where no
+    /// sweep looks: an OCI runtime's `create` (step 12) leaves the
+    /// container behind on purpose, and its `delete` undoes the record
+    /// ([`undo_record`]). Its lock goes with this process.
+    pub fn hand_over(self, to: &std::path::Path) -> std::io::Result<()> {
+        std::fs::rename(&self.path, to)
+    }
+
     /// Deletes the record: everything in it is gone.
     pub fn close(self) {
         let _ = std::fs::remove_file(&self.path);
@@ -159,41 +167,50 @@ pub fn sweep() -> Vec<String> {
         let Ok(_held) = Flock::lock(file, FlockArg::LockExclusiveNonblock) else {
             continue;
         };
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            continue;
-        };
-        // Processes first (a cgroup's are killed as it goes), then the
-        // mounts they might have been writing through.
-        let mut made: Vec<Made> = text.lines().filter_map(|l| Made::parse(l, &id)).collect();
-        made.sort_by_key(|m| !matches!(m, Made::Cgroup(_)));
-        let mut left = Vec::new();
-        for thing in made {
-            match undo(&thing) {
-                Ok(false) => {}
-                Ok(true) => said.push(format!(
-                    "removed the {} of container {id}, whose caixa was killed",
-                    thing.line()
-                )),
-                Err(e) => {
-                    said.push(format!(
-                        "warning: cannot remove the {} of killed container {id}: {e}; the next start tries again",
-                        thing.line()
-                    ));
-                    left.push(thing);
-                }
-            }
-        }
-        // Done with it, or keep what is left for the next start.
-        if left.is_empty() {
-            let _ = std::fs::remove_file(&path);
-        } else {
-            let text: String = left.iter().map(|m| format!("{}\n", m.line())).collect();
-            let _ = std::fs::write(&path, text);
-        }
+        said.extend(undo_record(&path, &id, "whose caixa was killed"));
     }
     said
 }
 // ANCHOR_END: sweep
+
+/// Undoes everything the record at `path` of container `id` names, and
+/// deletes the record once nothing is left (else keeps what is left, for
+/// the next try); says what it did, each line ending with `why`.
+pub fn undo_record(path: &std::path::Path, id: &str, why: &str) -> Vec<String> {
+    let mut said = Vec::new();
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return said;
+    };
+    // Processes first (a cgroup's are killed as it goes), then the
+    // mounts they might have been writing through.
+    let mut made: Vec<Made> = text.lines().filter_map(|l| Made::parse(l, id)).collect();
+    made.sort_by_key(|m| !matches!(m, Made::Cgroup(_)));
+    let mut left = Vec::new();
+    for thing in made {
+        match undo(&thing) {
+            Ok(false) => {}
+            Ok(true) => said.push(format!(
+                "removed the {} of container {id}, {why}",
+                thing.line()
+            )),
+            Err(e) => {
+                said.push(format!(
+                    "warning: cannot remove the {} of container {id}: {e}; the next try removes it",
+                    thing.line()
+                ));
+                left.push(thing);
+            }
+        }
+    }
+    // Done with it, or keep what is left for the next try.
+    if left.is_empty() {
+        let _ = std::fs::remove_file(path);
+    } else {
+        let text: String = left.iter().map(|m| format!("{}\n", m.line())).collect();
+        let _ = std::fs::write(path, text);
+    }
+    said
+}
 
 /// Undoes one thing of a dead start; whether there was anything to undo.
 fn undo(made: &Made) -> Result<bool, String> {

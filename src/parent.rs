@@ -19,7 +19,7 @@ use nix::unistd::{Pid, geteuid};
 use crate::cgroup::{Cgroup, CgroupError};
 use crate::exit::{Exit, codes};
 use crate::idmap::{self, IdMapError};
-use crate::init;
+use crate::init::{self, Launch};
 use crate::leftovers::{self, Made, Record};
 use crate::ns::clone::{Forked, clone_child};
 use crate::ns::{self, Namespace};
@@ -177,6 +177,17 @@ pub fn run(spec: &Spec) -> Result<Ended, Error> {
 /// 1 to 7 of the sequence. [`Running::wait`] is the rest. The engine's shim
 /// calls this and then waits in its own loop (it also copies the output).
 pub fn start(spec: &Spec) -> Result<Running, Error> {
+    launch(spec, &Launch::default())
+}
+
+/// `create` of an OCI runtime (step 12): the same sequence as [`start`] up
+/// to the child's `Ready`, but the child then waits at `launch.gate` for
+/// `start`, and this process may leave: [`Running::hand_over`].
+pub fn create(spec: &Spec, launch: &Launch<'_>) -> Result<Running, Error> {
+    self::launch(spec, launch)
+}
+
+fn launch(spec: &Spec, launch: &Launch<'_>) -> Result<Running, Error> {
     let trace = Trace::new(spec.verbose);
     let step = |what: std::fmt::Arguments<'_>| trace.step(Side::Parent, what);
 
@@ -235,7 +246,7 @@ pub fn start(spec: &Spec) -> Result<Running, Error> {
     let child = match unsafe { clone_child(flags) } {
         Ok(Forked::Child) => {
             drop(parent_end);
-            let code = init::run(spec, &child_end, &signals.previous(), &trace);
+            let code = init::run(spec, &child_end, &signals.previous(), &trace, launch);
             // _exit: no destructors or atexit handlers of the parent's copy run.
             // SAFETY: ends this (child) process.
             unsafe { libc::_exit(code) }
@@ -310,13 +321,18 @@ pub fn start(spec: &Spec) -> Result<Running, Error> {
 
     // 7. Let it exec, and learn whether the exec worked: its end of the
     //    channel is close-on-exec, so end-of-file means success.
-    parent_end.start()?;
-    if let Some((code, reason)) = parent_end.wait_for_exec()? {
-        return Err(Error::Container { code, reason });
+    // With a start gate the child waits there for `start` (step 12).
+    if launch.gate.is_some() {
+        step(format_args!("created: the child waits at the start gate"));
+    } else {
+        parent_end.start()?;
+        if let Some((code, reason)) = parent_end.wait_for_exec()? {
+            return Err(Error::Container { code, reason });
+        }
+        step(format_args!(
+            "the command runs; forwarding signals until it ends"
+        ));
     }
-    step(format_args!(
-        "the command runs; forwarding signals until it ends"
-    ));
     Ok(Running {
         child,
         host,
@@ -382,6 +398,18 @@ impl Running {
         if !self.child.reaped {
             let _ = kill(self.child.pid, signal);
         }
+    }
+
+    /// `create` is done (step 12): leaves the container to whoever waits
+    /// for it (the caller of `create`, a subreaper such as conmon) and the
+    /// host side to `delete`. The child is not killed, the cgroup and the
+    /// image's root stay, and the record of what was made moves to
+    /// `record_to`, out of [`leftovers::sweep`]'s sight: this process's
+    /// end is not the container's. Returns the child's pid.
+    pub fn hand_over(mut self, record_to: &Path) -> Result<Pid, Error> {
+        self.child.reaped = true;
+        self.host.hand_over(record_to)?;
+        Ok(self.child.pid)
     }
 
     // ANCHOR: parent_cleanup
@@ -519,6 +547,23 @@ impl Host {
         }
         // ANCHOR_END: parent_image
         Ok(host)
+    }
+
+    /// See [`Running::hand_over`]. A network is refused before this point
+    /// (the runtime leaves networks to its caller, as runc does).
+    fn hand_over(&mut self, record_to: &Path) -> Result<(), Error> {
+        self.torn_down = true;
+        // Their Drop would remove them: they are `delete`'s now.
+        std::mem::forget(self.cgroup.take());
+        std::mem::forget(self.image_root.take());
+        std::mem::forget(self.network.take());
+        match self.record.take() {
+            Some(record) => record.hand_over(record_to).map_err(|source| Error::Record {
+                path: record_to.to_path_buf(),
+                source,
+            }),
+            None => Ok(()),
+        }
     }
 
     // ANCHOR: host_teardown

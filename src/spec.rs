@@ -24,6 +24,11 @@ pub struct Process {
     /// The user to run as (`uid[:gid]` or a name from the container's
     /// /etc/passwd), from an image's config (step 9); `None` is root.
     pub user: Option<String>,
+    /// The command's file mode creation mask (`process.user.umask` of a
+    /// bundle, step 12); `None` is Docker's 022.
+    pub umask: Option<u32>,
+    /// Resource limits the command starts with (`process.rlimits`, step 12).
+    pub rlimits: Vec<crate::rlimit::Rlimit>,
 }
 
 // ANCHOR: spec_struct
@@ -71,6 +76,12 @@ pub struct Spec {
     /// Give the container a terminal (`-t`): a pty made in its own devpts,
     /// whose master end goes to the parent (needs a root filesystem).
     pub terminal: bool,
+    /// Kernel parameters of the container's namespaces, written under
+    /// `/proc/sys` (`linux.sysctl` of a bundle, step 12; see [`crate::sysctl`]).
+    pub sysctl: Vec<(String, String)>,
+    /// A bundle's own mounts and masked and read-only paths, mounted
+    /// instead of caixa's defaults and `mounts` (step 12).
+    pub mount_table: Option<crate::rootfs::table::Table>,
 }
 // ANCHOR_END: spec_struct
 
@@ -116,6 +127,9 @@ pub enum SpecError {
     /// The working directory must be absolute.
     #[error("working directory {0} is not an absolute path")]
     RelativeCwd(PathBuf),
+    /// A kernel parameter the container may not set.
+    #[error("linux.sysctl: {0}")]
+    Sysctl(String),
 }
 
 impl Spec {
@@ -129,6 +143,8 @@ impl Spec {
                 env: vec![format!("PATH={DEFAULT_PATH}")],
                 cwd: PathBuf::from("/"),
                 user: None,
+                umask: None,
+                rlimits: Vec::new(),
             },
             root: None,
             root_overlay: false,
@@ -145,6 +161,8 @@ impl Spec {
             verbose: false,
             stdio: None,
             terminal: false,
+            sysctl: Vec::new(),
+            mount_table: None,
         }
     }
 
@@ -191,6 +209,17 @@ impl Spec {
         if self.image.is_some() && !self.has(Namespace::Mount) {
             return Err(SpecError::NeedsNamespace {
                 feature: "an image's root filesystem",
+                namespace: Namespace::Mount,
+            });
+        }
+        for (key, _) in &self.sysctl {
+            if let Some(why) = crate::sysctl::refusal(key, &self.namespaces) {
+                return Err(SpecError::Sysctl(why));
+            }
+        }
+        if self.mount_table.is_some() && self.root.is_none() && self.image.is_none() {
+            return Err(SpecError::NeedsNamespace {
+                feature: "a mount table (a root filesystem)",
                 namespace: Namespace::Mount,
             });
         }

@@ -363,6 +363,13 @@ impl ChildEnd {
         self.expect(Message::Done, "Done")
     }
 
+    /// Says ready and nothing more: a container behind a start gate
+    /// ([`crate::start_gate`]) waits for `start` there, not here, because
+    /// its parent (`create`) exits without sending `Start`.
+    pub fn ready(&self) -> Result<(), SyncError> {
+        self.0.send(&Message::Ready)
+    }
+
     /// Says set-up is finished, then waits for the parent's `Start`.
     pub fn ready_then_wait_for_start(&self) -> Result<(), SyncError> {
         self.0.send(&Message::Ready)?;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{Linux, LinuxIdMapping, LinuxNamespace, LinuxNamespaceType, Root};
 
-use super::mounts::{check_paths, mounts_from_oci};
+use super::mounts::{check_paths, mounts_from_oci, table_from_oci};
 use super::network::network_from_oci;
 use super::process::{capabilities_from_oci, user_from_oci};
 use super::resources::resources_from_oci;
@@ -33,8 +33,9 @@ const TOP_LEVEL: [&str; 7] = [
     "linux",
 ];
 /// The fields of `process` caixa converts.
-const PROCESS: [&str; 7] = [
+const PROCESS: [&str; 8] = [
     "terminal",
+    "rlimits",
     "user",
     "args",
     "env",
@@ -43,8 +44,9 @@ const PROCESS: [&str; 7] = [
     "noNewPrivileges",
 ];
 /// The fields of `linux` caixa converts.
-const LINUX: [&str; 7] = [
+const LINUX: [&str; 8] = [
     "uidMappings",
+    "sysctl",
     "gidMappings",
     "resources",
     "namespaces",
@@ -92,12 +94,22 @@ pub fn from_oci(
 
     let (root, image) = root_from_oci(config.root().as_ref(), &annotations, bundle, id)?;
     let has_root = root.is_some() || image.is_some();
-    let mounts = mounts_from_oci(config.mounts().as_deref().unwrap_or_default(), has_root)?;
-    check_paths(
-        linux.masked_paths().as_deref().unwrap_or_default(),
-        linux.readonly_paths().as_deref().unwrap_or_default(),
-        has_root,
-    )?;
+    let oci_mounts = config.mounts().as_deref().unwrap_or_default();
+    let masked = linux.masked_paths().as_deref().unwrap_or_default();
+    let readonly = linux.readonly_paths().as_deref().unwrap_or_default();
+    // caixa's own defaults (what the engine writes), or the bundle's own
+    // table (podman's, containerd's: step 12).
+    let (mounts, mount_table) = match (
+        mounts_from_oci(oci_mounts, has_root),
+        check_paths(masked, readonly, has_root),
+    ) {
+        (Ok(binds), Ok(())) => (binds, None),
+        _ if has_root => (
+            Vec::new(),
+            Some(table_from_oci(oci_mounts, masked, readonly)?),
+        ),
+        (Err(e), _) | (_, Err(e)) => return Err(e),
+    };
     let capabilities = capabilities_from_oci(process.capabilities().as_ref())?;
     // The filter depends on the capabilities kept (Docker's groups).
     let seccomp = match linux.seccomp() {
@@ -106,16 +118,34 @@ pub fn from_oci(
         Some(_) => return Err(refuse("linux.seccomp")),
     };
 
+    let namespaces = namespaces_from_oci(linux.namespaces().as_deref().unwrap_or_default())?;
+    let sysctl: Vec<(String, String)> = linux
+        .sysctl()
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for (key, _) in &sysctl {
+        if let Some(why) = crate::sysctl::refusal(key, &namespaces) {
+            return Err(BundleError::Unsupported {
+                field: format!("linux.sysctl.{key}"),
+                why,
+            });
+        }
+    }
+
     Ok(Spec {
         stdio: None,
         terminal: process.terminal().unwrap_or(false),
         id: id.to_string(),
-        namespaces: namespaces_from_oci(linux.namespaces().as_deref().unwrap_or_default())?,
+        namespaces,
         process: Process {
             args,
             env: process.env().clone().unwrap_or_default(),
             cwd: process.cwd().clone(),
             user: user_from_oci(process.user(), &annotations)?,
+            umask: process.user().umask(),
+            rlimits: rlimits_from_oci(process.rlimits().as_deref().unwrap_or_default())?,
         },
         root,
         root_overlay: false,
@@ -134,7 +164,37 @@ pub fn from_oci(
         mounts,
         image,
         verbose: false,
+        sysctl,
+        mount_table,
     })
+}
+
+/// `process.rlimits`, each type once.
+fn rlimits_from_oci(
+    list: &[oci_spec::runtime::PosixRlimit],
+) -> Result<Vec<crate::rlimit::Rlimit>, BundleError> {
+    let mut limits: Vec<crate::rlimit::Rlimit> = Vec::new();
+    for (i, oci) in list.iter().enumerate() {
+        let resource = crate::rlimit::resource_of(oci.typ());
+        if limits.iter().any(|l| l.resource == resource) {
+            return Err(invalid(
+                &format!("process.rlimits[{i}]"),
+                format!("{:?} is listed twice", oci.typ()),
+            ));
+        }
+        if oci.soft() > oci.hard() {
+            return Err(invalid(
+                &format!("process.rlimits[{i}]"),
+                "soft is above hard: the kernel refuses it",
+            ));
+        }
+        limits.push(crate::rlimit::Rlimit {
+            resource,
+            soft: oci.soft(),
+            hard: oci.hard(),
+        });
+    }
+    Ok(limits)
 }
 // ANCHOR_END: from_oci
 

@@ -18,6 +18,9 @@ use super::BundleError;
 use crate::rootfs::binds::Bind;
 use crate::rootfs::mask::{MASKED_PATHS, READONLY_PATHS};
 use crate::rootfs::mounts::{DEFAULT_MOUNTS, Mount as DefaultMount};
+use crate::rootfs::table::{
+    Entry as TableEntry, FILESYSTEMS, Kind as TableKind, Table, read_options,
+};
 
 /// mount(8) option names of the flags caixa's default mounts use.
 const FLAG_NAMES: [(MsFlags, &str); 5] = [
@@ -239,6 +242,92 @@ pub(super) fn check_paths(
     }
     Ok(())
 }
+
+// ANCHOR: table_from_oci
+/// A bundle's own mount table (step 12): its mounts in order, each a
+/// filesystem caixa knows, a bind of an absolute host path or the
+/// container's cgroups, and its masked and read-only paths. Used when the
+/// bundle's list is not caixa's defaults (podman's, containerd's).
+pub(super) fn table_from_oci(
+    mounts: &[Mount],
+    masked: &[String],
+    readonly: &[String],
+) -> Result<Table, BundleError> {
+    let mut table = Table::default();
+    for (i, m) in mounts.iter().enumerate() {
+        let field = format!("mounts[{i}]");
+        let dest = m.destination();
+        let target = crate::rootfs::binds::check_target(&dest.to_string_lossy())
+            .map_err(|e| super::invalid(&field, e.to_string()))?;
+        let typ = m.typ().as_deref().unwrap_or("none");
+        let words: Vec<String> = m.options().clone().unwrap_or_default();
+        let options =
+            read_options(&words, if typ == "none" { "bind" } else { typ }).map_err(|why| {
+                BundleError::Unsupported {
+                    field: format!("{field}.options"),
+                    why,
+                }
+            })?;
+        let kind = if options.bind || typ == "bind" {
+            match m.source() {
+                Some(source) if source.is_absolute() => TableKind::Bind {
+                    source: source.clone(),
+                    recursive: options.recursive,
+                },
+                _ => {
+                    return Err(super::invalid(
+                        &field,
+                        format!("the bind at {} needs an absolute source", dest.display()),
+                    ));
+                }
+            }
+        } else if typ == "cgroup" {
+            TableKind::Cgroup
+        } else if FILESYSTEMS.contains(&typ) {
+            TableKind::Filesystem {
+                fstype: typ.to_string(),
+                source: m
+                    .source()
+                    .as_ref()
+                    .map_or_else(|| typ.to_string(), |s| s.to_string_lossy().into_owned()),
+            }
+        } else {
+            return Err(BundleError::Unsupported {
+                field,
+                why: format!(
+                    "a {typ} mount at {}: caixa mounts {}, cgroup and binds",
+                    dest.display(),
+                    FILESYSTEMS.join(", ")
+                ),
+            });
+        };
+        if matches!(kind, TableKind::Bind { .. } | TableKind::Cgroup) && !options.data.is_empty() {
+            return Err(BundleError::Unsupported {
+                field: format!("{field}.options"),
+                why: format!("{:?}: a bind takes flags only", options.data.join(",")),
+            });
+        }
+        table.mounts.push(TableEntry {
+            target,
+            kind,
+            flags: options.flags,
+            data: (!options.data.is_empty()).then(|| options.data.join(",")),
+            propagation: options.propagation,
+        });
+    }
+    for (field, given, list) in [
+        ("linux.maskedPaths", masked, &mut table.masked),
+        ("linux.readonlyPaths", readonly, &mut table.readonly),
+    ] {
+        for (i, path) in given.iter().enumerate() {
+            let checked = crate::rootfs::binds::check_target(path)
+                .map_err(|e| super::invalid(&format!("{field}[{i}]"), e.to_string()))?;
+            list.push(checked);
+        }
+    }
+    Ok(table)
+}
+// ANCHOR_END: table_from_oci
 
 #[cfg(test)]
 mod tests {

@@ -281,14 +281,12 @@ refused! {
     refuses_idmapped_mounts: "/uidMappings" = [{"containerID": 0, "hostID": 1, "size": 1}] => "uidMappings";
     refuses_a_console_size: "/process/consoleSize" = {"height": 24, "width": 80} => "process.consoleSize";
     refuses_a_command_line: "/process/commandLine" = "sh" => "process.commandLine";
-    refuses_rlimits: "/process/rlimits" = [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}] => "process.rlimits";
     refuses_apparmor: "/process/apparmorProfile" = "docker-default" => "process.apparmorProfile";
     refuses_selinux_label: "/process/selinuxLabel" = "system_u:system_r:container_t:s0" => "process.selinuxLabel";
     refuses_oom_score_adj: "/process/oomScoreAdj" = 100 => "process.oomScoreAdj";
     refuses_io_priority: "/process/ioPriority" = {"class": "IOPRIO_CLASS_IDLE", "priority": 0} => "process.ioPriority";
     refuses_a_scheduler: "/process/scheduler" = {"policy": "SCHED_BATCH"} => "process.scheduler";
     refuses_cpu_affinity: "/process/execCPUAffinity" = {"initial": "0"} => "process.execCPUAffinity";
-    refuses_a_umask: "/process/user/umask" = 18 => "process.user.umask";
     refuses_additional_gids: "/process/user/additionalGids" = [10] => "process.user.additionalGids";
     refuses_a_username: "/process/user/username" = "app" => "process.user.username";
     refuses_inheritable_caps: "/process/capabilities/inheritable" = ["CAP_CHOWN"] => "process.capabilities";
@@ -298,13 +296,13 @@ refused! {
     refuses_a_cgroup_namespace: "/linux/namespaces/6" = {"type": "cgroup"} => "linux.namespaces[6]";
     refuses_a_time_namespace: "/linux/namespaces/6" = {"type": "time"} => "linux.namespaces[6]";
     refuses_net_devices: "/linux/netDevices" = {"eth1": {"name": "eth1"}} => "linux.netDevices";
-    refuses_sysctl: "/linux/sysctl" = {"net.ipv4.ip_forward": "1"} => "linux.sysctl";
+    refuses_a_hosts_sysctl: "/linux/sysctl" = {"vm.swappiness": "0"} => "linux.sysctl.vm.swappiness";
+    refuses_rlimits_soft_above_hard: "/process/rlimits" = [{"type": "RLIMIT_NOFILE", "hard": 10, "soft": 20}] => "process.rlimits[0]";
+    refuses_a_relative_masked_path: "/linux/maskedPaths/11" = "proc/cpuinfo" => "linux.maskedPaths[11]";
     refuses_a_cgroups_path: "/linux/cgroupsPath" = "/mine" => "linux.cgroupsPath";
     refuses_devices: "/linux/devices" = [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}] => "linux.devices";
     refuses_another_seccomp_profile: "/linux/seccomp/defaultAction" = "SCMP_ACT_ALLOW" => "linux.seccomp";
     refuses_rootfs_propagation: "/linux/rootfsPropagation" = "shared" => "linux.rootfsPropagation";
-    refuses_more_masked_paths: "/linux/maskedPaths/11" = "/proc/cpuinfo" => "linux.maskedPaths";
-    refuses_fewer_readonly_paths: "/linux/readonlyPaths" = ["/proc/sys"] => "linux.readonlyPaths";
     refuses_a_mount_label: "/linux/mountLabel" = "system_u:object_r:container_file_t:s0" => "linux.mountLabel";
     refuses_intel_rdt: "/linux/intelRdt" = {"closID": "guaranteed"} => "linux.intelRdt";
     refuses_a_memory_policy: "/linux/memoryPolicy" = {"mode": "MPOL_BIND", "nodes": "0"} => "linux.memoryPolicy";
@@ -330,12 +328,85 @@ refused! {
     refuses_another_cfs_period: "/linux/resources/cpu/period" = 50000 => "linux.resources.cpu.period";
     refuses_a_leaf_weight: "/linux/resources/blockIO/leafWeight" = 100 => "linux.resources.blockIO.leafWeight";
     refuses_weight_devices: "/linux/resources/blockIO/weightDevice" = [{"major": 8, "minor": 0, "weight": 100}] => "linux.resources.blockIO.weightDevice";
-    refuses_another_mount: "/mounts/7" = {"destination": "/data", "type": "tmpfs", "source": "tmpfs"} => "mounts[7]";
-    refuses_a_changed_default_mount: "/mounts/5/options" = ["ro"] => "mounts[5]";
-    refuses_a_missing_default_mount: "/mounts" = [] => "mounts";
-    refuses_a_bind_option_caixa_does_not_honour: "/mounts/6/options" = ["bind", "nosuid"] => "mounts[6]";
-    refuses_a_bind_both_ro_and_rw: "/mounts/6/options" = ["bind", "ro", "rw"] => "mounts[6]";
+    refuses_a_disk_mount: "/mounts/7" = {"destination": "/data", "type": "ext4", "source": "/dev/vda"} => "mounts[7]";
+    refuses_a_relative_bind_source: "/mounts/7" = {"destination": "/data", "type": "bind", "source": "data", "options": ["rbind"]} => "mounts[7]";
+    refuses_a_bind_option_caixa_does_not_honour: "/mounts/6/options" = ["bind", "size=1m"] => "mounts[6].options";
     refuses_an_unknown_caixa_annotation: "/annotations/org.caixa.network.brigde" = "caixa0" => "annotations.org.caixa.network.brigde";
+}
+
+/// podman's and containerd's configs list their own mounts and paths:
+/// they become the spec's mount table, in order, with flags and data read
+/// as mount(8) reads them; rlimits, umask and sysctl travel too.
+#[test]
+fn an_orchestrators_own_mounts_become_a_mount_table() {
+    let mut config = serde_json::to_value(to_oci(&step8()).unwrap()).unwrap();
+    set(
+        &mut config,
+        "/mounts",
+        json!([
+            {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/etc/hosts", "type": "bind", "source": "/tmp/hosts", "options": ["bind", "rprivate", "ro"]},
+            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "ro"]}
+        ]),
+    );
+    set(&mut config, "/linux/maskedPaths", json!(["/proc/kcore"]));
+    set(&mut config, "/linux/readonlyPaths", json!(["/proc/sys"]));
+    set(
+        &mut config,
+        "/process/rlimits",
+        json!([{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 512}]),
+    );
+    set(&mut config, "/process/user/umask", json!(63));
+    set(
+        &mut config,
+        "/linux/sysctl",
+        json!({"net.ipv4.ping_group_range": "0 0"}),
+    );
+    let config: oci_spec::runtime::Spec = serde_json::from_value(config).unwrap();
+    let spec = from_oci(&config, Path::new(BUNDLE), ID).unwrap();
+    let table = spec.mount_table.expect("a mount table");
+    assert!(spec.mounts.is_empty(), "the binds are in the table");
+    let kinds: Vec<_> = table
+        .mounts
+        .iter()
+        .map(|m| (m.target.display().to_string(), m.kind.clone()))
+        .collect();
+    use crate::rootfs::table::Kind;
+    assert_eq!(
+        kinds[0].1,
+        Kind::Filesystem {
+            fstype: "proc".into(),
+            source: "proc".into()
+        }
+    );
+    assert_eq!(
+        kinds[2],
+        (
+            "/etc/hosts".into(),
+            Kind::Bind {
+                source: "/tmp/hosts".into(),
+                recursive: false
+            }
+        )
+    );
+    assert_eq!(kinds[3].1, Kind::Cgroup);
+    assert_eq!(
+        table.mounts[1].data.as_deref(),
+        Some("mode=755,size=65536k")
+    );
+    assert!(
+        table.mounts[2]
+            .flags
+            .contains(nix::mount::MsFlags::MS_RDONLY)
+    );
+    assert_eq!(table.masked, vec![std::path::PathBuf::from("/proc/kcore")]);
+    assert_eq!(spec.process.umask, Some(0o77));
+    assert_eq!(spec.process.rlimits[0].soft, 512);
+    assert_eq!(
+        spec.sysctl,
+        vec![("net.ipv4.ping_group_range".to_string(), "0 0".to_string())]
+    );
 }
 
 #[test]
@@ -368,7 +439,7 @@ fn every_refused_field_has_a_reason() {
         reason("linux.namespaces[3].path"),
         reason("linux.namespaces.path")
     );
-    assert!(reason("linux.sysctl").contains("sysctl"));
+    assert!(reason("linux.mountLabel").contains("SELinux"));
 }
 
 #[test]

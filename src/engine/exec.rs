@@ -444,10 +444,13 @@ fn join_and_fork(root: &Path, container: &str, id: &str) -> Result<i32, InitErro
     //    another process: a pidfd. Then check it is the container's: its
     //    cgroup is named by the container's id, and it is still alive
     //    after that read (so the read was of the same process).
-    let pidfd = pidfd_open(state.pid)?;
+    let pidfd = crate::pidfd::open(state.pid).map_err(|errno| InitError::Syscall {
+        call: "pidfd_open(the container's pid 1)".into(),
+        errno,
+    })?;
     let cgroups =
         std::fs::read_to_string(format!("/proc/{}/cgroup", state.pid)).unwrap_or_default();
-    if !cgroups.contains(container) || pidfd_signal(&pidfd, 0).is_err() {
+    if !cgroups.contains(container) || crate::pidfd::signal(&pidfd, 0).is_err() {
         return Err(fail(format!("container {container} has ended")));
     }
 
@@ -563,7 +566,7 @@ fn become_the_command(spec: &Spec, exec: &Exec) -> Result<std::convert::Infallib
     })?;
     // Nothing of the host crosses: 0, 1, 2 are the daemon's pipes, and
     // every other descriptor closes at execve (CVE-2024-21626).
-    crate::init::mark_fds_close_on_exec()?;
+    crate::init::mark_fds_close_on_exec(3)?;
     let program = crate::command::resolve(&exec.cmd[0], &env)?;
     let filters = match spec.seccomp {
         true => Some(crate::seccomp::default_filters(
@@ -601,32 +604,3 @@ fn become_the_command(spec: &Spec, exec: &Exec) -> Result<std::convert::Infallib
     Err(InitError::Exec { program, errno })
 }
 // ANCHOR_END: exec_join
-
-/// pidfd_open(2): a descriptor for process `pid` that never means another.
-fn pidfd_open(pid: i32) -> Result<OwnedFd, InitError> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Err(InitError::Syscall {
-            call: "pidfd_open(the container's pid 1)".into(),
-            errno: Errno::last(),
-        });
-    }
-    // SAFETY: the kernel just gave us this descriptor; nobody else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
-}
-
-/// pidfd_send_signal(2); signal 0 checks that the process is alive.
-fn pidfd_signal(pidfd: &OwnedFd, signal: i32) -> Result<(), Errno> {
-    // SAFETY: a signal through a pidfd we own, with no siginfo.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            signal,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    };
-    Errno::result(ret).map(drop)
-}

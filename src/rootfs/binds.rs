@@ -293,7 +293,7 @@ fn as_seen(prefix: &Path) -> PathBuf {
 
 /// The name of an open descriptor that `mount(2)` accepts as a path: the
 /// kernel resolves the magic link to the very file the descriptor holds.
-fn fd_path(fd: &impl AsRawFd) -> PathBuf {
+pub(super) fn fd_path(fd: &impl AsRawFd) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
@@ -301,7 +301,7 @@ fn fd_path(fd: &impl AsRawFd) -> PathBuf {
 /// user namespace, the kernel locks `nosuid`, `nodev`, `noexec` and the
 /// atime flags of a mount that came from the host, and refuses a remount
 /// that would clear them (EPERM).
-fn locked_flags(fd: &OwnedFd) -> MsFlags {
+pub(super) fn locked_flags(fd: &OwnedFd) -> MsFlags {
     let Ok(st) = fstatvfs(fd.as_fd()) else {
         return MsFlags::empty();
     };

@@ -42,7 +42,12 @@ pub const READONLY_PATHS: [&str; 5] = [
 // ANCHOR: mask_paths
 /// Hides every path of [`MASKED_PATHS`] that exists on this kernel.
 pub fn mask_paths() -> Result<(), RootfsError> {
-    for path in MASKED_PATHS.map(Path::new) {
+    mask(&MASKED_PATHS.map(Path::new))
+}
+
+/// Hides every path of `paths` that exists (a bundle's own list, step 12).
+pub fn mask(paths: &[&Path]) -> Result<(), RootfsError> {
+    for &path in paths {
         let Ok(meta) = std::fs::metadata(path) else {
             continue; // not on this kernel: nothing to hide
         };
@@ -75,7 +80,13 @@ pub fn mask_paths() -> Result<(), RootfsError> {
 /// A bind mount cannot be made read-only in one call: the first `mount` makes
 /// the bind, the second (`MS_REMOUNT`) changes its flags.
 pub fn make_readonly_paths() -> Result<(), RootfsError> {
-    for path in READONLY_PATHS.map(Path::new) {
+    make_readonly(&READONLY_PATHS.map(Path::new))
+}
+
+/// Makes every path of `paths` that exists read-only (a bundle's own
+/// list, step 12).
+pub fn make_readonly(paths: &[&Path]) -> Result<(), RootfsError> {
+    for &path in paths {
         if !path.exists() {
             continue;
         }

@@ -13,6 +13,9 @@
 //! 4. [`mask`]: hide or freeze the parts of `/proc` and `/sys` that tell too
 //!    much about the host or let a container change it.
 //!
+//! A bundle of step 12 may bring its own list instead of the defaults of 1
+//! and 4: [`table`].
+//!
 //! [`busybox`] builds the default rootfs the early steps use.
 
 pub mod binds;
@@ -21,6 +24,7 @@ pub mod dev;
 pub mod mask;
 pub mod mounts;
 pub mod pivot;
+pub mod table;
 
 use std::path::PathBuf;
 

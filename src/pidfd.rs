@@ -1,0 +1,56 @@
+//! Process descriptors: a handle on a process that never means another.
+//!
+//! A pid is a number the kernel hands out again once its process is reaped,
+//! so "signal pid 1234" can reach a stranger if 1234 ended a moment ago. A
+//! pidfd (Linux 5.3) names one process for as long as the descriptor is
+//! open: a signal through it reaches that process or fails with `ESRCH`.
+//! The engine's `exec` and the runtime's `kill` and `delete` go through one.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use nix::errno::Errno;
+
+/// pidfd_open(2): a descriptor for process `pid`.
+pub fn open(pid: i32) -> Result<OwnedFd, Errno> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: the kernel just gave us this descriptor; nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// pidfd_send_signal(2); signal 0 checks that the process is alive.
+pub fn signal(pidfd: &OwnedFd, signal: i32) -> Result<(), Errno> {
+    // SAFETY: a signal through a pidfd we own, with no siginfo.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    Errno::result(ret).map(drop)
+}
+
+/// Waits up to `timeout` for the process to end (its pidfd turns readable
+/// when it exits, reaped or not); whether it did.
+pub fn wait_gone(pidfd: &OwnedFd, timeout: std::time::Duration) -> bool {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::os::fd::AsFd;
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+        let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(ms)) {
+            Ok(n) if n > 0 => return true,
+            Err(Errno::EINTR) => {}
+            _ if left.is_zero() => return false,
+            _ => {}
+        }
+    }
+}
