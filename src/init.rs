@@ -348,8 +348,16 @@ fn set_up_and_exec(
     //     non-root uid no capability (capabilities(7)), only the bounding set
     //     as a ceiling, as with docker run.
     if let Some(user) = &spec.process.user {
-        let uid = become_user(user)?;
+        let uid = become_user(user, &spec.process.additional_gids)?;
         step(format_args!("user {user}: uid {uid}, capabilities kept"));
+    } else if !spec.process.additional_gids.is_empty() {
+        let groups: Vec<Gid> = spec
+            .process
+            .additional_gids
+            .iter()
+            .map(|g| Gid::from_raw(*g))
+            .collect();
+        nix::unistd::setgroups(&groups).map_err(syscall("setgroups"))?;
     }
     if let Some(keep) = &spec.capabilities {
         caps::raise_effective()?;
@@ -430,10 +438,14 @@ fn set_up_and_exec(
 
 /// Switches to the image's `user` (`NAME`, `UID`, `NAME:GROUP`, `UID:GID`),
 /// keeping the permitted capabilities; returns the uid.
-pub(crate) fn become_user(user: &str) -> Result<u32, InitError> {
+pub(crate) fn become_user(user: &str, additional_gids: &[u32]) -> Result<u32, InitError> {
     let (uid, gid) = user::resolve(user).map_err(InitError::User)?;
     prctl::set_keepcaps(true).map_err(syscall("prctl(PR_SET_KEEPCAPS)"))?;
-    nix::unistd::setgroups(&[Gid::from_raw(gid)]).map_err(syscall("setgroups"))?;
+    let groups: Vec<Gid> = std::iter::once(gid)
+        .chain(additional_gids.iter().copied())
+        .map(Gid::from_raw)
+        .collect();
+    nix::unistd::setgroups(&groups).map_err(syscall("setgroups"))?;
     setresgid(Gid::from_raw(gid), Gid::from_raw(gid), Gid::from_raw(gid))
         .map_err(syscall("setresgid"))?;
     setresuid(Uid::from_raw(uid), Uid::from_raw(uid), Uid::from_raw(uid))

@@ -29,6 +29,9 @@ pub struct Process {
     pub umask: Option<u32>,
     /// Resource limits the command starts with (`process.rlimits`, step 12).
     pub rlimits: Vec<crate::rlimit::Rlimit>,
+    /// Supplementary groups besides the user's own group
+    /// (`process.user.additionalGids`, step 12).
+    pub additional_gids: Vec<u32>,
 }
 
 // ANCHOR: spec_struct
@@ -145,6 +148,7 @@ impl Spec {
                 user: None,
                 umask: None,
                 rlimits: Vec::new(),
+                additional_gids: Vec::new(),
             },
             root: None,
             root_overlay: false,

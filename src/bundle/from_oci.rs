@@ -145,6 +145,7 @@ pub fn from_oci(
             cwd: process.cwd().clone(),
             user: user_from_oci(process.user(), &annotations)?,
             umask: process.user().umask(),
+            additional_gids: process.user().additional_gids().clone().unwrap_or_default(),
             rlimits: rlimits_from_oci(process.rlimits().as_deref().unwrap_or_default())?,
         },
         root,

@@ -45,7 +45,11 @@ pub(super) fn user_from_oci(
     user: &User,
     annotations: &HashMap<String, String>,
 ) -> Result<Option<String>, BundleError> {
-    refuse_unconverted("process.user", user, &["uid", "gid", "umask"])?;
+    refuse_unconverted(
+        "process.user",
+        user,
+        &["uid", "gid", "umask", "additionalGids"],
+    )?;
     match (annotations.get(ANNOTATION_USER), user.uid(), user.gid()) {
         (Some(name), 0, 0) if !name.is_empty() && !name.contains('\0') => Ok(Some(name.clone())),
         (Some(_), 0, 0) => Err(invalid_annotation(

@@ -29,7 +29,6 @@ pub const REFUSED: &[(&str, &str)] = &[
     ("process.ioPriority", "caixa leaves the I/O priority the container inherits"),
     ("process.scheduler", "caixa leaves the scheduling policy the container inherits"),
     ("process.execCPUAffinity", "use linux.resources.cpu.cpus to choose CPUs"),
-    ("process.user.additionalGids", "caixa gives the process its primary group only"),
     ("process.user.username", "username is Windows'; put a Linux user name in the org.caixa.process.user annotation"),
     ("process.capabilities", "caixa keeps one set: bounding = effective = permitted, inheritable and ambient empty (see src/caps.rs)"),
     ("root.readonly", "caixa's root is writable; mount a read-only directory instead"),

@@ -287,7 +287,6 @@ refused! {
     refuses_io_priority: "/process/ioPriority" = {"class": "IOPRIO_CLASS_IDLE", "priority": 0} => "process.ioPriority";
     refuses_a_scheduler: "/process/scheduler" = {"policy": "SCHED_BATCH"} => "process.scheduler";
     refuses_cpu_affinity: "/process/execCPUAffinity" = {"initial": "0"} => "process.execCPUAffinity";
-    refuses_additional_gids: "/process/user/additionalGids" = [10] => "process.user.additionalGids";
     refuses_a_username: "/process/user/username" = "app" => "process.user.username";
     refuses_inheritable_caps: "/process/capabilities/inheritable" = ["CAP_CHOWN"] => "process.capabilities";
     refuses_unequal_caps: "/process/capabilities/effective" = ["CAP_KILL"] => "process.capabilities";

@@ -579,7 +579,7 @@ fn become_the_command(spec: &Spec, exec: &Exec) -> Result<std::convert::Infallib
         user => Some(user.to_string()),
     };
     if let Some(user) = &user {
-        become_user(user)?;
+        become_user(user, &[])?;
     }
     if let Some(keep) = &spec.capabilities {
         crate::caps::raise_effective()?;

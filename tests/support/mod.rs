@@ -28,6 +28,7 @@ pub(crate) fn binary(n: u32) -> &'static str {
         9 => env!("CARGO_BIN_EXE_step9"),
         10 => env!("CARGO_BIN_EXE_step10"),
         11 => env!("CARGO_BIN_EXE_step11"),
+        12 => env!("CARGO_BIN_EXE_step12"),
         _ => panic!("no step {n} binary"),
     }
 }

@@ -1,0 +1,859 @@
+//! Step 12 grading: caixa as an OCI runtime. The tests drive `step12` as an
+//! orchestrator does (create, state, start, kill, delete), then let real
+//! orchestrators drive it: podman (through conmon) and containerd (through
+//! its runc shim), each with state of the test's own.
+
+mod support;
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::{TinyRootfs, assert_one_line_error, binary, text, wait_output};
+
+/// A bundle of the test's own: a busybox root and a config.json written by
+/// `step12 spec`, then changed by `edit`.
+struct Bundle {
+    dir: tempfile::TempDir,
+    _rootfs: TinyRootfs,
+    /// The runtime's `--root`, and caixa's state directory.
+    state: tempfile::TempDir,
+}
+
+impl Bundle {
+    fn new(args: &[&str], edit: impl FnOnce(&mut Value)) -> Bundle {
+        support::require_root();
+        let rootfs = TinyRootfs::new();
+        for applet in ["sleep", "cat", "ls", "echo", "id", "readlink"] {
+            std::os::unix::fs::symlink("busybox", rootfs.dir.path().join("bin").join(applet))
+                .unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new(binary(12))
+            .args(["spec", "--bundle"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "step 12: `spec` must write an example config.json: {}",
+            text(&out.stderr)
+        );
+        let path = dir.path().join("config.json");
+        let mut config: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        config["root"]["path"] = json!(rootfs.path());
+        config["process"]["terminal"] = json!(false);
+        config["process"]["args"] = json!(args);
+        edit(&mut config);
+        std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+        Bundle {
+            dir,
+            _rootfs: rootfs,
+            state: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn rootfs(&self) -> &Path {
+        self._rootfs.dir.path()
+    }
+
+    /// `step12 --root STATE ARGS…` as a command.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(binary(12));
+        cmd.env("CAIXA_STATE_DIR", self.state.path().join("caixa"))
+            .arg("--root")
+            .arg(self.state.path().join("runtime"))
+            .args(args)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs `step12 ARGS…` to its end.
+    fn run(&self, args: &[&str]) -> Output {
+        let child = self
+            .command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start step12");
+        wait_output(child)
+    }
+
+    fn create(&self, id: &str) -> Output {
+        let bundle = self.dir.path().to_str().unwrap().to_string();
+        self.run(&["create", "--bundle", &bundle, id])
+    }
+
+    /// `state ID` as JSON.
+    fn state(&self, id: &str) -> Value {
+        let out = self.run(&["state", id]);
+        assert!(
+            out.status.success(),
+            "step 12: `state {id}` must print the state of a container that exists: {}",
+            text(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "step 12: `state` must print JSON ({e}): {}",
+                text(&out.stdout)
+            )
+        })
+    }
+}
+
+impl Drop for Bundle {
+    /// Whatever a failed test left: its containers go (`delete --force`).
+    fn drop(&mut self) {
+        let out = self.run(&["list", "--quiet"]);
+        for id in text(&out.stdout).lines() {
+            let _ = self.run(&["delete", "--force", id]);
+        }
+    }
+}
+
+/// Waits up to 10 s for `check`.
+fn eventually(check: impl Fn() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// Directories named `id` under the host's cgroup hierarchies (two deep
+/// below each controller's `caixa` or the cgroupsPath parent).
+fn cgroups_named(id: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![(PathBuf::from("/sys/fs/cgroup"), 0)];
+    while let Some((dir, depth)) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            if entry.file_name() == id {
+                found.push(path);
+            } else if depth < 3 {
+                stack.push((path, depth + 1));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn create_start_kill_delete_follow_the_runtime_spec() {
+    let bundle = Bundle::new(&["sh", "-c", "echo ran > /ran; exec sleep 100"], |c| {
+        c["linux"]["resources"] = json!({"pids": {"limit": 64}});
+    });
+    let out = bundle.create("life");
+    assert!(
+        out.status.success(),
+        "step 12: `create` of a valid bundle must succeed: {}",
+        text(&out.stderr)
+    );
+
+    // created: the process exists, everything is made, the command has not run.
+    let state = bundle.state("life");
+    assert_eq!(
+        state["status"], "created",
+        "step 12: after create the status is \"created\": {state}"
+    );
+    assert_eq!(state["id"], "life");
+    assert_eq!(
+        state["bundle"],
+        json!(bundle.dir.path()),
+        "state names the bundle"
+    );
+    let pid = state["pid"].as_i64().unwrap_or(0) as i32;
+    assert!(
+        pid > 0 && Path::new(&format!("/proc/{pid}")).exists(),
+        "step 12: a created container has a live pid 1, got {state}"
+    );
+    assert!(
+        !bundle.rootfs().join("ran").exists(),
+        "step 12: create must stop before the user's command: /ran exists already (likely cause: the child did not wait at the start gate)"
+    );
+    assert!(
+        !cgroups_named("life").is_empty(),
+        "step 12: create makes the container's cgroup (its pids limit)"
+    );
+    let ns = |p: i32| std::fs::read_link(format!("/proc/{p}/ns/pid")).ok();
+    assert_ne!(
+        ns(pid),
+        ns(std::process::id() as i32),
+        "the created process is in its own PID namespace"
+    );
+
+    // A second create of the same id is refused.
+    let again = bundle.create("life");
+    assert_one_line_error(&again, 12, 1, "exists already");
+
+    // start: the command runs.
+    let out = bundle.run(&["start", "life"]);
+    assert!(
+        out.status.success(),
+        "step 12: `start` of a created container must succeed: {}",
+        text(&out.stderr)
+    );
+    assert!(
+        eventually(|| bundle.rootfs().join("ran").exists()),
+        "step 12: after start the command runs (it writes /ran)"
+    );
+    assert_eq!(bundle.state("life")["status"], "running");
+    let out = bundle.run(&["start", "life"]);
+    assert_one_line_error(&out, 12, 1, "running");
+
+    // delete without --force refuses a running container.
+    let out = bundle.run(&["delete", "life"]);
+    assert_one_line_error(&out, 12, 1, "running");
+
+    // kill: the process ends; the status follows the kernel.
+    let out = bundle.run(&["kill", "life", "KILL"]);
+    assert!(
+        out.status.success(),
+        "step 12: `kill ID KILL` must succeed: {}",
+        text(&out.stderr)
+    );
+    assert!(
+        eventually(|| bundle.state("life")["status"] == "stopped"),
+        "step 12: after kill the status becomes \"stopped\""
+    );
+    assert_eq!(
+        bundle.state("life")["pid"],
+        0,
+        "a stopped container reports pid 0"
+    );
+
+    // delete: the cgroup and the state go.
+    let out = bundle.run(&["delete", "life"]);
+    assert!(
+        out.status.success(),
+        "step 12: `delete` of a stopped container must succeed: {}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        cgroups_named("life"),
+        Vec::<PathBuf>::new(),
+        "step 12: delete removes the container's cgroup"
+    );
+    let out = bundle.run(&["state", "life"]);
+    assert_one_line_error(&out, 12, 1, "does not exist");
+}
+
+#[test]
+fn a_created_container_can_be_deleted_and_run_ends_with_the_commands_code() {
+    let bundle = Bundle::new(&["sh", "-c", "echo ran > /ran; exit 7"], |_| {});
+    assert!(bundle.create("early").status.success());
+    let pid = bundle.state("early")["pid"].as_i64().unwrap() as i32;
+    let out = bundle.run(&["delete", "early"]);
+    assert!(
+        out.status.success(),
+        "step 12: a created container may be deleted (its process is killed): {}",
+        text(&out.stderr)
+    );
+    assert!(
+        support::wait_gone(pid) || !Path::new(&format!("/proc/{pid}/ns")).exists(),
+        "step 12: delete kills the process waiting at the gate"
+    );
+    assert!(
+        !bundle.rootfs().join("ran").exists(),
+        "a deleted created container never ran its command"
+    );
+
+    // run: create, start, wait, delete; the exit code is the command's.
+    let bundle_dir = bundle.dir.path().to_str().unwrap().to_string();
+    let out = bundle.run(&["run", "--bundle", &bundle_dir, "once"]);
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "step 12: `run` ends with the command's exit code: {}",
+        text(&out.stderr)
+    );
+    assert!(bundle.rootfs().join("ran").exists());
+    assert_one_line_error(&bundle.run(&["state", "once"]), 12, 1, "does not exist");
+}
+
+#[test]
+fn create_refuses_what_caixa_does_not_do_and_leaves_nothing() {
+    let bundle = Bundle::new(&["true"], |c| {
+        c["hooks"] = json!({"createRuntime": [{"path": "/bin/true"}]});
+    });
+    let log = bundle.state.path().join("log.json");
+    let bundle_dir = bundle.dir.path().to_str().unwrap().to_string();
+    let out = bundle.run(&[
+        "--log",
+        log.to_str().unwrap(),
+        "--log-format",
+        "json",
+        "create",
+        "--bundle",
+        &bundle_dir,
+        "hooked",
+    ]);
+    assert_one_line_error(&out, 12, 1, "hooks");
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    let line: Value =
+        serde_json::from_str(logged.lines().last().unwrap_or("")).unwrap_or(Value::Null);
+    assert_eq!(
+        line["level"], "error",
+        "step 12: --log-format json writes the error as a JSON line (containerd reads it): {logged:?}"
+    );
+    assert!(line["msg"].as_str().unwrap_or("").contains("hooks"));
+    assert_eq!(
+        text(&bundle.run(&["list", "--quiet"]).stdout),
+        "",
+        "a refused create leaves no container"
+    );
+
+    for (args, needle) in [
+        (vec!["--systemd-cgroup", "list"], "--systemd-cgroup"),
+        (
+            vec!["create", "--no-pivot", "--bundle", &bundle_dir, "x"],
+            "--no-pivot",
+        ),
+        (vec!["pause", "x"], "pause"),
+        (
+            vec!["create", "--bundle", &bundle_dir, "../escape"],
+            "not valid",
+        ),
+    ] {
+        assert_one_line_error(&bundle.run(&args), 12, 1, needle);
+    }
+}
+
+#[test]
+fn proc_on_a_symlink_fails_create() {
+    // podman's and containerd's own mount lists (not caixa's defaults) go
+    // through the bundle's mount table; /proc must be a real directory.
+    let bundle = Bundle::new(&["true"], |c| {
+        c["mounts"] = json!([
+            {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755", "size=65536k"]}
+        ]);
+    });
+    std::fs::remove_dir(bundle.rootfs().join("proc")).unwrap();
+    std::fs::create_dir(bundle.rootfs().join("elsewhere")).unwrap();
+    std::os::unix::fs::symlink("/elsewhere", bundle.rootfs().join("proc")).unwrap();
+    let out = bundle.create("linked");
+    assert_one_line_error(&out, 12, 1, "symbolic link");
+    assert_eq!(text(&bundle.run(&["list", "--quiet"]).stdout), "");
+}
+
+#[test]
+fn a_bundles_own_mounts_limits_and_sysctls_are_applied() {
+    let bundle = Bundle::new(
+        &[
+            "sh",
+            "-c",
+            "cat /proc/sys/net/ipv4/ping_group_range; umask; ulimit -n; cat /proc/mounts; ls /sys/fs/cgroup; ls /dev; cat /proc/kcore | wc -c",
+        ],
+        |c| {
+            c["mounts"] = json!([
+                {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
+                {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=1024k"]},
+                {"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
+                {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+                {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "ro"]},
+                {"destination": "/data", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "size=512k"]}
+            ]);
+            c["linux"]["maskedPaths"] = json!(["/proc/kcore"]);
+            c["linux"]["readonlyPaths"] = json!(["/proc/sys"]);
+            c["linux"]["sysctl"] = json!({"net.ipv4.ping_group_range": "0 0"});
+            c["linux"]["resources"] = json!({"pids": {"limit": 64}});
+            c["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "hard": 512, "soft": 256}]);
+            c["process"]["user"]["umask"] = json!(63);
+        },
+    );
+    let bundle_dir = bundle.dir.path().to_str().unwrap().to_string();
+    let out = bundle.run(&["run", "--bundle", &bundle_dir, "table"]);
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "step 12: a bundle with its own mounts must run: {}",
+        text(&out.stderr)
+    );
+    let mut lines = stdout.lines();
+    assert_eq!(
+        lines.next(),
+        Some("0\t0"),
+        "step 12: linux.sysctl is written in the container's /proc/sys: {stdout}"
+    );
+    assert_eq!(
+        lines.next(),
+        Some("0077"),
+        "step 12: process.user.umask is the command's umask: {stdout}"
+    );
+    assert_eq!(
+        lines.next(),
+        Some("256"),
+        "step 12: process.rlimits sets RLIMIT_NOFILE's soft limit: {stdout}"
+    );
+    assert!(
+        stdout.contains("tmpfs /data tmpfs rw,nosuid") && stdout.contains("size=512k"),
+        "step 12: the bundle's own tmpfs at /data, with its options: {stdout}"
+    );
+    assert!(
+        stdout.contains("pids"),
+        "step 12: the cgroup mount shows the container's own hierarchies: {stdout}"
+    );
+    assert!(
+        stdout.contains("null") && stdout.contains("ptmx"),
+        "step 12: the default devices are made in the bundle's /dev: {stdout}"
+    );
+    assert!(
+        stdout.trim_end().ends_with('0'),
+        "step 12: linux.maskedPaths hides /proc/kcore: {stdout}"
+    );
+}
+
+#[test]
+fn only_the_preserved_descriptors_reach_the_container() {
+    // The shell lists its own descriptors (an `ls` of /proc/self/fd would
+    // list the directory it opened, too).
+    let bundle = Bundle::new(&["sh", "-c", "ls /proc/$$/fd"], |_| {});
+    let bundle_dir = bundle.dir.path().to_str().unwrap().to_string();
+    let listed = |preserve: &str, id: &str| {
+        // Two descriptors leaked on purpose as 3 and 4 (not close-on-exec).
+        let mut cmd = bundle.command(&[
+            "run",
+            "--preserve-fds",
+            preserve,
+            "--bundle",
+            &bundle_dir,
+            id,
+        ]);
+        let file = std::fs::File::open("/etc/hostname").unwrap();
+        let raw = file.as_raw_fd();
+        // SAFETY: dup2 onto 3 and 4 in the child only, before exec.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(move || {
+                for target in [3, 4] {
+                    if libc::dup2(raw, target) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        let out = wait_output(
+            cmd.stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        drop(file);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+            .split_whitespace()
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    let none = listed("0", "fds0");
+    assert!(
+        !none.contains(&"3".to_string()) && !none.contains(&"4".to_string()),
+        "step 12: descriptors the runtime inherited must not reach the container (CVE-2024-21626): {none:?}"
+    );
+    let one = listed("1", "fds1");
+    assert!(
+        one.contains(&"3".to_string()),
+        "step 12: --preserve-fds 1 keeps descriptor 3 open in the container: {one:?}"
+    );
+    assert!(
+        !one.contains(&"4".to_string()),
+        "step 12: --preserve-fds 1 keeps only descriptor 3: {one:?}"
+    );
+}
+
+#[test]
+fn a_terminal_goes_to_the_console_socket() {
+    let bundle = Bundle::new(&["sh", "-c", "readlink /proc/self/fd/0; exit 0"], |c| {
+        c["process"]["terminal"] = json!(true);
+    });
+    let socket = bundle.state.path().join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let bundle_dir = bundle.dir.path().to_str().unwrap().to_string();
+    let out = bundle.run(&["create", "--bundle", &bundle_dir, "tty"]);
+    assert_one_line_error(&out, 12, 1, "--console-socket");
+    let out = bundle.run(&[
+        "create",
+        "--console-socket",
+        socket.to_str().unwrap(),
+        "--bundle",
+        &bundle_dir,
+        "tty",
+    ]);
+    assert!(
+        out.status.success(),
+        "step 12: create with a terminal and --console-socket: {}",
+        text(&out.stderr)
+    );
+    let (stream, _) = listener.accept().unwrap();
+    let mut buf = [0u8; 64];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let msg = nix::sys::socket::recvmsg::<()>(
+        stream.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        nix::sys::socket::MsgFlags::empty(),
+    )
+    .unwrap();
+    let master = msg
+        .cmsgs()
+        .unwrap()
+        .find_map(|c| match c {
+            nix::sys::socket::ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
+            _ => None,
+        })
+        .expect(
+            "step 12: create sends the terminal's master end over the console socket (SCM_RIGHTS)",
+        );
+    // SAFETY: the descriptor just arrived with the message; we own it.
+    let master = unsafe { OwnedFd::from_raw_fd(master) };
+    assert!(bundle.run(&["start", "tty"]).status.success());
+    let mut seen = Vec::new();
+    let mut file = std::fs::File::from(master);
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) && !text(&seen).contains("/dev/pts/0") {
+        let mut chunk = [0u8; 256];
+        match std::io::Read::read(&mut file, &mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => seen.extend_from_slice(&chunk[..n]),
+        }
+    }
+    assert!(
+        text(&seen).contains("/dev/pts/0"),
+        "step 12: the command's stdin is the pty whose master came over the socket: {:?}",
+        text(&seen)
+    );
+}
+
+/// An OCI archive of a busybox image, for podman and containerd.
+fn image_archive(dir: &Path) -> PathBuf {
+    let rootfs = TinyRootfs::new();
+    for applet in ["true", "cat", "sleep", "echo"] {
+        std::os::unix::fs::symlink("busybox", rootfs.dir.path().join("bin").join(applet)).unwrap();
+    }
+    let layout = dir.join("layout");
+    support::umoci_image(
+        &layout,
+        rootfs.dir.path(),
+        "--config.env PATH=/bin --config.cmd /bin/sh",
+    );
+    let archive = dir.join("bb.tar");
+    let status = Command::new("skopeo")
+        .args(["copy", "--quiet"])
+        .arg(format!("oci:{}:base", layout.display()))
+        .arg(format!("oci-archive:{}:localhost/bb:1", archive.display()))
+        .status()
+        .expect("skopeo (sudo apt-get install skopeo)");
+    assert!(status.success(), "skopeo failed");
+    archive
+}
+
+/// Unmounts whatever is still mounted below `dir` (podman's and
+/// containerd's overlays after a failed test), deepest first.
+fn unmount_below(dir: &Path) {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let mut points: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter(|p| Path::new(p).starts_with(dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in points {
+        let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+#[test]
+fn podman_runs_containers_through_caixa() {
+    support::require_root();
+    let work = tempfile::tempdir().unwrap();
+    struct Cleanup(PathBuf);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            unmount_below(&self.0);
+        }
+    }
+    let _cleanup = Cleanup(work.path().to_path_buf());
+    let archive = image_archive(work.path());
+    let runtime_root = work.path().join("runtime");
+    let podman = |args: &[&str]| {
+        let mut cmd = Command::new("podman");
+        cmd.arg("--root")
+            .arg(work.path().join("storage"))
+            .arg("--runroot")
+            .arg(work.path().join("run"))
+            .args(["--cgroup-manager", "cgroupfs", "--events-backend", "file"])
+            .arg("--runtime")
+            .arg(binary(12))
+            .arg("--runtime-flag")
+            .arg(format!("root={}", runtime_root.display()))
+            .env("CAIXA_STATE_DIR", work.path().join("caixa"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        wait_output(cmd.spawn().expect("podman (sudo apt-get install podman)"))
+    };
+    let out = podman(&["load", "-i", archive.to_str().unwrap()]);
+    assert!(out.status.success(), "podman load: {}", text(&out.stderr));
+    // This machine lacks CAP_SYS_RESOURCE: podman's default rlimits
+    // (nofile 1048576) fail under runc as under caixa.
+    let limits = [
+        "--ulimit",
+        "nofile=20000:20000",
+        "--ulimit",
+        "nproc=32768:32768",
+        "--network",
+        "none",
+    ];
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(&limits);
+        args.extend_from_slice(extra);
+        podman(&args)
+    };
+    let out = run(&["localhost/bb:1", "true"]);
+    assert!(
+        out.status.success(),
+        "step 12: `podman --runtime step12 run --rm IMAGE true` must succeed: {}",
+        text(&out.stderr)
+    );
+    let out = run(&["localhost/bb:1", "sh", "-c", "echo from caixa; exit 4"]);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "step 12: podman reports the command's exit code through caixa: {}",
+        text(&out.stderr)
+    );
+    assert_eq!(text(&out.stdout).trim(), "from caixa");
+
+    // Detached: state, kill and delete through caixa; the container shows in step12 list.
+    let mut args = vec!["run", "-d", "--name", "sleeper"];
+    args.extend_from_slice(&limits);
+    args.extend_from_slice(&["localhost/bb:1", "sleep", "100"]);
+    let out = podman(&args);
+    assert!(out.status.success(), "podman run -d: {}", text(&out.stderr));
+    let id = text(&out.stdout).trim().to_string();
+    let listed = Command::new(binary(12))
+        .arg("--root")
+        .arg(&runtime_root)
+        .args(["list", "--quiet"])
+        .output()
+        .unwrap();
+    assert!(
+        text(&listed.stdout).contains(&id),
+        "step 12: podman's container is caixa's (step12 --root … list): {}",
+        text(&listed.stdout)
+    );
+    let out = podman(&["ps", "--format", "{{.Names}} {{.Status}}"]);
+    assert!(
+        text(&out.stdout).contains("sleeper Up"),
+        "step 12: podman sees it running through `state`: {}",
+        text(&out.stdout)
+    );
+    let out = podman(&["kill", "sleeper"]);
+    assert!(
+        out.status.success(),
+        "step 12: podman kill through caixa: {}",
+        text(&out.stderr)
+    );
+    let out = podman(&["rm", "-f", "sleeper"]);
+    assert!(
+        out.status.success(),
+        "step 12: podman rm through caixa's delete: {}",
+        text(&out.stderr)
+    );
+    let listed = Command::new(binary(12))
+        .arg("--root")
+        .arg(&runtime_root)
+        .args(["list", "--quiet"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        text(&listed.stdout).trim(),
+        "",
+        "step 12: after podman rm, caixa keeps nothing of it"
+    );
+
+    // Interactive: podman -it, through a pty of `script`'s.
+    let command = format!(
+        "podman --root {w}/storage --runroot {w}/run --cgroup-manager cgroupfs --events-backend file --runtime {rt} run --rm -it {limits} localhost/bb:1 sh -c 'tty; exit 5'",
+        w = work.path().display(),
+        rt = binary(12),
+        limits = limits.join(" ")
+    );
+    let child = Command::new("script")
+        .args(["-eqc", &command, "/dev/null"])
+        .env("CAIXA_STATE_DIR", work.path().join("caixa"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script (util-linux)");
+    let out = wait_output(child);
+    assert!(
+        text(&out.stdout).contains("/dev/pts/0"),
+        "step 12: `podman run -it` gives the command caixa's terminal: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "step 12: podman -it reports the exit code: {}",
+        text(&out.stderr)
+    );
+    let _ = podman(&["system", "reset", "--force"]);
+}
+
+#[test]
+fn containerd_runs_containers_through_caixa() {
+    support::require_root();
+    let work = tempfile::tempdir().unwrap();
+    let archive = image_archive(work.path());
+    let w = work.path();
+    std::fs::write(
+        w.join("config.toml"),
+        format!(
+            "version = 2\nroot = \"{0}/root\"\nstate = \"{0}/state\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+             [grpc]\n  address = \"{0}/containerd.sock\"\n[ttrpc]\n  address = \"{0}/containerd.sock.ttrpc\"\n",
+            w.display()
+        ),
+    )
+    .unwrap();
+    struct Daemon(std::process::Child, PathBuf);
+    impl Drop for Daemon {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+            unmount_below(&self.1);
+        }
+    }
+    let log = std::fs::File::create(w.join("containerd.log")).unwrap();
+    let _daemon = Daemon(
+        Command::new("containerd")
+            .arg("--config")
+            .arg(w.join("config.toml"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("containerd (sudo apt-get install containerd)"),
+        w.to_path_buf(),
+    );
+    let runtime_root = w.join("runtime");
+    let ctr = |args: &[&str]| {
+        let mut cmd = Command::new("ctr");
+        cmd.arg("--address")
+            .arg(w.join("containerd.sock"))
+            .env("CAIXA_STATE_DIR", w.join("caixa"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        wait_output(cmd.spawn().expect("ctr (sudo apt-get install containerd)"))
+    };
+    assert!(
+        eventually(|| w.join("containerd.sock").exists()),
+        "containerd did not start: {}",
+        std::fs::read_to_string(w.join("containerd.log")).unwrap_or_default()
+    );
+    let out = ctr(&[
+        "images",
+        "import",
+        "--base-name",
+        "localhost/bb",
+        "--digests",
+        archive.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "ctr images import: {}",
+        text(&out.stderr)
+    );
+    let image = text(&ctr(&["images", "ls", "-q"]).stdout)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string();
+    let runtime = |id: &str, extra: &[&str], cmd: &[&str]| {
+        let mut args = vec![
+            "run",
+            "--runc-binary",
+            binary(12),
+            "--runc-root",
+            runtime_root.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        args.push(&image);
+        args.push(id);
+        let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        all.extend(cmd.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        ctr(&refs)
+    };
+    let out = runtime("once", &["--rm"], &["sh", "-c", "echo from caixa; exit 3"]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "step 12: `ctr run --runc-binary step12` ends with the command's code: {}",
+        text(&out.stderr)
+    );
+    assert_eq!(text(&out.stdout).trim(), "from caixa");
+
+    let out = runtime("sleeper", &["-d"], &["sleep", "100"]);
+    assert!(out.status.success(), "ctr run -d: {}", text(&out.stderr));
+    let tasks = text(&ctr(&["task", "ls"]).stdout);
+    assert!(
+        tasks.contains("sleeper") && tasks.contains("RUNNING"),
+        "step 12: containerd's shim reads caixa's state: {tasks}"
+    );
+    let listed = Command::new(binary(12))
+        .arg("--root")
+        .arg(&runtime_root)
+        .args(["list", "--quiet"])
+        .output()
+        .unwrap();
+    assert!(
+        text(&listed.stdout).contains("sleeper"),
+        "step 12: containerd's container is caixa's: {}",
+        text(&listed.stdout)
+    );
+    assert!(
+        ctr(&["task", "kill", "-s", "SIGKILL", "sleeper"])
+            .status
+            .success()
+    );
+    assert!(
+        eventually(|| text(&ctr(&["task", "ls"]).stdout).contains("STOPPED")),
+        "step 12: the task stops after kill"
+    );
+    assert!(
+        ctr(&["task", "rm", "sleeper"]).status.success(),
+        "step 12: task rm through caixa's delete"
+    );
+    assert!(ctr(&["container", "rm", "sleeper"]).status.success());
+    let listed = Command::new(binary(12))
+        .arg("--root")
+        .arg(&runtime_root)
+        .args(["list", "--quiet"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        text(&listed.stdout).trim(),
+        "",
+        "step 12: after task rm, caixa keeps nothing of it"
+    );
+}
