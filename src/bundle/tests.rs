@@ -60,7 +60,7 @@ fn step8() -> Spec {
         &[],
     ));
     s.no_new_privs = true;
-    s.seccomp = true;
+    s.seccomp = crate::seccomp::Confinement::Builtin;
     let disk = DeviceRate {
         major: 8,
         minor: 0,
@@ -301,7 +301,10 @@ refused! {
     refuses_sysctl: "/linux/sysctl" = {"net.ipv4.ip_forward": "1"} => "linux.sysctl";
     refuses_a_cgroups_path: "/linux/cgroupsPath" = "/mine" => "linux.cgroupsPath";
     refuses_devices: "/linux/devices" = [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}] => "linux.devices";
-    refuses_another_seccomp_profile: "/linux/seccomp/defaultAction" = "SCMP_ACT_ALLOW" => "linux.seccomp";
+    refuses_a_seccomp_agent: "/linux/seccomp/listenerPath" = "/run/agent.sock" => "linux.seccomp.listenerPath";
+    refuses_seccomp_notify: "/linux/seccomp/syscalls/0/action" = "SCMP_ACT_NOTIFY" => "linux.seccomp.syscalls[0].action";
+    refuses_an_errno_on_allow: "/linux/seccomp/defaultAction" = "SCMP_ACT_ALLOW" => "linux.seccomp.defaultErrnoRet";
+    refuses_a_call_no_architecture_has: "/linux/seccomp/syscalls/0/names/0" = "raed" => "linux.seccomp.syscalls[0].names[0]";
     refuses_rootfs_propagation: "/linux/rootfsPropagation" = "shared" => "linux.rootfsPropagation";
     refuses_more_masked_paths: "/linux/maskedPaths/11" = "/proc/cpuinfo" => "linux.maskedPaths";
     refuses_fewer_readonly_paths: "/linux/readonlyPaths" = ["/proc/sys"] => "linux.readonlyPaths";
@@ -336,6 +339,30 @@ refused! {
     refuses_a_bind_option_caixa_does_not_honour: "/mounts/6/options" = ["bind", "nosuid"] => "mounts[6]";
     refuses_a_bind_both_ro_and_rw: "/mounts/6/options" = ["bind", "ro", "rw"] => "mounts[6]";
     refuses_an_unknown_caixa_annotation: "/annotations/org.caixa.network.brigde" = "caixa0" => "annotations.org.caixa.network.brigde";
+}
+
+#[test]
+fn another_seccomp_profile_is_compiled_and_travels_back() {
+    let podman: oci_spec::runtime::LinuxSeccomp =
+        serde_json::from_str(include_str!("../seccomp/compile/podman-4.3.1-default.json")).unwrap();
+    let mut config = to_oci(&step8()).unwrap();
+    let mut linux = config.linux().clone().unwrap();
+    linux.set_seccomp(Some(podman.clone()));
+    config.set_linux(Some(linux));
+    let spec = from_oci(&config, Path::new(BUNDLE), ID).unwrap();
+    let oci = crate::seccomp::Confinement::Oci(Box::new(podman.clone()));
+    assert_eq!(spec.seccomp, oci);
+    let back = to_oci(&spec).unwrap();
+    assert_eq!(
+        back.linux().as_ref().unwrap().seccomp().as_ref(),
+        Some(&podman)
+    );
+    let mut builtin = step8();
+    builtin.seccomp = crate::seccomp::Confinement::Builtin;
+    assert_eq!(
+        from_oci(&to_oci(&builtin).unwrap(), Path::new(BUNDLE), ID).unwrap(),
+        builtin
+    );
 }
 
 #[test]
