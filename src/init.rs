@@ -330,14 +330,18 @@ fn set_up_and_exec(
     // 8. Privilege (step 6). Compile the seccomp filter while an error can
     //    still be reported plainly; drop capabilities after the mounts (they
     //    needed CAP_SYS_ADMIN) and before no_new_privs and seccomp.
-    let filters = if spec.seccomp {
-        Some(seccomp::default_filters(spec.capabilities.as_deref())?)
-    } else {
-        None
-    };
     // 8·. Resource limits (step 12) first: raising a hard limit needs
     //     CAP_SYS_RESOURCE, which the next lines may drop.
     crate::rlimit::set_all(&spec.process.rlimits)?;
+    let mut filters = seccomp::prepare(&spec.seccomp, spec.capabilities.as_deref())?;
+    // 8b. Without no_new_privs, seccomp(2) needs CAP_SYS_ADMIN, which the
+    //     drop below may take: install the filter now, as runc does (podman
+    //     sends a profile without no_new_privs). The calls left before
+    //     execve must then pass it.
+    if let Some(early) = filters.take_if(|_| !spec.no_new_privs) {
+        early.install()?;
+        step(format_args!("seccomp filter installed ({early})"));
+    }
     // 8a. The image's user (step 9), looked up in the container's own
     //     /etc/passwd, first: changing ids needs CAP_SETUID and CAP_SETGID,
     //     which --cap-drop may take away below. PR_SET_KEEPCAPS keeps the
@@ -411,11 +415,8 @@ fn set_up_and_exec(
     // 11. seccomp, last: from here on only the calls above the filter's
     //     line are made (write to the trace, execve), and all are allowed.
     if let Some(filters) = &filters {
-        seccomp::install(filters)?;
-        step(format_args!(
-            "seccomp filter installed ({} calls allowed, the rest EPERM)",
-            filters.allowed()
-        ));
+        filters.install()?;
+        step(format_args!("seccomp filter installed ({filters})"));
     }
     // ANCHOR_END: init_seccomp
 

@@ -7,6 +7,7 @@
 //! seccomp fields the same way.
 
 use crate::idmap::{DEFAULT_ID_MAP, IdMap};
+use crate::seccomp::Confinement;
 use crate::spec::Spec;
 
 /// A privilege choice that cannot be honoured.
@@ -63,10 +64,12 @@ impl Privilege<'_> {
             &parse_all(self.cap_drop)?,
         ));
         spec.no_new_privs = true;
-        spec.seccomp = true;
+        spec.seccomp = Confinement::Builtin;
         for opt in self.security_opt {
             match opt.as_str() {
-                "seccomp=unconfined" | "seccomp:unconfined" => spec.seccomp = false,
+                "seccomp=unconfined" | "seccomp:unconfined" => {
+                    spec.seccomp = Confinement::Unconfined
+                }
                 "no-new-privileges" | "no-new-privileges=true" | "no-new-privileges:true" => {
                     spec.no_new_privs = true
                 }
@@ -74,7 +77,7 @@ impl Privilege<'_> {
                 other => return Err(PrivilegeError::UnknownOpt(other.to_string())),
             }
         }
-        if spec.seccomp && !spec.no_new_privs {
+        if spec.seccomp.is_confined() && !spec.no_new_privs {
             return Err(PrivilegeError::SeccompNeedsNoNewPrivs);
         }
         Ok(())

@@ -59,8 +59,9 @@ pub struct Spec {
     pub capabilities: Option<Vec<caps::Capability>>,
     /// Set no_new_privs: no exec may gain privilege (setuid bits, file caps).
     pub no_new_privs: bool,
-    /// Install the default seccomp filter (step 6).
-    pub seccomp: bool,
+    /// The seccomp filter to install last (step 6): none, caixa's default,
+    /// or a profile from a bundle's config.json.
+    pub seccomp: crate::seccomp::Confinement,
     /// Resource limits (step 7): `Some` creates a cgroup for the container.
     pub limits: Option<crate::cgroup::Limits>,
     /// A network (step 8): bridge, veth, address, published ports.
@@ -157,7 +158,7 @@ impl Spec {
             gid_map: Vec::new(),
             capabilities: None,
             no_new_privs: false,
-            seccomp: false,
+            seccomp: crate::seccomp::Confinement::Unconfined,
             limits: None,
             network: None,
             mounts: Vec::new(),

@@ -6,7 +6,9 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{Linux, LinuxIdMapping, LinuxNamespace, LinuxNamespaceType, Root};
+use oci_spec::runtime::{
+    Linux, LinuxIdMapping, LinuxNamespace, LinuxNamespaceType, LinuxSeccomp, Root,
+};
 
 use super::mounts::{check_paths, mounts_from_oci, table_from_oci};
 use super::network::network_from_oci;
@@ -20,6 +22,8 @@ use super::{
 use crate::idmap::IdMap;
 use crate::image::overlay::ImageRoot;
 use crate::ns::Namespace;
+use crate::seccomp::Confinement;
+use crate::seccomp::compile::CompileError;
 use crate::spec::{Process, Spec};
 
 /// The top-level fields caixa converts (the rest are refused when set).
@@ -111,12 +115,7 @@ pub fn from_oci(
         (Err(e), _) | (_, Err(e)) => return Err(e),
     };
     let capabilities = capabilities_from_oci(process.capabilities().as_ref())?;
-    // The filter depends on the capabilities kept (Docker's groups).
-    let seccomp = match linux.seccomp() {
-        None => false,
-        Some(profile) if *profile == crate::seccomp::oci_profile(capabilities.as_deref()) => true,
-        Some(_) => return Err(refuse("linux.seccomp")),
-    };
+    let seccomp = seccomp_from_oci(linux.seccomp().as_ref(), capabilities.as_deref())?;
 
     let namespaces = namespaces_from_oci(linux.namespaces().as_deref().unwrap_or_default())?;
     let sysctl: Vec<(String, String)> = linux
@@ -198,6 +197,31 @@ fn rlimits_from_oci(
     Ok(limits)
 }
 // ANCHOR_END: from_oci
+
+// ANCHOR: seccomp_from_oci
+/// caixa's own default profile (for these capabilities: Docker's groups)
+/// reads back as the default filter, so a bundle caixa wrote runs the same
+/// program; any other profile is compiled now, so a field caixa cannot
+/// honour is refused before anything starts.
+fn seccomp_from_oci(
+    profile: Option<&LinuxSeccomp>,
+    kept: Option<&[caps::Capability]>,
+) -> Result<Confinement, BundleError> {
+    let Some(profile) = profile else {
+        return Ok(Confinement::Unconfined);
+    };
+    if *profile == crate::seccomp::oci_profile(kept) {
+        return Ok(Confinement::Builtin);
+    }
+    match crate::seccomp::compile::compile(profile) {
+        Ok(_) => Ok(Confinement::Oci(Box::new(profile.clone()))),
+        Err(CompileError::Unsupported { field, why }) => {
+            Err(BundleError::Unsupported { field, why })
+        }
+        Err(CompileError::Invalid { field, why }) => Err(invalid(&field, why)),
+    }
+}
+// ANCHOR_END: seccomp_from_oci
 
 /// An id names directories (the cgroup, the overlay): one path component.
 fn check_id(id: &str) -> Result<(), BundleError> {

@@ -60,7 +60,7 @@ fn step8() -> Spec {
         &[],
     ));
     s.no_new_privs = true;
-    s.seccomp = true;
+    s.seccomp = crate::seccomp::Confinement::Builtin;
     let disk = DeviceRate {
         major: 8,
         minor: 0,
@@ -300,7 +300,10 @@ refused! {
     refuses_a_relative_masked_path: "/linux/maskedPaths/11" = "proc/cpuinfo" => "linux.maskedPaths[11]";
     refuses_a_cgroups_path: "/linux/cgroupsPath" = "/mine" => "linux.cgroupsPath";
     refuses_devices: "/linux/devices" = [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}] => "linux.devices";
-    refuses_another_seccomp_profile: "/linux/seccomp/defaultAction" = "SCMP_ACT_ALLOW" => "linux.seccomp";
+    refuses_a_seccomp_agent: "/linux/seccomp/listenerPath" = "/run/agent.sock" => "linux.seccomp.listenerPath";
+    refuses_seccomp_notify: "/linux/seccomp/syscalls/0/action" = "SCMP_ACT_NOTIFY" => "linux.seccomp.syscalls[0].action";
+    refuses_an_errno_on_allow: "/linux/seccomp/defaultAction" = "SCMP_ACT_ALLOW" => "linux.seccomp.defaultErrnoRet";
+    refuses_a_call_no_architecture_has: "/linux/seccomp/syscalls/0/names/0" = "raed" => "linux.seccomp.syscalls[0].names[0]";
     refuses_rootfs_propagation: "/linux/rootfsPropagation" = "shared" => "linux.rootfsPropagation";
     refuses_a_mount_label: "/linux/mountLabel" = "system_u:object_r:container_file_t:s0" => "linux.mountLabel";
     refuses_intel_rdt: "/linux/intelRdt" = {"closID": "guaranteed"} => "linux.intelRdt";
@@ -405,6 +408,30 @@ fn an_orchestrators_own_mounts_become_a_mount_table() {
     assert_eq!(
         spec.sysctl,
         vec![("net.ipv4.ping_group_range".to_string(), "0 0".to_string())]
+    );
+}
+
+#[test]
+fn another_seccomp_profile_is_compiled_and_travels_back() {
+    let podman: oci_spec::runtime::LinuxSeccomp =
+        serde_json::from_str(include_str!("../seccomp/compile/podman-4.3.1-default.json")).unwrap();
+    let mut config = to_oci(&step8()).unwrap();
+    let mut linux = config.linux().clone().unwrap();
+    linux.set_seccomp(Some(podman.clone()));
+    config.set_linux(Some(linux));
+    let spec = from_oci(&config, Path::new(BUNDLE), ID).unwrap();
+    let oci = crate::seccomp::Confinement::Oci(Box::new(podman.clone()));
+    assert_eq!(spec.seccomp, oci);
+    let back = to_oci(&spec).unwrap();
+    assert_eq!(
+        back.linux().as_ref().unwrap().seccomp().as_ref(),
+        Some(&podman)
+    );
+    let mut builtin = step8();
+    builtin.seccomp = crate::seccomp::Confinement::Builtin;
+    assert_eq!(
+        from_oci(&to_oci(&builtin).unwrap(), Path::new(BUNDLE), ID).unwrap(),
+        builtin
     );
 }
 

@@ -24,6 +24,7 @@ use super::{
 };
 use crate::idmap::IdMap;
 use crate::ns::Namespace;
+use crate::seccomp::Confinement;
 use crate::spec::Spec;
 
 /// The OCI runtime spec for `spec`; `spec.verbose` does not travel.
@@ -106,10 +107,11 @@ pub fn to_oci(spec: &Spec) -> Result<OciSpec, BundleError> {
             spec.namespaces.iter().map(|ns| namespace(*ns)).collect(),
         ))
         .set_devices(None)
-        .set_seccomp(
-            spec.seccomp
-                .then(|| crate::seccomp::oci_profile(spec.capabilities.as_deref())),
-        )
+        .set_seccomp(match &spec.seccomp {
+            Confinement::Unconfined => None,
+            Confinement::Builtin => Some(crate::seccomp::oci_profile(spec.capabilities.as_deref())),
+            Confinement::Oci(profile) => Some((**profile).clone()),
+        })
         .set_rootfs_propagation(None)
         .set_masked_paths(non_empty(masked))
         .set_readonly_paths(non_empty(readonly))

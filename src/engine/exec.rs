@@ -568,12 +568,12 @@ fn become_the_command(spec: &Spec, exec: &Exec) -> Result<std::convert::Infallib
     // every other descriptor closes at execve (CVE-2024-21626).
     crate::init::mark_fds_close_on_exec(3)?;
     let program = crate::command::resolve(&exec.cmd[0], &env)?;
-    let filters = match spec.seccomp {
-        true => Some(crate::seccomp::default_filters(
-            spec.capabilities.as_deref(),
-        )?),
-        false => None,
-    };
+    let mut filters = crate::seccomp::prepare(&spec.seccomp, spec.capabilities.as_deref())?;
+    // Without no_new_privs, seccomp(2) needs the CAP_SYS_ADMIN dropped
+    // below: install first then, as the init does.
+    if let Some(early) = filters.take_if(|_| !spec.no_new_privs) {
+        early.install()?;
+    }
     let user = match exec.user.as_str() {
         "" => spec.process.user.clone(),
         user => Some(user.to_string()),
@@ -592,7 +592,7 @@ fn become_the_command(spec: &Spec, exec: &Exec) -> Result<std::convert::Infallib
         })?;
     }
     if let Some(filters) = &filters {
-        crate::seccomp::install(filters)?;
+        filters.install()?;
     }
     let errno = nix::unistd::execve(
         &std::ffi::CString::new(program.as_os_str().as_encoded_bytes())

@@ -62,6 +62,6 @@ pub fn example_config() -> Result<oci_spec::runtime::Spec, BundleError> {
     spec.terminal = true;
     spec.capabilities = Some(crate::caps::DEFAULT_CAPABILITIES.to_vec());
     spec.no_new_privs = true;
-    spec.seccomp = true;
+    spec.seccomp = crate::seccomp::Confinement::Builtin;
     crate::bundle::to_oci(&spec)
 }

@@ -22,13 +22,22 @@
 //! cannot read), so without `CAP_SYS_ADMIN` it answers `ENOSYS`: the C
 //! library then falls back to `clone`, whose flags the filter can check.
 //! Docker does the same.
+//!
+//! A bundle's `config.json` may bring a profile of its own (podman,
+//! containerd and Docker each send one): [`compile`] turns it into a BPF
+//! program by hand, [`bpf`] is the little language it is written in, and
+//! [`Confinement`] says which filter a [`crate::Spec`] asks for.
 
+pub mod bpf;
+pub mod compile;
+mod layout;
 mod oci;
 pub mod profile;
 
 use std::collections::BTreeMap;
 
 use caps::Capability;
+use oci_spec::runtime::LinuxSeccomp;
 use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
     SeccompRule, TargetArch,
@@ -49,6 +58,95 @@ pub enum SeccompError {
     /// seccomp(2) failed.
     #[error("seccomp: cannot install the filter: {0}; the kernel may lack CONFIG_SECCOMP_FILTER")]
     Install(String),
+    /// A profile from config.json that caixa cannot honour.
+    #[error("seccomp: {0}")]
+    Compile(#[from] compile::CompileError),
+    /// seccomp(2) refused a compiled profile.
+    #[error(
+        "seccomp: cannot install the profile: {0}{hint}",
+        hint = if *.0 == nix::errno::Errno::EACCES {
+            " (without no_new_privs it needs CAP_SYS_ADMIN)"
+        } else if *.0 == nix::errno::Errno::EINVAL {
+            " (a flag or action this kernel lacks?)"
+        } else {
+            ""
+        }
+    )]
+    InstallProfile(nix::errno::Errno),
+}
+
+// ANCHOR: confinement
+/// Which filter a container gets: a field of [`crate::Spec`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Confinement {
+    /// None (`--security-opt seccomp=unconfined`, or no `linux.seccomp`).
+    #[default]
+    Unconfined,
+    /// caixa's default: Docker's profile for the capabilities kept, built
+    /// by seccompiler ([`default_filters`]). A bundle carrying exactly
+    /// [`oci_profile`] reads back as this, so a round trip keeps it.
+    Builtin,
+    /// Any other profile from a bundle's config.json, compiled by caixa's
+    /// own [`compile::compile`]; checked when the bundle is read.
+    Oci(Box<LinuxSeccomp>),
+}
+// ANCHOR_END: confinement
+
+impl Confinement {
+    /// Whether a filter will be installed.
+    pub fn is_confined(&self) -> bool {
+        *self != Confinement::Unconfined
+    }
+}
+
+/// A filter built and ready to install: built while an error can still be
+/// reported plainly, installed as late as the kernel allows.
+#[derive(Debug)]
+pub enum Prepared {
+    /// caixa's default filters.
+    Builtin(Filters),
+    /// A compiled OCI profile.
+    Oci(compile::Program),
+}
+
+/// Builds the filter `confinement` asks for, for a container keeping
+/// `kept` capabilities; `None` when it asks for none.
+pub fn prepare(
+    confinement: &Confinement,
+    kept: Option<&[Capability]>,
+) -> Result<Option<Prepared>, SeccompError> {
+    Ok(match confinement {
+        Confinement::Unconfined => None,
+        Confinement::Builtin => Some(Prepared::Builtin(default_filters(kept)?)),
+        Confinement::Oci(profile) => Some(Prepared::Oci(compile::compile(profile)?)),
+    })
+}
+
+impl Prepared {
+    /// Installs the filter on this thread (see [`install`], [`bpf::install`]).
+    pub fn install(&self) -> Result<(), SeccompError> {
+        match self {
+            Prepared::Builtin(filters) => install(filters),
+            Prepared::Oci(program) => program.install().map_err(SeccompError::InstallProfile),
+        }
+    }
+}
+
+impl std::fmt::Display for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Prepared::Builtin(filters) => {
+                write!(f, "{} calls allowed, the rest EPERM", filters.allowed())
+            }
+            Prepared::Oci(program) => write!(
+                f,
+                "config.json's profile: {} calls with rules, the rest {}; {} instructions",
+                program.calls,
+                program.default,
+                program.insns.len()
+            ),
+        }
+    }
 }
 
 /// The compiled filters, ready to install: built before `Ready`, so a problem
