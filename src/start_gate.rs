@@ -90,6 +90,7 @@ impl StartGate {
     /// In the child, ready to exec: blocks until `start` opens the FIFO for
     /// reading, then writes the one byte that tells `start` we went on.
     pub fn wait(&self) -> Result<(), GateError> {
+        // EXERCISE(12): open the FIFO through /proc/self/fd/N for writing (this blocks until `start` opens it for reading), then write one byte
         let path = PathBuf::from(format!("/proc/self/fd/{}", self.fd.as_raw_fd()));
         let err = |call| {
             let path = path.clone();
@@ -100,6 +101,7 @@ impl StartGate {
             .map_err(err("open"))?;
         nix::unistd::write(&fifo, b"0").map_err(err("write"))?;
         Ok(())
+        // END EXERCISE
     }
     // ANCHOR_END: wait
 }

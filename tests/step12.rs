@@ -70,15 +70,41 @@ impl Bundle {
         cmd
     }
 
-    /// Runs `step12 ARGS…` to its end.
+    /// Runs `step12 ARGS…` to its end. Its output goes to files, not
+    /// pipes: a created container keeps the stdio `create` had (that is
+    /// how conmon and containerd's shim get its output), so a pipe would
+    /// not see its end until the container's.
     fn run(&self, args: &[&str]) -> Output {
-        let child = self
+        static COUNT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let out = self.state.path().join(format!("stdout-{n}"));
+        let err = self.state.path().join(format!("stderr-{n}"));
+        let mut child = self
             .command(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap())
             .spawn()
             .expect("start step12");
-        wait_output(child)
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if start.elapsed() > support::TIMEOUT {
+                let _ = child.kill();
+                panic!(
+                    "step 12: `step12 {}` did not end within {:?} (likely cause: a command waits for the container; only `run` without --detach may)",
+                    args.join(" "),
+                    support::TIMEOUT
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        Output {
+            status,
+            stdout: std::fs::read(&out).unwrap_or_default(),
+            stderr: std::fs::read(&err).unwrap_or_default(),
+        }
     }
 
     fn create(&self, id: &str) -> Output {
@@ -418,8 +444,9 @@ fn a_bundles_own_mounts_limits_and_sysctls_are_applied() {
 #[test]
 fn only_the_preserved_descriptors_reach_the_container() {
     // The shell lists its own descriptors (an `ls` of /proc/self/fd would
-    // list the directory it opened, too).
-    let bundle = Bundle::new(&["sh", "-c", "ls /proc/$$/fd"], |_| {});
+    // list the directory it opened, too; `; true` keeps busybox's sh from
+    // exec'ing its last command in its own place).
+    let bundle = Bundle::new(&["sh", "-c", "ls /proc/$$/fd; true"], |_| {});
     let bundle_dir = bundle.dir.path().to_str().unwrap().to_string();
     let listed = |preserve: &str, id: &str| {
         // Two descriptors leaked on purpose as 3 and 4 (not close-on-exec).

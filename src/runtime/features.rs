@@ -22,7 +22,8 @@ pub fn features() -> Value {
             other => other.proc_name(),
         })
         .collect();
-    let capabilities: Vec<String> = caps::all().iter().map(|c| c.to_string()).collect();
+    let mut capabilities: Vec<String> = caps::all().iter().map(|c| c.to_string()).collect();
+    capabilities.sort();
     json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": "1.2.0",

@@ -125,8 +125,10 @@ impl Saved {
             if start == self.start_time && state != 'Z' && state != 'X')
     }
 
+    // ANCHOR: status
     /// The status now, read off the kernel and the start gate.
     pub fn status(&self, dir: &Path) -> Status {
+        // EXERCISE(12): stopped when the saved process is gone (or another took its pid), created while the start gate's FIFO is there, else running
         if !self.alive() {
             Status::Stopped
         } else if dir.join(start_gate::FIFO).exists() {
@@ -134,7 +136,9 @@ impl Saved {
         } else {
             Status::Running
         }
+        // END EXERCISE
     }
+    // ANCHOR_END: status
 
     /// The state `state` prints.
     pub fn report(&self, dir: &Path) -> Reported {

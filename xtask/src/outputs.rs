@@ -124,6 +124,7 @@ pub const OUTPUTS: &[(&str, &str, &[&str])] = &[
             "mount -t tmpfs none /mnt; unshare -U true; echo exit=$?",
         ],
     ),
+    ("step12-features", "step12", &["features"]),
 ];
 
 /// Regenerates every output (or, with `check`, compares them).
