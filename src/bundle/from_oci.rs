@@ -11,7 +11,7 @@ use oci_spec::runtime::{Linux, LinuxIdMapping, LinuxNamespace, LinuxNamespaceTyp
 use super::mounts::{check_paths, mounts_from_oci};
 use super::network::network_from_oci;
 use super::process::{capabilities_from_oci, user_from_oci};
-use super::resources::resources_from_oci;
+use super::resources::limits_from_oci;
 use super::to_oci::namespace_type;
 use super::{
     ANNOTATION_IMAGE_KEEP, ANNOTATION_IMAGE_MANIFEST, ANNOTATION_IMAGE_STORE, ANNOTATIONS,
@@ -43,7 +43,8 @@ const PROCESS: [&str; 7] = [
     "noNewPrivileges",
 ];
 /// The fields of `linux` caixa converts.
-const LINUX: [&str; 7] = [
+const LINUX: [&str; 8] = [
+    "cgroupsPath",
     "uidMappings",
     "gidMappings",
     "resources",
@@ -125,11 +126,7 @@ pub fn from_oci(
         capabilities,
         no_new_privs: process.no_new_privileges().unwrap_or(false),
         seccomp,
-        limits: linux
-            .resources()
-            .as_ref()
-            .map(resources_from_oci)
-            .transpose()?,
+        limits: limits_from_oci(linux, id)?,
         network: network_from_oci(&annotations)?,
         mounts,
         image,
