@@ -91,18 +91,20 @@ fn a_container_denied_all_but_the_defaults_cannot_open_a_node_it_made() {
     };
     let id = format!("{:012x}", std::process::id() as u64 * 7919);
     let path = format!("/{}/libpod-{id}", parent.name);
-    // /dev/loop-control (10:237): harmless to open, absent from caixa's /dev.
-    let script = "mknod /dev/lc c 10 237 && echo mknod-ok; \
-                  if (: < /dev/lc) 2>/dev/null; then echo loop-opened; else echo loop-denied; fi; \
+    // /dev/kmsg (1:11): built into every kernel (a driver in a module,
+    // such as loop's 10:237, may be absent: ENODEV looks like a denial),
+    // harmless to open and close, and absent from caixa's /dev.
+    let script = "mknod /dev/km c 1 11 && echo mknod-ok; \
+                  if (: < /dev/km) 2>/dev/null; then echo node-opened; else echo node-denied; fi; \
                   echo x > /dev/null && echo null-ok; \
                   cat /proc/self/cgroup";
 
     // Without rules (caixa's default): the node it made opens.
     let (out, err) = run_bundle(&path, &id, None, script);
     assert!(
-        out.contains("mknod-ok") && out.contains("loop-opened"),
-        "step 7: without device rules, expected the container's root to make /dev/lc (10:237) \
-         and open it; got:\n{out}\nstderr: {err}"
+        out.contains("mknod-ok") && out.contains("node-opened"),
+        "step 7: without device rules, expected the container's root to make /dev/km (1:11, \
+         /dev/kmsg) and open it; got:\n{out}\nstderr: {err}"
     );
 
     // podman's list: deny everything; caixa adds its own devices.
@@ -113,8 +115,8 @@ fn a_container_denied_all_but_the_defaults_cannot_open_a_node_it_made() {
         "step 7: expected mknod allowed (caixa allows c *:* m, as runc), got:\n{out}\nstderr: {err}"
     );
     assert!(
-        out.contains("loop-denied"),
-        "step 7: with linux.resources.devices = deny all, expected opening /dev/lc (10:237) \
+        out.contains("node-denied"),
+        "step 7: with linux.resources.devices = deny all, expected opening /dev/km (1:11) \
          refused by the device cgroup; got:\n{out}\nstderr: {err}\nAre the rules written to \
          devices.deny/devices.allow (v1), or is the BPF program attached (v2)?"
     );
@@ -173,7 +175,7 @@ impl Drop for V2Group {
 
 /// The program on a real cgroup v2 group, also on a hybrid host (its
 /// `unified` tree has no controller, but device programs attach to any
-/// group): a shell moved into it may make a node but not open it, and may
+/// group): a shell moved into it may make a node (1:11) but not open it, and may
 /// still use /dev/null.
 #[test]
 fn the_v2_device_program_denies_on_a_real_cgroup2_group() {
@@ -196,11 +198,11 @@ fn the_v2_device_program_denies_on_a_real_cgroup2_group() {
     caixa::cgroup::v2::devices::attach(&group.0, &policy).expect("load and attach the program");
 
     let scratch = tempfile::tempdir().expect("tempdir");
-    let node = scratch.path().join("lc");
+    let node = scratch.path().join("km");
     let script = format!(
         "echo $$ > {procs} || exit 9; \
-         mknod {node} c 10 237 && echo mknod-ok; \
-         if (: < {node}) 2>/dev/null; then echo loop-opened; else echo loop-denied; fi; \
+         mknod {node} c 1 11 && echo mknod-ok; \
+         if (: < {node}) 2>/dev/null; then echo node-opened; else echo node-denied; fi; \
          echo x > /dev/null && echo null-ok",
         procs = group.0.join("cgroup.procs").display(),
         node = node.display()
@@ -215,14 +217,14 @@ fn the_v2_device_program_denies_on_a_real_cgroup2_group() {
     let out = text(&out.stdout);
     eprintln!("cgroup2 at {}: {out}", root.display());
     assert!(
-        out.contains("mknod-ok") && out.contains("loop-denied") && out.contains("null-ok"),
+        out.contains("mknod-ok") && out.contains("node-denied") && out.contains("null-ok"),
         "step 7: expected the v2 device program to allow mknod and /dev/null and deny opening \
-         10:237; got:\n{out}"
+         1:11; got:\n{out}"
     );
     // The same node opens outside the group: the program made the difference.
     let outside = std::fs::File::open(&node);
     assert!(
         outside.is_ok(),
-        "10:237 should open outside the group: {outside:?}"
+        "1:11 should open outside the group: {outside:?}"
     );
 }
