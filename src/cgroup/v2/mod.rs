@@ -126,10 +126,18 @@ fn hand_down(
     }
     let enable: Vec<String> = needed.iter().map(|c| format!("+{c}")).collect();
     let control = parent.join("cgroup.subtree_control");
-    std::fs::write(&control, enable.join(" ")).map_err(|source| CgroupError::Io {
-        action: "write",
-        path: control.clone(),
-        source,
+    std::fs::write(&control, enable.join(" ")).map_err(|source| {
+        match source.raw_os_error() {
+            Some(libc::EBUSY) => CgroupError::Invalid(format!(
+                "{} holds processes itself, so it cannot hand controllers down (cgroup v2's no-internal-processes rule): choose a cgroupsPath whose parents hold none",
+                parent.display()
+            )),
+            _ => CgroupError::Io {
+                action: "write",
+                path: control.clone(),
+                source,
+            },
+        }
     })?;
     trace.step(
         Side::Parent,
