@@ -211,6 +211,8 @@ impl CgroupArgs {
             device_read_iops: rates(&self.device_read_iops, true)?,
             device_write_iops: rates(&self.device_write_iops, true)?,
             cpuset_cpus: self.cpuset_cpus.clone(),
+            devices: None,
+            group: None,
         };
         limits.validate()?;
         Ok(limits)

@@ -25,8 +25,15 @@ use nix::fcntl::{Flock, FlockArg};
 /// One thing a start made, as it appears in its record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Made {
-    /// A cgroup directory (one per v1 controller, one on v2).
+    /// A cgroup directory (one per v1 controller, one on v2). Read back
+    /// from a record, this is one below caixa's own `caixa/`, where caixa
+    /// kills what it finds before removing it.
     Cgroup(PathBuf),
+    /// A cgroup directory a `linux.cgroupsPath` put outside `caixa/`
+    /// (podman's `libpod_parent/libpod-<id>`): written as `cgroup` too, but
+    /// only removed when empty, never killed in: its place alone cannot
+    /// prove whose processes are inside.
+    CgroupOutsideCaixa(PathBuf),
     /// A container directory of the image store: `merged/` (an overlay
     /// mount), `upper/`, `work/`.
     Overlay(PathBuf),
@@ -38,7 +45,7 @@ pub enum Made {
 impl Made {
     fn line(&self) -> String {
         match self {
-            Made::Cgroup(p) => format!("cgroup {}", p.display()),
+            Made::Cgroup(p) | Made::CgroupOutsideCaixa(p) => format!("cgroup {}", p.display()),
             Made::Overlay(p) => format!("overlay {}", p.display()),
             Made::KeptOverlay(p) => format!("kept-overlay {}", p.display()),
         }
@@ -46,8 +53,12 @@ impl Made {
 
     /// A line of container `id`'s record, if it names a thing of the shape
     /// caixa makes for that container: a damaged or crafted record must not
-    /// become an order to delete something else.
-    fn parse(line: &str, id: &str) -> Option<Made> {
+    /// become an order to delete something else. A cgroup must lie strictly
+    /// below one of `cgroup_roots` (the hierarchy's roots, so never a root
+    /// itself), be a group caixa could make (`GroupPath::of_dir`: plain
+    /// names, the last one the id or ending in `-<id>`), and is killed in
+    /// only below `caixa/`.
+    fn parse(line: &str, id: &str, cgroup_roots: &[PathBuf]) -> Option<Made> {
         let (kind, path) = line.split_once(' ')?;
         let path = PathBuf::from(path);
         let plain = path.is_absolute()
@@ -64,8 +75,11 @@ impl Made {
                     .is_some_and(|n| n == parent)
         };
         match kind {
-            "cgroup" if path.starts_with("/sys/fs/cgroup") && shaped(crate::cgroup::PARENT) => {
-                Some(Made::Cgroup(path))
+            "cgroup" if plain && path.starts_with("/sys/fs/cgroup") => {
+                match crate::cgroup::GroupPath::of_dir(&path, cgroup_roots, id)? {
+                    g if g.is_below_caixa() => Some(Made::Cgroup(path)),
+                    _ => Some(Made::CgroupOutsideCaixa(path)),
+                }
             }
             "overlay" if shaped("containers") => Some(Made::Overlay(path)),
             "kept-overlay" if shaped("containers") => Some(Made::KeptOverlay(path)),
@@ -183,8 +197,15 @@ pub fn undo_record(path: &std::path::Path, id: &str, why: &str) -> Vec<String> {
     };
     // Processes first (a cgroup's are killed as it goes), then the
     // mounts they might have been writing through.
-    let mut made: Vec<Made> = text.lines().filter_map(|l| Made::parse(l, id)).collect();
-    made.sort_by_key(|m| !matches!(m, Made::Cgroup(_)));
+    // The roots a recorded cgroup must lie below.
+    let cgroup_roots = crate::cgroup::detect()
+        .map(|h| h.roots())
+        .unwrap_or_default();
+    let mut made: Vec<Made> = text
+        .lines()
+        .filter_map(|l| Made::parse(l, id, &cgroup_roots))
+        .collect();
+    made.sort_by_key(|m| !matches!(m, Made::Cgroup(_) | Made::CgroupOutsideCaixa(_)));
     let mut left = Vec::new();
     for thing in made {
         match undo(&thing) {
@@ -220,6 +241,15 @@ fn undo(made: &Made) -> Result<bool, String> {
             crate::cgroup::remove_dir(dir).map_err(|e| e.to_string())?;
             Ok(existed)
         }
+        Made::CgroupOutsideCaixa(dir) => match std::fs::remove_dir(dir) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => Err(format!(
+                "{} still holds processes or groups; caixa kills only in its own caixa/ groups: end them yourself",
+                dir.display()
+            )),
+            Err(e) => Err(format!("{}: {e}", dir.display())),
+        },
         Made::Overlay(dir) | Made::KeptOverlay(dir) => {
             let merged = dir.join("merged");
             let existed = match nix::mount::umount2(&merged, nix::mount::MntFlags::MNT_DETACH) {
@@ -246,25 +276,42 @@ mod tests {
 
     #[test]
     fn records_only_name_caixas_own_things() {
+        let roots = [
+            PathBuf::from("/sys/fs/cgroup/memory"),
+            PathBuf::from("/sys/fs/cgroup/pids"),
+        ];
         for made in [
             Made::Cgroup("/sys/fs/cgroup/memory/caixa/abc".into()),
+            Made::Cgroup("/sys/fs/cgroup/pids/caixa/pods/abc".into()),
+            Made::CgroupOutsideCaixa("/sys/fs/cgroup/memory/libpod_parent/libpod-abc".into()),
+            Made::CgroupOutsideCaixa("/sys/fs/cgroup/pids/default/abc".into()),
             Made::Overlay("/var/lib/caixa/containers/abc".into()),
             Made::KeptOverlay("/tmp/store/containers/abc".into()),
         ] {
-            assert_eq!(Made::parse(&made.line(), "abc"), Some(made));
+            assert_eq!(Made::parse(&made.line(), "abc", &roots), Some(made));
         }
         for bad in [
             "cgroup /etc",
+            "cgroup /etc/caixa/abc",
             "cgroup /sys/fs/cgroup/caixa",
             "cgroup /sys/fs/cgroup/caixa/",
             "cgroup /sys/fs/cgroup/caixa/other",
             "cgroup /sys/fs/cgroup/caixa/../abc",
+            "cgroup /sys/fs/cgroup/memory/caixa/../abc",
+            "cgroup /sys/fs/cgroup/memory/system.slice/sshd.service",
+            "cgroup /sys/fs/cgroup/cpu/caixa/abc",
+            "cgroup /sys/fs/cgroup/memory/abcd",
             "overlay /",
             "overlay /var/lib/containers/storage",
             "overlay relative/containers/abc",
             "overlay /a/containers/../../abc",
         ] {
-            assert_eq!(Made::parse(bad, "abc"), None, "{bad}");
+            assert_eq!(Made::parse(bad, "abc", &roots), None, "{bad}");
         }
+        // A hierarchy's root is never a group, even when named like the id.
+        assert_eq!(
+            Made::parse("cgroup /sys/fs/cgroup/memory", "memory", &roots),
+            None
+        );
     }
 }

@@ -486,7 +486,12 @@ impl Host {
                 source,
             };
             let mut record = Record::create(&spec.id).map_err(record_err)?;
-            for dir in hierarchy.iter().flat_map(|h| h.planned_dirs(&spec.id)) {
+            let group = spec.limits.as_ref().map(|l| l.group(&spec.id));
+            for dir in hierarchy
+                .iter()
+                .zip(&group)
+                .flat_map(|(h, g)| h.planned_dirs(g))
+            {
                 record.note(&Made::Cgroup(dir)).map_err(record_err)?;
             }
             if let Some(image) = &spec.image {

@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 use caixa::cgroup::{Hierarchy, detect};
 use support::{Running, TinyRootfs, assert_one_line_error, run, stdout_of, text};
 
+#[path = "step7/devices.rs"]
+mod devices;
+
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {

@@ -13,7 +13,7 @@ use oci_spec::runtime::{
 use super::mounts::{check_paths, mounts_from_oci, table_from_oci};
 use super::network::network_from_oci;
 use super::process::{capabilities_from_oci, user_from_oci};
-use super::resources::resources_from_oci;
+use super::resources::limits_from_oci;
 use super::to_oci::namespace_type;
 use super::{
     ANNOTATION_IMAGE_KEEP, ANNOTATION_IMAGE_MANIFEST, ANNOTATION_IMAGE_STORE, ANNOTATIONS,
@@ -48,7 +48,8 @@ const PROCESS: [&str; 8] = [
     "noNewPrivileges",
 ];
 /// The fields of `linux` caixa converts.
-const LINUX: [&str; 8] = [
+const LINUX: [&str; 9] = [
+    "cgroupsPath",
     "uidMappings",
     "sysctl",
     "gidMappings",
@@ -155,11 +156,7 @@ pub fn from_oci(
         capabilities,
         no_new_privs: process.no_new_privileges().unwrap_or(false),
         seccomp,
-        limits: linux
-            .resources()
-            .as_ref()
-            .map(resources_from_oci)
-            .transpose()?,
+        limits: limits_from_oci(linux, id)?,
         network: network_from_oci(&annotations)?,
         mounts,
         image,

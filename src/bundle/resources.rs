@@ -1,7 +1,12 @@
-//! `linux.resources`, both ways: caixa's [`Limits`] in the OCI's cgroup terms.
+//! `linux.resources` and `linux.cgroupsPath`, both ways: caixa's [`Limits`]
+//! in the OCI's cgroup terms.
 //!
 //! `linux.resources` present means "make a cgroup" (steps 7 and later always
-//! do, even with no limit, so usage can be read); absent means no cgroup.
+//! do, even with no limit, so usage can be read); absent means no cgroup,
+//! unless `linux.cgroupsPath` names one (then it is made, with no limit).
+//! `linux.resources.devices` becomes the container's device rules (see
+//! `crate::cgroup::devices`), checked here so a rule cgroup v1 could not
+//! keep exactly is refused before anything runs.
 //! `--cpus` is a CFS quota of caixa's fixed 100 ms period; `--cpu-weight`
 //! (cgroup v2's scale) has no OCI field, so it travels as the unified
 //! `cpu.weight` key, as runc reads it.
@@ -9,12 +14,12 @@
 use std::collections::HashMap;
 
 use oci_spec::runtime::{
-    LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxPids, LinuxResources, LinuxThrottleDevice,
-    LinuxThrottleDeviceBuilder,
+    Linux, LinuxBlockIo, LinuxCpu, LinuxDeviceCgroup, LinuxDeviceType, LinuxMemory, LinuxPids,
+    LinuxResources, LinuxThrottleDevice, LinuxThrottleDeviceBuilder,
 };
 
 use super::{BundleError, invalid, refuse, refuse_unconverted};
-use crate::cgroup::{DeviceRate, Limits};
+use crate::cgroup::{Access, DeviceKind, DeviceRate, DeviceRule, GroupPath, Limits};
 
 use crate::cgroup::CFS_PERIOD_US as PERIOD_US;
 
@@ -84,6 +89,9 @@ pub(super) fn resources_to_oci(l: &Limits) -> Result<LinuxResources, BundleError
         pids.set_limit(limit);
         r.set_pids(Some(pids));
     }
+    if let Some(rules) = &l.devices {
+        r.set_devices(Some(rules.iter().map(device_to_oci).collect()));
+    }
     if l.has_io() {
         let mut io = LinuxBlockIo::default();
         io.set_weight(l.blkio_weight)
@@ -118,6 +126,95 @@ fn rates(
         .collect()
 }
 
+// ANCHOR: limits_from_oci
+/// caixa's limits for container `id`'s `linux.resources` and
+/// `linux.cgroupsPath`: `None` (no cgroup) when both are absent.
+pub(super) fn limits_from_oci(linux: &Linux, id: &str) -> Result<Option<Limits>, BundleError> {
+    let group = linux
+        .cgroups_path()
+        .as_ref()
+        .map(|path| {
+            let text = path.to_str().unwrap_or("\u{fffd}");
+            GroupPath::from_cgroups_path(text, id)
+                .map_err(|e| invalid("linux.cgroupsPath", e.to_string()))
+        })
+        .transpose()?;
+    let mut limits = match (linux.resources(), &group) {
+        (Some(r), _) => resources_from_oci(r)?,
+        (None, Some(_)) => Limits::default(),
+        (None, None) => return Ok(None),
+    };
+    limits.group = group;
+    Ok(Some(limits))
+}
+// ANCHOR_END: limits_from_oci
+
+/// The OCI rule for one of caixa's: `*` numbers are left out.
+fn device_to_oci(rule: &DeviceRule) -> LinuxDeviceCgroup {
+    let mut oci = LinuxDeviceCgroup::default();
+    oci.set_allow(rule.allow)
+        .set_typ(Some(match rule.kind {
+            DeviceKind::All => LinuxDeviceType::A,
+            DeviceKind::Block => LinuxDeviceType::B,
+            DeviceKind::Char => LinuxDeviceType::C,
+        }))
+        .set_major(rule.major.map(i64::from))
+        .set_minor(rule.minor.map(i64::from))
+        .set_access(Some(rule.access.to_string()));
+    oci
+}
+
+/// caixa's rule for `linux.resources.devices[index]`. The type defaults to
+/// `a` and the access to `rwm`, as runc reads them; a number absent or -1
+/// is every number.
+fn device_from_oci(index: usize, oci: &LinuxDeviceCgroup) -> Result<DeviceRule, BundleError> {
+    let at = |field: &str| format!("linux.resources.devices[{index}]{field}");
+    let kind = match oci.typ().unwrap_or(LinuxDeviceType::A) {
+        LinuxDeviceType::A => DeviceKind::All,
+        LinuxDeviceType::B => DeviceKind::Block,
+        LinuxDeviceType::C | LinuxDeviceType::U => DeviceKind::Char,
+        LinuxDeviceType::P => {
+            return Err(invalid(&at(".type"), "a FIFO is no device: use a, b or c"));
+        }
+    };
+    // Linux's device numbers: 12 bits of major, 20 of minor.
+    let number = |field: &str, value: Option<i64>, max: i64| match value {
+        None | Some(-1) => Ok(None),
+        Some(n) if (0..=max).contains(&n) => Ok(Some(n as u32)),
+        Some(n) => Err(invalid(
+            &at(field),
+            format!("{n} is not a device number (0-{max}, or -1 for all)"),
+        )),
+    };
+    let access = match oci.access().as_deref() {
+        None => Access::ALL,
+        Some(text) => Access::parse(text)
+            .ok_or_else(|| invalid(&at(".access"), format!("{text:?}: give some of r, w and m")))?,
+    };
+    Ok(DeviceRule {
+        allow: oci.allow(),
+        kind,
+        major: number(".major", oci.major(), (1 << 12) - 1)?,
+        minor: number(".minor", oci.minor(), (1 << 20) - 1)?,
+        access,
+    })
+}
+
+/// The device rules of `linux.resources.devices`, checked as a whole: a
+/// list cgroup v1 could not keep exactly is refused, naming the rule.
+fn devices_from_oci(list: &[LinuxDeviceCgroup]) -> Result<Vec<DeviceRule>, BundleError> {
+    let rules = list
+        .iter()
+        .enumerate()
+        .map(|(i, d)| device_from_oci(i, d))
+        .collect::<Result<Vec<_>, _>>()?;
+    crate::cgroup::devices::policy(&rules).map_err(|e| BundleError::Unsupported {
+        field: format!("linux.resources.devices[{}]", e.index),
+        why: e.why,
+    })?;
+    Ok(rules)
+}
+
 /// caixa's limits for the OCI resources; every field caixa cannot set is
 /// refused, and the result is checked as `docker run`'s options would be.
 pub(super) fn resources_from_oci(r: &LinuxResources) -> Result<Limits, BundleError> {
@@ -125,7 +222,7 @@ pub(super) fn resources_from_oci(r: &LinuxResources) -> Result<Limits, BundleErr
     refuse_unconverted(
         "linux.resources",
         r,
-        &["memory", "cpu", "pids", "blockIO", "unified"],
+        &["memory", "cpu", "pids", "blockIO", "unified", "devices"],
     )?;
     let mut l = Limits::default();
     if let Some(m) = r.memory() {
@@ -179,6 +276,11 @@ pub(super) fn resources_from_oci(r: &LinuxResources) -> Result<Limits, BundleErr
         })?);
     }
     l.pids_limit = r.pids().map(|p| p.limit());
+    // An empty list asks for nothing (no device cgroup), as when absent.
+    l.devices = match r.devices().as_deref() {
+        None | Some([]) => None,
+        Some(list) => Some(devices_from_oci(list)?),
+    };
     if let Some(io) = r.block_io() {
         let mut converted = vec!["weight"];
         converted.extend(THROTTLES);

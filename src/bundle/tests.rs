@@ -298,7 +298,9 @@ refused! {
     refuses_a_hosts_sysctl: "/linux/sysctl" = {"vm.swappiness": "0"} => "linux.sysctl.vm.swappiness";
     refuses_rlimits_soft_above_hard: "/process/rlimits" = [{"type": "RLIMIT_NOFILE", "hard": 10, "soft": 20}] => "process.rlimits[0]";
     refuses_a_relative_masked_path: "/linux/maskedPaths/11" = "proc/cpuinfo" => "linux.maskedPaths[11]";
-    refuses_a_cgroups_path: "/linux/cgroupsPath" = "/mine" => "linux.cgroupsPath";
+    refuses_a_cgroups_path_of_another_group: "/linux/cgroupsPath" = "/mine" => "linux.cgroupsPath";
+    refuses_a_cgroups_path_out_of_the_hierarchy: "/linux/cgroupsPath" = "/../0123456789ab" => "linux.cgroupsPath";
+    refuses_a_systemd_cgroups_path: "/linux/cgroupsPath" = "machine.slice:libpod:0123456789ab" => "linux.cgroupsPath";
     refuses_devices: "/linux/devices" = [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}] => "linux.devices";
     refuses_a_seccomp_agent: "/linux/seccomp/listenerPath" = "/run/agent.sock" => "linux.seccomp.listenerPath";
     refuses_seccomp_notify: "/linux/seccomp/syscalls/0/action" = "SCMP_ACT_NOTIFY" => "linux.seccomp.syscalls[0].action";
@@ -310,7 +312,12 @@ refused! {
     refuses_a_memory_policy: "/linux/memoryPolicy" = {"mode": "MPOL_BIND", "nodes": "0"} => "linux.memoryPolicy";
     refuses_a_personality: "/linux/personality" = {"domain": "LINUX32"} => "linux.personality";
     refuses_time_offsets: "/linux/timeOffsets" = {"monotonic": {"secs": 1}} => "linux.timeOffsets";
-    refuses_device_rules: "/linux/resources/devices" = [{"allow": false, "access": "rwm"}] => "linux.resources.devices";
+    refuses_a_deny_inside_an_allow: "/linux/resources/devices" = [{"allow": false}, {"allow": true, "type": "c", "major": 10, "access": "rw"}, {"allow": false, "type": "c", "major": 10, "minor": 237, "access": "w"}] => "linux.resources.devices[2]";
+    refuses_an_all_rule_for_less: "/linux/resources/devices" = [{"allow": false, "access": "r"}] => "linux.resources.devices[0]";
+    refuses_a_fifo_rule: "/linux/resources/devices" = [{"allow": true, "type": "p"}] => "linux.resources.devices[0].type";
+    refuses_a_bad_access: "/linux/resources/devices" = [{"allow": true, "type": "c", "access": "rwx"}] => "linux.resources.devices[0].access";
+    refuses_a_huge_major: "/linux/resources/devices" = [{"allow": true, "type": "c", "major": 4096}] => "linux.resources.devices[0].major";
+    refuses_denying_caixas_devices: "/linux/resources/devices" = [{"allow": false, "type": "c", "major": 1, "minor": 3, "access": "w"}] => "linux.resources.devices[0]";
     refuses_hugepage_limits: "/linux/resources/hugepageLimits" = [{"pageSize": "2MB", "limit": 1}] => "linux.resources.hugepageLimits";
     refuses_a_net_class: "/linux/resources/network" = {"classID": 1} => "linux.resources.network";
     refuses_rdma: "/linux/resources/rdma" = {"mlx5_1": {"hcaHandles": 3}} => "linux.resources.rdma";
@@ -475,4 +482,119 @@ fn one_spec_makes_one_config_byte_for_byte() {
     write(b.path(), &to_oci(&step9()).unwrap()).unwrap();
     let text = |dir: &Path| std::fs::read(dir.join(CONFIG_FILE)).unwrap();
     assert_eq!(text(a.path()), text(b.path()));
+}
+
+/// step8's config with `linux` changed by `edit`, read back.
+fn from_edited(edit: impl FnOnce(&mut Value)) -> Spec {
+    let mut config = serde_json::to_value(to_oci(&step8()).unwrap()).unwrap();
+    edit(&mut config);
+    let config: oci_spec::runtime::Spec = serde_json::from_value(config).unwrap();
+    from_oci(&config, Path::new(BUNDLE), ID).unwrap()
+}
+
+#[test]
+fn podmans_and_containerds_cgroups_paths_are_converted() {
+    let podman = from_edited(|c| {
+        set(
+            c,
+            "/linux/cgroupsPath",
+            json!(format!("/libpod_parent/libpod-{ID}")),
+        );
+        set(c, "/linux/resources/pids", json!({"limit": 2048}));
+    });
+    let limits = podman.limits.unwrap();
+    assert_eq!(limits.pids_limit, Some(2048));
+    assert_eq!(
+        limits.group(ID).dir_in(Path::new("/sys/fs/cgroup/memory")),
+        Path::new("/sys/fs/cgroup/memory/libpod_parent").join(format!("libpod-{ID}"))
+    );
+    let containerd = from_edited(|c| {
+        set(c, "/linux/cgroupsPath", json!(format!("/default/{ID}")));
+        c["linux"].as_object_mut().unwrap().remove("resources");
+    });
+    let limits = containerd
+        .limits
+        .expect("a cgroupsPath alone makes a cgroup");
+    assert_eq!(
+        limits.group(ID).to_cgroups_path(),
+        Path::new("/default").join(ID)
+    );
+    assert!(
+        from_edited(|c| {
+            c["linux"].as_object_mut().unwrap().remove("resources");
+        })
+        .limits
+        .is_none()
+    );
+}
+
+#[test]
+fn podmans_and_containerds_device_rules_are_converted() {
+    let podman = from_edited(|c| {
+        set(
+            c,
+            "/linux/resources/devices",
+            json!([{"allow": false, "access": "rwm"}]),
+        );
+    });
+    let rules = podman.limits.unwrap().devices.unwrap();
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules[0].to_string(), "a");
+    let mut list = vec![json!({"allow": false, "access": "rwm"})];
+    for (major, minor) in [
+        (1, 3),
+        (1, 5),
+        (1, 7),
+        (1, 8),
+        (1, 9),
+        (5, 0),
+        (5, 1),
+        (5, 2),
+        (10, 200),
+    ] {
+        list.push(
+            json!({"allow": true, "type": "c", "major": major, "minor": minor, "access": "rwm"}),
+        );
+    }
+    list.push(json!({"allow": true, "type": "c", "major": 136, "access": "rwm"}));
+    list.push(json!({"allow": true, "type": "c", "major": -1, "minor": -1, "access": "m"}));
+    let containerd = from_edited(|c| set(c, "/linux/resources/devices", Value::Array(list)));
+    let rules = containerd.limits.unwrap().devices.unwrap();
+    assert_eq!(rules[9].to_string(), "c 10:200 rwm");
+    assert_eq!(rules[10].to_string(), "c 136:* rwm");
+    assert_eq!(rules[11].to_string(), "c *:* m");
+    // An empty list asks for nothing, as an absent one.
+    let empty = from_edited(|c| set(c, "/linux/resources/devices", json!([])));
+    assert_eq!(empty.limits.unwrap().devices, None);
+}
+
+#[test]
+fn a_cgroups_path_and_device_rules_come_back() {
+    let mut s = step8();
+    let mut limits = s.limits.clone().unwrap_or_default();
+    limits.group =
+        Some(crate::cgroup::GroupPath::from_cgroups_path(&format!("pods/{ID}"), ID).unwrap());
+    limits.devices = Some(vec![
+        crate::cgroup::DeviceRule {
+            allow: false,
+            kind: crate::cgroup::DeviceKind::All,
+            major: None,
+            minor: None,
+            access: crate::cgroup::Access::ALL,
+        },
+        crate::cgroup::DeviceRule {
+            allow: true,
+            kind: crate::cgroup::DeviceKind::Block,
+            major: Some(254),
+            minor: None,
+            access: crate::cgroup::Access::READ,
+        },
+    ]);
+    s.limits = Some(limits);
+    let config = to_oci(&s).unwrap();
+    assert_eq!(
+        config.linux().as_ref().unwrap().cgroups_path().as_deref(),
+        Some(Path::new("/caixa/pods").join(ID).as_path())
+    );
+    assert_eq!(from_oci(&config, Path::new(BUNDLE), ID).unwrap(), s);
 }

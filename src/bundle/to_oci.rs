@@ -102,7 +102,12 @@ pub fn to_oci(spec: &Spec) -> Result<OciSpec, BundleError> {
         .set_gid_mappings(id_mappings(&spec.gid_map)?)
         .set_sysctl(None)
         .set_resources(spec.limits.as_ref().map(resources_to_oci).transpose()?)
-        .set_cgroups_path(None)
+        .set_cgroups_path(
+            spec.limits
+                .as_ref()
+                .and_then(|l| l.group.as_ref())
+                .map(|g| g.to_cgroups_path()),
+        )
         .set_namespaces(Some(
             spec.namespaces.iter().map(|ns| namespace(*ns)).collect(),
         ))

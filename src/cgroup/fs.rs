@@ -7,7 +7,7 @@ use std::path::Path;
 
 use nix::unistd::Pid;
 
-use super::{CgroupError, io};
+use super::{CgroupError, GroupPath, io};
 use crate::trace::{Side, Trace};
 
 /// One file to write in a cgroup directory, and its value.
@@ -70,6 +70,23 @@ pub(super) fn make_dir(dir: &Path) -> Result<(), CgroupError> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(io("create", dir)(e)),
     }
+}
+
+/// Creates the container's own directory `dir` of `group`. Below
+/// `caixa/` one left by a killed start of the same id is taken over, as
+/// before; anywhere else the directory must be new: an existing one is
+/// somebody else's group, whose processes caixa would kill at the end.
+pub(super) fn make_group_dir(dir: &Path, group: &GroupPath) -> Result<(), CgroupError> {
+    if group.is_below_caixa() {
+        return make_dir(dir);
+    }
+    std::fs::create_dir(dir).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => CgroupError::Invalid(format!(
+            "cgroup {} exists already: another container uses it; give each container its own cgroupsPath",
+            dir.display()
+        )),
+        _ => io("create", dir)(e),
+    })
 }
 
 /// Writes each setting into `dir`, tracing `file = value`. A file that does

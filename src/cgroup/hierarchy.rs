@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{CgroupError, io, v1};
+use super::{CgroupError, GroupPath, io, v1};
 
 /// The name of caixa's own parent group: every container's group is made
 /// below it, never beside a group caixa did not create.
@@ -21,20 +21,23 @@ pub enum Hierarchy {
 }
 
 impl Hierarchy {
-    /// The directories [`Cgroup::create`](super::Cgroup::create) may make for `id` here, known
-    /// before it makes them (so a record of leftovers can name them first,
-    /// see `crate::leftovers`): one per v1 controller mounted, one on v2.
-    pub fn planned_dirs(&self, id: &str) -> Vec<PathBuf> {
-        let mut dirs: Vec<PathBuf> = match self {
-            Hierarchy::V2(root) => vec![root.join(PARENT).join(id)],
-            Hierarchy::V1(mounts) => mounts
-                .iter()
-                .map(|(_, m)| m.join(PARENT).join(id))
-                .collect(),
-        };
+    /// The directories of `group` here, which [`Cgroup::create`](super::Cgroup::create)
+    /// may make, known before it makes them (so a record of leftovers can
+    /// name them first, see `crate::leftovers`; `exec` joins them): one per
+    /// v1 controller mounted, one on v2.
+    pub fn planned_dirs(&self, group: &GroupPath) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = self.roots().iter().map(|r| group.dir_in(r)).collect();
         dirs.sort();
         dirs.dedup();
         dirs
+    }
+
+    /// The root of every tree: the v2 mount, or each v1 controller's.
+    pub fn roots(&self) -> Vec<PathBuf> {
+        match self {
+            Hierarchy::V2(root) => vec![root.clone()],
+            Hierarchy::V1(mounts) => mounts.iter().map(|(_, m)| m.clone()).collect(),
+        }
     }
 }
 
@@ -130,7 +133,7 @@ mod tests {
             ("cpuacct".into(), "/c/cpu".into()),
             ("memory".into(), "/c/memory".into()),
         ]);
-        let dirs = h.planned_dirs("abc");
+        let dirs = h.planned_dirs(&GroupPath::default_for("abc"));
         assert_eq!(
             dirs,
             [

@@ -6,6 +6,8 @@
 //! limits into the files each version writes.
 
 use super::CgroupError;
+use super::devices::{DeviceRule, policy};
+use super::path::GroupPath;
 use crate::units::parse_size;
 
 /// The limits of one container, named after `docker run`'s options.
@@ -35,6 +37,13 @@ pub struct Limits {
     pub device_write_iops: Vec<DeviceRate>,
     /// `--cpuset-cpus`: which CPUs, as `0-1` or `0,2`.
     pub cpuset_cpus: Option<String>,
+    /// OCI `linux.resources.devices`: which devices the container may
+    /// open or create, in order. `None` sets no device cgroup (see the
+    /// step 7 chapter for why that is safe for caixa's own containers).
+    pub devices: Option<Vec<DeviceRule>>,
+    /// Not a limit but where the group is: OCI `linux.cgroupsPath`.
+    /// `None` is caixa's own `caixa/<id>`; see [`Limits::group`].
+    pub group: Option<GroupPath>,
 }
 
 /// A rate for one block device.
@@ -121,6 +130,13 @@ impl Limits {
             .map(|cpus| (cpus * CFS_PERIOD_US as f64).round() as u64)
     }
 
+    /// The place of container `id`'s group: the one chosen, or caixa's.
+    pub fn group(&self, id: &str) -> GroupPath {
+        self.group
+            .clone()
+            .unwrap_or_else(|| GroupPath::default_for(id))
+    }
+
     /// Whether any limit is set (a cgroup is then worth creating).
     pub fn is_empty(&self) -> bool {
         *self == Limits::default()
@@ -184,6 +200,9 @@ impl Limits {
                     "--blkio-weight {w} is out of range 10-1000"
                 )));
             }
+        }
+        if let Some(rules) = &self.devices {
+            policy(rules).map_err(|e| CgroupError::Invalid(format!("device {e}")))?;
         }
         Ok(())
     }

@@ -23,9 +23,11 @@
 //! caixa creates its groups only under a parent of its own (`caixa/<id>`) and
 //! never writes to a group it did not create.
 
+pub mod devices;
 mod fs;
 mod hierarchy;
 mod limits;
+mod path;
 pub mod v1;
 pub mod v2;
 
@@ -33,14 +35,16 @@ use std::path::{Path, PathBuf};
 
 use nix::unistd::Pid;
 
+pub use devices::{Access, DeviceKind, DeviceRule};
 pub use fs::Setting;
 pub(crate) use fs::remove_dir;
-use fs::{make_dir, read_key, write_settings};
+use fs::{make_dir, make_group_dir, read_key, write_settings};
 pub use hierarchy::{Hierarchy, PARENT, detect, detect_from};
 pub use limits::{
     CFS_PERIOD_US, DeviceRate, Limits, MIN_MEMORY, blkio_to_io_weight, parse_device_rate,
     shares_to_weight, weight_to_shares,
 };
+pub use path::GroupPath;
 
 use crate::trace::Trace;
 
@@ -93,8 +97,9 @@ pub struct Cgroup {
 }
 
 impl Cgroup {
-    /// Creates `caixa/<id>` in `hierarchy` (see [`detect`]) and writes the
-    /// limits. On failure, whatever was created is removed again.
+    /// Creates the group of container `id` in `hierarchy` (see [`detect`]):
+    /// `caixa/<id>`, or where `limits.group` says; writes the limits and
+    /// the device rules. On failure, whatever was created is removed again.
     pub fn create(
         hierarchy: Hierarchy,
         id: &str,
@@ -106,9 +111,10 @@ impl Cgroup {
             hierarchy: hierarchy.clone(),
             dirs: Vec::new(),
         };
+        let group = limits.group(id);
         match &hierarchy {
-            Hierarchy::V2(root) => v2::create(&mut cgroup.dirs, root, id, limits, trace)?,
-            Hierarchy::V1(mounts) => v1::create(&mut cgroup.dirs, mounts, id, limits, trace)?,
+            Hierarchy::V2(root) => v2::create(&mut cgroup.dirs, root, &group, limits, trace)?,
+            Hierarchy::V1(mounts) => v1::create(&mut cgroup.dirs, mounts, &group, limits, trace)?,
         }
         Ok(cgroup)
     }
@@ -194,6 +200,8 @@ mod tests {
             device_read_iops: vec![DeviceRate { rate: 100, ..rate }],
             device_write_iops: vec![DeviceRate { rate: 50, ..rate }],
             cpuset_cpus: Some("0-1".into()),
+            devices: None,
+            group: None,
         };
         let show = |settings: Vec<Setting>| {
             settings

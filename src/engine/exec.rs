@@ -455,8 +455,9 @@ fn join_and_fork(root: &Path, container: &str, id: &str) -> Result<i32, InitErro
     }
 
     // 2. Its cgroup, while we are still host root: one write per directory.
-    if let Ok(hierarchy) = crate::cgroup::detect() {
-        for group in hierarchy.planned_dirs(container) {
+    let place = spec.limits.as_ref().map(|l| l.group(container));
+    if let (Ok(hierarchy), Some(place)) = (crate::cgroup::detect(), place) {
+        for group in hierarchy.planned_dirs(&place) {
             let procs = group.join("cgroup.procs");
             if group.is_dir() {
                 std::fs::write(&procs, std::process::id().to_string())

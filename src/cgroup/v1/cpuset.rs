@@ -19,7 +19,8 @@ pub fn settings(l: &Limits, parent: &Path) -> Vec<Setting> {
     out
 }
 
-/// Fills caixa's parent cpuset from the root's when it is still empty.
+/// Fills a new cpuset `parent` (caixa's, or a cgroupsPath's parent) from
+/// the one above it, `root`, when it is still empty.
 pub fn inherit(parent: &Path, root: &Path) -> Result<(), CgroupError> {
     for file in ["cpuset.cpus", "cpuset.mems"] {
         let mine = parent.join(file);

@@ -13,15 +13,19 @@ pub mod pids;
 
 use std::path::{Path, PathBuf};
 
-use super::{CgroupError, Limits, PARENT, Setting, make_dir, write_settings};
+use super::{
+    CgroupError, GroupPath, Limits, Setting, devices, make_dir, make_group_dir, write_settings,
+};
 use crate::trace::Trace;
 
 /// The v1 controllers caixa knows.
-pub const CONTROLLERS: [&str; 6] = ["memory", "cpu", "cpuacct", "pids", "blkio", "cpuset"];
+pub const CONTROLLERS: [&str; 7] = [
+    "memory", "cpu", "cpuacct", "pids", "blkio", "cpuset", "devices",
+];
 
 /// The controllers a container with `limits` joins: memory and pids always
-/// (for OOM reports), cpu and cpuacct always (CPU time), blkio and
-/// cpuset only when asked for.
+/// (for OOM reports), cpu and cpuacct always (CPU time), blkio, cpuset and
+/// devices only when asked for.
 pub fn needed(limits: &Limits) -> Vec<&'static str> {
     let mut out = vec!["memory", "pids", "cpu", "cpuacct"];
     let io = limits.has_io();
@@ -30,6 +34,9 @@ pub fn needed(limits: &Limits) -> Vec<&'static str> {
     }
     if limits.cpuset_cpus.is_some() {
         out.push("cpuset");
+    }
+    if limits.devices.is_some() {
+        out.push("devices");
     }
     out
 }
@@ -42,18 +49,25 @@ pub fn settings(controller: &str, limits: &Limits, parent: &Path) -> Vec<Setting
         "pids" => pids::settings(limits),
         "blkio" => blkio::settings(limits),
         "cpuset" => cpuset::settings(limits, parent),
+        // Checked by `Limits::validate` before anything is created.
+        "devices" => match limits.devices.as_deref().map(devices::policy) {
+            Some(Ok(policy)) => devices::v1_settings(&policy),
+            _ => Vec::new(),
+        },
         _ => Vec::new(),
     }
 }
 
 // ANCHOR: v1_create
-/// Creates `<mount>/caixa/<id>` for every needed controller and writes the
-/// limits; every directory made is pushed to `dirs` at once, so a failure
-/// half-way is cleaned up by the caller.
+/// Creates `group` (`caixa/<id>` or a cgroupsPath) in the tree of every
+/// needed controller, its parents first, and writes the limits; every
+/// directory of the container is pushed to `dirs` at once, so a failure
+/// half-way is cleaned up by the caller. Parents are never pushed: they
+/// may be shared with other containers, and stay.
 pub fn create(
     dirs: &mut Vec<(String, PathBuf)>,
     mounts: &[(String, PathBuf)],
-    id: &str,
+    group: &GroupPath,
     limits: &Limits,
     trace: &Trace,
 ) -> Result<(), CgroupError> {
@@ -66,14 +80,17 @@ pub fn create(
                 what: format!("the cgroup v1 {controller} controller"),
                 fix: format!("mount it: sudo mkdir -p /sys/fs/cgroup/{controller} && sudo mount -t cgroup -o {controller} none /sys/fs/cgroup/{controller}"),
             })?;
-        let parent = mount.join(PARENT);
-        make_dir(&parent)?;
-        if controller == "cpuset" {
-            cpuset::inherit(&parent, mount)?;
-        }
-        let dir = parent.join(id);
-        if !dirs.iter().any(|(_, d)| *d == dir) {
+        let mut parent = mount.clone();
+        for dir in group.parents_in(mount) {
             make_dir(&dir)?;
+            if controller == "cpuset" {
+                cpuset::inherit(&dir, &parent)?;
+            }
+            parent = dir;
+        }
+        let dir = group.dir_in(mount);
+        if !dirs.iter().any(|(_, d)| *d == dir) {
+            make_group_dir(&dir, group)?;
             dirs.push((controller.to_string(), dir.clone()));
         }
         let mut settings = settings(controller, limits, &parent);

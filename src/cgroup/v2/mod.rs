@@ -8,13 +8,14 @@
 
 pub mod cpu;
 pub mod cpuset;
+pub mod devices;
 pub mod io;
 pub mod memory;
 pub mod pids;
 
 use std::path::{Path, PathBuf};
 
-use super::{CgroupError, Limits, PARENT, Setting, make_dir, write_settings};
+use super::{CgroupError, GroupPath, Limits, Setting, make_dir, make_group_dir, write_settings};
 use crate::trace::{Side, Trace};
 
 /// The controllers a container with `limits` needs: memory and pids always
@@ -45,45 +46,24 @@ pub fn settings(limits: &Limits) -> Vec<Setting> {
 }
 
 // ANCHOR: v2_create
-/// Creates `<root>/caixa/<id>` with the needed controllers and the limits.
+/// Creates `group` (`caixa/<id>` or a cgroupsPath) with the needed
+/// controllers, the limits and the device program.
 pub fn create(
     dirs: &mut Vec<(String, PathBuf)>,
     root: &Path,
-    id: &str,
+    group: &GroupPath,
     limits: &Limits,
     trace: &Trace,
 ) -> Result<(), CgroupError> {
-    let parent = root.join(PARENT);
-    make_dir(&parent)?;
-    let available = std::fs::read_to_string(parent.join("cgroup.controllers")).unwrap_or_default();
     let needed = needed(limits);
-    if let Some(missing) = needed
-        .iter()
-        .find(|c| !available.split_whitespace().any(|a| a == **c))
-    {
-        return Err(CgroupError::Unsupported {
-            what: format!("the cgroup v2 {missing} controller"),
-            fix: format!(
-                "enable it for child groups: echo +{missing} | sudo tee {}/cgroup.subtree_control",
-                root.display()
-            ),
-        });
+    let mut above = root.to_path_buf();
+    for parent in group.parents_in(root) {
+        make_dir(&parent)?;
+        hand_down(&parent, &above, &needed, trace)?;
+        above = parent;
     }
-    // Hand the controllers down to the containers' leaves. We created this
-    // parent; it holds no process, as the no-internal-processes rule wants.
-    let enable: Vec<String> = needed.iter().map(|c| format!("+{c}")).collect();
-    let control = parent.join("cgroup.subtree_control");
-    std::fs::write(&control, enable.join(" ")).map_err(|source| CgroupError::Io {
-        action: "write",
-        path: control.clone(),
-        source,
-    })?;
-    trace.step(
-        Side::Parent,
-        format_args!("cgroup: {} = {}", control.display(), enable.join(" ")),
-    );
-    let dir = parent.join(id);
-    make_dir(&dir)?;
+    let dir = group.dir_in(root);
+    make_group_dir(&dir, group)?;
     dirs.push((String::new(), dir.clone()));
     let mut settings = settings(limits);
     for s in &mut settings {
@@ -95,6 +75,75 @@ pub fn create(
             s.value = format!("default {}", limits.blkio_weight.unwrap_or(500));
         }
     }
-    write_settings(&dir, &settings, trace)
+    write_settings(&dir, &settings, trace)?;
+    // Before any process joins: the first open(2) is already checked.
+    if let Some(rules) = &limits.devices {
+        let policy = super::devices::policy(rules)
+            .map_err(|e| CgroupError::Invalid(format!("device {e}")))?;
+        devices::attach(&dir, &policy)?;
+        trace.step(
+            Side::Parent,
+            format_args!(
+                "cgroup: {} <- device program ({} exceptions, default {})",
+                dir.display(),
+                policy.exceptions.len(),
+                if policy.default_allow {
+                    "allow"
+                } else {
+                    "deny"
+                }
+            ),
+        );
+    }
+    Ok(())
 }
+// ANCHOR_END: v2_create
+
+// ANCHOR: hand_down
+/// Hands the `needed` controllers down from `parent` to the groups below
+/// it, through its `cgroup.subtree_control`; `above` is its own parent,
+/// which must offer them. The parents hold no process (caixa puts
+/// processes only in leaves), as the no-internal-processes rule wants;
+/// a parent made by someone else that does hold some refuses (EBUSY).
+fn hand_down(
+    parent: &Path,
+    above: &Path,
+    needed: &[&str],
+    trace: &Trace,
+) -> Result<(), CgroupError> {
+    let available = std::fs::read_to_string(parent.join("cgroup.controllers")).unwrap_or_default();
+    if let Some(missing) = needed
+        .iter()
+        .find(|c| !available.split_whitespace().any(|a| a == **c))
+    {
+        return Err(CgroupError::Unsupported {
+            what: format!("the cgroup v2 {missing} controller in {}", parent.display()),
+            fix: format!(
+                "enable it for child groups: echo +{missing} | sudo tee {}/cgroup.subtree_control",
+                above.display()
+            ),
+        });
+    }
+    let enable: Vec<String> = needed.iter().map(|c| format!("+{c}")).collect();
+    let control = parent.join("cgroup.subtree_control");
+    std::fs::write(&control, enable.join(" ")).map_err(|source| {
+        match source.raw_os_error() {
+            Some(libc::EBUSY) => CgroupError::Invalid(format!(
+                "{} holds processes itself, so it cannot hand controllers down (cgroup v2's no-internal-processes rule): choose a cgroupsPath whose parents hold none",
+                parent.display()
+            )),
+            _ => CgroupError::Io {
+                action: "write",
+                path: control.clone(),
+                source,
+            },
+        }
+    })?;
+    trace.step(
+        Side::Parent,
+        format_args!("cgroup: {} = {}", control.display(), enable.join(" ")),
+    );
+    Ok(())
+}
+// ANCHOR_END: hand_down
 // ANCHOR_END: v2_create
