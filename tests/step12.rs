@@ -603,41 +603,100 @@ fn unmount_below(dir: &Path) {
     }
 }
 
+/// A wrapper script that runs step12 with this test's `--root` and state:
+/// how a user registers a runtime with options under podman, whose
+/// clean-up after a container's end calls the runtime again without its
+/// `--runtime-flag`s (and without the environment).
+fn runtime_wrapper(work: &Path) -> PathBuf {
+    let wrapper = work.join("caixa-runtime");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nCAIXA_STATE_DIR={state} exec {bin} --root {root} \"$@\"\n",
+            state = work.join("caixa").display(),
+            bin = binary(12),
+            root = work.join("runtime").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    wrapper
+}
+
+/// The parent cgroup a test's containers go below (cgroupsPath), removed
+/// (when empty) at the end: never the shared `libpod_parent` or `default`.
+fn test_cgroup_parent() -> String {
+    format!("/caixa-test-{}", std::process::id())
+}
+
+/// Removes the test's empty parent cgroups made for `test_cgroup_parent`.
+fn remove_test_cgroup_parent() {
+    let name = test_cgroup_parent();
+    let name = name.trim_start_matches('/');
+    let mut dirs = vec![Path::new("/sys/fs/cgroup").join(name)];
+    if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
+        dirs.extend(entries.flatten().map(|e| e.path().join(name)));
+    }
+    for dir in dirs {
+        let _ = std::fs::remove_dir(dir);
+    }
+}
+
 #[test]
 fn podman_runs_containers_through_caixa() {
     support::require_root();
     let work = tempfile::tempdir().unwrap();
-    struct Cleanup(PathBuf);
-    impl Drop for Cleanup {
-        fn drop(&mut self) {
-            unmount_below(&self.0);
-        }
-    }
-    let _cleanup = Cleanup(work.path().to_path_buf());
-    let archive = image_archive(work.path());
+    let wrapper = runtime_wrapper(work.path());
     let runtime_root = work.path().join("runtime");
+    let base: Vec<String> = vec![
+        "--root".into(),
+        work.path().join("storage").display().to_string(),
+        "--runroot".into(),
+        work.path().join("run").display().to_string(),
+        "--cgroup-manager".into(),
+        "cgroupfs".into(),
+        "--events-backend".into(),
+        "file".into(),
+        "--runtime".into(),
+        wrapper.display().to_string(),
+    ];
     let podman = |args: &[&str]| {
         let mut cmd = Command::new("podman");
-        cmd.arg("--root")
-            .arg(work.path().join("storage"))
-            .arg("--runroot")
-            .arg(work.path().join("run"))
-            .args(["--cgroup-manager", "cgroupfs", "--events-backend", "file"])
-            .arg("--runtime")
-            .arg(binary(12))
-            .arg("--runtime-flag")
-            .arg(format!("root={}", runtime_root.display()))
-            .env("CAIXA_STATE_DIR", work.path().join("caixa"))
+        cmd.args(&base)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         wait_output(cmd.spawn().expect("podman (sudo apt-get install podman)"))
     };
+    /// Whatever a failed test left: podman's containers (through caixa),
+    /// their mounts, and the test's parent cgroups.
+    struct Cleanup(Vec<String>, PathBuf);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = Command::new("podman")
+                .args(&self.0)
+                .args(["rm", "-af", "-t", "0"])
+                .output();
+            let _ = Command::new("podman")
+                .args(&self.0)
+                .args(["system", "reset", "--force"])
+                .output();
+            unmount_below(&self.1);
+            remove_test_cgroup_parent();
+        }
+    }
+    let _cleanup = Cleanup(base.clone(), work.path().to_path_buf());
+    let archive = image_archive(work.path());
     let out = podman(&["load", "-i", archive.to_str().unwrap()]);
     assert!(out.status.success(), "podman load: {}", text(&out.stderr));
     // This machine lacks CAP_SYS_RESOURCE: podman's default rlimits
     // (nofile 1048576) fail under runc as under caixa.
+    let parent = test_cgroup_parent();
     let limits = [
         "--ulimit",
         "nofile=20000:20000",
@@ -645,6 +704,8 @@ fn podman_runs_containers_through_caixa() {
         "nproc=32768:32768",
         "--network",
         "none",
+        "--cgroup-parent",
+        &parent,
     ];
     let run = |extra: &[&str]| {
         let mut args = vec!["run", "--rm"];
@@ -717,14 +778,12 @@ fn podman_runs_containers_through_caixa() {
 
     // Interactive: podman -it, through a pty of `script`'s.
     let command = format!(
-        "podman --root {w}/storage --runroot {w}/run --cgroup-manager cgroupfs --events-backend file --runtime {rt} run --rm -it {limits} localhost/bb:1 sh -c 'tty; exit 5'",
-        w = work.path().display(),
-        rt = binary(12),
+        "podman {base} run --rm -it {limits} localhost/bb:1 sh -c 'tty; exit 5'",
+        base = base.join(" "),
         limits = limits.join(" ")
     );
     let child = Command::new("script")
         .args(["-eqc", &command, "/dev/null"])
-        .env("CAIXA_STATE_DIR", work.path().join("caixa"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -743,7 +802,6 @@ fn podman_runs_containers_through_caixa() {
         "step 12: podman -it reports the exit code: {}",
         text(&out.stderr)
     );
-    let _ = podman(&["system", "reset", "--force"]);
 }
 
 #[test]
@@ -761,17 +819,35 @@ fn containerd_runs_containers_through_caixa() {
         ),
     )
     .unwrap();
+    /// containerd, and whatever a failed test left: its tasks (killed and
+    /// deleted through caixa), their mounts, the test's parent cgroups.
     struct Daemon(std::process::Child, PathBuf);
     impl Drop for Daemon {
         fn drop(&mut self) {
+            let ctr = |args: &[&str]| {
+                Command::new("ctr")
+                    .arg("--address")
+                    .arg(self.1.join("containerd.sock"))
+                    .args(args)
+                    .output()
+            };
+            if let Ok(out) = ctr(&["task", "ls", "-q"]) {
+                for id in text(&out.stdout).lines() {
+                    let _ = ctr(&["task", "kill", "-s", "SIGKILL", id]);
+                    let _ = ctr(&["task", "rm", "-f", id]);
+                    let _ = ctr(&["container", "rm", id]);
+                }
+            }
             let _ = self.0.kill();
             let _ = self.0.wait();
             unmount_below(&self.1);
+            remove_test_cgroup_parent();
         }
     }
     let log = std::fs::File::create(w.join("containerd.log")).unwrap();
     let _daemon = Daemon(
         Command::new("containerd")
+            .env("CAIXA_STATE_DIR", w.join("caixa"))
             .arg("--config")
             .arg(w.join("config.toml"))
             .stdout(log.try_clone().unwrap())
@@ -781,6 +857,8 @@ fn containerd_runs_containers_through_caixa() {
         w.to_path_buf(),
     );
     let runtime_root = w.join("runtime");
+    // containerd's shim adds the namespace to the root it passes.
+    let listed_root = runtime_root.join("default");
     let ctr = |args: &[&str]| {
         let mut cmd = Command::new("ctr");
         cmd.arg("--address")
@@ -823,6 +901,9 @@ fn containerd_runs_containers_through_caixa() {
             "--runc-root",
             runtime_root.to_str().unwrap(),
         ];
+        // Below a parent of the test's own, not containerd's `/default`.
+        let group = format!("{}/{id}", test_cgroup_parent());
+        args.extend_from_slice(&["--cgroup", &group]);
         args.extend_from_slice(extra);
         args.push(&image);
         args.push(id);
@@ -849,7 +930,7 @@ fn containerd_runs_containers_through_caixa() {
     );
     let listed = Command::new(binary(12))
         .arg("--root")
-        .arg(&runtime_root)
+        .arg(&listed_root)
         .args(["list", "--quiet"])
         .output()
         .unwrap();
@@ -874,7 +955,7 @@ fn containerd_runs_containers_through_caixa() {
     assert!(ctr(&["container", "rm", "sleeper"]).status.success());
     let listed = Command::new(binary(12))
         .arg("--root")
-        .arg(&runtime_root)
+        .arg(&listed_root)
         .args(["list", "--quiet"])
         .output()
         .unwrap();
