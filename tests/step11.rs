@@ -3329,10 +3329,26 @@ fn a_volume_outlives_its_container_and_the_containers_own_changes_do_not() {
         "60",
     ]));
     let out = engine.client(&["volume", "rm", "data"]);
+    assert_eq!(
+        out.status.code(),
+        Some(125),
+        "step 11: expected `volume rm data` to be refused while the container holder names \
+         the volume, it ended with {}; most likely cause: refuse_if_in_use does not refuse \
+         when users_of lists a container\nstderr: {}",
+        out.status,
+        text(&out.stderr)
+    );
     assert_one_line_error(&out, 11, 125, "in use");
+    let (status, body) = engine.api("DELETE", "/volumes/data", None);
+    assert_eq!(
+        status, 409,
+        "step 11: expected DELETE /volumes/data to answer 409 Conflict while holder uses it, \
+         as Docker does; it answered {status}: {body}. Most likely cause: refuse_if_in_use \
+         returns another error than EngineError::Conflict"
+    );
     assert!(
         Path::new(mountpoint).join("note").exists(),
-        "a refused rm loses nothing"
+        "step 11: expected a refused volume rm to lose nothing, {mountpoint}/note is gone"
     );
     stdout_of(&engine.client(&["rm", "-f", "holder"]));
     stdout_of(&engine.client(&["volume", "rm", "data"]));
@@ -3592,7 +3608,10 @@ fn exec_joins_the_container_and_brings_nothing_of_the_host() {
     assert_eq!(
         stdout_of(&out),
         want,
-        "step 11: exec must join every namespace of the container (setns on a pidfd of its pid 1)"
+        "step 11: expected exec to be in every namespace of the container ({}), as the host \
+         sees its pid 1; most likely cause: join_namespaces does not pass setns(2) the \
+         flags of every namespace or'ed together (each ns.clone_flag()) with the pidfd",
+        kinds.join(", ")
     );
 
     // Its cgroup, its capabilities, no_new_privs and seccomp, its root.
@@ -4071,7 +4090,10 @@ fn a_run_that_deletes_a_file_hides_it_with_a_whiteout_and_stages_copy_from_each_
     assert_eq!(
         stdout_of(&run),
         "made-in-stage-one\ncat-gone\n",
-        "step 11: COPY --from copies out of the first stage; RUN rm's whiteout hides /bin/cat"
+        "step 11: expected COPY --from to copy out of the first stage, and the RUN rm layer's \
+         whiteout to hide /bin/cat; most likely cause when cat is present: whiteout_name does \
+         not turn the 0/0 character device bin/cat into bin/.wh.cat (\".wh.\" and its name, \
+         in the same directory)"
     );
     // The layer says it as the OCI spec does: bin/.wh.cat.
     let store = engine.root();

@@ -182,6 +182,22 @@ pub(crate) fn likely_cause(stderr: &str) -> String {
              stubs only step N)"
         );
     }
+    if stderr.contains("Cannot find device \"eth0\"") {
+        return "the container's end of the veth pair is not in its network namespace: create \
+                the pair with its peer already there, `peer name eth0 netns PID` (step 8)"
+            .into();
+    }
+    if stderr.contains("ip -batch") && stderr.contains("Operation not supported") {
+        return "ip refused a bridge port's setting (hairpin) on a link that is no port of a \
+                bridge: make the host end a port first, `link set NAME master BRIDGE` (step 8)"
+            .into();
+    }
+    if stderr.contains("whiteout") && stderr.contains("File exists") {
+        return "a whiteout hides only the lower layers' NAME: when this layer has NAME already, \
+                leave its file (and make its directory opaque); make the 0/0 device only where \
+                nothing is (step 9)"
+            .into();
+    }
     if stderr.contains("panicked") {
         return "the step binary panicked: the stderr below says where".into();
     }
@@ -362,6 +378,23 @@ impl Running {
     }
 }
 
+impl Running {
+    /// [`Running::finish`], asserting that the step binary ended well: the
+    /// failure says how it ended, the likely cause, and its stderr.
+    pub(crate) fn finish_well(self) -> String {
+        let stderr = self.stderr.clone();
+        let (status, rest) = self.finish();
+        let err = text(&stderr.lock().unwrap_or_else(|e| e.into_inner()));
+        assert!(
+            status.success(),
+            "expected the container to end well once its script read a line, it ended with \
+             {status}: {}\nstderr: {err}",
+            likely_cause(&err)
+        );
+        rest
+    }
+}
+
 impl Drop for Running {
     /// Ends the container the way a user would: its pid 1 is killed (which
     /// ends its whole PID namespace), and the step binary, seeing it end,
@@ -533,8 +566,8 @@ pub(crate) fn assert_one_line_error(out: &Output, step: u32, code: i32, needle: 
     assert_eq!(
         out.status.code(),
         Some(code),
-        "expected the step to refuse this input with exit code {code}, it ended with {}: {}\n\
-         stderr: {err}",
+        "expected the step to refuse this input with exit code {code} and a line saying \
+         {needle:?}, it ended with {}: {}\nstderr: {err}",
         out.status,
         likely_cause(&err)
     );
