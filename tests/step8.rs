@@ -391,7 +391,9 @@ fn a_container_reaches_another_through_a_published_port_hairpin() {
         &[
             "sh",
             "-c",
-            &format!("printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {GATEWAY} 8080"),
+            &format!(
+                "printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {GATEWAY} 8080; exit 0"
+            ),
         ],
     );
     assert!(
@@ -420,7 +422,7 @@ fn a_container_reaches_itself_through_its_published_port_hairpin() {
             &format!(
                 "d=/tmp/www-$HOSTNAME; mkdir -p $d && echo hello-self > $d/index.html && \
                  httpd -p 80 -h $d && \
-                 printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {GATEWAY} 8080"
+                 printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {GATEWAY} 8080; exit 0"
             ),
         ],
     );

@@ -830,11 +830,11 @@ fn a_decompression_bomb_is_refused() {
         "cd {} && truncate -s 800M zeros && tar cf - zeros | gzip -9 > layer.tgz",
         dir.path().display()
     );
-    let made = Command::new("sh")
-        .args(["-c", &script])
-        .status()
-        .unwrap();
-    assert!(made.success(), "making the bomb layer failed: {made}: {script}");
+    let made = Command::new("sh").args(["-c", &script]).status().unwrap();
+    assert!(
+        made.success(),
+        "making the bomb layer failed: {made}: {script}"
+    );
     let bomb = std::fs::read(dir.path().join("layer.tgz")).unwrap();
     // Hand-write the layer: the bomb is already gzip-compressed.
     let layout = Layout::new(&[base_layer()], default_config());
