@@ -139,7 +139,11 @@ impl Registry {
             ])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(
+            out.status.success(),
+            "skopeo could not copy the test image into the registry: {}",
+            text(&out.stderr)
+        );
         out.stdout
     }
 }
@@ -1207,7 +1211,13 @@ fn nothing_a_registry_sends_reaches_the_terminal_raw() {
     let client = Client::new();
     for tag in ["digest", "type", "platform"] {
         let out = pull_in(&netns, &client, port, tag, &[]);
-        assert_eq!(out.status.code(), Some(125), "{}", text(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(125),
+            "step 10: expected a pull whose {tag} lies to be refused with exit code 125, it ended with {}\nstderr: {}",
+            out.status,
+            text(&out.stderr)
+        );
         assert_printable(&out);
     }
     // A token with a line break (a header injection) is neither used nor
@@ -1231,7 +1241,13 @@ fn nothing_a_registry_sends_reaches_the_terminal_raw() {
         },
     );
     let out = pull_in(&netns, &client, port, "1", &[]);
-    assert_eq!(out.status.code(), Some(125), "{}", text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(125),
+        "step 10: expected the pull to be refused with exit code 125, it ended with {}\nstderr: {}",
+        out.status,
+        text(&out.stderr)
+    );
     assert_printable(&out);
     assert!(
         !text(&out.stderr).contains("s3cr3t"),

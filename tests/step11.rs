@@ -341,7 +341,10 @@ fn run_prints_the_output_and_exits_with_the_containers_code() {
     let engine = Engine::start();
     loaded(&engine);
     let images = stdout_of(&engine.client(&["images"]));
-    assert!(images.starts_with("demo:1\t"), "{images}");
+    assert!(
+        images.starts_with("demo:1\t"),
+        "step 11: expected images to list demo:1 first, tab-separated: {images:?}"
+    );
     let out = engine.client(&["run", "demo:1"]);
     assert_eq!(
         stdout_of(&out),
@@ -591,7 +594,10 @@ fn the_docker_cli_drives_the_daemon() {
     let out = docker(&["run", "-d", "--name", "bg", "demo:1", "sleep", "60"]);
     stdout_of(&out);
     let ps = stdout_of(&docker(&["ps", "--format", "{{.Names}} {{.Status}}"]));
-    assert!(ps.starts_with("bg Up"), "{ps}");
+    assert!(
+        ps.starts_with("bg Up"),
+        "step 11: expected docker ps to show the detached container bg Up: {ps}"
+    );
     stdout_of(&docker(&["stop", "-t", "1", "bg"]));
     stdout_of(&docker(&["rm", "bg"]));
     assert_eq!(
@@ -724,7 +730,7 @@ fn concurrent_starts_of_one_container_start_it_once() {
     );
     assert!(
         statuses.iter().all(|s| *s == 204 || *s == 304),
-        "{statuses:?}"
+        "step 11: expected every concurrent start to answer 204 or 304: {statuses:?}"
     );
     assert_eq!(shims_of(&id), 1, "step 11: one container, one shim");
     assert_eq!(
@@ -758,10 +764,14 @@ fn concurrent_creates_of_one_name_make_one_container() {
     );
     assert!(
         statuses.iter().all(|s| *s == 201 || *s == 409),
-        "{statuses:?}"
+        "step 11: expected every concurrent create to answer 201 or 409: {statuses:?}"
     );
     let all = stdout_of(&engine.client(&["ps", "-a"]));
-    assert_eq!(all.matches("twin").count(), 1, "{all}");
+    assert_eq!(
+        all.matches("twin").count(),
+        1,
+        "step 11: expected one container named twin after concurrent creates: {all}"
+    );
     assert_eq!(engine.states().len(), 1, "no half-made container is left");
 }
 
@@ -909,19 +919,19 @@ fn one_id_everywhere_and_a_json_file_log() {
         lines
             .iter()
             .any(|l| l["log"] == "out\n" && l["stream"] == "stdout"),
-        "{log}"
+        "step 11: expected the JSON log to hold the stdout line out\\n: {log}"
     );
     assert!(
         lines
             .iter()
             .any(|l| l["log"] == "err\n" && l["stream"] == "stderr"),
-        "{log}"
+        "step 11: expected the JSON log to hold the stderr line err\\n: {log}"
     );
     assert!(
         lines
             .iter()
             .all(|l| l["time"].as_str().is_some_and(|t| t.ends_with('Z'))),
-        "{log}"
+        "step 11: expected every JSON log line to carry a UTC time ending in Z: {log}"
     );
     stdout_of(&engine.client(&["rm", "-f", "ided"]));
 }
@@ -941,7 +951,13 @@ fn inspect_says_when_the_oom_killer_ended_it() {
         "tail",
         "/dev/zero",
     ]);
-    assert_eq!(out.status.code(), Some(137), "{}", text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(137),
+        "step 11: expected a container over --memory 16m to be OOM-killed (137), it ended with {:?}\nstderr: {}",
+        out.status.code(),
+        text(&out.stderr)
+    );
     let (status, answer) = engine.api("GET", "/containers/hog/json", None);
     assert_eq!(
         status, 200,
@@ -1006,7 +1022,7 @@ fn bollard_drives_the_daemon() {
             .expect("step 11: GET /images/json in Docker's shape");
         assert!(
             images.iter().any(|i| i.repo_tags == ["demo:1"]),
-            "{images:?}"
+            "step 11: expected bollard's image list to hold demo:1: {images:?}"
         );
         let created = docker
             .create_container(
@@ -1280,7 +1296,7 @@ fn the_daemon_survives_bad_clients() {
     );
     assert!(
         answer.starts_with("HTTP/1.1 200") && answer.to_lowercase().contains("api-version: 1.41"),
-        "{answer:?}"
+        "step 11: expected _ping on the socket to answer 200 with API-Version 1.41: {answer:?}"
     );
 }
 
@@ -2405,7 +2421,10 @@ fn kill_shim(engine: &Engine, id: &str) -> serde_json::Value {
         state["shim"].as_i64().unwrap() as i32,
         state["pid"].as_i64().unwrap() as i32,
     );
-    assert!(shim > 0 && pid > 0, "{state}");
+    assert!(
+        shim > 0 && pid > 0,
+        "step 11: expected the state to name the shim's pid and the container's: {state}"
+    );
     nix_kill(shim, libc::SIGKILL);
     assert!(
         support::wait_gone(shim) && support::wait_gone(pid),
@@ -2518,7 +2537,10 @@ fn the_daemons_environment_never_reaches_a_container() {
         "/containers/create?name=bare",
         Some(&body.to_string()),
     );
-    assert_eq!(status, 201, "{answer}");
+    assert_eq!(
+        status, 201,
+        "step 11: expected POST /containers/create?name=bare to answer 201: {answer}"
+    );
     let (status, answer) = engine.api("POST", "/containers/bare/start", None);
     assert_eq!(status, 204, "{answer}");
     engine.api("POST", "/containers/bare/wait", None);
@@ -3514,7 +3536,12 @@ fn a_volume_outlives_its_container_and_the_containers_own_changes_do_not() {
         "-c",
         "touch /scratch/a /kept/b",
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "step 11: expected a --rm container with an anonymous and a named volume to run well: {}",
+        text(&out.stderr)
+    );
     let after = volume_names(&engine);
     assert_eq!(
         after
@@ -3582,7 +3609,12 @@ fn a_bind_mount_is_read_only_when_asked_and_cannot_leave_the_root() {
         "-c",
         "echo back > /srv/new",
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "step 11: expected a container to write into its bind mount: {}",
+        text(&out.stderr)
+    );
     assert_eq!(
         std::fs::read_to_string(host.path().join("new")).unwrap(),
         "back\n",
@@ -3666,7 +3698,12 @@ fn the_docker_cli_manages_volumes() {
             "echo hi > /www/index.html",
         ],
     );
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "step 11: expected a container to write into its volume through the Docker CLI: {}",
+        text(&out.stderr)
+    );
     let out = docker_on(
         &engine,
         &[
@@ -3715,7 +3752,10 @@ fn the_docker_cli_manages_volumes() {
     let (status, body) = engine.api("POST", "/volumes/create", Some(r#"{"Name":"../x"}"#));
     assert_eq!(status, 400, "a name that climbs out is a 400: {body}");
     let (status, body) = engine.api("DELETE", "/volumes/nothing-here", None);
-    assert_eq!(status, 404, "{body}");
+    assert_eq!(
+        status, 404,
+        "step 11: expected DELETE of a volume that does not exist to answer 404: {body}"
+    );
 }
 
 #[test]
@@ -3824,7 +3864,12 @@ fn exec_joins_the_container_and_brings_nothing_of_the_host() {
         "step 11: expected exec -e WHO=exec to pass the variable to the command"
     );
     let out = engine.client(&["exec", "box", "no-such-command"]);
-    assert_eq!(out.status.code(), Some(127), "{}", text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(127),
+        "step 11: expected exec of a command that does not exist to end with 127, as Docker does: {}",
+        text(&out.stderr)
+    );
     let out = docker_on(
         &engine,
         &["exec", "box", "sh", "-c", "echo via-docker; exit 4"],
@@ -3938,7 +3983,12 @@ fn five_web_servers_with_their_volumes_come_and_go_cleanly() {
             "-c",
             &page,
         ]);
-        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "step 11: expected the container to write its page into its volume: {}",
+            text(&out.stderr)
+        );
         let id = stdout_of(&engine.client(&[
             "run",
             "-d",
@@ -4173,7 +4223,11 @@ fn build_reuses_every_cached_step_and_rebuilds_from_a_changed_copy_on() {
     loaded(&engine);
     let context = build_context(&[("Dockerfile", CACHED_DOCKERFILE), ("a.txt", "first\n")]);
     let first = stdout_of(&build_in(&engine, context.path(), &["-t", "cached:1"]));
-    assert_eq!(first.matches("Running in").count(), 2, "{first}");
+    assert_eq!(
+        first.matches("Running in").count(),
+        2,
+        "step 11: expected a first build to run both RUN steps (two \"Running in\"): {first}"
+    );
     let second = stdout_of(&build_in(&engine, context.path(), &["-t", "cached:1"]));
     assert_eq!(
         second.matches("Running in").count(),
@@ -4405,7 +4459,12 @@ fn commit_makes_an_image_of_a_containers_changes() {
         "-c",
         "echo changed > /note && rm /bin/tail",
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "step 11: expected the container to change its files before the commit: {}",
+        text(&out.stderr)
+    );
     let id = stdout_of(&engine.client(&["commit", "changer", "noted:1"]));
     assert!(
         id.starts_with("sha256:"),
