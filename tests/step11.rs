@@ -1979,6 +1979,66 @@ fn wait_for_inspect(
 }
 
 #[test]
+fn a_signal_to_the_shim_reaches_the_container() {
+    let engine = Engine::start();
+    loaded(&engine);
+    // A pid 1 ignores a signal it has no handler for: the trap is one.
+    let id = stdout_of(&engine.client(&[
+        "run",
+        "-d",
+        "--name",
+        "relayed",
+        "--network",
+        "none",
+        "demo:1",
+        "sh",
+        "-c",
+        "trap 'exit 42' USR1; echo ready; while true; do sleep 0.1; done",
+    ]))
+    .trim()
+    .to_string();
+    let start = Instant::now();
+    while !stdout_of(&engine.client(&["logs", "relayed"])).contains("ready") {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "step 11: expected the container relayed to say ready within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let state = engine
+        .states()
+        .into_iter()
+        .find(|(i, _)| *i == id)
+        .map(|(_, s)| s)
+        .unwrap_or_else(|| panic!("step 11: expected a state.json for container {id}"));
+    let shim = state["shim"].as_i64().unwrap_or(0) as i32;
+    assert!(
+        shim > 0,
+        "step 11: expected the state to name the shim's pid: {state}"
+    );
+    assert_eq!(
+        nix_kill(shim, libc::SIGUSR1),
+        0,
+        "kill(shim {shim}, SIGUSR1) failed: {}",
+        std::io::Error::last_os_error()
+    );
+    let ended = wait_for_inspect(
+        &engine,
+        "relayed",
+        "expected SIGUSR1, sent to the shim, to reach the container, whose trap exits \
+         with 42; most likely cause: the shim's loop (pump) does not pass a signal other \
+         than SIGCHLD on to the container (shim.running.signal)",
+        |c| c["State"]["Status"] == "exited",
+    );
+    assert_eq!(
+        ended["State"]["ExitCode"], 42,
+        "step 11: expected the container to end by its USR1 trap (exit 42): {}",
+        ended["State"]
+    );
+    stdout_of(&engine.client(&["rm", "relayed"]));
+}
+
+#[test]
 fn restart_policies_are_run_by_the_shim() {
     let engine = Engine::start();
     loaded(&engine);
