@@ -1414,3 +1414,37 @@ fn smaller_lies_are_caught_and_told_as_they_are() {
         "step 10: credentials for 127.0.0.1:{port} must not go to a realm on another port"
     );
 }
+
+#[test]
+fn a_blob_of_another_size_than_its_descriptor_says_is_refused() {
+    let netns = TestNetns::new();
+    let image = layered(1);
+    let mut manifest = image.manifest.clone();
+    let size = manifest["layers"][0]["size"].as_u64().unwrap_or(0);
+    // The digest is right; only the size the manifest gives is not.
+    manifest["layers"][0]["size"] = (size + 100).into();
+    let port = hostile(
+        &netns,
+        vec![("1", OCI_MANIFEST, manifest.to_string().into_bytes())],
+        image.blobs,
+        |_| None,
+    );
+    let client = Client::new();
+    let out = pull_in(&netns, &client, port, "1", &[]);
+    let err = text(&out.stderr);
+    assert!(
+        out.status.code() == Some(125)
+            && err
+                .lines()
+                .last()
+                .unwrap_or("")
+                .contains("as its descriptor says"),
+        "step 10: expected the pull to be refused (exit code 125, \"… as its descriptor says\") \
+         when a layer is {size} bytes and its manifest says {}; it ended with {}. Most likely \
+         cause: fetch_blob does not give the store the descriptor's size to check, \
+         put_blob(digest, Some(size), …)\nstderr: {err}",
+        size + 100,
+        out.status
+    );
+    assert_refused_image(&client);
+}

@@ -351,7 +351,8 @@ pub fn check(root: &Path, steps: &[u32], write_book: bool, record: bool) -> Resu
         crate::proven::record(root, &proven)?;
         let steps: Vec<String> = proven.keys().map(u32::to_string).collect();
         println!(
-            "recorded the proof of steps {} in {}",
+            "recorded the proof of step{} {} in {}",
+            if steps.len() == 1 { "" } else { "s" },
             steps.join(", "),
             crate::proven::RECORD
         );
