@@ -305,16 +305,41 @@ impl Running {
     /// stderr says why: give its reader thread the whole of it), and says
     /// how it ended.
     fn wait_a_while(&mut self) -> String {
+        match self.ended_within_timeout() {
+            Some(status) => format!("ended with {status}"),
+            None => "did not end".into(),
+        }
+    }
+
+    /// How the step binary ended, if it did within [`TIMEOUT`]; its stderr
+    /// is then whole (the reader thread sees end of file right after).
+    fn ended_within_timeout(&mut self) -> Option<ExitStatus> {
         let start = Instant::now();
         while start.elapsed() < TIMEOUT {
             if let Ok(Some(status)) = self.child.try_wait() {
-                // The reader thread sees end of file right after the exit.
                 std::thread::sleep(Duration::from_millis(50));
-                return format!("ended with {status}");
+                return Some(status);
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        "did not end".into()
+        None
+    }
+
+    /// Waits for the step binary to end, which the test has made it do (a
+    /// signal to it or to its container). A step binary that never ends
+    /// fails the test after [`TIMEOUT`], saying `if_stuck` (what that most
+    /// likely means in the test at hand), instead of hanging it.
+    pub(crate) fn wait_for_end(&mut self, if_stuck: &str) -> ExitStatus {
+        if let Some(status) = self.ended_within_timeout() {
+            return status;
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        panic!(
+            "the step binary did not end within {TIMEOUT:?} and was killed: {if_stuck}\n\
+             stderr: {}",
+            self.stderr_text()
+        );
     }
 
     /// The next line the container prints.
