@@ -128,10 +128,26 @@ enum Task {
 }
 
 fn main() {
+    restore_default_signals();
     let Xtask { command } = Xtask::parse();
     if let Err(error) = run(command) {
         eprintln!("xtask: {error:#}");
         std::process::exit(1);
+    }
+}
+
+/// Puts SIGINT and SIGQUIT back to their default action, for xtask and
+/// every test it runs. A shell starts a background job (`cmd &`, a CI
+/// runner's script, `nohup`) with both ignored, and an ignored disposition
+/// survives execve: a step binary then never receives the SIGINT a graded
+/// test sends it to forward (it is discarded, not queued for its signalfd),
+/// and a container's shell never sees Ctrl-C. The tests would fail, or
+/// hang, for a reason that is the runner's, not the code's.
+fn restore_default_signals() {
+    for signal in [libc::SIGINT, libc::SIGQUIT] {
+        // SAFETY: signal(2) with a valid signal number and SIG_DFL, before
+        // any thread is started.
+        unsafe { libc::signal(signal, libc::SIG_DFL) };
     }
 }
 
