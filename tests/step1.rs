@@ -84,7 +84,10 @@ fn a_container_killed_by_a_signal_exits_128_plus_n() {
         std::io::Error::last_os_error()
     );
     let mut running = running;
-    let status = running.child.wait().expect("wait for the step binary");
+    let status = running.wait_for_end(
+        "step 1: expected the step binary to end once its container was killed; most likely \
+         cause: it never hears of the end, clone3 needs SIGCHLD as the child's exit signal",
+    );
     assert_eq!(
         status.code(),
         Some(128 + 9),
@@ -229,10 +232,16 @@ fn sigterm_to_the_step_binary_reaches_the_container() {
     // SAFETY: kill(2) of our own child, the step binary.
     assert_eq!(
         unsafe { libc::kill(running.child.id() as i32, libc::SIGTERM) },
-        0
+        0,
+        "cannot send SIGTERM to the step binary: {}",
+        std::io::Error::last_os_error()
     );
     let mut running = running;
-    let status = running.child.wait().expect("wait for the step binary");
+    let status = running.wait_for_end(
+        "step 1: expected the step binary to forward SIGTERM to the container (whose trap \
+         exits 7) and end with it; most likely cause: it does not notice the container's end, \
+         clone3 needs SIGCHLD as the child's exit signal",
+    );
     assert_eq!(
         status.code(),
         Some(7),
@@ -253,10 +262,16 @@ fn sigint_is_forwarded_too() {
     // SAFETY: kill(2) of our own child, the step binary.
     assert_eq!(
         unsafe { libc::kill(running.child.id() as i32, libc::SIGINT) },
-        0
+        0,
+        "cannot send SIGINT to the step binary: {}",
+        std::io::Error::last_os_error()
     );
     let mut running = running;
-    let status = running.child.wait().expect("wait for the step binary");
+    let status = running.wait_for_end(
+        "step 1: expected the step binary to forward SIGINT to the container (whose trap \
+         exits 8) and end with it; most likely cause: it does not notice the container's end, \
+         clone3 needs SIGCHLD as the child's exit signal",
+    );
     assert_eq!(
         status.code(),
         Some(8),

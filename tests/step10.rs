@@ -139,7 +139,11 @@ impl Registry {
             ])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(
+            out.status.success(),
+            "skopeo could not copy the test image into the registry: {}",
+            text(&out.stderr)
+        );
         out.stdout
     }
 }
@@ -225,7 +229,11 @@ fn pull_by_tag_then_run() {
     let client = Client::new();
     let reference = format!("{}/test/img:1", registry.host());
     let out = client.step10(&["pull", &reference], "");
-    assert_eq!(stdout_of(&out).trim(), format!("pulled {reference}"));
+    assert_eq!(
+        stdout_of(&out).trim(),
+        format!("pulled {reference}"),
+        "step 10: expected the pull to end with one line saying what it pulled"
+    );
     let netns = TestNetns::new();
     let out = client.run_in(&netns, &[&reference]);
     assert_eq!(
@@ -250,7 +258,9 @@ fn pull_by_digest_and_a_second_pull_downloads_nothing() {
     let lines: Vec<String> = text(&again.stderr).lines().map(String::from).collect();
     assert!(
         !lines.is_empty() && lines.iter().all(|l| l.ends_with("already present")),
-        "step 10: a second pull must skip every blob:\n{}",
+        "step 10: expected a second pull of the same image to say \"already present\" for \
+         every blob and download none; it printed:\n{}\nMost likely cause: fetch_blob does \
+         not first skip a blob the store has (store.blob_path(digest)?.exists())",
         text(&again.stderr)
     );
 }
@@ -265,7 +275,11 @@ fn push_then_pull_round_trips_byte_identical_manifests() {
     stdout_of(&client.step10(&["pull", &source], ""));
     let target = format!("{}/other/copy:2", registry.host());
     let out = client.step10(&["push", &source, "--to", &target], "");
-    assert!(stdout_of(&out).starts_with(&format!("pushed {target}")));
+    assert!(
+        stdout_of(&out).starts_with(&format!("pushed {target}")),
+        "step 10: expected the push to say \"pushed {target}\", it said: {}",
+        text(&out.stdout)
+    );
     let mounted = text(&out.stderr)
         .lines()
         .filter(|l| l.ends_with("mounted from test/img"))
@@ -341,14 +355,28 @@ fn a_tampered_blob_is_refused_and_nothing_is_stored() {
     let out = client.step10(&["pull", &format!("{}/test/img:1", registry.host())], "");
     // Progress lines for the blobs that were fine may come first.
     let err = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(125), "{err}");
     let last = err.lines().last().unwrap_or("");
+    let cause = "most likely cause: fetch_blob does not store the blob with \
+                 store.put_blob(digest, Some(size), …), which hashes what it reads and \
+                 refuses a blob whose digest is not the one asked for";
+    assert_eq!(
+        out.status.code(),
+        Some(125),
+        "step 10: expected the pull of a tampered blob to fail with exit code 125 and \
+         \"digest mismatch\", it ended with {}; {cause}\nstderr: {err}",
+        out.status
+    );
     assert!(
         last.starts_with("step10: digest mismatch"),
-        "step 10: a tampered blob must be refused: {err}"
+        "step 10: expected the pull of a tampered blob to end with \"step10: digest \
+         mismatch\", it ended with {last:?}; {cause}\nstderr: {err}"
     );
     let images = client.step10(&["images"], "");
-    assert_eq!(stdout_of(&images), "", "a refused pull must leave no image");
+    assert_eq!(
+        stdout_of(&images),
+        "",
+        "step 10: expected a refused pull to leave no image"
+    );
 }
 
 #[test]
@@ -490,7 +518,8 @@ fn the_bearer_token_flow_works() {
     let out = client.step10(&["pull", &format!("127.0.0.1:{port}/test/img:1")], "");
     assert_eq!(
         stdout_of(&out).trim(),
-        format!("pulled 127.0.0.1:{port}/test/img:1")
+        format!("pulled 127.0.0.1:{port}/test/img:1"),
+        "step 10: expected the pull through the token flow to succeed"
     );
     // Unblock the server's remaining accepts and collect its verdict.
     for _ in 0..12 {
@@ -692,7 +721,13 @@ fn a_stalled_registry_is_a_clear_timeout_and_nothing_is_half_stored() {
     let started = Instant::now();
     let out = client.step10(&["--timeout", "1", "pull", &reference], "");
     let err = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert_eq!(
+        out.status.code(),
+        Some(125),
+        "step 10: expected a pull from a stalled registry to fail with exit code 125, it \
+         ended with {}\nstderr: {err}",
+        out.status
+    );
     assert!(
         err.lines()
             .last()
@@ -721,12 +756,21 @@ fn a_truncated_blob_is_refused_and_nothing_is_half_stored() {
     let client = Client::new();
     let out = client.step10(&["pull", &format!("127.0.0.1:{port}/test/img:1")], "");
     let err = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert_eq!(
+        out.status.code(),
+        Some(125),
+        "step 10: expected a pull of a truncated blob to fail with exit code 125, it ended \
+         with {}\nstderr: {err}",
+        out.status
+    );
     assert!(
         err.lines().last().unwrap_or("").starts_with("step10: "),
-        "one clear last line: {err}"
+        "step 10: expected one clear last line starting with \"step10: \"\nstderr: {err}"
     );
-    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        !err.contains("panicked"),
+        "step 10: expected a clear error, the step panicked\nstderr: {err}"
+    );
     assert_nothing_stored(&client, &layer);
 }
 
@@ -827,7 +871,12 @@ fn plain_http_only_to_loopback_or_a_listed_insecure_registry() {
         &["--insecure-registry", &registry.host(), "pull", &reference],
         "",
     );
-    assert_eq!(stdout_of(&out).trim(), format!("pulled {reference}"));
+    assert_eq!(
+        stdout_of(&out).trim(),
+        format!("pulled {reference}"),
+        "step 10: expected the pull to work once the registry is listed with \
+         --insecure-registry"
+    );
 }
 
 // Hostile registries: each test runs a registry of its own that lies in one
@@ -928,7 +977,13 @@ fn assert_refused(out: &Output, client: &Client, needle: &str) {
 /// of blobs that did come may precede it), leaving no image.
 fn assert_failed_with(out: &Output, client: &Client, needle: &str) {
     let err = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert_eq!(
+        out.status.code(),
+        Some(125),
+        "step 10: expected the pull to fail with exit code 125 and {needle:?}, it ended with \
+         {}\nstderr: {err}",
+        out.status
+    );
     let last = err.lines().last().unwrap_or("");
     assert!(
         last.starts_with("step10: ") && last.contains(needle),
@@ -942,7 +997,7 @@ fn assert_refused_image(client: &Client) {
     assert_eq!(
         stdout_of(&client.step10(&["images"], "")),
         "",
-        "a refused pull must leave no image"
+        "step 10: expected a refused pull to leave no image"
     );
 }
 
@@ -1156,7 +1211,13 @@ fn nothing_a_registry_sends_reaches_the_terminal_raw() {
     let client = Client::new();
     for tag in ["digest", "type", "platform"] {
         let out = pull_in(&netns, &client, port, tag, &[]);
-        assert_eq!(out.status.code(), Some(125), "{}", text(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(125),
+            "step 10: expected a pull whose {tag} lies to be refused with exit code 125, it ended with {}\nstderr: {}",
+            out.status,
+            text(&out.stderr)
+        );
         assert_printable(&out);
     }
     // A token with a line break (a header injection) is neither used nor
@@ -1180,7 +1241,13 @@ fn nothing_a_registry_sends_reaches_the_terminal_raw() {
         },
     );
     let out = pull_in(&netns, &client, port, "1", &[]);
-    assert_eq!(out.status.code(), Some(125), "{}", text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(125),
+        "step 10: expected the pull to be refused with exit code 125, it ended with {}\nstderr: {}",
+        out.status,
+        text(&out.stderr)
+    );
     assert_printable(&out);
     assert!(
         !text(&out.stderr).contains("s3cr3t"),
@@ -1346,4 +1413,38 @@ fn smaller_lies_are_caught_and_told_as_they_are() {
         0,
         "step 10: credentials for 127.0.0.1:{port} must not go to a realm on another port"
     );
+}
+
+#[test]
+fn a_blob_of_another_size_than_its_descriptor_says_is_refused() {
+    let netns = TestNetns::new();
+    let image = layered(1);
+    let mut manifest = image.manifest.clone();
+    let size = manifest["layers"][0]["size"].as_u64().unwrap_or(0);
+    // The digest is right; only the size the manifest gives is not.
+    manifest["layers"][0]["size"] = (size + 100).into();
+    let port = hostile(
+        &netns,
+        vec![("1", OCI_MANIFEST, manifest.to_string().into_bytes())],
+        image.blobs,
+        |_| None,
+    );
+    let client = Client::new();
+    let out = pull_in(&netns, &client, port, "1", &[]);
+    let err = text(&out.stderr);
+    assert!(
+        out.status.code() == Some(125)
+            && err
+                .lines()
+                .last()
+                .unwrap_or("")
+                .contains("as its descriptor says"),
+        "step 10: expected the pull to be refused (exit code 125, \"… as its descriptor says\") \
+         when a layer is {size} bytes and its manifest says {}; it ended with {}. Most likely \
+         cause: fetch_blob does not give the store the descriptor's size to check, \
+         put_blob(digest, Some(size), …)\nstderr: {err}",
+        size + 100,
+        out.status
+    );
+    assert_refused_image(&client);
 }

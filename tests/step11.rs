@@ -304,7 +304,11 @@ fn archive_with(shape: impl FnOnce(&Path)) -> (tempfile::TempDir, PathBuf) {
 fn loaded(engine: &Engine) {
     let (_dir, tar) = archive();
     let out = engine.client(&["load", tar.to_str().unwrap()]);
-    assert_eq!(stdout_of(&out), "Loaded image: demo:1\n");
+    assert_eq!(
+        stdout_of(&out),
+        "Loaded image: demo:1\n",
+        "step 11: expected the daemon to load the demo image and say \"Loaded image: demo:1\""
+    );
 }
 
 #[test]
@@ -337,7 +341,10 @@ fn run_prints_the_output_and_exits_with_the_containers_code() {
     let engine = Engine::start();
     loaded(&engine);
     let images = stdout_of(&engine.client(&["images"]));
-    assert!(images.starts_with("demo:1\t"), "{images}");
+    assert!(
+        images.starts_with("demo:1\t"),
+        "step 11: expected images to list demo:1 first, tab-separated: {images:?}"
+    );
     let out = engine.client(&["run", "demo:1"]);
     assert_eq!(
         stdout_of(&out),
@@ -390,11 +397,18 @@ fn a_detached_container_outlives_its_daemon() {
     let out = engine.client(&["run", "-d", "--name", "keeper", "demo:1", "sleep", "60"]);
     let id = stdout_of(&out).trim().to_string();
     assert_eq!(id.len(), 64, "run -d prints the id: {id}");
-    assert!(stdout_of(&engine.client(&["ps"])).contains("keeper"));
+    assert!(
+        stdout_of(&engine.client(&["ps"])).contains("keeper"),
+        "step 11: expected ps to list the detached container keeper while it runs"
+    );
     // The daemon dies; the container, under its shim, does not.
     engine.kill_daemon();
     let pids = engine.running_pids();
-    assert_eq!(pids.len(), 1);
+    assert_eq!(
+        pids.len(),
+        1,
+        "step 11: expected the container to live on under its shim after the daemon was killed: {pids:?}"
+    );
     assert!(
         Path::new(&format!("/proc/{}", pids[0])).exists(),
         "step 11: the container must outlive the daemon (its shim holds it)"
@@ -412,22 +426,35 @@ fn a_detached_container_outlives_its_daemon() {
         "stopped: SIGTERM, then SIGKILL after the grace: {code}"
     );
     stdout_of(&engine.client(&["rm", "keeper"]));
-    assert_eq!(stdout_of(&engine.client(&["ps", "-a"])).lines().count(), 1);
+    assert_eq!(
+        stdout_of(&engine.client(&["ps", "-a"])).lines().count(),
+        1,
+        "step 11: expected ps -a to print only its header once keeper was removed"
+    );
 }
 
 #[test]
 fn one_client_drives_two_daemons() {
     let (a, b) = (Engine::start(), Engine::start());
     loaded(&a);
-    assert!(stdout_of(&a.client(&["images"])).contains("demo:1"));
+    assert!(
+        stdout_of(&a.client(&["images"])).contains("demo:1"),
+        "step 11: expected daemon A to list the image loaded into it"
+    );
     assert_eq!(
         stdout_of(&b.client(&["images"])),
         "",
         "step 11: -H picks the daemon; each has its own store"
     );
     stdout_of(&a.client(&["run", "--name", "only-on-a", "demo:1", "sh", "-c", "true"]));
-    assert!(stdout_of(&a.client(&["ps", "-a"])).contains("only-on-a"));
-    assert!(!stdout_of(&b.client(&["ps", "-a"])).contains("only-on-a"));
+    assert!(
+        stdout_of(&a.client(&["ps", "-a"])).contains("only-on-a"),
+        "step 11: expected daemon A to list its container only-on-a"
+    );
+    assert!(
+        !stdout_of(&b.client(&["ps", "-a"])).contains("only-on-a"),
+        "step 11: expected daemon B not to see daemon A's container: each daemon has its own root"
+    );
 }
 
 #[test]
@@ -509,7 +536,11 @@ fn the_docker_cli_drives_the_daemon() {
         "POST /images/load with a chunked body"
     );
     let images = stdout_of(&docker(&["images", "--format", "{{.Repository}}:{{.Tag}}"]));
-    assert_eq!(images.trim(), "demo:1");
+    assert_eq!(
+        images.trim(),
+        "demo:1",
+        "step 11: expected docker images to list demo:1: {images}"
+    );
     // Attached: create, attach (hijacked connection), wait, start.
     let out = docker(&[
         "run",
@@ -525,7 +556,12 @@ fn the_docker_cli_drives_the_daemon() {
         "step 11: docker run must get the exit code: {}",
         text(&out.stderr)
     );
-    assert_eq!(text(&out.stdout), "via-docker\n");
+    assert_eq!(
+        text(&out.stdout),
+        "via-docker\n",
+        "step 11: expected docker run to print the container's output: {}",
+        text(&out.stderr)
+    );
     stdout_of(&docker(&[
         "run",
         "--name",
@@ -558,7 +594,10 @@ fn the_docker_cli_drives_the_daemon() {
     let out = docker(&["run", "-d", "--name", "bg", "demo:1", "sleep", "60"]);
     stdout_of(&out);
     let ps = stdout_of(&docker(&["ps", "--format", "{{.Names}} {{.Status}}"]));
-    assert!(ps.starts_with("bg Up"), "{ps}");
+    assert!(
+        ps.starts_with("bg Up"),
+        "step 11: expected docker ps to show the detached container bg Up: {ps}"
+    );
     stdout_of(&docker(&["stop", "-t", "1", "bg"]));
     stdout_of(&docker(&["rm", "bg"]));
     assert_eq!(
@@ -593,7 +632,11 @@ fn a_registry_of_your_own_serves_a_stores_images() {
             .spawn()
             .unwrap(),
     );
-    assert_eq!(stdout_of(&out).trim(), "loaded demo:1");
+    assert_eq!(
+        stdout_of(&out).trim(),
+        "loaded demo:1",
+        "step 11: expected step 9 to load the demo layout"
+    );
     let (_registry, port) = start_registry(source.path(), &[]);
     // A real client of the distribution API, verifying every digest.
     let copy = tempfile::tempdir().unwrap();
@@ -624,7 +667,8 @@ fn a_registry_of_your_own_serves_a_stores_images() {
     let reference = format!("127.0.0.1:{port}/demo:1");
     assert_eq!(
         stdout_of(&step10(&["pull", &reference])).trim(),
-        format!("pulled {reference}")
+        format!("pulled {reference}"),
+        "step 11: expected step 10 to pull from caixa's registry"
     );
     let source_digest = std::fs::read_to_string(source.path().join("images/demo:1")).unwrap();
     let images = stdout_of(&step10(&["images"]));
@@ -686,10 +730,15 @@ fn concurrent_starts_of_one_container_start_it_once() {
     );
     assert!(
         statuses.iter().all(|s| *s == 204 || *s == 304),
-        "{statuses:?}"
+        "step 11: expected every concurrent start to answer 204 or 304: {statuses:?}"
     );
     assert_eq!(shims_of(&id), 1, "step 11: one container, one shim");
-    assert_eq!(engine.running_pids().len(), 1);
+    assert_eq!(
+        engine.running_pids().len(),
+        1,
+        "step 11: expected one running container after concurrent starts: {:?}",
+        engine.running_pids()
+    );
     stdout_of(&engine.client(&["rm", "-f", "racer"]));
     assert_eq!(shims_of(&id), 0, "rm -f ends its shim");
 }
@@ -715,10 +764,14 @@ fn concurrent_creates_of_one_name_make_one_container() {
     );
     assert!(
         statuses.iter().all(|s| *s == 201 || *s == 409),
-        "{statuses:?}"
+        "step 11: expected every concurrent create to answer 201 or 409: {statuses:?}"
     );
     let all = stdout_of(&engine.client(&["ps", "-a"]));
-    assert_eq!(all.matches("twin").count(), 1, "{all}");
+    assert_eq!(
+        all.matches("twin").count(),
+        1,
+        "step 11: expected one container named twin after concurrent creates: {all}"
+    );
     assert_eq!(engine.states().len(), 1, "no half-made container is left");
 }
 
@@ -796,8 +849,15 @@ fn a_daemon_killed_in_the_middle_of_a_start_loses_nothing() {
         assert!(ps.contains(&name) && ps.contains("Up"), "{ps}");
         assert_eq!(shims_of(&id), 1, "one shim for {name}");
         stdout_of(&engine.client(&["rm", "-f", &name]));
-        assert_eq!(shims_of(&id), 0);
-        assert!(!engine.root().join("containers").join(&id).exists());
+        assert_eq!(
+            shims_of(&id),
+            0,
+            "step 11: expected rm -f {name} to end its shim"
+        );
+        assert!(
+            !engine.root().join("containers").join(&id).exists(),
+            "step 11: expected rm -f {name} to remove the container's directory"
+        );
     }
 }
 
@@ -838,7 +898,10 @@ fn one_id_everywhere_and_a_json_file_log() {
             .starts_with("1."),
         "an OCI config.json: {config}"
     );
-    assert_eq!(config["process"]["args"][0], "sh");
+    assert_eq!(
+        config["process"]["args"][0], "sh",
+        "step 11: expected the OCI config.json's process.args to start with the command, sh: {config}"
+    );
     // The output, in Docker's json-file format: a line per write, with its stream and time.
     let start = Instant::now();
     let log = loop {
@@ -856,19 +919,19 @@ fn one_id_everywhere_and_a_json_file_log() {
         lines
             .iter()
             .any(|l| l["log"] == "out\n" && l["stream"] == "stdout"),
-        "{log}"
+        "step 11: expected the JSON log to hold the stdout line out\\n: {log}"
     );
     assert!(
         lines
             .iter()
             .any(|l| l["log"] == "err\n" && l["stream"] == "stderr"),
-        "{log}"
+        "step 11: expected the JSON log to hold the stderr line err\\n: {log}"
     );
     assert!(
         lines
             .iter()
             .all(|l| l["time"].as_str().is_some_and(|t| t.ends_with('Z'))),
-        "{log}"
+        "step 11: expected every JSON log line to carry a UTC time ending in Z: {log}"
     );
     stdout_of(&engine.client(&["rm", "-f", "ided"]));
 }
@@ -888,15 +951,27 @@ fn inspect_says_when_the_oom_killer_ended_it() {
         "tail",
         "/dev/zero",
     ]);
-    assert_eq!(out.status.code(), Some(137), "{}", text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(137),
+        "step 11: expected a container over --memory 16m to be OOM-killed (137), it ended with {:?}\nstderr: {}",
+        out.status.code(),
+        text(&out.stderr)
+    );
     let (status, answer) = engine.api("GET", "/containers/hog/json", None);
-    assert_eq!(status, 200);
+    assert_eq!(
+        status, 200,
+        "step 11: expected GET /containers/hog/json to answer 200: {answer}"
+    );
     let v: serde_json::Value = serde_json::from_str(&answer).unwrap();
     assert_eq!(
         v["State"]["OOMKilled"], true,
         "step 11: inspect reports State.OOMKilled: {v}"
     );
-    assert_eq!(v["State"]["ExitCode"], 137);
+    assert_eq!(
+        v["State"]["ExitCode"], 137,
+        "step 11: expected inspect's State.ExitCode 137 (SIGKILL) for an OOM-killed container: {v}"
+    );
     let log = std::fs::read_to_string(
         engine
             .root()
@@ -936,14 +1011,18 @@ fn bollard_drives_the_daemon() {
         )
         .unwrap();
         let version = docker.version().await.expect("step 11: GET /version");
-        assert_eq!(version.api_version.as_deref(), Some("1.41"));
+        assert_eq!(
+            version.api_version.as_deref(),
+            Some("1.41"),
+            "step 11: expected the daemon to speak API 1.41 to bollard: {version:?}"
+        );
         let images = docker
             .list_images(None::<ListImagesOptions>)
             .await
             .expect("step 11: GET /images/json in Docker's shape");
         assert!(
             images.iter().any(|i| i.repo_tags == ["demo:1"]),
-            "{images:?}"
+            "step 11: expected bollard's image list to hold demo:1: {images:?}"
         );
         let created = docker
             .create_container(
@@ -1030,8 +1109,16 @@ fn bollard_drives_the_daemon() {
             .await
             .expect("step 11: GET /containers/ID/json");
         let state = inspected.state.expect("inspect has a State");
-        assert_eq!((state.exit_code, state.running), (Some(3), Some(false)));
-        assert_eq!(inspected.name.as_deref(), Some("/from-bollard"));
+        assert_eq!(
+            (state.exit_code, state.running),
+            (Some(3), Some(false)),
+            "step 11: expected bollard's inspect to see exit code 3 and not running: {state:?}"
+        );
+        assert_eq!(
+            inspected.name.as_deref(),
+            Some("/from-bollard"),
+            "step 11: expected bollard's inspect to see the name /from-bollard"
+        );
         docker
             .remove_container(&id, None)
             .await
@@ -1209,7 +1296,7 @@ fn the_daemon_survives_bad_clients() {
     );
     assert!(
         answer.starts_with("HTTP/1.1 200") && answer.to_lowercase().contains("api-version: 1.41"),
-        "{answer:?}"
+        "step 11: expected _ping on the socket to answer 200 with API-Version 1.41: {answer:?}"
     );
 }
 
@@ -1373,7 +1460,9 @@ impl UserTerminal {
         // SAFETY: a valid winsize, read by the ioctl; the fd is open.
         assert_eq!(
             unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &size) },
-            0
+            0,
+            "TIOCSWINSZ on the test's terminal failed: {}",
+            std::io::Error::last_os_error()
         );
     }
 
@@ -1498,7 +1587,11 @@ fn ctrl_p_ctrl_q_detaches_and_attach_takes_the_terminal_back() {
     user.type_keys("echo \x10three\r");
     user.expect("three", "--detach-keys ctrl-x: Ctrl-P alone is a key");
     user.type_keys("\x18");
-    assert_eq!(user.exit_code("--detach-keys ctrl-x"), 0);
+    assert_eq!(
+        user.exit_code("--detach-keys ctrl-x"),
+        0,
+        "step 11: expected the container to end with 0 after its detach keys were typed"
+    );
     stdout_of(&engine.client(&["rm", "-f", "away"]));
 }
 
@@ -1545,7 +1638,12 @@ fn run_i_sends_its_input_and_the_input_s_end() {
     );
     // Without -i, stdin is empty (/dev/null), as in Docker.
     let out = engine.client(&["run", "--rm", "demo:1", "sh", "-c", "cat; echo end"]);
-    assert_eq!(text(&out.stdout), "end\n");
+    assert_eq!(
+        text(&out.stdout),
+        "end\n",
+        "step 11: expected run without -i to give the container an empty stdin, as Docker does: {}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -1571,7 +1669,11 @@ fn docker_run_it_drives_the_containers_terminal() {
         "docker run -it: the CLI's resize reaches the terminal",
     );
     user.type_keys("exit 4\r");
-    assert_eq!(user.exit_code("docker run -it, exit 4"), 4);
+    assert_eq!(
+        user.exit_code("docker run -it, exit 4"),
+        4,
+        "step 11: expected docker run -it to end with the container's exit code 4"
+    );
 }
 
 #[test]
@@ -1647,7 +1749,11 @@ fn exec_it_is_a_shell_in_a_running_container_with_a_terminal_of_its_own() {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    assert_eq!(status.code(), Some(3));
+    assert_eq!(
+        status.code(),
+        Some(3),
+        "step 11: expected exec -i to end with its command's exit code 3"
+    );
     drop(open_input.stdin.take());
     // The Docker CLI's exec -it: its resize goes to /exec/ID/resize.
     let mut user = UserTerminal::run(
@@ -1667,7 +1773,11 @@ fn exec_it_is_a_shell_in_a_running_container_with_a_terminal_of_its_own() {
         "docker exec -it: the CLI's resize reaches the terminal",
     );
     user.type_keys("exit 2\r");
-    assert_eq!(user.exit_code("docker exec -it, exit 2"), 2);
+    assert_eq!(
+        user.exit_code("docker exec -it, exit 2"),
+        2,
+        "step 11: expected docker exec -it to end with the command's exit code 2"
+    );
     stdout_of(&engine.client(&["rm", "-f", "box"]));
 }
 
@@ -1817,7 +1927,10 @@ fn docker_login_push_and_pull_go_through_the_daemon_with_the_clients_credentials
         use std::io::Write;
         login.stdin.take().unwrap().write_all(b"s3cret\n").unwrap();
     }
-    assert!(wait_output(login).status.success());
+    assert!(
+        wait_output(login).status.success(),
+        "step 11: expected login through the daemon to succeed with the right password"
+    );
     stdout_of(&engine.client(&["tag", "demo:1", "127.0.0.1:5000/team/mine:2"]));
     let out = engine.client_with_env(
         &["push", "127.0.0.1:5000/team/mine:2"],
@@ -1866,6 +1979,66 @@ fn wait_for_inspect(
 }
 
 #[test]
+fn a_signal_to_the_shim_reaches_the_container() {
+    let engine = Engine::start();
+    loaded(&engine);
+    // A pid 1 ignores a signal it has no handler for: the trap is one.
+    let id = stdout_of(&engine.client(&[
+        "run",
+        "-d",
+        "--name",
+        "relayed",
+        "--network",
+        "none",
+        "demo:1",
+        "sh",
+        "-c",
+        "trap 'exit 42' USR1; echo ready; while true; do sleep 0.1; done",
+    ]))
+    .trim()
+    .to_string();
+    let start = Instant::now();
+    while !stdout_of(&engine.client(&["logs", "relayed"])).contains("ready") {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "step 11: expected the container relayed to say ready within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let state = engine
+        .states()
+        .into_iter()
+        .find(|(i, _)| *i == id)
+        .map(|(_, s)| s)
+        .unwrap_or_else(|| panic!("step 11: expected a state.json for container {id}"));
+    let shim = state["shim"].as_i64().unwrap_or(0) as i32;
+    assert!(
+        shim > 0,
+        "step 11: expected the state to name the shim's pid: {state}"
+    );
+    assert_eq!(
+        nix_kill(shim, libc::SIGUSR1),
+        0,
+        "kill(shim {shim}, SIGUSR1) failed: {}",
+        std::io::Error::last_os_error()
+    );
+    let ended = wait_for_inspect(
+        &engine,
+        "relayed",
+        "expected SIGUSR1, sent to the shim, to reach the container, whose trap exits \
+         with 42; most likely cause: the shim's loop (pump) does not pass a signal other \
+         than SIGCHLD on to the container (shim.running.signal)",
+        |c| c["State"]["Status"] == "exited",
+    );
+    assert_eq!(
+        ended["State"]["ExitCode"], 42,
+        "step 11: expected the container to end by its USR1 trap (exit 42): {}",
+        ended["State"]
+    );
+    stdout_of(&engine.client(&["rm", "relayed"]));
+}
+
+#[test]
 fn restart_policies_are_run_by_the_shim() {
     let engine = Engine::start();
     loaded(&engine);
@@ -1885,7 +2058,10 @@ fn restart_policies_are_run_by_the_shim() {
     let ended = wait_for_inspect(&engine, "flaky", "on-failure:2 restarts it twice", |c| {
         c["RestartCount"] == 2 && c["State"]["Status"] == "exited"
     });
-    assert_eq!(ended["State"]["ExitCode"], 3);
+    assert_eq!(
+        ended["State"]["ExitCode"], 3,
+        "step 11: expected the restarted container's last exit code to be 3: {ended}"
+    );
     assert_eq!(
         ended["HostConfig"]["RestartPolicy"]["Name"], "on-failure",
         "step 11: inspect shows the policy"
@@ -2305,9 +2481,15 @@ fn kill_shim(engine: &Engine, id: &str) -> serde_json::Value {
         state["shim"].as_i64().unwrap() as i32,
         state["pid"].as_i64().unwrap() as i32,
     );
-    assert!(shim > 0 && pid > 0, "{state}");
+    assert!(
+        shim > 0 && pid > 0,
+        "step 11: expected the state to name the shim's pid and the container's: {state}"
+    );
     nix_kill(shim, libc::SIGKILL);
-    assert!(support::wait_gone(shim) && support::wait_gone(pid));
+    assert!(
+        support::wait_gone(shim) && support::wait_gone(pid),
+        "step 11: expected the container to die with its killed shim (pid {pid}, shim {shim})"
+    );
     state
 }
 
@@ -2415,11 +2597,18 @@ fn the_daemons_environment_never_reaches_a_container() {
         "/containers/create?name=bare",
         Some(&body.to_string()),
     );
-    assert_eq!(status, 201, "{answer}");
+    assert_eq!(
+        status, 201,
+        "step 11: expected POST /containers/create?name=bare to answer 201: {answer}"
+    );
     let (status, answer) = engine.api("POST", "/containers/bare/start", None);
     assert_eq!(status, 204, "{answer}");
     engine.api("POST", "/containers/bare/wait", None);
-    assert_eq!(stdout_of(&engine.client(&["logs", "bare"])), "[unset]\n");
+    assert_eq!(
+        stdout_of(&engine.client(&["logs", "bare"])),
+        "[unset]\n",
+        "step 11: expected the daemon's environment not to reach the container: logs should say [unset]"
+    );
 }
 
 /// A process's peak resident memory (VmHWM), in KiB.
@@ -2617,11 +2806,13 @@ fn the_registry_checks_names_before_it_looks_anything_up() {
     // Well-formed, and looked up: not in this (empty) store.
     assert_eq!(
         get("/v2/team/demo/manifests/1"),
-        (404, "MANIFEST_UNKNOWN".to_string())
+        (404, "MANIFEST_UNKNOWN".to_string()),
+        "step 11: expected the registry to answer 404 MANIFEST_UNKNOWN for a repository it lacks"
     );
     assert_eq!(
         get(&format!("/v2/demo/blobs/sha256:{zeros}")),
-        (404, "BLOB_UNKNOWN".to_string())
+        (404, "BLOB_UNKNOWN".to_string()),
+        "step 11: expected the registry to answer 404 BLOB_UNKNOWN for a blob it lacks"
     );
 }
 
@@ -2863,7 +3054,10 @@ fn skopeo_pushes_to_caixas_registry_and_pulls_back_the_same_manifest() {
         "step 11: a page with more after it names the next in a Link header: {next:?}"
     );
     let second = get("/v2/team/demo/tags/list?n=1&last=1");
-    assert_eq!(second.body, r#"{"name":"team/demo","tags":["2"]}"#);
+    assert_eq!(
+        second.body, r#"{"name":"team/demo","tags":["2"]}"#,
+        "step 11: expected the second page of tags/list to hold the tag after the last one"
+    );
     assert_eq!(
         second.header("link"),
         "",
@@ -2876,10 +3070,19 @@ fn skopeo_pushes_to_caixas_registry_and_pulls_back_the_same_manifest() {
     );
     assert_eq!(
         get("/v2/_catalog?n=1").body,
-        r#"{"repositories":["other/demo"]}"#
+        r#"{"repositories":["other/demo"]}"#,
+        "step 11: expected _catalog?n=1 to give the first repository in order"
     );
-    assert_eq!(get("/v2/_catalog?n=x").code(), "PAGINATION_NUMBER_INVALID");
-    assert_eq!(get("/v2/nobody/tags/list").code(), "NAME_UNKNOWN");
+    assert_eq!(
+        get("/v2/_catalog?n=x").code(),
+        "PAGINATION_NUMBER_INVALID",
+        "step 11: expected _catalog?n=x to be refused as PAGINATION_NUMBER_INVALID"
+    );
+    assert_eq!(
+        get("/v2/nobody/tags/list").code(),
+        "NAME_UNKNOWN",
+        "step 11: expected tags/list of an unknown repository to be NAME_UNKNOWN"
+    );
     // Deleting by digest: its tags in that repository go, and it is gone
     // from there; the other repository's tag still holds it.
     let deleted = registry_request(
@@ -2894,9 +3097,21 @@ fn skopeo_pushes_to_caixas_registry_and_pulls_back_the_same_manifest() {
         "step 11: DELETE of a manifest by digest: {}",
         deleted.body
     );
-    assert_eq!(get("/v2/team/demo/manifests/1").code(), "MANIFEST_UNKNOWN");
-    assert_eq!(get("/v2/team/demo/tags/list").code(), "NAME_UNKNOWN");
-    assert_eq!(get("/v2/other/demo/manifests/1").status, 200);
+    assert_eq!(
+        get("/v2/team/demo/manifests/1").code(),
+        "MANIFEST_UNKNOWN",
+        "step 11: expected the deleted manifest to be MANIFEST_UNKNOWN"
+    );
+    assert_eq!(
+        get("/v2/team/demo/tags/list").code(),
+        "NAME_UNKNOWN",
+        "step 11: expected a repository with no tag left to be NAME_UNKNOWN"
+    );
+    assert_eq!(
+        get("/v2/other/demo/manifests/1").status,
+        200,
+        "step 11: expected the other repository's manifest to stay"
+    );
     assert_eq!(
         files_in(&store.path().join("uploads")),
         Vec::<String>::new(),
@@ -2962,7 +3177,10 @@ fn the_registry_asks_for_credentials_when_given_an_htpasswd_file() {
         &[("Authorization", "Basic YW5hOnMzY3JldA==")],
         b"",
     );
-    assert_eq!(authorized.body, r#"{"name":"demo","tags":["1"]}"#);
+    assert_eq!(
+        authorized.body, r#"{"name":"demo","tags":["1"]}"#,
+        "step 11: expected the tags of demo once authorized"
+    );
 }
 
 #[test]
@@ -3042,7 +3260,8 @@ fn hostile_pushes_are_refused_with_the_specs_codes_and_leave_nothing_behind() {
     let status = registry_request(port, "GET", &session, &[], b"");
     assert_eq!(
         (status.status, status.header("range").as_str()),
-        (204, "0-4")
+        (204, "0-4"),
+        "step 11: expected an upload's status to answer 204 with the range received so far, 0-4"
     );
     refused(
         "a session closed with the wrong digest",
@@ -3329,14 +3548,33 @@ fn a_volume_outlives_its_container_and_the_containers_own_changes_do_not() {
         "60",
     ]));
     let out = engine.client(&["volume", "rm", "data"]);
+    assert_eq!(
+        out.status.code(),
+        Some(125),
+        "step 11: expected `volume rm data` to be refused while the container holder names \
+         the volume, it ended with {}; most likely cause: refuse_if_in_use does not refuse \
+         when users_of lists a container\nstderr: {}",
+        out.status,
+        text(&out.stderr)
+    );
     assert_one_line_error(&out, 11, 125, "in use");
+    let (status, body) = engine.api("DELETE", "/volumes/data", None);
+    assert_eq!(
+        status, 409,
+        "step 11: expected DELETE /volumes/data to answer 409 Conflict while holder uses it, \
+         as Docker does; it answered {status}: {body}. Most likely cause: refuse_if_in_use \
+         returns another error than EngineError::Conflict"
+    );
     assert!(
         Path::new(mountpoint).join("note").exists(),
-        "a refused rm loses nothing"
+        "step 11: expected a refused volume rm to lose nothing, {mountpoint}/note is gone"
     );
     stdout_of(&engine.client(&["rm", "-f", "holder"]));
     stdout_of(&engine.client(&["volume", "rm", "data"]));
-    assert!(!volume_names(&engine).contains(&"data".to_string()));
+    assert!(
+        !volume_names(&engine).contains(&"data".to_string()),
+        "step 11: expected volume rm to remove data from the list of volumes"
+    );
     assert!(
         !Path::new(mountpoint).exists(),
         "volume rm removes its data"
@@ -3358,7 +3596,12 @@ fn a_volume_outlives_its_container_and_the_containers_own_changes_do_not() {
         "-c",
         "touch /scratch/a /kept/b",
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "step 11: expected a --rm container with an anonymous and a named volume to run well: {}",
+        text(&out.stderr)
+    );
     let after = volume_names(&engine);
     assert_eq!(
         after
@@ -3386,7 +3629,11 @@ fn a_bind_mount_is_read_only_when_asked_and_cannot_leave_the_root() {
         std::os::unix::fs::symlink("../../../../../../..", root.join("up")).unwrap();
     });
     let out = engine.client(&["load", tar.to_str().unwrap()]);
-    assert_eq!(stdout_of(&out), "Loaded image: demo:1\n");
+    assert_eq!(
+        stdout_of(&out),
+        "Loaded image: demo:1\n",
+        "step 11: expected the daemon to load the demo image and say \"Loaded image: demo:1\""
+    );
 
     let host = tempfile::tempdir().unwrap();
     std::fs::write(host.path().join("page"), "from the host\n").unwrap();
@@ -3422,7 +3669,12 @@ fn a_bind_mount_is_read_only_when_asked_and_cannot_leave_the_root() {
         "-c",
         "echo back > /srv/new",
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "step 11: expected a container to write into its bind mount: {}",
+        text(&out.stderr)
+    );
     assert_eq!(
         std::fs::read_to_string(host.path().join("new")).unwrap(),
         "back\n",
@@ -3506,7 +3758,12 @@ fn the_docker_cli_manages_volumes() {
             "echo hi > /www/index.html",
         ],
     );
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "step 11: expected a container to write into its volume through the Docker CLI: {}",
+        text(&out.stderr)
+    );
     let out = docker_on(
         &engine,
         &[
@@ -3555,7 +3812,10 @@ fn the_docker_cli_manages_volumes() {
     let (status, body) = engine.api("POST", "/volumes/create", Some(r#"{"Name":"../x"}"#));
     assert_eq!(status, 400, "a name that climbs out is a 400: {body}");
     let (status, body) = engine.api("DELETE", "/volumes/nothing-here", None);
-    assert_eq!(status, 404, "{body}");
+    assert_eq!(
+        status, 404,
+        "step 11: expected DELETE of a volume that does not exist to answer 404: {body}"
+    );
 }
 
 #[test]
@@ -3592,7 +3852,10 @@ fn exec_joins_the_container_and_brings_nothing_of_the_host() {
     assert_eq!(
         stdout_of(&out),
         want,
-        "step 11: exec must join every namespace of the container (setns on a pidfd of its pid 1)"
+        "step 11: expected exec to be in every namespace of the container ({}), as the host \
+         sees its pid 1; most likely cause: join_namespaces does not pass setns(2) the \
+         flags of every namespace or'ed together (each ns.clone_flag()) with the pidfd",
+        kinds.join(", ")
     );
 
     // Its cgroup, its capabilities, no_new_privs and seccomp, its root.
@@ -3655,9 +3918,18 @@ fn exec_joins_the_container_and_brings_nothing_of_the_host() {
         Some(3),
         "step 11: exec exits with the command's code"
     );
-    assert_eq!(text(&out.stdout), "exec\n");
+    assert_eq!(
+        text(&out.stdout),
+        "exec\n",
+        "step 11: expected exec -e WHO=exec to pass the variable to the command"
+    );
     let out = engine.client(&["exec", "box", "no-such-command"]);
-    assert_eq!(out.status.code(), Some(127), "{}", text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(127),
+        "step 11: expected exec of a command that does not exist to end with 127, as Docker does: {}",
+        text(&out.stderr)
+    );
     let out = docker_on(
         &engine,
         &["exec", "box", "sh", "-c", "echo via-docker; exit 4"],
@@ -3771,7 +4043,12 @@ fn five_web_servers_with_their_volumes_come_and_go_cleanly() {
             "-c",
             &page,
         ]);
-        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "step 11: expected the container to write its page into its volume: {}",
+            text(&out.stderr)
+        );
         let id = stdout_of(&engine.client(&[
             "run",
             "-d",
@@ -4006,7 +4283,11 @@ fn build_reuses_every_cached_step_and_rebuilds_from_a_changed_copy_on() {
     loaded(&engine);
     let context = build_context(&[("Dockerfile", CACHED_DOCKERFILE), ("a.txt", "first\n")]);
     let first = stdout_of(&build_in(&engine, context.path(), &["-t", "cached:1"]));
-    assert_eq!(first.matches("Running in").count(), 2, "{first}");
+    assert_eq!(
+        first.matches("Running in").count(),
+        2,
+        "step 11: expected a first build to run both RUN steps (two \"Running in\"): {first}"
+    );
     let second = stdout_of(&build_in(&engine, context.path(), &["-t", "cached:1"]));
     assert_eq!(
         second.matches("Running in").count(),
@@ -4039,7 +4320,11 @@ fn build_reuses_every_cached_step_and_rebuilds_from_a_changed_copy_on() {
         "step 11: a changed COPY source rebuilds from the COPY on, and only that: {third}"
     );
     let run = engine.client(&["run", "--rm", "cached:1"]);
-    assert_eq!(stdout_of(&run), "second\n");
+    assert_eq!(
+        stdout_of(&run),
+        "second\n",
+        "step 11: expected the rebuilt image to serve the changed COPY source, second"
+    );
     let no_cache = stdout_of(&build_in(
         &engine,
         context.path(),
@@ -4071,7 +4356,10 @@ fn a_run_that_deletes_a_file_hides_it_with_a_whiteout_and_stages_copy_from_each_
     assert_eq!(
         stdout_of(&run),
         "made-in-stage-one\ncat-gone\n",
-        "step 11: COPY --from copies out of the first stage; RUN rm's whiteout hides /bin/cat"
+        "step 11: expected COPY --from to copy out of the first stage, and the RUN rm layer's \
+         whiteout to hide /bin/cat; most likely cause when cat is present: whiteout_name does \
+         not turn the 0/0 character device bin/cat into bin/.wh.cat (\".wh.\" and its name, \
+         in the same directory)"
     );
     // The layer says it as the OCI spec does: bin/.wh.cat.
     let store = engine.root();
@@ -4125,7 +4413,8 @@ fn skopeo_reads_the_image_caixa_built() {
     let config: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         config["config"]["Cmd"],
-        serde_json::json!(["cat", "/b.txt"])
+        serde_json::json!(["cat", "/b.txt"]),
+        "step 11: expected the committed image's Cmd to be the one given with --change"
     );
     assert_eq!(
         config["rootfs"]["diff_ids"].as_array().map(Vec::len),
@@ -4230,7 +4519,12 @@ fn commit_makes_an_image_of_a_containers_changes() {
         "-c",
         "echo changed > /note && rm /bin/tail",
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "step 11: expected the container to change its files before the commit: {}",
+        text(&out.stderr)
+    );
     let id = stdout_of(&engine.client(&["commit", "changer", "noted:1"]));
     assert!(
         id.starts_with("sha256:"),

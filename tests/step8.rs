@@ -52,11 +52,39 @@ fn the_container_reaches_the_bridge() {
     let text = stdout_of(&out);
     assert!(
         text.contains(&format!("inet {FIRST}/24")),
-        "step 8: eth0 should have {FIRST}/24:\n{text}"
+        "step 8: expected eth0 in the container to have {FIRST}/24, the first address of a \
+         fresh network; `ip addr show eth0` printed:\n{text}\nMost likely cause: the \
+         `addr add ADDRESS/PREFIX dev eth0` line, run inside the container's netns, is missing"
     );
     assert!(
         text.contains("reached"),
-        "step 8: the container cannot reach the bridge {GATEWAY}:\n{text}"
+        "step 8: expected the container to reach the bridge {GATEWAY} with ping, it got no \
+         answer:\n{text}\nMost likely cause: the host end is not a port of the bridge (`link \
+         set NAME master BRIDGE`), or one end is not up (`link set NAME up`, `link set eth0 up`)"
+    );
+}
+
+#[test]
+fn the_container_reaches_beyond_its_subnet_through_the_gateway() {
+    let netns = TestNetns::new();
+    // An address of the test's namespace outside the container's subnet:
+    // only a default route via the bridge leads there.
+    netns.sh("ip addr add 192.0.2.1/32 dev lo");
+    let out = netns.run(
+        8,
+        &[
+            "sh",
+            "-c",
+            "ping -c 1 -W 3 192.0.2.1 >/dev/null 2>&1 && echo reached; ip route",
+        ],
+    );
+    let text = stdout_of(&out);
+    assert!(
+        text.contains("reached"),
+        "step 8: expected the container to reach 192.0.2.1, outside its subnet, through the \
+         gateway {GATEWAY}; ping got no answer. The container's routes:\n{text}\nMost likely \
+         cause: no default route in the container (`route add default via GATEWAY`, run \
+         inside its netns)"
     );
 }
 
@@ -72,7 +100,10 @@ fn two_containers_reach_each_other() {
     assert_eq!(
         stdout_of(&out).trim(),
         "hi-from-a",
-        "step 8: container B could not reach container A at {FIRST}"
+        "step 8: expected container B to read \"hi-from-a\" from container A at {FIRST}:7000; \
+         most likely cause: one of the host ends is not a port of the bridge (`master`), or \
+         not up\ncontainer A's stderr: {}",
+        a.stderr_text()
     );
     drop(a);
 }
@@ -89,15 +120,17 @@ fn a_published_http_port_answers_from_the_host_and_127_0_0_1() {
     let via_loopback = nc(&netns, &["-w", "3", "127.0.0.1", "8080"], request);
     assert!(
         via_loopback.contains("hello-caixa"),
-        "step 8: 127.0.0.1:8080 should reach the container's httpd (OUTPUT DNAT, route_localnet):\n{via_loopback}"
+        "step 8: expected 127.0.0.1:8080 to reach the container's httpd (OUTPUT DNAT, \
+         route_localnet), it answered {via_loopback:?}; most likely cause: the DNAT chain is \
+         not hooked into OUTPUT, route_localnet is off, or the 127.0.0.0/8 MASQUERADE is missing"
     );
     let via_bridge = nc(&netns, &["-w", "3", GATEWAY, "8080"], request);
     assert!(
         via_bridge.contains("hello-caixa"),
-        "step 8: {GATEWAY}:8080 should reach it too:\n{via_bridge}"
+        "step 8: expected {GATEWAY}:8080 to reach the container's httpd too, it answered \
+         {via_bridge:?}; most likely cause: the DNAT rule itself is wrong"
     );
-    let (status, _) = server.finish();
-    assert!(status.success());
+    server.finish_well();
 }
 
 #[test]
@@ -109,13 +142,22 @@ fn a_udp_publish_works() {
         &["--rootfs", rootfs.path(), "-p", "5353:53/udp"],
         "echo ready; exec /probe udp-recv 53",
     );
-    assert_eq!(server.read_line().trim(), "listening");
+    assert_eq!(
+        server.read_line().trim(),
+        "listening",
+        "step 8: expected the probe in the container to say it listens on UDP port 53\nstderr: {}",
+        server.stderr_text()
+    );
     let sent = netns
         .command(support::probe().to_str().unwrap())
         .args(["udp-send", "127.0.0.1:5353", "ping-udp"])
         .status()
         .unwrap();
-    assert!(sent.success());
+    assert!(
+        sent.success(),
+        "expected the probe to send a datagram to 127.0.0.1:5353 in the test's netns, it \
+         ended with {sent}"
+    );
     assert_eq!(
         server.read_line().trim(),
         "ping-udp",
@@ -132,7 +174,13 @@ fn bandwidth_shaping_limits_a_transfer() {
         &["--rootfs", rootfs.path(), "--network-bandwidth", "1mbit"],
         "echo ready; exec /probe tcp-recv 9000",
     );
-    assert_eq!(receiver.read_line().trim(), "listening");
+    assert_eq!(
+        receiver.read_line().trim(),
+        "listening",
+        "step 8: expected the probe in the container to say it listens on TCP port 9000\n\
+         stderr: {}",
+        receiver.stderr_text()
+    );
     // Send for 2 seconds: at 1 mbit/s about 250 kB can pass (plus a burst);
     // unshaped, hundreds of megabytes would.
     let sent = netns
@@ -140,10 +188,25 @@ fn bandwidth_shaping_limits_a_transfer() {
         .args(["tcp-send", &format!("{FIRST}:9000"), "2"])
         .status()
         .unwrap();
-    assert!(sent.success());
-    let bytes: u64 = receiver.read_line().trim().parse().expect("a byte count");
+    assert!(
+        sent.success(),
+        "step 8: expected the probe to connect to {FIRST}:9000 and send for 2 s, it ended \
+         with {sent}: the container is not reachable from the bridge"
+    );
+    let line = receiver.read_line();
+    let bytes: u64 = line.trim().parse().unwrap_or_else(|_| {
+        panic!(
+            "expected the probe in the container to print the bytes it received, it printed \
+             {line:?}\nstderr: {}",
+            receiver.stderr_text()
+        )
+    });
     eprintln!("received {bytes} bytes in 2 s under --network-bandwidth 1mbit");
-    assert!(bytes > 50_000, "data should pass: {bytes}");
+    assert!(
+        bytes > 50_000,
+        "step 8: expected more than 50 kB to pass in 2 s under --network-bandwidth 1mbit, \
+         {bytes} bytes did: the limit is far too tight, or the connection failed"
+    );
     assert!(
         bytes < 1_000_000,
         "step 8: 1 mbit/s for 2 s lets about 250 kB through, not {bytes} bytes"
@@ -166,7 +229,7 @@ fn nothing_is_left_after_exit() {
     assert_eq!(
         std::fs::read_to_string(leases).unwrap_or_default(),
         "",
-        "a lease is left behind"
+        "step 8: expected no lease left after the container ended: the release missed it"
     );
 }
 
@@ -181,16 +244,17 @@ fn while_running_the_rules_name_the_container() {
     let rules = netns.rules().join("\n");
     assert!(
         rules.contains(&format!("--to-destination {FIRST}:80")),
-        "{rules}"
+        "step 8: expected a DNAT rule to {FIRST}:80 while the container runs with -p 8080:80; \
+         the rules are:\n{rules}"
     );
     assert!(
         rules
             .lines()
             .all(|r| r.starts_with(':') || r.contains("--comment \"caixa:")),
-        "every rule carries a comment naming the container (or the bridge):\n{rules}"
+        "step 8: expected every rule to carry a comment naming the container (or the bridge), \
+         so that a later start can remove a dead one's rules:\n{rules}"
     );
-    let (status, _) = running.finish();
-    assert!(status.success());
+    running.finish_well();
 }
 
 #[test]
@@ -203,10 +267,9 @@ fn a_host_port_published_twice_is_one_clear_line() {
     assert_eq!(
         netns.rules(),
         rules,
-        "the second container left rules behind"
+        "step 8: expected the refused second container to leave the rules as they were"
     );
-    let (status, _) = first.finish();
-    assert!(status.success());
+    first.finish_well();
 }
 
 #[test]
@@ -216,7 +279,11 @@ fn malformed_publish_specs_are_one_clear_line() {
         let out = netns.run(8, &["-p", bad, "true"]);
         assert_one_line_error(&out, 8, 125, "invalid -p");
     }
-    assert_eq!(netns.links(), ["lo"]);
+    assert_eq!(
+        netns.links(),
+        ["lo"],
+        "step 8: expected a refused -p to leave no link behind"
+    );
 }
 
 #[test]
@@ -228,7 +295,7 @@ fn a_subnet_overlapping_a_route_is_one_clear_line() {
     assert_eq!(
         netns.links(),
         ["d0", "d1", "lo"],
-        "nothing may be left behind"
+        "step 8: expected a refused subnet to leave no link of caixa's behind"
     );
 }
 
@@ -255,7 +322,7 @@ fn a_missing_iptables_is_one_clear_line() {
     assert_eq!(
         netns.links(),
         ["lo"],
-        "the bridge must go when its rules cannot be made"
+        "step 8: expected the bridge to go when its rules cannot be made"
     );
 }
 
@@ -282,9 +349,14 @@ fn a_killed_step_binary_takes_its_container_along_and_the_next_start_recovers() 
     assert_eq!(
         netns.links(),
         ["lo"],
-        "the next container's exit removes the network"
+        "step 8: expected the next container's exit to remove the network, the killed one's \
+         bridge and veth too"
     );
-    assert!(netns.rules().is_empty(), "{:?}", netns.rules());
+    assert!(
+        netns.rules().is_empty(),
+        "step 8: expected no rule left once the next container ended; left: {:?}",
+        netns.rules()
+    );
     // Its cgroups too: the next start swept them (a record of what the
     // killed one made, see src/leftovers.rs).
     let left = cgroups_left(&cgroups);
@@ -301,8 +373,7 @@ fn a_different_subnet_on_an_existing_bridge_is_one_clear_line() {
     let first = Running::spawn(netns.step(8), &[], "echo ready; read x");
     let out = netns.run(8, &["--subnet", "10.90.0.0/24", "true"]);
     assert_one_line_error(&out, 8, 125, "already exists with 10.89.0.1/24");
-    let (status, _) = first.finish();
-    assert!(status.success());
+    first.finish_well();
 }
 
 #[test]
@@ -320,16 +391,48 @@ fn a_container_reaches_another_through_a_published_port_hairpin() {
         &[
             "sh",
             "-c",
-            &format!("printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {GATEWAY} 8080"),
+            &format!(
+                "printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {GATEWAY} 8080; exit 0"
+            ),
         ],
     );
     assert!(
         stdout_of(&out).contains("hello-hairpin"),
-        "step 8: container to published port to container (hairpin MASQUERADE) failed:\n{}",
+        "step 8: expected a second container to get the first one's page through \
+         {GATEWAY}:8080, it got {:?}; most likely cause: the MASQUERADE rule for the subnet \
+         to itself is missing, or the DNAT does not apply to traffic from the bridge",
         text(&out.stdout)
     );
-    let (status, _) = server.finish();
-    assert!(status.success());
+    server.finish_well();
+}
+
+#[test]
+fn a_container_reaches_itself_through_its_published_port_hairpin() {
+    let netns = TestNetns::new();
+    // The request leaves the container's port of the bridge and, DNATed,
+    // must go back out of that same port: only a port in hairpin mode
+    // sends a frame back where it came from.
+    let out = netns.run(
+        8,
+        &[
+            "-p",
+            "8080:80",
+            "sh",
+            "-c",
+            &format!(
+                "d=/tmp/www-$HOSTNAME; mkdir -p $d && echo hello-self > $d/index.html && \
+                 httpd -p 80 -h $d && \
+                 printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {GATEWAY} 8080; exit 0"
+            ),
+        ],
+    );
+    let seen = stdout_of(&out);
+    assert!(
+        seen.contains("hello-self"),
+        "step 8: expected a container to get its own page through its published port \
+         {GATEWAY}:8080, it got {seen:?}; most likely cause: hairpin is off on the host \
+         end's bridge port (`link set dev NAME type bridge_slave hairpin on`)"
+    );
 }
 
 #[test]
@@ -361,12 +464,11 @@ fn a_killed_containers_port_rules_do_not_catch_the_next_ones_traffic() {
     assert_eq!(
         dnat.len(),
         1,
-        "step 8: the killed container's DNAT rule is still there: {dnat:?}"
+        "step 8: expected one DNAT rule for port 8080, the new container's; the killed \
+         container's is still there: {dnat:?}"
     );
-    let (status, _) = next.finish();
-    assert!(status.success());
-    let (status, _) = keeper.finish();
-    assert!(status.success());
+    next.finish_well();
+    keeper.finish_well();
 }
 
 #[test]
@@ -391,9 +493,21 @@ fn network_none_gives_only_loopback_and_touches_nothing() {
         .skip(2)
         .filter_map(|l| l.split(':').next().map(|d| d.trim().to_string()))
         .collect();
-    assert_eq!(devices, ["lo"], "docker run --network none: loopback only");
-    assert_eq!(netns.links(), ["lo"], "no bridge or veth made");
-    assert!(netns.rules().is_empty(), "{:?}", netns.rules());
+    assert_eq!(
+        devices,
+        ["lo"],
+        "step 8: expected only loopback in a container with --network none, as docker run does"
+    );
+    assert_eq!(
+        netns.links(),
+        ["lo"],
+        "step 8: expected --network none to make no bridge or veth"
+    );
+    assert!(
+        netns.rules().is_empty(),
+        "step 8: expected --network none to make no rule; made: {:?}",
+        netns.rules()
+    );
     let out = netns.run(8, &["--network", "none", "-p", "8080:80", "true"]);
     assert_one_line_error(&out, 8, 125, "--network none has no network");
 }

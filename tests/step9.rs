@@ -255,7 +255,8 @@ impl World {
         let entries = self.layer_entries();
         assert!(
             entries.iter().all(|e| !e.starts_with(".tmp")),
-            "{entries:?}"
+            "step 9: expected no half-written layer (.tmp…) left after a refused layer, \
+             found: {entries:?}"
         );
     }
 
@@ -301,7 +302,11 @@ impl World {
 fn loaded(world: &World, layers: &[Vec<u8>]) {
     let layout = Layout::new(layers, default_config());
     let out = world.load(layout.path(), "img:1");
-    assert_eq!(stdout_of(&out).trim(), "loaded img:1");
+    assert_eq!(
+        stdout_of(&out).trim(),
+        "loaded img:1",
+        "step 9: expected load to say it loaded the layout as img:1"
+    );
 }
 
 #[test]
@@ -316,10 +321,19 @@ fn whiteouts_and_opaque_directories_give_the_right_merged_view() {
     ]);
     loaded(&world, &[base_layer(), upper]);
     let out = world.run(&["img:1", "sh", "-c", "ls /data; echo --; ls /dir"]);
+    let seen = stdout_of(&out);
+    let (data, dir) = seen.split_once("--\n").unwrap_or((&seen, ""));
     assert_eq!(
-        stdout_of(&out),
-        "b\n--\nz\n",
-        "step 9: /data/a is whited out and /dir is opaque in the upper layer — are whiteouts converted to overlay's form?"
+        data, "b\n",
+        "step 9: expected /data to show only b: the upper layer's data/.wh.a hides the base \
+         layer's a. It shows {data:?}. Most likely cause: `.wh.NAME` did not become a \
+         character device 0/0 named NAME, overlayfs's whiteout (apply_whiteout)"
+    );
+    assert_eq!(
+        dir, "z\n",
+        "step 9: expected /dir to show only the upper layer's z: its dir/.wh..wh..opq hides \
+         every lower dir/. It shows {dir:?}. Most likely cause: `.wh..wh..opq` did not become \
+         the xattr trusted.overlay.opaque=\"y\" on the directory (apply_whiteout)"
     );
 }
 
@@ -347,7 +361,10 @@ fn a_whiteout_hides_only_lower_layers_never_its_own() {
     assert_eq!(
         stdout_of(&out),
         "A\ny\nw\n",
-        "step 9: what the whiteout's own layer has stays, and hides the lower layers' entries"
+        "step 9: expected what the whiteout's own layer has to stay (data/a is A, dir has y, \
+         other has w) and the lower layers' entries to be hidden (dir/x, other/z). Most likely \
+         cause: a whiteout hides only the lower layers' NAME: when this layer has NAME, leave \
+         its file, and make its directory opaque"
     );
 }
 
@@ -421,7 +438,12 @@ fn a_missing_working_directory_is_created() {
     );
     stdout_of(&world.load(layout.path(), "img:2"));
     let out = world.run(&["img:2"]);
-    assert_eq!(stdout_of(&out), "/data/new/deep\n");
+    assert_eq!(
+        stdout_of(&out),
+        "/data/new/deep\n",
+        "step 9: expected the working directory /link/new/deep (through the image's symlink \
+         /link) to be created inside the rootfs, and the Cmd to see it"
+    );
 }
 
 #[test]
@@ -435,7 +457,8 @@ fn the_image_user_applies() {
     let out = world.run(&["img:1"]);
     assert!(
         stdout_of(&out).starts_with("uid=1000(web) gid=1000"),
-        "{}",
+        "step 9: expected the image's User web to run the Cmd as uid 1000 (from the image's \
+         /etc/passwd), `id` printed: {}",
         text(&out.stdout)
     );
     // Changing ids needs CAP_SETUID and CAP_SETGID: dropping them must not
@@ -451,7 +474,11 @@ fn the_image_user_applies() {
         "id; cat /proc/self/status",
     ]);
     let status = stdout_of(&out);
-    assert!(status.starts_with("uid=1000(web) gid=1000"), "{status}");
+    assert!(
+        status.starts_with("uid=1000(web) gid=1000"),
+        "step 9: expected the switch to user web to happen before the capabilities are \
+         dropped (--cap-drop SETUID, SETGID must not stop it): {status}"
+    );
     assert!(
         status.contains("CapEff:\t0000000000000000")
             && status.contains("CapPrm:\t0000000000000000"),
@@ -482,8 +509,7 @@ fn two_containers_of_one_image_do_not_see_each_others_writes() {
         "absent",
         "step 9: each container needs its own upper directory"
     );
-    let (status, _) = a.finish();
-    assert!(status.success());
+    a.finish_well();
 }
 
 #[test]
@@ -516,7 +542,11 @@ fn a_containers_writes_vanish_when_it_is_removed_unless_kept() {
     ]);
     stdout_of(&out);
     let kept = world.containers();
-    assert_eq!(kept.len(), 1);
+    assert_eq!(
+        kept.len(),
+        1,
+        "step 9: expected the container kept with --rm=false to keep its directory: {kept:?}"
+    );
     let upper = kept[0].join("upper");
     assert!(
         upper.join("etc/new").is_file(),
@@ -636,7 +666,10 @@ fn an_absolute_name_is_refused() {
         tar_of(&[Entry::File("/caixa-abs-test", b"x")]),
         "absolute path",
     );
-    assert!(!Path::new("/caixa-abs-test").exists());
+    assert!(
+        !Path::new("/caixa-abs-test").exists(),
+        "step 9: an absolute name in a layer wrote /caixa-abs-test on the host"
+    );
 }
 
 #[test]
@@ -721,7 +754,12 @@ fn a_duplicate_entry_cannot_write_through_an_earlier_symlink() {
     ]);
     loaded(&world, &[base_layer(), layer]);
     let out = world.run(&["img:1", "cat", "/f"]);
-    assert_eq!(stdout_of(&out), "contained");
+    assert_eq!(
+        stdout_of(&out),
+        "contained",
+        "step 9: expected the layer's last entry f to replace its own symlink f, not write \
+         through it"
+    );
     assert!(
         !target.exists(),
         "the layer wrote through its own symlink to {}",
@@ -792,12 +830,10 @@ fn a_decompression_bomb_is_refused() {
         "cd {} && truncate -s 800M zeros && tar cf - zeros | gzip -9 > layer.tgz",
         dir.path().display()
     );
+    let made = Command::new("sh").args(["-c", &script]).status().unwrap();
     assert!(
-        Command::new("sh")
-            .args(["-c", &script])
-            .status()
-            .unwrap()
-            .success()
+        made.success(),
+        "making the bomb layer failed: {made}: {script}"
     );
     let bomb = std::fs::read(dir.path().join("layer.tgz")).unwrap();
     // Hand-write the layer: the bomb is already gzip-compressed.
@@ -829,7 +865,11 @@ fn a_stream_going_on_after_its_tar_is_refused(compress: &str, media_type: &str) 
         dir.path().display()
     );
     let out = Command::new("sh").args(["-c", &script]).output().unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "making the test's layer with {compress} failed: {}",
+        text(&out.stderr)
+    );
     let diff_id = format!("sha256:{}", &text(&out.stdout)[..64]);
     let blob = std::fs::read(dir.path().join("layer.blob")).unwrap();
     assert!(
@@ -886,8 +926,16 @@ fn a_docker_save_tarball_loads_and_runs() {
         .spawn()
         .unwrap();
     let out = wait_output(child);
-    assert_eq!(stdout_of(&out).trim(), "loaded saved:2");
-    assert_eq!(stdout_of(&world.run(&["saved:2"])), "bar\n/tmp\n");
+    assert_eq!(
+        stdout_of(&out).trim(),
+        "loaded saved:2",
+        "step 9: expected a docker-save tarball (skopeo's) to load as saved:2"
+    );
+    assert_eq!(
+        stdout_of(&world.run(&["saved:2"])),
+        "bar\n/tmp\n",
+        "step 9: expected saved:2 to run its Cmd in its WorkingDir, as the config says"
+    );
 }
 
 #[test]
@@ -903,8 +951,16 @@ fn an_oci_archive_loads_and_runs() {
         &format!("oci-archive:{}:arch:3", file.display()),
     ]);
     let out = world.load(file.to_str().unwrap(), "arch:3");
-    assert_eq!(stdout_of(&out).trim(), "loaded arch:3");
-    assert_eq!(stdout_of(&world.run(&["arch:3"])), "bar\n/tmp\n");
+    assert_eq!(
+        stdout_of(&out).trim(),
+        "loaded arch:3",
+        "step 9: expected an OCI archive (skopeo's) to load as arch:3"
+    );
+    assert_eq!(
+        stdout_of(&world.run(&["arch:3"])),
+        "bar\n/tmp\n",
+        "step 9: expected arch:3 to run its Cmd in its WorkingDir, as the config says"
+    );
 }
 
 #[test]
@@ -935,7 +991,11 @@ fn zstd_compressed_layers_load_and_run() {
             .count();
         assert_eq!(zstd_blobs, 2, "skopeo made two zstd layers ({format})");
         let loaded = world.load(out.path().to_str().unwrap(), name);
-        assert_eq!(stdout_of(&loaded).trim(), format!("loaded {name}"));
+        assert_eq!(
+            stdout_of(&loaded).trim(),
+            format!("loaded {name}"),
+            "step 9: expected the {format} layout with zstd layers to load"
+        );
         let ran = world.run(&[name, "sh", "-c", "ls /data"]);
         assert_eq!(
             stdout_of(&ran),

@@ -183,6 +183,22 @@ pub(crate) fn likely_cause(stderr: &str) -> String {
              stubs only step N)"
         );
     }
+    if stderr.contains("Cannot find device \"eth0\"") {
+        return "the container's end of the veth pair is not in its network namespace: create \
+                the pair with its peer already there, `peer name eth0 netns PID` (step 8)"
+            .into();
+    }
+    if stderr.contains("ip -batch") && stderr.contains("Operation not supported") {
+        return "ip refused a bridge port's setting (hairpin) on a link that is no port of a \
+                bridge: make the host end a port first, `link set NAME master BRIDGE` (step 8)"
+            .into();
+    }
+    if stderr.contains("whiteout") && stderr.contains("File exists") {
+        return "a whiteout hides only the lower layers' NAME: when this layer has NAME already, \
+                leave its file (and make its directory opaque); make the 0/0 device only where \
+                nothing is (step 9)"
+            .into();
+    }
     if stderr.contains("panicked") {
         return "the step binary panicked: the stderr below says where".into();
     }
@@ -290,16 +306,41 @@ impl Running {
     /// stderr says why: give its reader thread the whole of it), and says
     /// how it ended.
     fn wait_a_while(&mut self) -> String {
+        match self.ended_within_timeout() {
+            Some(status) => format!("ended with {status}"),
+            None => "did not end".into(),
+        }
+    }
+
+    /// How the step binary ended, if it did within [`TIMEOUT`]; its stderr
+    /// is then whole (the reader thread sees end of file right after).
+    fn ended_within_timeout(&mut self) -> Option<ExitStatus> {
         let start = Instant::now();
         while start.elapsed() < TIMEOUT {
             if let Ok(Some(status)) = self.child.try_wait() {
-                // The reader thread sees end of file right after the exit.
                 std::thread::sleep(Duration::from_millis(50));
-                return format!("ended with {status}");
+                return Some(status);
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        "did not end".into()
+        None
+    }
+
+    /// Waits for the step binary to end, which the test has made it do (a
+    /// signal to it or to its container). A step binary that never ends
+    /// fails the test after [`TIMEOUT`], saying `if_stuck` (what that most
+    /// likely means in the test at hand), instead of hanging it.
+    pub(crate) fn wait_for_end(&mut self, if_stuck: &str) -> ExitStatus {
+        if let Some(status) = self.ended_within_timeout() {
+            return status;
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        panic!(
+            "the step binary did not end within {TIMEOUT:?} and was killed: {if_stuck}\n\
+             stderr: {}",
+            self.stderr_text()
+        );
     }
 
     /// The next line the container prints.
@@ -360,6 +401,23 @@ impl Running {
             );
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+}
+
+impl Running {
+    /// [`Running::finish`], asserting that the step binary ended well: the
+    /// failure says how it ended, the likely cause, and its stderr.
+    pub(crate) fn finish_well(self) -> String {
+        let stderr = self.stderr.clone();
+        let (status, rest) = self.finish();
+        let err = text(&stderr.lock().unwrap_or_else(|e| e.into_inner()));
+        assert!(
+            status.success(),
+            "expected the container to end well once its script read a line, it ended with \
+             {status}: {}\nstderr: {err}",
+            likely_cause(&err)
+        );
+        rest
     }
 }
 
@@ -534,8 +592,8 @@ pub(crate) fn assert_one_line_error(out: &Output, step: u32, code: i32, needle: 
     assert_eq!(
         out.status.code(),
         Some(code),
-        "expected the step to refuse this input with exit code {code}, it ended with {}: {}\n\
-         stderr: {err}",
+        "expected the step to refuse this input with exit code {code} and a line saying \
+         {needle:?}, it ended with {}: {}\nstderr: {err}",
         out.status,
         likely_cause(&err)
     );

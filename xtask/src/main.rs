@@ -12,6 +12,7 @@ mod grade;
 mod mistakes;
 mod outputs;
 mod peers;
+mod proven;
 mod vm;
 
 use std::path::{Path, PathBuf};
@@ -66,8 +67,17 @@ enum Task {
         steps: Vec<u32>,
         /// Only the steps whose regions, tests or mistakes changed since
         /// this git revision (what CI runs on a change).
-        #[arg(long, value_name = "REV", conflicts_with = "steps")]
+        #[arg(long, value_name = "REV", conflicts_with_all = ["steps", "unproven"])]
         changed_since: Option<String>,
+        /// Only the steps whose files differ from the tree their proof was
+        /// recorded on (xtask/mistakes/proven.toml): what `xtask ci` runs.
+        #[arg(long, conflicts_with = "steps")]
+        unproven: bool,
+        /// Record the proof of each step that passed (its fingerprint) in
+        /// xtask/mistakes/proven.toml, so `--unproven` skips it until its
+        /// files change.
+        #[arg(long)]
+        record: bool,
         /// Also write the book's per-step tables (book/src/mistakes/stepN.md).
         #[arg(long)]
         write_book: bool,
@@ -118,10 +128,26 @@ enum Task {
 }
 
 fn main() {
+    restore_default_signals();
     let Xtask { command } = Xtask::parse();
     if let Err(error) = run(command) {
         eprintln!("xtask: {error:#}");
         std::process::exit(1);
+    }
+}
+
+/// Puts SIGINT and SIGQUIT back to their default action, for xtask and
+/// every test it runs. A shell starts a background job (`cmd &`, a CI
+/// runner's script, `nohup`) with both ignored, and an ignored disposition
+/// survives execve: a step binary then never receives the SIGINT a graded
+/// test sends it to forward (it is discarded, not queued for its signalfd),
+/// and a container's shell never sees Ctrl-C. The tests would fail, or
+/// hang, for a reason that is the runner's, not the code's.
+fn restore_default_signals() {
+    for signal in [libc::SIGINT, libc::SIGQUIT] {
+        // SAFETY: signal(2) with a valid signal number and SIG_DFL, before
+        // any thread is started.
+        unsafe { libc::signal(signal, libc::SIG_DFL) };
     }
 }
 
@@ -152,10 +178,12 @@ fn run(task: Task) -> Result<()> {
         Task::CheckMistakes {
             steps,
             changed_since,
+            unproven,
+            record,
             write_book,
         } => {
-            let steps = match changed_since {
-                Some(base) => {
+            let steps = match (changed_since, unproven) {
+                (Some(base), _) => {
                     let changed = mistakes::changed_since(&root, &base)?;
                     if changed.is_empty() {
                         println!(
@@ -165,9 +193,20 @@ fn run(task: Task) -> Result<()> {
                     }
                     changed
                 }
-                None => steps,
+                (None, true) => {
+                    let unproven = proven::unproven(&root)?;
+                    if unproven.is_empty() {
+                        println!(
+                            "check-mistakes: every step is proven at its current fingerprint ({})",
+                            proven::RECORD
+                        );
+                        return Ok(());
+                    }
+                    unproven
+                }
+                (None, false) => steps,
             };
-            mistakes::check(&root, &steps, write_book)
+            mistakes::check(&root, &steps, write_book, record)
         }
         Task::Grade {
             step,
@@ -230,6 +269,27 @@ fn grade_reference(root: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `check-mistakes --unproven`: only the steps changed since their proof was
+/// recorded pay for one (see `proven.rs` for why); last in CI, being the
+/// dearest when a step did change.
+fn check_unproven_mistakes(root: &Path) -> Result<()> {
+    println!("\n==> cargo xtask check-mistakes --unproven");
+    let steps = proven::unproven(root)?;
+    if steps.is_empty() {
+        println!("check-mistakes: every step is proven at its current fingerprint");
+        return Ok(());
+    }
+    mistakes::check(root, &steps, false, false)?;
+    let steps: Vec<String> = steps.iter().map(u32::to_string).collect();
+    println!(
+        "check-mistakes: steps {} passed but have no recorded proof: run `cargo xtask \
+         check-mistakes --unproven --record` and commit {} so CI skips them",
+        steps.join(", "),
+        proven::RECORD
+    );
+    Ok(())
+}
+
 /// Everything CI checks, in the order a failure is cheapest to find.
 fn ci(root: &Path) -> Result<()> {
     sh(root, "cargo", &["fmt", "--all", "--check"])?;
@@ -251,6 +311,7 @@ fn ci(root: &Path) -> Result<()> {
     outputs::run(root, true)?;
     sh(root, "mdbook", &["build", "book"])?;
     exercises::check(root)?;
+    check_unproven_mistakes(root)?;
     println!("\nxtask ci: every check passed");
     Ok(())
 }
@@ -299,6 +360,23 @@ mod tests {
             panic!()
         };
         assert_eq!(runs, 100);
+    }
+
+    #[test]
+    fn check_mistakes_takes_unproven_and_record_but_not_with_steps() {
+        let Task::CheckMistakes {
+            unproven, record, ..
+        } = Xtask::try_parse_from(["xtask", "check-mistakes", "--unproven", "--record"])
+            .unwrap()
+            .command
+        else {
+            panic!()
+        };
+        assert!(unproven && record);
+        assert!(
+            Xtask::try_parse_from(["xtask", "check-mistakes", "--unproven", "--steps", "1"])
+                .is_err()
+        );
     }
 
     #[test]

@@ -67,7 +67,7 @@ struct Outcome {
 }
 
 /// The steps that have a mistakes file.
-fn steps_with_mistakes(root: &Path) -> Result<Vec<u32>> {
+pub fn steps_with_mistakes(root: &Path) -> Result<Vec<u32>> {
     let mut steps: Vec<u32> = std::fs::read_dir(root.join(DIR))
         .with_context(|| format!("cannot read {DIR}"))?
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
@@ -181,8 +181,8 @@ fn try_mistake(copy: &Path, target: &Path, step: u32, m: &Mistake) -> Result<Out
 }
 
 /// The steps whose mistakes may be caught differently since `base` (a git
-/// revision): their regions' files, their graded tests, their mistakes file,
-/// or the tests' shared support changed. This is what CI checks on a change.
+/// revision): those [`steps_decided_by`] a changed file. This is what a CI
+/// job on a pull request can check.
 pub fn changed_since(root: &Path, base: &str) -> Result<Vec<u32>> {
     let out = std::process::Command::new("git")
         .args(["diff", "--name-only", base, "--"])
@@ -198,35 +198,49 @@ pub fn changed_since(root: &Path, base: &str) -> Result<Vec<u32>> {
     let all = steps_with_mistakes(root)?;
     let mut steps = std::collections::BTreeSet::new();
     for name in String::from_utf8_lossy(&out.stdout).lines() {
-        if name.starts_with("tests/support/") {
-            steps.extend(all.iter().copied());
-        }
-        let numbered = |prefix: &str, suffix: &str| -> Option<u32> {
-            name.strip_prefix(prefix)?
-                .strip_suffix(suffix)?
-                .parse()
-                .ok()
-        };
-        if let Some(n) =
-            numbered("tests/step", ".rs").or_else(|| numbered(&format!("{DIR}/step"), ".toml"))
-        {
-            steps.insert(n);
-        }
-        if name.starts_with("src/")
-            && let Ok(text) = std::fs::read_to_string(root.join(name))
-        {
-            steps.extend(
-                all.iter()
-                    .copied()
-                    .filter(|&n| !regions_of(&text, n).is_empty()),
-            );
-        }
+        let text = std::fs::read_to_string(root.join(name)).ok();
+        steps.extend(steps_decided_by(name, text.as_deref(), &all));
     }
-    Ok(steps.into_iter().filter(|n| all.contains(n)).collect())
+    Ok(steps.into_iter().collect())
 }
 
-/// `cargo xtask check-mistakes [--steps N,…] [--write-book]`
-pub fn check(root: &Path, steps: &[u32], write_book: bool) -> Result<()> {
+/// The steps (of `all`, those with a mistakes list) whose check-mistakes
+/// verdict file `name` (from the repository root) may change: any step for
+/// the tests' shared support; step N for `tests/stepN.rs` and its mistakes
+/// list; and, for a file under `src/` whose `text` holds a step's exercise
+/// region, that step. The one owner of this notion: `--changed-since` asks
+/// it of each changed file, and a step's proof fingerprint
+/// ([`crate::proven`]) hashes every file it names for that step.
+pub fn steps_decided_by(name: &str, text: Option<&str>, all: &[u32]) -> Vec<u32> {
+    if name.starts_with("tests/support/") {
+        return all.to_vec();
+    }
+    let numbered = |prefix: &str, suffix: &str| -> Option<u32> {
+        name.strip_prefix(prefix)?
+            .strip_suffix(suffix)?
+            .parse()
+            .ok()
+    };
+    if let Some(n) =
+        numbered("tests/step", ".rs").or_else(|| numbered(&format!("{DIR}/step"), ".toml"))
+    {
+        return all.iter().copied().filter(|&s| s == n).collect();
+    }
+    match text {
+        Some(text) if name.starts_with("src/") => all
+            .iter()
+            .copied()
+            .filter(|&n| !regions_of(text, n).is_empty())
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// `cargo xtask check-mistakes [--steps N,…] [--write-book] [--record]`:
+/// checks `steps` (every step with a list when empty). With `record`, each
+/// step whose every mistake was caught and named gets the fingerprint of
+/// the tree it was proven on written into [`crate::proven`]'s record.
+pub fn check(root: &Path, steps: &[u32], write_book: bool, record: bool) -> Result<()> {
     let started = Instant::now();
     let all = steps_with_mistakes(root)?;
     let steps: Vec<u32> = if steps.is_empty() {
@@ -251,6 +265,9 @@ pub fn check(root: &Path, steps: &[u32], write_book: bool) -> Result<()> {
         }
         lists.insert(step, list);
     }
+    // The tree the scratch copy is made from, fingerprinted before the
+    // copy: what a proof recorded at the end vouches for.
+    let fingerprints = crate::proven::fingerprints(root)?;
     // One copy of the reference (markers gone) and one target directory:
     // each mistake is then an incremental build of the library and bins.
     let scratch = root.join("target/mistakes");
@@ -258,9 +275,11 @@ pub fn check(root: &Path, steps: &[u32], write_book: bool) -> Result<()> {
     let target = scratch.join("target");
     crate::exercises::write_student_copy(root, &copy, |_| false)?;
 
-    let mut uncaught = Vec::new();
+    let mut failures = Vec::new();
     let mut summary = Vec::new();
+    let mut proven = BTreeMap::new();
     for (step, list) in &lists {
+        let step_started = Instant::now();
         let mut table = String::from(
             "| the mistake | the tests that fail | the message that names it |\n|---|---|---|\n",
         );
@@ -271,7 +290,7 @@ pub fn check(root: &Path, steps: &[u32], write_book: bool) -> Result<()> {
             let secs = t.elapsed().as_secs();
             if outcome.failed.is_empty() {
                 println!("step {step}: NOT CAUGHT ({secs} s): {}", m.what);
-                uncaught.push(format!("step {step}: {}", m.what));
+                failures.push(format!("step {step}: not caught: {}", m.what));
                 continue;
             }
             caught += 1;
@@ -280,7 +299,13 @@ pub fn check(root: &Path, steps: &[u32], write_book: bool) -> Result<()> {
                     named += 1;
                     line.clone()
                 }
-                None => format!("(no message contains \"{}\")", m.expect),
+                None => {
+                    failures.push(format!(
+                        "step {step}: caught, but no failing message says \"{}\": {}",
+                        m.expect, m.what
+                    ));
+                    format!("(no message contains \"{}\")", m.expect)
+                }
             };
             println!(
                 "step {step}: caught ({secs} s, {} failing): {}\n    {message}",
@@ -297,9 +322,16 @@ pub fn check(root: &Path, steps: &[u32], write_book: bool) -> Result<()> {
             );
         }
         summary.push(format!(
-            "step {step}: {caught} of {} mistakes caught, {named} named by their message",
-            list.len()
+            "step {step}: {caught} of {} mistakes caught, {named} named by their message ({} s)",
+            list.len(),
+            step_started.elapsed().as_secs()
         ));
+        if caught == list.len()
+            && named == list.len()
+            && let Some(fingerprint) = fingerprints.get(step)
+        {
+            proven.insert(*step, fingerprint.clone());
+        }
         if write_book {
             let path = book_table(root, *step);
             std::fs::create_dir_all(path.parent().unwrap_or(root))?;
@@ -315,12 +347,22 @@ pub fn check(root: &Path, steps: &[u32], write_book: bool) -> Result<()> {
         "check-mistakes took {} s",
         started.elapsed().as_secs_f64().round()
     );
-    if !uncaught.is_empty() {
+    if record && !proven.is_empty() {
+        crate::proven::record(root, &proven)?;
+        let steps: Vec<String> = proven.keys().map(u32::to_string).collect();
+        println!(
+            "recorded the proof of step{} {} in {}",
+            if steps.len() == 1 { "" } else { "s" },
+            steps.join(", "),
+            crate::proven::RECORD
+        );
+    }
+    if !failures.is_empty() {
         bail!(
-            "{} mistakes pass their step's tests: add a test that fails on each, \
-             with a message that names it:\n  {}",
-            uncaught.len(),
-            uncaught.join("\n  ")
+            "{} mistakes are not caught, or not named, by their step's tests: add or \
+             sharpen a test so that one fails on each, with a message that names it:\n  {}",
+            failures.len(),
+            failures.join("\n  ")
         );
     }
     Ok(())
