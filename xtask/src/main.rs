@@ -329,7 +329,7 @@ mod tests {
             "xtask",
             "vm-test",
             "--steps",
-            "1,2,3,4,5,6,7,8,9,10,11",
+            "1,2,3,4,5,6,7,8,9,10,11,12",
             "--timeout-min",
             "35",
         ])
@@ -340,7 +340,7 @@ mod tests {
         else {
             panic!("{vm:?}")
         };
-        assert_eq!(steps, (1..=11).collect::<Vec<u32>>());
+        assert_eq!(steps, (1..=12).collect::<Vec<u32>>());
         assert_eq!(timeout_min, 35);
     }
 
