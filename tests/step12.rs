@@ -565,6 +565,17 @@ fn a_terminal_goes_to_the_console_socket() {
     );
 }
 
+/// The ids `step12 --root ROOT list --quiet` prints.
+fn listed_ids(root: &Path) -> String {
+    let out = Command::new(binary(12))
+        .arg("--root")
+        .arg(root)
+        .args(["list", "--quiet"])
+        .output()
+        .unwrap();
+    text(&out.stdout)
+}
+
 /// An OCI archive of a busybox image, for podman and containerd.
 fn image_archive(dir: &Path) -> PathBuf {
     let rootfs = TinyRootfs::new();
@@ -735,16 +746,11 @@ fn podman_runs_containers_through_caixa() {
     let out = podman(&args);
     assert!(out.status.success(), "podman run -d: {}", text(&out.stderr));
     let id = text(&out.stdout).trim().to_string();
-    let listed = Command::new(binary(12))
-        .arg("--root")
-        .arg(&runtime_root)
-        .args(["list", "--quiet"])
-        .output()
-        .unwrap();
+    let listed = listed_ids(&runtime_root);
     assert!(
-        text(&listed.stdout).contains(&id),
+        listed.contains(&id),
         "step 12: podman's container is caixa's (step12 --root … list): {}",
-        text(&listed.stdout)
+        listed
     );
     let out = podman(&["ps", "--format", "{{.Names}} {{.Status}}"]);
     assert!(
@@ -764,14 +770,9 @@ fn podman_runs_containers_through_caixa() {
         "step 12: podman rm through caixa's delete: {}",
         text(&out.stderr)
     );
-    let listed = Command::new(binary(12))
-        .arg("--root")
-        .arg(&runtime_root)
-        .args(["list", "--quiet"])
-        .output()
-        .unwrap();
+    let listed = listed_ids(&runtime_root);
     assert_eq!(
-        text(&listed.stdout).trim(),
+        listed.trim(),
         "",
         "step 12: after podman rm, caixa keeps nothing of it"
     );
@@ -928,16 +929,11 @@ fn containerd_runs_containers_through_caixa() {
         tasks.contains("sleeper") && tasks.contains("RUNNING"),
         "step 12: containerd's shim reads caixa's state: {tasks}"
     );
-    let listed = Command::new(binary(12))
-        .arg("--root")
-        .arg(&listed_root)
-        .args(["list", "--quiet"])
-        .output()
-        .unwrap();
+    let listed = listed_ids(&listed_root);
     assert!(
-        text(&listed.stdout).contains("sleeper"),
+        listed.contains("sleeper"),
         "step 12: containerd's container is caixa's: {}",
-        text(&listed.stdout)
+        listed
     );
     assert!(
         ctr(&["task", "kill", "-s", "SIGKILL", "sleeper"])
@@ -953,14 +949,9 @@ fn containerd_runs_containers_through_caixa() {
         "step 12: task rm through caixa's delete"
     );
     assert!(ctr(&["container", "rm", "sleeper"]).status.success());
-    let listed = Command::new(binary(12))
-        .arg("--root")
-        .arg(&listed_root)
-        .args(["list", "--quiet"])
-        .output()
-        .unwrap();
+    let listed = listed_ids(&listed_root);
     assert_eq!(
-        text(&listed.stdout).trim(),
+        listed.trim(),
         "",
         "step 12: after task rm, caixa keeps nothing of it"
     );

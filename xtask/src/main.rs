@@ -12,6 +12,7 @@ mod grade;
 mod mistakes;
 mod outputs;
 mod peers;
+mod podman_bench;
 mod proven;
 mod vm;
 
@@ -125,6 +126,12 @@ enum Task {
         #[arg(long, value_name = "N", default_value_t = 100)]
         runs: usize,
     },
+    /// Time podman with caixa's runtime (step 12), crun and runc under it.
+    BenchPodman {
+        /// Runs per runtime.
+        #[arg(long, value_name = "N", default_value_t = 20)]
+        runs: usize,
+    },
 }
 
 fn main() {
@@ -222,6 +229,7 @@ fn run(task: Task) -> Result<()> {
             timeout_min,
         } => vm::run(&root, &steps, kernel, Duration::from_secs(timeout_min * 60)),
         Task::BenchPeers { runs } => peers::run(&root, runs),
+        Task::BenchPodman { runs } => podman_bench::run(&root, runs),
     }
 }
 

@@ -179,7 +179,7 @@ fn quiet(cmd: &mut Command) -> Result<()> {
 
 /// On a hybrid host, unmount the empty cgroup2 mount in our private mount
 /// namespace, so crun sees a plain cgroup v1 host.
-fn leave_hybrid_cgroup_mode() -> Result<()> {
+pub(crate) fn leave_hybrid_cgroup_mode() -> Result<()> {
     let mounts = std::fs::read_to_string("/proc/self/mounts")?;
     let unified = mounts
         .lines()
