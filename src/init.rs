@@ -159,6 +159,16 @@ fn set_up_and_exec(
         channel.ask(Request::EnterCgroup)?;
         step(format_args!("in my cgroup now"));
     }
+    //    A cgroup namespace (step 12) is made here, not by the clone: its
+    //    root is the group its maker is in at that moment, so it must be
+    //    our own group, which we are in only now.
+    if spec.cgroup_ns {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+            .map_err(syscall("unshare(CLONE_NEWCGROUP)"))?;
+        step(format_args!(
+            "unshare(CLONE_NEWCGROUP): my cgroup is / to me"
+        ));
+    }
     // ANCHOR_END: init_cgroup
 
     // ANCHOR: init_user_ns
@@ -217,7 +227,7 @@ fn set_up_and_exec(
                 ));
             }
             Some(table) => {
-                table::mount_all(root, table)?;
+                table::mount_all(root, table, spec.cgroup_ns)?;
                 step(format_args!(
                     "mounted the bundle's {} mounts",
                     table.mounts.len()

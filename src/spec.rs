@@ -86,6 +86,10 @@ pub struct Spec {
     /// A bundle's own mounts and masked and read-only paths, mounted
     /// instead of caixa's defaults and `mounts` (step 12).
     pub mount_table: Option<crate::rootfs::table::Table>,
+    /// A cgroup namespace of its own (a bundle's, step 12): the init
+    /// unshares it once it is in its cgroup, so `/proc/self/cgroup` reads
+    /// `/` inside and a `cgroup` mount shows its own groups only.
+    pub cgroup_ns: bool,
 }
 // ANCHOR_END: spec_struct
 
@@ -168,6 +172,7 @@ impl Spec {
             terminal: false,
             sysctl: Vec::new(),
             mount_table: None,
+            cgroup_ns: false,
         }
     }
 

@@ -380,7 +380,7 @@ fn a_bundles_own_mounts_limits_and_sysctls_are_applied() {
         &[
             "sh",
             "-c",
-            "cat /proc/sys/net/ipv4/ping_group_range; umask; ulimit -n; cat /proc/mounts; ls /sys/fs/cgroup; ls /dev; cat /proc/kcore | wc -c",
+            "cat /proc/sys/net/ipv4/ping_group_range; umask; ulimit -n; cat /proc/mounts; ls /sys/fs/cgroup; cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/pids.max 2>/dev/null; echo cgroup-ns $(cut -d: -f3 /proc/self/cgroup | sort -u); ls /dev; cat /proc/kcore | wc -c",
         ],
         |c| {
             c["mounts"] = json!([
@@ -391,6 +391,8 @@ fn a_bundles_own_mounts_limits_and_sysctls_are_applied() {
                 {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "ro"]},
                 {"destination": "/data", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "size=512k"]}
             ]);
+            let namespaces = c["linux"]["namespaces"].as_array_mut().unwrap();
+            namespaces.push(json!({"type": "cgroup"}));
             c["linux"]["maskedPaths"] = json!(["/proc/kcore"]);
             c["linux"]["readonlyPaths"] = json!(["/proc/sys"]);
             c["linux"]["sysctl"] = json!({"net.ipv4.ping_group_range": "0 0"});
@@ -430,6 +432,14 @@ fn a_bundles_own_mounts_limits_and_sysctls_are_applied() {
     assert!(
         stdout.contains("pids"),
         "step 12: the cgroup mount shows the container's own hierarchies: {stdout}"
+    );
+    assert!(
+        stdout.contains("cgroup-ns /\n"),
+        "step 12: in its own cgroup namespace the container's groups read / in /proc/self/cgroup: {stdout}"
+    );
+    assert!(
+        stdout.lines().any(|l| l == "64"),
+        "step 12: the cgroup mount shows the container's own group (pids.max 64), not the host's root: {stdout}"
     );
     assert!(
         stdout.contains("null") && stdout.contains("ptmx"),
@@ -777,9 +787,11 @@ fn podman_runs_containers_through_caixa() {
         "step 12: after podman rm, caixa keeps nothing of it"
     );
 
-    // Interactive: podman -it, through a pty of `script`'s.
+    // Interactive: podman -it, through a pty of `script`'s. The command
+    // waits a second before it writes: podman attaches to conmon after the
+    // start, and output written before that can be missed (1 run in 3 here).
     let command = format!(
-        "podman {base} run --rm -it {limits} localhost/bb:1 sh -c 'tty; exit 5'",
+        "podman {base} run --rm -it {limits} localhost/bb:1 sh -c 'sleep 1; tty; exit 5'",
         base = base.join(" "),
         limits = limits.join(" ")
     );

@@ -118,7 +118,8 @@ pub fn from_oci(
     let capabilities = capabilities_from_oci(process.capabilities().as_ref())?;
     let seccomp = seccomp_from_oci(linux.seccomp().as_ref(), capabilities.as_deref())?;
 
-    let namespaces = namespaces_from_oci(linux.namespaces().as_deref().unwrap_or_default())?;
+    let (namespaces, cgroup_ns) =
+        namespaces_from_oci(linux.namespaces().as_deref().unwrap_or_default())?;
     let sysctl: Vec<(String, String)> = linux
         .sysctl()
         .iter()
@@ -163,6 +164,7 @@ pub fn from_oci(
         verbose: false,
         sysctl,
         mount_table,
+        cgroup_ns,
     })
 }
 
@@ -249,23 +251,31 @@ fn check_annotations(annotations: &HashMap<String, String>) -> Result<(), Bundle
     }
 }
 
-fn namespaces_from_oci(list: &[LinuxNamespace]) -> Result<Vec<Namespace>, BundleError> {
+/// The namespaces to create, and whether a cgroup namespace is among them
+/// (the init makes that one itself, once it is in its cgroup).
+fn namespaces_from_oci(list: &[LinuxNamespace]) -> Result<(Vec<Namespace>, bool), BundleError> {
     let mut namespaces = Vec::new();
+    let mut cgroup_ns = false;
     for (i, oci) in list.iter().enumerate() {
         if oci.path().is_some() {
             return Err(refuse(&format!("linux.namespaces[{i}].path")));
+        }
+        if oci.typ() == LinuxNamespaceType::Cgroup {
+            if std::mem::replace(&mut cgroup_ns, true) {
+                return Err(invalid(
+                    &format!("linux.namespaces[{i}]"),
+                    "the cgroup namespace is listed twice",
+                ));
+            }
+            continue;
         }
         let Some(ns) = Namespace::ALL
             .into_iter()
             .find(|ns| namespace_type(*ns) == oci.typ())
         else {
-            let kind = match oci.typ() {
-                LinuxNamespaceType::Cgroup => "cgroup",
-                _ => "time",
-            };
             return Err(BundleError::Unsupported {
                 field: format!("linux.namespaces[{i}]"),
-                why: reason(&format!("linux.namespaces.{kind}")).to_string(),
+                why: reason("linux.namespaces.time").to_string(),
             });
         };
         if namespaces.contains(&ns) {
@@ -276,7 +286,7 @@ fn namespaces_from_oci(list: &[LinuxNamespace]) -> Result<Vec<Namespace>, Bundle
         }
         namespaces.push(ns);
     }
-    Ok(namespaces)
+    Ok((namespaces, cgroup_ns))
 }
 
 fn id_maps(list: &Option<Vec<LinuxIdMapping>>) -> Vec<IdMap> {

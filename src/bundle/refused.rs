@@ -33,7 +33,6 @@ pub const REFUSED: &[(&str, &str)] = &[
     ("process.capabilities", "caixa keeps one set: bounding = effective = permitted, inheritable and ambient empty (see src/caps.rs)"),
     ("root.readonly", "caixa's root is writable; mount a read-only directory instead"),
     ("linux.namespaces.path", "joining an existing namespace is not supported yet"),
-    ("linux.namespaces.cgroup", "caixa creates no cgroup namespace yet"),
     ("linux.namespaces.time", "caixa creates no time namespace yet"),
     ("linux.netDevices", "caixa wires its own veth: use the org.caixa.network.* annotations"),
     ("linux.devices", "caixa creates the default devices itself (null, zero, full, random, urandom, tty)"),

@@ -292,7 +292,6 @@ refused! {
     refuses_unequal_caps: "/process/capabilities/effective" = ["CAP_KILL"] => "process.capabilities";
     refuses_a_readonly_root: "/root/readonly" = true => "root.readonly";
     refuses_joining_a_namespace: "/linux/namespaces/0/path" = "/proc/1/ns/user" => "linux.namespaces[0].path";
-    refuses_a_cgroup_namespace: "/linux/namespaces/6" = {"type": "cgroup"} => "linux.namespaces[6]";
     refuses_a_time_namespace: "/linux/namespaces/6" = {"type": "time"} => "linux.namespaces[6]";
     refuses_net_devices: "/linux/netDevices" = {"eth1": {"name": "eth1"}} => "linux.netDevices";
     refuses_a_hosts_sysctl: "/linux/sysctl" = {"vm.swappiness": "0"} => "linux.sysctl.vm.swappiness";
@@ -372,6 +371,16 @@ fn an_orchestrators_own_mounts_become_a_mount_table() {
         "/linux/sysctl",
         json!({"net.ipv4.ping_group_range": "0 0"}),
     );
+    set(
+        &mut config,
+        "/linux/namespaces/6",
+        json!({"type": "cgroup"}),
+    );
+    let mut twice = config.clone();
+    set(&mut twice, "/linux/namespaces/7", json!({"type": "cgroup"}));
+    let twice: oci_spec::runtime::Spec = serde_json::from_value(twice).unwrap();
+    let err = from_oci(&twice, Path::new(BUNDLE), ID).unwrap_err();
+    assert_eq!(err.field(), Some("linux.namespaces[7]"), "{err}");
     let config: oci_spec::runtime::Spec = serde_json::from_value(config).unwrap();
     let spec = from_oci(&config, Path::new(BUNDLE), ID).unwrap();
     let table = spec.mount_table.expect("a mount table");
@@ -410,6 +419,7 @@ fn an_orchestrators_own_mounts_become_a_mount_table() {
             .contains(nix::mount::MsFlags::MS_RDONLY)
     );
     assert_eq!(table.masked, vec![std::path::PathBuf::from("/proc/kcore")]);
+    assert!(spec.cgroup_ns, "a cgroup namespace, made by the init");
     assert_eq!(spec.process.umask, Some(0o77));
     assert_eq!(spec.process.rlimits[0].soft, 512);
     assert_eq!(

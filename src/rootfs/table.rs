@@ -174,11 +174,13 @@ fn fstype_takes(fstype: &str, word: &str) -> bool {
 // ANCHOR: mount_all
 /// Mounts the table's entries under `root`, in order, each onto a mount
 /// point opened inside the root.
-pub fn mount_all(root: &Path, table: &Table) -> Result<(), RootfsError> {
+/// `cgroup_ns`: the child is in a cgroup namespace of its own (see
+/// [`mount_cgroup`]).
+pub fn mount_all(root: &Path, table: &Table, cgroup_ns: bool) -> Result<(), RootfsError> {
     let dir = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
     let root_fd = open(root, dir, Mode::empty()).map_err(syscall("open", root))?;
     for entry in &table.mounts {
-        mount_one(root, &root_fd, entry)?;
+        mount_one(root, &root_fd, entry, cgroup_ns)?;
         if !entry.propagation.is_empty() {
             let mounted = open_inside(&root_fd, &entry.target, want_of(entry))?;
             mount(
@@ -203,7 +205,12 @@ fn want_of(entry: &Entry) -> Want {
     }
 }
 
-fn mount_one(root: &Path, root_fd: &OwnedFd, entry: &Entry) -> Result<(), RootfsError> {
+fn mount_one(
+    root: &Path,
+    root_fd: &OwnedFd,
+    entry: &Entry,
+    cgroup_ns: bool,
+) -> Result<(), RootfsError> {
     let data = entry.data.as_deref();
     match &entry.kind {
         Kind::Filesystem { fstype, source } => {
@@ -249,7 +256,7 @@ fn mount_one(root: &Path, root_fd: &OwnedFd, entry: &Entry) -> Result<(), Rootfs
             }
             Ok(())
         }
-        Kind::Cgroup => mount_cgroup(root_fd, &entry.target, entry.flags),
+        Kind::Cgroup => mount_cgroup(root_fd, &entry.target, entry.flags, cgroup_ns),
     }
 }
 
@@ -275,7 +282,29 @@ fn remount(mounted: &OwnedFd, flags: MsFlags, target: &Path) -> Result<(), Rootf
 /// already) are bound from the host's hierarchies: on cgroup v2 the one
 /// directory at `target`; on v1 a tmpfs at `target` and one directory per
 /// hierarchy in it (`cpu`, `memory`, …), each bound and made read-only.
-fn mount_cgroup(root_fd: &OwnedFd, target: &Path, flags: MsFlags) -> Result<(), RootfsError> {
+///
+/// In a cgroup namespace of its own (`cgroup_ns`) `/proc/self/cgroup`
+/// reads `/`, and binding "the hierarchy's root plus `/`" would bind the
+/// host's whole tree. There the kernel does it right by itself: a cgroup
+/// filesystem mounted inside a cgroup namespace shows the namespace's root,
+/// the container's own group. So the filesystems are mounted fresh.
+fn mount_cgroup(
+    root_fd: &OwnedFd,
+    target: &Path,
+    flags: MsFlags,
+    cgroup_ns: bool,
+) -> Result<(), RootfsError> {
+    let fresh = |fstype: &str, at: &Path, data: Option<&str>| {
+        let dir = open_inside(root_fd, at, Want::Dir)?;
+        mount(
+            Some(fstype),
+            &fd_path(&dir),
+            Some(fstype),
+            flags | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            data,
+        )
+        .map_err(syscall("mount(cgroup)", at))
+    };
     let read = |path: &str| {
         std::fs::read_to_string(path).map_err(|e| {
             syscall("read", path)(nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)))
@@ -285,6 +314,9 @@ fn mount_cgroup(root_fd: &OwnedFd, target: &Path, flags: MsFlags) -> Result<(), 
     let mountinfo = read("/proc/self/mountinfo")?;
     let hierarchies = cgroup_mounts(&mountinfo);
     let v2_only = hierarchies.iter().all(|h| h.v2);
+    if v2_only && cgroup_ns {
+        return fresh("cgroup2", target, None);
+    }
     if v2_only {
         let Some(path) = own.lines().find_map(|l| l.strip_prefix("0::")) else {
             return Err(syscall(
@@ -331,7 +363,11 @@ fn mount_cgroup(root_fd: &OwnedFd, target: &Path, flags: MsFlags) -> Result<(), 
             || controllers.to_string(),
             |n| n.to_string_lossy().into_owned(),
         );
-        bind_group(root_fd, &host.mount_point, path, &target.join(name), flags)?;
+        if cgroup_ns {
+            fresh("cgroup", &target.join(name), Some(controllers))?;
+        } else {
+            bind_group(root_fd, &host.mount_point, path, &target.join(name), flags)?;
+        }
     }
     if flags.contains(MsFlags::MS_RDONLY) {
         let dir = open_inside(root_fd, target, Want::Dir)?;
@@ -398,7 +434,11 @@ fn cgroup_mounts(mountinfo: &str) -> Vec<CgroupMount> {
             let fstype = after.next()?;
             let _source = after.next()?;
             let options = after.next().unwrap_or("");
-            if !matches!(fstype, "cgroup" | "cgroup2") || fields.get(3) != Some(&"/") {
+            // A whole tree has root `/`; seen from inside a cgroup namespace,
+            // a tree whose root is above the namespace's shows as `/..`.
+            let root = fields.get(3)?;
+            let whole = *root == "/" || root.starts_with("/..");
+            if !matches!(fstype, "cgroup" | "cgroup2") || !whole {
                 return None;
             }
             Some(CgroupMount {

@@ -14,7 +14,7 @@ use crate::spec::Spec;
 
 /// The `features` document.
 pub fn features() -> Value {
-    let namespaces: Vec<&str> = Namespace::ALL
+    let mut namespaces: Vec<&str> = Namespace::ALL
         .iter()
         .map(|ns| match ns {
             Namespace::Net => "network",
@@ -22,6 +22,8 @@ pub fn features() -> Value {
             other => other.proc_name(),
         })
         .collect();
+    // Made by the init itself, once in its group (Spec::cgroup_ns).
+    namespaces.push("cgroup");
     let mut capabilities: Vec<String> = caps::all().iter().map(|c| c.to_string()).collect();
     capabilities.sort();
     json!({
