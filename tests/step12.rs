@@ -662,8 +662,20 @@ fn remove_test_cgroup_parent() {
     if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
         dirs.extend(entries.flatten().map(|e| e.path().join(name)));
     }
-    for dir in dirs {
+    // Children first (podman leaves an empty `conmon` group below the
+    // parent); rmdir(2) removes only empty groups, so nothing living goes.
+    fn remove_tree(dir: &Path) {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for entry in entries.flatten() {
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    remove_tree(&entry.path());
+                }
+            }
+        }
         let _ = std::fs::remove_dir(dir);
+    }
+    for dir in dirs {
+        remove_tree(&dir);
     }
 }
 
