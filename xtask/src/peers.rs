@@ -36,18 +36,7 @@ pub fn run(root: &Path, runs: usize) -> Result<()> {
             }
         }
         crate::sh(root, "cargo", &["build", "--quiet", "--release", "--bins"])?;
-        let me = std::env::current_exe()?;
-        let status = Command::new("unshare")
-            .args(["--mount", "--propagation", "private", "--"])
-            .arg(me)
-            .args(["bench-peers", "--runs", &runs.to_string()])
-            .env(INNER, "1")
-            .status()
-            .context("unshare --mount (are you root?)")?;
-        if !status.success() {
-            bail!("bench-peers failed ({status})");
-        }
-        return Ok(());
+        return again_in_a_private_mount_namespace("bench-peers", runs, INNER);
     }
     leave_hybrid_cgroup_mode()?;
     let bin = root.join("target/release");
@@ -173,6 +162,28 @@ fn quiet(cmd: &mut Command) -> Result<()> {
             "{cmd:?} failed: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         );
+    }
+    Ok(())
+}
+
+/// Runs this xtask's `task --runs N` again in a private mount namespace,
+/// with `inner` set so it knows it is there (where it may unmount what it
+/// likes: nothing changes for the rest of the host).
+pub(crate) fn again_in_a_private_mount_namespace(
+    task: &str,
+    runs: usize,
+    inner: &str,
+) -> Result<()> {
+    let me = std::env::current_exe()?;
+    let status = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--"])
+        .arg(me)
+        .args([task, "--runs", &runs.to_string()])
+        .env(inner, "1")
+        .status()
+        .context("unshare --mount (are you root?)")?;
+    if !status.success() {
+        bail!("{task} failed ({status})");
     }
     Ok(())
 }

@@ -35,18 +35,7 @@ pub fn run(root: &Path, runs: usize) -> Result<()> {
             "cargo",
             &["build", "--quiet", "--release", "--bin", "step12"],
         )?;
-        let me = std::env::current_exe()?;
-        let status = Command::new("unshare")
-            .args(["--mount", "--propagation", "private", "--"])
-            .arg(me)
-            .args(["bench-podman", "--runs", &runs.to_string()])
-            .env(INNER, "1")
-            .status()
-            .context("unshare --mount (are you root?)")?;
-        if !status.success() {
-            bail!("bench-podman failed ({status})");
-        }
-        return Ok(());
+        return crate::peers::again_in_a_private_mount_namespace("bench-podman", runs, INNER);
     }
     crate::peers::leave_hybrid_cgroup_mode()?;
     let work = root.join("target/bench-podman");
