@@ -90,11 +90,16 @@ pub fn run(root: &Path, runs: usize) -> Result<()> {
     }
     // CAP_SYS_RESOURCE is missing on this machine kind: podman's default
     // nofile of 1048576 fails under every runtime.
+    // Below a parent cgroup of the bench's own, removed at the end (podman
+    // leaves its `conmon` group and the parent behind).
+    let parent = format!("/caixa-bench-{}", std::process::id());
     let run_args = [
         "run",
         "--rm",
         "--network",
         "none",
+        "--cgroup-parent",
+        &parent,
         "--ulimit",
         "nofile=20000:20000",
         "--ulimit",
@@ -148,7 +153,30 @@ pub fn run(root: &Path, runs: usize) -> Result<()> {
         medians[0] / medians[2]
     );
     let _ = podman(&runtimes[0].1, &["system", "reset", "--force"]).output();
+    remove_empty_groups(parent.trim_start_matches('/'));
     Ok(())
+}
+
+/// Removes the empty cgroup `name` below every hierarchy, children first
+/// (rmdir(2) removes only empty groups: nothing living goes).
+fn remove_empty_groups(name: &str) {
+    fn remove_tree(dir: &Path) {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for entry in entries.flatten() {
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    remove_tree(&entry.path());
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(dir);
+    }
+    let mut dirs = vec![Path::new("/sys/fs/cgroup").join(name)];
+    if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
+        dirs.extend(entries.flatten().map(|e| e.path().join(name)));
+    }
+    for dir in dirs {
+        remove_tree(&dir);
+    }
 }
 
 /// A busybox image as an OCI archive (umoci, skopeo), as the tests make it.
