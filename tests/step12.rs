@@ -130,11 +130,28 @@ impl Bundle {
 }
 
 impl Drop for Bundle {
-    /// Whatever a failed test left: its containers go (`delete --force`).
+    /// Whatever a failed test left: its containers go (`delete --force`);
+    /// if `delete` itself failed (a stubbed step 12 panics there), what
+    /// each container's record names is killed and removed here.
     fn drop(&mut self) {
-        let out = self.run(&["list", "--quiet"]);
-        for id in text(&out.stdout).lines() {
+        let runtime = self.state.path().join("runtime");
+        let ids: Vec<String> = std::fs::read_dir(&runtime)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for id in &ids {
             let _ = self.run(&["delete", "--force", id]);
+            let made = std::fs::read_to_string(runtime.join(id).join("made")).unwrap_or_default();
+            let groups: Vec<PathBuf> = made
+                .lines()
+                .filter_map(|l| l.strip_prefix("cgroup "))
+                .map(PathBuf::from)
+                .collect();
+            remove_groups(&groups);
         }
     }
 }
@@ -662,20 +679,39 @@ fn remove_test_cgroup_parent() {
     if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
         dirs.extend(entries.flatten().map(|e| e.path().join(name)));
     }
-    // Children first (podman leaves an empty `conmon` group below the
-    // parent); rmdir(2) removes only empty groups, so nothing living goes.
-    fn remove_tree(dir: &Path) {
+    // The test's own parent: whatever is still inside is the test's.
+    remove_groups(&dirs);
+}
+
+/// Kills what is left in the groups `dirs` and below them (a container
+/// still waiting at the gate because a stubbed `delete` panicked), then
+/// removes them, children first (podman leaves an empty `conmon` group
+/// below its parent). Only ever given groups this test made.
+fn remove_groups(dirs: &[PathBuf]) {
+    fn tree(dir: &Path, all: &mut Vec<PathBuf>) {
         if let Ok(entries) = std::fs::read_dir(dir) {
             for entry in entries.flatten() {
                 if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                    remove_tree(&entry.path());
+                    tree(&entry.path(), all);
                 }
             }
+            all.push(dir.to_path_buf());
         }
-        let _ = std::fs::remove_dir(dir);
     }
+    let mut all = Vec::new();
     for dir in dirs {
-        remove_tree(&dir);
+        tree(dir, &mut all);
+    }
+    for dir in &all {
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+            // SAFETY: kill(2) with a pid read from the test's own group.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+    for dir in &all {
+        // A killed process leaves its group a moment later.
+        let _ = eventually(|| std::fs::remove_dir(dir).is_ok() || !dir.exists());
     }
 }
 
@@ -865,6 +901,20 @@ fn containerd_runs_containers_through_caixa() {
             }
             let _ = self.0.kill();
             let _ = self.0.wait();
+            // A shim whose task could not be removed (a stubbed `delete`
+            // panics) outlives containerd: it names the test's socket.
+            let socket = self.1.join("containerd.sock");
+            let socket = socket.to_string_lossy();
+            for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+                let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                    continue;
+                };
+                let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+                if text(&cmdline).contains("containerd-shim") && text(&cmdline).contains(&*socket) {
+                    // SAFETY: kill(2) of the test's own shim.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
             unmount_below(&self.1);
             remove_test_cgroup_parent();
         }
