@@ -187,6 +187,23 @@ pub fn sweep() -> Vec<String> {
 }
 // ANCHOR_END: sweep
 
+/// The cgroup directories the record at `path` of container `id` names,
+/// read as [`undo_record`] reads them (a line of another shape names
+/// nothing): the runtime's `kill --all` signals what is inside.
+pub fn recorded_cgroups(path: &std::path::Path, id: &str) -> Vec<PathBuf> {
+    let cgroup_roots = crate::cgroup::detect()
+        .map(|h| h.roots())
+        .unwrap_or_default();
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| match Made::parse(l, id, &cgroup_roots)? {
+            Made::Cgroup(dir) | Made::CgroupOutsideCaixa(dir) => Some(dir),
+            Made::Overlay(_) | Made::KeptOverlay(_) => None,
+        })
+        .collect()
+}
+
 /// Undoes everything the record at `path` of container `id` names, and
 /// deletes the record once nothing is left (else keeps what is left, for
 /// the next try); says what it did, each line ending with `why`.

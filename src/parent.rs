@@ -407,8 +407,10 @@ impl Running {
     /// `record_to`, out of [`leftovers::sweep`]'s sight: this process's
     /// end is not the container's. Returns the child's pid.
     pub fn hand_over(mut self, record_to: &Path) -> Result<Pid, Error> {
-        self.child.reaped = true;
+        // On failure nothing was handed over: dropping `self` kills the
+        // child and tears the host side down, as on any failed start.
         self.host.hand_over(record_to)?;
+        self.child.reaped = true;
         Ok(self.child.pid)
     }
 
@@ -557,18 +559,22 @@ impl Host {
     /// See [`Running::hand_over`]. A network is refused before this point
     /// (the runtime leaves networks to its caller, as runc does).
     fn hand_over(&mut self, record_to: &Path) -> Result<(), Error> {
+        // The record first: it is the one step that can fail, and until it
+        // has moved, a failure leaves everything to the usual teardown.
+        if let Some(record) = self.record.take() {
+            record
+                .hand_over(record_to)
+                .map_err(|source| Error::Record {
+                    path: record_to.to_path_buf(),
+                    source,
+                })?;
+        }
         self.torn_down = true;
         // Their Drop would remove them: they are `delete`'s now.
         std::mem::forget(self.cgroup.take());
         std::mem::forget(self.image_root.take());
         std::mem::forget(self.network.take());
-        match self.record.take() {
-            Some(record) => record.hand_over(record_to).map_err(|source| Error::Record {
-                path: record_to.to_path_buf(),
-                source,
-            }),
-            None => Ok(()),
-        }
+        Ok(())
     }
 
     // ANCHOR: host_teardown

@@ -67,31 +67,6 @@ pub fn resource_of(typ: PosixRlimitType) -> Resource {
     }
 }
 
-/// The OCI type of `resource`, for writing a bundle.
-pub fn type_of(resource: Resource) -> Option<PosixRlimitType> {
-    use PosixRlimitType as T;
-    [
-        T::RlimitCpu,
-        T::RlimitFsize,
-        T::RlimitData,
-        T::RlimitStack,
-        T::RlimitCore,
-        T::RlimitRss,
-        T::RlimitNproc,
-        T::RlimitNofile,
-        T::RlimitMemlock,
-        T::RlimitAs,
-        T::RlimitLocks,
-        T::RlimitSigpending,
-        T::RlimitMsgqueue,
-        T::RlimitNice,
-        T::RlimitRtprio,
-        T::RlimitRttime,
-    ]
-    .into_iter()
-    .find(|t| resource_of(*t) == resource)
-}
-
 // ANCHOR: set_all
 /// Sets every limit, in order; the first failure is the error.
 pub fn set_all(limits: &[Rlimit]) -> Result<(), RlimitError> {

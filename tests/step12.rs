@@ -688,30 +688,8 @@ fn remove_test_cgroup_parent() {
 /// removes them, children first (podman leaves an empty `conmon` group
 /// below its parent). Only ever given groups this test made.
 fn remove_groups(dirs: &[PathBuf]) {
-    fn tree(dir: &Path, all: &mut Vec<PathBuf>) {
-        if let Ok(entries) = std::fs::read_dir(dir) {
-            for entry in entries.flatten() {
-                if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                    tree(&entry.path(), all);
-                }
-            }
-            all.push(dir.to_path_buf());
-        }
-    }
-    let mut all = Vec::new();
     for dir in dirs {
-        tree(dir, &mut all);
-    }
-    for dir in &all {
-        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
-        for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-            // SAFETY: kill(2) with a pid read from the test's own group.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-    }
-    for dir in &all {
-        // A killed process leaves its group a moment later.
-        let _ = eventually(|| std::fs::remove_dir(dir).is_ok() || !dir.exists());
+        let _ = caixa::cgroup::remove_tree(dir);
     }
 }
 

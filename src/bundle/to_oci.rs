@@ -29,6 +29,26 @@ use crate::spec::Spec;
 
 /// The OCI runtime spec for `spec`; `spec.verbose` does not travel.
 pub fn to_oci(spec: &Spec) -> Result<OciSpec, BundleError> {
+    // What only a bundle read by step 12 carries: the engine never sets
+    // it, and a bundle must not silently lose it.
+    for (field, set) in [
+        ("process.rlimits", !spec.process.rlimits.is_empty()),
+        ("process.user.umask", spec.process.umask.is_some()),
+        (
+            "process.user.additionalGids",
+            !spec.process.additional_gids.is_empty(),
+        ),
+        ("linux.sysctl", !spec.sysctl.is_empty()),
+        ("mounts", spec.mount_table.is_some()),
+        ("linux.namespaces", spec.cgroup_ns),
+    ] {
+        if set {
+            return Err(invalid(
+                field,
+                "caixa writes bundles of its own defaults only; this came from a bundle it read",
+            ));
+        }
+    }
     let mut annotations = HashMap::new();
 
     let mut process = Process::default();

@@ -63,6 +63,20 @@ pub(crate) fn remove_dir(dir: &Path) -> Result<(), CgroupError> {
 }
 // ANCHOR_END: remove_dir
 
+/// [`remove_dir`] of `dir` and of every group below it, children first:
+/// for whoever made a tree of groups and must leave none behind (a test
+/// or a bench whose orchestrator put its own groups below caixa's).
+pub fn remove_tree(dir: &Path) -> Result<(), CgroupError> {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_tree(&entry.path())?;
+            }
+        }
+    }
+    remove_dir(dir)
+}
+
 /// Creates `dir` if it does not exist (caixa's parent, or the container's).
 pub(super) fn make_dir(dir: &Path) -> Result<(), CgroupError> {
     match std::fs::create_dir(dir) {

@@ -38,6 +38,7 @@ use nix::unistd::Pid;
 pub use devices::{Access, DeviceKind, DeviceRule};
 pub use fs::Setting;
 pub(crate) use fs::remove_dir;
+pub use fs::remove_tree;
 use fs::{make_dir, make_group_dir, read_key, write_settings};
 pub use hierarchy::{Hierarchy, PARENT, detect, detect_from};
 pub use limits::{

@@ -243,7 +243,8 @@ impl Runtime {
             })?;
             console::send(socket, &master)?;
         }
-        let pid = running.hand_over(&dir.join(MADE_FILE))?.as_raw();
+        let made = dir.join(MADE_FILE);
+        let pid = running.hand_over(&made)?.as_raw();
         let saved = Saved {
             id: id.to_string(),
             pid,
@@ -253,14 +254,24 @@ impl Runtime {
             created: humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string(),
             annotations: config.annotations().clone().unwrap_or_default(),
         };
-        write_atomically(
+        let written = write_atomically(
             &dir.join(STATE_FILE),
             &serde_json::to_vec(&saved).unwrap_or_default(),
-        )?;
-        if let Some(pid_file) = &options.pid_file {
-            write_atomically(pid_file, pid.to_string().as_bytes())?;
+        )
+        .and_then(|()| match &options.pid_file {
+            Some(pid_file) => write_atomically(pid_file, pid.to_string().as_bytes()),
+            None => Ok(()),
+        });
+        if written.is_err() {
+            // Handed over, but nobody could find it: undo it here. It is
+            // still this process's child, so it is reaped before its groups
+            // go (a group outside caixa's is removed only when empty).
+            let child = nix::unistd::Pid::from_raw(pid);
+            let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(child, None);
+            crate::leftovers::undo_record(&made, id, "not created");
         }
-        Ok(pid)
+        written.map(|()| pid)
     }
     // ANCHOR_END: create
 
@@ -292,7 +303,7 @@ impl Runtime {
         let saved = self.load(id)?;
         let dir = self.dir(id);
         if all {
-            for pid in cgroup_pids(&dir.join(MADE_FILE)) {
+            for pid in cgroup_pids(&dir.join(MADE_FILE), id) {
                 let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
             }
         }
@@ -421,13 +432,12 @@ fn check_runtime_spec(spec: &Spec, options: &CreateOptions) -> Result<(), Runtim
     }
 }
 
-/// The pids in the cgroup directories a `made` record names.
-fn cgroup_pids(made: &Path) -> Vec<i32> {
-    let text = std::fs::read_to_string(made).unwrap_or_default();
-    let mut pids: Vec<i32> = text
-        .lines()
-        .filter_map(|line| line.strip_prefix("cgroup "))
-        .map(|dir| std::fs::read_to_string(Path::new(dir).join("cgroup.procs")).unwrap_or_default())
+/// The pids in the cgroup directories container `id`'s `made` record
+/// names.
+fn cgroup_pids(made: &Path, id: &str) -> Vec<i32> {
+    let mut pids: Vec<i32> = crate::leftovers::recorded_cgroups(made, id)
+        .iter()
+        .map(|dir| std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default())
         .collect::<Vec<String>>()
         .iter()
         .flat_map(|procs| procs.lines().filter_map(|l| l.trim().parse().ok()))

@@ -153,29 +153,19 @@ pub fn run(root: &Path, runs: usize) -> Result<()> {
         medians[0] / medians[2]
     );
     let _ = podman(&runtimes[0].1, &["system", "reset", "--force"]).output();
-    remove_empty_groups(parent.trim_start_matches('/'));
+    remove_groups(parent.trim_start_matches('/'));
     Ok(())
 }
 
-/// Removes the empty cgroup `name` below every hierarchy, children first
-/// (rmdir(2) removes only empty groups: nothing living goes).
-fn remove_empty_groups(name: &str) {
-    fn remove_tree(dir: &Path) {
-        if let Ok(entries) = std::fs::read_dir(dir) {
-            for entry in entries.flatten() {
-                if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                    remove_tree(&entry.path());
-                }
-            }
-        }
-        let _ = std::fs::remove_dir(dir);
-    }
+/// Removes the bench's cgroup `name` below every hierarchy, and every
+/// group below it (podman leaves its `conmon` group there).
+fn remove_groups(name: &str) {
     let mut dirs = vec![Path::new("/sys/fs/cgroup").join(name)];
     if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
         dirs.extend(entries.flatten().map(|e| e.path().join(name)));
     }
     for dir in dirs {
-        remove_tree(&dir);
+        let _ = caixa::cgroup::remove_tree(&dir);
     }
 }
 
