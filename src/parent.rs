@@ -39,6 +39,9 @@ pub enum Error {
     /// The plan is invalid.
     #[error(transparent)]
     Spec(#[from] SpecError),
+    /// A namespace the bundle names by path could not be entered.
+    #[error(transparent)]
+    Enter(#[from] crate::ns::enter::EnterError),
     /// The kernel has no such namespace at all.
     #[error(
         "this kernel has no {0} namespace (/proc/self/ns/{proc} is missing): use a kernel built with {opt}",
@@ -236,7 +239,10 @@ fn launch(spec: &Spec, launch: &Launch<'_>) -> Result<Running, Error> {
     };
 
     // ANCHOR: parent_clone
-    // 5. Clone the child into its new namespaces.
+    // 5. Clone the child into its new namespaces. Those a bundle names by
+    //    path (step 12) the parent enters for the clone only: the child is
+    //    born in them, and `entered` takes the parent back when dropped.
+    let entered = ns::enter::enter(&spec.entered)?;
     let flags = ns::clone_flags(&spec.namespaces);
     step(format_args!(
         "clone3({})",
@@ -251,7 +257,10 @@ fn launch(spec: &Spec, launch: &Launch<'_>) -> Result<Running, Error> {
             // SAFETY: ends this (child) process.
             unsafe { libc::_exit(code) }
         }
-        Ok(Forked::Parent(pid)) => Child { pid, reaped: false },
+        Ok(Forked::Parent(pid)) => {
+            drop(entered);
+            Child { pid, reaped: false }
+        }
         Err(errno) => {
             return Err(Error::Clone {
                 flags: ns::describe_flags(&spec.namespaces),

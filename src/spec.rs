@@ -90,6 +90,10 @@ pub struct Spec {
     /// unshares it once it is in its cgroup, so `/proc/self/cgroup` reads
     /// `/` inside and a `cgroup` mount shows its own groups only.
     pub cgroup_ns: bool,
+    /// Namespaces that exist already, entered by path instead of made (a
+    /// bundle's `linux.namespaces[].path`, step 12; see
+    /// [`crate::ns::enter`]): network, IPC and UTS only.
+    pub entered: Vec<(Namespace, PathBuf)>,
 }
 // ANCHOR_END: spec_struct
 
@@ -173,7 +177,16 @@ impl Spec {
             sysctl: Vec::new(),
             mount_table: None,
             cgroup_ns: false,
+            entered: Vec::new(),
         }
+    }
+
+    /// The namespaces that are the container's own: those it makes, and
+    /// those it enters by path (never the host's: [`crate::ns::enter`]
+    /// refuses that).
+    pub fn own_namespaces(&self) -> Vec<Namespace> {
+        let entered = self.entered.iter().map(|(kind, _)| *kind);
+        self.namespaces.iter().copied().chain(entered).collect()
     }
 
     /// Whether the plan creates a namespace of this kind.
@@ -223,7 +236,7 @@ impl Spec {
             });
         }
         for (key, _) in &self.sysctl {
-            if let Some(why) = crate::sysctl::refusal(key, &self.namespaces) {
+            if let Some(why) = crate::sysctl::refusal(key, &self.own_namespaces()) {
                 return Err(SpecError::Sysctl(why));
             }
         }

@@ -326,6 +326,229 @@ fn a_created_container_can_be_deleted_and_run_ends_with_the_commands_code() {
 }
 
 #[test]
+fn exec_joins_the_container_with_the_processs_own_privileges() {
+    let bundle = Bundle::new(&["sleep", "100"], |c| {
+        c["linux"]["resources"] = json!({"pids": {"limit": 64}});
+    });
+    for applet in ["grep", "pwd", "sh"] {
+        let _ = std::os::unix::fs::symlink("busybox", bundle.rootfs().join("bin").join(applet));
+    }
+    assert!(bundle.create("joined").status.success());
+    assert!(bundle.run(&["start", "joined"]).status.success());
+    let pid1 = bundle.state("joined")["pid"].as_i64().unwrap_or(0) as i32;
+
+    // Every namespace and the cgroup are pid 1's; the exit code is the
+    // command's.
+    let probe = "for ns in pid mnt net uts ipc cgroup; do \
+                   a=$(readlink /proc/1/ns/$ns); \
+                   [ -n \"$a\" ] && [ \"$a\" = \"$(readlink /proc/self/ns/$ns)\" ] || echo \"other $ns\"; \
+                 done; \
+                 [ \"$(cat /proc/1/cgroup)\" = \"$(cat /proc/self/cgroup)\" ] || echo 'other cgroup'; \
+                 echo \"$FOO in $(pwd)\"; exit 7";
+    let out = bundle.run(&[
+        "exec", "--env", "FOO=bar", "--cwd", "/tmp", "joined", "sh", "-c", probe,
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "step 12: expected `exec ID sh -c '…; exit 7'` to end with the command's code 7, it \
+         ended with {}; most likely cause: exec does not wait for the process it forked, or \
+         cannot join the container\nstderr: {}",
+        out.status,
+        text(&out.stderr)
+    );
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "bar in /tmp",
+        "step 12: expected the exec'd process in every namespace and the cgroup of pid 1 \
+         (no \"other …\" line), with --env and --cwd applied; most likely cause: a namespace \
+         left out of the setns flags, or the cgroup not entered before setns"
+    );
+
+    // A process of its own: capabilities from --process, not pid 1's.
+    let process = bundle.state.path().join("process.json");
+    let only_kill = json!(["CAP_KILL"]);
+    std::fs::write(
+        &process,
+        json!({
+            "args": ["sh", "-c", "grep CapEff /proc/self/status"],
+            "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0},
+            "capabilities": {"bounding": only_kill, "effective": only_kill,
+                             "permitted": only_kill},
+            "noNewPrivileges": true,
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let out = bundle.run(&["exec", "--process", process.to_str().unwrap(), "joined"]);
+    assert_eq!(
+        text(&out.stdout).split_whitespace().last(),
+        Some("0000000000000020"),
+        "step 12: expected `exec --process` with only CAP_KILL to run with CapEff \
+         0000000000000020; most likely cause: the process's capabilities are not dropped \
+         (or pid 1's are used)\nstderr: {}",
+        text(&out.stderr)
+    );
+
+    // Detached: exec returns once the process runs; the pid file names
+    // it, as the host sees it, in the container's PID namespace.
+    let pid_file = bundle.state.path().join("exec.pid");
+    let out = bundle.run(&[
+        "exec",
+        "--detach",
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        "joined",
+        "sleep",
+        "100",
+    ]);
+    assert!(
+        out.status.success(),
+        "step 12: expected `exec --detach` to succeed: {}",
+        text(&out.stderr)
+    );
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap_or_default()
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    let ns = |p: i32| std::fs::read_link(format!("/proc/{p}/ns/pid")).ok();
+    assert!(
+        pid > 0 && ns(pid).is_some() && ns(pid) == ns(pid1),
+        "step 12: expected --pid-file to name a live process in the container's PID namespace, \
+         it holds {pid}; most likely cause: the pid file is written with the pid as the \
+         container sees it, or before the fork"
+    );
+
+    // A command that is not there: one line and exit 127, as in `run`.
+    let out = bundle.run(&["exec", "joined", "no-such-program"]);
+    assert_eq!(
+        out.status.code(),
+        Some(127),
+        "step 12: expected exec of a missing program to end with 127: {}",
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stderr).contains("no-such-program"),
+        "step 12: expected the error to name the missing program: {}",
+        text(&out.stderr)
+    );
+
+    // delete --force ends every process of the container, the exec'd too.
+    assert!(
+        bundle
+            .run(&["delete", "--force", "joined"])
+            .status
+            .success()
+    );
+    assert!(
+        support::wait_gone(pid),
+        "step 12: expected delete --force to end the exec'd process too (it is in the cgroup)"
+    );
+    let out = bundle.run(&["exec", "joined", "true"]);
+    assert_one_line_error(&out, 12, 1, "does not exist");
+}
+
+/// A process of the test's own in a new network namespace (`unshare
+/// --net sleep`), killed and reaped on drop: a namespace to name by path.
+struct NetnsHolder(std::process::Child);
+
+impl NetnsHolder {
+    fn new() -> NetnsHolder {
+        let child = Command::new("unshare")
+            .args(["--net", "sleep", "100"])
+            .spawn()
+            .expect("unshare (util-linux)");
+        let holder = NetnsHolder(child);
+        let own = std::fs::read_link("/proc/self/ns/net").ok();
+        assert!(
+            eventually(|| std::fs::read_link(holder.path()).ok() != own),
+            "unshare --net did not make a network namespace"
+        );
+        holder
+    }
+
+    fn path(&self) -> String {
+        format!("/proc/{}/ns/net", self.0.id())
+    }
+}
+
+impl Drop for NetnsHolder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_namespace_named_by_path_is_entered_and_only_the_child_stays_in_it() {
+    let holder = NetnsHolder::new();
+    let netns = holder.path();
+    let bundle = Bundle::new(&["sh", "-c", "readlink /proc/self/ns/net > /netns"], |c| {
+        for ns in c["linux"]["namespaces"].as_array_mut().unwrap() {
+            if ns["type"] == "network" {
+                ns["path"] = json!(holder.path());
+            }
+        }
+    });
+    let bundle_dir = bundle.dir.path().to_str().unwrap().to_string();
+    let out = bundle.run(&["run", "--bundle", &bundle_dir, "pod"]);
+    assert!(
+        out.status.success(),
+        "step 12: expected a bundle whose network namespace has a path to run: {}",
+        text(&out.stderr)
+    );
+    let inside = std::fs::read_to_string(bundle.rootfs().join("netns")).unwrap_or_default();
+    let wanted = std::fs::read_link(&netns).unwrap();
+    assert_eq!(
+        inside.trim(),
+        wanted.to_string_lossy(),
+        "step 12: expected the container in the network namespace at {netns}; most likely \
+         cause: the parent does not setns(2) into it before clone3, or clones with \
+         CLONE_NEWNET anyway"
+    );
+
+    // A file that is no namespace: one line, nothing left.
+    let bundle = Bundle::new(&["true"], |c| {
+        for ns in c["linux"]["namespaces"].as_array_mut().unwrap() {
+            if ns["type"] == "network" {
+                ns["path"] = json!("/proc/self/status");
+            }
+        }
+    });
+    let out = bundle.create("notans");
+    assert_one_line_error(
+        &out,
+        12,
+        1,
+        "cannot enter the net namespace at /proc/self/status",
+    );
+    assert_eq!(listed_ids(&bundle.state.path().join("runtime")).trim(), "");
+
+    // The runtime's own namespace is not the container's to change.
+    let bundle = Bundle::new(&["true"], |c| {
+        for ns in c["linux"]["namespaces"].as_array_mut().unwrap() {
+            if ns["type"] == "network" {
+                ns["path"] = json!("/proc/self/ns/net");
+            }
+        }
+    });
+    let out = bundle.create("hostns");
+    assert_one_line_error(&out, 12, 1, "it is the runtime's own");
+
+    // A PID namespace by path would move the runtime's own children.
+    let bundle = Bundle::new(&["true"], |c| {
+        for ns in c["linux"]["namespaces"].as_array_mut().unwrap() {
+            if ns["type"] == "pid" {
+                ns["path"] = json!("/proc/1/ns/pid");
+            }
+        }
+    });
+    let out = bundle.create("pidpath");
+    assert_one_line_error(&out, 12, 1, "linux.namespaces[");
+}
+
+#[test]
 fn create_refuses_what_caixa_does_not_do_and_leaves_nothing() {
     let bundle = Bundle::new(&["true"], |c| {
         c["hooks"] = json!({"createRuntime": [{"path": "/bin/true"}]});
@@ -606,7 +829,7 @@ fn listed_ids(root: &Path) -> String {
 /// An OCI archive of a busybox image, for podman and containerd.
 fn image_archive(dir: &Path) -> PathBuf {
     let rootfs = TinyRootfs::new();
-    for applet in ["true", "cat", "sleep", "echo"] {
+    for applet in ["true", "cat", "sleep", "echo", "readlink"] {
         std::os::unix::fs::symlink("busybox", rootfs.dir.path().join("bin").join(applet)).unwrap();
     }
     let layout = dir.join("layout");
@@ -793,6 +1016,36 @@ fn podman_runs_containers_through_caixa() {
         text(&out.stdout).contains("sleeper Up"),
         "step 12: podman sees it running through `state`: {}",
         text(&out.stdout)
+    );
+    let out = podman(&[
+        "exec",
+        "sleeper",
+        "sh",
+        "-c",
+        "a=$(readlink /proc/1/ns/pid); [ -n \"$a\" ] && [ \"$a\" = \"$(readlink /proc/self/ns/pid)\" ] && echo joined; exit 6",
+    ]);
+    assert_eq!(
+        (out.status.code(), text(&out.stdout).trim().to_string()),
+        (Some(6), "joined".to_string()),
+        "step 12: expected `podman exec` through caixa's exec to run in the container's PID \
+         namespace and report its code 6; most likely cause: `exec --process F --detach \
+         --pid-file P` (what conmon runs) does not write the pid file\nstderr: {}",
+        text(&out.stderr)
+    );
+    // A network namespace of the test's own, named by path (a pod's way).
+    let holder = NetnsHolder::new();
+    let network = format!("ns:{}", holder.path());
+    let mut args = vec!["run", "--rm"];
+    args.extend_from_slice(&limits[..4]);
+    args.extend_from_slice(&["--cgroup-parent", &parent, "--network", &network]);
+    args.extend_from_slice(&["localhost/bb:1", "readlink", "/proc/self/ns/net"]);
+    let out = podman(&args);
+    assert_eq!(
+        text(&out.stdout).trim(),
+        std::fs::read_link(holder.path()).unwrap().to_string_lossy(),
+        "step 12: expected `podman run --network ns:PATH` to put the container in that \
+         namespace (linux.namespaces[].path)\nstderr: {}",
+        text(&out.stderr)
     );
     let out = podman(&["kill", "sleeper"]);
     assert!(
@@ -986,6 +1239,24 @@ fn containerd_runs_containers_through_caixa() {
         listed.contains("sleeper"),
         "step 12: containerd's container is caixa's: {}",
         listed
+    );
+    let out = ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "probe",
+        "sleeper",
+        "sh",
+        "-c",
+        "echo joined; exit 6",
+    ]);
+    assert_eq!(
+        (out.status.code(), text(&out.stdout).trim().to_string()),
+        (Some(6), "joined".to_string()),
+        "step 12: expected `ctr task exec` through caixa's exec to report the code 6; most \
+         likely cause: `exec --process F --detach --pid-file P` (what the shim runs) does not \
+         write the pid file\nstderr: {}",
+        text(&out.stderr)
     );
     assert!(
         ctr(&["task", "kill", "-s", "SIGKILL", "sleeper"])

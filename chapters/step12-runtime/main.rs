@@ -3,7 +3,7 @@
 //! The command line of runc, as containerd's shim and podman's conmon call
 //! it: `step12 [--root DIR] [--log FILE --log-format json] create --bundle
 //! DIR --pid-file FILE ID`, then `start ID`, `state ID`, `kill ID SIGNAL`,
-//! `delete ID`. Put it under podman with `podman --runtime
+//! `delete ID`, and `exec` for one more process. Put it under podman with `podman --runtime
 //! target/debug/step12 run …`, or under containerd with `ctr run
 //! --runc-binary target/debug/step12 …`. The library does the work
 //! ([`caixa::runtime`]); this file is the contract's words.
@@ -11,7 +11,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use caixa::runtime::{self, CreateOptions, Runtime, RuntimeError};
+use caixa::runtime::{self, CreateOptions, ExecOptions, Runtime, RuntimeError};
 use clap::{Parser, Subcommand, ValueEnum};
 
 /// An OCI runtime: containerd and podman drive it as they drive runc.
@@ -22,7 +22,7 @@ use clap::{Parser, Subcommand, ValueEnum};
     long_about = "Step 12: caixa as an OCI runtime.\n\n\
         The runc command line that containerd's shim and podman's conmon \
         use: create (everything but execve), start, state, kill, delete, \
-        run, list, features, spec. The container is made by the same code as \
+        exec, run, list, features, spec. The container is made by the same code as \
         every step's, from a bundle's config.json; what caixa does not \
         implement is refused, naming the field."
 )]
@@ -110,6 +110,43 @@ enum Command {
         /// The container's id.
         id: String,
     },
+    /// Run one more process in a created or running container.
+    Exec {
+        /// The process, as config.json's "process" object (what containerd
+        /// and conmon pass), instead of a command.
+        #[arg(short, long, value_name = "FILE")]
+        process: Option<PathBuf>,
+        /// Return once the process runs; it is left to the caller's
+        /// subreaper (conmon, containerd's shim).
+        #[arg(short, long)]
+        detach: bool,
+        /// Write the process's pid (as the host sees it) here.
+        #[arg(long, value_name = "FILE")]
+        pid_file: Option<PathBuf>,
+        /// Send the terminal's master end to this unix socket.
+        #[arg(long, value_name = "SOCKET")]
+        console_socket: Option<PathBuf>,
+        /// Give the command a terminal (with a command line).
+        #[arg(short, long)]
+        tty: bool,
+        /// The working directory (with a command line).
+        #[arg(long, value_name = "DIR")]
+        cwd: Option<PathBuf>,
+        /// KEY=VALUE over the container's environment (with a command line).
+        #[arg(short, long, value_name = "KEY=VALUE")]
+        env: Vec<String>,
+        /// UID[:GID] (with a command line).
+        #[arg(short, long, value_name = "UID[:GID]")]
+        user: Option<String>,
+        /// Keep descriptors 3 to 3+N-1 open in the process.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        preserve_fds: u32,
+        /// The container's id.
+        id: String,
+        /// The command and its arguments (without --process).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
     /// create, start and wait: the runtime stays the container's parent.
     Run {
         #[command(flatten)]
@@ -137,7 +174,7 @@ enum Command {
         #[arg(short, long, value_name = "DIR", default_value = ".")]
         bundle: PathBuf,
     },
-    /// Any other command of runc (exec, pause, update, checkpoint…): refused.
+    /// Any other command of runc (pause, update, checkpoint…): refused.
     #[command(external_subcommand)]
     Other(Vec<String>),
 }
@@ -222,6 +259,33 @@ fn run(args: &Step12) -> Result<i32, RuntimeError> {
             for line in runtime.delete(id, *force)? {
                 eprintln!("step12: {line}");
             }
+        }
+        Command::Exec {
+            process,
+            detach,
+            pid_file,
+            console_socket,
+            tty,
+            cwd,
+            env,
+            user,
+            preserve_fds,
+            id,
+            command,
+        } => {
+            let options = ExecOptions {
+                process: process.clone(),
+                args: command.clone(),
+                env: env.clone(),
+                cwd: cwd.clone(),
+                user: user.clone(),
+                tty: *tty,
+                console_socket: console_socket.clone(),
+                pid_file: pid_file.clone(),
+                detach: *detach,
+                preserve_fds: *preserve_fds,
+            };
+            return runtime.exec(id, &options);
         }
         Command::Run { args, detach, id } => {
             return runtime.run(id, &create_options(args)?, *detach);

@@ -118,7 +118,7 @@ pub fn from_oci(
     let capabilities = capabilities_from_oci(process.capabilities().as_ref())?;
     let seccomp = seccomp_from_oci(linux.seccomp().as_ref(), capabilities.as_deref())?;
 
-    let (namespaces, cgroup_ns) =
+    let (namespaces, cgroup_ns, entered) =
         namespaces_from_oci(linux.namespaces().as_deref().unwrap_or_default())?;
     let sysctl: Vec<(String, String)> = linux
         .sysctl()
@@ -126,16 +126,7 @@ pub fn from_oci(
         .flatten()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    for (key, _) in &sysctl {
-        if let Some(why) = crate::sysctl::refusal(key, &namespaces) {
-            return Err(BundleError::Unsupported {
-                field: format!("linux.sysctl.{key}"),
-                why,
-            });
-        }
-    }
-
-    Ok(Spec {
+    let spec = Spec {
         stdio: None,
         terminal: process.terminal().unwrap_or(false),
         id: id.to_string(),
@@ -165,7 +156,17 @@ pub fn from_oci(
         sysctl,
         mount_table,
         cgroup_ns,
-    })
+        entered,
+    };
+    for (key, _) in &spec.sysctl {
+        if let Some(why) = crate::sysctl::refusal(key, &spec.own_namespaces()) {
+            return Err(BundleError::Unsupported {
+                field: format!("linux.sysctl.{key}"),
+                why,
+            });
+        }
+    }
+    Ok(spec)
 }
 
 /// `process.rlimits`, each type once.
@@ -253,12 +254,34 @@ fn check_annotations(annotations: &HashMap<String, String>) -> Result<(), Bundle
 
 /// The namespaces to create, and whether a cgroup namespace is among them
 /// (the init makes that one itself, once it is in its cgroup).
-fn namespaces_from_oci(list: &[LinuxNamespace]) -> Result<(Vec<Namespace>, bool), BundleError> {
+/// The namespaces to make, whether a cgroup namespace is among them, and
+/// those to enter by path.
+type Namespaces = (Vec<Namespace>, bool, Vec<(Namespace, PathBuf)>);
+
+fn namespaces_from_oci(list: &[LinuxNamespace]) -> Result<Namespaces, BundleError> {
     let mut namespaces = Vec::new();
     let mut cgroup_ns = false;
+    let mut entered: Vec<(Namespace, PathBuf)> = Vec::new();
     for (i, oci) in list.iter().enumerate() {
-        if oci.path().is_some() {
-            return Err(refuse(&format!("linux.namespaces[{i}].path")));
+        if let Some(path) = oci.path() {
+            let field = format!("linux.namespaces[{i}].path");
+            let Some(ns) = crate::ns::enter::ENTERABLE
+                .into_iter()
+                .find(|ns| namespace_type(*ns) == oci.typ())
+            else {
+                return Err(refuse(&field));
+            };
+            if !path.is_absolute() {
+                return Err(invalid(&field, "give an absolute path"));
+            }
+            if entered.iter().any(|(kind, _)| *kind == ns) {
+                return Err(invalid(
+                    &field,
+                    format!("the {} namespace is listed twice", ns.proc_name()),
+                ));
+            }
+            entered.push((ns, path.clone()));
+            continue;
         }
         if oci.typ() == LinuxNamespaceType::Cgroup {
             if std::mem::replace(&mut cgroup_ns, true) {
@@ -286,7 +309,16 @@ fn namespaces_from_oci(list: &[LinuxNamespace]) -> Result<(Vec<Namespace>, bool)
         }
         namespaces.push(ns);
     }
-    Ok((namespaces, cgroup_ns))
+    if let Some((ns, _)) = entered.iter().find(|(ns, _)| namespaces.contains(ns)) {
+        return Err(invalid(
+            "linux.namespaces",
+            format!(
+                "the {} namespace is listed twice (once with a path)",
+                ns.proc_name()
+            ),
+        ));
+    }
+    Ok((namespaces, cgroup_ns, entered))
 }
 
 fn id_maps(list: &Option<Vec<LinuxIdMapping>>) -> Vec<IdMap> {

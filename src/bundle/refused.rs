@@ -32,7 +32,7 @@ pub const REFUSED: &[(&str, &str)] = &[
     ("process.user.username", "username is Windows'; put a Linux user name in the org.caixa.process.user annotation"),
     ("process.capabilities", "caixa keeps one set: bounding = effective = permitted, inheritable and ambient empty (see src/caps.rs)"),
     ("root.readonly", "caixa's root is writable; mount a read-only directory instead"),
-    ("linux.namespaces.path", "joining an existing namespace is not supported yet"),
+    ("linux.namespaces.path", "caixa enters a network, IPC or UTS namespace by path; a user, mount, PID or cgroup namespace by path would change the runtime's own process (see src/ns/enter.rs)"),
     ("linux.namespaces.time", "caixa creates no time namespace yet"),
     ("linux.netDevices", "caixa wires its own veth: use the org.caixa.network.* annotations"),
     ("linux.devices", "caixa creates the default devices itself (null, zero, full, random, urandom, tty)"),

@@ -40,7 +40,10 @@ pub fn to_oci(spec: &Spec) -> Result<OciSpec, BundleError> {
         ),
         ("linux.sysctl", !spec.sysctl.is_empty()),
         ("mounts", spec.mount_table.is_some()),
-        ("linux.namespaces", spec.cgroup_ns),
+        (
+            "linux.namespaces",
+            spec.cgroup_ns || !spec.entered.is_empty(),
+        ),
     ] {
         if set {
             return Err(invalid(

@@ -22,7 +22,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -415,7 +415,7 @@ fn relay_terminal(
 /// `step11 exec-in CID EID`: joins container CID and becomes exec EID's
 /// command in it; returns only on failure (the exit code to use).
 pub fn join(root: &Path, container: &str, id: &str) -> i32 {
-    match join_and_fork(root, container, id) {
+    match join_engine_exec(root, container, id) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("step11: exec: {e}");
@@ -424,14 +424,16 @@ pub fn join(root: &Path, container: &str, id: &str) -> i32 {
     }
 }
 
-fn join_and_fork(root: &Path, container: &str, id: &str) -> Result<i32, InitError> {
+/// The engine's side of an exec: finds the container and the exec record,
+/// checks pid 1 is still the container's, and joins it.
+fn join_engine_exec(root: &Path, container: &str, id: &str) -> Result<i32, InitError> {
     let fail = |why: String| InitError::User(why);
     let containers = Containers::open(root).map_err(|e| fail(e.to_string()))?;
     let exec: Exec = read_json(&record_path(&containers, container, id))
         .map_err(|e| fail(format!("no exec {id}: {e}")))?;
     let dir = containers.dir(container);
     let config = crate::bundle::read(&dir).map_err(|e| fail(e.to_string()))?;
-    let spec =
+    let mut spec =
         crate::bundle::from_oci(&config, &dir, container).map_err(|e| fail(e.to_string()))?;
     let state = containers
         .state(container)
@@ -439,30 +441,108 @@ fn join_and_fork(root: &Path, container: &str, id: &str) -> Result<i32, InitErro
     if state.status != Status::Running || state.pid <= 0 {
         return Err(fail(format!("container {container} is not running")));
     }
+    // The exec's own command, environment, directory and user, over the
+    // container's.
+    spec.process.args = exec.cmd.clone();
+    super::request::apply_env(&mut spec.process.env, &exec.env);
+    if !exec.workdir.is_empty() {
+        spec.process.cwd = PathBuf::from(&exec.workdir);
+    }
+    if !exec.user.is_empty() {
+        spec.process.user = Some(exec.user.clone());
+    }
+    // Its cgroup: one directory per hierarchy.
+    let groups = match (crate::cgroup::detect(), &spec.limits) {
+        (Ok(hierarchy), Some(limits)) => hierarchy.planned_dirs(&limits.group(container)),
+        _ => Vec::new(),
+    };
+    // With -t the daemon passes a channel as fd 3: the terminal's master
+    // goes back on it, as init hands its own.
+    let to_daemon = |master: BorrowedFd<'_>| {
+        // SAFETY: with -t the daemon passes the channel as fd 3, and
+        // nothing else in this fresh process owns fd 3.
+        let channel = ChildEnd::from_fd(unsafe { OwnedFd::from_raw_fd(3) });
+        Ok(channel.give_terminal(master)?)
+    };
+    spec.terminal = exec.tty;
+    let joining = Joining {
+        pid: state.pid,
+        is_the_container: &|pid| {
+            // pid 1's cgroup is named by the container's id.
+            std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+                .unwrap_or_default()
+                .contains(container)
+        },
+        spec: &spec,
+        groups: &groups,
+        give_terminal: exec.tty.then_some(&to_daemon as &GiveTerminal),
+        preserve_fds: 0,
+    };
+    join_and_run(&joining, After::Wait, &mut |_| Ok(()))
+}
+
+/// A process to start in a running container: what `exec` needs, whoever
+/// asks (the engine's `exec-in`, or `step12 exec` for containerd and podman).
+pub struct Joining<'a> {
+    /// pid 1 of the container, as the host sees it.
+    pub pid: i32,
+    /// Says whether the process `pid` (held by a pidfd now) is still the
+    /// container's: a pid alone may have been reused.
+    pub is_the_container: &'a dyn Fn(i32) -> bool,
+    /// The container's spec, with the process to run in `spec.process`
+    /// (and its capabilities, no_new_privs and terminal).
+    pub spec: &'a Spec,
+    /// The container's cgroup directories, one per hierarchy.
+    pub groups: &'a [PathBuf],
+    /// With a terminal: where its master end goes (the daemon, or the
+    /// runtime caller's console socket).
+    pub give_terminal: Option<&'a GiveTerminal<'a>>,
+    /// Descriptors 3..3+N that the command keeps.
+    pub preserve_fds: u32,
+}
+
+/// Hands a new terminal's master end to whoever asked for the terminal.
+pub type GiveTerminal<'a> = dyn Fn(BorrowedFd<'_>) -> Result<(), InitError> + 'a;
+
+/// What the joining process does once the command runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum After {
+    /// Wait for it and return its exit code.
+    Wait,
+    /// Return at once (`runc exec --detach`): the command is reparented to
+    /// the nearest subreaper, conmon or containerd's shim.
+    Detach,
+}
+
+/// Joins the container `joining` names and runs `joining.spec.process` in
+/// it; calls `started` with its host pid once it has execve'd. Returns its
+/// exit code (`After::Wait`), or 0 (`After::Detach`); if it could not
+/// become the command, the code it ended with (it said why on stderr).
+pub fn join_and_run(
+    joining: &Joining<'_>,
+    after: After,
+    started: &mut dyn FnMut(nix::unistd::Pid) -> Result<(), InitError>,
+) -> Result<i32, InitError> {
+    let fail = |why: String| InitError::User(why);
+    let spec = joining.spec;
 
     // 1. A handle on pid 1 of the container that cannot come to mean
-    //    another process: a pidfd. Then check it is the container's: its
-    //    cgroup is named by the container's id, and it is still alive
-    //    after that read (so the read was of the same process).
-    let pidfd = crate::pidfd::open(state.pid).map_err(|errno| InitError::Syscall {
+    //    another process: a pidfd. Then check it is the container's, and
+    //    still alive after that check (so the check was of this process).
+    let pidfd = crate::pidfd::open(joining.pid).map_err(|errno| InitError::Syscall {
         call: "pidfd_open(the container's pid 1)".into(),
         errno,
     })?;
-    let cgroups =
-        std::fs::read_to_string(format!("/proc/{}/cgroup", state.pid)).unwrap_or_default();
-    if !cgroups.contains(container) || crate::pidfd::signal(&pidfd, 0).is_err() {
-        return Err(fail(format!("container {container} has ended")));
+    if !(joining.is_the_container)(joining.pid) || crate::pidfd::signal(&pidfd, 0).is_err() {
+        return Err(fail(format!("container {} has ended", spec.id)));
     }
 
     // 2. Its cgroup, while we are still host root: one write per directory.
-    let place = spec.limits.as_ref().map(|l| l.group(container));
-    if let (Ok(hierarchy), Some(place)) = (crate::cgroup::detect(), place) {
-        for group in hierarchy.planned_dirs(&place) {
-            let procs = group.join("cgroup.procs");
-            if group.is_dir() {
-                std::fs::write(&procs, std::process::id().to_string())
-                    .map_err(|e| fail(format!("cannot enter {}: {e}", procs.display())))?;
-            }
+    for group in joining.groups {
+        let procs = group.join("cgroup.procs");
+        if group.is_dir() {
+            std::fs::write(&procs, std::process::id().to_string())
+                .map_err(|e| fail(format!("cannot enter {}: {e}", procs.display())))?;
         }
     }
 
@@ -470,62 +550,97 @@ fn join_and_fork(root: &Path, container: &str, id: &str) -> Result<i32, InitErro
     //    namespace named in the flags at once, the user namespace first (so
     //    the others, which it owns, may be joined), and changes our root
     //    and working directory to the container's.
-    join_namespaces(&pidfd, &spec.namespaces)?;
+    //    Those pid 1 entered by path (step 12) are its namespaces too.
+    join_namespaces(&pidfd, &spec.own_namespaces())?;
     drop(pidfd);
 
-    // 4. With -t: a terminal from the container's own devpts (we are in
-    //    its mount namespace now), its master handed to the daemon over
-    //    the channel it gave us as fd 3, as init hands its own.
-    let terminal = match exec.tty {
-        true => {
-            // SAFETY: with -t the daemon passes the channel as fd 3, and
-            // nothing else in this fresh process owns fd 3.
-            let channel = ChildEnd::from_fd(unsafe { OwnedFd::from_raw_fd(3) });
+    // 4. With a terminal: one from the container's own devpts (we are in
+    //    its mount namespace now); its master goes to whoever asked.
+    let terminal = match (spec.terminal, joining.give_terminal) {
+        (true, Some(give)) => {
             let (master, slave) = crate::init::new_pty()?;
-            channel.give_terminal(master.as_fd())?;
+            give(master.as_fd())?;
             Some(slave)
         }
-        false => None,
+        _ => None,
     };
 
-    // 5. A new pid namespace is entered by children only: fork.
-    // SAFETY: this process is single-threaded (a fresh exec of step11).
+    // 5. A new pid namespace is entered by children only: fork. A pipe,
+    //    close-on-exec, tells us when the child has become the command:
+    //    execve closes it (end of file); a failure writes a byte first.
+    let (from_child, to_parent) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|errno| InitError::Syscall {
+            call: "pipe2".into(),
+            errno,
+        })?;
+    // SAFETY: this process is single-threaded (a fresh exec of step11 or
+    // step12).
     match unsafe { nix::unistd::fork() } {
         Ok(nix::unistd::ForkResult::Child) => {
-            if let Some(slave) = &terminal {
-                if let Err(e) = crate::init::use_as_terminal(slave) {
-                    eprintln!("step11: exec: {e}");
-                    std::process::exit(e.exit_code());
-                }
+            drop(from_child);
+            let e = match &terminal {
+                Some(slave) => crate::init::use_as_terminal(slave)
+                    .and_then(|()| become_the_command(spec, joining.preserve_fds)),
+                None => become_the_command(spec, joining.preserve_fds),
             }
-            let e = become_the_command(&spec, &exec).unwrap_err();
-            eprintln!("step11: exec: {e}");
+            .unwrap_err();
+            // Said as the binary that runs us names itself (step11, step12).
+            let me = std::env::args().next().unwrap_or_default();
+            let me = Path::new(&me)
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy();
+            eprintln!("{me}: exec: {e}");
+            let _ = nix::unistd::write(&to_parent, b"!");
             std::process::exit(e.exit_code())
         }
         Ok(nix::unistd::ForkResult::Parent { child }) => {
-            // The terminal is the command's: the daemon sees it end when
-            // the command and its children are gone, not when we are.
+            // The terminal is the command's: whoever holds the master sees
+            // it end when the command and its children are gone, not us.
             drop(terminal);
-            loop {
-                match nix::sys::wait::waitpid(child, None) {
-                    Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => return Ok(code),
-                    Ok(nix::sys::wait::WaitStatus::Signaled(_, sig, _)) => {
-                        return Ok(128 + sig as i32);
-                    }
-                    Ok(_) | Err(Errno::EINTR) => continue,
+            drop(to_parent);
+            let mut byte = [0u8; 1];
+            let failed = loop {
+                match nix::unistd::read(&from_child, &mut byte) {
+                    Ok(n) => break n > 0,
+                    Err(Errno::EINTR) => continue,
                     Err(errno) => {
                         return Err(InitError::Syscall {
-                            call: "waitpid".into(),
+                            call: "read(the exec's pipe)".into(),
                             errno,
                         });
                     }
                 }
+            };
+            if !failed {
+                started(child)?;
+                if after == After::Detach {
+                    return Ok(0);
+                }
             }
+            wait_for(child)
         }
         Err(errno) => Err(InitError::Syscall {
             call: "fork".into(),
             errno,
         }),
+    }
+}
+
+/// Waits for our child `pid`; its exit code, or 128 + the signal.
+fn wait_for(pid: nix::unistd::Pid) -> Result<i32, InitError> {
+    loop {
+        match nix::sys::wait::waitpid(pid, None) {
+            Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => return Ok(code),
+            Ok(nix::sys::wait::WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+            Ok(_) | Err(Errno::EINTR) => continue,
+            Err(errno) => {
+                return Err(InitError::Syscall {
+                    call: "waitpid".into(),
+                    errno,
+                });
+            }
+        }
     }
 }
 
@@ -544,10 +659,15 @@ fn join_namespaces(pidfd: &OwnedFd, namespaces: &[Namespace]) -> Result<(), Init
     // END EXERCISE
 }
 
-/// The child, inside: the container's privileges, in init's order.
-fn become_the_command(spec: &Spec, exec: &Exec) -> Result<std::convert::Infallible, InitError> {
-    // Until execve, this process is step11: not dumpable, so the container's
-    // processes cannot open /proc/N/exe, our host binary (CVE-2019-5736).
+/// The child, inside: the process's privileges, in init's order.
+fn become_the_command(
+    spec: &Spec,
+    preserve_fds: u32,
+) -> Result<std::convert::Infallible, InitError> {
+    let process = &spec.process;
+    // Until execve, this process is caixa's: not dumpable, so the
+    // container's processes cannot open /proc/N/exe, our host binary
+    // (CVE-2019-5736).
     nix::sys::prctl::set_dumpable(false).map_err(|errno| InitError::Syscall {
         call: "prctl(PR_SET_DUMPABLE, 0)".into(),
         errno,
@@ -555,32 +675,35 @@ fn become_the_command(spec: &Spec, exec: &Exec) -> Result<std::convert::Infallib
     if spec.has(Namespace::User) {
         become_root_of_the_namespace()?;
     }
-    let mut env = spec.process.env.clone();
-    super::request::apply_env(&mut env, &exec.env);
-    let cwd = match exec.workdir.as_str() {
-        "" => spec.process.cwd.clone(),
-        dir => PathBuf::from(dir),
-    };
-    nix::unistd::chdir(&cwd).map_err(|errno| InitError::Syscall {
-        call: format!("chdir({})", cwd.display()),
+    nix::unistd::chdir(&process.cwd).map_err(|errno| InitError::Syscall {
+        call: format!("chdir({})", process.cwd.display()),
         errno,
     })?;
-    // Nothing of the host crosses: 0, 1, 2 are the daemon's pipes, and
-    // every other descriptor closes at execve (CVE-2024-21626).
-    crate::init::mark_fds_close_on_exec(3)?;
-    let program = crate::command::resolve(&exec.cmd[0], &env)?;
+    // Nothing of the host crosses: 0, 1, 2 are the caller's, and every
+    // other descriptor closes at execve (CVE-2024-21626).
+    crate::init::mark_fds_close_on_exec(3 + preserve_fds)?;
+    let program = crate::command::resolve(&process.args[0], &process.env)?;
+    // Resource limits before the capability drop (raising one needs
+    // CAP_SYS_RESOURCE).
+    crate::rlimit::set_all(&process.rlimits)?;
     let mut filters = crate::seccomp::prepare(&spec.seccomp, spec.capabilities.as_deref())?;
     // Without no_new_privs, seccomp(2) needs the CAP_SYS_ADMIN dropped
     // below: install first then, as the init does.
     if let Some(early) = filters.take_if(|_| !spec.no_new_privs) {
         early.install()?;
     }
-    let user = match exec.user.as_str() {
-        "" => spec.process.user.clone(),
-        user => Some(user.to_string()),
-    };
-    if let Some(user) = &user {
-        become_user(user, &[])?;
+    if let Some(user) = &process.user {
+        become_user(user, &process.additional_gids)?;
+    } else if !process.additional_gids.is_empty() {
+        let groups: Vec<nix::unistd::Gid> = process
+            .additional_gids
+            .iter()
+            .map(|g| nix::unistd::Gid::from_raw(*g))
+            .collect();
+        nix::unistd::setgroups(&groups).map_err(|errno| InitError::Syscall {
+            call: "setgroups".into(),
+            errno,
+        })?;
     }
     if let Some(keep) = &spec.capabilities {
         crate::caps::raise_effective()?;
@@ -592,14 +715,19 @@ fn become_the_command(spec: &Spec, exec: &Exec) -> Result<std::convert::Infallib
             errno,
         })?;
     }
+    if let Some(mask) = process.umask {
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(
+            mask as libc::mode_t,
+        ));
+    }
     if let Some(filters) = &filters {
         filters.install()?;
     }
     let errno = nix::unistd::execve(
         &std::ffi::CString::new(program.as_os_str().as_encoded_bytes())
             .map_err(|_| InitError::User("a NUL in the program's path".into()))?,
-        &crate::command::to_cstrings(&exec.cmd),
-        &crate::command::to_cstrings(&env),
+        &crate::command::to_cstrings(&process.args),
+        &crate::command::to_cstrings(&process.env),
     )
     .unwrap_err();
     Err(InitError::Exec { program, errno })

@@ -7,6 +7,7 @@
 //! namespaces(7). Each step binary switches one more of them on.
 
 pub mod clone;
+pub mod enter;
 pub mod net;
 pub mod uts;
 

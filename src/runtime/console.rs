@@ -9,7 +9,7 @@
 //! `--console-socket`. conmon and containerd's shim listen there, keep
 //! the master, and copy between it and the user.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
@@ -17,14 +17,28 @@ use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
 
 use super::RuntimeError;
 
-/// Sends `master` to the listener at `socket`, with the name runc sends
-/// beside it (callers ignore it, but some expect a non-empty message).
-pub fn send(socket: &Path, master: &OwnedFd) -> Result<(), RuntimeError> {
-    let stream = UnixStream::connect(socket).map_err(|source| RuntimeError::Io {
+/// Connects to the listener at `socket`; `exec` does this before it
+/// leaves the host's mount namespace, where the path means something.
+pub fn connect(socket: &Path) -> Result<UnixStream, RuntimeError> {
+    UnixStream::connect(socket).map_err(|source| RuntimeError::Io {
         action: "connect to the console socket",
         path: socket.to_path_buf(),
         source,
-    })?;
+    })
+}
+
+/// Sends `master` to the listener at `socket`, with the name runc sends
+/// beside it (callers ignore it, but some expect a non-empty message).
+pub fn send(socket: &Path, master: BorrowedFd<'_>) -> Result<(), RuntimeError> {
+    send_over(&connect(socket)?, master).map_err(|errno| RuntimeError::Io {
+        action: "send the terminal to",
+        path: socket.to_path_buf(),
+        source: errno.into(),
+    })
+}
+
+/// Sends `master` over a connected console socket.
+pub fn send_over(stream: &UnixStream, master: BorrowedFd<'_>) -> Result<(), nix::errno::Errno> {
     let fds = [master.as_raw_fd()];
     let name = b"/dev/ptmx";
     sendmsg::<()>(
@@ -33,11 +47,6 @@ pub fn send(socket: &Path, master: &OwnedFd) -> Result<(), RuntimeError> {
         &[ControlMessage::ScmRights(&fds)],
         MsgFlags::MSG_NOSIGNAL,
         None,
-    )
-    .map_err(|errno| RuntimeError::Io {
-        action: "send the terminal to",
-        path: socket.to_path_buf(),
-        source: errno.into(),
-    })?;
+    )?;
     Ok(())
 }

@@ -33,12 +33,16 @@ pub mod features;
 pub mod state;
 
 use std::io::Write;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use nix::fcntl::OFlag;
 use nix::sys::signal::Signal;
+use nix::sys::stat::Mode;
 
+use crate::engine::exec::{After, Joining};
 use crate::init::Launch;
 use crate::spec::Spec;
 use crate::start_gate::{self, GateError, StartGate};
@@ -99,6 +103,9 @@ pub enum RuntimeError {
     /// Waiting for the container (`run`) failed.
     #[error(transparent)]
     Signals(#[from] crate::signals::SignalError),
+    /// `exec` could not join the container or start its process.
+    #[error("exec: {0}")]
+    Exec(#[from] crate::init::InitError),
     /// A signal could not be sent.
     #[error("cannot signal container {id}: {errno}")]
     Signal {
@@ -129,6 +136,33 @@ pub struct CreateOptions {
     /// `process.terminal` is true.
     pub console_socket: Option<PathBuf>,
     /// Descriptors 3..3+N the container keeps.
+    pub preserve_fds: u32,
+}
+
+/// What `exec` takes besides the id: a process, as `--process FILE` (what
+/// containerd and conmon pass) or as a command line over the container's.
+#[derive(Debug, Default)]
+pub struct ExecOptions {
+    /// A JSON file with the process (the `process` object of config.json).
+    pub process: Option<PathBuf>,
+    /// Or the command and its arguments, run as the container's process
+    /// with `env`, `cwd`, `user` and `tty` over it.
+    pub args: Vec<String>,
+    /// `KEY=VALUE` added to the container's environment.
+    pub env: Vec<String>,
+    /// The working directory, inside the container.
+    pub cwd: Option<PathBuf>,
+    /// `UID[:GID]`.
+    pub user: Option<String>,
+    /// Give the process a terminal (needs `console_socket`).
+    pub tty: bool,
+    /// A unix socket to send the terminal's master end to.
+    pub console_socket: Option<PathBuf>,
+    /// Where to write the process's pid, as the host sees it.
+    pub pid_file: Option<PathBuf>,
+    /// Return once the process runs instead of waiting for it.
+    pub detach: bool,
+    /// Descriptors 3..3+N the process keeps.
     pub preserve_fds: u32,
 }
 
@@ -241,7 +275,7 @@ impl Runtime {
             let master = running.take_terminal().ok_or_else(|| {
                 RuntimeError::Usage("the container made no terminal to send".into())
             })?;
-            console::send(socket, &master)?;
+            console::send(socket, master.as_fd())?;
         }
         let made = dir.join(MADE_FILE);
         let pid = running.hand_over(&made)?.as_raw();
@@ -368,6 +402,71 @@ impl Runtime {
     }
     // ANCHOR_END: delete
 
+    // ANCHOR: exec
+    /// `exec ID`: starts one more process in a created or running
+    /// container, through the engine's exec (the same join: a pidfd on pid
+    /// 1, its cgroup, setns of every namespace, then the process's own
+    /// privileges). Returns the process's exit code, or 0 with `detach`.
+    pub fn exec(&self, id: &str, options: &ExecOptions) -> Result<i32, RuntimeError> {
+        let saved = self.load(id)?;
+        let dir = self.dir(id);
+        if saved.status(&dir) == Status::Stopped {
+            return Err(RuntimeError::Status {
+                id: id.to_string(),
+                status: "stopped",
+                what: "exec needs a created or running container",
+            });
+        }
+        // The container's config with the exec's process in it: one
+        // conversion ([`crate::bundle::from_oci`]) checks both.
+        let mut config = crate::bundle::read(&saved.bundle)?;
+        let process = exec_process(&config, options)?;
+        config.set_process(Some(process));
+        let spec = crate::bundle::from_oci(&config, &saved.bundle, id)?;
+        check_terminal(spec.terminal, &options.console_socket)?;
+        let groups = crate::leftovers::recorded_cgroups(&dir.join(MADE_FILE), id);
+        // The host's paths mean nothing once we have joined the
+        // container's mount namespace: the console socket is connected and
+        // the pid file's directory opened now.
+        let console = options
+            .console_socket
+            .as_deref()
+            .map(console::connect)
+            .transpose()?;
+        let pid_file = options.pid_file.as_deref().map(PidFile::open).transpose()?;
+        let to_socket = |master: BorrowedFd<'_>| match &console {
+            Some(stream) => console::send_over(stream, master).map_err(|errno| {
+                crate::init::InitError::Syscall {
+                    call: "sendmsg(the terminal, to the console socket)".into(),
+                    errno,
+                }
+            }),
+            None => Ok(()),
+        };
+        let joining = Joining {
+            pid: saved.pid,
+            is_the_container: &|_| saved.alive(),
+            spec: &spec,
+            groups: &groups,
+            give_terminal: Some(&to_socket),
+            preserve_fds: options.preserve_fds,
+        };
+        let after = match options.detach {
+            true => After::Detach,
+            false => After::Wait,
+        };
+        let mut started = |pid: nix::unistd::Pid| match &pid_file {
+            Some(file) => file.write(pid.as_raw()),
+            None => Ok(()),
+        };
+        Ok(crate::engine::exec::join_and_run(
+            &joining,
+            after,
+            &mut started,
+        )?)
+    }
+    // ANCHOR_END: exec
+
     /// `run ID`: `create`, then `start`; unless `detach`, waits for the
     /// container as its parent (it is: this process cloned it), passing
     /// signals on, then deletes it. Returns the exit code to end with.
@@ -421,7 +520,13 @@ fn check_runtime_spec(spec: &Spec, options: &CreateOptions) -> Result<(), Runtim
                 .into(),
         ));
     }
-    match (spec.terminal, &options.console_socket) {
+    check_terminal(spec.terminal, &options.console_socket)
+}
+
+/// A terminal needs a console socket to send it to, and a socket needs a
+/// terminal to receive.
+fn check_terminal(terminal: bool, console_socket: &Option<PathBuf>) -> Result<(), RuntimeError> {
+    match (terminal, console_socket) {
         (true, None) => Err(RuntimeError::Usage(
             "process.terminal is true: pass --console-socket, where the terminal's master end is sent".into(),
         )),
@@ -430,6 +535,54 @@ fn check_runtime_spec(spec: &Spec, options: &CreateOptions) -> Result<(), Runtim
         )),
         _ => Ok(()),
     }
+}
+
+/// The process `exec` runs: the file `--process` names, or the
+/// container's own process with the command line's words over it.
+fn exec_process(
+    config: &oci_spec::runtime::Spec,
+    options: &ExecOptions,
+) -> Result<oci_spec::runtime::Process, RuntimeError> {
+    if let Some(path) = &options.process {
+        if !options.args.is_empty() {
+            return Err(RuntimeError::Usage(
+                "give either --process FILE or a command, not both".into(),
+            ));
+        }
+        let text = std::fs::read_to_string(path).map_err(io("read", path))?;
+        return serde_json::from_str(&text).map_err(|e| {
+            RuntimeError::Usage(format!(
+                "{} is not a process (config.json's \"process\" object): {e}",
+                path.display()
+            ))
+        });
+    }
+    if options.args.is_empty() {
+        return Err(RuntimeError::Usage(
+            "no command: exec ID COMMAND [ARG...], or exec --process FILE ID".into(),
+        ));
+    }
+    let mut process = config.process().clone().unwrap_or_default();
+    process.set_args(Some(options.args.clone()));
+    let mut env = process.env().clone().unwrap_or_default();
+    crate::engine::request::apply_env(&mut env, &options.env);
+    process.set_env(Some(env));
+    if let Some(cwd) = &options.cwd {
+        process.set_cwd(cwd.clone());
+    }
+    if let Some(user) = &options.user {
+        let bad = || RuntimeError::Usage(format!("--user {user:?}: give UID or UID:GID"));
+        let (uid, gid) = match user.split_once(':') {
+            Some((uid, gid)) => (uid, gid),
+            None => (user.as_str(), "0"),
+        };
+        let mut who = process.user().clone();
+        who.set_uid(uid.parse().map_err(|_| bad())?);
+        who.set_gid(gid.parse().map_err(|_| bad())?);
+        process.set_user(who);
+    }
+    process.set_terminal(Some(options.tty));
+    Ok(process)
 }
 
 /// The pids in the cgroup directories container `id`'s `made` record
@@ -460,6 +613,56 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RuntimeError> {
     file.write_all(bytes).map_err(io("write", &tmp))?;
     let _ = file.set_permissions(std::fs::Permissions::from_mode(0o644));
     std::fs::rename(&tmp, path).map_err(io("rename", path))
+}
+
+/// A pid file whose directory was opened before this process left the
+/// host's mount namespace: written with `openat` and `renameat` relative
+/// to it, all or nothing, as [`write_atomically`] writes.
+struct PidFile {
+    dir: OwnedFd,
+    name: std::ffi::OsString,
+}
+
+impl PidFile {
+    fn open(path: &Path) -> Result<PidFile, RuntimeError> {
+        let path = std::path::absolute(path).map_err(io("resolve", path))?;
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+            return Err(RuntimeError::Usage(format!(
+                "--pid-file {}: give a file's path",
+                path.display()
+            )));
+        };
+        let dir_fd = nix::fcntl::open(
+            dir,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|errno| io("open", dir)(errno.into()))?;
+        Ok(PidFile {
+            dir: dir_fd,
+            name: name.to_os_string(),
+        })
+    }
+
+    fn write(&self, pid: i32) -> Result<(), crate::init::InitError> {
+        let fail = |call: &str| {
+            let call = format!("{call}({})", Path::new(&self.name).display());
+            move |errno| crate::init::InitError::Syscall { call, errno }
+        };
+        let mut tmp = std::ffi::OsString::from(".");
+        tmp.push(&self.name);
+        tmp.push(format!(".{}", std::process::id()));
+        let file = nix::fcntl::openat(
+            &self.dir,
+            Path::new(&tmp),
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o644),
+        )
+        .map_err(fail("openat"))?;
+        nix::unistd::write(&file, pid.to_string().as_bytes()).map_err(fail("write"))?;
+        nix::fcntl::renameat(&self.dir, Path::new(&tmp), &self.dir, Path::new(&self.name))
+            .map_err(fail("renameat"))
+    }
 }
 
 /// A signal as `kill` takes it: `9`, `KILL` or `SIGKILL`.

@@ -98,16 +98,7 @@ pub fn run(root: &Path, steps: &[u32], kernel: Option<PathBuf>, timeout: Duratio
     check_host_only(&tests)?;
     let probe = build_probe(root)?;
 
-    // A scratch disk: the I/O-throttle test needs a real block device.
     let disk = work.join("scratch.img");
-    let _ = std::fs::remove_file(&disk);
-    std::fs::File::create(&disk)?.set_len(512 << 20)?;
-    crate::sh(
-        &work,
-        "mkfs.ext4",
-        &["-q", "-F", disk.to_str().context("utf-8 path")?],
-    )?;
-
     let out = work.join("out");
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out)?;
@@ -116,11 +107,104 @@ pub fn run(root: &Path, steps: &[u32], kernel: Option<PathBuf>, timeout: Duratio
     let initrd = work.join("initrd.cpio");
     write_initramfs(&initrd, &modules, &stage2)?;
 
+    // One boot runs every step that has no exit code yet. A guest kernel
+    // that panics (a soft lockup panics, see `boot`) ends the VM at once;
+    // the steps from the one it cut on then run again in a fresh VM, once,
+    // and the lane says so with the kernel's own words: a kernel fault
+    // under emulation is not a test result, but it is never hidden.
+    let deadline = Instant::now() + timeout;
+    let mut boots = 0;
+    let (timed_out, console_text) = loop {
+        boots += 1;
+        scratch_disk(&work, &disk)?;
+        println!(
+            "\n==> booting {} under QEMU (TCG), running {} test binaries",
+            vmlinux.display(),
+            tests.len()
+        );
+        let (timed_out, console_text) =
+            boot(qemu, &work, &vmlinux, &initrd, &out, &disk, deadline)?;
+        let cut = tests
+            .iter()
+            .find(|(name, _)| !out.join(format!("{name}.rc")).exists());
+        match cut {
+            Some((name, _)) if !timed_out && boots < 2 && console_text.contains("Kernel panic") => {
+                println!(
+                    "vm-test: the guest kernel panicked during {name}; the steps from {name} on run again in a fresh VM (once). The guest's console:\n{}",
+                    console_story(&console_text)
+                );
+                let log = out.join(format!("{name}.log"));
+                if let Ok(text) = std::fs::read_to_string(&log) {
+                    println!(
+                        "\n==> [vm, cgroup v2] {name}, cut short by the panic\n{}",
+                        text.trim_end()
+                    );
+                    let _ = std::fs::remove_file(&log);
+                }
+            }
+            _ => break (timed_out, console_text),
+        }
+    };
+    // Every log first, also those of a step cut short: which tests ended
+    // tells which one hung.
+    let mut failed = Vec::new();
+    for (name, _) in &tests {
+        let Ok(log) = std::fs::read_to_string(out.join(format!("{name}.log"))) else {
+            failed.push(format!("{name} (did not start)"));
+            continue;
+        };
+        let rc = std::fs::read_to_string(out.join(format!("{name}.rc"))).ok();
+        println!("\n==> [vm, cgroup v2] {name}\n{}", log.trim_end());
+        match rc.as_deref().map(str::trim) {
+            Some("0") => {}
+            Some(code) => failed.push(format!("{name} (exit {code})")),
+            None => failed.push(format!("{name} (did not finish: the VM ended during it)")),
+        }
+    }
+    if timed_out {
+        bail!(
+            "the VM did not finish within {timeout:?} and was killed; its console ended with:\n{}",
+            console_story(&console_text)
+        );
+    }
+    let hierarchy = std::fs::read_to_string(out.join("cgroup.txt")).unwrap_or_default();
+    println!("\nvm-test: guest cgroup root offered: {}", hierarchy.trim());
+    if !failed.is_empty() {
+        bail!(
+            "in the VM, failed: {}\nconsole (last lines):\n{}",
+            failed.join(", "),
+            console_story(&console_text)
+        );
+    }
     println!(
-        "\n==> booting {} under QEMU (TCG), running {} test binaries",
-        vmlinux.display(),
-        tests.len()
+        "vm-test: every test passed in the VM ({:.0} s in all)",
+        start.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+/// A fresh scratch disk: the I/O-throttle test needs a real block device.
+fn scratch_disk(work: &Path, disk: &Path) -> Result<()> {
+    let _ = std::fs::remove_file(disk);
+    std::fs::File::create(disk)?.set_len(512 << 20)?;
+    crate::sh(
+        work,
+        "mkfs.ext4",
+        &["-q", "-F", disk.to_str().context("utf-8 path")?],
+    )
+}
+
+/// Boots the VM once, until it powers off or `deadline`; says whether it
+/// was killed at the deadline, and what its console printed.
+fn boot(
+    qemu: &str,
+    work: &Path,
+    vmlinux: &Path,
+    initrd: &Path,
+    out: &Path,
+    disk: &Path,
+    deadline: Instant,
+) -> Result<(bool, String)> {
     let console = work.join("console.log");
     let bios = Path::new("/usr/share/qemu/qboot.rom");
     let mut cmd = Command::new(qemu);
@@ -138,10 +222,16 @@ pub fn run(root: &Path, steps: &[u32], kernel: Option<PathBuf>, timeout: Duratio
         cmd.arg("-bios").arg(bios);
     }
     cmd.arg("-kernel")
-        .arg(&vmlinux)
+        .arg(vmlinux)
         .arg("-initrd")
-        .arg(&initrd)
-        .args(["-append", "console=ttyS0 panic=-1 quiet"])
+        .arg(initrd)
+        // A kernel stuck in a loop (a soft lockup) panics, and `panic=-1`
+        // ends the VM at once: the lane fails in a minute with the stack
+        // on the console instead of waiting out its whole timeout.
+        .args([
+            "-append",
+            "console=ttyS0 panic=-1 softlockup_panic=1 quiet",
+        ])
         .arg("-serial")
         .arg(format!("file:{}", console.display()))
         .arg("-virtfs")
@@ -154,12 +244,11 @@ pub fn run(root: &Path, steps: &[u32], kernel: Option<PathBuf>, timeout: Duratio
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().context("cannot start QEMU")?;
-    let boot = Instant::now();
     let timed_out = loop {
         if child.try_wait()?.is_some() {
             break false;
         }
-        if boot.elapsed() > timeout {
+        if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
             break true;
@@ -167,42 +256,27 @@ pub fn run(root: &Path, steps: &[u32], kernel: Option<PathBuf>, timeout: Duratio
         std::thread::sleep(Duration::from_millis(200));
     };
     let console_text = std::fs::read_to_string(&console).unwrap_or_default();
-    let tail = |text: &str, n: usize| -> String {
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(n)..].join("\n")
-    };
-    if timed_out {
-        bail!(
-            "the VM did not finish within {timeout:?} and was killed; its console ended with:\n{}",
-            tail(&console_text, 40)
-        );
-    }
+    Ok((timed_out, console_text))
+}
 
-    let mut failed = Vec::new();
-    for (name, _) in &tests {
-        let log = std::fs::read_to_string(out.join(format!("{name}.log"))).unwrap_or_default();
-        let rc = std::fs::read_to_string(out.join(format!("{name}.rc"))).ok();
-        println!("\n==> [vm, cgroup v2] {name}\n{}", log.trim_end());
-        match rc.as_deref().map(str::trim) {
-            Some("0") => {}
-            Some(code) => failed.push(format!("{name} (exit {code})")),
-            None => failed.push(format!("{name} (did not run)")),
+/// What a reader of a failed lane needs from the guest's console: the first
+/// kernel complaint (a soft lockup, an oops, a panic) with the stack under
+/// it, then the last lines.
+fn console_story(console: &str) -> String {
+    let lines: Vec<&str> = console.lines().collect();
+    let last = lines[lines.len().saturating_sub(30)..].join("\n");
+    let complaint = lines.iter().position(|l| {
+        ["BUG:", "Oops", "Kernel panic", "WARNING:", "INFO: task"]
+            .iter()
+            .any(|mark| l.contains(mark))
+    });
+    match complaint {
+        Some(first) if first + 60 < lines.len().saturating_sub(30) => {
+            format!("{}\n[…]\n{last}", lines[first..first + 60].join("\n"))
         }
+        Some(first) => lines[first.min(lines.len().saturating_sub(30))..].join("\n"),
+        None => last,
     }
-    let hierarchy = std::fs::read_to_string(out.join("cgroup.txt")).unwrap_or_default();
-    println!("\nvm-test: guest cgroup root offered: {}", hierarchy.trim());
-    if !failed.is_empty() {
-        bail!(
-            "in the VM, failed: {}\nconsole (last lines):\n{}",
-            failed.join(", "),
-            tail(&console_text, 30)
-        );
-    }
-    println!(
-        "vm-test: every test passed in the VM ({:.0} s in all)",
-        start.elapsed().as_secs_f64()
-    );
-    Ok(())
 }
 
 /// Downloads Debian's amd64 kernel package into `dir` (once) and extracts
@@ -393,10 +467,12 @@ cd {root}
             .filter(|(binary, _)| binary == name)
             .map(|(_, test)| format!(" --skip {test}"))
             .collect();
+        // A step with an exit code already ran in an earlier boot (one
+        // that panicked later): it is not run again.
         // `--report-time` prints each test's time, so the lane's cost can be
         // read off its log; libtest allows it when RUSTC_BOOTSTRAP is set.
         s.push_str(&format!(
-            "echo '== {name}' > /dev/console\nRUSTC_BOOTSTRAP=1 {exe} --test-threads {VM_TEST_THREADS} --exact{skips} -Z unstable-options --report-time > {out}/{name}.log 2>&1\necho $? > {out}/{name}.rc\n",
+            "if [ ! -e {out}/{name}.rc ]; then\necho '== {name}' > /dev/console\nRUSTC_BOOTSTRAP=1 {exe} --test-threads {VM_TEST_THREADS} --exact{skips} -Z unstable-options --report-time > {out}/{name}.log 2>&1\necho $? > {out}/{name}.rc\ngrep -E '^(MemAvailable|Shmem):' /proc/meminfo | tr -s ' ' > /dev/console\nfi\n",
             exe = exe.display(),
             out = out.display(),
         ));
