@@ -68,6 +68,9 @@ pub enum InitError {
     /// The start gate failed (step 12).
     #[error(transparent)]
     Gate(#[from] GateError),
+    /// A createContainer or startContainer hook failed (step 12).
+    #[error(transparent)]
+    Hook(#[from] crate::hooks::HookError),
     /// `execve` itself failed.
     #[error("cannot execute {program}: {errno}")]
     Exec {
@@ -151,6 +154,8 @@ fn set_up_and_exec(
     step(format_args!("I am pid {} in my PID namespace", getpid()));
     // Files we create (device nodes aside) get Docker's default permissions.
     umask(Mode::from_bits_truncate(0o022));
+    // Our pid as the host sees it, for the state hooks read (step 12).
+    let mut host_pid = 0;
 
     // ANCHOR: init_cgroup
     // 0. cgroup (step 7): the parent moves us into our cgroup while we wait,
@@ -251,6 +256,22 @@ fn set_up_and_exec(
         step(format_args!(
             "/dev: null zero full random urandom tty (mknod, or bind mounts in a user namespace); symlinks fd, ptmx …"
         ));
+        // 4·. A bundle's hooks (step 12), while host paths still resolve:
+        //     createRuntime by the parent, in the runtime's namespaces, then
+        //     createContainer here, in ours. Our pid as the host sees it is
+        //     read now, from the host's /proc, which we still see.
+        if let Some(hooks) = &spec.hooks {
+            host_pid = std::fs::read_link("/proc/self")
+                .ok()
+                .and_then(|p| p.to_str()?.parse().ok())
+                .unwrap_or(0);
+            if hooks.need_the_runtime_at_create() {
+                channel.ask(Request::RunCreateHooks)?;
+            }
+            let state = hooks.state(&spec.id, "creating", host_pid);
+            crate::hooks::run_all("createContainer", &hooks.create_container, &state)?;
+            step(format_args!("hooks: createRuntime, createContainer"));
+        }
         pivot::pivot_into(root)?;
         step(format_args!(
             "pivot_root(\".\", \".\"); umount2(\".\", MNT_DETACH)"
@@ -406,6 +427,13 @@ fn set_up_and_exec(
             step(format_args!("ready; waiting at the start gate for `start`"));
             gate.wait()?;
         }
+    }
+
+    // 9·. The startContainer hooks of a bundle (step 12): in our
+    //     namespaces, as the command will run, just before it.
+    if let Some(hooks) = &spec.hooks {
+        let state = hooks.state(&spec.id, "created", host_pid);
+        crate::hooks::run_all("startContainer", &hooks.start_container, &state)?;
     }
 
     // 10. Undo what the parent changed in our signal state: the blocked mask

@@ -13,6 +13,7 @@ pub mod cgroup;
 pub mod command;
 pub mod engine;
 pub mod exit;
+pub mod hooks;
 pub mod idmap;
 pub mod ids;
 pub mod image;

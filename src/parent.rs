@@ -39,6 +39,9 @@ pub enum Error {
     /// The plan is invalid.
     #[error(transparent)]
     Spec(#[from] SpecError),
+    /// A createRuntime hook failed (step 12).
+    #[error(transparent)]
+    Hook(#[from] crate::hooks::HookError),
     /// A namespace the bundle names by path could not be entered.
     #[error(transparent)]
     Enter(#[from] crate::ns::enter::EnterError),
@@ -317,6 +320,13 @@ fn launch(spec: &Spec, launch: &Launch<'_>) -> Result<Running, Error> {
             Request::TakeTerminal => {
                 terminal = Some(fd.ok_or(Error::Unexpected(Request::TakeTerminal))?);
                 step(format_args!("took the terminal's master end"));
+            }
+            Request::RunCreateHooks => {
+                if let Some(hooks) = &spec.hooks {
+                    let state = hooks.state(&spec.id, "creating", child.pid.as_raw());
+                    crate::hooks::run_all("createRuntime", &hooks.create_runtime, &state)?;
+                    step(format_args!("ran the createRuntime hooks"));
+                }
             }
         }
         parent_end.done()?;

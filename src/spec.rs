@@ -94,6 +94,8 @@ pub struct Spec {
     /// bundle's `linux.namespaces[].path`, step 12; see
     /// [`crate::ns::enter`]): network, IPC and UTS only.
     pub entered: Vec<(Namespace, PathBuf)>,
+    /// A bundle's hooks (step 12; see [`crate::hooks`]).
+    pub hooks: Option<crate::hooks::Hooks>,
 }
 // ANCHOR_END: spec_struct
 
@@ -178,6 +180,7 @@ impl Spec {
             mount_table: None,
             cgroup_ns: false,
             entered: Vec::new(),
+            hooks: None,
         }
     }
 

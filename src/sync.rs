@@ -43,6 +43,9 @@ pub enum Request {
     /// Take my terminal (the engine's `-t`): the pty's master end travels
     /// with this message (`SCM_RIGHTS`); my 0, 1 and 2 are its other end.
     TakeTerminal,
+    /// Run the createRuntime hooks (step 12): my namespaces exist and my
+    /// root is not pivoted yet.
+    RunCreateHooks,
 }
 
 /// One message on the channel.
@@ -79,6 +82,14 @@ pub fn requests_for(spec: &crate::Spec) -> Vec<Request> {
     if spec.network.is_some() {
         order.push(Request::ConfigureNetwork);
     }
+    if spec.root.is_some()
+        && spec
+            .hooks
+            .as_ref()
+            .is_some_and(|h| h.need_the_runtime_at_create())
+    {
+        order.push(Request::RunCreateHooks);
+    }
     if spec.terminal {
         order.push(Request::TakeTerminal);
     }
@@ -92,6 +103,7 @@ impl Message {
             Message::Request(Request::EnterCgroup) => vec![1, 2],
             Message::Request(Request::ConfigureNetwork) => vec![1, 3],
             Message::Request(Request::TakeTerminal) => vec![1, 4],
+            Message::Request(Request::RunCreateHooks) => vec![1, 5],
             Message::Done => vec![2],
             Message::Ready => vec![3],
             Message::Start => vec![4],
@@ -113,6 +125,7 @@ impl Message {
             [1, 2] => Ok(Message::Request(Request::EnterCgroup)),
             [1, 3] => Ok(Message::Request(Request::ConfigureNetwork)),
             [1, 4] => Ok(Message::Request(Request::TakeTerminal)),
+            [1, 5] => Ok(Message::Request(Request::RunCreateHooks)),
             [2] => Ok(Message::Done),
             [3] => Ok(Message::Ready),
             [4] => Ok(Message::Start),

@@ -548,10 +548,145 @@ fn a_namespace_named_by_path_is_entered_and_only_the_child_stays_in_it() {
     assert_one_line_error(&out, 12, 1, "linux.namespaces[");
 }
 
+/// A hook that appends "POINT <its PID namespace> <the state it read>" to
+/// `log` (a path in the namespaces it runs in).
+fn logging_hook(point: &str, log: &str) -> Value {
+    json!({
+        "path": "/bin/sh",
+        "args": ["sh", "-c", format!("echo \"$0 $(readlink /proc/self/ns/pid) $(cat)\" >> {log}"), point],
+        "env": ["PATH=/bin:/usr/bin"],
+    })
+}
+
+#[test]
+fn hooks_run_where_and_when_the_runtime_spec_says() {
+    let outer = std::cell::RefCell::new(String::new());
+    let bundle = Bundle::new(&["sh", "-c", "echo ran >> /hooks.log"], |c| {
+        let root = c["root"]["path"].as_str().unwrap().to_string();
+        let log = format!("{root}/hooks.log");
+        *outer.borrow_mut() = log.clone();
+        c["hooks"] = json!({
+            "createRuntime": [logging_hook("createRuntime", &log)],
+            "createContainer": [logging_hook("createContainer", &log)],
+            "startContainer": [logging_hook("startContainer", "/hooks.log")],
+            "poststart": [logging_hook("poststart", &log)],
+            "poststop": [logging_hook("poststop", &log)],
+        });
+    });
+    let log = outer.into_inner();
+    let lines = || -> Vec<(String, String, Value)> {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| {
+                let mut parts = l.splitn(3, ' ');
+                let point = parts.next().unwrap_or("").to_string();
+                let ns = parts.next().unwrap_or("").to_string();
+                let state = serde_json::from_str(parts.next().unwrap_or("")).unwrap_or(Value::Null);
+                (point, ns, state)
+            })
+            .collect()
+    };
+    let out = bundle.create("hooked");
+    assert!(
+        out.status.success(),
+        "step 12: expected create with hooks to succeed: {}",
+        text(&out.stderr)
+    );
+    let pid = bundle.state("hooked")["pid"].as_i64().unwrap_or(0);
+    let host_ns = std::fs::read_link("/proc/self/ns/pid").unwrap();
+    let container_ns = std::fs::read_link(format!("/proc/{pid}/ns/pid")).unwrap();
+    let seen = lines();
+    let points: Vec<&str> = seen.iter().map(|(p, _, _)| p.as_str()).collect();
+    assert_eq!(
+        points,
+        ["createRuntime", "createContainer"],
+        "step 12: expected create to run createRuntime then createContainer, and nothing of \
+         start; most likely cause: the child does not ask for RunCreateHooks before \
+         pivot_root, or runs its hooks after it"
+    );
+    for (point, ns, state) in &seen {
+        assert_eq!(
+            (
+                state["id"].as_str(),
+                state["pid"].as_i64(),
+                state["status"].as_str()
+            ),
+            (Some("hooked"), Some(pid), Some("creating")),
+            "step 12: expected the {point} hook to read the state (id, host pid, \
+             \"creating\") on stdin: {state}"
+        );
+        let wanted = if point == "createRuntime" {
+            &host_ns
+        } else {
+            &container_ns
+        };
+        assert_eq!(
+            ns,
+            &wanted.to_string_lossy(),
+            "step 12: expected {point} in the {} PID namespace",
+            if point == "createRuntime" {
+                "runtime's"
+            } else {
+                "container's"
+            }
+        );
+    }
+
+    let out = bundle.run(&["start", "hooked"]);
+    assert!(out.status.success(), "start: {}", text(&out.stderr));
+    assert!(
+        eventually(|| lines().iter().filter(|(p, _, _)| p == "ran").count() == 1),
+        "step 12: expected the command to run after start"
+    );
+    assert!(eventually(|| lines().len() == 5));
+    let seen = lines();
+    let points: Vec<&str> = seen.iter().map(|(p, _, _)| p.as_str()).collect();
+    assert_eq!(
+        &points[2..4],
+        ["startContainer", "ran"],
+        "step 12: expected startContainer just before the command; most likely cause: the \
+         hooks run before the start gate, or after execve"
+    );
+    assert!(
+        points.contains(&"poststart"),
+        "step 12: expected start to run the poststart hooks: {points:?}"
+    );
+    assert_eq!(seen[2].1, container_ns.to_string_lossy());
+
+    assert!(eventually(|| bundle.state("hooked")["status"] == "stopped"));
+    assert!(bundle.run(&["delete", "hooked"]).status.success());
+    let seen = lines();
+    let last = seen.last().cloned().unwrap_or_default();
+    assert_eq!(
+        (last.0.as_str(), last.2["status"].as_str()),
+        ("poststop", Some("stopped")),
+        "step 12: expected delete to end with the poststop hooks"
+    );
+
+    // A failing createRuntime hook fails create, naming it; nothing stays.
+    let failing = Bundle::new(&["true"], |c| {
+        c["hooks"] = json!({"createRuntime": [{"path": "/bin/false"}]});
+    });
+    let out = failing.create("refused");
+    assert_one_line_error(&out, 12, 1, "the createRuntime hook /bin/false failed");
+    assert_eq!(listed_ids(&failing.state.path().join("runtime")).trim(), "");
+    assert_eq!(cgroups_named("refused"), Vec::<PathBuf>::new());
+
+    // One that never ends is killed at its timeout.
+    let slow = Bundle::new(&["true"], |c| {
+        c["hooks"] = json!({"createContainer": [
+            {"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1}
+        ]});
+    });
+    let out = slow.create("slow");
+    assert_one_line_error(&out, 12, 1, "did not end within its timeout of 1 s");
+}
+
 #[test]
 fn create_refuses_what_caixa_does_not_do_and_leaves_nothing() {
     let bundle = Bundle::new(&["true"], |c| {
-        c["hooks"] = json!({"createRuntime": [{"path": "/bin/true"}]});
+        c["process"]["apparmorProfile"] = json!("caixa-test");
     });
     let log = bundle.state.path().join("log.json");
     let bundle_dir = bundle.dir.path().to_str().unwrap().to_string();
@@ -563,9 +698,9 @@ fn create_refuses_what_caixa_does_not_do_and_leaves_nothing() {
         "create",
         "--bundle",
         &bundle_dir,
-        "hooked",
+        "confined",
     ]);
-    assert_one_line_error(&out, 12, 1, "hooks");
+    assert_one_line_error(&out, 12, 1, "process.apparmorProfile");
     let logged = std::fs::read_to_string(&log).unwrap_or_default();
     let line: Value =
         serde_json::from_str(logged.lines().last().unwrap_or("")).unwrap_or(Value::Null);
@@ -573,7 +708,12 @@ fn create_refuses_what_caixa_does_not_do_and_leaves_nothing() {
         line["level"], "error",
         "step 12: --log-format json writes the error as a JSON line (containerd reads it): {logged:?}"
     );
-    assert!(line["msg"].as_str().unwrap_or("").contains("hooks"));
+    assert!(
+        line["msg"]
+            .as_str()
+            .unwrap_or("")
+            .contains("process.apparmorProfile")
+    );
     assert_eq!(
         text(&bundle.run(&["list", "--quiet"]).stdout),
         "",

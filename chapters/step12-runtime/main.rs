@@ -247,7 +247,11 @@ fn run(args: &Step12) -> Result<i32, RuntimeError> {
         Command::Create { args, id } => {
             runtime.create(id, &create_options(args)?)?;
         }
-        Command::Start { id } => runtime.start(id)?,
+        Command::Start { id } => {
+            for line in runtime.start(id)? {
+                eprintln!("step12: {line}");
+            }
+        }
         Command::State { id } => {
             let saved = runtime.load(id)?;
             print_json(&saved.report(&args.root.join(id)))?;

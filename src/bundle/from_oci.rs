@@ -27,8 +27,9 @@ use crate::seccomp::compile::CompileError;
 use crate::spec::{Process, Spec};
 
 /// The top-level fields caixa converts (the rest are refused when set).
-const TOP_LEVEL: [&str; 7] = [
+const TOP_LEVEL: [&str; 8] = [
     "ociVersion",
+    "hooks",
     "root",
     "mounts",
     "process",
@@ -157,6 +158,7 @@ pub fn from_oci(
         mount_table,
         cgroup_ns,
         entered,
+        hooks: hooks_from_oci(config.hooks().as_ref(), bundle, &annotations)?,
     };
     for (key, _) in &spec.sysctl {
         if let Some(why) = crate::sysctl::refusal(key, &spec.own_namespaces()) {
@@ -167,6 +169,63 @@ pub fn from_oci(
         }
     }
     Ok(spec)
+}
+
+/// `hooks`: every point of the runtime spec, each path absolute, each
+/// timeout above zero. `prestart` (deprecated) runs first, with
+/// createRuntime.
+fn hooks_from_oci(
+    hooks: Option<&oci_spec::runtime::Hooks>,
+    bundle: &Path,
+    annotations: &HashMap<String, String>,
+) -> Result<Option<crate::hooks::Hooks>, BundleError> {
+    let Some(hooks) = hooks else {
+        return Ok(None);
+    };
+    let convert = |point: &str, list: &Option<Vec<oci_spec::runtime::Hook>>| {
+        list.iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, hook)| {
+                let field = format!("hooks.{point}[{i}]");
+                if !hook.path().is_absolute() {
+                    return Err(invalid(
+                        &format!("{field}.path"),
+                        "a hook's path must be absolute",
+                    ));
+                }
+                let timeout = match hook.timeout() {
+                    None => None,
+                    Some(seconds) if seconds > 0 => {
+                        Some(std::time::Duration::from_secs(seconds as u64))
+                    }
+                    Some(_) => {
+                        return Err(invalid(
+                            &format!("{field}.timeout"),
+                            "a timeout is a number of seconds above zero",
+                        ));
+                    }
+                };
+                Ok(crate::hooks::Hook {
+                    path: hook.path().clone(),
+                    args: hook.args().clone().unwrap_or_default(),
+                    env: hook.env().clone().unwrap_or_default(),
+                    timeout,
+                })
+            })
+            .collect::<Result<Vec<_>, BundleError>>()
+    };
+    let mut create_runtime = convert("prestart", hooks.prestart())?;
+    create_runtime.extend(convert("createRuntime", hooks.create_runtime())?);
+    Ok(Some(crate::hooks::Hooks {
+        create_runtime,
+        create_container: convert("createContainer", hooks.create_container())?,
+        start_container: convert("startContainer", hooks.start_container())?,
+        poststart: convert("poststart", hooks.poststart())?,
+        poststop: convert("poststop", hooks.poststop())?,
+        bundle: bundle.to_path_buf(),
+        annotations: annotations.clone(),
+    }))
 }
 
 /// `process.rlimits`, each type once.

@@ -14,7 +14,6 @@ use super::{BundleError, invalid};
 #[rustfmt::skip]
 pub const REFUSED: &[(&str, &str)] = &[
     ("domainname", "caixa sets only the host name"),
-    ("hooks", "hooks are not supported yet: run those programs around caixa yourself"),
     ("solaris", "caixa runs Linux containers only"),
     ("windows", "caixa runs Linux containers only"),
     ("vm", "caixa runs Linux containers only"),
@@ -77,7 +76,9 @@ pub fn refuse(field: &str) -> BundleError {
 }
 
 /// The reason [`REFUSED`] gives for `field` (list indexes left out), or for
-/// the nearest object holding it (`hooks.prestart` is refused as `hooks`).
+/// the nearest object holding it (`linux.namespaces[3].path` is refused as
+/// `linux.namespaces.path`, `process.capabilities.ambient` as
+/// `process.capabilities`).
 pub(crate) fn reason(field: &str) -> &'static str {
     let mut key: String = field
         .split('[')

@@ -276,7 +276,8 @@ macro_rules! refused {
 refused! {
     refuses_oci_version_2: "/ociVersion" = "2.0.0" => "ociVersion";
     refuses_domainname: "/domainname" = "example.org" => "domainname";
-    refuses_hooks: "/hooks/createRuntime" = [{"path": "/bin/true"}] => "hooks";
+    refuses_a_relative_hook: "/hooks/createRuntime" = [{"path": "bin/true"}] => "hooks.createRuntime[0].path";
+    refuses_a_zero_hook_timeout: "/hooks/poststop" = [{"path": "/bin/true", "timeout": 0}] => "hooks.poststop[0].timeout";
     refuses_solaris: "/solaris/milestone" = "svc:/milestone/container:default" => "solaris";
     refuses_idmapped_mounts: "/uidMappings" = [{"containerID": 0, "hostID": 1, "size": 1}] => "uidMappings";
     refuses_a_console_size: "/process/consoleSize" = {"height": 24, "width": 80} => "process.consoleSize";
@@ -477,7 +478,10 @@ fn mounts_without_a_root_are_refused() {
 
 #[test]
 fn every_refused_field_has_a_reason() {
-    assert_eq!(reason("hooks.prestart"), reason("hooks"));
+    assert_eq!(
+        reason("process.capabilities.ambient"),
+        reason("process.capabilities")
+    );
     assert_eq!(
         reason("linux.namespaces[3].path"),
         reason("linux.namespaces.path")

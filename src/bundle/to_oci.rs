@@ -44,6 +44,7 @@ pub fn to_oci(spec: &Spec) -> Result<OciSpec, BundleError> {
             "linux.namespaces",
             spec.cgroup_ns || !spec.entered.is_empty(),
         ),
+        ("hooks", spec.hooks.is_some()),
     ] {
         if set {
             return Err(invalid(

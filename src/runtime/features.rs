@@ -30,7 +30,7 @@ pub fn features() -> Value {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": "1.2.0",
         // Hooks are refused for now (see crate::bundle::REFUSED).
-        "hooks": [],
+        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
         "mountOptions": ["bind", "rbind", "ro", "rw", "private", "rprivate",
                          "nosuid", "noexec", "nodev", "strictatime"],
         "linux": {

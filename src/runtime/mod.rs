@@ -311,7 +311,9 @@ impl Runtime {
 
     // ANCHOR: start
     /// `start ID`: opens the start gate; the container runs its command.
-    pub fn start(&self, id: &str) -> Result<(), RuntimeError> {
+    /// Then the poststart hooks run; what failed among them is returned, to
+    /// be reported (the container runs on, as the runtime spec says).
+    pub fn start(&self, id: &str) -> Result<Vec<String>, RuntimeError> {
         let saved = self.load(id)?;
         let dir = self.dir(id);
         match saved.status(&dir) {
@@ -325,7 +327,14 @@ impl Runtime {
             }
         }
         start_gate::release(&dir.join(start_gate::FIFO), || saved.alive())?;
-        Ok(())
+        let mut said = Vec::new();
+        if let Some(hooks) = hooks_of(&saved) {
+            let state = hooks.state(id, "running", saved.pid);
+            if let Err(e) = crate::hooks::run_all("poststart", &hooks.poststart, &state) {
+                said.push(format!("warning: {e}"));
+            }
+        }
+        Ok(said)
     }
     // ANCHOR_END: start
 
@@ -396,8 +405,16 @@ impl Runtime {
             }
         }
         // The cgroup (killing anything left in it) and the image's root.
-        let said = crate::leftovers::undo_record(&dir.join(MADE_FILE), id, "deleted");
+        let mut said = crate::leftovers::undo_record(&dir.join(MADE_FILE), id, "deleted");
         std::fs::remove_dir_all(&dir).map_err(io("remove", &dir))?;
+        // Then the poststop hooks; a failure is reported, the container is
+        // gone all the same.
+        if let Some(hooks) = hooks_of(&saved) {
+            let state = hooks.state(id, "stopped", 0);
+            if let Err(e) = crate::hooks::run_all("poststop", &hooks.poststop, &state) {
+                said.push(format!("warning: {e}"));
+            }
+        }
         Ok(said)
     }
     // ANCHOR_END: delete
@@ -477,9 +494,12 @@ impl Runtime {
         detach: bool,
     ) -> Result<i32, RuntimeError> {
         let pid = self.create(id, options)?;
-        if let Err(e) = self.start(id) {
-            let _ = self.delete(id, true);
-            return Err(e);
+        match self.start(id) {
+            Ok(said) => said.iter().for_each(|line| eprintln!("step12: {line}")),
+            Err(e) => {
+                let _ = self.delete(id, true);
+                return Err(e);
+            }
         }
         if detach {
             return Ok(0);
@@ -583,6 +603,16 @@ fn exec_process(
     }
     process.set_terminal(Some(options.tty));
     Ok(process)
+}
+
+/// The hooks of a created container's bundle, read again from its
+/// config.json (`start` and `delete` are processes of their own); `None`
+/// when it has none, or its bundle cannot be read any more.
+fn hooks_of(saved: &Saved) -> Option<crate::hooks::Hooks> {
+    let config = crate::bundle::read(&saved.bundle).ok()?;
+    crate::bundle::from_oci(&config, &saved.bundle, &saved.id)
+        .ok()?
+        .hooks
 }
 
 /// The pids in the cgroup directories container `id`'s `made` record
