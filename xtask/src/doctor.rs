@@ -282,58 +282,13 @@ fn checks() -> Vec<Check> {
             "cargo install mdbook --locked --version 0.5.4",
         )
     });
-    // The tools the graded tests drive, with the first step whose tests
-    // need them (`None`: no test does), as `.ci/packages.txt` installs them.
-    for (tool, package, step, why) in [
-        (
-            "nsenter",
-            "util-linux",
-            Some(8),
-            "the step 8 tests enter containers",
-        ),
-        (
-            "script",
-            "bsdutils",
-            Some(4),
-            "the tests give a shell a terminal",
-        ),
-        ("umoci", "umoci", Some(9), "the tests make images"),
-        ("skopeo", "skopeo", Some(9), "the tests convert images"),
-        ("zstd", "zstd", Some(9), "the tests compress layers"),
-        (
-            "docker-registry",
-            "docker-registry",
-            Some(10),
-            "the registry the tests pull from",
-        ),
-        (
-            "htpasswd",
-            "apache2-utils",
-            Some(10),
-            "the registry's passwords",
-        ),
-        (
-            "podman",
-            "podman",
-            Some(12),
-            "drives the runtime in the tests",
-        ),
-        ("conmon", "conmon", Some(12), "podman's monitor"),
-        (
-            "ctr",
-            "containerd",
-            Some(12),
-            "drives the runtime in the tests",
-        ),
-        ("runc", "runc", None, "benchmark peer"),
-        ("crun", "crun", None, "benchmark peer"),
-        (
-            "qemu-system-x86_64",
-            "qemu-system-x86",
-            None,
-            "cargo xtask vm-test",
-        ),
-    ] {
+    for tool in TOOLS {
+        let Tool {
+            program: tool,
+            package,
+            step,
+            why,
+        } = *tool;
         out.push(
             if on_path(tool) || Path::new("/usr/libexec/podman").join(tool).is_file() {
                 check(Level::Ok, tool, "found", "")
@@ -360,12 +315,93 @@ fn checks() -> Vec<Check> {
                 "{} not found (the step 11 tests drive the daemon with it)",
                 docker.display()
             ),
-            "sudo .ci/run installs it from Debian's docker.io (the client binary only), \
+            "sudo .ci/install-packages takes it from Debian's docker.io (the client binary only), \
              or set CAIXA_DOCKER_CLI",
         )
     });
     out
 }
+
+/// A program the graded tests (or the tooling) run, and its package.
+#[derive(Clone, Copy)]
+pub struct Tool {
+    /// What doctor looks for on the `PATH`.
+    pub program: &'static str,
+    /// The Debian/Ubuntu package that has it.
+    pub package: &'static str,
+    /// The first step whose graded tests run it (`None`: no graded test).
+    pub step: Option<u32>,
+    /// Why it is needed, as doctor says it.
+    pub why: &'static str,
+}
+
+const fn tool(
+    program: &'static str,
+    package: &'static str,
+    step: Option<u32>,
+    why: &'static str,
+) -> Tool {
+    Tool {
+        program,
+        package,
+        step,
+        why,
+    }
+}
+
+/// The tools doctor looks for beyond the kernel's features. `check-lab`
+/// requires every package of a tool a step needs to be in
+/// `.ci/packages.txt`, so a lab machine made from that list passes doctor.
+pub const TOOLS: &[Tool] = &[
+    tool(
+        "nsenter",
+        "util-linux",
+        Some(8),
+        "the step 8 tests enter containers",
+    ),
+    tool(
+        "script",
+        "bsdutils",
+        Some(4),
+        "the tests give a shell a terminal",
+    ),
+    tool("umoci", "umoci", Some(9), "the tests make images"),
+    tool("skopeo", "skopeo", Some(9), "the tests convert images"),
+    tool("zstd", "zstd", Some(9), "the tests compress layers"),
+    tool(
+        "docker-registry",
+        "docker-registry",
+        Some(10),
+        "the registry the tests pull from",
+    ),
+    tool(
+        "htpasswd",
+        "apache2-utils",
+        Some(10),
+        "the registry's passwords",
+    ),
+    tool(
+        "podman",
+        "podman",
+        Some(12),
+        "drives the runtime in the tests",
+    ),
+    tool("conmon", "conmon", Some(12), "podman's monitor"),
+    tool(
+        "ctr",
+        "containerd",
+        Some(12),
+        "drives the runtime in the tests",
+    ),
+    tool("runc", "runc", None, "benchmark peer"),
+    tool("crun", "crun", None, "benchmark peer"),
+    tool(
+        "qemu-system-x86_64",
+        "qemu-system-x86",
+        None,
+        "cargo xtask vm-test",
+    ),
+];
 
 /// The step that adds a namespace, and so the first one that needs it.
 fn first_step_of(ns: Namespace) -> u32 {

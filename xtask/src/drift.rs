@@ -249,6 +249,39 @@ fn exercise_tables(root: &Path, course: &Course, problems: &mut Vec<String>) -> 
             }
         }
     }
+    // The instructor part repeats the times, per step, beside the
+    // objectives: the same numbers as the learning chapter's.
+    let times =
+        |path: &str, heading: &str, problems: &mut Vec<String>| -> Result<Vec<Vec<String>>> {
+            let Some(table) = expect_table(root, path, heading, problems)? else {
+                return Ok(Vec::new());
+            };
+            let reading = table.header.iter().position(|h| h == "reading");
+            let lab = table
+                .header
+                .iter()
+                .position(|h| h == "lab" || h == "exercise");
+            Ok(table
+                .rows
+                .iter()
+                .map(|r| {
+                    [Some(0), reading, lab]
+                        .iter()
+                        .map(|i| i.and_then(|i| r.get(i)).cloned().unwrap_or_default())
+                        .collect()
+                })
+                .collect())
+        };
+    let objectives = "book/src/instructor/objectives.md";
+    let heading = "Objectives, prerequisites and time";
+    let taught = times(objectives, heading, problems)?;
+    let learned = times(path, "One step at a time", problems)?;
+    if taught != learned {
+        problems.push(format!(
+            "{objectives} (\"{heading}\"): the steps, reading and lab times differ from \
+             {path}'s \"One step at a time\" ({objectives}: {taught:?}; {path}: {learned:?})"
+        ));
+    }
     Ok(())
 }
 

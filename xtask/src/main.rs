@@ -11,6 +11,7 @@ mod doctor;
 mod drift;
 mod exercises;
 mod grade;
+mod lab;
 mod mistakes;
 mod outputs;
 mod peers;
@@ -44,6 +45,9 @@ enum Task {
     /// Check that the book and the README say what the code says: the
     /// steps, the exercise regions, the points and the mistakes caught.
     CheckDrift,
+    /// Check the lab machines' files (.ci/lab/): they parse, and they and
+    /// CI install the one package list, .ci/packages.txt.
+    CheckLab,
     /// Regenerate the book's command outputs.
     Outputs {
         /// Check that they still match (numbers aside) instead of writing them.
@@ -169,6 +173,7 @@ fn run(task: Task) -> Result<()> {
         Task::Ci => ci(&root),
         Task::CheckAnchors => anchors::check(&root),
         Task::CheckDrift => drift::check(&root, &command_names()),
+        Task::CheckLab => lab::check(&root),
         Task::Outputs { check } => outputs::run(&root, check),
         Task::Exercises { step, only, out } => {
             let out = out.unwrap_or_else(|| root.join("target/student"));
@@ -319,6 +324,7 @@ fn ci(root: &Path) -> Result<()> {
     sh(root, "cargo", &["fmt", "--all", "--check"])?;
     anchors::check(root)?;
     drift::check(root, &command_names())?;
+    lab::check(root)?;
     sh(
         root,
         "cargo",
