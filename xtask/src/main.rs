@@ -66,6 +66,10 @@ enum Task {
         /// Where to write the copy.
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
+        /// Also build the student book from the copy (into DIR/book/book):
+        /// its code shows the `todo!()`s, its check questions no answers.
+        #[arg(long)]
+        book: bool,
     },
     /// Prove that each step's graded tests fail on its stub.
     CheckExercises,
@@ -175,7 +179,12 @@ fn run(task: Task) -> Result<()> {
         Task::CheckDrift => drift::check(&root, &command_names()),
         Task::CheckLab => lab::check(&root),
         Task::Outputs { check } => outputs::run(&root, check),
-        Task::Exercises { step, only, out } => {
+        Task::Exercises {
+            step,
+            only,
+            out,
+            book,
+        } => {
             let out = out.unwrap_or_else(|| root.join("target/student"));
             let stubbed = exercises::chosen_steps(&root, step, &only)?;
             let n = exercises::write_student_copy(&root, &out, |s| stubbed.contains(&s))?;
@@ -190,6 +199,10 @@ fn run(task: Task) -> Result<()> {
                 out.display(),
                 steps.join(", ")
             );
+            if book {
+                let index = exercises::build_student_book(&out)?;
+                println!("built the student book: {}", index.display());
+            }
             Ok(())
         }
         Task::CheckExercises => exercises::check(&root),
