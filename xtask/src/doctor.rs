@@ -1,5 +1,9 @@
 //! `doctor`: can this machine run each step? One screen, with the exact fix
 //! for every missing piece.
+//!
+//! Each missing piece names the first step that needs it, so the last line
+//! can say which steps run here ("steps 1-7") from the checks themselves;
+//! the last step is read from the code ([`Course`]), never typed here.
 
 use std::path::Path;
 use std::process::Command;
@@ -7,14 +11,17 @@ use std::process::Command;
 use anyhow::{Result, bail};
 use caixa::Namespace;
 
+use crate::course::Course;
+
 /// How much a missing piece matters.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Level {
     Ok,
-    /// Needed only by later steps or optional tools.
+    /// Needed by no step: the book, the benchmarks, the VM lane.
     Warn,
-    /// Steps 1–7 cannot run.
-    Fail,
+    /// This step, and every later one, cannot run (a later step runs the
+    /// code of the earlier ones).
+    Fail(u32),
 }
 
 struct Check {
@@ -63,7 +70,7 @@ fn checks() -> Vec<Check> {
             "",
         ),
         (false, false) => check(
-            Level::Fail,
+            Level::Fail(1),
             "privileges",
             "not root and no sudo",
             "run as root, or install sudo and add yourself to the sudo group",
@@ -79,7 +86,7 @@ fn checks() -> Vec<Check> {
         check(Level::Ok, "kernel", format!("Linux {release}"), "")
     } else {
         check(
-            Level::Fail,
+            Level::Fail(1),
             "kernel",
             format!("Linux {release} has no clone3(2)"),
             "use Linux 5.3 or newer (e.g. a current Debian or Ubuntu)",
@@ -92,7 +99,7 @@ fn checks() -> Vec<Check> {
             check(Level::Ok, &format!("{ns} namespace"), "available", "")
         } else {
             check(
-                Level::Fail,
+                Level::Fail(first_step_of(ns)),
                 &format!("{ns} namespace"),
                 format!("/proc/self/ns/{} missing", ns.proc_name()),
                 &format!("use a kernel built with {}", ns.kernel_option()),
@@ -133,7 +140,7 @@ fn checks() -> Vec<Check> {
         check(Level::Ok, "seccomp", "available", "")
     } else {
         check(
-            Level::Fail,
+            Level::Fail(6),
             "seccomp",
             "no Seccomp line in /proc/self/status",
             "use a kernel built with CONFIG_SECCOMP_FILTER (step 6)",
@@ -166,7 +173,7 @@ fn checks() -> Vec<Check> {
             )
         }
         Err(e) => check(
-            Level::Fail,
+            Level::Fail(7),
             "cgroups",
             e.to_string(),
             "mount cgroup2 on /sys/fs/cgroup (step 7)",
@@ -178,7 +185,7 @@ fn checks() -> Vec<Check> {
         check(Level::Ok, "overlayfs", "available", "")
     } else {
         check(
-            Level::Warn,
+            Level::Fail(9),
             "overlayfs",
             "not in /proc/filesystems",
             "sudo modprobe overlay (step 9)",
@@ -193,7 +200,7 @@ fn checks() -> Vec<Check> {
             "",
         ),
         _ => check(
-            Level::Warn,
+            Level::Fail(8),
             "iptables",
             "not installed",
             "sudo apt-get install iptables (step 8)",
@@ -208,7 +215,7 @@ fn checks() -> Vec<Check> {
             "",
         ),
         Err(e) => check(
-            Level::Fail,
+            Level::Fail(1),
             "busybox-static",
             e.to_string(),
             "sudo apt-get install busybox-static",
@@ -218,7 +225,7 @@ fn checks() -> Vec<Check> {
         check(Level::Ok, "iproute2", "ip found", "")
     } else {
         check(
-            Level::Fail,
+            Level::Fail(2),
             "iproute2",
             "ip not found (the step 2 tests use it)",
             "sudo apt-get install iproute2",
@@ -240,7 +247,7 @@ fn checks() -> Vec<Check> {
         )
     } else {
         check(
-            Level::Fail,
+            Level::Fail(6),
             "libc6-dev",
             "no static glibc: the tests' probe cannot be built",
             "sudo apt-get install libc6-dev",
@@ -275,56 +282,212 @@ fn checks() -> Vec<Check> {
             "cargo install mdbook --locked --version 0.5.4",
         )
     });
-    for (tool, package, why) in [
-        ("runc", "runc", "benchmark peer"),
-        ("crun", "crun", "benchmark peer"),
-        ("skopeo", "skopeo", "step 10 peer"),
-        ("umoci", "umoci", "step 9 peer"),
-        ("docker-registry", "docker-registry", "step 10/11 registry"),
-    ] {
-        out.push(if on_path(tool) {
-            check(Level::Ok, tool, "found", "")
-        } else {
-            check(
-                Level::Warn,
-                tool,
-                format!("not found ({why})"),
-                &format!("sudo apt-get install {package}"),
-            )
-        });
+    for tool in TOOLS {
+        let Tool {
+            program: tool,
+            package,
+            step,
+            why,
+        } = *tool;
+        out.push(
+            if on_path(tool) || Path::new("/usr/libexec/podman").join(tool).is_file() {
+                check(Level::Ok, tool, "found", "")
+            } else {
+                check(
+                    step.map_or(Level::Warn, Level::Fail),
+                    tool,
+                    format!("not found ({why})"),
+                    &format!("sudo apt-get install {package}"),
+                )
+            },
+        );
     }
+    let docker = std::env::var_os("CAIXA_DOCKER_CLI")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/opt/caixa-peers/docker".into());
+    out.push(if docker.is_file() {
+        check(Level::Ok, "docker CLI", docker.display().to_string(), "")
+    } else {
+        check(
+            Level::Fail(11),
+            "docker CLI",
+            format!(
+                "{} not found (the step 11 tests drive the daemon with it)",
+                docker.display()
+            ),
+            "sudo .ci/install-packages takes it from Debian's docker.io (the client binary only), \
+             or set CAIXA_DOCKER_CLI",
+        )
+    });
     out
 }
 
-/// Prints the checks; fails when steps 1–7 cannot run here.
-pub fn run() -> Result<()> {
+/// A program the graded tests (or the tooling) run, and its package.
+#[derive(Clone, Copy)]
+pub struct Tool {
+    /// What doctor looks for on the `PATH`.
+    pub program: &'static str,
+    /// The Debian/Ubuntu package that has it.
+    pub package: &'static str,
+    /// The first step whose graded tests run it (`None`: no graded test).
+    pub step: Option<u32>,
+    /// Why it is needed, as doctor says it.
+    pub why: &'static str,
+}
+
+const fn tool(
+    program: &'static str,
+    package: &'static str,
+    step: Option<u32>,
+    why: &'static str,
+) -> Tool {
+    Tool {
+        program,
+        package,
+        step,
+        why,
+    }
+}
+
+/// The tools doctor looks for beyond the kernel's features. `check-lab`
+/// requires every package of a tool a step needs to be in
+/// `.ci/packages.txt`, so a lab machine made from that list passes doctor.
+pub const TOOLS: &[Tool] = &[
+    tool(
+        "nsenter",
+        "util-linux",
+        Some(8),
+        "the step 8 tests enter containers",
+    ),
+    tool(
+        "script",
+        "bsdutils",
+        Some(4),
+        "the tests give a shell a terminal",
+    ),
+    tool("umoci", "umoci", Some(9), "the tests make images"),
+    tool("skopeo", "skopeo", Some(9), "the tests convert images"),
+    tool("zstd", "zstd", Some(9), "the tests compress layers"),
+    tool(
+        "docker-registry",
+        "docker-registry",
+        Some(10),
+        "the registry the tests pull from",
+    ),
+    tool(
+        "htpasswd",
+        "apache2-utils",
+        Some(10),
+        "the registry's passwords",
+    ),
+    tool(
+        "podman",
+        "podman",
+        Some(12),
+        "drives the runtime in the tests",
+    ),
+    tool("conmon", "conmon", Some(12), "podman's monitor"),
+    tool(
+        "ctr",
+        "containerd",
+        Some(12),
+        "drives the runtime in the tests",
+    ),
+    tool("runc", "runc", None, "benchmark peer"),
+    tool("crun", "crun", None, "benchmark peer"),
+    tool(
+        "qemu-system-x86_64",
+        "qemu-system-x86",
+        None,
+        "cargo xtask vm-test",
+    ),
+];
+
+/// The step that adds a namespace, and so the first one that needs it.
+fn first_step_of(ns: Namespace) -> u32 {
+    match ns {
+        Namespace::Pid => 1,
+        Namespace::Net => 2,
+        Namespace::Ipc => 3,
+        Namespace::Mount => 4,
+        Namespace::Uts => 5,
+        Namespace::User => 6,
+    }
+}
+
+/// The last line: which steps can run, from the first step a failed check
+/// blocks (`None`: nothing failed) and the course's last step.
+fn verdict(blocked: Option<u32>, last: u32) -> String {
+    match blocked {
+        None => format!("this machine can run every step (1-{last})"),
+        Some(1) => "no step can run here until the FAIL lines above are fixed".to_string(),
+        Some(n) if n == last => format!(
+            "this machine can run steps 1-{}; step {last} needs the FAIL lines above fixed",
+            n - 1
+        ),
+        Some(n) => format!(
+            "this machine can run steps 1-{}; steps {n}-{last} need the FAIL lines above fixed",
+            n - 1
+        ),
+    }
+}
+
+/// Prints the checks; fails when some step cannot run here.
+pub fn run(root: &Path) -> Result<()> {
+    let last = Course::read(root)?.last_step();
     let all = checks();
     let width = all.iter().map(|c| c.what.len()).max().unwrap_or(0);
     for c in &all {
         let tag = match c.level {
             Level::Ok => "ok  ",
             Level::Warn => "warn",
-            Level::Fail => "FAIL",
+            Level::Fail(_) => "FAIL",
         };
-        let fix = if c.fix.is_empty() {
-            String::new()
-        } else {
-            format!("  -> {}", c.fix)
+        let fix = match (c.fix.is_empty(), c.level) {
+            (true, _) => String::new(),
+            (false, Level::Fail(step)) => format!("  -> {} (step {step} needs it)", c.fix),
+            (false, _) => format!("  -> {}", c.fix),
         };
         println!("{tag}  {:<width$}  {}{fix}", c.what, c.detail);
     }
-    let failed = all.iter().filter(|c| c.level == Level::Fail).count();
-    if failed > 0 {
-        bail!("{failed} checks failed: steps 1-7 cannot run here until they are fixed");
+    let blocked = all
+        .iter()
+        .filter_map(|c| match c.level {
+            Level::Fail(step) => Some(step),
+            _ => None,
+        })
+        .min();
+    if blocked.is_some() {
+        bail!("{}", verdict(blocked, last));
     }
     let warned = all.iter().filter(|c| c.level == Level::Warn).count();
     if warned == 0 {
-        println!("\nevery check passed: this machine can run every step");
+        println!("\n{}", verdict(None, last));
     } else {
         println!(
-            "\nthis machine can run steps 1-7; the {warned} `warn` lines above name what \
-             later steps or the comparisons with other runtimes still need"
+            "\n{}; the {warned} `warn` lines above name what the book, the benchmarks \
+             or the VM lane still need",
+            verdict(None, last)
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::verdict;
+
+    #[test]
+    fn the_verdict_names_the_steps_that_run() {
+        assert_eq!(verdict(None, 12), "this machine can run every step (1-12)");
+        assert_eq!(
+            verdict(Some(8), 12),
+            "this machine can run steps 1-7; steps 8-12 need the FAIL lines above fixed"
+        );
+        assert_eq!(
+            verdict(Some(12), 12),
+            "this machine can run steps 1-11; step 12 needs the FAIL lines above fixed"
+        );
+        assert!(verdict(Some(1), 12).starts_with("no step can run"));
+    }
 }

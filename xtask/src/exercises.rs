@@ -267,6 +267,82 @@ pub fn write_student_copy(root: &Path, out: &Path, keep: impl Fn(u32) -> bool) -
     Ok(count)
 }
 
+/// The check questions' page of the instructor part, which holds answers.
+const QUESTIONS: &str = "book/src/instructor/questions.md";
+
+/// Makes the copy at `out` a student edition of the book too, and builds it
+/// (into `out/book/book`): the included code is the copy's, so each
+/// exercise region shows as its `todo!()`, while the prose and the hints
+/// are the reference's. The check questions keep their questions and lose
+/// their answers. Returns the built book's index page.
+pub fn build_student_book(out: &Path) -> Result<std::path::PathBuf> {
+    let questions = out.join(QUESTIONS);
+    if questions.exists() {
+        let text = std::fs::read_to_string(&questions)?;
+        std::fs::write(&questions, questions_only(&text))?;
+    }
+    crate::sh(out, "mdbook", &["build", "book"])?;
+    Ok(out.join("book/book/index.html"))
+}
+
+/// The check questions without their answers: each numbered item keeps
+/// its `*question*`, and the text after it goes; the page's opening note
+/// says so.
+fn questions_only(text: &str) -> String {
+    let mut out = String::new();
+    let mut item: Option<String> = None;
+    let flush = |item: &mut Option<String>, out: &mut String| {
+        if let Some(text) = item.take() {
+            let joined = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            let question = joined
+                .find(". *")
+                .and_then(|open| {
+                    let close = joined[open + 3..].find('*')? + open + 3;
+                    Some(joined[..=close].to_string())
+                })
+                .unwrap_or(joined);
+            out.push_str(&question);
+            out.push('\n');
+        }
+    };
+    let mut intro = true;
+    for line in text.lines() {
+        if line.starts_with("## ") && intro {
+            intro = false;
+            out.push_str(
+                "Three questions per step, each answerable from the chapter and checkable \
+                 with a command. This is the student edition: the answers are in the \
+                 instructor's.\n\n",
+            );
+        }
+        if intro {
+            if line.starts_with("# ") {
+                out.push_str(line);
+                out.push_str("\n\n");
+            }
+            continue;
+        }
+        let starts_item = line
+            .split_once(". *")
+            .is_some_and(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
+        if starts_item {
+            flush(&mut item, &mut out);
+            item = Some(line.to_string());
+        } else if line.starts_with("   ") && item.is_some() {
+            if let Some(text) = item.as_mut() {
+                text.push(' ');
+                text.push_str(line);
+            }
+        } else {
+            flush(&mut item, &mut out);
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    flush(&mut item, &mut out);
+    out
+}
+
 /// For each step with exercises: builds the copy with that step's regions
 /// stubbed, and requires its graded tests to fail there. (They pass on the
 /// reference: that is `cargo test`.)
@@ -321,6 +397,22 @@ pub fn check(root: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_student_questions_have_no_answers() {
+        let page = "# Check questions\n\nAnswers here.\n\n## Step 1 — PID\n\n1. *Why pid 1?* Because\n   it is the first.\n2. *What `ps` shows?* All.\n\n## Step 2\n\n1. *Up?* No.\n";
+        let student = questions_only(page);
+        assert_eq!(
+            student,
+            "# Check questions\n\nThree questions per step, each answerable from the chapter and checkable with a command. This is the student edition: the answers are in the instructor's.\n\n## Step 1 — PID\n\n1. *Why pid 1?*\n2. *What `ps` shows?*\n\n## Step 2\n\n1. *Up?*\n"
+        );
+        // The real page loses every answer and keeps every question.
+        let real = std::fs::read_to_string(crate::workspace_root().join(QUESTIONS)).unwrap();
+        let student = questions_only(&real);
+        let items = |t: &str| t.lines().filter(|l| l.contains(". *")).count();
+        assert_eq!(items(&student), items(&real));
+        assert!(!student.contains("Orphans in the"), "{student}");
+    }
 
     #[test]
     fn regions_become_todo_and_leave_no_trace() {

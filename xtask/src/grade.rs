@@ -165,20 +165,52 @@ pub fn score_step(
         }];
     }
     let weight = |name: &str| weights.get(name).copied().unwrap_or(1.0);
-    let total: f64 = parsed.iter().map(|(n, ..)| weight(n)).sum();
+    let shares: Vec<f64> = parsed.iter().map(|(n, ..)| weight(n)).collect();
+    let maxima = in_hundredths(points, &shares);
     parsed
         .iter()
-        .map(|(name, passed, output)| {
-            let max = points * weight(name) / total;
-            TestOutcome {
-                name: format!("{step}::{name}"),
-                passed: *passed,
-                output: output.clone(),
-                score: if *passed { max } else { 0.0 },
-                max_score: max,
-            }
+        .zip(maxima)
+        .map(|((name, passed, output), max)| TestOutcome {
+            name: format!("{step}::{name}"),
+            passed: *passed,
+            output: output.clone(),
+            score: if *passed { max } else { 0.0 },
+            max_score: max,
         })
         .collect()
+}
+
+/// `points` shared in proportion to `shares`, each share a whole number of
+/// hundredths, and the hundredths adding up to `points` exactly.
+///
+/// Every report shows scores to two decimals, and Gradescope and GitHub
+/// Classroom add up the per-test scores they are given. Rounded one by one,
+/// 30 points among 56 weights add up to 29.97, and a reference that passes
+/// every test shows 274.81 of 275. So the hundredths are dealt out whole:
+/// each share gets its rounded-down part, and the hundredths left over go
+/// one each to the shares that rounding down cut most (the largest
+/// remainder method, as seats are shared among parties).
+fn in_hundredths(points: f64, shares: &[f64]) -> Vec<f64> {
+    let total: f64 = shares.iter().sum();
+    if total <= 0.0 {
+        return vec![0.0; shares.len()];
+    }
+    let hundredths = (points * 100.0).round();
+    let exact: Vec<f64> = shares.iter().map(|s| hundredths * s / total).collect();
+    let mut dealt: Vec<f64> = exact.iter().map(|e| e.floor()).collect();
+    let left = (hundredths - dealt.iter().sum::<f64>()).round() as usize;
+    let mut by_remainder: Vec<usize> = (0..shares.len()).collect();
+    // Largest remainder first; a tie goes to the earlier test, so the
+    // result does not depend on the sort.
+    by_remainder.sort_by(|&a, &b| {
+        (exact[b] - dealt[b])
+            .total_cmp(&(exact[a] - dealt[a]))
+            .then(a.cmp(&b))
+    });
+    for &i in by_remainder.iter().take(left) {
+        dealt[i] += 1.0;
+    }
+    dealt.into_iter().map(|d| d / 100.0).collect()
 }
 
 /// What `grade` prints, or writes with `--out`.
@@ -423,6 +455,48 @@ mod tests {
         assert_eq!(gradescope(&graded)["score"], 5.0);
         assert_eq!(classroom(&graded)["status"], "fail");
         assert!(table(&graded).contains("1/2"));
+    }
+
+    /// 30 points among 56 weights: each share is whole hundredths, and
+    /// they add up to 30.00, not 29.97 (the `274.81/274.81` of old).
+    #[test]
+    fn shares_add_up_to_the_points_exactly() {
+        let shares: Vec<f64> = (0..48).map(|i| if i < 8 { 2.0 } else { 1.0 }).collect();
+        let maxima = in_hundredths(30.0, &shares);
+        let sum: f64 = maxima.iter().sum();
+        assert_eq!(round(sum), 30.0);
+        for m in &maxima {
+            assert_eq!(round(*m), *m, "{m} is not whole hundredths");
+        }
+        let summed_in_hundredths: i64 = maxima.iter().map(|m| (m * 100.0).round() as i64).sum();
+        assert_eq!(summed_in_hundredths, 3000);
+        // A heavier test never gets less than a lighter one.
+        assert!(maxima[0] >= maxima[47]);
+        assert_eq!(in_hundredths(10.0, &[1.0, 1.0, 1.0]), [3.34, 3.33, 3.33]);
+        assert_eq!(in_hundredths(5.0, &[]), Vec::<f64>::new());
+    }
+
+    /// The whole weights file: each step's per-test maxima, as a grader
+    /// adds them up, give the step's points to the hundredth.
+    #[test]
+    fn every_step_of_the_weights_file_adds_up() {
+        for step in load_weights(&crate::workspace_root()).unwrap() {
+            let names: Vec<String> = step
+                .tests
+                .keys()
+                .cloned()
+                .chain((0..40).map(|i| format!("unweighted_{i}")))
+                .collect();
+            let shares: Vec<f64> = names
+                .iter()
+                .map(|n| step.tests.get(n).copied().unwrap_or(1.0))
+                .collect();
+            let cents: i64 = in_hundredths(step.points, &shares)
+                .iter()
+                .map(|m| (m * 100.0).round() as i64)
+                .sum();
+            assert_eq!(cents, (step.points * 100.0).round() as i64, "{}", step.name);
+        }
     }
 
     #[test]

@@ -6,9 +6,12 @@
 //! line is the [`Task`] enum below; each command's work lives in its module.
 
 mod anchors;
+mod course;
 mod doctor;
+mod drift;
 mod exercises;
 mod grade;
+mod lab;
 mod mistakes;
 mod outputs;
 mod peers;
@@ -39,6 +42,12 @@ enum Task {
     Ci,
     /// Check that every `{{#include}}` in the book resolves to text.
     CheckAnchors,
+    /// Check that the book and the README say what the code says: the
+    /// steps, the exercise regions, the points and the mistakes caught.
+    CheckDrift,
+    /// Check the lab machines' files (.ci/lab/): they parse, and they and
+    /// CI install the one package list, .ci/packages.txt.
+    CheckLab,
     /// Regenerate the book's command outputs.
     Outputs {
         /// Check that they still match (numbers aside) instead of writing them.
@@ -57,6 +66,10 @@ enum Task {
         /// Where to write the copy.
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
+        /// Also build the student book from the copy (into DIR/book/book):
+        /// its code shows the `todo!()`s, its check questions no answers.
+        #[arg(long)]
+        book: bool,
     },
     /// Prove that each step's graded tests fail on its stub.
     CheckExercises,
@@ -100,7 +113,7 @@ enum Task {
     },
     /// Which steps pass, as a table.
     Status,
-    /// Can this machine run each step?
+    /// Can this machine run each step? Fails when one cannot run.
     Doctor,
     /// Run the graded tests on pure cgroup v2, in QEMU.
     VmTest {
@@ -163,8 +176,15 @@ fn run(task: Task) -> Result<()> {
     match task {
         Task::Ci => ci(&root),
         Task::CheckAnchors => anchors::check(&root),
+        Task::CheckDrift => drift::check(&root, &command_names()),
+        Task::CheckLab => lab::check(&root),
         Task::Outputs { check } => outputs::run(&root, check),
-        Task::Exercises { step, only, out } => {
+        Task::Exercises {
+            step,
+            only,
+            out,
+            book,
+        } => {
             let out = out.unwrap_or_else(|| root.join("target/student"));
             let stubbed = exercises::chosen_steps(&root, step, &only)?;
             let n = exercises::write_student_copy(&root, &out, |s| stubbed.contains(&s))?;
@@ -179,6 +199,10 @@ fn run(task: Task) -> Result<()> {
                 out.display(),
                 steps.join(", ")
             );
+            if book {
+                let index = exercises::build_student_book(&out)?;
+                println!("built the student book: {}", index.display());
+            }
             Ok(())
         }
         Task::CheckExercises => exercises::check(&root),
@@ -222,7 +246,7 @@ fn run(task: Task) -> Result<()> {
             dir,
         } => grade::command(&root, step.as_deref(), format, out, dir),
         Task::Status => grade::command(&root, None, grade::Format::Table, None, None),
-        Task::Doctor => doctor::run(),
+        Task::Doctor => doctor::run(&root),
         Task::VmTest {
             steps,
             kernel,
@@ -231,6 +255,16 @@ fn run(task: Task) -> Result<()> {
         Task::BenchPeers { runs } => peers::run(&root, runs),
         Task::BenchPodman { runs } => podman_bench::run(&root, runs),
     }
+}
+
+/// The names of xtask's commands, from the command-line definition: what
+/// the drift check requires the README or the book to show.
+pub fn command_names() -> Vec<String> {
+    use clap::CommandFactory;
+    Xtask::command()
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect()
 }
 
 /// The repository root: xtask lives in `<root>/xtask`.
@@ -302,6 +336,8 @@ fn check_unproven_mistakes(root: &Path) -> Result<()> {
 fn ci(root: &Path) -> Result<()> {
     sh(root, "cargo", &["fmt", "--all", "--check"])?;
     anchors::check(root)?;
+    drift::check(root, &command_names())?;
+    lab::check(root)?;
     sh(
         root,
         "cargo",
@@ -391,6 +427,21 @@ mod tests {
     fn help_is_help_not_a_run() {
         let err = Xtask::try_parse_from(["xtask", "grade", "--help"]).unwrap_err();
         assert_eq!(err.kind(), clap::error::ErrorKind::DisplayHelp);
+    }
+
+    /// Every command prints its help, and has a line that says what it is.
+    #[test]
+    fn every_command_has_help() {
+        use clap::CommandFactory;
+        for name in command_names() {
+            let err = Xtask::try_parse_from(["xtask", &name, "--help"]).unwrap_err();
+            assert_eq!(err.kind(), clap::error::ErrorKind::DisplayHelp, "{name}");
+            let help = err.to_string();
+            assert!(help.contains("Usage: cargo xtask"), "{name}: {help}");
+            let command = Xtask::command();
+            let sub = command.find_subcommand(&name).unwrap();
+            assert!(sub.get_about().is_some(), "{name} says nothing of itself");
+        }
     }
 
     #[test]
