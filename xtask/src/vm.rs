@@ -130,7 +130,7 @@ pub fn run(root: &Path, steps: &[u32], kernel: Option<PathBuf>, timeout: Duratio
         match cut {
             Some((name, _)) if !timed_out && boots < 2 && console_text.contains("Kernel panic") => {
                 println!(
-                    "vm-test: the guest kernel panicked during {name}; the steps from {name} on run again in a fresh VM (once). The guest's console:\n{}",
+                    "vm-test: the guest kernel panicked before {name} finished; the steps from {name} on run again in a fresh VM (once). The guest's console:\n{}",
                     console_story(&console_text)
                 );
                 let log = out.join(format!("{name}.log"));
