@@ -157,11 +157,28 @@ pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// Asserts the run succeeded, saying `what` the test ran and `if_failed`
+/// (the most likely cause in the test at hand) when it did not, beside the
+/// cause read from its stderr; returns its stdout.
+pub(crate) fn expect_success(out: &Output, what: &str, if_failed: &str) -> String {
+    let err = text(&out.stderr);
+    assert!(
+        out.status.success(),
+        "expected {what} to succeed, it failed with {}; most likely cause: {if_failed} ({})\n\
+         stdout: {}\nstderr: {err}",
+        out.status,
+        likely_cause(&err),
+        text(&out.stdout)
+    );
+    text(&out.stdout)
+}
+
 /// Asserts the run succeeded and returns its stdout.
 pub(crate) fn stdout_of(out: &Output) -> String {
     assert!(
         out.status.success(),
-        "expected the container to succeed, it failed with {}: {}\nstdout: {}\nstderr: {}",
+        "expected the container to succeed, it failed with {}; most likely cause: {}\n\
+         stdout: {}\nstderr: {}",
         out.status,
         likely_cause(&text(&out.stderr)),
         text(&out.stdout),
@@ -290,7 +307,7 @@ impl Running {
             let err = running.stderr_text();
             panic!(
                 "expected the container's script to print \"ready\" first; it printed {first:?} \
-                 and the step binary {status}: {}\nstderr: {err}",
+                 and the step binary {status}; most likely cause: {}\nstderr: {err}",
                 likely_cause(&err)
             );
         }
@@ -414,7 +431,7 @@ impl Running {
         assert!(
             status.success(),
             "expected the container to end well once its script read a line, it ended with \
-             {status}: {}\nstderr: {err}",
+             {status}; most likely cause: {}\nstderr: {err}",
             likely_cause(&err)
         );
         rest
@@ -592,8 +609,8 @@ pub(crate) fn assert_one_line_error(out: &Output, step: u32, code: i32, needle: 
     assert_eq!(
         out.status.code(),
         Some(code),
-        "expected the step to refuse this input with exit code {code} and a line saying \
-         {needle:?}, it ended with {}: {}\nstderr: {err}",
+        "step {step}: expected the step to refuse this input with exit code {code} and a line \
+         saying {needle:?}, it ended with {}; most likely cause: {}\nstderr: {err}",
         out.status,
         likely_cause(&err)
     );
@@ -604,21 +621,29 @@ pub(crate) fn assert_one_line_error(out: &Output, step: u32, code: i32, needle: 
     assert_eq!(
         lines.len(),
         1,
-        "expected one line of error on stderr, got {}: an error should be reported once, \
-         where it is handled\nstderr: {err}",
+        "step {step}: expected one line of error on stderr, got {}; most likely cause: the \
+         error is printed where it happens and again where it is handled: return it with `?` \
+         and let the binary's main print it once\nstderr: {err}",
         lines.len()
     );
     assert!(
         lines[0].starts_with(&format!("step{step}: ")),
-        "expected the error line to start with \"step{step}: \", the binary's name\nstderr: {err}"
+        "step {step}: expected the error line to start with \"step{step}: \", the binary's \
+         name, it is {:?}; most likely cause: something below the binary's main prints the \
+         error itself instead of returning it\nstderr: {err}",
+        lines[0]
     );
     assert!(
         lines[0].contains(needle),
-        "expected the error to say {needle:?}, it said: {err}"
+        "step {step}: expected the error to say {needle:?}, it said {:?}; most likely cause: \
+         the input was refused for another reason than the one this test gives it, or later \
+         than where it is checked\nstderr: {err}",
+        lines[0]
     );
     assert!(
         !err.contains("panicked"),
-        "expected a plain error, the step panicked: {}\nstderr: {err}",
+        "step {step}: expected a plain error, the step panicked; most likely cause: {}\n\
+         stderr: {err}",
         likely_cause(&err)
     );
 }
