@@ -2,7 +2,7 @@
 
 mod support;
 
-use support::{host_links, run, stdout_of};
+use support::{host_links, run, stdout_of, text};
 
 #[test]
 fn only_lo_inside_and_it_is_up() {
@@ -17,14 +17,16 @@ fn only_lo_inside_and_it_is_up() {
         names,
         ["lo"],
         "step 2: expected only lo inside a new network namespace, `ip -o link` listed \
-         {names:?}: did clone3 get CLONE_NEWNET (Namespace::Net in the step's spec)?\n{links}"
+         {names:?}; most likely cause: the clone had no CLONE_NEWNET, so the container sees \
+         the host's links: is Namespace::Net in the step's spec (chapters/step2-net/main.rs)?\n\
+         {links}"
     );
     let flags = links.split(['<', '>']).nth(1).unwrap_or("");
     assert!(
         flags.split(',').any(|f| f == "UP"),
-        "step 2: expected lo to be up (UP among its flags), its flags are <{flags}>: did \
-         bring_up_loopback add IFF_UP to the flags SIOCGIFFLAGS read, and write them back \
-         with SIOCSIFFLAGS?\n{links}"
+        "step 2: expected lo to be up (UP among its flags), its flags are <{flags}>; most \
+         likely cause: bring_up_loopback does not add IFF_UP to the flags SIOCGIFFLAGS read, \
+         or does not write them back with SIOCSIFFLAGS\n{links}"
     );
 }
 
@@ -40,11 +42,14 @@ fn loopback_answers_inside() {
             "busybox nc -l -p 7777 -e echo pong & sleep 0.2; echo ping | busybox nc 127.0.0.1 7777",
         ],
     );
+    let seen = stdout_of(&out);
     assert_eq!(
-        stdout_of(&out).trim(),
+        seen.trim(),
         "pong",
-        "step 2: expected a client on 127.0.0.1 inside to reach a listener inside; it works \
-         only when lo has IFF_UP (bring_up_loopback)"
+        "step 2: expected a client on 127.0.0.1 inside to reach a listener inside and print \
+         pong, it printed {seen:?}; most likely cause: lo is down: bring_up_loopback must add \
+         IFF_UP to lo's flags and write them back with SIOCSIFFLAGS\nstderr: {}",
+        text(&out.stderr)
     );
 }
 
@@ -57,7 +62,9 @@ fn the_container_is_in_another_network_namespace() {
         theirs.trim(),
         ours.to_string_lossy(),
         "step 2: expected the container in a network namespace of its own, it is in the \
-         test's: is Namespace::Net in the step's spec?"
+         test's ({}); most likely cause: Namespace::Net is missing from the step's spec \
+         (chapters/step2-net/main.rs), so clone3 gets no CLONE_NEWNET",
+        theirs.trim()
     );
 }
 
@@ -73,15 +80,21 @@ fn the_hosts_links_are_untouched() {
             "ip link add caixa-test0 type veth peer name caixa-test1 && ip -o link | wc -l",
         ],
     );
+    let count = stdout_of(&out);
     assert_eq!(
-        stdout_of(&out).trim(),
+        count.trim(),
         "3",
-        "step 2: expected three links inside after making a veth pair: lo and the pair"
+        "step 2: expected three links inside after making a veth pair (lo and the pair), \
+         `ip -o link | wc -l` said {count:?}; most likely cause: the container is not in a \
+         new network namespace (Namespace::Net in the step's spec), so it counts the host's \
+         links too"
     );
+    let after = host_links();
     assert_eq!(
-        host_links(),
-        before,
-        "step 2: expected a link made in the container to exist only there; it appeared on \
-         the host: the container shares the host's network namespace"
+        after, before,
+        "step 2: expected a link made in the container to exist only there, the host's links \
+         went from {before:?} to {after:?}; most likely cause: the container shares the \
+         host's network namespace: Namespace::Net is missing from the step's spec, so \
+         clone3 gets no CLONE_NEWNET"
     );
 }

@@ -13,7 +13,9 @@ impl Segment {
         let id = unsafe { libc::shmget(key, 4096, libc::IPC_CREAT | libc::IPC_EXCL | 0o600) };
         assert!(
             id >= 0,
-            "cannot create the test's shared memory segment (shmget): {}",
+            "step 3: expected the test to create its own shared memory segment on the host, \
+             shmget(2) answered {}; most likely cause: the host's kernel has no System V IPC \
+             or its limits (kernel.shmmni) are reached: `ipcs -m` lists the segments left",
             std::io::Error::last_os_error()
         );
         Segment(id)
@@ -45,7 +47,9 @@ fn a_host_shared_memory_segment_is_invisible_inside() {
     let host = std::fs::read_to_string("/proc/sysvipc/shm").expect("read /proc/sysvipc/shm");
     assert!(
         keys(&host).contains(&key.to_string()),
-        "the test's own segment {key} is missing from the host's /proc/sysvipc/shm:\n{host}"
+        "step 3: expected the test's own segment {key} in the host's /proc/sysvipc/shm, it \
+         is missing; most likely cause: the test itself runs in an IPC namespace other than \
+         the one /proc shows (run it from the host's)\n{host}"
     );
 
     let out = run(3, &["cat", "/proc/sysvipc/shm"]);
@@ -53,8 +57,9 @@ fn a_host_shared_memory_segment_is_invisible_inside() {
     assert!(
         !keys(&inside).contains(&key.to_string()),
         "step 3: expected the host's shared memory segment {key} to be invisible inside, the \
-         container lists it: it shares the host's IPC namespace. Does Namespace::clone_flag \
-         return CLONE_NEWIPC for Namespace::Ipc?\n{inside}"
+         container lists it; most likely cause: the container shares the host's IPC \
+         namespace: Namespace::clone_flag must return CLONE_NEWIPC for Namespace::Ipc \
+         (CLONE_SYSVSEM only shares semaphore undo lists)\n{inside}"
     );
 }
 
@@ -62,11 +67,14 @@ fn a_host_shared_memory_segment_is_invisible_inside() {
 fn the_container_is_in_another_ipc_namespace() {
     let ours = std::fs::read_link("/proc/self/ns/ipc").expect("read /proc/self/ns/ipc");
     let out = run(3, &["readlink", "/proc/self/ns/ipc"]);
+    let theirs = stdout_of(&out);
     assert_ne!(
-        stdout_of(&out).trim(),
+        theirs.trim(),
         ours.to_string_lossy(),
-        "step 3: expected the container in an IPC namespace of its own, it is in the test's: \
-         does Namespace::clone_flag return CLONE_NEWIPC for Namespace::Ipc?"
+        "step 3: expected the container in an IPC namespace of its own, it is in the test's \
+         ({}); most likely cause: Namespace::clone_flag does not return CLONE_NEWIPC for \
+         Namespace::Ipc",
+        theirs.trim()
     );
 }
 
@@ -78,6 +86,9 @@ fn step_3_keeps_steps_1_and_2() {
     assert_eq!(
         lines,
         ["1", "1"],
-        "step 3: expected step 1's and 2's work kept: the shell as pid 1, and one link (lo)"
+        "step 3: expected step 1's and 2's work kept: the shell as pid 1, and one link (lo); \
+         the container printed {lines:?}; most likely cause: the step's spec lost \
+         Namespace::Pid or Namespace::Net (chapters/step3-ipc/main.rs must keep step 2's \
+         namespaces and add Namespace::Ipc)"
     );
 }

@@ -22,11 +22,14 @@ fn the_hosts_files_are_invisible() {
             &format!("test -e {path} && echo visible || echo gone"),
         ],
     );
+    let seen = stdout_of(&out);
     assert_eq!(
-        stdout_of(&out).trim(),
+        seen.trim(),
         "gone",
-        "step 4: expected the host's file {path} to be invisible inside, the container sees it: \
-         its / is still the host's. Did pivot_into run pivot_root(\".\", \".\") in the rootfs?"
+        "step 4: expected the host's file {path} to be invisible inside, the container says \
+         {:?}; most likely cause: its / is still the host's: pivot_into does not chdir into \
+         the rootfs and run pivot_root(\".\", \".\") there",
+        seen.trim()
     );
 }
 
@@ -48,8 +51,9 @@ fn root_is_the_rootfs_and_the_old_root_is_gone() {
     let text = stdout_of(&out);
     assert!(
         text.starts_with("yes\n"),
-        "step 4: expected the rootfs's /only-in-rootfs to read \"yes\" inside: is the rootfs \
-         the container's /?\n{text}"
+        "step 4: expected the rootfs's /only-in-rootfs to read \"yes\" inside, the output \
+         starts otherwise; most likely cause: the rootfs is not the container's /: pivot_into \
+         must chdir into it and pivot_root(\".\", \".\") there\n{text}"
     );
     // The container's mount table has its root at "/" and no leftover of the
     // host's root (pivot_root + MNT_DETACH).
@@ -61,21 +65,25 @@ fn root_is_the_rootfs_and_the_old_root_is_gone() {
     let roots = mountpoints.iter().filter(|m| **m == "/").count();
     assert!(
         roots >= 1,
-        "step 4: expected a mount at / in the container's mount table:\n{text}"
+        "step 4: expected a mount at / in the container's mount table, there is none; most \
+         likely cause: the rootfs is not a mount point: bind_rootfs_onto_itself must bind it \
+         onto itself before the pivot\n{text}"
     );
     assert!(
         mountpoints.iter().all(|m| !m.starts_with(rootfs.path())),
-        "step 4: expected no mount under the rootfs's host path {} inside, some are left:\n{text}",
+        "step 4: expected no mount under the rootfs's host path {} inside, some are left; \
+         most likely cause: the old root is still in the table (pivot_into must unmount it \
+         with umount2(\".\", MNT_DETACH) after pivot_root)\n{text}",
         rootfs.path()
     );
     // pivot_root(".", ".") stacks the old root on the new one, at "/": with
     // it, the host's mounts stay in the container's table (its /proc, /dev…).
     assert_eq!(
         roots, 1,
-        "step 4: expected one mount at /, the rootfs; there are {roots}: pivot_root(\".\", \".\") \
-         stacks the old root on top of the new one, and it stays (with the host's /proc, /dev \
-         and every other host mount under it) until pivot_into unmounts it with \
-         umount2(\".\", MNT_DETACH)\n{text}"
+        "step 4: expected one mount at /, the rootfs; there are {roots}; most likely cause: \
+         pivot_root(\".\", \".\") stacks the old root on top of the new one, and it stays \
+         (with the host's /proc, /dev and every other host mount under it) until pivot_into \
+         unmounts it with umount2(\".\", MNT_DETACH)\n{text}"
     );
 }
 
@@ -92,13 +100,18 @@ fn ps_inside_shows_only_the_container() {
     assert_eq!(
         pids.len(),
         2,
-        "step 4: expected ps to list only sh (pid 1) and ps itself, it listed {} processes: is \
-         /proc the container's own (mounted after the pivot)?\n{text}",
+        "step 4: expected ps to list only sh (pid 1) and ps itself, it listed {} processes; \
+         most likely cause: /proc inside is the host's: the old root is still on top \
+         (pivot_into must umount2(\".\", MNT_DETACH) it), or the container's /proc is \
+         mounted before the pivot, outside its root\n{text}",
         pids.len()
     );
     assert_eq!(
         pids[0], "1",
-        "step 4: expected sh as pid 1 in ps's listing:\n{text}"
+        "step 4: expected sh as pid 1 in ps's listing, the first pid is {}; most likely \
+         cause: /proc inside is the host's, not a proc of the container's PID namespace \
+         mounted after the pivot\n{text}",
+        pids[0]
     );
 }
 
@@ -118,28 +131,32 @@ fn the_containers_mounts_are_invisible_on_the_host() {
     assert_eq!(
         host, seen_by_the_step_binary,
         "step 4: expected the container's mounts to stay inside it; these appeared outside, \
-         where the step binary runs: {leaked:?}. stop_propagation_to_host must make / \
-         MS_SLAVE|MS_REC before the first mount"
+         where the step binary runs: {leaked:?}; most likely cause: stop_propagation_to_host \
+         does not make / MS_SLAVE|MS_REC before the first mount (without MS_REC only / \
+         itself stops propagating)"
     );
     let (status, _) = running.finish();
     assert!(
         status.success(),
-        "expected the container to end well once it read its line, it ended with {status}"
+        "step 4: expected the container to end well once it read its line, it ended with \
+         {status}; most likely cause: a step of the set-up after the pivot failed (run \
+         `step4 sh -c 'read x'` to see its stderr)"
     );
+    let after = host_mount_points();
+    let added: Vec<&String> = after.iter().filter(|m| !host.contains(m)).collect();
     assert_eq!(
-        host,
-        host_mount_points(),
-        "step 4: expected the host's mount table unchanged after the container ended"
+        host, after,
+        "step 4: expected the host's mount table unchanged after the container ended, these \
+         are new: {added:?}; most likely cause: stop_propagation_to_host does not make / \
+         MS_SLAVE|MS_REC, so the container's mounts reached the host and outlived it"
     );
 }
 
 #[test]
 fn dev_holds_only_the_default_devices() {
     let out = run(4, &["ls", "/dev"]);
-    let mut names: Vec<String> = stdout_of(&out)
-        .split_whitespace()
-        .map(String::from)
-        .collect();
+    let listing = stdout_of(&out);
+    let mut names: Vec<String> = listing.split_whitespace().map(String::from).collect();
     names.sort();
     let mut expected = [
         "fd", "full", "mqueue", "null", "ptmx", "pts", "random", "shm", "stderr", "stdin",
@@ -149,7 +166,9 @@ fn dev_holds_only_the_default_devices() {
     assert_eq!(
         names, expected,
         "step 4: expected /dev to hold only the default devices (a tmpfs of the container's \
-         own): a longer list is the host's /dev, seen through a root that is still the host's"
+         own), it holds {names:?}; most likely cause: a longer list is the host's /dev, seen \
+         through a root that is still the host's (pivot_into must pivot_root and unmount the \
+         old root with MNT_DETACH)"
     );
     let out = run(
         4,
@@ -164,7 +183,10 @@ fn dev_holds_only_the_default_devices() {
     assert_eq!(
         lines,
         ["4", "1,3"],
-        "step 4: expected /dev/null to be the real (1,3) device, writable, and /dev/zero readable"
+        "step 4: expected /dev/null to be the real (1,3) device, writable, and /dev/zero \
+         readable: lines [\"4\", \"1,3\"], the container printed {lines:?}; most likely \
+         cause: the container's /dev is not the tmpfs with the host's nodes bound in \
+         (create_devices), so /dev/null is a plain file or missing"
     );
 }
 
@@ -189,26 +211,32 @@ fn pseudo_filesystems_are_mounted_with_safe_flags() {
         let mounts = at(target);
         assert!(
             !mounts.is_empty(),
-            "step 4: expected a {kind} mounted at {target} inside, there is none:\n{text}"
+            "step 4: expected a {kind} mounted at {target} inside, there is none; most likely \
+             cause: mount_defaults ran outside the rootfs, or the bind of the rootfs onto \
+             itself hid it\n{text}"
         );
         assert_eq!(
             mounts.len(),
             1,
-            "step 4: expected one mount at {target}, there are {}: {mounts:?}. The host's are \
-             still in the table: pivot_into must unmount the old root with \
-             umount2(\".\", MNT_DETACH) after pivot_root",
+            "step 4: expected one mount at {target}, there are {}: {mounts:?}; most likely \
+             cause: the host's are still in the table: pivot_into must unmount the old root \
+             with umount2(\".\", MNT_DETACH) after pivot_root",
             mounts.len()
         );
         assert!(
             mounts[0].starts_with(&format!("{kind} ")),
-            "step 4: expected {kind} at {target}, found: {}",
+            "step 4: expected {kind} at {target}, found {:?}; most likely cause: the mount \
+             seen there is the host's, left by an old root that was not unmounted \
+             (umount2(\".\", MNT_DETACH) in pivot_into)",
             mounts[0]
         );
     }
     let sys = at("/sys")[0];
     assert!(
         sys.contains(" ro,"),
-        "step 4: expected /sys mounted read-only (ro), it is: {sys}"
+        "step 4: expected /sys mounted read-only (ro), it is {sys:?}; most likely cause: \
+         the host's /sys is seen through an old root that was not unmounted (umount2(\".\", \
+         MNT_DETACH) in pivot_into)"
     );
 }
 
@@ -230,7 +258,10 @@ fn masked_paths_read_empty_and_proc_sys_is_read_only() {
         lines,
         ["0", "0", "read-only", "read-only"],
         "step 4: expected /proc/keys and /proc/timer_list masked (empty), /proc/sys and /sys \
-         read-only; the lines are: sizes of the two files, then whether each is writable"
+         read-only: lines [\"0\", \"0\", \"read-only\", \"read-only\"] (the sizes of the \
+         two files, then whether each is writable), the container printed {lines:?}; most \
+         likely cause: mask_paths or make_readonly_paths ran before /proc was mounted in the \
+         new root, or against the host's /proc of an old root still on top"
     );
 }
 
@@ -249,7 +280,9 @@ fn a_host_posix_message_queue_is_invisible_inside() {
     };
     assert!(
         mq >= 0,
-        "cannot create the test's message queue (mq_open): {}",
+        "step 4: expected the test to create a POSIX message queue on the host, mq_open(3) \
+         answered {}; most likely cause: the host has no /dev/mqueue or its queue limit \
+         (fs.mqueue.queues_max) is reached",
         std::io::Error::last_os_error()
     );
     struct Unlink(std::ffi::CString, libc::mqd_t);
@@ -268,18 +301,25 @@ fn a_host_posix_message_queue_is_invisible_inside() {
     assert!(
         !listing.contains(&name[1..]),
         "step 4: expected the host's POSIX message queue {name} to be invisible inside; the \
-         container's /dev/mqueue lists it: it must be an mqueue of the container's own IPC \
-         namespace, mounted after the pivot\n{listing}"
+         container's /dev/mqueue lists it; most likely cause: /dev/mqueue inside is the \
+         host's, seen through an old root that was not unmounted (umount2(\".\", MNT_DETACH) \
+         in pivot_into): it must be an mqueue of the container's own IPC namespace, mounted \
+         after the pivot\n{listing}"
     );
 }
 
 #[test]
 fn workdir_is_honoured() {
     let out = run(4, &["-w", "/tmp", "pwd"]);
+    let seen = stdout_of(&out);
     assert_eq!(
-        stdout_of(&out).trim(),
+        seen.trim(),
         "/tmp",
-        "step 4: expected -w /tmp to be the command's working directory"
+        "step 4: expected -w /tmp to be the command's working directory, pwd said {:?}; most \
+         likely cause: the child changes to the spec's cwd before pivot_into, whose last \
+         chdir(\"/\") undoes it: the chdir to the cwd belongs after the pivot (init's \
+         init_cwd_fds block)",
+        seen.trim()
     );
 }
 
@@ -314,12 +354,16 @@ fn a_symlinked_mount_point_in_the_rootfs_is_refused() {
         .expect("make /proc a symbolic link");
     let out = run(4, &["--rootfs", rootfs.path(), "/bin/sh", "-c", "true"]);
     assert_one_line_error(&out, 4, 125, "symbolic link");
+    let through = std::fs::read_dir(outside.path())
+        .map(|d| d.count())
+        .unwrap_or(0);
     assert_eq!(
-        std::fs::read_dir(outside.path())
-            .map(|d| d.count())
-            .unwrap_or(0),
+        through,
         0,
-        "step 4: expected nothing mounted through the symbolic link, onto the host's {}",
+        "step 4: expected nothing mounted through the symbolic link, onto the host's {}, it \
+         holds {through} entries; most likely cause: a mount point is reached by joining \
+         paths (root.join(\"proc\")) instead of being opened inside the root \
+         (openat2 RESOLVE_IN_ROOT, mount onto /proc/self/fd/N)",
         outside.path().display()
     );
 }
@@ -373,8 +417,8 @@ fn a_mount_inside_the_rootfs_comes_along() {
             .lines()
             .any(|l| l.split_whitespace().nth(4) == Some("/data")),
         "step 4: expected the tmpfs mounted on the rootfs's /data to be at /data inside; it is \
-         not: bind_rootfs_onto_itself must bind recursively (MS_BIND|MS_REC), or the mounts \
-         inside the rootfs stay behind\n{table}"
+         not; most likely cause: bind_rootfs_onto_itself binds without MS_REC (it must be \
+         MS_BIND|MS_REC), so the mounts inside the rootfs stay behind\n{table}"
     );
 }
 
@@ -402,10 +446,13 @@ fn a_volume_binds_a_host_directory_inside_the_root_read_only_when_asked() {
             script,
         ],
     );
+    let seen = stdout_of(&out);
     assert_eq!(
-        stdout_of(&out),
-        "from the host\nrefused\n",
-        "step 4: --volume HOST:/srv:ro must show the host's file and refuse writes (bind_into: MS_BIND, then MS_REMOUNT | MS_RDONLY on the new mount)"
+        seen, "from the host\nrefused\n",
+        "step 4: expected --volume HOST:/srv:ro to show the host's file and refuse writes, the \
+         container printed {seen:?}; most likely cause: bind_into does not remount the new \
+         mount MS_BIND|MS_REMOUNT|MS_RDONLY after the bind, or remounts the directory under \
+         it (open the target again after the bind, it is the new mount then)"
     );
 
     let through_link = format!("{dir}:/escape/vol");
@@ -422,20 +469,28 @@ fn a_volume_binds_a_host_directory_inside_the_root_read_only_when_asked() {
             script,
         ],
     );
+    let seen = stdout_of(&out);
     assert_eq!(
-        stdout_of(&out),
-        "from the host\n",
-        "step 4: the container must see its volume at /escape/vol"
+        seen, "from the host\n",
+        "step 4: expected the container to see its volume at /escape/vol (through the \
+         rootfs's link, resolved inside the root), it printed {seen:?}; most likely cause: \
+         bind_into mounts onto a path string instead of onto the target opened inside the \
+         root (/proc/self/fd/N)"
     );
+    let written = std::fs::read_to_string(host.path().join("new")).unwrap_or_default();
     assert_eq!(
-        std::fs::read_to_string(host.path().join("new")).unwrap_or_default(),
-        "back\n",
-        "step 4: a writable bind writes to the host directory"
+        written, "back\n",
+        "step 4: expected a writable bind to write to the host directory, its file `new` \
+         holds {written:?}; most likely cause: bind_into bound something else than the \
+         volume's source onto the target, or made the bind read-only without :ro"
     );
+    let leaked = std::fs::read_dir(outside.path()).unwrap().count();
     assert_eq!(
-        std::fs::read_dir(outside.path()).unwrap().count(),
-        0,
-        "step 4: the mount point was made on the host through the rootfs's symlink: open it inside the root (openat2 RESOLVE_IN_ROOT), never by a joined path"
+        leaked, 0,
+        "step 4: expected nothing in the host directory the rootfs's symlink points to, it \
+         holds {leaked} entries; most likely cause: the mount point was made on the host \
+         through the rootfs's symlink: bind_into must open it inside the root (open_inside, \
+         openat2 RESOLVE_IN_ROOT), never by a joined path"
     );
 
     let out = run(
