@@ -256,7 +256,8 @@ impl World {
         assert!(
             entries.iter().all(|e| !e.starts_with(".tmp")),
             "step 9: expected no half-written layer (.tmp…) left after a refused layer, \
-             found: {entries:?}"
+             found: {entries:?}; most likely cause: the unpack writes into a temporary \
+             directory and does not remove it when it refuses the layer"
         );
     }
 
@@ -302,10 +303,12 @@ impl World {
 fn loaded(world: &World, layers: &[Vec<u8>]) {
     let layout = Layout::new(layers, default_config());
     let out = world.load(layout.path(), "img:1");
+    let said = stdout_of(&out);
     assert_eq!(
-        stdout_of(&out).trim(),
+        said.trim(),
         "loaded img:1",
-        "step 9: expected load to say it loaded the layout as img:1"
+        "step 9: expected load to say it loaded the layout as img:1, it said {said:?}; most \
+         likely cause: load names the image otherwise than --name asks"
     );
 }
 
@@ -358,13 +361,14 @@ fn a_whiteout_hides_only_lower_layers_never_its_own() {
     ]);
     loaded(&world, &[base_layer(), middle, upper]);
     let out = world.run(&["img:1", "sh", "-c", "cat /data/a; ls /dir; ls /other"]);
+    let seen = stdout_of(&out);
     assert_eq!(
-        stdout_of(&out),
-        "A\ny\nw\n",
+        seen, "A\ny\nw\n",
         "step 9: expected what the whiteout's own layer has to stay (data/a is A, dir has y, \
-         other has w) and the lower layers' entries to be hidden (dir/x, other/z). Most likely \
-         cause: a whiteout hides only the lower layers' NAME: when this layer has NAME, leave \
-         its file, and make its directory opaque"
+         other has w) and the lower layers' entries to be hidden (dir/x, other/z), the \
+         container printed {seen:?}. Most likely cause: apply_whiteout replaces what this \
+         layer has: a whiteout hides only the lower layers' NAME: when this layer has NAME, \
+         leave its file, and make its directory opaque"
     );
 }
 
@@ -373,10 +377,12 @@ fn the_image_config_shapes_the_process_and_the_command_line_wins() {
     let world = World::new();
     loaded(&world, &[base_layer()]);
     let out = world.run(&["img:1"]);
+    let seen = stdout_of(&out);
     assert_eq!(
-        stdout_of(&out),
-        "bar\n/tmp\n",
-        "Env, Cmd and WorkingDir of the image"
+        seen, "bar\n/tmp\n",
+        "step 9: expected the image's Cmd to print its Env's FOO (bar) and its WorkingDir \
+         (/tmp), it printed {seen:?}; most likely cause: config::shape does not carry the \
+         image config's Env, Cmd or WorkingDir into the spec"
     );
     let out = world.run(&[
         "-e",
@@ -388,10 +394,12 @@ fn the_image_config_shapes_the_process_and_the_command_line_wins() {
         "-c",
         "echo $FOO; pwd",
     ]);
+    let seen = stdout_of(&out);
     assert_eq!(
-        stdout_of(&out),
-        "baz\n/\n",
-        "-e, -w and a command override the image's"
+        seen, "baz\n/\n",
+        "step 9: expected -e FOO=baz, -w / and a command to override the image's, the \
+         container printed {seen:?}; most likely cause: config::shape lets the image's Env, \
+         WorkingDir or Cmd win over the command line's (the command line's come last)"
     );
 }
 
@@ -401,17 +409,23 @@ fn a_registry_port_is_not_taken_for_a_tag() {
     let world = World::new();
     let layout = Layout::new(&[base_layer()], default_config());
     let out = world.load(layout.path(), "localhost:5000/app");
+    let said = stdout_of(&out);
     assert_eq!(
-        stdout_of(&out).trim(),
+        said.trim(),
         "loaded localhost:5000/app:latest",
-        "step 9: a name without a tag gets :latest, even with a registry port in it"
+        "step 9: expected a name without a tag to get :latest, even with a registry port in \
+         it, load said {said:?}; most likely cause: the name's parser takes the text after \
+         the last `:` for a tag even when a `/` follows it (there it is a port)"
     );
     let out = world.run(&["localhost:5000/app", "echo", "found"]);
+    let seen = stdout_of(&out);
     assert_eq!(
-        stdout_of(&out),
+        seen,
         "found
 ",
-        "run finds it by the same name"
+        "step 9: expected run to find localhost:5000/app by the name it was loaded under, \
+         it printed {seen:?}; most likely cause: run and load parse the name differently \
+         (one takes :5000 for a tag)"
     );
 }
 
@@ -424,10 +438,12 @@ fn a_missing_working_directory_is_created() {
     );
     stdout_of(&world.load(layout.path(), "img:1"));
     let out = world.run(&["img:1"]);
+    let seen = stdout_of(&out);
     assert_eq!(
-        stdout_of(&out),
-        "/app/work\n",
-        "step 9: docker run creates a WorkingDir the image lacks"
+        seen, "/app/work\n",
+        "step 9: expected a WorkingDir the image lacks (/app/work) to be created, as docker \
+         run does, pwd printed {seen:?}; most likely cause: the child does not make the \
+         missing directories of the spec's cwd (make_missing_dirs) before its chdir"
     );
     // Through a symlink of the image, an absolute one: it resolves inside
     // the container's root, as the container sees it.
@@ -438,11 +454,13 @@ fn a_missing_working_directory_is_created() {
     );
     stdout_of(&world.load(layout.path(), "img:2"));
     let out = world.run(&["img:2"]);
+    let seen = stdout_of(&out);
     assert_eq!(
-        stdout_of(&out),
-        "/data/new/deep\n",
+        seen, "/data/new/deep\n",
         "step 9: expected the working directory /link/new/deep (through the image's symlink \
-         /link) to be created inside the rootfs, and the Cmd to see it"
+         /link) to be created inside the rootfs, and the Cmd to see it, it printed {seen:?}; \
+         most likely cause: the missing directories are made before the pivot, by a path \
+         joined to the rootfs, so the absolute link /data resolves on the host"
     );
 }
 
@@ -458,7 +476,9 @@ fn the_image_user_applies() {
     assert!(
         stdout_of(&out).starts_with("uid=1000(web) gid=1000"),
         "step 9: expected the image's User web to run the Cmd as uid 1000 (from the image's \
-         /etc/passwd), `id` printed: {}",
+         /etc/passwd), `id` printed {:?}; most likely cause: the image config's User is not \
+         carried into the spec (config::shape), or is looked up in the host's /etc/passwd \
+         instead of the container's",
         text(&out.stdout)
     );
     // Changing ids needs CAP_SETUID and CAP_SETGID: dropping them must not
@@ -476,17 +496,24 @@ fn the_image_user_applies() {
     let status = stdout_of(&out);
     assert!(
         status.starts_with("uid=1000(web) gid=1000"),
-        "step 9: expected the switch to user web to happen before the capabilities are \
-         dropped (--cap-drop SETUID, SETGID must not stop it): {status}"
+        "step 9: expected the switch to user web to happen despite --cap-drop SETUID, \
+         SETGID, the container printed {status}; most likely cause: the child drops the \
+         capabilities before become_user: the switch needs CAP_SETUID and CAP_SETGID, so it \
+         must come first"
     );
     assert!(
         status.contains("CapEff:\t0000000000000000")
             && status.contains("CapPrm:\t0000000000000000"),
-        "step 9: a non-root user holds no capability: {status}"
+        "step 9: expected a non-root user to hold no capability (CapEff and CapPrm 0), the \
+         container printed {status}; most likely cause: the user is switched without \
+         clearing the effective and permitted sets (setuid(2) clears them only when no \
+         PR_SET_KEEPCAPS is set)"
     );
     assert!(
         status.contains("CapBnd:\t00000000a804253b"),
-        "the bounding set lost SETUID and SETGID: {status}"
+        "step 9: expected the bounding set to lose SETUID and SETGID (CapBnd \
+         00000000a804253b), the container printed {status}; most likely cause: --cap-drop \
+         is applied after the user switch, or not to the bounding set"
     );
 }
 
@@ -504,10 +531,14 @@ fn two_containers_of_one_image_do_not_see_each_others_writes() {
         "-c",
         "cat /data/written-by-a 2>/dev/null || echo absent",
     ]);
+    let seen = stdout_of(&out);
     assert_eq!(
-        stdout_of(&out).trim(),
+        seen.trim(),
         "absent",
-        "step 9: each container needs its own upper directory"
+        "step 9: expected a second container not to see the first one's /data/written-by-a, \
+         it printed {:?}; most likely cause: the containers share one upper directory: \
+         overlay::prepare must make each container its own upper and work directories",
+        seen.trim()
     );
     a.finish_well();
 }
@@ -523,14 +554,18 @@ fn a_containers_writes_vanish_when_it_is_removed_unless_kept() {
         "-c",
         "cat /etc/new 2>/dev/null || echo gone; cat /data/a",
     ]);
+    let seen = stdout_of(&out);
     assert_eq!(
-        stdout_of(&out),
-        "gone\na\n",
-        "the next container starts from the image again"
+        seen, "gone\na\n",
+        "step 9: expected the next container to start from the image again (no /etc/new, \
+         /data/a back), it printed {seen:?}; most likely cause: a container's upper \
+         directory is kept and reused instead of removed when it ends"
     );
     assert!(
         world.containers().is_empty(),
-        "containers left: {:?}",
+        "step 9: expected no container directory left after the containers ended, found \
+         {:?}; most likely cause: the step binary does not remove a container's directory \
+         (upper, work, merged) once it is unmounted",
         world.containers()
     );
     let out = world.run(&[
@@ -545,17 +580,23 @@ fn a_containers_writes_vanish_when_it_is_removed_unless_kept() {
     assert_eq!(
         kept.len(),
         1,
-        "step 9: expected the container kept with --rm=false to keep its directory: {kept:?}"
+        "step 9: expected the container run with --keep to keep its directory, found \
+         {kept:?}; most likely cause: the clean-up at the end ignores --keep"
     );
     let upper = kept[0].join("upper");
     assert!(
         upper.join("etc/new").is_file(),
-        "the upper directory holds what changed"
+        "step 9: expected the kept container's upper directory to hold etc/new, the file it \
+         wrote; most likely cause: the container's writes went elsewhere than its upper \
+         directory (overlay::prepare's upperdir)"
     );
     let meta = std::fs::symlink_metadata(upper.join("data/a")).unwrap();
     assert!(
         std::os::unix::fs::FileTypeExt::is_char_device(&meta.file_type()),
-        "a deletion is a whiteout"
+        "step 9: expected the kept upper directory's data/a, which the container deleted, \
+         to be a whiteout (a character device), it is {:?}; most likely cause: the rootfs is \
+         not an overlay with this upper directory",
+        meta.file_type()
     );
 }
 
@@ -576,12 +617,24 @@ fn a_killed_step9_leaves_nothing_once_the_next_container_starts() {
     let cgroups = std::fs::read_to_string(format!("/proc/{container}/cgroup")).unwrap();
     assert!(
         !support::caixa_cgroups(&cgroups).is_empty(),
-        "the container runs in a cgroup of caixa's: {cgroups}"
+        "step 9: expected the container in a cgroup of caixa's, its /proc/PID/cgroup says \
+         {cgroups}; most likely cause: the step binary does not put the container into its \
+         cgroup (step 7's work lost)"
     );
     let dirs = world.containers();
-    assert_eq!(dirs.len(), 1, "one container directory while it runs");
+    assert_eq!(
+        dirs.len(),
+        1,
+        "step 9: expected one container directory while it runs, found {dirs:?}; most likely \
+         cause: overlay::prepare makes its directories elsewhere than the store's containers/"
+    );
     let merged = dirs[0].join("merged");
-    assert!(mounted(&merged), "its root is mounted at {merged:?}");
+    assert!(
+        mounted(&merged),
+        "step 9: expected the container's root mounted at {merged:?} while it runs, it is \
+         not; most likely cause: the overlay is mounted in the container's mount namespace \
+         only, or at another path"
+    );
     // SIGKILL: the step binary cleans up nothing; its container dies with
     // it (PR_SET_PDEATHSIG), but the mount, upper directory and cgroup stay.
     running.child.kill().unwrap();
@@ -589,7 +642,8 @@ fn a_killed_step9_leaves_nothing_once_the_next_container_starts() {
     drop(running);
     assert!(
         support::wait_gone(container),
-        "the container outlived step9"
+        "step 9: expected the container (pid {container}) to die with its killed step9, it \
+         lives on; most likely cause: the child does not set PR_SET_PDEATHSIG"
     );
     stdout_of(&world.run(&["img:1", "echo", "next"]));
     let (still_mounted, left_dirs, left_cgroups) = (
@@ -603,8 +657,10 @@ fn a_killed_step9_leaves_nothing_once_the_next_container_starts() {
     support::remove_cgroups(&cgroups);
     assert!(
         !still_mounted && left_dirs.is_empty() && left_cgroups.is_empty(),
-        "step 9: the next start must sweep what a killed start left: mounted {still_mounted}, \
-         container dirs {left_dirs:?}, cgroups {left_cgroups:?}"
+        "step 9: expected the next start to sweep what a killed start left, it left: mounted \
+         {still_mounted}, container dirs {left_dirs:?}, cgroups {left_cgroups:?}; most likely \
+         cause: the start does not sweep the records of dead step binaries (leftovers::sweep) \
+         before making its own container"
     );
 }
 
@@ -629,10 +685,15 @@ fn an_image_of_many_layers_still_mounts() {
     }
     loaded(&world, &layers);
     let out = world.run(&["img:1", "sh", "-c", "ls /data | wc -l"]);
+    let seen = stdout_of(&out);
     assert_eq!(
-        stdout_of(&out).trim(),
+        seen.trim(),
         "61",
-        "two files of the base layer and one per upper layer"
+        "step 9: expected /data to hold 61 files (two of the base layer and one per upper \
+         layer), `ls /data | wc -l` said {:?}; most likely cause: the overlay's lowerdir list \
+         names layers by their full paths and no longer fits one page of mount options: use \
+         the short links",
+        seen.trim()
     );
 }
 
@@ -650,11 +711,15 @@ fn hostile(world: &World, layer: Vec<u8>, needle: &str) {
     // Only the good base layer (and its short link) may have been added.
     assert!(
         after.iter().all(|e| !e.starts_with(".tmp")),
-        "a half-written layer is left: {after:?}"
+        "step 9: expected no half-written layer (.tmp…) left after a refused layer, found \
+         {after:?}; most likely cause: the unpack does not remove its temporary directory \
+         when it refuses the layer"
     );
     assert!(
         after.len() <= 2,
-        "the hostile layer was registered: {after:?}"
+        "step 9: expected the hostile layer not to be registered, the store's layers grew by \
+         {after:?}; most likely cause: the layer is renamed into place before the unpack \
+         has checked every entry"
     );
 }
 
@@ -668,7 +733,9 @@ fn an_absolute_name_is_refused() {
     );
     assert!(
         !Path::new("/caixa-abs-test").exists(),
-        "step 9: an absolute name in a layer wrote /caixa-abs-test on the host"
+        "step 9: expected an absolute name in a layer to be refused, it wrote \
+         /caixa-abs-test on the host; most likely cause: safe_relative does not refuse a \
+         name with a root component"
     );
 }
 
@@ -695,10 +762,12 @@ fn writing_through_a_symlinked_directory_is_refused() {
         ]),
         "symlink",
     );
+    let written = std::fs::read_dir(outside.path()).unwrap().count();
     assert_eq!(
-        std::fs::read_dir(outside.path()).unwrap().count(),
-        0,
-        "a file was written outside"
+        written, 0,
+        "step 9: expected nothing written through the layer's symlink escape, the host \
+         directory it points to holds {written} entries; most likely cause: the unpack \
+         follows a symlink of the layer as a directory (real_dirs must refuse one)"
     );
 }
 
@@ -754,15 +823,18 @@ fn a_duplicate_entry_cannot_write_through_an_earlier_symlink() {
     ]);
     loaded(&world, &[base_layer(), layer]);
     let out = world.run(&["img:1", "cat", "/f"]);
+    let seen = stdout_of(&out);
     assert_eq!(
-        stdout_of(&out),
-        "contained",
+        seen, "contained",
         "step 9: expected the layer's last entry f to replace its own symlink f, not write \
-         through it"
+         through it, /f reads {seen:?}; most likely cause: the unpack opens an existing \
+         path for writing instead of removing what is there first (clear)"
     );
     assert!(
         !target.exists(),
-        "the layer wrote through its own symlink to {}",
+        "step 9: expected the layer not to write through its own symlink, it wrote {}; most \
+         likely cause: the unpack opens an existing path for writing instead of removing \
+         what is there first (clear)",
         target.display()
     );
 }
@@ -782,7 +854,9 @@ fn a_diff_id_mismatch_is_refused() {
     assert_one_line_error(&out, 9, 125, "digest mismatch");
     assert!(
         world.layer_entries().iter().all(|e| e == "l"),
-        "nothing may be registered: {:?}",
+        "step 9: expected no layer registered when its diff_id does not match, the store \
+         has {:?}; most likely cause: the layer is renamed into place before its digest is \
+         checked against the config's diff_id",
         world.layer_entries()
     );
 }
@@ -833,7 +907,9 @@ fn a_decompression_bomb_is_refused() {
     let made = Command::new("sh").args(["-c", &script]).status().unwrap();
     assert!(
         made.success(),
-        "making the bomb layer failed: {made}: {script}"
+        "step 9: expected the test to make its bomb layer, the shell ended with {made}: \
+         {script}; most likely cause: the host lacks truncate, tar or gzip, or space in the \
+         temporary directory"
     );
     let bomb = std::fs::read(dir.path().join("layer.tgz")).unwrap();
     // Hand-write the layer: the bomb is already gzip-compressed.
@@ -867,14 +943,17 @@ fn a_stream_going_on_after_its_tar_is_refused(compress: &str, media_type: &str) 
     let out = Command::new("sh").args(["-c", &script]).output().unwrap();
     assert!(
         out.status.success(),
-        "making the test's layer with {compress} failed: {}",
+        "step 9: expected the test to make its layer with {compress}, it failed; most likely \
+         cause: the host lacks {compress} (sudo apt-get install zstd)\nstderr: {}",
         text(&out.stderr)
     );
     let diff_id = format!("sha256:{}", &text(&out.stdout)[..64]);
     let blob = std::fs::read(dir.path().join("layer.blob")).unwrap();
     assert!(
         blob.len() < 2 << 20,
-        "the hostile layer stays small on disk"
+        "step 9: expected the test's hostile layer to stay under 2 MiB on disk, it is {} \
+         bytes; most likely cause: the host's {compress} compresses zeros poorly",
+        blob.len()
     );
 
     let layout = Layout::new(&[base_layer()], default_config());
@@ -904,7 +983,12 @@ fn skopeo(args: &[&str]) {
         .args(args)
         .status()
         .expect("skopeo (sudo apt-get install skopeo)");
-    assert!(status.success(), "skopeo {args:?} failed");
+    assert!(
+        status.success(),
+        "step 9: expected skopeo {args:?} to make the test's image, it ended with {status}; \
+         most likely cause: skopeo is missing or too old for this format (its stderr is \
+         above)"
+    );
 }
 
 #[test]
@@ -926,15 +1010,20 @@ fn a_docker_save_tarball_loads_and_runs() {
         .spawn()
         .unwrap();
     let out = wait_output(child);
+    let said = stdout_of(&out);
     assert_eq!(
-        stdout_of(&out).trim(),
+        said.trim(),
         "loaded saved:2",
-        "step 9: expected a docker-save tarball (skopeo's) to load as saved:2"
+        "step 9: expected a docker-save tarball (skopeo's) to load as saved:2, load said \
+         {said:?}; most likely cause: load_docker does not take the name from the tarball's \
+         manifest.json RepoTags"
     );
+    let seen = stdout_of(&world.run(&["saved:2"]));
     assert_eq!(
-        stdout_of(&world.run(&["saved:2"])),
-        "bar\n/tmp\n",
-        "step 9: expected saved:2 to run its Cmd in its WorkingDir, as the config says"
+        seen, "bar\n/tmp\n",
+        "step 9: expected saved:2 to run its Cmd in its WorkingDir, as the config says, it \
+         printed {seen:?}; most likely cause: load_docker stores another config than the one \
+         manifest.json names"
     );
 }
 
@@ -951,15 +1040,20 @@ fn an_oci_archive_loads_and_runs() {
         &format!("oci-archive:{}:arch:3", file.display()),
     ]);
     let out = world.load(file.to_str().unwrap(), "arch:3");
+    let said = stdout_of(&out);
     assert_eq!(
-        stdout_of(&out).trim(),
+        said.trim(),
         "loaded arch:3",
-        "step 9: expected an OCI archive (skopeo's) to load as arch:3"
+        "step 9: expected an OCI archive (skopeo's) to load as arch:3, load said {said:?}; \
+         most likely cause: load does not unpack a tar of an OCI layout before reading it as \
+         one (load_oci)"
     );
+    let seen = stdout_of(&world.run(&["arch:3"]));
     assert_eq!(
-        stdout_of(&world.run(&["arch:3"])),
-        "bar\n/tmp\n",
-        "step 9: expected arch:3 to run its Cmd in its WorkingDir, as the config says"
+        seen, "bar\n/tmp\n",
+        "step 9: expected arch:3 to run its Cmd in its WorkingDir, as the config says, it \
+         printed {seen:?}; most likely cause: config::shape does not carry the config's Cmd \
+         and WorkingDir into the spec"
     );
 }
 
@@ -989,18 +1083,28 @@ fn zstd_compressed_layers_load_and_run() {
                 std::fs::read(e.path()).is_ok_and(|b| b.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]))
             })
             .count();
-        assert_eq!(zstd_blobs, 2, "skopeo made two zstd layers ({format})");
-        let loaded = world.load(out.path().to_str().unwrap(), name);
         assert_eq!(
-            stdout_of(&loaded).trim(),
+            zstd_blobs, 2,
+            "step 9: expected skopeo to make two zstd layers ({format}), it made {zstd_blobs}; \
+             most likely cause: the host's skopeo is too old for --dest-compress-format \
+             {format}"
+        );
+        let loaded = world.load(out.path().to_str().unwrap(), name);
+        let said = stdout_of(&loaded);
+        assert_eq!(
+            said.trim(),
             format!("loaded {name}"),
-            "step 9: expected the {format} layout with zstd layers to load"
+            "step 9: expected the {format} layout with zstd layers to load, load said \
+             {said:?}; most likely cause: load refuses the zstd layer media type"
         );
         let ran = world.run(&[name, "sh", "-c", "ls /data"]);
+        let seen = stdout_of(&ran);
         assert_eq!(
-            stdout_of(&ran),
-            "b\n",
-            "step 9: {format} layers must unpack (and the whiteout apply)"
+            seen, "b\n",
+            "step 9: expected the {format} layers to unpack and the whiteout of data/a to \
+             apply (ls /data: b), it printed {seen:?}; most likely cause: tar_stream does not \
+             decode every zstd frame (zstd:chunked has many, and a skippable one), or \
+             apply_whiteout does not turn `.wh.a` into a 0/0 character device"
         );
     }
 }
