@@ -12,7 +12,10 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use support::{TestNetns, TinyRootfs, assert_one_line_error, binary, stdout_of, text, wait_output};
+use support::{
+    TestNetns, TinyRootfs, assert_one_line_error, binary, expect_success, likely_cause, stdout_of,
+    text, wait_output,
+};
 
 /// A registry on 127.0.0.1 (or on an address inside a test's network
 /// namespace), with its storage in a temporary directory.
@@ -76,7 +79,10 @@ impl Registry {
         while !registry.listening() {
             assert!(
                 start.elapsed() < Duration::from_secs(15),
-                "the registry did not start"
+                "step 10: expected the test's docker-registry to listen on {} within 15 s, it \
+                 does not; most likely cause: docker-registry is missing or cannot bind the \
+                 port (another test's registry still holds it)",
+                registry.host()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -125,7 +131,13 @@ impl Registry {
             .arg(format!("docker://{}/{repo_tag}", self.host()))
             .status()
             .expect("skopeo (sudo apt-get install skopeo)");
-        assert!(status.success(), "skopeo copy to the registry failed");
+        assert!(
+            status.success(),
+            "step 10: expected skopeo to copy the test image to the registry at {}, it ended \
+             with {status}; most likely cause: the test's registry is not up, or skopeo is \
+             missing (sudo apt-get install skopeo); its stderr is above",
+            self.host()
+        );
     }
 
     /// The raw manifest of `repo:tag`, as the registry serves it.
@@ -141,7 +153,9 @@ impl Registry {
             .unwrap();
         assert!(
             out.status.success(),
-            "skopeo could not copy the test image into the registry: {}",
+            "step 10: expected skopeo to read the manifest of {repo_tag} from the test's \
+             registry, it failed; most likely cause: the image was not pushed there (a push \
+             under test that did not finish), or the registry is down\nstderr: {}",
             text(&out.stderr)
         );
         out.stdout
@@ -229,17 +243,27 @@ fn pull_by_tag_then_run() {
     let client = Client::new();
     let reference = format!("{}/test/img:1", registry.host());
     let out = client.step10(&["pull", &reference], "");
+    let said = expect_success(
+        &out,
+        "the pull by tag",
+        "fetch_blob does not download or store a blob (GET /v2/NAME/blobs/DIGEST, then \
+         store.put_blob(digest, Some(size), …))",
+    );
     assert_eq!(
-        stdout_of(&out).trim(),
+        said.trim(),
         format!("pulled {reference}"),
-        "step 10: expected the pull to end with one line saying what it pulled"
+        "step 10: expected the pull to end with one line saying what it pulled, it said \
+         {said:?}; most likely cause: pull prints its progress on stdout, which is for the \
+         result only (progress goes to stderr)"
     );
     let netns = TestNetns::new();
     let out = client.run_in(&netns, &[&reference]);
+    let seen = stdout_of(&out);
     assert_eq!(
-        stdout_of(&out),
-        "pulled-by-tag",
-        "the image's Cmd prints its marker"
+        seen, "pulled-by-tag",
+        "step 10: expected the pulled image's Cmd to print its marker, it printed {seen:?}; \
+         most likely cause: fetch_blob stored another blob than the one asked for, so the \
+         image run is not the one pulled"
     );
 }
 
@@ -277,7 +301,8 @@ fn push_then_pull_round_trips_byte_identical_manifests() {
     let out = client.step10(&["push", &source, "--to", &target], "");
     assert!(
         stdout_of(&out).starts_with(&format!("pushed {target}")),
-        "step 10: expected the push to say \"pushed {target}\", it said: {}",
+        "step 10: expected the push to say \"pushed {target}\", it said {:?}; most likely \
+         cause: push prints its progress on stdout, which is for the result only",
         text(&out.stdout)
     );
     let mounted = text(&out.stderr)
@@ -286,13 +311,18 @@ fn push_then_pull_round_trips_byte_identical_manifests() {
         .count();
     assert!(
         mounted >= 2,
-        "step 10: on the same registry, config and layer are mounted from the source repository, not uploaded:\n{}",
+        "step 10: expected config and layer to be mounted from the source repository (same \
+         registry), not uploaded, {mounted} lines say \"mounted from test/img\"; most likely \
+         cause: upload does not first POST /blobs/uploads/?mount=DIGEST&from=REPO, or takes \
+         its 202 (no mount) for a 201\n{}",
         text(&out.stderr)
     );
     assert_eq!(
         registry.raw_manifest("other/copy:2"),
         registry.raw_manifest("test/img:1"),
-        "step 10: the pushed manifest must be byte-identical"
+        "step 10: expected the pushed manifest to be byte-identical to the pulled one; most \
+         likely cause: push serializes the manifest again (serde changes spacing and key \
+         order) instead of sending the stored bytes, so its digest changes"
     );
     // And it pulls back.
     let fresh = Client::new();
@@ -318,7 +348,9 @@ fn basic_auth_needs_login_and_works_after_it() {
     let saved = std::fs::read_to_string(client.config.path().join("config.json")).unwrap();
     assert!(
         saved.contains("auths") && !saved.contains("s3cret"),
-        "credentials are stored as Docker does (base64), not in clear text"
+        "step 10: expected the credentials stored as Docker does (\"auths\", base64), not in \
+         clear text, config.json holds {saved:?}; most likely cause: save_credentials writes \
+         the password itself instead of base64(user:password) under auths.HOST.auth"
     );
     stdout_of(&client.step10(&["pull", &reference], ""));
 }
@@ -372,10 +404,11 @@ fn a_tampered_blob_is_refused_and_nothing_is_stored() {
          mismatch\", it ended with {last:?}; {cause}\nstderr: {err}"
     );
     let images = client.step10(&["images"], "");
+    let listed = stdout_of(&images);
     assert_eq!(
-        stdout_of(&images),
-        "",
-        "step 10: expected a refused pull to leave no image"
+        listed, "",
+        "step 10: expected a refused pull to leave no image, `images` lists {listed:?}; most \
+         likely cause: pull tags the image before every blob is downloaded and verified"
     );
 }
 
@@ -438,14 +471,18 @@ fn a_multi_platform_index_gives_this_machines_manifest() {
     let images = stdout_of(&client.step10(&["images"], ""));
     assert!(
         images.contains(&m2),
-        "--platform {platform} must pick its manifest:\n{images}"
+        "step 10: expected --platform {platform} to pick that platform's manifest {m2}, \
+         `images` lists another; most likely cause: the index's entry is chosen without the \
+         asked platform (validate::choose must match --platform's os/architecture)\n{images}"
     );
     let other = Client::new();
     stdout_of(&other.step10(&["pull", &reference], ""));
     let images = stdout_of(&other.step10(&["images"], ""));
     assert!(
         images.contains(&m1),
-        "this machine (linux/{this}) gets its own manifest:\n{images}"
+        "step 10: expected a pull without --platform to pick this machine's manifest \
+         (linux/{this}) {m1}, `images` lists another; most likely cause: the index's first \
+         entry is taken instead of the one for this_platform()\n{images}"
     );
 }
 
@@ -516,10 +553,17 @@ fn the_bearer_token_flow_works() {
     });
     let client = Client::new();
     let out = client.step10(&["pull", &format!("127.0.0.1:{port}/test/img:1")], "");
+    let said = expect_success(
+        &out,
+        "the pull from a registry that wants a Bearer token",
+        "the client does not answer a 401's WWW-Authenticate: Bearer realm=… by asking the \
+         realm for a token and retrying with Authorization: Bearer TOKEN",
+    );
     assert_eq!(
-        stdout_of(&out).trim(),
+        said.trim(),
         format!("pulled 127.0.0.1:{port}/test/img:1"),
-        "step 10: expected the pull through the token flow to succeed"
+        "step 10: expected the pull through the token flow to say what it pulled, it said \
+         {said:?}; most likely cause: pull prints its progress on stdout"
     );
     // Unblock the server's remaining accepts and collect its verdict.
     for _ in 0..12 {
@@ -527,7 +571,9 @@ fn the_bearer_token_flow_works() {
     }
     assert!(
         server.join().unwrap(),
-        "the client must ask the realm for a token with the repository's pull scope"
+        "step 10: expected the client to ask the realm for a token with the repository's \
+         pull scope (scope=repository:test/img:pull), it did not; most likely cause: the \
+         token request drops the challenge's scope, or does not percent-encode it"
     );
 }
 
@@ -692,10 +738,11 @@ fn serving(image: Tiny, broken: String, reply: impl Fn() -> Reply + Send + Sync 
 
 /// The store holds no image and no blob named `digest`, whole or partial.
 fn assert_nothing_stored(client: &Client, digest: &str) {
+    let listed = stdout_of(&client.step10(&["images"], ""));
     assert_eq!(
-        stdout_of(&client.step10(&["images"], "")),
-        "",
-        "a refused pull must leave no image"
+        listed, "",
+        "step 10: expected a refused pull to leave no image, `images` lists {listed:?}; most \
+         likely cause: pull tags the image before every blob is downloaded and verified"
     );
     let blobs = client.store.path().join("blobs/sha256");
     let left: Vec<String> = std::fs::read_dir(&blobs)
@@ -705,7 +752,13 @@ fn assert_nothing_stored(client: &Client, digest: &str) {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with(&digest[7..]) || n.contains("tmp") || n.starts_with('.'))
         .collect();
-    assert!(left.is_empty(), "half-stored blobs left: {left:?}");
+    assert!(
+        left.is_empty(),
+        "step 10: expected no blob named {digest} and no half-written one left after a refused \
+         pull, found {left:?}; most likely cause: fetch_blob writes the download straight to \
+         its final name instead of through store.put_blob (a temporary file renamed only once \
+         its digest and size are right)"
+    );
 }
 
 #[test]
@@ -725,19 +778,25 @@ fn a_stalled_registry_is_a_clear_timeout_and_nothing_is_half_stored() {
         out.status.code(),
         Some(125),
         "step 10: expected a pull from a stalled registry to fail with exit code 125, it \
-         ended with {}\nstderr: {err}",
-        out.status
+         ended with {}; most likely cause: {}\nstderr: {err}",
+        out.status,
+        likely_cause(&err)
     );
     assert!(
         err.lines()
             .last()
             .unwrap_or("")
             .contains("no answer within 1 s"),
-        "step 10: a registry that stops sending must time out with a clear line:\n{err}"
+        "step 10: expected a registry that stops sending to end the pull with a last line \
+         saying \"no answer within 1 s\", it did not; most likely cause: the blob's body is \
+         read without the client's deadline (answer.body() watches it)\n{err}"
     );
     assert!(
         started.elapsed() < Duration::from_secs(60),
-        "the timeout was not honoured"
+        "step 10: expected --timeout 1 to end a stalled pull well within 60 s, it took {:?}; \
+         most likely cause: the blob's body is read without the client's deadline \
+         (answer.body() watches it)",
+        started.elapsed()
     );
     assert_nothing_stored(&client, &layer);
 }
@@ -760,16 +819,23 @@ fn a_truncated_blob_is_refused_and_nothing_is_half_stored() {
         out.status.code(),
         Some(125),
         "step 10: expected a pull of a truncated blob to fail with exit code 125, it ended \
-         with {}\nstderr: {err}",
-        out.status
+         with {}; most likely cause: fetch_blob stores the blob without its size to check \
+         (store.put_blob(digest, Some(size), …)) ({})\nstderr: {err}",
+        out.status,
+        likely_cause(&err)
     );
     assert!(
         err.lines().last().unwrap_or("").starts_with("step10: "),
-        "step 10: expected one clear last line starting with \"step10: \"\nstderr: {err}"
+        "step 10: expected one clear last line starting with \"step10: \", the last line is \
+         {:?}; most likely cause: {}\nstderr: {err}",
+        err.lines().last().unwrap_or(""),
+        likely_cause(&err)
     );
     assert!(
         !err.contains("panicked"),
-        "step 10: expected a clear error, the step panicked\nstderr: {err}"
+        "step 10: expected a clear error, the step panicked; most likely cause: {}\n\
+         stderr: {err}",
+        likely_cause(&err)
     );
     assert_nothing_stored(&client, &layer);
 }
@@ -841,13 +907,16 @@ fn push_in_chunks_to_another_registry_round_trips() {
     stdout_of(&out);
     assert!(
         text(&out.stderr).contains(" chunks"),
-        "step 10: a blob above --chunk-size goes in PATCHes:\n{}",
+        "step 10: expected a blob above --chunk-size 64k to go in PATCHes (\" chunks\" on \
+         stderr), it did not; most likely cause: upload sends the blob in one PUT whatever \
+         --chunk-size says\n{}",
         text(&out.stderr)
     );
     assert_eq!(
         to.raw_manifest("test/img:1"),
         from.raw_manifest("test/img:1"),
-        "the chunked push must give the same manifest"
+        "step 10: expected the chunked push to give the same manifest bytes; most likely \
+         cause: push serializes the manifest again instead of sending the stored bytes"
     );
     let fresh = Client::new();
     stdout_of(&fresh.step10(&["pull", &target], ""));
@@ -871,11 +940,13 @@ fn plain_http_only_to_loopback_or_a_listed_insecure_registry() {
         &["--insecure-registry", &registry.host(), "pull", &reference],
         "",
     );
+    let said = stdout_of(&out);
     assert_eq!(
-        stdout_of(&out).trim(),
+        said.trim(),
         format!("pulled {reference}"),
         "step 10: expected the pull to work once the registry is listed with \
-         --insecure-registry"
+         --insecure-registry, it said {said:?}; most likely cause: plain_http_ok does not \
+         allow a host named by --insecure-registry"
     );
 }
 
@@ -981,23 +1052,27 @@ fn assert_failed_with(out: &Output, client: &Client, needle: &str) {
         out.status.code(),
         Some(125),
         "step 10: expected the pull to fail with exit code 125 and {needle:?}, it ended with \
-         {}\nstderr: {err}",
-        out.status
+         {}; most likely cause: {}\nstderr: {err}",
+        out.status,
+        likely_cause(&err)
     );
     let last = err.lines().last().unwrap_or("");
     assert!(
         last.starts_with("step10: ") && last.contains(needle),
-        "expected {needle:?} in the last line of: {err}"
+        "step 10: expected {needle:?} in the last line, it is {last:?}; most likely cause: \
+         a read of the registry's answer is not bounded by the client's deadline (a registry \
+         that drips bytes never trips a per-read timeout)\nstderr: {err}"
     );
     assert_refused_image(client);
 }
 
 /// No image in `client`'s store.
 fn assert_refused_image(client: &Client) {
+    let listed = stdout_of(&client.step10(&["images"], ""));
     assert_eq!(
-        stdout_of(&client.step10(&["images"], "")),
-        "",
-        "step 10: expected a refused pull to leave no image"
+        listed, "",
+        "step 10: expected a refused pull to leave no image, `images` lists {listed:?}; most \
+         likely cause: pull tags the image before every blob is downloaded and verified"
     );
 }
 
@@ -1098,7 +1173,10 @@ fn a_registry_cannot_make_a_pull_open_thousands_of_downloads() {
     assert_eq!(
         asked_blobs.load(std::sync::atomic::Ordering::SeqCst),
         0,
-        "step 10: a manifest of too many layers must be refused before any download"
+        "step 10: expected a manifest of too many layers to be refused before any download, \
+         the registry was asked for {} blobs; most likely cause: the manifest's layer count is \
+         checked after the downloads start",
+        asked_blobs.load(std::sync::atomic::Ordering::SeqCst)
     );
     // Twelve real layers: all come, a few at a time. The registry holds
     // each blob request a moment, counting how many are open at once.
@@ -1125,7 +1203,9 @@ fn a_registry_cannot_make_a_pull_open_thousands_of_downloads() {
     let most = most.load(std::sync::atomic::Ordering::SeqCst);
     assert!(
         (1..=4).contains(&most),
-        "step 10: blobs download a few at a time (a small pool), not all at once: {most} were open together"
+        "step 10: expected blobs to download a few at a time (a pool of at most 4), {most} \
+         were open together; most likely cause: download starts one thread per blob instead \
+         of a small pool taking blobs from a shared queue"
     );
 }
 
@@ -1174,9 +1254,17 @@ fn assert_printable(out: &Output) {
         .collect();
     assert!(
         raw.is_empty(),
-        "step 10: control characters {raw:?} from the registry reached the terminal:\n{err:?}"
+        "step 10: expected no control character from the registry on stderr, {raw:?} reached \
+         the terminal; most likely cause: a value from the registry (digest, media type, \
+         platform) goes into an error message without validate::printable\n{err:?}"
     );
-    assert_eq!(err.lines().count(), 1, "one line: {err:?}");
+    assert_eq!(
+        err.lines().count(),
+        1,
+        "step 10: expected one line of error, got {}; most likely cause: a registry's \
+         \\r\\n went into the message raw (validate::printable escapes it)\n{err:?}",
+        err.lines().count()
+    );
 }
 
 #[test]
@@ -1214,8 +1302,10 @@ fn nothing_a_registry_sends_reaches_the_terminal_raw() {
         assert_eq!(
             out.status.code(),
             Some(125),
-            "step 10: expected a pull whose {tag} lies to be refused with exit code 125, it ended with {}\nstderr: {}",
+            "step 10: expected a pull whose {tag} lies to be refused with exit code 125, it \
+             ended with {}; most likely cause: {}\nstderr: {}",
             out.status,
+            likely_cause(&text(&out.stderr)),
             text(&out.stderr)
         );
         assert_printable(&out);
@@ -1244,14 +1334,18 @@ fn nothing_a_registry_sends_reaches_the_terminal_raw() {
     assert_eq!(
         out.status.code(),
         Some(125),
-        "step 10: expected the pull to be refused with exit code 125, it ended with {}\nstderr: {}",
+        "step 10: expected the pull to be refused with exit code 125 (a token with \\r\\n in \
+         it), it ended with {}; most likely cause: is_bearer_token does not refuse a token \
+         that is not a header-safe string ({})\nstderr: {}",
         out.status,
+        likely_cause(&text(&out.stderr)),
         text(&out.stderr)
     );
     assert_printable(&out);
     assert!(
         !text(&out.stderr).contains("s3cr3t"),
-        "step 10: a token must never be printed:\n{}",
+        "step 10: expected the token never to be printed, stderr shows it; most likely \
+         cause: the refusal of a bad token quotes the token itself\n{}",
         text(&out.stderr)
     );
 }
@@ -1304,7 +1398,10 @@ fn a_pull_is_bounded_in_bytes_and_by_free_space() {
     assert_eq!(
         asked_blobs.load(std::sync::atomic::Ordering::SeqCst),
         0,
-        "step 10: the size of a pull is checked before any blob is downloaded"
+        "step 10: expected the size of a pull to be checked before any blob is downloaded, \
+         the registry was asked for {} blobs; most likely cause: Room::claim runs after the \
+         downloads start, or not at all",
+        asked_blobs.load(std::sync::atomic::Ordering::SeqCst)
     );
 }
 
@@ -1411,7 +1508,10 @@ fn smaller_lies_are_caught_and_told_as_they_are() {
     assert_eq!(
         authorized.load(std::sync::atomic::Ordering::SeqCst),
         0,
-        "step 10: credentials for 127.0.0.1:{port} must not go to a realm on another port"
+        "step 10: expected the credentials for 127.0.0.1:{port} not to go to a realm on \
+         another port ({realm_port}), the realm got them {} times; most likely cause: \
+         realm_may_get_credentials compares hosts without their ports",
+        authorized.load(std::sync::atomic::Ordering::SeqCst)
     );
 }
 
