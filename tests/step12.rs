@@ -38,7 +38,10 @@ impl Bundle {
             .unwrap();
         assert!(
             out.status.success(),
-            "step 12: `spec` must write an example config.json: {}",
+            "step 12: expected `spec --bundle DIR` to write an example config.json, it ended \
+             with {}; most likely cause: {}\nstderr: {}",
+            out.status,
+            support::likely_cause(&text(&out.stderr)),
             text(&out.stderr)
         );
         let path = dir.path().join("config.json");
@@ -93,7 +96,10 @@ impl Bundle {
             if start.elapsed() > support::TIMEOUT {
                 let _ = child.kill();
                 panic!(
-                    "step 12: `step12 {}` did not end within {:?} (likely cause: a command waits for the container; only `run` without --detach may)",
+                    "step 12: expected `step12 {}` to end, it did not end within {:?}; most \
+                     likely cause: the command waits for the container (only `run` without \
+                     --detach may): create must not wait at the start gate itself, and \
+                     start must return once the child took the gate's byte",
                     args.join(" "),
                     support::TIMEOUT
                 );
@@ -117,12 +123,16 @@ impl Bundle {
         let out = self.run(&["state", id]);
         assert!(
             out.status.success(),
-            "step 12: `state {id}` must print the state of a container that exists: {}",
+            "step 12: expected `state {id}` to print the state of a container that exists, it \
+             ended with {}; most likely cause: {}\nstderr: {}",
+            out.status,
+            support::likely_cause(&text(&out.stderr)),
             text(&out.stderr)
         );
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
             panic!(
-                "step 12: `state` must print JSON ({e}): {}",
+                "step 12: expected `state` to print JSON, it printed {:?} ({e}); most likely \
+                 cause: state prints something beside the Reported JSON on stdout",
                 text(&out.stdout)
             )
         })
@@ -200,7 +210,10 @@ fn create_start_kill_delete_follow_the_runtime_spec() {
     let out = bundle.create("life");
     assert!(
         out.status.success(),
-        "step 12: `create` of a valid bundle must succeed: {}",
+        "step 12: expected `create` of a valid bundle to succeed, it ended with {}; most \
+         likely cause: {}\nstderr: {}",
+        out.status,
+        support::likely_cause(&text(&out.stderr)),
         text(&out.stderr)
     );
 
@@ -208,32 +221,49 @@ fn create_start_kill_delete_follow_the_runtime_spec() {
     let state = bundle.state("life");
     assert_eq!(
         state["status"], "created",
-        "step 12: after create the status is \"created\": {state}"
+        "step 12: expected the status \"created\" after create, state says {state}; most \
+         likely cause: Saved::status does not answer Created while the start gate's FIFO is \
+         in the container's directory (and the process alive)"
     );
-    assert_eq!(state["id"], "life");
+    assert_eq!(
+        state["id"], "life",
+        "step 12: expected state to name the container's id life, it says {state}; most \
+         likely cause: the saved record keeps another id than create's argument"
+    );
     assert_eq!(
         state["bundle"],
         json!(bundle.dir.path()),
-        "state names the bundle"
+        "step 12: expected state to name the bundle {}, it says {state}; most likely cause: \
+         create saves the bundle's path relative, or not at all",
+        bundle.dir.path().display()
     );
     let pid = state["pid"].as_i64().unwrap_or(0) as i32;
     assert!(
         pid > 0 && Path::new(&format!("/proc/{pid}")).exists(),
-        "step 12: a created container has a live pid 1, got {state}"
+        "step 12: expected a created container to have a live pid 1, state says {state}; \
+         most likely cause: the child does not wait at the start gate (StartGate::wait must \
+         block in open(2) of the FIFO for writing until start reads), so it ran and ended"
     );
     assert!(
         !bundle.rootfs().join("ran").exists(),
-        "step 12: create must stop before the user's command: /ran exists already (likely cause: the child did not wait at the start gate)"
+        "step 12: expected create to stop before the user's command, /ran exists already; \
+         most likely cause: the child did not wait at the start gate: StartGate::wait must \
+         open the FIFO through /proc/self/fd/N for writing (O_WRONLY blocks until start opens \
+         it for reading), not O_PATH or O_NONBLOCK"
     );
     assert!(
         !cgroups_named("life").is_empty(),
-        "step 12: create makes the container's cgroup (its pids limit)"
+        "step 12: expected create to make the container's cgroup (its pids limit), no group \
+         named life exists; most likely cause: create applies linux.resources at start, or \
+         not at all"
     );
     let ns = |p: i32| std::fs::read_link(format!("/proc/{p}/ns/pid")).ok();
     assert_ne!(
         ns(pid),
         ns(std::process::id() as i32),
-        "the created process is in its own PID namespace"
+        "step 12: expected the created process in its own PID namespace, it is in the \
+         test's; most likely cause: the bundle's linux.namespaces are not turned into the \
+         spec's namespaces"
     );
 
     // A second create of the same id is refused.
@@ -244,14 +274,25 @@ fn create_start_kill_delete_follow_the_runtime_spec() {
     let out = bundle.run(&["start", "life"]);
     assert!(
         out.status.success(),
-        "step 12: `start` of a created container must succeed: {}",
+        "step 12: expected `start` of a created container to succeed, it ended with {}; most \
+         likely cause: {}\nstderr: {}",
+        out.status,
+        support::likely_cause(&text(&out.stderr)),
         text(&out.stderr)
     );
     assert!(
         eventually(|| bundle.rootfs().join("ran").exists()),
-        "step 12: after start the command runs (it writes /ran)"
+        "step 12: expected the command to run after start (it writes /ran), /ran did not \
+         appear within 10 s; most likely cause: StartGate::wait does not write its byte after \
+         the open, or the child goes back to waiting instead of exec'ing the command"
     );
-    assert_eq!(bundle.state("life")["status"], "running");
+    let state = bundle.state("life");
+    assert_eq!(
+        state["status"], "running",
+        "step 12: expected the status \"running\" after start, state says {state}; most \
+         likely cause: Saved::status answers Created while the FIFO is gone: it must check \
+         the FIFO only for a live process, and answer Running when it is gone"
+    );
     let out = bundle.run(&["start", "life"]);
     assert_one_line_error(&out, 12, 1, "running");
 
@@ -263,30 +304,42 @@ fn create_start_kill_delete_follow_the_runtime_spec() {
     let out = bundle.run(&["kill", "life", "KILL"]);
     assert!(
         out.status.success(),
-        "step 12: `kill ID KILL` must succeed: {}",
+        "step 12: expected `kill ID KILL` to succeed, it ended with {}; most likely cause: \
+         {}\nstderr: {}",
+        out.status,
+        support::likely_cause(&text(&out.stderr)),
         text(&out.stderr)
     );
     assert!(
         eventually(|| bundle.state("life")["status"] == "stopped"),
-        "step 12: after kill the status becomes \"stopped\""
+        "step 12: expected the status \"stopped\" after kill, state still says {}; most \
+         likely cause: Saved::status does not answer Stopped when the saved process is gone \
+         or a zombie (Saved::alive must say so)",
+        bundle.state("life")
     );
+    let state = bundle.state("life");
     assert_eq!(
-        bundle.state("life")["pid"],
-        0,
-        "a stopped container reports pid 0"
+        state["pid"], 0,
+        "step 12: expected a stopped container to report pid 0, state says {state}; most \
+         likely cause: report gives the saved pid whatever the status"
     );
 
     // delete: the cgroup and the state go.
     let out = bundle.run(&["delete", "life"]);
     assert!(
         out.status.success(),
-        "step 12: `delete` of a stopped container must succeed: {}",
+        "step 12: expected `delete` of a stopped container to succeed, it ended with {}; most \
+         likely cause: {}\nstderr: {}",
+        out.status,
+        support::likely_cause(&text(&out.stderr)),
         text(&out.stderr)
     );
+    let left = cgroups_named("life");
     assert_eq!(
-        cgroups_named("life"),
+        left,
         Vec::<PathBuf>::new(),
-        "step 12: delete removes the container's cgroup"
+        "step 12: expected delete to remove the container's cgroup, these are left: \
+         {left:?}; most likely cause: delete removes the record before the groups it names"
     );
     let out = bundle.run(&["state", "life"]);
     assert_one_line_error(&out, 12, 1, "does not exist");
@@ -295,21 +348,36 @@ fn create_start_kill_delete_follow_the_runtime_spec() {
 #[test]
 fn a_created_container_can_be_deleted_and_run_ends_with_the_commands_code() {
     let bundle = Bundle::new(&["sh", "-c", "echo ran > /ran; exit 7"], |_| {});
-    assert!(bundle.create("early").status.success());
+    let created = bundle.create("early");
+    assert!(
+        created.status.success(),
+        "step 12: expected `create` of a valid bundle to succeed, it ended with {}; most \
+         likely cause: {}\nstderr: {}",
+        created.status,
+        support::likely_cause(&text(&created.stderr)),
+        text(&created.stderr)
+    );
     let pid = bundle.state("early")["pid"].as_i64().unwrap() as i32;
     let out = bundle.run(&["delete", "early"]);
     assert!(
         out.status.success(),
-        "step 12: a created container may be deleted (its process is killed): {}",
+        "step 12: expected delete of a created container to succeed (its process is killed), \
+         it ended with {}; most likely cause: delete refuses anything but Stopped, and \
+         Saved::status does not answer Created for a process at the gate\nstderr: {}",
+        out.status,
         text(&out.stderr)
     );
     assert!(
         support::wait_gone(pid) || !Path::new(&format!("/proc/{pid}/ns")).exists(),
-        "step 12: delete kills the process waiting at the gate"
+        "step 12: expected delete to kill the process {pid} waiting at the gate, it lives on; \
+         most likely cause: delete of a created container removes its record without \
+         killing its process"
     );
     assert!(
         !bundle.rootfs().join("ran").exists(),
-        "a deleted created container never ran its command"
+        "step 12: expected a deleted created container never to run its command, /ran \
+         exists; most likely cause: delete opens the start gate (as start does) before the \
+         kill, or the child did not wait at it"
     );
 
     // run: create, start, wait, delete; the exit code is the command's.
@@ -318,10 +386,18 @@ fn a_created_container_can_be_deleted_and_run_ends_with_the_commands_code() {
     assert_eq!(
         out.status.code(),
         Some(7),
-        "step 12: `run` ends with the command's exit code: {}",
+        "step 12: expected `run` to end with the command's exit code (7), it ended with {}; \
+         most likely cause: run does not wait for the container and exit with its code after \
+         the start ({})\nstderr: {}",
+        out.status,
+        support::likely_cause(&text(&out.stderr)),
         text(&out.stderr)
     );
-    assert!(bundle.rootfs().join("ran").exists());
+    assert!(
+        bundle.rootfs().join("ran").exists(),
+        "step 12: expected `run` to run the command (it writes /ran), /ran is missing; most \
+         likely cause: run does not open the start gate after its create"
+    );
     assert_one_line_error(&bundle.run(&["state", "once"]), 12, 1, "does not exist");
 }
 
@@ -706,18 +782,20 @@ fn create_refuses_what_caixa_does_not_do_and_leaves_nothing() {
         serde_json::from_str(logged.lines().last().unwrap_or("")).unwrap_or(Value::Null);
     assert_eq!(
         line["level"], "error",
-        "step 12: --log-format json writes the error as a JSON line (containerd reads it): {logged:?}"
+        "step 12: expected --log-format json to write the error as a JSON line with level \
+         error (containerd reads it), the log holds {logged:?}; most likely cause: the error \
+         goes to stderr only, or the log's line is not {{\"level\":\"error\",\"msg\":…}}"
     );
     assert!(
-        line["msg"]
-            .as_str()
-            .unwrap_or("")
-            .contains("process.apparmorProfile")
+        line["msg"].as_str().unwrap_or("").contains("process.apparmorProfile"),
+        "step 12: expected the JSON log line's msg to name the refused field process.apparmorProfile, it is \
+         {line}; most likely cause: the log gets another message than stderr's line"
     );
+    let listed = text(&bundle.run(&["list", "--quiet"]).stdout);
     assert_eq!(
-        text(&bundle.run(&["list", "--quiet"]).stdout),
-        "",
-        "a refused create leaves no container"
+        listed, "",
+        "step 12: expected a refused create to leave no container, list shows {listed:?}; \
+         most likely cause: create saves the container's record before the bundle is checked"
     );
 
     for (args, needle) in [
@@ -751,7 +829,12 @@ fn proc_on_a_symlink_fails_create() {
     std::os::unix::fs::symlink("/elsewhere", bundle.rootfs().join("proc")).unwrap();
     let out = bundle.create("linked");
     assert_one_line_error(&out, 12, 1, "symbolic link");
-    assert_eq!(text(&bundle.run(&["list", "--quiet"]).stdout), "");
+    let listed = text(&bundle.run(&["list", "--quiet"]).stdout);
+    assert_eq!(
+        listed, "",
+        "step 12: expected a failed create to leave no container, list shows {listed:?}; most \
+         likely cause: a create that fails after the hand-over does not undo its record"
+    );
 }
 
 #[test]
@@ -786,48 +869,67 @@ fn a_bundles_own_mounts_limits_and_sysctls_are_applied() {
     let stdout = text(&out.stdout);
     assert!(
         out.status.success(),
-        "step 12: a bundle with its own mounts must run: {}",
+        "step 12: expected a bundle with its own mounts to run, it ended with {}; most likely \
+         cause: {}\nstderr: {}",
+        out.status,
+        support::likely_cause(&text(&out.stderr)),
         text(&out.stderr)
     );
     let mut lines = stdout.lines();
     assert_eq!(
         lines.next(),
         Some("0\t0"),
-        "step 12: linux.sysctl is written in the container's /proc/sys: {stdout}"
+        "step 12: expected linux.sysctl's ping_group_range \"0 0\" in the container's \
+         /proc/sys; most likely cause: from_oci drops linux.sysctl, or it is written before \
+         the container's /proc is mounted\n{stdout}"
     );
     assert_eq!(
         lines.next(),
         Some("0077"),
-        "step 12: process.user.umask is the command's umask: {stdout}"
+        "step 12: expected process.user.umask (63) to be the command's umask 0077; most \
+         likely cause: from_oci drops process.user.umask, or the child sets it after exec's \
+         preparation\n{stdout}"
     );
     assert_eq!(
         lines.next(),
         Some("256"),
-        "step 12: process.rlimits sets RLIMIT_NOFILE's soft limit: {stdout}"
+        "step 12: expected process.rlimits to set RLIMIT_NOFILE's soft limit 256; most likely \
+         cause: rlimits_from_oci drops it or swaps soft and hard\n{stdout}"
     );
     assert!(
         stdout.contains("tmpfs /data tmpfs rw,nosuid") && stdout.contains("size=512k"),
-        "step 12: the bundle's own tmpfs at /data, with its options: {stdout}"
+        "step 12: expected the bundle's own tmpfs at /data with its options (nosuid, \
+         size=512k); most likely cause: the bundle's mounts do not become the mount table \
+         (mount_all), or their data options are dropped\n{stdout}"
     );
     assert!(
         stdout.contains("pids"),
-        "step 12: the cgroup mount shows the container's own hierarchies: {stdout}"
+        "step 12: expected the cgroup mount to show the container's own hierarchies (pids); \
+         most likely cause: the bundle's cgroup mount is not made (mount_cgroup)\n{stdout}"
     );
     assert!(
         stdout.contains("cgroup-ns /\n"),
-        "step 12: in its own cgroup namespace the container's groups read / in /proc/self/cgroup: {stdout}"
+        "step 12: expected the container's groups to read / in /proc/self/cgroup, in its own \
+         cgroup namespace; most likely cause: the namespace \"cgroup\" of the bundle is \
+         dropped, or it is made before the child joins its groups\n{stdout}"
     );
     assert!(
         stdout.lines().any(|l| l == "64"),
-        "step 12: the cgroup mount shows the container's own group (pids.max 64), not the host's root: {stdout}"
+        "step 12: expected the cgroup mount to show the container's own group (pids.max \
+         64), not the host's root; most likely cause: mount_cgroup mounts the hierarchy's \
+         root instead of binding the container's group\n{stdout}"
     );
     assert!(
         stdout.contains("null") && stdout.contains("ptmx"),
-        "step 12: the default devices are made in the bundle's /dev: {stdout}"
+        "step 12: expected the default devices (null, ptmx…) in the bundle's own /dev tmpfs; \
+         most likely cause: create_devices runs before the bundle's /dev is mounted, so the \
+         tmpfs hides them\n{stdout}"
     );
     assert!(
         stdout.trim_end().ends_with('0'),
-        "step 12: linux.maskedPaths hides /proc/kcore: {stdout}"
+        "step 12: expected linux.maskedPaths to hide /proc/kcore (it reads 0 bytes); most \
+         likely cause: from_oci drops maskedPaths, or mask runs before the bundle's /proc is \
+         mounted\n{stdout}"
     );
 }
 
@@ -869,7 +971,14 @@ fn only_the_preserved_descriptors_reach_the_container() {
                 .unwrap(),
         );
         drop(file);
-        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(
+            out.status.success(),
+            "step 12: expected `run --preserve-fds {preserve}` to succeed, it ended with {}; \
+             most likely cause: {}\nstderr: {}",
+            out.status,
+            support::likely_cause(&text(&out.stderr)),
+            text(&out.stderr)
+        );
         text(&out.stdout)
             .split_whitespace()
             .map(String::from)
@@ -878,16 +987,21 @@ fn only_the_preserved_descriptors_reach_the_container() {
     let none = listed("0", "fds0");
     assert!(
         !none.contains(&"3".to_string()) && !none.contains(&"4".to_string()),
-        "step 12: descriptors the runtime inherited must not reach the container (CVE-2024-21626): {none:?}"
+        "step 12: expected no descriptor the runtime inherited (3, 4) in the container, it \
+         holds {none:?}; most likely cause: the child does not mark every descriptor above \
+         2 + --preserve-fds close-on-exec before execve (CVE-2024-21626)"
     );
     let one = listed("1", "fds1");
     assert!(
         one.contains(&"3".to_string()),
-        "step 12: --preserve-fds 1 keeps descriptor 3 open in the container: {one:?}"
+        "step 12: expected --preserve-fds 1 to keep descriptor 3 open in the container, it \
+         holds {one:?}; most likely cause: --preserve-fds does not reach the child's \
+         close-on-exec sweep (the first kept descriptor is 3 + N)"
     );
     assert!(
         !one.contains(&"4".to_string()),
-        "step 12: --preserve-fds 1 keeps only descriptor 3: {one:?}"
+        "step 12: expected --preserve-fds 1 to keep only descriptor 3, it holds {one:?}; \
+         most likely cause: the close-on-exec sweep starts past 3 + N (an off by one)"
     );
 }
 
@@ -911,7 +1025,10 @@ fn a_terminal_goes_to_the_console_socket() {
     ]);
     assert!(
         out.status.success(),
-        "step 12: create with a terminal and --console-socket: {}",
+        "step 12: expected create with a terminal and --console-socket to succeed, it ended \
+         with {}; most likely cause: {}\nstderr: {}",
+        out.status,
+        support::likely_cause(&text(&out.stderr)),
         text(&out.stderr)
     );
     let (stream, _) = listener.accept().unwrap();
@@ -933,11 +1050,21 @@ fn a_terminal_goes_to_the_console_socket() {
             _ => None,
         })
         .expect(
-            "step 12: create sends the terminal's master end over the console socket (SCM_RIGHTS)",
+            "step 12: expected create to send the terminal's master end over the console \
+             socket, no descriptor came; most likely cause: the master is sent as data, not \
+             as an SCM_RIGHTS control message",
         );
     // SAFETY: the descriptor just arrived with the message; we own it.
     let master = unsafe { OwnedFd::from_raw_fd(master) };
-    assert!(bundle.run(&["start", "tty"]).status.success());
+    let started = bundle.run(&["start", "tty"]);
+    assert!(
+        started.status.success(),
+        "step 12: expected start of the container with a terminal to succeed, it ended with \
+         {}; most likely cause: {}\nstderr: {}",
+        started.status,
+        support::likely_cause(&text(&started.stderr)),
+        text(&started.stderr)
+    );
     let mut seen = Vec::new();
     let mut file = std::fs::File::from(master);
     let start = Instant::now();
@@ -950,7 +1077,10 @@ fn a_terminal_goes_to_the_console_socket() {
     }
     assert!(
         text(&seen).contains("/dev/pts/0"),
-        "step 12: the command's stdin is the pty whose master came over the socket: {:?}",
+        "step 12: expected the command's stdin to be the pty whose master came over the \
+         socket (/dev/pts/0), the master read {:?}; most likely cause: the child does not \
+         make the pty's slave its controlling terminal and stdio (use_as_terminal) before \
+         exec",
         text(&seen)
     );
 }
@@ -985,7 +1115,11 @@ fn image_archive(dir: &Path) -> PathBuf {
         .arg(format!("oci-archive:{}:localhost/bb:1", archive.display()))
         .status()
         .expect("skopeo (sudo apt-get install skopeo)");
-    assert!(status.success(), "skopeo failed");
+    assert!(
+        status.success(),
+        "step 12: expected skopeo to make the test's image archive, it ended with {status}; \
+         most likely cause: skopeo is missing or too old (its stderr is above)"
+    );
     archive
 }
 
@@ -1103,7 +1237,14 @@ fn podman_runs_containers_through_caixa() {
     let _cleanup = Cleanup(base.clone(), work.path().to_path_buf());
     let archive = image_archive(work.path());
     let out = podman(&["load", "-i", archive.to_str().unwrap()]);
-    assert!(out.status.success(), "podman load: {}", text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "step 12: expected podman to load the test's image, it ended with {}; most likely \
+         cause: podman's storage under the test's directory cannot be made (the host's \
+         podman setup)\nstderr: {}",
+        out.status,
+        text(&out.stderr)
+    );
     // This machine lacks CAP_SYS_RESOURCE: podman's default rlimits
     // (nofile 1048576) fail under runc as under caixa.
     let parent = test_cgroup_parent();
@@ -1126,35 +1267,61 @@ fn podman_runs_containers_through_caixa() {
     let out = run(&["localhost/bb:1", "true"]);
     assert!(
         out.status.success(),
-        "step 12: `podman --runtime step12 run --rm IMAGE true` must succeed: {}",
+        "step 12: expected `podman --runtime step12 run --rm IMAGE true` to succeed, it ended \
+         with {}; most likely cause: a runtime command conmon calls (create, start, state, \
+         delete) fails or answers otherwise than runc: podman's stderr quotes step12's \
+         line\nstderr: {}",
+        out.status,
         text(&out.stderr)
     );
     let out = run(&["localhost/bb:1", "sh", "-c", "echo from caixa; exit 4"]);
     assert_eq!(
         out.status.code(),
         Some(4),
-        "step 12: podman reports the command's exit code through caixa: {}",
+        "step 12: expected podman to report the command's exit code 4 through caixa, it ended \
+         with {}; most likely cause: the container's process is not create's child as conmon \
+         expects (conmon reaps it and reads its code), or create does not leave it at the \
+         gate with create's stdio\nstderr: {}",
+        out.status,
         text(&out.stderr)
     );
-    assert_eq!(text(&out.stdout).trim(), "from caixa");
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "from caixa",
+        "step 12: expected the command's output (from caixa) through podman, it printed {:?}; \
+         most likely cause: the container does not keep the stdio create was given (conmon's \
+         pipes)",
+        text(&out.stdout)
+    );
 
     // Detached: state, kill and delete through caixa; the container shows in step12 list.
     let mut args = vec!["run", "-d", "--name", "sleeper"];
     args.extend_from_slice(&limits);
     args.extend_from_slice(&["localhost/bb:1", "sleep", "100"]);
     let out = podman(&args);
-    assert!(out.status.success(), "podman run -d: {}", text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "step 12: expected `podman run -d` to start the container through caixa, it ended \
+         with {}; most likely cause: start or state fails for a detached container (podman's \
+         stderr quotes step12's line)\nstderr: {}",
+        out.status,
+        text(&out.stderr)
+    );
     let id = text(&out.stdout).trim().to_string();
     let listed = listed_ids(&runtime_root);
     assert!(
         listed.contains(&id),
-        "step 12: podman's container is caixa's (step12 --root … list): {}",
+        "step 12: expected podman's container {id} in caixa's list (step12 --root … list), \
+         list shows {:?}; most likely cause: create saves its record elsewhere than under \
+         --root",
         listed
     );
     let out = podman(&["ps", "--format", "{{.Names}} {{.Status}}"]);
     assert!(
         text(&out.stdout).contains("sleeper Up"),
-        "step 12: podman sees it running through `state`: {}",
+        "step 12: expected podman to see sleeper running (Up) through `state`, podman ps \
+         says {:?}; most likely cause: Saved::status does not answer Running for a live \
+         process whose start gate is gone",
         text(&out.stdout)
     );
     let out = podman(&[
@@ -1190,20 +1357,28 @@ fn podman_runs_containers_through_caixa() {
     let out = podman(&["kill", "sleeper"]);
     assert!(
         out.status.success(),
-        "step 12: podman kill through caixa: {}",
+        "step 12: expected podman kill to work through caixa's kill, it ended with {}; most \
+         likely cause: kill refuses a signal named as podman names it, or a running \
+         container\nstderr: {}",
+        out.status,
         text(&out.stderr)
     );
     let out = podman(&["rm", "-f", "sleeper"]);
     assert!(
         out.status.success(),
-        "step 12: podman rm through caixa's delete: {}",
+        "step 12: expected podman rm -f to work through caixa's delete, it ended with {}; \
+         most likely cause: delete refuses a container that is stopped, or state does not \
+         answer Stopped once the process is gone\nstderr: {}",
+        out.status,
         text(&out.stderr)
     );
     let listed = listed_ids(&runtime_root);
     assert_eq!(
         listed.trim(),
         "",
-        "step 12: after podman rm, caixa keeps nothing of it"
+        "step 12: expected caixa to keep nothing of the container after podman rm, list \
+         shows {listed:?}; most likely cause: delete leaves the container's record under \
+         --root"
     );
 
     // Interactive: podman -it, through a pty of `script`'s. The command
@@ -1224,14 +1399,20 @@ fn podman_runs_containers_through_caixa() {
     let out = wait_output(child);
     assert!(
         text(&out.stdout).contains("/dev/pts/0"),
-        "step 12: `podman run -it` gives the command caixa's terminal: {}{}",
+        "step 12: expected `podman run -it` to give the command caixa's terminal \
+         (/dev/pts/0), it printed {:?}; most likely cause: create does not send the pty's \
+         master over --console-socket, or the child does not make the slave its stdio\n\
+         stderr: {}",
         text(&out.stdout),
         text(&out.stderr)
     );
     assert_eq!(
         out.status.code(),
         Some(5),
-        "step 12: podman -it reports the exit code: {}",
+        "step 12: expected podman -it to report the exit code 5, it ended with {}; most \
+         likely cause: the exit code is lost when the container has a terminal (conmon reaps \
+         create's child either way)\nstderr: {}",
+        out.status,
         text(&out.stderr)
     );
 }
@@ -1318,7 +1499,9 @@ fn containerd_runs_containers_through_caixa() {
     };
     assert!(
         eventually(|| w.join("containerd.sock").exists()),
-        "containerd did not start: {}",
+        "step 12: expected the test's containerd to make its socket within 10 s, it did not; \
+         most likely cause: containerd is missing or its config under the test's directory \
+         is refused (its log follows)\n{}",
         std::fs::read_to_string(w.join("containerd.log")).unwrap_or_default()
     );
     let out = ctr(&[
@@ -1331,7 +1514,9 @@ fn containerd_runs_containers_through_caixa() {
     ]);
     assert!(
         out.status.success(),
-        "ctr images import: {}",
+        "step 12: expected ctr to import the test's image, it ended with {}; most likely \
+         cause: the test's containerd is not answering on its socket\nstderr: {}",
+        out.status,
         text(&out.stderr)
     );
     let image = text(&ctr(&["images", "ls", "-q"]).stdout)
@@ -1362,22 +1547,41 @@ fn containerd_runs_containers_through_caixa() {
     assert_eq!(
         out.status.code(),
         Some(3),
-        "step 12: `ctr run --runc-binary step12` ends with the command's code: {}",
+        "step 12: expected `ctr run --runc-binary step12` to end with the command's code 3, \
+         it ended with {}; most likely cause: a runtime command containerd's shim calls \
+         fails: --log-format json's lines in the shim's log say which\nstderr: {}",
+        out.status,
         text(&out.stderr)
     );
-    assert_eq!(text(&out.stdout).trim(), "from caixa");
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "from caixa",
+        "step 12: expected the command's output (from caixa) through ctr, it printed {:?}; \
+         most likely cause: the container does not keep the stdio create was given (the \
+         shim's pipes)",
+        text(&out.stdout)
+    );
 
     let out = runtime("sleeper", &["-d"], &["sleep", "100"]);
-    assert!(out.status.success(), "ctr run -d: {}", text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "step 12: expected `ctr run -d` to start the container through caixa, it ended with \
+         {}; most likely cause: start or state fails for a detached container\nstderr: {}",
+        out.status,
+        text(&out.stderr)
+    );
     let tasks = text(&ctr(&["task", "ls"]).stdout);
     assert!(
         tasks.contains("sleeper") && tasks.contains("RUNNING"),
-        "step 12: containerd's shim reads caixa's state: {tasks}"
+        "step 12: expected containerd's shim to read caixa's state as RUNNING for sleeper, \
+         ctr task ls says {tasks:?}; most likely cause: Saved::status does not answer \
+         Running for a live process whose start gate is gone"
     );
     let listed = listed_ids(&listed_root);
     assert!(
         listed.contains("sleeper"),
-        "step 12: containerd's container is caixa's: {}",
+        "step 12: expected containerd's container sleeper in caixa's list, list shows {:?}; \
+         most likely cause: create saves its record elsewhere than under --runc-root",
         listed
     );
     let out = ctr(&[
@@ -1398,24 +1602,44 @@ fn containerd_runs_containers_through_caixa() {
          write the pid file\nstderr: {}",
         text(&out.stderr)
     );
+    let killed = ctr(&["task", "kill", "-s", "SIGKILL", "sleeper"]);
     assert!(
-        ctr(&["task", "kill", "-s", "SIGKILL", "sleeper"])
-            .status
-            .success()
+        killed.status.success(),
+        "step 12: expected `ctr task kill -s SIGKILL` to work through caixa's kill, it ended \
+         with {}; most likely cause: kill refuses the signal as SIGKILL (with its SIG \
+         prefix) or a running container\nstderr: {}",
+        killed.status,
+        text(&killed.stderr)
     );
     assert!(
         eventually(|| text(&ctr(&["task", "ls"]).stdout).contains("STOPPED")),
-        "step 12: the task stops after kill"
+        "step 12: expected the task to stop after kill, ctr task ls says {:?}; most likely \
+         cause: Saved::status does not answer Stopped when the process is gone or a zombie",
+        text(&ctr(&["task", "ls"]).stdout)
     );
+    let removed = ctr(&["task", "rm", "sleeper"]);
     assert!(
-        ctr(&["task", "rm", "sleeper"]).status.success(),
-        "step 12: task rm through caixa's delete"
+        removed.status.success(),
+        "step 12: expected `ctr task rm` to work through caixa's delete, it ended with {}; \
+         most likely cause: delete refuses a stopped container\nstderr: {}",
+        removed.status,
+        text(&removed.stderr)
     );
-    assert!(ctr(&["container", "rm", "sleeper"]).status.success());
+    let container_rm = ctr(&["container", "rm", "sleeper"]);
+    assert!(
+        container_rm.status.success(),
+        "step 12: expected `ctr container rm` to remove the container once its task is gone, \
+         it ended with {}; most likely cause: the task was not removed for containerd\n\
+         stderr: {}",
+        container_rm.status,
+        text(&container_rm.stderr)
+    );
     let listed = listed_ids(&listed_root);
     assert_eq!(
         listed.trim(),
         "",
-        "step 12: after task rm, caixa keeps nothing of it"
+        "step 12: expected caixa to keep nothing of the container after task rm, list shows \
+         {listed:?}; most likely cause: delete leaves the container's record under \
+         --runc-root"
     );
 }
