@@ -2,7 +2,7 @@
 
 mod support;
 
-use support::{host_links, run, stdout_of, text};
+use support::{expect_success, host_links, run, stdout_of, text};
 
 #[test]
 fn only_lo_inside_and_it_is_up() {
@@ -42,7 +42,12 @@ fn loopback_answers_inside() {
             "busybox nc -l -p 7777 -e echo pong & sleep 0.2; echo ping | busybox nc 127.0.0.1 7777",
         ],
     );
-    let seen = stdout_of(&out);
+    let seen = expect_success(
+        &out,
+        "step 2's ping-pong on 127.0.0.1 inside",
+        "lo is down (\"Network is unreachable\"): bring_up_loopback must add IFF_UP to lo's \
+         flags and write them back with SIOCSIFFLAGS",
+    );
     assert_eq!(
         seen.trim(),
         "pong",
