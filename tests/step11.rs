@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{TestNetns, TinyRootfs, assert_one_line_error, binary, stdout_of, text, wait_output};
+use support::{
+    TestNetns, TinyRootfs, assert_one_line_error, binary, expect_success, likely_cause, stdout_of,
+    text, wait_output,
+};
 
 /// A daemon of the test's own.
 struct Engine {
@@ -112,7 +115,9 @@ impl Engine {
         while UnixStream::connect(self.socket()).is_err() {
             assert!(
                 start.elapsed() < Duration::from_secs(15),
-                "step 11: the daemon did not listen on {:?}",
+                "step 11: expected the daemon to listen on {:?} within 15 s, it does not; most \
+                 likely cause: the daemon fails before it binds its socket (run `step11 daemon` \
+                 by hand to see its line), or binds another path than --host says",
                 self.socket()
             );
             std::thread::sleep(Duration::from_millis(20));
@@ -297,17 +302,24 @@ fn archive_with(shape: impl FnOnce(&Path)) -> (tempfile::TempDir, PathBuf) {
         .arg(format!("docker-archive:{}:demo:1", tar.display()))
         .status()
         .expect("skopeo (sudo apt-get install skopeo)");
-    assert!(status.success(), "skopeo failed");
+    assert!(
+        status.success(),
+        "step 11: expected skopeo to make the test's demo archive, it ended with {status}; \
+         most likely cause: skopeo is missing or too old (its stderr is above)"
+    );
     (dir, tar)
 }
 
 fn loaded(engine: &Engine) {
     let (_dir, tar) = archive();
     let out = engine.client(&["load", tar.to_str().unwrap()]);
+    let said = stdout_of(&out);
     assert_eq!(
-        stdout_of(&out),
-        "Loaded image: demo:1\n",
-        "step 11: expected the daemon to load the demo image and say \"Loaded image: demo:1\""
+        said, "Loaded image: demo:1\n",
+        "step 11: expected the daemon to load the demo image and say \"Loaded image: \
+         demo:1\", it said {said:?}; most likely cause: POST /images/load answers another \
+         stream than Docker's ({{\"stream\":\"Loaded image: …\"}}), or names the image \
+         otherwise"
     );
 }
 
@@ -317,7 +329,8 @@ fn the_daemon_answers_on_its_socket_only_for_root_and_its_group() {
     let out = engine.client(&["version"]);
     assert!(
         stdout_of(&out).starts_with("caixa "),
-        "step 11: GET /version: {}",
+        "step 11: expected `version` (GET /version) to start with \"caixa \", it printed {:?}; \
+         most likely cause: the daemon's /version answer lacks its Version",
         text(&out.stdout)
     );
     let mode = std::fs::metadata(engine.socket())
@@ -325,7 +338,12 @@ fn the_daemon_answers_on_its_socket_only_for_root_and_its_group() {
         .permissions()
         .mode()
         & 0o777;
-    assert_eq!(mode, 0o660, "the socket is as powerful as root: mode 0660");
+    assert_eq!(
+        mode, 0o660,
+        "step 11: expected the daemon's socket to have mode 0660 (it is as powerful as root), \
+         it has {mode:o}; most likely cause: the socket is bound under the daemon's umask and \
+         not chmod'ed after"
+    );
     // A second daemon on the same socket must refuse, in one line.
     let second = engine
         .daemon_command()
@@ -343,13 +361,23 @@ fn run_prints_the_output_and_exits_with_the_containers_code() {
     let images = stdout_of(&engine.client(&["images"]));
     assert!(
         images.starts_with("demo:1\t"),
-        "step 11: expected images to list demo:1 first, tab-separated: {images:?}"
+        "step 11: expected images to list demo:1 first, tab-separated, it listed {images:?}; \
+         most likely cause: the daemon's load did not tag the archive's image demo:1, or \
+         `images` prints another layout"
     );
     let out = engine.client(&["run", "demo:1"]);
+    let seen = expect_success(
+        &out,
+        "`run demo:1` through the daemon",
+        "the shim does not start the container (its loop, pump, must run until try_reap \
+         gives the Exit on SIGCHLD)",
+    );
     assert_eq!(
-        stdout_of(&out),
-        "hello\n",
-        "the image's Cmd, through the daemon"
+        seen, "hello\n",
+        "step 11: expected `run demo:1` to print the image's Cmd output (hello) through the \
+         daemon, it printed {seen:?}; most likely cause: the shim's loop (pump) does not copy \
+         a readable output to the log and the attached client (copy_some), or returns on \
+         SIGCHLD before the outputs are drained"
     );
     let out = engine.client(&[
         "run",
@@ -366,27 +394,54 @@ fn run_prints_the_output_and_exits_with_the_containers_code() {
     assert_eq!(
         out.status.code(),
         Some(7),
-        "step 11: run exits with the container's code: {}",
+        "step 11: expected run to exit with the container's code (7), it ended with {}; most \
+         likely cause: the shim's loop does not return the Exit try_reap gives on SIGCHLD, so \
+         the container's code never reaches the state the client waits on\nstderr: {}",
+        out.status,
         text(&out.stderr)
     );
-    assert_eq!(text(&out.stdout), "out caixa\n", "stdout, demultiplexed");
-    assert!(text(&out.stderr).contains("err"), "stderr, demultiplexed");
+    assert_eq!(
+        text(&out.stdout),
+        "out caixa\n",
+        "step 11: expected the container's stdout alone on run's stdout (out caixa), it \
+         printed {:?}; most likely cause: the attach stream's frames are not demultiplexed by \
+         their stream byte (1 stdout, 2 stderr), or the shim copies both outputs to one",
+        text(&out.stdout)
+    );
+    assert!(
+        text(&out.stderr).contains("err"),
+        "step 11: expected the container's stderr (err) on run's stderr, it printed {:?}; \
+         most likely cause: the shim's loop does not poll the container's stderr, or the \
+         client writes frame 2 to stdout",
+        text(&out.stderr)
+    );
     // A container that ends before the daemon looks has still started.
     for _ in 0..10 {
         let out = engine.client(&["run", "--rm", "--network", "none", "demo:1", "true"]);
         assert_eq!(
             out.status.code(),
             Some(0),
-            "step 11: a quick container ran: {}",
+            "step 11: expected a quick container (true) to run well, it ended with {}; most \
+             likely cause: a container that ends before the daemon looks is taken for one that \
+             failed to start (its exit, reaped by the shim, must still be read as its code)\n\
+             stderr: {}",
+            out.status,
             text(&out.stderr)
         );
     }
     let all = stdout_of(&engine.client(&["ps", "-a"]));
-    assert!(!all.contains("short"), "--rm removed it:\n{all}");
+    assert!(
+        !all.contains("short"),
+        "step 11: expected --rm to remove the container short once it ended, ps -a lists it; \
+         most likely cause: run --rm does not remove the container after its wait\n{all}"
+    );
     assert_eq!(
         all.lines().count(),
         2,
-        "the first run is still listed:\n{all}"
+        "step 11: expected ps -a to list the header and the first run (kept without --rm), \
+         it lists {} lines; most likely cause: a container without --rm is removed when it \
+         ends, or a --rm one is kept\n{all}",
+        all.lines().count()
     );
 }
 
@@ -396,10 +451,18 @@ fn a_detached_container_outlives_its_daemon() {
     loaded(&engine);
     let out = engine.client(&["run", "-d", "--name", "keeper", "demo:1", "sleep", "60"]);
     let id = stdout_of(&out).trim().to_string();
-    assert_eq!(id.len(), 64, "run -d prints the id: {id}");
+    assert_eq!(
+        id.len(),
+        64,
+        "step 11: expected run -d to print the container's 64-hex-digit id, it printed \
+         {id:?}; most likely cause: run -d prints something else on stdout (progress belongs \
+         on stderr)"
+    );
     assert!(
         stdout_of(&engine.client(&["ps"])).contains("keeper"),
-        "step 11: expected ps to list the detached container keeper while it runs"
+        "step 11: expected ps to list the detached container keeper while it runs; most \
+         likely cause: the container ended at once: its shim did not start it, or its \
+         loop returned early"
     );
     // The daemon dies; the container, under its shim, does not.
     engine.kill_daemon();
@@ -407,29 +470,41 @@ fn a_detached_container_outlives_its_daemon() {
     assert_eq!(
         pids.len(),
         1,
-        "step 11: expected the container to live on under its shim after the daemon was killed: {pids:?}"
+        "step 11: expected the container to live on under its shim after the daemon was \
+         killed, the running pids are {pids:?}; most likely cause: the shim is the daemon's \
+         child in its session or cgroup, so it died with it (it must setsid and live in its \
+         own place)"
     );
     assert!(
         Path::new(&format!("/proc/{}", pids[0])).exists(),
-        "step 11: the container must outlive the daemon (its shim holds it)"
+        "step 11: expected the container (pid {}) to outlive the daemon (its shim holds it), \
+         it is gone; most likely cause: the shim dies with the daemon (same session or \
+         process group), and the container with it",
+        pids[0]
     );
     engine.daemon = Some(engine.spawn_daemon());
     let ps = stdout_of(&engine.client(&["ps"]));
     assert!(
         ps.contains("keeper") && ps.contains("Up"),
-        "a new daemon sees it running:\n{ps}"
+        "step 11: expected a new daemon to see keeper running (Up), ps lists otherwise; most \
+         likely cause: the daemon's start does not read the containers' states from its root, \
+         or takes a live shim's container for a dead one\n{ps}"
     );
     stdout_of(&engine.client(&["stop", "-t", "1", "keeper"]));
     let code = stdout_of(&engine.client(&["wait", &id[..12]]));
     assert!(
         code.trim() == "137" || code.trim() == "143",
-        "stopped: SIGTERM, then SIGKILL after the grace: {code}"
+        "step 11: expected stop -t 1 to end keeper with SIGTERM, then SIGKILL after the \
+         grace (wait: 143 or 137), wait said {code:?}; most likely cause: the shim's loop \
+         does not pass the signal on to the container, or its Exit is not 128 + the signal"
     );
     stdout_of(&engine.client(&["rm", "keeper"]));
     assert_eq!(
         stdout_of(&engine.client(&["ps", "-a"])).lines().count(),
         1,
-        "step 11: expected ps -a to print only its header once keeper was removed"
+        "step 11: expected ps -a to print only its header once keeper was removed; most \
+         likely cause: rm forgets the container's record only in memory, not in the \
+         daemon's root"
     );
 }
 
@@ -439,21 +514,25 @@ fn one_client_drives_two_daemons() {
     loaded(&a);
     assert!(
         stdout_of(&a.client(&["images"])).contains("demo:1"),
-        "step 11: expected daemon A to list the image loaded into it"
+        "step 11: expected daemon A to list the image loaded into it; most likely cause: the \
+         client ignores -H and talks to another daemon"
     );
     assert_eq!(
         stdout_of(&b.client(&["images"])),
         "",
-        "step 11: -H picks the daemon; each has its own store"
+        "step 11: expected daemon B to list no image (-H picks the daemon; each has its own \
+         store); most likely cause: the client ignores -H, or both daemons share one root"
     );
     stdout_of(&a.client(&["run", "--name", "only-on-a", "demo:1", "sh", "-c", "true"]));
     assert!(
         stdout_of(&a.client(&["ps", "-a"])).contains("only-on-a"),
-        "step 11: expected daemon A to list its container only-on-a"
+        "step 11: expected daemon A to list its container only-on-a; most likely cause: the \
+         client ignores -H and talks to another daemon"
     );
     assert!(
         !stdout_of(&b.client(&["ps", "-a"])).contains("only-on-a"),
-        "step 11: expected daemon B not to see daemon A's container: each daemon has its own root"
+        "step 11: expected daemon B not to see daemon A's container; most likely cause: both \
+         daemons keep their containers in one root (--root is ignored)"
     );
 }
 
@@ -525,21 +604,27 @@ fn the_docker_cli_drives_the_daemon() {
     let (_dir, tar) = archive();
     let docker = |args: &[&str]| docker_on(&engine, args);
     let out = docker(&["version", "--format", "{{.Server.APIVersion}}"]);
+    let version = stdout_of(&out);
     assert_eq!(
-        stdout_of(&out).trim(),
+        version.trim(),
         "1.41",
-        "step 11: GET /version as Docker's"
+        "step 11: expected the Docker CLI to read APIVersion 1.41 from GET /version, it read \
+         {version:?}; most likely cause: /version answers without Docker's ApiVersion field"
     );
     let out = docker(&["load", "-i", tar.to_str().unwrap()]);
+    let said = stdout_of(&out);
     assert!(
-        stdout_of(&out).contains("demo:1"),
-        "POST /images/load with a chunked body"
+        said.contains("demo:1"),
+        "step 11: expected `docker load` (POST /images/load with a chunked body) to load \
+         demo:1, it said {said:?}; most likely cause: the daemon reads the body by its \
+         Content-Length only, not Transfer-Encoding: chunked"
     );
     let images = stdout_of(&docker(&["images", "--format", "{{.Repository}}:{{.Tag}}"]));
     assert_eq!(
         images.trim(),
         "demo:1",
-        "step 11: expected docker images to list demo:1: {images}"
+        "step 11: expected docker images to list demo:1, it listed {images:?}; most likely \
+         cause: GET /images/json answers without RepoTags"
     );
     // Attached: create, attach (hijacked connection), wait, start.
     let out = docker(&[
@@ -553,13 +638,20 @@ fn the_docker_cli_drives_the_daemon() {
     assert_eq!(
         out.status.code(),
         Some(6),
-        "step 11: docker run must get the exit code: {}",
+        "step 11: expected docker run to get the container's exit code 6, it ended with {}; \
+         most likely cause: POST /containers/ID/wait answers before the container ends, or \
+         without its StatusCode\nstderr: {}",
+        out.status,
         text(&out.stderr)
     );
     assert_eq!(
         text(&out.stdout),
         "via-docker\n",
-        "step 11: expected docker run to print the container's output: {}",
+        "step 11: expected docker run to print the container's output, it printed {:?}; most \
+         likely cause: the attach (a hijacked connection: 101 UPGRADED, then 8-byte frames) \
+         misses what the container wrote before the attach, or is not framed as Docker's\n\
+         stderr: {}",
+        text(&out.stdout),
         text(&out.stderr)
     );
     stdout_of(&docker(&[
@@ -572,23 +664,32 @@ fn the_docker_cli_drives_the_daemon() {
         "echo logged",
     ]));
     let logs = docker(&["logs", "said"]);
+    let logged = stdout_of(&logs);
     assert_eq!(
-        stdout_of(&logs),
-        "logged\n",
-        "docker logs: inspect, then the frames"
+        logged, "logged\n",
+        "step 11: expected docker logs to print the container's output (logged), it printed \
+         {logged:?}; most likely cause: GET /containers/ID/logs answers the JSON log's lines \
+         raw instead of 8-byte frames (the Docker CLI inspects first: no terminal means \
+         frames)"
     );
     stdout_of(&docker(&["rm", "said"]));
     let out = docker(&["run", "--rm", "demo:1", "no-such-command"]);
     assert_eq!(
         out.status.code(),
         Some(127),
-        "step 11: docker run --rm of a missing command must exit 127, and return: the shim removing it must not wait for the lock its start holds: {}",
+        "step 11: expected docker run --rm of a missing command to exit 127 and return, it \
+         ended with {}; most likely cause: the shim removing it waits for the lock its start \
+         holds, or a failed execve is reported as 125\nstderr: {}",
+        out.status,
         text(&out.stderr)
     );
     let out = docker(&["run", "--tmpfs", "/run", "demo:1", "true"]);
     assert!(
         !out.status.success() && text(&out.stderr).contains("not supported"),
-        "a tmpfs must be refused, not ignored: {}",
+        "step 11: expected --tmpfs to be refused (\"not supported\"), not ignored, it ended \
+         with {}; most likely cause: the API's HostConfig.Tmpfs is not among the fields the \
+         daemon refuses\nstderr: {}",
+        out.status,
         text(&out.stderr)
     );
     let out = docker(&["run", "-d", "--name", "bg", "demo:1", "sleep", "60"]);
@@ -596,14 +697,18 @@ fn the_docker_cli_drives_the_daemon() {
     let ps = stdout_of(&docker(&["ps", "--format", "{{.Names}} {{.Status}}"]));
     assert!(
         ps.starts_with("bg Up"),
-        "step 11: expected docker ps to show the detached container bg Up: {ps}"
+        "step 11: expected docker ps to show the detached container bg Up, it shows {ps:?}; \
+         most likely cause: GET /containers/json answers without Names (with their leading \
+         /) or Status \"Up …\""
     );
     stdout_of(&docker(&["stop", "-t", "1", "bg"]));
     stdout_of(&docker(&["rm", "bg"]));
+    let left = stdout_of(&docker(&["ps", "-a", "-q"]));
     assert_eq!(
-        stdout_of(&docker(&["ps", "-a", "-q"])),
-        "",
-        "--rm and rm left nothing"
+        left, "",
+        "step 11: expected --rm and rm to leave no container, docker ps -a -q lists {left:?}; \
+         most likely cause: run --rm's removal waits for a lock its start still holds and \
+         gives up, or rm answers before the record is gone"
     );
 }
 
@@ -635,7 +740,8 @@ fn a_registry_of_your_own_serves_a_stores_images() {
     assert_eq!(
         stdout_of(&out).trim(),
         "loaded demo:1",
-        "step 11: expected step 9 to load the demo layout"
+        "step 11: expected step 9 to load the demo archive as demo:1; most likely cause: \
+         step 9's load is broken (run `cargo test --test step9` first)"
     );
     let (_registry, port) = start_registry(source.path(), &[]);
     // A real client of the distribution API, verifying every digest.
@@ -648,7 +754,9 @@ fn a_registry_of_your_own_serves_a_stores_images() {
         .expect("skopeo (sudo apt-get install skopeo)");
     assert!(
         status.success(),
-        "step 11: skopeo must pull from caixa's registry"
+        "step 11: expected skopeo to pull demo:1 from caixa's registry, it ended with \
+         {status}; most likely cause: the registry answers a manifest or blob without the \
+         Docker-Content-Digest or Content-Type skopeo checks (its stderr is above)"
     );
     // And step 10's client, into another store: the same manifest.
     let other = tempfile::tempdir().unwrap();
@@ -665,16 +773,21 @@ fn a_registry_of_your_own_serves_a_stores_images() {
         )
     };
     let reference = format!("127.0.0.1:{port}/demo:1");
+    let said = stdout_of(&step10(&["pull", &reference]));
     assert_eq!(
-        stdout_of(&step10(&["pull", &reference])).trim(),
+        said.trim(),
         format!("pulled {reference}"),
-        "step 11: expected step 10 to pull from caixa's registry"
+        "step 11: expected step 10 to pull from caixa's registry, it said {said:?}; most \
+         likely cause: the registry serves a manifest whose digest is not the one it names"
     );
     let source_digest = std::fs::read_to_string(source.path().join("images/demo:1")).unwrap();
     let images = stdout_of(&step10(&["images"]));
     assert!(
         images.contains(source_digest.trim()),
-        "the pulled manifest is the served one:\n{images}"
+        "step 11: expected the pulled manifest to be the served one ({}), step 10's images \
+         lists another; most likely cause: the registry serializes the manifest again instead \
+         of serving the stored bytes\n{images}",
+        source_digest.trim()
     );
     let out = step10(&["pull", &format!("127.0.0.1:{port}/demo:2")]);
     assert_one_line_error(&out, 10, 125, "404");
@@ -688,7 +801,12 @@ fn create(engine: &Engine, name: &str, cmd: &[&str]) -> String {
         &format!("/containers/create?name={name}"),
         Some(&body),
     );
-    assert_eq!(status, 201, "create {name}: {answer}");
+    assert_eq!(
+        status, 201,
+        "step 11: expected POST /containers/create?name={name} to answer 201, it answered \
+         {status}: {answer}; most likely cause: the daemon refuses the create body \
+         {{Image, Cmd}} or the image demo:1 is not loaded"
+    );
     let v: serde_json::Value = serde_json::from_str(&answer).unwrap();
     v["Id"].as_str().unwrap().to_string()
 }
@@ -726,21 +844,40 @@ fn concurrent_starts_of_one_container_start_it_once() {
     assert_eq!(
         statuses.iter().filter(|s| **s == 204).count(),
         1,
-        "step 11: exactly one start may start it (the others get 304): {statuses:?}"
+        "step 11: expected exactly one of six concurrent starts to start it (204) and the \
+         others to get 304, they answered {statuses:?}; most likely cause: start reads the \
+         container's status and starts its shim without holding the container's lock \
+         between the two"
     );
     assert!(
         statuses.iter().all(|s| *s == 204 || *s == 304),
-        "step 11: expected every concurrent start to answer 204 or 304: {statuses:?}"
+        "step 11: expected every concurrent start to answer 204 or 304, they answered \
+         {statuses:?}; most likely cause: a start that loses the race fails (500) instead of \
+         seeing the container running (304)"
     );
-    assert_eq!(shims_of(&id), 1, "step 11: one container, one shim");
+    assert_eq!(
+        shims_of(&id),
+        1,
+        "step 11: expected one shim for one container after concurrent starts, there are {}; \
+         most likely cause: start spawns its shim before it holds the container's lock",
+        shims_of(&id)
+    );
     assert_eq!(
         engine.running_pids().len(),
         1,
-        "step 11: expected one running container after concurrent starts: {:?}",
+        "step 11: expected one running container after concurrent starts, the running pids \
+         are {:?}; most likely cause: start spawns its shim before it holds the container's \
+         lock",
         engine.running_pids()
     );
     stdout_of(&engine.client(&["rm", "-f", "racer"]));
-    assert_eq!(shims_of(&id), 0, "rm -f ends its shim");
+    assert_eq!(
+        shims_of(&id),
+        0,
+        "step 11: expected rm -f to end the container's shim, {} remain; most likely cause: \
+         rm -f kills the container but does not wait for its shim to end",
+        shims_of(&id)
+    );
 }
 
 #[test]
@@ -760,19 +897,34 @@ fn concurrent_creates_of_one_name_make_one_container() {
     assert_eq!(
         statuses.iter().filter(|s| **s == 201).count(),
         1,
-        "step 11: a name is reserved atomically: one create wins, the others get 409: {statuses:?}"
+        "step 11: expected a name to be reserved atomically (one of six concurrent creates \
+         wins, 201, the others get 409), they answered {statuses:?}; most likely cause: create \
+         checks that the name is free and reserves it in two steps, not one (an O_EXCL file \
+         or a rename under the lock)"
     );
     assert!(
         statuses.iter().all(|s| *s == 201 || *s == 409),
-        "step 11: expected every concurrent create to answer 201 or 409: {statuses:?}"
+        "step 11: expected every concurrent create to answer 201 or 409, they answered \
+         {statuses:?}; most likely cause: a create that loses the race fails (500) instead of \
+         answering Conflict"
     );
     let all = stdout_of(&engine.client(&["ps", "-a"]));
     assert_eq!(
         all.matches("twin").count(),
         1,
-        "step 11: expected one container named twin after concurrent creates: {all}"
+        "step 11: expected one container named twin after concurrent creates, ps -a lists \
+         {}; most likely cause: create checks that the name is free and reserves it in two \
+         steps\n{all}",
+        all.matches("twin").count()
     );
-    assert_eq!(engine.states().len(), 1, "no half-made container is left");
+    assert_eq!(
+        engine.states().len(),
+        1,
+        "step 11: expected no half-made container left after concurrent creates, there are {} \
+         records; most likely cause: a create that lost the race does not remove what it \
+         made before it found the name taken",
+        engine.states().len()
+    );
 }
 
 #[test]
@@ -803,17 +955,23 @@ fn stop_never_signals_a_pid_that_another_process_has_now() {
     stdout_of(&out);
     assert!(
         alive,
-        "step 11: stop signalled a process that only has the container's old pid: liveness must come from the shim's lock, never from a pid"
+        "step 11: expected stop not to signal a process that only has the container's old \
+         pid, it killed it; most likely cause: stop believes the pid in state.json instead of \
+         asking the shim (liveness must come from the shim's lock, never from a pid)"
     );
     let ps = stdout_of(&engine.client(&["ps", "-a"]));
     assert!(
         ps.contains("Exited (255)"),
-        "a lost shim's container is exited (255):\n{ps}"
+        "step 11: expected a container whose shim is lost to show as Exited (255); most \
+         likely cause: the daemon reads a container's status from state.json without \
+         checking that its shim still holds the lock\n{ps}"
     );
     stdout_of(&engine.client(&["rm", "orphan"]));
     assert!(
         !engine.root().join("containers").join(&id).exists(),
-        "rm removes what the dead shim left (its mount swept first)"
+        "step 11: expected rm to remove what the dead shim left, the container's directory is \
+         still there; most likely cause: rm does not unmount the container's overlay before \
+         removing its directory (a mount is busy)"
     );
 }
 
@@ -844,19 +1002,39 @@ fn a_daemon_killed_in_the_middle_of_a_start_loses_nothing() {
         // Whatever the moment: the container is there, created or running,
         // and a start now leaves it running under exactly one shim.
         let (status, answer) = engine.api("POST", &format!("/containers/{name}/start"), None);
-        assert!(status == 204 || status == 304, "{status}: {answer}");
+        assert!(
+            status == 204 || status == 304,
+            "step 11: expected a start after the daemon was killed mid-start to answer 204 or \
+             304, it answered {status}: {answer}; most likely cause: a start cut in the middle \
+             leaves the container in a state no later start accepts (a record half-written, or \
+             a lock never let go)"
+        );
         let ps = stdout_of(&engine.client(&["ps"]));
-        assert!(ps.contains(&name) && ps.contains("Up"), "{ps}");
-        assert_eq!(shims_of(&id), 1, "one shim for {name}");
+        assert!(
+            ps.contains(&name) && ps.contains("Up"),
+            "step 11: expected {name} running (Up) after the start, ps lists otherwise; most \
+             likely cause: the new daemon takes a shim that is starting for a dead one\n{ps}"
+        );
+        assert_eq!(
+            shims_of(&id),
+            1,
+            "step 11: expected one shim for {name}, there are {}; most likely cause: a start \
+             after the daemon's restart spawns a second shim beside the one the killed daemon \
+             started",
+            shims_of(&id)
+        );
         stdout_of(&engine.client(&["rm", "-f", &name]));
         assert_eq!(
             shims_of(&id),
             0,
-            "step 11: expected rm -f {name} to end its shim"
+            "step 11: expected rm -f {name} to end its shim, {} remain; most likely cause: rm \
+             -f does not wait for the shim to end",
+            shims_of(&id)
         );
         assert!(
             !engine.root().join("containers").join(&id).exists(),
-            "step 11: expected rm -f {name} to remove the container's directory"
+            "step 11: expected rm -f {name} to remove the container's directory, it is still \
+             there; most likely cause: rm does not unmount the container's overlay first"
         );
     }
 }
@@ -881,13 +1059,18 @@ fn one_id_everywhere_and_a_json_file_log() {
     let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     assert!(
         cgroups.contains(&id),
-        "step 11: the container's cgroup is named by its API id {id}:\n{cgroups}"
+        "step 11: expected the container's cgroup to be named by its API id {id}, \
+         /proc/PID/cgroup says otherwise; most likely cause: the shim gives the container \
+         another id than the API's\n{cgroups}"
     );
     let dir = engine.root().join("containers").join(&id);
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(
         mounts.contains(&format!("{}", dir.join("merged").display())),
-        "the overlay is mounted in the container's own directory, named by its id"
+        "step 11: expected the overlay mounted at {}/merged, the container's own directory \
+         named by its id, it is not; most likely cause: the container's root is prepared \
+         under another name than the API's id",
+        dir.display()
     );
     let config: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
@@ -896,11 +1079,15 @@ fn one_id_everywhere_and_a_json_file_log() {
             .as_str()
             .unwrap_or("")
             .starts_with("1."),
-        "an OCI config.json: {config}"
+        "step 11: expected an OCI config.json (ociVersion 1.x) in the container's directory, \
+         it holds {config}; most likely cause: the daemon writes its own spec instead of the \
+         bundle's config.json (bundle::to_oci)"
     );
     assert_eq!(
         config["process"]["args"][0], "sh",
-        "step 11: expected the OCI config.json's process.args to start with the command, sh: {config}"
+        "step 11: expected the OCI config.json's process.args to start with the command, sh, \
+         it holds {config}; most likely cause: the image's Cmd wins over the command given to \
+         run"
     );
     // The output, in Docker's json-file format: a line per write, with its stream and time.
     let start = Instant::now();
@@ -919,19 +1106,24 @@ fn one_id_everywhere_and_a_json_file_log() {
         lines
             .iter()
             .any(|l| l["log"] == "out\n" && l["stream"] == "stdout"),
-        "step 11: expected the JSON log to hold the stdout line out\\n: {log}"
+        "step 11: expected the JSON log to hold the stdout line out\\n, it holds {log}; most \
+         likely cause: the shim's loop (pump) does not copy a readable stdout to the log \
+         (copy_some), or writes its lines without \"stream\":\"stdout\""
     );
     assert!(
         lines
             .iter()
             .any(|l| l["log"] == "err\n" && l["stream"] == "stderr"),
-        "step 11: expected the JSON log to hold the stderr line err\\n: {log}"
+        "step 11: expected the JSON log to hold the stderr line err\\n, it holds {log}; most \
+         likely cause: the shim's loop (pump) does not poll the container's stderr, or tags \
+         its lines as stdout"
     );
     assert!(
         lines
             .iter()
             .all(|l| l["time"].as_str().is_some_and(|t| t.ends_with('Z'))),
-        "step 11: expected every JSON log line to carry a UTC time ending in Z: {log}"
+        "step 11: expected every JSON log line to carry a UTC time ending in Z, the log holds \
+         {log}; most likely cause: the log writer formats a local time or leaves time out"
     );
     stdout_of(&engine.client(&["rm", "-f", "ided"]));
 }
@@ -954,23 +1146,31 @@ fn inspect_says_when_the_oom_killer_ended_it() {
     assert_eq!(
         out.status.code(),
         Some(137),
-        "step 11: expected a container over --memory 16m to be OOM-killed (137), it ended with {:?}\nstderr: {}",
+        "step 11: expected a container over --memory 16m to be OOM-killed (137), it ended \
+         with {:?}; most likely cause: --memory does not reach the container's cgroup \
+         (memory.max), or the shim reports another code than 128 + SIGKILL\nstderr: {}",
         out.status.code(),
         text(&out.stderr)
     );
     let (status, answer) = engine.api("GET", "/containers/hog/json", None);
     assert_eq!(
         status, 200,
-        "step 11: expected GET /containers/hog/json to answer 200: {answer}"
+        "step 11: expected GET /containers/hog/json to answer 200, it answered {status}: \
+         {answer}; most likely cause: the container's record is gone once it ended (only \
+         --rm removes it)"
     );
     let v: serde_json::Value = serde_json::from_str(&answer).unwrap();
     assert_eq!(
         v["State"]["OOMKilled"], true,
-        "step 11: inspect reports State.OOMKilled: {v}"
+        "step 11: expected inspect to report State.OOMKilled true, it reports {v}; most \
+         likely cause: the shim does not read the cgroup's memory.events oom_kill count when \
+         the container ends"
     );
     assert_eq!(
         v["State"]["ExitCode"], 137,
-        "step 11: expected inspect's State.ExitCode 137 (SIGKILL) for an OOM-killed container: {v}"
+        "step 11: expected inspect's State.ExitCode 137 (SIGKILL) for an OOM-killed \
+         container, it reports {v}; most likely cause: the Exit of a killed container is not \
+         128 + the signal"
     );
     let log = std::fs::read_to_string(
         engine
@@ -982,7 +1182,9 @@ fn inspect_says_when_the_oom_killer_ended_it() {
     .unwrap_or_default();
     assert!(
         !log.contains("OOM"),
-        "runtime diagnostics stay out of the container's log: {log}"
+        "step 11: expected the runtime's diagnostics to stay out of the container's log, it \
+         holds {log:?}; most likely cause: the shim writes its own messages into \
+         container.log instead of its stderr"
     );
 }
 
@@ -1010,19 +1212,24 @@ fn bollard_drives_the_daemon() {
             bollard::API_DEFAULT_VERSION,
         )
         .unwrap();
-        let version = docker.version().await.expect("step 11: GET /version");
+        let version = docker.version().await.expect(
+            "step 11: expected GET /version to answer bollard; most likely cause: the daemon \
+             answers without Docker's JSON shape (bollard's error follows)",
+        );
         assert_eq!(
             version.api_version.as_deref(),
             Some("1.41"),
-            "step 11: expected the daemon to speak API 1.41 to bollard: {version:?}"
+            "step 11: expected the daemon to speak API 1.41 to bollard, it says {version:?}; \
+             most likely cause: GET /version answers without ApiVersion 1.41"
         );
-        let images = docker
-            .list_images(None::<ListImagesOptions>)
-            .await
-            .expect("step 11: GET /images/json in Docker's shape");
+        let images = docker.list_images(None::<ListImagesOptions>).await.expect(
+            "step 11: expected GET /images/json in Docker's shape; most likely cause: an \
+                 image entry lacks a field bollard requires (Id, RepoTags, Created, Size…)",
+        );
         assert!(
             images.iter().any(|i| i.repo_tags == ["demo:1"]),
-            "step 11: expected bollard's image list to hold demo:1: {images:?}"
+            "step 11: expected bollard's image list to hold demo:1, it holds {images:?}; most \
+             likely cause: GET /images/json answers without RepoTags [\"demo:1\"]"
         );
         let created = docker
             .create_container(
@@ -1042,7 +1249,11 @@ fn bollard_drives_the_daemon() {
                 },
             )
             .await
-            .expect("step 11: POST /containers/create");
+            .expect(
+                "step 11: expected POST /containers/create to answer 201 with an Id; most \
+                 likely cause: the create body's Env or Cmd is refused (bollard's error \
+                 follows)",
+            );
         let id = created.id;
         // Attached before the start, as `docker run` does: the 101 upgrade.
         let mut attached = docker
@@ -1056,25 +1267,40 @@ fn bollard_drives_the_daemon() {
                 }),
             )
             .await
-            .expect("step 11: POST /containers/ID/attach must upgrade");
-        docker
-            .start_container(&id, None)
-            .await
-            .expect("step 11: POST /containers/ID/start");
+            .expect(
+                "step 11: expected POST /containers/ID/attach to upgrade (101 UPGRADED); most \
+                 likely cause: the attach answers 200 instead of hijacking the connection",
+            );
+        docker.start_container(&id, None).await.expect(
+            "step 11: expected POST /containers/ID/start to answer 204; most likely cause: \
+                 the start fails while a client is attached (its shim's output goes nowhere)",
+        );
         let mut live = Vec::new();
         while let Some(piece) = attached.output.next().await {
             live.push(piece.expect("the attached output").to_string());
         }
         assert!(
             live.concat().contains("out bollard"),
-            "attach: the output, live: {live:?}"
+            "step 11: expected the attached stream to carry the output live (out bollard), \
+             it carried {live:?}; most likely cause: the shim does not copy the output to an \
+             attach that came before the start, or the frames are not Docker's 8-byte ones"
         );
         let waited: Vec<_> = docker.wait_container(&id, None).collect().await;
         match waited.as_slice() {
             [Err(bollard::errors::Error::DockerContainerWaitError { code, .. })] => {
-                assert_eq!(*code, 3, "step 11: wait answers the exit code")
+                assert_eq!(
+                    *code, 3,
+                    "step 11: expected wait to answer the exit code 3, it answered {code}; \
+                     most likely cause: POST /containers/ID/wait answers before the container \
+                     ends, or another code than its Exit's"
+                )
             }
-            other => panic!("step 11: wait must answer exit code 3, got {other:?}"),
+            other => panic!(
+                "step 11: expected wait to answer exit code 3 (bollard's \
+                 DockerContainerWaitError), got {other:?}; most likely cause: POST \
+                 /containers/ID/wait answers before the container ends, or without its \
+                 StatusCode"
+            ),
         }
         let logs: Vec<_> = docker
             .logs(
@@ -1089,40 +1315,54 @@ fn bollard_drives_the_daemon() {
             .await;
         let (mut out, mut err) = (String::new(), String::new());
         for piece in logs {
-            match piece.expect("step 11: GET /containers/ID/logs") {
+            match piece.expect(
+                "step 11: expected GET /containers/ID/logs to stream frames; most likely cause: \
+                 the log is sent raw without 8-byte frame headers for a container without a \
+                 terminal",
+            ) {
                 bollard::container::LogOutput::StdOut { message } => {
                     out.push_str(&String::from_utf8_lossy(&message))
                 }
                 bollard::container::LogOutput::StdErr { message } => {
                     err.push_str(&String::from_utf8_lossy(&message))
                 }
-                other => panic!("unexpected log piece {other:?}"),
+                other => panic!(
+                    "step 11: expected only stdout and stderr frames in the logs, got \
+                     {other:?}; most likely cause: a frame's stream byte is neither 1 nor 2"
+                ),
             }
         }
         assert_eq!(
             (out.as_str(), err.as_str()),
             ("out bollard\n", "err\n"),
-            "logs, demultiplexed"
+            "step 11: expected the logs demultiplexed (stdout out bollard, stderr err), they \
+             were {out:?} and {err:?}; most likely cause: GET /containers/ID/logs frames every \
+             line as stream 1, or the JSON log lost which stream a line came from"
         );
-        let inspected = docker
-            .inspect_container(&id, None)
-            .await
-            .expect("step 11: GET /containers/ID/json");
+        let inspected = docker.inspect_container(&id, None).await.expect(
+            "step 11: expected GET /containers/ID/json in Docker's shape; most likely \
+                 cause: inspect lacks a field bollard requires (State, Name, Config…)",
+        );
         let state = inspected.state.expect("inspect has a State");
         assert_eq!(
             (state.exit_code, state.running),
             (Some(3), Some(false)),
-            "step 11: expected bollard's inspect to see exit code 3 and not running: {state:?}"
+            "step 11: expected bollard's inspect to see exit code 3 and not running, it sees \
+             {state:?}; most likely cause: the container's state is not updated from the \
+             shim's Exit when it ends"
         );
         assert_eq!(
             inspected.name.as_deref(),
             Some("/from-bollard"),
-            "step 11: expected bollard's inspect to see the name /from-bollard"
+            "step 11: expected bollard's inspect to see the name /from-bollard, it sees {:?}; \
+             most likely cause: inspect's Name lacks Docker's leading /",
+            inspected.name
         );
-        docker
-            .remove_container(&id, None)
-            .await
-            .expect("step 11: DELETE /containers/ID");
+        docker.remove_container(&id, None).await.expect(
+            "step 11: expected DELETE /containers/ID of an exited container to answer 204; \
+                 most likely cause: rm refuses a container that is not running, or answers \
+                 another status",
+        );
         let gone = docker.inspect_container(&id, None).await;
         assert!(
             matches!(
@@ -1132,7 +1372,9 @@ fn bollard_drives_the_daemon() {
                     ..
                 })
             ),
-            "removed: {gone:?}"
+            "step 11: expected inspect of a removed container to answer 404, it answered \
+             {gone:?}; most likely cause: DELETE /containers/ID answers before the record is \
+             gone, or a missing container is answered with another status"
         );
     });
 }
@@ -1169,7 +1411,9 @@ fn read_until_closed(mut stream: impl std::io::Read) -> String {
                 ) =>
             {
                 panic!(
-                    "step 11: the server neither answered nor closed the connection in time; got {:?}",
+                    "step 11: expected the server to answer or close the connection within 60 s, \
+                     it did neither; got {:?}; most likely cause: a connection is read without \
+                     the header timeout, or kept open after its answer",
                     text(&got)
                 )
             }
@@ -1192,18 +1436,23 @@ fn the_daemon_survives_bad_clients() {
     std::io::Write::write_all(&mut stalled, b"GET /_ping HTTP/1.1\r\nHost: caixa\r\n").unwrap();
     assert!(
         stdout_of(&engine.client(&["version"])).starts_with("caixa "),
-        "step 11: a stalled client must not stop the others"
+        "step 11: expected another client served while one stalls inside its header; most \
+         likely cause: the daemon reads each connection's header on its accept loop instead \
+         of a thread (or task) of its own"
     );
     assert_eq!(
         read_to_close(stalled),
         "",
-        "step 11: a client that stalls inside its header is closed, unanswered"
+        "step 11: expected a client that stalls inside its header to be closed, unanswered; \
+         most likely cause: --header-timeout does not bound the header's read, or the daemon \
+         answers before closing"
     );
     // Garbage: 400.
     let answer = exchange(&socket, b"this is not HTTP at all\r\n\r\n");
     assert!(
         answer.starts_with("HTTP/1.1 400"),
-        "step 11: garbage is a 400: {answer:?}"
+        "step 11: expected garbage on the socket to get a 400, it got {answer:?}; most likely \
+         cause: a request line that does not parse closes the connection without an answer"
     );
     // A JSON body over 16 MiB, chunked so that only counting finds it: 413.
     let mut big = UnixStream::connect(&socket).unwrap();
@@ -1230,7 +1479,9 @@ fn the_daemon_survives_bad_clients() {
     let _ = feeder.join();
     assert!(
         answer.starts_with("HTTP/1.1 413") && answer.contains("larger than 16 MiB"),
-        "step 11: a JSON body over its limit is a 413 that says so: {answer:?}"
+        "step 11: expected a JSON body over its limit to get a 413 that says so (larger than \
+         16 MiB), it got {answer:?}; most likely cause: the body is read whole before its \
+         Content-Length is checked against the bound"
     );
     // Four requests that hold their connections (bodies announced, never
     // sent) fill the cap; the fifth connection is answered 503 at once.
@@ -1265,7 +1516,9 @@ fn the_daemon_survives_bad_clients() {
     };
     assert!(
         answer.starts_with("HTTP/1.1 503") && answer.contains("its limit"),
-        "step 11: over the connection cap, a 503 that says why: {answer:?}"
+        "step 11: expected a connection over --max-connections to get a 503 that says why \
+         (its limit), it got {answer:?}; most likely cause: the daemon does not count its open \
+         connections, or closes the extra one unanswered"
     );
     let out = loop {
         let out = engine.client(&["ps"]);
@@ -1285,7 +1538,9 @@ fn the_daemon_survives_bad_clients() {
         }
         assert!(
             start.elapsed() < Duration::from_secs(60),
-            "step 11: the daemon must serve again once the connections are gone: {}",
+            "step 11: expected the daemon to serve again once the connections are gone, it \
+             did not within 60 s; most likely cause: a closed connection is not taken off the \
+             count of open ones\nstderr: {}",
             text(&out.stderr)
         );
         std::thread::sleep(Duration::from_millis(50));
@@ -1296,7 +1551,9 @@ fn the_daemon_survives_bad_clients() {
     );
     assert!(
         answer.starts_with("HTTP/1.1 200") && answer.to_lowercase().contains("api-version: 1.41"),
-        "step 11: expected _ping on the socket to answer 200 with API-Version 1.41: {answer:?}"
+        "step 11: expected _ping on the socket to answer 200 with API-Version 1.41, it \
+         answered {answer:?}; most likely cause: the daemon's answers lack Docker's \
+         API-Version header"
     );
 }
 
@@ -1309,26 +1566,34 @@ fn run_t_gives_the_container_a_terminal_of_its_own() {
     let shown = text(&out.stdout);
     assert!(
         shown.contains("on-a-tty"),
-        "step 11: with -t, 0, 1 and 2 are a terminal: {shown:?} {}",
+        "step 11: expected 0, 1 and 2 to be a terminal with -t, the container printed \
+         {shown:?}; most likely cause: the container's stdio is the shim's pipes instead of \
+         the slave of a pty made in its own devpts\nstderr: {}",
         text(&out.stderr)
     );
     assert!(
         shown.contains("/dev/pts/0\r\n"),
-        "the pty comes from the container's own devpts (and a terminal ends lines with CR LF): {shown:?}"
+        "step 11: expected the pty from the container's own devpts (/dev/pts/0, lines ending \
+         in CR LF), the container printed {shown:?}; most likely cause: the pty is opened on \
+         the host's /dev/ptmx before the child enters its mount namespace"
     );
     assert!(
         shown.contains("xterm"),
-        "TERM is set, as Docker sets it: {shown:?}"
+        "step 11: expected TERM=xterm with -t, as Docker sets it, the container printed \
+         {shown:?}; most likely cause: -t does not add TERM=xterm to the container's \
+         environment"
     );
     // Its log is one raw stream, which `logs` prints as it is.
     stdout_of(&engine.client(&[
         "run", "-d", "-t", "--name", "tt", "demo:1", "sh", "-c", "tty",
     ]));
     stdout_of(&engine.client(&["wait", "tt"]));
+    let logged = stdout_of(&engine.client(&["logs", "tt"]));
     assert_eq!(
-        stdout_of(&engine.client(&["logs", "tt"])),
-        "/dev/pts/0\r\n",
-        "step 11: the log of a container with a terminal is its raw output"
+        logged, "/dev/pts/0\r\n",
+        "step 11: expected the log of a container with a terminal to be its raw output, logs \
+         printed {logged:?}; most likely cause: logs frames the output (8-byte headers) even \
+         when the container has a terminal (one raw stream)"
     );
     // The Docker CLI reads Config.Tty and takes the output raw.
     let out = Command::new(docker_cli())
@@ -1341,7 +1606,10 @@ fn run_t_gives_the_container_a_terminal_of_its_own() {
     assert_eq!(
         text(&out.stdout),
         "/dev/pts/0\r\n",
-        "docker run -t: {}",
+        "step 11: expected `docker run -t` to print the container's raw output (/dev/pts/0), \
+         it printed {:?}; most likely cause: inspect's Config.Tty is false, so the Docker CLI \
+         reads the stream as frames\nstderr: {}",
+        text(&out.stdout),
         text(&out.stderr)
     );
 }
@@ -1426,7 +1694,11 @@ impl UserTerminal {
             }
             assert!(
                 start.elapsed() < Duration::from_secs(10),
-                "step 11: {what}: waited for {text:?}; the terminal shows {screen:?}"
+                "step 11: expected within 10 s: {what}; waited for {text:?}, the terminal \
+                 shows {screen:?}; most likely cause: the keys do not reach the terminal, or \
+                 its output is not copied back: for run and attach, the shim's loop (it must \
+                 pass the input's answers on with shim.input.ready(…) and copy a readable \
+                 output with copy_some); for exec, relay_terminal"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -1461,7 +1733,8 @@ impl UserTerminal {
         assert_eq!(
             unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &size) },
             0,
-            "TIOCSWINSZ on the test's terminal failed: {}",
+            "step 11: expected TIOCSWINSZ on the test's own terminal to work, it answered {}; \
+             most likely cause: the test's pty was closed (the client ended early)",
             std::io::Error::last_os_error()
         );
     }
@@ -1476,7 +1749,12 @@ impl UserTerminal {
             if start.elapsed() > Duration::from_secs(10) {
                 let _ = self.client.kill();
                 let screen = String::from_utf8_lossy(&self.seen.lock().unwrap()).into_owned();
-                panic!("step 11: {what}: the client did not exit; the terminal shows {screen:?}");
+                panic!(
+                    "step 11: expected the client to exit ({what}) within 10 s, it did not; the \
+                     terminal shows {screen:?}; most likely cause: the client waits for its \
+                     connection to close, and the daemon (or the shim) keeps it open after the \
+                     container or exec ended"
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -1534,11 +1812,15 @@ fn run_it_is_a_shell_that_feels_like_docker() {
     assert_eq!(
         user.exit_code("run -it, then exit 3"),
         3,
-        "step 11: run -it exits with the shell's code"
+        "step 11: expected run -it to exit with the shell's code 3; most likely cause: the \
+         client's exit code is not the container's when it has a terminal (wait's \
+         StatusCode)"
     );
     assert!(
         engine.states().is_empty(),
-        "step 11: run -it --rm removes the container"
+        "step 11: expected run -it --rm to remove the container, {} records are left; most \
+         likely cause: --rm's removal is skipped when the client was attached to a terminal",
+        engine.states().len()
     );
 }
 
@@ -1553,11 +1835,14 @@ fn ctrl_p_ctrl_q_detaches_and_attach_takes_the_terminal_back() {
     assert_eq!(
         user.exit_code("Ctrl-P Ctrl-Q"),
         0,
-        "step 11: detaching ends the client with 0"
+        "step 11: expected Ctrl-P Ctrl-Q to detach the client with 0; most likely cause: the \
+         client passes the detach keys on to the container instead of watching for them"
     );
     assert!(
         stdout_of(&engine.client(&["ps"])).contains("away"),
-        "step 11: after Ctrl-P Ctrl-Q the container runs on"
+        "step 11: expected the container away to run on after Ctrl-P Ctrl-Q; most likely \
+         cause: the shim takes the end of the attach for the end of the input and closes the \
+         container's terminal"
     );
     let mut user = client_on_terminal(&engine, &["attach", "away"]);
     user.type_keys("echo two-$((1+1))\r");
@@ -1569,7 +1854,8 @@ fn ctrl_p_ctrl_q_detaches_and_attach_takes_the_terminal_back() {
     assert_eq!(
         user.exit_code("attach, then exit 5"),
         5,
-        "step 11: attach exits with the container's code"
+        "step 11: expected attach to exit with the container's code 5; most likely cause: \
+         attach ends with its connection's end instead of waiting for the container's code"
     );
     // Another sequence, chosen by the user; a stray Ctrl-P is typed on.
     let mut user = client_on_terminal(
@@ -1590,7 +1876,9 @@ fn ctrl_p_ctrl_q_detaches_and_attach_takes_the_terminal_back() {
     assert_eq!(
         user.exit_code("--detach-keys ctrl-x"),
         0,
-        "step 11: expected the container to end with 0 after its detach keys were typed"
+        "step 11: expected the client to end with 0 after its detach keys (ctrl-x) were \
+         typed; most likely cause: --detach-keys is not parsed, so Ctrl-P Ctrl-Q stays the \
+         sequence"
     );
     stdout_of(&engine.client(&["rm", "-f", "away"]));
 }
@@ -1622,7 +1910,12 @@ fn run_i_sends_its_input_and_the_input_s_end() {
     assert_eq!(
         text(&out.stdout),
         "hello\x10\x11\nworld\nend\n",
-        "step 11: run -i: the container reads the client's stdin to its end: {}",
+        "step 11: expected run -i to give the container the client's stdin to its end (the \
+         bytes as sent, then its end, so cat ends and `end` follows), it printed {:?}; most \
+         likely cause: the shim's loop does not pass the input's answers on \
+         (shim.input.ready(…)), or does not close the container's stdin when the client's \
+         input ends\nstderr: {}",
+        text(&out.stdout),
         text(&out.stderr)
     );
     let config = engine.dir.path().join("docker-config");
@@ -1633,7 +1926,11 @@ fn run_i_sends_its_input_and_the_input_s_end() {
     assert_eq!(
         text(&out.stdout),
         "hello\x10\x11\nworld\nend\n",
-        "step 11: docker run -i: {}",
+        "step 11: expected `docker run -i` to give the container the client's stdin to its \
+         end, it printed {:?}; most likely cause: the attach connection's half-close (the \
+         Docker CLI's CloseWrite) is not taken for the end of the input, or the shim does \
+         not close the container's stdin then\nstderr: {}",
+        text(&out.stdout),
         text(&out.stderr)
     );
     // Without -i, stdin is empty (/dev/null), as in Docker.
@@ -1641,7 +1938,10 @@ fn run_i_sends_its_input_and_the_input_s_end() {
     assert_eq!(
         text(&out.stdout),
         "end\n",
-        "step 11: expected run without -i to give the container an empty stdin, as Docker does: {}",
+        "step 11: expected run without -i to give the container an empty stdin, as Docker \
+         does, it printed {:?}; most likely cause: the container's stdin is a pipe nobody \
+         closes instead of /dev/null when -i is not given\nstderr: {}",
+        text(&out.stdout),
         text(&out.stderr)
     );
 }
@@ -1672,7 +1972,9 @@ fn docker_run_it_drives_the_containers_terminal() {
     assert_eq!(
         user.exit_code("docker run -it, exit 4"),
         4,
-        "step 11: expected docker run -it to end with the container's exit code 4"
+        "step 11: expected docker run -it to end with the container's exit code 4; most \
+         likely cause: POST /containers/ID/wait answers another StatusCode for a container \
+         with a terminal"
     );
 }
 
@@ -1693,7 +1995,9 @@ fn exec_it_is_a_shell_in_a_running_container_with_a_terminal_of_its_own() {
     assert_eq!(
         user.exit_code("exec -it, exit 7"),
         7,
-        "step 11: exec -it exits with the exec's code"
+        "step 11: expected exec -it to exit with the exec's code 7; most likely cause: \
+         join_and_fork does not wait for the command it forked into the container and exit \
+         with its code, or the daemon does not carry it to GET /exec/ID/json's ExitCode"
     );
     // -i alone: the client's input, to its end.
     let host = format!("unix://{}", engine.socket().display());
@@ -1724,8 +2028,13 @@ fn exec_it_is_a_shell_in_a_running_container_with_a_terminal_of_its_own() {
         assert_eq!(
             text(&out.stdout),
             "abc\nend\n",
-            "step 11: {} exec -i: {}",
+            "step 11: expected `{} exec -i` to give the command the client's input to its end \
+             (abc, then end), it printed {:?}; most likely cause: the exec's input is not \
+             closed when the client's ends (copy_input must return at its end, dropping the \
+             command's stdin)\n\
+             stderr: {}",
             program.display(),
+            text(&out.stdout),
             text(&out.stderr)
         );
     }
@@ -1745,14 +2054,20 @@ fn exec_it_is_a_shell_in_a_running_container_with_a_terminal_of_its_own() {
         }
         if start.elapsed() > Duration::from_secs(10) {
             let _ = open_input.kill();
-            panic!("step 11: exec -i must end with its command, even with the client's input open");
+            panic!(
+                "step 11: expected exec -i to end with its command, even with the client's \
+                 input open, it ran on for 10 s; most likely cause: the exec waits for its input \
+                 copy to end before it answers, instead of for the command"
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(
         status.code(),
         Some(3),
-        "step 11: expected exec -i to end with its command's exit code 3"
+        "step 11: expected exec -i to end with its command's exit code 3, it ended with \
+         {status}; most likely cause: the exec's code is not the command's when its input is \
+         still open"
     );
     drop(open_input.stdin.take());
     // The Docker CLI's exec -it: its resize goes to /exec/ID/resize.
@@ -1776,7 +2091,8 @@ fn exec_it_is_a_shell_in_a_running_container_with_a_terminal_of_its_own() {
     assert_eq!(
         user.exit_code("docker exec -it, exit 2"),
         2,
-        "step 11: expected docker exec -it to end with the command's exit code 2"
+        "step 11: expected docker exec -it to end with the command's exit code 2; most likely \
+         cause: GET /exec/ID/json's ExitCode is not the command's, or Running stays true"
     );
     stdout_of(&engine.client(&["rm", "-f", "box"]));
 }
@@ -1810,7 +2126,10 @@ fn registry_beside(engine: &Engine, store: &Path) -> Killed {
     {
         assert!(
             start.elapsed() < Duration::from_secs(15),
-            "step 11: the registry did not listen in the engine's namespace"
+            "step 11: expected the registry to answer 401 on /v2/ in the engine's namespace \
+             within 15 s, it does not; most likely cause: `step11 registry --htpasswd` fails \
+             to start (run it by hand to see its line), or answers /v2/ without asking for \
+             credentials"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -1830,53 +2149,68 @@ fn docker_login_push_and_pull_go_through_the_daemon_with_the_clients_credentials
     let out = docker(&["login", "-u", "ana", "-p", "wrong", "127.0.0.1:5000"]);
     assert!(
         !out.status.success(),
-        "step 11: docker login with a wrong password must fail: {}",
+        "step 11: expected docker login with a wrong password to fail, it succeeded; most \
+         likely cause: POST /auth answers Login Succeeded without asking the registry\n{}",
         said(&out)
     );
     let out = docker(&["login", "-u", "ana", "-p", "s3cret", "127.0.0.1:5000"]);
     assert!(
         said(&out).contains("Login Succeeded"),
-        "step 11: POST /auth checks the credentials with the registry: {}",
+        "step 11: expected docker login with the right password to say Login Succeeded, it \
+         did not; most likely cause: POST /auth does not check the credentials with the \
+         registry's /v2/ (Basic, then a Bearer token if asked)\n{}",
         said(&out)
     );
     stdout_of(&docker(&["tag", "demo:1", "127.0.0.1:5000/team/demo:1"]));
     let out = docker(&["push", "127.0.0.1:5000/team/demo:1"]);
     assert!(
         out.status.success() && said(&out).contains("digest: sha256:"),
-        "step 11: docker push goes through the daemon, with the CLI's credentials: {}",
+        "step 11: expected docker push to go through the daemon with the CLI's credentials \
+         and print its digest, it did not; most likely cause: the push ignores the \
+         X-Registry-Auth header the Docker CLI sends, or streams no \"digest: sha256:…\"\n{}",
         said(&out)
     );
     assert!(
         store.path().join("images/team%2Fdemo:1").is_file(),
-        "step 11: the pushed image is in the registry's store as team/demo:1"
+        "step 11: expected the pushed image in the registry's store as team/demo:1 \
+         (images/team%2Fdemo:1), it is not there; most likely cause: the registry stores a \
+         repository name with a / under another file name (store_name_of)"
     );
 
     // Gone from the daemon, then back from the registry: run anywhere.
     let out = docker(&["rmi", "127.0.0.1:5000/team/demo:1"]);
     assert!(
         said(&out).contains("Untagged: 127.0.0.1:5000/team/demo:1"),
-        "step 11: docker rmi: {}",
+        "step 11: expected docker rmi to say Untagged: 127.0.0.1:5000/team/demo:1, it did \
+         not; most likely cause: DELETE /images/NAME answers without Docker's [{{\"Untagged\": \
+         …}}] list\n{}",
         said(&out)
     );
     docker(&["logout", "127.0.0.1:5000"]);
     let out = docker(&["pull", "127.0.0.1:5000/team/demo:1"]);
     assert!(
         !out.status.success(),
-        "step 11: a pull without credentials must be refused: {}",
+        "step 11: expected a pull without credentials to be refused, it succeeded; most \
+         likely cause: the daemon pulls with credentials it kept from an earlier login \
+         instead of the client's X-Registry-Auth only\n{}",
         said(&out)
     );
     docker(&["login", "-u", "ana", "-p", "s3cret", "127.0.0.1:5000"]);
     let out = docker(&["pull", "127.0.0.1:5000/team/demo:1"]);
     assert!(
         out.status.success(),
-        "step 11: docker pull with the CLI's credentials: {}",
+        "step 11: expected docker pull with the CLI's credentials to work, it failed; most \
+         likely cause: POST /images/create ignores the X-Registry-Auth header\n{}",
         said(&out)
     );
     let out = docker(&["run", "--rm", "127.0.0.1:5000/team/demo:1"]);
     assert_eq!(
         text(&out.stdout),
         "hello\n",
-        "step 11: the pulled image runs: {}",
+        "step 11: expected the pulled image to run and print hello, it printed {:?}; most \
+         likely cause: the pull stored the image under another name than the one run \
+         asks for\nstderr: {}",
+        text(&out.stdout),
         text(&out.stderr)
     );
 
@@ -1885,14 +2219,27 @@ fn docker_login_push_and_pull_go_through_the_daemon_with_the_clients_credentials
     assert_eq!(
         text(&out.stdout).trim(),
         r#"["/bin/sh","-c","echo hello"]"#,
-        "step 11: docker image inspect: {}",
+        "step 11: expected docker image inspect to show the image's Config.Cmd, it printed \
+         {:?}; most likely cause: GET /images/NAME/json answers without the image config's \
+         Config\nstderr: {}",
+        text(&out.stdout),
         text(&out.stderr)
     );
     let out = docker(&["history", "demo:1"]);
-    assert!(out.status.success(), "docker history: {}", said(&out));
+    assert!(
+        out.status.success(),
+        "step 11: expected docker history to work, it failed; most likely cause: GET \
+         /images/NAME/history is not answered\n{}",
+        said(&out)
+    );
     let saved = engine.dir.path().join("saved.tar");
     let out = docker(&["save", "-o", saved.to_str().unwrap(), "demo:1"]);
-    assert!(out.status.success(), "docker save: {}", said(&out));
+    assert!(
+        out.status.success(),
+        "step 11: expected docker save to work, it failed; most likely cause: GET \
+         /images/get is not answered with a tar stream\n{}",
+        said(&out)
+    );
     let inspected = Command::new("skopeo")
         .args(["inspect", "--raw"])
         .arg(format!("oci-archive:{}", saved.display()))
@@ -1900,14 +2247,18 @@ fn docker_login_push_and_pull_go_through_the_daemon_with_the_clients_credentials
         .unwrap();
     assert!(
         inspected.status.success() && text(&inspected.stdout).contains("layers"),
-        "step 11: skopeo reads docker save's archive as an OCI layout: {}",
+        "step 11: expected skopeo to read docker save's archive as an OCI layout, it could \
+         not; most likely cause: the saved tar lacks oci-layout or index.json at its top\n\
+         stderr: {}",
         text(&inspected.stderr)
     );
     stdout_of(&docker(&["rmi", "demo:1"]));
     let out = docker(&["load", "-i", saved.to_str().unwrap()]);
     assert!(
         said(&out).contains("demo:1"),
-        "step 11: docker load reads what docker save wrote: {}",
+        "step 11: expected docker load to read what docker save wrote (demo:1), it did not; \
+         most likely cause: save writes the image's name where load does not look for it \
+         (index.json's org.opencontainers.image.ref.name, or manifest.json's RepoTags)\n{}",
         said(&out)
     );
 
@@ -1929,7 +2280,8 @@ fn docker_login_push_and_pull_go_through_the_daemon_with_the_clients_credentials
     }
     assert!(
         wait_output(login).status.success(),
-        "step 11: expected login through the daemon to succeed with the right password"
+        "step 11: expected step10 login to succeed with the right password; most likely \
+         cause: the registry's Basic check does not accept the htpasswd's bcrypt hash"
     );
     stdout_of(&engine.client(&["tag", "demo:1", "127.0.0.1:5000/team/mine:2"]));
     let out = engine.client_with_env(
@@ -1938,7 +2290,9 @@ fn docker_login_push_and_pull_go_through_the_daemon_with_the_clients_credentials
     );
     assert!(
         out.status.success() && store.path().join("images/team%2Fmine:2").is_file(),
-        "step 11: step11 push lends the daemon step10 login's credentials: {}",
+        "step 11: expected step11 push to lend the daemon step10 login's credentials and \
+         store team/mine:2, it did not; most likely cause: the client does not send the saved \
+         credentials as X-Registry-Auth\n{}",
         said(&out)
     );
     // A push of a name that is no image is one line, before any stream.
@@ -1949,8 +2303,14 @@ fn docker_login_push_and_pull_go_through_the_daemon_with_the_clients_credentials
 /// `inspect`'s JSON of `container`, through the Docker CLI.
 fn inspected(engine: &Engine, container: &str) -> serde_json::Value {
     let out = docker_on(engine, &["inspect", container]);
-    let list: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("docker inspect {container}: {e}: {}", text(&out.stderr)));
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "step 11: expected `docker inspect {container}` to print a JSON list, it did not \
+                 ({e}); most likely cause: the container is gone (removed, or its record lost), \
+                 or GET /containers/ID/json answers an error\nstderr: {}",
+            text(&out.stderr)
+        )
+    });
     list[0].clone()
 }
 
@@ -1970,7 +2330,7 @@ fn wait_for_inspect(
         // A minute: under the VM lane's emulation a start takes seconds.
         assert!(
             start.elapsed() < Duration::from_secs(60),
-            "step 11: {what}: inspect says State {} RestartCount {}",
+            "step 11: expected within 60 s: {what}; inspect says State {} RestartCount {}",
             seen["State"],
             seen["RestartCount"]
         );
@@ -2001,7 +2361,9 @@ fn a_signal_to_the_shim_reaches_the_container() {
     while !stdout_of(&engine.client(&["logs", "relayed"])).contains("ready") {
         assert!(
             start.elapsed() < Duration::from_secs(30),
-            "step 11: expected the container relayed to say ready within 30 s"
+            "step 11: expected the container relayed to say ready within 30 s, its logs do \
+             not; most likely cause: the shim's loop (pump) does not copy a readable output to \
+             the log (copy_some), or never polls the outputs"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -2010,16 +2372,24 @@ fn a_signal_to_the_shim_reaches_the_container() {
         .into_iter()
         .find(|(i, _)| *i == id)
         .map(|(_, s)| s)
-        .unwrap_or_else(|| panic!("step 11: expected a state.json for container {id}"));
+        .unwrap_or_else(|| {
+            panic!(
+                "step 11: expected a state.json for container {id}, there is none; most likely \
+                 cause: the shim does not write the container's state once it started it"
+            )
+        });
     let shim = state["shim"].as_i64().unwrap_or(0) as i32;
     assert!(
         shim > 0,
-        "step 11: expected the state to name the shim's pid: {state}"
+        "step 11: expected the state to name the shim's pid, it is {state}; most likely \
+         cause: the shim's state record is written without its own pid"
     );
     assert_eq!(
         nix_kill(shim, libc::SIGUSR1),
         0,
-        "kill(shim {shim}, SIGUSR1) failed: {}",
+        "step 11: expected the shim (pid {shim}) alive to take SIGUSR1, kill(2) answered {}; \
+         most likely cause: the shim ended although its container runs (the loop returned \
+         early)",
         std::io::Error::last_os_error()
     );
     let ended = wait_for_inspect(
@@ -2032,7 +2402,9 @@ fn a_signal_to_the_shim_reaches_the_container() {
     );
     assert_eq!(
         ended["State"]["ExitCode"], 42,
-        "step 11: expected the container to end by its USR1 trap (exit 42): {}",
+        "step 11: expected the container to end by its USR1 trap (exit 42), its state is \
+         {}; most likely cause: the shim's loop (pump) does not pass a signal other than \
+         SIGCHLD on to the container (shim.running.signal), so something else ended it",
         ended["State"]
     );
     stdout_of(&engine.client(&["rm", "relayed"]));
@@ -2055,27 +2427,39 @@ fn restart_policies_are_run_by_the_shim() {
         "-c",
         "echo try; exit 3",
     ]));
-    let ended = wait_for_inspect(&engine, "flaky", "on-failure:2 restarts it twice", |c| {
-        c["RestartCount"] == 2 && c["State"]["Status"] == "exited"
-    });
+    let ended = wait_for_inspect(
+        &engine,
+        "flaky",
+        "on-failure:2 restarts it twice, then it stays exited; most likely cause: the shim \
+         does not start the container again after an Exit its policy restarts, or does not \
+         count RestartCount in the state",
+        |c| c["RestartCount"] == 2 && c["State"]["Status"] == "exited",
+    );
     assert_eq!(
         ended["State"]["ExitCode"], 3,
-        "step 11: expected the restarted container's last exit code to be 3: {ended}"
+        "step 11: expected the restarted container's last exit code to be 3, inspect says \
+         {ended}; most likely cause: the state keeps the first run's code, or the Exit is \
+         not the container's own code"
     );
     assert_eq!(
         ended["HostConfig"]["RestartPolicy"]["Name"], "on-failure",
-        "step 11: inspect shows the policy"
+        "step 11: expected inspect to show the policy on-failure, it shows {}; most likely \
+         cause: --restart is not kept in the container's HostConfig",
+        ended["HostConfig"]["RestartPolicy"]
     );
+    let log = stdout_of(&engine.client(&["logs", "flaky"]));
     assert_eq!(
-        stdout_of(&engine.client(&["logs", "flaky"])),
-        "try\ntry\ntry\n",
-        "step 11: three runs of on-failure:2, one log"
+        log, "try\ntry\ntry\n",
+        "step 11: expected three runs of on-failure:2 in one log, logs printed {log:?}; most \
+         likely cause: each restart opens the log anew (truncating it) instead of appending"
     );
     std::thread::sleep(Duration::from_millis(1500));
+    let count = inspected(&engine, "flaky")["RestartCount"].clone();
     assert_eq!(
-        inspected(&engine, "flaky")["RestartCount"],
-        2,
-        "no third restart"
+        count, 2,
+        "step 11: expected no third restart of on-failure:2, RestartCount is {count}; most \
+         likely cause: the shim compares the restart count with the policy's maximum after \
+         counting, not before"
     );
 
     // A success is no failure; `no` (the default) never restarts.
@@ -2111,12 +2495,19 @@ fn restart_policies_are_run_by_the_shim() {
     );
     assert!(
         out.status.success(),
-        "docker run --restart always: {}",
+        "step 11: expected `docker run -d --restart always` to start the container, it ended \
+         with {}; most likely cause: the API's HostConfig.RestartPolicy is refused or \
+         misread\nstderr: {}",
+        out.status,
         text(&out.stderr)
     );
-    wait_for_inspect(&engine, "again", "always restarts a clean end", |c| {
-        c["RestartCount"].as_u64() >= Some(1)
-    });
+    wait_for_inspect(
+        &engine,
+        "again",
+        "always restarts a clean end; most likely cause: the shim restarts only a failure, \
+         whatever the policy",
+        |c| c["RestartCount"].as_u64() >= Some(1),
+    );
     // (A long run for the kill: one that ended by itself may be in its
     // pause before a restart, and a kill of that is refused: not running.)
     stdout_of(&engine.client(&[
@@ -2134,7 +2525,8 @@ fn restart_policies_are_run_by_the_shim() {
     wait_for_inspect(
         &engine,
         "keeper",
-        "always restarts a killed container",
+        "always restarts a killed container; most likely cause: the shim takes a kill for a \
+         stop (only stop cancels the restarts)",
         |c| c["RestartCount"] == 1 && c["State"]["Running"] == true,
     );
     stdout_of(&docker_on(&engine, &["stop", "-t", "1", "keeper"]));
@@ -2143,7 +2535,9 @@ fn restart_policies_are_run_by_the_shim() {
     let later = inspected(&engine, "keeper");
     assert!(
         later["State"]["Status"] == "exited" && later["RestartCount"] == stopped["RestartCount"],
-        "step 11: stop cancels every restart: {} then {}",
+        "step 11: expected stop to cancel every restart (exited, RestartCount unchanged), \
+         inspect said {} then {}; most likely cause: the shim does not remember the stop \
+         request when the container's Exit comes, and applies the policy",
         stopped["State"],
         later["State"]
     );
@@ -2154,7 +2548,10 @@ fn restart_policies_are_run_by_the_shim() {
     let later = inspected(&engine, "again");
     assert!(
         later["State"]["Status"] == "exited" && later["RestartCount"] == stopped["RestartCount"],
-        "step 11: stop cancels the restarts of a container that keeps ending: {} then {}",
+        "step 11: expected stop to cancel the restarts of a container that keeps ending \
+         (exited, RestartCount unchanged), inspect said {} then {}; most likely cause: a stop \
+         that comes while the shim waits to restart (wait_for_restart) does not cancel the \
+         next run",
         stopped["State"],
         later["State"]
     );
@@ -2176,7 +2573,9 @@ fn restart_policies_are_run_by_the_shim() {
     let polite = inspected(&engine, "polite");
     assert!(
         polite["State"]["Status"] == "exited" && polite["RestartCount"] == 0,
-        "step 11: unless-stopped does not restart a killed container: {}",
+        "step 11: expected unless-stopped not to restart a killed container, its state is \
+         {}; most likely cause: the shim restarts unless-stopped after a kill (a user's kill \
+         counts as a stop for it)",
         polite["State"]
     );
     for (name, what) in [
@@ -2186,7 +2585,8 @@ fn restart_policies_are_run_by_the_shim() {
         let c = inspected(&engine, name);
         assert!(
             c["State"]["Status"] == "exited" && c["RestartCount"] == 0,
-            "step 11: {what} is not restarted: {}",
+            "step 11: expected {what} not to be restarted, its state is {}; most likely \
+             cause: the shim restarts whatever the policy and the exit code say",
             c["State"]
         );
     }
@@ -2209,14 +2609,17 @@ fn restart_policies_are_run_by_the_shim() {
     wait_for_inspect(
         &engine,
         "looper",
-        "always restarts a failing container",
+        "always restarts a failing container; most likely cause: the shim stops restarting \
+         after a few runs, or does not set State.Restarting while it waits",
         |c| c["RestartCount"].as_u64() >= Some(4) && c["State"]["Restarting"] == true,
     );
     stdout_of(&engine.client(&["rm", "-f", "looper"]));
     std::thread::sleep(Duration::from_millis(1500));
     assert!(
         !stdout_of(&engine.client(&["ps", "-a"])).contains("looper"),
-        "step 11: rm -f of a restarting container removes it for good"
+        "step 11: expected rm -f of a restarting container to remove it for good, ps -a \
+         lists looper again; most likely cause: the shim waiting to restart (wait_for_restart) \
+         is not told to end, and starts the container again after rm"
     );
 
     // Bad policies are one line each.
@@ -2274,7 +2677,10 @@ fn containers_on_a_network_reach_each_other_by_name_and_no_one_else() {
     assert_eq!(
         text(&out.stdout),
         "page-of-web\npage-of-web\n",
-        "step 11: a container reaches another of its network by name and by alias: {}",
+        "step 11: expected a container to reach another of its network by name and by alias \
+         (page-of-web twice), it printed {:?}; most likely cause: the network's containers are \
+         not written into each other's /etc/hosts, with their aliases\nstderr: {}",
+        text(&out.stdout),
         text(&out.stderr)
     );
     let address = text(
@@ -2288,7 +2694,9 @@ fn containers_on_a_network_reach_each_other_by_name_and_no_one_else() {
     .to_string();
     assert!(
         address.starts_with("10.90."),
-        "step 11: web has an address of app's subnet: {address:?}"
+        "step 11: expected web to have an address of app's subnet (10.90.…), inspect says \
+         {address:?}; most likely cause: --network app is ignored and the container gets step \
+         8's bridge, or inspect's NetworkSettings.IPAddress is not the container's"
     );
     // Isolation: neither step 8's bridge nor another network gets through.
     // (busybox's own `wget -T` crashes in this busybox: `timeout` instead.)
@@ -2316,7 +2724,10 @@ fn containers_on_a_network_reach_each_other_by_name_and_no_one_else() {
         assert_eq!(
             text(&out.stdout),
             "isolated\n",
-            "step 11: a container on {network} must not reach a container on app: {}",
+            "step 11: expected a container on {network} not to reach a container on app, it \
+             printed {:?}; most likely cause: the bridges of two networks are not kept apart \
+             (an iptables rule that drops forwarding between two caixa bridges)\nstderr: {}",
+            text(&out.stdout),
             text(&out.stderr)
         );
     }
@@ -2336,19 +2747,25 @@ fn containers_on_a_network_reach_each_other_by_name_and_no_one_else() {
     let hosts = stdout_of(&c(&["exec", "web", "cat", "/etc/hosts"]));
     assert!(
         hosts.contains("\tlate ") && hosts.contains("\tweb ") && hosts.contains(" www"),
-        "step 11: web's /etc/hosts lists the network's containers: {hosts}"
+        "step 11: expected web's /etc/hosts to list the network's containers (late, web and \
+         its alias www), it holds {hosts:?}; most likely cause: a container that joins later \
+         is not added to the /etc/hosts of those already there"
     );
     stdout_of(&c(&["rm", "-f", "late"]));
     let hosts = stdout_of(&c(&["exec", "web", "cat", "/etc/hosts"]));
     assert!(
         !hosts.contains("late"),
-        "step 11: a container that left is no longer listed: {hosts}"
+        "step 11: expected a container that left (late) to be no longer listed, web's \
+         /etc/hosts holds {hosts:?}; most likely cause: removing a container does not rewrite \
+         the /etc/hosts of the others on its network"
     );
     // The Docker CLI sees the same.
     let ls = text(&docker_on(&engine, &["network", "ls", "--format", "{{.Name}}"]).stdout);
     assert!(
         ls.lines().any(|l| l == "app") && ls.lines().any(|l| l == "bridge"),
-        "step 11: docker network ls: {ls}"
+        "step 11: expected docker network ls to list app and bridge, it listed {ls:?}; most \
+         likely cause: GET /networks answers without the pre-defined bridge, or without \
+         Name"
     );
     let on_it = docker_on(
         &engine,
@@ -2360,11 +2777,20 @@ fn containers_on_a_network_reach_each_other_by_name_and_no_one_else() {
             "app",
         ],
     );
-    assert_eq!(text(&on_it.stdout).trim(), "web", "docker network inspect");
+    assert_eq!(
+        text(&on_it.stdout).trim(),
+        "web",
+        "step 11: expected docker network inspect to list web on app, it listed {:?}; most \
+         likely cause: GET /networks/NAME answers without Containers (by id, with Name)",
+        text(&on_it.stdout)
+    );
     let out = docker_on(&engine, &["network", "rm", "app"]);
     assert!(
         !out.status.success() && text(&out.stderr).contains("web"),
-        "step 11: a network with a container on it is not removed: {}",
+        "step 11: expected a network with a container on it not to be removed (the error \
+         naming web), it ended with {}; most likely cause: Networks::remove does not refuse \
+         while a container's record names the network\nstderr: {}",
+        out.status,
         text(&out.stderr)
     );
     // Mistakes are one line each.
@@ -2392,13 +2818,17 @@ fn containers_on_a_network_reach_each_other_by_name_and_no_one_else() {
     let out = docker_on(&engine, &["network", "rm", "app", "other"]);
     assert!(
         out.status.success(),
-        "docker network rm: {}",
+        "step 11: expected docker network rm of two networks without containers to work, it \
+         ended with {}; most likely cause: the removed container web is still counted on \
+         app\nstderr: {}",
+        out.status,
         text(&out.stderr)
     );
     let links = engine.netns.sh("ip -o link show");
     assert!(
         !links.contains("caixa-"),
-        "step 11: a network's bridge goes with its last container: {links}"
+        "step 11: expected a network's bridge to go with the network, links are {links}; \
+         most likely cause: network rm forgets the network but not its caixa- bridge"
     );
 }
 
@@ -2459,7 +2889,12 @@ fn assert_network_gone(engine: &Engine, id: &str, why: &str) {
         std::thread::sleep(Duration::from_millis(50));
         left = network_of(engine, id);
     }
-    assert!(left.is_empty(), "step 11: {why}; left: {left:#?}");
+    assert!(
+        left.is_empty(),
+        "step 11: expected the network to hold nothing of the container: {why}; left: \
+         {left:#?}; most likely cause: the teardown does not undo every piece the start \
+         made (iptables rules, lease, the veth's host end, the network files)"
+    );
 }
 
 /// `run -d -p PORT:80` of a container that sleeps (for an hour: under
@@ -2483,12 +2918,16 @@ fn kill_shim(engine: &Engine, id: &str) -> serde_json::Value {
     );
     assert!(
         shim > 0 && pid > 0,
-        "step 11: expected the state to name the shim's pid and the container's: {state}"
+        "step 11: expected the state to name the shim's pid and the container's, it is \
+         {state}; most likely cause: the shim writes its state before it knows the \
+         container's pid, or without its own"
     );
     nix_kill(shim, libc::SIGKILL);
     assert!(
         support::wait_gone(shim) && support::wait_gone(pid),
-        "step 11: expected the container to die with its killed shim (pid {pid}, shim {shim})"
+        "step 11: expected the container (pid {pid}) to die with its killed shim (pid \
+         {shim}), it lives on; most likely cause: the container's init does not set \
+         PR_SET_PDEATHSIG towards the shim"
     );
     state
 }
@@ -2509,7 +2948,12 @@ fn removed_containers_leave_no_rule_lease_or_veth() {
         .iter()
         .filter(|r| r.contains("-j DNAT"))
         .count();
-    assert_eq!(forwarded, 10, "a DNAT rule per running container");
+    assert_eq!(
+        forwarded, 10,
+        "step 11: expected a DNAT rule per running container (10), there are {forwarded}; \
+         most likely cause: -p PORT:80 is not wired by the shim's start, or rules of one \
+         container replace another's"
+    );
     for (i, name) in names.iter().enumerate() {
         if i % 2 == 0 {
             stdout_of(&engine.client(&["stop", "-t", "1", name]));
@@ -2542,7 +2986,9 @@ fn the_daemon_sweeps_the_network_of_a_killed_shim() {
     );
     assert!(
         !network_of(&engine, &second).is_empty(),
-        "a live container keeps its network"
+        "step 11: expected a live container (second) to keep its network; most likely cause: \
+         the sweep of a dead shim's network removes what matches any container, not only \
+         the dead one's id"
     );
     // Shims killed while no daemon runs: the next daemon sweeps as it starts.
     engine.kill_daemon();
@@ -2581,12 +3027,15 @@ fn the_daemons_environment_never_reaches_a_container() {
     assert_eq!(
         stdout_of(&engine.client(&run)),
         "[unset]\n",
-        "step 11: -e KEY is resolved by the client, from its own environment; the daemon never lends its own"
+        "step 11: expected -e KEY without the client having KEY to leave it unset, as the \
+         daemon never lends its own environment; most likely cause: a bare KEY is resolved \
+         in the daemon (or the shim) from its own environment, not by the client"
     );
     assert_eq!(
         stdout_of(&engine.client_with_env(&run, &[("CAIXA_TEST_SECRET", "client-value")])),
         "[client-value]\n",
-        "step 11: -e KEY sends the client's value"
+        "step 11: expected -e KEY to send the client's value (client-value); most likely \
+         cause: the client sends the bare KEY instead of KEY=its value"
     );
     // A bare KEY in a create body (any client's) unsets KEY, as in Docker.
     let body = serde_json::json!({
@@ -2599,15 +3048,25 @@ fn the_daemons_environment_never_reaches_a_container() {
     );
     assert_eq!(
         status, 201,
-        "step 11: expected POST /containers/create?name=bare to answer 201: {answer}"
+        "step 11: expected POST /containers/create?name=bare to answer 201, it answered \
+         {status}: {answer}; most likely cause: a bare KEY in Env is refused instead of taken \
+         as an unset"
     );
     let (status, answer) = engine.api("POST", "/containers/bare/start", None);
-    assert_eq!(status, 204, "{answer}");
+    assert_eq!(
+        status,
+        204,
+        "step 11: expected POST /containers/bare/start to answer 204, it answered {status}: \
+         {answer}; most likely cause: {}",
+        likely_cause(&answer)
+    );
     engine.api("POST", "/containers/bare/wait", None);
     assert_eq!(
         stdout_of(&engine.client(&["logs", "bare"])),
         "[unset]\n",
-        "step 11: expected the daemon's environment not to reach the container: logs should say [unset]"
+        "step 11: expected the daemon's environment not to reach the container (logs say \
+         [unset]); most likely cause: a bare KEY in a create body is looked up in the daemon's \
+         environment instead of unsetting KEY"
     );
 }
 
@@ -2675,15 +3134,26 @@ fn the_logs_of_a_huge_log_keep_the_daemon_small() {
         match std::io::Read::read(&mut stream, &mut buf) {
             Ok(0) => break,
             Ok(n) => received += n as u64,
-            Err(e) => panic!("reading the logs: {e}"),
+            Err(e) => panic!(
+                "step 11: expected to read the whole of the 64 MiB log's answer, the read \
+                 failed: {e}; most likely cause: the daemon broke the connection off in the \
+                 middle of the stream"
+            ),
         }
     }
     let grown_mib = peak_kib(daemon).saturating_sub(before) >> 10;
     assert!(
         grown_mib < 40,
-        "step 11: logs must stream a log with bounded buffers; the daemon grew by {grown_mib} MiB to send a 64 MiB log"
+        "step 11: expected logs to stream a log with bounded buffers, the daemon grew by \
+         {grown_mib} MiB to send a 64 MiB log; most likely cause: GET /containers/ID/logs \
+         reads the whole log (or all its frames) into memory before it writes"
     );
-    assert!(received > LOG, "all of the log is sent: {received} bytes");
+    assert!(
+        received > LOG,
+        "step 11: expected all of the 64 MiB log to be sent, {received} bytes came; most \
+         likely cause: the streaming of the log stops at a buffer's end, or at the first \
+         partial line"
+    );
 }
 
 /// A registry of the test's own serving `store` on a free loopback port,
@@ -2717,7 +3187,9 @@ fn start_registry(store: &Path, options: &[&str]) -> (Killed, u16) {
     )) {
         assert!(
             start.elapsed() < Duration::from_secs(15),
-            "step 11: the registry did not listen (options {options:?})"
+            "step 11: expected `step11 registry` (options {options:?}) to listen within 15 s, \
+             it does not; most likely cause: the registry fails before it binds (run it by \
+             hand to see its line)"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -2800,19 +3272,25 @@ fn the_registry_checks_names_before_it_looks_anything_up() {
         assert_eq!(
             get(path),
             (400, code.to_string()),
-            "step 11: the registry checks {path:?} against the distribution spec's grammar first"
+            "step 11: expected the registry to refuse {path:?} with 400 {code} (the \
+             distribution spec's grammar is checked first); most likely cause: the name or \
+             reference is looked up (or joined to a path) before it is checked against the \
+             grammar"
         );
     }
     // Well-formed, and looked up: not in this (empty) store.
     assert_eq!(
         get("/v2/team/demo/manifests/1"),
         (404, "MANIFEST_UNKNOWN".to_string()),
-        "step 11: expected the registry to answer 404 MANIFEST_UNKNOWN for a repository it lacks"
+        "step 11: expected the registry to answer 404 MANIFEST_UNKNOWN for a repository it \
+         lacks; most likely cause: a missing manifest's error is not the spec's JSON \
+         {{\"errors\":[{{\"code\":…}}]}}"
     );
     assert_eq!(
         get(&format!("/v2/demo/blobs/sha256:{zeros}")),
         (404, "BLOB_UNKNOWN".to_string()),
-        "step 11: expected the registry to answer 404 BLOB_UNKNOWN for a blob it lacks"
+        "step 11: expected the registry to answer 404 BLOB_UNKNOWN for a blob it lacks; most \
+         likely cause: a missing blob's error is not the spec's JSON with BLOB_UNKNOWN"
     );
 }
 
@@ -2841,7 +3319,9 @@ fn the_registry_caps_its_connections_and_lets_idle_ones_go() {
         while !ping(port).starts_with("HTTP/1.1 200") {
             assert!(
                 start.elapsed() < Duration::from_secs(30),
-                "step 11: the registry serves again once its clients are gone"
+                "step 11: expected the registry to serve again once its clients are gone, it \
+                 did not within 30 s; most likely cause: a closed connection is not taken off \
+                 the registry's count of open ones"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -2854,13 +3334,17 @@ fn the_registry_caps_its_connections_and_lets_idle_ones_go() {
     let mut held = idle(port, 4);
     assert!(
         ping(port).starts_with("HTTP/1.1 200"),
-        "step 11: the registry serves while idle clients hold connections"
+        "step 11: expected the registry to serve while idle clients hold connections; most \
+         likely cause: a connection's header is read on the accept loop, so one idle client \
+         blocks the rest"
     );
     held.extend(idle(port, 4));
     let answer = ping(port);
     assert!(
         answer.starts_with("HTTP/1.1 503") && answer.contains("its limit"),
-        "step 11: past its cap the registry answers 503 at once: {answer:?}"
+        "step 11: expected the registry past its cap to answer 503 at once (saying its \
+         limit), it answered {answer:?}; most likely cause: the registry does not count its \
+         connections, or closes the extra one unanswered"
     );
     drop(held);
     serves_again(port);
@@ -2877,7 +3361,9 @@ fn the_registry_caps_its_connections_and_lets_idle_ones_go() {
         assert_eq!(
             read_until_closed(stream),
             "",
-            "step 11: an idle registry client is closed after the header timeout"
+            "step 11: expected an idle registry client to be closed, unanswered, after the \
+             header timeout; most likely cause: --header-timeout does not bound the wait for \
+             a header"
         );
     }
     serves_again(port);
@@ -2994,14 +3480,23 @@ fn skopeo_pushes_to_caixas_registry_and_pulls_back_the_same_manifest() {
         format!("docker-archive:{}", tar.display()),
         format!("docker://127.0.0.1:{port}/team/demo:1"),
     ]);
-    assert!(ok, "step 11: skopeo must push to caixa's registry: {err}");
+    assert!(
+        ok,
+        "step 11: expected skopeo to push to caixa's registry, it failed; most likely cause: \
+         an upload step answers otherwise than the spec (202 with Location on POST, 202 on \
+         PATCH, 201 on PUT ?digest=)\nstderr: {err}"
+    );
     let pushed = std::fs::read_to_string(&pushed_digest).unwrap();
     // A pushed image is an ordinary image of the store, its tag a name.
     let stored = std::fs::read_to_string(store.path().join("images/team%2Fdemo:1")).unwrap();
     assert_eq!(
         stored.trim(),
         pushed.trim(),
-        "step 11: the pushed tag is the store's image team/demo:1, at the pushed manifest"
+        "step 11: expected the pushed tag to be the store's image team/demo:1, at the pushed \
+         manifest {}, the store names {}; most likely cause: a PUT of a manifest by tag \
+         stores it under another digest than its bytes' sha256",
+        pushed.trim(),
+        stored.trim()
     );
     let manifest = std::fs::read(
         store
@@ -3013,7 +3508,9 @@ fn skopeo_pushes_to_caixas_registry_and_pulls_back_the_same_manifest() {
     assert_eq!(
         sha256_of(&manifest),
         pushed.trim(),
-        "step 11: the manifest is kept byte for byte, under the digest of its bytes"
+        "step 11: expected the manifest kept byte for byte, under the digest of its bytes; \
+         most likely cause: the registry parses and serializes the manifest again before it \
+         stores it"
     );
     // And back, into a `dir:` (which keeps the manifest as served): the
     // same bytes, every blob verified by skopeo on the way.
@@ -3022,11 +3519,17 @@ fn skopeo_pushes_to_caixas_registry_and_pulls_back_the_same_manifest() {
         format!("docker://127.0.0.1:{port}/team/demo:1"),
         format!("dir:{}", back.display()),
     ]);
-    assert!(ok, "step 11: skopeo must pull back what it pushed: {err}");
+    assert!(
+        ok,
+        "step 11: expected skopeo to pull back what it pushed, it failed; most likely cause: \
+         the registry serves a manifest without its Content-Type or Docker-Content-Digest\n\
+         stderr: {err}"
+    );
     assert_eq!(
         sha256_of(&std::fs::read(back.join("manifest.json")).unwrap()),
         pushed.trim(),
-        "step 11: the manifest pulled back has the pushed digest"
+        "step 11: expected the manifest pulled back to have the pushed digest; most likely \
+         cause: the registry serves a manifest serialized again instead of its stored bytes"
     );
     // Registry to registry: a second tag and a second repository, whose
     // blobs are already here (mounted or found, not sent again).
@@ -3037,7 +3540,9 @@ fn skopeo_pushes_to_caixas_registry_and_pulls_back_the_same_manifest() {
         ]);
         assert!(
             ok,
-            "step 11: skopeo copies within caixa's registry to {to}: {err}"
+            "step 11: expected skopeo to copy within caixa's registry to {to}, it failed; \
+             most likely cause: a cross-repository mount (POST ?mount=DIGEST&from=REPO) is \
+             answered otherwise than 201 or 202\nstderr: {err}"
         );
     }
     // The lists, a page at a time, the next page named by `Link`.
@@ -3046,42 +3551,51 @@ fn skopeo_pushes_to_caixas_registry_and_pulls_back_the_same_manifest() {
     assert_eq!(
         (first.status, first.body.as_str()),
         (200, r#"{"name":"team/demo","tags":["1"]}"#),
-        "step 11: tags/list?n=1 answers the first tag"
+        "step 11: expected tags/list?n=1 to answer the first tag only; most likely cause: \
+         n is ignored, or the tags are not sorted"
     );
     let next = first.header("link");
     assert!(
         next.starts_with("</v2/team/demo/tags/list?n=1&last=1>") && next.contains("rel=\"next\""),
-        "step 11: a page with more after it names the next in a Link header: {next:?}"
+        "step 11: expected a page with more after it to name the next in a Link header, it \
+         is {next:?}; most likely cause: tags/list with n answers without Link: \
+         </v2/NAME/tags/list?n=N&last=LAST>; rel=\"next\""
     );
     let second = get("/v2/team/demo/tags/list?n=1&last=1");
     assert_eq!(
         second.body, r#"{"name":"team/demo","tags":["2"]}"#,
-        "step 11: expected the second page of tags/list to hold the tag after the last one"
+        "step 11: expected the second page of tags/list to hold the tag after the last one; \
+         most likely cause: last is ignored, or taken as inclusive"
     );
     assert_eq!(
         second.header("link"),
         "",
-        "step 11: the last page has no Link"
+        "step 11: expected the last page of tags/list to have no Link; most likely cause: \
+         Link is added whenever n is given, not only when more tags follow"
     );
     assert_eq!(
         get("/v2/_catalog").body,
         r#"{"repositories":["other/demo","team/demo"]}"#,
-        "step 11: the catalog lists the pushed repositories"
+        "step 11: expected the catalog to list the pushed repositories, sorted; most likely \
+         cause: _catalog lists the store's files (escaped names) instead of repository names"
     );
     assert_eq!(
         get("/v2/_catalog?n=1").body,
         r#"{"repositories":["other/demo"]}"#,
-        "step 11: expected _catalog?n=1 to give the first repository in order"
+        "step 11: expected _catalog?n=1 to give the first repository in order; most likely \
+         cause: n is ignored, or the repositories are not sorted"
     );
     assert_eq!(
         get("/v2/_catalog?n=x").code(),
         "PAGINATION_NUMBER_INVALID",
-        "step 11: expected _catalog?n=x to be refused as PAGINATION_NUMBER_INVALID"
+        "step 11: expected _catalog?n=x to be refused as PAGINATION_NUMBER_INVALID; most \
+         likely cause: a bad n is ignored instead of refused"
     );
     assert_eq!(
         get("/v2/nobody/tags/list").code(),
         "NAME_UNKNOWN",
-        "step 11: expected tags/list of an unknown repository to be NAME_UNKNOWN"
+        "step 11: expected tags/list of an unknown repository to be NAME_UNKNOWN; most likely \
+         cause: an unknown repository answers an empty tag list instead"
     );
     // Deleting by digest: its tags in that repository go, and it is gone
     // from there; the other repository's tag still holds it.
@@ -3094,28 +3608,34 @@ fn skopeo_pushes_to_caixas_registry_and_pulls_back_the_same_manifest() {
     );
     assert_eq!(
         deleted.status, 202,
-        "step 11: DELETE of a manifest by digest: {}",
-        deleted.body
+        "step 11: expected DELETE of a manifest by digest to answer 202, it answered {}: {}; \
+         most likely cause: the registry does not accept DELETE on /v2/NAME/manifests/DIGEST",
+        deleted.status, deleted.body
     );
     assert_eq!(
         get("/v2/team/demo/manifests/1").code(),
         "MANIFEST_UNKNOWN",
-        "step 11: expected the deleted manifest to be MANIFEST_UNKNOWN"
+        "step 11: expected the deleted manifest to be MANIFEST_UNKNOWN by its tag too; most \
+         likely cause: DELETE by digest removes the manifest but not the tags that name it"
     );
     assert_eq!(
         get("/v2/team/demo/tags/list").code(),
         "NAME_UNKNOWN",
-        "step 11: expected a repository with no tag left to be NAME_UNKNOWN"
+        "step 11: expected a repository with no tag left to be NAME_UNKNOWN; most likely \
+         cause: the last tag's removal leaves the repository listed"
     );
     assert_eq!(
         get("/v2/other/demo/manifests/1").status,
         200,
-        "step 11: expected the other repository's manifest to stay"
+        "step 11: expected the other repository's manifest to stay; most likely cause: \
+         DELETE by digest removes every tag that names the digest, in every repository"
     );
     assert_eq!(
         files_in(&store.path().join("uploads")),
         Vec::<String>::new(),
-        "step 11: finished uploads leave nothing in the uploads directory"
+        "step 11: expected finished uploads to leave nothing in the uploads directory; most \
+         likely cause: the upload's file is copied into the blob store instead of renamed, \
+         and not removed"
     );
 }
 
@@ -3133,11 +3653,16 @@ fn the_registry_asks_for_credentials_when_given_an_htpasswd_file() {
     assert_eq!(
         (base.status, base.code().as_str()),
         (401, "UNAUTHORIZED"),
-        "step 11: without credentials, a registry with --htpasswd answers 401"
+        "step 11: expected a registry with --htpasswd to answer 401 UNAUTHORIZED without \
+         credentials, it answered {:?}; most likely cause: the credentials are checked on \
+         pushes only, not on every /v2/ request",
+        (base.status, base.code())
     );
     assert!(
         base.header("www-authenticate").starts_with("Basic realm="),
-        "step 11: the 401 says how to authenticate: {}",
+        "step 11: expected the 401 to say how to authenticate (WWW-Authenticate: Basic \
+         realm=…), its head is {}; most likely cause: the 401 is sent without \
+         WWW-Authenticate",
         base.head
     );
     let push = |creds: Option<&str>| {
@@ -3156,17 +3681,23 @@ fn the_registry_asks_for_credentials_when_given_an_htpasswd_file() {
         let out = push(creds);
         assert!(
             !out.status.success(),
-            "step 11: a push with credentials {creds:?} must be refused"
+            "step 11: expected a push with credentials {creds:?} to be refused; most likely \
+             cause: the registry accepts a user it does not know, or does not verify the \
+             password against the htpasswd's bcrypt hash"
         );
     }
     assert!(
         files_in(&store.path().join("images")).is_empty(),
-        "step 11: a refused push stores nothing"
+        "step 11: expected a refused push to store nothing; most likely cause: uploads are \
+         accepted before the credentials are checked"
     );
     let out = push(Some("ana:s3cret"));
     assert!(
         out.status.success(),
-        "step 11: a push with the htpasswd's credentials succeeds: {}",
+        "step 11: expected a push with the htpasswd's credentials to succeed, it ended with \
+         {}; most likely cause: the Basic header is decoded wrong (base64 of user:password), \
+         or the bcrypt check fails\nstderr: {}",
+        out.status,
         text(&out.stderr)
     );
     // base64("ana:s3cret")
@@ -3179,7 +3710,8 @@ fn the_registry_asks_for_credentials_when_given_an_htpasswd_file() {
     );
     assert_eq!(
         authorized.body, r#"{"name":"demo","tags":["1"]}"#,
-        "step 11: expected the tags of demo once authorized"
+        "step 11: expected the tags of demo once authorized; most likely cause: an \
+         authorized GET of tags/list is still refused, or lists other tags"
     );
 }
 
@@ -3197,7 +3729,9 @@ fn hostile_pushes_are_refused_with_the_specs_codes_and_leave_nothing_behind() {
         assert_eq!(
             got,
             (status, code.to_string()),
-            "step 11: {what} must be refused with {status} {code}"
+            "step 11: expected {what} to be refused with {status} {code}; most likely cause: \
+             the registry stores or answers before it checks this (digest, size, name or \
+             range), or maps the refusal to another code"
         );
     };
     let hello = sha256_of(b"hello");
@@ -3219,14 +3753,18 @@ fn hostile_pushes_are_refused_with_the_specs_codes_and_leave_nothing_behind() {
         let answer = registry_request(port, "POST", "/v2/demo/blobs/uploads/", &[], b"");
         assert_eq!(
             answer.status, 202,
-            "step 11: POST starts an upload: {}",
-            answer.body
+            "step 11: expected POST /v2/demo/blobs/uploads/ to start an upload (202), it \
+             answered {}: {}; most likely cause: the upload route is not matched, or answers \
+             201 without a session",
+            answer.status, answer.body
         );
         let location = answer.header("location");
         assert!(
             location.starts_with("/v2/demo/blobs/uploads/")
                 && !answer.header("docker-upload-uuid").is_empty(),
-            "step 11: a started upload has a Location and a Docker-Upload-UUID: {}",
+            "step 11: expected a started upload to have a Location under \
+             /v2/demo/blobs/uploads/ and a Docker-Upload-UUID, its head is {}; most likely \
+             cause: the 202 is sent without those headers",
             answer.head
         );
         location
@@ -3236,7 +3774,9 @@ fn hostile_pushes_are_refused_with_the_specs_codes_and_leave_nothing_behind() {
     assert_eq!(
         (first.status, first.header("range").as_str()),
         (202, "0-2"),
-        "step 11: a chunk at the upload's end is taken"
+        "step 11: expected a chunk at the upload's end to be taken (202, Range 0-2); most \
+         likely cause: PATCH checks Content-Range against the wrong end, or answers Range \
+         with an exclusive end"
     );
     refused(
         "a chunk that does not start where the upload ends",
@@ -3255,13 +3795,16 @@ fn hostile_pushes_are_refused_with_the_specs_codes_and_leave_nothing_behind() {
     assert_eq!(
         (chunked.status, chunked.header("range").as_str()),
         (202, "0-4"),
-        "step 11: a chunked PATCH appends its bytes"
+        "step 11: expected a chunked PATCH (Transfer-Encoding: chunked) to append its bytes \
+         (202, Range 0-4); most likely cause: the PATCH body is read by Content-Length only"
     );
     let status = registry_request(port, "GET", &session, &[], b"");
     assert_eq!(
         (status.status, status.header("range").as_str()),
         (204, "0-4"),
-        "step 11: expected an upload's status to answer 204 with the range received so far, 0-4"
+        "step 11: expected an upload's status to answer 204 with the range received so far, \
+         0-4; most likely cause: GET on the upload's Location is not routed, or counts from \
+         another offset"
     );
     refused(
         "a session closed with the wrong digest",
@@ -3316,7 +3859,8 @@ fn hostile_pushes_are_refused_with_the_specs_codes_and_leave_nothing_behind() {
     assert_eq!(
         request("DELETE", &session, &[], b"").0,
         204,
-        "step 11: DELETE cancels an upload"
+        "step 11: expected DELETE on an upload's Location to cancel it (204); most likely \
+         cause: the registry does not accept DELETE on an upload session"
     );
     // Manifests: bounded, naming only blobs that are here, by their digest.
     let big = (5u64 << 20).to_string();
@@ -3390,7 +3934,9 @@ fn hostile_pushes_are_refused_with_the_specs_codes_and_leave_nothing_behind() {
     assert_eq!(
         files_in(&uploads),
         Vec::<String>::new(),
-        "step 11: refused and cancelled uploads leave nothing in the uploads directory"
+        "step 11: expected refused and cancelled uploads to leave nothing in the uploads \
+         directory; most likely cause: a refused PUT or a DELETE does not remove the upload's \
+         file"
     );
     assert_eq!(
         (
@@ -3398,7 +3944,9 @@ fn hostile_pushes_are_refused_with_the_specs_codes_and_leave_nothing_behind() {
             files_in(&store.path().join("images"))
         ),
         (Vec::new(), Vec::new()),
-        "step 11: nothing refused reached the store's blobs or images"
+        "step 11: expected nothing refused to reach the store's blobs or images; most likely \
+         cause: a blob or manifest is moved into the store before its digest, size or \
+         references are checked"
     );
 }
 
@@ -3425,9 +3973,17 @@ fn a_daemon_started_under_umask_000_gives_its_own_modes() {
     assert_eq!(
         mode(&socket),
         0o660,
-        "the daemon's socket: root and its group"
+        "step 11: expected the daemon's socket to have mode 0660 (root and its group) under a \
+         umask of 000; most likely cause: the socket is bound under the process umask and not \
+         chmod'ed"
     );
-    assert_eq!(mode(&dir.join("shim.sock")), 0o600, "a shim's socket: root");
+    assert_eq!(
+        mode(&dir.join("shim.sock")),
+        0o600,
+        "step 11: expected a shim's socket to have mode 0600 (root only) under a umask of 000; \
+         most likely cause: the shim's socket is bound under the process umask and not \
+         chmod'ed"
+    );
     let mut checked: Vec<PathBuf> = vec![
         socket.parent().unwrap().to_path_buf(),
         socket.parent().unwrap().parent().unwrap().to_path_buf(),
@@ -3449,7 +4005,9 @@ fn a_daemon_started_under_umask_000_gives_its_own_modes() {
         assert_eq!(
             mode(path) & 0o022,
             0,
-            "step 11: {} is writable by others ({:o}) under a umask of 000: create with explicit modes",
+            "step 11: expected {} not writable by others under a umask of 000, its mode is \
+             {:o}; most likely cause: the daemon creates it with the default mode (create with \
+             explicit modes: DirBuilder::mode, OpenOptions::mode)",
             path.display(),
             mode(path)
         );
@@ -3501,7 +4059,12 @@ fn a_volume_outlives_its_container_and_the_containers_own_changes_do_not() {
     assert_eq!(
         out.status.code(),
         Some(0),
-        "step 11: a container writes to its named volume (-v data:/data), which its root must own: {}",
+        "step 11: expected a container to write to its named volume (-v data:/data), it \
+         ended with {}; most likely cause: the volume's directory is not owned by the host \
+         uid the container's root maps to (Volumes::create's owner), so root inside cannot \
+         write ({})\nstderr: {}",
+        out.status,
+        likely_cause(&text(&out.stderr)),
         text(&out.stderr)
     );
     stdout_of(&engine.client(&["rm", "writer"]));
@@ -3517,20 +4080,30 @@ fn a_volume_outlives_its_container_and_the_containers_own_changes_do_not() {
         "-c",
         "cat /data/note; test -e /changed && echo changed-survived || echo changes-gone",
     ]);
+    let seen = stdout_of(&out);
     assert_eq!(
-        stdout_of(&out),
-        "kept\nchanges-gone\n",
-        "step 11: what went to the volume is in the next container; the first container's own changes went with it"
+        seen, "kept\nchanges-gone\n",
+        "step 11: expected what went to the volume in the next container, and the first \
+         container's own changes gone with it, the container printed {seen:?}; most likely \
+         cause: the volume is not bound from its own directory (Volumes::resolve), or `rm` \
+         kept the first container's upper directory"
     );
     // The volume's data belongs to the host uid container root maps to.
     let (status, body) = engine.api("GET", "/volumes/data", None);
-    assert_eq!(status, 200, "GET /volumes/data: {body}");
+    assert_eq!(
+        status, 200,
+        "step 11: expected GET /volumes/data to answer 200 for a volume a container made, it \
+         answered {status}: {body}; most likely cause: `run -v data:/data` does not create the \
+         named volume it lacks (Volumes::resolve)"
+    );
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     let mountpoint = v["Mountpoint"].as_str().unwrap();
     let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(mountpoint).unwrap());
     assert_eq!(
         owner, 100000,
-        "the volume is owned by the mapped root: {mountpoint}"
+        "step 11: expected the volume {mountpoint} owned by the host uid container root maps \
+         to (100000), it is owned by {owner}; most likely cause: Volumes::create makes the \
+         directory without chowning it to the mapped root"
     );
 
     // In use by a container, running or not, a volume stays.
@@ -3551,9 +4124,9 @@ fn a_volume_outlives_its_container_and_the_containers_own_changes_do_not() {
     assert_eq!(
         out.status.code(),
         Some(125),
-        "step 11: expected `volume rm data` to be refused while the container holder names \
-         the volume, it ended with {}; most likely cause: refuse_if_in_use does not refuse \
-         when users_of lists a container\nstderr: {}",
+        "step 11: expected `volume rm data` to be refused (exit code 125) while the container \
+         holder names the volume, it ended with {}; most likely cause: refuse_if_in_use does \
+         not refuse when users_of lists a container\nstderr: {}",
         out.status,
         text(&out.stderr)
     );
@@ -3567,17 +4140,22 @@ fn a_volume_outlives_its_container_and_the_containers_own_changes_do_not() {
     );
     assert!(
         Path::new(mountpoint).join("note").exists(),
-        "step 11: expected a refused volume rm to lose nothing, {mountpoint}/note is gone"
+        "step 11: expected a refused volume rm to lose nothing, {mountpoint}/note is gone; \
+         most likely cause: Volumes::remove deletes the data before refuse_if_in_use has \
+         answered"
     );
     stdout_of(&engine.client(&["rm", "-f", "holder"]));
     stdout_of(&engine.client(&["volume", "rm", "data"]));
     assert!(
         !volume_names(&engine).contains(&"data".to_string()),
-        "step 11: expected volume rm to remove data from the list of volumes"
+        "step 11: expected volume rm to remove data from the list of volumes, `volume ls` \
+         still lists it; most likely cause: refuse_if_in_use still counts the removed \
+         container holder (users_of must read the records that exist now)"
     );
     assert!(
         !Path::new(mountpoint).exists(),
-        "volume rm removes its data"
+        "step 11: expected volume rm to remove its data, {mountpoint} is still there; most \
+         likely cause: Volumes::remove forgets the volume's record but not its directory"
     );
 
     // An anonymous volume goes with a --rm container; a named one stays.
@@ -3599,17 +4177,21 @@ fn a_volume_outlives_its_container_and_the_containers_own_changes_do_not() {
     assert_eq!(
         out.status.code(),
         Some(0),
-        "step 11: expected a --rm container with an anonymous and a named volume to run well: {}",
+        "step 11: expected a --rm container with an anonymous and a named volume to run well, \
+         it ended with {}; most likely cause: {}\nstderr: {}",
+        out.status,
+        likely_cause(&text(&out.stderr)),
         text(&out.stderr)
     );
     let after = volume_names(&engine);
+    let new: Vec<&String> = after.iter().filter(|n| !before.contains(n)).collect();
     assert_eq!(
-        after
-            .iter()
-            .filter(|n| !before.contains(n))
-            .collect::<Vec<_>>(),
+        new,
         ["kept"],
-        "step 11: --rm removes the anonymous volume, not the named one"
+        "step 11: expected --rm to remove the anonymous volume and keep the named one, the new \
+         volumes are {new:?}; most likely cause: remove_anonymous runs while the container's \
+         record still names its volumes (refuse_if_in_use then refuses), or removes named \
+         ones too"
     );
     // Names that could leave the volumes' directory are refused.
     for bad in ["../x", "a/b", "."] {
@@ -3629,10 +4211,13 @@ fn a_bind_mount_is_read_only_when_asked_and_cannot_leave_the_root() {
         std::os::unix::fs::symlink("../../../../../../..", root.join("up")).unwrap();
     });
     let out = engine.client(&["load", tar.to_str().unwrap()]);
+    let said = stdout_of(&out);
     assert_eq!(
-        stdout_of(&out),
-        "Loaded image: demo:1\n",
-        "step 11: expected the daemon to load the demo image and say \"Loaded image: demo:1\""
+        said, "Loaded image: demo:1\n",
+        "step 11: expected the daemon to load the hostile demo image and say \"Loaded image: \
+         demo:1\", it said {said:?}; most likely cause: load refuses an image whose symlinks \
+         point out of its root (they are the image's own business until a mount goes \
+         through them)"
     );
 
     let host = tempfile::tempdir().unwrap();
@@ -3652,10 +4237,12 @@ fn a_bind_mount_is_read_only_when_asked_and_cannot_leave_the_root() {
         "-c",
         "cat /srv/page; touch /srv/new && echo wrote || echo refused",
     ]);
+    let seen = stdout_of(&out);
     assert_eq!(
-        stdout_of(&out),
-        "from the host\nrefused\n",
-        "step 11: -v HOST:PATH:ro shows the host file and refuses writes, even to the container's root"
+        seen, "from the host\nrefused\n",
+        "step 11: expected -v HOST:PATH:ro to show the host file and refuse writes, even to \
+         the container's root, it printed {seen:?}; most likely cause: the :ro is lost between \
+         the API's Binds and the bind (bind_into must remount it MS_RDONLY)"
     );
     let out = engine.client(&[
         "run",
@@ -3672,13 +4259,17 @@ fn a_bind_mount_is_read_only_when_asked_and_cannot_leave_the_root() {
     assert_eq!(
         out.status.code(),
         Some(0),
-        "step 11: expected a container to write into its bind mount: {}",
+        "step 11: expected a container to write into its bind mount, it ended with {}; most \
+         likely cause: {}\nstderr: {}",
+        out.status,
+        likely_cause(&text(&out.stderr)),
         text(&out.stderr)
     );
     assert_eq!(
         std::fs::read_to_string(host.path().join("new")).unwrap(),
         "back\n",
-        "a writable bind writes to the host directory"
+        "step 11: expected a writable bind to write to the host directory; most likely cause: \
+         the bind is of another source than the -v HOST path"
     );
 
     // Mount points through the image's symlinks land inside its root.
@@ -3695,15 +4286,20 @@ fn a_bind_mount_is_read_only_when_asked_and_cannot_leave_the_root() {
             "-c",
             &format!("cat {target}/page"),
         ]);
+        let seen = stdout_of(&out);
         assert_eq!(
-            stdout_of(&out),
-            "from the host\n",
-            "step 11: the container sees its volume at {target}"
+            seen, "from the host\n",
+            "step 11: expected the container to see its volume at {target} (through the \
+             image's symlink, resolved inside its root), it printed {seen:?}; most likely \
+             cause: bind_into mounts onto a path string instead of onto the target opened \
+             inside the root (/proc/self/fd/N)"
         );
     }
     assert!(
         std::fs::read_dir(outside.path()).unwrap().next().is_none(),
-        "step 11: a mount point was made through the image's symlink on the host, in {}: resolve it inside the root (openat2 RESOLVE_IN_ROOT)",
+        "step 11: expected no mount point made through the image's symlink on the host, one \
+         was made in {}; most likely cause: the target is made by joining paths instead of \
+         inside the root (open_inside, openat2 RESOLVE_IN_ROOT)",
         outside.path().display()
     );
     // (Only the linked host directory is looked at: the host's mount table
@@ -3715,7 +4311,9 @@ fn a_bind_mount_is_read_only_when_asked_and_cannot_leave_the_root() {
         .collect();
     assert!(
         escaped.is_empty(),
-        "step 11: a volume was mounted on the host: {escaped:?}"
+        "step 11: expected no volume mounted on the host, these are: {escaped:?}; most \
+         likely cause: the bind's target is resolved on the host through the image's symlink \
+         instead of inside the root"
     );
     let out = engine.client(&[
         "run",
@@ -3734,17 +4332,36 @@ fn the_docker_cli_manages_volumes() {
     let (_dir, tar) = archive();
     stdout_of(&docker_on(&engine, &["load", "-i", tar.to_str().unwrap()]));
     let out = docker_on(&engine, &["volume", "create", "--label", "site=1", "site"]);
-    assert_eq!(stdout_of(&out).trim(), "site", "docker volume create");
+    let said = stdout_of(&out);
+    assert_eq!(
+        said.trim(),
+        "site",
+        "step 11: expected `docker volume create --label site=1 site` to print the name, it \
+         printed {said:?}; most likely cause: POST /volumes/create answers another body than \
+         the volume's JSON (its Name)"
+    );
     let ls = stdout_of(&docker_on(
         &engine,
         &["volume", "ls", "--format", "{{.Driver}} {{.Name}}"],
     ));
-    assert_eq!(ls.trim(), "local site", "docker volume ls");
+    assert_eq!(
+        ls.trim(),
+        "local site",
+        "step 11: expected `docker volume ls` to list \"local site\", it listed {ls:?}; most \
+         likely cause: GET /volumes answers without the {{\"Volumes\": […]}} wrapper or a \
+         volume's Driver"
+    );
     let label = stdout_of(&docker_on(
         &engine,
         &["volume", "inspect", "--format", "{{.Labels.site}}", "site"],
     ));
-    assert_eq!(label.trim(), "1", "docker volume inspect");
+    assert_eq!(
+        label.trim(),
+        "1",
+        "step 11: expected `docker volume inspect` to show the label site=1, it showed \
+         {label:?}; most likely cause: the create's Labels are not kept in the volume's \
+         record"
+    );
     let out = docker_on(
         &engine,
         &[
@@ -3761,7 +4378,10 @@ fn the_docker_cli_manages_volumes() {
     assert_eq!(
         out.status.code(),
         Some(0),
-        "step 11: expected a container to write into its volume through the Docker CLI: {}",
+        "step 11: expected a container to write into its volume through the Docker CLI, it \
+         ended with {}; most likely cause: the API's HostConfig.Binds \"site:/www\" is not \
+         resolved to the named volume\nstderr: {}",
+        out.status,
         text(&out.stderr)
     );
     let out = docker_on(
@@ -3778,10 +4398,12 @@ fn the_docker_cli_manages_volumes() {
             "cat /www/index.html; touch /www/x || echo read-only",
         ],
     );
+    let seen = stdout_of(&out);
     assert_eq!(
-        stdout_of(&out),
-        "hi\nread-only\n",
-        "step 11: --mount type=volume,readonly"
+        seen, "hi\nread-only\n",
+        "step 11: expected --mount type=volume,readonly to show the volume and refuse writes, \
+         the container printed {seen:?}; most likely cause: HostConfig.Mounts' ReadOnly is \
+         not carried to the bind (it must be remounted MS_RDONLY)"
     );
     let mounts = stdout_of(&docker_on(
         &engine,
@@ -3795,26 +4417,41 @@ fn the_docker_cli_manages_volumes() {
     assert_eq!(
         mounts.trim(),
         "volume site /www false",
-        "docker inspect's Mounts"
+        "step 11: expected docker inspect's Mounts to say \"volume site /www false\", it said \
+         {mounts:?}; most likely cause: the container's inspect JSON lacks its mounts' Type, \
+         Name, Destination or RW"
     );
     let out = docker_on(&engine, &["volume", "rm", "site"]);
     assert!(
         !out.status.success() && text(&out.stderr).contains("in use"),
-        "step 11: a volume a container uses is not removed (409): {}",
+        "step 11: expected `docker volume rm site` to be refused (409, \"in use\") while the \
+         container reader names it, it ended with {}; most likely cause: refuse_if_in_use \
+         does not refuse when users_of lists a container\nstderr: {}",
+        out.status,
         text(&out.stderr)
     );
     stdout_of(&docker_on(&engine, &["rm", "reader"]));
     let out = docker_on(&engine, &["volume", "prune", "-f"]);
+    let pruned = stdout_of(&out);
     assert!(
-        stdout_of(&out).contains("site"),
-        "docker volume prune removes the unused volume"
+        pruned.contains("site"),
+        "step 11: expected `docker volume prune -f` to remove the unused volume site, it \
+         printed {pruned:?}; most likely cause: Volumes::prune skips a volume users_of no \
+         longer lists, or answers without VolumesDeleted"
     );
     let (status, body) = engine.api("POST", "/volumes/create", Some(r#"{"Name":"../x"}"#));
-    assert_eq!(status, 400, "a name that climbs out is a 400: {body}");
+    assert_eq!(
+        status, 400,
+        "step 11: expected a volume name that climbs out (../x) to be a 400, it answered \
+         {status}: {body}; most likely cause: POST /volumes/create does not run \
+         check_volume_name, or maps its error to another status"
+    );
     let (status, body) = engine.api("DELETE", "/volumes/nothing-here", None);
     assert_eq!(
         status, 404,
-        "step 11: expected DELETE of a volume that does not exist to answer 404: {body}"
+        "step 11: expected DELETE of a volume that does not exist to answer 404, it answered \
+         {status}: {body}; most likely cause: Volumes::remove answers a missing volume with \
+         another error than EngineError::NotFound"
     );
 }
 
@@ -3892,15 +4529,21 @@ fn exec_joins_the_container_and_brings_nothing_of_the_host() {
     assert_eq!(
         stdout_of(&out),
         want,
-        "step 11: exec must enter the container's cgroup and take its privileges (capabilities, no_new_privs, seccomp) as root of its user namespace, in its working directory"
+        "step 11: expected exec to enter the container's cgroup and take its privileges \
+         (capabilities, no_new_privs, seccomp) as root of its user namespace, in its working \
+         directory; most likely cause: join_and_fork writes its pid to cgroup.procs after \
+         setns (host root is needed for it), or become_the_command skips a step of init's \
+         order (capabilities, no_new_privs, seccomp, then the cwd)"
     );
 
     // Nothing of the host: only 0, 1 and 2 (and ls's own directory).
     let out = engine.client(&["exec", "box", "busybox", "ls", "/proc/self/fd"]);
+    let fds = stdout_of(&out);
     assert_eq!(
-        stdout_of(&out),
-        "0\n1\n2\n3\n",
-        "step 11: an exec'd process must hold no descriptor of the host's (CVE-2024-21626)"
+        fds, "0\n1\n2\n3\n",
+        "step 11: expected an exec'd process to hold only 0, 1 and 2 (and ls's own 3), it \
+         holds {fds:?}; most likely cause: become_the_command does not mark every descriptor \
+         above 2 close-on-exec before execve, so the host's leak in (CVE-2024-21626)"
     );
 
     // Its exit code, through caixa's client and Docker's.
@@ -3916,18 +4559,28 @@ fn exec_joins_the_container_and_brings_nothing_of_the_host() {
     assert_eq!(
         out.status.code(),
         Some(3),
-        "step 11: exec exits with the command's code"
+        "step 11: expected exec to exit with the command's code (3), it ended with {}; most \
+         likely cause: the exec's exit code is not carried from its waited child to the \
+         client (POST /exec/ID/start, then GET /exec/ID/json's ExitCode)\nstderr: {}",
+        out.status,
+        text(&out.stderr)
     );
     assert_eq!(
         text(&out.stdout),
         "exec\n",
-        "step 11: expected exec -e WHO=exec to pass the variable to the command"
+        "step 11: expected exec -e WHO=exec to pass the variable to the command, it printed \
+         {:?}; most likely cause: the exec's Env is not added to the container's \
+         environment in become_the_command",
+        text(&out.stdout)
     );
     let out = engine.client(&["exec", "box", "no-such-command"]);
     assert_eq!(
         out.status.code(),
         Some(127),
-        "step 11: expected exec of a command that does not exist to end with 127, as Docker does: {}",
+        "step 11: expected exec of a command that does not exist to end with 127, as Docker \
+         does, it ended with {}; most likely cause: the exec's failed execve is reported as \
+         the set-up's failure (125) instead of \"not found\" (127)\nstderr: {}",
+        out.status,
         text(&out.stderr)
     );
     let out = docker_on(
@@ -3937,7 +4590,10 @@ fn exec_joins_the_container_and_brings_nothing_of_the_host() {
     assert_eq!(
         (out.status.code(), text(&out.stdout)),
         (Some(4), "via-docker\n".to_string()),
-        "step 11: docker exec: {}",
+        "step 11: expected `docker exec box sh -c 'echo via-docker; exit 4'` to print \
+         via-docker and exit 4; most likely cause: the exec's stream is not multiplexed the \
+         way Docker's API says (8-byte frame headers without a terminal), or its ExitCode is \
+         missing from GET /exec/ID/json\nstderr: {}",
         text(&out.stderr)
     );
     stdout_of(&engine.client(&["stop", "-t", "1", "box"]));
@@ -3972,21 +4628,36 @@ fn restart_kill_rename_and_prune_work_as_in_docker() {
     let after = pid_of("one");
     assert!(
         after != before && after != "0",
-        "step 11: docker restart stops the container and starts it again (pid {before}, then {after})"
+        "step 11: expected docker restart to stop the container and start it again (a new \
+         pid), the pid went from {before} to {after}; most likely cause: POST \
+         /containers/ID/restart answers without starting the stopped container again"
     );
     stdout_of(&engine.client(&["kill", "-s", "KILL", "one"]));
     let out = engine.client(&["wait", "one"]);
+    let code = stdout_of(&out);
     assert_eq!(
-        stdout_of(&out),
-        "137\n",
-        "step 11: kill -s KILL ends it with 128 + 9"
+        code, "137\n",
+        "step 11: expected kill -s KILL to end it with 128 + 9, wait said {code:?}; most \
+         likely cause: -s KILL is not parsed into SIGKILL, or the shim's Exit for a signal \
+         is not 128 + its number"
     );
     stdout_of(&docker(&["restart", "-t", "1", "one"]));
-    assert_ne!(pid_of("one"), "0", "step 11: an exited container restarts");
+    assert_ne!(
+        pid_of("one"),
+        "0",
+        "step 11: expected docker restart of an exited container to start it (a pid); most \
+         likely cause: restart stops first and gives up when the container is not running"
+    );
 
     stdout_of(&docker(&["rename", "one", "two"]));
     let names = stdout_of(&docker(&["ps", "--format", "{{.Names}}"]));
-    assert_eq!(names.trim(), "two", "step 11: docker rename");
+    assert_eq!(
+        names.trim(),
+        "two",
+        "step 11: expected docker rename one two to rename it, docker ps lists {names:?}; \
+         most likely cause: POST /containers/ID/rename does not rewrite the name in the \
+         container's record"
+    );
     stdout_of(&docker(&[
         "run",
         "--name",
@@ -3999,22 +4670,34 @@ fn restart_kill_rename_and_prune_work_as_in_docker() {
     let out = docker(&["rename", "two", "three"]);
     assert!(
         !out.status.success() && text(&out.stderr).contains("already in use"),
-        "step 11: a taken name is refused: {}",
+        "step 11: expected a taken name to be refused (\"already in use\"), it ended with {}; \
+         most likely cause: rename does not check the new name against the other \
+         containers'\nstderr: {}",
+        out.status,
         text(&out.stderr)
     );
     let (status, body) = engine.api("POST", "/containers/two/rename?name=../x", None);
-    assert_eq!(status, 400, "a name with a slash is a 400: {body}");
+    assert_eq!(
+        status, 400,
+        "step 11: expected a name with a slash to be a 400, it answered {status}: {body}; most \
+         likely cause: rename does not check the new name's grammar"
+    );
 
     let out = docker(&["container", "prune", "-f"]);
+    let pruned = stdout_of(&out);
     assert!(
-        stdout_of(&out).contains("Deleted Containers"),
-        "docker container prune"
+        pruned.contains("Deleted Containers"),
+        "step 11: expected docker container prune to list its Deleted Containers, it printed \
+         {pruned:?}; most likely cause: POST /containers/prune answers without \
+         ContainersDeleted"
     );
     let all = stdout_of(&docker(&["ps", "-a", "--format", "{{.Names}}"]));
     assert_eq!(
         all.trim(),
         "two",
-        "step 11: prune removes the stopped container and keeps the running one"
+        "step 11: expected prune to remove the stopped container and keep the running one \
+         (two), ps -a lists {all:?}; most likely cause: prune takes the status from the record \
+         instead of asking the shims, or removes running ones too"
     );
     stdout_of(&docker(&["rm", "-f", "two"]));
 }
@@ -4046,7 +4729,11 @@ fn five_web_servers_with_their_volumes_come_and_go_cleanly() {
         assert_eq!(
             out.status.code(),
             Some(0),
-            "step 11: expected the container to write its page into its volume: {}",
+            "step 11: expected the container to write its page into its volume, it ended with \
+             {}; most likely cause: the named volume's directory is not owned by the mapped \
+             root ({})\nstderr: {}",
+            out.status,
+            likely_cause(&text(&out.stderr)),
             text(&out.stderr)
         );
         let id = stdout_of(&engine.client(&[
@@ -4092,7 +4779,9 @@ fn five_web_servers_with_their_volumes_come_and_go_cleanly() {
         assert_eq!(
             page,
             format!("site {i}\n"),
-            "step 11: {url} must reach web{i}'s httpd, serving its volume site{i}"
+            "step 11: expected {url} to reach web{i}'s httpd, serving its volume site{i}, it \
+             got {page:?}; most likely cause: -p 18100+i:80 forwards to another container's \
+             address, or the volume bound is another one's"
         );
     }
     for i in 0..5 {
@@ -4105,26 +4794,39 @@ fn five_web_servers_with_their_volumes_come_and_go_cleanly() {
     );
     for listing in &cgroups {
         let left = support::cgroups_left(listing);
-        assert!(left.is_empty(), "step 11: cgroups left: {left:?}");
+        assert!(
+            left.is_empty(),
+            "step 11: expected no cgroup left once the web servers were removed, these are: \
+             {left:?}; most likely cause: the shim does not remove its container's groups when \
+             rm -f ends it"
+        );
     }
     let root = engine.root().to_string_lossy().into_owned();
     let mounted: Vec<String> = support::host_mount_points()
         .into_iter()
         .filter(|m| m.starts_with(&root))
         .collect();
-    assert!(mounted.is_empty(), "step 11: mounts left: {mounted:?}");
+    assert!(
+        mounted.is_empty(),
+        "step 11: expected no mount left under the engine's root, these are: {mounted:?}; \
+         most likely cause: rm -f does not unmount the container's overlay and volume binds \
+         (they are in the shim's mount namespace, or leaked to the host's)"
+    );
     let names = volume_names(&engine);
     assert_eq!(
         names,
         ["site0", "site1", "site2", "site3", "site4"],
-        "step 11: the volumes asked for stay, and nothing else"
+        "step 11: expected the volumes asked for to stay, and nothing else, `volume ls` lists \
+         {names:?}; most likely cause: a container makes an anonymous volume it was not asked \
+         for, or rm removes named volumes"
     );
     for name in &names {
         stdout_of(&engine.client(&["volume", "rm", name]));
     }
     assert!(
         volume_names(&engine).is_empty(),
-        "volume rm removed them all"
+        "step 11: expected volume rm to remove them all; most likely cause: refuse_if_in_use \
+         still counts removed containers (users_of must read the records that exist now)"
     );
 }
 
@@ -4160,13 +4862,20 @@ fn assert_build_left_nothing(engine: &Engine, what: &str) {
         .collect();
     assert!(
         mounted.is_empty(),
-        "step 11: {what}: mounts left: {mounted:?}"
+        "step 11: expected {what} to leave no mount under the engine's root, these are: \
+         {mounted:?}; most likely cause: the build's RUN containers are not unmounted when the \
+         step ends (or fails)"
     );
     for dir in ["containers", "engine/tmp"] {
         let left: Vec<_> = std::fs::read_dir(engine.root().join(dir))
             .map(|d| d.flatten().map(|e| e.file_name()).collect())
             .unwrap_or_default();
-        assert!(left.is_empty(), "step 11: {what}: {dir}/ keeps {left:?}");
+        assert!(
+            left.is_empty(),
+            "step 11: expected {what} to leave nothing in {dir}/, it keeps {left:?}; most \
+             likely cause: the build does not remove its RUN containers' directories and its \
+             scratch directory when it ends (or fails)"
+        );
     }
 }
 
@@ -4193,7 +4902,9 @@ fn build_makes_the_source_documents_web_server_image_and_it_serves_its_page() {
     let log = stdout_of(&out);
     assert!(
         log.contains("Step 1/6 : FROM demo:1") && log.contains("Successfully tagged web:1"),
-        "step 11: build prints Docker's progress: {log}"
+        "step 11: expected build to print Docker's progress (Step 1/6 : FROM demo:1 … \
+         Successfully tagged web:1), it printed {log:?}; most likely cause: the builder's \
+         stream lines are not Docker's ({{\"stream\": \"Step N/M : …\"}})"
     );
     let id = stdout_of(&engine.client(&["run", "-d", "-p", "18300:80", "web:1"]));
     let url = "http://127.0.0.1:18300/";
@@ -4212,7 +4923,9 @@ fn build_makes_the_source_documents_web_server_image_and_it_serves_its_page() {
     };
     assert_eq!(
         page, "built by caixa\n",
-        "step 11: the built image's CMD serves the COPYed site on its EXPOSEd port"
+        "step 11: expected the built image's CMD to serve the COPYed site on its EXPOSEd \
+         port, it got {page:?}; most likely cause: COPY site/ does not land under the \
+         WORKDIR's /srv/www, or the CMD is not the image config's"
     );
     let ignored = engine.client(&[
         "run",
@@ -4225,7 +4938,10 @@ fn build_makes_the_source_documents_web_server_image_and_it_serves_its_page() {
     assert_eq!(
         text(&ignored.stdout).lines().next(),
         Some("index.html"),
-        "step 11: COPY site/ copies the directory's contents"
+        "step 11: expected COPY site/ to copy the directory's contents (index.html first) \
+         and .dockerignore's *.log to be left out, ls printed {:?}; most likely cause: COPY \
+         of a directory copies the directory itself, not what it holds",
+        text(&ignored.stdout)
     );
     stdout_of(&engine.client(&["rm", "-f", id.trim()]));
     assert_build_left_nothing(&engine, "a build and a run");
@@ -4259,14 +4975,20 @@ fn the_docker_cli_builds_with_the_classic_builder() {
     let log = text(&out.stdout);
     assert!(
         out.status.success() && log.contains("Successfully built"),
-        "step 11: DOCKER_BUILDKIT=0 docker build must work against the daemon: {log}\n{}",
+        "step 11: expected DOCKER_BUILDKIT=0 docker build to work against the daemon, it \
+         ended with {}; most likely cause: POST /build does not read the query's t and \
+         buildargs, or answers its stream otherwise than Docker's\n{log}\n{}",
+        out.status,
         text(&out.stderr)
     );
     let run = docker_on(&engine, &["run", "--rm", "cli-built:1"]);
     assert_eq!(
         text(&run.stdout),
         "built by docker build\nhello from caixa\n",
-        "step 11: docker run of the image docker build made: {}",
+        "step 11: expected docker run of the image docker build made to print the COPYed \
+         file and the RUN's line (with the --build-arg WHO), it printed {:?}; most likely \
+         cause: ARG or ENV is not expanded in RUN\nstderr: {}",
+        text(&run.stdout),
         text(&run.stderr)
     );
 }
@@ -4286,18 +5008,24 @@ fn build_reuses_every_cached_step_and_rebuilds_from_a_changed_copy_on() {
     assert_eq!(
         first.matches("Running in").count(),
         2,
-        "step 11: expected a first build to run both RUN steps (two \"Running in\"): {first}"
+        "step 11: expected a first build to run both RUN steps (two \"Running in\"), it \
+         printed {first:?}; most likely cause: the cache is consulted before the store has \
+         any such image, and answers a hit"
     );
     let second = stdout_of(&build_in(&engine, context.path(), &["-t", "cached:1"]));
     assert_eq!(
         second.matches("Running in").count(),
         0,
-        "step 11: a rebuild with nothing changed runs no RUN: {second}"
+        "step 11: expected a rebuild with nothing changed to run no RUN, it printed \
+         {second:?}; most likely cause: the cache key of a RUN is not stable (it holds a time \
+         or an id)"
     );
     assert_eq!(
         second.matches("Using cache").count(),
         4,
-        "step 11: a rebuild with nothing changed reuses every step: {second}"
+        "step 11: expected a rebuild with nothing changed to reuse every step (four \"Using \
+         cache\"), it printed {second:?}; most likely cause: COPY's cache key is not the \
+         digest of what it copies"
     );
     let built = |log: &str| {
         log.lines()
@@ -4307,7 +5035,8 @@ fn build_reuses_every_cached_step_and_rebuilds_from_a_changed_copy_on() {
     assert_eq!(
         built(&first),
         built(&second),
-        "step 11: the same image, the same id"
+        "step 11: expected the rebuild to make the same image, with the same id; most likely \
+         cause: the image config holds a time of the build instead of the cached steps'"
     );
     std::fs::write(context.path().join("a.txt"), "second\n").unwrap();
     let third = stdout_of(&build_in(&engine, context.path(), &["-t", "cached:1"]));
@@ -4317,13 +5046,16 @@ fn build_reuses_every_cached_step_and_rebuilds_from_a_changed_copy_on() {
             third.matches("Running in").count()
         ),
         (1, 1),
-        "step 11: a changed COPY source rebuilds from the COPY on, and only that: {third}"
+        "step 11: expected a changed COPY source to rebuild from the COPY on, and only that \
+         (1 cached, 1 run), it printed {third:?}; most likely cause: a step's cache key does \
+         not chain the step before it, or COPY's key ignores its source's content"
     );
     let run = engine.client(&["run", "--rm", "cached:1"]);
     assert_eq!(
         stdout_of(&run),
         "second\n",
-        "step 11: expected the rebuilt image to serve the changed COPY source, second"
+        "step 11: expected the rebuilt image to serve the changed COPY source, second; most \
+         likely cause: the COPY was served from the cache though its source changed"
     );
     let no_cache = stdout_of(&build_in(
         &engine,
@@ -4333,7 +5065,9 @@ fn build_reuses_every_cached_step_and_rebuilds_from_a_changed_copy_on() {
     assert_eq!(
         no_cache.matches("Running in").count(),
         2,
-        "step 11: --no-cache: {no_cache}"
+        "step 11: expected --no-cache to run both RUN steps again, it printed {no_cache:?}; \
+         most likely cause: --no-cache is not passed to the builder (nocache=1 in POST \
+         /build's query)"
     );
 }
 
@@ -4382,7 +5116,9 @@ fn a_run_that_deletes_a_file_hides_it_with_a_whiteout_and_stages_copy_from_each_
         .collect();
     assert!(
         names.contains(&"bin/.wh.cat".to_string()),
-        "step 11: the RUN rm layer must hold the whiteout bin/.wh.cat: {names:?}"
+        "step 11: expected the RUN rm layer to hold the whiteout bin/.wh.cat, it holds \
+         {names:?}; most likely cause: whiteout_name does not name the 0/0 character device \
+         bin/cat as bin/.wh.cat (\".wh.\" and its file name, under its parent)"
     );
 }
 
@@ -4402,7 +5138,9 @@ fn skopeo_reads_the_image_caixa_built() {
         .expect("skopeo (sudo apt-get install skopeo)");
     assert!(
         out.status.success(),
-        "step 11: skopeo must read (and verify) the built image: {}",
+        "step 11: expected skopeo to read (and verify) the built image from caixa's \
+         registry, it failed; most likely cause: a built layer's diff_id or digest is not the \
+         sha256 of its bytes\nstderr: {}",
         text(&out.stderr)
     );
     let out = Command::new("skopeo")
@@ -4414,17 +5152,24 @@ fn skopeo_reads_the_image_caixa_built() {
     assert_eq!(
         config["config"]["Cmd"],
         serde_json::json!(["cat", "/b.txt"]),
-        "step 11: expected the committed image's Cmd to be the one given with --change"
+        "step 11: expected the built image's Cmd to be the Dockerfile's CMD [\"cat\", \
+         \"/b.txt\"], it is {}; most likely cause: CMD in exec form is stored as a shell \
+         form, or not at all",
+        config["config"]["Cmd"]
     );
     assert_eq!(
         config["rootfs"]["diff_ids"].as_array().map(Vec::len),
         Some(4),
-        "step 11: the base layer and one per RUN/COPY: {config}"
+        "step 11: expected four diff_ids (the base layer and one per RUN/COPY), the config \
+         is {config}; most likely cause: an instruction that changes no file (CMD) adds a \
+         layer, or a RUN's layer is dropped"
     );
     assert_eq!(
         config["history"].as_array().map(Vec::len),
         Some(6),
-        "step 11: the base image's two entries and one per instruction: {config}"
+        "step 11: expected six history entries (the base image's two and one per \
+         instruction), the config is {config}; most likely cause: the builder does not add a \
+         history entry (empty_layer) for an instruction that makes no layer"
     );
 }
 
@@ -4459,11 +5204,19 @@ fn hostile_contexts_and_dockerfiles_are_refused_in_one_line_leaving_nothing() {
         let answer = raw_build(&engine, &tar.into_inner().unwrap());
         assert!(
             answer.starts_with("HTTP/1.1 400") && answer.contains("refusing the build context"),
-            "step 11: a context entry {evil:?} must be refused: {answer}"
+            "step 11: expected a context entry {evil:?} to be refused (400, refusing the \
+             build context), the daemon answered {answer:?}; most likely cause: the context's \
+             tar is unpacked without safe_relative's check of each name"
         );
     }
     let escaped = engine.dir.path().join("escaped");
-    assert!(!escaped.exists(), "step 11: nothing written outside");
+    assert!(
+        !escaped.exists(),
+        "step 11: expected nothing written outside the context, {} exists; most likely \
+         cause: the context's tar entry ../escaped is joined to the scratch directory \
+         unchecked",
+        escaped.display()
+    );
     // A Dockerfile: unknown instruction, COPY out of the context (by `..`
     // and through a symlink), over the size limit, a failing RUN.
     let cases: [(&str, &str); 5] = [
@@ -4501,7 +5254,8 @@ fn hostile_contexts_and_dockerfiles_are_refused_in_one_line_leaving_nothing() {
             .status
             .code()
             != Some(0),
-        "step 11: no image was tagged"
+        "step 11: expected no image tagged evil:1 after refused builds, it runs; most likely \
+         cause: the tag is written before the build's last step succeeds"
     );
     assert_build_left_nothing(&engine, "refused builds");
 }
@@ -4522,13 +5276,18 @@ fn commit_makes_an_image_of_a_containers_changes() {
     assert_eq!(
         out.status.code(),
         Some(0),
-        "step 11: expected the container to change its files before the commit: {}",
+        "step 11: expected the container to change its files before the commit, it ended \
+         with {}; most likely cause: {}\nstderr: {}",
+        out.status,
+        likely_cause(&text(&out.stderr)),
         text(&out.stderr)
     );
     let id = stdout_of(&engine.client(&["commit", "changer", "noted:1"]));
     assert!(
         id.starts_with("sha256:"),
-        "step 11: commit prints the new image's id: {id}"
+        "step 11: expected commit to print the new image's id (sha256:…), it printed {id:?}; \
+         most likely cause: POST /commit answers without the {{\"Id\": …}} of the image it \
+         made"
     );
     let run = engine.client(&[
         "run",
@@ -4538,9 +5297,12 @@ fn commit_makes_an_image_of_a_containers_changes() {
         "-c",
         "busybox cat /note; test -e /bin/tail || echo tail-gone",
     ]);
+    let seen = stdout_of(&run);
     assert_eq!(
-        stdout_of(&run),
-        "changed\ntail-gone\n",
-        "step 11: the committed image holds the container's changes, deletions too"
+        seen, "changed\ntail-gone\n",
+        "step 11: expected the committed image to hold the container's changes, deletions \
+         too, it printed {seen:?}; most likely cause when tail is present: whiteout_name does \
+         not turn the 0/0 character device bin/tail into bin/.wh.tail, so write_layer stores \
+         the device itself and the deletion is lost"
     );
 }
