@@ -409,8 +409,24 @@ fn exec_joins_the_container_with_the_processs_own_privileges() {
     for applet in ["grep", "pwd", "sh"] {
         let _ = std::os::unix::fs::symlink("busybox", bundle.rootfs().join("bin").join(applet));
     }
-    assert!(bundle.create("joined").status.success());
-    assert!(bundle.run(&["start", "joined"]).status.success());
+    let created = bundle.create("joined");
+    assert!(
+        created.status.success(),
+        "step 12: expected `create` of a valid bundle to succeed, it ended with {}; most likely \
+         cause: {}\nstderr: {}",
+        created.status,
+        support::likely_cause(&text(&created.stderr)),
+        text(&created.stderr)
+    );
+    let started = bundle.run(&["start", "joined"]);
+    assert!(
+        started.status.success(),
+        "step 12: expected `start` of a created container to succeed, it ended with {}; most \
+         likely cause: {}\nstderr: {}",
+        started.status,
+        support::likely_cause(&text(&started.stderr)),
+        text(&started.stderr)
+    );
     let pid1 = bundle.state("joined")["pid"].as_i64().unwrap_or(0) as i32;
 
     // Every namespace and the cgroup are pid 1's; the exit code is the
@@ -480,7 +496,11 @@ fn exec_joins_the_container_with_the_processs_own_privileges() {
     ]);
     assert!(
         out.status.success(),
-        "step 12: expected `exec --detach` to succeed: {}",
+        "step 12: expected `exec --detach --pid-file P` to succeed, it ended with {}; most \
+         likely cause: exec waits for the command with --detach (After::Detach must return \
+         once it has execve'd), or cannot join the container ({})\nstderr: {}",
+        out.status,
+        support::likely_cause(&text(&out.stderr)),
         text(&out.stderr)
     );
     let pid: i32 = std::fs::read_to_string(&pid_file)
@@ -501,25 +521,36 @@ fn exec_joins_the_container_with_the_processs_own_privileges() {
     assert_eq!(
         out.status.code(),
         Some(127),
-        "step 12: expected exec of a missing program to end with 127: {}",
+        "step 12: expected exec of a missing program to end with 127, as run does, it ended \
+         with {}; most likely cause: the joining child's failed execve is reported as a \
+         set-up failure instead of \"not found\" (127)\nstderr: {}",
+        out.status,
         text(&out.stderr)
     );
     assert!(
         text(&out.stderr).contains("no-such-program"),
-        "step 12: expected the error to name the missing program: {}",
+        "step 12: expected the error to name the missing program no-such-program, it said \
+         {:?}; most likely cause: the command's lookup in the container's PATH fails without \
+         saying which program",
         text(&out.stderr)
     );
 
     // delete --force ends every process of the container, the exec'd too.
+    let deleted = bundle.run(&["delete", "--force", "joined"]);
     assert!(
-        bundle
-            .run(&["delete", "--force", "joined"])
-            .status
-            .success()
+        deleted.status.success(),
+        "step 12: expected `delete --force` of a running container to succeed, it ended with \
+         {}; most likely cause: {}\nstderr: {}",
+        deleted.status,
+        support::likely_cause(&text(&deleted.stderr)),
+        text(&deleted.stderr)
     );
     assert!(
         support::wait_gone(pid),
-        "step 12: expected delete --force to end the exec'd process too (it is in the cgroup)"
+        "step 12: expected delete --force to end the exec'd process {pid} too, it lives on; \
+         most likely cause: the exec'd process is not in the container's cgroup (it must \
+         enter it before setns), or delete kills pid 1 only instead of every process of the \
+         cgroup"
     );
     let out = bundle.run(&["exec", "joined", "true"]);
     assert_one_line_error(&out, 12, 1, "does not exist");
@@ -539,7 +570,9 @@ impl NetnsHolder {
         let own = std::fs::read_link("/proc/self/ns/net").ok();
         assert!(
             eventually(|| std::fs::read_link(holder.path()).ok() != own),
-            "unshare --net did not make a network namespace"
+            "step 12: expected `unshare --net sleep` to make the test's network namespace \
+             within 10 s, it did not; most likely cause: util-linux's unshare is missing or \
+             the test is not root"
         );
         holder
     }
@@ -571,7 +604,11 @@ fn a_namespace_named_by_path_is_entered_and_only_the_child_stays_in_it() {
     let out = bundle.run(&["run", "--bundle", &bundle_dir, "pod"]);
     assert!(
         out.status.success(),
-        "step 12: expected a bundle whose network namespace has a path to run: {}",
+        "step 12: expected a bundle whose network namespace has a path to run, it ended with \
+         {}; most likely cause: the parent cannot setns(2) into the named namespace before \
+         clone3, or cannot go back to its own after ({})\nstderr: {}",
+        out.status,
+        support::likely_cause(&text(&out.stderr)),
         text(&out.stderr)
     );
     let inside = std::fs::read_to_string(bundle.rootfs().join("netns")).unwrap_or_default();
@@ -599,7 +636,14 @@ fn a_namespace_named_by_path_is_entered_and_only_the_child_stays_in_it() {
         1,
         "cannot enter the net namespace at /proc/self/status",
     );
-    assert_eq!(listed_ids(&bundle.state.path().join("runtime")).trim(), "");
+    let listed = listed_ids(&bundle.state.path().join("runtime"));
+    assert_eq!(
+        listed.trim(),
+        "",
+        "step 12: expected a refused create to leave no container, list shows {listed:?}; \
+         most likely cause: the record is saved before the named namespace is opened and \
+         checked"
+    );
 
     // The runtime's own namespace is not the container's to change.
     let bundle = Bundle::new(&["true"], |c| {
@@ -1351,7 +1395,8 @@ fn podman_runs_containers_through_caixa() {
         text(&out.stdout).trim(),
         std::fs::read_link(holder.path()).unwrap().to_string_lossy(),
         "step 12: expected `podman run --network ns:PATH` to put the container in that \
-         namespace (linux.namespaces[].path)\nstderr: {}",
+         namespace (linux.namespaces[].path); most likely cause: from_oci drops the network \
+         namespace's path, or the parent clones with CLONE_NEWNET anyway\nstderr: {}",
         text(&out.stderr)
     );
     let out = podman(&["kill", "sleeper"]);
