@@ -1996,8 +1996,8 @@ fn exec_it_is_a_shell_in_a_running_container_with_a_terminal_of_its_own() {
         user.exit_code("exec -it, exit 7"),
         7,
         "step 11: expected exec -it to exit with the exec's code 7; most likely cause: \
-         join_and_fork does not wait for the command it forked into the container and exit \
-         with its code, or the daemon does not carry it to GET /exec/ID/json's ExitCode"
+         join_and_run does not wait for the command it forked into the container and \
+         return its code, or the daemon does not carry it to GET /exec/ID/json's ExitCode"
     );
     // -i alone: the client's input, to its end.
     let host = format!("unix://{}", engine.socket().display());
@@ -4531,7 +4531,7 @@ fn exec_joins_the_container_and_brings_nothing_of_the_host() {
         want,
         "step 11: expected exec to enter the container's cgroup and take its privileges \
          (capabilities, no_new_privs, seccomp) as root of its user namespace, in its working \
-         directory; most likely cause: join_and_fork writes its pid to cgroup.procs after \
+         directory; most likely cause: join_and_run writes its pid to cgroup.procs after \
          setns (host root is needed for it), or become_the_command skips a step of init's \
          order (capabilities, no_new_privs, seccomp, then the cwd)"
     );
