@@ -710,7 +710,10 @@ fn hooks_run_where_and_when_the_runtime_spec_says() {
     let out = bundle.create("hooked");
     assert!(
         out.status.success(),
-        "step 12: expected create with hooks to succeed: {}",
+        "step 12: expected create with hooks to succeed, it ended with {}; most likely cause: \
+         a hook failed or could not read its state on stdin ({})\nstderr: {}",
+        out.status,
+        support::likely_cause(&text(&out.stderr)),
         text(&out.stderr)
     );
     let pid = bundle.state("hooked")["pid"].as_i64().unwrap_or(0);
@@ -734,7 +737,8 @@ fn hooks_run_where_and_when_the_runtime_spec_says() {
             ),
             (Some("hooked"), Some(pid), Some("creating")),
             "step 12: expected the {point} hook to read the state (id, host pid, \
-             \"creating\") on stdin: {state}"
+             \"creating\") on stdin, it read {state}; most likely cause: the hook's stdin is \
+             not the state JSON, or gives the pid as the container sees it"
         );
         let wanted = if point == "createRuntime" {
             &host_ns
@@ -744,7 +748,10 @@ fn hooks_run_where_and_when_the_runtime_spec_says() {
         assert_eq!(
             ns,
             &wanted.to_string_lossy(),
-            "step 12: expected {point} in the {} PID namespace",
+            "step 12: expected {point} in the {} PID namespace, it ran in {ns}; most likely \
+             cause: createRuntime runs in the child (it belongs to the runtime, before \
+             pivot_root) or createContainer in the parent (it belongs to the container's \
+             namespaces)",
             if point == "createRuntime" {
                 "runtime's"
             } else {
@@ -754,12 +761,28 @@ fn hooks_run_where_and_when_the_runtime_spec_says() {
     }
 
     let out = bundle.run(&["start", "hooked"]);
-    assert!(out.status.success(), "start: {}", text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "step 12: expected start of a container with hooks to succeed, it ended with {}; most \
+         likely cause: the startContainer or poststart hook failed ({})\nstderr: {}",
+        out.status,
+        support::likely_cause(&text(&out.stderr)),
+        text(&out.stderr)
+    );
     assert!(
         eventually(|| lines().iter().filter(|(p, _, _)| p == "ran").count() == 1),
-        "step 12: expected the command to run after start"
+        "step 12: expected the command to run once after start, the hooks' log holds {:?}; \
+         most likely cause: the startContainer hook blocks the command, or the command never \
+         passes the start gate",
+        lines()
     );
-    assert!(eventually(|| lines().len() == 5));
+    assert!(
+        eventually(|| lines().len() == 5),
+        "step 12: expected five lines in the hooks' log after start (createRuntime, \
+         createContainer, startContainer, ran, poststart), it holds {:?}; most likely cause: \
+         a hook point is run twice or not at all",
+        lines()
+    );
     let seen = lines();
     let points: Vec<&str> = seen.iter().map(|(p, _, _)| p.as_str()).collect();
     assert_eq!(
@@ -770,18 +793,41 @@ fn hooks_run_where_and_when_the_runtime_spec_says() {
     );
     assert!(
         points.contains(&"poststart"),
-        "step 12: expected start to run the poststart hooks: {points:?}"
+        "step 12: expected start to run the poststart hooks, the log holds {points:?}; most \
+         likely cause: start returns once the gate is open without running poststart"
     );
-    assert_eq!(seen[2].1, container_ns.to_string_lossy());
+    assert_eq!(
+        seen[2].1,
+        container_ns.to_string_lossy(),
+        "step 12: expected startContainer in the container's PID namespace; most likely \
+         cause: startContainer is run by start (the runtime) instead of by the container's \
+         init"
+    );
 
-    assert!(eventually(|| bundle.state("hooked")["status"] == "stopped"));
-    assert!(bundle.run(&["delete", "hooked"]).status.success());
+    assert!(
+        eventually(|| bundle.state("hooked")["status"] == "stopped"),
+        "step 12: expected the container to stop once its command ended, state says {}; most \
+         likely cause: Saved::status does not answer Stopped when the process is gone or a \
+         zombie",
+        bundle.state("hooked")
+    );
+    let deleted = bundle.run(&["delete", "hooked"]);
+    assert!(
+        deleted.status.success(),
+        "step 12: expected delete of the stopped container to succeed, it ended with {}; most \
+         likely cause: a failing poststop hook fails delete (its failure must be reported, \
+         and delete go on)\nstderr: {}",
+        deleted.status,
+        text(&deleted.stderr)
+    );
     let seen = lines();
     let last = seen.last().cloned().unwrap_or_default();
     assert_eq!(
         (last.0.as_str(), last.2["status"].as_str()),
         ("poststop", Some("stopped")),
-        "step 12: expected delete to end with the poststop hooks"
+        "step 12: expected delete to end with the poststop hooks, reading the state \
+         \"stopped\", the log ends with {last:?}; most likely cause: delete runs poststop \
+         before the container is gone, or not at all"
     );
 
     // A failing createRuntime hook fails create, naming it; nothing stays.
@@ -790,8 +836,22 @@ fn hooks_run_where_and_when_the_runtime_spec_says() {
     });
     let out = failing.create("refused");
     assert_one_line_error(&out, 12, 1, "the createRuntime hook /bin/false failed");
-    assert_eq!(listed_ids(&failing.state.path().join("runtime")).trim(), "");
-    assert_eq!(cgroups_named("refused"), Vec::<PathBuf>::new());
+    let listed = listed_ids(&failing.state.path().join("runtime"));
+    assert_eq!(
+        listed.trim(),
+        "",
+        "step 12: expected a create whose createRuntime hook failed to leave no container, \
+         list shows {listed:?}; most likely cause: the failed hook's create does not undo the \
+         record"
+    );
+    let left = cgroups_named("refused");
+    assert_eq!(
+        left,
+        Vec::<PathBuf>::new(),
+        "step 12: expected a create whose createRuntime hook failed to leave no cgroup, these \
+         are left: {left:?}; most likely cause: the failed create kills the child but does \
+         not remove its groups"
+    );
 
     // One that never ends is killed at its timeout.
     let slow = Bundle::new(&["true"], |c| {
@@ -831,9 +891,13 @@ fn create_refuses_what_caixa_does_not_do_and_leaves_nothing() {
          goes to stderr only, or the log's line is not {{\"level\":\"error\",\"msg\":…}}"
     );
     assert!(
-        line["msg"].as_str().unwrap_or("").contains("process.apparmorProfile"),
-        "step 12: expected the JSON log line's msg to name the refused field process.apparmorProfile, it is \
-         {line}; most likely cause: the log gets another message than stderr's line"
+        line["msg"]
+            .as_str()
+            .unwrap_or("")
+            .contains("process.apparmorProfile"),
+        "step 12: expected the JSON log line's msg to name the refused field \
+         process.apparmorProfile, it is {line}; most likely cause: the log gets another \
+         message than stderr's line"
     );
     let listed = text(&bundle.run(&["list", "--quiet"]).stdout);
     assert_eq!(
