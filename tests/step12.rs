@@ -1270,15 +1270,16 @@ fn runtime_wrapper(work: &Path) -> PathBuf {
     wrapper
 }
 
-/// The parent cgroup a test's containers go below (cgroupsPath), removed
-/// (when empty) at the end: never the shared `libpod_parent` or `default`.
-fn test_cgroup_parent() -> String {
-    format!("/caixa-test-{}", std::process::id())
+/// The parent cgroup one test's containers go below (cgroupsPath), removed
+/// at the end: never the shared `libpod_parent` or `default`, and one per
+/// test, so two tests running at once never remove each other's.
+fn test_cgroup_parent(test: &str) -> String {
+    format!("/caixa-test-{}-{test}", std::process::id())
 }
 
 /// Removes the test's empty parent cgroups made for `test_cgroup_parent`.
-fn remove_test_cgroup_parent() {
-    let name = test_cgroup_parent();
+fn remove_test_cgroup_parent(test: &str) {
+    let name = test_cgroup_parent(test);
     let name = name.trim_start_matches('/');
     let mut dirs = vec![Path::new("/sys/fs/cgroup").join(name)];
     if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
@@ -1339,7 +1340,7 @@ fn podman_runs_containers_through_caixa() {
                 .args(["system", "reset", "--force"])
                 .output();
             unmount_below(&self.1);
-            remove_test_cgroup_parent();
+            remove_test_cgroup_parent("podman");
         }
     }
     let _cleanup = Cleanup(base.clone(), work.path().to_path_buf());
@@ -1355,7 +1356,7 @@ fn podman_runs_containers_through_caixa() {
     );
     // This machine lacks CAP_SYS_RESOURCE: podman's default rlimits
     // (nofile 1048576) fail under runc as under caixa.
-    let parent = test_cgroup_parent();
+    let parent = test_cgroup_parent("podman");
     let limits = [
         "--ulimit",
         "nofile=20000:20000",
@@ -1577,7 +1578,7 @@ fn containerd_runs_containers_through_caixa() {
                 }
             }
             unmount_below(&self.1);
-            remove_test_cgroup_parent();
+            remove_test_cgroup_parent("containerd");
         }
     }
     let log = std::fs::File::create(w.join("containerd.log")).unwrap();
@@ -1642,7 +1643,7 @@ fn containerd_runs_containers_through_caixa() {
             runtime_root.to_str().unwrap(),
         ];
         // Below a parent of the test's own, not containerd's `/default`.
-        let group = format!("{}/{id}", test_cgroup_parent());
+        let group = format!("{}/{id}", test_cgroup_parent("containerd"));
         args.extend_from_slice(&["--cgroup", &group]);
         args.extend_from_slice(extra);
         args.push(&image);
