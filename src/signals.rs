@@ -75,12 +75,6 @@ impl Blocked {
     // ANCHOR: wait_for_exit
     /// Waits for `child` to end, passing every forwarded signal on to it.
     pub fn wait_for_exit(&self, child: Pid) -> Result<Exit, SignalError> {
-        // A child that ended before SIGCHLD was blocked (step 12's `run`
-        // blocks it only after `start`) sent a signal nobody kept: look
-        // first, then wait for the next one.
-        if let Some(exit) = try_reap(child)? {
-            return Ok(exit);
-        }
         loop {
             let signal = self.set.wait().map_err(|errno| SignalError {
                 call: "sigwait",

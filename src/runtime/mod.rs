@@ -504,7 +504,15 @@ impl Runtime {
         if detach {
             return Ok(0);
         }
-        let exit = crate::signals::block()?.wait_for_exit(nix::unistd::Pid::from_raw(pid))?;
+        // SIGCHLD is blocked only now, after `start` (the steps block it
+        // before the clone): a command that has ended already sent a signal
+        // nobody kept, so look first, then wait for the next one.
+        let child = nix::unistd::Pid::from_raw(pid);
+        let signals = crate::signals::block()?;
+        let exit = match crate::signals::try_reap(child)? {
+            Some(exit) => exit,
+            None => signals.wait_for_exit(child)?,
+        };
         for line in self.delete(id, true)? {
             eprintln!("step12: {line}");
         }
