@@ -69,8 +69,8 @@ fn the_exit_code_is_the_commands() {
         assert_eq!(
             out.status.code(),
             Some(code),
-            "step 1: expected `{}` to make the step exit {code}, it ended with {}; most likely \
-             cause: clone_child does not tell the two processes apart (clone3 returns 0 in the \
+            "step 1: expected `{}` to make the step exit {code}, it ended with {}; \
+             most likely cause: clone_child does not tell the two processes apart (clone3 returns 0 in the \
              child: Forked::Child; the child's pid in the parent), so a child that believes it \
              is the parent runs the parent's code ({})\nstderr: {}",
             args.join(" "),
@@ -96,8 +96,8 @@ fn a_container_killed_by_a_signal_exits_128_plus_n() {
     );
     let mut running = running;
     let status = running.wait_for_end(
-        "step 1: expected the step binary to end once its container was killed; most likely \
-         cause: it never hears of the end, clone3 needs SIGCHLD as the child's exit signal",
+        "step 1: expected the step binary to end once its container was killed; \
+         most likely cause: it never hears of the end, clone3 needs SIGCHLD as the child's exit signal",
     );
     assert_eq!(
         status.code(),
