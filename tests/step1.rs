@@ -14,8 +14,9 @@ fn the_command_is_pid_1_inside() {
     assert_eq!(
         pid.trim(),
         "1",
-        "step 1: expected the command to be pid 1 of a new PID namespace, it is pid {}: did \
-         clone3 get the flags it was given (CLONE_NEWPID)?",
+        "step 1: expected the command to be pid 1 of a new PID namespace, it is pid {}; \
+         most likely cause: clone_child does not pass its flags (CLONE_NEWPID) in clone3's \
+         `flags`, so the child stays in the host's PID namespace",
         pid.trim()
     );
 }
@@ -37,7 +38,8 @@ fn the_host_sees_another_pid_for_the_same_process() {
         ids,
         [pid.to_string().as_str(), "1"],
         "step 1: expected the container's pid 1 to be pid {pid} on the host and 1 inside \
-         (\"NSpid: {pid} 1\"), saw \"{nspid}\": did clone3 get CLONE_NEWPID?"
+         (\"NSpid: {pid} 1\"), saw \"{nspid}\"; most likely cause: clone_child does not pass \
+         its flags (CLONE_NEWPID) in clone3's `flags`, so the child has one pid only"
     );
     // And it is in another PID namespace than we are.
     let ours = std::fs::read_link("/proc/self/ns/pid").expect("read /proc/self/ns/pid");
@@ -45,12 +47,18 @@ fn the_host_sees_another_pid_for_the_same_process() {
     assert_ne!(
         ours, theirs,
         "step 1: expected the container in a PID namespace of its own, it is in the test's \
-         ({ours:?}): did clone3 get CLONE_NEWPID?"
+         ({ours:?}); most likely cause: clone_child does not pass its flags (CLONE_NEWPID) in \
+         clone3's `flags`"
     );
+    let running_err = running.stderr_text();
     let (status, _) = running.finish();
     assert!(
         status.success(),
-        "expected the container to end well once it read its line, it ended with {status}"
+        "step 1: expected the container to end well once it read its line, it ended with \
+         {status}; most likely cause: the step binary does not wait for its child or report \
+         its exit code: clone_child must return Forked::Parent(pid) in the parent (the \
+         child's pid, not 0)\nstderr: {}",
+        running_err
     );
 }
 
@@ -61,9 +69,10 @@ fn the_exit_code_is_the_commands() {
         assert_eq!(
             out.status.code(),
             Some(code),
-            "step 1: expected `{}` to make the step exit {code}, it ended with {}: {}; a child \
-             that believes it is the parent runs the parent's code (clone_child must tell \
-             them apart: 0 is the child)\nstderr: {}",
+            "step 1: expected `{}` to make the step exit {code}, it ended with {}; \
+             most likely cause: clone_child does not tell the two processes apart (clone3 returns 0 in the \
+             child: Forked::Child; the child's pid in the parent), so a child that believes it \
+             is the parent runs the parent's code ({})\nstderr: {}",
             args.join(" "),
             out.status,
             likely_cause(&text(&out.stderr)),
@@ -80,19 +89,24 @@ fn a_container_killed_by_a_signal_exits_128_plus_n() {
     assert_eq!(
         unsafe { libc::kill(pid, libc::SIGKILL) },
         0,
-        "cannot kill the container's pid 1 ({pid}): {}",
+        "step 1: expected to kill the container's pid 1 ({pid}) from the host, kill(2) \
+         failed: {}; most likely cause: the step binary's child ended already (read its \
+         stderr)",
         std::io::Error::last_os_error()
     );
     let mut running = running;
     let status = running.wait_for_end(
-        "step 1: expected the step binary to end once its container was killed; most likely \
-         cause: it never hears of the end, clone3 needs SIGCHLD as the child's exit signal",
+        "step 1: expected the step binary to end once its container was killed; \
+         most likely cause: it never hears of the end, clone3 needs SIGCHLD as the child's exit signal",
     );
     assert_eq!(
         status.code(),
         Some(128 + 9),
         "step 1: expected exit code 137 (128 + SIGKILL) for a container killed by SIGKILL, \
-         the step binary ended with {status}\nstderr: {}",
+         the step binary ended with {status}; most likely cause: the parent reports a \
+         signalled child as its own exit code or dies with it, instead of 128 + the signal \
+         (clone_child must return Forked::Parent(pid) so the parent waits for that pid)\n\
+         stderr: {}",
         running.stderr_text()
     );
 }
@@ -152,11 +166,12 @@ fn dying_before_exec() -> Command {
 
 /// What it means when the step binary does not end after its container
 /// died before its command.
-const NO_SIGCHLD: &str = "step 1: the container died before its execve (killed on purpose) \
-    and the step binary never noticed: it waits for SIGCHLD, which the kernel sends when a \
-    child dies only if the clone asked for it: SIGCHLD as clone3's exit_signal, or in the \
-    low byte of the fallback clone's flags. (execve makes it SIGCHLD anyway, which is why \
-    every other test passes without it.)";
+const NO_SIGCHLD: &str = "step 1: expected the step binary to end once its container died \
+    before its execve (killed on purpose), it never noticed; most likely cause: clone_child \
+    does not ask for SIGCHLD, which the kernel sends when a child dies only if the clone \
+    asked for it: SIGCHLD as clone3's exit_signal, or in the low byte of the fallback \
+    clone's flags. (execve makes it SIGCHLD anyway, which is why every other test passes \
+    without it.)";
 
 #[test]
 fn a_container_that_dies_before_its_command_is_reaped() {
@@ -167,7 +182,10 @@ fn a_container_that_dies_before_its_command_is_reaped() {
     // Ended, which is the point; it must not have run the command either.
     assert!(
         !out.status.success(),
-        "expected the container to die before its command, the step binary ended well: {}",
+        "step 1: expected the container to die before its command (a seccomp filter kills \
+         it), the step binary ended well; most likely cause: the test's filter did not reach \
+         the child: clone_child must create it with clone3 (or clone), not spawn a new \
+         program\nstderr: {}",
         text(&out.stderr)
     );
 }
@@ -204,8 +222,11 @@ fn without_clone3_the_fallback_to_clone_does_the_same() {
         (text(&out.stdout).trim(), out.status.code()),
         ("1", Some(3)),
         "step 1: with clone3 answering ENOSYS (a kernel older than 5.3), expected the command \
-         as pid 1 and its exit code 3: did clone_child fall back to clone(2) when clone3 \
-         fails with ENOSYS? {}\nstderr: {err}",
+         as pid 1 and its exit code 3, saw stdout {:?} and exit code {:?}; most likely cause: \
+         clone_child does not fall back to clone(2) when clone3 fails with ENOSYS (the same \
+         flags, SIGCHLD in their low byte, a null stack) ({})\nstderr: {err}",
+        text(&out.stdout).trim(),
+        out.status.code(),
         likely_cause(&err)
     );
     // And the fallback must ask for SIGCHLD too.
@@ -215,7 +236,10 @@ fn without_clone3_the_fallback_to_clone_does_the_same() {
     // Ended, which is the point; it must not have run the command either.
     assert!(
         !out.status.success(),
-        "expected the container to die before its command, the step binary ended well: {}",
+        "step 1: with clone3 answering ENOSYS, expected the container to die before its \
+         command (a seccomp filter kills it), the step binary ended well; most likely cause: \
+         the fallback clone(2) in clone_child is not the one that ran (a fork or spawn \
+         instead)\nstderr: {}",
         text(&out.stderr)
     );
 }
@@ -233,7 +257,8 @@ fn sigterm_to_the_step_binary_reaches_the_container() {
     assert_eq!(
         unsafe { libc::kill(running.child.id() as i32, libc::SIGTERM) },
         0,
-        "cannot send SIGTERM to the step binary: {}",
+        "step 1: expected to send SIGTERM to the step binary, kill(2) failed: {}; \
+         most likely cause: the step binary ended already (read its stderr)",
         std::io::Error::last_os_error()
     );
     let mut running = running;
@@ -246,7 +271,10 @@ fn sigterm_to_the_step_binary_reaches_the_container() {
         status.code(),
         Some(7),
         "step 1: expected the step binary to forward SIGTERM to the container (whose trap exits \
-         7), not die of it: it ended with {status} (signal {:?})\nstderr: {}",
+         7), not die of it: it ended with {status} (signal {:?}); most likely cause: the \
+         parent does not block SIGTERM before clone_child and pass it on while it waits \
+         (signals::block, Blocked::wait_for_exit), or clone_child returned Forked::Parent \
+         with another pid than the child's\nstderr: {}",
         status.signal(),
         running.stderr_text()
     );
@@ -263,7 +291,8 @@ fn sigint_is_forwarded_too() {
     assert_eq!(
         unsafe { libc::kill(running.child.id() as i32, libc::SIGINT) },
         0,
-        "cannot send SIGINT to the step binary: {}",
+        "step 1: expected to send SIGINT to the step binary, kill(2) failed: {}; \
+         most likely cause: the step binary ended already (read its stderr)",
         std::io::Error::last_os_error()
     );
     let mut running = running;
@@ -276,7 +305,10 @@ fn sigint_is_forwarded_too() {
         status.code(),
         Some(8),
         "step 1: expected the step binary to forward SIGINT to the container (whose trap exits \
-         8), not die of it: it ended with {status}\nstderr: {}",
+         8), not die of it: it ended with {status}; most likely cause: the parent does not \
+         block SIGINT before clone_child and pass it on while it waits (signals::block, \
+         Blocked::wait_for_exit), or clone_child returned Forked::Parent with another pid \
+         than the child's\nstderr: {}",
         running.stderr_text()
     );
 }
@@ -287,7 +319,10 @@ fn arguments_after_the_command_belong_to_it() {
     assert_eq!(
         stdout_of(&out).trim(),
         "-v --help",
-        "expected the options after the command to reach it, not the step binary"
+        "step 1: expected the options after the command (-v --help) to reach it, it printed \
+         {:?}; most likely cause: the step's clap arguments take options after the command \
+         (the command's arguments need trailing_var_arg)",
+        text(&out.stdout).trim()
     );
 }
 
@@ -297,14 +332,17 @@ fn verbose_prints_the_clone_flags() {
     let err = text(&out.stderr);
     assert!(
         out.status.success(),
-        "expected `step1 -v true` to succeed, it ended with {}: {}\nstderr: {err}",
+        "step 1: expected `step1 -v true` to succeed, it ended with {}; most likely cause: {}\n\
+         stderr: {err}",
         out.status,
         likely_cause(&err)
     );
     for line in ["clone3(CLONE_NEWPID)", "execve("] {
         assert!(
             err.contains(line),
-            "expected -v to print a line with {line:?}, it printed:\n{err}"
+            "step 1: expected -v to print a line with {line:?}, it printed:\n{err}\n\
+             most likely cause: -v's trace lines were changed: parent::launch (block 5) prints \
+             \"clone3(FLAGS)\" and init::run \"execve(…)\" before each call"
         );
     }
 }
@@ -315,6 +353,8 @@ fn help_says_what_the_step_adds() {
     let help = stdout_of(&out);
     assert!(
         help.contains("PID namespace"),
-        "expected `step1 --help` to say what the step adds (a PID namespace):\n{help}"
+        "step 1: expected `step1 --help` to say what the step adds (a PID namespace), it \
+         printed:\n{help}\nmost likely cause: the about text of chapters/step1-pid/main.rs \
+         was changed"
     );
 }

@@ -23,7 +23,7 @@ fn stdout_of(out: &std::process::Output) -> String {
             .to_string()
     } else if err.contains("setresgid") || err.contains("setgroups(") {
         "the container's root has no group id: an id that is not in the maps is refused \
-         (EINVAL). Does write_maps write /proc/<child>/gid_map as well as uid_map?"
+         (EINVAL); write_maps must write /proc/<child>/gid_map as well as uid_map"
             .to_string()
     } else if err.contains("permitted set") || err.contains("effective set") {
         "setting a capability set failed: set the effective set first, then the permitted \
@@ -38,8 +38,8 @@ fn stdout_of(out: &std::process::Output) -> String {
     };
     assert!(
         out.status.success(),
-        "step 6: expected the container to succeed, it failed with {}: {cause}\nstdout: {}\n\
-         stderr: {err}",
+        "step 6: expected the container to succeed, it failed with {}; most likely cause: \
+         {cause}\nstdout: {}\nstderr: {err}",
         out.status,
         text(&out.stdout)
     );
@@ -52,7 +52,13 @@ fn field<'a>(status: &'a str, key: &str) -> &'a str {
         .lines()
         .find_map(|l| l.strip_prefix(&format!("{key}:")))
         .map(str::trim)
-        .unwrap_or_else(|| panic!("expected a {key}: line in /proc/self/status:\n{status}"))
+        .unwrap_or_else(|| {
+            panic!(
+                "step 6: expected a {key}: line in /proc/self/status, it printed:\n{status}\n\
+                 most likely cause: the command's stdout did not reach the test (only fds 0, \
+                 1 and 2 cross into the command: init::run block 6)"
+            )
+        })
 }
 
 #[test]
@@ -66,8 +72,9 @@ fn root_inside_is_uid_0() {
     assert_eq!(
         lines,
         ["0", "0", "0 100000 65536"],
-        "step 6: expected root inside (uid 0, gid 0) mapped from 100000: did write_maps write \
-         both /proc/<child>/gid_map and /proc/<child>/uid_map? (an unmapped id shows as 65534)"
+        "step 6: expected root inside (uid 0, gid 0) mapped from 100000 (\"0 100000 65536\"), \
+         saw {lines:?}; most likely cause: write_maps does not write both \
+         /proc/<child>/gid_map and /proc/<child>/uid_map (an unmapped id shows as 65534)"
     );
 }
 
@@ -75,19 +82,22 @@ fn root_inside_is_uid_0() {
 fn root_inside_is_an_unprivileged_uid_outside() {
     let running = Running::start(6, &[], "echo ready; read x");
     let pid = running.container_pid();
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_else(|e| panic!("cannot read /proc/{pid}/status of the container: {e}"));
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_else(|e| {
+        panic!(
+            "step 6: expected to read /proc/{pid}/status of the container, saw {e}; \
+                 most likely cause: the container ended early\nstderr: {}",
+            running.stderr_text()
+        )
+    });
     let uids: Vec<&str> = field(&status, "Uid").split_whitespace().collect();
     assert_eq!(
         uids, ["100000"; 4],
         "step 6: expected the host to see the container's root as uid 100000 (real, effective, \
-         saved, fs): is uid_map written with 0 100000 65536?"
+         saved, fs), saw {uids:?}; most likely cause: write_maps does not write \
+         /proc/<child>/uid_map with `uid` (\"0 100000 65536\"), or writes it to another \
+         process than the child"
     );
-    let (status, _) = running.finish();
-    assert!(
-        status.success(),
-        "expected the container to end well once it read its line, it ended with {status}"
-    );
+    running.finish_well();
 }
 
 #[test]
@@ -105,13 +115,21 @@ fn a_file_created_inside_belongs_to_the_mapped_uid_outside() {
     );
     stdout_of(&out);
     let made = rootfs.dir.path().join("tmp/made-inside");
-    let meta = std::fs::metadata(&made)
-        .unwrap_or_else(|e| panic!("step 6: expected the container to write {made:?}: {e}"));
+    let meta = std::fs::metadata(&made).unwrap_or_else(|e| {
+        panic!(
+            "step 6: expected the container to write {made:?}, it is not there ({e}); \
+                 most likely cause: the container's root cannot write its rootfs (owned by \
+                 100000:100000): write_maps must map 0 to 100000 in both maps"
+        )
+    });
     assert_eq!(
         (meta.uid(), meta.gid()),
         (100000, 100000),
         "step 6: expected a file made by the container's root to belong to 100000:100000 on \
-         the host: are both maps written?"
+         the host, it belongs to {}:{}; most likely cause: write_maps does not write both \
+         /proc/<child>/gid_map and uid_map",
+        meta.uid(),
+        meta.gid()
     );
 }
 
@@ -137,8 +155,9 @@ fn custom_maps_are_honoured() {
     assert_eq!(
         lines,
         ["0 200000 1000", "0 300000 1000"],
-        "step 6: expected --uid-map and --gid-map in the maps: is gid_map written from `gid` \
-         and uid_map from `uid`?"
+        "step 6: expected --uid-map and --gid-map in the maps, saw {lines:?}; \
+         most likely cause: write_maps writes gid_map from `uid` or uid_map from `gid` (gid_map from \
+         `gid`, uid_map from `uid`, each with format_map)"
     );
 }
 
@@ -169,26 +188,31 @@ fn capabilities_are_dockers_default_and_no_new_privs_and_seccomp_are_on() {
             "inheritable",
             "CapInh",
             "0000000000000000",
-            "clear it: a capability left there survives execve (CVE-2022-24769)",
+            "clear it (a capability left there survives execve: CVE-2022-24769)",
         ),
         ("ambient", "CapAmb", "0000000000000000", "clear it"),
     ] {
         let seen = field(&status, key);
         assert_eq!(
             seen, want,
-            "step 6: expected the {set} set ({key}) to be {want}, it is {seen}: \
-             drop_capabilities must {cause}"
+            "step 6: expected the {set} set ({key}) to be {want}, it is {seen}; \
+             most likely cause: drop_capabilities does not {cause}"
         );
     }
     assert_eq!(
         field(&status, "NoNewPrivs"),
         "1",
-        "step 6: expected no_new_privs set (NoNewPrivs: 1)"
+        "step 6: expected no_new_privs set (NoNewPrivs: 1), saw NoNewPrivs: {}; \
+         most likely cause: init::run no longer sets PR_SET_NO_NEW_PRIVS before seccomp (block 8b)",
+        field(&status, "NoNewPrivs")
     );
     assert_eq!(
         field(&status, "Seccomp"),
         "2",
-        "step 6: expected a seccomp filter installed (Seccomp: 2)"
+        "step 6: expected a seccomp filter installed (Seccomp: 2), saw Seccomp: {}; \
+         most likely cause: init::run no longer installs the filter (seccomp::install, block 11) \
+         before execve",
+        field(&status, "Seccomp")
     );
 }
 
@@ -211,7 +235,9 @@ fn cap_add_and_cap_drop_change_the_set() {
         field(&status, "CapEff"),
         "00000000a80435fa",
         "step 6: expected --cap-add NET_ADMIN --cap-drop CHOWN to make the effective set \
-         a80435fa (a80425fb, less bit 0, plus bit 12)"
+         a80435fa (a80425fb, less bit 0, plus bit 12), saw {}; most likely cause: \
+         drop_capabilities keeps a fixed set instead of `keep` (caps::resolve adds and drops)",
+        field(&status, "CapEff")
     );
 }
 
@@ -226,10 +252,14 @@ fn seccomp_unconfined_turns_the_filter_off() {
             "/proc/self/status",
         ],
     );
+    let status = stdout_of(&out);
     assert_eq!(
-        field(&stdout_of(&out), "Seccomp"),
+        field(&status, "Seccomp"),
         "0",
-        "step 6: expected --security-opt seccomp=unconfined to leave no filter (Seccomp: 0)"
+        "step 6: expected --security-opt seccomp=unconfined to leave no filter (Seccomp: 0), \
+         saw Seccomp: {}; most likely cause: init::run installs a filter although the spec \
+         has none (seccomp=unconfined)",
+        field(&status, "Seccomp")
     );
 }
 
@@ -239,19 +269,26 @@ fn denied_system_calls_fail_with_eperm() {
     let out = run(6, &["--rootfs", rootfs.path(), "/probe", "syscalls"]);
     let text = stdout_of(&out);
     for line in text.lines() {
-        let (name, answer) = line
-            .rsplit_once(' ')
-            .unwrap_or_else(|| panic!("expected \"CALL ANSWER\" lines from the probe:\n{text}"));
+        let (name, answer) = line.rsplit_once(' ').unwrap_or_else(|| {
+            panic!(
+                "step 6: expected \"CALL ANSWER\" lines from the probe, it printed:\n\
+                     {text}\nmost likely cause: the probe's stdout did not reach the test"
+            )
+        });
         let expected = if name == "clone3" { "ENOSYS" } else { "EPERM" };
         assert_eq!(
             answer, expected,
             "step 6: expected {name} refused by the seccomp filter with {expected}, it got \
-             {answer}:\n{text}"
+             {answer}; most likely cause: the filter is not installed (init::run block 11) or \
+             was changed (seccomp::default_filters)\n{text}"
         );
     }
     assert!(
         text.lines().count() >= 29,
-        "expected the probe to try at least 29 calls, it printed:\n{text}"
+        "step 6: expected the probe to try at least 29 calls, it printed {}:\n{text}\n\
+         most likely cause: the probe died part of the way (a call the filter kills instead \
+         of refusing)",
+        text.lines().count()
     );
 }
 
@@ -275,7 +312,10 @@ fn the_filter_is_what_refuses_them() {
     let not_eperm = text.lines().filter(|l| !l.ends_with(" EPERM")).count();
     assert!(
         not_eperm >= 5,
-        "expected the kernel's own answers without the filter:\n{text}"
+        "step 6: expected the kernel's own answers without the filter (at least 5 not EPERM), \
+         saw {not_eperm}:\n{text}\nmost likely cause: a filter is installed although the \
+         spec has none (seccomp=unconfined), or the EPERMs come from capabilities: \
+         drop_capabilities keeps too few"
     );
 }
 
@@ -287,7 +327,8 @@ fn a_shell_a_server_and_a_package_manager_still_work() {
     assert_eq!(
         text, "fork ok\nexec ok\nfiles ok\nsockets ok\nallowed-arguments ok\nthreads ok\n",
         "step 6: expected fork, exec, files, sockets, allowed arguments and threads to work \
-         in the container: the filter or the capabilities took too much away"
+         in the container, the probe printed:\n{text}\nmost likely cause: the filter \
+         (seccomp::default_filters) or drop_capabilities took too much away"
     );
 }
 
@@ -301,10 +342,14 @@ fn busybox_sh_ls_cat_and_ps_run_under_the_allow_list() {
             "ls / >/dev/null && cat /proc/self/status >/dev/null && ps >/dev/null && echo fine",
         ],
     );
+    let seen = stdout_of(&out);
     assert_eq!(
-        stdout_of(&out),
+        seen,
         "fine\n",
-        "step 6: expected sh, ls, cat and ps to work under the allow list"
+        "step 6: expected sh, ls, cat and ps to work under the allow list, saw {seen:?}; \
+         most likely cause: the filter (seccomp::default_filters) refuses a call busybox needs\n\
+         stderr: {}",
+        text(&out.stderr)
     );
 }
 
@@ -333,11 +378,14 @@ fn only_fds_0_1_2_reach_the_command() {
     let raw = std::os::fd::AsRawFd::as_raw_fd(&leaked);
     leak_as_fd_7(&mut cmd, raw);
     let out = wait_output(cmd.spawn().expect("start step6"));
+    let seen = stdout_of(&out);
     assert_eq!(
-        stdout_of(&out).trim(),
+        seen.trim(),
         "0 1 2",
-        "step 6: expected only descriptors 0, 1 and 2 in the command; descriptor 7, left open \
-         by the test, reached it: every other descriptor must be close-on-exec"
+        "step 6: expected only descriptors 0, 1 and 2 in the command, it has {:?} (descriptor \
+         7 was left open by the test); most likely cause: init::run (block 6) no longer \
+         marks every other descriptor close-on-exec (mark_fds_close_on_exec)",
+        seen.trim()
     );
 }
 
@@ -376,12 +424,16 @@ fn a_malformed_map_is_one_clear_line() {
     assert_eq!(
         out.status.code(),
         Some(125),
-        "step 6: expected a malformed --uid-map refused with exit code 125\nstderr: {}",
+        "step 6: expected a malformed --uid-map refused with exit code 125, it ended with {}; \
+         most likely cause: idmap's parser accepts CONTAINER:HOST without a COUNT\nstderr: {}",
+        out.status,
         text(&out.stderr)
     );
     assert!(
         text(&out.stderr).contains("CONTAINER:HOST:COUNT"),
-        "step 6: expected the error to show the form CONTAINER:HOST:COUNT\nstderr: {}",
+        "step 6: expected the error to show the form CONTAINER:HOST:COUNT, it did not; \
+         most likely cause: the refusal is not IdMapError's (the map is refused elsewhere, or \
+         its message was changed)\nstderr: {}",
         text(&out.stderr)
     );
 }
@@ -438,27 +490,36 @@ fn a_container_cannot_change_what_the_next_one_sees() {
         (
             group.clone(),
             Some(std::fs::read(&group).unwrap_or_else(|e| {
-                panic!("expected the default rootfs at {}: {e}", tree.display())
+                panic!(
+                    "step 6: expected the default rootfs at {}, saw {e}; most likely cause: \
+                     busybox::default_rootfs_owned_by builds it elsewhere",
+                    tree.display()
+                )
             })),
         ),
     ]);
     let write = format!("echo evil > /{planted} && echo evil:x:0: >> /etc/group && echo written");
+    let seen = stdout_of(&run(6, &["sh", "-c", &write]));
     assert_eq!(
-        stdout_of(&run(6, &["sh", "-c", &write])),
-        "written\n",
-        "expected the container's root to write in its own /"
+        seen, "written\n",
+        "step 6: expected the container's root to write in its own /, saw {seen:?}; \
+         most likely cause: the root is read-only or not owned by the mapped root (write_maps, \
+         0 to 100000)"
     );
     let look = format!(
         "test -e /{planted} && echo planted; grep -q evil /etc/group && echo changed; echo done"
     );
+    let seen = stdout_of(&run(6, &["sh", "-c", &look]));
     assert_eq!(
-        stdout_of(&run(6, &["sh", "-c", &look])),
-        "done\n",
-        "step 6: expected a container's writes to stay its own; they reached the next \
-         container: the default rootfs must be a per-container overlay, not used in place"
+        seen, "done\n",
+        "step 6: expected a container's writes to stay its own, the next container saw \
+         {seen:?}; most likely cause: the default rootfs is used in place, not under a \
+         per-container overlay (image::overlay::over_shared_root)"
     );
     assert!(
         !tree.join(&planted).exists(),
-        "step 6: expected the shared default rootfs untouched, a container wrote into it"
+        "step 6: expected the shared default rootfs untouched, a container wrote {planted} \
+         into it; most likely cause: the default rootfs is used in place, not under a \
+         per-container overlay (image::overlay::over_shared_root)"
     );
 }

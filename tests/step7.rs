@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use caixa::cgroup::{Hierarchy, detect};
-use support::{Running, TinyRootfs, assert_one_line_error, run, stdout_of, text};
+use support::{Running, TinyRootfs, assert_one_line_error, likely_cause, run, stdout_of, text};
 
 #[path = "step7/devices.rs"]
 mod devices;
@@ -36,8 +36,9 @@ fn cgroup_dir(pid: i32, controller: &str) -> PathBuf {
     assert!(
         dir.to_string_lossy().contains("/caixa/"),
         "step 7: expected the container (pid {pid}) in caixa's {controller} cgroup, it is in \
-         {}: its pid was not written to that directory's cgroup.procs. Cgroup::enter must \
-         write it into every directory (one per controller on cgroup v1)",
+         {}; most likely cause: its pid was not written to that directory's cgroup.procs: \
+         Cgroup::enter must write the container's pid into every directory (one per \
+         controller on cgroup v1)",
         dir.display()
     );
     dir
@@ -46,8 +47,12 @@ fn cgroup_dir(pid: i32, controller: &str) -> PathBuf {
 /// [`cgroup_dir`], whoever's the group is.
 fn any_cgroup_dir(pid: i32, controller: &str) -> PathBuf {
     let hierarchy = detect().expect("a cgroup hierarchy");
-    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
-        .unwrap_or_else(|e| panic!("cannot read /proc/{pid}/cgroup: {e}; did the container end?"));
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_else(|e| {
+        panic!(
+            "step 7: expected to read /proc/{pid}/cgroup, saw {e}; most likely cause: the \
+                 container ended early (its stderr is in the test's failure, if any)"
+        )
+    });
     match hierarchy {
         Hierarchy::V2(root) => {
             eprintln!("(cgroup v2 at {})", root.display());
@@ -155,14 +160,17 @@ fn past_the_memory_limit_the_container_is_oom_killed_and_told_so() {
         out.status.code(),
         Some(137),
         "step 7: expected exit code 137 (killed) for 100 MiB allocated under --memory 32m, it \
-         ended with {}: the limit did not apply to the container, is its pid in the memory \
-         cgroup's cgroup.procs (Cgroup::enter)? {}\n{err}",
+         ended with {}; most likely cause: the limit did not apply to the container: \
+         Cgroup::enter does not write its pid into the memory cgroup's cgroup.procs ({})\n\
+         stderr: {err}",
         out.status,
         support::likely_cause(&err)
     );
     assert!(
         err.contains("OOM"),
-        "step 7: expected the step to say the OOM killer ended the container:\n{err}"
+        "step 7: expected the step to say the OOM killer ended the container, it said:\n\
+         {err}\nmost likely cause: Cgroup::oom_killed reads no kill in the memory group (the \
+         container was not in it: Cgroup::enter and cgroup.procs)"
     );
 }
 
@@ -182,10 +190,14 @@ fn within_the_memory_limit_all_is_well() {
             "16",
         ],
     );
+    let seen = stdout_of(&out);
     assert_eq!(
-        stdout_of(&out).trim(),
+        seen.trim(),
         "done 16",
-        "step 7: expected 16 MiB to fit under --memory 64m"
+        "step 7: expected 16 MiB to fit under --memory 64m (\"done 16\"), saw {:?}; \
+         most likely cause: the memory limit written is smaller than asked (units::parse_size, \
+         memory.limit_in_bytes or memory.max)",
+        seen.trim()
     );
 }
 
@@ -210,12 +222,19 @@ fn a_fork_loop_stops_at_the_pids_limit() {
         .trim()
         .strip_prefix("started ")
         .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("expected \"started N\" from the probe, it printed {text:?}"));
+        .unwrap_or_else(|| {
+            panic!(
+                "step 7: expected \"started N\" from the probe, it printed {text:?}; \
+                 most likely cause: the probe was killed before it counted (a pids limit too low \
+                 for the probe itself)"
+            )
+        });
     assert!(
         started <= 4,
         "step 7: expected at most 4 children to start under --pids-limit 5 (the probe itself is \
-         one), {started} did: is the container's pid in the pids cgroup's cgroup.procs \
-         (Cgroup::enter writes it into every directory)?"
+         one), {started} did; most likely cause: the limit does not apply to the container: \
+         Cgroup::enter does not write its pid into the pids cgroup's cgroup.procs (every \
+         directory, one per controller on v1)"
     );
 }
 
@@ -236,7 +255,9 @@ fn cpus_half_gets_about_half_a_cpu() {
     assert!(
         (0.3..=0.7).contains(&share),
         "step 7: expected --cpus 0.5 to give about half a CPU (0.3 to 0.7), the container's \
-         cpu cgroup measured {share:.2}: is its pid in that group's cgroup.procs?"
+         cpu cgroup measured {share:.2}; most likely cause: Cgroup::enter does not write its \
+         pid into the cpu group's cgroup.procs (the quota then limits nobody), or the quota \
+         is not 50000 per 100000 µs (Limits::cpu_quota_us)"
     );
 }
 
@@ -271,8 +292,9 @@ fn cpu_shares_split_one_cpu_in_proportion() {
     assert!(
         ratio > 2.0,
         "step 7: expected --cpu-shares 1024 against 256 to split one CPU about 4:1 (more than \
-         2:1), the containers' cpu cgroups measured {ratio:.2}:1: are their pids in those \
-         groups' cgroup.procs?"
+         2:1), the containers' cpu cgroups measured {ratio:.2}:1; most likely cause: \
+         Cgroup::enter does not write their pids into the cpu groups' cgroup.procs, or the \
+         shares are not written (cpu.shares, cpu.weight on v2: shares_to_weight)"
     );
 }
 
@@ -287,7 +309,8 @@ fn a_write_throttle_bounds_direct_writes() {
     let (major, minor) = (nix::sys::stat::major(dev), nix::sys::stat::minor(dev));
     assert!(
         major != 0,
-        "the rootfs must be on a block device (it is on {major}:{minor}); set TMPDIR to a disk-backed directory"
+        "step 7: expected the test's rootfs on a block device, it is on {major}:{minor}; \
+         most likely cause: TMPDIR is a tmpfs: set TMPDIR to a disk-backed directory"
     );
     let limit = format!("{major}:{minor}:1mb");
     let running = Running::start(
@@ -303,28 +326,31 @@ fn a_write_throttle_bounds_direct_writes() {
     assert_eq!(
         done.trim(),
         "done",
-        "expected the probe to say done after its writes\nstderr: {}",
+        "step 7: expected the probe to say done after its writes, it printed {:?}; \
+         most likely cause: a direct write failed in the container (the device rule or the \
+         throttle file refused: {})\nstderr: {}",
+        done.trim(),
+        likely_cause(&running.stderr_text()),
         running.stderr_text()
     );
     let total = written_bytes(pid);
-    let (status, _) = running.finish();
-    assert!(
-        status.success(),
-        "expected the container to end well, it ended with {status}"
-    );
+    running.finish_well();
     eprintln!("written after 1 s: {after_a_second} bytes; in all: {total}");
     assert!(
         total >= 4 << 20,
         "step 7: expected the container's blkio/io cgroup to count its 4 MiB of direct writes, \
-         it counted {total} bytes: is the pid in that group's cgroup.procs?"
+         it counted {total} bytes; most likely cause: Cgroup::enter does not write its pid \
+         into the blkio (v1) or io (v2) group's cgroup.procs"
     );
     // Unthrottled, 4 MiB of direct writes take milliseconds; at 1 MiB/s the
     // first second sees about 2 (one burst, one second's worth).
     assert!(
         after_a_second <= 3 << 20,
         "step 7: expected at most 3 MiB written in the first second under \
-         --device-write-bps {limit}, the container's cgroup counted {after_a_second} bytes: is \
-         its pid in the blkio (v1) or io (v2) group's cgroup.procs?"
+         --device-write-bps {limit}, the container's cgroup counted {after_a_second} bytes; \
+         most likely cause: the throttle does not apply: Cgroup::enter does not write its \
+         pid into the blkio (v1) or io (v2) group's cgroup.procs, or the rate is not written \
+         (blkio.throttle.write_bps_device, io.max)"
     );
 }
 
@@ -344,20 +370,19 @@ fn no_cgroup_directory_is_left_after_exit() {
     for d in &dirs {
         assert!(
             d.exists(),
-            "step 7: expected the container's cgroup {} to exist while it runs",
+            "step 7: expected the container's cgroup {} to exist while it runs, it does not; \
+             most likely cause: Cgroup::create does not make one directory per controller \
+             (hierarchy::planned_dirs)",
             d.display()
         );
     }
-    let (status, _) = running.finish();
-    assert!(
-        status.success(),
-        "expected the container to end well once it read its line, it ended with {status}"
-    );
+    running.finish_well();
     for d in &dirs {
         assert!(
             !d.exists(),
             "step 7: expected the container's cgroup {} removed after it ended, it is left \
-             behind",
+             behind; most likely cause: Cgroup::destroy does not run after the container is \
+             reaped, or rmdir fails while a process is still in it (fs::remove_dir)",
             d.display()
         );
     }
@@ -392,12 +417,16 @@ fn a_malformed_size_is_one_clear_line() {
     assert_eq!(
         out.status.code(),
         Some(125),
-        "step 7: expected --memory 12q refused with exit code 125\nstderr: {}",
+        "step 7: expected --memory 12q refused with exit code 125, it ended with {}; \
+         most likely cause: units::parse_size accepts an unknown unit\nstderr: {}",
+        out.status,
         text(&out.stderr)
     );
     assert!(
         text(&out.stderr).contains("invalid size"),
-        "step 7: expected the error to say \"invalid size\"\nstderr: {}",
+        "step 7: expected the error to say \"invalid size\", it did not; most likely cause: \
+         the refusal is not units' SizeError (refused elsewhere, or its message changed)\n\
+         stderr: {}",
         text(&out.stderr)
     );
 }
@@ -418,7 +447,10 @@ fn a_value_the_kernel_refuses_is_one_clear_line_and_leaves_nothing() {
     assert_eq!(
         caixa_groups(),
         before,
-        "step 7: expected no cgroup left after a refused start"
+        "step 7: expected no cgroup left after a refused start, saw {:?} (before: {before:?}); \
+         most likely cause: Cgroup::create does not remove the directories it made when a \
+         setting is refused (fs::remove_tree)",
+        caixa_groups()
     );
 }
 
@@ -449,6 +481,10 @@ fn a_missing_controller_feature_is_one_clear_line_and_leaves_nothing() {
     assert_eq!(
         caixa_groups(),
         before,
-        "step 7: expected no cgroup left after the start"
+        "step 7: expected no cgroup left after the start, saw {:?} (before: {before:?}); \
+         most likely cause: Cgroup::create does not remove the directories it made when a \
+         controller file is missing, or Cgroup::destroy does not run after the container \
+         ends",
+        caixa_groups()
     );
 }

@@ -26,7 +26,7 @@ fn nc(netns: &TestNetns, args: &[&str], request: &str) -> String {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("busybox nc (sudo apt-get install busybox-static)");
+        .expect("step 8: expected busybox nc in the test's netns; most likely cause: busybox is not installed (sudo apt-get install busybox-static)");
     child
         .stdin
         .take()
@@ -53,14 +53,16 @@ fn the_container_reaches_the_bridge() {
     assert!(
         text.contains(&format!("inet {FIRST}/24")),
         "step 8: expected eth0 in the container to have {FIRST}/24, the first address of a \
-         fresh network; `ip addr show eth0` printed:\n{text}\nMost likely cause: the \
-         `addr add ADDRESS/PREFIX dev eth0` line, run inside the container's netns, is missing"
+         fresh network; `ip addr show eth0` printed:\n{text}\nmost likely cause: veth::create \
+         does not run `addr add ADDRESS/PREFIX dev eth0` inside the container's netns \
+         (nsenter --net=/proc/PID/ns/net ip -batch -)"
     );
     assert!(
         text.contains("reached"),
         "step 8: expected the container to reach the bridge {GATEWAY} with ping, it got no \
-         answer:\n{text}\nMost likely cause: the host end is not a port of the bridge (`link \
-         set NAME master BRIDGE`), or one end is not up (`link set NAME up`, `link set eth0 up`)"
+         answer:\n{text}\nmost likely cause: veth::create does not make the host end a port \
+         of the bridge (`link set NAME master BRIDGE`), or leaves one end down (`link set \
+         NAME up`, `link set eth0 up`)"
     );
 }
 
@@ -82,9 +84,9 @@ fn the_container_reaches_beyond_its_subnet_through_the_gateway() {
     assert!(
         text.contains("reached"),
         "step 8: expected the container to reach 192.0.2.1, outside its subnet, through the \
-         gateway {GATEWAY}; ping got no answer. The container's routes:\n{text}\nMost likely \
-         cause: no default route in the container (`route add default via GATEWAY`, run \
-         inside its netns)"
+         gateway {GATEWAY}; ping got no answer. The container's routes:\n{text}\n\
+         most likely cause: no default route in the container: veth::create does not run \
+         `route add default via GATEWAY` inside its netns"
     );
 }
 
@@ -97,12 +99,15 @@ fn two_containers_reach_each_other() {
         "nc -l -p 7000 -e echo hi-from-a & sleep 0.3; echo ready; read x",
     );
     let out = netns.run(8, &["nc", "-w", "3", FIRST, "7000"]);
+    let seen = stdout_of(&out);
     assert_eq!(
-        stdout_of(&out).trim(),
+        seen.trim(),
         "hi-from-a",
-        "step 8: expected container B to read \"hi-from-a\" from container A at {FIRST}:7000; \
-         most likely cause: one of the host ends is not a port of the bridge (`master`), or \
-         not up\ncontainer A's stderr: {}",
+        "step 8: expected container B to read \"hi-from-a\" from container A at {FIRST}:7000, \
+         it read {:?}; most likely cause: veth::create does not make every host end a port \
+         of the bridge (`link set NAME master BRIDGE`), or leaves it down\n\
+         container A's stderr: {}",
+        seen.trim(),
         a.stderr_text()
     );
     drop(a);
@@ -121,14 +126,16 @@ fn a_published_http_port_answers_from_the_host_and_127_0_0_1() {
     assert!(
         via_loopback.contains("hello-caixa"),
         "step 8: expected 127.0.0.1:8080 to reach the container's httpd (OUTPUT DNAT, \
-         route_localnet), it answered {via_loopback:?}; most likely cause: the DNAT chain is \
-         not hooked into OUTPUT, route_localnet is off, or the 127.0.0.0/8 MASQUERADE is missing"
+         route_localnet), it answered {via_loopback:?}; most likely cause: portmap::rules \
+         does not hook the DNAT chain into OUTPUT or lacks the 127.0.0.0/8 MASQUERADE, or \
+         bridge::bring_up leaves route_localnet off"
     );
     let via_bridge = nc(&netns, &["-w", "3", GATEWAY, "8080"], request);
     assert!(
         via_bridge.contains("hello-caixa"),
         "step 8: expected {GATEWAY}:8080 to reach the container's httpd too, it answered \
-         {via_bridge:?}; most likely cause: the DNAT rule itself is wrong"
+         {via_bridge:?}; most likely cause: portmap::rules makes a wrong DNAT rule (its \
+         --dport or --to-destination ADDRESS:PORT)"
     );
     server.finish_well();
 }
@@ -142,10 +149,14 @@ fn a_udp_publish_works() {
         &["--rootfs", rootfs.path(), "-p", "5353:53/udp"],
         "echo ready; exec /probe udp-recv 53",
     );
+    let first = server.read_line();
     assert_eq!(
-        server.read_line().trim(),
+        first.trim(),
         "listening",
-        "step 8: expected the probe in the container to say it listens on UDP port 53\nstderr: {}",
+        "step 8: expected the probe in the container to say it listens on UDP port 53, it \
+         printed {:?}; most likely cause: {}\nstderr: {}",
+        first.trim(),
+        support::likely_cause(&server.stderr_text()),
         server.stderr_text()
     );
     let sent = netns
@@ -155,13 +166,19 @@ fn a_udp_publish_works() {
         .unwrap();
     assert!(
         sent.success(),
-        "expected the probe to send a datagram to 127.0.0.1:5353 in the test's netns, it \
-         ended with {sent}"
+        "step 8: expected the probe to send a datagram to 127.0.0.1:5353 in the test's netns, \
+         it ended with {sent}; most likely cause: the test's netns has no usable loopback \
+         (the probe's own error is above)"
     );
+    let got = server.read_line();
     assert_eq!(
-        server.read_line().trim(),
+        got.trim(),
         "ping-udp",
-        "step 8: a UDP datagram to 127.0.0.1:5353 should reach the container's port 53"
+        "step 8: expected a UDP datagram to 127.0.0.1:5353 to reach the container's port 53, \
+         the probe printed {:?}; most likely cause: portmap::rules makes the DNAT rule for \
+         tcp only (`-p udp` for a /udp publish)\nstderr: {}",
+        got.trim(),
+        server.stderr_text()
     );
 }
 
@@ -174,11 +191,14 @@ fn bandwidth_shaping_limits_a_transfer() {
         &["--rootfs", rootfs.path(), "--network-bandwidth", "1mbit"],
         "echo ready; exec /probe tcp-recv 9000",
     );
+    let first = receiver.read_line();
     assert_eq!(
-        receiver.read_line().trim(),
+        first.trim(),
         "listening",
-        "step 8: expected the probe in the container to say it listens on TCP port 9000\n\
-         stderr: {}",
+        "step 8: expected the probe in the container to say it listens on TCP port 9000, it \
+         printed {:?}; most likely cause: {}\nstderr: {}",
+        first.trim(),
+        support::likely_cause(&receiver.stderr_text()),
         receiver.stderr_text()
     );
     // Send for 2 seconds: at 1 mbit/s about 250 kB can pass (plus a burst);
@@ -191,13 +211,16 @@ fn bandwidth_shaping_limits_a_transfer() {
     assert!(
         sent.success(),
         "step 8: expected the probe to connect to {FIRST}:9000 and send for 2 s, it ended \
-         with {sent}: the container is not reachable from the bridge"
+         with {sent}; most likely cause: the container is not reachable from the bridge \
+         (veth::create: `master BRIDGE`, both ends up), or the shaping dropped everything \
+         (shape::limit)"
     );
     let line = receiver.read_line();
     let bytes: u64 = line.trim().parse().unwrap_or_else(|_| {
         panic!(
-            "expected the probe in the container to print the bytes it received, it printed \
-             {line:?}\nstderr: {}",
+            "step 8: expected the probe in the container to print the bytes it received, it \
+             printed {line:?}; most likely cause: the connection never reached it (veth::create, \
+             shape::limit)\nstderr: {}",
             receiver.stderr_text()
         )
     });
@@ -205,11 +228,14 @@ fn bandwidth_shaping_limits_a_transfer() {
     assert!(
         bytes > 50_000,
         "step 8: expected more than 50 kB to pass in 2 s under --network-bandwidth 1mbit, \
-         {bytes} bytes did: the limit is far too tight, or the connection failed"
+         {bytes} bytes did; most likely cause: shape::limit sets a rate far too low \
+         (shape::parse_rate's units), or the connection failed"
     );
     assert!(
         bytes < 1_000_000,
-        "step 8: 1 mbit/s for 2 s lets about 250 kB through, not {bytes} bytes"
+        "step 8: expected about 250 kB (less than 1 MB) through in 2 s at 1 mbit/s, {bytes} \
+         bytes did; most likely cause: shape::limit puts no qdisc on the container's eth0 \
+         (tc in its netns), or its rate is far too high"
     );
 }
 
@@ -222,14 +248,25 @@ fn nothing_is_left_after_exit() {
     assert_eq!(
         netns.rules(),
         rules,
-        "step 8: iptables rules are left behind"
+        "step 8: expected the iptables rules as before the container, saw {:?}; \
+         most likely cause: Prepared::release does not remove the container's rules \
+         (portmap::remove_rules_of) or the last container's bridge chains (bridge::destroy)",
+        netns.rules()
     );
-    assert_eq!(netns.links(), links, "step 8: links are left behind");
+    assert_eq!(
+        netns.links(),
+        links,
+        "step 8: expected the links as before the container, saw {:?}; most likely cause: \
+         Prepared::release does not delete the host end of the veth pair, or the last \
+         container's bridge (bridge::destroy)",
+        netns.links()
+    );
     let leases = netns.state.path().join("networks/caixa0.leases");
     assert_eq!(
         std::fs::read_to_string(leases).unwrap_or_default(),
         "",
-        "step 8: expected no lease left after the container ended: the release missed it"
+        "step 8: expected no lease left after the container ended, one is; \
+         most likely cause: Prepared::release does not give the address back (Leases::give_back)"
     );
 }
 
@@ -245,14 +282,16 @@ fn while_running_the_rules_name_the_container() {
     assert!(
         rules.contains(&format!("--to-destination {FIRST}:80")),
         "step 8: expected a DNAT rule to {FIRST}:80 while the container runs with -p 8080:80; \
-         the rules are:\n{rules}"
+         the rules are:\n{rules}\nmost likely cause: portmap::rules makes no DNAT for the \
+         publish, or Prepared::connect does not apply them (portmap::apply)"
     );
     assert!(
         rules
             .lines()
             .all(|r| r.starts_with(':') || r.contains("--comment \"caixa:")),
         "step 8: expected every rule to carry a comment naming the container (or the bridge), \
-         so that a later start can remove a dead one's rules:\n{rules}"
+         so that a later start can remove a dead one's rules:\n{rules}\nmost likely cause: \
+         portmap::rules or bridge::create makes a rule without `--comment \"caixa:…\"`"
     );
     running.finish_well();
 }
@@ -267,7 +306,10 @@ fn a_host_port_published_twice_is_one_clear_line() {
     assert_eq!(
         netns.rules(),
         rules,
-        "step 8: expected the refused second container to leave the rules as they were"
+        "step 8: expected the refused second container to leave the rules as they were, saw \
+         {:?}; most likely cause: the port is checked (portmap::check_free, \
+         Leases::check_ports) after the rules are applied, not before",
+        netns.rules()
     );
     first.finish_well();
 }
@@ -282,7 +324,9 @@ fn malformed_publish_specs_are_one_clear_line() {
     assert_eq!(
         netns.links(),
         ["lo"],
-        "step 8: expected a refused -p to leave no link behind"
+        "step 8: expected a refused -p to leave no link behind, saw {:?}; most likely cause: \
+         the -p is parsed after the bridge is made, not before",
+        netns.links()
     );
 }
 
@@ -295,7 +339,9 @@ fn a_subnet_overlapping_a_route_is_one_clear_line() {
     assert_eq!(
         netns.links(),
         ["d0", "d1", "lo"],
-        "step 8: expected a refused subnet to leave no link of caixa's behind"
+        "step 8: expected a refused subnet to leave no link of caixa's behind, saw {:?}; \
+         most likely cause: bridge::check_subnet runs after bridge::create, not before",
+        netns.links()
     );
 }
 
@@ -322,7 +368,10 @@ fn a_missing_iptables_is_one_clear_line() {
     assert_eq!(
         netns.links(),
         ["lo"],
-        "step 8: expected the bridge to go when its rules cannot be made"
+        "step 8: expected the bridge to go when its rules cannot be made, saw {:?}; \
+         most likely cause: bridge::bring_up does not destroy the bridge it made when iptables \
+         fails (bridge::destroy)",
+        netns.links()
     );
 }
 
@@ -341,7 +390,8 @@ fn a_killed_step_binary_takes_its_container_along_and_the_next_start_recovers() 
     });
     assert!(
         gone,
-        "step 8: the container outlived its step binary (PR_SET_PDEATHSIG?)"
+        "step 8: expected the container (pid {container}) to die with its step binary, it \
+         outlived it; most likely cause: init::run no longer sets PR_SET_PDEATHSIG (block 8c)"
     );
     // The bridge, rules and lease it left must not stop the next container.
     let out = netns.run(8, &["-p", "8080:80", "true"]);
@@ -350,11 +400,16 @@ fn a_killed_step_binary_takes_its_container_along_and_the_next_start_recovers() 
         netns.links(),
         ["lo"],
         "step 8: expected the next container's exit to remove the network, the killed one's \
-         bridge and veth too"
+         bridge and veth too, saw {:?}; most likely cause: the next start does not take back \
+         a dead container's lease and veth (Leases::take_back_dead), so the bridge looks in \
+         use",
+        netns.links()
     );
     assert!(
         netns.rules().is_empty(),
-        "step 8: expected no rule left once the next container ended; left: {:?}",
+        "step 8: expected no rule left once the next container ended, left: {:?}; \
+         most likely cause: the next start does not remove a dead container's rules \
+         (Leases::take_back_dead, portmap::remove_rules_of)",
         netns.rules()
     );
     // Its cgroups too: the next start swept them (a record of what the
@@ -363,7 +418,9 @@ fn a_killed_step_binary_takes_its_container_along_and_the_next_start_recovers() 
     remove_cgroups(&cgroups);
     assert!(
         left.is_empty(),
-        "step 8: the next start must remove a killed start's cgroups: {left:?}"
+        "step 8: expected the next start to remove a killed start's cgroups, left: {left:?}; \
+         most likely cause: leftovers::sweep does not undo the killed start's record \
+         (leftovers::undo_record)"
     );
 }
 
@@ -399,8 +456,9 @@ fn a_container_reaches_another_through_a_published_port_hairpin() {
     assert!(
         stdout_of(&out).contains("hello-hairpin"),
         "step 8: expected a second container to get the first one's page through \
-         {GATEWAY}:8080, it got {:?}; most likely cause: the MASQUERADE rule for the subnet \
-         to itself is missing, or the DNAT does not apply to traffic from the bridge",
+         {GATEWAY}:8080, it got {:?}; most likely cause: portmap::rules lacks the \
+         MASQUERADE for the subnet to itself, or its DNAT does not apply to traffic from the \
+         bridge (PREROUTING)",
         text(&out.stdout)
     );
     server.finish_well();
@@ -464,8 +522,9 @@ fn a_killed_containers_port_rules_do_not_catch_the_next_ones_traffic() {
     assert_eq!(
         dnat.len(),
         1,
-        "step 8: expected one DNAT rule for port 8080, the new container's; the killed \
-         container's is still there: {dnat:?}"
+        "step 8: expected one DNAT rule for port 8080, the new container's, saw {dnat:?}; \
+         most likely cause: a start does not remove a dead container's rules before adding \
+         its own (Leases::take_back_dead, portmap::remove_rules_of)"
     );
     next.finish_well();
     keeper.finish_well();
@@ -480,7 +539,10 @@ fn a_bridge_caixa_did_not_make_is_left_alone() {
     assert_eq!(
         netns.links(),
         ["br-foreign", "lo"],
-        "step 8 must not remove or change a bridge it did not make"
+        "step 8: expected a bridge caixa did not make left alone, the links are {:?}; \
+         most likely cause: bridge::destroy runs on a refused start for a bridge without caixa's \
+         marker (bridge::marker)",
+        netns.links()
     );
 }
 
@@ -488,7 +550,8 @@ fn a_bridge_caixa_did_not_make_is_left_alone() {
 fn network_none_gives_only_loopback_and_touches_nothing() {
     let netns = TestNetns::new();
     let out = netns.run(8, &["--network", "none", "cat", "/proc/net/dev"]);
-    let devices: Vec<String> = stdout_of(&out)
+    let dev = stdout_of(&out);
+    let devices: Vec<String> = dev
         .lines()
         .skip(2)
         .filter_map(|l| l.split(':').next().map(|d| d.trim().to_string()))
@@ -496,16 +559,21 @@ fn network_none_gives_only_loopback_and_touches_nothing() {
     assert_eq!(
         devices,
         ["lo"],
-        "step 8: expected only loopback in a container with --network none, as docker run does"
+        "step 8: expected only loopback in a container with --network none, as docker run \
+         does, saw {devices:?}; most likely cause: NetworkSpec::plan makes a veth pair for \
+         --network none"
     );
     assert_eq!(
         netns.links(),
         ["lo"],
-        "step 8: expected --network none to make no bridge or veth"
+        "step 8: expected --network none to make no bridge or veth, saw {:?}; \
+         most likely cause: NetworkSpec::plan makes the bridge for --network none",
+        netns.links()
     );
     assert!(
         netns.rules().is_empty(),
-        "step 8: expected --network none to make no rule; made: {:?}",
+        "step 8: expected --network none to make no rule, made: {:?}; most likely cause: \
+         the bridge's rules are applied before --network none is looked at",
         netns.rules()
     );
     let out = netns.run(8, &["--network", "none", "-p", "8080:80", "true"]);

@@ -104,7 +104,10 @@ fn a_container_denied_all_but_the_defaults_cannot_open_a_node_it_made() {
     assert!(
         out.contains("mknod-ok") && out.contains("node-opened"),
         "step 7: without device rules, expected the container's root to make /dev/km (1:11, \
-         /dev/kmsg) and open it; got:\n{out}\nstderr: {err}"
+         /dev/kmsg) and open it; got:\n{out}\nmost likely cause: caixa's default rules \
+         (devices::caixa_rules) no longer allow `c *:* m`, or a deny rule is written when \
+         the bundle has none ({})\nstderr: {err}",
+        likely_cause(&err)
     );
 
     // podman's list: deny everything; caixa adds its own devices.
@@ -112,29 +115,40 @@ fn a_container_denied_all_but_the_defaults_cannot_open_a_node_it_made() {
     eprintln!("{out}{err}");
     assert!(
         out.contains("mknod-ok"),
-        "step 7: expected mknod allowed (caixa allows c *:* m, as runc), got:\n{out}\nstderr: {err}"
+        "step 7: expected mknod allowed under deny-all (caixa allows c *:* m, as runc), \
+         got:\n{out}\nmost likely cause: devices::policy drops caixa's own rules after the \
+         bundle's deny-all ({})\nstderr: {err}",
+        likely_cause(&err)
     );
     assert!(
         out.contains("node-denied"),
         "step 7: with linux.resources.devices = deny all, expected opening /dev/km (1:11) \
-         refused by the device cgroup; got:\n{out}\nstderr: {err}\nAre the rules written to \
-         devices.deny/devices.allow (v1), or is the BPF program attached (v2)?"
+         refused by the device cgroup; got:\n{out}\nmost likely cause: the rules are not \
+         written to devices.deny/devices.allow (v1: devices::v1_settings) or the BPF program \
+         is not attached (v2: v2::devices::attach), or the container is not in the group \
+         (Cgroup::enter)\nstderr: {err}"
     );
     assert!(
         out.contains("null-ok"),
-        "step 7: expected /dev/null still usable under deny-all (caixa appends its own \
-         devices); got:\n{out}\nstderr: {err}"
+        "step 7: expected /dev/null still usable under deny-all, got:\n{out}\n\
+         most likely cause: devices::policy does not append caixa's own devices (devices::caixa_rules) \
+         after the bundle's rules\nstderr: {err}"
     );
     assert!(
         out.contains(&format!("/{}/libpod-{id}", parent.name)),
-        "step 7: expected the container in the cgroupsPath's group; /proc/self/cgroup:\n{out}"
+        "step 7: expected the container in the cgroupsPath's group (/{}/libpod-{id}), \
+         /proc/self/cgroup says:\n{out}\nmost likely cause: GroupPath::from_cgroups_path is \
+         not used for the group, or Cgroup::enter does not write the pid into its \
+         cgroup.procs",
+        parent.name
     );
     // The leaf is gone; the parent stays (others may share it) until we remove it.
     for root in detect().expect("a cgroup hierarchy").roots() {
         let leaf = root.join(&parent.name).join(format!("libpod-{id}"));
         assert!(
             !leaf.exists(),
-            "step 7: expected {} removed after the end",
+            "step 7: expected {} removed after the end, it is left behind; \
+             most likely cause: Cgroup::destroy does not remove a cgroupsPath group's leaf",
             leaf.display()
         );
     }
@@ -155,7 +169,9 @@ fn an_existing_group_outside_caixa_is_not_taken_over() {
     assert!(
         !out.contains("ran") && err.contains("exists already"),
         "step 7: expected a cgroupsPath naming an existing group outside caixa/ refused \
-         (caixa kills what is in its group at the end); stdout: {out}\nstderr: {err}"
+         (caixa kills what is in its group at the end), stdout: {out}; most likely cause: \
+         fs::make_group_dir takes over a directory that exists already instead of refusing \
+         it (\"exists already\")\nstderr: {err}"
     );
 }
 
@@ -219,12 +235,15 @@ fn the_v2_device_program_denies_on_a_real_cgroup2_group() {
     assert!(
         out.contains("mknod-ok") && out.contains("node-denied") && out.contains("null-ok"),
         "step 7: expected the v2 device program to allow mknod and /dev/null and deny opening \
-         1:11; got:\n{out}"
+         1:11; got:\n{out}\nmost likely cause: v2::devices::program does not translate the \
+         policy (deny-all plus caixa's rules) into the right checks, or attach does not \
+         attach it to the group"
     );
     // The same node opens outside the group: the program made the difference.
     let outside = std::fs::File::open(&node);
     assert!(
         outside.is_ok(),
-        "1:11 should open outside the group: {outside:?}"
+        "step 7: expected 1:11 to open outside the group, saw {outside:?}; most likely cause: \
+         the program was attached to another group than the test's (v2::devices::attach)"
     );
 }
