@@ -8,18 +8,20 @@
 //! outside the project, and point this command at the checkout:
 //!
 //! ```text
-//! cd runtime-tools   # github.com/opencontainers/runtime-tools at 260e151
+//! cd ~/runtime-tools   # github.com/opencontainers/runtime-tools at 260e151
 //! PATH=/usr/lib/go-1.19/bin:$PATH GOFLAGS=-mod=vendor GOPROXY=off \
 //!     make runtimetest validation-executables
-//! sudo cargo xtask conformance --runtime-tools $PWD
+//! cd ~/caixa; sudo -E env PATH=$PATH cargo xtask conformance --runtime-tools ~/runtime-tools
 //! ```
 //!
 //! Each group is one executable (`validation/GROUP/GROUP.t`) that writes
 //! bundles in temporary directories, drives `$RUNTIME create/start/state/
 //! kill/delete` and prints TAP. Each runtime is called through a wrapper
 //! script that gives it a `--root` (and caixa a state directory) of this
-//! run's own, so nothing touches the host's containers. After each group the
-//! containers it left are deleted with `--force`.
+//! run's own, so nothing touches the host's containers; the groups make
+//! their bundles below `target/conformance/tmp` (`TMPDIR`). After each group
+//! the containers it left are deleted with `--force` and what it left
+//! mounted there is unmounted; at the end, the suite's own cgroups go too.
 //!
 //! The suite's default config asks for all five capability sets, with
 //! inheritable and ambient holding the same 14 capabilities as the others;
@@ -49,7 +51,8 @@ pub struct Outcome {
     pub failed: usize,
     /// `ok … # SKIP` lines.
     pub skipped: usize,
-    /// The `1..N` plan, if the group got as far as printing it.
+    /// The `1..N` plan (summed, when a group prints two), if the group got
+    /// as far as printing one.
     pub planned: Option<usize>,
     /// A diagnostic block said `"error": …` (the hook groups report only so).
     pub diagnosed_error: bool,
@@ -83,7 +86,10 @@ impl Outcome {
             } else if line.starts_with("not ok") {
                 out.failed += 1;
             } else if let Some(n) = line.strip_prefix("1..") {
-                out.planned = n.trim().parse().ok().or(out.planned);
+                // Some groups run two TAP streams, one plan each.
+                if let Ok(n) = n.trim().parse::<usize>() {
+                    out.planned = Some(out.planned.unwrap_or(0) + n);
+                }
             } else if line.trim_start().starts_with("\"error\":") {
                 out.diagnosed_error = true;
             }
@@ -150,7 +156,10 @@ pub fn run(
 ) -> Result<()> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        bail!("the suite creates containers: run it as root (sudo -E cargo xtask conformance …)");
+        bail!(
+            "the suite creates containers: run it as root \
+             (sudo -E env PATH=$PATH cargo xtask conformance …)"
+        );
     }
     let runtime_tools = runtime_tools
         .canonicalize()
@@ -167,25 +176,29 @@ pub fn run(
     } else {
         groups
     };
-    let work = root.join("target/conformance");
+    let work = target_dir(root).join("conformance");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
 
     let columns = columns(root, &work, runtimes, one_cap_set)?;
+    let groups_before = suite_groups();
     let shim = std::env::current_exe().context("cannot find xtask's own executable")?;
     let mut results = vec![Vec::new(); columns.len()];
     for (column, results) in columns.iter().zip(&mut results) {
-        let dir = work.join(&column.name);
-        std::fs::create_dir_all(&dir)?;
+        let dir = work.join(column.name.replace(", ", "-").replace(' ', "-"));
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot make {}", dir.display()))?;
         let wrapper = wrapper(&dir, column, &shim)?;
         for group in &groups {
             let tap = dir.join(format!("{group}.tap"));
-            let outcome = run_group(&runtime_tools, group, &wrapper, &tap, timeout)?;
+            let tmp = work.join("tmp");
+            std::fs::create_dir_all(&tmp)?;
+            let outcome = run_group(&runtime_tools, group, &wrapper, &tap, &tmp, timeout)?;
             eprintln!("conformance: {} {group}: {}", column.name, outcome.cell());
-            remove_leftovers(&wrapper);
+            remove_leftovers(&wrapper, &tmp);
             results.push(outcome);
         }
     }
+    remove_suite_groups(&groups_before);
     let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
     print!("{}", table(&names, &groups, &results));
     println!(
@@ -208,8 +221,11 @@ fn columns(
         crate::sh(root, "cargo", &["build", "--quiet", "--bin", "step12"])?;
         // A copy: the suite runs for minutes, and a rebuild meanwhile must
         // not change the runtime under it.
-        let step12 = work.join("step12");
-        std::fs::copy(root.join("target/debug/step12"), &step12)?;
+        let target = target_dir(root);
+        std::fs::create_dir_all(work.join("bin"))?;
+        let step12 = work.join("bin/step12");
+        std::fs::copy(target.join("debug/step12"), &step12)
+            .with_context(|| format!("cannot copy step12 from {}", target.display()))?;
         (vec![PathBuf::from("runc"), step12.clone()], vec![step12])
     } else {
         (runtimes, one_cap_set)
@@ -234,6 +250,12 @@ fn columns(
         }
     }
     Ok(columns)
+}
+
+/// Cargo's target directory: `CARGO_TARGET_DIR` (relative to the workspace)
+/// or `target`.
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |dir| root.join(dir))
 }
 
 /// An absolute path for `runtime`, looked up in `PATH` when it is a bare name.
@@ -303,6 +325,7 @@ fn run_group(
     group: &str,
     wrapper: &Path,
     tap: &Path,
+    tmp: &Path,
     timeout: Duration,
 ) -> Result<Outcome> {
     use std::os::unix::process::CommandExt;
@@ -310,6 +333,7 @@ fn run_group(
     let mut child = Command::new(runtime_tools.join(format!("validation/{group}/{group}.t")))
         .current_dir(runtime_tools)
         .env("RUNTIME", wrapper)
+        .env("TMPDIR", tmp)
         .stdin(Stdio::null())
         .stdout(file.try_clone()?)
         .stderr(file)
@@ -333,17 +357,81 @@ fn run_group(
     Ok(outcome)
 }
 
-/// Deletes, with `--force`, every container a group left in the column's root.
-fn remove_leftovers(wrapper: &Path) {
-    let Ok(out) = Command::new(wrapper).args(["list", "--quiet"]).output() else {
+/// Deletes, with `--force`, every container a group left in the column's
+/// root, then unmounts what is left below `tmp` (where the group made its
+/// bundles) and empties it. A runtime told to make no mount namespace
+/// (linux_ns_itype) mounts `/proc`, `/dev` and `/sys` of the bundle in the
+/// host's own mount table, and the group's clean-up does not unmount them.
+fn remove_leftovers(wrapper: &Path, tmp: &Path) {
+    if let Ok(out) = Command::new(wrapper).args(["list", "--quiet"]).output() {
+        for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            let _ = Command::new(wrapper)
+                .args(["delete", "--force", id])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+    let mut points = mounts_below(tmp);
+    // Deepest first: a mount below another keeps that one busy.
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for point in points {
+        if let Ok(c) = std::ffi::CString::new(point.as_os_str().as_encoded_bytes()) {
+            // SAFETY: umount2(2) with a NUL-terminated path.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
+    // remove_dir_all crosses mount points: with a bind of the host's /etc
+    // still there (the mounts group makes some), it would empty /etc.
+    if !mounts_below(tmp).is_empty() {
+        eprintln!(
+            "conformance: mounts are left below {}; not removing it",
+            tmp.display()
+        );
         return;
+    }
+    if let Ok(entries) = std::fs::read_dir(tmp) {
+        for entry in entries.flatten() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// The mount points below `dir` in our mount table.
+fn mounts_below(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(PathBuf::from)
+        .filter(|p| p.starts_with(dir))
+        .collect()
+}
+
+/// The names the suite gives its cgroups (`cgroupsPath` "/cgrouptest" and
+/// "testdir/cgrouptest/container"): runc removes the container's own group
+/// at `delete`, not the parents it made.
+const SUITE_GROUPS: [&str; 2] = ["cgrouptest", "testdir"];
+
+/// The suite's groups that exist now, in every hierarchy.
+fn suite_groups() -> Vec<PathBuf> {
+    let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return Vec::new();
     };
-    for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-        let _ = Command::new(wrapper)
-            .args(["delete", "--force", id])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+    hierarchies
+        .flatten()
+        .flat_map(|h| SUITE_GROUPS.map(|name| h.path().join(name)))
+        .filter(|p| p.is_dir())
+        .collect()
+}
+
+/// Removes (children first, empty ones only) the suite's groups that were
+/// not there before the run.
+fn remove_suite_groups(before: &[PathBuf]) {
+    for dir in suite_groups() {
+        if !before.contains(&dir) {
+            let _ = caixa::cgroup::remove_tree(&dir);
+        }
     }
 }
 
@@ -463,6 +551,12 @@ mod tests {
         assert_eq!(out.cell(), "2/3");
         assert!(!out.whole());
         assert!(Outcome::parse("ok 1\nok 2\n1..2\n", true).whole());
+        let two_streams =
+            Outcome::parse("TAP version 13\nok 1\n1..1\nTAP version 13\n1..0\n", true);
+        assert_eq!(
+            (two_streams.cell(), two_streams.whole()),
+            ("1/1".into(), true)
+        );
     }
 
     #[test]
