@@ -191,8 +191,8 @@ fn set_up_and_exec(
     // ANCHOR_END: init_user_ns
 
     // ANCHOR: init_uts
-    // 2. UTS namespace (step 5): only valid in a new UTS namespace, which
-    //    Spec::validate has checked.
+    // 2. UTS namespace (step 5): only valid in the container's own UTS
+    //    namespace (new, or entered by path), which Spec::validate has checked.
     if let Some(name) = &spec.hostname {
         uts::set_hostname(name)?;
         step(format_args!("sethostname({name:?})"));

@@ -216,7 +216,9 @@ impl Spec {
             return Err(SpecError::RelativeCwd(self.process.cwd.clone()));
         }
         if let Some(name) = &self.hostname {
-            if !self.has(Namespace::Uts) {
+            // A UTS namespace entered by path is the container's too (never
+            // the runtime's own: ns::enter refuses that), as runc allows.
+            if !self.own_namespaces().contains(&Namespace::Uts) {
                 return Err(SpecError::NeedsNamespace {
                     feature: "setting the host name",
                     namespace: Namespace::Uts,
@@ -336,6 +338,16 @@ mod tests {
         assert_eq!(s.validate(), Ok(()));
         s.hostname = Some("bad name".into());
         assert!(matches!(s.validate(), Err(SpecError::BadHostname(_))));
+    }
+
+    /// runtime-tools' linux_ns_path: a host name with the UTS namespace
+    /// given by path (a pod's shared one) is set there, as runc does.
+    #[test]
+    fn a_hostname_may_go_to_a_uts_namespace_entered_by_path() {
+        let mut s = spec();
+        s.hostname = Some("box".into());
+        s.entered.push((Namespace::Uts, "/proc/1234/ns/uts".into()));
+        assert_eq!(s.validate(), Ok(()));
     }
 
     #[test]

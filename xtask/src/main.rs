@@ -6,6 +6,7 @@
 //! line is the [`Task`] enum below; each command's work lives in its module.
 
 mod anchors;
+mod conformance;
 mod course;
 mod doctor;
 mod drift;
@@ -145,6 +146,36 @@ enum Task {
         #[arg(long, value_name = "N", default_value_t = 20)]
         runs: usize,
     },
+    /// Run the OCI runtime-tools validation suite against runc and step12
+    /// and print the table (as root; not in CI, which cannot fetch the suite).
+    Conformance {
+        /// A runtime-tools checkout where `make runtimetest
+        /// validation-executables` has been run.
+        #[arg(long, value_name = "DIR")]
+        runtime_tools: PathBuf,
+        /// A runtime to run the suite against, as the suite writes it (default:
+        /// runc, and this checkout's step12).
+        #[arg(long = "runtime", value_name = "PATH")]
+        runtimes: Vec<PathBuf>,
+        /// A runtime to run with the suite's inheritable and ambient
+        /// capability sets emptied (default: this checkout's step12).
+        #[arg(long = "one-cap-set", value_name = "PATH")]
+        one_cap_set: Vec<PathBuf>,
+        /// Only these groups (default: every one built).
+        #[arg(long, value_name = "G,G,...", value_delimiter = ',')]
+        groups: Vec<String>,
+        /// Give up on a group after this many seconds.
+        #[arg(long = "timeout-secs", value_name = "N", default_value_t = 120)]
+        timeout_secs: u64,
+    },
+    /// Used by `conformance`: empty the bundle's inheritable and ambient
+    /// capability sets, then run `RUNTIME ARGS…`.
+    #[command(hide = true)]
+    ConformanceShim {
+        /// The runtime and its arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        command: Vec<String>,
+    },
 }
 
 fn main() {
@@ -254,6 +285,21 @@ fn run(task: Task) -> Result<()> {
         } => vm::run(&root, &steps, kernel, Duration::from_secs(timeout_min * 60)),
         Task::BenchPeers { runs } => peers::run(&root, runs),
         Task::BenchPodman { runs } => podman_bench::run(&root, runs),
+        Task::Conformance {
+            runtime_tools,
+            runtimes,
+            one_cap_set,
+            groups,
+            timeout_secs,
+        } => conformance::run(
+            &root,
+            &runtime_tools,
+            runtimes,
+            one_cap_set,
+            groups,
+            Duration::from_secs(timeout_secs),
+        ),
+        Task::ConformanceShim { command } => conformance::shim(&command),
     }
 }
 
@@ -421,6 +467,28 @@ mod tests {
             Xtask::try_parse_from(["xtask", "check-mistakes", "--unproven", "--steps", "1"])
                 .is_err()
         );
+    }
+
+    #[test]
+    fn the_conformance_shim_takes_the_runtimes_own_flags() {
+        let Task::ConformanceShim { command } = Xtask::try_parse_from([
+            "xtask",
+            "conformance-shim",
+            "--",
+            "/bin/step12",
+            "--root",
+            "/r",
+            "create",
+            "--bundle",
+            "/b",
+            "id",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!()
+        };
+        assert_eq!(command[..3], ["/bin/step12", "--root", "/r"]);
     }
 
     #[test]
