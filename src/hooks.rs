@@ -139,59 +139,77 @@ impl Hooks {
 
 // ANCHOR: run_hooks
 /// Runs `hooks` in order, each with `state` on its stdin and its stdout and
-/// stderr ours; stops at the first that fails.
+/// stderr ours; stops at the first that fails (the points before the
+/// command: a failure there fails the container).
 pub fn run_all(
     point: &'static str,
     hooks: &[Hook],
     state: &HookState<'_>,
 ) -> Result<(), HookError> {
     let input = serde_json::to_vec(state).unwrap_or_default();
-    for hook in hooks {
-        let spawn_error = |source| HookError::Spawn {
-            point,
-            path: hook.path.clone(),
-            source,
-        };
-        let mut command = Command::new(&hook.path);
-        if let Some((arg0, rest)) = hook.args.split_first() {
-            std::os::unix::process::CommandExt::arg0(&mut command, arg0);
-            command.args(rest);
+    hooks
+        .iter()
+        .try_for_each(|hook| run_one(point, hook, &input))
+}
+
+/// Runs every hook of `hooks`, whatever the others did, and returns what
+/// failed (poststart and poststop: "the remaining hooks and lifecycle
+/// continue as if the hook had succeeded", the runtime spec says).
+pub fn run_each(point: &'static str, hooks: &[Hook], state: &HookState<'_>) -> Vec<HookError> {
+    let input = serde_json::to_vec(state).unwrap_or_default();
+    hooks
+        .iter()
+        .filter_map(|hook| run_one(point, hook, &input).err())
+        .collect()
+}
+
+/// One hook: spawned with `input` on its stdin, waited for (and killed at
+/// its timeout).
+fn run_one(point: &'static str, hook: &Hook, input: &[u8]) -> Result<(), HookError> {
+    let spawn_error = |source| HookError::Spawn {
+        point,
+        path: hook.path.clone(),
+        source,
+    };
+    let mut command = Command::new(&hook.path);
+    if let Some((arg0, rest)) = hook.args.split_first() {
+        std::os::unix::process::CommandExt::arg0(&mut command, arg0);
+        command.args(rest);
+    }
+    command.env_clear().stdin(Stdio::piped());
+    for pair in &hook.env {
+        if let Some((key, value)) = pair.split_once('=') {
+            command.env(key, value);
         }
-        command.env_clear().stdin(Stdio::piped());
-        for pair in &hook.env {
-            if let Some((key, value)) = pair.split_once('=') {
-                command.env(key, value);
-            }
+    }
+    let mut child = command.spawn().map_err(spawn_error)?;
+    // A hook that does not read its stdin must not block us: a failed
+    // write (EPIPE) is its business, its exit code says the rest.
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(input);
+    }
+    let deadline = hook.timeout.map(|t| Instant::now() + t);
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(spawn_error)? {
+            break status;
         }
-        let mut child = command.spawn().map_err(spawn_error)?;
-        // A hook that does not read its stdin must not block us: a failed
-        // write (EPIPE) is its business, its exit code says the rest.
-        if let Some(mut stdin) = child.stdin.take() {
-            let _ = stdin.write_all(&input);
-        }
-        let deadline = hook.timeout.map(|t| Instant::now() + t);
-        let status = loop {
-            if let Some(status) = child.try_wait().map_err(spawn_error)? {
-                break status;
-            }
-            if deadline.is_some_and(|d| Instant::now() > d) {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(HookError::Timeout {
-                    point,
-                    path: hook.path.clone(),
-                    seconds: hook.timeout.map_or(0, |t| t.as_secs()),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        };
-        if !status.success() {
-            return Err(HookError::Failed {
+        if deadline.is_some_and(|d| Instant::now() > d) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(HookError::Timeout {
                 point,
                 path: hook.path.clone(),
-                status,
+                seconds: hook.timeout.map_or(0, |t| t.as_secs()),
             });
         }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    if !status.success() {
+        return Err(HookError::Failed {
+            point,
+            path: hook.path.clone(),
+            status,
+        });
     }
     Ok(())
 }

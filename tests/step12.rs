@@ -650,7 +650,8 @@ fn hooks_run_where_and_when_the_runtime_spec_says() {
             "createContainer": [logging_hook("createContainer", &log)],
             "startContainer": [logging_hook("startContainer", "/hooks.log")],
             "poststart": [logging_hook("poststart", &log)],
-            "poststop": [logging_hook("poststop", &log)],
+            // A failing poststop hook is reported; the next still runs.
+            "poststop": [{"path": "/bin/false"}, logging_hook("poststop", &log)],
         });
     });
     let log = outer.into_inner();
@@ -799,7 +800,14 @@ fn hooks_run_where_and_when_the_runtime_spec_says() {
         ("poststop", Some("stopped")),
         "step 12: expected delete to end with the poststop hooks, reading the state \
          \"stopped\", the log ends with {last:?}; most likely cause: delete runs poststop \
-         before the container is gone, or not at all"
+         before the container is gone, or stops at the failing poststop hook before it \
+         (the remaining hooks must run)"
+    );
+    assert!(
+        text(&deleted.stderr).contains("warning: the poststop hook /bin/false failed"),
+        "step 12: expected delete to report the failed poststop hook as a warning, its stderr \
+         is {:?}; most likely cause: run_each's failures are not returned to be reported",
+        text(&deleted.stderr)
     );
 
     // A failing createRuntime hook fails create, naming it; nothing stays.

@@ -330,7 +330,7 @@ impl Runtime {
         let mut said = Vec::new();
         if let Some(hooks) = hooks_of(&saved) {
             let state = hooks.state(id, "running", saved.pid);
-            if let Err(e) = crate::hooks::run_all("poststart", &hooks.poststart, &state) {
+            for e in crate::hooks::run_each("poststart", &hooks.poststart, &state) {
                 said.push(format!("warning: {e}"));
             }
         }
@@ -411,7 +411,7 @@ impl Runtime {
         // gone all the same.
         if let Some(hooks) = hooks_of(&saved) {
             let state = hooks.state(id, "stopped", 0);
-            if let Err(e) = crate::hooks::run_all("poststop", &hooks.poststop, &state) {
+            for e in crate::hooks::run_each("poststop", &hooks.poststop, &state) {
                 said.push(format!("warning: {e}"));
             }
         }
