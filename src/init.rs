@@ -357,57 +357,10 @@ fn set_up_and_exec(
     //    one is a clear error (exit 127) before we report Ready.
     let program = command::resolve(&spec.process.args[0], &spec.process.env)?;
 
-    // ANCHOR: init_privilege
-    // 8. Privilege (step 6). Compile the seccomp filter while an error can
-    //    still be reported plainly; drop capabilities after the mounts (they
-    //    needed CAP_SYS_ADMIN) and before no_new_privs and seccomp.
-    // 8·. Resource limits (step 12) first: raising a hard limit needs
-    //     CAP_SYS_RESOURCE, which the next lines may drop.
-    crate::rlimit::set_all(&spec.process.rlimits)?;
-    let mut filters = seccomp::prepare(&spec.seccomp, spec.capabilities.as_deref())?;
-    // 8b. Without no_new_privs, seccomp(2) needs CAP_SYS_ADMIN, which the
-    //     drop below may take: install the filter now, as runc does (podman
-    //     sends a profile without no_new_privs). The calls left before
-    //     execve must then pass it.
-    if let Some(early) = filters.take_if(|_| !spec.no_new_privs) {
-        early.install()?;
-        step(format_args!("seccomp filter installed ({early})"));
-    }
-    // 8a. The image's user (step 9), looked up in the container's own
-    //     /etc/passwd, first: changing ids needs CAP_SETUID and CAP_SETGID,
-    //     which --cap-drop may take away below. PR_SET_KEEPCAPS keeps the
-    //     permitted set across the change, so the bounding set can still be
-    //     cut (execve clears the flag again).
-    //     A user other than root keeps these sets only until execve: with
-    //     inheritable and ambient empty, the kernel gives a program run by a
-    //     non-root uid no capability (capabilities(7)), only the bounding set
-    //     as a ceiling, as with docker run.
-    if let Some(user) = &spec.process.user {
-        let uid = become_user(user, &spec.process.additional_gids)?;
-        step(format_args!("user {user}: uid {uid}, capabilities kept"));
-    } else if !spec.process.additional_gids.is_empty() {
-        let groups: Vec<Gid> = spec
-            .process
-            .additional_gids
-            .iter()
-            .map(|g| Gid::from_raw(*g))
-            .collect();
-        nix::unistd::setgroups(&groups).map_err(syscall("setgroups"))?;
-    }
-    if let Some(keep) = &spec.capabilities {
-        caps::raise_effective()?;
-        caps::drop_capabilities(keep)?;
-        step(format_args!(
-            "capabilities: kept {} (mask {:#018x})",
-            keep.len(),
-            caps::mask(keep)
-        ));
-    }
-    if spec.no_new_privs {
-        prctl::set_no_new_privs().map_err(syscall("prctl(PR_SET_NO_NEW_PRIVS)"))?;
-        step(format_args!("prctl(PR_SET_NO_NEW_PRIVS, 1)"));
-    }
-    // ANCHOR_END: init_privilege
+    // 8. Privilege (step 6): rlimits, the user, capabilities and
+    //    no_new_privs, as `take_privileges` orders them; the seccomp filter
+    //    comes back to be installed last (or is installed already).
+    let filters = take_privileges(spec, &step)?;
 
     // 8c. If the parent dies from here on, so do we (and with us, pid 1,
     //     the whole namespace): nobody would clean up after us otherwise.
@@ -474,6 +427,68 @@ fn set_up_and_exec(
     Err(InitError::Exec { program, errno })
 }
 // ANCHOR_END: init_sequence
+
+// ANCHOR: init_privilege
+/// Takes the process's privileges, in the one order that works: the init
+/// before its command, and `exec` (step 11, step 12) for a process that
+/// joins a container. Returns the seccomp filter still to install, last,
+/// just before `execve` (without no_new_privs it is installed here, early).
+pub(crate) fn take_privileges(
+    spec: &Spec,
+    step: &dyn Fn(std::fmt::Arguments<'_>),
+) -> Result<Option<seccomp::Prepared>, InitError> {
+    // 8. Privilege (step 6). Compile the seccomp filter while an error can
+    //    still be reported plainly; drop capabilities after the mounts (they
+    //    needed CAP_SYS_ADMIN) and before no_new_privs and seccomp.
+    // 8·. Resource limits (step 12) first: raising a hard limit needs
+    //     CAP_SYS_RESOURCE, which the next lines may drop.
+    crate::rlimit::set_all(&spec.process.rlimits)?;
+    let mut filters = seccomp::prepare(&spec.seccomp, spec.capabilities.as_deref())?;
+    // 8b. Without no_new_privs, seccomp(2) needs CAP_SYS_ADMIN, which the
+    //     drop below may take: install the filter now, as runc does (podman
+    //     sends a profile without no_new_privs). The calls left before
+    //     execve must then pass it.
+    if let Some(early) = filters.take_if(|_| !spec.no_new_privs) {
+        early.install()?;
+        step(format_args!("seccomp filter installed ({early})"));
+    }
+    // 8a. The image's user (step 9), looked up in the container's own
+    //     /etc/passwd, first: changing ids needs CAP_SETUID and CAP_SETGID,
+    //     which --cap-drop may take away below. PR_SET_KEEPCAPS keeps the
+    //     permitted set across the change, so the bounding set can still be
+    //     cut (execve clears the flag again).
+    //     A user other than root keeps these sets only until execve: with
+    //     inheritable and ambient empty, the kernel gives a program run by a
+    //     non-root uid no capability (capabilities(7)), only the bounding set
+    //     as a ceiling, as with docker run.
+    if let Some(user) = &spec.process.user {
+        let uid = become_user(user, &spec.process.additional_gids)?;
+        step(format_args!("user {user}: uid {uid}, capabilities kept"));
+    } else if !spec.process.additional_gids.is_empty() {
+        let groups: Vec<Gid> = spec
+            .process
+            .additional_gids
+            .iter()
+            .map(|g| Gid::from_raw(*g))
+            .collect();
+        nix::unistd::setgroups(&groups).map_err(syscall("setgroups"))?;
+    }
+    if let Some(keep) = &spec.capabilities {
+        caps::raise_effective()?;
+        caps::drop_capabilities(keep)?;
+        step(format_args!(
+            "capabilities: kept {} (mask {:#018x})",
+            keep.len(),
+            caps::mask(keep)
+        ));
+    }
+    if spec.no_new_privs {
+        prctl::set_no_new_privs().map_err(syscall("prctl(PR_SET_NO_NEW_PRIVS)"))?;
+        step(format_args!("prctl(PR_SET_NO_NEW_PRIVS, 1)"));
+    }
+    Ok(filters)
+}
+// ANCHOR_END: init_privilege
 
 /// Switches to the image's `user` (`NAME`, `UID`, `NAME:GROUP`, `UID:GID`),
 /// keeping the permitted capabilities; returns the uid.

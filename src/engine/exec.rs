@@ -36,7 +36,7 @@ use serde_json::{Value, json};
 
 use super::EngineError;
 use super::state::{Containers, Record, Status, create_dirs, io, read_json, write_json};
-use crate::init::{InitError, become_root_of_the_namespace, become_user};
+use crate::init::{InitError, become_root_of_the_namespace};
 use crate::ns::Namespace;
 use crate::spec::Spec;
 use crate::sync::{ChildEnd, FromChild, ParentEnd, Request};
@@ -683,38 +683,8 @@ fn become_the_command(
     // other descriptor closes at execve (CVE-2024-21626).
     crate::init::mark_fds_close_on_exec(3 + preserve_fds)?;
     let program = crate::command::resolve(&process.args[0], &process.env)?;
-    // Resource limits before the capability drop (raising one needs
-    // CAP_SYS_RESOURCE).
-    crate::rlimit::set_all(&process.rlimits)?;
-    let mut filters = crate::seccomp::prepare(&spec.seccomp, spec.capabilities.as_deref())?;
-    // Without no_new_privs, seccomp(2) needs the CAP_SYS_ADMIN dropped
-    // below: install first then, as the init does.
-    if let Some(early) = filters.take_if(|_| !spec.no_new_privs) {
-        early.install()?;
-    }
-    if let Some(user) = &process.user {
-        become_user(user, &process.additional_gids)?;
-    } else if !process.additional_gids.is_empty() {
-        let groups: Vec<nix::unistd::Gid> = process
-            .additional_gids
-            .iter()
-            .map(|g| nix::unistd::Gid::from_raw(*g))
-            .collect();
-        nix::unistd::setgroups(&groups).map_err(|errno| InitError::Syscall {
-            call: "setgroups".into(),
-            errno,
-        })?;
-    }
-    if let Some(keep) = &spec.capabilities {
-        crate::caps::raise_effective()?;
-        crate::caps::drop_capabilities(keep)?;
-    }
-    if spec.no_new_privs {
-        nix::sys::prctl::set_no_new_privs().map_err(|errno| InitError::Syscall {
-            call: "prctl(PR_SET_NO_NEW_PRIVS)".into(),
-            errno,
-        })?;
-    }
+    // The process's own privileges, in the init's order (seccomp last).
+    let filters = crate::init::take_privileges(spec, &|_| {})?;
     if let Some(mask) = process.umask {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(
             mask as libc::mode_t,
