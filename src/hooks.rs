@@ -27,10 +27,10 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One program to run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hook {
     /// An absolute path (resolved in the namespaces the hook runs in).
     pub path: PathBuf,
@@ -43,8 +43,10 @@ pub struct Hook {
 }
 
 /// Every hook of a bundle, and what their state on stdin needs besides the
-/// pid: the bundle and its annotations.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// pid: the bundle and its annotations. `create` saves them with the
+/// container's state: `start` and `delete` run the hooks of the config as
+/// it was at `create`, whatever became of config.json since.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Hooks {
     /// `prestart` then `createRuntime`: by `create`, in the runtime's
     /// namespaces, once the container's namespaces exist.

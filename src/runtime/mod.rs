@@ -34,7 +34,7 @@ pub mod state;
 
 use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -287,6 +287,7 @@ impl Runtime {
             rootfs: spec.root.clone().unwrap_or_default(),
             created: humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string(),
             annotations: config.annotations().clone().unwrap_or_default(),
+            hooks: spec.hooks.clone(),
         };
         let written = write_atomically(
             &dir.join(STATE_FILE),
@@ -328,7 +329,7 @@ impl Runtime {
         }
         start_gate::release(&dir.join(start_gate::FIFO), || saved.alive())?;
         let mut said = Vec::new();
-        if let Some(hooks) = hooks_of(&saved) {
+        if let Some(hooks) = &saved.hooks {
             let state = hooks.state(id, "running", saved.pid);
             for e in crate::hooks::run_each("poststart", &hooks.poststart, &state) {
                 said.push(format!("warning: {e}"));
@@ -409,7 +410,7 @@ impl Runtime {
         std::fs::remove_dir_all(&dir).map_err(io("remove", &dir))?;
         // Then the poststop hooks; a failure is reported, the container is
         // gone all the same.
-        if let Some(hooks) = hooks_of(&saved) {
+        if let Some(hooks) = &saved.hooks {
             let state = hooks.state(id, "stopped", 0);
             for e in crate::hooks::run_each("poststop", &hooks.poststop, &state) {
                 said.push(format!("warning: {e}"));
@@ -450,7 +451,11 @@ impl Runtime {
             .as_deref()
             .map(console::connect)
             .transpose()?;
-        let pid_file = options.pid_file.as_deref().map(PidFile::open).transpose()?;
+        let pid_file = options
+            .pid_file
+            .as_deref()
+            .map(AtomicFile::open)
+            .transpose()?;
         let to_socket = |master: BorrowedFd<'_>| match &console {
             Some(stream) => console::send_over(stream, master).map_err(|errno| {
                 crate::init::InitError::Syscall {
@@ -473,7 +478,9 @@ impl Runtime {
             false => After::Wait,
         };
         let mut started = |pid: nix::unistd::Pid| match &pid_file {
-            Some(file) => file.write(pid.as_raw()),
+            Some(file) => file.write(pid.to_string().as_bytes()).map_err(|e| {
+                crate::init::InitError::User(format!("cannot write the pid file: {e}"))
+            }),
             None => Ok(()),
         };
         Ok(crate::engine::exec::join_and_run(
@@ -613,16 +620,6 @@ fn exec_process(
     Ok(process)
 }
 
-/// The hooks of a created container's bundle, read again from its
-/// config.json (`start` and `delete` are processes of their own); `None`
-/// when it has none, or its bundle cannot be read any more.
-fn hooks_of(saved: &Saved) -> Option<crate::hooks::Hooks> {
-    let config = crate::bundle::read(&saved.bundle).ok()?;
-    crate::bundle::from_oci(&config, &saved.bundle, &saved.id)
-        .ok()?
-        .hooks
-}
-
 /// The pids in the cgroup directories container `id`'s `made` record
 /// names.
 fn cgroup_pids(made: &Path, id: &str) -> Vec<i32> {
@@ -642,31 +639,25 @@ fn cgroup_pids(made: &Path, id: &str) -> Vec<i32> {
 /// Writes `bytes` to a new file beside `path`, then renames it over
 /// `path`: a reader (conmon polling the pid file) sees all or nothing.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RuntimeError> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.{}", std::process::id()));
-    let mut file = std::fs::File::create(&tmp).map_err(io("create", &tmp))?;
-    file.write_all(bytes).map_err(io("write", &tmp))?;
-    let _ = file.set_permissions(std::fs::Permissions::from_mode(0o644));
-    std::fs::rename(&tmp, path).map_err(io("rename", path))
+    AtomicFile::open(path)?
+        .write(bytes)
+        .map_err(io("write", path))
 }
 
-/// A pid file whose directory was opened before this process left the
-/// host's mount namespace: written with `openat` and `renameat` relative
-/// to it, all or nothing, as [`write_atomically`] writes.
-struct PidFile {
+/// A file written all or nothing, whose directory is opened first: `exec`
+/// opens its pid file's before it leaves the host's mount namespace, and
+/// writes it after, with `openat` and `renameat` relative to it.
+struct AtomicFile {
     dir: OwnedFd,
     name: std::ffi::OsString,
 }
 
-impl PidFile {
-    fn open(path: &Path) -> Result<PidFile, RuntimeError> {
+impl AtomicFile {
+    fn open(path: &Path) -> Result<AtomicFile, RuntimeError> {
         let path = std::path::absolute(path).map_err(io("resolve", path))?;
         let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
             return Err(RuntimeError::Usage(format!(
-                "--pid-file {}: give a file's path",
+                "{}: give a file's path",
                 path.display()
             )));
         };
@@ -676,17 +667,14 @@ impl PidFile {
             Mode::empty(),
         )
         .map_err(|errno| io("open", dir)(errno.into()))?;
-        Ok(PidFile {
+        Ok(AtomicFile {
             dir: dir_fd,
             name: name.to_os_string(),
         })
     }
 
-    fn write(&self, pid: i32) -> Result<(), crate::init::InitError> {
-        let fail = |call: &str| {
-            let call = format!("{call}({})", Path::new(&self.name).display());
-            move |errno| crate::init::InitError::Syscall { call, errno }
-        };
+    /// Writes `bytes` to `.NAME.PID` beside it, then renames that over it.
+    fn write(&self, bytes: &[u8]) -> std::io::Result<()> {
         let mut tmp = std::ffi::OsString::from(".");
         tmp.push(&self.name);
         tmp.push(format!(".{}", std::process::id()));
@@ -695,11 +683,10 @@ impl PidFile {
             Path::new(&tmp),
             OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC | OFlag::O_CLOEXEC,
             Mode::from_bits_truncate(0o644),
-        )
-        .map_err(fail("openat"))?;
-        nix::unistd::write(&file, pid.to_string().as_bytes()).map_err(fail("write"))?;
-        nix::fcntl::renameat(&self.dir, Path::new(&tmp), &self.dir, Path::new(&self.name))
-            .map_err(fail("renameat"))
+        )?;
+        std::fs::File::from(file).write_all(bytes)?;
+        nix::fcntl::renameat(&self.dir, Path::new(&tmp), &self.dir, Path::new(&self.name))?;
+        Ok(())
     }
 }
 

@@ -7,7 +7,7 @@
 //! `/run/runc/<id>`):
 //!
 //! ```text
-//! <root>/<id>/state.json   what create saved: pid, its start time, bundle…
+//! <root>/<id>/state.json   what create saved: pid, its start time, bundle, hooks…
 //! <root>/<id>/exec.fifo    the start gate, there until `start`
 //! <root>/<id>/made         what create made on the host, for `delete`
 //! ```
@@ -71,6 +71,9 @@ pub struct Saved {
     pub created: String,
     /// The bundle's annotations: `state` reports them.
     pub annotations: HashMap<String, String>,
+    /// Its hooks, for `start` (poststart) and `delete` (poststop).
+    #[serde(default)]
+    pub hooks: Option<crate::hooks::Hooks>,
 }
 
 /// The state of the runtime spec (`runtime.md`, "State"), as `state` prints
@@ -177,6 +180,7 @@ mod tests {
             rootfs: "/b/rootfs".into(),
             created: String::new(),
             annotations: HashMap::new(),
+            hooks: None,
         };
         assert!(saved.alive());
         saved.start_time = start + 1;
