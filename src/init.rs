@@ -20,7 +20,7 @@ use crate::command::{self, CommandError};
 use crate::exit::codes;
 use crate::ns::uts::{self, HostnameError};
 use crate::ns::{Namespace, net};
-use crate::rootfs::{RootfsError, binds, dev, mask, mounts, pivot, table};
+use crate::rootfs::{RootfsError, binds, dev, mask, mounts, pivot, table, tmpfs};
 use crate::spec::Spec;
 use crate::start_gate::{GateError, StartGate};
 use crate::sync::{ChildEnd, Request, SyncError};
@@ -253,6 +253,13 @@ fn set_up_and_exec(
                 }
             ));
         }
+        for tmpfs in &spec.tmpfs {
+            tmpfs::mount_into(root, tmpfs)?;
+            step(format_args!(
+                "mount(\"tmpfs\", {:?} opened in the root, {:?}, {:?})",
+                tmpfs.target, tmpfs.flags, tmpfs.data
+            ));
+        }
         step(format_args!(
             "/dev: null zero full random urandom tty (mknod, or bind mounts in a user namespace); symlinks fd, ptmx …"
         ));
@@ -323,6 +330,14 @@ fn set_up_and_exec(
     //    "(unreachable)".
     if spec.root.is_some() {
         make_missing_dirs(&spec.process.cwd)?;
+    }
+    //    `--read-only`: the root itself, last, once everything is mounted
+    //    in it and the working directory exists.
+    if spec.readonly_root {
+        mask::make_root_readonly()?;
+        step(format_args!(
+            "mount(\"/\", MS_BIND | MS_REMOUNT | MS_RDONLY): the root is read-only"
+        ));
     }
     chdir(&spec.process.cwd).map_err(syscall(format!("chdir({})", spec.process.cwd.display())))?;
     //    (glibc's getcwd turns that answer into ENOENT, CVE-2018-1000001.)
@@ -410,6 +425,15 @@ fn set_up_and_exec(
         step(format_args!("seccomp filter installed ({filters})"));
     }
     // ANCHOR_END: init_seccomp
+
+    // 11·. `--init`: we split in two; the parent stays pid 1 and reaps,
+    //     the child goes on to become the command (see `crate::reaper`).
+    if spec.init {
+        step(format_args!(
+            "fork(): I stay pid 1 and reap; my child execs"
+        ));
+        crate::reaper::split().map_err(syscall("fork (--init)"))?;
+    }
 
     // 12. Become the command. On success this never returns and the channel,
     //     close-on-exec, closes: that is how the parent learns exec worked.

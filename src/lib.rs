@@ -24,6 +24,7 @@ pub mod ns;
 pub mod parent;
 pub mod pidfd;
 pub mod privilege;
+pub mod reaper;
 pub mod registry;
 pub mod rlimit;
 pub mod rootfs;

@@ -67,6 +67,76 @@ pub fn resource_of(typ: PosixRlimitType) -> Resource {
     }
 }
 
+/// Docker's `--ulimit` names (setrlimit's without `RLIMIT_`, in lower
+/// case), and the OCI type each is.
+pub const NAMES: [(&str, PosixRlimitType); 16] = [
+    ("cpu", PosixRlimitType::RlimitCpu),
+    ("fsize", PosixRlimitType::RlimitFsize),
+    ("data", PosixRlimitType::RlimitData),
+    ("stack", PosixRlimitType::RlimitStack),
+    ("core", PosixRlimitType::RlimitCore),
+    ("rss", PosixRlimitType::RlimitRss),
+    ("nproc", PosixRlimitType::RlimitNproc),
+    ("nofile", PosixRlimitType::RlimitNofile),
+    ("memlock", PosixRlimitType::RlimitMemlock),
+    ("as", PosixRlimitType::RlimitAs),
+    ("locks", PosixRlimitType::RlimitLocks),
+    ("sigpending", PosixRlimitType::RlimitSigpending),
+    ("msgqueue", PosixRlimitType::RlimitMsgqueue),
+    ("nice", PosixRlimitType::RlimitNice),
+    ("rtprio", PosixRlimitType::RlimitRtprio),
+    ("rttime", PosixRlimitType::RlimitRttime),
+];
+
+/// The OCI type of a resource (to write a bundle's `process.rlimits`).
+pub fn type_of(resource: Resource) -> Option<PosixRlimitType> {
+    NAMES
+        .iter()
+        .map(|(_, t)| *t)
+        .find(|t| resource_of(*t) == resource)
+}
+
+/// One limit by Docker's name (`nofile`), checked as the kernel would.
+pub fn by_name(name: &str, soft: u64, hard: u64) -> Result<Rlimit, String> {
+    let Some((_, typ)) = NAMES.iter().find(|(n, _)| *n == name) else {
+        let known: Vec<&str> = NAMES.iter().map(|(n, _)| *n).collect();
+        return Err(format!(
+            "unknown ulimit {name:?}: use one of {}",
+            known.join(", ")
+        ));
+    };
+    if soft > hard {
+        return Err(format!(
+            "ulimit {name}: the soft limit {soft} is above the hard limit {hard}"
+        ));
+    }
+    Ok(Rlimit {
+        resource: resource_of(*typ),
+        soft,
+        hard,
+    })
+}
+
+/// `--ulimit NAME=SOFT[:HARD]` (one number sets both; `-1` is unlimited).
+pub fn parse_ulimit(text: &str) -> Result<Rlimit, String> {
+    let (name, values) = text.split_once('=').ok_or_else(|| {
+        format!("invalid --ulimit {text:?}: use NAME=SOFT[:HARD], e.g. nofile=1024:2048")
+    })?;
+    let number = |v: &str| -> Result<u64, String> {
+        match v {
+            "-1" | "unlimited" => Ok(u64::MAX),
+            _ => v
+                .parse()
+                .map_err(|_| format!("invalid --ulimit {text:?}: {v:?} is not a number")),
+        }
+    };
+    let (soft, hard) = match values.split_once(':') {
+        Some((s, h)) => (number(s)?, number(h)?),
+        None => (number(values)?, number(values)?),
+    };
+    by_name(name, soft, hard)
+}
+
 // ANCHOR: set_all
 /// Sets every limit, in order; the first failure is the error.
 pub fn set_all(limits: &[Rlimit]) -> Result<(), RlimitError> {
@@ -81,3 +151,27 @@ pub fn set_all(limits: &[Rlimit]) -> Result<(), RlimitError> {
     Ok(())
 }
 // ANCHOR_END: set_all
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ulimits_read_as_docker_writes_them() {
+        let l = parse_ulimit("nofile=1024:2048").unwrap();
+        assert_eq!(
+            (l.resource, l.soft, l.hard),
+            (Resource::RLIMIT_NOFILE, 1024, 2048)
+        );
+        let l = parse_ulimit("nproc=64").unwrap();
+        assert_eq!((l.soft, l.hard), (64, 64));
+        assert_eq!(parse_ulimit("core=-1").unwrap().hard, u64::MAX);
+        assert!(parse_ulimit("nofile=2048:1024").is_err());
+        assert!(parse_ulimit("files=1").unwrap_err().contains("nofile"));
+        assert!(parse_ulimit("nofile").is_err());
+        assert!(parse_ulimit("nofile=x").is_err());
+        for (name, typ) in NAMES {
+            assert_eq!(type_of(resource_of(typ)), Some(typ), "{name}");
+        }
+    }
+}

@@ -96,6 +96,14 @@ pub struct Spec {
     pub entered: Vec<(Namespace, PathBuf)>,
     /// A bundle's hooks (step 12; see [`crate::hooks`]).
     pub hooks: Option<crate::hooks::Hooks>,
+    /// Filesystems in memory, mounted after the binds (`--tmpfs`).
+    pub tmpfs: Vec<crate::rootfs::tmpfs::Tmpfs>,
+    /// Make the root read-only once everything is mounted (`--read-only`,
+    /// a bundle's `root.readonly`): only volumes and tmpfs stay writable.
+    pub readonly_root: bool,
+    /// Keep a tiny init as pid 1 that reaps orphans and passes signals on,
+    /// and run the command as its child (`--init`; see [`crate::reaper`]).
+    pub init: bool,
 }
 // ANCHOR_END: spec_struct
 
@@ -181,6 +189,9 @@ impl Spec {
             cgroup_ns: false,
             entered: Vec::new(),
             hooks: None,
+            tmpfs: Vec::new(),
+            readonly_root: false,
+            init: false,
         }
     }
 
@@ -244,6 +255,19 @@ impl Spec {
             if let Some(why) = crate::sysctl::refusal(key, &self.own_namespaces()) {
                 return Err(SpecError::Sysctl(why));
             }
+        }
+        let has_root = self.root.is_some() || self.image.is_some();
+        if (!self.tmpfs.is_empty() || self.readonly_root) && !has_root {
+            return Err(SpecError::NeedsNamespace {
+                feature: "--tmpfs and --read-only (a root filesystem)",
+                namespace: Namespace::Mount,
+            });
+        }
+        if self.init && !self.has(Namespace::Pid) {
+            return Err(SpecError::NeedsNamespace {
+                feature: "--init (pid 1 of a PID namespace)",
+                namespace: Namespace::Pid,
+            });
         }
         if self.mount_table.is_some() && self.root.is_none() && self.image.is_none() {
             return Err(SpecError::NeedsNamespace {

@@ -683,14 +683,42 @@ fn the_docker_cli_drives_the_daemon() {
         out.status,
         text(&out.stderr)
     );
-    let out = docker(&["run", "--tmpfs", "/run", "demo:1", "true"]);
+    let out = docker(&["run", "--privileged", "demo:1", "true"]);
     assert!(
         !out.status.success() && text(&out.stderr).contains("not supported"),
-        "step 11: expected --tmpfs to be refused (\"not supported\"), not ignored, it ended \
-         with {}; most likely cause: the API's HostConfig.Tmpfs is not among the fields the \
-         daemon refuses\nstderr: {}",
+        "step 11: expected --privileged to be refused (\"not supported\"), not ignored, it \
+         ended with {}; most likely cause: the API's HostConfig.Privileged is not among the \
+         fields the daemon refuses\nstderr: {}",
         out.status,
         text(&out.stderr)
+    );
+    // The Docker CLI's spellings of --read-only, --tmpfs, --init, --ulimit.
+    let out = docker(&[
+        "run",
+        "--rm",
+        "--read-only",
+        "--tmpfs",
+        "/run:size=2m",
+        "--init",
+        "--ulimit",
+        "nofile=50:60",
+        "demo:1",
+        "sh",
+        "-c",
+        "touch /x 2>/dev/null || echo ro; echo w > /run/w && cat /run/w; \
+         cat /proc/1/comm; ulimit -n",
+    ]);
+    let seen = expect_success(
+        &out,
+        "`docker run --read-only --tmpfs --init --ulimit`",
+        "one of HostConfig.ReadonlyRootfs, Tmpfs, Init or Ulimits is refused or lost",
+    );
+    assert_eq!(
+        seen, "ro\nw\ncaixa-init\n50\n",
+        "step 11: expected a read-only root, a writable tmpfs at /run, caixa-init as pid 1 and \
+         nofile 50, the container printed {seen:?}; most likely cause: the daemon reads these \
+         fields in another shape than the Docker CLI sends (Tmpfs: path → options; Ulimits: \
+         [{{Name, Soft, Hard}}]; Init: bool)"
     );
     let out = docker(&["run", "-d", "--name", "bg", "demo:1", "sleep", "60"]);
     stdout_of(&out);
@@ -5305,4 +5333,218 @@ fn commit_makes_an_image_of_a_containers_changes() {
          not turn the 0/0 character device bin/tail into bin/.wh.tail, so write_layer stores \
          the device itself and the deletion is lost"
     );
+}
+
+/// Children of `pid` that are zombies (state Z in /proc/N/stat).
+fn zombie_children(pid: i64) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid …: comm may hold spaces, so after the last ')'.
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.first() == Some(&"Z") && fields.get(1) == Some(&pid.to_string().as_str()) {
+            found.push(stat);
+        }
+    }
+    found
+}
+
+#[test]
+fn run_flags_shape_the_container_as_docker_does() {
+    let engine = Engine::start();
+    loaded(&engine);
+    // --read-only with --tmpfs: the root refuses writes, the tmpfs takes
+    // them, and it is a tmpfs with Docker's default flags and our size.
+    let script = "touch /x 2>/dev/null && echo root-writable; \
+                  echo kept > /scratch/f && cat /scratch/f; \
+                  grep ' /scratch ' /proc/mounts; grep ' / ' /proc/mounts";
+    let out = engine.client(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--read-only",
+        "--tmpfs",
+        "/scratch:size=1m",
+        "demo:1",
+        "sh",
+        "-c",
+        script,
+    ]);
+    let seen = expect_success(
+        &out,
+        "`run --read-only --tmpfs /scratch:size=1m`",
+        "HostConfig.Tmpfs or ReadonlyRootfs is refused or lost on the way to the bundle \
+         (request.rs tmpfs, to_oci's mounts and root.readonly)",
+    );
+    assert!(
+        !seen.contains("root-writable") && seen.contains("kept\n"),
+        "step 11: expected --read-only to refuse a write to / and the tmpfs to take one, the \
+         container printed {seen:?}; most likely cause: the init does not remount / read-only \
+         (make_root_readonly), or the tmpfs is not mounted (tmpfs::mount_into)"
+    );
+    let scratch = seen
+        .lines()
+        .find(|l| l.contains(" /scratch "))
+        .unwrap_or("");
+    assert!(
+        scratch.starts_with("tmpfs /scratch tmpfs rw,nosuid,nodev,noexec")
+            && scratch.contains("size=1024k"),
+        "step 11: expected /scratch to be a tmpfs, nosuid,nodev,noexec (Docker's defaults), of \
+         1 MiB, /proc/mounts says {scratch:?}; most likely cause: the tmpfs options are not \
+         read over Docker's defaults (Tmpfs::new), or the data (size=1m) is not passed to \
+         mount(2)"
+    );
+    // --ulimit, --pids-limit, --env-file, -u, --entrypoint.
+    let dir = tempfile::tempdir().unwrap();
+    let env_file = dir.path().join("env");
+    std::fs::write(&env_file, "# the site\nSITE=caixa\n\nPORT=80\n").unwrap();
+    let out = engine.client(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--ulimit",
+        "nofile=100:200",
+        "--pids-limit",
+        "8",
+        "--env-file",
+        env_file.to_str().unwrap(),
+        "-e",
+        "PORT=8080",
+        "-u",
+        "1000:1000",
+        "--entrypoint",
+        "sh",
+        "demo:1",
+        "-c",
+        "echo $(ulimit -Sn) $(ulimit -Hn) $SITE $PORT $(id -u):$(id -g); \
+         for i in 1 2 3 4 5 6 7 8 9 10; do sleep 2 & done 2>&1 | head -1; wait",
+    ]);
+    let seen = expect_success(
+        &out,
+        "`run --ulimit --pids-limit --env-file -u --entrypoint`",
+        "one of these flags is refused by the client or the daemon",
+    );
+    let first = seen.lines().next().unwrap_or("");
+    assert_eq!(
+        first, "100 200 caixa 8080 1000:1000",
+        "step 11: expected the soft and hard nofile limits (100 200), the env file's SITE, -e's \
+         PORT over the file's, and user 1000:1000, the container printed {seen:?}; most likely \
+         cause: HostConfig.Ulimits does not reach process.rlimits (request.rs ulimits, \
+         to_oci's rlimits), or the env file is read after -e"
+    );
+    assert!(
+        seen.contains("can't fork") || seen.contains("Resource temporarily unavailable"),
+        "step 11: expected --pids-limit 8 to stop the tenth sleep from forking, the container \
+         printed {seen:?}; most likely cause: the client does not send HostConfig.PidsLimit"
+    );
+    // Bad values: one line, Docker's exit code, nothing made.
+    for (args, says) in [
+        (vec!["--tmpfs", "scratch"], "absolute"),
+        (vec!["--tmpfs", "/s:bind"], "tmpfs"),
+        (vec!["--ulimit", "files=1"], "unknown ulimit"),
+        (vec!["--ulimit", "nofile=9:1"], "above the hard limit"),
+        (
+            vec!["--device-write-bps", "/dev/null:1mb"],
+            "not a block device",
+        ),
+    ] {
+        let mut all = vec!["run", "--rm", "--network", "none"];
+        all.extend(args);
+        all.extend(["demo:1", "true"]);
+        let out = engine.client(&all);
+        assert_one_line_error(&out, 11, 125, says);
+    }
+    let left = stdout_of(&engine.client(&["ps", "-a"]));
+    assert!(
+        left.lines().count() == 1,
+        "step 11: expected no container left by refused or --rm runs, ps -a lists {left:?}; \
+         most likely cause: a create refused after its name was reserved leaves its record"
+    );
+}
+
+#[test]
+fn init_reaps_orphans_and_passes_signals_on() {
+    let engine = Engine::start();
+    loaded(&engine);
+    // The command's child leaves an orphan that ends a second later, once
+    // pid 1 has exec'd `sleep`, which neither waits for anyone nor handles
+    // SIGTERM.
+    let script = "(sh -c 'sleep 1; touch /tmp/orphan-ended' &); exec sleep 60";
+    for init in [false, true] {
+        let name = if init { "with-init" } else { "without-init" };
+        let mut args = vec!["run", "-d", "--network", "none", "--name", name];
+        if init {
+            args.push("--init");
+        }
+        args.extend(["demo:1", "sh", "-c", script]);
+        expect_success(
+            &engine.client(&args),
+            "`run -d [--init]`",
+            "--init is refused",
+        );
+        let pid = wait_for_inspect(&engine, name, "the container runs", |c| {
+            c["State"]["Running"] == true
+        })["State"]["Pid"]
+            .as_i64()
+            .unwrap_or(0);
+        let start = Instant::now();
+        while !engine
+            .client(&["exec", name, "sh", "-c", "test -e /tmp/orphan-ended"])
+            .status
+            .success()
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "step 11: expected the orphan of {name} to run within 30 s; most likely \
+                 cause: the container's command never ran"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // Give an exited orphan time to be reaped, or to stay a zombie.
+        let mut zombies = Vec::new();
+        for _ in 0..20 {
+            std::thread::sleep(Duration::from_millis(100));
+            zombies = zombie_children(pid);
+            if !zombies.is_empty() {
+                break;
+            }
+        }
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if init {
+            assert!(
+                zombies.is_empty() && comm.trim() == "caixa-init",
+                "step 11: expected pid 1 of --init to be caixa-init and to reap the orphan, \
+                 pid 1 is {comm:?} and its zombie children are {zombies:?}; most likely cause: \
+                 the init does not split (reaper::split) or the reaper does not wait for every \
+                 child on SIGCHLD (reap_all)"
+            );
+        } else {
+            assert!(
+                !zombies.is_empty(),
+                "step 11: expected the orphan to stay a zombie under a pid 1 that never waits \
+                 (sleep), none is; most likely cause: the test's orphan never ended, or pid 1 \
+                 is not the command without --init"
+            );
+        }
+        // stop: SIGTERM, then SIGKILL after 3 s. `sleep` as pid 1 ignores
+        // SIGTERM (128 + 9 = 137); the reaper passes it on (128 + 15 = 143).
+        stdout_of(&engine.client(&["stop", "-t", "3", name]));
+        let ended = inspected(&engine, name);
+        let expected = if init { 143 } else { 137 };
+        assert_eq!(
+            ended["State"]["ExitCode"], expected,
+            "step 11: expected {name} to end with {expected} after stop, its state is {}; \
+             most likely cause: the reaper does not pass a kill(2)'s signal on to the command \
+             (si_code <= 0), or does not exit with 128 + the command's signal",
+            ended["State"]
+        );
+        stdout_of(&engine.client(&["rm", name]));
+    }
 }

@@ -398,6 +398,51 @@ struct RunOptions {
     /// or PATH (anonymous, removed with the container by --rm). Repeatable.
     #[arg(short = 'v', long = "volume", value_name = "[SOURCE:]PATH[:ro]")]
     volumes: Vec<String>,
+    /// A directory in memory only: PATH[:OPTIONS] (size=64m, mode=1777, exec…). Repeatable.
+    #[arg(long, value_name = "PATH[:OPTIONS]")]
+    tmpfs: Vec<String>,
+    /// Make the container's root read-only (volumes and tmpfs stay writable).
+    #[arg(long)]
+    read_only: bool,
+    /// Run a tiny init as pid 1 that reaps orphans and passes signals on.
+    #[arg(long)]
+    init: bool,
+    /// The program to run instead of the image's entrypoint ("" clears it).
+    #[arg(long)]
+    entrypoint: Option<String>,
+    /// A file of KEY=VALUE lines (# comments); -e comes after it. Repeatable.
+    #[arg(long = "env-file", value_name = "FILE")]
+    env_files: Vec<PathBuf>,
+    /// The user (NAME, UID, or UID:GID), else the image's.
+    #[arg(short = 'u', long)]
+    user: Option<String>,
+    /// Memory plus swap, e.g. 128m; -1 for unlimited swap.
+    #[arg(long, allow_hyphen_values = true)]
+    memory_swap: Option<String>,
+    /// Relative CPU weight (2-262144; 1024 is the default).
+    #[arg(long)]
+    cpu_shares: Option<u64>,
+    /// The most processes the container may hold.
+    #[arg(long)]
+    pids_limit: Option<i64>,
+    /// A per-process limit: NAME=SOFT[:HARD], e.g. nofile=1024:2048. Repeatable.
+    #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
+    ulimits: Vec<String>,
+    /// Write at most RATE bytes a second to DEVICE, e.g. /dev/vda:1mb. Repeatable.
+    #[arg(long = "device-write-bps", value_name = "DEVICE:RATE")]
+    device_write_bps: Vec<String>,
+    /// Read at most RATE bytes a second from DEVICE. Repeatable.
+    #[arg(long = "device-read-bps", value_name = "DEVICE:RATE")]
+    device_read_bps: Vec<String>,
+    /// Add a capability to Docker's default set (e.g. NET_ADMIN). Repeatable.
+    #[arg(long = "cap-add", value_name = "CAP")]
+    cap_add: Vec<String>,
+    /// Drop a capability (or ALL). Repeatable.
+    #[arg(long = "cap-drop", value_name = "CAP")]
+    cap_drop: Vec<String>,
+    /// seccomp=unconfined|FILE, no-new-privileges. Repeatable.
+    #[arg(long = "security-opt", value_name = "OPT")]
+    security_opt: Vec<String>,
     /// IMAGE [COMMAND [ARG...]]
     #[arg(trailing_var_arg = true, required = true, value_name = "IMAGE")]
     image_and_command: Vec<String>,
@@ -795,6 +840,35 @@ fn resolve_env(entries: &[String]) -> Vec<String> {
 }
 // ANCHOR_END: resolve_env
 
+/// `--env-file`: `KEY=VALUE` lines, blank lines and `#` comments skipped;
+/// a bare `KEY` takes this shell's value (as `-e KEY` does).
+fn read_env_file(path: &std::path::Path) -> Result<Vec<String>, EngineError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| EngineError::BadRequest(format!("--env-file {}: {e}", path.display())))?;
+    Ok(text
+        .lines()
+        .map(str::trim_start)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(String::from)
+        .collect())
+}
+
+/// `--device-write-bps /dev/vda:1mb` → `{"Path": "/dev/vda", "Rate": 1048576}`.
+fn device_rates(list: &[String]) -> Result<Vec<Value>, EngineError> {
+    list.iter()
+        .map(|text| {
+            let bad = || {
+                EngineError::BadRequest(format!(
+                    "invalid device rate {text:?}: use DEVICE:RATE, e.g. /dev/vda:1mb"
+                ))
+            };
+            let (path, rate) = text.rsplit_once(':').ok_or_else(bad)?;
+            let rate = caixa::units::parse_size(rate).map_err(|_| bad())?;
+            Ok(json!({ "Path": path, "Rate": rate }))
+        })
+        .collect()
+}
+
 // ANCHOR: client_run
 /// `docker run`: create (pulling when the image is missing), start, and
 /// unless detached wait, print the output and exit with its code.
@@ -851,21 +925,66 @@ fn run(client: &Client, o: &RunOptions) -> Result<(), EngineError> {
         }
         None => 0,
     };
+    let mut env = Vec::new();
+    for file in &o.env_files {
+        env.extend(read_env_file(file)?);
+    }
+    env.extend(o.env.iter().cloned());
+    let memory_swap = match o.memory_swap.as_deref() {
+        Some("-1") => -1,
+        Some(m) => {
+            caixa::units::parse_size(m).map_err(|e| EngineError::BadRequest(e.to_string()))? as i64
+        }
+        None => 0,
+    };
+    let tmpfs: serde_json::Map<String, Value> = o
+        .tmpfs
+        .iter()
+        .map(|t| {
+            let (path, options) = t.split_once(':').unwrap_or((t, ""));
+            (path.to_string(), json!(options))
+        })
+        .collect();
+    let ulimits = o
+        .ulimits
+        .iter()
+        .map(|u| {
+            let limit = caixa::rlimit::parse_ulimit(u).map_err(EngineError::BadRequest)?;
+            let name = u.split('=').next().unwrap_or_default();
+            // u64::MAX (unlimited) travels as Docker's -1.
+            let number = |n: u64| if n == u64::MAX { json!(-1) } else { json!(n) };
+            Ok(json!({ "Name": name, "Soft": number(limit.soft), "Hard": number(limit.hard) }))
+        })
+        .collect::<Result<Vec<Value>, EngineError>>()?;
     let body = json!({
         "Image": image, "Cmd": if command.is_empty() { Value::Null } else { json!(command) },
+        "Entrypoint": match &o.entrypoint {
+            // `--entrypoint ""` clears the image's; a word replaces it.
+            Some(e) if e.is_empty() => json!([]),
+            Some(e) => json!([e]),
+            None => Value::Null,
+        },
+        "User": o.user.clone().unwrap_or_default(),
         "Tty": o.tty,
         "OpenStdin": o.interactive, "StdinOnce": o.interactive, "AttachStdin": o.interactive,
-        "Env": resolve_env(&o.env), "WorkingDir": o.workdir.clone().unwrap_or_default(),
+        "Env": resolve_env(&env), "WorkingDir": o.workdir.clone().unwrap_or_default(),
         "Hostname": o.hostname.clone().unwrap_or_default(),
         "Volumes": anonymous,
         "HostConfig": {
-            "Binds": binds,
+            "Binds": binds, "Tmpfs": tmpfs, "ReadonlyRootfs": o.read_only, "Init": o.init,
             "NetworkMode": o.network, "PortBindings": ports, "Memory": memory,
+            "MemorySwap": memory_swap,
             // Detached, the daemon removes it at its end; attached, the
             // client does, once it has the output and the exit code.
             "AutoRemove": o.rm && o.detach,
             "RestartPolicy": restart_policy(&o.restart)?,
             "NanoCpus": o.cpus.map_or(0, |c| (c * 1e9) as u64),
+            "CpuShares": o.cpu_shares.unwrap_or(0),
+            "PidsLimit": o.pids_limit.unwrap_or(0),
+            "Ulimits": ulimits,
+            "BlkioDeviceWriteBps": device_rates(&o.device_write_bps)?,
+            "BlkioDeviceReadBps": device_rates(&o.device_read_bps)?,
+            "CapAdd": o.cap_add, "CapDrop": o.cap_drop, "SecurityOpt": o.security_opt,
         },
         "NetworkingConfig": { "EndpointsConfig": {
             o.network.clone(): { "Aliases": o.network_aliases },

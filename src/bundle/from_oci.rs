@@ -16,8 +16,9 @@ use super::process::{capabilities_from_oci, user_from_oci};
 use super::resources::limits_from_oci;
 use super::to_oci::namespace_type;
 use super::{
-    ANNOTATION_IMAGE_KEEP, ANNOTATION_IMAGE_MANIFEST, ANNOTATION_IMAGE_STORE, ANNOTATIONS,
-    BundleError, check_version, invalid, invalid_annotation, reason, refuse, refuse_unconverted,
+    ANNOTATION_IMAGE_KEEP, ANNOTATION_IMAGE_MANIFEST, ANNOTATION_IMAGE_STORE, ANNOTATION_INIT,
+    ANNOTATIONS, BundleError, check_version, invalid, invalid_annotation, reason, refuse,
+    refuse_unconverted,
 };
 use crate::idmap::IdMap;
 use crate::image::overlay::ImageRoot;
@@ -105,12 +106,13 @@ pub fn from_oci(
     let readonly = linux.readonly_paths().as_deref().unwrap_or_default();
     // caixa's own defaults (what the engine writes), or the bundle's own
     // table (podman's, containerd's: step 12).
-    let (mounts, mount_table) = match (
+    let (mounts, tmpfs, mount_table) = match (
         mounts_from_oci(oci_mounts, has_root),
         check_paths(masked, readonly, has_root),
     ) {
-        (Ok(binds), Ok(())) => (binds, None),
+        (Ok((binds, tmpfs)), Ok(())) => (binds, tmpfs, None),
         _ if has_root => (
+            Vec::new(),
             Vec::new(),
             Some(table_from_oci(oci_mounts, masked, readonly)?),
         ),
@@ -159,6 +161,9 @@ pub fn from_oci(
         cgroup_ns,
         entered,
         hooks: hooks_from_oci(config.hooks().as_ref(), bundle, &annotations)?,
+        tmpfs,
+        readonly_root: config.root().as_ref().and_then(|r| r.readonly()) == Some(true),
+        init: flag_annotation(&annotations, ANNOTATION_INIT)?,
     };
     for (key, _) in &spec.sysctl {
         if let Some(why) = crate::sysctl::refusal(key, &spec.own_namespaces()) {
@@ -405,7 +410,7 @@ fn root_from_oci(
             None => Ok((None, None)),
         };
     };
-    refuse_unconverted("root", root, &["path"])?;
+    refuse_unconverted("root", root, &["path", "readonly"])?;
     if root.path().as_os_str().is_empty() {
         return Err(invalid("root.path", "give the root filesystem's directory"));
     }
@@ -430,16 +435,7 @@ fn root_from_oci(
 fn image_from_oci(annotations: &HashMap<String, String>) -> Result<Option<ImageRoot>, BundleError> {
     let manifest = annotations.get(ANNOTATION_IMAGE_MANIFEST);
     let store = annotations.get(ANNOTATION_IMAGE_STORE);
-    let keep = match annotations.get(ANNOTATION_IMAGE_KEEP).map(String::as_str) {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(other) => {
-            return Err(invalid_annotation(
-                ANNOTATION_IMAGE_KEEP,
-                format!("{other:?}: use true or false"),
-            ));
-        }
-    };
+    let keep = flag_annotation(annotations, ANNOTATION_IMAGE_KEEP)?;
     match (manifest, store) {
         (Some(manifest), Some(store)) if Path::new(store).is_absolute() => Ok(Some(ImageRoot {
             store: PathBuf::from(store),
@@ -452,6 +448,18 @@ fn image_from_oci(annotations: &HashMap<String, String>) -> Result<Option<ImageR
             format!(
                 "an image root needs {ANNOTATION_IMAGE_MANIFEST} and an absolute {ANNOTATION_IMAGE_STORE}"
             ),
+        )),
+    }
+}
+
+/// An annotation that is `true` or `false` (absent: false).
+fn flag_annotation(annotations: &HashMap<String, String>, key: &str) -> Result<bool, BundleError> {
+    match annotations.get(key).map(String::as_str) {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(invalid_annotation(
+            key,
+            format!("{other:?}: use true or false"),
         )),
     }
 }

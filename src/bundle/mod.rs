@@ -80,9 +80,14 @@ pub const ANNOTATION_BANDWIDTH: &str = "org.caixa.network.bandwidth";
 /// Annotation: where the network's leases and per-container files live.
 pub const ANNOTATION_STATE_DIR: &str = "org.caixa.network.state-dir";
 
+/// Annotation: `true` keeps caixa's init as pid 1, reaping, with the
+/// command as its child (`--init`; see [`crate::reaper`]).
+pub const ANNOTATION_INIT: &str = "org.caixa.process.init";
+
 /// Every `org.caixa.*` annotation caixa reads; any other one is a typo.
-pub const ANNOTATIONS: [&str; 10] = [
+pub const ANNOTATIONS: [&str; 11] = [
     ANNOTATION_USER,
+    ANNOTATION_INIT,
     ANNOTATION_IMAGE_MANIFEST,
     ANNOTATION_IMAGE_STORE,
     ANNOTATION_IMAGE_KEEP,

@@ -21,6 +21,7 @@ use crate::rootfs::mounts::{DEFAULT_MOUNTS, Mount as DefaultMount};
 use crate::rootfs::table::{
     Entry as TableEntry, FILESYSTEMS, Kind as TableKind, Table, read_options,
 };
+use crate::rootfs::tmpfs::Tmpfs;
 
 /// mount(8) option names of the flags caixa's default mounts use.
 const FLAG_NAMES: [(MsFlags, &str); 5] = [
@@ -59,12 +60,20 @@ fn default_to_oci(m: &DefaultMount) -> Mount {
     oci
 }
 
-/// The OCI mounts for a container: the defaults, then its binds, when the
-/// container has a root; else none.
-pub(super) fn mounts_to_oci(has_root: bool, binds: &[Bind]) -> Vec<Mount> {
+/// The OCI mounts for a container: the defaults, then its binds, then its
+/// tmpfs mounts, when the container has a root; else none.
+pub(super) fn mounts_to_oci(has_root: bool, binds: &[Bind], tmpfs: &[Tmpfs]) -> Vec<Mount> {
     if !has_root {
         return Vec::new();
     }
+    let tmpfs = tmpfs.iter().map(|t| {
+        let mut oci = Mount::default();
+        oci.set_destination(t.target.clone())
+            .set_typ(Some("tmpfs".into()))
+            .set_source(Some(PathBuf::from("tmpfs")))
+            .set_options(Some(t.words()));
+        oci
+    });
     let binds = binds.iter().map(|b| {
         let mode = if b.read_only { "ro" } else { "rw" };
         let mut oci = Mount::default();
@@ -78,6 +87,7 @@ pub(super) fn mounts_to_oci(has_root: bool, binds: &[Bind]) -> Vec<Mount> {
         .iter()
         .map(default_to_oci)
         .chain(binds)
+        .chain(tmpfs)
         .collect()
 }
 
@@ -92,10 +102,13 @@ fn same_mount(a: &Mount, b: &Mount) -> bool {
         && option_set(a) == option_set(b)
 }
 
-/// The binds of the OCI mounts, after checking that the rest are exactly
-/// caixa's defaults. caixa mounts the defaults first, then the binds, in
-/// their order.
-pub(super) fn mounts_from_oci(mounts: &[Mount], has_root: bool) -> Result<Vec<Bind>, BundleError> {
+/// The binds and tmpfs mounts of the OCI mounts, after checking that the
+/// rest are exactly caixa's defaults. caixa mounts the defaults first, then
+/// the binds, then the tmpfs mounts, each in their order.
+pub(super) fn mounts_from_oci(
+    mounts: &[Mount],
+    has_root: bool,
+) -> Result<(Vec<Bind>, Vec<Tmpfs>), BundleError> {
     let unsupported = |field: String, why: String| BundleError::Unsupported { field, why };
     if !has_root {
         return match mounts.first() {
@@ -106,12 +119,13 @@ pub(super) fn mounts_from_oci(mounts: &[Mount], has_root: bool) -> Result<Vec<Bi
                     m.destination().display()
                 ),
             )),
-            None => Ok(Vec::new()),
+            None => Ok((Vec::new(), Vec::new())),
         };
     }
     let defaults: Vec<Mount> = DEFAULT_MOUNTS.iter().map(default_to_oci).collect();
     let mut seen = vec![false; defaults.len()];
     let mut binds = Vec::new();
+    let mut tmpfs = Vec::new();
     for (i, m) in mounts.iter().enumerate() {
         let field = format!("mounts[{i}]");
         let dest = m.destination();
@@ -132,6 +146,11 @@ pub(super) fn mounts_from_oci(mounts: &[Mount], has_root: bool) -> Result<Vec<Bi
                         .join(",")
                 ),
             ));
+        } else if m.typ().as_deref() == Some("tmpfs") {
+            let words: Vec<String> = m.options().iter().flatten().cloned().collect();
+            let one = Tmpfs::new(&dest.to_string_lossy(), &words)
+                .map_err(|why| super::invalid(&field, why))?;
+            tmpfs.push(one);
         } else {
             binds.push(bind_from_oci(m, field)?);
         }
@@ -145,7 +164,7 @@ pub(super) fn mounts_from_oci(mounts: &[Mount], has_root: bool) -> Result<Vec<Bi
                 d.typ().as_deref().unwrap_or_default()
             ),
         )),
-        None => Ok(binds),
+        None => Ok((binds, tmpfs)),
     }
 }
 
@@ -357,11 +376,15 @@ mod tests {
         let mut data = Bind::new("/srv/data", "/data");
         data.read_only = true;
         let binds = vec![Bind::new("/srv/hosts", "/etc/hosts"), data];
-        let mut mounts = mounts_to_oci(true, &binds);
+        let run: Tmpfs = "/run:size=1m".parse().unwrap();
+        let mut mounts = mounts_to_oci(true, &binds, std::slice::from_ref(&run));
         // The defaults in any order; the binds in theirs (a later bind may
         // sit inside an earlier one).
         mounts[..DEFAULT_MOUNTS.len()].reverse();
-        assert_eq!(mounts_from_oci(&mounts, true).unwrap(), binds);
-        assert!(mounts_to_oci(false, &binds).is_empty());
+        assert_eq!(
+            mounts_from_oci(&mounts, true).unwrap(),
+            (binds.clone(), vec![run])
+        );
+        assert!(mounts_to_oci(false, &binds, &[]).is_empty());
     }
 }

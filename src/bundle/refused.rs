@@ -30,7 +30,6 @@ pub const REFUSED: &[(&str, &str)] = &[
     ("process.execCPUAffinity", "use linux.resources.cpu.cpus to choose CPUs"),
     ("process.user.username", "username is Windows'; put a Linux user name in the org.caixa.process.user annotation"),
     ("process.capabilities", "caixa keeps one set: bounding = effective = permitted, inheritable and ambient empty (see src/caps.rs)"),
-    ("root.readonly", "caixa's root is writable; mount a read-only directory instead"),
     ("linux.namespaces.path", "caixa enters a network, IPC or UTS namespace by path; a user, mount, PID or cgroup namespace by path would change the runtime's own process (see src/ns/enter.rs)"),
     ("linux.namespaces.time", "caixa creates no time namespace yet"),
     ("linux.netDevices", "caixa wires its own veth: use the org.caixa.network.* annotations"),

@@ -114,9 +114,26 @@ fn step9() -> Spec {
     s
 }
 
+/// An engine container with `docker run`'s extra flags: `--tmpfs`,
+/// `--read-only`, `--init`, `--ulimit`.
+fn step11() -> Spec {
+    let mut s = step9();
+    s.tmpfs = vec!["/run:size=64m,mode=1777".parse().unwrap()];
+    s.readonly_root = true;
+    s.init = true;
+    s.process.rlimits = vec![crate::rlimit::parse_ulimit("nofile=1024:2048").unwrap()];
+    s
+}
+
 #[test]
-fn the_specs_of_steps_1_4_8_and_9_come_back() {
-    for (step, spec) in [(1, step1()), (4, step4()), (8, step8()), (9, step9())] {
+fn the_specs_of_steps_1_4_8_9_and_11_come_back() {
+    for (step, spec) in [
+        (1, step1()),
+        (4, step4()),
+        (8, step8()),
+        (9, step9()),
+        (11, step11()),
+    ] {
         let config = to_oci(&spec).unwrap();
         let back = from_oci(&config, Path::new(BUNDLE), &spec.id).unwrap();
         assert_eq!(back, spec, "step {step}");
@@ -291,7 +308,7 @@ refused! {
     refuses_a_username: "/process/user/username" = "app" => "process.user.username";
     refuses_inheritable_caps: "/process/capabilities/inheritable" = ["CAP_CHOWN"] => "process.capabilities";
     refuses_unequal_caps: "/process/capabilities/effective" = ["CAP_KILL"] => "process.capabilities";
-    refuses_a_readonly_root: "/root/readonly" = true => "root.readonly";
+    refuses_an_init_that_is_not_a_flag: "/annotations/org.caixa.process.init" = "yes" => "annotations.org.caixa.process.init";
     refuses_joining_a_namespace: "/linux/namespaces/0/path" = "/proc/1/ns/user" => "linux.namespaces[0].path";
     refuses_a_time_namespace: "/linux/namespaces/6" = {"type": "time"} => "linux.namespaces[6]";
     refuses_net_devices: "/linux/netDevices" = {"eth1": {"name": "eth1"}} => "linux.netDevices";

@@ -19,8 +19,8 @@ use super::network::network_to_oci;
 use super::process::{capabilities_to_oci, user_to_oci};
 use super::resources::resources_to_oci;
 use super::{
-    ANNOTATION_IMAGE_KEEP, ANNOTATION_IMAGE_MANIFEST, ANNOTATION_IMAGE_STORE, BundleError,
-    OCI_VERSION, invalid,
+    ANNOTATION_IMAGE_KEEP, ANNOTATION_IMAGE_MANIFEST, ANNOTATION_IMAGE_STORE, ANNOTATION_INIT,
+    BundleError, OCI_VERSION, invalid,
 };
 use crate::idmap::IdMap;
 use crate::ns::Namespace;
@@ -32,7 +32,6 @@ pub fn to_oci(spec: &Spec) -> Result<OciSpec, BundleError> {
     // What only a bundle read by step 12 carries: the engine never sets
     // it, and a bundle must not silently lose it.
     for (field, set) in [
-        ("process.rlimits", !spec.process.rlimits.is_empty()),
         ("process.user.umask", spec.process.umask.is_some()),
         (
             "process.user.additionalGids",
@@ -65,7 +64,7 @@ pub fn to_oci(spec: &Spec) -> Result<OciSpec, BundleError> {
         .set_env(Some(spec.process.env.clone()))
         .set_cwd(spec.process.cwd.clone())
         .set_capabilities(capabilities_to_oci(spec.capabilities.as_deref())?)
-        .set_rlimits(None)
+        .set_rlimits(rlimits_to_oci(&spec.process.rlimits)?)
         .set_no_new_privileges(Some(spec.no_new_privs))
         .set_apparmor_profile(None)
         .set_oom_score_adj(None)
@@ -102,7 +101,8 @@ pub fn to_oci(spec: &Spec) -> Result<OciSpec, BundleError> {
     };
     let root = root_path.map(|path| {
         let mut root = Root::default();
-        root.set_path(path).set_readonly(None);
+        root.set_path(path)
+            .set_readonly(spec.readonly_root.then_some(true));
         root
     });
     let has_root = root.is_some();
@@ -112,7 +112,16 @@ pub fn to_oci(spec: &Spec) -> Result<OciSpec, BundleError> {
             "caixa binds host files only into a container with a root of its own",
         ));
     }
-    let mounts = mounts_to_oci(has_root, &spec.mounts);
+    if !has_root && (!spec.tmpfs.is_empty() || spec.readonly_root) {
+        return Err(invalid(
+            "mounts",
+            "--tmpfs and --read-only need a container with a root of its own",
+        ));
+    }
+    let mounts = mounts_to_oci(has_root, &spec.mounts, &spec.tmpfs);
+    if spec.init {
+        annotations.insert(ANNOTATION_INIT.into(), "true".into());
+    }
     let (masked, readonly) = paths_to_oci(has_root);
 
     if let Some(net) = &spec.network {
@@ -167,6 +176,30 @@ pub fn to_oci(spec: &Spec) -> Result<OciSpec, BundleError> {
         .set_uid_mappings(None)
         .set_gid_mappings(None);
     Ok(oci)
+}
+
+/// `process.rlimits`: each limit with its OCI type.
+fn rlimits_to_oci(
+    limits: &[crate::rlimit::Rlimit],
+) -> Result<Option<Vec<oci_spec::runtime::PosixRlimit>>, BundleError> {
+    let list = limits
+        .iter()
+        .map(|l| {
+            let typ = crate::rlimit::type_of(l.resource).ok_or_else(|| {
+                invalid(
+                    "process.rlimits",
+                    format!("{:?} has no OCI name", l.resource),
+                )
+            })?;
+            oci_spec::runtime::PosixRlimitBuilder::default()
+                .typ(typ)
+                .soft(l.soft)
+                .hard(l.hard)
+                .build()
+                .map_err(|e| invalid("process.rlimits", e.to_string()))
+        })
+        .collect::<Result<Vec<_>, BundleError>>()?;
+    Ok(non_empty(list))
 }
 
 fn non_empty<T>(list: Vec<T>) -> Option<Vec<T>> {

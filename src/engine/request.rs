@@ -23,6 +23,7 @@ use crate::privilege::Privilege;
 use crate::rootfs::binds::{
     VolumeArg, VolumeArgError, VolumeSource, check_target, check_volume_name,
 };
+use crate::rootfs::tmpfs::Tmpfs;
 use crate::spec::{Spec, set_env};
 
 fn bad(why: impl Into<String>) -> EngineError {
@@ -60,16 +61,6 @@ fn number<T: TryFrom<i64>>(v: &Value, field: &str) -> Result<Option<T>, EngineEr
 /// Refuses what caixa does not do yet, one clear line each.
 fn refuse_unsupported(body: &Value) -> Result<(), EngineError> {
     let host = &body["HostConfig"];
-    if host["Tmpfs"].as_object().is_some_and(|t| !t.is_empty()) {
-        return Err(bad(
-            "--tmpfs is not supported by caixa's engine yet: use a volume (-v NAME:/path)",
-        ));
-    }
-    if host["ReadonlyRootfs"].as_bool() == Some(true) {
-        return Err(bad(
-            "--read-only is not supported by caixa's engine yet: run without it",
-        ));
-    }
     if host["Privileged"].as_bool() == Some(true) {
         return Err(bad(
             "--privileged is not supported: add the capabilities it needs with --cap-add",
@@ -146,6 +137,10 @@ pub fn to_spec(
     .map_err(|e| bad(e.to_string()))?;
     spec.limits = Some(limits(host)?);
     spec.network = network(host, joining)?;
+    spec.process.rlimits = ulimits(host)?;
+    spec.tmpfs = tmpfs(host)?;
+    spec.readonly_root = host["ReadonlyRootfs"].as_bool() == Some(true);
+    spec.init = host["Init"].as_bool() == Some(true);
 
     // `-t`: a terminal, which programs learn to drive from TERM (Docker's).
     if body["Tty"].as_bool() == Some(true) {
@@ -164,6 +159,17 @@ pub fn to_spec(
     spec.validate().map_err(|e| bad(e.to_string()))?;
     let image_volumes = config.config().as_ref().and_then(|c| c.volumes().clone());
     let volumes = volumes(body, image_volumes.as_deref().unwrap_or_default())?;
+    // A volume and a tmpfs on one path: one would hide the other.
+    if let Some(t) = spec
+        .tmpfs
+        .iter()
+        .find(|t| volumes.iter().any(|v| v.target == t.target))
+    {
+        return Err(bad(format!(
+            "duplicate mount point: {} is both a volume and a tmpfs",
+            t.target.display()
+        )));
+    }
     Ok(Plan { spec, volumes })
 }
 // ANCHOR_END: create_spec
@@ -224,6 +230,9 @@ fn volumes(body: &Value, image_volumes: &[String]) -> Result<Vec<VolumeArg>, Eng
         );
     }
     for (i, m) in host["Mounts"].as_array().into_iter().flatten().enumerate() {
+        if m["Type"].as_str() == Some("tmpfs") {
+            continue; // see `tmpfs`
+        }
         all.push(mount(m).map_err(|why| bad(format!("HostConfig.Mounts[{i}]: {why}")))?);
     }
     let anonymous = body["Volumes"]
@@ -295,6 +304,77 @@ fn mount(m: &Value) -> Result<VolumeArg, String> {
     })
 }
 
+// ANCHOR: request_tmpfs
+/// `HostConfig.Tmpfs` (`--tmpfs /run:size=64m`: path → options) and the
+/// `tmpfs` entries of `HostConfig.Mounts` (`--mount type=tmpfs,…`), in
+/// one form: each checked as the step binaries check `--tmpfs`.
+fn tmpfs(host: &Value) -> Result<Vec<Tmpfs>, EngineError> {
+    let mut all: Vec<Tmpfs> = Vec::new();
+    for (target, options) in host["Tmpfs"].as_object().into_iter().flatten() {
+        let options = options
+            .as_str()
+            .ok_or_else(|| bad(format!("HostConfig.Tmpfs[{target:?}] must be a string")))?;
+        let words: Vec<String> = options
+            .split(',')
+            .filter(|w| !w.is_empty())
+            .map(String::from)
+            .collect();
+        all.push(Tmpfs::new(target, &words).map_err(|why| bad(format!("--tmpfs {why}")))?);
+    }
+    for m in host["Mounts"].as_array().into_iter().flatten() {
+        if m["Type"].as_str() != Some("tmpfs") {
+            continue;
+        }
+        let mut words = Vec::new();
+        if m["ReadOnly"].as_bool() == Some(true) {
+            words.push("ro".to_string());
+        }
+        if let Some(size) = m["TmpfsOptions"]["SizeBytes"].as_u64().filter(|n| *n > 0) {
+            words.push(format!("size={size}"));
+        }
+        if let Some(mode) = m["TmpfsOptions"]["Mode"].as_u64().filter(|n| *n > 0) {
+            words.push(format!("mode={mode:o}"));
+        }
+        let target = m["Target"].as_str().unwrap_or_default();
+        all.push(
+            Tmpfs::new(target, &words).map_err(|why| bad(format!("--mount type=tmpfs: {why}")))?,
+        );
+    }
+    for (i, t) in all.iter().enumerate() {
+        if all[..i].iter().any(|u| u.target == t.target) {
+            return Err(bad(format!(
+                "duplicate mount point: {}: mount one tmpfs there",
+                t.target.display()
+            )));
+        }
+    }
+    Ok(all)
+}
+// ANCHOR_END: request_tmpfs
+
+/// `HostConfig.Ulimits` (`--ulimit nofile=1024:2048`): `[{"Name", "Soft",
+/// "Hard"}]`, each name once.
+fn ulimits(host: &Value) -> Result<Vec<crate::rlimit::Rlimit>, EngineError> {
+    let mut all: Vec<crate::rlimit::Rlimit> = Vec::new();
+    for u in host["Ulimits"].as_array().into_iter().flatten() {
+        let name = u["Name"].as_str().unwrap_or_default();
+        // -1 (Docker's "unlimited") is RLIM_INFINITY.
+        let value = |key: &str| match &u[key] {
+            Value::Number(n) if n.as_i64() == Some(-1) => Ok(u64::MAX),
+            Value::Number(n) => n
+                .as_u64()
+                .ok_or_else(|| bad(format!("ulimit {name}: {key} {n} is out of range"))),
+            _ => Err(bad(format!("ulimit {name}: {key} must be a number"))),
+        };
+        let limit = crate::rlimit::by_name(name, value("Soft")?, value("Hard")?).map_err(bad)?;
+        if all.iter().any(|l| l.resource == limit.resource) {
+            return Err(bad(format!("ulimit {name} is given twice")));
+        }
+        all.push(limit);
+    }
+    Ok(all)
+}
+
 /// `HostConfig`'s resource fields → [`Limits`] (every engine container gets
 /// a cgroup, limited or not, so its usage can be read).
 fn limits(host: &Value) -> Result<Limits, EngineError> {
@@ -310,10 +390,35 @@ fn limits(host: &Value) -> Result<Limits, EngineError> {
             .as_str()
             .filter(|c| !c.is_empty())
             .map(String::from),
+        device_read_bps: device_rates(host, "BlkioDeviceReadBps", false)?,
+        device_write_bps: device_rates(host, "BlkioDeviceWriteBps", false)?,
+        device_read_iops: device_rates(host, "BlkioDeviceReadIOps", true)?,
+        device_write_iops: device_rates(host, "BlkioDeviceWriteIOps", true)?,
         ..Limits::default()
     };
     limits.validate().map_err(|e| bad(e.to_string()))?;
     Ok(limits)
+}
+
+/// `--device-write-bps /dev/vda:1mb` as the API carries it:
+/// `[{"Path": "/dev/vda", "Rate": 1048576}]`; the path must be a block
+/// device of this host (its numbers are read with stat(2)).
+fn device_rates(
+    host: &Value,
+    field: &str,
+    iops: bool,
+) -> Result<Vec<crate::cgroup::DeviceRate>, EngineError> {
+    let mut all = Vec::new();
+    for d in host[field].as_array().into_iter().flatten() {
+        let (Some(path), Some(rate)) = (d["Path"].as_str(), d["Rate"].as_u64()) else {
+            return Err(bad(format!(
+                "{field}: each entry needs a Path and a Rate (a number)"
+            )));
+        };
+        let text = format!("{path}:{rate}");
+        all.push(crate::cgroup::parse_device_rate(&text, iops).map_err(|e| bad(e.to_string()))?);
+    }
+    Ok(all)
 }
 
 /// `NetworkMode` and `PortBindings` → the network, through the same

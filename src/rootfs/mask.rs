@@ -83,6 +83,33 @@ pub fn make_readonly_paths() -> Result<(), RootfsError> {
     make_readonly(&READONLY_PATHS.map(Path::new))
 }
 
+// ANCHOR: readonly_root
+/// `--read-only`: the container's own root becomes read-only, after
+/// everything is mounted in it. Only this one mount changes (`MS_BIND |
+/// MS_REMOUNT` sets per-mount flags), so what is mounted on top of it
+/// (`/proc`, `/dev`, volumes, tmpfs) stays as it was: those are where the
+/// program may still write. The flags the kernel locked on the mount are
+/// kept, or the remount would be refused in a user namespace.
+pub fn make_root_readonly() -> Result<(), RootfsError> {
+    let root = Path::new("/");
+    let fd = nix::fcntl::open(
+        root,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(syscall("open", root))?;
+    let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+    mount(
+        None::<&str>,
+        root,
+        None::<&str>,
+        flags | super::binds::locked_flags(&fd),
+        None::<&str>,
+    )
+    .map_err(syscall("mount(MS_REMOUNT|MS_RDONLY)", root))
+}
+// ANCHOR_END: readonly_root
+
 /// Makes every path of `paths` that exists read-only (a bundle's own
 /// list, step 12).
 pub fn make_readonly(paths: &[&Path]) -> Result<(), RootfsError> {

@@ -25,6 +25,7 @@ pub mod mask;
 pub mod mounts;
 pub mod pivot;
 pub mod table;
+pub mod tmpfs;
 
 use std::path::PathBuf;
 
