@@ -5548,3 +5548,85 @@ fn init_reaps_orphans_and_passes_signals_on() {
         stdout_of(&engine.client(&["rm", name]));
     }
 }
+
+#[test]
+fn a_starting_daemon_brings_back_what_restart_policies_ask_for() {
+    let mut engine = Engine::start();
+    loaded(&engine);
+    let run = |name: &str, policy: &str| {
+        stdout_of(&engine.client(&[
+            "run",
+            "-d",
+            "--network",
+            "none",
+            "--name",
+            name,
+            "--restart",
+            policy,
+            "demo:1",
+            "sleep",
+            "3600",
+        ]))
+        .trim()
+        .to_string()
+    };
+    // Three whose shims die with them (as on a host's restart), two
+    // stopped by hand.
+    let lost: Vec<(String, &str)> = [
+        ("lost-always", "always"),
+        ("lost-unless", "unless-stopped"),
+        ("lost-no", "no"),
+    ]
+    .into_iter()
+    .map(|(name, policy)| (run(name, policy), name))
+    .collect();
+    run("stopped-always", "always");
+    run("stopped-unless", "unless-stopped");
+    for name in ["stopped-always", "stopped-unless"] {
+        stdout_of(&engine.client(&["stop", "-t", "1", name]));
+    }
+    let mut before = std::collections::HashMap::new();
+    for (id, name) in &lost {
+        let state = kill_shim(&engine, id);
+        before.insert(*name, state["pid"].as_i64().unwrap_or(0));
+    }
+    engine.kill_daemon();
+    engine.daemon = Some(engine.spawn_daemon());
+    for (name, runs) in [
+        ("lost-always", true),
+        ("lost-unless", true),
+        ("lost-no", false),
+        ("stopped-always", true),
+        ("stopped-unless", false),
+    ] {
+        let seen = inspected(&engine, name);
+        assert_eq!(
+            seen["State"]["Running"],
+            runs,
+            "step 11: expected {name} to be {} once a new daemon started (Docker's rules: \
+             always and unless-stopped come back after their shim died, always also after a \
+             stop by hand, unless-stopped not then, no never), its state is {}; most likely \
+             cause: the daemon does not restore containers at start (restore), or reads \
+             `lost` and the policy otherwise",
+            if runs { "running" } else { "not running" },
+            seen["State"]
+        );
+        if runs {
+            let pid = seen["State"]["Pid"].as_i64().unwrap_or(0);
+            assert!(
+                pid > 0 && Some(&pid) != before.get(name),
+                "step 11: expected {name} to run as a new process, its pid is {pid}; most \
+                 likely cause: the state read is the dead shim's record, not a new start"
+            );
+        }
+    }
+    for name in [
+        "lost-always",
+        "lost-unless",
+        "lost-no",
+        "stopped-always",
+        "stopped-unless",
+    ] {
+        stdout_of(&engine.client(&["rm", "-f", name]));
+    }
+}

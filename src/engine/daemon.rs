@@ -87,6 +87,7 @@ pub fn serve(daemon: Daemon, socket: &Path, limits: Limits) -> Result<(), Engine
     // What shims killed since the last daemon left: swept before anyone
     // can ask for a new container.
     sweep_leftovers();
+    restore(&daemon);
     let listener = UnixListener::bind(socket).map_err(super::state::io(socket))?;
     std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o660))
         .map_err(super::state::io(socket))?;
@@ -117,6 +118,40 @@ fn sweep_leftovers() {
     }
 }
 // ANCHOR_END: sweep_leftovers
+
+// ANCHOR: restore
+/// What `--restart` owes when a daemon starts, by Docker's rules. A
+/// container whose shim died while it ran (a crash, the host's restart)
+/// starts again under `always` and `unless-stopped`; an `always` one that
+/// was stopped by hand starts too (Docker's "restarted when the daemon
+/// restarts"); `unless-stopped` ones stopped by hand, and `on-failure`
+/// ones, stay as they are. Running ones keep their shims: a daemon's
+/// restart is nothing to them.
+fn restore(daemon: &Daemon) {
+    let Ok(containers) = Containers::open(&daemon.root) else {
+        return;
+    };
+    for (record, state) in containers.list().unwrap_or_default() {
+        let ever_started = state.started > 0;
+        let again = match record.restart.name.as_str() {
+            "always" => state.lost || (state.status == Status::Exited && ever_started),
+            "unless-stopped" => state.lost,
+            _ => false,
+        };
+        // A shim alive holds it still (it may be pausing between restarts).
+        if !again || super::state::shim_alive(&containers.dir(&record.id)) {
+            continue;
+        }
+        match start(daemon, &containers, &record) {
+            Ok(_) => eprintln!(
+                "caixa daemon: started {} again (--restart {})",
+                record.name, record.restart.name
+            ),
+            Err(e) => eprintln!("caixa daemon: could not start {} again: {e}", record.name),
+        }
+    }
+}
+// ANCHOR_END: restore
 
 /// Answers one request: a response, or an error as Docker's
 /// `{"message": …}` with the error's status, if the head has not gone out

@@ -124,6 +124,11 @@ pub struct State {
     /// How many times its shim has restarted it.
     #[serde(default)]
     pub restart_count: u32,
+    /// Its shim died while it ran (SIGKILL, a crash, the host's restart):
+    /// never written, only seen ([`Containers::state`]). What `--restart`
+    /// brings back when a daemon starts.
+    #[serde(skip)]
+    pub lost: bool,
 }
 
 /// The seconds since the epoch, now.
@@ -363,6 +368,7 @@ impl Containers {
                 state.status = Status::Exited;
                 state.exit_code = 255;
                 state.error = "its shim died: the container was killed with it".into();
+                state.lost = true;
             }
         }
         Ok(state)
