@@ -5630,3 +5630,50 @@ fn a_starting_daemon_brings_back_what_restart_policies_ask_for() {
         stdout_of(&engine.client(&["rm", "-f", name]));
     }
 }
+
+#[test]
+fn create_then_start_attached_gives_the_output_and_the_code() {
+    let engine = Engine::start();
+    loaded(&engine);
+    let id = stdout_of(&engine.client(&[
+        "create",
+        "--name",
+        "later",
+        "--network",
+        "none",
+        "demo:1",
+        "sh",
+        "-c",
+        "echo from-later; exit 3",
+    ]));
+    assert_eq!(
+        inspected(&engine, "later")["State"]["Status"],
+        "created",
+        "step 11: expected `create` to make the container {id:?} without starting it; most \
+         likely cause: create starts it, or is run under another name"
+    );
+    let out = engine.client(&["start", "-a", "later"]);
+    assert_eq!(
+        (out.status.code(), text(&out.stdout)),
+        (Some(3), "from-later\n".to_string()),
+        "step 11: expected `start -a` to print the container's output and exit with its code \
+         3, it printed {:?} and ended with {}; most likely cause: start -a starts without \
+         attaching first (the output is lost), or does not wait for the exit code\nstderr: {}",
+        text(&out.stdout),
+        out.status,
+        text(&out.stderr)
+    );
+    assert_eq!(
+        stdout_of(&engine.client(&["start", "later"])),
+        "later\n",
+        "step 11: expected `start` without -a to print the name it was given, as Docker's; \
+         most likely cause: start prints nothing, or the id"
+    );
+    assert_one_line_error(
+        &engine.client(&["start", "-a", "later", "later"]),
+        11,
+        125,
+        "one container",
+    );
+    stdout_of(&engine.client(&["rm", "-f", "later"]));
+}

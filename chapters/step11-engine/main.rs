@@ -138,6 +138,23 @@ enum Command {
     },
     /// Create and start a container (pulling its image when missing).
     Run(Box<RunOptions>),
+    /// Create a container from an image, with run's options; print its id.
+    Create(Box<RunOptions>),
+    /// Start containers; with -a, one, attached: its output and exit code.
+    Start {
+        /// Attach its output (and exit with its code).
+        #[arg(short, long)]
+        attach: bool,
+        /// With -a: send this terminal's input to it (created with -i).
+        #[arg(short, long)]
+        interactive: bool,
+        /// The keys that detach from it, leaving it running.
+        #[arg(long, value_name = "KEYS", default_value = "ctrl-p,ctrl-q")]
+        detach_keys: String,
+        /// CONTAINER...
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
     /// List containers.
     Ps {
         /// All of them, not only running ones.
@@ -552,6 +569,13 @@ fn main() {
             }),
         Command::Save { output, images } => save(&client(), &output, &images),
         Command::Run(options) => run(&client(), &options),
+        Command::Create(options) => create(&client(), &options).map(|id| println!("{id}")),
+        Command::Start {
+            attach,
+            interactive,
+            detach_keys,
+            containers,
+        } => start(&client(), &containers, attach, interactive, &detach_keys),
         Command::Ps { all } => client()
             .json(
                 "GET",
@@ -873,6 +897,22 @@ fn device_rates(list: &[String]) -> Result<Vec<Value>, EngineError> {
 /// `docker run`: create (pulling when the image is missing), start, and
 /// unless detached wait, print the output and exit with its code.
 fn run(client: &Client, o: &RunOptions) -> Result<(), EngineError> {
+    let id = create(client, o)?;
+    if o.detach {
+        client.json("POST", &format!("/containers/{id}/start"), None)?;
+        println!("{id}");
+        return Ok(());
+    }
+    let wants = Wants {
+        stdin: o.interactive,
+        tty: o.tty,
+    };
+    start_attached(client, &id, wants, &o.detach_keys, o.rm)
+}
+
+/// `docker create`: the container, made from the image (pulled when
+/// missing) with `run`'s options; its id.
+fn create(client: &Client, o: &RunOptions) -> Result<String, EngineError> {
     let (image, command) = o
         .image_and_command
         .split_first()
@@ -1002,20 +1042,21 @@ fn run(client: &Client, o: &RunOptions) -> Result<(), EngineError> {
         }
         other => other?,
     };
-    let id = created["Id"].as_str().unwrap_or("").to_string();
-    if o.detach {
-        client.json("POST", &format!("/containers/{id}/start"), None)?;
-        println!("{id}");
-        return Ok(());
-    }
-    // Attached: the output as it comes (Docker's attach: a connection of
-    // its own, upgraded before the start, so nothing is missed), printed
-    // by a thread while this one starts the container and waits for it.
-    let wants = Wants {
-        stdin: o.interactive,
-        tty: o.tty,
-    };
-    let mut session = Session::attach(client, &id, wants, Some(&o.detach_keys))?;
+    Ok(created["Id"].as_str().unwrap_or("").to_string())
+}
+
+/// Starts container `id` attached (`run` without `-d`, `start -a`): the
+/// output as it comes (Docker's attach: a connection of its own, upgraded
+/// before the start, so nothing is missed), printed by a thread while this
+/// one starts the container and waits for it; exits with its code.
+fn start_attached(
+    client: &Client,
+    id: &str,
+    wants: Wants,
+    keys: &str,
+    rm: bool,
+) -> Result<(), EngineError> {
+    let mut session = Session::attach(client, id, wants, Some(keys))?;
     if let Err(e) = client
         .json("POST", &format!("/containers/{id}/start"), None)
         .and_then(|_| session.start_input(client))
@@ -1027,7 +1068,7 @@ fn run(client: &Client, o: &RunOptions) -> Result<(), EngineError> {
             .as_i64()
             .filter(|c| *c != 0)
             .unwrap_or(125) as i32;
-        if o.rm {
+        if rm {
             client.json("DELETE", &format!("/containers/{id}?force=1&v=1"), None)?;
         }
         std::process::exit(code)
@@ -1039,7 +1080,7 @@ fn run(client: &Client, o: &RunOptions) -> Result<(), EngineError> {
     let code = client.json("POST", &format!("/containers/{id}/wait"), None)?["StatusCode"]
         .as_i64()
         .unwrap_or(125) as i32;
-    if o.rm {
+    if rm {
         // `--rm` takes its anonymous volumes too, as Docker's does.
         client.json("DELETE", &format!("/containers/{id}?v=1"), None)?;
     }
@@ -1072,7 +1113,7 @@ fn attach(client: &Client, container: &str, stdin: bool, keys: &str) -> Result<(
     let about = client.json("GET", &format!("/containers/{target}/json"), None)?;
     if about["State"]["Running"].as_bool() != Some(true) {
         return Err(EngineError::Conflict(format!(
-            "container {container} is not running: start it first (step11 start -a is not built; use logs)"
+            "container {container} is not running: start it with step11 start -a"
         )));
     }
     let id = about["Id"].as_str().unwrap_or(container).to_string();
@@ -1091,6 +1132,44 @@ fn attach(client: &Client, container: &str, stdin: bool, keys: &str) -> Result<(
     std::process::exit(code)
 }
 // ANCHOR_END: client_attach
+
+/// `docker start [-a [-i]] CONTAINER…`: each started (its name printed),
+/// or one started attached, as `run` without `-d` does.
+fn start(
+    client: &Client,
+    containers: &[String],
+    attach: bool,
+    interactive: bool,
+    keys: &str,
+) -> Result<(), EngineError> {
+    if !attach {
+        for c in containers {
+            client.json(
+                "POST",
+                &format!("/containers/{}/start", percent_encode(c)),
+                None,
+            )?;
+            println!("{c}");
+        }
+        return Ok(());
+    }
+    let [container] = containers else {
+        return Err(EngineError::BadRequest(
+            "start -a takes one container: its output and exit code are what you get".into(),
+        ));
+    };
+    let about = client.json(
+        "GET",
+        &format!("/containers/{}/json", percent_encode(container)),
+        None,
+    )?;
+    let id = about["Id"].as_str().unwrap_or(container).to_string();
+    let wants = Wants {
+        stdin: interactive && about["Config"]["OpenStdin"].as_bool() == Some(true),
+        tty: about["Config"]["Tty"].as_bool() == Some(true),
+    };
+    start_attached(client, &id, wants, keys, false)
+}
 
 /// `docker network …`: one API call each.
 fn network(client: &Client, command: NetworkCommand) -> Result<(), EngineError> {
