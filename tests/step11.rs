@@ -5677,3 +5677,85 @@ fn create_then_start_attached_gives_the_output_and_the_code() {
     );
     stdout_of(&engine.client(&["rm", "-f", "later"]));
 }
+
+/// How many sockets process `pid` holds open.
+fn sockets_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|fds| {
+            fds.flatten()
+                .filter(|fd| {
+                    std::fs::read_link(fd.path())
+                        .is_ok_and(|l| l.to_string_lossy().starts_with("socket:"))
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn clients_that_leave_a_quiet_container_leave_nothing_in_the_daemon() {
+    let engine = Engine::start();
+    loaded(&engine);
+    stdout_of(&engine.client(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "quiet",
+        "demo:1",
+        "sleep",
+        "3600",
+    ]));
+    let daemon = engine.daemon.as_ref().map(|d| d.id()).unwrap_or(0);
+    let before = sockets_of(daemon);
+    // Three attached clients and three following the log; nothing is
+    // written while they are there, and they leave without a word.
+    let mut clients: Vec<Child> = ["attach", "attach", "attach", "logs", "logs", "logs"]
+        .iter()
+        .map(|verb| {
+            let mut args = vec![*verb];
+            args.push(if *verb == "attach" {
+                "--no-stdin"
+            } else {
+                "-f"
+            });
+            args.push("quiet");
+            let mut cmd = Command::new(binary(11));
+            cmd.arg("-H")
+                .arg(format!("unix://{}", engine.socket().display()))
+                .args(&args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            cmd.spawn().expect("step11 client")
+        })
+        .collect();
+    let start = Instant::now();
+    while sockets_of(daemon) < before + 6 && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        sockets_of(daemon) >= before + 6,
+        "step 11: expected the daemon to hold a connection for each of six clients, it holds \
+         {} sockets (before: {before}); most likely cause: attach or logs -f ended at once",
+        sockets_of(daemon)
+    );
+    for c in &mut clients {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    let start = Instant::now();
+    while sockets_of(daemon) > before && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        sockets_of(daemon) <= before,
+        "step 11: expected the daemon to let go of every connection once its clients left, \
+         it still holds {} sockets (before: {before}), 20 s later; most likely cause: follow \
+         only learns of a gone client when it next writes (Outlet::client_gone), or the \
+         upgraded connection's splice never hears the client hang up",
+        sockets_of(daemon)
+    );
+    stdout_of(&engine.client(&["rm", "-f", "quiet"]));
+}

@@ -93,6 +93,43 @@ impl ChunkWriter {
     }
 }
 
+/// A stream the daemon writes to for as long as a container runs (`logs
+/// -f`, attach), which can tell that its client has gone although nothing
+/// was written for a while: a quiet container must not keep a thread for
+/// a client that left.
+pub trait Outlet: Write {
+    /// The client closed its connection.
+    fn client_gone(&self) -> bool;
+}
+
+impl Outlet for ChunkWriter {
+    /// hyper drops the body's receiving end with the connection.
+    fn client_gone(&self) -> bool {
+        self.0.is_closed()
+    }
+}
+
+impl Outlet for std::os::unix::net::UnixStream {
+    /// The daemon's end of an upgraded connection's socketpair: `POLLHUP`
+    /// once the splice let the other end go, which it does when the client
+    /// hung up (see [`splice`]). A half-close (the client's input ended)
+    /// is not a hang-up.
+    fn client_gone(&self) -> bool {
+        hung_up(self)
+    }
+}
+
+/// Whether the peer of socket `fd` has closed it (`POLLHUP`, asked without
+/// waiting).
+pub fn hung_up(fd: &impl std::os::fd::AsFd) -> bool {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::empty())];
+    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
+        && fds[0]
+            .revents()
+            .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR))
+}
+
 impl Write for ChunkWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         if buf.is_empty() {
@@ -120,7 +157,12 @@ impl Write for ChunkWriter {
 /// socketpair on the server, the connection on the client) has nothing
 /// more to say. The other direction (a terminal's keystrokes, later) may
 /// end first: its end is passed on as a half-close, and the output goes on.
-pub async fn splice<A, B>(source: A, sink: B)
+///
+/// `hung_up`, when given, is asked every half second once the input has
+/// ended: whether the client closed the connection for good. Then the
+/// splice ends, and `source` with it, so the daemon's side learns it
+/// ([`Outlet::client_gone`]) even if the container says nothing more.
+pub async fn splice<A, B>(source: A, sink: B, hung_up: Option<&(dyn Fn() -> bool + Sync)>)
 where
     A: AsyncRead + AsyncWrite,
     B: AsyncRead + AsyncWrite,
@@ -144,8 +186,16 @@ where
             }
         }
         let _ = to_source.shutdown().await;
-        // Its end is no reason to stop the output: wait for that.
-        std::future::pending::<()>().await;
+        // Its end is no reason to stop the output: wait for that, or for
+        // the client to hang up.
+        match hung_up {
+            Some(hung_up) => {
+                while !hung_up() {
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+            }
+            None => std::future::pending::<()>().await,
+        }
     };
     tokio::select! {
         () = output => {}

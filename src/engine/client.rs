@@ -207,7 +207,7 @@ impl Client {
                     Ok(upgraded) => {
                         let _ = ready.send(Ok(()));
                         if let Ok(theirs) = tokio::net::UnixStream::from_std(theirs) {
-                            splice(TokioIo::new(upgraded), theirs).await;
+                            splice(TokioIo::new(upgraded), theirs, None).await;
                         }
                     }
                     Err(e) => {

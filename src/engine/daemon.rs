@@ -45,6 +45,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::EngineError;
+use super::bridge::Outlet;
 use super::log;
 use super::server::{self, Limits, Request, RequestBody, Responder};
 use super::shim;
@@ -905,7 +906,7 @@ fn follow(
     containers: &Containers,
     id: &str,
     wanted: &Wanted,
-    out: &mut dyn Write,
+    out: &mut dyn Outlet,
     stop: &AtomicBool,
 ) -> Result<(), EngineError> {
     let mut offset = 0;
@@ -927,6 +928,8 @@ fn follow(
         }
         if !entries.is_empty() {
             pause = Backoff::default();
+        } else if out.client_gone() {
+            return Ok(()); // it left while the container was quiet
         }
         pause.sleep();
     }

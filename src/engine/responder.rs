@@ -7,6 +7,7 @@
 //! travel in the body, as a line the client understands. The [`Responder`]
 //! remembers which ([`Responder::sent`]).
 
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 
@@ -101,12 +102,26 @@ impl Responder {
                 self.send(switching)?;
                 self.runtime.spawn(async move {
                     let _place = place;
-                    let (Ok(upgraded), Ok(theirs)) =
+                    let (Ok(upgraded), Ok(mut theirs)) =
                         (on_upgrade.await, tokio::net::UnixStream::from_std(theirs))
                     else {
                         return;
                     };
-                    splice(theirs, TokioIo::new(upgraded)).await;
+                    // The client's own socket, to hear it hang up; what
+                    // hyper read past the request head is its first input.
+                    match upgraded.downcast::<TokioIo<tokio::net::UnixStream>>() {
+                        Ok(parts) => {
+                            use tokio::io::AsyncWriteExt;
+                            if theirs.write_all(&parts.read_buf).await.is_err() {
+                                return;
+                            }
+                            let client = parts.io.into_inner();
+                            let fd = client.as_fd().try_clone_to_owned();
+                            let hung_up = move || fd.as_ref().is_ok_and(super::bridge::hung_up);
+                            splice(theirs, client, Some(&hung_up)).await;
+                        }
+                        Err(upgraded) => splice(theirs, TokioIo::new(upgraded), None).await,
+                    }
                 });
             }
             None => {
