@@ -89,6 +89,7 @@ fn reap(command: Pid) -> ! {
 /// Waits for every child that has ended; the command's exit code, once it
 /// is one of them.
 fn reap_all(command: Pid) -> Option<i32> {
+    // EXERCISE(11): wait for every child that has ended (waitpid of any child, WNOHANG) until none is left; return the command's exit code once it is among them (128 + N when signal N ended it), else None
     let mut ended = None;
     loop {
         match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
@@ -100,6 +101,7 @@ fn reap_all(command: Pid) -> Option<i32> {
             Ok(_) => {} // an orphan, reaped
         }
     }
+    // END EXERCISE
 }
 // ANCHOR_END: reap
 
