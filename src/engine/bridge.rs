@@ -91,6 +91,14 @@ impl ChunkWriter {
     pub fn fail(self, error: std::io::Error) {
         let _ = self.0.blocking_send(Err(error));
     }
+
+    /// A check, for another thread or a loop that writes rarely, of
+    /// whether the client went away (hyper dropped the body): a stream
+    /// that is mostly silent (`events`) learns it without writing.
+    pub fn gone_check(&self) -> impl Fn() -> bool + Send + 'static {
+        let sender = self.0.clone();
+        move || sender.is_closed()
+    }
 }
 
 impl Write for ChunkWriter {
