@@ -63,8 +63,12 @@ pub fn info(root: &Path) -> Result<Value, EngineError> {
         "Driver": "overlay2",
         "DriverStatus": [["Backing Filesystem", "overlayfs"], ["Supports d_type", "true"]],
         "Plugins": { "Volume": ["local"], "Network": ["bridge"], "Log": ["json-file"] },
-        "MemoryLimit": true, "SwapLimit": false, "CpuCfsPeriod": true, "CpuCfsQuota": true,
-        "CPUShares": true, "PidsLimit": true, "IPv4Forwarding": true,
+        "MemoryLimit": true, "CpuCfsPeriod": true, "CpuCfsQuota": true,
+        "CPUShares": true, "CPUSet": true, "PidsLimit": true, "IPv4Forwarding": true,
+        // What the kernel says, so `docker info`'s warnings are this host's.
+        "SwapLimit": swap_limit(cgroup_version),
+        "BridgeNfIptables": sysctl_on("net/bridge/bridge-nf-call-iptables"),
+        "BridgeNfIp6tables": sysctl_on("net/bridge/bridge-nf-call-ip6tables"),
         "Debug": false, "NFd": 0, "NGoroutines": 0, "OomKillDisable": false,
         "SystemTime": humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string(),
         "LoggingDriver": "json-file",
@@ -130,4 +134,15 @@ fn mem_total() -> u64 {
         .find_map(|l| l.strip_prefix("MemTotal:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
+}
+
+/// Whether a sysctl (under `/proc/sys`) is `1`.
+fn sysctl_on(name: &str) -> bool {
+    std::fs::read_to_string(Path::new("/proc/sys").join(name)).is_ok_and(|v| v.trim() == "1")
+}
+
+/// Whether memory+swap can be limited here (`--memory-swap`): v1 needs
+/// the kernel's swap accounting (`memory.memsw.*`); v2 has `memory.swap.max`.
+fn swap_limit(cgroup_version: &str) -> bool {
+    cgroup_version == "2" || Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists()
 }
