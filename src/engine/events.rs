@@ -291,9 +291,11 @@ pub fn stream(
     // From here on only new events, from where the backlog ended.
     loop {
         std::thread::sleep(POLL);
-        if gone() || past(now_nanos()) {
+        if gone() {
             return Ok(());
         }
+        // Past `until`: one last look (for what came in the last pause), then the end.
+        let last = past(now_nanos());
         // Rotated since we opened it? Finish the old one, then go on in the new.
         let renamed = match (&current, std::fs::metadata(&log)) {
             (Some(file), Ok(now)) => file.metadata().map_or(true, |m| m.ino() != now.ino()),
@@ -317,6 +319,9 @@ pub fn stream(
                 0,
                 out,
             )?;
+        }
+        if last {
+            return Ok(());
         }
     }
 }
