@@ -2691,6 +2691,12 @@ fn ps_filters_and_formats_like_docker() {
         "step 11: expected docker ps -n 1 to list the newest container (bad), it listed \
          {newest:?}; most likely cause: limit is ignored, or the list is not newest first"
     );
+    let newest = stdout_of(&engine.client(&["ps", "-n", "1", "--format", "{{.Names}}"]));
+    assert_eq!(
+        newest, "bad\n",
+        "step 11: expected step11 ps -n 1 to list the newest container (bad), it listed \
+         {newest:?}; most likely cause: the client does not send -n as the API's limit"
+    );
     let web_id = inspected(&engine, "web")["Id"]
         .as_str()
         .unwrap()

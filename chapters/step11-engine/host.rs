@@ -114,6 +114,7 @@ pub(crate) fn ps(
     client: &Client,
     all: bool,
     quiet: bool,
+    last: Option<u32>,
     filters: &[String],
     format: Option<&str>,
 ) -> Result<(), EngineError> {
@@ -123,11 +124,14 @@ pub(crate) fn ps(
         .map(|f| template::parse(f, &names))
         .transpose()
         .map_err(|e| EngineError::BadRequest(e.to_string()))?;
-    let target = format!(
+    let mut target = format!(
         "/containers/json?all={}&filters={}",
         u8::from(all),
         filters_json(filters)?
     );
+    if let Some(n) = last {
+        target.push_str(&format!("&limit={n}"));
+    }
     let list = client.json("GET", &target, None)?;
     let list = list.as_array().cloned().unwrap_or_default();
     if quiet {

@@ -147,6 +147,9 @@ enum Command {
         /// Only their ids.
         #[arg(short, long)]
         quiet: bool,
+        /// Only the N newest (stopped ones too).
+        #[arg(short = 'n', long, value_name = "N")]
+        last: Option<u32>,
         /// Only those that match KEY=VALUE (status, name, id, ancestor,
         /// exited, network, volume, before, since). Repeatable.
         #[arg(short, long, value_name = "KEY=VALUE")]
@@ -550,9 +553,10 @@ fn main() {
         Command::Ps {
             all,
             quiet,
+            last,
             filter,
             format,
-        } => host::ps(&client(), all, quiet, &filter, format.as_deref()),
+        } => host::ps(&client(), all, quiet, last, &filter, format.as_deref()),
         Command::Events {
             since,
             until,

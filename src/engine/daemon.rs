@@ -23,7 +23,9 @@
 //! | `POST /containers/ID/stop?t=S` | SIGTERM, then SIGKILL after S seconds |
 //! | `POST /containers/ID/kill?signal=S` | send a signal (default SIGKILL) |
 //! | `POST /containers/ID/restart?t=S`, `/rename?name=N`, `POST /containers/prune` | stop then start; a new name; remove every stopped one |
-//! | `GET /containers/json?all=1` | the containers, running (or all) |
+//! | `GET /containers/json?all=1&limit=N&filters=F` | the containers, running (or all), filtered ([`super::ps`]) |
+//! | `GET /events?since=T&until=T&filters=F` | what happened, then what happens, as JSON lines ([`super::events`]) |
+//! | `GET /info`, `GET /system/df` | the engine and its host ([`super::info`]); the disk it uses ([`super::usage`]) |
 //! | `DELETE /containers/ID?force=1&v=1` | forget it (stopping it first if forced; `v`: its anonymous volumes too) |
 //! | `POST /containers/ID/exec`, `POST /exec/EID/start`, `GET /exec/EID/json` | run a second process in it, its output, its exit code |
 //! | `POST /exec/EID/resize?h=R&w=C` | set the size of an exec's terminal (`-t`) |
