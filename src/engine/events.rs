@@ -213,16 +213,10 @@ pub struct Wanted {
     pub filters: super::filters::Filters,
 }
 
-/// The keys `GET /events` filters by.
-pub const FILTER_KEYS: [&str; 7] = [
-    "type",
-    "event",
-    "container",
-    "image",
-    "volume",
-    "network",
-    "label",
-];
+/// The keys `GET /events` filters by (`label` is not among them: caixa's
+/// containers have none, and a filter that matched nothing silently
+/// would look like a quiet host).
+pub const FILTER_KEYS: [&str; 6] = ["type", "event", "container", "image", "volume", "network"];
 
 impl Wanted {
     /// Whether `message` (a parsed line) passes the filters.
