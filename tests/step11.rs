@@ -2443,7 +2443,9 @@ fn events_tell_the_life_of_a_container_even_when_its_shim_reports_it() {
          container filter does not match by name, or the client drops lines split across \
          chunks"
     );
-    // Followed: a stream that is open when the event happens sees it.
+    // Followed: a stream that is open when the event happens sees it
+    // (`--since` now: what happens while the CLI connects is not lost).
+    let listening = epoch_now();
     let mut follower = Command::new(docker_cli())
         .arg("-H")
         .arg(format!("unix://{}", engine.socket().display()))
@@ -2454,7 +2456,7 @@ fn events_tell_the_life_of_a_container_even_when_its_shim_reports_it() {
             "--filter",
             "type=container",
         ])
-        .args(["--filter", "event=die"])
+        .args(["--filter", "event=die", "--since", &listening])
         .env("DOCKER_CONFIG", engine.dir.path().join("docker-config"))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -2471,7 +2473,7 @@ fn events_tell_the_life_of_a_container_even_when_its_shim_reports_it() {
     std::thread::sleep(Duration::from_millis(300));
     let out = engine.client(&["run", "--rm", "demo:1", "sh", "-c", "exit 5"]);
     assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
-    let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
+    let line = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_default();
     let _ = follower.kill();
     let _ = follower.wait();
     let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
