@@ -2328,6 +2328,469 @@ fn docker_login_push_and_pull_go_through_the_daemon_with_the_clients_credentials
     assert_one_line_error(&out, 11, 125, "No such image");
 }
 
+/// Seconds since the epoch, with nanoseconds, as `docker events` takes them.
+fn epoch_now() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    format!("{}.{:09}", d.as_secs(), d.subsec_nanos())
+}
+
+/// The events `docker events --since … --until …` prints, parsed.
+fn docker_events(engine: &Engine, args: &[&str]) -> Vec<serde_json::Value> {
+    let mut all = vec!["events", "--format", "{{json .}}"];
+    all.extend_from_slice(args);
+    let out = docker_on(engine, &all);
+    let said = expect_success(
+        &out,
+        "docker events --since … --until …",
+        "GET /events is missing, or does not end when its until has passed",
+    );
+    said.lines()
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| {
+                panic!(
+                    "step 11: expected docker events to print each event as JSON, it printed \
+                     {l:?} ({e}); most likely cause: GET /events streams something other than \
+                     one JSON object per line"
+                )
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn events_tell_the_life_of_a_container_even_when_its_shim_reports_it() {
+    let mut engine = Engine::start();
+    loaded(&engine);
+    let since = epoch_now();
+    // It ends on its own, after its client has gone and while no daemon
+    // runs: only its shim can see it die.
+    stdout_of(&engine.client(&[
+        "run",
+        "-d",
+        "--name",
+        "ender",
+        "demo:1",
+        "sh",
+        "-c",
+        "sleep 1; exit 3",
+    ]));
+    engine.kill_daemon();
+    let start = Instant::now();
+    while !engine.states().iter().any(|(_, s)| s["status"] == "exited") {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "step 11: expected the container ender to end by itself within 60 s (its state \
+             says exited), it did not; most likely cause: the shim does not record the end of \
+             a container whose daemon is gone"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    engine.daemon = Some(engine.spawn_daemon());
+    stdout_of(&docker_on(&engine, &["rm", "ender"]));
+    stdout_of(&docker_on(&engine, &["volume", "create", "evented"]));
+    stdout_of(&docker_on(&engine, &["volume", "rm", "evented"]));
+    let until = epoch_now();
+    let seen = docker_events(&engine, &["--since", &since, "--until", &until]);
+    let life: Vec<&serde_json::Value> = seen
+        .iter()
+        .filter(|e| e["Type"] == "container" && e["Actor"]["Attributes"]["name"] == "ender")
+        .collect();
+    let actions: Vec<&str> = life.iter().filter_map(|e| e["Action"].as_str()).collect();
+    assert_eq!(
+        actions,
+        ["create", "start", "die", "destroy"],
+        "step 11: expected docker events to tell ender's life in order (create, start, die, \
+         destroy), it told {actions:?}; most likely cause: die is written by the daemon (which \
+         was down when the container ended) instead of by the shim, or events are kept in the \
+         daemon's memory and lost when it restarts"
+    );
+    let die = life[2];
+    assert_eq!(
+        die["Actor"]["Attributes"]["exitCode"], "3",
+        "step 11: expected the die event to carry exitCode 3 in its attributes, it is {die}; \
+         most likely cause: the shim writes die before it knows the exit code, or without \
+         Docker's exitCode attribute"
+    );
+    assert!(
+        life.windows(2)
+            .all(|w| w[0]["timeNano"].as_u64() <= w[1]["timeNano"].as_u64())
+            && die["status"] == "die"
+            && die["from"] == "demo:1"
+            && die["id"].as_str().is_some_and(|id| id.len() == 64),
+        "step 11: expected events in time order with Docker's old fields (status, id, from) \
+         too, they are {life:?}; most likely cause: timeNano is not set, or the message lacks \
+         status/id/from, which older clients read"
+    );
+    let volume: Vec<&str> = seen
+        .iter()
+        .filter(|e| e["Type"] == "volume" && e["Actor"]["ID"] == "evented")
+        .filter_map(|e| e["Action"].as_str())
+        .collect();
+    assert_eq!(
+        volume,
+        ["create", "destroy"],
+        "step 11: expected the volume evented's create and destroy among the events, saw \
+         {volume:?}; most likely cause: volumes::create/remove do not record their events"
+    );
+    // Filters: only the die events, through the Docker CLI and step11.
+    let dies = docker_events(
+        &engine,
+        &[
+            "--since",
+            &since,
+            "--until",
+            &until,
+            "--filter",
+            "event=die",
+        ],
+    );
+    assert!(
+        dies.len() == 1 && dies[0]["Action"] == "die",
+        "step 11: expected --filter event=die to keep ender's die alone, it kept {dies:?}; \
+         most likely cause: GET /events ignores its filters (Docker's JSON: \
+         {{\"event\":{{\"die\":true}}}})"
+    );
+    let out = engine.client(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--filter",
+        "container=ender",
+    ]);
+    let printed = expect_success(&out, "step11 events", "the client has no events command");
+    assert!(
+        printed.lines().count() == 4
+            && printed.contains("container die")
+            && printed.contains("exitCode=3"),
+        "step 11: expected step11 events --filter container=ender to print ender's four \
+         events, die with exitCode=3, it printed {printed:?}; most likely cause: the \
+         container filter does not match by name, or the client drops lines split across \
+         chunks"
+    );
+    // Followed: a stream that is open when the event happens sees it
+    // (`--since` now: what happens while the CLI connects is not lost).
+    let listening = epoch_now();
+    let mut follower = Command::new(docker_cli())
+        .arg("-H")
+        .arg(format!("unix://{}", engine.socket().display()))
+        .args([
+            "events",
+            "--format",
+            "{{json .}}",
+            "--filter",
+            "type=container",
+        ])
+        .args(["--filter", "event=die", "--since", &listening])
+        .env("DOCKER_CONFIG", engine.dir.path().join("docker-config"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = follower.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let out = engine.client(&["run", "--rm", "demo:1", "sh", "-c", "exit 5"]);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    let line = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_default();
+    let _ = follower.kill();
+    let _ = follower.wait();
+    let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+    assert!(
+        event["Action"] == "die" && event["Actor"]["Attributes"]["exitCode"] == "5",
+        "step 11: expected a docker events stream left open to print the die (exitCode 5) of \
+         a container run while it listened, it printed {line:?}; most likely cause: GET \
+         /events sends the log as it is and ends, or stops following after a rotation"
+    );
+}
+
+#[test]
+fn info_and_system_df_measure_what_is_there() {
+    let engine = Engine::start();
+    loaded(&engine);
+    let docker = |args: &[&str]| docker_on(&engine, args);
+    stdout_of(&engine.client(&["run", "-d", "--name", "up", "demo:1", "sleep", "60"]));
+    stdout_of(&engine.client(&[
+        "run",
+        "--name",
+        "writer",
+        "demo:1",
+        "sh",
+        "-c",
+        "busybox dd if=/dev/zero of=/big bs=1024 count=1024 2>/dev/null",
+    ]));
+    stdout_of(&docker(&["volume", "create", "data"]));
+    stdout_of(&engine.client(&[
+        "run",
+        "--rm",
+        "-v",
+        "data:/data",
+        "demo:1",
+        "sh",
+        "-c",
+        "busybox dd if=/dev/zero of=/data/f bs=1024 count=300 2>/dev/null",
+    ]));
+    let out = docker(&["info"]);
+    let printed = expect_success(
+        &out,
+        "docker info",
+        "GET /info is missing, or lacks a field the Docker CLI reads",
+    );
+    let err = text(&out.stderr);
+    let cgroup = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        "2"
+    } else {
+        "1"
+    };
+    assert!(
+        printed.contains("Storage Driver: overlay2")
+            && printed.contains(&format!("Cgroup Version: {cgroup}"))
+            && !err.to_lowercase().contains("error"),
+        "step 11: expected docker info to print the storage driver overlay2 and Cgroup \
+         Version {cgroup} (this host's) without errors, it printed {printed}\nstderr: {err}\n\
+         most likely cause: /info lacks Driver or CgroupVersion, or reports the empty cgroup2 \
+         mount of a hybrid host as version 2"
+    );
+    let counts = stdout_of(&docker(&[
+        "info",
+        "--format",
+        "{{.Containers}} {{.ContainersRunning}} {{.ContainersStopped}} {{.Images}} {{.NCPU}}",
+    ]));
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(
+        counts.trim(),
+        format!("2 1 1 1 {cpus}"),
+        "step 11: expected docker info to count 2 containers (1 running, 1 stopped), 1 image \
+         and {cpus} CPUs, it says {counts:?}; most likely cause: the counts come from the \
+         records' status instead of the state view (a --rm container's tombstone counted, or \
+         a dead shim's container counted as running)"
+    );
+    let step11_info = stdout_of(&engine.client(&["info"]));
+    assert!(
+        step11_info.contains("Running: 1") && step11_info.contains("Images: 1"),
+        "step 11: expected step11 info to print Running: 1 and Images: 1, it printed \
+         {step11_info}; most likely cause: the client's info reads other fields than /info's"
+    );
+    let (status, body) = engine.api("GET", "/system/df", None);
+    assert_eq!(status, 200, "GET /system/df answered {status}: {body}");
+    let df: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let writer = df["Containers"]
+        .as_array()
+        .and_then(|l| l.iter().find(|c| c["Names"][0] == "/writer"))
+        .cloned()
+        .unwrap_or_default();
+    let rw = writer["SizeRw"].as_u64().unwrap_or(0);
+    assert!(
+        (1 << 20..2 << 20).contains(&rw) && writer["SizeRootFs"].as_u64().unwrap_or(0) > rw,
+        "step 11: expected writer (which wrote 1 MiB) to have SizeRw of 1 to 2 MiB and a \
+         larger SizeRootFs, /system/df says {writer}; most likely cause: SizeRw is not \
+         measured by walking the container's upper directory, or the image's size is not \
+         added to SizeRootFs"
+    );
+    let volume = df["Volumes"]
+        .as_array()
+        .and_then(|l| l.iter().find(|v| v["Name"] == "data"))
+        .cloned()
+        .unwrap_or_default();
+    let size = volume["UsageData"]["Size"].as_u64().unwrap_or(0);
+    assert!(
+        (300 << 10..1 << 20).contains(&size) && volume["UsageData"]["RefCount"] == 0,
+        "step 11: expected the volume data (a 300 KiB file, no container left) to be 300 KiB \
+         with RefCount 0, /system/df says {volume}; most likely cause: the volume's _data is \
+         not walked, or removed containers still count"
+    );
+    let image = &df["Images"][0];
+    assert!(
+        image["Size"].as_u64().unwrap_or(0) > 100 << 10
+            && image["Containers"] == 2
+            && df["LayersSize"] == image["Size"],
+        "step 11: expected the one image to weigh its unpacked layers (>100 kB of busybox), \
+         used by 2 containers, all the LayersSize, /system/df says {image} LayersSize {}; \
+         most likely cause: sizes taken from the manifest rather than the unpacked layers, \
+         or containers matched to images by exact name only",
+        df["LayersSize"]
+    );
+    for args in [&["system", "df"][..], &["system", "df", "-v"][..]] {
+        let out = docker(args);
+        let printed = expect_success(
+            &out,
+            &format!("docker {}", args.join(" ")),
+            "/system/df lacks a field the Docker CLI reads",
+        );
+        assert!(
+            printed.contains("Local Volumes") || printed.contains("writer"),
+            "step 11: expected docker {} to print its table, it printed {printed}",
+            args.join(" ")
+        );
+    }
+    let verbose = stdout_of(&docker(&["system", "df", "-v"]));
+    assert!(
+        verbose.contains("writer") && verbose.contains("data"),
+        "step 11: expected docker system df -v to list the container writer and the volume \
+         data, it printed {verbose}; most likely cause: /system/df lists no Containers or \
+         Volumes"
+    );
+    let ours = stdout_of(&engine.client(&["system", "df", "-v"]));
+    assert!(
+        ours.contains("writer") && ours.contains("Local Volumes"),
+        "step 11: expected step11 system df -v to list writer and the Local Volumes row, it \
+         printed {ours}"
+    );
+}
+
+#[test]
+fn ps_filters_and_formats_like_docker() {
+    let engine = Engine::start();
+    loaded(&engine);
+    let docker = |args: &[&str]| docker_on(&engine, args);
+    stdout_of(&engine.client(&["run", "-d", "--name", "web", "demo:1", "sleep", "60"]));
+    stdout_of(&engine.client(&["run", "--name", "ok", "demo:1", "true"]));
+    let out = engine.client(&["run", "--name", "bad", "demo:1", "sh", "-c", "exit 4"]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    let names = |args: &[&str]| {
+        let mut all = vec!["ps", "--format", "{{.Names}}"];
+        all.extend_from_slice(args);
+        let mut listed: Vec<String> = stdout_of(&docker(&all)).lines().map(String::from).collect();
+        listed.sort();
+        listed.join(" ")
+    };
+    for (args, expected, cause) in [
+        (
+            &["--filter", "status=exited"][..],
+            "bad ok",
+            "the status filter is ignored, or does not imply all (Docker's rule)",
+        ),
+        (
+            &["-a", "--filter", "name=we"][..],
+            "web",
+            "name is matched exactly, not as a part",
+        ),
+        (
+            &["-a", "--filter", "exited=4"][..],
+            "bad",
+            "exited is not compared to the exit code",
+        ),
+        (
+            &[
+                "-a",
+                "--filter",
+                "ancestor=demo:1",
+                "--filter",
+                "status=running",
+            ][..],
+            "web",
+            "two keys are not all required (values of one key are alternatives, keys are not)",
+        ),
+        (
+            &["-a", "--filter", "ancestor=other"][..],
+            "",
+            "ancestor matches any image",
+        ),
+        (
+            &[
+                "-a",
+                "--filter",
+                "status=exited",
+                "--filter",
+                "status=running",
+            ][..],
+            "bad ok web",
+            "two values of one key are not alternatives",
+        ),
+    ] {
+        let listed = names(args);
+        assert_eq!(
+            listed, expected,
+            "step 11: expected docker ps {args:?} to list [{expected}], it listed [{listed}]; \
+             most likely cause: {cause}"
+        );
+    }
+    let newest = stdout_of(&docker(&["ps", "-n", "1", "--format", "{{.Names}}"]));
+    assert_eq!(
+        newest.trim(),
+        "bad",
+        "step 11: expected docker ps -n 1 to list the newest container (bad), it listed \
+         {newest:?}; most likely cause: limit is ignored, or the list is not newest first"
+    );
+    let newest = stdout_of(&engine.client(&["ps", "-n", "1", "--format", "{{.Names}}"]));
+    assert_eq!(
+        newest, "bad\n",
+        "step 11: expected step11 ps -n 1 to list the newest container (bad), it listed \
+         {newest:?}; most likely cause: the client does not send -n as the API's limit"
+    );
+    let web_id = inspected(&engine, "web")["Id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let quiet = stdout_of(&engine.client(&["ps", "-q", "--filter", "status=running"]));
+    assert_eq!(
+        quiet,
+        format!("{}\n", &web_id[..12]),
+        "step 11: expected step11 ps -q --filter status=running to print web's short id \
+         alone, it printed {quiet:?}; most likely cause: the client does not send --filter \
+         as Docker's filters JSON, or -q prints more than ids"
+    );
+    let formatted = stdout_of(&engine.client(&[
+        "ps",
+        "-a",
+        "--filter",
+        "exited=0",
+        "--format",
+        "table {{.Names}}:{{.Status}}",
+    ]));
+    assert_eq!(
+        formatted, "NAMES:STATUS\nok:Exited (0)\n",
+        "step 11: expected step11 ps --format 'table {{{{.Names}}}}:{{{{.Status}}}}' to print a \
+         header and ok:Exited (0), it printed {formatted:?}; most likely cause: the client's \
+         template does not replace fields, or table's header is missing"
+    );
+    let out = engine.client(&["ps", "--format", "{{.Nope}}"]);
+    assert_one_line_error(&out, 11, 125, "no field .Nope");
+    // An unknown filter: Docker's 400, one line, through every client.
+    let (status, body) = engine.api(
+        "GET",
+        "/containers/json?filters=%7B%22colour%22%3A%5B%22red%22%5D%7D",
+        None,
+    );
+    assert!(
+        status == 400 && body.contains("invalid filter 'colour'") && !body.contains('\n'),
+        "step 11: expected an unknown filter key to be a 400 \"invalid filter 'colour'\", \
+         the daemon answered {status}: {body}; most likely cause: unknown keys are ignored, \
+         so the list looks filtered and is not"
+    );
+    let out = engine.client(&["ps", "--filter", "colour=red"]);
+    assert_one_line_error(&out, 11, 125, "invalid filter 'colour'");
+    let out = docker(&["ps", "--filter", "label=tier=web"]);
+    assert!(
+        !out.status.success() && text(&out.stderr).contains("label"),
+        "step 11: expected docker ps --filter label=… to be refused (caixa's containers have \
+         no labels), it ended with {} and printed {:?}; most likely cause: the label filter \
+         is accepted and ignored",
+        out.status,
+        text(&out.stdout)
+    );
+    let (_, body) = engine.api("GET", "/containers/json", None);
+    let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let web = &list[0];
+    assert!(
+        web["Mounts"].is_array()
+            && web["Ports"].is_array()
+            && web["NetworkSettings"]["Networks"]["bridge"].is_object(),
+        "step 11: expected the summary to carry Docker's Mounts, Ports and \
+         NetworkSettings.Networks, it is {web}; most likely cause: ps::summary is not used \
+         for GET /containers/json"
+    );
+}
+
 /// `inspect`'s JSON of `container`, through the Docker CLI.
 fn inspected(engine: &Engine, container: &str) -> serde_json::Value {
     let out = docker_on(engine, &["inspect", container]);

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 #[path = "../cli.rs"]
 mod cli;
+mod host;
 use caixa::engine::EngineError;
 use caixa::engine::client::{Client, DEFAULT_SOCKET, Demuxer, Payload};
 use caixa::engine::daemon::{self, Daemon};
@@ -160,7 +161,38 @@ enum Command {
         /// All of them, not only running ones.
         #[arg(short, long)]
         all: bool,
+        /// Only their ids.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Only the N newest (stopped ones too).
+        #[arg(short = 'n', long, value_name = "N")]
+        last: Option<u32>,
+        /// Only those that match KEY=VALUE (status, name, id, ancestor,
+        /// exited, network, volume, before, since). Repeatable.
+        #[arg(short, long, value_name = "KEY=VALUE")]
+        filter: Vec<String>,
+        /// Print each with a template: {{.Field}} and text (`table` first: a header).
+        #[arg(long, value_name = "TEMPLATE")]
+        format: Option<String>,
     },
+    /// Print what happens to containers, images, volumes and networks.
+    Events {
+        /// From this time on (seconds since the epoch, RFC 3339, or 10m ago).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Until this time (past: print what was, and end).
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        /// Only events that match KEY=VALUE (type, event, container,
+        /// image, volume, network). Repeatable.
+        #[arg(short, long, value_name = "KEY=VALUE")]
+        filter: Vec<String>,
+    },
+    /// What the daemon says of itself and its host.
+    Info,
+    /// The engine's use of the host.
+    #[command(subcommand)]
+    System(SystemCommand),
     /// Attach this terminal to a running container: its output, and with
     /// -i at its creation, its input. Ctrl-P Ctrl-Q detaches.
     Attach {
@@ -302,6 +334,17 @@ struct ExecOptions {
 enum ContainerCommand {
     /// Remove every container that is not running.
     Prune,
+}
+
+/// `docker system`'s subcommands.
+#[derive(Subcommand)]
+enum SystemCommand {
+    /// The disk the images, containers and volumes use.
+    Df {
+        /// Each image, container and volume too.
+        #[arg(short, long)]
+        verbose: bool,
+    },
 }
 
 /// `docker network`'s subcommands.
@@ -576,25 +619,20 @@ fn main() {
             detach_keys,
             containers,
         } => start(&client(), &containers, attach, interactive, &detach_keys),
-        Command::Ps { all } => client()
-            .json(
-                "GET",
-                &format!("/containers/json?all={}", u8::from(all)),
-                None,
-            )
-            .map(|v| {
-                println!("CONTAINER ID\tIMAGE\tCOMMAND\tSTATUS\tNAMES");
-                for c in v.as_array().into_iter().flatten() {
-                    println!(
-                        "{}\t{}\t{:?}\t{}\t{}",
-                        short(c["Id"].as_str().unwrap_or("")),
-                        c["Image"].as_str().unwrap_or(""),
-                        c["Command"].as_str().unwrap_or(""),
-                        c["Status"].as_str().unwrap_or(""),
-                        c["Names"][0].as_str().unwrap_or("").trim_start_matches('/')
-                    );
-                }
-            }),
+        Command::Ps {
+            all,
+            quiet,
+            last,
+            filter,
+            format,
+        } => host::ps(&client(), all, quiet, last, &filter, format.as_deref()),
+        Command::Events {
+            since,
+            until,
+            filter,
+        } => host::events(&client(), since.as_deref(), until.as_deref(), &filter),
+        Command::Info => host::info(&client()),
+        Command::System(SystemCommand::Df { verbose }) => host::system_df(&client(), verbose),
         Command::Logs { container } => logs(&client(), &container),
         Command::Attach {
             no_stdin,

@@ -93,8 +93,8 @@ impl ChunkWriter {
     }
 }
 
-/// A stream the daemon writes to for as long as a container runs (`logs
-/// -f`, attach), which can tell that its client has gone although nothing
+/// A stream the daemon writes to for as long as something goes on (`logs
+/// -f`, attach, `events`), which can tell that its client has gone although nothing
 /// was written for a while: a quiet container must not keep a thread for
 /// a client that left.
 pub trait Outlet: Write {
@@ -106,6 +106,13 @@ impl Outlet for ChunkWriter {
     /// hyper drops the body's receiving end with the connection.
     fn client_gone(&self) -> bool {
         self.0.is_closed()
+    }
+}
+
+impl Outlet for Vec<u8> {
+    /// A buffer in memory has no client to lose (what tests read back).
+    fn client_gone(&self) -> bool {
+        false
     }
 }
 

@@ -23,7 +23,9 @@
 //! | `POST /containers/ID/stop?t=S` | SIGTERM, then SIGKILL after S seconds |
 //! | `POST /containers/ID/kill?signal=S` | send a signal (default SIGKILL) |
 //! | `POST /containers/ID/restart?t=S`, `/rename?name=N`, `POST /containers/prune` | stop then start; a new name; remove every stopped one |
-//! | `GET /containers/json?all=1` | the containers, running (or all) |
+//! | `GET /containers/json?all=1&limit=N&filters=F` | the containers, running (or all), filtered ([`super::ps`]) |
+//! | `GET /events?since=T&until=T&filters=F` | what happened, then what happens, as JSON lines ([`super::events`]) |
+//! | `GET /info`, `GET /system/df` | the engine and its host ([`super::info`]); the disk it uses ([`super::usage`]) |
 //! | `DELETE /containers/ID?force=1&v=1` | forget it (stopping it first if forced; `v`: its anonymous volumes too) |
 //! | `POST /containers/ID/exec`, `POST /exec/EID/start`, `GET /exec/EID/json` | run a second process in it, its output, its exit code |
 //! | `POST /exec/EID/resize?h=R&w=C` | set the size of an exec's terminal (`-t`) |
@@ -46,6 +48,7 @@ use serde_json::{Value, json};
 
 use super::EngineError;
 use super::bridge::Outlet;
+use super::events::{self, Event};
 use super::log;
 use super::server::{self, Limits, Request, RequestBody, Responder};
 use super::shim;
@@ -241,14 +244,12 @@ fn route(
             reply_json(out, 201, &json!({ "Id": config.id, "Warnings": [] }))
         }
         ("GET", ["containers", "json"]) => {
-            let all = req.flag("all");
-            let list: Vec<Value> = containers
-                .list()?
-                .into_iter()
-                .filter(|(_, s)| all || s.status == Status::Running)
-                .map(|(c, s)| summary(&c, &s))
-                .collect();
-            reply_json(out, 200, &Value::Array(list))
+            reply_json(out, 200, &super::ps::list(&containers, req)?)
+        }
+        ("GET", ["events"]) => serve_events(daemon, req, out),
+        ("GET", ["info"]) => reply_json(out, 200, &super::info::info(&daemon.root)?),
+        ("GET", ["system", "df"]) => {
+            reply_json(out, 200, &super::usage::system_df(&daemon.root)?)
         }
         ("GET", ["containers", key, "json"]) => {
             let record = containers.find(key)?;
@@ -284,6 +285,7 @@ fn route(
             let grace = req.param("t").and_then(|t| t.parse().ok()).unwrap_or(10);
             let _locked = containers.lock(&record.id)?;
             stop(&containers, &record, Duration::from_secs(grace))?;
+            events::record(&daemon.root, &Event::container("stop", &record));
             out.respond(204, "text/plain", b"")
                 .map_err(EngineError::Connection)
         }
@@ -299,6 +301,8 @@ fn route(
                     record.name
                 )));
             }
+            let event = Event::container("kill", &record).with("signal", signal as i32);
+            events::record(&daemon.root, &event);
             out.respond(204, "text/plain", b"")
                 .map_err(EngineError::Connection)
         }
@@ -498,6 +502,31 @@ fn route(
 }
 // ANCHOR_END: route
 
+// ANCHOR: serve_events
+/// `GET /events?since=&until=&filters=`: the shared log from `since`, then
+/// what happens next, one JSON line per event, until `until` or until the
+/// client leaves (which the stream notices within [`events::POLL`]).
+fn serve_events(daemon: &Daemon, req: &Request, out: &mut Responder) -> Result<(), EngineError> {
+    let time = |key| {
+        req.param(key)
+            .filter(|t| !t.is_empty())
+            .map(events::parse_time)
+            .transpose()
+    };
+    let wanted = events::Wanted {
+        since: time("since")?,
+        until: time("until")?,
+        filters: super::filters::parse(req.param("filters"), &events::FILTER_KEYS)?,
+    };
+    let mut out = out
+        .stream(200, "application/json")
+        .map_err(EngineError::Connection)?;
+    // The head is sent: a failure now can only end the stream.
+    let _ = events::stream(&daemon.root, &wanted, &mut out);
+    Ok(())
+}
+// ANCHOR_END: serve_events
+
 fn read_json(body: &mut RequestBody) -> Result<Value, EngineError> {
     let mut bytes = Vec::new();
     body.limit(server::MAX_JSON)
@@ -583,7 +612,11 @@ fn pull(daemon: &Daemon, req: &Request, out: &mut Responder) -> Result<(), Engin
         &options,
         &progress,
     ) {
-        Ok(pulled) => json!({ "status": format!("pulled {pulled}") }),
+        Ok(pulled) => {
+            let event = Event::new("image", "pull", &name).with("name", &name);
+            events::record(&daemon.root, &event);
+            json!({ "status": format!("pulled {pulled}") })
+        }
         Err(e) => json!({ "error": e.to_string(), "errorDetail": { "message": e.to_string() } }),
     };
     let _ = writeln!(out, "{line}");
@@ -609,6 +642,12 @@ fn load(
     })();
     let _ = std::fs::remove_dir_all(&dir);
     let names = result?;
+    for name in &names {
+        events::record(
+            &daemon.root,
+            &Event::new("image", "load", name).with("name", name),
+        );
+    }
     let stream: String = names
         .iter()
         .map(|n| format!("Loaded image: {n}\n"))
@@ -706,6 +745,7 @@ fn create(
         store.remove_anonymous(containers, &record.mounts);
         return Err(e);
     }
+    events::record(&daemon.root, &Event::container("create", &record));
     Ok(record)
 }
 // ANCHOR_END: create
@@ -1008,7 +1048,12 @@ fn stop(containers: &Containers, record: &Record, grace: Duration) -> Result<(),
         return Ok(());
     }
     // `stop`, not `kill`, on the shim's socket: no restart after this.
+    let killed = |signal: Signal| {
+        let event = Event::container("kill", record).with("signal", signal as i32);
+        events::record(containers.root(), &event);
+    };
     if !grace.is_zero() {
+        killed(Signal::SIGTERM);
         if !shim::stop(&dir, Signal::SIGTERM)? {
             return settle(containers, record);
         }
@@ -1017,6 +1062,7 @@ fn stop(containers: &Containers, record: &Record, grace: Duration) -> Result<(),
             return Ok(());
         }
     }
+    killed(Signal::SIGKILL);
     if !shim::stop(&dir, Signal::SIGKILL)? {
         return settle(containers, record);
     }
@@ -1074,6 +1120,7 @@ fn remove(
     settle(containers, record)?;
     shim_gone(containers, record);
     containers.remove(record)?;
+    events::record(&daemon.root, &Event::container("destroy", record));
     if volumes {
         Volumes::open(&daemon.root)?.remove_anonymous(containers, &record.mounts);
     }
@@ -1110,7 +1157,9 @@ fn restart(
         let _locked = containers.lock(&record.id)?;
         stop(containers, record, grace)?;
     }
-    start(daemon, containers, record).map(drop)
+    start(daemon, containers, record)?;
+    events::record(&daemon.root, &Event::container("restart", record));
+    Ok(())
 }
 
 /// `docker rename`: the new name is reserved first (of two renames to one
@@ -1126,6 +1175,8 @@ fn rename(containers: &Containers, record: &Record, name: &str) -> Result<(), En
         return Err(e);
     }
     containers.release_name(&record.name, &record.id);
+    let event = Event::container("rename", &renamed).with("oldName", &record.name);
+    events::record(containers.root(), &event);
     Ok(())
 }
 
@@ -1160,7 +1211,7 @@ fn parse_signal(text: &str) -> Result<nix::sys::signal::Signal, EngineError> {
 }
 
 /// A time as Docker writes it (RFC 3339); zero is Docker's zero time.
-pub(crate) fn rfc3339(secs: u64) -> String {
+pub fn rfc3339(secs: u64) -> String {
     if secs == 0 {
         return "0001-01-01T00:00:00Z".into();
     }
@@ -1194,7 +1245,7 @@ fn inspect(c: &Record, s: &State) -> Value {
 
 /// Where a running container is on its network: its address, from the
 /// leases (a container that is not running holds none).
-fn network_settings(c: &Record, s: &State) -> Value {
+pub(crate) fn network_settings(c: &Record, s: &State) -> Value {
     let address = (s.status == Status::Running)
         .then(|| crate::net::ipam::address_of(&crate::net::state_dir(), &c.id))
         .flatten()
@@ -1211,7 +1262,9 @@ fn network_settings(c: &Record, s: &State) -> Value {
     })
 }
 
-fn summary(c: &Record, s: &State) -> Value {
+/// `docker ps`'s summary of one container: what its record and state say
+/// ([`super::ps::summary`] adds its ports, mounts and network).
+pub(crate) fn summary(c: &Record, s: &State) -> Value {
     let status = match s.status {
         Status::Running => format!("Up {} seconds", now().saturating_sub(s.started)),
         Status::Exited if s.restarting => format!("Restarting ({})", s.exit_code),

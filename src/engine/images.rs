@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 
 use super::EngineError;
 use super::daemon::Daemon;
+use super::events::Event;
 use super::server::{Request, Responder};
 use crate::image::store::Store;
 use crate::registry::client::Options;
@@ -105,6 +106,8 @@ pub fn tag(daemon: &Daemon, name: &str, req: &Request) -> Result<(), EngineError
         )));
     }
     store.tag(&new, &digest)?;
+    let event = Event::new("image", "tag", &digest).with("name", &new);
+    super::events::record(&daemon.root, &event);
     Ok(())
 }
 
@@ -125,8 +128,12 @@ pub fn remove(daemon: &Daemon, name: &str, req: &Request) -> Result<Value, Engin
         }
     }
     store.untag(&full)?;
+    let event = Event::new("image", "untag", &digest).with("name", &full);
+    super::events::record(&daemon.root, &event);
     let mut answer = vec![json!({ "Untagged": full })];
     if !store.images()?.iter().any(|(_, d)| *d == digest) {
+        let event = Event::new("image", "delete", &digest).with("name", &full);
+        super::events::record(&daemon.root, &event);
         // No name left. The blobs stay: others may share them, and
         // caixa has no collector of unused blobs yet.
         answer.push(json!({ "Deleted": digest }));
@@ -236,6 +243,8 @@ pub fn push(
         Ok(digest) => {
             let size = store.read_blob(&digest).map_or(0, |b| b.len());
             let tag = full.rsplit_once(':').map_or("latest", |(_, t)| t);
+            let event = Event::new("image", "push", &full).with("name", &full);
+            super::events::record(&daemon.root, &event);
             let _ = writeln!(
                 out,
                 "{}",

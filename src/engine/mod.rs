@@ -34,6 +34,9 @@
 //! - [`restart`]: when a shim starts its container again (`--restart`);
 //! - [`volumes`]: data that outlives containers (`-v`, `/volumes`);
 //! - [`networks`]: networks of your own, isolated, with names (`/networks`);
+//! - [`events`]: what happened, in one log the daemon and the shims share;
+//! - [`info`], [`usage`]: the host as the engine sees it, and the disk it uses;
+//! - [`ps`], [`filters`]: the container list, filtered as Docker filters it;
 //! - [`client`]: the other end of the socket;
 //! - [`session`]: an attach as the client lives it (raw mode, resize);
 //! - [`build`]: images you make: `build` from a Dockerfile, `commit`;
@@ -45,10 +48,14 @@ pub mod bridge;
 pub mod build;
 pub mod client;
 pub mod daemon;
+pub mod events;
 pub mod exec;
+pub mod filters;
 pub mod images;
+pub mod info;
 pub mod log;
 pub mod networks;
+pub mod ps;
 pub mod registry;
 pub mod request;
 pub mod responder;
@@ -58,7 +65,9 @@ pub mod session;
 pub mod shim;
 pub mod state;
 pub mod stdin;
+pub mod template;
 pub mod terminal;
+pub mod usage;
 pub mod volumes;
 
 /// An engine problem; [`EngineError::status`] is its HTTP status.

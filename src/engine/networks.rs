@@ -190,6 +190,7 @@ impl Networks {
             labels,
         };
         write_json(&self.dir.join(format!("{name}.json")), &network)?;
+        self.event("create", &network);
         Ok(network)
     }
     // ANCHOR_END: network_create
@@ -212,7 +213,18 @@ impl Networks {
         }
         let path = self.dir.join(format!("{}.json", network.name));
         std::fs::remove_file(&path).map_err(io(&path))?;
+        self.event("destroy", &network);
         Ok(network)
+    }
+
+    /// Records a network's event in the engine's log ([`super::events`]).
+    fn event(&self, action: &str, network: &Network) {
+        let event = super::events::Event::new("network", action, &network.id)
+            .with("name", &network.name)
+            .with("type", "bridge");
+        if let Some(root) = self.dir.parent() {
+            super::events::record(root, &event);
+        }
     }
 }
 

@@ -43,6 +43,7 @@ use nix::sys::signal::Signal;
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use super::EngineError;
+use super::events::{self, Event};
 use super::log::{self, Stream};
 use super::state::{Containers, Record, State, Status, io, now};
 use super::stdin::Input;
@@ -123,6 +124,7 @@ pub fn run(root: &Path, id: &str) -> Result<i32, EngineError> {
     if record.auto_remove {
         let locked = containers.lock(id)?;
         containers.retire(&record)?;
+        events::record(root, &Event::container("destroy", &record));
         drop(locked);
         super::volumes::Volumes::open(root)?.remove_anonymous(&containers, &record.mounts);
     }
@@ -294,6 +296,9 @@ fn start<'a>(
             ..State::default()
         },
     )?;
+    // Each start, the first and every one its restart policy makes: only
+    // the shim sees the latter, so the shim writes the event.
+    events::record(containers.root(), &Event::container("start", record));
     Ok(Started {
         running,
         outputs,
@@ -376,6 +381,14 @@ impl Started<'_> {
         if let Err(e) = containers.set_state(id, &state) {
             eprintln!("caixa shim: recording the end: {e}");
         }
+        // ANCHOR: die_event
+        // The end, seen here and only here (the daemon may be gone): the
+        // shim writes it to the log the daemon's `/events` reads.
+        if let Ok(record) = containers.record(id) {
+            let die = Event::container("die", &record).with("exitCode", state.exit_code);
+            events::record(containers.root(), &die);
+        }
+        // ANCHOR_END: die_event
         (state, self.user)
     }
 }

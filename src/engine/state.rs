@@ -204,6 +204,12 @@ impl Containers {
         Ok(Containers { dir, names })
     }
 
+    /// The engine root these containers are under (where the events'
+    /// log is, see [`super::events`]).
+    pub fn root(&self) -> &Path {
+        self.dir.parent().unwrap_or(&self.dir)
+    }
+
     /// The directory of container `id`: its bundle and its state.
     pub fn dir(&self, id: &str) -> PathBuf {
         self.dir.join(id)

@@ -130,6 +130,7 @@ impl Volumes {
             std::os::unix::fs::chown(&data, Some(owner.0), Some(owner.1)).map_err(io(&data))?;
             // Last: a directory with its meta is a volume (see `names`).
             write_json(&dir.join("volume.json"), &meta)?;
+            self.event("create", name);
         }
         self.inspect(name)
     }
@@ -183,7 +184,16 @@ impl Volumes {
             .join(format!(".removing-{name}-{}", crate::ids::random_hex(4)));
         std::fs::rename(&dir, &hidden).map_err(io(&dir))?;
         std::fs::remove_dir_all(&hidden).map_err(io(&hidden))?;
+        self.event("destroy", name);
         Ok(size)
+    }
+
+    /// Records a volume's event in the engine's log ([`super::events`]).
+    fn event(&self, action: &str, name: &str) {
+        let event = super::events::Event::new("volume", action, name).with("driver", "local");
+        if let Some(root) = self.dir.parent() {
+            super::events::record(root, &event);
+        }
     }
     // ANCHOR_END: volume_remove
 

@@ -1,0 +1,195 @@
+//! `docker ps`: the containers, newest first, filtered as Docker filters
+//! them (`GET /containers/json?all=&limit=&filters=`).
+//!
+//! | filter | keeps a container whose… |
+//! |---|---|
+//! | `status` | state is one of these (`created`, `running`, `restarting`, `exited`…); implies `all` |
+//! | `name` | name contains this (Docker takes a regular expression; caixa, a plain substring) |
+//! | `id` | id starts with this |
+//! | `ancestor` | image is this name (`demo` = `demo:latest`) or image id |
+//! | `exited` | exit code is this (exited containers only) |
+//! | `network` | network is this one (by name) |
+//! | `volume` | mounts this volume (by name) or something at this path |
+//! | `before`, `since` | was created before, or after, this container |
+//!
+//! `label` is refused: caixa's containers have no labels yet, and a list
+//! that ignored the filter would look filtered. Every other key is
+//! Docker's 400, `invalid filter 'KEY'`.
+
+use serde_json::{Value, json};
+
+use super::EngineError;
+use super::filters::{Filters, same_image};
+use super::server::Request;
+use super::state::{Containers, Record, State, Status};
+
+/// The keys `GET /containers/json` filters by.
+pub const FILTER_KEYS: [&str; 10] = [
+    "status", "name", "id", "ancestor", "label", "exited", "network", "volume", "before", "since",
+];
+
+/// Docker's container states, the values `status` takes.
+const STATES: [&str; 7] = [
+    "created",
+    "restarting",
+    "running",
+    "removing",
+    "paused",
+    "exited",
+    "dead",
+];
+
+// ANCHOR: list
+/// `GET /containers/json`: the summaries of the containers asked for.
+pub fn list(containers: &Containers, req: &Request) -> Result<Value, EngineError> {
+    let filters = super::filters::parse(req.param("filters"), &FILTER_KEYS)?;
+    check(&filters)?;
+    let limit = match req.param("limit").filter(|l| !l.is_empty()) {
+        Some(l) => l
+            .parse::<i64>()
+            .map_err(|_| EngineError::BadRequest(format!("invalid limit {l:?}: use a number")))?,
+        None => -1,
+    };
+    // As in Docker: a status filter, or a limit, lists stopped ones too.
+    let all = req.flag("all") || filters.get("status").is_some() || limit > 0;
+    let mut listed = containers.list()?;
+    // Newest first, as `docker ps` shows them. Records say the second;
+    // within one, the bundle's mtime (written once, at create) says the order.
+    listed.sort_by_cached_key(|(c, _)| {
+        let written = std::fs::metadata(containers.dir(&c.id).join("config.json"))
+            .and_then(|m| m.modified())
+            .ok();
+        std::cmp::Reverse((c.created, written))
+    });
+    let position = |key: &str| {
+        listed
+            .iter()
+            .position(|(c, _)| c.id.starts_with(key) || c.name == key)
+            .ok_or_else(|| EngineError::NotFound(format!("No such container: {key}")))
+    };
+    let mut window = 0..listed.len();
+    if let Some([before]) = filters.get("before") {
+        window.start = window.start.max(position(before)? + 1);
+    }
+    if let Some([since]) = filters.get("since") {
+        window.end = window.end.min(position(since)?);
+    }
+    let shown: Vec<Value> = listed
+        .get(window)
+        .unwrap_or_default()
+        .iter()
+        .filter(|(c, s)| (all || s.status == Status::Running) && keeps(&filters, c, s))
+        .take(if limit > 0 {
+            limit as usize
+        } else {
+            usize::MAX
+        })
+        .map(|(c, s)| summary(containers, c, s))
+        .collect();
+    Ok(Value::Array(shown))
+}
+// ANCHOR_END: list
+
+/// Refuses what cannot be answered truthfully, before anything is listed.
+fn check(filters: &Filters) -> Result<(), EngineError> {
+    let bad = |why: String| Err(EngineError::BadRequest(why));
+    if filters.get("label").is_some() {
+        return bad(
+            "invalid filter 'label': caixa's containers have no labels yet, so none would match"
+                .into(),
+        );
+    }
+    for value in filters.get("status").unwrap_or_default() {
+        if !STATES.contains(&value.as_str()) {
+            return bad(format!(
+                "invalid filter 'status={value}': use one of {}",
+                STATES.join(", ")
+            ));
+        }
+    }
+    for value in filters.get("exited").unwrap_or_default() {
+        if value.parse::<i32>().is_err() {
+            return bad(format!("invalid filter 'exited={value}': use an exit code"));
+        }
+    }
+    for key in ["before", "since"] {
+        if filters.get(key).is_some_and(|v| v.len() > 1) {
+            return bad(format!("invalid filter '{key}': give one container"));
+        }
+    }
+    Ok(())
+}
+
+/// Docker's word for a container's state.
+fn state_word(s: &State) -> &'static str {
+    if s.restarting {
+        "restarting"
+    } else {
+        s.status.as_str()
+    }
+}
+
+/// Whether container `c` in state `s` passes every filter.
+fn keeps(f: &Filters, c: &Record, s: &State) -> bool {
+    let network = if c.network.is_empty() {
+        "bridge"
+    } else {
+        &c.network
+    };
+    f.matches("status", |v| v == state_word(s))
+        && f.matches("name", |v| c.name.contains(v.trim_start_matches('/')))
+        && f.matches("id", |v| c.id.starts_with(v))
+        && f.matches("ancestor", |v| same_image(&c.image, v))
+        && f.matches("exited", |v| {
+            s.status == Status::Exited && v.parse() == Ok(s.exit_code)
+        })
+        && f.matches("network", |v| v == network)
+        && f.matches("volume", |v| {
+            c.mounts
+                .iter()
+                .any(|m| m.volume.as_deref() == Some(v) || m.destination == std::path::Path::new(v))
+        })
+}
+
+// ANCHOR: summary
+/// One line of `docker ps`, as Docker's API gives it: the daemon's summary
+/// and what the record knows of its ports, mounts and network.
+pub fn summary(containers: &Containers, c: &Record, s: &State) -> Value {
+    let mut summary = super::daemon::summary(c, s);
+    let network = if c.network.is_empty() {
+        "bridge"
+    } else {
+        &c.network
+    };
+    summary["Ports"] = Value::Array(ports(containers, c));
+    summary["Mounts"] = c.mounts.iter().map(|m| m.to_json()).collect();
+    summary["Labels"] = json!({});
+    summary["HostConfig"] = json!({ "NetworkMode": network });
+    summary["NetworkSettings"] = json!({
+        "Networks": super::daemon::network_settings(c, s)["Networks"].clone(),
+    });
+    summary
+}
+// ANCHOR_END: summary
+
+/// The ports it publishes, from its bundle's annotation (`-p`), as
+/// Docker's `Ports` entries.
+fn ports(containers: &Containers, c: &Record) -> Vec<Value> {
+    let config: Value = std::fs::read(containers.dir(&c.id).join("config.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let list = config["annotations"][crate::bundle::ANNOTATION_PUBLISH]
+        .as_str()
+        .unwrap_or_default();
+    list.split(',')
+        .filter_map(|p| p.parse::<crate::net::portmap::Publish>().ok())
+        .map(|p| {
+            json!({
+                "IP": p.host_ip.map_or("0.0.0.0".to_string(), |ip| ip.to_string()),
+                "PrivatePort": p.container_port, "PublicPort": p.host_port,
+                "Type": p.protocol.to_string(),
+            })
+        })
+        .collect()
+}
