@@ -36,10 +36,15 @@
 //! - [`networks`]: networks of your own, isolated, with names (`/networks`);
 //! - [`client`]: the other end of the socket;
 //! - [`session`]: an attach as the client lives it (raw mode, resize);
+//! - [`archive`]: `cp`, files in and out of a container, resolved inside its root;
+//! - [`top`], [`stats`]: its processes and what they use, from its cgroup;
+//! - [`ports`]: its published ports, as `inspect` and `port` show them;
+//! - [`outside`]: the client's `cp`, `top`, `stats` and `port`;
 //! - [`build`]: images you make: `build` from a Dockerfile, `commit`;
 //! - [`registry`]: a registry of your own, serving a store's images and
 //!   taking pushes into it.
 
+pub mod archive;
 pub mod attach;
 pub mod bridge;
 pub mod build;
@@ -49,6 +54,8 @@ pub mod exec;
 pub mod images;
 pub mod log;
 pub mod networks;
+pub mod outside;
+pub mod ports;
 pub mod registry;
 pub mod request;
 pub mod responder;
@@ -57,8 +64,10 @@ pub mod server;
 pub mod session;
 pub mod shim;
 pub mod state;
+pub mod stats;
 pub mod stdin;
 pub mod terminal;
+pub mod top;
 pub mod volumes;
 
 /// An engine problem; [`EngineError::status`] is its HTTP status.
