@@ -330,8 +330,7 @@ pub fn stats(client: &Client, containers: &[String], stream: bool) -> Result<(),
             .collect();
         threads
             .into_iter()
-            .map(|t| t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect::<Result<(), EngineError>>()
+            .try_for_each(|t| t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
     })
 }
 

@@ -77,9 +77,19 @@ impl ContainerRoot {
         // Not running (or it ended just now): under its lock no start can
         // mount it too; the same overlay, mounted for this copy.
         let locked = containers.lock(&record.id)?;
-        if containers.state(&record.id)?.status == Status::Running {
+        // A shim that lives on after its container ended is still
+        // unmounting the overlay (a moment), or will start it again
+        // (`--restart`): a second mount of the same upper directory would
+        // be undefined behaviour for overlayfs, so wait, then give up.
+        let dir = containers.dir(&record.id);
+        let begin = std::time::Instant::now();
+        while super::state::shim_alive(&dir) && begin.elapsed().as_secs() < 5 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        if containers.state(&record.id)?.status == Status::Running || super::state::shim_alive(&dir)
+        {
             return Err(EngineError::Conflict(format!(
-                "container {} started during the copy: try again",
+                "container {} is starting or restarting: try the copy again",
                 record.name
             )));
         }

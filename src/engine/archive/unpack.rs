@@ -370,3 +370,47 @@ pub(super) fn unpack(
     Ok(())
 }
 // ANCHOR_END: unpack
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// A tar of raw entries, names unchecked: (name, kind, link target).
+    fn archive(entries: &[(&str, tar::EntryType, &str)]) -> File {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (name, kind, link) in entries {
+            let mut header = tar::Header::new_gnu();
+            let gnu = header.as_gnu_mut().unwrap();
+            gnu.name[..name.len()].copy_from_slice(name.as_bytes());
+            gnu.linkname[..link.len()].copy_from_slice(link.as_bytes());
+            header.set_entry_type(*kind);
+            header.set_size(0);
+            header.set_cksum();
+            builder.append(&header, std::io::empty()).unwrap();
+        }
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&builder.into_inner().unwrap()).unwrap();
+        file
+    }
+
+    #[test]
+    fn hostile_archives_are_refused_before_anything_is_written() {
+        use tar::EntryType::{Char, Link, Regular, Symlink};
+        let ok = [("a", Regular, ""), ("b", Link, "a"), ("l", Symlink, "/etc")];
+        assert!(check(&mut archive(&ok)).is_ok());
+        for hostile in [
+            &[("../escape", Regular, "")][..],
+            &[("/etc/passwd", Regular, "")],
+            &[("shadow", Link, "/etc/shadow")],
+            &[("b", Link, "missing")],
+            &[("l", Symlink, "/"), ("l/escape", Regular, "")],
+            &[("null", Char, "")],
+        ] {
+            assert!(check(&mut archive(hostile)).is_err(), "{hostile:?}");
+        }
+        let mut not_tar = tempfile::tempfile().unwrap();
+        not_tar.write_all(b"hello").unwrap();
+        assert!(check(&mut not_tar).is_err());
+    }
+}
