@@ -148,7 +148,15 @@ pub(crate) fn open_in_root(root: &OwnedFd, path: &Path, flags: OFlag) -> Result<
     let how = OpenHow::new()
         .flags(flags | OFlag::O_CLOEXEC)
         .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    openat2(root, relative, how)
+    // EAGAIN: a rename raced the walk of a `..`; the kernel would rather
+    // start over than guess. A few tries, then the error.
+    let mut tries = 0;
+    loop {
+        match openat2(root, relative, how) {
+            Err(Errno::EAGAIN) if tries < 8 => tries += 1,
+            other => return other,
+        }
+    }
 }
 // ANCHOR_END: resolve_in_root
 
