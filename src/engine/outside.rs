@@ -151,8 +151,9 @@ fn copy_out(client: &Client, container: &str, path: &str, dst: &str) -> Result<(
 }
 
 fn unpack(tar: File, into: &Path) -> Result<(), EngineError> {
+    // Modes without their set-id and sticky bits (the crate's default): a
+    // set-uid file of the container's must not become one of the host's.
     let mut archive = tar::Archive::new(tar);
-    archive.set_preserve_permissions(true);
     archive.unpack(into).map_err(|e| {
         fail(format!(
             "cannot unpack the copy into {}: {e}",
