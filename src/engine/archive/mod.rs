@@ -11,7 +11,7 @@
 //! `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`: `/` and `..` stop at
 //! that descriptor, symlinks are followed as the container would follow
 //! them, and the walk that reads or writes goes on from descriptors, never
-//! from names (see [`pack`] and [`unpack`]).
+//! from names (see `pack.rs` and `unpack.rs`).
 //!
 //! Which root: while the container runs, its overlay is mounted at its
 //! `merged` directory (see [`super::state`]); when it does not, the daemon
