@@ -652,8 +652,9 @@ impl Drop for Host {
 }
 
 /// How the image's file owners shift: container root is the host id the
-/// maps give it (none: the identity).
-fn shift_of(spec: &Spec) -> crate::image::unpack::Shift {
+/// maps give it (none: the identity). The engine's `cp` owns what it
+/// writes into a container the same way.
+pub(crate) fn shift_of(spec: &Spec) -> crate::image::unpack::Shift {
     let base = |maps: &[crate::idmap::IdMap]| {
         maps.iter()
             .find(|m| m.container == 0)

@@ -6222,3 +6222,431 @@ fn clients_that_leave_a_quiet_container_leave_nothing_in_the_daemon() {
     );
     stdout_of(&engine.client(&["rm", "-f", "quiet"]));
 }
+
+/// One HTTP request with a body of raw bytes (a tar), answered whole:
+/// (status, body).
+fn api_bytes(socket: &Path, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = UnixStream::connect(socket).expect("connect to the daemon");
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: caixa\r\nContent-Type: application/x-tar\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// A tar whose entries are given raw, names unchecked (the `tar` crate
+/// refuses to write `..` itself): (name, kind, link target, content).
+fn raw_tar(entries: &[(&str, tar::EntryType, &str, &str)]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (name, kind, link, content) in entries {
+        let mut header = tar::Header::new_gnu();
+        header.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name.as_bytes());
+        header.as_gnu_mut().unwrap().linkname[..link.len()].copy_from_slice(link.as_bytes());
+        header.set_entry_type(*kind);
+        header.set_mode(0o644);
+        header.set_size(content.len() as u64);
+        header.set_cksum();
+        builder.append(&header, content.as_bytes()).unwrap();
+    }
+    builder.into_inner().unwrap()
+}
+
+#[test]
+fn docker_cp_copies_both_ways_and_never_leaves_the_root() {
+    let engine = Engine::start();
+    loaded(&engine);
+    let docker = |args: &[&str]| docker_on(&engine, args);
+    // A directory of the host's, with a secret in it; the container makes
+    // the same path with its own file, and links towards the host's.
+    let host = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(host.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let secret = host.path().join("marker");
+    std::fs::write(&secret, "HOST SECRET\n").unwrap();
+    let only_host = tempfile::tempdir().unwrap();
+    std::fs::write(only_host.path().join("marker"), "HOST ONLY\n").unwrap();
+    let (hd, oh) = (host.path().display(), only_host.path().display());
+    let setup = format!(
+        "busybox mkdir -p {hd} && echo inside > {hd}/marker && busybox ln -s {hd} /abs && \
+         busybox ln -s ../../../../../../../../..{hd} /rel && busybox ln -s {hd}/marker /abs-file && \
+         busybox ln -s ../../../../../../../..{oh} /gone && busybox touch /ready; exec sleep 3600"
+    );
+    let id = stdout_of(&docker(&[
+        "run", "-d", "--name", "cpd", "demo:1", "sh", "-c", &setup,
+    ]))
+    .trim()
+    .to_string();
+    let start = Instant::now();
+    while docker(&["exec", "cpd", "busybox", "test", "-e", "/ready"])
+        .status
+        .code()
+        != Some(0)
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "step 11: expected the container to make its links within 30 s; most likely cause: \
+             exec does not work, or the container's sh failed (see docker logs cpd)"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let work = tempfile::tempdir().unwrap();
+    let at = |name: &str| work.path().join(name);
+    let arg = |p: &Path| p.to_str().unwrap().to_string();
+    std::fs::write(at("greeting"), "hello from the host\n").unwrap();
+    std::fs::create_dir_all(at("tree/sub")).unwrap();
+    std::fs::write(at("tree/sub/deep.txt"), "deep\n").unwrap();
+
+    // In: a file and a directory, read back from inside.
+    stdout_of(&docker(&["cp", &arg(&at("greeting")), "cpd:/"]));
+    stdout_of(&docker(&["cp", &arg(&at("tree")), "cpd:/"]));
+    let inside = stdout_of(&docker(&[
+        "exec",
+        "cpd",
+        "sh",
+        "-c",
+        "cat /greeting /tree/sub/deep.txt; busybox stat -c %u /greeting",
+    ]));
+    assert_eq!(
+        inside, "hello from the host\ndeep\n0\n",
+        "step 11: expected docker cp to put the file and the directory into the running \
+         container, owned by its root (uid 0 inside), it reads {inside:?}; most likely cause: \
+         PUT /containers/ID/archive writes elsewhere than the container's overlay, or leaves \
+         the files owned by the daemon's host root (shown as 65534 inside) instead of the \
+         container's mapped root"
+    );
+    // Out: the directory, whole.
+    stdout_of(&docker(&["cp", "cpd:/tree", &arg(&at("out-tree"))]));
+    let deep = std::fs::read_to_string(at("out-tree/sub/deep.txt")).unwrap_or_default();
+    assert_eq!(
+        deep, "deep\n",
+        "step 11: expected docker cp cpd:/tree to copy the directory out, out-tree/sub/deep.txt \
+         reads {deep:?}; most likely cause: GET /containers/ID/archive does not name its entries \
+         after the path's last component (tree/…), or its X-Docker-Container-Path-Stat mode \
+         lacks Go's directory bit (1<<31)"
+    );
+    // Links inside the container are followed inside it, never on the host.
+    for (source, what) in [
+        (
+            "cpd:/rel/marker",
+            "a relative link climbing out with ../../..",
+        ),
+        ("cpd:/abs/marker", "an absolute link to a host directory"),
+    ] {
+        let out = at("leak");
+        let _ = std::fs::remove_file(&out);
+        stdout_of(&docker(&["cp", source, &arg(&out)]));
+        let got = std::fs::read_to_string(&out).unwrap_or_default();
+        assert_eq!(
+            got, "inside\n",
+            "step 11: expected docker cp {source} ({what}) to give the container's file, it \
+             gave {got:?}; most likely cause: the daemon joins the path to the host's path of \
+             the root and lets the kernel follow the link from the host's / (resolve with \
+             openat2(RESOLVE_IN_ROOT) from a descriptor of the root)"
+        );
+    }
+    let followed = at("followed");
+    stdout_of(&docker(&["cp", "-L", "cpd:/abs-file", &arg(&followed)]));
+    let got = std::fs::read_to_string(&followed).unwrap_or_default();
+    assert_eq!(
+        got, "inside\n",
+        "step 11: expected docker cp -L of a link to an absolute path to give the container's \
+         file, it gave {got:?}; most likely cause: the path is resolved on the host, not inside \
+         the container's root"
+    );
+    let gone = at("gone");
+    let out = docker(&["cp", "cpd:/gone/marker", &arg(&gone)]);
+    assert!(
+        !out.status.success() && !gone.exists(),
+        "step 11: expected docker cp of a link to a directory only the host has to fail, it \
+         ended with {} and copied {:?}; most likely cause: the link is followed from the \
+         host's / instead of inside the container's root",
+        out.status,
+        std::fs::read_to_string(&gone).unwrap_or_default()
+    );
+    // Into a link that climbs out: it lands in the container's directory.
+    stdout_of(&docker(&["cp", &arg(&at("greeting")), "cpd:/rel/"]));
+    assert!(
+        !host.path().join("greeting").exists(),
+        "step 11: expected docker cp into cpd:/rel/ (a link to ../../..{hd}) to write inside \
+         the container, the host's {hd} got the file; most likely cause: PUT resolves the \
+         destination on the host (CVE-2018-15664's class of bug)"
+    );
+    let landed = stdout_of(&docker(&["exec", "cpd", "cat", &format!("{hd}/greeting")]));
+    assert_eq!(
+        landed, "hello from the host\n",
+        "step 11: expected the copy into /rel/ to land in the container's {hd}, it reads \
+         {landed:?}; most likely cause: the destination's links are not followed inside the root"
+    );
+    // Bad input: a missing path, a body that is no tar, hostile archives.
+    let (status, body) = engine.api("GET", "/containers/cpd/archive?path=/nope", None);
+    assert!(
+        status == 404 && body.contains("Could not find the file /nope in container cpd"),
+        "step 11: expected 404 \"Could not find the file /nope in container cpd\", it answered \
+         {status} {body}; most likely cause: a missing path is reported as a server error"
+    );
+    let socket = engine.socket();
+    let (status, body) = api_bytes(&socket, "PUT", "/containers/cpd/archive?path=/", b"hello");
+    assert_eq!(
+        status, 400,
+        "step 11: expected a body that is no tar to be refused with 400, it answered {status} \
+         {body}; most likely cause: the archive is not read and checked before it is unpacked"
+    );
+    let dir = engine.root().join("containers").join(&id);
+    for (hostile, why) in [
+        (
+            raw_tar(&[
+                ("good.txt", tar::EntryType::Regular, "", "good\n"),
+                ("../escape", tar::EntryType::Regular, "", "escaped\n"),
+            ]),
+            "an entry named ../escape",
+        ),
+        (
+            raw_tar(&[
+                ("good.txt", tar::EntryType::Regular, "", "good\n"),
+                ("shadow", tar::EntryType::Link, "/etc/shadow", ""),
+            ]),
+            "a hard link to /etc/shadow",
+        ),
+        (
+            raw_tar(&[
+                ("good.txt", tar::EntryType::Regular, "", "good\n"),
+                ("out", tar::EntryType::Symlink, "/", ""),
+                ("out/escape", tar::EntryType::Regular, "", "escaped\n"),
+            ]),
+            "an entry through a symlink of the archive's own",
+        ),
+    ] {
+        let (status, body) = api_bytes(&socket, "PUT", "/containers/cpd/archive?path=/", &hostile);
+        let written = ["upper/good.txt", "escape", "upper/out", "merged/good.txt"]
+            .iter()
+            .filter(|f| dir.join(f).exists())
+            .collect::<Vec<_>>();
+        assert!(
+            status == 400 && written.is_empty() && !Path::new("/escape").exists(),
+            "step 11: expected a tar with {why} to be refused (400) with nothing written, it \
+             answered {status} {body} and wrote {written:?}; most likely cause: entries are \
+             unpacked as they come instead of the whole archive being checked first with step \
+             9's rules (safe_relative, hard links to files of the archive only)"
+        );
+    }
+    // A container that does not run: its overlay is mounted for the copy.
+    stdout_of(&docker(&["stop", "-t", "0", "cpd"]));
+    let stopped = at("stopped-copy");
+    let out = docker(&["cp", "cpd:/greeting", &arg(&stopped)]);
+    let got = std::fs::read_to_string(&stopped).unwrap_or_default();
+    assert!(
+        out.status.success() && got == "hello from the host\n",
+        "step 11: expected docker cp out of a stopped container to work, it ended with {} \
+         and gave {got:?}; most likely cause: the daemon reads the unmounted merged directory \
+         (empty) instead of mounting the container's overlay for the copy\nstderr: {}",
+        out.status,
+        text(&out.stderr)
+    );
+    let client_copy = at("client-copy");
+    stdout_of(&engine.client(&["cp", "cpd:/tree", &arg(&client_copy)]));
+    assert_eq!(
+        std::fs::read_to_string(client_copy.join("sub/deep.txt")).unwrap_or_default(),
+        "deep\n",
+        "step 11: expected step11 cp cpd:/tree DIR to copy the directory out; most likely \
+         cause: the client does not rename the archive's top entry to DIR"
+    );
+    stdout_of(&docker(&["rm", "cpd"]));
+    assert!(
+        !engine.root().join("containers").join(&id).exists(),
+        "step 11: expected rm after a cp of a stopped container to remove it, its directory \
+         is left; most likely cause: the overlay mounted for the copy stays mounted"
+    );
+}
+
+/// `docker top`'s rows: (PID, CMD).
+fn top_rows(out: &Output) -> Vec<(i32, String)> {
+    stdout_of(out)
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            Some((fields.get(1)?.parse().ok()?, fields.get(7..)?.join(" ")))
+        })
+        .collect()
+}
+
+#[test]
+fn top_and_stats_read_the_containers_cgroup() {
+    let engine = Engine::start();
+    loaded(&engine);
+    let docker = |args: &[&str]| docker_on(&engine, args);
+    stdout_of(&docker(&[
+        "run",
+        "-d",
+        "--name",
+        "topped",
+        "--memory",
+        "64m",
+        "demo:1",
+        "sh",
+        "-c",
+        "sleep 1000 & exec sleep 2000",
+    ]));
+    let pid = inspected(&engine, "topped")["State"]["Pid"]
+        .as_i64()
+        .unwrap_or(0) as i32;
+    let start = Instant::now();
+    let rows = loop {
+        let rows = top_rows(&docker(&["top", "topped"]));
+        if rows.len() >= 2 || start.elapsed() > Duration::from_secs(20) {
+            break rows;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let pids: Vec<i32> = rows.iter().map(|(p, _)| *p).collect();
+    assert!(
+        rows.len() == 2
+            && pids.contains(&pid)
+            && rows.iter().all(|(_, cmd)| cmd.starts_with("sleep"))
+            && !pids.contains(&(std::process::id() as i32)),
+        "step 11: expected docker top to list the container's two sleeps (pid 1 is host pid \
+         {pid}) and nothing else, it lists {rows:?}; most likely cause: GET \
+         /containers/ID/top reads another cgroup's cgroup.procs (on v1: not the container's \
+         pids or memory group), or /proc/PID/cmdline is not read"
+    );
+    let ours = stdout_of(&engine.client(&["top", "topped"]));
+    assert!(
+        ours.lines().count() == 3 && ours.contains(&format!("\t{pid}\t")),
+        "step 11: expected step11 top to print a title line and the two processes, it printed \
+         {ours:?}; most likely cause: the client prints the daemon's Titles/Processes otherwise"
+    );
+    let out = docker(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.MemUsage}}|{{.PIDs}}|{{.CPUPerc}}",
+        "topped",
+    ]);
+    let line = stdout_of(&out);
+    let fields: Vec<&str> = line.trim().split('|').collect();
+    let pids_seen: u64 = fields.get(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+    let cpu: f64 = fields
+        .get(2)
+        .and_then(|c| c.trim_end_matches('%').parse().ok())
+        .unwrap_or(-1.0);
+    assert!(
+        fields.len() == 3
+            && fields[0].ends_with("/ 64MiB")
+            && !fields[0].starts_with("0B")
+            && pids_seen >= 1
+            && (0.0..=200.0).contains(&cpu),
+        "step 11: expected docker stats --no-stream to show the memory used / 64MiB (the \
+         --memory limit), at least one pid and a CPU % from 0 to 200, it printed {line:?}; \
+         most likely cause: GET /containers/ID/stats does not read the container's cgroup \
+         (memory.limit_in_bytes / memory.max, memory usage, pids.current), or its cpu_stats \
+         and precpu_stats are not two samples with system_cpu_usage"
+    );
+    let (status, body) = engine.api("GET", "/containers/topped/stats?stream=0", None);
+    // The body is chunked: the object is between its first { and last }.
+    let object = match (body.find('{'), body.rfind('}')) {
+        (Some(a), Some(b)) if a < b => &body[a..=b],
+        _ => "",
+    };
+    let stats: serde_json::Value = serde_json::from_str(object).unwrap_or_default();
+    assert!(
+        status == 200
+            && stats["memory_stats"]["limit"] == 64u64 << 20
+            && stats["pids_stats"]["current"].as_u64() >= Some(2)
+            && stats["cpu_stats"]["online_cpus"].as_u64() >= Some(1)
+            && stats["cpu_stats"]["system_cpu_usage"].as_u64()
+                > stats["precpu_stats"]["system_cpu_usage"].as_u64(),
+        "step 11: expected stats?stream=0 to answer Docker's JSON with memory_stats.limit \
+         67108864, pids_stats.current >= 2 and two samples of the system's CPU time, it \
+         answered {status} {body}; most likely cause: the cgroup's files are read from the \
+         wrong hierarchy (this host is hybrid: v1 controllers beside an empty cgroup2)"
+    );
+    let ours = stdout_of(&engine.client(&["stats", "--no-stream", "topped"]));
+    assert!(
+        ours.contains("/ 64MiB"),
+        "step 11: expected step11 stats --no-stream to show the 64MiB limit, it printed \
+         {ours:?}; most likely cause: the client prints memory_stats otherwise"
+    );
+    stdout_of(&docker(&["stop", "-t", "0", "topped"]));
+    let out = docker(&["top", "topped"]);
+    assert!(
+        !out.status.success() && text(&out.stderr).contains("is not running"),
+        "step 11: expected docker top of a stopped container to fail with \"is not running\", \
+         it ended with {}; most likely cause: top does not check the state first\nstderr: {}",
+        out.status,
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn port_and_inspect_show_the_published_ports() {
+    let engine = Engine::start();
+    loaded(&engine);
+    let docker = |args: &[&str]| docker_on(&engine, args);
+    run_published(&engine, "web", 8080);
+    stdout_of(&docker(&[
+        "run",
+        "-d",
+        "--name",
+        "dns",
+        "-p",
+        "127.0.0.1:5353:53/udp",
+        "demo:1",
+        "sleep",
+        "3600",
+    ]));
+    let ports = stdout_of(&docker(&["port", "web"]));
+    assert_eq!(
+        ports, "80/tcp -> 0.0.0.0:8080\n",
+        "step 11: expected docker port web to print 80/tcp -> 0.0.0.0:8080, it printed \
+         {ports:?}; most likely cause: inspect's NetworkSettings.Ports is missing, or its \
+         HostIp is empty for a port published on every address"
+    );
+    let ports = stdout_of(&docker(&["port", "dns"]));
+    assert_eq!(
+        ports, "53/udp -> 127.0.0.1:5353\n",
+        "step 11: expected docker port dns to print 53/udp -> 127.0.0.1:5353, it printed \
+         {ports:?}; most likely cause: the protocol or the host address of -p is lost on the \
+         way from PortBindings to the bundle"
+    );
+    let ours = stdout_of(&engine.client(&["port", "web"]));
+    assert_eq!(
+        ours, "80/tcp -> 0.0.0.0:8080\n",
+        "step 11: expected step11 port web to print what docker port prints, it printed \
+         {ours:?}; most likely cause: the client reads another field of inspect"
+    );
+    let seen = inspected(&engine, "web");
+    assert!(
+        seen["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"] == "8080"
+            && seen["HostConfig"]["PortBindings"]["80/tcp"][0]["HostPort"] == "8080",
+        "step 11: expected inspect to show NetworkSettings.Ports and HostConfig.PortBindings \
+         with 80/tcp on 8080, it shows {} and {}; most likely cause: inspect does not read the \
+         published ports from the container's bundle",
+        seen["NetworkSettings"]["Ports"],
+        seen["HostConfig"]["PortBindings"]
+    );
+    stdout_of(&docker(&["stop", "-t", "0", "web"]));
+    let seen = inspected(&engine, "web");
+    assert!(
+        seen["NetworkSettings"]["Ports"] == serde_json::json!({})
+            && seen["HostConfig"]["PortBindings"]["80/tcp"][0]["HostPort"] == "8080",
+        "step 11: expected a stopped container to bind no port (NetworkSettings.Ports {{}}) but \
+         keep what it was created with (HostConfig.PortBindings), inspect shows {} and {}; most \
+         likely cause: Ports is shown whatever the state",
+        seen["NetworkSettings"]["Ports"],
+        seen["HostConfig"]["PortBindings"]
+    );
+}

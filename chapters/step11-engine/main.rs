@@ -205,6 +205,33 @@ enum Command {
         /// Name or id (prefix).
         container: String,
     },
+    /// Copy files between a container and the host: one side is
+    /// CONTAINER:PATH; `-` is a tar on stdin or stdout.
+    Cp {
+        /// Where from.
+        src: String,
+        /// Where to.
+        dst: String,
+    },
+    /// Show a container's processes (from its cgroup).
+    Top {
+        /// Name or id (prefix).
+        container: String,
+    },
+    /// Show what containers use: CPU, memory and its limit, processes.
+    Stats {
+        /// Once, not every second.
+        #[arg(long)]
+        no_stream: bool,
+        /// Names or ids (prefixes).
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Show a container's published ports.
+    Port {
+        /// Name or id (prefix).
+        container: String,
+    },
     /// Print a container's output.
     Logs {
         /// Name or id (prefix).
@@ -634,6 +661,13 @@ fn main() {
         Command::Info => host::info(&client()),
         Command::System(SystemCommand::Df { verbose }) => host::system_df(&client(), verbose),
         Command::Logs { container } => logs(&client(), &container),
+        Command::Cp { src, dst } => caixa::engine::outside::cp(&client(), &src, &dst),
+        Command::Top { container } => caixa::engine::outside::top(&client(), &container),
+        Command::Stats {
+            no_stream,
+            containers,
+        } => caixa::engine::outside::stats(&client(), &containers, !no_stream),
+        Command::Port { container } => caixa::engine::outside::port(&client(), &container),
         Command::Attach {
             no_stdin,
             detach_keys,

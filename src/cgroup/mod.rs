@@ -17,7 +17,8 @@
 //!
 //! The jobs are split by file: `limits` (what a container may use, checked),
 //! `hierarchy` (which layout this host has), `fs` (the cgroup files
-//! themselves), `v1`/`v2` (limits into files, per version) and, here, the
+//! themselves), `v1`/`v2` (limits into files, per version), `usage` (the
+//! counters `docker stats` and `docker top` read back) and, here, the
 //! [`Cgroup`] handle that one container's start owns.
 //!
 //! caixa creates its groups only under a parent of its own (`caixa/<id>`) and
@@ -28,6 +29,7 @@ mod fs;
 mod hierarchy;
 mod limits;
 mod path;
+pub mod usage;
 pub mod v1;
 pub mod v2;
 

@@ -40,6 +40,8 @@ pub struct Response {
     pub status: u16,
     /// The body (its first 16 MiB: more is only ever streamed).
     pub body: Vec<u8>,
+    /// The headers (`docker cp`'s path stat travels in one).
+    pub headers: hyper::HeaderMap,
 }
 
 /// A request's body: JSON in memory, or a reader (an archive to load)
@@ -139,6 +141,7 @@ impl Client {
                 let request = self.request(method, target, body)?;
                 let answer = sender.send_request(request).await.map_err(broken)?;
                 let status = answer.status().as_u16();
+                let headers = answer.headers().clone();
                 let mut incoming = answer.into_body();
                 let mut body = Vec::new();
                 while let Some(frame) = incoming.frame().await {
@@ -152,7 +155,11 @@ impl Client {
                         body.extend_from_slice(&data);
                     }
                 }
-                Ok(Response { status, body })
+                Ok(Response {
+                    status,
+                    body,
+                    headers,
+                })
             })
             .map_err(|e| self.error(method, target, e))?;
         if response.status >= 400 {

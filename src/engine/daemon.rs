@@ -31,6 +31,8 @@
 //! | `POST /exec/EID/resize?h=R&w=C` | set the size of an exec's terminal (`-t`) |
 //! | `POST /volumes/create`, `GET /volumes`, `GET /volumes/NAME` | make, list, inspect volumes |
 //! | `DELETE /volumes/NAME`, `POST /volumes/prune` | remove one (409 in use), or every unused one |
+//! | `GET`/`HEAD`/`PUT /containers/ID/archive?path=P` | `cp`: a tar of P (its stat in a header), or a tar unpacked into P |
+//! | `GET /containers/ID/top`, `GET /containers/ID/stats?stream=0\|1` | its processes; what it uses (its cgroup's counters) |
 //!
 //! HTTP is [`super::server`]'s (hyper); each request runs its handler on
 //! a thread of its own; everything the daemon knows is on disk
@@ -254,7 +256,32 @@ fn route(
         ("GET", ["containers", key, "json"]) => {
             let record = containers.find(key)?;
             let state = containers.state(&record.id)?;
-            reply_json(out, 200, &inspect(&record, &state))
+            // What `-p` asked for, from the bundle (a bundle that does
+            // not read shows none, as for a container without a network).
+            let publish = containers
+                .spec(&record.id)
+                .ok()
+                .and_then(|spec| spec.network)
+                .map(|net| net.publish)
+                .unwrap_or_default();
+            reply_json(out, 200, &inspect(&record, &state, &publish))
+        }
+        ("GET" | "HEAD", ["containers", key, "archive"]) => {
+            let record = containers.find(key)?;
+            super::archive::serve_get(&containers, &record, req, out)
+        }
+        ("PUT", ["containers", key, "archive"]) => {
+            let record = containers.find(key)?;
+            super::archive::serve_put(&daemon.root, &containers, &record, req, body, out)
+        }
+        ("GET", ["containers", key, "top"]) => {
+            let record = containers.find(key)?;
+            let answer = super::top::top(&containers, &record, req.param("ps_args"))?;
+            reply_json(out, 200, &answer)
+        }
+        ("GET", ["containers", key, "stats"]) => {
+            let record = containers.find(key)?;
+            super::stats::serve(&containers, &record, req, out)
         }
         ("POST", ["containers", key, "start"]) => {
             let record = containers.find(key)?;
@@ -1220,7 +1247,10 @@ pub fn rfc3339(secs: u64) -> String {
 
 /// `docker inspect`'s shape, the fields caixa knows (the Docker CLI reads
 /// `Config.Tty` before `logs`, to know whether the output is framed).
-fn inspect(c: &Record, s: &State) -> Value {
+fn inspect(c: &Record, s: &State, publish: &[crate::net::portmap::Publish]) -> Value {
+    let (ports, bindings) = super::ports::to_json(publish, s.status == Status::Running);
+    let mut settings = network_settings(c, s);
+    settings["Ports"] = ports;
     json!({
         "Id": c.id, "Name": format!("/{}", c.name), "Created": rfc3339(c.created),
         "Image": c.image, "Path": c.command.first(), "Args": c.command.get(1..),
@@ -1237,9 +1267,12 @@ fn inspect(c: &Record, s: &State) -> Value {
             "OpenStdin": c.open_stdin, "StdinOnce": c.stdin_once, "AttachStdin": c.open_stdin,
         },
         "RestartCount": s.restart_count,
-        "HostConfig": { "AutoRemove": c.auto_remove, "RestartPolicy": c.restart.to_json() },
+        "HostConfig": {
+            "AutoRemove": c.auto_remove, "RestartPolicy": c.restart.to_json(),
+            "PortBindings": bindings,
+        },
         "Mounts": c.mounts.iter().map(|m| m.to_json()).collect::<Vec<_>>(),
-        "NetworkSettings": network_settings(c, s),
+        "NetworkSettings": settings,
     })
 }
 

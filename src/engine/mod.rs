@@ -39,10 +39,15 @@
 //! - [`ps`], [`filters`]: the container list, filtered as Docker filters it;
 //! - [`client`]: the other end of the socket;
 //! - [`session`]: an attach as the client lives it (raw mode, resize);
+//! - [`archive`]: `cp`, files in and out of a container, resolved inside its root;
+//! - [`top`], [`stats`]: its processes and what they use, from its cgroup;
+//! - [`ports`]: its published ports, as `inspect` and `port` show them;
+//! - [`outside`]: the client's `cp`, `top`, `stats` and `port`;
 //! - [`build`]: images you make: `build` from a Dockerfile, `commit`;
 //! - [`registry`]: a registry of your own, serving a store's images and
 //!   taking pushes into it.
 
+pub mod archive;
 pub mod attach;
 pub mod bridge;
 pub mod build;
@@ -55,6 +60,8 @@ pub mod images;
 pub mod info;
 pub mod log;
 pub mod networks;
+pub mod outside;
+pub mod ports;
 pub mod ps;
 pub mod registry;
 pub mod request;
@@ -64,9 +71,11 @@ pub mod server;
 pub mod session;
 pub mod shim;
 pub mod state;
+pub mod stats;
 pub mod stdin;
 pub mod template;
 pub mod terminal;
+pub mod top;
 pub mod usage;
 pub mod volumes;
 

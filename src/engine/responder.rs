@@ -59,6 +59,30 @@ impl Responder {
         self.send(response(status, content_type, body))
     }
 
+    /// A whole response with more headers (`docker cp`'s path stat).
+    pub fn respond_with(
+        &mut self,
+        status: u16,
+        content_type: &str,
+        headers: &[(&'static str, &str)],
+        body: &[u8],
+    ) -> std::io::Result<()> {
+        let body = Outgoing::whole(bytes::Bytes::copy_from_slice(body));
+        self.send(with_headers(response(status, content_type, body), headers)?)
+    }
+
+    /// [`Responder::stream`] with more headers.
+    pub fn stream_with(
+        &mut self,
+        status: u16,
+        content_type: &str,
+        headers: &[(&'static str, &str)],
+    ) -> std::io::Result<ChunkWriter> {
+        let (writer, body) = Outgoing::chunks();
+        self.send(with_headers(response(status, content_type, body), headers)?)?;
+        Ok(writer)
+    }
+
     /// A whole JSON response.
     pub fn json(&mut self, status: u16, value: &Value) -> std::io::Result<()> {
         let body = Outgoing::whole(value.to_string());
@@ -149,4 +173,19 @@ impl Responder {
             )
         })
     }
+}
+
+/// `response` with `headers` added; a value that is no valid header is an
+/// error, not a panic.
+fn with_headers(
+    mut response: hyper::Response<Outgoing>,
+    headers: &[(&'static str, &str)],
+) -> std::io::Result<hyper::Response<Outgoing>> {
+    for (name, value) in headers {
+        let name =
+            header::HeaderName::from_bytes(name.as_bytes()).map_err(std::io::Error::other)?;
+        let value = HeaderValue::from_str(value).map_err(std::io::Error::other)?;
+        response.headers_mut().insert(name, value);
+    }
+    Ok(response)
 }

@@ -346,6 +346,14 @@ impl Containers {
         read_json(&self.dir(id).join("container.json"))
     }
 
+    /// Container `id`'s spec, as its bundle says (what it was created
+    /// with: its image, its maps, its limits, its published ports).
+    pub fn spec(&self, id: &str) -> Result<crate::Spec, EngineError> {
+        let dir = self.dir(id);
+        let config = crate::bundle::read(&dir)?;
+        Ok(crate::bundle::from_oci(&config, &dir, id)?)
+    }
+
     // ANCHOR: state_view
     /// Container `id`'s state. A `running` one whose shim no longer holds
     /// its lock (killed, or the machine rebooted) is reported exited (255),
