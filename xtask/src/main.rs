@@ -10,6 +10,7 @@ mod conformance;
 mod course;
 mod doctor;
 mod drift;
+mod engine_bench;
 mod exercises;
 mod grade;
 mod lab;
@@ -143,6 +144,13 @@ enum Task {
     /// Time podman with caixa's runtime (step 12), crun and runc under it.
     BenchPodman {
         /// Runs per runtime.
+        #[arg(long, value_name = "N", default_value_t = 20)]
+        runs: usize,
+    },
+    /// Time caixa's engine (its client and the Docker CLI) beside podman,
+    /// with no network and with the default bridge, in the same run.
+    BenchEngine {
+        /// Runs per row.
         #[arg(long, value_name = "N", default_value_t = 20)]
         runs: usize,
     },
@@ -285,6 +293,7 @@ fn run(task: Task) -> Result<()> {
         } => vm::run(&root, &steps, kernel, Duration::from_secs(timeout_min * 60)),
         Task::BenchPeers { runs } => peers::run(&root, runs),
         Task::BenchPodman { runs } => podman_bench::run(&root, runs),
+        Task::BenchEngine { runs } => engine_bench::run(&root, runs),
         Task::Conformance {
             runtime_tools,
             runtimes,

@@ -159,7 +159,7 @@ pub fn run(root: &Path, runs: usize) -> Result<()> {
 
 /// Removes the bench's cgroup `name` below every hierarchy, and every
 /// group below it (podman leaves its `conmon` group there).
-fn remove_groups(name: &str) {
+pub(crate) fn remove_groups(name: &str) {
     let mut dirs = vec![Path::new("/sys/fs/cgroup").join(name)];
     if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
         dirs.extend(entries.flatten().map(|e| e.path().join(name)));
@@ -170,7 +170,7 @@ fn remove_groups(name: &str) {
 }
 
 /// A busybox image as an OCI archive (umoci, skopeo), as the tests make it.
-fn image(work: &Path) -> Result<PathBuf> {
+pub(crate) fn image(work: &Path) -> Result<PathBuf> {
     let busybox = ["/bin/busybox", "/usr/bin/busybox"]
         .into_iter()
         .find(|p| Path::new(p).is_file())

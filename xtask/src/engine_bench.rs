@@ -1,0 +1,277 @@
+//! `bench-engine`: caixa's engine beside podman, timed in the same run
+//! (issue 19's measure).
+//!
+//! Each run is `run --rm IMAGE true`, end to end as a user types it: the
+//! client, the daemon, the shim, the runtime, the container, its removal.
+//! Three runners, twice each (with no network, then with the default
+//! bridge and its address): caixa's own client against caixa's daemon, the
+//! Docker CLI against caixa's daemon, and podman (its own runtime, crun,
+//! as installed). Runs are interleaved (caixa, Docker CLI, podman, caixa,
+//! …) so a noisy moment hurts all alike; the table gives min, median and
+//! max, and the ratios of medians to podman's.
+//!
+//! Everything happens in a network namespace and a mount namespace of the
+//! bench's own: the bridges, veths and netfilter rules the three make go
+//! with the namespace, and the daemon's image store and state are under
+//! `target/bench-engine`. As `bench-podman` does, the empty cgroup2 mount
+//! of a hybrid host is unmounted in the private mount namespace, so podman's
+//! crun runs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+const INNER: &str = "CAIXA_BENCH_ENGINE_INNER";
+
+/// Entry point: re-executes itself in a private network and mount
+/// namespace first.
+pub fn run(root: &Path, runs: usize) -> Result<()> {
+    if std::env::var_os(INNER).is_none() {
+        for tool in ["podman", "skopeo", "umoci", "unshare", "ip"] {
+            if Command::new(tool).arg("--version").output().is_err() {
+                bail!(
+                    "{tool} is not installed: sudo apt-get install podman skopeo umoci util-linux iproute2"
+                );
+            }
+        }
+        crate::sh(
+            root,
+            "cargo",
+            &["build", "--quiet", "--release", "--bin", "step11"],
+        )?;
+        let me = std::env::current_exe()?;
+        let status = Command::new("unshare")
+            .args(["--mount", "--net", "--propagation", "private", "--"])
+            .arg(me)
+            .args(["bench-engine", "--runs", &runs.to_string()])
+            .env(INNER, "1")
+            .status()
+            .context("unshare --mount --net (are you root?)")?;
+        if !status.success() {
+            bail!("bench-engine failed ({status})");
+        }
+        return Ok(());
+    }
+    crate::peers::leave_hybrid_cgroup_mode()?;
+    quiet(Command::new("ip").args(["link", "set", "lo", "up"]))?;
+    let work = root.join("target/bench-engine");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work)?;
+    let oci_archive = crate::podman_bench::image(&work)?;
+    let docker_archive = work.join("bb-docker.tar");
+    quiet(
+        Command::new("skopeo")
+            .args(["copy", "--quiet"])
+            .arg(format!("oci-archive:{}", oci_archive.display()))
+            .arg(format!("docker-archive:{}:bb:1", docker_archive.display())),
+    )?;
+
+    let daemon = Daemon::start(root, &work)?;
+    let host = format!("unix://{}", daemon.socket.display());
+    let step11 = root.join("target/release/step11");
+    quiet(
+        Command::new(&step11)
+            .args(["-H", &host, "load"])
+            .arg(&docker_archive),
+    )?;
+    let docker = docker_cli();
+    let docker_config = work.join("docker-config");
+    std::fs::create_dir_all(&docker_config)?;
+
+    let parent = format!("/caixa-bench-{}", std::process::id());
+    let podman = |args: &[&str]| {
+        let mut cmd = Command::new("podman");
+        cmd.arg("--root")
+            .arg(work.join("storage"))
+            .arg("--runroot")
+            .arg(work.join("run"))
+            .args(["--cgroup-manager", "cgroupfs", "--events-backend", "file"])
+            .args(args)
+            .stdin(Stdio::null());
+        cmd
+    };
+    quiet(podman(&["load", "-q", "-i"]).arg(&oci_archive))?;
+
+    type Runner<'a> = (String, Box<dyn Fn() -> Command + 'a>);
+    let mut rows: Vec<Runner> = Vec::new();
+    for network in ["none", "bridge"] {
+        let (host_for_caixa, step11) = (host.clone(), step11.clone());
+        rows.push((
+            format!("caixa client → caixa, {network}"),
+            Box::new(move || {
+                let mut cmd = Command::new(&step11);
+                cmd.args([
+                    "-H",
+                    &host_for_caixa,
+                    "run",
+                    "--rm",
+                    "--network",
+                    network,
+                    "bb:1",
+                    "true",
+                ]);
+                cmd
+            }),
+        ));
+        let host = host.clone();
+        let docker = docker.clone();
+        let docker_config = docker_config.clone();
+        rows.push((
+            format!("Docker CLI → caixa, {network}"),
+            Box::new(move || {
+                let mut cmd = Command::new(&docker);
+                cmd.env("DOCKER_CONFIG", &docker_config).args([
+                    "-H",
+                    &host,
+                    "run",
+                    "--rm",
+                    "--network",
+                    network,
+                    "bb:1",
+                    "true",
+                ]);
+                cmd
+            }),
+        ));
+        let parent = parent.clone();
+        let podman = &podman;
+        rows.push((
+            format!("podman, {network}"),
+            Box::new(move || {
+                // CAP_SYS_RESOURCE is missing on this machine kind:
+                // podman's default nofile of 1048576 fails.
+                podman(&[
+                    "run",
+                    "--rm",
+                    "--network",
+                    network,
+                    "--cgroup-parent",
+                    &parent,
+                    "--ulimit",
+                    "nofile=20000:20000",
+                    "--ulimit",
+                    "nproc=32768:32768",
+                    "localhost/bb:1",
+                    "true",
+                ])
+            }),
+        ));
+    }
+    let once = |make: &dyn Fn() -> Command, name: &str| -> Result<Duration> {
+        let mut cmd = make();
+        cmd.stdin(Stdio::null());
+        let start = Instant::now();
+        let out = cmd.output()?;
+        let took = start.elapsed();
+        if !out.status.success() {
+            bail!(
+                "{name}: failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(took)
+    };
+    for (name, make) in &rows {
+        once(make.as_ref(), name)?; // warm up: pages, the bridges, podman's network
+    }
+    let mut times: Vec<Vec<Duration>> = vec![Vec::with_capacity(runs); rows.len()];
+    for _ in 0..runs {
+        for (k, (name, make)) in rows.iter().enumerate() {
+            times[k].push(once(make.as_ref(), name)?);
+        }
+    }
+    println!("\n{runs} interleaved `run --rm IMAGE true` per row (ms)");
+    println!(
+        "{:<34} {:>8} {:>8} {:>8} {:>10}",
+        "runner", "min", "median", "max", "/podman"
+    );
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let median = |t: &[Duration]| ms(t[t.len() / 2]);
+    for t in &mut times {
+        t.sort();
+    }
+    for (k, ((name, _), t)) in rows.iter().zip(&times).enumerate() {
+        // Rows come in threes per network: caixa, Docker CLI, podman.
+        let podman_median = median(&times[k - k % 3 + 2]);
+        println!(
+            "{name:<34} {:>8.1} {:>8.1} {:>8.1} {:>10.2}",
+            ms(t[0]),
+            median(t),
+            ms(t[t.len() - 1]),
+            median(t) / podman_median
+        );
+    }
+    println!(
+        "\n(below 1.0: faster than podman; issue 19's goal is 0.2 through caixa's client, 0.25 through the Docker CLI)"
+    );
+    drop(daemon);
+    let _ = podman(&["system", "reset", "--force"]).output();
+    crate::podman_bench::remove_groups(parent.trim_start_matches('/'));
+    Ok(())
+}
+
+/// caixa's daemon for the bench: its own socket, store and network state;
+/// killed when dropped.
+struct Daemon {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Daemon {
+    fn start(root: &Path, work: &Path) -> Result<Daemon> {
+        let socket = work.join("caixa.sock");
+        let child = Command::new(root.join("target/release/step11"))
+            .arg("--root")
+            .arg(work.join("root"))
+            .args(["daemon", "--socket"])
+            .arg(&socket)
+            .env("CAIXA_STATE_DIR", work.join("state"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("start step11 daemon")?;
+        let daemon = Daemon { child, socket };
+        let start = Instant::now();
+        while std::os::unix::net::UnixStream::connect(&daemon.socket).is_err() {
+            if start.elapsed() > Duration::from_secs(15) {
+                bail!("the daemon did not listen within 15 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(daemon)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The Docker CLI: `CAIXA_DOCKER_CLI`, else the one `.ci/run` installs,
+/// else `docker` on the PATH (as the step 11 tests find it).
+fn docker_cli() -> PathBuf {
+    std::env::var_os("CAIXA_DOCKER_CLI")
+        .map(PathBuf::from)
+        .or_else(|| {
+            let peers = PathBuf::from("/opt/caixa-peers/docker");
+            peers.is_file().then_some(peers)
+        })
+        .unwrap_or_else(|| PathBuf::from("docker"))
+}
+
+fn quiet(cmd: &mut Command) -> Result<()> {
+    let out = cmd.stdin(Stdio::null()).output()?;
+    if !out.status.success() {
+        bail!(
+            "{:?} failed: {}",
+            cmd.get_program(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
