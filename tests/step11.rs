@@ -5863,6 +5863,27 @@ fn run_flags_shape_the_container_as_docker_does() {
          read over Docker's defaults (Tmpfs::new), or the data (size=1m) is not passed to \
          mount(2)"
     );
+    // `cp` into a read-only root: refused (403), as Docker refuses it.
+    stdout_of(&engine.client(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--read-only",
+        "--name",
+        "ro",
+        "demo:1",
+        "sleep",
+        "60",
+    ]));
+    let page = tempfile::NamedTempFile::new().unwrap();
+    assert_one_line_error(
+        &engine.client(&["cp", page.path().to_str().unwrap(), "ro:/tmp/"]),
+        11,
+        125,
+        "read-only",
+    );
+    stdout_of(&engine.client(&["rm", "-f", "ro"]));
     // --ulimit, --pids-limit, --env-file, -u, --entrypoint. The sleeps
     // are forked by a subshell: a failed fork ends ash, which must not be
     // the container's pid 1 (its status would be the test's).

@@ -94,6 +94,10 @@ pub enum EngineError {
     /// Credentials a registry refused (401, `docker login`'s failure).
     #[error("{0}")]
     Unauthorized(String),
+    /// Allowed to nobody, as the container was made (403: `cp` into a
+    /// `--read-only` root).
+    #[error("{0}")]
+    Forbidden(String),
     /// A request body over its limit (413).
     #[error("{0}")]
     TooLarge(String),
@@ -171,6 +175,7 @@ impl EngineError {
             EngineError::Conflict(_) => 409,
             EngineError::BadRequest(_) => 400,
             EngineError::Unauthorized(_) => 401,
+            EngineError::Forbidden(_) => 403,
             EngineError::StartFailed {
                 code: 126 | 127, ..
             } => 400,

@@ -333,6 +333,14 @@ pub fn serve_put(
     if dir.is_empty() {
         return Err(EngineError::BadRequest("path is missing".into()));
     }
+    // `--read-only` is the container's promise about its root: a copy
+    // would break it behind the program's back (Docker answers 403 too).
+    if containers.spec(&record.id)?.readonly_root {
+        return Err(EngineError::Forbidden(format!(
+            "container {}'s rootfs is marked read-only: copy into a volume it mounts, or run it without --read-only",
+            record.name
+        )));
+    }
     let options = Options {
         no_overwrite_dir_non_dir: req.flag("noOverwriteDirNonDir"),
         copy_uid_gid: req.flag("copyUIDGID"),
