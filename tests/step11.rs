@@ -188,15 +188,27 @@ impl Engine {
 
 /// One HTTP request on the daemon's socket, answered whole.
 fn api(socket: &Path, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    let body = body.unwrap_or("");
+    api_bytes(socket, method, path, "application/json", body.as_bytes())
+}
+
+/// One HTTP request with a body of any bytes (JSON, a tar), answered
+/// whole: (status, body).
+fn api_bytes(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+) -> (u16, String) {
     use std::io::{Read, Write};
     let mut stream = UnixStream::connect(socket).expect("connect to the daemon");
-    let body = body.unwrap_or("");
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: caixa\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: caixa\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
-    )
-    .unwrap();
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
     let mut answer = Vec::new();
     stream.read_to_end(&mut answer).unwrap();
     let answer = String::from_utf8_lossy(&answer).into_owned();
@@ -6246,32 +6258,6 @@ fn clients_that_leave_a_quiet_container_leave_nothing_in_the_daemon() {
     stdout_of(&engine.client(&["rm", "-f", "quiet"]));
 }
 
-/// One HTTP request with a body of raw bytes (a tar), answered whole:
-/// (status, body).
-fn api_bytes(socket: &Path, method: &str, path: &str, body: &[u8]) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut stream = UnixStream::connect(socket).expect("connect to the daemon");
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: caixa\r\nContent-Type: application/x-tar\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).unwrap();
-    stream.write_all(body).unwrap();
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).unwrap();
-    let answer = String::from_utf8_lossy(&answer).into_owned();
-    let status = answer
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = answer
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
-}
-
 /// A tar whose entries are given raw, names unchecked (the `tar` crate
 /// refuses to write `..` itself): (name, kind, link target, content).
 fn raw_tar(entries: &[(&str, tar::EntryType, &str, &str)]) -> Vec<u8> {
@@ -6422,7 +6408,13 @@ fn docker_cp_copies_both_ways_and_never_leaves_the_root() {
          {status} {body}; most likely cause: a missing path is reported as a server error"
     );
     let socket = engine.socket();
-    let (status, body) = api_bytes(&socket, "PUT", "/containers/cpd/archive?path=/", b"hello");
+    let (status, body) = api_bytes(
+        &socket,
+        "PUT",
+        "/containers/cpd/archive?path=/",
+        "application/x-tar",
+        b"hello",
+    );
     assert_eq!(
         status, 400,
         "step 11: expected a body that is no tar to be refused with 400, it answered {status} \
@@ -6453,7 +6445,13 @@ fn docker_cp_copies_both_ways_and_never_leaves_the_root() {
             "an entry through a symlink of the archive's own",
         ),
     ] {
-        let (status, body) = api_bytes(&socket, "PUT", "/containers/cpd/archive?path=/", &hostile);
+        let (status, body) = api_bytes(
+            &socket,
+            "PUT",
+            "/containers/cpd/archive?path=/",
+            "application/x-tar",
+            &hostile,
+        );
         let written = ["upper/good.txt", "escape", "upper/out", "merged/good.txt"]
             .iter()
             .filter(|f| dir.join(f).exists())

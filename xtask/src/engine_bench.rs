@@ -94,68 +94,35 @@ pub fn run(root: &Path, runs: usize) -> Result<()> {
     };
     quiet(podman(&["load", "-q", "-i"]).arg(&oci_archive))?;
 
+    // The same words to the same daemon, from its client and Docker's.
+    let engine_run = |client: &Path, network: &str| {
+        let mut cmd = Command::new(client);
+        cmd.env("DOCKER_CONFIG", &docker_config)
+            .args(["-H", &host, "run", "--rm", "--network", network])
+            .args(["bb:1", "true"]);
+        cmd
+    };
+    let engine_run = &engine_run;
     type Runner<'a> = (String, Box<dyn Fn() -> Command + 'a>);
     let mut rows: Vec<Runner> = Vec::new();
     for network in ["none", "bridge"] {
-        let (host_for_caixa, step11) = (host.clone(), step11.clone());
+        let (step11, docker) = (step11.clone(), docker.clone());
         rows.push((
             format!("caixa client → caixa, {network}"),
-            Box::new(move || {
-                let mut cmd = Command::new(&step11);
-                cmd.args([
-                    "-H",
-                    &host_for_caixa,
-                    "run",
-                    "--rm",
-                    "--network",
-                    network,
-                    "bb:1",
-                    "true",
-                ]);
-                cmd
-            }),
+            Box::new(move || engine_run(&step11, network)),
         ));
-        let host = host.clone();
-        let docker = docker.clone();
-        let docker_config = docker_config.clone();
         rows.push((
             format!("Docker CLI → caixa, {network}"),
-            Box::new(move || {
-                let mut cmd = Command::new(&docker);
-                cmd.env("DOCKER_CONFIG", &docker_config).args([
-                    "-H",
-                    &host,
-                    "run",
-                    "--rm",
-                    "--network",
-                    network,
-                    "bb:1",
-                    "true",
-                ]);
-                cmd
-            }),
+            Box::new(move || engine_run(&docker, network)),
         ));
-        let parent = parent.clone();
+        let args = crate::podman_bench::run_args(&parent, network);
         let podman = &podman;
         rows.push((
             format!("podman, {network}"),
             Box::new(move || {
-                // CAP_SYS_RESOURCE is missing on this machine kind:
-                // podman's default nofile of 1048576 fails.
-                podman(&[
-                    "run",
-                    "--rm",
-                    "--network",
-                    network,
-                    "--cgroup-parent",
-                    &parent,
-                    "--ulimit",
-                    "nofile=20000:20000",
-                    "--ulimit",
-                    "nproc=32768:32768",
-                    "localhost/bb:1",
-                    "true",
-                ])
+                let mut cmd = podman(&[]);
+                cmd.args(&args);
+                cmd
             }),
         ));
     }

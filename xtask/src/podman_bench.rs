@@ -88,28 +88,13 @@ pub fn run(root: &Path, runs: usize) -> Result<()> {
     if !load.status.success() {
         bail!("podman load: {}", String::from_utf8_lossy(&load.stderr));
     }
-    // CAP_SYS_RESOURCE is missing on this machine kind: podman's default
-    // nofile of 1048576 fails under every runtime.
     // Below a parent cgroup of the bench's own, removed at the end (podman
     // leaves its `conmon` group and the parent behind).
     let parent = format!("/caixa-bench-{}", std::process::id());
-    let run_args = [
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "--cgroup-parent",
-        &parent,
-        "--ulimit",
-        "nofile=20000:20000",
-        "--ulimit",
-        "nproc=32768:32768",
-        "localhost/bb:1",
-        "true",
-    ];
+    let run_args = run_args(&parent, "none");
     let once = |runtime: &Path| -> Result<Duration> {
         let start = Instant::now();
-        let out = podman(runtime, &run_args).output()?;
+        let out = podman(runtime, &[]).args(&run_args).output()?;
         let took = start.elapsed();
         if !out.status.success() {
             bail!(
@@ -155,6 +140,29 @@ pub fn run(root: &Path, runs: usize) -> Result<()> {
     let _ = podman(&runtimes[0].1, &["system", "reset", "--force"]).output();
     remove_groups(parent.trim_start_matches('/'));
     Ok(())
+}
+
+/// `podman run --rm IMAGE true`'s arguments, as the benches run it: on
+/// `network`, below the cgroup `parent`, with limits this machine can give
+/// (CAP_SYS_RESOURCE is missing on this machine kind: podman's default
+/// nofile of 1048576 fails under every runtime).
+pub(crate) fn run_args(parent: &str, network: &str) -> Vec<String> {
+    [
+        "run",
+        "--rm",
+        "--network",
+        network,
+        "--cgroup-parent",
+        parent,
+        "--ulimit",
+        "nofile=20000:20000",
+        "--ulimit",
+        "nproc=32768:32768",
+        "localhost/bb:1",
+        "true",
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 /// Removes the bench's cgroup `name` below every hierarchy, and every
