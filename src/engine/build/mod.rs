@@ -271,16 +271,9 @@ pub fn serve_commit(root: &Path, req: &Request, out: &mut Responder) -> Result<(
             "container {key} has no changes on disk (never started?): start it first"
         )));
     }
-    let shift = bundle
-        .linux()
-        .as_ref()
-        .and_then(|l| l.uid_mappings().as_ref())
-        .and_then(|maps| maps.iter().find(|m| m.container_id() == 0))
-        .map_or(run::build_shift(), |m| crate::image::unpack::Shift {
-            uid_base: m.host_id(),
-            gid_base: m.host_id(),
-            count: m.size(),
-        });
+    let shift = bundle.linux().as_ref().map_or(run::build_shift(), |l| {
+        run::shift_of(l.uid_mappings().as_deref(), l.gid_mappings().as_deref())
+    });
     let commit = || -> Result<crate::image::draft::Saved, BuildError> {
         let mut draft = Draft::open(&store, manifest)?;
         let layer = crate::image::diff::write_layer(&store, &upper, &shift)?;
