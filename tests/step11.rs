@@ -6652,3 +6652,57 @@ fn port_and_inspect_show_the_published_ports() {
         seen["HostConfig"]["PortBindings"]
     );
 }
+
+/// `build -t NAME` names the image as `tag` and `run` do (`web` is
+/// `web:latest`), and a name `tag` refuses is refused before anything is
+/// built.
+#[test]
+fn build_names_its_image_as_tag_and_run_do() {
+    let engine = Engine::start();
+    loaded(&engine);
+    let context = build_context(&[(
+        "Dockerfile",
+        "FROM demo:1\nCMD [\"busybox\", \"echo\", \"built web\"]\n",
+    )]);
+    let digest = format!("web@sha256:{}", "a".repeat(64));
+    for (bad, needle) in [
+        ("Web", "invalid image name"),
+        ("../web", "invalid image name"),
+        (digest.as_str(), "cannot tag with a digest"),
+    ] {
+        let out = build_in(&engine, context.path(), &["-t", bad]);
+        assert_one_line_error(&out, 11, 125, needle);
+    }
+    let images = stdout_of(&engine.client(&["images"]));
+    assert!(
+        !images.contains("Web") && !images.contains("../web") && !images.contains("@sha256"),
+        "step 11: expected no image named by a refused build -t, images lists:\n{images}most \
+         likely cause: POST /build tags with a name it never checked (not images::tag_name)"
+    );
+    let out = build_in(&engine, context.path(), &["-t", "web"]);
+    assert!(
+        stdout_of(&out).contains("Successfully tagged web:latest"),
+        "step 11: expected build -t web to tag web:latest (Docker's short name), it printed \
+         {:?}; most likely cause: build's tag does not go through the daemon's one name \
+         normaliser (images::tag_name)",
+        stdout_of(&out)
+    );
+    let out = engine.client(&["run", "--rm", "web"]);
+    assert_eq!(
+        text(&out.stdout),
+        "built web\n",
+        "step 11: expected run web to run the image build -t web made, it printed {:?}; most \
+         likely cause: build stores the tag under another name than run looks up\nstderr: {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    stdout_of(&docker_on(&engine, &["tag", "web", "web:copy"]));
+    let listed =
+        text(&docker_on(&engine, &["images", "--format", "{{.Repository}}:{{.Tag}}"]).stdout);
+    assert!(
+        listed.lines().any(|l| l == "web:latest") && listed.lines().any(|l| l == "web:copy"),
+        "step 11: expected docker images to list web:latest (built) and web:copy (tagged from \
+         it), it lists {listed:?}; most likely cause: build and tag name images differently"
+    );
+    assert_build_left_nothing(&engine, "builds with good and refused names");
+}
