@@ -6706,3 +6706,71 @@ fn build_names_its_image_as_tag_and_run_do() {
     );
     assert_build_left_nothing(&engine, "builds with good and refused names");
 }
+
+/// The bytes the kernel counts as read by process `pid` (`rchar` of
+/// `/proc/PID/io`): every read(2) it made, whatever the file.
+fn read_chars(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("rchar: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// A `HEAD` of a blob (every push asks it for every layer) is answered
+/// from a stat: the right size, and not a byte of the blob read.
+#[test]
+fn the_registry_answers_a_blob_head_without_reading_the_blob() {
+    let store = tempfile::tempdir().unwrap();
+    let (registry, port) = start_registry(store.path(), &[]);
+    let blob: Vec<u8> = (0..4u32 << 20).map(|i| (i % 251) as u8).collect();
+    let digest = sha256_of(&blob);
+    let put = registry_request(
+        port,
+        "POST",
+        &format!("/v2/big/blobs/uploads/?digest={digest}"),
+        &[("Content-Type", "application/octet-stream")],
+        &blob,
+    );
+    assert_eq!(
+        put.status, 201,
+        "step 11: expected a monolithic upload of a 4 MiB blob to be taken (201), it was \
+         answered {} {}; most likely cause: POST …/uploads/?digest= is not a whole blob",
+        put.status, put.body
+    );
+    let pid = registry.0.id();
+    let before = read_chars(pid);
+    for _ in 0..4 {
+        let head = registry_request(port, "HEAD", &format!("/v2/big/blobs/{digest}"), &[], b"");
+        assert!(
+            head.status == 200 && head.header("content-length") == blob.len().to_string(),
+            "step 11: expected HEAD of the blob to answer 200 with its size, it answered {} \
+             {:?}; most likely cause: HEAD is not answered with GET's headers",
+            head.status,
+            head.head
+        );
+    }
+    // A reader the HEAD started for nothing would read on its own thread.
+    std::thread::sleep(Duration::from_millis(300));
+    let read = read_chars(pid) - before;
+    assert!(
+        read < 64 << 10,
+        "step 11: expected four HEADs of a 4 MiB blob to read next to nothing of it, the \
+         registry read {read} bytes; most likely cause: a HEAD opens the blob and starts the \
+         GET's reader, whose first piece is read and thrown away (stat it instead)"
+    );
+    let missing = registry_request(
+        port,
+        "HEAD",
+        &format!("/v2/big/blobs/sha256:{}", "0".repeat(64)),
+        &[],
+        b"",
+    );
+    assert_eq!(
+        missing.status, 404,
+        "step 11: expected HEAD of a blob the store lacks to be 404, it was {}; most likely \
+         cause: the HEAD's stat answers for a path that is not a blob",
+        missing.status
+    );
+}
