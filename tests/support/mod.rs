@@ -770,17 +770,35 @@ impl TestNetns {
     /// the socket stays in the namespace, and so does every connection it
     /// accepts.
     pub(crate) fn listen_loopback(&self) -> std::net::TcpListener {
-        use std::os::fd::AsRawFd;
-        let path = format!("/run/netns/{}", self.name);
+        self.inside(|| {
+            std::net::TcpListener::bind("127.0.0.1:0").expect("bind in the test's netns")
+        })
+    }
+
+    /// `work` run on a short-lived thread inside the namespace (setns(2)
+    /// moves only that thread): a socket it makes stays in the namespace,
+    /// wherever it is used later.
+    pub(crate) fn inside<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> T {
+        let enter = self.enter();
         std::thread::spawn(move || {
+            enter();
+            work()
+        })
+        .join()
+        .expect("the thread that works in the netns")
+    }
+
+    /// What moves the calling thread into the namespace, for a thread
+    /// that stays there (a server's accept loop).
+    pub(crate) fn enter(&self) -> impl FnOnce() + Send + 'static {
+        let path = format!("/run/netns/{}", self.name);
+        move || {
+            use std::os::fd::AsRawFd;
             let ns = std::fs::File::open(&path).expect("open the test's netns");
             // SAFETY: setns(2) on this thread only, with a namespace fd we hold.
             let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
             assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-            std::net::TcpListener::bind("127.0.0.1:0").expect("bind in the test's netns")
-        })
-        .join()
-        .expect("the thread that binds in the netns")
+        }
     }
 
     /// The namespace's network interfaces.
