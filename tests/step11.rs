@@ -5461,19 +5461,10 @@ fn the_docker_cli_builds_with_the_classic_builder() {
         ),
         ("msg.txt", "built by docker build\n"),
     ]);
-    let out = wait_output(
-        Command::new(docker_cli())
-            .arg("-H")
-            .arg(format!("unix://{}", engine.socket().display()))
-            .args(["build", "-t", "cli-built:1", "--build-arg", "WHO=caixa"])
-            .arg(context.path())
-            .env("DOCKER_BUILDKIT", "0")
-            .env("DOCKER_CONFIG", engine.dir.path().join("docker-config"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
+    let out = docker_build_on(
+        &engine,
+        context.path(),
+        &["-t", "cli-built:1", "--build-arg", "WHO=caixa"],
     );
     let log = text(&out.stdout);
     assert!(
@@ -5494,6 +5485,26 @@ fn the_docker_cli_builds_with_the_classic_builder() {
         text(&run.stdout),
         text(&run.stderr)
     );
+}
+
+/// `DOCKER_BUILDKIT=0 docker build ARGS… CONTEXT` against `engine`: the
+/// classic builder, whose CLI sends the context as a tar to `POST /build`.
+fn docker_build_on(engine: &Engine, context: &Path, args: &[&str]) -> Output {
+    wait_output(
+        Command::new(docker_cli())
+            .arg("-H")
+            .arg(format!("unix://{}", engine.socket().display()))
+            .arg("build")
+            .args(args)
+            .arg(context)
+            .env("DOCKER_BUILDKIT", "0")
+            .env("DOCKER_CONFIG", engine.dir.path().join("docker-config"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 const CACHED_DOCKERFILE: &str = "FROM demo:1\n\
@@ -6670,4 +6681,424 @@ fn port_and_inspect_show_the_published_ports() {
         seen["NetworkSettings"]["Ports"],
         seen["HostConfig"]["PortBindings"]
     );
+}
+
+/// `build -t NAME` names the image as `tag` and `run` do (`web` is
+/// `web:latest`), and a name `tag` refuses is refused before anything is
+/// built.
+#[test]
+fn build_names_its_image_as_tag_and_run_do() {
+    let engine = Engine::start();
+    loaded(&engine);
+    let context = build_context(&[(
+        "Dockerfile",
+        "FROM demo:1\nCMD [\"busybox\", \"echo\", \"built web\"]\n",
+    )]);
+    let digest = format!("web@sha256:{}", "a".repeat(64));
+    for (bad, needle) in [
+        ("Web", "invalid image name"),
+        ("../web", "invalid image name"),
+        (digest.as_str(), "cannot tag with a digest"),
+    ] {
+        let out = build_in(&engine, context.path(), &["-t", bad]);
+        assert_one_line_error(&out, 11, 125, needle);
+    }
+    let images = stdout_of(&engine.client(&["images"]));
+    assert!(
+        !images.contains("Web") && !images.contains("../web") && !images.contains("@sha256"),
+        "step 11: expected no image named by a refused build -t, images lists:\n{images}most \
+         likely cause: POST /build tags with a name it never checked (not images::tag_name)"
+    );
+    let out = build_in(&engine, context.path(), &["-t", "web"]);
+    assert!(
+        stdout_of(&out).contains("Successfully tagged web:latest"),
+        "step 11: expected build -t web to tag web:latest (Docker's short name), it printed \
+         {:?}; most likely cause: build's tag does not go through the daemon's one name \
+         normaliser (images::tag_name)",
+        stdout_of(&out)
+    );
+    let out = engine.client(&["run", "--rm", "web"]);
+    assert_eq!(
+        text(&out.stdout),
+        "built web\n",
+        "step 11: expected run web to run the image build -t web made, it printed {:?}; most \
+         likely cause: build stores the tag under another name than run looks up\nstderr: {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    stdout_of(&docker_on(&engine, &["tag", "web", "web:copy"]));
+    let listed =
+        text(&docker_on(&engine, &["images", "--format", "{{.Repository}}:{{.Tag}}"]).stdout);
+    assert!(
+        listed.lines().any(|l| l == "web:latest") && listed.lines().any(|l| l == "web:copy"),
+        "step 11: expected docker images to list web:latest (built) and web:copy (tagged from \
+         it), it lists {listed:?}; most likely cause: build and tag name images differently"
+    );
+    assert_build_left_nothing(&engine, "builds with good and refused names");
+}
+
+/// The bytes the kernel counts as read by process `pid` (`rchar` of
+/// `/proc/PID/io`): every read(2) it made, whatever the file.
+fn read_chars(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("rchar: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// A `HEAD` of a blob (every push asks it for every layer) is answered
+/// from a stat: the right size, and not a byte of the blob read.
+#[test]
+fn the_registry_answers_a_blob_head_without_reading_the_blob() {
+    let store = tempfile::tempdir().unwrap();
+    let (registry, port) = start_registry(store.path(), &[]);
+    let blob: Vec<u8> = (0..4u32 << 20).map(|i| (i % 251) as u8).collect();
+    let digest = sha256_of(&blob);
+    let put = registry_request(
+        port,
+        "POST",
+        &format!("/v2/big/blobs/uploads/?digest={digest}"),
+        &[("Content-Type", "application/octet-stream")],
+        &blob,
+    );
+    assert_eq!(
+        put.status, 201,
+        "step 11: expected a monolithic upload of a 4 MiB blob to be taken (201), it was \
+         answered {} {}; most likely cause: POST …/uploads/?digest= is not a whole blob",
+        put.status, put.body
+    );
+    let pid = registry.0.id();
+    let before = read_chars(pid);
+    for _ in 0..4 {
+        let head = registry_request(port, "HEAD", &format!("/v2/big/blobs/{digest}"), &[], b"");
+        assert!(
+            head.status == 200 && head.header("content-length") == blob.len().to_string(),
+            "step 11: expected HEAD of the blob to answer 200 with its size, it answered {} \
+             {:?}; most likely cause: HEAD is not answered with GET's headers",
+            head.status,
+            head.head
+        );
+    }
+    // A reader the HEAD started for nothing would read on its own thread.
+    std::thread::sleep(Duration::from_millis(300));
+    let read = read_chars(pid) - before;
+    assert!(
+        read < 64 << 10,
+        "step 11: expected four HEADs of a 4 MiB blob to read next to nothing of it, the \
+         registry read {read} bytes; most likely cause: a HEAD opens the blob and starts the \
+         GET's reader, whose first piece is read and thrown away (stat it instead)"
+    );
+    let missing = registry_request(
+        port,
+        "HEAD",
+        &format!("/v2/big/blobs/sha256:{}", "0".repeat(64)),
+        &[],
+        b"",
+    );
+    assert_eq!(
+        missing.status, 404,
+        "step 11: expected HEAD of a blob the store lacks to be 404, it was {}; most likely \
+         cause: the HEAD's stat answers for a path that is not a blob",
+        missing.status
+    );
+}
+
+// ---- The source document's scenario, whole (#17) ----
+
+/// A wire from 127.0.0.1:`port` in `near` to 127.0.0.1:`port` in `far`,
+/// as if the two namespaces were two hosts on one network: a connection
+/// accepted in `near` is joined to one made in `far`, bytes copied both
+/// ways. It stops accepting when dropped.
+struct Wire {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    accepting: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Wire {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(thread) = self.accepting.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// `work` run on a short-lived thread inside `netns` (setns(2) moves only
+/// that thread): a socket it makes stays in the namespace, wherever it is
+/// used later.
+fn inside<T: Send + 'static>(netns: &TestNetns, work: impl FnOnce() -> T + Send + 'static) -> T {
+    let enter = enter(netns);
+    std::thread::spawn(move || {
+        enter();
+        work()
+    })
+    .join()
+    .expect("the thread that works in the netns")
+}
+
+/// What moves the calling thread into `netns`, for a thread that stays
+/// there (a server's accept loop).
+fn enter(netns: &TestNetns) -> impl FnOnce() + Send + 'static {
+    let path = format!("/run/netns/{}", netns.name);
+    move || {
+        use std::os::fd::AsRawFd;
+        let ns = std::fs::File::open(&path).expect("open the test's netns");
+        // SAFETY: setns(2) on this thread only, with a namespace fd we hold.
+        let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+    }
+}
+
+fn wire_loopback(near: &TestNetns, far: &TestNetns, port: u16) -> Wire {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let listener = inside(near, move || {
+        std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind the wire's near end")
+    });
+    listener.set_nonblocking(true).unwrap();
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let stopping = stop.clone();
+    let enter_far = enter(far);
+    let accepting = std::thread::spawn(move || {
+        // This thread stays in `far`: the connections it makes are there.
+        enter_far();
+        while !stopping.load(Ordering::SeqCst) {
+            match listener.accept() {
+                Ok((near_end, _)) => {
+                    let _ = near_end.set_nonblocking(false);
+                    // Nothing listens in `far`: dropping the near end
+                    // closes it, as a refused connection would.
+                    if let Ok(far_end) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                        splice(near_end, far_end);
+                    }
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+    });
+    Wire {
+        stop,
+        accepting: Some(accepting),
+    }
+}
+
+/// Copies bytes both ways between two connections, each way on a thread
+/// of its own that ends when its side closes.
+fn splice(a: std::net::TcpStream, b: std::net::TcpStream) {
+    let (Ok(a_too), Ok(b_too)) = (a.try_clone(), b.try_clone()) else {
+        return;
+    };
+    for (mut from, mut to) in [(a, b_too), (b, a_too)] {
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut from, &mut to);
+            let _ = to.shutdown(std::net::Shutdown::Write);
+        });
+    }
+}
+
+/// One `GET path` (HTTP/1.0) to 127.0.0.1:`port` inside `netns`: the whole
+/// answer, head and body, or "" when nothing answers there yet.
+fn http_get_in(netns: &TestNetns, port: u16, path: &str) -> String {
+    let request = format!("GET {path} HTTP/1.0\r\nHost: caixa\r\n\r\n");
+    inside(netns, move || {
+        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+            return String::new();
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+        let _ = std::io::Write::write_all(&mut stream, request.as_bytes());
+        read_until_closed(stream)
+    })
+}
+
+/// The source document's site: a base image with a web server, the
+/// server's configuration and the site COPYed in.
+const SITE_DOCKERFILE: &str = "FROM demo:1\n\
+COPY httpd.conf /etc/httpd.conf\n\
+COPY site/ /www/\n\
+EXPOSE 80\n\
+CMD [\"busybox\", \"httpd\", \"-f\", \"-p\", \"80\", \"-h\", \"/www\", \"-c\", \"/etc/httpd.conf\"]\n";
+
+/// The source document, whole: an image built FROM a base with a web
+/// server, its configuration and a site COPYed in; pushed to a private
+/// registry that asks for a password; pulled on a second daemon that
+/// never had it (one Docker CLI, two daemons by `-H`); five containers of
+/// it on five published ports, all answering; then all removed, nothing
+/// left. The two daemons are two "hosts": each in a network namespace of
+/// its own, the registry on daemon A's loopback, wired to daemon B's.
+#[test]
+fn the_source_documents_scenario_runs_end_to_end() {
+    let (a, b) = (Engine::start(), Engine::start());
+    loaded(&a);
+    let store = tempfile::tempdir().unwrap();
+    let _registry = registry_beside(&a, store.path());
+    let _wire = wire_loopback(&b.netns, &a.netns, 5000);
+    let said = |out: &Output| format!("{}{}", text(&out.stdout), text(&out.stderr));
+    let image = "127.0.0.1:5000/site/web:1";
+
+    // Daemon A builds the site's image, with the Docker CLI.
+    let page = "the source document's site, served by caixa\n";
+    let context = build_context(&[
+        ("Dockerfile", SITE_DOCKERFILE),
+        ("httpd.conf", ".page:text/x-caixa-page\n"),
+        ("site/index.page", page),
+    ]);
+    let out = docker_build_on(&a, context.path(), &["-t", image]);
+    assert!(
+        out.status.success() && said(&out).contains(&format!("Successfully tagged {image}")),
+        "step 11: expected DOCKER_BUILDKIT=0 docker build -t {image} on daemon A to build the \
+         site and tag it, it did not; most likely cause: POST /build refuses a t= with a \
+         registry and a port, or COPY of the configuration and the site fails\n{}",
+        said(&out)
+    );
+    assert_build_left_nothing(&a, "docker build of the site");
+
+    // ... and pushes it to the private registry, with a password.
+    let out = docker_on(&a, &["push", image]);
+    assert!(
+        !out.status.success(),
+        "step 11: expected a push before docker login to be refused by the registry, it \
+         succeeded; most likely cause: `step11 registry --htpasswd` takes pushes without \
+         credentials\n{}",
+        said(&out)
+    );
+    for (engine, which) in [(&a, "A"), (&b, "B")] {
+        let out = docker_on(
+            engine,
+            &["login", "-u", "ana", "-p", "s3cret", "127.0.0.1:5000"],
+        );
+        assert!(
+            said(&out).contains("Login Succeeded"),
+            "step 11: expected docker -H {which} login to the registry to say Login \
+             Succeeded, it did not; most likely cause: POST /auth on daemon {which} does not \
+             reach the registry on 127.0.0.1:5000 or does not check the password there\n{}",
+            said(&out)
+        );
+    }
+    let out = docker_on(&a, &["push", image]);
+    assert!(
+        out.status.success()
+            && said(&out).contains("digest: sha256:")
+            && store.path().join("images/site%2Fweb:1").is_file(),
+        "step 11: expected docker push through daemon A to store site/web:1 in the registry, \
+         it did not; most likely cause: the push does not send the CLI's X-Registry-Auth, or \
+         the built image's layers are not what its manifest names\n{}",
+        said(&out)
+    );
+
+    // Daemon B, which never had the image, pulls it from the registry.
+    let out = docker_on(&b, &["image", "inspect", image]);
+    assert!(
+        !out.status.success(),
+        "step 11: expected daemon B not to know {image} before its pull; most likely cause: \
+         both daemons share one store (--root is ignored)"
+    );
+    let out = docker_on(&b, &["pull", image]);
+    assert!(
+        out.status.success(),
+        "step 11: expected docker -H B pull {image} to work with B's login, it failed; most \
+         likely cause: POST /images/create ignores the X-Registry-Auth header, or cannot \
+         read the manifest daemon A pushed\n{}",
+        said(&out)
+    );
+
+    // Five containers of it on five published ports.
+    let mut cgroups = Vec::new();
+    for i in 0..5u16 {
+        let out = docker_on(
+            &b,
+            &[
+                "run",
+                "-d",
+                "--name",
+                &format!("site{i}"),
+                "-p",
+                &format!("{}:80", 18080 + i),
+                image,
+            ],
+        );
+        let id = text(&out.stdout).trim().to_string();
+        let state = b.states().into_iter().find(|(c, _)| *c == id);
+        assert!(
+            out.status.success() && state.is_some(),
+            "step 11: expected docker -H B run -d -p {}:80 {image} to start container site{i}, \
+             it did not; most likely cause: the pulled image's config (its Cmd) is not the one \
+             built\n{}",
+            18080 + i,
+            said(&out)
+        );
+        let pid = state.map_or(0, |(_, s)| s["pid"].as_i64().unwrap_or(0));
+        cgroups.push(std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default());
+    }
+    for i in 0..5u16 {
+        let port = 18080 + i;
+        // The server listens a moment after its container starts.
+        let begin = Instant::now();
+        let answer = loop {
+            let answer = http_get_in(&b.netns, port, "/index.page");
+            if answer.starts_with("HTTP/1.") || begin.elapsed() > Duration::from_secs(30) {
+                break answer;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert!(
+            answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"),
+            "step 11: expected 127.0.0.1:{port} on daemon B's host to reach site{i}'s httpd, \
+             it answered {answer:?}; most likely cause: -p {port}:80 forwards to another \
+             container's address, or the pulled image's CMD is not the built one"
+        );
+        assert!(
+            answer
+                .to_ascii_lowercase()
+                .contains("content-type: text/x-caixa-page")
+                && answer.ends_with(page),
+            "step 11: expected site{i} to serve the COPYed page with the COPYed configuration's \
+             type (text/x-caixa-page), it answered {answer:?}; most likely cause: COPY \
+             httpd.conf /etc/httpd.conf or COPY site/ /www/ did not land where the CMD looks"
+        );
+    }
+
+    // All removed, and nothing left.
+    for i in 0..5 {
+        let out = docker_on(&b, &["rm", "-f", &format!("site{i}")]);
+        assert!(
+            out.status.success(),
+            "step 11: expected docker -H B rm -f site{i} to work; most likely cause: DELETE \
+             /containers/NAME?force=1 does not stop a running container first\n{}",
+            said(&out)
+        );
+    }
+    assert_eq!(
+        text(&docker_on(&b, &["ps", "-aq"]).stdout),
+        "",
+        "step 11: expected no container left on daemon B; most likely cause: rm -f forgets \
+         the container in memory but keeps its record in the daemon's root"
+    );
+    assert_network_gone(
+        &b,
+        "",
+        "five removed site containers leave no rule, lease, veth or file",
+    );
+    for listing in &cgroups {
+        let left = support::cgroups_left(listing);
+        assert!(
+            left.is_empty(),
+            "step 11: expected no cgroup left once the site's containers were removed, these \
+             are: {left:?}; most likely cause: the shim does not remove its container's groups \
+             when rm -f ends it"
+        );
+    }
+    for (engine, which) in [(&a, "A"), (&b, "B")] {
+        let root = engine.root().to_string_lossy().into_owned();
+        let mounted: Vec<String> = support::host_mount_points()
+            .into_iter()
+            .filter(|m| m.starts_with(&root))
+            .collect();
+        assert!(
+            mounted.is_empty(),
+            "step 11: expected no mount left under daemon {which}'s root, these are: \
+             {mounted:?}; most likely cause: rm -f (or the build) does not unmount a \
+             container's overlay"
+        );
+    }
 }

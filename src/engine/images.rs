@@ -42,6 +42,20 @@ fn full_name(name: &str) -> Result<String, EngineError> {
     }
 }
 
+/// The store's name for a name a client gives an image it makes or
+/// names (`tag`, `build -t`, `commit`): [`full_name`]'s, so that
+/// `build -t web`, `tag … web` and `run web` mean one `web:latest`; never
+/// a digest, which names content, not a choice.
+pub(crate) fn tag_name(name: &str) -> Result<String, EngineError> {
+    let full = full_name(name)?;
+    if full.contains('@') {
+        return Err(EngineError::BadRequest(format!(
+            "cannot tag with a digest ({full}): a digest names content, not a choice"
+        )));
+    }
+    Ok(full)
+}
+
 /// `name`'s manifest digest, or Docker's 404 words.
 fn resolve(store: &Store, name: &str) -> Result<(String, String), EngineError> {
     let full = full_name(name)?;
@@ -99,12 +113,7 @@ pub fn tag(daemon: &Daemon, name: &str, req: &Request) -> Result<(), EngineError
         Some(tag) => format!("{repo}:{tag}"),
         None => repo.to_string(),
     };
-    let new = full_name(&new)?;
-    if new.contains('@') {
-        return Err(EngineError::BadRequest(format!(
-            "cannot tag with a digest ({new}): a digest names content, not a choice"
-        )));
-    }
+    let new = tag_name(&new)?;
     store.tag(&new, &digest)?;
     let event = Event::new("image", "tag", &digest).with("name", &new);
     super::events::record(&daemon.root, &event);
@@ -397,5 +406,17 @@ mod tests {
         for bad in ["../x", "a//b", "UPPER", ""] {
             assert!(full_name(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_new_name_is_the_full_name_and_never_a_digest() {
+        assert_eq!(tag_name("web").unwrap(), "web:latest");
+        assert_eq!(
+            tag_name("127.0.0.1:5000/site/web:1").unwrap(),
+            "127.0.0.1:5000/site/web:1"
+        );
+        let digest = format!("web@sha256:{}", "a".repeat(64));
+        assert!(tag_name(&digest).is_err(), "a digest is no tag");
+        assert!(tag_name("Web").is_err(), "upper case is no repository");
     }
 }

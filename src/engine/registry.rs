@@ -147,7 +147,8 @@ impl Registry {
             ("DELETE", Route::Manifest { name, reference }) => {
                 Ok(manifests::delete(&self.store, name, reference))
             }
-            ("GET" | "HEAD", Route::Blob { name, digest }) => Ok(self.blob(name, digest)),
+            ("HEAD", Route::Blob { name, digest }) => Ok(self.blob_size(name, digest)),
+            ("GET", Route::Blob { name, digest }) => Ok(self.blob(name, digest)),
             ("DELETE", Route::Blob { .. }) => Err(Reply::error(
                 405,
                 "UNSUPPORTED",
@@ -212,8 +213,24 @@ impl Registry {
     }
     // ANCHOR_END: start_upload
 
-    /// `GET` (and `HEAD`) `/v2/NAME/blobs/DIGEST`: the blob, sent as it is
-    /// read from its file.
+    /// `HEAD /v2/NAME/blobs/DIGEST`: is the blob here, and how big: a stat
+    /// of its file, which is neither opened nor read.
+    fn blob_size(&self, name: &str, digest: &str) -> Reply {
+        let len = self
+            .store
+            .blob_path(digest)
+            .ok()
+            .and_then(|path| std::fs::metadata(path).ok())
+            .filter(|m| m.is_file())
+            .map(|m| m.len());
+        match len {
+            Some(len) => Reply::size_only(len).header("docker-content-digest", digest),
+            None => blob_unknown(name, digest),
+        }
+    }
+
+    /// `GET /v2/NAME/blobs/DIGEST`: the blob, sent as it is read from its
+    /// file.
     fn blob(&self, name: &str, digest: &str) -> Reply {
         let file = self
             .store
@@ -228,14 +245,19 @@ impl Registry {
             (Some(file), Some(len)) => {
                 Reply::file(file, len).header("docker-content-digest", digest)
             }
-            _ => Reply::error_with(
-                404,
-                "BLOB_UNKNOWN",
-                &format!("no blob {digest} in {name}"),
-                serde_json::json!({ "digest": digest }),
-            ),
+            _ => blob_unknown(name, digest),
         }
     }
+}
+
+/// The spec's `404 BLOB_UNKNOWN` for `digest` in `name`.
+fn blob_unknown(name: &str, digest: &str) -> Reply {
+    Reply::error_with(
+        404,
+        "BLOB_UNKNOWN",
+        &format!("no blob {digest} in {name}"),
+        serde_json::json!({ "digest": digest }),
+    )
 }
 
 /// The headers of an upload under way: where to send the next chunk, its

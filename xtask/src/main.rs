@@ -19,6 +19,7 @@ mod outputs;
 mod peers;
 mod podman_bench;
 mod proven;
+mod registry_bench;
 mod vm;
 
 use std::path::{Path, PathBuf};
@@ -152,6 +153,14 @@ enum Task {
     BenchEngine {
         /// Runs per row.
         #[arg(long, value_name = "N", default_value_t = 20)]
+        runs: usize,
+    },
+    /// Time push and pull of a 48 MiB image with caixa's registry and
+    /// client beside Debian's docker-registry and skopeo, and a warm-cache
+    /// rebuild, in the same run.
+    BenchRegistry {
+        /// Runs of each.
+        #[arg(long, value_name = "N", default_value_t = 10)]
         runs: usize,
     },
     /// Run the OCI runtime-tools validation suite against runc and step12
@@ -294,6 +303,7 @@ fn run(task: Task) -> Result<()> {
         Task::BenchPeers { runs } => peers::run(&root, runs),
         Task::BenchPodman { runs } => podman_bench::run(&root, runs),
         Task::BenchEngine { runs } => engine_bench::run(&root, runs),
+        Task::BenchRegistry { runs } => registry_bench::run(&root, runs),
         Task::Conformance {
             runtime_tools,
             runtimes,

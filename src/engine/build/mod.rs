@@ -111,10 +111,20 @@ pub fn serve_build(
     out: &mut Responder,
 ) -> Result<(), EngineError> {
     let store = Store::open(root).map_err(|e| bad(e.to_string()))?;
-    let tag = req
-        .param("t")
-        .filter(|t| !t.is_empty())
-        .map(crate::registry::reference::store_name_of);
+    // The name is checked before the context is unpacked: a refused name
+    // is one 400, not a build that ends without its tag. The body is read
+    // (into nothing) first, so that the client, still sending it, hears
+    // the 400 rather than a connection cut under its feet.
+    let tag = match req.param("t").filter(|t| !t.is_empty()) {
+        Some(t) => match super::images::tag_name(t) {
+            Ok(tag) => Some(tag),
+            Err(refused) => {
+                let _ = std::io::copy(&mut body.limit(MAX_BODY), &mut std::io::sink());
+                return Err(refused);
+            }
+        },
+        None => None,
+    };
     let dockerfile_name = req
         .param("dockerfile")
         .filter(|d| !d.is_empty())
@@ -247,6 +257,15 @@ pub fn serve_commit(root: &Path, req: &Request, out: &mut Responder) -> Result<(
     let key = req
         .param("container")
         .ok_or_else(|| bad("container is missing"))?;
+    // The new name is checked before anything is written (as build -t's).
+    let name = req
+        .param("repo")
+        .filter(|r| !r.is_empty())
+        .map(|repo| match req.param("tag").filter(|t| !t.is_empty()) {
+            Some(tag) => super::images::tag_name(&format!("{repo}:{tag}")),
+            None => super::images::tag_name(repo),
+        })
+        .transpose()?;
     let containers = super::state::Containers::open(root)?;
     let record = containers.find(key)?;
     // A running container may change its upper directory while it is
@@ -271,28 +290,17 @@ pub fn serve_commit(root: &Path, req: &Request, out: &mut Responder) -> Result<(
             "container {key} has no changes on disk (never started?): start it first"
         )));
     }
-    let shift = bundle
-        .linux()
-        .as_ref()
-        .and_then(|l| l.uid_mappings().as_ref())
-        .and_then(|maps| maps.iter().find(|m| m.container_id() == 0))
-        .map_or(run::build_shift(), |m| crate::image::unpack::Shift {
-            uid_base: m.host_id(),
-            gid_base: m.host_id(),
-            count: m.size(),
-        });
+    let shift = bundle.linux().as_ref().map_or(run::build_shift(), |l| {
+        run::shift_of(l.uid_mappings().as_deref(), l.gid_mappings().as_deref())
+    });
     let commit = || -> Result<crate::image::draft::Saved, BuildError> {
         let mut draft = Draft::open(&store, manifest)?;
         let layer = crate::image::diff::write_layer(&store, &upper, &shift)?;
         let comment = req.param("comment").unwrap_or("");
         draft.add_layer(&layer, &format!("caixa commit {} {comment}", record.id));
         let saved = draft.save(&store)?;
-        if let Some(repo) = req.param("repo").filter(|r| !r.is_empty()) {
-            let name = match req.param("tag").filter(|t| !t.is_empty()) {
-                Some(tag) => format!("{repo}:{tag}"),
-                None => crate::registry::reference::store_name_of(repo),
-            };
-            store.tag(&name, &saved.manifest)?;
+        if let Some(name) = &name {
+            store.tag(name, &saved.manifest)?;
         }
         Ok(saved)
     };

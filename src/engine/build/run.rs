@@ -55,6 +55,30 @@ pub fn build_shift() -> Shift {
     }
 }
 
+/// The host ids a container's root maps to, read from its bundle's maps:
+/// uids from the uid map and gids from the gid map, which may differ (a
+/// container made with other maps than the default); for a map without
+/// container id 0, the default's. The count is what both maps cover, so no
+/// id is shifted past the end of either.
+pub fn shift_of(
+    uid_map: Option<&[oci_spec::runtime::LinuxIdMapping]>,
+    gid_map: Option<&[oci_spec::runtime::LinuxIdMapping]>,
+) -> Shift {
+    let default = build_shift();
+    let root = |map: Option<&[oci_spec::runtime::LinuxIdMapping]>| {
+        map.and_then(|m| m.iter().find(|m| m.container_id() == 0))
+            .map_or((default.uid_base, default.count), |m| {
+                (m.host_id(), m.size())
+            })
+    };
+    let ((uid_base, uid_count), (gid_base, gid_count)) = (root(uid_map), root(gid_map));
+    Shift {
+        uid_base,
+        gid_base,
+        count: uid_count.min(gid_count),
+    }
+}
+
 /// Removes a build container's traces when dropped: its mount, if a
 /// killed helper left it, its directory (upper, work), its bundle.
 struct Traces {
@@ -180,5 +204,45 @@ pub fn helper(dir: &Path, id: &str) -> i32 {
             eprintln!("caixa build: {e}");
             e.exit_code()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_spec::runtime::{LinuxIdMapping, LinuxIdMappingBuilder};
+
+    fn map(container: u32, host: u32, size: u32) -> LinuxIdMapping {
+        LinuxIdMappingBuilder::default()
+            .container_id(container)
+            .host_id(host)
+            .size(size)
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_commits_gids_come_from_the_gid_map_not_the_uid_map() {
+        let shift = shift_of(
+            Some(&[map(0, 100_000, 65_536)]),
+            Some(&[map(0, 200_000, 65_536)]),
+        );
+        assert_eq!(
+            (shift.uid_base, shift.gid_base, shift.count),
+            (100_000, 200_000, 65_536),
+            "expected the gid base from the gid map; most likely cause: shift_of reads the \
+             uid map twice"
+        );
+    }
+
+    #[test]
+    fn a_missing_map_falls_back_to_the_default_and_the_count_is_what_both_cover() {
+        let default = build_shift();
+        let shift = shift_of(Some(&[map(1, 5, 10), map(0, 300_000, 1_000)]), None);
+        assert_eq!(
+            (shift.uid_base, shift.gid_base, shift.count),
+            (300_000, default.gid_base, 1_000.min(default.count)),
+            "expected the uid map's root entry, the default gid base, and the smaller count"
+        );
     }
 }

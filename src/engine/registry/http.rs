@@ -131,11 +131,13 @@ pub(super) struct Reply {
     body: Payload,
 }
 
-/// A reply's body: none, a few bytes, or a blob's file sent in pieces.
+/// A reply's body: none, a few bytes, a blob's file sent in pieces, or
+/// only a blob's size (a `HEAD`: its `Content-Length`, no bytes read).
 #[derive(Debug)]
 enum Payload {
     Bytes(Bytes),
     File(std::fs::File, u64),
+    Size(u64),
 }
 
 impl Reply {
@@ -165,6 +167,15 @@ impl Reply {
         Reply::empty(200)
             .header("content-type", "application/octet-stream")
             .with_body(Payload::File(file, len))
+    }
+
+    /// A blob's headers without its bytes, for a `HEAD`: the size alone
+    /// (a stat), so that asking whether a blob is there, which every push
+    /// does for every layer, never opens or reads it.
+    pub(super) fn size_only(len: u64) -> Reply {
+        Reply::empty(200)
+            .header("content-type", "application/octet-stream")
+            .with_body(Payload::Size(len))
     }
 
     /// The spec's error: `{"errors": [{"code", "message", "detail"}]}`,
@@ -309,14 +320,15 @@ async fn answer(
 /// gets the headers of the `GET`, its `Content-Length` included (clients
 /// learn a blob's size that way), and no body.
 fn response(reply: Reply, head_only: bool) -> hyper::Response<Sent> {
+    // A HEAD's body is never made: a file's reader would read a piece of
+    // the blob for no one.
     let (len, body) = match reply.body {
+        Payload::Bytes(bytes) if head_only => (bytes.len() as u64, Sent::Whole(None)),
         Payload::Bytes(bytes) => (bytes.len() as u64, Sent::Whole(Some(bytes))),
+        Payload::File(_, len) | Payload::Size(len) if head_only => (len, Sent::Whole(None)),
         Payload::File(file, len) => (len, Sent::file(file, len)),
-    };
-    let (len, body) = if head_only {
-        (len, Sent::Whole(None))
-    } else {
-        (len, body)
+        // A size without bytes is a HEAD's only; a GET never gets one.
+        Payload::Size(_) => (0, Sent::Whole(None)),
     };
     let mut response = hyper::Response::new(body);
     *response.status_mut() = hyper::StatusCode::from_u16(reply.status)
