@@ -6911,17 +6911,29 @@ fn the_registry_grants_tokens_per_repository_and_action() {
         other.status,
         other.body
     );
-    // One byte of the claims changed (the token's first part).
-    let mut forged = token.clone().into_bytes();
-    forged[8] = if forged[8] == b'A' { b'B' } else { b'A' };
-    let forged = format!("Bearer {}", String::from_utf8(forged).unwrap());
-    let refused = with("/v2/team/app/tags/list", &forged);
+    // One byte of the claims changed, still good JSON: bob's token for
+    // team/app made one for team/apq, its MAC kept.
+    let forged = {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let (claims, mac) = token.split_once('.').unwrap_or((&token, ""));
+        let claims = String::from_utf8(b64.decode(claims).unwrap_or_default()).unwrap_or_default();
+        assert!(
+            claims.contains("\"team/app\""),
+            "step 11: expected the token's first part to be its claims in base64url JSON, \
+             naming team/app; it holds {claims:?}; most likely cause: the token is shaped \
+             otherwise than CLAIMS.MAC"
+        );
+        let claims = claims.replace("\"team/app\"", "\"team/apq\"");
+        format!("Bearer {}.{mac}", b64.encode(claims))
+    };
+    let refused = with("/v2/team/apq/tags/list", &forged);
     assert_eq!(
         (refused.status, refused.code().as_str()),
         (401, "UNAUTHORIZED"),
-        "step 11: expected a token with one byte changed to be refused with 401 UNAUTHORIZED, \
-         it answered {} {}; most likely cause: the token's MAC is not checked, or not over \
-         the claims",
+        "step 11: expected a token with one byte of its claims changed to be refused with 401 \
+         UNAUTHORIZED, it answered {} {}; most likely cause: the token's MAC is not checked, \
+         or not over the claims",
         refused.status,
         refused.body
     );
