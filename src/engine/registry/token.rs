@@ -524,23 +524,40 @@ mod tests {
     #[test]
     fn a_token_grants_the_intersection_of_asked_and_allowed() {
         let tokens = tokens(300);
-        let answer = |query: &[(&str, &str)], auth: Option<&str>| {
-            let reply = tokens.issue(&head(query, auth));
-            (reply.status(), reply)
+        let granted = |auth: Option<&str>| {
+            let reply = tokens.issue(&head(
+                &[
+                    ("scope", "repository:team/app:pull,push"),
+                    ("scope", "repository:public/x:pull,push repository:other/z:pull"),
+                ],
+                auth,
+            ));
+            assert_eq!(reply.status(), 200);
+            let json: serde_json::Value = serde_json::from_str(&reply.body_text()).unwrap();
+            let claims = tokens.verify(json["token"].as_str().unwrap()).unwrap();
+            (
+                claims.user().map(String::from),
+                claims.on("team/app"),
+                claims.on("public/x"),
+                claims.on("other/z"),
+            )
         };
-        // base64("ana:pw"), and an anonymous client.
-        let (status, _) = answer(&[("scope", "repository:team/app:pull,push")], Some("Basic YW5hOnB3"));
-        assert_eq!(status, 200);
-        let (status, _) = answer(&[], Some("Basic YW5hOnd4"));
-        assert_eq!(status, 401, "a wrong password is refused, not made anonymous");
-        let anonymous = Claims {
-            sub: None,
-            iat: 0,
-            exp: u64::MAX,
-            access: vec![],
-        };
-        assert!(!anonymous.grants(&Needs::Repository("public/x", Actions::PULL)));
-        assert_eq!(tokens.allowed(None, "public/x"), Actions::PULL);
-        assert_eq!(tokens.allowed(None, "team/app"), Actions::default());
+        // base64("ana:pw")
+        assert_eq!(
+            granted(Some("Basic YW5hOnB3")),
+            (
+                Some("ana".into()),
+                Actions::PUSH,
+                Actions::PULL,
+                Actions::default()
+            )
+        );
+        assert_eq!(
+            granted(None),
+            (None, Actions::default(), Actions::PULL, Actions::default())
+        );
+        // base64("ana:wx"): a wrong password is refused, not made anonymous.
+        let wrong = tokens.issue(&head(&[], Some("Basic YW5hOnd4")));
+        assert_eq!(wrong.status(), 401);
     }
 }
