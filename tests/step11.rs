@@ -6686,8 +6686,16 @@ fn token_mode(dir: &Path, more: &[&str]) -> Vec<String> {
 /// A token from the registry on `port` for `scope`, as `user:password`
 /// (or anonymously): the whole JSON answer.
 fn token_for(port: u16, creds: Option<&str>, scope: &str) -> serde_json::Value {
-    let basic = creds.map(|c| format!("Basic {}", caixa::registry::auth::base64_encode(c.as_bytes())));
-    let headers: Vec<(&str, &str)> = basic.iter().map(|b| ("Authorization", b.as_str())).collect();
+    let basic = creds.map(|c| {
+        format!(
+            "Basic {}",
+            caixa::registry::auth::base64_encode(c.as_bytes())
+        )
+    });
+    let headers: Vec<(&str, &str)> = basic
+        .iter()
+        .map(|b| ("Authorization", b.as_str()))
+        .collect();
     let answer = registry_request(
         port,
         "GET",
@@ -6781,7 +6789,10 @@ fn the_registry_grants_tokens_per_repository_and_action() {
         images()
     );
     let (ok, err) = push(Some("ana:s3cret"), "team/other:1");
-    assert!(ok, "step 11: expected ana to push team/other:1; stderr: {err}");
+    assert!(
+        ok,
+        "step 11: expected ana to push team/other:1; stderr: {err}"
+    );
     let (ok, err) = pull(Some("bob:b0b"), "team/other:1");
     assert!(
         !ok && err.to_lowercase().contains("denied"),
@@ -6791,7 +6802,10 @@ fn the_registry_grants_tokens_per_repository_and_action() {
         if ok { "succeeded" } else { "failed otherwise" }
     );
     let (ok, err) = push(Some("ana:s3cret"), "public/x:1");
-    assert!(ok, "step 11: expected ana to push public/x:1; stderr: {err}");
+    assert!(
+        ok,
+        "step 11: expected ana to push public/x:1; stderr: {err}"
+    );
     let (ok, err) = pull(None, "public/x:1");
     assert!(
         ok,
@@ -6826,7 +6840,10 @@ fn the_registry_grants_tokens_per_repository_and_action() {
         (out.status.success(), text(&out.stderr))
     };
     let (ok, err) = step10(&["login", &registry, "-u", "bob"], "b0b\n");
-    assert!(ok, "step 11: expected `step10 login` to save bob's credentials; stderr: {err}");
+    assert!(
+        ok,
+        "step 11: expected `step10 login` to save bob's credentials; stderr: {err}"
+    );
     let (ok, err) = step10(&["pull", &format!("{registry}/team/app:1")], "");
     assert!(
         ok,
@@ -6855,7 +6872,11 @@ fn the_registry_grants_tokens_per_repository_and_action() {
     // Raw: the challenge names what the request needs.
     let bare = registry_request(port, "GET", "/v2/team/app/manifests/1", &[], b"");
     assert_eq!(
-        (bare.status, bare.code().as_str(), bare.header("www-authenticate").as_str()),
+        (
+            bare.status,
+            bare.code().as_str(),
+            bare.header("www-authenticate").as_str()
+        ),
         (
             401,
             "UNAUTHORIZED",
@@ -6988,4 +7009,104 @@ fn the_registry_grants_tokens_per_repository_and_action() {
         stale.status,
         stale.body
     );
+}
+
+/// `step11 registry` in token mode ([`token_mode`]: `ana`, `bob`) on
+/// 127.0.0.1:5000 inside `engine`'s network namespace, where its daemon
+/// can reach it.
+fn token_registry_beside(engine: &Engine, store: &Path) -> Killed {
+    let registry = Killed(
+        engine
+            .netns
+            .step(11)
+            .arg("--root")
+            .arg(store)
+            .args(["registry", "--listen", "127.0.0.1:5000"])
+            .args(token_mode(store, &[]))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let start = Instant::now();
+    while !engine
+        .netns
+        .sh("busybox wget -q -O- http://127.0.0.1:5000/v2/ 2>&1 || true")
+        .contains("401")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "step 11: expected the token-mode registry to answer 401 on /v2/ in the engine's \
+             namespace within 15 s, it does not; most likely cause: `step11 registry \
+             --token-access` refuses the access file or fails to start (run it by hand to see \
+             its line)"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    registry
+}
+
+#[test]
+fn the_docker_cli_gets_tokens_through_the_daemon() {
+    let engine = Engine::start();
+    loaded(&engine);
+    let store = tempfile::tempdir().unwrap();
+    let _registry = token_registry_beside(&engine, store.path());
+    let docker = |args: &[&str]| docker_on(&engine, args);
+    let said = |out: &Output| format!("{}{}", text(&out.stdout), text(&out.stderr));
+
+    let out = docker(&["login", "-u", "ana", "-p", "wrong", "127.0.0.1:5000"]);
+    assert!(
+        !out.status.success(),
+        "step 11: expected docker login with a wrong password to fail against a token-mode \
+         registry, it succeeded; most likely cause: /token gives an anonymous token when the \
+         Basic credentials are wrong\n{}",
+        said(&out)
+    );
+    let out = docker(&["login", "-u", "ana", "-p", "s3cret", "127.0.0.1:5000"]);
+    assert!(
+        said(&out).contains("Login Succeeded"),
+        "step 11: expected docker login as ana to say Login Succeeded, it did not; most likely \
+         cause: /token refuses a request without a scope (login asks none), or the daemon's \
+         check does not follow the Bearer challenge\n{}",
+        said(&out)
+    );
+    stdout_of(&docker(&["tag", "demo:1", "127.0.0.1:5000/team/demo:1"]));
+    let out = docker(&["push", "127.0.0.1:5000/team/demo:1"]);
+    assert!(
+        out.status.success() && said(&out).contains("digest: sha256:"),
+        "step 11: expected docker push as ana (pull,push on team/*) to work through the \
+         daemon, it did not; most likely cause: the token the daemon got lacks push, or the \
+         challenge for an upload names pull only\n{}",
+        said(&out)
+    );
+    let out = docker(&["login", "-u", "bob", "-p", "b0b", "127.0.0.1:5000"]);
+    assert!(
+        said(&out).contains("Login Succeeded"),
+        "step 11: expected docker login as bob to work; {}",
+        said(&out)
+    );
+    stdout_of(&docker(&["tag", "demo:1", "127.0.0.1:5000/team/app:1"]));
+    let out = docker(&["push", "127.0.0.1:5000/team/app:1"]);
+    assert!(
+        !out.status.success() && !store.path().join("images/team%2Fapp:1").exists(),
+        "step 11: expected docker push as bob (pull only) to be refused and store nothing, it \
+         {}; most likely cause: the registry does not check push against the token's \
+         scope\n{}",
+        if out.status.success() {
+            "succeeded"
+        } else {
+            "stored the image"
+        },
+        said(&out)
+    );
+    docker(&["rmi", "127.0.0.1:5000/team/demo:1"]);
+    let out = docker(&["pull", "127.0.0.1:5000/team/demo:1"]);
+    assert!(
+        !out.status.success(),
+        "step 11: expected bob's pull of team/demo (not his) to be refused, it succeeded; most \
+         likely cause: `bob team/app` matches more than team/app\n{}",
+        said(&out)
+    );
+    docker(&["logout", "127.0.0.1:5000"]);
 }

@@ -20,7 +20,7 @@
 //! - Lists: `GET /v2/NAME/tags/list` and `GET /v2/_catalog`, in pages.
 //! - Access ([`auth`]): with `--htpasswd FILE`, HTTP Basic auth against
 //!   bcrypt entries, for every request. With `--token-access FILE` too
-//!   ([`token`], [`access`]): the distribution spec's token flow, each
+//!   (`token.rs`, `access.rs`): the distribution spec's token flow, each
 //!   user's pull and push per repository, the token server in this
 //!   process (`GET /token`).
 //!
@@ -67,8 +67,8 @@ use access::AccessFile;
 use auth::Htpasswd;
 use http::{Body, Head, Reply};
 use names::Route;
-use token::{Claims, Tokens};
 pub use token::DEFAULT_TTL;
+use token::{Claims, Tokens};
 use uploads::{Uploads, range_header};
 
 /// Who may use the registry, as the command line says.
@@ -155,7 +155,8 @@ impl Guard {
                 "--token-access needs --htpasswd: tokens are given to its users".into(),
             )),
             (Some(users), Some(path)) => {
-                let rules = AccessFile::read(path, &users.users()).map_err(|e| bad(e.to_string()))?;
+                let rules =
+                    AccessFile::read(path, &users.users()).map_err(|e| bad(e.to_string()))?;
                 let ttl = access.token_ttl.unwrap_or(DEFAULT_TTL);
                 Tokens::new(users, rules, ttl)
                     .map(Guard::Token)
@@ -241,9 +242,7 @@ impl Registry {
                 "UNSUPPORTED",
                 "this registry does not delete blobs: the images and containers of its store share them",
             )),
-            ("POST", Route::UploadStart { name }) => {
-                self.start_upload(head, body, name, claims)
-            }
+            ("POST", Route::UploadStart { name }) => self.start_upload(head, body, name, claims),
             ("GET", Route::Upload { name, id }) => {
                 let size = self.uploads.size(name, id)?;
                 Ok(session(Reply::empty(204), name, id, size))

@@ -5,7 +5,8 @@
 //! lines (`htpasswd -B`), a `401` with `WWW-Authenticate: Basic
 //! realm=…` to a request without good credentials, and clients (the
 //! Docker CLI, skopeo, step 10) that answer with `Authorization: Basic`.
-//! All or nothing: a user may pull and push every repository. Basic auth
+//! All or nothing: a user may pull and push every repository (the token
+//! mode, [`super::token`], is per repository and action). Basic auth
 //! sends the password with every request, readable by anyone on the
 //! path, so serve it on loopback or behind TLS.
 //!

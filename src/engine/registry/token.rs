@@ -528,7 +528,10 @@ mod tests {
             let reply = tokens.issue(&head(
                 &[
                     ("scope", "repository:team/app:pull,push"),
-                    ("scope", "repository:public/x:pull,push repository:other/z:pull"),
+                    (
+                        "scope",
+                        "repository:public/x:pull,push repository:other/z:pull",
+                    ),
                 ],
                 auth,
             ));
