@@ -253,7 +253,7 @@ impl Tokens {
         let claims = Claims {
             sub: user,
             iat,
-            exp: iat + self.ttl.as_secs().max(1),
+            exp: iat.saturating_add(self.ttl.as_secs().max(1)),
             access,
         };
         let token = self.sign(&claims);
