@@ -7102,3 +7102,461 @@ fn the_source_documents_scenario_runs_end_to_end() {
         );
     }
 }
+
+/// Token mode's rights: who may pull and push what, read by the registry
+/// from its access file. `ana` and `bob` are users of the htpasswd file;
+/// `*` is everyone, anonymous clients included.
+const TOKEN_ACCESS: &str = "\
+ana team/* pull,push
+ana public/* pull,push
+bob team/app pull
+* public/* pull
+";
+
+/// Writes the htpasswd file (ana:s3cret, bob:b0b, bcrypt cost 4: the
+/// least, so the test stays fast) and [`TOKEN_ACCESS`] into `dir`; the
+/// registry's options for token mode, with `more`.
+fn token_mode(dir: &Path, more: &[&str]) -> Vec<String> {
+    let htpasswd = dir.join("htpasswd");
+    let access = dir.join("access");
+    let ana = bcrypt::hash("s3cret", 4).unwrap();
+    let bob = bcrypt::hash("b0b", 4).unwrap();
+    std::fs::write(&htpasswd, format!("ana:{ana}\nbob:{bob}\n")).unwrap();
+    std::fs::write(&access, TOKEN_ACCESS).unwrap();
+    let mut options = vec![
+        "--htpasswd".to_string(),
+        htpasswd.display().to_string(),
+        "--token-access".to_string(),
+        access.display().to_string(),
+    ];
+    options.extend(more.iter().map(|s| s.to_string()));
+    options
+}
+
+/// A token from the registry on `port` for `scope`, as `user:password`
+/// (or anonymously): the whole JSON answer.
+fn token_for(port: u16, creds: Option<&str>, scope: &str) -> serde_json::Value {
+    let basic = creds.map(|c| {
+        format!(
+            "Basic {}",
+            caixa::registry::auth::base64_encode(c.as_bytes())
+        )
+    });
+    let headers: Vec<(&str, &str)> = basic
+        .iter()
+        .map(|b| ("Authorization", b.as_str()))
+        .collect();
+    let answer = registry_request(
+        port,
+        "GET",
+        &format!("/token?service=caixa-registry&scope={scope}"),
+        &headers,
+        b"",
+    );
+    assert_eq!(
+        answer.status, 200,
+        "step 11: expected GET /token (scope {scope}, credentials {creds:?}) to answer 200 with \
+         a token, it answered {}; most likely cause: the token server is not served at /token \
+         in token mode, or it refuses a scope the access file does not allow instead of \
+         leaving it out\n{}",
+        answer.status, answer.body
+    );
+    serde_json::from_str(&answer.body).unwrap_or_default()
+}
+
+#[test]
+fn the_registry_grants_tokens_per_repository_and_action() {
+    let (_dir, tar) = archive();
+    let store = tempfile::tempdir().unwrap();
+    let options = token_mode(store.path(), &[]);
+    let options: Vec<&str> = options.iter().map(String::as_str).collect();
+    let (_registry, port) = start_registry(store.path(), &options);
+    let work = tempfile::tempdir().unwrap();
+    let registry = format!("127.0.0.1:{port}");
+    // skopeo copy with --src-creds / --dest-creds (None: anonymous).
+    let copy = |creds: Option<(&str, &str)>, from: String, to: String| {
+        let mut command = Command::new("skopeo");
+        command.args([
+            "copy",
+            "--quiet",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+        ]);
+        if let Some((flag, creds)) = creds {
+            command.args([flag, creds]);
+        }
+        let out = command
+            .arg(from)
+            .arg(to)
+            .output()
+            .expect("skopeo (sudo apt-get install skopeo)");
+        (out.status.success(), text(&out.stderr))
+    };
+    let push = |creds: Option<&str>, name: &str| {
+        copy(
+            creds.map(|c| ("--dest-creds", c)),
+            format!("docker-archive:{}", tar.display()),
+            format!("docker://{registry}/{name}"),
+        )
+    };
+    let pull = |creds: Option<&str>, name: &str| {
+        let dir = work.path().join(name.replace(['/', ':'], "_"));
+        copy(
+            creds.map(|c| ("--src-creds", c)),
+            format!("docker://{registry}/{name}"),
+            format!("dir:{}", dir.display()),
+        )
+    };
+    let images = || files_in(&store.path().join("images"));
+
+    let (ok, err) = push(Some("ana:s3cret"), "team/app:1");
+    assert!(
+        ok,
+        "step 11: expected ana (pull,push on team/*) to push team/app:1 in token mode, it \
+         failed; most likely cause: the 401 lacks the Bearer challenge, /token does not grant \
+         what the access file allows, or the Bearer token is not accepted\nstderr: {err}"
+    );
+    let (ok, err) = pull(Some("bob:b0b"), "team/app:1");
+    assert!(
+        ok,
+        "step 11: expected bob (pull on team/app) to pull team/app:1, it failed; most likely \
+         cause: the grant is computed from the user's own lines only, or a pull needs push\n\
+         stderr: {err}"
+    );
+    let (ok, err) = push(Some("bob:b0b"), "team/app:2");
+    assert!(
+        !ok && err.to_lowercase().contains("denied"),
+        "step 11: expected bob's push to team/app:2 to be refused as denied (he may only pull), \
+         it {}; most likely cause: the registry checks that a token is valid but not that it \
+         grants push on the path's repository, or /token grants what was asked rather than its \
+         intersection with the access file\nstderr: {err}",
+        if ok { "succeeded" } else { "failed otherwise" }
+    );
+    assert!(
+        !images().iter().any(|i| i == "team%2Fapp:2"),
+        "step 11: expected a refused push to tag nothing, the store has {:?}; most likely \
+         cause: the manifest PUT is not checked for push",
+        images()
+    );
+    let (ok, err) = push(Some("ana:s3cret"), "team/other:1");
+    assert!(
+        ok,
+        "step 11: expected ana to push team/other:1; stderr: {err}"
+    );
+    let (ok, err) = pull(Some("bob:b0b"), "team/other:1");
+    assert!(
+        !ok && err.to_lowercase().contains("denied"),
+        "step 11: expected bob's pull of team/other (not in his access lines) to be denied, it \
+         {}; most likely cause: a pattern matches more than its name (team/app matching \
+         team/other), or pulls are not checked\nstderr: {err}",
+        if ok { "succeeded" } else { "failed otherwise" }
+    );
+    let (ok, err) = push(Some("ana:s3cret"), "public/x:1");
+    assert!(
+        ok,
+        "step 11: expected ana to push public/x:1; stderr: {err}"
+    );
+    let (ok, err) = pull(None, "public/x:1");
+    assert!(
+        ok,
+        "step 11: expected an anonymous pull of public/x (the `*` line allows it) to work, it \
+         failed; most likely cause: /token refuses a request without credentials instead of \
+         granting the `*` lines\nstderr: {err}"
+    );
+    let (ok, err) = push(None, "public/y:1");
+    assert!(
+        !ok && !images().iter().any(|i| i.starts_with("public%2Fy")),
+        "step 11: expected an anonymous push to be refused and store nothing, it {}; most \
+         likely cause: the `*` user's pull is taken as push too\nstderr: {err}",
+        if ok { "succeeded" } else { "stored an image" }
+    );
+
+    // Step 10's client: the Bearer flow against caixa's own realm, over
+    // plain http on loopback, with the credentials `step10 login` saved.
+    let config = tempfile::tempdir().unwrap();
+    let step10 = |args: &[&str], stdin: &str| {
+        let mut child = Command::new(binary(10))
+            .env("CAIXA_CONFIG_DIR", config.path())
+            .arg("--root")
+            .arg(work.path().join("step10-store"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let _ = std::io::Write::write_all(&mut child.stdin.take().unwrap(), stdin.as_bytes());
+        let out = child.wait_with_output().unwrap();
+        (out.status.success(), text(&out.stderr))
+    };
+    let (ok, err) = step10(&["login", &registry, "-u", "bob"], "b0b\n");
+    assert!(
+        ok,
+        "step 11: expected `step10 login` to save bob's credentials; stderr: {err}"
+    );
+    let (ok, err) = step10(&["pull", &format!("{registry}/team/app:1")], "");
+    assert!(
+        ok,
+        "step 11: expected step 10's client to pull team/app:1 as bob through caixa's token \
+         realm (http on loopback, same origin), it failed; most likely cause: the challenge's \
+         realm is not this registry's own origin (http://HOST/token), so the client asks \
+         anonymously\nstderr: {err}"
+    );
+    let (ok, err) = step10(
+        &[
+            "push",
+            &format!("{registry}/team/app:1"),
+            "--to",
+            &format!("{registry}/team/app:2"),
+        ],
+        "",
+    );
+    assert!(
+        !ok && err.contains("does not grant"),
+        "step 11: expected step 10's push as bob to be refused with the scope it lacks, it {}; \
+         most likely cause: the registry's 401 does not say error=\"insufficient_scope\", or \
+         the push is not checked\nstderr: {err}",
+        if ok { "succeeded" } else { "failed otherwise" }
+    );
+
+    // Raw: the challenge names what the request needs.
+    let bare = registry_request(port, "GET", "/v2/team/app/manifests/1", &[], b"");
+    assert_eq!(
+        (
+            bare.status,
+            bare.code().as_str(),
+            bare.header("www-authenticate").as_str()
+        ),
+        (
+            401,
+            "UNAUTHORIZED",
+            r#"Bearer realm="http://caixa/token",service="caixa-registry",scope="repository:team/app:pull""#
+        ),
+        "step 11: expected a request without a token to get 401 UNAUTHORIZED and a Bearer \
+         challenge for its repository's pull (realm on the Host the client used); most likely \
+         cause: the challenge is Basic, or names another scope\n{}",
+        bare.head
+    );
+    let upload = registry_request(port, "POST", "/v2/team/app/blobs/uploads/", &[], b"");
+    assert!(
+        upload.status == 401
+            && upload
+                .header("www-authenticate")
+                .ends_with(r#"scope="repository:team/app:pull,push""#),
+        "step 11: expected an upload without a token to be challenged for pull,push on \
+         team/app; most likely cause: writes are challenged for pull only\n{}",
+        upload.head
+    );
+    let granted = token_for(port, Some("bob:b0b"), "repository:team/app:pull,push");
+    let token = granted["token"].as_str().unwrap_or_default().to_string();
+    assert!(
+        !token.is_empty()
+            && granted["access_token"] == granted["token"]
+            && granted["expires_in"] == 300
+            && granted["issued_at"].is_string(),
+        "step 11: expected /token to answer token, access_token (the same), expires_in 300 and \
+         issued_at, it answered {granted}; most likely cause: the answer's fields are named \
+         otherwise than the spec's token flow"
+    );
+    let bearer = format!("Bearer {token}");
+    let with = |path: &str, bearer: &str| {
+        registry_request(port, "GET", path, &[("Authorization", bearer)], b"")
+    };
+    let tags = with("/v2/team/app/tags/list", &bearer);
+    assert_eq!(
+        tags.status, 200,
+        "step 11: expected bob's token to read team/app's tags, it answered {} {}; most likely \
+         cause: the token does not verify (its MAC is computed over other bytes than sent)",
+        tags.status, tags.body
+    );
+    let other = with("/v2/team/other/tags/list", &bearer);
+    assert!(
+        other.status == 401
+            && other.code() == "DENIED"
+            && other
+                .header("www-authenticate")
+                .contains(r#"scope="repository:team/other:pull""#),
+        "step 11: expected bob's token for team/app to be refused on team/other (401 DENIED, \
+         a challenge for team/other's pull), it answered {} {}; most likely cause: the token's \
+         scope is not compared with the path's repository",
+        other.status,
+        other.body
+    );
+    // One byte of the claims changed, still good JSON: bob's token for
+    // team/app made one for team/apq, its MAC kept.
+    let forged = {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let (claims, mac) = token.split_once('.').unwrap_or((&token, ""));
+        let claims = String::from_utf8(b64.decode(claims).unwrap_or_default()).unwrap_or_default();
+        assert!(
+            claims.contains("\"team/app\""),
+            "step 11: expected the token's first part to be its claims in base64url JSON, \
+             naming team/app; it holds {claims:?}; most likely cause: the token is shaped \
+             otherwise than CLAIMS.MAC"
+        );
+        let claims = claims.replace("\"team/app\"", "\"team/apq\"");
+        format!("Bearer {}.{mac}", b64.encode(claims))
+    };
+    let refused = with("/v2/team/apq/tags/list", &forged);
+    assert_eq!(
+        (refused.status, refused.code().as_str()),
+        (401, "UNAUTHORIZED"),
+        "step 11: expected a token with one byte of its claims changed to be refused with 401 \
+         UNAUTHORIZED, it answered {} {}; most likely cause: the token's MAC is not checked, \
+         or not over the claims",
+        refused.status,
+        refused.body
+    );
+    let catalog = token_for(port, Some("bob:b0b"), "registry:catalog:*");
+    let listed = with(
+        "/v2/_catalog",
+        &format!("Bearer {}", catalog["token"].as_str().unwrap_or_default()),
+    );
+    assert_eq!(
+        listed.body, r#"{"repositories":["public/x","team/app"]}"#,
+        "step 11: expected bob's catalog to list only what he may pull (public/x, team/app); \
+         most likely cause: _catalog lists every repository of the store whatever the token"
+    );
+
+    // A registry whose tokens live a second: one used later is refused.
+    let short_store = tempfile::tempdir().unwrap();
+    let options = token_mode(short_store.path(), &["--token-ttl-secs", "1"]);
+    let options: Vec<&str> = options.iter().map(String::as_str).collect();
+    let (_short, short_port) = start_registry(short_store.path(), &options);
+    let granted = token_for(short_port, None, "repository:public/x:pull");
+    let bearer = format!("Bearer {}", granted["token"].as_str().unwrap_or_default());
+    let fresh = registry_request(
+        short_port,
+        "GET",
+        "/v2/public/x/tags/list",
+        &[("Authorization", &bearer)],
+        b"",
+    );
+    assert_eq!(
+        fresh.status, 404,
+        "step 11: expected an anonymous token for public/x to pass the check at once (404: \
+         no such repository in that empty store), it answered {} {}; most likely cause: \
+         anonymous tokens are not granted the `*` lines",
+        fresh.status, fresh.body
+    );
+    std::thread::sleep(Duration::from_millis(2200));
+    let stale = registry_request(
+        short_port,
+        "GET",
+        "/v2/public/x/tags/list",
+        &[("Authorization", &bearer)],
+        b"",
+    );
+    assert!(
+        stale.status == 401
+            && stale.code() == "UNAUTHORIZED"
+            && stale
+                .header("www-authenticate")
+                .contains(r#"scope="repository:public/x:pull""#),
+        "step 11: expected a token past its expiry to be refused with 401 and a new challenge, \
+         it answered {} {}; most likely cause: the token's exp is not compared with the clock",
+        stale.status,
+        stale.body
+    );
+}
+
+/// `step11 registry` in token mode ([`token_mode`]: `ana`, `bob`) on
+/// 127.0.0.1:5000 inside `engine`'s network namespace, where its daemon
+/// can reach it.
+fn token_registry_beside(engine: &Engine, store: &Path) -> Killed {
+    let registry = Killed(
+        engine
+            .netns
+            .step(11)
+            .arg("--root")
+            .arg(store)
+            .args(["registry", "--listen", "127.0.0.1:5000"])
+            .args(token_mode(store, &[]))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let start = Instant::now();
+    while !engine
+        .netns
+        .sh("busybox wget -q -O- http://127.0.0.1:5000/v2/ 2>&1 || true")
+        .contains("401")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "step 11: expected the token-mode registry to answer 401 on /v2/ in the engine's \
+             namespace within 15 s, it does not; most likely cause: `step11 registry \
+             --token-access` refuses the access file or fails to start (run it by hand to see \
+             its line)"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    registry
+}
+
+#[test]
+fn the_docker_cli_gets_tokens_through_the_daemon() {
+    let engine = Engine::start();
+    loaded(&engine);
+    let store = tempfile::tempdir().unwrap();
+    let _registry = token_registry_beside(&engine, store.path());
+    let docker = |args: &[&str]| docker_on(&engine, args);
+    let said = |out: &Output| format!("{}{}", text(&out.stdout), text(&out.stderr));
+
+    let out = docker(&["login", "-u", "ana", "-p", "wrong", "127.0.0.1:5000"]);
+    assert!(
+        !out.status.success(),
+        "step 11: expected docker login with a wrong password to fail against a token-mode \
+         registry, it succeeded; most likely cause: /token gives an anonymous token when the \
+         Basic credentials are wrong\n{}",
+        said(&out)
+    );
+    let out = docker(&["login", "-u", "ana", "-p", "s3cret", "127.0.0.1:5000"]);
+    assert!(
+        said(&out).contains("Login Succeeded"),
+        "step 11: expected docker login as ana to say Login Succeeded, it did not; most likely \
+         cause: /token refuses a request without a scope (login asks none), or the daemon's \
+         check does not follow the Bearer challenge\n{}",
+        said(&out)
+    );
+    stdout_of(&docker(&["tag", "demo:1", "127.0.0.1:5000/team/demo:1"]));
+    let out = docker(&["push", "127.0.0.1:5000/team/demo:1"]);
+    assert!(
+        out.status.success() && said(&out).contains("digest: sha256:"),
+        "step 11: expected docker push as ana (pull,push on team/*) to work through the \
+         daemon, it did not; most likely cause: the token the daemon got lacks push, or the \
+         challenge for an upload names pull only\n{}",
+        said(&out)
+    );
+    let out = docker(&["login", "-u", "bob", "-p", "b0b", "127.0.0.1:5000"]);
+    assert!(
+        said(&out).contains("Login Succeeded"),
+        "step 11: expected docker login as bob to work; {}",
+        said(&out)
+    );
+    stdout_of(&docker(&["tag", "demo:1", "127.0.0.1:5000/team/app:1"]));
+    let out = docker(&["push", "127.0.0.1:5000/team/app:1"]);
+    assert!(
+        !out.status.success() && !store.path().join("images/team%2Fapp:1").exists(),
+        "step 11: expected docker push as bob (pull only) to be refused and store nothing, it \
+         {}; most likely cause: the registry does not check push against the token's \
+         scope\n{}",
+        if out.status.success() {
+            "succeeded"
+        } else {
+            "stored the image"
+        },
+        said(&out)
+    );
+    docker(&["rmi", "127.0.0.1:5000/team/demo:1"]);
+    let out = docker(&["pull", "127.0.0.1:5000/team/demo:1"]);
+    assert!(
+        !out.status.success(),
+        "step 11: expected bob's pull of team/demo (not his) to be refused, it succeeded; most \
+         likely cause: `bob team/app` matches more than team/app\n{}",
+        said(&out)
+    );
+    docker(&["logout", "127.0.0.1:5000"]);
+}

@@ -84,6 +84,14 @@ enum Command {
         /// `htpasswd -B`), asked with HTTP Basic auth.
         #[arg(long, value_name = "FILE")]
         htpasswd: Option<PathBuf>,
+        /// Token mode: who may pull and push which repository, one rule a
+        /// line (`USER REPOSITORY[/*] pull[,push]`, `*` for everyone);
+        /// clients get tokens from this registry's /token.
+        #[arg(long, value_name = "FILE", requires = "htpasswd")]
+        token_access: Option<PathBuf>,
+        /// Seconds a token lives (tests).
+        #[arg(long, hide = true)]
+        token_ttl_secs: Option<u64>,
     },
     /// The daemon's version.
     Version,
@@ -567,11 +575,17 @@ fn main() {
             header_timeout,
             max_connections,
             htpasswd,
+            token_access,
+            token_ttl_secs,
         } => caixa::engine::registry::serve(
             &absolute(&args.root),
             &listen,
             limits(header_timeout, max_connections),
-            htpasswd.as_deref(),
+            caixa::engine::registry::Access {
+                htpasswd: htpasswd.as_deref(),
+                token_access: token_access.as_deref(),
+                token_ttl: token_ttl_secs.map(std::time::Duration::from_secs),
+            },
         ),
         Command::Shim { id } => match caixa::engine::shim::run(&absolute(&args.root), &id) {
             Ok(code) => std::process::exit(code),

@@ -19,17 +19,24 @@
 //!   image name. A pushed image is an ordinary image of the store.
 //! - Lists: `GET /v2/NAME/tags/list` and `GET /v2/_catalog`, in pages.
 //! - Access ([`auth`]): with `--htpasswd FILE`, HTTP Basic auth against
-//!   bcrypt entries, for every request.
+//!   bcrypt entries, for every request. With `--token-access FILE` too
+//!   (`token.rs`, `access.rs`): the distribution spec's token flow, each
+//!   user's pull and push per repository, the token server in this
+//!   process (`GET /token`).
 //!
 //! Clients verify what they pull, so a registry is never trusted for
 //! integrity, only for availability; it must verify what is pushed for
 //! the same reason, the other way round. One store, one namespace of
 //! blobs: a blob pushed to one repository can be mounted into any other
 //! (and a `GET` finds it under any name). With all-or-nothing Basic auth
-//! that hides nothing a user could not read anyway; per-repository access
-//! (token scopes) would need per-repository links to blobs, as Docker's
-//! registry keeps. Plain HTTP: serve on loopback, or tell clients it is
-//! insecure.
+//! that hides nothing a user could not read anyway. With token scopes it
+//! means a blob is guarded by its digest, not by its repository: who may
+//! pull any repository may read a blob of another whose digest they know
+//! (a sha256 of content they have not seen, so not guessed; but once
+//! learnt, never forgotten). Docker's registry keeps per-repository links
+//! to blobs to close that; here, a mount from a repository the token may
+//! not pull is refused into an ordinary upload. Plain HTTP: serve on
+//! loopback, or tell clients it is insecure.
 //!
 //! What a client sends is untrusted, and it is checked before it is used:
 //! a repository name, a reference and an upload id must match the
@@ -45,36 +52,52 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::sync::Arc;
 
+mod access;
 mod auth;
 mod http;
 mod manifests;
 mod names;
+mod token;
 mod uploads;
 
 use super::EngineError;
 use super::server::Limits;
 use crate::image::store::Store;
+use access::AccessFile;
 use auth::Htpasswd;
 use http::{Body, Head, Reply};
 use names::Route;
+pub use token::DEFAULT_TTL;
+use token::{Claims, Tokens};
 use uploads::{Uploads, range_header};
+
+/// Who may use the registry, as the command line says.
+#[derive(Debug, Clone, Default)]
+pub struct Access<'a> {
+    /// `--htpasswd`: the users (bcrypt entries); without it, everyone may
+    /// do everything.
+    pub htpasswd: Option<&'a Path>,
+    /// `--token-access`: each user's pull and push per repository, proven
+    /// by tokens; without it, an htpasswd user may do everything.
+    pub token_access: Option<&'a Path>,
+    /// How long a token lives ([`DEFAULT_TTL`]; shorter in tests).
+    pub token_ttl: Option<std::time::Duration>,
+}
 
 // ANCHOR: registry_serve
 /// Serves the store at `root` on `addr` (e.g. `127.0.0.1:5000`), with at
-/// most `limits.max_connections` connections at once, forever; with
-/// `htpasswd`, only to its users.
+/// most `limits.max_connections` connections at once, forever; with an
+/// htpasswd file, only to its users, and with an access file too, to each
+/// only what it allows, by tokens.
 pub fn serve(
     root: &Path,
     addr: &str,
     limits: Limits,
-    htpasswd: Option<&Path>,
+    access: Access<'_>,
 ) -> Result<(), EngineError> {
     super::state::set_umask();
     let store = Store::open(root)?;
-    let auth = htpasswd
-        .map(Htpasswd::read)
-        .transpose()
-        .map_err(|e| EngineError::BadRequest(e.to_string()))?;
+    let guard = Guard::from_files(&access)?;
     let uploads = Uploads::open(&store).map_err(|source| EngineError::File {
         path: store.root.join("uploads"),
         source,
@@ -87,12 +110,16 @@ pub fn serve(
     eprintln!(
         "caixa registry: serving {} on http://{addr}{}",
         root.display(),
-        if auth.is_some() { " (htpasswd)" } else { "" }
+        match guard {
+            Guard::Open => "",
+            Guard::Basic(_) => " (htpasswd)",
+            Guard::Token(_) => " (tokens: htpasswd and access file)",
+        }
     );
     let registry = Registry {
         store,
         uploads,
-        auth,
+        guard,
     };
     http::serve(
         listener,
@@ -103,22 +130,68 @@ pub fn serve(
 }
 // ANCHOR_END: registry_serve
 
+/// Who may do what: everyone everything, htpasswd users everything, or
+/// each what its token grants.
+enum Guard {
+    Open,
+    Basic(Htpasswd),
+    Token(Tokens),
+}
+
+impl Guard {
+    /// The guard the files ask for, each file checked whole at start: a
+    /// bad line is one clear error now, not a user locked out later.
+    fn from_files(access: &Access<'_>) -> Result<Guard, EngineError> {
+        let bad = |e: String| EngineError::BadRequest(e);
+        let users = access
+            .htpasswd
+            .map(Htpasswd::read)
+            .transpose()
+            .map_err(|e| bad(e.to_string()))?;
+        match (users, access.token_access) {
+            (None, None) => Ok(Guard::Open),
+            (Some(users), None) => Ok(Guard::Basic(users)),
+            (None, Some(_)) => Err(bad(
+                "--token-access needs --htpasswd: tokens are given to its users".into(),
+            )),
+            (Some(users), Some(path)) => {
+                let rules =
+                    AccessFile::read(path, &users.users()).map_err(|e| bad(e.to_string()))?;
+                let ttl = access.token_ttl.unwrap_or(DEFAULT_TTL);
+                Tokens::new(users, rules, ttl)
+                    .map(Guard::Token)
+                    .map_err(|e| bad(format!("no random key for the tokens: {e}")))
+            }
+        }
+    }
+}
+
 /// What every request is answered from.
 struct Registry {
     store: Store,
     uploads: Uploads,
-    auth: Option<Htpasswd>,
+    guard: Guard,
 }
 
 impl Registry {
     // ANCHOR: registry_answer
     /// Answers one request: who asks first, then what the path names (its
-    /// parts checked), then the method.
+    /// parts checked), then the method. In token mode the path comes
+    /// first: the token is checked against what the route needs, and
+    /// `/token` is the token server.
     fn answer(&self, head: &Head, body: &mut Body) -> Reply {
-        if let Some(auth) = &self.auth
-            && let Err(refused) = auth.check(head)
+        if let Guard::Basic(users) = &self.guard
+            && let Err(refused) = users.check(head)
         {
             return refused;
+        }
+        if let Guard::Token(tokens) = &self.guard
+            && head.path == "/token"
+        {
+            return match head.method.as_str() {
+                "GET" => tokens.issue(head),
+                _ => Reply::error(405, "UNSUPPORTED", "the token server answers GET"),
+            };
         }
         let route = match Route::parse(&head.path) {
             Ok(route) => route,
@@ -126,17 +199,33 @@ impl Registry {
                 return Reply::error(refused.status, refused.code, &refused.message);
             }
         };
-        self.dispatch(head, body, route)
+        let claims = match &self.guard {
+            Guard::Token(tokens) => match tokens.check(head, &token::needs(&head.method, &route)) {
+                Ok(claims) => Some(claims),
+                Err(refused) => return refused,
+            },
+            _ => None,
+        };
+        self.dispatch(head, body, route, claims.as_ref())
             .unwrap_or_else(|refused| refused)
     }
     // ANCHOR_END: registry_answer
 
     // ANCHOR: registry_dispatch
-    /// The endpoint for a method and a checked route.
-    fn dispatch(&self, head: &Head, body: &mut Body, route: Route<'_>) -> Result<Reply, Reply> {
+    /// The endpoint for a method and a checked route; `claims`, in token
+    /// mode, the request's token (already checked for the route itself).
+    fn dispatch(
+        &self,
+        head: &Head,
+        body: &mut Body,
+        route: Route<'_>,
+        claims: Option<&Claims>,
+    ) -> Result<Reply, Reply> {
         match (head.method.as_str(), route) {
             ("GET" | "HEAD", Route::Base) => Ok(Reply::json(200, &serde_json::json!({}))),
-            ("GET", Route::Catalog) => Ok(manifests::catalog(&self.store, head)),
+            ("GET", Route::Catalog) => Ok(manifests::catalog(&self.store, head, &|repository| {
+                self.may_list(claims, repository)
+            })),
             ("GET", Route::Tags { name }) => Ok(manifests::tags(&self.store, head, name)),
             ("GET" | "HEAD", Route::Manifest { name, reference }) => {
                 Ok(manifests::get(&self.store, name, reference))
@@ -154,7 +243,7 @@ impl Registry {
                 "UNSUPPORTED",
                 "this registry does not delete blobs: the images and containers of its store share them",
             )),
-            ("POST", Route::UploadStart { name }) => self.start_upload(head, body, name),
+            ("POST", Route::UploadStart { name }) => self.start_upload(head, body, name, claims),
             ("GET", Route::Upload { name, id }) => {
                 let size = self.uploads.size(name, id)?;
                 Ok(session(Reply::empty(204), name, id, size))
@@ -189,7 +278,16 @@ impl Registry {
     /// `POST /v2/NAME/blobs/uploads/`: a whole blob (`?digest=`), a mount
     /// from another repository (`?mount=DIGEST&from=REPO`: `201` if the
     /// blob is here, else an ordinary session), or a session (`202`).
-    fn start_upload(&self, head: &Head, body: &mut Body, name: &str) -> Result<Reply, Reply> {
+    /// In token mode, a mount also needs pull on its source: without it,
+    /// the blob is not mounted (the client is asked for its bytes, which
+    /// it can send only if it has them).
+    fn start_upload(
+        &self,
+        head: &Head,
+        body: &mut Body,
+        name: &str,
+        claims: Option<&Claims>,
+    ) -> Result<Reply, Reply> {
         let checked = |digest: &str| {
             names::check_digest(digest).map_err(|r| Reply::error(r.status, r.code, &r.message))
         };
@@ -200,11 +298,17 @@ impl Registry {
         }
         if let Some(digest) = head.param("mount") {
             checked(digest)?;
-            if let Some(from) = head.param("from") {
+            let from = head.param("from");
+            if let Some(from) = from {
                 names::check_name(from).map_err(|r| Reply::error(r.status, r.code, &r.message))?;
             }
+            let may_read_source = match (claims, from) {
+                (None, _) => true,
+                (Some(claims), Some(from)) => claims.on(from).pull,
+                (Some(_), None) => false,
+            };
             // One store, one namespace of blobs: here is here for all.
-            if self.store.blob_path(digest).is_ok_and(|p| p.exists()) {
+            if may_read_source && self.store.blob_path(digest).is_ok_and(|p| p.exists()) {
                 return Ok(stored(name, digest));
             }
         }
@@ -212,6 +316,17 @@ impl Registry {
         Ok(session(Reply::empty(202), name, &id, 0))
     }
     // ANCHOR_END: start_upload
+
+    /// Whether `_catalog` shows `repository`: always without tokens; with
+    /// them, only to a holder the access file lets pull it (the token
+    /// says who; the file says what that user may read).
+    fn may_list(&self, claims: Option<&Claims>, repository: &str) -> bool {
+        match (&self.guard, claims) {
+            (Guard::Token(tokens), Some(claims)) => tokens.allowed(claims.user(), repository).pull,
+            (Guard::Token(_), None) => false,
+            _ => true,
+        }
+    }
 
     /// `HEAD /v2/NAME/blobs/DIGEST`: is the blob here, and how big: a stat
     /// of its file, which is neither opened nor read.

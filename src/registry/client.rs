@@ -260,14 +260,28 @@ impl Client {
                     answered_challenge = true;
                 }
                 // We answered its challenge and it still says no.
-                Err(ureq::Error::Status(401, _)) => {
+                Err(ureq::Error::Status(401, response)) => {
+                    // A token server that gave a token short of the scope
+                    // (Docker's `insufficient_scope`): the user is known,
+                    // the access rules say no.
+                    let short = response
+                        .header("WWW-Authenticate")
+                        .is_some_and(|c| c.contains("insufficient_scope"));
+                    let hint = if short {
+                        format!(
+                            ": the registry's token does not grant {actions} on {}: its access rules do not let this user (step10 login {}) do that",
+                            self.repository, self.host
+                        )
+                    } else {
+                        format!(
+                            ": the registry refused our credentials or token: check them with step10 login {}",
+                            self.host
+                        )
+                    };
                     return Err(RegistryError::Status {
                         url,
                         status: 401,
-                        hint: format!(
-                            ": the registry refused our credentials or token: check them with step10 login {}",
-                            self.host
-                        ),
+                        hint,
                     });
                 }
                 Err(ureq::Error::Status(status, _)) => {

@@ -5,7 +5,8 @@
 //! lines (`htpasswd -B`), a `401` with `WWW-Authenticate: Basic
 //! realm=…` to a request without good credentials, and clients (the
 //! Docker CLI, skopeo, step 10) that answer with `Authorization: Basic`.
-//! All or nothing: a user may pull and push every repository. Basic auth
+//! All or nothing: a user may pull and push every repository (the token
+//! mode, [`super::token`], is per repository and action). Basic auth
 //! sends the password with every request, readable by anyone on the
 //! path, so serve it on loopback or behind TLS.
 //!
@@ -105,33 +106,52 @@ impl Htpasswd {
             .header("authorization")
             .and_then(basic_credentials)
             .ok_or_else(refused)?;
-        let hash = self.hashes.get(&user).ok_or_else(refused)?;
+        if !self.verify(&user, &password) {
+            return Err(refused());
+        }
+        Ok(())
+    }
+
+    /// Whether `password` is `user`'s: a password proven once is
+    /// remembered (its sha256 with the name), so bcrypt runs once.
+    pub(super) fn verify(&self, user: &str, password: &str) -> bool {
+        let Some(hash) = self.hashes.get(user) else {
+            return false;
+        };
         let key: [u8; 32] = Sha256::new()
             .chain_update(user.as_bytes())
             .chain_update([0])
             .chain_update(password.as_bytes())
             .finalize()
             .into();
+        if self
+            .proven
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&key)
+        {
+            return true;
+        }
+        if !bcrypt::verify(password, hash).unwrap_or(false) {
+            return false;
+        }
         let mut proven = self.proven.lock().unwrap_or_else(PoisonError::into_inner);
-        if proven.contains(&key) {
-            return Ok(());
-        }
-        drop(proven);
-        if !bcrypt::verify(&password, hash).unwrap_or(false) {
-            return Err(refused());
-        }
-        proven = self.proven.lock().unwrap_or_else(PoisonError::into_inner);
         // Bounded: a user proves only as many passwords as the file holds.
         if proven.len() < MAX_USERS {
             proven.insert(key);
         }
-        Ok(())
+        true
     }
     // ANCHOR_END: basic_auth
+
+    /// The users' names (the access file may name only these).
+    pub(super) fn users(&self) -> HashSet<String> {
+        self.hashes.keys().cloned().collect()
+    }
 }
 
 /// `Basic base64(user:password)` → the user and the password.
-fn basic_credentials(header: &str) -> Option<(String, String)> {
+pub(super) fn basic_credentials(header: &str) -> Option<(String, String)> {
     let (scheme, encoded) = header.trim().split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;

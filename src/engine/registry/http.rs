@@ -212,6 +212,15 @@ impl Reply {
     pub(super) fn status(&self) -> u16 {
         self.status
     }
+
+    /// The body, if it is bytes (unit tests).
+    #[cfg(test)]
+    pub(super) fn body_text(&self) -> String {
+        match &self.body {
+            Payload::Bytes(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+            Payload::File(..) | Payload::Size(_) => String::new(),
+        }
+    }
 }
 
 /// A handler: synchronous, on a blocking thread.

@@ -243,15 +243,16 @@ pub(super) fn tags(store: &Store, head: &Head, name: &str) -> Reply {
 
 /// `GET /v2/_catalog?n=&last=`: the repositories (image names of the
 /// store that are names of the API; `127.0.0.1:5000/x`, pulled from
-/// elsewhere, is not one), a page at a time.
-pub(super) fn catalog(store: &Store, head: &Head) -> Reply {
+/// elsewhere, is not one) that `visible` lets the asker see, a page at
+/// a time.
+pub(super) fn catalog(store: &Store, head: &Head, visible: &dyn Fn(&str) -> bool) -> Reply {
     let Ok(images) = store.images() else {
         return Reply::error(500, "UNKNOWN", "cannot list the store's images");
     };
     let repositories: Vec<String> = images
         .iter()
         .filter_map(|(image, _)| repository_of(image))
-        .filter(|repo| super::names::check_name(repo).is_ok())
+        .filter(|repo| super::names::check_name(repo).is_ok() && visible(repo))
         .map(String::from)
         .collect();
     page(
