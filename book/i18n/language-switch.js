@@ -6,7 +6,7 @@
 (function () {
     "use strict";
     var portuguese = document.documentElement.lang === "pt-BR";
-    var bar = document.querySelector("#menu-bar .right-buttons");
+    var bar = document.querySelector(".menu-bar .right-buttons");
     if (!bar || typeof path_to_root !== "string") {
         return;
     }
