@@ -189,6 +189,9 @@ fn merge(pot: &Path, po: &Path, out: &Path) -> Result<()> {
     println!("\n==> msgmerge {} onto the template", po.display());
     let status = Command::new("msgmerge")
         .arg("--quiet")
+        // A fuzzy entry keeps the English it was translated from (`#|`
+        // lines), so the translator sees what changed.
+        .arg("--previous")
         .arg("--output-file")
         .arg(out)
         .arg(po)
