@@ -282,6 +282,24 @@ fn checks() -> Vec<Check> {
             "cargo install mdbook --locked --version 0.5.4",
         )
     });
+    for (program, why, fix) in [
+        (
+            "mdbook-gettext",
+            "not found (the book's Portuguese edition; book.toml runs it on every build)",
+            "cargo install mdbook-i18n-helpers --locked --version 0.4.0",
+        ),
+        (
+            "msgmerge",
+            "not found (`cargo xtask book` merges the Portuguese catalog)",
+            "sudo apt-get install gettext",
+        ),
+    ] {
+        out.push(if on_path(program) {
+            check(Level::Ok, program, "found", "")
+        } else {
+            check(Level::Warn, program, why, fix)
+        });
+    }
     for tool in TOOLS {
         let Tool {
             program: tool,

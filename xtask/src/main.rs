@@ -6,6 +6,7 @@
 //! line is the [`Task`] enum below; each command's work lives in its module.
 
 mod anchors;
+mod book;
 mod conformance;
 mod course;
 mod doctor;
@@ -45,6 +46,17 @@ enum Task {
     Ci,
     /// Check that every `{{#include}}` in the book resolves to text.
     CheckAnchors,
+    /// Build the book in English (book/book) and Brazilian Portuguese
+    /// (book/book/pt-BR): extract the messages (book/po/messages.pot),
+    /// merge them into book/po/pt-BR.po and report how much is translated.
+    Book {
+        /// Merge into a scratch copy and leave book/po/pt-BR.po alone.
+        #[arg(long)]
+        no_update: bool,
+        /// Fail when a message is untranslated or fuzzy.
+        #[arg(long)]
+        check_complete: bool,
+    },
     /// Check that the book and the README say what the code says: the
     /// steps, the exercise regions, the points and the mistakes caught.
     CheckDrift,
@@ -224,6 +236,17 @@ fn run(task: Task) -> Result<()> {
     match task {
         Task::Ci => ci(&root),
         Task::CheckAnchors => anchors::check(&root),
+        Task::Book {
+            no_update,
+            check_complete,
+        } => {
+            let catalog = if no_update {
+                book::Catalog::Keep
+            } else {
+                book::Catalog::Update
+            };
+            book::run(&root, catalog, check_complete)
+        }
         Task::CheckDrift => drift::check(&root, &command_names()),
         Task::CheckLab => lab::check(&root),
         Task::Outputs { check } => outputs::run(&root, check),
@@ -418,7 +441,9 @@ fn ci(root: &Path) -> Result<()> {
     sh(root, "cargo", &["test", "--workspace"])?;
     grade_reference(root)?;
     outputs::run(root, true)?;
-    sh(root, "mdbook", &["build", "book"])?;
+    // Both editions, with the catalog merged into a scratch copy; the
+    // coverage is printed, never required (`book --check-complete` does).
+    book::run(root, book::Catalog::Keep, false)?;
     exercises::check(root)?;
     check_unproven_mistakes(root)?;
     println!("\nxtask ci: every check passed");
