@@ -3842,6 +3842,18 @@ fn the_registry_caps_its_connections_and_lets_idle_ones_go() {
          blocks the rest"
     );
     held.extend(idle(port, 4));
+    // The ping's connection gives its place back a moment after its
+    // answer: one of these four may have come first and been turned away
+    // (503, closed). Replace any such, so that eight are held for sure.
+    let start = Instant::now();
+    while let Some(k) = held.iter().position(turned_away) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "step 11: expected eight idle clients to be held within 30 s, the registry keeps              turning one away; most likely cause: a closed connection is not taken off the              registry's count of open ones"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        held[k] = idle(port, 1).remove(0);
+    }
     let answer = ping(port);
     assert!(
         answer.starts_with("HTTP/1.1 503") && answer.contains("its limit"),
@@ -3870,6 +3882,17 @@ fn the_registry_caps_its_connections_and_lets_idle_ones_go() {
         );
     }
     serves_again(port);
+}
+
+/// Whether the server answered or closed `stream`, which sent half a
+/// request and expects nothing yet: it was turned away (a 503, or closed).
+fn turned_away(stream: &std::net::TcpStream) -> bool {
+    stream.set_nonblocking(true).unwrap();
+    let mut byte = [0u8; 1];
+    let answered =
+        !matches!(stream.peek(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+    stream.set_nonblocking(false).unwrap();
+    answered
 }
 
 /// One answer of the registry, taken apart.

@@ -142,8 +142,6 @@ fn extract(root: &Path, scratch: &Path) -> Result<PathBuf> {
             ),
             // No `links`: the template holds the include lines, not the code.
             ("MDBOOK_BUILD__USE_DEFAULT_PREPROCESSORS", "false"),
-            // … and so nothing for the gettext preprocessor to follow.
-            ("MDBOOK_PREPROCESSOR__GETTEXT__AFTER", "[]"),
         ],
     )?;
     let made = out.join("messages.pot");
@@ -263,13 +261,18 @@ fn build(root: &Path, po: &Path) -> Result<()> {
         .context("the catalog has no folder")?
         .to_str()
         .context("the catalog's folder is not UTF-8")?;
+    // The gettext preprocessor is configured here, not in book.toml, so a
+    // plain `mdbook build book` (a student's, the English edition) needs
+    // no mdbook-i18n-helpers. It runs after `links`: the code an include
+    // pulls in is never translated.
+    let gettext = serde_json::json!({ "after": ["links"], "po-dir": po_dir }).to_string();
     mdbook(
         root,
         &out.join(LANGUAGE),
         &[
             ("MDBOOK_BOOK__LANGUAGE", LANGUAGE),
             ("MDBOOK_BOOK__TITLE", TITLE),
-            ("MDBOOK_PREPROCESSOR__GETTEXT__PO_DIR", po_dir),
+            ("MDBOOK_PREPROCESSOR__GETTEXT", &gettext),
         ],
     )
 }
