@@ -134,8 +134,18 @@ pub struct Options {
 /// Reads mount(8) option words; `Err` names a word that is not one caixa
 /// knows and `fstype` does not take as its own (`bind` takes none).
 pub fn read_options(words: &[String], fstype: &str) -> Result<Options, String> {
+    read_options_over(MsFlags::empty(), words, fstype)
+}
+
+/// [`read_options`] over flags already chosen (`--tmpfs` starts from
+/// Docker's `nosuid,nodev,noexec`): each word sets or clears its flag.
+pub fn read_options_over(
+    flags: MsFlags,
+    words: &[String],
+    fstype: &str,
+) -> Result<Options, String> {
     let mut options = Options {
-        flags: MsFlags::empty(),
+        flags,
         propagation: MsFlags::empty(),
         data: Vec::new(),
         bind: false,

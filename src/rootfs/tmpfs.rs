@@ -19,7 +19,7 @@ use nix::mount::{MsFlags, mount};
 use nix::sys::stat::Mode;
 
 use super::binds::{Want, check_target, fd_path, open_inside};
-use super::table::read_options;
+use super::table::read_options_over;
 use super::{RootfsError, syscall};
 
 /// Docker's defaults for a `--tmpfs`: no device files, no set-uid
@@ -45,30 +45,16 @@ impl Tmpfs {
     /// options tmpfs itself takes. Anything else is refused by name.
     pub fn new(target: &str, words: &[String]) -> Result<Tmpfs, String> {
         let target = check_target(target).map_err(|e| e.to_string())?;
-        let options = read_options(words, "tmpfs")?;
+        let options = read_options_over(DEFAULT_FLAGS, words, "tmpfs")?;
         if options.bind || !options.propagation.is_empty() {
             return Err(format!(
                 "--tmpfs {}: a tmpfs takes flags (ro, exec, …) and size=, mode=, uid=, gid=, nr_inodes= only",
                 target.display()
             ));
         }
-        // read_options starts from no flags: apply its words over ours.
-        let mut flags = DEFAULT_FLAGS;
-        for word in words {
-            if let Ok(one) = read_options(std::slice::from_ref(word), "tmpfs") {
-                flags |= one.flags;
-            }
-            match word.as_str() {
-                "rw" => flags -= MsFlags::MS_RDONLY,
-                "exec" => flags -= MsFlags::MS_NOEXEC,
-                "suid" => flags -= MsFlags::MS_NOSUID,
-                "dev" => flags -= MsFlags::MS_NODEV,
-                _ => {}
-            }
-        }
         Ok(Tmpfs {
             target,
-            flags,
+            flags: options.flags,
             data: options.data.join(","),
         })
     }
