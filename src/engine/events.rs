@@ -145,32 +145,19 @@ fn append(root: &Path, event: &Event) -> Result<(), EngineError> {
         line = short.to_json(now_nanos()).to_string();
     }
     line.push('\n');
-    let lock_file = File::options()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(&lock)
-        .map_err(io(&lock))?;
+    let locking = |source| EngineError::Sys {
+        call: "flock(the events' lock)",
+        source,
+    };
     // Shared: appenders run side by side; a rotation waits for them.
     let shared =
-        Flock::lock(lock_file, FlockArg::LockShared).map_err(|(_, source)| EngineError::Sys {
-            call: "flock(the events' lock)",
-            source,
-        })?;
+        Flock::lock(open_append(&lock)?, FlockArg::LockShared).map_err(|(_, e)| locking(e))?;
     let mut file = open_append(&log)?;
     if file.metadata().map_err(io(&log))?.len() >= MAX_BYTES {
         drop(file);
-        let lock_file = shared.unlock().map_err(|(_, source)| EngineError::Sys {
-            call: "flock(the events' lock)",
-            source,
-        })?;
+        let lock_file = shared.unlock().map_err(|(_, e)| locking(e))?;
         let exclusive =
-            Flock::lock(lock_file, FlockArg::LockExclusive).map_err(|(_, source)| {
-                EngineError::Sys {
-                    call: "flock(the events' lock)",
-                    source,
-                }
-            })?;
+            Flock::lock(lock_file, FlockArg::LockExclusive).map_err(|(_, e)| locking(e))?;
         // Another writer may have rotated it while we waited.
         if std::fs::metadata(&log).is_ok_and(|m| m.len() >= MAX_BYTES) {
             std::fs::rename(&log, &old).map_err(io(&log))?;
@@ -293,23 +280,20 @@ pub fn stream(root: &Path, wanted: &Wanted, out: &mut dyn Outlet) -> Result<(), 
             (None, Ok(_)) => true,
             (_, Err(_)) => false,
         };
-        send_lines(
-            current.as_ref().and_then(|f| f.try_clone().ok()),
-            &mut offset,
-            wanted,
-            0,
-            out,
-        )?;
-        if renamed {
-            current = File::open(&log).ok();
-            offset = 0;
+        let mut send_new = |current: &Option<File>, offset: &mut u64| {
             send_lines(
                 current.as_ref().and_then(|f| f.try_clone().ok()),
-                &mut offset,
+                offset,
                 wanted,
                 0,
                 out,
-            )?;
+            )
+        };
+        send_new(&current, &mut offset)?;
+        if renamed {
+            current = File::open(&log).ok();
+            offset = 0;
+            send_new(&current, &mut offset)?;
         }
         if last {
             return Ok(());
