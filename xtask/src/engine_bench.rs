@@ -82,14 +82,8 @@ pub fn run(root: &Path, runs: usize) -> Result<()> {
 
     let parent = format!("/caixa-bench-{}", std::process::id());
     let podman = |args: &[&str]| {
-        let mut cmd = Command::new("podman");
-        cmd.arg("--root")
-            .arg(work.join("storage"))
-            .arg("--runroot")
-            .arg(work.join("run"))
-            .args(["--cgroup-manager", "cgroupfs", "--events-backend", "file"])
-            .args(args)
-            .stdin(Stdio::null());
+        let mut cmd = crate::podman_bench::podman_in(&work);
+        cmd.args(args);
         cmd
     };
     quiet(podman(&["load", "-q", "-i"]).arg(&oci_archive))?;
@@ -154,20 +148,16 @@ pub fn run(root: &Path, runs: usize) -> Result<()> {
         "{:<34} {:>8} {:>8} {:>8} {:>10}",
         "runner", "min", "median", "max", "/podman"
     );
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let median = |t: &[Duration]| ms(t[t.len() / 2]);
-    for t in &mut times {
-        t.sort();
-    }
-    for (k, ((name, _), t)) in rows.iter().zip(&times).enumerate() {
+    let spreads: Vec<_> = times.iter_mut().map(|t| crate::peers::spread(t)).collect();
+    for (k, ((name, _), s)) in rows.iter().zip(&spreads).enumerate() {
         // Rows come in threes per network: caixa, Docker CLI, podman.
-        let podman_median = median(&times[k - k % 3 + 2]);
+        let podman_median = spreads[k - k % 3 + 2].median;
         println!(
             "{name:<34} {:>8.1} {:>8.1} {:>8.1} {:>10.2}",
-            ms(t[0]),
-            median(t),
-            ms(t[t.len() - 1]),
-            median(t) / podman_median
+            s.min,
+            s.median,
+            s.max,
+            s.median / podman_median
         );
     }
     println!(

@@ -22,6 +22,25 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
+/// One row of a bench's table: the fastest, the median and the slowest of
+/// its runs, in milliseconds.
+pub(crate) struct Spread {
+    pub(crate) min: f64,
+    pub(crate) median: f64,
+    pub(crate) max: f64,
+}
+
+/// The spread of `times` (sorted in place; at least one).
+pub(crate) fn spread(times: &mut [Duration]) -> Spread {
+    times.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    Spread {
+        min: ms(times[0]),
+        median: ms(times[times.len() / 2]),
+        max: ms(times[times.len() - 1]),
+    }
+}
+
 /// Builds the command for run number `i` of one runner.
 type MakeCommand<'a> = Box<dyn Fn(usize) -> Command + 'a>;
 
@@ -105,16 +124,9 @@ pub fn run(root: &Path, runs: usize) -> Result<()> {
     println!("{:<26} {:>8} {:>8} {:>8}", "runner", "min", "median", "max");
     let mut medians = Vec::new();
     for ((name, _), t) in runners.iter().zip(&mut times) {
-        t.sort();
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        let median = ms(t[t.len() / 2]);
-        medians.push(median);
-        println!(
-            "{name:<26} {:>8.2} {:>8.2} {:>8.2}",
-            ms(t[0]),
-            median,
-            ms(t[t.len() - 1])
-        );
+        let s = spread(t);
+        medians.push(s.median);
+        println!("{name:<26} {:>8.2} {:>8.2} {:>8.2}", s.min, s.median, s.max);
     }
     println!("\nratios of medians (below 1.0: caixa is faster)");
     // runc and crun create a cgroup for every container: caixa's step 7 is

@@ -70,16 +70,8 @@ pub fn run(root: &Path, runs: usize) -> Result<()> {
         ("runc", which("runc")?),
     ];
     let podman = |runtime: &Path, args: &[&str]| {
-        let mut cmd = Command::new("podman");
-        cmd.arg("--root")
-            .arg(work.join("storage"))
-            .arg("--runroot")
-            .arg(work.join("run"))
-            .args(["--cgroup-manager", "cgroupfs", "--events-backend", "file"])
-            .arg("--runtime")
-            .arg(runtime)
-            .args(args)
-            .stdin(Stdio::null());
+        let mut cmd = podman_in(&work);
+        cmd.arg("--runtime").arg(runtime).args(args);
         cmd
     };
     let load = podman(&runtimes[0].1, &["load", "-q", "-i"])
@@ -119,18 +111,11 @@ pub fn run(root: &Path, runs: usize) -> Result<()> {
         "{:<16} {:>8} {:>8} {:>8}",
         "runtime", "min", "median", "max"
     );
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let mut medians = Vec::new();
     for ((name, _), t) in runtimes.iter().zip(&mut times) {
-        t.sort();
-        let median = ms(t[t.len() / 2]);
-        medians.push(median);
-        println!(
-            "{name:<16} {:>8.1} {:>8.1} {:>8.1}",
-            ms(t[0]),
-            median,
-            ms(t[t.len() - 1])
-        );
+        let s = crate::peers::spread(t);
+        medians.push(s.median);
+        println!("{name:<16} {:>8.1} {:>8.1} {:>8.1}", s.min, s.median, s.max);
     }
     println!(
         "\nratios of medians (below 1.0: caixa is faster): caixa/crun = {:.2}   caixa/runc = {:.2}",
@@ -140,6 +125,19 @@ pub fn run(root: &Path, runs: usize) -> Result<()> {
     let _ = podman(&runtimes[0].1, &["system", "reset", "--force"]).output();
     remove_groups(parent.trim_start_matches('/'));
     Ok(())
+}
+
+/// podman with a store, a run root and an events log of the bench's own
+/// under `work`, and cgroupfs (no systemd to ask).
+pub(crate) fn podman_in(work: &Path) -> Command {
+    let mut cmd = Command::new("podman");
+    cmd.arg("--root")
+        .arg(work.join("storage"))
+        .arg("--runroot")
+        .arg(work.join("run"))
+        .args(["--cgroup-manager", "cgroupfs", "--events-backend", "file"])
+        .stdin(Stdio::null());
+    cmd
 }
 
 /// `podman run --rm IMAGE true`'s arguments, as the benches run it: on

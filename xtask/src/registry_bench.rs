@@ -133,7 +133,6 @@ pub fn run(root: &Path, runs: usize) -> Result<()> {
     }
     let rebuilds = rebuild(&work, &bin(11), &archive, runs)?;
 
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!("\n{runs} interleaved runs of a 48 MiB image in three layers (ms)");
     println!("{:<34} {:>8} {:>8} {:>8}", "what", "min", "median", "max");
     let mut medians = Vec::new();
@@ -143,15 +142,9 @@ pub fn run(root: &Path, runs: usize) -> Result<()> {
         .zip(&mut times)
         .chain([("rebuild: step11 build, warm cache", &mut rebuilds.clone())])
     {
-        t.sort();
-        let median = ms(t[t.len() / 2]);
-        medians.push(median);
-        println!(
-            "{name:<34} {:>8.1} {:>8.1} {:>8.1}",
-            ms(t[0]),
-            median,
-            ms(t[t.len() - 1])
-        );
+        let s = crate::peers::spread(t);
+        medians.push(s.median);
+        println!("{name:<34} {:>8.1} {:>8.1} {:>8.1}", s.min, s.median, s.max);
     }
     println!(
         "\nratios of medians (below 1.0: caixa is faster): push caixa/distribution = {:.2}   \
