@@ -2145,14 +2145,34 @@ fn registry_beside(engine: &Engine, store: &Path) -> Killed {
     // Cost 4: the least bcrypt allows, so the test stays fast.
     let hash = bcrypt::hash("s3cret", 4).unwrap();
     std::fs::write(&htpasswd, format!("ana:{hash}\n")).unwrap();
+    let options = [std::ffi::OsString::from("--htpasswd"), htpasswd.into()];
+    registry_in_netns(
+        engine,
+        store,
+        &options,
+        "the registry",
+        "`step11 registry --htpasswd` fails to start (run it by hand to see its line), or \
+         answers /v2/ without asking for credentials",
+    )
+}
+
+/// `step11 registry` with `options` on 127.0.0.1:5000 in the engine's
+/// namespace, once it answers `/v2/` with a 401 (credentials asked for).
+fn registry_in_netns(
+    engine: &Engine,
+    store: &Path,
+    options: &[std::ffi::OsString],
+    what: &str,
+    if_not: &str,
+) -> Killed {
     let registry = Killed(
         engine
             .netns
             .step(11)
             .arg("--root")
             .arg(store)
-            .args(["registry", "--listen", "127.0.0.1:5000", "--htpasswd"])
-            .arg(&htpasswd)
+            .args(["registry", "--listen", "127.0.0.1:5000"])
+            .args(options)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -2166,10 +2186,8 @@ fn registry_beside(engine: &Engine, store: &Path) -> Killed {
     {
         assert!(
             start.elapsed() < Duration::from_secs(15),
-            "step 11: expected the registry to answer 401 on /v2/ in the engine's namespace \
-             within 15 s, it does not; most likely cause: `step11 registry --htpasswd` fails \
-             to start (run it by hand to see its line), or answers /v2/ without asking for \
-             credentials"
+            "step 11: expected {what} to answer 401 on /v2/ in the engine's namespace within \
+             15 s, it does not; most likely cause: {if_not}"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -7488,35 +7506,16 @@ fn the_registry_grants_tokens_per_repository_and_action() {
 /// 127.0.0.1:5000 inside `engine`'s network namespace, where its daemon
 /// can reach it.
 fn token_registry_beside(engine: &Engine, store: &Path) -> Killed {
-    let registry = Killed(
-        engine
-            .netns
-            .step(11)
-            .arg("--root")
-            .arg(store)
-            .args(["registry", "--listen", "127.0.0.1:5000"])
-            .args(token_mode(store, &[]))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let start = Instant::now();
-    while !engine
-        .netns
-        .sh("busybox wget -q -O- http://127.0.0.1:5000/v2/ 2>&1 || true")
-        .contains("401")
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "step 11: expected the token-mode registry to answer 401 on /v2/ in the engine's \
-             namespace within 15 s, it does not; most likely cause: `step11 registry \
-             --token-access` refuses the access file or fails to start (run it by hand to see \
-             its line)"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    registry
+    let options: Vec<std::ffi::OsString> =
+        token_mode(store, &[]).into_iter().map(Into::into).collect();
+    registry_in_netns(
+        engine,
+        store,
+        &options,
+        "the token-mode registry",
+        "`step11 registry --token-access` refuses the access file or fails to start (run it \
+         by hand to see its line)",
+    )
 }
 
 #[test]
