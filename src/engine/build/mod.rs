@@ -200,6 +200,9 @@ pub fn serve_build(
         }
         Ok::<_, BuildError>(saved)
     })();
+    // The scratch goes before the last line is sent: a client that has
+    // read the end of the answer finds nothing of the build left behind.
+    drop(scratch);
     match result {
         Ok(saved) => {
             send(json!({ "aux": { "ID": saved.config } }));
