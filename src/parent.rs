@@ -312,9 +312,10 @@ fn launch(spec: &Spec, launch: &Launch<'_>) -> Result<Running, Error> {
                 ));
             }
             Request::ConfigureNetwork => {
-                if let Some(net) = host.network.as_mut() {
+                for net in host.network.iter_mut().chain(host.joined.iter_mut()) {
                     net.connect(child.pid, &trace)?;
-                    step(format_args!("container connected: eth0 {}", net.address));
+                    let (interface, address) = (net.interface(), net.address);
+                    step(format_args!("container connected: {interface} {address}"));
                 }
             }
             Request::TakeTerminal => {
@@ -353,6 +354,7 @@ fn launch(spec: &Spec, launch: &Launch<'_>) -> Result<Running, Error> {
         ));
     }
     Ok(Running {
+        id: spec.id.clone(),
         child,
         host,
         signals,
@@ -369,6 +371,7 @@ fn launch(spec: &Spec, launch: &Launch<'_>) -> Result<Running, Error> {
 /// down. The fields drop in their order: the child first, then the host side.
 #[derive(Debug)]
 pub struct Running {
+    id: String,
     child: Child,
     host: Host,
     signals: signals::Blocked,
@@ -387,6 +390,52 @@ impl Running {
     pub fn pid(&self) -> Pid {
         self.child.pid
     }
+
+    // ANCHOR: rejoin
+    /// Brings the networks the container joined later in line with
+    /// `wanted` (as its bundle lists them now) while it runs: unplugs each
+    /// one no longer listed, then plugs in each new one on the lowest free
+    /// `ethN`. What `docker network connect` and `disconnect` come down to
+    /// (step 11): the same lease, veth and hosts files as a start's, on a
+    /// live network namespace. Returns what changed, one line each.
+    pub fn rejoin(&mut self, wanted: &[crate::net::NetworkSpec]) -> Result<Vec<String>, Error> {
+        let mut said = Vec::new();
+        let (joined, trace) = (&mut self.host.joined, &self.trace);
+        // 1. Out: the pair is deleted, the address given back.
+        while let Some(i) = joined
+            .iter()
+            .position(|j| !wanted.iter().any(|w| w.bridge == j.bridge()))
+        {
+            let mut gone = joined.remove(i);
+            gone.release(trace)?;
+            said.push(format!("{} left {}", gone.interface(), gone.bridge()));
+        }
+        // 2. In: a lease, then a pair into the running namespace.
+        for net in wanted {
+            if joined.iter().any(|j| j.bridge() == net.bridge) {
+                continue;
+            }
+            let taken: Vec<u8> = joined.iter().map(|j| j.spec().interface).collect();
+            let interface = (1..=9).find(|i| !taken.contains(i)).ok_or_else(|| {
+                crate::net::NetError::Invalid("a container is on 10 networks at most".into())
+            })?;
+            let net = crate::net::NetworkSpec {
+                interface,
+                ..net.clone()
+            };
+            let mut plugged = crate::net::Prepared::new(&net, &self.id, "", trace)?;
+            plugged.connect(self.child.pid, trace)?;
+            said.push(format!(
+                "{} joined {} as {}",
+                plugged.interface(),
+                net.bridge,
+                plugged.address
+            ));
+            joined.push(plugged);
+        }
+        Ok(said)
+    }
+    // ANCHOR_END: rejoin
 
     /// The signals this start blocked (the forwarded ones and SIGCHLD): a
     /// caller with its own loop reads them from a signalfd of this set.
@@ -462,6 +511,8 @@ struct Host {
     record: Option<Record>,
     cgroup: Option<Cgroup>,
     network: Option<crate::net::Prepared>,
+    /// The networks it joined later (`eth1`…), beside `network`.
+    joined: Vec<crate::net::Prepared>,
     /// The overlay that is the container's `/`: an image's, or one over
     /// the shared default rootfs.
     image_root: Option<crate::image::overlay::Mounted>,
@@ -485,6 +536,7 @@ impl Host {
             record: None,
             cgroup: None,
             network: None,
+            joined: Vec::new(),
             image_root: None,
             torn_down: false,
         };
@@ -548,6 +600,10 @@ impl Host {
             let hostname = spec.hostname.as_deref().unwrap_or(&spec.id);
             host.network = Some(crate::net::Prepared::new(net, &spec.id, hostname, trace)?);
         }
+        for net in &spec.joined_networks {
+            let joined = crate::net::Prepared::new(net, &spec.id, "", trace)?;
+            host.joined.push(joined);
+        }
         // ANCHOR_END: parent_network
 
         // ANCHOR: parent_image
@@ -593,6 +649,7 @@ impl Host {
         std::mem::forget(self.cgroup.take());
         std::mem::forget(self.image_root.take());
         std::mem::forget(self.network.take());
+        std::mem::forget(std::mem::take(&mut self.joined));
         Ok(())
     }
 
@@ -611,6 +668,13 @@ impl Host {
         // 2. The network first: its lease, port rules and (for the network's
         //    last container) bridge are shared with other containers, which
         //    must not see a port published to an address nobody holds.
+        //    The networks joined later go before the first, which owns the
+        //    container's files their release rewrites.
+        for mut net in std::mem::take(&mut self.joined).into_iter().rev() {
+            if let Err(e) = net.release(trace) {
+                torn.errors.push(e.to_string());
+            }
+        }
         if let Some(mut net) = self.network.take() {
             if let Err(e) = net.release(trace) {
                 torn.errors.push(e.to_string());

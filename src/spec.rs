@@ -66,6 +66,9 @@ pub struct Spec {
     pub limits: Option<crate::cgroup::Limits>,
     /// A network (step 8): bridge, veth, address, published ports.
     pub network: Option<crate::net::NetworkSpec>,
+    /// The networks it joined after it was made (`docker network
+    /// connect`), on `eth1`, `eth2`…: beside `network`, never without it.
+    pub joined_networks: Vec<crate::net::NetworkSpec>,
     /// Host directories and files bind-mounted into the container, in
     /// order: volumes (`-v`) and the network's `/etc/hosts` and friends.
     pub mounts: Vec<crate::rootfs::binds::Bind>,
@@ -152,6 +155,9 @@ pub enum SpecError {
     /// A kernel parameter the container may not set.
     #[error("linux.sysctl: {0}")]
     Sysctl(String),
+    /// Networks joined later without a first network.
+    #[error("{0}")]
+    Networks(String),
 }
 
 impl Spec {
@@ -179,6 +185,7 @@ impl Spec {
             seccomp: crate::seccomp::Confinement::Unconfined,
             limits: None,
             network: None,
+            joined_networks: Vec::new(),
             mounts: Vec::new(),
             image: None,
             verbose: false,
@@ -274,6 +281,11 @@ impl Spec {
                 feature: "a mount table (a root filesystem)",
                 namespace: Namespace::Mount,
             });
+        }
+        if self.network.is_none() && !self.joined_networks.is_empty() {
+            return Err(SpecError::Networks(
+                "a container joins more networks only beside its first: it has none".into(),
+            ));
         }
         if self.network.is_some() && !self.has(Namespace::Net) {
             return Err(SpecError::NeedsNamespace {

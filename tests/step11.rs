@@ -3353,6 +3353,186 @@ fn containers_on_a_network_reach_each_other_by_name_and_no_one_else() {
     );
 }
 
+#[test]
+fn a_running_container_joins_and_leaves_a_network() {
+    let engine = Engine::start();
+    loaded(&engine);
+    let c = |args: &[&str]| engine.client(args);
+    stdout_of(&c(&["network", "create", "front"]));
+    stdout_of(&c(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.91.9.0/24",
+        "back",
+    ]));
+    stdout_of(&c(&[
+        "run",
+        "-d",
+        "--name",
+        "api",
+        "--network",
+        "back",
+        "demo:1",
+        "sh",
+        "-c",
+        "mkdir /www && echo page-of-api > /www/index.html && exec busybox httpd -f -p 80 -h /www",
+    ]));
+    let gate = stdout_of(&c(&[
+        "run",
+        "-d",
+        "--name",
+        "gate",
+        "--network",
+        "front",
+        "demo:1",
+        "sleep",
+        "600",
+    ]))
+    .trim()
+    .to_string();
+    // Reaches api by name on back (tried up to `tries` times, while httpd
+    // starts); else says so.
+    let reach_in = |tries: u32| {
+        let fetch = format!(
+            "for i in $(busybox seq {tries}); do busybox timeout 2 busybox wget -q -O- \
+             http://api/ 2>/dev/null && exit 0; sleep 0.2; done; echo unreachable"
+        );
+        stdout_of(&c(&["exec", "gate", "sh", "-c", &fetch]))
+    };
+    let reach = || reach_in(5);
+    let eth1 = || {
+        stdout_of(&c(&[
+            "exec",
+            "gate",
+            "sh",
+            "-c",
+            "ip -4 -o addr show; ip route",
+        ]))
+    };
+    assert!(
+        !reach_in(1).contains("page-of-api"),
+        "step 11: expected gate (on front) not to reach api (on back) before it joins back; \
+         most likely cause: two networks are not isolated"
+    );
+
+    // The Docker CLI joins it to back, with an alias, while it runs.
+    let out = docker_on(
+        &engine,
+        &["network", "connect", "--alias", "door", "back", "gate"],
+    );
+    assert!(
+        out.status.success(),
+        "step 11: expected docker network connect back gate to work on a running container, \
+         it ended with {}; most likely cause: POST /networks/NAME/connect is refused, or the \
+         shim does not answer `networks`\nstderr: {}",
+        out.status,
+        text(&out.stderr)
+    );
+    let addresses = eth1();
+    assert!(
+        addresses.contains("eth1")
+            && addresses.contains("inet 10.91.9.")
+            && addresses
+                .lines()
+                .any(|l| l.starts_with("default") && l.contains("dev eth0")),
+        "step 11: expected gate to have eth1 on back's subnet (10.91.9.…) and its default \
+         route still on eth0, it shows {addresses:?}; most likely cause: Running::rejoin does \
+         not plug a veth named eth1 into the running namespace, or gives the joined network \
+         the default route"
+    );
+    assert_eq!(
+        reach(),
+        "page-of-api\n",
+        "step 11: expected gate, once on back, to reach api by name; most likely cause: the \
+         hosts file of a container that joins a network does not get that network's names"
+    );
+    let hosts = stdout_of(&c(&["exec", "api", "cat", "/etc/hosts"]));
+    assert!(
+        hosts.contains("\tgate ") && hosts.contains(" door"),
+        "step 11: expected api's /etc/hosts to list gate and its alias door once gate joined \
+         back, it holds {hosts:?}; most likely cause: joining does not rewrite the hosts \
+         files of the network's other containers, or drops the --alias"
+    );
+    let networks = inspected(&engine, "gate")["NetworkSettings"]["Networks"].clone();
+    assert!(
+        networks["front"]["IPAddress"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("10.90."))
+            && networks["back"]["IPAddress"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("10.91.9.")),
+        "step 11: expected inspect to show gate on front and back with an address on each, it \
+         shows {networks}; most likely cause: NetworkSettings.Networks lists only the first \
+         network, or looks an address up by container instead of by the network's bridge"
+    );
+    assert_one_line_error(
+        &c(&["network", "connect", "back", "gate"]),
+        11,
+        125,
+        "already exists",
+    );
+
+    // A restart brings it back on both networks: the bundle lists back.
+    stdout_of(&c(&["restart", "-t", "1", "gate"]));
+    assert!(
+        eth1().contains("inet 10.91.9.") && reach() == "page-of-api\n",
+        "step 11: expected gate, restarted, to be on back again (eth1, reaching api); most \
+         likely cause: connect changes only the running container, not its bundle's \
+         org.caixa.network.joined, which every start reads"
+    );
+
+    // It leaves: its eth1, its address and its name go.
+    let out = docker_on(&engine, &["network", "disconnect", "back", "gate"]);
+    assert!(
+        out.status.success(),
+        "step 11: expected docker network disconnect back gate to work, it ended with {}; \
+         most likely cause: POST /networks/NAME/disconnect is refused\nstderr: {}",
+        out.status,
+        text(&out.stderr)
+    );
+    assert!(
+        !eth1().contains("eth1") && !reach_in(1).contains("page-of-api"),
+        "step 11: expected gate, disconnected from back, to have no eth1 and not reach api; \
+         most likely cause: the shim does not unplug a network the bundle no longer lists"
+    );
+    let hosts = stdout_of(&c(&["exec", "api", "cat", "/etc/hosts"]));
+    let host_end = format!("c1{}", &gate[..10]);
+    let links = engine.netns.links();
+    assert!(
+        !hosts.contains("gate") && !links.iter().any(|l| l.starts_with(&host_end)),
+        "step 11: expected gate's name gone from api's /etc/hosts and its veth {host_end} gone \
+         from the host, hosts is {hosts:?}, links are {links:?}; most likely cause: leaving a \
+         network does not give back the lease, rewrite the others' hosts files, or delete \
+         the pair"
+    );
+    assert_one_line_error(
+        &c(&["network", "disconnect", "back", "gate"]),
+        11,
+        125,
+        "not connected",
+    );
+    assert_one_line_error(
+        &c(&["network", "disconnect", "front", "gate"]),
+        11,
+        125,
+        "caixa keeps it there",
+    );
+    // A network a container joined is in use: not removed under it; and
+    // removing the container takes its second end along.
+    stdout_of(&c(&["rm", "-f", "api"]));
+    stdout_of(&c(&["network", "connect", "back", "gate"]));
+    assert_one_line_error(&c(&["network", "rm", "back"]), 11, 125, "gate");
+    stdout_of(&c(&["rm", "-f", "gate"]));
+    let links = engine.netns.links();
+    assert!(
+        !links.iter().any(|l| l.starts_with(&host_end)),
+        "step 11: expected rm -f of a container on a joined network to delete that veth too, \
+         links are {links:?}; most likely cause: the teardown releases only the first network"
+    );
+    stdout_of(&c(&["network", "rm", "front", "back"]));
+}
+
 /// What the network still holds of container `id` (of any container, for
 /// ""), as seen inside the engine's namespace: rules naming it, its lease,
 /// the host end of its veth, its network files.

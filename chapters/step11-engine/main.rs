@@ -411,6 +411,28 @@ enum NetworkCommand {
     },
     /// Remove every network no container is on.
     Prune,
+    /// Put a container on one more network (its next interface, eth1…),
+    /// also while it runs.
+    Connect {
+        /// Another name the container answers to on it. Repeatable.
+        #[arg(long = "alias")]
+        aliases: Vec<String>,
+        /// The network.
+        network: String,
+        /// The container.
+        container: String,
+    },
+    /// Take a container off a network it joined with connect.
+    Disconnect {
+        /// Accepted for Docker's sake: a disconnect is never refused for
+        /// a running container.
+        #[arg(short, long)]
+        force: bool,
+        /// The network.
+        network: String,
+        /// The container.
+        container: String,
+    },
 }
 
 /// `docker volume`'s subcommands.
@@ -1317,6 +1339,27 @@ fn network(client: &Client, command: NetworkCommand) -> Result<(), EngineError> 
             for name in gone["NetworksDeleted"].as_array().into_iter().flatten() {
                 println!("Deleted Network: {}", name.as_str().unwrap_or_default());
             }
+        }
+        NetworkCommand::Connect {
+            aliases,
+            network,
+            container,
+        } => {
+            let body = json!({
+                "Container": container,
+                "EndpointConfig": { "Aliases": aliases },
+            });
+            let target = format!("/networks/{}/connect", percent_encode(&network));
+            client.json("POST", &target, Some(&body))?;
+        }
+        NetworkCommand::Disconnect {
+            force,
+            network,
+            container,
+        } => {
+            let body = json!({ "Container": container, "Force": force });
+            let target = format!("/networks/{}/disconnect", percent_encode(&network));
+            client.json("POST", &target, Some(&body))?;
         }
     }
     Ok(())

@@ -129,6 +129,8 @@ pub fn from_oci(
         .flatten()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
+    let network = network_from_oci(&annotations)?;
+    let joined_networks = super::network::joined_from_oci(&annotations, network.as_ref())?;
     let spec = Spec {
         stdio: None,
         terminal: process.terminal().unwrap_or(false),
@@ -152,7 +154,8 @@ pub fn from_oci(
         no_new_privs: process.no_new_privileges().unwrap_or(false),
         seccomp,
         limits: limits_from_oci(linux, id)?,
-        network: network_from_oci(&annotations)?,
+        network,
+        joined_networks,
         mounts,
         image,
         verbose: false,

@@ -46,6 +46,18 @@ pub use refused::{REFUSED, refuse};
 pub(crate) use refused::{reason, refuse_unconverted};
 pub use to_oci::to_oci;
 
+/// Rewrites, in `config`, the networks a container joined after it was
+/// made: `docker network connect` and `disconnect` change the bundle, and
+/// every start of the container (its shim's, a restart's) reads it there.
+pub fn set_joined_networks(
+    config: &mut oci_spec::runtime::Spec,
+    joined: &[crate::net::NetworkSpec],
+) {
+    let mut annotations = config.annotations().clone().unwrap_or_default();
+    network::joined_to_oci(joined, &mut annotations);
+    config.set_annotations(Some(annotations));
+}
+
 #[cfg(doc)]
 use crate::Spec;
 
@@ -79,13 +91,16 @@ pub const ANNOTATION_PUBLISH: &str = "org.caixa.network.publish";
 pub const ANNOTATION_BANDWIDTH: &str = "org.caixa.network.bandwidth";
 /// Annotation: where the network's leases and per-container files live.
 pub const ANNOTATION_STATE_DIR: &str = "org.caixa.network.state-dir";
+/// Annotation: the networks joined later (`docker network connect`), in
+/// order (`eth1`, `eth2`…): `BRIDGE=SUBNET=NAMES`, separated by `;`.
+pub const ANNOTATION_JOINED: &str = "org.caixa.network.joined";
 
 /// Annotation: `true` keeps caixa's init as pid 1, reaping, with the
 /// command as its child (`--init`; see [`crate::reaper`]).
 pub const ANNOTATION_INIT: &str = "org.caixa.process.init";
 
 /// Every `org.caixa.*` annotation caixa reads; any other one is a typo.
-pub const ANNOTATIONS: [&str; 11] = [
+pub const ANNOTATIONS: [&str; 12] = [
     ANNOTATION_USER,
     ANNOTATION_INIT,
     ANNOTATION_IMAGE_MANIFEST,
@@ -97,6 +112,7 @@ pub const ANNOTATIONS: [&str; 11] = [
     ANNOTATION_BANDWIDTH,
     ANNOTATION_STATE_DIR,
     ANNOTATION_NAMES,
+    ANNOTATION_JOINED,
 ];
 
 /// A bundle caixa cannot run, or cannot read or write.

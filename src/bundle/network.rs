@@ -10,8 +10,8 @@ use std::path::PathBuf;
 
 use super::to_oci::utf8;
 use super::{
-    ANNOTATION_BANDWIDTH, ANNOTATION_BRIDGE, ANNOTATION_NAMES, ANNOTATION_PUBLISH,
-    ANNOTATION_STATE_DIR, ANNOTATION_SUBNET, BundleError, invalid_annotation,
+    ANNOTATION_BANDWIDTH, ANNOTATION_BRIDGE, ANNOTATION_JOINED, ANNOTATION_NAMES,
+    ANNOTATION_PUBLISH, ANNOTATION_STATE_DIR, ANNOTATION_SUBNET, BundleError, invalid_annotation,
 };
 use crate::net::{NetworkSpec, Publish};
 
@@ -36,6 +36,86 @@ pub(super) fn network_to_oci(
     annotations.insert(ANNOTATION_STATE_DIR.into(), state_dir);
     Ok(())
 }
+
+// ANCHOR: joined_networks
+/// Adds (or, with none, removes) the annotation of the networks joined
+/// later: `BRIDGE=SUBNET=NAMES;…`, in the order of their interfaces.
+pub(super) fn joined_to_oci(joined: &[NetworkSpec], annotations: &mut HashMap<String, String>) {
+    if joined.is_empty() {
+        annotations.remove(ANNOTATION_JOINED);
+        return;
+    }
+    let list: Vec<String> = joined
+        .iter()
+        .map(|n| format!("{}={}={}", n.bridge, n.subnet, n.names.join(",")))
+        .collect();
+    annotations.insert(ANNOTATION_JOINED.into(), list.join(";"));
+}
+
+/// The networks joined later, as the annotation lists them, beside
+/// `first` (whose state directory they share): `eth1`, `eth2`… in order.
+/// Each part is checked as `docker network create` and `connect` check it.
+pub(super) fn joined_from_oci(
+    annotations: &HashMap<String, String>,
+    first: Option<&NetworkSpec>,
+) -> Result<Vec<NetworkSpec>, BundleError> {
+    let Some(list) = annotations.get(ANNOTATION_JOINED).filter(|l| !l.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    let bad = |why: String| invalid_annotation(ANNOTATION_JOINED, why);
+    let first = first.ok_or_else(|| {
+        bad(
+            "a container joins more networks only beside its first: add org.caixa.network.bridge"
+                .into(),
+        )
+    })?;
+    let mut joined: Vec<NetworkSpec> = Vec::new();
+    for (n, part) in list.split(';').enumerate() {
+        let fields: Vec<&str> = part.split('=').collect();
+        let [bridge, subnet, names] = fields.as_slice() else {
+            return Err(bad(format!("{part:?}: write BRIDGE=SUBNET=NAMES")));
+        };
+        if !crate::net::is_bridge_name(bridge) {
+            return Err(bad(format!(
+                "{bridge:?}: use 1-15 letters, digits, '-' or '_'"
+            )));
+        }
+        if *bridge == first.bridge || joined.iter().any(|j| j.bridge == *bridge) {
+            return Err(bad(format!(
+                "{bridge} is listed twice: a network is joined once"
+            )));
+        }
+        let names = names
+            .split(',')
+            .filter(|n| !n.is_empty())
+            .map(|n| {
+                crate::net::is_host_name(n)
+                    .then(|| n.to_string())
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "{n:?}: a name is 1-63 letters, digits, '_', '.' or '-'"
+                        ))
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        // eth1…eth9: the host end's name has room for one digit.
+        let interface = u8::try_from(n + 1)
+            .ok()
+            .filter(|i| *i <= 9)
+            .ok_or_else(|| bad("a container is on 10 networks at most".into()))?;
+        joined.push(NetworkSpec {
+            bridge: bridge.to_string(),
+            subnet: subnet.parse().map_err(bad)?,
+            publish: Vec::new(),
+            bandwidth: None,
+            state_dir: first.state_dir.clone(),
+            names,
+            interface,
+        });
+    }
+    Ok(joined)
+}
+// ANCHOR_END: joined_networks
 
 /// The network the annotations describe, checked as the command line
 /// checks `--bridge`, `--subnet`, `-p` and `--network-bandwidth`; `None`
@@ -124,5 +204,6 @@ pub(super) fn network_from_oci(
         bandwidth,
         state_dir,
         names,
+        interface: 0,
     }))
 }

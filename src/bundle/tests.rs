@@ -90,7 +90,17 @@ fn step8() -> Spec {
         bandwidth: Some("10mbit".into()),
         state_dir: "/run/caixa".into(),
         names: vec!["web".into(), "www".into()],
+        interface: 0,
     });
+    s.joined_networks = vec![NetworkSpec {
+        bridge: "caixa-1a2b3c4d".into(),
+        subnet: "10.90.3.0/24".parse().unwrap(),
+        publish: Vec::new(),
+        bandwidth: None,
+        state_dir: "/run/caixa".into(),
+        names: vec!["web".into(), "1a2b3c4d5e6f".into()],
+        interface: 1,
+    }];
     s.mounts = vec![crate::rootfs::binds::Bind::new("/srv/motd", "/etc/motd")];
     s.process.user = Some("1000:1000".into());
     s

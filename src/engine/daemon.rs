@@ -250,9 +250,7 @@ fn route(
         }
         ("GET", ["events"]) => serve_events(daemon, req, out),
         ("GET", ["info"]) => reply_json(out, 200, &super::info::info(&daemon.root)?),
-        ("GET", ["system", "df"]) => {
-            reply_json(out, 200, &super::usage::system_df(&daemon.root)?)
-        }
+        ("GET", ["system", "df"]) => reply_json(out, 200, &super::usage::system_df(&daemon.root)?),
         ("GET", ["containers", key, "json"]) => {
             let record = containers.find(key)?;
             let state = containers.state(&record.id)?;
@@ -264,7 +262,7 @@ fn route(
                 .and_then(|spec| spec.network)
                 .map(|net| net.publish)
                 .unwrap_or_default();
-            reply_json(out, 200, &inspect(&record, &state, &publish))
+            reply_json(out, 200, &inspect(&daemon.root, &record, &state, &publish))
         }
         ("GET" | "HEAD", ["containers", key, "archive"]) => {
             let record = containers.find(key)?;
@@ -487,9 +485,16 @@ fn route(
         ("POST", ["networks", "prune"]) => {
             reply_json(out, 200, &super::networks::prune(&daemon.root)?)
         }
-        ("POST", ["networks", _, "connect" | "disconnect"]) => Err(EngineError::BadRequest(
-            "network connect and disconnect are not supported: a caixa container is on one network, chosen with --network at create".into(),
-        )),
+        ("POST", ["networks", key, verb @ ("connect" | "disconnect")]) => {
+            let json = read_json(body)?;
+            if *verb == "connect" {
+                super::connect::connect(&daemon.root, key, &json)?;
+            } else {
+                super::connect::disconnect(&daemon.root, key, &json)?;
+            }
+            out.respond(200, "text/plain", b"")
+                .map_err(EngineError::Connection)
+        }
         ("GET", ["networks", key]) => {
             reply_json(out, 200, &super::networks::inspect(&daemon.root, key)?)
         }
@@ -749,6 +754,7 @@ fn create(
             .as_ref()
             .map(|j| j.network.name.clone())
             .unwrap_or_default(),
+        joined: Vec::new(),
     };
     containers.reserve_name(&record.name, &record.id)?;
     let store = Volumes::open(&daemon.root)?;
@@ -1247,9 +1253,9 @@ pub fn rfc3339(secs: u64) -> String {
 
 /// `docker inspect`'s shape, the fields caixa knows (the Docker CLI reads
 /// `Config.Tty` before `logs`, to know whether the output is framed).
-fn inspect(c: &Record, s: &State, publish: &[crate::net::portmap::Publish]) -> Value {
+fn inspect(root: &Path, c: &Record, s: &State, publish: &[crate::net::portmap::Publish]) -> Value {
     let (ports, bindings) = super::ports::to_json(publish, s.status == Status::Running);
-    let mut settings = network_settings(c, s);
+    let mut settings = network_settings(root, c, s);
     settings["Ports"] = ports;
     json!({
         "Id": c.id, "Name": format!("/{}", c.name), "Created": rfc3339(c.created),
@@ -1276,23 +1282,31 @@ fn inspect(c: &Record, s: &State, publish: &[crate::net::portmap::Publish]) -> V
     })
 }
 
-/// Where a running container is on its network: its address, from the
-/// leases (a container that is not running holds none).
-pub(crate) fn network_settings(c: &Record, s: &State) -> Value {
-    let address = (s.status == Status::Running)
-        .then(|| crate::net::ipam::address_of(&crate::net::state_dir(), &c.id))
-        .flatten()
-        .map(|(_, a)| a.to_string())
-        .unwrap_or_default();
-    let network = if c.network.is_empty() {
-        "bridge"
+/// Where a running container is on each of its networks: its address on
+/// each, from the leases of the network's bridge (a container that is not
+/// running holds none). `IPAddress` is its first network's, as Docker's.
+pub(crate) fn network_settings(root: &Path, c: &Record, s: &State) -> Value {
+    let held = if s.status == Status::Running {
+        crate::net::ipam::addresses_of(&crate::net::state_dir(), &c.id)
     } else {
-        &c.network
+        Vec::new()
     };
-    json!({
-        "IPAddress": address,
-        "Networks": { network: { "IPAddress": address } },
-    })
+    let networks = super::networks::Networks::open(root).ok();
+    let bridge_of = |name: &str| match name {
+        "bridge" => Some(crate::net::DEFAULT_BRIDGE.to_string()),
+        _ => networks.as_ref()?.find(name).ok().map(|n| n.bridge),
+    };
+    let mut each = serde_json::Map::new();
+    let mut first = None;
+    for name in c.networks() {
+        let address = bridge_of(name)
+            .and_then(|bridge| held.iter().find(|(b, _, _)| *b == bridge))
+            .map(|(_, address, _)| address.to_string())
+            .unwrap_or_default();
+        first.get_or_insert_with(|| address.clone());
+        each.insert(name.to_string(), json!({ "IPAddress": address }));
+    }
+    json!({ "IPAddress": first.unwrap_or_default(), "Networks": each })
 }
 
 /// `docker ps`'s summary of one container: what its record and state say

@@ -52,6 +52,7 @@ pub mod attach;
 pub mod bridge;
 pub mod build;
 pub mod client;
+pub mod connect;
 pub mod daemon;
 pub mod events;
 pub mod exec;

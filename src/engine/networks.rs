@@ -78,7 +78,7 @@ impl Networks {
 
     /// The networks' lock: a name and a subnet are chosen under it, so
     /// two creates never take the same.
-    fn lock(&self) -> Result<Flock<std::fs::File>, EngineError> {
+    pub(super) fn lock(&self) -> Result<Flock<std::fs::File>, EngineError> {
         let path = self.dir.join(".lock");
         let file = std::fs::File::create(&path).map_err(io(&path))?;
         Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| EngineError::Sys {
@@ -204,7 +204,7 @@ impl Networks {
         if let Some((record, _)) = containers
             .list()?
             .into_iter()
-            .find(|(r, _)| r.network == network.name)
+            .find(|(r, _)| r.network == network.name || r.joined.contains(&network.name))
         {
             return Err(EngineError::Conflict(format!(
                 "network {} has container {} on it: remove the container first",
@@ -265,7 +265,7 @@ fn to_json(n: &Network, containers: &Containers) -> Value {
 }
 
 /// Step 8's network, as Docker shows its default `bridge`.
-fn default_bridge() -> Network {
+pub(super) fn default_bridge() -> Network {
     Network {
         name: "bridge".into(),
         id: "0".repeat(64),

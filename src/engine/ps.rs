@@ -131,11 +131,6 @@ fn state_word(s: &State) -> &'static str {
 
 /// Whether container `c` in state `s` passes every filter.
 fn keeps(f: &Filters, c: &Record, s: &State) -> bool {
-    let network = if c.network.is_empty() {
-        "bridge"
-    } else {
-        &c.network
-    };
     f.matches("status", |v| v == state_word(s))
         && f.matches("name", |v| c.name.contains(v.trim_start_matches('/')))
         && f.matches("id", |v| c.id.starts_with(v))
@@ -143,7 +138,7 @@ fn keeps(f: &Filters, c: &Record, s: &State) -> bool {
         && f.matches("exited", |v| {
             s.status == Status::Exited && v.parse() == Ok(s.exit_code)
         })
-        && f.matches("network", |v| v == network)
+        && f.matches("network", |v| c.networks().contains(&v))
         && f.matches("volume", |v| {
             c.mounts
                 .iter()
@@ -166,7 +161,7 @@ pub fn summary(containers: &Containers, c: &Record, s: &State) -> Value {
     summary["Labels"] = json!({});
     summary["HostConfig"] = json!({ "NetworkMode": network });
     summary["NetworkSettings"] = json!({
-        "Networks": super::daemon::network_settings(c, s)["Networks"].clone(),
+        "Networks": super::daemon::network_settings(containers.root(), c, s)["Networks"].clone(),
     });
     summary
 }

@@ -192,6 +192,9 @@ struct Started<'a> {
     input: Input,
     /// Its terminal's master, with `-t`: for the window's size.
     terminal: Option<OwnedFd>,
+    /// Its directory (the bundle) and id: `networks` reads the bundle again.
+    dir: std::path::PathBuf,
+    id: String,
 }
 
 // ANCHOR: shim_start
@@ -307,6 +310,8 @@ fn start<'a>(
         user: UserAction::None,
         input,
         terminal,
+        dir: dir.to_path_buf(),
+        id: id.to_string(),
     })
 }
 // ANCHOR_END: shim_start
@@ -565,6 +570,9 @@ fn wait_blocking(running: &mut Running) -> Exit {
 /// - `resize ROWS COLS` sets the size of its terminal.
 /// - `stdin` makes this connection a client of its stdin: after `ok`,
 ///   what comes on it is written to the container's input.
+/// - `networks` reads the bundle again and plugs the running container
+///   into the networks it lists, out of those it no longer lists
+///   (`docker network connect` and `disconnect`, see [`super::connect`]).
 fn answer(shim: &mut Started, conn: UnixStream) {
     let _ = conn.set_nonblocking(false);
     let _ = conn.set_read_timeout(Some(Duration::from_secs(1)));
@@ -614,11 +622,30 @@ fn answer(shim: &mut Started, conn: UnixStream) {
             },
             Err(why) => format!("error: {why}"),
         },
+        ["networks"] => match rejoin_bundle(shim) {
+            Ok(()) => "ok".to_string(),
+            Err(why) => format!("error: {why}"),
+        },
         _ => format!(
-            "error: unknown request {request:?}: use `kill N`, `stop N`, `resize ROWS COLS` or `stdin`"
+            "error: unknown request {request:?}: use `kill N`, `stop N`, `resize ROWS COLS`, `stdin` or `networks`"
         ),
     };
     let _ = writeln!(&conn, "{reply}");
+}
+
+/// The networks the bundle lists now, carried out on the running
+/// container; each change also goes to the container's log of events.
+fn rejoin_bundle(shim: &mut Started) -> Result<(), String> {
+    let config = crate::bundle::read(&shim.dir).map_err(|e| e.to_string())?;
+    let spec = crate::bundle::from_oci(&config, &shim.dir, &shim.id).map_err(|e| e.to_string())?;
+    let said = shim
+        .running
+        .rejoin(&spec.joined_networks)
+        .map_err(|e| e.to_string())?;
+    for line in said {
+        eprintln!("caixa-shim {}: {line}", &shim.id[..12.min(shim.id.len())]);
+    }
+    Ok(())
 }
 
 /// One request to the shim in `dir`: its reply line, and the connection
@@ -660,6 +687,13 @@ pub fn stop(dir: &Path, signal: Signal) -> Result<bool, EngineError> {
 /// `cols`. `Ok(false)` when no shim answers.
 pub fn resize(dir: &Path, rows: u16, cols: u16) -> Result<bool, EngineError> {
     Ok(request(dir, &format!("resize {rows} {cols}"))?.is_some())
+}
+
+/// Asks the shim in `dir` to plug its running container into the
+/// networks its bundle lists now, and out of the others. A shim that does
+/// not answer has no running container: the next start reads the bundle.
+pub fn rejoin(dir: &Path) -> Result<(), EngineError> {
+    request(dir, "networks").map(drop)
 }
 
 /// Opens a client of the container's stdin: what is written to the

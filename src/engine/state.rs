@@ -70,6 +70,25 @@ pub struct Record {
     /// bridge, or none.
     #[serde(default)]
     pub network: String,
+    /// The networks it joined later (`docker network connect`), in order:
+    /// `eth1`, `eth2`… (`bridge` for step 8's).
+    #[serde(default)]
+    pub joined: Vec<String>,
+}
+
+impl Record {
+    /// The names of the networks it is on: the one it was made on
+    /// (`bridge` for step 8's), then those it joined, in order.
+    pub fn networks(&self) -> Vec<&str> {
+        let first = if self.network.is_empty() {
+            "bridge"
+        } else {
+            self.network.as_str()
+        };
+        std::iter::once(first)
+            .chain(self.joined.iter().map(String::as_str))
+            .collect()
+    }
 }
 
 /// Where a container is in its life.

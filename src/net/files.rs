@@ -32,6 +32,9 @@ const PEERS: &str = "# the containers of this network (caixa keeps this part)";
 pub fn write_peers(dir: &Path, peers: &[(Ipv4Addr, &[String])]) -> std::io::Result<()> {
     let path = dir.join("hosts");
     let old = std::fs::read_to_string(&path)?;
+    if peers.is_empty() && !old.contains(PEERS) {
+        return Ok(()); // on no named network, before as now
+    }
     let own = old.split(PEERS).next().unwrap_or("");
     let mut text = format!("{own}{PEERS}\n");
     for (address, names) in peers {

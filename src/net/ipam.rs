@@ -29,6 +29,8 @@ pub struct Lease {
     pub published: Vec<String>,
     /// The names the others on the network reach it by (may be empty).
     pub names: Vec<String>,
+    /// Which of its interfaces is on this network (0: `eth0`).
+    pub interface: u8,
 }
 
 impl Lease {
@@ -53,6 +55,10 @@ impl Lease {
                         .collect()
                 })
                 .unwrap_or_default(),
+            interface: match f.next() {
+                None => 0,
+                Some(n) => n.parse().ok().filter(|n| *n <= 9)?,
+            },
         })
     }
 
@@ -68,8 +74,8 @@ impl Lease {
             self.names.join(",")
         };
         format!(
-            "{} {} {} {published} {names}\n",
-            self.address, self.id, self.pid
+            "{} {} {} {published} {names} {}\n",
+            self.address, self.id, self.pid, self.interface
         )
     }
 
@@ -215,6 +221,7 @@ impl Leases {
             pid: std::process::id() as i32,
             published: spec.publish.iter().map(Publish::key).collect(),
             names: spec.names.clone(),
+            interface: spec.interface,
         });
         self.0.save()?;
         trace.step(
@@ -226,24 +233,49 @@ impl Leases {
 
     // ANCHOR: refresh_hosts
     /// Rewrites the `/etc/hosts` of every container on the network that
-    /// has names, so that each lists all of them: name resolution by
-    /// managed hosts files. Called under the lock, after a lease is taken
-    /// or given back.
-    pub fn refresh_hosts(&self, spec: &NetworkSpec) {
-        let named: Vec<&Lease> = self
+    /// has names, and of `changed` (the one that joined or left), so that
+    /// each lists the containers of every network it is on: name
+    /// resolution by managed hosts files. Called under the network's lock,
+    /// after a lease is taken or given back (and saved).
+    pub fn refresh_hosts(&self, spec: &NetworkSpec, changed: &str) {
+        // A container may be on several networks, whose locks differ: one
+        // more lock, over every hosts file, so two networks' refreshes never
+        // interleave. The leases are read again under it, as saved.
+        let Some(_hosts) = lock_hosts(&spec.state_dir) else {
+            return;
+        };
+        let everywhere = live_leases(&spec.state_dir);
+        let mut touched: Vec<&str> = self
             .0
             .leases
             .iter()
             .filter(|l| !l.names.is_empty())
+            .map(|l| l.id.as_str())
             .collect();
-        let peers: Vec<(Ipv4Addr, &[String])> = named
-            .iter()
-            .map(|l| (l.address, l.names.as_slice()))
-            .collect();
-        for lease in named {
-            let dir = spec.state_dir.join("containers").join(&lease.id);
+        if !touched.contains(&changed) {
+            touched.push(changed);
+        }
+        for id in touched {
+            let bridges: Vec<&str> = everywhere
+                .iter()
+                .filter(|(_, l)| l.id == id)
+                .map(|(bridge, _)| bridge.as_str())
+                .collect();
+            let mut peers: Vec<(Ipv4Addr, &[String])> = Vec::new();
+            for (_, lease) in everywhere
+                .iter()
+                .filter(|(b, l)| bridges.contains(&b.as_str()) && !l.names.is_empty())
+            {
+                if !peers.iter().any(|(a, _)| *a == lease.address) {
+                    peers.push((lease.address, lease.names.as_slice()));
+                }
+            }
+            let dir = spec.state_dir.join("containers").join(id);
+            if !dir.join("hosts").exists() {
+                continue; // gone, or not started yet: nothing to rewrite
+            }
             if let Err(e) = super::files::write_peers(&dir, &peers) {
-                eprintln!("caixa: warning: the hosts file of {}: {e}", lease.id);
+                eprintln!("caixa: warning: the hosts file of {id}: {e}");
             }
         }
     }
@@ -269,15 +301,57 @@ use super::Publish;
 /// files. The caller holds the leases' lock and drops the lease.
 fn take_back(spec: &NetworkSpec, lease: &Lease, trace: &Trace) -> Result<(), NetError> {
     portmap::remove_rules_of(&lease.id, trace)?;
-    let host = veth::host_name(&lease.id);
+    let host = veth::host_name(&lease.id, lease.interface);
     if super::link_exists(&host) {
         veth::delete(&veth::Veth { host }, trace)?;
+    }
+    // The files are the first network's (see `Prepared`).
+    if lease.interface != 0 {
+        return Ok(());
     }
     let files = spec.state_dir.join("containers").join(&lease.id);
     match std::fs::remove_dir_all(&files) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(state_err(&files)(e)),
         _ => Ok(()),
     }
+}
+
+/// The lock over every container's hosts file (see
+/// [`Leases::refresh_hosts`]); `None`, with a warning, when it cannot be
+/// taken (the files are then left as they are).
+fn lock_hosts(state_dir: &Path) -> Option<Flock<File>> {
+    let path = state_dir.join("networks").join("hosts.lock");
+    let warn = |e: &dyn std::fmt::Display| {
+        eprintln!("caixa: warning: cannot lock {}: {e}", path.display());
+    };
+    let file = File::create(&path).map_err(|e| warn(&e)).ok()?;
+    Flock::lock(file, FlockArg::LockExclusive)
+        .map_err(|(_, e)| warn(&e))
+        .ok()
+}
+
+/// Every live lease of every bridge under `state_dir`, with its bridge, as
+/// saved (for the hosts files, which list the names of every network a
+/// container is on).
+fn live_leases(state_dir: &Path) -> Vec<(String, Lease)> {
+    let Ok(entries) = std::fs::read_dir(state_dir.join("networks")) else {
+        return Vec::new();
+    };
+    let mut all = Vec::new();
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let Some(bridge) = file.strip_suffix(".leases") else {
+            continue;
+        };
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        all.extend(
+            text.lines()
+                .filter_map(Lease::parse)
+                .filter(Lease::alive)
+                .map(|l| (bridge.to_string(), l)),
+        );
+    }
+    all
 }
 
 /// The addresses leased on `bridge` now, by container id (read without
@@ -290,6 +364,18 @@ pub fn addresses(state_dir: &Path, bridge: &str) -> Vec<(String, Ipv4Addr)> {
         .filter_map(Lease::parse)
         .map(|l| (l.id, l.address))
         .collect()
+}
+
+/// Every address container `id` holds: (bridge, address, interface
+/// index), its first network's first.
+pub fn addresses_of(state_dir: &Path, id: &str) -> Vec<(String, Ipv4Addr, u8)> {
+    let mut held: Vec<(String, Ipv4Addr, u8)> = live_leases(state_dir)
+        .into_iter()
+        .filter(|(_, l)| l.id == id)
+        .map(|(bridge, l)| (bridge, l.address, l.interface))
+        .collect();
+    held.sort_by_key(|(_, _, interface)| *interface);
+    held
 }
 
 /// The bridge and address container `id` holds, on whichever bridge.
@@ -341,6 +427,7 @@ pub fn sweep(state_dir: &Path, trace: &Trace) -> Vec<String> {
             bandwidth: None,
             state_dir: state_dir.to_path_buf(),
             names: Vec::new(),
+            interface: 0,
         };
         if let Err(e) = sweep_bridge(&spec, trace, &mut said) {
             said.push(format!(
@@ -391,6 +478,7 @@ mod tests {
             pid: 42,
             published: vec!["tcp:8080".into(), "udp:53".into()],
             names: vec!["web".into(), "www".into()],
+            interface: 2,
         };
         assert_eq!(Lease::parse(&l.line()), Some(l));
         // A name that could not be a host name is dropped, not written.

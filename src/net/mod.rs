@@ -51,6 +51,11 @@ pub struct NetworkSpec {
     /// aliases). Empty on step 8's bridge, which resolves no names, as
     /// Docker's default bridge does not.
     pub names: Vec<String>,
+    /// Which of the container's interfaces this network is: 0 for the one
+    /// it starts on (`eth0`, which carries the default route, the published
+    /// ports and the container's `/etc/hosts`), 1… for the networks it
+    /// joins later (`docker network connect`: `eth1`…).
+    pub interface: u8,
 }
 
 /// The default bridge name.
@@ -144,6 +149,7 @@ impl NetworkSpec {
             bandwidth: bandwidth.map(shape::parse_rate).transpose()?,
             state_dir: state_dir(),
             names: Vec::new(),
+            interface: 0,
         }))
     }
 }
@@ -177,9 +183,11 @@ pub fn published_twice(publish: &[Publish]) -> Option<&Publish> {
         .map(|(_, p)| p)
 }
 
-/// A container's place on the network before it exists: its lease and its
-/// `/etc/hosts` and `/etc/resolv.conf`. Made before the clone (the files are
-/// bind-mounted by the child), connected after it ([`Prepared::connect`]).
+/// A container's place on the network before it exists: its lease and, on
+/// its first network, its `/etc/hosts` and `/etc/resolv.conf`. Made before
+/// the clone (the files are bind-mounted by the child), connected after it
+/// ([`Prepared::connect`]); or, for a network joined later, made and
+/// connected while the container runs.
 #[derive(Debug)]
 pub struct Prepared {
     spec: NetworkSpec,
@@ -222,12 +230,18 @@ impl Prepared {
             connected: None,
             rules: Vec::new(),
         };
-        files::write(&prepared.files_dir, address, hostname).map_err(|source| NetError::State {
-            path: prepared.files_dir.clone(),
-            source,
-        })?;
+        // The files are the first network's: one /etc/hosts per container,
+        // whatever networks it is on.
+        if prepared.owns_files() {
+            files::write(&prepared.files_dir, address, hostname).map_err(|source| {
+                NetError::State {
+                    path: prepared.files_dir.clone(),
+                    source,
+                }
+            })?;
+        }
         // On a named network, every container's hosts file lists the others.
-        leases.refresh_hosts(spec);
+        leases.refresh_hosts(spec, id);
         drop(leases);
         prepared.rules = portmap::rules(&prepared.spec, &prepared.id, address);
         Ok(prepared)
@@ -236,25 +250,48 @@ impl Prepared {
 
     /// Files to bind-mount into the container: (host file, container path).
     pub fn mounts(&self) -> Vec<crate::rootfs::binds::Bind> {
-        files::mounts(&self.files_dir)
+        if self.owns_files() {
+            files::mounts(&self.files_dir)
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Whether this is the container's first network, whose files are
+    /// the container's `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf`.
+    fn owns_files(&self) -> bool {
+        self.spec.interface == 0
+    }
+
+    /// What this network was made from.
+    pub fn spec(&self) -> &NetworkSpec {
+        &self.spec
+    }
+
+    /// The bridge this network's end is plugged into.
+    pub fn bridge(&self) -> &str {
+        &self.spec.bridge
+    }
+
+    /// The interface's name inside the container: `eth0`, `eth1`, ….
+    pub fn interface(&self) -> String {
+        format!("eth{}", self.spec.interface)
     }
 
     /// Plugs the container in: a veth pair into `pid`'s network namespace,
     /// its address and route, its port rules, its bandwidth.
     pub fn connect(&mut self, pid: Pid, trace: &Trace) -> Result<(), NetError> {
-        let gateway = self.spec.subnet.gateway();
+        let link = veth::Link {
+            host: veth::host_name(&self.id, self.spec.interface),
+            inside: self.interface(),
+            address: self.address,
+            prefix: self.spec.subnet.prefix,
+            gateway: self.owns_files().then(|| self.spec.subnet.gateway()),
+        };
         // The link first: rules and shaping name an address and a device
         // that must exist (a DNAT to an address nobody answers is a black
         // hole for the port's clients).
-        let veth = veth::create(
-            &self.spec.bridge,
-            &self.id,
-            pid,
-            self.address,
-            self.spec.subnet.prefix,
-            gateway,
-            trace,
-        )?;
+        let veth = veth::create(&self.spec.bridge, &link, pid, trace)?;
         self.connected = Some(veth);
         // Then the ports, in one netfilter transaction.
         if !self.rules.is_empty() {
@@ -293,14 +330,16 @@ impl Prepared {
                 first.get_or_insert(e);
             }
         }
-        let _ = std::fs::remove_dir_all(&self.files_dir);
+        if self.owns_files() {
+            let _ = std::fs::remove_dir_all(&self.files_dir);
+        }
         // The address last: while it is leased, no other container gets it
         // (nor its rules, which might still be half there).
         if self.leased {
             self.leased = false;
             let released = ipam::open(&self.spec).and_then(|mut leases| {
                 leases.give_back(&self.id, trace)?;
-                leases.refresh_hosts(&self.spec);
+                leases.refresh_hosts(&self.spec, &self.id);
                 // The network's last container takes the bridge along.
                 if leases.is_empty() {
                     bridge::destroy(&self.spec, trace)?;

@@ -284,6 +284,7 @@ mod tests {
             bandwidth: None,
             state_dir: "/run/caixa".into(),
             names: Vec::new(),
+            interface: 0,
         };
         let rules = rules(&spec, "0123456789ab", Ipv4Addr::new(10, 89, 0, 2));
         insta::assert_snapshot!(restore_input(&rules, "-A"));

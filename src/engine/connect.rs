@@ -1,0 +1,216 @@
+//! `docker network connect` and `disconnect`: a container joins or leaves
+//! a network after it was made, also while it runs.
+//!
+//! A container starts on one network, `eth0`: its default route, its
+//! published ports and its `/etc/hosts` are that network's. Joining
+//! another gives it one more interface, `eth1` (then `eth2`…): one more
+//! lease, one more veth pair into the *same* network namespace, and the
+//! names of the new network's containers in its hosts file (and its own
+//! names in theirs). Nothing of the container restarts.
+//!
+//! Who does what, so that one owner holds each job:
+//!
+//! 1. The daemon changes the *plan*: the container's bundle lists the
+//!    networks it joined (`org.caixa.network.joined`), and its record
+//!    names them for `ps`, `inspect` and `network rm`.
+//! 2. A running container's shim, asked `networks`, reads the bundle again
+//!    and makes the running container match it
+//!    ([`crate::parent::Running::rejoin`]): the shim holds the container's
+//!    network leases, as it holds everything else the container uses.
+//! 3. Every later start (a restart, `docker start`) reads the same bundle:
+//!    the container comes back on every network it joined.
+//!
+//! If the shim cannot do it (no address left, the bridge refused), the
+//! plan is put back as it was, so the bundle never lists a network the
+//! container is not on.
+//!
+//! caixa keeps a container on the network it was made on: that network
+//! owns its default route, its published ports and its hosts file (Docker
+//! would move them; caixa asks you to make the container again).
+
+use serde_json::Value;
+
+use super::EngineError;
+use super::events::{self, Event};
+use super::networks::{Network, Networks};
+use super::state::{Containers, Record, Status};
+use crate::net::NetworkSpec;
+
+/// `POST /networks/{id}/connect`, body `{"Container": ID, "EndpointConfig":
+/// {"Aliases": [...]}}`.
+pub fn connect(root: &std::path::Path, key: &str, body: &Value) -> Result<(), EngineError> {
+    let container = container_of(body)?;
+    let endpoint = &body["EndpointConfig"];
+    if endpoint["IPAMConfig"].as_object().is_some_and(|c| {
+        c.values()
+            .any(|v| v.as_str().is_some_and(|s| !s.is_empty()))
+    }) || endpoint["IPAddress"]
+        .as_str()
+        .is_some_and(|s| !s.is_empty())
+    {
+        return Err(EngineError::BadRequest(
+            "caixa gives addresses from the network's leases: drop --ip".into(),
+        ));
+    }
+    // The networks' lock, until the record names the network: no `network
+    // rm` slips in between.
+    let networks = Networks::open(root)?;
+    let _networks = networks.lock()?;
+    let network = find(&networks, key)?;
+    let containers = Containers::open(root)?;
+    let record = containers.find(container)?;
+    let _container = containers.lock(&record.id)?;
+    let dir = containers.dir(&record.id);
+    let mut config = crate::bundle::read(&dir)?;
+    let spec = crate::bundle::from_oci(&config, &dir, &record.id)?;
+    let Some(first) = &spec.network else {
+        return Err(EngineError::BadRequest(format!(
+            "container {} is on network none: it has no network to join others beside; make it on a network",
+            record.name
+        )));
+    };
+    if first.bridge == network.bridge
+        || spec
+            .joined_networks
+            .iter()
+            .any(|j| j.bridge == network.bridge)
+    {
+        return Err(EngineError::Forbidden(format!(
+            "endpoint with name {} already exists in network {}",
+            record.name, network.name
+        )));
+    }
+    // The names the others reach it by: as at create, on a named network;
+    // none on step 8's bridge, which resolves no names (as Docker's).
+    let mut names = Vec::new();
+    if network.name != "bridge" {
+        names = vec![record.name.clone(), record.id[..12].to_string()];
+        for alias in endpoint["Aliases"].as_array().into_iter().flatten() {
+            let alias = alias.as_str().unwrap_or("");
+            if !crate::net::is_host_name(alias) {
+                return Err(EngineError::BadRequest(format!(
+                    "invalid --alias {alias:?}: use 1-63 letters, digits, '_', '.' or '-'"
+                )));
+            }
+            names.push(alias.to_string());
+        }
+        names.retain(|n| crate::net::is_host_name(n));
+        names.dedup();
+    }
+    let mut joined = spec.joined_networks.clone();
+    let interface = u8::try_from(joined.len() + 1)
+        .ok()
+        .filter(|i| *i <= 9)
+        .ok_or_else(|| EngineError::Conflict("a container is on 10 networks at most".into()))?;
+    joined.push(NetworkSpec {
+        bridge: network.bridge.clone(),
+        subnet: network
+            .subnet
+            .parse()
+            .map_err(|e: String| EngineError::BadRequest(e))?,
+        publish: Vec::new(),
+        bandwidth: None,
+        state_dir: first.state_dir.clone(),
+        names,
+        interface,
+    });
+    let mut changed = record.clone();
+    changed.joined.push(network.name.clone());
+    apply(&containers, &record, &changed, &mut config, &joined)?;
+    events::record(root, &event("connect", &network, &changed));
+    Ok(())
+}
+
+/// `POST /networks/{id}/disconnect`, body `{"Container": ID, "Force": bool}`.
+pub fn disconnect(root: &std::path::Path, key: &str, body: &Value) -> Result<(), EngineError> {
+    let container = container_of(body)?;
+    let networks = Networks::open(root)?;
+    let _networks = networks.lock()?;
+    let network = find(&networks, key)?;
+    let containers = Containers::open(root)?;
+    let record = containers.find(container)?;
+    let _container = containers.lock(&record.id)?;
+    let dir = containers.dir(&record.id);
+    let mut config = crate::bundle::read(&dir)?;
+    let spec = crate::bundle::from_oci(&config, &dir, &record.id)?;
+    if spec
+        .network
+        .as_ref()
+        .is_some_and(|n| n.bridge == network.bridge)
+    {
+        return Err(EngineError::Forbidden(format!(
+            "container {} was made on network {}, which holds its default route, its published ports and its /etc/hosts: caixa keeps it there; remove the container and make it again on another network",
+            record.name, network.name
+        )));
+    }
+    let mut joined = spec.joined_networks.clone();
+    let before = joined.len();
+    joined.retain(|j| j.bridge != network.bridge);
+    if joined.len() == before {
+        return Err(EngineError::Conflict(format!(
+            "container {} is not connected to network {}",
+            record.name, network.name
+        )));
+    }
+    // The ones after it move down one interface at the next start.
+    for (i, j) in joined.iter_mut().enumerate() {
+        j.interface = u8::try_from(i + 1).unwrap_or(9);
+    }
+    let mut changed = record.clone();
+    changed.joined.retain(|n| *n != network.name);
+    apply(&containers, &record, &changed, &mut config, &joined)?;
+    events::record(root, &event("disconnect", &network, &changed));
+    Ok(())
+}
+
+// ANCHOR: apply_joined
+/// Writes the new plan (bundle, then record) and, if the container runs,
+/// has its shim carry it out; puts the old plan back if the shim cannot.
+fn apply(
+    containers: &Containers,
+    old: &Record,
+    new: &Record,
+    config: &mut oci_spec::runtime::Spec,
+    joined: &[NetworkSpec],
+) -> Result<(), EngineError> {
+    let dir = containers.dir(&old.id);
+    let before = config.clone();
+    crate::bundle::set_joined_networks(config, joined);
+    crate::bundle::write(&dir, config)?;
+    containers.rewrite(new)?;
+    let running = containers.state(&old.id)?.status == Status::Running;
+    if running && let Err(e) = super::shim::rejoin(&dir) {
+        let _ = crate::bundle::write(&dir, &before);
+        let _ = containers.rewrite(old);
+        return Err(e);
+    }
+    Ok(())
+}
+// ANCHOR_END: apply_joined
+
+/// The container a connect or disconnect body names.
+fn container_of(body: &Value) -> Result<&str, EngineError> {
+    body["Container"]
+        .as_str()
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| EngineError::BadRequest("the body needs a Container".into()))
+}
+
+/// The network `key` names: step 8's `bridge`, or one of the root's.
+fn find(networks: &Networks, key: &str) -> Result<Network, EngineError> {
+    match key {
+        "bridge" => Ok(super::networks::default_bridge()),
+        "none" | "host" => Err(EngineError::BadRequest(format!(
+            "a container cannot join network {key}: it is not a network of its own"
+        ))),
+        _ => networks.find(key),
+    }
+}
+
+/// Docker's event of a container joining or leaving a network.
+fn event(action: &str, network: &Network, record: &Record) -> Event {
+    Event::new("network", action, &network.id)
+        .with("name", &network.name)
+        .with("type", "bridge")
+        .with("container", &record.id)
+}
