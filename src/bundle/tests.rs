@@ -368,6 +368,11 @@ refused! {
     refuses_a_relative_bind_source: "/mounts/7" = {"destination": "/data", "type": "bind", "source": "data", "options": ["rbind"]} => "mounts[7]";
     refuses_a_bind_option_caixa_does_not_honour: "/mounts/6/options" = ["bind", "size=1m"] => "mounts[6].options";
     refuses_an_unknown_caixa_annotation: "/annotations/org.caixa.network.brigde" = "caixa0" => "annotations.org.caixa.network.brigde";
+    refuses_a_joined_network_without_names: "/annotations/org.caixa.network.joined" = "caixa-1=10.90.0.0/24" => "annotations.org.caixa.network.joined";
+    refuses_joining_the_first_network_again: "/annotations/org.caixa.network.joined" = "caixa0=10.90.3.0/24=" => "annotations.org.caixa.network.joined";
+    refuses_a_joined_name_that_is_no_host_name: "/annotations/org.caixa.network.joined" = "caixa-x=10.90.3.0/24=web,../etc" => "annotations.org.caixa.network.joined";
+    refuses_a_joined_bridge_that_is_no_interface_name: "/annotations/org.caixa.network.joined" = "caixa-x y=10.90.3.0/24=" => "annotations.org.caixa.network.joined";
+    refuses_a_joined_subnet_that_is_no_subnet: "/annotations/org.caixa.network.joined" = "caixa-x=10.90.3.0=" => "annotations.org.caixa.network.joined";
 }
 
 /// podman's and containerd's configs list their own mounts and paths:
