@@ -577,6 +577,7 @@ fn take_terminal(channel: &ChildEnd) -> Result<(), InitError> {
 /// A new pty from the devpts of the mount namespace we are in: its
 /// master end and its slave end, both close-on-exec.
 pub(crate) fn new_pty() -> Result<(OwnedFd, OwnedFd), InitError> {
+    // EXERCISE(11): open a new pty's master (posix_openpt, O_RDWR | O_NOCTTY), grantpt and unlockpt it, open its slave by the name ptsname_r gives (O_RDWR | O_NOCTTY | O_CLOEXEC), mark the master close-on-exec; each failure is syscall("the call")
     use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
     let master = posix_openpt(nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_NOCTTY)
         .map_err(syscall("posix_openpt(/dev/ptmx)"))?;
@@ -596,6 +597,7 @@ pub(crate) fn new_pty() -> Result<(OwnedFd, OwnedFd), InitError> {
     )
     .map_err(syscall("fcntl(FD_CLOEXEC)"))?;
     Ok((master, slave))
+    // END EXERCISE
 }
 
 /// Makes `slave` this process's controlling terminal, in a new session

@@ -26,23 +26,35 @@ const PEERS: &str = "# the containers of this network (caixa keeps this part)";
 
 // ANCHOR: write_peers
 /// Replaces the network's part of the hosts file in `dir` with `peers`,
-/// one line per container: its address and names. In place (the same
-/// inode): the file is bind-mounted into its container, and a new file
-/// renamed over it would not be seen there.
+/// one line per container: its address and names. A container on no
+/// named network keeps its file as it is.
 pub fn write_peers(dir: &Path, peers: &[(Ipv4Addr, &[String])]) -> std::io::Result<()> {
     let path = dir.join("hosts");
     let old = std::fs::read_to_string(&path)?;
     if peers.is_empty() && !old.contains(PEERS) {
         return Ok(()); // on no named network, before as now
     }
+    rewrite_in_place(&path, &old, peers)
+}
+
+/// Writes `old`'s own part, the marker and `peers` into `path`, in place
+/// (the same inode): the file is bind-mounted into its container, and a
+/// new file renamed over it would not be seen there.
+fn rewrite_in_place(
+    path: &Path,
+    old: &str,
+    peers: &[(Ipv4Addr, &[String])],
+) -> std::io::Result<()> {
+    // EXERCISE(11): keep the part of old above the PEERS line, add PEERS and one line "ADDRESS<TAB>NAME NAME…" per peer, and write it through the same file: open it for writing, write_all, set_len (never a new file renamed over it)
     let own = old.split(PEERS).next().unwrap_or("");
     let mut text = format!("{own}{PEERS}\n");
     for (address, names) in peers {
         text.push_str(&format!("{address}\t{}\n", names.join(" ")));
     }
-    let mut file = std::fs::OpenOptions::new().write(true).open(&path)?;
+    let mut file = std::fs::OpenOptions::new().write(true).open(path)?;
     std::io::Write::write_all(&mut file, text.as_bytes())?;
     file.set_len(text.len() as u64)
+    // END EXERCISE
 }
 // ANCHOR_END: write_peers
 
