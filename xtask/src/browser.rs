@@ -12,13 +12,14 @@
 //!    `{{#include …}}` is left unresolved; no `<pre><code>` is empty;
 //! 2. in headless Chromium (Debian's `chromium`), every page loads, its
 //!    scripts run without an uncaught error, and the DOM they leave has the
-//!    page's `<main>` with its heading and its text; a screenshot of each
+//!    page's `<main>` with its heading and its text, and a sidebar whose
+//!    entries for the page's headings have text; a screenshot of each
 //!    page goes to `<target>/book-screens/<edition>/<page>.png`, CI's
 //!    artefact to look at;
 //! 3. in that rendered DOM, the language switch
 //!    (`book/i18n/language-switch.js`) is there on every page and points to
-//!    the same page in the other edition, a file that exists; the two
-//!    edition's first step chapter are also copied to
+//!    the same page in the other edition, a file that exists; both
+//!    editions' first step chapter are also copied to
 //!    `book-screens/language-switch-{en,pt-BR}.png`.
 //!
 //! mdBook's own pages are left out where they cannot be read as a chapter:
@@ -100,7 +101,7 @@ impl Page {
 }
 
 /// `cargo xtask check-book-browser`: builds both editions (unless `build`
-/// is false: `xtask ci` has just built them), then checks them.
+/// is false: they were just built), then checks them.
 pub fn run(root: &Path, build: bool) -> Result<()> {
     if build {
         crate::book::run(root, crate::book::Catalog::Keep, false)?;
@@ -257,15 +258,16 @@ fn check_html(site: &Path, page: &Page, problems: &mut Vec<String>) -> Result<us
     }
     for directive in book_html::unresolved_directives(&html) {
         problems.push(format!(
-            "{}: \"{directive}\" was not resolved; its file or anchor is missing (`cargo xtask \
-             check-anchors` says which), or {source} has it where mdBook does not read it",
+            "{}: \"{directive}\" was not resolved: its file or anchor is missing (`cargo xtask \
+             check-anchors` says which), or a translation brought it in after mdBook's includes \
+             ran; {source}",
             page.shown()
         ));
     }
     for heading in book_html::empty_code_blocks(&html) {
         problems.push(format!(
             "{}: an empty code block (under #{heading}); most likely an include whose anchor \
-             holds nothing, or an empty fence: fix it in {source}",
+             holds nothing, or an empty fence; {source}",
             page.shown()
         ));
     }

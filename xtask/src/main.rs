@@ -69,8 +69,8 @@ enum Task {
     /// block is empty. Then it loads each page in Debian's `chromium`
     /// (headless, two at a time, as root with --no-sandbox) and fails when
     /// a script throws, when the rendered <main> lost the page's heading or
-    /// text, or when the language switch is missing or does not lead to
-    /// the same page of the other edition. One line per problem, with the
+    /// text, when a sidebar entry is empty, or when the language switch is
+    /// missing or does not lead to the same page of the other edition. One line per problem, with the
     /// file to fix; a summary with counts and time. A screenshot of every
     /// page (1280x2000) is left in <target>/book-screens/<lang>/, and the
     /// two editions' step 1 as language-switch-{en,pt-BR}.png, for CI to
