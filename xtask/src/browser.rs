@@ -121,6 +121,11 @@ pub fn check(root: &Path) -> Result<()> {
              `cargo xtask check-book-browser` without --no-build)"
         );
     }
+    // One line, not one per page, when there is no browser.
+    let version = Command::new(PROGRAM).arg("--version").output();
+    if !version.is_ok_and(|o| o.status.success()) {
+        bail!("cannot run {PROGRAM}: sudo apt-get install {PACKAGE} (.ci/packages.txt lists it)");
+    }
     let mut problems = Vec::new();
     let mut links = 0;
     for page in &pages {
@@ -360,7 +365,7 @@ fn render(file: &Path, shot: &Path, profile: &Path) -> std::result::Result<Strin
         .arg("--window-size=1280,2000")
         .arg(format!("--screenshot={}", shot.display()))
         .arg("--dump-dom")
-        .arg(format!("file://{}", file.display()))
+        .arg(file_url(file))
         .stdin(Stdio::null())
         .stdout(open(&out_path)?)
         .stderr(open(&err_path)?)
@@ -402,6 +407,20 @@ fn render(file: &Path, shot: &Path, profile: &Path) -> std::result::Result<Strin
         return Err(format!("{PROGRAM} wrote no screenshot {}", shot.display()));
     }
     Ok(dom)
+}
+
+/// `file://` and the path, percent-encoded where a URL needs it (a space,
+/// `#`, `?`, `%`, anything not ASCII).
+fn file_url(path: &Path) -> String {
+    let mut url = String::from("file://");
+    for b in path.as_os_str().as_encoded_bytes() {
+        if b.is_ascii_alphanumeric() || b"/-._~".contains(b) {
+            url.push(char::from(*b));
+        } else {
+            url.push_str(&format!("%{b:02X}"));
+        }
+    }
+    url
 }
 
 /// The uncaught script errors among Chromium's console lines, such as
@@ -516,6 +535,16 @@ fn check_switch(site: &Path, page: &Page, dom: &str, problems: &mut Vec<String>)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn file_urls_are_percent_encoded() {
+        assert_eq!(
+            file_url(Path::new("/a b/contêiner#1.html")),
+            "file:///a%20b/cont%C3%AAiner%231.html"
+        );
+        let back = book_html::percent_decode("/a%20b/cont%C3%AAiner%231.html");
+        assert_eq!(back, "/a b/contêiner#1.html");
+    }
 
     #[test]
     fn uncaught_errors_are_read_from_the_console_log() {
