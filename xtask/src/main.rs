@@ -9,6 +9,7 @@ mod anchors;
 mod book;
 mod book_html;
 mod book_ids;
+mod book_site;
 mod browser;
 mod conformance;
 mod course;
