@@ -73,9 +73,7 @@ impl Coverage {
 pub fn run(root: &Path, catalog: Catalog, check_complete: bool) -> Result<()> {
     let started = Instant::now();
     let po_dir = root.join(PO_DIR);
-    let scratch = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| root.join("target"), PathBuf::from)
-        .join("book-i18n");
+    let scratch = target_dir(root).join("book-i18n");
     std::fs::create_dir_all(&scratch)
         .with_context(|| format!("cannot create {}", scratch.display()))?;
 
@@ -124,6 +122,12 @@ pub fn run(root: &Path, catalog: Catalog, check_complete: bool) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Cargo's target folder (`CARGO_TARGET_DIR`, else `target/`): where the
+/// book's scratch files and the browser check's screenshots go.
+pub fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from)
 }
 
 /// Writes the template (`book/po/messages.pot`, not committed: it is
@@ -274,7 +278,18 @@ fn build(root: &Path, po: &Path) -> Result<()> {
             ("MDBOOK_BOOK__TITLE", TITLE),
             ("MDBOOK_PREPROCESSOR__GETTEXT", &gettext),
         ],
-    )
+    )?;
+    // The links to English anchors keep working in the translation.
+    let (added, unpaired) = crate::book_ids::keep_english_ids(&out, LANGUAGE)?;
+    println!("book: {LANGUAGE}: {added} translated headings also answer to their English anchor");
+    if !unpaired.is_empty() {
+        println!(
+            "book: {LANGUAGE}: the headings of {} differ from the English ones (a heading \
+             translated as two, or one left out?): their English anchors lead nowhere",
+            unpaired.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// `mdbook build book -d OUT` with configuration from the environment,

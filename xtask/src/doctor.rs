@@ -411,6 +411,12 @@ pub const TOOLS: &[Tool] = &[
         Some(12),
         "drives the runtime in the tests",
     ),
+    tool(
+        crate::browser::PROGRAM,
+        crate::browser::PACKAGE,
+        None,
+        "cargo xtask check-book-browser opens the book in it",
+    ),
     tool("runc", "runc", None, "benchmark peer"),
     tool("crun", "crun", None, "benchmark peer"),
     tool(

@@ -10,7 +10,8 @@
 //! Vagrantfile only by its shape, as Ruby is not installed), each runs the
 //! shared script, none installs packages itself beyond the list, and every
 //! package that `doctor` asks for on behalf of a step is in the list, so a
-//! machine made from it passes `doctor`.
+//! machine made from it passes `doctor`, and so is the browser
+//! `check-book-browser` opens the book in.
 //!
 //! Booting them is not checked here (CI's machine cannot download cloud
 //! images); the book's instructor part says which ones were booted.
@@ -75,6 +76,17 @@ pub fn check(root: &Path) -> Result<()> {
                 tool.package
             ));
         }
+    }
+
+    // No graded test needs the browser, but the book's check does: a lab
+    // machine, like CI, must be able to run it.
+    if !set.contains(crate::browser::PACKAGE) {
+        problems.push(format!(
+            "`cargo xtask check-book-browser` opens the book in {} (package {}), which {PACKAGES} \
+             does not install",
+            crate::browser::PROGRAM,
+            crate::browser::PACKAGE
+        ));
     }
 
     // Shell: parses, and the list is installed only by INSTALL.

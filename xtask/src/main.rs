@@ -7,6 +7,10 @@
 
 mod anchors;
 mod book;
+mod book_html;
+mod book_ids;
+mod book_site;
+mod browser;
 mod conformance;
 mod course;
 mod doctor;
@@ -56,6 +60,31 @@ enum Task {
         /// Fail when a message is untranslated or fuzzy.
         #[arg(long)]
         check_complete: bool,
+    },
+    /// Open every page of both editions of the book in headless Chromium.
+    ///
+    /// Builds the book (`cargo xtask book --no-update`), then checks every
+    /// page of book/book/ (English) and book/book/pt-BR/ (Portuguese):
+    /// every relative link leads to a file of the book and its #anchor to
+    /// an id in that page; no {{#include}} is left unresolved; no code
+    /// block is empty. Then it loads each page in Debian's `chromium`
+    /// (headless, two at a time, as root with --no-sandbox) and fails when
+    /// a script throws, when the rendered <main> lost the page's heading or
+    /// text, when a sidebar entry is empty, or when the language switch is
+    /// missing or does not lead to the same page of the other edition. One line per problem, with the
+    /// file to fix; a summary with counts and time. A screenshot of every
+    /// page (1280x2000) is left in <target>/book-screens/<lang>/, and the
+    /// two editions' step 1 as language-switch-{en,pt-BR}.png, for CI to
+    /// keep as an artefact. Needs `sudo apt-get install chromium`
+    /// (.ci/packages.txt); takes about 1.5 minutes on two cores.
+    CheckBookBrowser {
+        /// Check the book already in book/book/ instead of building it.
+        #[arg(long)]
+        no_build: bool,
+        /// The checkout whose book to build and check (default: this one);
+        /// a scratch copy, to see what a change to the book would break.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
     },
     /// Check that the book and the README say what the code says: the
     /// steps, the exercise regions, the points and the mistakes caught.
@@ -246,6 +275,9 @@ fn run(task: Task) -> Result<()> {
                 book::Catalog::Update
             };
             book::run(&root, catalog, check_complete)
+        }
+        Task::CheckBookBrowser { no_build, dir } => {
+            browser::run(dir.as_deref().unwrap_or(&root), !no_build)
         }
         Task::CheckDrift => drift::check(&root, &command_names()),
         Task::CheckLab => lab::check(&root),
@@ -444,6 +476,9 @@ fn ci(root: &Path) -> Result<()> {
     // Both editions, with the catalog merged into a scratch copy; the
     // coverage is printed, never required (`book --check-complete` does).
     book::run(root, book::Catalog::Keep, false)?;
+    // Not yet here: `browser::check(root)?;` (`check-book-browser` on the
+    // book just built) waits for two broken links of the English text to
+    // be mended, in book/src/learning.md and book/src/step11-engine.md.
     exercises::check(root)?;
     check_unproven_mistakes(root)?;
     println!("\nxtask ci: every check passed");
