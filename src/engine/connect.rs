@@ -36,10 +36,57 @@ use super::networks::{Network, Networks};
 use super::state::{Containers, Record, Status};
 use crate::net::NetworkSpec;
 
+/// What a connect or disconnect works on, found and locked: the
+/// networks' lock (no `network rm` slips in before the record names the
+/// network), the container's lock (no start or stop half-way through).
+struct Target {
+    network: Network,
+    containers: Containers,
+    record: Record,
+    config: oci_spec::runtime::Spec,
+    spec: crate::Spec,
+    _networks: nix::fcntl::Flock<std::fs::File>,
+    _container: super::state::Locked,
+}
+
+impl Target {
+    fn find(root: &std::path::Path, key: &str, body: &Value) -> Result<Target, EngineError> {
+        let container = body["Container"]
+            .as_str()
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| EngineError::BadRequest("the body needs a Container".into()))?;
+        let networks = Networks::open(root)?;
+        let locked = networks.lock()?;
+        let network = match key {
+            "bridge" => super::networks::default_bridge(),
+            "none" | "host" => {
+                return Err(EngineError::BadRequest(format!(
+                    "a container cannot join network {key}: it is not a network of its own"
+                )));
+            }
+            _ => networks.find(key)?,
+        };
+        let containers = Containers::open(root)?;
+        let record = containers.find(container)?;
+        let container_lock = containers.lock(&record.id)?;
+        let dir = containers.dir(&record.id);
+        let config = crate::bundle::read(&dir)?;
+        let spec = crate::bundle::from_oci(&config, &dir, &record.id)?;
+        Ok(Target {
+            network,
+            containers,
+            record,
+            config,
+            spec,
+            _networks: locked,
+            _container: container_lock,
+        })
+    }
+}
+
 /// `POST /networks/{id}/connect`, body `{"Container": ID, "EndpointConfig":
 /// {"Aliases": [...]}}`.
 pub fn connect(root: &std::path::Path, key: &str, body: &Value) -> Result<(), EngineError> {
-    let container = container_of(body)?;
     let endpoint = &body["EndpointConfig"];
     if endpoint["IPAMConfig"].as_object().is_some_and(|c| {
         c.values()
@@ -52,29 +99,20 @@ pub fn connect(root: &std::path::Path, key: &str, body: &Value) -> Result<(), En
             "caixa gives addresses from the network's leases: drop --ip".into(),
         ));
     }
-    // The networks' lock, until the record names the network: no `network
-    // rm` slips in between.
-    let networks = Networks::open(root)?;
-    let _networks = networks.lock()?;
-    let network = find(&networks, key)?;
-    let containers = Containers::open(root)?;
-    let record = containers.find(container)?;
-    let _container = containers.lock(&record.id)?;
-    let dir = containers.dir(&record.id);
-    let mut config = crate::bundle::read(&dir)?;
-    let spec = crate::bundle::from_oci(&config, &dir, &record.id)?;
-    let Some(first) = &spec.network else {
+    let mut t = Target::find(root, key, body)?;
+    let (network, record) = (&t.network, &t.record);
+    let Some(first) = &t.spec.network else {
         return Err(EngineError::BadRequest(format!(
             "container {} is on network none: it has no network to join others beside; make it on a network",
             record.name
         )));
     };
-    if first.bridge == network.bridge
-        || spec
-            .joined_networks
-            .iter()
-            .any(|j| j.bridge == network.bridge)
-    {
+    let joined_already = t
+        .spec
+        .joined_networks
+        .iter()
+        .any(|j| j.bridge == network.bridge);
+    if first.bridge == network.bridge || joined_already {
         return Err(EngineError::Forbidden(format!(
             "endpoint with name {} already exists in network {}",
             record.name, network.name
@@ -82,22 +120,13 @@ pub fn connect(root: &std::path::Path, key: &str, body: &Value) -> Result<(), En
     }
     // The names the others reach it by: as at create, on a named network;
     // none on step 8's bridge, which resolves no names (as Docker's).
-    let mut names = Vec::new();
-    if network.name != "bridge" {
-        names = vec![record.name.clone(), record.id[..12].to_string()];
-        for alias in endpoint["Aliases"].as_array().into_iter().flatten() {
-            let alias = alias.as_str().unwrap_or("");
-            if !crate::net::is_host_name(alias) {
-                return Err(EngineError::BadRequest(format!(
-                    "invalid --alias {alias:?}: use 1-63 letters, digits, '_', '.' or '-'"
-                )));
-            }
-            names.push(alias.to_string());
-        }
-        names.retain(|n| crate::net::is_host_name(n));
-        names.dedup();
-    }
-    let mut joined = spec.joined_networks.clone();
+    let names = if network.name == "bridge" {
+        Vec::new()
+    } else {
+        let aliases = endpoint["Aliases"].as_array();
+        super::networks::names_on_network(&record.name, &record.id, aliases, "--alias")?
+    };
+    let mut joined = t.spec.joined_networks.clone();
     let interface = u8::try_from(joined.len() + 1)
         .ok()
         .filter(|i| *i <= 9)
@@ -116,24 +145,16 @@ pub fn connect(root: &std::path::Path, key: &str, body: &Value) -> Result<(), En
     });
     let mut changed = record.clone();
     changed.joined.push(network.name.clone());
-    apply(&containers, &record, &changed, &mut config, &joined)?;
-    events::record(root, &event("connect", &network, &changed));
+    apply(&t.containers, record, &changed, &mut t.config, &joined)?;
+    events::record(root, &event("connect", network, &changed));
     Ok(())
 }
 
 /// `POST /networks/{id}/disconnect`, body `{"Container": ID, "Force": bool}`.
 pub fn disconnect(root: &std::path::Path, key: &str, body: &Value) -> Result<(), EngineError> {
-    let container = container_of(body)?;
-    let networks = Networks::open(root)?;
-    let _networks = networks.lock()?;
-    let network = find(&networks, key)?;
-    let containers = Containers::open(root)?;
-    let record = containers.find(container)?;
-    let _container = containers.lock(&record.id)?;
-    let dir = containers.dir(&record.id);
-    let mut config = crate::bundle::read(&dir)?;
-    let spec = crate::bundle::from_oci(&config, &dir, &record.id)?;
-    if spec
+    let mut t = Target::find(root, key, body)?;
+    let (network, record) = (&t.network, &t.record);
+    if t.spec
         .network
         .as_ref()
         .is_some_and(|n| n.bridge == network.bridge)
@@ -143,7 +164,7 @@ pub fn disconnect(root: &std::path::Path, key: &str, body: &Value) -> Result<(),
             record.name, network.name
         )));
     }
-    let mut joined = spec.joined_networks.clone();
+    let mut joined = t.spec.joined_networks.clone();
     let before = joined.len();
     joined.retain(|j| j.bridge != network.bridge);
     if joined.len() == before {
@@ -158,8 +179,8 @@ pub fn disconnect(root: &std::path::Path, key: &str, body: &Value) -> Result<(),
     }
     let mut changed = record.clone();
     changed.joined.retain(|n| *n != network.name);
-    apply(&containers, &record, &changed, &mut config, &joined)?;
-    events::record(root, &event("disconnect", &network, &changed));
+    apply(&t.containers, record, &changed, &mut t.config, &joined)?;
+    events::record(root, &event("disconnect", network, &changed));
     Ok(())
 }
 
@@ -187,25 +208,6 @@ fn apply(
     Ok(())
 }
 // ANCHOR_END: apply_joined
-
-/// The container a connect or disconnect body names.
-fn container_of(body: &Value) -> Result<&str, EngineError> {
-    body["Container"]
-        .as_str()
-        .filter(|c| !c.is_empty())
-        .ok_or_else(|| EngineError::BadRequest("the body needs a Container".into()))
-}
-
-/// The network `key` names: step 8's `bridge`, or one of the root's.
-fn find(networks: &Networks, key: &str) -> Result<Network, EngineError> {
-    match key {
-        "bridge" => Ok(super::networks::default_bridge()),
-        "none" | "host" => Err(EngineError::BadRequest(format!(
-            "a container cannot join network {key}: it is not a network of its own"
-        ))),
-        _ => networks.find(key),
-    }
-}
 
 /// Docker's event of a container joining or leaving a network.
 fn event(action: &str, network: &Network, record: &Record) -> Event {

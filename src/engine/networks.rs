@@ -369,6 +369,30 @@ pub struct Joining {
     _locked: Flock<std::fs::File>,
 }
 
+/// The names a container answers to on a named network: its name, its
+/// short id and its aliases (each checked: they end up in other
+/// containers' hosts files; `flag` names the option in the refusal).
+pub(super) fn names_on_network(
+    name: &str,
+    id: &str,
+    aliases: Option<&Vec<Value>>,
+    flag: &str,
+) -> Result<Vec<String>, EngineError> {
+    let mut names = vec![name.to_string(), id[..12.min(id.len())].to_string()];
+    for alias in aliases.into_iter().flatten() {
+        let alias = alias.as_str().unwrap_or("");
+        if !crate::net::is_host_name(alias) {
+            return Err(EngineError::BadRequest(format!(
+                "invalid {flag} {alias:?}: use 1-63 letters, digits, '_', '.' or '-'"
+            )));
+        }
+        names.push(alias.to_string());
+    }
+    names.retain(|n| crate::net::is_host_name(n));
+    names.dedup();
+    Ok(names)
+}
+
 /// The network a create body asks for, when it is a named one: `None` for
 /// `bridge` (step 8's), `none`; 404 for a network that does not exist.
 pub fn joining(
@@ -384,22 +408,11 @@ pub fn joining(
     let networks = Networks::open(root)?;
     let locked = networks.lock()?;
     let network = networks.find(mode)?;
-    let mut names = vec![name.to_string(), id[..12.min(id.len())].to_string()];
     let endpoint = &body["NetworkingConfig"]["EndpointsConfig"];
     let aliases = endpoint[&network.name]["Aliases"]
         .as_array()
         .or_else(|| endpoint[mode]["Aliases"].as_array());
-    for alias in aliases.into_iter().flatten() {
-        let alias = alias.as_str().unwrap_or("");
-        if !crate::net::is_host_name(alias) {
-            return Err(EngineError::BadRequest(format!(
-                "invalid --network-alias {alias:?}: use 1-63 letters, digits, '_', '.' or '-'"
-            )));
-        }
-        names.push(alias.to_string());
-    }
-    names.retain(|n| crate::net::is_host_name(n));
-    names.dedup();
+    let names = names_on_network(name, id, aliases, "--network-alias")?;
     Ok(Some(Joining {
         network,
         names,
