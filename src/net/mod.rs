@@ -212,15 +212,20 @@ impl Prepared {
     ) -> Result<Prepared, NetError> {
         // The network's lock, held for the steps below, so that two starts
         // never interleave them.
-        let mut leases = ipam::open(spec)?;
-        // First what can refuse, before anything changes.
-        leases.check_ports(spec)?;
-        // Rules of killed containers would still catch their ports.
-        leases.take_back_dead(spec, trace)?;
-        // The network's first container makes the bridge and its rules.
-        bridge::bring_up(spec, leases.is_empty(), trace)?;
-        // Last, the address: it is the container's once it is written down.
-        let address = leases.take(spec, id, trace)?;
+        let address = {
+            let mut leases = ipam::open(spec)?;
+            // First what can refuse, before anything changes.
+            leases.check_ports(spec)?;
+            // Rules of killed containers would still catch their ports.
+            leases.take_back_dead(spec, trace)?;
+            // The network's first container makes the bridge and its rules.
+            bridge::bring_up(spec, leases.is_empty(), trace)?;
+            // Last, the address: it is the container's once it is written down.
+            leases.take(spec, id, trace)?
+        };
+        // The lock is let go here, before `prepared` exists: from now on a
+        // failure drops `prepared`, whose `release` takes the lock again
+        // (a lock of ours still held would wait for itself for ever).
         let mut prepared = Prepared {
             spec: spec.clone(),
             id: id.to_string(),
@@ -240,9 +245,9 @@ impl Prepared {
                 }
             })?;
         }
-        // On a named network, every container's hosts file lists the others.
-        leases.refresh_hosts(spec, id);
-        drop(leases);
+        // On a named network, every container's hosts file lists the others
+        // (under the lock again: the lease is written down already).
+        ipam::open(spec)?.refresh_hosts(spec, id);
         prepared.rules = portmap::rules(&prepared.spec, &prepared.id, address);
         Ok(prepared)
     }
