@@ -173,10 +173,8 @@ pub fn disconnect(root: &std::path::Path, key: &str, body: &Value) -> Result<(),
             record.name, network.name
         )));
     }
-    // The ones after it move down one interface at the next start.
-    for (i, j) in joined.iter_mut().enumerate() {
-        j.interface = u8::try_from(i + 1).unwrap_or(9);
-    }
+    // (The ones after it move down one interface at the next start: the
+    // bundle keeps their order, and each start numbers them from it.)
     let mut changed = record.clone();
     changed.joined.retain(|n| *n != network.name);
     apply(&t.containers, record, &changed, &mut t.config, &joined)?;
@@ -198,14 +196,18 @@ fn apply(
     let before = config.clone();
     crate::bundle::set_joined_networks(config, joined);
     crate::bundle::write(&dir, config)?;
-    containers.rewrite(new)?;
-    let running = containers.state(&old.id)?.status == Status::Running;
-    if running && let Err(e) = super::shim::rejoin(&dir) {
+    let carried_out =
+        containers
+            .rewrite(new)
+            .and_then(|()| match containers.state(&old.id)?.status {
+                Status::Running => super::shim::rejoin(&dir),
+                _ => Ok(()),
+            });
+    if carried_out.is_err() {
         let _ = crate::bundle::write(&dir, &before);
         let _ = containers.rewrite(old);
-        return Err(e);
     }
-    Ok(())
+    carried_out
 }
 // ANCHOR_END: apply_joined
 

@@ -238,6 +238,9 @@ impl Leases {
     /// resolution by managed hosts files. Called under the network's lock,
     /// after a lease is taken or given back (and saved).
     pub fn refresh_hosts(&self, spec: &NetworkSpec, changed: &str) {
+        if !spec.resolves_names() {
+            return; // step 8's bridge: nobody's names change
+        }
         // A container may be on several networks, whose locks differ: one
         // more lock, over every hosts file, so two networks' refreshes never
         // interleave. The leases are read again under it, as saved.

@@ -154,6 +154,16 @@ impl NetworkSpec {
     }
 }
 
+impl NetworkSpec {
+    /// Whether the containers of this network reach each other by name
+    /// (an engine's named network: every container on it has names).
+    /// Step 8's bridge resolves none, so a start or an end there rewrites
+    /// no one's hosts file, and spends nothing on it.
+    pub fn resolves_names(&self) -> bool {
+        !self.names.is_empty()
+    }
+}
+
 /// Whether `name` may be a name other containers resolve: 1–63 letters,
 /// digits, `_`, `.` or `-`, starting with a letter or a digit (a host
 /// name's label, loosened as Docker's container names are).
@@ -247,7 +257,9 @@ impl Prepared {
         }
         // On a named network, every container's hosts file lists the others
         // (under the lock again: the lease is written down already).
-        ipam::open(spec)?.refresh_hosts(spec, id);
+        if spec.resolves_names() {
+            ipam::open(spec)?.refresh_hosts(spec, id);
+        }
         prepared.rules = portmap::rules(&prepared.spec, &prepared.id, address);
         Ok(prepared)
     }
