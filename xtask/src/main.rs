@@ -25,6 +25,8 @@ mod peers;
 mod podman_bench;
 mod proven;
 mod registry_bench;
+mod spine;
+mod transcripts;
 mod vm;
 
 use std::path::{Path, PathBuf};

@@ -129,9 +129,23 @@ pub const OUTPUTS: &[(&str, &str, &[&str])] = &[
 
 /// Regenerates every output (or, with `check`, compares them).
 pub fn run(root: &Path, check: bool) -> Result<()> {
-    crate::sh(root, "cargo", &["build", "--quiet", "--bins"])?;
     let dir = root.join("book/src/outputs");
     std::fs::create_dir_all(&dir)?;
+    // The spine's pictures come from a source file, not a run: exact.
+    let mut stale = Vec::new();
+    for (name, fresh) in crate::spine::pictures(root)? {
+        let path = dir.join(&name);
+        if !check {
+            std::fs::write(&path, &fresh)?;
+        } else if std::fs::read_to_string(&path).unwrap_or_default() != fresh {
+            stale.push(format!(
+                "{} differs from what {} gives",
+                path.display(),
+                crate::spine::SOURCE
+            ));
+        }
+    }
+    crate::sh(root, "cargo", &["build", "--quiet", "--bins"])?;
     let scratch = std::env::temp_dir().join(format!("caixa-outputs-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)?;
     // Build the default rootfs first, so no output shows the one-time
@@ -150,7 +164,6 @@ pub fn run(root: &Path, check: bool) -> Result<()> {
     // way the chapter shows, into a store of this run's own.
     let (store, layout) = (scratch.join("store"), scratch.join("image"));
     make_image(&layout)?;
-    let mut stale = Vec::new();
     for (name, step, args) in OUTPUTS {
         let fresh = scratch.join(format!("{name}.txt"));
         let store_s = store.to_string_lossy();
@@ -164,21 +177,26 @@ pub fn run(root: &Path, check: bool) -> Result<()> {
             .collect();
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         capture(&root.join("target/debug").join(step), &args, &fresh)?;
-        let path = dir.join(format!("{name}.txt"));
-        if check {
-            let old = std::fs::read_to_string(&path).unwrap_or_default();
-            let new = std::fs::read_to_string(&fresh)?;
-            if comparable(&old) != comparable(&new) {
-                stale.push(format!(
-                    "{}:\n--- committed\n{old}--- now\n{new}",
-                    path.display()
-                ));
-            }
-        } else {
-            std::fs::copy(&fresh, &path)?;
+        compare_or_copy(&fresh, &dir.join(format!("{name}.txt")), check, &mut stale)?;
+    }
+    // Steps 10 and 11: sessions of many commands, each part a file.
+    // (Outside /tmp: the sessions mount a fresh /tmp of their own.)
+    let sessions = root.join("target/outputs-sessions");
+    let _ = std::fs::remove_dir_all(&sessions);
+    std::fs::create_dir_all(&sessions)?;
+    for parts in [
+        crate::transcripts::STEP9,
+        crate::transcripts::STEP10,
+        crate::transcripts::STEP11,
+    ] {
+        crate::transcripts::run(root, parts, &sessions, is_root())?;
+        for part in parts {
+            let name = format!("{}.txt", part.file);
+            compare_or_copy(&sessions.join(&name), &dir.join(&name), check, &mut stale)?;
         }
     }
     let _ = std::fs::remove_dir_all(&scratch);
+    let _ = std::fs::remove_dir_all(&sessions);
     let _ = std::fs::remove_dir_all(
         std::env::temp_dir().join(format!("caixa-outputs-state-{}", std::process::id())),
     );
@@ -189,10 +207,32 @@ pub fn run(root: &Path, check: bool) -> Result<()> {
         );
     }
     println!(
-        "outputs: {} files {}",
+        "outputs: {} files, {} transcripts and {} spine pictures {}",
         OUTPUTS.len(),
+        crate::transcripts::STEP9.len()
+            + crate::transcripts::STEP10.len()
+            + crate::transcripts::STEP11.len(),
+        crate::spine::LAST,
         if check { "match the code" } else { "written" }
     );
+    Ok(())
+}
+
+/// With `check`, notes in `stale` when `path` no longer matches `fresh`
+/// (numbers masked, lines in any order); without, copies `fresh` there.
+fn compare_or_copy(fresh: &Path, path: &Path, check: bool, stale: &mut Vec<String>) -> Result<()> {
+    if !check {
+        std::fs::copy(fresh, path)?;
+        return Ok(());
+    }
+    let old = std::fs::read_to_string(path).unwrap_or_default();
+    let new = std::fs::read_to_string(fresh)?;
+    if comparable(&old) != comparable(&new) {
+        stale.push(format!(
+            "{}:\n--- committed\n{old}--- now\n{new}",
+            path.display()
+        ));
+    }
     Ok(())
 }
 
@@ -281,12 +321,41 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// The lines of an output, numbers masked, sorted: the parent's and the
-/// container's lines may interleave differently from run to run.
+/// The lines of an output, numbers and dates masked, sorted: the parent's
+/// and the container's lines may interleave differently from run to run.
 fn comparable(text: &str) -> Vec<String> {
-    let mut lines: Vec<String> = text.lines().map(mask_numbers).collect();
+    let mut lines: Vec<String> = text
+        .lines()
+        .map(|line| mask_numbers(&mask_calendar(line)))
+        .collect();
     lines.sort();
     lines
+}
+
+/// The line with the names of months and weekdays (`ls -l`, `date`,
+/// HTTP's `Date:`) as `#`: they change from run to run like the numbers.
+fn mask_calendar(line: &str) -> String {
+    const NAMES: &[&str] = &[
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec", "Mon",
+        "Tue", "Wed", "Thu", "Fri", "Sat", "Sun",
+    ];
+    let mut out = String::with_capacity(line.len());
+    let mut word = String::new();
+    for c in line.chars().chain(std::iter::once('\n')) {
+        if c.is_ascii_alphabetic() {
+            word.push(c);
+            continue;
+        }
+        out.push_str(if NAMES.contains(&word.as_str()) {
+            "#"
+        } else {
+            &word
+        });
+        word.clear();
+        out.push(c);
+    }
+    out.pop();
+    out
 }
 
 /// The text with every run of digits replaced by `#`, every run of spaces by
@@ -322,6 +391,14 @@ fn mask_numbers(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn months_and_weekdays_are_masked_as_words() {
+        assert_eq!(
+            super::mask_calendar("Thu Dec  3 root Decimal"),
+            "# #  3 root Decimal"
+        );
+    }
+
     #[test]
     fn numbers_are_masked() {
         assert_eq!(
