@@ -12,6 +12,9 @@
 //! fixed phrase: rewording a heading or a phrase that a rule reads is an
 //! error here too ("no table under …"), never a rule that passes by
 //! finding nothing.
+//!
+//! One rule reads the book alone: a deep dive's note must lead to a heading
+//! of its own page (`deep_dive_links`).
 
 use std::collections::BTreeSet;
 use std::path::Path;
