@@ -13,6 +13,9 @@
 //! editions come from the same Markdown, so a page has the same headings,
 //! in the same order and at the same levels, in both. A page where they
 //! differ is left alone (and `check-book-browser` reports its links).
+//!
+//! [`heading_id`] makes the same ids from the Markdown, for the checks that
+//! read the sources rather than a built book.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -100,6 +103,89 @@ fn headings(html: &str) -> Vec<(String, String, usize)> {
         .collect()
 }
 
+/// The lines of a Markdown page outside fenced code blocks, numbered from
+/// 1: a `#` or a `>` inside a block of code is code, not a heading or a
+/// quote.
+pub fn prose_lines(markdown: &str) -> impl Iterator<Item = (usize, &str)> {
+    let mut fence: Option<&str> = None;
+    markdown.lines().enumerate().filter_map(move |(i, line)| {
+        let trimmed = line.trim_start();
+        let mark = ["```", "~~~"].into_iter().find(|m| trimmed.starts_with(m));
+        match (fence, mark) {
+            (None, Some(m)) => fence = Some(m),
+            (Some(open), Some(m)) if open == m => fence = None,
+            (None, None) => return Some((i + 1, line)),
+            _ => {}
+        }
+        None
+    })
+}
+
+/// The ids mdBook gives the headings of a Markdown page, in order: each
+/// from the heading's text (see [`heading_id`]), a repeated one with `-1`,
+/// `-2`… appended, as mdBook makes them unique. What a link to `#id` of
+/// the English page must name.
+pub fn markdown_heading_ids(markdown: &str) -> Vec<String> {
+    let mut used = BTreeSet::new();
+    prose_lines(markdown)
+        .filter_map(|(_, line)| {
+            let hashes = line.len() - line.trim_start_matches('#').len();
+            let text = line[hashes..].strip_prefix(' ')?;
+            (1..=6).contains(&hashes).then(|| heading_id(text))
+        })
+        .map(|id| {
+            let mut unique = id.clone();
+            let mut n = 0;
+            while !used.insert(unique.clone()) {
+                n += 1;
+                unique = format!("{id}-{n}");
+            }
+            unique
+        })
+        .collect()
+}
+
+/// The id mdBook (0.5) makes from a heading's Markdown text: the text as
+/// rendered (no backticks or emphasis, a link's text without its target),
+/// lower case, letters, digits, `_` and `-` kept, each space a `-`, every
+/// other character dropped. "`start`: the shim, in a session of its own"
+/// is `start-the-shim-in-a-session-of-its-own`.
+pub fn heading_id(markdown: &str) -> String {
+    // A closing run of `#`s, after a space, is not part of the text.
+    let text = markdown.trim();
+    let open = text.trim_end_matches('#');
+    let text = if open.is_empty() || open.ends_with(' ') {
+        open
+    } else {
+        text
+    };
+    let mut rendered = String::new();
+    let mut rest = text;
+    // `[text](target)`: keep the text, drop the target.
+    while let Some(open) = rest.find("](") {
+        let Some(close) = rest[open..].find(')') else {
+            break;
+        };
+        rendered.push_str(&rest[..open]);
+        rest = &rest[open + close + 1..];
+    }
+    rendered.push_str(rest);
+    rendered
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| {
+            if c.is_alphanumeric() || c == '_' || c == '-' {
+                Some(c)
+            } else if c.is_whitespace() {
+                Some('-')
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,5 +222,35 @@ mod tests {
         let (html, n) = with_english_ids(EN, pt).unwrap();
         assert_eq!(n, 1);
         assert_eq!(html.matches("id=\"step-1\"").count(), 1);
+    }
+
+    #[test]
+    fn heading_ids_are_made_as_mdbook_makes_them() {
+        assert_eq!(
+            heading_id("`start`: the shim, in a session of its own"),
+            "start-the-shim-in-a-session-of-its-own"
+        );
+        assert_eq!(
+            heading_id("Owners shifted into the container's range"),
+            "owners-shifted-into-the-containers-range"
+        );
+        assert_eq!(
+            heading_id("setgroups \"deny\" (CVE-2014-8989)"),
+            "setgroups-deny-cve-2014-8989"
+        );
+        assert_eq!(
+            heading_id("Hooks: [runc's](https://x.y/z) way"),
+            "hooks-runcs-way"
+        );
+        assert_eq!(heading_id("A ideia: `exec_in` ##"), "a-ideia-exec_in");
+        assert_eq!(heading_id("Exercício"), "exercício");
+        assert_eq!(heading_id("C#"), "c");
+    }
+
+    #[test]
+    fn a_page_s_heading_ids_skip_code_and_are_unique() {
+        let page =
+            "# Step 1\n\n## Run it\n\n```console\n# not a heading\n```\n\n### Run it\n#nospace\n";
+        assert_eq!(markdown_heading_ids(page), ["step-1", "run-it", "run-it-1"]);
     }
 }

@@ -12,6 +12,9 @@
 //! fixed phrase: rewording a heading or a phrase that a rule reads is an
 //! error here too ("no table under …"), never a rule that passes by
 //! finding nothing.
+//!
+//! One rule reads the book alone: a deep dive's note must lead to a heading
+//! of its own page (`deep_dive_links`).
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -31,6 +34,7 @@ pub fn check(root: &Path, commands: &[String]) -> Result<()> {
     mistake_table(root, &course, &mut problems)?;
     points(root, &course, &mut problems)?;
     commands_documented(root, commands, &mut problems)?;
+    deep_dive_links(root, &mut problems)?;
     if !problems.is_empty() {
         bail!(
             "the book or the README says something the code does not ({} found):\n  {}",
@@ -481,6 +485,64 @@ fn commands_documented(root: &Path, commands: &[String], problems: &mut Vec<Stri
     Ok(())
 }
 
+/// A deep dive's note (`> **Deep dive** (…): a first reading can skip to
+/// [X](#x).`) is how a first reading gets past it, so its link must lead to
+/// a heading of the same page. mdBook does not check a link to `#x`: once
+/// that heading is renamed, the link silently leads to the top of the page,
+/// and a beginner is left inside the deep dive.
+fn deep_dive_links(root: &Path, problems: &mut Vec<String>) -> Result<()> {
+    for file in crate::anchors::files_with_ext(&root.join("book/src"), "md")? {
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        let name = file
+            .strip_prefix(root)
+            .unwrap_or(&file)
+            .display()
+            .to_string();
+        for (line, problem) in deep_dive_problems(&text) {
+            problems.push(format!("{name}:{line}: {problem}"));
+        }
+    }
+    Ok(())
+}
+
+/// The line and the fault of each deep dive note of `markdown` whose quote
+/// has no `](#anchor)`, or whose anchor is no heading of the page.
+fn deep_dive_problems(markdown: &str) -> Vec<(usize, String)> {
+    let ids = crate::book_ids::markdown_heading_ids(markdown);
+    let lines: Vec<(usize, &str)> = crate::book_ids::prose_lines(markdown).collect();
+    let mut problems = Vec::new();
+    for (i, (number, line)) in lines.iter().enumerate() {
+        if !line.trim_start().starts_with("> **Deep dive**") {
+            continue;
+        }
+        // The note is the whole quote: it may wrap onto more `>` lines.
+        let note: String = lines[i..]
+            .iter()
+            .map(|(_, l)| l.trim_start())
+            .take_while(|l| l.starts_with('>'))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let anchor = note
+            .split_once("](#")
+            .and_then(|(_, rest)| rest.split_once(')'))
+            .map(|(anchor, _)| anchor);
+        match anchor {
+            None => problems.push((
+                *number,
+                "a Deep dive note with no link to a heading of its page, `[where to go on](#anchor)`"
+                    .to_string(),
+            )),
+            Some(anchor) if !ids.iter().any(|id| id == anchor) => problems.push((
+                *number,
+                format!("a Deep dive note links to #{anchor}, which is no heading of its page"),
+            )),
+            Some(_) => {}
+        }
+    }
+    problems
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -507,6 +569,25 @@ mod tests {
         assert_eq!(numbers_before(&text, " points in all"), [305.0]);
         assert_eq!(numbers_after(&text, "full marks, "), [245.0]);
         assert!(numbers_before("points in all", " points in all").is_empty());
+    }
+
+    #[test]
+    fn a_deep_dive_note_must_lead_to_a_heading_of_its_page() {
+        let page = "# Step 7\n\n## The idea\n\n### Hybrid hosts\n\n\
+            > **Deep dive** (hosts with both versions): a first reading can\n\
+            > skip to [What cgroups do not limit](#what-cgroups-do-not-limit).\n\n\
+            ### What cgroups do not limit\n\n\
+            ### Timings\n\n> **Deep dive**: a first reading can skip to [Run it](#run-it).\n\n\
+            ### Crashes\n\n> **Deep dive**: skip it.\n\n\
+            ```text\n> **Deep dive**: in code, not a note\n```\n";
+        let problems = deep_dive_problems(page);
+        let lines: Vec<usize> = problems.iter().map(|(l, _)| *l).collect();
+        assert_eq!(lines, [14, 18], "{problems:?}");
+        assert!(
+            problems[0].1.contains("#run-it, which is no heading"),
+            "{problems:?}"
+        );
+        assert!(problems[1].1.contains("no link"), "{problems:?}");
     }
 
     /// The rule that found today's drift passes on this checkout (the CI
