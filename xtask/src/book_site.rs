@@ -1,8 +1,9 @@
 //! `book_site`: the book as `cargo xtask book` writes it, both editions
 //! in one site, and the checks `check-book-browser` makes on the HTML
-//! mdBook wrote, before any browser opens it: every relative link leads to
-//! a file of the site and its `#anchor` to an id in that page, no mdBook
-//! directive is left unresolved, no code block is empty.
+//! mdBook wrote, before any browser opens it: every relative link (a
+//! figure's `src` too) leads to a file of the site and its `#anchor` to
+//! an id in that page, no mdBook directive is left unresolved, no code
+//! block is empty.
 //!
 //! Each problem names the Markdown to fix: `book/src/…` for the English
 //! text, or the translation in `book/po/` when only the Portuguese page
@@ -195,5 +196,40 @@ mod tests {
         };
         assert_eq!(pt.other_edition(), Path::new("step1-pid.html"));
         assert_eq!(pt.shown(), "book/book/pt-BR/step1-pid.html");
+    }
+
+    #[test]
+    fn a_figure_whose_file_is_missing_is_a_problem() {
+        // A translation points its figure to `images/NAME.pt-BR.svg`: a
+        // file nobody drew must fail the check, not show a broken image.
+        let site = std::env::temp_dir().join(format!("caixa-book-site-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&site);
+        std::fs::create_dir_all(site.join("pt-BR/images")).unwrap();
+        std::fs::write(site.join("pt-BR/images/map.svg"), "<svg/>").unwrap();
+        let page = Page {
+            edition: EDITIONS[1],
+            rel: "map.html".into(),
+            site_rel: "pt-BR/map.html".into(),
+        };
+        let write = |img: &str| {
+            let html =
+                format!(r#"<main><h1 id="a">A</h1><p><img src="{img}" alt="a map"></p></main>"#);
+            std::fs::write(site.join("pt-BR/map.html"), html).unwrap();
+        };
+        let problems_with = |img: &str| {
+            write(img);
+            let mut problems = Vec::new();
+            check_html(&site, &page, &mut problems).unwrap();
+            problems
+        };
+        let present = problems_with("images/map.svg");
+        let missing = problems_with("images/map.pt-BR.svg");
+        std::fs::remove_dir_all(&site).unwrap();
+        assert!(present.is_empty(), "{present:?}");
+        assert_eq!(missing.len(), 1, "{missing:?}");
+        assert!(
+            missing[0].contains("book/book/pt-BR/images/map.pt-BR.svg does not exist"),
+            "{missing:?}"
+        );
     }
 }
