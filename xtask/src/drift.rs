@@ -35,6 +35,7 @@ pub fn check(root: &Path, commands: &[String]) -> Result<()> {
     points(root, &course, &mut problems)?;
     commands_documented(root, commands, &mut problems)?;
     deep_dive_links(root, &mut problems)?;
+    console_outputs_are_generated(root, &mut problems)?;
     if !problems.is_empty() {
         bail!(
             "the book or the README says something the code does not ({} found):\n  {}",
@@ -543,9 +544,107 @@ fn deep_dive_problems(markdown: &str) -> Vec<(usize, String)> {
     problems
 }
 
+/// Output in the book is only true when a run made it. So in a
+/// ```` ```console ```` block every line is a command (`$ ` or `# `, or the
+/// rest of one that ended with `\`), a blank, or an `{{#include
+/// outputs/…}}` of a file `cargo xtask outputs` writes (and `--check`
+/// runs again); a line of output typed by hand is a problem. And no
+/// written output may hold an absolute path to a build directory, which
+/// names the machine it was made on.
+fn console_outputs_are_generated(root: &Path, problems: &mut Vec<String>) -> Result<()> {
+    for file in crate::anchors::files_with_ext(&root.join("book/src"), "md")? {
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        let name = file
+            .strip_prefix(root)
+            .unwrap_or(&file)
+            .display()
+            .to_string();
+        for line in typed_output_lines(&text) {
+            problems.push(format!(
+                "{name}:{line}: a console block shows output no run made: add the command to \
+                 xtask/src/outputs.rs or transcripts.rs and include its file, or say it in prose"
+            ));
+        }
+    }
+    for file in crate::anchors::files_with_ext(&root.join("book/src/outputs"), "txt")? {
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        if let Some(path) = build_path_in(&text) {
+            problems.push(format!(
+                "{}: holds {path}, a path of the machine it was made on: run the binary by a \
+                 relative path or through a variable",
+                file.strip_prefix(root).unwrap_or(&file).display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The numbers of the lines of `markdown`'s console blocks that are output
+/// typed into the page.
+fn typed_output_lines(markdown: &str) -> Vec<usize> {
+    let mut typed = Vec::new();
+    let mut in_console = false;
+    let mut continued = false;
+    // A block in a list item is indented as a whole: its lines are read
+    // without the fence's indentation.
+    let mut indent = 0;
+    for (i, line) in markdown.lines().enumerate() {
+        let fence = line.trim_start().starts_with("```");
+        if !in_console {
+            in_console = fence && line.trim_start().trim_start_matches('`') == "console";
+            indent = line.len() - line.trim_start().len();
+            continued = false;
+            continue;
+        }
+        let line = line
+            .get(indent..)
+            .filter(|_| line.is_char_boundary(indent))
+            .unwrap_or(line);
+        if fence {
+            in_console = false;
+            continue;
+        }
+        let command = line.starts_with("$ ") || line.starts_with("# ");
+        let included = line.starts_with("{{#include outputs/");
+        if !(command || included || continued || line.trim().is_empty()) {
+            typed.push(i + 1);
+        }
+        continued = (command || continued) && line.ends_with('\\');
+    }
+    typed
+}
+
+/// The first absolute path to a cargo build directory (`/…/target/debug/…`)
+/// in `text`, if any.
+fn build_path_in(text: &str) -> Option<&str> {
+    text.split(|c: char| c.is_whitespace() || c == '"' || c == '=' || c == '\'')
+        .find(|word| {
+            word.starts_with('/')
+                && (word.contains("/target/debug/") || word.contains("/target/release/"))
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn typed_output_in_a_console_block_is_found() {
+        let page = "  ```console\n  $ indented\n  ```\n```console\n$ step1 true\n{{#include outputs/step1.txt}}\n$ long \\\n    --flag\n\nhand-typed\n```\n\nprose\n```text\nnot a console\n```\n";
+        assert_eq!(typed_output_lines(page), [10]);
+    }
+
+    #[test]
+    fn a_build_path_is_found_and_a_variable_is_not() {
+        assert_eq!(
+            build_path_in("ran /home/ana/caixa/target/debug/step9 run"),
+            Some("/home/ana/caixa/target/debug/step9")
+        );
+        assert_eq!(build_path_in("# $REPO/target/debug/step10 pull"), None);
+        assert_eq!(build_path_in("cp target/debug/step11 /tmp/eng/"), None);
+    }
 
     const PAGE: &str = "# Top\n\n## The steps\n\nSome words.\n\n| step | adds |\n|---|---|\n| 1 | `src/a.rs`, `src/b.rs` |\n| 2 | coming |\n\n## Next\n\n| x |\n|---|\n| 9 |\n";
 

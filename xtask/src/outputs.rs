@@ -195,6 +195,34 @@ pub fn run(root: &Path, check: bool) -> Result<()> {
             compare_or_copy(&sessions.join(&name), &dir.join(&name), check, &mut stale)?;
         }
     }
+    // A file no run writes is output nobody can make again.
+    if check {
+        let mut written: Vec<String> = OUTPUTS
+            .iter()
+            .map(|(name, ..)| format!("{name}.txt"))
+            .collect();
+        for parts in [
+            crate::transcripts::STEP9,
+            crate::transcripts::STEP10,
+            crate::transcripts::STEP11,
+        ] {
+            written.extend(parts.iter().map(|part| format!("{}.txt", part.file)));
+        }
+        written.extend(
+            crate::spine::pictures(root)?
+                .into_iter()
+                .map(|(name, _)| name),
+        );
+        for entry in std::fs::read_dir(&dir)? {
+            let name = entry?.file_name().to_string_lossy().into_owned();
+            if !written.contains(&name) {
+                stale.push(format!(
+                    "{}: no run of `cargo xtask outputs` writes it: make it a run there, or remove it",
+                    dir.join(&name).display()
+                ));
+            }
+        }
+    }
     let _ = std::fs::remove_dir_all(&scratch);
     let _ = std::fs::remove_dir_all(&sessions);
     let _ = std::fs::remove_dir_all(

@@ -469,10 +469,47 @@ pub const STEP11: &[Part] = &[
         ],
     },
     Part {
+        file: "step11-top",
+        lines: &[
+            Show("docker run -d --name m --memory 32m -p 8080:80 busybox:1 sleep 3600"),
+            Show("docker top m"),
+            Show(
+                r"docker stats --no-stream --format 'table {{.Name}}\t{{.MemUsage}}\t{{.PIDs}}' m",
+            ),
+            Show("docker port m"),
+            Show("docker rm -f m"),
+        ],
+    },
+    Part {
+        file: "step11-readonly",
+        lines: &[Show(
+            "step11 run --rm --read-only --tmpfs /run:size=8m --init busybox:1 sh -c 'touch /x; echo hi > /run/x && cat /run/x; ps -o pid,comm'",
+        )],
+    },
+    Part {
         file: "step11-strace",
         lines: &[Show(
             r#"strace -f -e trace=write -s 200 /opt/caixa-peers/docker -H unix://$PWD/caixa.sock run --rm busybox:1 true 2>&1 | grep -oE '"(GET|POST|HEAD|DELETE) [^ ]*'"#,
         )],
+    },
+    Part {
+        file: "step11-build",
+        lines: &[
+            Show("mkdir web && cd web"),
+            Show("mkdir site && echo '<h1>caixa</h1>' > site/index.html"),
+            Show(r"printf '#!/bin/sh\nexec httpd -f -p 80 -h /srv/www\n' > start.sh"),
+            Show(
+                r#"printf 'FROM busybox:1\nRUN mkdir -p /srv/www\nCOPY site/ /srv/www/\nCOPY start.sh /start.sh\nEXPOSE 80\nCMD ["/bin/sh","/start.sh"]\n' > Dockerfile"#,
+            ),
+            Show("step11 build -t web:1 ."),
+            Show("step11 build -t web:1 .   # again: nothing changed"),
+            Show("echo '<h1>caixa, again</h1>' > site/index.html"),
+            Show("step11 build -t web:1 ."),
+            Show("cd .."),
+            Show("step11 run --name c busybox:1 sh -c 'echo hi > /note && rm /bin/tail'"),
+            Show("step11 commit c noted:1"),
+            Show("step11 run --rm noted:1 sh -c 'cat /note; ls /bin/tail'"),
+        ],
     },
     Part {
         file: "step11-input",
