@@ -114,7 +114,8 @@ pub fn parse(stdout: &str) -> Vec<(String, bool, String)> {
         .filter_map(|l| l.strip_prefix("test "))
         .filter_map(|l| {
             let (name, verdict) = l.rsplit_once(" ... ")?;
-            match verdict.trim() {
+            // `--report-time` adds ` <0.123s>` after the verdict.
+            match verdict.split_whitespace().next().unwrap_or("") {
                 "ok" => Some((name.to_string(), true, String::new())),
                 "FAILED" => Some((name.to_string(), false, String::new())),
                 _ => None,

@@ -18,6 +18,7 @@ mod drift;
 mod engine_bench;
 mod exercises;
 mod grade;
+mod grade_vms;
 mod lab;
 mod mistakes;
 mod outputs;
@@ -156,6 +157,32 @@ enum Task {
         /// The checkout to grade (default: this one).
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
+    },
+    /// Grade a folder of submissions, each in a VM of its own, several at once.
+    ///
+    /// For each SUBMISSIONS/NAME (a student's checkout), this checkout's
+    /// tests/ replace the submission's, its test binaries are built on the
+    /// host (in its own target/), and the VM lane's machine (Debian's
+    /// kernel, pure cgroup v2, QEMU) runs every test of them; the logs are
+    /// scored with this checkout's tests/weights.toml into OUT/NAME.json
+    /// (Gradescope's format), and a table of totals ends the run. Each VM
+    /// takes 2 CPUs and 2 GiB: give --jobs what the machine has. The build
+    /// runs a submission's build scripts on the host: run this as a user
+    /// with no rights worth stealing.
+    GradeVms {
+        /// The folder of submissions, one directory each.
+        submissions: PathBuf,
+        /// Where the results go (created).
+        out: PathBuf,
+        /// VMs at a time.
+        #[arg(long, default_value_t = 1)]
+        jobs: usize,
+        /// Grade only these test binaries (`step5`, `errors`; repeatable).
+        #[arg(long = "step", value_name = "NAME")]
+        steps: Vec<String>,
+        /// Minutes each VM may run before it is stopped (what ran is scored).
+        #[arg(long, default_value_t = 60)]
+        timeout_min: u64,
     },
     /// Which steps pass, as a table.
     Status,
@@ -350,6 +377,20 @@ fn run(task: Task) -> Result<()> {
             out,
             dir,
         } => grade::command(&root, step.as_deref(), format, out, dir),
+        Task::GradeVms {
+            submissions,
+            out,
+            jobs,
+            steps,
+            timeout_min,
+        } => grade_vms::run(
+            &root,
+            &submissions,
+            &out,
+            jobs,
+            &steps,
+            Duration::from_secs(timeout_min * 60),
+        ),
         Task::Status => grade::command(&root, None, grade::Format::Table, None, None),
         Task::Doctor => doctor::run(&root),
         Task::VmTest {

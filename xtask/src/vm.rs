@@ -90,61 +90,17 @@ pub fn run(root: &Path, steps: &[u32], kernel: Option<PathBuf>, timeout: Duratio
         Some(dir) => dir,
         None => fetch_kernel(&work.join("kernel"))?,
     };
-    let vmlinux = kernel.join("vmlinux");
-    let modules = modules_dir(&kernel)?;
 
     // The test binaries and the static probe, built on the host.
     let tests = build_tests(root, steps)?;
     check_host_only(&tests)?;
     let probe = build_probe(root)?;
 
-    let disk = work.join("scratch.img");
-    let out = work.join("out");
-    let _ = std::fs::remove_dir_all(&out);
-    std::fs::create_dir_all(&out)?;
-    let stage2 = work.join("stage2.sh");
-    std::fs::write(&stage2, stage2_script(root, &out, &tests, &probe))?;
-    let initrd = work.join("initrd.cpio");
-    write_initramfs(&initrd, &modules, &stage2)?;
-
-    // One boot runs every step that has no exit code yet. A guest kernel
-    // that panics (a soft lockup panics, see `boot`) ends the VM at once;
-    // the steps from the one it cut on then run again in a fresh VM, once,
-    // and the lane says so with the kernel's own words: a kernel fault
-    // under emulation is not a test result, but it is never hidden.
-    let deadline = Instant::now() + timeout;
-    let mut boots = 0;
-    let (timed_out, console_text) = loop {
-        boots += 1;
-        scratch_disk(&work, &disk)?;
-        println!(
-            "\n==> booting {} under QEMU (TCG), running {} test binaries",
-            vmlinux.display(),
-            tests.len()
-        );
-        let (timed_out, console_text) =
-            boot(qemu, &work, &vmlinux, &initrd, &out, &disk, deadline)?;
-        let cut = tests
-            .iter()
-            .find(|(name, _)| !out.join(format!("{name}.rc")).exists());
-        match cut {
-            Some((name, _)) if !timed_out && boots < 2 && console_text.contains("Kernel panic") => {
-                println!(
-                    "vm-test: the guest kernel panicked before {name} finished; the steps from {name} on run again in a fresh VM (once). The guest's console:\n{}",
-                    console_story(&console_text)
-                );
-                let log = out.join(format!("{name}.log"));
-                if let Ok(text) = std::fs::read_to_string(&log) {
-                    println!(
-                        "\n==> [vm, cgroup v2] {name}, cut short by the panic\n{}",
-                        text.trim_end()
-                    );
-                    let _ = std::fs::remove_file(&log);
-                }
-            }
-            _ => break (timed_out, console_text),
-        }
-    };
+    let Booted {
+        out,
+        timed_out,
+        console: console_text,
+    } = run_in_vm(root, &work, &kernel, &tests, &probe, true, timeout)?;
     // Every log first, also those of a step cut short: which tests ended
     // tells which one hung.
     let mut failed = Vec::new();
@@ -181,6 +137,89 @@ pub fn run(root: &Path, steps: &[u32], kernel: Option<PathBuf>, timeout: Duratio
         start.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// What one lane run left: the directory of each binary's `NAME.log` and
+/// `NAME.rc`, whether the deadline killed the VM, and its console.
+pub struct Booted {
+    pub out: PathBuf,
+    pub timed_out: bool,
+    pub console: String,
+}
+
+/// Boots the kernel in `kernel` with `tests` (built on the host, run with
+/// `root` as their working directory) until they have all run or `timeout`
+/// passed, using `work` for the VM's files. With `skip_host_only`, the
+/// [`HOST_ONLY`] tests are skipped (the lane); without, every test runs
+/// (grading, where a skipped test would count as failed).
+pub fn run_in_vm(
+    root: &Path,
+    work: &Path,
+    kernel: &Path,
+    tests: &[(String, PathBuf)],
+    probe: &Path,
+    skip_host_only: bool,
+    timeout: Duration,
+) -> Result<Booted> {
+    let qemu = "qemu-system-x86_64";
+    let vmlinux = kernel.join("vmlinux");
+    let modules = modules_dir(kernel)?;
+    std::fs::create_dir_all(work)?;
+    let disk = work.join("scratch.img");
+    let out = work.join("out");
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out)?;
+    let stage2 = work.join("stage2.sh");
+    std::fs::write(
+        &stage2,
+        stage2_script(root, &out, tests, probe, skip_host_only),
+    )?;
+    let initrd = work.join("initrd.cpio");
+    write_initramfs(&initrd, &modules, &stage2)?;
+
+    // One boot runs every step that has no exit code yet. A guest kernel
+    // that panics (a soft lockup panics, see `boot`) ends the VM at once;
+    // the steps from the one it cut on then run again in a fresh VM, once,
+    // and the lane says so with the kernel's own words: a kernel fault
+    // under emulation is not a test result, but it is never hidden.
+    let deadline = Instant::now() + timeout;
+    let mut boots = 0;
+    let (timed_out, console) = loop {
+        boots += 1;
+        scratch_disk(work, &disk)?;
+        println!(
+            "\n==> booting {} under QEMU (TCG), running {} test binaries from {}",
+            vmlinux.display(),
+            tests.len(),
+            root.display()
+        );
+        let (timed_out, console_text) = boot(qemu, work, &vmlinux, &initrd, &out, &disk, deadline)?;
+        let cut = tests
+            .iter()
+            .find(|(name, _)| !out.join(format!("{name}.rc")).exists());
+        match cut {
+            Some((name, _)) if !timed_out && boots < 2 && console_text.contains("Kernel panic") => {
+                println!(
+                    "vm-test: the guest kernel panicked before {name} finished; the steps from {name} on run again in a fresh VM (once). The guest's console:\n{}",
+                    console_story(&console_text)
+                );
+                let log = out.join(format!("{name}.log"));
+                if let Ok(text) = std::fs::read_to_string(&log) {
+                    println!(
+                        "\n==> [vm, cgroup v2] {name}, cut short by the panic\n{}",
+                        text.trim_end()
+                    );
+                    let _ = std::fs::remove_file(&log);
+                }
+            }
+            _ => break (timed_out, console_text),
+        }
+    };
+    Ok(Booted {
+        out,
+        timed_out,
+        console,
+    })
 }
 
 /// A fresh scratch disk: the I/O-throttle test needs a real block device.
@@ -281,7 +320,7 @@ fn console_story(console: &str) -> String {
 
 /// Downloads Debian's amd64 kernel package into `dir` (once) and extracts
 /// an uncompressed `vmlinux` (decompressing at each boot costs ~3 s in TCG).
-fn fetch_kernel(dir: &Path) -> Result<PathBuf> {
+pub(crate) fn fetch_kernel(dir: &Path) -> Result<PathBuf> {
     if dir.join("vmlinux").exists() && dir.join("lib/modules").exists() {
         return Ok(dir.to_path_buf());
     }
@@ -354,22 +393,37 @@ fn modules_dir(kernel: &Path) -> Result<PathBuf> {
 
 /// Builds the test binaries of `steps` and returns (name, executable).
 fn build_tests(root: &Path, steps: &[u32]) -> Result<Vec<(String, PathBuf)>> {
+    let names: Vec<String> = steps.iter().map(|s| format!("step{s}")).collect();
+    build_test_binaries(root, &names, false)
+}
+
+/// Builds the test binaries `names` (`step1`, …, `errors`) of the checkout
+/// in `dir` and returns (name, executable). With `own_target`, in `dir`'s
+/// own `target/` whatever `CARGO_TARGET_DIR` says: a test binary names the
+/// step binaries it runs by absolute path, so two checkouts built into one
+/// target directory would run each other's.
+pub(crate) fn build_test_binaries(
+    dir: &Path,
+    names: &[String],
+    own_target: bool,
+) -> Result<Vec<(String, PathBuf)>> {
     let mut args = vec![
         "test".to_string(),
         "--no-run".into(),
         "--message-format=json".into(),
     ];
-    for s in steps {
+    for name in names {
         args.push("--test".into());
-        args.push(format!("step{s}"));
+        args.push(name.clone());
     }
-    let out = Command::new("cargo")
-        .args(&args)
-        .current_dir(root)
-        .stderr(Stdio::inherit())
-        .output()?;
+    let mut cargo = Command::new("cargo");
+    cargo.args(&args).current_dir(dir).stderr(Stdio::inherit());
+    if own_target {
+        cargo.env_remove("CARGO_TARGET_DIR");
+    }
+    let out = cargo.output()?;
     if !out.status.success() {
-        bail!("cargo test --no-run failed");
+        bail!("cargo test --no-run failed in {}", dir.display());
     }
     let mut tests = Vec::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
@@ -390,7 +444,7 @@ fn build_tests(root: &Path, steps: &[u32]) -> Result<Vec<(String, PathBuf)>> {
 
 /// Stops the lane when a [`HOST_ONLY`] name is not a test of its binary
 /// any more (renamed or gone): `--skip` would skip nothing, silently.
-fn check_host_only(tests: &[(String, PathBuf)]) -> Result<()> {
+pub(crate) fn check_host_only(tests: &[(String, PathBuf)]) -> Result<()> {
     for (name, exe) in tests {
         let listed = Command::new(exe)
             .args(["--list", "--format", "terse"])
@@ -410,7 +464,7 @@ fn check_host_only(tests: &[(String, PathBuf)]) -> Result<()> {
 
 /// The static probe the step 6/7 tests copy into their rootfs; built here so
 /// the tests in the VM need not run cargo (slow under emulation).
-fn build_probe(root: &Path) -> Result<PathBuf> {
+pub(crate) fn build_probe(root: &Path) -> Result<PathBuf> {
     let target_dir = root.join("target/tmp/probe-target");
     let triple = "x86_64-unknown-linux-gnu";
     let status = Command::new("cargo")
@@ -436,7 +490,13 @@ fn build_probe(root: &Path) -> Result<PathBuf> {
 /// The second stage, run by the guest from the shared host filesystem after
 /// `switch_root` into the overlay: pseudo filesystems, cgroup2 with every
 /// controller handed down, the scratch disk, then each test binary.
-fn stage2_script(root: &Path, out: &Path, tests: &[(String, PathBuf)], probe: &Path) -> String {
+fn stage2_script(
+    root: &Path,
+    out: &Path,
+    tests: &[(String, PathBuf)],
+    probe: &Path,
+    skip_host_only: bool,
+) -> String {
     let mut s = format!(
         r#"#!/bin/sh
 # Written by `cargo xtask vm-test`; runs as pid 1 inside the VM.
@@ -464,7 +524,7 @@ cd {root}
     for (name, exe) in tests {
         let skips: String = HOST_ONLY
             .iter()
-            .filter(|(binary, _)| binary == name)
+            .filter(|(binary, _)| skip_host_only && binary == name)
             .map(|(_, test)| format!(" --skip {test}"))
             .collect();
         // A step with an exit code already ran in an earlier boot (one
@@ -472,7 +532,7 @@ cd {root}
         // `--report-time` prints each test's time, so the lane's cost can be
         // read off its log; libtest allows it when RUSTC_BOOTSTRAP is set.
         s.push_str(&format!(
-            "if [ ! -e {out}/{name}.rc ]; then\necho '== {name}' > /dev/console\nRUSTC_BOOTSTRAP=1 {exe} --test-threads {VM_TEST_THREADS} --exact{skips} -Z unstable-options --report-time > {out}/{name}.log 2>&1\necho $? > {out}/{name}.rc\ngrep -E '^(MemAvailable|Shmem):' /proc/meminfo | tr -s ' ' > /dev/console\nfi\n",
+            "if [ ! -e {out}/{name}.rc ]; then\necho '== {name}' > /dev/console\n{exe} --list --format terse > {out}/{name}.list 2>/dev/null\nRUSTC_BOOTSTRAP=1 {exe} --test-threads {VM_TEST_THREADS} --exact{skips} -Z unstable-options --report-time > {out}/{name}.log 2>&1\necho $? > {out}/{name}.rc\ngrep -E '^(MemAvailable|Shmem):' /proc/meminfo | tr -s ' ' > /dev/console\nfi\n",
             exe = exe.display(),
             out = out.display(),
         ));
