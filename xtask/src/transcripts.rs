@@ -449,7 +449,9 @@ pub const STEP11: &[Part] = &[
             ),
             Show("docker inspect -f '{{.State.ExitCode}} OOMKilled={{.State.OOMKilled}}' hog"),
             Show("docker rm hog"),
-            Show("docker run --rm busybox:1 no-such-command; echo exit $?"),
+            Show("docker create --name nocmd busybox:1 no-such-command"),
+            Show("docker start nocmd; echo exit $?"),
+            Show("docker rm nocmd"),
             Show("docker volume create site"),
             Show(
                 r#"docker run --rm -v site:/www busybox:1 sh -c 'echo "<h1>caixa</h1>" > /www/index.html'"#,
