@@ -100,17 +100,20 @@ impl InitError {
 /// Runs the child's sequence and execs the command; returns only on failure,
 /// with the exit code the child should `_exit` with, after telling the parent.
 ///
-/// `parent_mask` is the signal mask to restore before exec (see [`signals`]).
+/// `parent_mask` is the signal mask to restore before exec (see [`signals`]);
+/// `born_in_cgroup`: clone3 put this process in its cgroup, so it does not
+/// ask the parent to move it (see `sync::requests_for`).
 pub fn run(
     spec: &Spec,
     channel: &ChildEnd,
     parent_mask: &SigSet,
     trace: &Trace,
     launch: &Launch<'_>,
+    born_in_cgroup: bool,
 ) -> i32 {
     // A todo!() in an exercise, or a bug, must still reach the user as a reason.
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        set_up_and_exec(spec, channel, parent_mask, trace, launch)
+        set_up_and_exec(spec, channel, parent_mask, trace, launch, born_in_cgroup)
     }));
     let (code, reason) = match outcome {
         Ok(Ok(never)) => match never {},
@@ -149,6 +152,7 @@ fn set_up_and_exec(
     parent_mask: &SigSet,
     trace: &Trace,
     launch: &Launch<'_>,
+    born_in_cgroup: bool,
 ) -> Result<Infallible, InitError> {
     let step = |what: std::fmt::Arguments<'_>| trace.step(Side::Child, what);
     step(format_args!("I am pid {} in my PID namespace", getpid()));
@@ -159,8 +163,11 @@ fn set_up_and_exec(
 
     // ANCHOR: init_cgroup
     // 0. cgroup (step 7): the parent moves us into our cgroup while we wait,
-    //    so every page and every process of the container is counted.
-    if spec.limits.is_some() {
+    //    so every page and every process of the container is counted
+    //    (unless clone3 had us born there: cgroup v2, `CLONE_INTO_CGROUP`).
+    if born_in_cgroup {
+        step(format_args!("born in my cgroup: nothing to move"));
+    } else if spec.limits.is_some() {
         channel.ask(Request::EnterCgroup)?;
         step(format_args!("in my cgroup now"));
     }

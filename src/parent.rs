@@ -21,7 +21,7 @@ use crate::exit::{Exit, codes};
 use crate::idmap::{self, IdMapError};
 use crate::init::{self, Launch};
 use crate::leftovers::{self, Made, Record};
-use crate::ns::clone::{Forked, clone_child};
+use crate::ns::clone::{Forked, clone_child, clone_child_into};
 use crate::ns::{self, Namespace};
 use crate::signals::{self, SignalError};
 use crate::spec::{Spec, SpecError};
@@ -245,28 +245,44 @@ fn launch(spec: &Spec, launch: &Launch<'_>) -> Result<Running, Error> {
     // 5. Clone the child into its new namespaces. Those a bundle names by
     //    path (step 12) the parent enters for the clone only: the child is
     //    born in them, and `entered` takes the parent back when dropped.
+    //    On cgroup v2 the child is born in its cgroup (step 7's harder
+    //    exercise): it never has to be moved, which waits for a lock.
     let entered = ns::enter::enter(&spec.entered)?;
     let flags = ns::clone_flags(&spec.namespaces);
-    step(format_args!(
-        "clone3({})",
-        ns::describe_flags(&spec.namespaces)
-    ));
-    // SAFETY: the step binaries are single-threaded (documented above).
-    let child = match unsafe { clone_child(flags) } {
+    let group = match &host.cgroup {
+        Some(cg) => cg.open_for_birth()?,
+        None => None,
+    };
+    let described = ns::describe_flags(&spec.namespaces);
+    let (forked, born_in_cgroup) = clone_maybe_into(flags, &described, group.as_ref(), &trace);
+    let child = match forked {
         Ok(Forked::Child) => {
             drop(parent_end);
-            let code = init::run(spec, &child_end, &signals.previous(), &trace, launch);
+            let code = init::run(
+                spec,
+                &child_end,
+                &signals.previous(),
+                &trace,
+                launch,
+                born_in_cgroup,
+            );
             // _exit: no destructors or atexit handlers of the parent's copy run.
             // SAFETY: ends this (child) process.
             unsafe { libc::_exit(code) }
         }
         Ok(Forked::Parent(pid)) => {
-            drop(entered);
+            drop((entered, group));
             Child { pid, reaped: false }
+        }
+        Err(errno) if born_in_cgroup => {
+            return Err(Error::Clone {
+                flags: format!("{described}|CLONE_INTO_CGROUP"),
+                errno,
+            });
         }
         Err(errno) => {
             return Err(Error::Clone {
-                flags: ns::describe_flags(&spec.namespaces),
+                flags: described,
                 errno,
             });
         }
@@ -280,7 +296,7 @@ fn launch(spec: &Spec, launch: &Launch<'_>) -> Result<Running, Error> {
     //    spec decides (see `sync::requests_for`): each message must be the
     //    one expected next, or the start fails; nothing is done twice.
     let mut terminal = None;
-    for expected in sync::requests_for(spec) {
+    for expected in sync::requests_for(spec, born_in_cgroup) {
         let (message, fd) = parent_end.next_from_child_with_fd()?;
         match message {
             FromChild::Request(request) if request == expected => {}
@@ -737,6 +753,38 @@ pub(crate) fn shift_of(spec: &Spec) -> crate::image::unpack::Shift {
         },
     }
 }
+
+// ANCHOR: clone_maybe_into
+/// Clones the child: born in `group` when there is one and the kernel can
+/// (clone3's `CLONE_INTO_CGROUP`, cgroup v2, Linux 5.7), else plainly, to be
+/// moved into its cgroup by a request. Returns what the clone returned and
+/// whether the child was (or, on an error, was to be) born in its group.
+fn clone_maybe_into(
+    flags: nix::sched::CloneFlags,
+    described: &str,
+    group: Option<&std::os::fd::OwnedFd>,
+    trace: &Trace,
+) -> (Result<Forked, Errno>, bool) {
+    use std::os::fd::AsFd;
+    if let Some(group) = group {
+        trace.step(
+            Side::Parent,
+            format_args!("clone3({described}|CLONE_INTO_CGROUP)"),
+        );
+        // SAFETY: the step binaries are single-threaded (documented above).
+        match unsafe { clone_child_into(flags, group.as_fd()) } {
+            Err(errno @ (Errno::ENOSYS | Errno::E2BIG)) => trace.step(
+                Side::Parent,
+                format_args!("clone3 cannot start the child in its cgroup here ({errno}): it is moved instead"),
+            ),
+            forked => return (forked, true),
+        }
+    }
+    trace.step(Side::Parent, format_args!("clone3({described})"));
+    // SAFETY: as above.
+    (unsafe { clone_child(flags) }, false)
+}
+// ANCHOR_END: clone_maybe_into
 
 /// The spec with its root made absolute: the child `chdir`s around, and a
 /// relative path would then mean something else.

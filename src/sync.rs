@@ -70,10 +70,11 @@ pub enum Message {
 // ANCHOR_END: messages
 
 /// The requests a child of `spec` makes, in the order it makes them (see
-/// `init::run`): the parent expects exactly these, in this order.
-pub fn requests_for(spec: &crate::Spec) -> Vec<Request> {
+/// `init::run`): the parent expects exactly these, in this order. A child
+/// `born_in_cgroup` (clone3's `CLONE_INTO_CGROUP`) has no move to ask for.
+pub fn requests_for(spec: &crate::Spec, born_in_cgroup: bool) -> Vec<Request> {
     let mut order = Vec::new();
-    if spec.limits.is_some() {
+    if spec.limits.is_some() && !born_in_cgroup {
         order.push(Request::EnterCgroup);
     }
     if spec.has(crate::Namespace::User) {

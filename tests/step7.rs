@@ -7,6 +7,7 @@
 mod support;
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -486,5 +487,63 @@ fn a_missing_controller_feature_is_one_clear_line_and_leaves_nothing() {
          controller file is missing, or Cgroup::destroy does not run after the container \
          ends",
         caixa_groups()
+    );
+}
+
+/// Step 7's harder exercise (optional, its own points): on cgroup v2 the
+/// container's first process is *born* in its cgroup. Seen from outside
+/// with strace: the clone3 that makes it carries `CLONE_INTO_CGROUP`, and
+/// no process opens a `cgroup.procs` to move it there afterwards.
+#[test]
+#[ignore = "step 7's harder exercise (optional, cgroup v2 only): cargo xtask grade --harder"]
+fn harder_the_container_is_born_in_its_cgroup() {
+    let _one = serial();
+    support::require_root();
+    if let Hierarchy::V1(_) = detect().expect("a cgroup hierarchy") {
+        panic!(
+            "step 7, harder exercise: this host's cgroup controllers are v1 (or hybrid), and \
+             CLONE_INTO_CGROUP takes only a cgroup v2 directory: grade it on cgroup v2, e.g. \
+             in the VM lane (cargo xtask vm-test --steps 7)"
+        );
+    }
+    let log = tempfile::NamedTempFile::new().expect("a temporary file");
+    let log_path = log.path().to_str().expect("a UTF-8 temporary path");
+    let out = Command::new("strace")
+        .env("CAIXA_CACHE_DIR", support::cache_dir())
+        .args(["-f", "-qq", "-s", "256", "-o", log_path])
+        .args(["-e", "trace=clone3,openat", "-e", "signal=none"])
+        .args([support::binary(7), "--memory", "64m", "true"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("strace to start (apt-get install strace)");
+    assert!(
+        out.status.success(),
+        "step 7: expected `step7 --memory 64m true` under strace to succeed, saw {}:\n{}",
+        out.status,
+        text(&out.stderr)
+    );
+    let calls = std::fs::read_to_string(log.path()).expect("strace's log");
+    let clone = calls
+        .lines()
+        .find(|l| l.contains("clone3(") && l.contains("CLONE_NEWPID") && !l.contains("= -1"))
+        .unwrap_or_else(|| {
+            panic!("no successful clone3 with CLONE_NEWPID in strace's log:\n{calls}")
+        });
+    assert!(
+        clone.contains("CLONE_INTO_CGROUP"),
+        "step 7, harder exercise: expected the clone3 that made the container to carry \
+         CLONE_INTO_CGROUP, saw:\n{clone}\nmost likely cause: clone_child_into still returns its \
+         stand-in (ENOSYS), so the parent cloned plainly and moved the child by a write"
+    );
+    let moves: Vec<&str> = calls
+        .lines()
+        .filter(|l| l.contains("cgroup.procs") && l.contains("O_WRONLY"))
+        .collect();
+    assert!(
+        moves.is_empty(),
+        "step 7, harder exercise: expected no cgroup.procs to be opened for writing once the \
+         container is born in its cgroup, saw:\n{}\nmost likely cause: the child still asks \
+         to be moved (sync::requests_for must leave EnterCgroup out for a child born there)",
+        moves.join("\n")
     );
 }

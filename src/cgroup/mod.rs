@@ -33,6 +33,7 @@ pub mod usage;
 pub mod v1;
 pub mod v2;
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use nix::unistd::Pid;
@@ -128,6 +129,22 @@ impl Cgroup {
             Hierarchy::V2(_) => 2,
             Hierarchy::V1(_) => 1,
         }
+    }
+
+    /// The directory a child can be born in with `CLONE_INTO_CGROUP`
+    /// (see `ns::clone::clone_child_into`), open: on cgroup v2 only, where
+    /// the group is one directory. On v1 (one directory per controller, and
+    /// the kernel takes no v1 directory there) `None`: the child is moved.
+    pub fn open_for_birth(&self) -> Result<Option<std::os::fd::OwnedFd>, CgroupError> {
+        let (Hierarchy::V2(_), [(_, dir)]) = (&self.hierarchy, self.dirs.as_slice()) else {
+            return Ok(None);
+        };
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY)
+            .open(dir)
+            .map_err(io("open", dir))?;
+        Ok(Some(file.into()))
     }
 
     // ANCHOR: enter

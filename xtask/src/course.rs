@@ -24,8 +24,14 @@ pub struct Course {
     /// For each step with an exercise, the files (relative to the root)
     /// that hold its regions.
     pub exercises: BTreeMap<u32, BTreeSet<String>>,
+    /// For each step with a harder, optional exercise (`// HARDER(N): …`),
+    /// the files that hold its regions.
+    pub harder: BTreeMap<u32, BTreeSet<String>>,
     /// Each graded test binary (`step1` … and `errors`) and its points.
     pub points: Vec<(String, f64)>,
+    /// The points of each step's harder exercises (`[stepN.harder]`),
+    /// beyond the total.
+    pub harder_points: BTreeMap<u32, f64>,
     /// For each step with a mistakes list, how many mistakes it holds.
     pub mistakes: BTreeMap<u32, usize>,
 }
@@ -33,13 +39,17 @@ pub struct Course {
 impl Course {
     /// Reads the course from the checkout at `root`.
     pub fn read(root: &Path) -> Result<Course> {
+        let weights = crate::grade::load_weights(root)?;
         Ok(Course {
             steps: steps(root)?,
-            exercises: exercises(root)?,
-            points: crate::grade::load_weights(root)?
-                .into_iter()
-                .map(|w| (w.name, w.points))
+            exercises: regions(root, "// EXERCISE(")?,
+            harder: regions(root, "// HARDER(")?,
+            harder_points: weights
+                .iter()
+                .filter(|w| !w.harder.is_empty())
+                .filter_map(|w| Some((step_number(&w.name)?, w.harder.values().sum())))
                 .collect(),
+            points: weights.into_iter().map(|w| (w.name, w.points)).collect(),
             mistakes: mistakes(root)?,
         })
     }
@@ -83,8 +93,8 @@ fn steps(root: &Path) -> Result<Vec<u32>> {
     Ok(steps)
 }
 
-/// The files holding each step's exercise regions.
-fn exercises(root: &Path) -> Result<BTreeMap<u32, BTreeSet<String>>> {
+/// The files holding each step's regions that start with `marker`.
+fn regions(root: &Path, marker: &str) -> Result<BTreeMap<u32, BTreeSet<String>>> {
     let mut out: BTreeMap<u32, BTreeSet<String>> = BTreeMap::new();
     for top in ["src", "chapters"] {
         for file in crate::anchors::files_with_ext(&root.join(top), "rs")? {
@@ -94,7 +104,7 @@ fn exercises(root: &Path) -> Result<BTreeMap<u32, BTreeSet<String>>> {
                 .unwrap_or(&file)
                 .to_string_lossy()
                 .into_owned();
-            for step in marker_steps(&text) {
+            for step in steps_marked(&text, marker) {
                 out.entry(step).or_default().insert(relative.clone());
             }
         }
@@ -102,10 +112,10 @@ fn exercises(root: &Path) -> Result<BTreeMap<u32, BTreeSet<String>>> {
     Ok(out)
 }
 
-/// The step of every `// EXERCISE(N):` line of a file.
-pub fn marker_steps(text: &str) -> Vec<u32> {
+/// The step of every line of a file that starts with `marker` then `N)`.
+fn steps_marked(text: &str, marker: &str) -> Vec<u32> {
     text.lines()
-        .filter_map(|l| l.trim_start().strip_prefix("// EXERCISE("))
+        .filter_map(|l| l.trim_start().strip_prefix(marker))
         .filter_map(|rest| rest.split_once(')')?.0.parse().ok())
         .collect()
 }
@@ -136,7 +146,7 @@ mod tests {
     fn markers_name_their_step() {
         let text =
             "fn a() {\n    // EXERCISE(11): x\n    1\n    // END EXERCISE\n}\n// EXERCISE(3): y\n";
-        assert_eq!(marker_steps(text), [11, 3]);
+        assert_eq!(steps_marked(text, "// EXERCISE("), [11, 3]);
     }
 
     #[test]

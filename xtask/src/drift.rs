@@ -31,6 +31,7 @@ pub fn check(root: &Path, commands: &[String]) -> Result<()> {
     steps_agree(root, &course, &mut problems)?;
     step_tables(root, &course, &mut problems)?;
     exercise_tables(root, &course, &mut problems)?;
+    harder_table(root, &course, &mut problems)?;
     mistake_table(root, &course, &mut problems)?;
     points(root, &course, &mut problems)?;
     commands_documented(root, commands, &mut problems)?;
@@ -205,6 +206,58 @@ fn step_tables(root: &Path, course: &Course, problems: &mut Vec<String>) -> Resu
                 "book/src/introduction.md: \"`step1` … `step{n}`\", but the last step is {}",
                 course.last_step()
             ));
+        }
+    }
+    Ok(())
+}
+
+/// The learning chapter's table of harder exercises: one row per step with
+/// a `HARDER(N)` region, naming its files, with the points of its
+/// `[stepN.harder]` tests; and no region without points, or points without
+/// a region.
+fn harder_table(root: &Path, course: &Course, problems: &mut Vec<String>) -> Result<()> {
+    let path = "book/src/learning.md";
+    let steps: Vec<u32> = course.harder.keys().copied().collect();
+    let weighted: Vec<u32> = course.harder_points.keys().copied().collect();
+    if steps != weighted {
+        problems.push(format!(
+            "tests/weights.toml gives harder points to steps [{}]; the HARDER(N) markers are in steps [{}]",
+            list(weighted.iter()),
+            list(steps.iter())
+        ));
+    }
+    if let Some(table) = expect_table(root, path, "Harder exercises (optional)", problems)? {
+        let what = format!("{path} (\"Harder exercises (optional)\")");
+        let markers = "the HARDER(N) markers";
+        compare_steps(&what, &first_column(&table), &steps, markers, problems);
+        for row in &table.rows {
+            let Some(step) = row.first().and_then(|c| c.parse::<u32>().ok()) else {
+                continue;
+            };
+            let named: BTreeSet<String> = row
+                .get(1)
+                .map(|c| {
+                    c.split('`')
+                        .skip(1)
+                        .step_by(2)
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default();
+            if let Some(files) = course.harder.get(&step)
+                && &named != files
+            {
+                problems.push(format!(
+                    "{what}: step {step} names {named:?}; its markers are in {files:?}"
+                ));
+            }
+            let said = row.get(3).and_then(|c| c.parse::<f64>().ok());
+            let fact = course.harder_points.get(&step).copied();
+            if said != fact {
+                problems.push(format!(
+                    "{what}: step {step} says {said:?} points; [step{step}.harder] in tests/weights.toml gives {fact:?}"
+                ));
+            }
         }
     }
     Ok(())
@@ -492,14 +545,7 @@ fn commands_documented(root: &Path, commands: &[String], problems: &mut Vec<Stri
 /// that heading is renamed, the link silently leads to the top of the page,
 /// and a beginner is left inside the deep dive.
 fn deep_dive_links(root: &Path, problems: &mut Vec<String>) -> Result<()> {
-    for file in crate::anchors::files_with_ext(&root.join("book/src"), "md")? {
-        let text = std::fs::read_to_string(&file)
-            .with_context(|| format!("cannot read {}", file.display()))?;
-        let name = file
-            .strip_prefix(root)
-            .unwrap_or(&file)
-            .display()
-            .to_string();
+    for (name, text) in files_under(root, "book/src", "md")? {
         for (line, problem) in deep_dive_problems(&text) {
             problems.push(format!("{name}:{line}: {problem}"));
         }
@@ -552,14 +598,7 @@ fn deep_dive_problems(markdown: &str) -> Vec<(usize, String)> {
 /// written output may hold an absolute path to a build directory, which
 /// names the machine it was made on.
 fn console_outputs_are_generated(root: &Path, problems: &mut Vec<String>) -> Result<()> {
-    for file in crate::anchors::files_with_ext(&root.join("book/src"), "md")? {
-        let text = std::fs::read_to_string(&file)
-            .with_context(|| format!("cannot read {}", file.display()))?;
-        let name = file
-            .strip_prefix(root)
-            .unwrap_or(&file)
-            .display()
-            .to_string();
+    for (name, text) in files_under(root, "book/src", "md")? {
         for line in typed_output_lines(&text) {
             problems.push(format!(
                 "{name}:{line}: a console block shows output no run made: add the command to \
@@ -567,18 +606,33 @@ fn console_outputs_are_generated(root: &Path, problems: &mut Vec<String>) -> Res
             ));
         }
     }
-    for file in crate::anchors::files_with_ext(&root.join("book/src/outputs"), "txt")? {
-        let text = std::fs::read_to_string(&file)
-            .with_context(|| format!("cannot read {}", file.display()))?;
+    for (name, text) in files_under(root, "book/src/outputs", "txt")? {
         if let Some(path) = build_path_in(&text) {
             problems.push(format!(
-                "{}: holds {path}, a path of the machine it was made on: run the binary by a \
-                 relative path or through a variable",
-                file.strip_prefix(root).unwrap_or(&file).display()
+                "{name}: holds {path}, a path of the machine it was made on: run the binary by a \
+                 relative path or through a variable"
             ));
         }
     }
     Ok(())
+}
+
+/// Every `.ext` file under `dir` (from the root, recursively), as its path
+/// from the root and its text.
+fn files_under(root: &Path, dir: &str, ext: &str) -> Result<Vec<(String, String)>> {
+    crate::anchors::files_with_ext(&root.join(dir), ext)?
+        .into_iter()
+        .map(|file| {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let name = file
+                .strip_prefix(root)
+                .unwrap_or(&file)
+                .display()
+                .to_string();
+            Ok((name, text))
+        })
+        .collect()
 }
 
 /// The numbers of the lines of `markdown`'s console blocks that are output

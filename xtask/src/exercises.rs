@@ -34,8 +34,17 @@ use anyhow::{Context, Result, bail};
 const START: &str = "// EXERCISE(";
 const END: &str = "// END EXERCISE";
 
+/// A harder, optional exercise: its region starts with `// HARDER(N): …`,
+/// then `// STAND-IN: EXPR`, and ends with `// END HARDER`. The student copy
+/// gets the stand-in instead of `todo!()`: an expression that keeps the
+/// step working the plain way (e.g. "the kernel cannot", which the caller
+/// already handles), so the required exercises do not depend on it.
+const HARDER_START: &str = "// HARDER(";
+const HARDER_END: &str = "// END HARDER";
+const STAND_IN: &str = "// STAND-IN:";
+
 /// What a stubbed file says about the `allow` it gets.
-const ALLOW: &str = "#![allow(unused_imports, dead_code)] // student copy: the exercise below is a todo!, so what its solution used is unused";
+const ALLOW: &str = "#![allow(unused_imports, dead_code)] // student copy: an exercise below is stubbed, so what its solution used is unused";
 
 /// Replaces every region whose step passes `keep` with `todo!`; returns the
 /// new text and how many regions it replaced.
@@ -47,11 +56,20 @@ pub fn stub_regions(text: &str, keep: &dyn Fn(u32) -> bool) -> Result<(String, u
     let mut seen: Vec<&str> = Vec::new();
     while let Some(line) = lines.next() {
         seen.push(line);
-        let Some(rest) = line.trim_start().strip_prefix(START) else {
-            out.push_str(line);
-            out.push('\n');
-            continue;
+        let trimmed = line.trim_start();
+        let (rest, harder) = match (
+            trimmed.strip_prefix(START),
+            trimmed.strip_prefix(HARDER_START),
+        ) {
+            (Some(rest), _) => (rest, false),
+            (None, Some(rest)) => (rest, true),
+            (None, None) => {
+                out.push_str(line);
+                out.push('\n');
+                continue;
+            }
         };
+        let end = if harder { HARDER_END } else { END };
         let (step, task) = rest
             .split_once("):")
             .with_context(|| format!("malformed exercise marker: {line}"))?;
@@ -63,14 +81,30 @@ pub fn stub_regions(text: &str, keep: &dyn Fn(u32) -> bool) -> Result<(String, u
         loop {
             let next = lines
                 .next()
-                .with_context(|| format!("exercise '{task}' has no `{END}`"))?;
-            if next.trim() == END {
+                .with_context(|| format!("exercise '{task}' has no `{end}`"))?;
+            if next.trim() == end {
                 break;
             }
             body.push(next);
         }
+        let stand_in = if harder {
+            let first = body.first().map(|l| l.trim()).unwrap_or_default();
+            let expr = first.strip_prefix(STAND_IN).with_context(|| {
+                format!("harder exercise '{task}': its first line must be `{STAND_IN} EXPR`")
+            })?;
+            body.remove(0);
+            Some(expr.trim().to_string())
+        } else {
+            None
+        };
         if keep(step) {
             let indent = &line[..line.len() - line.trim_start().len()];
+            if harder {
+                out.push_str(&format!(
+                    "{indent}// Harder exercise (step {step}, optional): {task}.\n\
+                     {indent}// Until it is done, this stand-in keeps the step working the plain way.\n"
+                ));
+            }
             let params = parameters_of_body(&seen[..seen.len() - 1]);
             if !params.is_empty() {
                 let borrowed: Vec<String> = params.iter().map(|p| format!("&{p}")).collect();
@@ -79,12 +113,18 @@ pub fn stub_regions(text: &str, keep: &dyn Fn(u32) -> bool) -> Result<(String, u
                 } else {
                     format!("({})", borrowed.join(", "))
                 };
+                let with = if harder { "stand-in" } else { "todo!" };
                 out.push_str(&format!(
-                    "{indent}let _ = {used}; // delete with the todo!\n"
+                    "{indent}let _ = {used}; // delete with the {with}\n"
                 ));
             }
-            let task = task.replace('\\', "\\\\").replace('"', "\\\"");
-            out.push_str(&format!("{indent}todo!(\"step {step}: {task}\")\n"));
+            match stand_in {
+                Some(expr) => out.push_str(&format!("{indent}{expr}\n")),
+                None => {
+                    let task = task.replace('\\', "\\\\").replace('"', "\\\"");
+                    out.push_str(&format!("{indent}todo!(\"step {step}: {task}\")\n"));
+                }
+            }
             count += 1;
         } else {
             for l in body {
@@ -372,7 +412,7 @@ pub fn check(root: &Path) -> Result<()> {
         }
         // Grade the stub the way a student's work is graded.
         let name = format!("step{step}");
-        let graded = crate::grade::grade(root, &copy, Some(&name), Some(&target))?;
+        let graded = crate::grade::grade(root, &copy, Some(&name), Some(&target), false)?;
         let tests = &graded[0].1;
         let failed = tests.iter().filter(|t| !t.passed).count();
         let score: f64 = tests.iter().map(|t| t.score).sum();
@@ -429,6 +469,24 @@ mod tests {
         assert_eq!(n, 0);
         assert_eq!(kept, "fn a() -> u32 {\n    2\n}\nfn b() {}\n");
         assert!(stub_regions("// EXERCISE(1): x\n", &|_| true).is_err());
+    }
+
+    /// A harder exercise becomes its stand-in, said so, never a `todo!()`.
+    #[test]
+    fn a_harder_region_becomes_its_stand_in() {
+        let src = "fn f(x: u8) -> Option<u8> {\n    // HARDER(7): be quick\n    // STAND-IN: None\n    Some(x)\n    // END HARDER\n}\n";
+        let (out, n) = stub_regions(src, &|_| true).unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(
+            out,
+            format!(
+                "{ALLOW}\nfn f(x: u8) -> Option<u8> {{\n    // Harder exercise (step 7, optional): be quick.\n    // Until it is done, this stand-in keeps the step working the plain way.\n    let _ = &x; // delete with the stand-in\n    None\n}}\n"
+            )
+        );
+        let (kept, _) = stub_regions(src, &|_| false).unwrap();
+        assert_eq!(kept, "fn f(x: u8) -> Option<u8> {\n    Some(x)\n}\n");
+        let no_stand_in = "fn f() {\n    // HARDER(7): x\n    1\n    // END HARDER\n}\n";
+        assert!(stub_regions(no_stand_in, &|_| true).is_err());
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub struct TestOutcome {
     pub score: f64,
     /// Points possible.
     pub max_score: f64,
+    /// A harder exercise's test: its points are its own, beyond the step's.
+    pub bonus: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -32,6 +34,8 @@ struct StepWeights {
     points: f64,
     #[serde(default)]
     tests: BTreeMap<String, f64>,
+    #[serde(default)]
+    harder: BTreeMap<String, f64>,
 }
 
 /// One step's line of the weights file.
@@ -42,6 +46,10 @@ pub struct StepPoints {
     pub points: f64,
     /// Relative weights of named tests (1 when absent).
     pub tests: BTreeMap<String, f64>,
+    /// The tests of the step's optional, harder exercises and their points,
+    /// which are beyond the step's: `[stepN.harder]`. Each is `#[ignore]`d,
+    /// so a plain `cargo test` leaves it out; `grade --harder` runs it.
+    pub harder: BTreeMap<String, f64>,
 }
 
 /// The weights file, steps in number order and `errors` last.
@@ -62,6 +70,7 @@ pub fn load_weights(root: &Path) -> Result<Vec<StepPoints>> {
             name,
             points: w.points,
             tests: w.tests,
+            harder: w.harder,
         });
     }
     steps.sort_by_key(|s| {
@@ -73,11 +82,20 @@ pub fn load_weights(root: &Path) -> Result<Vec<StepPoints>> {
     Ok(steps)
 }
 
-/// Runs one test binary in `dir` and returns its stdout and stderr.
-pub fn run_tests(dir: &Path, test: &str, target_dir: Option<&Path>) -> Result<(String, String)> {
+/// Runs one test binary in `dir` and returns its stdout and stderr; with
+/// `harder`, its ignored tests too (the harder exercises').
+pub fn run_tests(
+    dir: &Path,
+    test: &str,
+    target_dir: Option<&Path>,
+    harder: bool,
+) -> Result<(String, String)> {
     let mut cmd = Command::new("cargo");
     cmd.args(["test", "--test", test, "--no-fail-fast"])
         .current_dir(dir);
+    if harder {
+        cmd.args(["--", "--include-ignored"]);
+    }
     if let Some(t) = target_dir {
         cmd.env("CARGO_TARGET_DIR", t);
     }
@@ -140,8 +158,35 @@ pub fn parse(stdout: &str) -> Vec<(String, bool, String)> {
     results
 }
 
-/// Scores one step: its points shared by weight among the tests that ran.
+/// Scores one step: its points shared by weight among the tests that ran;
+/// a harder exercise's test (named in `step.harder`) has its own points.
 pub fn score_step(
+    step: &StepPoints,
+    parsed: &[(String, bool, String)],
+    build_output: &str,
+) -> Vec<TestOutcome> {
+    let (name, points, weights) = (&step.name, step.points, &step.tests);
+    let (harder, parsed): (Vec<_>, Vec<_>) = parsed
+        .iter()
+        .cloned()
+        .partition(|(n, ..)| step.harder.contains_key(n));
+    let mut outcomes = score_shares(name, points, weights, &parsed, build_output);
+    outcomes.extend(harder.into_iter().map(|(test, passed, output)| {
+        let max = step.harder[&test];
+        TestOutcome {
+            name: format!("{name}::{test}"),
+            passed,
+            output,
+            score: if passed { max } else { 0.0 },
+            max_score: max,
+            bonus: true,
+        }
+    }));
+    outcomes
+}
+
+/// The step's own points, shared by weight among the tests that ran.
+fn score_shares(
     step: &str,
     points: f64,
     weights: &BTreeMap<String, f64>,
@@ -163,6 +208,7 @@ pub fn score_step(
                 .join("\n"),
             score: 0.0,
             max_score: points,
+            bonus: false,
         }];
     }
     let weight = |name: &str| weights.get(name).copied().unwrap_or(1.0);
@@ -177,6 +223,7 @@ pub fn score_step(
             output: output.clone(),
             score: if *passed { max } else { 0.0 },
             max_score: max,
+            bonus: false,
         })
         .collect()
 }
@@ -249,24 +296,27 @@ fn test_binary(weights: &[StepPoints], step: &str) -> Result<String> {
     bail!("no step {step}: steps are {range} (or `errors`), as tests/weights.toml lists them")
 }
 
-/// Grades every step of the weights file (or only `only`) in `dir`.
+/// Grades every step of the weights file (or only `only`) in `dir`; with
+/// `harder`, the optional harder exercises too.
 pub fn grade(
     root: &Path,
     dir: &Path,
     only: Option<&str>,
     target_dir: Option<&Path>,
+    harder: bool,
 ) -> Result<Vec<(String, Vec<TestOutcome>)>> {
     let mut graded = Vec::new();
     for step in load_weights(root)? {
         if only.is_some_and(|o| o != step.name) {
             continue;
         }
-        let (stdout, stderr) = run_tests(dir, &step.name, target_dir)?;
+        let (stdout, stderr) = run_tests(dir, &step.name, target_dir, harder)?;
         let mut parsed = parse(&stdout);
         // A test that reported nothing (its binary crashed mid-run) counts
         // as failed, so its points are not shared among the others.
         for name in list_tests(dir, &step.name, target_dir) {
-            if !parsed.iter().any(|(n, ..)| *n == name) {
+            let left_out = !harder && step.harder.contains_key(&name);
+            if !left_out && !parsed.iter().any(|(n, ..)| *n == name) {
                 parsed.push((
                     name,
                     false,
@@ -274,7 +324,7 @@ pub fn grade(
                 ));
             }
         }
-        let scored = score_step(&step.name, step.points, &step.tests, &parsed, &stderr);
+        let scored = score_step(&step, &parsed, &stderr);
         graded.push((step.name, scored));
     }
     if graded.is_empty() {
@@ -290,26 +340,32 @@ fn round(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-/// The per-step table a person reads.
+/// The per-step table a person reads: the steps and their total, then
+/// the harder exercises that ran, whose points are beyond the total.
 pub fn table(graded: &[(String, Vec<TestOutcome>)]) -> String {
     let mut out = format!("{:<8} {:>7} {:>13}\n", "step", "tests", "score");
-    let (mut total, mut max) = (0.0, 0.0);
-    for (step, tests) in graded {
+    let row = |out: &mut String, label: &str, tests: &[&TestOutcome]| -> (f64, f64) {
         let passed = tests.iter().filter(|t| t.passed).count();
         let s: f64 = tests.iter().map(|t| t.score).sum();
         let m: f64 = tests.iter().map(|t| t.max_score).sum();
-        total += s;
-        max += m;
         let mark = if passed == tests.len() {
             ""
         } else {
             "  <- see the failures above, and the hint in the book"
         };
         out.push_str(&format!(
-            "{step:<8} {:>7} {:>13}{mark}\n",
+            "{label:<8} {:>7} {:>13}{mark}\n",
             format!("{passed}/{}", tests.len()),
             format!("{:.1}/{:.1}", round(s), round(m))
         ));
+        (s, m)
+    };
+    let (mut total, mut max) = (0.0, 0.0);
+    for (step, tests) in graded {
+        let own: Vec<&TestOutcome> = tests.iter().filter(|t| !t.bonus).collect();
+        let (s, m) = row(&mut out, step, &own);
+        total += s;
+        max += m;
     }
     out.push_str(&format!(
         "{:<8} {:>7} {:>13}\n",
@@ -317,6 +373,15 @@ pub fn table(graded: &[(String, Vec<TestOutcome>)]) -> String {
         "",
         format!("{:.1}/{:.1}", round(total), round(max))
     ));
+    for (step, tests) in graded {
+        let bonus: Vec<&TestOutcome> = tests.iter().filter(|t| t.bonus).collect();
+        if !bonus.is_empty() {
+            row(&mut out, &format!("{step}+"), &bonus);
+        }
+    }
+    if graded.iter().flat_map(|(_, t)| t).any(|t| t.bonus) {
+        out.push_str("(stepN+: the optional harder exercises, points beyond the total)\n");
+    }
     out
 }
 
@@ -363,20 +428,21 @@ pub fn classroom(graded: &[(String, Vec<TestOutcome>)]) -> serde_json::Value {
     })
 }
 
-/// `cargo xtask grade [--step N] [--format table|json|gradescope|classroom] [--out FILE] [--dir DIR]`
+/// `cargo xtask grade [--step N] [--format table|json|gradescope|classroom] [--out FILE] [--dir DIR] [--harder]`
 pub fn command(
     root: &Path,
     step: Option<&str>,
     format: Format,
     out: Option<PathBuf>,
     dir: Option<PathBuf>,
+    harder: bool,
 ) -> Result<()> {
     let only = match step {
         Some(step) => Some(test_binary(&load_weights(root)?, step)?),
         None => None,
     };
     let dir = dir.unwrap_or_else(|| root.to_path_buf());
-    let graded = grade(root, &dir, only.as_deref(), None)?;
+    let graded = grade(root, &dir, only.as_deref(), None, harder)?;
     let (text, default_file) = match format {
         Format::Table => (table(&graded), None),
         Format::Json => (serde_json::to_string_pretty(&gradescope(&graded))?, None),
@@ -419,6 +485,7 @@ mod tests {
                 name: name.into(),
                 points: 1.0,
                 tests: BTreeMap::new(),
+                harder: BTreeMap::new(),
             })
             .collect();
         assert_eq!(test_binary(&weights, "2").unwrap(), "step2");
@@ -446,8 +513,13 @@ mod tests {
 
     #[test]
     fn scores_share_points_by_weight() {
-        let weights = BTreeMap::from([("b_fails".to_string(), 3.0)]);
-        let scored = score_step("step4", 20.0, &weights, &parse(FAILING), "");
+        let step = StepPoints {
+            name: "step4".into(),
+            points: 20.0,
+            tests: BTreeMap::from([("b_fails".to_string(), 3.0)]),
+            harder: BTreeMap::new(),
+        };
+        let scored = score_step(&step, &parse(FAILING), "");
         assert_eq!(scored[0].max_score, 5.0);
         assert_eq!(scored[0].score, 5.0);
         assert_eq!(scored[1].max_score, 15.0);
@@ -456,6 +528,28 @@ mod tests {
         assert_eq!(gradescope(&graded)["score"], 5.0);
         assert_eq!(classroom(&graded)["status"], "fail");
         assert!(table(&graded).contains("1/2"));
+    }
+
+    /// A harder exercise's test has its own points: the step's are shared
+    /// among the others, and the table shows it below the total.
+    #[test]
+    fn a_harder_exercise_scores_beyond_the_step() {
+        let step = StepPoints {
+            name: "step4".into(),
+            points: 20.0,
+            tests: BTreeMap::new(),
+            harder: BTreeMap::from([("b_fails".to_string(), 5.0)]),
+        };
+        let scored = score_step(&step, &parse(FAILING), "");
+        assert_eq!((scored[0].max_score, scored[0].bonus), (20.0, false));
+        assert_eq!((scored[1].max_score, scored[1].bonus), (5.0, true));
+        let table = table(&[("step4".to_string(), scored)]);
+        assert!(table.contains("total"), "{table}");
+        assert!(table.contains("20.0/20.0"), "{table}");
+        assert!(
+            table.contains("step4+") && table.contains("0.0/5.0"),
+            "{table}"
+        );
     }
 
     /// 30 points among 56 weights: each share is whole hundredths, and
@@ -502,13 +596,13 @@ mod tests {
 
     #[test]
     fn a_step_that_does_not_build_scores_zero() {
-        let scored = score_step(
-            "step1",
-            10.0,
-            &BTreeMap::new(),
-            &[],
-            "error[E0308]: mismatched types",
-        );
+        let step = StepPoints {
+            name: "step1".into(),
+            points: 10.0,
+            tests: BTreeMap::new(),
+            harder: BTreeMap::new(),
+        };
+        let scored = score_step(&step, &[], "error[E0308]: mismatched types");
         assert_eq!(scored.len(), 1);
         assert_eq!(scored[0].score, 0.0);
         assert_eq!(scored[0].max_score, 10.0);

@@ -177,10 +177,7 @@ fn grade_one(
                 ));
             }
         }
-        graded.push((
-            step.name.clone(),
-            grade::score_step(&step.name, step.points, &step.tests, &parsed, ""),
-        ));
+        graded.push((step.name.clone(), grade::score_step(step, &parsed, "")));
     }
     if booted.timed_out {
         println!(

@@ -157,6 +157,10 @@ enum Task {
         /// The checkout to grade (default: this one).
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
+        /// Grade the optional harder exercises too (`[stepN.harder]` in
+        /// tests/weights.toml): points of their own, beyond the total.
+        #[arg(long)]
+        harder: bool,
     },
     /// Grade a folder of submissions, each in a VM of its own, several at once.
     ///
@@ -376,7 +380,8 @@ fn run(task: Task) -> Result<()> {
             format,
             out,
             dir,
-        } => grade::command(&root, step.as_deref(), format, out, dir),
+            harder,
+        } => grade::command(&root, step.as_deref(), format, out, dir, harder),
         Task::GradeVms {
             submissions,
             out,
@@ -391,7 +396,7 @@ fn run(task: Task) -> Result<()> {
             &steps,
             Duration::from_secs(timeout_min * 60),
         ),
-        Task::Status => grade::command(&root, None, grade::Format::Table, None, None),
+        Task::Status => grade::command(&root, None, grade::Format::Table, None, None, false),
         Task::Doctor => doctor::run(&root),
         Task::VmTest {
             steps,
@@ -456,7 +461,7 @@ pub fn sh(dir: &Path, program: &str, args: &[&str]) -> Result<()> {
 /// (`check-exercises` grades the stubs, where they must not.)
 fn grade_reference(root: &Path) -> Result<()> {
     println!("\n==> cargo xtask grade (the reference must score full marks)");
-    let graded = grade::grade(root, root, None, None)?;
+    let graded = grade::grade(root, root, None, None, false)?;
     print!("{}", grade::table(&graded));
     let missed: Vec<&str> = graded
         .iter()

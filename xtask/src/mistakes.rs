@@ -147,7 +147,7 @@ fn try_mistake(copy: &Path, target: &Path, step: u32, m: &Mistake) -> Result<Out
     let path = copy.join(&m.file);
     let pristine = std::fs::read_to_string(&path)?;
     std::fs::write(&path, pristine.replacen(&m.find, &m.replace, 1))?;
-    let ran = crate::grade::run_tests(copy, &format!("step{step}"), Some(target));
+    let ran = crate::grade::run_tests(copy, &format!("step{step}"), Some(target), false);
     std::fs::write(&path, &pristine)
         .with_context(|| format!("cannot put back {}", path.display()))?;
     let (stdout, stderr) = ran?;

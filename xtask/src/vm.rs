@@ -531,8 +531,10 @@ cd {root}
         // that panicked later): it is not run again.
         // `--report-time` prints each test's time, so the lane's cost can be
         // read off its log; libtest allows it when RUSTC_BOOTSTRAP is set.
+        // `--include-ignored`: the harder exercises' tests, `#[ignore]`d so
+        // a plain `cargo test` leaves them out, run here (pure cgroup v2).
         s.push_str(&format!(
-            "if [ ! -e {out}/{name}.rc ]; then\necho '== {name}' > /dev/console\n{exe} --list --format terse > {out}/{name}.list 2>/dev/null\nRUSTC_BOOTSTRAP=1 {exe} --test-threads {VM_TEST_THREADS} --exact{skips} -Z unstable-options --report-time > {out}/{name}.log 2>&1\necho $? > {out}/{name}.rc\ngrep -E '^(MemAvailable|Shmem):' /proc/meminfo | tr -s ' ' > /dev/console\nfi\n",
+            "if [ ! -e {out}/{name}.rc ]; then\necho '== {name}' > /dev/console\n{exe} --list --format terse > {out}/{name}.list 2>/dev/null\nRUSTC_BOOTSTRAP=1 {exe} --test-threads {VM_TEST_THREADS} --include-ignored --exact{skips} -Z unstable-options --report-time > {out}/{name}.log 2>&1\necho $? > {out}/{name}.rc\ngrep -E '^(MemAvailable|Shmem):' /proc/meminfo | tr -s ' ' > /dev/console\nfi\n",
             exe = exe.display(),
             out = out.display(),
         ));
