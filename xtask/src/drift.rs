@@ -16,7 +16,7 @@
 //! One rule reads the book alone: a deep dive's note must lead to a heading
 //! of its own page (`deep_dive_links`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
@@ -226,41 +226,66 @@ fn harder_table(root: &Path, course: &Course, problems: &mut Vec<String>) -> Res
             list(steps.iter())
         ));
     }
-    if let Some(table) = expect_table(root, path, "Harder exercises (optional)", problems)? {
-        let what = format!("{path} (\"Harder exercises (optional)\")");
-        let markers = "the HARDER(N) markers";
-        compare_steps(&what, &first_column(&table), &steps, markers, problems);
+    let heading = "Harder exercises (optional)";
+    let markers = "the HARDER(N) markers";
+    if let Some(table) = files_table(root, heading, markers, &course.harder, problems)? {
         for row in &table.rows {
             let Some(step) = row.first().and_then(|c| c.parse::<u32>().ok()) else {
                 continue;
             };
-            let named: BTreeSet<String> = row
-                .get(1)
-                .map(|c| {
-                    c.split('`')
-                        .skip(1)
-                        .step_by(2)
-                        .map(str::to_string)
-                        .collect()
-                })
-                .unwrap_or_default();
-            if let Some(files) = course.harder.get(&step)
-                && &named != files
-            {
-                problems.push(format!(
-                    "{what}: step {step} names {named:?}; its markers are in {files:?}"
-                ));
-            }
             let said = row.get(3).and_then(|c| c.parse::<f64>().ok());
             let fact = course.harder_points.get(&step).copied();
             if said != fact {
                 problems.push(format!(
-                    "{what}: step {step} says {said:?} points; [step{step}.harder] in tests/weights.toml gives {fact:?}"
+                    "{path} (\"{heading}\"): step {step} says {said:?} points; [step{step}.harder] in tests/weights.toml gives {fact:?}"
                 ));
             }
         }
     }
     Ok(())
+}
+
+/// A table of the learning chapter under `heading` whose rows are steps
+/// (first column) and the files of their regions (second, in backticks):
+/// the steps and files must be those of `regions`, as `markers` place them.
+/// Returns the table for the caller's own columns.
+fn files_table(
+    root: &Path,
+    heading: &str,
+    markers: &str,
+    regions: &BTreeMap<u32, BTreeSet<String>>,
+    problems: &mut Vec<String>,
+) -> Result<Option<Table>> {
+    let path = "book/src/learning.md";
+    let Some(table) = expect_table(root, path, heading, problems)? else {
+        return Ok(None);
+    };
+    let what = format!("{path} (\"{heading}\")");
+    let steps: Vec<u32> = regions.keys().copied().collect();
+    compare_steps(&what, &first_column(&table), &steps, markers, problems);
+    for row in &table.rows {
+        let Some(step) = row.first().and_then(|c| c.parse::<u32>().ok()) else {
+            continue;
+        };
+        let named: BTreeSet<String> = row
+            .get(1)
+            .map(|c| {
+                c.split('`')
+                    .skip(1)
+                    .step_by(2)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(files) = regions.get(&step)
+            && &named != files
+        {
+            problems.push(format!(
+                "{what}: step {step} names {named:?}; its markers are in {files:?}"
+            ));
+        }
+    }
+    Ok(Some(table))
 }
 
 /// The learning chapter's two exercise tables: one row per step with an
@@ -269,33 +294,13 @@ fn exercise_tables(root: &Path, course: &Course, problems: &mut Vec<String>) -> 
     let path = "book/src/learning.md";
     let steps: Vec<u32> = course.exercises.keys().copied().collect();
     let markers = "the EXERCISE(N) markers";
-    if let Some(table) = expect_table(root, path, "Where the exercises are", problems)? {
-        let what = format!("{path} (\"Where the exercises are\")");
-        compare_steps(&what, &first_column(&table), &steps, markers, problems);
-        for row in &table.rows {
-            let Some(step) = row.first().and_then(|c| c.parse::<u32>().ok()) else {
-                continue;
-            };
-            let named: BTreeSet<String> = row
-                .get(1)
-                .map(|c| {
-                    c.split('`')
-                        .skip(1)
-                        .step_by(2)
-                        .map(str::to_string)
-                        .collect()
-                })
-                .unwrap_or_default();
-            if let Some(files) = course.exercises.get(&step)
-                && &named != files
-            {
-                problems.push(format!(
-                    "{what}: step {step} names {:?}; its markers are in {:?}",
-                    named, files
-                ));
-            }
-        }
-    }
+    files_table(
+        root,
+        "Where the exercises are",
+        markers,
+        &course.exercises,
+        problems,
+    )?;
     if let Some(table) = expect_table(root, path, "One step at a time", problems)? {
         let what = format!("{path} (\"One step at a time\")");
         compare_steps(&what, &first_column(&table), &steps, markers, problems);
