@@ -579,3 +579,99 @@ fn network_none_gives_only_loopback_and_touches_nothing() {
     let out = netns.run(8, &["--network", "none", "-p", "8080:80", "true"]);
     assert_one_line_error(&out, 8, 125, "--network none has no network");
 }
+
+/// Step 8's harder exercise (optional, its own points): what the container
+/// sends is limited on the host side, by a tbf on an ifb device that the
+/// host end's incoming traffic is redirected to, and no qdisc is put on the
+/// container's `eth0`. Seen from outside: the devices and qdiscs of both
+/// namespaces while it uploads, and what the ifb's tbf let through.
+#[test]
+#[ignore = "step 8's harder exercise (optional): cargo xtask grade --harder"]
+fn harder_uploads_are_shaped_on_the_host() {
+    let netns = TestNetns::new();
+    let rootfs = TinyRootfs::new().with_probe().owned_by(100000, 100000);
+    let mut receiver = netns
+        .command(support::probe().to_str().expect("a UTF-8 probe path"))
+        .args(["tcp-recv", "9000"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the probe in the test's netns");
+    let mut listening = String::new();
+    let mut out = std::io::BufReader::new(receiver.stdout.take().expect("stdout"));
+    std::io::BufRead::read_line(&mut out, &mut listening).expect("the probe's first line");
+    assert_eq!(
+        listening.trim(),
+        "listening",
+        "the probe on the host side did not listen"
+    );
+
+    // The container uploads for 2 s, says so, and waits: what a dying
+    // namespace still had queued would never arrive, so the count is read
+    // on the host, from the ifb's tbf, while it lives.
+    let mut container = Running::spawn(
+        netns.step(8),
+        &["--rootfs", rootfs.path(), "--network-bandwidth", "1mbit"],
+        &format!("echo ready; /probe tcp-send {GATEWAY}:9000 2; echo sent; read x"),
+    );
+    let ifbs = netns.sh("ip -o link show type ifb");
+    let ifb = ifbs
+        .lines()
+        .filter_map(|l| l.split(':').nth(1))
+        .map(str::trim)
+        .find(|name| name.starts_with("ix"))
+        .unwrap_or_else(|| {
+            panic!(
+                "step 8, harder exercise: expected an ifb device named ix… on the host while a \
+                 container runs with --network-bandwidth, `ip link show type ifb` printed:\n\
+                 {ifbs}\nmost likely cause: shape::on_host still returns its stand-in (None), so \
+                 the uploads are shaped inside the container"
+            )
+        })
+        .to_string();
+    let inside = netns.sh(&format!(
+        "nsenter --net=/proc/{}/ns/net tc qdisc show dev eth0",
+        container.container_pid()
+    ));
+    assert!(
+        !inside.contains("tbf"),
+        "step 8, harder exercise: expected no tbf on the container's eth0 once uploads are \
+         shaped on the host, `tc qdisc show dev eth0` in its netns printed:\n{inside}\nmost \
+         likely cause: shape::limit still shapes eth0 through nsenter"
+    );
+    let sent = container.read_line();
+    assert_eq!(sent.trim(), "sent", "the container's upload did not end");
+    let stats = netns.sh(&format!("tc -s qdisc show dev {ifb}"));
+    let _ = receiver.kill();
+    let _ = receiver.wait();
+    let bytes: Option<u64> = stats
+        .lines()
+        .find(|l| l.contains("tbf"))
+        .and(stats.split_whitespace().skip_while(|w| *w != "Sent").nth(1))
+        .and_then(|n| n.parse().ok());
+    let bytes = bytes.unwrap_or_else(|| {
+        panic!(
+            "step 8, harder exercise: expected a tbf on {ifb} that counted what it sent, `tc -s \
+             qdisc show dev {ifb}` printed:\n{stats}\nmost likely cause: shape::on_host's \
+             qdiscs do not end with a tbf on the ifb"
+        )
+    });
+    eprintln!("the ifb's tbf let {bytes} bytes through in 2 s under --network-bandwidth 1mbit");
+    assert!(
+        bytes > 50_000 && bytes < 1_000_000,
+        "step 8, harder exercise: expected about 250 kB (between 50 kB and 1 MB) of upload \
+         through the ifb's tbf in 2 s at 1 mbit/s, {bytes} bytes went; most likely cause: the \
+         ingress filter does not redirect every packet to the ifb (match u32 0 0, action \
+         mirred egress redirect), or the ifb's tbf has another rate"
+    );
+    container.finish_well();
+    let left: Vec<String> = netns
+        .links()
+        .into_iter()
+        .filter(|l| l.starts_with("ix"))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "step 8, harder exercise: expected the ifb device to go with the container, {left:?} \
+         is left; most likely cause: Prepared::release does not delete it (shape::remove)"
+    );
+}

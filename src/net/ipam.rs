@@ -305,8 +305,12 @@ use super::Publish;
 fn take_back(spec: &NetworkSpec, lease: &Lease, trace: &Trace) -> Result<(), NetError> {
     portmap::remove_rules_of(&lease.id, trace)?;
     let host = veth::host_name(&lease.id, lease.interface);
+    let ifb = super::shape::ifb_of(&host);
     if super::link_exists(&host) {
         veth::delete(&veth::Veth { host }, trace)?;
+    }
+    if super::link_exists(&ifb) {
+        super::shape::remove(&ifb, trace)?;
     }
     // The files are the first network's (see `Prepared`).
     if lease.interface != 0 {

@@ -207,6 +207,8 @@ pub struct Prepared {
     files_dir: PathBuf,
     leased: bool,
     connected: Option<veth::Veth>,
+    /// The ifb device of the upload limit, when it is on the host.
+    ifb: Option<String>,
     rules: Vec<portmap::Rule>,
 }
 
@@ -243,6 +245,7 @@ impl Prepared {
             files_dir: spec.state_dir.join("containers").join(id),
             leased: true,
             connected: None,
+            ifb: None,
             rules: Vec::new(),
         };
         // The files are the first network's: one /etc/hosts per container,
@@ -315,8 +318,10 @@ impl Prepared {
             portmap::apply(&self.rules, "-A", trace)?;
         }
         // Last the bandwidth: tc shapes a device that is up.
-        if let (Some(rate), Some(veth)) = (&self.spec.bandwidth, &self.connected) {
-            shape::limit(&veth.host, pid, rate, trace)?;
+        if let (Some(rate), Some(veth)) = (&self.spec.bandwidth, &self.connected)
+            && let shape::Shaped::OnHost { ifb } = shape::limit(&veth.host, pid, rate, trace)?
+        {
+            self.ifb = Some(ifb);
         }
         Ok(())
     }
@@ -341,11 +346,18 @@ impl Prepared {
                 }
             }
         }
-        // Then the link (its shaping goes with it).
+        // Then the link (its shaping goes with it), and the ifb device
+        // that held its uploads, if any: after the link, so no redirect
+        // ever points at a device that is gone.
         if let Some(veth) = self.connected.take() {
             if let Err(e) = veth::delete(&veth, trace) {
                 first.get_or_insert(e);
             }
+        }
+        if let Some(ifb) = self.ifb.take()
+            && let Err(e) = shape::remove(&ifb, trace)
+        {
+            first.get_or_insert(e);
         }
         if self.owns_files() {
             let _ = std::fs::remove_dir_all(&self.files_dir);

@@ -40,8 +40,13 @@ const MODULES: &[&str] = &[
     "xt_addrtype",
     "xt_comment",
     "xt_tcpudp",
-    // traffic control
+    // traffic control; and step 8's uploads shaped on the host: an ifb
+    // device, fed by an ingress qdisc's u32 filter and mirred action
     "sch_tbf",
+    "ifb",
+    "sch_ingress",
+    "cls_u32",
+    "act_mirred",
 ];
 
 /// Tests the VM lane leaves to the host, and why. Each checks bytes in
