@@ -586,7 +586,6 @@ fn network_none_gives_only_loopback_and_touches_nothing() {
 /// container's `eth0`. Seen from outside: the devices and qdiscs of both
 /// namespaces while it uploads, and what the ifb's tbf let through.
 #[test]
-#[ignore = "step 8's harder exercise (optional): cargo xtask grade --harder"]
 fn harder_uploads_are_shaped_on_the_host() {
     let netns = TestNetns::new();
     let rootfs = TinyRootfs::new().with_probe().owned_by(100000, 100000);
