@@ -351,10 +351,13 @@ fn is_root() -> bool {
 
 /// The lines of an output, numbers and dates masked, sorted: the parent's
 /// and the container's lines may interleave differently from run to run.
+/// Each line is trimmed too: a column of numbers is padded on the left to
+/// its widest value, so `ps` starts a line with a space when the pids have
+/// four digits and without one when they have five.
 fn comparable(text: &str) -> Vec<String> {
     let mut lines: Vec<String> = text
         .lines()
-        .map(|line| mask_numbers(&mask_calendar(line)))
+        .map(|line| mask_numbers(&mask_calendar(line)).trim().to_string())
         .collect();
     lines.sort();
     lines
@@ -425,6 +428,13 @@ mod tests {
             super::mask_calendar("Thu Dec  3 root Decimal"),
             "# #  3 root Decimal"
         );
+    }
+
+    #[test]
+    fn a_column_padded_to_the_widest_pid_compares_equal() {
+        let five = "11891 11786 11891  \\_ sh\n";
+        let four = " 4566  4459  4566  \\_ sh\n";
+        assert_eq!(super::comparable(five), super::comparable(four));
     }
 
     #[test]
