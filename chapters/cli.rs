@@ -351,6 +351,11 @@ pub(crate) fn finish_spec(
     if let Err(e) = spec.validate() {
         fail_setup(program, &e);
     }
+    if caixa::rootless::active() {
+        if let Err(e) = caixa::rootless::refusal(spec) {
+            fail_setup(program, &e);
+        }
+    }
     let (uid, gid) = caixa::privilege::host_root(spec);
     // The user's own directory is written in place, as they asked; the
     // default one is shared by every container, so each gets an overlay.

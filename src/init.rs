@@ -226,6 +226,11 @@ fn set_up_and_exec(
     if let Some(root) = &spec.root {
         mounts::stop_propagation_to_host()?;
         step(format_args!("mount(\"/\", MS_SLAVE | MS_REC)"));
+        // A rootless start's overlay is ours to mount (see `crate::rootless`).
+        if let Some(options) = &spec.root_overlay_in_child {
+            mounts::mount_overlay(root, options)?;
+            step(format_args!("mount(\"overlay\", {root:?}, {options:?})"));
+        }
         mounts::bind_rootfs_onto_itself(root)?;
         step(format_args!("mount({0:?}, {0:?}, MS_BIND | MS_REC)", root));
         // /proc, /dev, /sys … are mounted before pivot_root, while both the

@@ -28,6 +28,7 @@ pub mod reaper;
 pub mod registry;
 pub mod rlimit;
 pub mod rootfs;
+pub mod rootless;
 pub mod runtime;
 pub mod seccomp;
 pub mod signals;

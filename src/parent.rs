@@ -14,7 +14,7 @@ use std::path::Path;
 use nix::errno::Errno;
 use nix::sys::signal::{SigHandler, Signal, kill, signal};
 use nix::sys::wait::waitpid;
-use nix::unistd::{Pid, geteuid};
+use nix::unistd::Pid;
 
 use crate::cgroup::{Cgroup, CgroupError};
 use crate::exit::{Exit, codes};
@@ -31,11 +31,9 @@ use crate::trace::{Side, Trace};
 /// Why a container did not run to its end.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// Namespaces other than the user namespace need CAP_SYS_ADMIN.
-    #[error(
-        "creating namespaces needs root: run it with sudo (`cargo run` and `cargo test` do that for you when sudo is installed)"
-    )]
-    NotRoot,
+    /// A rootless start cannot do what the spec asks (see [`crate::rootless`]).
+    #[error(transparent)]
+    Rootless(#[from] crate::rootless::RootlessError),
     /// The plan is invalid.
     #[error(transparent)]
     Spec(#[from] SpecError),
@@ -198,11 +196,15 @@ fn launch(spec: &Spec, launch: &Launch<'_>) -> Result<Running, Error> {
     let step = |what: std::fmt::Arguments<'_>| trace.step(Side::Parent, what);
 
     // 1. Refuse what cannot work before anything exists, one clear line each.
-    //    (Rootless containers, a user namespace made by a non-root user, are
-    //    not built yet: every step needs root for now.)
-    if !geteuid().is_root() {
-        return Err(Error::NotRoot);
-    }
+    //    Started by an ordinary user, the container gets a user namespace
+    //    first and only what needs no root on the host (`crate::rootless`).
+    let adapted;
+    let spec = if crate::rootless::active() {
+        adapted = crate::rootless::adapt(spec)?;
+        &adapted
+    } else {
+        spec
+    };
     spec.validate()?;
     if let Some(missing) = ns::first_unsupported(&spec.namespaces) {
         return Err(Error::NoKernelSupport(missing));
@@ -234,6 +236,7 @@ fn launch(spec: &Spec, launch: &Launch<'_>) -> Result<Running, Error> {
         }
         if let Some(mounted) = &host.image_root {
             s.root = Some(mounted.merged.clone());
+            s.root_overlay_in_child = mounted.in_child.clone();
         }
         prepared = s;
         &prepared
@@ -321,7 +324,11 @@ fn launch(spec: &Spec, launch: &Launch<'_>) -> Result<Running, Error> {
                 }
             }
             Request::WriteIdMaps => {
-                idmap::write_maps(child.pid, &spec.uid_map, &spec.gid_map)?;
+                if crate::rootless::active() {
+                    crate::rootless::write_maps(child.pid, &spec.uid_map, &spec.gid_map)?;
+                } else {
+                    idmap::write_maps(child.pid, &spec.uid_map, &spec.gid_map)?;
+                }
                 step(format_args!(
                     "wrote /proc/{}/uid_map and gid_map",
                     child.pid
@@ -639,9 +646,11 @@ impl Host {
         //     of one layer, so what one writes the next never sees. Same
         //     place, same record and teardown as an image's root.
         if let (true, Some(root)) = (spec.root_overlay, &spec.root) {
-            host.image_root = Some(crate::image::overlay::over_shared_root(
-                root, &spec.id, trace,
-            )?);
+            let mut mounted = crate::image::overlay::over_shared_root(root, &spec.id, trace)?;
+            if mounted.in_child.is_some() && crate::rootless::maps_more_than_own(spec) {
+                mounted.delete_as = Some((spec.uid_map.clone(), spec.gid_map.clone()));
+            }
+            host.image_root = Some(mounted);
         }
         // ANCHOR_END: parent_image
         Ok(host)

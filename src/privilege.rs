@@ -6,7 +6,7 @@
 //! fills the spec's user namespace maps, capabilities, no_new_privs and
 //! seccomp fields the same way.
 
-use crate::idmap::{DEFAULT_ID_MAP, IdMap};
+use crate::idmap::IdMap;
 use crate::seccomp::Confinement;
 use crate::spec::Spec;
 
@@ -44,15 +44,18 @@ pub struct Privilege<'a> {
 impl Privilege<'_> {
     /// Fills the user namespace, capability, no_new_privs and seccomp fields.
     pub fn apply(&self, spec: &mut Spec) -> Result<(), PrivilegeError> {
-        let or_default = |map: &[IdMap]| {
+        // Root's default is a range of 65536 ids; a user's, its own id
+        // (see `crate::rootless::default_maps`).
+        let (uid, gid) = crate::rootless::default_maps();
+        let or_default = |map: &[IdMap], default: Vec<IdMap>| {
             if map.is_empty() {
-                vec![DEFAULT_ID_MAP]
+                default
             } else {
                 map.to_vec()
             }
         };
-        spec.uid_map = or_default(self.uid_map);
-        spec.gid_map = or_default(self.gid_map);
+        spec.uid_map = or_default(self.uid_map, uid);
+        spec.gid_map = or_default(self.gid_map, gid);
         let parse_all = |names: &[String]| -> Result<Vec<_>, crate::caps::CapsError> {
             names.iter().try_fold(Vec::new(), |mut all, n| {
                 all.extend(crate::caps::parse(n)?);

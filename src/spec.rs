@@ -49,6 +49,10 @@ pub struct Spec {
     /// `root` is a tree every container shares (the default rootfs, steps
     /// 6–8): the container gets a copy-on-write overlay of it of its own.
     pub root_overlay: bool,
+    /// The options of that overlay when the child mounts it on `root`
+    /// itself, inside its user namespace: a rootless start, whose parent
+    /// may not mount on the host (set by the parent, see `crate::rootless`).
+    pub root_overlay_in_child: Option<String>,
     /// The host name (needs the UTS namespace).
     pub hostname: Option<String>,
     /// uid and gid maps (needs the user namespace; step 6).
@@ -177,6 +181,7 @@ impl Spec {
             },
             root: None,
             root_overlay: false,
+            root_overlay_in_child: None,
             hostname: None,
             uid_map: Vec::new(),
             gid_map: Vec::new(),

@@ -523,3 +523,163 @@ fn a_container_cannot_change_what_the_next_one_sees() {
          per-container overlay (image::overlay::over_shared_root)"
     );
 }
+
+/// Rootless (an ordinary user, no sudo): the earlier steps get a user
+/// namespace first, which an unprivileged process may create, and then
+/// their own namespaces inside it; its root is the user's own uid.
+#[test]
+fn rootless_steps_1_to_5_get_a_user_namespace_first() {
+    let user = support::Rootless::new();
+    let map = format!("0 {} 1", support::Rootless::UID);
+    let out = user.run(1, &["sh", "-c", "echo $$; cat /proc/self/uid_map"]);
+    let lines = rootless_stdout(&out, 1);
+    let words: Vec<String> = lines
+        .split_whitespace()
+        .map(str::to_string)
+        .collect::<Vec<_>>();
+    assert_eq!(
+        words.join(" "),
+        format!("1 {map}"),
+        "step 1 run by uid {}: expected pid 1 and the uid map `{map}` (root inside is the \
+         user), it printed:\n{lines}\nmost likely cause: rootless::adapt does not put a user \
+         namespace first, or its default map is not the user's own id",
+        support::Rootless::UID
+    );
+    let out = user.run(
+        4,
+        &[
+            "sh",
+            "-c",
+            "id -u; ls /proc/1/cmdline; touch /tmp/x && echo ok",
+        ],
+    );
+    let printed = rootless_stdout(&out, 4);
+    assert_eq!(
+        printed.split_whitespace().collect::<Vec<_>>(),
+        ["0", "/proc/1/cmdline", "ok"],
+        "step 4 run by uid {}: expected root in its own rootfs with its own /proc, it \
+         printed:\n{printed}",
+        support::Rootless::UID
+    );
+}
+
+/// Rootless step 6: a shell as root in a container, run by an ordinary
+/// user: every capability of the container's set (over its namespaces
+/// only), its writes on an overlay the child mounted itself, gone when it
+/// ends, and nothing left in the user's directories.
+#[test]
+fn rootless_step6_is_root_in_a_container_whose_writes_vanish() {
+    let user = support::Rootless::new();
+    let out = user.run(
+        6,
+        &[
+            "sh",
+            "-c",
+            "id -u; cat /proc/self/uid_map; grep CapEff /proc/self/status; touch /made-here && echo wrote",
+        ],
+    );
+    let printed = rootless_stdout(&out, 6);
+    let words: Vec<&str> = printed.split_whitespace().collect();
+    let uid = support::Rootless::UID.to_string();
+    assert_eq!(
+        words,
+        [
+            "0",
+            "0",
+            uid.as_str(),
+            "1",
+            "CapEff:",
+            "00000000a80425fb",
+            "wrote"
+        ],
+        "step 6 run by uid {uid}: expected root (mapped to the user), Docker's 14 \
+         capabilities and a writable root, it printed:\n{printed}\nmost likely cause: the \
+         maps are not the user's own id (rootless::default_maps), or the overlay over the \
+         default rootfs is not mounted by the child (rootless::overlay_options)"
+    );
+    let out = user.run(
+        6,
+        &["sh", "-c", "test -e /made-here && echo kept || echo gone"],
+    );
+    assert_eq!(
+        rootless_stdout(&out, 6).trim(),
+        "gone",
+        "step 6 run by uid {uid}: a file the last container wrote is still there: each \
+         container must get an overlay of its own over the shared default rootfs"
+    );
+    let left = user.left_in("home/.cache/caixa/containers");
+    assert!(
+        left.is_empty(),
+        "step 6 run by uid {uid}: expected every container's overlay directory gone, left: \
+         {left:?}; most likely cause: Mounted::remove cannot delete the work directory \
+         overlayfs made with mode 0 (open_work_dirs)"
+    );
+    let records = user.left_in("run/caixa/running");
+    assert!(
+        records.is_empty(),
+        "step 6 run by uid {uid}: expected no record of a running start left, found \
+         {records:?}"
+    );
+}
+
+/// The stdout of a rootless run that must have succeeded.
+fn rootless_stdout(out: &std::process::Output, n: u32) -> String {
+    assert!(
+        out.status.success(),
+        "step {n} run by uid {} (rootless) failed with {}: {}\nstdout: {}",
+        support::Rootless::UID,
+        out.status,
+        text(&out.stderr).trim(),
+        text(&out.stdout)
+    );
+    text(&out.stdout)
+}
+
+/// Rootless with more ids than the user's own: the setuid helpers
+/// `newuidmap` and `newgidmap` write a map within the user's range in
+/// `/etc/subuid` and `/etc/subgid`; files the container gives to its other
+/// users are deleted with it, as root of a user namespace mapping them.
+/// Without a range, the helpers refuse, and the start says so in one line.
+#[test]
+fn rootless_a_wider_map_goes_through_newuidmap_and_leaves_nothing() {
+    let user = support::Rootless::new();
+    let uid = support::Rootless::UID;
+    let own = format!("0:{uid}:1");
+    let args = [
+        "--uid-map",
+        own.as_str(),
+        "--uid-map",
+        "1:300000:65535",
+        "--gid-map",
+        own.as_str(),
+        "--gid-map",
+        "1:300000:65535",
+    ];
+    let script = "cat /proc/self/uid_map; mkdir /d && touch /d/f && chown -R 1000:1000 /d && stat -c %u /d/f";
+    let mut cmd = user.step_with_subids(6, Some((300000, 65536)));
+    cmd.args(args).args(["sh", "-c", script]);
+    let out = support::output_of(cmd);
+    let printed = rootless_stdout(&out, 6);
+    let words: Vec<&str> = printed.split_whitespace().collect();
+    let uid_text = uid.to_string();
+    assert_eq!(
+        words,
+        ["0", uid_text.as_str(), "1", "1", "300000", "65535", "1000"],
+        "step 6 run rootless with a subordinate range: expected both ranges in the uid map \
+         and a file given to uid 1000, it printed:\n{printed}\nmost likely cause: \
+         rootless::write_maps does not run newgidmap and newuidmap for a map wider than the \
+         user's own id"
+    );
+    let left = user.left_in("home/.cache/caixa/containers");
+    assert!(
+        left.is_empty(),
+        "step 6 run rootless with a subordinate range: the container's overlay directory is \
+         left ({left:?}): its files belong to subordinate ids the user cannot delete on the \
+         host; rootless::remove_as_mapped_root deletes them as root of a user namespace"
+    );
+
+    let mut cmd = user.step_with_subids(6, None);
+    cmd.args(args).arg("true");
+    let out = support::output_of(cmd);
+    assert_one_line_error(&out, 6, 125, "/etc/subuid and /etc/subgid list the ranges");
+}

@@ -547,3 +547,22 @@ fn harder_the_container_is_born_in_its_cgroup() {
         moves.join("\n")
     );
 }
+
+/// Rootless (an ordinary user): a cgroup needs root or a delegated
+/// subtree, so limits are refused in one line, never silently dropped.
+#[test]
+fn rootless_limits_are_refused_in_one_line() {
+    let user = support::Rootless::new();
+    let out = user.run(7, &["--memory", "32m", "true"]);
+    assert_one_line_error(
+        &out,
+        7,
+        125,
+        "needs root, or a subtree the system delegates",
+    );
+    let records = user.left_in("run/caixa/running");
+    assert!(
+        records.is_empty(),
+        "step 7 run rootless: a refused start left records: {records:?}"
+    );
+}

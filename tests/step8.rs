@@ -589,14 +589,18 @@ fn network_none_gives_only_loopback_and_touches_nothing() {
 fn harder_uploads_are_shaped_on_the_host() {
     let netns = TestNetns::new();
     let rootfs = TinyRootfs::new().with_probe().owned_by(100000, 100000);
-    let mut receiver = netns
-        .command(support::probe().to_str().expect("a UTF-8 probe path"))
-        .args(["tcp-recv", "9000"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("the probe in the test's netns");
+    // Killed and reaped when the test ends, also by a failed assert: a
+    // receiver left behind would keep the test's output pipe open for good.
+    let mut receiver = support::KillOnDrop(
+        netns
+            .command(support::probe().to_str().expect("a UTF-8 probe path"))
+            .args(["tcp-recv", "9000"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("the probe in the test's netns"),
+    );
     let mut listening = String::new();
-    let mut out = std::io::BufReader::new(receiver.stdout.take().expect("stdout"));
+    let mut out = std::io::BufReader::new(receiver.0.stdout.take().expect("stdout"));
     std::io::BufRead::read_line(&mut out, &mut listening).expect("the probe's first line");
     assert_eq!(
         listening.trim(),
@@ -640,8 +644,7 @@ fn harder_uploads_are_shaped_on_the_host() {
     let sent = container.read_line();
     assert_eq!(sent.trim(), "sent", "the container's upload did not end");
     let stats = netns.sh(&format!("tc -s qdisc show dev {ifb}"));
-    let _ = receiver.kill();
-    let _ = receiver.wait();
+    drop(receiver);
     let bytes: Option<u64> = stats
         .lines()
         .find(|l| l.contains("tbf"))

@@ -147,6 +147,7 @@ pub fn from_oci(
         },
         root,
         root_overlay: false,
+        root_overlay_in_child: None,
         hostname: config.hostname().clone(),
         uid_map: id_maps(linux.uid_mappings()),
         gid_map: id_maps(linux.gid_mappings()),

@@ -33,6 +33,9 @@ use validate::printable;
 /// An image problem, one line with what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
+    /// A rootless start cannot prepare this root (see `crate::rootless`).
+    #[error("{0}")]
+    Rootless(String),
     /// Reading or writing the store or an input failed.
     #[error("{path}: {source}")]
     Io {

@@ -51,6 +51,13 @@ impl ImageRoot {
 pub struct Mounted {
     /// The merged directory: the container's `/`.
     pub merged: PathBuf,
+    /// The overlay's options when the child mounts it (a rootless start):
+    /// the mount then lives only in the child's mount namespace.
+    pub in_child: Option<String>,
+    /// The maps of a rootless container whose ids go beyond the user's
+    /// own: its files are deleted as root of a user namespace with them
+    /// (see `crate::rootless::remove_as_mapped_root`).
+    pub delete_as: Option<(Vec<crate::idmap::IdMap>, Vec<crate::idmap::IdMap>)>,
     dir: PathBuf,
     keep: bool,
     removed: bool,
@@ -242,8 +249,10 @@ fn mount_with_upper(
     trace: &Trace,
 ) -> Result<Mounted, ImageError> {
     let (upper, work, merged) = (dir.join("upper"), dir.join("work"), dir.join("merged"));
-    let mounted = Mounted {
+    let mut mounted = Mounted {
         merged: merged.clone(),
+        in_child: None,
+        delete_as: None,
         dir: dir.to_path_buf(),
         keep,
         removed: false,
@@ -256,6 +265,16 @@ fn mount_with_upper(
     }
     if let Some(mode) = upper_mode {
         std::fs::set_permissions(&upper, mode).map_err(io_err(&upper))?;
+    }
+    // Rootless: the parent may not mount on the host; the child mounts the
+    // same overlay in its own mount namespace, as root of its user namespace.
+    if crate::rootless::active() {
+        let lower = std::path::absolute(lower_dir.join(lower)).map_err(io_err(lower_dir))?;
+        mounted.in_child = Some(
+            crate::rootless::overlay_options(&lower, &upper, &work)
+                .map_err(|e| ImageError::Rootless(e.to_string()))?,
+        );
+        return Ok(mounted);
     }
     let options = format!(
         "lowerdir={lower},upperdir={},workdir={}",
@@ -358,15 +377,43 @@ impl Mounted {
     /// them (`--keep`) and says where: `Ok(Some(upper))`.
     pub fn remove(mut self) -> Result<Option<PathBuf>, ImageError> {
         self.removed = true;
-        umount2(&self.merged, MntFlags::MNT_DETACH).map_err(|source| ImageError::Unmount {
-            target: self.merged.clone(),
-            source,
-        })?;
+        if self.in_child.is_none() {
+            umount2(&self.merged, MntFlags::MNT_DETACH).map_err(|source| ImageError::Unmount {
+                target: self.merged.clone(),
+                source,
+            })?;
+        }
         if self.keep {
             return Ok(Some(self.dir.join("upper")));
         }
+        if let Some((uid, gid)) = &self.delete_as {
+            return crate::rootless::remove_as_mapped_root(&self.dir, uid, gid)
+                .map(|()| None)
+                .map_err(ImageError::Rootless);
+        }
+        if self.in_child.is_some() {
+            open_work_dirs(&self.dir.join("work"));
+        }
         std::fs::remove_dir_all(&self.dir).map_err(io_err(&self.dir))?;
         Ok(None)
+    }
+}
+
+/// Gives back the owner's access to the directories overlayfs made in its
+/// work directory with mode 0 (`work/work`): as root, the parent deletes
+/// them anyway; an unprivileged parent (a rootless start) cannot even list
+/// them until it does this. Best effort: `remove_dir_all` reports the rest.
+fn open_work_dirs(work: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(entries) = std::fs::read_dir(work) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700));
+            open_work_dirs(&path);
+        }
     }
 }
 
@@ -378,6 +425,7 @@ impl Drop for Mounted {
         if !self.removed {
             let _ = umount2(&self.merged, MntFlags::MNT_DETACH);
             if !self.keep {
+                open_work_dirs(&self.dir.join("work"));
                 let _ = std::fs::remove_dir_all(&self.dir);
             }
         }

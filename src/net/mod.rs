@@ -64,11 +64,18 @@ pub const DEFAULT_BRIDGE: &str = "caixa0";
 pub const DEFAULT_SUBNET: &str = "10.89.0.0/24";
 
 /// The state directory: `$CAIXA_STATE_DIR`, else `/run/caixa` (a tmpfs: the
-/// leases go with the bridges at reboot).
+/// leases go with the bridges at reboot), or the user's runtime directory
+/// for a rootless start.
 pub fn state_dir() -> PathBuf {
     std::env::var_os("CAIXA_STATE_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/run/caixa"))
+        .unwrap_or_else(|| {
+            if crate::rootless::active() {
+                crate::rootless::user_dir("runtime")
+            } else {
+                PathBuf::from("/run/caixa")
+            }
+        })
 }
 
 /// A network failure, one line with what to do.

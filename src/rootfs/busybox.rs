@@ -38,16 +38,28 @@ pub enum BusyboxError {
     },
 }
 
-/// The cache directory: `$CAIXA_CACHE_DIR`, else `/var/cache/caixa`.
+/// The cache directory: `$CAIXA_CACHE_DIR`, else `/var/cache/caixa` for
+/// root and the user's cache directory for a rootless start.
 pub fn cache_dir() -> PathBuf {
     std::env::var_os("CAIXA_CACHE_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/cache/caixa"))
+        .unwrap_or_else(|| {
+            if crate::rootless::active() {
+                crate::rootless::user_dir("cache")
+            } else {
+                PathBuf::from("/var/cache/caixa")
+            }
+        })
 }
 
-/// The default rootfs, built on first use. Prints one line when it builds.
+/// The default rootfs, built on first use and owned by whoever runs us
+/// (root, or the user of a rootless start, whom its root maps to). Prints
+/// one line when it builds.
 pub fn default_rootfs() -> Result<PathBuf, BusyboxError> {
-    default_rootfs_owned_by(0, 0)
+    default_rootfs_owned_by(
+        nix::unistd::geteuid().as_raw(),
+        nix::unistd::getegid().as_raw(),
+    )
 }
 
 /// The default rootfs with every file owned by host `uid`:`gid`: the ids

@@ -95,6 +95,21 @@ pub fn stop_propagation_to_host() -> Result<(), RootfsError> {
 }
 // ANCHOR_END: make_mounts_private
 
+/// Mounts the overlay of a rootless start on `root` (its options name the
+/// shared rootfs below and the container's own upper directory): the parent
+/// made the directories but may not mount on the host, so the child does,
+/// as root of its user namespace, in its own mount namespace.
+pub fn mount_overlay(root: &Path, options: &str) -> Result<(), RootfsError> {
+    mount(
+        Some("overlay"),
+        root,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(options),
+    )
+    .map_err(syscall("mount(overlay)", root))
+}
+
 // ANCHOR: bind_rootfs
 /// Bind-mounts the rootfs onto itself. `pivot_root(2)` needs the new root to
 /// be a mount point, and a plain directory is not one.
@@ -117,8 +132,23 @@ pub fn bind_rootfs_onto_itself(root: &Path) -> Result<(), RootfsError> {
 pub fn mount_defaults(root: &Path) -> Result<(), RootfsError> {
     for m in &DEFAULT_MOUNTS {
         let target = dir_inside(root, m.target)?;
-        mount(Some(m.fstype), &target, Some(m.fstype), m.flags, m.data)
-            .map_err(syscall("mount", &target))?;
+        match mount(Some(m.fstype), &target, Some(m.fstype), m.flags, m.data) {
+            // A rootless container maps only its user's own gid: the tty
+            // group (gid 5) has no id in it, and devpts refuses `gid=5`.
+            // Without it the terminals belong to the opener's group.
+            Err(nix::errno::Errno::EINVAL) if m.fstype == "devpts" => {
+                let data = m.data.map(|d| d.replace(",gid=5", ""));
+                mount(
+                    Some(m.fstype),
+                    &target,
+                    Some(m.fstype),
+                    m.flags,
+                    data.as_deref(),
+                )
+                .map_err(syscall("mount", &target))?
+            }
+            result => result.map_err(syscall("mount", &target))?,
+        }
     }
     Ok(())
 }

@@ -113,6 +113,18 @@ pub(crate) fn run(n: u32, args: &[&str]) -> Output {
     wait_output(child)
 }
 
+/// Runs `cmd` with no input to the end (at most [`TIMEOUT`]), its output
+/// captured.
+pub(crate) fn output_of(mut cmd: Command) -> Output {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {:?}: {e}", cmd.get_program()));
+    wait_output(child)
+}
+
 /// Waits for `child` at most [`TIMEOUT`], killing it after that. The pipes
 /// are read while waiting (a thread), so a chatty child cannot block on a
 /// full pipe.
@@ -438,6 +450,17 @@ impl Running {
     }
 }
 
+/// A process of the test's own (not a container) that is killed and
+/// reaped when dropped, so a failing assert leaves nothing running.
+pub(crate) struct KillOnDrop(pub(crate) std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 impl Drop for Running {
     /// Ends the container the way a user would: its pid 1 is killed (which
     /// ends its whole PID namespace), and the step binary, seeing it end,
@@ -730,15 +753,9 @@ impl TestNetns {
 
     /// Runs step `n` to the end inside the namespace.
     pub(crate) fn run(&self, n: u32, args: &[&str]) -> Output {
-        let child = self
-            .step(n)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn nsenter");
-        wait_output(child)
+        let mut cmd = self.step(n);
+        cmd.args(args);
+        output_of(cmd)
     }
 
     /// A shell command run inside the namespace; returns its stdout.
@@ -875,4 +892,124 @@ pub(crate) fn umoci_image(layout: &Path, rootfs: &Path, config: &str) {
         .status()
         .expect("umoci (sudo apt-get install umoci)");
     assert!(status.success(), "umoci failed");
+}
+
+/// An ordinary user for rootless starts: a uid no account uses, with a home
+/// and a runtime directory of its own (removed on drop). The tests run as
+/// root; [`Rootless::step`] runs a step binary as this user, its
+/// supplementary groups dropped, with only the environment a login gives.
+pub(crate) struct Rootless {
+    /// The user's directory (`home` and `run` inside).
+    pub(crate) dir: tempfile::TempDir,
+}
+
+impl Rootless {
+    /// A uid and gid far from Debian's accounts (1000…) and subordinate
+    /// ranges (100000…).
+    pub(crate) const UID: u32 = 54_321;
+
+    /// Makes the user's directories in the system's temporary directory
+    /// (the checkout may be private to root), or beside the tests' rootfs
+    /// cache when `CAIXA_TEST_CACHE_DIR` names one (the VM lane: its `/tmp`
+    /// is an overlay, where an overlay's upper directory cannot live).
+    pub(crate) fn new() -> Rootless {
+        let dir = match std::env::var_os("CAIXA_TEST_CACHE_DIR") {
+            Some(parent) => {
+                std::fs::create_dir_all(&parent).expect("the tests' cache directory");
+                tempfile::tempdir_in(&parent)
+            }
+            None => tempfile::tempdir(),
+        }
+        .expect("a directory for the rootless user");
+        for sub in ["", "home", "run", "bin"] {
+            let path = dir.path().join(sub);
+            std::fs::create_dir_all(&path).expect("the rootless user's directories");
+            std::os::unix::fs::chown(&path, Some(Self::UID), Some(Self::UID)).expect("chown");
+        }
+        Rootless { dir }
+    }
+
+    /// Step `n`'s binary, copied where the user can run it.
+    fn binary(&self, n: u32) -> PathBuf {
+        let copy = self.dir.path().join("bin").join(format!("step{n}"));
+        if !copy.exists() {
+            std::fs::copy(binary(n), &copy).expect("copy the step binary");
+        }
+        copy
+    }
+
+    /// Step `n` as the user.
+    pub(crate) fn step(&self, n: u32) -> Command {
+        use std::os::unix::process::CommandExt;
+        require_root();
+        let mut cmd = Command::new(self.binary(n));
+        cmd.env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+            .env("HOME", self.dir.path().join("home"))
+            .env("XDG_RUNTIME_DIR", self.dir.path().join("run"))
+            .uid(Self::UID)
+            .gid(Self::UID);
+        cmd
+    }
+
+    /// Step `n` as the user, now named `caixa-rootless`, with `subids`
+    /// (start, count) as its range in `/etc/subuid` and `/etc/subgid`, or
+    /// none. The files are the test's own, bind-mounted over the host's in
+    /// a mount namespace of the test's (the setuid `newuidmap` and
+    /// `newgidmap` read them there); the host's are never touched.
+    pub(crate) fn step_with_subids(&self, n: u32, subids: Option<(u32, u32)>) -> Command {
+        require_root();
+        let etc = self.dir.path().join("etc");
+        std::fs::create_dir_all(&etc).expect("the test's /etc files");
+        let passwd = std::fs::read_to_string("/etc/passwd").expect("/etc/passwd");
+        let home = self.dir.path().join("home");
+        let line = format!(
+            "caixa-rootless:x:{0}:{0}::{1}:/bin/sh\n",
+            Self::UID,
+            home.display()
+        );
+        std::fs::write(etc.join("passwd"), passwd + &line).expect("passwd");
+        let range = subids
+            .map(|(start, count)| format!("caixa-rootless:{start}:{count}\n"))
+            .unwrap_or_default();
+        for file in ["subuid", "subgid"] {
+            std::fs::write(etc.join(file), &range).expect("subuid");
+        }
+        let script = format!(
+            "mount --make-rprivate / && for f in passwd subuid subgid; do mount --bind {}/$f /etc/$f || exit 125; done; \
+             exec setpriv --reuid={uid} --regid={uid} --clear-groups env -i PATH=/usr/bin:/bin HOME={} XDG_RUNTIME_DIR={} \"$0\" \"$@\"",
+            etc.display(),
+            home.display(),
+            self.dir.path().join("run").display(),
+            uid = Self::UID,
+        );
+        let mut cmd = Command::new("unshare");
+        cmd.arg("-m")
+            .arg("sh")
+            .arg("-c")
+            .arg(&script)
+            .arg(self.binary(n));
+        cmd
+    }
+
+    /// Runs step `n` with `args` as the user, to the end.
+    pub(crate) fn run(&self, n: u32, args: &[&str]) -> Output {
+        let mut cmd = self.step(n);
+        cmd.args(args);
+        output_of(cmd)
+    }
+
+    /// What is left in a directory of the user's (empty when missing; its
+    /// `.lock`, which caixa keeps, aside).
+    pub(crate) fn left_in(&self, relative: &str) -> Vec<String> {
+        std::fs::read_dir(self.dir.path().join(relative))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|name| name != ".lock")
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
 }

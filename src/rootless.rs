@@ -1,0 +1,325 @@
+//! Rootless containers: the steps run by an ordinary user, as podman does.
+//!
+//! The user namespace is the one namespace an unprivileged process may
+//! create, and once it exists, its root holds every capability *over the
+//! namespaces it owns*: a PID, network, IPC, mount or UTS namespace made in
+//! the same `clone` belongs to it. So a rootless start is the same sequence
+//! as a root one, with three differences, all decided here, before the
+//! clone ([`adapt`]):
+//!
+//! 1. There is always a user namespace, created first (steps 1–5 get one
+//!    they would not need as root).
+//! 2. Its maps. A process may map only its own uid and gid, one id each,
+//!    and must write `deny` to `setgroups` first (user_namespaces(7)): the
+//!    parent writes `0 UID 1` itself. A map of more ids (`--uid-map` with
+//!    the user's `/etc/subuid` range) needs the setuid helpers `newuidmap`
+//!    and `newgidmap` (Debian's `uidmap`), which check the ranges the
+//!    administrator gave the user ([`write_maps`]).
+//! 3. What needs root on the host is refused in one line: cgroup limits
+//!    without a delegated cgroup, a bridge and its netfilter rules, and
+//!    (not yet built here) an image's layers. The default rootfs's overlay
+//!    is mounted by the child inside its user namespace instead of by the
+//!    parent on the host (see `init`).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use nix::unistd::{Pid, getegid, geteuid};
+
+use crate::idmap::{self, IdMap, IdMapError};
+use crate::ns::Namespace;
+use crate::spec::Spec;
+
+/// Something a rootless start cannot do, with what to do instead.
+#[derive(Debug, thiserror::Error)]
+pub enum RootlessError {
+    /// A cgroup (steps 7 on make one for every container) needs root.
+    #[error(
+        "a cgroup for the container's limits needs root, or a subtree the system delegates to you (cgroup v2: systemd-run --user --scope -p Delegate=yes), which caixa does not use yet: run step 6 for no limits, or run as root"
+    )]
+    Limits,
+    /// A bridge, veths and netfilter rules change the host's network.
+    #[error(
+        "a bridge and its netfilter rules change the host's network, which needs root: use --network none, or run as root"
+    )]
+    Network,
+    /// Image layers are unpacked owned by the mapped ids.
+    #[error(
+        "running an image rootless is not built yet (its layers must be owned by your mapped ids): run as root"
+    )]
+    Image,
+    /// A path the overlay's options cannot carry.
+    #[error(
+        "the rootfs path {0} holds a ',' or ':', which overlayfs options cannot carry: set CAIXA_CACHE_DIR to a plain path"
+    )]
+    OverlayPath(PathBuf),
+    /// A map of more than one's own id, and no helper to write it.
+    #[error(
+        "{helper} not found: a map of more ids than your own needs it (sudo apt-get install uidmap), or map only your own id (the default)"
+    )]
+    NoHelper {
+        /// `newuidmap` or `newgidmap`.
+        helper: &'static str,
+    },
+    /// The helper refused (no range in /etc/subuid, a range not yours …).
+    #[error(
+        "{helper} refused the map {maps}: {reason}; /etc/subuid and /etc/subgid list the ranges you may map"
+    )]
+    Helper {
+        /// `newuidmap` or `newgidmap`.
+        helper: &'static str,
+        /// The map, as the helper got it.
+        maps: String,
+        /// Its first line of stderr.
+        reason: String,
+    },
+    /// Writing our own one-id map failed.
+    #[error(transparent)]
+    IdMap(#[from] IdMapError),
+}
+
+/// Whether this start is rootless: we are not root on the host.
+pub fn active() -> bool {
+    !geteuid().is_root()
+}
+
+/// The maps of a rootless container by default: its root is the user
+/// (`0 UID 1`, `0 GID 1`), the only ids a process may map by itself. As
+/// root the default is the range of [`idmap::DEFAULT_ID_MAP`].
+pub fn default_maps() -> (Vec<IdMap>, Vec<IdMap>) {
+    if !active() {
+        return (vec![idmap::DEFAULT_ID_MAP], vec![idmap::DEFAULT_ID_MAP]);
+    }
+    let own = |id: u32| IdMap {
+        container: 0,
+        host: id,
+        count: 1,
+    };
+    (vec![own(geteuid().as_raw())], vec![own(getegid().as_raw())])
+}
+
+// ANCHOR: adapt
+/// Makes `spec` one an ordinary user can start, or says in one line why it
+/// cannot be: a user namespace first, the user's own ids mapped unless the
+/// spec maps others, and nothing that needs root on the host.
+pub fn adapt(spec: &Spec) -> Result<Spec, RootlessError> {
+    refusal(spec)?;
+    let mut spec = spec.clone();
+    if !spec.has(Namespace::User) {
+        spec.namespaces.insert(0, Namespace::User);
+    }
+    let (uid, gid) = default_maps();
+    if spec.uid_map.is_empty() {
+        spec.uid_map = uid;
+    }
+    if spec.gid_map.is_empty() {
+        spec.gid_map = gid;
+    }
+    Ok(spec)
+}
+// ANCHOR_END: adapt
+
+/// What of `spec` needs root on the host, as the first error [`adapt`]
+/// would give; the step binaries ask before they build a default rootfs.
+pub fn refusal(spec: &Spec) -> Result<(), RootlessError> {
+    if spec.limits.is_some() {
+        return Err(RootlessError::Limits);
+    }
+    if spec.network.is_some() || !spec.joined_networks.is_empty() {
+        return Err(RootlessError::Network);
+    }
+    if spec.image.is_some() {
+        return Err(RootlessError::Image);
+    }
+    Ok(())
+}
+
+// ANCHOR: write_maps
+/// Writes the child's maps from an unprivileged parent: by itself when they
+/// map only our own uid and gid, else through `newgidmap` and `newuidmap`,
+/// setuid-root helpers that check `/etc/subgid` and `/etc/subuid` first.
+pub fn write_maps(child: Pid, uid: &[IdMap], gid: &[IdMap]) -> Result<(), RootlessError> {
+    if !maps_more_than_own_ids(uid, gid) {
+        return Ok(idmap::write_maps(child, uid, gid)?);
+    }
+    // gid first, as the kernel would have it written by hand: newgidmap
+    // leaves setgroups allowed, which it may, having checked the ranges.
+    run_helper("newgidmap", child, gid)?;
+    run_helper("newuidmap", child, uid)
+}
+// ANCHOR_END: write_maps
+
+/// Whether `spec`'s maps name ids beyond the user's own uid and gid.
+pub fn maps_more_than_own(spec: &Spec) -> bool {
+    maps_more_than_own_ids(&spec.uid_map, &spec.gid_map)
+}
+
+fn maps_more_than_own_ids(uid: &[IdMap], gid: &[IdMap]) -> bool {
+    let only_own = |maps: &[IdMap], own: u32| matches!(maps, [m] if m.host == own && m.count == 1);
+    !(only_own(uid, geteuid().as_raw()) && only_own(gid, getegid().as_raw()))
+}
+
+/// `newuidmap PID C H N [C H N …]`, its first line of stderr on failure.
+fn run_helper(helper: &'static str, child: Pid, maps: &[IdMap]) -> Result<(), RootlessError> {
+    let args: Vec<String> = maps
+        .iter()
+        .flat_map(|m| [m.container, m.host, m.count])
+        .map(|n| n.to_string())
+        .collect();
+    let output = match Command::new(helper)
+        .arg(child.to_string())
+        .args(&args)
+        .output()
+    {
+        Ok(output) => output,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(RootlessError::NoHelper { helper });
+        }
+        Err(e) => {
+            return Err(RootlessError::Helper {
+                helper,
+                maps: args.join(" "),
+                reason: e.to_string(),
+            });
+        }
+    };
+    if output.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    Err(RootlessError::Helper {
+        helper,
+        maps: args.join(" "),
+        reason: stderr
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("it failed and said nothing")
+            .trim()
+            .to_string(),
+    })
+}
+
+// ANCHOR: remove_as_mapped_root
+/// Deletes `dir` as root of a new user namespace with the maps `uid` and
+/// `gid`: what a rootless container wrote as its other users belongs to
+/// the user's subordinate ids, which the user may not delete on the host,
+/// but root of a namespace mapping them may (`podman unshare rm` does the
+/// same). A forked child waits on a pipe until its maps are written, then
+/// deletes and exits; the caller must be single-threaded, as for a start.
+pub fn remove_as_mapped_root(
+    dir: &std::path::Path,
+    uid: &[IdMap],
+    gid: &[IdMap],
+) -> Result<(), String> {
+    let (ready_r, ready_w) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
+    // SAFETY: the step binaries and the shim tear down single-threaded
+    // (see `crate::ns::clone`); the child only reads, deletes and exits.
+    let forked = unsafe { crate::ns::clone::clone_child(nix::sched::CloneFlags::CLONE_NEWUSER) };
+    match forked {
+        Ok(crate::ns::clone::Forked::Child) => {
+            drop(ready_w);
+            let mut byte = [0u8; 1];
+            let code = match nix::unistd::read(&ready_r, &mut byte) {
+                Ok(1) => {
+                    let zero = nix::unistd::Uid::from_raw(0);
+                    let gzero = nix::unistd::Gid::from_raw(0);
+                    let _ = nix::unistd::setresgid(gzero, gzero, gzero);
+                    let _ = nix::unistd::setresuid(zero, zero, zero);
+                    i32::from(std::fs::remove_dir_all(dir).is_err())
+                }
+                _ => 2,
+            };
+            // SAFETY: ends this forked child without running the parent's
+            // destructors.
+            unsafe { libc::_exit(code) }
+        }
+        Ok(crate::ns::clone::Forked::Parent(pid)) => {
+            drop(ready_r);
+            let written = write_maps(pid, uid, gid).map_err(|e| e.to_string());
+            if written.is_ok() {
+                let _ = nix::unistd::write(&ready_w, b"1");
+            }
+            drop(ready_w);
+            let status = nix::sys::wait::waitpid(pid, None);
+            written?;
+            match status {
+                Ok(nix::sys::wait::WaitStatus::Exited(_, 0)) => Ok(()),
+                other => Err(format!(
+                    "deleting {} in a user namespace failed ({other:?})",
+                    dir.display()
+                )),
+            }
+        }
+        Err(errno) => Err(format!(
+            "clone(CLONE_NEWUSER) to delete {}: {errno}",
+            dir.display()
+        )),
+    }
+}
+// ANCHOR_END: remove_as_mapped_root
+
+/// The overlay options the child of a rootless start mounts its root with
+/// (`userxattr`: overlayfs keeps its own marks in `user.overlay.*`
+/// attributes, the ones an unprivileged mounter may write).
+pub fn overlay_options(
+    lower: &std::path::Path,
+    upper: &std::path::Path,
+    work: &std::path::Path,
+) -> Result<String, RootlessError> {
+    for path in [lower, upper, work] {
+        let text = path.to_string_lossy();
+        if text.contains(',') || text.contains(':') {
+            return Err(RootlessError::OverlayPath(path.to_path_buf()));
+        }
+    }
+    Ok(format!(
+        "lowerdir={},upperdir={},workdir={},userxattr",
+        lower.display(),
+        upper.display(),
+        work.display()
+    ))
+}
+
+/// The user's own directory for `what` (`cache`, `runtime`): the XDG base
+/// directory when it is set, else one under `$HOME` or `/tmp`. Root's
+/// directories (`/var/cache`, `/run`) are not writable by a user.
+pub fn user_dir(what: &str) -> PathBuf {
+    let uid = geteuid().as_raw();
+    let xdg = |var: &str| std::env::var_os(var).filter(|v| !v.is_empty());
+    match what {
+        "runtime" => xdg("XDG_RUNTIME_DIR")
+            .map(|d| PathBuf::from(d).join("caixa"))
+            .unwrap_or_else(|| PathBuf::from(format!("/tmp/caixa-{uid}"))),
+        _ => xdg("XDG_CACHE_HOME")
+            .map(|d| PathBuf::from(d).join("caixa"))
+            .or_else(|| xdg("HOME").map(|h| PathBuf::from(h).join(".cache/caixa")))
+            .unwrap_or_else(|| PathBuf::from(format!("/tmp/caixa-{uid}/cache"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rootless_spec_gets_a_user_namespace_first_and_refuses_host_changes() {
+        let mut spec = Spec::new(vec!["true".into()]);
+        spec.namespaces = vec![Namespace::Pid];
+        let adapted = adapt(&spec).unwrap();
+        assert_eq!(adapted.namespaces, [Namespace::User, Namespace::Pid]);
+        assert_eq!(adapted.uid_map.len(), 1);
+        spec.limits = Some(Default::default());
+        assert!(matches!(adapt(&spec), Err(RootlessError::Limits)));
+    }
+
+    #[test]
+    fn overlay_options_refuse_what_they_cannot_carry() {
+        let p = std::path::Path::new;
+        assert_eq!(
+            overlay_options(p("/l"), p("/u"), p("/w")).unwrap(),
+            "lowerdir=/l,upperdir=/u,workdir=/w,userxattr"
+        );
+        assert!(overlay_options(p("/a,b"), p("/u"), p("/w")).is_err());
+        assert!(overlay_options(p("/l"), p("/u:x"), p("/w")).is_err());
+    }
+}
