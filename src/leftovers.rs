@@ -273,8 +273,14 @@ fn undo(made: &Made) -> Result<bool, String> {
                 Ok(()) => true,
                 // EINVAL: not mounted (any more); ENOENT: gone already.
                 Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOENT) => false,
+                // A rootless start's overlay lived in its child's mount
+                // namespace only; the user may not unmount on the host.
+                Err(nix::errno::Errno::EPERM) if crate::rootless::active() => false,
                 Err(e) => return Err(format!("umount {}: {e}", merged.display())),
             };
+            if crate::rootless::active() {
+                crate::image::overlay::open_work_dirs(&dir.join("work"));
+            }
             if matches!(made, Made::KeptOverlay(_)) {
                 return Ok(existed);
             }

@@ -212,8 +212,10 @@ pub fn remove_as_mapped_root(
     gid: &[IdMap],
 ) -> Result<(), String> {
     let (ready_r, ready_w) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
-    // SAFETY: the step binaries and the shim tear down single-threaded
-    // (see `crate::ns::clone`); the child only reads, deletes and exits.
+    // SAFETY: only the step binaries' default rootfs gets here (the engine
+    // and the runtime never mount it rootless), and they tear down
+    // single-threaded (see `crate::ns::clone`); the child only reads,
+    // deletes and exits.
     let forked = unsafe { crate::ns::clone::clone_child(nix::sched::CloneFlags::CLONE_NEWUSER) };
     match forked {
         Ok(crate::ns::clone::Forked::Child) => {
@@ -281,19 +283,35 @@ pub fn overlay_options(
 }
 
 /// The user's own directory for `what` (`cache`, `runtime`): the XDG base
-/// directory when it is set, else one under `$HOME` or `/tmp`. Root's
-/// directories (`/var/cache`, `/run`) are not writable by a user.
+/// directory when it is set, else one under `$HOME`, else `/tmp/caixa-UID`
+/// if that is the user's own directory. Root's directories (`/var/cache`,
+/// `/run`) are not writable by a user.
 pub fn user_dir(what: &str) -> PathBuf {
-    let uid = geteuid().as_raw();
     let xdg = |var: &str| std::env::var_os(var).filter(|v| !v.is_empty());
-    match what {
+    let home = || xdg("HOME").map(|h| PathBuf::from(h).join(".cache/caixa"));
+    let found = match what {
         "runtime" => xdg("XDG_RUNTIME_DIR")
             .map(|d| PathBuf::from(d).join("caixa"))
-            .unwrap_or_else(|| PathBuf::from(format!("/tmp/caixa-{uid}"))),
+            .or_else(|| home().map(|h| h.join("run"))),
         _ => xdg("XDG_CACHE_HOME")
             .map(|d| PathBuf::from(d).join("caixa"))
-            .or_else(|| xdg("HOME").map(|h| PathBuf::from(h).join(".cache/caixa")))
-            .unwrap_or_else(|| PathBuf::from(format!("/tmp/caixa-{uid}/cache"))),
+            .or_else(home),
+    };
+    found.unwrap_or_else(|| own_tmp_dir().join(what))
+}
+
+/// `/tmp/caixa-UID`, made 0700 if missing. Anyone may create that name
+/// first, so it is used only if it is a real directory of ours (not a
+/// symlink); else a path that cannot be written, so the start fails with
+/// its one line saying which variable to set.
+fn own_tmp_dir() -> PathBuf {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let uid = geteuid().as_raw();
+    let dir = PathBuf::from(format!("/tmp/caixa-{uid}"));
+    let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+    match std::fs::symlink_metadata(&dir) {
+        Ok(meta) if meta.is_dir() && meta.uid() == uid && meta.mode() & 0o022 == 0 => dir,
+        _ => PathBuf::from(format!("/nonexistent/caixa-{uid}")),
     }
 }
 

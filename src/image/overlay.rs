@@ -386,16 +386,27 @@ impl Mounted {
         if self.keep {
             return Ok(Some(self.dir.join("upper")));
         }
-        if let Some((uid, gid)) = &self.delete_as {
-            return crate::rootless::remove_as_mapped_root(&self.dir, uid, gid)
-                .map(|()| None)
-                .map_err(ImageError::Rootless);
-        }
         if self.in_child.is_some() {
-            open_work_dirs(&self.dir.join("work"));
+            return self.remove_rootless().map(|()| None);
         }
         std::fs::remove_dir_all(&self.dir).map_err(io_err(&self.dir))?;
         Ok(None)
+    }
+
+    /// A rootless container's directory: deleted as the user when it can
+    /// be, else as root of a user namespace with the container's maps
+    /// (what it gave its other users, or a directory it left without
+    /// write permission, the user may not delete on the host).
+    fn remove_rootless(&self) -> Result<(), ImageError> {
+        open_work_dirs(&self.dir.join("work"));
+        if std::fs::remove_dir_all(&self.dir).is_ok() || !self.dir.exists() {
+            return Ok(());
+        }
+        let (uid, gid) = self
+            .delete_as
+            .clone()
+            .unwrap_or_else(crate::rootless::default_maps);
+        crate::rootless::remove_as_mapped_root(&self.dir, &uid, &gid).map_err(ImageError::Rootless)
     }
 }
 
@@ -403,7 +414,7 @@ impl Mounted {
 /// work directory with mode 0 (`work/work`): as root, the parent deletes
 /// them anyway; an unprivileged parent (a rootless start) cannot even list
 /// them until it does this. Best effort: `remove_dir_all` reports the rest.
-fn open_work_dirs(work: &Path) {
+pub(crate) fn open_work_dirs(work: &Path) {
     use std::os::unix::fs::PermissionsExt;
     let Ok(entries) = std::fs::read_dir(work) else {
         return;
@@ -424,8 +435,9 @@ impl Drop for Mounted {
     fn drop(&mut self) {
         if !self.removed {
             let _ = umount2(&self.merged, MntFlags::MNT_DETACH);
-            if !self.keep {
-                open_work_dirs(&self.dir.join("work"));
+            if !self.keep && self.in_child.is_some() {
+                let _ = self.remove_rootless();
+            } else if !self.keep {
                 let _ = std::fs::remove_dir_all(&self.dir);
             }
         }

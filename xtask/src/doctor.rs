@@ -115,21 +115,21 @@ fn checks() -> Vec<Check> {
             Level::Warn,
             "unprivileged user namespaces",
             "user.max_user_namespaces = 0",
-            "sudo sysctl -w user.max_user_namespaces=15000 (rootless containers, not built yet)",
+            "sudo sysctl -w user.max_user_namespaces=15000 (rootless steps 1-6)",
         )
     } else if debian_knob.as_deref() == Some("0") {
         check(
             Level::Warn,
             "unprivileged user namespaces",
             "kernel.unprivileged_userns_clone = 0",
-            "sudo sysctl -w kernel.unprivileged_userns_clone=1 (rootless containers, not built yet)",
+            "sudo sysctl -w kernel.unprivileged_userns_clone=1 (rootless steps 1-6)",
         )
     } else if apparmor.as_deref() == Some("1") {
         check(
             Level::Warn,
             "unprivileged user namespaces",
             "restricted by AppArmor (Ubuntu 23.10+)",
-            "sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0 (rootless containers, not built yet)",
+            "sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0 (rootless steps 1-6)",
         )
     } else {
         check(Level::Ok, "unprivileged user namespaces", "allowed", "")

@@ -463,12 +463,17 @@ fn grade_reference(root: &Path) -> Result<()> {
     println!("\n==> cargo xtask grade (the reference must score full marks)");
     let graded = grade::grade(root, root, None, None, false)?;
     print!("{}", grade::table(&graded));
-    let missed: Vec<&str> = graded
+    let failed: Vec<_> = graded
         .iter()
         .flat_map(|(_, t)| t)
         .filter(|t| !t.passed)
-        .map(|t| t.name.as_str())
         .collect();
+    // What each failing test said: a failure seen only here (the tests
+    // passed once already) must leave its reason in the CI log.
+    for t in &failed {
+        println!("FAILED {}\n{}\n", t.name, t.output);
+    }
+    let missed: Vec<&str> = failed.iter().map(|t| t.name.as_str()).collect();
     if !missed.is_empty() {
         bail!(
             "the reference does not score full marks: {} failed; the tests or the solution \
