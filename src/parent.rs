@@ -742,8 +742,10 @@ impl Drop for Host {
 
 /// How the image's file owners shift: container root is the host id the
 /// maps give it (none: the identity). The engine's `cp` owns what it
-/// writes into a container the same way.
+/// writes into a container the same way. A rootless start unpacks as the
+/// user, whose files are all its own (see `Shift::rootless`).
 pub(crate) fn shift_of(spec: &Spec) -> crate::image::unpack::Shift {
+    let rootless = crate::rootless::active();
     let base = |maps: &[crate::idmap::IdMap]| {
         maps.iter()
             .find(|m| m.container == 0)
@@ -754,11 +756,11 @@ pub(crate) fn shift_of(spec: &Spec) -> crate::image::unpack::Shift {
             uid_base,
             gid_base,
             count: count.min(gcount),
+            rootless,
         },
         _ => crate::image::unpack::Shift {
-            uid_base: 0,
-            gid_base: 0,
-            count: u32::MAX,
+            rootless,
+            ..crate::image::unpack::Shift::IDENTITY
         },
     }
 }

@@ -16,10 +16,11 @@
 //!    and `newgidmap` (Debian's `uidmap`), which check the ranges the
 //!    administrator gave the user ([`write_maps`]).
 //! 3. What needs root on the host is refused in one line: cgroup limits
-//!    without a delegated cgroup, a bridge and its netfilter rules, and
-//!    (not yet built here) an image's layers. The default rootfs's overlay
-//!    is mounted by the child inside its user namespace instead of by the
-//!    parent on the host (see `init`).
+//!    without a delegated cgroup, a bridge and its netfilter rules. The
+//!    root's overlay (the default rootfs's, or an image's layers, unpacked
+//!    as the user: see `image::unpack::Shift::rootless`) is mounted by the
+//!    child inside its user namespace instead of by the parent on the host
+//!    (see `init`).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -35,7 +36,7 @@ use crate::spec::Spec;
 pub enum RootlessError {
     /// A cgroup (steps 7 on make one for every container) needs root.
     #[error(
-        "a cgroup for the container's limits needs root, or a subtree the system delegates to you (cgroup v2: systemd-run --user --scope -p Delegate=yes), which caixa does not use yet: run step 6 for no limits, or run as root"
+        "a cgroup for the container's limits needs root, or a subtree the system delegates to you (cgroup v2: systemd-run --user --scope -p Delegate=yes), which caixa does not use yet: leave the limits out, or run as root"
     )]
     Limits,
     /// A bridge, veths and netfilter rules change the host's network.
@@ -43,11 +44,6 @@ pub enum RootlessError {
         "a bridge and its netfilter rules change the host's network, which needs root: use --network none, or run as root"
     )]
     Network,
-    /// Image layers are unpacked owned by the mapped ids.
-    #[error(
-        "running an image rootless is not built yet (its layers must be owned by your mapped ids): run as root"
-    )]
-    Image,
     /// A path the overlay's options cannot carry.
     #[error(
         "the rootfs path {0} holds a ',' or ':', which overlayfs options cannot carry: set CAIXA_CACHE_DIR to a plain path"
@@ -105,6 +101,9 @@ pub fn default_maps() -> (Vec<IdMap>, Vec<IdMap>) {
 pub fn adapt(spec: &Spec) -> Result<Spec, RootlessError> {
     refusal(spec)?;
     let mut spec = spec.clone();
+    // Steps 7 on give every container a cgroup, limits or none, to tell an
+    // OOM kill apart; without limits there is nothing a rootless one needs.
+    spec.limits = None;
     if !spec.has(Namespace::User) {
         spec.namespaces.insert(0, Namespace::User);
     }
@@ -122,14 +121,11 @@ pub fn adapt(spec: &Spec) -> Result<Spec, RootlessError> {
 /// What of `spec` needs root on the host, as the first error [`adapt`]
 /// would give; the step binaries ask before they build a default rootfs.
 pub fn refusal(spec: &Spec) -> Result<(), RootlessError> {
-    if spec.limits.is_some() {
+    if spec.limits.as_ref().is_some_and(|l| !l.is_empty()) {
         return Err(RootlessError::Limits);
     }
     if spec.network.is_some() || !spec.joined_networks.is_empty() {
         return Err(RootlessError::Network);
-    }
-    if spec.image.is_some() {
-        return Err(RootlessError::Image);
     }
     Ok(())
 }
@@ -264,28 +260,29 @@ pub fn remove_as_mapped_root(
 /// (`userxattr`: overlayfs keeps its own marks in `user.overlay.*`
 /// attributes, the ones an unprivileged mounter may write).
 pub fn overlay_options(
-    lower: &std::path::Path,
+    lower: &[PathBuf],
     upper: &std::path::Path,
     work: &std::path::Path,
 ) -> Result<String, RootlessError> {
-    for path in [lower, upper, work] {
+    for path in lower.iter().map(PathBuf::as_path).chain([upper, work]) {
         let text = path.to_string_lossy();
         if text.contains(',') || text.contains(':') {
             return Err(RootlessError::OverlayPath(path.to_path_buf()));
         }
     }
+    let lower: Vec<String> = lower.iter().map(|l| l.display().to_string()).collect();
     Ok(format!(
         "lowerdir={},upperdir={},workdir={},userxattr",
-        lower.display(),
+        lower.join(":"),
         upper.display(),
         work.display()
     ))
 }
 
-/// The user's own directory for `what` (`cache`, `runtime`): the XDG base
-/// directory when it is set, else one under `$HOME`, else `/tmp/caixa-UID`
-/// if that is the user's own directory. Root's directories (`/var/cache`,
-/// `/run`) are not writable by a user.
+/// The user's own directory for `what` (`cache`, `runtime`, `data`): the
+/// XDG base directory when it is set, else one under `$HOME`, else
+/// `/tmp/caixa-UID` if that is the user's own directory. Root's directories
+/// (`/var/cache`, `/run`, `/var/lib`) are not writable by a user.
 pub fn user_dir(what: &str) -> PathBuf {
     let xdg = |var: &str| std::env::var_os(var).filter(|v| !v.is_empty());
     let home = || xdg("HOME").map(|h| PathBuf::from(h).join(".cache/caixa"));
@@ -293,6 +290,9 @@ pub fn user_dir(what: &str) -> PathBuf {
         "runtime" => xdg("XDG_RUNTIME_DIR")
             .map(|d| PathBuf::from(d).join("caixa"))
             .or_else(|| home().map(|h| h.join("run"))),
+        "data" => xdg("XDG_DATA_HOME")
+            .map(|d| PathBuf::from(d).join("caixa"))
+            .or_else(|| xdg("HOME").map(|h| PathBuf::from(h).join(".local/share/caixa"))),
         _ => xdg("XDG_CACHE_HOME")
             .map(|d| PathBuf::from(d).join("caixa"))
             .or_else(home),
@@ -327,17 +327,24 @@ mod tests {
         assert_eq!(adapted.namespaces, [Namespace::User, Namespace::Pid]);
         assert_eq!(adapted.uid_map.len(), 1);
         spec.limits = Some(Default::default());
+        assert_eq!(adapt(&spec).unwrap().limits, None);
+        spec.limits = Some(crate::cgroup::Limits {
+            memory: Some(32 << 20),
+            ..Default::default()
+        });
         assert!(matches!(adapt(&spec), Err(RootlessError::Limits)));
     }
 
     #[test]
     fn overlay_options_refuse_what_they_cannot_carry() {
         let p = std::path::Path::new;
+        let l = |s: &str| vec![PathBuf::from(s)];
+        let two = vec![PathBuf::from("/l/2"), PathBuf::from("/l/1")];
         assert_eq!(
-            overlay_options(p("/l"), p("/u"), p("/w")).unwrap(),
-            "lowerdir=/l,upperdir=/u,workdir=/w,userxattr"
+            overlay_options(&two, p("/u"), p("/w")).unwrap(),
+            "lowerdir=/l/2:/l/1,upperdir=/u,workdir=/w,userxattr"
         );
-        assert!(overlay_options(p("/a,b"), p("/u"), p("/w")).is_err());
-        assert!(overlay_options(p("/l"), p("/u:x"), p("/w")).is_err());
+        assert!(overlay_options(&l("/a,b"), p("/u"), p("/w")).is_err());
+        assert!(overlay_options(&l("/l"), p("/u:x"), p("/w")).is_err());
     }
 }

@@ -15,6 +15,10 @@ use support::{Running, TestNetns, assert_one_line_error, binary, stdout_of, text
 /// One tar entry of a hand-made layer.
 enum Entry<'a> {
     Dir(&'a str),
+    /// A directory with its own mode.
+    DirMode(&'a str, u32),
+    /// A file of another owner than root (uid and gid).
+    FileOf(&'a str, u64),
     File(&'a str, &'a [u8]),
     Symlink(&'a str, &'a str),
     HardLink(&'a str, &'a str),
@@ -31,6 +35,16 @@ fn tar_of(entries: &[Entry]) -> Vec<u8> {
             Entry::Dir(n) => {
                 h.set_entry_type(tar::EntryType::Directory);
                 h.set_mode(0o755);
+                (n, b"")
+            }
+            Entry::DirMode(n, mode) => {
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_mode(*mode);
+                (n, b"")
+            }
+            Entry::FileOf(n, _) => {
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_mode(0o644);
                 (n, b"")
             }
             Entry::File(n, d) => {
@@ -57,8 +71,12 @@ fn tar_of(entries: &[Entry]) -> Vec<u8> {
         };
         raw_name(&mut h.as_ustar_mut().unwrap().name, name);
         h.set_size(data.len() as u64);
-        h.set_uid(0);
-        h.set_gid(0);
+        let owner = match e {
+            Entry::FileOf(_, id) => *id,
+            _ => 0,
+        };
+        h.set_uid(owner);
+        h.set_gid(owner);
         h.set_cksum();
         out.extend_from_slice(h.as_bytes());
         out.extend_from_slice(data);
@@ -1107,4 +1125,127 @@ fn zstd_compressed_layers_load_and_run() {
              apply_whiteout does not turn `.wh.a` into a 0/0 character device"
         );
     }
+}
+
+/// Rootless (#22): an ordinary user loads an image into a store of its own
+/// and runs it: layers unpacked as the user (whiteouts, an opaque
+/// directory in `user.overlay.*`, a directory the user may not write),
+/// mounted by the child in its user namespace, root in the container, the
+/// writes gone with the container, nothing left behind.
+#[test]
+fn rootless_an_image_runs_from_the_users_own_store() {
+    let user = support::Rootless::new();
+    let upper = tar_of(&[
+        Entry::Dir("data"),
+        Entry::File("data/.wh.a", b""),
+        Entry::Dir("dir"),
+        Entry::File("dir/.wh..wh..opq", b""),
+        Entry::File("dir/z", b"z\n"),
+        Entry::DirMode("ro", 0o555),
+        Entry::File("ro/f", b"f\n"),
+        Entry::FileOf("web-owned", 1000),
+    ]);
+    let layout = Layout::new(&[base_layer(), upper], default_config());
+    std::fs::set_permissions(layout.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let uid = support::Rootless::UID;
+    let mut load = user.step(9);
+    load.args(["load", layout.path(), "--name", "img:1"]);
+    let out = support::output_of(load);
+    assert!(
+        out.status.success() && stdout_of(&out).trim() == "loaded img:1",
+        "step 9 load run by uid {uid}: expected `loaded img:1`, it exited {} with {:?} {:?}; \
+         most likely cause: the store is not the user's own (store::default_root)",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let script = "ls /data; echo --; ls /dir; echo --; cat /ro/f; ls -ldn /ro; \
+                  ls -ln /web-owned; id -u; touch /made-here && echo wrote";
+    let out = user.run(
+        9,
+        &["run", "--network", "none", "img:1", "sh", "-c", script],
+    );
+    let printed = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "step 9 run by uid {uid} (rootless) failed with {}: {}\nstdout: {printed}\nmost \
+         likely cause: the layers are not unpacked as the user, or the overlay of the \
+         image is not mounted by the child (rootless::overlay_options)",
+        out.status,
+        text(&out.stderr)
+    );
+    let words: Vec<&str> = printed.split_whitespace().collect();
+    // `ls -ln`: mode, links, uid, gid, size, date (three words), name.
+    let ok = words.len() == 25
+        && words[..6] == ["b", "--", "z", "--", "f", "dr-xr-xr-x"]
+        && words[7..9] == ["0", "0"]
+        && words[14..17] == ["-rw-r--r--", "1", "0"]
+        && words[17] == "0"
+        && words[23..] == ["0", "wrote"];
+    assert!(
+        ok,
+        "step 9 run by uid {uid}: expected /data with only b (a whiteout), /dir with only z \
+         (opaque), /ro mode 555 and /web-owned (uid 1000 in the image) owned by root, id 0 \
+         and a writable root, it printed:\n\
+         {printed}\nmost likely cause: an opaque directory marked trusted.overlay.opaque, \
+         which a user's mount (userxattr) does not read; or a file owned by another id than \
+         the user's (unpack::Shift::rootless)"
+    );
+    let out = user.run(
+        9,
+        &[
+            "run",
+            "--network",
+            "none",
+            "img:1",
+            "sh",
+            "-c",
+            "test -e /made-here && echo kept || echo gone",
+        ],
+    );
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "gone",
+        "step 9 run by uid {uid}: a file the last container wrote is still there ({}); each \
+         container must get an upper directory of its own, deleted with it",
+        text(&out.stderr)
+    );
+    let store = "home/.local/share/caixa";
+    let owners = user.left_in(&format!("{store}/layers"));
+    assert_eq!(
+        owners,
+        [format!("{uid}-{uid}-user")],
+        "step 9 run by uid {uid}: expected the layers in the user's store, unpacked for the \
+         user alone ({uid}-{uid}-user), found {owners:?}"
+    );
+    let left = user.left_in(&format!("{store}/containers"));
+    assert!(
+        left.is_empty(),
+        "step 9 run by uid {uid}: expected every container's directory gone, left: {left:?}"
+    );
+    let records = user.left_in("run/caixa/running");
+    assert!(
+        records.is_empty(),
+        "step 9 run by uid {uid}: expected no record of a running start left, found \
+         {records:?}"
+    );
+}
+
+/// Rootless: what needs root on the host is refused in one line, before
+/// anything is made: the default bridge network.
+#[test]
+fn rootless_a_bridge_is_refused_in_one_line() {
+    let user = support::Rootless::new();
+    let layout = Layout::new(&[base_layer()], default_config());
+    std::fs::set_permissions(layout.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut load = user.step(9);
+    load.args(["load", layout.path(), "--name", "img:1"]);
+    assert!(support::output_of(load).status.success());
+    let out = user.run(9, &["run", "img:1", "true"]);
+    assert_one_line_error(&out, 9, 125, "use --network none");
+    let left = user.left_in("home/.local/share/caixa/containers");
+    assert!(
+        left.is_empty(),
+        "step 9 run rootless with a bridge: a refused start left {left:?}"
+    );
 }

@@ -33,7 +33,7 @@ use clap::{Parser, Subcommand};
 )]
 struct Step10 {
     /// The image store.
-    #[arg(long, value_name = "DIR", default_value = caixa::image::store::DEFAULT_ROOT, global = true)]
+    #[arg(long, value_name = "DIR", default_value_os_t = caixa::image::store::default_root(), global = true)]
     root: PathBuf,
     /// A registry (HOST[:PORT]) that may be spoken to over plain HTTP. Repeatable.
     #[arg(long = "insecure-registry", value_name = "HOST", global = true)]

@@ -46,7 +46,7 @@ struct Step11 {
     #[arg(short = 'H', long)]
     host: Option<String>,
     /// The daemon's image store and state (daemon and shim only).
-    #[arg(long, value_name = "DIR", default_value = caixa::image::store::DEFAULT_ROOT, global = true)]
+    #[arg(long, value_name = "DIR", default_value_os_t = caixa::image::store::default_root(), global = true)]
     root: PathBuf,
     #[command(subcommand)]
     command: Command,

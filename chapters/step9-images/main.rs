@@ -29,7 +29,7 @@ use clap::{Parser, Subcommand};
 )]
 struct Step9 {
     /// The image store.
-    #[arg(long, value_name = "DIR", default_value = caixa::image::store::DEFAULT_ROOT, global = true)]
+    #[arg(long, value_name = "DIR", default_value_os_t = caixa::image::store::default_root(), global = true)]
     root: PathBuf,
     #[command(subcommand)]
     command: Command,

@@ -294,11 +294,7 @@ mod tests {
                 0,
             )
         };
-        let shift = Shift {
-            uid_base: 0,
-            gid_base: 0,
-            count: u32::MAX,
-        };
+        let shift = Shift::IDENTITY;
         let layer = write_layer(&store, &upper, &shift).unwrap();
         let blob = std::fs::File::open(store.blob_path(&layer.digest).unwrap()).unwrap();
         let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(blob));

@@ -63,8 +63,12 @@ pub struct Mounted {
     removed: bool,
 }
 
+/// The name of the layers directory for `shift`'s owner; a rootless
+/// unpack's layers carry other overlay marks (`user.*`), so they are kept
+/// apart even for the same ids.
 fn owner(shift: &Shift) -> String {
-    format!("{}-{}", shift.uid_base, shift.gid_base)
+    let marks = if shift.rootless { "-user" } else { "" };
+    format!("{}-{}{marks}", shift.uid_base, shift.gid_base)
 }
 
 /// Unpacks the layer `blob` (diff_id `diff_id`) for `shift`'s owner unless
@@ -268,8 +272,13 @@ fn mount_with_upper(
     }
     // Rootless: the parent may not mount on the host; the child mounts the
     // same overlay in its own mount namespace, as root of its user namespace.
+    // Its working directory is not `lower_dir`: each layer by its full path.
     if crate::rootless::active() {
-        let lower = std::path::absolute(lower_dir.join(lower)).map_err(io_err(lower_dir))?;
+        let lower = lower
+            .split(':')
+            .map(|l| std::path::absolute(lower_dir.join(l)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(io_err(lower_dir))?;
         mounted.in_child = Some(
             crate::rootless::overlay_options(&lower, &upper, &work)
                 .map_err(|e| ImageError::Rootless(e.to_string()))?,

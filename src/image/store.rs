@@ -23,6 +23,17 @@ use super::{ImageError, io_err};
 /// The default store root.
 pub const DEFAULT_ROOT: &str = "/var/lib/caixa";
 
+/// The store a command uses unless told: [`DEFAULT_ROOT`] as root, the
+/// user's own data directory (`$XDG_DATA_HOME/caixa`, else
+/// `~/.local/share/caixa`) for a rootless start.
+pub fn default_root() -> PathBuf {
+    if crate::rootless::active() {
+        crate::rootless::user_dir("data")
+    } else {
+        PathBuf::from(DEFAULT_ROOT)
+    }
+}
+
 /// A store at a root directory.
 #[derive(Debug, Clone)]
 pub struct Store {

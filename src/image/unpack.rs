@@ -9,6 +9,12 @@
 //! NAME, `.wh..wh..opq` the `trusted.overlay.opaque` attribute on its
 //! directory. File owners are shifted into the range the container's root
 //! maps to (step 6), so root in the container owns what the image's root owned.
+//!
+//! Unpacked by an ordinary user (a rootless start, see [`Shift::rootless`]),
+//! a layer differs in two ways: every file is the user's (the one owner a
+//! user may give), and the opaque mark is `user.overlay.opaque`, the
+//! attribute an unprivileged mount (`userxattr`) reads. A directory whose
+//! mode would shut the user out gets that mode only once the layer is done.
 
 use std::ffi::CString;
 use std::io::Read;
@@ -58,10 +64,27 @@ pub struct Shift {
     pub gid_base: u32,
     /// How many ids are mapped.
     pub count: u32,
+    /// Unpacked by an ordinary user for a rootless start: every file is
+    /// owned by the base ids (a user may give no other owner; with the
+    /// one-id map of a rootless container they are its root), and
+    /// overlayfs's marks go in `user.*` attributes, not `trusted.*` ones,
+    /// which need root on the host.
+    pub rootless: bool,
 }
 
 impl Shift {
+    /// The ids as they are: what an archive says is what the files get.
+    pub const IDENTITY: Shift = Shift {
+        uid_base: 0,
+        gid_base: 0,
+        count: u32::MAX,
+        rootless: false,
+    };
+
     fn uid(&self, id: u64) -> u32 {
+        if self.rootless {
+            return self.uid_base;
+        }
         self.uid_base
             + if id < u64::from(self.count) {
                 id as u32
@@ -70,6 +93,9 @@ impl Shift {
             }
     }
     fn gid(&self, id: u64) -> u32 {
+        if self.rootless {
+            return self.gid_base;
+        }
         self.gid_base
             + if id < u64::from(self.count) {
                 id as u32
@@ -109,7 +135,7 @@ fn real_dirs(root: &Path, rel: &Path, shift: &Shift) -> Result<PathBuf, String> 
             Ok(m) if is_whiteout(&m) => {
                 std::fs::remove_file(&dir).map_err(|e| e.to_string())?;
                 std::fs::create_dir(&dir).map_err(|e| e.to_string())?;
-                set_opaque(&dir).map_err(|e| e.to_string())?;
+                set_opaque(&dir, shift).map_err(|e| e.to_string())?;
                 let _ = std::os::unix::fs::lchown(&dir, Some(shift.uid(0)), Some(shift.gid(0)));
             }
             Ok(m) if m.file_type().is_symlink() => {
@@ -156,18 +182,18 @@ fn mknod(path: &Path, kind: SFlag, permissions: u32) -> std::io::Result<()> {
         .map_err(std::io::Error::from)
 }
 
-fn set_opaque(dir: &Path) -> std::io::Result<()> {
+/// Marks `dir` opaque: overlayfs shows none of the lower layers' entries
+/// under it. Root's mounts read `trusted.overlay.opaque`, an unprivileged
+/// one (`userxattr`) `user.overlay.opaque`.
+fn set_opaque(dir: &Path, shift: &Shift) -> std::io::Result<()> {
     let c = CString::new(dir.as_os_str().as_bytes())?;
-    // SAFETY: lsetxattr with valid NUL-terminated strings and a 1-byte value.
-    let ret = unsafe {
-        libc::lsetxattr(
-            c.as_ptr(),
-            c"trusted.overlay.opaque".as_ptr(),
-            b"y".as_ptr().cast(),
-            1,
-            0,
-        )
+    let name = if shift.rootless {
+        c"user.overlay.opaque"
+    } else {
+        c"trusted.overlay.opaque"
     };
+    // SAFETY: lsetxattr with valid NUL-terminated strings and a 1-byte value.
+    let ret = unsafe { libc::lsetxattr(c.as_ptr(), name.as_ptr(), b"y".as_ptr().cast(), 1, 0) };
     if ret != 0 {
         return Err(std::io::Error::last_os_error());
     }
@@ -180,7 +206,7 @@ fn set_opaque(dir: &Path) -> std::io::Result<()> {
 pub fn apply_whiteout(dir: &Path, name: &str, shift: &Shift) -> std::io::Result<bool> {
     // EXERCISE(9): turn `.wh..wh..opq` into the opaque xattr on `dir`, and `.wh.NAME` into a 0/0 character device NAME
     if name == ".wh..wh..opq" {
-        set_opaque(dir)?;
+        set_opaque(dir, shift)?;
         return Ok(true);
     }
     let Some(hidden) = name.strip_prefix(".wh.") else {
@@ -199,7 +225,7 @@ pub fn apply_whiteout(dir: &Path, name: &str, shift: &Shift) -> std::io::Result<
         // A whiteout hides the lower layers' NAME only. If this layer has
         // NAME itself, that already hides theirs; a directory of this layer
         // must also not merge with theirs: it becomes opaque.
-        Ok(m) if m.is_dir() => set_opaque(&path)?,
+        Ok(m) if m.is_dir() => set_opaque(&path, shift)?,
         // Its own file, or the same whiteout twice: nothing more to do.
         Ok(_) => {}
         Err(_) => {
@@ -226,6 +252,9 @@ pub fn unpack(
     };
     let mut archive = tar::Archive::new(reader);
     let (mut bytes, mut count) = (0u64, 0u64);
+    // Directories whose own mode shuts their owner out, to be given it last
+    // (a rootless unpack: root writes into them anyway, a user may not).
+    let mut shut = Vec::new();
     let entries = archive
         .entries()
         .map_err(|e| hostile(format!("not a tar archive: {e}")))?;
@@ -269,11 +298,17 @@ pub fn unpack(
                         // After a whiteout of the same name: only this
                         // layer's directory, not merged with the lower ones.
                         if existing.is_ok_and(|m| is_whiteout(&m)) {
-                            set_opaque(&path).map_err(|e| fail("opaque", e))?;
+                            set_opaque(&path, shift).map_err(|e| fail("opaque", e))?;
                         }
                     }
                 }
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+                let now = if shift.rootless && mode & 0o700 != 0o700 {
+                    shut.push((path.clone(), mode));
+                    mode | 0o700
+                } else {
+                    mode
+                };
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(now))
                     .map_err(|e| fail("chmod", e))?;
                 std::os::unix::fs::lchown(&path, Some(uid), Some(gid))
                     .map_err(|e| fail("chown", e))?;
@@ -359,6 +394,11 @@ pub fn unpack(
             _ => {} // PAX and GNU extension headers are read by the tar crate
         }
     }
+    // Innermost first, so no directory is shut before what is under it.
+    for (path, mode) in shut.iter().rev() {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(*mode))
+            .map_err(|e| hostile(format!("chmod {}: {e}", path.display())))?;
+    }
     Ok(())
 }
 
@@ -369,11 +409,7 @@ mod tests {
     #[test]
     fn the_same_whiteout_twice_is_one_whiteout() {
         let dir = tempfile::tempdir().unwrap();
-        let shift = Shift {
-            uid_base: 0,
-            gid_base: 0,
-            count: u32::MAX,
-        };
+        let shift = Shift::IDENTITY;
         assert!(apply_whiteout(dir.path(), ".wh.a", &shift).unwrap());
         assert!(apply_whiteout(dir.path(), ".wh.a", &shift).unwrap());
         let meta = std::fs::symlink_metadata(dir.path().join("a")).unwrap();

@@ -15,20 +15,13 @@ use super::BuildError;
 use super::ignore::Ignore;
 use crate::image::unpack::{Bounds, Shift, unpack};
 
-/// Files keep the owners the archive gives.
-const IDENTITY: Shift = Shift {
-    uid_base: 0,
-    gid_base: 0,
-    count: u32::MAX,
-};
-
 /// Unpacks the context archive `reader` (at most `size` bytes) into `dest`.
 pub fn unpack_context(reader: impl Read, size: u64, dest: &Path) -> Result<(), BuildError> {
     unpack(
         reader,
         dest,
         "context",
-        &IDENTITY,
+        &Shift::IDENTITY,
         Bounds::for_compressed(size),
     )
     .map_err(|e| {
@@ -73,7 +66,7 @@ pub fn unpack_archive(src: &Path, dest: &Path) -> Result<(), BuildError> {
         reader,
         dest,
         &src.display().to_string(),
-        &IDENTITY,
+        &Shift::IDENTITY,
         Bounds::for_compressed(size),
     )
     .map_err(|e| BuildError::Other(format!("ADD {}: {e}", src.display())))

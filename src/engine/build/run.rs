@@ -52,6 +52,7 @@ pub fn build_shift() -> Shift {
         uid_base: map.host,
         gid_base: map.host,
         count: map.count,
+        rootless: false,
     }
 }
 
@@ -76,6 +77,7 @@ pub fn shift_of(
         uid_base,
         gid_base,
         count: uid_count.min(gid_count),
+        rootless: false,
     }
 }
 
