@@ -182,6 +182,7 @@ fn mknod(path: &Path, kind: SFlag, permissions: u32) -> std::io::Result<()> {
         .map_err(std::io::Error::from)
 }
 
+// ANCHOR: opaque_mark
 /// Marks `dir` opaque: overlayfs shows none of the lower layers' entries
 /// under it. Root's mounts read `trusted.overlay.opaque`, an unprivileged
 /// one (`userxattr`) `user.overlay.opaque`.
@@ -199,6 +200,7 @@ fn set_opaque(dir: &Path, shift: &Shift) -> std::io::Result<()> {
     }
     Ok(())
 }
+// ANCHOR_END: opaque_mark
 
 // ANCHOR: whiteouts
 /// Applies one OCI whiteout entry in overlayfs's form; `false` when `name`
