@@ -278,13 +278,13 @@ fn undo(made: &Made) -> Result<bool, String> {
                 Err(nix::errno::Errno::EPERM) if crate::rootless::active() => false,
                 Err(e) => return Err(format!("umount {}: {e}", merged.display())),
             };
-            if crate::rootless::active() {
-                crate::image::overlay::open_work_dirs(&dir.join("work"));
-            }
             if matches!(made, Made::KeptOverlay(_)) {
+                if crate::rootless::active() {
+                    crate::image::overlay::open_dirs(&dir.join("work"));
+                }
                 return Ok(existed);
             }
-            match std::fs::remove_dir_all(dir) {
+            match crate::image::overlay::remove_container_dir(dir) {
                 Ok(()) => Ok(true),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(existed),
                 Err(e) => Err(format!("{}: {e}", dir.display())),

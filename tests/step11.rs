@@ -7772,3 +7772,170 @@ fn the_docker_cli_gets_tokens_through_the_daemon() {
     );
     docker(&["logout", "127.0.0.1:5000"]);
 }
+
+/// Removes the rootless test's containers as its user, also when the test
+/// fails half-way (their shims outlive the daemon), then ends the daemon.
+struct RootlessEngine<'a> {
+    user: &'a support::Rootless,
+    daemon: support::KillOnDrop,
+}
+
+impl Drop for RootlessEngine<'_> {
+    fn drop(&mut self) {
+        let _ = self.user.run(11, &["rm", "-f", "rootless-web"]);
+        let _ = self.daemon.0.kill();
+        let _ = self.daemon.0.wait();
+    }
+}
+
+/// Rootless (#22): `step11 daemon` run by an ordinary user, its socket in
+/// the user's runtime directory and its store in the user's data
+/// directory. Its client, as the same user, loads an image, runs a
+/// container (root in it, the user outside), runs one detached, reads its
+/// log, execs in it, lists its processes, stops and removes it; a bridge
+/// is refused in one line, and nothing is left.
+#[test]
+fn rootless_the_daemon_runs_a_container_as_an_ordinary_user() {
+    let user = support::Rootless::new();
+    let uid = support::Rootless::UID;
+    let (_dir, tar) = archive();
+    let readable = user.dir.path().join("demo.tar");
+    std::fs::copy(&tar, &readable).unwrap();
+    std::fs::set_permissions(&readable, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let log = user.dir.path().join("daemon.log");
+    let mut daemon = user.step(11);
+    daemon
+        .arg("daemon")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let engine = RootlessEngine {
+        user: &user,
+        daemon: support::KillOnDrop(daemon.spawn().expect("start step11 daemon")),
+    };
+    let socket = user.dir.path().join("run/caixa/caixa.sock");
+    let start = Instant::now();
+    while UnixStream::connect(&socket).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "step 11 daemon run by uid {uid}: expected it to listen on {socket:?} (its \
+             $XDG_RUNTIME_DIR/caixa/caixa.sock) within 15 s; it said: {}; most likely cause: \
+             the default socket is root's /run/caixa (client::default_socket)",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = user.run(11, &["load", readable.to_str().unwrap()]);
+    assert_eq!(
+        text(&out.stdout),
+        "Loaded image: demo:1\n",
+        "step 11 load as uid {uid}: {}",
+        text(&out.stderr)
+    );
+    let out = user.run(
+        11,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "demo:1",
+            "sh",
+            "-c",
+            "id -u; cat /proc/self/uid_map; touch /made-here && echo wrote",
+        ],
+    );
+    let words: Vec<String> = text(&out.stdout)
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    assert_eq!(
+        words,
+        ["0", "0", &uid.to_string(), "1", "wrote"],
+        "step 11 run as uid {uid}: expected root in the container mapped to the user and a \
+         writable root, it exited {} saying {:?}; daemon: {}",
+        out.status,
+        text(&out.stderr),
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let out = user.run(
+        11,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "rootless-web",
+            "--network",
+            "none",
+            "demo:1",
+            "sh",
+            "-c",
+            "echo started; exec sleep 1000",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "step 11 run -d as uid {uid}: {}",
+        text(&out.stderr)
+    );
+    let start = Instant::now();
+    loop {
+        let logs = text(&user.run(11, &["logs", "rootless-web"]).stdout);
+        if logs == "started\n" {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "step 11 logs as uid {uid}: expected \"started\", saw {logs:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = user.run(
+        11,
+        &["exec", "rootless-web", "sh", "-c", "id -u; echo joined"],
+    );
+    assert_eq!(
+        text(&out.stdout),
+        "0\njoined\n",
+        "step 11 exec as uid {uid}: expected root in the running container, it exited {} \
+         saying {:?}; most likely cause: exec knows its container by its cgroup, which a \
+         rootless container has not (exec's is_the_container)",
+        out.status,
+        text(&out.stderr)
+    );
+    let top = text(&user.run(11, &["top", "rootless-web"]).stdout);
+    assert!(
+        top.contains("sleep 1000"),
+        "step 11 top as uid {uid}: expected the container's sleep listed, it printed {top:?}; \
+         most likely cause: top lists the container's cgroup, which a rootless container \
+         has not (top::pids_of)"
+    );
+    for args in [
+        &["stop", "-t", "1", "rootless-web"][..],
+        &["rm", "rootless-web"],
+    ] {
+        let out = user.run(11, args);
+        assert!(
+            out.status.success(),
+            "step 11 {} as uid {uid}: it exited {} saying {}",
+            args[0],
+            out.status,
+            text(&out.stderr)
+        );
+    }
+    let out = user.run(11, &["run", "--rm", "demo:1", "true"]);
+    assert_one_line_error(&out, 11, 125, "use --network none");
+    drop(engine);
+    let store = "home/.local/share/caixa";
+    for dir in [
+        format!("{store}/containers"),
+        "run/caixa/running".to_string(),
+    ] {
+        let left = user.left_in(&dir);
+        assert!(
+            left.is_empty(),
+            "step 11 as uid {uid}: expected nothing left in {dir} once the containers are \
+             removed, found {left:?}"
+        );
+    }
+}

@@ -16,7 +16,7 @@ use std::time::Duration;
 mod cli;
 mod host;
 use caixa::engine::EngineError;
-use caixa::engine::client::{Client, DEFAULT_SOCKET, Demuxer, Payload};
+use caixa::engine::client::{Client, Demuxer, Payload, default_socket};
 use caixa::engine::daemon::{self, Daemon};
 use caixa::engine::server::Limits;
 use caixa::engine::session::{Ended, Session, Wants};
@@ -42,7 +42,8 @@ use serde_json::{Value, json};
 )]
 struct Step11 {
     /// The daemon to talk to: unix:///path/to/socket (default: $CAIXA_HOST,
-    /// else unix:///run/caixa/caixa.sock).
+    /// else unix:///run/caixa/caixa.sock, or $XDG_RUNTIME_DIR/caixa/caixa.sock
+    /// for a user).
     #[arg(short = 'H', long)]
     host: Option<String>,
     /// The daemon's image store and state (daemon and shim only).
@@ -57,7 +58,7 @@ enum Command {
     /// Run the daemon in the foreground.
     Daemon {
         /// The socket to listen on.
-        #[arg(long, default_value = DEFAULT_SOCKET)]
+        #[arg(long, default_value_os_t = default_socket())]
         socket: PathBuf,
         /// A registry that may be spoken to over plain HTTP. Repeatable.
         #[arg(long = "insecure-registry", value_name = "HOST")]
@@ -572,7 +573,7 @@ fn main() {
         .host
         .clone()
         .or_else(|| std::env::var("CAIXA_HOST").ok())
-        .unwrap_or_else(|| format!("unix://{DEFAULT_SOCKET}"));
+        .unwrap_or_else(|| format!("unix://{}", default_socket().display()));
     let client = || Client::new(&host).unwrap_or_else(|e| cli::fail_setup("step11", &e));
     let result = match args.command {
         Command::Daemon {

@@ -22,8 +22,20 @@ use super::EngineError;
 use super::bridge::{Outgoing, splice};
 use super::server::MAX_JSON;
 
-/// Where a daemon listens when nobody says otherwise.
+/// Where a daemon run by root listens when nobody says otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/caixa/caixa.sock";
+
+/// Where a daemon listens, and its clients call, when nobody says
+/// otherwise: [`DEFAULT_SOCKET`] for root, the user's runtime directory
+/// (`$XDG_RUNTIME_DIR/caixa/caixa.sock`) for a rootless daemon, as rootless
+/// Docker and Podman keep theirs there.
+pub fn default_socket() -> PathBuf {
+    if crate::rootless::active() {
+        crate::rootless::user_dir("runtime").join("caixa.sock")
+    } else {
+        PathBuf::from(DEFAULT_SOCKET)
+    }
+}
 
 /// A connection plan to one daemon.
 #[derive(Debug, Clone)]

@@ -737,6 +737,11 @@ fn create(
     let joining = super::networks::joining(&daemon.root, body, &name, &id)?;
     let super::request::Plan { mut spec, volumes } =
         super::request::to_spec(&store, &id, body, joining.as_ref())?;
+    // A rootless daemon: what needs root on the host is refused here, in
+    // its one line, rather than by the shim when the container starts.
+    if crate::rootless::active() {
+        crate::rootless::refusal(&spec).map_err(|e| EngineError::BadRequest(e.to_string()))?;
+    }
     let mut record = Record {
         name,
         id,

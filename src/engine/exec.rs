@@ -468,6 +468,11 @@ fn join_engine_exec(root: &Path, container: &str, id: &str) -> Result<i32, InitE
     let joining = Joining {
         pid: state.pid,
         is_the_container: &|pid| {
+            if crate::rootless::active() {
+                // No cgroup (a rootless container): pid 1 is its shim's child.
+                return parent_of(pid) == Some(state.shim)
+                    && super::state::shim_alive(&containers.dir(container));
+            }
             // pid 1's cgroup is named by the container's id.
             std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
                 .unwrap_or_default()
@@ -479,6 +484,14 @@ fn join_engine_exec(root: &Path, container: &str, id: &str) -> Result<i32, InitE
         preserve_fds: 0,
     };
     join_and_run(&joining, After::Wait, &mut |_| Ok(()))
+}
+
+/// The parent pid of `pid` (`/proc/PID/stat`'s fourth field, after the
+/// command name in parentheses, which may itself hold spaces).
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, after) = stat.rsplit_once(')')?;
+    after.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// A process to start in a running container: what `exec` needs, whoever

@@ -426,7 +426,7 @@ impl Containers {
         if let Some(root) = self.dir.parent() {
             super::exec::forget(root, &dir);
         }
-        std::fs::remove_dir_all(&dir).map_err(io(&dir))?;
+        crate::image::overlay::remove_container_dir(&dir).map_err(io(&dir))?;
         self.release_name(&record.name, &record.id);
         Ok(())
     }

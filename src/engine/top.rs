@@ -50,8 +50,14 @@ pub fn top(
 }
 // ANCHOR_END: top
 
-/// The host pids in `record`'s cgroup (as its bundle names the group).
+/// The host pids in `record`'s cgroup (as its bundle names the group). A
+/// rootless container has no cgroup: its processes are then those in the
+/// PID namespace of its pid 1 (which `exec` joins too).
 pub(crate) fn pids_of(containers: &Containers, record: &Record) -> Result<Vec<i32>, EngineError> {
+    if crate::rootless::active() {
+        let pid1 = containers.state(&record.id)?.pid;
+        return Ok(in_pid_namespace_of(pid1));
+    }
     let spec = containers.spec(&record.id)?;
     let group = spec
         .limits
@@ -61,6 +67,24 @@ pub(crate) fn pids_of(containers: &Containers, record: &Record) -> Result<Vec<i3
     let hierarchy = crate::cgroup::detect()
         .map_err(|e| EngineError::Conflict(format!("cannot read cgroups: {e}")))?;
     Ok(crate::cgroup::usage::procs(&hierarchy, &group))
+}
+
+/// The pids of `/proc` whose PID namespace is `pid`'s (an unprivileged
+/// daemon reads only its user's processes, which a rootless container's are).
+fn in_pid_namespace_of(pid: i32) -> Vec<i32> {
+    let ns_of = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/pid")).ok();
+    let Some(wanted) = ns_of(&pid.to_string()) else {
+        return Vec::new();
+    };
+    let mut pids: Vec<i32> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
+        .filter(|p| ns_of(&p.to_string()).as_ref() == Some(&wanted))
+        .collect();
+    pids.sort_unstable();
+    pids
 }
 
 /// What turns `/proc`'s clock ticks into times.

@@ -407,8 +407,7 @@ impl Mounted {
     /// (what it gave its other users, or a directory it left without
     /// write permission, the user may not delete on the host).
     fn remove_rootless(&self) -> Result<(), ImageError> {
-        open_work_dirs(&self.dir.join("work"));
-        if std::fs::remove_dir_all(&self.dir).is_ok() || !self.dir.exists() {
+        if remove_container_dir(&self.dir).is_ok() || !self.dir.exists() {
             return Ok(());
         }
         let (uid, gid) = self
@@ -419,20 +418,32 @@ impl Mounted {
     }
 }
 
-/// Gives back the owner's access to the directories overlayfs made in its
-/// work directory with mode 0 (`work/work`): as root, the parent deletes
-/// them anyway; an unprivileged parent (a rootless start) cannot even list
-/// them until it does this. Best effort: `remove_dir_all` reports the rest.
-pub(crate) fn open_work_dirs(work: &Path) {
+/// Deletes a container's directory (upper, work, merged, and for the
+/// engine its bundle and log) as whoever owns it. Root deletes anything.
+/// An ordinary user (a rootless start) must first give the directories in
+/// it back their owner's access: overlayfs makes `work/work` with mode 0,
+/// and a container may shut a directory of its own (`chmod 0`), which root
+/// in the container writes anyway, and the user on the host cannot even list.
+pub fn remove_container_dir(dir: &Path) -> std::io::Result<()> {
+    if crate::rootless::active() {
+        open_dirs(dir);
+    }
+    std::fs::remove_dir_all(dir)
+}
+
+/// Gives every directory under `dir` its owner's access (mode 0700),
+/// without following a symlink. Best effort: what it cannot open, the
+/// deletion that follows reports.
+pub(crate) fn open_dirs(dir: &Path) {
     use std::os::unix::fs::PermissionsExt;
-    let Ok(entries) = std::fs::read_dir(work) else {
+    let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
         let path = entry.path();
         if entry.file_type().is_ok_and(|t| t.is_dir()) {
             let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700));
-            open_work_dirs(&path);
+            open_dirs(&path);
         }
     }
 }
