@@ -120,6 +120,11 @@ impl Error {
 }
 
 fn clone_advice(flags: &str, errno: Errno) -> String {
+    if crate::rootless::active() && matches!(errno, Errno::EPERM | Errno::EACCES | Errno::ENOSPC) {
+        if let Some(why) = crate::rootless::userns_refused(errno) {
+            return format!("clone({flags}) failed: {why}");
+        }
+    }
     let advice = match errno {
         Errno::EINVAL => {
             "the kernel does not support one of these namespaces; `ls /proc/self/ns` lists those it has"

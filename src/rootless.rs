@@ -130,6 +130,34 @@ pub fn refusal(spec: &Spec) -> Result<(), RootlessError> {
     Ok(())
 }
 
+/// Why the kernel refused an ordinary user a user namespace (`clone`
+/// failed with `errno`), read from the knobs that can refuse it, as one
+/// line with what to do; `None` when none of them did (then the plain
+/// `clone` advice stands).
+pub fn userns_refused(errno: nix::errno::Errno) -> Option<String> {
+    use nix::errno::Errno;
+    let knob = |path: &str| {
+        std::fs::read_to_string(path)
+            .ok()
+            .map(|text| text.trim().to_string())
+    };
+    let why = if knob("/proc/sys/user/max_user_namespaces").as_deref() == Some("0") {
+        "user.max_user_namespaces is 0 here (an administrator may raise it: sudo sysctl -w user.max_user_namespaces=15000)"
+    } else if errno == Errno::ENOSPC {
+        return None;
+    } else if knob("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
+        "Debian's kernel.unprivileged_userns_clone is 0 (an administrator may set it: sudo sysctl -w kernel.unprivileged_userns_clone=1)"
+    } else if knob("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1")
+    {
+        "AppArmor restricts unprivileged user namespaces (Ubuntu 23.10 on: an administrator may set kernel.apparmor_restrict_unprivileged_userns=0, or give caixa an AppArmor profile that allows userns)"
+    } else {
+        "no sysctl forbids it, so a seccomp profile or a security module does (are you inside a container or a sandbox?)"
+    };
+    Some(format!(
+        "the kernel gives an ordinary user no user namespace here ({errno}): {why}; or run as root"
+    ))
+}
+
 // ANCHOR: write_maps
 /// Writes the child's maps from an unprivileged parent: by itself when they
 /// map only our own uid and gid, else through `newgidmap` and `newuidmap`,

@@ -683,3 +683,67 @@ fn rootless_a_wider_map_goes_through_newuidmap_and_leaves_nothing() {
     let out = support::output_of(cmd);
     assert_one_line_error(&out, 6, 125, "/etc/subuid and /etc/subgid list the ranges");
 }
+
+/// Rootless: a kernel that allows an ordinary user no user namespace must
+/// get one line that says which knob forbids it. The knob is turned in a
+/// user namespace of the test's own (`user.max_user_namespaces` is counted
+/// per user namespace, and root there may lower it), never on the host: a
+/// shell there, root mapped to root and the rootless uid to itself, sets it
+/// to 0, then starts step 1 as that uid.
+#[test]
+fn rootless_a_kernel_without_user_namespaces_for_users_is_one_clear_line() {
+    use std::io::Write;
+    let user = support::Rootless::new();
+    let uid = support::Rootless::UID;
+    let bin = user.dir.path().join("bin/step1-nouserns");
+    std::fs::copy(support::binary(1), &bin).expect("copy step 1");
+    // The inner shell is exec'd once the maps are written: it starts as
+    // mapped root, with its capabilities in the namespace.
+    let inner = format!(
+        "echo 0 > /proc/sys/user/max_user_namespaces || exit 99; \
+         exec setpriv --reuid={uid} --regid={uid} --clear-groups env -i PATH=/usr/bin:/bin \
+         HOME={home} XDG_RUNTIME_DIR={run} {bin} true",
+        home = user.dir.path().join("home").display(),
+        run = user.dir.path().join("run").display(),
+        bin = bin.display(),
+    );
+    // If the test fails before "go", dropping `child` closes its stdin:
+    // `read` fails and the shell ends.
+    let mut child = std::process::Command::new("unshare")
+        .args(["-U", "sh", "-c", "read go && exec sh -c \"$0\"", &inner])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("unshare (util-linux)");
+    let pid = child.id();
+    let ours = std::fs::read_link("/proc/self/ns/user").unwrap();
+    let start = std::time::Instant::now();
+    while std::fs::read_link(format!("/proc/{pid}/ns/user"))
+        .ok()
+        .as_ref()
+        == Some(&ours)
+    {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "unshare -U did not make a user namespace"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    for file in ["uid_map", "gid_map"] {
+        // One write: a map is written once, whole.
+        std::fs::write(
+            format!("/proc/{pid}/{file}"),
+            format!("0 0 1\n{uid} {uid} 1\n"),
+        )
+        .expect("the test's own maps");
+    }
+    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_ne!(
+        out.status.code(),
+        Some(99),
+        "the test could not lower user.max_user_namespaces in its own user namespace"
+    );
+    assert_one_line_error(&out, 1, 125, "user.max_user_namespaces is 0");
+}
