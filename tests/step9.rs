@@ -330,16 +330,22 @@ fn loaded(world: &World, layers: &[Vec<u8>]) {
     );
 }
 
-#[test]
-fn whiteouts_and_opaque_directories_give_the_right_merged_view() {
-    let world = World::new();
-    let upper = tar_of(&[
+/// A layer over [`base_layer`] that whites out `data/a` and makes `dir`
+/// opaque, with a `z` of its own.
+fn whited_out() -> Vec<Entry<'static>> {
+    vec![
         Entry::Dir("data"),
         Entry::File("data/.wh.a", b""),
         Entry::Dir("dir"),
         Entry::File("dir/.wh..wh..opq", b""),
         Entry::File("dir/z", b"z\n"),
-    ]);
+    ]
+}
+
+#[test]
+fn whiteouts_and_opaque_directories_give_the_right_merged_view() {
+    let world = World::new();
+    let upper = tar_of(&whited_out());
     loaded(&world, &[base_layer(), upper]);
     let out = world.run(&["img:1", "sh", "-c", "ls /data; echo --; ls /dir"]);
     let seen = stdout_of(&out);
@@ -1135,16 +1141,13 @@ fn zstd_compressed_layers_load_and_run() {
 #[test]
 fn rootless_an_image_runs_from_the_users_own_store() {
     let user = support::Rootless::new();
-    let upper = tar_of(&[
-        Entry::Dir("data"),
-        Entry::File("data/.wh.a", b""),
-        Entry::Dir("dir"),
-        Entry::File("dir/.wh..wh..opq", b""),
-        Entry::File("dir/z", b"z\n"),
+    let mut entries = whited_out();
+    entries.extend([
         Entry::DirMode("ro", 0o555),
         Entry::File("ro/f", b"f\n"),
         Entry::FileOf("web-owned", 1000),
     ]);
+    let upper = tar_of(&entries);
     let layout = Layout::new(&[base_layer(), upper], default_config());
     std::fs::set_permissions(layout.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let uid = support::Rootless::UID;

@@ -305,7 +305,7 @@ pub fn unpack(
                     }
                 }
                 let now = if shift.rootless && mode & 0o700 != 0o700 {
-                    shut.push((path.clone(), mode));
+                    shut.push((parent_rel(&rel), file_name.clone(), mode));
                     mode | 0o700
                 } else {
                     mode
@@ -397,11 +397,33 @@ pub fn unpack(
         }
     }
     // Innermost first, so no directory is shut before what is under it.
-    for (path, mode) in shut.iter().rev() {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(*mode))
-            .map_err(|e| hostile(format!("chmod {}: {e}", path.display())))?;
+    // A later entry may have replaced it, or a directory above it, with a
+    // symlink: chmod follows symlinks, so only a path of real directories
+    // inside the layer gets its mode (a replaced one's mode is moot).
+    for (parent, name, mode) in shut.iter().rev() {
+        if let Some(dir) = real_dir_inside(dest, &parent.join(name)) {
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(*mode))
+                .map_err(|e| hostile(format!("chmod {}: {e}", dir.display())))?;
+        }
     }
     Ok(())
+}
+
+/// `rel`'s parent, relative (empty for a top-level entry).
+fn parent_rel(rel: &Path) -> PathBuf {
+    rel.parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// `root/rel` if every component of it is a directory, none a symlink.
+fn real_dir_inside(root: &Path, rel: &Path) -> Option<PathBuf> {
+    let mut dir = root.to_path_buf();
+    for c in rel.components() {
+        dir.push(c);
+        if !std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+            return None;
+        }
+    }
+    Some(dir)
 }
 
 #[cfg(test)]
@@ -416,6 +438,41 @@ mod tests {
         assert!(apply_whiteout(dir.path(), ".wh.a", &shift).unwrap());
         let meta = std::fs::symlink_metadata(dir.path().join("a")).unwrap();
         assert!(is_whiteout(&meta));
+    }
+
+    #[test]
+    fn a_shut_directory_replaced_by_a_symlink_shuts_nothing_outside() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(outside.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut dir = tar::Header::new_ustar();
+        dir.set_entry_type(tar::EntryType::Directory);
+        dir.set_mode(0o555);
+        dir.set_size(0);
+        tar.append_data(&mut dir, "ro", std::io::empty()).unwrap();
+        let mut link = tar::Header::new_ustar();
+        link.set_entry_type(tar::EntryType::Symlink);
+        link.set_size(0);
+        tar.append_link(&mut link, "ro", outside.path()).unwrap();
+        let bytes = tar.into_inner().unwrap();
+        let dest = tempfile::tempdir().unwrap();
+        let shift = Shift {
+            uid_base: nix::unistd::geteuid().as_raw(),
+            gid_base: nix::unistd::getegid().as_raw(),
+            count: 1,
+            rootless: true,
+        };
+        let bounds = Bounds::for_compressed(1 << 20);
+        unpack(&bytes[..], dest.path(), "sha256:test", &shift, bounds).unwrap();
+        let mode = std::fs::metadata(outside.path())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o777,
+            0o700,
+            "the deferred chmod of ro followed the symlink that replaced it"
+        );
     }
 
     #[test]
