@@ -222,9 +222,10 @@ impl CgroupArgs {
 /// The network (step 8 and later).
 #[derive(Debug, Args)]
 pub(crate) struct NetworkArgs {
-    /// `bridge` (the default: an address on caixa's bridge, NAT, ports) or
-    /// `none` (a network namespace with only loopback), as `docker run --network`.
-    #[arg(long, value_name = "MODE", default_value = "bridge", value_parser = ["bridge", "none"])]
+    /// `bridge` (the default: an address on caixa's bridge, NAT, ports),
+    /// `none` (a network namespace with only loopback), as `docker run
+    /// --network`, or `pasta` (user-mode networking, without root, as podman).
+    #[arg(long, value_name = "MODE", default_value = "bridge", value_parser = ["bridge", "none", "pasta"])]
     pub(crate) network: String,
     /// Publish a container port on the host: [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp]. Repeatable.
     #[arg(short = 'p', long = "publish", value_name = "SPEC")]
@@ -241,22 +242,29 @@ pub(crate) struct NetworkArgs {
 }
 
 impl NetworkArgs {
-    /// The network these options describe; `None` for `--network none`.
-    pub(crate) fn to_network(
-        &self,
-    ) -> Result<Option<caixa::net::NetworkSpec>, caixa::net::NetError> {
+    /// Gives `spec` the network these options describe: a bridge, a
+    /// user-mode network (`pasta`), or none.
+    pub(crate) fn apply(&self, spec: &mut Spec) -> Result<(), caixa::net::NetError> {
         let publish = self
             .publish
             .iter()
             .map(|p| p.parse().map_err(caixa::net::NetError::Invalid))
             .collect::<Result<Vec<caixa::net::Publish>, _>>()?;
-        caixa::net::NetworkSpec::plan(
+        if self.network == "pasta" {
+            spec.user_network = Some(caixa::net::usermode::UserModeNetwork::plan(
+                publish,
+                self.bandwidth.as_deref(),
+            )?);
+            return Ok(());
+        }
+        spec.network = caixa::net::NetworkSpec::plan(
             &self.network,
             publish,
             self.bandwidth.as_deref(),
             &self.bridge,
             &self.subnet,
-        )
+        )?;
+        Ok(())
     }
 }
 
@@ -496,10 +504,9 @@ pub(crate) fn run_image(
             .to_limits()
             .unwrap_or_else(|e| fail_setup(program, &e)),
     );
-    spec.network = args
-        .network
-        .to_network()
-        .unwrap_or_else(|e| fail_setup(program, &e));
+    if let Err(e) = args.network.apply(&mut spec) {
+        fail_setup(program, &e);
+    }
     args.hostname.apply(&mut spec);
     run_and_exit(program, &spec)
 }

@@ -367,6 +367,16 @@ fn launch(spec: &Spec, launch: &Launch<'_>) -> Result<Running, Error> {
     }
     // ANCHOR_END: parent_requests
 
+    // ANCHOR: parent_user_network
+    // 6b. A user-mode network (`--network pasta`, rootless): pasta joins the
+    //     child's user and network namespaces, which exist with their maps
+    //     by now, and makes its tap interface; the child waits to exec, so
+    //     its command starts with a way out.
+    if let Some(net) = &spec.user_network {
+        host.user_network = Some(crate::net::usermode::start(net, child.pid, &trace)?);
+    }
+    // ANCHOR_END: parent_user_network
+
     // 7. Let it exec, and learn whether the exec worked: its end of the
     //    channel is close-on-exec, so end-of-file means success.
     // With a start gate the child waits there for `start` (step 12).
@@ -541,6 +551,9 @@ struct Host {
     network: Option<crate::net::Prepared>,
     /// The networks it joined later (`eth1`…), beside `network`.
     joined: Vec<crate::net::Prepared>,
+    /// The pasta process of a user-mode network, which outlives the
+    /// container unless stopped.
+    user_network: Option<crate::net::usermode::Pasta>,
     /// The overlay that is the container's `/`: an image's, or one over
     /// the shared default rootfs.
     image_root: Option<crate::image::overlay::Mounted>,
@@ -565,6 +578,7 @@ impl Host {
             cgroup: None,
             network: None,
             joined: Vec::new(),
+            user_network: None,
             image_root: None,
             torn_down: false,
         };
@@ -679,6 +693,7 @@ impl Host {
         std::mem::forget(self.cgroup.take());
         std::mem::forget(self.image_root.take());
         std::mem::forget(self.network.take());
+        std::mem::forget(self.user_network.take());
         std::mem::forget(std::mem::take(&mut self.joined));
         Ok(())
     }
@@ -709,6 +724,9 @@ impl Host {
             if let Err(e) = net.release(trace) {
                 torn.errors.push(e.to_string());
             }
+        }
+        if let Some(pasta) = self.user_network.take() {
+            pasta.stop(trace);
         }
         // 3. The cgroup: rmdir(2) succeeds only once it has no process, which
         //    is true now that pid 1 (and so its namespace) is gone.

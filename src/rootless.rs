@@ -16,7 +16,9 @@
 //!    and `newgidmap` (Debian's `uidmap`), which check the ranges the
 //!    administrator gave the user ([`write_maps`]).
 //! 3. What needs root on the host is refused in one line: cgroup limits
-//!    without a delegated cgroup, a bridge and its netfilter rules. The
+//!    without a delegated cgroup, a bridge and its netfilter rules (a
+//!    user-mode network, `--network pasta`, needs none: see
+//!    `crate::net::usermode`). The
 //!    root's overlay (the default rootfs's, or an image's layers, unpacked
 //!    as the user: see `image::unpack::Shift::rootless`) is mounted by the
 //!    child inside its user namespace instead of by the parent on the host
@@ -41,7 +43,7 @@ pub enum RootlessError {
     Limits,
     /// A bridge, veths and netfilter rules change the host's network.
     #[error(
-        "a bridge and its netfilter rules change the host's network, which needs root: use --network none, or run as root"
+        "a bridge and its netfilter rules change the host's network, which needs root: use --network none, or --network pasta for a way out without root (steps 8-10), or run as root"
     )]
     Network,
     /// A path the overlay's options cannot carry.

@@ -73,6 +73,9 @@ pub struct Spec {
     /// The networks it joined after it was made (`docker network
     /// connect`), on `eth1`, `eth2`…: beside `network`, never without it.
     pub joined_networks: Vec<crate::net::NetworkSpec>,
+    /// A user-mode network instead (`--network pasta`): what a rootless
+    /// container has for a way out, since a bridge needs root.
+    pub user_network: Option<crate::net::usermode::UserModeNetwork>,
     /// Host directories and files bind-mounted into the container, in
     /// order: volumes (`-v`) and the network's `/etc/hosts` and friends.
     pub mounts: Vec<crate::rootfs::binds::Bind>,
@@ -191,6 +194,7 @@ impl Spec {
             limits: None,
             network: None,
             joined_networks: Vec::new(),
+            user_network: None,
             mounts: Vec::new(),
             image: None,
             verbose: false,
@@ -292,7 +296,12 @@ impl Spec {
                 "a container joins more networks only beside its first: it has none".into(),
             ));
         }
-        if self.network.is_some() && !self.has(Namespace::Net) {
+        if self.network.is_some() && self.user_network.is_some() {
+            return Err(SpecError::Networks(
+                "a container has a bridge network or a user-mode one, not both".into(),
+            ));
+        }
+        if (self.network.is_some() || self.user_network.is_some()) && !self.has(Namespace::Net) {
             return Err(SpecError::NeedsNamespace {
                 feature: "a network",
                 namespace: Namespace::Net,

@@ -677,3 +677,189 @@ fn harder_uploads_are_shaped_on_the_host() {
          is left; most likely cause: Prepared::release does not delete it (shape::remove)"
     );
 }
+
+/// An ordinary user's step 8 with `--network pasta` (#22), inside the
+/// test's namespace, which leads out through a veth to a second namespace
+/// of the test's, the "internet" (10.201.0.2). `tun_mode` is the mode of
+/// the `/dev/net/tun` the user sees: the test's own node, bind-mounted in
+/// a mount namespace of its own (this machine kind's is 0600, root's only;
+/// udev makes it 0666). The host's network and `/dev` are never touched.
+fn rootless_pasta(
+    user: &support::Rootless,
+    netns: &TestNetns,
+    tun_mode: u32,
+    options: &[&str],
+) -> std::process::Command {
+    let step = user.step(8);
+    let binary = step.get_program().to_string_lossy().into_owned();
+    let dev = user.dir.path().join("dev");
+    std::fs::create_dir_all(&dev).unwrap();
+    let script = format!(
+        "mount --make-rprivate / && mount -t tmpfs -o mode=0755 caixa-test-dev {dev} && \
+         mknod -m {tun_mode:o} {dev}/tun c 10 200 && mount --bind {dev}/tun /dev/net/tun || exit 125; \
+         exec setpriv --reuid={uid} --regid={uid} --clear-groups env -i \
+         PATH=/usr/local/bin:/usr/bin:/bin HOME={home} XDG_RUNTIME_DIR={run} \"$0\" \"$@\"",
+        dev = dev.display(),
+        uid = support::Rootless::UID,
+        home = user.dir.path().join("home").display(),
+        run = user.dir.path().join("run").display(),
+    );
+    let mut cmd = netns.command("unshare");
+    cmd.args(["-m", "sh", "-c", &script, &binary, "--network", "pasta"])
+        .args(options);
+    cmd
+}
+
+/// The "internet" of [`rootless_pasta`]: a second namespace of the test's,
+/// reached from the first through a veth, which holds its default route
+/// (pasta copies the address and route of that interface).
+fn internet_for(netns: &TestNetns) -> TestNetns {
+    let internet = TestNetns::new();
+    netns.sh(&format!(
+        "ip link add cx-up type veth peer name cx-out netns {} && \
+         ip addr add 10.201.0.1/24 dev cx-up && ip link set cx-up up && \
+         ip route add default via 10.201.0.2",
+        internet.name
+    ));
+    internet.sh("ip addr add 10.201.0.2/24 dev cx-out && ip link set cx-out up");
+    internet
+}
+
+/// The pasta processes of the rootless user that serve from `netns`
+/// (pasta stays in the namespace it was started in: its sockets are the
+/// host side), as pids. The processes pasta clones to act inside the
+/// container's namespace, and other tests' pastas, are not counted.
+fn pastas_in(netns: &TestNetns) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let wanted = std::fs::metadata(format!("/run/netns/{}", netns.name))
+        .expect("the test's netns")
+        .ino();
+    let uid = format!("Uid:\t{}", support::Rootless::UID);
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let path = entry.path();
+        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        let status = std::fs::read_to_string(path.join("status")).unwrap_or_default();
+        // Debian's pasta runs as `passt.avx2` once it has re-executed
+        // the build for the CPU's instructions.
+        let named = ["pasta", "passt"]
+            .iter()
+            .any(|n| comm.trim().starts_with(n));
+        let in_netns = std::fs::metadata(path.join("ns/net")).is_ok_and(|m| m.ino() == wanted);
+        if named && in_netns && status.lines().any(|l| l.starts_with(&uid)) {
+            found.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    found
+}
+
+/// Kills on drop the pastas [`pastas_in`] finds, so a test that fails
+/// while caixa left one running leaves nothing behind either.
+struct PastaSweep<'a>(&'a TestNetns);
+
+impl Drop for PastaSweep<'_> {
+    fn drop(&mut self) {
+        for pid in pastas_in(self.0) {
+            if let Ok(pid) = pid.parse::<i32>() {
+                // SAFETY: kill(2) of a pasta of the test user's, in the test's netns.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
+/// Rootless (#22): `--network pasta` gives an ordinary user's container a
+/// way out and a published port, with no bridge, veth or rule of caixa's,
+/// and pasta goes with the container.
+#[test]
+fn rootless_pasta_gives_a_way_out_and_a_published_port() {
+    let user = support::Rootless::new();
+    let netns = TestNetns::new();
+    let internet = internet_for(&netns);
+    let _sweep = PastaSweep(&netns);
+    let _server = support::KillOnDrop(
+        internet
+            .command("busybox")
+            .args(["nc", "-l", "-p", "7000", "-e", "echo", "hello-from-outside"])
+            .spawn()
+            .expect("busybox nc in the test's second namespace"),
+    );
+    let links_before = netns.links();
+    let container = Running::spawn(
+        rootless_pasta(&user, &netns, 0o666, &["-p", "8080:80"]),
+        &[],
+        "{ ip -o -4 addr show; ip route; nc -w 3 10.201.0.2 7000; } >/tmp/seen 2>&1; \
+         mkdir -p /tmp/www && echo hello-pasta > /tmp/www/index.html && httpd -p 80 -h /tmp/www && \
+         echo ready; read x; cat /tmp/seen",
+    );
+    let while_running = netns.links();
+    let pastas = pastas_in(&netns);
+    let answer = nc(
+        &netns,
+        &["-w", "3", "127.0.0.1", "8080"],
+        "GET /index.html HTTP/1.0\r\n\r\n",
+    );
+    let rules = netns.rules();
+    let stderr = container.stderr_text();
+    let seen = container.finish_well();
+    assert!(
+        seen.contains("hello-from-outside"),
+        "step 8 rootless: expected the container to reach 10.201.0.2:7000, a host beyond the \
+         test's namespace, through pasta; it saw:\n{seen}\nmost likely cause: pasta is not \
+         started (usermode::start) before the command execs, or without --config-net\n\
+         stderr: {stderr}"
+    );
+    assert!(
+        answer.contains("hello-pasta"),
+        "step 8 rootless: expected 127.0.0.1:8080 (-p 8080:80) to reach the container's httpd \
+         through pasta, it answered {answer:?}; most likely cause: UserModeNetwork::pasta_args \
+         does not pass -p as --tcp-ports HOST:CONTAINER\nstderr: {stderr}"
+    );
+    assert!(
+        seen.contains("inet 10.201.0.1/24") && seen.contains("default via 10.201.0.2"),
+        "step 8 rootless: expected the container's interface to carry the host's address \
+         10.201.0.1/24 and default route via 10.201.0.2, as pasta copies them; it saw:\n{seen}"
+    );
+    assert!(
+        rules.is_empty() && while_running == links_before,
+        "step 8 rootless: expected pasta to change nothing in the test's namespace, saw rules \
+         {rules:?} and links {while_running:?} (before: {links_before:?})"
+    );
+    assert_eq!(
+        pastas.len(),
+        1,
+        "step 8 rootless: expected one pasta of uid {} while the container ran, saw {pastas:?}",
+        support::Rootless::UID
+    );
+    let left = (0..100)
+        .map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            pastas_in(&netns)
+        })
+        .find(Vec::is_empty);
+    assert!(
+        left.is_some(),
+        "step 8 rootless: expected pasta to end with the container, pid {:?} still runs; \
+         most likely cause: Host::teardown does not stop it (pasta holds the container's \
+         network namespace and would run on)",
+        pastas_in(&netns)
+    );
+}
+
+/// Rootless: a `/dev/net/tun` the user may not open is one line that says so.
+#[test]
+fn rootless_pasta_without_a_tun_device_is_one_clear_line() {
+    let user = support::Rootless::new();
+    let netns = TestNetns::new();
+    let _internet = internet_for(&netns);
+    let _sweep = PastaSweep(&netns);
+    let mut cmd = rootless_pasta(&user, &netns, 0o600, &[]);
+    cmd.arg("true");
+    let out = support::output_of(cmd);
+    assert_one_line_error(&out, 8, 125, "/dev/net/tun must be open to you");
+    let left = pastas_in(&netns);
+    assert!(
+        left.is_empty(),
+        "step 8 rootless: a failed pasta left {left:?} running"
+    );
+}

@@ -3,6 +3,7 @@
 //! Step 7, plus a real network: a veth pair from the container to a host
 //! bridge, an address from caixa's IPAM, outbound NAT (MASQUERADE), published
 //! ports (`-p`, DNAT) and bandwidth shaping (`--network-bandwidth`, tc).
+//! Without root, `--network pasta` gives a user-mode network instead.
 
 #[path = "../cli.rs"]
 mod cli;
@@ -22,7 +23,9 @@ use cli::{CgroupArgs, HostnameArgs, NetworkArgs, PrivilegeArgs, RootfsArgs, RunA
         [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp] to publish ports with \
         DNAT (also from the host itself and 127.0.0.1), /etc/hosts and \
         /etc/resolv.conf, and --network-bandwidth RATE shaped with tc. Every \
-        rule lives in caixa's own chains and goes with the container."
+        rule lives in caixa's own chains and goes with the container. \
+        As an ordinary user, --network pasta gives a user-mode network \
+        instead (pasta, as podman): a way out and -p, no root needed."
 )]
 struct Step8 {
     #[command(flatten)]
@@ -48,10 +51,9 @@ fn main() {
             .unwrap_or_else(|e| cli::fail_setup("step8", &e)),
     );
     // ANCHOR: spec
-    spec.network = args
-        .network
-        .to_network()
-        .unwrap_or_else(|e| cli::fail_setup("step8", &e));
+    if let Err(e) = args.network.apply(&mut spec) {
+        cli::fail_setup("step8", &e);
+    }
     // ANCHOR_END: spec
     cli::finish_spec("step8", &mut spec, &args.rootfs, &args.hostname);
     cli::run_and_exit("step8", &spec)

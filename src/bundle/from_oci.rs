@@ -157,6 +157,7 @@ pub fn from_oci(
         limits: limits_from_oci(linux, id)?,
         network,
         joined_networks,
+        user_network: None,
         mounts,
         image,
         verbose: false,

@@ -22,6 +22,7 @@ pub mod ipam;
 pub mod portmap;
 pub mod shape;
 pub mod subnet;
+pub mod usermode;
 pub mod veth;
 
 use std::net::Ipv4Addr;
