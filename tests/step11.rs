@@ -7773,16 +7773,72 @@ fn the_docker_cli_gets_tokens_through_the_daemon() {
     docker(&["logout", "127.0.0.1:5000"]);
 }
 
-/// Removes the rootless test's containers as its user, also when the test
+/// Removes the rootless tests' containers as their user, also when a test
 /// fails half-way (their shims outlive the daemon), then ends the daemon.
 struct RootlessEngine<'a> {
     user: &'a support::Rootless,
     daemon: support::KillOnDrop,
+    log: PathBuf,
+}
+
+impl<'a> RootlessEngine<'a> {
+    /// Starts `daemon` (step 11 as `user`, with `daemon` its argument) and
+    /// waits until it listens on the user's socket.
+    fn start(user: &'a support::Rootless, mut daemon: Command) -> RootlessEngine<'a> {
+        let uid = support::Rootless::UID;
+        let log = user.dir.path().join("daemon.log");
+        daemon
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        let engine = RootlessEngine {
+            user,
+            daemon: support::KillOnDrop(daemon.spawn().expect("start step11 daemon")),
+            log,
+        };
+        let socket = user.dir.path().join("run/caixa/caixa.sock");
+        let start = Instant::now();
+        while UnixStream::connect(&socket).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(15),
+                "step 11 daemon run by uid {uid}: expected it to listen on {socket:?} (its \
+                 $XDG_RUNTIME_DIR/caixa/caixa.sock) within 15 s; it said: {}; most likely cause: \
+                 the default socket is root's /run/caixa (client::default_socket)",
+                engine.said()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        engine
+    }
+
+    /// What the daemon wrote to its log.
+    fn said(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Loads the demo image, as the user.
+    fn load_demo(&self) {
+        let (_dir, tar) = archive();
+        let readable = self.user.dir.path().join("demo.tar");
+        std::fs::copy(&tar, &readable).unwrap();
+        std::fs::set_permissions(&readable, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let out = self.user.run(11, &["load", readable.to_str().unwrap()]);
+        assert_eq!(
+            text(&out.stdout),
+            "Loaded image: demo:1\n",
+            "step 11 load as uid {}: {}",
+            support::Rootless::UID,
+            text(&out.stderr)
+        );
+    }
 }
 
 impl Drop for RootlessEngine<'_> {
     fn drop(&mut self) {
-        let _ = self.user.run(11, &["rm", "-f", "rootless-web"]);
+        // One at a time: the client stops at the first it cannot remove.
+        for name in ["rootless-web", "rootless-pasta"] {
+            let _ = self.user.run(11, &["rm", "-f", name]);
+        }
         let _ = self.daemon.0.kill();
         let _ = self.daemon.0.wait();
     }
@@ -7798,40 +7854,10 @@ impl Drop for RootlessEngine<'_> {
 fn rootless_the_daemon_runs_a_container_as_an_ordinary_user() {
     let user = support::Rootless::new();
     let uid = support::Rootless::UID;
-    let (_dir, tar) = archive();
-    let readable = user.dir.path().join("demo.tar");
-    std::fs::copy(&tar, &readable).unwrap();
-    std::fs::set_permissions(&readable, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let log = user.dir.path().join("daemon.log");
     let mut daemon = user.step(11);
-    daemon
-        .arg("daemon")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap());
-    let engine = RootlessEngine {
-        user: &user,
-        daemon: support::KillOnDrop(daemon.spawn().expect("start step11 daemon")),
-    };
-    let socket = user.dir.path().join("run/caixa/caixa.sock");
-    let start = Instant::now();
-    while UnixStream::connect(&socket).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "step 11 daemon run by uid {uid}: expected it to listen on {socket:?} (its \
-             $XDG_RUNTIME_DIR/caixa/caixa.sock) within 15 s; it said: {}; most likely cause: \
-             the default socket is root's /run/caixa (client::default_socket)",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = user.run(11, &["load", readable.to_str().unwrap()]);
-    assert_eq!(
-        text(&out.stdout),
-        "Loaded image: demo:1\n",
-        "step 11 load as uid {uid}: {}",
-        text(&out.stderr)
-    );
+    daemon.arg("daemon");
+    let engine = RootlessEngine::start(&user, daemon);
+    engine.load_demo();
     let out = user.run(
         11,
         &[
@@ -7856,7 +7882,7 @@ fn rootless_the_daemon_runs_a_container_as_an_ordinary_user() {
          writable root, it exited {} saying {:?}; daemon: {}",
         out.status,
         text(&out.stderr),
-        std::fs::read_to_string(&log).unwrap_or_default()
+        engine.said()
     );
     let out = user.run(
         11,
@@ -7923,7 +7949,10 @@ fn rootless_the_daemon_runs_a_container_as_an_ordinary_user() {
             text(&out.stderr)
         );
     }
-    let out = user.run(11, &["run", "--rm", "demo:1", "true"]);
+    let out = user.run(
+        11,
+        &["run", "--rm", "--network", "bridge", "demo:1", "true"],
+    );
     assert_one_line_error(&out, 11, 125, "use --network none");
     drop(engine);
     let store = "home/.local/share/caixa";
@@ -7937,5 +7966,123 @@ fn rootless_the_daemon_runs_a_container_as_an_ordinary_user() {
             "step 11 as uid {uid}: expected nothing left in {dir} once the containers are \
              removed, found {left:?}"
         );
+    }
+}
+
+/// Rootless (#22): a rootless daemon's containers get a user-mode network
+/// by default (pasta, as Podman's), which reaches out and publishes `-p`
+/// with no bridge or rule. The daemon runs in the test's namespace, whose
+/// way out leads to a second namespace of the test's (10.201.0.2); the
+/// `/dev/net/tun` it sees is the test's own node (see `Rootless::in_netns`).
+#[test]
+fn rootless_the_daemon_gives_its_containers_pasta_by_default() {
+    let user = support::Rootless::new();
+    let uid = support::Rootless::UID;
+    let netns = support::TestNetns::new();
+    let internet = netns.add_internet();
+    let _sweep = support::PastaSweep(&netns);
+    // A web server "outside": HTTP, so the server ends each exchange (a
+    // client that half-closes first is not what this test is about).
+    let site = tempfile::tempdir().unwrap();
+    std::fs::write(site.path().join("index.html"), "hello-from-outside\n").unwrap();
+    let _server = support::KillOnDrop(
+        internet
+            .command("busybox")
+            .args(["httpd", "-f", "-p", "7000", "-h"])
+            .arg(site.path())
+            .spawn()
+            .expect("busybox httpd in the test's second namespace"),
+    );
+    let mut daemon = user.in_netns(11, &netns, 0o666);
+    daemon.arg("daemon");
+    let engine = RootlessEngine::start(&user, daemon);
+    engine.load_demo();
+    let links_before = netns.links();
+    let out = user.run(
+        11,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "rootless-pasta",
+            "-p",
+            "8080:80",
+            "demo:1",
+            "sh",
+            "-c",
+            "{ printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n'; sleep 3; } | \
+             busybox nc 10.201.0.2 7000 >/outside 2>/outside.err; \
+             mkdir /www && echo hello-engine >/www/index.html && exec busybox httpd -f -p 80 -h /www",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "step 11 run -d -p 8080:80 as uid {uid}: expected a rootless daemon to give the \
+         container pasta by default, it exited {} saying {:?}; most likely cause: \
+         request::network does not choose pasta for `default` when rootless\ndaemon: {}",
+        out.status,
+        text(&out.stderr),
+        engine.said()
+    );
+    let mut answer = String::new();
+    let start = Instant::now();
+    while !answer.contains("hello-engine") && start.elapsed() < support::TIMEOUT {
+        std::thread::sleep(Duration::from_millis(100));
+        let mut get = netns.command("busybox");
+        get.args(["nc", "-w", "3", "127.0.0.1", "8080"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        let mut child = get.spawn().expect("busybox nc in the test's netns");
+        let _ = std::io::Write::write_all(
+            &mut child.stdin.take().unwrap(),
+            b"GET /index.html HTTP/1.0\r\n\r\n",
+        );
+        answer = text(&support::wait_output(child).stdout);
+    }
+    assert!(
+        answer.contains("hello-engine"),
+        "step 11 as uid {uid}: expected 127.0.0.1:8080 in the daemon's namespace to reach the \
+         container's httpd through pasta, it answered {answer:?}; most likely cause: the \
+         bundle drops the user-mode network's ports (org.caixa.network.publish)\n\
+         pastas in the namespace: {:?}; the container's log: {}\ndaemon: {}",
+        support::pastas_in(&netns),
+        text(&user.run(11, &["logs", "rootless-pasta"]).stderr),
+        engine.said()
+    );
+    let outside = user.run(
+        11,
+        &["exec", "rootless-pasta", "cat", "/outside", "/outside.err"],
+    );
+    assert!(
+        text(&outside.stdout).contains("hello-from-outside"),
+        "step 11 as uid {uid}: expected the container to fetch http://10.201.0.2:7000/ \
+         through pasta, it read {:?}; most likely cause: pasta is not started before the \
+         command execs",
+        text(&outside.stdout)
+    );
+    let port = text(&user.run(11, &["port", "rootless-pasta"]).stdout);
+    assert!(
+        port.contains("80/tcp") && port.contains("8080"),
+        "step 11 port as uid {uid}: expected 80/tcp published on 8080, it printed {port:?}; \
+         most likely cause: inspect reads the ports of a bridge only"
+    );
+    let pastas = support::pastas_in(&netns);
+    assert_eq!(
+        (pastas.len(), netns.links(), netns.rules()),
+        (1, links_before, Vec::new()),
+        "step 11 as uid {uid}: expected one pasta and no new link or rule in the daemon's \
+         namespace while the container runs"
+    );
+    let out = user.run(11, &["rm", "-f", "rootless-pasta"]);
+    assert!(out.status.success(), "step 11 rm -f: {}", text(&out.stderr));
+    let start = Instant::now();
+    while !support::pastas_in(&netns).is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "step 11 as uid {uid}: expected pasta to end with the container, {:?} still \
+             runs; most likely cause: the shim's teardown does not stop it",
+            support::pastas_in(&netns)
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }

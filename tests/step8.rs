@@ -678,94 +678,17 @@ fn harder_uploads_are_shaped_on_the_host() {
     );
 }
 
-/// An ordinary user's step 8 with `--network pasta` (#22), inside the
-/// test's namespace, which leads out through a veth to a second namespace
-/// of the test's, the "internet" (10.201.0.2). `tun_mode` is the mode of
-/// the `/dev/net/tun` the user sees: the test's own node, bind-mounted in
-/// a mount namespace of its own (this machine kind's is 0600, root's only;
-/// udev makes it 0666). The host's network and `/dev` are never touched.
-fn rootless_pasta(
+/// Step 8 as the rootless user in `netns`, `--network pasta` and
+/// `options` first (see [`support::Rootless::in_netns`]).
+fn pasta_step8(
     user: &support::Rootless,
     netns: &TestNetns,
     tun_mode: u32,
     options: &[&str],
 ) -> std::process::Command {
-    let step = user.step(8);
-    let binary = step.get_program().to_string_lossy().into_owned();
-    let dev = user.dir.path().join("dev");
-    std::fs::create_dir_all(&dev).unwrap();
-    let script = format!(
-        "mount --make-rprivate / && mount -t tmpfs -o mode=0755 caixa-test-dev {dev} && \
-         mknod -m {tun_mode:o} {dev}/tun c 10 200 && mount --bind {dev}/tun /dev/net/tun || exit 125; \
-         exec setpriv --reuid={uid} --regid={uid} --clear-groups env -i \
-         PATH=/usr/local/bin:/usr/bin:/bin HOME={home} XDG_RUNTIME_DIR={run} \"$0\" \"$@\"",
-        dev = dev.display(),
-        uid = support::Rootless::UID,
-        home = user.dir.path().join("home").display(),
-        run = user.dir.path().join("run").display(),
-    );
-    let mut cmd = netns.command("unshare");
-    cmd.args(["-m", "sh", "-c", &script, &binary, "--network", "pasta"])
-        .args(options);
+    let mut cmd = user.in_netns(8, netns, tun_mode);
+    cmd.args(["--network", "pasta"]).args(options);
     cmd
-}
-
-/// The "internet" of [`rootless_pasta`]: a second namespace of the test's,
-/// reached from the first through a veth, which holds its default route
-/// (pasta copies the address and route of that interface).
-fn internet_for(netns: &TestNetns) -> TestNetns {
-    let internet = TestNetns::new();
-    netns.sh(&format!(
-        "ip link add cx-up type veth peer name cx-out netns {} && \
-         ip addr add 10.201.0.1/24 dev cx-up && ip link set cx-up up && \
-         ip route add default via 10.201.0.2",
-        internet.name
-    ));
-    internet.sh("ip addr add 10.201.0.2/24 dev cx-out && ip link set cx-out up");
-    internet
-}
-
-/// The pasta processes of the rootless user that serve from `netns`
-/// (pasta stays in the namespace it was started in: its sockets are the
-/// host side), as pids. The processes pasta clones to act inside the
-/// container's namespace, and other tests' pastas, are not counted.
-fn pastas_in(netns: &TestNetns) -> Vec<String> {
-    use std::os::unix::fs::MetadataExt;
-    let wanted = std::fs::metadata(format!("/run/netns/{}", netns.name))
-        .expect("the test's netns")
-        .ino();
-    let uid = format!("Uid:\t{}", support::Rootless::UID);
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let path = entry.path();
-        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
-        let status = std::fs::read_to_string(path.join("status")).unwrap_or_default();
-        // Debian's pasta runs as `passt.avx2` once it has re-executed
-        // the build for the CPU's instructions.
-        let named = ["pasta", "passt"]
-            .iter()
-            .any(|n| comm.trim().starts_with(n));
-        let in_netns = std::fs::metadata(path.join("ns/net")).is_ok_and(|m| m.ino() == wanted);
-        if named && in_netns && status.lines().any(|l| l.starts_with(&uid)) {
-            found.push(entry.file_name().to_string_lossy().into_owned());
-        }
-    }
-    found
-}
-
-/// Kills on drop the pastas [`pastas_in`] finds, so a test that fails
-/// while caixa left one running leaves nothing behind either.
-struct PastaSweep<'a>(&'a TestNetns);
-
-impl Drop for PastaSweep<'_> {
-    fn drop(&mut self) {
-        for pid in pastas_in(self.0) {
-            if let Ok(pid) = pid.parse::<i32>() {
-                // SAFETY: kill(2) of a pasta of the test user's, in the test's netns.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-        }
-    }
 }
 
 /// Rootless (#22): `--network pasta` gives an ordinary user's container a
@@ -775,8 +698,8 @@ impl Drop for PastaSweep<'_> {
 fn rootless_pasta_gives_a_way_out_and_a_published_port() {
     let user = support::Rootless::new();
     let netns = TestNetns::new();
-    let internet = internet_for(&netns);
-    let _sweep = PastaSweep(&netns);
+    let internet = netns.add_internet();
+    let _sweep = support::PastaSweep(&netns);
     let _server = support::KillOnDrop(
         internet
             .command("busybox")
@@ -786,14 +709,14 @@ fn rootless_pasta_gives_a_way_out_and_a_published_port() {
     );
     let links_before = netns.links();
     let container = Running::spawn(
-        rootless_pasta(&user, &netns, 0o666, &["-p", "8080:80"]),
+        pasta_step8(&user, &netns, 0o666, &["-p", "8080:80"]),
         &[],
         "{ ip -o -4 addr show; ip route; nc -w 3 10.201.0.2 7000; } >/tmp/seen 2>&1; \
          mkdir -p /tmp/www && echo hello-pasta > /tmp/www/index.html && httpd -p 80 -h /tmp/www && \
          echo ready; read x; cat /tmp/seen",
     );
     let while_running = netns.links();
-    let pastas = pastas_in(&netns);
+    let pastas = support::pastas_in(&netns);
     let answer = nc(
         &netns,
         &["-w", "3", "127.0.0.1", "8080"],
@@ -834,7 +757,7 @@ fn rootless_pasta_gives_a_way_out_and_a_published_port() {
     let left = (0..100)
         .map(|_| {
             std::thread::sleep(std::time::Duration::from_millis(20));
-            pastas_in(&netns)
+            support::pastas_in(&netns)
         })
         .find(Vec::is_empty);
     assert!(
@@ -842,7 +765,7 @@ fn rootless_pasta_gives_a_way_out_and_a_published_port() {
         "step 8 rootless: expected pasta to end with the container, pid {:?} still runs; \
          most likely cause: Host::teardown does not stop it (pasta holds the container's \
          network namespace and would run on)",
-        pastas_in(&netns)
+        support::pastas_in(&netns)
     );
 }
 
@@ -851,13 +774,13 @@ fn rootless_pasta_gives_a_way_out_and_a_published_port() {
 fn rootless_pasta_without_a_tun_device_is_one_clear_line() {
     let user = support::Rootless::new();
     let netns = TestNetns::new();
-    let _internet = internet_for(&netns);
-    let _sweep = PastaSweep(&netns);
-    let mut cmd = rootless_pasta(&user, &netns, 0o600, &[]);
+    let _internet = netns.add_internet();
+    let _sweep = support::PastaSweep(&netns);
+    let mut cmd = pasta_step8(&user, &netns, 0o600, &[]);
     cmd.arg("true");
     let out = support::output_of(cmd);
     assert_one_line_error(&out, 8, 125, "/dev/net/tun must be open to you");
-    let left = pastas_in(&netns);
+    let left = support::pastas_in(&netns);
     assert!(
         left.is_empty(),
         "step 8 rootless: a failed pasta left {left:?} running"

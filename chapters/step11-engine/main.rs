@@ -494,8 +494,10 @@ struct RunOptions {
     /// Publish a port: [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp]. Repeatable.
     #[arg(short = 'p', long = "publish")]
     publish: Vec<String>,
-    /// bridge, none, or the name of a network (step11 network create).
-    #[arg(long, default_value = "bridge")]
+    /// default (the daemon's: bridge, or pasta when it runs rootless),
+    /// bridge, none, pasta (user-mode, no root), or the name of a network
+    /// (step11 network create).
+    #[arg(long, default_value = "default")]
     network: String,
     /// Another name the container answers to on its network. Repeatable.
     #[arg(long = "network-alias")]

@@ -157,7 +157,7 @@ pub fn from_oci(
         limits: limits_from_oci(linux, id)?,
         network,
         joined_networks,
-        user_network: None,
+        user_network: super::network::user_network_from_oci(&annotations)?,
         mounts,
         image,
         verbose: false,

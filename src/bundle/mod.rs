@@ -94,13 +94,16 @@ pub const ANNOTATION_STATE_DIR: &str = "org.caixa.network.state-dir";
 /// Annotation: the networks joined later (`docker network connect`), in
 /// order (`eth1`, `eth2`…): `BRIDGE=SUBNET=NAMES`, separated by `;`.
 pub const ANNOTATION_JOINED: &str = "org.caixa.network.joined";
+/// Annotation: `pasta`, a user-mode network instead of a bridge (its
+/// ports in [`ANNOTATION_PUBLISH`]; see [`crate::net::usermode`]).
+pub const ANNOTATION_NETWORK_MODE: &str = "org.caixa.network.mode";
 
 /// Annotation: `true` keeps caixa's init as pid 1, reaping, with the
 /// command as its child (`--init`; see [`crate::reaper`]).
 pub const ANNOTATION_INIT: &str = "org.caixa.process.init";
 
 /// Every `org.caixa.*` annotation caixa reads; any other one is a typo.
-pub const ANNOTATIONS: [&str; 12] = [
+pub const ANNOTATIONS: [&str; 13] = [
     ANNOTATION_USER,
     ANNOTATION_INIT,
     ANNOTATION_IMAGE_MANIFEST,
@@ -113,6 +116,7 @@ pub const ANNOTATIONS: [&str; 12] = [
     ANNOTATION_STATE_DIR,
     ANNOTATION_NAMES,
     ANNOTATION_JOINED,
+    ANNOTATION_NETWORK_MODE,
 ];
 
 /// A bundle caixa cannot run, or cannot read or write.

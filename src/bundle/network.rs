@@ -4,6 +4,7 @@
 //! CNI plugins around runc. caixa's runtime wires its own bridge, veth, NAT
 //! and shaping (step 8), so the plan travels with the bundle, in the same
 //! words as the command line: `-p` syntax for ports, tc's for the rate.
+//! A user-mode network (`pasta`) travels the same way: its mode and ports.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -11,8 +12,10 @@ use std::path::PathBuf;
 use super::to_oci::utf8;
 use super::{
     ANNOTATION_BANDWIDTH, ANNOTATION_BRIDGE, ANNOTATION_JOINED, ANNOTATION_NAMES,
-    ANNOTATION_PUBLISH, ANNOTATION_STATE_DIR, ANNOTATION_SUBNET, BundleError, invalid_annotation,
+    ANNOTATION_NETWORK_MODE, ANNOTATION_PUBLISH, ANNOTATION_STATE_DIR, ANNOTATION_SUBNET,
+    BundleError, invalid_annotation,
 };
+use crate::net::usermode::UserModeNetwork;
 use crate::net::{NetworkSpec, Publish};
 
 /// Adds the annotations of `net`.
@@ -35,6 +38,75 @@ pub(super) fn network_to_oci(
     let state_dir = utf8("network state directory", &net.state_dir)?;
     annotations.insert(ANNOTATION_STATE_DIR.into(), state_dir);
     Ok(())
+}
+
+/// Adds the annotations of a user-mode network: its mode and its ports.
+pub(super) fn user_network_to_oci(
+    net: &UserModeNetwork,
+    annotations: &mut HashMap<String, String>,
+) {
+    annotations.insert(ANNOTATION_NETWORK_MODE.into(), "pasta".into());
+    if !net.publish.is_empty() {
+        let publish: Vec<String> = net.publish.iter().map(ToString::to_string).collect();
+        annotations.insert(ANNOTATION_PUBLISH.into(), publish.join(","));
+    }
+}
+
+/// The user-mode network the annotations describe, checked as
+/// `--network pasta -p …` is; `None` without the mode annotation.
+pub(super) fn user_network_from_oci(
+    annotations: &HashMap<String, String>,
+) -> Result<Option<UserModeNetwork>, BundleError> {
+    match annotations.get(ANNOTATION_NETWORK_MODE).map(String::as_str) {
+        None => Ok(None),
+        Some("pasta") => {
+            let bridge_keys = [
+                ANNOTATION_BRIDGE,
+                ANNOTATION_SUBNET,
+                ANNOTATION_BANDWIDTH,
+                ANNOTATION_STATE_DIR,
+                ANNOTATION_NAMES,
+                ANNOTATION_JOINED,
+            ];
+            if let Some(key) = bridge_keys.iter().find(|k| annotations.contains_key(**k)) {
+                return Err(invalid_annotation(
+                    ANNOTATION_NETWORK_MODE,
+                    format!("a pasta network has no bridge, yet {key} is set: drop one of them"),
+                ));
+            }
+            let publish = publish_from_oci(annotations)?;
+            UserModeNetwork::plan(publish, None)
+                .map(Some)
+                .map_err(|e| invalid_annotation(ANNOTATION_PUBLISH, e.to_string()))
+        }
+        Some(other) => Err(invalid_annotation(
+            ANNOTATION_NETWORK_MODE,
+            format!("{other:?}: the one user-mode network caixa has is pasta"),
+        )),
+    }
+}
+
+/// The published ports of `org.caixa.network.publish`, each as `-p`
+/// takes it, none published twice.
+fn publish_from_oci(annotations: &HashMap<String, String>) -> Result<Vec<Publish>, BundleError> {
+    let publish = annotations
+        .get(ANNOTATION_PUBLISH)
+        .filter(|p| !p.is_empty())
+        .map(|list| {
+            list.split(',')
+                .map(str::parse)
+                .collect::<Result<Vec<Publish>, _>>()
+        })
+        .transpose()
+        .map_err(|e| invalid_annotation(ANNOTATION_PUBLISH, e))?
+        .unwrap_or_default();
+    if let Some(twice) = crate::net::published_twice(&publish) {
+        return Err(invalid_annotation(
+            ANNOTATION_PUBLISH,
+            format!("host port {} is published twice", twice.key()),
+        ));
+    }
+    Ok(publish)
 }
 
 // ANCHOR: joined_networks
@@ -132,7 +204,8 @@ pub(super) fn network_from_oci(
         ANNOTATION_STATE_DIR,
         ANNOTATION_NAMES,
     ];
-    if keys.iter().all(|k| get(k).is_none()) {
+    // No bridge, or a user-mode network (`user_network_from_oci`).
+    if keys.iter().all(|k| get(k).is_none()) || get(ANNOTATION_NETWORK_MODE).is_some() {
         return Ok(None);
     }
     let required = |key: &str| {
@@ -153,22 +226,7 @@ pub(super) fn network_from_oci(
     let subnet = required(ANNOTATION_SUBNET)?
         .parse()
         .map_err(|e| invalid_annotation(ANNOTATION_SUBNET, e))?;
-    let publish = get(ANNOTATION_PUBLISH)
-        .filter(|p| !p.is_empty())
-        .map(|list| {
-            list.split(',')
-                .map(str::parse)
-                .collect::<Result<Vec<Publish>, _>>()
-        })
-        .transpose()
-        .map_err(|e| invalid_annotation(ANNOTATION_PUBLISH, e))?
-        .unwrap_or_default();
-    if let Some(twice) = crate::net::published_twice(&publish) {
-        return Err(invalid_annotation(
-            ANNOTATION_PUBLISH,
-            format!("host port {} is published twice", twice.key()),
-        ));
-    }
+    let publish = publish_from_oci(annotations)?;
     let bandwidth = get(ANNOTATION_BANDWIDTH)
         .map(crate::net::shape::parse_rate)
         .transpose()

@@ -644,3 +644,47 @@ fn a_cgroups_path_and_device_rules_come_back() {
     );
     assert_eq!(from_oci(&config, Path::new(BUNDLE), ID).unwrap(), s);
 }
+
+/// A rootless engine's container: a user-mode network (pasta) with a
+/// published port, and no bridge.
+fn with_pasta() -> Spec {
+    let mut s = step11();
+    s.network = None;
+    s.joined_networks.clear();
+    s.user_network = Some(
+        crate::net::usermode::UserModeNetwork::plan(vec!["8080:80".parse().unwrap()], None)
+            .unwrap(),
+    );
+    s
+}
+
+#[test]
+fn a_user_mode_network_comes_back_with_its_ports() {
+    let spec = with_pasta();
+    let config = to_oci(&spec).unwrap();
+    let annotations = config.annotations().clone().unwrap_or_default();
+    assert_eq!(
+        annotations.get(ANNOTATION_NETWORK_MODE).map(String::as_str),
+        Some("pasta")
+    );
+    let back = from_oci(&config, Path::new(BUNDLE), &spec.id).unwrap();
+    assert_eq!(back, spec);
+}
+
+#[test]
+fn a_user_mode_network_beside_a_bridge_or_of_another_kind_is_refused() {
+    for (key, value) in [
+        (ANNOTATION_BRIDGE, "caixa0"),
+        (ANNOTATION_NETWORK_MODE, "slirp4netns"),
+    ] {
+        let mut config = serde_json::to_value(to_oci(&with_pasta()).unwrap()).unwrap();
+        config["annotations"][key] = json!(value);
+        let config: oci_spec::runtime::Spec = serde_json::from_value(config).unwrap();
+        let err = from_oci(&config, Path::new(BUNDLE), ID).unwrap_err();
+        assert_eq!(
+            err.field(),
+            Some("annotations.org.caixa.network.mode"),
+            "{key}: {err}"
+        );
+    }
+}

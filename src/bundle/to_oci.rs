@@ -127,6 +127,9 @@ pub fn to_oci(spec: &Spec) -> Result<OciSpec, BundleError> {
     if let Some(net) = &spec.network {
         network_to_oci(net, &mut annotations)?;
     }
+    if let Some(net) = &spec.user_network {
+        super::network::user_network_to_oci(net, &mut annotations);
+    }
     super::network::joined_to_oci(&spec.joined_networks, &mut annotations);
 
     let mut linux = Linux::default();

@@ -259,8 +259,10 @@ fn route(
             let publish = containers
                 .spec(&record.id)
                 .ok()
-                .and_then(|spec| spec.network)
-                .map(|net| net.publish)
+                .and_then(|spec| match (spec.network, spec.user_network) {
+                    (Some(net), _) => Some(net.publish),
+                    (None, user_mode) => user_mode.map(|net| net.publish),
+                })
                 .unwrap_or_default();
             reply_json(out, 200, &inspect(&daemon.root, &record, &state, &publish))
         }
@@ -755,10 +757,11 @@ fn create(
         open_stdin: body["OpenStdin"].as_bool() == Some(true),
         stdin_once: body["StdinOnce"].as_bool() == Some(true),
         restart: super::restart::Policy::from_create(body)?,
-        network: joining
-            .as_ref()
-            .map(|j| j.network.name.clone())
-            .unwrap_or_default(),
+        network: match (&joining, &spec.user_network) {
+            (Some(j), _) => j.network.name.clone(),
+            (None, Some(_)) => "pasta".into(),
+            (None, None) => String::new(),
+        },
         joined: Vec::new(),
     };
     containers.reserve_name(&record.name, &record.id)?;

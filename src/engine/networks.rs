@@ -394,7 +394,7 @@ pub(super) fn names_on_network(
 }
 
 /// The network a create body asks for, when it is a named one: `None` for
-/// `bridge` (step 8's), `none`; 404 for a network that does not exist.
+/// `bridge` (step 8's), `none`, `pasta`; 404 for a network that does not exist.
 pub fn joining(
     root: &Path,
     body: &Value,
@@ -402,7 +402,7 @@ pub fn joining(
     id: &str,
 ) -> Result<Option<Joining>, EngineError> {
     let mode = body["HostConfig"]["NetworkMode"].as_str().unwrap_or("");
-    if matches!(mode, "" | "default" | "bridge" | "none" | "host") {
+    if matches!(mode, "" | "default" | "bridge" | "none" | "host" | "pasta") {
         return Ok(None);
     }
     let networks = Networks::open(root)?;

@@ -136,7 +136,7 @@ pub fn to_spec(
     .apply(&mut spec)
     .map_err(|e| bad(e.to_string()))?;
     spec.limits = Some(limits(host)?);
-    spec.network = network(host, joining)?;
+    network(host, joining, &mut spec)?;
     spec.process.rlimits = ulimits(host)?;
     spec.tmpfs = tmpfs(host)?;
     spec.readonly_root = host["ReadonlyRootfs"].as_bool() == Some(true);
@@ -422,15 +422,20 @@ fn device_rates(
 }
 
 /// `NetworkMode` and `PortBindings` → the network, through the same
-/// `-p` parser and plan the step binaries use: step 8's bridge, none, or
-/// the named network the daemon found (`joining`), with the names the
-/// container answers to there.
+/// `-p` parser and plan the step binaries use: step 8's bridge, none, a
+/// user-mode network (pasta), or the named network the daemon found
+/// (`joining`), with the names the container answers to there. The
+/// default is the bridge, or pasta for a rootless daemon, which may not
+/// make a bridge (Podman's default too).
 fn network(
     host: &Value,
     joining: Option<&super::networks::Joining>,
-) -> Result<Option<NetworkSpec>, EngineError> {
+    spec: &mut crate::spec::Spec,
+) -> Result<(), EngineError> {
     let mode = match host["NetworkMode"].as_str() {
+        Some("" | "default") | None if crate::rootless::active() => "pasta",
         Some("" | "default" | "bridge") | None => "bridge",
+        Some("pasta") => "pasta",
         Some("host") => {
             return Err(bad(
                 "--network host is not supported: a caixa container always has its own network namespace; publish ports with -p",
@@ -452,6 +457,11 @@ fn network(
             publish.push(text.parse::<Publish>().map_err(bad)?);
         }
     }
+    if mode == "pasta" {
+        let planned = crate::net::usermode::UserModeNetwork::plan(publish, None);
+        spec.user_network = Some(planned.map_err(|e| bad(e.to_string()))?);
+        return Ok(());
+    }
     let (bridge, subnet) = match joining {
         Some(j) => (j.network.bridge.as_str(), j.network.subnet.as_str()),
         None => (crate::net::DEFAULT_BRIDGE, crate::net::DEFAULT_SUBNET),
@@ -461,7 +471,8 @@ fn network(
     if let (Some(net), Some(j)) = (&mut planned, joining) {
         net.names = j.names.clone();
     }
-    Ok(planned)
+    spec.network = planned;
+    Ok(())
 }
 
 #[cfg(test)]

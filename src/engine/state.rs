@@ -66,8 +66,8 @@ pub struct Record {
     /// When its shim starts it again (`--restart`).
     #[serde(default)]
     pub restart: super::restart::Policy,
-    /// The named network it is on (`--network NAME`); empty: step 8's
-    /// bridge, or none.
+    /// The named network it is on (`--network NAME`), or `pasta` (a
+    /// user-mode network); empty: step 8's bridge, or none.
     #[serde(default)]
     pub network: String,
     /// The networks it joined later (`docker network connect`), in order:

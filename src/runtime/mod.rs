@@ -549,7 +549,7 @@ impl Runtime {
 /// What `create` refuses in a spec the engine would accept: the runtime
 /// leaves networks to its caller, and a terminal needs a console socket.
 fn check_runtime_spec(spec: &Spec, options: &CreateOptions) -> Result<(), RuntimeError> {
-    if spec.network.is_some() {
+    if spec.network.is_some() || spec.user_network.is_some() {
         return Err(RuntimeError::Unsupported(
             "a caixa network (org.caixa.network.* annotations) under the OCI runtime: the runtime leaves networks to its caller (CNI, netavark), as runc does; use the engine (step 11)"
                 .into(),

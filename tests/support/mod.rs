@@ -800,6 +800,22 @@ impl TestNetns {
         .expect("the thread that binds in the netns")
     }
 
+    /// A second namespace of the test's, "the internet" (10.201.0.2), that
+    /// this one reaches through a veth (`cx-up`, 10.201.0.1/24) holding its
+    /// default route: what a user-mode network (pasta) copies and leads out
+    /// through. Deleted on drop, with the veth.
+    pub(crate) fn add_internet(&self) -> TestNetns {
+        let internet = TestNetns::new();
+        self.sh(&format!(
+            "ip link add cx-up type veth peer name cx-out netns {} && \
+             ip addr add 10.201.0.1/24 dev cx-up && ip link set cx-up up && \
+             ip route add default via 10.201.0.2",
+            internet.name
+        ));
+        internet.sh("ip addr add 10.201.0.2/24 dev cx-out && ip link set cx-out up");
+        internet
+    }
+
     /// The namespace's network interfaces.
     pub(crate) fn links(&self) -> Vec<String> {
         let mut links: Vec<String> = self
@@ -930,10 +946,20 @@ impl Rootless {
     }
 
     /// Step `n`'s binary, copied where the user can run it.
+    ///
+    /// `cp` writes the copy, not this process: a file open for writing in
+    /// the test process is inherited by every child another test thread
+    /// forks meanwhile, and exec(2) of it fails with ETXTBSY until those
+    /// children have exec'd in turn.
     fn binary(&self, n: u32) -> PathBuf {
         let copy = self.dir.path().join("bin").join(format!("step{n}"));
         if !copy.exists() {
-            std::fs::copy(binary(n), &copy).expect("copy the step binary");
+            let status = Command::new("cp")
+                .arg(binary(n))
+                .arg(&copy)
+                .status()
+                .expect("run cp");
+            assert!(status.success(), "cp {} {copy:?} failed", binary(n));
         }
         copy
     }
@@ -992,6 +1018,29 @@ impl Rootless {
         cmd
     }
 
+    /// Step `n` as the user inside `netns`, for a user-mode network
+    /// (`--network pasta`), whose `/dev/net/tun` has mode `tun_mode`: the
+    /// test's own node, bind-mounted in a mount namespace of the test's
+    /// (this machine kind's is 0600, root's only; udev makes it 0666). The
+    /// host's network and `/dev` are never touched.
+    pub(crate) fn in_netns(&self, n: u32, netns: &TestNetns, tun_mode: u32) -> Command {
+        let dev = self.dir.path().join("dev");
+        std::fs::create_dir_all(&dev).expect("the test's /dev/net/tun directory");
+        let script = format!(
+            "mount --make-rprivate / && mount -t tmpfs -o mode=0755 caixa-test-dev {dev} && \
+             mknod -m {tun_mode:o} {dev}/tun c 10 200 && mount --bind {dev}/tun /dev/net/tun || exit 125; \
+             exec setpriv --reuid={uid} --regid={uid} --clear-groups env -i \
+             PATH=/usr/local/bin:/usr/bin:/bin HOME={home} XDG_RUNTIME_DIR={run} \"$0\" \"$@\"",
+            dev = dev.display(),
+            uid = Self::UID,
+            home = self.dir.path().join("home").display(),
+            run = self.dir.path().join("run").display(),
+        );
+        let mut cmd = netns.command("unshare");
+        cmd.args(["-m", "sh", "-c", &script]).arg(self.binary(n));
+        cmd
+    }
+
     /// Runs step `n` with `args` as the user, to the end.
     pub(crate) fn run(&self, n: u32, args: &[&str]) -> Output {
         let mut cmd = self.step(n);
@@ -1011,5 +1060,48 @@ impl Rootless {
                     .collect()
             })
             .unwrap_or_default()
+    }
+}
+
+/// The pasta processes of the rootless user that serve from `netns`
+/// (pasta stays in the namespace it was started in: its sockets are the
+/// host side), as pids. The processes pasta clones to act inside the
+/// container's namespace, and other tests' pastas, are not counted.
+pub(crate) fn pastas_in(netns: &TestNetns) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let wanted = std::fs::metadata(format!("/run/netns/{}", netns.name))
+        .expect("the test's netns")
+        .ino();
+    let uid = format!("Uid:\t{}", Rootless::UID);
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let path = entry.path();
+        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        let status = std::fs::read_to_string(path.join("status")).unwrap_or_default();
+        // Debian's pasta runs as `passt.avx2` once it has re-executed
+        // the build for the CPU's instructions.
+        let named = ["pasta", "passt"]
+            .iter()
+            .any(|n| comm.trim().starts_with(n));
+        let in_netns = std::fs::metadata(path.join("ns/net")).is_ok_and(|m| m.ino() == wanted);
+        if named && in_netns && status.lines().any(|l| l.starts_with(&uid)) {
+            found.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    found
+}
+
+/// Kills on drop the pastas [`pastas_in`] finds, so a test that fails
+/// while caixa left one running leaves nothing behind either.
+pub(crate) struct PastaSweep<'a>(pub(crate) &'a TestNetns);
+
+impl Drop for PastaSweep<'_> {
+    fn drop(&mut self) {
+        for pid in pastas_in(self.0) {
+            if let Ok(pid) = pid.parse::<i32>() {
+                // SAFETY: kill(2) of a pasta of the test user's, in the test's netns.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
     }
 }
