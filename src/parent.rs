@@ -211,6 +211,9 @@ fn launch(spec: &Spec, launch: &Launch<'_>) -> Result<Running, Error> {
         spec
     };
     spec.validate()?;
+    if spec.user_network.is_some() && !crate::rootless::active() {
+        return Err(crate::net::NetError::PastaAsRoot.into());
+    }
     if let Some(missing) = ns::first_unsupported(&spec.namespaces) {
         return Err(Error::NoKernelSupport(missing));
     }

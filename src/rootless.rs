@@ -43,7 +43,7 @@ pub enum RootlessError {
     Limits,
     /// A bridge, veths and netfilter rules change the host's network.
     #[error(
-        "a bridge and its netfilter rules change the host's network, which needs root: use --network none, or --network pasta for a way out without root (steps 8-10), or run as root"
+        "a bridge and its netfilter rules change the host's network, which needs root: use --network none, or --network pasta (user-mode networking, no root needed), or run as root"
     )]
     Network,
     /// A path the overlay's options cannot carry.

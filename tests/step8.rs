@@ -786,3 +786,23 @@ fn rootless_pasta_without_a_tun_device_is_one_clear_line() {
         "step 8 rootless: a failed pasta left {left:?} running"
     );
 }
+
+/// `--network pasta` is the rootless user's network: started by root,
+/// pasta would drop to `nobody` and fail on the container's namespaces,
+/// so the start is refused in one line before anything is made.
+#[test]
+fn pasta_as_root_is_one_clear_line() {
+    let netns = TestNetns::new();
+    let out = netns.run(8, &["--network", "pasta", "true"]);
+    assert_one_line_error(
+        &out,
+        8,
+        125,
+        "--network pasta is the network of a rootless start",
+    );
+    assert_eq!(
+        netns.links(),
+        ["lo"],
+        "step 8: a refused pasta start must make no link"
+    );
+}

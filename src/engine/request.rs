@@ -435,7 +435,8 @@ fn network(
     let mode = match host["NetworkMode"].as_str() {
         Some("" | "default") | None if crate::rootless::active() => "pasta",
         Some("" | "default" | "bridge") | None => "bridge",
-        Some("pasta") => "pasta",
+        Some("pasta") if crate::rootless::active() => "pasta",
+        Some("pasta") => return Err(bad(crate::net::NetError::PastaAsRoot.to_string())),
         Some("host") => {
             return Err(bad(
                 "--network host is not supported: a caixa container always has its own network namespace; publish ports with -p",

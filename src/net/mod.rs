@@ -107,6 +107,12 @@ pub enum NetError {
         /// The error.
         source: std::io::Error,
     },
+    /// `--network pasta` started by root: pasta drops to `nobody`, who
+    /// may not enter a root container's namespaces.
+    #[error(
+        "--network pasta is the network of a rootless start: pasta run by root drops to nobody, who may not enter the container's namespaces; as root, use the bridge (the default)"
+    )]
+    PastaAsRoot,
     /// No address left.
     #[error("no free address left in {0}: stop a container or use a larger --subnet")]
     Exhausted(Subnet),
