@@ -189,6 +189,21 @@ pub fn open_inside(root: &OwnedFd, path: &Path, want: Want) -> Result<OwnedFd, R
     open_within(root, path, want, 0)
 }
 
+/// `openat2` of `path` below `root` with `how`, a `RESOLVE_IN_ROOT`
+/// lookup, tried again on `EAGAIN`: when a rename or a mount anywhere on
+/// the host races the walk, the kernel cannot prove the lookup stayed
+/// inside the root, and asks the caller to start over (openat2(2)). Every
+/// `RESOLVE_IN_ROOT` lookup of caixa goes through here.
+pub(crate) fn openat2_in_root(root: &OwnedFd, path: &Path, how: OpenHow) -> Result<OwnedFd, Errno> {
+    let mut tries = 0;
+    loop {
+        match openat2(root, path, how) {
+            Err(Errno::EAGAIN) if tries < 32 => tries += 1,
+            other => return other,
+        }
+    }
+}
+
 /// The links a path may go through, as the kernel's own limit (`ELOOP`).
 const MAX_LINKS: usize = 40;
 
@@ -222,7 +237,7 @@ fn open_within(
         };
         prefix.push(name);
         let last = i + 1 == names.len();
-        let opened = match openat2(root, &prefix, how) {
+        let opened = match openat2_in_root(root, &prefix, how) {
             // Everything before `name` resolved inside the root: it is
             // missing in `parent`, so it is made there, and never through a
             // link (a dangling one makes mkdirat/openat fail: we stop).
@@ -245,7 +260,7 @@ fn open_within(
                     mkdirat(&parent, *name, Mode::from_bits_truncate(0o755))
                         .map_err(syscall("mkdirat", as_seen(&prefix)))?;
                 }
-                openat2(root, &prefix, how)
+                openat2_in_root(root, &prefix, how)
             }
             other => other,
         };

@@ -28,7 +28,7 @@ use std::os::fd::OwnedFd;
 use std::path::{Component, Path};
 
 use nix::errno::Errno;
-use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat, openat2};
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat};
 use nix::sys::stat::{FileStat, Mode, SFlag, fstat};
 use serde_json::json;
 
@@ -148,15 +148,8 @@ pub(crate) fn open_in_root(root: &OwnedFd, path: &Path, flags: OFlag) -> Result<
     let how = OpenHow::new()
         .flags(flags | OFlag::O_CLOEXEC)
         .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    // EAGAIN: a rename raced the walk of a `..`; the kernel would rather
-    // start over than guess. A few tries, then the error.
-    let mut tries = 0;
-    loop {
-        match openat2(root, relative, how) {
-            Err(Errno::EAGAIN) if tries < 8 => tries += 1,
-            other => return other,
-        }
-    }
+    // EAGAIN (a rename or a mount raced the walk) is tried again there.
+    crate::rootfs::binds::openat2_in_root(root, relative, how)
 }
 // ANCHOR_END: resolve_in_root
 
