@@ -191,9 +191,7 @@ pub fn sweep() -> Vec<String> {
 /// read as [`undo_record`] reads them (a line of another shape names
 /// nothing): the runtime's `kill --all` signals what is inside.
 pub fn recorded_cgroups(path: &std::path::Path, id: &str) -> Vec<PathBuf> {
-    let cgroup_roots = crate::cgroup::detect()
-        .map(|h| h.roots())
-        .unwrap_or_default();
+    let cgroup_roots = cgroup_roots();
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
@@ -202,6 +200,21 @@ pub fn recorded_cgroups(path: &std::path::Path, id: &str) -> Vec<PathBuf> {
             Made::Overlay(_) | Made::KeptOverlay(_) => None,
         })
         .collect()
+}
+
+/// The roots a recorded cgroup must lie below: the hierarchy's, and
+/// first, rootless, the group delegated to the user, below which caixa
+/// made its own `caixa/` (see `crate::cgroup::delegation`).
+fn cgroup_roots() -> Vec<PathBuf> {
+    let Ok(hierarchy) = crate::cgroup::detect() else {
+        return Vec::new();
+    };
+    let mut roots = Vec::new();
+    if crate::rootless::active() {
+        roots.extend(crate::cgroup::delegation::find(&hierarchy).ok());
+    }
+    roots.extend(hierarchy.roots());
+    roots
 }
 
 /// Undoes everything the record at `path` of container `id` names, and
@@ -215,9 +228,7 @@ pub fn undo_record(path: &std::path::Path, id: &str, why: &str) -> Vec<String> {
     // Processes first (a cgroup's are killed as it goes), then the
     // mounts they might have been writing through.
     // The roots a recorded cgroup must lie below.
-    let cgroup_roots = crate::cgroup::detect()
-        .map(|h| h.roots())
-        .unwrap_or_default();
+    let cgroup_roots = cgroup_roots();
     let mut made: Vec<Made> = text
         .lines()
         .filter_map(|l| Made::parse(l, id, &cgroup_roots))

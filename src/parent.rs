@@ -590,8 +590,17 @@ impl Host {
         //     directory) is written in a record before it is made, so that a
         //     start killed with SIGKILL leaves nothing for good: the next start
         //     sweeps the records of dead starts (see `crate::leftovers`).
-        //     (The cgroup layout is read once, here, for the record and 4b.)
+        //     (The cgroup layout is read once, here, for the record and 4b;
+        //     rootless, the root to make groups in is the delegated group.)
         let hierarchy = match &spec.limits {
+            Some(limits) if crate::rootless::active() => {
+                let delegated = crate::cgroup::delegation::find(&crate::cgroup::detect()?)
+                    .map_err(|why| crate::rootless::RootlessError::Limits { why })?;
+                let needed = crate::cgroup::v2::needed(limits);
+                Some(crate::cgroup::delegation::prepare(
+                    &delegated, &needed, trace,
+                )?)
+            }
             Some(_) => Some(crate::cgroup::detect()?),
             None => None,
         };

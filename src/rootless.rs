@@ -16,7 +16,9 @@
 //!    and `newgidmap` (Debian's `uidmap`), which check the ranges the
 //!    administrator gave the user ([`write_maps`]).
 //! 3. What needs root on the host is refused in one line: cgroup limits
-//!    without a delegated cgroup, a bridge and its netfilter rules (a
+//!    without a delegated cgroup (with one, see `crate::cgroup::delegation`,
+//!    the container's group is made there), a bridge and its netfilter
+//!    rules (a
 //!    user-mode network, `--network pasta`, needs none: see
 //!    `crate::net::usermode`). The
 //!    root's overlay (the default rootfs's, or an image's layers, unpacked
@@ -36,11 +38,26 @@ use crate::spec::Spec;
 /// Something a rootless start cannot do, with what to do instead.
 #[derive(Debug, thiserror::Error)]
 pub enum RootlessError {
-    /// A cgroup (steps 7 on make one for every container) needs root.
+    /// Limits need a cgroup: root's, or a subtree delegated to the user
+    /// (see `crate::cgroup::delegation`), and there is none.
     #[error(
-        "a cgroup for the container's limits needs root, or a subtree the system delegates to you (cgroup v2: systemd-run --user --scope -p Delegate=yes), which caixa does not use yet: leave the limits out, or run as root"
+        "limits without root need a cgroup v2 subtree the system delegates to you, and {why}: start caixa in one (systemd-run --user --scope -p Delegate=yes -- COMMAND), leave the limits out, or run as root"
     )]
-    Limits,
+    Limits {
+        /// Why there is no delegated group here.
+        why: String,
+    },
+    /// The rootless engine makes no cgroup: its `exec`, `top` and `stats`
+    /// know a rootless container by its shim, not by a delegated group.
+    #[error(
+        "the rootless daemon gives no limits yet (steps 7-10 do, in a cgroup v2 subtree delegated to you): leave the limits out, or run the daemon as root"
+    )]
+    EngineLimits,
+    /// Device rules are a BPF program, which only root may load.
+    #[error(
+        "device rules for a cgroup load a BPF program, which needs root (in a user namespace no device node can be made anyway): leave them out, or run as root"
+    )]
+    DeviceRules,
     /// A bridge, veths and netfilter rules change the host's network.
     #[error(
         "a bridge and its netfilter rules change the host's network, which needs root: use --network none, or --network pasta (user-mode networking, no root needed), or run as root"
@@ -105,7 +122,10 @@ pub fn adapt(spec: &Spec) -> Result<Spec, RootlessError> {
     let mut spec = spec.clone();
     // Steps 7 on give every container a cgroup, limits or none, to tell an
     // OOM kill apart; without limits there is nothing a rootless one needs.
-    spec.limits = None;
+    // With limits, the group is made in the delegated subtree (`parent`).
+    if spec.limits.as_ref().is_some_and(|l| l.is_empty()) {
+        spec.limits = None;
+    }
     if !spec.has(Namespace::User) {
         spec.namespaces.insert(0, Namespace::User);
     }
@@ -123,8 +143,23 @@ pub fn adapt(spec: &Spec) -> Result<Spec, RootlessError> {
 /// What of `spec` needs root on the host, as the first error [`adapt`]
 /// would give; the step binaries ask before they build a default rootfs.
 pub fn refusal(spec: &Spec) -> Result<(), RootlessError> {
-    if spec.limits.as_ref().is_some_and(|l| !l.is_empty()) {
-        return Err(RootlessError::Limits);
+    refusal_with(spec, || {
+        let hierarchy = crate::cgroup::detect().map_err(|e| e.to_string())?;
+        crate::cgroup::delegation::find(&hierarchy)
+    })
+}
+
+/// [`refusal`], with `delegated` asked for the delegated cgroup only when
+/// the spec has limits.
+fn refusal_with(
+    spec: &Spec,
+    delegated: impl FnOnce() -> Result<PathBuf, String>,
+) -> Result<(), RootlessError> {
+    if let Some(limits) = spec.limits.as_ref().filter(|l| !l.is_empty()) {
+        if limits.devices.is_some() {
+            return Err(RootlessError::DeviceRules);
+        }
+        delegated().map_err(|why| RootlessError::Limits { why })?;
     }
     if spec.network.is_some() || !spec.joined_networks.is_empty() {
         return Err(RootlessError::Network);
@@ -362,7 +397,17 @@ mod tests {
             memory: Some(32 << 20),
             ..Default::default()
         });
-        assert!(matches!(adapt(&spec), Err(RootlessError::Limits)));
+        let none = || Err("nothing was delegated".to_string());
+        assert!(matches!(
+            refusal_with(&spec, none),
+            Err(RootlessError::Limits { .. })
+        ));
+        assert!(refusal_with(&spec, || Ok(PathBuf::from("/sys/fs/cgroup/u"))).is_ok());
+        spec.limits.as_mut().unwrap().devices = Some(Vec::new());
+        assert!(matches!(
+            refusal_with(&spec, none),
+            Err(RootlessError::DeviceRules)
+        ));
     }
 
     #[test]

@@ -558,11 +558,143 @@ fn rootless_limits_are_refused_in_one_line() {
         &out,
         7,
         125,
-        "needs root, or a subtree the system delegates",
+        "limits without root need a cgroup v2 subtree the system delegates to you",
     );
     let records = user.left_in("run/caixa/running");
     assert!(
         records.is_empty(),
         "step 7 run rootless: a refused start left records: {records:?}"
+    );
+}
+
+/// A cgroup v2 group delegated to the rootless user by hand, as an
+/// administrator (or systemd, for `Delegate=yes`) does: the directory and
+/// its `cgroup.procs`, `cgroup.subtree_control` and `cgroup.threads`
+/// chowned to the user. Removed on drop with everything below it (any
+/// process left inside is killed first).
+struct Delegated(PathBuf);
+
+impl Delegated {
+    fn new(root: &Path) -> Delegated {
+        let dir = root.join(format!("caixa-test-delegated-{}", std::process::id()));
+        std::fs::create_dir(&dir).expect("a cgroup for the rootless user");
+        let group = Delegated(dir);
+        let uid = Some(support::Rootless::UID);
+        for name in [
+            "",
+            "cgroup.procs",
+            "cgroup.subtree_control",
+            "cgroup.threads",
+        ] {
+            std::os::unix::fs::chown(group.0.join(name), uid, uid).expect("chown a cgroup file");
+        }
+        group
+    }
+
+    /// Step 7 as the rootless user, started inside this group: root moves
+    /// the shell in, then drops to the user (as a login into a delegated
+    /// scope would have it). Once caixa has moved the group's processes
+    /// into its `caixa-init` leaf (the group itself may then hold none),
+    /// the shell starts there, where the user's processes now are.
+    fn step7(&self, user: &support::Rootless, args: &[&str]) -> std::process::Output {
+        let program = user.step(7).get_program().to_owned();
+        let leaf = self.0.join("caixa-init");
+        let start_in = if leaf.exists() { &leaf } else { &self.0 };
+        let script = format!(
+            "echo $$ > {procs} || exit 126; exec setpriv --reuid={uid} --regid={uid} --clear-groups \
+             env -i PATH=/usr/local/bin:/usr/bin:/bin HOME={home} XDG_RUNTIME_DIR={run} \"$0\" \"$@\"",
+            procs = start_in.join("cgroup.procs").display(),
+            uid = support::Rootless::UID,
+            home = user.dir.path().join("home").display(),
+            run = user.dir.path().join("run").display(),
+        );
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", &script]).arg(program).args(args);
+        support::output_of(cmd)
+    }
+
+    /// The groups below it, by name.
+    fn below(&self, relative: &str) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.0.join(relative))
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.path().is_dir())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+}
+
+impl Drop for Delegated {
+    fn drop(&mut self) {
+        if let Err(e) = caixa::cgroup::remove_tree(&self.0) {
+            eprintln!("warning: the test's delegated cgroup: {e}");
+        }
+    }
+}
+
+/// Rootless, with a cgroup v2 group delegated to the user: the limits
+/// apply (100 MB kept by a shell under `--memory 32m` is OOM-killed, and
+/// said so) in a group caixa made below the delegated one, after moving
+/// the user's own processes into a leaf (the no-internal-processes rule).
+/// On a v1 or hybrid host nothing can be delegated, and one line says so.
+#[test]
+fn rootless_limits_apply_in_a_delegated_cgroup() {
+    let _one = serial();
+    let user = support::Rootless::new();
+    let Hierarchy::V2(root) = detect().expect("a cgroup hierarchy") else {
+        let out = user.run(7, &["--memory", "32m", "true"]);
+        assert_one_line_error(
+            &out,
+            7,
+            125,
+            "cgroup v1 (or hybrid), which cannot be delegated",
+        );
+        return;
+    };
+    let delegated = Delegated::new(&root);
+    let hog = "x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo kept ${#x} bytes";
+    let out = delegated.step7(
+        &user,
+        &["--memory", "32m", "--pids-limit", "20", "sh", "-c", hog],
+    );
+    let err = text(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(137),
+        "step 7 rootless: expected exit code 137 (OOM-killed) for 100 MB kept under --memory \
+         32m in a delegated cgroup, it ended with {}; most likely cause: the container's group \
+         was not made below the delegated one (cgroup::delegation::prepare and \
+         parent's block 4a), or the limit did not apply ({})\nstdout: {}\nstderr: {err}",
+        out.status,
+        support::likely_cause(&err),
+        text(&out.stdout)
+    );
+    assert!(
+        err.contains("OOM"),
+        "step 7 rootless: expected the step to say the OOM killer ended the container, it \
+         said:\n{err}"
+    );
+    assert_eq!(
+        delegated.below(""),
+        ["caixa", "caixa-init"],
+        "step 7 rootless: expected the delegated group to hold caixa's parent and the leaf its \
+         own processes were moved to; most likely cause: cgroup::delegation::prepare"
+    );
+    assert!(
+        delegated.below("caixa").is_empty(),
+        "step 7 rootless: expected the container's group removed after it ended, saw {:?}",
+        delegated.below("caixa")
+    );
+    // A second start, from the leaf, finds the delegated group (the leaf's
+    // parent) ready, and runs within its limits.
+    let out = delegated.step7(&user, &["--memory", "32m", "sh", "-c", "echo within"]);
+    assert_eq!(
+        stdout_of(&out).trim(),
+        "within",
+        "step 7 rootless: a second start in the prepared delegated group"
     );
 }

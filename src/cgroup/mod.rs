@@ -24,6 +24,7 @@
 //! caixa creates its groups only under a parent of its own (`caixa/<id>`) and
 //! never writes to a group it did not create.
 
+pub mod delegation;
 pub mod devices;
 mod fs;
 mod hierarchy;

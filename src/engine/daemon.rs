@@ -742,7 +742,11 @@ fn create(
     // A rootless daemon: what needs root on the host is refused here, in
     // its one line, rather than by the shim when the container starts.
     if crate::rootless::active() {
-        crate::rootless::refusal(&spec).map_err(|e| EngineError::BadRequest(e.to_string()))?;
+        let refused = match &spec.limits {
+            Some(limits) if !limits.is_empty() => Err(crate::rootless::RootlessError::EngineLimits),
+            _ => crate::rootless::refusal(&spec),
+        };
+        refused.map_err(|e| EngineError::BadRequest(e.to_string()))?;
     }
     let mut record = Record {
         name,
