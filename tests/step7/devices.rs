@@ -30,10 +30,16 @@ struct TestParent {
 }
 
 impl Drop for TestParent {
+    /// Through caixa's own `remove_tree`: a plain rmdir fails (EBUSY) while
+    /// a container that just died below still holds its group, and left
+    /// the test's parents behind on this machine.
     fn drop(&mut self) {
         if let Ok(h) = detect() {
             for root in h.roots() {
-                let _ = std::fs::remove_dir(root.join(&self.name));
+                let dir = root.join(&self.name);
+                if let Err(e) = caixa::cgroup::remove_tree(&dir) {
+                    eprintln!("warning: the test's parent group {}: {e}", dir.display());
+                }
             }
         }
     }
