@@ -585,6 +585,23 @@ fn mistakes_are_one_clear_line() {
         "--network none",
     );
     stdout_of(&engine.client(&["rm", "-f", "busy"]));
+    // `rm a b`: a failure is said on its line and the others still go, as
+    // with Docker's client; the exit status is the failure's.
+    create(&engine, "idle", &["true"]);
+    let out = engine.client(&["rm", "nosuch", "idle"]);
+    assert_eq!(
+        (out.status.code(), text(&out.stdout)),
+        (Some(125), "idle\n".to_string()),
+        "step 11: expected `rm nosuch idle` to remove idle, print its name and exit 125 for \
+         nosuch; stderr: {}\nmost likely cause: the client stops at the first failure \
+         (each() in step 11's main)",
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stderr).contains("No such container: nosuch"),
+        "step 11: expected `rm nosuch idle` to name nosuch, it said {}",
+        text(&out.stderr)
+    );
 }
 
 /// The Docker CLI: `CAIXA_DOCKER_CLI`, else the one `.ci/run` installs,
@@ -8065,6 +8082,12 @@ fn rootless_the_daemon_gives_its_containers_pasta_by_default() {
         port.contains("80/tcp") && port.contains("8080"),
         "step 11 port as uid {uid}: expected 80/tcp published on 8080, it printed {port:?}; \
          most likely cause: inspect reads the ports of a bridge only"
+    );
+    assert_one_line_error(
+        &user.run(11, &["network", "connect", "bridge", "rootless-pasta"]),
+        11,
+        125,
+        "is on pasta, a user-mode network",
     );
     let pastas = support::pastas_in(&netns);
     assert_eq!(

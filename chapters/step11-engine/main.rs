@@ -730,7 +730,7 @@ fn main() {
             force,
             volumes,
             containers,
-        } => containers.iter().try_for_each(|container| {
+        } => each(&containers, |container| {
             client()
                 .json(
                     "DELETE",
@@ -801,6 +801,24 @@ fn main() {
     if let Err(e) = result {
         cli::fail_setup("step11", &e);
     }
+}
+
+/// Runs `one` for every name of `rm a b c`, as Docker's client does: a
+/// failure is said on its line and the others still go; the exit status is
+/// then the last failure's (printed by `main`, as every error is).
+fn each(
+    names: &[String],
+    mut one: impl FnMut(&str) -> Result<(), EngineError>,
+) -> Result<(), EngineError> {
+    let mut last = None;
+    for name in names {
+        if let Err(e) = one(name) {
+            if let Some(earlier) = last.replace(e) {
+                eprintln!("step11: {earlier}");
+            }
+        }
+    }
+    last.map_or(Ok(()), Err)
 }
 
 fn absolute(path: &std::path::Path) -> PathBuf {
@@ -1327,16 +1345,15 @@ fn network(client: &Client, command: NetworkCommand) -> Result<(), EngineError> 
             let n = client.json("GET", &format!("/networks/{}", percent_encode(&name)), None)?;
             println!("{}", serde_json::to_string_pretty(&n).unwrap_or_default());
         }
-        NetworkCommand::Rm { names } => {
-            for name in names {
-                client.json(
-                    "DELETE",
-                    &format!("/networks/{}", percent_encode(&name)),
-                    None,
-                )?;
-                println!("{name}");
-            }
-        }
+        NetworkCommand::Rm { names } => each(&names, |name| {
+            client.json(
+                "DELETE",
+                &format!("/networks/{}", percent_encode(name)),
+                None,
+            )?;
+            println!("{name}");
+            Ok(())
+        })?,
         NetworkCommand::Prune => {
             let gone = client.json("POST", "/networks/prune", None)?;
             for name in gone["NetworksDeleted"].as_array().into_iter().flatten() {
@@ -1394,16 +1411,15 @@ fn volume(client: &Client, command: VolumeCommand) -> Result<(), EngineError> {
             let v = client.json("GET", &format!("/volumes/{}", percent_encode(&name)), None)?;
             println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         }
-        VolumeCommand::Rm { names } => {
-            for name in names {
-                client.json(
-                    "DELETE",
-                    &format!("/volumes/{}", percent_encode(&name)),
-                    None,
-                )?;
-                println!("{name}");
-            }
-        }
+        VolumeCommand::Rm { names } => each(&names, |name| {
+            client.json(
+                "DELETE",
+                &format!("/volumes/{}", percent_encode(name)),
+                None,
+            )?;
+            println!("{name}");
+            Ok(())
+        })?,
         VolumeCommand::Prune => {
             let gone = client.json("POST", "/volumes/prune", None)?;
             for name in gone["VolumesDeleted"].as_array().into_iter().flatten() {

@@ -102,8 +102,16 @@ pub fn connect(root: &std::path::Path, key: &str, body: &Value) -> Result<(), En
     let mut t = Target::find(root, key, body)?;
     let (network, record) = (&t.network, &t.record);
     let Some(first) = &t.spec.network else {
+        // pasta's namespace has one tap whose address is the host's: no
+        // bridge could be wired beside it, and a rootless daemon makes
+        // no bridge anyway (podman refuses `network connect` there too).
+        let on = if t.spec.user_network.is_some() {
+            "pasta, a user-mode network: a bridge network cannot be added beside it"
+        } else {
+            "network none: it has no network to join others beside"
+        };
         return Err(EngineError::BadRequest(format!(
-            "container {} is on network none: it has no network to join others beside; make it on a network",
+            "container {} is on {on}; make it on a network",
             record.name
         )));
     };
