@@ -127,6 +127,19 @@ pub const OUTPUTS: &[(&str, &str, &[&str])] = &[
     ("step12-features", "step12", &["features"]),
 ];
 
+/// (file name, step binary, arguments) of the outputs run as an ordinary
+/// user: rootless starts (book: step 6), by uid [`ROOTLESS_UID`] when this
+/// runs as root, else by whoever runs it.
+pub const ROOTLESS_OUTPUTS: &[(&str, &str, &[&str])] = &[(
+    "step6-rootless",
+    "step6",
+    &["-v", "sh", "-c", "id; cat /proc/self/uid_map"],
+)];
+
+/// The ordinary user of [`ROOTLESS_OUTPUTS`] when this runs as root: a uid
+/// no account uses (the graded tests' rootless user too).
+const ROOTLESS_UID: u32 = 54_321;
+
 /// Regenerates every output (or, with `check`, compares them).
 pub fn run(root: &Path, check: bool) -> Result<()> {
     let dir = root.join("book/src/outputs");
@@ -179,6 +192,17 @@ pub fn run(root: &Path, check: bool) -> Result<()> {
         capture(&root.join("target/debug").join(step), &args, &fresh)?;
         compare_or_copy(&fresh, &dir.join(format!("{name}.txt")), check, &mut stale)?;
     }
+    // Rootless: the same binaries, started by an ordinary user.
+    let user = Rootless::new(root, &scratch.join("rootless"))?;
+    for (_, step, _) in ROOTLESS_OUTPUTS {
+        // The user's own default rootfs first, as above.
+        user.capture(step, &["true"], &scratch.join("warm-up"))?;
+    }
+    for (name, step, args) in ROOTLESS_OUTPUTS {
+        let fresh = scratch.join(format!("{name}.txt"));
+        user.capture(step, args, &fresh)?;
+        compare_or_copy(&fresh, &dir.join(format!("{name}.txt")), check, &mut stale)?;
+    }
     // Steps 10 and 11: sessions of many commands, each part a file.
     // (Outside /tmp: the sessions mount a fresh /tmp of their own.)
     let sessions = root.join("target/outputs-sessions");
@@ -199,6 +223,7 @@ pub fn run(root: &Path, check: bool) -> Result<()> {
     if check {
         let mut written: Vec<String> = OUTPUTS
             .iter()
+            .chain(ROOTLESS_OUTPUTS)
             .map(|(name, ..)| format!("{name}.txt"))
             .collect();
         for parts in [
@@ -236,7 +261,7 @@ pub fn run(root: &Path, check: bool) -> Result<()> {
     }
     println!(
         "outputs: {} files, {} transcripts and {} spine pictures {}",
-        OUTPUTS.len(),
+        OUTPUTS.len() + ROOTLESS_OUTPUTS.len(),
         crate::transcripts::STEP9.len()
             + crate::transcripts::STEP10.len()
             + crate::transcripts::STEP11.len(),
@@ -302,6 +327,76 @@ fn capture(binary: &Path, args: &[&str], out: &Path) -> Result<()> {
         bail!("{} {} failed: {status}", binary.display(), args.join(" "));
     }
     Ok(())
+}
+
+/// An ordinary user for [`ROOTLESS_OUTPUTS`]: as root, uid [`ROOTLESS_UID`]
+/// with a home and a runtime directory in `dir` and copies of the step
+/// binaries it may run (the checkout may be private to root); else the
+/// user running this, as they are.
+struct Rootless {
+    /// `target/debug` of the checkout.
+    binaries: std::path::PathBuf,
+    /// The user's directory (`home`, `run`, `bin`), when we are root.
+    dir: Option<std::path::PathBuf>,
+}
+
+impl Rootless {
+    fn new(root: &Path, dir: &Path) -> Result<Rootless> {
+        let binaries = root.join("target/debug");
+        if !is_root() {
+            return Ok(Rootless {
+                binaries,
+                dir: None,
+            });
+        }
+        for sub in ["", "home", "run", "bin"] {
+            let path = dir.join(sub);
+            std::fs::create_dir_all(&path)?;
+            std::os::unix::fs::chown(&path, Some(ROOTLESS_UID), Some(ROOTLESS_UID))?;
+        }
+        Ok(Rootless {
+            binaries,
+            dir: Some(dir.to_path_buf()),
+        })
+    }
+
+    /// Runs `step` with `args` as the user, its stdout and stderr into `out`.
+    fn capture(&self, step: &str, args: &[&str], out: &Path) -> Result<()> {
+        let binary = self.binaries.join(step);
+        let mut cmd = match &self.dir {
+            None => Command::new(&binary),
+            Some(dir) => {
+                let copy = dir.join("bin").join(step);
+                if !copy.exists() {
+                    std::fs::copy(&binary, &copy)?;
+                }
+                let mut c = Command::new("setpriv");
+                c.arg(format!("--reuid={ROOTLESS_UID}"))
+                    .arg(format!("--regid={ROOTLESS_UID}"))
+                    .args(["--clear-groups", "env", "-i"])
+                    .arg("PATH=/usr/local/bin:/usr/bin:/bin")
+                    .arg(format!("HOME={}", dir.join("home").display()))
+                    .arg(format!("XDG_RUNTIME_DIR={}", dir.join("run").display()))
+                    .arg(copy);
+                c
+            }
+        };
+        let file = File::create(out)?;
+        let status = cmd
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .status()
+            .with_context(|| format!("cannot run {step} as an ordinary user (setpriv)"))?;
+        if !status.success() {
+            bail!(
+                "{step} {} as an ordinary user failed: {status}",
+                args.join(" ")
+            );
+        }
+        Ok(())
+    }
 }
 
 /// An OCI layout of the default busybox rootfs, made with umoci.
