@@ -221,8 +221,14 @@ pub fn steps_decided_by(name: &str, text: Option<&str>, all: &[u32]) -> Vec<u32>
             .parse()
             .ok()
     };
-    if let Some(n) =
-        numbered("tests/step", ".rs").or_else(|| numbered(&format!("{DIR}/step"), ".toml"))
+    // A step's test modules (`tests/step7/devices.rs`) are its tests too.
+    let module = || {
+        let rest = name.strip_prefix("tests/step")?;
+        rest.split_once('/')?.0.parse().ok()
+    };
+    if let Some(n) = numbered("tests/step", ".rs")
+        .or_else(|| numbered(&format!("{DIR}/step"), ".toml"))
+        .or_else(module)
     {
         return all.iter().copied().filter(|&s| s == n).collect();
     }

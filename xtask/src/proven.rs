@@ -286,6 +286,7 @@ mod tests {
         let all = [1, 4, 8, 11];
         assert_eq!(steps_decided_by("tests/support/mod.rs", None, &all), all);
         assert_eq!(steps_decided_by("tests/step8.rs", None, &all), [8]);
+        assert_eq!(steps_decided_by("tests/step8/devices.rs", None, &all), [8]);
         assert_eq!(
             steps_decided_by("tests/step5.rs", None, &all),
             [] as [u32; 0]
