@@ -399,9 +399,14 @@ fn caixa_groups() -> Vec<String> {
             .1
             .join("caixa"),
     };
-    let mut names: Vec<String> = std::fs::read_dir(&parent)
+    subdirs(&parent)
+}
+
+/// The directories in `dir` (groups, in a cgroup), by name, sorted.
+fn subdirs(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
         .map(|d| {
-            d.filter_map(|e| e.ok())
+            d.flatten()
                 .filter(|e| e.path().is_dir())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
                 .collect()
@@ -615,16 +620,7 @@ impl Delegated {
 
     /// The groups below it, by name.
     fn below(&self, relative: &str) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(self.0.join(relative))
-            .map(|d| {
-                d.flatten()
-                    .filter(|e| e.path().is_dir())
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        names.sort();
-        names
+        subdirs(&self.0.join(relative))
     }
 }
 

@@ -292,7 +292,6 @@ fn compare_or_copy(fresh: &Path, path: &Path, check: bool, stale: &mut Vec<Strin
 /// Runs the step binary (through sudo when we are not root) with stdout and
 /// stderr into one file, interleaved as a terminal would show them.
 fn capture(binary: &Path, args: &[&str], out: &Path) -> Result<()> {
-    let file = File::create(out)?;
     let mut cmd = if is_root() {
         Command::new(binary)
     } else {
@@ -315,18 +314,24 @@ fn capture(binary: &Path, args: &[&str], out: &Path) -> Result<()> {
         cmd.arg("--net").arg("--").arg(binary);
         cmd.env("CAIXA_STATE_DIR", state);
     }
-    let status = cmd
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(file.try_clone()?)
-        .stderr(file)
-        .status()
+    let status = run_into(cmd.args(args), out)
         .with_context(|| format!("cannot run {}", binary.display()))?;
     // The OOM example ends with 137 on purpose.
     if !status.success() && status.code() != Some(137) {
         bail!("{} {} failed: {status}", binary.display(), args.join(" "));
     }
     Ok(())
+}
+
+/// Runs `cmd` with no input, its stdout and stderr into the file `out`,
+/// interleaved as a terminal would show them.
+fn run_into(cmd: &mut Command, out: &Path) -> Result<std::process::ExitStatus> {
+    let file = File::create(out)?;
+    Ok(cmd
+        .stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .status()?)
 }
 
 /// An ordinary user for [`ROOTLESS_OUTPUTS`]: as root, uid [`ROOTLESS_UID`]
@@ -381,13 +386,7 @@ impl Rootless {
                 c
             }
         };
-        let file = File::create(out)?;
-        let status = cmd
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(file.try_clone()?)
-            .stderr(file)
-            .status()
+        let status = run_into(cmd.args(args), out)
             .with_context(|| format!("cannot run {step} as an ordinary user (setpriv)"))?;
         if !status.success() {
             bail!(
