@@ -13,9 +13,13 @@
 //!
 //! Two rules shape what caixa does with one:
 //!
-//! 1. **Only cgroup v2.** A v1 hierarchy has no safe delegation (a user
-//!    who owns a v1 group can, for instance, change the limits that bound
-//!    them), so on a v1 or hybrid host limits stay root's.
+//! 1. **Only cgroup v2.** A v1 hierarchy has no safe delegation: to move a
+//!    process it checks only write access to the target's `tasks` and the
+//!    process's owner, so a process could hop out of the delegated subtree
+//!    and leave its limits behind. v2 also wants write access to the
+//!    common ancestor's `cgroup.procs` (the kernel's cgroup-v2
+//!    documentation, "Delegation Containment"). So on a v1 or hybrid host
+//!    limits stay root's.
 //! 2. **No internal processes.** A group that hands controllers down holds
 //!    no process itself. But the user's own processes sit in the delegated
 //!    group: the shell, and caixa. So [`prepare`] first moves them into a
