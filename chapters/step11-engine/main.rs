@@ -821,6 +821,17 @@ fn each(
     last.map_or(Ok(()), Err)
 }
 
+/// `network rm` and `volume rm`: `DELETE {collection}/{name}` for every
+/// name (see [`each`]), each name printed once it is gone.
+fn delete_each(client: &Client, collection: &str, names: &[String]) -> Result<(), EngineError> {
+    each(names, |name| {
+        let path = format!("{collection}/{}", percent_encode(name));
+        client.json("DELETE", &path, None)?;
+        println!("{name}");
+        Ok(())
+    })
+}
+
 fn absolute(path: &std::path::Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
@@ -1345,15 +1356,7 @@ fn network(client: &Client, command: NetworkCommand) -> Result<(), EngineError> 
             let n = client.json("GET", &format!("/networks/{}", percent_encode(&name)), None)?;
             println!("{}", serde_json::to_string_pretty(&n).unwrap_or_default());
         }
-        NetworkCommand::Rm { names } => each(&names, |name| {
-            client.json(
-                "DELETE",
-                &format!("/networks/{}", percent_encode(name)),
-                None,
-            )?;
-            println!("{name}");
-            Ok(())
-        })?,
+        NetworkCommand::Rm { names } => delete_each(client, "/networks", &names)?,
         NetworkCommand::Prune => {
             let gone = client.json("POST", "/networks/prune", None)?;
             for name in gone["NetworksDeleted"].as_array().into_iter().flatten() {
@@ -1411,15 +1414,7 @@ fn volume(client: &Client, command: VolumeCommand) -> Result<(), EngineError> {
             let v = client.json("GET", &format!("/volumes/{}", percent_encode(&name)), None)?;
             println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         }
-        VolumeCommand::Rm { names } => each(&names, |name| {
-            client.json(
-                "DELETE",
-                &format!("/volumes/{}", percent_encode(name)),
-                None,
-            )?;
-            println!("{name}");
-            Ok(())
-        })?,
+        VolumeCommand::Rm { names } => delete_each(client, "/volumes", &names)?,
         VolumeCommand::Prune => {
             let gone = client.json("POST", "/volumes/prune", None)?;
             for name in gone["VolumesDeleted"].as_array().into_iter().flatten() {

@@ -97,24 +97,18 @@ fn find_in(root: &Path, proc_self_cgroup: &str) -> Result<PathBuf, String> {
 /// Makes the delegated group found by [`find`] ready to hold containers'
 /// groups with the `needed` controllers (see `v2::needed`) and returns it
 /// as the root to make them in: its own processes moved into the
-/// `caixa-init` leaf, then the controllers enabled in its
-/// `cgroup.subtree_control`. Done once; a later start finds it ready.
+/// `caixa-init` leaf, then the controllers handed down as root hands them
+/// down below `caixa/` (`v2::hand_down`). Done once; a later start finds
+/// it ready.
 pub fn prepare(delegated: &Path, needed: &[&str], trace: &Trace) -> Result<Hierarchy, CgroupError> {
-    let read = |file: &str| std::fs::read_to_string(delegated.join(file)).unwrap_or_default();
-    let has = |text: &str, c: &str| text.split_whitespace().any(|w| w == c);
-    let enabled = read("cgroup.subtree_control");
-    if needed.iter().all(|c| has(&enabled, c)) {
-        return Ok(Hierarchy::V2(delegated.to_path_buf()));
-    }
-    let offered = read("cgroup.controllers");
-    if let Some(missing) = needed.iter().find(|c| !has(&offered, c)) {
-        return Err(CgroupError::Unsupported {
-            what: format!(
-                "the {missing} controller in your delegated cgroup {}",
-                delegated.display()
-            ),
-            fix: "whoever delegated it must hand it down (systemd: Delegate=yes, or Delegate=memory pids cpu io; by hand: echo +CONTROLLER into the parent's cgroup.subtree_control), or leave that limit out".into(),
-        });
+    let ready = Hierarchy::V2(delegated.to_path_buf());
+    let control = delegated.join("cgroup.subtree_control");
+    let enabled = std::fs::read_to_string(&control).unwrap_or_default();
+    if needed
+        .iter()
+        .all(|c| enabled.split_whitespace().any(|w| w == *c))
+    {
+        return Ok(ready);
     }
     // No internal processes: ours leave the delegated group for a leaf.
     let leaf = delegated.join(INIT_LEAF);
@@ -123,10 +117,19 @@ pub fn prepare(delegated: &Path, needed: &[&str], trace: &Trace) -> Result<Hiera
     let pids = std::fs::read_to_string(&procs).map_err(io("read", &procs))?;
     let to = leaf.join("cgroup.procs");
     for pid in pids.split_whitespace() {
-        match std::fs::write(&to, pid) {
+        let Err(e) = std::fs::write(&to, pid) else {
+            continue;
+        };
+        match e.raw_os_error() {
             // A process that ended meanwhile has nothing left to move.
-            Err(e) if e.raw_os_error() != Some(libc::ESRCH) => return Err(io("write", &to)(e)),
-            _ => {}
+            Some(libc::ESRCH) => {}
+            Some(libc::EACCES | libc::EPERM) => {
+                return Err(CgroupError::Invalid(format!(
+                    "your delegated cgroup {} holds process {pid}, which is not yours to move, and a group that hands controllers down may hold none: start caixa in a group of its own (systemd-run --user --scope -p Delegate=yes -- COMMAND)",
+                    delegated.display()
+                )));
+            }
+            _ => return Err(io("write", &to)(e)),
         }
     }
     trace.step(
@@ -136,14 +139,9 @@ pub fn prepare(delegated: &Path, needed: &[&str], trace: &Trace) -> Result<Hiera
             to.display()
         ),
     );
-    let enable: Vec<String> = needed.iter().map(|c| format!("+{c}")).collect();
-    let control = delegated.join("cgroup.subtree_control");
-    std::fs::write(&control, enable.join(" ")).map_err(io("write", &control))?;
-    trace.step(
-        Side::Parent,
-        format_args!("cgroup: {} = {}", control.display(), enable.join(" ")),
-    );
-    Ok(Hierarchy::V2(delegated.to_path_buf()))
+    let above = delegated.parent().unwrap_or(delegated);
+    super::v2::hand_down(delegated, above, needed, trace)?;
+    Ok(ready)
 }
 // ANCHOR_END: prepare_delegated
 

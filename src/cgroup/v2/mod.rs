@@ -105,7 +105,7 @@ pub fn create(
 /// which must offer them. The parents hold no process (caixa puts
 /// processes only in leaves), as the no-internal-processes rule wants;
 /// a parent made by someone else that does hold some refuses (EBUSY).
-fn hand_down(
+pub(super) fn hand_down(
     parent: &Path,
     above: &Path,
     needed: &[&str],
