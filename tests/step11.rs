@@ -1585,6 +1585,14 @@ fn the_daemon_survives_bad_clients() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_one_line_error(&out, 11, 125, "its limit");
+    // Past the cap a client is told at once, before its head is whole.
+    let answer = exchange(&socket, b"GET /_ping HTTP/1.1\r\nHost: caixa\r\n");
+    assert!(
+        answer.starts_with("HTTP/1.1 503") && answer.contains("its limit"),
+        "step 11: expected a connection over --max-connections to be answered 503 at once, \
+         before its request head is whole, it got {answer:?}; most likely cause: the extra \
+         connection is read as HTTP first, so that it hears nothing until the header timeout"
+    );
     // The holders go; the daemon serves again.
     drop(holders);
     let start = Instant::now();
@@ -4060,8 +4068,8 @@ fn the_registry_caps_its_connections_and_lets_idle_ones_go() {
     // The ping's connection gives its place back a moment after its
     // answer: one of these four may have come first and been turned away
     // (503, closed). Replace any such, so that eight are held for sure;
-    // a 503 still on its way (a slow machine) shows up as a ping that is
-    // served, so look again then, within 30 s.
+    // a 503 still on its way (the registry had not accepted that client
+    // yet) shows up as a ping that is served, so look again then.
     let start = Instant::now();
     let answer = loop {
         while let Some(k) = held.iter().position(turned_away) {
@@ -4085,6 +4093,19 @@ fn the_registry_caps_its_connections_and_lets_idle_ones_go() {
         "step 11: expected the registry past its cap to answer 503 at once (saying its \
          limit), it answered {answer:?}; most likely cause: the registry does not count its \
          connections, or closes the extra one unanswered"
+    );
+    // Past the cap a client is told at once, before its request is whole.
+    let mut late = idle(port, 1).remove(0);
+    late.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut late, &mut got);
+    let answer = String::from_utf8_lossy(&got);
+    assert!(
+        answer.starts_with("HTTP/1.1 503") && answer.contains("its limit"),
+        "step 11: expected a registry client past the cap to be answered 503 at once, before \
+         its request is whole, it got {answer:?} within 20 s; most likely cause: the extra \
+         connection is read as HTTP first, so that it hears nothing until the header timeout"
     );
     drop(held);
     serves_again(port);

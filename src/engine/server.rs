@@ -25,6 +25,7 @@ use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::runtime::Handle;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
@@ -214,32 +215,25 @@ pub fn serve(
                     continue;
                 }
             };
-            let io = TokioIo::new(stream);
+            let Ok(place) = places.clone().try_acquire_owned() else {
+                tokio::spawn(turn_away(stream, busy(limits.max_connections)));
+                continue;
+            };
             let mut http = http1::Builder::new();
             http.timer(TokioTimer::new())
                 .header_read_timeout(limits.header_timeout)
                 .keep_alive(true);
-            match places.clone().try_acquire_owned() {
-                Ok(place) => {
-                    let handler = handler.clone();
-                    let place = Arc::new(place);
-                    tokio::spawn(async move {
-                        let service = service_fn(move |request| {
-                            answer(request, handler.clone(), limits, place.clone())
-                        });
-                        let _ = http.serve_connection(io, service).with_upgrades().await;
-                    });
-                }
-                Err(_) => {
-                    http.keep_alive(false);
-                    tokio::spawn(async move {
-                        let service = service_fn(move |_| async move {
-                            Ok::<_, Infallible>(busy(limits.max_connections))
-                        });
-                        let _ = http.serve_connection(io, service).await;
-                    });
-                }
-            }
+            let handler = handler.clone();
+            let place = Arc::new(place);
+            tokio::spawn(async move {
+                let service = service_fn(move |request| {
+                    answer(request, handler.clone(), limits, place.clone())
+                });
+                let _ = http
+                    .serve_connection(TokioIo::new(stream), service)
+                    .with_upgrades()
+                    .await;
+            });
         }
     })
 }
@@ -305,13 +299,66 @@ pub(crate) fn message(status: u16, text: &str) -> hyper::Response<Outgoing> {
     response(status, "application/json", Outgoing::whole(body))
 }
 
-fn busy(cap: usize) -> hyper::Response<Outgoing> {
-    message(
-        503,
-        &format!(
-            "the daemon is serving {cap} connections, its limit: try again when one has ended"
-        ),
+/// The daemon's `503` past the cap, whole, for [`turn_away`].
+fn busy(cap: usize) -> Vec<u8> {
+    let text =
+        format!("the daemon is serving {cap} connections, its limit: try again when one has ended");
+    let body = serde_json::json!({ "message": text }).to_string();
+    whole_response(
+        "503 Service Unavailable",
+        &[
+            ("Server", "caixa"),
+            ("Api-Version", "1.41"),
+            ("Content-Type", "application/json"),
+        ],
+        &body,
     )
+}
+
+/// How long a turned-away connection is still read after its answer.
+const LINGER: Duration = Duration::from_secs(2);
+
+// ANCHOR: turn_away
+/// Answers a connection past the cap with `busy` (a whole response) at
+/// once, before reading its request, and closes it.
+///
+/// Why not let hyper answer it: hyper calls a service only once a request
+/// head has arrived, so a client past the cap that sends half a head would
+/// hear nothing for the whole header timeout, holding a socket meanwhile.
+/// HTTP lets a server answer before the request is done (and close after).
+///
+/// The close is a "lingering" one: the write side is shut, then what the
+/// client still sends is read and dropped for a moment. Closing a socket
+/// with bytes unread makes the kernel send a reset, and a reset can reach
+/// the client before the answer does and erase it from its buffer.
+pub(crate) async fn turn_away<S>(mut stream: S, busy: Vec<u8>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    if stream.write_all(&busy).await.is_err() || stream.shutdown().await.is_err() {
+        return;
+    }
+    let mut sink = [0u8; 4096];
+    let drain = async { while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {} };
+    let _ = tokio::time::timeout(LINGER, drain).await;
+}
+// ANCHOR_END: turn_away
+
+/// A whole HTTP/1.1 response, written by hand for [`turn_away`]: `status`
+/// (`"503 Service Unavailable"`), `headers`, and `body`, its length said
+/// and the connection's close announced.
+pub(crate) fn whole_response(status: &str, headers: &[(&str, &str)], body: &str) -> Vec<u8> {
+    let mut head = format!("HTTP/1.1 {status}\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    ));
+    let mut whole = head.into_bytes();
+    whole.extend_from_slice(body.as_bytes());
+    whole
 }
 
 /// The Docker CLI prefixes every path with its API version: `/v1.41/…`.

@@ -34,7 +34,7 @@ use serde_json::json;
 use tokio::runtime::Handle;
 use tokio::sync::{Semaphore, mpsc};
 
-use crate::engine::server::Limits;
+use crate::engine::server::{Limits, turn_away, whole_response};
 
 /// How many pieces of a blob may wait between the thread reading its file
 /// and the connection: a client that stops reading stops the reader.
@@ -256,45 +256,44 @@ pub(super) fn serve(
                     continue;
                 }
             };
-            let io = TokioIo::new(stream);
+            let Ok(place) = places.clone().try_acquire_owned() else {
+                tokio::spawn(turn_away(stream, busy(limits.max_connections)));
+                continue;
+            };
             let mut http = http1::Builder::new();
             // The time to send a head, and to send the next one on a
             // kept-alive connection: a client that stalls is let go.
             http.timer(TokioTimer::new())
                 .header_read_timeout(limits.header_timeout)
                 .keep_alive(true);
-            match places.clone().try_acquire_owned() {
-                Ok(place) => {
-                    let handler = handler.clone();
-                    tokio::spawn(async move {
-                        let service =
-                            service_fn(move |request| answer(request, handler.clone(), limits));
-                        let _ = http.serve_connection(io, service).await;
-                        drop(place);
-                    });
-                }
-                Err(_) => {
-                    http.keep_alive(false);
-                    let cap = limits.max_connections;
-                    tokio::spawn(async move {
-                        let service = service_fn(move |_| async move {
-                            let busy = Reply::error(
-                                503,
-                                "TOOMANYREQUESTS",
-                                &format!(
-                                    "the registry is serving {cap} connections, its limit: try again when one has ended"
-                                ),
-                            );
-                            Ok::<_, Infallible>(response(busy, false))
-                        });
-                        let _ = http.serve_connection(io, service).await;
-                    });
-                }
-            }
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |request| answer(request, handler.clone(), limits));
+                let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                drop(place);
+            });
         }
     })
 }
 // ANCHOR_END: registry_http_serve
+
+/// The registry's `503` past the cap, whole, for [`turn_away`]: the spec's
+/// error JSON, with the code `TOOMANYREQUESTS`.
+fn busy(cap: usize) -> Vec<u8> {
+    let message = format!(
+        "the registry is serving {cap} connections, its limit: try again when one has ended"
+    );
+    let body =
+        json!({ "errors": [{ "code": "TOOMANYREQUESTS", "message": message, "detail": {} }] });
+    whole_response(
+        "503 Service Unavailable",
+        &[
+            ("Docker-Distribution-Api-Version", "registry/2.0"),
+            ("Content-Type", "application/json"),
+        ],
+        &body.to_string(),
+    )
+}
 
 /// One request: the handler runs on a blocking thread; its reply becomes
 /// hyper's response.
