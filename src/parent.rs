@@ -237,10 +237,13 @@ fn launch(spec: &Spec, launch: &Launch<'_>) -> Result<Running, Error> {
 
     // What the child needs to know of the host side: files to bind, its root.
     let prepared;
-    let spec = if host.network.is_some() || host.image_root.is_some() {
+    let spec = if host.network.is_some() || host.user_files.is_some() || host.image_root.is_some() {
         let mut s = spec.clone();
         if let Some(net) = &host.network {
             s.mounts.extend(net.mounts());
+        }
+        if let Some(dir) = &host.user_files {
+            s.mounts.extend(crate::net::files::mounts(dir));
         }
         if let Some(mounted) = &host.image_root {
             s.root = Some(mounted.merged.clone());
@@ -557,6 +560,8 @@ struct Host {
     /// The pasta process of a user-mode network, which outlives the
     /// container unless stopped.
     user_network: Option<crate::net::usermode::Pasta>,
+    /// The directory of a user-mode network's `/etc` files.
+    user_files: Option<std::path::PathBuf>,
     /// The overlay that is the container's `/`: an image's, or one over
     /// the shared default rootfs.
     image_root: Option<crate::image::overlay::Mounted>,
@@ -582,6 +587,7 @@ impl Host {
             network: None,
             joined: Vec::new(),
             user_network: None,
+            user_files: None,
             image_root: None,
             torn_down: false,
         };
@@ -657,6 +663,14 @@ impl Host {
         for net in &spec.joined_networks {
             let joined = crate::net::Prepared::new(net, &spec.id, "", trace)?;
             host.joined.push(joined);
+        }
+        //     A user-mode network has its files too; pasta itself starts
+        //     once the child's namespaces exist (block 6).
+        if let Some(net) = &spec.user_network {
+            let hostname = spec.hostname.as_deref().unwrap_or(&spec.id);
+            let dir = crate::net::state_dir().join("containers").join(&spec.id);
+            host.user_files = Some(dir.clone());
+            net.write_files(&dir, hostname)?;
         }
         // ANCHOR_END: parent_network
 
@@ -739,6 +753,9 @@ impl Host {
         }
         if let Some(pasta) = self.user_network.take() {
             pasta.stop(trace);
+        }
+        if let Some(dir) = self.user_files.take() {
+            let _ = std::fs::remove_dir_all(dir);
         }
         // 3. The cgroup: rmdir(2) succeeds only once it has no process, which
         //    is true now that pid 1 (and so its namespace) is gone.

@@ -8098,6 +8098,17 @@ fn rootless_the_daemon_gives_its_containers_pasta_by_default() {
          command execs",
         text(&outside.stdout)
     );
+    let resolv = text(
+        &user
+            .run(11, &["exec", "rootless-pasta", "cat", "/etc/resolv.conf"])
+            .stdout,
+    );
+    assert!(
+        resolv.contains("nameserver 169.254.1.1") && resolv.contains("search caixa.test"),
+        "step 11 as uid {uid}: expected the container's /etc/resolv.conf to name pasta's DNS \
+         forwarder 169.254.1.1 and keep the host's search list, it read {resolv:?}; most \
+         likely cause: the shim's parent does not write a user-mode network's files"
+    );
     let port = text(&user.run(11, &["port", "rootless-pasta"]).stdout);
     assert!(
         port.contains("80/tcp") && port.contains("8080"),

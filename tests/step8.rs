@@ -691,6 +691,100 @@ fn pasta_step8(
     cmd
 }
 
+/// A DNS server on the test's resolver address, port 53, inside `netns`
+/// (the host side of a pasta container, whose resolv.conf the test made:
+/// see [`support::Rootless::in_netns`]). It answers an `A` query for a
+/// name that starts with `caixa-probe.` with [`PROBE_ADDRESS`], any other
+/// with no address, and keeps the names it was asked.
+struct Resolver {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Vec<String>>>,
+}
+
+const PROBE_ADDRESS: [u8; 4] = [10, 77, 0, 7];
+
+impl Resolver {
+    fn start(netns: &TestNetns) -> Resolver {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let netns_file =
+            std::fs::File::open(format!("/run/netns/{}", netns.name)).expect("the test's netns");
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            // Only this thread enters the test's namespace.
+            nix::sched::setns(netns_file, nix::sched::CloneFlags::CLONE_NEWNET)
+                .expect("setns into the test's netns");
+            let socket =
+                std::net::UdpSocket::bind((support::Rootless::RESOLVER, 53)).expect("bind :53");
+            socket
+                .set_read_timeout(Some(std::time::Duration::from_millis(100)))
+                .unwrap();
+            ready_tx.send(()).unwrap();
+            let mut asked = Vec::new();
+            let mut buf = [0u8; 512];
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok((n, from)) = socket.recv_from(&mut buf) else {
+                    continue;
+                };
+                if let Some((name, answer)) = dns_answer(&buf[..n]) {
+                    asked.push(name);
+                    let _ = socket.send_to(&answer, from);
+                }
+            }
+            asked
+        });
+        ready_rx.recv().expect("the resolver's thread started");
+        Resolver {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops the server; the names it was asked.
+    fn asked(mut self) -> Vec<String> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap_or_default()
+    }
+}
+
+impl Drop for Resolver {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The name a DNS query asks and the answer to it (RFC 1035 §4.1): the
+/// query's id and question, and for a probe's `A` one address record.
+fn dns_answer(query: &[u8]) -> Option<(String, Vec<u8>)> {
+    let mut at = 12;
+    let mut labels = Vec::new();
+    loop {
+        let len = usize::from(*query.get(at)?);
+        at += 1;
+        if len == 0 {
+            break;
+        }
+        labels.push(String::from_utf8_lossy(query.get(at..at + len)?).into_owned());
+        at += len;
+    }
+    let question_end = at + 4;
+    let qtype = u16::from_be_bytes([*query.get(at)?, *query.get(at + 1)?]);
+    let name = labels.join(".");
+    let found = qtype == 1 && name.starts_with("caixa-probe.");
+    let mut answer = query.get(..2)?.to_vec(); // the id
+    answer.extend([0x81, 0x80, 0, 1, 0, u8::from(found), 0, 0, 0, 0]);
+    answer.extend_from_slice(query.get(12..question_end)?);
+    if found {
+        // The name by a pointer to the question's, class IN, 60 s, 4 bytes.
+        answer.extend([0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+        answer.extend(PROBE_ADDRESS);
+    }
+    Some((name, answer))
+}
+
 /// Rootless (#22): `--network pasta` gives an ordinary user's container a
 /// way out and a published port, with no bridge, veth or rule of caixa's,
 /// and pasta goes with the container.
@@ -707,11 +801,13 @@ fn rootless_pasta_gives_a_way_out_and_a_published_port() {
             .spawn()
             .expect("busybox nc in the test's second namespace"),
     );
+    let resolver = Resolver::start(&netns);
     let links_before = netns.links();
     let container = Running::spawn(
         pasta_step8(&user, &netns, 0o666, &["-p", "8080:80"]),
         &[],
-        "{ ip -o -4 addr show; ip route; nc -w 3 10.201.0.2 7000; } >/tmp/seen 2>&1; \
+        "{ ip -o -4 addr show; ip route; nc -w 3 10.201.0.2 7000; cat /etc/resolv.conf; \
+         nslookup caixa-probe.test; } >/tmp/seen 2>&1; \
          mkdir -p /tmp/www && echo hello-pasta > /tmp/www/index.html && httpd -p 80 -h /tmp/www && \
          echo ready; read x; cat /tmp/seen",
     );
@@ -725,6 +821,23 @@ fn rootless_pasta_gives_a_way_out_and_a_published_port() {
     let rules = netns.rules();
     let stderr = container.stderr_text();
     let seen = container.finish_well();
+    let asked = resolver.asked();
+    assert!(
+        seen.contains("nameserver 169.254.1.1") && seen.contains("search caixa.test"),
+        "step 8 rootless: expected the container's /etc/resolv.conf to name pasta's DNS \
+         forwarder 169.254.1.1 (the host's only name server, 127.0.0.53, is loopback) and keep \
+         the host's search list; it saw:\n{seen}\nmost likely cause: the parent does not \
+         write a user-mode network's files (UserModeNetwork::write_files) or the child does \
+         not bind-mount them\nstderr: {stderr}"
+    );
+    assert!(
+        asked.iter().any(|n| n.starts_with("caixa-probe.")) && seen.contains("10.77.0.7"),
+        "step 8 rootless: expected `nslookup caixa-probe.test` in the container to reach the \
+         host's resolver (127.0.0.53 in the test's namespace) through pasta and print its \
+         answer 10.77.0.7; the resolver was asked {asked:?} and the container saw:\n{seen}\n\
+         most likely cause: pasta is started without --dns-forward 169.254.1.1\n\
+         stderr: {stderr}"
+    );
     assert!(
         seen.contains("hello-from-outside"),
         "step 8 rootless: expected the container to reach 10.201.0.2:7000, a host beyond the \

@@ -7,8 +7,21 @@
 use std::net::Ipv4Addr;
 use std::path::Path;
 
-/// Writes the three files into `dir`.
+/// Writes the three files into `dir`, the name servers the host's own
+/// (see [`resolv_conf`]).
 pub fn write(dir: &Path, address: Ipv4Addr, hostname: &str) -> std::io::Result<()> {
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    write_with(dir, address, hostname, &resolv_conf(&host))
+}
+
+/// Writes the three files into `dir`: `hostname` at `address` in the hosts
+/// file, and `resolv` as the resolv.conf.
+pub fn write_with(
+    dir: &Path,
+    address: Ipv4Addr,
+    hostname: &str,
+    resolv: &str,
+) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     std::fs::write(
         dir.join("hosts"),
@@ -17,8 +30,7 @@ pub fn write(dir: &Path, address: Ipv4Addr, hostname: &str) -> std::io::Result<(
         ),
     )?;
     std::fs::write(dir.join("hostname"), format!("{hostname}\n"))?;
-    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    std::fs::write(dir.join("resolv.conf"), resolv_conf(&host))
+    std::fs::write(dir.join("resolv.conf"), resolv)
 }
 
 /// The line after which [`write_peers`] keeps the network's names.
@@ -77,6 +89,24 @@ pub fn resolv_conf(host: &str) -> String {
     out.join("\n") + "\n"
 }
 
+// ANCHOR: forwarded_resolv_conf
+/// The host's resolv.conf with one name server, `forwarder`, in place of
+/// all of its own: a user-mode network's, whose forwarder (pasta) sends
+/// each query on to the host's first name server. The host's loopback
+/// resolver (127.0.0.53 of systemd-resolved) works that way too, as it
+/// could not from the container's namespace; the search list and options
+/// stay the host's.
+pub fn forwarded_resolv_conf(host: &str, forwarder: Ipv4Addr) -> String {
+    let mut out: Vec<String> = host
+        .lines()
+        .filter(|l| l.split_whitespace().next() != Some("nameserver"))
+        .map(String::from)
+        .collect();
+    out.push(format!("nameserver {forwarder}"));
+    out.join("\n") + "\n"
+}
+// ANCHOR_END: forwarded_resolv_conf
+
 /// (host file, path in the container) for the bind mounts.
 pub fn mounts(dir: &Path) -> Vec<crate::rootfs::binds::Bind> {
     ["hosts", "resolv.conf", "hostname"]
@@ -96,6 +126,22 @@ mod tests {
         assert_eq!(
             super::resolv_conf("nameserver 10.0.0.1\n"),
             "nameserver 10.0.0.1\n"
+        );
+    }
+
+    #[test]
+    fn a_forwarded_resolv_conf_keeps_the_search_list_and_one_server() {
+        let forwarder = std::net::Ipv4Addr::new(169, 254, 1, 1);
+        assert_eq!(
+            super::forwarded_resolv_conf(
+                "nameserver 127.0.0.53\nnameserver 10.0.0.1\nsearch lan\noptions edns0\n",
+                forwarder
+            ),
+            "search lan\noptions edns0\nnameserver 169.254.1.1\n"
+        );
+        assert_eq!(
+            super::forwarded_resolv_conf("", forwarder),
+            "nameserver 169.254.1.1\n"
         );
     }
 }

@@ -18,6 +18,7 @@
 //! before its command execs, and stops it when the container ends: pasta
 //! holds the namespace open and would not notice by itself.
 
+use std::net::Ipv4Addr;
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,18 @@ use nix::unistd::Pid;
 
 use super::{NetError, Protocol, Publish};
 use crate::trace::{Side, Trace};
+
+/// The address the container sends its DNS queries to, which pasta
+/// answers by forwarding each to the host's first name server
+/// (`--dns-forward`). Link-local (169.254.0.0/16), so it is no host's on
+/// any network the container could reach; podman chose the same one.
+pub const DNS_FORWARDER: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
+
+/// The hosts file's address for the container's own name. pasta gives the
+/// container the host's address, which is known only once pasta has run,
+/// after the files are bind-mounted: the name goes on a loopback address,
+/// as Debian does for a machine's own name.
+const OWN_NAME_ADDRESS: Ipv4Addr = Ipv4Addr::new(127, 0, 1, 1);
 
 /// A user-mode network: what `--network pasta` asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +77,8 @@ impl UserModeNetwork {
             .map(String::from)
             .into();
         args.extend(["--pid".into(), pid_file.display().to_string()]);
+        // The resolver the container's resolv.conf names (`write_files`).
+        args.extend(["--dns-forward".into(), DNS_FORWARDER.to_string()]);
         for protocol in [Protocol::Tcp, Protocol::Udp] {
             let flag = match protocol {
                 Protocol::Tcp => "--tcp-ports",
@@ -91,6 +106,22 @@ impl UserModeNetwork {
         args
     }
     // ANCHOR_END: pasta_args
+
+    /// Writes the container's `/etc/hosts`, `/etc/hostname` and
+    /// `/etc/resolv.conf` into `dir`, for the child to bind-mount as it does
+    /// a bridge's (see [`super::files`]). The resolver is pasta's forwarder:
+    /// the host's own name servers may be loopback ones, which the
+    /// container cannot reach, and a forwarder reaches them all the same.
+    pub fn write_files(&self, dir: &Path, hostname: &str) -> Result<(), NetError> {
+        let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let resolv = super::files::forwarded_resolv_conf(&host, DNS_FORWARDER);
+        super::files::write_with(dir, OWN_NAME_ADDRESS, hostname, &resolv).map_err(|source| {
+            NetError::State {
+                path: dir.to_path_buf(),
+                source,
+            }
+        })
+    }
 }
 
 /// A running pasta, stopped when dropped.

@@ -924,6 +924,11 @@ impl Rootless {
     /// ranges (100000…).
     pub(crate) const UID: u32 = 54_321;
 
+    /// The one name server of the resolv.conf [`Self::in_netns`] gives: a
+    /// loopback address, as systemd-resolved's 127.0.0.53, which a test
+    /// serves inside its own namespace.
+    pub(crate) const RESOLVER: &str = "127.0.0.53";
+
     /// Makes the user's directories in the system's temporary directory
     /// (the checkout may be private to root), or beside the tests' rootfs
     /// cache when `CAIXA_TEST_CACHE_DIR` names one (the VM lane: its `/tmp`
@@ -1021,17 +1026,23 @@ impl Rootless {
     /// Step `n` as the user inside `netns`, for a user-mode network
     /// (`--network pasta`), whose `/dev/net/tun` has mode `tun_mode`: the
     /// test's own node, bind-mounted in a mount namespace of the test's
-    /// (this machine kind's is 0600, root's only; udev makes it 0666). The
-    /// host's network and `/dev` are never touched.
+    /// (this machine kind's is 0600, root's only; udev makes it 0666). Its
+    /// `/etc/resolv.conf` is the test's too: [`Self::RESOLVER`] alone, the
+    /// way a host with systemd-resolved has it, so pasta forwards DNS into
+    /// the test's namespace. The host's network, `/dev` and `/etc` are
+    /// never touched.
     pub(crate) fn in_netns(&self, n: u32, netns: &TestNetns, tun_mode: u32) -> Command {
         let dev = self.dir.path().join("dev");
         std::fs::create_dir_all(&dev).expect("the test's /dev/net/tun directory");
         let script = format!(
             "mount --make-rprivate / && mount -t tmpfs -o mode=0755 caixa-test-dev {dev} && \
-             mknod -m {tun_mode:o} {dev}/tun c 10 200 && mount --bind {dev}/tun /dev/net/tun || exit 125; \
+             mknod -m {tun_mode:o} {dev}/tun c 10 200 && mount --bind {dev}/tun /dev/net/tun && \
+             printf 'nameserver {resolver}\\nsearch caixa.test\\n' > {dev}/resolv.conf && \
+             mount --bind {dev}/resolv.conf /etc/resolv.conf || exit 125; \
              exec setpriv --reuid={uid} --regid={uid} --clear-groups env -i \
              PATH=/usr/local/bin:/usr/bin:/bin HOME={home} XDG_RUNTIME_DIR={run} \"$0\" \"$@\"",
             dev = dev.display(),
+            resolver = Self::RESOLVER,
             uid = Self::UID,
             home = self.dir.path().join("home").display(),
             run = self.dir.path().join("run").display(),
