@@ -47,12 +47,6 @@ pub enum RootlessError {
         /// Why there is no delegated group here.
         why: String,
     },
-    /// The rootless engine makes no cgroup: its `exec`, `top` and `stats`
-    /// know a rootless container by its shim, not by a delegated group.
-    #[error(
-        "the rootless daemon gives no limits yet (steps 7-10 do, in a cgroup v2 subtree delegated to you): leave the limits out, or run the daemon as root"
-    )]
-    EngineLimits,
     /// Device rules are a BPF program, which only root may load.
     #[error(
         "device rules for a cgroup load a BPF program, which needs root (in a user namespace no device node can be made anyway): leave them out, or run as root"

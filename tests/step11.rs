@@ -7888,6 +7888,87 @@ impl Drop for RootlessEngine<'_> {
 /// container (root in it, the user outside), runs one detached, reads its
 /// log, execs in it, lists its processes, stops and removes it; a bridge
 /// is refused in one line, and nothing is left.
+/// Rootless (#22), limits: a daemon started in a cgroup v2 group delegated
+/// to its user gives a container `--memory` in a group it makes there;
+/// `stats` reads that group and `exec` joins it; `rm` takes it away. On a
+/// v1 or hybrid host nothing can be delegated: one line says so.
+#[test]
+fn rootless_the_daemon_gives_limits_in_a_delegated_cgroup() {
+    let user = support::Rootless::new();
+    let uid = support::Rootless::UID;
+    let limited = |name: &str, command: &[&str]| {
+        let mut args = vec!["run", "-d", "--name", name, "--network", "none"];
+        args.extend(["--memory", "32m", "demo:1"]);
+        args.extend(command);
+        user.run(11, &args)
+    };
+    let Ok(caixa::cgroup::Hierarchy::V2(root)) = caixa::cgroup::detect() else {
+        let mut daemon = user.step(11);
+        daemon.arg("daemon");
+        let engine = RootlessEngine::start(&user, daemon);
+        engine.load_demo();
+        let out = limited("limited", &["true"]);
+        assert_one_line_error(
+            &out,
+            11,
+            125,
+            "cgroup v1 (or hybrid), which cannot be delegated",
+        );
+        return;
+    };
+    let delegated = support::Delegated::new(&root, "step11");
+    let mut daemon = delegated.step(&user, 11);
+    daemon.arg("daemon");
+    let engine = RootlessEngine::start(&user, daemon);
+    engine.load_demo();
+    let out = limited("limited", &["sleep", "300"]);
+    assert!(
+        out.status.success(),
+        "step 11 as uid {uid} in a delegated cgroup: expected run -d --memory 32m to start, it \
+         exited {} saying {:?}; most likely cause: the daemon still refuses limits when \
+         rootless, or the shim's start does not find the delegated group \
+         (cgroup::delegation::find)\ndaemon: {}",
+        out.status,
+        text(&out.stderr),
+        engine.said()
+    );
+    let id = text(&out.stdout).trim().to_string();
+    let group = delegated.0.join("caixa").join(&id);
+    let memory_max = std::fs::read_to_string(group.join("memory.max")).unwrap_or_default();
+    let procs = std::fs::read_to_string(group.join("cgroup.procs")).unwrap_or_default();
+    assert!(
+        memory_max.trim() == "33554432" && !procs.trim().is_empty(),
+        "step 11 as uid {uid}: expected the container's group caixa/<id> in the delegated \
+         cgroup, with memory.max 33554432 and the container's pid 1 in it; read {memory_max:?} \
+         and procs {procs:?} (groups there: {:?}); most likely cause: the shim's start makes \
+         no cgroup when rootless\ndaemon: {}",
+        delegated.below("caixa"),
+        engine.said()
+    );
+    let stats = stdout_of(&user.run(11, &["stats", "--no-stream", "limited"]));
+    assert!(
+        stats.contains("/ 32MiB"),
+        "step 11 stats as uid {uid}: expected the 32MiB limit, it printed {stats:?}; most \
+         likely cause: stats looks for the container's group below the host's root, not \
+         below the delegated group (cgroup::delegation::containers_root)"
+    );
+    let own = stdout_of(&user.run(11, &["exec", "limited", "cat", "/proc/self/cgroup"]));
+    assert!(
+        !own.is_empty() && !own.contains("caixa-init"),
+        "step 11 exec as uid {uid}: expected the exec's process in the container's group, \
+         its /proc/self/cgroup reads {own:?}; most likely cause: exec joins the group below \
+         the host's root, which does not exist, and stays in the daemon's (caixa-init)"
+    );
+    let out = user.run(11, &["rm", "-f", "limited"]);
+    assert!(
+        out.status.success() && delegated.below("caixa").is_empty(),
+        "step 11 rm -f as uid {uid}: expected the container's group gone with it, {:?} is \
+         left (rm said {:?}); most likely cause: the shim's teardown does not destroy it",
+        delegated.below("caixa"),
+        text(&out.stderr)
+    );
+}
+
 #[test]
 fn rootless_the_daemon_runs_a_container_as_an_ordinary_user() {
     let user = support::Rootless::new();

@@ -572,64 +572,15 @@ fn rootless_limits_are_refused_in_one_line() {
     );
 }
 
-/// A cgroup v2 group delegated to the rootless user by hand, as an
-/// administrator (or systemd, for `Delegate=yes`) does: the directory and
-/// its `cgroup.procs`, `cgroup.subtree_control` and `cgroup.threads`
-/// chowned to the user. Removed on drop with everything below it (any
-/// process left inside is killed first).
-struct Delegated(PathBuf);
-
-impl Delegated {
-    fn new(root: &Path) -> Delegated {
-        let dir = root.join(format!("caixa-test-delegated-{}", std::process::id()));
-        std::fs::create_dir(&dir).expect("a cgroup for the rootless user");
-        let group = Delegated(dir);
-        let uid = Some(support::Rootless::UID);
-        for name in [
-            "",
-            "cgroup.procs",
-            "cgroup.subtree_control",
-            "cgroup.threads",
-        ] {
-            std::os::unix::fs::chown(group.0.join(name), uid, uid).expect("chown a cgroup file");
-        }
-        group
-    }
-
-    /// Step 7 as the rootless user, started inside this group: root moves
-    /// the shell in, then drops to the user (as a login into a delegated
-    /// scope would have it). Once caixa has moved the group's processes
-    /// into its `caixa-init` leaf (the group itself may then hold none),
-    /// the shell starts there, where the user's processes now are.
-    fn step7(&self, user: &support::Rootless, args: &[&str]) -> std::process::Output {
-        let program = user.step(7).get_program().to_owned();
-        let leaf = self.0.join("caixa-init");
-        let start_in = if leaf.exists() { &leaf } else { &self.0 };
-        let script = format!(
-            "echo $$ > {procs} || exit 126; exec setpriv --reuid={uid} --regid={uid} --clear-groups \
-             env -i PATH=/usr/local/bin:/usr/bin:/bin HOME={home} XDG_RUNTIME_DIR={run} \"$0\" \"$@\"",
-            procs = start_in.join("cgroup.procs").display(),
-            uid = support::Rootless::UID,
-            home = user.dir.path().join("home").display(),
-            run = user.dir.path().join("run").display(),
-        );
-        let mut cmd = Command::new("sh");
-        cmd.args(["-c", &script]).arg(program).args(args);
-        support::output_of(cmd)
-    }
-
-    /// The groups below it, by name.
-    fn below(&self, relative: &str) -> Vec<String> {
-        subdirs(&self.0.join(relative))
-    }
-}
-
-impl Drop for Delegated {
-    fn drop(&mut self) {
-        if let Err(e) = caixa::cgroup::remove_tree(&self.0) {
-            eprintln!("warning: the test's delegated cgroup: {e}");
-        }
-    }
+/// Step 7 as the rootless user in `group`, with `args`.
+fn step7_in(
+    group: &support::Delegated,
+    user: &support::Rootless,
+    args: &[&str],
+) -> std::process::Output {
+    let mut cmd = group.step(user, 7);
+    cmd.args(args);
+    support::output_of(cmd)
 }
 
 /// Rootless, with a cgroup v2 group delegated to the user: the limits
@@ -651,9 +602,10 @@ fn rootless_limits_apply_in_a_delegated_cgroup() {
         );
         return;
     };
-    let delegated = Delegated::new(&root);
+    let delegated = support::Delegated::new(&root, "step7");
     let hog = "x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo kept ${#x} bytes";
-    let out = delegated.step7(
+    let out = step7_in(
+        &delegated,
         &user,
         &["--memory", "32m", "--pids-limit", "20", "sh", "-c", hog],
     );
@@ -687,7 +639,11 @@ fn rootless_limits_apply_in_a_delegated_cgroup() {
     );
     // A second start, from the leaf, finds the delegated group (the leaf's
     // parent) ready, and runs within its limits.
-    let out = delegated.step7(&user, &["--memory", "32m", "sh", "-c", "echo within"]);
+    let out = step7_in(
+        &delegated,
+        &user,
+        &["--memory", "32m", "sh", "-c", "echo within"],
+    );
     assert_eq!(
         stdout_of(&out).trim(),
         "within",

@@ -61,6 +61,22 @@ pub fn find(hierarchy: &Hierarchy) -> Result<PathBuf, String> {
     find_in(root, &own)
 }
 
+// ANCHOR: containers_root
+/// The hierarchy the containers' groups are made in, for whoever looks for
+/// a container's group after its start (the engine's `exec` and `stats`):
+/// the host's, or, in a rootless start, the delegated group [`find`] names,
+/// which is what [`prepare`] returned to the start that made the group.
+pub fn containers_root() -> Result<Hierarchy, CgroupError> {
+    let hierarchy = super::detect()?;
+    if !crate::rootless::active() {
+        return Ok(hierarchy);
+    }
+    find(&hierarchy)
+        .map(Hierarchy::V2)
+        .map_err(CgroupError::Invalid)
+}
+// ANCHOR_END: containers_root
+
 // ANCHOR: find_delegated
 /// [`find`] with `/proc/self/cgroup`'s text given: the group named on its
 /// `0::` line, or that group's parent when it is the `caixa-init` leaf,

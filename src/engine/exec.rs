@@ -451,8 +451,9 @@ fn join_engine_exec(root: &Path, container: &str, id: &str) -> Result<i32, InitE
     if !exec.user.is_empty() {
         spec.process.user = Some(exec.user.clone());
     }
-    // Its cgroup: one directory per hierarchy.
-    let groups = match (crate::cgroup::detect(), &spec.limits) {
+    // Its cgroup: one directory per hierarchy (rootless: in the delegated
+    // group, where the container's start made it).
+    let groups = match (crate::cgroup::delegation::containers_root(), &spec.limits) {
         (Ok(hierarchy), Some(limits)) => hierarchy.planned_dirs(&limits.group(container)),
         _ => Vec::new(),
     };

@@ -315,17 +315,25 @@ fn busy(cap: usize) -> Vec<u8> {
     )
 }
 
+/// How long a connection past the cap may take to send its request head
+/// before it is answered all the same.
+const HEAD_WAIT: Duration = Duration::from_secs(1);
 /// How long a turned-away connection is still read after its answer.
 const LINGER: Duration = Duration::from_secs(2);
+/// How much of a turned-away request is looked through for its head's end.
+const HEAD_MAX: usize = 16 << 10;
 
 // ANCHOR: turn_away
-/// Answers a connection past the cap with `busy` (a whole response) at
-/// once, before reading its request, and closes it.
+/// Answers a connection past the cap with `busy` (a whole response), then
+/// closes it, without hyper.
 ///
-/// Why not let hyper answer it: hyper calls a service only once a request
-/// head has arrived, so a client past the cap that sends half a head would
-/// hear nothing for the whole header timeout, holding a socket meanwhile.
-/// HTTP lets a server answer before the request is done (and close after).
+/// Why not let hyper answer it: hyper answers once a whole request head has
+/// come, however long that takes (up to the header timeout), so a client
+/// past the cap that sends half a head would hear nothing for that long,
+/// holding a socket. Why not answer before reading anything: an HTTP
+/// client that has not sent its request yet takes an answer for an
+/// unsolicited message and drops it (hyper's client then reports its
+/// request "canceled"). So the head is awaited, but for a second at most.
 ///
 /// The close is a "lingering" one: the write side is shut, then what the
 /// client still sends is read and dropped for a moment. Closing a socket
@@ -335,11 +343,26 @@ pub(crate) async fn turn_away<S>(mut stream: S, busy: Vec<u8>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    let until_head_end = async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(n) if n > 0 => head.extend_from_slice(&buf[..n]),
+                _ => return false, // closed: nobody to answer
+            }
+            if head.len() >= HEAD_MAX || head.windows(4).any(|w| w == b"\r\n\r\n") {
+                return true;
+            }
+        }
+    };
+    if let Ok(false) = tokio::time::timeout(HEAD_WAIT, until_head_end).await {
+        return;
+    }
     if stream.write_all(&busy).await.is_err() || stream.shutdown().await.is_err() {
         return;
     }
-    let mut sink = [0u8; 4096];
-    let drain = async { while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {} };
+    let drain = async { while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {} };
     let _ = tokio::time::timeout(LINGER, drain).await;
 }
 // ANCHOR_END: turn_away

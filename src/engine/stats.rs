@@ -49,7 +49,7 @@ pub fn serve(
     let stream = req.param("stream").is_none() || req.flag("stream");
     let spec = containers.spec(&record.id)?;
     let group = spec.limits.as_ref().map(|l| l.group(&record.id));
-    let hierarchy = crate::cgroup::detect().ok();
+    let hierarchy = crate::cgroup::delegation::containers_root().ok();
     let running = || {
         containers
             .state(&record.id)

@@ -1074,6 +1074,76 @@ impl Rootless {
     }
 }
 
+/// A cgroup v2 group delegated to the rootless user by hand, as an
+/// administrator (or systemd, for `Delegate=yes`) does: the directory and
+/// its `cgroup.procs`, `cgroup.subtree_control` and `cgroup.threads`
+/// chowned to the user. Removed on drop with everything below it (any
+/// process left inside is killed first).
+pub(crate) struct Delegated(pub(crate) PathBuf);
+
+impl Delegated {
+    /// A group of this test's (`tag` and the test process's pid in its
+    /// name) below the unified hierarchy's `root`.
+    pub(crate) fn new(root: &Path, tag: &str) -> Delegated {
+        let dir = root.join(format!("caixa-test-delegated-{tag}-{}", std::process::id()));
+        std::fs::create_dir(&dir).expect("a cgroup for the rootless user");
+        let group = Delegated(dir);
+        let uid = Some(Rootless::UID);
+        for name in [
+            "",
+            "cgroup.procs",
+            "cgroup.subtree_control",
+            "cgroup.threads",
+        ] {
+            std::os::unix::fs::chown(group.0.join(name), uid, uid).expect("chown a cgroup file");
+        }
+        group
+    }
+
+    /// Step `n` as the rootless user, started inside this group: root
+    /// moves the shell in, then drops to the user (as a login into a
+    /// delegated scope would have it). Once caixa has moved the group's
+    /// processes into its `caixa-init` leaf (the group itself may then
+    /// hold none), the shell starts there, where the user's processes are.
+    pub(crate) fn step(&self, user: &Rootless, n: u32) -> Command {
+        let leaf = self.0.join("caixa-init");
+        let start_in = if leaf.exists() { &leaf } else { &self.0 };
+        let script = format!(
+            "echo $$ > {procs} || exit 126; exec setpriv --reuid={uid} --regid={uid} --clear-groups \
+             env -i PATH=/usr/local/bin:/usr/bin:/bin HOME={home} XDG_RUNTIME_DIR={run} \"$0\" \"$@\"",
+            procs = start_in.join("cgroup.procs").display(),
+            uid = Rootless::UID,
+            home = user.dir.path().join("home").display(),
+            run = user.dir.path().join("run").display(),
+        );
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", &script]).arg(user.binary(n));
+        cmd
+    }
+
+    /// The groups below it (`relative` to it), by name, sorted.
+    pub(crate) fn below(&self, relative: &str) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.0.join(relative))
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.path().is_dir())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+}
+
+impl Drop for Delegated {
+    fn drop(&mut self) {
+        if let Err(e) = caixa::cgroup::remove_tree(&self.0) {
+            eprintln!("warning: the test's delegated cgroup: {e}");
+        }
+    }
+}
+
 /// The pasta processes of the rootless user that serve from `netns`
 /// (pasta stays in the namespace it was started in: its sockets are the
 /// host side), as pids. The processes pasta clones to act inside the
