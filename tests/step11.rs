@@ -7688,9 +7688,10 @@ fn the_registry_grants_tokens_per_repository_and_action() {
          most likely cause: _catalog lists every repository of the store whatever the token"
     );
 
-    // A registry whose tokens live a second: one used later is refused.
+    // A registry whose tokens live two seconds (and less than three): one
+    // used later is refused.
     let short_store = tempfile::tempdir().unwrap();
-    let options = token_mode(short_store.path(), &["--token-ttl-secs", "1"]);
+    let options = token_mode(short_store.path(), &["--token-ttl-secs", "2"]);
     let options: Vec<&str> = options.iter().map(String::as_str).collect();
     let (_short, short_port) = start_registry(short_store.path(), &options);
     let granted = token_for(short_port, None, "repository:public/x:pull");
@@ -7709,7 +7710,7 @@ fn the_registry_grants_tokens_per_repository_and_action() {
          anonymous tokens are not granted the `*` lines",
         fresh.status, fresh.body
     );
-    std::thread::sleep(Duration::from_millis(2200));
+    std::thread::sleep(Duration::from_millis(3200));
     let stale = registry_request(
         short_port,
         "GET",

@@ -267,15 +267,60 @@ pub(super) fn serve(
                 .header_read_timeout(limits.header_timeout)
                 .keep_alive(true);
             let handler = handler.clone();
+            let placed = Placed {
+                place: Some(place),
+                stream,
+            };
             tokio::spawn(async move {
                 let service = service_fn(move |request| answer(request, handler.clone(), limits));
-                let _ = http.serve_connection(TokioIo::new(stream), service).await;
-                drop(place);
+                let _ = http.serve_connection(TokioIo::new(placed), service).await;
             });
         }
     })
 }
 // ANCHOR_END: registry_http_serve
+
+/// A connection's stream with its place under the cap, which is given back
+/// *before* the connection closes: when hyper shuts the stream down, or
+/// drops it (the place is the first field, so it is dropped first). A
+/// client that saw its connection end and connects again then always
+/// finds that place free; given back after the close (at the end of the
+/// connection's task), it could still be taken for a moment, and the new
+/// connection turned away for the old one's sake.
+struct Placed {
+    place: Option<tokio::sync::OwnedSemaphorePermit>,
+    stream: tokio::net::TcpStream,
+}
+
+impl tokio::io::AsyncRead for Placed {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Placed {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let placed = self.get_mut();
+        placed.place = None;
+        Pin::new(&mut placed.stream).poll_shutdown(cx)
+    }
+}
 
 /// The registry's `503` past the cap, whole, for [`turn_away`]: the spec's
 /// error JSON, with the code `TOOMANYREQUESTS`.

@@ -249,11 +249,18 @@ impl Tokens {
             }
         }
         let now = SystemTime::now();
-        let iat = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let iat = since_epoch.as_secs();
+        // In whole seconds, rounded up: the token lives at least the
+        // `expires_in` it is announced with (rounded down, up to a second
+        // would be taken off it, all of a one-second token's life).
+        let rounding = u64::from(since_epoch.subsec_nanos() > 0);
         let claims = Claims {
             sub: user,
             iat,
-            exp: iat.saturating_add(self.ttl.as_secs().max(1)),
+            exp: iat
+                .saturating_add(self.ttl.as_secs().max(1))
+                .saturating_add(rounding),
             access,
         };
         let token = self.sign(&claims);
