@@ -399,21 +399,7 @@ fn caixa_groups() -> Vec<String> {
             .1
             .join("caixa"),
     };
-    subdirs(&parent)
-}
-
-/// The directories in `dir` (groups, in a cgroup), by name, sorted.
-fn subdirs(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map(|d| {
-            d.flatten()
-                .filter(|e| e.path().is_dir())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
+    support::subdirs(&parent)
 }
 
 #[test]

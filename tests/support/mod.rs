@@ -1123,17 +1123,22 @@ impl Delegated {
 
     /// The groups below it (`relative` to it), by name, sorted.
     pub(crate) fn below(&self, relative: &str) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(self.0.join(relative))
-            .map(|d| {
-                d.flatten()
-                    .filter(|e| e.path().is_dir())
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        names.sort();
-        names
+        subdirs(&self.0.join(relative))
     }
+}
+
+/// The directories in `dir` (groups, in a cgroup), by name, sorted.
+pub(crate) fn subdirs(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.path().is_dir())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
 }
 
 impl Drop for Delegated {
