@@ -543,6 +543,16 @@ const WAIT_DAEMON: &str = "for i in $(seq 100); do [ -S /tmp/eng/caixa.sock ] &&
 /// Runs the parts of one session in one shell, writing each part's
 /// transcript to `out/<file>.txt`. `repo` is where the session starts.
 pub fn run(repo: &Path, parts: &[Part], out: &Path, as_root: bool) -> Result<()> {
+    // The session mounts a fresh /tmp and /run (below): a repository there
+    // would vanish from its view, and every command after it fail.
+    for fresh in ["/tmp", "/run"] {
+        if repo.starts_with(fresh) || out.starts_with(fresh) {
+            bail!(
+                "the transcripts' sessions mount a fresh {fresh}, which would hide {}: clone the repository outside {fresh} (under your home directory, say)",
+                repo.display()
+            );
+        }
+    }
     let mut script = String::from(
         "set -u\n\
          mount -t tmpfs -o mode=1777 tmpfs /tmp\n\
