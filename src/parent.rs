@@ -668,7 +668,7 @@ impl Host {
         //     once the child's namespaces exist (block 6).
         if let Some(net) = &spec.user_network {
             let hostname = spec.hostname.as_deref().unwrap_or(&spec.id);
-            let dir = crate::net::state_dir().join("containers").join(&spec.id);
+            let dir = crate::net::files::dir(&crate::net::state_dir(), &spec.id);
             host.user_files = Some(dir.clone());
             net.write_files(&dir, hostname)?;
         }

@@ -5,13 +5,26 @@
 //! rootfs stays untouched and the files go with the container.
 
 use std::net::Ipv4Addr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// The directory of container `id`'s files under the network state
+/// directory `state_dir`: one formula for whoever writes, rewrites or
+/// removes them.
+pub fn dir(state_dir: &Path, id: &str) -> PathBuf {
+    state_dir.join("containers").join(id)
+}
+
+/// The host's `/etc/resolv.conf` (empty when it cannot be read: the
+/// container then resolves no names, as the host would not either), which
+/// every container's resolv.conf starts from.
+pub fn host_resolv_conf() -> String {
+    std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()
+}
 
 /// Writes the three files into `dir`, the name servers the host's own
 /// (see [`resolv_conf`]).
 pub fn write(dir: &Path, address: Ipv4Addr, hostname: &str) -> std::io::Result<()> {
-    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    write_with(dir, address, hostname, &resolv_conf(&host))
+    write_with(dir, address, hostname, &resolv_conf(&host_resolv_conf()))
 }
 
 /// Writes the three files into `dir`: `hostname` at `address` in the hosts

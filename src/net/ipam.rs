@@ -273,7 +273,7 @@ impl Leases {
                     peers.push((lease.address, lease.names.as_slice()));
                 }
             }
-            let dir = spec.state_dir.join("containers").join(id);
+            let dir = super::files::dir(&spec.state_dir, id);
             if !dir.join("hosts").exists() {
                 continue; // gone, or not started yet: nothing to rewrite
             }
@@ -316,7 +316,7 @@ fn take_back(spec: &NetworkSpec, lease: &Lease, trace: &Trace) -> Result<(), Net
     if lease.interface != 0 {
         return Ok(());
     }
-    let files = spec.state_dir.join("containers").join(&lease.id);
+    let files = super::files::dir(&spec.state_dir, &lease.id);
     match std::fs::remove_dir_all(&files) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(state_err(&files)(e)),
         _ => Ok(()),

@@ -256,7 +256,7 @@ impl Prepared {
             spec: spec.clone(),
             id: id.to_string(),
             address,
-            files_dir: spec.state_dir.join("containers").join(id),
+            files_dir: files::dir(&spec.state_dir, id),
             leased: true,
             connected: None,
             ifb: None,

@@ -113,7 +113,7 @@ impl UserModeNetwork {
     /// the host's own name servers may be loopback ones, which the
     /// container cannot reach, and a forwarder reaches them all the same.
     pub fn write_files(&self, dir: &Path, hostname: &str) -> Result<(), NetError> {
-        let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let host = super::files::host_resolv_conf();
         let resolv = super::files::forwarded_resolv_conf(&host, DNS_FORWARDER);
         super::files::write_with(dir, OWN_NAME_ADDRESS, hostname, &resolv).map_err(|source| {
             NetError::State {
