@@ -679,23 +679,16 @@ impl Host {
         //     mount the overlay, before the clone, so the child's copy of the
         //     mount table starts with it.
         if let Some(image) = &spec.image {
-            host.image_root = Some(crate::image::overlay::prepare(
-                image,
-                &spec.id,
-                &shift_of(spec),
-                trace,
-            )?);
+            let mounted = crate::image::overlay::prepare(image, &spec.id, &shift_of(spec), trace)?;
+            host.image_root = Some(rootless_root(mounted, spec)?);
         }
         // 4e. The default rootfs (steps 6–8) is one tree every container
         //     shares: each gets a copy-on-write overlay of it, like an image
         //     of one layer, so what one writes the next never sees. Same
         //     place, same record and teardown as an image's root.
         if let (true, Some(root)) = (spec.root_overlay, &spec.root) {
-            let mut mounted = crate::image::overlay::over_shared_root(root, &spec.id, trace)?;
-            if mounted.in_child.is_some() && crate::rootless::maps_more_than_own(spec) {
-                mounted.delete_as = Some((spec.uid_map.clone(), spec.gid_map.clone()));
-            }
-            host.image_root = Some(mounted);
+            let mounted = crate::image::overlay::over_shared_root(root, &spec.id, trace)?;
+            host.image_root = Some(rootless_root(mounted, spec)?);
         }
         // ANCHOR_END: parent_image
         Ok(host)
@@ -790,6 +783,30 @@ impl Drop for Host {
     fn drop(&mut self) {
         let _ = self.teardown(&Trace::new(false));
     }
+}
+
+/// A root an ordinary user mounted, for a container whose maps go beyond
+/// the user's own ids: its files are deleted as root of a namespace with
+/// those maps (what the container gave its other users, the user may not
+/// delete). fuse-overlayfs, mounted by the user, serves the user's id
+/// alone (FUSE shuts out every other id unless the administrator allows
+/// `allow_other`), so it cannot be such a container's root: refused in one
+/// line, before the clone. A root start's root passes as it is.
+fn rootless_root(
+    mut mounted: crate::image::overlay::Mounted,
+    spec: &Spec,
+) -> Result<crate::image::overlay::Mounted, Error> {
+    if !crate::rootless::maps_more_than_own(spec) || !crate::rootless::active() {
+        return Ok(mounted);
+    }
+    if mounted.fuse {
+        return Err(crate::image::ImageError::Rootless(
+            "fuse-overlayfs serves only your own id, and this container maps more: map only your own id (the default), or use a kernel that allows overlayfs in a user namespace (Linux 5.11 on)".to_string(),
+        )
+        .into());
+    }
+    mounted.delete_as = Some((spec.uid_map.clone(), spec.gid_map.clone()));
+    Ok(mounted)
 }
 
 /// How the image's file owners shift: container root is the host id the

@@ -29,6 +29,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+use nix::sched::CloneFlags;
 use nix::unistd::{Pid, getegid, geteuid};
 
 use crate::idmap::{self, IdMap, IdMapError};
@@ -259,19 +260,44 @@ fn run_helper(helper: &'static str, child: Pid, maps: &[IdMap]) -> Result<(), Ro
 /// `gid`: what a rootless container wrote as its other users belongs to
 /// the user's subordinate ids, which the user may not delete on the host,
 /// but root of a namespace mapping them may (`podman unshare rm` does the
-/// same). A forked child waits on a pipe until its maps are written, then
-/// deletes and exits; the caller must be single-threaded, as for a start.
+/// same). The caller must be single-threaded, as for a start: the child
+/// allocates as it walks the tree.
 pub fn remove_as_mapped_root(
     dir: &std::path::Path,
     uid: &[IdMap],
     gid: &[IdMap],
 ) -> Result<(), String> {
+    let what = format!("delete {}", dir.display());
+    let code = as_mapped_root(CloneFlags::empty(), uid, gid, &what, || {
+        i32::from(std::fs::remove_dir_all(dir).is_err())
+    })?;
+    match code {
+        0 => Ok(()),
+        _ => Err(format!(
+            "deleting {} in a user namespace failed",
+            dir.display()
+        )),
+    }
+}
+
+/// Runs `job` in a forked child that is root of a new user namespace with
+/// the maps `uid` and `gid` (and of the namespaces `flags` adds, made in the
+/// same clone): it waits on a pipe until the parent has written its maps,
+/// becomes uid and gid 0 there, runs `job` and exits with what it returns,
+/// which is returned here; `what` names the job in errors.
+fn as_mapped_root(
+    flags: CloneFlags,
+    uid: &[IdMap],
+    gid: &[IdMap],
+    what: &str,
+    job: impl FnOnce() -> i32,
+) -> Result<i32, String> {
     let (ready_r, ready_w) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
-    // SAFETY: only the step binaries' default rootfs gets here (the engine
-    // and the runtime never mount it rootless), and they tear down
-    // single-threaded (see `crate::ns::clone`); the child only reads,
-    // deletes and exits.
-    let forked = unsafe { crate::ns::clone::clone_child(nix::sched::CloneFlags::CLONE_NEWUSER) };
+    // SAFETY: the child only reads a pipe, changes its ids, runs `job` and
+    // exits. The callers make that safe: the step binaries are
+    // single-threaded here (see `crate::ns::clone`), and a job for a
+    // process with threads (the probe below) makes only system calls.
+    let forked = unsafe { crate::ns::clone::clone_child(CloneFlags::CLONE_NEWUSER | flags) };
     match forked {
         Ok(crate::ns::clone::Forked::Child) => {
             drop(ready_w);
@@ -282,9 +308,9 @@ pub fn remove_as_mapped_root(
                     let gzero = nix::unistd::Gid::from_raw(0);
                     let _ = nix::unistd::setresgid(gzero, gzero, gzero);
                     let _ = nix::unistd::setresuid(zero, zero, zero);
-                    i32::from(std::fs::remove_dir_all(dir).is_err())
+                    job()
                 }
-                _ => 2,
+                _ => 255,
             };
             // SAFETY: ends this forked child without running the parent's
             // destructors.
@@ -300,17 +326,13 @@ pub fn remove_as_mapped_root(
             let status = nix::sys::wait::waitpid(pid, None);
             written?;
             match status {
-                Ok(nix::sys::wait::WaitStatus::Exited(_, 0)) => Ok(()),
+                Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => Ok(code),
                 other => Err(format!(
-                    "deleting {} in a user namespace failed ({other:?})",
-                    dir.display()
+                    "{what} in a user namespace: the child ended {other:?}"
                 )),
             }
         }
-        Err(errno) => Err(format!(
-            "clone(CLONE_NEWUSER) to delete {}: {errno}",
-            dir.display()
-        )),
+        Err(errno) => Err(format!("clone(CLONE_NEWUSER) to {what}: {errno}")),
     }
 }
 // ANCHOR_END: remove_as_mapped_root
@@ -337,6 +359,65 @@ pub fn overlay_options(
         work.display()
     ))
 }
+
+// ANCHOR: native_overlay_refused
+/// Whether the kernel refuses this user the overlay `options` at `merged`:
+/// tried once in a throwaway child, root of a new user and mount namespace
+/// with the user's own ids (what the container's child will be), which
+/// unmounts it again and exits. `Some(errno)` when the mount failed with
+/// an error a refusal gives: `EPERM` (Linux before 5.11 has no overlayfs
+/// in a user namespace, or a security module forbids it), `EINVAL` or
+/// `EOPNOTSUPP` (an upper filesystem without `user.*` attributes, such as
+/// tmpfs before Linux 6.6). A probe costs one clone, a mount and an
+/// unmount; it is the kernel's own answer, where a version check would be
+/// a guess (distributions back-port and forbid).
+pub fn native_overlay_refused(
+    options: &str,
+    merged: &std::path::Path,
+) -> Result<Option<nix::errno::Errno>, String> {
+    use nix::errno::Errno;
+    use std::os::unix::ffi::OsStrExt;
+    // Built before the clone: the child only makes system calls.
+    let cstring = |bytes: &[u8]| {
+        std::ffi::CString::new(bytes).map_err(|_| format!("a NUL byte in {}", merged.display()))
+    };
+    let (target, data) = (
+        cstring(merged.as_os_str().as_bytes())?,
+        cstring(options.as_bytes())?,
+    );
+    let (uid, gid) = default_maps();
+    let code = as_mapped_root(
+        CloneFlags::CLONE_NEWNS,
+        &uid,
+        &gid,
+        "probe overlayfs",
+        || {
+            let none = nix::mount::MsFlags::empty();
+            let fstype = c"overlay";
+            match nix::mount::mount(
+                Some(fstype),
+                target.as_c_str(),
+                Some(fstype),
+                none,
+                Some(data.as_c_str()),
+            ) {
+                Ok(()) => {
+                    let _ = nix::mount::umount2(target.as_c_str(), nix::mount::MntFlags::empty());
+                    0
+                }
+                Err(errno) => errno as i32,
+            }
+        },
+    )?;
+    Ok(match Errno::from_raw(code) {
+        _ if code == 0 => None,
+        e @ (Errno::EPERM | Errno::EACCES | Errno::EINVAL | Errno::EOPNOTSUPP) => Some(e),
+        // Anything else is not a refusal of user-namespace mounts: the
+        // child's own mount will fail and say what it was.
+        _ => None,
+    })
+}
+// ANCHOR_END: native_overlay_refused
 
 /// The user's own directory for `what` (`cache`, `runtime`, `data`): the
 /// XDG base directory when it is set, else one under `$HOME`, else

@@ -1234,6 +1234,120 @@ fn rootless_an_image_runs_from_the_users_own_store() {
     );
 }
 
+/// `cmd` (a step as the rootless user, see `support::Rootless::step`) with
+/// FUSE open to the user, as udev leaves it on a desktop: in a mount
+/// namespace of the test's, a device node of mode 0666 of the test's own
+/// is bind-mounted over `/dev/fuse` (this machine kind's is 0600), and a
+/// passwd with the user's name over `/etc/passwd` (`fusermount3` asks
+/// who is mounting). After the step, the line `fuse mounts left: N` says
+/// how many fuse-overlayfs mounts remain in that namespace. The host's
+/// `/dev` and `/etc` are never touched.
+fn with_fuse(cmd: &Command, dir: &Path) -> Command {
+    let passwd = std::fs::read_to_string("/etc/passwd").expect("/etc/passwd");
+    let uid = support::Rootless::UID;
+    std::fs::write(
+        dir.join("passwd"),
+        format!("{passwd}caixa-rootless:x:{uid}:{uid}::/nonexistent:/bin/sh\n"),
+    )
+    .expect("the test's passwd");
+    let env: Vec<String> = cmd
+        .get_envs()
+        .filter_map(|(k, v)| Some(format!("{}={}", k.to_str()?, v?.to_str()?)))
+        .collect();
+    let script = format!(
+        "mount --make-rprivate / && mknod -m 0666 {dir}/fuse c 10 229 && \
+         mount --bind {dir}/fuse /dev/fuse && mount --bind {dir}/passwd /etc/passwd || exit 125; \
+         setpriv --reuid={uid} --regid={uid} --clear-groups env -i {env} \"$0\" \"$@\"; rc=$?; \
+         echo \"fuse mounts left: $(grep -c fuse-overlayfs /proc/self/mountinfo)\"; exit $rc",
+        dir = dir.display(),
+        env = env.join(" "),
+    );
+    let mut wrapped = Command::new("unshare");
+    wrapped
+        .args(["-m", "sh", "-c", &script])
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    wrapped
+}
+
+/// Rootless, where the kernel's overlayfs is not the user's: the root
+/// comes from fuse-overlayfs, mounted by the parent through `fusermount3`
+/// (`CAIXA_OVERLAY=fuse` chooses it here, as a refusal would on an older
+/// kernel), with the same merged view of whiteouts and opaque directories,
+/// a writable root, and no mount or directory left after.
+#[test]
+fn rootless_fuse_overlayfs_gives_the_root_where_the_kernel_will_not() {
+    let user = support::Rootless::new();
+    let layout = Layout::new(&[base_layer(), tar_of(&whited_out())], default_config());
+    std::fs::set_permissions(layout.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut load = user.step(9);
+    load.args(["load", layout.path(), "--name", "img:1"]);
+    assert!(support::output_of(load).status.success());
+    let fuse_dir = tempfile::tempdir().expect("a directory for the test's /dev/fuse");
+    let script = "grep ' / ' /proc/mounts | cut -d' ' -f3; ls /data; echo --; ls /dir; \
+                  touch /made-here && echo wrote";
+    let mut run = user.step(9);
+    run.env("CAIXA_OVERLAY", "fuse").args([
+        "run",
+        "--network",
+        "none",
+        "img:1",
+        "sh",
+        "-c",
+        script,
+    ]);
+    let out = support::output_of(with_fuse(&run, fuse_dir.path()));
+    let printed = text(&out.stdout);
+    assert!(
+        out.status.success()
+            && printed == "fuse.fuse-overlayfs\nb\n--\nz\nwrote\nfuse mounts left: 0\n",
+        "step 9 run rootless with CAIXA_OVERLAY=fuse: expected the root on fuse-overlayfs \
+         (fuse.fuse-overlayfs), /data with only b, /dir with only z, a writable root and no \
+         fuse-overlayfs mount left after; it exited {} and printed:\n{printed}stderr: {}\n\
+         most likely cause: CAIXA_OVERLAY is not read (image::fuse_overlay::choose), or the \
+         root is not unmounted through fusermount3 (fuse_overlay::unmount)",
+        out.status,
+        text(&out.stderr)
+    );
+    let left = user.left_in("home/.local/share/caixa/containers");
+    assert!(
+        left.is_empty(),
+        "step 9 run rootless on fuse-overlayfs: expected the container's directory gone, \
+         left: {left:?}"
+    );
+}
+
+/// Rootless, fuse-overlayfs chosen but not installed (or a choice that is
+/// none): one line that says what to do, and nothing left.
+#[test]
+fn rootless_a_missing_fuse_overlayfs_is_one_line() {
+    let user = support::Rootless::new();
+    let layout = Layout::new(&[base_layer()], default_config());
+    std::fs::set_permissions(layout.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut load = user.step(9);
+    load.args(["load", layout.path(), "--name", "img:1"]);
+    assert!(support::output_of(load).status.success());
+    for (choice, path, needle) in [
+        ("fuse", "/nonexistent", "apt-get install fuse-overlayfs"),
+        ("fusee", "/usr/bin:/bin", "is not a choice"),
+    ] {
+        let mut run = user.step(9);
+        run.env("CAIXA_OVERLAY", choice).env("PATH", path).args([
+            "run",
+            "--network",
+            "none",
+            "img:1",
+            "true",
+        ]);
+        assert_one_line_error(&support::output_of(run), 9, 125, needle);
+        let left = user.left_in("home/.local/share/caixa/containers");
+        assert!(
+            left.is_empty(),
+            "step 9 run rootless with CAIXA_OVERLAY={choice}: a refused start left {left:?}"
+        );
+    }
+}
+
 /// Rootless: what needs root on the host is refused in one line, before
 /// anything is made: the default bridge network.
 #[test]

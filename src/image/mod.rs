@@ -20,6 +20,7 @@ pub mod config;
 pub mod diff;
 pub mod digest;
 pub mod draft;
+pub mod fuse_overlay;
 pub mod load;
 pub mod overlay;
 pub mod store;

@@ -58,6 +58,10 @@ pub struct Mounted {
     /// own: its files are deleted as root of a user namespace with them
     /// (see `crate::rootless::remove_as_mapped_root`).
     pub delete_as: Option<(Vec<crate::idmap::IdMap>, Vec<crate::idmap::IdMap>)>,
+    /// Mounted by fuse-overlayfs (a rootless start the kernel refused its
+    /// own overlay, see `super::fuse_overlay`): unmounted through
+    /// `fusermount3`.
+    pub fuse: bool,
     dir: PathBuf,
     keep: bool,
     removed: bool,
@@ -257,6 +261,7 @@ fn mount_with_upper(
         merged: merged.clone(),
         in_child: None,
         delete_as: None,
+        fuse: false,
         dir: dir.to_path_buf(),
         keep,
         removed: false,
@@ -279,10 +284,19 @@ fn mount_with_upper(
             .map(|l| std::path::absolute(lower_dir.join(l)))
             .collect::<Result<Vec<_>, _>>()
             .map_err(io_err(lower_dir))?;
-        mounted.in_child = Some(
-            crate::rootless::overlay_options(&lower, &upper, &work)
-                .map_err(|e| ImageError::Rootless(e.to_string()))?,
-        );
+        let options = crate::rootless::overlay_options(&lower, &upper, &work)
+            .map_err(|e| ImageError::Rootless(e.to_string()))?;
+        match super::fuse_overlay::choose(&options, &merged)? {
+            super::fuse_overlay::Driver::Native => mounted.in_child = Some(options),
+            super::fuse_overlay::Driver::Fuse => {
+                super::fuse_overlay::mount(&lower, &upper, &work, &merged)?;
+                mounted.fuse = true;
+                trace.step(
+                    Side::Parent,
+                    format_args!("fuse-overlayfs -o {options} {}", merged.display()),
+                );
+            }
+        }
         return Ok(mounted);
     }
     let options = format!(
@@ -386,7 +400,9 @@ impl Mounted {
     /// them (`--keep`) and says where: `Ok(Some(upper))`.
     pub fn remove(mut self) -> Result<Option<PathBuf>, ImageError> {
         self.removed = true;
-        if self.in_child.is_none() {
+        if self.fuse {
+            super::fuse_overlay::unmount(&self.merged)?;
+        } else if self.in_child.is_none() {
             umount2(&self.merged, MntFlags::MNT_DETACH).map_err(|source| ImageError::Unmount {
                 target: self.merged.clone(),
                 source,
@@ -395,11 +411,17 @@ impl Mounted {
         if self.keep {
             return Ok(Some(self.dir.join("upper")));
         }
-        if self.in_child.is_some() {
+        if self.rootless() {
             return self.remove_rootless().map(|()| None);
         }
         std::fs::remove_dir_all(&self.dir).map_err(io_err(&self.dir))?;
         Ok(None)
+    }
+
+    /// Whether an ordinary user mounted this root (in the child, or
+    /// through fuse-overlayfs): its files are the user's to delete.
+    fn rootless(&self) -> bool {
+        self.in_child.is_some() || self.fuse
     }
 
     /// A rootless container's directory: deleted as the user when it can
@@ -454,8 +476,12 @@ impl Drop for Mounted {
     /// next start to sweep, see `crate::leftovers`).
     fn drop(&mut self) {
         if !self.removed {
-            let _ = umount2(&self.merged, MntFlags::MNT_DETACH);
-            if !self.keep && self.in_child.is_some() {
+            if self.fuse {
+                let _ = super::fuse_overlay::unmount(&self.merged);
+            } else {
+                let _ = umount2(&self.merged, MntFlags::MNT_DETACH);
+            }
+            if !self.keep && self.rootless() {
                 let _ = self.remove_rootless();
             } else if !self.keep {
                 let _ = std::fs::remove_dir_all(&self.dir);

@@ -49,6 +49,8 @@ const MODULES: &[&str] = &[
     "act_mirred",
     // the tap device pasta makes in a rootless container (step 8)
     "tun",
+    // fuse-overlayfs, a rootless root's fallback (step 9)
+    "fuse",
 ];
 
 /// Tests the VM lane leaves to the host, and why. Each checks bytes in
