@@ -812,24 +812,31 @@ fn rootless_root(
 /// How the image's file owners shift: container root is the host id the
 /// maps give it (none: the identity). The engine's `cp` owns what it
 /// writes into a container the same way. A rootless start unpacks as the
-/// user, whose files are all its own (see `Shift::rootless`).
+/// user, whose files are all its own (see `Shift::rootless`), unless its
+/// maps go beyond the user's ids: then as root of a namespace with them
+/// (see `Shift::mapped`).
 pub(crate) fn shift_of(spec: &Spec) -> crate::image::unpack::Shift {
+    use crate::image::unpack::Shift;
     let rootless = crate::rootless::active();
+    if rootless && crate::rootless::maps_more_than_own(spec) {
+        return Shift::mapped(&spec.uid_map, &spec.gid_map);
+    }
     let base = |maps: &[crate::idmap::IdMap]| {
         maps.iter()
             .find(|m| m.container == 0)
             .map(|m| (m.host, m.count))
     };
     match (base(&spec.uid_map), base(&spec.gid_map)) {
-        (Some((uid_base, count)), Some((gid_base, gcount))) => crate::image::unpack::Shift {
+        (Some((uid_base, count)), Some((gid_base, gcount))) => Shift {
             uid_base,
             gid_base,
             count: count.min(gcount),
             rootless,
+            mapped: None,
         },
-        _ => crate::image::unpack::Shift {
+        _ => Shift {
             rootless,
-            ..crate::image::unpack::Shift::IDENTITY
+            ..Shift::IDENTITY
         },
     }
 }

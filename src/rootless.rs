@@ -268,7 +268,7 @@ pub fn remove_as_mapped_root(
     gid: &[IdMap],
 ) -> Result<(), String> {
     let what = format!("delete {}", dir.display());
-    let code = as_mapped_root(CloneFlags::empty(), uid, gid, &what, || {
+    let (code, _) = as_mapped_root(CloneFlags::empty(), uid, gid, &what, |_| {
         i32::from(std::fs::remove_dir_all(dir).is_err())
     })?;
     match code {
@@ -283,16 +283,20 @@ pub fn remove_as_mapped_root(
 /// Runs `job` in a forked child that is root of a new user namespace with
 /// the maps `uid` and `gid` (and of the namespaces `flags` adds, made in the
 /// same clone): it waits on a pipe until the parent has written its maps,
-/// becomes uid and gid 0 there, runs `job` and exits with what it returns,
-/// which is returned here; `what` names the job in errors.
-fn as_mapped_root(
+/// becomes uid and gid 0 there, runs `job` and exits with what it returns.
+/// Returns that code and what `job` wrote to the writer it is given (a
+/// pipe: at most [`SAID_MAX`] bytes, a line saying what went wrong); `what`
+/// names the job in errors.
+pub fn as_mapped_root(
     flags: CloneFlags,
     uid: &[IdMap],
     gid: &[IdMap],
     what: &str,
-    job: impl FnOnce() -> i32,
-) -> Result<i32, String> {
+    job: impl FnOnce(&mut dyn std::io::Write) -> i32,
+) -> Result<(i32, String), String> {
+    use std::io::Read;
     let (ready_r, ready_w) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
+    let (said_r, said_w) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
     // SAFETY: the child only reads a pipe, changes its ids, runs `job` and
     // exits. The callers make that safe: the step binaries are
     // single-threaded here (see `crate::ns::clone`), and a job for a
@@ -300,7 +304,7 @@ fn as_mapped_root(
     let forked = unsafe { crate::ns::clone::clone_child(CloneFlags::CLONE_NEWUSER | flags) };
     match forked {
         Ok(crate::ns::clone::Forked::Child) => {
-            drop(ready_w);
+            drop((ready_w, said_r));
             let mut byte = [0u8; 1];
             let code = match nix::unistd::read(&ready_r, &mut byte) {
                 Ok(1) => {
@@ -308,7 +312,8 @@ fn as_mapped_root(
                     let gzero = nix::unistd::Gid::from_raw(0);
                     let _ = nix::unistd::setresgid(gzero, gzero, gzero);
                     let _ = nix::unistd::setresuid(zero, zero, zero);
-                    job()
+                    let mut said = std::fs::File::from(said_w);
+                    job(&mut said)
                 }
                 _ => 255,
             };
@@ -317,16 +322,23 @@ fn as_mapped_root(
             unsafe { libc::_exit(code) }
         }
         Ok(crate::ns::clone::Forked::Parent(pid)) => {
-            drop(ready_r);
+            drop((ready_r, said_w));
             let written = write_maps(pid, uid, gid).map_err(|e| e.to_string());
             if written.is_ok() {
                 let _ = nix::unistd::write(&ready_w, b"1");
             }
             drop(ready_w);
+            // Read until the child's end closes (its exit), at most
+            // SAID_MAX bytes: a job says one line.
+            let mut said = Vec::new();
+            let _ = std::fs::File::from(said_r)
+                .take(SAID_MAX)
+                .read_to_end(&mut said);
             let status = nix::sys::wait::waitpid(pid, None);
             written?;
+            let said = String::from_utf8_lossy(&said).trim().to_string();
             match status {
-                Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => Ok(code),
+                Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => Ok((code, said)),
                 other => Err(format!(
                     "{what} in a user namespace: the child ended {other:?}"
                 )),
@@ -335,6 +347,9 @@ fn as_mapped_root(
         Err(errno) => Err(format!("clone(CLONE_NEWUSER) to {what}: {errno}")),
     }
 }
+
+/// The most a job of [`as_mapped_root`] may say, in bytes.
+pub const SAID_MAX: u64 = 4096;
 // ANCHOR_END: remove_as_mapped_root
 
 /// The overlay options the child of a rootless start mounts its root with
@@ -386,12 +401,12 @@ pub fn native_overlay_refused(
         cstring(options.as_bytes())?,
     );
     let (uid, gid) = default_maps();
-    let code = as_mapped_root(
+    let (code, _) = as_mapped_root(
         CloneFlags::CLONE_NEWNS,
         &uid,
         &gid,
         "probe overlayfs",
-        || {
+        |_| {
             let none = nix::mount::MsFlags::empty();
             let fstype = c"overlay";
             match nix::mount::mount(

@@ -1234,6 +1234,86 @@ fn rootless_an_image_runs_from_the_users_own_store() {
     );
 }
 
+/// Rootless with the user's subordinate range mapped (`--uid-map 1:…`):
+/// the layers are unpacked as root of a user namespace with those maps, so
+/// an image's file keeps the owner the image gives it, as the container
+/// sees it (an id past the maps is `nobody`, as for root), and on the host
+/// it belongs to the subordinate id the maps make of it.
+#[test]
+fn rootless_a_subordinate_range_keeps_the_images_owners() {
+    use std::os::unix::fs::MetadataExt;
+    let user = support::Rootless::new();
+    let uid = support::Rootless::UID;
+    let mut entries = whited_out();
+    entries.extend([
+        Entry::FileOf("web-owned", 1000),
+        Entry::FileOf("far", 70000),
+    ]);
+    let layout = Layout::new(&[base_layer(), tar_of(&entries)], default_config());
+    std::fs::set_permissions(layout.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut load = user.step(9);
+    load.args(["load", layout.path(), "--name", "img:1"]);
+    assert!(support::output_of(load).status.success());
+    let own = format!("0:{uid}:1");
+    let mut run = user.step_with_subids(9, Some((300000, 65536)));
+    run.args(["run", "--network", "none"]);
+    for flag in ["--uid-map", "--gid-map"] {
+        run.args([flag, own.as_str(), flag, "1:300000:65535"]);
+    }
+    let script = "stat -c '%u %g' /web-owned /far; ls /data; echo --; ls /dir; \
+                  touch /made-here && echo wrote";
+    run.args(["img:1", "sh", "-c", script]);
+    let out = support::output_of(run);
+    let printed = text(&out.stdout);
+    assert!(
+        out.status.success() && printed == "1000 1000\n65534 65534\nb\n--\nz\nwrote\n",
+        "step 9 run rootless with the subordinate range 300000-365535 mapped: expected \
+         /web-owned owned by 1000 as the image says, /far (70000, past the maps) by nobody, \
+         the whiteout and opaque directory applied and a writable root; it exited {} and \
+         printed:\n{printed}stderr: {}\nmost likely cause: the layers are unpacked as the \
+         user alone (every file the user's) instead of as root of a user namespace with the \
+         container's maps (unpack::Shift::mapped)",
+        out.status,
+        text(&out.stderr)
+    );
+    let layers = user.left_in("home/.local/share/caixa/layers");
+    let mapped: Vec<&String> = layers
+        .iter()
+        .filter(|name| name.starts_with(&format!("{uid}-{uid}-user-")))
+        .collect();
+    assert_eq!(
+        mapped.len(),
+        1,
+        "step 9 run rootless with a subordinate range: expected one layers directory of its \
+         own for those maps ({uid}-{uid}-user-DIGEST), found {layers:?}"
+    );
+    let home = user
+        .step(9)
+        .get_envs()
+        .find(|(k, _)| *k == "HOME")
+        .and_then(|(_, v)| v.map(PathBuf::from))
+        .expect("the rootless user's HOME");
+    let dir = home.join(".local/share/caixa/layers").join(mapped[0]);
+    let owners: Vec<(u32, u32)> = std::fs::read_dir(&dir)
+        .expect("the mapped layers directory")
+        .flatten()
+        .filter_map(|layer| std::fs::symlink_metadata(layer.path().join("web-owned")).ok())
+        .map(|meta| (meta.uid(), meta.gid()))
+        .collect();
+    assert_eq!(
+        owners,
+        [(300999, 300999)],
+        "step 9 run rootless with a subordinate range: expected the layer's web-owned (1000 in \
+         the image) owned on the host by 300999, the id the maps give 1000"
+    );
+    let left = user.left_in("home/.local/share/caixa/containers");
+    assert!(
+        left.is_empty(),
+        "step 9 run rootless with a subordinate range: expected the container's directory \
+         gone, left: {left:?}"
+    );
+}
+
 /// `cmd` (a step as the rootless user, see `support::Rootless::step`) with
 /// FUSE open to the user, as udev leaves it on a desktop: in a mount
 /// namespace of the test's, a device node of mode 0666 of the test's own

@@ -70,8 +70,20 @@ pub struct Mounted {
 /// The name of the layers directory for `shift`'s owner; a rootless
 /// unpack's layers carry other overlay marks (`user.*`), so they are kept
 /// apart even for the same ids.
+/// Layers unpacked through a user's wider maps (see `Shift::mapped`) have
+/// owners only those maps give: the directory's name ends in a digest of
+/// them (a map's text holds `:`, which an overlay's options cannot carry).
 fn owner(shift: &Shift) -> String {
-    let marks = if shift.rootless { "-user" } else { "" };
+    let marks = match (&shift.mapped, shift.rootless) {
+        (Some(maps), true) => {
+            use sha2::Digest;
+            let text = format!("{:?}", maps.as_ref());
+            let digest = format!("{:x}", sha2::Sha256::digest(text.as_bytes()));
+            format!("-user-{}", &digest[..12])
+        }
+        (None, true) => "-user".to_string(),
+        (_, false) => String::new(),
+    };
     format!("{}-{}{marks}", shift.uid_base, shift.gid_base)
 }
 
@@ -117,39 +129,45 @@ pub fn ensure_layer(
     ));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir(&tmp).map_err(io_err(&tmp))?;
-    let result = unpack(&mut hashing, &tmp, blob, shift, bounds)
-        .and_then(|()| {
-            let hostile = |e: std::io::Error| ImageError::Hostile {
-                layer: blob.to_string(),
-                why: format!("truncated or corrupt stream: {e}"),
-            };
-            bounded::drain_after_end(&mut hashing, &hit).map_err(hostile)?;
-            let actual = hashing.finish().map_err(hostile)?;
-            if actual != diff_id {
-                return Err(ImageError::DigestMismatch {
-                    what: format!("layer {blob} (its diff_id)"),
-                    expected: diff_id.to_string(),
-                    actual,
-                });
-            }
-            Ok(())
-        })
-        // A bound hit inside the tar reader comes back wrapped in its
-        // error: say plainly which bound it was.
-        .map_err(|e| match hit.get() {
-            Some(hit) => ImageError::LayerBound {
-                layer: blob.to_string(),
-                hit,
-            },
-            None => e,
-        });
+    let unpack_checked = || {
+        unpack(&mut hashing, &tmp, blob, shift, bounds)
+            .and_then(|()| {
+                let hostile = |e: std::io::Error| ImageError::Hostile {
+                    layer: blob.to_string(),
+                    why: format!("truncated or corrupt stream: {e}"),
+                };
+                bounded::drain_after_end(&mut hashing, &hit).map_err(hostile)?;
+                let actual = hashing.finish().map_err(hostile)?;
+                if actual != diff_id {
+                    return Err(ImageError::DigestMismatch {
+                        what: format!("layer {blob} (its diff_id)"),
+                        expected: diff_id.to_string(),
+                        actual,
+                    });
+                }
+                Ok(())
+            })
+            // A bound hit inside the tar reader comes back wrapped in its
+            // error: say plainly which bound it was.
+            .map_err(|e| match hit.get() {
+                Some(hit) => ImageError::LayerBound {
+                    layer: blob.to_string(),
+                    hit,
+                },
+                None => e,
+            })
+    };
+    let result = match &shift.mapped {
+        None => unpack_checked(),
+        Some(maps) => in_mapped_root(maps, blob, unpack_checked),
+    };
     if let Err(e) = result {
-        let _ = std::fs::remove_dir_all(&tmp);
+        remove_unpacked(&tmp, shift);
         return Err(e);
     }
     if let Err(e) = std::fs::rename(&tmp, &dir) {
         // Another start unpacked the same layer meanwhile: theirs will do.
-        let _ = std::fs::remove_dir_all(&tmp);
+        remove_unpacked(&tmp, shift);
         if dir.is_dir() {
             return Ok(dir);
         }
@@ -160,6 +178,55 @@ pub fn ensure_layer(
         format_args!("image: unpacked layer {diff_id} into {}", dir.display()),
     );
     Ok(dir)
+}
+
+// ANCHOR: in_mapped_root
+/// Runs `unpack` as root of a user namespace with `maps` (a rootless
+/// container's, wider than the user's own ids): there it may give a file
+/// any owner the maps cover, which the user on the host may not. The child
+/// says its error in one line, which comes back as this start's error.
+fn in_mapped_root(
+    maps: &super::unpack::MapPair,
+    blob: &str,
+    unpack: impl FnOnce() -> Result<(), ImageError>,
+) -> Result<(), ImageError> {
+    let what = format!("unpack layer {blob}");
+    let job = |said: &mut dyn std::io::Write| match unpack() {
+        Ok(()) => 0,
+        Err(e) => {
+            let _ = write!(said, "{e}");
+            1
+        }
+    };
+    let (code, said) = crate::rootless::as_mapped_root(
+        nix::sched::CloneFlags::empty(),
+        &maps.0,
+        &maps.1,
+        &what,
+        job,
+    )
+    .map_err(ImageError::Rootless)?;
+    match code {
+        0 => Ok(()),
+        _ if said.is_empty() => Err(ImageError::Rootless(format!("{what}: it failed ({code})"))),
+        _ => Err(ImageError::Rootless(said)),
+    }
+}
+// ANCHOR_END: in_mapped_root
+
+/// Deletes a layer's scratch directory that will not be kept, as whoever
+/// could write in it (see [`in_mapped_root`]). Best effort: a scratch name
+/// is never used again.
+fn remove_unpacked(tmp: &Path, shift: &Shift) {
+    match &shift.mapped {
+        Some(maps) if std::fs::remove_dir_all(tmp).is_err() => {
+            let _ = crate::rootless::remove_as_mapped_root(tmp, &maps.0, &maps.1);
+        }
+        Some(_) => {}
+        None => {
+            let _ = std::fs::remove_dir_all(tmp);
+        }
+    }
 }
 
 // ANCHOR: mount_overlay

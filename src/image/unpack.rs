@@ -56,7 +56,7 @@ impl Bounds {
 
 /// How container ids become host ids: `host = base + id` for ids below
 /// `count`, else the mapped `nobody`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Shift {
     /// Host uid of container uid 0.
     pub uid_base: u32,
@@ -70,7 +70,16 @@ pub struct Shift {
     /// overlayfs's marks go in `user.*` attributes, not `trusted.*` ones,
     /// which need root on the host.
     pub rootless: bool,
+    /// A rootless start whose maps go beyond the user's own ids (its
+    /// `/etc/subuid` range): unpacked as root of a user namespace with those
+    /// maps (see [`Shift::mapped`]), where every file gets the owner the
+    /// image gives it, as the container will see it, and the kernel writes
+    /// the host id the maps make of it. `None`: the user's ids alone.
+    pub mapped: Option<std::sync::Arc<MapPair>>,
 }
+
+/// A uid map and a gid map.
+pub type MapPair = (Vec<crate::idmap::IdMap>, Vec<crate::idmap::IdMap>);
 
 impl Shift {
     /// The ids as they are: what an archive says is what the files get.
@@ -79,30 +88,54 @@ impl Shift {
         gid_base: 0,
         count: u32::MAX,
         rootless: false,
+        mapped: None,
     };
 
-    fn uid(&self, id: u64) -> u32 {
-        if self.rootless {
-            return self.uid_base;
+    /// The shift of a rootless container with the maps `uid` and `gid`
+    /// (container 0 is the user): `count` is how many ids from 0 on both
+    /// maps cover without a gap; an image's owner past them becomes
+    /// `nobody`, as a root start's does past its range.
+    pub fn mapped(uid: &[crate::idmap::IdMap], gid: &[crate::idmap::IdMap]) -> Shift {
+        let root = |maps: &[crate::idmap::IdMap]| {
+            maps.iter().find(|m| m.container == 0).map_or(0, |m| m.host)
+        };
+        Shift {
+            uid_base: root(uid),
+            gid_base: root(gid),
+            count: covered(uid).min(covered(gid)),
+            rootless: true,
+            mapped: Some(std::sync::Arc::new((uid.to_vec(), gid.to_vec()))),
         }
-        self.uid_base
-            + if id < u64::from(self.count) {
-                id as u32
-            } else {
-                65534
-            }
+    }
+
+    fn uid(&self, id: u64) -> u32 {
+        self.shifted(id, self.uid_base)
     }
     fn gid(&self, id: u64) -> u32 {
-        if self.rootless {
-            return self.gid_base;
-        }
-        self.gid_base
-            + if id < u64::from(self.count) {
-                id as u32
-            } else {
-                65534
-            }
+        self.shifted(id, self.gid_base)
     }
+    fn shifted(&self, id: u64, base: u32) -> u32 {
+        let within = if id < u64::from(self.count) {
+            id as u32
+        } else {
+            65534
+        };
+        match (self.rootless, &self.mapped) {
+            // The namespace's own ids: the kernel maps them.
+            (true, Some(_)) => within,
+            (true, None) => base,
+            (false, _) => base + within,
+        }
+    }
+}
+
+/// How many ids from 0 on `maps` cover without a gap.
+fn covered(maps: &[crate::idmap::IdMap]) -> u32 {
+    let mut next = 0u32;
+    while let Some(m) = maps.iter().find(|m| m.container == next && m.count > 0) {
+        next = next.saturating_add(m.count);
+    }
+    next
 }
 
 /// The relative, normal path of an archive name, or why it is refused.
@@ -428,6 +461,26 @@ fn real_dir_inside(root: &Path, rel: &Path) -> Option<PathBuf> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_mapped_shift_keeps_the_ids_its_maps_cover_without_a_gap() {
+        use crate::idmap::IdMap;
+        let m = |container, host, count| IdMap {
+            container,
+            host,
+            count,
+        };
+        let maps = [m(0, 1000, 1), m(1, 300_000, 65_535)];
+        let shift = Shift::mapped(&maps, &maps);
+        assert_eq!((shift.uid_base, shift.count), (1000, 65_536));
+        assert_eq!(
+            (shift.uid(0), shift.uid(1000), shift.gid(70_000)),
+            (0, 1000, 65_534)
+        );
+        // A gap ends what is covered: id 1 is not mapped, so nor is 2.
+        let gapped = [m(0, 1000, 1), m(2, 300_000, 10)];
+        assert_eq!(Shift::mapped(&gapped, &maps).count, 1);
+    }
+
     use super::*;
 
     #[test]
@@ -461,6 +514,7 @@ mod tests {
             gid_base: nix::unistd::getegid().as_raw(),
             count: 1,
             rootless: true,
+            mapped: None,
         };
         let bounds = Bounds::for_compressed(1 << 20);
         unpack(&bytes[..], dest.path(), "sha256:test", &shift, bounds).unwrap();

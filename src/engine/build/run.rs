@@ -53,6 +53,7 @@ pub fn build_shift() -> Shift {
         gid_base: map.host,
         count: map.count,
         rootless: false,
+        mapped: None,
     }
 }
 
@@ -78,6 +79,7 @@ pub fn shift_of(
         gid_base,
         count: uid_count.min(gid_count),
         rootless: false,
+        mapped: None,
     }
 }
 
