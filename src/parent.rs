@@ -734,12 +734,15 @@ impl Host {
         //    must not see a port published to an address nobody holds.
         //    The networks joined later go before the first, which owns the
         //    container's files their release rewrites.
+        //    Their veth pairs went with the container's network namespace.
         for mut net in std::mem::take(&mut self.joined).into_iter().rev() {
+            net.namespace_gone();
             if let Err(e) = net.release(trace) {
                 torn.errors.push(e.to_string());
             }
         }
         if let Some(mut net) = self.network.take() {
+            net.namespace_gone();
             if let Err(e) = net.release(trace) {
                 torn.errors.push(e.to_string());
             }

@@ -239,6 +239,21 @@ fn bandwidth_shaping_limits_a_transfer() {
     );
 }
 
+/// `netns`'s links once they are `expected`, looking again for at most
+/// 10 s; what they are then, if never. A container's veth pair goes with
+/// its network namespace, which the kernel cleans up in the background
+/// after the container's last process (see `Prepared::namespace_gone`).
+fn links_once(netns: &TestNetns, expected: &[String]) -> Vec<String> {
+    let start = std::time::Instant::now();
+    loop {
+        let links = netns.links();
+        if links == expected || start.elapsed() > std::time::Duration::from_secs(10) {
+            return links;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn nothing_is_left_after_exit() {
     let netns = TestNetns::new();
@@ -253,13 +268,13 @@ fn nothing_is_left_after_exit() {
          (portmap::remove_rules_of) or the last container's bridge chains (bridge::destroy)",
         netns.rules()
     );
+    let after = links_once(&netns, &links);
     assert_eq!(
-        netns.links(),
-        links,
-        "step 8: expected the links as before the container, saw {:?}; most likely cause: \
-         Prepared::release does not delete the host end of the veth pair, or the last \
-         container's bridge (bridge::destroy)",
-        netns.links()
+        after, links,
+        "step 8: expected the links as before the container (within 10 s: the kernel deletes \
+         the veth pair with the container's namespace), saw {after:?}; most likely cause: the \
+         last container's bridge is not deleted (bridge::destroy), or the pair outlives the \
+         container: its peer was not moved into the container's namespace"
     );
     let leases = netns.state.path().join("networks/caixa0.leases");
     assert_eq!(
@@ -396,14 +411,14 @@ fn a_killed_step_binary_takes_its_container_along_and_the_next_start_recovers() 
     // The bridge, rules and lease it left must not stop the next container.
     let out = netns.run(8, &["-p", "8080:80", "true"]);
     stdout_of(&out);
+    let after = links_once(&netns, &["lo".to_string()]);
     assert_eq!(
-        netns.links(),
+        after,
         ["lo"],
         "step 8: expected the next container's exit to remove the network, the killed one's \
-         bridge and veth too, saw {:?}; most likely cause: the next start does not take back \
-         a dead container's lease and veth (Leases::take_back_dead), so the bridge looks in \
-         use",
-        netns.links()
+         bridge and veth too, saw {after:?}; most likely cause: the next start does not take \
+         back a dead container's lease and veth (Leases::take_back_dead), so the bridge looks \
+         in use"
     );
     assert!(
         netns.rules().is_empty(),

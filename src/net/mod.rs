@@ -224,6 +224,9 @@ pub struct Prepared {
     /// The ifb device of the upload limit, when it is on the host.
     ifb: Option<String>,
     rules: Vec<portmap::Rule>,
+    /// The container's network namespace has died: see
+    /// [`Prepared::namespace_gone`].
+    namespace_gone: bool,
 }
 
 impl Prepared {
@@ -261,6 +264,7 @@ impl Prepared {
             connected: None,
             ifb: None,
             rules: Vec::new(),
+            namespace_gone: false,
         };
         // The files are the first network's: one /etc/hosts per container,
         // whatever networks it is on.
@@ -322,6 +326,17 @@ impl Prepared {
             prefix: self.spec.subnet.prefix,
             gateway: self.owns_files().then(|| self.spec.subnet.gateway()),
         };
+        // A pair of the same name may still be there: this container's
+        // last run (a restart), whose dead namespace the kernel has not
+        // cleaned up yet (see `namespace_gone`). It goes now, by hand.
+        if link_exists(&link.host) {
+            veth::delete(
+                &veth::Veth {
+                    host: link.host.clone(),
+                },
+                trace,
+            )?;
+        }
         // The link first: rules and shaping name an address and a device
         // that must exist (a DNAT to an address nobody answers is a black
         // hole for the port's clients).
@@ -339,6 +354,21 @@ impl Prepared {
         }
         Ok(())
     }
+
+    // ANCHOR: namespace_gone
+    /// Says that the container's network namespace has died (its last
+    /// process has exited): the kernel deletes a veth pair when the
+    /// namespace of either end goes, so [`Prepared::release`] leaves the
+    /// pair to it, as Docker does. Deleting it by hand makes the caller wait
+    /// for an RCU grace period (20 to 27 ms on this machine, most of a
+    /// bridge start's end); the kernel's cleanup of a dead namespace pays
+    /// that in a worker of its own, after the caller has moved on. A network
+    /// left while the container runs (`network disconnect`) is deleted by
+    /// hand: its namespace lives on.
+    pub fn namespace_gone(&mut self) {
+        self.namespace_gone = true;
+    }
+    // ANCHOR_END: namespace_gone
 
     /// Removes everything of this container: rules, veth, files, lease (and
     /// the bridge with the network's last lease). Collects errors.
@@ -360,13 +390,15 @@ impl Prepared {
                 }
             }
         }
-        // Then the link (its shaping goes with it), and the ifb device
-        // that held its uploads, if any: after the link, so no redirect
-        // ever points at a device that is gone.
-        if let Some(veth) = self.connected.take() {
-            if let Err(e) = veth::delete(&veth, trace) {
-                first.get_or_insert(e);
-            }
+        // Then the link (its shaping goes with it), unless its namespace
+        // has died and takes it along; and the ifb device that held its
+        // uploads, if any: after the link, or (left to the kernel) once
+        // no packet can come in through it.
+        if let Some(veth) = self.connected.take()
+            && !self.namespace_gone
+            && let Err(e) = veth::delete(&veth, trace)
+        {
+            first.get_or_insert(e);
         }
         if let Some(ifb) = self.ifb.take()
             && let Err(e) = shape::remove(&ifb, trace)
