@@ -815,6 +815,8 @@ fn start(daemon: &Daemon, containers: &Containers, record: &Record) -> Result<bo
     }
     // (What a dead shim left is swept by the runtime itself, first thing
     // in its start: `Host::prepare` and `ipam::Leases::take_back_dead`.)
+    // The networks' bridges are the engine's: up before the container.
+    super::networks::keep_bridges_up(&daemon.root, record)?;
     containers.set_state(&record.id, &State::default())?;
     let log_path = dir.join("shim.log");
     let log = std::fs::File::options()

@@ -38,7 +38,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::EngineError;
-use super::state::{Containers, create_dirs, io, read_json, write_json};
+use super::state::{Containers, Record, create_dirs, io, read_json, write_json};
 use crate::net::Subnet;
 
 /// The names Docker gives its own networks: not for users to take.
@@ -211,6 +211,15 @@ impl Networks {
                 network.name, record.name
             )));
         }
+        // Its bridge goes with it (no container holds an address on it
+        // now); a failure keeps the network, so `rm` can be tried again.
+        crate::net::bridge::remove_kept(&bridge_spec(&network)?, &crate::trace::Trace::new(false))
+            .map_err(|e| {
+                EngineError::Conflict(format!(
+                    "network {}: cannot remove its bridge {}: {e}",
+                    network.name, network.bridge
+                ))
+            })?;
         let path = self.dir.join(format!("{}.json", network.name));
         std::fs::remove_file(&path).map_err(io(&path))?;
         self.event("destroy", &network);
@@ -263,6 +272,49 @@ fn to_json(n: &Network, containers: &Containers) -> Value {
         "Labels": n.labels,
     })
 }
+
+/// The network plan of `network`'s bridge, for what only its bridge
+/// matters to (bringing it up, removing it).
+fn bridge_spec(network: &Network) -> Result<crate::net::NetworkSpec, EngineError> {
+    let subnet = network
+        .subnet
+        .parse()
+        .map_err(|e: String| EngineError::BadRequest(format!("network {}: {e}", network.name)))?;
+    Ok(crate::net::NetworkSpec::of_bridge(
+        &network.bridge,
+        subnet,
+        &crate::net::state_dir(),
+    ))
+}
+
+// ANCHOR: keep_bridges_up
+/// Brings up the bridge of every network `record` is on, kept as the
+/// network's (see `net::bridge::keep_up`): the bridge and its shared rules
+/// are made once, not with each container, and the end of a network's
+/// last container does not remove them. A rootless daemon has no bridge.
+pub fn keep_bridges_up(root: &Path, record: &Record) -> Result<(), EngineError> {
+    if crate::rootless::active() {
+        return Ok(());
+    }
+    let networks = Networks::open(root)?;
+    for name in std::iter::once(&record.network).chain(&record.joined) {
+        let network = match name.as_str() {
+            "" | "default" | "bridge" => default_bridge(),
+            "none" | "host" | "pasta" => continue,
+            other => networks.find(other)?,
+        };
+        let spec = bridge_spec(&network)?;
+        crate::net::bridge::keep_up(&spec, &crate::trace::Trace::new(false)).map_err(|e| {
+            EngineError::StartFailed {
+                name: record.name.clone(),
+                code: 125,
+                reason: e.to_string(),
+            }
+        })?;
+    }
+    Ok(())
+}
+// ANCHOR_END: keep_bridges_up
 
 /// Step 8's network, as Docker shows its default `bridge`.
 pub(super) fn default_bridge() -> Network {

@@ -29,6 +29,52 @@ pub fn marker(spec: &NetworkSpec) -> std::path::PathBuf {
         .join(format!("{}.bridge", spec.bridge))
 }
 
+/// The marker's second line when the bridge outlives its containers.
+const KEPT: &str = "kept";
+
+/// Whether the bridge of `spec` is kept: made for a network of the
+/// engine's, which outlives its containers (see [`keep_up`]).
+pub fn is_kept(spec: &NetworkSpec) -> bool {
+    std::fs::read_to_string(marker(spec)).is_ok_and(|m| m.lines().nth(1) == Some(KEPT))
+}
+
+// ANCHOR: keep_up
+/// Makes the bridge of `spec` the network's, not its containers': up (made,
+/// remade after a crash, or its subnet checked, as [`bring_up`] does) and
+/// marked kept, so the release of its last container leaves it, its
+/// shared rules with it. Docker's `docker0` and its networks' bridges live
+/// as long as the network does: the engine calls this before each start on
+/// a network, and removes the bridge with the network ([`remove_kept`]).
+/// Step 8 has no network object: its bridge goes with its last container.
+pub fn keep_up(spec: &NetworkSpec, trace: &Trace) -> Result<(), NetError> {
+    let leases = super::ipam::open(spec)?;
+    if is_kept(spec) && exists(&spec.bridge) {
+        return Ok(());
+    }
+    bring_up(spec, leases.is_empty(), trace)?;
+    let marked = format!("{}\n{KEPT}\n", spec.subnet);
+    std::fs::write(marker(spec), marked).map_err(|source| NetError::State {
+        path: marker(spec),
+        source,
+    })
+}
+// ANCHOR_END: keep_up
+
+/// Removes a kept bridge, its rules and its marker, when no container
+/// holds an address on it (the engine's `network rm`); nothing when there
+/// is no bridge of caixa's by that name.
+pub fn remove_kept(spec: &NetworkSpec, trace: &Trace) -> Result<(), NetError> {
+    let leases = super::ipam::open(spec)?;
+    if !leases.is_empty() || !marker(spec).exists() {
+        return Ok(());
+    }
+    if !exists(&spec.bridge) {
+        let _ = std::fs::remove_file(marker(spec));
+        return Ok(());
+    }
+    destroy(spec, trace)
+}
+
 /// Whether the bridge exists in this network namespace.
 pub fn exists(bridge: &str) -> bool {
     super::link_exists(bridge)
@@ -86,9 +132,10 @@ pub fn bring_up(spec: &NetworkSpec, first: bool, trace: &Trace) -> Result<(), Ne
             spec.bridge
         )));
     }
-    if first && up {
+    if first && up && !is_kept(spec) {
         // No live lease but a bridge: left by a start that was killed.
-        // Start the network afresh.
+        // Start the network afresh. (A kept bridge has no lease between
+        // its containers, and stays.)
         trace.step(
             Side::Parent,
             format_args!(
@@ -104,7 +151,8 @@ pub fn bring_up(spec: &NetworkSpec, first: bool, trace: &Trace) -> Result<(), Ne
     }
     // In use: its subnet must be this container's. The marker says so
     // without a process; `ip` is asked only when it does not agree.
-    if made_with.as_deref().map(str::trim) == Some(spec.subnet.to_string().as_str()) {
+    let made_with = made_with.as_deref().and_then(|m| m.lines().next());
+    if made_with.map(str::trim) == Some(spec.subnet.to_string().as_str()) {
         return Ok(());
     }
     check_subnet(spec, trace)

@@ -414,28 +414,21 @@ pub fn sweep(state_dir: &Path, trace: &Trace) -> Vec<String> {
         if path.extension().is_none_or(|e| e != "bridge") {
             continue;
         }
-        let (Some(bridge), Ok(subnet)) = (
+        let (Some(bridge), Ok(marker)) = (
             path.file_stem().map(|b| b.to_string_lossy().into_owned()),
             std::fs::read_to_string(&path),
         ) else {
             continue;
         };
-        let Ok(subnet) = subnet.trim().parse() else {
+        // The marker's first line is the subnet (see `bridge::marker`).
+        let Ok(subnet) = marker.lines().next().unwrap_or("").trim().parse() else {
             said.push(format!(
                 "warning: {}: not a subnet; left alone",
                 path.display()
             ));
             continue;
         };
-        let spec = NetworkSpec {
-            bridge,
-            subnet,
-            publish: Vec::new(),
-            bandwidth: None,
-            state_dir: state_dir.to_path_buf(),
-            names: Vec::new(),
-            interface: 0,
-        };
+        let spec = NetworkSpec::of_bridge(&bridge, subnet, state_dir);
         if let Err(e) = sweep_bridge(&spec, trace, &mut said) {
             said.push(format!(
                 "warning: sweeping the leases of {}: {e}",
@@ -463,7 +456,11 @@ fn sweep_bridge(spec: &NetworkSpec, trace: &Trace, said: &mut Vec<String>) -> Re
         });
     }
     state.save()?;
-    if state.leases.is_empty() && state.dead.is_empty() && bridge::exists(&spec.bridge) {
+    if state.leases.is_empty()
+        && state.dead.is_empty()
+        && bridge::exists(&spec.bridge)
+        && !bridge::is_kept(spec)
+    {
         bridge::destroy(spec, trace)?;
         said.push(format!(
             "removed bridge {}: no container holds it",

@@ -26,7 +26,7 @@ pub mod usermode;
 pub mod veth;
 
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use nix::unistd::Pid;
 
@@ -119,6 +119,21 @@ pub enum NetError {
 }
 
 impl NetworkSpec {
+    /// The plan of a network's bridge alone, for what only the bridge
+    /// matters to (a sweep of leftovers; the engine bringing up or
+    /// removing a network's bridge): no ports, no rate, no names.
+    pub fn of_bridge(bridge: &str, subnet: Subnet, state_dir: &Path) -> NetworkSpec {
+        NetworkSpec {
+            bridge: bridge.to_string(),
+            subnet,
+            publish: Vec::new(),
+            bandwidth: None,
+            state_dir: state_dir.to_path_buf(),
+            names: Vec::new(),
+            interface: 0,
+        }
+    }
+
     /// The network `docker run --network MODE -p … --network-bandwidth …`
     /// describes; `None` for mode `none` (loopback only). One owner for
     /// these rules: the step binaries and the engine both plan through it.
@@ -415,8 +430,9 @@ impl Prepared {
             let released = ipam::open(&self.spec).and_then(|mut leases| {
                 leases.give_back(&self.id, trace)?;
                 leases.refresh_hosts(&self.spec, &self.id);
-                // The network's last container takes the bridge along.
-                if leases.is_empty() {
+                // The network's last container takes the bridge along,
+                // unless the bridge is the network's (the engine's).
+                if leases.is_empty() && !bridge::is_kept(&self.spec) {
                     bridge::destroy(&self.spec, trace)?;
                 }
                 Ok(())
