@@ -1133,6 +1133,30 @@ fn zstd_compressed_layers_load_and_run() {
     }
 }
 
+/// The rootless user, with an image of `layers` (over the base layer)
+/// loaded as `img:1` into its own store. The layout is the test's, made
+/// readable by the user; it is returned, since dropping it deletes it.
+fn rootless_with_image(layers: &[Vec<u8>]) -> (support::Rootless, Layout) {
+    let user = support::Rootless::new();
+    let mut all = vec![base_layer()];
+    all.extend_from_slice(layers);
+    let layout = Layout::new(&all, default_config());
+    std::fs::set_permissions(layout.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut load = user.step(9);
+    load.args(["load", layout.path(), "--name", "img:1"]);
+    let out = support::output_of(load);
+    assert!(
+        out.status.success() && stdout_of(&out).trim() == "loaded img:1",
+        "step 9 load run by uid {}: expected `loaded img:1`, it exited {} with {:?} {:?}; \
+         most likely cause: the store is not the user's own (store::default_root)",
+        support::Rootless::UID,
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    (user, layout)
+}
+
 /// Rootless (#22): an ordinary user loads an image into a store of its own
 /// and runs it: layers unpacked as the user (whiteouts, an opaque
 /// directory in `user.overlay.*`, a directory the user may not write),
@@ -1140,28 +1164,14 @@ fn zstd_compressed_layers_load_and_run() {
 /// writes gone with the container, nothing left behind.
 #[test]
 fn rootless_an_image_runs_from_the_users_own_store() {
-    let user = support::Rootless::new();
     let mut entries = whited_out();
     entries.extend([
         Entry::DirMode("ro", 0o555),
         Entry::File("ro/f", b"f\n"),
         Entry::FileOf("web-owned", 1000),
     ]);
-    let upper = tar_of(&entries);
-    let layout = Layout::new(&[base_layer(), upper], default_config());
-    std::fs::set_permissions(layout.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (user, _layout) = rootless_with_image(&[tar_of(&entries)]);
     let uid = support::Rootless::UID;
-    let mut load = user.step(9);
-    load.args(["load", layout.path(), "--name", "img:1"]);
-    let out = support::output_of(load);
-    assert!(
-        out.status.success() && stdout_of(&out).trim() == "loaded img:1",
-        "step 9 load run by uid {uid}: expected `loaded img:1`, it exited {} with {:?} {:?}; \
-         most likely cause: the store is not the user's own (store::default_root)",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    );
     let script = "ls /data; echo --; ls /dir; echo --; cat /ro/f; ls -ldn /ro; \
                   ls -ln /web-owned; id -u; touch /made-here && echo wrote";
     let out = user.run(
@@ -1242,18 +1252,13 @@ fn rootless_an_image_runs_from_the_users_own_store() {
 #[test]
 fn rootless_a_subordinate_range_keeps_the_images_owners() {
     use std::os::unix::fs::MetadataExt;
-    let user = support::Rootless::new();
     let uid = support::Rootless::UID;
     let mut entries = whited_out();
     entries.extend([
         Entry::FileOf("web-owned", 1000),
         Entry::FileOf("far", 70000),
     ]);
-    let layout = Layout::new(&[base_layer(), tar_of(&entries)], default_config());
-    std::fs::set_permissions(layout.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let mut load = user.step(9);
-    load.args(["load", layout.path(), "--name", "img:1"]);
-    assert!(support::output_of(load).status.success());
+    let (user, _layout) = rootless_with_image(&[tar_of(&entries)]);
     let own = format!("0:{uid}:1");
     let mut run = user.step_with_subids(9, Some((300000, 65536)));
     run.args(["run", "--network", "none"]);
@@ -1357,25 +1362,14 @@ fn with_fuse(cmd: &Command, dir: &Path) -> Command {
 /// a writable root, and no mount or directory left after.
 #[test]
 fn rootless_fuse_overlayfs_gives_the_root_where_the_kernel_will_not() {
-    let user = support::Rootless::new();
-    let layout = Layout::new(&[base_layer(), tar_of(&whited_out())], default_config());
-    std::fs::set_permissions(layout.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let mut load = user.step(9);
-    load.args(["load", layout.path(), "--name", "img:1"]);
-    assert!(support::output_of(load).status.success());
+    let (user, _layout) = rootless_with_image(&[tar_of(&whited_out())]);
     let fuse_dir = tempfile::tempdir().expect("a directory for the test's /dev/fuse");
     let script = "grep ' / ' /proc/mounts | cut -d' ' -f3; ls /data; echo --; ls /dir; \
                   touch /made-here && echo wrote";
     let mut run = user.step(9);
-    run.env("CAIXA_OVERLAY", "fuse").args([
-        "run",
-        "--network",
-        "none",
-        "img:1",
-        "sh",
-        "-c",
-        script,
-    ]);
+    run.env("CAIXA_OVERLAY", "fuse")
+        .args(["run", "--network", "none", "img:1", "sh", "-c"])
+        .arg(script);
     let out = support::output_of(with_fuse(&run, fuse_dir.path()));
     let printed = text(&out.stdout);
     assert!(
@@ -1401,12 +1395,7 @@ fn rootless_fuse_overlayfs_gives_the_root_where_the_kernel_will_not() {
 /// none): one line that says what to do, and nothing left.
 #[test]
 fn rootless_a_missing_fuse_overlayfs_is_one_line() {
-    let user = support::Rootless::new();
-    let layout = Layout::new(&[base_layer()], default_config());
-    std::fs::set_permissions(layout.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let mut load = user.step(9);
-    load.args(["load", layout.path(), "--name", "img:1"]);
-    assert!(support::output_of(load).status.success());
+    let (user, _layout) = rootless_with_image(&[]);
     for (choice, path, needle) in [
         ("fuse", "/nonexistent", "apt-get install fuse-overlayfs"),
         ("fusee", "/usr/bin:/bin", "is not a choice"),
@@ -1432,12 +1421,7 @@ fn rootless_a_missing_fuse_overlayfs_is_one_line() {
 /// anything is made: the default bridge network.
 #[test]
 fn rootless_a_bridge_is_refused_in_one_line() {
-    let user = support::Rootless::new();
-    let layout = Layout::new(&[base_layer()], default_config());
-    std::fs::set_permissions(layout.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let mut load = user.step(9);
-    load.args(["load", layout.path(), "--name", "img:1"]);
-    assert!(support::output_of(load).status.success());
+    let (user, _layout) = rootless_with_image(&[]);
     let out = user.run(9, &["run", "img:1", "true"]);
     assert_one_line_error(&out, 9, 125, "use --network none");
     let left = user.left_in("home/.local/share/caixa/containers");
