@@ -328,12 +328,15 @@ pub fn as_mapped_root(
                 let _ = nix::unistd::write(&ready_w, b"1");
             }
             drop(ready_w);
-            // Read until the child's end closes (its exit), at most
-            // SAID_MAX bytes: a job says one line.
+            // Read until the child's end closes (its exit): the first
+            // SAID_MAX bytes are kept (a job says one line), the rest read
+            // and dropped, so a long message (a hostile layer's name) can
+            // never fill the pipe and leave the child blocked on its write
+            // while we wait for it.
             let mut said = Vec::new();
-            let _ = std::fs::File::from(said_r)
-                .take(SAID_MAX)
-                .read_to_end(&mut said);
+            let mut pipe = std::fs::File::from(said_r);
+            let _ = (&mut pipe).take(SAID_MAX).read_to_end(&mut said);
+            let _ = std::io::copy(&mut pipe, &mut std::io::sink());
             let status = nix::sys::wait::waitpid(pid, None);
             written?;
             let said = String::from_utf8_lossy(&said).trim().to_string();
@@ -498,6 +501,31 @@ mod tests {
             refusal_with(&spec, none),
             Err(RootlessError::DeviceRules)
         ));
+    }
+
+    #[test]
+    fn a_job_that_says_too_much_is_cut_and_never_stuck() {
+        // Root's own ids, mapped to themselves: no helper needed. The job
+        // writes four times a pipe's usual capacity (a hostile layer's
+        // name can be that long); the buffer is made before the fork, the
+        // child only writes it.
+        let own = [IdMap {
+            container: 0,
+            host: geteuid().as_raw(),
+            count: 1,
+        }];
+        let group = [IdMap {
+            container: 0,
+            host: getegid().as_raw(),
+            count: 1,
+        }];
+        let long = vec![b'x'; 256 << 10];
+        let (code, said) = as_mapped_root(CloneFlags::empty(), &own, &group, "say", |out| {
+            let _ = out.write_all(&long);
+            7
+        })
+        .unwrap();
+        assert_eq!((code, said.len()), (7, SAID_MAX as usize));
     }
 
     #[test]

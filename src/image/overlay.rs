@@ -69,8 +69,7 @@ pub struct Mounted {
 
 /// The name of the layers directory for `shift`'s owner; a rootless
 /// unpack's layers carry other overlay marks (`user.*`), so they are kept
-/// apart even for the same ids.
-/// Layers unpacked through a user's wider maps (see `Shift::mapped`) have
+/// apart even for the same ids. Layers unpacked through a user's wider maps (see `Shift::mapped`) have
 /// owners only those maps give: the directory's name ends in a digest of
 /// them (a map's text holds `:`, which an overlay's options cannot carry).
 fn owner(shift: &Shift) -> String {
