@@ -363,6 +363,17 @@ pub fn overlay_options(
     upper: &std::path::Path,
     work: &std::path::Path,
 ) -> Result<String, RootlessError> {
+    Ok(overlay_dirs(lower, upper, work)? + ",userxattr")
+}
+
+/// The directories of an overlay as its options name them (lower ones top
+/// first): the part overlayfs and fuse-overlayfs share. A path holding a
+/// `,` or `:` cannot be carried, and is refused.
+pub fn overlay_dirs(
+    lower: &[PathBuf],
+    upper: &std::path::Path,
+    work: &std::path::Path,
+) -> Result<String, RootlessError> {
     for path in lower.iter().map(PathBuf::as_path).chain([upper, work]) {
         let text = path.to_string_lossy();
         if text.contains(',') || text.contains(':') {
@@ -371,7 +382,7 @@ pub fn overlay_options(
     }
     let lower: Vec<String> = lower.iter().map(|l| l.display().to_string()).collect();
     Ok(format!(
-        "lowerdir={},upperdir={},workdir={},userxattr",
+        "lowerdir={},upperdir={},workdir={}",
         lower.join(":"),
         upper.display(),
         work.display()

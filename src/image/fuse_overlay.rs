@@ -77,30 +77,19 @@ pub fn choose(options: &str, merged: &Path) -> Result<Driver, ImageError> {
 // ANCHOR_END: choose
 
 // ANCHOR: fuse_mount
-/// Mounts the overlay of `lower` (top first) under `upper` at `merged` with
-/// fuse-overlayfs, which daemonizes once the mount is made: its exit says
-/// whether it was. The server's files are the user's, so the container's
-/// root (the user, through the one-id map) is the one id it serves.
-pub fn mount(
-    lower: &[PathBuf],
-    upper: &Path,
-    work: &Path,
-    merged: &Path,
-) -> Result<(), ImageError> {
+/// Mounts the overlay of `dirs` (its directories, as
+/// `rootless::overlay_dirs` names them) at `merged` with fuse-overlayfs,
+/// which daemonizes once the mount is made: its exit says whether it was.
+/// The server's files are the user's, so the container's root (the user,
+/// through the one-id map) is the one id it serves.
+pub fn mount(dirs: &str, merged: &Path) -> Result<(), ImageError> {
     let Some(fuse_overlayfs) = program("fuse-overlayfs") else {
         return Err(ImageError::Rootless(format!(
             "{CHOICE_VAR}=fuse, and fuse-overlayfs is not installed: sudo apt-get install fuse-overlayfs, or unset {CHOICE_VAR}"
         )));
     };
-    let lower: Vec<String> = lower.iter().map(|l| l.display().to_string()).collect();
-    let options = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        lower.join(":"),
-        upper.display(),
-        work.display()
-    );
     let out = Command::new(&fuse_overlayfs)
-        .args(["-o", &options])
+        .args(["-o", dirs])
         .arg(merged)
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -355,11 +355,13 @@ fn mount_with_upper(
         match super::fuse_overlay::choose(&options, &merged)? {
             super::fuse_overlay::Driver::Native => mounted.in_child = Some(options),
             super::fuse_overlay::Driver::Fuse => {
-                super::fuse_overlay::mount(&lower, &upper, &work, &merged)?;
+                let dirs = crate::rootless::overlay_dirs(&lower, &upper, &work)
+                    .map_err(|e| ImageError::Rootless(e.to_string()))?;
+                super::fuse_overlay::mount(&dirs, &merged)?;
                 mounted.fuse = true;
                 trace.step(
                     Side::Parent,
-                    format_args!("fuse-overlayfs -o {options} {}", merged.display()),
+                    format_args!("fuse-overlayfs -o {dirs} {}", merged.display()),
                 );
             }
         }
