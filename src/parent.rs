@@ -16,7 +16,7 @@ use nix::sys::signal::{SigHandler, Signal, kill, signal};
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 
-use crate::cgroup::{Cgroup, CgroupError};
+use crate::cgroup::{Birthplace, Cgroup, CgroupError};
 use crate::exit::{Exit, codes};
 use crate::idmap::{self, IdMapError};
 use crate::init::{self, Launch};
@@ -259,16 +259,18 @@ fn launch(spec: &Spec, launch: &Launch<'_>) -> Result<Running, Error> {
     // 5. Clone the child into its new namespaces. Those a bundle names by
     //    path (step 12) the parent enters for the clone only: the child is
     //    born in them, and `entered` takes the parent back when dropped.
-    //    On cgroup v2 the child is born in its cgroup (step 7's harder
-    //    exercise): it never has to be moved, which waits for a lock.
+    //    The child is born in its cgroup (step 7's harder exercise): on v2
+    //    by clone3's CLONE_INTO_CGROUP, on v1 because our thread visits the
+    //    group for the clone. Then it never has to be moved, which waits
+    //    for the kernel's global cgroup lock.
     let entered = ns::enter::enter(&spec.entered)?;
     let flags = ns::clone_flags(&spec.namespaces);
-    let group = match &host.cgroup {
-        Some(cg) => cg.open_for_birth()?,
+    let birthplace = match &host.cgroup {
+        Some(cg) => cg.birthplace()?,
         None => None,
     };
     let described = ns::describe_flags(&spec.namespaces);
-    let (forked, born_in_cgroup) = clone_maybe_into(flags, &described, group.as_ref(), &trace);
+    let (forked, born_in_cgroup) = clone_maybe_into(flags, &described, birthplace, &trace)?;
     let child = match forked {
         Ok(Forked::Child) => {
             drop(parent_end);
@@ -285,7 +287,7 @@ fn launch(spec: &Spec, launch: &Launch<'_>) -> Result<Running, Error> {
             unsafe { libc::_exit(code) }
         }
         Ok(Forked::Parent(pid)) => {
-            drop((entered, group));
+            drop(entered);
             Child { pid, reaped: false }
         }
         Err(errno) if born_in_cgroup => {
@@ -845,34 +847,61 @@ pub(crate) fn shift_of(spec: &Spec) -> crate::image::unpack::Shift {
 }
 
 // ANCHOR: clone_maybe_into
-/// Clones the child: born in `group` when there is one and the kernel can
-/// (clone3's `CLONE_INTO_CGROUP`, cgroup v2, Linux 5.7), else plainly, to be
-/// moved into its cgroup by a request. Returns what the clone returned and
-/// whether the child was (or, on an error, was to be) born in its group.
+/// Clones the child, born in its cgroup when there is a `birthplace`: on v2
+/// by clone3's `CLONE_INTO_CGROUP` (Linux 5.7), on v1 inside the visit our
+/// thread is making (left here, in the parent, right after the clone; the
+/// child's copy is only closed). Else plainly, to be moved into its cgroup
+/// by a request. Returns what the clone returned and whether the child was
+/// (or, on an error, was to be, by `CLONE_INTO_CGROUP`) born in its group; `Err` only when the
+/// parent could not leave a visit (the child is then killed).
 fn clone_maybe_into(
     flags: nix::sched::CloneFlags,
     described: &str,
-    group: Option<&std::os::fd::OwnedFd>,
+    birthplace: Option<Birthplace>,
     trace: &Trace,
-) -> (Result<Forked, Errno>, bool) {
+) -> Result<(Result<Forked, Errno>, bool), Error> {
     use std::os::fd::AsFd;
-    if let Some(group) = group {
-        trace.step(
-            Side::Parent,
-            format_args!("clone3({described}|CLONE_INTO_CGROUP)"),
-        );
-        // SAFETY: the step binaries are single-threaded (documented above).
-        match unsafe { clone_child_into(flags, group.as_fd()) } {
-            Err(errno @ (Errno::ENOSYS | Errno::E2BIG)) => trace.step(
+    match birthplace {
+        Some(Birthplace::Directory(group)) => {
+            trace.step(
                 Side::Parent,
-                format_args!("clone3 cannot start the child in its cgroup here ({errno}): it is moved instead"),
-            ),
-            forked => return (forked, true),
+                format_args!("clone3({described}|CLONE_INTO_CGROUP)"),
+            );
+            // SAFETY: the step binaries are single-threaded (documented above).
+            match unsafe { clone_child_into(flags, group.as_fd()) } {
+                Err(errno @ (Errno::ENOSYS | Errno::E2BIG)) => trace.step(
+                    Side::Parent,
+                    format_args!("clone3 cannot start the child in its cgroup here ({errno}): it is moved instead"),
+                ),
+                forked => return Ok((forked, true)),
+            }
         }
+        Some(Birthplace::Visit(visit)) => {
+            trace.step(
+                Side::Parent,
+                format_args!("clone3({described}) from inside the cgroup (0 written to its tasks)"),
+            );
+            // SAFETY: as above.
+            let forked = unsafe { clone_child(flags) };
+            if forked == Ok(Forked::Child) {
+                drop(visit);
+                return Ok((forked, true));
+            }
+            if let Err(e) = visit.leave() {
+                if let Ok(Forked::Parent(pid)) = forked {
+                    drop(Child { pid, reaped: false });
+                }
+                return Err(e.into());
+            }
+            trace.step(Side::Parent, format_args!("back in my own cgroups"));
+            // A failed clone was a plain one: its error names no cgroup flag.
+            return Ok((forked, forked.is_ok()));
+        }
+        None => {}
     }
     trace.step(Side::Parent, format_args!("clone3({described})"));
     // SAFETY: as above.
-    (unsafe { clone_child(flags) }, false)
+    Ok((unsafe { clone_child(flags) }, false))
 }
 // ANCHOR_END: clone_maybe_into
 

@@ -92,6 +92,16 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Cgrou
     }
 }
 
+/// Where a container's first process is born in its group (see
+/// [`Cgroup::birthplace`]).
+#[derive(Debug)]
+pub enum Birthplace {
+    /// cgroup v2: the group's directory, for clone3's `CLONE_INTO_CGROUP`.
+    Directory(std::os::fd::OwnedFd),
+    /// cgroup v1: the cloning thread is inside the group until it leaves.
+    Visit(v1::visit::Visit),
+}
+
 /// One container's cgroup: a directory per v1 controller, or one on v2.
 /// Removed when dropped, after killing anything still inside.
 #[derive(Debug)]
@@ -132,20 +142,27 @@ impl Cgroup {
         }
     }
 
-    /// The directory a child can be born in with `CLONE_INTO_CGROUP`
-    /// (see `ns::clone::clone_child_into`), open: on cgroup v2 only, where
-    /// the group is one directory. On v1 (one directory per controller, and
-    /// the kernel takes no v1 directory there) `None`: the child is moved.
-    pub fn open_for_birth(&self) -> Result<Option<std::os::fd::OwnedFd>, CgroupError> {
-        let (Hierarchy::V2(_), [(_, dir)]) = (&self.hierarchy, self.dirs.as_slice()) else {
-            return Ok(None);
-        };
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECTORY)
-            .open(dir)
-            .map_err(io("open", dir))?;
-        Ok(Some(file.into()))
+    /// Where the child can be born in this group, so that nothing has to
+    /// move it there after the clone (a move waits for the kernel's global
+    /// cgroup lock, see `v1::visit`): on v2 the directory, open, for
+    /// clone3's `CLONE_INTO_CGROUP`; on v1 a visit, which has already moved
+    /// the calling thread into the group and must be left right after the
+    /// clone. `None` when neither can be had: the child is moved by its pid.
+    pub fn birthplace(&self) -> Result<Option<Birthplace>, CgroupError> {
+        match (&self.hierarchy, self.dirs.as_slice()) {
+            (Hierarchy::V2(_), [(_, dir)]) => {
+                let file = std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_DIRECTORY)
+                    .open(dir)
+                    .map_err(io("open", dir))?;
+                Ok(Some(Birthplace::Directory(file.into())))
+            }
+            (Hierarchy::V1(mounts), dirs) => {
+                Ok(v1::visit::Visit::enter(dirs, mounts)?.map(Birthplace::Visit))
+            }
+            _ => Ok(None),
+        }
     }
 
     // ANCHOR: enter

@@ -46,9 +46,10 @@ const STAND_IN: &str = "// STAND-IN:";
 /// What a stubbed file says about the `allow` it gets.
 const ALLOW: &str = "#![allow(unused_imports, dead_code)] // student copy: an exercise below is stubbed, so what its solution used is unused";
 
-/// Replaces every region whose step passes `keep` with `todo!`; returns the
+/// Replaces every region that passes `keep` (its step, and whether it is a
+/// harder one) with `todo!`, a harder one with its stand-in; returns the
 /// new text and how many regions it replaced.
-pub fn stub_regions(text: &str, keep: &dyn Fn(u32) -> bool) -> Result<(String, usize)> {
+pub fn stub_regions(text: &str, keep: &dyn Fn(u32, bool) -> bool) -> Result<(String, usize)> {
     let mut out = String::with_capacity(text.len());
     let mut lines = text.lines();
     let mut count = 0;
@@ -97,7 +98,7 @@ pub fn stub_regions(text: &str, keep: &dyn Fn(u32) -> bool) -> Result<(String, u
         } else {
             None
         };
-        if keep(step) {
+        if keep(step, harder) {
             let indent = &line[..line.len() - line.trim_start().len()];
             if harder {
                 out.push_str(&format!(
@@ -268,6 +269,16 @@ pub fn chosen_steps(root: &Path, up_to: Option<u32>, only: &[u32]) -> Result<BTr
 /// Writes the workspace's tracked files to `out`, with the regions of the
 /// steps that pass `keep` stubbed. Returns how many regions were stubbed.
 pub fn write_student_copy(root: &Path, out: &Path, keep: impl Fn(u32) -> bool) -> Result<usize> {
+    write_copy_where(root, out, |step, _| keep(step))
+}
+
+/// As [`write_student_copy`], but `keep` is also told whether a region is
+/// a harder one (`check-mistakes` stubs those alone).
+pub fn write_copy_where(
+    root: &Path,
+    out: &Path,
+    keep: impl Fn(u32, bool) -> bool,
+) -> Result<usize> {
     let listing = Command::new("git")
         .args([
             "ls-files",
@@ -457,7 +468,7 @@ mod tests {
     #[test]
     fn regions_become_todo_and_leave_no_trace() {
         let src = "fn a() -> u32 {\n    // EXERCISE(2): return \"two\"\n    2\n    // END EXERCISE\n}\nfn b() {}\n";
-        let (out, n) = stub_regions(src, &|_| true).unwrap();
+        let (out, n) = stub_regions(src, &|_, _| true).unwrap();
         assert_eq!(n, 1);
         assert_eq!(
             out,
@@ -465,17 +476,17 @@ mod tests {
                 "{ALLOW}\nfn a() -> u32 {{\n    todo!(\"step 2: return \\\"two\\\"\")\n}}\nfn b() {{}}\n"
             )
         );
-        let (kept, n) = stub_regions(src, &|s| s != 2).unwrap();
+        let (kept, n) = stub_regions(src, &|s, _| s != 2).unwrap();
         assert_eq!(n, 0);
         assert_eq!(kept, "fn a() -> u32 {\n    2\n}\nfn b() {}\n");
-        assert!(stub_regions("// EXERCISE(1): x\n", &|_| true).is_err());
+        assert!(stub_regions("// EXERCISE(1): x\n", &|_, _| true).is_err());
     }
 
     /// A harder exercise becomes its stand-in, said so, never a `todo!()`.
     #[test]
     fn a_harder_region_becomes_its_stand_in() {
         let src = "fn f(x: u8) -> Option<u8> {\n    // HARDER(7): be quick\n    // STAND-IN: None\n    Some(x)\n    // END HARDER\n}\n";
-        let (out, n) = stub_regions(src, &|_| true).unwrap();
+        let (out, n) = stub_regions(src, &|_, _| true).unwrap();
         assert_eq!(n, 1);
         assert_eq!(
             out,
@@ -483,16 +494,16 @@ mod tests {
                 "{ALLOW}\nfn f(x: u8) -> Option<u8> {{\n    // Harder exercise (step 7, optional): be quick.\n    // Until it is done, this stand-in keeps the step working the plain way.\n    let _ = &x; // delete with the stand-in\n    None\n}}\n"
             )
         );
-        let (kept, _) = stub_regions(src, &|_| false).unwrap();
+        let (kept, _) = stub_regions(src, &|_, _| false).unwrap();
         assert_eq!(kept, "fn f(x: u8) -> Option<u8> {\n    Some(x)\n}\n");
         let no_stand_in = "fn f() {\n    // HARDER(7): x\n    1\n    // END HARDER\n}\n";
-        assert!(stub_regions(no_stand_in, &|_| true).is_err());
+        assert!(stub_regions(no_stand_in, &|_, _| true).is_err());
     }
 
     #[test]
     fn a_stubbed_body_borrows_its_parameters_and_the_file_allows_unused_imports() {
         let src = "//! Doc.\n\nuse a::b;\n\n/// F.\npub fn f(\n    mut root: &Path,\n    keep: impl Fn(u32) -> bool,\n    _x: u8,\n    &self,\n) -> Result<(), E> {\n    // EXERCISE(4): do it\n    b(root)\n    // END EXERCISE\n}\n";
-        let (out, _) = stub_regions(src, &|_| true).unwrap();
+        let (out, _) = stub_regions(src, &|_, _| true).unwrap();
         assert_eq!(
             out,
             format!(
@@ -501,7 +512,7 @@ mod tests {
         );
         // An expression inside a body uses no parameter on its own.
         let arm = "fn g(x: u8) -> u8 {\n    match x {\n        _ => {\n            // EXERCISE(3): y\n            1\n            // END EXERCISE\n        }\n    }\n}\n";
-        let (out, _) = stub_regions(arm, &|_| true).unwrap();
+        let (out, _) = stub_regions(arm, &|_, _| true).unwrap();
         assert!(!out.contains("let _"), "{out}");
         assert_eq!(
             parameters_of_body(&["pub fn e(&self, pid: Pid) {"]),

@@ -16,8 +16,10 @@
 //! ```
 //!
 //! For each one, a scratch copy of the reference (one copy, one target
-//! directory, so each mistake costs an incremental build) gets the patch,
-//! and only that step's test binary runs. The mistake is *caught* when a
+//! directory, so each mistake costs an incremental build; its harder
+//! regions are their stand-ins, as for a student who did none of them, and
+//! it must pass the step's tests before any patch) gets the patch, and
+//! only that step's test binary runs. The mistake is *caught* when a
 //! test fails; it is *named* when a failing test's message contains
 //! `expect`, the word that points the student at it. A mistake that is not
 //! caught, or a patch that no longer applies inside its step's region, fails
@@ -276,10 +278,15 @@ pub fn check(root: &Path, steps: &[u32], write_book: bool, record: bool) -> Resu
     let fingerprints = crate::proven::fingerprints(root)?;
     // One copy of the reference (markers gone) and one target directory:
     // each mistake is then an incremental build of the library and bins.
+    // The copy is what a student who did every required exercise and no
+    // harder one has: the harder regions are their stand-ins. A mistake
+    // in a required region is then graded on the path that student runs
+    // (step 7's harder birth in the cgroup would otherwise skip the very
+    // move `Cgroup::enter` makes, and hide its mistakes).
     let scratch = root.join("target/mistakes");
     let copy = scratch.join("copy");
     let target = scratch.join("target");
-    crate::exercises::write_student_copy(root, &copy, |_| false)?;
+    crate::exercises::write_copy_where(root, &copy, |_, harder| harder)?;
 
     let mut failures = Vec::new();
     let mut summary = Vec::new();
@@ -290,6 +297,29 @@ pub fn check(root: &Path, steps: &[u32], write_book: bool, record: bool) -> Resu
             "| the mistake | the tests that fail | the message that names it |\n|---|---|---|\n",
         );
         let (mut caught, mut named) = (0, 0);
+        // First the copy as it is: every test must pass, or a "caught"
+        // below could be a failure no mistake made.
+        let (stdout, stderr) =
+            crate::grade::run_tests(&copy, &format!("step{step}"), Some(&target), false)?;
+        let parsed = crate::grade::parse(&stdout);
+        let failing: Vec<&str> = parsed
+            .iter()
+            .filter(|(_, ok, _)| !ok)
+            .map(|(n, ..)| n.as_str())
+            .collect();
+        if parsed.is_empty() || !failing.is_empty() {
+            let tail: Vec<&str> = stderr.lines().rev().take(30).collect();
+            bail!(
+                "step {step}: before any mistake, the copy (required exercises done, harder ones \
+                 their stand-ins) fails {failing:?}: a stand-in must keep the step working the \
+                 plain way\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        println!(
+            "step {step}: the copy passes its {} tests before any mistake",
+            parsed.len()
+        );
         for m in list {
             let t = Instant::now();
             let outcome = try_mistake(&copy, &target, *step, m)?;

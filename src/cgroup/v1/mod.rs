@@ -10,6 +10,7 @@ pub mod cpu;
 pub mod cpuset;
 pub mod memory;
 pub mod pids;
+pub mod visit;
 
 use std::path::{Path, PathBuf};
 
