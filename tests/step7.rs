@@ -517,7 +517,6 @@ fn a_missing_controller_feature_is_one_clear_line_and_leaves_nothing() {
 /// (or hybrid) the parent's thread opens the group's `tasks` files to
 /// visit the group for the clone.
 #[test]
-#[ignore = "step 7's harder exercise (optional): cargo xtask grade --harder"]
 fn harder_the_container_is_born_in_its_cgroup() {
     let _one = serial();
     support::require_root();

@@ -1039,8 +1039,13 @@ fn window_size(req: &Request) -> Result<(u16, u16), EngineError> {
 
 /// Pauses between looks at a file another process writes: 1 ms at first,
 /// doubling up to 20 ms, so a quick container is seen quickly and a long
-/// one costs little. (inotify would wake us exactly; polling is simpler to
-/// read, and these files are on the daemon's own disk.)
+/// one costs little. Why not inotify, which would wake us exactly: an
+/// inotify instance per wait costs more than it saves, since closing one
+/// waits for the kernel's fsnotify SRCU grace period. Measured on
+/// 2026-12-05, ten `run --rm IMAGE true` in a row through caixa's client:
+/// 22 to 24 ms a run polling, 53 to 55 ms with one instance per wait (a
+/// run has three or four waits). One instance for the whole daemon, with a
+/// thread handing its events out, would not pay that; it is not built.
 #[derive(Debug)]
 struct Backoff(Duration);
 

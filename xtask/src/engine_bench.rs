@@ -26,8 +26,9 @@ use anyhow::{Context, Result, bail};
 const INNER: &str = "CAIXA_BENCH_ENGINE_INNER";
 
 /// Entry point: re-executes itself in a private network and mount
-/// namespace first.
-pub fn run(root: &Path, runs: usize) -> Result<()> {
+/// namespace first. With `scale`, the flatness measure instead
+/// ([`scale`]).
+pub fn run(root: &Path, runs: usize, scale: Option<usize>) -> Result<()> {
     if std::env::var_os(INNER).is_none() {
         for tool in ["podman", "skopeo", "umoci", "unshare", "ip"] {
             if Command::new(tool).arg("--version").output().is_err() {
@@ -42,10 +43,15 @@ pub fn run(root: &Path, runs: usize) -> Result<()> {
             &["build", "--quiet", "--release", "--bin", "step11"],
         )?;
         let me = std::env::current_exe()?;
-        let status = Command::new("unshare")
+        let mut inner = Command::new("unshare");
+        inner
             .args(["--mount", "--net", "--propagation", "private", "--"])
             .arg(me)
-            .args(["bench-engine", "--runs", &runs.to_string()])
+            .args(["bench-engine", "--runs", &runs.to_string()]);
+        if let Some(n) = scale {
+            inner.args(["--scale", &n.to_string()]);
+        }
+        let status = inner
             .env(INNER, "1")
             .status()
             .context("unshare --mount --net (are you root?)")?;
@@ -76,6 +82,9 @@ pub fn run(root: &Path, runs: usize) -> Result<()> {
             .args(["-H", &host, "load"])
             .arg(&docker_archive),
     )?;
+    if let Some(n) = scale {
+        return self::scale(&step11, &host, n);
+    }
     let docker = docker_cli();
     let docker_config = work.join("docker-config");
     std::fs::create_dir_all(&docker_config)?;
@@ -149,6 +158,11 @@ pub fn run(root: &Path, runs: usize) -> Result<()> {
         "runner", "min", "median", "max", "/podman"
     );
     let spreads: Vec<_> = times.iter_mut().map(|t| crate::peers::spread(t)).collect();
+    let recorded = rows
+        .iter()
+        .zip(&spreads)
+        .map(|((name, _), s)| crate::cost_plot::Row::new(name, s))
+        .collect();
     for (k, ((name, _), s)) in rows.iter().zip(&spreads).enumerate() {
         // Rows come in threes per network: caixa, Docker CLI, podman.
         let podman_median = spreads[k - k % 3 + 2].median;
@@ -166,7 +180,100 @@ pub fn run(root: &Path, runs: usize) -> Result<()> {
     drop(daemon);
     let _ = podman(&["system", "reset", "--force"]).output();
     crate::podman_bench::remove_groups(parent.trim_start_matches('/'));
-    Ok(())
+    let measure = crate::cost_plot::Measure {
+        title: "run --rm IMAGE true: caixa's engine and podman".into(),
+        date: crate::cost_plot::today(),
+        runs,
+        rows: recorded,
+    };
+    crate::cost_plot::record(root, "engine", &measure)
+}
+
+/// Issue 19's "keep start and `ps` flat to 500": starts `n` containers
+/// that stay up (`run -d --network none IMAGE sleep 3600`, caixa's client),
+/// and at each checkpoint prints the median of the last ten starts and of
+/// five `ps`. Every container is removed at the end (`rm -f`, in batches),
+/// also when a start fails.
+fn scale(step11: &Path, host: &str, n: usize) -> Result<()> {
+    let client = |args: &[&str]| {
+        let mut cmd = Command::new(step11);
+        cmd.args(["-H", host]).args(args).stdin(Stdio::null());
+        cmd
+    };
+    let timed = |mut cmd: Command| -> Result<(Duration, String)> {
+        let start = Instant::now();
+        let out = cmd.output()?;
+        let took = start.elapsed();
+        if !out.status.success() {
+            bail!(
+                "{:?}: {}",
+                cmd.get_args().collect::<Vec<_>>(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok((
+            took,
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        ))
+    };
+    let checkpoints: Vec<usize> = [1, 10, 50, 100, 200, 300, 400, 500, n]
+        .into_iter()
+        .filter(|&c| c <= n)
+        .collect();
+    let mut ids = Vec::with_capacity(n);
+    let mut starts: Vec<Duration> = Vec::new();
+    let mut outcome = Ok(());
+    println!(
+        "\n{n} containers up at once (`run -d --network none bb:1 sleep 3600`), caixa's client (ms)"
+    );
+    println!(
+        "{:>10} {:>22} {:>14}",
+        "containers", "run -d (last ≤10)", "ps (5)"
+    );
+    for k in 1..=n {
+        match timed(client(&[
+            "run",
+            "-d",
+            "--network",
+            "none",
+            "bb:1",
+            "sleep",
+            "3600",
+        ])) {
+            Ok((took, id)) => {
+                starts.push(took);
+                ids.push(id);
+            }
+            Err(e) => {
+                outcome = Err(e);
+                break;
+            }
+        }
+        if checkpoints.contains(&k) {
+            let mut last: Vec<Duration> = starts[starts.len().saturating_sub(10)..].to_vec();
+            let mut ps = Vec::new();
+            for _ in 0..5 {
+                match timed(client(&["ps"])) {
+                    Ok((took, _)) => ps.push(took),
+                    Err(e) => outcome = Err(e),
+                }
+            }
+            if ps.is_empty() {
+                break;
+            }
+            let run_median = crate::peers::spread(&mut last).median;
+            let ps_median = crate::peers::spread(&mut ps).median;
+            println!("{k:>10} {run_median:>22.1} {ps_median:>14.1}");
+        }
+    }
+    for batch in ids.chunks(50) {
+        let mut args = vec!["rm", "-f"];
+        args.extend(batch.iter().map(String::as_str));
+        if let Err(e) = timed(client(&args)) {
+            eprintln!("bench-engine --scale: removing containers: {e}");
+        }
+    }
+    outcome
 }
 
 /// caixa's daemon for the bench: its own socket, store and network state;

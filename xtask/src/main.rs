@@ -12,6 +12,7 @@ mod book_ids;
 mod book_site;
 mod browser;
 mod conformance;
+mod cost_plot;
 mod course;
 mod doctor;
 mod drift;
@@ -216,6 +217,9 @@ enum Task {
         #[arg(long, value_name = "N", default_value_t = 100)]
         runs: usize,
     },
+    /// Redraw the appendix on cost's plot (book/src/images/cost.svg) from
+    /// what bench-peers and bench-engine last recorded beside it.
+    PlotCost,
     /// Time podman with caixa's runtime (step 12), crun and runc under it.
     BenchPodman {
         /// Runs per runtime.
@@ -228,6 +232,11 @@ enum Task {
         /// Runs per row.
         #[arg(long, value_name = "N", default_value_t = 20)]
         runs: usize,
+        /// Instead of the rows: start N containers that stay up
+        /// (`run -d`, no network), timing each start and `ps` as their
+        /// number grows, then remove them all: does the engine stay flat?
+        #[arg(long, value_name = "N")]
+        scale: Option<usize>,
     },
     /// Time push and pull of a 48 MiB image with caixa's registry and
     /// client beside Debian's docker-registry and skopeo, and a warm-cache
@@ -405,7 +414,8 @@ fn run(task: Task) -> Result<()> {
         } => vm::run(&root, &steps, kernel, Duration::from_secs(timeout_min * 60)),
         Task::BenchPeers { runs } => peers::run(&root, runs),
         Task::BenchPodman { runs } => podman_bench::run(&root, runs),
-        Task::BenchEngine { runs } => engine_bench::run(&root, runs),
+        Task::BenchEngine { runs, scale } => engine_bench::run(&root, runs, scale),
+        Task::PlotCost => cost_plot::plot(&root),
         Task::BenchRegistry { runs } => registry_bench::run(&root, runs),
         Task::Conformance {
             runtime_tools,

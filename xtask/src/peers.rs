@@ -123,10 +123,12 @@ pub fn run(root: &Path, runs: usize) -> Result<()> {
     println!("\n{runs} interleaved runs of /bin/true in a container, start to exit (ms)");
     println!("{:<26} {:>8} {:>8} {:>8}", "runner", "min", "median", "max");
     let mut medians = Vec::new();
+    let mut rows = Vec::new();
     for ((name, _), t) in runners.iter().zip(&mut times) {
         let s = spread(t);
         medians.push(s.median);
         println!("{name:<26} {:>8.2} {:>8.2} {:>8.2}", s.min, s.median, s.max);
+        rows.push(crate::cost_plot::Row::new(name, &s));
     }
     println!("\nratios of medians (below 1.0: caixa is faster)");
     // runc and crun create a cgroup for every container: caixa's step 7 is
@@ -142,7 +144,13 @@ pub fn run(root: &Path, runs: usize) -> Result<()> {
             medians[c] / medians[k]
         );
     }
-    Ok(())
+    let measure = crate::cost_plot::Measure {
+        title: "/bin/true in a container, start to exit: caixa's steps, runc and crun".into(),
+        date: crate::cost_plot::today(),
+        runs,
+        rows,
+    };
+    crate::cost_plot::record(root, "runtime", &measure)
 }
 
 fn oci(runtime: &str, bundle: &Path, i: usize) -> Command {
