@@ -190,7 +190,7 @@ pub fn run(root: &Path, runs: usize, scale: Option<usize>) -> Result<()> {
 }
 
 /// Issue 19's "keep start and `ps` flat to 500": starts `n` containers
-/// that stay up (`run -d --network none IMAGE sleep 3600`, caixa's client),
+/// that stay up (`run -d --network none IMAGE busybox sleep 3600`, caixa's client),
 /// and at each checkpoint prints the median of the last ten starts and of
 /// five `ps`. Every container is removed at the end (`rm -f`, in batches),
 /// also when a start fails.
@@ -224,7 +224,7 @@ fn scale(step11: &Path, host: &str, n: usize) -> Result<()> {
     let mut starts: Vec<Duration> = Vec::new();
     let mut outcome = Ok(());
     println!(
-        "\n{n} containers up at once (`run -d --network none bb:1 sleep 3600`), caixa's client (ms)"
+        "\n{n} containers up at once (`run -d --network none bb:1 busybox sleep 3600`), caixa's client (ms)"
     );
     println!(
         "{:>10} {:>22} {:>14}",
@@ -237,6 +237,7 @@ fn scale(step11: &Path, host: &str, n: usize) -> Result<()> {
             "--network",
             "none",
             "bb:1",
+            "busybox",
             "sleep",
             "3600",
         ])) {
