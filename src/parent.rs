@@ -894,8 +894,17 @@ fn clone_maybe_into(
                 return Err(e.into());
             }
             trace.step(Side::Parent, format_args!("back in my own cgroups"));
-            // A failed clone was a plain one: its error names no cgroup flag.
-            return Ok((forked, forked.is_ok()));
+            if forked != Err(Errno::EAGAIN) {
+                // A failed clone was a plain one: its error names no cgroup flag.
+                return Ok((forked, forked.is_ok()));
+            }
+            // EAGAIN: a pids.max above the container's group (a pod's
+            // cgroupsPath) had no place for the visitor and the child at
+            // once. Moving the child needs no place for the parent.
+            trace.step(
+                Side::Parent,
+                format_args!("no place for the visitor in pids.max above the group: the child is moved instead"),
+            );
         }
         None => {}
     }

@@ -44,7 +44,14 @@ pub(crate) fn remove_dir(dir: &Path) -> Result<(), CgroupError> {
     let mut delay = std::time::Duration::from_micros(100);
     for _ in 0..20 {
         let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
-        for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+        // Never ourselves: a parent left in the group by a failed way back
+        // (see `v1::visit`) gets an error from the rmdir below, not a kill.
+        let me = std::process::id() as i32;
+        for pid in procs
+            .lines()
+            .filter_map(|l| l.trim().parse::<i32>().ok())
+            .filter(|pid| *pid != me)
+        {
             let _ = nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
         }
         match std::fs::remove_dir(dir) {
