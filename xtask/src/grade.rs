@@ -47,9 +47,8 @@ pub struct StepPoints {
     /// Relative weights of named tests (1 when absent).
     pub tests: BTreeMap<String, f64>,
     /// The tests of the step's optional, harder exercises and their points,
-    /// which are beyond the step's: `[stepN.harder]`. One that needs what a
-    /// machine may lack is `#[ignore]`d, so a plain `cargo test` leaves it
-    /// out and `grade --harder` runs it; the others run with the step's.
+    /// which are beyond the step's: `[stepN.harder]`. They run with the
+    /// step's other tests; `grade --harder` would add any `#[ignore]`d one.
     pub harder: BTreeMap<String, f64>,
 }
 
