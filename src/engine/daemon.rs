@@ -57,6 +57,7 @@ use super::shim;
 use super::state::{Containers, Record, State, Status, now};
 use super::terminal::DetachKeys;
 use super::volumes::Volumes;
+use super::watch::Waiter;
 use crate::image::store::Store;
 use crate::registry::client::Options;
 
@@ -833,15 +834,10 @@ fn start(daemon: &Daemon, containers: &Containers, record: &Record) -> Result<bo
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(log);
-    // SAFETY: setsid(2) is async-signal-safe; nothing else runs between
-    // fork and exec.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut command, || {
-            nix::unistd::setsid()
-                .map(|_| ())
-                .map_err(std::io::Error::from)
-        });
-    }
+    // No `pre_exec` here (the shim calls `setsid` itself, first thing): a
+    // command without one is spawned by `posix_spawn`, a vfork that shares
+    // the daemon's memory until the exec, not a fork that copies the page
+    // tables of a daemon with many threads.
     let shim = command.spawn().map_err(|source| EngineError::Spawn {
         what: "the shim",
         source,
@@ -858,8 +854,9 @@ fn await_shim(
     mut shim: Option<std::process::Child>,
 ) -> Result<(), EngineError> {
     let dir = containers.dir(&record.id);
-    let mut pause = Backoff::default();
+    let mut waiter = Waiter::on(&dir);
     loop {
+        let mark = waiter.mark();
         // Whether the shim is gone, first: a shim records how things went
         // before it ends, so a state read after that is its last word.
         let gone = match shim.as_mut() {
@@ -898,7 +895,7 @@ fn await_shim(
                 ),
             });
         }
-        pause.sleep();
+        waiter.pause(mark, None);
     }
     // Reap ours when it ends (if this daemon still runs then).
     if let Some(mut shim) = shim {
@@ -995,8 +992,9 @@ fn follow(
     stop: &AtomicBool,
 ) -> Result<(), EngineError> {
     let mut offset = 0;
-    let mut pause = Backoff::default();
+    let mut waiter = Waiter::on(&containers.dir(id));
     while !stop.load(Ordering::Relaxed) {
+        let mark = waiter.mark();
         // Read the state first: the shim writes the log before it records
         // `exited`, so what was written before is sure to be seen below.
         let ended = containers.state(id)?.status == Status::Exited;
@@ -1011,12 +1009,10 @@ fn follow(
         if ended && entries.is_empty() {
             return Ok(());
         }
-        if !entries.is_empty() {
-            pause = Backoff::default();
-        } else if out.client_gone() {
+        if entries.is_empty() && out.client_gone() {
             return Ok(()); // it left while the container was quiet
         }
-        pause.sleep();
+        waiter.pause(mark, None);
     }
     Ok(())
 }
@@ -1037,44 +1033,20 @@ fn window_size(req: &Request) -> Result<(u16, u16), EngineError> {
     Ok((number("h")?, number("w")?))
 }
 
-/// Pauses between looks at a file another process writes: 1 ms at first,
-/// doubling up to 20 ms, so a quick container is seen quickly and a long
-/// one costs little. Why not inotify, which would wake us exactly: an
-/// inotify instance per wait costs more than it saves, since closing one
-/// waits for the kernel's fsnotify SRCU grace period. Measured on
-/// 2026-12-05, ten `run --rm IMAGE true` in a row through caixa's client:
-/// 22 to 24 ms a run polling, 53 to 55 ms with one instance per wait (a
-/// run has three or four waits). One instance for the whole daemon, with a
-/// thread handing its events out, would not pay that; it is not built.
-#[derive(Debug)]
-struct Backoff(Duration);
-
-impl Default for Backoff {
-    fn default() -> Backoff {
-        Backoff(Duration::from_millis(1))
-    }
-}
-
-impl Backoff {
-    fn sleep(&mut self) {
-        std::thread::sleep(self.0);
-        self.0 = (self.0 * 2).min(Duration::from_millis(20));
-    }
-}
-
 /// Waits until container `id` has exited (at most `limit`); its state.
 fn wait(containers: &Containers, id: &str, limit: Option<Duration>) -> Result<State, EngineError> {
-    let begin = std::time::Instant::now();
-    let mut pause = Backoff::default();
+    let deadline = limit.map(|l| std::time::Instant::now() + l);
+    let mut waiter = Waiter::on(&containers.dir(id));
     loop {
+        let mark = waiter.mark();
         let state = containers.state(id)?;
         if state.status == Status::Exited
             || state.status == Status::Created && limit.is_some()
-            || limit.is_some_and(|l| begin.elapsed() >= l)
+            || deadline.is_some_and(|d| std::time::Instant::now() >= d)
         {
             return Ok(state);
         }
-        pause.sleep();
+        waiter.pause(mark, deadline);
     }
 }
 
@@ -1186,12 +1158,15 @@ fn shim_gone(containers: &Containers, record: &Record) {
     // container again (`--restart`) reads the request only once that
     // start is done, then stops it and cleans up, and a slow machine
     // takes its time over both.
-    let begin = std::time::Instant::now();
-    let mut pause = Backoff::default();
-    while super::state::shim_alive(&containers.dir(&record.id))
-        && begin.elapsed() < Duration::from_secs(30)
-    {
-        pause.sleep();
+    let dir = containers.dir(&record.id);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut waiter = Waiter::on(&dir);
+    loop {
+        let mark = waiter.mark();
+        if !super::state::shim_alive(&dir) || std::time::Instant::now() >= deadline {
+            break;
+        }
+        waiter.pause(mark, Some(deadline));
     }
 }
 

@@ -44,6 +44,7 @@
 //! - [`ports`]: its published ports, as `inspect` and `port` show them;
 //! - [`outside`]: the client's `cp`, `top`, `stats` and `port`;
 //! - [`build`]: images you make: `build` from a Dockerfile, `commit`;
+//! - [`watch`]: waiting for a container's files to change (one inotify);
 //! - [`registry`]: a registry of your own, serving a store's images and
 //!   taking pushes into it.
 
@@ -79,6 +80,7 @@ pub mod terminal;
 pub mod top;
 pub mod usage;
 pub mod volumes;
+pub mod watch;
 
 /// An engine problem; [`EngineError::status`] is its HTTP status.
 #[derive(Debug, thiserror::Error)]

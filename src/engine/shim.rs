@@ -1,8 +1,8 @@
 //! The shim: one process per running container, its parent for its whole life.
 //!
 //! The daemon does not run containers itself. For each start it spawns a
-//! shim in a session of its own (`setsid`); the shim reads the container's
-//! bundle, runs the runtime's parent side in-process ([`crate::parent::start`]:
+//! shim, which first makes a session of its own (`setsid`), then reads the
+//! container's bundle, runs the runtime's parent side in-process ([`crate::parent::start`]:
 //! the same code as every step binary), and so becomes the container's
 //! parent. Then it does what only a parent can, until the end:
 //!
@@ -24,7 +24,7 @@
 //! leftover (`crate::leftovers`).
 //!
 //! ```text
-//!   daemon ──spawn, setsid──▶ shim ──clone──▶ container (pid 1 of its namespaces)
+//!   daemon ──spawn──▶ shim (setsid) ──clone──▶ container (pid 1 of its namespaces)
 //!     │                        │ ◀── stdout/stderr pipes
 //!     └── shim.sock: "kill 15" ┘ ──▶ container.log, state.json
 //! ```
@@ -53,6 +53,10 @@ use crate::parent::Running;
 /// Runs container `id` of `root` to its end and records how it ended;
 /// returns its exit code. The process is the shim from here on.
 pub fn run(root: &Path, id: &str) -> Result<i32, EngineError> {
+    // 0. A session of our own, so the daemon's end (or its terminal's)
+    //    signals nobody here. It fails only for a process group leader, a
+    //    shim typed at a shell: that one stays in the shell's session.
+    let _ = nix::unistd::setsid();
     // Its socket and files get the modes given here, whoever started it.
     super::state::set_umask();
     let containers = Containers::open(root)?;
