@@ -1278,27 +1278,50 @@ fn inspect(root: &Path, c: &Record, s: &State, publish: &[crate::net::portmap::P
 /// each, from the leases of the network's bridge (a container that is not
 /// running holds none). `IPAddress` is its first network's, as Docker's.
 pub(crate) fn network_settings(root: &Path, c: &Record, s: &State) -> Value {
-    let held = if s.status == Status::Running {
-        crate::net::ipam::addresses_of(&crate::net::state_dir(), &c.id)
-    } else {
-        Vec::new()
-    };
-    let networks = super::networks::Networks::open(root).ok();
-    let bridge_of = |name: &str| match name {
-        "bridge" => Some(crate::net::DEFAULT_BRIDGE.to_string()),
-        _ => networks.as_ref()?.find(name).ok().map(|n| n.bridge),
-    };
-    let mut each = serde_json::Map::new();
-    let mut first = None;
-    for name in c.networks() {
-        let address = bridge_of(name)
-            .and_then(|bridge| held.iter().find(|(b, _, _)| *b == bridge))
-            .map(|(_, address, _)| address.to_string())
-            .unwrap_or_default();
-        first.get_or_insert_with(|| address.clone());
-        each.insert(name.to_string(), json!({ "IPAddress": address }));
+    NetworkView::now(root).settings(c, s)
+}
+
+/// What the host's networks look like now, read once: the live leases and
+/// the user networks' bridges. `ps` lists many containers with one view,
+/// so its cost per container is a lookup, not two directory reads.
+pub struct NetworkView {
+    held: crate::net::ipam::Held,
+    networks: Option<super::networks::Networks>,
+}
+
+impl NetworkView {
+    /// The view now, for the engine rooted at `root`.
+    pub fn now(root: &Path) -> NetworkView {
+        NetworkView {
+            held: crate::net::ipam::Held::now(&crate::net::state_dir()),
+            networks: super::networks::Networks::open(root).ok(),
+        }
     }
-    json!({ "IPAddress": first.unwrap_or_default(), "Networks": each })
+
+    /// `NetworkSettings` of container `c` in state `s`: each network it is
+    /// on, and the address it holds there while it runs.
+    pub fn settings(&self, c: &Record, s: &State) -> Value {
+        let held = if s.status == Status::Running {
+            self.held.of(&c.id)
+        } else {
+            Vec::new()
+        };
+        let bridge_of = |name: &str| match name {
+            "bridge" => Some(crate::net::DEFAULT_BRIDGE.to_string()),
+            _ => self.networks.as_ref()?.find(name).ok().map(|n| n.bridge),
+        };
+        let mut each = serde_json::Map::new();
+        let mut first = None;
+        for name in c.networks() {
+            let address = bridge_of(name)
+                .and_then(|bridge| held.iter().find(|(b, _, _)| *b == bridge))
+                .map(|(_, address, _)| address.to_string())
+                .unwrap_or_default();
+            first.get_or_insert_with(|| address.clone());
+            each.insert(name.to_string(), json!({ "IPAddress": address }));
+        }
+        json!({ "IPAddress": first.unwrap_or_default(), "Networks": each })
+    }
 }
 
 /// `docker ps`'s summary of one container: what its record and state say

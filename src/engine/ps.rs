@@ -67,6 +67,8 @@ pub fn list(containers: &Containers, req: &Request) -> Result<Value, EngineError
             .position(|(c, _)| c.id.starts_with(key) || c.name == key)
             .ok_or_else(|| EngineError::NotFound(format!("No such container: {key}")))
     };
+    // The host's networks, read once for all the lines.
+    let networks = super::daemon::NetworkView::now(containers.root());
     let mut window = 0..listed.len();
     if let Some([before]) = filters.get("before") {
         window.start = window.start.max(position(before)? + 1);
@@ -84,7 +86,7 @@ pub fn list(containers: &Containers, req: &Request) -> Result<Value, EngineError
         } else {
             usize::MAX
         })
-        .map(|(c, s)| summary(containers, c, s))
+        .map(|(c, s)| summary(containers, &networks, c, s))
         .collect();
     Ok(Value::Array(shown))
 }
@@ -149,7 +151,12 @@ fn keeps(f: &Filters, c: &Record, s: &State) -> bool {
 // ANCHOR: summary
 /// One line of `docker ps`, as Docker's API gives it: the daemon's summary
 /// and what the record knows of its ports, mounts and network.
-pub fn summary(containers: &Containers, c: &Record, s: &State) -> Value {
+pub fn summary(
+    containers: &Containers,
+    networks: &super::daemon::NetworkView,
+    c: &Record,
+    s: &State,
+) -> Value {
     let mut summary = super::daemon::summary(c, s);
     let network = if c.network.is_empty() {
         "bridge"
@@ -161,7 +168,7 @@ pub fn summary(containers: &Containers, c: &Record, s: &State) -> Value {
     summary["Labels"] = json!({});
     summary["HostConfig"] = json!({ "NetworkMode": network });
     summary["NetworkSettings"] = json!({
-        "Networks": super::daemon::network_settings(containers.root(), c, s)["Networks"].clone(),
+        "Networks": networks.settings(c, s)["Networks"].clone(),
     });
     summary
 }
@@ -170,13 +177,22 @@ pub fn summary(containers: &Containers, c: &Record, s: &State) -> Value {
 /// The ports it publishes, from its bundle's annotation (`-p`), as
 /// Docker's `Ports` entries.
 fn ports(containers: &Containers, c: &Record) -> Vec<Value> {
-    let config: Value = std::fs::read(containers.dir(&c.id).join("config.json"))
+    /// Only the bundle's annotations: serde skips the rest of its ~15 KB
+    /// (the seccomp profile is most of it) without building it, which a
+    /// `Value` of the whole file, per container per `ps`, did.
+    #[derive(serde::Deserialize, Default)]
+    struct Annotated {
+        #[serde(default)]
+        annotations: std::collections::HashMap<String, String>,
+    }
+    let config: Annotated = std::fs::read(containers.dir(&c.id).join("config.json"))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
-    let list = config["annotations"][crate::bundle::ANNOTATION_PUBLISH]
-        .as_str()
-        .unwrap_or_default();
+    let list = config
+        .annotations
+        .get(crate::bundle::ANNOTATION_PUBLISH)
+        .map_or("", String::as_str);
     list.split(',')
         .filter_map(|p| p.parse::<crate::net::portmap::Publish>().ok())
         .map(|p| {

@@ -376,13 +376,33 @@ pub fn addresses(state_dir: &Path, bridge: &str) -> Vec<(String, Ipv4Addr)> {
 /// Every address container `id` holds: (bridge, address, interface
 /// index), its first network's first.
 pub fn addresses_of(state_dir: &Path, id: &str) -> Vec<(String, Ipv4Addr, u8)> {
-    let mut held: Vec<(String, Ipv4Addr, u8)> = live_leases(state_dir)
-        .into_iter()
-        .filter(|(_, l)| l.id == id)
-        .map(|(bridge, l)| (bridge, l.address, l.interface))
-        .collect();
-    held.sort_by_key(|(_, _, interface)| *interface);
-    held
+    Held::now(state_dir).of(id)
+}
+
+/// Every live lease of the host, read once: a listing of many containers
+/// asks it for each ([`Held::of`]) instead of reading every lease file
+/// again per container.
+#[derive(Debug, Default)]
+pub struct Held(Vec<(String, Lease)>);
+
+impl Held {
+    /// The live leases now, on every bridge under `state_dir`.
+    pub fn now(state_dir: &Path) -> Held {
+        Held(live_leases(state_dir))
+    }
+
+    /// What container `id` holds: (bridge, address, interface index), its
+    /// first network's first.
+    pub fn of(&self, id: &str) -> Vec<(String, Ipv4Addr, u8)> {
+        let mut held: Vec<(String, Ipv4Addr, u8)> = self
+            .0
+            .iter()
+            .filter(|(_, l)| l.id == id)
+            .map(|(bridge, l)| (bridge.clone(), l.address, l.interface))
+            .collect();
+        held.sort_by_key(|(_, _, interface)| *interface);
+        held
+    }
 }
 
 /// The bridge and address container `id` holds, on whichever bridge.
