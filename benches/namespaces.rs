@@ -150,12 +150,54 @@ fn network(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(&state);
 }
 
+/// In a forked child: no_new_privs, then `install` (a filter cannot be
+/// taken back, so each one needs a fresh process), `_exit`; the parent waits.
+fn fork_install_exit(install: &dyn Fn() -> bool) {
+    // SAFETY: criterion measures on this one thread; the child only sets
+    // no_new_privs, installs a filter built before the fork, and _exits.
+    match unsafe { clone_child(nix::sched::CloneFlags::empty()) } {
+        Ok(Forked::Child) => {
+            let ok = nix::sys::prctl::set_no_new_privs().is_ok() && install();
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+        }
+        Ok(Forked::Parent(pid)) => {
+            let status = waitpid(pid, None).expect("waitpid");
+            assert!(
+                matches!(status, nix::sys::wait::WaitStatus::Exited(_, 0)),
+                "the child could not install the filter: {status:?}"
+            );
+        }
+        Err(errno) => panic!("clone3 failed: {errno}"),
+    }
+}
+
+/// What installing step 6's filter (Docker's default profile, 300-odd calls)
+/// costs, as each of the two compilers lays it out: the kernel checks,
+/// converts and JIT-compiles the program, and fills the filter's cache by
+/// running it for every call number, so its length costs at each start.
+fn seccomp(c: &mut Criterion) {
+    let builtin = caixa::seccomp::default_filters(None).expect("default filters");
+    let profile = caixa::seccomp::oci_profile(None);
+    let compiled = caixa::seccomp::compile::compile(&profile).expect("compile");
+    let mut group = c.benchmark_group("seccomp: fork+install+exit+wait");
+    group.bench_function("no filter", |b| b.iter(|| fork_install_exit(&|| true)));
+    group.bench_function(
+        format!("seccompiler ({} calls)", builtin.allowed()),
+        |b| b.iter(|| fork_install_exit(&|| caixa::seccomp::install(&builtin).is_ok())),
+    );
+    group.bench_function(
+        format!("caixa's compile ({} instructions)", compiled.insns.len()),
+        |b| b.iter(|| fork_install_exit(&|| compiled.install().is_ok())),
+    );
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .sample_size(50)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3));
-    targets = each_namespace, steps_start_to_exit, network
+    targets = each_namespace, seccomp, steps_start_to_exit, network
 }
 criterion_main!(benches);
