@@ -210,7 +210,7 @@ fn capabilities_are_dockers_default_and_no_new_privs_and_seccomp_are_on() {
         field(&status, "Seccomp"),
         "2",
         "step 6: expected a seccomp filter installed (Seccomp: 2), saw Seccomp: {}; \
-         most likely cause: init::run no longer installs the filter (seccomp::install, block 11) \
+         most likely cause: init::run no longer installs the filter (seccomp::Prepared::install, block 11) \
          before execve",
         field(&status, "Seccomp")
     );
@@ -280,7 +280,7 @@ fn denied_system_calls_fail_with_eperm() {
             answer, expected,
             "step 6: expected {name} refused by the seccomp filter with {expected}, it got \
              {answer}; most likely cause: the filter is not installed (init::run block 11) or \
-             was changed (seccomp::default_filters)\n{text}"
+             was changed (seccomp::default_filter)\n{text}"
         );
     }
     assert!(
@@ -328,7 +328,7 @@ fn a_shell_a_server_and_a_package_manager_still_work() {
         text, "fork ok\nexec ok\nfiles ok\nsockets ok\nallowed-arguments ok\nthreads ok\n",
         "step 6: expected fork, exec, files, sockets, allowed arguments and threads to work \
          in the container, the probe printed:\n{text}\nmost likely cause: the filter \
-         (seccomp::default_filters) or drop_capabilities took too much away"
+         (seccomp::default_filter) or drop_capabilities took too much away"
     );
 }
 
@@ -347,7 +347,7 @@ fn busybox_sh_ls_cat_and_ps_run_under_the_allow_list() {
         seen,
         "fine\n",
         "step 6: expected sh, ls, cat and ps to work under the allow list, saw {seen:?}; \
-         most likely cause: the filter (seccomp::default_filters) refuses a call busybox needs\n\
+         most likely cause: the filter (seccomp::default_filter) refuses a call busybox needs\n\
          stderr: {}",
         text(&out.stderr)
     );

@@ -10,9 +10,10 @@ use super::profile::{self, Test};
 
 // ANCHOR: oci_profile
 /// The default filter as an OCI `linux.seccomp` profile, for a bundle's
-/// `config.json` (see [`crate::bundle`]): what [`super::default_filters`]
-/// builds for the same capabilities, in the words of libseccomp that runc
-/// and crun read, the shape of Docker's own `default.json`:
+/// `config.json` (see [`crate::bundle`]), and what
+/// [`super::default_filter`] compiles for the same capabilities: in the
+/// words of libseccomp that runc and crun read, the shape of Docker's own
+/// `default.json`:
 ///
 /// - the default action is `SCMP_ACT_ERRNO` with `EPERM`;
 /// - one `SCMP_ACT_ALLOW` entry names every call allowed whatever its
@@ -22,9 +23,7 @@ use super::profile::{self, Test};
 ///   turn), e.g. `personality` five times;
 /// - `clone3` answers `ENOSYS` unless `CAP_SYS_ADMIN` is kept;
 /// - only the native architecture is listed: on x86_64 that leaves out the
-///   x32 and i386 ABIs, which libseccomp then kills and caixa's own filter
-///   refuses (x32 numbers are on no list; other architectures fail the
-///   architecture check seccompiler puts first).
+///   x32 and i386 ABIs, whose calls libseccomp and caixa's compiler kill.
 pub fn oci_profile(kept: Option<&[Capability]>) -> LinuxSeccomp {
     let resolved = profile::resolve(kept);
     let entry = |names: Vec<String>, action, args: Option<Vec<LinuxSeccompArg>>| {

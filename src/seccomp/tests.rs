@@ -4,11 +4,20 @@ use super::profile::{self, Test};
 
 #[test]
 fn the_filter_compiles_for_this_architecture() {
-    let filters = super::default_filters(Some(&crate::caps::DEFAULT_CAPABILITIES[..])).unwrap();
-    assert!(filters.allowed() > 300, "{}", filters.allowed());
-    assert!(filters.no_clone3.is_some());
-    let all = super::default_filters(None).unwrap();
-    assert!(all.no_clone3.is_none(), "CAP_SYS_ADMIN allows clone3");
+    let enosys = super::compile::Action::Errno(libc::ENOSYS as u16);
+    let kept = &crate::caps::DEFAULT_CAPABILITIES[..];
+    let filter = super::default_filter(Some(kept)).unwrap();
+    assert!(filter.calls > 300, "{}", filter.calls);
+    let plan = super::compile::plan(&super::oci_profile(Some(kept))).unwrap();
+    let clone3 = plan.calls.iter().find(|c| c.name == "clone3").unwrap();
+    assert_eq!(clone3.always, Some(enosys));
+    let all = super::compile::plan(&super::oci_profile(None)).unwrap();
+    let clone3 = all.calls.iter().find(|c| c.name == "clone3").unwrap();
+    assert_eq!(
+        clone3.always,
+        Some(super::compile::Action::Allow),
+        "CAP_SYS_ADMIN allows clone3"
+    );
 }
 
 #[test]
