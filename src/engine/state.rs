@@ -342,14 +342,26 @@ impl Containers {
                 return Ok(record);
             }
         }
-        let all = self.list()?;
-        let matches: Vec<&Record> = all
-            .iter()
-            .map(|(c, _)| c)
-            .filter(|c| !key.is_empty() && c.id.starts_with(key))
-            .collect();
+        // An id, or the start of one: the directory's names are the ids,
+        // so only a match's record is read (not every container's, as a
+        // listing must: a start names its container by its full id).
+        let mut matches = Vec::new();
+        let hex = !key.is_empty() && key.bytes().all(|b| b.is_ascii_hexdigit());
+        let entries = if hex {
+            std::fs::read_dir(&self.dir).map_err(io(&self.dir))?
+        } else {
+            return Err(EngineError::NotFound(format!("No such container: {key}")));
+        };
+        for entry in entries.flatten() {
+            let id = entry.file_name().to_string_lossy().into_owned();
+            if id.starts_with(key) {
+                if let Ok(record) = self.record(&id) {
+                    matches.push(record);
+                }
+            }
+        }
         match matches.as_slice() {
-            [one] => Ok((*one).clone()),
+            [one] => Ok(one.clone()),
             [] => Err(EngineError::NotFound(format!("No such container: {key}"))),
             _ => Err(EngineError::Conflict(format!(
                 "{key} is the start of several container ids: give more of it"
@@ -508,4 +520,42 @@ pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, 
         path: path.to_path_buf(),
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, name: &str) -> Record {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "name": name, "image": "bb:1", "command": [], "created": 1,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn find_takes_a_name_an_id_or_the_unique_start_of_one() {
+        let root = tempfile::tempdir().unwrap();
+        let containers = Containers::open(root.path()).unwrap();
+        let (a, b) = ("ab12".repeat(16), "ab34".repeat(16));
+        for (id, name) in [(&a, "one"), (&b, "two")] {
+            containers.reserve_name(name, id).unwrap();
+            containers.create(&record(id, name)).unwrap();
+        }
+        // A directory without its record yet is no container.
+        create_dirs(&containers.dir(&"ab56".repeat(16)), 0o700).unwrap();
+        assert_eq!(containers.find("two").unwrap().id, b);
+        assert_eq!(containers.find(&a).unwrap().id, a);
+        assert_eq!(containers.find("ab3").unwrap().id, b);
+        assert!(matches!(
+            containers.find("ab"),
+            Err(EngineError::Conflict(_))
+        ));
+        for missing in ["ab5", "cd", "three", "", "../containers"] {
+            assert!(
+                matches!(containers.find(missing), Err(EngineError::NotFound(_))),
+                "{missing}"
+            );
+        }
+    }
 }
