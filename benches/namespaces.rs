@@ -197,6 +197,11 @@ fn seccomp(c: &mut Criterion) {
         );
     }
     group.finish();
+    // Building it happens in the child too, before the install: the
+    // profile's names looked up, the plan, the layout.
+    c.bench_function("seccomp: compile step 6's filter", |b| {
+        b.iter(|| caixa::seccomp::default_filter(Some(kept)).expect("default filter"))
+    });
 }
 
 criterion_group! {
