@@ -342,17 +342,18 @@ impl Containers {
                 return Ok(record);
             }
         }
+        let missing = || EngineError::NotFound(format!("No such container: {key}"));
+        if key.is_empty() || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(missing());
+        }
         // An id, or the start of one: the directory's names are the ids,
         // so only a match's record is read (not every container's, as a
         // listing must: a start names its container by its full id).
         let mut matches = Vec::new();
-        let hex = !key.is_empty() && key.bytes().all(|b| b.is_ascii_hexdigit());
-        let entries = if hex {
-            std::fs::read_dir(&self.dir).map_err(io(&self.dir))?
-        } else {
-            return Err(EngineError::NotFound(format!("No such container: {key}")));
-        };
-        for entry in entries.flatten() {
+        for entry in std::fs::read_dir(&self.dir)
+            .map_err(io(&self.dir))?
+            .flatten()
+        {
             let id = entry.file_name().to_string_lossy().into_owned();
             if id.starts_with(key) {
                 if let Ok(record) = self.record(&id) {
@@ -362,7 +363,7 @@ impl Containers {
         }
         match matches.as_slice() {
             [one] => Ok(one.clone()),
-            [] => Err(EngineError::NotFound(format!("No such container: {key}"))),
+            [] => Err(missing()),
             _ => Err(EngineError::Conflict(format!(
                 "{key} is the start of several container ids: give more of it"
             ))),

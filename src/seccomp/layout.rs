@@ -63,13 +63,13 @@ const NATIVE_ARCH: Option<u32> = None;
 const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 
 /// The largest leaf: from its first test every jump stays within reach.
-const CHUNK: usize = MAX_COND_JUMP + 1;
+const LEAF_INSNS: usize = MAX_COND_JUMP + 1;
 
 /// The most calls a leaf tests one by one. Smaller leaves mean a deeper
 /// tree (two instructions per level) and more shared `ret`s; 32 installs
 /// fastest of 8, 16 and 32 (Appendix C), the program shorter and the search
 /// at most 44 instructions long for Docker's and podman's profiles.
-const LEAF: usize = 32;
+const LEAF_CALLS: usize = 32;
 
 // ANCHOR: lay_out
 /// The program for `plan`, at most 4096 instructions.
@@ -118,17 +118,18 @@ pub(super) fn lay_out(plan: &Plan) -> Result<Vec<Insn>, CompileError> {
 }
 // ANCHOR_END: lay_out
 
-/// Calls cut into runs of at most [`LEAF`] that fit one leaf each.
+/// Calls cut into runs of at most [`LEAF_CALLS`] that fit one leaf each.
 fn leaves(calls: &[CallPlan], default: Action) -> Result<Vec<Vec<&CallPlan>>, CompileError> {
     let mut leaves = Vec::new();
     let mut leaf = Leaf::default();
     for call in calls {
-        let full = leaf.calls.len() == LEAF || leaf.size + leaf.cost(call, default) > CHUNK;
+        let full =
+            leaf.calls.len() == LEAF_CALLS || leaf.size + leaf.cost(call, default) > LEAF_INSNS;
         if full && !leaf.calls.is_empty() {
             leaves.push(std::mem::take(&mut leaf).calls);
         }
         let cost = leaf.cost(call, default);
-        if leaf.size + cost > CHUNK {
+        if leaf.size + cost > LEAF_INSNS {
             return Err(CompileError::Unsupported {
                 field: format!("linux.seccomp.syscalls ({})", call.name),
                 why: format!(
