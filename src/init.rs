@@ -226,13 +226,26 @@ fn set_up_and_exec(
     if let Some(root) = &spec.root {
         mounts::stop_propagation_to_host()?;
         step(format_args!("mount(\"/\", MS_SLAVE | MS_REC)"));
-        // A rootless start's overlay is ours to mount (see `crate::rootless`).
-        if let Some(options) = &spec.root_overlay_in_child {
-            mounts::mount_overlay(root, options)?;
-            step(format_args!("mount(\"overlay\", {root:?}, {options:?})"));
+        // The overlay of the shared default rootfs, or of a rootless start,
+        // is ours to mount (see `image::overlay::Mounter`); it is a mount
+        // point already, all that pivot_root asks of the new root.
+        if let Some(overlay) = &spec.root_overlay_in_child {
+            if let Some(scratch) = &overlay.scratch {
+                mounts::make_scratch(scratch, root)?;
+                step(format_args!(
+                    "mount(\"tmpfs\", {:?}); mkdir upper, work and {root:?} in it",
+                    scratch.at
+                ));
+            }
+            mounts::mount_overlay(root, &overlay.options)?;
+            step(format_args!(
+                "mount(\"overlay\", {root:?}, {:?})",
+                overlay.options
+            ));
+        } else {
+            mounts::bind_rootfs_onto_itself(root)?;
+            step(format_args!("mount({0:?}, {0:?}, MS_BIND | MS_REC)", root));
         }
-        mounts::bind_rootfs_onto_itself(root)?;
-        step(format_args!("mount({0:?}, {0:?}, MS_BIND | MS_REC)", root));
         // /proc, /dev, /sys … are mounted before pivot_root, while both the
         // rootfs and the host's /dev/null (for masking, below) are reachable.
         // A bundle of step 12 may list its own instead of the defaults.

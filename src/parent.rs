@@ -689,7 +689,8 @@ impl Host {
         //     of one layer, so what one writes the next never sees. Same
         //     place, same record and teardown as an image's root.
         if let (true, Some(root)) = (spec.root_overlay, &spec.root) {
-            let mounted = crate::image::overlay::over_shared_root(root, &spec.id, trace)?;
+            let user_ns = spec.has(crate::ns::Namespace::User);
+            let mounted = crate::image::overlay::over_shared_root(root, &spec.id, user_ns, trace)?;
             host.image_root = Some(rootless_root(mounted, spec)?);
         }
         // ANCHOR_END: parent_image

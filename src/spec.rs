@@ -49,10 +49,11 @@ pub struct Spec {
     /// `root` is a tree every container shares (the default rootfs, steps
     /// 6–8): the container gets a copy-on-write overlay of it of its own.
     pub root_overlay: bool,
-    /// The options of that overlay when the child mounts it on `root`
-    /// itself, inside its user namespace: a rootless start, whose parent
-    /// may not mount on the host (set by the parent, see `crate::rootless`).
-    pub root_overlay_in_child: Option<String>,
+    /// That overlay when the child mounts it on `root` itself, in its own
+    /// mount namespace: a rootless start, whose parent may not mount on the
+    /// host, or the shared root, which nobody on the host needs (set by the
+    /// parent, see `image::overlay::Mounter`).
+    pub root_overlay_in_child: Option<crate::image::overlay::ChildOverlay>,
     /// The host name (needs the UTS namespace).
     pub hostname: Option<String>,
     /// uid and gid maps (needs the user namespace; step 6).

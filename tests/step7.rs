@@ -63,13 +63,13 @@ fn any_cgroup_dir(pid: i32, controller: &str) -> PathBuf {
                 .unwrap_or_else(|| panic!("no 0:: line in /proc/{pid}/cgroup:\n{cgroups}"));
             root.join(path.trim_start_matches('/'))
         }
-        Hierarchy::V1(mounts) => {
+        Hierarchy::V1(trees) => {
             eprintln!("(cgroup v1)");
-            let mount = &mounts
+            let mount = &trees
                 .iter()
-                .find(|(c, _)| c == controller)
+                .find(|t| t.controller == controller)
                 .unwrap_or_else(|| panic!("the {controller} controller is not mounted (cgroup v1)"))
-                .1;
+                .mount;
             let path = cgroups
                 .lines()
                 .find_map(|l| {
@@ -421,11 +421,11 @@ fn no_cgroup_directory_is_left_after_exit() {
 fn caixa_groups() -> Vec<String> {
     let parent = match detect().expect("a cgroup hierarchy") {
         Hierarchy::V2(root) => root.join("caixa"),
-        Hierarchy::V1(mounts) => mounts
+        Hierarchy::V1(trees) => trees
             .iter()
-            .find(|(c, _)| c == "memory")
+            .find(|t| t.controller == "memory")
             .expect("the memory controller mounted (cgroup v1)")
-            .1
+            .mount
             .join("caixa"),
     };
     support::subdirs(&parent)
@@ -487,8 +487,12 @@ fn a_missing_controller_feature_is_one_clear_line_and_leaves_nothing() {
     };
     let has_weight = match detect().expect("a cgroup hierarchy") {
         Hierarchy::V2(root) => has(&root.join("caixa"), &["io.weight", "io.bfq.weight"]),
-        Hierarchy::V1(mounts) => mounts.iter().any(|(c, m)| {
-            c == "blkio" && has(&m.join("caixa"), &["blkio.weight", "blkio.bfq.weight"])
+        Hierarchy::V1(trees) => trees.iter().any(|t| {
+            t.controller == "blkio"
+                && has(
+                    &t.mount.join("caixa"),
+                    &["blkio.weight", "blkio.bfq.weight"],
+                )
         }),
     };
     eprintln!("disk weights on this host: {has_weight}");

@@ -167,7 +167,10 @@ mod tests {
 
     #[test]
     fn v1_has_no_delegation() {
-        let v1 = Hierarchy::V1(vec![("memory".into(), "/sys/fs/cgroup/memory".into())]);
+        let v1 = Hierarchy::V1(vec![crate::cgroup::Tree::whole(
+            "memory",
+            "/sys/fs/cgroup/memory",
+        )]);
         assert!(find(&v1).unwrap_err().contains("cgroup v1"));
     }
 

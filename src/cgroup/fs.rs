@@ -34,8 +34,12 @@ impl Setting {
 /// cannot be removed (EBUSY), and one whose last process just died may take a
 /// moment to let go, so this retries briefly.
 pub(crate) fn remove_dir(dir: &Path) -> Result<(), CgroupError> {
-    if !dir.exists() {
-        return Ok(());
+    // Most often its last process is gone already: then one rmdir is all.
+    match std::fs::remove_dir(dir) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
+        Err(e) => return Err(io("remove", dir)(e)),
     }
     let kill_file = dir.join("cgroup.kill");
     if kill_file.exists() {

@@ -15,9 +15,42 @@ pub const PARENT: &str = "caixa";
 pub enum Hierarchy {
     /// One unified tree with controllers, mounted here.
     V2(PathBuf),
-    /// One tree per controller: (controller, mount point). On a hybrid host
-    /// the empty cgroup2 mount beside them is not used.
-    V1(Vec<(String, PathBuf)>),
+    /// One tree per controller. On a hybrid host the empty cgroup2 mount
+    /// beside them is not used.
+    V1(Vec<Tree>),
+}
+
+/// One v1 controller's tree, as `/proc/self/mountinfo` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tree {
+    /// The controller: `memory`, `pids`, … (a mount that joins several
+    /// gives one `Tree` each).
+    pub controller: String,
+    /// Where the tree is mounted.
+    pub mount: PathBuf,
+    /// Which group the mount shows at `mount`, named as
+    /// `/proc/self/cgroup` names groups: from the root of this process's
+    /// cgroup namespace. `/` on a host; a group of its own where only that
+    /// group was mounted (a container's view of the host's tree).
+    pub root: PathBuf,
+}
+
+impl Tree {
+    /// A tree that shows its whole hierarchy at `mount` (the usual case).
+    pub fn whole(controller: &str, mount: impl Into<PathBuf>) -> Tree {
+        Tree {
+            controller: controller.to_string(),
+            mount: mount.into(),
+            root: PathBuf::from("/"),
+        }
+    }
+
+    /// The directory of the group `/proc/self/cgroup` names `path` in this
+    /// tree; `None` when the mount does not show it (outside its root).
+    pub fn dir_of(&self, path: &str) -> Option<PathBuf> {
+        let below = Path::new(path).strip_prefix(&self.root).ok()?;
+        Some(self.mount.join(below))
+    }
 }
 
 impl Hierarchy {
@@ -36,7 +69,7 @@ impl Hierarchy {
     pub fn roots(&self) -> Vec<PathBuf> {
         match self {
             Hierarchy::V2(root) => vec![root.clone()],
-            Hierarchy::V1(mounts) => mounts.iter().map(|(_, m)| m.clone()).collect(),
+            Hierarchy::V1(trees) => trees.iter().map(|t| t.mount.clone()).collect(),
         }
     }
 }
@@ -64,9 +97,12 @@ pub fn detect_from(
         let Some(dash) = fields.iter().position(|f| *f == "-") else {
             continue;
         };
-        let (Some(mountpoint), Some(fstype), Some(superopts)) =
-            (fields.get(4), fields.get(dash + 1), fields.get(dash + 3))
-        else {
+        let (Some(root), Some(mountpoint), Some(fstype), Some(superopts)) = (
+            fields.get(3),
+            fields.get(4),
+            fields.get(dash + 1),
+            fields.get(dash + 3),
+        ) else {
             continue;
         };
         match *fstype {
@@ -74,7 +110,11 @@ pub fn detect_from(
             "cgroup" => {
                 for opt in superopts.split(',') {
                     if v1::CONTROLLERS.contains(&opt) {
-                        v1.push((opt.to_string(), PathBuf::from(mountpoint)));
+                        v1.push(Tree {
+                            controller: opt.to_string(),
+                            mount: PathBuf::from(mountpoint),
+                            root: PathBuf::from(root),
+                        });
                     }
                 }
             }
@@ -115,10 +155,10 @@ mod tests {
     #[test]
     fn a_hybrid_host_is_v1_and_a_unified_one_is_v2() {
         let h = detect_from(HYBRID, |_| "hugetlb\n".into()).unwrap();
-        let Hierarchy::V1(mounts) = h else {
+        let Hierarchy::V1(trees) = h else {
             panic!("{h:?}")
         };
-        let names: Vec<&str> = mounts.iter().map(|(c, _)| c.as_str()).collect();
+        let names: Vec<&str> = trees.iter().map(|t| t.controller.as_str()).collect();
         assert_eq!(names, ["cpu", "cpuacct", "memory"]);
         let v2 = "31 23 0:27 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate";
         let h = detect_from(v2, |_| "cpuset cpu io memory pids\n".into()).unwrap();
@@ -129,9 +169,9 @@ mod tests {
     #[test]
     fn planned_dirs_are_one_per_mount_below_caixa() {
         let h = Hierarchy::V1(vec![
-            ("cpu".into(), "/c/cpu".into()),
-            ("cpuacct".into(), "/c/cpu".into()),
-            ("memory".into(), "/c/memory".into()),
+            Tree::whole("cpu", "/c/cpu"),
+            Tree::whole("cpuacct", "/c/cpu"),
+            Tree::whole("memory", "/c/memory"),
         ]);
         let dirs = h.planned_dirs(&GroupPath::default_for("abc"));
         assert_eq!(

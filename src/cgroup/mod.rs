@@ -44,7 +44,7 @@ pub use fs::Setting;
 pub(crate) use fs::remove_dir;
 pub use fs::remove_tree;
 use fs::{make_dir, make_group_dir, read_key, write_settings};
-pub use hierarchy::{Hierarchy, PARENT, detect, detect_from};
+pub use hierarchy::{Hierarchy, PARENT, Tree, detect, detect_from};
 pub use limits::{
     CFS_PERIOD_US, DeviceRate, Limits, MIN_MEMORY, blkio_to_io_weight, parse_device_rate,
     shares_to_weight, weight_to_shares,
@@ -129,7 +129,7 @@ impl Cgroup {
         let group = limits.group(id);
         match &hierarchy {
             Hierarchy::V2(root) => v2::create(&mut cgroup.dirs, root, &group, limits, trace)?,
-            Hierarchy::V1(mounts) => v1::create(&mut cgroup.dirs, mounts, &group, limits, trace)?,
+            Hierarchy::V1(trees) => v1::create(&mut cgroup.dirs, trees, &group, limits, trace)?,
         }
         Ok(cgroup)
     }
@@ -158,8 +158,8 @@ impl Cgroup {
                     .map_err(io("open", dir))?;
                 Ok(Some(Birthplace::Directory(file.into())))
             }
-            (Hierarchy::V1(mounts), dirs) => {
-                Ok(v1::visit::Visit::enter(dirs, mounts)?.map(Birthplace::Visit))
+            (Hierarchy::V1(trees), dirs) => {
+                Ok(v1::visit::Visit::enter(dirs, trees)?.map(Birthplace::Visit))
             }
             _ => Ok(None),
         }

@@ -48,10 +48,10 @@ const V1_UNLIMITED: u64 = 1 << 62;
 fn dir_of(hierarchy: &Hierarchy, group: &GroupPath, controller: &str) -> Option<PathBuf> {
     match hierarchy {
         Hierarchy::V2(root) => Some(group.dir_in(root)),
-        Hierarchy::V1(mounts) => mounts
+        Hierarchy::V1(trees) => trees
             .iter()
-            .find(|(c, _)| c == controller)
-            .map(|(_, m)| group.dir_in(m)),
+            .find(|t| t.controller == controller)
+            .map(|t| group.dir_in(&t.mount)),
     }
 }
 
@@ -197,9 +197,9 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let group = GroupPath::default_for("abc");
         let v1 = |c: &str| root.path().join(c);
-        let mounts: Vec<(String, PathBuf)> = ["cpuacct", "memory", "pids", "blkio"]
+        let trees: Vec<crate::cgroup::Tree> = ["cpuacct", "memory", "pids", "blkio"]
             .iter()
-            .map(|c| (c.to_string(), v1(c)))
+            .map(|c| crate::cgroup::Tree::whole(c, v1(c)))
             .collect();
         let files = [
             ("cpuacct", "cpuacct.usage", "2000000\n"),
@@ -224,7 +224,7 @@ mod tests {
             std::fs::create_dir_all(&dir).unwrap();
             std::fs::write(dir.join(file), text).unwrap();
         }
-        let one = Hierarchy::V1(mounts);
+        let one = Hierarchy::V1(trees);
         let seen = read(&one, &group);
         assert_eq!(seen.cpu_ns, 2_000_000);
         assert_eq!((seen.memory, seen.memory_limit), (4096, Some(64 << 20)));

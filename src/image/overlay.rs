@@ -51,9 +51,10 @@ impl ImageRoot {
 pub struct Mounted {
     /// The merged directory: the container's `/`.
     pub merged: PathBuf,
-    /// The overlay's options when the child mounts it (a rootless start):
-    /// the mount then lives only in the child's mount namespace.
-    pub in_child: Option<String>,
+    /// What the child mounts, when it is the child (a rootless start, or
+    /// the shared default rootfs, see [`Mounter::Child`]): the mount then
+    /// lives only in the child's mount namespace.
+    pub in_child: Option<ChildOverlay>,
     /// The maps of a rootless container whose ids go beyond the user's
     /// own: its files are deleted as root of a user namespace with them
     /// (see `crate::rootless::remove_as_mapped_root`).
@@ -302,7 +303,7 @@ pub fn prepare(
         &dir,
         root_ids,
         None,
-        root.keep,
+        Mounter::Parent { keep: root.keep },
         trace,
     )
 }
@@ -311,7 +312,8 @@ pub fn prepare(
 /// Creates `dir`'s upper, work and merged directories (the first two owned
 /// by `owner`, the container's root; the upper with `upper_mode` if given)
 /// and mounts the overlay of `lower` (overlayfs's `lowerdir`, relative to
-/// `lower_dir`) at `merged`. The guard exists before the first directory,
+/// `lower_dir`) at `merged`, or leaves its options to the child (see
+/// [`Mounter`]). The guard exists before the first directory,
 /// so a failure on the way removes what was made (unless it is kept).
 fn mount_with_upper(
     lower_dir: &Path,
@@ -319,7 +321,7 @@ fn mount_with_upper(
     dir: &Path,
     owner: (u32, u32),
     upper_mode: Option<std::fs::Permissions>,
-    keep: bool,
+    mounter: Mounter,
     trace: &Trace,
 ) -> Result<Mounted, ImageError> {
     let (upper, work, merged) = (dir.join("upper"), dir.join("work"), dir.join("merged"));
@@ -329,7 +331,7 @@ fn mount_with_upper(
         delete_as: None,
         fuse: false,
         dir: dir.to_path_buf(),
-        keep,
+        keep: matches!(mounter, Mounter::Parent { keep: true }),
         removed: false,
     };
     for d in [&upper, &work, &merged] {
@@ -353,7 +355,12 @@ fn mount_with_upper(
         let options = crate::rootless::overlay_options(&lower, &upper, &work)
             .map_err(|e| ImageError::Rootless(e.to_string()))?;
         match super::fuse_overlay::choose(&options, &merged)? {
-            super::fuse_overlay::Driver::Native => mounted.in_child = Some(options),
+            super::fuse_overlay::Driver::Native => {
+                mounted.in_child = Some(ChildOverlay {
+                    options,
+                    scratch: None,
+                })
+            }
             super::fuse_overlay::Driver::Fuse => {
                 let dirs = crate::rootless::overlay_dirs(&lower, &upper, &work)
                     .map_err(|e| ImageError::Rootless(e.to_string()))?;
@@ -365,6 +372,15 @@ fn mount_with_upper(
                 );
             }
         }
+        return Ok(mounted);
+    }
+    if let Mounter::Child { user_namespace } = mounter
+        && let Some(options) = child_options(lower_dir, lower, &upper, &work, user_namespace)
+    {
+        mounted.in_child = Some(ChildOverlay {
+            options,
+            scratch: None,
+        });
         return Ok(mounted);
     }
     let options = format!(
@@ -385,6 +401,103 @@ fn mount_with_upper(
     Ok(mounted)
 }
 
+/// An overlay the child mounts as its root, in its own mount namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildOverlay {
+    /// overlayfs's options: its directories by their absolute paths.
+    pub options: String,
+    /// Where the child makes the upper and work directories first, when
+    /// they are not on the host's disk (see [`Scratch`]).
+    pub scratch: Option<Scratch>,
+}
+
+/// The upper and work directories of an overlay whose changes are deleted
+/// at the end, in a tmpfs the child mounts in its own mount namespace: the
+/// parent makes and deletes nothing on the disk, and the tmpfs goes with
+/// the namespace. What the container writes is in memory, counted in its
+/// memory cgroup like the rest of its pages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scratch {
+    /// Where the tmpfs is mounted: `containers/`, the directory every
+    /// container's directory is in on the host, which the tmpfs hides in
+    /// the child's namespace alone.
+    pub at: PathBuf,
+    /// The upper directory, in the tmpfs.
+    pub upper: PathBuf,
+    /// Its mode: that of the shared tree's root, which overlayfs shows as
+    /// the merged `/`.
+    pub upper_mode: u32,
+    /// overlayfs's work directory, in the tmpfs.
+    pub work: PathBuf,
+}
+
+/// Who mounts a container's overlay.
+#[derive(Debug, Clone, Copy)]
+enum Mounter {
+    /// This process, on the host, before the clone: the mount is in the
+    /// host's table, where others can reach it while the container runs
+    /// (an image's root: `docker cp`, a build's commit, an OCI bundle), and
+    /// it must be unmounted at the end. `keep`: its changes stay after the
+    /// end (`--keep`).
+    Parent { keep: bool },
+    /// The child, in its own mount namespace, after the clone: the host's
+    /// table never holds it, and the namespace takes it along when the
+    /// container's last process ends, so nothing is unmounted at the end.
+    /// For a root whose changes are deleted at the end, with its upper
+    /// directory on the disk: it is mounted `volatile` (Linux 5.10), so
+    /// overlayfs does not sync the upper directory's filesystem when it
+    /// goes, which waits for the disk. In a user namespace (Linux 5.11)
+    /// overlayfs keeps its marks in `user.*` attributes (`userxattr`):
+    /// root of a user namespace may not write `trusted.*` ones.
+    Child { user_namespace: bool },
+}
+
+/// The options of an overlay the child mounts (see [`Mounter::Child`]):
+/// every directory by its absolute path (the child's working directory is
+/// not `lower_dir`). `None` when a path holds a `,` or `:`, which the
+/// options cannot carry, or the kernel is older than the options need:
+/// the parent then mounts it, with the layers relative to `lower_dir`.
+fn child_options(
+    lower_dir: &Path,
+    lower: &str,
+    upper: &Path,
+    work: &Path,
+    user_namespace: bool,
+) -> Option<String> {
+    if !kernel_at_least(if user_namespace { (5, 11) } else { (5, 10) }) {
+        return None;
+    }
+    let lower: Vec<PathBuf> = lower
+        .split(':')
+        .map(|l| std::path::absolute(lower_dir.join(l)))
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let dirs = crate::rootless::overlay_dirs(&lower, upper, work).ok()? + ",volatile";
+    Some(if user_namespace {
+        dirs + ",userxattr"
+    } else {
+        dirs
+    })
+}
+
+/// Whether the running kernel's release (`uname -r`: `6.1.0-18-amd64`) is
+/// at least `major.minor`; `false` when it cannot be read.
+fn kernel_at_least(version: (u32, u32)) -> bool {
+    nix::sys::utsname::uname()
+        .is_ok_and(|uts| release_at_least(&uts.release().to_string_lossy(), version))
+}
+
+/// [`kernel_at_least`] on a given release text.
+fn release_at_least(release: &str, (major, minor): (u32, u32)) -> bool {
+    let mut numbers = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().ok());
+    match (numbers.next().flatten(), numbers.next().flatten()) {
+        (Some(a), Some(b)) => (a, b) >= (major, minor),
+        _ => false,
+    }
+}
+
 // ANCHOR: shared_root
 /// Where container `id`'s overlay over the shared tree `lower` lives:
 /// `containers/<id>` beside `lower` (in the rootfs cache), the shape a
@@ -402,22 +515,86 @@ pub fn shared_root_dir(lower: &Path, id: &str) -> PathBuf {
 /// default rootfs of steps 6–8): what the container writes goes to an upper
 /// directory deleted at its end, so the next container sees `lower` as it
 /// was. The upper directory takes the owner and mode of `lower`'s root,
-/// which overlayfs shows as the merged `/`.
-pub fn over_shared_root(lower: &Path, id: &str, trace: &Trace) -> Result<Mounted, ImageError> {
+/// which overlayfs shows as the merged `/`. Nobody outside the container
+/// needs this root while it runs, so the child mounts it in its own mount
+/// namespace (`user_namespace`: the child has one), and it goes with that
+/// namespace: there is nothing to unmount on the host at the end. Where
+/// the kernel allows it, the upper directory is not on the disk either,
+/// but in a tmpfs of the child's ([`Scratch`]): nothing to make or delete.
+pub fn over_shared_root(
+    lower: &Path,
+    id: &str,
+    user_namespace: bool,
+    trace: &Trace,
+) -> Result<Mounted, ImageError> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let meta = std::fs::metadata(lower).map_err(io_err(lower))?;
+    let dir = shared_root_dir(lower, id);
+    if let Some(mounted) = in_scratch(lower, &dir, meta.mode() & 0o7777, user_namespace)? {
+        return Ok(mounted);
+    }
     let mode = std::fs::Permissions::from_mode(meta.mode() & 0o7777);
     mount_with_upper(
         lower,
         ".",
-        &shared_root_dir(lower, id),
+        &dir,
         (meta.uid(), meta.gid()),
         Some(mode),
-        false,
+        Mounter::Child { user_namespace },
         trace,
     )
 }
 // ANCHOR_END: shared_root
+
+/// The shared root's overlay with its upper and work directories in a
+/// tmpfs of the child's (see [`Scratch`]), when the kernel allows it:
+/// overlayfs in a user namespace keeps its marks in `user.*` attributes,
+/// which tmpfs stores from Linux 6.6. `None` (the directories go on the
+/// disk) on an older kernel, for a rootless start, or for a path the
+/// options cannot carry.
+fn in_scratch(
+    lower: &Path,
+    dir: &Path,
+    upper_mode: u32,
+    user_namespace: bool,
+) -> Result<Option<Mounted>, ImageError> {
+    let needs = if user_namespace { (6, 6) } else { (5, 11) };
+    let Some(at) = dir.parent() else {
+        return Ok(None);
+    };
+    if crate::rootless::active() || !kernel_at_least(needs) {
+        return Ok(None);
+    }
+    let (upper, work, merged) = (dir.join("upper"), dir.join("work"), dir.join("merged"));
+    let lower = std::path::absolute(lower).map_err(io_err(lower))?;
+    let Ok(dirs) = crate::rootless::overlay_dirs(&[lower], &upper, &work) else {
+        return Ok(None);
+    };
+    // The one directory on the host: the tmpfs's mount point, shared.
+    std::fs::create_dir_all(at).map_err(io_err(at))?;
+    let options = if user_namespace {
+        dirs + ",userxattr"
+    } else {
+        dirs
+    };
+    Ok(Some(Mounted {
+        merged,
+        in_child: Some(ChildOverlay {
+            options,
+            scratch: Some(Scratch {
+                at: at.to_path_buf(),
+                upper,
+                upper_mode,
+                work,
+            }),
+        }),
+        delete_as: None,
+        fuse: false,
+        dir: dir.to_path_buf(),
+        keep: false,
+        removed: false,
+    }))
+}
 
 // ANCHOR: mount_from
 /// Mounts the overlay with `options`, whose relative lower paths (the short
@@ -468,6 +645,9 @@ impl Mounted {
     /// them (`--keep`) and says where: `Ok(Some(upper))`.
     pub fn remove(mut self) -> Result<Option<PathBuf>, ImageError> {
         self.removed = true;
+        if self.in_scratch() {
+            return Ok(None);
+        }
         if self.fuse {
             super::fuse_overlay::unmount(&self.merged)?;
         } else if self.in_child.is_none() {
@@ -486,10 +666,16 @@ impl Mounted {
         Ok(None)
     }
 
+    /// Whether all of it was in the child's tmpfs (see [`Scratch`]): gone
+    /// with the child's mount namespace, nothing on the host to remove.
+    fn in_scratch(&self) -> bool {
+        self.in_child.as_ref().is_some_and(|c| c.scratch.is_some())
+    }
+
     /// Whether an ordinary user mounted this root (in the child, or
     /// through fuse-overlayfs): its files are the user's to delete.
     fn rootless(&self) -> bool {
-        self.in_child.is_some() || self.fuse
+        crate::rootless::active() || self.fuse
     }
 
     /// A rootless container's directory: deleted as the user when it can
@@ -543,7 +729,7 @@ impl Drop for Mounted {
     /// the first error already; a record of the container remains for the
     /// next start to sweep, see `crate::leftovers`).
     fn drop(&mut self) {
-        if !self.removed {
+        if !self.removed && !self.in_scratch() {
             if self.fuse {
                 let _ = super::fuse_overlay::unmount(&self.merged);
             } else {
@@ -555,5 +741,19 @@ impl Drop for Mounted {
                 let _ = std::fs::remove_dir_all(&self.dir);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_release_is_compared_by_its_first_two_numbers() {
+        assert!(release_at_least("6.1.0-18-amd64", (5, 11)));
+        assert!(release_at_least("5.11.0", (5, 11)));
+        assert!(!release_at_least("5.10.209-generic", (5, 11)));
+        assert!(!release_at_least("4.19.0", (5, 10)));
+        assert!(!release_at_least("", (5, 10)), "unreadable: not at least");
     }
 }

@@ -151,7 +151,8 @@ pub fn first_unsupported(namespaces: &[Namespace]) -> Option<Namespace> {
     namespaces
         .iter()
         .copied()
-        .find(|ns| !dir.join(ns.proc_name()).exists())
+        // The link itself: following it would look the namespace up.
+        .find(|ns| std::fs::symlink_metadata(dir.join(ns.proc_name())).is_err())
 }
 
 #[cfg(test)]

@@ -95,10 +95,43 @@ pub fn stop_propagation_to_host() -> Result<(), RootfsError> {
 }
 // ANCHOR_END: make_mounts_private
 
-/// Mounts the overlay of a rootless start on `root` (its options name the
-/// shared rootfs below and the container's own upper directory): the parent
-/// made the directories but may not mount on the host, so the child does,
-/// as root of its user namespace, in its own mount namespace.
+/// Mounts the tmpfs of `scratch` (in this mount namespace only) and makes
+/// in it the overlay's upper and work directories and the mount point
+/// `root`. Made by root of the container's user namespace, they are its.
+pub fn make_scratch(
+    scratch: &crate::image::overlay::Scratch,
+    root: &Path,
+) -> Result<(), RootfsError> {
+    use std::os::unix::fs::PermissionsExt;
+    mount(
+        Some("tmpfs"),
+        &scratch.at,
+        Some("tmpfs"),
+        MsFlags::empty(),
+        Some("mode=0755"),
+    )
+    .map_err(syscall("mount(tmpfs)", &scratch.at))?;
+    let errno =
+        |e: std::io::Error| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+    std::fs::create_dir_all(root).map_err(|e| syscall("mkdir", root)(errno(e)))?;
+    let work = &scratch.work;
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(work)
+        .map_err(|e| syscall("mkdir", work)(errno(e)))?;
+    let upper = &scratch.upper;
+    std::fs::create_dir(upper).map_err(|e| syscall("mkdir", upper)(errno(e)))?;
+    // Exactly the shared root's mode, whatever the umask took from mkdir's.
+    let mode = std::fs::Permissions::from_mode(scratch.upper_mode);
+    std::fs::set_permissions(upper, mode).map_err(|e| syscall("chmod", upper)(errno(e)))
+}
+
+/// Mounts the overlay the child mounts as its root on `root` (its options
+/// name the shared rootfs or layers below and the container's own upper
+/// directory): a rootless start's, whose parent made the directories but
+/// may not mount on the host, or the shared root's (see
+/// `image::overlay::Mounter`), as root of the user namespace when there is
+/// one, in the child's own mount namespace.
 pub fn mount_overlay(root: &Path, options: &str) -> Result<(), RootfsError> {
     mount(
         Some("overlay"),

@@ -155,8 +155,8 @@ fn checks() -> Vec<Check> {
             format!("cgroup v2 at {}", root.display()),
             "",
         ),
-        Ok(caixa::cgroup::Hierarchy::V1(mounts)) => {
-            let names: Vec<&str> = mounts.iter().map(|(c, _)| c.as_str()).collect();
+        Ok(caixa::cgroup::Hierarchy::V1(trees)) => {
+            let names: Vec<&str> = trees.iter().map(|t| t.controller.as_str()).collect();
             let hybrid = read("/proc/self/mounts")
                 .unwrap_or_default()
                 .contains(" cgroup2 ");

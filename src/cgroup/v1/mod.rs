@@ -15,7 +15,8 @@ pub mod visit;
 use std::path::{Path, PathBuf};
 
 use super::{
-    CgroupError, GroupPath, Limits, Setting, devices, make_dir, make_group_dir, write_settings,
+    CgroupError, GroupPath, Limits, Setting, Tree, devices, make_dir, make_group_dir,
+    write_settings,
 };
 use crate::trace::Trace;
 
@@ -67,16 +68,16 @@ pub fn settings(controller: &str, limits: &Limits, parent: &Path) -> Vec<Setting
 /// may be shared with other containers, and stay.
 pub fn create(
     dirs: &mut Vec<(String, PathBuf)>,
-    mounts: &[(String, PathBuf)],
+    trees: &[Tree],
     group: &GroupPath,
     limits: &Limits,
     trace: &Trace,
 ) -> Result<(), CgroupError> {
     for controller in needed(limits) {
-        let mount = mounts
+        let mount = trees
             .iter()
-            .find(|(c, _)| c == controller)
-            .map(|(_, m)| m)
+            .find(|t| t.controller == controller)
+            .map(|t| &t.mount)
             .ok_or_else(|| CgroupError::Unsupported {
                 what: format!("the cgroup v1 {controller} controller"),
                 fix: format!("mount it: sudo mkdir -p /sys/fs/cgroup/{controller} && sudo mount -t cgroup -o {controller} none /sys/fs/cgroup/{controller}"),

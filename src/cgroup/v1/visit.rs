@@ -29,7 +29,7 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::cgroup::{CgroupError, io};
+use crate::cgroup::{CgroupError, Tree, io};
 
 /// Where this thread's groups are listed, one line per hierarchy:
 /// `ID:CONTROLLERS:PATH`, the path from the hierarchy's root.
@@ -56,41 +56,33 @@ pub struct Visit {
 impl Visit {
     // ANCHOR: visit_enter
     /// Moves the calling thread into every directory of `dirs` (the
-    /// container's group, one per v1 controller; `mounts` gives each
-    /// controller's tree). `Ok(None)` when this thread's own groups cannot
-    /// be found from here (a cgroup namespace whose root differs from the
-    /// mounts'): the parent then moves the child by its pid, as before.
-    pub fn enter(
-        dirs: &[(String, PathBuf)],
-        mounts: &[(String, PathBuf)],
-    ) -> Result<Option<Visit>, CgroupError> {
+    /// container's group, one per v1 controller; `trees` gives each
+    /// controller's tree). `Ok(None)` when this thread's own group is not
+    /// in a tree's mount (mounted from a group below it): the parent then
+    /// moves the child by its pid, as before.
+    pub fn enter(dirs: &[(String, PathBuf)], trees: &[Tree]) -> Result<Option<Visit>, CgroupError> {
         // HARDER(7): on cgroup v1, be born in the cgroup: open the tasks file of this thread's own group in each tree, write 0 to the container's tasks files, and keep the way back
         // STAND-IN: Ok(None)
         let before =
             std::fs::read_to_string(OWN_GROUPS).map_err(io("read", Path::new(OWN_GROUPS)))?;
         // 1. The way back, opened before leaving: each tree's own group.
+        //    The path read above and the mount's root are both named from
+        //    the root of our cgroup namespace, so the group is found below
+        //    the mount without listing who is in it.
         let mut back = Vec::new();
-        //    It must list this thread: in a cgroup namespace whose root is
-        //    not the mount's, the path read above names another group.
-        let me = nix::unistd::gettid().to_string();
         for (controller, _) in dirs {
-            let (Some(own), Some(root)) = (
-                own_group(&before, controller, mounts),
-                mounts.iter().find(|(c, _)| c == controller),
+            let (Some(own), Some(tree)) = (
+                own_group(&before, controller, trees),
+                trees.iter().find(|t| t.controller == *controller),
             ) else {
                 return Ok(None);
             };
             let tasks = own.join("tasks");
-            let listed = std::fs::read_to_string(&tasks)
-                .is_ok_and(|text| text.lines().any(|line| line.trim() == me));
-            if !listed {
-                return Ok(None);
-            }
             let file = File::options()
                 .write(true)
                 .open(&tasks)
                 .map_err(io("open", &tasks))?;
-            back.push((tasks, file, root.1.join("tasks")));
+            back.push((tasks, file, tree.mount.join("tasks")));
         }
         let mut visit = Visit {
             back,
@@ -162,19 +154,18 @@ impl Visit {
 }
 
 /// The directory of this thread's own group in `controller`'s tree, from
-/// `/proc/thread-self/cgroup` (`groups`) and the tree's mount point.
-fn own_group(groups: &str, controller: &str, mounts: &[(String, PathBuf)]) -> Option<PathBuf> {
-    let mount = mounts
-        .iter()
-        .find(|(c, _)| c == controller)
-        .map(|(_, m)| m)?;
+/// `/proc/thread-self/cgroup` (`groups`) and the tree's mount. `None` when
+/// no line names the controller, or the mount does not show the group.
+fn own_group(groups: &str, controller: &str, trees: &[Tree]) -> Option<PathBuf> {
+    let tree = trees.iter().find(|t| t.controller == controller)?;
     groups.lines().find_map(|line| {
         let mut fields = line.splitn(3, ':');
         let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
-        controllers
-            .split(',')
-            .any(|c| c == controller)
-            .then(|| mount.join(path.trim_start_matches('/')))
+        if controllers.split(',').any(|c| c == controller) {
+            tree.dir_of(path)
+        } else {
+            None
+        }
     })
 }
 
@@ -185,32 +176,49 @@ mod tests {
     #[test]
     fn the_own_group_is_found_by_controller_in_joint_lines_too() {
         let groups = "12:pids:/user.slice\n4:cpu,cpuacct:/a/b\n0::/init.scope\n";
-        let mounts = vec![
-            ("pids".to_string(), PathBuf::from("/sys/fs/cgroup/pids")),
-            (
-                "cpuacct".to_string(),
-                PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"),
-            ),
-            ("memory".to_string(), PathBuf::from("/sys/fs/cgroup/memory")),
+        let trees = vec![
+            Tree::whole("pids", "/sys/fs/cgroup/pids"),
+            Tree::whole("cpuacct", "/sys/fs/cgroup/cpu,cpuacct"),
+            Tree::whole("memory", "/sys/fs/cgroup/memory"),
         ];
         assert_eq!(
-            own_group(groups, "pids", &mounts),
+            own_group(groups, "pids", &trees),
             Some(PathBuf::from("/sys/fs/cgroup/pids/user.slice"))
         );
         assert_eq!(
-            own_group(groups, "cpuacct", &mounts),
+            own_group(groups, "cpuacct", &trees),
             Some(PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/a/b"))
         );
-        assert_eq!(own_group(groups, "memory", &mounts), None, "no memory line");
-        assert_eq!(own_group(groups, "cpu", &mounts), None, "no cpu mount");
+        assert_eq!(own_group(groups, "memory", &trees), None, "no memory line");
+        assert_eq!(own_group(groups, "cpu", &trees), None, "no cpu mount");
     }
 
     #[test]
     fn the_root_group_is_the_mount_itself() {
-        let mounts = vec![("memory".to_string(), PathBuf::from("/sys/fs/cgroup/memory"))];
+        let trees = vec![Tree::whole("memory", "/sys/fs/cgroup/memory")];
         assert_eq!(
-            own_group("9:memory:/\n", "memory", &mounts),
+            own_group("9:memory:/\n", "memory", &trees),
             Some(PathBuf::from("/sys/fs/cgroup/memory/"))
+        );
+    }
+
+    /// A container's view of the host's tree: only its own group is
+    /// mounted, and `/proc/self/cgroup` still names it from the host's root.
+    #[test]
+    fn a_mount_of_one_group_shows_what_lies_below_it_only() {
+        let trees = vec![Tree {
+            controller: "memory".into(),
+            mount: "/sys/fs/cgroup/memory".into(),
+            root: "/docker/abc".into(),
+        }];
+        assert_eq!(
+            own_group("9:memory:/docker/abc/inner\n", "memory", &trees),
+            Some(PathBuf::from("/sys/fs/cgroup/memory/inner"))
+        );
+        assert_eq!(
+            own_group("9:memory:/docker/other\n", "memory", &trees),
+            None,
+            "a group outside the mount cannot be reached through it"
         );
     }
 }
