@@ -347,11 +347,7 @@ fn mount_with_upper(
     // same overlay in its own mount namespace, as root of its user namespace.
     // Its working directory is not `lower_dir`: each layer by its full path.
     if crate::rootless::active() {
-        let lower = lower
-            .split(':')
-            .map(|l| std::path::absolute(lower_dir.join(l)))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(io_err(lower_dir))?;
+        let lower = absolute_lowers(lower_dir, lower).map_err(io_err(lower_dir))?;
         let options = crate::rootless::overlay_options(&lower, &upper, &work)
             .map_err(|e| ImageError::Rootless(e.to_string()))?;
         match super::fuse_overlay::choose(&options, &merged)? {
@@ -375,7 +371,9 @@ fn mount_with_upper(
         return Ok(mounted);
     }
     if let Mounter::Child { user_namespace } = mounter
-        && let Some(options) = child_options(lower_dir, lower, &upper, &work, user_namespace)
+        && kernel_allows_child(user_namespace, false)
+        && let Ok(lower) = absolute_lowers(lower_dir, lower)
+        && let Some(options) = child_options(&lower, &upper, &work, user_namespace, true)
     {
         mounted.in_child = Some(ChildOverlay {
             options,
@@ -452,31 +450,46 @@ enum Mounter {
     Child { user_namespace: bool },
 }
 
-/// The options of an overlay the child mounts (see [`Mounter::Child`]):
-/// every directory by its absolute path (the child's working directory is
-/// not `lower_dir`). `None` when a path holds a `,` or `:`, which the
-/// options cannot carry, or the kernel is older than the options need:
-/// the parent then mounts it, with the layers relative to `lower_dir`.
+/// Each layer of `lower` (overlayfs's `lowerdir`, relative to `lower_dir`)
+/// by its absolute path: for a mount whose working directory is not
+/// `lower_dir` (the child's).
+fn absolute_lowers(lower_dir: &Path, lower: &str) -> std::io::Result<Vec<PathBuf>> {
+    lower
+        .split(':')
+        .map(|l| std::path::absolute(lower_dir.join(l)))
+        .collect()
+}
+
+/// The options of an overlay the child mounts (see [`Mounter::Child`]),
+/// `volatile` when its upper directory is on the disk. `None` when a path
+/// holds a `,` or `:`, which the options cannot carry: the parent then
+/// mounts it, with the layers relative to their directory.
 fn child_options(
-    lower_dir: &Path,
-    lower: &str,
+    lower: &[PathBuf],
     upper: &Path,
     work: &Path,
     user_namespace: bool,
+    volatile: bool,
 ) -> Option<String> {
-    if !kernel_at_least(if user_namespace { (5, 11) } else { (5, 10) }) {
-        return None;
+    let mut options = crate::rootless::overlay_dirs(lower, upper, work).ok()?;
+    if volatile {
+        options.push_str(",volatile");
     }
-    let lower: Vec<PathBuf> = lower
-        .split(':')
-        .map(|l| std::path::absolute(lower_dir.join(l)))
-        .collect::<Result<_, _>>()
-        .ok()?;
-    let dirs = crate::rootless::overlay_dirs(&lower, upper, work).ok()? + ",volatile";
-    Some(if user_namespace {
-        dirs + ",userxattr"
-    } else {
-        dirs
+    if user_namespace {
+        options.push_str(",userxattr");
+    }
+    Some(options)
+}
+
+/// Whether this kernel lets the child mount the overlay: overlayfs in a
+/// user namespace from Linux 5.11, `volatile` from 5.10, and with the
+/// upper directory in a tmpfs (`in_tmpfs`) and a user namespace, tmpfs
+/// keeps the `user.*` attributes overlayfs then writes from 6.6.
+fn kernel_allows_child(user_namespace: bool, in_tmpfs: bool) -> bool {
+    kernel_at_least(match (user_namespace, in_tmpfs) {
+        (true, true) => (6, 6),
+        (true, false) => (5, 11),
+        (false, _) => (5, 10),
     })
 }
 
@@ -529,17 +542,17 @@ pub fn over_shared_root(
 ) -> Result<Mounted, ImageError> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let meta = std::fs::metadata(lower).map_err(io_err(lower))?;
+    let mode = meta.mode() & 0o7777;
     let dir = shared_root_dir(lower, id);
-    if let Some(mounted) = in_scratch(lower, &dir, meta.mode() & 0o7777, user_namespace)? {
+    if let Some(mounted) = in_scratch(lower, &dir, mode, user_namespace)? {
         return Ok(mounted);
     }
-    let mode = std::fs::Permissions::from_mode(meta.mode() & 0o7777);
     mount_with_upper(
         lower,
         ".",
         &dir,
         (meta.uid(), meta.gid()),
-        Some(mode),
+        Some(std::fs::Permissions::from_mode(mode)),
         Mounter::Child { user_namespace },
         trace,
     )
@@ -547,36 +560,29 @@ pub fn over_shared_root(
 // ANCHOR_END: shared_root
 
 /// The shared root's overlay with its upper and work directories in a
-/// tmpfs of the child's (see [`Scratch`]), when the kernel allows it:
-/// overlayfs in a user namespace keeps its marks in `user.*` attributes,
-/// which tmpfs stores from Linux 6.6. `None` (the directories go on the
-/// disk) on an older kernel, for a rootless start, or for a path the
-/// options cannot carry.
+/// tmpfs of the child's (see [`Scratch`]), when the kernel allows it (see
+/// [`kernel_allows_child`]). `None` (the directories go on the disk) on an
+/// older kernel, for a rootless start, or for a path the options cannot
+/// carry.
 fn in_scratch(
     lower: &Path,
     dir: &Path,
     upper_mode: u32,
     user_namespace: bool,
 ) -> Result<Option<Mounted>, ImageError> {
-    let needs = if user_namespace { (6, 6) } else { (5, 11) };
     let Some(at) = dir.parent() else {
         return Ok(None);
     };
-    if crate::rootless::active() || !kernel_at_least(needs) {
+    if crate::rootless::active() || !kernel_allows_child(user_namespace, true) {
         return Ok(None);
     }
     let (upper, work, merged) = (dir.join("upper"), dir.join("work"), dir.join("merged"));
     let lower = std::path::absolute(lower).map_err(io_err(lower))?;
-    let Ok(dirs) = crate::rootless::overlay_dirs(&[lower], &upper, &work) else {
+    let Some(options) = child_options(&[lower], &upper, &work, user_namespace, false) else {
         return Ok(None);
     };
     // The one directory on the host: the tmpfs's mount point, shared.
     std::fs::create_dir_all(at).map_err(io_err(at))?;
-    let options = if user_namespace {
-        dirs + ",userxattr"
-    } else {
-        dirs
-    };
     Ok(Some(Mounted {
         merged,
         in_child: Some(ChildOverlay {

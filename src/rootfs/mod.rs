@@ -72,6 +72,16 @@ pub enum RootfsError {
     CwdOutsideRoot(PathBuf),
 }
 
+/// [`syscall`] for a call made through `std`, which reports an
+/// `io::Error`.
+pub(crate) fn io_syscall(
+    call: &'static str,
+    path: impl Into<PathBuf>,
+) -> impl FnOnce(std::io::Error) -> RootfsError {
+    let mapped = syscall(call, path);
+    move |e| mapped(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
+}
+
 /// Shorthand for mapping an errno from `call` on `path`.
 pub(crate) fn syscall(
     call: &'static str,

@@ -9,7 +9,7 @@ use std::path::{Component, Path, PathBuf};
 
 use nix::mount::{MsFlags, mount};
 
-use super::{RootfsError, syscall};
+use super::{RootfsError, io_syscall, syscall};
 
 /// One filesystem mounted inside the rootfs before `pivot_root`.
 #[derive(Debug, Clone, Copy)]
@@ -111,19 +111,17 @@ pub fn make_scratch(
         Some("mode=0755"),
     )
     .map_err(syscall("mount(tmpfs)", &scratch.at))?;
-    let errno =
-        |e: std::io::Error| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
-    std::fs::create_dir_all(root).map_err(|e| syscall("mkdir", root)(errno(e)))?;
+    std::fs::create_dir_all(root).map_err(io_syscall("mkdir", root))?;
     let work = &scratch.work;
     std::fs::DirBuilder::new()
         .mode(0o700)
         .create(work)
-        .map_err(|e| syscall("mkdir", work)(errno(e)))?;
+        .map_err(io_syscall("mkdir", work))?;
     let upper = &scratch.upper;
-    std::fs::create_dir(upper).map_err(|e| syscall("mkdir", upper)(errno(e)))?;
+    std::fs::create_dir(upper).map_err(io_syscall("mkdir", upper))?;
     // Exactly the shared root's mode, whatever the umask took from mkdir's.
     let mode = std::fs::Permissions::from_mode(scratch.upper_mode);
-    std::fs::set_permissions(upper, mode).map_err(|e| syscall("chmod", upper)(errno(e)))
+    std::fs::set_permissions(upper, mode).map_err(io_syscall("chmod", upper))
 }
 
 /// Mounts the overlay the child mounts as its root on `root` (its options
@@ -207,16 +205,12 @@ pub fn dir_inside(root: &Path, relative: &str) -> Result<PathBuf, RootfsError> {
             Ok(meta) if !meta.is_dir() => return Err(RootfsError::WrongKind(path, "directory")),
             Ok(_) => {}
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                let errno = nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
-                return Err(syscall("lstat", &path)(errno));
+                return Err(io_syscall("lstat", &path)(e));
             }
             Err(_) => std::fs::DirBuilder::new()
                 .mode(0o755)
                 .create(&path)
-                .map_err(|e| {
-                    let errno = nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
-                    syscall("mkdir", &path)(errno)
-                })?,
+                .map_err(io_syscall("mkdir", &path))?,
         }
     }
     Ok(path)
