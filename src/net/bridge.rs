@@ -1,7 +1,7 @@
 //! The host bridge: a virtual switch the containers' veths plug into, with
 //! the gateway address, and the netfilter chains every container shares.
 
-use super::cmd::{run, sysctl};
+use super::cmd::{restore, run, sysctl};
 use super::{NetError, NetworkSpec, Subnet};
 use crate::trace::{Side, Trace};
 
@@ -213,7 +213,7 @@ pub fn create(spec: &NetworkSpec, trace: &Trace) -> Result<(), NetError> {
          -A {fwd} -o {br} -j ACCEPT {c}\n\
          COMMIT\n"
     );
-    if let Err(e) = run("iptables-restore", &["--noflush"], &rules, trace) {
+    if let Err(e) = restore(&rules, trace) {
         let _ = run("ip", &["link", "del", br], "", trace);
         let _ = std::fs::remove_file(marker(spec));
         return Err(e);
@@ -259,8 +259,8 @@ pub fn destroy(spec: &NetworkSpec, trace: &Trace) -> Result<(), NetError> {
          COMMIT\n\
          *filter\n-D FORWARD -j {fwd} {c}\n-F {fwd}\n-X {fwd}\nCOMMIT\n"
     );
-    let rules_result = run("iptables-restore", &["--noflush"], &rules, trace);
+    let rules_result = restore(&rules, trace);
     let link_result = run("ip", &["link", "del", br], "", trace);
     let _ = std::fs::remove_file(marker(spec));
-    rules_result.and(link_result).map(drop)
+    rules_result.and(link_result.map(drop))
 }

@@ -1,8 +1,9 @@
 //! Running `ip`, `iptables-restore`, `tc` and `nsenter`, with `-v` showing
 //! each command and its batch input as a learner would type them.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Output, Stdio};
 
 use super::NetError;
 use crate::trace::{Side, Trace};
@@ -18,6 +19,21 @@ fn package(program: &str) -> &'static str {
 
 /// Runs `program args` with `input` on stdin; fails with its stderr.
 pub fn run(program: &str, args: &[&str], input: &str, trace: &Trace) -> Result<String, NetError> {
+    let (line, child) = start(program, args, input, false, trace)?;
+    finish(line, child)
+}
+
+/// Shows the command (and its input) under `-v`, starts it and writes
+/// `input` to its stdin, which is then closed. With `orphan`, the program
+/// is started through a middle process that exits at once ([`orphan`]):
+/// the [`Child`] returned is that middle process, and the program's pipes.
+fn start(
+    program: &str,
+    args: &[&str],
+    input: &str,
+    orphan: bool,
+    trace: &Trace,
+) -> Result<(String, Child), NetError> {
     let line = format!("{program} {}", args.join(" "));
     if trace.enabled() {
         let shown = if input.is_empty() {
@@ -27,25 +43,35 @@ pub fn run(program: &str, args: &[&str], input: &str, trace: &Trace) -> Result<S
         };
         trace.step(Side::Parent, format_args!("$ {shown}"));
     }
-    let mut child = Command::new(program)
+    let mut command = Command::new(program);
+    command
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => {
-                NetError::Missing(program.to_string(), package(program))
-            }
-            _ => NetError::Command {
-                command: line.clone(),
-                stderr: e.to_string(),
-            },
-        })?;
+        .stderr(Stdio::piped());
+    if orphan {
+        // SAFETY: `orphan` makes only async-signal-safe calls (the raw
+        // clone system call and _exit), as the time between fork and exec
+        // requires.
+        unsafe { command.pre_exec(self::orphan) };
+    }
+    let mut child = command.spawn().map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => NetError::Missing(program.to_string(), package(program)),
+        _ => NetError::Command {
+            command: line.clone(),
+            stderr: e.to_string(),
+        },
+    })?;
     if let Some(mut stdin) = child.stdin.take() {
         let _ = stdin.write_all(input.as_bytes());
     }
-    let out = child.wait_with_output().map_err(|e| NetError::Command {
+    Ok((line, child))
+}
+
+/// Waits for the command to end; its stdout, or its first line of stderr
+/// as the error.
+fn finish(line: String, child: Child) -> Result<String, NetError> {
+    let out: Output = child.wait_with_output().map_err(|e| NetError::Command {
         command: line.clone(),
         stderr: e.to_string(),
     })?;
@@ -63,6 +89,87 @@ pub fn run(program: &str, args: &[&str], input: &str, trace: &Trace) -> Result<S
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+// ANCHOR: restore
+/// The comment written after the last `COMMIT` of a netfilter batch.
+/// `iptables-restore --verbose` copies each comment to its stdout when it
+/// reaches it, and it reaches this one only after every transaction before
+/// it is in the kernel (it stops at the first that fails).
+pub const COMMITTED: &str = "# caixa: committed";
+
+/// Applies an `iptables-restore --noflush` batch, and returns as soon as
+/// the batch is committed instead of when the program ends.
+///
+/// Why not wait for the end: a transaction that deletes rules or chains
+/// hands them to the kernel to free after an RCU grace period (no CPU may
+/// still be walking them), and the last `close` of a netfilter netlink
+/// socket waits for that freeing to finish. So `iptables-restore` that
+/// deleted something spends 5 to 15 ms in its final `close`, after its
+/// work is done: most of the time a step 8 container with `-p` took to
+/// end. The rules are gone once [`COMMITTED`] comes back; the program ends
+/// on its own, as an orphan ([`orphan`]). If the marker never comes, the
+/// batch failed, and the error is the program's first line of stderr.
+/// `--wait`: the legacy backend holds `/run/xtables.lock` for its whole
+/// run, so the next batch waits for an orphan still ending instead of
+/// failing (the nf_tables backend takes no such lock).
+pub fn restore(batch: &str, trace: &Trace) -> Result<(), NetError> {
+    let input = format!("{batch}{COMMITTED}\n");
+    let (line, child) = start(
+        "iptables-restore",
+        &["--noflush", "--verbose", "--wait"],
+        &input,
+        true,
+        trace,
+    )?;
+    until_committed(line, child)
+}
+
+/// Reads the program's stdout until [`COMMITTED`] comes back. Without the
+/// marker, the batch failed: the error is the program's first line of
+/// stderr. `middle` is the process [`orphan`] left, which has exited.
+fn until_committed(line: String, mut middle: Child) -> Result<(), NetError> {
+    let _ = middle.wait();
+    let committed = middle.stdout.take().is_some_and(|out| {
+        BufReader::new(out)
+            .lines()
+            .map_while(Result::ok)
+            .any(|l| l == COMMITTED)
+    });
+    if committed {
+        return Ok(());
+    }
+    let mut stderr = String::new();
+    if let Some(mut err) = middle.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut err, &mut stderr);
+    }
+    let first = stderr.lines().map(str::trim).find(|l| !l.is_empty());
+    Err(NetError::Command {
+        command: line,
+        stderr: first
+            .unwrap_or("it ended without committing the batch")
+            .to_string(),
+    })
+}
+
+/// Runs in the forked child before `exec`: forks once more and exits, so
+/// that the program execs in a grandchild whose parent is gone. The kernel
+/// gives an orphan to the system's init, which reaps it whenever it ends;
+/// caixa neither waits for it nor leaves a zombie, and needs no thread
+/// (a thread alive when the container is cloned would deadlock the child,
+/// which inherits only the cloning thread). The raw system call, not
+/// glibc's `fork`, which is not async-signal-safe.
+fn orphan() -> std::io::Result<()> {
+    // SAFETY: clone with only SIGCHLD is fork: no shared memory, no new
+    // stack; the child returns 0 and goes on to exec.
+    match unsafe { libc::syscall(libc::SYS_clone, libc::SIGCHLD, 0, 0, 0, 0) } {
+        -1 => Err(std::io::Error::last_os_error()),
+        0 => Ok(()),
+        // SAFETY: _exit ends the middle process without running anything
+        // of the parent's (no atexit, no destructors, no stdio flush).
+        _ => unsafe { libc::_exit(0) },
+    }
+}
+// ANCHOR_END: restore
+
 /// Writes a sysctl under `/proc/sys` (e.g. `net/ipv4/ip_forward`).
 pub fn sysctl(key: &str, value: &str, trace: &Trace) -> Result<(), NetError> {
     let path = format!("/proc/sys/{key}");
@@ -74,4 +181,67 @@ pub fn sysctl(key: &str, value: &str, trace: &Trace) -> Result<(), NetError> {
         path: path.into(),
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::unistd::Pid;
+
+    fn quiet() -> Trace {
+        Trace::new(false)
+    }
+
+    #[test]
+    fn restore_returns_once_committed_while_the_program_still_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        let script = format!(
+            "cat >/dev/null; echo '{COMMITTED}'; echo $$ > {}; exec sleep 60",
+            pid_file.display()
+        );
+        let (line, child) =
+            start("sh", &["-c", &script], "*nat\nCOMMIT\n", true, &quiet()).unwrap();
+        until_committed(line, child).unwrap();
+        // The pid is written after the marker: wait for it, not for the end.
+        let pid = loop {
+            if let Ok(text) = std::fs::read_to_string(&pid_file)
+                && let Ok(pid) = text.trim().parse::<i32>()
+            {
+                break pid;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let _ = nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        assert!(
+            !stat.is_empty(),
+            "restore waited for the program to end, not for its marker"
+        );
+        // The fourth field of stat, after the command in parentheses.
+        let parent = stat.rsplit(") ").next().and_then(|r| r.split(' ').nth(1));
+        assert_ne!(
+            parent,
+            Some(std::process::id().to_string().as_str()),
+            "the program is still our child: it would be a zombie until we wait for it"
+        );
+    }
+
+    #[test]
+    fn restore_without_the_marker_reports_the_programs_error() {
+        let script = "cat >/dev/null; echo 'line 2 failed: Bad rule' >&2; exit 1";
+        let (line, child) = start("sh", &["-c", script], "*nat\nCOMMIT\n", true, &quiet()).unwrap();
+        match until_committed(line, child) {
+            Err(NetError::Command { stderr, .. }) => assert_eq!(stderr, "line 2 failed: Bad rule"),
+            other => panic!("expected the program's error, got {other:?}"),
+        }
+        let script = "cat >/dev/null; exit 1";
+        let (line, child) = start("sh", &["-c", script], "", true, &quiet()).unwrap();
+        match until_committed(line, child) {
+            Err(NetError::Command { stderr, .. }) => {
+                assert_eq!(stderr, "it ended without committing the batch")
+            }
+            other => panic!("expected an error without the marker, got {other:?}"),
+        }
+    }
 }

@@ -14,7 +14,7 @@ use std::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
 use std::str::FromStr;
 
-use super::cmd::run;
+use super::cmd::{restore, run};
 use super::{NetError, NetworkSpec, bridge};
 use crate::trace::Trace;
 
@@ -178,13 +178,7 @@ pub fn restore_input(rules: &[Rule], action: &str) -> String {
 
 /// Adds or deletes `rules` in one `iptables-restore`.
 pub fn apply(rules: &[Rule], action: &str, trace: &Trace) -> Result<(), NetError> {
-    run(
-        "iptables-restore",
-        &["--noflush"],
-        &restore_input(rules, action),
-        trace,
-    )
-    .map(drop)
+    restore(&restore_input(rules, action), trace)
 }
 
 /// Deletes every rule whose comment names container `id` (left by a step
@@ -215,7 +209,7 @@ pub fn remove_rules_of(id: &str, trace: &Trace) -> Result<(), NetError> {
     if input.is_empty() {
         return Ok(());
     }
-    run("iptables-restore", &["--noflush"], &input, trace).map(drop)
+    restore(&input, trace)
 }
 
 /// Fails when another program already listens on the host port.
