@@ -59,13 +59,7 @@ pub struct Link {
 /// its gateway.
 pub fn create(bridge: &str, link: &Link, pid: Pid, trace: &Trace) -> Result<Veth, NetError> {
     // EXERCISE(8): create the veth pair with its peer in the container's netns, plug the host end into the bridge; then configure the inside end (eth0) inside
-    let Link {
-        host,
-        inside,
-        address,
-        prefix,
-        ..
-    } = link;
+    let Link { host, inside, .. } = link;
     // The peer is born inside the container's namespace, already named eth0:
     // moving a device between namespaces later would cost an RCU grace period.
     run(
@@ -80,21 +74,8 @@ pub fn create(bridge: &str, link: &Link, pid: Pid, trace: &Trace) -> Result<Veth
         trace,
     )?;
     let veth = Veth { host: host.clone() };
-    if trace.enabled() {
-        let route = link
-            .gateway
-            .map(|gw| format!("; ioctl(SIOCADDRT, default via {gw})"))
-            .unwrap_or_default();
-        trace.step(
-            Side::Parent,
-            format_args!(
-                "a thread of ours: setns(/proc/{pid}/ns/net); \
-                 ioctl(SIOCSIFADDR, {inside}, {address}); \
-                 ioctl(SIOCSIFNETMASK, /{prefix}); ioctl(SIOCSIFFLAGS, IFF_UP){route}"
-            ),
-        );
-    }
-    configure_inside(link, pid)?;
+    // Then the container's end, from inside its namespace.
+    configure_inside(link, pid, trace)?;
     Ok(veth)
     // END EXERCISE
 }
@@ -115,7 +96,27 @@ pub fn create(bridge: &str, link: &Link, pid: Pid, trace: &Trace) -> Result<Veth
 /// `struct rtentry` of `<linux/route.h>`). The thread is joined before
 /// this returns: a thread still alive when a container is cloned would be
 /// missing from the child, which can deadlock it.
-pub fn configure_inside(link: &Link, pid: Pid) -> Result<(), NetError> {
+pub fn configure_inside(link: &Link, pid: Pid, trace: &Trace) -> Result<(), NetError> {
+    let Link {
+        inside,
+        address,
+        prefix,
+        ..
+    } = link;
+    if trace.enabled() {
+        let route = link
+            .gateway
+            .map(|gw| format!("; ioctl(SIOCADDRT, default via {gw})"))
+            .unwrap_or_default();
+        trace.step(
+            Side::Parent,
+            format_args!(
+                "a thread of ours: setns(/proc/{pid}/ns/net); \
+                 ioctl(SIOCSIFADDR, {inside}, {address}); \
+                 ioctl(SIOCSIFNETMASK, /{prefix}); ioctl(SIOCSIFFLAGS, IFF_UP){route}"
+            ),
+        );
+    }
     let path = format!("/proc/{pid}/ns/net");
     let netns: OwnedFd = std::fs::File::open(&path)
         .map_err(|e| {
