@@ -45,7 +45,7 @@ fn the_container_reaches_the_bridge() {
             "sh",
             "-c",
             &format!(
-                "ip -o -4 addr show eth0; ping -c 1 -W 3 {GATEWAY} >/dev/null && echo reached"
+                "ip -o -4 addr show eth0; ping -c 1 -W 3 {GATEWAY} >/dev/null && echo reached; true"
             ),
         ],
     );
@@ -54,8 +54,9 @@ fn the_container_reaches_the_bridge() {
         text.contains(&format!("inet {FIRST}/24")),
         "step 8: expected eth0 in the container to have {FIRST}/24, the first address of a \
          fresh network; `ip addr show eth0` printed:\n{text}\nmost likely cause: veth::create \
-         does not run `addr add ADDRESS/PREFIX dev eth0` inside the container's netns \
-         (nsenter --net=/proc/PID/ns/net ip -batch -)"
+         does not configure the container's end from inside its netns (call \
+         veth::configure_inside, or run `addr add ADDRESS/PREFIX dev eth0` through \
+         nsenter --net=/proc/PID/ns/net ip -batch -)"
     );
     assert!(
         text.contains("reached"),
@@ -85,8 +86,9 @@ fn the_container_reaches_beyond_its_subnet_through_the_gateway() {
         text.contains("reached"),
         "step 8: expected the container to reach 192.0.2.1, outside its subnet, through the \
          gateway {GATEWAY}; ping got no answer. The container's routes:\n{text}\n\
-         most likely cause: no default route in the container: veth::create does not run \
-         `route add default via GATEWAY` inside its netns"
+         most likely cause: no default route in the container: veth::create does not give \
+         the container's end `default via GATEWAY` inside its netns (configure_inside's \
+         SIOCADDRT, or `route add default via GATEWAY` through nsenter)"
     );
 }
 

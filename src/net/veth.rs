@@ -212,7 +212,17 @@ fn interface_ioctl(
         libc::SIOCSIFNETMASK => "SIOCSIFNETMASK",
         _ => "SIOCSIFFLAGS",
     };
-    let fail = |e| failed(format!("ioctl({label}, {name})"), e);
+    let fail = |e| match e {
+        // The name is not in this namespace: the one mistake that gets here.
+        Errno::ENODEV => NetError::Command {
+            command: format!("ioctl({label}, {name})"),
+            stderr: format!(
+                "there is no {name} in the container's network namespace: create the pair \
+                 with its peer there (`peer name {name} netns PID`)"
+            ),
+        },
+        e => failed(format!("ioctl({label}, {name})"), e),
+    };
     // SAFETY: ifreq is plain old data; all zeroes is a valid value.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
     // At most 15 bytes and a NUL: interface names are checked to be that short.

@@ -16,10 +16,12 @@
 //! - `probe forks N`: starts N children that wait, prints how many started.
 //! - `probe spin SECONDS`: keeps one CPU busy for that long (wall clock),
 //!   printing nothing (the test may have stopped listening by then).
-//! - `probe udp-recv PORT`: prints the first UDP datagram to PORT.
+//! - `probe udp-recv PORT`: prints the first UDP datagram to PORT (or, after
+//!   20 s, that none came).
 //! - `probe udp-send ADDR:PORT TEXT`: sends TEXT as one datagram, 5 times.
 //! - `probe tcp-recv PORT`: accepts one connection, prints `listening`
-//!   first, then the number of bytes received until the sender closes.
+//!   first, then the number of bytes received until the sender closes (or,
+//!   after 20 s without a connection, that none came).
 //! - `probe tcp-send ADDR:PORT SECONDS`: sends zeros for that long, then closes.
 //! - `probe write-direct PATH MB`: writes MB mebibytes with O_DIRECT (past
 //!   the page cache, so a block-device throttle applies), prints `done`.
@@ -357,12 +359,20 @@ fn write_direct(path: &str, mib: usize) {
     println!("done");
 }
 
+/// How long a receiving probe waits for its sender: a test whose traffic
+/// never arrives (a broken network, which is what it grades) then reads a
+/// line that says so and fails, instead of waiting for ever.
+const PATIENCE: std::time::Duration = std::time::Duration::from_secs(20);
+
 fn udp_recv(port: &str) {
     let socket = std::net::UdpSocket::bind(format!("0.0.0.0:{port}")).expect("bind");
+    socket.set_read_timeout(Some(PATIENCE)).expect("timeout");
     println!("listening");
     let mut buf = [0u8; 1500];
-    let (n, _) = socket.recv_from(&mut buf).expect("recv");
-    println!("{}", String::from_utf8_lossy(&buf[..n]).trim());
+    match socket.recv_from(&mut buf) {
+        Ok((n, _)) => println!("{}", String::from_utf8_lossy(&buf[..n]).trim()),
+        Err(e) => println!("no datagram within {} s: {e}", PATIENCE.as_secs()),
+    }
 }
 
 fn udp_send(to: &str, text: &str) {
@@ -375,8 +385,23 @@ fn udp_send(to: &str, text: &str) {
 
 fn tcp_recv(port: &str) {
     let listener = std::net::TcpListener::bind(format!("0.0.0.0:{port}")).expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
     println!("listening");
-    let (mut stream, _) = listener.accept().expect("accept");
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let mut stream = loop {
+        match listener.accept() {
+            Ok((stream, _)) => break stream,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if std::time::Instant::now() >= deadline {
+                    println!("no connection within {} s", PATIENCE.as_secs());
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => panic!("accept: {e}"),
+        }
+    };
+    stream.set_nonblocking(false).expect("blocking");
     let mut buf = vec![0u8; 65536];
     let mut total: u64 = 0;
     while let Ok(n) = stream.read(&mut buf) {
