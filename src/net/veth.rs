@@ -141,7 +141,7 @@ pub fn configure_inside(link: &Link, pid: Pid, trace: &Trace) -> Result<(), NetE
                 let name = &link.inside;
                 let mask = Ipv4Addr::from(
                     u32::MAX
-                        .checked_shl(32 - u32::from(link.prefix))
+                        .checked_shl(32u32.saturating_sub(u32::from(link.prefix)))
                         .unwrap_or(0),
                 );
                 interface_ioctl(
@@ -159,10 +159,10 @@ pub fn configure_inside(link: &Link, pid: Pid, trace: &Trace) -> Result<(), NetE
             })
             .join()
             .unwrap_or_else(|_| {
-                Err(failed(
-                    "configuring the container's end".into(),
-                    Errno::EINVAL,
-                ))
+                Err(NetError::Command {
+                    command: format!("configuring {} from inside {path}", link.inside),
+                    stderr: "the thread doing it panicked".into(),
+                })
             })
     })
 }
@@ -249,36 +249,17 @@ fn interface_ioctl(
     Errno::result(ret).map(drop).map_err(fail)
 }
 
-/// The kernel's `struct rtentry` (`<linux/route.h>`), which the libc crate
-/// has only for musl: what `SIOCADDRT` reads.
-#[repr(C)]
-struct RtEntry {
-    rt_pad1: libc::c_ulong,
-    rt_dst: libc::sockaddr,
-    rt_gateway: libc::sockaddr,
-    rt_genmask: libc::sockaddr,
-    rt_flags: libc::c_ushort,
-    rt_pad2: libc::c_short,
-    rt_pad3: libc::c_ulong,
-    rt_pad4: *mut libc::c_void,
-    rt_metric: libc::c_short,
-    rt_dev: *mut libc::c_char,
-    rt_mtu: libc::c_ulong,
-    rt_window: libc::c_ulong,
-    rt_irtt: libc::c_ushort,
-}
-
 /// `route add default gw GATEWAY`: destination and mask 0.0.0.0, through
 /// `gateway`, which must be on a subnet the interface is on (and up).
 fn add_default_route(sock: &OwnedFd, gateway: Ipv4Addr) -> Result<(), NetError> {
-    // SAFETY: RtEntry is plain old data (null pointers included); all
+    // SAFETY: rtentry is plain old data (null pointers included); all
     // zeroes is a valid value.
-    let mut route: RtEntry = unsafe { std::mem::zeroed() };
+    let mut route: libc::rtentry = unsafe { std::mem::zeroed() };
     route.rt_dst = sockaddr(Ipv4Addr::UNSPECIFIED);
     route.rt_genmask = sockaddr(Ipv4Addr::UNSPECIFIED);
     route.rt_gateway = sockaddr(gateway);
     route.rt_flags = libc::RTF_UP | libc::RTF_GATEWAY;
-    // SAFETY: SIOCADDRT reads a struct rtentry, which RtEntry lays out.
+    // SAFETY: SIOCADDRT reads a struct rtentry (`<linux/route.h>`).
     let ret = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCADDRT, &route) };
     Errno::result(ret)
         .map(drop)
