@@ -68,10 +68,7 @@ fn start(
     };
     let mut child = command.spawn().map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => NetError::Missing(program.to_string(), package(program)),
-        _ => NetError::Command {
-            command: line.clone(),
-            stderr: e.to_string(),
-        },
+        _ => failed(e),
     })?;
     // Our copies of the merged pipe's write end go with `command`, so that
     // the reader sees its end when the program's go.
@@ -121,7 +118,7 @@ pub const COMMITTED: &str = "# caixa: committed";
 /// work is done: most of the time a step 8 container with `-p` took to
 /// end. The rules are gone once [`COMMITTED`] comes back; the program ends
 /// on its own, as an orphan ([`orphan`]). If the marker never comes, the
-/// batch failed, and the error is the program's first line of stderr.
+/// batch failed, and the error is the first line the program wrote.
 /// `--wait=10`: the legacy backend locks `/run/xtables.lock` for each
 /// table's transaction, so a batch that meets another iptables user's
 /// (another container's start) waits for it, for 10 s at most, instead of

@@ -144,14 +144,9 @@ pub fn configure_inside(link: &Link, pid: Pid, trace: &Trace) -> Result<(), NetE
                         .checked_shl(32u32.saturating_sub(u32::from(link.prefix)))
                         .unwrap_or(0),
                 );
-                interface_ioctl(
-                    &sock,
-                    name,
-                    libc::SIOCSIFADDR,
-                    Request::Address(link.address),
-                )?;
-                interface_ioctl(&sock, name, libc::SIOCSIFNETMASK, Request::Address(mask))?;
-                interface_ioctl(&sock, name, libc::SIOCSIFFLAGS, Request::Up)?;
+                interface_ioctl(&sock, name, Request::Address(link.address))?;
+                interface_ioctl(&sock, name, Request::Netmask(mask))?;
+                interface_ioctl(&sock, name, Request::Up)?;
                 if let Some(gateway) = link.gateway {
                     add_default_route(&sock, gateway)?;
                 }
@@ -169,11 +164,25 @@ pub fn configure_inside(link: &Link, pid: Pid, trace: &Trace) -> Result<(), NetE
 // ANCHOR_END: configure_inside
 
 /// What an interface ioctl sets.
+#[derive(Clone, Copy)]
 enum Request {
-    /// An IPv4 address (`SIOCSIFADDR`, `SIOCSIFNETMASK`).
+    /// Its IPv4 address (`SIOCSIFADDR`).
     Address(Ipv4Addr),
+    /// Its netmask (`SIOCSIFNETMASK`).
+    Netmask(Ipv4Addr),
     /// `IFF_UP` added to the flags the interface has (`SIOCSIFFLAGS`).
     Up,
+}
+
+impl Request {
+    /// The ioctl, and its name for messages.
+    fn call(self) -> (libc::c_ulong, &'static str) {
+        match self {
+            Request::Address(_) => (libc::SIOCSIFADDR, "SIOCSIFADDR"),
+            Request::Netmask(_) => (libc::SIOCSIFNETMASK, "SIOCSIFNETMASK"),
+            Request::Up => (libc::SIOCSIFFLAGS, "SIOCSIFFLAGS"),
+        }
+    }
 }
 
 /// A failed call, in the shape of a failed command: what was called and
@@ -201,17 +210,8 @@ fn sockaddr(ip: Ipv4Addr) -> libc::sockaddr {
 }
 
 /// One `SIOCSIF…` ioctl on interface `name`.
-fn interface_ioctl(
-    sock: &OwnedFd,
-    name: &str,
-    call: libc::c_ulong,
-    what: Request,
-) -> Result<(), NetError> {
-    let label = match call {
-        libc::SIOCSIFADDR => "SIOCSIFADDR",
-        libc::SIOCSIFNETMASK => "SIOCSIFNETMASK",
-        _ => "SIOCSIFFLAGS",
-    };
+fn interface_ioctl(sock: &OwnedFd, name: &str, what: Request) -> Result<(), NetError> {
+    let (call, label) = what.call();
     let fail = |e| match e {
         // The name is not in this namespace: the one mistake that gets here.
         Errno::ENODEV => NetError::Command {
@@ -235,7 +235,7 @@ fn interface_ioctl(
         *dst = src as libc::c_char;
     }
     match what {
-        Request::Address(ip) => req.ifr_ifru.ifru_addr = sockaddr(ip),
+        Request::Address(ip) | Request::Netmask(ip) => req.ifr_ifru.ifru_addr = sockaddr(ip),
         Request::Up => {
             // SAFETY: SIOCGIFFLAGS fills `req`, a valid ifreq for this call.
             let ret = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) };
