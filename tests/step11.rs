@@ -520,6 +520,138 @@ fn a_detached_container_outlives_its_daemon() {
     );
 }
 
+/// Field `n` of `/proc/PID/stat` (4: the parent's pid, 3: the state);
+/// `None` once the process is gone.
+fn stat_field(pid: i32, n: usize) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    rest.split_whitespace().nth(n - 3).map(str::to_string)
+}
+
+/// The command line of `pid`, its words separated by spaces.
+fn command_line(pid: i32) -> String {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let words: Vec<String> = raw
+        .split(|b| *b == 0)
+        .filter(|w| !w.is_empty())
+        .map(|w| String::from_utf8_lossy(w).into_owned())
+        .collect();
+    words.join(" ")
+}
+
+/// Whether `pid` has ended (gone, or a zombie nobody has reaped yet).
+fn ended(pid: i32) -> bool {
+    stat_field(pid, 3).is_none_or(|state| state == "Z")
+}
+
+#[test]
+fn shims_are_forked_by_a_launcher_that_leaves_with_its_daemon() {
+    let mut engine = Engine::start();
+    loaded(&engine);
+    let daemon = engine.daemon.as_ref().unwrap().id() as i32;
+    let mut shims = Vec::new();
+    for name in ["fork-a", "fork-b"] {
+        let out = engine.client(&["run", "-d", "--name", name, "demo:1", "sleep", "60"]);
+        let id = stdout_of(&out).trim().to_string();
+        let state = engine
+            .states()
+            .into_iter()
+            .find(|(i, _)| *i == id)
+            .map(|(_, s)| s)
+            .unwrap_or_default();
+        shims.push((id, state["shim"].as_i64().unwrap_or(0) as i32));
+    }
+    let parents: Vec<i32> = shims
+        .iter()
+        .map(|(_, shim)| {
+            stat_field(*shim, 4)
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0)
+        })
+        .collect();
+    let launcher = parents[0];
+    assert!(
+        parents[1] == launcher && command_line(launcher).contains(" shim-launcher"),
+        "step 11: expected both shims {shims:?} to be children of one process, the daemon's \
+         shim launcher (`step11 --root ROOT shim-launcher`), their parents are {parents:?} \
+         ({:?}); most likely cause: the daemon spawns each shim as a program instead of \
+         asking its launcher to fork one",
+        command_line(launcher)
+    );
+    assert_eq!(
+        stat_field(launcher, 4).and_then(|p| p.parse().ok()),
+        Some(daemon),
+        "step 11: expected the shim launcher (pid {launcher}) to be the daemon's child; most \
+         likely cause: the launcher is started by something else, or detaches itself"
+    );
+    for (id, shim) in &shims {
+        let line = command_line(*shim);
+        assert!(
+            line.ends_with(&format!(" shim {id}")) && shims_of(id) == 1,
+            "step 11: expected the forked shim {shim} to show `step11 --root ROOT shim {id}` \
+             as its command line (ps, pgrep -f), it shows {line:?}; most likely cause: the \
+             shim does not write its command line over the launcher's, or the launcher \
+             holds no room for it"
+        );
+    }
+
+    // A launcher that dies costs speed, not starts: shims are programs again.
+    nix_kill(launcher, libc::SIGKILL);
+    for _ in 0..2 {
+        let out = engine.client(&["run", "--rm", "demo:1", "true"]);
+        assert!(
+            out.status.success(),
+            "step 11: expected run --rm demo:1 true to succeed after the shim launcher was \
+             killed, it failed ({}): {}; most likely cause: the daemon does not fall back to \
+             starting the shim as a program when its launcher fails",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // A new daemon has a launcher of its own, which leaves with it.
+    engine.kill_daemon();
+    engine.daemon = Some(engine.spawn_daemon());
+    let daemon = engine.daemon.as_ref().unwrap().id() as i32;
+    let out = engine.client(&["run", "-d", "--name", "fork-c", "demo:1", "sleep", "60"]);
+    let id = stdout_of(&out).trim().to_string();
+    let shim = engine
+        .states()
+        .into_iter()
+        .find(|(i, _)| *i == id)
+        .and_then(|(_, s)| s["shim"].as_i64())
+        .unwrap_or(0) as i32;
+    let launcher: i32 = stat_field(shim, 4)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    assert_eq!(
+        stat_field(launcher, 4).and_then(|p| p.parse().ok()),
+        Some(daemon),
+        "step 11: expected the new daemon to start a launcher of its own and fork fork-c's \
+         shim (pid {shim}) from it, the shim's parent is {launcher} ({:?}); most likely \
+         cause: the launcher is started only once, or not by `serve`",
+        command_line(launcher)
+    );
+    engine.kill_daemon();
+    let begin = Instant::now();
+    while !ended(launcher) && begin.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        ended(launcher),
+        "step 11: expected the shim launcher (pid {launcher}) to exit once its daemon was \
+         killed, it still runs after 10 s; most likely cause: the launcher does not end when \
+         its socket's other end closes (recvmsg returns 0 bytes)"
+    );
+    let pids = engine.running_pids();
+    assert!(
+        pids.len() == 3 && pids.iter().all(|p| !ended(*p)),
+        "step 11: expected the three detached containers to outlive the daemon and its \
+         launcher, the running pids are {pids:?}; most likely cause: the shims die with their \
+         launcher (its session, or a PR_SET_PDEATHSIG)"
+    );
+}
+
 #[test]
 fn one_client_drives_two_daemons() {
     let (a, b) = (Engine::start(), Engine::start());

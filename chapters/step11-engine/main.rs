@@ -319,6 +319,14 @@ enum Command {
         /// The container id.
         id: String,
     },
+    /// (daemon's) Fork a shim for each container id the daemon sends on stdin.
+    #[command(hide = true)]
+    ShimLauncher {
+        /// Room for each shim's command line (a forked shim writes its own
+        /// over the launcher's).
+        #[arg(long)]
+        title_room: Option<String>,
+    },
     // Images you make (build, commit): the library's build module does the work.
     /// Build an image from a Dockerfile and a context directory.
     Build(caixa::engine::build::client::BuildOptions),
@@ -584,14 +592,14 @@ fn main() {
             header_timeout,
             max_connections,
         } => daemon::serve(
-            Daemon {
-                root: absolute(&args.root),
+            Daemon::new(
+                absolute(&args.root),
                 exe,
-                options: Options {
+                Options {
                     insecure,
                     ..Options::default()
                 },
-            },
+            ),
             &socket,
             limits(header_timeout, max_connections),
         ),
@@ -616,6 +624,9 @@ fn main() {
             Ok(code) => std::process::exit(code),
             Err(e) => Err(e),
         },
+        Command::ShimLauncher { title_room: _ } => {
+            caixa::engine::launcher::serve(&absolute(&args.root), "step11")
+        }
         Command::Version => client().json("GET", "/version", None).map(|v| {
             println!(
                 "caixa {} (API {}, {}/{})",

@@ -39,6 +39,7 @@
 //! ([`super::state`]), so the threads share nothing but paths.
 
 use std::io::{Read, Write};
+use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -51,6 +52,7 @@ use serde_json::{Value, json};
 use super::EngineError;
 use super::bridge::Outlet;
 use super::events::{self, Event};
+use super::launcher::{Launcher, Spawned};
 use super::log;
 use super::server::{self, Limits, Request, RequestBody, Responder};
 use super::shim;
@@ -66,10 +68,25 @@ use crate::registry::client::Options;
 pub struct Daemon {
     /// The image store and engine state root (`--root`).
     pub root: PathBuf,
-    /// The step binary (re-executed as each container's shim).
+    /// The step binary (the shim launcher's, and each shim's without one).
     pub exe: PathBuf,
     /// How to reach registries.
     pub options: Options,
+    /// The fork server that starts shims, once [`serve`] has started it.
+    launcher: Arc<Launcher>,
+}
+
+impl Daemon {
+    /// A daemon of the store at `root`, `exe` its own binary; its shim
+    /// launcher is started by [`serve`].
+    pub fn new(root: PathBuf, exe: PathBuf, options: Options) -> Daemon {
+        Daemon {
+            root,
+            exe,
+            options,
+            launcher: Arc::default(),
+        }
+    }
 }
 
 // ANCHOR: serve
@@ -94,6 +111,9 @@ pub fn serve(daemon: Daemon, socket: &Path, limits: Limits) -> Result<(), Engine
     // What shims killed since the last daemon left: swept before anyone
     // can ask for a new container.
     sweep_leftovers();
+    // One thread so far: the launcher is a program of its own (see
+    // `super::launcher` for why it cannot be a fork of the daemon).
+    daemon.launcher.start(&daemon.exe, &daemon.root);
     restore(&daemon);
     let listener = UnixListener::bind(socket).map_err(super::state::io(socket))?;
     std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o660))
@@ -825,6 +845,21 @@ fn start(daemon: &Daemon, containers: &Containers, record: &Record) -> Result<bo
         .append(true)
         .open(&log_path)
         .map_err(super::state::io(&log_path))?;
+    // Forked by the launcher, or else started as a program.
+    let shim = match daemon.launcher.launch(&record.id, log.as_fd()) {
+        Ok(forked) => Spawned::Forked(forked),
+        Err(_) => Spawned::Exec(spawn_shim(daemon, record, log)?),
+    };
+    await_shim(containers, record, Some(shim))?;
+    Ok(true)
+}
+
+/// The shim as a program, `exe --root ROOT shim ID`, its stderr `log`.
+fn spawn_shim(
+    daemon: &Daemon,
+    record: &Record,
+    log: std::fs::File,
+) -> Result<std::process::Child, EngineError> {
     let mut command = std::process::Command::new(&daemon.exe);
     command
         .current_dir("/")
@@ -838,20 +873,18 @@ fn start(daemon: &Daemon, containers: &Containers, record: &Record) -> Result<bo
     // command without one is spawned by `posix_spawn`, a vfork that shares
     // the daemon's memory until the exec, not a fork that copies the page
     // tables of a daemon with many threads.
-    let shim = command.spawn().map_err(|source| EngineError::Spawn {
+    command.spawn().map_err(|source| EngineError::Spawn {
         what: "the shim",
         source,
-    })?;
-    await_shim(containers, record, Some(shim))?;
-    Ok(true)
+    })
 }
 
 /// Waits until the shim of `record` says the container runs, or why it
-/// could not; `shim` is our child when we spawned it (reaped when it ends).
+/// could not; `shim` is the one we just started (None: another start's).
 fn await_shim(
     containers: &Containers,
     record: &Record,
-    mut shim: Option<std::process::Child>,
+    mut shim: Option<Spawned>,
 ) -> Result<(), EngineError> {
     let dir = containers.dir(&record.id);
     let mut waiter = Waiter::on(&dir);
@@ -860,7 +893,7 @@ fn await_shim(
         // Whether the shim is gone, first: a shim records how things went
         // before it ends, so a state read after that is its last word.
         let gone = match shim.as_mut() {
-            Some(child) => child.try_wait().ok().flatten().map(|s| s.to_string()),
+            Some(spawned) => spawned.ended(),
             // Not ours: gone when nobody holds its lock any more.
             None => (!super::state::shim_alive(&dir)).then(|| "gone".to_string()),
         };
@@ -873,8 +906,8 @@ fn await_shim(
                 // Reaped on a thread of its own: with `--rm` the shim takes
                 // the container's lock to remove it, and our caller holds
                 // that lock until we return (waiting here would deadlock).
-                if let Some(mut shim) = shim {
-                    std::thread::spawn(move || shim.wait());
+                if let Some(shim) = shim {
+                    shim.reap_later();
                 }
                 return Err(EngineError::StartFailed {
                     name: record.name.clone(),
@@ -898,8 +931,8 @@ fn await_shim(
         waiter.pause(mark, None);
     }
     // Reap ours when it ends (if this daemon still runs then).
-    if let Some(mut shim) = shim {
-        std::thread::spawn(move || shim.wait());
+    if let Some(shim) = shim {
+        shim.reap_later();
     }
     Ok(())
 }

@@ -25,6 +25,7 @@
 //! - [`state`]: containers on disk (record, state, locks, names);
 //! - [`daemon`]: the endpoints and the lifecycle;
 //! - [`shim`]: one container's parent, from start to end;
+//! - [`launcher`]: the fork server that starts each shim;
 //! - [`attach`]: a client's keys, through the daemon, to a container;
 //! - [`stdin`]: what attached clients type, into the container (`-i`);
 //! - [`terminal`]: raw mode, the window's size, the detach keys (`-t`);
@@ -60,6 +61,7 @@ pub mod exec;
 pub mod filters;
 pub mod images;
 pub mod info;
+pub mod launcher;
 pub mod log;
 pub mod networks;
 pub mod outside;

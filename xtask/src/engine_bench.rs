@@ -27,8 +27,8 @@ const INNER: &str = "CAIXA_BENCH_ENGINE_INNER";
 
 /// Entry point: re-executes itself in a private network and mount
 /// namespace first. With `scale`, the flatness measure instead
-/// ([`scale`]).
-pub fn run(root: &Path, runs: usize, scale: Option<usize>) -> Result<()> {
+/// ([`scale`]); with `memory`, what idle containers keep alive ([`memory`]).
+pub fn run(root: &Path, runs: usize, scale: Option<usize>, memory: Option<usize>) -> Result<()> {
     if std::env::var_os(INNER).is_none() {
         for tool in ["podman", "skopeo", "umoci", "unshare", "ip"] {
             if Command::new(tool).arg("--version").output().is_err() {
@@ -50,6 +50,9 @@ pub fn run(root: &Path, runs: usize, scale: Option<usize>) -> Result<()> {
             .args(["bench-engine", "--runs", &runs.to_string()]);
         if let Some(n) = scale {
             inner.args(["--scale", &n.to_string()]);
+        }
+        if let Some(n) = memory {
+            inner.args(["--memory", &n.to_string()]);
         }
         let status = inner
             .env(INNER, "1")
@@ -96,6 +99,13 @@ pub fn run(root: &Path, runs: usize, scale: Option<usize>) -> Result<()> {
         cmd
     };
     quiet(podman(&["load", "-q", "-i"]).arg(&oci_archive))?;
+    if let Some(n) = memory {
+        let measured = self::memory(&step11, &host, daemon.child.id(), n, &podman, &parent);
+        drop(daemon);
+        let _ = podman(&["system", "reset", "--force"]).output();
+        crate::podman_bench::remove_groups(parent.trim_start_matches('/'));
+        return measured;
+    }
 
     // The same words to the same daemon, from its client and Docker's.
     let engine_run = |client: &Path, network: &str| {
@@ -274,6 +284,185 @@ fn scale(step11: &Path, host: &str, n: usize) -> Result<()> {
             eprintln!("bench-engine --scale: removing containers: {e}");
         }
     }
+    outcome
+}
+
+/// One process's memory, from `/proc/PID/smaps_rollup` (KiB): resident,
+/// proportional (shared pages divided among their users) and unique
+/// (`Private_Clean` + `Private_Dirty`: what its end would give back).
+#[derive(Debug, Default, Clone, Copy)]
+struct Memory {
+    rss: u64,
+    pss: u64,
+    uss: u64,
+}
+
+impl Memory {
+    fn of(pid: u32) -> Option<Memory> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+        let field = |name: &str| -> u64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|kb| kb.parse().ok())
+                .unwrap_or(0)
+        };
+        Some(Memory {
+            rss: field("Rss:"),
+            pss: field("Pss:"),
+            uss: field("Private_Clean:") + field("Private_Dirty:"),
+        })
+    }
+}
+
+/// The pids whose command line contains every one of `words`.
+fn pids_with(words: &[&str]) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let line = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let line = String::from_utf8_lossy(&line).replace('\0', " ");
+        if words.iter().all(|w| line.contains(w)) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Issue 19's "memory per running container": starts `n` idle containers
+/// (`busybox sleep 3600`, no network) with caixa's client and `n` with
+/// podman, then reads what each engine keeps alive beside them: caixa's
+/// daemon, its shim launcher and one shim a container; podman's one
+/// `conmon` a container (podman has no daemon). Prints each helper's
+/// median resident, proportional and unique size, and the sums per
+/// container. Every container is removed at the end, also on failure.
+fn memory(
+    step11: &Path,
+    host: &str,
+    daemon: u32,
+    n: usize,
+    podman: &dyn Fn(&[&str]) -> Command,
+    parent: &str,
+) -> Result<()> {
+    let sleep = ["busybox", "sleep", "3600"];
+    let mut ids = Vec::new();
+    let mut outcome = (|| {
+        for _ in 0..n {
+            let out = Command::new(step11)
+                .args(["-H", host, "run", "-d", "--network", "none", "bb:1"])
+                .args(sleep)
+                .stdin(Stdio::null())
+                .output()?;
+            if !out.status.success() {
+                bail!("run -d: {}", String::from_utf8_lossy(&out.stderr).trim());
+            }
+            ids.push(String::from_utf8_lossy(&out.stdout).trim().to_string());
+            let mut cmd = podman(&["run", "-d", "--network", "none", "--cgroup-parent", parent]);
+            cmd.args([
+                "--ulimit",
+                "nofile=20000:20000",
+                "--ulimit",
+                "nproc=32768:32768",
+            ])
+            .arg("localhost/bb:1")
+            .args(sleep);
+            quiet(&mut cmd)?;
+        }
+        // Let them settle: a shim's first second is not its idle life.
+        std::thread::sleep(Duration::from_secs(2));
+        let shims: Vec<u32> = ids
+            .iter()
+            .flat_map(|id| pids_with(&[" shim ", id.as_str()]))
+            .collect();
+        // The daemon's own launcher: its child that says so.
+        let launchers: Vec<u32> = pids_with(&["shim-launcher"])
+            .into_iter()
+            .filter(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .ok()
+                    .and_then(|s| {
+                        s.rsplit_once(')')
+                            .and_then(|(_, r)| r.split_whitespace().nth(1).map(str::to_string))
+                    })
+                    .is_some_and(|ppid| ppid == daemon.to_string())
+            })
+            .collect();
+        let conmons = pids_with(&["conmon", "--exit-dir"]);
+        if shims.len() != n || conmons.len() != n {
+            bail!(
+                "expected {n} shims and {n} conmons, found {} and {}",
+                shims.len(),
+                conmons.len()
+            );
+        }
+        let read =
+            |pids: &[u32]| -> Vec<Memory> { pids.iter().filter_map(|p| Memory::of(*p)).collect() };
+        let (shim, conmon) = (read(&shims), read(&conmons));
+        let daemon_memory = Memory::of(daemon).unwrap_or_default();
+        let launcher = read(&launchers).first().copied().unwrap_or_default();
+        let median = |all: &[Memory], pick: fn(&Memory) -> u64| -> f64 {
+            let mut values: Vec<u64> = all.iter().map(pick).collect();
+            values.sort_unstable();
+            values.get(values.len() / 2).copied().unwrap_or(0) as f64 / 1024.0
+        };
+        let mib = |kib: u64| kib as f64 / 1024.0;
+        println!(
+            "
+{n} idle containers each (`run -d --network none IMAGE busybox sleep 3600`), MiB"
+        );
+        println!("{:<40} {:>8} {:>8} {:>8}", "process", "RSS", "PSS", "USS");
+        for (name, all) in [
+            ("caixa shim (median)", &shim),
+            ("podman's conmon (median)", &conmon),
+        ] {
+            println!(
+                "{name:<40} {:>8.2} {:>8.2} {:>8.2}",
+                median(all, |m| m.rss),
+                median(all, |m| m.pss),
+                median(all, |m| m.uss)
+            );
+        }
+        for (name, m) in [
+            ("caixa daemon", daemon_memory),
+            ("caixa shim launcher", launcher),
+        ] {
+            println!(
+                "{name:<40} {:>8.2} {:>8.2} {:>8.2}",
+                mib(m.rss),
+                mib(m.pss),
+                mib(m.uss)
+            );
+        }
+        let sum = |all: &[Memory], pick: fn(&Memory) -> u64| all.iter().map(pick).sum::<u64>();
+        let per = |kib: u64| kib as f64 / 1024.0 / n as f64;
+        println!(
+            "
+per container, everything each engine keeps alive beside it (MiB):"
+        );
+        println!(
+            "caixa  (shims + daemon + launcher): RSS sum {:.2}, PSS sum {:.2}",
+            per(sum(&shim, |m| m.rss) + daemon_memory.rss + launcher.rss),
+            per(sum(&shim, |m| m.pss) + daemon_memory.pss + launcher.pss)
+        );
+        println!(
+            "podman (conmons):                   RSS sum {:.2}, PSS sum {:.2}",
+            per(sum(&conmon, |m| m.rss)),
+            per(sum(&conmon, |m| m.pss))
+        );
+        println!("(issue 19's goal: 2 MiB a container, conmon's class)");
+        Ok(())
+    })();
+    for batch in ids.chunks(50) {
+        let mut args = vec!["-H", host, "rm", "-f"];
+        args.extend(batch.iter().map(String::as_str));
+        if let Err(e) = quiet(Command::new(step11).args(&args)) {
+            eprintln!("bench-engine --memory: removing containers: {e}");
+            outcome = outcome.and(Err(e));
+        }
+    }
+    let _ = podman(&["rm", "-f", "-a", "-t", "0"]).output();
     outcome
 }
 

@@ -237,6 +237,11 @@ enum Task {
         /// number grows, then remove them all: does the engine stay flat?
         #[arg(long, value_name = "N")]
         scale: Option<usize>,
+        /// Instead of the rows: start N idle containers with caixa and N
+        /// with podman, and print the memory each engine keeps alive beside
+        /// them (resident, proportional, unique), per helper and per container.
+        #[arg(long, value_name = "N", conflicts_with = "scale")]
+        memory: Option<usize>,
     },
     /// Time push and pull of a 48 MiB image with caixa's registry and
     /// client beside Debian's docker-registry and skopeo, and a warm-cache
@@ -414,7 +419,11 @@ fn run(task: Task) -> Result<()> {
         } => vm::run(&root, &steps, kernel, Duration::from_secs(timeout_min * 60)),
         Task::BenchPeers { runs } => peers::run(&root, runs),
         Task::BenchPodman { runs } => podman_bench::run(&root, runs),
-        Task::BenchEngine { runs, scale } => engine_bench::run(&root, runs, scale),
+        Task::BenchEngine {
+            runs,
+            scale,
+            memory,
+        } => engine_bench::run(&root, runs, scale, memory),
         Task::PlotCost => cost_plot::plot(&root),
         Task::BenchRegistry { runs } => registry_bench::run(&root, runs),
         Task::Conformance {
