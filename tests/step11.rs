@@ -539,6 +539,18 @@ fn command_line(pid: i32) -> String {
     words.join(" ")
 }
 
+/// The sockets `pid` holds (`socket:[INODE]`, as its descriptors link).
+fn sockets_held(pid: i32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .map(|target| target.to_string_lossy().into_owned())
+        .filter(|target| target.starts_with("socket:"))
+        .collect()
+}
+
 /// Whether `pid` has ended (gone, or a zombie nobody has reaped yet).
 fn ended(pid: i32) -> bool {
     stat_field(pid, 3).is_none_or(|state| state == "Z")
@@ -584,7 +596,18 @@ fn shims_are_forked_by_a_launcher_that_leaves_with_its_daemon() {
         "step 11: expected the shim launcher (pid {launcher}) to be the daemon's child; most \
          likely cause: the launcher is started by something else, or detaches itself"
     );
+    let launchers_sockets = sockets_held(launcher);
     for (id, shim) in &shims {
+        let shared: Vec<String> = sockets_held(*shim)
+            .into_iter()
+            .filter(|s| launchers_sockets.contains(s))
+            .collect();
+        assert!(
+            shared.is_empty(),
+            "step 11: expected the forked shim {shim} to hold none of its launcher's sockets, \
+             it holds {shared:?}; most likely cause: the child of the fork does not close the \
+             launcher's socket pair before it becomes the shim"
+        );
         let line = command_line(*shim);
         assert!(
             line.ends_with(&format!(" shim {id}")) && shims_of(id) == 1,

@@ -52,7 +52,7 @@ use serde_json::{Value, json};
 use super::EngineError;
 use super::bridge::Outlet;
 use super::events::{self, Event};
-use super::launcher::{Launcher, Spawned};
+use super::launcher::{Launcher, NoFork, Spawned};
 use super::log;
 use super::server::{self, Limits, Request, RequestBody, Responder};
 use super::shim;
@@ -848,10 +848,35 @@ fn start(daemon: &Daemon, containers: &Containers, record: &Record) -> Result<bo
     // Forked by the launcher, or else started as a program.
     let shim = match daemon.launcher.launch(&record.id, log.as_fd()) {
         Ok(forked) => Spawned::Forked(forked),
-        Err(_) => Spawned::Exec(spawn_shim(daemon, record, log)?),
+        Err(NoFork::Absent) => Spawned::Exec(spawn_shim(daemon, record, log)?),
+        Err(NoFork::Refused(why)) => {
+            eprintln!(
+                "caixa daemon: the shim launcher forked no shim ({why}); starting it as a program"
+            );
+            Spawned::Exec(spawn_shim(daemon, record, log)?)
+        }
+        // It may have forked one before it failed: a second shim would
+        // lose the race for shim.lock, and this start would say it failed.
+        Err(NoFork::Unknown(_)) if shim_appears(&dir, Duration::from_secs(2)) => {
+            return await_shim(containers, record, None).map(|()| true);
+        }
+        Err(NoFork::Unknown(_)) => Spawned::Exec(spawn_shim(daemon, record, log)?),
     };
     await_shim(containers, record, Some(shim))?;
     Ok(true)
+}
+
+/// Whether a shim takes the lock of the container in `dir` within `limit`
+/// (after a launcher failed between a request and its answer).
+fn shim_appears(dir: &Path, limit: Duration) -> bool {
+    let begin = std::time::Instant::now();
+    while begin.elapsed() < limit {
+        if super::state::shim_alive(dir) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    false
 }
 
 /// The shim as a program, `exe --root ROOT shim ID`, its stderr `log`.

@@ -123,42 +123,48 @@ impl Launcher {
     }
 
     /// Asks the launcher for a shim of container `id`, its stderr `log`.
-    /// `Err` says why there is none: the launcher is not running, or has
-    /// just failed (then it is stopped, and the caller starts the shim as
-    /// a program).
-    pub fn launch(&self, id: &str, log: BorrowedFd<'_>) -> Result<Forked, String> {
+    /// On failure, [`NoFork`] says whether a shim may exist anyway.
+    pub fn launch(&self, id: &str, log: BorrowedFd<'_>) -> Result<Forked, NoFork> {
         let mut guard = self.lock();
         let Some(helper) = guard.as_mut() else {
-            return Err("no shim launcher".into());
+            return Err(NoFork::Absent);
         };
-        let answer = send(&helper.socket, id.as_bytes(), Some(log))
-            .and_then(|()| receive(&helper.socket))
-            .and_then(|answer| match answer {
-                Some(answer) => Ok(answer),
-                None => Err("the launcher has ended".into()),
-            });
-        match answer {
-            Ok((text, Some(pidfd))) => match text.strip_prefix(b"ok ") {
-                Some(pid) => Ok(Forked {
-                    pid: String::from_utf8_lossy(pid).parse().unwrap_or(0),
-                    pidfd,
-                }),
-                None => Err(String::from_utf8_lossy(&text).into_owned()),
-            },
-            // The launcher's own refusal (a bad id, a failed fork): it
-            // still runs, and the caller may start the shim as a program.
-            Ok((text, None)) => Err(String::from_utf8_lossy(&text).into_owned()),
+        if let Err(why) = send(&helper.socket, id.as_bytes(), Some(log)) {
+            // Not delivered: nothing was forked.
+            Self::stop(&mut guard, &why);
+            return Err(NoFork::Refused(why));
+        }
+        match receive(&helper.socket) {
+            Ok(Some((text, Some(pidfd)))) if text.starts_with(b"ok ") => Ok(Forked {
+                pid: String::from_utf8_lossy(&text[3..]).parse().unwrap_or(0),
+                pidfd,
+            }),
+            // Its own refusal (a bad id, a failed fork): nothing was
+            // forked, and it still serves.
+            Ok(Some((text, _))) => Err(NoFork::Refused(String::from_utf8_lossy(&text).into())),
+            // Delivered, then no answer: it may have forked before it
+            // failed.
+            Ok(None) => {
+                let why = "the launcher ended before it answered".to_string();
+                Self::stop(&mut guard, &why);
+                Err(NoFork::Unknown(why))
+            }
             Err(why) => {
-                if let Some(mut helper) = guard.take() {
-                    let _ = helper.child.kill();
-                    let _ = helper.child.wait();
-                }
-                eprintln!(
-                    "caixa daemon: the shim launcher failed ({why}); from now on each shim is started as a program"
-                );
-                Err(why)
+                Self::stop(&mut guard, &why);
+                Err(NoFork::Unknown(why))
             }
         }
+    }
+
+    /// Stops a launcher that failed (killed and reaped), with one line.
+    fn stop(helper: &mut Option<Helper>, why: &str) {
+        if let Some(mut helper) = helper.take() {
+            let _ = helper.child.kill();
+            let _ = helper.child.wait();
+        }
+        eprintln!(
+            "caixa daemon: the shim launcher failed ({why}); from now on each shim is started as a program"
+        );
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Helper>> {
@@ -168,6 +174,18 @@ impl Launcher {
     }
 }
 // ANCHOR_END: launcher_daemon
+
+/// Why [`Launcher::launch`] forked no shim, as far as it knows.
+#[derive(Debug)]
+pub enum NoFork {
+    /// There is no launcher (it could not start, or failed before).
+    Absent,
+    /// No shim was forked, for this reason.
+    Refused(String),
+    /// The request reached the launcher, which then failed: a shim may
+    /// have been forked before it did.
+    Unknown(String),
+}
 
 /// A shim the launcher forked: its pid, and a pidfd that names it.
 #[derive(Debug)]
@@ -212,6 +230,13 @@ impl Spawned {
 /// `program` prefixes a shim's last error, as `main` does.
 pub fn serve(root: &Path, program: &str) -> Result<(), EngineError> {
     let sys = |call| move |source| EngineError::Sys { call, source };
+    // A fork copies only the calling thread (see the module's doc): with
+    // another thread alive, a shim could inherit a lock nobody releases.
+    if threads() != Some(1) {
+        return Err(EngineError::Conflict(
+            "the shim launcher must be a process of one thread: start it as a program (step11 shim-launcher)".into(),
+        ));
+    }
     // The socket is fd 0: moved out of the way, and 0 and 1 become
     // /dev/null, as a shim's are.
     let socket = nix::fcntl::fcntl(std::io::stdin(), nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3))
@@ -224,8 +249,12 @@ pub fn serve(root: &Path, program: &str) -> Result<(), EngineError> {
     nix::unistd::dup2_stdout(&null).map_err(sys("dup2(/dev/null)"))?;
     drop(null);
     // SIGCHLD: read from a signalfd, blocked meanwhile (each shim gets the
-    // mask back). Not ignored: an ignored SIGCHLD would reap a shim before
-    // its pidfd is opened.
+    // mask back). Never ignored, whatever the daemon was started with (an
+    // ignored signal stays ignored across `execve`): an ignored SIGCHLD
+    // would reap a shim before its pidfd is opened.
+    // SAFETY: SIG_DFL installs no handler of ours.
+    unsafe { nix::sys::signal::signal(Signal::SIGCHLD, nix::sys::signal::SigHandler::SigDfl) }
+        .map_err(sys("signal(SIGCHLD, SIG_DFL)"))?;
     let mut chld = SigSet::empty();
     chld.add(Signal::SIGCHLD);
     let mut mask = SigSet::empty();
@@ -273,6 +302,15 @@ pub fn serve(root: &Path, program: &str) -> Result<(), EngineError> {
 }
 // ANCHOR_END: launcher_loop
 
+/// How many threads this process has (`Threads:` in `/proc/self/status`).
+fn threads() -> Option<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
+}
+
 /// A container id as the daemon makes them: hex digits, 64 at most.
 fn is_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit())
@@ -311,24 +349,33 @@ fn fork_shim(
             let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(mask), None);
             let _ = nix::unistd::dup2_stderr(&log);
             drop(log);
-            let mut title: Vec<OsString> = std::env::args_os().take(3).collect();
-            title.extend(["shim".into(), id.into()]);
-            retitle(&title);
-            let code = match super::shim::run(root, id) {
-                Ok(code) => code,
-                Err(e) => {
+            let exe = std::env::args_os().next().unwrap_or_else(|| program.into());
+            retitle(&[exe, "--root".into(), root.into(), "shim".into(), id.into()]);
+            // A panic ends here, as in a shim started as a program: never
+            // unwinding into the launcher's frames, whose descriptors this
+            // child has closed.
+            let code = match std::panic::catch_unwind(|| super::shim::run(root, id)) {
+                Ok(Ok(code)) => code,
+                Ok(Err(e)) => {
                     eprintln!("{program}: {e}");
                     crate::exit::codes::SETUP_FAILED
                 }
+                Err(_) => crate::exit::codes::SETUP_FAILED,
             };
             std::process::exit(code)
         }
         Ok(ForkResult::Parent { child }) => {
             // The child cannot be reaped before this (only we reap it),
             // so the pidfd names it even if it has ended already.
-            let pidfd = crate::pidfd::open(child.as_raw())
-                .map_err(|e| format!("error: pidfd_open of the shim: {e}"))?;
-            Ok((format!("ok {child}"), pidfd))
+            match crate::pidfd::open(child.as_raw()) {
+                Ok(pidfd) => Ok((format!("ok {child}"), pidfd)),
+                Err(e) => {
+                    // No handle, no shim: the daemon will start another.
+                    let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
+                    let _ = waitpid(child, None);
+                    Err(format!("error: pidfd_open of the shim: {e}"))
+                }
+            }
         }
         Err(e) => Err(format!("error: fork: {e}")),
     }
@@ -345,7 +392,8 @@ fn fork_shim(
 /// `/proc/self/stat`). A forked shim would show the launcher's; the
 /// launcher was started with a spare argument so that `step11 --root ROOT
 /// shim ID` fits in that memory, NUL-separated and NUL-padded, as the
-/// kernel reads it.
+/// kernel reads it (the padding reads as empty arguments at the end,
+/// which `ps` does not show).
 fn retitle(words: &[OsString]) -> bool {
     let Some((start, end)) = argument_area() else {
         return false;
@@ -361,8 +409,9 @@ fn retitle(words: &[OsString]) -> bool {
     }
     title.resize(room, 0);
     // SAFETY: [start, end) is this process's own argument area, mapped
-    // and writable (the stack), and nothing here reads it: std's
-    // arguments were read at startup, and `title` is its exact length.
+    // and writable (the stack), and `title` is its exact length. std keeps
+    // pointers into it and reads them at each `env::args()`: from now on
+    // those read the new words (each still NUL-terminated), or empty ones.
     unsafe { std::ptr::copy_nonoverlapping(title.as_ptr(), start as *mut u8, room) };
     true
 }

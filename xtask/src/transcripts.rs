@@ -301,7 +301,9 @@ pub const STEP11: &[Part] = &[
     Part {
         file: "step11-parents",
         lines: &[
-            Show("ps -o pid,ppid,sid,args --forest -p $DAEMON -s $(jq .shim $D/state.json)"),
+            Show(
+                "ps -o pid,ppid,sid,args --forest -p $DAEMON --ppid $DAEMON -s $(jq .shim $D/state.json)",
+            ),
             Show("readlink /proc/$DAEMON/cwd /proc/$(jq .shim $D/state.json)/cwd"),
             Show("tail -n 2 $D/container.log"),
         ],
