@@ -9,16 +9,21 @@
 //! can reach out through the host's address, DNAT so a published host port
 //! reaches the container.
 //!
-//! caixa drives the kernel through the same tools a learner types: `ip`,
-//! `iptables-restore` and `tc`, each run once per phase in batch mode, and
-//! `-v` prints every command with its input, ready to copy. The netlink
-//! crates would avoid the fork/exec (about a millisecond each), but they are
-//! asynchronous (tokio) or low-level, and the commands teach more.
+//! caixa drives the kernel mostly through the tools a learner types: `ip`
+//! for the bridge, `iptables-restore` and `tc`, each run once per phase in
+//! batch mode, and `-v` prints every command with its input, ready to copy.
+//! What every start does is done without a program: the veth pair is two
+//! rtnetlink messages ([`netlink`], what `ip` itself sends, hand-written
+//! because their layout is the lesson; the netlink crates are asynchronous
+//! or hide it), and the container's end is configured with ioctls from a
+//! thread in its namespace ([`veth::configure_inside`]). `-v` prints those
+//! too, one line each.
 
 pub mod bridge;
 pub mod cmd;
 pub mod files;
 pub mod ipam;
+pub mod netlink;
 pub mod portmap;
 pub mod shape;
 pub mod subnet;

@@ -11,6 +11,7 @@ use nix::unistd::Pid;
 
 use super::NetError;
 use super::cmd::run;
+use super::netlink::{self, Message, Route};
 use crate::trace::{Side, Trace};
 
 /// A container's veth pair, by its host-side name.
@@ -56,24 +57,57 @@ pub struct Link {
 /// `link.inside`, e.g. `eth0`), plugs the other into the bridge, and
 /// configures the container's end from inside its namespace
 /// ([`configure_inside`]): addressed, up, and the default route through
-/// its gateway.
+/// its gateway. Two rtnetlink messages, what `ip` would send for
+/// `ip link add HOST master BRIDGE up type veth peer name eth0 netns PID`
+/// and `ip link set dev HOST type bridge_slave hairpin on`.
 pub fn create(bridge: &str, link: &Link, pid: Pid, trace: &Trace) -> Result<Veth, NetError> {
-    // EXERCISE(8): create the veth pair with its peer in the container's netns, plug the host end into the bridge; then configure the inside end (eth0) inside
+    // EXERCISE(8): create the veth pair with its peer in the container's netns, plug the host end into the bridge (hairpin on); then configure the inside end (eth0) inside
     let Link { host, inside, .. } = link;
+    let master = netlink::index_of(bridge)?;
+    let mut route = Route::open()?;
     // The peer is born inside the container's namespace, already named eth0:
     // moving a device between namespaces later would cost an RCU grace period.
-    run(
-        "ip",
-        &["-batch", "-"],
-        &format!(
-            "link add {host} type veth peer name {inside} netns {pid}\n\
-             link set {host} master {bridge}\n\
-             link set dev {host} type bridge_slave hairpin on\n\
-             link set {host} up\n"
-        ),
-        trace,
-    )?;
+    let mut pair = Message::link(
+        libc::RTM_NEWLINK,
+        (libc::NLM_F_CREATE | libc::NLM_F_EXCL) as u16,
+        0,
+        true,
+        format!("RTM_NEWLINK {host} up, master {bridge}, veth peer {inside} in the netns of {pid}"),
+    );
+    pair.text(libc::IFLA_IFNAME, host)
+        .number(libc::IFLA_MASTER, master)
+        .nest(libc::IFLA_LINKINFO, |info| {
+            info.text(libc::IFLA_INFO_KIND, "veth")
+                .nest(libc::IFLA_INFO_DATA, |data| {
+                    data.nest(netlink::VETH_INFO_PEER, |peer| {
+                        peer.interface(0, false)
+                            .text(libc::IFLA_IFNAME, inside)
+                            .number(libc::IFLA_NET_NS_PID, pid.as_raw() as u32);
+                    });
+                });
+        });
+    route.send(pair, trace)?;
     let veth = Veth { host: host.clone() };
+    // A frame may go back out of the port it came in by (a bridge port's
+    // setting, so the link must be a port of the bridge: its master).
+    let mut hairpin = Message::link(
+        libc::RTM_NEWLINK,
+        0,
+        0,
+        false,
+        format!("RTM_NEWLINK {host}: hairpin on (a setting of a port of its master, {bridge})"),
+    );
+    hairpin
+        .text(libc::IFLA_IFNAME, host)
+        .nest(libc::IFLA_LINKINFO, |info| {
+            info.text(libc::IFLA_INFO_SLAVE_KIND, "bridge").nest(
+                libc::IFLA_INFO_SLAVE_DATA,
+                |port| {
+                    port.attribute(netlink::IFLA_BRPORT_MODE, &[1]);
+                },
+            );
+        });
+    route.send(hairpin, trace)?;
     // Then the container's end, from inside its namespace.
     configure_inside(link, pid, trace)?;
     Ok(veth)
@@ -218,7 +252,8 @@ fn interface_ioctl(sock: &OwnedFd, name: &str, what: Request) -> Result<(), NetE
             command: format!("ioctl({label}, {name})"),
             stderr: format!(
                 "there is no {name} in the container's network namespace: create the pair \
-                 with its peer there (`peer name {name} netns PID`)"
+                 with its peer there (IFLA_NET_NS_PID in the peer's description, as \
+                 `peer name {name} netns PID` with ip)"
             ),
         },
         e => failed(format!("ioctl({label}, {name})"), e),
