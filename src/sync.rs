@@ -210,38 +210,10 @@ impl Endpoint {
     /// The next message and the descriptor that came with it, if any.
     fn recv_with_fd(&self) -> Result<(Option<Message>, Option<OwnedFd>), SyncError> {
         let mut buf = [0u8; MAX_MESSAGE];
-        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-        let (n, fd) = loop {
-            let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-            match nix::sys::socket::recvmsg::<()>(
-                self.0.as_raw_fd(),
-                &mut iov,
-                Some(&mut space),
-                MsgFlags::MSG_CMSG_CLOEXEC,
-            ) {
-                Ok(msg) => {
-                    let mut fd = None;
-                    for cmsg in msg.cmsgs().into_iter().flatten() {
-                        if let ControlMessageOwned::ScmRights(fds) = cmsg {
-                            for raw in fds {
-                                // SAFETY: the kernel just installed this
-                                // descriptor in our table for us alone.
-                                let owned = unsafe { OwnedFd::from_raw_fd(raw) };
-                                fd.get_or_insert(owned);
-                            }
-                        }
-                    }
-                    break (msg.bytes, fd);
-                }
-                Err(Errno::EINTR) => continue,
-                Err(errno) => {
-                    return Err(SyncError::Io {
-                        call: "recvmsg",
-                        errno,
-                    });
-                }
-            }
-        };
+        let (n, fd) = recv_with_fd(self.0.as_fd(), &mut buf).map_err(|errno| SyncError::Io {
+            call: "recvmsg",
+            errno,
+        })?;
         if n == 0 {
             return Ok((None, fd));
         }
@@ -266,6 +238,43 @@ impl Endpoint {
             call: "sendmsg",
             errno,
         })
+    }
+}
+
+/// One message of a `SOCK_SEQPACKET` socket into `buf`: its length (0:
+/// the other end has closed) and the first descriptor that came with it
+/// (`SCM_RIGHTS`, received close-on-exec; any more are closed). Also the
+/// engine's shim launcher's (`crate::engine::launcher`).
+pub(crate) fn recv_with_fd(
+    socket: BorrowedFd<'_>,
+    buf: &mut [u8],
+) -> Result<(usize, Option<OwnedFd>), Errno> {
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    loop {
+        let mut iov = [std::io::IoSliceMut::new(buf)];
+        match nix::sys::socket::recvmsg::<()>(
+            socket.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Ok(msg) => {
+                let mut fd = None;
+                for cmsg in msg.cmsgs().into_iter().flatten() {
+                    if let ControlMessageOwned::ScmRights(fds) = cmsg {
+                        for raw in fds {
+                            // SAFETY: the kernel just installed this
+                            // descriptor in our table for us alone.
+                            let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+                            fd.get_or_insert(owned);
+                        }
+                    }
+                }
+                return Ok((msg.bytes, fd));
+            }
+            Err(Errno::EINTR) => continue,
+            Err(errno) => return Err(errno),
+        }
     }
 }
 

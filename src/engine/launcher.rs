@@ -52,8 +52,8 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::socket::{
-    AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, recvmsg,
-    sendmsg, setsockopt, socketpair, sockopt,
+    AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, sendmsg, setsockopt, socketpair,
+    sockopt,
 };
 use nix::sys::time::TimeVal;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
@@ -450,36 +450,11 @@ type Message = (Vec<u8>, Option<OwnedFd>);
 /// The next message; `None` at the end (the other end closed).
 fn receive(socket: &OwnedFd) -> Result<Option<Message>, String> {
     let mut buf = [0u8; 512];
-    let mut space = nix::cmsg_space!([RawFd; 1]);
-    loop {
-        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-        match recvmsg::<()>(
-            socket.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        ) {
-            Ok(msg) => {
-                let mut fd = None;
-                for cmsg in msg.cmsgs().into_iter().flatten() {
-                    if let ControlMessageOwned::ScmRights(fds) = cmsg {
-                        for raw in fds {
-                            // SAFETY: the kernel just installed this
-                            // descriptor in our table, for us alone.
-                            fd.get_or_insert(unsafe { OwnedFd::from_raw_fd(raw) });
-                        }
-                    }
-                }
-                let n = msg.bytes;
-                if n == 0 {
-                    return Ok(None);
-                }
-                return Ok(Some((buf[..n].to_vec(), fd)));
-            }
-            Err(Errno::EINTR) => continue,
-            Err(Errno::EAGAIN) => return Err("the launcher did not answer within 5 s".into()),
-            Err(e) => return Err(format!("recvmsg from the launcher's socket: {e}")),
-        }
+    match crate::sync::recv_with_fd(socket.as_fd(), &mut buf) {
+        Ok((0, _)) => Ok(None),
+        Ok((n, fd)) => Ok(Some((buf[..n].to_vec(), fd))),
+        Err(Errno::EAGAIN) => Err("the launcher did not answer within 5 s".into()),
+        Err(e) => Err(format!("recvmsg from the launcher's socket: {e}")),
     }
 }
 
