@@ -360,7 +360,24 @@ impl Prepared {
         // The link first: rules and shaping name an address and a device
         // that must exist (a DNAT to an address nobody answers is a black
         // hole for the port's clients).
-        let veth = veth::create(&self.spec.bridge, &link, pid, trace)?;
+        let veth = match veth::create(&self.spec.bridge, &link, pid, trace) {
+            Ok(veth) => veth,
+            Err(e) => {
+                // Made half-way (the pair, then a later call failed): the
+                // pair goes now. Its peer's namespace may live on (a
+                // network joined by a running container), and with it
+                // the pair.
+                if link_exists(&link.host) {
+                    let _ = veth::delete(
+                        &veth::Veth {
+                            host: link.host.clone(),
+                        },
+                        trace,
+                    );
+                }
+                return Err(e);
+            }
+        };
         self.connected = Some(veth);
         // Then the ports, in one netfilter transaction.
         if !self.rules.is_empty() {

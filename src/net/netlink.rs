@@ -5,14 +5,15 @@
 //! kernel's acknowledgement. Step 8 used to start `ip` for its veth pair;
 //! this module sends the same messages from caixa itself, which saves a
 //! `fork` and an `execve` at every start and shows what `ip` hides.
-//! Hand-written on purpose: the layout is the lesson, and it is four
-//! structures (rtnetlink(7), netlink(7)):
+//! Hand-written on purpose: the layout is the lesson, and it is three
+//! structures (rtnetlink(7), netlink(7)), and a fourth for the answer:
 //!
 //! ```text
 //!   nlmsghdr   len u32 │ type u16 (RTM_NEWLINK) │ flags u16 │ seq u32 │ pid u32
 //!   ifinfomsg  family u8 │ pad │ type u16 │ index i32 │ flags u32 │ change u32
 //!   rtattr     len u16 │ type u16 │ payload, padded to 4 bytes   (repeated;
 //!              a payload may itself be rtattrs: "nested")
+//!   nlmsgerr   error i32 (0, or minus an errno) │ our nlmsghdr │ rtattrs
 //! ```
 //!
 //! Every request asks for an acknowledgement (`NLM_F_ACK`): the kernel
@@ -32,7 +33,8 @@ use super::NetError;
 use crate::trace::{Side, Trace};
 
 /// `VETH_INFO_PEER` (`<linux/veth.h>`): the nested description of a
-/// veth's other end.
+/// veth's other end: an `ifinfomsg`, then its attributes. (`ip` sends it
+/// without `NLA_F_NESTED`; the kernel reads it the same with the flag.)
 pub const VETH_INFO_PEER: u16 = 1;
 /// `IFLA_BRPORT_MODE` (`<linux/if_link.h>`): a bridge port's hairpin mode.
 pub const IFLA_BRPORT_MODE: u16 = 4;
@@ -51,7 +53,8 @@ const NLMSGERR_ATTR_MSG: u16 = 1;
 #[derive(Debug)]
 pub struct Message {
     bytes: Vec<u8>,
-    /// What the request does, for `-v` and for errors.
+    /// What the request does, for `-v` and for errors: the `ip` command
+    /// that sends the same message.
     what: String,
 }
 
@@ -176,7 +179,11 @@ impl Route {
     /// Sends `message` to the kernel and waits for its acknowledgement;
     /// `-v` prints what it does first.
     pub fn send(&mut self, mut message: Message, trace: &Trace) -> Result<(), NetError> {
-        trace.step(Side::Parent, format_args!("netlink: {}", message.what));
+        let kind = u16::from_ne_bytes([message.bytes[4], message.bytes[5]]);
+        trace.step(
+            Side::Parent,
+            format_args!("netlink: {}, as `{}`", name_of(kind), message.what),
+        );
         self.seq = self.seq.wrapping_add(1);
         let len = message.bytes.len() as u32;
         message.bytes[0..4].copy_from_slice(&len.to_ne_bytes());
@@ -191,23 +198,59 @@ impl Route {
         .map_err(|e| failed(&message.what, e))?;
         let mut answer = [0u8; 4096];
         loop {
-            let n = recv(self.socket.as_raw_fd(), &mut answer, MsgFlags::empty())
-                .map_err(|e| failed(&message.what, e))?;
+            let n = match recv(self.socket.as_raw_fd(), &mut answer, MsgFlags::empty()) {
+                Ok(n) => n,
+                Err(Errno::EINTR) => continue,
+                Err(Errno::EAGAIN) => {
+                    return Err(NetError::Command {
+                        command: format!("netlink: {}", message.what),
+                        stderr: "the kernel did not answer within 5 s".into(),
+                    });
+                }
+                Err(e) => return Err(failed(&message.what, e)),
+            };
             match acknowledgement(&answer[..n], self.seq) {
                 Some(Ok(())) => return Ok(()),
                 Some(Err((errno, said))) => {
+                    let mut why = errno.desc().to_string();
+                    if let Some(said) = said {
+                        why = format!("{why} ({said})");
+                    }
+                    if let Some(hint) = hint(&message.what, errno) {
+                        why = format!("{why}; {hint}");
+                    }
                     return Err(NetError::Command {
                         command: format!("netlink: {}", message.what),
-                        stderr: match said {
-                            Some(said) => format!("{} ({said})", errno.desc()),
-                            None => errno.desc().to_string(),
-                        },
+                        stderr: why,
                     });
                 }
                 // Not the answer to this request (a stale one): read on.
                 None => continue,
             }
         }
+    }
+}
+
+/// The name of a message type, for `-v`.
+fn name_of(kind: u16) -> &'static str {
+    match kind {
+        libc::RTM_NEWLINK => "RTM_NEWLINK",
+        libc::RTM_DELLINK => "RTM_DELLINK",
+        libc::RTM_SETLINK => "RTM_SETLINK",
+        _ => "a request",
+    }
+}
+
+/// What to do about the refusals a learner meets, in one clause.
+fn hint(what: &str, errno: Errno) -> Option<&'static str> {
+    match errno {
+        Errno::EOPNOTSUPP if what.contains("bridge_slave") => Some(
+            "the link is no port of a bridge: the message that creates it needs IFLA_MASTER (ip's `master BRIDGE`)",
+        ),
+        Errno::EEXIST => Some(
+            "a link of that name exists already: on the host (a leftover `cx…`), or where the peer is made (on the host too, without IFLA_NET_NS_PID)",
+        ),
+        _ => None,
     }
 }
 // ANCHOR_END: netlink_socket
@@ -243,14 +286,16 @@ fn acknowledgement(answer: &[u8], seq: u32) -> Option<Result<(), (Errno, Option<
                 break;
             }
             if attr_kind == NLMSGERR_ATTR_MSG {
-                let text = answer.get(at + 4..at + attr_len)?;
+                let Some(text) = answer.get(at + 4..at + attr_len) else {
+                    break;
+                };
                 let text = text.split(|b| *b == 0).next().unwrap_or_default();
                 said = Some(String::from_utf8_lossy(text).into_owned());
             }
             at += attr_len.div_ceil(4) * 4;
         }
     }
-    Some(Err((Errno::from_raw(-error), said)))
+    Some(Err((Errno::from_raw(error.wrapping_neg()), said)))
 }
 
 /// A failed call on the netlink socket.
@@ -327,5 +372,18 @@ mod tests {
             "another request's"
         );
         assert!(acknowledgement(&answer[..10], seq).is_none(), "too short");
+        // An attribute longer than the answer: the errno still comes back.
+        let mut lying = answer.clone();
+        lying[36..38].copy_from_slice(&4000u16.to_ne_bytes());
+        let (errno, said) = acknowledgement(&lying, seq).unwrap().unwrap_err();
+        assert_eq!((errno, said), (Errno::ENODEV, None));
+    }
+
+    #[test]
+    fn the_two_refusals_a_learner_meets_say_what_to_do() {
+        let hairpin = "ip link set dev cx1 type bridge_slave hairpin on";
+        assert!(hint(hairpin, Errno::EOPNOTSUPP).is_some_and(|h| h.contains("IFLA_MASTER")));
+        assert!(hint("ip link add cx1 …", Errno::EEXIST).is_some());
+        assert!(hint("ip link add cx1 …", Errno::EPERM).is_none());
     }
 }

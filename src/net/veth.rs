@@ -61,7 +61,7 @@ pub struct Link {
 /// `ip link add HOST master BRIDGE up type veth peer name eth0 netns PID`
 /// and `ip link set dev HOST type bridge_slave hairpin on`.
 pub fn create(bridge: &str, link: &Link, pid: Pid, trace: &Trace) -> Result<Veth, NetError> {
-    // EXERCISE(8): create the veth pair with its peer in the container's netns, plug the host end into the bridge (hairpin on); then configure the inside end (eth0) inside
+    // EXERCISE(8): create the veth pair with its peer in the container's netns, plug the host end into the bridge; then configure the inside end (eth0) inside
     let Link { host, inside, .. } = link;
     let master = netlink::index_of(bridge)?;
     let mut route = Route::open()?;
@@ -72,7 +72,7 @@ pub fn create(bridge: &str, link: &Link, pid: Pid, trace: &Trace) -> Result<Veth
         (libc::NLM_F_CREATE | libc::NLM_F_EXCL) as u16,
         0,
         true,
-        format!("RTM_NEWLINK {host} up, master {bridge}, veth peer {inside} in the netns of {pid}"),
+        format!("ip link add {host} master {bridge} up type veth peer name {inside} netns {pid}"),
     );
     pair.text(libc::IFLA_IFNAME, host)
         .number(libc::IFLA_MASTER, master)
@@ -95,7 +95,7 @@ pub fn create(bridge: &str, link: &Link, pid: Pid, trace: &Trace) -> Result<Veth
         0,
         0,
         false,
-        format!("RTM_NEWLINK {host}: hairpin on (a setting of a port of its master, {bridge})"),
+        format!("ip link set dev {host} type bridge_slave hairpin on"),
     );
     hairpin
         .text(libc::IFLA_IFNAME, host)
