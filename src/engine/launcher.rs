@@ -130,9 +130,10 @@ impl Launcher {
             return Err(NoFork::Absent);
         };
         if let Err(why) = send(&helper.socket, id.as_bytes(), Some(log)) {
-            // Not delivered: nothing was forked.
+            // Not delivered: nothing was forked, and there is no launcher
+            // any more (`stop` has said why).
             Self::stop(&mut guard, &why);
-            return Err(NoFork::Refused(why));
+            return Err(NoFork::Absent);
         }
         match receive(&helper.socket) {
             Ok(Some((text, Some(pidfd)))) if text.starts_with(b"ok ") => Ok(Forked {
@@ -178,7 +179,8 @@ impl Launcher {
 /// Why [`Launcher::launch`] forked no shim, as far as it knows.
 #[derive(Debug)]
 pub enum NoFork {
-    /// There is no launcher (it could not start, or failed before).
+    /// There is no launcher (it could not start, or has failed, at the
+    /// latest on this request before the launcher took it).
     Absent,
     /// No shim was forked, for this reason.
     Refused(String),

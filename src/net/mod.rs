@@ -123,6 +123,17 @@ pub enum NetError {
     Exhausted(Subnet),
 }
 
+impl NetError {
+    /// A call the kernel refused, in the shape of a failed command: what
+    /// was called, and the errno's words.
+    pub(crate) fn call(call: impl Into<String>, errno: nix::errno::Errno) -> NetError {
+        NetError::Command {
+            command: call.into(),
+            stderr: errno.desc().to_string(),
+        }
+    }
+}
+
 impl NetworkSpec {
     /// The plan of a network's bridge alone, for what only the bridge
     /// matters to (a sweep of leftovers; the engine bringing up or

@@ -121,11 +121,6 @@ impl Message {
         self
     }
 
-    /// What the request does, as `-v` prints it.
-    pub fn what(&self) -> &str {
-        &self.what
-    }
-
     /// Pads to the next multiple of 4 (`NLA_ALIGN`, `NLMSG_ALIGN`).
     fn pad(&mut self) {
         while self.bytes.len() % 4 != 0 {
@@ -196,16 +191,17 @@ impl Route {
             MsgFlags::empty(),
         )
         .map_err(|e| failed(&message.what, e))?;
+        let refused = |stderr| NetError::Command {
+            command: format!("netlink: {}", message.what),
+            stderr,
+        };
         let mut answer = [0u8; 4096];
         loop {
             let n = match recv(self.socket.as_raw_fd(), &mut answer, MsgFlags::empty()) {
                 Ok(n) => n,
                 Err(Errno::EINTR) => continue,
                 Err(Errno::EAGAIN) => {
-                    return Err(NetError::Command {
-                        command: format!("netlink: {}", message.what),
-                        stderr: "the kernel did not answer within 5 s".into(),
-                    });
+                    return Err(refused("the kernel did not answer within 5 s".into()));
                 }
                 Err(e) => return Err(failed(&message.what, e)),
             };
@@ -219,10 +215,7 @@ impl Route {
                     if let Some(hint) = hint(&message.what, errno) {
                         why = format!("{why}; {hint}");
                     }
-                    return Err(NetError::Command {
-                        command: format!("netlink: {}", message.what),
-                        stderr: why,
-                    });
+                    return Err(refused(why));
                 }
                 // Not the answer to this request (a stale one): read on.
                 None => continue,
@@ -235,8 +228,6 @@ impl Route {
 fn name_of(kind: u16) -> &'static str {
     match kind {
         libc::RTM_NEWLINK => "RTM_NEWLINK",
-        libc::RTM_DELLINK => "RTM_DELLINK",
-        libc::RTM_SETLINK => "RTM_SETLINK",
         _ => "a request",
     }
 }
@@ -300,19 +291,13 @@ fn acknowledgement(answer: &[u8], seq: u32) -> Option<Result<(), (Errno, Option<
 
 /// A failed call on the netlink socket.
 fn failed(call: &str, errno: Errno) -> NetError {
-    NetError::Command {
-        command: format!("netlink: {call}"),
-        stderr: errno.desc().to_string(),
-    }
+    NetError::call(format!("netlink: {call}"), errno)
 }
 
 /// The index of interface `name` in our network namespace
 /// (`if_nametoindex(3)`).
 pub fn index_of(name: &str) -> Result<u32, NetError> {
-    let failed = |errno: Errno| NetError::Command {
-        command: format!("if_nametoindex({name})"),
-        stderr: errno.desc().to_string(),
-    };
+    let failed = |errno| NetError::call(format!("if_nametoindex({name})"), errno);
     let c_name = std::ffi::CString::new(name).map_err(|_| failed(Errno::EINVAL))?;
     // SAFETY: a NUL-terminated name that lives through the call.
     match unsafe { libc::if_nametoindex(c_name.as_ptr()) } {

@@ -154,7 +154,7 @@ pub fn configure_inside(link: &Link, pid: Pid, trace: &Trace) -> Result<(), NetE
     let path = format!("/proc/{pid}/ns/net");
     let netns: OwnedFd = std::fs::File::open(&path)
         .map_err(|e| {
-            failed(
+            NetError::call(
                 format!("open {path}"),
                 Errno::from_raw(e.raw_os_error().unwrap_or(0)),
             )
@@ -164,14 +164,14 @@ pub fn configure_inside(link: &Link, pid: Pid, trace: &Trace) -> Result<(), NetE
         scope
             .spawn(|| {
                 setns(&netns, CloneFlags::CLONE_NEWNET)
-                    .map_err(|e| failed(format!("setns({path})"), e))?;
+                    .map_err(|e| NetError::call(format!("setns({path})"), e))?;
                 let sock = socket(
                     AddressFamily::Inet,
                     SockType::Datagram,
                     SockFlag::SOCK_CLOEXEC,
                     None,
                 )
-                .map_err(|e| failed("socket".into(), e))?;
+                .map_err(|e| NetError::call("socket", e))?;
                 let name = &link.inside;
                 let mask = Ipv4Addr::from(
                     u32::MAX
@@ -219,15 +219,6 @@ impl Request {
     }
 }
 
-/// A failed call, in the shape of a failed command: what was called and
-/// what the kernel said.
-fn failed(call: String, errno: Errno) -> NetError {
-    NetError::Command {
-        command: call,
-        stderr: errno.desc().to_string(),
-    }
-}
-
 /// `sockaddr_in` for `ip`, port 0, as the generic `sockaddr` the ioctls take.
 fn sockaddr(ip: Ipv4Addr) -> libc::sockaddr {
     let sin = libc::sockaddr_in {
@@ -256,7 +247,7 @@ fn interface_ioctl(sock: &OwnedFd, name: &str, what: Request) -> Result<(), NetE
                  `peer name {name} netns PID` with ip)"
             ),
         },
-        e => failed(format!("ioctl({label}, {name})"), e),
+        e => NetError::call(format!("ioctl({label}, {name})"), e),
     };
     // SAFETY: ifreq is plain old data; all zeroes is a valid value.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
@@ -298,7 +289,7 @@ fn add_default_route(sock: &OwnedFd, gateway: Ipv4Addr) -> Result<(), NetError> 
     let ret = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCADDRT, &route) };
     Errno::result(ret)
         .map(drop)
-        .map_err(|e| failed(format!("ioctl(SIOCADDRT, default via {gateway})"), e))
+        .map_err(|e| NetError::call(format!("ioctl(SIOCADDRT, default via {gateway})"), e))
 }
 
 /// Deletes the pair from the host side. When the container's namespace has
