@@ -597,7 +597,8 @@ impl Host {
         // 4a. What outlives a process (cgroups, the image's mount and upper
         //     directory) is written in a record before it is made, so that a
         //     start killed with SIGKILL leaves nothing for good: the next start
-        //     sweeps the records of dead starts (see `crate::leftovers`).
+        //     sweeps the records of dead starts (see `crate::leftovers`), or,
+        //     for the engine's shims, their daemon does (`sweep_leftovers`).
         //     (The cgroup layout is read once, here, for the record and 4b;
         //     rootless, the root to make groups in is the delegated group.)
         let hierarchy = match &spec.limits {
@@ -613,8 +614,10 @@ impl Host {
             None => None,
         };
         if spec.limits.is_some() || spec.image.is_some() || spec.root_overlay {
-            for line in leftovers::sweep() {
-                eprintln!("caixa: {line}");
+            if spec.sweep_leftovers {
+                for line in leftovers::sweep() {
+                    eprintln!("caixa: {line}");
+                }
             }
             let record_err = |source| Error::Record {
                 path: leftovers::records_dir(),

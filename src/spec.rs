@@ -115,6 +115,12 @@ pub struct Spec {
     /// Keep a tiny init as pid 1 that reaps orphans and passes signals on,
     /// and run the command as its child (`--init`; see [`crate::reaper`]).
     pub init: bool,
+    /// Sweep what dead starts left (`crate::leftovers`) before this one:
+    /// each step binary and the OCI runtime are the only caixa on the host
+    /// that would, so they do it first. The engine's shims do not: the
+    /// daemon sweeps when it starts and when it finds a shim dead, so a
+    /// start does not cost more with each container already up.
+    pub sweep_leftovers: bool,
 }
 // ANCHOR_END: spec_struct
 
@@ -209,6 +215,7 @@ impl Spec {
             tmpfs: Vec::new(),
             readonly_root: false,
             init: false,
+            sweep_leftovers: true,
         }
     }
 

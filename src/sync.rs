@@ -223,22 +223,32 @@ impl Endpoint {
     /// Sends `message` with the descriptor `fd` (`SCM_RIGHTS`: the receiver
     /// gets its own descriptor of the same open file).
     fn send_with_fd(&self, message: &Message, fd: BorrowedFd<'_>) -> Result<(), SyncError> {
-        let bytes = message.encode();
-        let fds = [fd.as_raw_fd()];
-        let cmsg = [ControlMessage::ScmRights(&fds)];
-        nix::sys::socket::sendmsg::<()>(
-            self.0.as_raw_fd(),
-            &[std::io::IoSlice::new(&bytes)],
-            &cmsg,
-            MsgFlags::MSG_NOSIGNAL,
-            None,
-        )
-        .map(drop)
-        .map_err(|errno| SyncError::Io {
+        send_with_fd(self.0.as_fd(), &message.encode(), Some(fd)).map_err(|errno| SyncError::Io {
             call: "sendmsg",
             errno,
         })
     }
+}
+
+/// Sends `bytes` in one `sendmsg`, with `fd` if given (`SCM_RIGHTS`: the
+/// receiver gets its own descriptor of the same open file, see
+/// [`recv_with_fd`]). Also the engine's shim launcher's and shim's.
+pub(crate) fn send_with_fd(
+    socket: BorrowedFd<'_>,
+    bytes: &[u8],
+    fd: Option<BorrowedFd<'_>>,
+) -> Result<(), Errno> {
+    let fds: Vec<std::os::fd::RawFd> = fd.iter().map(|fd| fd.as_raw_fd()).collect();
+    let rights = [ControlMessage::ScmRights(&fds)];
+    let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &rights };
+    nix::sys::socket::sendmsg::<()>(
+        socket.as_raw_fd(),
+        &[std::io::IoSlice::new(bytes)],
+        cmsgs,
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    )
+    .map(drop)
 }
 
 /// One message of a `SOCK_SEQPACKET` socket into `buf`: its length (0:

@@ -557,6 +557,74 @@ fn ended(pid: i32) -> bool {
 }
 
 #[test]
+fn each_shim_mounts_its_containers_root_in_a_mount_namespace_of_its_own() {
+    let engine = Engine::start();
+    loaded(&engine);
+    let daemon = engine.daemon.as_ref().unwrap().id() as i32;
+    let mut shims = Vec::new();
+    for name in ["mnt-a", "mnt-b"] {
+        let out = engine.client(&["run", "-d", "--name", name, "demo:1", "sleep", "60"]);
+        let id = stdout_of(&out).trim().to_string();
+        let state = engine
+            .states()
+            .into_iter()
+            .find(|(i, _)| *i == id)
+            .map(|(_, s)| s)
+            .unwrap_or_default();
+        shims.push((id, state["shim"].as_i64().unwrap_or(0) as i32));
+    }
+    let mounts_of =
+        |pid: i32| std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap_or_default();
+    let merged = |id: &str| format!("/containers/{id}/merged ");
+    let daemons = mounts_of(daemon);
+    for (id, shim) in &shims {
+        assert!(
+            !daemons.contains(&merged(id)),
+            "step 11: expected the overlay of container {id} not to be mounted in the \
+             daemon's mount namespace, it is; most likely cause: the shim mounts the root in \
+             the namespace it was born in instead of one of its own (unshare CLONE_NEWNS, \
+             then / made a slave)"
+        );
+        let its = mounts_of(*shim);
+        let others = shims.iter().filter(|(other, _)| other != id);
+        assert!(
+            its.contains(&merged(id)) && others.clone().all(|(o, _)| !its.contains(&merged(o))),
+            "step 11: expected shim {shim}'s mount namespace to hold its own container's \
+             overlay and no other's; most likely cause: the shims share one mount namespace, \
+             or the overlay is mounted before the shim has its own"
+        );
+    }
+    // The daemon reaches a running container's files through its shim.
+    let file = engine.dir.path().join("note.txt");
+    std::fs::write(&file, "through the shim\n").unwrap();
+    stdout_of(&engine.client(&["cp", file.to_str().unwrap(), "mnt-a:/note.txt"]));
+    let read = stdout_of(&engine.client(&["exec", "mnt-a", "cat", "/note.txt"]));
+    assert_eq!(
+        read, "through the shim\n",
+        "step 11: expected cp into a running container to land in its root; most likely \
+         cause: the daemon opens the overlay in its own mount namespace, where it is not \
+         mounted, instead of asking the shim for it (`root`)"
+    );
+
+    // A killed shim's leftovers are swept by the daemon's side at once:
+    // no later start sweeps them (a start reads no other container's record).
+    let (id, _) = &shims[0];
+    kill_shim(&engine, id);
+    let record = engine.netns.state.path().join("running").join(id);
+    let begin = Instant::now();
+    while record.exists() && begin.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        !record.exists(),
+        "step 11: expected the record of what container {id} made ({}) to be swept within \
+         10 s of its shim's SIGKILL, with no other request; most likely cause: the shim \
+         launcher does not sweep when it reaps a shim that a signal ended",
+        record.display()
+    );
+}
+
+#[test]
 fn shims_are_forked_by_a_launcher_that_leaves_with_its_daemon() {
     let mut engine = Engine::start();
     loaded(&engine);
@@ -1276,7 +1344,14 @@ fn one_id_everywhere_and_a_json_file_log() {
          another id than the API's\n{cgroups}"
     );
     let dir = engine.root().join("containers").join(&id);
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    // Mounted in its shim's mount namespace (see the test of that).
+    let shim = engine
+        .states()
+        .into_iter()
+        .find(|(i, _)| *i == id)
+        .and_then(|(_, s)| s["shim"].as_i64())
+        .unwrap_or(0);
+    let mounts = std::fs::read_to_string(format!("/proc/{shim}/mountinfo")).unwrap_or_default();
     assert!(
         mounts.contains(&format!("{}", dir.join("merged").display())),
         "step 11: expected the overlay mounted at {}/merged, the container's own directory \

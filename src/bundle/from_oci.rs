@@ -169,6 +169,7 @@ pub fn from_oci(
         tmpfs,
         readonly_root: config.root().as_ref().and_then(|r| r.readonly()) == Some(true),
         init: flag_annotation(&annotations, ANNOTATION_INIT)?,
+        sweep_leftovers: true,
     };
     for (key, _) in &spec.sysctl {
         if let Some(why) = crate::sysctl::refusal(key, &spec.own_namespaces()) {

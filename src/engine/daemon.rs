@@ -134,8 +134,11 @@ pub fn serve(daemon: Daemon, socket: &Path, limits: Limits) -> Result<(), Engine
 /// and mounts ([`crate::leftovers`]) and their network leases, with the
 /// port rules, veths and files each stands for ([`crate::net::ipam::sweep`]).
 /// A shim tears all of it down as its container ends; this is for shims
-/// that could not (`SIGKILL`, a crash, the OOM killer).
-fn sweep_leftovers() {
+/// that could not (`SIGKILL`, a crash, the OOM killer): at the daemon's
+/// start, when it finds a shim dead, and when the launcher reaps one that
+/// a signal ended. Shims themselves do not sweep as they start (see
+/// `Spec::sweep_leftovers`).
+pub(super) fn sweep_leftovers() {
     let trace = crate::trace::Trace::new(false);
     let lines = crate::leftovers::sweep()
         .into_iter()
@@ -767,12 +770,14 @@ fn create(
     if crate::rootless::active() {
         crate::rootless::refusal(&spec).map_err(|e| EngineError::BadRequest(e.to_string()))?;
     }
+    let (created, created_nanos) = super::state::now_precise();
     let mut record = Record {
         name,
         id,
         image: super::request::image_name(body)?.to_string(),
         command: spec.process.args.clone(),
-        created: now(),
+        created,
+        created_nanos,
         auto_remove: body["HostConfig"]["AutoRemove"].as_bool().unwrap_or(false),
         tty: spec.terminal,
         hostname: spec.hostname.clone().unwrap_or_default(),
@@ -786,6 +791,7 @@ fn create(
             (None, None) => String::new(),
         },
         joined: Vec::new(),
+        publish: None,
     };
     containers.reserve_name(&record.name, &record.id)?;
     let store = Volumes::open(&daemon.root)?;
@@ -798,6 +804,9 @@ fn create(
         record.mounts = mounts;
         spec.mounts.extend(binds);
         let config = crate::bundle::to_oci(&spec)?;
+        let annotations = config.annotations().as_ref();
+        let publish = annotations.and_then(|a| a.get(crate::bundle::ANNOTATION_PUBLISH));
+        record.publish = Some(publish.cloned().unwrap_or_default());
         let dir = containers.dir(&record.id);
         super::state::create_dirs(&dir, super::state::CONTAINER_DIR_MODE)?;
         crate::bundle::write(&dir, &config)?;
@@ -831,11 +840,15 @@ fn start(daemon: &Daemon, containers: &Containers, record: &Record) -> Result<bo
             return await_shim(containers, record, None).map(|()| false);
         }
         // Its last shim may still be cleaning up after it: let it finish.
-        Status::Exited => shim_gone(containers, record),
+        // One that died without cleaning up: sweep what it left.
+        Status::Exited => {
+            shim_gone(containers, record);
+            settle(containers, record)?;
+        }
         Status::Created => {}
     }
-    // (What a dead shim left is swept by the runtime itself, first thing
-    // in its start: `Host::prepare` and `ipam::Leases::take_back_dead`.)
+    // (What dead shims left is swept by the daemon, not by each start: see
+    // `sweep_leftovers`; leases by `ipam::Leases::take_back_dead`.)
     // The networks' bridges are the engine's: up before the container.
     super::networks::keep_bridges_up(&daemon.root, record)?;
     containers.set_state(&record.id, &State::default())?;
@@ -1199,6 +1212,13 @@ fn remove(
     }
     settle(containers, record)?;
     shim_gone(containers, record);
+    // A shim that lives on holds the root mounted in its mount namespace.
+    if super::state::shim_alive(&containers.dir(&record.id)) {
+        return Err(EngineError::Conflict(format!(
+            "the root filesystem of {} is still mounted by its shim: try again once it has cleaned up",
+            record.name
+        )));
+    }
     containers.remove(record)?;
     events::record(&daemon.root, &Event::container("destroy", record));
     if volumes {

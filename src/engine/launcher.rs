@@ -39,7 +39,6 @@
 //!   as programs again ([`Spawned::Exec`]): slower, the same shims.
 
 use std::ffi::OsString;
-use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -51,10 +50,7 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::socket::{
-    AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, sendmsg, setsockopt, socketpair,
-    sockopt,
-};
+use nix::sys::socket::{AddressFamily, SockFlag, SockType, setsockopt, socketpair, sockopt};
 use nix::sys::time::TimeVal;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork};
@@ -217,11 +213,17 @@ impl Spawned {
     }
 
     /// Leaves the shim to end when it ends. A child of ours is reaped on a
-    /// thread (a child never waited for stays a zombie); a forked one is
-    /// the launcher's to reap.
+    /// thread (a child never waited for stays a zombie), which sweeps what
+    /// it left if a signal ended it, as the launcher does for the shims it
+    /// forked.
     pub fn reap_later(self) {
         if let Spawned::Exec(mut child) = self {
-            std::thread::spawn(move || child.wait());
+            std::thread::spawn(move || {
+                use std::os::unix::process::ExitStatusExt;
+                if child.wait().is_ok_and(|status| status.signal().is_some()) {
+                    super::daemon::sweep_leftovers();
+                }
+            });
         }
     }
 }
@@ -276,7 +278,11 @@ pub fn serve(root: &Path, program: &str) -> Result<(), EngineError> {
         let [request, ended] = fds.map(|f| f.revents().is_some_and(|r| !r.is_empty()));
         if ended {
             while let Ok(Some(_)) = signals.read_signal() {}
-            reap_ended();
+            if reap_ended() {
+                // A shim killed by a signal could not tear down what its
+                // container had on the host: swept now, not by each start.
+                super::daemon::sweep_leftovers();
+            }
         }
         if !request {
             continue;
@@ -318,13 +324,18 @@ fn is_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// Reaps every shim that has ended (they are ours until then).
-fn reap_ended() {
+/// Reaps every shim that has ended (they are ours until then); `true`
+/// when a signal ended one.
+fn reap_ended() -> bool {
+    let mut killed = false;
     while let Ok(status) = waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-        if status == WaitStatus::StillAlive {
-            break;
+        match status {
+            WaitStatus::StillAlive => break,
+            WaitStatus::Signaled(..) => killed = true,
+            _ => {}
         }
     }
+    killed
 }
 
 // ANCHOR: fork_shim
@@ -432,18 +443,8 @@ fn argument_area() -> Option<(usize, usize)> {
 
 /// One message and at most one descriptor (`SCM_RIGHTS`).
 fn send(socket: &OwnedFd, bytes: &[u8], fd: Option<BorrowedFd<'_>>) -> Result<(), String> {
-    let fds: Vec<RawFd> = fd.iter().map(|fd| fd.as_raw_fd()).collect();
-    let rights = [ControlMessage::ScmRights(&fds)];
-    let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &rights };
-    sendmsg::<()>(
-        socket.as_raw_fd(),
-        &[IoSlice::new(bytes)],
-        cmsgs,
-        MsgFlags::MSG_NOSIGNAL,
-        None,
-    )
-    .map(drop)
-    .map_err(|e| format!("sendmsg to the launcher's socket: {e}"))
+    crate::sync::send_with_fd(socket.as_fd(), bytes, fd)
+        .map_err(|e| format!("sendmsg to the launcher's socket: {e}"))
 }
 
 /// A message, and the descriptor that came with it.

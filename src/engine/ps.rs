@@ -53,13 +53,19 @@ pub fn list(containers: &Containers, req: &Request) -> Result<Value, EngineError
     // As in Docker: a status filter, or a limit, lists stopped ones too.
     let all = req.flag("all") || filters.get("status").is_some() || limit > 0;
     let mut listed = containers.list()?;
-    // Newest first, as `docker ps` shows them. Records say the second;
-    // within one, the bundle's mtime (written once, at create) says the order.
+    // Newest first, as `docker ps` shows them: records say the second and
+    // the nanosecond; a record without them (an older daemon's) has the
+    // bundle's mtime (written once, at create), one `statx` more.
     listed.sort_by_cached_key(|(c, _)| {
-        let written = std::fs::metadata(containers.dir(&c.id).join("config.json"))
-            .and_then(|m| m.modified())
-            .ok();
-        std::cmp::Reverse((c.created, written))
+        let nanos = match c.created_nanos {
+            0 => std::fs::metadata(containers.dir(&c.id).join("config.json"))
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.subsec_nanos()),
+            n => n,
+        };
+        std::cmp::Reverse((c.created, nanos))
     });
     let position = |key: &str| {
         listed
@@ -174,25 +180,13 @@ pub fn summary(
 }
 // ANCHOR_END: summary
 
-/// The ports it publishes, from its bundle's annotation (`-p`), as
-/// Docker's `Ports` entries.
+/// The ports it publishes (`-p`), from its record (or, for a record of an
+/// older daemon, its bundle's annotation), as Docker's `Ports` entries.
 fn ports(containers: &Containers, c: &Record) -> Vec<Value> {
-    /// Only the bundle's annotations: serde skips the rest of its ~15 KB
-    /// (the seccomp profile is most of it) without building it, which a
-    /// `Value` of the whole file, per container per `ps`, did.
-    #[derive(serde::Deserialize, Default)]
-    struct Annotated {
-        #[serde(default)]
-        annotations: std::collections::HashMap<String, String>,
-    }
-    let config: Annotated = std::fs::read(containers.dir(&c.id).join("config.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
-    let list = config
-        .annotations
-        .get(crate::bundle::ANNOTATION_PUBLISH)
-        .map_or("", String::as_str);
+    let list = match &c.publish {
+        Some(list) => list.clone(),
+        None => published_in_bundle(containers, c),
+    };
     list.split(',')
         .filter_map(|p| p.parse::<crate::net::portmap::Publish>().ok())
         .map(|p| {
@@ -203,4 +197,24 @@ fn ports(containers: &Containers, c: &Record) -> Vec<Value> {
             })
         })
         .collect()
+}
+
+/// The bundle's list of published ports: what records written before they
+/// kept their own copy give.
+fn published_in_bundle(containers: &Containers, c: &Record) -> String {
+    /// Only the bundle's annotations: serde skips the rest of its ~15 KB
+    /// (the seccomp profile is most of it) without building it.
+    #[derive(serde::Deserialize, Default)]
+    struct Annotated {
+        #[serde(default)]
+        annotations: std::collections::HashMap<String, String>,
+    }
+    let mut config: Annotated = std::fs::read(containers.dir(&c.id).join("config.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    config
+        .annotations
+        .remove(crate::bundle::ANNOTATION_PUBLISH)
+        .unwrap_or_default()
 }

@@ -14,7 +14,12 @@
 //!   finish time; then tears down the host side (cgroup, network, overlay);
 //! - answers the daemon on a unix socket in the container's directory
 //!   (`shim.sock`, mode 0600, a path, so file permissions guard it);
-//! - holds `shim.lock` for its whole life: the proof it is alive.
+//! - holds `shim.lock` for its whole life: the proof it is alive;
+//! - has a mount namespace of its own, where the runtime mounts the
+//!   container's overlay: the daemon's mount table stays as long with 500
+//!   containers as with none, and each new container's copy of it stays
+//!   short. The daemon reaches a running container's files by asking for
+//!   them (`root`).
 //!
 //! So the daemon can stop, crash or be upgraded while its containers run on:
 //! a new daemon reads their state from disk and talks to their shims. This
@@ -57,6 +62,7 @@ pub fn run(root: &Path, id: &str) -> Result<i32, EngineError> {
     //    signals nobody here. It fails only for a process group leader, a
     //    shim typed at a shell: that one stays in the shell's session.
     let _ = nix::unistd::setsid();
+    own_mounts();
     // Its socket and files get the modes given here, whoever started it.
     super::state::set_umask();
     let containers = Containers::open(root)?;
@@ -220,6 +226,9 @@ fn start<'a>(
         code: crate::exit::codes::SETUP_FAILED,
         message: e.to_string(),
     })?;
+    // The daemon sweeps for its shims (`daemon::sweep_leftovers`): a sweep
+    // here would read every live container's record on each start.
+    spec.sweep_leftovers = false;
     let log_path = dir.join("container.log");
     let log = log::Writer::open(&log_path).map_err(io(&log_path))?;
     // The container's stdio: a pipe for each output (our ends
@@ -328,6 +337,46 @@ fn listen(path: &Path) -> Result<UnixListener, EngineError> {
     listener.set_nonblocking(true).map_err(io(path))?;
     Ok(listener)
 }
+
+// ANCHOR: own_mounts
+/// Moves the shim into a mount namespace of its own, a copy of the
+/// daemon's that receives the host's later mounts (`MS_SLAVE`) and sends
+/// back none of its own. What the runtime mounts for the container (its
+/// overlay) is then in this namespace and in the container's copy of it,
+/// never in the daemon's: that table, which every start copies (`clone`
+/// with `CLONE_NEWNS`) and reads (`/proc/self/mountinfo`), does not grow
+/// with each container up, and the mount goes with the shim however it
+/// ends. Where this cannot be done (a rootless daemon may not; the child
+/// mounts its overlay itself there), the shim goes on in the daemon's.
+fn own_mounts() {
+    if crate::rootless::active() {
+        return;
+    }
+    use nix::sched::CloneFlags;
+    let said = |e: &dyn std::fmt::Display| {
+        eprintln!(
+            "caixa shim: a mount namespace of its own: {e}; the container's overlay is mounted in the daemon's"
+        )
+    };
+    // The daemon's, to go back to if the new one cannot be made a slave:
+    // a shared copy would send the overlay back to the daemon's.
+    let daemons = match std::fs::File::open("/proc/self/ns/mnt") {
+        Ok(ns) => ns,
+        Err(e) => return said(&e),
+    };
+    if let Err(e) = nix::sched::unshare(CloneFlags::CLONE_NEWNS) {
+        return said(&e);
+    }
+    let slave = nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_SLAVE;
+    if let Err(e) = nix::mount::mount(None::<&str>, "/", None::<&str>, slave, None::<&str>) {
+        said(&e);
+        if let Err(e) = nix::sched::setns(&daemons, CloneFlags::CLONE_NEWNS) {
+            eprintln!("caixa shim: back to the daemon's mount namespace: {e}");
+            std::process::exit(crate::exit::codes::SETUP_FAILED);
+        }
+    }
+}
+// ANCHOR_END: own_mounts
 
 // ANCHOR: short_path
 /// Runs `use_path` with a short name for `path`. A unix socket's path must
@@ -577,6 +626,10 @@ fn wait_blocking(running: &mut Running) -> Exit {
 /// - `networks` reads the bundle again and plugs the running container
 ///   into the networks it lists, out of those it no longer lists
 ///   (`docker network connect` and `disconnect`, see [`super::connect`]).
+/// - `root` answers with a descriptor (`SCM_RIGHTS`) of the container's
+///   overlay, mounted in this shim's mount namespace only ([`own_mounts`]):
+///   `docker cp` resolves every path below it. The container cannot have
+///   been reaped meanwhile: only this loop reaps it.
 fn answer(shim: &mut Started, conn: UnixStream) {
     let _ = conn.set_nonblocking(false);
     let _ = conn.set_read_timeout(Some(Duration::from_secs(1)));
@@ -592,6 +645,7 @@ fn answer(shim: &mut Started, conn: UnixStream) {
         }
     };
     let words: Vec<&str> = request.split_whitespace().collect();
+    let mut passed = None;
     let reply = match words.as_slice() {
         [verb @ ("kill" | "stop"), n] => {
             match n.parse::<i32>().ok().and_then(|n| Signal::try_from(n).ok()) {
@@ -630,11 +684,27 @@ fn answer(shim: &mut Started, conn: UnixStream) {
             Ok(()) => "ok".to_string(),
             Err(why) => format!("error: {why}"),
         },
+        ["root"] => {
+            let merged = shim.dir.join("merged");
+            let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+            match nix::fcntl::open(&merged, flags, nix::sys::stat::Mode::empty()) {
+                Ok(fd) => {
+                    passed = Some(fd);
+                    "ok".to_string()
+                }
+                Err(e) => format!("error: open {}: {e}", merged.display()),
+            }
+        }
         _ => format!(
-            "error: unknown request {request:?}: use `kill N`, `stop N`, `resize ROWS COLS`, `stdin` or `networks`"
+            "error: unknown request {request:?}: use `kill N`, `stop N`, `resize ROWS COLS`, `stdin`, `networks` or `root`"
         ),
     };
-    let _ = writeln!(&conn, "{reply}");
+    let line = format!("{reply}\n");
+    let _ = crate::sync::send_with_fd(
+        conn.as_fd(),
+        line.as_bytes(),
+        passed.as_ref().map(|f| f.as_fd()),
+    );
 }
 
 /// The networks the bundle lists now, carried out on the running
@@ -698,6 +768,36 @@ pub fn resize(dir: &Path, rows: u16, cols: u16) -> Result<bool, EngineError> {
 /// not answer has no running container: the next start reads the bundle.
 pub fn rejoin(dir: &Path) -> Result<(), EngineError> {
     request(dir, "networks").map(drop)
+}
+
+/// A descriptor of the root of the container the shim in `dir` runs (its
+/// overlay, `O_PATH`), from the shim's own mount namespace. `Ok(None)`
+/// when no shim answers (the container is not running).
+pub fn root(dir: &Path) -> Result<Option<OwnedFd>, EngineError> {
+    let Ok(conn) = via_short_path(&dir.join("shim.sock"), |short| UnixStream::connect(short))
+    else {
+        return Ok(None);
+    };
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+    writeln!(&conn, "root").map_err(EngineError::Connection)?;
+    // The descriptor comes with the reply's first bytes: one `recvmsg`.
+    let mut buf = [0u8; 256];
+    let (n, fd) =
+        crate::sync::recv_with_fd(conn.as_fd(), &mut buf).map_err(|source| EngineError::Sys {
+            call: "recvmsg(the shim's answer)",
+            source,
+        })?;
+    let reply = String::from_utf8_lossy(&buf[..n]);
+    match (reply.trim(), fd) {
+        ("", _) => Ok(None),
+        ("ok", Some(fd)) => Ok(Some(fd)),
+        ("ok", None) => Err(EngineError::Shim(
+            "answered `root` without a descriptor".into(),
+        )),
+        (other, _) => Err(EngineError::Shim(
+            other.strip_prefix("error: ").unwrap_or(other).to_string(),
+        )),
+    }
 }
 
 /// Opens a client of the container's stdin: what is written to the

@@ -44,6 +44,11 @@ pub struct Record {
     pub command: Vec<String>,
     /// Seconds since the epoch.
     pub created: u64,
+    /// And the nanoseconds past that second: what orders the containers
+    /// made within one second (`ps` lists the newest first). 0 in a
+    /// record an older daemon wrote.
+    #[serde(default)]
+    pub created_nanos: u32,
     /// Remove it when it ends (`--rm`, Docker's `HostConfig.AutoRemove`).
     #[serde(default)]
     pub auto_remove: bool,
@@ -74,6 +79,11 @@ pub struct Record {
     /// `eth1`, `eth2`… (`bridge` for step 8's).
     #[serde(default)]
     pub joined: Vec<String>,
+    /// The ports it publishes (`-p`), as its bundle's annotation lists
+    /// them: here too, so that `ps` reads a small record per container,
+    /// not each bundle's 15 KB. `None` in a record an older daemon wrote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish: Option<String>,
 }
 
 impl Record {
@@ -152,9 +162,14 @@ pub struct State {
 
 /// The seconds since the epoch, now.
 pub fn now() -> u64 {
+    now_precise().0
+}
+
+/// Now, as seconds since the epoch and the nanoseconds past that second.
+pub fn now_precise() -> (u64, u32) {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+        .map_or((0, 0), |d| (d.as_secs(), d.subsec_nanos()))
 }
 
 /// The containers of one engine root.

@@ -14,9 +14,11 @@
 //! from names (see `pack.rs` and `unpack.rs`).
 //!
 //! Which root: while the container runs, its overlay is mounted at its
-//! `merged` directory (see [`super::state`]); when it does not, the daemon
-//! mounts the same overlay there for the copy (under the container's lock,
-//! so no start overlaps) and unmounts it after. The overlay is the
+//! `merged` directory in its shim's mount namespace only, and the shim
+//! hands the daemon a descriptor of it ([`super::shim::root`]); when it
+//! does not run, the daemon mounts the same overlay there for the copy
+//! (under the container's lock, so no start overlaps) and unmounts it
+//! after. The overlay is the
 //! container's `/` as its image and its own changes make it; the volumes
 //! and binds mounted inside its mount namespace are not part of it.
 
@@ -63,9 +65,11 @@ impl ContainerRoot {
     pub fn open(containers: &Containers, record: &Record) -> Result<ContainerRoot, EngineError> {
         let spec = containers.spec(&record.id)?;
         let shift = crate::parent::shift_of(&spec);
-        let merged = containers.dir(&record.id).join("merged");
         if containers.state(&record.id)?.status == Status::Running {
-            if let Ok(fd) = open_overlay(&merged) {
+            let passed = super::shim::root(&containers.dir(&record.id));
+            if let Ok(Some(fd)) = passed
+                && let Ok(fd) = is_overlay(fd)
+            {
                 return Ok(ContainerRoot {
                     fd,
                     _mounted: None,
@@ -108,8 +112,7 @@ impl ContainerRoot {
     }
 }
 
-/// Opens `merged` and checks an overlay is mounted there: an empty
-/// directory (a container that just ended) is no container's root.
+/// Opens `merged` and checks an overlay is mounted there (see [`is_overlay`]).
 fn open_overlay(merged: &Path) -> Result<OwnedFd, EngineError> {
     let fd = nix::fcntl::open(
         merged,
@@ -120,6 +123,12 @@ fn open_overlay(merged: &Path) -> Result<OwnedFd, EngineError> {
         call: "open(the container's merged directory)",
         source,
     })?;
+    is_overlay(fd)
+}
+
+/// `fd` if it is the root of an overlay: an empty `merged` directory (a
+/// container that just ended) is no container's root.
+fn is_overlay(fd: OwnedFd) -> Result<OwnedFd, EngineError> {
     let fs = nix::sys::statfs::fstatfs(&fd).map_err(|source| EngineError::Sys {
         call: "fstatfs(the container's merged directory)",
         source,
