@@ -171,6 +171,15 @@ impl Engine {
         all
     }
 
+    /// The pid of container `id`'s shim, as its state names it (0: none).
+    fn shim_of(&self, id: &str) -> i32 {
+        self.states()
+            .into_iter()
+            .find(|(i, _)| i == id)
+            .and_then(|(_, s)| s["shim"].as_i64())
+            .unwrap_or(0) as i32
+    }
+
     /// The pids 1 of the containers whose state says they run.
     fn running_pids(&self) -> Vec<i32> {
         self.states()
@@ -556,23 +565,25 @@ fn ended(pid: i32) -> bool {
     stat_field(pid, 3).is_none_or(|state| state == "Z")
 }
 
+/// `run -d --name NAME demo:1 sleep 60` for each name: (id, shim's pid) each.
+fn sleepers_and_shims(engine: &Engine, names: &[&str]) -> Vec<(String, i32)> {
+    names
+        .iter()
+        .map(|name| {
+            let out = engine.client(&["run", "-d", "--name", name, "demo:1", "sleep", "60"]);
+            let id = stdout_of(&out).trim().to_string();
+            let shim = engine.shim_of(&id);
+            (id, shim)
+        })
+        .collect()
+}
+
 #[test]
 fn each_shim_mounts_its_containers_root_in_a_mount_namespace_of_its_own() {
     let engine = Engine::start();
     loaded(&engine);
     let daemon = engine.daemon.as_ref().unwrap().id() as i32;
-    let mut shims = Vec::new();
-    for name in ["mnt-a", "mnt-b"] {
-        let out = engine.client(&["run", "-d", "--name", name, "demo:1", "sleep", "60"]);
-        let id = stdout_of(&out).trim().to_string();
-        let state = engine
-            .states()
-            .into_iter()
-            .find(|(i, _)| *i == id)
-            .map(|(_, s)| s)
-            .unwrap_or_default();
-        shims.push((id, state["shim"].as_i64().unwrap_or(0) as i32));
-    }
+    let shims = sleepers_and_shims(&engine, &["mnt-a", "mnt-b"]);
     let mounts_of =
         |pid: i32| std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap_or_default();
     let merged = |id: &str| format!("/containers/{id}/merged ");
@@ -629,18 +640,7 @@ fn shims_are_forked_by_a_launcher_that_leaves_with_its_daemon() {
     let mut engine = Engine::start();
     loaded(&engine);
     let daemon = engine.daemon.as_ref().unwrap().id() as i32;
-    let mut shims = Vec::new();
-    for name in ["fork-a", "fork-b"] {
-        let out = engine.client(&["run", "-d", "--name", name, "demo:1", "sleep", "60"]);
-        let id = stdout_of(&out).trim().to_string();
-        let state = engine
-            .states()
-            .into_iter()
-            .find(|(i, _)| *i == id)
-            .map(|(_, s)| s)
-            .unwrap_or_default();
-        shims.push((id, state["shim"].as_i64().unwrap_or(0) as i32));
-    }
+    let shims = sleepers_and_shims(&engine, &["fork-a", "fork-b"]);
     let parents: Vec<i32> = shims
         .iter()
         .map(|(_, shim)| {
@@ -1345,12 +1345,7 @@ fn one_id_everywhere_and_a_json_file_log() {
     );
     let dir = engine.root().join("containers").join(&id);
     // Mounted in its shim's mount namespace (see the test of that).
-    let shim = engine
-        .states()
-        .into_iter()
-        .find(|(i, _)| *i == id)
-        .and_then(|(_, s)| s["shim"].as_i64())
-        .unwrap_or(0);
+    let shim = engine.shim_of(&id);
     let mounts = std::fs::read_to_string(format!("/proc/{shim}/mountinfo")).unwrap_or_default();
     assert!(
         mounts.contains(&format!("{}", dir.join("merged").display())),
@@ -3908,8 +3903,21 @@ fn kill_shim(engine: &Engine, id: &str) -> serde_json::Value {
          container's pid, or without its own"
     );
     nix_kill(shim, libc::SIGKILL);
+    // The container's exit may take a while: with its shim's mount
+    // namespace gone, it drops the last mount of its overlay, and the
+    // kernel syncs the upper directory's filesystem first.
+    let gone = |pid: i32| {
+        let begin = Instant::now();
+        while Path::new(&format!("/proc/{pid}")).exists() {
+            if begin.elapsed() > Duration::from_secs(10) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        true
+    };
     assert!(
-        support::wait_gone(shim) && support::wait_gone(pid),
+        gone(shim) && gone(pid),
         "step 11: expected the container (pid {pid}) to die with its killed shim (pid \
          {shim}), it lives on; most likely cause: the container's init does not set \
          PR_SET_PDEATHSIG towards the shim"

@@ -32,7 +32,9 @@ impl Setting {
 // ANCHOR: remove_dir
 /// Kills every process in `dir` and removes it. A cgroup with processes
 /// cannot be removed (EBUSY), and one whose last process just died may take a
-/// moment to let go, so this retries briefly.
+/// moment to let go, so this retries for up to 5 s: a process killed while
+/// its exit drops the last mount of an overlay stays in its group until
+/// the kernel has synced the upper directory's filesystem to disk.
 pub(crate) fn remove_dir(dir: &Path) -> Result<(), CgroupError> {
     // Most often its last process is gone already: then one rmdir is all.
     match std::fs::remove_dir(dir) {
@@ -46,7 +48,8 @@ pub(crate) fn remove_dir(dir: &Path) -> Result<(), CgroupError> {
         let _ = std::fs::write(&kill_file, "1");
     }
     let mut delay = std::time::Duration::from_micros(100);
-    for _ in 0..20 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
         let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
         // Never ourselves: a parent left in the group by a failed way back
         // (see `v1::visit`) gets an error from the rmdir below, not a kill.

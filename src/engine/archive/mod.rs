@@ -66,10 +66,13 @@ impl ContainerRoot {
         let spec = containers.spec(&record.id)?;
         let shift = crate::parent::shift_of(&spec);
         if containers.state(&record.id)?.status == Status::Running {
-            let passed = super::shim::root(&containers.dir(&record.id));
-            if let Ok(Some(fd)) = passed
-                && let Ok(fd) = is_overlay(fd)
-            {
+            let dir = containers.dir(&record.id);
+            let passed = match super::shim::root(&dir) {
+                Ok(Some(fd)) => is_overlay(fd).ok(),
+                _ => None,
+            };
+            // A shim older than `root` mounted it in the daemon's namespace.
+            if let Some(fd) = passed.or_else(|| open_overlay(&dir.join("merged")).ok()) {
                 return Ok(ContainerRoot {
                     fd,
                     _mounted: None,
