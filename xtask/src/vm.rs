@@ -202,11 +202,18 @@ pub fn run_in_vm(
             tests.len(),
             root.display()
         );
-        let (timed_out, console_text) = boot(qemu, work, &vmlinux, &initrd, &out, &disk, deadline)?;
+        let (end, console_text) = boot(qemu, work, &vmlinux, &initrd, &out, &disk, deadline)?;
+        let timed_out = end == BootEnd::Deadline;
         let cut = tests
             .iter()
             .find(|(name, _)| !out.join(format!("{name}.rc")).exists());
         match cut {
+            Some(_) if end == BootEnd::Stalled && boots < 2 => {
+                println!(
+                    "vm-test: the guest did not reach its tests within {BOOT_LIMIT:?} of booting (a boot takes seconds): QEMU was killed, and one fresh VM boots again. What it printed:\n{}",
+                    console_story(&console_text)
+                );
+            }
             Some((name, _)) if !timed_out && boots < 2 && console_text.contains("Kernel panic") => {
                 println!(
                     "vm-test: the guest kernel panicked before {name} finished; the steps from {name} on run again in a fresh VM (once). The guest's console:\n{}",
@@ -242,8 +249,31 @@ fn scratch_disk(work: &Path, disk: &Path) -> Result<()> {
     )
 }
 
-/// Boots the VM once, until it powers off or `deadline`; says whether it
-/// was killed at the deadline, and what its console printed.
+/// How long a boot may take to reach the first test. Under emulation the
+/// guest reaches it in seconds; a guest still silent after this long is
+/// stuck (a CI run once waited out the whole 45-minute deadline on a guest
+/// that never printed a line), and one fresh boot is cheaper than the wait.
+const BOOT_LIMIT: Duration = Duration::from_secs(600);
+
+/// The line the guest's second stage prints on its console once it runs on
+/// the shared root: past it, the boot is over and only tests run.
+const STAGE2_MARK: &str = "caixa-vm: stage 2 on the shared root";
+
+/// How one boot ended.
+#[derive(Debug, PartialEq, Eq)]
+enum BootEnd {
+    /// The guest powered off (or QEMU exited).
+    PoweredOff,
+    /// The overall deadline passed; QEMU was killed.
+    Deadline,
+    /// The guest did not reach its second stage within [`BOOT_LIMIT`];
+    /// QEMU was killed.
+    Stalled,
+}
+
+/// Boots the VM once, until it powers off, stalls before its tests, or
+/// `deadline`; says how it ended, and what its console printed, followed
+/// by anything QEMU itself said on stderr.
 fn boot(
     qemu: &str,
     work: &Path,
@@ -252,8 +282,9 @@ fn boot(
     out: &Path,
     disk: &Path,
     deadline: Instant,
-) -> Result<(bool, String)> {
+) -> Result<(BootEnd, String)> {
     let console = work.join("console.log");
+    let qemu_err = work.join("qemu.stderr");
     let bios = Path::new("/usr/share/qemu/qboot.rom");
     let mut cmd = Command::new(qemu);
     cmd.args(["-accel", "tcg", "-cpu", "max", "-smp", "2", "-m", "2G"])
@@ -290,21 +321,44 @@ fn boot(
         .arg(format!("file={},if=virtio,format=raw", disk.display()))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+        // A file, not a pipe: nobody reads a pipe while QEMU runs, and a
+        // full one would stop QEMU at its next warning.
+        .stderr(std::fs::File::create(&qemu_err)?);
+    let booted = Instant::now();
     let mut child = cmd.spawn().context("cannot start QEMU")?;
-    let timed_out = loop {
+    let mut reached_stage2 = false;
+    let end = loop {
         if child.try_wait()?.is_some() {
-            break false;
+            break BootEnd::PoweredOff;
         }
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            break true;
+            break BootEnd::Deadline;
+        }
+        if !reached_stage2 && booted.elapsed() > BOOT_LIMIT {
+            reached_stage2 =
+                std::fs::read_to_string(&console).is_ok_and(|text| text.contains(STAGE2_MARK));
+            if !reached_stage2 {
+                let _ = child.kill();
+                let _ = child.wait();
+                break BootEnd::Stalled;
+            }
         }
         std::thread::sleep(Duration::from_millis(200));
     };
-    let console_text = std::fs::read_to_string(&console).unwrap_or_default();
-    Ok((timed_out, console_text))
+    let mut console_text = std::fs::read_to_string(&console).unwrap_or_default();
+    if end == BootEnd::Stalled {
+        console_text.push_str(&format!(
+            "\n[xtask] no '{STAGE2_MARK}' within {BOOT_LIMIT:?} of booting: QEMU was killed"
+        ));
+    }
+    let said = std::fs::read_to_string(&qemu_err).unwrap_or_default();
+    if !said.trim().is_empty() {
+        console_text.push_str("\n[QEMU's stderr]\n");
+        console_text.push_str(said.trim_end());
+    }
+    Ok((end, console_text))
 }
 
 /// What a reader of a failed lane needs from the guest's console: the first
@@ -517,6 +571,7 @@ mkdir -p /dev/pts /dev/shm /dev/mqueue
 mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /dev/shm
 mount -t tmpfs tmpfs /run
+echo '{STAGE2_MARK}' > /dev/console
 mount -t cgroup2 none /sys/fs/cgroup
 cat /sys/fs/cgroup/cgroup.controllers > {out}/cgroup.txt
 for c in $(cat /sys/fs/cgroup/cgroup.controllers); do echo "+$c" > /sys/fs/cgroup/cgroup.subtree_control; done
@@ -634,13 +689,19 @@ fn write_initramfs(path: &Path, modules: &Path, stage2: &Path) -> Result<()> {
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
+exec > /dev/console 2>&1
+echo "caixa-vm: init: loading modules"
 for m in /modules/*.ko; do insmod "$m" 2>/dev/null || echo "insmod $m failed"; done
+echo "caixa-vm: init: mounting the host's root"
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000,cache=loose host0 /lower || echo "9p mount failed"
 mount -t tmpfs tmpfs /upper
 mkdir -p /upper/upper /upper/work
 mount -t overlay overlay -o lowerdir=/lower,upperdir=/upper/upper,workdir=/upper/work /newroot || echo "overlay failed"
 OUT=$(dirname {stage2})/out
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 out0 /newroot$OUT || echo "out share failed"
+echo "caixa-vm: init: switching root"
+# /dev must come off: no descriptor may hold it (the kernel gave init none).
+exec 0<&- 1>&- 2>&-
 umount /proc /sys /dev
 exec switch_root /newroot /bin/sh {stage2}
 "#,
