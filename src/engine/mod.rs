@@ -67,6 +67,7 @@ pub mod networks;
 pub mod outside;
 pub mod ports;
 pub mod ps;
+pub mod recall;
 pub mod registry;
 pub mod request;
 pub mod responder;

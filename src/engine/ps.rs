@@ -184,8 +184,8 @@ pub fn summary(
 /// older daemon, its bundle's annotation), as Docker's `Ports` entries.
 fn ports(containers: &Containers, c: &Record) -> Vec<Value> {
     let list = match &c.publish {
-        Some(list) => list.clone(),
-        None => published_in_bundle(containers, c),
+        Some(list) => std::borrow::Cow::Borrowed(list.as_str()),
+        None => std::borrow::Cow::Owned(published_in_bundle(containers, c)),
     };
     list.split(',')
         .filter_map(|p| p.parse::<crate::net::portmap::Publish>().ok())

@@ -62,7 +62,6 @@ pub fn run(root: &Path, id: &str) -> Result<i32, EngineError> {
     //    signals nobody here. It fails only for a process group leader, a
     //    shim typed at a shell: that one stays in the shell's session.
     let _ = nix::unistd::setsid();
-    own_mounts();
     // Its socket and files get the modes given here, whoever started it.
     super::state::set_umask();
     let containers = Containers::open(root)?;
@@ -76,6 +75,17 @@ pub fn run(root: &Path, id: &str) -> Result<i32, EngineError> {
     let _alive = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock).map_err(|_| {
         EngineError::Conflict(format!("container {} has a shim already", record.name))
     })?;
+    if let Err(why) = own_mounts() {
+        let state = State {
+            status: Status::Exited,
+            exit_code: crate::exit::codes::SETUP_FAILED,
+            error: why,
+            finished: now(),
+            ..State::default()
+        };
+        containers.set_state(id, &state)?;
+        return Ok(state.exit_code);
+    }
 
     // 2. Everything else that can fail before the container exists is
     //    recorded as its end, so `start` can say why. The control socket
@@ -347,34 +357,38 @@ fn listen(path: &Path) -> Result<UnixListener, EngineError> {
 /// with `CLONE_NEWNS`) and reads (`/proc/self/mountinfo`), does not grow
 /// with each container up, and the mount goes with the shim however it
 /// ends. Where this cannot be done (a rootless daemon may not; the child
-/// mounts its overlay itself there), the shim goes on in the daemon's.
-fn own_mounts() {
+/// mounts its overlay itself there), the shim goes on in the daemon's. An
+/// error only if it is stuck half-way: a copy it cannot make a slave, and
+/// cannot leave.
+fn own_mounts() -> Result<(), String> {
     if crate::rootless::active() {
-        return;
+        return Ok(());
     }
     use nix::sched::CloneFlags;
-    let said = |e: &dyn std::fmt::Display| {
+    // Said on the shim's log; the container then starts as before.
+    let goes_on = |e: &dyn std::fmt::Display| {
         eprintln!(
             "caixa shim: a mount namespace of its own: {e}; the container's overlay is mounted in the daemon's"
-        )
+        );
+        Ok(())
     };
     // The daemon's, to go back to if the new one cannot be made a slave:
     // a shared copy would send the overlay back to the daemon's.
     let daemons = match std::fs::File::open("/proc/self/ns/mnt") {
         Ok(ns) => ns,
-        Err(e) => return said(&e),
+        Err(e) => return goes_on(&e),
     };
     if let Err(e) = nix::sched::unshare(CloneFlags::CLONE_NEWNS) {
-        return said(&e);
+        return goes_on(&e);
     }
     let slave = nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_SLAVE;
     if let Err(e) = nix::mount::mount(None::<&str>, "/", None::<&str>, slave, None::<&str>) {
-        said(&e);
-        if let Err(e) = nix::sched::setns(&daemons, CloneFlags::CLONE_NEWNS) {
-            eprintln!("caixa shim: back to the daemon's mount namespace: {e}");
-            std::process::exit(crate::exit::codes::SETUP_FAILED);
-        }
+        goes_on(&e)?;
+        nix::sched::setns(&daemons, CloneFlags::CLONE_NEWNS).map_err(|e| {
+            format!("the shim's mount namespace: it could not be made a slave, nor left ({e}): is something else changing mount propagation?")
+        })?;
     }
+    Ok(())
 }
 // ANCHOR_END: own_mounts
 
@@ -722,26 +736,41 @@ fn rejoin_bundle(shim: &mut Started) -> Result<(), String> {
     Ok(())
 }
 
-/// One request to the shim in `dir`: its reply line, and the connection
-/// (for `stdin`, which stays open). `Ok(None)` when no shim answers.
-fn request(dir: &Path, line: &str) -> Result<Option<(String, UnixStream)>, EngineError> {
+/// Connects to the shim in `dir` and sends it `line`: the connection, to
+/// read its answer on, or `Ok(None)` when no shim listens.
+fn ask(dir: &Path, line: &str) -> Result<Option<UnixStream>, EngineError> {
     let Ok(conn) = via_short_path(&dir.join("shim.sock"), |short| UnixStream::connect(short))
     else {
         return Ok(None);
     };
     let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
     writeln!(&conn, "{line}").map_err(EngineError::Connection)?;
-    // Byte by byte: nothing after the reply's newline is ours to read.
-    let mut reply = String::new();
-    let _ = BufReader::with_capacity(1, (&conn).take(256)).read_line(&mut reply);
-    let _ = conn.set_read_timeout(None);
+    Ok(Some(conn))
+}
+
+/// What an answer line says: `Ok(true)` for `ok`, `Ok(false)` for none
+/// (the shim ended meanwhile), its error otherwise.
+fn verdict(reply: &str) -> Result<bool, EngineError> {
     match reply.trim() {
-        "" => Ok(None),
-        "ok" => Ok(Some(("ok".into(), conn))),
+        "" => Ok(false),
+        "ok" => Ok(true),
         other => Err(EngineError::Shim(
             other.strip_prefix("error: ").unwrap_or(other).to_string(),
         )),
     }
+}
+
+/// One request to the shim in `dir`: the connection once it said `ok`
+/// (for `stdin`, which stays open). `Ok(None)` when no shim answers.
+fn request(dir: &Path, line: &str) -> Result<Option<UnixStream>, EngineError> {
+    let Some(conn) = ask(dir, line)? else {
+        return Ok(None);
+    };
+    // Byte by byte: nothing after the reply's newline is ours to read.
+    let mut reply = String::new();
+    let _ = BufReader::with_capacity(1, (&conn).take(256)).read_line(&mut reply);
+    let _ = conn.set_read_timeout(None);
+    Ok(verdict(&reply)?.then_some(conn))
 }
 
 /// The daemon's side: asks the shim in `dir` to send `signal` to its
@@ -774,12 +803,9 @@ pub fn rejoin(dir: &Path) -> Result<(), EngineError> {
 /// overlay, `O_PATH`), from the shim's own mount namespace. `Ok(None)`
 /// when no shim answers (the container is not running).
 pub fn root(dir: &Path) -> Result<Option<OwnedFd>, EngineError> {
-    let Ok(conn) = via_short_path(&dir.join("shim.sock"), |short| UnixStream::connect(short))
-    else {
+    let Some(conn) = ask(dir, "root")? else {
         return Ok(None);
     };
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
-    writeln!(&conn, "root").map_err(EngineError::Connection)?;
     // The descriptor comes with the reply's first bytes: one `recvmsg`.
     let mut buf = [0u8; 256];
     let (n, fd) =
@@ -787,15 +813,11 @@ pub fn root(dir: &Path) -> Result<Option<OwnedFd>, EngineError> {
             call: "recvmsg(the shim's answer)",
             source,
         })?;
-    let reply = String::from_utf8_lossy(&buf[..n]);
-    match (reply.trim(), fd) {
-        ("", _) => Ok(None),
-        ("ok", Some(fd)) => Ok(Some(fd)),
-        ("ok", None) => Err(EngineError::Shim(
+    match (verdict(&String::from_utf8_lossy(&buf[..n]))?, fd) {
+        (false, _) => Ok(None),
+        (true, Some(fd)) => Ok(Some(fd)),
+        (true, None) => Err(EngineError::Shim(
             "answered `root` without a descriptor".into(),
-        )),
-        (other, _) => Err(EngineError::Shim(
-            other.strip_prefix("error: ").unwrap_or(other).to_string(),
         )),
     }
 }
@@ -804,6 +826,6 @@ pub fn root(dir: &Path) -> Result<Option<OwnedFd>, EngineError> {
 /// returned connection, the container reads. `Ok(None)` when no shim
 /// answers (not started yet, or ended).
 pub fn open_stdin(dir: &Path) -> Result<Option<UnixStream>, EngineError> {
-    Ok(request(dir, "stdin")?.map(|(_, conn)| conn))
+    request(dir, "stdin")
 }
 // ANCHOR_END: shim_protocol

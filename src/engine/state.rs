@@ -331,24 +331,43 @@ impl Containers {
         write_json(&self.dir(&record.id).join("container.json"), record)
     }
 
-    /// Every container, oldest first, with its state.
+    // ANCHOR: list_recalled
+    /// Every container, oldest first, with its state. A file unchanged since
+    /// an earlier listing is not read again ([`super::recall`]); a state
+    /// that says `running` is still judged by its shim's lock each time,
+    /// and any doubt goes to [`Containers::state`], which reads the files.
     pub fn list(&self) -> Result<Vec<(Record, State)>, EngineError> {
         let mut all = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut recall = super::recall::recall();
         for entry in std::fs::read_dir(&self.dir)
             .map_err(io(&self.dir))?
             .flatten()
         {
             let id = entry.file_name().to_string_lossy().into_owned();
-            if id.starts_with('.') {
+            if id.starts_with('.') || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
                 continue;
             }
-            if let (Ok(record), Ok(state)) = (self.record(&id), self.state(&id)) {
-                all.push((record, state));
-            }
+            let dir = self.dir(&id);
+            let (record_path, state_path) = (dir.join("container.json"), dir.join("state.json"));
+            let Ok(record) = recall.records.read(&record_path) else {
+                continue;
+            };
+            let state = match recall.states.read(&state_path) {
+                Ok(s) if s.status != Status::Running || shim_alive(&dir) => s,
+                _ => match self.state(&id) {
+                    Ok(s) => s,
+                    Err(_) => continue,
+                },
+            };
+            seen.extend([record_path, state_path]);
+            all.push((record, state));
         }
+        recall.keep_only(&self.dir, &seen);
         all.sort_by_key(|(c, _)| (c.created, c.id.clone()));
         Ok(all)
     }
+    // ANCHOR_END: list_recalled
 
     /// The container named, or whose id starts with, `key`.
     pub fn find(&self, key: &str) -> Result<Record, EngineError> {
