@@ -81,6 +81,7 @@ impl<T: DeserializeOwned + Clone> Remembered<T> {
         }
     }
 
+    // ANCHOR: remembered_read
     /// The JSON value in `path`: the one kept if the file still has the
     /// stamp it had, else read (and kept if settled).
     pub fn read(&mut self, path: &Path) -> Result<T, EngineError> {
@@ -105,6 +106,7 @@ impl<T: DeserializeOwned + Clone> Remembered<T> {
         }
         Ok(value)
     }
+    // ANCHOR_END: remembered_read
 
     /// Forgets every value under `dir` whose file is not in `seen`.
     fn forget_under(&mut self, dir: &Path, seen: &HashSet<PathBuf>) {
