@@ -22,8 +22,11 @@ use std::time::{Duration, Instant};
 /// turns a size into a deadline.
 pub const MIN_RATE: u64 = 64 << 10;
 
-/// How much a helper thread reads at a time.
-const PIECE: usize = 64 << 10;
+/// How much a helper thread hands over at a time, at most.
+const PIECE: usize = 256 << 10;
+
+/// A read at least this long says the body is streaming, not dripping.
+const STREAMING: usize = 4 << 10;
 
 /// The time one request may take.
 #[derive(Debug, Clone, Copy)]
@@ -165,13 +168,36 @@ pub fn watch(body: impl Read + Send + 'static, budget: Budget) -> std::io::Resul
 }
 
 /// The helper: reads pieces until the end, an error, or nobody listens.
+/// Each piece costs the reader a wake-up, so while the body streams (a
+/// read brings a [`STREAMING`] chunk or more, as an HTTP client's buffer
+/// gives them) the next read goes into the same piece, up to [`PIECE`]; a
+/// short read, as from a server that drips, is handed over at once, so the
+/// reader's clocks see every byte as it comes.
 fn pump(mut body: impl Read, tx: &SyncSender<std::io::Result<Vec<u8>>>) {
+    let mut buf = vec![0; PIECE];
+    let mut failed = None;
     loop {
-        let mut piece = vec![0; PIECE];
-        let read = body.read(&mut piece).map(|n| {
-            piece.truncate(n);
-            piece
-        });
+        let mut filled = 0;
+        let read = match failed.take() {
+            Some(e) => Err(e),
+            None => loop {
+                match body.read(&mut buf[filled..]) {
+                    Ok(n) => {
+                        filled += n;
+                        if n < STREAMING || filled == PIECE {
+                            break Ok(buf[..filled].to_vec());
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    // What came before the error goes first, then the error.
+                    Err(e) if filled > 0 => {
+                        failed = Some(e);
+                        break Ok(buf[..filled].to_vec());
+                    }
+                    Err(e) => break Err(e),
+                }
+            },
+        };
         let last = !matches!(&read, Ok(p) if !p.is_empty());
         if tx.send(read).is_err() || last {
             return;
@@ -241,6 +267,65 @@ mod tests {
             buf[0] = b'x';
             Ok(1)
         }
+    }
+
+    /// A body that gives `total` bytes in reads of at most `chunk`, then
+    /// fails with `error` if given, else ends.
+    struct Chunks {
+        left: usize,
+        chunk: usize,
+        error: Option<std::io::ErrorKind>,
+    }
+
+    impl Read for Chunks {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.left == 0 {
+                return match self.error {
+                    Some(kind) => Err(kind.into()),
+                    None => Ok(0),
+                };
+            }
+            let n = buf.len().min(self.chunk).min(self.left);
+            buf[..n].fill(b'x');
+            self.left -= n;
+            Ok(n)
+        }
+    }
+
+    fn pieces(body: Chunks) -> Vec<std::io::Result<usize>> {
+        let (tx, rx) = sync_channel(1000);
+        pump(body, &tx);
+        drop(tx);
+        rx.iter().map(|r| r.map(|p| p.len())).collect()
+    }
+
+    #[test]
+    fn a_streaming_body_goes_in_large_pieces_and_a_drip_byte_by_byte() {
+        let sizes = |body| -> Vec<String> {
+            pieces(body)
+                .into_iter()
+                .map(|r| r.map_or_else(|e| format!("{:?}", e.kind()), |n| n.to_string()))
+                .collect()
+        };
+        let streamed = Chunks {
+            left: 600 << 10,
+            chunk: 8 << 10,
+            error: None,
+        };
+        assert_eq!(sizes(streamed), ["262144", "262144", "90112", "0"]);
+        let dripped = Chunks {
+            left: 3,
+            chunk: 1,
+            error: None,
+        };
+        assert_eq!(sizes(dripped), ["1", "1", "1", "0"]);
+        // The bytes before an error are handed over, then the error.
+        let broken = Chunks {
+            left: 40 << 10,
+            chunk: 8 << 10,
+            error: Some(std::io::ErrorKind::ConnectionReset),
+        };
+        assert_eq!(sizes(broken), ["40960", "ConnectionReset"]);
     }
 
     #[test]
