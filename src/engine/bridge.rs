@@ -156,6 +156,17 @@ impl Write for ChunkWriter {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+
+    /// One `write!`, one chunk. The default writes each piece the format
+    /// makes as it comes, and a JSON value's `Display` makes one per token:
+    /// `{"StatusCode":0}` went out as nine chunks of a byte or a word,
+    /// each a hand-over to the connection's task and a frame on the wire.
+    fn write_fmt(&mut self, args: std::fmt::Arguments<'_>) -> std::io::Result<()> {
+        match args.as_str() {
+            Some(text) => self.write_all(text.as_bytes()),
+            None => self.write_all(args.to_string().as_bytes()),
+        }
+    }
 }
 
 // ANCHOR: splice
@@ -210,3 +221,30 @@ where
     }
 }
 // ANCHOR_END: splice
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_formatted_line_is_one_chunk() {
+        let (mut writer, body) = Outgoing::chunks();
+        let Outgoing::Chunks(mut chunks) = body else {
+            panic!("chunks() made a whole body");
+        };
+        writeln!(writer, "{}", serde_json::json!({ "StatusCode": 0 })).unwrap();
+        write!(writer, "plain").unwrap();
+        drop(writer);
+        let mut sent = Vec::new();
+        while let Ok(chunk) = chunks.try_recv() {
+            sent.push(chunk.unwrap());
+        }
+        assert_eq!(
+            sent,
+            [
+                Bytes::from_static(b"{\"StatusCode\":0}\n"),
+                Bytes::from_static(b"plain")
+            ]
+        );
+    }
+}

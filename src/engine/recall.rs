@@ -61,11 +61,13 @@ impl Stamp {
         let Ok(read) = read.duration_since(SystemTime::UNIX_EPOCH) else {
             return false;
         };
+        // A time before 1970 is long settled.
         let last = Duration::new(
-            u64::try_from(last.0).unwrap_or(u64::MAX),
+            u64::try_from(last.0).unwrap_or(0),
             u32::try_from(last.1).unwrap_or(0),
         );
-        last + SETTLED <= read
+        last.checked_add(SETTLED)
+            .is_some_and(|settled| settled <= read)
     }
 }
 
@@ -138,7 +140,11 @@ static RECALL: LazyLock<Mutex<Recall>> = LazyLock::new(|| {
     })
 });
 
-/// The process's recall, for one listing at a time.
+/// The process's recall, for one listing at a time: two listings at once
+/// take turns (each is a few milliseconds of `statx`, and the lock never
+/// waits on anything but them). What it keeps is pruned by each listing of
+/// the same root; a process that lists many roots that then vanish (tests)
+/// keeps their lines until it ends.
 pub fn recall() -> std::sync::MutexGuard<'static, Recall> {
     // A listing that panicked left nothing half-written: each value is
     // replaced whole.

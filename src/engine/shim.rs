@@ -75,17 +75,8 @@ pub fn run(root: &Path, id: &str) -> Result<i32, EngineError> {
     let _alive = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock).map_err(|_| {
         EngineError::Conflict(format!("container {} has a shim already", record.name))
     })?;
-    if let Err(why) = own_mounts() {
-        let state = State {
-            status: Status::Exited,
-            exit_code: crate::exit::codes::SETUP_FAILED,
-            error: why,
-            finished: now(),
-            ..State::default()
-        };
-        containers.set_state(id, &state)?;
-        return Ok(state.exit_code);
-    }
+    // Once, for every start of its life; a failure is the first start's.
+    let mounts = own_mounts();
 
     // 2. Everything else that can fail before the container exists is
     //    recorded as its end, so `start` can say why. The control socket
@@ -95,7 +86,14 @@ pub fn run(root: &Path, id: &str) -> Result<i32, EngineError> {
     let mut delay = None;
     let state = loop {
         let began = std::time::Instant::now();
-        let (state, user) = match start(&containers, &dir, &record, &control, restarts) {
+        let started = match &mounts {
+            Ok(()) => start(&containers, &dir, &record, &control, restarts),
+            Err(why) => Err(StartError {
+                code: crate::exit::codes::SETUP_FAILED,
+                message: why.clone(),
+            }),
+        };
+        let (state, user) = match started {
             Ok(started) => started.run_to_end(&containers, id),
             Err(e) => {
                 let state = State {
@@ -365,7 +363,8 @@ fn own_mounts() -> Result<(), String> {
         return Ok(());
     }
     use nix::sched::CloneFlags;
-    // Said on the shim's log; the container then starts as before.
+    // Said on the shim's log, once the shim is back in the daemon's
+    // namespace; the container then starts as before.
     let goes_on = |e: &dyn std::fmt::Display| {
         eprintln!(
             "caixa shim: a mount namespace of its own: {e}; the container's overlay is mounted in the daemon's"
@@ -383,10 +382,10 @@ fn own_mounts() -> Result<(), String> {
     }
     let slave = nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_SLAVE;
     if let Err(e) = nix::mount::mount(None::<&str>, "/", None::<&str>, slave, None::<&str>) {
-        goes_on(&e)?;
-        nix::sched::setns(&daemons, CloneFlags::CLONE_NEWNS).map_err(|e| {
-            format!("the shim's mount namespace: it could not be made a slave, nor left ({e}): is something else changing mount propagation?")
+        nix::sched::setns(&daemons, CloneFlags::CLONE_NEWNS).map_err(|back| {
+            format!("the shim's mount namespace: it could not be made a slave ({e}), nor left ({back}): is something else changing mount propagation?")
         })?;
+        return goes_on(&e);
     }
     Ok(())
 }

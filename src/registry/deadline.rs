@@ -28,6 +28,16 @@ const PIECE: usize = 256 << 10;
 /// A read at least this long says the body is streaming, not dripping.
 const STREAMING: usize = 4 << 10;
 
+/// A read that returns sooner found its bytes waiting: the next one goes
+/// into the same piece. One that took longer waited for the server, and
+/// its piece goes at once.
+const QUICK: Duration = Duration::from_millis(1);
+
+/// The longest a piece gathers quick reads. With the one read that may
+/// follow them, the longest the reader waits beyond the server's own
+/// silence, so its pause clock waits this much more than `--timeout`.
+const HOLD: Duration = Duration::from_millis(50);
+
 /// The time one request may take.
 #[derive(Debug, Clone, Copy)]
 pub struct Budget {
@@ -67,13 +77,14 @@ impl Budget {
         }
     }
 
-    /// How long to wait for the next piece, or which clock ran out.
-    fn wait(&self) -> Result<Duration, Late> {
+    /// How long to wait for what comes next (a piece may come up to `held`
+    /// after its first byte), or which clock ran out.
+    fn wait(&self, held: Duration) -> Result<Duration, Late> {
         let left = self.deadline().saturating_duration_since(Instant::now());
         if left.is_zero() {
             Err(Late::Deadline(*self))
         } else {
-            Ok(left.min(self.pause))
+            Ok(left.min(self.pause + held))
         }
     }
 
@@ -125,7 +136,7 @@ pub fn within<T: Send + 'static>(
     budget: &Budget,
     call: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, std::io::Error> {
-    let wait = budget.wait().map_err(std::io::Error::other)?;
+    let wait = budget.wait(Duration::ZERO).map_err(std::io::Error::other)?;
     let (tx, rx) = sync_channel(1);
     std::thread::Builder::new()
         .name("registry-call".into())
@@ -170,21 +181,30 @@ pub fn watch(body: impl Read + Send + 'static, budget: Budget) -> std::io::Resul
 /// The helper: reads pieces until the end, an error, or nobody listens.
 /// Each piece costs the reader a wake-up, so while the body streams (a
 /// read brings a [`STREAMING`] chunk or more, as an HTTP client's buffer
-/// gives them) the next read goes into the same piece, up to [`PIECE`]; a
-/// short read, as from a server that drips, is handed over at once, so the
-/// reader's clocks see every byte as it comes.
+/// gives them, and brings it at once) the next read goes into the same
+/// piece, up to [`PIECE`] or for [`HOLD`] at most. A short read, as from a
+/// server that drips, or one that had to wait for the server, is handed
+/// over at once: no byte is held while the server is silent for longer
+/// than one read.
 fn pump(mut body: impl Read, tx: &SyncSender<std::io::Result<Vec<u8>>>) {
     let mut buf = vec![0; PIECE];
     let mut failed = None;
     loop {
         let mut filled = 0;
+        let mut first = None;
         let read = match failed.take() {
             Some(e) => Err(e),
             None => loop {
+                let asked = Instant::now();
                 match body.read(&mut buf[filled..]) {
                     Ok(n) => {
                         filled += n;
-                        if n < STREAMING || filled == PIECE {
+                        let gathered = *first.get_or_insert(asked);
+                        if n < STREAMING
+                            || filled == PIECE
+                            || asked.elapsed() >= QUICK
+                            || gathered.elapsed() >= HOLD
+                        {
                             break Ok(buf[..filled].to_vec());
                         }
                     }
@@ -211,7 +231,7 @@ impl Read for Watched {
             if self.ended {
                 return Ok(0);
             }
-            let wait = self.budget.wait().map_err(std::io::Error::other)?;
+            let wait = self.budget.wait(HOLD).map_err(std::io::Error::other)?;
             match self.pieces.recv_timeout(wait) {
                 Ok(Ok(piece)) if piece.is_empty() => {
                     self.ended = true;
@@ -292,6 +312,25 @@ mod tests {
         }
     }
 
+    /// A body that gives `left` full 8 KiB reads, each after `gap`.
+    struct Bursts {
+        left: usize,
+        gap: Duration,
+    }
+
+    impl Read for Bursts {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.left == 0 {
+                return Ok(0);
+            }
+            std::thread::sleep(self.gap);
+            self.left -= 1;
+            let n = buf.len().min(8 << 10);
+            buf[..n].fill(b'x');
+            Ok(n)
+        }
+    }
+
     fn pieces(body: Chunks) -> Vec<std::io::Result<usize>> {
         let (tx, rx) = sync_channel(1000);
         pump(body, &tx);
@@ -312,13 +351,34 @@ mod tests {
             chunk: 8 << 10,
             error: None,
         };
-        assert_eq!(sizes(streamed), ["262144", "262144", "90112", "0"]);
+        // 75 reads in a few pieces (a preempted read may end one early).
+        let streamed = sizes(streamed);
+        let bytes: Vec<usize> = streamed.iter().filter_map(|s| s.parse().ok()).collect();
+        assert_eq!(bytes.iter().sum::<usize>(), 600 << 10, "{streamed:?}");
+        assert!(
+            bytes.len() <= 10 && bytes.iter().all(|&n| n <= PIECE),
+            "{streamed:?}"
+        );
+        assert_eq!(bytes.last(), Some(&0), "{streamed:?}");
         let dripped = Chunks {
             left: 3,
             chunk: 1,
             error: None,
         };
         assert_eq!(sizes(dripped), ["1", "1", "1", "0"]);
+        // Full reads that each wait for the server (bursts with gaps
+        // shorter than --timeout) go one by one: none is held in a gap.
+        let (tx, rx) = sync_channel(1000);
+        pump(
+            Bursts {
+                left: 3,
+                gap: Duration::from_millis(20),
+            },
+            &tx,
+        );
+        drop(tx);
+        let one_by_one: Vec<usize> = rx.iter().map(|r| r.unwrap().len()).collect();
+        assert_eq!(one_by_one, [8192, 8192, 8192, 0]);
         // The bytes before an error are handed over, then the error.
         let broken = Chunks {
             left: 40 << 10,

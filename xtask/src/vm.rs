@@ -689,7 +689,8 @@ fn write_initramfs(path: &Path, modules: &Path, stage2: &Path) -> Result<()> {
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
-exec > /dev/console 2>&1
+# Its output goes to the console the kernel opened for init (the node in
+# its own initramfs, not this devtmpfs, which must come off again below).
 echo "caixa-vm: init: loading modules"
 for m in /modules/*.ko; do insmod "$m" 2>/dev/null || echo "insmod $m failed"; done
 echo "caixa-vm: init: mounting the host's root"
@@ -700,8 +701,6 @@ mount -t overlay overlay -o lowerdir=/lower,upperdir=/upper/upper,workdir=/upper
 OUT=$(dirname {stage2})/out
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 out0 /newroot$OUT || echo "out share failed"
 echo "caixa-vm: init: switching root"
-# /dev must come off: no descriptor may hold it (the kernel gave init none).
-exec 0<&- 1>&- 2>&-
 umount /proc /sys /dev
 exec switch_root /newroot /bin/sh {stage2}
 "#,
