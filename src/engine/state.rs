@@ -345,7 +345,8 @@ impl Containers {
             .flatten()
         {
             let id = entry.file_name().to_string_lossy().into_owned();
-            if id.starts_with('.') || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            // Not an id: a tombstone (`.gone-ID`), or something else.
+            if !is_id(&id) {
                 continue;
             }
             let dir = self.dir(&id);
@@ -377,7 +378,7 @@ impl Containers {
             }
         }
         let missing = || EngineError::NotFound(format!("No such container: {key}"));
-        if key.is_empty() || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if !is_id(key) {
             return Err(missing());
         }
         // An id, or the start of one: the directory's names are the ids,
@@ -406,7 +407,7 @@ impl Containers {
 
     /// Container `id`'s record.
     pub fn record(&self, id: &str) -> Result<Record, EngineError> {
-        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if !is_id(id) {
             return Err(EngineError::NotFound(format!("No such container: {id}")));
         }
         read_json(&self.dir(id).join("container.json"))
@@ -505,6 +506,12 @@ impl Containers {
         }
         Ok(())
     }
+}
+
+/// Whether `name` can be a container's id, or the start of one: hex
+/// digits only, so never a path of more than one component.
+fn is_id(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// An exclusive `flock` on `path` (made if missing), waiting for whoever

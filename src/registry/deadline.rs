@@ -11,8 +11,9 @@
 //! ureq enforces the deadline on the socket itself (`Request::timeout`),
 //! and then no longer enforces a per-read timeout. So the waiting happens
 //! on a helper thread, and the caller watches the pause: it waits for each
-//! piece at most `--timeout`. A helper given up on ends at the deadline at
-//! the latest, when ureq closes its socket.
+//! piece at most `--timeout` (plus [`HOLD`], for a body's pieces). A helper
+//! given up on ends at the deadline at the latest, when ureq closes its
+//! socket.
 
 use std::io::Read;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
@@ -289,11 +290,12 @@ mod tests {
         }
     }
 
-    /// A body that gives `total` bytes in reads of at most `chunk`, then
-    /// fails with `error` if given, else ends.
+    /// A body that gives `left` bytes in reads of at most `chunk`, each
+    /// after `gap`, then fails with `error` if given, else ends.
     struct Chunks {
         left: usize,
         chunk: usize,
+        gap: Duration,
         error: Option<std::io::ErrorKind>,
     }
 
@@ -305,28 +307,10 @@ mod tests {
                     None => Ok(0),
                 };
             }
+            std::thread::sleep(self.gap);
             let n = buf.len().min(self.chunk).min(self.left);
             buf[..n].fill(b'x');
             self.left -= n;
-            Ok(n)
-        }
-    }
-
-    /// A body that gives `left` full 8 KiB reads, each after `gap`.
-    struct Bursts {
-        left: usize,
-        gap: Duration,
-    }
-
-    impl Read for Bursts {
-        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-            if self.left == 0 {
-                return Ok(0);
-            }
-            std::thread::sleep(self.gap);
-            self.left -= 1;
-            let n = buf.len().min(8 << 10);
-            buf[..n].fill(b'x');
             Ok(n)
         }
     }
@@ -346,13 +330,15 @@ mod tests {
                 .map(|r| r.map_or_else(|e| format!("{:?}", e.kind()), |n| n.to_string()))
                 .collect()
         };
-        let streamed = Chunks {
-            left: 600 << 10,
-            chunk: 8 << 10,
-            error: None,
+        let body = |left, chunk, gap, error| Chunks {
+            left,
+            chunk,
+            gap,
+            error,
         };
+        let at_once = Duration::ZERO;
         // 75 reads in a few pieces (a preempted read may end one early).
-        let streamed = sizes(streamed);
+        let streamed = sizes(body(600 << 10, 8 << 10, at_once, None));
         let bytes: Vec<usize> = streamed.iter().filter_map(|s| s.parse().ok()).collect();
         assert_eq!(bytes.iter().sum::<usize>(), 600 << 10, "{streamed:?}");
         assert!(
@@ -360,32 +346,19 @@ mod tests {
             "{streamed:?}"
         );
         assert_eq!(bytes.last(), Some(&0), "{streamed:?}");
-        let dripped = Chunks {
-            left: 3,
-            chunk: 1,
-            error: None,
-        };
-        assert_eq!(sizes(dripped), ["1", "1", "1", "0"]);
+        assert_eq!(sizes(body(3, 1, at_once, None)), ["1", "1", "1", "0"]);
         // Full reads that each wait for the server (bursts with gaps
         // shorter than --timeout) go one by one: none is held in a gap.
-        let (tx, rx) = sync_channel(1000);
-        pump(
-            Bursts {
-                left: 3,
-                gap: Duration::from_millis(20),
-            },
-            &tx,
-        );
-        drop(tx);
-        let one_by_one: Vec<usize> = rx.iter().map(|r| r.unwrap().len()).collect();
-        assert_eq!(one_by_one, [8192, 8192, 8192, 0]);
+        let bursts = body(24 << 10, 8 << 10, Duration::from_millis(20), None);
+        assert_eq!(sizes(bursts), ["8192", "8192", "8192", "0"]);
         // The bytes before an error are handed over, then the error.
-        let broken = Chunks {
-            left: 40 << 10,
-            chunk: 8 << 10,
-            error: Some(std::io::ErrorKind::ConnectionReset),
-        };
-        assert_eq!(sizes(broken), ["40960", "ConnectionReset"]);
+        let reset = Some(std::io::ErrorKind::ConnectionReset);
+        let broken = sizes(body(40 << 10, 8 << 10, at_once, reset));
+        let bytes: usize = broken.iter().filter_map(|s| s.parse::<usize>().ok()).sum();
+        assert!(
+            bytes == 40 << 10 && broken.last().map(String::as_str) == Some("ConnectionReset"),
+            "{broken:?}"
+        );
     }
 
     #[test]
