@@ -80,7 +80,7 @@ impl Store {
         let tmp = path.with_extension(unique_suffix("tmp"));
         let mut hashing = Hashing::new(reader);
         let mut file = create_new(&tmp)?;
-        let copied = std::io::copy(&mut hashing, &mut file).map_err(io_err(&tmp));
+        let copied = copy_in(&mut hashing, &mut file).map_err(io_err(&tmp));
         let actual = copied.and_then(|_| hashing.finish().map_err(io_err(&tmp)));
         let check = actual.and_then(|actual| {
             if actual != digest {
@@ -126,7 +126,7 @@ impl Store {
             .join(format!(".{}", unique_suffix("incoming")));
         let mut hashing = Hashing::new(reader);
         let mut file = create_new(&tmp)?;
-        let result = std::io::copy(&mut hashing, &mut file)
+        let result = copy_in(&mut hashing, &mut file)
             .and_then(|_| hashing.finish())
             .map_err(io_err(&tmp));
         let digest = match result {
@@ -224,6 +224,34 @@ pub(crate) fn unique_suffix(what: &str) -> String {
     format!("{what}-{}-{n}", std::process::id())
 }
 
+/// The most a blob's copy reads and writes at once.
+const COPY_PIECE: usize = 256 << 10;
+
+/// Copies `reader` into a new blob's file in pieces of up to
+/// [`COPY_PIECE`]: one `write` per piece. `std::io::copy` would write
+/// every 8 KiB, and a 40 MiB layer would cost some 5,000 system calls.
+fn copy_in(reader: &mut impl Read, file: &mut std::fs::File) -> std::io::Result<u64> {
+    use std::io::Write;
+    let mut piece = vec![0; COPY_PIECE];
+    let mut copied = 0;
+    loop {
+        let mut filled = 0;
+        while filled < COPY_PIECE {
+            match reader.read(&mut piece[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if filled == 0 {
+            return Ok(copied);
+        }
+        file.write_all(&piece[..filled])?;
+        copied += filled as u64;
+    }
+}
+
 /// Creates `path`, which must not exist yet (a leftover of a crashed
 /// writer with the same name is an error, not something to write into).
 fn create_new(path: &std::path::Path) -> Result<std::fs::File, ImageError> {
@@ -265,5 +293,60 @@ mod tests {
             "{err}"
         );
         assert!(store.put_blob(hello, Some(5), &b"hello"[..]).is_ok());
+    }
+
+    /// Hands out `data` a few bytes at a time, interrupted now and then,
+    /// then fails if `fail_at_end`: what a network body does.
+    struct Trickle {
+        data: Vec<u8>,
+        at: usize,
+        calls: usize,
+        fail_at_end: bool,
+    }
+
+    impl Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.calls += 1;
+            if self.calls % 7 == 0 {
+                return Err(std::io::ErrorKind::Interrupted.into());
+            }
+            if self.at == self.data.len() && self.fail_at_end {
+                return Err(std::io::Error::other("cut"));
+            }
+            let n = buf
+                .len()
+                .min(self.data.len() - self.at)
+                .min(1000 + self.calls % 5000);
+            buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_blob_is_copied_in_whole_pieces_and_a_cut_is_an_error() {
+        let data: Vec<u8> = (0..COPY_PIECE * 2 + 12345)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blob");
+        let mut file = std::fs::File::create(&path).unwrap();
+        let mut body = Trickle {
+            data: data.clone(),
+            at: 0,
+            calls: 0,
+            fail_at_end: false,
+        };
+        assert_eq!(copy_in(&mut body, &mut file).unwrap(), data.len() as u64);
+        assert_eq!(std::fs::read(&path).unwrap(), data);
+
+        let mut cut = Trickle {
+            data,
+            at: 0,
+            calls: 0,
+            fail_at_end: true,
+        };
+        let err = copy_in(&mut cut, &mut file).unwrap_err();
+        assert_eq!(err.to_string(), "cut");
     }
 }
