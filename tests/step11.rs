@@ -3086,9 +3086,7 @@ fn ps_reads_again_what_changed_since_the_last_ps() {
         all.sort();
         all
     };
-    // Old enough for the daemon to keep what a listing reads
-    // (engine::recall::SETTLED), and listed: now it remembers both.
-    std::thread::sleep(caixa::engine::recall::SETTLED + Duration::from_millis(300));
+    // Listed: now the daemon remembers both lines (engine::recall).
     let before = lines();
     assert!(
         before.len() == 2 && before[0] == "later Created" && before[1].starts_with("long Up"),
@@ -3105,7 +3103,8 @@ fn ps_reads_again_what_changed_since_the_last_ps() {
         ["long Exited", "renamed Exited"],
         "step 11: expected ps -a to list long and renamed, both exited, after a kill, a \
          start and a rename, it listed {after:?}; most likely cause: the listing trusts what \
-         it read before without checking that the files are unchanged (recall's stamps)"
+         it read before without checking that the files are unchanged (recall: the directory's \
+         stamp, moved by inotify, and caught up with before each listing)"
     );
 }
 

@@ -270,7 +270,9 @@ fn route(
             reply_json(out, 201, &json!({ "Id": config.id, "Warnings": [] }))
         }
         ("GET", ["containers", "json"]) => {
-            reply_json(out, 200, &super::ps::list(&containers, req)?)
+            let body = super::ps::list(&containers, req)?;
+            out.respond(200, "application/json", &body)
+                .map_err(EngineError::Connection)
         }
         ("GET", ["events"]) => serve_events(daemon, req, out),
         ("GET", ["info"]) => reply_json(out, 200, &super::info::info(&daemon.root)?),
@@ -1379,6 +1381,21 @@ impl NetworkView {
     /// `NetworkSettings` of container `c` in state `s`: each network it is
     /// on, and the address it holds there while it runs.
     pub fn settings(&self, c: &Record, s: &State) -> Value {
+        let addresses = self.addresses(c, s);
+        let first = addresses
+            .first()
+            .map(|(_, a)| a.clone())
+            .unwrap_or_default();
+        let each: serde_json::Map<String, Value> = addresses
+            .into_iter()
+            .map(|(name, address)| (name.to_string(), json!({ "IPAddress": address })))
+            .collect();
+        json!({ "IPAddress": first, "Networks": each })
+    }
+
+    /// Each network container `c` is on, first its first, with the
+    /// address it holds there while it runs (else an empty one).
+    pub fn addresses<'a>(&self, c: &'a Record, s: &State) -> Vec<(&'a str, String)> {
         let held = if s.status == Status::Running {
             self.held.of(&c.id)
         } else {
@@ -1388,34 +1405,37 @@ impl NetworkView {
             "bridge" => Some(crate::net::DEFAULT_BRIDGE.to_string()),
             _ => self.networks.as_ref()?.find(name).ok().map(|n| n.bridge),
         };
-        let mut each = serde_json::Map::new();
-        let mut first = None;
-        for name in c.networks() {
-            let address = bridge_of(name)
-                .and_then(|bridge| held.iter().find(|(b, _, _)| *b == bridge))
-                .map(|(_, address, _)| address.to_string())
-                .unwrap_or_default();
-            first.get_or_insert_with(|| address.clone());
-            each.insert(name.to_string(), json!({ "IPAddress": address }));
-        }
-        json!({ "IPAddress": first.unwrap_or_default(), "Networks": each })
+        c.networks()
+            .into_iter()
+            .map(|name| {
+                let address = bridge_of(name)
+                    .and_then(|bridge| held.iter().find(|(b, _, _)| *b == bridge))
+                    .map(|(_, address, _)| address.to_string())
+                    .unwrap_or_default();
+                (name, address)
+            })
+            .collect()
     }
 }
 
 /// `docker ps`'s summary of one container: what its record and state say
 /// ([`super::ps::summary`] adds its ports, mounts and network).
 pub(crate) fn summary(c: &Record, s: &State) -> Value {
-    let status = match s.status {
+    json!({
+        "Id": c.id, "Names": [format!("/{}", c.name)], "Image": c.image,
+        "Command": c.command.join(" "), "Created": c.created,
+        "State": s.status.as_str(), "Status": status_text(s),
+    })
+}
+
+/// Docker's `Status` words for state `s`: `Up 5 seconds`, `Exited (0)`…
+pub(crate) fn status_text(s: &State) -> String {
+    match s.status {
         Status::Running => format!("Up {} seconds", now().saturating_sub(s.started)),
         Status::Exited if s.restarting => format!("Restarting ({})", s.exit_code),
         Status::Exited => format!("Exited ({})", s.exit_code),
         Status::Created => "Created".to_string(),
-    };
-    json!({
-        "Id": c.id, "Names": [format!("/{}", c.name)], "Image": c.image,
-        "Command": c.command.join(" "), "Created": c.created,
-        "State": s.status.as_str(), "Status": status,
-    })
+    }
 }
 
 /// 64 hex digits from the kernel's random source, like Docker's ids.

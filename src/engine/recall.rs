@@ -1,151 +1,154 @@
-//! What a listing read last time, trusted only while the file is unchanged.
+//! What a listing read last time, trusted until the kernel says it changed.
 //!
 //! `docker ps` reads every container's record and state. With 500
 //! containers that was about a dozen system calls and two JSON parses a
 //! line, most of its time, though almost none of those files had changed
 //! since the last `ps`. The daemon keeps nothing in memory that is not on
 //! disk (see [`super::state`]), and this does not change that: the files
-//! stay the truth, and this memory only saves reading them again. Each
-//! value is kept with its file's *stamp* (inode, size, modification and
-//! change times, one `statx`); a file whose stamp differs is read again.
+//! stay the truth, and this memory only saves reading them again.
 //!
-//! One trap is the one git calls "racily clean": the kernel stamps a write
-//! with a clock that advances in ticks (a few milliseconds; whole seconds
-//! on some filesystems), and every state write is a rename onto a fresh
-//! inode, whose number may be the one just freed. Two writes of the same
-//! size within one tick could then leave equal stamps. So a value is kept
-//! only if its file was last changed at least [`SETTLED`] before it was
-//! read: any later write is then stamped later, and so seen.
+//! What says a file changed is inotify, through the daemon's one instance
+//! ([`super::watch`]): each container's directory is watched, and every
+//! change to its `container.json` or `state.json` (each written beside and
+//! renamed into place) moves the directory's *stamp*. A value is kept with
+//! the stamp its directory had when it was read; while the stamp is the
+//! same, so is the file. Two rules make that true:
+//!
+//! - **Watch, then read.** A directory is watched before its files are
+//!   first read, so a write after the read cannot go unreported.
+//! - **Catch up, then compare.** The kernel queues an event as the rename
+//!   happens, but the daemon stamps it when it reads the queue. Each
+//!   listing first takes everything queued ([`super::watch::catch_up`]), so
+//!   every change made before the listing began has moved its stamp.
+//!
+//! A directory that cannot be watched (`max_user_watches` reached, or no
+//! instance) is read each time, as before this existed. An overflowing
+//! queue stamps every directory: everything is read again.
+//!
+//! An earlier version compared each file's `statx` (inode, size, times)
+//! instead. It cost two path walks a line, and it had to distrust any
+//! file changed within the last two seconds, git's "racily clean" trap:
+//! the kernel stamps writes with a clock that moves in ticks, and a rename
+//! may reuse the inode just freed, so two writes within one tick can leave
+//! equal stamps. inotify reports every write, however close together.
 
-use std::collections::{HashMap, HashSet};
-use std::os::unix::fs::MetadataExt;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{LazyLock, Mutex};
-use std::time::{Duration, SystemTime};
+use std::sync::{LazyLock, Mutex, MutexGuard};
 
-use serde::de::DeserializeOwned;
+use nix::sys::inotify::WatchDescriptor;
 
 use super::EngineError;
 use super::state::{Record, State, read_json};
+use super::watch;
 
-/// How long before a read a file must have last changed for the value read
-/// to be kept: coarser than any kernel tick, and than filesystems that
-/// stamp whole seconds.
-pub const SETTLED: Duration = Duration::from_secs(2);
-
-/// What identifies one version of a file, as `statx` gives it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stamp {
-    ino: u64,
-    size: u64,
-    modified: (i64, i64),
-    changed: (i64, i64),
+/// What one listing of one engine root keeps, by container id.
+#[derive(Default)]
+pub struct Listing {
+    kept: HashMap<String, Kept>,
+    /// Counts listings: a container not seen by the latest is forgotten.
+    generation: u64,
 }
 
-impl Stamp {
-    /// The stamp of the file at `path` now.
-    pub fn of(path: &Path) -> std::io::Result<Stamp> {
-        let m = std::fs::metadata(path)?;
-        Ok(Stamp {
-            ino: m.ino(),
-            size: m.size(),
-            modified: (m.mtime(), m.mtime_nsec()),
-            changed: (m.ctime(), m.ctime_nsec()),
-        })
+/// One container's values, and the stamp they were read under.
+struct Kept {
+    wd: WatchDescriptor,
+    stamp: u64,
+    record: Option<Record>,
+    state: Option<State>,
+    listed: u64,
+}
+
+impl Listing {
+    /// Begins a listing: everything the kernel has queued is stamped.
+    pub fn begin(&mut self) {
+        self.generation += 1;
+        if !watch::catch_up() {
+            // No instance: nothing kept can be checked.
+            self.kept.clear();
+        }
     }
 
-    /// Whether this version had been in place for [`SETTLED`] at `read`:
-    /// then any later write to the file gets a different stamp.
-    fn settled_at(&self, read: SystemTime) -> bool {
-        let last = self.modified.max(self.changed);
-        let Ok(read) = read.duration_since(SystemTime::UNIX_EPOCH) else {
-            return false;
+    // ANCHOR: recalled
+    /// What is kept for container `id` in `dir`, emptied if its directory
+    /// changed since; `None` if it cannot be watched (read it each time).
+    fn current(&mut self, id: &str, dir: &Path) -> Option<&mut Kept> {
+        let generation = self.generation;
+        let now = self
+            .kept
+            .get(id)
+            .and_then(|kept| Some((kept.wd, watch::records_stamp(kept.wd)?)));
+        let (wd, stamp) = match now {
+            Some(known) => known,
+            // New, or its watch is gone: watch it first, then read.
+            None => {
+                let wd = watch::watched(dir)?;
+                (wd, watch::records_stamp(wd)?)
+            }
         };
-        // A time before 1970 is long settled.
-        let last = Duration::new(
-            u64::try_from(last.0).unwrap_or(0),
-            u32::try_from(last.1).unwrap_or(0),
-        );
-        last.checked_add(SETTLED)
-            .is_some_and(|settled| settled <= read)
-    }
-}
-
-/// Values read from files, each with the stamp its file had.
-pub struct Remembered<T> {
-    kept: HashMap<PathBuf, (Stamp, T)>,
-}
-
-impl<T: DeserializeOwned + Clone> Remembered<T> {
-    fn new() -> Remembered<T> {
-        Remembered {
-            kept: HashMap::new(),
+        let kept = self.kept.entry(id.to_string()).or_insert(Kept {
+            wd,
+            stamp,
+            record: None,
+            state: None,
+            listed: generation,
+        });
+        if (kept.wd, kept.stamp) != (wd, stamp) {
+            *kept = Kept {
+                wd,
+                stamp,
+                record: None,
+                state: None,
+                listed: generation,
+            };
         }
+        kept.listed = generation;
+        Some(kept)
     }
+    // ANCHOR_END: recalled
 
-    // ANCHOR: remembered_read
-    /// The JSON value in `path`: the one kept if the file still has the
-    /// stamp it had, else read (and kept if settled).
-    pub fn read(&mut self, path: &Path) -> Result<T, EngineError> {
-        let now = SystemTime::now();
-        let Ok(stamp) = Stamp::of(path) else {
-            self.kept.remove(path);
-            // Let the read say what is wrong (usually: it is gone).
-            return read_json(path);
+    /// Container `id`'s record (`container.json` in `dir`).
+    pub fn record(&mut self, id: &str, dir: &Path) -> Result<Record, EngineError> {
+        let Some(kept) = self.current(id, dir) else {
+            return read_json(&dir.join("container.json"));
         };
-        if let Some((kept, value)) = self.kept.get(path)
-            && *kept == stamp
-        {
-            return Ok(value.clone());
+        if let Some(record) = &kept.record {
+            return Ok(record.clone());
         }
-        // Stamped before it is read: if it changes in between, the stamp
-        // kept is older than the value, and the next look reads it again.
-        let value: T = read_json(path)?;
-        if stamp.settled_at(now) {
-            self.kept.insert(path.to_path_buf(), (stamp, value.clone()));
-        } else {
-            self.kept.remove(path);
+        let record: Record = read_json(&dir.join("container.json"))?;
+        kept.record = Some(record.clone());
+        Ok(record)
+    }
+
+    /// Container `id`'s state (`state.json` in `dir`), as its file says.
+    pub fn state(&mut self, id: &str, dir: &Path) -> Result<State, EngineError> {
+        let Some(kept) = self.current(id, dir) else {
+            return read_json(&dir.join("state.json"));
+        };
+        if let Some(state) = &kept.state {
+            return Ok(state.clone());
         }
-        Ok(value)
+        let state: State = read_json(&dir.join("state.json"))?;
+        kept.state = Some(state.clone());
+        Ok(state)
     }
-    // ANCHOR_END: remembered_read
 
-    /// Forgets every value under `dir` whose file is not in `seen`.
-    fn forget_under(&mut self, dir: &Path, seen: &HashSet<PathBuf>) {
-        self.kept
-            .retain(|path, _| !path.starts_with(dir) || seen.contains(path));
-    }
-}
-
-/// The records and states a listing read, for the whole process.
-pub struct Recall {
-    /// Each container's `container.json`.
-    pub records: Remembered<Record>,
-    /// Each container's `state.json`.
-    pub states: Remembered<State>,
-}
-
-impl Recall {
-    /// After a listing of `dir` that read `seen`: forgets containers gone.
-    pub fn keep_only(&mut self, dir: &Path, seen: &HashSet<PathBuf>) {
-        self.records.forget_under(dir, seen);
-        self.states.forget_under(dir, seen);
+    /// Ends a listing: forgets the containers it did not see (removed).
+    pub fn end(&mut self) {
+        let generation = self.generation;
+        self.kept.retain(|_, kept| kept.listed == generation);
     }
 }
 
-static RECALL: LazyLock<Mutex<Recall>> = LazyLock::new(|| {
-    Mutex::new(Recall {
-        records: Remembered::new(),
-        states: Remembered::new(),
-    })
-});
+static RECALL: LazyLock<Mutex<HashMap<PathBuf, Listing>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
 
-/// The process's recall, for one listing at a time: two listings at once
-/// take turns (each is a few milliseconds of `statx`, and the lock never
-/// waits on anything but them). What it keeps is pruned by each listing of
-/// the same root; a process that lists many roots that then vanish (tests)
-/// keeps their lines until it ends.
-pub fn recall() -> std::sync::MutexGuard<'static, Recall> {
+/// The recall of every engine root listed, each by its containers'
+/// directory; for one listing at a time: two listings at once take turns
+/// (each is a few milliseconds, and the lock never waits on anything but
+/// them). A process that lists many roots that then vanish (tests) keeps
+/// their lines until it ends.
+pub fn recall() -> MutexGuard<'static, HashMap<PathBuf, Listing>> {
     // A listing that panicked left nothing half-written: each value is
     // replaced whole.
     RECALL
@@ -157,48 +160,47 @@ pub fn recall() -> std::sync::MutexGuard<'static, Recall> {
 mod tests {
     use super::*;
 
-    #[derive(Clone, serde::Deserialize, Debug, PartialEq)]
-    struct V {
-        n: u32,
+    fn record(id: &str, name: &str) -> Record {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "name": name, "image": "demo:1", "command": ["true"], "created": 1,
+        }))
+        .unwrap()
     }
 
     #[test]
-    fn a_file_changed_just_now_is_read_each_time() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("v.json");
-        let mut kept = Remembered::<V>::new();
-        std::fs::write(&path, r#"{"n":1}"#).unwrap();
-        assert_eq!(kept.read(&path).unwrap(), V { n: 1 });
-        assert!(kept.kept.is_empty(), "a write in the same tick could hide");
-        // Same size, surely the same tick: read again, not remembered.
-        std::fs::write(&path, r#"{"n":2}"#).unwrap();
-        assert_eq!(kept.read(&path).unwrap(), V { n: 2 });
-        std::fs::remove_file(&path).unwrap();
-        assert!(kept.read(&path).is_err());
-    }
-
-    #[test]
-    fn a_value_is_trusted_while_its_file_keeps_its_stamp() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("v.json");
-        std::fs::write(&path, r#"{"n":1}"#).unwrap();
-        let stamp = Stamp::of(&path).unwrap();
-        assert!(stamp.settled_at(SystemTime::now() + SETTLED + Duration::from_secs(1)));
-        assert!(!stamp.settled_at(SystemTime::now()));
-        // What a read SETTLED later would have kept: trusted, not read
-        // (a value the file does not hold proves no read happened).
-        let mut kept = Remembered::<V>::new();
-        kept.kept.insert(path.clone(), (stamp, V { n: 99 }));
-        assert_eq!(kept.read(&path).unwrap(), V { n: 99 });
-        // A rename onto it (how every state is written) changes the stamp.
-        let tmp = dir.path().join("v.tmp");
-        std::fs::write(&tmp, r#"{"n":2}"#).unwrap();
-        std::fs::rename(&tmp, &path).unwrap();
-        assert_eq!(kept.read(&path).unwrap(), V { n: 2 });
-        // A container gone from the listing is forgotten.
-        kept.kept
-            .insert(path.clone(), (Stamp::of(&path).unwrap(), V { n: 2 }));
-        kept.forget_under(dir.path(), &HashSet::new());
-        assert!(kept.kept.is_empty());
+    fn a_value_is_kept_until_its_file_is_replaced() {
+        let root = tempfile::tempdir().unwrap();
+        let id = "a".repeat(64);
+        let dir = root.path().join(&id);
+        std::fs::create_dir(&dir).unwrap();
+        let path = dir.join("container.json");
+        super::super::state::write_json(&path, &record(&id, "first")).unwrap();
+        let mut listing = Listing::default();
+        listing.begin();
+        assert_eq!(listing.record(&id, &dir).unwrap().name, "first");
+        listing.end();
+        // Kept: a value the file does not hold proves no read happened.
+        listing.kept.get_mut(&id).unwrap().record = Some(record(&id, "kept"));
+        listing.begin();
+        assert_eq!(listing.record(&id, &dir).unwrap().name, "kept");
+        listing.end();
+        // Replaced as the engine writes (beside, then renamed), at once.
+        super::super::state::write_json(&path, &record(&id, "second")).unwrap();
+        listing.begin();
+        assert_eq!(listing.record(&id, &dir).unwrap().name, "second");
+        listing.end();
+        // Twice within one clock tick: the second is seen too.
+        super::super::state::write_json(&path, &record(&id, "third")).unwrap();
+        listing.begin();
+        assert_eq!(listing.record(&id, &dir).unwrap().name, "third");
+        super::super::state::write_json(&path, &record(&id, "fourth")).unwrap();
+        listing.end();
+        listing.begin();
+        assert_eq!(listing.record(&id, &dir).unwrap().name, "fourth");
+        listing.end();
+        // A container no listing sees is forgotten.
+        listing.begin();
+        listing.end();
+        assert!(listing.kept.is_empty());
     }
 }

@@ -338,8 +338,9 @@ impl Containers {
     /// and any doubt goes to [`Containers::state`], which reads the files.
     pub fn list(&self) -> Result<Vec<(Record, State)>, EngineError> {
         let mut all = Vec::new();
-        let mut seen = std::collections::HashSet::new();
         let mut recall = super::recall::recall();
+        let listing = recall.entry(self.dir.clone()).or_default();
+        listing.begin();
         for entry in std::fs::read_dir(&self.dir)
             .map_err(io(&self.dir))?
             .flatten()
@@ -349,22 +350,20 @@ impl Containers {
             if !is_id(&id) {
                 continue;
             }
-            let dir = self.dir(&id);
-            let (record_path, state_path) = (dir.join("container.json"), dir.join("state.json"));
-            let Ok(record) = recall.records.read(&record_path) else {
+            let dir = entry.path();
+            let Ok(record) = listing.record(&id, &dir) else {
                 continue;
             };
-            let state = match recall.states.read(&state_path) {
+            let state = match listing.state(&id, &dir) {
                 Ok(s) if s.status != Status::Running || shim_alive(&dir) => s,
                 _ => match self.state(&id) {
                     Ok(s) => s,
                     Err(_) => continue,
                 },
             };
-            seen.extend([record_path, state_path]);
             all.push((record, state));
         }
-        recall.keep_only(&self.dir, &seen);
+        listing.end();
         all.sort_by_key(|(c, _)| (c.created, c.id.clone()));
         Ok(all)
     }

@@ -30,6 +30,15 @@
 //! inode). It is never removed by hand: the kernel drops it when the
 //! directory is deleted (`IN_IGNORED`), and it follows the directory when
 //! `--rm` renames it to its tombstone.
+//!
+//! `ps` uses the same stamps ([`super::recall`]): a record or state read
+//! under one stamp is still what the file holds while the stamp has not
+//! moved. That needs more than a waiter does: every change made before the
+//! listing began must be stamped when it looks, not a moment later when the
+//! reader thread gets to it. So events are only ever taken from the
+//! instance with the stamps' lock held ([`Watch::drain`]), by the reader
+//! and by [`catch_up`] alike: once `catch_up` returns, whatever the kernel
+//! had queued is stamped.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -56,12 +65,43 @@ struct Watch {
 struct Stamps {
     next: u64,
     of: HashMap<WatchDescriptor, u64>,
+    /// The stamp of the last change to its record or state (`ps` reads
+    /// those two, and need not read them again when only its log grew).
+    records: HashMap<WatchDescriptor, u64>,
 }
+
+/// The files of a container's directory that `ps` reads.
+const RECORDS: [&str; 2] = ["container.json", "state.json"];
 
 impl Stamps {
     fn stamp(&mut self, wd: WatchDescriptor) {
         self.next += 1;
         self.of.insert(wd, self.next);
+    }
+
+    /// Stamps what `event` says changed.
+    fn apply(&mut self, event: &nix::sys::inotify::InotifyEvent) {
+        if event.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
+            // Events were lost: every directory may have changed.
+            let all: Vec<_> = self.of.keys().copied().collect();
+            for wd in all {
+                self.stamp(wd);
+                self.records.insert(wd, self.next);
+            }
+        } else if event.mask.contains(AddWatchFlags::IN_IGNORED) {
+            // The directory is gone: its waiters see "changed".
+            self.of.remove(&event.wd);
+            self.records.remove(&event.wd);
+        } else {
+            self.stamp(event.wd);
+            let record = event
+                .name
+                .as_ref()
+                .is_none_or(|name| RECORDS.iter().any(|r| name.as_os_str() == *r));
+            if record {
+                self.records.insert(event.wd, self.next);
+            }
+        }
     }
 }
 
@@ -71,7 +111,9 @@ fn watch() -> Option<&'static Arc<Watch>> {
     static WATCH: OnceLock<Option<Arc<Watch>>> = OnceLock::new();
     WATCH
         .get_or_init(|| {
-            let inotify = Inotify::init(InitFlags::IN_CLOEXEC).ok()?;
+            // Non-blocking: events are taken only under the stamps' lock,
+            // and the reader waits for them in `poll`, without it.
+            let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).ok()?;
             let watch = Arc::new(Watch {
                 inotify,
                 stamps: Mutex::new(Stamps::default()),
@@ -95,29 +137,87 @@ impl Watch {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The reader: stamps each event's directory and wakes the waiters.
-    /// If the instance ever fails, it ends, and waiters fall back to their
-    /// timeouts (polling).
+    /// The reader: waits for events, stamps each event's directory and
+    /// wakes the waiters. If the instance ever fails, it ends, and waiters
+    /// fall back to their timeouts (polling).
     fn read_forever(&self) {
-        while let Ok(events) = self.inotify.read_events() {
-            let mut stamps = self.stamps();
-            for event in events {
-                if event.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
-                    // Events were lost: every directory may have changed.
-                    let all: Vec<_> = stamps.of.keys().copied().collect();
-                    all.into_iter().for_each(|wd| stamps.stamp(wd));
-                } else if event.mask.contains(AddWatchFlags::IN_IGNORED) {
-                    // The directory is gone: its waiters see "changed".
-                    stamps.of.remove(&event.wd);
-                } else {
-                    stamps.stamp(event.wd);
-                }
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        use std::os::fd::AsFd;
+        loop {
+            let mut fds = [PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(_) => return,
             }
+            let mut stamps = self.stamps();
+            let drained = self.drain(&mut stamps);
             drop(stamps);
             self.changed.notify_all();
+            if drained.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Takes every event queued and stamps it, with the lock held (so a
+    /// look at the stamps never sees an event taken but not yet stamped).
+    fn drain(&self, stamps: &mut Stamps) -> Result<(), nix::errno::Errno> {
+        loop {
+            match self.inotify.read_events() {
+                Ok(events) => events.iter().for_each(|e| stamps.apply(e)),
+                Err(nix::errno::Errno::EAGAIN) => return Ok(()),
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(e),
+            }
         }
     }
 }
+
+/// The changes to watch in a container's directory.
+fn changes() -> AddWatchFlags {
+    AddWatchFlags::IN_MOVED_TO // state.json, renamed into place
+        | AddWatchFlags::IN_MODIFY // the log, appended
+        | AddWatchFlags::IN_CLOSE_WRITE // shim.lock, closed as the shim ends
+        | AddWatchFlags::IN_DELETE // a file removed (the lock, a socket)
+}
+
+// ANCHOR: catch_up
+/// Stamps every change the kernel has queued: after this, a directory's
+/// stamp covers every change made before the call. `false` when there is
+/// no watch (the kernel refused an instance, or it failed).
+pub fn catch_up() -> bool {
+    let Some(watch) = watch() else {
+        return false;
+    };
+    let mut stamps = watch.stamps();
+    let drained = watch.drain(&mut stamps).is_ok();
+    drop(stamps);
+    watch.changed.notify_all();
+    drained
+}
+
+/// Starts watching `dir` (a container's directory), if it was not: its
+/// descriptor, for [`records_stamp`]. `None` when it cannot be watched.
+pub fn watched(dir: &Path) -> Option<WatchDescriptor> {
+    let watch = watch()?;
+    let wd = watch.inotify.add_watch(dir, changes()).ok()?;
+    let mut stamps = watch.stamps();
+    if !stamps.of.contains_key(&wd) {
+        stamps.stamp(wd);
+    }
+    if !stamps.records.contains_key(&wd) {
+        let now = stamps.next;
+        stamps.records.insert(wd, now);
+    }
+    Some(wd)
+}
+
+/// The stamp of the last change to the record or state in the directory
+/// `wd` watches; `None` once the directory is gone.
+pub fn records_stamp(wd: WatchDescriptor) -> Option<u64> {
+    watch()?.stamps().records.get(&wd).copied()
+}
+// ANCHOR_END: catch_up
 
 // ANCHOR: waiter
 /// One waiter's view of one directory: take a [`Waiter::mark`] before you
@@ -138,20 +238,11 @@ impl Waiter {
     /// Starts watching `dir` (a container's directory) for what the shim
     /// writes there.
     pub fn on(dir: &Path) -> Waiter {
-        let wd = watch().and_then(|watch| {
-            let changes = AddWatchFlags::IN_MOVED_TO // state.json, renamed into place
-                | AddWatchFlags::IN_MODIFY // the log, appended
-                | AddWatchFlags::IN_CLOSE_WRITE // shim.lock, closed as the shim ends
-                | AddWatchFlags::IN_DELETE; // a file removed (the lock, a socket)
-            let wd = watch.inotify.add_watch(dir, changes).ok()?;
-            // A directory seen for the first time gets a stamp to compare with.
-            let mut stamps = watch.stamps();
-            if !stamps.of.contains_key(&wd) {
-                stamps.stamp(wd);
-            }
-            Some(wd)
-        });
-        Waiter { wd, next: FIRST }
+        // A directory seen for the first time gets a stamp to compare with.
+        Waiter {
+            wd: watched(dir),
+            next: FIRST,
+        }
     }
 
     /// The directory's stamp now: take it before looking at its files.
