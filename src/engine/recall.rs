@@ -37,6 +37,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{LazyLock, Mutex, MutexGuard};
 
 use nix::sys::inotify::WatchDescriptor;
+use serde::de::DeserializeOwned;
 
 use super::EngineError;
 use super::state::{Record, State, read_json};
@@ -109,28 +110,32 @@ impl Listing {
 
     /// Container `id`'s record (`container.json` in `dir`).
     pub fn record(&mut self, id: &str, dir: &Path) -> Result<Record, EngineError> {
-        let Some(kept) = self.current(id, dir) else {
-            return read_json(&dir.join("container.json"));
-        };
-        if let Some(record) = &kept.record {
-            return Ok(record.clone());
-        }
-        let record: Record = read_json(&dir.join("container.json"))?;
-        kept.record = Some(record.clone());
-        Ok(record)
+        self.value(id, dir, "container.json", |kept| &mut kept.record)
     }
 
     /// Container `id`'s state (`state.json` in `dir`), as its file says.
     pub fn state(&mut self, id: &str, dir: &Path) -> Result<State, EngineError> {
+        self.value(id, dir, "state.json", |kept| &mut kept.state)
+    }
+
+    /// The value of `file` in `dir`: the one kept in `slot`, or read (and
+    /// kept, if the directory is watched).
+    fn value<T: DeserializeOwned + Clone>(
+        &mut self,
+        id: &str,
+        dir: &Path,
+        file: &str,
+        slot: fn(&mut Kept) -> &mut Option<T>,
+    ) -> Result<T, EngineError> {
         let Some(kept) = self.current(id, dir) else {
-            return read_json(&dir.join("state.json"));
+            return read_json(&dir.join(file));
         };
-        if let Some(state) = &kept.state {
-            return Ok(state.clone());
+        if let Some(value) = slot(kept) {
+            return Ok(value.clone());
         }
-        let state: State = read_json(&dir.join("state.json"))?;
-        kept.state = Some(state.clone());
-        Ok(state)
+        let value: T = read_json(&dir.join(file))?;
+        *slot(kept) = Some(value.clone());
+        Ok(value)
     }
 
     /// Ends a listing: forgets the containers it did not see (removed).
