@@ -23,7 +23,11 @@
 //!
 //! A directory that cannot be watched (`max_user_watches` reached, or no
 //! instance) is read each time, as before this existed. An overflowing
-//! queue stamps every directory: everything is read again.
+//! queue stamps every directory: everything is read again. What is kept is
+//! tied to the directory's watch, which follows its inode: this relies on
+//! a container's directory never being replaced by another under its name
+//! (nothing renames them; `rm` copies the state to a tombstone and deletes
+//! the directory, whose watch then goes).
 //!
 //! An earlier version compared each file's `statx` (inode, size, times)
 //! instead. It cost two path walks a line, and it had to distrust any
@@ -150,8 +154,8 @@ static RECALL: LazyLock<Mutex<HashMap<PathBuf, Listing>>> =
 
 /// The recall of every engine root listed, each by its containers'
 /// directory; for one listing at a time: two listings at once take turns
-/// (each is a few milliseconds, and the lock never waits on anything but
-/// them). A process that lists many roots that then vanish (tests) keeps
+/// (each is a few milliseconds; a listing waits on nothing else but the
+/// watch's stamps, held for one batch of events at a time). A process that lists many roots that then vanish (tests) keeps
 /// their lines until it ends.
 pub fn recall() -> MutexGuard<'static, HashMap<PathBuf, Listing>> {
     // A listing that panicked left nothing half-written: each value is

@@ -25,20 +25,22 @@
 //! report (a lock released a moment after its file's close event), or a
 //! daemon whose instance failed, are all still seen, at the old pace.
 //!
-//! A watch is added the first time someone waits on a directory, and added
-//! again costs nothing (the kernel answers the same descriptor for the same
-//! inode). It is never removed by hand: the kernel drops it when the
-//! directory is deleted (`IN_IGNORED`), and it follows the directory when
-//! `--rm` renames it to its tombstone.
+//! A watch is added the first time someone waits on a directory, or `ps`
+//! lists it, and added again costs nothing (the kernel answers the same
+//! descriptor for the same inode). It is never removed by hand: the kernel
+//! drops it when the directory is deleted (`IN_IGNORED`), as `--rm` and
+//! `rm` do once they have copied the state to its tombstone.
 //!
 //! `ps` uses the same stamps ([`super::recall`]): a record or state read
 //! under one stamp is still what the file holds while the stamp has not
 //! moved. That needs more than a waiter does: every change made before the
 //! listing began must be stamped when it looks, not a moment later when the
 //! reader thread gets to it. So events are only ever taken from the
-//! instance with the stamps' lock held ([`Watch::drain`]), by the reader
-//! and by [`catch_up`] alike: once `catch_up` returns, whatever the kernel
-//! had queued is stamped.
+//! instance with the stamps' lock held, by the reader and by [`catch_up`]
+//! alike: once `catch_up` returns, whatever the kernel had queued when it
+//! was called is stamped. Neither holds the lock for long: the reader
+//! takes one read's worth of events per turn, and `catch_up` takes what
+//! was queued when it began (`FIONREAD` counts it), not what keeps coming.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -138,39 +140,83 @@ impl Watch {
     }
 
     /// The reader: waits for events, stamps each event's directory and
-    /// wakes the waiters. If the instance ever fails, it ends, and waiters
-    /// fall back to their timeouts (polling).
+    /// wakes the waiters, one read's worth per turn of the lock. If the
+    /// instance ever fails, it ends, and waiters fall back to their
+    /// timeouts (polling).
     fn read_forever(&self) {
+        use nix::errno::Errno;
         use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
         use std::os::fd::AsFd;
         loop {
             let mut fds = [PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN)];
             match poll(&mut fds, PollTimeout::NONE) {
-                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Ok(_) | Err(Errno::EINTR) => {}
                 Err(_) => return,
             }
             let mut stamps = self.stamps();
-            let drained = self.drain(&mut stamps);
+            let taken = self.take(&mut stamps);
             drop(stamps);
             self.changed.notify_all();
-            if drained.is_err() {
+            // EAGAIN: a listing's `catch_up` took them first.
+            if let Err(e) = taken
+                && e != Errno::EAGAIN
+                && e != Errno::EINTR
+            {
                 return;
             }
         }
     }
 
-    /// Takes every event queued and stamps it, with the lock held (so a
-    /// look at the stamps never sees an event taken but not yet stamped).
+    /// Takes one read's worth of events and stamps them (the stamps' lock
+    /// is held, as `stamps` says); returns the bytes they took in the queue.
+    fn take(&self, stamps: &mut Stamps) -> Result<usize, nix::errno::Errno> {
+        let events = self.inotify.read_events()?;
+        events.iter().for_each(|e| stamps.apply(e));
+        Ok(events.iter().map(queued_size).sum())
+    }
+
+    /// Takes the events queued now, and no more (with the lock held).
     fn drain(&self, stamps: &mut Stamps) -> Result<(), nix::errno::Errno> {
-        loop {
-            match self.inotify.read_events() {
-                Ok(events) => events.iter().for_each(|e| stamps.apply(e)),
-                Err(nix::errno::Errno::EAGAIN) => return Ok(()),
-                Err(nix::errno::Errno::EINTR) => {}
+        use nix::errno::Errno;
+        let mut left = queued_bytes(&self.inotify)?;
+        while left > 0 {
+            match self.take(stamps) {
+                Ok(taken) => left = left.saturating_sub(taken),
+                Err(Errno::EAGAIN) => return Ok(()),
+                Err(Errno::EINTR) => {}
                 Err(e) => return Err(e),
             }
         }
+        Ok(())
     }
+}
+
+/// The bytes queued on the instance now (`FIONREAD`).
+fn queued_bytes(inotify: &Inotify) -> Result<usize, nix::errno::Errno> {
+    use std::os::fd::{AsFd, AsRawFd};
+    let mut queued: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int to the pointer, which is valid.
+    let done = unsafe {
+        libc::ioctl(
+            inotify.as_fd().as_raw_fd(),
+            libc::FIONREAD,
+            &mut queued as *mut libc::c_int,
+        )
+    };
+    nix::errno::Errno::result(done)?;
+    Ok(usize::try_from(queued).unwrap_or(0))
+}
+
+/// The bytes `event` took in the queue, as the kernel counts them: its
+/// header, and its name with the NUL padding to a multiple of the header's
+/// size (`round_event_name_len` in the kernel's `inotify_user.c`).
+fn queued_size(event: &nix::sys::inotify::InotifyEvent) -> usize {
+    let header = std::mem::size_of::<libc::inotify_event>();
+    header
+        + event
+            .name
+            .as_ref()
+            .map_or(0, |name| (name.len() + 1).next_multiple_of(header))
 }
 
 /// The changes to watch in a container's directory.
@@ -298,6 +344,32 @@ mod tests {
             waiter.pause(mark, Some(deadline));
         }
         assert_ne!(waiter.mark().0, mark.0, "the rename should be stamped");
+    }
+
+    #[test]
+    fn the_bytes_counted_per_event_are_the_kernels() {
+        // catch_up stops after FIONREAD's bytes: counting an event longer
+        // than the kernel does would stop it before the last ones.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).expect("init");
+        inotify.add_watch(dir.path(), changes()).expect("watch");
+        for name in [
+            "a",
+            "state.json",
+            "fifteen-chars-x",
+            "sixteen-chars-xy",
+            &"n".repeat(200),
+        ] {
+            std::fs::write(dir.path().join(name), b"x").expect("write");
+        }
+        std::fs::remove_file(dir.path().join("a")).expect("rm");
+        let queued = queued_bytes(&inotify).expect("FIONREAD");
+        let mut counted = 0;
+        while let Ok(events) = inotify.read_events() {
+            counted += events.iter().map(queued_size).sum::<usize>();
+        }
+        assert!(queued > 0);
+        assert_eq!(counted, queued);
     }
 
     #[test]

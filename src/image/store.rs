@@ -324,7 +324,7 @@ mod tests {
     }
 
     #[test]
-    fn a_blob_is_copied_in_whole_pieces_and_a_cut_is_an_error() {
+    fn a_trickling_blob_is_copied_whole_and_a_cut_is_an_error() {
         let data: Vec<u8> = (0..COPY_PIECE * 2 + 12345)
             .map(|i| (i % 251) as u8)
             .collect();
