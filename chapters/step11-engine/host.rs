@@ -132,38 +132,48 @@ pub(crate) fn ps(
     if let Some(n) = last {
         target.push_str(&format!("&limit={n}"));
     }
-    let list = client.json("GET", &target, None)?;
-    let list = list.as_array().cloned().unwrap_or_default();
+    // Taken, not cloned: with 500 containers a copy of every line's tree
+    // cost as much as printing them.
+    let list = match client.json("GET", &target, None)? {
+        Value::Array(list) => list,
+        _ => Vec::new(),
+    };
+    // One string, printed at once: `println!` per line would be a `write`
+    // per line (stdout flushes at each newline).
+    let mut out = String::new();
+    let mut line = |text: String| {
+        out.push_str(&text);
+        out.push('\n');
+    };
     if quiet {
         for c in &list {
-            println!("{}", ps_field(c, "ID"));
+            line(ps_field(c, "ID"));
         }
-        return Ok(());
-    }
-    let Some(template) = template else {
-        println!("CONTAINER ID\tIMAGE\tCOMMAND\tSTATUS\tNAMES");
+    } else if let Some(template) = template {
+        if template.table {
+            let header = |f: &str| {
+                PS_FIELDS
+                    .iter()
+                    .find(|(name, _)| *name == f)
+                    .map_or(f, |(_, h)| h)
+                    .to_string()
+            };
+            line(template.render(&header));
+        }
         for c in &list {
-            let line: Vec<String> = ["ID", "Image", "Command", "Status", "Names"]
+            line(template.render(&|f| ps_field(c, f)));
+        }
+    } else {
+        line("CONTAINER ID\tIMAGE\tCOMMAND\tSTATUS\tNAMES".to_string());
+        for c in &list {
+            let fields: Vec<String> = ["ID", "Image", "Command", "Status", "Names"]
                 .iter()
                 .map(|f| ps_field(c, f))
                 .collect();
-            println!("{}", line.join("\t"));
+            line(fields.join("\t"));
         }
-        return Ok(());
-    };
-    if template.table {
-        let header = |f: &str| {
-            PS_FIELDS
-                .iter()
-                .find(|(name, _)| *name == f)
-                .map_or(f, |(_, h)| h)
-                .to_string()
-        };
-        println!("{}", template.render(&header));
     }
-    for c in &list {
-        println!("{}", template.render(&|f| ps_field(c, f)));
-    }
+    print!("{out}");
     Ok(())
 }
 // ANCHOR_END: client_ps
