@@ -293,7 +293,7 @@ pub fn serve(root: &Path, program: &str) -> Result<(), EngineError> {
             return Ok(());
         };
         let answer = match (std::str::from_utf8(&id), log) {
-            (Ok(id), Some(log)) if is_id(id) => {
+            (Ok(id), Some(log)) if super::state::is_id(id) => {
                 let ours = [socket.as_raw_fd(), signals.as_raw_fd()];
                 fork_shim(root, id, program, log, &mask, ours)
             }
@@ -317,11 +317,6 @@ fn threads() -> Option<usize> {
         .lines()
         .find_map(|l| l.strip_prefix("Threads:"))
         .and_then(|n| n.trim().parse().ok())
-}
-
-/// A container id as the daemon makes them: hex digits, 64 at most.
-fn is_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Reaps every shim that has ended (they are ours until then); `true`
@@ -464,16 +459,6 @@ fn receive(socket: &OwnedFd) -> Result<Option<Message>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ids_are_hex_and_short() {
-        assert!(is_id("0123abcdef"));
-        assert!(is_id(&"a".repeat(64)));
-        assert!(!is_id(""));
-        assert!(!is_id(&"a".repeat(65)));
-        assert!(!is_id("../etc"));
-        assert!(!is_id("abc def"));
-    }
 
     #[test]
     fn the_argument_area_is_found() {

@@ -508,9 +508,10 @@ impl Containers {
 }
 
 /// Whether `name` can be a container's id, or the start of one: hex
-/// digits only, so never a path of more than one component.
-fn is_id(name: &str) -> bool {
-    !name.is_empty() && name.bytes().all(|b| b.is_ascii_hexdigit())
+/// digits only, 64 at most (as the daemon makes them), so never a path of
+/// more than one component.
+pub(crate) fn is_id(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// An exclusive `flock` on `path` (made if missing), waiting for whoever
@@ -566,6 +567,17 @@ pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_are_hex_and_short() {
+        assert!(is_id("0123abcdef"));
+        assert!(is_id(&"a".repeat(64)));
+        assert!(!is_id(""));
+        assert!(!is_id(&"a".repeat(65)));
+        assert!(!is_id("../etc"));
+        assert!(!is_id("abc def"));
+        assert!(!is_id(".gone-0123"));
+    }
 
     fn record(id: &str, name: &str) -> Record {
         serde_json::from_value(serde_json::json!({
