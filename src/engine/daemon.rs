@@ -1418,26 +1418,6 @@ impl NetworkView {
     }
 }
 
-/// `docker ps`'s summary of one container: what its record and state say
-/// ([`super::ps::summary`] adds its ports, mounts and network).
-pub(crate) fn summary(c: &Record, s: &State) -> Value {
-    json!({
-        "Id": c.id, "Names": [format!("/{}", c.name)], "Image": c.image,
-        "Command": c.command.join(" "), "Created": c.created,
-        "State": s.status.as_str(), "Status": status_text(s),
-    })
-}
-
-/// Docker's `Status` words for state `s`: `Up 5 seconds`, `Exited (0)`…
-pub(crate) fn status_text(s: &State) -> String {
-    match s.status {
-        Status::Running => format!("Up {} seconds", now().saturating_sub(s.started)),
-        Status::Exited if s.restarting => format!("Restarting ({})", s.exit_code),
-        Status::Exited => format!("Exited ({})", s.exit_code),
-        Status::Created => "Created".to_string(),
-    }
-}
-
 /// 64 hex digits from the kernel's random source, like Docker's ids.
 fn random_id() -> String {
     crate::ids::random_hex(32)

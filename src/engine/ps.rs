@@ -158,10 +158,10 @@ fn keeps(f: &Filters, c: &Record, s: &State) -> bool {
 }
 
 // ANCHOR: summary
-/// One line of `docker ps`, in the shape of Docker's API. A struct, not a
-/// `serde_json::Value`: serde writes it straight out, where a `Value`
-/// is a tree of maps built, written and freed for every line (most of a
-/// listing's time, measured with 500 containers).
+/// One line of `docker ps` (and of `system df`'s containers), in the shape
+/// of Docker's API. A struct, not a `serde_json::Value`: serde writes it
+/// straight out, where a `Value` is a tree of maps built, written and freed
+/// for every line (with 500 containers, a large share of a listing).
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Line<'a> {
@@ -182,7 +182,7 @@ pub struct Line<'a> {
 
 /// An object with nothing in it.
 #[derive(Serialize)]
-pub struct Empty {}
+struct Empty {}
 
 /// A line's `HostConfig`: its network mode.
 #[derive(Serialize)]
@@ -238,7 +238,7 @@ pub fn summary<'a>(
         command: c.command.join(" "),
         created: c.created,
         state: s.status.as_str(),
-        status: super::daemon::status_text(s),
+        status: status_text(s),
         ports: ports(containers, c),
         mounts: c.mounts.iter().map(|m| m.to_json()).collect(),
         labels: Empty {},
@@ -255,6 +255,19 @@ pub fn summary<'a>(
     }
 }
 // ANCHOR_END: summary
+
+/// Docker's `Status` words for state `s`: `Up 5 seconds`, `Exited (0)`…
+fn status_text(s: &State) -> String {
+    match s.status {
+        Status::Running => format!(
+            "Up {} seconds",
+            super::state::now().saturating_sub(s.started)
+        ),
+        Status::Exited if s.restarting => format!("Restarting ({})", s.exit_code),
+        Status::Exited => format!("Exited ({})", s.exit_code),
+        Status::Created => "Created".to_string(),
+    }
+}
 
 /// The ports it publishes (`-p`), from its record (or, for a record of an
 /// older daemon, its bundle's annotation), as Docker's `Ports` entries.

@@ -91,22 +91,22 @@ impl Listing {
                 (wd, watch::records_stamp(wd)?)
             }
         };
-        let kept = self.kept.entry(id.to_string()).or_insert(Kept {
-            wd,
-            stamp,
-            record: None,
-            state: None,
-            listed: generation,
-        });
-        if (kept.wd, kept.stamp) != (wd, stamp) {
-            *kept = Kept {
+        // Kept values read under another stamp are dropped: read again.
+        if self
+            .kept
+            .get(id)
+            .is_none_or(|kept| (kept.wd, kept.stamp) != (wd, stamp))
+        {
+            let fresh = Kept {
                 wd,
                 stamp,
                 record: None,
                 state: None,
                 listed: generation,
             };
+            self.kept.insert(id.to_string(), fresh);
         }
+        let kept = self.kept.get_mut(id)?;
         kept.listed = generation;
         Some(kept)
     }
@@ -155,8 +155,9 @@ static RECALL: LazyLock<Mutex<HashMap<PathBuf, Listing>>> =
 /// The recall of every engine root listed, each by its containers'
 /// directory; for one listing at a time: two listings at once take turns
 /// (each is a few milliseconds; a listing waits on nothing else but the
-/// watch's stamps, held for one batch of events at a time). A process that lists many roots that then vanish (tests) keeps
-/// their lines until it ends.
+/// watch's stamps, held for one batch of events at a time). A process
+/// that lists many roots that then vanish (tests) keeps their lines until
+/// it ends.
 pub fn recall() -> MutexGuard<'static, HashMap<PathBuf, Listing>> {
     // A listing that panicked left nothing half-written: each value is
     // replaced whole.

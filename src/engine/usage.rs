@@ -173,12 +173,15 @@ pub fn system_df(root: &Path) -> Result<Value, EngineError> {
             })
         })
         .collect();
+    let networks = super::daemon::NetworkView::now(root);
     let container_list: Vec<Value> = listed
         .iter()
         .map(|(c, s)| {
             let rw = size_of(&containers.dir(&c.id).join("upper"));
             let image = images.iter().find(|i| i.made(c)).map_or(0, Image::size);
-            let mut summary = super::daemon::summary(c, s);
+            // The line `ps` gives (as Docker's df does), with its sizes.
+            let line = super::ps::summary(&containers, &networks, c, s);
+            let mut summary = serde_json::to_value(line).unwrap_or_default();
             summary["SizeRw"] = json!(rw);
             summary["SizeRootFs"] = json!(rw + image);
             summary

@@ -61,24 +61,39 @@ struct Watch {
     changed: Condvar,
 }
 
-/// Each watched directory's latest stamp: a number from one counter, so a
+/// Each watched directory's latest stamps: numbers from one counter, so a
 /// directory deleted and a descriptor reused never look unchanged.
 #[derive(Default)]
 struct Stamps {
     next: u64,
-    of: HashMap<WatchDescriptor, u64>,
-    /// The stamp of the last change to its record or state (`ps` reads
-    /// those two, and need not read them again when only its log grew).
-    records: HashMap<WatchDescriptor, u64>,
+    of: HashMap<WatchDescriptor, Stamp>,
+}
+
+/// A directory's stamps: of its last change, and of the last change to its
+/// record or state (`ps` reads those two, and need not read them again
+/// when only its log grew).
+#[derive(Clone, Copy)]
+struct Stamp {
+    any: u64,
+    records: u64,
 }
 
 /// The files of a container's directory that `ps` reads.
 const RECORDS: [&str; 2] = ["container.json", "state.json"];
 
 impl Stamps {
-    fn stamp(&mut self, wd: WatchDescriptor) {
+    /// A new stamp for `wd` (for its records too, if `records`).
+    fn stamp(&mut self, wd: WatchDescriptor, records: bool) {
         self.next += 1;
-        self.of.insert(wd, self.next);
+        let now = self.next;
+        let stamp = self.of.entry(wd).or_insert(Stamp {
+            any: now,
+            records: now,
+        });
+        stamp.any = now;
+        if records {
+            stamp.records = now;
+        }
     }
 
     /// Stamps what `event` says changed.
@@ -86,23 +101,16 @@ impl Stamps {
         if event.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
             // Events were lost: every directory may have changed.
             let all: Vec<_> = self.of.keys().copied().collect();
-            for wd in all {
-                self.stamp(wd);
-                self.records.insert(wd, self.next);
-            }
+            all.into_iter().for_each(|wd| self.stamp(wd, true));
         } else if event.mask.contains(AddWatchFlags::IN_IGNORED) {
             // The directory is gone: its waiters see "changed".
             self.of.remove(&event.wd);
-            self.records.remove(&event.wd);
         } else {
-            self.stamp(event.wd);
-            let record = event
+            let records = event
                 .name
                 .as_ref()
                 .is_none_or(|name| RECORDS.iter().any(|r| name.as_os_str() == *r));
-            if record {
-                self.records.insert(event.wd, self.next);
-            }
+            self.stamp(event.wd, records);
         }
     }
 }
@@ -175,19 +183,21 @@ impl Watch {
         Ok(events.iter().map(queued_size).sum())
     }
 
-    /// Takes the events queued now, and no more (with the lock held).
-    fn drain(&self, stamps: &mut Stamps) -> Result<(), nix::errno::Errno> {
+    /// Takes the events queued now, and no more (with the lock held);
+    /// whether there were any.
+    fn drain(&self, stamps: &mut Stamps) -> Result<bool, nix::errno::Errno> {
         use nix::errno::Errno;
-        let mut left = queued_bytes(&self.inotify)?;
+        let queued = queued_bytes(&self.inotify)?;
+        let mut left = queued;
         while left > 0 {
             match self.take(stamps) {
                 Ok(taken) => left = left.saturating_sub(taken),
-                Err(Errno::EAGAIN) => return Ok(()),
+                Err(Errno::EAGAIN) => break,
                 Err(Errno::EINTR) => {}
                 Err(e) => return Err(e),
             }
         }
-        Ok(())
+        Ok(queued > 0)
     }
 }
 
@@ -236,10 +246,12 @@ pub fn catch_up() -> bool {
         return false;
     };
     let mut stamps = watch.stamps();
-    let drained = watch.drain(&mut stamps).is_ok();
+    let drained = watch.drain(&mut stamps);
     drop(stamps);
-    watch.changed.notify_all();
-    drained
+    if drained == Ok(true) {
+        watch.changed.notify_all();
+    }
+    drained.is_ok()
 }
 
 /// Starts watching `dir` (a container's directory), if it was not: its
@@ -247,13 +259,10 @@ pub fn catch_up() -> bool {
 pub fn watched(dir: &Path) -> Option<WatchDescriptor> {
     let watch = watch()?;
     let wd = watch.inotify.add_watch(dir, changes()).ok()?;
+    // A directory seen for the first time gets stamps to compare with.
     let mut stamps = watch.stamps();
     if !stamps.of.contains_key(&wd) {
-        stamps.stamp(wd);
-    }
-    if !stamps.records.contains_key(&wd) {
-        let now = stamps.next;
-        stamps.records.insert(wd, now);
+        stamps.stamp(wd, true);
     }
     Some(wd)
 }
@@ -261,7 +270,7 @@ pub fn watched(dir: &Path) -> Option<WatchDescriptor> {
 /// The stamp of the last change to the record or state in the directory
 /// `wd` watches; `None` once the directory is gone.
 pub fn records_stamp(wd: WatchDescriptor) -> Option<u64> {
-    watch()?.stamps().records.get(&wd).copied()
+    Some(watch()?.stamps().of.get(&wd)?.records)
 }
 // ANCHOR_END: catch_up
 
@@ -294,7 +303,7 @@ impl Waiter {
     /// The directory's stamp now: take it before looking at its files.
     pub fn mark(&self) -> Mark {
         Mark(match (watch(), self.wd) {
-            (Some(watch), Some(wd)) => watch.stamps().of.get(&wd).copied(),
+            (Some(watch), Some(wd)) => watch.stamps().of.get(&wd).map(|s| s.any),
             _ => None,
         })
     }
@@ -314,7 +323,9 @@ impl Waiter {
         let stamps = watch.stamps();
         let (_stamps, waited) = watch
             .changed
-            .wait_timeout_while(stamps, limit, |stamps| stamps.of.get(&wd) == Some(&seen))
+            .wait_timeout_while(stamps, limit, |stamps| {
+                stamps.of.get(&wd).map(|s| s.any) == Some(seen)
+            })
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if !waited.timed_out() {
             // Something happens there: look again soon if this was not it
