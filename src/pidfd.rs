@@ -36,6 +36,33 @@ pub fn signal(pidfd: &OwnedFd, signal: i32) -> Result<(), Errno> {
     Errno::result(ret).map(drop)
 }
 
+/// Which of `pidfds` name a process that has ended, in one `poll(2)` that
+/// does not wait: a pidfd turns readable when its process exits, so a
+/// thousand can be checked for the price of one call. `None` if the poll
+/// failed (the caller then knows nothing; ask each process another way).
+pub fn ended(pidfds: &[std::os::fd::BorrowedFd<'_>]) -> Option<Vec<bool>> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    if pidfds.is_empty() {
+        return Some(Vec::new());
+    }
+    let mut fds: Vec<PollFd> = pidfds
+        .iter()
+        .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
+        .collect();
+    loop {
+        match poll(&mut fds, PollTimeout::ZERO) {
+            Ok(_) => break,
+            Err(Errno::EINTR) => {}
+            Err(_) => return None,
+        }
+    }
+    Some(
+        fds.iter()
+            .map(|fd| fd.revents().is_some_and(|r| !r.is_empty()))
+            .collect(),
+    )
+}
+
 /// Waits up to `timeout` for the process to end (its pidfd turns readable
 /// when it exits, reaped or not); whether it did.
 pub fn wait_gone(pidfd: &OwnedFd, timeout: std::time::Duration) -> bool {

@@ -46,34 +46,49 @@ const PS_FIELDS: [(&str, &str); 12] = [
     ("Networks", "NETWORKS"),
 ];
 
+/// The part of a container summary (`GET /containers/json`, one a line)
+/// that `ps` prints. Parsed into this rather than a `serde_json::Value`:
+/// with 500 containers, building and dropping a tree of every line's
+/// whole summary (its `HostConfig`, its `NetworkSettings`…) was most of
+/// the client's time; serde skips what is not named here without keeping it.
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct Summary {
+    id: String,
+    image: String,
+    command: String,
+    created: u64,
+    status: String,
+    state: String,
+    names: Vec<String>,
+    ports: Vec<Value>,
+    mounts: Vec<Value>,
+    network_settings: SummaryNetworks,
+}
+
+/// `NetworkSettings.Networks` of a summary: only the names are printed.
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct SummaryNetworks {
+    networks: std::collections::BTreeMap<String, serde::de::IgnoredAny>,
+}
+
 /// One field of one container summary, as `docker ps` prints it.
-fn ps_field(c: &Value, field: &str) -> String {
-    let strings = |v: &Value| -> Vec<String> {
-        v.as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|s| s.as_str().map(String::from))
-            .collect()
-    };
-    let created = c["Created"].as_u64().unwrap_or(0);
+fn ps_field(c: &Summary, field: &str) -> String {
     match field {
-        "ID" => c["Id"]
-            .as_str()
-            .unwrap_or_default()
-            .chars()
-            .take(12)
-            .collect(),
-        "Image" | "Status" | "State" => c[field].as_str().unwrap_or_default().to_string(),
-        "Command" => format!("{:?}", c["Command"].as_str().unwrap_or_default()),
-        "CreatedAt" => caixa::engine::daemon::rfc3339(created),
+        "ID" => c.id.chars().take(12).collect(),
+        "Image" => c.image.clone(),
+        "Status" => c.status.clone(),
+        "State" => c.state.clone(),
+        "Command" => format!("{:?}", c.command),
+        "CreatedAt" => caixa::engine::daemon::rfc3339(c.created),
         "RunningFor" => {
             let now = caixa::engine::state::now();
-            format!("{} seconds ago", now.saturating_sub(created))
+            format!("{} seconds ago", now.saturating_sub(c.created))
         }
-        "Ports" => c["Ports"]
-            .as_array()
-            .into_iter()
-            .flatten()
+        "Ports" => c
+            .ports
+            .iter()
             .map(|p| {
                 format!(
                     "{}:{}->{}/{}",
@@ -85,25 +100,28 @@ fn ps_field(c: &Value, field: &str) -> String {
             })
             .collect::<Vec<_>>()
             .join(", "),
-        "Names" => strings(&c["Names"])
+        "Names" => c
+            .names
             .iter()
-            .map(|n| n.trim_start_matches('/').to_string())
+            .map(|n| n.trim_start_matches('/'))
             .collect::<Vec<_>>()
             .join(","),
-        "Mounts" => c["Mounts"]
-            .as_array()
-            .into_iter()
-            .flatten()
+        "Mounts" => c
+            .mounts
+            .iter()
             .map(|m| match m["Name"].as_str() {
                 Some(name) => name.to_string(),
                 None => m["Source"].as_str().unwrap_or_default().to_string(),
             })
             .collect::<Vec<_>>()
             .join(","),
-        "Networks" => c["NetworkSettings"]["Networks"]
-            .as_object()
-            .map(|n| n.keys().cloned().collect::<Vec<_>>().join(","))
-            .unwrap_or_default(),
+        "Networks" => c
+            .network_settings
+            .networks
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(","),
         _ => String::new(), // Labels: caixa's containers have none
     }
 }
@@ -132,12 +150,7 @@ pub(crate) fn ps(
     if let Some(n) = last {
         target.push_str(&format!("&limit={n}"));
     }
-    // Taken, not cloned: with 500 containers a copy of every line's tree
-    // cost as much as printing them.
-    let list = match client.json("GET", &target, None)? {
-        Value::Array(list) => list,
-        _ => Vec::new(),
-    };
+    let list: Vec<Summary> = client.json_as("GET", &target)?;
     // One string, printed at once: `println!` per line would be a `write`
     // per line (stdout flushes at each newline).
     let mut out = String::new();
@@ -385,13 +398,14 @@ pub(crate) fn system_df(client: &Client, verbose: bool) -> Result<(), EngineErro
         }
         println!("\nCONTAINER ID\tIMAGE\tSIZE\tSTATUS\tNAMES");
         for c in &containers {
+            let line = <Summary as serde::Deserialize>::deserialize(c).unwrap_or_default();
             println!(
                 "{}\t{}\t{}\t{}\t{}",
-                ps_field(c, "ID"),
-                ps_field(c, "Image"),
+                ps_field(&line, "ID"),
+                ps_field(&line, "Image"),
                 human(n(c, "SizeRw")),
-                ps_field(c, "Status"),
-                ps_field(c, "Names")
+                ps_field(&line, "Status"),
+                ps_field(&line, "Names")
             );
         }
         println!("\nVOLUME NAME\tLINKS\tSIZE");

@@ -196,6 +196,19 @@ impl Client {
             .map_err(|e| EngineError::Daemon(format!("the daemon's answer is not JSON: {e}")))
     }
 
+    /// Like [`Client::json`], parsed straight into `T`: for an answer of
+    /// many lines of which the caller reads a few fields (`ps`).
+    pub fn json_as<T: serde::de::DeserializeOwned>(
+        &self,
+        method: &str,
+        target: &str,
+    ) -> Result<T, EngineError> {
+        let response = self.call(method, target, None, &mut |_| {})?;
+        serde_json::from_slice(&response.body).map_err(|e| {
+            EngineError::Daemon(format!("the daemon's answer is not what was asked: {e}"))
+        })
+    }
+
     // ANCHOR: client_upgrade
     /// Asks to take over a connection (Docker's attach) and returns it,
     /// once the daemon has answered `101`, as a blocking `UnixStream`: read

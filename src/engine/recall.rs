@@ -40,11 +40,13 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{LazyLock, Mutex, MutexGuard};
 
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
 use nix::sys::inotify::WatchDescriptor;
 use serde::de::DeserializeOwned;
 
 use super::EngineError;
-use super::state::{Record, State, read_json};
+use super::state::{self, Record, State, read_json};
 use super::watch;
 
 /// What one listing of one engine root keeps, by container id.
@@ -53,6 +55,12 @@ pub struct Listing {
     kept: HashMap<String, Kept>,
     /// Counts listings: a container not seen by the latest is forgotten.
     generation: u64,
+    /// The containers whose kept shim this listing takes on trust until
+    /// [`Listing::ended_shims`] asks the kernel about all of them at once.
+    trusted: Vec<String>,
+    /// How many shims are kept (each a descriptor), and how many may be.
+    shims: usize,
+    most_shims: usize,
 }
 
 /// One container's values, and the stamp they were read under.
@@ -61,6 +69,9 @@ struct Kept {
     stamp: u64,
     record: Option<Record>,
     state: Option<State>,
+    /// The shim its `running` state names, as a pidfd, once its lock
+    /// vouched for that process under this stamp (see [`Listing::shim_alive`]).
+    shim: Option<OwnedFd>,
     listed: u64,
 }
 
@@ -68,9 +79,20 @@ impl Listing {
     /// Begins a listing: everything the kernel has queued is stamped.
     pub fn begin(&mut self) {
         self.generation += 1;
+        self.trusted.clear();
         if !watch::catch_up() {
             // No instance: nothing kept can be checked.
             self.kept.clear();
+        }
+        self.shims = self.kept.values().filter(|k| k.shim.is_some()).count();
+        if self.most_shims == 0 {
+            // A quarter of the descriptors this process may open: a daemon
+            // with thousands of containers runs out of kept shims, never of
+            // descriptors for its requests (the rest are asked by lock).
+            let (soft, _) =
+                nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+                    .unwrap_or((1024, 1024));
+            self.most_shims = usize::try_from(soft / 4).unwrap_or(256).max(1);
         }
     }
 
@@ -102,6 +124,7 @@ impl Listing {
                 stamp,
                 record: None,
                 state: None,
+                shim: None,
                 listed: generation,
             };
             self.kept.insert(id.to_string(), fresh);
@@ -141,6 +164,74 @@ impl Listing {
         *slot(kept) = Some(value.clone());
         Ok(value)
     }
+
+    // ANCHOR: shim_trusted
+    /// Whether the shim of container `id` (in `dir`, pid `pid` as its
+    /// `running` state says) is alive. The first time under a stamp its
+    /// lock answers ([`state::shim_alive`]: an open, a `flock` and a close,
+    /// most of a listing's time with 500 containers), and a pidfd of the
+    /// shim is kept; after that the answer is "yes" on trust, and
+    /// [`Listing::ended_shims`] checks every trusted pidfd in one `poll`.
+    ///
+    /// The pidfd is opened between two answers of the lock: if the lock was
+    /// held both times, the process opened was alive while a shim held the
+    /// container. Could the holder be another shim, with `pid` long gone
+    /// and its number reused? Only a new start takes the lock, and it
+    /// writes a new state (its own pid) at once, which moves the stamp and
+    /// drops the pidfd kept under the old one.
+    pub fn shim_alive(&mut self, id: &str, dir: &Path, pid: i32) -> bool {
+        let room = self.shims < self.most_shims;
+        let Some(kept) = self.current(id, dir) else {
+            return state::shim_alive(dir);
+        };
+        if kept.shim.is_some() {
+            self.trusted.push(id.to_string());
+            return true;
+        }
+        if !state::shim_alive(dir) {
+            return false;
+        }
+        if room {
+            if let Ok(pidfd) = crate::pidfd::open(pid) {
+                if !state::shim_alive(dir) {
+                    return false;
+                }
+                kept.shim = Some(pidfd);
+                self.shims += 1;
+            }
+        }
+        true
+    }
+
+    /// The containers trusted by [`Listing::shim_alive`] in this listing
+    /// whose shim has ended since: their kept pidfd is dropped, and the
+    /// caller judges them again from their files.
+    pub fn ended_shims(&mut self) -> Vec<String> {
+        let trusted = std::mem::take(&mut self.trusted);
+        let (ids, fds): (Vec<&String>, Vec<BorrowedFd<'_>>) = trusted
+            .iter()
+            .filter_map(|id| Some((id, self.kept.get(id)?.shim.as_ref()?.as_fd())))
+            .unzip();
+        let ended = match crate::pidfd::ended(&fds) {
+            Some(ended) => ended,
+            // The poll failed: trust nothing this listing trusted.
+            None => vec![true; fds.len()],
+        };
+        let gone: Vec<String> = ids
+            .into_iter()
+            .zip(ended)
+            .filter(|(_, ended)| *ended)
+            .map(|(id, _)| id.clone())
+            .collect();
+        drop(fds);
+        for id in &gone {
+            if let Some(kept) = self.kept.get_mut(id) {
+                kept.shim = None;
+            }
+        }
+        gone
+    }
+    // ANCHOR_END: shim_trusted
 
     /// Ends a listing: forgets the containers it did not see (removed).
     pub fn end(&mut self) {
@@ -212,5 +303,55 @@ mod tests {
         listing.begin();
         listing.end();
         assert!(listing.kept.is_empty());
+    }
+
+    #[test]
+    fn a_trusted_shim_that_ends_is_reported_by_the_next_listing() {
+        let root = tempfile::tempdir().unwrap();
+        let id = "b".repeat(64);
+        let dir = root.path().join(&id);
+        std::fs::create_dir(&dir).unwrap();
+        let lock = dir.join("shim.lock");
+        std::fs::write(&lock, "").unwrap();
+        // A stand-in shim: `flock` holds the lock while its `cat` runs
+        // (`-o`: only `flock` itself holds it), and `cat` ends with its stdin.
+        let mut shim = std::process::Command::new("flock")
+            .arg("-o")
+            .arg(&lock)
+            .arg("cat")
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = shim.id() as i32;
+        let begin = std::time::Instant::now();
+        while !state::shim_alive(&dir) {
+            assert!(begin.elapsed().as_secs() < 10, "flock never took the lock");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let mut listing = Listing::default();
+        // First: asked by lock, and its pidfd kept.
+        listing.begin();
+        assert!(listing.shim_alive(&id, &dir, pid));
+        assert!(listing.ended_shims().is_empty());
+        listing.end();
+        assert!(listing.kept[&id].shim.is_some());
+        // Then on trust, checked by one poll: alive.
+        listing.begin();
+        assert!(listing.shim_alive(&id, &dir, pid));
+        assert!(listing.ended_shims().is_empty());
+        listing.end();
+        // Killed: trusted once more, and the poll says it ended.
+        shim.kill().unwrap();
+        shim.wait().unwrap();
+        drop(shim.stdin.take());
+        listing.begin();
+        assert!(listing.shim_alive(&id, &dir, pid));
+        assert_eq!(listing.ended_shims(), vec![id.clone()]);
+        listing.end();
+        // Its pidfd is dropped: the next listing asks the lock, now free.
+        listing.begin();
+        assert!(!listing.shim_alive(&id, &dir, pid));
+        assert!(listing.ended_shims().is_empty());
+        listing.end();
     }
 }

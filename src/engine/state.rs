@@ -334,8 +334,10 @@ impl Containers {
     // ANCHOR: list_recalled
     /// Every container, oldest first, with its state. A file unchanged since
     /// an earlier listing is not read again ([`super::recall`]); a state
-    /// that says `running` is still judged by its shim's lock each time,
-    /// and any doubt goes to [`Containers::state`], which reads the files.
+    /// that says `running` is judged by its shim's lock the first time, and
+    /// after that by a pidfd of the shim, all of them asked in one `poll`
+    /// at the end; any doubt goes to [`Containers::state`], which reads the
+    /// files and asks the lock.
     pub fn list(&self) -> Result<Vec<(Record, State)>, EngineError> {
         let mut all = Vec::new();
         let mut recall = super::recall::recall();
@@ -355,7 +357,7 @@ impl Containers {
                 continue;
             };
             let state = match listing.state(&id, &dir) {
-                Ok(s) if s.status != Status::Running || shim_alive(&dir) => s,
+                Ok(s) if s.status != Status::Running || listing.shim_alive(&id, &dir, s.shim) => s,
                 _ => match self.state(&id) {
                     Ok(s) => s,
                     Err(_) => continue,
@@ -363,8 +365,20 @@ impl Containers {
             };
             all.push((record, state));
         }
+        // The shims taken on trust, asked all at once: any that ended since
+        // the last listing is judged again from its files and its lock.
+        for id in listing.ended_shims() {
+            if let Some(i) = all.iter().position(|(c, _)| c.id == id) {
+                match self.state(&id) {
+                    Ok(state) => all[i].1 = state,
+                    Err(_) => {
+                        all.remove(i);
+                    }
+                }
+            }
+        }
         listing.end();
-        all.sort_by_key(|(c, _)| (c.created, c.id.clone()));
+        all.sort_by(|(a, _), (b, _)| (a.created, &a.id).cmp(&(b.created, &b.id)));
         Ok(all)
     }
     // ANCHOR_END: list_recalled
@@ -533,10 +547,14 @@ pub(crate) fn lock_file(path: &Path, call: &'static str) -> Result<Flock<File>, 
 /// the shim dies, however it dies. A shared lock we can take means nobody
 /// holds it; we let go at once.
 pub fn shim_alive(dir: &Path) -> bool {
-    let Ok(file) = File::open(dir.join("shim.lock")) else {
-        return false;
-    };
-    Flock::lock(file, FlockArg::LockSharedNonblock).is_err()
+    match File::open(dir.join("shim.lock")) {
+        Ok(file) => Flock::lock(file, FlockArg::LockSharedNonblock).is_err(),
+        // No lock file: no shim ever ran here.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        // Out of descriptors, say: we cannot tell, and a container is not
+        // declared dead (and swept) on a doubt.
+        Err(_) => true,
+    }
 }
 // ANCHOR_END: shim_alive
 

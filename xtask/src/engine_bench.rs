@@ -64,6 +64,7 @@ pub fn run(root: &Path, runs: usize, scale: Option<usize>, memory: Option<usize>
         return Ok(());
     }
     crate::peers::leave_hybrid_cgroup_mode()?;
+    crate::peers::say_memory_cgroups();
     quiet(Command::new("ip").args(["link", "set", "lo", "up"]))?;
     let work = root.join("target/bench-engine");
     let _ = std::fs::remove_dir_all(&work);

@@ -46,6 +46,27 @@ type MakeCommand<'a> = Box<dyn Fn(usize) -> Command + 'a>;
 
 const INNER: &str = "CAIXA_BENCH_PEERS_INNER";
 
+/// Says how many memory cgroups the machine has, live and dying. A
+/// container's memory cgroup outlives its `rmdir` while page cache it was
+/// charged for stays cached, and thousands of dying ones slowed every start
+/// of every engine nearly twofold (Appendix C): times from two runs compare
+/// only at similar counts. `sync; echo 3 > /proc/sys/vm/drop_caches` frees
+/// them, with the cache.
+pub fn say_memory_cgroups() {
+    let count = std::fs::read_to_string("/proc/cgroups")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("memory\t"))
+                .and_then(|rest| rest.split('\t').nth(1)?.parse::<u64>().ok())
+        });
+    if let Some(n) = count {
+        println!(
+            "memory cgroups on this machine, live and dying: {n} (thousands slow every start; see Appendix C)"
+        );
+    }
+}
+
 /// Entry point: re-executes itself in a private mount namespace first.
 pub fn run(root: &Path, runs: usize) -> Result<()> {
     if std::env::var_os(INNER).is_none() {
@@ -58,6 +79,7 @@ pub fn run(root: &Path, runs: usize) -> Result<()> {
         return again_in_a_private_mount_namespace("bench-peers", runs, INNER);
     }
     leave_hybrid_cgroup_mode()?;
+    say_memory_cgroups();
     let bin = root.join("target/release");
     let work = root.join("target/bench-peers");
     std::fs::create_dir_all(&work)?;
