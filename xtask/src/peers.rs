@@ -47,10 +47,10 @@ type MakeCommand<'a> = Box<dyn Fn(usize) -> Command + 'a>;
 const INNER: &str = "CAIXA_BENCH_PEERS_INNER";
 
 /// Says how many memory cgroups the machine has, live and dying. A
-/// container's memory cgroup outlives its `rmdir` while page cache it was
-/// charged for stays cached, and thousands of dying ones slowed every start
-/// of every engine nearly twofold (Appendix C): times from two runs compare
-/// only at similar counts. `sync; echo 3 > /proc/sys/vm/drop_caches` frees
+/// memory cgroup may outlive its `rmdir` while page cache it was charged
+/// for stays cached, and with thousands of dying ones caixa's starts took
+/// nearly twice as long (Appendix C): times from two runs compare only at
+/// similar counts. `sync; echo 3 > /proc/sys/vm/drop_caches` frees
 /// them, with the cache.
 pub fn say_memory_cgroups() {
     let count = std::fs::read_to_string("/proc/cgroups")
