@@ -51,18 +51,30 @@ const PS_FIELDS: [(&str, &str); 12] = [
 /// with 500 containers, building and dropping a tree of every line's
 /// whole summary (its `HostConfig`, its `NetworkSettings`…) was most of
 /// the client's time; serde skips what is not named here without keeping it.
+/// A field that is `null` (a Go daemon writes an empty list or map so)
+/// reads as missing: empty.
 #[derive(serde::Deserialize, Default)]
 #[serde(rename_all = "PascalCase", default)]
 struct Summary {
+    #[serde(deserialize_with = "or_empty")]
     id: String,
+    #[serde(deserialize_with = "or_empty")]
     image: String,
+    #[serde(deserialize_with = "or_empty")]
     command: String,
+    #[serde(deserialize_with = "or_empty")]
     created: u64,
+    #[serde(deserialize_with = "or_empty")]
     status: String,
+    #[serde(deserialize_with = "or_empty")]
     state: String,
+    #[serde(deserialize_with = "or_empty")]
     names: Vec<String>,
+    #[serde(deserialize_with = "or_empty")]
     ports: Vec<Value>,
+    #[serde(deserialize_with = "or_empty")]
     mounts: Vec<Value>,
+    #[serde(deserialize_with = "or_empty")]
     network_settings: SummaryNetworks,
 }
 
@@ -70,7 +82,17 @@ struct Summary {
 #[derive(serde::Deserialize, Default)]
 #[serde(rename_all = "PascalCase", default)]
 struct SummaryNetworks {
+    #[serde(deserialize_with = "or_empty")]
     networks: std::collections::BTreeMap<String, serde::de::IgnoredAny>,
+}
+
+/// A value, or its empty default where the JSON has `null`.
+fn or_empty<'de, D, T>(from: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de> + Default,
+{
+    Ok(<Option<T> as serde::Deserialize>::deserialize(from)?.unwrap_or_default())
 }
 
 /// One field of one container summary, as `docker ps` prints it.
@@ -150,7 +172,9 @@ pub(crate) fn ps(
     if let Some(n) = last {
         target.push_str(&format!("&limit={n}"));
     }
-    let list: Vec<Summary> = client.json_as("GET", &target)?;
+    let list: Vec<Summary> = client
+        .json_as::<Option<Vec<Summary>>>("GET", &target)?
+        .unwrap_or_default();
     // One string, printed at once: `println!` per line would be a `write`
     // per line (stdout flushes at each newline).
     let mut out = String::new();
@@ -421,3 +445,27 @@ pub(crate) fn system_df(client: &Client, verbose: bool) -> Result<(), EngineErro
     Ok(())
 }
 // ANCHOR_END: client_df
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_summary_with_null_lists_prints_as_empty() {
+        let lines: Vec<Summary> = serde_json::from_str(
+            r#"[{"Id":"0123456789abcdef","Names":null,"Ports":null,"Mounts":null,
+                 "Created":null,"NetworkSettings":{"Networks":null},"Status":"Up 1 second"},
+                {"Id":"fedcba9876543210","Names":["/web"],"NetworkSettings":null,
+                 "Ports":[{"IP":"0.0.0.0","PrivatePort":80,"PublicPort":8080,"Type":"tcp"}],
+                 "HostConfig":{"NetworkMode":"bridge"}}]"#,
+        )
+        .unwrap();
+        assert_eq!(ps_field(&lines[0], "ID"), "0123456789ab");
+        assert_eq!(ps_field(&lines[0], "Names"), "");
+        assert_eq!(ps_field(&lines[0], "Ports"), "");
+        assert_eq!(ps_field(&lines[0], "Networks"), "");
+        assert_eq!(ps_field(&lines[0], "Status"), "Up 1 second");
+        assert_eq!(ps_field(&lines[1], "Names"), "web");
+        assert_eq!(ps_field(&lines[1], "Ports"), "0.0.0.0:8080->80/tcp");
+    }
+}

@@ -197,14 +197,20 @@ impl Client {
     }
 
     /// Like [`Client::json`], parsed straight into `T`: for an answer of
-    /// many lines of which the caller reads a few fields (`ps`).
+    /// many lines of which the caller reads a few fields (`ps`). An empty
+    /// body reads as `null`, as in [`Client::json`].
     pub fn json_as<T: serde::de::DeserializeOwned>(
         &self,
         method: &str,
         target: &str,
     ) -> Result<T, EngineError> {
         let response = self.call(method, target, None, &mut |_| {})?;
-        serde_json::from_slice(&response.body).map_err(|e| {
+        let body: &[u8] = if response.body.is_empty() {
+            b"null"
+        } else {
+            &response.body
+        };
+        serde_json::from_slice(body).map_err(|e| {
             EngineError::Daemon(format!("the daemon's answer is not what was asked: {e}"))
         })
     }

@@ -169,16 +169,19 @@ impl Listing {
     /// Whether the shim of container `id` (in `dir`, pid `pid` as its
     /// `running` state says) is alive. The first time under a stamp its
     /// lock answers ([`state::shim_alive`]: an open, a `flock` and a close,
-    /// most of a listing's time with 500 containers), and a pidfd of the
-    /// shim is kept; after that the answer is "yes" on trust, and
+    /// nearly half of a listing's time with 500 containers), and a pidfd of
+    /// the shim is kept; after that the answer is "yes" on trust, and
     /// [`Listing::ended_shims`] checks every trusted pidfd in one `poll`.
     ///
-    /// The pidfd is opened between two answers of the lock: if the lock was
-    /// held both times, the process opened was alive while a shim held the
-    /// container. Could the holder be another shim, with `pid` long gone
-    /// and its number reused? Only a new start takes the lock, and it
-    /// writes a new state (its own pid) at once, which moves the stamp and
-    /// drops the pidfd kept under the old one.
+    /// The pidfd is opened between two answers of the lock, for the pid of
+    /// the state kept under the same stamp: if the lock was held both
+    /// times, the process opened was alive while a shim held the container.
+    /// Could the holder be another shim, with `pid` long gone and its
+    /// number reused? A new shim is only started after the daemon writes
+    /// the state `created`, which moves the stamp and drops what was kept
+    /// under the old one, this pidfd with it. A container with no room
+    /// left for its pidfd (a quarter of the descriptors this process may
+    /// open), or whose pidfd cannot be opened, is asked by its lock each time.
     pub fn shim_alive(&mut self, id: &str, dir: &Path, pid: i32) -> bool {
         let room = self.shims < self.most_shims;
         let Some(kept) = self.current(id, dir) else {
@@ -191,7 +194,13 @@ impl Listing {
         if !state::shim_alive(dir) {
             return false;
         }
-        if room {
+        // Only the pid of the state read under this stamp: the stamp may
+        // have moved since the caller's state was read.
+        let same_state = kept
+            .state
+            .as_ref()
+            .is_some_and(|s| s.status == state::Status::Running && s.shim == pid);
+        if room && same_state {
             if let Ok(pidfd) = crate::pidfd::open(pid) {
                 if !state::shim_alive(dir) {
                     return false;
@@ -328,9 +337,21 @@ mod tests {
             assert!(begin.elapsed().as_secs() < 10, "flock never took the lock");
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
+        let running = State {
+            status: state::Status::Running,
+            shim: pid,
+            ..State::default()
+        };
+        state::write_json(&dir.join("state.json"), &running).unwrap();
         let mut listing = Listing::default();
-        // First: asked by lock, and its pidfd kept.
+        // A state read under another stamp names no pid to keep.
         listing.begin();
+        assert!(listing.shim_alive(&id, &dir, pid));
+        listing.end();
+        assert!(listing.kept[&id].shim.is_none());
+        // First with its state: asked by lock, and its pidfd kept.
+        listing.begin();
+        assert_eq!(listing.state(&id, &dir).unwrap().shim, pid);
         assert!(listing.shim_alive(&id, &dir, pid));
         assert!(listing.ended_shims().is_empty());
         listing.end();

@@ -336,8 +336,9 @@ impl Containers {
     /// an earlier listing is not read again ([`super::recall`]); a state
     /// that says `running` is judged by its shim's lock the first time, and
     /// after that by a pidfd of the shim, all of them asked in one `poll`
-    /// at the end; any doubt goes to [`Containers::state`], which reads the
-    /// files and asks the lock.
+    /// at the end (by its lock each time if no pidfd could be kept); any
+    /// doubt goes to [`Containers::state`], which reads the files and asks
+    /// the lock.
     pub fn list(&self) -> Result<Vec<(Record, State)>, EngineError> {
         let mut all = Vec::new();
         let mut recall = super::recall::recall();
@@ -547,14 +548,10 @@ pub(crate) fn lock_file(path: &Path, call: &'static str) -> Result<Flock<File>, 
 /// the shim dies, however it dies. A shared lock we can take means nobody
 /// holds it; we let go at once.
 pub fn shim_alive(dir: &Path) -> bool {
-    match File::open(dir.join("shim.lock")) {
-        Ok(file) => Flock::lock(file, FlockArg::LockSharedNonblock).is_err(),
-        // No lock file: no shim ever ran here.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
-        // Out of descriptors, say: we cannot tell, and a container is not
-        // declared dead (and swept) on a doubt.
-        Err(_) => true,
-    }
+    let Ok(file) = File::open(dir.join("shim.lock")) else {
+        return false;
+    };
+    Flock::lock(file, FlockArg::LockSharedNonblock).is_err()
 }
 // ANCHOR_END: shim_alive
 

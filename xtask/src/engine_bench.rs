@@ -324,6 +324,41 @@ impl Memory {
     }
 }
 
+/// The machine's memory that no cache holds, from `/proc/meminfo` (KiB):
+/// anonymous pages, page tables, unreclaimable slab, kernel stacks. What
+/// a container costs beside its processes' own pages is mostly kernel
+/// objects (namespaces, cgroups, mounts), which no `smaps` shows.
+#[derive(Debug, Default, Clone, Copy)]
+struct MachineMemory([u64; 4]);
+
+impl MachineMemory {
+    const FIELDS: [&str; 4] = ["AnonPages:", "PageTables:", "SUnreclaim:", "KernelStack:"];
+
+    fn now() -> MachineMemory {
+        let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let mut all = [0; 4];
+        for (i, name) in Self::FIELDS.iter().enumerate() {
+            all[i] = text
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|kb| kb.parse().ok())
+                .unwrap_or(0);
+        }
+        MachineMemory(all)
+    }
+
+    /// What grew since `from`, shared out over `n` containers (a field
+    /// that shrank, as the machine freed something else, counts 0).
+    fn per_container_since(&self, from: &MachineMemory, n: usize) -> [f64; 4] {
+        let mut each = [0.0; 4];
+        for (out, (now, then)) in each.iter_mut().zip(self.0.iter().zip(from.0)) {
+            *out = now.saturating_sub(then) as f64 / n.max(1) as f64;
+        }
+        each
+    }
+}
+
 /// The pids whose command line contains every one of `words`.
 fn pids_with(words: &[&str]) -> Vec<u32> {
     let mut pids = Vec::new();
@@ -358,6 +393,11 @@ fn memory(
     let sleep = ["busybox", "sleep", "3600"];
     let mut ids = Vec::new();
     let mut outcome = (|| {
+        // What the machine spends: /proc/meminfo before and after each
+        // engine's n containers (caixa's first, then podman's beside them).
+        let settle = || std::thread::sleep(Duration::from_secs(2));
+        settle();
+        let before = MachineMemory::now();
         for _ in 0..n {
             let out = Command::new(step11)
                 .args(["-H", host, "run", "-d", "--network", "none", "bb:1"])
@@ -368,6 +408,11 @@ fn memory(
                 bail!("run -d: {}", String::from_utf8_lossy(&out.stderr).trim());
             }
             ids.push(String::from_utf8_lossy(&out.stdout).trim().to_string());
+        }
+        // Let them settle: a shim's first second is not its idle life.
+        settle();
+        let with_caixa = MachineMemory::now();
+        for _ in 0..n {
             let mut cmd = podman(&["run", "-d", "--network", "none", "--cgroup-parent", parent]);
             cmd.args([
                 "--ulimit",
@@ -379,8 +424,8 @@ fn memory(
             .args(sleep);
             quiet(&mut cmd)?;
         }
-        // Let them settle: a shim's first second is not its idle life.
-        std::thread::sleep(Duration::from_secs(2));
+        settle();
+        let with_podman = MachineMemory::now();
         let shims: Vec<u32> = ids
             .iter()
             .flat_map(|id| pids_with(&[" shim ", id.as_str()]))
@@ -461,6 +506,28 @@ per container, everything each engine keeps alive beside it (MiB):"
             per(sum(&conmon, |m| m.pss))
         );
         println!("(issue 19's goal: 2 MiB a container, conmon's class)");
+        println!(
+            "
+what one more container costs the machine, its own processes included (KiB, /proc/meminfo):"
+        );
+        println!(
+            "{:<8} {:>10} {:>10} {:>12} {:>12} {:>8}",
+            "engine", "AnonPages", "PageTables", "SUnreclaim", "KernelStack", "sum"
+        );
+        for (name, from, to) in [
+            ("caixa", before, with_caixa),
+            ("podman", with_caixa, with_podman),
+        ] {
+            let d = to.per_container_since(&from, n);
+            println!(
+                "{name:<8} {:>10.0} {:>10.0} {:>12.0} {:>12.0} {:>8.0}",
+                d[0],
+                d[1],
+                d[2],
+                d[3],
+                d.iter().sum::<f64>()
+            );
+        }
         Ok(())
     })();
     for batch in ids.chunks(50) {

@@ -50,20 +50,36 @@ const INNER: &str = "CAIXA_BENCH_PEERS_INNER";
 /// memory cgroup may outlive its `rmdir` while page cache it was charged
 /// for stays cached, and with thousands of dying ones caixa's starts took
 /// nearly twice as long (Appendix C): times from two runs compare only at
-/// similar counts. `sync; echo 3 > /proc/sys/vm/drop_caches` frees
-/// them, with the cache.
+/// similar counts. `sync; echo 3 > /proc/sys/vm/drop_caches` frees them,
+/// with the cache. cgroup v1 counts them in `/proc/cgroups`; v2 counts
+/// the dying ones (of every controller) in the root's `cgroup.stat`.
 pub fn say_memory_cgroups() {
-    let count = std::fs::read_to_string("/proc/cgroups")
+    let v1 = std::fs::read_to_string("/proc/cgroups")
         .ok()
         .and_then(|text| {
-            text.lines()
-                .find_map(|l| l.strip_prefix("memory\t"))
-                .and_then(|rest| rest.split('\t').nth(1)?.parse::<u64>().ok())
+            let fields: Vec<&str> = text
+                .lines()
+                .find(|l| l.starts_with("memory\t"))?
+                .split('\t')
+                .collect();
+            // subsys_name, hierarchy (0: not on v1), num_cgroups, enabled
+            (fields.get(1)? != &"0").then(|| fields.get(2)?.parse::<u64>().ok())?
         });
-    if let Some(n) = count {
+    let v2 = || {
+        std::fs::read_to_string("/sys/fs/cgroup/cgroup.stat")
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix("nr_dying_descendants "))?
+            .trim()
+            .parse::<u64>()
+            .ok()
+    };
+    if let Some(n) = v1 {
         println!(
             "memory cgroups on this machine, live and dying: {n} (thousands slow every start; see Appendix C)"
         );
+    } else if let Some(n) = v2() {
+        println!("dying cgroups on this machine: {n} (thousands slow every start; see Appendix C)");
     }
 }
 
