@@ -37,10 +37,9 @@
 //! equal stamps. inotify reports every write, however close together.
 
 use std::collections::HashMap;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::{LazyLock, Mutex, MutexGuard};
-
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use nix::sys::inotify::WatchDescriptor;
 use serde::de::DeserializeOwned;

@@ -309,13 +309,7 @@ struct Memory {
 impl Memory {
     fn of(pid: u32) -> Option<Memory> {
         let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
-        let field = |name: &str| -> u64 {
-            text.lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|rest| rest.split_whitespace().next())
-                .and_then(|kb| kb.parse().ok())
-                .unwrap_or(0)
-        };
+        let field = |name: &str| kib(&text, name);
         Some(Memory {
             rss: field("Rss:"),
             pss: field("Pss:"),
@@ -336,16 +330,7 @@ impl MachineMemory {
 
     fn now() -> MachineMemory {
         let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-        let mut all = [0; 4];
-        for (i, name) in Self::FIELDS.iter().enumerate() {
-            all[i] = text
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|rest| rest.split_whitespace().next())
-                .and_then(|kb| kb.parse().ok())
-                .unwrap_or(0);
-        }
-        MachineMemory(all)
+        MachineMemory(Self::FIELDS.map(|name| kib(&text, name)))
     }
 
     /// What grew since `from`, shared out over `n` containers (a field
@@ -357,6 +342,16 @@ impl MachineMemory {
         }
         each
     }
+}
+
+/// The number after `name` in a `/proc` file of `Name:   123 kB` lines
+/// (`smaps_rollup`, `meminfo`); 0 if it has none.
+fn kib(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kb| kb.parse().ok())
+        .unwrap_or(0)
 }
 
 /// The pids whose command line contains every one of `words`.
