@@ -6760,6 +6760,180 @@ fn create_then_start_attached_gives_the_output_and_the_code() {
     stdout_of(&engine.client(&["rm", "-f", "later"]));
 }
 
+/// A `POST /containers/NAME/wait?…` whose head has come: its body (the
+/// `{"StatusCode":N}` line) is read with `read_body`.
+fn wait_request(engine: &Engine, target: &str) -> UnixStream {
+    use std::io::{BufRead, Write};
+    let mut stream = UnixStream::connect(engine.socket()).expect("connect to the daemon");
+    let head = format!(
+        "POST /containers/{target} HTTP/1.1\r\nHost: caixa\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    // The head, byte by byte, so nothing of the body is read with it.
+    let mut reader = std::io::BufReader::with_capacity(1, &stream);
+    let mut line = String::new();
+    let mut status = String::new();
+    while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+        if status.is_empty() {
+            status = line.clone();
+        }
+        if line == "\r\n" {
+            break;
+        }
+        line.clear();
+    }
+    assert!(
+        status.starts_with("HTTP/1.1 200"),
+        "step 11: expected POST /containers/{target} to answer 200 at once (the body later), \
+         it answered {status:?}; most likely cause: the wait's head waits for the body, or \
+         the condition is refused"
+    );
+    stream
+}
+
+/// What a wait's body says within `limit` (None: nothing yet).
+fn wait_body(stream: &mut UnixStream, limit: Duration) -> Option<String> {
+    stream.set_read_timeout(Some(limit)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 512];
+    loop {
+        match std::io::Read::read(stream, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                got.extend_from_slice(&buf[..n]);
+                if text(&got).contains('}') {
+                    break;
+                }
+            }
+            Err(_) if got.is_empty() => return None,
+            Err(_) => break,
+        }
+    }
+    Some(text(&got))
+}
+
+#[test]
+fn wait_answers_each_of_dockers_conditions() {
+    let engine = Engine::start();
+    loaded(&engine);
+    let create = |name: &str, command: &str, auto_remove: bool| -> String {
+        let body = serde_json::json!({
+            "Image": "demo:1", "Cmd": ["sh", "-c", command],
+            "HostConfig": { "AutoRemove": auto_remove, "NetworkMode": "none" },
+        });
+        let (status, answer) = engine.api(
+            "POST",
+            &format!("/containers/create?name={name}"),
+            Some(&body.to_string()),
+        );
+        assert_eq!(
+            status, 201,
+            "step 11: expected create?name={name} to answer 201, it answered {status}: \
+             {answer}; most likely cause: the name of a removed container is not free again"
+        );
+        let made: serde_json::Value = serde_json::from_str(&answer).unwrap();
+        made["Id"].as_str().unwrap().to_string()
+    };
+    let start = |name: &str| {
+        let (status, answer) = engine.api("POST", &format!("/containers/{name}/start"), None);
+        assert_eq!(status, 204, "start {name}: {answer}");
+    };
+
+    // not-running (Docker's default): a created container does not run.
+    create("waiter", "exit 3", false);
+    let mut now = wait_request(&engine, "waiter/wait");
+    let said = wait_body(&mut now, Duration::from_secs(20));
+    assert!(
+        said.as_deref()
+            .is_some_and(|s| s.contains(r#""StatusCode":0"#)),
+        "step 11: expected wait (not-running) of a created container to answer StatusCode 0 \
+         at once, as Docker's, it answered {said:?} within 20 s; most likely cause: the \
+         default condition waits for an exit, not for \"not running\""
+    );
+
+    // next-exit: after the first run, a wait asked before the next start
+    // answers that run's end, not the one already recorded.
+    start("waiter");
+    let mut first = wait_request(&engine, "waiter/wait");
+    wait_body(&mut first, Duration::from_secs(60));
+    let mut next = wait_request(&engine, "waiter/wait?condition=next-exit");
+    let early = wait_body(&mut next, Duration::from_millis(500));
+    assert_eq!(
+        early, None,
+        "step 11: expected wait?condition=next-exit of an exited container to answer only \
+         after its next run, it answered {early:?} before any start; most likely cause: \
+         next-exit answers with the end already recorded (what `docker start -a` would then \
+         print is the last run's code)"
+    );
+    start("waiter");
+    let said = wait_body(&mut next, Duration::from_secs(60));
+    assert!(
+        said.as_deref()
+            .is_some_and(|s| s.contains(r#""StatusCode":3"#)),
+        "step 11: expected wait?condition=next-exit to answer the next run's StatusCode 3, it \
+         answered {said:?}; most likely cause: a wait asked before a start is not answered \
+         when that run ends"
+    );
+
+    // removed: with --rm (AutoRemove), the answer means it is gone and its
+    // name free, so the same `run --rm --name` can follow at once.
+    for round in 0..5 {
+        let id = create("rmme", "exit 5", true);
+        let mut removed = wait_request(&engine, "rmme/wait?condition=removed");
+        start(&id);
+        let said = wait_body(&mut removed, Duration::from_secs(60));
+        assert!(
+            said.as_deref()
+                .is_some_and(|s| s.contains(r#""StatusCode":5"#)),
+            "step 11: expected wait?condition=removed of an --rm container to answer its \
+             exit code 5 once it is removed, it answered {said:?} (round {round}); most \
+             likely cause: the removed condition is not answered, or without the exit code \
+             of the removed container"
+        );
+        let (status, _) = engine.api("GET", &format!("/containers/{id}/json"), None);
+        assert_eq!(
+            status, 404,
+            "step 11: expected inspect of an --rm container to answer 404 right after \
+             wait?condition=removed answered, it answered {status} (round {round}); most \
+             likely cause: the wait answers at the exit, before the shim has removed the \
+             container (a `docker run --rm --name X` followed by another finds X taken)"
+        );
+    }
+    // A container without --rm is removed when someone removes it.
+    let mut removed = wait_request(&engine, "waiter/wait?condition=removed");
+    let early = wait_body(&mut removed, Duration::from_millis(500));
+    assert_eq!(
+        early, None,
+        "step 11: expected wait?condition=removed of a container nobody removes to wait, it \
+         answered {early:?}; most likely cause: removed is taken as not-running"
+    );
+    let (status, answer) = engine.api("DELETE", "/containers/waiter", None);
+    assert_eq!(status, 204, "rm waiter: {answer}");
+    let said = wait_body(&mut removed, Duration::from_secs(60));
+    assert!(
+        said.as_deref()
+            .is_some_and(|s| s.contains(r#""StatusCode":3"#)),
+        "step 11: expected wait?condition=removed to answer once rm removed it, with its last \
+         exit code 3, it answered {said:?}; most likely cause: a removal without a tombstone \
+         is not seen by the waiter"
+    );
+
+    // An unknown condition is the client's mistake, said in one line.
+    create("other", "true", false);
+    let (status, answer) = engine.api("POST", "/containers/other/wait?condition=exited", None);
+    assert!(
+        status == 400 && answer.contains("next-exit"),
+        "step 11: expected wait?condition=exited to be refused with 400 naming the conditions \
+         (not-running, next-exit, removed), it answered {status}: {answer}; most likely cause: \
+         an unknown condition is taken as the default"
+    );
+    let (status, answer) = engine.api("DELETE", "/containers/other", None);
+    assert_eq!(status, 204, "rm other: {answer}");
+}
+
 /// How many sockets process `pid` holds open.
 fn sockets_of(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))

@@ -18,7 +18,7 @@
 //! | `POST /containers/ID/attach` | `101`, then its output as frames, live (`stdin=1`: and the client's input to its stdin) |
 //! | `POST /containers/ID/resize?h=R&w=C` | set the size of its terminal |
 //! | `GET /containers/ID/json` | inspect: its config and state |
-//! | `POST /containers/ID/wait` | block until it exits: `{"StatusCode":N}` |
+//! | `POST /containers/ID/wait?condition=C` | block until it does not run, runs and exits, or is removed: `{"StatusCode":N}` ([`super::wait`]) |
 //! | `GET /containers/ID/logs` | its output, in Docker's frames (`follow=1`: live) |
 //! | `POST /containers/ID/stop?t=S` | SIGTERM, then SIGKILL after S seconds |
 //! | `POST /containers/ID/kill?signal=S` | send a signal (default SIGKILL) |
@@ -59,6 +59,7 @@ use super::shim;
 use super::state::{Containers, Record, State, Status, now};
 use super::terminal::DetachKeys;
 use super::volumes::Volumes;
+use super::wait;
 use super::watch::Waiter;
 use crate::image::store::Store;
 use crate::registry::client::Options;
@@ -311,7 +312,11 @@ fn route(
         }
         ("POST", ["containers", key, "start"]) => {
             let record = containers.find(key)?;
-            if start(daemon, &containers, &record)? {
+            let started = start(daemon, &containers, &record);
+            if started.is_err() && record.auto_remove {
+                forget_unstarted(daemon, &containers, &record);
+            }
+            if started? {
                 out.respond(204, "text/plain", b"")
             } else {
                 out.respond(304, "text/plain", b"")
@@ -319,14 +324,15 @@ fn route(
             .map_err(EngineError::Connection)
         }
         ("POST", ["containers", key, "wait"]) => {
-            // The head at once, the body when it has exited: the Docker CLI
-            // starts a container only once its wait has been answered.
+            // The head at once, the body when the condition holds: the
+            // Docker CLI starts a container only once its wait is answered.
             let config = containers.find(key)?;
+            let condition = wait::Condition::parse(req.param("condition"))?;
             let mut out = out
                 .stream(200, "application/json")
                 .map_err(EngineError::Connection)?;
             // The status line is sent: an error now travels in the body.
-            let body = match wait(&containers, &config.id, None) {
+            let body = match wait::until(&containers, &config, condition) {
                 Ok(state) => json!({ "StatusCode": state.exit_code }),
                 Err(e) => json!({ "StatusCode": 125, "Error": { "Message": e.to_string() } }),
             };
@@ -881,6 +887,34 @@ fn start(daemon: &Daemon, containers: &Containers, record: &Record) -> Result<bo
     Ok(true)
 }
 
+/// A `--rm` container whose start failed before its shim could run it:
+/// removed here, as its shim would have after a run, since the Docker CLI
+/// waits for that (`wait?condition=removed`) before it reports the error.
+/// Left alone if a shim holds it: that shim removes it itself.
+fn forget_unstarted(daemon: &Daemon, containers: &Containers, record: &Record) {
+    let Ok(_locked) = containers.lock(&record.id) else {
+        return;
+    };
+    let dir = containers.dir(&record.id);
+    let exists = dir.join("container.json").exists();
+    let idle = containers
+        .state(&record.id)
+        .is_ok_and(|s| s.status != Status::Running);
+    if !exists || !idle || super::state::shim_alive(&dir) {
+        return;
+    }
+    match containers.retire(record) {
+        Ok(()) => events::record(&daemon.root, &Event::container("destroy", record)),
+        Err(e) => eprintln!(
+            "caixa daemon: removing {} (--rm) after its failed start: {e}",
+            record.name
+        ),
+    }
+    if let Ok(volumes) = Volumes::open(&daemon.root) {
+        volumes.remove_anonymous(containers, &record.mounts);
+    }
+}
+
 /// Whether a shim takes the lock of the container in `dir` within `limit`
 /// (after a launcher failed between a request and its answer).
 fn shim_appears(dir: &Path, limit: Duration) -> bool {
@@ -1106,20 +1140,22 @@ fn window_size(req: &Request) -> Result<(u16, u16), EngineError> {
     Ok((number("h")?, number("w")?))
 }
 
-/// Waits until container `id` has exited (at most `limit`); its state.
-fn wait(containers: &Containers, id: &str, limit: Option<Duration>) -> Result<State, EngineError> {
-    let deadline = limit.map(|l| std::time::Instant::now() + l);
+/// Waits until container `id` does not run (at most `limit`); its state
+/// then. `stop`'s wait: a client's waits are [`wait::until`]'s.
+fn stopped_within(
+    containers: &Containers,
+    id: &str,
+    limit: Duration,
+) -> Result<State, EngineError> {
+    let deadline = std::time::Instant::now() + limit;
     let mut waiter = Waiter::on(&containers.dir(id));
     loop {
         let mark = waiter.mark();
         let state = containers.state(id)?;
-        if state.status == Status::Exited
-            || state.status == Status::Created && limit.is_some()
-            || deadline.is_some_and(|d| std::time::Instant::now() >= d)
-        {
+        if state.status != Status::Running || std::time::Instant::now() >= deadline {
             return Ok(state);
         }
-        waiter.pause(mark, deadline);
+        waiter.pause(mark, Some(deadline));
     }
 }
 
@@ -1152,7 +1188,7 @@ fn stop(containers: &Containers, record: &Record, grace: Duration) -> Result<(),
         if !shim::stop(&dir, Signal::SIGTERM)? {
             return settle(containers, record);
         }
-        if wait(containers, &record.id, Some(grace))?.status == Status::Exited {
+        if stopped_within(containers, &record.id, grace)?.status == Status::Exited {
             shim_gone(containers, record);
             return Ok(());
         }
@@ -1161,7 +1197,7 @@ fn stop(containers: &Containers, record: &Record, grace: Duration) -> Result<(),
     if !shim::stop(&dir, Signal::SIGKILL)? {
         return settle(containers, record);
     }
-    wait(containers, &record.id, Some(Duration::from_secs(30)))?;
+    stopped_within(containers, &record.id, Duration::from_secs(30))?;
     shim_gone(containers, record);
     Ok(())
 }

@@ -46,6 +46,7 @@
 //! - [`outside`]: the client's `cp`, `top`, `stats` and `port`;
 //! - [`build`]: images you make: `build` from a Dockerfile, `commit`;
 //! - [`watch`]: waiting for a container's files to change (one inotify);
+//! - [`wait`]: Docker's wait conditions (`not-running`, `next-exit`, `removed`);
 //! - [`registry`]: a registry of your own, serving a store's images and
 //!   taking pushes into it.
 
@@ -83,6 +84,7 @@ pub mod terminal;
 pub mod top;
 pub mod usage;
 pub mod volumes;
+pub mod wait;
 pub mod watch;
 
 /// An engine problem; [`EngineError::status`] is its HTTP status.

@@ -310,10 +310,15 @@ impl Containers {
 
     /// Frees `name`, if `id` holds it.
     pub fn release_name(&self, name: &str, id: &str) {
-        let path = self.names.join(name);
-        if std::fs::read_to_string(&path).is_ok_and(|holder| holder == id) {
-            let _ = std::fs::remove_file(path);
+        if self.holds_name(name, id) {
+            let _ = std::fs::remove_file(self.names.join(name));
         }
+    }
+
+    /// Whether container `id` holds `name`: a removal frees the name last,
+    /// so a waiter for `removed` knows from this that it is over.
+    pub fn holds_name(&self, name: &str, id: &str) -> bool {
+        std::fs::read_to_string(self.names.join(name)).is_ok_and(|holder| holder == id)
     }
 
     /// Records a new container, `created`: its record (the bundle is written
