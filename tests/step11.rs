@@ -6745,6 +6745,21 @@ fn create_then_start_attached_gives_the_output_and_the_code() {
         out.status,
         text(&out.stderr)
     );
+    // Again, attached: the next run's output and code, not the last run's
+    // output replayed (Docker's attach of a stopped container is to its
+    // next run).
+    let again = engine.client(&["start", "-a", "later"]);
+    assert_eq!(
+        (again.status.code(), text(&again.stdout)),
+        (Some(3), "from-later\n".to_string()),
+        "step 11: expected `start -a` of an exited container to print its next run's output \
+         once and exit with its code 3, it printed {:?} and ended with {}; most likely cause: \
+         the attach of an exited container replays its log and ends before the start, or the \
+         client's wait answers with the run that was already over\nstderr: {}",
+        text(&again.stdout),
+        again.status,
+        text(&again.stderr)
+    );
     assert_eq!(
         stdout_of(&engine.client(&["start", "later"])),
         "later\n",

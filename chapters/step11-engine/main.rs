@@ -1167,7 +1167,7 @@ fn create(client: &Client, o: &RunOptions) -> Result<String, EngineError> {
             "MemorySwap": memory_swap,
             // Detached, the daemon removes it at its end; attached, the
             // client does, once it has the output and the exit code.
-            "AutoRemove": o.rm && o.detach,
+            "AutoRemove": o.rm,
             "RestartPolicy": restart_policy(&o.restart)?,
             "NanoCpus": o.cpus.map_or(0, |c| (c * 1e9) as u64),
             "CpuShares": o.cpu_shares.unwrap_or(0),
@@ -1208,34 +1208,43 @@ fn start_attached(
     rm: bool,
 ) -> Result<(), EngineError> {
     let mut session = Session::attach(client, id, wants, Some(keys))?;
+    // The wait before the start, as Docker's CLI sends it: with --rm the
+    // shim removes the container as it ends, and only a wait that was
+    // already there gets its exit code.
+    let waited = client.wait_ahead(id, if rm { "removed" } else { "next-exit" })?;
     if let Err(e) = client
         .json("POST", &format!("/containers/{id}/start"), None)
         .and_then(|_| session.start_input(client))
     {
-        // It did not run: the daemon says why, its state says the code.
+        // It did not run: the daemon says why, its state says the code
+        // (with --rm, the wait's, once it is removed).
         session.restore_terminal();
         eprintln!("step11: {e}");
-        let code = client.json("GET", &format!("/containers/{id}/json"), None)?["State"]["ExitCode"]
-            .as_i64()
-            .filter(|c| *c != 0)
-            .unwrap_or(125) as i32;
-        if rm {
-            client.json("DELETE", &format!("/containers/{id}?force=1&v=1"), None)?;
-        }
-        std::process::exit(code)
+        let code = if rm {
+            match waited.code(Some(Duration::from_secs(10))) {
+                Some(Ok(code)) => code,
+                _ => {
+                    let _ = client.json("DELETE", &format!("/containers/{id}?force=1&v=1"), None);
+                    125
+                }
+            }
+        } else {
+            client.json("GET", &format!("/containers/{id}/json"), None)?["State"]["ExitCode"]
+                .as_i64()
+                .unwrap_or(125) as i32
+        };
+        std::process::exit(if code == 0 { 125 } else { code })
     }
     if session.finish(client)? == Ended::Detached {
         // Ctrl-P Ctrl-Q: it runs on, and is ours to attach to again.
         return Ok(());
     }
-    let code = client.json("POST", &format!("/containers/{id}/wait"), None)?["StatusCode"]
-        .as_i64()
-        .unwrap_or(125) as i32;
-    if rm {
-        // `--rm` takes its anonymous volumes too, as Docker's does.
-        client.json("DELETE", &format!("/containers/{id}?v=1"), None)?;
+    match waited.code(None) {
+        Some(code) => std::process::exit(code?),
+        None => Err(EngineError::Connection(std::io::Error::other(
+            "the wait's connection ended without the exit code",
+        ))),
     }
-    std::process::exit(code)
 }
 // ANCHOR_END: client_run
 
@@ -1319,7 +1328,9 @@ fn start(
         stdin: interactive && about["Config"]["OpenStdin"].as_bool() == Some(true),
         tty: about["Config"]["Tty"].as_bool() == Some(true),
     };
-    start_attached(client, &id, wants, keys, false)
+    // Created with --rm: its end is its removal, as after `run --rm`.
+    let removed = about["HostConfig"]["AutoRemove"].as_bool() == Some(true);
+    start_attached(client, &id, wants, keys, removed)
 }
 
 /// `docker network …`: one API call each.

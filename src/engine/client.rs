@@ -355,6 +355,105 @@ impl Client {
     }
 }
 
+// ANCHOR: client_wait_ahead
+/// A `wait` sent ahead of what it waits for, as the Docker CLI sends its
+/// wait before the start: no end (and with `--rm`, no removal) can come
+/// before the daemon has the request. [`Client::wait_ahead`] returns once
+/// the daemon has answered the head; [`WaitAhead::code`] reads the body.
+pub struct WaitAhead {
+    body: std::sync::mpsc::Receiver<Result<i32, EngineError>>,
+}
+
+impl Client {
+    /// `POST /containers/ID/wait?condition=C` on a thread of its own;
+    /// returns when its head is in (the daemon has found the container and
+    /// waits), or with the daemon's refusal.
+    pub fn wait_ahead(&self, id: &str, condition: &str) -> Result<WaitAhead, EngineError> {
+        let (head_tx, head_rx) = std::sync::mpsc::channel();
+        let (body_tx, body_rx) = std::sync::mpsc::channel();
+        let client = self.clone();
+        let target = format!("/containers/{id}/wait?condition={condition}");
+        std::thread::spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(source) => {
+                    let what = "the client's runtime";
+                    let _ = head_tx.send(Err(EngineError::Spawn { what, source }));
+                    return;
+                }
+            };
+            runtime.block_on(async {
+                let answer = async {
+                    let mut sender = client.connect().await?;
+                    let request = client.request("POST", &target, None)?;
+                    sender.send_request(request).await.map_err(broken)
+                };
+                let answer = match answer.await {
+                    Ok(answer) => answer,
+                    Err(e) => {
+                        let _ = head_tx.send(Err(client.error("POST", &target, e)));
+                        return;
+                    }
+                };
+                let status = answer.status().as_u16();
+                let whole = answer.into_body().collect();
+                if status >= 400 {
+                    let body = whole.await.map(|b| b.to_bytes()).unwrap_or_default();
+                    let _ = head_tx.send(Err(refusal(status, &body)));
+                    return;
+                }
+                let _ = head_tx.send(Ok(()));
+                let code = match whole.await {
+                    Ok(body) => exit_code_of(&body.to_bytes()),
+                    Err(e) => Err(client.error("POST", &target, broken(e))),
+                };
+                let _ = body_tx.send(code);
+            });
+        });
+        match head_rx.recv() {
+            Ok(Ok(())) => Ok(WaitAhead { body: body_rx }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(EngineError::Connection(std::io::Error::other(
+                "the wait's thread ended before the daemon answered",
+            ))),
+        }
+    }
+}
+
+impl WaitAhead {
+    /// The container's exit code, once the condition holds (at most
+    /// `limit`: None when it did not come by then).
+    pub fn code(&self, limit: Option<std::time::Duration>) -> Option<Result<i32, EngineError>> {
+        match limit {
+            Some(limit) => self.body.recv_timeout(limit).ok(),
+            None => self.body.recv().ok(),
+        }
+    }
+}
+
+/// `{"StatusCode": N}`, or the error a wait's body carries once its head
+/// has gone (`{"StatusCode": 125, "Error": {"Message": …}}`).
+fn exit_code_of(body: &[u8]) -> Result<i32, EngineError> {
+    let answer: Value = serde_json::from_slice(body)
+        .map_err(|e| EngineError::Daemon(format!("the wait's answer is not JSON: {e}")))?;
+    if let Some(message) = answer["Error"]["Message"]
+        .as_str()
+        .filter(|m| !m.is_empty())
+    {
+        return Err(EngineError::Daemon(message.to_string()));
+    }
+    answer["StatusCode"]
+        .as_i64()
+        .map(|code| code as i32)
+        .ok_or_else(|| {
+            EngineError::Daemon(format!("the wait's answer has no StatusCode: {answer}"))
+        })
+}
+// ANCHOR_END: client_wait_ahead
+
 /// The daemon's refusal, in its own words (Docker's `{"message": …}`);
 /// 404 stays `NotFound`, so a caller can tell a missing container or image.
 fn refusal(status: u16, body: &[u8]) -> EngineError {

@@ -380,15 +380,20 @@ fn route(
                 .upgrade("application/vnd.docker.raw-stream")
                 .map_err(EngineError::Connection)?;
             let stop = AtomicBool::new(false);
+            // Attached to an exited container (`start -a`): to its next run.
+            let next_run = containers.state(&config.id)?.status == Status::Exited;
+            let follow = |raw: &mut dyn Outlet| {
+                follow(&containers, &config.id, &wanted, raw, &stop, next_run)
+            };
             if !(req.flag("stdin") && config.open_stdin) {
-                return follow(&containers, &config.id, &wanted, &mut raw, &stop);
+                return follow(&mut raw);
             }
             let input = raw.try_clone().map_err(EngineError::Connection)?;
             std::thread::scope(|scope| {
                 scope.spawn(|| {
                     super::attach::forward_input(&containers, &config, input, keys, &stop);
                 });
-                let result = follow(&containers, &config.id, &wanted, &mut raw, &stop);
+                let result = follow(&mut raw);
                 // Its end ends the input side too (it may be reading).
                 stop.store(true, Ordering::Relaxed);
                 let _ = raw.shutdown(std::net::Shutdown::Both);
@@ -419,6 +424,7 @@ fn route(
                 &Wanted::of(req, &config),
                 &mut out,
                 &never,
+                false,
             )
         }
         ("GET", ["containers", key, "logs"]) => {
@@ -1090,23 +1096,39 @@ fn send_log(
 // ANCHOR: follow
 /// Sends container `id`'s output as frames, as its log grows, until the
 /// container has exited and everything is sent, or `stop` is set (the
-/// user detached).
+/// user detached). With `next_run` (an attach to an exited container, as
+/// `start -a` makes before its start), from the log's end, until a run
+/// begun since has exited: not the output of a run that is over.
 fn follow(
     containers: &Containers,
     id: &str,
     wanted: &Wanted,
     out: &mut dyn Outlet,
     stop: &AtomicBool,
+    next_run: bool,
 ) -> Result<(), EngineError> {
+    let _reading = wait::Waiting::on(containers, id);
+    // Looked up each time: after `--rm` it is in the tombstone.
+    let log = || containers.files(id).join("container.log");
     let mut offset = 0;
+    let mut before = None;
+    if next_run {
+        before = Some(containers.state(id)?);
+        offset = std::fs::metadata(log()).map_or(0, |m| m.len());
+    }
+    let mut began = before.is_none();
     let mut waiter = Waiter::on(&containers.dir(id));
     while !stop.load(Ordering::Relaxed) {
         let mark = waiter.mark();
         // Read the state first: the shim writes the log before it records
         // `exited`, so what was written before is sure to be seen below.
-        let ended = containers.state(id)?.status == Status::Exited;
-        let (entries, next) = log::read_from(&containers.files(id).join("container.log"), offset)
-            .map_err(EngineError::Connection)?;
+        let state = containers.state(id)?;
+        began |= state.status != Status::Exited
+            || before
+                .as_ref()
+                .is_some_and(|b| wait::ended_again(b, &state));
+        let ended = began && state.status == Status::Exited;
+        let (entries, next) = log::read_from(&log(), offset).map_err(EngineError::Connection)?;
         offset = next;
         for entry in &entries {
             if out.write_all(&wanted.frame(entry)).is_err() {

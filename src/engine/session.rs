@@ -180,7 +180,12 @@ impl Session {
         let Some(inspect) = &self.inspect else {
             return Ok(Ended::Exited);
         };
-        let state = client.json("GET", inspect, None)?;
+        let state = match client.json("GET", inspect, None) {
+            Ok(state) => state,
+            // Gone already: a `--rm` container that ended, removed by its shim.
+            Err(EngineError::NotFound(_)) => return Ok(Ended::Exited),
+            Err(e) => return Err(e),
+        };
         Ok(if state["State"]["Running"].as_bool() == Some(true) {
             Ended::Detached
         } else {

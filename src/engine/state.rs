@@ -498,6 +498,12 @@ impl Containers {
         Ok(())
     }
 
+    /// Removes the tombstone of container `id`, once the waits for it have
+    /// read it ([`super::wait`]).
+    pub fn bury(&self, id: &str) {
+        let _ = std::fs::remove_dir_all(self.dir.join(format!(".gone-{id}")));
+    }
+
     /// Removes container `id` as `--rm` asks, leaving a tombstone (its
     /// state, hidden from listings) so that a client waiting for its exit
     /// code still gets it; tombstones older than a minute are swept.

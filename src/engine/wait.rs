@@ -18,6 +18,9 @@
 //! ([`Containers::state`]), looked at again each time the directory
 //! changes ([`Waiter`]); no wait holds a lock or a thread of the shim's.
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
 use super::EngineError;
 use super::state::{Containers, Record, State, Status};
 use super::watch::Waiter;
@@ -59,6 +62,7 @@ pub fn until(
     condition: Condition,
 ) -> Result<State, EngineError> {
     let dir = containers.dir(&record.id);
+    let _reading = Waiting::on(containers, &record.id);
     let mut waiter = Waiter::on(&dir);
     // What the first look saw, and whether a run has begun since.
     let mut first: Option<State> = None;
@@ -101,9 +105,54 @@ pub fn until(
 }
 // ANCHOR_END: wait_until
 
+/// The waits and follows under way in this daemon, by container id.
+static WAITING: Mutex<BTreeMap<String, usize>> = Mutex::new(BTreeMap::new());
+
+/// One reader of a container's files (a wait, an attach, a `logs -f`),
+/// counted while it lasts: the last one to leave a removed container takes
+/// its tombstone away, before its answer ends. So a `run --rm` leaves
+/// nothing behind once its client has the exit code and the output; a
+/// tombstone nobody read (`run -d --rm`) is swept a minute later
+/// ([`Containers::retire`]).
+pub(super) struct Waiting<'a> {
+    containers: &'a Containers,
+    id: &'a str,
+}
+
+impl<'a> Waiting<'a> {
+    /// Counts a reader of container `id` in, until it is dropped.
+    pub(super) fn on(containers: &'a Containers, id: &'a str) -> Waiting<'a> {
+        *waits().entry(id.to_string()).or_default() += 1;
+        Waiting { containers, id }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let mut waits = waits();
+        let Some(count) = waits.get_mut(self.id) else {
+            return;
+        };
+        *count -= 1;
+        if *count == 0 {
+            waits.remove(self.id);
+            // Under the lock: no other reader can count itself in halfway.
+            if !self.containers.dir(self.id).exists() {
+                self.containers.bury(self.id);
+            }
+        }
+    }
+}
+
+fn waits() -> std::sync::MutexGuard<'static, BTreeMap<String, usize>> {
+    WAITING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Whether `now` records another end than `before` did (both exited): a
 /// run that began and ended between two looks.
-fn ended_again(before: &State, now: &State) -> bool {
+pub(super) fn ended_again(before: &State, now: &State) -> bool {
     (now.started, now.finished, now.restart_count)
         != (before.started, before.finished, before.restart_count)
 }
