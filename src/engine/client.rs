@@ -140,14 +140,7 @@ impl Client {
         body: Option<Payload>,
         on_chunk: &mut dyn FnMut(&[u8]),
     ) -> Result<Response, EngineError> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|source| EngineError::Spawn {
-                what: "the client's runtime",
-                source,
-            })?;
-        let response = runtime
+        let response = runtime()?
             .block_on(async {
                 let mut sender = self.connect().await?;
                 let request = self.request(method, target, body)?;
@@ -227,16 +220,10 @@ impl Client {
         let (ready, answered) = std::sync::mpsc::channel();
         let (client, method, target) = (self.clone(), method.to_string(), target.to_string());
         std::thread::spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
+            let runtime = match runtime() {
                 Ok(runtime) => runtime,
                 Err(e) => {
-                    let _ = ready.send(Err(EngineError::Spawn {
-                        what: "the client's runtime",
-                        source: e,
-                    }));
+                    let _ = ready.send(Err(e));
                     return;
                 }
             };
@@ -374,14 +361,10 @@ impl Client {
         let client = self.clone();
         let target = format!("/containers/{id}/wait?condition={condition}");
         std::thread::spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
+            let runtime = match runtime() {
                 Ok(runtime) => runtime,
-                Err(source) => {
-                    let what = "the client's runtime";
-                    let _ = head_tx.send(Err(EngineError::Spawn { what, source }));
+                Err(e) => {
+                    let _ = head_tx.send(Err(e));
                     return;
                 }
             };
@@ -456,6 +439,17 @@ fn exit_code_of(body: &[u8]) -> Result<i32, EngineError> {
 
 /// The daemon's refusal, in its own words (Docker's `{"message": …}`);
 /// 404 stays `NotFound`, so a caller can tell a missing container or image.
+/// A single-threaded tokio runtime: each call runs hyper on one of its own.
+fn runtime() -> Result<tokio::runtime::Runtime, EngineError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| EngineError::Spawn {
+            what: "the client's runtime",
+            source,
+        })
+}
+
 fn refusal(status: u16, body: &[u8]) -> EngineError {
     let message = serde_json::from_slice::<Value>(body)
         .ok()
