@@ -1165,8 +1165,8 @@ fn create(client: &Client, o: &RunOptions) -> Result<String, EngineError> {
             "Binds": binds, "Tmpfs": tmpfs, "ReadonlyRootfs": o.read_only, "Init": o.init,
             "NetworkMode": o.network, "PortBindings": ports, "Memory": memory,
             "MemorySwap": memory_swap,
-            // Detached, the daemon removes it at its end; attached, the
-            // client does, once it has the output and the exit code.
+            // Its shim removes it at its end, attached or not (the client
+            // learns the exit code from a wait for `removed`).
             "AutoRemove": o.rm,
             "RestartPolicy": restart_policy(&o.restart)?,
             "NanoCpus": o.cpus.map_or(0, |c| (c * 1e9) as u64),

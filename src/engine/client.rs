@@ -437,8 +437,6 @@ fn exit_code_of(body: &[u8]) -> Result<i32, EngineError> {
 }
 // ANCHOR_END: client_wait_ahead
 
-/// The daemon's refusal, in its own words (Docker's `{"message": …}`);
-/// 404 stays `NotFound`, so a caller can tell a missing container or image.
 /// A single-threaded tokio runtime: each call runs hyper on one of its own.
 fn runtime() -> Result<tokio::runtime::Runtime, EngineError> {
     tokio::runtime::Builder::new_current_thread()
@@ -450,6 +448,8 @@ fn runtime() -> Result<tokio::runtime::Runtime, EngineError> {
         })
 }
 
+/// The daemon's refusal, in its own words (Docker's `{"message": …}`);
+/// 404 stays `NotFound`, so a caller can tell a missing container or image.
 fn refusal(status: u16, body: &[u8]) -> EngineError {
     let message = serde_json::from_slice::<Value>(body)
         .ok()

@@ -380,11 +380,8 @@ fn route(
                 .upgrade("application/vnd.docker.raw-stream")
                 .map_err(EngineError::Connection)?;
             let stop = AtomicBool::new(false);
-            // Attached to an exited container (`start -a`): to its next run.
-            let next_run = containers.state(&config.id)?.status == Status::Exited;
-            let follow = |raw: &mut dyn Outlet| {
-                follow(&containers, &config.id, &wanted, raw, &stop, next_run)
-            };
+            let follow =
+                |raw: &mut dyn Outlet| follow(&containers, &config.id, &wanted, raw, &stop, true);
             if !(req.flag("stdin") && config.open_stdin) {
                 return follow(&mut raw);
             }
@@ -1096,38 +1093,37 @@ fn send_log(
 // ANCHOR: follow
 /// Sends container `id`'s output as frames, as its log grows, until the
 /// container has exited and everything is sent, or `stop` is set (the
-/// user detached). With `next_run` (an attach to an exited container, as
-/// `start -a` makes before its start), from the log's end, until a run
-/// begun since has exited: not the output of a run that is over.
+/// user detached). An `attach` to an exited container (as `start -a`
+/// makes before its start) is to its next run: from the log's end, until
+/// that run has exited, not the output of a run that is over.
 fn follow(
     containers: &Containers,
     id: &str,
     wanted: &Wanted,
     out: &mut dyn Outlet,
     stop: &AtomicBool,
-    next_run: bool,
+    attach: bool,
 ) -> Result<(), EngineError> {
     let _reading = wait::Waiting::on(containers, id);
     // Looked up each time: after `--rm` it is in the tombstone.
     let log = || containers.files(id).join("container.log");
     let mut offset = 0;
-    let mut before = None;
-    if next_run {
-        before = Some(containers.state(id)?);
+    let mut next_run = None;
+    let first = containers.state(id)?;
+    if attach && first.status == Status::Exited {
         offset = std::fs::metadata(log()).map_or(0, |m| m.len());
+        next_run = Some(wait::NextEnd::after(&first));
     }
-    let mut began = before.is_none();
     let mut waiter = Waiter::on(&containers.dir(id));
     while !stop.load(Ordering::Relaxed) {
         let mark = waiter.mark();
         // Read the state first: the shim writes the log before it records
         // `exited`, so what was written before is sure to be seen below.
         let state = containers.state(id)?;
-        began |= state.status != Status::Exited
-            || before
-                .as_ref()
-                .is_some_and(|b| wait::ended_again(b, &state));
-        let ended = began && state.status == Status::Exited;
+        let ended = match next_run.as_mut() {
+            Some(next) => next.reached(&state),
+            None => state.status == Status::Exited,
+        };
         let (entries, next) = log::read_from(&log(), offset).map_err(EngineError::Connection)?;
         offset = next;
         for entry in &entries {

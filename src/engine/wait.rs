@@ -64,9 +64,8 @@ pub fn until(
     let dir = containers.dir(&record.id);
     let _reading = Waiting::on(containers, &record.id);
     let mut waiter = Waiter::on(&dir);
-    // What the first look saw, and whether a run has begun since.
-    let mut first: Option<State> = None;
-    let mut began = false;
+    // For `next-exit`: the end after the first look.
+    let mut next: Option<NextEnd> = None;
     let mut last = State::default();
     loop {
         let mark = waiter.mark();
@@ -84,16 +83,12 @@ pub fn until(
             }
             Err(e) => return Err(e),
         }
-        let seen = first.get_or_insert_with(|| last.clone());
-        // A start resets the state to `created`, then the shim says
-        // `running`: either, after an exit, is a new run.
-        began |= last.status == Status::Running
-            || (seen.status == Status::Exited && last.status == Status::Created);
         let done = match condition {
             Condition::NotRunning => gone || last.status != Status::Running,
             Condition::NextExit => {
-                gone || (last.status == Status::Exited
-                    && (began || seen.status != Status::Exited || ended_again(seen, &last)))
+                gone || next
+                    .get_or_insert_with(|| NextEnd::after(&last))
+                    .reached(&last)
             }
             Condition::Removed => gone,
         };
@@ -150,9 +145,38 @@ fn waits() -> std::sync::MutexGuard<'static, BTreeMap<String, usize>> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// The end of a run that begins after a first look at a container: what
+/// `next-exit` waits for, and where an attach to an exited container
+/// (`start -a`) stops following.
+pub(super) struct NextEnd {
+    first: State,
+    /// A run has begun since the first look.
+    began: bool,
+}
+
+impl NextEnd {
+    /// From the state of the first look: a container that runs (or has
+    /// never run) ends next when it exits; one that has exited must run
+    /// again first.
+    pub(super) fn after(first: &State) -> NextEnd {
+        NextEnd {
+            began: first.status != Status::Exited,
+            first: first.clone(),
+        }
+    }
+
+    /// Whether `now` is that end. A start resets the state to `created`,
+    /// then the shim says `running`: either is a new run, and so is another
+    /// recorded end, when the whole run came and went between two looks.
+    pub(super) fn reached(&mut self, now: &State) -> bool {
+        self.began |= now.status != Status::Exited || ended_again(&self.first, now);
+        self.began && now.status == Status::Exited
+    }
+}
+
 /// Whether `now` records another end than `before` did (both exited): a
 /// run that began and ended between two looks.
-pub(super) fn ended_again(before: &State, now: &State) -> bool {
+fn ended_again(before: &State, now: &State) -> bool {
     (now.started, now.finished, now.restart_count)
         != (before.started, before.finished, before.restart_count)
 }
@@ -197,5 +221,29 @@ mod tests {
             ..before.clone()
         };
         assert!(ended_again(&before, &later));
+    }
+
+    #[test]
+    fn the_next_end_of_an_exited_container_comes_after_a_new_run() {
+        let exited = State {
+            status: Status::Exited,
+            exit_code: 3,
+            started: 10,
+            finished: 11,
+            ..State::default()
+        };
+        let mut next = NextEnd::after(&exited);
+        assert!(!next.reached(&exited), "the end already recorded");
+        assert!(!next.reached(&State::default()), "started again: created");
+        assert!(
+            next.reached(&exited),
+            "the same code and seconds, after a new run"
+        );
+        // A running container's next end is its exit.
+        let running = State {
+            status: Status::Running,
+            ..State::default()
+        };
+        assert!(NextEnd::after(&running).reached(&exited));
     }
 }
