@@ -8716,3 +8716,106 @@ fn rootless_the_daemon_gives_its_containers_pasta_by_default() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// `docker attach` to a running container shows what it writes from then
+/// on, not its log again (Docker's `logs=0`); `logs=1` replays the log, and
+/// without `stream=1` nothing live comes: the answer ends.
+#[test]
+fn attach_shows_what_comes_next_and_the_log_only_when_asked() {
+    use std::io::Write;
+    let engine = Engine::start();
+    loaded(&engine);
+    stdout_of(&engine.client(&[
+        "run",
+        "-d",
+        "-i",
+        "--name",
+        "talk",
+        "--network",
+        "none",
+        "demo:1",
+        "sh",
+        "-c",
+        "echo early; read line; echo got-$line",
+    ]));
+    let start = Instant::now();
+    while !stdout_of(&engine.client(&["logs", "talk"])).contains("early")
+        && start.elapsed() < Duration::from_secs(20)
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // logs=1 without stream=1: the log so far, then the end. (Not asked to
+    // upgrade, the daemon may answer 200 with the same frames.)
+    let (status, replay, ended) = attach_answer(&engine, "logs=1&stdout=1&stderr=1");
+    assert!(
+        matches!(status, 101 | 200) && replay.contains("early") && ended,
+        "step 11: expected attach?logs=1 (no stream) to answer the log so far (\"early\") \
+         and end, it answered {status} and {replay:?}, and {}; most likely cause: `logs` and \
+         `stream` are not read, so the log is not replayed, or live output follows it",
+        if ended {
+            "ended"
+        } else {
+            "had not ended after 5 s"
+        }
+    );
+    // Neither: nothing, and the end.
+    let (status, nothing, ended) = attach_answer(&engine, "stdout=1");
+    assert!(
+        matches!(status, 101 | 200) && !nothing.contains("early") && ended,
+        "step 11: expected attach without logs=1 or stream=1 to send nothing and end, it \
+         answered {status} and {nothing:?}, and {}; most likely cause: the log is replayed, \
+         or live output follows, whatever `logs` and `stream` say",
+        if ended {
+            "ended"
+        } else {
+            "had not ended after 5 s"
+        }
+    );
+
+    // The Docker CLI's attach: stream=1, no logs. Only what comes next.
+    let mut child = Command::new(docker_cli())
+        .arg("-H")
+        .arg(format!("unix://{}", engine.socket().display()))
+        .args(["attach", "talk"])
+        .env("DOCKER_CONFIG", engine.dir.path().join("docker-config"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"late\n").unwrap();
+    let out = wait_output(child);
+    assert_eq!(
+        (text(&out.stdout).as_str(), out.status.code()),
+        ("got-late\n", Some(0)),
+        "step 11: expected docker attach to print only what the container wrote after it \
+         came (\"got-late\") and exit with its code 0; most likely cause: the attach of a \
+         running container replays its log from the start, which Docker does only with \
+         logs=1\nstderr: {}",
+        text(&out.stderr)
+    );
+}
+
+/// `POST /containers/talk/attach?QUERY` on the socket: its status, what
+/// came, and whether the answer ended within 5 s (a live stream does not).
+fn attach_answer(engine: &Engine, query: &str) -> (u16, String, bool) {
+    use std::io::{Read, Write};
+    let mut stream = UnixStream::connect(engine.socket()).expect("connect to the daemon");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let head = format!(
+        "POST /containers/talk/attach?{query} HTTP/1.1\r\nHost: caixa\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    let ended = stream.read_to_end(&mut answer).is_ok();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, answer, ended)
+}

@@ -15,7 +15,7 @@
 //! | `POST /auth`, `POST /images/NAME/push?tag=T` | log in (check credentials), push with the client's `X-Registry-Auth` |
 //! | `POST /containers/create?name=N` | record a container (Docker's JSON body) |
 //! | `POST /containers/ID/start` | spawn its shim, which runs it |
-//! | `POST /containers/ID/attach` | `101`, then its output as frames, live (`stdin=1`: and the client's input to its stdin) |
+//! | `POST /containers/ID/attach` | `101`, then as frames what it wrote (`logs=1`) and what it writes from now on (`stream=1`); `stdin=1`: the client's input to its stdin |
 //! | `POST /containers/ID/resize?h=R&w=C` | set the size of its terminal |
 //! | `GET /containers/ID/json` | inspect: its config and state |
 //! | `POST /containers/ID/wait?condition=C` | block until it does not run, runs and exits, or is removed: `{"StatusCode":N}` ([`super::wait`]) |
@@ -376,12 +376,25 @@ fn route(
                 None => DetachKeys::default(),
             };
             let wanted = Wanted::of(req, &config);
+            // What was written before comes only with `logs=1`, as in
+            // Docker: `docker attach` shows what comes from now on.
+            let from = Following::Attach {
+                replay: req.flag("logs"),
+            };
             let mut raw = out
                 .upgrade("application/vnd.docker.raw-stream")
                 .map_err(EngineError::Connection)?;
+            if !req.flag("stream") {
+                // No live output asked (Docker's default): the log, if
+                // asked, and the end.
+                if req.flag("logs") {
+                    send_log(&containers, &config.id, &wanted, &mut raw)?;
+                }
+                return Ok(());
+            }
             let stop = AtomicBool::new(false);
             let follow =
-                |raw: &mut dyn Outlet| follow(&containers, &config.id, &wanted, raw, &stop, true);
+                |raw: &mut dyn Outlet| follow(&containers, &config.id, &wanted, raw, &stop, from);
             if !(req.flag("stdin") && config.open_stdin) {
                 return follow(&mut raw);
             }
@@ -421,7 +434,7 @@ fn route(
                 &Wanted::of(req, &config),
                 &mut out,
                 &never,
-                false,
+                Following::Log,
             )
         }
         ("GET", ["containers", key, "logs"]) => {
@@ -1091,18 +1104,29 @@ fn send_log(
 // ANCHOR_END: send_log
 
 // ANCHOR: follow
+/// Where a [`follow`] begins, and which end ends it.
+#[derive(Debug, Clone, Copy)]
+enum Following {
+    /// `logs -f`: the whole log, then what comes until the container does
+    /// not run.
+    Log,
+    /// `attach`: what comes from now on (the whole log first with
+    /// `replay`, Docker's `logs=1`), until the end of the run going on; for
+    /// a container that does not run (as `start -a` finds it, before its
+    /// start), the end of its next run, not that of a run that is over.
+    Attach { replay: bool },
+}
+
 /// Sends container `id`'s output as frames, as its log grows, until the
-/// container has exited and everything is sent, or `stop` is set (the
-/// user detached). An `attach` to an exited container (as `start -a`
-/// makes before its start) is to its next run: from the log's end, until
-/// that run has exited, not the output of a run that is over.
+/// end that `from` waits for and everything is sent, or `stop` is set (the
+/// user detached).
 fn follow(
     containers: &Containers,
     id: &str,
     wanted: &Wanted,
     out: &mut dyn Outlet,
     stop: &AtomicBool,
-    attach: bool,
+    from: Following,
 ) -> Result<(), EngineError> {
     let _reading = wait::Waiting::on(containers, id);
     // Looked up each time: after `--rm` it is in the tombstone.
@@ -1110,9 +1134,13 @@ fn follow(
     let mut offset = 0;
     let mut next_run = None;
     let first = containers.state(id)?;
-    if attach && first.status == Status::Exited {
-        offset = std::fs::metadata(log()).map_or(0, |m| m.len());
-        next_run = Some(wait::NextEnd::after(&first));
+    if let Following::Attach { replay } = from {
+        if !replay {
+            offset = log::end_of_lines(&log()).map_err(EngineError::Connection)?;
+        }
+        if first.status == Status::Exited {
+            next_run = Some(wait::NextEnd::after(&first));
+        }
     }
     let mut waiter = Waiter::on(&containers.dir(id));
     while !stop.load(Ordering::Relaxed) {

@@ -149,6 +149,28 @@ pub fn read_from(path: &Path, offset: u64) -> std::io::Result<(Vec<Entry>, u64)>
     Ok((entries, offset + used as u64))
 }
 
+/// Where a reader of only what comes next starts (`attach`): just past the
+/// log's last whole line, so a line being written now is read whole, as
+/// one of the next ones. A missing log ends at 0.
+pub fn end_of_lines(path: &Path) -> std::io::Result<u64> {
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let len = file.metadata()?.len();
+    // A line of ours is far shorter than a chunk (the writer cuts long
+    // output into pieces), so the last line end is in the last chunk.
+    let tail = len.min(READ_CHUNK);
+    let mut bytes = Vec::new();
+    file.seek(SeekFrom::Start(len - tail))?;
+    (&mut file).take(tail).read_to_end(&mut bytes)?;
+    Ok(match bytes.iter().rposition(|b| *b == b'\n') {
+        Some(at) => len - tail + at as u64 + 1,
+        None => len - tail,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,5 +233,28 @@ mod tests {
         std::fs::write(&path, vec![b'z'; 3 * READ_CHUNK as usize]).unwrap();
         let (entries, next) = read_from(&path, 0).unwrap();
         assert!(entries.is_empty() && next == READ_CHUNK);
+    }
+
+    #[test]
+    fn what_comes_next_starts_after_the_last_whole_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("container.log");
+        assert_eq!(end_of_lines(&path).unwrap(), 0);
+        let mut w = Writer::open(&path).unwrap();
+        w.write(Stream::Stdout, b"before\n").unwrap();
+        let whole = std::fs::metadata(&path).unwrap().len();
+        assert_eq!(end_of_lines(&path).unwrap(), whole);
+        // A line caught half written is read whole, after the mark.
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        file.write_all(br#"{"log":"after\n","stream":"#).unwrap();
+        let mark = end_of_lines(&path).unwrap();
+        assert_eq!(mark, whole);
+        file.write_all(b"\"stdout\",\"time\":\"t\"}\n").unwrap();
+        let (next, _) = read_from(&path, mark).unwrap();
+        let logs: Vec<&str> = next.iter().map(|e| &e.log[..]).collect();
+        assert_eq!(logs, ["after\n"]);
     }
 }

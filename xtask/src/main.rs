@@ -33,7 +33,7 @@ mod vm;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -526,34 +526,74 @@ fn check_unproven_mistakes(root: &Path) -> Result<()> {
 
 /// Everything CI checks, in the order a failure is cheapest to find.
 fn ci(root: &Path) -> Result<()> {
-    sh(root, "cargo", &["fmt", "--all", "--check"])?;
-    anchors::check(root)?;
-    drift::check(root, &command_names())?;
-    lab::check(root)?;
-    sh(
-        root,
-        "cargo",
-        &[
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ],
-    )?;
-    sh(root, "cargo", &["test", "--workspace"])?;
-    grade_reference(root)?;
-    outputs::run(root, true)?;
+    let mut clock = PhaseClock::default();
+    clock.time("fmt", || sh(root, "cargo", &["fmt", "--all", "--check"]))?;
+    clock.time("anchors, drift, lab", || {
+        anchors::check(root)?;
+        drift::check(root, &command_names())?;
+        lab::check(root)
+    })?;
+    clock.time("clippy", || {
+        sh(
+            root,
+            "cargo",
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        )
+    })?;
+    // The unit and doc tests here; the graded tests (every file of
+    // `tests/`) once, through the grader, which prints what a failing one
+    // said. Running them here too would double the dearest minutes.
+    clock.time("unit and doc tests", || {
+        sh(root, "cargo", &["test", "--workspace", "--lib", "--bins"])?;
+        sh(root, "cargo", &["test", "--workspace", "--doc"])
+    })?;
+    clock.time("graded tests", || grade_reference(root))?;
+    clock.time("outputs", || outputs::run(root, true))?;
     // Both editions, with the catalog merged into a scratch copy: every
     // message translated, none fuzzy (a changed English paragraph without
     // its Portuguese is red), then both opened in a real browser.
-    book::run(root, book::Catalog::Keep, true)?;
-    browser::check(root)?;
-    exercises::check(root)?;
-    check_unproven_mistakes(root)?;
-    println!("\nxtask ci: every check passed");
+    clock.time("book", || book::run(root, book::Catalog::Keep, true))?;
+    clock.time("book in a browser", || browser::check(root))?;
+    clock.time("exercises", || exercises::check(root))?;
+    clock.time("mistakes", || check_unproven_mistakes(root))?;
+    println!("\nxtask ci: every check passed\n{}", clock.table());
     Ok(())
+}
+
+/// How long each phase of `ci` took, printed at its end: CI has a time
+/// budget, and the log is where the next one to trim it starts.
+#[derive(Default)]
+struct PhaseClock {
+    phases: Vec<(&'static str, Duration)>,
+}
+
+impl PhaseClock {
+    /// Runs `phase`, keeping its time even when it fails.
+    fn time<T>(&mut self, name: &'static str, phase: impl FnOnce() -> Result<T>) -> Result<T> {
+        let start = Instant::now();
+        let result = phase();
+        self.phases.push((name, start.elapsed()));
+        if result.is_err() {
+            eprintln!("{}", self.table());
+        }
+        result
+    }
+
+    fn table(&self) -> String {
+        let total: Duration = self.phases.iter().map(|(_, d)| *d).sum();
+        let mut out = String::from("xtask ci: time per phase\n");
+        for (name, took) in &self.phases {
+            out += &format!("  {name:<22} {:>6.0} s\n", took.as_secs_f64());
+        }
+        out + &format!("  {:<22} {:>6.0} s", "total", total.as_secs_f64())
+    }
 }
 
 #[cfg(test)]

@@ -55,8 +55,9 @@ const MODULES: &[&str] = &[
 
 /// Tests the VM lane leaves to the host, and why. Each checks bytes in
 /// user space (decompression, a tar's entries before anything is unpacked,
-/// an HTTP client's deadlines, a daemon's memory while streaming), which
-/// behave the same under any kernel, and costs one to two minutes under
+/// an HTTP client's deadlines, a daemon's memory while streaming, the
+/// registry's and the daemon's HTTP answers when no container runs), which
+/// behave the same under any kernel, and costs up to two minutes under
 /// emulation (sha256 and inflate run 7-16× slower there). Every test that
 /// mounts, clones, limits or wires something runs in both lanes. A name
 /// here that no longer exists stops the lane (see [`check_host_only`]).
@@ -73,6 +74,39 @@ const HOST_ONLY: &[(&str, &str)] = &[
     ),
     ("step10", "a_tampered_blob_is_refused_and_nothing_is_stored"),
     ("step11", "the_logs_of_a_huge_log_keep_the_daemon_small"),
+    // The registry of your own, and the daemon's answers without a
+    // container: HTTP on loopback.
+    ("step11", "a_registry_of_your_own_serves_a_stores_images"),
+    (
+        "step11",
+        "hostile_pushes_are_refused_with_the_specs_codes_and_leave_nothing_behind",
+    ),
+    (
+        "step11",
+        "skopeo_pushes_to_caixas_registry_and_pulls_back_the_same_manifest",
+    ),
+    ("step11", "the_docker_cli_gets_tokens_through_the_daemon"),
+    (
+        "step11",
+        "the_registry_answers_a_blob_head_without_reading_the_blob",
+    ),
+    (
+        "step11",
+        "the_registry_asks_for_credentials_when_given_an_htpasswd_file",
+    ),
+    (
+        "step11",
+        "the_registry_caps_its_connections_and_lets_idle_ones_go",
+    ),
+    (
+        "step11",
+        "the_registry_checks_names_before_it_looks_anything_up",
+    ),
+    (
+        "step11",
+        "the_registry_grants_tokens_per_repository_and_action",
+    ),
+    ("step11", "the_daemon_survives_bad_clients"),
 ];
 
 /// Test threads per binary in the VM: its two CPUs, as on the host. The
