@@ -83,18 +83,23 @@ pub fn load_weights(root: &Path) -> Result<Vec<StepPoints>> {
 }
 
 /// Runs one test binary in `dir` and returns its stdout and stderr; with
-/// `harder`, its ignored tests too (the harder exercises').
+/// `harder`, its ignored tests too (the harder exercises'); with
+/// `threads`, that many tests at a time (libtest's default: one per CPU).
 pub fn run_tests(
     dir: &Path,
     test: &str,
     target_dir: Option<&Path>,
     harder: bool,
+    threads: Option<u32>,
 ) -> Result<(String, String)> {
     let mut cmd = Command::new("cargo");
-    cmd.args(["test", "--test", test, "--no-fail-fast"])
+    cmd.args(["test", "--test", test, "--no-fail-fast", "--"])
         .current_dir(dir);
     if harder {
-        cmd.args(["--", "--include-ignored"]);
+        cmd.arg("--include-ignored");
+    }
+    if let Some(n) = threads {
+        cmd.arg(format!("--test-threads={n}"));
     }
     if let Some(t) = target_dir {
         cmd.env("CARGO_TARGET_DIR", t);
@@ -304,13 +309,14 @@ pub fn grade(
     only: Option<&str>,
     target_dir: Option<&Path>,
     harder: bool,
+    threads: Option<u32>,
 ) -> Result<Vec<(String, Vec<TestOutcome>)>> {
     let mut graded = Vec::new();
     for step in load_weights(root)? {
         if only.is_some_and(|o| o != step.name) {
             continue;
         }
-        let (stdout, stderr) = run_tests(dir, &step.name, target_dir, harder)?;
+        let (stdout, stderr) = run_tests(dir, &step.name, target_dir, harder, threads)?;
         let mut parsed = parse(&stdout);
         // A test that reported nothing (its binary crashed mid-run) counts
         // as failed, so its points are not shared among the others.
@@ -442,7 +448,7 @@ pub fn command(
         None => None,
     };
     let dir = dir.unwrap_or_else(|| root.to_path_buf());
-    let graded = grade(root, &dir, only.as_deref(), None, harder)?;
+    let graded = grade(root, &dir, only.as_deref(), None, harder, None)?;
     let (text, default_file) = match format {
         Format::Table => (table(&graded), None),
         Format::Json => (serde_json::to_string_pretty(&gradescope(&graded))?, None),

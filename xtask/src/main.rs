@@ -480,7 +480,7 @@ pub fn sh(dir: &Path, program: &str, args: &[&str]) -> Result<()> {
 /// (`check-exercises` grades the stubs, where they must not.)
 fn grade_reference(root: &Path) -> Result<()> {
     println!("\n==> cargo xtask grade (the reference must score full marks)");
-    let graded = grade::grade(root, root, None, None, false)?;
+    let graded = grade::grade(root, root, None, None, false, None)?;
     print!("{}", grade::table(&graded));
     let failed: Vec<_> = graded
         .iter()

@@ -155,7 +155,7 @@ fn try_mistake(
     let path = copy.join(&m.file);
     let pristine = std::fs::read_to_string(&path)?;
     std::fs::write(&path, pristine.replacen(&m.find, &m.replace, 1))?;
-    let ran = crate::grade::run_tests(copy, &format!("step{step}"), Some(target), false);
+    let ran = crate::grade::run_tests(copy, &format!("step{step}"), Some(target), false, None);
     std::fs::write(&path, &pristine)
         .with_context(|| format!("cannot put back {}", path.display()))?;
     let (stdout, stderr) = ran?;
@@ -312,7 +312,7 @@ pub fn check(root: &Path, steps: &[u32], write_book: bool, record: bool) -> Resu
         // First the copy as it is: every test must pass, or a "caught"
         // below could be a failure no mistake made.
         let (stdout, stderr) =
-            crate::grade::run_tests(&copy, &format!("step{step}"), Some(&target), false)?;
+            crate::grade::run_tests(&copy, &format!("step{step}"), Some(&target), false, None)?;
         let parsed = crate::grade::parse(&stdout);
         let harder: BTreeSet<String> = weights
             .iter()
