@@ -378,21 +378,20 @@ fn route(
             let wanted = Wanted::of(req, &config);
             // What was written before comes only with `logs=1`, as in
             // Docker: `docker attach` shows what comes from now on.
-            let from = Following::Attach {
-                replay: req.flag("logs"),
-            };
+            let replay = req.flag("logs");
             let mut raw = out
                 .upgrade("application/vnd.docker.raw-stream")
                 .map_err(EngineError::Connection)?;
             if !req.flag("stream") {
                 // No live output asked (Docker's default): the log, if
                 // asked, and the end.
-                if req.flag("logs") {
+                if replay {
                     send_log(&containers, &config.id, &wanted, &mut raw)?;
                 }
                 return Ok(());
             }
             let stop = AtomicBool::new(false);
+            let from = Following::Attach { replay };
             let follow =
                 |raw: &mut dyn Outlet| follow(&containers, &config.id, &wanted, raw, &stop, from);
             if !(req.flag("stdin") && config.open_stdin) {
@@ -1133,11 +1132,11 @@ fn follow(
     let log = || containers.files(id).join("container.log");
     let mut offset = 0;
     let mut next_run = None;
-    let first = containers.state(id)?;
     if let Following::Attach { replay } = from {
         if !replay {
             offset = log::end_of_lines(&log()).map_err(EngineError::Connection)?;
         }
+        let first = containers.state(id)?;
         if first.status == Status::Exited {
             next_run = Some(wait::NextEnd::after(&first));
         }
