@@ -315,8 +315,9 @@ impl Containers {
         }
     }
 
-    /// Whether container `id` holds `name`: a removal frees the name last,
-    /// so a waiter for `removed` knows from this that it is over.
+    /// Whether container `id` holds `name`: a removal frees the name once
+    /// the directory is out of sight ([`Containers::remove`]), so a waiter
+    /// for `removed` knows from this that it is over.
     pub fn holds_name(&self, name: &str, id: &str) -> bool {
         std::fs::read_to_string(self.names.join(name)).is_ok_and(|holder| holder == id)
     }
@@ -481,7 +482,16 @@ impl Containers {
         write_json(&self.dir(id).join("state.json"), state)
     }
 
-    /// Forgets container `id`: its directory (bundle, rootfs, output) and name.
+    // ANCHOR: remove
+    /// Forgets container `id`: its directory (bundle, rootfs, output) and
+    /// name. As anyone can see it, in two steps: the directory leaves in one
+    /// move (a rename to a hidden `.removing-ID`), then the name is freed;
+    /// only then are the files deleted, a whole rootfs among them. So a
+    /// waiter for `removed` (the Docker CLI's `run --rm`) is answered once
+    /// the container can no longer be found, not after every file of it is
+    /// gone (measured: 2–3 ms of a `run --rm true`). A removal that ends
+    /// half-way leaves the hidden directory, which [`Containers::retire`]
+    /// sweeps later.
     pub fn remove(&self, record: &Record) -> Result<(), EngineError> {
         let dir = self.dir(&record.id);
         if crate::image::overlay::is_mounted(&dir.join("merged")) {
@@ -493,10 +503,19 @@ impl Containers {
         if let Some(root) = self.dir.parent() {
             super::exec::forget(root, &dir);
         }
-        crate::image::overlay::remove_container_dir(&dir).map_err(io(&dir))?;
-        self.release_name(&record.name, &record.id);
+        let hidden = self.dir.join(format!(".removing-{}", record.id));
+        if std::fs::rename(&dir, &hidden).is_ok() {
+            self.release_name(&record.name, &record.id);
+            crate::image::overlay::remove_container_dir(&hidden).map_err(io(&hidden))?;
+        } else {
+            // Not moved (a leftover of the same name is in the way): deleted
+            // where it is, and the name freed last, as "removed" promises.
+            crate::image::overlay::remove_container_dir(&dir).map_err(io(&dir))?;
+            self.release_name(&record.name, &record.id);
+        }
         Ok(())
     }
+    // ANCHOR_END: remove
 
     /// Removes the tombstone of container `id`, once the waits for it have
     /// read it ([`super::wait`]).
@@ -506,31 +525,47 @@ impl Containers {
 
     /// Removes container `id` as `--rm` asks, leaving a tombstone (its
     /// state, hidden from listings) so that a client waiting for its exit
-    /// code still gets it; tombstones older than a minute are swept.
+    /// code still gets it; tombstones older than a minute are swept, and
+    /// so are removals that ended half-way.
     pub fn retire(&self, record: &Record) -> Result<(), EngineError> {
         let tomb = self.dir.join(format!(".gone-{}", record.id));
         create_dirs(&tomb, 0o700)?;
         let state = self.dir(&record.id).join("state.json");
-        std::fs::copy(&state, tomb.join("state.json")).map_err(io(&state))?;
+        keep(&state, &tomb.join("state.json")).map_err(io(&state))?;
         let log = self.dir(&record.id).join("container.log");
-        let _ = std::fs::copy(&log, tomb.join("container.log"));
+        let _ = keep(&log, &tomb.join("container.log"));
         self.remove(record)?;
         for entry in std::fs::read_dir(&self.dir)
             .map_err(io(&self.dir))?
             .flatten()
         {
+            // The name first: a stat of each of 500 live containers'
+            // directories would cost every `--rm` more than its own work.
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if !name.starts_with(".gone-") && !name.starts_with(".removing-") {
+                continue;
+            }
             let old = entry
                 .metadata()
                 .and_then(|m| m.modified())
                 .ok()
                 .and_then(|t| t.elapsed().ok())
                 .is_some_and(|age| age.as_secs() > 60);
-            if entry.file_name().to_string_lossy().starts_with(".gone-") && old {
-                let _ = std::fs::remove_dir_all(entry.path());
+            if old {
+                let _ = crate::image::overlay::remove_container_dir(&entry.path());
             }
         }
         Ok(())
     }
+}
+
+/// Keeps the file `from` at `to` as well: a second name for it (an ended
+/// container's files no longer change, and its log can be large), or a
+/// copy where the filesystem refuses a link.
+fn keep(from: &Path, to: &Path) -> std::io::Result<()> {
+    let _ = std::fs::remove_file(to);
+    std::fs::hard_link(from, to).or_else(|_| std::fs::copy(from, to).map(|_| ()))
 }
 
 /// Whether `name` can be a container's id, or the start of one: hex
@@ -636,5 +671,58 @@ mod tests {
                 "{missing}"
             );
         }
+    }
+
+    #[test]
+    fn retire_keeps_the_state_and_log_and_sweeps_old_leftovers() {
+        let root = tempfile::tempdir().unwrap();
+        let containers = Containers::open(root.path()).unwrap();
+        let id = "cd12".repeat(16);
+        containers.reserve_name("gone", &id).unwrap();
+        let gone = record(&id, "gone");
+        containers.create(&gone).unwrap();
+        let ended = State {
+            status: Status::Exited,
+            exit_code: 3,
+            ..State::default()
+        };
+        containers.set_state(&id, &ended).unwrap();
+        std::fs::write(containers.dir(&id).join("container.log"), "out\n").unwrap();
+        create_dirs(&containers.dir(&id).join("upper/etc"), 0o755).unwrap();
+        // A removal that stopped half-way a while ago, and one under way now.
+        let (stale, fresh) = (
+            root.path().join("containers/.removing-old"),
+            root.path().join("containers/.removing-new"),
+        );
+        for dir in [&stale, &fresh] {
+            create_dirs(&dir.join("upper"), 0o755).unwrap();
+        }
+        let long_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(120);
+        File::open(&stale).unwrap().set_modified(long_ago).unwrap();
+
+        containers.retire(&gone).unwrap();
+
+        assert!(!containers.dir(&id).exists());
+        assert!(
+            !root
+                .path()
+                .join(format!("containers/.removing-{id}"))
+                .exists()
+        );
+        assert!(!containers.holds_name("gone", &id));
+        // The tombstone answers for it: its end and its output.
+        assert_eq!(containers.state(&id).unwrap().exit_code, 3);
+        let tomb = containers.files(&id);
+        assert_eq!(
+            std::fs::read_to_string(tomb.join("container.log")).unwrap(),
+            "out\n"
+        );
+        assert!(
+            !stale.exists(),
+            "a removal left half-way is swept after a minute"
+        );
+        assert!(fresh.exists(), "a removal under way is left to its owner");
+        // Not listed: neither the tombstone nor a removal.
+        assert!(containers.list().unwrap().is_empty());
     }
 }
