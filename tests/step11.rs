@@ -464,6 +464,30 @@ fn run_prints_the_output_and_exits_with_the_containers_code() {
          ends, or a --rm one is kept\n{all}",
         all.lines().count()
     );
+    // Nor any of their files: only the kept container's directory stays
+    // (the shims may still be deleting when their clients return).
+    let containers = engine.root().join("containers");
+    let entries = || -> Vec<String> {
+        std::fs::read_dir(&containers)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    let start = Instant::now();
+    while entries().len() > 1 && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let left = entries();
+    assert_eq!(
+        left.len(),
+        1,
+        "step 11: expected the --rm containers to leave no files behind once they ended \
+         (within 10 s), {} keeps {left:?}; most likely cause: the shim does not unmount a \
+         --rm container's root before it deletes its directory (the mount is busy), or the \
+         tombstone is not buried after the last wait",
+        containers.display()
+    );
 }
 
 #[test]

@@ -84,6 +84,9 @@ pub fn run(root: &Path, id: &str) -> Result<i32, EngineError> {
     let control = listen(&dir.join("shim.sock"))?;
     let mut restarts = 0;
     let mut delay = None;
+    // A `--rm` container's root, still mounted once it has ended: it is
+    // unmounted after the container is out of sight (step 4).
+    let mut mounted_root = None;
     let state = loop {
         let began = std::time::Instant::now();
         let started = match &mounts {
@@ -94,7 +97,12 @@ pub fn run(root: &Path, id: &str) -> Result<i32, EngineError> {
             }),
         };
         let (state, user) = match started {
-            Ok(started) => started.run_to_end(&containers, id),
+            Ok(started) => {
+                let (state, user, mounted) =
+                    started.run_to_end(&containers, id, record.auto_remove);
+                mounted_root = mounted;
+                (state, user)
+            }
             Err(e) => {
                 let state = State {
                     status: Status::Exited,
@@ -139,9 +147,18 @@ pub fn run(root: &Path, id: &str) -> Result<i32, EngineError> {
 
     // 4. `--rm`: gone once ended (a tombstone keeps the code for waiters).
     //    Under the lifecycle lock, so no stop or rm is half-way through.
+    //    Its root is unmounted once its name is free: a `run --rm` has its
+    //    answer by then.
     if record.auto_remove {
         let locked = containers.lock(id)?;
-        containers.retire(&record)?;
+        containers.retire_unmounting(&record, |hidden| {
+            if let Some(mut mounted) = mounted_root.take() {
+                mounted.moved_to(hidden);
+                for error in mounted.remove() {
+                    eprintln!("caixa shim: after the container ended: {error}");
+                }
+            }
+        })?;
         events::record(root, &Event::container("destroy", &record));
         drop(locked);
         super::volumes::Volumes::open(root)?.remove_anonymous(&containers, &record.mounts);
@@ -420,8 +437,14 @@ fn via_short_path<T>(
 
 impl Started<'_> {
     /// Pumps output and requests until the container ends; records its
-    /// end, and what a user did to it.
-    fn run_to_end(mut self, containers: &Containers, id: &str) -> (State, UserAction) {
+    /// end, and what a user did to it. With `keep_root` (`--rm`), its root
+    /// is left mounted and returned, for the removal to unmount.
+    fn run_to_end(
+        mut self,
+        containers: &Containers,
+        id: &str,
+        keep_root: bool,
+    ) -> (State, UserAction, Option<crate::parent::Root>) {
         let exit = match pump(&mut self) {
             Ok(exit) => exit,
             Err(e) => {
@@ -434,7 +457,11 @@ impl Started<'_> {
         if let Err(e) = self.log.flush() {
             eprintln!("caixa shim: writing the log: {e}");
         }
-        let ended = self.running.finish(exit);
+        let (ended, root) = if keep_root {
+            self.running.finish_but_root(exit)
+        } else {
+            (self.running.finish(exit), None)
+        };
         // The shim's own diagnostics go to its own log, never the container's.
         for error in &ended.cleanup_errors {
             eprintln!("caixa shim: after the container ended: {error}");
@@ -460,7 +487,7 @@ impl Started<'_> {
             events::record(containers.root(), &die);
         }
         // ANCHOR_END: die_event
-        (state, self.user)
+        (state, self.user, root)
     }
 }
 

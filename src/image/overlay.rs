@@ -672,6 +672,15 @@ impl Mounted {
         Ok(None)
     }
 
+    /// Its container's directory was renamed to `dir`: the mount moved
+    /// with it, and so do the paths this value unmounts and deletes.
+    pub fn moved_to(&mut self, dir: &Path) {
+        if let Ok(inside) = self.merged.strip_prefix(&self.dir) {
+            self.merged = dir.join(inside);
+        }
+        self.dir = dir.to_path_buf();
+    }
+
     /// Whether all of it was in the child's tmpfs (see [`Scratch`]): gone
     /// with the child's mount namespace, nothing on the host to remove.
     fn in_scratch(&self) -> bool {
