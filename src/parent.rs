@@ -558,8 +558,8 @@ impl Running {
         let mut root = self.host.image_root.take().map(|mounted| {
             let mut host = Host::empty();
             host.image_root = Some(mounted);
-            // The record goes with the root: it is the last thing made, so
-            // a start killed before it is removed leaves it for the sweep.
+            // The record goes with the root and is closed after it: a shim
+            // killed before the unmount leaves the record for the sweep.
             host.record = self.host.record.take();
             Root { host, clean: true }
         });
