@@ -10,8 +10,10 @@
 //!   writes what comes out to the log, in Docker's json-file format
 //!   ([`super::log`]); with `-i`, writes what attached clients type into
 //!   its stdin ([`super::stdin`]);
-//! - reaps the container and records how it ended: exit code, `OOMKilled`,
-//!   finish time; then tears down the host side (cgroup, network, overlay);
+//! - reaps the container, tears down the host side (network, cgroup,
+//!   overlay; a `--rm` container's overlay only once its removal is
+//!   visible, after its waiters have their answer), and records how it
+//!   ended: exit code, `OOMKilled`, finish time;
 //! - answers the daemon on a unix socket in the container's directory
 //!   (`shim.sock`, mode 0600, a path, so file permissions guard it);
 //! - holds `shim.lock` for its whole life: the proof it is alive;
