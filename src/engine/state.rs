@@ -497,12 +497,13 @@ impl Containers {
         self.remove_unmounting(record, |_| {})
     }
 
-    /// The same, for the one caller whose rootfs is still mounted in its
-    /// sight, the shim of a `--rm` container: `unmount` is given the
+    /// The removal itself, for a caller that has checked nothing is
+    /// mounted, or one whose rootfs is still mounted in its sight (through
+    /// [`Containers::retire_unmounting`]): `unmount` is given the
     /// directory's hidden place once the name is free, and unmounts there
     /// before the files go. So even the unmount (1–3 ms) comes after the
     /// answer.
-    pub fn remove_unmounting(
+    fn remove_unmounting(
         &self,
         record: &Record,
         unmount: impl FnOnce(&Path),
@@ -558,8 +559,10 @@ impl Containers {
         self.retire_unmounting(record, |_| {})
     }
 
-    /// [`Containers::retire`] by the shim, its rootfs still mounted: see
-    /// [`Containers::remove_unmounting`].
+    /// [`Containers::retire`] by the shim of a `--rm` container, its
+    /// rootfs still mounted: `unmount` is called with the directory's
+    /// hidden place once the container can no longer be found, and must
+    /// unmount it there before the files are deleted.
     pub fn retire_unmounting(
         &self,
         record: &Record,
