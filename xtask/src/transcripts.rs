@@ -275,7 +275,7 @@ pub const STEP11: &[Part] = &[
             Show("step11 run -d --rm --name brief busybox:1 sh -c 'sleep 1; exit 4'"),
             Show("step11 wait brief"),
             Show("step11 ps -a"),
-            Show("ls -A root/containers"),
+            Show("ls root/containers"),
             Show("step11 logs brief"),
         ],
     },
