@@ -379,6 +379,7 @@ fn route(
             // What was written before comes only with `logs=1`, as in
             // Docker: `docker attach` shows what comes from now on.
             let replay = req.flag("logs");
+            let from = Following::attach(&containers, &config.id, replay)?;
             let mut raw = out
                 .upgrade("application/vnd.docker.raw-stream")
                 .map_err(EngineError::Connection)?;
@@ -391,7 +392,6 @@ fn route(
                 return Ok(());
             }
             let stop = AtomicBool::new(false);
-            let from = Following::Attach { replay };
             let follow =
                 |raw: &mut dyn Outlet| follow(&containers, &config.id, &wanted, raw, &stop, from);
             if !(req.flag("stdin") && config.open_stdin) {
@@ -1104,16 +1104,37 @@ fn send_log(
 
 // ANCHOR: follow
 /// Where a [`follow`] begins, and which end ends it.
-#[derive(Debug, Clone, Copy)]
 enum Following {
     /// `logs -f`: the whole log, then what comes until the container does
     /// not run.
     Log,
-    /// `attach`: what comes from now on (the whole log first with
-    /// `replay`, Docker's `logs=1`), until the end of the run going on; for
-    /// a container that does not run (as `start -a` finds it, before its
-    /// start), the end of its next run, not that of a run that is over.
-    Attach { replay: bool },
+    /// `attach`: what comes after `offset` in the log, until the end of the
+    /// run going on, or, for a container that did not run when the attach
+    /// began (as `start -a` finds it, before its start), `next_run`'s end,
+    /// not that of a run that is over.
+    Attach {
+        offset: u64,
+        next_run: Option<wait::NextEnd>,
+    },
+}
+
+impl Following {
+    /// An attach to container `id` from now on (from the log's beginning
+    /// with `replay`, Docker's `logs=1`). Taken before the `101` goes out:
+    /// a client may send input as soon as it has the answer, and the
+    /// container's echo of it comes after "now", never before.
+    fn attach(containers: &Containers, id: &str, replay: bool) -> Result<Following, EngineError> {
+        let offset = match replay {
+            true => 0,
+            false => log::end_of_lines(&containers.files(id).join("container.log"))
+                .map_err(EngineError::Connection)?,
+        };
+        let first = containers.state(id)?;
+        Ok(Following::Attach {
+            offset,
+            next_run: (first.status == Status::Exited).then(|| wait::NextEnd::after(&first)),
+        })
+    }
 }
 
 /// Sends container `id`'s output as frames, as its log grows, until the
@@ -1130,17 +1151,10 @@ fn follow(
     let _reading = wait::Waiting::on(containers, id);
     // Looked up each time: after `--rm` it is in the tombstone.
     let log = || containers.files(id).join("container.log");
-    let mut offset = 0;
-    let mut next_run = None;
-    if let Following::Attach { replay } = from {
-        if !replay {
-            offset = log::end_of_lines(&log()).map_err(EngineError::Connection)?;
-        }
-        let first = containers.state(id)?;
-        if first.status == Status::Exited {
-            next_run = Some(wait::NextEnd::after(&first));
-        }
-    }
+    let (mut offset, mut next_run) = match from {
+        Following::Log => (0, None),
+        Following::Attach { offset, next_run } => (offset, next_run),
+    };
     let mut waiter = Waiter::on(&containers.dir(id));
     while !stop.load(Ordering::Relaxed) {
         let mark = waiter.mark();

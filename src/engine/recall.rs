@@ -26,8 +26,9 @@
 //! queue stamps every directory: everything is read again. What is kept is
 //! tied to the directory's watch, which follows its inode: this relies on
 //! a container's directory never being replaced by another under its name
-//! (nothing renames them; `rm` copies the state to a tombstone and deletes
-//! the directory, whose watch then goes).
+//! (nothing renames one into place; `rm` renames it away, to a hidden
+//! `.removing-ID` that listings skip, and deletes it there, and its watch
+//! goes with it).
 //!
 //! An earlier version compared each file's `statx` (inode, size, times)
 //! instead. It cost two path walks a line, and it had to distrust any

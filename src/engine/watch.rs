@@ -28,8 +28,9 @@
 //! A watch is added the first time someone waits on a directory, or `ps`
 //! lists it, and added again costs nothing (the kernel answers the same
 //! descriptor for the same inode). It is never removed by hand: the kernel
-//! drops it when the directory is deleted (`IN_IGNORED`), as `--rm` and
-//! `rm` do once they have copied the state to its tombstone.
+//! drops it when the directory is deleted (`IN_IGNORED`), as `rm` and
+//! `--rm` do once they have renamed it to a hidden `.removing-ID` (the
+//! watch follows the directory, so a waiter still hears its files go).
 //!
 //! `ps` uses the same stamps ([`super::recall`]): a record or state read
 //! under one stamp is still what the file holds while the stamp has not

@@ -272,8 +272,13 @@ pub const STEP11: &[Part] = &[
     Part {
         file: "step11-brief",
         lines: &[
-            Show("step11 run -d --rm --name brief busybox:1 sh -c 'sleep 1; exit 4'"),
+            Show("step11 run -d --rm --name brief busybox:1 sh -c 'sleep 2; exit 4'"),
             Show("step11 wait brief"),
+            // `wait` answers once `brief` has exited; its shim removes it a
+            // moment later. What follows shows it gone, so wait for that.
+            Hide(
+                "curl -s -o /dev/null --unix-socket caixa.sock -X POST 'http://caixa/v1.41/containers/brief/wait?condition=removed'",
+            ),
             Show("step11 ps -a"),
             Show("ls root/containers"),
             Show("step11 logs brief"),
@@ -301,10 +306,10 @@ pub const STEP11: &[Part] = &[
     Part {
         file: "step11-parents",
         lines: &[
-            Show(
-                "ps -o pid,ppid,sid,args --forest -p $DAEMON --ppid $DAEMON -s $(jq .shim $D/state.json)",
-            ),
-            Show("readlink /proc/$DAEMON/cwd /proc/$(jq .shim $D/state.json)/cwd"),
+            // By pid, not by session: the ticker's `sleep 1` comes and goes.
+            Show("SHIM=$(jq .shim $D/state.json); PID=$(jq .pid $D/state.json)"),
+            Show("ps -o pid,ppid,sid,args --forest -p \"$DAEMON $SHIM $PID\" --ppid $DAEMON"),
+            Show("readlink /proc/$DAEMON/cwd /proc/$SHIM/cwd"),
             Show("tail -n 2 $D/container.log"),
         ],
     },
@@ -314,7 +319,7 @@ pub const STEP11: &[Part] = &[
             Show("kill -KILL $DAEMON"),
             Hide("wait $DAEMON 2>/dev/null; true"),
             Show("step11 ps"),
-            Show("ps -o pid,ppid,sid,args --forest -s $(jq .shim $D/state.json)"),
+            Show("ps -o pid,ppid,sid,args --forest -p \"$SHIM $PID\""),
         ],
     },
     Part {
@@ -365,6 +370,10 @@ pub const STEP11: &[Part] = &[
                 "curl -s --unix-socket caixa.sock http://caixa/v1.41/containers/victim/json | jq -c '.State | {Status, ExitCode, Error}'",
             ),
             Show("step11 rm victim"),
+            // The launcher's sweep may still be printing: its last line.
+            Hide(
+                "for i in $(seq 100); do grep -q 'took back' daemon2.log && break; sleep 0.05; done",
+            ),
             Show("cut -c 1-110 daemon2.log"),
         ],
     },
@@ -400,12 +409,13 @@ pub const STEP11: &[Part] = &[
         file: "step11-attach",
         lines: &[
             Show(
-                r#"curl -s --unix-socket caixa.sock -X POST -H 'Content-Type: application/json' -d '{"Image":"busybox:1","Cmd":["sh","-c","sleep 1; echo one; echo oops >&2; sleep 1; echo two"]}' 'http://caixa/v1.41/containers/create?name=slow'"#,
+                r#"curl -s --unix-socket caixa.sock -X POST -H 'Content-Type: application/json' -d '{"Image":"busybox:1","Cmd":["sh","-c","sleep 1; echo one; echo oops >&2; sleep 3; echo two"]}' 'http://caixa/v1.41/containers/create?name=slow'"#,
             ),
             Show(
                 "curl -si -N --unix-socket caixa.sock -X POST -H 'Connection: Upgrade' -H 'Upgrade: tcp' 'http://caixa/v1.41/containers/slow/attach?stream=1&stdout=1&stderr=1' >attach.out &",
             ),
-            Hide("sleep 0.5"),
+            // Attached before the start: wait for its `101`.
+            Hide("for i in $(seq 100); do grep -q ' 101 ' attach.out && break; sleep 0.05; done"),
             Show(
                 "curl -s --unix-socket caixa.sock -X POST http://caixa/v1.41/containers/slow/start",
             ),
