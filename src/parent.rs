@@ -561,11 +561,13 @@ impl Running {
             // The record goes with the root and is closed after it: a shim
             // killed before the unmount leaves the record for the sweep.
             host.record = self.host.record.take();
-            Root { host, clean: true }
+            Root { host }
         });
         let ended = self.finish(exit);
-        if let Some(root) = &mut root {
-            root.clean = ended.cleanup_errors.is_empty();
+        if !ended.cleanup_errors.is_empty() {
+            // Something else was left: the record stays on disk (dropped,
+            // not closed) for the next sweep, whatever the root's end.
+            drop(root.as_mut().and_then(|root| root.host.record.take()));
         }
         (ended, root)
     }
@@ -573,13 +575,10 @@ impl Running {
 
 /// An ended container's root, still mounted, and the record of its start:
 /// what [`Running::finish_but_root`] leaves. Removed by [`Root::remove`],
-/// or when dropped.
+/// or when dropped (its `Host`'s teardown, as on any error path).
 #[derive(Debug)]
 pub struct Root {
     host: Host,
-    /// Whether the rest of the host side went without a failure: else the
-    /// record stays on disk, for the next sweep to try again.
-    clean: bool,
 }
 
 impl Root {
@@ -594,24 +593,7 @@ impl Root {
     /// Unmounts the root (and deletes it, unless it is kept), then closes
     /// the record; returns what could not be done, one line each.
     pub fn remove(mut self) -> Vec<String> {
-        self.tear_down()
-    }
-
-    fn tear_down(&mut self) -> Vec<String> {
-        let left_for_the_sweep = if self.clean {
-            None
-        } else {
-            self.host.record.take()
-        };
-        let errors = self.host.teardown(&Trace::new(false)).errors;
-        drop(left_for_the_sweep);
-        errors
-    }
-}
-
-impl Drop for Root {
-    fn drop(&mut self) {
-        let _ = self.tear_down();
+        self.host.teardown(&Trace::new(false)).errors
     }
 }
 
