@@ -490,8 +490,8 @@ impl Containers {
     /// waiter for `removed` (the Docker CLI's `run --rm`) is answered once
     /// the container can no longer be found, not after every file of it is
     /// gone (measured: 2–3 ms of a `run --rm true`). A removal that ends
-    /// half-way leaves the hidden directory, which [`Containers::retire`]
-    /// sweeps later.
+    /// half-way, or files that will not be deleted, leave the hidden
+    /// directory, which a later removal sweeps.
     pub fn remove(&self, record: &Record) -> Result<(), EngineError> {
         self.unmounted(record)?;
         self.remove_unmounting(record, |_| {})
@@ -520,7 +520,13 @@ impl Containers {
             // unmount.
             let _ = std::fs::remove_file(hidden.join("container.json"));
             unmount(&hidden);
-            crate::image::overlay::remove_container_dir(&hidden).map_err(io(&hidden))?;
+            // Removed, as anyone can see: files that will not go now are
+            // a leftover to sweep, not a failed removal (a 500 for a
+            // container `ps` no longer shows, and a `--rm` shim that
+            // stops before its `destroy` event and its volumes).
+            if let Err(e) = crate::image::overlay::remove_container_dir(&hidden) {
+                eprintln!("{}", left_behind(&record.name, &hidden, &e));
+            }
         } else {
             // Not moved (a leftover of the same name is in the way): deleted
             // where it is, and the name freed last, as "removed" promises.
@@ -528,6 +534,7 @@ impl Containers {
             crate::image::overlay::remove_container_dir(&dir).map_err(io(&dir))?;
             self.release_name(&record.name, &record.id);
         }
+        self.sweep_hidden();
         Ok(())
     }
     // ANCHOR_END: remove
@@ -574,11 +581,18 @@ impl Containers {
         keep(&state, &tomb.join("state.json")).map_err(io(&state))?;
         let log = self.dir(&record.id).join("container.log");
         let _ = keep(&log, &tomb.join("container.log"));
-        self.remove_unmounting(record, unmount)?;
-        for entry in std::fs::read_dir(&self.dir)
-            .map_err(io(&self.dir))?
-            .flatten()
-        {
+        self.remove_unmounting(record, unmount)
+    }
+
+    /// Deletes the tombstones and half-done removals (`.gone-ID`,
+    /// `.removing-ID`) older than a minute: a younger one may still be
+    /// read by a waiter, or deleted by its owner. Best effort, after every
+    /// removal: what still will not go is tried again next time.
+    fn sweep_hidden(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
             // The name first: a stat of each of 500 live containers'
             // directories would cost every `--rm` more than its own work.
             let name = entry.file_name();
@@ -596,8 +610,16 @@ impl Containers {
                 let _ = crate::image::overlay::remove_container_dir(&entry.path());
             }
         }
-        Ok(())
     }
+}
+
+/// The line for files that outlived their removal: what is left, where,
+/// why, and that nobody need act on it.
+pub(crate) fn left_behind(what: &str, hidden: &Path, e: &std::io::Error) -> String {
+    format!(
+        "caixa: {what} is removed, but some of its files could not be deleted yet ({}: {e}); they are swept later",
+        hidden.display()
+    )
 }
 
 /// Keeps the file `from` at `to` as well: a second name for it (an ended
@@ -666,8 +688,63 @@ pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A file in `dir` that cannot be deleted until the guard goes: for
+    /// root, immutable (`chattr +i`; root passes every permission), for
+    /// anyone else, `dir` made read-only.
+    pub(crate) struct Undeletable {
+        dir: PathBuf,
+        file: PathBuf,
+    }
+
+    impl Undeletable {
+        pub(crate) fn in_dir(dir: &Path) -> Undeletable {
+            let file = dir.join("pinned");
+            std::fs::write(&file, "x").unwrap();
+            let pinned = Undeletable {
+                dir: dir.to_path_buf(),
+                file,
+            };
+            pinned.set(true);
+            assert!(
+                std::fs::remove_file(&pinned.file).is_err(),
+                "the test's undeletable file was deleted"
+            );
+            pinned
+        }
+
+        fn set(&self, on: bool) {
+            if nix::unistd::geteuid().is_root() {
+                let ok = std::process::Command::new("chattr")
+                    .arg(if on { "+i" } else { "-i" })
+                    .arg(&self.file)
+                    .status()
+                    .unwrap()
+                    .success();
+                assert!(ok || !on, "chattr +i {}", self.file.display());
+            } else {
+                let mode = if on { 0o500 } else { 0o700 };
+                let _ = std::fs::set_permissions(
+                    &self.dir,
+                    std::os::unix::fs::PermissionsExt::from_mode(mode),
+                );
+            }
+        }
+
+        /// Moves the guard with a directory that was renamed.
+        pub(crate) fn moved_to(&mut self, dir: &Path) {
+            self.file = dir.join("pinned");
+            self.dir = dir.to_path_buf();
+        }
+    }
+
+    impl Drop for Undeletable {
+        fn drop(&mut self) {
+            self.set(false);
+        }
+    }
 
     #[test]
     fn ids_are_hex_and_short() {
@@ -764,5 +841,42 @@ mod tests {
         assert!(fresh.exists(), "a removal under way is left to its owner");
         // Not listed: neither the tombstone nor a removal.
         assert!(containers.list().unwrap().is_empty());
+    }
+
+    #[test]
+    fn files_that_will_not_go_are_left_to_the_sweep_and_the_removal_stands() {
+        let root = tempfile::tempdir().unwrap();
+        let containers = Containers::open(root.path()).unwrap();
+        let id = "ef12".repeat(16);
+        containers.reserve_name("stuck", &id).unwrap();
+        let stuck = record(&id, "stuck");
+        containers.create(&stuck).unwrap();
+        let upper = containers.dir(&id).join("upper");
+        create_dirs(&upper, 0o755).unwrap();
+        let mut pinned = Undeletable::in_dir(&upper);
+
+        containers
+            .remove(&stuck)
+            .expect("removed, though some files stay");
+
+        assert!(!containers.holds_name("stuck", &id));
+        assert!(matches!(
+            containers.find("stuck"),
+            Err(EngineError::NotFound(_))
+        ));
+        assert!(containers.list().unwrap().is_empty());
+        let hidden = root.path().join(format!("containers/.removing-{id}"));
+        assert!(hidden.join("upper/pinned").exists(), "left for the sweep");
+
+        // Deletable again, and a minute old: the next removal sweeps it.
+        pinned.moved_to(&hidden.join("upper"));
+        drop(pinned);
+        let long_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(120);
+        File::open(&hidden).unwrap().set_modified(long_ago).unwrap();
+        let next = "ef34".repeat(16);
+        containers.reserve_name("next", &next).unwrap();
+        containers.create(&record(&next, "next")).unwrap();
+        containers.remove(&record(&next, "next")).unwrap();
+        assert!(!hidden.exists(), "swept by the next removal");
     }
 }

@@ -183,9 +183,34 @@ impl Volumes {
             .dir
             .join(format!(".removing-{name}-{}", crate::ids::random_hex(4)));
         std::fs::rename(&dir, &hidden).map_err(io(&dir))?;
-        std::fs::remove_dir_all(&hidden).map_err(io(&hidden))?;
         self.event("destroy", name);
+        // Gone, as anyone can see: what will not be deleted now is a
+        // leftover, said once and swept by the next removal, not an error
+        // for a volume `volume ls` no longer shows.
+        if let Err(e) = std::fs::remove_dir_all(&hidden) {
+            let what = format!("volume {name}");
+            eprintln!("{}", super::state::left_behind(&what, &hidden, &e));
+        }
+        self.sweep_hidden();
         Ok(size)
+    }
+
+    /// Deletes what earlier removals left hidden (`.removing-…`). Under
+    /// the volumes' lock, as every removal runs, no other removal is under
+    /// way: all of them are leftovers. Best effort.
+    fn sweep_hidden(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".removing-")
+            {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
     }
 
     /// Records a volume's event in the engine's log ([`super::events`]).
@@ -425,4 +450,48 @@ pub fn create(daemon: &super::daemon::Daemon, body: &Value) -> Result<Value, Eng
         anonymous: false,
     };
     Volumes::open(&daemon.root)?.create(&name, (map.host, map.host), meta)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::state::tests::Undeletable;
+
+    #[test]
+    fn a_volume_whose_files_will_not_go_is_removed_and_its_leftover_swept() {
+        let root = tempfile::tempdir().unwrap();
+        let containers = Containers::open(root.path()).unwrap();
+        let volumes = Volumes::open(root.path()).unwrap();
+        let meta = |anonymous| Meta {
+            created: 1,
+            labels: Default::default(),
+            anonymous,
+        };
+        volumes.create("data", (0, 0), meta(false)).unwrap();
+        let mut pinned = Undeletable::in_dir(&volumes.data("data").unwrap());
+
+        let _locked = volumes.lock().unwrap();
+        volumes
+            .remove(&containers, "data")
+            .expect("removed, though some files stay");
+        assert!(volumes.names().unwrap().is_empty());
+        assert!(matches!(
+            volumes.inspect("data"),
+            Err(EngineError::NotFound(_))
+        ));
+        let hidden: Vec<PathBuf> = std::fs::read_dir(root.path().join("volumes"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.to_string_lossy().contains(".removing-data-"))
+            .collect();
+        assert_eq!(hidden.len(), 1, "left for the sweep: {hidden:?}");
+
+        // Deletable again: the next removal sweeps it.
+        pinned.moved_to(&hidden[0].join("_data"));
+        drop(pinned);
+        volumes.create("more", (0, 0), meta(true)).unwrap();
+        volumes.remove(&containers, "more").unwrap();
+        assert!(!hidden[0].exists(), "swept by the next removal");
+    }
 }
