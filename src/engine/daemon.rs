@@ -567,8 +567,8 @@ fn route(
         }
         ("DELETE", ["volumes", name]) => {
             let volumes = Volumes::open(&daemon.root)?;
-            let _locked = volumes.lock()?;
-            match volumes.remove(&containers, name) {
+            let locked = volumes.lock()?;
+            match volumes.remove(&locked, &containers, name) {
                 Err(EngineError::NotFound(_)) if req.flag("force") => Ok(0),
                 other => other,
             }?;

@@ -300,12 +300,7 @@ impl Containers {
     /// create takes.
     fn stale(&self, path: &Path) -> bool {
         let holder = std::fs::read_to_string(path).unwrap_or_default();
-        let old = std::fs::metadata(path)
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age.as_secs() > 60);
-        old && !self.dir(holder.trim()).join("container.json").exists()
+        older_than(path, LEFTOVER_GRACE) && !self.dir(holder.trim()).join("container.json").exists()
     }
 
     /// Frees `name`, if `id` holds it.
@@ -525,7 +520,8 @@ impl Containers {
             // container `ps` no longer shows, and a `--rm` shim that
             // stops before its `destroy` event and its volumes).
             if let Err(e) = crate::image::overlay::remove_container_dir(&hidden) {
-                eprintln!("{}", left_behind(&record.name, &hidden, &e));
+                let what = format!("container {}", record.name);
+                eprintln!("{}", left_behind(&what, &hidden, &e));
             }
         } else {
             // Not moved (a leftover of the same name is in the way): deleted
@@ -585,39 +581,67 @@ impl Containers {
     }
 
     /// Deletes the tombstones and half-done removals (`.gone-ID`,
-    /// `.removing-ID`) older than a minute: a younger one may still be
-    /// read by a waiter, or deleted by its owner. Best effort, after every
-    /// removal: what still will not go is tried again next time.
+    /// `.removing-ID`) older than a minute: a younger tombstone may still
+    /// be read by a waiter. Best effort, after every removal.
     fn sweep_hidden(&self) {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            // The name first: a stat of each of 500 live containers'
-            // directories would cost every `--rm` more than its own work.
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if !name.starts_with(".gone-") && !name.starts_with(".removing-") {
-                continue;
-            }
-            let old = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age.as_secs() > 60);
-            if old {
-                let _ = crate::image::overlay::remove_container_dir(&entry.path());
-            }
-        }
+        sweep_hidden(&self.dir, &[".gone-", ".removing-"], LEFTOVER_GRACE);
     }
 }
 
-/// The line for files that outlived their removal: what is left, where,
-/// why, and that nobody need act on it.
+/// How long a tombstone stays for its waiters, and a name reserved by a
+/// create that never recorded its container stays reserved.
+const LEFTOVER_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Whether the file at `path` (not followed, if a link) was last changed
+/// more than `limit` ago.
+fn older_than(path: &Path, limit: std::time::Duration) -> bool {
+    std::fs::symlink_metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age > limit)
+}
+
+/// Deletes what removals left hidden in `dir` (entries named with one of
+/// `prefixes`), older than `grace`, unless a removal is still under way
+/// in one: every removal holds its container's lock, and the lock's file
+/// moves with the directory. What still will not go is tried again by
+/// the next removal. One sweep for containers and volumes alike.
+pub(crate) fn sweep_hidden(dir: &Path, prefixes: &[&str], grace: std::time::Duration) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        // The name first: a stat of each of 500 live containers'
+        // directories would cost every removal more than its own work.
+        let name = entry.file_name();
+        if !prefixes
+            .iter()
+            .any(|p| name.to_string_lossy().starts_with(p))
+        {
+            continue;
+        }
+        let path = entry.path();
+        if !older_than(&path, grace) {
+            continue;
+        }
+        // Held while this sweep deletes, so no second sweep starts on it.
+        let _busy = match File::open(path.join("lock")) {
+            Ok(file) => match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(held) => Some(held),
+                Err(_) => continue,
+            },
+            Err(_) => None,
+        };
+        let _ = crate::image::overlay::remove_container_dir(&path);
+    }
+}
+
+/// The one line for files that outlived their removal: what is gone,
+/// what is left where and why, and what to do if it stays.
 pub(crate) fn left_behind(what: &str, hidden: &Path, e: &std::io::Error) -> String {
     format!(
-        "caixa: {what} is removed, but some of its files could not be deleted yet ({}: {e}); they are swept later",
+        "caixa: {what} is removed, but some of its files could not be deleted ({}: {e}); the next removal tries again, or delete them by hand",
         hidden.display()
     )
 }
@@ -687,62 +711,54 @@ pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, 
     })
 }
 
+/// Unit tests; [`tests::Undeletable`] is lent to the volumes' too.
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
 
-    /// A file in `dir` that cannot be deleted until the guard goes: for
-    /// root, immutable (`chattr +i`; root passes every permission), for
-    /// anyone else, `dir` made read-only.
+    /// A file that even root cannot delete (`chattr +i`) until the guard
+    /// goes: then everything under `root`, the test's directory, is made
+    /// deletable again, wherever a removal moved the file meanwhile, so
+    /// the test's directory goes too, whether the test passed or failed.
     pub(crate) struct Undeletable {
-        dir: PathBuf,
-        file: PathBuf,
+        root: PathBuf,
     }
 
     impl Undeletable {
-        pub(crate) fn in_dir(dir: &Path) -> Undeletable {
-            let file = dir.join("pinned");
-            std::fs::write(&file, "x").unwrap();
-            let pinned = Undeletable {
-                dir: dir.to_path_buf(),
-                file,
-            };
-            pinned.set(true);
-            assert!(
-                std::fs::remove_file(&pinned.file).is_err(),
-                "the test's undeletable file was deleted"
-            );
-            pinned
-        }
-
-        fn set(&self, on: bool) {
-            if nix::unistd::geteuid().is_root() {
-                let ok = std::process::Command::new("chattr")
-                    .arg(if on { "+i" } else { "-i" })
-                    .arg(&self.file)
-                    .status()
-                    .unwrap()
-                    .success();
-                assert!(ok || !on, "chattr +i {}", self.file.display());
-            } else {
-                let mode = if on { 0o500 } else { 0o700 };
-                let _ = std::fs::set_permissions(
-                    &self.dir,
-                    std::os::unix::fs::PermissionsExt::from_mode(mode),
-                );
+        /// Makes `file` (written here) immutable. None unless run as
+        /// root: only root may, and root alone passes every permission, so
+        /// nothing less would make a file it cannot delete.
+        pub(crate) fn file(file: &Path, root: &Path) -> Option<Undeletable> {
+            if !nix::unistd::geteuid().is_root() {
+                eprintln!("skipped: making a file undeletable needs root (chattr +i)");
+                return None;
             }
-        }
-
-        /// Moves the guard with a directory that was renamed.
-        pub(crate) fn moved_to(&mut self, dir: &Path) {
-            self.file = dir.join("pinned");
-            self.dir = dir.to_path_buf();
+            std::fs::write(file, "x").unwrap();
+            let pinned = Undeletable {
+                root: root.to_path_buf(),
+            };
+            let ok = std::process::Command::new("chattr")
+                .arg("+i")
+                .arg(file)
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "chattr +i {}", file.display());
+            assert!(
+                std::fs::remove_file(file).is_err(),
+                "deleted, though pinned"
+            );
+            Some(pinned)
         }
     }
 
     impl Drop for Undeletable {
         fn drop(&mut self) {
-            self.set(false);
+            // Quiet: chattr says it cannot read the flags of a socket.
+            let _ = std::process::Command::new("chattr")
+                .args(["-R", "-i"])
+                .arg(&self.root)
+                .stderr(std::process::Stdio::null())
+                .status();
         }
     }
 
@@ -853,7 +869,9 @@ pub(crate) mod tests {
         containers.create(&stuck).unwrap();
         let upper = containers.dir(&id).join("upper");
         create_dirs(&upper, 0o755).unwrap();
-        let mut pinned = Undeletable::in_dir(&upper);
+        let Some(pinned) = Undeletable::file(&upper.join("pinned"), root.path()) else {
+            return;
+        };
 
         containers
             .remove(&stuck)
@@ -869,7 +887,6 @@ pub(crate) mod tests {
         assert!(hidden.join("upper/pinned").exists(), "left for the sweep");
 
         // Deletable again, and a minute old: the next removal sweeps it.
-        pinned.moved_to(&hidden.join("upper"));
         drop(pinned);
         let long_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(120);
         File::open(&hidden).unwrap().set_modified(long_ago).unwrap();

@@ -21,6 +21,7 @@
 use std::fs::File;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use nix::fcntl::Flock;
 use serde::{Deserialize, Serialize};
@@ -168,9 +169,16 @@ impl Volumes {
     }
 
     // ANCHOR: volume_remove
-    /// Removes volume `name` unless a container uses it; call under
-    /// [`Volumes::lock`]. Returns the bytes it held.
-    pub fn remove(&self, containers: &Containers, name: &str) -> Result<u64, EngineError> {
+    /// Removes volume `name` unless a container uses it. Returns the bytes
+    /// it held. Only under the volumes' lock (`_locked` proves it is held),
+    /// so no volume is removed while a create is choosing it, and no other
+    /// removal is under way.
+    pub fn remove(
+        &self,
+        _locked: &VolumesLocked,
+        containers: &Containers,
+        name: &str,
+    ) -> Result<u64, EngineError> {
         let dir = self.path(name)?;
         if !dir.join("volume.json").exists() {
             return Err(EngineError::NotFound(format!("get {name}: no such volume")));
@@ -191,26 +199,10 @@ impl Volumes {
             let what = format!("volume {name}");
             eprintln!("{}", super::state::left_behind(&what, &hidden, &e));
         }
-        self.sweep_hidden();
+        // Every removal holds the volumes' lock: what another left hidden
+        // is no removal under way, whatever its age.
+        super::state::sweep_hidden(&self.dir, &[".removing-"], Duration::ZERO);
         Ok(size)
-    }
-
-    /// Deletes what earlier removals left hidden (`.removing-…`). Under
-    /// the volumes' lock, as every removal runs, no other removal is under
-    /// way: all of them are leftovers. Best effort.
-    fn sweep_hidden(&self) {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            if entry
-                .file_name()
-                .to_string_lossy()
-                .starts_with(".removing-")
-            {
-                let _ = std::fs::remove_dir_all(entry.path());
-            }
-        }
     }
 
     /// Records a volume's event in the engine's log ([`super::events`]).
@@ -226,11 +218,11 @@ impl Volumes {
     /// the bytes they held (`docker volume prune`, API 1.41: named and
     /// anonymous alike).
     pub fn prune(&self, containers: &Containers) -> Result<(Vec<String>, u64), EngineError> {
-        let _locked = self.lock()?;
+        let locked = self.lock()?;
         let mut gone = Vec::new();
         let mut bytes = 0;
         for name in self.names()? {
-            match self.remove(containers, &name) {
+            match self.remove(&locked, containers, &name) {
                 Ok(size) => {
                     gone.push(name);
                     bytes += size;
@@ -333,13 +325,13 @@ impl Volumes {
         if !mounts.iter().any(|m| m.anonymous) {
             return;
         }
-        let Ok(_locked) = self.lock() else { return };
+        let Ok(locked) = self.lock() else { return };
         for name in mounts
             .iter()
             .filter(|m| m.anonymous)
             .filter_map(|m| m.volume.as_deref())
         {
-            let _ = self.remove(containers, name);
+            let _ = self.remove(&locked, containers, name);
         }
     }
 }
@@ -468,11 +460,14 @@ mod tests {
             anonymous,
         };
         volumes.create("data", (0, 0), meta(false)).unwrap();
-        let mut pinned = Undeletable::in_dir(&volumes.data("data").unwrap());
+        let data = volumes.data("data").unwrap();
+        let Some(pinned) = Undeletable::file(&data.join("pinned"), root.path()) else {
+            return;
+        };
 
-        let _locked = volumes.lock().unwrap();
+        let locked = volumes.lock().unwrap();
         volumes
-            .remove(&containers, "data")
+            .remove(&locked, &containers, "data")
             .expect("removed, though some files stay");
         assert!(volumes.names().unwrap().is_empty());
         assert!(matches!(
@@ -488,10 +483,9 @@ mod tests {
         assert_eq!(hidden.len(), 1, "left for the sweep: {hidden:?}");
 
         // Deletable again: the next removal sweeps it.
-        pinned.moved_to(&hidden[0].join("_data"));
         drop(pinned);
         volumes.create("more", (0, 0), meta(true)).unwrap();
-        volumes.remove(&containers, "more").unwrap();
+        volumes.remove(&locked, &containers, "more").unwrap();
         assert!(!hidden[0].exists(), "swept by the next removal");
     }
 }

@@ -387,6 +387,12 @@ pub const TOOLS: &[Tool] = &[
     tool("skopeo", "skopeo", Some(9), "the tests convert images"),
     tool("zstd", "zstd", Some(9), "the tests compress layers"),
     tool(
+        "chattr",
+        "e2fsprogs",
+        Some(11),
+        "the tests make a file undeletable",
+    ),
+    tool(
         "docker-registry",
         "docker-registry",
         Some(10),
