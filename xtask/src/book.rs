@@ -316,7 +316,16 @@ fn mdbook(root: &Path, out: &Path, env: &[(&str, &str)]) -> Result<()> {
         );
     }
     if log.contains(" WARN ") || log.contains("[WARN") {
-        bail!("mdbook build book -d {} printed warnings", out.display());
+        let hint = if log.contains("search index is very large") {
+            ": the search index passed mdBook's 10 MB; leave another page that nobody \
+             searches out of it ([output.html.search.chapter] in book/book.toml)"
+        } else {
+            ""
+        };
+        bail!(
+            "mdbook build book -d {} printed warnings{hint}",
+            out.display()
+        );
     }
     Ok(())
 }
