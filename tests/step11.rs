@@ -4041,7 +4041,12 @@ impl Pinned {
             .arg(path)
             .status()
             .is_ok_and(|s| s.success());
-        assert!(ok, "the test could not make {} immutable", path.display());
+        assert!(
+            ok,
+            "step 11: this test could not make {} immutable with chattr +i: install e2fsprogs, \
+             on a filesystem that keeps the flag (ext4; tmpfs from Linux 6.0)",
+            path.display()
+        );
         pinned
     }
 }

@@ -615,10 +615,8 @@ pub(crate) fn sweep_hidden(dir: &Path, prefixes: &[&str], grace: std::time::Dura
         // The name first: a stat of each of 500 live containers'
         // directories would cost every removal more than its own work.
         let name = entry.file_name();
-        if !prefixes
-            .iter()
-            .any(|p| name.to_string_lossy().starts_with(p))
-        {
+        let name = name.to_string_lossy();
+        if !prefixes.iter().any(|p| name.starts_with(p)) {
             continue;
         }
         let path = entry.path();
@@ -725,14 +723,15 @@ pub(crate) mod tests {
     }
 
     impl Undeletable {
-        /// Makes `file` (written here) immutable. None unless run as
-        /// root: only root may, and root alone passes every permission, so
-        /// nothing less would make a file it cannot delete.
-        pub(crate) fn file(file: &Path, root: &Path) -> Option<Undeletable> {
-            if !nix::unistd::geteuid().is_root() {
-                eprintln!("skipped: making a file undeletable needs root (chattr +i)");
-                return None;
-            }
+        /// Makes `file` (written here) immutable. Only root may, and root
+        /// alone passes every permission, so nothing less would make a
+        /// file it cannot delete: run by anyone else, the test fails and
+        /// says so.
+        pub(crate) fn file(file: &Path, root: &Path) -> Undeletable {
+            assert!(
+                nix::unistd::geteuid().is_root(),
+                "this test needs root: it makes a file undeletable with chattr +i (run cargo test as root)"
+            );
             std::fs::write(file, "x").unwrap();
             let pinned = Undeletable {
                 root: root.to_path_buf(),
@@ -742,12 +741,16 @@ pub(crate) mod tests {
                 .arg(file)
                 .status()
                 .is_ok_and(|s| s.success());
-            assert!(ok, "chattr +i {}", file.display());
+            assert!(
+                ok,
+                "chattr +i {} failed: install e2fsprogs, on a filesystem that keeps the flag (ext4; tmpfs from Linux 6.0)",
+                file.display()
+            );
             assert!(
                 std::fs::remove_file(file).is_err(),
                 "deleted, though pinned"
             );
-            Some(pinned)
+            pinned
         }
     }
 
@@ -869,9 +872,7 @@ pub(crate) mod tests {
         containers.create(&stuck).unwrap();
         let upper = containers.dir(&id).join("upper");
         create_dirs(&upper, 0o755).unwrap();
-        let Some(pinned) = Undeletable::file(&upper.join("pinned"), root.path()) else {
-            return;
-        };
+        let pinned = Undeletable::file(&upper.join("pinned"), root.path());
 
         containers
             .remove(&stuck)

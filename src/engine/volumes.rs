@@ -461,9 +461,7 @@ mod tests {
         };
         volumes.create("data", (0, 0), meta(false)).unwrap();
         let data = volumes.data("data").unwrap();
-        let Some(pinned) = Undeletable::file(&data.join("pinned"), root.path()) else {
-            return;
-        };
+        let pinned = Undeletable::file(&data.join("pinned"), root.path());
 
         let locked = volumes.lock().unwrap();
         volumes
