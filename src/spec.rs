@@ -358,7 +358,11 @@ pub fn set_env(env: &mut Vec<String>, entry: String) {
     env.push(entry);
 }
 
-fn no_nul(what: &'static str, value: &str) -> Result<(), SpecError> {
+/// Refuses `value` if it holds a NUL byte: `execve` takes C strings, and a
+/// NUL would end the string there (or, turned into one, drop it), so the
+/// command run would not be the one asked for. Every path to an `execve`
+/// checks its strings with this before anything starts.
+pub fn no_nul(what: &'static str, value: &str) -> Result<(), SpecError> {
     if value.contains('\0') {
         return Err(SpecError::NulByte {
             what,

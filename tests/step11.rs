@@ -584,6 +584,26 @@ fn sockets_held(pid: i32) -> Vec<String> {
         .collect()
 }
 
+/// Whether a process whose command line is `cmdline` (its NUL-separated
+/// words) is the foreground job of its terminal: its process group is the
+/// one the terminal sends Ctrl-C to (`/proc/PID/stat`: pgrp, then tpgid).
+fn foreground_job_runs(cmdline: &str) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        let dir = entry.path();
+        std::fs::read(dir.join("cmdline")).is_ok_and(|c| c == cmdline.as_bytes())
+            && std::fs::read_to_string(dir.join("stat")).is_ok_and(|stat| {
+                // After the command's name, in parentheses: state, ppid,
+                // pgrp, session, tty_nr, tpgid.
+                let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+                let fields: Vec<&str> = after.split_whitespace().collect();
+                fields.len() > 5 && fields[2] == fields[5]
+            })
+    })
+}
+
 /// Whether `pid` has ended (gone, or a zombie nobody has reaped yet).
 fn ended(pid: i32) -> bool {
     stat_field(pid, 3).is_none_or(|state| state == "Z")
@@ -1871,6 +1891,178 @@ fn the_daemon_survives_bad_clients() {
     );
 }
 
+/// A request whose values the kernel or `execve` would refuse, or that no
+/// clock can count, is refused with a 400 that says why, when it is made;
+/// and a `stop` waiting out its grace holds no lock a `kill` needs.
+#[test]
+fn bad_values_get_a_400_and_a_kill_overtakes_a_stops_grace() {
+    let engine = Engine::start();
+    loaded(&engine);
+    let socket = engine.socket();
+    // Limits `cpuset.cpus` and `pids.max` would refuse at the start.
+    for (body, says) in [
+        (
+            r#"{"Image":"demo:1","Cmd":["true"],"HostConfig":{"CpusetCpus":"999"}}"#,
+            "CPU 999 is not available here",
+        ),
+        (
+            r#"{"Image":"demo:1","Cmd":["true"],"HostConfig":{"PidsLimit":9223372036854775807}}"#,
+            "above the kernel's most",
+        ),
+    ] {
+        let (status, answer) = api(&socket, "POST", "/containers/create", Some(body));
+        assert!(
+            status == 400 && answer.contains(says),
+            "step 11: expected create with {body} to be refused with a 400 that says \
+             {says:?}, it answered {status} {answer}; most likely cause: Limits::validate does \
+             not check cpuset.cpus against the online CPUs, or pids.max against the kernel's \
+             most, so the kernel refuses it at the start (a 500)"
+        );
+    }
+    let id = stdout_of(&engine.client(&["run", "-d", "--name", "hold", "demo:1", "sleep", "600"]))
+        .trim()
+        .to_string();
+    // A NUL cannot pass execve: Docker's exec would refuse it too.
+    let (status, answer) = api(
+        &socket,
+        "POST",
+        "/containers/hold/exec",
+        Some(r#"{"Cmd":["sh","-c","echo a\u0000b","zero"]}"#),
+    );
+    assert!(
+        status == 400 && answer.contains("NUL"),
+        "step 11: expected an exec whose command holds a NUL byte to be refused with a 400, \
+         it answered {status} {answer}; most likely cause: exec::create does not check its \
+         strings with spec::no_nul, and the helper drops the argument (another command runs)"
+    );
+    let (status, answer) = api(&socket, "POST", "/containers/hold/stop?t=soon", None);
+    assert!(
+        status == 400 && answer.contains("invalid t"),
+        "step 11: expected stop?t=soon to be refused with a 400, it answered {status} \
+         {answer}; most likely cause: t is parsed with a default for what does not parse"
+    );
+    // `sleep` as pid 1 ignores SIGTERM: this stop waits for as long as t
+    // says, more seconds than a clock can add (not a 500: no limit).
+    let stopping = {
+        let socket = socket.clone();
+        std::thread::spawn(move || {
+            api(
+                &socket,
+                "POST",
+                "/containers/hold/stop?t=9223372036854775807",
+                None,
+            )
+        })
+    };
+    // Once the stop has sent its SIGTERM (its `kill` event says 15)…
+    let begin = Instant::now();
+    loop {
+        let until = epoch_now();
+        let (_, events) = api(
+            &socket,
+            "GET",
+            &format!("/events?since=0&until={until}"),
+            None,
+        );
+        if events.lines().any(|l| l.contains(r#""signal":"15""#)) {
+            break;
+        }
+        assert!(
+            !stopping.is_finished() && begin.elapsed() < Duration::from_secs(30),
+            "step 11: expected stop?t=9223372036854775807 to send SIGTERM and wait, it {}; \
+             most likely cause: the grace's deadline overflows (Instant + Duration panics: \
+             use checked_add, and no deadline when it does not fit)",
+            if stopping.is_finished() {
+                format!("answered {:?}", stopping.join().unwrap())
+            } else {
+                "sent no SIGTERM within 30 s".to_string()
+            }
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // …a kill acts at once, as Docker's does.
+    let (tx, rx) = std::sync::mpsc::channel();
+    {
+        let socket = socket.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(api(&socket, "POST", "/containers/hold/kill", None));
+        });
+    }
+    let killed = rx.recv_timeout(Duration::from_secs(30));
+    assert!(
+        matches!(killed, Ok((204, _))),
+        "step 11: expected a kill during a stop's grace to answer 204 (the container still \
+         ran), it {}; most likely cause: stop holds the container's lock while it waits out \
+         the grace, and kill waits for that lock",
+        match &killed {
+            Ok(answer) => format!("answered {answer:?}"),
+            Err(_) => "had no answer within 30 s".to_string(),
+        }
+    );
+    let stopped = stopping.join().unwrap();
+    assert_eq!(
+        stopped.0, 204,
+        "step 11: expected the stop to end once the kill had ended the container, it \
+         answered {stopped:?}; most likely cause: stop does not see the container end while \
+         it waits without a deadline"
+    );
+    let state = inspected(&engine, &id)["State"].clone();
+    assert_eq!(
+        state["ExitCode"], 137,
+        "step 11: expected the container ended by the kill (137), inspect says {state}"
+    );
+    // `-t -1`, Docker's "no limit", and an `rm -f` during it: it needs the
+    // lock, so the stop must have let go of it while it waits.
+    stdout_of(&engine.client(&["run", "-d", "--name", "hold2", "demo:1", "sleep", "600"]));
+    let stopping = {
+        let socket = socket.clone();
+        std::thread::spawn(move || api(&socket, "POST", "/containers/hold2/stop?t=-1", None))
+    };
+    let begin = Instant::now();
+    while !api(
+        &socket,
+        "GET",
+        &format!("/events?since=0&until={}", epoch_now()),
+        None,
+    )
+    .1
+    .lines()
+    .any(|l| l.contains(r#""signal":"15""#) && l.contains("hold2"))
+    {
+        assert!(
+            !stopping.is_finished() && begin.elapsed() < Duration::from_secs(30),
+            "step 11: expected stop?t=-1 to send SIGTERM and wait without a limit; most likely \
+             cause: a negative t is not Docker's \"no limit\""
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    {
+        let socket = socket.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(api(&socket, "DELETE", "/containers/hold2?force=1", None));
+        });
+    }
+    let removed = rx.recv_timeout(Duration::from_secs(30));
+    assert!(
+        matches!(removed, Ok((204, _))),
+        "step 11: expected rm -f during a stop's grace to answer 204, it {}; most likely \
+         cause: stop holds the container's lock while it waits out the grace (rm -f waits \
+         for the lock: let it go between the SIGTERM and the SIGKILL)",
+        match &removed {
+            Ok(answer) => format!("answered {answer:?}"),
+            Err(_) => "had no answer within 30 s".to_string(),
+        }
+    );
+    let stopped = stopping.join().unwrap();
+    assert_eq!(
+        stopped.0, 204,
+        "step 11: expected a stop whose container was removed meanwhile to answer 204 (it is \
+         stopped), it answered {stopped:?}; most likely cause: stop's second look at the \
+         container does not treat a removed one as stopped"
+    );
+}
+
 #[test]
 fn run_t_gives_the_container_a_terminal_of_its_own() {
     let engine = Engine::start();
@@ -2115,7 +2307,18 @@ fn run_it_is_a_shell_that_feels_like_docker() {
     // Raw mode: Ctrl-C is a key, which the container's own terminal turns
     // into SIGINT for its foreground job, not a signal to the client.
     user.type_keys("sleep 60\r");
-    std::thread::sleep(Duration::from_millis(300));
+    // Ctrl-C once `sleep` is the terminal's foreground job: typed before
+    // the shell has handed it the terminal, the SIGINT goes to the shell.
+    let begin = Instant::now();
+    while !foreground_job_runs("sleep\x0060\x00") {
+        assert!(
+            begin.elapsed() < Duration::from_secs(10),
+            "step 11: expected `sleep 60`, typed into run -it's shell, to become its \
+             terminal's foreground job within 10 s; most likely cause: the keys do not reach \
+             the container's terminal"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     user.type_keys("\x03");
     user.type_keys("echo back-$((1+1))\r");
     user.expect(

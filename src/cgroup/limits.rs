@@ -201,10 +201,66 @@ impl Limits {
                 )));
             }
         }
+        if let Some(n) = self.pids_limit {
+            if n > MAX_PIDS {
+                return Err(CgroupError::Invalid(format!(
+                    "--pids-limit {n} is above the kernel's most, {MAX_PIDS}: use -1 for no limit"
+                )));
+            }
+        }
+        if let Some(list) = &self.cpuset_cpus {
+            check_cpus(
+                list,
+                &std::fs::read_to_string(ONLINE_CPUS).unwrap_or_default(),
+            )?;
+        }
         if let Some(rules) = &self.devices {
             policy(rules).map_err(|e| CgroupError::Invalid(format!("device {e}")))?;
         }
         Ok(())
+    }
+}
+
+/// The most `pids.max` takes: the kernel's `PID_MAX_LIMIT` on 64-bit
+/// machines (2^22); it answers `EINVAL` to more.
+const MAX_PIDS: i64 = 1 << 22;
+
+/// The CPUs this machine has online, in the kernel's list syntax.
+const ONLINE_CPUS: &str = "/sys/devices/system/cpu/online";
+
+/// The CPUs of a list such as `0-2,5`, or `None` if it is not one.
+fn cpu_list(list: &str) -> Option<Vec<u32>> {
+    let mut cpus = Vec::new();
+    for part in list.trim().split(',') {
+        let (first, last) = part.split_once('-').unwrap_or((part, part));
+        let (first, last): (u32, u32) = (first.trim().parse().ok()?, last.trim().parse().ok()?);
+        if first > last || last - first > 4096 {
+            return None;
+        }
+        cpus.extend(first..=last);
+    }
+    Some(cpus)
+}
+
+/// Refuses a `--cpuset-cpus` that is not a list of CPUs, or names one that
+/// is not in `online` (the kernel's list of online CPUs; when it cannot be
+/// read, only the syntax is checked): `cpuset.cpus` would refuse it, at
+/// the start, where Docker says it when the container is created.
+fn check_cpus(list: &str, online: &str) -> Result<(), CgroupError> {
+    let cpus = cpu_list(list).ok_or_else(|| {
+        CgroupError::Invalid(format!(
+            "--cpuset-cpus {list:?} is not a list of CPUs: use e.g. 0-1 or 0,2"
+        ))
+    })?;
+    let Some(here) = cpu_list(online) else {
+        return Ok(());
+    };
+    match cpus.iter().find(|cpu| !here.contains(cpu)) {
+        Some(cpu) => Err(CgroupError::Invalid(format!(
+            "--cpuset-cpus {list}: CPU {cpu} is not available here (online: {})",
+            online.trim()
+        ))),
+        None => Ok(()),
     }
 }
 
@@ -223,6 +279,45 @@ mod tests {
         assert_eq!(blkio_to_io_weight(10), 1);
         assert_eq!(blkio_to_io_weight(1000), 10_000);
         assert_eq!(blkio_to_io_weight(500), 4950);
+    }
+
+    #[test]
+    fn cpu_lists_are_checked_against_the_online_cpus() {
+        assert_eq!(cpu_list("0-2,5"), Some(vec![0, 1, 2, 5]));
+        assert_eq!(cpu_list("3"), Some(vec![3]));
+        for bad in ["", "a", "2-1", "0-", "-1", "0,,1", "0-99999"] {
+            assert_eq!(cpu_list(bad), None, "{bad:?}");
+        }
+        assert!(check_cpus("0-1", "0-1\n").is_ok());
+        assert!(check_cpus("1", "0-3\n").is_ok());
+        let far = check_cpus("999", "0-1\n").unwrap_err().to_string();
+        assert!(
+            far.contains("CPU 999 is not available here (online: 0-1)"),
+            "{far}"
+        );
+        let bad = check_cpus("x", "0-1").unwrap_err().to_string();
+        assert!(bad.contains("is not a list of CPUs"), "{bad}");
+        // Nothing to compare with: the syntax alone.
+        assert!(check_cpus("7", "").is_ok());
+    }
+
+    #[test]
+    fn a_pids_limit_above_the_kernels_most_is_refused() {
+        let over = Limits {
+            pids_limit: Some(i64::MAX),
+            ..Limits::default()
+        };
+        assert!(
+            over.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("above the kernel's most")
+        );
+        let most = Limits {
+            pids_limit: Some(MAX_PIDS),
+            ..Limits::default()
+        };
+        assert!(most.validate().is_ok());
     }
 
     #[test]

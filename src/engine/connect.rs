@@ -46,7 +46,7 @@ struct Target {
     config: oci_spec::runtime::Spec,
     spec: crate::Spec,
     _networks: nix::fcntl::Flock<std::fs::File>,
-    _container: super::state::Locked,
+    container_lock: super::state::Locked,
 }
 
 impl Target {
@@ -67,8 +67,11 @@ impl Target {
             _ => networks.find(key)?,
         };
         let containers = Containers::open(root)?;
-        let record = containers.find(container)?;
-        let container_lock = containers.lock(&record.id)?;
+        // The record as it is under the lock: one read before it may have
+        // been changed since (a rename, another connect), and the plan
+        // written back would undo that change.
+        let found = containers.find(container)?;
+        let (container_lock, record) = containers.lock_record(&found.id)?;
         let dir = containers.dir(&record.id);
         let config = crate::bundle::read(&dir)?;
         let spec = crate::bundle::from_oci(&config, &dir, &record.id)?;
@@ -79,7 +82,7 @@ impl Target {
             config,
             spec,
             _networks: locked,
-            _container: container_lock,
+            container_lock,
         })
     }
 }
@@ -153,7 +156,14 @@ pub fn connect(root: &std::path::Path, key: &str, body: &Value) -> Result<(), En
     });
     let mut changed = record.clone();
     changed.joined.push(network.name.clone());
-    apply(&t.containers, record, &changed, &mut t.config, &joined)?;
+    apply(
+        &t.containers,
+        &t.container_lock,
+        record,
+        &changed,
+        &mut t.config,
+        &joined,
+    )?;
     events::record(root, &event("connect", network, &changed));
     Ok(())
 }
@@ -185,7 +195,14 @@ pub fn disconnect(root: &std::path::Path, key: &str, body: &Value) -> Result<(),
     // bundle keeps their order, and each start numbers them from it.)
     let mut changed = record.clone();
     changed.joined.retain(|n| *n != network.name);
-    apply(&t.containers, record, &changed, &mut t.config, &joined)?;
+    apply(
+        &t.containers,
+        &t.container_lock,
+        record,
+        &changed,
+        &mut t.config,
+        &joined,
+    )?;
     events::record(root, &event("disconnect", network, &changed));
     Ok(())
 }
@@ -195,6 +212,7 @@ pub fn disconnect(root: &std::path::Path, key: &str, body: &Value) -> Result<(),
 /// has its shim carry it out; puts the old plan back if the shim cannot.
 fn apply(
     containers: &Containers,
+    locked: &super::state::Locked,
     old: &Record,
     new: &Record,
     config: &mut oci_spec::runtime::Spec,
@@ -206,14 +224,14 @@ fn apply(
     crate::bundle::write(&dir, config)?;
     let carried_out =
         containers
-            .rewrite(new)
+            .rewrite(locked, new)
             .and_then(|()| match containers.state(&old.id)?.status {
                 Status::Running => super::shim::rejoin(&dir),
                 _ => Ok(()),
             });
     if carried_out.is_err() {
         let _ = crate::bundle::write(&dir, &before);
-        let _ = containers.rewrite(old);
+        let _ = containers.rewrite(locked, old);
     }
     carried_out
 }

@@ -341,9 +341,7 @@ fn route(
         }
         ("POST", ["containers", key, "stop"]) => {
             let record = containers.find(key)?;
-            let grace = req.param("t").and_then(|t| t.parse().ok()).unwrap_or(10);
-            let _locked = containers.lock(&record.id)?;
-            stop(&containers, &record, Duration::from_secs(grace))?;
+            stop(&containers, &record, grace(req)?)?;
             events::record(&daemon.root, &Event::container("stop", &record));
             out.respond(204, "text/plain", b"")
                 .map_err(EngineError::Connection)
@@ -351,7 +349,9 @@ fn route(
         ("POST", ["containers", key, "kill"]) => {
             let record = containers.find(key)?;
             let signal = parse_signal(req.param("signal").unwrap_or("SIGKILL"))?;
-            let _locked = containers.lock(&record.id)?;
+            // No lifecycle lock: a signal is one request the shim answers
+            // in turn, and a `stop` waiting out its grace must not hold a
+            // `kill` back (Docker's acts at once).
             if containers.state(&record.id)?.status != Status::Running
                 || !shim::send(&containers.dir(&record.id), signal)?
             {
@@ -457,15 +457,14 @@ fn route(
         }
         ("POST", ["containers", key, "restart"]) => {
             let record = containers.find(key)?;
-            let grace = req.param("t").and_then(|t| t.parse().ok()).unwrap_or(10);
-            restart(daemon, &containers, &record, Duration::from_secs(grace))?;
+            restart(daemon, &containers, &record, grace(req)?)?;
             out.respond(204, "text/plain", b"")
                 .map_err(EngineError::Connection)
         }
         ("POST", ["containers", key, "rename"]) => {
             let record = containers.find(key)?;
             let name = req.param("name").unwrap_or_default();
-            rename(&containers, &record, name.trim_start_matches('/'))?;
+            rename(&containers, &record.id, name.trim_start_matches('/'))?;
             out.respond(204, "text/plain", b"")
                 .map_err(EngineError::Connection)
         }
@@ -1199,66 +1198,145 @@ fn window_size(req: &Request) -> Result<(u16, u16), EngineError> {
     Ok((number("h")?, number("w")?))
 }
 
-/// Waits until container `id` does not run (at most `limit`); its state
-/// then. `stop`'s wait: a client's waits are [`wait::until`]'s.
+/// Waits until container `id` does not run (at most `limit`; `None`, or
+/// a limit past what a clock can count, without one); its state then.
+/// `stop`'s wait: a client's waits are [`wait::until`]'s.
 fn stopped_within(
     containers: &Containers,
     id: &str,
-    limit: Duration,
+    limit: Option<Duration>,
 ) -> Result<State, EngineError> {
-    let deadline = std::time::Instant::now() + limit;
+    let deadline = limit.and_then(|limit| std::time::Instant::now().checked_add(limit));
     let mut waiter = Waiter::on(&containers.dir(id));
     loop {
         let mark = waiter.mark();
         let state = containers.state(id)?;
-        if state.status != Status::Running || std::time::Instant::now() >= deadline {
+        if state.status != Status::Running
+            || deadline.is_some_and(|deadline| std::time::Instant::now() >= deadline)
+        {
             return Ok(state);
         }
-        waiter.pause(mark, Some(deadline));
+        waiter.pause(mark, deadline);
     }
 }
 
-// ANCHOR: stop
-/// SIGTERM through the shim (which passes it to the container), then
-/// SIGKILL after `grace`; returns when it has exited. The caller holds the
-/// container's lock. No pid is signalled here: if no shim answers, the
-/// container is not running, whatever pid its state names.
-fn stop(containers: &Containers, record: &Record, grace: Duration) -> Result<(), EngineError> {
-    use nix::sys::signal::Signal;
-    let dir = containers.dir(&record.id);
-    let state = containers.state(&record.id)?;
-    if state.status != Status::Running {
-        if state.restarting || super::state::shim_alive(&dir) {
-            // Ended, and its shim lives on: it waits to start it again, or
-            // is about to decide whether to. Tell it not to.
-            shim::stop(&dir, Signal::SIGKILL)?;
-            shim_gone(containers, record);
-        }
-        settle(containers, record)?;
-        return Ok(());
-    }
-    // `stop`, not `kill`, on the shim's socket: no restart after this.
-    let killed = |signal: Signal| {
-        let event = Event::container("kill", record).with("signal", signal as i32);
-        events::record(containers.root(), &event);
+/// The grace of a `stop` or `restart`, `t` in seconds, as Docker reads
+/// it: 10 when not given, none at all when negative (`-t -1`: wait for as
+/// long as it takes); anything but a whole number is refused.
+fn grace(req: &Request) -> Result<Option<Duration>, EngineError> {
+    let Some(t) = req.param("t").filter(|t| !t.is_empty()) else {
+        return Ok(Some(Duration::from_secs(10)));
     };
-    if !grace.is_zero() {
-        killed(Signal::SIGTERM);
-        if !shim::stop(&dir, Signal::SIGTERM)? {
+    let seconds: i64 = t.parse().map_err(|_| {
+        EngineError::BadRequest(format!(
+            "invalid t {t:?}: the seconds to wait before the kill, a whole number (-1: no limit)"
+        ))
+    })?;
+    Ok(u64::try_from(seconds).ok().map(Duration::from_secs))
+}
+
+// ANCHOR: stop
+/// `docker stop`: SIGTERM through the shim (which passes it to the
+/// container), then SIGKILL once `grace` is over (`None`: never, Docker's
+/// `-t -1`); returns when it has exited. The container's lock is held to
+/// send each signal and let go in between: a `kill` or an `rm -f` that
+/// comes during the grace acts at once, as in Docker, instead of waiting
+/// for it behind the lock. A container removed meanwhile is stopped.
+fn stop(
+    containers: &Containers,
+    record: &Record,
+    grace: Option<Duration>,
+) -> Result<(), EngineError> {
+    use nix::sys::signal::Signal;
+    if grace != Some(Duration::ZERO) {
+        let Some(locked) = lock_unless_gone(containers, record)? else {
+            return Ok(());
+        };
+        let state = containers.state(&record.id)?;
+        if state.status != Status::Running {
+            return end_lingering(containers, record, &locked, state);
+        }
+        kill_event(containers, record, Signal::SIGTERM);
+        if !shim::stop(&containers.dir(&record.id), Signal::SIGTERM)? {
             return settle(containers, record);
         }
-        if stopped_within(containers, &record.id, grace)?.status == Status::Exited {
-            shim_gone(containers, record);
-            return Ok(());
+        drop(locked);
+        match stopped_within(containers, &record.id, grace) {
+            Ok(state) if state.status == Status::Running => {}
+            Ok(_) => {
+                shim_gone(containers, record);
+                return Ok(());
+            }
+            Err(EngineError::NotFound(_)) => return Ok(()),
+            Err(e) => return Err(e),
         }
     }
-    killed(Signal::SIGKILL);
-    if !shim::stop(&dir, Signal::SIGKILL)? {
+    let Some(locked) = lock_unless_gone(containers, record)? else {
+        return Ok(());
+    };
+    kill_now(containers, record, &locked)
+}
+
+/// The end of a stop, under the container's lock (which `rm -f` holds
+/// throughout): SIGKILL, and the wait for its exit and its shim's end.
+fn kill_now(
+    containers: &Containers,
+    record: &Record,
+    locked: &super::state::Locked,
+) -> Result<(), EngineError> {
+    use nix::sys::signal::Signal;
+    let state = containers.state(&record.id)?;
+    if state.status != Status::Running {
+        return end_lingering(containers, record, locked, state);
+    }
+    // `stop`, not `kill`, on the shim's socket: no restart after this.
+    kill_event(containers, record, Signal::SIGKILL);
+    if !shim::stop(&containers.dir(&record.id), Signal::SIGKILL)? {
         return settle(containers, record);
     }
-    stopped_within(containers, &record.id, Duration::from_secs(30))?;
+    stopped_within(containers, &record.id, Some(Duration::from_secs(30)))?;
     shim_gone(containers, record);
     Ok(())
+}
+
+/// A stop of a container that does not run: if its shim lives on, it
+/// waits to start it again, or is about to decide whether to; tell it not
+/// to. Then what a dead shim left is settled. (`_locked`: the caller holds
+/// the container's lock.)
+fn end_lingering(
+    containers: &Containers,
+    record: &Record,
+    _locked: &super::state::Locked,
+    state: State,
+) -> Result<(), EngineError> {
+    let dir = containers.dir(&record.id);
+    if state.restarting || super::state::shim_alive(&dir) {
+        shim::stop(&dir, nix::sys::signal::Signal::SIGKILL)?;
+        shim_gone(containers, record);
+    }
+    settle(containers, record)
+}
+
+/// The container's lock, or `None` if the container was removed before
+/// it could be taken (its directory, and the lock's file, are gone).
+fn lock_unless_gone(
+    containers: &Containers,
+    record: &Record,
+) -> Result<Option<super::state::Locked>, EngineError> {
+    match containers.lock(&record.id) {
+        Ok(locked) if containers.dir(&record.id).join("container.json").exists() => {
+            Ok(Some(locked))
+        }
+        Ok(_) => Ok(None),
+        Err(_) if !containers.dir(&record.id).exists() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Docker's `kill` event, which a stop's signals write too.
+fn kill_event(containers: &Containers, record: &Record, signal: nix::sys::signal::Signal) {
+    let event = Event::container("kill", record).with("signal", signal as i32);
+    events::record(containers.root(), &event);
 }
 // ANCHOR_END: stop
 
@@ -1267,7 +1345,8 @@ fn stop(containers: &Containers, record: &Record, grace: Duration) -> Result<(),
 /// (its cgroup, its mount, its lease, rules and veth).
 fn settle(containers: &Containers, record: &Record) -> Result<(), EngineError> {
     let view = containers.state(&record.id)?;
-    let file: State = super::state::read_json(&containers.dir(&record.id).join("state.json"))?;
+    let file: State = super::state::read_json(&containers.dir(&record.id).join("state.json"))
+        .map_err(|e| super::state::no_such(e, &record.id))?;
     if file.status == Status::Running && view.status == Status::Exited {
         containers.set_state(
             &record.id,
@@ -1290,7 +1369,7 @@ fn remove(
     force: bool,
     volumes: bool,
 ) -> Result<(), EngineError> {
-    let _locked = containers.lock(&record.id)?;
+    let locked = containers.lock(&record.id)?;
     let state = containers.state(&record.id)?;
     // Running, or between two runs of its restart policy: live either way.
     if state.status == Status::Running || state.restarting {
@@ -1305,7 +1384,7 @@ fn remove(
                 record.name
             )));
         }
-        stop(containers, record, Duration::ZERO)?;
+        kill_now(containers, record, &locked)?;
     }
     settle(containers, record)?;
     shim_gone(containers, record);
@@ -1351,12 +1430,9 @@ fn restart(
     daemon: &Daemon,
     containers: &Containers,
     record: &Record,
-    grace: Duration,
+    grace: Option<Duration>,
 ) -> Result<(), EngineError> {
-    {
-        let _locked = containers.lock(&record.id)?;
-        stop(containers, record, grace)?;
-    }
+    stop(containers, record, grace)?;
     start(daemon, containers, record)?;
     events::record(&daemon.root, &Event::container("restart", record));
     Ok(())
@@ -1364,13 +1440,15 @@ fn restart(
 
 /// `docker rename`: the new name is reserved first (of two renames to one
 /// name, one wins), then the record says it, then the old name is freed.
-fn rename(containers: &Containers, record: &Record, name: &str) -> Result<(), EngineError> {
+/// The record is read again under the lock: the name to free is the one
+/// it has now, which a rename that went first may have changed.
+fn rename(containers: &Containers, id: &str, name: &str) -> Result<(), EngineError> {
     check_name(name)?;
-    let _locked = containers.lock(&record.id)?;
+    let (locked, record) = containers.lock_record(id)?;
     containers.reserve_name(name, &record.id)?;
     let mut renamed = record.clone();
     renamed.name = name.to_string();
-    if let Err(e) = containers.rewrite(&renamed) {
+    if let Err(e) = containers.rewrite(&locked, &renamed) {
         containers.release_name(name, &record.id);
         return Err(e);
     }
@@ -1516,4 +1594,33 @@ impl NetworkView {
 /// 64 hex digits from the kernel's random source, like Docker's ids.
 fn random_id() -> String {
     crate::ids::random_hex(32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renames_from_one_lookup_free_each_name_they_take_over() {
+        let root = tempfile::tempdir().unwrap();
+        let containers = Containers::open(root.path()).unwrap();
+        let id = "aa12".repeat(16);
+        containers.reserve_name("n1", &id).unwrap();
+        containers
+            .create(&super::super::state::tests::record(&id, "n1"))
+            .unwrap();
+        // Two rename requests that looked the container up at once, by its
+        // first name, then renamed it one after the other.
+        let found = containers.find("n1").unwrap();
+        rename(&containers, &found.id, "n2").unwrap();
+        rename(&containers, &found.id, "n3").unwrap();
+        assert_eq!(containers.record(&id).unwrap().name, "n3");
+        assert!(containers.holds_name("n3", &id));
+        for freed in ["n1", "n2"] {
+            assert!(
+                !containers.holds_name(freed, &id),
+                "{freed} is still reserved: the second rename freed the name of a record read before the first"
+            );
+        }
+    }
 }

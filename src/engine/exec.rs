@@ -120,13 +120,28 @@ pub fn create(
     if cmd.is_empty() {
         return Err(bad("no command: exec CONTAINER COMMAND [ARG...]"));
     }
+    let env = strings("Env")?;
+    let workdir = body["WorkingDir"].as_str().unwrap_or_default().to_string();
+    let user = body["User"].as_str().unwrap_or_default().to_string();
+    // A NUL cannot reach `execve`: refused here, with the request, as a
+    // container's own command is (`Spec::validate`), never found (or lost)
+    // in the helper that runs it.
+    let nul = |e: crate::spec::SpecError| EngineError::BadRequest(e.to_string());
+    for arg in &cmd {
+        crate::spec::no_nul("an argument", arg).map_err(nul)?;
+    }
+    for entry in &env {
+        crate::spec::no_nul("an environment entry", entry).map_err(nul)?;
+    }
+    crate::spec::no_nul("the working directory", &workdir).map_err(nul)?;
+    crate::spec::no_nul("the user", &user).map_err(nul)?;
     let exec = Exec {
         id: crate::ids::random_hex(32),
         container: record.id.clone(),
         cmd,
-        env: strings("Env")?,
-        workdir: body["WorkingDir"].as_str().unwrap_or_default().to_string(),
-        user: body["User"].as_str().unwrap_or_default().to_string(),
+        env,
+        workdir,
+        user,
         running: false,
         exit_code: None,
         pid: 0,
@@ -140,6 +155,31 @@ pub fn create(
     let link = index(root).join(&exec.id);
     std::fs::write(&link, &record.id).map_err(io(&link))?;
     Ok(exec)
+}
+
+/// Makes exec `exec` this request's to run, once: its `.started` file is
+/// created with `O_EXCL`, so of two starts at once exactly one runs it, and
+/// the other hears 409, as from Docker. (Its record says `running` only
+/// once the helper is spawned: two starts could both read `false` first.)
+fn claim(containers: &Containers, exec: &Exec) -> Result<(), EngineError> {
+    let again =
+        || EngineError::Conflict(format!("exec {} has already run: create another", exec.id));
+    if exec.running || exec.exit_code.is_some() {
+        return Err(again());
+    }
+    let mark = containers
+        .dir(&exec.container)
+        .join("execs")
+        .join(format!("{}.started", exec.id));
+    match std::fs::File::options()
+        .write(true)
+        .create_new(true)
+        .open(&mark)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(again()),
+        Err(e) => Err(io(&mark)(e)),
+    }
 }
 
 /// Forgets the execs of the container in `dir` (it is being removed):
@@ -178,12 +218,7 @@ pub fn start(
     input: Option<UnixStream>,
     out: &mut (dyn Write + Send),
 ) -> Result<(), EngineError> {
-    if exec.running || exec.exit_code.is_some() {
-        return Err(EngineError::Conflict(format!(
-            "exec {} has already run: create another",
-            exec.id
-        )));
-    }
+    claim(containers, &exec)?;
     let input = input.filter(|_| exec.stdin);
     let mut command = Command::new(exe);
     command
@@ -717,3 +752,35 @@ fn become_the_command(
     Err(InitError::Exec { program, errno })
 }
 // ANCHOR_END: exec_join
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_exec_is_claimed_by_one_start_only() {
+        let root = tempfile::tempdir().unwrap();
+        let containers = Containers::open(root.path()).unwrap();
+        let container = "bb12".repeat(16);
+        create_dirs(&containers.dir(&container).join("execs"), 0o700).unwrap();
+        let exec = Exec {
+            id: "cc34".repeat(16),
+            container,
+            cmd: vec!["true".into()],
+            env: Vec::new(),
+            workdir: String::new(),
+            user: String::new(),
+            running: false,
+            exit_code: None,
+            pid: 0,
+            tty: false,
+            stdin: false,
+        };
+        // Two starts that both read `running: false`: one runs it.
+        assert!(claim(&containers, &exec).is_ok());
+        assert!(matches!(
+            claim(&containers, &exec),
+            Err(EngineError::Conflict(_))
+        ));
+    }
+}

@@ -214,13 +214,16 @@ pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> EngineError + '_
     }
 }
 
-/// A container's lifecycle lock: start, stop, kill and rm take it (a
-/// create needs none: its id is new, and its name is reserved atomically),
-/// so two of them never interleave on one container (two concurrent starts
-/// cannot both see `created`). Released when dropped.
+/// A container's lifecycle lock: start, stop, rm, and whatever rewrites
+/// its record take it (a create needs none: its id is new, and its name is
+/// reserved atomically), so two of them never interleave on one container
+/// (two concurrent starts cannot both see `created`). `kill` needs none:
+/// the shim answers its requests one at a time. Released when dropped.
 #[derive(Debug)]
 pub struct Locked {
     _lock: Flock<File>,
+    /// The container it locks: what [`Containers::rewrite`] may write.
+    id: String,
 }
 
 impl Containers {
@@ -263,7 +266,20 @@ impl Containers {
     /// Takes container `id`'s lifecycle lock, waiting for whoever holds it.
     pub fn lock(&self, id: &str) -> Result<Locked, EngineError> {
         let lock = lock_file(&self.dir(id).join("lock"), "flock(the container's lock)")?;
-        Ok(Locked { _lock: lock })
+        Ok(Locked {
+            _lock: lock,
+            id: id.to_string(),
+        })
+    }
+
+    /// Takes container `id`'s lock, then reads its record under it: the
+    /// record a change must start from. One read before the lock may be
+    /// stale by the time the lock is ours (a rename or a `network connect`
+    /// that went first), and writing a change of it back would undo theirs.
+    pub fn lock_record(&self, id: &str) -> Result<(Locked, Record), EngineError> {
+        let locked = self.lock(id)?;
+        let record = self.record(id)?;
+        Ok((locked, record))
     }
 
     // ANCHOR: reserve_name
@@ -327,8 +343,16 @@ impl Containers {
         write_json(&dir.join("container.json"), record)
     }
 
-    /// Writes a changed record (a rename) over the old one, whole.
-    pub fn rewrite(&self, record: &Record) -> Result<(), EngineError> {
+    /// Writes a changed record (a rename, a network joined) over the old
+    /// one, whole: only under the container's lock, and for the container
+    /// it locks (read by [`Containers::lock_record`], so no change is lost).
+    pub fn rewrite(&self, locked: &Locked, record: &Record) -> Result<(), EngineError> {
+        if locked.id != record.id {
+            return Err(EngineError::Conflict(format!(
+                "container {} is not the one locked ({})",
+                record.id, locked.id
+            )));
+        }
         write_json(&self.dir(&record.id).join("container.json"), record)
     }
 
@@ -425,7 +449,7 @@ impl Containers {
         if !is_id(id) {
             return Err(EngineError::NotFound(format!("No such container: {id}")));
         }
-        read_json(&self.dir(id).join("container.json"))
+        read_json(&self.dir(id).join("container.json")).map_err(|e| no_such(e, id))
     }
 
     /// Container `id`'s spec, as its bundle says (what it was created
@@ -455,11 +479,11 @@ impl Containers {
                 other => Ok((dir, other?)),
             }
         };
-        let (files, mut state) = read()?;
+        let (files, mut state) = read().map_err(|e| no_such(e, id))?;
         if state.status == Status::Running && !shim_alive(&files) {
             // The shim records its end before its lock goes (with it): it may
             // have done both since our read, so read once more.
-            state = read()?.1;
+            state = read().map_err(|e| no_such(e, id))?.1;
             if state.status == Status::Running {
                 state.status = Status::Exited;
                 state.exit_code = 255;
@@ -698,7 +722,7 @@ pub(crate) fn write_json(path: &Path, value: &impl Serialize) -> Result<(), Engi
 pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, EngineError> {
     let text = std::fs::read(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
-            EngineError::NotFound(format!("No such container: {}", path.display()))
+            EngineError::NotFound(format!("no file {}", path.display()))
         } else {
             io(path)(e)
         }
@@ -707,6 +731,16 @@ pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, 
         path: path.to_path_buf(),
         source,
     })
+}
+
+/// A file of container `id` that is not there (it was removed between a
+/// client's lookup and this read) as the client should hear it: by the
+/// name it asked for, never by a path of the daemon's.
+pub(crate) fn no_such(e: EngineError, id: &str) -> EngineError {
+    match e {
+        EngineError::NotFound(_) => EngineError::NotFound(format!("No such container: {id}")),
+        other => other,
+    }
 }
 
 /// Unit tests; [`tests::Undeletable`] is lent to the volumes' too.
@@ -776,11 +810,56 @@ pub(crate) mod tests {
         assert!(!is_id(".gone-0123"));
     }
 
-    fn record(id: &str, name: &str) -> Record {
+    /// A record of container `id` named `name`, for a test.
+    pub(crate) fn record(id: &str, name: &str) -> Record {
         serde_json::from_value(serde_json::json!({
             "id": id, "name": name, "image": "bb:1", "command": [], "created": 1,
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn a_change_starts_from_the_record_as_it_is_under_the_lock() {
+        let root = tempfile::tempdir().unwrap();
+        let containers = Containers::open(root.path()).unwrap();
+        let (a, b) = ("ef12".repeat(16), "ef34".repeat(16));
+        for (id, name) in [(&a, "one"), (&b, "two")] {
+            containers.reserve_name(name, id).unwrap();
+            containers.create(&record(id, name)).unwrap();
+        }
+        // What a request read before it had the lock…
+        let stale = containers.find("one").unwrap();
+        {
+            // …while another request changed it under the lock.
+            let (locked, mut now) = containers.lock_record(&a).unwrap();
+            now.name = "renamed".into();
+            containers.rewrite(&locked, &now).unwrap();
+        }
+        let (locked, now) = containers.lock_record(&stale.id).unwrap();
+        assert_eq!(
+            now.name, "renamed",
+            "lock_record must read the record under the lock"
+        );
+        // A lock is good for its own container's record only.
+        assert!(containers.rewrite(&locked, &record(&b, "x")).is_err());
+        assert_eq!(containers.record(&b).unwrap().name, "two");
+    }
+
+    #[test]
+    fn a_container_that_is_gone_is_named_by_its_id_never_by_a_path() {
+        let root = tempfile::tempdir().unwrap();
+        let containers = Containers::open(root.path()).unwrap();
+        let id = "fe12".repeat(16);
+        for e in [
+            containers.record(&id).unwrap_err(),
+            containers.state(&id).unwrap_err(),
+        ] {
+            let said = e.to_string();
+            assert!(
+                matches!(e, EngineError::NotFound(_)) && said == format!("No such container: {id}"),
+                "{said}"
+            );
+        }
     }
 
     #[test]
