@@ -215,6 +215,7 @@ impl CgroupArgs {
             group: None,
         };
         limits.validate()?;
+        limits.check_here()?;
         Ok(limits)
     }
 }

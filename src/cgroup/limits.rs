@@ -209,10 +209,7 @@ impl Limits {
             }
         }
         if let Some(list) = &self.cpuset_cpus {
-            check_cpus(
-                list,
-                &std::fs::read_to_string(ONLINE_CPUS).unwrap_or_default(),
-            )?;
+            cpu_list(list).ok_or_else(|| not_a_cpu_list(list))?;
         }
         if let Some(rules) = &self.devices {
             policy(rules).map_err(|e| CgroupError::Invalid(format!("device {e}")))?;
@@ -221,41 +218,74 @@ impl Limits {
     }
 }
 
-/// The most `pids.max` takes: the kernel's `PID_MAX_LIMIT` on 64-bit
-/// machines (2^22); it answers `EINVAL` to more.
+impl Limits {
+    /// Refuses what this machine cannot give, where [`Limits::validate`]
+    /// refuses what no machine could: a `--cpuset-cpus` naming a CPU that
+    /// is not online here (`cpuset.cpus` would refuse it at the start).
+    /// Checked when a container is made (the step binaries' options, the
+    /// engine's create), not each time its bundle is read again: a CPU
+    /// taken offline later must not lock its containers out of `exec`,
+    /// `stats` or a restart, whose own write then says what is wrong.
+    pub fn check_here(&self) -> Result<(), CgroupError> {
+        match &self.cpuset_cpus {
+            Some(list) => check_cpus(
+                list,
+                &std::fs::read_to_string(ONLINE_CPUS).unwrap_or_default(),
+            ),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The most `pids.max` takes: the kernel's `PID_MAX_LIMIT` (2^22 where a
+/// `long` has 64 bits, 2^15 where it has 32); it answers `EINVAL` to more.
+#[cfg(target_pointer_width = "64")]
 const MAX_PIDS: i64 = 1 << 22;
+#[cfg(not(target_pointer_width = "64"))]
+const MAX_PIDS: i64 = 1 << 15;
 
 /// The CPUs this machine has online, in the kernel's list syntax.
 const ONLINE_CPUS: &str = "/sys/devices/system/cpu/online";
 
-/// The CPUs of a list such as `0-2,5`, or `None` if it is not one.
-fn cpu_list(list: &str) -> Option<Vec<u32>> {
-    let mut cpus = Vec::new();
+/// The most CPUs a list may name (the kernel's own most, `NR_CPUS`, is
+/// 8192 on the largest configurations): a bound on what a list costs.
+const MAX_CPUS: usize = 8192;
+
+/// The CPUs of a list such as `0-2,5` (one flag per CPU), or `None` if it
+/// is not one. Its work is bounded whatever comes in: a list may be 1 KiB
+/// at most, and each CPU below [`MAX_CPUS`].
+fn cpu_list(list: &str) -> Option<Vec<bool>> {
+    if list.len() > 1024 {
+        return None;
+    }
+    let mut cpus = vec![false; MAX_CPUS];
     for part in list.trim().split(',') {
         let (first, last) = part.split_once('-').unwrap_or((part, part));
-        let (first, last): (u32, u32) = (first.trim().parse().ok()?, last.trim().parse().ok()?);
-        if first > last || last - first > 4096 {
+        let (first, last): (usize, usize) = (first.trim().parse().ok()?, last.trim().parse().ok()?);
+        if first > last || last >= MAX_CPUS {
             return None;
         }
-        cpus.extend(first..=last);
+        cpus[first..=last].fill(true);
     }
     Some(cpus)
 }
 
+/// The one line for a `--cpuset-cpus` that is no list of CPUs.
+fn not_a_cpu_list(list: &str) -> CgroupError {
+    CgroupError::Invalid(format!(
+        "--cpuset-cpus {list:?} is not a list of CPUs: use e.g. 0-1 or 0,2"
+    ))
+}
+
 /// Refuses a `--cpuset-cpus` that is not a list of CPUs, or names one that
 /// is not in `online` (the kernel's list of online CPUs; when it cannot be
-/// read, only the syntax is checked): `cpuset.cpus` would refuse it, at
-/// the start, where Docker says it when the container is created.
+/// read, only the syntax is checked).
 fn check_cpus(list: &str, online: &str) -> Result<(), CgroupError> {
-    let cpus = cpu_list(list).ok_or_else(|| {
-        CgroupError::Invalid(format!(
-            "--cpuset-cpus {list:?} is not a list of CPUs: use e.g. 0-1 or 0,2"
-        ))
-    })?;
+    let cpus = cpu_list(list).ok_or_else(|| not_a_cpu_list(list))?;
     let Some(here) = cpu_list(online) else {
         return Ok(());
     };
-    match cpus.iter().find(|cpu| !here.contains(cpu)) {
+    match (0..MAX_CPUS).find(|&cpu| cpus[cpu] && !here[cpu]) {
         Some(cpu) => Err(CgroupError::Invalid(format!(
             "--cpuset-cpus {list}: CPU {cpu} is not available here (online: {})",
             online.trim()
@@ -283,10 +313,15 @@ mod tests {
 
     #[test]
     fn cpu_lists_are_checked_against_the_online_cpus() {
-        assert_eq!(cpu_list("0-2,5"), Some(vec![0, 1, 2, 5]));
-        assert_eq!(cpu_list("3"), Some(vec![3]));
-        for bad in ["", "a", "2-1", "0-", "-1", "0,,1", "0-99999"] {
-            assert_eq!(cpu_list(bad), None, "{bad:?}");
+        let named = |list| {
+            cpu_list(list).map(|cpus| (0..MAX_CPUS).filter(|&c| cpus[c]).collect::<Vec<_>>())
+        };
+        assert_eq!(named("0-2,5"), Some(vec![0, 1, 2, 5]));
+        assert_eq!(named("3\n"), Some(vec![3]));
+        assert_eq!(named("0-8191").map(|c| c.len()), Some(8192));
+        let long = "0-4095,".repeat(200) + "0";
+        for bad in ["", "a", "2-1", "0-", "-1", "0,,1", "0-8192", "99999", &long] {
+            assert_eq!(named(bad), None, "{bad:?}");
         }
         assert!(check_cpus("0-1", "0-1\n").is_ok());
         assert!(check_cpus("1", "0-3\n").is_ok());

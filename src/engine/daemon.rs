@@ -342,7 +342,11 @@ fn route(
         ("POST", ["containers", key, "stop"]) => {
             let record = containers.find(key)?;
             stop(&containers, &record, grace(req)?)?;
-            events::record(&daemon.root, &Event::container("stop", &record));
+            // Not for one an `rm -f` took away during the grace: its
+            // `destroy` was its last event.
+            if containers.dir(&record.id).join("container.json").exists() {
+                events::record(&daemon.root, &Event::container("stop", &record));
+            }
             out.respond(204, "text/plain", b"")
                 .map_err(EngineError::Connection)
         }
@@ -487,6 +491,9 @@ fn route(
                 .map_err(|e| body_error(e, "reading the body"))?;
             let detach = serde_json::from_slice::<Value>(&bytes)
                 .is_ok_and(|v| v["Detach"].as_bool() == Some(true));
+            // Taken for this request before any head goes out: a second
+            // start hears its 409.
+            super::exec::claim(&containers, &exec)?;
             let (exe, root) = (daemon.exe.clone(), daemon.root.clone());
             if detach {
                 // Detached: it runs on; its end is recorded all the same.

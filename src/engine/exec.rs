@@ -161,16 +161,15 @@ pub fn create(
 /// created with `O_EXCL`, so of two starts at once exactly one runs it, and
 /// the other hears 409, as from Docker. (Its record says `running` only
 /// once the helper is spawned: two starts could both read `false` first.)
-fn claim(containers: &Containers, exec: &Exec) -> Result<(), EngineError> {
+/// Called before the answer's head goes out, so the 409 can still be said;
+/// [`start`] then runs what was claimed.
+pub fn claim(containers: &Containers, exec: &Exec) -> Result<(), EngineError> {
     let again =
         || EngineError::Conflict(format!("exec {} has already run: create another", exec.id));
     if exec.running || exec.exit_code.is_some() {
         return Err(again());
     }
-    let mark = containers
-        .dir(&exec.container)
-        .join("execs")
-        .join(format!("{}.started", exec.id));
+    let mark = started_mark(containers, exec);
     match std::fs::File::options()
         .write(true)
         .create_new(true)
@@ -180,6 +179,14 @@ fn claim(containers: &Containers, exec: &Exec) -> Result<(), EngineError> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(again()),
         Err(e) => Err(io(&mark)(e)),
     }
+}
+
+/// Where [`claim`] marks exec `exec` as taken.
+fn started_mark(containers: &Containers, exec: &Exec) -> PathBuf {
+    containers
+        .dir(&exec.container)
+        .join("execs")
+        .join(format!("{}.started", exec.id))
 }
 
 /// Forgets the execs of the container in `dir` (it is being removed):
@@ -209,7 +216,7 @@ pub fn find(root: &Path, containers: &Containers, id: &str) -> Result<Exec, Engi
 /// `POST /exec/EID/start`: runs the exec through `step11 exec-in`, copies
 /// `input` (the client's, with `-i`) to it and its output to `out` (as
 /// Docker's frames, or raw from its terminal with `-t`), and records its
-/// exit code.
+/// exit code. The request has [`claim`]ed it first.
 pub fn start(
     exe: &Path,
     root: &Path,
@@ -218,7 +225,6 @@ pub fn start(
     input: Option<UnixStream>,
     out: &mut (dyn Write + Send),
 ) -> Result<(), EngineError> {
-    claim(containers, &exec)?;
     let input = input.filter(|_| exec.stdin);
     let mut command = Command::new(exe);
     command
@@ -238,9 +244,13 @@ pub fn start(
         true => Some(pass_channel(&mut command)?),
         false => None,
     };
-    let mut child = command.spawn().map_err(|source| EngineError::Spawn {
-        what: "step11 exec-in",
-        source,
+    let mut child = command.spawn().map_err(|source| {
+        // Never run: it may be started again.
+        let _ = std::fs::remove_file(started_mark(containers, &exec));
+        EngineError::Spawn {
+            what: "step11 exec-in",
+            source,
+        }
     })?;
     exec.running = true;
     exec.pid = child.id() as i32;

@@ -397,6 +397,7 @@ fn limits(host: &Value) -> Result<Limits, EngineError> {
         ..Limits::default()
     };
     limits.validate().map_err(|e| bad(e.to_string()))?;
+    limits.check_here().map_err(|e| bad(e.to_string()))?;
     Ok(limits)
 }
 

@@ -10,7 +10,7 @@
 //!                         /state.json      created → running → exited, written by the shim
 //!                         /container.log   the output, in Docker's json-file format
 //!                         /shim.log        the shim's own diagnostics
-//!                         /lock            held for start/stop/kill/rm
+//!                         /lock            the lifecycle lock (see `Locked`)
 //!                         /shim.lock       held by the shim for its whole life
 //!                         /shim.sock       the shim's control socket (0600)
 //!   <root>/engine/names/<name>             a name, reserved atomically, holding the id
@@ -265,7 +265,14 @@ impl Containers {
 
     /// Takes container `id`'s lifecycle lock, waiting for whoever holds it.
     pub fn lock(&self, id: &str) -> Result<Locked, EngineError> {
-        let lock = lock_file(&self.dir(id).join("lock"), "flock(the container's lock)")?;
+        let dir = self.dir(id);
+        let lock = lock_file(&dir.join("lock"), "flock(the container's lock)").map_err(|e| {
+            // Removed since the caller found it: its directory is gone.
+            match dir.exists() {
+                true => e,
+                false => EngineError::NotFound(format!("No such container: {id}")),
+            }
+        })?;
         Ok(Locked {
             _lock: lock,
             id: id.to_string(),
