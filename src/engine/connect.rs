@@ -156,15 +156,8 @@ pub fn connect(root: &std::path::Path, key: &str, body: &Value) -> Result<(), En
     });
     let mut changed = record.clone();
     changed.joined.push(network.name.clone());
-    apply(
-        &t.containers,
-        &t.container_lock,
-        record,
-        &changed,
-        &mut t.config,
-        &joined,
-    )?;
-    events::record(root, &event("connect", network, &changed));
+    t.apply(&changed, &joined)?;
+    events::record(root, &event("connect", &t.network, &changed));
     Ok(())
 }
 
@@ -195,47 +188,36 @@ pub fn disconnect(root: &std::path::Path, key: &str, body: &Value) -> Result<(),
     // bundle keeps their order, and each start numbers them from it.)
     let mut changed = record.clone();
     changed.joined.retain(|n| *n != network.name);
-    apply(
-        &t.containers,
-        &t.container_lock,
-        record,
-        &changed,
-        &mut t.config,
-        &joined,
-    )?;
-    events::record(root, &event("disconnect", network, &changed));
+    t.apply(&changed, &joined)?;
+    events::record(root, &event("disconnect", &t.network, &changed));
     Ok(())
 }
 
-// ANCHOR: apply_joined
-/// Writes the new plan (bundle, then record) and, if the container runs,
-/// has its shim carry it out; puts the old plan back if the shim cannot.
-fn apply(
-    containers: &Containers,
-    locked: &super::state::Locked,
-    old: &Record,
-    new: &Record,
-    config: &mut oci_spec::runtime::Spec,
-    joined: &[NetworkSpec],
-) -> Result<(), EngineError> {
-    let dir = containers.dir(&old.id);
-    let before = config.clone();
-    crate::bundle::set_joined_networks(config, joined);
-    crate::bundle::write(&dir, config)?;
-    let carried_out =
-        containers
-            .rewrite(locked, new)
+impl Target {
+    // ANCHOR: apply_joined
+    /// Writes the new plan (bundle, then record `new`) and, if the
+    /// container runs, has its shim carry it out; puts the old plan back if
+    /// the shim cannot. Under the locks `find` took.
+    fn apply(&mut self, new: &Record, joined: &[NetworkSpec]) -> Result<(), EngineError> {
+        let (containers, old) = (&self.containers, &self.record);
+        let dir = containers.dir(&old.id);
+        let before = self.config.clone();
+        crate::bundle::set_joined_networks(&mut self.config, joined);
+        crate::bundle::write(&dir, &self.config)?;
+        let carried_out = containers
+            .rewrite(&self.container_lock, new)
             .and_then(|()| match containers.state(&old.id)?.status {
                 Status::Running => super::shim::rejoin(&dir),
                 _ => Ok(()),
             });
-    if carried_out.is_err() {
-        let _ = crate::bundle::write(&dir, &before);
-        let _ = containers.rewrite(locked, old);
+        if carried_out.is_err() {
+            let _ = crate::bundle::write(&dir, &before);
+            let _ = containers.rewrite(&self.container_lock, old);
+        }
+        carried_out
     }
-    carried_out
+    // ANCHOR_END: apply_joined
 }
-// ANCHOR_END: apply_joined
 
 /// Docker's event of a container joining or leaving a network.
 fn event(action: &str, network: &Network, record: &Record) -> Event {
