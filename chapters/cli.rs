@@ -215,7 +215,6 @@ impl CgroupArgs {
             group: None,
         };
         limits.validate()?;
-        limits.check_here()?;
         Ok(limits)
     }
 }

@@ -222,10 +222,12 @@ impl Limits {
     /// Refuses what this machine cannot give, where [`Limits::validate`]
     /// refuses what no machine could: a `--cpuset-cpus` naming a CPU that
     /// is not online here (`cpuset.cpus` would refuse it at the start).
-    /// Checked when a container is made (the step binaries' options, the
-    /// engine's create), not each time its bundle is read again: a CPU
-    /// taken offline later must not lock its containers out of `exec`,
-    /// `stats` or a restart, whose own write then says what is wrong.
+    /// The engine checks it when a container is created (a 400, as
+    /// Docker's), not each time its bundle is read again: a CPU taken
+    /// offline later must not lock its containers out of `exec`, `stats`
+    /// or a restart, whose own write then says what is wrong. The step
+    /// binaries leave it to the kernel: step 7 shows the refused write,
+    /// and the group it leaves nothing of.
     pub fn check_here(&self) -> Result<(), CgroupError> {
         match &self.cpuset_cpus {
             Some(list) => check_cpus(
