@@ -2061,6 +2061,67 @@ fn bad_values_get_a_400_and_a_kill_overtakes_a_stops_grace() {
          stopped), it answered {stopped:?}; most likely cause: stop's second look at the \
          container does not treat a removed one as stopped"
     );
+    // More requests that must be refused whole, before anything is done.
+    stdout_of(&engine.client(&["volume", "create", "precious"]));
+    stdout_of(&engine.client(&["run", "-d", "--name", "cpsrc", "demo:1", "sleep", "600"]));
+    let filters = "%7B%22label%22%3A%5B%22tmp%22%5D%7D"; // {"label":["tmp"]}
+    for (method, path, body, says, cause) in [
+        (
+            "POST",
+            format!("/volumes/prune?filters={filters}"),
+            None,
+            "takes no --filter",
+            "a prune ignores its filters, and removes every unused volume",
+        ),
+        (
+            "POST",
+            format!("/containers/prune?filters={filters}"),
+            None,
+            "takes no --filter",
+            "a prune ignores its filters, and removes every stopped container",
+        ),
+        (
+            "POST",
+            "/volumes/create".to_string(),
+            Some(r#"{"Name":123}"#),
+            "Name must be a string",
+            "a name of the wrong type becomes a random name",
+        ),
+        (
+            "POST",
+            "/volumes/create".to_string(),
+            Some("[1]"),
+            "must be a JSON object",
+            "a body that is no object makes a volume all the same",
+        ),
+        (
+            "GET",
+            "/containers/cpsrc/archive?path=/".to_string(),
+            None,
+            "is not supported",
+            "the root is sent as an empty archive after a 200 (a tar may not hold /)",
+        ),
+        (
+            "GET",
+            "/containers/cpsrc/archive?path=/tmp%00x".to_string(),
+            None,
+            "cannot name a file",
+            "a NUL in the path is the daemon's 500 (openat2's EINVAL), not the client's 400",
+        ),
+    ] {
+        let (status, answer) = api(&socket, method, &path, body);
+        assert!(
+            status == 400 && answer.contains(says),
+            "step 11: expected {method} {path} to be refused with a 400 that says {says:?}, \
+             it answered {status} {answer}; most likely cause: {cause}"
+        );
+    }
+    let volumes = stdout_of(&engine.client(&["volume", "ls"]));
+    assert!(
+        volumes.contains("precious"),
+        "step 11: expected the volume to outlive a refused prune, volume ls says {volumes:?}"
+    );
+    stdout_of(&engine.client(&["rm", "-f", "cpsrc"]));
 }
 
 #[test]
@@ -6306,9 +6367,19 @@ fn assert_build_left_nothing(engine: &Engine, what: &str) {
          step ends (or fails)"
     );
     for dir in ["containers", "engine/tmp"] {
-        let left: Vec<_> = std::fs::read_dir(engine.root().join(dir))
-            .map(|d| d.flatten().map(|e| e.file_name()).collect())
-            .unwrap_or_default();
+        let listed = || -> Vec<_> {
+            std::fs::read_dir(engine.root().join(dir))
+                .map(|d| d.flatten().map(|e| e.file_name()).collect())
+                .unwrap_or_default()
+        };
+        // A `run --rm` is answered before its shim has deleted its
+        // directory (hidden as `.removing-ID`): a few seconds for that.
+        let begin = Instant::now();
+        let mut left = listed();
+        while !left.is_empty() && begin.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(50));
+            left = listed();
+        }
         assert!(
             left.is_empty(),
             "step 11: expected {what} to leave nothing in {dir}/, it keeps {left:?}; most \
@@ -6633,6 +6704,10 @@ fn raw_build(engine: &Engine, body: &[u8]) -> String {
     );
     stream.write_all(head.as_bytes()).unwrap();
     stream.write_all(body).unwrap();
+    // A build that hangs fails the test instead of hanging it.
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
     let mut answer = String::new();
     let _ = stream.read_to_string(&mut answer);
     answer
@@ -6659,6 +6734,22 @@ fn hostile_contexts_and_dockerfiles_are_refused_in_one_line_leaving_nothing() {
              tar is unpacked without safe_relative's check of each name"
         );
     }
+    // A Dockerfile that is a FIFO: reading it would block for ever.
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Fifo);
+    header.set_size(0);
+    header.set_mode(0o644);
+    header.set_path("Dockerfile").unwrap();
+    header.set_cksum();
+    tar.append(&header, std::io::empty()).unwrap();
+    let answer = raw_build(&engine, &tar.into_inner().unwrap());
+    assert!(
+        answer.contains("not a regular file"),
+        "step 11: expected a Dockerfile that is a FIFO to be refused (not a regular file), \
+         the daemon answered {answer:?}; most likely cause: read_dockerfile reads the name \
+         without checking that it is a regular file, and the read blocks"
+    );
     let escaped = engine.dir.path().join("escaped");
     assert!(
         !escaped.exists(),
@@ -6669,10 +6760,15 @@ fn hostile_contexts_and_dockerfiles_are_refused_in_one_line_leaving_nothing() {
     );
     // A Dockerfile: unknown instruction, COPY out of the context (by `..`
     // and through a symlink), over the size limit, a failing RUN.
-    let cases: [(&str, &str); 5] = [
+    let cases: [(&str, &str); 6] = [
         (
             "FROM demo:1\nFROB it\n",
             "Dockerfile:2: unknown instruction: FROB",
+        ),
+        // Matched by a wildcard, the link is followed inside the context.
+        (
+            "FROM demo:1\nCOPY evi* /x/\n",
+            "file not found in build context",
         ),
         (
             "FROM demo:1\nCOPY ../../../../etc/passwd /x\n",
@@ -7811,6 +7907,73 @@ fn port_and_inspect_show_the_published_ports() {
 /// `build -t NAME` names the image as `tag` and `run` do (`web` is
 /// `web:latest`), and a name `tag` refuses is refused before anything is
 /// built.
+/// A build's id is the one `images` lists and `run` takes, and a
+/// `--build-arg` reaches what the cache gives back: ENV, LABEL and WORKDIR
+/// are keyed by their values, not by the instruction's `$V`.
+#[test]
+fn a_build_id_runs_and_build_args_reach_through_the_cache() {
+    let engine = Engine::start();
+    loaded(&engine);
+    let context = build_context(&[(
+        "Dockerfile",
+        "FROM demo:1\nARG V\nENV X=$V\nLABEL l=$V\nWORKDIR /w$V\n\
+         CMD [\"busybox\", \"sh\", \"-c\", \"echo $X; pwd\"]\n",
+    )]);
+    let out = build_in(
+        &engine,
+        context.path(),
+        &["-q", "-t", "argd:1", "--build-arg", "V=one"],
+    );
+    let id = stdout_of(&out).trim().to_string();
+    let short = id
+        .trim_start_matches("sha256:")
+        .chars()
+        .take(12)
+        .collect::<String>();
+    let images = stdout_of(&engine.client(&["images"]));
+    assert!(
+        id.starts_with("sha256:") && images.contains(&short),
+        "step 11: expected build -q to print the id images lists ({short} among \
+         {images:?}), it printed {id:?}; most likely cause: the build reports its config's \
+         digest, where every other answer names an image by its manifest's"
+    );
+    for name in [id.as_str(), short.as_str()] {
+        let out = engine.client(&["run", "--rm", name]);
+        assert_eq!(
+            text(&out.stdout),
+            "one\n/wone\n",
+            "step 11: expected run {name} (the id build printed) to run that image, it \
+             printed {:?}; most likely cause: create does not take an image id, whole or its \
+             first 12 digits (images::by_id)\nstderr: {}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    }
+    let out = build_in(
+        &engine,
+        context.path(),
+        &["-t", "argd:2", "--build-arg", "V=two"],
+    );
+    stdout_of(&out);
+    let out = engine.client(&["run", "--rm", "argd:2"]);
+    assert_eq!(
+        text(&out.stdout),
+        "two\n/wtwo\n",
+        "step 11: expected the build with V=two to give X=two and /wtwo, it printed {:?}; \
+         most likely cause: the cache keys ENV and WORKDIR by the instruction's text ($V) \
+         instead of the values substituted, and gives back the V=one image",
+        text(&out.stdout)
+    );
+    let (_, image) = api(&engine.socket(), "GET", "/images/argd:2/json", None);
+    let image: serde_json::Value = serde_json::from_str(&image).unwrap_or_default();
+    let labels = image["Config"]["Labels"].clone();
+    assert_eq!(
+        labels["l"], "two",
+        "step 11: expected LABEL l=$V to be two after --build-arg V=two, it is {labels}; \
+         most likely cause: the cache keys LABEL by the instruction's text"
+    );
+}
+
 #[test]
 fn build_names_its_image_as_tag_and_run_do() {
     let engine = Engine::start();

@@ -473,6 +473,7 @@ fn route(
                 .map_err(EngineError::Connection)
         }
         ("POST", ["containers", "prune"]) => {
+            no_filters(req, "container prune")?;
             let gone = prune(daemon, &containers)?;
             let answer = json!({ "ContainersDeleted": gone, "SpaceReclaimed": 0 });
             reply_json(out, 200, &answer)
@@ -538,6 +539,7 @@ fn route(
             reply_json(out, 201, &super::networks::create(&daemon.root, &json)?)
         }
         ("POST", ["networks", "prune"]) => {
+            no_filters(req, "network prune")?;
             reply_json(out, 200, &super::networks::prune(&daemon.root)?)
         }
         ("POST", ["networks", key, verb @ ("connect" | "disconnect")]) => {
@@ -564,6 +566,7 @@ fn route(
             reply_json(out, 201, &super::volumes::create(daemon, &json)?)
         }
         ("POST", ["volumes", "prune"]) => {
+            no_filters(req, "volume prune")?;
             let (gone, bytes) = Volumes::open(&daemon.root)?.prune(&containers)?;
             let answer = json!({ "VolumesDeleted": gone, "SpaceReclaimed": bytes });
             reply_json(out, 200, &answer)
@@ -1477,6 +1480,19 @@ fn prune(daemon: &Daemon, containers: &Containers) -> Result<Vec<String>, Engine
         }
     }
     Ok(gone)
+}
+
+/// Refuses a prune's `filters` (`label=…`, `until=…`): caixa's prunes do
+/// not read them yet, and a prune that ignored them would delete more than
+/// was asked, which cannot be undone. An empty set is no filter.
+fn no_filters(req: &Request, what: &str) -> Result<(), EngineError> {
+    super::filters::parse(req.param("filters"), &[])
+        .map(|_| ())
+        .map_err(|_| {
+            EngineError::BadRequest(format!(
+                "{what} takes no --filter in caixa yet: it would remove more than asked; prune without one, or remove by name"
+            ))
+        })
 }
 
 /// A signal by Docker's names: `SIGTERM`, `TERM` or `15`.

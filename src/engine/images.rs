@@ -58,16 +58,51 @@ pub(crate) fn tag_name(name: &str) -> Result<String, EngineError> {
 
 /// `name`'s manifest digest, or Docker's 404 words.
 fn resolve(store: &Store, name: &str) -> Result<(String, String), EngineError> {
-    let full = full_name(name)?;
-    match store.resolve(&full) {
-        Ok(digest) => Ok((full, digest)),
-        // A name may also be a digest the store has (`docker inspect ID`).
-        Err(_) => store
-            .images()?
-            .into_iter()
-            .find(|(_, digest)| digest == name || digest.trim_start_matches("sha256:") == name)
-            .ok_or_else(|| EngineError::NotFound(format!("No such image: {name}"))),
+    // A name first, as Docker looks: an id only if no image has that name.
+    let full = full_name(name);
+    if let Some(digest) = full.as_ref().ok().and_then(|f| store.resolve(f).ok()) {
+        return Ok((full?, digest));
     }
+    match by_id(store, name)? {
+        Some(found) => Ok(found),
+        None => {
+            full?;
+            Err(EngineError::NotFound(format!("No such image: {name}")))
+        }
+    }
+}
+
+/// An image named by its id, as `images` shows it: the manifest's digest,
+/// with or without `sha256:`, whole or the start of it (12 digits at
+/// least, the length `images` prints): one of its names and the digest.
+/// `None` if `id` is no id of an image here; a 409 if it starts two ids.
+pub(crate) fn by_id(store: &Store, id: &str) -> Result<Option<(String, String)>, EngineError> {
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    if hex.len() < 12 || hex.len() > 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(None);
+    }
+    let images = store.images()?;
+    let mut matches = images
+        .iter()
+        .filter(|(_, digest)| digest.trim_start_matches("sha256:").starts_with(hex));
+    let Some((name, digest)) = matches.next() else {
+        return Ok(None);
+    };
+    if matches.any(|(_, other)| other != digest) {
+        return Err(EngineError::Conflict(format!(
+            "{id} is the start of more than one image's id: give more of it"
+        )));
+    }
+    Ok(Some((name.clone(), digest.clone())))
+}
+
+/// An image id as `images` and `build` print it: its first 12 digits.
+pub(crate) fn short_id(digest: &str) -> String {
+    digest
+        .trim_start_matches("sha256:")
+        .chars()
+        .take(12)
+        .collect()
 }
 
 // ANCHOR: registry_auth

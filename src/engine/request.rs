@@ -205,13 +205,18 @@ fn local_name(store: &Store, image: &str) -> Result<String, EngineError> {
     if store.resolve(image).is_ok() {
         return Ok(image.to_string());
     }
-    let reference =
-        crate::registry::reference::Reference::parse(image).map_err(|e| bad(e.to_string()))?;
-    let name = reference.store_name();
-    if store.resolve(&name).is_err() {
-        return Err(EngineError::NotFound(format!("No such image: {image}")));
+    let reference = crate::registry::reference::Reference::parse(image);
+    if let Some(name) = reference.as_ref().ok().map(|r| r.store_name())
+        && store.resolve(&name).is_ok()
+    {
+        return Ok(name);
     }
-    Ok(name)
+    // An id (`run 3f2a…`, what `build -q` prints): one of its names.
+    if let Some((name, _)) = super::images::by_id(store, image)? {
+        return Ok(name);
+    }
+    reference.map_err(|e| bad(e.to_string()))?;
+    Err(EngineError::NotFound(format!("No such image: {image}")))
 }
 
 // ANCHOR: request_volumes

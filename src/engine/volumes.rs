@@ -407,6 +407,27 @@ pub fn list(
 /// to, so the first container that writes to it may.
 pub fn create(daemon: &super::daemon::Daemon, body: &Value) -> Result<Value, EngineError> {
     let bad = |why: String| EngineError::BadRequest(why);
+    // Each field of the shape Docker's API gives it, or absent (`null`):
+    // a name that is a number must not become a random one, nor labels
+    // that are no object none at all.
+    if !body.is_object() && !body.is_null() {
+        return Err(bad("the body must be a JSON object: {\"Name\": …}".into()));
+    }
+    for (field, shaped) in [
+        ("Name", body["Name"].is_string()),
+        ("Driver", body["Driver"].is_string()),
+        ("DriverOpts", body["DriverOpts"].is_object()),
+        ("Labels", body["Labels"].is_object()),
+    ] {
+        if !shaped && !body[field].is_null() {
+            let kind = if matches!(field, "Name" | "Driver") {
+                "a string"
+            } else {
+                "an object"
+            };
+            return Err(bad(format!("{field} must be {kind}")));
+        }
+    }
     let name = match body["Name"].as_str().unwrap_or_default() {
         "" => crate::ids::random_hex(32),
         name => name.to_string(),

@@ -34,7 +34,8 @@ pub struct Draft {
 pub struct Saved {
     /// The manifest's digest (what a tag points at).
     pub manifest: String,
-    /// The config's digest: the image id.
+    /// The config's digest: Docker's image id. caixa names an image by
+    /// its manifest's digest, everywhere it answers.
     pub config: String,
 }
 

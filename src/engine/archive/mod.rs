@@ -165,6 +165,16 @@ pub(crate) fn open_in_root(root: &OwnedFd, path: &Path, flags: OFlag) -> Result<
 }
 // ANCHOR_END: resolve_in_root
 
+/// A `path` no file can have: too long for the kernel (`ENAMETOOLONG`), or
+/// with a NUL byte in it (`EINVAL`, from the conversion to a C string).
+/// The client's mistake, a 400, not the daemon's.
+fn unusable(path: &str) -> EngineError {
+    EngineError::BadRequest(format!(
+        "path {:?} cannot name a file: too long, or a NUL byte in it",
+        path.chars().take(80).collect::<String>()
+    ))
+}
+
 /// What a path names inside the container, found without following its
 /// last component (Docker's rule: `cp` of a link copies the link) unless
 /// the path ends in `/` or `/.`.
@@ -190,6 +200,7 @@ fn find(root: &ContainerRoot, path: &str, container: &str) -> Result<Found, Engi
     };
     let fail = |e: Errno| match e {
         Errno::ENOENT | Errno::ENOTDIR | Errno::ELOOP | Errno::EXDEV => missing(),
+        Errno::ENAMETOOLONG | Errno::EINVAL => unusable(path),
         source => EngineError::Sys {
             call: "openat2(RESOLVE_IN_ROOT)",
             source,
@@ -297,6 +308,15 @@ pub fn serve_get(
     let found = find(&root, path, &record.name)?;
     let stat = path_stat(&found)?;
     let header = [("X-Docker-Container-Path-Stat", stat.as_str())];
+    // The root itself (`/`, `/d/..`) would be one entry named `/`, which
+    // a tar may not hold: said now, while an answer can still say it,
+    // not as an empty archive after a 200.
+    if req.method == "GET" && found.base == "/" {
+        return Err(EngineError::BadRequest(format!(
+            "copying the root of {} whole is not supported: name a directory in it (cp {}:/etc …)",
+            record.name, record.name
+        )));
+    }
     if req.method == "HEAD" {
         return out
             .respond_with(200, "application/json", &header, b"")
@@ -359,6 +379,7 @@ pub fn serve_put(
             record.name
         )),
         Errno::ENOTDIR => EngineError::BadRequest(format!("{dir} is not a directory")),
+        Errno::ENAMETOOLONG | Errno::EINVAL => unusable(dir),
         source => EngineError::Sys {
             call: "openat2(RESOLVE_IN_ROOT)",
             source,

@@ -151,7 +151,7 @@ impl Builder<'_> {
 
     fn show(&mut self, stage: &Stage) {
         if let Some(saved) = &stage.saved {
-            (self.output)(&format!(" ---> {}\n", short(&saved.config)));
+            (self.output)(&format!(" ---> {}\n", short(&saved.manifest)));
         }
     }
 

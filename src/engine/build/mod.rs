@@ -205,10 +205,13 @@ pub fn serve_build(
     drop(scratch);
     match result {
         Ok(saved) => {
-            send(json!({ "aux": { "ID": saved.config } }));
-            let short = &saved.config.trim_start_matches("sha256:")[..12];
+            // The image's id is its manifest's digest, as `images`,
+            // `inspect` and `run` know it (never the config's, which no
+            // other answer names).
+            send(json!({ "aux": { "ID": saved.manifest } }));
+            let short = super::images::short_id(&saved.manifest);
             if quiet {
-                send(json!({ "stream": format!("{}\n", saved.config) }));
+                send(json!({ "stream": format!("{}\n", saved.manifest) }));
             } else {
                 send(json!({ "stream": format!("Successfully built {short}\n") }));
                 if let Some(tag) = &tag {
@@ -241,6 +244,13 @@ fn read_dockerfile(context: &Path, name: &str) -> Result<String, BuildError> {
             "cannot find {name} in the build context: give its name with -f"
         ))
     })?;
+    // A FIFO (or a device) would block the read for ever: a context's tar
+    // may hold one under this name.
+    if !meta.is_file() {
+        return Err(BuildError::Other(format!(
+            "{name} in the build context is not a regular file"
+        )));
+    }
     if meta.len() > dockerfile::MAX_DOCKERFILE_BYTES as u64 {
         return Err(BuildError::Other(format!(
             "{name} is {} bytes, over the limit of {} bytes",
@@ -308,7 +318,7 @@ pub fn serve_commit(root: &Path, req: &Request, out: &mut Responder) -> Result<(
         Ok(saved)
     };
     let saved = commit().map_err(|e| bad(e.to_string()))?;
-    out.json(201, &json!({ "Id": saved.config }))
+    out.json(201, &json!({ "Id": saved.manifest }))
         .map_err(EngineError::Connection)
 }
 // ANCHOR_END: serve_commit

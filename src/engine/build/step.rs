@@ -106,7 +106,7 @@ impl Step<'_> {
                     manifest: String::new(),
                     args,
                     env,
-                    cwd: c["WorkingDir"].as_str().unwrap_or("/").to_string(),
+                    cwd: working_dir(&stage.draft),
                     user: c["User"]
                         .as_str()
                         .filter(|u| !u.is_empty())
@@ -120,11 +120,10 @@ impl Step<'_> {
             }
             "WORKDIR" => {
                 let dir = expand_word(shell_text(ins)?)?;
-                let old = stage.draft.config["config"]["WorkingDir"]
-                    .as_str()
-                    .unwrap_or("/")
-                    .to_string();
+                let old = working_dir(&stage.draft);
                 let new = Path::new(&old).join(&dir).display().to_string();
+                // The directory it makes, substituted, keys the cache.
+                extra = new.clone();
                 let target = PathBuf::from(&new);
                 let shift = build_shift();
                 Change::Files(
@@ -248,6 +247,17 @@ impl Step<'_> {
             }
         };
 
+        // A change of the config alone is made now: the config it gives,
+        // every value substituted, is what the cache knows it by (the
+        // instruction's text still says `$V`, whatever `--build-arg V`).
+        let change = match change {
+            Change::Config(apply) => {
+                apply(&mut stage.draft);
+                extra = serde_json::to_string(&stage.draft.config["config"]).unwrap_or_default();
+                None
+            }
+            other => Some(other),
+        };
         // The cache: the same parent and instruction made an image before.
         let parent = stage
             .saved
@@ -265,16 +275,14 @@ impl Step<'_> {
             }
         }
         match change {
-            Change::Config(apply) => {
-                apply(&mut stage.draft);
-                stage.draft.history(&created_by, true);
-            }
-            Change::Run(mut run) => {
+            // (A config change was made above, before the lookup.)
+            None | Some(Change::Config(_)) => stage.draft.history(&created_by, true),
+            Some(Change::Run(mut run)) => {
                 run.manifest = parent.to_string();
                 let layer = run_step(self.store, self.exe, self.work, &run, &mut *self.output)?;
                 stage.draft.add_layer(&layer, &run.args.join(" "));
             }
-            Change::Files(work, apply) => {
+            Some(Change::Files(work, apply)) => {
                 let layer = self.files(stage, work)?;
                 apply(&mut stage.draft);
                 match layer {
@@ -415,10 +423,7 @@ impl Step<'_> {
                 ),
             ));
         }
-        let workdir = stage.draft.config["config"]["WorkingDir"]
-            .as_str()
-            .unwrap_or("/")
-            .to_string();
+        let workdir = working_dir(&stage.draft);
         let dest_path = Path::new(&workdir).join(dest);
         let dest_is_dir = dest.ends_with('/')
             || sources.len() > 1
@@ -550,8 +555,22 @@ impl Step<'_> {
     }
 }
 
+/// The image's working directory so far: `/` when its config names none,
+/// or names it `""`, as images Docker builds do.
+fn working_dir(draft: &Draft) -> String {
+    draft.config["config"]["WorkingDir"]
+        .as_str()
+        .filter(|dir| !dir.is_empty())
+        .unwrap_or("/")
+        .to_string()
+}
+
 /// The sources of a COPY, each resolved inside `root` (host path, path
-/// relative to `root`); wildcards match names in `root`.
+/// relative to `root`); wildcards match names in `root`. Every source,
+/// named or matched, goes through [`super::scope::resolve_in`]: a symlink
+/// among them is followed as the image sees it, inside `root`, never as
+/// the host does (a match `evil.tar -> /etc/...` must not bring the host's
+/// file into the image).
 fn find_sources(root: &Path, sources: &[String]) -> Result<Vec<(PathBuf, PathBuf)>, String> {
     let mut found = Vec::new();
     for src in sources {
@@ -568,7 +587,7 @@ fn find_sources(root: &Path, sources: &[String]) -> Result<Vec<(PathBuf, PathBuf
                     .map(|n| n.to_string_lossy().into_owned())
                     .collect();
                 if super::ignore::matches(&pattern, &names) {
-                    found.push((root.join(&rel), rel));
+                    found.push(source_in(root, &rel, &rel.to_string_lossy())?);
                 }
             }
             if found.len() == before {
@@ -578,19 +597,26 @@ fn find_sources(root: &Path, sources: &[String]) -> Result<Vec<(PathBuf, PathBuf
             }
             continue;
         }
-        let path = super::scope::resolve_in(root, Path::new(src), true)?;
-        if std::fs::symlink_metadata(&path).is_err() {
-            return Err(format!(
-                "file not found in build context or excluded by .dockerignore: {src}"
-            ));
-        }
-        let rel = path
-            .strip_prefix(root)
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
-        found.push((path, rel));
+        found.push(source_in(root, Path::new(src), src)?);
     }
     Ok(found)
+}
+
+/// One source, `src` resolved inside `root` (symlinks included, scoped to
+/// `root`): its path on the host and its path from `root`; `shown` names
+/// it in the error if nothing is there.
+fn source_in(root: &Path, src: &Path, shown: &str) -> Result<(PathBuf, PathBuf), String> {
+    let path = super::scope::resolve_in(root, src, true)?;
+    if std::fs::symlink_metadata(&path).is_err() {
+        return Err(format!(
+            "file not found in build context or excluded by .dockerignore: {shown}"
+        ));
+    }
+    let rel = path
+        .strip_prefix(root)
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    Ok((path, rel))
 }
 
 /// ENV and LABEL: `K=V K2="V 2"`, or the old `K V with spaces`.
@@ -617,4 +643,46 @@ fn pairs(
             )),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_working_dir_is_the_root() {
+        let draft = |config: Value| Draft {
+            config: json!({ "config": config }),
+            layers: Vec::new(),
+        };
+        assert_eq!(working_dir(&draft(json!({ "WorkingDir": "" }))), "/");
+        assert_eq!(working_dir(&draft(json!({}))), "/");
+        assert_eq!(working_dir(&draft(json!({ "WorkingDir": "/app" }))), "/app");
+    }
+
+    #[test]
+    fn a_matched_source_is_resolved_inside_the_context_never_on_the_host() {
+        let context = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret.tar"), "host").unwrap();
+        std::os::unix::fs::symlink(
+            outside.path().join("secret.tar"),
+            context.path().join("evil.tar"),
+        )
+        .unwrap();
+        std::fs::write(context.path().join("ok.txt"), "mine").unwrap();
+        std::os::unix::fs::symlink("ok.txt", context.path().join("link.txt")).unwrap();
+        // Matched by a wildcard, as named: the host's file is not found.
+        for src in ["evi*", "evil.tar"] {
+            let why = find_sources(context.path(), &[src.to_string()]).unwrap_err();
+            assert!(
+                why.contains("file not found in build context"),
+                "{src}: {why}"
+            );
+        }
+        // A link inside the context is followed inside it.
+        let found = find_sources(context.path(), &["lin*".to_string()]).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].0, context.path().join("ok.txt"));
+    }
 }
