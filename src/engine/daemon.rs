@@ -256,7 +256,7 @@ fn route(
             super::images::push(daemon, &name.join("/"), req, out)
         }
         ("DELETE", ["images", name @ ..]) => {
-            let answer = super::images::remove(daemon, &name.join("/"), req)?;
+            let answer = super::images::remove(daemon, &name.join("/"), req.flag("force"))?;
             reply_json(out, 200, &answer)
         }
         ("POST", ["auth"]) => {

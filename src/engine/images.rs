@@ -156,14 +156,38 @@ pub fn tag(daemon: &Daemon, name: &str, req: &Request) -> Result<(), EngineError
 }
 
 /// `DELETE /images/NAME`: takes the name away, unless a container was made
-/// from it (409, or with `force=1` anyway: the container keeps its layers).
-pub fn remove(daemon: &Daemon, name: &str, req: &Request) -> Result<Value, EngineError> {
+/// from it (409, or with `force` anyway: the container keeps its layers);
+/// the image goes with its last name. Named by its id, an image is all its
+/// names: with more than one, Docker's 409 unless `force` (then all go).
+pub fn remove(daemon: &Daemon, name: &str, force: bool) -> Result<Value, EngineError> {
     let store = Store::open(&daemon.root)?;
     let (full, digest) = resolve(&store, name)?;
-    if !req.flag("force") {
+    let by_name = full_name(name).is_ok_and(|f| f == full);
+    let names: Vec<String> = match by_name {
+        true => vec![full],
+        false => store
+            .images()?
+            .into_iter()
+            .filter(|(_, d)| *d == digest)
+            .map(|(n, _)| n)
+            .collect(),
+    };
+    if names.len() > 1 && !force {
+        return Err(EngineError::Conflict(format!(
+            "unable to delete {} (must be forced): the image has {} names ({}): remove them by name, or use -f",
+            short_id(&digest),
+            names.len(),
+            names.join(", ")
+        )));
+    }
+    if !force {
         let containers = super::state::Containers::open(&daemon.root)?;
         for (record, _) in containers.list()? {
-            if full_name(&record.image).ok().as_deref() == Some(full.as_str()) {
+            let made_from = full_name(&record.image).ok();
+            if let Some(full) = names
+                .iter()
+                .find(|n| made_from.as_deref() == Some(n.as_str()))
+            {
                 return Err(EngineError::Conflict(format!(
                     "unable to remove {full}: container {} was made from it: remove it first, or use -f",
                     record.name
@@ -171,12 +195,15 @@ pub fn remove(daemon: &Daemon, name: &str, req: &Request) -> Result<Value, Engin
             }
         }
     }
-    store.untag(&full)?;
-    let event = Event::new("image", "untag", &digest).with("name", &full);
-    super::events::record(&daemon.root, &event);
-    let mut answer = vec![json!({ "Untagged": full })];
+    let mut answer = Vec::new();
+    for full in &names {
+        store.untag(full)?;
+        let event = Event::new("image", "untag", &digest).with("name", full);
+        super::events::record(&daemon.root, &event);
+        answer.push(json!({ "Untagged": full }));
+    }
     if !store.images()?.iter().any(|(_, d)| *d == digest) {
-        let event = Event::new("image", "delete", &digest).with("name", &full);
+        let event = Event::new("image", "delete", &digest).with("name", name);
         super::events::record(&daemon.root, &event);
         // No name left. The blobs stay: others may share them, and
         // caixa has no collector of unused blobs yet.
@@ -441,6 +468,77 @@ mod tests {
         for bad in ["../x", "a//b", "UPPER", ""] {
             assert!(full_name(bad).is_err(), "{bad:?}");
         }
+    }
+
+    /// A store with `names`, each pointing at its digest, and its daemon.
+    fn store_with(names: &[(&str, &str)]) -> (tempfile::TempDir, Daemon) {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path()).unwrap();
+        for (name, digest) in names {
+            store.tag(name, digest).unwrap();
+        }
+        let daemon = Daemon::new(
+            root.path().to_path_buf(),
+            "/bin/true".into(),
+            Options::default(),
+        );
+        (root, daemon)
+    }
+
+    #[test]
+    fn an_image_is_found_by_its_id_whole_or_its_first_12_digits() {
+        let (a, b) = (
+            format!("sha256:abcdef12{}", "0".repeat(56)),
+            format!("sha256:abcdef34{}", "0".repeat(56)),
+        );
+        let (_root, daemon) = store_with(&[("one:1", &a), ("two:1", &b)]);
+        let store = Store::open(&daemon.root).unwrap();
+        assert_eq!(
+            by_id(&store, &a).unwrap().map(|f| f.0),
+            Some("one:1".to_string())
+        );
+        assert_eq!(
+            by_id(&store, &b[7..19]).unwrap().map(|f| f.0),
+            Some("two:1".to_string())
+        );
+        // Too short to be an id, or not one: no image by id.
+        assert_eq!(by_id(&store, "abcdef").unwrap(), None);
+        assert_eq!(by_id(&store, "one:1").unwrap(), None);
+        // The start of two ids.
+        let (c, d) = (
+            format!("sha256:{}1", "9".repeat(63)),
+            format!("sha256:{}2", "9".repeat(63)),
+        );
+        let (_root, daemon) = store_with(&[("c:1", &c), ("d:1", &d)]);
+        let store = Store::open(&daemon.root).unwrap();
+        assert!(matches!(
+            by_id(&store, &"9".repeat(12)),
+            Err(EngineError::Conflict(_))
+        ));
+    }
+
+    #[test]
+    fn removing_an_image_by_id_with_two_names_must_be_forced() {
+        let digest = format!("sha256:{}", "e".repeat(64));
+        let (_root, daemon) = store_with(&[("web:1", &digest), ("web:copy", &digest)]);
+        let store = Store::open(&daemon.root).unwrap();
+        assert!(matches!(
+            remove(&daemon, &"e".repeat(12), false),
+            Err(EngineError::Conflict(_))
+        ));
+        assert_eq!(
+            store.images().unwrap().len(),
+            2,
+            "a refused rmi removes nothing"
+        );
+        // By name, one name goes and the image stays.
+        remove(&daemon, "web:copy", false).unwrap();
+        assert_eq!(store.images().unwrap().len(), 1);
+        store.tag("web:copy", &digest).unwrap();
+        // Forced, by id: every name, and the image.
+        let answer = remove(&daemon, &"e".repeat(12), true).unwrap();
+        assert!(store.images().unwrap().is_empty());
+        assert!(answer.to_string().contains("Deleted"), "{answer}");
     }
 
     #[test]
