@@ -673,14 +673,23 @@ fn body_error(e: std::io::Error, doing: &str) -> EngineError {
     }
 }
 
+/// The reference a pull names: `fromImage`, and `tag` joined to it. The
+/// Docker CLI sends `pull NAME@sha256:…` as `fromImage=NAME` and
+/// `tag=sha256:…`: a digest joins with `@`, never as a tag.
+fn pulled_name(image: &str, tag: Option<&str>) -> String {
+    match tag.filter(|t| !t.is_empty()) {
+        Some(_) if image.contains('@') => image.to_string(),
+        Some(digest) if digest.contains(':') => format!("{image}@{digest}"),
+        Some(tag) => format!("{image}:{tag}"),
+        None => image.to_string(),
+    }
+}
+
 fn pull(daemon: &Daemon, req: &Request, out: &mut Responder) -> Result<(), EngineError> {
     let image = req
         .param("fromImage")
         .ok_or_else(|| EngineError::BadRequest("fromImage is missing".into()))?;
-    let name = match req.param("tag").filter(|t| !t.is_empty()) {
-        Some(tag) if !image.contains('@') => format!("{image}:{tag}"),
-        _ => image.to_string(),
-    };
+    let name = pulled_name(image, req.param("tag"));
     let reference = crate::registry::reference::Reference::parse(&name)
         .map_err(|e| EngineError::BadRequest(e.to_string()))?;
     // The client's credentials for this pull, if it sent some.
@@ -1622,6 +1631,17 @@ fn random_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pull_by_digest_joins_the_digest_with_an_at() {
+        let digest = format!("sha256:{}", "a".repeat(64));
+        assert_eq!(pulled_name("bb", Some(&digest)), format!("bb@{digest}"));
+        assert_eq!(pulled_name("bb", Some("1")), "bb:1");
+        assert_eq!(pulled_name("bb", Some("")), "bb");
+        assert_eq!(pulled_name("bb", None), "bb");
+        let named = format!("bb@{digest}");
+        assert_eq!(pulled_name(&named, Some("1")), named);
+    }
 
     #[test]
     fn renames_from_one_lookup_free_each_name_they_take_over() {

@@ -158,7 +158,13 @@ impl Store {
     /// Points `name` at a manifest digest.
     pub fn tag(&self, name: &str, manifest: &str) -> Result<(), ImageError> {
         let path = self.image_path(name)?;
-        let tmp = path.with_extension("tmp");
+        // A temporary name of its own: two tags written at once (`v1.0`
+        // and `v1.1`, whose `with_extension` would be one `v1.tmp`) must
+        // never share one. Hidden: `images` passes over a `.` name.
+        let tmp = self
+            .root
+            .join("images")
+            .join(format!(".{}", unique_suffix("tag")));
         std::fs::write(&tmp, manifest).map_err(io_err(&tmp))?;
         std::fs::rename(&tmp, &path).map_err(io_err(&path))
     }
@@ -178,7 +184,8 @@ impl Store {
         for entry in std::fs::read_dir(&dir).map_err(io_err(&dir))? {
             let entry = entry.map_err(io_err(&dir))?;
             let file = entry.file_name().to_string_lossy().into_owned();
-            if file.ends_with(".tmp") {
+            // A tag being written (no name of an image starts with `.`).
+            if file.starts_with('.') {
                 continue;
             }
             let digest = std::fs::read_to_string(entry.path()).unwrap_or_default();
@@ -194,9 +201,19 @@ impl Store {
         std::fs::remove_file(&path).map_err(|_| ImageError::NotFound(name.to_string()))
     }
 
+    /// Whether `name` can be an image's name here: checked before anything
+    /// is written for it (a registry's manifest, before its bytes go in).
+    pub fn check_name(&self, name: &str) -> Result<(), ImageError> {
+        self.image_path(name).map(drop)
+    }
+
     fn image_path(&self, name: &str) -> Result<PathBuf, ImageError> {
+        let file = name.replace('/', "%2F");
+        // The file's name, each `/` spelled `%2F`, must fit in one name of
+        // the filesystem (255 bytes), and never start with `.`.
         let ok = !name.is_empty()
-            && name.len() <= 255
+            && file.len() <= 255
+            && !name.starts_with('.')
             && name
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"._-:/@".contains(&b));
@@ -205,7 +222,7 @@ impl Store {
                 name: name.to_string(),
             });
         }
-        Ok(self.root.join("images").join(name.replace('/', "%2F")))
+        Ok(self.root.join("images").join(file))
     }
 
     /// A container's own directory.
@@ -269,6 +286,35 @@ fn unescape(file: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tags_written_side_by_side_never_share_a_temporary_file() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path()).unwrap();
+        let (a, b) = (
+            format!("sha256:{}", "a".repeat(64)),
+            format!("sha256:{}", "b".repeat(64)),
+        );
+        std::thread::scope(|s| {
+            for n in 0..20 {
+                let (store, a, b) = (&store, &a, &b);
+                s.spawn(move || store.tag(&format!("bb:v{n}.0"), a).unwrap());
+                s.spawn(move || store.tag(&format!("bb:v{n}.1"), b).unwrap());
+            }
+        });
+        for n in 0..20 {
+            assert_eq!(store.resolve(&format!("bb:v{n}.0")).unwrap(), a);
+            assert_eq!(store.resolve(&format!("bb:v{n}.1")).unwrap(), b);
+        }
+        // A tag that ends in `.tmp` is a tag like any other.
+        store.tag("bb:1.tmp", &a).unwrap();
+        assert_eq!(store.images().unwrap().len(), 41);
+        // Too long once each `/` is `%2F`, or hidden: no name.
+        let long = format!("{}:1", "a/".repeat(100));
+        assert!(store.check_name(&long).is_err());
+        assert!(store.check_name(".hidden:1").is_err());
+        assert!(store.check_name("bb:1").is_ok());
+    }
 
     #[test]
     fn what_is_wrong_is_a_variant_with_its_value() {

@@ -83,6 +83,15 @@ pub(super) fn put(
             Some(_) => {}
         }
     }
+    // The name the tag will be, checked before the bytes go in: a name
+    // the store cannot hold is the client's 400, not a 500 afterwards.
+    if !reference.contains(':') && store.check_name(&format!("{name}:{reference}")).is_err() {
+        return Err(Reply::error(
+            400,
+            "TAG_INVALID",
+            &format!("{name}:{reference} is too long for a name of this registry's store"),
+        ));
+    }
     uploads.put_bytes(&digest, &bytes)?;
     if !reference.contains(':') {
         store
@@ -132,7 +141,7 @@ pub(super) fn get(store: &Store, name: &str, reference: &str) -> Reply {
     };
     let found = digest
         .as_deref()
-        .and_then(|d| store.read_blob(d).ok().map(|body| (d.to_string(), body)))
+        .and_then(|d| read_manifest_blob(store, d).map(|body| (d.to_string(), body)))
         .and_then(|(d, body)| media_type(&body).map(|media| (d, media, body)));
     let Some((digest, media, body)) = found else {
         return Reply::error_with(
@@ -143,6 +152,17 @@ pub(super) fn get(store: &Store, name: &str, reference: &str) -> Reply {
         );
     };
     Reply::bytes(200, &media, body).header("docker-content-digest", digest)
+}
+
+/// The bytes of blob `digest` if it may be a manifest: at most
+/// [`MAX_MANIFEST`], looked at before it is read (a layer asked for on
+/// this path would otherwise be read whole into memory, once per request).
+fn read_manifest_blob(store: &Store, digest: &str) -> Option<Vec<u8>> {
+    let path = store.blob_path(digest).ok()?;
+    if std::fs::metadata(&path).ok()?.len() > MAX_MANIFEST {
+        return None;
+    }
+    store.read_blob(digest).ok()
 }
 
 /// The media type a stored manifest is served as: its own `mediaType`,
@@ -166,8 +186,10 @@ fn own_type(body: &[u8]) -> Option<String> {
 /// `DELETE /v2/NAME/manifests/REFERENCE`. By tag: the tag goes. By
 /// digest: every tag of `NAME` pointing at it goes, and the manifest's
 /// bytes with them when no image of the store points at it any more.
-/// The blobs it names stay: other images may share them, and a
-/// container of the daemon may run on them.
+/// A digest no tag of `NAME` points at is no manifest of `NAME`'s (a
+/// layer, a config, another repository's manifest): 404, and nothing
+/// goes, whoever may push to `NAME`. The blobs it names stay: other images
+/// may share them, and a container of the daemon may run on them.
 pub(super) fn delete(store: &Store, name: &str, reference: &str) -> Reply {
     let unknown = || {
         Reply::error(
@@ -185,7 +207,16 @@ pub(super) fn delete(store: &Store, name: &str, reference: &str) -> Reply {
     let Ok(images) = store.images() else {
         return Reply::error(500, "UNKNOWN", "cannot list the store's images");
     };
-    let known = store.blob_path(reference).is_ok_and(|p| p.exists());
+    let ours = images
+        .iter()
+        .any(|(image, digest)| digest == reference && repository_of(image) == Some(name));
+    if !ours
+        || read_manifest_blob(store, reference)
+            .and_then(|b| media_type(&b))
+            .is_none()
+    {
+        return unknown();
+    }
     let mut left = 0;
     for (image, digest) in &images {
         if digest != reference {
@@ -196,9 +227,6 @@ pub(super) fn delete(store: &Store, name: &str, reference: &str) -> Reply {
         } else {
             left += 1;
         }
-    }
-    if !known {
-        return unknown();
     }
     if left == 0 {
         if let Ok(path) = store.blob_path(reference) {
@@ -302,3 +330,36 @@ fn page(
     }
 }
 // ANCHOR_END: page
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_delete_by_digest_takes_only_a_manifest_of_its_own_repository() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path()).unwrap();
+        let put = |bytes: &[u8]| store.put_blob_hashed(bytes).unwrap();
+        let (layer, config) = (put(b"a layer's bytes"), put(b"{}"));
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":2}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{layer}","size":15}}]}}"#
+        );
+        let manifest = put(manifest.as_bytes());
+        store.tag("bb:1", &manifest).unwrap();
+        let there = |digest: &str| store.blob_path(digest).unwrap().exists();
+        // A layer, a config: no manifest, whatever repository is named.
+        for digest in [&layer, &config] {
+            for repository in ["other", "bb"] {
+                assert_eq!(delete(&store, repository, digest).status(), 404);
+                assert!(there(digest), "{repository} deleted {digest}");
+            }
+        }
+        // Another repository's manifest: not ours to delete.
+        assert_eq!(delete(&store, "other", &manifest).status(), 404);
+        assert!(there(&manifest) && store.resolve("bb:1").is_ok());
+        // Its own: the tag and the bytes go, the blobs it names stay.
+        assert_eq!(delete(&store, "bb", &manifest).status(), 202);
+        assert!(!there(&manifest) && store.resolve("bb:1").is_err());
+        assert!(there(&layer) && there(&config));
+    }
+}
