@@ -375,12 +375,69 @@ pub fn create(root: &Path, body: &Value) -> Result<Value, EngineError> {
         return Err(bad("one subnet per network: give --subnet once"));
     }
     let subnet = configs.first().and_then(|c| c["Subnet"].as_str());
+    // What caixa's bridges cannot give is refused, never ignored: a
+    // network made without it would not be the one asked for.
+    if let Some(config) = configs.first() {
+        unsupported(config, &["Subnet", "Gateway"], "in IPAM.Config")?;
+        if let (Some(gateway), Some(text)) = (config["Gateway"].as_str(), subnet)
+            && !gateway.is_empty()
+            && let Ok(net) = text.parse::<crate::net::subnet::Subnet>()
+            && gateway != net.gateway().to_string()
+        {
+            return Err(bad(&format!(
+                "gateway {gateway}: a caixa network's gateway is the first address of its subnet, {}",
+                net.gateway()
+            )));
+        }
+        if subnet.is_none() && config["Gateway"].as_str().is_some_and(|g| !g.is_empty()) {
+            return Err(bad("a gateway needs its --subnet"));
+        }
+    }
+    if body["Options"].as_object().is_some_and(|o| !o.is_empty()) {
+        return Err(bad(
+            "network options (-o) are not supported by caixa's networks: a bridge of its own name and the default MTU",
+        ));
+    }
+    if let Some(text) = subnet
+        && let Ok(net) = text.parse::<crate::net::subnet::Subnet>()
+        && let Some(range) = net.special()
+    {
+        return Err(bad(&format!(
+            "subnet {net} is in the {range} range, where no bridge can give addresses: choose a private range such as 10.91.0.0/24"
+        )));
+    }
     let mut labels = BTreeMap::new();
     for (k, v) in body["Labels"].as_object().into_iter().flatten() {
-        labels.insert(k.clone(), v.as_str().unwrap_or_default().to_string());
+        let v = v
+            .as_str()
+            .ok_or_else(|| bad(&format!("label {k:?} must be a string")))?;
+        labels.insert(k.clone(), v.to_string());
     }
     let network = Networks::open(root)?.create(name, subnet, labels)?;
     Ok(json!({ "Id": network.id, "Warning": "" }))
+}
+
+/// Refuses a field of `object` that is set (not `null`, `""`, `{}` or
+/// `[]`) and not among `known`: `where_` says where, in the one line.
+fn unsupported(object: &Value, known: &[&str], where_: &str) -> Result<(), EngineError> {
+    let set = |v: &Value| match v {
+        Value::Null => false,
+        Value::String(s) => !s.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        _ => true,
+    };
+    match object
+        .as_object()
+        .into_iter()
+        .flatten()
+        .find(|(k, v)| !known.contains(&k.as_str()) && set(v))
+    {
+        Some((key, _)) => Err(EngineError::BadRequest(format!(
+            "{key} {where_} is not supported by caixa's networks: give --subnet alone (its gateway is its first address)"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// `DELETE /networks/ID`.
@@ -470,4 +527,48 @@ pub fn joining(
         names,
         _locked: locked,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_a_bridge_cannot_give_is_refused_not_ignored() {
+        let root = tempfile::tempdir().unwrap();
+        let ipam = |config: Value| json!({ "Name": "n", "IPAM": { "Config": [config] } });
+        for (body, says) in [
+            (
+                ipam(json!({ "Subnet": "10.5.0.0/24", "IPRange": "10.5.0.128/25" })),
+                "IPRange",
+            ),
+            (
+                ipam(json!({ "Subnet": "10.5.0.0/24", "AuxiliaryAddresses": { "a": "10.5.0.9" } })),
+                "AuxiliaryAddresses",
+            ),
+            (
+                ipam(json!({ "Subnet": "10.5.0.0/24", "Gateway": "10.5.0.254" })),
+                "first address",
+            ),
+            (ipam(json!({ "Gateway": "10.6.0.1" })), "needs its --subnet"),
+            (ipam(json!({ "Subnet": "127.0.0.0/24" })), "loopback"),
+            (ipam(json!({ "Subnet": "224.0.0.0/24" })), "multicast"),
+            (
+                json!({ "Name": "n", "Options": { "com.docker.network.driver.mtu": "1400" } }),
+                "options (-o)",
+            ),
+            (
+                json!({ "Name": "n", "Labels": { "a": 1 } }),
+                "must be a string",
+            ),
+        ] {
+            match create(root.path(), &body) {
+                Err(EngineError::BadRequest(why)) => assert!(why.contains(says), "{body}: {why}"),
+                other => panic!("{body}: expected a 400 that says {says:?}, got {other:?}"),
+            }
+        }
+        // What the Docker CLI sends for `--subnet S --gateway S.1`.
+        let fine = ipam(json!({ "Subnet": "10.5.0.0/24", "Gateway": "10.5.0.1", "IPRange": "" }));
+        assert!(create(root.path(), &fine).is_ok());
+    }
 }

@@ -42,6 +42,29 @@ impl Subnet {
     pub fn overlaps(self, other: Subnet) -> bool {
         self.contains(other.network) || other.contains(self.network)
     }
+
+    /// The special range this subnet overlaps, if any: no bridge can give
+    /// addresses there (this host's own `0.0.0.0/8`, loopback, link-local,
+    /// multicast, the reserved range and broadcast): the kernel refuses
+    /// them, or takes them for something else.
+    pub fn special(self) -> Option<&'static str> {
+        const SPECIAL: [(&str, [u8; 4], u8); 5] = [
+            ("\"this host\" (0.0.0.0/8)", [0, 0, 0, 0], 8),
+            ("loopback (127.0.0.0/8)", [127, 0, 0, 0], 8),
+            ("link-local (169.254.0.0/16)", [169, 254, 0, 0], 16),
+            ("multicast (224.0.0.0/4)", [224, 0, 0, 0], 4),
+            ("reserved and broadcast (240.0.0.0/4)", [240, 0, 0, 0], 4),
+        ];
+        SPECIAL
+            .iter()
+            .find(|(_, network, prefix)| {
+                let mask = u32::MAX << (32 - u32::from(*prefix));
+                let start = u32::from(Ipv4Addr::from(*network));
+                (u32::from(self.network) & mask) == start
+                    || (start & self.mask()) == u32::from(self.network)
+            })
+            .map(|(what, _, _)| *what)
+    }
 }
 
 impl fmt::Display for Subnet {
@@ -80,6 +103,28 @@ impl FromStr for Subnet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn special_ranges_are_named() {
+        for (text, what) in [
+            ("0.0.0.0/8", "this host"),
+            ("127.0.0.0/24", "loopback"),
+            ("169.254.1.0/24", "link-local"),
+            ("224.0.0.0/24", "multicast"),
+            ("255.255.255.0/29", "broadcast"),
+            ("96.0.0.0/8", ""),
+            ("64.0.0.0/8", ""),
+        ] {
+            let s: Subnet = text.parse().unwrap();
+            match s.special() {
+                Some(said) => assert!(!what.is_empty() && said.contains(what), "{text}: {said}"),
+                None => assert!(what.is_empty(), "{text} is {what}"),
+            }
+        }
+        for fine in ["10.90.0.0/24", "192.168.5.0/24", "172.18.0.0/16"] {
+            assert_eq!(fine.parse::<Subnet>().unwrap().special(), None, "{fine}");
+        }
+    }
 
     #[test]
     fn parse_contain_overlap() {
