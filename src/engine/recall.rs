@@ -329,14 +329,26 @@ mod tests {
             .arg(&lock)
             .arg("cat")
             .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
         let pid = shim.id() as i32;
-        let begin = std::time::Instant::now();
-        while !state::shim_alive(&dir) {
-            assert!(begin.elapsed().as_secs() < 10, "flock never took the lock");
-            std::thread::sleep(std::time::Duration::from_millis(5));
+        // `cat` echoes a line once it runs: its copy of the lock's
+        // descriptor was closed before its exec (`-o`), so from here on
+        // only `flock` holds the lock, and its end frees it. (On a busy
+        // machine the forked child may not have run yet when `flock` is
+        // killed, and would hold the lock a moment longer.)
+        {
+            use std::io::{BufRead, Write};
+            let mut input = shim.stdin.as_ref().unwrap();
+            input.write_all(b"up\n").unwrap();
+            let mut line = String::new();
+            std::io::BufReader::new(shim.stdout.as_mut().unwrap())
+                .read_line(&mut line)
+                .unwrap();
+            assert_eq!(line, "up\n", "cat never ran");
         }
+        assert!(state::shim_alive(&dir), "flock does not hold the lock");
         let running = State {
             status: state::Status::Running,
             shim: pid,
