@@ -344,7 +344,7 @@ fn route(
             stop(&containers, &record, grace(req)?)?;
             // Not for one an `rm -f` took away during the grace: its
             // `destroy` was its last event.
-            if containers.dir(&record.id).join("container.json").exists() {
+            if containers.exists(&record.id) {
                 events::record(&daemon.root, &Event::container("stop", &record));
             }
             out.respond(204, "text/plain", b"")
@@ -1343,11 +1343,8 @@ fn lock_unless_gone(
     record: &Record,
 ) -> Result<Option<super::state::Locked>, EngineError> {
     match containers.lock(&record.id) {
-        Ok(locked) if containers.dir(&record.id).join("container.json").exists() => {
-            Ok(Some(locked))
-        }
-        Ok(_) => Ok(None),
-        Err(_) if !containers.dir(&record.id).exists() => Ok(None),
+        Ok(locked) if containers.exists(&record.id) => Ok(Some(locked)),
+        Ok(_) | Err(EngineError::NotFound(_)) => Ok(None),
         Err(e) => Err(e),
     }
 }

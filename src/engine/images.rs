@@ -97,12 +97,9 @@ pub(crate) fn by_id(store: &Store, id: &str) -> Result<Option<(String, String)>,
 }
 
 /// An image id as `images` and `build` print it: its first 12 digits.
-pub(crate) fn short_id(digest: &str) -> String {
-    digest
-        .trim_start_matches("sha256:")
-        .chars()
-        .take(12)
-        .collect()
+pub(crate) fn short_id(digest: &str) -> &str {
+    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    hex.get(..12).unwrap_or(hex)
 }
 
 // ANCHOR: registry_auth

@@ -164,6 +164,11 @@ impl Networks {
                         "subnet {wanted} is too small: use a /29 or larger"
                     )));
                 }
+                if let Some(range) = wanted.special() {
+                    return Err(EngineError::BadRequest(format!(
+                        "subnet {wanted} is in the {range} range, where no bridge can give addresses: choose a private range such as 10.91.0.0/24"
+                    )));
+                }
                 if let Some(other) = taken.iter().find(|t| t.overlaps(wanted)) {
                     return Err(EngineError::Conflict(format!(
                         "subnet {wanted} overlaps {other}, already in use by caixa: choose another --subnet"
@@ -397,14 +402,6 @@ pub fn create(root: &Path, body: &Value) -> Result<Value, EngineError> {
         return Err(bad(
             "network options (-o) are not supported by caixa's networks: a bridge of its own name and the default MTU",
         ));
-    }
-    if let Some(text) = subnet
-        && let Ok(net) = text.parse::<crate::net::subnet::Subnet>()
-        && let Some(range) = net.special()
-    {
-        return Err(bad(&format!(
-            "subnet {net} is in the {range} range, where no bridge can give addresses: choose a private range such as 10.91.0.0/24"
-        )));
     }
     let mut labels = BTreeMap::new();
     for (k, v) in body["Labels"].as_object().into_iter().flatten() {

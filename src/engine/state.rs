@@ -252,11 +252,17 @@ impl Containers {
         self.dir.join(id)
     }
 
+    /// Whether container `id` is here, recorded and not removed: its
+    /// record is what makes a directory a container (see [`Containers::list`]).
+    pub fn exists(&self, id: &str) -> bool {
+        self.dir(id).join("container.json").exists()
+    }
+
     /// Where container `id`'s files are now: its directory, or its
     /// tombstone once `--rm` retired it.
     pub fn files(&self, id: &str) -> PathBuf {
         let dir = self.dir(id);
-        if dir.join("container.json").exists() {
+        if self.exists(id) {
             dir
         } else {
             self.dir.join(format!(".gone-{id}"))

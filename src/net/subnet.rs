@@ -58,10 +58,10 @@ impl Subnet {
         SPECIAL
             .iter()
             .find(|(_, network, prefix)| {
-                let mask = u32::MAX << (32 - u32::from(*prefix));
-                let start = u32::from(Ipv4Addr::from(*network));
-                (u32::from(self.network) & mask) == start
-                    || (start & self.mask()) == u32::from(self.network)
+                self.overlaps(Subnet {
+                    network: Ipv4Addr::from(*network),
+                    prefix: *prefix,
+                })
             })
             .map(|(what, _, _)| *what)
     }

@@ -59,11 +59,6 @@ pub struct Builder<'a> {
     pub output: &'a mut dyn FnMut(&str),
 }
 
-fn short(digest: &str) -> &str {
-    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
-    &hex[..12.min(hex.len())]
-}
-
 impl Builder<'_> {
     // ANCHOR: build_loop
     /// Builds `dockerfile`; returns the last stage's (or `--target`'s) image.
@@ -151,7 +146,10 @@ impl Builder<'_> {
 
     fn show(&mut self, stage: &Stage) {
         if let Some(saved) = &stage.saved {
-            (self.output)(&format!(" ---> {}\n", short(&saved.manifest)));
+            (self.output)(&format!(
+                " ---> {}\n",
+                crate::engine::images::short_id(&saved.manifest)
+            ));
         }
     }
 

@@ -37,8 +37,15 @@ pub(super) struct Step<'a> {
 
 /// What an instruction does to the image, once its words are known.
 enum Change {
-    /// Only the config.
+    /// Only the config: made before the cache is asked, whose key is the
+    /// config it gives.
     Config(Box<dyn FnOnce(&mut Draft)>),
+    /// Work on the image's files, done only when the cache has no image.
+    Work(Work),
+}
+
+/// The work of an instruction that makes a layer.
+enum Work {
     /// A command in a container.
     Run(RunStep),
     /// Files into the image (COPY, ADD, WORKDIR's directory).
@@ -102,7 +109,7 @@ impl Step<'_> {
                 }
                 extra = serde_json::to_string(&(&args, &env)).unwrap_or_default();
                 let c = &stage.draft.config["config"];
-                Change::Run(RunStep {
+                Change::Work(Work::Run(RunStep {
                     manifest: String::new(),
                     args,
                     env,
@@ -111,12 +118,12 @@ impl Step<'_> {
                         .as_str()
                         .filter(|u| !u.is_empty())
                         .map(String::from),
-                })
+                }))
             }
             "COPY" | "ADD" => {
                 let (work, key) = self.copy(stage, ins, before, &expand_words, &expand_word)?;
                 extra = key;
-                Change::Files(work, Box::new(|_| {}))
+                Change::Work(Work::Files(work, Box::new(|_| {})))
             }
             "WORKDIR" => {
                 let dir = expand_word(shell_text(ins)?)?;
@@ -126,7 +133,7 @@ impl Step<'_> {
                 extra = new.clone();
                 let target = PathBuf::from(&new);
                 let shift = build_shift();
-                Change::Files(
+                Change::Work(Work::Files(
                     Box::new(move |root: &Path| {
                         let at = super::scope::resolve_in(root, &target, true)
                             .map_err(BuildError::Other)?;
@@ -143,7 +150,7 @@ impl Step<'_> {
                     Box::new(move |d: &mut Draft| {
                         d.process().insert("WorkingDir".into(), json!(new));
                     }),
-                )
+                ))
             }
             "ENV" | "LABEL" => {
                 let pairs = pairs(ins, &expand_words, &expand_word)?;
@@ -250,13 +257,13 @@ impl Step<'_> {
         // A change of the config alone is made now: the config it gives,
         // every value substituted, is what the cache knows it by (the
         // instruction's text still says `$V`, whatever `--build-arg V`).
-        let change = match change {
+        let work = match change {
             Change::Config(apply) => {
                 apply(&mut stage.draft);
                 extra = serde_json::to_string(&stage.draft.config["config"]).unwrap_or_default();
                 None
             }
-            other => Some(other),
+            Change::Work(work) => Some(work),
         };
         // The cache: the same parent and instruction made an image before.
         let parent = stage
@@ -274,15 +281,15 @@ impl Step<'_> {
                 }
             }
         }
-        match change {
-            // (A config change was made above, before the lookup.)
-            None | Some(Change::Config(_)) => stage.draft.history(&created_by, true),
-            Some(Change::Run(mut run)) => {
+        match work {
+            // A config change, made above.
+            None => stage.draft.history(&created_by, true),
+            Some(Work::Run(mut run)) => {
                 run.manifest = parent.to_string();
                 let layer = run_step(self.store, self.exe, self.work, &run, &mut *self.output)?;
                 stage.draft.add_layer(&layer, &run.args.join(" "));
             }
-            Some(Change::Files(work, apply)) => {
+            Some(Work::Files(work, apply)) => {
                 let layer = self.files(stage, work)?;
                 apply(&mut stage.draft);
                 match layer {
