@@ -787,6 +787,68 @@ fn shims_are_forked_by_a_launcher_that_leaves_with_its_daemon() {
     );
 }
 
+/// KiB of `pid`'s own program resident in its memory: the pages of the
+/// read-only mappings of its executable, as `/proc/PID/smaps` counts them.
+fn resident_program_kib(pid: i32) -> u64 {
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let (mut total, mut counting) = (0, false);
+    for line in smaps.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words
+            .first()
+            .is_some_and(|w| w.contains('-') && !w.ends_with(':'))
+        {
+            let path = words.get(5..).map(|p| p.join(" ")).unwrap_or_default();
+            counting = Path::new(&path) == exe && words.get(1).is_some_and(|p| !p.contains('w'));
+        } else if counting && words.first() == Some(&"Rss:") {
+            total += words
+                .get(1)
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    total
+}
+
+#[test]
+fn an_idle_shim_launcher_and_daemon_give_back_the_pages_only_their_work_needed() {
+    let engine = Engine::start();
+    loaded(&engine);
+    let daemon = engine.daemon.as_ref().unwrap().id() as i32;
+    let shims = sleepers_and_shims(&engine, &["idle-a"]);
+    let shim = shims[0].1;
+    let launcher: i32 = stat_field(shim, 4)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    // Starting a container ran megabytes of step11's code in each of them
+    // (a debug build's: over 10 MiB); waiting runs a few pages of it, each
+    // of which the kernel maps with its neighbours (fault-around). Each
+    // sheds a second after its last work: nothing here asks the daemon
+    // anything meanwhile.
+    let limit = 6 * 1024;
+    let begin = Instant::now();
+    let resident = || [shim, launcher, daemon].map(resident_program_kib);
+    while resident().iter().any(|kib| *kib > limit) && begin.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let [at_shim, at_launcher, at_daemon] = resident();
+    assert!(
+        at_shim <= limit && at_launcher <= limit && at_daemon <= limit,
+        "step 11: expected the idle shim ({shim}), its launcher ({launcher}) and the daemon \
+         ({daemon}) each to hold at most {limit} KiB of step11's code resident within 10 s of \
+         the last start, they hold {at_shim}, {at_launcher} and {at_daemon} KiB; most likely \
+         cause: a loop waits without a limit and never calls shed::idle_pages, so each keeps \
+         every page its start touched"
+    );
+    // What they dropped comes back when it runs again: they still work.
+    let out = engine.client(&["exec", "idle-a", "sh", "-c", "echo still here"]);
+    assert_eq!(stdout_of(&out), "still here\n");
+    let out = engine.client(&["run", "--rm", "demo:1", "true"]);
+    assert!(out.status.success(), "run --rm after the shed: {out:?}");
+    stdout_of(&engine.client(&["rm", "-f", "idle-a"]));
+}
+
 #[test]
 fn one_client_drives_two_daemons() {
     let (a, b) = (Engine::start(), Engine::start());

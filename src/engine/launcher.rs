@@ -265,15 +265,28 @@ pub fn serve(root: &Path, program: &str) -> Result<(), EngineError> {
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&chld), Some(&mut mask)).map_err(sys("sigprocmask"))?;
     let signals = SignalFd::with_flags(&chld, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .map_err(sys("signalfd"))?;
+    // Between starts the launcher only waits: a second after the last
+    // one, it gives back the pages that start used, as an idle shim does.
+    let mut shed = false;
     loop {
         let mut fds = [
             PollFd::new(socket.as_fd(), PollFlags::POLLIN),
             PollFd::new(signals.as_fd(), PollFlags::POLLIN),
         ];
-        match poll(&mut fds, PollTimeout::NONE) {
+        let limit = if shed {
+            PollTimeout::NONE
+        } else {
+            PollTimeout::try_from(super::shed::IDLE).unwrap_or(PollTimeout::MAX)
+        };
+        match poll(&mut fds, limit) {
             Err(Errno::EINTR) => continue,
             Err(source) => return Err(sys("poll")(source)),
-            Ok(_) => {}
+            Ok(0) => {
+                super::shed::idle_pages();
+                shed = true;
+                continue;
+            }
+            Ok(_) => shed = false,
         }
         let [request, ended] = fds.map(|f| f.revents().is_some_and(|r| !r.is_empty()));
         if ended {

@@ -75,6 +75,7 @@ pub mod responder;
 pub mod restart;
 pub mod server;
 pub mod session;
+pub mod shed;
 pub mod shim;
 pub mod state;
 pub mod stats;

@@ -205,8 +205,24 @@ pub fn serve(
         listener.set_nonblocking(true)?;
         let listener = tokio::net::UnixListener::from_std(listener)?;
         let places = Arc::new(Semaphore::new(limits.max_connections));
+        // A second after the last connection came, the daemon gives back
+        // the pages only its requests needed (`engine::shed`), once.
+        let mut shed = false;
         loop {
-            let stream = match listener.accept().await {
+            let accepted = if shed {
+                listener.accept().await
+            } else {
+                match tokio::time::timeout(super::shed::IDLE, listener.accept()).await {
+                    Ok(accepted) => accepted,
+                    Err(_) => {
+                        tokio::task::spawn_blocking(super::shed::idle_pages);
+                        shed = true;
+                        continue;
+                    }
+                }
+            };
+            shed = false;
+            let stream = match accepted {
                 Ok((stream, _)) => stream,
                 // Out of file descriptors, most likely: wait for some to
                 // close rather than spin.

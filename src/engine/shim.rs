@@ -498,7 +498,7 @@ impl Started<'_> {
 /// from a signalfd), the control socket and the output pipes, until the
 /// container has ended; returns how it ended.
 fn pump(shim: &mut Started) -> Result<Exit, EngineError> {
-    // EXERCISE(11): make a signalfd of the blocked set (running.blocked().set()), then loop: poll the signalfd, the control socket, the outputs still open and shim.input.wanted(); on SIGCHLD try_reap (done → return the Exit), another signal → pass it on; a readable output → copy_some (false: closed); the input's answers → shim.input.ready(…); a connection → answer(…)
+    // EXERCISE(11): make a signalfd of the blocked set (running.blocked().set()), then loop: poll the signalfd, the control socket, the outputs still open and shim.input.wanted(), for at most shed::IDLE until the shim has shed (nothing came: shed::idle_pages(), then wait without a limit); on SIGCHLD try_reap (done → return the Exit), another signal → pass it on; a readable output → copy_some (false: closed); the input's answers → shim.input.ready(…); a connection → answer(…)
     let signals = SignalFd::with_flags(
         shim.running.blocked().set(),
         SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK,
@@ -507,6 +507,7 @@ fn pump(shim: &mut Started) -> Result<Exit, EngineError> {
         call: "signalfd",
         source,
     })?;
+    let mut shed = false;
     loop {
         let mut fds = vec![
             PollFd::new(signals.as_fd(), PollFlags::POLLIN),
@@ -519,13 +520,26 @@ fn pump(shim: &mut Started) -> Result<Exit, EngineError> {
         for (fd, flags) in shim.input.wanted() {
             fds.push(PollFd::new(fd, flags));
         }
-        match poll(&mut fds, PollTimeout::NONE) {
+        // Until the container has run a moment, with a limit: when it
+        // passes with nothing to do, the shim gives back its setup's pages.
+        let limit = if shed {
+            PollTimeout::NONE
+        } else {
+            PollTimeout::try_from(super::shed::IDLE).unwrap_or(PollTimeout::MAX)
+        };
+        match poll(&mut fds, limit) {
             Err(Errno::EINTR) => continue,
             Err(source) => {
                 return Err(EngineError::Sys {
                     call: "poll",
                     source,
                 });
+            }
+            Ok(0) => {
+                drop(fds);
+                super::shed::idle_pages();
+                shed = true;
+                continue;
             }
             Ok(_) => {}
         }
