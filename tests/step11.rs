@@ -958,6 +958,105 @@ fn docker_cli() -> PathBuf {
 }
 
 #[test]
+fn logs_since_and_until_cut_the_log_by_the_time_each_line_was_written() {
+    let engine = Engine::start();
+    loaded(&engine);
+    let docker = |args: &[&str]| docker_on(&engine, args);
+    stdout_of(&engine.client(&[
+        "run",
+        "--name",
+        "ticked",
+        "demo:1",
+        "sh",
+        "-c",
+        "echo one; sleep 1; echo two; sleep 1; echo three",
+    ]));
+    // Each line's time as the log keeps it (`logs -t`: RFC 3339, ns).
+    let stamped = stdout_of(&docker(&["logs", "-t", "ticked"]));
+    let times: Vec<&str> = stamped
+        .lines()
+        .filter_map(|l| l.split_once(' ').map(|(t, _)| t))
+        .collect();
+    assert_eq!(times.len(), 3, "docker logs -t printed {stamped:?}");
+    let window = |since: &str, until: &str| {
+        let mut args = vec!["logs"];
+        if !since.is_empty() {
+            args.extend(["--since", since]);
+        }
+        if !until.is_empty() {
+            args.extend(["--until", until]);
+        }
+        args.push("ticked");
+        stdout_of(&docker(&args))
+    };
+    for (since, until, expected) in [
+        (times[1], times[1], "two\n"),
+        (times[1], "", "two\nthree\n"),
+        ("", times[1], "one\ntwo\n"),
+        ("1h", "", "one\ntwo\nthree\n"),
+    ] {
+        let got = window(since, until);
+        assert_eq!(
+            got, expected,
+            "step 11: expected docker logs --since {since:?} --until {until:?} to print \
+             {expected:?}, it printed {got:?}; most likely cause: GET /containers/ID/logs \
+             ignores since and until, or does not count both bounds in (Wanted::within, \
+             in_window)"
+        );
+    }
+    // caixa's own client says the same, in the same words.
+    let own = stdout_of(&engine.client(&["logs", "--since", times[2], "ticked"]));
+    assert_eq!(own, "three\n", "step11 logs --since printed {own:?}");
+    let (status, body) = engine.api("GET", "/containers/ticked/logs?stdout=1&since=soon", None);
+    assert!(
+        status == 400 && body.contains("invalid time"),
+        "step 11: expected logs?since=soon to get a 400 that says \"invalid time\", it got \
+         {status} {body}; most likely cause: a bound that does not parse is ignored"
+    );
+    // `-f --until` ends at `until`, though the container goes on.
+    stdout_of(&engine.client(&[
+        "run",
+        "-d",
+        "--name",
+        "ticking",
+        "demo:1",
+        "sh",
+        "-c",
+        "while true; do echo tick; sleep 0.2; done",
+    ]));
+    let until = std::time::SystemTime::now() + Duration::from_secs(1);
+    let until = until.duration_since(std::time::UNIX_EPOCH).unwrap();
+    let until = format!("{}.{:09}", until.as_secs(), until.subsec_nanos());
+    let mut follow = Command::new(docker_cli())
+        .args(["-H", &format!("unix://{}", engine.socket().display())])
+        .args(["logs", "-f", "--until", &until, "ticking"])
+        .env("DOCKER_CONFIG", engine.dir.path().join("docker-config"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let begin = Instant::now();
+    let ended = loop {
+        if let Ok(Some(_)) = follow.try_wait() {
+            break true;
+        }
+        if begin.elapsed() > Duration::from_secs(20) {
+            let _ = follow.kill();
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = follow.wait();
+    stdout_of(&engine.client(&["rm", "-f", "ticking"]));
+    assert!(
+        ended,
+        "step 11: expected docker logs -f --until (1 s from now) to end by itself while the \
+         container goes on, it still followed after 20 s; most likely cause: follow does not \
+         end once until has passed"
+    );
+}
+
+#[test]
 fn the_docker_cli_drives_the_daemon() {
     let engine = Engine::start();
     let (_dir, tar) = archive();

@@ -218,7 +218,7 @@ pub(crate) fn ps(
 /// A time as a user gives it — seconds since the epoch (`1700000000.5`),
 /// RFC 3339 (`2026-12-03T09:00:00Z`), or a duration ago (`10m`) — as the
 /// API takes it, `SECONDS.NANOSECONDS` (the Docker CLI converts the same way).
-fn api_time(text: &str) -> Result<String, EngineError> {
+pub(crate) fn api_time(text: &str) -> Result<String, EngineError> {
     use std::time::{SystemTime, UNIX_EPOCH};
     if text
         .split_once('.')
@@ -228,14 +228,18 @@ fn api_time(text: &str) -> Result<String, EngineError> {
     {
         return Ok(text.to_string());
     }
+    let bad = || {
+        EngineError::BadRequest(format!(
+            "invalid time {text:?}: use seconds since the epoch, RFC 3339 (2026-12-03T09:00:00Z) or a duration ago (10m)"
+        ))
+    };
     let at = if let Ok(t) = humantime::parse_rfc3339_weak(text) {
         t
     } else if let Ok(ago) = humantime::parse_duration(text) {
-        SystemTime::now() - ago
+        // A duration longer than the time since the epoch is no time.
+        SystemTime::now().checked_sub(ago).ok_or_else(bad)?
     } else {
-        return Err(EngineError::BadRequest(format!(
-            "invalid time {text:?}: use seconds since the epoch, RFC 3339 (2026-12-03T09:00:00Z) or a duration ago (10m)"
-        )));
+        return Err(bad());
     };
     let d = at.duration_since(UNIX_EPOCH).unwrap_or_default();
     Ok(format!("{}.{:09}", d.as_secs(), d.subsec_nanos()))

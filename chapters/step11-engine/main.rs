@@ -245,6 +245,19 @@ enum Command {
     Logs {
         /// Name or id (prefix).
         container: String,
+        /// Only what it wrote from this time on (seconds since the epoch,
+        /// RFC 3339, or 10m ago).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only what it wrote up to this time (the same forms).
+        #[arg(long)]
+        until: Option<String>,
+        /// Each line after the time it was written.
+        #[arg(short = 't', long)]
+        timestamps: bool,
+        /// Then what it writes, until it ends.
+        #[arg(short = 'f', long)]
+        follow: bool,
     },
     /// Wait for a container to end; print its exit code.
     Wait {
@@ -710,7 +723,19 @@ fn main() {
         } => host::events(&client(), since.as_deref(), until.as_deref(), &filter),
         Command::Info => host::info(&client()),
         Command::System(SystemCommand::Df { verbose }) => host::system_df(&client(), verbose),
-        Command::Logs { container } => logs(&client(), &container),
+        Command::Logs {
+            container,
+            since,
+            until,
+            timestamps,
+            follow,
+        } => logs(
+            &client(),
+            &container,
+            [since.as_deref(), until.as_deref()],
+            timestamps,
+            follow,
+        ),
         Command::Cp { src, dst } => caixa::engine::outside::cp(&client(), &src, &dst),
         Command::Top { container } => caixa::engine::outside::top(&client(), &container),
         Command::Stats {
@@ -961,8 +986,25 @@ fn load(client: &Client, path: &std::path::Path, name: Option<&str>) -> Result<(
 /// larger than any answer the client keeps whole). A container with a
 /// terminal has one raw stream, no frames: inspect says which (as the
 /// Docker CLI asks `Config.Tty`).
-fn logs(client: &Client, container: &str) -> Result<(), EngineError> {
+fn logs(
+    client: &Client,
+    container: &str,
+    [since, until]: [Option<&str>; 2],
+    timestamps: bool,
+    follow: bool,
+) -> Result<(), EngineError> {
     use std::io::Write;
+    let mut query = String::from("stdout=1&stderr=1");
+    for (key, value) in [("since", since), ("until", until)] {
+        if let Some(text) = value {
+            query.push_str(&format!("&{key}={}", host::api_time(text)?));
+        }
+    }
+    for (key, on) in [("timestamps", timestamps), ("follow", follow)] {
+        if on {
+            query.push_str(&format!("&{key}=1"));
+        }
+    }
     let target = percent_encode(container);
     let tty = client.json("GET", &format!("/containers/{target}/json"), None)?["Config"]["Tty"]
         .as_bool()
@@ -971,7 +1013,7 @@ fn logs(client: &Client, container: &str) -> Result<(), EngineError> {
     let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
     client.call(
         "GET",
-        &format!("/containers/{target}/logs?stdout=1&stderr=1"),
+        &format!("/containers/{target}/logs?{query}"),
         None,
         &mut |chunk| {
             if tty {

@@ -19,7 +19,7 @@
 //! | `POST /containers/ID/resize?h=R&w=C` | set the size of its terminal |
 //! | `GET /containers/ID/json` | inspect: its config and state |
 //! | `POST /containers/ID/wait?condition=C` | block until it does not run, runs and exits, or is removed: `{"StatusCode":N}` ([`super::wait`]) |
-//! | `GET /containers/ID/logs` | its output, in Docker's frames (`follow=1`: live) |
+//! | `GET /containers/ID/logs` | its output, in Docker's frames (`follow=1`: live; `since`, `until`: a window of time) |
 //! | `POST /containers/ID/stop?t=S` | SIGTERM, then SIGKILL after S seconds |
 //! | `POST /containers/ID/kill?signal=S` | send a signal (default SIGKILL) |
 //! | `POST /containers/ID/restart?t=S`, `/rename?name=N`, `POST /containers/prune` | stop then start; a new name; remove every stopped one |
@@ -427,6 +427,7 @@ fn route(
         }
         ("GET", ["containers", key, "logs"]) if req.flag("follow") => {
             let config = containers.find(key)?;
+            let wanted = Wanted::of(req, &config).within(req)?;
             let mut out = out
                 .stream(200, "application/vnd.docker.raw-stream")
                 .map_err(EngineError::Connection)?;
@@ -434,7 +435,7 @@ fn route(
             follow(
                 &containers,
                 &config.id,
-                &Wanted::of(req, &config),
+                &wanted,
                 &mut out,
                 &never,
                 Following::Log,
@@ -442,10 +443,11 @@ fn route(
         }
         ("GET", ["containers", key, "logs"]) => {
             let config = containers.find(key)?;
+            let wanted = Wanted::of(req, &config).within(req)?;
             let mut out = out
                 .stream(200, "application/vnd.docker.raw-stream")
                 .map_err(EngineError::Connection)?;
-            send_log(&containers, &config.id, &Wanted::of(req, &config), &mut out)
+            send_log(&containers, &config.id, &wanted, &mut out)
         }
         ("DELETE", ["containers", key]) => {
             let record = containers.find(key)?;
@@ -1045,6 +1047,14 @@ fn await_shim(
 }
 // ANCHOR_END: start
 
+/// Wall-clock time `nanos` (since the epoch) as a deadline of the
+/// monotonic clock; `None` if it is too far off to say.
+fn deadline_of(nanos: u128) -> Option<std::time::Instant> {
+    let ahead = nanos.saturating_sub(events::now_nanos());
+    let ahead = Duration::from_nanos(u64::try_from(ahead).ok()?);
+    std::time::Instant::now().checked_add(ahead)
+}
+
 /// Which streams a `logs` or `attach` asked for, and how.
 #[derive(Debug)]
 struct Wanted {
@@ -1054,6 +1064,10 @@ struct Wanted {
     /// A container with a terminal: raw bytes, no frames (Docker's rule;
     /// clients read `Config.Tty` to know).
     raw: bool,
+    /// `logs --since` and `--until`, ns since the epoch: only the entries
+    /// written from `since` to `until`, both included (Docker's bounds).
+    since: Option<u128>,
+    until: Option<u128>,
 }
 
 impl Wanted {
@@ -1064,8 +1078,40 @@ impl Wanted {
             stderr: stream("stderr"),
             timestamps: req.flag("timestamps"),
             raw: record.tty,
+            since: None,
+            until: None,
         }
     }
+
+    // ANCHOR: log_window
+    /// `logs`' time window: `since` and `until` as the Docker CLI sends
+    /// them (`SECONDS[.NANOSECONDS]`, converted from `10m` or RFC 3339);
+    /// absent, empty or `0`, no bound. A 400 for anything else, before the
+    /// answer begins.
+    fn within(self, req: &Request) -> Result<Wanted, EngineError> {
+        let bound = |name| -> Result<Option<u128>, EngineError> {
+            match req.param(name).filter(|t| !t.is_empty()) {
+                Some(text) => Ok(Some(events::parse_time(text)?).filter(|t| *t > 0)),
+                None => Ok(None),
+            }
+        };
+        Ok(Wanted {
+            since: bound("since")?,
+            until: bound("until")?,
+            ..self
+        })
+    }
+
+    /// Whether an entry falls inside the window. An entry whose time
+    /// cannot be read counts as written at the epoch: before any `since`.
+    fn in_window(&self, entry: &log::Entry) -> bool {
+        if self.since.is_none() && self.until.is_none() {
+            return true;
+        }
+        let at = entry.nanos().unwrap_or(0);
+        self.since.is_none_or(|since| at >= since) && self.until.is_none_or(|until| at <= until)
+    }
+    // ANCHOR_END: log_window
 
     /// The frame of one log entry, or nothing if its stream is not wanted.
     fn frame(&self, entry: &log::Entry) -> Vec<u8> {
@@ -1073,7 +1119,7 @@ impl Wanted {
             log::Stream::Stdout => self.stdout,
             log::Stream::Stderr => self.stderr,
         };
-        if !wanted {
+        if !wanted || !self.in_window(entry) {
             return Vec::new();
         }
         let text = if self.timestamps {
@@ -1176,6 +1222,9 @@ fn follow(
     let mut waiter = Waiter::on(&containers.dir(id));
     while !stop.load(Ordering::Relaxed) {
         let mark = waiter.mark();
+        let past_until = wanted
+            .until
+            .is_some_and(|until| events::now_nanos() > until);
         // Read the state first: the shim writes the log before it records
         // `exited`, so what was written before is sure to be seen below.
         let state = containers.state(id)?;
@@ -1196,7 +1245,12 @@ fn follow(
         if entries.is_empty() && out.client_gone() {
             return Ok(()); // it left while the container was quiet
         }
-        waiter.pause(mark, None);
+        // `logs -f --until T`: nothing after T is sent, so the stream ends
+        // once T had passed before this read: all written by T is out.
+        if past_until {
+            return Ok(());
+        }
+        waiter.pause(mark, wanted.until.and_then(deadline_of));
     }
     Ok(())
 }
@@ -1628,6 +1682,57 @@ fn random_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_logs_window_holds_both_its_bounds_and_refuses_a_bound_it_cannot_read() {
+        let ask = |query: &[(&str, &str)]| Request {
+            method: "GET".into(),
+            path: "/containers/x/logs".into(),
+            query: query
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            headers: Default::default(),
+        };
+        let entry = |time: &str| log::Entry {
+            log: "x\n".into(),
+            stream: log::Stream::Stdout,
+            time: time.into(),
+        };
+        let at = entry("2026-12-07T10:00:00.5Z");
+        assert_eq!(at.nanos(), Some(1_796_637_600_500_000_000));
+        let window = |query: &[(&str, &str)]| {
+            let all = Wanted {
+                stdout: true,
+                stderr: true,
+                timestamps: false,
+                raw: false,
+                since: None,
+                until: None,
+            };
+            all.within(&ask(query))
+        };
+        let inside = |query: &[(&str, &str)]| window(query).unwrap().in_window(&at);
+        assert!(inside(&[]));
+        assert!(inside(&[("since", "0"), ("until", "")]));
+        assert!(inside(&[
+            ("since", "1796637600.5"),
+            ("until", "1796637600.5")
+        ]));
+        assert!(!inside(&[("since", "1796637600.500000001")]));
+        assert!(!inside(&[("until", "1796637600.499999999")]));
+        // A line whose time does not read is before any `since`.
+        let untimed = entry("t");
+        assert!(!window(&[("since", "1")]).unwrap().in_window(&untimed));
+        assert!(window(&[("until", "1")]).unwrap().in_window(&untimed));
+        for bad in ["soon", "1.x", "-1", "1.1234567890"] {
+            let refused = window(&[("since", bad)]);
+            assert!(
+                matches!(refused, Err(EngineError::BadRequest(ref m)) if m.contains("invalid time")),
+                "{bad}: {refused:?}"
+            );
+        }
+    }
 
     #[test]
     fn a_pull_by_digest_joins_the_digest_with_an_at() {

@@ -114,7 +114,8 @@ fn paths(root: &Path) -> (PathBuf, PathBuf, PathBuf) {
     )
 }
 
-fn now_nanos() -> u128 {
+/// Now, in ns since the epoch: the unit of `since`, `until` and `timeNano`.
+pub fn now_nanos() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos())

@@ -58,6 +58,15 @@ pub struct Entry {
     pub time: String,
 }
 
+impl Entry {
+    /// Its time in ns since the epoch (`logs --since`), if it reads as
+    /// RFC 3339.
+    pub fn nanos(&self) -> Option<u128> {
+        let at = humantime::parse_rfc3339(&self.time).ok()?;
+        Some(at.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos())
+    }
+}
+
 // ANCHOR: log_writer
 /// The shim's end: turns what the container writes into log lines.
 #[derive(Debug)]
