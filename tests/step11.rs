@@ -789,10 +789,11 @@ fn shims_are_forked_by_a_launcher_that_leaves_with_its_daemon() {
 
 /// KiB of `pid`'s own program resident in its memory: the pages of the
 /// read-only mappings of its executable, as `/proc/PID/smaps` counts them.
-fn resident_program_kib(pid: i32) -> u64 {
-    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
-    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
-    let (mut total, mut counting) = (0, false);
+/// `None` if it has no such mapping (gone, or a smaps it cannot read).
+fn resident_program_kib(pid: i32) -> Option<u64> {
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).ok()?;
+    let (mut total, mut counting, mut seen) = (0, false, false);
     for line in smaps.lines() {
         let words: Vec<&str> = line.split_whitespace().collect();
         if words
@@ -801,6 +802,7 @@ fn resident_program_kib(pid: i32) -> u64 {
         {
             let path = words.get(5..).map(|p| p.join(" ")).unwrap_or_default();
             counting = Path::new(&path) == exe && words.get(1).is_some_and(|p| !p.contains('w'));
+            seen |= counting;
         } else if counting && words.first() == Some(&"Rss:") {
             total += words
                 .get(1)
@@ -808,7 +810,7 @@ fn resident_program_kib(pid: i32) -> u64 {
                 .unwrap_or(0);
         }
     }
-    total
+    seen.then_some(total)
 }
 
 #[test]
@@ -821,6 +823,10 @@ fn an_idle_shim_launcher_and_daemon_give_back_the_pages_only_their_work_needed()
     let launcher: i32 = stat_field(shim, 4)
         .and_then(|p| p.parse().ok())
         .unwrap_or(0);
+    assert!(
+        shim > 0 && launcher > 0 && launcher != daemon,
+        "expected a shim ({shim}) forked by a launcher ({launcher}) of the daemon ({daemon})"
+    );
     // Starting a container ran megabytes of step11's code in each of them
     // (a debug build's: over 10 MiB); waiting runs a few pages of it, each
     // of which the kernel maps with its neighbours (fault-around). Each
@@ -828,7 +834,13 @@ fn an_idle_shim_launcher_and_daemon_give_back_the_pages_only_their_work_needed()
     // anything meanwhile.
     let limit = 6 * 1024;
     let begin = Instant::now();
-    let resident = || [shim, launcher, daemon].map(resident_program_kib);
+    let resident = || {
+        [shim, launcher, daemon].map(|pid| {
+            resident_program_kib(pid).unwrap_or_else(|| {
+                panic!("expected to read the smaps of process {pid}, which maps step11")
+            })
+        })
+    };
     while resident().iter().any(|kib| *kib > limit) && begin.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -847,6 +859,12 @@ fn an_idle_shim_launcher_and_daemon_give_back_the_pages_only_their_work_needed()
     assert_eq!(stdout_of(&out), "still here\n");
     let out = engine.client(&["run", "--rm", "demo:1", "true"]);
     assert!(out.status.success(), "run --rm after the shed: {out:?}");
+    assert!(
+        !ended(launcher) && !ended(shim),
+        "step 11: expected the launcher ({launcher}) and the shim ({shim}) to live on after \
+         they shed, one has ended; most likely cause: shedding dropped pages that were the \
+         process's own (a RELRO or written mapping) instead of only clean file pages"
+    );
     stdout_of(&engine.client(&["rm", "-f", "idle-a"]));
 }
 
@@ -1031,8 +1049,8 @@ fn logs_since_and_until_cut_the_log_by_the_time_each_line_was_written() {
         .args(["-H", &format!("unix://{}", engine.socket().display())])
         .args(["logs", "-f", "--until", &until, "ticking"])
         .env("DOCKER_CONFIG", engine.dir.path().join("docker-config"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let begin = Instant::now();
@@ -1046,13 +1064,20 @@ fn logs_since_and_until_cut_the_log_by_the_time_each_line_was_written() {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    let _ = follow.wait();
+    let followed = follow.wait_with_output().unwrap();
     stdout_of(&engine.client(&["rm", "-f", "ticking"]));
     assert!(
         ended,
         "step 11: expected docker logs -f --until (1 s from now) to end by itself while the \
          container goes on, it still followed after 20 s; most likely cause: follow does not \
          end once until has passed"
+    );
+    let ticks = stdout_of(&followed);
+    assert!(
+        ticks.starts_with("tick\n"),
+        "step 11: expected docker logs -f --until to print the ticks written until then, it \
+         printed {ticks:?}; most likely cause: follow with until ends before it has sent what \
+         was written by until"
     );
 }
 

@@ -220,28 +220,30 @@ pub(crate) fn ps(
 /// API takes it, `SECONDS.NANOSECONDS` (the Docker CLI converts the same way).
 pub(crate) fn api_time(text: &str) -> Result<String, EngineError> {
     use std::time::{SystemTime, UNIX_EPOCH};
-    if text
-        .split_once('.')
-        .map_or(text, |(s, _)| s)
-        .parse::<u64>()
-        .is_ok()
-    {
-        return Ok(text.to_string());
-    }
     let bad = || {
         EngineError::BadRequest(format!(
             "invalid time {text:?}: use seconds since the epoch, RFC 3339 (2026-12-03T09:00:00Z) or a duration ago (10m)"
         ))
     };
+    // Seconds as they are: digits, and at most nine after a point (it goes
+    // into a query string as it is).
+    let (secs, frac) = text.split_once('.').unwrap_or((text, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if !secs.is_empty() && digits(secs) && secs.parse::<u64>().is_ok() {
+        if frac.len() > 9 || !digits(frac) {
+            return Err(bad());
+        }
+        return Ok(text.to_string());
+    }
     let at = if let Ok(t) = humantime::parse_rfc3339_weak(text) {
         t
     } else if let Ok(ago) = humantime::parse_duration(text) {
-        // A duration longer than the time since the epoch is no time.
         SystemTime::now().checked_sub(ago).ok_or_else(bad)?
     } else {
         return Err(bad());
     };
-    let d = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+    // A time before the epoch is none the API can say.
+    let d = at.duration_since(UNIX_EPOCH).map_err(|_| bad())?;
     Ok(format!("{}.{:09}", d.as_secs(), d.subsec_nanos()))
 }
 

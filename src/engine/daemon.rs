@@ -1246,8 +1246,14 @@ fn follow(
             return Ok(()); // it left while the container was quiet
         }
         // `logs -f --until T`: nothing after T is sent, so the stream ends
-        // once T had passed before this read: all written by T is out.
-        if past_until {
+        // once T had passed before a read that reached the log's end, or a
+        // line after T: all written by T is out. (A read is a chunk: a
+        // long log takes several.)
+        let beyond = |entry: &log::Entry| {
+            let until = wanted.until.unwrap_or(u128::MAX);
+            entry.nanos().is_some_and(|t| t > until)
+        };
+        if past_until && entries.last().is_none_or(beyond) {
             return Ok(());
         }
         waiter.pause(mark, wanted.until.and_then(deadline_of));

@@ -357,7 +357,9 @@ pub fn parse_time(text: &str) -> Result<u128, EngineError> {
     } else {
         format!("{frac:0<9}").parse().map_err(|_| bad())?
     };
-    Ok(secs * 1_000_000_000 + nanos)
+    secs.checked_mul(1_000_000_000)
+        .and_then(|ns| ns.checked_add(nanos))
+        .ok_or_else(bad)
 }
 
 #[cfg(test)]

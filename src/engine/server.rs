@@ -205,24 +205,12 @@ pub fn serve(
         listener.set_nonblocking(true)?;
         let listener = tokio::net::UnixListener::from_std(listener)?;
         let places = Arc::new(Semaphore::new(limits.max_connections));
-        // A second after the last connection came, the daemon gives back
-        // the pages only its requests needed (`engine::shed`), once.
-        let mut shed = false;
+        // Once no request has begun or ended for a second, the daemon
+        // gives back the pages only its requests needed (`engine::shed`).
+        let activity = super::shed::Activity::new();
+        tokio::spawn(activity.clone().shed_when_quiet());
         loop {
-            let accepted = if shed {
-                listener.accept().await
-            } else {
-                match tokio::time::timeout(super::shed::IDLE, listener.accept()).await {
-                    Ok(accepted) => accepted,
-                    Err(_) => {
-                        tokio::task::spawn_blocking(super::shed::idle_pages);
-                        shed = true;
-                        continue;
-                    }
-                }
-            };
-            shed = false;
-            let stream = match accepted {
+            let stream = match listener.accept().await {
                 Ok((stream, _)) => stream,
                 // Out of file descriptors, most likely: wait for some to
                 // close rather than spin.
@@ -241,9 +229,16 @@ pub fn serve(
                 .keep_alive(true);
             let handler = handler.clone();
             let place = Arc::new(place);
+            let activity = activity.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |request| {
-                    answer(request, handler.clone(), limits, place.clone())
+                    answer(
+                        request,
+                        handler.clone(),
+                        limits,
+                        place.clone(),
+                        activity.clone(),
+                    )
                 });
                 let _ = http
                     .serve_connection(TokioIo::new(stream), service)
@@ -263,7 +258,9 @@ async fn answer(
     handler: Arc<Handler>,
     limits: Limits,
     place: Arc<OwnedSemaphorePermit>,
+    activity: Arc<super::shed::Activity>,
 ) -> Result<hyper::Response<Outgoing>, Infallible> {
+    activity.touch();
     let (mut parts, incoming) = request.into_parts();
     // Present only when the client asked to upgrade (`Connection: Upgrade`).
     let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
@@ -282,7 +279,10 @@ async fn answer(
     };
     let (tx, rx) = oneshot::channel();
     let mut responder = Responder::new(tx, upgrade, runtime, place);
-    tokio::task::spawn_blocking(move || handler(&head, &mut body, &mut responder));
+    tokio::task::spawn_blocking(move || {
+        handler(&head, &mut body, &mut responder);
+        activity.touch();
+    });
     // The handler dropped its responder without answering (it panicked).
     Ok(rx
         .await

@@ -23,15 +23,32 @@
 //! heap's free pages. Afterwards the shim's RSS is what it really uses
 //! while it waits: its loop, its buffers, its stack.
 //!
-//! Why only those mappings: a read-only mapping of a file can still hold
-//! pages of the process's own, written before it was made read-only. The
-//! dynamic loader relocates `.data.rel.ro` and then protects it
-//! (`RELRO`): dropping those pages would bring back the file's unrelocated
-//! bytes, and the next call through them would crash. `/proc/self/smaps`
-//! says, for each mapping, how many of its pages are anonymous; only a
-//! mapping with none is dropped.
+//! Why only those pages, and two guards:
+//!
+//! - **Never a page of the process's own.** A read-only mapping of a file
+//!   can still hold pages written before it was made read-only: the
+//!   dynamic loader relocates `.data.rel.ro` and then protects it
+//!   (`RELRO`). Dropping those would bring back the file's unrelocated
+//!   bytes, and the next call through them would crash. `/proc/self/smaps`
+//!   says, for each mapping, how many of its pages are anonymous, and how
+//!   many are swapped out (a swapped page of the process's own counts
+//!   there, not as anonymous): only a mapping with neither is a candidate.
+//! - **Never an address that has changed hands.** In the daemon, other
+//!   threads run while `smaps` is read: a file mapping read there could be
+//!   unmapped (the loader maps and unmaps `/etc/ld.so.cache` in a
+//!   `dlopen`), and its addresses given to fresh anonymous memory, before
+//!   the `madvise`, which would then zero live data. So the ranges come
+//!   from the loader itself: `dl_iterate_phdr(3)` lists each loaded
+//!   object's segments and holds the loader's lock while its callback
+//!   runs, so no object can be unloaded meanwhile. Only a segment the
+//!   object never writes (`PT_LOAD` without `PF_W`: its code and constants;
+//!   RELRO is part of a writable segment) is dropped, and only where
+//!   `smaps` found it clean.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 /// How long a process of the engine waits with nothing to do before it
 /// sheds: a shim from its container's start, the launcher and the daemon
@@ -48,25 +65,29 @@ struct Mapping {
     perms: String,
     /// The file it maps, or a `[name]` such as `[heap]`, or nothing.
     path: String,
-    /// Resident and anonymous KiB.
-    rss: u64,
-    anonymous: u64,
-    locked: u64,
+    /// Resident, anonymous, swapped-out and locked KiB; `None` when
+    /// `smaps` did not say, which never counts as clean.
+    rss: Option<u64>,
+    anonymous: Option<u64>,
+    swap: Option<u64>,
+    locked: Option<u64>,
 }
 
 impl Mapping {
     /// A private mapping of a file that this process cannot write and has
-    /// no page of its own in: every resident page is the file's, in the
-    /// page cache, and comes back unchanged when touched again.
-    fn can_shed(&self) -> bool {
+    /// no page of its own in, in memory or in swap: every resident page is
+    /// the file's, in the page cache, and comes back unchanged when touched
+    /// again.
+    fn clean(&self) -> bool {
         let perms = self.perms.as_bytes();
         perms.len() == 4
             && perms[1] == b'-'
             && perms[3] == b'p'
             && self.path.starts_with('/')
-            && self.anonymous == 0
-            && self.locked == 0
-            && self.rss > 0
+            && self.anonymous == Some(0)
+            && self.swap == Some(0)
+            && self.locked == Some(0)
+            && self.rss.is_some_and(|kib| kib > 0)
     }
 }
 
@@ -91,79 +112,202 @@ fn mappings(smaps: &str) -> Vec<Mapping> {
                 end,
                 perms,
                 path,
-                rss: 0,
-                anonymous: 0,
-                locked: 0,
+                rss: None,
+                anonymous: None,
+                swap: None,
+                locked: None,
             });
             continue;
         }
         let Some(mapping) = all.last_mut() else {
             continue;
         };
-        let mut kib = || {
-            words
-                .next()
-                .and_then(|n| n.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
+        let kib = words.next().and_then(|n| n.parse::<u64>().ok());
         match first {
-            "Rss:" => mapping.rss = kib(),
-            "Anonymous:" => mapping.anonymous = kib(),
-            "Locked:" => mapping.locked = kib(),
+            "Rss:" => mapping.rss = kib,
+            "Anonymous:" => mapping.anonymous = kib,
+            "Swap:" => mapping.swap = kib,
+            "Locked:" => mapping.locked = kib,
             _ => {}
         }
     }
     all
 }
 
-/// What one shedding gave back, in KiB of the process's resident size.
+/// What one shedding gave back.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Shed {
-    /// Resident KiB of the mappings it dropped, as `smaps` counted them.
-    pub file_kib: u64,
-    /// How many mappings it dropped.
-    pub mappings: usize,
+    /// KiB of address space advised (resident or not).
+    pub kib: u64,
+    /// How many ranges were advised.
+    pub ranges: usize,
+}
+
+/// What [`dl_iterate_phdr`](libc::dl_iterate_phdr)'s callback needs: the
+/// clean mappings `smaps` showed, and what was done.
+struct Walk {
+    clean: Vec<(usize, usize)>,
+    page: usize,
+    shed: Shed,
+}
+
+impl Walk {
+    /// Drops the pages of `start..end` (a segment no object writes) that
+    /// lie in a mapping `smaps` found clean.
+    fn drop_clean(&mut self, start: usize, end: usize) {
+        for &(from, to) in &self.clean {
+            let (from, to) = (from.max(start), to.min(end));
+            if from >= to {
+                continue;
+            }
+            // SAFETY: `from..to` is whole pages of a segment of an object
+            // that stays loaded while the loader's lock is held (we are in
+            // its callback), that no object writes (no `PF_W`), and that
+            // `smaps` showed as a private, read-only file mapping with no
+            // page of the process's own: every page dropped is a clean copy
+            // of its file, which the next access reads back.
+            let advised =
+                unsafe { libc::madvise(from as *mut libc::c_void, to - from, libc::MADV_DONTNEED) };
+            if advised == 0 {
+                self.shed.kib += ((to - from) / 1024) as u64;
+                self.shed.ranges += 1;
+            }
+        }
+    }
+}
+
+/// The callback: each loaded object's `PT_LOAD` segments without `PF_W`,
+/// shrunk to the whole pages inside them (a page at an edge may be shared
+/// with a writable segment).
+unsafe extern "C" fn each_object(
+    info: *mut libc::dl_phdr_info,
+    _size: libc::size_t,
+    data: *mut libc::c_void,
+) -> libc::c_int {
+    // SAFETY: `data` is the `Walk` that `idle_pages` lends for the call;
+    // `info` and its program headers are the loader's, valid during it.
+    let (walk, info) = unsafe { (&mut *(data as *mut Walk), &*info) };
+    for i in 0..usize::from(info.dlpi_phnum) {
+        // SAFETY: `dlpi_phdr` points at `dlpi_phnum` headers.
+        let header = unsafe { &*info.dlpi_phdr.add(i) };
+        if header.p_type != libc::PT_LOAD || header.p_flags & libc::PF_W != 0 {
+            continue;
+        }
+        let page = walk.page;
+        let start = (info.dlpi_addr as usize).checked_add(header.p_vaddr as usize);
+        let end = start.and_then(|s| s.checked_add(header.p_memsz as usize));
+        let (Some(start), Some(end)) = (start, end) else {
+            continue;
+        };
+        let Some(first) = start.checked_next_multiple_of(page) else {
+            continue;
+        };
+        let last = end - end % page;
+        if first < last {
+            walk.drop_clean(first, last);
+        }
+    }
+    0
 }
 
 // ANCHOR: shed
-/// Drops this process's resident pages of the files it maps read-only
-/// and has not written (its code, its constants, its libraries'), then
-/// gives the heap's free pages back. Why and why it is safe: the module's
-/// text. Best effort, as reclaim is: a mapping that cannot be read or
-/// advised is left as it is.
+/// Drops this process's resident pages of its code and constants, and its
+/// libraries', where it holds none of its own, then gives the heap's free
+/// pages back. Why and why it is safe: the module's text. Best effort, as
+/// reclaim is: what cannot be read or advised is left as it is.
 pub fn idle_pages() -> Shed {
     idle_pages_of(Path::new("/proc/self/smaps"))
 }
 
 fn idle_pages_of(smaps: &Path) -> Shed {
-    let mut shed = Shed::default();
     let Ok(text) = std::fs::read_to_string(smaps) else {
-        return shed;
+        return Shed::default();
     };
-    for mapping in mappings(&text).iter().filter(|m| m.can_shed()) {
-        // SAFETY: the range is one whole mapping of this process, read
-        // from its own smaps; the process cannot write it and holds no
-        // anonymous page in it (`can_shed`), so every page dropped here is
-        // a clean copy of its file that the next access reads back.
-        let advised = unsafe {
-            libc::madvise(
-                mapping.start as *mut libc::c_void,
-                mapping.end - mapping.start,
-                libc::MADV_DONTNEED,
-            )
-        };
-        if advised == 0 {
-            shed.file_kib += mapping.rss;
-            shed.mappings += 1;
-        }
+    let clean = mappings(&text)
+        .into_iter()
+        .filter(Mapping::clean)
+        .map(|m| (m.start, m.end))
+        .collect();
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .and_then(|p| usize::try_from(p).ok())
+        .filter(|p| p.is_power_of_two())
+        .unwrap_or(4096);
+    let mut walk = Walk {
+        clean,
+        page,
+        shed: Shed::default(),
+    };
+    // SAFETY: the callback only reads what the loader hands it and uses
+    // `walk`, which outlives the call.
+    unsafe {
+        libc::dl_iterate_phdr(Some(each_object), (&mut walk as *mut Walk).cast());
     }
     // SAFETY: malloc_trim only hands free heap pages back to the kernel.
     unsafe {
         libc::malloc_trim(0);
     }
-    shed
+    walk.shed
 }
 // ANCHOR_END: shed
+
+// ANCHOR: activity
+/// When a server of many threads (the daemon) last began or ended a
+/// request: it sheds once it has been quiet for [`IDLE`], not while a
+/// request runs, and again after the next one.
+#[derive(Debug)]
+pub struct Activity {
+    began: Instant,
+    /// Milliseconds since `began`, at the last request's start or end.
+    last: AtomicU64,
+    woke: tokio::sync::Notify,
+}
+
+impl Activity {
+    /// A new record, which counts as activity now: the first shed comes a
+    /// second after the server starts, if nothing comes.
+    pub fn new() -> Arc<Activity> {
+        let activity = Arc::new(Activity {
+            began: Instant::now(),
+            last: AtomicU64::new(0),
+            woke: tokio::sync::Notify::new(),
+        });
+        activity.woke.notify_one();
+        activity
+    }
+
+    /// A request began or ended.
+    pub fn touch(&self) {
+        let now = self.began.elapsed().as_millis() as u64;
+        self.last.store(now, Ordering::Relaxed);
+        self.woke.notify_one();
+    }
+
+    fn quiet_for(&self) -> std::time::Duration {
+        let now = self.began.elapsed();
+        let last = std::time::Duration::from_millis(self.last.load(Ordering::Relaxed));
+        now.saturating_sub(last)
+    }
+
+    /// The server's shedder, a task for ever: after any activity, waits
+    /// until a whole [`IDLE`] has passed with none, then sheds (on a
+    /// blocking thread: it reads a file and walks the loader's list).
+    pub async fn shed_when_quiet(self: Arc<Activity>) {
+        loop {
+            self.woke.notified().await;
+            loop {
+                let quiet = self.quiet_for();
+                if quiet >= IDLE {
+                    break;
+                }
+                tokio::time::sleep(IDLE - quiet).await;
+            }
+            let _ = tokio::task::spawn_blocking(idle_pages).await;
+        }
+    }
+}
+// ANCHOR_END: activity
 
 #[cfg(test)]
 mod tests {
@@ -172,19 +316,28 @@ mod tests {
     const SMAPS: &str = "\
 55d0c0000000-55d0c0100000 r--p 00000000 08:01 1234 /usr/bin/step11
 Rss:                 420 kB
+Swap:                  0 kB
 Anonymous:             0 kB
 Locked:                0 kB
 55d0c0100000-55d0c0300000 r-xp 00100000 08:01 1234 /usr/bin/step11
 Rss:                2064 kB
 Anonymous:             0 kB
+Swap:                  0 kB
 Locked:                0 kB
 55d0c0300000-55d0c0400000 r--p 00300000 08:01 1234 /usr/bin/step11
 Rss:                1036 kB
 Anonymous:           300 kB
+Swap:                  0 kB
 Locked:                0 kB
-55d0c0400000-55d0c0410000 rw-p 00400000 08:01 1234 /usr/bin/step11
+55d0c0400000-55d0c0410000 r--p 00400000 08:01 1234 /usr/bin/step11
+Rss:                   4 kB
+Anonymous:             0 kB
+Swap:                 60 kB
+Locked:                0 kB
+55d0c0410000-55d0c0420000 rw-p 00410000 08:01 1234 /usr/bin/step11
 Rss:                  64 kB
 Anonymous:            64 kB
+Swap:                  0 kB
 Locked:                0 kB
 55d0c1000000-55d0c1100000 rw-p 00000000 00:00 0 [heap]
 Rss:                 272 kB
@@ -192,51 +345,60 @@ Anonymous:           272 kB
 7f0000000000-7f0000100000 r-xp 00000000 08:01 99 /opt/with space/lib.so
 Rss:                 100 kB
 Anonymous:             0 kB
+Swap:                  0 kB
 Locked:                4 kB
 7f0000100000-7f0000200000 r--s 00000000 08:01 98 /dev/shm/x
 Rss:                  12 kB
 Anonymous:             0 kB
+Swap:                  0 kB
+Locked:                0 kB
+7f0000200000-7f0000300000 r-xp 00000000 08:01 97 /usr/lib/old.so
+Rss:                  40 kB
+Anonymous:             0 kB
 7ffd00000000-7ffd00002000 r-xp 00000000 00:00 0 [vdso]
 Rss:                   8 kB
 Anonymous:             0 kB
+Swap:                  0 kB
+Locked:                0 kB
 ";
 
     #[test]
-    fn only_clean_read_only_private_file_mappings_are_shed() {
+    fn only_clean_read_only_private_file_mappings_are_candidates() {
         let all = mappings(SMAPS);
-        assert_eq!(all.len(), 8);
-        assert_eq!(all[5].path, "/opt/with space/lib.so");
-        let shed: Vec<(usize, &str)> = all
+        assert_eq!(all.len(), 10);
+        assert_eq!(all[6].path, "/opt/with space/lib.so");
+        let clean: Vec<(usize, &str)> = all
             .iter()
-            .filter(|m| m.can_shed())
+            .filter(|m| m.clean())
             .map(|m| (m.start, m.perms.as_str()))
             .collect();
-        // The code and the constants; never the relocated RELRO pages, the
-        // writable data, the heap, a locked or a shared mapping, the vdso.
+        // The code and the constants; never the relocated RELRO pages (in
+        // memory or swapped out), the writable data, the heap, a locked or
+        // a shared mapping, one whose counts smaps did not give, the vdso.
         assert_eq!(
-            shed,
+            clean,
             vec![(0x55d0c0000000, "r--p"), (0x55d0c0100000, "r-xp")]
         );
     }
 
     #[test]
-    fn shedding_drops_the_resident_code_and_the_process_runs_on() {
+    fn shedding_drops_resident_code_and_the_process_runs_on() {
         let resident = || -> u64 {
             let text = std::fs::read_to_string("/proc/self/smaps").unwrap();
             mappings(&text)
                 .iter()
-                .filter(|m| m.can_shed())
-                .map(|m| m.rss)
+                .filter(|m| m.clean())
+                .filter_map(|m| m.rss)
                 .sum()
         };
         let before = resident();
         let shed = idle_pages();
-        assert!(shed.mappings > 0 && shed.file_kib > 0, "{shed:?}");
+        assert!(shed.ranges > 0 && shed.kib > 0, "{shed:?}");
         let after = resident();
-        // Other test threads fault some back in at once; most stay out.
+        // Other test threads fault some back in at once; fewer than it had.
         assert!(
-            after < before / 2,
-            "resident file pages: {before} KiB before, {after} KiB after"
+            after < before,
+            "resident clean file pages: {before} KiB before, {after} KiB after"
         );
         // The code it dropped runs again, read back from the page cache.
         let mut v: Vec<String> = (0..1000).map(|i| format!("{i}")).collect();
