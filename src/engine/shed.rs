@@ -45,7 +45,6 @@
 //!   RELRO is part of a writable segment) is dropped, and only where
 //!   `smaps` found it clean.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -216,11 +215,7 @@ unsafe extern "C" fn each_object(
 /// pages back. Why and why it is safe: the module's text. Best effort, as
 /// reclaim is: what cannot be read or advised is left as it is.
 pub fn idle_pages() -> Shed {
-    idle_pages_of(Path::new("/proc/self/smaps"))
-}
-
-fn idle_pages_of(smaps: &Path) -> Shed {
-    let Ok(text) = std::fs::read_to_string(smaps) else {
+    let Ok(text) = std::fs::read_to_string("/proc/self/smaps") else {
         return Shed::default();
     };
     let clean = mappings(&text)
