@@ -850,8 +850,8 @@ fn an_idle_shim_launcher_and_daemon_give_back_the_pages_only_their_work_needed()
         "step 11: expected the idle shim ({shim}), its launcher ({launcher}) and the daemon \
          ({daemon}) each to hold at most {limit} KiB of step11's code resident within 10 s of \
          the last start, they hold {at_shim}, {at_launcher} and {at_daemon} KiB; most likely \
-         cause: a loop does not call shed::idle_pages once it has waited a second with nothing \
-         to do (or waits without a limit, and never sees that second), so it keeps every page \
+         cause: a loop does not call shed::idle_pages_then_wait (the daemon: shed::idle_pages) \
+         once it has waited a second with nothing to do (or waits without a limit, and never sees that second), so it keeps every page \
          its start touched"
     );
     // What they dropped comes back when it runs again: they still work.

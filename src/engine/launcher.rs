@@ -282,7 +282,7 @@ pub fn serve(root: &Path, program: &str) -> Result<(), EngineError> {
             Err(Errno::EINTR) => continue,
             Err(source) => return Err(sys("poll")(source)),
             Ok(0) => {
-                super::shed::idle_pages();
+                super::shed::idle_pages_then_wait(&mut fds);
                 shed = true;
                 continue;
             }

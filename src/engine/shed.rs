@@ -44,7 +44,16 @@
 //!   object never writes (`PT_LOAD` without `PF_W`: its code and constants;
 //!   RELRO is part of a writable segment) is dropped, and only where
 //!   `smaps` found it clean.
+//!
+//! And one economy: what runs after the drop decides what comes back. A
+//! fault on a page of a file maps its neighbours too, as many as are in
+//! the page cache within an aligned window of 64 KiB (*fault-around*), so
+//! every page of code run between the drop and the wait costs sixteen.
+//! The heap is trimmed first, the windows of the few functions that run
+//! afterwards are kept rather than dropped, and a process that only waits
+//! goes straight from the drop into its `poll` ([`idle_pages_then_wait`]).
 
+use nix::poll::PollFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -146,32 +155,59 @@ pub struct Shed {
 /// clean mappings `smaps` showed, and what was done.
 struct Walk {
     clean: Vec<(usize, usize)>,
+    /// Sorted, disjoint windows left mapped: see [`FAULT_AROUND`].
+    keep: Vec<(usize, usize)>,
     page: usize,
     shed: Shed,
 }
 
 impl Walk {
     /// Drops the pages of `start..end` (a segment no object writes) that
-    /// lie in a mapping `smaps` found clean.
+    /// lie in a mapping `smaps` found clean, but not in a window to keep.
     fn drop_clean(&mut self, start: usize, end: usize) {
-        for &(from, to) in &self.clean {
-            let (from, to) = (from.max(start), to.min(end));
-            if from >= to {
-                continue;
-            }
-            // SAFETY: `from..to` is whole pages of a segment of an object
-            // that stays loaded while the loader's lock is held (we are in
-            // its callback), that no object writes (no `PF_W`), and that
-            // `smaps` showed as a private, read-only file mapping with no
-            // page of the process's own: every page dropped is a clean copy
-            // of its file, which the next access reads back.
-            let advised =
-                unsafe { libc::madvise(from as *mut libc::c_void, to - from, libc::MADV_DONTNEED) };
-            if advised == 0 {
-                self.shed.kib += ((to - from) / 1024) as u64;
-                self.shed.ranges += 1;
-            }
+        let Walk {
+            clean, keep, shed, ..
+        } = self;
+        for &(from, to) in clean.iter() {
+            outside(from.max(start), to.min(end), keep, |from, to| {
+                // SAFETY: `from..to` is whole pages of a segment of an
+                // object that stays loaded while the loader's lock is held
+                // (we are in its callback), that no object writes (no
+                // `PF_W`), and that `smaps` showed as a private, read-only
+                // file mapping with no page of the process's own: every
+                // page dropped is a clean copy of its file, which the next
+                // access reads back.
+                let advised = unsafe {
+                    libc::madvise(from as *mut libc::c_void, to - from, libc::MADV_DONTNEED)
+                };
+                if advised == 0 {
+                    shed.kib += ((to - from) / 1024) as u64;
+                    shed.ranges += 1;
+                }
+            });
         }
+    }
+}
+
+/// Calls `each` with the parts of `from..to` that no window of `keep`
+/// (sorted, disjoint) covers; nothing when `from >= to`. It allocates
+/// nothing: it runs while the pages are being dropped.
+fn outside(from: usize, to: usize, keep: &[(usize, usize)], mut each: impl FnMut(usize, usize)) {
+    let mut at = from;
+    for &(k0, k1) in keep {
+        if at >= to {
+            return;
+        }
+        if k1 <= at || k0 >= to {
+            continue;
+        }
+        if k0 > at {
+            each(at, k0);
+        }
+        at = k1;
+    }
+    if at < to {
+        each(at, to);
     }
 }
 
@@ -215,6 +251,27 @@ unsafe extern "C" fn each_object(
 /// pages back. Why and why it is safe: the module's text. Best effort, as
 /// reclaim is: what cannot be read or advised is left as it is.
 pub fn idle_pages() -> Shed {
+    drop_then(None)
+}
+
+/// Sheds as [`idle_pages`] does, then waits in `poll(2)` on `fds` without a
+/// limit and returns when one is ready (or a signal came): the caller polls
+/// again and finds it. A process that only waits (a shim, the launcher)
+/// sheds this way, so that between the drop and the wait nothing runs but
+/// code in windows it kept ([`FAULT_AROUND`]).
+pub fn idle_pages_then_wait(fds: &mut [PollFd]) -> Shed {
+    drop_then(Some(fds))
+}
+
+/// How many bytes around a faulting page the kernel maps at once, when they
+/// are in the page cache (`fault_around_bytes`, 64 KiB unless changed in
+/// debugfs): each page of code that runs after the drop brings its whole
+/// window back. So the windows of the code that runs between the drop and
+/// the wait are kept, not dropped and faulted back in, and that code is
+/// kept short: this function's loop, the loader's walk, `madvise`, `poll`.
+pub const FAULT_AROUND: usize = 64 * 1024;
+
+fn drop_then(wait: Option<&mut [PollFd]>) -> Shed {
     let Ok(text) = std::fs::read_to_string("/proc/self/smaps") else {
         return Shed::default();
     };
@@ -223,29 +280,75 @@ pub fn idle_pages() -> Shed {
         .filter(Mapping::clean)
         .map(|m| (m.start, m.end))
         .collect();
+    drop(text);
     let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
         .ok()
         .flatten()
         .and_then(|p| usize::try_from(p).ok())
         .filter(|p| p.is_power_of_two())
         .unwrap_or(4096);
+    // The code that runs once the pages are gone: each window it lies in.
+    let ran_after = [
+        drop_then as *const () as usize,
+        each_object as *const () as usize,
+        Walk::drop_clean as *const () as usize,
+        libc::dl_iterate_phdr as *const () as usize,
+        libc::madvise as *const () as usize,
+        libc::poll as *const () as usize,
+    ];
     let mut walk = Walk {
         clean,
+        keep: windows(&ran_after, FAULT_AROUND.max(page)),
         page,
         shed: Shed::default(),
     };
+    // SAFETY: malloc_trim only hands free heap pages back to the kernel.
+    // First, so that nothing of malloc's runs after the drop.
+    unsafe {
+        libc::malloc_trim(0);
+    }
     // SAFETY: the callback only reads what the loader hands it and uses
     // `walk`, which outlives the call.
     unsafe {
         libc::dl_iterate_phdr(Some(each_object), (&mut walk as *mut Walk).cast());
     }
-    // SAFETY: malloc_trim only hands free heap pages back to the kernel.
-    unsafe {
-        libc::malloc_trim(0);
+    if let Some(fds) = wait {
+        // SAFETY: nix's `PollFd` is a transparent `libc::pollfd`, and `fds`
+        // lends `fds.len()` of them for the call. Its result is not needed:
+        // the caller polls again.
+        unsafe {
+            libc::poll(
+                fds.as_mut_ptr().cast::<libc::pollfd>(),
+                fds.len() as libc::nfds_t,
+                -1,
+            );
+        }
     }
     walk.shed
 }
 // ANCHOR_END: shed
+
+/// The aligned windows of `size` bytes that hold `addresses`, sorted and
+/// merged.
+fn windows(addresses: &[usize], size: usize) -> Vec<(usize, usize)> {
+    let mut all: Vec<(usize, usize)> = addresses
+        .iter()
+        .map(|a| {
+            let from = a - a % size;
+            (from, from.saturating_add(size))
+        })
+        .collect();
+    all.sort_unstable();
+    all.dedup();
+    let mut merged: Vec<(usize, usize)> = Vec::with_capacity(all.len());
+    for (from, to) in all {
+        match merged.last_mut() {
+            Some(last) if from <= last.1 => last.1 = last.1.max(to),
+            _ => merged.push((from, to)),
+        }
+    }
+    merged
+}
 
 // ANCHOR: activity
 /// When a server of many threads (the daemon) last began or ended a
@@ -373,6 +476,60 @@ Locked:                0 kB
         assert_eq!(
             clean,
             vec![(0x55d0c0000000, "r--p"), (0x55d0c0100000, "r-xp")]
+        );
+    }
+
+    #[test]
+    fn the_windows_to_keep_are_cut_out_of_each_range() {
+        let keep = windows(
+            &[0x1_0010, 0x1_fff0, 0x3_0000, 0x3_8000, 0x9_0000],
+            0x1_0000,
+        );
+        assert_eq!(
+            keep,
+            vec![
+                (0x1_0000, 0x2_0000),
+                (0x3_0000, 0x4_0000),
+                (0x9_0000, 0xa_0000)
+            ]
+        );
+        let cut = |from, to| {
+            let mut parts = Vec::new();
+            outside(from, to, &keep, |a, b| parts.push((a, b)));
+            parts
+        };
+        // Around, between and after the windows; inside one, nothing.
+        assert_eq!(
+            cut(0x0_8000, 0x5_0000),
+            vec![
+                (0x0_8000, 0x1_0000),
+                (0x2_0000, 0x3_0000),
+                (0x4_0000, 0x5_0000)
+            ]
+        );
+        assert_eq!(cut(0x1_1000, 0x1_2000), vec![]);
+        assert_eq!(
+            cut(0x3_8000, 0xa_8000),
+            vec![(0x4_0000, 0x9_0000), (0xa_0000, 0xa_8000)]
+        );
+        assert_eq!(cut(0x5_0000, 0x6_0000), vec![(0x5_0000, 0x6_0000)]);
+        assert_eq!(cut(0x6_0000, 0x6_0000), vec![]);
+    }
+
+    #[test]
+    fn waiting_after_the_drop_returns_when_a_descriptor_is_ready() {
+        let (read, write) = nix::unistd::pipe().unwrap();
+        nix::unistd::write(&write, b"x").unwrap();
+        let mut fds = [PollFd::new(
+            std::os::fd::AsFd::as_fd(&read),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        let shed = idle_pages_then_wait(&mut fds);
+        assert!(shed.ranges > 0, "{shed:?}");
+        assert!(
+            fds[0]
+                .revents()
+                .is_some_and(|r| r.contains(nix::poll::PollFlags::POLLIN))
         );
     }
 

@@ -498,7 +498,7 @@ impl Started<'_> {
 /// from a signalfd), the control socket and the output pipes, until the
 /// container has ended; returns how it ended.
 fn pump(shim: &mut Started) -> Result<Exit, EngineError> {
-    // EXERCISE(11): make a signalfd of the blocked set (running.blocked().set()), then loop: poll the signalfd, the control socket, the outputs still open and shim.input.wanted(), for at most shed::IDLE until the shim has shed (nothing came: shed::idle_pages(), then wait without a limit); on SIGCHLD try_reap (done → return the Exit), another signal → pass it on; a readable output → copy_some (false: closed); the input's answers → shim.input.ready(…); a connection → answer(…)
+    // EXERCISE(11): make a signalfd of the blocked set (running.blocked().set()), then loop: poll the signalfd, the control socket, the outputs still open and shim.input.wanted(), for at most shed::IDLE since the last thing it did (nothing came: shed::idle_pages_then_wait(&mut fds), then poll without a limit until something comes); on SIGCHLD try_reap (done → return the Exit), another signal → pass it on; a readable output → copy_some (false: closed); the input's answers → shim.input.ready(…); a connection → answer(…)
     let signals = SignalFd::with_flags(
         shim.running.blocked().set(),
         SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK,
@@ -536,12 +536,12 @@ fn pump(shim: &mut Started) -> Result<Exit, EngineError> {
                 });
             }
             Ok(0) => {
-                drop(fds);
-                super::shed::idle_pages();
+                super::shed::idle_pages_then_wait(&mut fds);
                 shed = true;
                 continue;
             }
-            Ok(_) => {}
+            // Busy again: once it has been quiet a second, it sheds again.
+            Ok(_) => shed = false,
         }
         let ready: Vec<bool> = fds
             .iter()
