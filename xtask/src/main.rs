@@ -11,6 +11,7 @@ mod book_html;
 mod book_ids;
 mod book_site;
 mod browser;
+mod cli_floor;
 mod conformance;
 mod cost_plot;
 mod course;

@@ -326,10 +326,19 @@ pub fn check(root: &Path, steps: &[u32], write_book: bool, record: bool) -> Resu
             .collect();
         if parsed.is_empty() || !failing.is_empty() {
             let tail: Vec<&str> = stderr.lines().rev().take(30).collect();
+            // What each failing test said, from its `---- NAME stdout ----`
+            // section: a failure that does not come back is still explained.
+            let said: Vec<&str> = stdout
+                .lines()
+                .skip_while(|l| !(l.starts_with("---- ") && l.ends_with(" stdout ----")))
+                .take_while(|l| *l != "failures:")
+                .take(60)
+                .collect();
             bail!(
                 "step {step}: before any mistake, the copy (required exercises done, harder ones \
                  their stand-ins) fails {failing:?}: a stand-in must keep the step working the \
-                 plain way\n{}",
+                 plain way\n{}\n{}",
+                said.join("\n"),
                 tail.into_iter().rev().collect::<Vec<_>>().join("\n")
             );
         }
