@@ -8161,6 +8161,97 @@ fn a_build_id_runs_and_build_args_reach_through_the_cache() {
     );
 }
 
+/// A build without `-t` makes an image of no name, as Docker's: `<none>` in
+/// `images`, run by its id, named later by `tag` (and then no `<none>`
+/// left), and deleted by `rmi` given its id.
+#[test]
+fn a_build_without_a_tag_is_an_image_of_no_name_that_its_id_runs() {
+    let engine = Engine::start();
+    loaded(&engine);
+    let context = build_context(&[(
+        "Dockerfile",
+        "FROM demo:1\nCMD [\"busybox\", \"echo\", \"no name\"]\n",
+    )]);
+    let out = build_in(&engine, context.path(), &["-q"]);
+    let id = stdout_of(&out).trim().to_string();
+    let short: String = id.trim_start_matches("sha256:").chars().take(12).collect();
+    let out = engine.client(&["run", "--rm", &short]);
+    assert_eq!(
+        text(&out.stdout),
+        "no name\n",
+        "step 11: expected run {short} (the id a build without -t printed) to run its image, \
+         it printed {:?}; most likely cause: a build without -t keeps no name for its image \
+         (images::keep_unnamed), so nothing finds it by its id\nstderr: {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let listed = text(
+        &docker_on(
+            &engine,
+            &["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"],
+        )
+        .stdout,
+    );
+    assert!(
+        listed
+            .lines()
+            .any(|l| l == format!("<none>:<none> {short}")),
+        "step 11: expected docker images to list the image of no name as \
+         \"<none>:<none> {short}\", it lists {listed:?}; most likely cause: GET /images/json \
+         gives the image's stand-in name (@sha256:…) as a tag, or leaves the image out"
+    );
+    stdout_of(&engine.client(&["tag", &short, "named:1"]));
+    let images = stdout_of(&engine.client(&["images"]));
+    assert!(
+        images.contains(&format!("named:1\t{short}")) && !images.contains("<none>"),
+        "step 11: expected tag to name the image, and no <none> left for it, images lists:\n\
+         {images}most likely cause: tag adds the name but keeps the stand-in for no name \
+         (images::name_it)"
+    );
+    stdout_of(&engine.client(&["rmi", "named:1"]));
+    stdout_of(&build_in(&engine, context.path(), &["-q"]));
+    stdout_of(&engine.client(&["rmi", &short]));
+    let images = stdout_of(&engine.client(&["images"]));
+    assert!(
+        !images.contains(&short),
+        "step 11: expected rmi {short} to delete the image of no name, images lists:\n\
+         {images}most likely cause: DELETE /images/ID leaves the stand-in for no name"
+    );
+}
+
+/// A daemon killed in the middle of a build leaves its scratch under the
+/// root's `engine/tmp` (the context, the steps' files); the next daemon of
+/// that root removes it before it listens.
+#[test]
+fn a_new_daemon_removes_the_scratch_a_killed_one_left() {
+    let mut engine = Engine::start();
+    let tmp = engine.root().join("engine/tmp");
+    let left = [
+        tmp.join("build-0123456789ab/context/Dockerfile"),
+        tmp.join("4242-0/layer.tar"),
+    ];
+    engine.kill_daemon();
+    for file in &left {
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, "left behind").unwrap();
+    }
+    engine.daemon = Some(engine.spawn_daemon());
+    let still: Vec<String> = std::fs::read_dir(&tmp)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        still.is_empty(),
+        "step 11: expected a new daemon to remove what a killed one left in {} before it \
+         listens, it holds {still:?}; most likely cause: the daemon's start does not sweep \
+         engine/tmp (sweep_scratch)",
+        tmp.display()
+    );
+}
+
 #[test]
 fn build_names_its_image_as_tag_and_run_do() {
     let engine = Engine::start();

@@ -652,7 +652,14 @@ fn main() {
         Command::Images => client().json("GET", "/images/json", None).map(|v| {
             for image in v.as_array().into_iter().flatten() {
                 let id = image["Id"].as_str().unwrap_or("");
-                for tag in image["RepoTags"].as_array().into_iter().flatten() {
+                let tags = image["RepoTags"]
+                    .as_array()
+                    .map_or(&[][..], |t| t.as_slice());
+                if tags.is_empty() {
+                    // No name (a build without -t): Docker's `<none>`.
+                    println!("<none>\t{}", short(id));
+                }
+                for tag in tags {
                     println!("{}\t{}", tag.as_str().unwrap_or(""), short(id));
                 }
             }

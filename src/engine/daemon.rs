@@ -112,6 +112,7 @@ pub fn serve(daemon: Daemon, socket: &Path, limits: Limits) -> Result<(), Engine
     // What shims killed since the last daemon left: swept before anyone
     // can ask for a new container.
     sweep_leftovers();
+    sweep_scratch(&daemon.root);
     // One thread so far: the launcher is a program of its own (see
     // `super::launcher` for why it cannot be a fork of the daemon).
     daemon.launcher.start(&daemon.exe, &daemon.root);
@@ -149,6 +150,34 @@ pub(super) fn sweep_leftovers() {
     }
 }
 // ANCHOR_END: sweep_leftovers
+
+/// Removes what an earlier daemon of this root left in `engine/tmp` when
+/// it ended in the middle of a request: a build's context and steps, a
+/// load's files. A request cleans its own up as it ends; a daemon killed
+/// first cannot, and before this one listens nothing there is its own.
+fn sweep_scratch(root: &Path) {
+    let dir = root.join("engine/tmp");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let gone = match entry.file_type() {
+            Ok(kind) if kind.is_dir() => std::fs::remove_dir_all(&path),
+            _ => std::fs::remove_file(&path),
+        };
+        match gone {
+            Ok(()) => eprintln!(
+                "caixa daemon: removed {}, left by a daemon that ended in the middle of a request",
+                path.display()
+            ),
+            Err(e) => eprintln!(
+                "caixa daemon: cannot remove {}, left by an earlier daemon: {e}",
+                path.display()
+            ),
+        }
+    }
+}
 
 // ANCHOR: restore
 /// What `--restart` owes when a daemon starts, by Docker's rules. A
@@ -656,7 +685,9 @@ fn images(daemon: &Daemon) -> Result<Value, EngineError> {
             .into_iter()
             // Docker's summary has these fields always; typed clients
             // (bollard) refuse one without them. -1: not counted.
-            .map(|(digest, names)| {
+            .map(|(digest, mut names)| {
+                // An image with no name: Docker's `<none>`, an empty list.
+                names.retain(|n| !super::images::is_unnamed(n));
                 json!({
                     "Id": digest, "RepoTags": names, "RepoDigests": [], "ParentId": "",
                     "Created": 0, "Size": 0, "SharedSize": -1, "Labels": {}, "Containers": -1,

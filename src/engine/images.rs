@@ -56,6 +56,44 @@ pub(crate) fn tag_name(name: &str) -> Result<String, EngineError> {
     Ok(full)
 }
 
+// ANCHOR: unnamed
+/// The store's name for an image that has none (`build` without `-t`):
+/// `@` and its id, a name no reference can spell (`tag_name` refuses it),
+/// so the image stays in the store, reachable by its id (`run`, `rmi`,
+/// `tag`), and Docker's `<none>` in `images`. Its first real name takes
+/// its place ([`tag`]).
+pub(crate) fn unnamed(digest: &str) -> String {
+    format!("@{digest}")
+}
+
+/// Keeps `digest`, made without a name, under [`unnamed`]'s, unless a
+/// name has it already (a build that made an image it had made before).
+pub(crate) fn keep_unnamed(store: &Store, digest: &str) -> Result<(), crate::image::ImageError> {
+    if store.images()?.iter().any(|(_, d)| d == digest) {
+        return Ok(());
+    }
+    store.tag(&unnamed(digest), digest)
+}
+
+/// Points `name` at `digest`; an image named now has no [`unnamed`] left.
+pub(crate) fn name_it(
+    store: &Store,
+    name: &str,
+    digest: &str,
+) -> Result<(), crate::image::ImageError> {
+    store.tag(name, digest)?;
+    match store.untag(&unnamed(digest)) {
+        Ok(()) | Err(crate::image::ImageError::NotFound(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether `name` is [`unnamed`]'s: no name to show a client.
+pub(crate) fn is_unnamed(name: &str) -> bool {
+    name.starts_with('@')
+}
+// ANCHOR_END: unnamed
+
 /// `name`'s manifest digest, or Docker's 404 words.
 fn resolve(store: &Store, name: &str) -> Result<(String, String), EngineError> {
     // A name first, as Docker looks: an id only if no image has that name.
@@ -146,7 +184,7 @@ pub fn tag(daemon: &Daemon, name: &str, req: &Request) -> Result<(), EngineError
         None => repo.to_string(),
     };
     let new = tag_name(&new)?;
-    store.tag(&new, &digest)?;
+    name_it(&store, &new, &digest)?;
     let event = Event::new("image", "tag", &digest).with("name", &new);
     super::events::record(&daemon.root, &event);
     Ok(())
@@ -165,7 +203,7 @@ pub fn remove(daemon: &Daemon, name: &str, force: bool) -> Result<Value, EngineE
         false => store
             .images()?
             .into_iter()
-            .filter(|(_, d)| *d == digest)
+            .filter(|(n, d)| *d == digest && !is_unnamed(n))
             .map(|(n, _)| n)
             .collect(),
     };
@@ -199,6 +237,10 @@ pub fn remove(daemon: &Daemon, name: &str, force: bool) -> Result<Value, EngineE
         super::events::record(&daemon.root, &event);
         answer.push(json!({ "Untagged": full }));
     }
+    if !by_name {
+        // Removed by its id: it goes, names and all.
+        let _ = store.untag(&unnamed(&digest));
+    }
     if !store.images()?.iter().any(|(_, d)| *d == digest) {
         let event = Event::new("image", "delete", &digest).with("name", name);
         super::events::record(&daemon.root, &event);
@@ -218,7 +260,7 @@ pub fn inspect(daemon: &Daemon, name: &str) -> Result<Value, EngineError> {
     let tags: Vec<String> = store
         .images()?
         .into_iter()
-        .filter(|(_, d)| *d == digest)
+        .filter(|(n, d)| *d == digest && !is_unnamed(n))
         .map(|(n, _)| n)
         .collect();
     let size: u64 = manifest.layers().iter().map(|l| l.size()).sum();

@@ -166,7 +166,8 @@ pub fn system_df(root: &Path) -> Result<Value, EngineError> {
                 .map(|(_, s)| s)
                 .sum();
             json!({
-                "Id": image.id, "ParentId": "", "RepoTags": image.names, "RepoDigests": [],
+                "Id": image.id, "ParentId": "",
+                "RepoTags": image.names.iter().filter(|n| !super::images::is_unnamed(n)).collect::<Vec<_>>(), "RepoDigests": [],
                 "Created": image.created, "Size": image.size(), "SharedSize": shared,
                 "VirtualSize": image.size(), "Labels": {},
                 "Containers": listed.iter().filter(|(c, _)| image.made(c)).count(),

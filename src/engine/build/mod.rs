@@ -195,8 +195,9 @@ pub fn serve_build(
             output: &mut progress,
         }
         .build(&parsed)?;
-        if let Some(tag) = &tag {
-            store.tag(tag, &saved.manifest)?;
+        match &tag {
+            Some(tag) => super::images::name_it(&store, tag, &saved.manifest)?,
+            None => super::images::keep_unnamed(&store, &saved.manifest)?,
         }
         Ok::<_, BuildError>(saved)
     })();
@@ -312,8 +313,9 @@ pub fn serve_commit(root: &Path, req: &Request, out: &mut Responder) -> Result<(
         let comment = req.param("comment").unwrap_or("");
         draft.add_layer(&layer, &format!("caixa commit {} {comment}", record.id));
         let saved = draft.save(&store)?;
-        if let Some(name) = &name {
-            store.tag(name, &saved.manifest)?;
+        match &name {
+            Some(name) => super::images::name_it(&store, name, &saved.manifest)?,
+            None => super::images::keep_unnamed(&store, &saved.manifest)?,
         }
         Ok(saved)
     };
