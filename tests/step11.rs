@@ -8181,7 +8181,7 @@ fn a_build_without_a_tag_is_an_image_of_no_name_that_its_id_runs() {
         "no name\n",
         "step 11: expected run {short} (the id a build without -t printed) to run its image, \
          it printed {:?}; most likely cause: a build without -t keeps no name for its image \
-         (images::keep_unnamed), so nothing finds it by its id\nstderr: {}",
+         (Store::keep_unnamed), so nothing finds it by its id\nstderr: {}",
         text(&out.stdout),
         text(&out.stderr)
     );
@@ -8206,7 +8206,7 @@ fn a_build_without_a_tag_is_an_image_of_no_name_that_its_id_runs() {
         images.contains(&format!("named:1\t{short}")) && !images.contains("<none>"),
         "step 11: expected tag to name the image, and no <none> left for it, images lists:\n\
          {images}most likely cause: tag adds the name but keeps the stand-in for no name \
-         (images::name_it)"
+         (Store::tag)"
     );
     stdout_of(&engine.client(&["rmi", "named:1"]));
     stdout_of(&build_in(&engine, context.path(), &["-q"]));
@@ -8226,9 +8226,13 @@ fn a_build_without_a_tag_is_an_image_of_no_name_that_its_id_runs() {
 fn a_new_daemon_removes_the_scratch_a_killed_one_left() {
     let mut engine = Engine::start();
     let tmp = engine.root().join("engine/tmp");
+    // Named as the engine names them, after a daemon pid no process can
+    // have (above any pid_max): a build's, an older daemon's build (no
+    // pid), a load's.
     let left = [
+        tmp.join("build-999999999-0123456789ab/context/Dockerfile"),
         tmp.join("build-0123456789ab/context/Dockerfile"),
-        tmp.join("4242-0/layer.tar"),
+        tmp.join("999999999-0/layer.tar"),
     ];
     engine.kill_daemon();
     for file in &left {

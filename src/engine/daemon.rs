@@ -152,15 +152,30 @@ pub(super) fn sweep_leftovers() {
 // ANCHOR_END: sweep_leftovers
 
 /// Removes what an earlier daemon of this root left in `engine/tmp` when
-/// it ended in the middle of a request: a build's context and steps, a
-/// load's files. A request cleans its own up as it ends; a daemon killed
-/// first cannot, and before this one listens nothing there is its own.
+/// it ended in the middle of a request: a build's context and steps
+/// (`build-PID-ID`), a load's files (`PID-N`). A request cleans its own up
+/// as it ends; a daemon killed first cannot. Only what the engine names so
+/// goes, and only where that daemon (`PID`) is dead: another daemon on
+/// this root keeps its own. Never through a link.
 fn sweep_scratch(root: &Path) {
     let dir = root.join("engine/tmp");
+    if !std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+        return;
+    }
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return;
     };
     for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(owner) = scratch_owner(&name) else {
+            continue;
+        };
+        let alive = owner.is_some_and(|pid| {
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+        });
+        if alive {
+            continue;
+        }
         let path = entry.path();
         let gone = match entry.file_type() {
             Ok(kind) if kind.is_dir() => std::fs::remove_dir_all(&path),
@@ -176,6 +191,22 @@ fn sweep_scratch(root: &Path) {
                 path.display()
             ),
         }
+    }
+}
+
+/// Whose scratch `name` is: `None` if the engine does not name anything
+/// so; `Some(None)` for a build's of an older daemon, which named no pid.
+fn scratch_owner(name: &str) -> Option<Option<i32>> {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if let Some(rest) = name.strip_prefix("build-") {
+        return Some(match rest.split_once('-') {
+            Some((pid, _)) if digits(pid) => pid.parse().ok(),
+            _ => None,
+        });
+    }
+    match name.split_once('-') {
+        Some((pid, n)) if digits(pid) && digits(n) => Some(pid.parse().ok()),
+        _ => None,
     }
 }
 
@@ -687,7 +718,7 @@ fn images(daemon: &Daemon) -> Result<Value, EngineError> {
             // (bollard) refuse one without them. -1: not counted.
             .map(|(digest, mut names)| {
                 // An image with no name: Docker's `<none>`, an empty list.
-                names.retain(|n| !super::images::is_unnamed(n));
+                names.retain(|n| !crate::image::store::is_unnamed(n, &digest));
                 json!({
                     "Id": digest, "RepoTags": names, "RepoDigests": [], "ParentId": "",
                     "Created": 0, "Size": 0, "SharedSize": -1, "Labels": {}, "Containers": -1,
@@ -1719,6 +1750,16 @@ fn random_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_scratch_the_engine_names_is_anyones_to_sweep() {
+        assert_eq!(scratch_owner("build-4242-0123456789ab"), Some(Some(4242)));
+        assert_eq!(scratch_owner("build-0123456789ab"), Some(None));
+        assert_eq!(scratch_owner("4242-7"), Some(Some(4242)));
+        for other in ["notes", "4242", "4242-x", "-1", "build"] {
+            assert_eq!(scratch_owner(other), None, "{other}");
+        }
+    }
 
     #[test]
     fn a_logs_window_holds_both_its_bounds_and_refuses_a_bound_it_cannot_read() {

@@ -22,7 +22,7 @@ use super::EngineError;
 use super::daemon::Daemon;
 use super::events::Event;
 use super::server::{Request, Responder};
-use crate::image::store::Store;
+use crate::image::store::{Store, is_unnamed};
 use crate::registry::client::Options;
 use crate::registry::reference::Reference;
 
@@ -56,44 +56,6 @@ pub(crate) fn tag_name(name: &str) -> Result<String, EngineError> {
     Ok(full)
 }
 
-// ANCHOR: unnamed
-/// The store's name for an image that has none (`build` without `-t`):
-/// `@` and its id, a name no reference can spell (`tag_name` refuses it),
-/// so the image stays in the store, reachable by its id (`run`, `rmi`,
-/// `tag`), and Docker's `<none>` in `images`. Its first real name takes
-/// its place ([`tag`]).
-pub(crate) fn unnamed(digest: &str) -> String {
-    format!("@{digest}")
-}
-
-/// Keeps `digest`, made without a name, under [`unnamed`]'s, unless a
-/// name has it already (a build that made an image it had made before).
-pub(crate) fn keep_unnamed(store: &Store, digest: &str) -> Result<(), crate::image::ImageError> {
-    if store.images()?.iter().any(|(_, d)| d == digest) {
-        return Ok(());
-    }
-    store.tag(&unnamed(digest), digest)
-}
-
-/// Points `name` at `digest`; an image named now has no [`unnamed`] left.
-pub(crate) fn name_it(
-    store: &Store,
-    name: &str,
-    digest: &str,
-) -> Result<(), crate::image::ImageError> {
-    store.tag(name, digest)?;
-    match store.untag(&unnamed(digest)) {
-        Ok(()) | Err(crate::image::ImageError::NotFound(_)) => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
-/// Whether `name` is [`unnamed`]'s: no name to show a client.
-pub(crate) fn is_unnamed(name: &str) -> bool {
-    name.starts_with('@')
-}
-// ANCHOR_END: unnamed
-
 /// `name`'s manifest digest, or Docker's 404 words.
 fn resolve(store: &Store, name: &str) -> Result<(String, String), EngineError> {
     // A name first, as Docker looks: an id only if no image has that name.
@@ -119,7 +81,9 @@ pub(crate) fn by_id(store: &Store, id: &str) -> Result<Option<(String, String)>,
     if hex.len() < 12 || hex.len() > 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Ok(None);
     }
-    let images = store.images()?;
+    let mut images = store.images()?;
+    // A real name before the one of an image of no name (`@` sorts first).
+    images.sort_by_key(|(name, digest)| is_unnamed(name, digest));
     let mut matches = images
         .iter()
         .filter(|(_, digest)| digest.trim_start_matches("sha256:").starts_with(hex));
@@ -184,7 +148,7 @@ pub fn tag(daemon: &Daemon, name: &str, req: &Request) -> Result<(), EngineError
         None => repo.to_string(),
     };
     let new = tag_name(&new)?;
-    name_it(&store, &new, &digest)?;
+    store.tag(&new, &digest)?;
     let event = Event::new("image", "tag", &digest).with("name", &new);
     super::events::record(&daemon.root, &event);
     Ok(())
@@ -203,7 +167,7 @@ pub fn remove(daemon: &Daemon, name: &str, force: bool) -> Result<Value, EngineE
         false => store
             .images()?
             .into_iter()
-            .filter(|(n, d)| *d == digest && !is_unnamed(n))
+            .filter(|(n, d)| *d == digest && !is_unnamed(n, d))
             .map(|(n, _)| n)
             .collect(),
     };
@@ -216,15 +180,29 @@ pub fn remove(daemon: &Daemon, name: &str, force: bool) -> Result<Value, EngineE
         )));
     }
     if !force {
+        // Whether this removal deletes the image: no other name left.
+        let deletes = !store
+            .images()?
+            .iter()
+            .any(|(n, d)| *d == digest && !is_unnamed(n, d) && !names.contains(n));
         let containers = super::state::Containers::open(&daemon.root)?;
         for (record, _) in containers.list()? {
             let made_from = full_name(&record.image).ok();
-            if let Some(full) = names
+            let by_name = names
                 .iter()
-                .find(|n| made_from.as_deref() == Some(n.as_str()))
-            {
+                .find(|n| made_from.as_deref() == Some(n.as_str()));
+            // Made from it by its id (`run 3f2a…`, how an image of no
+            // name is run): the same image, whatever it is called.
+            let by_id = || {
+                by_id(&store, &record.image)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|(_, d)| d == digest)
+            };
+            if by_name.is_some() || (deletes && by_id()) {
                 return Err(EngineError::Conflict(format!(
-                    "unable to remove {full}: container {} was made from it: remove it first, or use -f",
+                    "unable to remove {}: container {} was made from it: remove it first, or use -f",
+                    by_name.map_or(short_id(&digest), |n| n.as_str()),
                     record.name
                 )));
             }
@@ -239,7 +217,7 @@ pub fn remove(daemon: &Daemon, name: &str, force: bool) -> Result<Value, EngineE
     }
     if !by_name {
         // Removed by its id: it goes, names and all.
-        let _ = store.untag(&unnamed(&digest));
+        store.forget_unnamed(&digest)?;
     }
     if !store.images()?.iter().any(|(_, d)| *d == digest) {
         let event = Event::new("image", "delete", &digest).with("name", name);
@@ -260,7 +238,7 @@ pub fn inspect(daemon: &Daemon, name: &str) -> Result<Value, EngineError> {
     let tags: Vec<String> = store
         .images()?
         .into_iter()
-        .filter(|(n, d)| *d == digest && !is_unnamed(n))
+        .filter(|(n, d)| *d == digest && !is_unnamed(n, d))
         .map(|(n, _)| n)
         .collect();
     let size: u64 = manifest.layers().iter().map(|l| l.size()).sum();
@@ -461,9 +439,11 @@ pub fn save(daemon: &Daemon, names: &[String], out: &mut Responder) -> Result<()
             tar.append_data(&mut header, blob_name(blob), file)
                 .map_err(io)?;
         }
+        // An image of no name goes out as Docker saves one: no tags.
+        let unnamed = is_unnamed(full, digest);
         docker.push(json!({
             "Config": blob_name(manifest.config().digest().as_ref()),
-            "RepoTags": [full],
+            "RepoTags": if unnamed { Value::Null } else { json!([full]) },
             "Layers": manifest.layers().iter().map(|l| blob_name(l.digest().as_ref())).collect::<Vec<_>>(),
         }));
         let size = store.read_blob(digest).map_or(0, |b| b.len());
@@ -471,7 +451,7 @@ pub fn save(daemon: &Daemon, names: &[String], out: &mut Responder) -> Result<()
             "mediaType": manifest.media_type().as_ref().map(|m| m.to_string())
                 .unwrap_or_else(|| "application/vnd.oci.image.manifest.v1+json".into()),
             "digest": digest, "size": size,
-            "annotations": { "io.containerd.image.name": full, "org.opencontainers.image.ref.name": full.rsplit_once(':').map_or("latest", |(_, t)| t) },
+            "annotations": if unnamed { json!({}) } else { json!({ "io.containerd.image.name": full, "org.opencontainers.image.ref.name": full.rsplit_once(':').map_or("latest", |(_, t)| t) }) },
         }));
     }
     add(&mut tar, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#).map_err(io)?;

@@ -167,7 +167,7 @@ pub fn system_df(root: &Path) -> Result<Value, EngineError> {
                 .sum();
             json!({
                 "Id": image.id, "ParentId": "",
-                "RepoTags": image.names.iter().filter(|n| !super::images::is_unnamed(n)).collect::<Vec<_>>(), "RepoDigests": [],
+                "RepoTags": image.names.iter().filter(|n| !crate::image::store::is_unnamed(n, &image.id)).collect::<Vec<_>>(), "RepoDigests": [],
                 "Created": image.created, "Size": image.size(), "SharedSize": shared,
                 "VirtualSize": image.size(), "Labels": {},
                 "Containers": listed.iter().filter(|(c, _)| image.made(c)).count(),

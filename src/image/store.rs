@@ -23,6 +23,22 @@ use super::{ImageError, io_err};
 /// The default store root.
 pub const DEFAULT_ROOT: &str = "/var/lib/caixa";
 
+// ANCHOR: unnamed
+/// The store's name for an image that has none (`build` without `-t`, a
+/// commit without a name): `@` and its manifest's digest, a name no image
+/// reference can spell, so that the image stays listed (Docker's `<none>`)
+/// and found by its id until it gets a name of its own ([`Store::tag`]).
+pub fn unnamed(manifest: &str) -> String {
+    format!("@{manifest}")
+}
+
+/// Whether `name`, pointing at `manifest`, is [`unnamed`]'s: no name to
+/// show a client.
+pub fn is_unnamed(name: &str, manifest: &str) -> bool {
+    name.strip_prefix('@') == Some(manifest)
+}
+// ANCHOR_END: unnamed
+
 /// The store a command uses unless told: [`DEFAULT_ROOT`] as root, the
 /// user's own data directory (`$XDG_DATA_HOME/caixa`, else
 /// `~/.local/share/caixa`) for a rootless start.
@@ -155,8 +171,15 @@ impl Store {
         self.root.join("layers").join(owner)
     }
 
-    /// Points `name` at a manifest digest.
+    /// Points `name` at a manifest digest. A name takes the place of the
+    /// image's [`unnamed`] one, if it had that.
     pub fn tag(&self, name: &str, manifest: &str) -> Result<(), ImageError> {
+        // `@` begins only the name of an image of no name, its own.
+        if name.starts_with('@') && name != unnamed(manifest) {
+            return Err(ImageError::BadName {
+                name: name.to_string(),
+            });
+        }
         let path = self.image_path(name)?;
         // A temporary name of its own: two tags written at once (`v1.0`
         // and `v1.1`, whose `with_extension` would be one `v1.tmp`) must
@@ -166,7 +189,27 @@ impl Store {
             .join("images")
             .join(format!(".{}", unique_suffix("tag")));
         std::fs::write(&tmp, manifest).map_err(io_err(&tmp))?;
-        std::fs::rename(&tmp, &path).map_err(io_err(&path))
+        std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
+        if name != unnamed(manifest) {
+            let stand_in = self.root.join("images").join(unnamed(manifest));
+            match std::fs::remove_file(&stand_in) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(io_err(&stand_in)(e));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps an image made without a name (`build` without `-t`) under its
+    /// [`unnamed`] one, unless a name has it already: without any, nothing
+    /// would list it or find it by its id.
+    pub fn keep_unnamed(&self, manifest: &str) -> Result<(), ImageError> {
+        if self.images()?.iter().any(|(_, d)| d == manifest) {
+            return Ok(());
+        }
+        self.tag(&unnamed(manifest), manifest)
     }
 
     /// The manifest digest of `name`.
@@ -223,6 +266,14 @@ impl Store {
             });
         }
         Ok(self.root.join("images").join(file))
+    }
+
+    /// Forgets the [`unnamed`] name of `manifest`, if it has one.
+    pub fn forget_unnamed(&self, manifest: &str) -> Result<(), ImageError> {
+        match self.untag(&unnamed(manifest)) {
+            Ok(()) | Err(ImageError::NotFound(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// A container's own directory.
@@ -286,6 +337,35 @@ fn unescape(file: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_image_of_no_name_is_kept_until_it_gets_one() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path()).unwrap();
+        let (x, y) = (
+            format!("sha256:{}", "c".repeat(64)),
+            format!("sha256:{}", "d".repeat(64)),
+        );
+        store.keep_unnamed(&x).unwrap();
+        assert_eq!(store.images().unwrap(), vec![(unnamed(&x), x.clone())]);
+        assert!(is_unnamed(&unnamed(&x), &x) && !is_unnamed(&unnamed(&x), &y));
+        // Only an image's own: no other name may begin with `@`.
+        for bad in [unnamed(&y), "@web:1".to_string()] {
+            assert!(matches!(
+                store.tag(&bad, &x),
+                Err(ImageError::BadName { .. })
+            ));
+        }
+        // A name takes its place; an image with a name gets none.
+        store.tag("web:1", &x).unwrap();
+        assert_eq!(
+            store.images().unwrap(),
+            vec![("web:1".to_string(), x.clone())]
+        );
+        store.keep_unnamed(&x).unwrap();
+        assert_eq!(store.images().unwrap().len(), 1);
+        store.forget_unnamed(&y).unwrap();
+    }
 
     #[test]
     fn tags_written_side_by_side_never_share_a_temporary_file() {

@@ -17,6 +17,7 @@ use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use anyhow::{Context, Result};
@@ -72,7 +73,6 @@ impl Drop for StandIn {
 fn answer(conn: UnixStream, started: &Started) -> Result<()> {
     let mut reader = BufReader::new(conn.try_clone()?);
     let mut out = conn;
-    let mut created = 0u64;
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line)? == 0 {
@@ -98,7 +98,8 @@ fn answer(conn: UnixStream, started: &Started) -> Result<()> {
                 length = value.trim().parse().unwrap_or(0);
             }
         }
-        let mut body = vec![0u8; length];
+        // A run's create body is a few KiB; more is no run's.
+        let mut body = vec![0u8; length.min(1 << 20)];
         reader.read_exact(&mut body)?;
         let path = target.split('?').next().unwrap_or_default();
         // `/v1.41/containers/…` and `/containers/…` alike.
@@ -117,8 +118,11 @@ fn answer(conn: UnixStream, started: &Started) -> Result<()> {
                 )?;
             }
             ("POST", ["containers", "create"]) => {
-                created += 1;
-                let id = format!("{:064x}", (std::process::id() as u64) << 32 | created);
+                // One count for every connection: each run's id is new, so
+                // its attach and wait hold for its own start.
+                static CREATED: AtomicU64 = AtomicU64::new(0);
+                let n = CREATED.fetch_add(1, Ordering::Relaxed) + 1;
+                let id = format!("{:064x}", (std::process::id() as u64) << 32 | n);
                 let json = format!("{{\"Id\":\"{id}\",\"Warnings\":[]}}");
                 write!(
                     out,

@@ -151,7 +151,12 @@ pub fn serve_build(
     // any entry is hostile.
     let scratch = Scratch(
         root.join("engine/tmp")
-            .join(format!("build-{}", crate::ns::uts::short_random_id())),
+            // The daemon's pid in it: a new daemon sweeps only a dead one's.
+            .join(format!(
+                "build-{}-{}",
+                std::process::id(),
+                crate::ns::uts::short_random_id()
+            )),
     );
     let context = scratch.0.join("context");
     let work = scratch.0.join("work");
@@ -196,8 +201,8 @@ pub fn serve_build(
         }
         .build(&parsed)?;
         match &tag {
-            Some(tag) => super::images::name_it(&store, tag, &saved.manifest)?,
-            None => super::images::keep_unnamed(&store, &saved.manifest)?,
+            Some(tag) => store.tag(tag, &saved.manifest)?,
+            None => store.keep_unnamed(&saved.manifest)?,
         }
         Ok::<_, BuildError>(saved)
     })();
@@ -314,8 +319,8 @@ pub fn serve_commit(root: &Path, req: &Request, out: &mut Responder) -> Result<(
         draft.add_layer(&layer, &format!("caixa commit {} {comment}", record.id));
         let saved = draft.save(&store)?;
         match &name {
-            Some(name) => super::images::name_it(&store, name, &saved.manifest)?,
-            None => super::images::keep_unnamed(&store, &saved.manifest)?,
+            Some(name) => store.tag(name, &saved.manifest)?,
+            None => store.keep_unnamed(&saved.manifest)?,
         }
         Ok(saved)
     };
