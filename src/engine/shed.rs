@@ -219,7 +219,7 @@ unsafe extern "C" fn each_object(
     _size: libc::size_t,
     data: *mut libc::c_void,
 ) -> libc::c_int {
-    // SAFETY: `data` is the `Walk` that `idle_pages` lends for the call;
+    // SAFETY: `data` is the `Walk` that `drop_then` lends for the call;
     // `info` and its program headers are the loader's, valid during it.
     let (walk, info) = unsafe { (&mut *(data as *mut Walk), &*info) };
     for i in 0..usize::from(info.dlpi_phnum) {
@@ -339,7 +339,6 @@ fn windows(addresses: &[usize], size: usize) -> Vec<(usize, usize)> {
         })
         .collect();
     all.sort_unstable();
-    all.dedup();
     let mut merged: Vec<(usize, usize)> = Vec::with_capacity(all.len());
     for (from, to) in all {
         match merged.last_mut() {

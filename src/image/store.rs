@@ -191,13 +191,7 @@ impl Store {
         std::fs::write(&tmp, manifest).map_err(io_err(&tmp))?;
         std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
         if name != unnamed(manifest) {
-            let stand_in = self.root.join("images").join(unnamed(manifest));
-            match std::fs::remove_file(&stand_in) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(io_err(&stand_in)(e));
-                }
-                _ => {}
-            }
+            self.forget_unnamed(manifest)?;
         }
         Ok(())
     }

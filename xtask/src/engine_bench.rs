@@ -109,10 +109,10 @@ pub fn run(root: &Path, runs: usize, scale: Option<usize>, memory: Option<usize>
     }
 
     // The same words to the same daemon, from its client and Docker's.
-    let engine_run = |client: &Path, network: &str| {
+    let engine_run = |client: &Path, host: &str, network: &str| {
         let mut cmd = Command::new(client);
         cmd.env("DOCKER_CONFIG", &docker_config)
-            .args(["-H", &host, "run", "--rm", "--network", network])
+            .args(["-H", host, "run", "--rm", "--network", network])
             .args(["bb:1", "true"]);
         cmd
     };
@@ -120,14 +120,14 @@ pub fn run(root: &Path, runs: usize, scale: Option<usize>, memory: Option<usize>
     type Runner<'a> = (String, Box<dyn Fn() -> Command + 'a>);
     let mut rows: Vec<Runner> = Vec::new();
     for network in ["none", "bridge"] {
-        let (step11, docker) = (step11.clone(), docker.clone());
+        let (step11, docker, host) = (step11.clone(), docker.clone(), host.as_str());
         rows.push((
             format!("caixa client → caixa, {network}"),
-            Box::new(move || engine_run(&step11, network)),
+            Box::new(move || engine_run(&step11, host, network)),
         ));
         rows.push((
             format!("Docker CLI → caixa, {network}"),
-            Box::new(move || engine_run(&docker, network)),
+            Box::new(move || engine_run(&docker, host, network)),
         ));
         let args = crate::podman_bench::run_args(&parent, network);
         let podman = &podman;
@@ -178,13 +178,7 @@ pub fn run(root: &Path, runs: usize, scale: Option<usize>, memory: Option<usize>
         ),
         (
             "Docker CLI's floor: `run`, stand-in".into(),
-            Box::new(|| {
-                let mut cmd = Command::new(&docker);
-                cmd.env("DOCKER_CONFIG", &docker_config)
-                    .args(["-H", &stand_in_host, "run", "--rm", "--network", "none"])
-                    .args(["bb:1", "true"]);
-                cmd
-            }),
+            Box::new(|| engine_run(&docker, &stand_in_host, "none")),
         ),
     ];
     for (name, make) in &rows {
