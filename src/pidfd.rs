@@ -63,6 +63,29 @@ pub fn ended(pidfds: &[std::os::fd::BorrowedFd<'_>]) -> Option<Vec<bool>> {
     )
 }
 
+/// The descriptors (their numbers, as added with them as the events'
+/// data) of the pidfds in `set` whose process has ended, asked without
+/// waiting; `None` if the kernel refused.
+pub fn ended_in(set: &nix::sys::epoll::Epoll) -> Option<std::collections::HashSet<i32>> {
+    use nix::sys::epoll::{EpollEvent, EpollTimeout};
+    let mut ended = std::collections::HashSet::new();
+    let mut events = [EpollEvent::empty(); 64];
+    loop {
+        let n = match set.wait(&mut events, EpollTimeout::ZERO) {
+            Ok(n) => n,
+            Err(Errno::EINTR) => continue,
+            Err(_) => return None,
+        };
+        // Level-triggered: an ended pidfd stays ready until it is closed,
+        // so a full batch may hold some seen already; a short one is all.
+        let before = ended.len();
+        ended.extend(events[..n].iter().map(|e| e.data() as i32));
+        if n < events.len() || ended.len() == before {
+            return Some(ended);
+        }
+    }
+}
+
 /// Waits up to `timeout` for the process to end (its pidfd turns readable
 /// when it exits, reaped or not); whether it did.
 pub fn wait_gone(pidfd: &OwnedFd, timeout: std::time::Duration) -> bool {

@@ -1058,7 +1058,7 @@ fn await_shim(
     mut shim: Option<Spawned>,
 ) -> Result<(), EngineError> {
     let dir = containers.dir(&record.id);
-    let mut waiter = Waiter::on(&dir);
+    let mut waiter = Waiter::on_life(&dir);
     loop {
         let mark = waiter.mark();
         // Whether the shim is gone, first: a shim records how things went
@@ -1348,7 +1348,7 @@ fn stopped_within(
     limit: Option<Duration>,
 ) -> Result<State, EngineError> {
     let deadline = limit.and_then(|limit| std::time::Instant::now().checked_add(limit));
-    let mut waiter = Waiter::on(&containers.dir(id));
+    let mut waiter = Waiter::on_life(&containers.dir(id));
     loop {
         let mark = waiter.mark();
         let state = containers.state(id)?;
@@ -1552,7 +1552,7 @@ fn shim_gone(containers: &Containers, record: &Record) {
     // takes its time over both.
     let dir = containers.dir(&record.id);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let mut waiter = Waiter::on(&dir);
+    let mut waiter = Waiter::on_life(&dir);
     loop {
         let mark = waiter.mark();
         if !super::state::shim_alive(&dir) || std::time::Instant::now() >= deadline {

@@ -63,7 +63,7 @@ pub fn until(
 ) -> Result<State, EngineError> {
     let dir = containers.dir(&record.id);
     let _reading = Waiting::on(containers, &record.id);
-    let mut waiter = Waiter::on(&dir);
+    let mut waiter = Waiter::on_life(&dir);
     // For `next-exit`: the end after the first look.
     let mut next: Option<NextEnd> = None;
     let mut last = State::default();

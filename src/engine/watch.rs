@@ -20,6 +20,14 @@
 //! fresh number under a mutex and wakes every waiter on a condvar; a waiter
 //! sleeps until its directory's number moves.
 //!
+//! Not every change concerns every waiter. Each directory has three
+//! stamps, and an event moves those its file concerns ([`Moved`]): any
+//! change (the log grew: `attach` and `logs -f` wake), a change to the
+//! container's life (its state, or its shim's lock: `start`, `wait`,
+//! `stop` and `rm` wake, not at each line a chatty container writes), a
+//! change to its record or state (`ps`). A file written beside another, to
+//! be renamed into place, moves none: its rename does.
+//!
 //! The poll stays, as a safety net, in the waiter's timeout: a directory
 //! inotify cannot watch (`max_user_watches` reached), a change it does not
 //! report (a lock released a moment after its file's close event), or a
@@ -70,29 +78,73 @@ struct Stamps {
     of: HashMap<WatchDescriptor, Stamp>,
 }
 
-/// A directory's stamps: of its last change, and of the last change to its
-/// record or state (`ps` reads those two, and need not read them again
-/// when only its log grew).
+/// A directory's stamps, one per kind of change ([`Moved`]): of its last
+/// change, of the last change to its life (its state, or its shim's
+/// lock), and of the last change to its record or state (`ps` reads those
+/// two, and need not read them again when only its log grew).
 #[derive(Clone, Copy)]
 struct Stamp {
     any: u64,
+    life: u64,
     records: u64,
 }
 
 /// The files of a container's directory that `ps` reads.
 const RECORDS: [&str; 2] = ["container.json", "state.json"];
 
+/// Which of a directory's stamps an event moves: each kind moves the ones
+/// after it too (a record's change is a change to its life, and a change).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum Moved {
+    /// Nothing: a file written beside another, to be renamed into place
+    /// (`state.tmp`, `.config.json.tmp-PID`). Its rename is what says the
+    /// file changed; its writes and its close would wake every waiter
+    /// twice more for each state the shim records.
+    Nothing,
+    /// `any`: the log grew, a socket went.
+    Any,
+    /// `life` and `any`: the shim's lock closed (the shim ended).
+    Life,
+    /// All three: the record or the state (or the directory itself).
+    Records,
+}
+
+impl Moved {
+    /// What an event about `name` (in a container's directory) moves.
+    fn by(name: Option<&std::ffi::OsStr>) -> Moved {
+        let Some(name) = name.map(|n| n.to_string_lossy()) else {
+            return Moved::Records;
+        };
+        if RECORDS.contains(&name.as_ref()) {
+            Moved::Records
+        } else if name == "shim.lock" {
+            Moved::Life
+        } else if name.ends_with(".tmp") || name.contains(".tmp-") {
+            Moved::Nothing
+        } else {
+            Moved::Any
+        }
+    }
+}
+
 impl Stamps {
-    /// A new stamp for `wd` (for its records too, if `records`).
-    fn stamp(&mut self, wd: WatchDescriptor, records: bool) {
+    /// A new stamp for `wd`, in the stamps `moved` says.
+    fn stamp(&mut self, wd: WatchDescriptor, moved: Moved) {
+        if moved == Moved::Nothing {
+            return;
+        }
         self.next += 1;
         let now = self.next;
         let stamp = self.of.entry(wd).or_insert(Stamp {
             any: now,
+            life: now,
             records: now,
         });
         stamp.any = now;
-        if records {
+        if moved >= Moved::Life {
+            stamp.life = now;
+        }
+        if moved == Moved::Records {
             stamp.records = now;
         }
     }
@@ -102,16 +154,13 @@ impl Stamps {
         if event.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
             // Events were lost: every directory may have changed.
             let all: Vec<_> = self.of.keys().copied().collect();
-            all.into_iter().for_each(|wd| self.stamp(wd, true));
+            all.into_iter()
+                .for_each(|wd| self.stamp(wd, Moved::Records));
         } else if event.mask.contains(AddWatchFlags::IN_IGNORED) {
             // The directory is gone: its waiters see "changed".
             self.of.remove(&event.wd);
         } else {
-            let records = event
-                .name
-                .as_ref()
-                .is_none_or(|name| RECORDS.iter().any(|r| name.as_os_str() == *r));
-            self.stamp(event.wd, records);
+            self.stamp(event.wd, Moved::by(event.name.as_deref()));
         }
     }
 }
@@ -263,7 +312,7 @@ pub fn watched(dir: &Path) -> Option<WatchDescriptor> {
     // A directory seen for the first time gets stamps to compare with.
     let mut stamps = watch.stamps();
     if !stamps.of.contains_key(&wd) {
-        stamps.stamp(wd, true);
+        stamps.stamp(wd, Moved::Records);
     }
     Some(wd)
 }
@@ -283,6 +332,8 @@ pub struct Waiter {
     /// The directory's watch, or `None` to poll (no instance, or the
     /// kernel refused the watch).
     wd: Option<WatchDescriptor>,
+    /// Which changes wake it: [`Moved::Any`] or [`Moved::Life`].
+    wakes: Moved,
     next: Duration,
 }
 
@@ -294,17 +345,39 @@ impl Waiter {
     /// Starts watching `dir` (a container's directory) for what the shim
     /// writes there.
     pub fn on(dir: &Path) -> Waiter {
+        Waiter::woken_by(dir, Moved::Any)
+    }
+
+    /// Starts watching `dir` (a container's directory) for changes to its
+    /// life only: its state, its shim's end. For those who wait for a
+    /// start, an end or a removal (`start`, `wait`, `stop`, `rm`), whom the
+    /// log growing under a chatty container would wake at every write.
+    pub fn on_life(dir: &Path) -> Waiter {
+        Waiter::woken_by(dir, Moved::Life)
+    }
+
+    fn woken_by(dir: &Path, wakes: Moved) -> Waiter {
         // A directory seen for the first time gets a stamp to compare with.
         Waiter {
             wd: watched(dir),
+            wakes,
             next: FIRST,
+        }
+    }
+
+    /// The stamp of `stamp` this waiter compares.
+    fn of(&self, stamp: &Stamp) -> u64 {
+        match self.wakes {
+            Moved::Life => stamp.life,
+            Moved::Records => stamp.records,
+            Moved::Any | Moved::Nothing => stamp.any,
         }
     }
 
     /// The directory's stamp now: take it before looking at its files.
     pub fn mark(&self) -> Mark {
         Mark(match (watch(), self.wd) {
-            (Some(watch), Some(wd)) => watch.stamps().of.get(&wd).map(|s| s.any),
+            (Some(watch), Some(wd)) => watch.stamps().of.get(&wd).map(|s| self.of(s)),
             _ => None,
         })
     }
@@ -325,7 +398,7 @@ impl Waiter {
         let (_stamps, waited) = watch
             .changed
             .wait_timeout_while(stamps, limit, |stamps| {
-                stamps.of.get(&wd).map(|s| s.any) == Some(seen)
+                stamps.of.get(&wd).map(|s| self.of(s)) == Some(seen)
             })
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if !waited.timed_out() {
@@ -382,6 +455,44 @@ mod tests {
         }
         assert!(queued > 0);
         assert_eq!(counted, queued);
+    }
+
+    #[test]
+    fn each_file_moves_the_stamps_of_what_it_is() {
+        let by = |name: &str| Moved::by(Some(std::ffi::OsStr::new(name)));
+        assert_eq!(by("state.json"), Moved::Records);
+        assert_eq!(by("container.json"), Moved::Records);
+        assert_eq!(Moved::by(None), Moved::Records);
+        assert_eq!(by("shim.lock"), Moved::Life);
+        assert_eq!(by("container.log"), Moved::Any);
+        assert_eq!(by("shim.sock"), Moved::Any);
+        assert_eq!(by("state.tmp"), Moved::Nothing);
+        assert_eq!(by(".config.json.tmp-4242"), Moved::Nothing);
+    }
+
+    #[test]
+    fn a_waiter_on_the_life_sleeps_through_the_log_and_wakes_for_the_state() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let life = Waiter::on_life(dir.path());
+        let any = Waiter::on(dir.path());
+        let (life_mark, any_mark) = (life.mark(), any.mark());
+        assert!(life_mark.0.is_some(), "the directory should be watched");
+        // The log grows, and a state is written beside its file.
+        std::fs::write(dir.path().join("container.log"), b"hello\n").expect("log");
+        std::fs::write(dir.path().join("state.tmp"), b"{}").expect("tmp");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while any.mark().0 == any_mark.0 && Instant::now() < deadline {
+            catch_up();
+        }
+        assert_ne!(any.mark().0, any_mark.0, "the log's growth is a change");
+        assert_eq!(life.mark().0, life_mark.0, "but not one of its life");
+        // The state renamed into place: that is.
+        std::fs::rename(dir.path().join("state.tmp"), dir.path().join("state.json"))
+            .expect("rename");
+        while life.mark().0 == life_mark.0 && Instant::now() < deadline {
+            catch_up();
+        }
+        assert_ne!(life.mark().0, life_mark.0, "the state's rename wakes it");
     }
 
     #[test]

@@ -318,7 +318,8 @@ fn mdbook(root: &Path, out: &Path, env: &[(&str, &str)]) -> Result<()> {
     if log.contains(" WARN ") || log.contains("[WARN") {
         let hint = if log.contains("search index is very large") {
             ": the search index passed mdBook's 10 MB; leave another page that nobody \
-             searches out of it ([output.html.search.chapter] in book/book.toml)"
+             searches out of it ([output.html.search.chapter] in book/book.toml), or cut \
+             its sections coarser (heading-split-level there)"
         } else {
             ""
         };

@@ -86,9 +86,6 @@ pub fn run(root: &Path, runs: usize, scale: Option<usize>, memory: Option<usize>
             .args(["-H", &host, "load"])
             .arg(&docker_archive),
     )?;
-    if let Some(n) = scale {
-        return self::scale(&step11, &host, n);
-    }
     let docker = docker_cli();
     let docker_config = work.join("docker-config");
     std::fs::create_dir_all(&docker_config)?;
@@ -100,9 +97,26 @@ pub fn run(root: &Path, runs: usize, scale: Option<usize>, memory: Option<usize>
         cmd
     };
     quiet(podman(&["load", "-q", "-i"]).arg(&oci_archive))?;
+    if let Some(n) = scale {
+        let peers = Peers {
+            docker: &docker,
+            docker_config: &docker_config,
+            podman: &podman,
+            parent: &parent,
+        };
+        let measured = self::scale(&step11, &host, n, &peers);
+        drop(daemon);
+        // Killed at once: `busybox sleep` as pid 1 ignores SIGTERM, and
+        // `system reset` would give each of hundreds its ten seconds.
+        let _ = podman(&["rm", "--all", "--force", "--time", "0"]).output();
+        let _ = podman(&["system", "reset", "--force"]).output();
+        crate::podman_bench::remove_groups(parent.trim_start_matches('/'));
+        return measured;
+    }
     if let Some(n) = memory {
         let measured = self::memory(&step11, &host, daemon.child.id(), n, &podman, &parent);
         drop(daemon);
+        let _ = podman(&["rm", "--all", "--force", "--time", "0"]).output();
         let _ = podman(&["system", "reset", "--force"]).output();
         crate::podman_bench::remove_groups(parent.trim_start_matches('/'));
         return measured;
@@ -252,10 +266,47 @@ pub fn run(root: &Path, runs: usize, scale: Option<usize>, memory: Option<usize>
 /// and the median of five more (the daemon's listing recalls what it read,
 /// `engine::recall`). Every container is removed at the end (`rm -f`, in
 /// batches), also when a start fails.
-fn scale(step11: &Path, host: &str, n: usize) -> Result<()> {
+/// The peers `--scale` lists beside caixa's client: the Docker CLI against
+/// the same daemon, and podman with as many containers of its own.
+struct Peers<'a> {
+    docker: &'a Path,
+    docker_config: &'a Path,
+    podman: &'a dyn Fn(&[&str]) -> Command,
+    parent: &'a str,
+}
+
+fn scale(step11: &Path, host: &str, n: usize, peers: &Peers<'_>) -> Result<()> {
     let client = |args: &[&str]| {
         let mut cmd = Command::new(step11);
         cmd.args(["-H", host]).args(args).stdin(Stdio::null());
+        cmd
+    };
+    let docker_ps = || {
+        let mut cmd = Command::new(peers.docker);
+        cmd.env("DOCKER_CONFIG", peers.docker_config)
+            .args(["-H", host, "ps"])
+            .stdin(Stdio::null());
+        cmd
+    };
+    let podman_run = || {
+        let mut cmd = (peers.podman)(&[
+            "run",
+            "-d",
+            "--network",
+            "none",
+            "--cgroup-parent",
+            peers.parent,
+        ]);
+        cmd.args([
+            "--ulimit",
+            "nofile=20000:20000",
+            "--ulimit",
+            "nproc=32768:32768",
+            "localhost/bb:1",
+            "busybox",
+            "sleep",
+            "3600",
+        ]);
         cmd
     };
     let timed = |mut cmd: Command| -> Result<(Duration, String)> {
@@ -278,18 +329,22 @@ fn scale(step11: &Path, host: &str, n: usize) -> Result<()> {
         .into_iter()
         .filter(|&c| c <= n)
         .collect();
-    let mut ids = Vec::with_capacity(n);
-    let mut starts: Vec<Duration> = Vec::new();
+    // Times one command; an error ends the bench (kept in `outcome`).
     let mut outcome = Ok(());
-    println!(
-        "\n{n} containers up at once (`run -d --network none bb:1 busybox sleep 3600`), caixa's client (ms)"
-    );
-    println!(
-        "{:>10} {:>22} {:>14} {:>20}",
-        "containers", "run -d (last ≤10)", "first ps", "ps, then (5)"
-    );
-    for k in 1..=n {
-        match timed(client(&[
+    let once = |make: &dyn Fn() -> Command, outcome: &mut Result<()>| match timed(make()) {
+        Ok((took, out)) => Some((took, out)),
+        Err(e) => {
+            *outcome = Err(e);
+            None
+        }
+    };
+    let median = |times: &mut Vec<Duration>| crate::peers::spread(times).median;
+
+    // Each engine alone, one after the other: podman's containers up
+    // beside caixa's would make every caixa start copy their mounts into
+    // its shim's namespace, and the other way round.
+    let caixa_run = || {
+        client(&[
             "run",
             "-d",
             "--network",
@@ -298,37 +353,37 @@ fn scale(step11: &Path, host: &str, n: usize) -> Result<()> {
             "busybox",
             "sleep",
             "3600",
-        ])) {
-            Ok((took, id)) => {
-                starts.push(took);
-                ids.push(id);
-            }
-            Err(e) => {
-                outcome = Err(e);
-                break;
-            }
-        }
+        ])
+    };
+    let caixa_ps = || client(&["ps"]);
+    let podman_ps = || (peers.podman)(&["ps"]);
+    let mut ids = Vec::with_capacity(n);
+    let mut starts: Vec<Duration> = Vec::new();
+    // Per checkpoint: caixa's run -d, first ps, ps, docker ps.
+    let mut caixa: Vec<[f64; 4]> = Vec::new();
+    for k in 1..=n {
+        let Some((took, id)) = once(&caixa_run, &mut outcome) else {
+            break;
+        };
+        starts.push(took);
+        ids.push(id);
         if checkpoints.contains(&k) {
             let mut last: Vec<Duration> = starts[starts.len().saturating_sub(10)..].to_vec();
-            let mut ps_times = |count: usize| {
-                let mut ps = Vec::new();
-                for _ in 0..count {
-                    match timed(client(&["ps"])) {
-                        Ok((took, _)) => ps.push(took),
-                        Err(e) => outcome = Err(e),
-                    }
-                }
-                ps
-            };
-            let first = ps_times(1).into_iter().next();
-            let mut then = ps_times(5);
-            let Some(first) = first.filter(|_| !then.is_empty()) else {
+            let first = once(&caixa_ps, &mut outcome);
+            let (mut then, mut docker) = (Vec::new(), Vec::new());
+            for _ in 0..5 {
+                then.extend(once(&caixa_ps, &mut outcome).map(|t| t.0));
+                docker.extend(once(&docker_ps, &mut outcome).map(|t| t.0));
+            }
+            let Some((first, _)) = first.filter(|_| outcome.is_ok()) else {
                 break;
             };
-            let run_median = crate::peers::spread(&mut last).median;
-            let first = first.as_secs_f64() * 1e3;
-            let then_median = crate::peers::spread(&mut then).median;
-            println!("{k:>10} {run_median:>22.1} {first:>14.1} {then_median:>20.1}");
+            caixa.push([
+                median(&mut last),
+                first.as_secs_f64() * 1e3,
+                median(&mut then),
+                median(&mut docker),
+            ]);
         }
     }
     for batch in ids.chunks(50) {
@@ -336,6 +391,58 @@ fn scale(step11: &Path, host: &str, n: usize) -> Result<()> {
         args.extend(batch.iter().map(String::as_str));
         if let Err(e) = timed(client(&args)) {
             eprintln!("bench-engine --scale: removing containers: {e}");
+        }
+    }
+    // Per checkpoint: podman's run -d, ps.
+    let mut podman: Vec<[f64; 2]> = Vec::new();
+    let mut starts: Vec<Duration> = Vec::new();
+    // As far as caixa's series went, and no further.
+    let reached = checkpoints
+        .get(caixa.len().wrapping_sub(1))
+        .copied()
+        .unwrap_or(0);
+    for k in 1..=reached {
+        let Some((took, _)) = once(&podman_run, &mut outcome) else {
+            break;
+        };
+        starts.push(took);
+        if checkpoints.contains(&k) {
+            let mut last: Vec<Duration> = starts[starts.len().saturating_sub(10)..].to_vec();
+            let mut ps = Vec::new();
+            for _ in 0..5 {
+                ps.extend(once(&podman_ps, &mut outcome).map(|t| t.0));
+            }
+            if ps.is_empty() {
+                break;
+            }
+            podman.push([median(&mut last), median(&mut ps)]);
+        }
+    }
+
+    println!(
+        "\n{n} containers up at once (`run -d --network none bb:1 busybox sleep 3600`), medians (ms): caixa's,\nlisted by its client and by the Docker CLI; then, once they are removed, podman's as many"
+    );
+    println!(
+        "{:>10} {:>18} {:>9} {:>7} {:>10} {:>15} {:>10} {:>8} {:>8}",
+        "containers",
+        "run -d (last ≤10)",
+        "first ps",
+        "ps (5)",
+        "docker ps",
+        "podman run -d",
+        "podman ps",
+        "ps /pod",
+        "docker /pod"
+    );
+    for (i, (k, [run, first, ps, docker])) in checkpoints.iter().zip(&caixa).enumerate() {
+        print!("{k:>10} {run:>18.1} {first:>9.1} {ps:>7.1} {docker:>10.1}");
+        match podman.get(i) {
+            Some([podman_run, podman_ps]) => println!(
+                " {podman_run:>15.1} {podman_ps:>10.1} {:>8.3} {:>8.3}",
+                ps / podman_ps,
+                docker / podman_ps
+            ),
+            None => println!(),
         }
     }
     outcome

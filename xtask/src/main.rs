@@ -235,7 +235,9 @@ enum Task {
         runs: usize,
         /// Instead of the rows: start N containers that stay up
         /// (`run -d`, no network), timing each start and `ps` as their
-        /// number grows, then remove them all: does the engine stay flat?
+        /// number grows (`ps` also through the Docker CLI, and podman's with
+        /// as many containers of its own), then remove them all: does the
+        /// engine stay flat?
         #[arg(long, value_name = "N")]
         scale: Option<usize>,
         /// Instead of the rows: start N idle containers with caixa and N
