@@ -23,7 +23,7 @@
 //! Not every change concerns every waiter. Each directory has three
 //! stamps, and an event moves those its file concerns ([`Moved`]): any
 //! change (the log grew: `attach` and `logs -f` wake), a change to the
-//! container's life (its state, or its shim's lock: `start`, `wait`,
+//! container's life (its state, its shim's lock or log: `start`, `wait`,
 //! `stop` and `rm` wake, not at each line a chatty container writes), a
 //! change to its record or state (`ps`). A file written beside another, to
 //! be renamed into place, moves none: its rename does.
@@ -103,7 +103,9 @@ enum Moved {
     Nothing,
     /// `any`: the log grew, a socket went.
     Any,
-    /// `life` and `any`: the shim's lock closed (the shim ended).
+    /// `life` and `any`: the shim's lock closed (the shim ended), or it
+    /// wrote to its own log, which it does when something goes wrong (a
+    /// shim that dies before it takes its lock writes only there).
     Life,
     /// All three: the record or the state (or the directory itself).
     Records,
@@ -117,7 +119,7 @@ impl Moved {
         };
         if RECORDS.contains(&name.as_ref()) {
             Moved::Records
-        } else if name == "shim.lock" {
+        } else if name == "shim.lock" || name == "shim.log" {
             Moved::Life
         } else if name.ends_with(".tmp") || name.contains(".tmp-") {
             Moved::Nothing
@@ -464,6 +466,7 @@ mod tests {
         assert_eq!(by("container.json"), Moved::Records);
         assert_eq!(Moved::by(None), Moved::Records);
         assert_eq!(by("shim.lock"), Moved::Life);
+        assert_eq!(by("shim.log"), Moved::Life);
         assert_eq!(by("container.log"), Moved::Any);
         assert_eq!(by("shim.sock"), Moved::Any);
         assert_eq!(by("state.tmp"), Moved::Nothing);

@@ -259,13 +259,6 @@ pub fn run(root: &Path, runs: usize, scale: Option<usize>, memory: Option<usize>
     crate::cost_plot::record(root, "engine", &measure)
 }
 
-/// Issue 19's "keep start and `ps` flat to 500": starts `n` containers
-/// that stay up (`run -d --network none IMAGE busybox sleep 3600`, caixa's client),
-/// and at each checkpoint prints the median of the last ten starts, the
-/// time of the first `ps` after them (it reads the new containers' files),
-/// and the median of five more (the daemon's listing recalls what it read,
-/// `engine::recall`). Every container is removed at the end (`rm -f`, in
-/// batches), also when a start fails.
 /// The peers `--scale` lists beside caixa's client: the Docker CLI against
 /// the same daemon, and podman with as many containers of its own.
 struct Peers<'a> {
@@ -275,6 +268,16 @@ struct Peers<'a> {
     parent: &'a str,
 }
 
+/// Issue 19's "keep start and `ps` flat to 500": starts `n` containers
+/// that stay up (`run -d --network none IMAGE busybox sleep 3600`, caixa's
+/// client), and at each checkpoint takes the median of the last ten
+/// starts, the time of the first `ps` after them (it reads the new
+/// containers' files), and the median of five more (the daemon's listing
+/// recalls what it read, `engine::recall`), with five of the Docker CLI's
+/// `ps` between them. Every container is removed (`rm -f`, in batches),
+/// also when a start fails; then podman does the same alone, up to the
+/// last checkpoint caixa reached. One table, with the ratios of each `ps`
+/// to podman's. The first error ends both series and is the one returned.
 fn scale(step11: &Path, host: &str, n: usize, peers: &Peers<'_>) -> Result<()> {
     let client = |args: &[&str]| {
         let mut cmd = Command::new(step11);
@@ -331,11 +334,16 @@ fn scale(step11: &Path, host: &str, n: usize, peers: &Peers<'_>) -> Result<()> {
         .collect();
     // Times one command; an error ends the bench (kept in `outcome`).
     let mut outcome = Ok(());
-    let once = |make: &dyn Fn() -> Command, outcome: &mut Result<()>| match timed(make()) {
-        Ok((took, out)) => Some((took, out)),
-        Err(e) => {
-            *outcome = Err(e);
-            None
+    let once = |make: &dyn Fn() -> Command, outcome: &mut Result<()>| {
+        if outcome.is_err() {
+            return None;
+        }
+        match timed(make()) {
+            Ok((took, out)) => Some((took, out)),
+            Err(e) => {
+                *outcome = Err(e);
+                None
+            }
         }
     };
     let median = |times: &mut Vec<Duration>| crate::peers::spread(times).median;
@@ -412,7 +420,7 @@ fn scale(step11: &Path, host: &str, n: usize, peers: &Peers<'_>) -> Result<()> {
             for _ in 0..5 {
                 ps.extend(once(&podman_ps, &mut outcome).map(|t| t.0));
             }
-            if ps.is_empty() {
+            if outcome.is_err() {
                 break;
             }
             podman.push([median(&mut last), median(&mut ps)]);
@@ -423,7 +431,7 @@ fn scale(step11: &Path, host: &str, n: usize, peers: &Peers<'_>) -> Result<()> {
         "\n{n} containers up at once (`run -d --network none bb:1 busybox sleep 3600`), medians (ms): caixa's,\nlisted by its client and by the Docker CLI; then, once they are removed, podman's as many"
     );
     println!(
-        "{:>10} {:>18} {:>9} {:>7} {:>10} {:>15} {:>10} {:>8} {:>8}",
+        "{:>10} {:>18} {:>9} {:>7} {:>10} {:>15} {:>10} {:>8} {:>11}",
         "containers",
         "run -d (last ≤10)",
         "first ps",
@@ -438,7 +446,7 @@ fn scale(step11: &Path, host: &str, n: usize, peers: &Peers<'_>) -> Result<()> {
         print!("{k:>10} {run:>18.1} {first:>9.1} {ps:>7.1} {docker:>10.1}");
         match podman.get(i) {
             Some([podman_run, podman_ps]) => println!(
-                " {podman_run:>15.1} {podman_ps:>10.1} {:>8.3} {:>8.3}",
+                " {podman_run:>15.1} {podman_ps:>10.1} {:>8.3} {:>11.3}",
                 ps / podman_ps,
                 docker / podman_ps
             ),
