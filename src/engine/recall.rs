@@ -147,13 +147,8 @@ impl Listing {
         if state.status != state::Status::Running {
             return Ok(Some((record, state)));
         }
-        match vouch(kept, dir, state.shim, room, ends) {
-            Vouched::OnTrust => self.trusted.push(id.to_string()),
-            Vouched::Kept => self.shims += 1,
-            Vouched::ByLock => {}
-            Vouched::Not => return Ok(None),
-        }
-        Ok(Some((record, state)))
+        let vouched = vouch(kept, dir, state.shim, room, ends);
+        Ok(self.heed(id, vouched).then_some((record, state)))
     }
     // ANCHOR_END: line
 
@@ -180,7 +175,14 @@ impl Listing {
         let Some(kept) = current_in(&mut self.kept, self.generation, id, dir) else {
             return state::shim_alive(dir);
         };
-        match vouch(kept, dir, pid, room, ends) {
+        let vouched = vouch(kept, dir, pid, room, ends);
+        self.heed(id, vouched)
+    }
+
+    /// Counts what [`vouch`] found for container `id` (a shim taken on
+    /// trust, to ask at the end; one more pidfd kept); whether it lives.
+    fn heed(&mut self, id: &str, vouched: Vouched) -> bool {
+        match vouched {
             Vouched::OnTrust => self.trusted.push(id.to_string()),
             Vouched::Kept => self.shims += 1,
             Vouched::ByLock => {}

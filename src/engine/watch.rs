@@ -79,8 +79,8 @@ struct Stamps {
 }
 
 /// A directory's stamps, one per kind of change ([`Moved`]): of its last
-/// change, of the last change to its life (its state, or its shim's
-/// lock), and of the last change to its record or state (`ps` reads those
+/// change, of the last change to its life (its state, its shim's lock or
+/// log), and of the last change to its record or state (`ps` reads those
 /// two, and need not read them again when only its log grew).
 #[derive(Clone, Copy)]
 struct Stamp {

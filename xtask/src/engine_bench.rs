@@ -259,6 +259,33 @@ pub fn run(root: &Path, runs: usize, scale: Option<usize>, memory: Option<usize>
     crate::cost_plot::record(root, "engine", &measure)
 }
 
+/// A container that stays up: what `--scale` and `--memory` start.
+const SLEEPER: [&str; 4] = ["bb:1", "busybox", "sleep", "3600"];
+
+/// `step11 run -d` of a [`SLEEPER`], no network, through the daemon at `host`.
+fn caixa_sleeper(step11: &Path, host: &str) -> Command {
+    let mut cmd = Command::new(step11);
+    cmd.args(["-H", host, "run", "-d", "--network", "none"])
+        .args(SLEEPER)
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// podman's `run -d` of the same, below the cgroup `parent`, with the
+/// limits this machine can give (see `podman_bench::run_args`).
+fn podman_sleeper(podman: &dyn Fn(&[&str]) -> Command, parent: &str) -> Command {
+    let mut cmd = podman(&["run", "-d", "--network", "none", "--cgroup-parent", parent]);
+    cmd.args([
+        "--ulimit",
+        "nofile=20000:20000",
+        "--ulimit",
+        "nproc=32768:32768",
+        "localhost/bb:1",
+    ])
+    .args(&SLEEPER[1..]);
+    cmd
+}
+
 /// The peers `--scale` lists beside caixa's client: the Docker CLI against
 /// the same daemon, and podman with as many containers of its own.
 struct Peers<'a> {
@@ -291,27 +318,7 @@ fn scale(step11: &Path, host: &str, n: usize, peers: &Peers<'_>) -> Result<()> {
             .stdin(Stdio::null());
         cmd
     };
-    let podman_run = || {
-        let mut cmd = (peers.podman)(&[
-            "run",
-            "-d",
-            "--network",
-            "none",
-            "--cgroup-parent",
-            peers.parent,
-        ]);
-        cmd.args([
-            "--ulimit",
-            "nofile=20000:20000",
-            "--ulimit",
-            "nproc=32768:32768",
-            "localhost/bb:1",
-            "busybox",
-            "sleep",
-            "3600",
-        ]);
-        cmd
-    };
+    let podman_run = || podman_sleeper(peers.podman, peers.parent);
     let timed = |mut cmd: Command| -> Result<(Duration, String)> {
         let start = Instant::now();
         let out = cmd.output()?;
@@ -328,10 +335,11 @@ fn scale(step11: &Path, host: &str, n: usize, peers: &Peers<'_>) -> Result<()> {
             String::from_utf8_lossy(&out.stdout).trim().to_string(),
         ))
     };
-    let checkpoints: Vec<usize> = [1, 10, 50, 100, 200, 300, 400, 500, n]
+    let mut checkpoints: Vec<usize> = [1, 10, 50, 100, 200, 300, 400, 500, n]
         .into_iter()
         .filter(|&c| c <= n)
         .collect();
+    checkpoints.dedup();
     // Times one command; an error ends the bench (kept in `outcome`).
     let mut outcome = Ok(());
     let once = |make: &dyn Fn() -> Command, outcome: &mut Result<()>| {
@@ -351,18 +359,7 @@ fn scale(step11: &Path, host: &str, n: usize, peers: &Peers<'_>) -> Result<()> {
     // Each engine alone, one after the other: podman's containers up
     // beside caixa's would make every caixa start copy their mounts into
     // its shim's namespace, and the other way round.
-    let caixa_run = || {
-        client(&[
-            "run",
-            "-d",
-            "--network",
-            "none",
-            "bb:1",
-            "busybox",
-            "sleep",
-            "3600",
-        ])
-    };
+    let caixa_run = || caixa_sleeper(step11, host);
     let caixa_ps = || client(&["ps"]);
     let podman_ps = || (peers.podman)(&["ps"]);
     let mut ids = Vec::with_capacity(n);
@@ -545,7 +542,6 @@ fn memory(
     podman: &dyn Fn(&[&str]) -> Command,
     parent: &str,
 ) -> Result<()> {
-    let sleep = ["busybox", "sleep", "3600"];
     let mut ids = Vec::new();
     let mut outcome = (|| {
         // What the machine spends: /proc/meminfo before and after each
@@ -554,11 +550,7 @@ fn memory(
         settle();
         let before = MachineMemory::now();
         for _ in 0..n {
-            let out = Command::new(step11)
-                .args(["-H", host, "run", "-d", "--network", "none", "bb:1"])
-                .args(sleep)
-                .stdin(Stdio::null())
-                .output()?;
+            let out = caixa_sleeper(step11, host).output()?;
             if !out.status.success() {
                 bail!("run -d: {}", String::from_utf8_lossy(&out.stderr).trim());
             }
@@ -568,16 +560,7 @@ fn memory(
         settle();
         let with_caixa = MachineMemory::now();
         for _ in 0..n {
-            let mut cmd = podman(&["run", "-d", "--network", "none", "--cgroup-parent", parent]);
-            cmd.args([
-                "--ulimit",
-                "nofile=20000:20000",
-                "--ulimit",
-                "nproc=32768:32768",
-            ])
-            .arg("localhost/bb:1")
-            .args(sleep);
-            quiet(&mut cmd)?;
+            quiet(&mut podman_sleeper(podman, parent))?;
         }
         settle();
         let with_podman = MachineMemory::now();
