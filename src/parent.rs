@@ -196,7 +196,24 @@ pub fn create(spec: &Spec, launch: &Launch<'_>) -> Result<Running, Error> {
     self::launch(spec, launch)
 }
 
+/// Steps 1 to 6 ([`launch_until_ready`]), then 7 ([`Ready::start`]),
+/// unless a start gate keeps the child waiting there for `start` (step 12).
 fn launch(spec: &Spec, launch: &Launch<'_>) -> Result<Running, Error> {
+    let ready = launch_until_ready(spec, launch)?;
+    if launch.gate.is_some() {
+        let trace = &ready.running.trace;
+        trace.step(
+            Side::Parent,
+            format_args!("created: the child waits at the start gate"),
+        );
+        return Ok(ready.running);
+    }
+    ready.start()
+}
+
+/// Steps 1 to 6: everything but the exec, which the child, `Ready`, waits
+/// on the channel for.
+fn launch_until_ready(spec: &Spec, launch: &Launch<'_>) -> Result<Ready, Error> {
     let trace = Trace::new(spec.verbose);
     let step = |what: std::fmt::Arguments<'_>| trace.step(Side::Parent, what);
 
@@ -385,28 +402,50 @@ fn launch(spec: &Spec, launch: &Launch<'_>) -> Result<Running, Error> {
     }
     // ANCHOR_END: parent_user_network
 
-    // 7. Let it exec, and learn whether the exec worked: its end of the
-    //    channel is close-on-exec, so end-of-file means success.
-    // With a start gate the child waits there for `start` (step 12).
-    if launch.gate.is_some() {
-        step(format_args!("created: the child waits at the start gate"));
-    } else {
-        parent_end.start()?;
-        if let Some((code, reason)) = parent_end.wait_for_exec()? {
+    Ok(Ready {
+        running: Running {
+            id: spec.id.clone(),
+            child,
+            host,
+            signals,
+            trace,
+            terminal,
+        },
+        channel: parent_end,
+    })
+}
+
+/// A container made up to its last step: its child waits on the channel
+/// for the word to exec. [`prepare`] returns one; [`Ready::start`] gives
+/// the word.
+#[derive(Debug)]
+pub struct Ready {
+    running: Running,
+    channel: sync::ParentEnd,
+}
+
+/// Steps 1 to 6 of [`start`]: everything up to the exec, which waits for
+/// [`Ready::start`]. The engine's shim parks a container here between
+/// `create` and `start`. Dropped, the child is killed and the host side
+/// torn down, as for [`Running`].
+pub fn prepare(spec: &Spec) -> Result<Ready, Error> {
+    launch_until_ready(spec, &Launch::default())
+}
+
+impl Ready {
+    /// 7. Lets the child exec, and learns whether the exec worked: its end
+    ///    of the channel is close-on-exec, so end-of-file means success.
+    pub fn start(self) -> Result<Running, Error> {
+        self.channel.start()?;
+        if let Some((code, reason)) = self.channel.wait_for_exec()? {
             return Err(Error::Container { code, reason });
         }
-        step(format_args!(
-            "the command runs; forwarding signals until it ends"
-        ));
+        self.running.trace.step(
+            Side::Parent,
+            format_args!("the command runs; forwarding signals until it ends"),
+        );
+        Ok(self.running)
     }
-    Ok(Running {
-        id: spec.id.clone(),
-        child,
-        host,
-        signals,
-        trace,
-        terminal,
-    })
 }
 // ANCHOR_END: parent_sequence
 
@@ -548,22 +587,27 @@ impl Running {
     }
     // ANCHOR_END: parent_cleanup
 
-    /// [`Running::finish`], all but the image's root: the network and the
-    /// cgroup go now; the root stays mounted, with the record of the start,
-    /// in the [`Root`] returned, for the caller to remove when it chooses.
-    /// Unmounting an overlay takes 1–3 ms on this machine kind (the kernel
-    /// tears the filesystem down before `umount2` returns): the engine's
-    /// shim answers a `run --rm` first, and pays for it after.
+    /// [`Running::finish`], all but the image's root and the cgroup: the
+    /// network goes now (its lease is shared); the cgroup (its OOM counter
+    /// read first) and the root, still mounted, stay with the record of the
+    /// start in the [`Root`] returned, for the caller to remove when it
+    /// chooses. Unmounting an overlay takes 1–3 ms on this machine kind
+    /// (the kernel tears the filesystem down before `umount2` returns), and
+    /// a cgroup in each v1 controller's tree a few `rmdir`s more: the
+    /// engine's shim answers a `run --rm` first, and pays for them after.
     pub fn finish_but_root(mut self, exit: Exit) -> (Ended, Option<Root>) {
+        let oom_killed = self.host.cgroup.as_ref().is_some_and(Cgroup::oom_killed);
         let mut root = self.host.image_root.take().map(|mounted| {
             let mut host = Host::empty();
             host.image_root = Some(mounted);
+            host.cgroup = self.host.cgroup.take();
             // The record goes with the root and is closed after it: a shim
             // killed before the unmount leaves the record for the sweep.
             host.record = self.host.record.take();
             Root { host }
         });
-        let ended = self.finish(exit);
+        let mut ended = self.finish(exit);
+        ended.oom_killed |= oom_killed;
         if !ended.cleanup_errors.is_empty() {
             // Something else was left: the record stays on disk (dropped,
             // not closed) for the next sweep, whatever the root's end.

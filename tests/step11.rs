@@ -243,6 +243,15 @@ impl Drop for Engine {
                 support::wait_gone(pid);
             }
         }
+        // Shims parked at a create (never started): SIGTERM sends each
+        // away, and it takes down what it made.
+        for (id, _) in self.states() {
+            let parked = self.root().join("containers").join(&id).join("parked");
+            if let Some(shim) = shim_pid(&id).filter(|_| parked.exists()) {
+                let _ = nix_kill(shim, libc::SIGTERM);
+                support::wait_gone(shim);
+            }
+        }
         // Wait for that, before the state directory, which holds the
         // records of leftovers, goes with the namespace.
         let start = Instant::now();
@@ -1548,6 +1557,171 @@ fn a_daemon_killed_in_the_middle_of_a_start_loses_nothing() {
              there; most likely cause: rm does not unmount the container's overlay first"
         );
     }
+}
+
+/// The pid of the shim of container `id`, if one runs.
+fn shim_pid(id: &str) -> Option<i32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .find(|pid| {
+            let line = command_line(*pid);
+            let words: Vec<&str> = line.split(' ').collect();
+            words.windows(2).any(|w| w[0] == "shim" && w[1] == id)
+        })
+}
+
+/// The children of `pid` (their parent pid in `/proc/PID/stat` is it).
+fn children_of(pid: i32) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|child| stat_field(*child, 4).is_some_and(|ppid| ppid == pid.to_string()))
+        .collect()
+}
+
+/// What the API says container `name` is: `State.Status` of its inspect.
+fn status_of(engine: &Engine, name: &str) -> String {
+    let (_, answer) = engine.api("GET", &format!("/containers/{name}/json"), None);
+    let v: serde_json::Value = serde_json::from_str(&answer).unwrap_or_default();
+    v["State"]["Status"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Waits up to `limit` for `ready`; whether it came.
+fn within(limit: Duration, ready: impl Fn() -> bool) -> bool {
+    let begin = Instant::now();
+    while begin.elapsed() < limit {
+        if ready() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    ready()
+}
+
+#[test]
+fn a_created_containers_start_is_made_at_once_and_waits_only_so_long() {
+    let mut engine = Engine::start_with(&["--park-seconds", "3"]);
+    loaded(&engine);
+    let containers = engine.root().join("containers");
+    let dir_of = |id: &str| containers.join(id);
+    let create = |engine: &Engine, name: &str, cmd: &[&str]| {
+        let mut args = vec!["create", "--network", "none", "--name", name, "demo:1"];
+        args.extend(cmd);
+        stdout_of(&engine.client(&args)).trim().to_string()
+    };
+    // 1. No network to plug in: its shim makes the start up to the exec
+    //    and waits, the container still `created`, one child under it.
+    let id = create(&engine, "parked", &["sh", "-c", "cat /note; echo ran"]);
+    let parked = within(Duration::from_secs(5), || {
+        shim_pid(&id).is_some_and(|shim| children_of(shim).len() == 1)
+    });
+    assert!(
+        parked,
+        "step 11: expected a shim for container {id} within 5 s of its create, with one child \
+         (its init, made up to the exec); most likely cause: create forks no shim (daemon::park), \
+         or the shim does not wait at the exec (shim::park_until_start)"
+    );
+    let status = status_of(&engine, "parked");
+    assert_eq!(
+        status.trim(),
+        "created",
+        "step 11: expected a parked container to be `created` (its command has not run), \
+         inspect says {status}; most likely cause: the shim records a start before `start`"
+    );
+    // 2. A copy into it goes through the overlay its shim holds.
+    let note = engine.dir.path().join("note");
+    std::fs::write(&note, "copied in\n").unwrap();
+    stdout_of(&engine.client(&["cp", note.to_str().unwrap(), "parked:/note"]));
+    // 3. A daemon that comes back finds it parked, and starts it.
+    engine.kill_daemon();
+    engine.daemon = Some(engine.spawn_daemon());
+    let out = engine.client(&["start", "-a", "parked"]);
+    assert_eq!(
+        stdout_of(&out),
+        "copied in\nran\n",
+        "step 11: expected start -a of the parked container to print the copied note, then \
+         `ran`; most likely cause: start does not tell the parked shim to go on (shim::go), \
+         or cp mounts a second overlay beside the one the parked shim holds"
+    );
+    assert_eq!(
+        shims_of(&id),
+        0,
+        "step 11: the shim of {id} should end with it"
+    );
+    stdout_of(&engine.client(&["rm", "parked"]));
+    // 4. Left alone, the parked start goes after --park-seconds, and takes
+    //    what it made with it: init, cgroup, marker; a start then makes it.
+    let id = create(&engine, "left", &["sh", "-c", "echo late"]);
+    let init = within(Duration::from_secs(5), || {
+        shim_pid(&id).is_some_and(|shim| children_of(shim).len() == 1)
+    })
+    .then(|| shim_pid(&id).map(children_of))
+    .flatten()
+    .and_then(|children| children.first().copied());
+    let Some(init) = init else {
+        panic!("step 11: expected container {id} parked within 5 s of its create");
+    };
+    let cgroups = support::caixa_cgroups(
+        &std::fs::read_to_string(format!("/proc/{init}/cgroup")).unwrap_or_default(),
+    );
+    assert!(
+        within(Duration::from_secs(10), || shim_pid(&id).is_none()),
+        "step 11: expected the parked shim of {id} to end within 10 s (--park-seconds 3); \
+         most likely cause: park_until_start waits for `go` with no limit"
+    );
+    let stayed: Vec<_> = cgroups.iter().filter(|d| d.exists()).collect();
+    assert!(
+        !cgroups.is_empty() && stayed.is_empty() && !dir_of(&id).join("parked").exists(),
+        "step 11: expected the parked start that timed out to take its cgroups {cgroups:?} \
+         and its marker with it, left: {stayed:?}; most likely cause: the shim exits without \
+         dropping what parent::prepare made"
+    );
+    let out = engine.client(&["start", "-a", "left"]);
+    assert_eq!(
+        stdout_of(&out),
+        "late\n",
+        "step 11: a start after the parked one left runs it"
+    );
+    stdout_of(&engine.client(&["rm", "left"]));
+    // 5. rm sends a parked start away at once: no shim, no directory left.
+    let id = create(&engine, "removed", &["true"]);
+    assert!(within(Duration::from_secs(5), || dir_of(&id)
+        .join("parked")
+        .exists()));
+    stdout_of(&engine.client(&["rm", "removed"]));
+    assert!(
+        shim_pid(&id).is_none() && !dir_of(&id).exists(),
+        "step 11: expected rm of a parked container to end its shim and remove its directory; \
+         most likely cause: rm waits for a shim it never told to leave (shim::unpark)"
+    );
+    // 6. A start that cannot be made ready at create is not an end: the
+    //    container stays `created`, and `start` says why.
+    let id = create(&engine, "missing", &["no-such-command"]);
+    assert!(within(Duration::from_secs(5), || !dir_of(&id)
+        .join("parked")
+        .exists()
+        && shim_pid(&id).is_none()));
+    let status = status_of(&engine, "missing");
+    assert_eq!(
+        status.trim(),
+        "created",
+        "step 11: expected a container whose parked start failed to stay `created`; most \
+         likely cause: the parked shim records its failure as the container's end"
+    );
+    let out = engine.client(&["start", "missing"]);
+    assert!(
+        !out.status.success() && text(&out.stderr).contains("no-such-command"),
+        "step 11: expected start of a container with no such command to fail naming it, it \
+         said: {}",
+        text(&out.stderr)
+    );
 }
 
 #[test]

@@ -63,6 +63,10 @@ enum Command {
         /// A registry that may be spoken to over plain HTTP. Repeatable.
         #[arg(long = "insecure-registry", value_name = "HOST")]
         insecure: Vec<String>,
+        /// Seconds a created container's start is kept made up to its exec,
+        /// waiting for `start`; 0: it is made at `start`.
+        #[arg(long = "park-seconds", value_name = "SECONDS", default_value_t = daemon::PARK.as_secs())]
+        park_seconds: u64,
         /// Seconds a client may take to send a request's head (tests).
         #[arg(long, hide = true, default_value_t = Limits::default().header_timeout.as_secs_f64())]
         header_timeout: f64,
@@ -604,6 +608,7 @@ fn main() {
             insecure,
             header_timeout,
             max_connections,
+            park_seconds,
         } => daemon::serve(
             Daemon::new(
                 absolute(&args.root),
@@ -612,7 +617,8 @@ fn main() {
                     insecure,
                     ..Options::default()
                 },
-            ),
+            )
+            .parking_for(std::time::Duration::from_secs(park_seconds)),
             &socket,
             limits(header_timeout, max_connections),
         ),

@@ -10,6 +10,10 @@ use super::{BundleError, CONFIG_FILE, MAX_CONFIG_BYTES, invalid};
 
 /// Writes `config` as `bundle/config.json`, atomically: a reader (the shim,
 /// a restarted daemon) sees the old file or the new one, never half of one.
+/// Not `fsync`ed: the engine's record and state beside it are not either,
+/// so a sync here would promise nothing after a power cut, and it cost
+/// each `create` half a millisecond (a journal commit, measured with
+/// `strace -T` on this book's machine).
 pub fn write(bundle: &Path, config: &oci_spec::runtime::Spec) -> Result<(), BundleError> {
     let path = bundle.join(CONFIG_FILE);
     let tmp = bundle.join(format!(".{CONFIG_FILE}.tmp-{}", std::process::id()));
@@ -29,10 +33,7 @@ pub fn write(bundle: &Path, config: &oci_spec::runtime::Spec) -> Result<(), Bund
         }
     };
     let written = std::fs::File::create(&tmp)
-        .and_then(|mut file| {
-            std::io::Write::write_all(&mut file, &json)?;
-            file.sync_all()
-        })
+        .and_then(|mut file| std::io::Write::write_all(&mut file, &json))
         .map_err(io("write", &tmp))
         .and_then(|()| std::fs::rename(&tmp, &path).map_err(io("rename into", &path)));
     if written.is_err() {

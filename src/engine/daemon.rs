@@ -73,9 +73,17 @@ pub struct Daemon {
     pub exe: PathBuf,
     /// How to reach registries.
     pub options: Options,
+    /// How long a created container's start is kept made up to its exec,
+    /// waiting for `start` (see [`park`]); zero: not at all.
+    park: Duration,
     /// The fork server that starts shims, once [`serve`] has started it.
     launcher: Arc<Launcher>,
 }
+
+/// [`Daemon::park`] unless told otherwise: longer than a client takes
+/// between `create` and `start`, short enough that a container created
+/// and never started does not keep a process for long.
+pub const PARK: Duration = Duration::from_secs(10);
 
 impl Daemon {
     /// A daemon of the store at `root`, `exe` its own binary; its shim
@@ -85,8 +93,15 @@ impl Daemon {
             root,
             exe,
             options,
+            park: PARK,
             launcher: Arc::default(),
         }
+    }
+
+    /// The same daemon, its created containers' starts kept ready for
+    /// `park` (`--park-seconds`; zero: none).
+    pub fn parking_for(self, park: Duration) -> Daemon {
+        Daemon { park, ..self }
     }
 }
 
@@ -847,7 +862,8 @@ fn check_name(n: &str) -> Result<(), EngineError> {
 /// Records a container from Docker's create body: the request becomes a
 /// spec (see [`super::request`]), the spec an OCI bundle in the container's
 /// directory; its name is reserved first, atomically, so of two creates
-/// with one name exactly one wins. Nothing runs yet.
+/// with one name exactly one wins. Nothing runs yet, but its start may
+/// be made up to the exec, to wait for `start` ([`park`]).
 fn create(
     daemon: &Daemon,
     containers: &Containers,
@@ -924,9 +940,51 @@ fn create(
         return Err(e);
     }
     events::record(&daemon.root, &Event::container("create", &record));
+    park(daemon, containers, &record, &spec);
     Ok(record)
 }
 // ANCHOR_END: create
+
+// ANCHOR: park
+/// Forks the new container's shim now, to make its start up to the exec
+/// and wait there ([`shim::PARKED`]): a Docker CLI's `run` sends `start`
+/// a few milliseconds after `create` is answered, and by then most of the
+/// start is done. Only where nothing made then could be wrong by the
+/// start: no network to plug in (an address is a start's, not a
+/// create's), none joined, no stdin to attach. Without a launcher, or if
+/// it fails, the container starts as before.
+fn park(daemon: &Daemon, containers: &Containers, record: &Record, spec: &crate::spec::Spec) {
+    let plain = spec.network.is_none()
+        && spec.joined_networks.is_empty()
+        && spec.user_network.is_none()
+        && spec.entered.is_empty()
+        && !record.open_stdin;
+    if daemon.park.is_zero() || !plain || crate::rootless::active() {
+        return;
+    }
+    let dir = containers.dir(&record.id);
+    let marker = dir.join(shim::PARKED);
+    if std::fs::write(&marker, daemon.park.as_secs().to_string()).is_err() {
+        return;
+    }
+    let log_path = dir.join("shim.log");
+    let log = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(&log_path);
+    let launched = log.map_err(|e| e.to_string()).and_then(|log| {
+        match daemon.launcher.launch(&record.id, log.as_fd()) {
+            // It may have forked one: `start` finds out (`shim::go`).
+            Ok(_) | Err(NoFork::Unknown(_)) => Ok(()),
+            Err(NoFork::Absent) => Err("no launcher".to_string()),
+            Err(NoFork::Refused(why)) => Err(why),
+        }
+    });
+    if launched.is_err() {
+        let _ = std::fs::remove_file(&marker);
+    }
+}
+// ANCHOR_END: park
 
 // ANCHOR: start
 /// Spawns the shim of a created (or exited) container in a session of its
@@ -937,7 +995,16 @@ fn create(
 fn start(daemon: &Daemon, containers: &Containers, record: &Record) -> Result<bool, EngineError> {
     let _locked = containers.lock(&record.id)?;
     let dir = containers.dir(&record.id);
-    match containers.state(&record.id)?.status {
+    let status = containers.state(&record.id)?.status;
+    // Made up to its exec at `create` (`park`): the word to go on. A parked
+    // shim that does not take it is seen gone before a shim is made here.
+    if status == Status::Created {
+        if shim::go(&dir) {
+            return await_shim(containers, record, None).map(|()| true);
+        }
+        shim::unpark(&dir);
+    }
+    match status {
         Status::Running => return Ok(false),
         // A shim holds it but has not said `running` yet: a start whose
         // daemon died half-way. That start goes on; this one waits for it.
@@ -1508,6 +1575,7 @@ fn remove(
     volumes: bool,
 ) -> Result<(), EngineError> {
     let locked = containers.lock(&record.id)?;
+    shim::unpark(&containers.dir(&record.id));
     let state = containers.state(&record.id)?;
     // Running, or between two runs of its restart policy: live either way.
     if state.status == Status::Running || state.restarting {

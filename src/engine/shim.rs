@@ -84,6 +84,8 @@ pub fn run(root: &Path, id: &str) -> Result<i32, EngineError> {
     //    recorded as its end, so `start` can say why. The control socket
     //    is ours for the whole life, across restarts.
     let control = listen(&dir.join("shim.sock"))?;
+    // Forked at `create`: the first start waits at the exec for `start`.
+    let mut park = parked_for(&dir);
     let mut restarts = 0;
     let mut delay = None;
     // A `--rm` container's root, still mounted once it has ended: it is
@@ -92,10 +94,12 @@ pub fn run(root: &Path, id: &str) -> Result<i32, EngineError> {
     let state = loop {
         let began = std::time::Instant::now();
         let started = match &mounts {
-            Ok(()) => start(&containers, &dir, &record, &control, restarts),
+            Ok(()) => start(&containers, &dir, &record, &control, restarts, park.take()),
+            Err(why) if park.take().is_some() => Err(unparked(&dir, why.clone())),
             Err(why) => Err(StartError {
                 code: crate::exit::codes::SETUP_FAILED,
                 message: why.clone(),
+                unparked: false,
             }),
         };
         let (state, user) = match started {
@@ -105,6 +109,10 @@ pub fn run(root: &Path, id: &str) -> Result<i32, EngineError> {
                 mounted_root = mounted;
                 (state, user)
             }
+            // Sent away while parked, or its start could not be made
+            // ready: the container stays `created`, for `start` to start
+            // with a shim of its own (which says why, if it fails).
+            Err(e) if e.unparked => return Ok(0),
             Err(e) => {
                 let state = State {
                     status: Status::Exited,
@@ -173,6 +181,8 @@ pub fn run(root: &Path, id: &str) -> Result<i32, EngineError> {
 struct StartError {
     code: i32,
     message: String,
+    /// A parked start that did not go on: nothing to record.
+    unparked: bool,
 }
 
 impl StartError {
@@ -192,6 +202,7 @@ impl From<EngineError> for StartError {
         StartError {
             code: crate::exit::codes::SETUP_FAILED,
             message: e.to_string(),
+            unparked: false,
         }
     }
 }
@@ -243,15 +254,18 @@ fn start<'a>(
     record: &Record,
     control: &'a UnixListener,
     restarts: u32,
+    park: Option<Duration>,
 ) -> Result<Started<'a>, StartError> {
     let id = record.id.as_str();
     let config = crate::bundle::read(dir).map_err(|e| StartError {
         code: crate::exit::codes::SETUP_FAILED,
         message: e.to_string(),
+        unparked: false,
     })?;
     let mut spec = crate::bundle::from_oci(&config, dir, id).map_err(|e| StartError {
         code: crate::exit::codes::SETUP_FAILED,
         message: e.to_string(),
+        unparked: false,
     })?;
     // The daemon sweeps for its shims (`daemon::sweep_leftovers`): a sweep
     // here would read every live container's record on each start.
@@ -303,10 +317,25 @@ fn start<'a>(
             their_ends[2].as_raw_fd(),
         ]);
     }
-    let mut running = crate::parent::start(&spec).map_err(|e| StartError {
+    let failed = |e: crate::parent::Error| StartError {
         code: e.exit_code(),
         message: e.to_string(),
-    })?;
+        unparked: false,
+    };
+    // ANCHOR: shim_park
+    // Made up to its exec; forked at `create`, it waits there for `start`.
+    let ready = crate::parent::prepare(&spec);
+    if let Some(limit) = park {
+        let went = match &ready {
+            Ok(_) => park_until_start(control, dir, limit),
+            Err(e) => Err(e.to_string()),
+        };
+        went.map_err(|why| unparked(dir, why))?;
+    }
+    let mut running = ready
+        .and_then(crate::parent::Ready::start)
+        .map_err(failed)?;
+    // ANCHOR_END: shim_park
     // Only the container holds its ends now: when it is gone, they end.
     drop(their_ends);
     let mut terminal = None;
@@ -355,6 +384,121 @@ fn start<'a>(
     })
 }
 // ANCHOR_END: shim_start
+
+// ANCHOR: park
+/// The file in a container's directory that asks its next shim to park:
+/// written by the daemon's `create`, with the seconds to wait; removed by
+/// the shim when it stops waiting, whatever the reason.
+pub const PARKED: &str = "parked";
+
+/// How long this shim's first start is to wait at the exec (`None`: it
+/// starts at once), as the daemon asked in [`PARKED`].
+fn parked_for(dir: &Path) -> Option<Duration> {
+    let asked = std::fs::read_to_string(dir.join(PARKED)).ok()?;
+    let seconds = asked.trim().parse::<u64>().ok().filter(|s| *s > 0)?;
+    Some(Duration::from_secs(seconds))
+}
+
+/// Waits, the container made up to its exec, until the daemon says `go`
+/// (its `start`): `Ok` then. Sent away by `leave` (a `rm`, a rename, a
+/// network joined: anything that changes what was made), a stop, a
+/// SIGTERM, the child's end, or when `limit` has passed: the reason. Meanwhile `root` is answered (a
+/// `cp` into it goes through this overlay, not a second one); anything
+/// else waits for the start.
+fn park_until_start(control: &UnixListener, dir: &Path, limit: Duration) -> Result<(), String> {
+    // Blocked since the start began (`signals::block`): a stop signal
+    // sends it away, and so does the waiting child's end.
+    let mut ends = nix::sys::signal::SigSet::empty();
+    for signal in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGCHLD,
+    ] {
+        ends.add(signal);
+    }
+    let signals = SignalFd::with_flags(&ends, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .map_err(|e| format!("signalfd: {e}"))?;
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(format!("no start within {}s", limit.as_secs()));
+        }
+        let mut ready = [
+            PollFd::new(signals.as_fd(), PollFlags::POLLIN),
+            PollFd::new(control.as_fd(), PollFlags::POLLIN),
+        ];
+        let wait = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+        if let Err(e) = poll(&mut ready, wait) {
+            if e != Errno::EINTR {
+                return Err(format!("poll on the control socket: {e}"));
+            }
+        }
+        if let Ok(Some(info)) = signals.read_signal() {
+            return Err(format!("signal {} while parked", info.ssi_signo));
+        }
+        let Ok((conn, _)) = control.accept() else {
+            continue;
+        };
+        let _ = conn.set_nonblocking(false);
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(1)));
+        let mut line = String::new();
+        let _ = BufReader::with_capacity(1, (&conn).take(64)).read_line(&mut line);
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let mut passed = None;
+        let (reply, went) = match words.as_slice() {
+            ["go"] => ("ok".to_string(), Some(Ok(()))),
+            ["leave"] | ["kill" | "stop", _] => (
+                "ok".to_string(),
+                Some(Err(format!("asked to ({})", words.join(" ")))),
+            ),
+            ["root"] => match open_root(dir) {
+                Ok(fd) => {
+                    passed = Some(fd);
+                    ("ok".to_string(), None)
+                }
+                Err(e) => (format!("error: {e}"), None),
+            },
+            _ => ("error: the container has not started".to_string(), None),
+        };
+        // The marker goes before the answer: whoever asked finds it gone.
+        if went.is_some() {
+            let _ = std::fs::remove_file(dir.join(PARKED));
+        }
+        let line = format!("{reply}\n");
+        let _ = crate::sync::send_with_fd(
+            conn.as_fd(),
+            line.as_bytes(),
+            passed.as_ref().map(|f| f.as_fd()),
+        );
+        if let Some(went) = went {
+            return went;
+        }
+    }
+}
+// ANCHOR_END: park
+
+/// A parked start that does not go on, and why (said on the shim's log):
+/// the marker goes, and the container stays `created`.
+fn unparked(dir: &Path, why: String) -> StartError {
+    let _ = std::fs::remove_file(dir.join(PARKED));
+    eprintln!("caixa shim: the start made at create is dropped: {why}");
+    StartError {
+        code: 0,
+        message: why,
+        unparked: true,
+    }
+}
+
+/// The container's mounted root (`merged`), for `root`: a descriptor
+/// that names it in this shim's mount namespace.
+fn open_root(dir: &Path) -> Result<OwnedFd, String> {
+    let merged = dir.join("merged");
+    let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    nix::fcntl::open(&merged, flags, nix::sys::stat::Mode::empty())
+        .map_err(|e| format!("open {}: {e}", merged.display()))
+}
 
 /// The control socket: a path in the container's directory, mode 0600.
 fn listen(path: &Path) -> Result<UnixListener, EngineError> {
@@ -740,17 +884,13 @@ fn answer(shim: &mut Started, conn: UnixStream) {
             Ok(()) => "ok".to_string(),
             Err(why) => format!("error: {why}"),
         },
-        ["root"] => {
-            let merged = shim.dir.join("merged");
-            let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-            match nix::fcntl::open(&merged, flags, nix::sys::stat::Mode::empty()) {
-                Ok(fd) => {
-                    passed = Some(fd);
-                    "ok".to_string()
-                }
-                Err(e) => format!("error: open {}: {e}", merged.display()),
+        ["root"] => match open_root(&shim.dir) {
+            Ok(fd) => {
+                passed = Some(fd);
+                "ok".to_string()
             }
-        }
+            Err(e) => format!("error: {e}"),
+        },
         _ => format!(
             "error: unknown request {request:?}: use `kill N`, `stop N`, `resize ROWS COLS`, `stdin`, `networks` or `root`"
         ),
@@ -814,6 +954,68 @@ fn request(dir: &Path, line: &str) -> Result<Option<UnixStream>, EngineError> {
     let _ = conn.set_read_timeout(None);
     Ok(verdict(&reply)?.then_some(conn))
 }
+
+// ANCHOR: unpark
+/// The daemon's side of `start` for a container whose shim was forked at
+/// `create` ([`PARKED`]): tells it to go on. `false` when no parked shim
+/// takes the word (it left, or never parked): the start is then made as
+/// if there had been none, once [`unpark`] has seen it gone.
+pub fn go(dir: &Path) -> bool {
+    let deadline = std::time::Instant::now() + PARKING_SHIM;
+    while dir.join(PARKED).exists() {
+        // Not listening yet (just forked): it will be in a moment.
+        if let Ok(Some(_)) = request(dir, "go") {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    false
+}
+
+/// Sends a parked shim away, and returns once it is gone: before what
+/// the parked start was made from changes (a rename, a network joined),
+/// or the container goes (`rm`), or a start makes its own. A no-op
+/// without one. What a shim that died parked left is swept like any dead
+/// shim's; its marker is removed here.
+pub fn unpark(dir: &Path) {
+    if !dir.join(PARKED).exists() {
+        return;
+    }
+    let deadline = std::time::Instant::now() + PARKING_SHIM;
+    let mut waiter = super::watch::Waiter::on_life(dir);
+    let mut told = false;
+    loop {
+        let mark = waiter.mark();
+        let alive = super::state::shim_alive(dir);
+        let parked = dir.join(PARKED).exists();
+        if !alive && !parked {
+            return;
+        }
+        if std::time::Instant::now() >= deadline {
+            if !alive {
+                let _ = std::fs::remove_file(dir.join(PARKED));
+            }
+            return;
+        }
+        // Once: a shim that took the word is busy cleaning up, and would
+        // read a second request only at its end.
+        if alive && parked && !told {
+            told = matches!(request(dir, "leave"), Ok(Some(_)));
+        }
+        waiter.pause(
+            mark,
+            Some(deadline.min(std::time::Instant::now() + Duration::from_millis(5))),
+        );
+    }
+}
+// ANCHOR_END: unpark
+
+/// How long a shim forked at `create` may take to take its lock and
+/// listen, and a parked one to clean up once sent away.
+const PARKING_SHIM: Duration = Duration::from_secs(5);
 
 /// The daemon's side: asks the shim in `dir` to send `signal` to its
 /// container. `Ok(false)` when no shim answers (the container is not running).

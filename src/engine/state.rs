@@ -366,6 +366,8 @@ impl Containers {
                 record.id, locked.id
             )));
         }
+        // A start parked at `create` was made from the old record.
+        super::shim::unpark(&self.dir(&record.id));
         write_json(&self.dir(&record.id).join("container.json"), record)
     }
 

@@ -61,12 +61,16 @@ const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
 // ANCHOR: container_root
 impl ContainerRoot {
     /// Opens the root of `record`'s container: its mounted overlay if it
-    /// runs, else the overlay mounted now, held until this is dropped.
+    /// runs or is parked, else the overlay mounted now, held until this is
+    /// dropped.
     pub fn open(containers: &Containers, record: &Record) -> Result<ContainerRoot, EngineError> {
         let spec = containers.spec(&record.id)?;
         let shift = crate::parent::shift_of(&spec);
-        if containers.state(&record.id)?.status == Status::Running {
-            let dir = containers.dir(&record.id);
+        let dir = containers.dir(&record.id);
+        // Running, or parked at its exec (`shim::PARKED`): its shim has
+        // the overlay mounted, and passes it.
+        let parked = dir.join(super::shim::PARKED).exists();
+        if parked || containers.state(&record.id)?.status == Status::Running {
             let passed = match super::shim::root(&dir) {
                 Ok(Some(fd)) => is_overlay(fd).ok(),
                 _ => None,
@@ -88,7 +92,6 @@ impl ContainerRoot {
         // unmounting the overlay (a moment), or will start it again
         // (`--restart`): a second mount of the same upper directory would
         // be undefined behaviour for overlayfs, so wait, then give up.
-        let dir = containers.dir(&record.id);
         let begin = std::time::Instant::now();
         while super::state::shim_alive(&dir) && begin.elapsed().as_secs() < 5 {
             std::thread::sleep(std::time::Duration::from_millis(20));
