@@ -1701,7 +1701,25 @@ fn a_created_containers_start_is_made_at_once_and_waits_only_so_long() {
         "step 11: expected rm of a parked container to end its shim and remove its directory; \
          most likely cause: rm waits for a shim it never told to leave (shim::unpark)"
     );
-    // 6. A start that cannot be made ready at create is not an end: the
+    // 6. A parked shim killed outright (SIGKILL: no clean-up of its own)
+    //    leaves its marker behind; a start still runs the container.
+    let id = create(&engine, "killed", &["sh", "-c", "echo again"]);
+    assert!(within(Duration::from_secs(5), || {
+        shim_pid(&id).is_some_and(|shim| children_of(shim).len() == 1)
+    }));
+    if let Some(shim) = shim_pid(&id) {
+        nix_kill(shim, libc::SIGKILL);
+        support::wait_gone(shim);
+    }
+    let out = engine.client(&["start", "-a", "killed"]);
+    assert_eq!(
+        stdout_of(&out),
+        "again\n",
+        "step 11: expected a start after its parked shim was killed to run the container; \
+         most likely cause: start waits for a parked shim that no longer exists (shim::go)"
+    );
+    stdout_of(&engine.client(&["rm", "killed"]));
+    // 7. A start that cannot be made ready at create is not an end: the
     //    container stays `created`, and `start` says why.
     let id = create(&engine, "missing", &["no-such-command"]);
     assert!(within(Duration::from_secs(5), || !dir_of(&id)

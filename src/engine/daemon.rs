@@ -997,12 +997,16 @@ fn start(daemon: &Daemon, containers: &Containers, record: &Record) -> Result<bo
     let dir = containers.dir(&record.id);
     let status = containers.state(&record.id)?.status;
     // Made up to its exec at `create` (`park`): the word to go on. A parked
-    // shim that does not take it is seen gone before a shim is made here.
-    if status == Status::Created {
+    // shim that does not take it (its time is up, or it is being sent
+    // away) is seen gone before a shim is made here.
+    if status == Status::Created && dir.join(shim::PARKED).exists() {
         if shim::go(&dir) {
             return await_shim(containers, record, None).map(|()| true);
         }
         shim::unpark(&dir);
+        shim_gone(containers, record);
+        // One killed while parked left its record of what it made.
+        sweep_leftovers();
     }
     match status {
         Status::Running => return Ok(false),

@@ -74,7 +74,7 @@ pub fn run(root: &Path, id: &str) -> Result<i32, EngineError> {
     //    container (a second shim stops here), and the daemon sees us alive.
     let lock_path = dir.join("shim.lock");
     let lock_file = std::fs::File::create(&lock_path).map_err(io(&lock_path))?;
-    let _alive = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock).map_err(|_| {
+    let alive = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock).map_err(|_| {
         EngineError::Conflict(format!("container {} has a shim already", record.name))
     })?;
     // Once, for every start of its life; a failure is the first start's.
@@ -95,7 +95,7 @@ pub fn run(root: &Path, id: &str) -> Result<i32, EngineError> {
         let began = std::time::Instant::now();
         let started = match &mounts {
             Ok(()) => start(&containers, &dir, &record, &control, restarts, park.take()),
-            Err(why) if park.take().is_some() => Err(unparked(&dir, why.clone())),
+            Err(why) if park.take().is_some() => Err(unparked(why.clone())),
             Err(why) => Err(StartError {
                 code: crate::exit::codes::SETUP_FAILED,
                 message: why.clone(),
@@ -112,7 +112,14 @@ pub fn run(root: &Path, id: &str) -> Result<i32, EngineError> {
             // Sent away while parked, or its start could not be made
             // ready: the container stays `created`, for `start` to start
             // with a shim of its own (which says why, if it fails).
-            Err(e) if e.unparked => return Ok(0),
+            // The marker goes last, once this shim no longer listens nor
+            // holds its lock: whoever then finds it gone finds no shim.
+            Err(e) if e.unparked => {
+                drop(control);
+                drop(alive);
+                let _ = std::fs::remove_file(dir.join(PARKED));
+                return Ok(0);
+            }
             Err(e) => {
                 let state = State {
                     status: Status::Exited,
@@ -246,16 +253,18 @@ struct Started<'a> {
 }
 
 // ANCHOR: shim_start
-/// Reads the bundle, makes the stdio pipes and the control socket, and
-/// starts the container with the runtime's parent side.
-fn start<'a>(
-    containers: &Containers,
-    dir: &Path,
-    record: &Record,
-    control: &'a UnixListener,
-    restarts: u32,
-    park: Option<Duration>,
-) -> Result<Started<'a>, StartError> {
+/// What a start needs before the runtime: the spec from the bundle, the
+/// container's log, and its stdio (the child's ends and ours).
+struct Plumbing {
+    spec: crate::spec::Spec,
+    log: log::Writer,
+    outputs: Vec<Output>,
+    their_ends: Vec<OwnedFd>,
+    input: Input,
+}
+
+/// Reads the bundle, opens the log and makes the container's stdio.
+fn plumb(dir: &Path, record: &Record) -> Result<Plumbing, StartError> {
     let id = record.id.as_str();
     let config = crate::bundle::read(dir).map_err(|e| StartError {
         code: crate::exit::codes::SETUP_FAILED,
@@ -317,6 +326,39 @@ fn start<'a>(
             their_ends[2].as_raw_fd(),
         ]);
     }
+    Ok(Plumbing {
+        spec,
+        log,
+        outputs,
+        their_ends,
+        input,
+    })
+}
+
+/// Starts the container: its plumbing, then the runtime's parent side,
+/// steps 1 to 6 and 7 (between them, forked at `create`, the park).
+fn start<'a>(
+    containers: &Containers,
+    dir: &Path,
+    record: &Record,
+    control: &'a UnixListener,
+    restarts: u32,
+    park: Option<Duration>,
+) -> Result<Started<'a>, StartError> {
+    let id = record.id.as_str();
+    let plumbed = match (plumb(dir, record), park) {
+        (Ok(plumbed), _) => plumbed,
+        // Parked: nothing is recorded; the start made at `start` says why.
+        (Err(e), Some(_)) => return Err(unparked(e.message)),
+        (Err(e), None) => return Err(e),
+    };
+    let Plumbing {
+        spec,
+        log,
+        mut outputs,
+        their_ends,
+        mut input,
+    } = plumbed;
     let failed = |e: crate::parent::Error| StartError {
         code: e.exit_code(),
         message: e.to_string(),
@@ -330,7 +372,12 @@ fn start<'a>(
             Ok(_) => park_until_start(control, dir, limit),
             Err(e) => Err(e.to_string()),
         };
-        went.map_err(|why| unparked(dir, why))?;
+        if let Err(why) = went {
+            // What it made goes before the marker (the child killed, the
+            // host side torn down): see `run`.
+            drop(ready);
+            return Err(unparked(why));
+        }
     }
     let mut running = ready
         .and_then(crate::parent::Ready::start)
@@ -402,22 +449,29 @@ fn parked_for(dir: &Path) -> Option<Duration> {
 /// Waits, the container made up to its exec, until the daemon says `go`
 /// (its `start`): `Ok` then. Sent away by `leave` (a `rm`, a rename, a
 /// network joined: anything that changes what was made), a stop, a
-/// SIGTERM, the child's end, or when `limit` has passed: the reason. Meanwhile `root` is answered (a
-/// `cp` into it goes through this overlay, not a second one); anything
-/// else waits for the start.
+/// SIGTERM, the child's end, or when `limit` has passed: the reason.
+/// Meanwhile `root` is answered (a `cp` into it goes through this
+/// overlay, not a second one); anything else gets no answer, as from a
+/// container with no shim.
 fn park_until_start(control: &UnixListener, dir: &Path, limit: Duration) -> Result<(), String> {
-    // Blocked since the start began (`signals::block`): a stop signal
-    // sends it away, and so does the waiting child's end.
-    let mut ends = nix::sys::signal::SigSet::empty();
-    for signal in [
+    // The signals a start blocks (`signals::block`), read here: a stop
+    // signal sends it away, and so does the waiting child's end; the
+    // others are dropped, not passed to a container not started yet.
+    const LEAVE: [Signal; 5] = [
         Signal::SIGTERM,
         Signal::SIGINT,
         Signal::SIGHUP,
+        Signal::SIGQUIT,
         Signal::SIGCHLD,
-    ] {
-        ends.add(signal);
+    ];
+    let mut blocked = nix::sys::signal::SigSet::empty();
+    for signal in LEAVE
+        .into_iter()
+        .chain([Signal::SIGUSR1, Signal::SIGUSR2, Signal::SIGWINCH])
+    {
+        blocked.add(signal);
     }
-    let signals = SignalFd::with_flags(&ends, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+    let signals = SignalFd::with_flags(&blocked, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .map_err(|e| format!("signalfd: {e}"))?;
     let deadline = std::time::Instant::now() + limit;
     loop {
@@ -435,8 +489,11 @@ fn park_until_start(control: &UnixListener, dir: &Path, limit: Duration) -> Resu
                 return Err(format!("poll on the control socket: {e}"));
             }
         }
-        if let Ok(Some(info)) = signals.read_signal() {
-            return Err(format!("signal {} while parked", info.ssi_signo));
+        while let Ok(Some(info)) = signals.read_signal() {
+            let signal = Signal::try_from(info.ssi_signo as i32);
+            if signal.is_ok_and(|s| LEAVE.contains(&s)) {
+                return Err(format!("signal {} while parked", info.ssi_signo));
+            }
         }
         let Ok((conn, _)) = control.accept() else {
             continue;
@@ -460,10 +517,13 @@ fn park_until_start(control: &UnixListener, dir: &Path, limit: Duration) -> Resu
                 }
                 Err(e) => (format!("error: {e}"), None),
             },
-            _ => ("error: the container has not started".to_string(), None),
+            // No answer, as when no shim runs: the container has not
+            // started (a `resize`, a `stdin`).
+            _ => (String::new(), None),
         };
-        // The marker goes before the answer: whoever asked finds it gone.
-        if went.is_some() {
+        // On `go`, the marker goes before the answer: whoever asked finds
+        // it gone. Sent away, it goes once what was made is torn down.
+        if matches!(went, Some(Ok(()))) {
             let _ = std::fs::remove_file(dir.join(PARKED));
         }
         let line = format!("{reply}\n");
@@ -480,9 +540,8 @@ fn park_until_start(control: &UnixListener, dir: &Path, limit: Duration) -> Resu
 // ANCHOR_END: park
 
 /// A parked start that does not go on, and why (said on the shim's log):
-/// the marker goes, and the container stays `created`.
-fn unparked(dir: &Path, why: String) -> StartError {
-    let _ = std::fs::remove_file(dir.join(PARKED));
+/// the container stays `created`.
+fn unparked(why: String) -> StartError {
     eprintln!("caixa shim: the start made at create is dropped: {why}");
     StartError {
         code: 0,
@@ -958,28 +1017,67 @@ fn request(dir: &Path, line: &str) -> Result<Option<UnixStream>, EngineError> {
 // ANCHOR: unpark
 /// The daemon's side of `start` for a container whose shim was forked at
 /// `create` ([`PARKED`]): tells it to go on. `false` when no parked shim
-/// takes the word (it left, or never parked): the start is then made as
-/// if there had been none, once [`unpark`] has seen it gone.
+/// takes the word (it left, never parked, or died): the start is then
+/// made as if there had been none, once [`unpark`] has seen it gone.
 pub fn go(dir: &Path) -> bool {
-    let deadline = std::time::Instant::now() + PARKING_SHIM;
+    asking_parked(dir, |dir| matches!(request(dir, "go"), Ok(Some(_))))
+}
+
+/// The root a parked shim holds (`root`), for a copy into a container
+/// that has not started; `None` without one.
+pub fn parked_root(dir: &Path) -> Option<OwnedFd> {
+    let mut fd = None;
+    asking_parked(dir, |dir| {
+        fd = root(dir).ok().flatten();
+        fd.is_some()
+    });
+    fd
+}
+
+/// Asks the parked shim of `dir` with `ask` until it answers (`true`), or
+/// until there is no parked shim to ask: its marker gone, or a marker
+/// that no living shim has held for [`FORKED_SHIM_LOCKS`] (one that died
+/// parked, or was never forked: the marker is removed). A shim forked a
+/// moment ago listens once it has taken its lock: asked again then.
+fn asking_parked(dir: &Path, mut ask: impl FnMut(&Path) -> bool) -> bool {
+    let begin = std::time::Instant::now();
     while dir.join(PARKED).exists() {
-        // Not listening yet (just forked): it will be in a moment.
-        if let Ok(Some(_)) = request(dir, "go") {
+        if ask(dir) {
             return true;
         }
-        if std::time::Instant::now() >= deadline {
+        if !super::state::shim_alive(dir) && orphan_marker(dir) {
             break;
+        }
+        if begin.elapsed() > PARKING_SHIM {
+            return false;
         }
         std::thread::sleep(Duration::from_millis(1));
     }
     false
 }
 
+/// Whether the marker in `dir`, which no shim holds, is older than a
+/// forked shim takes to take its lock: nobody will take it any more. It
+/// is removed then.
+fn orphan_marker(dir: &Path) -> bool {
+    let marker = dir.join(PARKED);
+    let old = std::fs::metadata(&marker)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age > FORKED_SHIM_LOCKS);
+    if old {
+        let _ = std::fs::remove_file(&marker);
+    }
+    old
+}
+
 /// Sends a parked shim away, and returns once it is gone: before what
 /// the parked start was made from changes (a rename, a network joined),
 /// or the container goes (`rm`), or a start makes its own. A no-op
-/// without one. What a shim that died parked left is swept like any dead
-/// shim's; its marker is removed here.
+/// without one. A shim sent away removes its marker last, once it no
+/// longer listens nor holds its lock; a marker nobody holds any more is
+/// removed here ([`orphan_marker`]).
 pub fn unpark(dir: &Path) {
     if !dir.join(PARKED).exists() {
         return;
@@ -991,30 +1089,29 @@ pub fn unpark(dir: &Path) {
         let mark = waiter.mark();
         let alive = super::state::shim_alive(dir);
         let parked = dir.join(PARKED).exists();
-        if !alive && !parked {
+        if !parked || (!alive && orphan_marker(dir)) {
             return;
         }
         if std::time::Instant::now() >= deadline {
-            if !alive {
-                let _ = std::fs::remove_file(dir.join(PARKED));
-            }
             return;
         }
         // Once: a shim that took the word is busy cleaning up, and would
         // read a second request only at its end.
-        if alive && parked && !told {
+        if alive && !told {
             told = matches!(request(dir, "leave"), Ok(Some(_)));
         }
-        waiter.pause(
-            mark,
-            Some(deadline.min(std::time::Instant::now() + Duration::from_millis(5))),
-        );
+        let soon = std::time::Instant::now() + Duration::from_millis(5);
+        waiter.pause(mark, Some(deadline.min(soon)));
     }
 }
 // ANCHOR_END: unpark
 
-/// How long a shim forked at `create` may take to take its lock and
-/// listen, and a parked one to clean up once sent away.
+/// How long a shim forked at `create` may take to take its lock: a marker
+/// older than that, which no shim holds, has none coming.
+const FORKED_SHIM_LOCKS: Duration = Duration::from_secs(2);
+
+/// How long the daemon asks a parked shim before it gives up (one stuck
+/// in its start), and waits for one sent away to clean up.
 const PARKING_SHIM: Duration = Duration::from_secs(5);
 
 /// The daemon's side: asks the shim in `dir` to send `signal` to its

@@ -67,10 +67,22 @@ impl ContainerRoot {
         let spec = containers.spec(&record.id)?;
         let shift = crate::parent::shift_of(&spec);
         let dir = containers.dir(&record.id);
-        // Running, or parked at its exec (`shim::PARKED`): its shim has
-        // the overlay mounted, and passes it.
-        let parked = dir.join(super::shim::PARKED).exists();
-        if parked || containers.state(&record.id)?.status == Status::Running {
+        // Parked at its exec (`shim::PARKED`): its shim has the overlay
+        // mounted, and passes it; held under the container's lock, so no
+        // start mounts another while the copy goes on, should the parked
+        // one leave meanwhile.
+        if dir.join(super::shim::PARKED).exists() {
+            let locked = containers.lock(&record.id)?;
+            if let Some(fd) = super::shim::parked_root(&dir).and_then(|fd| is_overlay(fd).ok()) {
+                return Ok(ContainerRoot {
+                    fd,
+                    _mounted: None,
+                    _locked: Some(locked),
+                    shift,
+                });
+            }
+        }
+        if containers.state(&record.id)?.status == Status::Running {
             let passed = match super::shim::root(&dir) {
                 Ok(Some(fd)) => is_overlay(fd).ok(),
                 _ => None,
