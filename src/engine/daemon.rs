@@ -967,24 +967,34 @@ fn park(daemon: &Daemon, containers: &Containers, record: &Record, spec: &crate:
     if std::fs::write(&marker, daemon.park.as_secs().to_string()).is_err() {
         return;
     }
-    let log_path = dir.join("shim.log");
-    let log = std::fs::File::options()
-        .create(true)
-        .append(true)
-        .open(&log_path);
-    let launched = log.map_err(|e| e.to_string()).and_then(|log| {
+    let launched = shim_log(&dir).map_err(|e| e.to_string()).and_then(|log| {
         match daemon.launcher.launch(&record.id, log.as_fd()) {
             // It may have forked one: `start` finds out (`shim::go`).
             Ok(_) | Err(NoFork::Unknown(_)) => Ok(()),
-            Err(NoFork::Absent) => Err("no launcher".to_string()),
+            Err(NoFork::Absent) => Err("no shim launcher".to_string()),
             Err(NoFork::Refused(why)) => Err(why),
         }
     });
-    if launched.is_err() {
+    if let Err(why) = launched {
         let _ = std::fs::remove_file(&marker);
+        eprintln!(
+            "caixa daemon: {}: nothing made at create ({why}); its start makes it all",
+            record.name
+        );
     }
 }
 // ANCHOR_END: park
+
+/// The shim's `shim.log` in `dir`, opened for appending: its stderr, so
+/// a shim that fails says why somewhere a user can read.
+fn shim_log(dir: &Path) -> Result<std::fs::File, EngineError> {
+    let path = dir.join("shim.log");
+    std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(super::state::io(&path))
+}
 
 // ANCHOR: start
 /// Spawns the shim of a created (or exited) container in a session of its
@@ -1028,12 +1038,7 @@ fn start(daemon: &Daemon, containers: &Containers, record: &Record) -> Result<bo
     // The networks' bridges are the engine's: up before the container.
     super::networks::keep_bridges_up(&daemon.root, record)?;
     containers.set_state(&record.id, &State::default())?;
-    let log_path = dir.join("shim.log");
-    let log = std::fs::File::options()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .map_err(super::state::io(&log_path))?;
+    let log = shim_log(&dir)?;
     // Forked by the launcher, or else started as a program.
     let shim = match daemon.launcher.launch(&record.id, log.as_fd()) {
         Ok(forked) => Spawned::Forked(forked),

@@ -711,9 +711,9 @@ impl Daemon {
     /// keep the default bridge, in one network namespace.
     fn start_as(root: &Path, work: &Path, name: &str, options: &[&str]) -> Result<Daemon> {
         let socket = work.join(format!("{name}.sock"));
-        let (store, state) = match name {
-            "caixa" => (work.join("root"), work.join("state")),
-            _ => (work.join(format!("root-{name}")), work.join("state")),
+        let store = match name {
+            "caixa" => work.join("root"),
+            _ => work.join(format!("root-{name}")),
         };
         let child = Command::new(root.join("target/release/step11"))
             .arg("--root")
@@ -721,7 +721,7 @@ impl Daemon {
             .args(["daemon", "--socket"])
             .arg(&socket)
             .args(options)
-            .env("CAIXA_STATE_DIR", state)
+            .env("CAIXA_STATE_DIR", work.join("state"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
